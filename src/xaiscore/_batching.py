@@ -1,0 +1,119 @@
+"""Chunked model and explainer calls under a ``max_batch_size`` memory budget.
+
+A metric that perturbs ``B`` samples at ``T`` steps has a *logical batch* of
+``B * T`` items. It never materialises that batch: it hands
+:func:`chunked_map` a ``compute(start, stop)`` callable that builds items
+``start .. stop - 1`` (flat index ``i = sample * T + step``, or any order the
+metric documents), runs the model on them and returns per-item results (e.g.
+the target-class score). :func:`chunked_map` calls it on consecutive chunks of
+at most ``max_batch_size`` items and concatenates the results, so the result
+does not depend on the chunk size as long as ``compute`` treats items
+independently (draw any randomness up front, not per chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, XaiscoreError
+
+__all__ = [
+    "ModelOutputError",
+    "check_max_batch_size",
+    "chunked_map",
+    "call_model",
+    "class_scores",
+]
+
+
+class ModelOutputError(XaiscoreError, ValueError):
+    """A ``forward_fn`` or ``explain_fn`` returned something of the wrong shape or with NaN."""
+
+
+def check_max_batch_size(max_batch_size: object) -> int:
+    """Raise unless ``max_batch_size`` is a positive ``int``."""
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+        raise DTypeError(
+            f"Expected `max_batch_size` to be a positive int, but got {type(max_batch_size).__name__}."
+        )
+    if max_batch_size < 1:
+        raise OptionError(f"Expected `max_batch_size` >= 1, but got {max_batch_size}.")
+    return max_batch_size
+
+
+def chunked_map(n_items: int, compute: Callable[[int, int], Tensor], *, max_batch_size: int) -> Tensor:
+    """Run ``compute(start, stop)`` over ``[0, n_items)`` in chunks and concatenate along dim 0.
+
+    Args:
+        n_items: Size of the logical batch.
+        compute: Returns the results for items ``start .. stop - 1`` with a
+            leading axis of length ``stop - start``.
+        max_batch_size: The most items per call.
+
+    Example:
+        >>> chunked_map(5, lambda s, e: torch.arange(s, e) * 10, max_batch_size=2).tolist()
+        [0, 10, 20, 30, 40]
+    """
+    check_max_batch_size(max_batch_size)
+    if n_items <= 0:
+        raise OptionError(f"Expected a positive number of items, but got {n_items}.")
+    parts = []
+    for start in range(0, n_items, max_batch_size):
+        stop = min(start + max_batch_size, n_items)
+        out = compute(start, stop)
+        if out.shape[:1] != (stop - start,):
+            raise ModelOutputError(
+                f"Expected {stop - start} results for items {start}..{stop - 1}, but got shape "
+                f"{tuple(out.shape)}."
+            )
+        parts.append(out)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
+def call_model(forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn") -> Tensor:
+    """Call ``forward_fn`` on ``x`` under ``torch.inference_mode()`` and check it returns ``(n, K)`` logits.
+
+    Raises:
+        ModelOutputError: the output is not a tensor of shape ``(len(x), K)``.
+    """
+    with torch.inference_mode():
+        out = forward_fn(x)
+    if not isinstance(out, Tensor):
+        raise ModelOutputError(f"Expected `{name}` to return a torch.Tensor of logits, but got {type(out).__name__}.")
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise ModelOutputError(
+            f"Expected `{name}` to return logits of shape ({x.shape[0]}, num_classes) for an input "
+            f"batch of {x.shape[0]}, but got {tuple(out.shape)}."
+        )
+    return out
+
+
+def class_scores(logits: Tensor, target: Tensor, *, softmax: bool) -> Tensor:
+    """The score of class ``target[i]`` in row ``i``: a probability if ``softmax`` else the logit.
+
+    Args:
+        logits: ``(n, K)``.
+        target: ``(n,)`` long, on the device of ``logits``.
+        softmax: Apply a softmax over classes first.
+
+    Raises:
+        ShapeError: ``target`` does not have ``n`` entries.
+    """
+    if target.shape != logits.shape[:1]:
+        raise ShapeError(f"Expected `target` of shape ({logits.shape[0]},), but got {tuple(target.shape)}.")
+    values = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=1) \
+        if softmax else logits
+    return values.gather(1, target.reshape(-1, 1)).squeeze(1)
+
+
+def check_finite_output(values: Tensor, *, name: str = "forward_fn") -> Tensor:
+    """Raise :class:`NonFiniteError` if ``values`` hold NaN (reads the data: call once, at the end)."""
+    if bool(torch.isnan(values).any()):
+        raise NonFiniteError(
+            f"Expected `{name}` to return finite values, but got NaN for {int(torch.isnan(values).sum())} "
+            "item(s). Check the model on perturbed inputs (e.g. NaN baselines or overflow)."
+        )
+    return values

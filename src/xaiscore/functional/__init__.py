@@ -1,0 +1,39 @@
+"""Functional kernels: pure functions on tensors, one module per metric family.
+
+Every kernel is batch-first and returns ``(B,)`` scores (or a result with
+``(B, T)`` curves) on the input's device, NaN where a score is undefined.
+"""
+
+from xaiscore.functional.complexity import (
+    complexity,
+    effective_complexity,
+    sparseness,
+)
+from xaiscore.functional.localization import (
+    attribution_localisation,
+    boxes_to_mask,
+    energy_pointing_game,
+    localization_auc,
+    localization_iou,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    top_k_intersection,
+)
+
+__all__ = [
+    # localization
+    "pointing_game",
+    "energy_pointing_game",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "top_k_intersection",
+    "attribution_localisation",
+    "localization_auc",
+    "localization_iou",
+    "boxes_to_mask",
+    # complexity
+    "sparseness",
+    "complexity",
+    "effective_complexity",
+]

@@ -1,0 +1,140 @@
+"""Helpers shared by the attribution-only kernels (localization, complexity).
+
+Everything here is batch-first and free of host synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    check_attributions,
+    check_mask,
+)
+from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
+
+__all__ = [
+    "prepare_map_and_mask",
+    "nan_where",
+    "resolve_count",
+    "expected_top_k_hits",
+    "average_ranks",
+    "sorted_quantile",
+]
+
+
+def prepare_map_and_mask(
+    a: Tensor,
+    mask: Tensor,
+    *,
+    channel_reduction: str | None,
+    validate: bool,
+) -> tuple[Tensor, Tensor]:
+    """Validate ``a`` and ``mask`` and bring both to flat per-sample features.
+
+    With a channel reduction, ``a`` becomes one value per pixel and a pixel is in
+    the mask if any of its mask channels is. Without one (``None``), every
+    channel of ``a`` is a feature and a one-channel mask applies to all channels.
+
+    Returns:
+        ``(a_flat, mask_flat)`` of shapes ``(B, N)`` (float) and ``(B, N)`` (bool).
+    """
+    a = check_attributions(a, validate=validate)
+    mask = check_mask(mask, a, validate=validate)
+    if channel_reduction is None:
+        a_map = a
+        mask_map = mask.expand_as(a)
+    else:
+        a_map = reduce_channels(a, channel_reduction)
+        mask_map = reduce_mask_channels(mask)
+    return flatten_features(a_map), flatten_features(mask_map)
+
+
+def nan_where(condition: Tensor, values: Tensor) -> Tensor:
+    """``values`` with NaN where ``condition`` holds (no host sync)."""
+    return torch.where(condition, torch.full_like(values, math.nan), values)
+
+
+def resolve_count(k: int | float, n_features: int, name: str = "k") -> int:
+    """Turn ``k`` given as a count (int) or as a fraction of the features (float) into a count.
+
+    A float ``k`` in (0, 1] means ``ceil(k * n_features)`` features (at least one).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, float)):
+        raise DTypeError(f"Expected `{name}` to be an int count or a float fraction, but got {type(k).__name__}.")
+    if isinstance(k, int):
+        if not 1 <= k <= n_features:
+            raise OptionError(
+                f"Expected `{name}` as a count in [1, {n_features}] (the number of features), but got {k}."
+            )
+        return k
+    if not 0.0 < k <= 1.0:
+        raise OptionError(f"Expected `{name}` as a fraction in (0, 1], but got {k}.")
+    return max(1, math.ceil(k * n_features - 1e-9))
+
+
+def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
+    """Expected number of mask features among the ``k`` highest-valued features.
+
+    Ties at the k-th value are broken uniformly at random, and the expectation
+    over that choice is returned, so the result does not depend on the order
+    of features in memory::
+
+        hits = #(a > t and in mask) + (k - #(a > t)) * #(a == t and in mask) / #(a == t)
+
+    where ``t`` is the k-th largest value.
+
+    Args:
+        a_flat: ``(B, N)`` values.
+        mask_flat: ``(B, N)`` bool.
+        k: ``(B,)`` long, each in ``[1, N]`` (entries of 0 give 0).
+
+    Returns:
+        ``(B,)`` float tensor in the dtype of ``a_flat``.
+    """
+    values, _ = torch.sort(a_flat, dim=1, descending=True)
+    index = (k.clamp(min=1) - 1).unsqueeze(1)
+    threshold = values.gather(1, index)  # (B, 1)
+    above = a_flat > threshold
+    tied = a_flat == threshold
+    n_above = above.sum(1)
+    hits_above = (above & mask_flat).sum(1)
+    n_tied = tied.sum(1)
+    hits_tied = (tied & mask_flat).sum(1)
+    dtype = a_flat.dtype
+    from_ties = (k - n_above).to(dtype) * hits_tied.to(dtype) / n_tied.clamp(min=1).to(dtype)
+    return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
+
+
+def average_ranks(a_flat: Tensor) -> Tensor:
+    """1-based ranks within each row, ties sharing their average rank, times two.
+
+    Returned doubled (``2 * rank``) as ``int64`` so that sums stay exact.
+
+    Example:
+        >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]])).tolist()
+        [[7, 2, 7, 4]]
+    """
+    sorted_values, _ = torch.sort(a_flat, dim=1)
+    left = torch.searchsorted(sorted_values, a_flat, side="left")
+    right = torch.searchsorted(sorted_values, a_flat, side="right")
+    # Ranks (1-based) of the tie group run from left + 1 to right; their mean is (left + right + 1) / 2.
+    return left + right + 1
+
+
+def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:
+    """Per-row ``q``-quantile with linear interpolation (numpy's default), ``(B, N) -> (B, 1)``.
+
+    Works for any row length (``torch.quantile`` limits the input size).
+    """
+    values, _ = torch.sort(a_flat, dim=1)
+    position = q * (a_flat.shape[1] - 1)
+    low = math.floor(position)
+    high = min(low + 1, a_flat.shape[1] - 1)
+    weight = position - low
+    return values[:, low : low + 1] + weight * (values[:, high : high + 1] - values[:, low : low + 1])

@@ -1,0 +1,135 @@
+"""Complexity and compactness metrics: how concentrated is an attribution map?
+
+Every kernel takes attributions ``a`` of shape ``(B, C, *S)`` and returns a
+``(B,)`` float tensor on the input's device. By default every value of ``a``
+(every channel of every pixel) is a feature, as in Quantus; pass
+``reduce_channels`` to score pixels instead. A map that is zero everywhere has
+no distribution to measure and scores NaN (Sparseness, Complexity).
+
+See ``docs/complexity.md`` for formulas, defaults and the differences from Quantus.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from xaiscore._checks import check_attributions, check_fraction
+from xaiscore._reduce import ChannelReduction, Normalisation, flatten_features, normalise_by_max
+from xaiscore._reduce import reduce_channels as _reduce_channels
+from xaiscore.functional._common import nan_where
+
+__all__ = ["sparseness", "complexity", "effective_complexity"]
+
+
+def _absolute_features(a: Tensor, reduce_channels: ChannelReduction | None, validate: bool) -> Tensor:
+    a = check_attributions(a, validate=validate)
+    return flatten_features(_reduce_channels(a, reduce_channels)).abs()
+
+
+def sparseness(
+    a: Tensor,
+    *,
+    reduce_channels: ChannelReduction | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Sparseness (Chalasani et al. 2020): the Gini index of ``|a|``.
+
+    With the ``N`` absolute values sorted ascending, :math:`x_{(1)} \le \dots \le x_{(N)}`,
+
+    .. math:: G = \frac{\sum_{i=1}^{N} (2i - N - 1)\, x_{(i)}}{N \sum_{i=1}^N x_{(i)}}
+
+    0 for a uniform map, ``1 - 1/N`` for a map with a single non-zero value.
+    Scale-invariant and invariant to permutations of the features. Sums are
+    accumulated in float64. Quantus adds 1e-7 to every value (in place, on the
+    caller's array); we do not, and an all-zero map scores NaN.
+
+    Returns:
+        ``(B,)`` in [0, 1); NaN for an all-zero map.
+
+    Shape:
+        - a: ``(B, C, *S)``; output: ``(B,)``
+
+    Example:
+        >>> sparseness(torch.tensor([[[0.0, 0.0, 0.0, 2.0]], [[1.0, -1.0, 1.0, 1.0]]])).tolist()
+        [0.75, 0.0]
+    """
+    x = _absolute_features(a, reduce_channels, validate)
+    n = x.shape[1]
+    x_sorted, _ = torch.sort(x, dim=1)
+    weights = 2 * torch.arange(1, n + 1, device=x.device, dtype=torch.float64) - n - 1
+    numerator = (x_sorted.double() * weights).sum(1)
+    total = x_sorted.double().sum(1)
+    gini = numerator / (n * torch.where(total > 0, total, torch.ones_like(total)))
+    return nan_where(total == 0, gini.to(x.dtype))
+
+
+def complexity(
+    a: Tensor,
+    *,
+    reduce_channels: ChannelReduction | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Complexity (Bhatt et al. 2020): the entropy of the fractional contributions.
+
+    .. math:: P_i = \frac{|a_i|}{\sum_j |a_j|}, \qquad H = -\sum_i P_i \ln P_i
+
+    with :math:`0 \ln 0 = 0` and the natural logarithm (as ``scipy.stats.entropy``).
+    0 for a single non-zero value, ``ln N`` for a uniform map; lower is simpler.
+    Quantus adds 1e-12 inside the logarithm; we use the exact convention.
+
+    Returns:
+        ``(B,)`` in [0, ln N]; NaN for an all-zero map.
+
+    Shape:
+        - a: ``(B, C, *S)``; output: ``(B,)``
+
+    Example:
+        >>> complexity(torch.tensor([[[0.0, 0.0, 0.0, 2.0]], [[1.0, -1.0, 1.0, 1.0]]])).tolist()
+        [0.0, 1.3862943649291992]
+    """
+    x = _absolute_features(a, reduce_channels, validate).double()
+    total = x.sum(1, keepdim=True)
+    p = x / torch.where(total > 0, total, torch.ones_like(total))
+    terms = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
+    entropy = 0.0 - terms.sum(1)  # (0.0 - x avoids a negative zero)
+    return nan_where(total.squeeze(1) == 0, entropy.to(a.dtype))
+
+
+def effective_complexity(
+    a: Tensor,
+    *,
+    eps: float = 1e-5,
+    normalise: Normalisation | None = "sample",
+    reduce_channels: ChannelReduction | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Effective complexity (Nguyen and Martinez 2020): the number of features with ``|a| > eps``.
+
+    The threshold is absolute, so the score depends on the scale of ``a``; by
+    default each sample is first divided by its own largest absolute value
+    (``normalise="sample"``). ``normalise="batch"`` divides by the batch-wide
+    maximum, as Quantus' default ``normalise_by_max`` does, which makes a
+    sample's score depend on its batch-mates (use only for parity). ``None``
+    uses the raw values.
+
+    Returns:
+        ``(B,)`` float counts in [0, N]; lower is simpler.
+
+    Shape:
+        - a: ``(B, C, *S)``; output: ``(B,)``
+
+    Example:
+        >>> a = torch.tensor([[[1e-7, 0.5, 1.0, 0.0]]])
+        >>> effective_complexity(a).tolist()
+        [2.0]
+        >>> effective_complexity(a, eps=0.6).tolist()
+        [1.0]
+    """
+    eps = check_fraction(eps, "eps", high=math.inf)
+    a = check_attributions(a, validate=validate)
+    reduced = _reduce_channels(a, reduce_channels)
+    x = flatten_features(normalise_by_max(reduced, normalise)).abs()
+    return (x > eps).sum(1).to(a.dtype)

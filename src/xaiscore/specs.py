@@ -1,0 +1,210 @@
+"""The metric registry: one :class:`MetricSpec` per metric.
+
+The harness, the docs and the meta-evaluation enumerate metrics through this
+module without importing the kernels: a spec names its function by a dotted
+path (``"package.module:function"``) that is imported only when
+:attr:`MetricSpec.fn` is first used.
+
+Example:
+    >>> from xaiscore.specs import get_metric, list_metrics
+    >>> spec = get_metric("pointing_game")
+    >>> spec.family, spec.higher_is_better, sorted(spec.needs)
+    ('localization', True, ['a', 'mask'])
+    >>> "sparseness" in [s.name for s in list_metrics(family="complexity")]
+    True
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from xaiscore._checks import OptionError
+
+__all__ = [
+    "MetricSpec",
+    "FAMILIES",
+    "INPUT_NAMES",
+    "UnknownMetricError",
+    "register",
+    "get_metric",
+    "list_metrics",
+]
+
+FAMILIES: tuple[str, ...] = (
+    "localization",
+    "complexity",
+    "faithfulness",
+    "axiomatic",
+    "robustness",
+    "randomization",
+)
+
+#: What a metric may need, by the keyword it takes it under.
+INPUT_NAMES: frozenset[str] = frozenset(
+    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "model", "segments"}
+)
+
+Output = Literal["score", "curve"]
+
+
+class UnknownMetricError(OptionError, KeyError):
+    """No metric of that name is registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything the harness and docs need to know about one metric.
+
+    Attributes:
+        name: Registry name, equal to the function's name.
+        function: Dotted path ``"module:attribute"`` of the functional kernel.
+        family: One of :data:`FAMILIES`.
+        higher_is_better: ``True``/``False``, or ``None`` when the score has no
+            better direction (e.g. effective complexity counts features).
+        needs: The inputs the kernel takes, by keyword (subset of :data:`INPUT_NAMES`).
+        stochastic: Whether the result depends on a ``generator``/``seed``.
+        citation: The paper, short form.
+        output: ``"score"`` for a ``(B,)`` tensor; ``"curve"`` for a result
+            object carrying a ``(B,)`` summary and a ``(B, T)`` curve.
+        description: One line for tables.
+        defaults: Keyword options the harness passes unless the user overrides them.
+    """
+
+    name: str
+    function: str
+    family: str
+    higher_is_better: bool | None
+    needs: frozenset[str]
+    stochastic: bool
+    citation: str
+    output: Output = "score"
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise OptionError(f"Expected `family` in {FAMILIES}, but got {self.family!r}.")
+        unknown = set(self.needs) - INPUT_NAMES
+        if unknown:
+            raise OptionError(f"Expected `needs` within {sorted(INPUT_NAMES)}, but got {sorted(unknown)}.")
+        if ":" not in self.function:
+            raise OptionError(f"Expected `function` as 'module:attribute', but got {self.function!r}.")
+        object.__setattr__(self, "needs", frozenset(self.needs))
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The kernel, imported on first use."""
+        module_name, attribute = self.function.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+_REGISTRY: dict[str, MetricSpec] = {}
+
+
+def register(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
+    """Add ``spec`` to the registry (users may register their own metrics)."""
+    if spec.name in _REGISTRY and not replace:
+        raise OptionError(f"A metric named {spec.name!r} is already registered; pass replace=True.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_metric(name: str) -> MetricSpec:
+    """Return the spec registered under ``name``.
+
+    Raises:
+        UnknownMetricError: no such metric; the message lists close matches.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownMetricError(
+            f"Expected a registered metric name, but got {name!r}.{hint} "
+            "`xaiscore.specs.list_metrics()` lists them all."
+        ) from None
+
+
+def list_metrics(*, family: str | None = None, available: Iterable[str] | None = None) -> tuple[MetricSpec, ...]:
+    """Registered specs in registration order, optionally filtered.
+
+    Args:
+        family: Keep only this family.
+        available: Keep only metrics whose ``needs`` are all in this set of
+            input names (e.g. ``{"a", "mask"}`` for precomputed maps and masks).
+    """
+    if family is not None and family not in FAMILIES:
+        raise OptionError(f"Expected `family` in {FAMILIES}, but got {family!r}.")
+    have = None if available is None else frozenset(available)
+    return tuple(
+        s
+        for s in _REGISTRY.values()
+        if (family is None or s.family == family) and (have is None or s.needs <= have)
+    )
+
+
+def _spec(name: str, module: str, family: str, higher_is_better: bool | None, needs: Iterable[str],
+          citation: str, *, stochastic: bool = False, output: Output = "score", description: str = "",
+          **defaults: Any) -> None:
+    register(MetricSpec(
+        name=name,
+        function=f"xaiscore.functional.{module}:{name}",
+        family=family,
+        higher_is_better=higher_is_better,
+        needs=frozenset(needs),
+        stochastic=stochastic,
+        citation=citation,
+        output=output,
+        description=description,
+        defaults=defaults,
+    ))
+
+
+# --- localization --------------------------------------------------------------------------
+_LOC = ("a", "mask")
+_spec("pointing_game", "localization", "localization", True, _LOC,
+      "Zhang et al. 2018, Top-down neural attention by excitation backprop, IJCV",
+      description="Is the maximum of the map inside the mask (optionally within a tolerance)?")
+_spec("energy_pointing_game", "localization", "localization", True, _LOC,
+      "Wang et al. 2020, Score-CAM, CVPR workshops",
+      description="Share of the positive map energy inside the mask.")
+_spec("relevance_mass_accuracy", "localization", "localization", True, _LOC,
+      "Arras et al. 2022, CLEVR-XAI, Information Fusion",
+      description="Share of the relevance mass inside the mask.")
+_spec("relevance_rank_accuracy", "localization", "localization", True, _LOC,
+      "Arras et al. 2022, CLEVR-XAI, Information Fusion",
+      description="Share of the top-|mask| features that lie inside the mask.")
+_spec("top_k_intersection", "localization", "localization", True, _LOC,
+      "Theiner et al. 2022, Interpretable semantic photo geolocation, WACV",
+      description="Share of the top-k features that lie inside the mask.")
+_spec("attribution_localisation", "localization", "localization", True, _LOC,
+      "Kohlbrenner et al. 2020, Towards best practice in explaining neural network decisions with LRP, IJCNN",
+      description="Share of positive attribution inside the mask (optionally weighted by mask size).")
+_spec("localization_auc", "localization", "localization", True, _LOC,
+      "Fawcett 2006, An introduction to ROC analysis, Pattern Recognition Letters",
+      description="ROC-AUC of the map as a detector of mask pixels.")
+_spec("localization_iou", "localization", "localization", True, _LOC,
+      "Zhou et al. 2016, Learning deep features for discriminative localization (CAM), CVPR",
+      description="IoU between the thresholded map and the mask.")
+
+# --- complexity and compactness --------------------------------------------------------------
+_spec("sparseness", "complexity", "complexity", True, ("a",),
+      "Chalasani et al. 2020, Concise explanations of neural networks using adversarial training, ICML",
+      description="Gini index of |a|.")
+_spec("complexity", "complexity", "complexity", False, ("a",),
+      "Bhatt et al. 2020, Evaluating and aggregating feature-based model explanations, IJCAI",
+      description="Entropy of the fractional contribution |a| / sum |a|.")
+_spec("effective_complexity", "complexity", "complexity", False, ("a",),
+      "Nguyen and Martinez 2020, On quantitative aspects of model interpretability, arXiv:2007.07584",
+      description="Number of features with |a| above a threshold.")
+_spec("mst_compactness", "complexity", "complexity", True, ("a",),
+      "Mesgari et al. 2026, Structural compactness as a complementary criterion for explanation quality, arXiv:2603.29491",
+      description="MST-C: spread x cohesion of the salient points' minimum spanning forest.")

@@ -1,0 +1,594 @@
+"""The perturbation engine shared by the faithfulness metrics.
+
+A perturbation metric asks the model about many perturbed copies of each input:
+``B`` samples times ``T`` steps. This module builds those copies lazily, chunk
+by chunk, without ever copying the whole batch per step:
+
+1. **Partition** the input into features (:func:`partition`): every element of
+   ``x`` (``(B, C, *S)``) gets a feature id. Features are pixels (all channels
+   of a position together), single elements (each channel value on its own),
+   square patches on a grid, or the labels of a user-given segment map.
+2. **Score and rank** the features once per sample (:func:`feature_attributions`,
+   :func:`rank_features`): MoRF (most relevant first), LeRF (least relevant
+   first) or a random order. Ties are broken by the lower feature id first
+   (a stable sort), so results never depend on memory layout beyond that rule.
+3. **Rank every element** (:func:`element_ranks`): the rank of the feature the
+   element belongs to, a ``(B, 1|C, *S)`` integer tensor.
+4. **Build and score** any set of perturbed inputs (:func:`perturbed_scores`):
+   item ``(b, t)`` replaces the elements whose rank lies in ``[lo[b, t], hi[b, t])``
+   by a substrate (:func:`make_baseline`, :func:`gaussian_blur`). Deletion of the
+   first ``k`` features is ``[0, k)``; insertion of the first ``k`` features into
+   a substrate is ``[k, F)``; perturbing only the ``t``-th group is
+   ``[t * s, (t + 1) * s)``. All ``B * T`` items form one logical batch that
+   goes through the model in chunks of at most ``max_batch_size`` images
+   (:func:`xaiscore._batching.chunked_map`); items are independent, so the
+   result is the same for every chunk size.
+
+Randomness comes only from an explicit ``torch.Generator``. Noise that must be
+fresh per item (e.g. per repeat) comes from :func:`counter_uniform`, a
+counter-based generator: a pure function of a per-row key (drawn up front from
+the generator) and the element index, so chunks of any size see the same noise
+and nothing of size ``B * T * N`` is ever held in memory.
+
+Example:
+    >>> x = torch.arange(8.0).reshape(2, 1, 4)           # two 1-D "images"
+    >>> a = torch.tensor([[[0.1, 0.9, 0.5, 0.3]], [[4.0, 3.0, 2.0, 1.0]]])
+    >>> part = partition(x.shape, reduce_channels="sum")
+    >>> ranks = rank_features(feature_attributions(a, part, reduce_channels="sum"), order="morf")
+    >>> rank = element_ranks(ranks, part)
+    >>> rank[:, 0].tolist()
+    [[3, 0, 1, 2], [0, 1, 2, 3]]
+    >>> apply_perturbation(x, rank, torch.tensor([0, 0]), torch.tensor([2, 2]), torch.zeros(1)).tolist()
+    [[[0.0, 0.0, 0.0, 3.0]], [[0.0, 0.0, 6.0, 7.0]]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xaiscore._batching import (
+    call_model,
+    check_max_batch_size,
+    chunked_map,
+    class_scores,
+)
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    ShapeError,
+    check_option,
+    check_positive_int,
+    check_same_device,
+    check_tensor,
+)
+from xaiscore._reduce import ChannelReduction, reduce_channels as _reduce_channels
+
+__all__ = [
+    "Order",
+    "ORDERS",
+    "BASELINES",
+    "Partition",
+    "partition",
+    "grid_cells",
+    "feature_attributions",
+    "rank_features",
+    "element_ranks",
+    "make_baseline",
+    "gaussian_blur",
+    "rise_gaussian_kernel",
+    "apply_perturbation",
+    "perturbed_scores",
+    "random_keys",
+    "counter_uniform",
+    "resolve_generator",
+    "trapezoid",
+]
+
+Order = Literal["morf", "lerf", "random"]
+ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
+
+#: Named baselines (substrates) understood by :func:`make_baseline`.
+BASELINES: tuple[str, ...] = ("zeros", "min", "mean", "uniform", "blur")
+
+Substrate = Tensor | Callable[[Tensor, Tensor], Tensor]
+
+
+# --- 1. partitions ---------------------------------------------------------------------------
+
+
+class Partition(NamedTuple):
+    """Which feature every element of the input belongs to.
+
+    Attributes:
+        ids: ``(B|1, 1|C, *S)`` long feature id per element (broadcasts against
+            ``x``); a leading 1 means every sample shares the partition.
+        n_features: ``F``, the number of feature slots (ids lie in ``[0, F)``).
+        counts: ``(B|1,)`` long, the number of features each sample really has
+            (``F`` except for segment maps whose samples have fewer segments).
+            Slots ``>= counts[b]`` hold no element and are ranked last.
+    """
+
+    ids: Tensor
+    n_features: int
+    counts: Tensor
+
+
+def grid_cells(spatial_shape: Sequence[int], patch_size: int, device: torch.device | None = None) -> tuple[Tensor, int]:
+    """Label every position with its cell on a grid of ``patch_size``-sided cells.
+
+    Each axis of size ``n`` is padded to a multiple of ``patch_size`` with the
+    padding split evenly (the smaller half before), as Quantus' region metrics
+    do, so border cells may be smaller. Cells are numbered in row-major order.
+
+    Returns:
+        ``(labels, n_cells)`` with ``labels`` of shape ``S`` (long).
+
+    Example:
+        >>> grid_cells((5,), 2)[0].tolist()  # padded to 6: none before, one after
+        [0, 0, 1, 1, 2]
+        >>> grid_cells((4, 4), 3)[0].tolist()  # padded to 6: one before, one after
+        [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    """
+    check_positive_int(patch_size, "patch_size")
+    labels = torch.zeros((), dtype=torch.long, device=device)
+    n_cells = 1
+    for n in spatial_shape:
+        remainder = n % patch_size
+        before = (patch_size - remainder) // 2 if remainder else 0
+        cells = -(-(n + (patch_size - remainder if remainder else 0)) // patch_size)
+        index = (torch.arange(n, device=device) + before) // patch_size
+        labels = labels.unsqueeze(-1) * cells + index
+        n_cells *= cells
+    return labels, n_cells
+
+
+def partition(
+    x_shape: Sequence[int],
+    *,
+    reduce_channels: ChannelReduction | None = "sum",
+    patch_size: int | None = None,
+    segments: Tensor | None = None,
+    device: torch.device | None = None,
+) -> Partition:
+    """Partition inputs of shape ``x_shape = (B, C, *S)`` into features.
+
+    Args:
+        x_shape: Shape of the inputs.
+        reduce_channels: ``None`` makes every channel value its own feature
+            (``F = C * prod(S)``); any reduction makes every position a feature
+            with all its channels (``F = prod(S)``). Ignored for patches and
+            segments, which always span all channels.
+        patch_size: Square (cubic) patches of this side on a grid (see
+            :func:`grid_cells`).
+        segments: ``(B, *S)`` integer label map; each distinct label of a
+            sample is one feature. Labels are renumbered ``0 .. L_b - 1`` per
+            sample in increasing label order (this reads the data: one host
+            synchronisation, because ``F`` depends on it).
+        device: Device of the ids (that of ``segments`` when given).
+
+    Raises:
+        OptionError: both ``patch_size`` and ``segments`` given.
+        ShapeError, DTypeError: a malformed ``segments``.
+    """
+    b, c, *spatial = (int(v) for v in x_shape)
+    if patch_size is not None and segments is not None:
+        raise OptionError("Expected at most one of `patch_size` and `segments`, but got both.")
+    if segments is not None:
+        return _segment_partition(segments, b, tuple(spatial))
+    if patch_size is not None:
+        labels, n_cells = grid_cells(spatial, patch_size, device)
+        ids = labels.reshape((1, 1) + tuple(spatial))
+        return Partition(ids, n_cells, torch.full((1,), n_cells, dtype=torch.long, device=device))
+    n_positions = math.prod(spatial)
+    if reduce_channels is None:
+        ids = torch.arange(c * n_positions, device=device).reshape((1, c) + tuple(spatial))
+        n_features = c * n_positions
+    else:
+        ids = torch.arange(n_positions, device=device).reshape((1, 1) + tuple(spatial))
+        n_features = n_positions
+    return Partition(ids, n_features, torch.full((1,), n_features, dtype=torch.long, device=device))
+
+
+def _segment_partition(segments: Tensor, batch_size: int, spatial: tuple[int, ...]) -> Partition:
+    segments = check_tensor(segments, "segments")
+    if segments.is_floating_point() or segments.is_complex() or segments.dtype == torch.bool:
+        raise DTypeError(f"Expected `segments` to hold integer labels, but got dtype {segments.dtype}.")
+    if tuple(segments.shape) != (batch_size,) + spatial:
+        raise ShapeError(
+            f"Expected `segments` of shape (B, *S) = {(batch_size,) + spatial}, but got {tuple(segments.shape)}."
+        )
+    flat = segments.reshape(batch_size, -1).long()
+    # Renumber per sample: unique (sample, label) pairs, sorted, give consecutive global ids.
+    low = flat.amin()
+    span = flat.amax() - low + 1
+    keys = torch.arange(batch_size, device=flat.device).unsqueeze(1) * span + (flat - low)
+    unique_keys, inverse = torch.unique(keys, return_inverse=True)
+    owner = torch.div(unique_keys, span, rounding_mode="floor")
+    counts = torch.bincount(owner, minlength=batch_size)
+    first = torch.cumsum(counts, 0) - counts
+    local = inverse - first.gather(0, torch.div(keys, span, rounding_mode="floor").reshape(-1)).reshape(inverse.shape)
+    n_features = int(counts.max())
+    return Partition(local.reshape((batch_size, 1) + spatial), n_features, counts)
+
+
+# --- 2. feature scores and ranks -------------------------------------------------------------
+
+
+def feature_attributions(
+    a: Tensor,
+    part: Partition,
+    *,
+    reduce_channels: ChannelReduction | None = "sum",
+    aggregate: Literal["sum", "mean"] = "sum",
+) -> Tensor:
+    """Aggregate attributions ``a`` ``(B, 1|C, *S)`` per feature of ``part``: ``(B, F)``.
+
+    For features that span all channels (pixels, patches, segments) the
+    channels of ``a`` are first reduced with ``reduce_channels`` (``None`` means
+    ``"sum"`` there); for element features a one-channel ``a`` is broadcast to
+    every channel. Each feature's value is the ``"sum"`` or ``"mean"`` of its
+    elements; empty feature slots get 0.
+
+    Example:
+        >>> a = torch.tensor([[[1.0, 2.0, 3.0, 4.0, 5.0]]])
+        >>> part = partition(a.shape, patch_size=2)
+        >>> feature_attributions(a, part).tolist()
+        [[3.0, 7.0, 5.0]]
+    """
+    check_option(aggregate, "aggregate", ("sum", "mean"))
+    ids = part.ids
+    if ids.shape[1] == 1:
+        a_map = _reduce_channels(a, reduce_channels if reduce_channels is not None else "sum")
+    else:
+        a_map = a.expand((a.shape[0], ids.shape[1]) + tuple(a.shape[2:]))
+    b = a_map.shape[0]
+    values = a_map.reshape(b, -1)
+    index = ids.reshape(ids.shape[0], -1)
+    sums = torch.zeros(b, part.n_features, dtype=values.dtype, device=values.device)
+    sums.scatter_add_(1, index.expand(b, -1), values)
+    if aggregate == "sum":
+        return sums
+    sizes = torch.zeros(index.shape[0], part.n_features, dtype=values.dtype, device=values.device)
+    sizes.scatter_add_(1, index, torch.ones(index.shape, dtype=values.dtype, device=values.device))
+    return sums / sizes.clamp(min=1)
+
+
+def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator`` itself, or a fresh CPU generator seeded from OS entropy (never the global RNG)."""
+    if generator is None:
+        fresh = torch.Generator()
+        fresh.seed()
+        return fresh
+    if not isinstance(generator, torch.Generator):
+        raise DTypeError(f"Expected `generator` to be a torch.Generator or None, but got {type(generator).__name__}.")
+    return generator
+
+
+def rank_features(
+    scores: Tensor,
+    *,
+    order: Order = "morf",
+    counts: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Perturbation rank of every feature: ``(B, F)`` long, 0 = perturbed first.
+
+    Args:
+        scores: ``(B, F)`` feature attributions.
+        order: ``"morf"`` (highest score first), ``"lerf"`` (lowest first) or
+            ``"random"`` (a uniform random permutation per sample:
+            ``torch.rand(B, F, generator=generator).argsort(1)`` on the
+            generator's device). Ties go to the lower feature id first.
+        counts: ``(B|1,)`` real feature counts; slots ``>= counts[b]`` are ranked last.
+        generator: Only for ``"random"``; ``None`` draws a fresh OS-seeded generator.
+
+    Example:
+        >>> rank_features(torch.tensor([[0.5, 2.0, 0.5, -1.0]])).tolist()
+        [[1, 0, 2, 3]]
+        >>> rank_features(torch.tensor([[0.5, 2.0, 0.5, -1.0]]), order="lerf").tolist()
+        [[1, 3, 2, 0]]
+    """
+    check_option(order, "order", ORDERS)
+    b, n = scores.shape
+    if order == "random":
+        gen = resolve_generator(generator)
+        key = torch.rand(b, n, generator=gen, device=gen.device, dtype=torch.float64).to(scores.device)
+    else:
+        key = -scores if order == "morf" else scores
+        key = key.double() if key.dtype in (torch.float16, torch.bfloat16) else key
+    if counts is not None:
+        slot = torch.arange(n, device=scores.device).unsqueeze(0)
+        key = torch.where(slot < counts.reshape(-1, 1), key, torch.full_like(key, math.inf))
+    ordering = torch.sort(key, dim=1, stable=True).indices
+    ranks = torch.empty_like(ordering)
+    ranks.scatter_(1, ordering, torch.arange(n, device=scores.device).expand(b, n))
+    return ranks
+
+
+def element_ranks(ranks: Tensor, part: Partition) -> Tensor:
+    """The rank of each element's feature: ``(B, 1|C, *S)`` (int32 when it fits, else long)."""
+    b = ranks.shape[0]
+    ids = part.ids
+    flat = ids.reshape(ids.shape[0], -1).expand(b, -1)
+    out = ranks.gather(1, flat).reshape((b,) + tuple(ids.shape[1:]))
+    return out.int() if part.n_features < 2**31 - 1 else out
+
+
+# --- 3. substrates ---------------------------------------------------------------------------
+
+
+def rise_gaussian_kernel(kernel_size: int = 11, sigma: float = 5.0, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The 1-D factor of RISE's blur kernel (Petsiuk et al. 2018, ``gkern``).
+
+    RISE builds its ``klen x klen`` kernel by Gaussian-filtering a centred unit
+    impulse with ``scipy.ndimage.gaussian_filter(inp, sigma)`` (truncate 4,
+    ``mode="reflect"``), so Gaussian mass beyond the window is reflected back
+    in. The kernel is separable; this returns its 1-D factor (sums to 1).
+
+    Example:
+        >>> k = rise_gaussian_kernel(11, 5.0)
+        >>> round(float(k.sum()), 12), k.shape
+        (1.0, torch.Size([11]))
+    """
+    check_positive_int(kernel_size, "kernel_size")
+    if kernel_size % 2 == 0:
+        raise OptionError(f"Expected an odd `kernel_size`, but got {kernel_size}.")
+    if not sigma > 0:
+        raise OptionError(f"Expected `sigma` > 0, but got {sigma}.")
+    radius = int(4.0 * float(sigma) + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    weights = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    weights = weights / weights.sum()
+    centre = kernel_size // 2
+    # Output i collects the weights of every offset j whose reflected source index i + j is the impulse.
+    source = torch.arange(kernel_size).unsqueeze(1) + offsets.long().unsqueeze(0)  # (k, 2r+1)
+    period = 2 * kernel_size
+    folded = torch.remainder(source, period)
+    folded = torch.where(folded < kernel_size, folded, period - 1 - folded)
+    kernel = (weights.unsqueeze(0) * (folded == centre)).sum(1)
+    return kernel.to(dtype)
+
+
+def gaussian_blur(x: Tensor, *, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
+    """Blur every channel of ``x`` ``(B, C, *S)`` with RISE's Gaussian kernel, zero-padded.
+
+    The kernel (:func:`rise_gaussian_kernel`) is applied along each spatial
+    axis in turn with zero padding of ``kernel_size // 2``, which equals RISE's
+    2-D convolution with ``padding=klen // 2`` (borders darken, as in RISE).
+
+    Shape:
+        - x: ``(B, C, *S)`` with 1 to 3 spatial axes; output: same.
+
+    Example:
+        >>> y = gaussian_blur(torch.ones(1, 1, 31, 31))
+        >>> round(float(y[0, 0, 15, 15]), 6), float(y[0, 0, 0, 0]) < 0.5
+        (1.0, True)
+    """
+    kernel = rise_gaussian_kernel(kernel_size, sigma, dtype=x.dtype).to(x.device).reshape(1, 1, -1)
+    out = x
+    for axis in range(2, x.ndim):
+        moved = out.movedim(axis, -1)
+        shape = moved.shape
+        blurred = F.conv1d(moved.reshape(-1, 1, shape[-1]), kernel, padding=kernel_size // 2)
+        out = blurred.reshape(shape).movedim(-1, axis)
+    return out
+
+
+def make_baseline(
+    x: Tensor,
+    baseline: str | float | Callable[[Tensor], Tensor] = "zeros",
+    *,
+    generator: torch.Generator | None = None,
+    blur_kernel_size: int = 11,
+    blur_sigma: float = 5.0,
+) -> Tensor:
+    """The substrate that perturbed elements take their values from, per sample.
+
+    Args:
+        x: Inputs ``(B, C, *S)``.
+        baseline: One of
+
+            * ``"zeros"``: 0 everywhere (RISE deletion; Quantus' ``0.0``).
+            * a number: that constant.
+            * ``"min"``: each sample's minimum over all its elements (Quantus'
+              ``"black"``).
+            * ``"mean"``: each sample's per-channel mean over positions (the
+              image's mean colour).
+            * ``"uniform"``: noise, i.i.d. uniform on ``[min(x_b), max(x_b)]``
+              per element, drawn once per sample from ``generator`` (the same
+              noise image at every step, so a deleted element keeps its value).
+            * ``"blur"``: :func:`gaussian_blur` of ``x`` (RISE insertion).
+            * a callable ``fn(x) -> Tensor`` broadcastable to ``x``.
+        generator: Randomness for ``"uniform"`` (``None``: fresh OS-seeded).
+        blur_kernel_size, blur_sigma: For ``"blur"``.
+
+    Returns:
+        A tensor broadcastable to ``x``: ``(B|1, C|1, *S|1...)``.
+
+    Raises:
+        OptionError: an unknown name. ShapeError: a callable's output does not broadcast.
+    """
+    if callable(baseline):
+        out = baseline(x)
+        out = check_tensor(out, "baseline(x)")
+        try:
+            torch.broadcast_shapes(out.shape, x.shape)
+        except RuntimeError:
+            raise ShapeError(
+                f"Expected `baseline(x)` to broadcast to x {tuple(x.shape)}, but got {tuple(out.shape)}."
+            ) from None
+        if out.ndim != x.ndim or torch.broadcast_shapes(out.shape, x.shape) != x.shape:
+            raise ShapeError(
+                f"Expected `baseline(x)` with {x.ndim} dimensions broadcasting to x {tuple(x.shape)}, "
+                f"but got {tuple(out.shape)}."
+            )
+        return out.to(dtype=x.dtype, device=x.device)
+    if isinstance(baseline, bool):
+        raise DTypeError("Expected `baseline` to be a name, a number or a callable, but got a bool.")
+    if isinstance(baseline, (int, float)):
+        return torch.full((1,) * x.ndim, float(baseline), dtype=x.dtype, device=x.device)
+    check_option(baseline, "baseline", BASELINES)
+    dims = tuple(range(1, x.ndim))
+    if baseline == "zeros":
+        return torch.zeros((1,) * x.ndim, dtype=x.dtype, device=x.device)
+    if baseline == "min":
+        return x.amin(dim=dims, keepdim=True)
+    if baseline == "mean":
+        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
+    if baseline == "uniform":
+        gen = resolve_generator(generator)
+        noise = torch.rand(x.shape, generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
+        low, high = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
+        return low + noise * (high - low)
+    return gaussian_blur(x, kernel_size=blur_kernel_size, sigma=blur_sigma)
+
+
+# --- 4. building and scoring perturbed inputs ------------------------------------------------
+
+
+def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor, hi: Tensor, substrate: Tensor) -> Tensor:
+    """``x`` with the elements whose rank lies in ``[lo, hi)`` replaced by ``substrate``.
+
+    Args:
+        x: ``(n, C, *S)`` inputs (one per item).
+        rank: ``(n, 1|C, *S)`` element ranks.
+        lo, hi: ``(n,)`` integer bounds per item.
+        substrate: broadcastable to ``x``.
+    """
+    view = (-1,) + (1,) * (x.ndim - 1)
+    lo = lo.reshape(view).to(rank.dtype)
+    hi = hi.reshape(view).to(rank.dtype)
+    inside = (rank >= lo) & (rank < hi)
+    return torch.where(inside, substrate, x)
+
+
+def random_keys(shape: Sequence[int] | int, generator: torch.Generator | None) -> Tensor:
+    """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape`` (on CPU)."""
+    gen = resolve_generator(generator)
+    return torch.randint(-(2**62), 2**62, tuple([shape] if isinstance(shape, int) else shape),
+                         generator=gen, device=gen.device, dtype=torch.long)
+
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
+_MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_MIX2 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+def _shift_right(z: Tensor, bits: int) -> Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32,
+                    offset: int = 0) -> Tensor:
+    """Uniform ``[0, 1)`` noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` and the column.
+
+    A splitmix64 hash of ``key + (offset + column + 1) * golden``: the same key
+    always gives the same row, whatever the chunking, on any device. Use one key
+    per (sample, repeat) from :func:`random_keys`.
+
+    Example:
+        >>> keys = random_keys(2, torch.Generator().manual_seed(0))
+        >>> u = counter_uniform(keys, 5)
+        >>> torch.equal(u[1:], counter_uniform(keys[1:], 5)), bool(((u >= 0) & (u < 1)).all())
+        (True, True)
+    """
+    columns = torch.arange(offset + 1, offset + size + 1, device=keys.device, dtype=torch.long)
+    z = keys.reshape(-1, 1) + columns.unsqueeze(0) * _GOLDEN
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    z = z ^ _shift_right(z, 31)
+    if dtype == torch.float64:
+        return _shift_right(z, 11).to(torch.float64) * (2.0**-53)
+    return (_shift_right(z, 40).to(torch.float32) * (2.0**-24)).to(dtype)
+
+
+def perturbed_scores(
+    forward_fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    rank: Tensor,
+    target: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    *,
+    substrate: Substrate,
+    softmax: bool,
+    max_batch_size: int,
+) -> Tensor:
+    """Score the target class on every perturbed item ``(b, t)``: ``(B, T)``.
+
+    Item ``(b, t)`` (flat index ``b * T + t``) is ``x[b]`` with the elements of
+    rank in ``[lo[b, t], hi[b, t])`` taken from the substrate. Items are built
+    chunk by chunk (at most ``max_batch_size`` images at a time) and passed to
+    ``forward_fn`` under ``torch.inference_mode()``.
+
+    Args:
+        forward_fn: Model returning logits ``(n, K)``.
+        x: ``(B, C, *S)`` inputs.
+        rank: ``(B, 1|C, *S)`` element ranks (:func:`element_ranks`).
+        target: ``(B,)`` long class per sample.
+        lo, hi: ``(B, T)`` or ``(T,)`` integer bounds.
+        substrate: A tensor broadcastable to ``x`` with a batch axis of 1 or
+            ``B`` (:func:`make_baseline`), or a callable
+            ``fn(sample, step) -> (n, C|1, *S)`` for the items
+            ``(sample[i], step[i])`` of a chunk, e.g. noise from
+            :func:`counter_uniform`. It must depend on the item only.
+        softmax: Score probabilities instead of logits.
+        max_batch_size: Most images per model call.
+
+    Returns:
+        ``(B, T)`` scores in the dtype of the model output.
+    """
+    check_max_batch_size(max_batch_size)
+    b = x.shape[0]
+    if lo.ndim == 1:
+        lo = lo.unsqueeze(0).expand(b, -1)
+    if hi.ndim == 1:
+        hi = hi.unsqueeze(0).expand(b, -1)
+    if lo.shape != hi.shape or lo.shape[0] != b:
+        raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T), but got {tuple(lo.shape)} and {tuple(hi.shape)}.")
+    n_steps = lo.shape[1]
+    lo_flat, hi_flat = lo.reshape(-1), hi.reshape(-1)
+    if isinstance(substrate, Tensor):
+        check_same_device(x, substrate, reference_name="x", other_name="substrate")
+
+    def compute(start: int, stop: int) -> Tensor:
+        item = torch.arange(start, stop, device=x.device)
+        sample = torch.div(item, n_steps, rounding_mode="floor")
+        if isinstance(substrate, Tensor):
+            fill = substrate.index_select(0, sample) if substrate.shape[0] == b and b > 1 else substrate
+        else:
+            fill = substrate(sample, item - sample * n_steps)
+        images = apply_perturbation(
+            x.index_select(0, sample),
+            rank.index_select(0, sample) if rank.shape[0] == b else rank,
+            lo_flat[start:stop],
+            hi_flat[start:stop],
+            fill,
+        )
+        logits = call_model(forward_fn, images)
+        return class_scores(logits, target.index_select(0, sample), softmax=softmax)
+
+    return chunked_map(b * n_steps, compute, max_batch_size=max_batch_size).reshape(b, n_steps)
+
+
+# --- curve helpers ---------------------------------------------------------------------------
+
+
+def trapezoid(y: Tensor, x: Tensor) -> Tensor:
+    """Trapezoid-rule area under each row of ``y`` ``(B, T)`` over positions ``x`` ``(T,)`` or ``(B, T)``.
+
+    NaN entries of ``y`` propagate (a curve with a NaN has no area).
+
+    Example:
+        >>> trapezoid(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0.0, 0.5, 1.0])).tolist()
+        [0.25]
+    """
+    dx = x[..., 1:] - x[..., :-1]
+    return ((y[:, 1:] + y[:, :-1]) * 0.5 * dx).sum(1)

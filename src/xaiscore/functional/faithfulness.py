@@ -1,0 +1,45 @@
+"""Faithfulness metrics: does removing what the attribution calls relevant change the model's output?
+
+Every kernel takes a ``forward_fn`` returning logits (an ``nn.Module``
+qualifies), inputs ``x`` ``(B, C, *S)``, attributions ``a`` ``(B, 1|C, *S)``
+and ``target`` ``(B,)`` long (``None`` tracks the model's prediction on ``x``),
+with every option keyword-only. Perturbed inputs are built by the shared engine
+(:mod:`xaiscore._perturb`) and pushed through the model in chunks of at most
+``max_batch_size`` images; results do not depend on the chunk size. Curve
+metrics return a :class:`~xaiscore.functional._results.CurveResult`, the others
+a ``(B,)`` tensor.
+
+See ``docs/faithfulness.md`` for formulas, defaults and the differences from Quantus.
+"""
+
+from __future__ import annotations
+
+from xaiscore.functional._feature_removal import (
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+)
+from xaiscore.functional._ranking_curves import (
+    deletion,
+    insertion,
+    irof,
+    pixel_flipping,
+    region_perturbation,
+    selectivity,
+)
+from xaiscore.functional._results import CurveResult
+
+__all__ = [
+    "CurveResult",
+    # ranking curves
+    "deletion",
+    "insertion",
+    "pixel_flipping",
+    "region_perturbation",
+    "selectivity",
+    "irof",
+    # feature-removal scores
+    "faithfulness_estimate",
+    "monotonicity",
+    "monotonicity_correlation",
+]

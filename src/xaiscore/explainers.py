@@ -64,6 +64,7 @@ from xaiscore._checks import (
     check_option,
     check_tensor,
 )
+from xaiscore._noise import resolve_generator
 from xaiscore._reduce import CHANNEL_REDUCTIONS, ChannelReduction, reduce_channels as _reduce_channels
 
 __all__ = [
@@ -163,24 +164,6 @@ def check_explanation(a: Any, x: Tensor, *, name: str = "explain_fn", validate: 
 
 
 # --- randomness ----------------------------------------------------------------------------
-
-
-def _resolve_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
-    """The generator to draw from: ``generator``, else one seeded with ``seed``, else a fresh random one."""
-    if generator is not None and seed is not None:
-        raise OptionError("Expected at most one of `generator` and `seed`, but got both.")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
-        return generator
-    fresh = torch.Generator()
-    if seed is None:
-        fresh.seed()  # non-deterministic; pass `seed` or `generator` for reproducible results
-    else:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__}.")
-        fresh.manual_seed(seed)
-    return fresh
 
 
 def _draw_seed(generator: torch.Generator) -> int:
@@ -319,7 +302,7 @@ class CaptumExplainer:
         self.reduce_channels = reduce_channels
         self.attribute_kwargs = {**spec.defaults, **attribute_kwargs}
         self.stochastic = spec.stochastic
-        self._generator = _resolve_generator(generator, seed) if spec.stochastic else None
+        self._generator = resolve_generator(generator, seed) if spec.stochastic else None
         if spec.captum_class == "NoiseTunnel":
             base = "Saliency" if method == "SmoothGrad" else base_method
             check_option(base, "base_method", tuple(m for m in CAPTUM_METHODS if m not in ("NoiseTunnel", "SmoothGrad")))
@@ -554,7 +537,7 @@ class RandomExplainer:
         check_option(channels, "channels", ("one", "input"))
         self.distribution = distribution
         self.channels = channels
-        self._key = _draw_seed(_resolve_generator(generator, seed)) & _MASK32
+        self._key = _draw_seed(resolve_generator(generator, seed)) & _MASK32
         self._rows = 0
 
     def __repr__(self) -> str:

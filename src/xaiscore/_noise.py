@@ -1,0 +1,276 @@
+"""Noise drawn in blocks, and explanations of perturbed copies computed in chunks.
+
+Shared by the metrics that re-explain perturbed inputs (robustness; smooth
+MPRT averages explanations over noisy inputs). The logical batch has
+``B * n`` *items*, one per (sample, perturbation) pair, in **sample-major**
+order: item ``k`` is perturbation ``k % n`` of sample ``k // n``.
+
+* :class:`BlockNoise` returns the noise of items ``start .. stop - 1``. The
+  noise is drawn in fixed blocks of :data:`NOISE_BLOCK_ITEMS` items, each from
+  its own generator seeded up front from the caller's ``generator``, so the
+  values depend on the seed and the item index only, never on how a metric
+  chunks its work (``max_batch_size``), and the full ``(B, n, C, *S)`` noise
+  tensor is never materialised.
+* :func:`perturbed_statistics` runs the chunk loop: it builds the perturbed
+  inputs of a chunk, explains them with one ``explain_fn`` call (and, if
+  asked, runs the model on them under ``torch.inference_mode()``), checks the
+  explanations' shape, and reduces each item to a few numbers with a
+  caller-supplied ``statistic``; only those numbers are kept.
+
+Nothing here synchronises with the host per chunk: non-finite explanations
+are counted on the device and reported once at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from xaiscore._batching import ModelOutputError, call_model, check_max_batch_size, chunked_map
+from xaiscore._checks import DTypeError, NonFiniteError, OptionError, check_fraction
+
+__all__ = [
+    "NOISE_BLOCK_ITEMS",
+    "NoiseKind",
+    "resolve_generator",
+    "BlockNoise",
+    "Chunk",
+    "perturbed_statistics",
+    "check_noise_options",
+]
+
+#: Items per noise block: fixed, so that noise never depends on ``max_batch_size``.
+NOISE_BLOCK_ITEMS = 32
+
+NoiseKind = Literal["uniform", "gaussian"]
+
+
+def resolve_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The generator to draw from: ``generator``, else a new one seeded with ``seed``.
+
+    With neither, a new generator is seeded non-deterministically (from the
+    operating system, never from torch's global generator); pass ``seed`` or
+    ``generator`` for reproducible results.
+
+    Raises:
+        OptionError: both are given.
+        DTypeError: ``generator`` is not a ``torch.Generator`` or ``seed`` not an int.
+    """
+    if generator is not None and seed is not None:
+        raise OptionError("Expected at most one of `generator` and `seed`, but got both.")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
+        return generator
+    fresh = torch.Generator()
+    if seed is None:
+        fresh.seed()
+        return fresh
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__} {seed!r}.")
+    fresh.manual_seed(seed)
+    return fresh
+
+
+def check_noise_options(noise: str, radius: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """Validate noise options and return ``(low, high)`` for uniform or ``(0, std)`` for Gaussian noise.
+
+    Uniform noise is drawn on ``[-radius, radius]`` (the L-infinity ball of
+    that radius) unless ``bounds=(low, high)`` is given; Gaussian noise has
+    mean 0 and standard deviation ``radius``.
+    """
+    if noise not in ("uniform", "gaussian"):
+        raise OptionError(f"Expected `noise` to be one of 'uniform', 'gaussian', but got {noise!r}.")
+    radius = check_fraction(radius, "radius", high=math.inf)
+    if bounds is None:
+        return (-radius, radius) if noise == "uniform" else (0.0, radius)
+    if noise != "uniform":
+        raise OptionError("Expected `noise_bounds` only with noise='uniform', but got noise='gaussian'.")
+    if not isinstance(bounds, Sequence) or len(bounds) != 2:
+        raise OptionError(f"Expected `noise_bounds` as a pair (low, high), but got {bounds!r}.")
+    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf) for v in bounds)
+    if not low <= high:
+        raise OptionError(f"Expected `noise_bounds` with low <= high, but got ({low}, {high}).")
+    return low, high
+
+
+class BlockNoise:
+    """Noise for ``n_items`` items of shape ``item_shape``, reproducible under any chunking.
+
+    Args:
+        n_items: Size of the logical batch.
+        item_shape: Shape of one item's noise, e.g. ``(C, *S)``.
+        kind: ``"uniform"`` on ``[low, high)`` or ``"gaussian"`` with mean
+            ``low`` and standard deviation ``high`` (see :func:`check_noise_options`).
+        low, high: The distribution's parameters.
+        generator: Source of the block seeds (drawn once, up front).
+        device, dtype: Where and how the noise is drawn (the inputs' device and dtype).
+
+    Example:
+        >>> noise = BlockNoise(5, (2,), kind="uniform", low=-1.0, high=1.0,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> whole = noise(0, 5)
+        >>> torch.equal(torch.cat([noise(0, 2), noise(2, 3), noise(3, 5)]), whole)
+        True
+    """
+
+    def __init__(self, n_items: int, item_shape: Sequence[int], *, kind: NoiseKind, low: float, high: float,
+                 generator: torch.Generator, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.n_items = n_items
+        self.item_shape = tuple(item_shape)
+        self.kind = kind
+        self.low = low
+        self.high = high
+        self.device = torch.device(device)
+        self.dtype = dtype
+        n_blocks = -(-n_items // NOISE_BLOCK_ITEMS)
+        # One host read, up front: the per-block seeds.
+        self._seeds = torch.randint(0, 2**62, (n_blocks,), generator=generator,
+                                    device=generator.device).tolist()
+        self._cached: tuple[int, Tensor] | None = None
+
+    def _block(self, index: int) -> Tensor:
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        size = min(NOISE_BLOCK_ITEMS, self.n_items - index * NOISE_BLOCK_ITEMS)
+        block_generator = torch.Generator(device=self.device).manual_seed(self._seeds[index])
+        shape = (size,) + self.item_shape
+        if self.kind == "uniform":
+            values = torch.rand(shape, generator=block_generator, device=self.device, dtype=self.dtype)
+            values = values * (self.high - self.low) + self.low
+        else:
+            values = torch.randn(shape, generator=block_generator, device=self.device, dtype=self.dtype)
+            values = values * self.high + self.low
+        self._cached = (index, values)
+        return values
+
+    def __call__(self, start: int, stop: int) -> Tensor:
+        """The noise of items ``start .. stop - 1``, shape ``(stop - start, *item_shape)``."""
+        first, last = start // NOISE_BLOCK_ITEMS, (stop - 1) // NOISE_BLOCK_ITEMS
+        parts = []
+        for index in range(first, last + 1):  # a loop over a few fixed-size blocks
+            offset = index * NOISE_BLOCK_ITEMS
+            block = self._block(index)
+            parts.append(block[max(start - offset, 0): min(stop - offset, block.shape[0])])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class Chunk(NamedTuple):
+    """What :func:`perturbed_statistics` hands the ``statistic`` for items ``start .. stop - 1``.
+
+    Attributes:
+        start, stop: The item range.
+        rows: ``(m,)`` long, the sample index of each item (``item // n``).
+        steps: ``(m,)`` long, the perturbation index of each item (``item % n``).
+        x: ``(m, C, *S)`` the unperturbed inputs of those samples.
+        x_perturbed: ``(m, C, *S)`` the perturbed inputs.
+        a_perturbed: ``(m, C', *S)`` their explanations.
+        logits: ``(m, K)`` the model's outputs on ``x_perturbed``, or ``None``.
+    """
+
+    start: int
+    stop: int
+    rows: Tensor
+    steps: Tensor
+    x: Tensor
+    x_perturbed: Tensor
+    a_perturbed: Tensor
+    logits: Tensor | None
+
+
+@dataclass
+class _FiniteTracker:
+    count: Tensor | None = None
+
+    def add(self, values: Tensor) -> None:
+        bad = (~torch.isfinite(values)).sum()
+        self.count = bad if self.count is None else self.count + bad
+
+    def check(self, name: str) -> None:
+        if self.count is not None and bool(self.count > 0):
+            raise NonFiniteError(
+                f"Expected `{name}` to return finite attributions, but got {int(self.count)} NaN or "
+                "infinite value(s) on the perturbed inputs."
+            )
+
+
+def perturbed_statistics(
+    explain_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    target: Tensor,
+    *,
+    n_perturbations: int,
+    perturb: Callable[[Tensor, int, int, Tensor], Tensor],
+    statistic: Callable[[Chunk], Tensor],
+    max_batch_size: int,
+    forward_fn: Callable[[Tensor], Tensor] | None = None,
+    explanation_shape: Sequence[int] | None = None,
+    validate: bool = True,
+    name: str = "explain_fn",
+) -> Tensor:
+    """Explain ``n_perturbations`` perturbed copies of every sample in chunks and reduce each to statistics.
+
+    For items ``k = i * n + j`` (sample ``i``, perturbation ``j``) in chunks of
+    at most ``max_batch_size``: ``x_perturbed = perturb(x[rows], start, stop,
+    steps)``, ``a_perturbed = explain_fn(x_perturbed, target[rows])`` (called
+    with gradients allowed), ``logits = forward_fn(x_perturbed)`` under
+    ``torch.inference_mode()`` if a ``forward_fn`` is given, then
+    ``statistic(chunk)`` returns ``(m, ...)`` per-item values.
+
+    Args:
+        explain_fn: The batched explain function.
+        x: ``(B, C, *S)`` inputs; target: ``(B,)`` long.
+        n_perturbations: ``n``, the copies per sample.
+        perturb: Builds the perturbed inputs of a chunk from the unperturbed
+            rows, the item range and the perturbation indices.
+        statistic: Reduces a :class:`Chunk` to ``(m, ...)`` values.
+        max_batch_size: The most items per ``explain_fn``/``forward_fn`` call.
+        forward_fn: Also run the model on the perturbed inputs.
+        explanation_shape: The shape every explanation must have, ``(C', *S)``
+            (default: what :func:`xaiscore.explainers.check_explanation` allows).
+        validate: Check at the end that every explanation was finite (one host read).
+        name: The explain function's name in error messages.
+
+    Returns:
+        ``(B, n, ...)``: the statistics, sample-major.
+
+    Raises:
+        ModelOutputError: an explanation (or model output) of the wrong shape.
+        NonFiniteError: a NaN or infinite explanation (only when ``validate``).
+    """
+    from xaiscore.explainers import check_explanation  # explainers imports this module
+
+    check_max_batch_size(max_batch_size)
+    batch = x.shape[0]
+    n = n_perturbations
+    tracker = _FiniteTracker()
+    expected = None if explanation_shape is None else tuple(explanation_shape)
+
+    def compute(start: int, stop: int) -> Tensor:
+        items = torch.arange(start, stop, device=x.device)
+        rows = torch.div(items, n, rounding_mode="floor")
+        steps = items - rows * n
+        x_rows = x.index_select(0, rows)
+        x_perturbed = perturb(x_rows, start, stop, steps)
+        a_perturbed = check_explanation(explain_fn(x_perturbed, target.index_select(0, rows)), x_perturbed,
+                                        name=name, validate=False)
+        if expected is not None and tuple(a_perturbed.shape[1:]) != expected:
+            raise ModelOutputError(
+                f"Expected `{name}` to return attributions of shape (n, {', '.join(map(str, expected))}) like `a`, "
+                f"but got {tuple(a_perturbed.shape)}."
+            )
+        if validate:
+            tracker.add(a_perturbed)
+        logits = call_model(forward_fn, x_perturbed) if forward_fn is not None else None
+        return statistic(Chunk(start, stop, rows, steps, x_rows, x_perturbed, a_perturbed, logits))
+
+    out = chunked_map(batch * n, compute, max_batch_size=max_batch_size)
+    if validate:
+        tracker.check(name)
+    return out.reshape((batch, n) + tuple(out.shape[1:]))

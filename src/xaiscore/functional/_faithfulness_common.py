@@ -35,7 +35,7 @@ from xaiscore._checks import (
 from xaiscore.functional._common import average_ranks, nan_where
 
 __all__ = [
-    "ModelInputs",
+    "PreparedInputs",
     "prepare_model_inputs",
     "finish_scores",
     "step_edges",
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class ModelInputs(NamedTuple):
+class PreparedInputs(NamedTuple):
     """Validated inputs of a model-based kernel.
 
     Attributes:
@@ -70,7 +70,7 @@ def prepare_model_inputs(
     softmax: bool,
     max_batch_size: int,
     validate: bool,
-) -> ModelInputs:
+) -> PreparedInputs:
     """Validate, run the model on ``x`` and resolve ``target``.
 
     Raises:
@@ -101,7 +101,7 @@ def prepare_model_inputs(
     score = class_scores(logits, target, softmax=softmax)
     if validate:
         check_finite_output(score)
-    return ModelInputs(x, a, target, score.to(x.dtype))
+    return PreparedInputs(x, a, target, score.to(x.dtype))
 
 
 def finish_scores(values: Tensor, like: Tensor, *, validate: bool) -> Tensor:

@@ -44,6 +44,9 @@ __all__ = [
     "masks",
     "boxes",
     "metric_inputs",
+    "ModelInputs",
+    "tiny_mlp",
+    "model_inputs",
 ]
 
 T = TypeVar("T")
@@ -252,3 +255,81 @@ def metric_inputs(
     mask_dims = (dims[0], dims[1] if c == -1 else c) + dims[2:]
     mask = draw(masks(shape=mask_dims, kind=mask_kind, allow_empty=allow_empty_mask))
     return MetricInputs(a, mask)
+
+
+class ModelInputs(NamedTuple):
+    """A tiny model with inputs, attributions and targets, as drawn by :func:`model_inputs`."""
+
+    forward_fn: torch.nn.Module
+    x: Tensor
+    a: Tensor
+    target: Tensor
+
+
+def tiny_mlp(input_shape: Sequence[int], num_classes: int, *, seed: int = 0, hidden: int = 8,
+             dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+    """A small MLP ``Flatten -> Linear -> Tanh -> Linear`` for inputs ``(n, *input_shape)``.
+
+    Weights are drawn from ``torch.Generator().manual_seed(seed)`` (never the
+    global RNG), standard normal scaled by ``1 / sqrt(fan_in)``; the model is in
+    eval mode.
+
+    Example:
+        >>> model = tiny_mlp((1, 4, 4), 3, seed=1)
+        >>> model(torch.zeros(2, 1, 4, 4, dtype=torch.float64)).shape
+        torch.Size([2, 3])
+    """
+    generator = torch.Generator().manual_seed(seed)
+    features = int(np.prod(input_shape))
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(features, hidden),
+        torch.nn.Tanh(),
+        torch.nn.Linear(hidden, num_classes),
+    ).to(dtype)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            fan_in = parameter.shape[1] if parameter.ndim == 2 else hidden
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=dtype) / fan_in**0.5)
+    return model.eval()
+
+
+@st.composite
+def model_inputs(
+    draw: st.DrawFn,
+    *,
+    shape: Sequence[int] | st.SearchStrategy[Sequence[int]] | None = None,
+    dtype: torch.dtype = torch.float64,
+    num_classes: int | st.SearchStrategy[int] = st.integers(2, 4),
+    attribution_channels: int | st.SearchStrategy[int] = st.sampled_from([1, -1]),
+    ties: bool | st.SearchStrategy[bool] = False,
+    constant: bool | st.SearchStrategy[bool] = False,
+) -> ModelInputs:
+    """A :func:`tiny_mlp`, inputs ``x`` in [-1, 1], attributions and targets for model-based metrics.
+
+    Args:
+        shape: Shape of ``x``, ``(B, C, *S)`` (default :func:`shapes`).
+        dtype: Of ``x``, ``a`` and the model.
+        num_classes: ``K``; targets are drawn in ``[0, K)``.
+        attribution_channels: 1, or ``-1`` for the channels of ``x``.
+        ties, constant: Passed to :func:`attributions`.
+
+    Example:
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=3)
+        ... @given(model_inputs(shape=(2, 1, 3, 3)))
+        ... def check(case):
+        ...     assert case.forward_fn(case.x).shape[0] == 2 and case.target.shape == (2,)
+        >>> check()
+    """
+    dims = _shape(draw, shape)
+    elements = st.floats(-1.0, 1.0, allow_nan=False, width=32)
+    x = torch.from_numpy(draw(npst.arrays(np.float64, dims, elements=elements))).to(dtype)
+    c = draw(_strategy(attribution_channels))
+    a = draw(attributions(shape=(dims[0], dims[1] if c == -1 else c) + dims[2:], dtype=dtype, ties=ties,
+                          constant=constant))
+    k = draw(_strategy(num_classes))
+    model = tiny_mlp(dims[1:], k, seed=draw(st.integers(0, 2**16)), dtype=dtype)
+    target = torch.tensor(draw(st.lists(st.integers(0, k - 1), min_size=dims[0], max_size=dims[0])),
+                          dtype=torch.long)
+    return ModelInputs(model, x, a, target)

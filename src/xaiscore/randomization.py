@@ -161,18 +161,24 @@ def randomized_models(
     order: LayerOrder = "bottom_up",
     seed: int = 0,
     reinit: Reinit = "reset_parameters",
-) -> Iterator[tuple[str, nn.Module]]:
+    include_original: bool = False,
+) -> Iterator[tuple[str | None, nn.Module]]:
     """Yield ``(layer_name, randomized_model)`` for each randomization step.
 
     The model is deep-copied once; the copy is randomized step by step and
     yielded each time (the same object, changed in place between steps: use it
     before advancing the iterator). ``model`` itself is never modified.
+    With ``include_original``, the unmodified copy is yielded first, as
+    ``(None, copy)``, so that even the original explanations never run on
+    ``model`` (an explainer that mutates state, e.g. batch norm statistics in
+    training mode, then cannot touch it).
 
     Args:
         model: The model to randomize.
         order: ``"bottom_up"``, ``"top_down"`` or ``"independent"`` (module docstring).
         seed: Seeds every layer's re-initialisation (see :func:`layer_seeds`).
         reinit: ``"reset_parameters"``, ``"normal"`` or a callable (module docstring).
+        include_original: Yield ``(None, unmodified copy)`` first.
 
     Raises:
         OptionError: unknown ``order`` or ``reinit``.
@@ -187,6 +193,8 @@ def randomized_models(
     layers = list(enumerate(parameterised_layers(working)))
     if order == "top_down":
         layers = layers[::-1]
+    if include_original:
+        yield None, working
     for index, (name, module) in layers:
         saved = None
         if order == "independent":

@@ -360,6 +360,9 @@ def ssim(
         win_size = 7 if window == "uniform" else 2 * int(3.5 * sigma + 0.5) + 1
     if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
         raise OptionError(f"Expected `win_size` to be an odd positive int, but got {win_size!r}.")
+    if use_sample_covariance and win_size == 1:
+        raise OptionError("Expected `win_size` >= 3 with `use_sample_covariance=True` (a one-value window has no "
+                          "sample covariance), but got 1.")
     spatial = tuple(a_maps.shape[2:])
     if min(spatial) < win_size:
         what = "flattened length" if flatten else "spatial shape"
@@ -369,9 +372,10 @@ def ssim(
         )
     dtype, device = a_maps.dtype, a_maps.device
     batch = a_maps.shape[0]
+    both = torch.cat([_flat(a_maps), _flat(b_maps)], dim=1)
+    span = both.amax(dim=1) - both.amin(dim=1)
     if data_range is None:
-        both = torch.cat([_flat(a_maps), _flat(b_maps)], dim=1)
-        data_range_t = both.amax(dim=1) - both.amin(dim=1)
+        data_range_t = span
     elif isinstance(data_range, Tensor):
         data_range_t = data_range.to(dtype=dtype, device=device).reshape(-1).expand(batch)
     elif isinstance(data_range, (int, float)) and not isinstance(data_range, bool):
@@ -386,7 +390,9 @@ def ssim(
     per_channel = _ssim_maps(a_maps, b_maps, spatial_dims=spatial_dims, weights=weights, win_size=win_size,
                              data_range=data_range_t, k1=k1, k2=k2,
                              use_sample_covariance=use_sample_covariance)  # (B, C)
-    return per_channel.mean(dim=1)
+    # Equal constants with a zero data range are 0/0 in every window (scikit-image gives NaN too);
+    # rounding in the filters must not turn that into a number.
+    return nan_where((span == 0) & (data_range_t.reshape(-1) == 0), per_channel.mean(dim=1))
 
 
 #: Similarity functions by name, as accepted by the randomization metrics' ``similarity`` option.

@@ -1,0 +1,359 @@
+"""Run configuration: a TOML or YAML file (or a dict) parsed into a checked :class:`RunConfig`.
+
+Every key is documented in ``docs/harness.md`` (section *Config reference*). A
+minimal config::
+
+    out = "runs/cxr"
+    [dataset]
+    kind = "synthetic"
+    n = 64
+    [model]
+    kind = "demo"
+    methods = ["Saliency", "IntegratedGradients", "random"]
+    metrics = ["pointing_game", "relevance_mass_accuracy", "sparseness"]
+
+Unknown keys, unknown metrics and unknown methods are errors (a
+:class:`ConfigError` naming the key and the file, with close matches);
+relative paths are resolved against the config file's folder.
+
+Example:
+    >>> config = parse_config({"dataset": {"kind": "synthetic", "n": 8},
+    ...                        "methods": ["Saliency", {"method": "random", "name": "rnd"}],
+    ...                        "metrics": ["pointing_game"]})
+    >>> [m.name for m in config.methods], config.metrics.include, config.batch_size
+    (['Saliency', 'rnd'], ('pointing_game',), 16)
+    >>> parse_config({"batchsize": 4})
+    Traceback (most recent call last):
+    ...
+    xaiscore.harness.config.ConfigError: <config>: unknown key 'batchsize'; did you mean 'batch_size'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from xaiscore._checks import OptionError
+
+__all__ = [
+    "ConfigError",
+    "DatasetConfig",
+    "ModelConfig",
+    "MethodConfig",
+    "MetricsConfig",
+    "RunConfig",
+    "parse_config",
+    "load_config",
+    "PRECOMPUTED",
+]
+
+#: The method kind of attributions read from a file.
+PRECOMPUTED = "precomputed"
+
+
+class ConfigError(OptionError):
+    """A config file (or dict) names something that does not exist or has a bad value.
+
+    The message starts with the file (``<config>`` for a dict) and the key.
+    """
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """``[dataset]``: ``kind`` (``"synthetic"`` or a reader name) and the reader's options."""
+
+    kind: str = "synthetic"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: where the model comes from.
+
+    ``kind="demo"`` trains :class:`~xaiscore.harness.models.SmallCNN` on a
+    synthetic training split (``train`` options); ``"factory"`` imports
+    ``factory`` (``"package.module:function"``), calls it with ``kwargs`` and
+    loads ``state_dict``; ``"torchscript"`` loads the TorchScript file ``path``.
+    """
+
+    kind: str = "demo"
+    factory: str | None = None
+    state_dict: str | None = None
+    path: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One entry of ``methods``: a ``method`` from :func:`xaiscore.explainers.list_explainers`
+    or ``"precomputed"``, the ``name`` it gets in the results, and its options."""
+
+    name: str
+    method: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: which registered metrics to score and their options.
+
+    ``include`` is ``"all"`` or metric names; ``families`` keeps only those
+    families; ``exclude`` drops names; ``options`` maps a metric name to keyword
+    options that override its registry defaults.
+    """
+
+    include: str | tuple[str, ...] = "all"
+    families: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run; see ``docs/harness.md`` for every key and its default."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    methods: tuple[MethodConfig, ...] = (
+        MethodConfig("Saliency", "Saliency"),
+        MethodConfig("random", "random"),
+    )
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    out: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    batch_size: int = 16
+    max_batch_size: int = 64
+    target: str = "label"
+    repeats: int = 1
+    n_examples: int = 6
+    on_error: str = "raise"
+    save_attributions: bool = False
+    report: bool = True
+    source: str = "<config>"
+
+    def with_overrides(self, **changes: Any) -> RunConfig:
+        """A copy with top-level keys replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TOP_KEYS = {f.name for f in fields(RunConfig)} - {"source"}
+_DATASET_KEYS = {"kind"}
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+_METRICS_KEYS = {"include", "families", "exclude", "options"}
+_TARGETS = ("label", "predicted")
+_ON_ERROR = ("raise", "record")
+_MODEL_KINDS = ("demo", "factory", "torchscript")
+
+
+def _fail(source: str, message: str) -> ConfigError:
+    return ConfigError(f"{source}: {message}")
+
+
+def _check_keys(section: Mapping[str, Any], allowed: set[str], *, source: str, where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {sorted(allowed)}."
+            raise _fail(source, f"unknown key {where}{key!r}{hint}")
+
+
+def _mapping(value: Any, *, source: str, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(source, f"expected `{key}` to be a table/mapping, but got {type(value).__name__}.")
+    return value
+
+
+def _int(value: Any, *, source: str, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(source, f"expected `{key}` to be an int, but got {value!r}.")
+    if value < minimum:
+        raise _fail(source, f"expected `{key}` to be at least {minimum}, but got {value}.")
+    return value
+
+
+def _choice(value: Any, allowed: Sequence[str], *, source: str, key: str) -> str:
+    if value not in allowed:
+        raise _fail(source, f"expected `{key}` to be one of {', '.join(map(repr, allowed))}, but got {value!r}.")
+    return value
+
+
+def _names(value: Any, *, source: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise _fail(source, f"expected `{key}` to be a list of names, but got {value!r}.")
+    return tuple(value)
+
+
+def _resolve(path: Any, base: Path | None, *, source: str, key: str) -> str | None:
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise _fail(source, f"expected `{key}` to be a path, but got {path!r}.")
+    resolved = Path(path).expanduser()
+    if base is not None and not resolved.is_absolute():
+        resolved = base / resolved
+    return str(resolved)
+
+
+def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodConfig, ...]:
+    from xaiscore.explainers import list_explainers
+
+    known = list_explainers() + (PRECOMPUTED,)
+    if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence) or not value:
+        raise _fail(source, f"expected `methods` to be a non-empty list, but got {value!r}.")
+    methods = []
+    for position, entry in enumerate(value):
+        where = f"methods[{position}]"
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        entry = dict(_mapping(entry, source=source, key=where))
+        method = entry.pop("method", None)
+        if method not in known:
+            close = difflib.get_close_matches(str(method), known, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise _fail(source, f"unknown method {method!r} in `{where}`; expected one of {list(known)}.{hint}")
+        name = entry.pop("name", method)
+        if not isinstance(name, str) or not name:
+            raise _fail(source, f"expected `{where}.name` to be a non-empty string, but got {name!r}.")
+        if method == PRECOMPUTED:
+            if "path" not in entry:
+                raise _fail(source, f"expected `{where}.path` (the attributions file) for a precomputed method.")
+            entry["path"] = _resolve(entry["path"], base, source=source, key=f"{where}.path")
+            if entry.get("ids") is not None:
+                entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
+        methods.append(MethodConfig(name=name, method=method, options=entry))
+    names = [m.name for m in methods]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise _fail(source, f"expected distinct method names, but {duplicates} occur twice; set `name`.")
+    return tuple(methods)
+
+
+def _parse_metrics(value: Any, source: str) -> MetricsConfig:
+    from xaiscore.specs import FAMILIES, UnknownMetricError, get_metric
+
+    if isinstance(value, str) or (isinstance(value, Sequence) and not isinstance(value, Mapping)):
+        value = {"include": value}
+    section = _mapping(value, source=source, key="metrics")
+    _check_keys(section, _METRICS_KEYS, source=source, where="metrics.")
+    include = section.get("include", "all")
+    if include != "all":
+        include = _names(include, source=source, key="metrics.include")
+    families = section.get("families")
+    if families is not None:
+        families = _names(families, source=source, key="metrics.families")
+        for family in families:
+            _choice(family, FAMILIES, source=source, key="metrics.families")
+    exclude = _names(section.get("exclude", ()), source=source, key="metrics.exclude")
+    options = dict(_mapping(section.get("options", {}), source=source, key="metrics.options"))
+    named = (() if include == "all" else include) + exclude + tuple(options)
+    for name in named:
+        try:
+            get_metric(name)
+        except UnknownMetricError as error:
+            raise _fail(source, f"in `metrics`: {error}") from None
+    for name, kwargs in options.items():
+        options[name] = dict(_mapping(kwargs, source=source, key=f"metrics.options.{name}"))
+    return MetricsConfig(include=include, families=families, exclude=exclude, options=options)
+
+
+def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None = None,
+                 source: str = "<config>") -> RunConfig:
+    """Check a config mapping and build the :class:`RunConfig`.
+
+    Args:
+        raw: The parsed TOML/YAML content.
+        base: Folder that relative paths are resolved against (the config file's).
+        source: Name used in error messages (the file path).
+
+    Raises:
+        ConfigError: an unknown key, metric or method, or a value of the wrong type or range.
+    """
+    raw = _mapping(raw, source=source, key="<top level>")
+    base_path = None if base is None else Path(base)
+    _check_keys(raw, _TOP_KEYS, source=source, where="")
+    dataset_raw = dict(_mapping(raw.get("dataset", {}), source=source, key="dataset"))
+    kind = dataset_raw.pop("kind", "synthetic")
+    if not isinstance(kind, str):
+        raise _fail(source, f"expected `dataset.kind` to be a string, but got {kind!r}.")
+    for key in ("root", "path", "annotations", "images", "labels", "csv", "json"):
+        if isinstance(dataset_raw.get(key), str):
+            dataset_raw[key] = _resolve(dataset_raw[key], base_path, source=source, key=f"dataset.{key}")
+    model_raw = dict(_mapping(raw.get("model", {}), source=source, key="model"))
+    _check_keys(model_raw, _MODEL_KEYS, source=source, where="model.")
+    model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source, key="model.kind")
+    model = ModelConfig(
+        kind=model_kind,
+        factory=model_raw.get("factory"),
+        state_dict=_resolve(model_raw.get("state_dict"), base_path, source=source, key="model.state_dict"),
+        path=_resolve(model_raw.get("path"), base_path, source=source, key="model.path"),
+        kwargs=dict(_mapping(model_raw.get("kwargs", {}), source=source, key="model.kwargs")),
+        train=dict(_mapping(model_raw.get("train", {}), source=source, key="model.train")),
+    )
+    if model.kind == "factory" and not (isinstance(model.factory, str) and ":" in model.factory):
+        raise _fail(source, f"expected `model.factory` as 'package.module:function', but got {model.factory!r}.")
+    if model.kind == "torchscript" and model.path is None:
+        raise _fail(source, "expected `model.path` (a TorchScript file) for model.kind = 'torchscript'.")
+    defaults = RunConfig()
+    config = RunConfig(
+        dataset=DatasetConfig(kind=kind, options=dataset_raw),
+        model=model,
+        methods=_parse_methods(raw["methods"], base_path, source) if "methods" in raw else defaults.methods,
+        metrics=_parse_metrics(raw["metrics"], source) if "metrics" in raw else defaults.metrics,
+        out=_resolve(raw.get("out"), base_path, source=source, key="out"),
+        device=str(raw.get("device", defaults.device)),
+        seed=_int(raw.get("seed", defaults.seed), source=source, key="seed", minimum=0),
+        batch_size=_int(raw.get("batch_size", defaults.batch_size), source=source, key="batch_size", minimum=1),
+        max_batch_size=_int(raw.get("max_batch_size", defaults.max_batch_size), source=source,
+                            key="max_batch_size", minimum=1),
+        target=_choice(raw.get("target", defaults.target), _TARGETS, source=source, key="target"),
+        repeats=_int(raw.get("repeats", defaults.repeats), source=source, key="repeats", minimum=1),
+        n_examples=_int(raw.get("n_examples", defaults.n_examples), source=source, key="n_examples", minimum=0),
+        on_error=_choice(raw.get("on_error", defaults.on_error), _ON_ERROR, source=source, key="on_error"),
+        save_attributions=bool(raw.get("save_attributions", defaults.save_attributions)),
+        report=bool(raw.get("report", defaults.report)),
+        source=source,
+    )
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read a ``.toml``, ``.yaml`` or ``.yml`` config file.
+
+    Raises:
+        ConfigError: the file does not exist, has another suffix, cannot be
+            parsed, or holds a bad key or value (the message names the file).
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise _fail(source, "no such config file.")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise _fail(source, f"not valid TOML: {error}") from error
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise _fail(source, f"not valid YAML: {error}") from error
+    else:
+        raise _fail(source, f"expected a .toml, .yaml or .yml file, but got suffix {suffix!r}.")
+    return parse_config(raw, base=path.parent, source=source)

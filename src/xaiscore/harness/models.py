@@ -1,0 +1,282 @@
+"""Models for the harness: the demo CNN and its deterministic training, and loading users' models.
+
+* :class:`SmallCNN` -- three conv blocks and a linear head, 1 to 3 spatial
+  dims; ``features.6`` is the last convolution (the Grad-CAM layer).
+* :func:`train_model` -- deterministic training (explicit generator for the
+  initialisation and the shuffling, deterministic algorithms, no worker
+  processes); the demo trains in seconds on 2 CPU cores.
+* :func:`load_model` -- a user's model: an importable factory
+  ``"package.module:function"`` plus a state-dict file, or a TorchScript file.
+* :func:`model_fingerprint` -- a hash of the weights, so that a resumed run
+  can refuse to mix results of two different models.
+
+Example:
+    >>> from xaiscore.harness.data.synthetic import make_synthetic_dataset
+    >>> model = SmallCNN(in_channels=1, num_classes=2, generator=torch.Generator().manual_seed(0))
+    >>> model(torch.zeros(3, 1, 16, 16)).shape
+    torch.Size([3, 2])
+    >>> data = make_synthetic_dataset(16, size=(16, 16))
+    >>> history = train_model(model, data, epochs=1, batch_size=8, seed=0)
+    >>> len(history["loss"]), model.training
+    (2, False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xaiscore._checks import DTypeError, OptionError, check_positive_int
+from xaiscore.harness.config import ConfigError
+
+__all__ = ["SmallCNN", "train_model", "accuracy", "load_model", "model_fingerprint", "stack_dataset"]
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_MAX = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
+
+
+class SmallCNN(nn.Module):
+    """A small CNN classifier: standardisation, 3 x (conv 3, ReLU) with two max-pools, global max pool, linear head.
+
+    The input is standardised with fixed ``(x - input_mean) / input_std``
+    first (buffers; the synthetic images lie in [0, 1]). The global *max*
+    pool suits "is there a lesion anywhere" tasks and trains in a few epochs.
+    Every ReLU is its own module (GuidedBackprop, DeepLift and LRP need that);
+    ``features.6`` is the last convolution.
+
+    Args:
+        in_channels: Input channels ``C``.
+        num_classes: Output classes ``K``.
+        width: Channels of the first convolution (doubled at each block).
+        spatial_dims: 1, 2 or 3.
+        input_mean: Subtracted from the input.
+        input_std: The input is divided by it.
+        generator: Source of the initial weights (default: a generator seeded with 0).
+
+    Shape:
+        - input: ``(B, C, *S)``, each side at least 4
+        - output: ``(B, K)`` logits
+
+    Example:
+        >>> SmallCNN(3, 4, spatial_dims=1)(torch.zeros(2, 3, 10)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, width: int = 8, spatial_dims: int = 2,
+                 input_mean: float = 0.5, input_std: float = 0.25,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if spatial_dims not in _CONV:
+            raise OptionError(f"Expected `spatial_dims` in (1, 2, 3), but got {spatial_dims!r}.")
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(num_classes, "num_classes", minimum=2)
+        check_positive_int(width, "width")
+        conv, pool = _CONV[spatial_dims], _POOL[spatial_dims]
+        self.features = nn.Sequential(
+            conv(in_channels, width, 3, padding=1), nn.ReLU(), pool(2),
+            conv(width, 2 * width, 3, padding=1), nn.ReLU(), pool(2),
+            conv(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
+        )
+        self.head = nn.Sequential(_MAX[spatial_dims](1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        self.register_buffer("input_mean", torch.tensor(float(input_mean)))
+        self.register_buffer("input_std", torch.tensor(float(input_std)))
+        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Re-draw every weight from ``generator`` (Kaiming-uniform, zero biases)."""
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features((x - self.input_mean) / self.input_std))
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """Deterministic algorithms for the duration (restored on exit)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def stack_dataset(dataset: Any, *, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """All images ``(N, C, *S)`` and labels ``(N,)`` of a record dataset, stacked (small datasets only)."""
+    records = [dataset[i] for i in range(len(dataset))]
+    if not records:
+        raise OptionError("Expected a non-empty dataset to train on, but got 0 samples.")
+    x = torch.stack([r.image for r in records]).to(device)
+    y = torch.tensor([int(r.label) for r in records], dtype=torch.long, device=device)
+    return x, y
+
+
+def train_model(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    epochs: int = 4,
+    batch_size: int = 32,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
+) -> dict[str, list[float]]:
+    """Train ``model`` on a record dataset with Adam and cross-entropy, deterministically.
+
+    The mini-batch order comes from a generator seeded with ``seed``; the
+    global RNG is not touched. Deterministic algorithms are switched on for the
+    duration (warn-only). The model is left in eval mode on ``device``.
+
+    Args:
+        model: The network (trained in place).
+        dataset: A :class:`~xaiscore.harness.data.records.RecordDataset`, loaded
+            into memory whole.
+        epochs: Passes over the data.
+        batch_size: Samples per step.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        seed: Seed of the shuffling.
+        device: Where to train.
+        progress: Optional wrapper of the epoch iterator (e.g. ``tqdm``).
+
+    Returns:
+        ``{"loss": [...]}``, the mean training loss of every step.
+    """
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    x, y = stack_dataset(dataset, device=device)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    epochs_iter: Iterator[int] = iter(range(epochs))
+    if progress is not None:
+        epochs_iter = progress(epochs_iter)
+    with _deterministic():
+        for _ in epochs_iter:
+            order = torch.randperm(len(x), generator=generator).to(device)
+            for start in range(0, len(x), batch_size):
+                index = order[start:start + batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.cross_entropy(model(x[index]), y[index])
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+    model.eval()
+    return {"loss": losses}
+
+
+def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu", batch_size: int = 256) -> float:
+    """Share of samples whose argmax prediction equals the label."""
+    x, y = stack_dataset(dataset, device=device)
+    with torch.inference_mode():
+        predicted = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)])
+    return float((predicted == y).double().mean())
+
+
+def _import_factory(factory: str) -> Callable[..., nn.Module]:
+    module_name, _, attribute = factory.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"Expected a model factory as 'package.module:function', but got {factory!r}.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"Cannot import the model factory module {module_name!r} ({error}).") from error
+    try:
+        target = module
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise ConfigError(f"Module {module_name!r} has no attribute {attribute!r} (model factory {factory!r}).") \
+            from None
+    if not callable(target):
+        raise ConfigError(f"Expected the model factory {factory!r} to be callable, but got {type(target).__name__}.")
+    return target
+
+
+def _existing(path: str | os.PathLike[str], what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist.")
+    return path
+
+
+def load_model(
+    *,
+    factory: str | Callable[..., nn.Module] | None = None,
+    state_dict: str | os.PathLike[str] | None = None,
+    torchscript: str | os.PathLike[str] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    strict: bool = True,
+) -> nn.Module:
+    """Load a user's model in eval mode on ``device``.
+
+    Either ``factory`` (a callable or ``"package.module:function"``, called with
+    ``kwargs``) with an optional ``state_dict`` file (a state dict, or a dict
+    holding one under ``"state_dict"`` or ``"model"``; read with
+    ``weights_only=True``), or a ``torchscript`` file.
+
+    Raises:
+        ConfigError: the factory cannot be imported, a file does not exist
+            (the message names it), or the state dict does not fit the model.
+        DTypeError: the factory did not return an ``nn.Module``.
+    """
+    if (factory is None) == (torchscript is None):
+        raise ConfigError("Expected exactly one of `factory` and `torchscript` to load a model.")
+    if torchscript is not None:
+        path = _existing(torchscript, "TorchScript model file")
+        try:
+            model = torch.jit.load(str(path), map_location=device)
+        except RuntimeError as error:
+            raise ConfigError(f"Cannot load the TorchScript model {str(path)!r}: {error}") from error
+        return model.eval()
+    build = _import_factory(factory) if isinstance(factory, str) else factory
+    model = build(**dict(kwargs or {}))
+    if not isinstance(model, nn.Module):
+        raise DTypeError(f"Expected the model factory to return a torch.nn.Module, but got {type(model).__name__}.")
+    if state_dict is not None:
+        path = _existing(state_dict, "State-dict file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for a bad file; name the file and re-raise
+            raise ConfigError(f"Cannot read the state dict {str(path)!r}: {error}") from error
+        if isinstance(state, Mapping):
+            for key in ("state_dict", "model"):
+                if isinstance(state.get(key), Mapping):
+                    state = state[key]
+                    break
+        try:
+            model.load_state_dict(state, strict=strict)
+        except RuntimeError as error:
+            raise ConfigError(f"The state dict {str(path)!r} does not fit the model: {error}") from error
+    return model.to(device).eval()
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of the model's parameters and buffers, by name."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        if isinstance(tensor, Tensor):
+            data = tensor.detach().to("cpu").contiguous()
+            digest.update(str((tuple(data.shape), data.dtype)).encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()[:16]

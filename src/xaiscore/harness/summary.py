@@ -1,0 +1,205 @@
+"""Summaries of a results Dataset: bootstrap means, per-finding means, win rates, rank agreement.
+
+All functions take the Dataset written by the runner (:mod:`xaiscore.results`)
+and return :class:`pandas.DataFrame` tables (pandas comes with xarray). Scores
+repeated over a ``run`` dim are averaged per sample first. NaN scores (undefined
+cases, e.g. an empty mask) are left out of every statistic.
+
+Example:
+    >>> import numpy as np
+    >>> from xaiscore.results import build_dataset
+    >>> ds = build_dataset(
+    ...     methods=["a", "b"],
+    ...     samples={"source_id": ["0", "1", "2"], "label": [1, 1, 0], "target": [1, 1, 0],
+    ...              "prediction": [1, 0, 0], "finding": ["x", "x", ""]},
+    ...     scores={"m": {"a": np.array([1.0, 0.0, 1.0]), "b": np.array([0.0, 0.0, 0.5])}},
+    ...     metric_info={"m": {"higher_is_better": True}},
+    ... )
+    >>> win_rates(ds, "m").round(3).tolist()   # image 1 is a tie: half a win each
+    [0.833, 0.167]
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from xaiscore._checks import OptionError, check_fraction, check_positive_int
+from xaiscore.results import higher_is_better, metric_variables
+
+__all__ = [
+    "per_sample_scores",
+    "summary_table",
+    "finding_table",
+    "win_rates",
+    "rank_agreement",
+]
+
+
+def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
+    """``(method, sample)`` scores of ``metric``, averaged over ``run`` when present.
+
+    Raises:
+        OptionError: ``metric`` is not a score variable of ``ds``.
+    """
+    names = metric_variables(ds)
+    if metric not in names:
+        raise OptionError(f"Expected a metric among {names}, but got {metric!r}.")
+    values = ds[metric]
+    if "run" in values.dims:
+        with np.errstate(all="ignore"):
+            values = values.mean("run", skipna=True)
+    return values.transpose("method", "sample")
+
+
+def _seed_for(seed: int, *names: str) -> list[int]:
+    return [seed] + [zlib.crc32(name.encode()) for name in names]
+
+
+def _bootstrap_interval(values: np.ndarray, *, n_boot: int, confidence: float,
+                        rng: np.random.Generator) -> tuple[float, float]:
+    if values.size == 0:
+        return float("nan"), float("nan")
+    draws = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[draws].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boot: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Mean score per metric and method with a percentile-bootstrap confidence interval.
+
+    The interval resamples the finite per-sample scores with replacement
+    ``n_boot`` times; the generator is seeded from ``seed`` and the
+    (metric, method) names, so the table is reproducible and does not depend
+    on which other metrics or methods are present.
+
+    Args:
+        ds: A results Dataset.
+        metrics: The metrics to include (default: every score variable).
+        n_boot: Bootstrap resamples.
+        confidence: Coverage of the interval, in (0, 1).
+        seed: Seed of the bootstrap.
+
+    Returns:
+        Rows ``(metric, method)``; columns ``mean``, ``ci_low``, ``ci_high``,
+        ``std``, ``n`` (finite scores), ``n_nan``, ``family``, ``higher_is_better``.
+    """
+    check_positive_int(n_boot, "n_boot")
+    check_fraction(confidence, "confidence", low_inclusive=False, high_inclusive=False)
+    rows = []
+    for metric in metrics if metrics is not None else metric_variables(ds):
+        scores = per_sample_scores(ds, metric)
+        for method in scores["method"].values:
+            values = scores.sel({"method": method}).values
+            finite = values[np.isfinite(values)]
+            rng = np.random.default_rng(_seed_for(seed, metric, str(method)))
+            low, high = _bootstrap_interval(finite, n_boot=n_boot, confidence=confidence, rng=rng)
+            rows.append({
+                "metric": metric,
+                "method": str(method),
+                "mean": float(finite.mean()) if finite.size else float("nan"),
+                "ci_low": low,
+                "ci_high": high,
+                "std": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
+                "n": int(finite.size),
+                "n_nan": int(values.size - finite.size),
+                "family": str(ds[metric].attrs.get("family", "")),
+                "higher_is_better": higher_is_better(ds, metric),
+            })
+    columns = ["metric", "method", "mean", "ci_low", "ci_high", "std", "n", "n_nan", "family",
+               "higher_is_better"]
+    return pd.DataFrame(rows, columns=columns).set_index(["metric", "method"])
+
+
+def finding_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean score per metric, method and finding class (the ``finding`` coordinate).
+
+    Returns:
+        Rows ``(metric, method)``, one column per finding class (negatives
+        with an empty finding appear as ``"(none)"``); cells are the mean of
+        the finite scores, NaN where a class has none.
+    """
+    findings = [str(f) if str(f) else "(none)" for f in ds["finding"].values]
+    frames = []
+    for metric in metrics if metrics is not None else metric_variables(ds):
+        scores = per_sample_scores(ds, metric)
+        table = pd.DataFrame(scores.values.T, columns=[str(m) for m in scores["method"].values])
+        table["finding"] = findings
+        means = table.groupby("finding", sort=True).mean().T
+        means.index = pd.MultiIndex.from_product([[metric], means.index], names=["metric", "method"])
+        frames.append(means)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames)
+
+
+def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
+    """Per-image win rate of every method on ``metric``.
+
+    On each image the methods with a finite score compete; the best score
+    (highest or lowest as the metric's ``higher_is_better`` says) wins, and
+    ``k`` methods tied for best get ``1/k`` of a win each. A method with a NaN
+    score on an image cannot win it; images where no method has a finite score
+    are left out. The rates over methods sum to 1 (when any image counts).
+
+    Returns:
+        Win rate per method (index ``method``), named ``metric``; the number
+        of images counted is in ``.attrs["n_images"]``.
+
+    Raises:
+        OptionError: ``metric`` has no better direction.
+    """
+    direction = higher_is_better(ds, metric)
+    if direction is None:
+        raise OptionError(f"Expected a metric with a better direction, but {metric!r} has none.")
+    scores = per_sample_scores(ds, metric).values  # (M, N)
+    oriented = np.where(np.isfinite(scores), scores if direction else -scores, -np.inf)
+    counted = np.isfinite(scores).any(axis=0)
+    best = oriented.max(axis=0, keepdims=True)
+    winners = (oriented == best) & np.isfinite(scores) & counted
+    share = winners / np.maximum(winners.sum(axis=0, keepdims=True), 1)
+    n_images = int(counted.sum())
+    rates = share.sum(axis=1) / n_images if n_images else np.full(scores.shape[0], np.nan)
+    series = pd.Series(rates, index=pd.Index([str(m) for m in ds["method"].values], name="method"),
+                       name=metric)
+    series.attrs["n_images"] = n_images
+    return series
+
+
+def rank_agreement(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Kendall's tau-b between the method rankings that pairs of metrics imply.
+
+    Each metric ranks the methods by their mean finite score, oriented so
+    that better is higher (metrics without a direction are left out). Tau is
+    NaN when a ranking is constant or fewer than two methods have a mean.
+
+    Returns:
+        A symmetric metrics x metrics table.
+    """
+    from scipy.stats import kendalltau
+
+    names = [m for m in (metrics if metrics is not None else metric_variables(ds))
+             if higher_is_better(ds, m) is not None]
+    oriented = {}
+    for metric in names:
+        with np.errstate(all="ignore"):
+            means = per_sample_scores(ds, metric).mean("sample", skipna=True).values
+        oriented[metric] = means if higher_is_better(ds, metric) else -means
+    table = pd.DataFrame(np.nan, index=pd.Index(names, name="metric"), columns=names)
+    for i, first in enumerate(names):
+        for second in names[i:]:
+            both = np.isfinite(oriented[first]) & np.isfinite(oriented[second])
+            tau = float("nan")
+            if both.sum() >= 2:
+                left, right = oriented[first][both], oriented[second][both]
+                if np.ptp(left) > 0 and np.ptp(right) > 0:
+                    tau = float(kendalltau(left, right).statistic)
+            table.loc[first, second] = table.loc[second, first] = tau
+    return table

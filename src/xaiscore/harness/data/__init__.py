@@ -6,12 +6,22 @@
   ``on_error="raise"|"skip"`` policy.
 * :mod:`~xaiscore.harness.data.synthetic`: :func:`make_synthetic_dataset`, the
   offline default.
+* :mod:`~xaiscore.harness.data.transforms`: resize/crop/pad that boxes and masks follow.
+* Readers: :func:`read_nih_chestxray14`, :func:`read_rsna_pneumonia`,
+  :func:`read_vindr_cxr`, :func:`read_coco`, :func:`read_voc`,
+  :func:`read_mask_folder`, :func:`read_mvtec`; by name through
+  :func:`open_dataset` (:mod:`~xaiscore.harness.data.registry`).
 
 Heavy optional dependencies (Pillow, pydicom, scipy) are imported only when a
-reader needs them.
+reader needs them. Every format, its files and fields are described in
+``docs/harness.md`` (section *Data*).
 """
 
+from xaiscore.harness.data._base import AnnotatedDataset
+from xaiscore.harness.data.coco import read_coco
 from xaiscore.harness.data.errors import DatasetError, Skip
+from xaiscore.harness.data.masks import read_mask_folder, read_mvtec
+from xaiscore.harness.data.nih import read_nih_chestxray14
 from xaiscore.harness.data.records import (
     NEGATIVE_FINDING,
     Batch,
@@ -23,10 +33,16 @@ from xaiscore.harness.data.records import (
     index_to_class,
     iterate_batches,
 )
+from xaiscore.harness.data.registry import READERS, get_reader, open_dataset
+from xaiscore.harness.data.rsna import read_rsna_pneumonia
 from xaiscore.harness.data.synthetic import make_synthetic_dataset
+from xaiscore.harness.data.vindr import read_vindr_cxr
+from xaiscore.harness.data.voc import read_voc
 
 __all__ = [
     "NEGATIVE_FINDING",
+    "READERS",
+    "AnnotatedDataset",
     "Batch",
     "DatasetError",
     "RecordDataset",
@@ -35,7 +51,16 @@ __all__ = [
     "Skip",
     "class_to_index",
     "collate",
+    "get_reader",
     "index_to_class",
     "iterate_batches",
     "make_synthetic_dataset",
+    "open_dataset",
+    "read_coco",
+    "read_mask_folder",
+    "read_mvtec",
+    "read_nih_chestxray14",
+    "read_rsna_pneumonia",
+    "read_vindr_cxr",
+    "read_voc",
 ]

@@ -175,6 +175,16 @@ class Batch:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def mask_at(self, size: Sequence[int], *, rule: Literal["nearest", "area"] = "nearest",
+                threshold: float = 0.5) -> Tensor:
+        """The ground-truth mask resized to ``size`` (e.g. the attribution's resolution).
+
+        See :func:`xaiscore.harness.data.transforms.resize_mask` for the rules.
+        """
+        from xaiscore.harness.data.transforms import resize_mask
+
+        return resize_mask(self.mask, size, rule=rule, threshold=threshold)
+
     def to(self, device: torch.device | str) -> Batch:
         """The batch with every tensor moved to ``device``."""
         return replace(

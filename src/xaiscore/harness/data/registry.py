@@ -1,0 +1,101 @@
+"""Readers by name, and :func:`open_dataset` for configs (plain values only).
+
+Example:
+    >>> ds = open_dataset("synthetic", n=4, size=[16, 16], resize=[8, 8])
+    >>> ds[0].image.shape, sorted(READERS)[:3]
+    (torch.Size([1, 8, 8]), ['coco', 'mask_folder', 'mvtec'])
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xaiscore._checks import OptionError
+from xaiscore.harness.data.records import RecordDataset, SampleRecord
+
+__all__ = ["READERS", "get_reader", "open_dataset"]
+
+#: Reader name -> ``"module:function"``; modules are imported on first use.
+READERS: dict[str, str] = {
+    "synthetic": "xaiscore.harness.data.synthetic:make_synthetic_dataset",
+    "nih": "xaiscore.harness.data.nih:read_nih_chestxray14",
+    "rsna": "xaiscore.harness.data.rsna:read_rsna_pneumonia",
+    "vindr": "xaiscore.harness.data.vindr:read_vindr_cxr",
+    "coco": "xaiscore.harness.data.coco:read_coco",
+    "voc": "xaiscore.harness.data.voc:read_voc",
+    "mask_folder": "xaiscore.harness.data.masks:read_mask_folder",
+    "mvtec": "xaiscore.harness.data.masks:read_mvtec",
+}
+
+
+def get_reader(kind: str) -> Callable[..., RecordDataset]:
+    """The reader function registered under ``kind``.
+
+    Raises:
+        OptionError: an unknown ``kind`` (with the closest name).
+    """
+    if kind not in READERS:
+        close = difflib.get_close_matches(str(kind), READERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise OptionError(f"Expected a dataset kind among {sorted(READERS)}, but got {kind!r}.{hint}")
+    module, name = READERS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_dataset(
+    kind: str,
+    *,
+    resize: int | Sequence[int] | None = None,
+    letterbox: bool = False,
+    mask_rule: str = "nearest",
+    normalize: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
+    verify: bool = False,
+    transform: Callable[[SampleRecord], SampleRecord] | None = None,
+    **options: Any,
+) -> RecordDataset:
+    """Open a dataset by reader name with geometry given as plain values (for config files).
+
+    Args:
+        kind: A key of :data:`READERS`.
+        resize: Resize every image to ``(H, W)`` (or a square) with
+            :class:`~xaiscore.harness.data.transforms.Resize` (per axis), or
+            :class:`~xaiscore.harness.data.transforms.Letterbox` when ``letterbox``.
+        letterbox: Keep the aspect ratio and pad instead of stretching.
+        mask_rule: ``"nearest"`` or ``"area"`` for resizing masks.
+        normalize: ``(mean, std)`` applied after resizing.
+        verify: Load every sample once and apply ``on_error`` up front
+            (readers of files only; see ``AnnotatedDataset.verify``).
+        transform: A further transform applied last.
+        **options: The reader's own keyword arguments (paths, ``class_names``, ``on_error`` ...).
+
+    Raises:
+        OptionError: an unknown kind or option.
+    """
+    from xaiscore.harness.data import transforms as T
+
+    reader = get_reader(kind)
+    steps: list[Callable[[SampleRecord], SampleRecord]] = []
+    if resize is not None:
+        size = tuple(resize) if isinstance(resize, Sequence) else resize
+        steps.append(T.Letterbox(size, mask_rule=mask_rule) if letterbox else T.Resize(size, mask_rule=mask_rule))
+    if normalize is not None:
+        steps.append(T.Normalize(*normalize))
+    if transform is not None:
+        steps.append(transform)
+    if steps:
+        options["transform"] = steps[0] if len(steps) == 1 else T.Compose(steps)
+    parameters = inspect.signature(reader).parameters
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        accepted = sorted(set(parameters) | {"resize", "letterbox", "mask_rule", "normalize", "verify"})
+        raise OptionError(f"Unknown option(s) {unknown} for dataset kind {kind!r}; it accepts {accepted}.")
+    dataset = reader(**options)
+    if verify:
+        if not hasattr(dataset, "verify"):
+            raise OptionError(f"Dataset kind {kind!r} has nothing to verify (verify=True).")
+        dataset.verify()  # type: ignore[attr-defined]
+    return dataset

@@ -1,0 +1,232 @@
+"""Reader for VinDr-CXR (Nguyen et al., Scientific Data 2022).
+
+Expected files under ``root``:
+
+* a label file (``train.csv`` as on Kaggle, or ``annotations/annotations_train.csv``
+  as on PhysioNet) with the columns ``image_id,class_name,class_id,rad_id,
+  x_min,y_min,x_max,y_max`` (``class_id`` and ``rad_id`` optional; ``width``,
+  ``height`` optional): one row per box and reader, coordinates in pixels of
+  the native DICOM resolution; ``No finding`` rows have empty coordinates;
+* the images ``<image_id>.dicom`` / ``.dcm`` (or ``.png``) in ``root/train``,
+  ``root`` or any sub-folder.
+
+Each training image was read by three radiologists (``rad_id``); ``fusion``
+combines them (see :mod:`xaiscore.harness.data.fusion`): ``"union"`` of all
+boxes, pixel-wise ``"majority"`` (more than half of the image's readers), or
+``"per_reader"`` samples. A file without ``rad_id`` (e.g. the consensus test
+labels) has one reader per image.
+
+One sample per (image, finding), ``source_id = "<image_id>:<finding>"`` (plus
+``":<rad_id>"`` per reader). Negatives are images that every reader marked
+``No finding`` (the class is named ``No Finding`` here, as in every reader).
+Box coordinates are checked against the image when it is loaded, unless
+``canvas_size`` or the ``width``/``height`` columns give the size up front
+(these also let boxes drawn on the original DICOM be scaled onto smaller PNGs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from xaiscore._checks import check_option
+from xaiscore.harness.data._base import (
+    AnnotatedDataset,
+    ClassResolver,
+    Entry,
+    canvas_of,
+    check_box,
+    check_channels,
+    locate_image,
+    resolve_path,
+)
+from xaiscore.harness.data._io import ImageLocator, is_blank, load_any_image, parse_number, read_csv_rows
+from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
+from xaiscore.harness.data.fusion import FUSIONS, majority_region
+from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
+
+__all__ = ["VINDR_CLASSES", "VINDR_ALIASES", "read_vindr_cxr"]
+
+#: The VinDr-CXR local findings in ``class_id`` order 0-13, then the negative class (14).
+VINDR_CLASSES: tuple[str, ...] = (
+    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "ILD",
+    "Infiltration", "Lung Opacity", "Nodule/Mass", "Other lesion", "Pleural effusion", "Pleural thickening",
+    "Pneumothorax", "Pulmonary fibrosis", NEGATIVE_FINDING,
+)
+#: The file's spelling of the negative class.
+VINDR_ALIASES = {"No finding": NEGATIVE_FINDING}
+
+_COORDINATES = ("x_min", "y_min", "x_max", "y_max")
+_LABEL_FILES = ("train.csv", "annotations/annotations_train.csv")
+
+
+def _majority_mask(cells: list[tuple[float, float, float, float]], canvas: tuple[int, int] | None):
+    def build(height: int, width: int) -> torch.Tensor:
+        from xaiscore.functional.localization import boxes_to_mask
+
+        source = canvas or (height, width)
+        scale = torch.tensor([width / source[1], height / source[0]] * 2, dtype=torch.float64)
+        scaled = torch.tensor(cells, dtype=torch.float64).reshape(-1, 4) * scale
+        return boxes_to_mask([scaled], (height, width))[0]
+
+    return build
+
+
+def read_vindr_cxr(
+    root: str | os.PathLike[str],
+    *,
+    labels_csv: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    class_names: Sequence[str] = VINDR_CLASSES,
+    fusion: str = "union",
+    negatives: bool = False,
+    canvas_size: int | tuple[int, int] | None = None,
+    channels: int | None = 1,
+    clip_boxes: bool = False,
+    transform: Callable[[SampleRecord], SampleRecord] | None = None,
+    on_error: OnError = "raise",
+) -> AnnotatedDataset:
+    """Read VinDr-CXR boxes with reader fusion (see the module docs).
+
+    Args:
+        root: The dataset folder.
+        labels_csv: The label file (default: ``train.csv``, else
+            ``annotations/annotations_train.csv``), relative to ``root`` unless absolute.
+        image_dir: Where the images are (default ``root/train``, then ``root``
+            and every sub-folder).
+        class_names: The model's classes (default: :data:`VINDR_CLASSES`).
+        fusion: ``"union"`` (default), ``"majority"`` or ``"per_reader"``.
+            Under ``"majority"`` a finding without a majority region on an image
+            yields no sample; each such case is listed in ``skipped``.
+        negatives: Also yield images every reader marked ``No finding``.
+        canvas_size: The pixel grid of the coordinates when it is not the image's
+            own size (overridden per image by ``width``/``height`` columns).
+        channels: 1 (default), 3 or ``None``.
+        clip_boxes: Clip boxes sticking out of the image instead of reporting them.
+        transform: Applied to every record.
+        on_error: ``"raise"`` or ``"skip"``.
+
+    Returns:
+        An :class:`~xaiscore.harness.data._base.AnnotatedDataset`; under
+        ``"majority"`` records carry the exact majority ``mask`` and the boxes of
+        its connected components.
+
+    Raises:
+        DatasetError: bad rows (a box on a ``No finding`` row, a finding row
+            without a box, unknown findings, bad numbers), missing images.
+        OptionError: a bad option.
+    """
+    root = Path(root)
+    log = SkipLog(on_error)
+    fusion = check_option(fusion, "fusion", FUSIONS)
+    resolver = ClassResolver(class_names, VINDR_ALIASES)
+    canvas = canvas_of(canvas_size)
+    channels = check_channels(channels)
+    if negatives:
+        resolver.require_negative()
+    if labels_csv is None:
+        candidates = [root / name for name in _LABEL_FILES]
+        labels_path = next((c for c in candidates if c.is_file()), None)
+        if labels_path is None:
+            raise DatasetError(f"no label file: expected one of {list(_LABEL_FILES)} (or pass `labels_csv`)",
+                               file=root)
+    else:
+        labels_path = resolve_path(labels_csv, root)
+    file = str(labels_path)
+    folders = [resolve_path(image_dir, root)] if image_dir is not None else [root / "train", root]
+    locator = ImageLocator(folders, (".dicom", ".dcm", ".png"))
+
+    # image -> {"readers": set, "findings": {finding: {reader: [(box, row)]}}, "rows": [...]}
+    images: dict[str, dict] = {}
+    bad: set[str] = set()
+    columns = ("image_id", "class_name", *_COORDINATES)
+    for row, fields in read_csv_rows(labels_path, required=columns, optional=("class_id", "rad_id", "width", "height")):
+        image = (fields["image_id"] or "").strip()
+        try:
+            if not image:
+                raise DatasetError("empty 'image_id'", file=file, row=row)
+            if image in bad:
+                continue
+            reader = "consensus" if is_blank(fields.get("rad_id")) else (fields["rad_id"] or "").strip()
+            finding, _ = resolver.resolve(fields["class_name"] or "", file=file, row=row)
+            size = canvas
+            if not is_blank(fields.get("width")) and not is_blank(fields.get("height")):
+                w = parse_number(fields["width"], column="width", file=file, row=row)
+                h = parse_number(fields["height"], column="height", file=file, row=row)
+                size = (int(h), int(w))
+            blank = [is_blank(fields[c]) for c in _COORDINATES]
+            state = images.setdefault(image, {"readers": set(), "findings": {}, "rows": [], "canvas": size})
+            state["readers"].add(reader)
+            state["rows"].append(row)
+            if finding == NEGATIVE_FINDING:
+                if not all(blank):
+                    raise DatasetError("a 'No finding' row must have empty coordinates", file=file, row=row)
+                continue
+            if any(blank):
+                raise DatasetError(f"a {finding!r} row needs x_min, y_min, x_max and y_max", file=file, row=row)
+            box = tuple(parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
+            box = check_box(box, size, clip=clip_boxes, file=file, row=row, where=f"image {image}")  # type: ignore[arg-type]
+        except DatasetError as error:
+            log.report(error)
+            if image:
+                bad.add(image)
+                images.pop(image, None)
+            continue
+        state["findings"].setdefault(finding, {}).setdefault(reader, []).append((box, row))
+
+    entries: list[Entry] = []
+    for image, state in images.items():
+        findings: dict[str, dict[str, list]] = state["findings"]
+        if not findings and not negatives:
+            continue
+        try:
+            path = locate_image(locator, image, file=file, row=state["rows"][0])
+        except DatasetError as error:
+            log.report(error)
+            continue
+        n_readers = len(state["readers"])
+        size = state["canvas"]
+        base = {"image_id": image, "n_readers": n_readers}
+
+        def entry(source_id: str, finding: str, boxes: list, rows: list, **extra) -> Entry:
+            return Entry(
+                source_id=source_id, image_path=path, finding=finding,
+                label=resolver.class_names.index(finding), boxes=tuple(boxes),
+                box_labels=(finding,) * len(boxes) if finding != NEGATIVE_FINDING else (),
+                box_rows=tuple(rows), canvas=size, annotation_file=file,
+                row=rows[0] if rows else state["rows"][0], meta={**base, **extra},
+            )
+
+        if not findings:
+            entries.append(entry(f"{image}:{NEGATIVE_FINDING}", NEGATIVE_FINDING, [], []))
+            continue
+        for finding, by_reader in findings.items():
+            readers = sorted(by_reader)
+            if fusion == "per_reader":
+                for reader in readers:
+                    pairs = by_reader[reader]
+                    entries.append(entry(f"{image}:{finding}:{reader}", finding, [b for b, _ in pairs],
+                                         [r for _, r in pairs], readers=(reader,), fusion=fusion))
+                continue
+            pairs = [p for reader in readers for p in by_reader[reader]]
+            rows = [r for _, r in pairs]
+            if fusion == "union":
+                entries.append(entry(f"{image}:{finding}", finding, [b for b, _ in pairs], rows,
+                                     readers=tuple(readers), fusion=fusion))
+                continue
+            region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()}, n_readers=n_readers)
+            if region.empty:
+                log.note(file, rows[0], f"image {image}: no majority for {finding!r} "
+                                        f"({len(readers)} of {n_readers} readers marked it; fusion='majority')")
+                continue
+            built = entry(f"{image}:{finding}", finding, region.boxes, [rows[0]] * len(region.boxes),
+                          readers=tuple(readers), fusion=fusion)
+            entries.append(replace(built, mask=_majority_mask(region.cells, size)))
+    return AnnotatedDataset(
+        entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),
+        transform=transform, log=log, reader="vindr_cxr", clip_boxes=clip_boxes,
+    )

@@ -109,7 +109,9 @@ class BlockNoise:
             ``low`` and standard deviation ``high`` (see :func:`check_noise_options`).
         low, high: The distribution's parameters.
         generator: Source of the block seeds (drawn once, up front).
-        device, dtype: Where and how the noise is drawn (the inputs' device and dtype).
+        device, dtype: Where the noise lives and its dtype (the inputs'); the random
+            numbers are drawn in float32 and cast, so float32 and float64 inputs
+            see the same noise.
 
     Example:
         >>> noise = BlockNoise(5, (2,), kind="uniform", low=-1.0, high=1.0,
@@ -141,12 +143,13 @@ class BlockNoise:
         size = min(NOISE_BLOCK_ITEMS, self.n_items - index * NOISE_BLOCK_ITEMS)
         block_generator = torch.Generator(device=self.device).manual_seed(self._seeds[index])
         shape = (size,) + self.item_shape
+        # Drawn in float32 whatever the output dtype, so that float32 and float64 runs see the same noise.
         if self.kind == "uniform":
-            values = torch.rand(shape, generator=block_generator, device=self.device, dtype=self.dtype)
-            values = values * (self.high - self.low) + self.low
+            values = torch.rand(shape, generator=block_generator, device=self.device, dtype=torch.float32)
+            values = values.to(self.dtype) * (self.high - self.low) + self.low
         else:
-            values = torch.randn(shape, generator=block_generator, device=self.device, dtype=self.dtype)
-            values = values * self.high + self.low
+            values = torch.randn(shape, generator=block_generator, device=self.device, dtype=torch.float32)
+            values = values.to(self.dtype) * self.high + self.low
         self._cached = (index, values)
         return values
 

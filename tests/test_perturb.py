@@ -1,0 +1,158 @@
+"""The perturbation engine (xaiscore._perturb) against plain numpy/scipy constructions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.reference import faithfulness as ref
+from xaiscore._checks import DTypeError, OptionError, ShapeError
+from xaiscore._perturb import (
+    apply_perturbation,
+    counter_uniform,
+    element_ranks,
+    feature_attributions,
+    gaussian_blur,
+    grid_cells,
+    make_baseline,
+    partition,
+    random_keys,
+    rank_features,
+    rise_gaussian_kernel,
+    trapezoid,
+)
+
+
+@given(spatial=st.lists(st.integers(1, 9), min_size=1, max_size=3), patch=st.integers(1, 5))
+def test_grid_cells_match_the_padded_grid(spatial, patch):
+    labels, n_cells = grid_cells(tuple(spatial), patch)
+    expected = ref.grid_labels(tuple(spatial), patch)
+    np.testing.assert_array_equal(labels.numpy(), expected)
+    assert n_cells == int(np.prod([-(-n // patch) if n % patch == 0 else (n + patch - n % patch) // patch
+                                   for n in spatial]))
+
+
+@given(data=st.data())
+def test_segment_partition_renumbers_each_sample_in_label_order(data):
+    b = data.draw(st.integers(1, 3))
+    spatial = tuple(data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)))
+    size = b * int(np.prod(spatial))
+    labels = torch.tensor(data.draw(st.lists(st.integers(-5, 1000), min_size=size, max_size=size))).reshape(
+        (b,) + spatial)
+    part = partition((b, 2) + spatial, segments=labels)
+    for i in range(b):
+        unique = np.unique(labels[i].numpy())
+        expected = np.searchsorted(unique, labels[i].numpy())
+        np.testing.assert_array_equal(part.ids[i, 0].numpy(), expected)
+        assert part.counts[i] == len(unique)
+    assert part.n_features == int(part.counts.max())
+
+
+def test_segment_slots_beyond_a_sample_count_are_ranked_last():
+    labels = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]])
+    part = partition((2, 1, 4), segments=labels)
+    scores = feature_attributions(torch.tensor([[[1.0, 1.0, 5.0, 5.0]], [[-9.0, -9.0, -9.0, -9.0]]]), part,
+                                  aggregate="mean")
+    assert scores.tolist() == [[1.0, 5.0], [-9.0, 0.0]]
+    assert rank_features(scores, counts=part.counts).tolist() == [[1, 0], [0, 1]]
+    assert rank_features(scores, counts=part.counts, order="lerf").tolist() == [[0, 1], [0, 1]]
+
+
+@given(values=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 2.0]), min_size=1, max_size=12),
+       order=st.sampled_from(["morf", "lerf"]))
+def test_ranks_break_ties_by_lower_index(values, order):
+    ranks = rank_features(torch.tensor([values]), order=order)[0].tolist()
+    expected_order = ref.ordering(np.array(values), order)
+    assert [expected_order.index(f) for f in range(len(values))] == ranks
+
+
+def test_element_features_broadcast_a_one_channel_map():
+    a = torch.tensor([[[[1.0, 3.0]]]])  # (1, 1, 1, 2)
+    part = partition((1, 2, 1, 2), reduce_channels=None)
+    assert part.n_features == 4 and part.ids.shape == (1, 2, 1, 2)
+    scores = feature_attributions(a, part, reduce_channels=None)
+    assert scores.tolist() == [[1.0, 3.0, 1.0, 3.0]]
+    rank = element_ranks(rank_features(scores), part)
+    assert rank.tolist() == [[[[2, 0]], [[3, 1]]]]
+
+
+def test_rise_kernel_equals_scipy_filtered_impulse():
+    for klen, sigma in [(11, 5.0), (7, 1.5), (3, 0.4), (1, 2.0)]:
+        impulse = np.zeros((klen, klen))
+        impulse[klen // 2, klen // 2] = 1.0
+        expected = scipy.ndimage.gaussian_filter(impulse, sigma)
+        k = rise_gaussian_kernel(klen, sigma).numpy()
+        np.testing.assert_allclose(np.outer(k, k), expected, atol=1e-15)
+
+
+@pytest.mark.parametrize("spatial", [(13,), (12, 15), (6, 7, 5)])
+def test_gaussian_blur_matches_scipy_correlation_with_zero_padding(spatial):
+    x = torch.rand((2, 3) + spatial, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours = gaussian_blur(x)
+    for i in range(2):
+        np.testing.assert_allclose(ours[i].numpy(), ref.rise_blur(x[i].numpy()), atol=1e-12)
+    assert gaussian_blur(x.float()).dtype == torch.float32
+
+
+def test_apply_perturbation_replaces_exactly_the_rank_interval():
+    x = torch.arange(6.0).reshape(1, 1, 6).expand(3, 1, 6)
+    rank = torch.tensor([[[5, 4, 3, 2, 1, 0]]]).expand(3, 1, 6)
+    out = apply_perturbation(x, rank, torch.tensor([0, 2, 1]), torch.tensor([0, 6, 3]), torch.full((1, 1, 1), -1.0))
+    assert out.tolist() == [[[0, 1, 2, 3, 4, 5]], [[-1, -1, -1, -1, 4, 5]], [[0, 1, 2, -1, -1, 5]]]
+
+
+def test_counter_uniform_is_chunk_free_and_uniform():
+    keys = random_keys(200, torch.Generator().manual_seed(1))
+    u = counter_uniform(keys, 500, dtype=torch.float64)
+    torch.testing.assert_close(counter_uniform(keys[37:38], 500, dtype=torch.float64), u[37:38], rtol=0, atol=0)
+    torch.testing.assert_close(counter_uniform(keys, 100, dtype=torch.float64, offset=400), u[:, 400:],
+                               rtol=0, atol=0)
+    values = u.numpy().ravel()
+    assert values.min() >= 0 and values.max() < 1
+    # Kolmogorov-Smirnov against U(0, 1), and no correlation between neighbouring columns or rows.
+    from scipy.stats import kstest
+
+    assert kstest(values, "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(u[:, 1:].ravel(), u[:, :-1].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(u[1:].ravel(), u[:-1].ravel())[0, 1]) < 0.01
+    f32 = counter_uniform(keys, 500)
+    assert f32.dtype == torch.float32 and float(f32.max()) < 1.0
+
+
+def test_make_baseline_named_and_callable():
+    x = torch.tensor([[[1.0, 3.0], [5.0, 7.0]]])  # (1, 2, 2)
+    assert make_baseline(x, "zeros").expand_as(x).tolist() == [[[0.0, 0.0], [0.0, 0.0]]]
+    assert make_baseline(x, 2.5).expand_as(x).tolist() == [[[2.5, 2.5], [2.5, 2.5]]]
+    assert make_baseline(x, "min").expand_as(x).tolist() == [[[1.0, 1.0], [1.0, 1.0]]]
+    assert make_baseline(x, "mean").expand_as(x).tolist() == [[[2.0, 2.0], [6.0, 6.0]]]
+    noise = make_baseline(x, "uniform", generator=torch.Generator().manual_seed(0))
+    assert noise.shape == x.shape and bool(((noise >= 1) & (noise <= 7)).all())
+    assert make_baseline(x, lambda t: t * 2).tolist() == [[[2.0, 6.0], [10.0, 14.0]]]
+    with pytest.raises(OptionError, match="baseline"):
+        make_baseline(x, "black")
+    with pytest.raises(DTypeError, match="bool"):
+        make_baseline(x, True)
+    with pytest.raises(ShapeError, match="broadcast"):
+        make_baseline(x, lambda t: t[0])
+
+
+def test_trapezoid_matches_numpy():
+    y = torch.rand(3, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    positions = torch.tensor([0.0, 0.1, 0.15, 0.5, 0.6, 0.9, 1.0], dtype=torch.float64)
+    np.testing.assert_allclose(trapezoid(y, positions).numpy(), np.trapezoid(y.numpy(), positions.numpy(), axis=1))
+
+
+@settings(max_examples=10)
+@given(patch=st.integers(1, 3), how=st.sampled_from(["sum", "mean", "max_abs"]))
+def test_patch_attributions_sum_the_reduced_map(patch, how):
+    a = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    part = partition(a.shape, patch_size=patch)
+    ours = feature_attributions(a, part, reduce_channels=how)
+    labels = ref.grid_labels((5, 4), patch)
+    for i in range(2):
+        _, values = ref.segment_features(np.zeros((3, 5, 4)), a[i].numpy(), labels, how, "sum")
+        np.testing.assert_allclose(ours[i].numpy(), values, atol=1e-12)

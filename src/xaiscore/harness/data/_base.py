@@ -301,11 +301,12 @@ class AnnotatedDataset:
             for box, row in zip(raw_boxes, box_rows)
         ]
         tensor = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-        scale = torch.tensor([size[1] / canvas[1], size[0] / canvas[0]] * 2, dtype=torch.float64)
+        image_side = torch.tensor([size[1], size[0]] * 2, dtype=torch.float64)
+        canvas_side = torch.tensor([canvas[1], canvas[0]] * 2, dtype=torch.float64)
         record = SampleRecord(
             image=image,
             label=entry.label,
-            boxes=(tensor * scale).to(torch.float32),
+            boxes=(tensor * image_side / canvas_side).to(torch.float32),
             box_labels=box_labels,
             mask=mask,
             source_id=entry.source_id,

@@ -15,11 +15,13 @@ padded exactly and resized by one of two rules (:func:`resize_mask`):
 
 * ``"nearest"`` (default): output pixel ``k`` along an axis takes input pixel
   ``floor((k + 0.5) * n_in / n_out)``, the one under its centre. This is the
-  pixel-centre rule of ``boxes_to_mask``: a box rasterised after the resize and
-  the resized mask of the box differ by at most one pixel on each border when
-  downsampling (and by at most half an input pixel more when upsampling
-  boxes that do not lie on the pixel grid, as the input mask had already lost
-  that sub-pixel detail).
+  pixel-centre rule of ``boxes_to_mask``. For a box on the pixel grid (integer
+  coordinates) the resized mask *equals* the box rasterised after the resize,
+  at any scale. For other boxes, when downsampling, both lie within one pixel
+  of the scaled box's true edges, and so within one pixel of each other on
+  each border (a box thinner than a pixel after the resize may rasterise to
+  nothing while its resized mask keeps a row). When upsampling, add half an
+  input pixel: the input mask had already lost that sub-pixel detail.
 * ``"area"``: an output pixel is in the mask when at least ``threshold``
   (default 0.5) of its area is covered by input mask pixels (exact overlaps,
   any scale factor).
@@ -178,8 +180,11 @@ def resize_boxes(boxes: Tensor, from_size: Sequence[int], to_size: Sequence[int]
         [[20.0, 10.0, 60.0, 20.0]]
     """
     (h0, w0), (h1, w1) = _check_size(from_size, "from_size", 2), _check_size(to_size, "to_size", 2)
-    scale = torch.tensor([w1 / w0, h1 / h0, w1 / w0, h1 / h0], dtype=boxes.dtype, device=boxes.device)
-    return boxes * scale
+    # multiply, then divide: for integer coordinates the result is the correctly rounded
+    # exact ratio, so pixel-centre tests after the resize have no rounding surprises
+    new = torch.tensor([w1, h1, w1, h1], dtype=boxes.dtype, device=boxes.device)
+    old = torch.tensor([w0, h0, w0, h0], dtype=boxes.dtype, device=boxes.device)
+    return boxes * new / old
 
 
 def crop_boxes(boxes: Tensor, top: float, left: float, height: float, width: float) -> tuple[Tensor, Tensor]:

@@ -20,10 +20,11 @@ Re-initialisation rule (``reinit``):
     * ``"reset_parameters"`` (default): the layer's own ``reset_parameters()``
       (PyTorch's default initialisation, e.g. Kaiming-uniform for ``nn.Linear``
       and ``nn.Conv2d``; for ``BatchNorm`` it also resets the running
-      statistics) is run on a CPU copy of the layer under a forked CPU random
-      state seeded with the layer's seed, and the layer's own parameters and
-      buffers are copied back. The global random state is left as it was, and
-      the random weights do not depend on the device. Layers without
+      statistics) is run on a float64 CPU copy of the layer under a forked CPU
+      random state seeded with the layer's seed, and the layer's own
+      parameters and buffers are copied back (cast to their dtype). The global
+      random state is left as it was, and the random weights do not depend on
+      the device or the floating dtype of the model. Layers without
       ``reset_parameters()`` fall back to ``"normal"``.
     * ``"normal"``: every own parameter is redrawn from
       :math:`\\mathcal{N}(0, s^2)` with ``s`` the root mean square of the
@@ -125,6 +126,11 @@ def _normal_(module: nn.Module, generator: torch.Generator) -> None:
         parameter.copy_(draw.to(dtype=parameter.dtype, device=parameter.device))
 
 
+def _cpu64(t: Tensor) -> Tensor:
+    t = t.detach().to("cpu", copy=True)
+    return t.to(torch.float64) if t.is_floating_point() else t
+
+
 def reinitialise_layer(module: nn.Module, seed: int, reinit: Reinit = "reset_parameters") -> None:
     """Re-initialise the own parameters of ``module`` in place, deterministically under ``seed``.
 
@@ -138,14 +144,13 @@ def reinitialise_layer(module: nn.Module, seed: int, reinit: Reinit = "reset_par
         if reinit == "normal" or not callable(getattr(module, "reset_parameters", None)):
             _normal_(module, torch.Generator().manual_seed(seed))
             return
-        # A CPU copy of the layer (its own tensors only), reset under a forked CPU random state.
+        # A float64 CPU copy of the layer (its own tensors only), reset under a forked CPU random state:
+        # the draws then depend on the seed alone, not on the model's device or floating dtype.
         fresh = copy.copy(module)
-        fresh._parameters = {k: None if p is None else nn.Parameter(p.detach().to("cpu", copy=True),
-                                                                       requires_grad=p.requires_grad)
+        fresh._parameters = {k: None if p is None else nn.Parameter(_cpu64(p), requires_grad=p.requires_grad)
                              for k, p in module._parameters.items()}
-        fresh._buffers = {k: None if b is None else b.detach().to("cpu", copy=True)
-                          for k, b in module._buffers.items()}
-        fresh._modules = {k: copy.deepcopy(m).to("cpu") if m is not None else None
+        fresh._buffers = {k: None if b is None else _cpu64(b) for k, b in module._buffers.items()}
+        fresh._modules = {k: copy.deepcopy(m).to("cpu", torch.float64) if m is not None else None
                           for k, m in module._modules.items()}
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)

@@ -128,17 +128,24 @@ def seeds_for(seed: int, count: int) -> list[int]:
 def randomize(model: nn.Module, which: list[int], seed: int) -> nn.Module:
     """A fresh copy of ``model`` with the layers at positions ``which`` re-initialised (reset_parameters).
 
-    Each layer gets its own seed; the CPU model's reset_parameters draws from the
-    global CPU generator, which is forked and restored here.
+    Each layer gets its own seed; reset_parameters runs on a float64 copy of the
+    layer (the documented rule), drawing from the global CPU generator, which is
+    forked and restored here; the values are then cast to the model's dtype.
     """
     names = layer_names(model)
     seeds = seeds_for(seed, len(names))
     fresh = copy.deepcopy(model)
     modules = dict(fresh.named_modules())
     for position in which:
+        layer = modules[names[position]]
+        twin = copy.deepcopy(layer).double()
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.random.default_generator.manual_seed(seeds[position])
-            modules[names[position]].reset_parameters()
+            twin.reset_parameters()
+            for (_, p), (_, q) in zip(layer.named_parameters(), twin.named_parameters()):
+                p.copy_(q.to(p.dtype))
+            for (_, b), (_, c) in zip(layer.named_buffers(), twin.named_buffers()):
+                b.copy_(c.to(b.dtype))
     return fresh
 
 

@@ -157,7 +157,9 @@ def spearman_correlation(a: Tensor, b: Tensor, *, validate: bool = True) -> Tens
     a_flat, b_flat = _flat(a), _flat(b)
     rank_a = average_ranks(a_flat).to(a.dtype)
     rank_b = average_ranks(b_flat).to(a.dtype)
-    return _pearson_flat(rank_a, rank_b)
+    # Ranks hide NaN (reachable with validate=False); such a sample has no correlation.
+    has_nan = torch.isnan(a_flat).any(dim=1) | torch.isnan(b_flat).any(dim=1)
+    return nan_where(has_nan, _pearson_flat(rank_a, rank_b))
 
 
 def cosine_similarity(a: Tensor, b: Tensor, *, validate: bool = True) -> Tensor:

@@ -1,0 +1,902 @@
+"""Randomization sanity checks: do explanations change when the model does?
+
+* :func:`mprt`: Model Parameter Randomisation Test (Adebayo et al. 2018), layer
+  by layer, one similarity per layer and sample (Hedström et al. 2023).
+* :func:`smooth_mprt`: sMPRT, the same on explanations averaged over noisy
+  copies of the input (Hedström et al. 2023).
+* :func:`efficient_mprt`: eMPRT, the relative rise of the explanation's
+  histogram entropy after full randomization (Hedström et al. 2023).
+* :func:`random_logit`: similarity between the explanation of the target class
+  and of a random other class (Sixt et al. 2020).
+
+**The explainer protocol.** These metrics re-explain *other* models (random
+copies of ``model``), so they take an explainer *factory*: ``explain_fn(model)``
+returns a batched :class:`xaiscore.explainers.ExplainFn` ``(x, target) -> a``
+bound to that model. Every builder in :mod:`xaiscore.explainers` that takes the
+model first is one, e.g. ``functools.partial(captum_explainer, method="Saliency")``
+or ``lambda m: make_explainer("IntegratedGradients", m)``. The factory is
+called once per model (original and each randomization step); the explain
+function it returns is called on chunks of at most ``max_batch_size`` items.
+
+**The random baseline.** Binder et al. (2023) show that uninformative maps pass
+MPRT easily, so every result carries ``baseline``: the same metric computed for
+:func:`xaiscore.explainers.random_explainer` maps (fresh uniform noise for every
+model and every class), with the same post-processing and similarity. A method
+is only credible where it scores clearly better than noise would *and* the
+model-independent explainer's worst case (similarity 1) is far away.
+
+Randomness: ``seed`` fixes the model re-initialisation (:mod:`xaiscore.randomization`);
+``generator`` (default: a CPU generator seeded with ``seed``) draws the sMPRT
+noise, the random classes and the baseline maps. Results do not depend on
+``max_batch_size``. The user's model is never modified: randomization works
+on a deep copy, and the original explanations are computed on that copy too.
+
+See ``docs/randomization.md`` for formulas, defaults and the differences from Quantus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from xaiscore._batching import ModelOutputError, call_model, check_max_batch_size, chunked_map
+from xaiscore._checks import (
+    DeviceError,
+    DTypeError,
+    NonFiniteError,
+    OptionError,
+    check_attributions,
+    check_fraction,
+    check_inputs_like,
+    check_option,
+    check_positive_int,
+    check_target,
+    check_tensor,
+)
+from xaiscore._noise import BlockNoise, Chunk, perturbed_statistics
+from xaiscore._reduce import ChannelReduction, flatten_features, normalise_by_max
+from xaiscore._reduce import reduce_channels as _reduce_channels
+from xaiscore.explainers import (
+    ConstantExplainer,
+    ExplainFn,
+    QuantusExplainer,
+    RandomExplainer,
+    check_explanation,
+    random_explainer,
+)
+from xaiscore.functional._common import nan_where, sorted_quantile
+from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn
+from xaiscore.randomization import LAYER_ORDERS, LayerOrder, Reinit, parameterised_layers, randomized_models
+
+__all__ = [
+    "ExplainerFactory",
+    "RandomizationResult",
+    "RandomLogitResult",
+    "mprt",
+    "smooth_mprt",
+    "efficient_mprt",
+    "random_logit",
+    "histogram_entropy",
+    "BIN_RULES",
+]
+
+ExplainerFactory = Callable[[nn.Module], ExplainFn]
+Normalise = Literal["max", "second_moment"]
+Summary = Literal["mean", "last"]
+BinRule = Literal["freedman_diaconis", "scott", "sqrt", "sturges", "rice"]
+
+#: The bin-count rules :func:`efficient_mprt` accepts besides a fixed count.
+BIN_RULES: tuple[str, ...] = ("freedman_diaconis", "scott", "sqrt", "sturges", "rice")
+
+
+class RandomizationResult(NamedTuple):
+    """What the MPRT family returns.
+
+    Attributes:
+        score: ``(B,)`` the metric per sample (NaN where undefined).
+        curve: ``(B, T)`` per randomization step: the similarity to the
+            original explanation (MPRT, sMPRT) or the explanation entropy (eMPRT).
+        x: ``(T,)`` the number of layers randomized at each step (for
+            ``order="independent"``: the index of the one randomized layer).
+        layers: ``T`` names of the layer randomized at each step (eMPRT:
+            ``"original"`` and the last layer's name, or every layer's).
+        baseline: ``(B,)`` the same metric for random attribution maps, or
+            ``None`` with ``random_baseline=False``.
+
+    ``.score``, ``.curve`` and ``.x`` are as in :class:`xaiscore.functional._results.CurveResult`.
+    """
+
+    score: Tensor
+    curve: Tensor
+    x: Tensor
+    layers: tuple[str, ...]
+    baseline: Tensor | None
+
+
+class RandomLogitResult(NamedTuple):
+    """What :func:`random_logit` returns.
+
+    Attributes:
+        score: ``(B,)`` similarity between the target-class and random-class explanations.
+        baseline: ``(B,)`` the same for random maps, or ``None``.
+        off_target: ``(B,)`` long, the random class drawn for each sample.
+    """
+
+    score: Tensor
+    baseline: Tensor | None
+    off_target: Tensor
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def _check_factory(explain_fn: Any) -> ExplainerFactory:
+    bound = (RandomExplainer, ConstantExplainer, QuantusExplainer)
+    try:
+        from xaiscore.explainers import CaptumExplainer
+
+        bound = bound + (CaptumExplainer,)
+    except ImportError:  # pragma: no cover - the class exists whether captum is installed or not
+        pass
+    if isinstance(explain_fn, bound):
+        raise DTypeError(
+            "Expected `explain_fn` to be a factory `explain_fn(model) -> explain function` (the randomization "
+            f"metrics re-explain randomized copies of the model), but got a {type(explain_fn).__name__} bound to "
+            "one model. Pass e.g. `lambda model: captum_explainer(model, 'Saliency')`, or `lambda model: "
+            "explainer` for an explainer that ignores the model."
+        )
+    if not callable(explain_fn):
+        raise DTypeError(f"Expected `explain_fn` to be callable, but got {type(explain_fn).__name__}.")
+    return explain_fn
+
+
+def _bind(explain_fn: ExplainerFactory, model: nn.Module) -> ExplainFn:
+    explainer = explain_fn(model)
+    if not callable(explainer):
+        raise ModelOutputError(
+            "Expected `explain_fn(model)` to return an explain function `(x, target) -> a`, but got "
+            f"{type(explainer).__name__}."
+        )
+    return explainer
+
+
+def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> tuple[Tensor, Tensor]:
+    if not isinstance(model, nn.Module):
+        raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+    x = check_tensor(x, "x")
+    if not x.is_floating_point():
+        raise DTypeError(f"Expected `x` to be a floating-point tensor, but got dtype {x.dtype}.")
+    check_attributions(x, name="x", validate=validate)
+    target = check_target(target, x.shape[0], device=x.device, validate=validate)
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.device != x.device:
+        raise DeviceError(
+            f"Expected `x` on the device of the model's parameters ({parameter.device}), but got {x.device}. "
+            "Move it with `x.to(device)`."
+        )
+    return x, target
+
+
+def _check_given_attributions(a: Any, x: Tensor, *, validate: bool) -> Tensor:
+    a = check_attributions(a, validate=validate)
+    check_inputs_like(x, a)
+    return a.detach()
+
+
+def _resolve_generator(generator: torch.Generator | None, seed: int) -> torch.Generator:
+    if generator is None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__} {seed!r}.")
+        return torch.Generator().manual_seed(seed)
+    if not isinstance(generator, torch.Generator):
+        raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
+    return generator
+
+
+def _resolve_similarity(similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> SimilarityFn:
+    kwargs = dict(kwargs or {})
+    if callable(similarity):
+        return partial(similarity, **kwargs) if kwargs else similarity
+    check_option(similarity, "similarity", tuple(SIMILARITIES))
+    return partial(SIMILARITIES[similarity], validate=False, **kwargs)
+
+
+def _check_postprocessing(abs: bool, normalise: str | None, reduce_channels: str | None) -> None:
+    if not isinstance(abs, bool):
+        raise DTypeError(f"Expected `abs` to be a bool, but got {type(abs).__name__}.")
+    check_option(normalise, "normalise", ("max", "second_moment", None))
+    check_option(reduce_channels, "reduce_channels", ("sum", "mean", "max_abs", None))
+
+
+def _where(layer: str | None) -> str:
+    return "the original model" if layer is None else f"the model with layer {layer!r} randomized"
+
+
+# --- explaining ----------------------------------------------------------------------------
+
+
+class _FiniteCheck:
+    """Counts non-finite explanation values on the device; reads the count once per model."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, a: Tensor, where: str) -> None:
+        if self.enabled and not bool(torch.isfinite(a).all()):
+            raise NonFiniteError(
+                f"Expected `explain_fn` to return finite attributions, but got {int(torch.isnan(a).sum())} NaN and "
+                f"{int(torch.isinf(a).sum())} infinite value(s) for {where}."
+            )
+
+
+def _explain(explainer: ExplainFn, x: Tensor, target: Tensor, *, max_batch_size: int) -> Tensor:
+    """Explain all ``B`` samples in chunks of at most ``max_batch_size``: ``(B, C', *S)``."""
+
+    def compute(start: int, stop: int) -> Tensor:
+        x_chunk = x[start:stop]
+        return check_explanation(explainer(x_chunk, target[start:stop]), x_chunk, validate=False).detach()
+
+    return chunked_map(x.shape[0], compute, max_batch_size=max_batch_size)
+
+
+class _SmoothExplainer:
+    """Explanations averaged over ``n`` noisy copies per sample (the last copy noise-free), in chunks.
+
+    The logical batch holds ``B * n`` items, sample-major (item ``k`` is copy
+    ``k % n`` of sample ``k // n``); the Gaussian noise comes from one
+    :class:`xaiscore._noise.BlockNoise`, so every model sees the same noise
+    (common random numbers) and nothing depends on ``max_batch_size``.
+    """
+
+    def __init__(self, x: Tensor, target: Tensor, *, n_samples: int, noise_magnitude: float,
+                 generator: torch.Generator, max_batch_size: int) -> None:
+        self.x, self.target, self.n = x, target, n_samples
+        self.max_batch_size = max_batch_size
+        spatial = tuple(range(1, x.ndim))
+        spread = x.amax(dim=spatial) - x.amin(dim=spatial)
+        self.std = (noise_magnitude * spread).reshape((-1,) + (1,) * (x.ndim - 1))
+        self.noise = BlockNoise(x.shape[0] * n_samples, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0,
+                                generator=generator, device=x.device, dtype=x.dtype)
+
+    def _perturb(self, x_rows: Tensor, start: int, stop: int, steps: Tensor) -> Tensor:
+        rows = torch.div(torch.arange(start, stop, device=x_rows.device), self.n, rounding_mode="floor")
+        noisy = (steps != self.n - 1).to(x_rows.dtype).reshape((-1,) + (1,) * (x_rows.ndim - 1))
+        return x_rows + self.noise(start, stop) * self.std.index_select(0, rows) * noisy
+
+    def __call__(self, explainer: ExplainFn) -> Tensor:
+        sums: list[Tensor] = []
+
+        def accumulate(chunk: Chunk) -> Tensor:
+            a = chunk.a_perturbed.detach()
+            wide = torch.float32 if a.device.type == "mps" else torch.float64
+            if not sums:
+                sums.append(torch.zeros((self.x.shape[0],) + tuple(a.shape[1:]), dtype=wide, device=a.device))
+            sums[0].index_add_(0, chunk.rows, a.to(wide))
+            return torch.zeros(chunk.stop - chunk.start, device=a.device)
+
+        perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n, perturb=self._perturb,
+                             statistic=accumulate, max_batch_size=self.max_batch_size, validate=False)
+        return (sums[0] / self.n).to(self.x.dtype)
+
+
+# --- post-processing -----------------------------------------------------------------------
+
+
+def _normalise(a: Tensor, mode: str | None) -> Tensor:
+    if mode is None:
+        return a
+    if mode == "max":
+        return normalise_by_max(a, "sample")
+    flat = flatten_features(a)
+    scale = flat.pow(2).mean(dim=1).sqrt().reshape((-1,) + (1,) * (a.ndim - 1))
+    return a / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def _postprocess(a: Tensor, *, abs: bool, normalise: str | None, reduce_channels: str | None) -> Tensor:
+    """Channel reduction, then per-sample normalisation, then absolute values."""
+    a = _normalise(_reduce_channels(a, reduce_channels), normalise)
+    return a.abs() if abs else a
+
+
+def _random_maps(random: RandomExplainer, x: Tensor, target: Tensor, dtype: torch.dtype) -> Tensor:
+    return random(x, target).to(dtype)
+
+
+def _baseline_explainer(generator: torch.Generator, channels: int) -> RandomExplainer:
+    return random_explainer(channels="one" if channels == 1 else "input", generator=generator)
+
+
+def _summarise(curve: Tensor, summary: str) -> Tensor:
+    return curve.mean(dim=1) if summary == "mean" else curve[:, -1]
+
+
+# --- MPRT and sMPRT ------------------------------------------------------------------------
+
+
+def _layerwise_similarity(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainerFactory,
+    explain: Callable[[ExplainFn], Tensor],
+    a: Tensor | None,
+    similarity: SimilarityFn,
+    order: str,
+    seed: int,
+    reinit: Reinit,
+    post: Callable[[Tensor], Tensor],
+    summary: str,
+    random_baseline: bool,
+    generator: torch.Generator,
+    validate: bool,
+) -> RandomizationResult:
+    finite = _FiniteCheck(validate)
+    original: Tensor | None = None if a is None else post(a)
+    random: RandomExplainer | None = None
+    random_original: Tensor | None = None
+    names: list[str] = []
+    similarities: list[Tensor] = []
+    baselines: list[Tensor] = []
+    for name, step_model in randomized_models(model, order=order, seed=seed, reinit=reinit,
+                                              include_original=a is None):
+        explanation = explain(_bind(explain_fn, step_model))
+        finite(explanation, _where(name))
+        if random_baseline and random is None:
+            random = _baseline_explainer(generator, explanation.shape[1])
+            random_original = post(_random_maps(random, x, target, explanation.dtype))
+        if name is None:
+            original = post(explanation)
+            continue
+        names.append(name)
+        similarities.append(similarity(original, post(explanation)))
+        if random is not None:
+            baselines.append(similarity(random_original, post(_random_maps(random, x, target, explanation.dtype))))
+    curve = torch.stack(similarities, dim=1)
+    steps = torch.arange(1, len(names) + 1, dtype=curve.dtype, device=curve.device)
+    baseline = _summarise(torch.stack(baselines, dim=1), summary) if baselines else None
+    return RandomizationResult(_summarise(curve, summary), curve, steps, tuple(names), baseline)
+
+
+def mprt(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainerFactory,
+    a: Tensor | None = None,
+    similarity: str | SimilarityFn = "spearman",
+    similarity_kwargs: Mapping[str, Any] | None = None,
+    order: LayerOrder = "bottom_up",
+    summary: Summary = "mean",
+    abs: bool = True,
+    normalise: Normalise | None = "max",
+    reduce_channels: ChannelReduction | None = None,
+    seed: int = 0,
+    reinit: Reinit = "reset_parameters",
+    random_baseline: bool = True,
+    generator: torch.Generator | None = None,
+    max_batch_size: int = 64,
+    validate: bool = True,
+) -> RandomizationResult:
+    r"""Model Parameter Randomisation Test (Adebayo et al. 2018), layer by layer.
+
+    With :math:`e_0` the explanation of the original model and :math:`e_l` the
+    explanation after randomization step :math:`l = 1..L` (one per layer, see
+    :mod:`xaiscore.randomization` for layers, orders and re-initialisation),
+    both post-processed by :math:`P` (channel reduction, per-sample
+    normalisation, absolute value, in that order):
+
+    .. math:: \mathrm{curve}_{l} = \mathrm{sim}(P(e_0), P(e_l)), \qquad
+              \mathrm{score} = \frac{1}{L} \sum_{l=1}^{L} \mathrm{curve}_l
+              \;\text{(``summary="mean"``) or } \mathrm{curve}_L \;\text{(``"last"``)}
+
+    A lower similarity is better: the explanation depends on the parameters.
+    Only the :math:`L` randomized steps enter the score; Quantus also averages in
+    the trivial similarity of :math:`e_0` with itself (1 for Spearman), which we
+    do not. An explainer that ignores the model scores 1 (Spearman, Pearson, cosine).
+
+    Args:
+        model: The network; never modified.
+        x: ``(B, C, *S)`` inputs on the model's device.
+        target: ``(B,)`` classes to explain (the same for every randomized model).
+        explain_fn: Explainer factory ``explain_fn(model) -> (x, target) -> a``
+            (see the module docstring).
+        a: ``(B, C', *S)`` explanations of the original model; computed with
+            ``explain_fn(model)`` when ``None``.
+        similarity: ``"spearman"`` (default, as Adebayo et al. and Quantus),
+            ``"pearson"``, ``"cosine"``, ``"ssim"`` (windowed, spatial),
+            ``"ssim_flat"`` (Quantus' SSIM), ``"mse"`` (a distance: higher =
+            more change), or a callable ``(a, b) -> (B,)``.
+        similarity_kwargs: Keyword options for the similarity (e.g. ``{"window": "gaussian"}``).
+        order: ``"bottom_up"`` (default, Hedström et al.), ``"top_down"`` (Adebayo et al.)
+            or ``"independent"``.
+        summary: ``"mean"`` over the layers (default) or ``"last"`` (the fully
+            randomized model for the cascading orders).
+        abs: Take absolute values (default ``True``, as Quantus).
+        normalise: ``"max"`` (default: divide by the sample's max ``|a|``),
+            ``"second_moment"`` (divide by the root mean square) or ``None``;
+            per sample. Scale-free similarities (Spearman, Pearson, cosine) ignore it.
+        reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None`` (default:
+            every channel value is a feature).
+        seed: Seeds the re-initialisation of the layers.
+        reinit: ``"reset_parameters"`` (default), ``"normal"`` or a callable
+            ``(module, generator) -> None``.
+        random_baseline: Also compute :attr:`RandomizationResult.baseline`.
+        generator: Draws the baseline's random maps (default: seeded with ``seed``).
+        max_batch_size: Most samples per explain call.
+        validate: Check inputs and that every explanation is finite (one host read per model).
+
+    Returns:
+        :class:`RandomizationResult` with ``score`` ``(B,)``, ``curve`` ``(B, L)``,
+        ``x`` = ``1..L``, the layer names and the random baseline. NaN where the
+        similarity is undefined (e.g. a constant explanation under Spearman).
+
+    Raises:
+        NoParameterisedLayersError: the model has no layer with parameters.
+        ModelOutputError: ``explain_fn`` returns the wrong shape.
+        NonFiniteError: an explanation holds NaN or inf (when ``validate``).
+
+    Shape:
+        - x: ``(B, C, *S)``; target: ``(B,)``; a: ``(B, 1|C, *S)``
+        - output: score ``(B,)``, curve ``(B, L)``
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> def gradient(m):  # explainer factory: the input gradient of the target logit
+        ...     def explain(x, target):
+        ...         x = x.clone().requires_grad_(True)
+        ...         m(x).gather(1, target[:, None]).sum().backward()
+        ...         return x.grad
+        ...     return explain
+        >>> x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> result = mprt(model, x, torch.tensor([0, 1, 2, 0]), explain_fn=gradient)
+        >>> result.curve.shape, result.layers
+        (torch.Size([4, 2]), ('1', '3'))
+        >>> constant = mprt(model, x, torch.zeros(4, dtype=torch.long), explain_fn=lambda m: (lambda x, t: x))
+        >>> constant.score.tolist()  # an explainer that ignores the model fails the test
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    x, target = _check_model_inputs(model, x, target, validate=validate)
+    explain_fn = _check_factory(explain_fn)
+    check_max_batch_size(max_batch_size)
+    check_option(order, "order", LAYER_ORDERS)
+    check_option(summary, "summary", ("mean", "last"))
+    _check_postprocessing(abs, normalise, reduce_channels)
+    parameterised_layers(model)
+    given = None if a is None else _check_given_attributions(a, x, validate=validate)
+    return _layerwise_similarity(
+        model, x, target, explain_fn=explain_fn,
+        explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
+        a=given, similarity=_resolve_similarity(similarity, similarity_kwargs), order=order, seed=seed,
+        reinit=reinit, post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
+        summary=summary, random_baseline=random_baseline, generator=_resolve_generator(generator, seed),
+        validate=validate,
+    )
+
+
+def smooth_mprt(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainerFactory,
+    n_samples: int = 50,
+    noise_magnitude: float = 0.1,
+    similarity: str | SimilarityFn = "spearman",
+    similarity_kwargs: Mapping[str, Any] | None = None,
+    order: LayerOrder = "bottom_up",
+    summary: Summary = "mean",
+    abs: bool = True,
+    normalise: Normalise | None = "second_moment",
+    reduce_channels: ChannelReduction | None = None,
+    seed: int = 0,
+    reinit: Reinit = "reset_parameters",
+    random_baseline: bool = True,
+    generator: torch.Generator | None = None,
+    max_batch_size: int = 64,
+    validate: bool = True,
+) -> RandomizationResult:
+    r"""Smooth MPRT (Hedström et al. 2023): MPRT on explanations denoised by averaging over noisy inputs.
+
+    Every explanation (original model and each randomization step) is replaced by
+
+    .. math:: \bar e(x) = \frac{1}{N} \sum_{n=1}^{N} e(x + \varepsilon_n), \quad
+              \varepsilon_n \sim \mathcal{N}\big(0, \sigma^2 I\big),\;
+              \sigma = \text{noise\_magnitude} \cdot (\max x - \min x),\; \varepsilon_N = 0
+
+    (the last copy is the clean input, as in Quantus, so ``n_samples=1`` is
+    plain MPRT), then scored as in :func:`mprt`. The same noise is used for
+    every model (common random numbers), drawn from ``generator``. All
+    ``B * N`` noisy copies of one model go through the explainer in chunks of
+    at most ``max_batch_size``.
+
+    Args:
+        model, x, target, explain_fn: As in :func:`mprt`.
+        n_samples: ``N`` (default 50, Hedström et al.'s ImageNet setting).
+        noise_magnitude: Noise standard deviation relative to each sample's
+            value range (default 0.1).
+        normalise: Default ``"second_moment"`` (divide by the root mean square,
+            as Quantus' sMPRT and Binder et al. 2023); ``"max"`` or ``None``.
+        similarity, similarity_kwargs, order, summary, abs, reduce_channels, seed,
+        reinit, random_baseline, max_batch_size, validate: As in :func:`mprt`.
+        generator: Draws the noise and the baseline maps (default: seeded with ``seed``).
+
+    Returns:
+        :class:`RandomizationResult` as for :func:`mprt`. The baseline uses one
+        random map per explanation (averaging i.i.d. noise maps gives noise again).
+
+    Shape:
+        - x: ``(B, C, *S)``; target: ``(B,)``; output: score ``(B,)``, curve ``(B, L)``
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        >>> x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> result = smooth_mprt(model, x, torch.tensor([0, 2]), n_samples=4,
+        ...                      explain_fn=lambda m: (lambda x, t: x * 2))  # ignores the model
+        >>> result.score.tolist(), result.layers
+        ([1.0, 1.0], ('1',))
+    """
+    x, target = _check_model_inputs(model, x, target, validate=validate)
+    explain_fn = _check_factory(explain_fn)
+    check_max_batch_size(max_batch_size)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    noise_magnitude = check_fraction(noise_magnitude, "noise_magnitude", high=math.inf)
+    check_option(order, "order", LAYER_ORDERS)
+    check_option(summary, "summary", ("mean", "last"))
+    _check_postprocessing(abs, normalise, reduce_channels)
+    parameterised_layers(model)
+    generator = _resolve_generator(generator, seed)
+    smooth = _SmoothExplainer(x, target, n_samples=n_samples, noise_magnitude=noise_magnitude,
+                              generator=generator, max_batch_size=max_batch_size)
+    return _layerwise_similarity(
+        model, x, target, explain_fn=explain_fn, explain=smooth, a=None,
+        similarity=_resolve_similarity(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
+        post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
+        summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,
+    )
+
+
+# --- eMPRT ---------------------------------------------------------------------------------
+
+
+def _bin_counts(values: Tensor, rule: int | str, min_bins: int, max_bins: int) -> tuple[Tensor, int]:
+    """Bins per sample ``(B,)`` long and their upper bound, for a fixed count or a rule."""
+    batch, n = values.shape
+    if isinstance(rule, int):
+        return torch.full((batch,), rule, dtype=torch.long, device=values.device), rule
+    span = values.amax(dim=1) - values.amin(dim=1)
+    n_float = float(n)
+    if rule == "sqrt":
+        raw = torch.full((batch,), math.ceil(math.sqrt(n_float)), dtype=values.dtype, device=values.device)
+    elif rule == "sturges":
+        raw = torch.full((batch,), math.ceil(math.log2(n_float)) + 1, dtype=values.dtype, device=values.device)
+    elif rule == "rice":
+        raw = torch.full((batch,), math.ceil(2 * n_float ** (1 / 3)), dtype=values.dtype, device=values.device)
+    else:
+        if rule == "freedman_diaconis":
+            spread = (sorted_quantile(values, 0.75) - sorted_quantile(values, 0.25)).squeeze(1)
+            width = 2 * spread / n_float ** (1 / 3)
+        else:  # scott
+            width = 3.5 * values.std(dim=1, correction=0) / n_float ** (1 / 3)
+        # Zero width (a degenerate spread) asks for arbitrarily many bins: the clamp gives max_bins.
+        raw = torch.where(width > 0, torch.ceil(span / torch.where(width > 0, width, torch.ones_like(width))),
+                          torch.full_like(width, float(max_bins)))
+    return raw.clamp(min_bins, max_bins).to(torch.long), max_bins
+
+
+def histogram_entropy(
+    a: Tensor,
+    *,
+    n_bins: int | BinRule = 100,
+    min_bins: int = 10,
+    max_bins: int = 200,
+    validate: bool = True,
+) -> Tensor:
+    r"""Shannon entropy of the histogram of each sample's values (the eMPRT complexity).
+
+    The values of a sample are counted in ``k`` equal-width bins spanning
+    their range (exactly as ``numpy.histogram(values, bins=k)``, including its
+    edge rules and its range of one around a constant), and
+
+    .. math:: H = -\sum_{j=1}^{k} p_j \ln p_j, \qquad p_j = \frac{\text{count}_j}{N}
+
+    (natural logarithm, :math:`0 \ln 0 = 0`, as ``scipy.stats.entropy``).
+
+    Args:
+        a: ``(B, ...)`` values; every value of a sample counts.
+        n_bins: A fixed count ``k`` (default 100, Hedström et al.), or a rule
+            computed per sample from its ``N`` values and clamped to
+            ``[min_bins, max_bins]``: ``"freedman_diaconis"``
+            (width ``2 IQR / N^{1/3}``), ``"scott"`` (width ``3.5 sd / N^{1/3}``),
+            ``"sqrt"`` (``ceil(sqrt N)``), ``"sturges"`` (``ceil(log2 N) + 1``),
+            ``"rice"`` (``ceil(2 N^{1/3})``); widths give ``ceil(range / width)``
+            bins and a zero width gives ``max_bins``.
+        min_bins, max_bins: The clamp for the rules (10 and 200, Quantus' defaults).
+        validate: Check that ``a`` is finite.
+
+    Returns:
+        ``(B,)`` entropies in ``[0, ln k]``.
+
+    Shape:
+        - a: ``(B, ...)``; output: ``(B,)``
+
+    Example:
+        >>> a = torch.tensor([[0.0, 1.0, 2.0, 3.0], [5.0, 5.0, 5.0, 5.0]])
+        >>> [round(v, 4) for v in histogram_entropy(a, n_bins=4).tolist()]  # ln 4 and 0
+        [1.3863, 0.0]
+    """
+    a = check_tensor(a, "a")
+    if not a.is_floating_point() or a.ndim < 2:
+        raise DTypeError(f"Expected `a` to be a floating-point (B, ...) tensor, but got dtype {a.dtype} and "
+                         f"shape {tuple(a.shape)}.")
+    if validate:
+        check_attributions(a.reshape(a.shape[0], 1, -1), validate=True)
+    if isinstance(n_bins, str):
+        check_option(n_bins, "n_bins", BIN_RULES)
+        min_bins = check_positive_int(min_bins, "min_bins")
+        max_bins = check_positive_int(max_bins, "max_bins", minimum=min_bins)
+    else:
+        n_bins = check_positive_int(n_bins, "n_bins")
+    values = flatten_features(a)
+    return _histogram_entropy(values, n_bins, min_bins, max_bins)
+
+
+def _histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, max_bins: int) -> Tensor:
+    # A sample holding NaN (reachable with validate=False) has no histogram: NaN, without disturbing the others.
+    undefined = torch.isnan(values).any(dim=1)
+    values = torch.where(undefined.unsqueeze(1), torch.zeros_like(values), values)
+    return nan_where(undefined, _finite_histogram_entropy(values, n_bins, min_bins, max_bins))
+
+
+def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, max_bins: int) -> Tensor:
+    bins, upper = _bin_counts(values, n_bins, min_bins, max_bins)
+    batch, n = values.shape
+    low = values.amin(dim=1, keepdim=True)
+    high = values.amax(dim=1, keepdim=True)
+    constant = low == high
+    first = torch.where(constant, low - 0.5, low)
+    last = torch.where(constant, high + 0.5, high)
+    k = bins.unsqueeze(1)  # (B, 1)
+    k_float = k.to(values.dtype)
+    # numpy.histogram: a first guess from the scaled value, then corrected against linspace edges.
+    index = (((values - first) / (last - first)) * k_float).to(torch.long)
+    index = torch.where(index == k, index - 1, index)
+    step = (last - first) / k_float
+    positions = torch.arange(upper + 1, device=values.device, dtype=values.dtype).unsqueeze(0)
+    edges = positions * step + first  # (B, upper + 1)
+    edges = torch.where(positions == k_float, last.expand_as(edges), edges)
+    index = torch.where(values < edges.gather(1, index), index - 1, index)
+    upper_edge = edges.gather(1, (index + 1).clamp(max=upper))
+    index = torch.where((values >= upper_edge) & (index != k - 1), index + 1, index)
+    counts = torch.zeros(batch, upper, dtype=values.dtype, device=values.device)
+    counts.scatter_add_(1, index, torch.ones_like(values))
+    p = counts / n
+    terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
+    return terms.sum(dim=1)
+
+
+def efficient_mprt(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainerFactory,
+    n_bins: int | BinRule = 100,
+    min_bins: int = 10,
+    max_bins: int = 200,
+    layerwise: bool = False,
+    order: LayerOrder = "bottom_up",
+    abs: bool = False,
+    normalise: Normalise | None = None,
+    reduce_channels: ChannelReduction | None = None,
+    seed: int = 0,
+    reinit: Reinit = "reset_parameters",
+    random_baseline: bool = True,
+    generator: torch.Generator | None = None,
+    max_batch_size: int = 64,
+    validate: bool = True,
+) -> RandomizationResult:
+    r"""Efficient MPRT (Hedström et al. 2023): the relative rise in explanation complexity after randomization.
+
+    .. math:: \mathrm{eMPRT} = \frac{H(P(e_{\mathrm{rand}})) - H(P(e_0))}{H(P(e_0))}
+
+    with :math:`H` the histogram entropy of :func:`histogram_entropy` (100 bins
+    by default, or a per-sample bin rule), :math:`e_0` the original
+    explanation and :math:`e_{\mathrm{rand}}` the explanation of the fully
+    randomized model (every layer, in ``order``). Higher is better: the
+    explanation becomes more disordered when the model loses what it learnt.
+    Only two explain passes are needed (original and fully randomized), unless
+    ``layerwise=True`` asks for the entropy after every step.
+
+    Args:
+        model, x, target, explain_fn, seed, reinit, max_batch_size, validate: As in :func:`mprt`.
+        n_bins, min_bins, max_bins: The bins (see :func:`histogram_entropy`).
+        layerwise: Also explain after every randomization step (``curve`` then
+            has ``L + 1`` columns).
+        order: The cascading order; ``"independent"`` is rejected (there is no
+            fully randomized model).
+        abs, normalise, reduce_channels: Post-processing, as in :func:`mprt`;
+            defaults as Quantus (none). The entropy is invariant to positive scaling.
+        random_baseline: Also compute the score of random maps (about 0).
+        generator: Draws the baseline's random maps (default: seeded with ``seed``).
+
+    Returns:
+        :class:`RandomizationResult`: ``score`` ``(B,)`` (NaN where the
+        original explanation has zero entropy, e.g. a constant map), ``curve``
+        ``(B, T)`` the entropies (original first), ``x`` the number of layers
+        randomized at each column.
+
+    Shape:
+        - x: ``(B, C, *S)``; target: ``(B,)``; output: score ``(B,)``, curve ``(B, 2)`` or ``(B, L + 1)``
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        >>> x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> result = efficient_mprt(model, x, torch.tensor([0, 2]), explain_fn=lambda m: (lambda x, t: x))
+        >>> result.score.tolist(), result.x.tolist()  # an explainer ignoring the model: no rise
+        ([0.0, 0.0], [0.0, 1.0])
+    """
+    x, target = _check_model_inputs(model, x, target, validate=validate)
+    explain_fn = _check_factory(explain_fn)
+    check_max_batch_size(max_batch_size)
+    check_option(order, "order", ("bottom_up", "top_down"))
+    _check_postprocessing(abs, normalise, reduce_channels)
+    if isinstance(n_bins, str):
+        check_option(n_bins, "n_bins", BIN_RULES)
+        min_bins = check_positive_int(min_bins, "min_bins")
+        max_bins = check_positive_int(max_bins, "max_bins", minimum=min_bins)
+    else:
+        n_bins = check_positive_int(n_bins, "n_bins")
+    n_layers = len(parameterised_layers(model))
+    generator = _resolve_generator(generator, seed)
+    post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
+
+    def entropy(a: Tensor) -> Tensor:
+        return _histogram_entropy(flatten_features(post(a)), n_bins, min_bins, max_bins)
+
+    finite = _FiniteCheck(validate)
+    names: list[str] = []
+    entropies: list[Tensor] = []
+    positions: list[int] = []
+    random_entropies: list[Tensor] = []
+    random: RandomExplainer | None = None
+    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
+                                                               include_original=True)):
+        if not (layerwise or step in (0, n_layers)):
+            continue
+        explanation = _explain(_bind(explain_fn, step_model), x, target, max_batch_size=max_batch_size)
+        finite(explanation, _where(name))
+        names.append("original" if name is None else name)
+        positions.append(step)
+        entropies.append(entropy(explanation))
+        if random_baseline:
+            if random is None:
+                random = _baseline_explainer(generator, explanation.shape[1])
+            if step in (0, n_layers):
+                random_entropies.append(entropy(_random_maps(random, x, target, explanation.dtype)))
+    curve = torch.stack(entropies, dim=1)
+    score = _relative_rise(curve[:, 0], curve[:, -1])
+    baseline = _relative_rise(random_entropies[0], random_entropies[-1]) if random_entropies else None
+    steps = torch.tensor(positions, dtype=curve.dtype, device=curve.device)
+    return RandomizationResult(score, curve, steps, tuple(names), baseline)
+
+
+def _relative_rise(before: Tensor, after: Tensor) -> Tensor:
+    undefined = before == 0
+    rise = (after - before) / torch.where(undefined, torch.ones_like(before), before)
+    return nan_where(undefined, rise)
+
+
+# --- Random Logit --------------------------------------------------------------------------
+
+
+def random_logit(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainerFactory,
+    a: Tensor | None = None,
+    num_classes: int | None = None,
+    similarity: str | SimilarityFn = "ssim",
+    similarity_kwargs: Mapping[str, Any] | None = None,
+    abs: bool = False,
+    normalise: Normalise | None = "max",
+    reduce_channels: ChannelReduction | None = None,
+    random_baseline: bool = True,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    max_batch_size: int = 64,
+    validate: bool = True,
+) -> RandomLogitResult:
+    r"""Random Logit test (Sixt et al. 2020): is the explanation class-specific?
+
+    .. math:: \mathrm{score} = \mathrm{sim}\big(P(e(x, y)),\, P(e(x, \tilde y))\big),
+              \quad \tilde y \sim \mathcal{U}(\{0..K-1\} \setminus \{y\})
+
+    Lower is better: the explanation of another class should look different.
+
+    Args:
+        model: The network (explained as it is; never modified).
+        x, target: ``(B, C, *S)`` inputs and ``(B,)`` classes.
+        explain_fn: Explainer factory, as in :func:`mprt` (called once, on ``model``).
+        a: ``(B, C', *S)`` explanations of ``target``; computed when ``None``.
+        num_classes: ``K``; inferred from one forward pass on ``x[:1]`` when ``None``.
+        similarity: Default ``"ssim"`` (windowed over the spatial axes, as Sixt
+            et al. compare images; Quantus flattens: ``"ssim_flat"``); any
+            name accepted by :func:`mprt` or a callable.
+        similarity_kwargs: Keyword options for the similarity.
+        abs, normalise, reduce_channels: Post-processing, as in :func:`mprt`
+            (defaults as Quantus: no ``abs``, per-sample max normalisation).
+        random_baseline: Also compute the similarity of two random maps.
+        seed, generator: The random classes and baseline maps are drawn from
+            ``generator`` (default: a CPU generator seeded with ``seed``).
+        max_batch_size, validate: As in :func:`mprt`.
+
+    Returns:
+        :class:`RandomLogitResult` with ``score`` ``(B,)``, ``baseline`` and ``off_target``.
+
+    Raises:
+        OptionError: fewer than two classes.
+
+    Shape:
+        - x: ``(B, C, *S)``; target: ``(B,)``; output: score ``(B,)``
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+        >>> def gradient(m):
+        ...     def explain(x, target):
+        ...         x = x.clone().requires_grad_(True)
+        ...         m(x).gather(1, target[:, None]).sum().backward()
+        ...         return x.grad
+        ...     return explain
+        >>> x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> result = random_logit(model, x, torch.tensor([0, 3]), explain_fn=gradient)
+        >>> bool((result.off_target != torch.tensor([0, 3])).all()), result.score.shape
+        (True, torch.Size([2]))
+    """
+    x, target = _check_model_inputs(model, x, target, validate=False)
+    explain_fn = _check_factory(explain_fn)
+    check_max_batch_size(max_batch_size)
+    _check_postprocessing(abs, normalise, reduce_channels)
+    if num_classes is None:
+        num_classes = call_model(model, x[:1], name="model").shape[1]
+    num_classes = check_positive_int(num_classes, "num_classes")
+    if num_classes < 2:
+        raise OptionError(f"Expected at least 2 classes to draw a random other class from, but got {num_classes}.")
+    if validate:
+        check_attributions(x, name="x", validate=True)
+        target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
+    generator = _resolve_generator(generator, seed)
+    shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator, device=generator.device)
+    off_target = shift.to(x.device)
+    off_target = off_target + (off_target >= target).to(off_target.dtype)
+    explainer = _bind(explain_fn, model)
+    finite = _FiniteCheck(validate)
+    if a is None:
+        a = _explain(explainer, x, target, max_batch_size=max_batch_size)
+        finite(a, "the target classes")
+    else:
+        a = _check_given_attributions(a, x, validate=validate)
+    a_off = _explain(explainer, x, off_target, max_batch_size=max_batch_size)
+    finite(a_off, "the random other classes")
+    post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
+    sim = _resolve_similarity(similarity, similarity_kwargs)
+    score = sim(post(a), post(a_off))
+    baseline = None
+    if random_baseline:
+        random = _baseline_explainer(generator, a.shape[1])
+        first = _random_maps(random, x, target, a.dtype)
+        second = _random_maps(random, x, off_target, a.dtype)
+        baseline = sim(post(first), post(second))
+    return RandomLogitResult(score, baseline, off_target)

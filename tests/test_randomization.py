@@ -1,0 +1,544 @@
+"""MPRT, sMPRT, eMPRT and Random Logit against per-sample references, and their properties."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tests.reference import randomization as ref
+from xaiscore import DTypeError, NonFiniteError, OptionError, ShapeError
+from xaiscore._batching import ModelOutputError
+from xaiscore.explainers import captum_explainer, constant_explainer, random_explainer
+from xaiscore.functional import randomization as rnd
+from xaiscore.randomization import NoParameterisedLayersError
+
+CLASSES = 3
+
+
+def make_model(spatial_dims: int = 2, channels: int = 1, side: int = 6, seed: int = 0) -> nn.Module:
+    """A tiny conv net for 1-D to 3-D inputs (built under a local seed, returned in eval mode)."""
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            conv(channels, 2, 3, padding=1), nn.Softplus(),
+            conv(2, 2, 3, padding=1), nn.Tanh(),
+            nn.Flatten(), nn.Linear(2 * side**spatial_dims, CLASSES),
+        )
+    return model.double().eval()
+
+
+def gradient(model: nn.Module):
+    """Explainer factory: the signed input gradient of the target logit."""
+
+    def explain(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = x.detach().clone().requires_grad_(True)
+        model(x).gather(1, target[:, None]).sum().backward()
+        return x.grad.detach()
+
+    return explain
+
+
+def gradient_x_input(model: nn.Module):
+    grad = gradient(model)
+    return lambda x, target: grad(x, target) * x
+
+
+def ignores_model(model: nn.Module):
+    return lambda x, target: (x - 0.3) ** 3 + 0.1 * target.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def inputs(batch: int = 3, spatial_dims: int = 2, channels: int = 1, side: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch, channels) + (side,) * spatial_dims, generator=g, dtype=torch.float64)
+    target = torch.randint(0, CLASSES, (batch,), generator=g)
+    return x, target
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def assert_close(ours: torch.Tensor, expected: np.ndarray, atol: float = 1e-6) -> None:
+    np.testing.assert_allclose(ours.numpy(), expected, atol=atol, rtol=1e-6, equal_nan=True)
+
+
+# --- against the references ----------------------------------------------------------------
+
+
+@settings(max_examples=12)
+@given(
+    batch=st.integers(1, 3),
+    order=st.sampled_from(["bottom_up", "top_down", "independent"]),
+    similarity=st.sampled_from(["spearman", "pearson", "cosine", "mse", "ssim_flat"]),
+    abs_=st.booleans(),
+    normalise=st.sampled_from(["max", "second_moment", None]),
+    summary=st.sampled_from(["mean", "last"]),
+    seed=st.integers(0, 5),
+    factory=st.sampled_from([gradient, gradient_x_input]),
+)
+def test_mprt_matches_reference(batch, order, similarity, abs_, normalise, summary, seed, factory):
+    model = make_model()
+    x, target = inputs(batch, seed=seed)
+    result = rnd.mprt(model, x, target, explain_fn=factory, order=order, similarity=similarity, abs=abs_,
+                      normalise=normalise, summary=summary, seed=seed, max_batch_size=2)
+    scores, curves = ref.mprt(model, x, target, factory, order=order, seed=seed, similarity=similarity, abs=abs_,
+                              normalise=normalise, summary=summary)
+    assert_close(result.curve, curves)
+    assert_close(result.score, scores)
+    assert result.layers == (("5", "2", "0") if order == "top_down" else ("0", "2", "5"))
+    assert result.x.tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("spatial_dims,channels,how", [(1, 1, None), (2, 2, "sum"), (3, 1, "max_abs"), (3, 2, None)])
+def test_mprt_on_one_to_three_spatial_dims(spatial_dims, channels, how):
+    side = 4 if spatial_dims == 3 else 6
+    model = make_model(spatial_dims, channels, side)
+    x, target = inputs(2, spatial_dims, channels, side)
+    result = rnd.mprt(model, x, target, explain_fn=gradient, reduce_channels=how, seed=1)
+    scores, curves = ref.mprt(model, x, target, gradient, seed=1, how=how)
+    assert_close(result.curve, curves)
+    assert_close(result.score, scores)
+
+
+def test_mprt_with_windowed_ssim_matches_reference():
+    model = make_model(side=8)
+    x, target = inputs(2, side=8)
+    result = rnd.mprt(model, x, target, explain_fn=gradient, similarity="ssim",
+                      similarity_kwargs={"window": "gaussian", "win_size": 7})
+    _, curves = ref.mprt(model, x, target, lambda m: gradient(m), similarity="spearman")  # layers only
+    expected = np.zeros_like(curves)
+    for i in range(2):
+        original = ref.postprocess(ref.explain_one(gradient, model, x[i], int(target[i])))
+        for step, which in enumerate(ref.randomized_sets(3, "bottom_up")):
+            e = ref.postprocess(ref.explain_one(gradient, ref.randomize(model, which, 0), x[i], int(target[i])))
+            expected[i, step] = ref.ssim(original, e, window="gaussian", win_size=7)
+    assert_close(result.curve, expected)
+
+
+def test_mprt_compares_given_attributions():
+    model = make_model()
+    x, target = inputs(3)
+    a = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    result = rnd.mprt(model, x, target, explain_fn=gradient, a=a, order="independent")
+    for i in range(3):
+        for step, which in enumerate(ref.randomized_sets(3, "independent")):
+            e = ref.explain_one(gradient, ref.randomize(model, which, 0), x[i], int(target[i]))
+            expected = ref.spearman(ref.postprocess(a[i].numpy()), ref.postprocess(e))
+            assert result.curve[i, step].item() == pytest.approx(expected, abs=1e-9)
+
+
+def recording(factory, log: list):
+    """Wrap an explainer factory so that every input row it sees is logged (per model, in call order)."""
+
+    def bind(model):
+        inner = factory(model)
+        rows: list = []
+        log.append(rows)
+
+        def explain(x, target):
+            rows.extend(zip(x.detach().clone(), target.tolist()))
+            return inner(x, target)
+
+        return explain
+
+    return bind
+
+
+@settings(max_examples=6)
+@given(batch=st.integers(1, 3), n_samples=st.integers(1, 4), order=st.sampled_from(["bottom_up", "top_down"]),
+       max_batch_size=st.integers(1, 7), normalise=st.sampled_from(["second_moment", "max"]))
+def test_smooth_mprt_matches_reference_on_the_noisy_copies_it_used(batch, n_samples, order, max_batch_size,
+                                                                    normalise):
+    model = make_model()
+    x, target = inputs(batch)
+    log: list = []
+    result = rnd.smooth_mprt(model, x, target, explain_fn=recording(gradient, log), n_samples=n_samples,
+                             noise_magnitude=0.2, order=order, normalise=normalise, seed=2,
+                             max_batch_size=max_batch_size)
+    assert len(log) == 4  # original + 3 layers, one factory call each
+    first = log[0]
+    assert len(first) == batch * n_samples
+    for rows in log[1:]:  # the same noise for every model
+        assert all(torch.equal(r[0], f[0]) and r[1] == f[1] for r, f in zip(rows, first))
+    # Sample-major: copy j of sample i is row i * n + j; the last copy is the clean input.
+    noisy = [[first[i * n_samples + j][0] for j in range(n_samples)] for i in range(batch)]
+    for i in range(batch):
+        assert torch.equal(noisy[i][-1], x[i])
+        assert all(first[i * n_samples + j][1] == int(target[i]) for j in range(n_samples))
+    scores, curves = ref.smooth_mprt(model, noisy, target, gradient, order=order, seed=2, normalise=normalise)
+    assert_close(result.curve, curves)
+    assert_close(result.score, scores)
+
+
+def test_smooth_mprt_noise_has_the_documented_scale():
+    model = make_model()
+    x, target = inputs(2)
+    x[1] *= 4.0  # a sample with four times the value range gets four times the noise
+    log: list = []
+    rnd.smooth_mprt(model, x, target, explain_fn=recording(ignores_model, log), n_samples=200, noise_magnitude=0.1,
+                    random_baseline=False)
+    rows = log[0]
+    for i in range(2):
+        noise = torch.stack([rows[i * 200 + j][0] - x[i] for j in range(199)])
+        expected = 0.1 * (x[i].max() - x[i].min())
+        assert noise.std().item() == pytest.approx(expected.item(), rel=0.03)
+        assert noise.mean().abs().item() < 0.01 * expected.item() * 5
+
+
+def test_smooth_mprt_with_one_sample_is_mprt():
+    model = make_model()
+    x, target = inputs(3)
+    smooth = rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=1, normalise="max", seed=4)
+    plain = rnd.mprt(model, x, target, explain_fn=gradient, seed=4)
+    torch.testing.assert_close(smooth.curve, plain.curve, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=10)
+@given(batch=st.integers(1, 3), n_bins=st.sampled_from([100, 7, "freedman_diaconis", "scott", "sqrt", "sturges",
+                                                         "rice"]),
+       abs_=st.booleans(), order=st.sampled_from(["bottom_up", "top_down"]), seed=st.integers(0, 3))
+def test_efficient_mprt_matches_reference(batch, n_bins, abs_, order, seed):
+    model = make_model()
+    x, target = inputs(batch, seed=seed)
+    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, n_bins=n_bins, abs=abs_, order=order,
+                                seed=seed)
+    expected = ref.efficient_mprt(model, x, target, gradient, order=order, seed=seed, n_bins=n_bins, abs=abs_)
+    assert_close(result.score, expected)
+    assert result.layers == ("original", "0" if order == "top_down" else "5")
+    assert result.x.tolist() == [0.0, 3.0]
+
+
+@settings(max_examples=40)
+@given(data=st.data(), n_bins=st.sampled_from([1, 3, 10, 100, "freedman_diaconis", "scott", "sqrt", "sturges",
+                                               "rice"]))
+def test_histogram_entropy_matches_numpy(data, n_bins):
+    from xaiscore.testing import strategies as xst
+
+    a = data.draw(xst.attributions(ties=st.booleans(), constant=st.booleans()))
+    expected = [ref.histogram_entropy(a[i].numpy(), n_bins) for i in range(a.shape[0])]
+    assert_close(rnd.histogram_entropy(a, n_bins=n_bins), np.array(expected), atol=1e-9)
+
+
+def test_efficient_mprt_layerwise_curve():
+    model = make_model()
+    x, target = inputs(2)
+    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, layerwise=True)
+    assert result.curve.shape == (2, 4) and result.x.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert result.layers == ("original", "0", "2", "5")
+    short = rnd.efficient_mprt(model, x, target, explain_fn=gradient)
+    torch.testing.assert_close(result.curve[:, [0, -1]], short.curve)
+    torch.testing.assert_close(result.score, short.score)
+
+
+@settings(max_examples=8)
+@given(batch=st.integers(1, 3), seed=st.integers(0, 50),
+       similarity=st.sampled_from(["ssim", "ssim_flat", "spearman"]), normalise=st.sampled_from(["max", None]))
+def test_random_logit_matches_reference(batch, seed, similarity, normalise):
+    model = make_model(side=8)
+    x, target = inputs(batch, side=8, seed=seed)
+    result = rnd.random_logit(model, x, target, explain_fn=gradient, similarity=similarity, normalise=normalise,
+                              seed=seed, max_batch_size=2)
+    assert ((result.off_target >= 0) & (result.off_target < CLASSES) & (result.off_target != target)).all()
+    expected = ref.random_logit(model, x, target, result.off_target, gradient, similarity=similarity,
+                                normalise=normalise)
+    assert_close(result.score, expected)
+
+
+def test_random_logit_draws_the_other_classes_uniformly():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5)).double()
+    x = torch.rand(3000, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    target = torch.full((3000,), 2)
+    result = rnd.random_logit(model, x, target, explain_fn=ignores_model, similarity="spearman",
+                              random_baseline=False, max_batch_size=3000)
+    counts = torch.bincount(result.off_target, minlength=5).tolist()
+    assert counts[2] == 0
+    assert all(abs(c - 750) < 90 for i, c in enumerate(counts) if i != 2)
+
+
+# --- properties ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("similarity", ["spearman", "pearson", "cosine"])
+@pytest.mark.parametrize("order", ["bottom_up", "top_down", "independent"])
+def test_an_explainer_that_ignores_the_model_scores_similarity_one(similarity, order):
+    model = make_model()
+    x, target = inputs(3)
+    result = rnd.mprt(model, x, target, explain_fn=ignores_model, similarity=similarity, order=order)
+    torch.testing.assert_close(result.curve, torch.ones(3, 3, dtype=torch.float64))
+    smooth = rnd.smooth_mprt(model, x, target, explain_fn=ignores_model, similarity=similarity, order=order,
+                             n_samples=3)
+    torch.testing.assert_close(smooth.score, torch.ones(3, dtype=torch.float64))
+
+
+def test_an_explainer_that_ignores_the_model_scores_empty_zero():
+    model = make_model()
+    x, target = inputs(3)
+    for n_bins in (100, "freedman_diaconis"):
+        result = rnd.efficient_mprt(model, x, target, explain_fn=ignores_model, n_bins=n_bins)
+        torch.testing.assert_close(result.score, torch.zeros(3, dtype=torch.float64))
+
+
+def test_mprt_never_averages_in_the_trivial_original_similarity():
+    model = make_model()
+    x, target = inputs(2)
+    result = rnd.mprt(model, x, target, explain_fn=gradient, summary="mean")
+    assert result.curve.shape == (2, 3)  # three layers, no "original" column
+    torch.testing.assert_close(result.score, result.curve.mean(dim=1))
+    assert (result.score < 0.999).all()
+
+
+CALLS = {
+    "mprt": lambda model, x, t, **kw: rnd.mprt(model, x, t, explain_fn=gradient, **kw),
+    "smooth_mprt": lambda model, x, t, **kw: rnd.smooth_mprt(model, x, t, explain_fn=gradient, n_samples=3, **kw),
+    "efficient_mprt": lambda model, x, t, **kw: rnd.efficient_mprt(model, x, t, explain_fn=gradient, **kw),
+    "random_logit": lambda model, x, t, **kw: rnd.random_logit(model, x, t, explain_fn=gradient,
+                                                               similarity="spearman", **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_the_users_model_is_bit_identical_afterwards(name):
+    model = make_model()
+    model.train()  # also with batch norm-free training mode; flags must survive
+    before = snapshot(model)
+    flags = [m.training for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    x, target = inputs(2)
+    CALLS[name](model, x, target)
+    assert_unchanged(model, before)
+    assert [m.training for m in model.modules()] == flags
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert all(p.grad is None for p in model.parameters()) or name == "random_logit"
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_global_random_state_is_untouched(name):
+    model = make_model()
+    x, target = inputs(2)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    CALLS[name](model, x, target)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_seeded_determinism(name):
+    model = make_model()
+    x, target = inputs(3)
+    first = CALLS[name](model, x, target, seed=5)
+    again = CALLS[name](model, x, target, seed=5)
+    other = CALLS[name](model, x, target, seed=6)
+    torch.testing.assert_close(first.score, again.score, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(first.baseline, again.baseline, rtol=0, atol=0)
+    assert not torch.equal(first.baseline, other.baseline)
+    if name != "random_logit":
+        assert not torch.allclose(first.score, other.score)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_chunk_size_invariance(name):
+    model = make_model()
+    x, target = inputs(5)
+    results = [CALLS[name](model, x, target, max_batch_size=size) for size in (1, 2, 3, 64)]
+    for other in results[1:]:
+        torch.testing.assert_close(other.score, results[0].score, rtol=1e-12, atol=1e-12, equal_nan=True)
+        torch.testing.assert_close(other.baseline, results[0].baseline, rtol=1e-12, atol=1e-12)
+        if hasattr(other, "curve"):
+            torch.testing.assert_close(other.curve, results[0].curve, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_explain_calls_are_chunked_under_max_batch_size():
+    model = make_model()
+    x, target = inputs(5)
+    sizes: list[int] = []
+
+    def counting(m):
+        inner = gradient(m)
+        return lambda xx, tt: (sizes.append(xx.shape[0]), inner(xx, tt))[1]
+
+    rnd.mprt(model, x, target, explain_fn=counting, max_batch_size=2)
+    assert sizes == [2, 2, 1] * 4  # original + 3 layers, all samples of a model in chunks
+    sizes.clear()
+    rnd.smooth_mprt(model, x, target, explain_fn=counting, n_samples=4, max_batch_size=8)
+    assert sizes == [8, 8, 4] * 4  # B * N = 20 noisy copies per model
+    sizes.clear()
+    rnd.efficient_mprt(model, x, target, explain_fn=counting, max_batch_size=5)
+    assert sizes == [5, 5]  # original and fully randomized only
+
+
+def test_bottom_up_and_top_down_end_on_the_same_model():
+    model = make_model()
+    x, target = inputs(3)
+    up = rnd.mprt(model, x, target, explain_fn=gradient, order="bottom_up", seed=3)
+    down = rnd.mprt(model, x, target, explain_fn=gradient, order="top_down", seed=3)
+    torch.testing.assert_close(up.curve[:, -1], down.curve[:, -1])
+
+
+def test_float32_agrees_with_float64():
+    model = make_model()
+    x, target = inputs(3)
+    result64 = rnd.mprt(model, x, target, explain_fn=gradient, similarity="pearson")
+    result32 = rnd.mprt(model.float(), x.float(), target, explain_fn=gradient, similarity="pearson")
+    assert result32.score.dtype == torch.float32
+    torch.testing.assert_close(result32.score.double(), result64.score, rtol=1e-4, atol=1e-4)
+
+
+# --- the random baseline -------------------------------------------------------------------
+
+
+def test_mprt_baseline_is_the_metric_of_a_random_explainer():
+    model = make_model()
+    x, target = inputs(4)
+    result = rnd.mprt(model, x, target, explain_fn=gradient, seed=3, max_batch_size=3)
+    shared = random_explainer(generator=torch.Generator().manual_seed(3))
+    random_run = rnd.mprt(model, x, target, explain_fn=lambda m: shared, seed=3, random_baseline=False,
+                          max_batch_size=3)
+    torch.testing.assert_close(result.baseline, random_run.score)
+    assert result.baseline.abs().max() < 0.5
+
+
+def test_efficient_mprt_and_random_logit_baselines_are_their_metric_of_a_random_explainer():
+    model = make_model(side=8)
+    x, target = inputs(3, side=8)
+    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, seed=1)
+    shared = random_explainer(generator=torch.Generator().manual_seed(1))
+    random_run = rnd.efficient_mprt(model, x, target, explain_fn=lambda m: shared, random_baseline=False)
+    torch.testing.assert_close(result.baseline, random_run.score)
+    logit = rnd.random_logit(model, x, target, explain_fn=gradient, seed=1)
+    shared = random_explainer(generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    random_logit_run = rnd.random_logit(model, x, target, explain_fn=lambda m: shared, random_baseline=False,
+                                        generator=generator)
+    # `random_logit_run` drew its classes first and then the maps; the baseline drew the maps after the classes too.
+    torch.testing.assert_close(logit.off_target, random_logit_run.off_target)
+    assert logit.baseline.shape == (3,) and torch.isfinite(logit.baseline).all()
+
+
+def test_smooth_mprt_baseline_uses_single_random_maps():
+    model = make_model()
+    x, target = inputs(3)
+    smooth = rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=2, seed=2)
+    assert smooth.baseline.shape == (3,) and smooth.baseline.abs().max() < 0.5
+
+
+def test_baseline_can_be_switched_off():
+    model = make_model()
+    x, target = inputs(2)
+    assert rnd.mprt(model, x, target, explain_fn=gradient, random_baseline=False).baseline is None
+
+
+def test_a_constant_explainer_gives_nan_not_a_number():
+    model = make_model()
+    x, target = inputs(2)
+    result = rnd.mprt(model, x, target, explain_fn=lambda m: constant_explainer(1.0))
+    assert torch.isnan(result.score).all()
+    assert torch.isnan(rnd.efficient_mprt(model, x, target, explain_fn=lambda m: constant_explainer(1.0)).score).all()
+
+
+def test_works_with_the_captum_adapter_as_a_factory():
+    pytest.importorskip("captum")
+    model = make_model()
+    x, target = inputs(2)
+    result = rnd.mprt(model, x, target, explain_fn=partial(captum_explainer, method="Saliency"))
+    scores, _ = ref.mprt(model, x, target, partial(captum_explainer, method="Saliency"))
+    assert_close(result.score, scores)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_wrong_explanation_shape_is_a_clear_error(name):
+    model = make_model()
+    x, target = inputs(2)
+    call = {
+        "mprt": rnd.mprt,
+        "smooth_mprt": partial(rnd.smooth_mprt, n_samples=2),
+        "efficient_mprt": rnd.efficient_mprt,
+        "random_logit": rnd.random_logit,
+    }[name]
+    with pytest.raises(ModelOutputError, match="Expected `explain_fn` to return attributions of shape"):
+        call(model, x, target, explain_fn=lambda m: (lambda xx, tt: xx[:, 0]))
+    with pytest.raises(ModelOutputError, match="explain function"):
+        call(model, x, target, explain_fn=lambda m: 3)
+
+
+@pytest.mark.parametrize("name", ["mprt", "smooth_mprt", "efficient_mprt", "random_logit"])
+def test_nan_explanations_are_a_clear_error_unless_validation_is_off(name):
+    model = make_model()
+    x, target = inputs(2)
+    calls = 0
+
+    def nan_after_first(m):
+        def explain(xx, tt):
+            nonlocal calls
+            calls += 1
+            out = xx.clone()
+            if calls > 1:
+                out[0, 0, 0, 0] = math.nan
+            return out
+
+        return explain
+
+    call = {"mprt": rnd.mprt, "smooth_mprt": partial(rnd.smooth_mprt, n_samples=1),
+            "efficient_mprt": rnd.efficient_mprt, "random_logit": partial(rnd.random_logit, similarity="pearson")}[name]
+    with pytest.raises(NonFiniteError, match="Expected `explain_fn` to return finite attributions"):
+        call(model, x, target, explain_fn=nan_after_first)
+    calls = 0
+    out = call(model, x, target, explain_fn=nan_after_first, validate=False)
+    assert torch.isnan(out.score[0])
+
+
+def test_model_without_parameterised_layers_is_a_clear_error():
+    model = nn.Sequential(nn.Flatten(), nn.Softmax(dim=1))
+    x, target = inputs(2, side=2)
+    for metric in (rnd.mprt, rnd.smooth_mprt, rnd.efficient_mprt):
+        with pytest.raises(NoParameterisedLayersError, match="at least one layer with parameters"):
+            metric(model, x, target, explain_fn=ignores_model)
+
+
+def test_a_bound_explainer_is_rejected_with_a_hint():
+    model = make_model()
+    x, target = inputs(2)
+    with pytest.raises(DTypeError, match="factory"):
+        rnd.mprt(model, x, target, explain_fn=random_explainer(seed=0))
+
+
+def test_input_and_option_errors():
+    model = make_model()
+    x, target = inputs(2)
+    with pytest.raises(DTypeError, match="nn.Module"):
+        rnd.mprt(lambda v: v, x, target, explain_fn=gradient)
+    with pytest.raises(ShapeError):
+        rnd.mprt(model, x, target[:1], explain_fn=gradient)
+    with pytest.raises(OptionError, match="order"):
+        rnd.mprt(model, x, target, explain_fn=gradient, order="sideways")
+    with pytest.raises(OptionError, match="similarity"):
+        rnd.mprt(model, x, target, explain_fn=gradient, similarity="kendall")
+    with pytest.raises(OptionError, match="order"):
+        rnd.efficient_mprt(model, x, target, explain_fn=gradient, order="independent")
+    with pytest.raises(OptionError, match="n_bins"):
+        rnd.efficient_mprt(model, x, target, explain_fn=gradient, n_bins="doane")
+    with pytest.raises(OptionError, match="n_samples"):
+        rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=0)
+    with pytest.raises(OptionError, match="target"):
+        rnd.random_logit(model, x, torch.tensor([0, 7]), explain_fn=gradient)
+    with pytest.raises(OptionError, match="at least 2 classes"):
+        rnd.random_logit(nn.Sequential(nn.Flatten(), nn.Linear(36, 1)).double(), x, torch.tensor([0, 0]),
+                         explain_fn=gradient)
+    with pytest.raises(ShapeError):
+        rnd.mprt(model, x, target, explain_fn=gradient, a=torch.zeros(2, 1, 5, 5, dtype=torch.float64))

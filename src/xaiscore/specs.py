@@ -208,3 +208,34 @@ _spec("effective_complexity", "complexity", "complexity", False, ("a",),
 _spec("mst_compactness", "complexity", "complexity", True, ("a",),
       "Mesgari et al. 2026, Structural compactness as a complementary criterion for explanation quality, arXiv:2603.29491",
       description="MST-C: spread x cohesion of the salient points' minimum spanning forest.")
+
+# --- robustness --------------------------------------------------------------------------------
+_SENS = ("x", "a", "target", "explain_fn")
+_STAB = ("forward_fn", "x", "a", "target", "explain_fn")
+_spec("max_sensitivity", "robustness", "robustness", False, _SENS,
+      "Yeh et al. 2019, On the (in)fidelity and sensitivity of explanations, NeurIPS", stochastic=True,
+      description="Largest relative change of the explanation under uniform input noise.", n_samples=10)
+_spec("avg_sensitivity", "robustness", "robustness", False, _SENS,
+      "Yeh et al. 2019, On the (in)fidelity and sensitivity of explanations, NeurIPS", stochastic=True,
+      description="Mean relative change of the explanation under uniform input noise.", n_samples=10)
+_spec("local_lipschitz_estimate", "robustness", "robustness", False, _SENS,
+      "Alvarez-Melis and Jaakkola 2018, On the robustness of interpretability methods, ICML workshops",
+      stochastic=True, description="Largest ratio of explanation change to input change under Gaussian noise.",
+      n_samples=10)
+_spec("relative_input_stability", "robustness", "robustness", False, _STAB,
+      "Agarwal et al. 2022, Rethinking stability for attribution-based explanations, arXiv:2203.06877",
+      stochastic=True, description="Relative explanation change over relative input change (RIS).", n_samples=10)
+_spec("relative_output_stability", "robustness", "robustness", False, _STAB,
+      "Agarwal et al. 2022, Rethinking stability for attribution-based explanations, arXiv:2203.06877",
+      stochastic=True, description="Relative explanation change over the change of the logits (ROS).", n_samples=10)
+_spec("relative_representation_stability", "robustness", "robustness", False,
+      ("model", "x", "a", "target", "explain_fn"),
+      "Agarwal et al. 2022, Rethinking stability for attribution-based explanations, arXiv:2203.06877",
+      stochastic=True, description="Relative explanation change over relative change of a layer's output (RRS).",
+      n_samples=10)
+_spec("continuity", "robustness", "robustness", False, _SENS,
+      "Montavon et al. 2018, Methods for interpreting and understanding deep neural networks, Digital Signal Processing",
+      description="Largest explanation change (L1) per input change (L2) over translated inputs.", n_steps=8)
+_spec("consistency", "robustness", "robustness", True, ("forward_fn", "x", "a"),
+      "Dasgupta et al. 2022, Framework for evaluating faithfulness of local explanations, ICML",
+      description="Share of samples with the same discretised explanation that get the same prediction.")

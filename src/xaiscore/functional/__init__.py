@@ -20,6 +20,16 @@ from xaiscore.functional.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.robustness import (
+    avg_sensitivity,
+    consistency,
+    continuity,
+    local_lipschitz_estimate,
+    max_sensitivity,
+    relative_input_stability,
+    relative_output_stability,
+    relative_representation_stability,
+)
 
 __all__ = [
     # localization
@@ -36,4 +46,13 @@ __all__ = [
     "sparseness",
     "complexity",
     "effective_complexity",
+    # robustness
+    "max_sensitivity",
+    "avg_sensitivity",
+    "local_lipschitz_estimate",
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
+    "continuity",
+    "consistency",
 ]

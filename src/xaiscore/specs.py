@@ -239,3 +239,27 @@ _spec("continuity", "robustness", "robustness", False, _SENS,
 _spec("consistency", "robustness", "robustness", True, ("forward_fn", "x", "a"),
       "Dasgupta et al. 2022, Framework for evaluating faithfulness of local explanations, ICML",
       description="Share of samples with the same discretised explanation that get the same prediction.")
+
+# --- randomization -------------------------------------------------------------------------------
+# `explain_fn` here is an explainer *factory*, explain_fn(model) -> (x, target) -> a: these metrics
+# re-explain randomized copies of `model` (see xaiscore.functional.randomization).
+_RAND = ("model", "x", "target", "explain_fn")
+_spec("mprt", "randomization", "randomization", False, _RAND,
+      "Adebayo et al. 2018, Sanity checks for saliency maps, NeurIPS; Hedström et al. 2023, Sanity checks "
+      "revisited: an exploration to repair the model parameter randomisation test, XAI in Action workshop",
+      stochastic=True, output="curve",
+      description="Spearman similarity of the explanation to the original after randomizing each layer (bottom-up).")
+_spec("smooth_mprt", "randomization", "randomization", False, _RAND,
+      "Hedström et al. 2023, Sanity checks revisited: an exploration to repair the model parameter randomisation "
+      "test, XAI in Action workshop",
+      stochastic=True, output="curve",
+      description="MPRT on explanations averaged over noisy copies of the input (sMPRT).", n_samples=10)
+_spec("efficient_mprt", "randomization", "randomization", True, _RAND,
+      "Hedström et al. 2023, Sanity checks revisited: an exploration to repair the model parameter randomisation "
+      "test, XAI in Action workshop",
+      stochastic=True, output="curve",
+      description="Relative rise of the explanation's histogram entropy after full randomization (eMPRT).")
+_spec("random_logit", "randomization", "randomization", False, _RAND,
+      "Sixt et al. 2020, When explanations lie: why many modified BP attributions fail, ICML",
+      stochastic=True,
+      description="SSIM between the explanations of the target class and of a random other class.")

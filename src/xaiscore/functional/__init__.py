@@ -20,6 +20,12 @@ from xaiscore.functional.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.randomization import (
+    efficient_mprt,
+    mprt,
+    random_logit,
+    smooth_mprt,
+)
 from xaiscore.functional.robustness import (
     avg_sensitivity,
     consistency,
@@ -55,4 +61,9 @@ __all__ = [
     "relative_representation_stability",
     "continuity",
     "consistency",
+    # randomization
+    "mprt",
+    "smooth_mprt",
+    "efficient_mprt",
+    "random_logit",
 ]

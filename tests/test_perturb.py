@@ -99,10 +99,15 @@ def test_gaussian_blur_matches_scipy_correlation_with_zero_padding(spatial):
 
 
 def test_apply_perturbation_replaces_exactly_the_rank_interval():
-    x = torch.arange(6.0).reshape(1, 1, 6).expand(3, 1, 6)
+    x = torch.arange(6.0).reshape(1, 1, 6).repeat(3, 1, 1)
     rank = torch.tensor([[[5, 4, 3, 2, 1, 0]]]).expand(3, 1, 6)
     out = apply_perturbation(x, rank, torch.tensor([0, 2, 1]), torch.tensor([0, 6, 3]), torch.full((1, 1, 1), -1.0))
     assert out.tolist() == [[[0, 1, 2, 3, 4, 5]], [[-1, -1, -1, -1, 4, 5]], [[0, 1, 2, -1, -1, 5]]]
+    x = torch.arange(6.0).reshape(1, 1, 6).repeat(3, 1, 1)
+    below = apply_perturbation(x.clone(), rank, None, torch.tensor([0, 2, 6]), torch.full((3, 1, 6), -1.0))
+    assert below.tolist() == [[[0, 1, 2, 3, 4, 5]], [[0, 1, 2, 3, -1, -1]], [[-1] * 6]]
+    above = apply_perturbation(x.clone(), rank, torch.tensor([0, 2, 6]), None, torch.full((1, 1, 1), -1.0))
+    assert above.tolist() == [[[-1] * 6], [[-1, -1, -1, -1, 4, 5]], [[0, 1, 2, 3, 4, 5]]]
 
 
 def test_counter_uniform_is_chunk_free_and_uniform():

@@ -38,7 +38,7 @@ Example:
     >>> rank = element_ranks(ranks, part)
     >>> rank[:, 0].tolist()
     [[3, 0, 1, 2], [0, 1, 2, 3]]
-    >>> apply_perturbation(x, rank, torch.tensor([0, 0]), torch.tensor([2, 2]), torch.zeros(1)).tolist()
+    >>> apply_perturbation(x.clone(), rank, None, torch.tensor([2, 2]), torch.zeros(1)).tolist()
     [[[0.0, 0.0, 0.0, 3.0]], [[0.0, 0.0, 6.0, 7.0]]]
 """
 
@@ -452,19 +452,28 @@ def make_baseline(
 # --- 4. building and scoring perturbed inputs ------------------------------------------------
 
 
-def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor, hi: Tensor, substrate: Tensor) -> Tensor:
+def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | None, substrate: Tensor) -> Tensor:
     """``x`` with the elements whose rank lies in ``[lo, hi)`` replaced by ``substrate``.
 
     Args:
-        x: ``(n, C, *S)`` inputs (one per item).
+        x: ``(n, C, *S)`` inputs, one per item. Overwritten in place when the
+            substrate is a single value (pass a copy, e.g. a gathered chunk).
         rank: ``(n, 1|C, *S)`` element ranks.
-        lo, hi: ``(n,)`` integer bounds per item.
+        lo, hi: ``(n,)`` integer bounds per item; ``None`` means no lower
+            (upper) bound, which saves a comparison pass.
         substrate: broadcastable to ``x``.
     """
     view = (-1,) + (1,) * (x.ndim - 1)
-    lo = lo.reshape(view).to(rank.dtype)
-    hi = hi.reshape(view).to(rank.dtype)
-    inside = (rank >= lo) & (rank < hi)
+    if lo is None and hi is None:
+        inside = torch.ones_like(rank, dtype=torch.bool)
+    elif lo is None:
+        inside = rank < hi.reshape(view).to(rank.dtype)
+    elif hi is None:
+        inside = rank >= lo.reshape(view).to(rank.dtype)
+    else:
+        inside = (rank >= lo.reshape(view).to(rank.dtype)) & (rank < hi.reshape(view).to(rank.dtype))
+    if substrate.numel() == 1:
+        return x.masked_fill_(inside, substrate.reshape(()).to(x.dtype))
     return torch.where(inside, substrate, x)
 
 
@@ -514,8 +523,8 @@ def perturbed_scores(
     x: Tensor,
     rank: Tensor,
     target: Tensor,
-    lo: Tensor,
-    hi: Tensor,
+    lo: Tensor | None,
+    hi: Tensor | None,
     *,
     substrate: Substrate,
     softmax: bool,
@@ -533,7 +542,9 @@ def perturbed_scores(
         x: ``(B, C, *S)`` inputs.
         rank: ``(B, 1|C, *S)`` element ranks (:func:`element_ranks`).
         target: ``(B,)`` long class per sample.
-        lo, hi: ``(B, T)`` or ``(T,)`` integer bounds.
+        lo, hi: ``(B, T)`` or ``(T,)`` integer bounds; one of them may be
+            ``None`` (no bound on that side: ``lo=None`` deletes the first
+            ``hi`` features, ``hi=None`` keeps only the first ``lo``).
         substrate: A tensor broadcastable to ``x`` with a batch axis of 1 or
             ``B`` (:func:`make_baseline`), or a callable
             ``fn(sample, step) -> (n, C|1, *S)`` for the items
@@ -547,14 +558,21 @@ def perturbed_scores(
     """
     check_max_batch_size(max_batch_size)
     b = x.shape[0]
-    if lo.ndim == 1:
-        lo = lo.unsqueeze(0).expand(b, -1)
-    if hi.ndim == 1:
-        hi = hi.unsqueeze(0).expand(b, -1)
-    if lo.shape != hi.shape or lo.shape[0] != b:
-        raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T), but got {tuple(lo.shape)} and {tuple(hi.shape)}.")
-    n_steps = lo.shape[1]
-    lo_flat, hi_flat = lo.reshape(-1), hi.reshape(-1)
+    bounds = []
+    for bound in (lo, hi):
+        if bound is not None and bound.ndim == 1:
+            bound = bound.unsqueeze(0).expand(b, -1)
+        bounds.append(bound)
+    lo, hi = bounds
+    given = [t for t in (lo, hi) if t is not None]
+    if not given:
+        raise OptionError("Expected at least one of `lo` and `hi`, but got neither.")
+    if any(t.ndim != 2 or t.shape != given[0].shape or t.shape[0] != b for t in given):
+        shapes = ", ".join(str(tuple(t.shape)) for t in given)
+        raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T) or (T,), but got {shapes}.")
+    n_steps = given[0].shape[1]
+    lo_flat = None if lo is None else lo.reshape(-1)
+    hi_flat = None if hi is None else hi.reshape(-1)
     if isinstance(substrate, Tensor):
         check_same_device(x, substrate, reference_name="x", other_name="substrate")
 
@@ -568,8 +586,8 @@ def perturbed_scores(
         images = apply_perturbation(
             x.index_select(0, sample),
             rank.index_select(0, sample) if rank.shape[0] == b else rank,
-            lo_flat[start:stop],
-            hi_flat[start:stop],
+            None if lo_flat is None else lo_flat[start:stop],
+            None if hi_flat is None else hi_flat[start:stop],
             fill,
         )
         logits = call_model(forward_fn, images)

@@ -181,7 +181,7 @@ def monotonicity(
     if n_steps > 1:
         lo = edges[1:-1]  # the last step inserts everything: that is x, whose score is known
         perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, lo,
-                                     torch.full_like(lo, n), substrate=substrate, softmax=softmax,
+                                     None, substrate=substrate, softmax=softmax,
                                      max_batch_size=max_batch_size)
         curve = torch.cat([finish_scores(perturbed, inputs.x, validate=validate), inputs.score.unsqueeze(1)], 1)
     else:

@@ -79,7 +79,7 @@ def _ranked_elements(
 def _deletion_curve(forward_fn, inputs, rank, edges, substrate, *, softmax, max_batch_size, validate) -> Tensor:
     """``(B, T + 1)``: the unperturbed score, then the score with ranks ``[0, edges[t])`` replaced."""
     hi = edges[1:]
-    scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, torch.zeros_like(hi), hi,
+    scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, None, hi,
                               substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
     scores = finish_scores(scores, inputs.x, validate=validate)
     return torch.cat([inputs.score.unsqueeze(1), scores], dim=1)
@@ -220,7 +220,7 @@ def insertion(
     substrate = make_baseline(inputs.x, baseline, generator=generator, blur_kernel_size=blur_kernel_size,
                               blur_sigma=blur_sigma)
     lo = edges[:-1]  # the last step (everything inserted) is x itself: its score is known
-    scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, lo, torch.full_like(lo, n),
+    scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, lo, None,
                               substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
     scores = finish_scores(scores, inputs.x, validate=validate)
     curve = torch.cat([scores, inputs.score.unsqueeze(1)], dim=1)

@@ -86,3 +86,32 @@ def bounding_edges(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
     if rows.numel() == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def encode_rle(counts):
+    """The COCO compressed-RLE encoder, written from the format description (test side)."""
+    out = []
+    for i, value in enumerate(counts):
+        x = value - counts[i - 2] if i > 2 else value
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if c & 0x10 else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return "".join(out)
+
+
+def runs_of(mask: np.ndarray) -> list[int]:
+    flat = mask.T.reshape(-1)  # column-major
+    runs, current, length = [], False, 0
+    for value in flat:
+        if value == current:
+            length += 1
+        else:
+            runs.append(length)
+            current, length = value, 1
+    runs.append(length)
+    return runs

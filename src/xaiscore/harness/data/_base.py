@@ -178,7 +178,8 @@ class ClassResolver:
 
     def __init__(self, class_names: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
         names = tuple(class_names)
-        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        if isinstance(class_names, str) or not all(isinstance(n, str) for n in names) \
+                or len(set(names)) != len(names):
             raise OptionError(f"Expected `class_names` as distinct strings, but got {names!r}.")
         self.class_names = names
         self.aliases = dict(aliases or {})

@@ -878,9 +878,6 @@ def random_logit(
         check_attributions(x, name="x", validate=True)
         target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
     generator = _resolve_generator(generator, seed)
-    shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator, device=generator.device)
-    off_target = shift.to(x.device)
-    off_target = off_target + (off_target >= target).to(off_target.dtype)
     explainer = _bind(explain_fn, model)
     finite = _FiniteCheck(validate)
     if a is None:
@@ -888,14 +885,18 @@ def random_logit(
         finite(a, "the target classes")
     else:
         a = _check_given_attributions(a, x, validate=validate)
+    # The baseline's key is the generator's first draw, as in the other metrics of this module.
+    random = _baseline_explainer(generator, a.shape[1]) if random_baseline else None
+    shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator, device=generator.device)
+    off_target = shift.to(x.device)
+    off_target = off_target + (off_target >= target).to(off_target.dtype)
     a_off = _explain(explainer, x, off_target, max_batch_size=max_batch_size)
     finite(a_off, "the random other classes")
     post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
     sim = _resolve_similarity(similarity, similarity_kwargs)
     score = sim(post(a), post(a_off))
     baseline = None
-    if random_baseline:
-        random = _baseline_explainer(generator, a.shape[1])
+    if random is not None:
         first = _random_maps(random, x, target, a.dtype)
         second = _random_maps(random, x, off_target, a.dtype)
         baseline = sim(post(first), post(second))

@@ -209,6 +209,52 @@ _spec("mst_compactness", "complexity", "complexity", True, ("a",),
       "Mesgari et al. 2026, Structural compactness as a complementary criterion for explanation quality, arXiv:2603.29491",
       description="MST-C: spread x cohesion of the salient points' minimum spanning forest.")
 
+# --- faithfulness --------------------------------------------------------------------------------
+# Defaults keep a harness run quick at any image size: step sizes as fractions of the features.
+_FAITH = ("forward_fn", "x", "a", "target")
+_spec("deletion", "faithfulness", "faithfulness", False, _FAITH,
+      "Petsiuk et al. 2018, RISE: randomized input sampling for explanation of black-box models, BMVC",
+      output="curve", description="AUC of the class probability as pixels are deleted, most relevant first.",
+      features_per_step=0.02)
+_spec("insertion", "faithfulness", "faithfulness", True, _FAITH,
+      "Petsiuk et al. 2018, RISE: randomized input sampling for explanation of black-box models, BMVC",
+      output="curve", description="AUC of the class probability as pixels are inserted into a blurred copy.",
+      features_per_step=0.02)
+_spec("pixel_flipping", "faithfulness", "faithfulness", False, _FAITH,
+      "Bach et al. 2015, On pixel-wise explanations for non-linear classifier decisions by layer-wise relevance "
+      "propagation, PLOS ONE",
+      output="curve", description="Area under the class score as features are flipped, most relevant first.",
+      features_per_step=0.02)
+_spec("region_perturbation", "faithfulness", "faithfulness", True, _FAITH,
+      "Samek et al. 2017, Evaluating the visualization of what a deep neural network has learned, IEEE TNNLS",
+      stochastic=True, output="curve",
+      description="AOPC: mean drop of the class score as patches are perturbed, most relevant first.",
+      patch_size=8, steps=50)
+_spec("selectivity", "faithfulness", "faithfulness", False, _FAITH,
+      "Montavon et al. 2018, Methods for interpreting and understanding deep neural networks, Digital Signal "
+      "Processing",
+      output="curve", description="Area under the class score as patches are removed, most relevant first.",
+      patch_size=16)
+_spec("irof", "faithfulness", "faithfulness", True, _FAITH + ("segments",),
+      "Rieger and Hansen 2020, IROF: a low resource evaluation metric for explanation methods, ICLR workshop",
+      output="curve", description="Area over the relative class score as segments are removed by mean relevance.",
+      n_segments=49)
+_spec("faithfulness_estimate", "faithfulness", "faithfulness", True, _FAITH,
+      "Alvarez-Melis and Jaakkola 2018, Towards robust interpretability with self-explaining neural networks, "
+      "NeurIPS",
+      description="Pearson correlation of group attributions with the score drop of removing each group.",
+      features_per_step=0.02)
+_spec("monotonicity", "faithfulness", "faithfulness", True, _FAITH,
+      "Arya et al. 2019, One explanation does not fit all: a toolkit and taxonomy of AI explainability "
+      "techniques, arXiv:1909.03012",
+      description="1 if inserting features by increasing attribution never lowers the class probability.",
+      features_per_step=0.02)
+_spec("monotonicity_correlation", "faithfulness", "faithfulness", True, _FAITH,
+      "Nguyen and Martinez 2020, On quantitative aspects of model interpretability, arXiv:2007.07584",
+      stochastic=True,
+      description="Spearman correlation of |a| group sums with the score variance under noise in the group.",
+      features_per_step=0.0625, n_samples=5)
+
 # --- robustness --------------------------------------------------------------------------------
 _SENS = ("x", "a", "target", "explain_fn")
 _STAB = ("forward_fn", "x", "a", "target", "explain_fn")

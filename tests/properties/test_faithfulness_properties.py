@@ -180,8 +180,10 @@ def test_features_per_step_errors(name):
         kernel(model, x, a, target, **{**options, "features_per_step": 17})
     with pytest.raises(OptionError, match="at least 1"):
         kernel(model, x, a, target, **{**options, "features_per_step": 0})
-    with pytest.raises(DTypeError, match="int"):
+    with pytest.raises(OptionError, match="fraction"):
         kernel(model, x, a, target, **{**options, "features_per_step": 2.0})
+    with pytest.raises(DTypeError, match="int count or a float fraction"):
+        kernel(model, x, a, target, **{**options, "features_per_step": "2"})
 
 
 def test_option_errors():

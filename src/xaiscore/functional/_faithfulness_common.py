@@ -111,8 +111,23 @@ def finish_scores(values: Tensor, like: Tensor, *, validate: bool) -> Tensor:
     return values.to(like.dtype)
 
 
-def resolve_step(value: int, n_features: int, name: str = "features_per_step") -> int:
-    """Check a per-step feature count: an int in ``[1, n_features]``."""
+def resolve_step(value: int | float, n_features: int, name: str = "features_per_step") -> int:
+    """A per-step feature count: an int in ``[1, n_features]``, or a float fraction in (0, 1] of the features.
+
+    A fraction ``q`` means ``ceil(q * n_features)`` features per step (at least one).
+
+    Example:
+        >>> resolve_step(3, 10), resolve_step(0.25, 10)
+        (3, 3)
+    """
+    if isinstance(value, float):
+        if not 0.0 < value <= 1.0:
+            raise OptionError(f"Expected `{name}` as a fraction in (0, 1] of the features, but got {value}.")
+        return max(1, math.ceil(value * n_features - 1e-9))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DTypeError(
+            f"Expected `{name}` to be an int count or a float fraction, but got {type(value).__name__} {value!r}."
+        )
     check_positive_int(value, name)
     if value > n_features:
         raise OptionError(

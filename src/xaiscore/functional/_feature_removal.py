@@ -57,7 +57,7 @@ def faithfulness_estimate(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int = 1,
+    features_per_step: int | float = 1,
     baseline: Baseline = "zeros",
     softmax: bool = False,
     reduce_channels: ChannelReduction | None = "sum",
@@ -74,7 +74,8 @@ def faithfulness_estimate(
 
     .. math:: \rho = \mathrm{corr}_g\Bigl(\sum_{i \in g} a_i,\; f_c(x) - f_c(x_{\setminus g})\Bigr)
 
-    is the Pearson correlation over the groups (higher is better). With
+    is the Pearson correlation over the groups (higher is better).
+    ``features_per_step`` may also be a float fraction of the features. With
     ``s = 1`` this is the paper's per-feature estimate. Quantus'
     ``FaithfulnessEstimate`` defaults to ``"black"`` (our ``"min"``) and logits, as here.
 
@@ -125,7 +126,7 @@ def monotonicity(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int = 1,
+    features_per_step: int | float = 1,
     baseline: Baseline = "zeros",
     softmax: bool = True,
     reduce_channels: ChannelReduction | None = "sum",
@@ -137,7 +138,8 @@ def monotonicity(
 
     Start from the baseline and *insert* the input's features in order of
     increasing attribution, ``s = features_per_step`` at a time; after step
-    ``t = 1 .. T`` the first ``k_t = min(t s, N)`` features hold their values
+    ``t = 1 .. T`` (``s`` an int, or a float fraction of the features) the
+    first ``k_t = min(t s, N)`` features hold their values
     from ``x`` and the rest the baseline's. With :math:`p_t` the target
     probability after step ``t``,
 
@@ -197,7 +199,7 @@ def monotonicity_correlation(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int = 1,
+    features_per_step: int | float = 1,
     n_samples: int = 100,
     baseline: Baseline = "uniform",
     absolute: bool = True,
@@ -210,7 +212,7 @@ def monotonicity_correlation(
     r"""Monotonicity correlation (Nguyen and Martinez 2020): attribution magnitude vs. effect of removal.
 
     Features are sorted by attribution (ascending) and cut into ``T`` groups of
-    ``s = features_per_step``. For each group ``g`` and each of ``R = n_samples``
+    ``s = features_per_step`` (an int, or a float fraction of the features). For each group ``g`` and each of ``R = n_samples``
     draws, the group's values are replaced by noise (default ``"uniform"``: i.i.d.
     uniform on ``[min x, max x]`` of the sample, per element) and
 

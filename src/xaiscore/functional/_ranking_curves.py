@@ -95,7 +95,7 @@ def deletion(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int | None = None,
+    features_per_step: int | float | None = None,
     baseline: Baseline = "zeros",
     softmax: bool = True,
     reduce_channels: ChannelReduction | None = "sum",
@@ -123,7 +123,8 @@ def deletion(
         x: Inputs ``(B, C, *S)``.
         a: Attributions ``(B, 1|C, *S)``.
         target: ``(B,)`` classes; ``None`` (RISE) tracks the model's prediction on ``x``.
-        features_per_step: Pixels per step; ``None`` means ``ceil(N / 224)``
+        features_per_step: Pixels per step (an int), or a fraction of the pixels
+            (a float in (0, 1]); ``None`` means ``ceil(N / 224)``
             (RISE: 224 pixels per step on 224 x 224 images, i.e. 224 steps).
         baseline: Substrate (see :func:`xaiscore._perturb.make_baseline`); RISE: ``"zeros"``.
         softmax: Track probabilities (RISE) or logits.
@@ -170,7 +171,7 @@ def insertion(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int | None = None,
+    features_per_step: int | float | None = None,
     baseline: Baseline = "blur",
     blur_kernel_size: int = 11,
     blur_sigma: float = 5.0,
@@ -234,7 +235,7 @@ def pixel_flipping(
     a: Tensor,
     target: Tensor | None = None,
     *,
-    features_per_step: int = 1,
+    features_per_step: int | float = 1,
     order: Order = "morf",
     baseline: Baseline = "zeros",
     softmax: bool = False,
@@ -260,7 +261,8 @@ def pixel_flipping(
     smaller last step.
 
     Args:
-        features_per_step: Features flipped per step (Quantus ``features_in_step``).
+        features_per_step: Features flipped per step (Quantus ``features_in_step``),
+            or a float fraction of the features.
         order: ``"morf"``, ``"lerf"`` or ``"random"`` (then ``generator`` is used).
         baseline: Replacement values (see :func:`xaiscore._perturb.make_baseline`);
             Quantus' default ``"black"`` is our ``"min"``.

@@ -9,6 +9,17 @@ from xaiscore.functional.complexity import (
     effective_complexity,
     sparseness,
 )
+from xaiscore.functional.faithfulness import (
+    deletion,
+    faithfulness_estimate,
+    insertion,
+    irof,
+    monotonicity,
+    monotonicity_correlation,
+    pixel_flipping,
+    region_perturbation,
+    selectivity,
+)
 from xaiscore.functional.localization import (
     attribution_localisation,
     boxes_to_mask,
@@ -52,6 +63,16 @@ __all__ = [
     "sparseness",
     "complexity",
     "effective_complexity",
+    # faithfulness
+    "deletion",
+    "insertion",
+    "pixel_flipping",
+    "region_perturbation",
+    "selectivity",
+    "irof",
+    "faithfulness_estimate",
+    "monotonicity",
+    "monotonicity_correlation",
     # robustness
     "max_sensitivity",
     "avg_sensitivity",

@@ -144,12 +144,12 @@ class BlockNoise:
         block_generator = torch.Generator(device=self.device).manual_seed(self._seeds[index])
         shape = (size,) + self.item_shape
         # Drawn in float32 whatever the output dtype, so that float32 and float64 runs see the same noise.
+        values = torch.empty(shape, device=self.device, dtype=torch.float32)
         if self.kind == "uniform":
-            values = torch.rand(shape, generator=block_generator, device=self.device, dtype=torch.float32)
-            values = values.to(self.dtype) * (self.high - self.low) + self.low
+            values.uniform_(self.low, self.high, generator=block_generator)
         else:
-            values = torch.randn(shape, generator=block_generator, device=self.device, dtype=torch.float32)
-            values = values.to(self.dtype) * self.high + self.low
+            values.normal_(self.low, self.high, generator=block_generator)
+        values = values.to(self.dtype)
         self._cached = (index, values)
         return values
 
@@ -189,17 +189,19 @@ class Chunk(NamedTuple):
 
 @dataclass
 class _FiniteTracker:
-    count: Tensor | None = None
+    count: Tensor | None = None  # a bool scalar on the device: did any explanation hold NaN or inf?
 
     def add(self, values: Tensor) -> None:
-        bad = (~torch.isfinite(values)).sum()
-        self.count = bad if self.count is None else self.count + bad
+        # One pass, no host sync: min and max propagate NaN and are infinite iff some value is.
+        low, high = torch.aminmax(values)
+        bad = ~(torch.isfinite(low) & torch.isfinite(high))
+        self.count = bad if self.count is None else self.count | bad
 
     def check(self, name: str) -> None:
-        if self.count is not None and bool(self.count > 0):
+        if self.count is not None and bool(self.count):
             raise NonFiniteError(
-                f"Expected `{name}` to return finite attributions, but got {int(self.count)} NaN or "
-                "infinite value(s) on the perturbed inputs."
+                f"Expected `{name}` to return finite attributions, but got NaN or infinite values on the "
+                "perturbed inputs."
             )
 
 
@@ -259,9 +261,9 @@ def perturbed_statistics(
         items = torch.arange(start, stop, device=x.device)
         rows = torch.div(items, n, rounding_mode="floor")
         steps = items - rows * n
-        x_rows = x.index_select(0, rows)
+        x_rows = x[rows]  # advanced indexing: index_select is ~40x slower on CPU for 4-D tensors
         x_perturbed = perturb(x_rows, start, stop, steps)
-        a_perturbed = check_explanation(explain_fn(x_perturbed, target.index_select(0, rows)), x_perturbed,
+        a_perturbed = check_explanation(explain_fn(x_perturbed, target[rows]), x_perturbed,
                                         name=name, validate=False)
         if expected is not None and tuple(a_perturbed.shape[1:]) != expected:
             raise ModelOutputError(

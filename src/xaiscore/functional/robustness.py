@@ -209,7 +209,7 @@ def _sensitivity(x, a, target, *, explain_fn, forward_fn, n_samples, noise, radi
     scale = _norm(reference, p) if relative else None
 
     def item_value(chunk: Chunk) -> Tensor:
-        change = _norm(reference.index_select(0, chunk.rows) - _prepare(chunk.a_perturbed, abs, normalise), p)
+        change = _norm(reference[chunk.rows] - _prepare(chunk.a_perturbed, abs, normalise), p)
         return change if scale is None else _safe_divide(change, scale.index_select(0, chunk.rows))
 
     return _noisy_metric(
@@ -406,7 +406,7 @@ def local_lipschitz_estimate(
     reference = _prepare(a, abs, normalise)
 
     def item_value(chunk: Chunk) -> Tensor:
-        change = _norm(reference.index_select(0, chunk.rows) - _prepare(chunk.a_perturbed, abs, normalise), p)
+        change = _norm(reference[chunk.rows] - _prepare(chunk.a_perturbed, abs, normalise), p)
         return _safe_divide(change, _norm(chunk.x_perturbed - chunk.x, p))
 
     return _noisy_metric(
@@ -498,7 +498,7 @@ def relative_input_stability(
     reference = _prepare(a, abs, normalise)
 
     def item_value(chunk: Chunk) -> Tensor:
-        numerator = _relative_change(reference.index_select(0, chunk.rows),
+        numerator = _relative_change(reference[chunk.rows],
                                      _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
         return numerator / _relative_change(chunk.x, chunk.x_perturbed, eps_min, p).clamp(min=eps_min)
 
@@ -563,9 +563,9 @@ def relative_output_stability(
     logits = _predict(forward_fn, x, max_batch_size)
 
     def item_value(chunk: Chunk) -> Tensor:
-        numerator = _relative_change(reference.index_select(0, chunk.rows),
+        numerator = _relative_change(reference[chunk.rows],
                                      _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
-        change = torch.linalg.vector_norm(logits.index_select(0, chunk.rows) - chunk.logits, ord=p, dim=1)
+        change = torch.linalg.vector_norm(logits[chunk.rows] - chunk.logits, ord=p, dim=1)
         return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
     return _noisy_metric(
@@ -707,9 +707,9 @@ def relative_representation_stability(
         logits, rep = both[:, : n_classes[0]], both[:, n_classes[0]:]
 
         def item_value(chunk: Chunk) -> Tensor:
-            numerator = _relative_change(reference.index_select(0, chunk.rows),
+            numerator = _relative_change(reference[chunk.rows],
                                          _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
-            change = _relative_change(rep.index_select(0, chunk.rows), probe.representation(), eps_min, p)
+            change = _relative_change(rep[chunk.rows], probe.representation(), eps_min, p)
             return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
         return _noisy_metric(
@@ -844,7 +844,7 @@ def continuity(
         reference_class = _predict(forward_fn, x, max_batch_size).argmax(dim=1)
 
     def statistic(chunk: Chunk) -> Tensor:
-        change = _norm(reference.index_select(0, chunk.rows) - _prepare(chunk.a_perturbed, abs, normalise),
+        change = _norm(reference[chunk.rows] - _prepare(chunk.a_perturbed, abs, normalise),
                        p_explanation)
         value = _safe_divide(change, _norm(chunk.x - chunk.x_perturbed, p_input))
         if not track:

@@ -138,3 +138,17 @@ def test_bug_rank_accuracy_ties_follow_memory_order(quantus_module):
     # K = 2: the maximum (a miss) plus one of 15 tied features, 2 of which are hits.
     assert got[0] == pytest.approx((2 / 15) / 2)
     assert expected_by_quantus[0] != pytest.approx(got[0])
+
+
+def test_bug_multi_channel_attributions_crash(quantus_module):
+    x, y, a, s = draw(3)
+    a3 = np.repeat(a, 3, axis=1) * np.array([1.0, 0.5, 0.25], dtype=np.float32)[None, :, None, None]
+    with pytest.raises(ValueError):
+        quantus_module.RelevanceMassAccuracy(disable_warnings=True)(
+            model=None, x_batch=np.repeat(x, 3, axis=1), y_batch=y, a_batch=a3, s_batch=s, device="cpu")
+    # Ours reduces channels explicitly: the channel sum is 1.75 x the one-channel map.
+    np.testing.assert_allclose(
+        ours(loc.relevance_mass_accuracy, a3, s, relevance="signed"),
+        ours(loc.relevance_mass_accuracy, a, s, relevance="signed"),
+        rtol=1e-6,
+    )

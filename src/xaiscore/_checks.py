@@ -132,7 +132,7 @@ def check_attributions(
         raise ShapeError(f"Expected `{name}` to hold at least one sample, but got an empty batch {_shape(a)}.")
     if a.numel() == 0:
         raise ShapeError(f"Expected every axis of `{name}` to be non-empty, but got shape {_shape(a)}.")
-    if validate and not bool(torch.isfinite(a).all()):
+    if validate and not _all_finite(a):
         n_nan = int(torch.isnan(a).sum())
         n_inf = int(torch.isinf(a).sum())
         raise NonFiniteError(
@@ -140,6 +140,13 @@ def check_attributions(
             "Replace them (e.g. torch.nan_to_num) or drop those samples."
         )
     return a
+
+
+def _all_finite(t: Tensor) -> bool:
+    """Whether every value is finite: one float64 sum (NaN/inf propagate), elementwise only if needed."""
+    if bool(torch.isfinite(t.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(t).all())  # the sum can overflow for huge finite float64 values
 
 
 def check_same_device(reference: Tensor, other: Tensor, *, reference_name: str, other_name: str) -> None:

@@ -17,6 +17,7 @@ from xaiscore._checks import (
     check_mask,
 )
 from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
+from xaiscore._sort import argsort, sort_values
 
 __all__ = [
     "prepare_map_and_mask",
@@ -24,6 +25,7 @@ __all__ = [
     "resolve_count",
     "expected_top_k_hits",
     "average_ranks",
+    "doubled_rank_sum",
     "sorted_quantile",
 ]
 
@@ -97,7 +99,7 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     Returns:
         ``(B,)`` float tensor in the dtype of ``a_flat``.
     """
-    values, _ = torch.sort(a_flat, dim=1, descending=True)
+    values = sort_values(a_flat, descending=True)
     index = (k.clamp(min=1) - 1).unsqueeze(1)
     threshold = values.gather(1, index)  # (B, 1)
     above = a_flat > threshold
@@ -111,20 +113,64 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
 
 
-def average_ranks(a_flat: Tensor) -> Tensor:
-    """1-based ranks within each row, ties sharing their average rank, times two.
+def _ordered_keys(a_flat: Tensor) -> Tensor:
+    """Map float32 values to int64 keys with the same order (``-0.0`` and ``0.0`` equal)."""
+    bits = (a_flat.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
+    # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
 
-    Returned doubled (``2 * rank``) as ``int64`` so that sums stay exact.
+
+def _doubled_ranks_of_sorted(values: Tensor) -> Tensor:
+    """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged).
+
+    Within a tie group of sorted positions ``start .. end`` every member has the average rank
+    ``(start + end + 2) / 2``.
+    """
+    n = values.shape[1]
+    position = torch.arange(n, device=values.device).expand_as(values)
+    differs = values[:, 1:] != values[:, :-1]
+    first = torch.ones(values.shape, dtype=torch.bool, device=values.device)
+    first[:, 1:] = differs
+    last = torch.ones_like(first)
+    last[:, :-1] = differs
+    start = torch.cummax(torch.where(first, position, 0), dim=1).values
+    end = torch.cummin(torch.where(last, position, n - 1).flip(1), dim=1).values.flip(1)
+    return start + end + 2
+
+
+def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
+    """Twice the sum of the average ranks (1-based, ties averaged) of the mask features, exact int64.
+
+    Sorts once per row: for float32/float16 values with the mask bit packed into one int64 key
+    (so no index gather is needed), otherwise by an argsort.
+
+    Example:
+        >>> doubled_rank_sum(torch.tensor([[3.0, 1.0, 3.0, 2.0]]), torch.tensor([[True, False, False, True]]))
+        tensor([11])
+    """
+    if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        keys = sort_values((_ordered_keys(a_flat) << 1) | mask_flat.to(torch.int64))
+        in_mask = (keys & 1).bool()
+        values = keys >> 1
+    else:
+        order = argsort(a_flat)
+        values = a_flat.gather(1, order)
+        in_mask = mask_flat.gather(1, order)
+    return (_doubled_ranks_of_sorted(values) * in_mask).sum(1)
+
+
+def average_ranks(a_flat: Tensor) -> Tensor:
+    """1-based ranks within each row, ties sharing their average rank, times two (exact ``int64``).
+
+    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._sort`).
 
     Example:
         >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]])).tolist()
         [[7, 2, 7, 4]]
     """
-    sorted_values, _ = torch.sort(a_flat, dim=1)
-    left = torch.searchsorted(sorted_values, a_flat, side="left")
-    right = torch.searchsorted(sorted_values, a_flat, side="right")
-    # Ranks (1-based) of the tie group run from left + 1 to right; their mean is (left + right + 1) / 2.
-    return left + right + 1
+    order = argsort(a_flat)
+    doubled = _doubled_ranks_of_sorted(a_flat.gather(1, order))
+    return torch.empty_like(doubled).scatter_(1, order, doubled)
 
 
 def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:
@@ -132,7 +178,7 @@ def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:
 
     Works for any row length (``torch.quantile`` limits the input size).
     """
-    values, _ = torch.sort(a_flat, dim=1)
+    values = sort_values(a_flat)
     position = q * (a_flat.shape[1] - 1)
     low = math.floor(position)
     high = min(low + 1, a_flat.shape[1] - 1)

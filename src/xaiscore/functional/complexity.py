@@ -18,6 +18,7 @@ from torch import Tensor
 
 from xaiscore._checks import check_attributions, check_fraction
 from xaiscore._reduce import ChannelReduction, Normalisation, flatten_features, normalise_by_max
+from xaiscore._sort import sort_values
 from xaiscore._reduce import reduce_channels as _reduce_channels
 from xaiscore.functional._common import nan_where
 
@@ -58,10 +59,10 @@ def sparseness(
     """
     x = _absolute_features(a, reduce_channels, validate)
     n = x.shape[1]
-    x_sorted, _ = torch.sort(x, dim=1)
-    weights = 2 * torch.arange(1, n + 1, device=x.device, dtype=torch.float64) - n - 1
-    numerator = (x_sorted.double() * weights).sum(1)
-    total = x_sorted.double().sum(1)
+    x_sorted = sort_values(x)
+    weights = (2 * torch.arange(1, n + 1, device=x.device, dtype=torch.float64) - n - 1).to(x.dtype)
+    numerator = (x_sorted * weights).sum(1, dtype=torch.float64)
+    total = x_sorted.sum(1, dtype=torch.float64)
     gini = numerator / (n * torch.where(total > 0, total, torch.ones_like(total)))
     return nan_where(total == 0, gini.to(x.dtype))
 
@@ -90,12 +91,13 @@ def complexity(
         >>> complexity(torch.tensor([[[0.0, 0.0, 0.0, 2.0]], [[1.0, -1.0, 1.0, 1.0]]])).tolist()
         [0.0, 1.3862943649291992]
     """
-    x = _absolute_features(a, reduce_channels, validate).double()
-    total = x.sum(1, keepdim=True)
-    p = x / torch.where(total > 0, total, torch.ones_like(total))
-    terms = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
-    entropy = 0.0 - terms.sum(1)  # (0.0 - x avoids a negative zero)
-    return nan_where(total.squeeze(1) == 0, entropy.to(a.dtype))
+    x = _absolute_features(a, reduce_channels, validate)
+    # H = -sum (x/S) ln(x/S) = ln S - (1/S) sum x ln x, with S = sum x; sums accumulated in float64.
+    total = x.sum(1, dtype=torch.float64)
+    x_log_x = torch.special.xlogy(x, x).sum(1, dtype=torch.float64)
+    safe_total = torch.where(total > 0, total, torch.ones_like(total))
+    entropy = (torch.log(safe_total) - x_log_x / safe_total).clamp(min=0.0)  # clamp: rounding below 0
+    return nan_where(total == 0, entropy.to(a.dtype))
 
 
 def effective_complexity(

@@ -34,7 +34,7 @@ from xaiscore._checks import (
 from xaiscore._reduce import ChannelReduction, reduce_mask_channels
 from xaiscore._reduce import reduce_channels as _reduce_channels
 from xaiscore.functional._common import (
-    average_ranks,
+    doubled_rank_sum,
     expected_top_k_hits,
     nan_where,
     prepare_map_and_mask,
@@ -403,12 +403,11 @@ def localization_auc(
     """
     a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
     n_features = a_flat.shape[1]
-    doubled_ranks = average_ranks(a_flat)
     positives = mask_flat.sum(1)
     negatives = n_features - positives
-    doubled_rank_sum = (doubled_ranks * mask_flat).sum(1)  # exact int64
+    rank_sum = doubled_rank_sum(a_flat, mask_flat)  # exact int64
     # U = R_pos - P (P + 1) / 2; everything below is doubled and stays an exact integer.
-    doubled_u = doubled_rank_sum - positives * (positives + 1)
+    doubled_u = rank_sum - positives * (positives + 1)
     denominator = (2 * positives * negatives).clamp(min=1)
     auc = (doubled_u.double() / denominator.double()).to(a_flat.dtype)
     return nan_where((positives == 0) | (negatives == 0), auc)

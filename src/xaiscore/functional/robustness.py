@@ -250,7 +250,7 @@ def max_sensitivity(
     a Monte Carlo estimate of :math:`\max_{\lVert \delta \rVert_\infty \le r}`.
     Yeh et al. define the numerator alone (``relative=False``); dividing by
     :math:`\lVert \Phi(x) \rVert` (``relative=True``, the default, as in Quantus
-    and Yeh et al.'s code) makes the score comparable across methods whose maps
+    and in common use) makes the score comparable across methods whose maps
     differ in scale. Lower is better; a constant explainer scores 0.
 
     Defaults follow Quantus' ``MaxSensitivity`` (uniform noise, radius 0.2,

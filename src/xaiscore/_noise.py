@@ -263,8 +263,9 @@ def perturbed_statistics(
         steps = items - rows * n
         x_rows = x[rows]  # advanced indexing: index_select is ~40x slower on CPU for 4-D tensors
         x_perturbed = perturb(x_rows, start, stop, steps)
-        a_perturbed = check_explanation(explain_fn(x_perturbed, target[rows]), x_perturbed,
-                                        name=name, validate=False)
+        with torch.enable_grad():  # gradient explainers work even when the caller disabled grad
+            a_perturbed = explain_fn(x_perturbed, target[rows])
+        a_perturbed = check_explanation(a_perturbed, x_perturbed, name=name, validate=False).detach()
         if expected is not None and tuple(a_perturbed.shape[1:]) != expected:
             raise ModelOutputError(
                 f"Expected `{name}` to return attributions of shape (n, {', '.join(map(str, expected))}) like `a`, "

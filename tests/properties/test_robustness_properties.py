@@ -363,3 +363,18 @@ def test_works_on_a_cnn_with_captum_and_inside_inference_mode():
     np.testing.assert_allclose(inside.numpy(), outside.numpy(), rtol=1e-10)
     assert torch.isfinite(outside).all() and (outside > 0).all()
     np.testing.assert_allclose(replay_noise(x, 3, seed=0).std(), 0.2 / math.sqrt(3), rtol=0.1)
+
+
+def test_gradient_explainers_work_under_no_grad_and_scores_carry_no_graph():
+    model, x, target = _setup()
+
+    def gradient(x, t):  # a hand-written gradient explainer that needs autograd
+        inputs = x.detach().requires_grad_(True)
+        model(inputs).gather(1, t[:, None]).sum().backward()
+        return inputs.grad
+
+    a = gradient(x, target)
+    with torch.no_grad():
+        inside = rob.max_sensitivity(x, a, target, explain_fn=gradient, n_samples=3, seed=0)
+    outside = rob.max_sensitivity(x.requires_grad_(True), a, target, explain_fn=gradient, n_samples=3, seed=0)
+    assert torch.equal(inside, outside) and not outside.requires_grad

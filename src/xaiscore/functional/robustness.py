@@ -82,7 +82,7 @@ def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object, vali
     target = check_target(target, x.shape[0], device=x.device, validate=validate)
     if not callable(explain_fn):
         raise DTypeError(f"Expected `explain_fn` to be callable as explain_fn(x, target), but got {type(explain_fn).__name__}.")
-    return x, a, target
+    return x.detach(), a.detach(), target
 
 
 def _check_norm_order(p: float, name: str = "p") -> float:

@@ -335,8 +335,10 @@ class CaptumExplainer:
         if self._baselines_for_shap and kwargs.get("baselines") is None:
             kwargs["baselines"] = torch.zeros_like(x[:1])
         with torch.inference_mode(False), torch.enable_grad():
-            inputs = x.detach().clone().requires_grad_(True)
-            target = target.detach().clone()
+            # A detached alias is enough (requires_grad on it leaves the caller's tensor alone);
+            # inference tensors cannot enter autograd and need a real copy.
+            inputs = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+            target = target.clone() if target.is_inference() else target
             if self._generator is not None:
                 with _seeded_global_rngs(_draw_seed(self._generator)):
                     a = self._attribution.attribute(inputs, target=target, **kwargs)

@@ -90,6 +90,23 @@ def test_resize_mask_area_matches_exact_reference(case, threshold):
     np.testing.assert_array_equal(out.numpy(), reference_area(mask, size, threshold))
 
 
+def test_resize_mask_area_on_a_large_mask_matches_dense_integer_overlaps():
+    """Large enough for the 64-bit path; reference: integer overlap matrices, O_h @ M @ O_w^T."""
+
+    def overlaps(n_in, n_out):  # n_out * overlap length of output cell k and input pixel m (integers)
+        k, m = np.arange(n_out)[:, None], np.arange(n_in)[None, :]
+        low = np.maximum(k * n_in, m * n_out)
+        high = np.minimum((k + 1) * n_in, (m + 1) * n_out)
+        return np.clip(high - low, 0, None).astype(np.int64)
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((2, 3000, 1100)) < rng.random((2, 1, 1))
+    for threshold in (0.25, 0.5, 0.9):
+        got = resize_mask(torch.from_numpy(mask), (3, 7), rule="area", threshold=threshold).numpy()
+        numerators = overlaps(3000, 3) @ mask.astype(np.int64) @ overlaps(1100, 7).T
+        np.testing.assert_array_equal(got, numerators / (3000 * 1100) >= threshold)
+
+
 def test_resize_mask_identity_and_integer_factors():
     mask = torch.rand(2, 1, 6, 4, generator=torch.Generator().manual_seed(0)) > 0.5
     assert torch.equal(resize_mask(mask, (6, 4)), mask)

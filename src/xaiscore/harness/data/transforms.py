@@ -44,6 +44,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -95,14 +97,22 @@ def _nearest_index(n_in: int, n_out: int, device: torch.device) -> Tensor:
     return ((2 * k + 1) * n_in // (2 * n_out)).clamp(max=n_in - 1)
 
 
-def _overlap_matrix(n_in: int, n_out: int, device: torch.device) -> Tensor:
-    """``(n_out, n_in)``: the fraction of output cell ``k`` covered by input cell ``m``."""
-    scale = n_in / n_out
-    k = torch.arange(n_out, device=device, dtype=torch.float64)
-    m = torch.arange(n_in, device=device, dtype=torch.float64)
-    low = torch.maximum(k[:, None] * scale, m[None, :])
-    high = torch.minimum((k[:, None] + 1) * scale, m[None, :] + 1)
-    return (high - low).clamp(min=0.0) / scale
+def _integrate_cells(values: Tensor, n_out: int) -> Tensor:
+    """Exact integer area sums of ``n_out`` equal cells along the last axis, in units of ``1 / n_out``.
+
+    Output cell ``k`` covers ``[k n_in / n_out, (k + 1) n_in / n_out)``. With the inclusive
+    prefix sums ``C`` of ``values``, the integral up to ``e = E / n_out`` (``E`` an integer) is
+    ``C[E // n_out - 1] + (E % n_out) / n_out * values[E // n_out]``; times ``n_out`` it is an
+    integer, so no rounding is involved.
+    """
+    n_in = values.shape[-1]
+    prefix = values.cumsum(dim=-1)
+    edges = torch.arange(n_out + 1, device=values.device, dtype=torch.int64) * n_in
+    whole, part = edges // n_out, (edges % n_out).to(values.dtype)
+    before = prefix.index_select(-1, (whole - 1).clamp(min=0)) * (whole > 0).to(values.dtype)
+    at = values.index_select(-1, whole.clamp(max=n_in - 1))  # weight 0 where whole == n_in
+    integral = before * n_out + part * at
+    return integral[..., 1:] - integral[..., :-1]
 
 
 def resize_mask(
@@ -160,11 +170,20 @@ def resize_mask(
         for axis, n_out in zip(spatial_axes, size):
             out = out.index_select(axis, _nearest_index(out.shape[axis], n_out, mask.device))
         return out
-    coverage = mask.to(torch.float64)
-    for axis, n_out in zip(spatial_axes, size):
-        weights = _overlap_matrix(coverage.shape[axis], n_out, mask.device)  # (n_out, n_in)
-        coverage = torch.movedim(torch.movedim(coverage, axis, -1) @ weights.T, -1, axis)
-    return coverage >= threshold - 1e-9
+    # exact covered areas in whole numbers: after each axis the sums are in units of 1 / n_out of
+    # that axis, so the covered fraction of an output pixel is sums / prod(n_in). Each axis runs in
+    # the cheapest dtype that holds its largest intermediate value exactly.
+    total = math.prod(mask.shape[a] for a in spatial_axes)
+    sums, largest = mask, 1
+    for axis, n_out in reversed(list(zip(spatial_axes, size))):  # the contiguous last axis first
+        n_in = mask.shape[axis]
+        bound = largest * n_in * n_out * 2
+        dtype = torch.float32 if bound < 2**24 else torch.float64 if bound < 2**53 else torch.int64
+        moved = torch.movedim(sums.to(dtype), axis, -1)
+        moved = moved if axis == mask.ndim - 1 else moved.contiguous()
+        sums = torch.movedim(_integrate_cells(moved, n_out), -1, axis)
+        largest *= n_in
+    return sums.to(torch.float64) / total >= threshold
 
 
 def resize_boxes(boxes: Tensor, from_size: Sequence[int], to_size: Sequence[int]) -> Tensor:

@@ -42,14 +42,12 @@ from xaiscore._batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._checks import (
     DTypeError,
     OptionError,
-    ShapeError,
     check_attributions,
     check_fraction,
     check_inputs_like,
     check_option,
     check_positive_int,
     check_target,
-    check_tensor,
 )
 from xaiscore._noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics, resolve_generator
 from xaiscore._reduce import ChannelReduction, flatten_features, normalise_by_max

@@ -74,6 +74,21 @@ def test_lesions_are_brighter_than_the_negatives():
     assert inside.mean() > batch.x[~positive].mean() + 0.1
 
 
+def test_lesion_changes_exactly_the_pixels_of_its_mask():
+    """Drawing the same block with zero lesion amplitude changes nothing outside the masks."""
+    from xaiscore.harness.data.synthetic import LESION_KINDS, LesionKind, _draw_block
+
+    nodule = LESION_KINDS["Nodule"]
+    options = {"size": (40, 48), "noise": 0.02, "shortcut": 0.5, "shortcut_negative": 0.0, "corner": "top_left"}
+    with_lesions = _draw_block(5, 0, kinds=(nodule,), **options)
+    flat = LesionKind(radius=nodule.radius, aspect=nodule.aspect, amplitude=(0.0, 0.0))
+    without = _draw_block(5, 0, kinds=(flat,), **options)
+    lesion = with_lesions["lesion"]
+    assert torch.equal(with_lesions["image"][~lesion], without["image"][~lesion])
+    inside, before = with_lesions["image"][lesion], without["image"][lesion]
+    assert ((inside > before) | (before >= 1.0)).all() and lesion.any()
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
 def test_shortcut_marker_appears_at_the_requested_rate(rate):
     n = 600 if 0 < rate < 1 else 64

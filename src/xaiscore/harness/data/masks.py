@@ -157,6 +157,19 @@ def read_mvtec(
     Raises:
         DatasetError: a missing split folder, or a defect image without a mask.
         OptionError: a bad option.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for folder in ("test/good", "test/crack", "ground_truth/crack"):
+        ...     (root / folder).mkdir(parents=True)
+        >>> Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "test/good/000.png")
+        >>> Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "test/crack/000.png")
+        >>> Image.fromarray(np.eye(4, dtype=np.uint8) * 255).save(root / "ground_truth/crack/000_mask.png")
+        >>> ds = read_mvtec(root)
+        >>> [(r.source_id, r.finding, r.boxes.tolist()) for r in (ds[0], ds[1])]
+        [('crack/000.png', 'defect', [[0.0, 0.0, 4.0, 4.0]]), ('good/000.png', 'good', [])]
     """
     root = Path(root)
     log = SkipLog(on_error)

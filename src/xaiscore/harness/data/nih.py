@@ -180,7 +180,8 @@ def read_nih_chestxray14(
             if is_blank(fields["Finding Labels"]):
                 log.report(DatasetError("empty 'Finding Labels'", file=entry_path, row=row))
                 continue
-            found_labels = tuple(resolver.canonical(v) for v in (fields["Finding Labels"] or "").split("|") if v.strip())
+            parts = (fields["Finding Labels"] or "").split("|")
+            found_labels = tuple(resolver.canonical(v) for v in parts if v.strip())
             labels[name] = found_labels
             extra[name] = {k.lower().replace(" ", "_").replace("#", "number").replace("-", "_"): v.strip()
                            for k, v in fields.items() if k in optional and v is not None}

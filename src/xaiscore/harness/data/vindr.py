@@ -76,6 +76,15 @@ def _majority_mask(cells: list[tuple[float, float, float, float]], canvas: tuple
     return build
 
 
+def _sample(template: Entry, source_id: str, finding: str, resolver: ClassResolver, pairs: list, **meta) -> Entry:
+    """An entry of ``template``'s image for ``finding`` with the ``(box, row)`` pairs."""
+    return replace(
+        template, source_id=source_id, finding=finding, label=resolver.class_names.index(finding),
+        boxes=tuple(b for b, _ in pairs), box_labels=(finding,) * len(pairs), box_rows=tuple(r for _, r in pairs),
+        row=pairs[0][1], meta={**template.meta, **meta},
+    )
+
+
 def read_vindr_cxr(
     root: str | os.PathLike[str],
     *,
@@ -119,6 +128,19 @@ def read_vindr_cxr(
         DatasetError: bad rows (a box on a ``No finding`` row, a finding row
             without a box, unknown findings, bad numbers), missing images.
         OptionError: a bad option.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "train").mkdir()
+        >>> Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "train" / "x.png")
+        >>> _ = (root / "train.csv").write_text(
+        ...     "image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max\\n"
+        ...     "x,Nodule/Mass,8,R1,0,0,4,4\\nx,Nodule/Mass,8,R2,2,2,6,6\\nx,No finding,14,R3,,,,\\n")
+        >>> read_vindr_cxr(root)[0].boxes.tolist()
+        [[0.0, 0.0, 4.0, 4.0], [2.0, 2.0, 6.0, 6.0]]
+        >>> read_vindr_cxr(root, fusion="majority")[0].boxes.tolist()  # 2 of 3 readers agree here
+        [[2.0, 2.0, 4.0, 4.0]]
     """
     root = Path(root)
     log = SkipLog(on_error)
@@ -190,41 +212,37 @@ def read_vindr_cxr(
             continue
         n_readers = len(state["readers"])
         size = state["canvas"]
-        base = {"image_id": image, "n_readers": n_readers}
-
-        def entry(source_id: str, finding: str, boxes: list, rows: list, **extra) -> Entry:
-            return Entry(
-                source_id=source_id, image_path=path, finding=finding,
-                label=resolver.class_names.index(finding), boxes=tuple(boxes),
-                box_labels=(finding,) * len(boxes) if finding != NEGATIVE_FINDING else (),
-                box_rows=tuple(rows), canvas=size, annotation_file=file,
-                row=rows[0] if rows else state["rows"][0], meta={**base, **extra},
-            )
+        template = Entry(
+            source_id=f"{image}:{NEGATIVE_FINDING}", image_path=path, finding=NEGATIVE_FINDING,
+            label=resolver.class_names.index(NEGATIVE_FINDING) if negatives else -1, boxes=(), box_labels=(),
+            box_rows=(), canvas=size, annotation_file=file, row=state["rows"][0],
+            meta={"image_id": image, "n_readers": n_readers},
+        )
 
         if not findings:
-            entries.append(entry(f"{image}:{NEGATIVE_FINDING}", NEGATIVE_FINDING, [], []))
+            entries.append(template)
             continue
         for finding, by_reader in findings.items():
             readers = sorted(by_reader)
             if fusion == "per_reader":
                 for reader in readers:
                     pairs = by_reader[reader]
-                    entries.append(entry(f"{image}:{finding}:{reader}", finding, [b for b, _ in pairs],
-                                         [r for _, r in pairs], readers=(reader,), fusion=fusion))
+                    entries.append(_sample(template, f"{image}:{finding}:{reader}", finding, resolver, pairs,
+                                           readers=(reader,), fusion=fusion))
                 continue
             pairs = [p for reader in readers for p in by_reader[reader]]
             rows = [r for _, r in pairs]
             if fusion == "union":
-                entries.append(entry(f"{image}:{finding}", finding, [b for b, _ in pairs], rows,
-                                     readers=tuple(readers), fusion=fusion))
+                entries.append(_sample(template, f"{image}:{finding}", finding, resolver, pairs,
+                                       readers=tuple(readers), fusion=fusion))
                 continue
             region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()}, n_readers=n_readers)
             if region.empty:
                 log.note(file, rows[0], f"image {image}: no majority for {finding!r} "
                                         f"({len(readers)} of {n_readers} readers marked it; fusion='majority')")
                 continue
-            built = entry(f"{image}:{finding}", finding, region.boxes, [rows[0]] * len(region.boxes),
-                          readers=tuple(readers), fusion=fusion)
+            built = _sample(template, f"{image}:{finding}", finding, resolver,
+                            [(box, rows[0]) for box in region.boxes], readers=tuple(readers), fusion=fusion)
             entries.append(replace(built, mask=_majority_mask(region.cells, size)))
     return AnnotatedDataset(
         entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),

@@ -114,6 +114,18 @@ def read_voc(
         DatasetError: unparsable XML, missing tags, bad or out-of-image boxes,
             unknown names, missing images (``on_error="raise"``).
         OptionError: a bad option.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "Annotations").mkdir()
+        >>> Image.fromarray(np.zeros((4, 6), np.uint8)).save(root / "a.png")
+        >>> _ = (root / "Annotations" / "a.xml").write_text(
+        ...     "<annotation><filename>a.png</filename><size><width>6</width><height>4</height></size>"
+        ...     "<object><name>Mass</name><bndbox><xmin>2</xmin><ymin>1</ymin><xmax>3</xmax><ymax>4</ymax>"
+        ...     "</bndbox></object></annotation>")
+        >>> read_voc(root / "Annotations", root)[0].boxes.tolist()  # columns 2..3, rows 1..4 (1-based)
+        [[1.0, 0.0, 3.0, 4.0]]
     """
     folder = Path(annotation_dir)
     log = SkipLog(on_error)

@@ -94,3 +94,33 @@ def test_end_to_end_synthetic_batches_feed_the_metrics():
         assert score[positive].eq(1).all() and score[~positive].isnan().all()
         mass = relevance_mass_accuracy(oracle.abs(), batch.mask)
         assert (mass[positive] > 0.9).all()
+
+
+def test_file_datasets_pickle_for_dataloader_workers(tmp_path):
+    """Loaders and mask builders are picklable (DataLoader workers under spawn, distributed ranks)."""
+    import json
+    import pickle
+
+    from xaiscore.harness.data import read_coco, read_mask_folder, read_vindr_cxr
+
+    write_png(tmp_path / "a.png", gradient(8, 8))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:6] = 255
+    write_png(tmp_path / "masks" / "a_mask.png", mask)
+    write_text(tmp_path / "train.csv", "image_id,class_name,rad_id,x_min,y_min,x_max,y_max\n"
+                                       "a,Nodule/Mass,R1,0,0,4,4\na,Nodule/Mass,R2,2,2,6,6\n")
+    write_text(tmp_path / "coco.json", json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8}],
+        "categories": [{"id": 1, "name": "Nodule"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2],
+                         "segmentation": [[1, 1, 3, 1, 3, 3, 1, 3]]}]}))
+    datasets = [
+        read_vindr_cxr(tmp_path, image_dir=tmp_path, fusion="majority"),
+        read_coco(tmp_path / "coco.json", tmp_path),
+        read_mask_folder(tmp_path, tmp_path / "masks"),
+    ]
+    for dataset in datasets:
+        copy = pickle.loads(pickle.dumps(dataset))
+        original, restored = dataset[0], copy[0]
+        assert torch.equal(original.image, restored.image) and torch.equal(original.mask, restored.mask)
+        assert torch.equal(original.boxes, restored.boxes) and original.mask.any()

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.harness.data_fixtures import box_mask, bounding_edges
+from tests.harness.data_fixtures import bounding_edges, box_mask
 from xaiscore import DTypeError, OptionError, ShapeError
 from xaiscore.functional import boxes_to_mask
 from xaiscore.harness.data import SampleRecord, collate
@@ -206,7 +206,8 @@ def test_resize_scales_boxes_per_axis_and_keeps_mask_none():
 
 
 @pytest.mark.parametrize("transform", [
-    Crop(2, 3, 8, 10), CenterCrop((8, 8)), Pad(1, 2, 3, 4), PadToSquare(), Compose([Pad(2, 0, 0, 2), Crop(1, 1, 10, 14)]),
+    Crop(2, 3, 8, 10), CenterCrop((8, 8)), Pad(1, 2, 3, 4), PadToSquare(),
+    Compose([Pad(2, 0, 0, 2), Crop(1, 1, 10, 14)]),
 ])
 def test_crop_and_pad_move_boxes_and_masks_together(transform):
     """Rasterising the moved boxes gives exactly the moved mask (crop and pad are exact)."""

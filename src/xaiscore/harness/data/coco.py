@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +74,22 @@ def _check_segmentation(segmentation: Any, *, file: str, row: str) -> Any:
     raise DatasetError("expected 'segmentation' as a list of polygons or an RLE mapping", file=file, row=row)
 
 
-def _mask_builder(segmentations: list[tuple[Any, str]], canvas: tuple[int, int] | None, file: str):
-    def build(height: int, width: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class _SegmentationMask:
+    """Unites the polygon and RLE segmentations of one sample at the loaded image's size; picklable."""
+
+    segmentations: tuple[tuple[Any, str], ...]
+    canvas: tuple[int, int] | None
+    file: str
+
+    def __call__(self, height: int, width: int) -> torch.Tensor:
         from xaiscore.harness.data.rasterize import polygon_mask, rle_mask
         from xaiscore.harness.data.transforms import resize_mask
 
-        source = canvas or (height, width)
+        source = self.canvas or (height, width)
         scale = (width / source[1], height / source[0])
         mask = torch.zeros(height, width, dtype=torch.bool)
-        for segmentation, row in segmentations:
+        for segmentation, row in self.segmentations:
             try:
                 if isinstance(segmentation, Mapping):
                     decoded = rle_mask(segmentation)
@@ -90,10 +99,8 @@ def _mask_builder(segmentations: list[tuple[Any, str]], canvas: tuple[int, int] 
                 else:
                     mask |= polygon_mask(segmentation, (height, width), scale=scale)
             except ShapeError as error:
-                raise DatasetError(f"bad segmentation: {error}", file=file, row=row) from error
+                raise DatasetError(f"bad segmentation: {error}", file=self.file, row=row) from error
         return mask.unsqueeze(0)
-
-    return build
 
 
 def read_coco(
@@ -243,10 +250,10 @@ def read_coco(
                 label=resolver.class_names.index(finding), boxes=tuple(group["boxes"]),
                 box_labels=(finding,) * len(group["boxes"]), box_rows=tuple(group["rows"]),
                 canvas=state["canvas"], annotation_file=file, row=group["rows"][0],
-                mask=_mask_builder(group["segmentations"], state["canvas"], file) if segmented else None,
+                mask=_SegmentationMask(tuple(group["segmentations"]), state["canvas"], file) if segmented else None,
                 meta={"image_id": image_id, "iscrowd": group["crowd"], "segmentation": segmented},
             ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="coco", clip_boxes=clip_boxes,
     )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,18 +39,23 @@ MVTEC_GOOD = "good"
 _MASK_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-def _mask_loader(path: Path, image_path: Path, threshold: float):
-    def build(height: int, width: int) -> torch.Tensor:
-        mask = load_mask_image(path, threshold=threshold)
+@dataclass(frozen=True)
+class _MaskFile:
+    """Loads a mask image and checks it against the image's size; picklable."""
+
+    path: Path
+    image_path: Path
+    threshold: float
+
+    def __call__(self, height: int, width: int) -> torch.Tensor:
+        mask = load_mask_image(self.path, threshold=self.threshold)
         if tuple(mask.shape[1:]) != (height, width):
             raise DatasetError(
-                f"expected the mask to have the size of image {image_path.name} ({height}x{width}), "
+                f"expected the mask to have the size of image {self.image_path.name} ({height}x{width}), "
                 f"but got {mask.shape[1]}x{mask.shape[2]}",
-                file=path,
+                file=self.path,
             )
         return mask
-
-    return build
 
 
 def _images(folder: Path) -> list[Path]:
@@ -119,11 +126,11 @@ def read_mask_folder(
             finding=finding if positive else NEGATIVE_FINDING,
             label=label if positive else negative_label,
             boxes=(), box_labels=(), box_rows=(), canvas=None, annotation_file=str(mask_path or masks_path),
-            row=None, mask=_mask_loader(mask_path, image_path, threshold) if positive else None,
+            row=None, mask=_MaskFile(mask_path, image_path, threshold) if positive else None,
             boxes_from_mask=positive, meta={"mask_file": None if mask_path is None else str(mask_path)},
         ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="mask_folder",
     )
 
@@ -198,10 +205,10 @@ def read_mvtec(
                 source_id=f"{defect}/{image_path.name}", image_path=image_path, finding=finding,
                 label=class_names.index(finding), boxes=(), box_labels=(), box_rows=(), canvas=None,
                 annotation_file=str(mask_path if not good else image_path), row=None,
-                mask=None if good else _mask_loader(mask_path, image_path, threshold),
+                mask=None if good else _MaskFile(mask_path, image_path, threshold),
                 boxes_from_mask=not good, meta={"defect": defect},
             ))
     return AnnotatedDataset(
-        entries, class_names=class_names, loader=lambda p: load_any_image(p, channels=channels),
+        entries, class_names=class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="mvtec", negative_finding=MVTEC_GOOD,
     )

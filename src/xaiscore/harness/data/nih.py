@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from xaiscore._checks import OptionError
@@ -226,6 +227,6 @@ def read_nih_chestxray14(
             meta={"image_id": name, "finding_labels": labels[name], **extra.get(name, {})},
         ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_image(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_image, channels=channels),
         transform=transform, log=log, reader="nih_chestxray14", clip_boxes=clip_boxes,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from xaiscore.harness.data._base import (
@@ -159,6 +160,6 @@ def read_rsna_pneumonia(
             meta={"patient_id": patient, "target": record["target"]},
         ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_dicom(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_dicom, channels=channels),
         transform=transform, log=log, reader="rsna_pneumonia", clip_boxes=clip_boxes,
     )

@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from typing import Literal
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,16 +65,21 @@ _COORDINATES = ("x_min", "y_min", "x_max", "y_max")
 _LABEL_FILES = ("train.csv", "annotations/annotations_train.csv")
 
 
-def _majority_mask(cells: list[tuple[float, float, float, float]], canvas: tuple[int, int] | None):
-    def build(height: int, width: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class _CellsMask:
+    """Rasterises the majority cells (canvas coordinates) at the loaded image's size; picklable."""
+
+    cells: tuple[tuple[float, float, float, float], ...]
+    canvas: tuple[int, int] | None
+
+    def __call__(self, height: int, width: int) -> torch.Tensor:
         from xaiscore.functional.localization import boxes_to_mask
 
-        source = canvas or (height, width)
-        scale = torch.tensor([width / source[1], height / source[0]] * 2, dtype=torch.float64)
-        scaled = torch.tensor(cells, dtype=torch.float64).reshape(-1, 4) * scale
+        source = self.canvas or (height, width)
+        image_side = torch.tensor([width, height] * 2, dtype=torch.float64)
+        canvas_side = torch.tensor([source[1], source[0]] * 2, dtype=torch.float64)
+        scaled = torch.tensor(self.cells, dtype=torch.float64).reshape(-1, 4) * image_side / canvas_side
         return boxes_to_mask([scaled], (height, width))[0]
-
-    return build
 
 
 def _sample(template: Entry, source_id: str, finding: str, resolver: ClassResolver, pairs: list, **meta) -> Entry:
@@ -243,8 +249,8 @@ def read_vindr_cxr(
                 continue
             built = _sample(template, f"{image}:{finding}", finding, resolver,
                             [(box, rows[0]) for box in region.boxes], readers=tuple(readers), fusion=fusion)
-            entries.append(replace(built, mask=_majority_mask(region.cells, size)))
+            entries.append(replace(built, mask=_CellsMask(tuple(region.cells), size)))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="vindr_cxr", clip_boxes=clip_boxes,
     )

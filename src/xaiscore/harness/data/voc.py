@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from xaiscore.harness.data._base import (
@@ -181,6 +182,6 @@ def read_voc(
                 meta={"difficult": tuple(group["difficult"])},
             ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=lambda p: load_any_image(p, channels=channels),
+        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="voc", clip_boxes=clip_boxes,
     )

@@ -361,6 +361,16 @@ def test_chunk_size_invariance(name):
             torch.testing.assert_close(other.curve, results[0].curve, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+def test_smooth_mprt_is_chunk_size_invariant_in_float32_too():
+    model = make_model().float()
+    x, target = inputs(3)
+    x = x.float()
+    results = [rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=5, max_batch_size=size)
+               for size in (1, 4, 7, 64)]
+    for other in results[1:]:
+        torch.testing.assert_close(other.curve, results[0].curve, rtol=1e-6, atol=1e-6)
+
+
 def test_explain_calls_are_chunked_under_max_batch_size():
     model = make_model()
     x, target = inputs(5)
@@ -400,13 +410,24 @@ def test_float32_agrees_with_float64():
 # --- the random baseline -------------------------------------------------------------------
 
 
+def uniform_explainer(seed: int):
+    """The documented baseline explainer: uniform maps from a generator seeded with the first draw of `seed`'s."""
+    key = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(seed)))
+    generator = torch.Generator().manual_seed(key)
+
+    def explain(x, target):
+        shape = (x.shape[0], 1) + tuple(x.shape[2:])
+        return torch.rand(shape, generator=generator, dtype=torch.float32).to(x.dtype)
+
+    return explain
+
+
 def test_mprt_baseline_is_the_metric_of_a_random_explainer():
     model = make_model()
     x, target = inputs(4)
     result = rnd.mprt(model, x, target, explain_fn=gradient, seed=3, max_batch_size=3)
-    shared = random_explainer(generator=torch.Generator().manual_seed(3))
-    random_run = rnd.mprt(model, x, target, explain_fn=lambda m: shared, seed=3, random_baseline=False,
-                          max_batch_size=3)
+    shared = uniform_explainer(3)
+    random_run = rnd.mprt(model, x, target, explain_fn=lambda m: shared, seed=3, random_baseline=False)
     torch.testing.assert_close(result.baseline, random_run.score)
     assert result.baseline.abs().max() < 0.5
 
@@ -415,11 +436,11 @@ def test_efficient_mprt_and_random_logit_baselines_are_their_metric_of_a_random_
     model = make_model(side=8)
     x, target = inputs(3, side=8)
     result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, seed=1)
-    shared = random_explainer(generator=torch.Generator().manual_seed(1))
+    shared = uniform_explainer(1)
     random_run = rnd.efficient_mprt(model, x, target, explain_fn=lambda m: shared, random_baseline=False)
     torch.testing.assert_close(result.baseline, random_run.score)
     logit = rnd.random_logit(model, x, target, explain_fn=gradient, seed=1)
-    shared = random_explainer(generator=torch.Generator().manual_seed(1))
+    shared = uniform_explainer(1)
     random_logit_run = rnd.random_logit(model, x, target, explain_fn=lambda m: shared, random_baseline=False)
     torch.testing.assert_close(logit.baseline, random_logit_run.score)
 

@@ -20,10 +20,12 @@ function it returns is called on chunks of at most ``max_batch_size`` items.
 
 **The random baseline.** Binder et al. (2023) show that uninformative maps pass
 MPRT easily, so every result carries ``baseline``: the same metric computed for
-:func:`xaiscore.explainers.random_explainer` maps (fresh uniform noise for every
-model and every class), with the same post-processing and similarity. A method
-is only credible where it scores clearly better than noise would *and* the
-model-independent explainer's worst case (similarity 1) is far away.
+a random explainer, whose maps are i.i.d. uniform noise of the explanations'
+shape, drawn afresh for every model and every class (from a generator seeded
+with the first draw of ``generator``), with the same post-processing and
+similarity. A method is only credible where it scores clearly better than
+noise would *and* far from the model-independent explainer's worst case
+(similarity 1).
 
 Randomness: ``seed`` fixes the model re-initialisation (:mod:`xaiscore.randomization`);
 ``generator`` (default: a CPU generator seeded with ``seed``) draws the sMPRT
@@ -67,10 +69,9 @@ from xaiscore.explainers import (
     QuantusExplainer,
     RandomExplainer,
     check_explanation,
-    random_explainer,
 )
-from xaiscore.functional._common import nan_where, sorted_quantile
-from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn
+from xaiscore.functional._common import average_ranks, nan_where, sorted_quantile
+from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, pearson_correlation
 from xaiscore.randomization import LAYER_ORDERS, LayerOrder, Reinit, parameterised_layers, randomized_models
 
 __all__ = [
@@ -198,12 +199,36 @@ def _resolve_generator(generator: torch.Generator | None, seed: int) -> torch.Ge
     return generator
 
 
-def _resolve_similarity(similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> SimilarityFn:
-    kwargs = dict(kwargs or {})
-    if callable(similarity):
-        return partial(similarity, **kwargs) if kwargs else similarity
-    check_option(similarity, "similarity", tuple(SIMILARITIES))
-    return partial(SIMILARITIES[similarity], validate=False, **kwargs)
+def _float_ranks(a: Tensor) -> Tensor:
+    """Average ranks per sample (as floats), NaN rows kept NaN: Spearman = Pearson of these."""
+    flat = flatten_features(a)
+    ranks = average_ranks(flat).to(a.dtype)
+    return torch.where(torch.isnan(flat).any(dim=1, keepdim=True), torch.full_like(ranks, math.nan), ranks)
+
+
+class _Comparison:
+    """A similarity split into a per-map ``prepare`` step and a ``compare`` step.
+
+    MPRT compares one original map with every randomized one; preparing it once
+    (for Spearman: ranking it) saves a rank computation per layer. The result is
+    exactly that of the similarity function.
+    """
+
+    def __init__(self, similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> None:
+        kwargs = dict(kwargs or {})
+        self.prepare: Callable[[Tensor], Tensor] = lambda a: a
+        if callable(similarity):
+            self.compare = partial(similarity, **kwargs) if kwargs else similarity
+            return
+        check_option(similarity, "similarity", tuple(SIMILARITIES))
+        if similarity == "spearman" and not kwargs:
+            self.prepare = _float_ranks
+            self.compare = partial(pearson_correlation, validate=False)
+        else:
+            self.compare = partial(SIMILARITIES[similarity], validate=False, **kwargs)
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.compare(self.prepare(a), self.prepare(b))
 
 
 def _check_postprocessing(abs: bool, normalise: str | None, reduce_channels: str | None) -> None:
@@ -253,6 +278,9 @@ class _SmoothExplainer:
     (common random numbers) and nothing depends on ``max_batch_size``.
     """
 
+    #: Noisy inputs up to this size are kept for the next model instead of being drawn again.
+    CACHE_BYTES = 256 * 2**20
+
     def __init__(self, x: Tensor, target: Tensor, *, n_samples: int, noise_magnitude: float,
                  generator: torch.Generator, max_batch_size: int) -> None:
         self.x, self.target, self.n = x, target, n_samples
@@ -262,21 +290,30 @@ class _SmoothExplainer:
         self.std = (noise_magnitude * spread).reshape((-1,) + (1,) * (x.ndim - 1))
         self.noise = BlockNoise(x.shape[0] * n_samples, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0,
                                 generator=generator, device=x.device, dtype=x.dtype)
+        self.cache: dict[tuple[int, int], Tensor] | None = (
+            {} if x.numel() * n_samples * x.element_size() <= self.CACHE_BYTES else None
+        )
 
     def _perturb(self, x_rows: Tensor, start: int, stop: int, steps: Tensor) -> Tensor:
+        if self.cache is not None and (start, stop) in self.cache:
+            return self.cache[(start, stop)]
         rows = torch.div(torch.arange(start, stop, device=x_rows.device), self.n, rounding_mode="floor")
         noisy = (steps != self.n - 1).to(x_rows.dtype).reshape((-1,) + (1,) * (x_rows.ndim - 1))
-        return x_rows + self.noise(start, stop) * self.std.index_select(0, rows) * noisy
+        noisy_rows = torch.addcmul(x_rows, self.noise(start, stop), self.std.index_select(0, rows) * noisy)
+        if self.cache is not None:
+            self.cache[(start, stop)] = noisy_rows
+        return noisy_rows
 
     def __call__(self, explainer: ExplainFn) -> Tensor:
         sums: list[Tensor] = []
 
         def accumulate(chunk: Chunk) -> Tensor:
+            # Items are sample-major, so each sample's copies are added in copy order whatever the
+            # chunking (index_add_ adds rows in index order on the CPU; GPUs may reorder within a chunk).
             a = chunk.a_perturbed.detach()
-            wide = torch.float32 if a.device.type == "mps" else torch.float64
             if not sums:
-                sums.append(torch.zeros((self.x.shape[0],) + tuple(a.shape[1:]), dtype=wide, device=a.device))
-            sums[0].index_add_(0, chunk.rows, a.to(wide))
+                sums.append(torch.zeros((self.x.shape[0],) + tuple(a.shape[1:]), dtype=a.dtype, device=a.device))
+            sums[0].index_add_(0, chunk.rows, a)
             return torch.zeros(chunk.stop - chunk.start, device=a.device)
 
         perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n, perturb=self._perturb,
@@ -303,12 +340,22 @@ def _postprocess(a: Tensor, *, abs: bool, normalise: str | None, reduce_channels
     return a.abs() if abs else a
 
 
-def _random_maps(random: RandomExplainer, x: Tensor, target: Tensor, dtype: torch.dtype) -> Tensor:
-    return random(x, target).to(dtype)
+class _RandomMaps:
+    """The random explainer of the baseline: i.i.d. uniform maps, a fresh batch at every call.
 
+    Its generator (on the device of the maps) is seeded with one draw from ``generator``, taken at
+    construction; the values are drawn in float32 (the same for float32 and float64 runs) and a
+    whole batch at a time, so they do not depend on ``max_batch_size``.
+    """
 
-def _baseline_explainer(generator: torch.Generator, channels: int) -> RandomExplainer:
-    return random_explainer(channels="one" if channels == 1 else "input", generator=generator)
+    def __init__(self, generator: torch.Generator, device: torch.device) -> None:
+        key = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        self.generator = torch.Generator(device=device).manual_seed(key)
+        self.device = device
+
+    def __call__(self, like: Tensor) -> Tensor:
+        maps = torch.rand(like.shape, generator=self.generator, device=self.device, dtype=torch.float32)
+        return maps.to(like.dtype)
 
 
 def _summarise(curve: Tensor, summary: str) -> Tensor:
@@ -326,7 +373,7 @@ def _layerwise_similarity(
     explain_fn: ExplainerFactory,
     explain: Callable[[ExplainFn], Tensor],
     a: Tensor | None,
-    similarity: SimilarityFn,
+    similarity: _Comparison,
     order: str,
     seed: int,
     reinit: Reinit,
@@ -337,8 +384,9 @@ def _layerwise_similarity(
     validate: bool,
 ) -> RandomizationResult:
     finite = _FiniteCheck(validate)
-    original: Tensor | None = None if a is None else post(a)
-    random: RandomExplainer | None = None
+    prepare, compare = similarity.prepare, similarity.compare
+    original: Tensor | None = None if a is None else prepare(post(a))
+    random = _RandomMaps(generator, x.device) if random_baseline else None
     random_original: Tensor | None = None
     names: list[str] = []
     similarities: list[Tensor] = []
@@ -347,16 +395,15 @@ def _layerwise_similarity(
                                               include_original=a is None):
         explanation = explain(_bind(explain_fn, step_model))
         finite(explanation, _where(name))
-        if random_baseline and random is None:
-            random = _baseline_explainer(generator, explanation.shape[1])
-            random_original = post(_random_maps(random, x, target, explanation.dtype))
+        if random is not None and random_original is None:
+            random_original = prepare(post(random(explanation)))
         if name is None:
-            original = post(explanation)
+            original = prepare(post(explanation))
             continue
         names.append(name)
-        similarities.append(similarity(original, post(explanation)))
+        similarities.append(compare(original, prepare(post(explanation))))
         if random is not None:
-            baselines.append(similarity(random_original, post(_random_maps(random, x, target, explanation.dtype))))
+            baselines.append(compare(random_original, prepare(post(random(explanation)))))
     curve = torch.stack(similarities, dim=1)
     steps = torch.arange(1, len(names) + 1, dtype=curve.dtype, device=curve.device)
     baseline = _summarise(torch.stack(baselines, dim=1), summary) if baselines else None
@@ -474,7 +521,7 @@ def mprt(
     return _layerwise_similarity(
         model, x, target, explain_fn=explain_fn,
         explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
-        a=given, similarity=_resolve_similarity(similarity, similarity_kwargs), order=order, seed=seed,
+        a=given, similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
         reinit=reinit, post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=_resolve_generator(generator, seed),
         validate=validate,
@@ -558,7 +605,7 @@ def smooth_mprt(
                               generator=generator, max_batch_size=max_batch_size)
     return _layerwise_similarity(
         model, x, target, explain_fn=explain_fn, explain=smooth, a=None,
-        similarity=_resolve_similarity(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
+        similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
         post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,
     )
@@ -768,7 +815,7 @@ def efficient_mprt(
     entropies: list[Tensor] = []
     positions: list[int] = []
     random_entropies: list[Tensor] = []
-    random: RandomExplainer | None = None
+    random = _RandomMaps(generator, x.device) if random_baseline else None
     for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
                                                                include_original=True)):
         if not (layerwise or step in (0, n_layers)):
@@ -778,11 +825,8 @@ def efficient_mprt(
         names.append("original" if name is None else name)
         positions.append(step)
         entropies.append(entropy(explanation))
-        if random_baseline:
-            if random is None:
-                random = _baseline_explainer(generator, explanation.shape[1])
-            if step in (0, n_layers):
-                random_entropies.append(entropy(_random_maps(random, x, target, explanation.dtype)))
+        if random is not None and step in (0, n_layers):
+            random_entropies.append(entropy(random(explanation)))
     curve = torch.stack(entropies, dim=1)
     score = _relative_rise(curve[:, 0], curve[:, -1])
     baseline = _relative_rise(random_entropies[0], random_entropies[-1]) if random_entropies else None
@@ -886,18 +930,18 @@ def random_logit(
     else:
         a = _check_given_attributions(a, x, validate=validate)
     # The baseline's key is the generator's first draw, as in the other metrics of this module.
-    random = _baseline_explainer(generator, a.shape[1]) if random_baseline else None
+    random = _RandomMaps(generator, x.device) if random_baseline else None
     shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator, device=generator.device)
     off_target = shift.to(x.device)
     off_target = off_target + (off_target >= target).to(off_target.dtype)
     a_off = _explain(explainer, x, off_target, max_batch_size=max_batch_size)
     finite(a_off, "the random other classes")
     post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
-    sim = _resolve_similarity(similarity, similarity_kwargs)
+    sim = _Comparison(similarity, similarity_kwargs)
     score = sim(post(a), post(a_off))
     baseline = None
     if random is not None:
-        first = _random_maps(random, x, target, a.dtype)
-        second = _random_maps(random, x, off_target, a.dtype)
+        first = random(a)
+        second = random(a_off)
         baseline = sim(post(first), post(second))
     return RandomLogitResult(score, baseline, off_target)

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"B={args.batch}, 1x{args.size}x{args.size}, Saliency, bottom-up, sMPRT n_samples={args.samples}")
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
-    candidates = [8, 16, 32] if args.quick else [16, 32, 64, 128, 256]
+    candidates = [8, 16] if args.quick else [16, 32, 64, 128, 256]
     quantus = None
     if not args.no_quantus:
         try:

@@ -212,6 +212,10 @@ def test_block_noise_distributions():
     values = gaussian(0, 100)
     assert abs(values.mean()) < 0.1 and abs(values.std() - 2.0) < 0.1
     assert torch.equal(torch.cat([gaussian(0, 33), gaussian(33, 34), gaussian(34, 100)]), values)
+    x = torch.rand(100, 50, generator=generator, dtype=torch.float64)
+    cuts = [0, 1, NOISE_BLOCK_ITEMS, 2 * NOISE_BLOCK_ITEMS + 3, 99, 100]
+    fused = torch.cat([gaussian.add_to(x[s:e], s, e) for s, e in zip(cuts[:-1], cuts[1:])])
+    assert torch.equal(fused, x + values)
 
 
 def test_rrs_default_layer_is_the_input_of_the_last_leaf():

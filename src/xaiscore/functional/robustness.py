@@ -187,7 +187,7 @@ def _noisy_metric(
 
     stats = perturbed_statistics(
         explain_fn, x, target, n_perturbations=n_samples,
-        perturb=lambda rows_x, start, stop, steps: rows_x + source(start, stop),
+        perturb=lambda rows_x, start, stop, steps: source.add_to(rows_x, start, stop),
         statistic=statistic, max_batch_size=max_batch_size,
         forward_fn=forward_fn if run_model else None,
         explanation_shape=a.shape[1:], validate=validate,

@@ -38,6 +38,7 @@ See ``docs/randomization.md`` for formulas, defaults and the differences from Qu
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -870,7 +871,7 @@ def random_logit(
     Lower is better: the explanation of another class should look different.
 
     Args:
-        model: The network (explained as it is; never modified).
+        model: The network; a deep copy of it is explained, so it is never modified.
         x, target: ``(B, C, *S)`` inputs and ``(B,)`` classes.
         explain_fn: Explainer factory, as in :func:`mprt` (called once, on ``model``).
         a: ``(B, C', *S)`` explanations of ``target``; computed when ``None``.
@@ -913,8 +914,9 @@ def random_logit(
     explain_fn = _check_factory(explain_fn)
     check_max_batch_size(max_batch_size)
     _check_postprocessing(abs, normalise, reduce_channels)
+    working = copy.deepcopy(model)  # explained and run instead of `model`: state changes never reach it
     if num_classes is None:
-        num_classes = call_model(model, x[:1], name="model").shape[1]
+        num_classes = call_model(working, x[:1], name="model").shape[1]
     num_classes = check_positive_int(num_classes, "num_classes")
     if num_classes < 2:
         raise OptionError(f"Expected at least 2 classes to draw a random other class from, but got {num_classes}.")
@@ -922,7 +924,7 @@ def random_logit(
         check_attributions(x, name="x", validate=True)
         target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
     generator = _resolve_generator(generator, seed)
-    explainer = _bind(explain_fn, model)
+    explainer = _bind(explain_fn, working)
     finite = _FiniteCheck(validate)
     if a is None:
         a = _explain(explainer, x, target, max_batch_size=max_batch_size)

@@ -7,6 +7,7 @@ Every kernel is batch-first and returns ``(B,)`` scores (or a result with
 from xaiscore.functional.complexity import (
     complexity,
     effective_complexity,
+    mst_compactness,
     sparseness,
 )
 from xaiscore.functional.faithfulness import (
@@ -63,6 +64,7 @@ __all__ = [
     "sparseness",
     "complexity",
     "effective_complexity",
+    "mst_compactness",
     # faithfulness
     "deletion",
     "insertion",

@@ -5,6 +5,8 @@ Every kernel takes attributions ``a`` of shape ``(B, C, *S)`` and returns a
 (every channel of every pixel) is a feature, as in Quantus; pass
 ``reduce_channels`` to score pixels instead. A map that is zero everywhere has
 no distribution to measure and scores NaN (Sparseness, Complexity).
+``mst_compactness`` (MST-C) scores the spatial layout of the salient pixels of
+2-D maps instead: spread (convex hull) and cohesion (k-NN spanning forest).
 
 See ``docs/complexity.md`` for formulas, defaults and the differences from Quantus.
 """
@@ -21,8 +23,9 @@ from xaiscore._reduce import ChannelReduction, Normalisation, flatten_features, 
 from xaiscore._sort import sort_values
 from xaiscore._reduce import reduce_channels as _reduce_channels
 from xaiscore.functional._common import nan_where
+from xaiscore.functional._mst import mst_compactness  # the graph machinery lives in _mst
 
-__all__ = ["sparseness", "complexity", "effective_complexity"]
+__all__ = ["sparseness", "complexity", "effective_complexity", "mst_compactness"]
 
 
 def _absolute_features(a: Tensor, reduce_channels: ChannelReduction | None, validate: bool) -> Tensor:

@@ -477,6 +477,11 @@ def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | 
     return torch.where(inside, substrate, x)
 
 
+def _rows(t: Tensor, index: Tensor) -> Tensor:
+    """``t[index]`` along dim 0, via a 2-D view: ``index_select`` on >2-D CPU tensors is very slow in torch 2.x."""
+    return t.reshape(t.shape[0], -1)[index].reshape((index.shape[0],) + tuple(t.shape[1:]))
+
+
 def random_keys(shape: Sequence[int] | int, generator: torch.Generator | None) -> Tensor:
     """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape`` (on CPU)."""
     gen = resolve_generator(generator)
@@ -532,15 +537,19 @@ def perturbed_scores(
 ) -> Tensor:
     """Score the target class on every perturbed item ``(b, t)``: ``(B, T)``.
 
-    Item ``(b, t)`` (flat index ``b * T + t``) is ``x[b]`` with the elements of
-    rank in ``[lo[b, t], hi[b, t])`` taken from the substrate. Items are built
-    chunk by chunk (at most ``max_batch_size`` images at a time) and passed to
-    ``forward_fn`` under ``torch.inference_mode()``.
+    Item ``(b, t)`` is ``x[b]`` with the elements of rank in
+    ``[lo[b, t], hi[b, t])`` taken from the substrate. Items are ordered step
+    by step (flat index ``t * B + b``), so a chunk of at most ``max_batch_size``
+    images covers at most three rectangular pieces (steps x consecutive
+    samples): each is built by one broadcast comparison of the rank *slices*
+    with the bounds and one ``torch.where`` into the chunk's buffer, with no
+    gather of ``x`` or of the ranks. Chunks go through ``forward_fn`` under
+    ``torch.inference_mode()``.
 
     Args:
         forward_fn: Model returning logits ``(n, K)``.
         x: ``(B, C, *S)`` inputs.
-        rank: ``(B, 1|C, *S)`` element ranks (:func:`element_ranks`).
+        rank: ``(B|1, 1|C, *S)`` element ranks (:func:`element_ranks`).
         target: ``(B,)`` long class per sample.
         lo, hi: ``(B, T)`` or ``(T,)`` integer bounds; one of them may be
             ``None`` (no bound on that side: ``lo=None`` deletes the first
@@ -558,42 +567,65 @@ def perturbed_scores(
     """
     check_max_batch_size(max_batch_size)
     b = x.shape[0]
-    bounds = []
-    for bound in (lo, hi):
-        if bound is not None and bound.ndim == 1:
-            bound = bound.unsqueeze(0).expand(b, -1)
-        bounds.append(bound)
-    lo, hi = bounds
     given = [t for t in (lo, hi) if t is not None]
     if not given:
         raise OptionError("Expected at least one of `lo` and `hi`, but got neither.")
-    if any(t.ndim != 2 or t.shape != given[0].shape or t.shape[0] != b for t in given):
-        shapes = ", ".join(str(tuple(t.shape)) for t in given)
-        raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T) or (T,), but got {shapes}.")
-    n_steps = given[0].shape[1]
-    lo_flat = None if lo is None else lo.reshape(-1)
-    hi_flat = None if hi is None else hi.reshape(-1)
+    n_steps = given[0].shape[-1]
+    for bound in given:
+        if bound.ndim not in (1, 2) or bound.shape[-1] != n_steps or (bound.ndim == 2 and bound.shape[0] != b):
+            shapes = ", ".join(str(tuple(t.shape)) for t in given)
+            raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T) or (T,), but got {shapes}.")
     if isinstance(substrate, Tensor):
         check_same_device(x, substrate, reference_name="x", other_name="substrate")
+    spatial_ones = (1,) * (x.ndim - 1)
+
+    def bound_piece(bound: Tensor | None, t0: int, t1: int, b0: int, b1: int) -> Tensor | None:
+        if bound is None:
+            return None
+        piece = bound[t0:t1].unsqueeze(1) if bound.ndim == 1 else bound[b0:b1, t0:t1].transpose(0, 1)
+        return piece.reshape((t1 - t0, -1) + spatial_ones).to(rank.dtype)  # (kt, kb|1, 1, ...)
+
+    def build(out: Tensor, t0: int, t1: int, b0: int, b1: int) -> None:
+        kt, kb = t1 - t0, b1 - b0
+        view = out.view((kt, kb) + tuple(x.shape[1:]))
+        r = (rank[b0:b1] if rank.shape[0] == b else rank).unsqueeze(0)
+        low, high = bound_piece(lo, t0, t1, b0, b1), bound_piece(hi, t0, t1, b0, b1)
+        if low is None:
+            inside = r < high
+        elif high is None:
+            inside = r >= low
+        else:
+            inside = (r >= low) & (r < high)
+        if isinstance(substrate, Tensor):
+            fill = substrate[b0:b1] if substrate.shape[0] == b and b > 1 else substrate
+        else:
+            samples = torch.arange(b0, b1, device=x.device).repeat(kt)
+            steps = torch.arange(t0, t1, device=x.device).repeat_interleave(kb)
+            fill = substrate(samples, steps).reshape((kt, kb) + tuple(x.shape[1:]))
+        torch.where(inside, fill, x[b0:b1], out=view)
 
     def compute(start: int, stop: int) -> Tensor:
-        item = torch.arange(start, stop, device=x.device)
-        sample = torch.div(item, n_steps, rounding_mode="floor")
-        if isinstance(substrate, Tensor):
-            fill = substrate.index_select(0, sample) if substrate.shape[0] == b and b > 1 else substrate
+        out = torch.empty((stop - start,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+        t_first, b_first = divmod(start, b)
+        t_last, b_last = divmod(stop - 1, b)
+        if t_first == t_last:
+            pieces = [(t_first, t_first + 1, b_first, b_last + 1)]
         else:
-            fill = substrate(sample, item - sample * n_steps)
-        images = apply_perturbation(
-            x.index_select(0, sample),
-            rank.index_select(0, sample) if rank.shape[0] == b else rank,
-            None if lo_flat is None else lo_flat[start:stop],
-            None if hi_flat is None else hi_flat[start:stop],
-            fill,
-        )
-        logits = call_model(forward_fn, images)
+            pieces = [(t_first, t_first + 1, b_first, b)]
+            if t_last > t_first + 1:
+                pieces.append((t_first + 1, t_last, 0, b))
+            pieces.append((t_last, t_last + 1, 0, b_last + 1))
+        offset = 0
+        for t0, t1, b0, b1 in pieces:
+            size = (t1 - t0) * (b1 - b0)
+            build(out[offset:offset + size], t0, t1, b0, b1)
+            offset += size
+        logits = call_model(forward_fn, out)
+        sample = torch.remainder(torch.arange(start, stop, device=x.device), b)
         return class_scores(logits, target.index_select(0, sample), softmax=softmax)
 
-    return chunked_map(b * n_steps, compute, max_batch_size=max_batch_size).reshape(b, n_steps)
+    scores = chunked_map(b * n_steps, compute, max_batch_size=max_batch_size)
+    return scores.reshape(n_steps, b).transpose(0, 1).contiguous()
 
 
 # --- curve helpers ---------------------------------------------------------------------------

@@ -1,0 +1,547 @@
+"""Linear imputation of removed pixels (ROAD, Rong et al. 2022), solved for a whole batch on the device.
+
+ROAD's *noisy linear imputation* replaces every removed pixel by the weighted
+mean of its in-image neighbours, whether those neighbours are kept or removed
+themselves, and adds a little Gaussian noise. The removed values ``u`` solve one
+sparse linear system per image (and channel): for every removed pixel ``i``
+
+.. math::
+
+    \\Big(\\sum_{j \\in N(i)} w_{ij}\\Big)\\, u_i - \\sum_{j \\in N(i),\\ j\\ \\text{removed}} w_{ij}\\, u_j
+    = \\sum_{j \\in N(i),\\ j\\ \\text{kept}} w_{ij}\\, x_j,
+
+where ``N(i)`` are the neighbours that lie inside the image, with weight
+``w = 1/6`` for the four direct and ``1/12`` for the four diagonal neighbours
+(Rong et al.; for 1-D signals the two neighbours weigh ``1/2`` each, which makes
+the imputation a linear interpolation between kept samples). Image borders are
+handled by dropping the missing neighbours from both sides of the equation, as
+in the authors' code.
+
+The matrix is the graph Laplacian of the removed pixels with the kept pixels as
+Dirichlet boundary: symmetric positive definite whenever at least one pixel is
+kept. Quantus builds it with ``scipy.sparse`` and calls ``spsolve`` once per
+image and percentage. Here all systems of a batch are solved at once by the
+conjugate gradient method preconditioned with one geometric multigrid V-cycle
+(bilinear prolongation, Galerkin coarse operators computed by probing,
+l1-Jacobi smoothing), so every step is a stencil operation on ``(M, C, *S)``
+tensors on the input's device. Each system stops iterating as soon as its own
+residual is below the tolerance, so a system's result never depends on the other
+systems of the batch.
+
+When *every* pixel of an image is removed there is no kept value to interpolate
+from (the system is singular); the imputation is then 0 everywhere (the
+minimum-norm solution).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xaiscore._checks import OptionError, ShapeError
+
+__all__ = ["neighbour_weights", "linear_imputation"]
+
+
+def neighbour_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
+    """The imputation stencil: offset -> weight, for 1 or 2 spatial dimensions.
+
+    Example:
+        >>> neighbour_weights(1)
+        {(-1,): 0.5, (1,): 0.5}
+        >>> w = neighbour_weights(2); w[(0, 1)], w[(1, 1)], sum(w.values())
+        (0.16666666666666666, 0.08333333333333333, 1.0)
+    """
+    if spatial_dims == 1:
+        return {(-1,): 0.5, (1,): 0.5}
+    if spatial_dims == 2:
+        return {
+            (dy, dx): (1.0 / 12.0 if dy and dx else 1.0 / 6.0)
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if (dy, dx) != (0, 0)
+        }
+    raise ShapeError(
+        f"Expected 1 or 2 spatial dimensions for the linear imputation, but got {spatial_dims}."
+    )
+
+
+# --- scratch buffers -------------------------------------------------------------------------------
+
+
+class _Buffers:
+    """Scratch tensors reused across iterations, keyed by name and shape.
+
+    Allocating fresh multi-megabyte tensors in a loop costs page faults that
+    dominate the run time on CPU; every hot operation below writes into one of
+    these instead. Buffers requested with ``zero=True`` are zeroed once: the
+    padded buffers only ever have their interior overwritten, so the border
+    stays 0.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor, *, zero: bool = False) -> Tensor:
+        key = (name, tuple(shape))
+        out = self._store.get(key)
+        if out is None:
+            out = like.new_zeros(shape) if zero else like.new_empty(shape)
+            self._store[key] = out
+        return out
+
+    def clear(self) -> None:
+        self._store.clear()
+
+
+def _along(dim: int, ndim: int, index: slice) -> tuple[slice, ...]:
+    """An indexing tuple that applies ``index`` to dimension ``dim`` only."""
+    out = [slice(None)] * ndim
+    out[dim] = index
+    return tuple(out)
+
+
+def _padded(u: Tensor, buffers: _Buffers, name: str = "pad") -> Tensor:
+    """``u`` copied into a reusable buffer with a zero border of one on every spatial side."""
+    shape = u.shape[:2] + tuple(n + 2 for n in u.shape[2:])
+    out = buffers.get(name, shape, u, zero=True)
+    out[(Ellipsis,) + tuple(slice(1, n + 1) for n in u.shape[2:])].copy_(u)
+    return out
+
+
+# --- stencil operators ----------------------------------------------------------------------------
+
+
+def _offsets(spatial_dims: int) -> list[tuple[int, ...]]:
+    """All offsets in {-1, 0, 1}^d in row-major order; the centre sits at index ``3**d // 2``."""
+    return list(itertools.product((-1, 0, 1), repeat=spatial_dims))
+
+
+def _shifted(padded: Tensor, offset: tuple[int, ...], spatial: tuple[int, ...]) -> Tensor:
+    """View of ``v[i + offset]`` from a tensor zero-padded by one on every spatial side."""
+    return padded[(Ellipsis,) + tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, spatial))]
+
+
+def _neighbour_sum(u: Tensor) -> Tensor:
+    """``sum_j w_j u(i + o_j)`` over the in-image neighbours (zero outside the image); allocates.
+
+    Built from shifted adds (a one-channel ``conv2d`` does the same but is many
+    times slower on CPU).
+    """
+    padded = F.pad(u, (1, 1) * (u.ndim - 2))
+    if u.ndim == 3:
+        return torch.add(padded[..., :-2], padded[..., 2:]).mul_(0.5)
+    rows = torch.add(padded[..., :-2], padded[..., 2:]).add_(padded[..., 1:-1], alpha=2.0)
+    total = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2.0)
+    # 1/6 for direct and 1/12 for diagonal neighbours: ([1 2 1] x [1 2 1] - 4 * centre) / 12.
+    return total.sub_(u, alpha=4.0).mul_(1.0 / 12.0)
+
+
+class _FineLevel:
+    """The imputation operator itself: a constant stencil masked to the removed pixels.
+
+    For ``u`` that vanishes off the unknowns, ``A u = D * u - U * N(u)`` where
+    ``U`` marks the unknowns, ``N`` sums the weighted neighbours (zero outside
+    the image) and ``D`` is the in-image neighbour weight on unknowns, 1 elsewhere
+    (identity rows off the unknowns). In 2-D, ``N(u) = (S(u) - 4 u) / 12`` with
+    ``S`` the separable ``[1, 2, 1] x [1, 2, 1]`` sum.
+    """
+
+    def __init__(self, unknown: Tensor, diagonal: Tensor) -> None:
+        self.unknown = unknown  # (M, 1, *S), 1.0 on unknowns
+        self.diagonal = diagonal  # (M, 1, *S)
+        self.spatial = tuple(unknown.shape[2:])
+        self.buffers = _Buffers()
+        # l1-Jacobi: dividing by the absolute row sum (>= the diagonal) makes the smoother convergent
+        # for every symmetric positive (semi-)definite operator, so the V-cycle stays a symmetric
+        # positive definite preconditioner, also where Galerkin operators lose diagonal dominance.
+        self.inverse_diagonal = 1.0 / (diagonal + unknown * _neighbour_sum(unknown))
+        if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
+            self._self_weight, self._sum_weight = diagonal, unknown * 0.5
+        else:  # A u = (D + U / 3) u - (U / 12) S(u)
+            self._self_weight, self._sum_weight = diagonal + unknown / 3.0, unknown / 12.0
+
+    def apply(self, u: Tensor, out: Tensor) -> Tensor:
+        """Write ``A u`` into ``out`` (which must not alias ``u``)."""
+        padded = _padded(u, self.buffers)
+        if u.ndim == 3:
+            torch.add(padded[..., :-2], padded[..., 2:], out=out)
+        else:
+            rows = self.buffers.get("rows", padded.shape[:-1] + u.shape[-1:], u)
+            torch.add(padded[..., :-2], padded[..., 2:], out=rows).add_(padded[..., 1:-1], alpha=2.0)
+            torch.add(rows[..., :-2, :], rows[..., 2:, :], out=out).add_(rows[..., 1:-1, :], alpha=2.0)
+        return out.mul_(self._sum_weight).neg_().addcmul_(self._self_weight, u)
+
+    def select(self, index: Tensor) -> _FineLevel:
+        return _FineLevel(self.unknown.index_select(0, index), self.diagonal.index_select(0, index))
+
+
+class _StencilLevel:
+    """A coarse grid: the Galerkin operator as a variable-coefficient 3^d-point stencil."""
+
+    def __init__(self, coef: Tensor, unknown: Tensor, row_sums: Tensor | None = None) -> None:
+        self.coef = coef  # (M, K, *S)
+        self.unknown = unknown  # (M, 1, *S) in the working dtype, 1 on unknowns
+        if row_sums is None:
+            row_sums = coef.abs().sum(dim=1, keepdim=True)
+        self.inverse_diagonal = 1.0 / row_sums  # l1-Jacobi, as above
+        self.spatial = tuple(coef.shape[2:])
+        self.buffers = _Buffers()
+
+    def apply(self, u: Tensor, out: Tensor) -> Tensor:
+        """Write ``A u = sum_k coef[:, k] * u(i + o_k)`` into ``out``."""
+        padded = _padded(u, self.buffers)
+        offsets = _offsets(len(self.spatial))
+        torch.mul(self.coef[:, :1], _shifted(padded, offsets[0], self.spatial), out=out)
+        for k in range(1, len(offsets)):
+            out.addcmul_(self.coef[:, k : k + 1], _shifted(padded, offsets[k], self.spatial))
+        return out
+
+    def select(self, index: Tensor) -> _StencilLevel:
+        out = object.__new__(_StencilLevel)
+        out.coef, out.unknown = self.coef.index_select(0, index), self.unknown.index_select(0, index)
+        out.inverse_diagonal = self.inverse_diagonal.index_select(0, index)
+        out.spatial, out.buffers = self.spatial, _Buffers()
+        return out
+
+
+_Level = _FineLevel | _StencilLevel
+
+
+# --- grid transfer ----------------------------------------------------------------------------------
+
+
+def _coarse_shape(spatial: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple((n + 1) // 2 for n in spatial)
+
+
+def _interpolate_axis(c: Tensor, dim: int, out: Tensor) -> Tensor:
+    """Linear interpolation along ``dim`` into ``out`` (twice ``c``'s size along ``dim``).
+
+    Fine ``2k`` takes coarse ``k``, fine ``2k + 1`` the mean of ``k`` and
+    ``k + 1``; a coarse point beyond the grid counts as 0.
+    """
+    n, ndim = c.shape[dim], c.ndim
+    out[_along(dim, ndim, slice(0, None, 2))].copy_(c)
+    odd = out[_along(dim, ndim, slice(1, None, 2))]
+    if n > 1:
+        inner = odd[_along(dim, ndim, slice(0, n - 1))]
+        torch.add(c[_along(dim, ndim, slice(0, n - 1))], c[_along(dim, ndim, slice(1, n))], out=inner)
+        inner.mul_(0.5)
+    torch.mul(c[_along(dim, ndim, slice(n - 1, n))], 0.5, out=odd[_along(dim, ndim, slice(n - 1, n))])
+    return out
+
+
+def _full_weighting_axis(r: Tensor, dim: int, out: Tensor) -> Tensor:
+    """The adjoint of :func:`_interpolate_axis`: coarse ``k`` collects fine ``2k`` and half of ``2k +- 1``."""
+    ndim = r.ndim
+    even = r[_along(dim, ndim, slice(0, None, 2))]
+    odd = r[_along(dim, ndim, slice(1, None, 2))]
+    n_odd, n_coarse = odd.shape[dim], even.shape[dim]
+    out.copy_(even)
+    out[_along(dim, ndim, slice(0, n_odd))].add_(odd, alpha=0.5)
+    shifted = odd[_along(dim, ndim, slice(0, min(n_odd, n_coarse - 1)))]
+    out[_along(dim, ndim, slice(1, 1 + shifted.shape[dim]))].add_(shifted, alpha=0.5)
+    return out
+
+
+def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers, out: Tensor) -> Tensor:
+    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial``, written into ``out``."""
+    current = u
+    for dim, size in zip(range(2, u.ndim), spatial):  # outer axes first: contiguous row writes
+        shape = list(current.shape)
+        shape[dim] = 2 * current.shape[dim]
+        full = buffers.get(f"interpolate{dim}", tuple(shape), u)
+        current = _interpolate_axis(current, dim, full)[_along(dim, u.ndim, slice(0, size))]
+    return out.copy_(current)
+
+
+def _prolong(u: Tensor, fine: _Level, out: Tensor) -> Tensor:
+    """``P u``: bilinear interpolation of a coarse correction onto the fine unknowns, into ``out``."""
+    return _interpolate(u, fine.spatial, fine.buffers, out).mul_(fine.unknown)
+
+
+def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
+    """``P^T r``: the exact adjoint of :func:`_prolong` (full weighting of the fine unknowns), into ``out``."""
+    current = torch.mul(r, fine.unknown, out=fine.buffers.get("masked", r.shape, r))
+    dims = list(reversed(range(2, r.ndim)))  # inner axis first
+    for i, dim in enumerate(dims):
+        if i == len(dims) - 1:
+            target = out
+        else:
+            shape = list(current.shape)
+            shape[dim] = (current.shape[dim] + 1) // 2
+            target = fine.buffers.get(f"restrict{dim}", tuple(shape), r)
+        current = _full_weighting_axis(current, dim, target)
+    return out
+
+
+# --- multigrid ----------------------------------------------------------------------------------------
+
+
+def _galerkin(fine: _Level) -> _StencilLevel:
+    """The coarse operator ``P^T A P`` as a 3^d-point stencil, computed by probing with 3^d colours.
+
+    Coarse points ``I`` and ``J`` interact only if ``|I - J| <= 1`` per axis, so
+    among the coarse points of one colour (``J mod 3`` fixed) at most one lies in
+    the neighbourhood of ``I``: applying ``P^T A P`` to the indicator of a colour
+    reads off that entry of every row at once.
+    """
+    spatial_dims = len(fine.spatial)
+    coarse = _coarse_shape(fine.spatial)
+    m = fine.unknown.shape[0]
+    dtype, device = fine.unknown.dtype, fine.unknown.device
+    grids = torch.meshgrid(*[torch.arange(n, device=device) for n in coarse], indexing="ij")
+    n_colours = 3**spatial_dims
+    colour_of = torch.zeros(coarse, dtype=torch.long, device=device)
+    for g in grids:
+        colour_of = colour_of * 3 + torch.remainder(g, 3)
+    # Interpolated colour indicators do not depend on the system: interpolate once, mask per system.
+    indicators = torch.stack([colour_of == k for k in range(n_colours)]).to(dtype).unsqueeze(0)
+    probes = _interpolate(indicators, fine.spatial, _Buffers(), fine.unknown.new_empty((1, n_colours) + fine.spatial))
+    responses = fine.unknown.new_empty((m, n_colours) + coarse)
+    masked = fine.unknown.new_empty((m, 1) + fine.spatial)
+    applied = torch.empty_like(masked)
+    for k in range(n_colours):  # response of every row to the indicator of colour k
+        torch.mul(probes[:, k : k + 1], fine.unknown, out=masked)
+        _restrict(fine.apply(masked, applied), fine, responses[:, k : k + 1])
+    fine.buffers.clear()
+    coef = responses.new_empty((m, n_colours) + coarse)
+    for k, offset in enumerate(_offsets(spatial_dims)):
+        neighbour_colour = torch.zeros(coarse, dtype=torch.long, device=device)
+        inside = torch.ones(coarse, dtype=torch.bool, device=device)
+        for g, o, n in zip(grids, offset, coarse):
+            neighbour_colour = neighbour_colour * 3 + torch.remainder(g + o, 3)
+            inside &= (g + o >= 0) & (g + o < n)
+        index = neighbour_colour.unsqueeze(0).unsqueeze(0).expand((m, 1) + coarse)
+        torch.gather(responses, 1, index, out=coef[:, k : k + 1]).mul_(inside)
+    del responses
+    # Entries that should cancel exactly come out at rounding level; left in, their products on coarser
+    # grids sink into denormal numbers, which are extremely slow on CPUs. Drop them.
+    absolute = coef.abs()
+    scale = absolute.amax(dim=tuple(range(1, coef.ndim)), keepdim=True)
+    negligible = absolute <= (64 * torch.finfo(dtype).eps) * scale
+    coef.masked_fill_(negligible, 0.0)
+    absolute.masked_fill_(negligible, 0.0)
+    centre = n_colours // 2
+    diagonal = coef[:, centre : centre + 1]
+    unknown = diagonal > 0
+    # Coarse points without a fine unknown nearby are not unknowns: identity rows.
+    diagonal.masked_fill_(~unknown, 1.0)
+    absolute[:, centre : centre + 1].masked_fill_(~unknown, 1.0)
+    return _StencilLevel(coef, unknown.to(dtype), row_sums=absolute.sum(dim=1, keepdim=True))
+
+
+def _dense_inverse(level: _StencilLevel) -> Tensor:
+    """(Pseudo-)inverse of the coarsest operator as a batch of dense ``(M, n, n)`` matrices."""
+    spatial = level.spatial
+    n = math.prod(spatial)
+    m = level.coef.shape[0]
+    device, dtype = level.coef.device, level.coef.dtype
+    matrix = torch.zeros(m, n, n, dtype=dtype, device=device)
+    positions = list(itertools.product(*[range(s) for s in spatial]))
+    for k, offset in enumerate(_offsets(len(spatial))):
+        for row, point in enumerate(positions):
+            neighbour = tuple(p + o for p, o in zip(point, offset))
+            if all(0 <= q < s for q, s in zip(neighbour, spatial)):
+                column = positions.index(neighbour)
+                matrix[:, row, column] += level.coef[(slice(None), k) + point]
+    # Galerkin operators can be singular where the interpolation is rank deficient (two coarse points
+    # reaching the same few fine unknowns): the pseudo-inverse keeps the preconditioner symmetric.
+    return torch.linalg.pinv(0.5 * (matrix + matrix.transpose(1, 2)), hermitian=True)
+
+
+class _Multigrid:
+    """A symmetric V(nu, nu)-cycle with l1-Jacobi smoothing, used as a CG preconditioner."""
+
+    def __init__(self, fine: _FineLevel, *, smoothing_steps: int = 1, coarsest_size: int = 3) -> None:
+        self.levels: list[_Level] = [fine]
+        while max(self.levels[-1].spatial) > coarsest_size:
+            self.levels.append(_galerkin(self.levels[-1]))
+        self.coarsest_inverse = _dense_inverse(self.levels[-1]) if len(self.levels) > 1 else None
+        self.smoothing_steps = smoothing_steps
+
+    def select(self, index: Tensor) -> _Multigrid:
+        """The preconditioner of the systems ``index`` only (the setup is not repeated)."""
+        out = object.__new__(_Multigrid)
+        out.levels = [level.select(index) for level in self.levels]
+        out.coarsest_inverse = None if self.coarsest_inverse is None else self.coarsest_inverse.index_select(0, index)
+        out.smoothing_steps = self.smoothing_steps
+        return out
+
+    def __call__(self, r: Tensor) -> Tensor:
+        """``z = B r`` for the residual ``r`` of the finest level; ``z`` is a reused buffer."""
+        return self._cycle(0, r)
+
+    def _cycle(self, depth: int, r: Tensor) -> Tensor:
+        level = self.levels[depth]
+        z = level.buffers.get("z", r.shape, r)
+        if depth == len(self.levels) - 1 and self.coarsest_inverse is not None:
+            m, c = r.shape[:2]
+            flat = r.reshape(m, c, -1).transpose(1, 2)  # (M, n, C)
+            return z.copy_(torch.bmm(self.coarsest_inverse, flat).transpose(1, 2).reshape(r.shape))
+        work = level.buffers.get("work", r.shape, r)
+        torch.mul(level.inverse_diagonal, r, out=z)
+        for _ in range(self.smoothing_steps - 1):
+            z.addcmul_(level.inverse_diagonal, torch.sub(r, level.apply(z, work), out=work))
+        if depth < len(self.levels) - 1:
+            coarse = self.levels[depth + 1]
+            residual = torch.sub(r, level.apply(z, work), out=work)
+            coarse_r = _restrict(residual, level, coarse.buffers.get("r", r.shape[:2] + coarse.spatial, r))
+            z.add_(_prolong(self._cycle(depth + 1, coarse_r), level, work))
+        for _ in range(self.smoothing_steps):
+            z.addcmul_(level.inverse_diagonal, torch.sub(r, level.apply(z, work), out=work))
+        return z
+
+
+# --- the system -------------------------------------------------------------------------------------
+
+
+def _fine_system(x: Tensor, removed: Tensor) -> tuple[_FineLevel, Tensor]:
+    """The imputation operator and right-hand side for inputs ``x`` and a removal mask."""
+    spatial = tuple(x.shape[2:])
+    m = x.shape[0]
+    unknown = removed.to(x.dtype)  # (M, 1, *S)
+    kept = 1.0 - unknown
+    in_image_weight = _neighbour_sum(torch.ones((1, 1) + spatial, dtype=x.dtype, device=x.device))
+    rhs = _neighbour_sum(x * kept) * unknown
+    # No kept pixel at all: the Laplacian is singular; any positive shift gives the solution 0 (b = 0).
+    flat = unknown.reshape(m, -1)
+    all_removed = (flat.amin(dim=1) > 0).to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    diagonal = in_image_weight * unknown + kept + all_removed * unknown
+    return _FineLevel(unknown, diagonal), rhs
+
+
+def linear_imputation(
+    x: Tensor,
+    removed: Tensor,
+    *,
+    tol: float | None = None,
+    max_iterations: int = 500,
+    check_every: int = 4,
+) -> Tensor:
+    """Replace the removed pixels of ``x`` by ROAD's linear imputation (no noise).
+
+    Solves the imputation system (see the module docstring) of every image and
+    channel with multigrid-preconditioned conjugate gradients. Kept pixels are
+    returned unchanged.
+
+    Args:
+        x: Images ``(M, C, *S)`` with 1 or 2 spatial dimensions.
+        removed: ``(M, 1, *S)`` bool, ``True`` where a pixel is removed (all its
+            channels are imputed).
+        tol: Stop a system once ``||b - A u||_2 <= tol * ||b||_2``. Default
+            ``1e-5`` in float32 (near its rounding floor) and ``1e-10`` in float64.
+        max_iterations: The most CG iterations; a system that has not
+            converged by then keeps its last iterate and a ``RuntimeWarning`` is
+            issued (this does not happen for well-posed inputs: the
+            preconditioned iteration converges in a few tens of steps).
+        check_every: Test convergence every this many iterations (each test
+            is one host synchronisation).
+
+    Returns:
+        ``(M, C, *S)`` in the dtype and on the device of ``x``.
+
+    Shape:
+        - x: ``(M, C, *S)``, ``S`` of 1 or 2 axes
+        - removed: ``(M, 1, *S)``
+        - output: ``(M, C, *S)``
+
+    Example:
+        >>> x = torch.tensor([[[0.0, 5.0, 5.0, 3.0]]])
+        >>> removed = torch.tensor([[[False, True, True, False]]])
+        >>> [round(v, 4) for v in linear_imputation(x, removed)[0, 0].tolist()]
+        [0.0, 1.0, 2.0, 3.0]
+    """
+    spatial_dims = x.ndim - 2
+    neighbour_weights(spatial_dims)  # raises for unsupported dimensions
+    if removed.shape != (x.shape[0], 1) + tuple(x.shape[2:]):
+        raise ShapeError(
+            f"Expected `removed` of shape {(x.shape[0], 1) + tuple(x.shape[2:])}, but got {tuple(removed.shape)}."
+        )
+    if tol is None:
+        tol = 1e-10 if x.dtype == torch.float64 else 1e-5
+    if not tol > 0:
+        raise OptionError(f"Expected `tol` > 0, but got {tol}.")
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    fine, b = _fine_system(work, removed)
+    solution = _conjugate_gradients(fine, b, tol=tol, max_iterations=max_iterations, check_every=check_every)
+    return torch.where(removed, solution, work).to(x.dtype)
+
+
+def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterations: int,
+                         check_every: int, compact_below: float = 0.75) -> Tensor:
+    """Solve ``A u = b`` for every image and channel with multigrid-preconditioned CG.
+
+    Each (image, channel) system stops updating once its residual meets the
+    tolerance, so its result does not depend on the other systems. Images whose
+    systems have all converged are dropped from the working set when fewer than
+    ``compact_below`` of the current images remain active.
+    """
+    preconditioner = _Multigrid(fine)
+    spatial_dims = b.ndim - 2
+
+    def dot(u: Tensor, v: Tensor) -> Tensor:
+        """Per-system inner products ``(M, C, 1, ...)``, without an elementwise temporary."""
+        m, c = u.shape[:2]
+        flat_u, flat_v = u.reshape(m * c, 1, -1), v.reshape(m * c, -1, 1)
+        return torch.bmm(flat_u, flat_v).reshape((m, c) + (1,) * spatial_dims)
+
+    solution = torch.zeros_like(b)
+    rows = torch.arange(b.shape[0], device=b.device)  # working row -> image
+    threshold = (tol * tol) * dot(b, b)
+    u = torch.zeros_like(b)
+    r = b.clone()
+    active = dot(r, r) > threshold
+    p = preconditioner(r).clone()
+    q = torch.empty_like(p)
+    rz = dot(r, p)
+    converged = False
+    for iteration in range(1, max_iterations + 1):
+        fine.apply(p, q)
+        pq = dot(p, q)
+        positive = active & (pq > 0)
+        alpha = torch.where(positive, rz / torch.where(positive, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+        u.addcmul_(alpha, p)
+        r.addcmul_(alpha, q, value=-1.0)
+        if iteration % check_every == 0:
+            active = active & (dot(r, r) > threshold)
+            row_active = active.reshape(active.shape[0], -1).any(dim=1)
+            n_active = int(row_active.sum())
+            if n_active == 0:
+                converged = True
+                break
+            if n_active < compact_below * row_active.shape[0]:
+                done = torch.nonzero(~row_active).squeeze(1)
+                solution.index_copy_(0, rows.index_select(0, done), u.index_select(0, done))
+                keep = torch.nonzero(row_active).squeeze(1)
+                rows, u, r, p, rz = (t.index_select(0, keep) for t in (rows, u, r, p, rz))
+                active, threshold = active.index_select(0, keep), threshold.index_select(0, keep)
+                preconditioner = preconditioner.select(keep)
+                fine = preconditioner.levels[0]
+                q = torch.empty_like(p)
+            # Converged systems carry zeros from here on (no work on ever tinier, denormal values).
+            r.mul_(active)
+        z = preconditioner(r)
+        rz_new = dot(r, z)
+        ratio_defined = active & (rz > 0)
+        beta = torch.where(ratio_defined, rz_new / torch.where(ratio_defined, rz, torch.ones_like(rz)),
+                           torch.zeros_like(rz))
+        p.mul_(beta).add_(z)
+        rz = rz_new
+    if not converged:
+        active = active & (dot(r, r) > threshold)
+        if bool(active.any()):
+            warnings.warn(
+                f"The linear imputation did not reach tol={tol} within {max_iterations} iterations for "
+                f"{int(active.sum())} system(s); their last iterate is used.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    solution.index_copy_(0, rows, u)
+    return solution

@@ -1,0 +1,144 @@
+"""Slow, per-sample references for ROAD, infidelity, sufficiency, faithfulness correlation, sensitivity-n
+and the axiomatic checks (completeness, non-sensitivity).
+
+Written from the papers with numpy/scipy loops and one model call per perturbed
+image; no code is shared with the kernels or ``xaiscore._perturb``. Random
+draws (noise, subsets, patches) are passed in by the tests, which regenerate
+them with the kernels' documented draw functions, so kernel and reference see
+the same randomness.
+
+Conventions the kernels document and these references follow:
+
+* A sample is ``x`` ``(C, *S)`` numpy float64 with attribution ``a``
+  ``(1|C, *S)`` and an int target; the model is a callable on a torch batch.
+* Pixel features are positions with all their channels; their attribution is
+  the channel reduction of ``a``. With ``how=None`` every channel value is a
+  feature and a one-channel ``a`` is repeated over the channels of ``x``.
+* MoRF ranks by decreasing attribution, LeRF by increasing, ties to the lower
+  feature index (a stable sort).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+import scipy.spatial.distance
+import torch
+
+from tests.reference.localization import reduce_map
+
+# --- model ------------------------------------------------------------------------------------------
+
+
+def logits_of(model, image: np.ndarray) -> np.ndarray:
+    """Logits of one image ``(C, *S)`` (a fresh model call), float64."""
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(image)[None]))[0].double().numpy()
+
+
+def score_of(logits: np.ndarray, target: int, softmax: bool) -> float:
+    if softmax:
+        shifted = np.exp(logits - logits.max())
+        return float(shifted[target] / shifted.sum())
+    return float(logits[target])
+
+
+def baseline_image(x: np.ndarray, baseline) -> np.ndarray:
+    """The substrate of one sample: ``"zeros"``, ``"min"`` (the sample's minimum), ``"mean"`` (per channel) or a number."""
+    if baseline == "zeros":
+        return np.zeros_like(x)
+    if baseline == "min":
+        return np.full_like(x, x.min())
+    if baseline == "mean":
+        return np.broadcast_to(x.reshape(x.shape[0], -1).mean(1).reshape((-1,) + (1,) * (x.ndim - 1)), x.shape).copy()
+    return np.full_like(x, float(baseline))
+
+
+def features(x: np.ndarray, a: np.ndarray, how: str | None):
+    """``(members, values)``: the element index tuples of each feature, and its attribution."""
+    channels, spatial = x.shape[0], x.shape[1:]
+    members, values = [], []
+    if how is None:
+        full = np.broadcast_to(a, x.shape)
+        for index in itertools.product(range(channels), *[range(n) for n in spatial]):
+            members.append([index])
+            values.append(float(full[index]))
+        return members, np.array(values)
+    reduced = reduce_map(a, how)[0]
+    for position in itertools.product(*[range(n) for n in spatial]):
+        members.append([(c,) + position for c in range(channels)])
+        values.append(float(reduced[position]))
+    return members, np.array(values)
+
+
+# --- ROAD ------------------------------------------------------------------------------------------
+
+
+def road_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
+    """Rong et al.: 1/6 for direct and 1/12 for diagonal neighbours (1-D: 1/2 each)."""
+    if spatial_dims == 1:
+        return {(-1,): 0.5, (1,): 0.5}
+    return {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+
+
+def linear_imputation(x: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """ROAD's linear imputation of one image ``(C, *S)`` at the ``removed`` positions ``S`` with ``spsolve``.
+
+    One equation per removed pixel: (sum of in-image neighbour weights) * u_i
+    - sum over removed in-image neighbours w * u_j = sum over kept in-image
+    neighbours w * x_j. Every pixel removed: the imputation is 0.
+    """
+    spatial = x.shape[1:]
+    positions = [tuple(int(v) for v in p) for p in np.argwhere(removed)]
+    out = x.copy()
+    if not positions:
+        return out
+    if len(positions) == int(np.prod(spatial)):
+        for p in positions:
+            out[(slice(None),) + p] = 0.0
+        return out
+    variable = {p: k for k, p in enumerate(positions)}
+    matrix = scipy.sparse.lil_matrix((len(positions), len(positions)))
+    rhs = np.zeros((len(positions), x.shape[0]))
+    for k, p in enumerate(positions):
+        total = 0.0
+        for offset, weight in road_weights(len(spatial)).items():
+            q = tuple(pi + oi for pi, oi in zip(p, offset))
+            if not all(0 <= qi < si for qi, si in zip(q, spatial)):
+                continue
+            total += weight
+            if removed[q]:
+                matrix[k, variable[q]] -= weight
+            else:
+                rhs[k] += weight * x[(slice(None),) + q]
+        matrix[k, k] += total
+    solution = scipy.sparse.linalg.spsolve(scipy.sparse.csc_matrix(matrix), rhs).reshape(len(positions), -1)
+    for k, p in enumerate(positions):
+        out[(slice(None),) + p] = solution[k]
+    return out
+
+
+def road(model, x, a, target, *, percentages, order, noise_draws, noise, measure, how="sum"):
+    """ROAD curve of one sample: ``noise_draws`` ``(T, C, *S)`` standard normal draws per percentage."""
+    spatial = x.shape[1:]
+    values = reduce_map(a, how)[0].ravel()
+    n = values.size
+    ranking = np.argsort(-values if order == "morf" else values, kind="stable")
+    curve = []
+    for t, p in enumerate(percentages):
+        k = int(n * p / 100)
+        removed = np.zeros(n, dtype=bool)
+        removed[ranking[:k]] = True
+        removed = removed.reshape(spatial)
+        image = linear_imputation(x, removed)
+        image = image + noise * noise_draws[t] * removed[None]
+        logits = logits_of(model, image)
+        if measure == "accuracy":
+            curve.append(float(np.argmax(logits) == target))
+        else:
+            curve.append(score_of(logits, target, measure == "probability"))
+    return float(np.mean(curve)), np.array(curve)

@@ -1,0 +1,314 @@
+"""Scoring any registered metric on stacked (perturbed) problems, in as few kernel calls as it allows.
+
+A *group* is one evaluation problem: a model, ``n`` inputs with targets (and
+masks, segments), and one explanation ``(n, C', *S)`` per method. Every kernel
+scores samples independently (``docs/conventions.md``), so rows of different
+problems and different methods can share one call wherever the metric does
+not need the model:
+
+* a metric needing neither ``forward_fn``, ``model`` nor ``explain_fn``
+  (attribution-only, e.g. sparseness, or localization) is called **once** for
+  all groups and all methods, their rows concatenated along the batch axis;
+* a metric needing the model (``forward_fn``/``model``) is called once per
+  group, all methods stacked (methods whose maps have different shapes go in
+  separate calls);
+* a metric needing ``explain_fn`` (robustness, randomization) is called once
+  per group and method, with the method's explainer bound to the group's model.
+
+The explainer handed to a metric is an :class:`BoundExplainer`: called as
+``(x, target)`` it explains with the group's model; called with a model it
+returns the method bound to that model, the factory protocol of the
+randomization metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xaiscore._batching import ModelOutputError, chunked_map
+from xaiscore._checks import DTypeError, OptionError
+from xaiscore.explainers import check_explanation
+from xaiscore.specs import MetricSpec, get_metric
+
+__all__ = [
+    "ExplainerFactory",
+    "BoundExplainer",
+    "PlannedMetric",
+    "Group",
+    "derive_seed",
+    "plan_metrics",
+    "explain",
+    "predict",
+    "score_groups",
+]
+
+ExplainerFactory = Callable[[nn.Module], Callable[[Tensor, Tensor], Tensor]]
+_MODEL_INPUTS = frozenset({"forward_fn", "model", "explain_fn"})
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from ``seed`` and labels, independent of call order and of ``max_batch_size``.
+
+    Example:
+        >>> derive_seed(0, "sparseness", 1) == derive_seed(0, "sparseness", 1) != derive_seed(0, "sparseness", 2)
+        True
+    """
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+class BoundExplainer:
+    """A method's explainer factory bound to one model; also usable as the factory itself.
+
+    ``bound(x, target)`` explains with ``model`` (the explainer is built on
+    first use); ``bound(other_model)`` returns ``factory(other_model)``.
+    """
+
+    def __init__(self, factory: ExplainerFactory, model: nn.Module, name: str) -> None:
+        self.factory = factory
+        self.model = model
+        self.name = name
+        self._explainer: Callable[[Tensor, Tensor], Tensor] | None = None
+
+    def __repr__(self) -> str:
+        return f"BoundExplainer({self.name!r}, {type(self.model).__name__})"
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) == 1 and isinstance(args[0], nn.Module):
+            return _bind(self.factory, args[0], self.name)
+        if self._explainer is None:
+            self._explainer = _bind(self.factory, self.model, self.name)
+        return self._explainer(*args)
+
+
+def _bind(factory: ExplainerFactory, model: nn.Module, name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    explainer = factory(model)
+    if not callable(explainer):
+        raise ModelOutputError(
+            f"Expected the factory of method {name!r} to return an explain function `(x, target) -> a` when "
+            f"called with a model, but got {type(explainer).__name__}."
+        )
+    return explainer
+
+
+@dataclass(frozen=True)
+class PlannedMetric:
+    """A metric ready to run: its spec, its keyword options and what its kernel accepts."""
+
+    spec: MetricSpec
+    options: Mapping[str, Any]
+    parameters: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def shares_model(self) -> bool:
+        """Whether rows of different problems may share one call (the metric does not use the model)."""
+        return not (self.spec.needs & _MODEL_INPUTS)
+
+    @property
+    def per_method(self) -> bool:
+        """Whether each method needs its own call (the metric re-explains)."""
+        return "explain_fn" in self.spec.needs
+
+
+@dataclass
+class Group:
+    """One evaluation problem: ``n`` rows, a model, and one explanation per method."""
+
+    model: nn.Module | None
+    x: Tensor
+    target: Tensor
+    explanations: list[Tensor]
+    mask: Tensor | None = None
+    segments: Tensor | None = None
+    label: str = ""
+    factories: Sequence[ExplainerFactory] = field(default_factory=tuple)
+    method_names: Sequence[str] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapping[str, Any]] | None,
+                 *, available: frozenset[str]) -> tuple[list[PlannedMetric], dict[str, str]]:
+    """Resolve metrics, merge their options (spec defaults, then the user's) and check them.
+
+    Returns:
+        ``(planned, skipped)``: the runnable metrics, and metric name -> why it
+        cannot run (an input that is not available, e.g. no ``mask``).
+
+    Raises:
+        UnknownMetricError: an unknown metric name.
+        DTypeError: ``metrics`` is not a sequence of names or specs.
+        OptionError: no metric, a metric named twice, options for a metric not
+            selected, an option the kernel does not take or that names an input.
+    """
+    if isinstance(metrics, (str, MetricSpec)) or not isinstance(metrics, Sequence):
+        raise DTypeError(
+            f"Expected `metrics` to be a sequence of metric names or MetricSpec objects, but got "
+            f"{type(metrics).__name__}."
+        )
+    if not metrics:
+        raise OptionError("Expected at least one metric, but got none.")
+    specs = []
+    for item in metrics:
+        if isinstance(item, MetricSpec):
+            specs.append(item)
+        elif isinstance(item, str):
+            specs.append(get_metric(item))
+        else:
+            raise DTypeError(f"Expected a metric name or a MetricSpec, but got {type(item).__name__}.")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise OptionError(f"Expected each metric at most once, but got {names}.")
+    options = dict(options or {})
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise OptionError(f"Expected `metric_options` only for the selected metrics {names}, but got {stray}.")
+    planned, skipped = [], {}
+    for spec in specs:
+        user = dict(options.get(spec.name, {}))
+        signature = inspect.signature(spec.fn)
+        parameters = frozenset(signature.parameters)
+        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+        clash = sorted(set(user) & (set(spec.needs) | {"a", "x", "target", "mask"}))
+        if clash:
+            raise OptionError(f"Expected options of {spec.name!r} without its inputs {clash}: the meta-evaluation "
+                              "supplies them.")
+        if not open_kwargs:
+            unknown = sorted(set(user) - parameters)
+            if unknown:
+                accepted = sorted(parameters - set(spec.needs))
+                raise OptionError(f"Expected options of {spec.name!r} among {accepted}, but got {unknown}.")
+        missing = sorted(set(spec.needs) - available)
+        if missing:
+            skipped[spec.name] = f"needs {missing}, which the meta-evaluation was not given"
+            continue
+        planned.append(PlannedMetric(spec, {**spec.defaults, **user}, parameters))
+    return planned, skipped
+
+
+def predict(model: nn.Module, x: Tensor, *, max_batch_size: int) -> Tensor:
+    """Arg-max class of ``model`` on ``x`` under ``torch.inference_mode()``, in chunks: ``(n,)`` long."""
+    from xaiscore._batching import call_model
+
+    return chunked_map(x.shape[0], lambda s, e: call_model(model, x[s:e], name="model").argmax(1),
+                       max_batch_size=max_batch_size)
+
+
+def explain(factory: ExplainerFactory, model: nn.Module, x: Tensor, target: Tensor, *, name: str,
+            max_batch_size: int, validate: bool) -> Tensor:
+    """Explain ``x`` with the method bound to ``model``, in chunks; checked, detached."""
+    explainer = _bind(factory, model, name)
+    label = f"method {name!r}"
+
+    def compute(start: int, stop: int) -> Tensor:
+        a = explainer(x[start:stop], target[start:stop])
+        return check_explanation(a, x[start:stop], name=label, validate=False).detach()
+
+    a = chunked_map(x.shape[0], compute, max_batch_size=max_batch_size)
+    if validate:
+        check_explanation(a, x, name=label, validate=True)
+    return a
+
+
+def _repeat(t: Tensor | None, times: int) -> Tensor | None:
+    if t is None or times == 1:
+        return t
+    return t.repeat((times,) + (1,) * (t.ndim - 1))
+
+
+def _cat(parts: list[Tensor | None]) -> Tensor | None:
+    if parts[0] is None:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # type: ignore[arg-type]
+
+
+def _call(planned: PlannedMetric, inputs: dict[str, Any], *, n: int, max_batch_size: int, seed: int,
+          validate: bool) -> Tensor:
+    kwargs = dict(planned.options)
+    if "max_batch_size" in planned.parameters:
+        kwargs.setdefault("max_batch_size", max_batch_size)
+    if "validate" in planned.parameters:
+        kwargs.setdefault("validate", validate)
+    if "generator" in planned.parameters and "generator" not in kwargs:
+        kwargs["generator"] = torch.Generator(device=inputs["x"].device).manual_seed(seed)
+    elif "seed" in planned.parameters and "seed" not in kwargs and "generator" not in planned.parameters:
+        kwargs["seed"] = seed
+    call = {name: inputs[name] for name in planned.spec.needs}
+    result = planned.spec.fn(**call, **kwargs)
+    score = result if isinstance(result, Tensor) else getattr(result, "score", None)
+    if not isinstance(score, Tensor) or score.shape != (n,):
+        shape = tuple(score.shape) if isinstance(score, Tensor) else type(result).__name__
+        raise ModelOutputError(
+            f"Expected metric {planned.name!r} to return ({n},) scores (a tensor or a result with .score), "
+            f"but got {shape}."
+        )
+    return score.detach().to(torch.float64)
+
+
+def _shape_classes(explanations: list[Tensor]) -> list[list[int]]:
+    classes: dict[tuple[int, ...], list[int]] = {}
+    for index, a in enumerate(explanations):
+        classes.setdefault(tuple(a.shape), []).append(index)
+    return list(classes.values())
+
+
+def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_size: int, seed: int,
+                 validate: bool) -> Tensor:
+    """Score every method on every group: ``(L, sum of the groups' n)`` float64, groups in order.
+
+    Uses as few kernel calls as the metric allows (module docstring). Each call
+    gets its own generator (or ``seed``), derived from ``seed`` and the call's
+    position in this plan, which does not depend on ``max_batch_size``.
+    """
+    units: list[Group]
+    if planned.shares_model and len(groups) > 1:
+        units = [Group(
+            model=None,
+            x=_cat([g.x for g in groups]),  # type: ignore[arg-type]
+            target=_cat([g.target for g in groups]),  # type: ignore[arg-type]
+            explanations=[_cat([g.explanations[l] for g in groups]) for l in range(len(groups[0].explanations))],
+            mask=_cat([g.mask for g in groups]),
+            segments=_cat([g.segments for g in groups]),
+            label="+".join(g.label for g in groups),
+            factories=groups[0].factories,
+            method_names=groups[0].method_names,
+        )]
+    else:
+        units = list(groups)
+    columns = []
+    for unit_index, unit in enumerate(units):
+        n = len(unit)
+        n_methods = len(unit.explanations)
+        rows: list[Tensor | None] = [None] * n_methods
+        base = {"model": unit.model, "forward_fn": unit.model}
+        if planned.per_method:
+            for l in range(n_methods):
+                inputs = dict(base, x=unit.x, target=unit.target, a=unit.explanations[l], mask=unit.mask,
+                              segments=unit.segments,
+                              explain_fn=BoundExplainer(unit.factories[l], unit.model, unit.method_names[l]))
+                rows[l] = _call(planned, inputs, n=n, max_batch_size=max_batch_size, validate=validate,
+                                seed=derive_seed(seed, unit_index, "method", l))
+        else:
+            for class_index, members in enumerate(_shape_classes(unit.explanations)):
+                times = len(members)
+                inputs = dict(base, x=_repeat(unit.x, times), target=_repeat(unit.target, times),
+                              a=_cat([unit.explanations[l] for l in members]), mask=_repeat(unit.mask, times),
+                              segments=_repeat(unit.segments, times))
+                scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
+                               seed=derive_seed(seed, unit_index, "class", class_index))
+                for position, l in enumerate(members):
+                    rows[l] = scores[position * n:(position + 1) * n]
+        columns.append(torch.stack(rows))  # type: ignore[arg-type]
+    return columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)

@@ -23,8 +23,9 @@ same inputs in the same process:
    "original" explanations again); that is part of its cost as users call it. Goal: >= 10x for
    the MPRT family.
 
-Our runs include the random-attribution baseline (on by default). The CPU may be shared with
-other jobs: the load average is printed with the machine line and before each table.
+Our runs include the random-attribution baseline (on by default; ``--no-baseline`` times them
+without it). The CPU may be shared with other jobs: the load average is printed with the
+machine line and before each table; ``--threads 1`` gives steadier numbers there.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def explained_items(name: str, batch: int, n_layers: int, n_samples: int) -> int
     return 2 * batch
 
 
-def ours(name: str, model, x, target, factory, n_samples: int, batch: int):
-    common = dict(explain_fn=factory, max_batch_size=batch, seed=0)
+def ours(name: str, model, x, target, factory, n_samples: int, batch: int, baseline: bool = True):
+    common = dict(explain_fn=factory, max_batch_size=batch, seed=0, random_baseline=baseline)
     if name == "mprt":
         return lambda: rnd.mprt(model, x, target, **common)
     if name == "smooth_mprt":
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", nargs="+", default=METRICS, choices=METRICS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-quantus", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="time our metrics without the random baseline")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine")
     args = parser.parse_args(argv)
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         args.batch, args.size, args.samples, args.repeats = 4, 32, 4, 1
     warnings.filterwarnings("ignore")
     print(f"machine: {machine_line()}; load average {os.getloadavg()[0]:.2f} (CPU may be shared)")
-    print(f"B={args.batch}, 1x{args.size}x{args.size}, Saliency, bottom-up, sMPRT n_samples={args.samples}")
+    print(f"B={args.batch}, 1x{args.size}x{args.size}, Saliency, bottom-up, sMPRT n_samples={args.samples}, "
+          f"random baseline {'off' if args.no_baseline else 'on'}")
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
     candidates = [8, 16] if args.quick else [16, 32, 64, 128, 256]
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.metrics:
             n_items = explained_items(name, args.batch, n_layers, args.samples)
             floor = explain_floor(explain, x, target, n_items, batch, args.repeats)
-            ours_time = median_time(ours(name, model, x, target, factory, args.samples, batch),
+            ours_time = median_time(ours(name, model, x, target, factory, args.samples, batch, not args.no_baseline),
                                     repeats=args.repeats, warmup=0 if args.quick else 1)
             row = {"metric": name, "explained": n_items, "ours_s": ours_time, "floor_s": floor,
                    "ours/floor": ours_time / floor}

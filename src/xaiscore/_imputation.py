@@ -99,6 +99,11 @@ class _Buffers:
         self._store.clear()
 
 
+def _rows(t: Tensor, index: Tensor) -> Tensor:
+    """``t[index]`` along dim 0 through a 2-D view (``index_select`` on >2-D CPU tensors is very slow)."""
+    return t.reshape(t.shape[0], -1).index_select(0, index).reshape((index.shape[0],) + tuple(t.shape[1:]))
+
+
 def _along(dim: int, ndim: int, index: slice) -> tuple[slice, ...]:
     """An indexing tuple that applies ``index`` to dimension ``dim`` only."""
     out = [slice(None)] * ndim
@@ -178,7 +183,7 @@ class _FineLevel:
         return out.mul_(self._sum_weight).neg_().addcmul_(self._self_weight, u)
 
     def select(self, index: Tensor) -> _FineLevel:
-        return _FineLevel(self.unknown.index_select(0, index), self.diagonal.index_select(0, index))
+        return _FineLevel(_rows(self.unknown, index), _rows(self.diagonal, index))
 
 
 class _StencilLevel:
@@ -204,8 +209,8 @@ class _StencilLevel:
 
     def select(self, index: Tensor) -> _StencilLevel:
         out = object.__new__(_StencilLevel)
-        out.coef, out.unknown = self.coef.index_select(0, index), self.unknown.index_select(0, index)
-        out.inverse_diagonal = self.inverse_diagonal.index_select(0, index)
+        out.coef, out.unknown = _rows(self.coef, index), _rows(self.unknown, index)
+        out.inverse_diagonal = _rows(self.inverse_diagonal, index)
         out.spatial, out.buffers = self.spatial, _Buffers()
         return out
 
@@ -370,7 +375,7 @@ class _Multigrid:
         """The preconditioner of the systems ``index`` only (the setup is not repeated)."""
         out = object.__new__(_Multigrid)
         out.levels = [level.select(index) for level in self.levels]
-        out.coarsest_inverse = None if self.coarsest_inverse is None else self.coarsest_inverse.index_select(0, index)
+        out.coarsest_inverse = None if self.coarsest_inverse is None else _rows(self.coarsest_inverse, index)
         out.smoothing_steps = self.smoothing_steps
         return out
 
@@ -518,10 +523,10 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
                 break
             if n_active < compact_below * row_active.shape[0]:
                 done = torch.nonzero(~row_active).squeeze(1)
-                solution.index_copy_(0, rows.index_select(0, done), u.index_select(0, done))
+                solution.reshape(len(solution), -1).index_copy_(0, rows[done], _rows(u, done).reshape(len(done), -1))
                 keep = torch.nonzero(row_active).squeeze(1)
-                rows, u, r, p, rz = (t.index_select(0, keep) for t in (rows, u, r, p, rz))
-                active, threshold = active.index_select(0, keep), threshold.index_select(0, keep)
+                rows, u, r, p, rz = (_rows(t, keep) for t in (rows, u, r, p, rz))
+                active, threshold = _rows(active, keep), _rows(threshold, keep)
                 preconditioner = preconditioner.select(keep)
                 fine = preconditioner.levels[0]
                 q = torch.empty_like(p)
@@ -543,5 +548,5 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
                 RuntimeWarning,
                 stacklevel=3,
             )
-    solution.index_copy_(0, rows, u)
+    solution.reshape(len(solution), -1).index_copy_(0, rows, u.reshape(len(u), -1))
     return solution

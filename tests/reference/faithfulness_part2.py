@@ -142,3 +142,67 @@ def road(model, x, a, target, *, percentages, order, noise_draws, noise, measure
         else:
             curve.append(score_of(logits, target, measure == "probability"))
     return float(np.mean(curve)), np.array(curve)
+
+
+# --- infidelity (Yeh et al. 2019) ---------------------------------------------------------------------------
+
+
+def infidelity(model, x, a, target, *, perturbed_images, baseline_image_, normalize, multiply_by_inputs, softmax):
+    """Infidelity of one sample from its perturbed images ``x_j`` (``I_j = x - x_j``), straight from the formula."""
+    full_a = np.broadcast_to(a, x.shape)
+    f_x = score_of(logits_of(model, x), target, softmax)
+    projections, deltas = [], []
+    for image in perturbed_images:
+        change = x - image
+        if multiply_by_inputs:
+            scale = x - baseline_image_
+            change = np.where(scale != 0, change / np.where(scale != 0, scale, 1.0), change)
+        projections.append(float((change * full_a).sum()))
+        deltas.append(f_x - score_of(logits_of(model, image), target, softmax))
+    s, d = np.array(projections), np.array(deltas)
+    beta = 1.0
+    if normalize:
+        beta = float((s * d).sum() / (s * s).sum()) if (s * s).sum() != 0 else 0.0
+    return float(np.mean((beta * s - d) ** 2))
+
+
+# --- random-subset correlations (Bhatt et al. 2020; Ancona et al. 2018) ------------------------------------------
+
+
+def pearson(u, v) -> float:
+    u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    if len(u) < 2 or np.all(u == u[0]) or np.all(v == v[0]):
+        return math.nan
+    du, dv = u - u.mean(), v - v.mean()
+    denominator = math.sqrt((du * du).sum() * (dv * dv).sum())
+    return float(np.clip((du * dv).sum() / denominator, -1, 1)) if denominator > 0 else math.nan
+
+
+def subset_drops(model, x, a, target, subsets, *, baseline, how, softmax):
+    """``(attribution sums, output drops)`` over the given feature subsets (lists of feature indices)."""
+    members, values = features(x, a, how)
+    substrate = baseline_image(x, baseline)
+    f_x = score_of(logits_of(model, x), target, softmax)
+    sums, drops = [], []
+    for subset in subsets:
+        image = x.copy()
+        for feature in subset:
+            for element in members[feature]:
+                image[element] = substrate[element]
+        sums.append(float(sum(values[f] for f in subset)))
+        drops.append(f_x - score_of(logits_of(model, image), target, softmax))
+    return sums, drops
+
+
+def faithfulness_correlation(model, x, a, target, *, subsets, baseline, how, softmax):
+    return pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how, softmax=softmax))
+
+
+def sensitivity_n(model, x, a, target, *, subsets_per_size, baseline, how, softmax):
+    """Curve over sizes: ``subsets_per_size[t]`` are the subsets of the ``t``-th size."""
+    curve = np.array([
+        pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how, softmax=softmax))
+        for subsets in subsets_per_size
+    ])
+    score = float(np.nanmean(curve)) if not np.all(np.isnan(curve)) else math.nan
+    return score, curve

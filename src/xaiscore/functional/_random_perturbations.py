@@ -41,25 +41,26 @@ def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float3
     return (radius * torch.cos((2.0 * math.pi) * u2)).to(dtype)
 
 
-def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
-    """A uniformly random ``subset_size``-subset of ``[0, n_features)`` per key: ``(n, n_features)`` bool.
+def random_subsets(keys: Tensor, n_features: int, subset_size: int | Tensor) -> Tensor:
+    """A uniformly random subset of ``[0, n_features)`` per key: ``(n, n_features)`` bool.
 
-    The subset of row ``i`` is the ``subset_size`` features with the smallest
-    :func:`counter_uniform` values of ``keys[i]`` (ties have probability ~0 and
-    go to the lower index), i.e. a draw without replacement.
+    The subset of row ``i`` holds the ``subset_size`` (an int, or ``(n,)``
+    sizes per row) features with the smallest :func:`counter_uniform` values of
+    ``keys[i]`` (ties have probability ~0 and go to the lower index), i.e. a
+    draw without replacement. For a fixed key, smaller subsets are nested in
+    larger ones.
 
     Example:
         >>> from xaiscore._perturb import random_keys
-        >>> chosen = random_subsets(random_keys(2, torch.Generator().manual_seed(0)), 10, 3)
+        >>> chosen = random_subsets(random_keys(2, torch.Generator().manual_seed(0)), 10, torch.tensor([3, 5]))
         >>> chosen.shape, chosen.sum(1).tolist()
-        (torch.Size([2, 10]), [3, 3])
+        (torch.Size([2, 10]), [3, 5])
     """
     values = counter_uniform(keys, n_features, dtype=torch.float64)
-    out = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
-    if subset_size <= 0:
-        return out
-    order = torch.sort(values, dim=1, stable=True).indices[:, :subset_size]
-    return out.scatter_(1, order, True)
+    order = torch.sort(values, dim=1, stable=True).indices
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(n_features, device=keys.device).expand_as(order))
+    sizes = subset_size.reshape(-1, 1) if isinstance(subset_size, Tensor) else subset_size
+    return ranks < sizes
 
 
 def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:

@@ -19,6 +19,7 @@ from xaiscore._reduce import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore.functional._faithfulness_common import finish_scores, prepare_model_inputs
 from xaiscore.functional._random_perturbations import counter_normal
 from xaiscore.functional._results import CurveResult
+from xaiscore.functional._sample_items import item_samples, take_rows
 
 __all__ = ["road", "ROAD_PERCENTAGES", "QUANTUS_ROAD_PERCENTAGES"]
 
@@ -150,10 +151,9 @@ def road(
     view = (-1,) + (1,) * (x.ndim - 1)
 
     def compute(start: int, stop: int) -> Tensor:
-        item = torch.arange(start, stop, device=x.device)
-        sample = torch.div(item, n_steps, rounding_mode="floor")
-        removed = rank.index_select(0, sample) < counts.index_select(0, item - sample * n_steps).reshape(view)
-        images = linear_imputation(x.index_select(0, sample), removed, tol=tol)
+        sample, step = item_samples(start, stop, n_steps, x.device)
+        removed = take_rows(rank, sample) < counts.index_select(0, step).reshape(view)
+        images = linear_imputation(take_rows(x, sample), removed, tol=tol)
         if keys is not None:
             draws = counter_normal(keys[start:stop], c * images[0, 0].numel(), dtype=images.dtype)
             images = images.addcmul_(draws.reshape(images.shape), removed, value=noise)

@@ -346,3 +346,56 @@ def test_float32_inputs_keep_their_dtype_and_agree_with_float64():
     e32 = fa.faithfulness_estimate(model32, x.float(), a.float(), target)
     assert e32.dtype == torch.float32
     close(e32, e64, atol=1e-4)
+
+
+# --- a tiny CNN on 2-D inputs ------------------------------------------------------------------
+
+
+def _tiny_cnn(channels: int, seed: int) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(channels, 4, 3, padding=1), torch.nn.Tanh(),
+        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 3),
+    ).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * 0.5)
+    return model.eval()
+
+
+CNN_CASES = {
+    "deletion": (lambda m, x, a, t: fa.deletion(m, x, a, t, features_per_step=7).curve,
+                 lambda m, x, a, t: ref.deletion(m, x, a, t, per_step=7)[1]),
+    "insertion": (lambda m, x, a, t: fa.insertion(m, x, a, t, features_per_step=7).curve,
+                  lambda m, x, a, t: ref.insertion(m, x, a, t, per_step=7)[1]),
+    "pixel_flipping": (lambda m, x, a, t: fa.pixel_flipping(m, x, a, t, features_per_step=5).curve,
+                       lambda m, x, a, t: ref.deletion(m, x, a, t, per_step=5, softmax=False)[1]),
+    "region_perturbation": (
+        lambda m, x, a, t: fa.region_perturbation(m, x, a, t, patch_size=3, steps=6, baseline="mean").curve,
+        lambda m, x, a, t: ref.region_perturbation(m, x, a, t, patch=3, steps=6, baseline="mean")[1]),
+    "selectivity": (lambda m, x, a, t: fa.selectivity(m, x, a, t, patch_size=3).curve,
+                    lambda m, x, a, t: ref.selectivity(m, x, a, t, patch=3)[1]),
+    "irof": (lambda m, x, a, t: fa.irof(m, x, a, t, n_segments=12).curve,
+             lambda m, x, a, t: ref.irof(m, x, a, t, labels=ref.grid_labels((7, 8), 3))[1]),
+    "faithfulness_estimate": (lambda m, x, a, t: fa.faithfulness_estimate(m, x, a, t, features_per_step=4),
+                              lambda m, x, a, t: ref.faithfulness_estimate(m, x, a, t, per_step=4)),
+    "monotonicity": (lambda m, x, a, t: fa.monotonicity(m, x, a, t, features_per_step=4),
+                     lambda m, x, a, t: ref.monotonicity(m, x, a, t, per_step=4)),
+    "monotonicity_correlation": (
+        lambda m, x, a, t: fa.monotonicity_correlation(m, x, a, t, features_per_step=4, n_samples=2,
+                                                       baseline="zeros"),
+        lambda m, x, a, t: ref.monotonicity_correlation(m, x, a, t, per_step=4, n_samples=2, baseline="zeros")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CNN_CASES))
+def test_tiny_cnn_matches_reference(name):
+    ours_fn, reference = CNN_CASES[name]
+    generator = torch.Generator().manual_seed(12)
+    model = _tiny_cnn(3, seed=13)
+    x = torch.rand(3, 3, 7, 8, generator=generator, dtype=torch.float64)
+    a = torch.randn(3, 1, 7, 8, generator=generator, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2])
+    ours = ours_fn(model, x, a, target)
+    for i in range(3):
+        close(ours[i], reference(model, x[i].numpy(), a[i].numpy(), int(target[i])))

@@ -206,3 +206,87 @@ def sensitivity_n(model, x, a, target, *, subsets_per_size, baseline, how, softm
     ])
     score = float(np.nanmean(curve)) if not np.all(np.isnan(curve)) else math.nan
     return score, curve
+
+
+# --- completeness (Sundararajan et al. 2017) and non-sensitivity (Nguyen and Martinez 2020) --------------------
+
+
+def completeness(model, x, a, target, *, baseline, rtol, atol, softmax) -> float:
+    difference = score_of(logits_of(model, x), target, softmax) - score_of(
+        logits_of(model, baseline_image(x, baseline)), target, softmax)
+    return float(abs(float(a.sum()) - difference) <= atol + rtol * abs(difference))
+
+
+def patch_labels(spatial: tuple[int, ...], patch: int) -> np.ndarray:
+    """Cell of every position on a grid of ``patch``-sided cells, each axis padded evenly (smaller half first)."""
+    before, cells = [], []
+    for n in spatial:
+        pad = (patch - n % patch) % patch
+        before.append(pad // 2)
+        cells.append((n + pad) // patch)
+    labels = np.zeros(spatial, dtype=np.int64)
+    for position in itertools.product(*[range(n) for n in spatial]):
+        labels[position] = np.ravel_multi_index(tuple((p + b) // patch for p, b in zip(position, before)), cells)
+    return labels
+
+
+def attribution_magnitudes(x, a, *, how, patch):
+    """``(members, magnitudes)``: features (element index lists) and the reduction of ``|a|`` summed over each."""
+    if patch is None:
+        members, values = features(x, np.abs(a), how)
+        return members, values
+    reduced = reduce_map(np.abs(a), how if how is not None else "sum")[0]
+    labels = patch_labels(x.shape[1:], patch)
+    members, values = [], []
+    for cell in range(int(labels.max()) + 1):
+        positions = [tuple(p) for p in np.argwhere(labels == cell)]
+        members.append([(c,) + p for p in positions for c in range(x.shape[0])])
+        values.append(float(sum(reduced[p] for p in positions)))
+    return members, np.array(values)
+
+
+def non_sensitivity(model, x, a, target, *, eps, baseline, how, patch, scale, softmax) -> float:
+    """``|Z_f sym-diff Z_a|`` for one sample; ``scale`` divides the magnitudes (1 for none)."""
+    members, magnitudes = attribution_magnitudes(x, a, how=how, patch=patch)
+    substrate = baseline_image(x, baseline)
+    f_x = score_of(logits_of(model, x), target, softmax)
+    count = 0
+    for feature, elements in enumerate(members):
+        image = x.copy()
+        for element in elements:
+            image[element] = substrate[element]
+        ignored = abs(score_of(logits_of(model, image), target, softmax) - f_x) < eps
+        unattributed = magnitudes[feature] / scale < eps
+        count += int(ignored != unattributed)
+    return float(count)
+
+
+# --- sufficiency (Dasgupta et al. 2022) --------------------------------------------------------------------------
+
+
+def sufficiency(model, x, a, *, threshold, distance, normalise_distances, absolute, normalise) -> np.ndarray:
+    """The whole batch at once (the batch is the reference set): ``x`` ``(B, C, *S)``, ``a`` ``(B, ...)``."""
+    b = len(x)
+    e = a.reshape(b, -1).astype(np.float64)
+    if absolute:
+        e = np.abs(e)
+    if normalise == "sample":
+        peak = np.abs(e).max(axis=1, keepdims=True)
+        e = e / np.where(peak > 0, peak, 1.0)
+    elif normalise == "batch" and np.abs(e).max() > 0:
+        e = e / np.abs(e).max()
+    if distance == "seuclidean" and b > 1:
+        variance = e.var(axis=0, ddof=1)
+        keep = variance > 0
+        d = scipy.spatial.distance.cdist(e[:, keep], e[:, keep], "seuclidean", V=variance[keep])
+    else:
+        d = scipy.spatial.distance.cdist(e, e, "euclidean")
+    if normalise_distances and d.max() > 0:
+        d = d / d.max()
+    prediction = [int(np.argmax(logits_of(model, x[i]))) for i in range(b)]
+    out = np.full(b, math.nan)
+    for i in range(b):
+        neighbours = [j for j in range(b) if j != i and d[i, j] <= threshold]
+        if neighbours:
+            out[i] = sum(prediction[j] == prediction[i] for j in neighbours) / len(neighbours)
+    return out

@@ -563,7 +563,9 @@ def smooth_mprt(
     plain MPRT), then scored as in :func:`mprt`. The same noise is used for
     every model (common random numbers), drawn from ``generator``. All
     ``B * N`` noisy copies of one model go through the explainer in chunks of
-    at most ``max_batch_size``.
+    at most ``max_batch_size``; when they take at most 256 MiB they are kept
+    for the next model, so the explain function must not modify its inputs
+    in place.
 
     Args:
         model, x, target, explain_fn: As in :func:`mprt`.

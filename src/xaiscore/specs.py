@@ -255,6 +255,41 @@ _spec("monotonicity_correlation", "faithfulness", "faithfulness", True, _FAITH,
       description="Spearman correlation of |a| group sums with the score variance under noise in the group.",
       features_per_step=0.0625, n_samples=5)
 
+# --- faithfulness (part 2) ---------------------------------------------------------------------
+_spec("road", "road", "faithfulness", False, _FAITH,
+      "Rong et al. 2022, A consistent and efficient evaluation strategy for attribution methods, ICML",
+      stochastic=True, output="curve",
+      description="Accuracy as pixels are removed most relevant first and imputed by noisy linear imputation.",
+      percentages=(10, 30, 50, 70, 90))
+_spec("infidelity", "faithfulness_random", "faithfulness", False, _FAITH,
+      "Yeh et al. 2019, On the (in)fidelity and sensitivity of explanations, NeurIPS",
+      stochastic=True,
+      description="Mean squared error between attribution-predicted and actual output changes (optimally scaled).",
+      n_perturbations=10)
+_spec("faithfulness_correlation", "faithfulness_random", "faithfulness", True, _FAITH,
+      "Bhatt et al. 2020, Evaluating and aggregating feature-based model explanations, IJCAI",
+      stochastic=True,
+      description="Pearson correlation of random-subset attribution sums with the score drop of removing them.",
+      subset_size=0.05, n_runs=50)
+_spec("sensitivity_n", "faithfulness_random", "faithfulness", True, _FAITH,
+      "Ancona et al. 2018, Towards better understanding of gradient-based attribution methods for deep neural "
+      "networks, ICLR",
+      stochastic=True, output="curve",
+      description="Per subset size n: correlation of attribution sums with output drops over random subsets.",
+      n_subsets=20)
+_spec("sufficiency", "sufficiency", "faithfulness", True, ("forward_fn", "x", "a"),
+      "Dasgupta et al. 2022, Framework for evaluating faithfulness of local explanations, ICML",
+      description="Share of similarly explained samples in the batch that get the same prediction.")
+
+# --- axiomatic ------------------------------------------------------------------------------------
+_spec("completeness", "axiomatic", "axiomatic", True, _FAITH,
+      "Sundararajan et al. 2017, Axiomatic attribution for deep networks, ICML",
+      description="1 if the attributions sum to f(x) - f(baseline) within a relative tolerance.")
+_spec("non_sensitivity", "axiomatic", "axiomatic", False, _FAITH,
+      "Nguyen and Martinez 2020, On quantitative aspects of model interpretability, arXiv:2007.07584",
+      description="Number of features that the model ignores but are attributed, or are used but attributed 0.",
+      patch_size=8)
+
 # --- robustness --------------------------------------------------------------------------------
 _SENS = ("x", "a", "target", "explain_fn")
 _STAB = ("forward_fn", "x", "a", "target", "explain_fn")

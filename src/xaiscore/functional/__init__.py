@@ -4,6 +4,7 @@ Every kernel is batch-first and returns ``(B,)`` scores (or a result with
 ``(B, T)`` curves) on the input's device, NaN where a score is undefined.
 """
 
+from xaiscore.functional.axiomatic import completeness, non_sensitivity
 from xaiscore.functional.complexity import (
     complexity,
     effective_complexity,
@@ -20,6 +21,11 @@ from xaiscore.functional.faithfulness import (
     pixel_flipping,
     region_perturbation,
     selectivity,
+)
+from xaiscore.functional.faithfulness_random import (
+    faithfulness_correlation,
+    infidelity,
+    sensitivity_n,
 )
 from xaiscore.functional.localization import (
     attribution_localisation,
@@ -38,6 +44,7 @@ from xaiscore.functional.randomization import (
     random_logit,
     smooth_mprt,
 )
+from xaiscore.functional.road import road
 from xaiscore.functional.robustness import (
     avg_sensitivity,
     consistency,
@@ -48,6 +55,7 @@ from xaiscore.functional.robustness import (
     relative_output_stability,
     relative_representation_stability,
 )
+from xaiscore.functional.sufficiency import sufficiency
 
 __all__ = [
     # localization
@@ -75,6 +83,15 @@ __all__ = [
     "faithfulness_estimate",
     "monotonicity",
     "monotonicity_correlation",
+    # faithfulness (part 2)
+    "road",
+    "infidelity",
+    "faithfulness_correlation",
+    "sensitivity_n",
+    "sufficiency",
+    # axiomatic
+    "completeness",
+    "non_sensitivity",
     # robustness
     "max_sensitivity",
     "avg_sensitivity",

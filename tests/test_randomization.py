@@ -560,3 +560,7 @@ def test_input_and_option_errors():
                          explain_fn=gradient)
     with pytest.raises(ShapeError):
         rnd.mprt(model, x, target, explain_fn=gradient, a=torch.zeros(2, 1, 5, 5, dtype=torch.float64))
+    two_channels = make_model(channels=2)
+    x2, _ = inputs(2, channels=2)
+    with pytest.raises(ModelOutputError, match="shape of `a`"):  # `a` has one channel, the explainer two
+        rnd.mprt(two_channels, x2, target, explain_fn=gradient, a=torch.rand(2, 1, 6, 6, dtype=torch.float64))

@@ -396,6 +396,11 @@ def _layerwise_similarity(
                                               include_original=a is None):
         explanation = explain(_bind(explain_fn, step_model))
         finite(explanation, _where(name))
+        if a is not None and explanation.shape != a.shape:
+            raise ModelOutputError(
+                f"Expected `explain_fn` to return attributions of the shape of `a` {tuple(a.shape)}, but got "
+                f"{tuple(explanation.shape)} for {_where(name)}."
+            )
         if random is not None and random_original is None:
             random_original = prepare(post(random(explanation)))
         if name is None:

@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_robustness.py               # B=16, 1x224x224, Saliency, 50 noisy copies
     python benchmarks/bench_robustness.py --quick       # a smoke run in seconds
-    python benchmarks/bench_robustness.py --samples 200 --metrics max_sensitivity --no-quantus
+    python benchmarks/bench_robustness.py --samples 200 --metrics max_sensitivity --models linear --no-quantus
 
 Two tables, measured on the same inputs in the same process:
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=28, help="continuity translations")
     parser.add_argument("--metrics", nargs="+", default=METRICS, choices=METRICS)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=["cnn", "linear"])
     parser.add_argument("--no-quantus", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -170,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not hasattr(np, "trapz"):
                 np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
-    for model_name, model in (("small CNN", small_cnn()), ("linear", linear_model(args.size))):
+    models = {"cnn": ("small CNN", small_cnn), "linear": ("linear", lambda: linear_model(args.size))}
+    for model_name, build in (models[m] for m in args.models):
+        model = build()
         with torch.no_grad():
             target = model(x).argmax(1)
         explain = captum_explainer(model, "Saliency")

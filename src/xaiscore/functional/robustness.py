@@ -418,14 +418,11 @@ def local_lipschitz_estimate(
 # --- Agarwal et al. 2022 -------------------------------------------------------------------
 
 
-def _guard(values: Tensor, eps_min: float) -> Tensor:
-    """``values`` with exact zeros replaced by ``eps_min`` (the percent-change denominator)."""
-    return values + (values == 0).to(values.dtype) * eps_min
-
-
 def _relative_change(reference: Tensor, perturbed: Tensor, eps_min: float, p: float) -> Tensor:
     """``|| (reference - perturbed) / reference ||_p`` per row, zeros in ``reference`` replaced by ``eps_min``."""
-    return _norm((reference - perturbed) / _guard(reference, eps_min), p)
+    change = reference - perturbed
+    change.div_(torch.where(reference == 0, eps_min, reference))
+    return _norm(change, p)
 
 
 def _check_stability_options(p: float, eps_min: float) -> tuple[float, float]:

@@ -181,8 +181,10 @@ def test_random_metrics_are_seeded():
 
 
 def subsets_of(keys, n, sizes):
-    chosen = random_subsets(keys, n, sizes)
-    return [np.flatnonzero(row).tolist() for row in chosen.numpy()]
+    """The kernels' subsets: item ``i`` draws ``sizes[i]`` (or ``sizes``) features from ``keys[i]``."""
+    sizes = [sizes] * len(keys) if isinstance(sizes, int) else [int(s) for s in sizes]
+    return [np.flatnonzero(random_subsets(keys[i : i + 1], n, sizes[i])[0].numpy()).tolist()
+            for i in range(len(keys))]
 
 
 @settings(max_examples=25)
@@ -268,10 +270,15 @@ def test_draws_have_the_documented_distributions():
     keys = random_keys(4000, torch.Generator().manual_seed(12))
     normal = counter_normal(keys, 50, dtype=torch.float64)
     assert abs(float(normal.mean())) < 0.01 and abs(float(normal.std()) - 1) < 0.01
-    chosen = random_subsets(keys, 10, 3)
-    assert torch.equal(chosen.sum(1), torch.full((4000,), 3))
-    frequency = chosen.double().mean(0)
-    assert float((frequency - 0.3).abs().max()) < 0.03  # every feature equally likely
+    for n, k in ((10, 3), (10, 8), (600, 5), (600, 597), (600, 200)):  # both samplers, and complements
+        chosen = random_subsets(keys, n, k)
+        assert torch.equal(chosen.sum(1), torch.full((4000,), k))
+        frequency = chosen.double().mean(0)
+        assert float((frequency - k / n).abs().max()) < 4.5 * math.sqrt(k / n * (1 - k / n) / 4000) + 1e-9
+    pairs = random_subsets(keys, 600, 2).double()  # pairs: no pair preferred (uniform over 2-subsets)
+    together = (pairs[:, :300].sum(1) == 2).double().mean()
+    expected = (300 * 299 / 2) / (600 * 599 / 2)
+    assert abs(float(together) - expected) < 4.5 * math.sqrt(expected * (1 - expected) / 4000)
     masks = random_patch_masks(keys, (5, 7), (2, 3))
     areas = masks.sum((1, 2, 3))
     assert set(areas.tolist()) == {4, 9}

@@ -41,26 +41,55 @@ def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float3
     return (radius * torch.cos((2.0 * math.pi) * u2)).to(dtype)
 
 
-def random_subsets(keys: Tensor, n_features: int, subset_size: int | Tensor) -> Tensor:
-    """A uniformly random subset of ``[0, n_features)`` per key: ``(n, n_features)`` bool.
+#: Below this many features, or above this share of them, subsets come from one uniform per feature.
+_CANDIDATE_MIN_FEATURES = 512
+_CANDIDATE_MAX_SHARE = 8
 
-    The subset of row ``i`` holds the ``subset_size`` (an int, or ``(n,)``
-    sizes per row) features with the smallest :func:`counter_uniform` values of
-    ``keys[i]`` (ties have probability ~0 and go to the lower index), i.e. a
-    draw without replacement. For a fixed key, smaller subsets are nested in
-    larger ones.
+
+def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
+    """A uniformly random ``subset_size``-subset of ``[0, n_features)`` per key: ``(n, n_features)`` bool.
+
+    Two exact samplers, picked by size (a draw without replacement either way):
+
+    * Small subsets (at most 1/8 of at least 512 features, or the complement
+      of one): ``2 k + 64`` uniform indices are drawn with replacement from the
+      key's stream and the first ``k`` distinct ones in draw order are kept
+      (sequential rejection of repeats, which is uniform over ``k``-subsets).
+      Fewer than ``k`` distinct indices among the candidates would leave the
+      subset short; at these sizes that has probability below ``1e-20``.
+    * Otherwise one uniform per feature, and the ``k`` smallest (``topk``).
+
+    Subsets larger than half the features are drawn as complements.
 
     Example:
         >>> from xaiscore._perturb import random_keys
-        >>> chosen = random_subsets(random_keys(2, torch.Generator().manual_seed(0)), 10, torch.tensor([3, 5]))
-        >>> chosen.shape, chosen.sum(1).tolist()
-        (torch.Size([2, 10]), [3, 5])
+        >>> keys = random_keys(2, torch.Generator().manual_seed(0))
+        >>> [random_subsets(keys, n, k).sum(1).tolist() for n, k in ((10, 3), (1000, 20), (1000, 990))]
+        [[3, 3], [20, 20], [990, 990]]
     """
-    values = counter_uniform(keys, n_features, dtype=torch.float64)
-    order = torch.sort(values, dim=1, stable=True).indices
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(n_features, device=keys.device).expand_as(order))
-    sizes = subset_size.reshape(-1, 1) if isinstance(subset_size, Tensor) else subset_size
-    return ranks < sizes
+    n = keys.shape[0]
+    device = keys.device
+    if subset_size <= 0 or subset_size >= n_features:
+        return torch.full((n, n_features), subset_size >= n_features, dtype=torch.bool, device=device)
+    complement = subset_size > n_features - subset_size
+    k = n_features - subset_size if complement else subset_size
+    if n_features >= _CANDIDATE_MIN_FEATURES and k * _CANDIDATE_MAX_SHARE <= n_features:
+        draws = counter_uniform(keys, 2 * k + 64, dtype=torch.float64)
+        index = (draws * n_features).long().clamp_(max=n_features - 1)
+        ordered, order = torch.sort(index, dim=1, stable=True)
+        first = torch.ones_like(ordered, dtype=torch.bool)
+        first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # the earliest draw of each index (stable sort)
+        new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order
+        take = new & (torch.cumsum(new, dim=1) <= k)
+        target = torch.where(take, index, torch.full_like(index, n_features))  # the rest into a spare column
+        chosen = torch.zeros((n, n_features + 1), dtype=torch.bool, device=device)
+        chosen.scatter_(1, target, True)
+        chosen = chosen[:, :n_features]
+    else:
+        values = counter_uniform(keys, n_features, dtype=torch.float64)
+        smallest = torch.topk(values, k, dim=1, largest=False, sorted=False).indices
+        chosen = torch.zeros((n, n_features), dtype=torch.bool, device=device).scatter_(1, smallest, True)
+    return ~chosen if complement else chosen
 
 
 def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:

@@ -192,15 +192,26 @@ def infidelity(
 # --- random-subset correlations ----------------------------------------------------------------------
 
 
-def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Tensor, sizes: Tensor,
-                   per_sample: int, substrate: Tensor, *, softmax: bool, max_batch_size: int) -> Tensor:
-    """``(B, per_sample, 2)``: attribution sum of the subset and the target score with the subset removed."""
+def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Tensor, sizes: list[int],
+                   group: int, substrate: Tensor, *, softmax: bool, max_batch_size: int) -> Tensor:
+    """``(B, R, 2)`` with ``R = len(sizes) * group``: each subset's attribution sum and the score without it.
+
+    Item ``(sample, r)`` (flat ``sample * R + r``) removes a random subset of
+    ``sizes[r // group]`` features drawn from ``keys[item]``.
+    """
     x, target = inputs.x, inputs.target
-    b = x.shape[0]
+    b, per_sample = x.shape[0], len(sizes) * group
+
+    def chosen_features(start: int, stop: int) -> Tensor:
+        # Items of one size form runs of ``group``: one draw per run within the chunk.
+        bounds = [start] + list(range((start // group + 1) * group, stop, group)) + [stop]
+        pieces = [random_subsets(keys[lo:hi], part.n_features, sizes[(lo % per_sample) // group])
+                  for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def compute(start: int, stop: int) -> Tensor:
-        sample, repeat = item_samples(start, stop, per_sample, x.device)
-        chosen = random_subsets(keys[start:stop], part.n_features, sizes.index_select(0, repeat))
+        sample, _ = item_samples(start, stop, per_sample, x.device)
+        chosen = chosen_features(start, stop)
         attribution_sum = (chosen * take_rows(values, sample)).sum(1)
         perturbed = torch.where(_element_mask(chosen, part), _substrate_rows(substrate, sample), take_rows(x, sample))
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
@@ -274,8 +285,7 @@ def faithfulness_correlation(
     values = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
     keys = random_keys(x.shape[0] * n_runs, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
-    sizes = torch.full((n_runs,), size, dtype=torch.long, device=x.device)
-    out = _subset_scores(forward_fn, inputs, part, values, keys, sizes, n_runs, substrate, softmax=softmax,
+    out = _subset_scores(forward_fn, inputs, part, values, keys, [size], n_runs, substrate, softmax=softmax,
                          max_batch_size=max_batch_size)
     delta = inputs.score.unsqueeze(1) - finish_scores(out[..., 1], x, validate=validate)
     return pearson_rows(out[..., 0], delta).to(x.dtype)
@@ -376,8 +386,7 @@ def sensitivity_n(
     per_sample = n_sizes * n_subsets
     keys = random_keys(x.shape[0] * per_sample, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
-    sizes = torch.tensor(counts, dtype=torch.long, device=x.device).repeat_interleave(n_subsets)
-    out = _subset_scores(forward_fn, inputs, part, values, keys, sizes, per_sample, substrate, softmax=softmax,
+    out = _subset_scores(forward_fn, inputs, part, values, keys, counts, n_subsets, substrate, softmax=softmax,
                          max_batch_size=max_batch_size)
     b = x.shape[0]
     sums = out[..., 0].reshape(b * n_sizes, n_subsets)

@@ -1,0 +1,656 @@
+"""The Quantus call protocol on top of our kernels: numpy in, tensors on ``device``, kernels, numpy/lists out.
+
+:class:`Metric` reproduces what Quantus 0.6.0's ``Metric.__call__`` does before
+and after its per-batch loop (``general_preprocess``, ``explain_batch``,
+aggregation), and hands one :class:`Prepared` batch to the subclass's
+``_evaluate``, which calls a vectorised kernel from :mod:`xaiscore.functional`
+once for all samples.
+
+What happens to the inputs, in Quantus' order:
+
+1. ``channel_first=None`` infers the layout of ``x_batch`` with Quantus' rule
+   (:func:`infer_channel_first`); channel-last inputs are moved to channel-first.
+   Unlike Quantus, an ``a_batch``/``s_batch`` given channel-last with the
+   dimensions of ``x_batch`` is moved too.
+2. The model (an ``nn.Module``) is used for logits; a trailing ``nn.Softmax``
+   is stripped (on a copy) and ``softmax=True`` applies the softmax in the
+   kernel, which is what Quantus' ``PyTorchModel`` computes. It receives the
+   inputs channel-first, in float32 unless its parameters are of another
+   floating dtype, on ``device``.
+3. ``a_batch`` (or, if ``None``, the explanations of ``explain_func`` in chunks
+   of ``batch_size``) gets a channel axis as in Quantus
+   (``expand_attribution_channel``), then ``normalise`` and ``abs``.
+   ``normalise`` divides **each sample** by its own largest absolute value;
+   ``quantus_bug_compatible=True`` divides by the maximum over the whole batch
+   (over each ``batch_size`` chunk for explanations computed here), as Quantus does.
+4. The subclass computes all scores in one kernel call (``batch_size`` is the
+   kernel's ``max_batch_size``: the most images per model or explainer call).
+5. Scores come back as Quantus returns them: a list of floats per sample (or
+   curves, or a dict), ``[aggregate_func(scores)]`` with ``return_aggregate``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import importlib
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xaiscore._checks import DTypeError, OptionError, ShapeError, check_mask
+from xaiscore._reduce import normalise_by_max
+from xaiscore.explainers import QuantusExplainer
+
+__all__ = [
+    "Metric",
+    "Prepared",
+    "ScoreDirection",
+    "infer_channel_first",
+    "resolve_device",
+    "QuantusCompatibilityError",
+]
+
+#: Constructor keywords every Quantus metric shares (and that :class:`Metric` handles).
+COMMON_KEYWORDS: tuple[str, ...] = (
+    "abs",
+    "normalise",
+    "normalise_func",
+    "normalise_func_kwargs",
+    "return_aggregate",
+    "aggregate_func",
+    "default_plot_func",
+    "disable_warnings",
+    "display_progressbar",
+    "quantus_bug_compatible",
+)
+
+
+class QuantusCompatibilityError(OptionError, NotImplementedError):
+    """A Quantus option or metric that the drop-in does not support (the message names the alternative)."""
+
+
+class ScoreDirection(enum.Enum):
+    """Whether a higher or a lower score is better (Quantus' ``ScoreDirection`` names)."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+
+
+def common(local_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared constructor keywords from a subclass ``__init__``'s ``locals()`` (plus its ``**kwargs``)."""
+    out = {key: local_vars[key] for key in COMMON_KEYWORDS}
+    out.update(local_vars.get("kwargs", {}))
+    return out
+
+
+def reject_unknown(kwargs: Mapping[str, Any], where: str) -> None:
+    """Raise like Quantus' ``warn.check_kwargs`` (a ``ValueError``) on unexpected keywords."""
+    if kwargs:
+        raise OptionError(
+            f"Unexpected keyword argument(s) to {where}: {sorted(kwargs)}. Check their spelling against the "
+            "class docstring (options of the explainer go in `explain_func_kwargs`, of the model in "
+            "`model_predict_kwargs`, of the normalisation in `normalise_func_kwargs`)."
+        )
+
+
+# --- layout ----------------------------------------------------------------------------------------
+
+
+def infer_channel_first(shape: Sequence[int]) -> bool:
+    """Quantus' ``infer_channel_first`` rule for a batch of inputs of ``shape``.
+
+    * ``(B, F)``: channel-first (no channel axis).
+    * ``(B, d1, d2)``: channel-first if ``d1 < d2``, channel-last if ``d1 > d2``.
+    * ``(B, d1, d2, d3)``: channel-last if ``d3`` is the smallest, channel-first if ``d1`` is.
+
+    Raises:
+        ShapeError: the shape is ambiguous (pass ``channel_first``) or has more than 4 dimensions.
+
+    Example:
+        >>> infer_channel_first((8, 3, 32, 32)), infer_channel_first((8, 32, 32, 3))
+        (True, False)
+    """
+    shape = tuple(shape)
+    ambiguous = ShapeError(
+        f"Ambiguous input shape {shape}: cannot infer channel-first or channel-last order. "
+        "Pass `channel_first=True` or `channel_first=False`."
+    )
+    if len(shape) == 2:
+        return True
+    if len(shape) == 3:
+        if shape[1] == shape[2]:
+            raise ambiguous
+        return shape[1] < shape[2]
+    if len(shape) == 4:
+        if shape[3] < shape[1] and shape[3] < shape[2]:
+            return False
+        if shape[1] < shape[2] and shape[1] < shape[3]:
+            return True
+        raise ambiguous
+    raise ShapeError(
+        f"Expected `x_batch` of 2 to 4 dimensions to infer the channel order, but got shape {shape}. "
+        "Pass `channel_first=True` for volumes (B, C, D, H, W)."
+    )
+
+
+def _channel_last_to_first(array: np.ndarray) -> np.ndarray:
+    if array.ndim <= 2:
+        return array
+    return np.moveaxis(array, -1, 1)
+
+
+def _expand_like_quantus(a: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """Quantus' ``expand_attribution_channel``: insert the input axes that ``a`` lacks."""
+    if a.shape[0] != x_shape[0]:
+        raise ShapeError(
+            f"Expected attributions for the {x_shape[0]} samples of `x_batch`, but got {a.shape[0]} "
+            f"(shape {a.shape})."
+        )
+    if a.ndim > len(x_shape):
+        raise ShapeError(
+            f"Expected attributions with at most the {len(x_shape)} dimensions of `x_batch` {x_shape}, "
+            f"but got shape {a.shape}."
+        )
+    if a.ndim == len(x_shape):
+        return a
+    a_dims = [d for d in a.shape[1:] if d != 1]
+    x_dims = list(x_shape[1:])
+    for start in range(len(x_dims) - len(a_dims) + 1):
+        if x_dims[start : start + len(a_dims)] == a_dims and (start == 0 or start + len(a_dims) == len(x_dims)):
+            covered = list(range(start + 1, start + 1 + len(a_dims)))
+            missing = tuple(axis for axis in range(1, len(x_shape)) if axis not in covered)
+            return np.expand_dims(a.reshape((a.shape[0],) + tuple(a_dims)), axis=missing)
+    raise ShapeError(
+        f"Expected attributions whose dimensions are the leading or trailing dimensions of the inputs "
+        f"{x_shape}, but got shape {a.shape}."
+    )
+
+
+def resolve_device(device: str | torch.device | None, model: nn.Module | None) -> torch.device:
+    """The device to compute on.
+
+    ``None`` means the device of the model's first parameter (CPU without a
+    model or parameters); ``"gpu"`` (Quantus' documented spelling) means
+    ``"cuda"``; anything else is passed to :class:`torch.device` (``"cpu"``,
+    ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+
+    Example:
+        >>> resolve_device("cpu", None), resolve_device(None, torch.nn.Linear(2, 2))
+        (device(type='cpu'), device(type='cpu'))
+    """
+    if device is None:
+        if isinstance(model, nn.Module):
+            for parameter in model.parameters():
+                return parameter.device
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise DTypeError(f"Expected `device` as a string such as 'cpu' or 'cuda:0', but got {type(device).__name__}.")
+    name = device.strip().lower()
+    if name == "gpu" or name.startswith("gpu:"):
+        name = "cuda" + name[3:]
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise OptionError(
+            f"Expected `device` as 'cpu', 'cuda', 'cuda:<index>', 'gpu' or another torch device, but got {device!r}."
+        ) from None
+
+
+def _model_dtype(model: nn.Module | None) -> torch.dtype:
+    if isinstance(model, nn.Module):
+        for parameter in model.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+    return torch.float32
+
+
+def _float_tensor(array: Any, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    if isinstance(array, Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if dtype is None:
+        dtype = torch.float64 if array.dtype == np.float64 else torch.float32
+    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+def _logits_model(model: nn.Module) -> nn.Module:
+    """``model`` itself, or a copy without its trailing ``nn.Softmax`` (Quantus' ``PyTorchModel`` rule)."""
+    named = list(model.named_modules())
+    if len(named) > 1 and isinstance(named[-1][1], nn.Softmax):
+        import copy
+
+        stripped = copy.deepcopy(model)
+        stripped.set_submodule(named[-1][0], nn.Identity())
+        return stripped
+    return model
+
+
+class ForwardFn:
+    """Canonical inputs ``(n, C, *S)`` -> logits of the user's model, which sees Quantus' layout.
+
+    Calls ``model(x.reshape(n, *model_shape), **model_predict_kwargs)``; an
+    ``nn.Module`` ending in ``nn.Softmax`` is used without it (see :func:`_logits_model`).
+    """
+
+    def __init__(self, model: nn.Module, model_shape: tuple[int, ...], predict_kwargs: Mapping[str, Any],
+                 counter: Callable[[int], None] | None = None) -> None:
+        self.model = _logits_model(model)
+        self.model_shape = model_shape
+        self.predict_kwargs = dict(predict_kwargs)
+        self.counter = counter
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.counter is not None:
+            self.counter(x.shape[0])
+        return self.model(x.reshape((x.shape[0],) + self.model_shape), **self.predict_kwargs)
+
+
+class ExplainAdapter:
+    """Quantus' ``explain_func(model, inputs, targets, **kwargs)`` as a batched ``explain_fn(x, target)``.
+
+    Inputs reach ``explain_func`` as numpy arrays in Quantus' layout (channel-first,
+    the original shape for ``(B, F)`` data); the result gets its channel axis as in
+    Quantus and comes back canonical, ``(n, 1|C, *S)``, on the device of ``x``.
+    ``transform`` (normalisation, abs) is applied to every result when given.
+    """
+
+    def __init__(self, model: Any, explain_func: Callable[..., Any], explain_kwargs: Mapping[str, Any],
+                 model_shape: tuple[int, ...], *, transform: Callable[[Tensor], Tensor] | None = None,
+                 counter: Callable[[int], None] | None = None) -> None:
+        self.inner = QuantusExplainer(model, explain_func, **dict(explain_kwargs))
+        self.model_shape = model_shape
+        self.transform = transform
+        self.counter = counter
+
+    def __call__(self, x: Tensor, target: Tensor) -> Tensor:
+        if self.counter is not None:
+            self.counter(x.shape[0])
+        n = x.shape[0]
+        if len(self.model_shape) == 1:  # (n, F) data: the explainer sees (n, F), we see (n, 1, F)
+            a = self.inner(x.reshape(n, -1), target).reshape(n, 1, -1)
+        else:
+            a = self.inner(x, target)
+        return self.transform(a) if self.transform is not None else a
+
+
+@dataclass
+class Prepared:
+    """One call's inputs, canonical and on the device.
+
+    Attributes:
+        x: ``(B, C, *S)`` inputs in the model's dtype.
+        y: ``(B,)`` long targets, or ``None`` where the metric needs none.
+        a: ``(B, 1|C, *S)`` attributions after ``normalise``/``abs`` (per the class),
+            or ``None`` for metrics that explain themselves.
+        a_raw: the attributions before ``normalise``/``abs``.
+        s: ``(B, 1, *S)`` bool masks or ``None``.
+        model: The user's model (or ``None``).
+        forward_fn: canonical ``x`` -> logits, or ``None`` without a model.
+        explain_fn: canonical ``(x, target)`` -> raw attributions, or ``None``.
+        explainer_factory: ``model -> explain_fn`` for re-explaining other models.
+        softmax: Whether scores are probabilities.
+        batch_size: Quantus' ``batch_size``: our ``max_batch_size``.
+        device: Where everything lives.
+        model_shape: The per-sample shape the model and the explainer receive.
+        custom_batch: Quantus' ``custom_batch`` as given.
+    """
+
+    x: Tensor
+    y: Tensor | None
+    a: Tensor | None
+    a_raw: Tensor | None
+    s: Tensor | None
+    model: nn.Module | None
+    forward_fn: ForwardFn | None
+    explain_fn: ExplainAdapter | None
+    explainer_factory: Callable[[nn.Module], ExplainAdapter] | None
+    softmax: bool
+    batch_size: int
+    device: torch.device
+    model_shape: tuple[int, ...]
+    custom_batch: Any = None
+
+
+def _is_quantus_function(func: Any, module: str, name: str) -> bool:
+    return getattr(func, "__module__", None) == module and getattr(func, "__name__", None) == name
+
+
+def _progress_counter(enabled: bool, description: str) -> tuple[Callable[[int], None] | None, Any]:
+    if not enabled:
+        return None, None
+    try:
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+    except ImportError as error:
+        raise ImportError("`display_progressbar=True` needs tqdm (`pip install tqdm`).") from error
+    bar = tqdm(desc=description, unit="item")
+    return bar.update, bar
+
+
+class Metric:
+    """Base class of the Quantus-compatible metrics (see the module docstring for the call protocol).
+
+    Subclasses set the class attributes and implement :meth:`_evaluate`.
+
+    Attributes:
+        evaluation_scores: The last call's result (as returned).
+        all_evaluation_scores: The results of every call so far, as in Quantus.
+    """
+
+    name: ClassVar[str] = "Metric"
+    score_direction: ClassVar[ScoreDirection] = ScoreDirection.HIGHER
+    evaluation_category: ClassVar[str] = ""
+    #: Whether __call__'s ``softmax=None`` means probabilities (Quantus' default of that class).
+    default_softmax: ClassVar[bool] = False
+    #: Whether the metric calls the model (then it must be an ``nn.Module`` in eval mode).
+    needs_model: ClassVar[bool] = False
+    #: Whether the metric needs ``a_batch`` (computed with ``explain_func`` when missing).
+    needs_attributions: ClassVar[bool] = True
+    #: Whether the metric re-explains (then ``explain_func`` is required).
+    needs_explainer: ClassVar[bool] = False
+    #: Whether the metric needs ``s_batch``.
+    needs_masks: ClassVar[bool] = False
+    #: Whether this class applies ``normalise``/``abs`` to ``a`` itself (False: the kernel does).
+    transforms_attributions: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        abs: bool,
+        normalise: bool,
+        normalise_func: Callable[..., np.ndarray] | None = None,
+        normalise_func_kwargs: Mapping[str, Any] | None = None,
+        return_aggregate: bool = False,
+        aggregate_func: Callable[..., Any] | None = None,
+        default_plot_func: Callable[..., Any] | None = None,
+        disable_warnings: bool = False,
+        display_progressbar: bool = False,
+        quantus_bug_compatible: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        reject_unknown(kwargs, f"{type(self).__name__}()")
+        for flag_name, flag in (("abs", abs), ("normalise", normalise), ("return_aggregate", return_aggregate),
+                                ("quantus_bug_compatible", quantus_bug_compatible)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise DTypeError(f"Expected `{flag_name}` to be a bool, but got {type(flag).__name__} {flag!r}.")
+        if normalise_func is not None and not callable(normalise_func):
+            raise DTypeError(f"Expected `normalise_func` to be callable, but got {type(normalise_func).__name__}.")
+        if aggregate_func is not None and not callable(aggregate_func):
+            raise DTypeError(f"Expected `aggregate_func` to be callable, but got {type(aggregate_func).__name__}.")
+        self.abs = bool(abs)
+        self.normalise = bool(normalise)
+        self.normalise_func = normalise_func
+        self.normalise_func_kwargs = dict(normalise_func_kwargs or {})
+        self.return_aggregate = bool(return_aggregate)
+        self.aggregate_func = aggregate_func if aggregate_func is not None else np.mean
+        self.default_plot_func = default_plot_func
+        self.disable_warnings = bool(disable_warnings)
+        self.display_progressbar = bool(display_progressbar)
+        self.quantus_bug_compatible = bool(quantus_bug_compatible)
+        self.evaluation_scores: Any = []
+        self.all_evaluation_scores: list[Any] = []
+
+    # --- public API ------------------------------------------------------------------------------
+
+    @property
+    def get_params(self) -> dict[str, Any]:
+        """The metric's parameters (Quantus' ``get_params``)."""
+        excluded = {"evaluation_scores", "all_evaluation_scores", "default_plot_func"}
+        return {key: value for key, value in self.__dict__.items() if key not in excluded}
+
+    def __repr__(self) -> str:
+        return f"xaiscore.quantus_compat.{type(self).__name__}()"
+
+    def __call__(
+        self,
+        model: nn.Module | None,
+        x_batch: np.ndarray,
+        y_batch: np.ndarray | None,
+        a_batch: np.ndarray | None = None,
+        s_batch: np.ndarray | None = None,
+        channel_first: bool | None = None,
+        explain_func: Callable[..., Any] | None = None,
+        explain_func_kwargs: Mapping[str, Any] | None = None,
+        model_predict_kwargs: Mapping[str, Any] | None = None,
+        softmax: bool | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        custom_batch: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Score a batch, with Quantus' call signature (see the class docstring for the result).
+
+        Args:
+            model: A ``torch.nn.Module`` (in eval mode), or ``None`` for metrics that need none.
+            x_batch: Inputs, numpy ``(B, C, *S)`` / ``(B, *S, C)`` / ``(B, F)``.
+            y_batch: Target classes ``(B,)``.
+            a_batch: Attributions (or ``None`` to compute them with ``explain_func``).
+            s_batch: Binary masks ``(B, 1, *S)`` (localisation).
+            channel_first: Layout of ``x_batch``; ``None`` infers it (Quantus' rule).
+            explain_func: ``explain_func(model, inputs, targets, **kwargs)`` returning numpy
+                attributions, e.g. ``quantus.explain``.
+            explain_func_kwargs: Passed to ``explain_func`` (``device`` is added, as in Quantus).
+            model_predict_kwargs: Passed to ``model(x, **kwargs)``.
+            softmax: Scores as probabilities; ``None``: this class's Quantus default.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:0"``, ``"gpu"`` (= ``"cuda"``) or a
+                ``torch.device``; ``None``: the model's device.
+            batch_size: The most images per model or explainer call.
+            custom_batch: Metric-specific extra data (``Focus``: the mosaic positions).
+        """
+        reject_unknown(kwargs, f"{type(self).__name__}.__call__")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise OptionError(f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
+        counter, bar = _progress_counter(self.display_progressbar, type(self).__name__)
+        try:
+            prepared = self._prepare(
+                model=model, x_batch=x_batch, y_batch=y_batch, a_batch=a_batch, s_batch=s_batch,
+                channel_first=channel_first, explain_func=explain_func,
+                explain_func_kwargs=explain_func_kwargs, model_predict_kwargs=model_predict_kwargs,
+                softmax=self.default_softmax if softmax is None else bool(softmax), device=device,
+                batch_size=int(batch_size), custom_batch=custom_batch, counter=counter,
+            )
+            result = self._evaluate(prepared)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._finish(result)
+
+    # --- to implement ----------------------------------------------------------------------------
+
+    def _evaluate(self, prepared: Prepared) -> Any:
+        """Compute the scores: a ``(B,)`` tensor, or any result structure Quantus returns."""
+        raise NotImplementedError
+
+    # --- preprocessing ---------------------------------------------------------------------------
+
+    def _prepare(self, *, model, x_batch, y_batch, a_batch, s_batch, channel_first, explain_func,
+                 explain_func_kwargs, model_predict_kwargs, softmax, device, batch_size, custom_batch,
+                 counter) -> Prepared:
+        if x_batch is None:
+            raise DTypeError("Expected `x_batch` as a numpy array of inputs, but got None.")
+        if isinstance(x_batch, Tensor):
+            x_batch = x_batch.detach().cpu().numpy()
+        x_np = np.asarray(x_batch)
+        if x_np.ndim < 2:
+            raise ShapeError(f"Expected `x_batch` with a batch axis and at least one feature axis, but got {x_np.shape}.")
+        if x_np.shape[0] == 0:
+            raise ShapeError("Expected `x_batch` to hold at least one sample, but got an empty batch.")
+        raw_shape = x_np.shape
+        if channel_first is None:
+            channel_first = infer_channel_first(raw_shape)
+        if not channel_first:
+            x_np = _channel_last_to_first(x_np)
+        x_shape = x_np.shape
+        model_shape = tuple(x_shape[1:])
+        canonical = (x_shape[0], 1) + model_shape if x_np.ndim == 2 else x_shape
+
+        if model is not None and not isinstance(model, nn.Module):
+            raise DTypeError(
+                f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__} "
+                "(the drop-in runs PyTorch models only)."
+            )
+        if self.needs_model:
+            if model is None:
+                raise OptionError(f"{type(self).__name__} calls the model: pass `model` (a torch.nn.Module).")
+            if model.training:
+                raise OptionError(
+                    f"Expected `model` in evaluation mode, but it is in training mode; call `model.eval()` "
+                    f"first (Quantus refuses it too)."
+                )
+        device_ = resolve_device(device, model)
+        x = _float_tensor(x_np, device_, _model_dtype(model)).reshape(canonical)
+
+        y = None
+        if y_batch is not None:
+            y_np = np.asarray(y_batch)
+            if y_np.dtype.kind not in "iub":
+                if y_np.dtype.kind == "f" and np.all(np.equal(np.mod(y_np, 1), 0)):
+                    y_np = y_np.astype(np.int64)
+                else:
+                    raise DTypeError(f"Expected `y_batch` to hold integer class indices, but got dtype {y_np.dtype}.")
+            y = torch.as_tensor(y_np.reshape(-1).astype(np.int64), device=device_)
+            if y.shape[0] != x.shape[0]:
+                raise ShapeError(f"Expected `y_batch` of shape ({x.shape[0]},), but got {tuple(np.shape(y_batch))}.")
+
+        forward_fn = None
+        if isinstance(model, nn.Module):
+            forward_fn = ForwardFn(model, model_shape, model_predict_kwargs or {}, counter)
+
+        kwargs_for_explain = dict(explain_func_kwargs or {})
+        if device is not None and "device" not in kwargs_for_explain:
+            kwargs_for_explain["device"] = device  # as Quantus' general_preprocess
+        explain_fn = factory = None
+        if explain_func is not None:
+            if not callable(explain_func):
+                raise DTypeError(f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
+
+            def factory(m: Any, _kwargs=kwargs_for_explain) -> ExplainAdapter:
+                return ExplainAdapter(m, explain_func, _kwargs, model_shape, counter=counter)
+
+            explain_fn = factory(model)
+        if self.needs_explainer and explain_fn is None:
+            raise OptionError(
+                f"{type(self).__name__} re-explains perturbed inputs or models: pass `explain_func` "
+                "(e.g. quantus.explain with explain_func_kwargs={'method': 'Saliency'})."
+            )
+
+        a_raw = None
+        if a_batch is not None:
+            a_np = np.asarray(a_batch.detach().cpu().numpy() if isinstance(a_batch, Tensor) else a_batch)
+            if not channel_first and a_np.ndim == len(raw_shape) and a_np.shape[-1] in (1, raw_shape[-1]) \
+                    and a_np.shape[1:-1] == raw_shape[1:-1]:
+                a_np = _channel_last_to_first(a_np)
+            a_np = _expand_like_quantus(a_np, x_shape)
+            a_raw = _float_tensor(a_np, device_).reshape((x.shape[0], -1) + tuple(x.shape[2:]))
+            if a_raw.shape[1] not in (1, x.shape[1]):
+                raise ShapeError(
+                    f"Expected attributions of shape {tuple(x.shape)} or {(x.shape[0], 1) + tuple(x.shape[2:])} "
+                    f"(after adding the channel axis), but got {tuple(a_raw.shape)}."
+                )
+        elif self.needs_attributions:
+            if explain_fn is None:
+                raise OptionError(
+                    f"{type(self).__name__} needs attributions: pass `a_batch`, or `explain_func` to compute them."
+                )
+            if y is None:
+                raise OptionError("Expected `y_batch` (the classes to explain), but got None.")
+            a_raw = self._explain_in_chunks(explain_fn, x, y, batch_size)
+
+        a = a_raw
+        if a_raw is not None and self.transforms_attributions:
+            a = self.transform_attributions(a_raw, chunk=None if a_batch is not None else batch_size)
+
+        s = None
+        if s_batch is not None:
+            s_np = np.asarray(s_batch.detach().cpu().numpy() if isinstance(s_batch, Tensor) else s_batch)
+            if not channel_first and s_np.ndim == len(raw_shape) and s_np.shape[-1] == 1:
+                s_np = _channel_last_to_first(s_np)
+            if s_np.ndim == x.ndim - 1:
+                s_np = s_np[:, None]
+            s_t = torch.as_tensor(np.ascontiguousarray(s_np), device=device_)
+            if s_t.ndim != x.ndim:
+                raise ShapeError(f"Expected `s_batch` of shape (B, 1, *S) like {(x.shape[0], 1) + tuple(x.shape[2:])}, "
+                                 f"but got {tuple(s_np.shape)}.")
+            s = check_mask(s_t, x, name="s_batch", a_name="x_batch")
+        elif self.needs_masks:
+            raise OptionError(f"{type(self).__name__} needs ground-truth masks: pass `s_batch` (B, 1, *S).")
+
+        return Prepared(x=x, y=y, a=a, a_raw=a_raw, s=s, model=model, forward_fn=forward_fn, explain_fn=explain_fn,
+                        explainer_factory=factory, softmax=softmax, batch_size=batch_size, device=device_,
+                        model_shape=model_shape, custom_batch=custom_batch)
+
+    @staticmethod
+    def _explain_in_chunks(explain_fn: ExplainAdapter, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+        parts = [explain_fn(x[start : start + batch_size], y[start : start + batch_size])
+                 for start in range(0, x.shape[0], batch_size)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    # --- normalisation ---------------------------------------------------------------------------
+
+    def uses_default_normalisation(self) -> bool:
+        """Whether ``normalise_func`` is Quantus' default ``normalise_by_max`` without options."""
+        func = self.normalise_func
+        default = func is None or _is_quantus_function(func, "quantus.functions.normalise_func", "normalise_by_max")
+        return default and not self.normalise_func_kwargs
+
+    def transform_attributions(self, a: Tensor, *, chunk: int | None = None, apply_abs: bool = True) -> Tensor:
+        """``normalise`` (per sample; batch-wide with ``quantus_bug_compatible``) then ``abs``.
+
+        Args:
+            a: ``(B, 1|C, *S)`` attributions.
+            chunk: In batch-wide mode, normalise each run of ``chunk`` samples
+                separately (Quantus' per-batch explanations); ``None``: the whole batch.
+            apply_abs: Also take ``abs`` if the metric is configured so.
+        """
+        if self.normalise:
+            a = self._normalise(a, chunk)
+        if apply_abs and self.abs:
+            a = a.abs()
+        return a
+
+    def _normalise(self, a: Tensor, chunk: int | None) -> Tensor:
+        batch_wide = self.quantus_bug_compatible
+        if batch_wide and chunk is not None and chunk < a.shape[0]:
+            return torch.cat([self._normalise(a[start : start + chunk], None) for start in range(0, a.shape[0], chunk)])
+        if self.uses_default_normalisation():
+            if batch_wide and not bool((a != 0).any()):
+                return a
+            return normalise_by_max(a, "batch" if batch_wide else "sample")
+        func = functools.partial(self.normalise_func, **self.normalise_func_kwargs)
+        array = a.detach().cpu().numpy()
+        if batch_wide:
+            out = np.asarray(func(array.copy()))
+        else:  # a user function, applied to each sample (with its batch axis of one)
+            out = np.concatenate([np.asarray(func(array[i : i + 1].copy())).reshape((1,) + array.shape[1:])
+                                  for i in range(array.shape[0])])
+        return torch.as_tensor(out, dtype=a.dtype, device=a.device).reshape(a.shape)
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def _finish(self, result: Any) -> Any:
+        if isinstance(result, Tensor):
+            values = result.detach().cpu().double().numpy()
+            if not self.disable_warnings and np.isnan(values).any():
+                warnings.warn(
+                    f"{type(self).__name__}: {int(np.isnan(values).sum())} of {values.size} score(s) are NaN "
+                    "(undefined for those samples; see the class docstring). Pass disable_warnings=True to "
+                    "silence this.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            result = [float(v) for v in values]
+        if self.return_aggregate:
+            result = [self.aggregate_func(result)]
+        self.evaluation_scores = result
+        if isinstance(result, list):
+            self.all_evaluation_scores.extend(result)
+        else:
+            self.all_evaluation_scores.append(result)
+        return result

@@ -721,18 +721,22 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     last = torch.where(constant, high + 0.5, high)
     k = bins.unsqueeze(1)  # (B, 1)
     k_float = k.to(values.dtype)
-    # numpy.histogram: a first guess from the scaled value, then corrected against linspace edges.
-    index = (((values - first) / (last - first)) * k_float).to(torch.long)
-    index = torch.where(index == k, index - 1, index)
     step = (last - first) / k_float
-    positions = torch.arange(upper + 1, device=values.device, dtype=values.dtype).unsqueeze(0)
-    edges = positions * step + first  # (B, upper + 1)
-    edges = torch.where(positions == k_float, last.expand_as(edges), edges)
-    index = torch.where(values < edges.gather(1, index), index - 1, index)
-    upper_edge = edges.gather(1, (index + 1).clamp(max=upper))
-    index = torch.where((values >= upper_edge) & (index != k - 1), index + 1, index)
-    counts = torch.zeros(batch, upper, dtype=values.dtype, device=values.device)
-    counts.scatter_add_(1, index, torch.ones_like(values))
+    # numpy.histogram: a first guess from the scaled value, then corrected against the edges, which
+    # numpy builds with linspace as `i * step + first` (the last one exactly `last`). Bin indices stay
+    # floats (exact integers) until the count, and the passes work in place.
+    index = values - first
+    index.div_(last - first).mul_(k_float).floor_()
+    index = torch.minimum(index, k_float - 1)
+    edge = index * step
+    index.sub_((values < edge.add_(first)).to(values.dtype))
+    above = index + 1
+    torch.mul(above, step, out=edge)
+    edge = torch.where(above == k_float, last, edge.add_(first))
+    index.add_(((values >= edge) & (above != k_float)).to(values.dtype))
+    rows = torch.arange(batch, device=values.device).unsqueeze(1) * upper
+    counts = torch.bincount((index.to(torch.long) + rows).reshape(-1), minlength=batch * upper)
+    counts = counts.reshape(batch, upper).to(values.dtype)
     p = counts / n
     terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
     return terms.sum(dim=1)

@@ -1,4 +1,4 @@
-"""Infidelity, faithfulness correlation and sensitivity-n against per-sample references, captum, Quantus and its bugs."""
+"""Infidelity, faithfulness correlation and sensitivity-n vs. per-sample references, captum, Quantus and its bugs."""
 
 from __future__ import annotations
 

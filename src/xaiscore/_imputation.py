@@ -488,7 +488,6 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
     systems have all converged are dropped from the working set when fewer than
     ``compact_below`` of the current images remain active.
     """
-    preconditioner = _Multigrid(fine)
     spatial_dims = b.ndim - 2
 
     def dot(u: Tensor, v: Tensor) -> Tensor:
@@ -503,6 +502,9 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
     u = torch.zeros_like(b)
     r = b.clone()
     active = dot(r, r) > threshold
+    if not bool(active.any()):  # nothing removed (or nothing to fill in): no setup, no iteration
+        return solution
+    preconditioner = _Multigrid(fine)
     p = preconditioner(r).clone()
     q = torch.empty_like(p)
     rz = dot(r, p)

@@ -48,7 +48,7 @@ def score_of(logits: np.ndarray, target: int, softmax: bool) -> float:
 
 
 def baseline_image(x: np.ndarray, baseline) -> np.ndarray:
-    """The substrate of one sample: ``"zeros"``, ``"min"`` (the sample's minimum), ``"mean"`` (per channel) or a number."""
+    """The substrate of one sample: ``"zeros"``, ``"min"`` (its minimum), ``"mean"`` (per channel) or a number."""
     if baseline == "zeros":
         return np.zeros_like(x)
     if baseline == "min":

@@ -73,8 +73,10 @@ def completeness(
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), linear)
         >>> x = torch.tensor([[[1.0, 2.0, 3.0]]])
         >>> exact = linear.weight[0].detach().reshape(1, 1, 3) * x  # IG of a linear model, zero baseline
-        >>> completeness(model, x, exact, torch.tensor([0])).tolist(), completeness(model, x, 2 * exact, torch.tensor([0])).tolist()
-        ([1.0], [0.0])
+        >>> completeness(model, x, exact, torch.tensor([0])).tolist()
+        [1.0]
+        >>> completeness(model, x, 2 * exact, torch.tensor([0])).tolist()
+        [0.0]
     """
     rtol = check_fraction(rtol, "rtol", high=math.inf)
     atol = check_fraction(atol, "atol", high=math.inf)

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS)
     parser.add_argument("--max-batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-metaquantus", action="store_true", help="time ours only")
     parser.add_argument("--reimplemented", action="store_true",
                         help="use the re-implemented MetaQuantus loop even if metaquantus is installed")
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batch, args.size, args.perturbations, args.iterations = 8, 8, 2, 1
     warnings.filterwarnings("ignore")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(f"machine: {machine_line()}; load average {os.getloadavg()[0]:.2f} (CPU may be shared)")
     features_per_step = args.size
     print(f"B={args.batch}, 1x{args.size}x{args.size}, small CNN, methods {', '.join(METHODS)}, "

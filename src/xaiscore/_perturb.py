@@ -477,11 +477,6 @@ def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | 
     return torch.where(inside, substrate, x)
 
 
-def _rows(t: Tensor, index: Tensor) -> Tensor:
-    """``t[index]`` along dim 0, via a 2-D view: ``index_select`` on >2-D CPU tensors is very slow in torch 2.x."""
-    return t.reshape(t.shape[0], -1)[index].reshape((index.shape[0],) + tuple(t.shape[1:]))
-
-
 def random_keys(shape: Sequence[int] | int, generator: torch.Generator | None) -> Tensor:
     """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape`` (on CPU)."""
     gen = resolve_generator(generator)

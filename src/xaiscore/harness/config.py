@@ -202,6 +202,11 @@ def _resolve(path: Any, base: Path | None, *, source: str, key: str) -> str | No
     return str(resolved)
 
 
+def _is_path_key(key: str) -> bool:
+    """Reader options that name files or folders (``root``, ``*_dir``, ``*_csv``, ``*_json`` ...)."""
+    return key in ("root", "path") or key.endswith(("_dir", "_csv", "_json", "_path", "_file"))
+
+
 def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodConfig, ...]:
     from xaiscore.explainers import list_explainers
 
@@ -283,9 +288,9 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
     kind = dataset_raw.pop("kind", "synthetic")
     if not isinstance(kind, str):
         raise _fail(source, f"expected `dataset.kind` to be a string, but got {kind!r}.")
-    for key in ("root", "path", "annotations", "images", "labels", "csv", "json"):
-        if isinstance(dataset_raw.get(key), str):
-            dataset_raw[key] = _resolve(dataset_raw[key], base_path, source=source, key=f"dataset.{key}")
+    for key, value in dataset_raw.items():
+        if isinstance(value, str) and _is_path_key(key):
+            dataset_raw[key] = _resolve(value, base_path, source=source, key=f"dataset.{key}")
     model_raw = dict(_mapping(raw.get("model", {}), source=source, key="model"))
     _check_keys(model_raw, _MODEL_KEYS, source=source, where="model.")
     model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source, key="model.kind")

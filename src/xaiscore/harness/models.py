@@ -82,12 +82,13 @@ class SmallCNN(nn.Module):
         check_positive_int(num_classes, "num_classes", minimum=2)
         check_positive_int(width, "width")
         conv, pool = _CONV[spatial_dims], _POOL[spatial_dims]
-        self.features = nn.Sequential(
-            conv(in_channels, width, 3, padding=1), nn.ReLU(), pool(2),
-            conv(width, 2 * width, 3, padding=1), nn.ReLU(), pool(2),
-            conv(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
-        )
-        self.head = nn.Sequential(_MAX[spatial_dims](1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        with torch.random.fork_rng(devices=[]):  # the layers' own initialisation draws from the global RNG
+            self.features = nn.Sequential(
+                conv(in_channels, width, 3, padding=1), nn.ReLU(), pool(2),
+                conv(width, 2 * width, 3, padding=1), nn.ReLU(), pool(2),
+                conv(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
+            )
+            self.head = nn.Sequential(_MAX[spatial_dims](1), nn.Flatten(), nn.Linear(4 * width, num_classes))
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
         self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0))

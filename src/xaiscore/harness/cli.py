@@ -1,0 +1,194 @@
+"""The ``xaiscore`` command line (also ``python -m xaiscore``).
+
+Commands::
+
+    xaiscore demo [--out DIR] [--samples N] [--size PX] [--device DEV] [--overwrite] [--print-config]
+    xaiscore run CONFIG [--out DIR] [--device DEV] [--overwrite]
+    xaiscore report RESULTS [--out DIR] [--win-metric NAME]
+    xaiscore metrics [--family NAME]
+
+``demo`` trains a small CNN on synthetic chest radiographs, explains them with
+several methods, scores every registered metric, and writes ``results.nc``
+and ``report.html``; ``run`` does the same for a TOML/YAML config (also under
+``torchrun --nproc_per_node=N``); ``report`` rebuilds the report from a results
+file or run folder; ``metrics`` lists the registry.
+
+Only this module prints. Input errors (a bad config, a missing file) end with
+a one-line message on stderr and exit status 2.
+
+Example:
+    >>> main(["metrics", "--family", "localization"])  # doctest: +ELLIPSIS
+    name ...
+    pointing_game ...
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xaiscore._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="xaiscore",
+        description="Score attribution maps: which explanation method points at the pathology, stays faithful "
+                    "to the model, and survives the sanity checks?",
+    )
+    parser.add_argument("--version", action="version", version=f"xaiscore {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="offline demo: synthetic data, train, explain, score, report")
+    demo.add_argument("--out", default="xaiscore-demo", help="run folder (default: ./xaiscore-demo)")
+    demo.add_argument("--samples", type=int, default=32, help="evaluation samples (default: 32)")
+    demo.add_argument("--size", type=int, default=32, help="image side in pixels (default: 32)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of data, training and metrics (default: 0)")
+    demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
+    demo.add_argument("--print-config", action="store_true",
+                      help="print the demo config as YAML (a start for `xaiscore run`) and exit")
+    _common(demo)
+
+    run = commands.add_parser("run", help="run a TOML/YAML config")
+    run.add_argument("config", help="the config file (.toml, .yaml, .yml)")
+    run.add_argument("--out", help="run folder (overrides `out` in the config)")
+    run.add_argument("--device", help="overrides `device` in the config")
+    _common(run)
+
+    report = commands.add_parser("report", help="(re)write the HTML report of a results file or run folder")
+    report.add_argument("results", help="results.nc, or the run folder holding it")
+    report.add_argument("--out", help="where to write report.html (default: next to the results)")
+    report.add_argument("--win-metric", help="metric of the win-rate table")
+
+    metrics = commands.add_parser("metrics", help="list the registered metrics")
+    metrics.add_argument("--family", help="only this family")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming in the run folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _print_summary(ds: Any, seconds: float) -> None:
+    from xaiscore.harness.summary import summary_table
+    from xaiscore.results import higher_is_better, metric_variables
+
+    summary = summary_table(ds, n_boot=200)
+    print(f"Scored {len(ds['method'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
+          f"samples in {seconds:.0f} s.")
+    best: dict[str, int] = {}
+    for metric in metric_variables(ds):
+        direction = higher_is_better(ds, metric)
+        means = summary.loc[metric]["mean"].dropna()
+        if direction is None or means.empty:
+            continue
+        winner = str(means.idxmax() if direction else means.idxmin())
+        best[winner] = best.get(winner, 0) + 1
+    if best:
+        ranking = ", ".join(f"{name} ({count})" for name, count in sorted(best.items(), key=lambda kv: -kv[1]))
+        print(f"Best mean score, metrics won per method: {ranking}")
+
+
+def _print_skipped(ds: Any) -> None:
+    import json
+
+    from xaiscore.results import metric_variables
+
+    failed = []
+    for metric in metric_variables(ds):
+        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
+            if reason.startswith("failed"):
+                failed.append(f"  {metric} / {method}: {reason}")
+    if failed:
+        print(f"{len(failed)} metric/method pair(s) failed (NaN in the results, listed in the report):",
+              file=sys.stderr)
+        print("\n".join(failed[:10]), file=sys.stderr)
+
+
+def _run(config: Any, args: argparse.Namespace) -> int:
+    from xaiscore.harness.runner import run_config
+
+    start = time.perf_counter()
+    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite)
+    if ds is None:  # a worker rank of a distributed run
+        return 0
+    _print_summary(ds, time.perf_counter() - start)
+    _print_skipped(ds)
+    out = Path(config.out).resolve()
+    print(f"Results: {out / 'results.nc'}")
+    if config.report:
+        print(f"Report:  {out / 'report.html'}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from xaiscore.harness.demo import demo_config, demo_raw_config
+
+    if args.print_config:
+        import yaml
+
+        raw = demo_raw_config(out=args.out, n=args.samples, size=args.size, device=args.device, seed=args.seed)
+        print(yaml.safe_dump(raw, sort_keys=False), end="")
+        return 0
+    return _run(demo_config(out=args.out, n=args.samples, size=args.size, device=args.device, seed=args.seed), args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from xaiscore.harness.report import write_report
+    from xaiscore.results import load_dataset
+
+    path = Path(args.results)
+    if path.is_dir():
+        path = path / "results.nc"
+    ds = load_dataset(path)
+    out = Path(args.out) if args.out else path.parent
+    report = write_report(ds, out, win_metric=args.win_metric)
+    print(f"Report: {report.resolve()}")
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from xaiscore.specs import list_metrics
+
+    rows = [("name", "family", "better", "needs", "output", "stochastic", "description")]
+    for spec in list_metrics(family=args.family):
+        better = {True: "higher", False: "lower", None: "-"}[spec.higher_is_better]
+        rows.append((spec.name, spec.family, better, ",".join(sorted(spec.needs)), spec.output,
+                     "yes" if spec.stochastic else "no", spec.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xaiscore`` command; returns the exit status."""
+    from xaiscore._checks import XaiscoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "run":
+            from xaiscore.harness.config import load_config
+
+            config = load_config(args.config).with_overrides(out=args.out, device=args.device)
+            return _run(config, args)
+        if args.command == "report":
+            return _report(args)
+        return _metrics(args)
+    except (XaiscoreError, FileNotFoundError) as error:
+        print(f"xaiscore {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

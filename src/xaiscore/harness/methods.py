@@ -1,0 +1,242 @@
+"""Explanation methods for the harness: explainers by name, and precomputed attributions from files.
+
+A method entry of a config (:class:`~xaiscore.harness.config.MethodConfig`)
+becomes a :class:`MethodExplainer`: an explain function ``(x, target) -> a``
+built with :func:`xaiscore.explainers.make_explainer` (captum methods, the
+``random`` and ``constant`` baselines, ``quantus``), seeded from the run seed.
+Called with a model instead, ``explainer(model)`` returns the same method bound
+to that model: the randomization metrics need such a factory to re-explain
+randomized copies of the model.
+
+Attributions the user computed elsewhere come from :class:`PrecomputedAttributions`
+(``.pt``, ``.npz``, ``.npy`` + ids file, or netCDF), keyed by sample id.
+
+Example:
+    >>> import torch
+    >>> from xaiscore.harness.config import MethodConfig
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
+    >>> explain = MethodExplainer(MethodConfig("rnd", "random"), model, seed=0)
+    >>> x, target = torch.zeros(3, 1, 4, 4), torch.zeros(3, dtype=torch.long)
+    >>> explain(x, target).shape
+    torch.Size([3, 1, 4, 4])
+    >>> callable(explain(model))   # a factory for the randomization metrics
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xaiscore._checks import ShapeError
+from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
+
+__all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]
+
+_NO_SEED = ("constant", "quantus")
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from ``seed`` and labels (method, metric, batch ...), stable across processes.
+
+    Example:
+        >>> derive_seed(0, "Saliency", 3) == derive_seed(0, "Saliency", 3) != derive_seed(0, "Saliency", 4)
+        True
+    """
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def method_settings(config: MethodConfig) -> dict[str, Any]:
+    """The method's settings as plain values (stored with the results and compared on resume)."""
+    return {"method": config.method, **{k: v for k, v in config.options.items()}}
+
+
+class MethodExplainer:
+    """One configured method as an explain function, and as an explainer factory.
+
+    Args:
+        config: The method entry.
+        model: The model to explain.
+        seed: The seed of this explainer (derive it per method and batch so that
+            every batch is reproducible on its own, whichever process runs it).
+
+    ``explainer(x, target)`` explains; ``explainer(model)`` returns a new
+    explain function of the same method for ``model`` (seeded from ``seed``
+    and a call counter).
+    """
+
+    def __init__(self, config: MethodConfig, model: nn.Module, *, seed: int) -> None:
+        if config.method == PRECOMPUTED:
+            raise ConfigError(f"Method {config.name!r} is precomputed: it has no explain function.")
+        self.config = config
+        self.model = model
+        self.seed = seed
+        self._bound = self._build(model, seed)
+        self._factory_calls = 0
+
+    def _build(self, model: nn.Module, seed: int) -> Any:
+        from xaiscore.explainers import make_explainer
+
+        options = dict(self.config.options)
+        if self.config.method not in _NO_SEED:
+            options.setdefault("seed", seed)
+        return make_explainer(self.config.method, model, **options)
+
+    def __repr__(self) -> str:
+        return f"MethodExplainer({self.config.name!r}, {self.config.method!r})"
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) == 1 and isinstance(args[0], nn.Module):
+            self._factory_calls += 1
+            return self._build(args[0], derive_seed(self.seed, "factory", self._factory_calls))
+        x, target = args
+        return self._bound(x, target)
+
+
+class PrecomputedAttributions:
+    """Attribution maps read from a file, looked up by sample id.
+
+    Formats (by suffix):
+
+    * ``.pt``/``.pth``: a dict ``{sample_id: tensor (C, *S)}``, or
+      ``{"ids": [...], "attributions": tensor (N, C, *S)}`` (read with ``weights_only=True``);
+    * ``.npz``: arrays ``ids`` (strings) and ``attributions`` ``(N, C, *S)``;
+    * ``.npy``: an array ``(N, C, *S)`` plus ``ids``, a text file with one id per line;
+    * ``.nc``: a netCDF variable ``variable`` (default ``"attributions"``) with a
+      leading ``sample`` dim; ids from its ``source_id`` coordinate (or the
+      ``sample`` coordinate).
+
+    A map of shape ``(*S)`` (no channel axis) gets one.
+
+    Args:
+        path: The file.
+        ids: The ids file for ``.npy``.
+        variable: The netCDF variable.
+
+    Raises:
+        ConfigError: the file (or ids file) does not exist, has an unknown
+            suffix, or lacks ``ids``/``attributions``; on lookup, a sample id
+            that is not in the file (the message names the file and the id).
+        ShapeError: on lookup, a map of the wrong shape (names the file and id).
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = Path(tempfile.mkdtemp()) / "maps.pt"
+        >>> torch.save({"a": torch.ones(1, 4, 4), "b": torch.zeros(4, 4)}, path)
+        >>> maps = PrecomputedAttributions(path)
+        >>> maps.lookup(["b", "a"], like=torch.zeros(2, 1, 4, 4)).sum().item()
+        16.0
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, ids: str | os.PathLike[str] | None = None,
+                 variable: str = "attributions") -> None:
+        self.path = Path(path)
+        self.ids_path = None if ids is None else Path(ids)
+        self.variable = variable
+        self._index: dict[str, int] | None = None
+        self._maps: Sequence[Tensor] | Tensor | None = None
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            raise ConfigError(f"Precomputed attributions file {str(self.path)!r} does not exist.")
+        suffix = self.path.suffix.lower()
+        if suffix in (".pt", ".pth"):
+            ids, maps = self._load_torch()
+        elif suffix == ".npz":
+            with np.load(self.path, allow_pickle=False) as data:
+                missing = [k for k in ("ids", "attributions") if k not in data.files]
+                if missing:
+                    raise ConfigError(f"{self.path}: expected arrays 'ids' and 'attributions', but {missing} "
+                                      f"are missing (it holds {data.files}).")
+                ids, maps = [str(i) for i in data["ids"]], torch.from_numpy(np.asarray(data["attributions"]))
+        elif suffix == ".npy":
+            if self.ids_path is None:
+                raise ConfigError(f"{self.path}: a .npy file holds no sample ids; give `ids`, a text file with "
+                                  "one id per line (or use .npz, .pt or .nc).")
+            if not self.ids_path.is_file():
+                raise ConfigError(f"Ids file {str(self.ids_path)!r} (for {self.path}) does not exist.")
+            ids = [line.strip() for line in self.ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            maps = torch.from_numpy(np.load(self.path, allow_pickle=False))
+        elif suffix == ".nc":
+            ids, maps = self._load_netcdf()
+        else:
+            raise ConfigError(f"{self.path}: expected a .pt, .pth, .npz, .npy or .nc file, but got {suffix!r}.")
+        count = maps.shape[0] if isinstance(maps, Tensor) and maps.ndim else len(maps)
+        if count != len(ids):
+            raise ConfigError(f"{self.path}: expected one map per id, but got {len(ids)} ids and {count} maps.")
+        if len(set(ids)) != len(ids):
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            raise ConfigError(f"{self.path}: sample ids occur more than once: {duplicates[:5]}.")
+        self._index = {sample_id: i for i, sample_id in enumerate(ids)}
+        self._maps = maps
+
+    def _load_torch(self) -> tuple[list[str], Tensor | list[Tensor]]:
+        try:
+            content = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for a bad file; name the file
+            raise ConfigError(f"Cannot read precomputed attributions {str(self.path)!r}: {error}") from error
+        if not isinstance(content, Mapping):
+            raise ConfigError(f"{self.path}: expected a dict of id -> map, or with keys 'ids' and 'attributions', "
+                              f"but got {type(content).__name__}.")
+        if "ids" in content and "attributions" in content:
+            return [str(i) for i in content["ids"]], torch.as_tensor(content["attributions"])
+        maps = []
+        for key, value in content.items():
+            if not isinstance(value, Tensor):
+                raise ConfigError(f"{self.path}: expected a tensor for sample id {key!r}, but got "
+                                  f"{type(value).__name__}.")
+            maps.append(value)
+        return [str(k) for k in content], maps
+
+    def _load_netcdf(self) -> tuple[list[str], Tensor]:
+        import xarray as xr
+
+        with xr.open_dataset(self.path) as data:
+            if self.variable not in data:
+                raise ConfigError(f"{self.path}: expected a variable {self.variable!r}, but it holds "
+                                  f"{sorted(map(str, data.data_vars))}.")
+            values = data[self.variable]
+            if values.dims[0] != "sample":
+                raise ConfigError(f"{self.path}: expected {self.variable!r} to have a leading 'sample' dim, "
+                                  f"but its dims are {values.dims}.")
+            source = values["source_id"] if "source_id" in values.coords else values["sample"]
+            return [str(i) for i in source.values], torch.from_numpy(np.asarray(values.values))
+
+    def lookup(self, source_ids: Sequence[str], *, like: Tensor) -> Tensor:
+        """The maps of ``source_ids`` as ``(B, C', *S)`` on the device and in the dtype of ``like`` (``x``).
+
+        Raises:
+            ConfigError: an id is not in the file.
+            ShapeError: a map's shape is not ``(C, *S)``/``(1, *S)``/``(*S)`` for ``like`` of ``(B, C, *S)``.
+        """
+        if self._index is None:
+            self._load()
+        spatial = tuple(like.shape[2:])
+        rows = []
+        for sample_id in source_ids:
+            position = self._index.get(str(sample_id))  # type: ignore[union-attr]
+            if position is None:
+                examples = list(self._index)[:3]  # type: ignore[arg-type]
+                raise ConfigError(f"{self.path}: no attributions for sample id {sample_id!r} "
+                                  f"({len(self._index)} ids in the file, e.g. {examples}).")  # type: ignore[arg-type]
+            a = torch.as_tensor(self._maps[position])  # type: ignore[index]
+            if tuple(a.shape) == spatial:
+                a = a.unsqueeze(0)
+            if tuple(a.shape[1:]) != spatial or a.shape[0] not in (1, like.shape[1]):
+                raise ShapeError(
+                    f"{self.path}: expected the map of sample {sample_id!r} of shape "
+                    f"{(like.shape[1], *spatial)} or {(1, *spatial)}, but got {tuple(a.shape)}."
+                )
+            rows.append(a)
+        channels = {r.shape[0] for r in rows}
+        if len(channels) > 1:
+            rows = [r.expand(like.shape[1], *spatial) if r.shape[0] == 1 else r for r in rows]
+        return torch.stack(rows).to(device=like.device, dtype=like.dtype)

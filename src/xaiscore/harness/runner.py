@@ -1,0 +1,689 @@
+"""The runner: explain every sample with every method, score every metric, assemble one Dataset.
+
+:func:`evaluate` is the Python API (a dataset, a model, methods, metrics);
+:func:`run_config` does the same from a :class:`~xaiscore.harness.config.RunConfig`
+(building the dataset and the model, training the demo model when asked) and
+writes the report.
+
+The unit of work is a *batch* of ``batch_size`` consecutive samples. For each
+batch the runner predicts, explains with each method (explanations are
+computed in chunks of ``max_batch_size``), and scores each metric; each
+(method, metric, batch) result is written atomically to the run folder
+(:mod:`xaiscore.harness.store`). A restarted run loads the finished results
+instead of recomputing them. Every random draw is seeded from ``(seed,
+method/metric, batch)``, never from the process or the order of work, so the
+results do not depend on resuming or on how many processes share the batches
+(:mod:`xaiscore.harness.distributed`). Metrics share their random draws across
+methods (paired comparisons).
+
+Example:
+    >>> import torch
+    >>> from xaiscore.harness.data import make_synthetic_dataset
+    >>> from xaiscore.harness.models import SmallCNN
+    >>> data = make_synthetic_dataset(4, size=(16, 16))
+    >>> ds = evaluate(data, SmallCNN().eval(), methods=["Saliency", "random"],
+    ...               metrics=["pointing_game", "sparseness"], batch_size=2)
+    >>> ds["pointing_game"].dims, ds["method"].values.tolist()
+    (('method', 'sample'), ['Saliency', 'random'])
+    >>> from xaiscore.results import metric_variables
+    >>> metric_variables(ds)
+    ['pointing_game', 'sparseness']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xaiscore._batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._checks import OptionError, check_option, check_positive_int
+from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
+from xaiscore.harness.distributed import DistributedContext
+from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, derive_seed, method_settings
+from xaiscore.harness.scoring import (
+    PlannedMetric,
+    call_metric,
+    missing_inputs,
+    plan_metrics,
+    select_metrics,
+    unpack_result,
+)
+from xaiscore.harness.store import RunStore
+
+__all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
+
+#: What a method entry of :func:`evaluate` may be: a method name, a config
+#: mapping (``{"method": ..., "name": ..., **options}``), a :class:`MethodConfig`,
+#: or ``(name, explain_fn)`` for your own explain function.
+MethodInput = str | Mapping[str, Any] | MethodConfig | tuple[str, Callable[[Tensor, Tensor], Tensor]]
+
+_ALWAYS = frozenset({"a", "mask", "x", "target", "forward_fn"})
+
+
+@dataclass
+class _Method:
+    name: str
+    settings: dict[str, Any]
+    config: MethodConfig | None = None
+    explain_fn: Callable[[Tensor, Tensor], Tensor] | None = None
+    precomputed: PrecomputedAttributions | None = None
+
+    @property
+    def available(self) -> frozenset[str]:
+        extra = {"model"}
+        if self.precomputed is None:
+            extra.add("explain_fn")
+        return _ALWAYS | extra
+
+
+def _normalise_methods(methods: Sequence[MethodInput]) -> list[_Method]:
+    from xaiscore.harness.config import parse_config
+
+    if isinstance(methods, (str, Mapping)) or not methods:
+        raise OptionError(f"Expected `methods` to be a non-empty list, but got {methods!r}.")
+    configs: list[MethodInput] = []
+    custom: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+    for entry in methods:
+        if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
+            custom[str(entry[0])] = entry[1]
+        elif isinstance(entry, MethodConfig):
+            configs.append({"method": entry.method, "name": entry.name, **entry.options})
+        else:
+            configs.append(entry)
+    parsed = parse_config({"methods": configs}, source="methods").methods if configs else ()
+    result: list[_Method] = []
+    by_name = {m.name: m for m in parsed}
+    for entry in methods:
+        if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
+            name = str(entry[0])
+            result.append(_Method(name, {"method": "callable", "repr": repr(entry[1])}, explain_fn=custom[name]))
+        else:
+            name = entry.name if isinstance(entry, MethodConfig) else (
+                entry if isinstance(entry, str) else entry.get("name", entry.get("method")))
+            config = by_name[name]
+            precomputed = None
+            if config.method == PRECOMPUTED:
+                precomputed = PrecomputedAttributions(
+                    config.options["path"], ids=config.options.get("ids"),
+                    variable=config.options.get("variable", "attributions"),
+                )
+            result.append(_Method(name, method_settings(config), config=config, precomputed=precomputed))
+    names = [m.name for m in result]
+    if len(set(names)) != len(names):
+        raise OptionError(f"Expected distinct method names, but got {names}.")
+    return result
+
+
+@dataclass
+class _Shard:
+    """One (method, metric, batch) result as stored."""
+
+    settings: str
+    score: Tensor | None = None  # (B, R)
+    curve: Tensor | None = None  # (B, R, T)
+    x: Tensor | None = None  # (T,)
+    error: str | None = None
+
+
+@dataclass
+class _BatchResult:
+    samples: dict[str, Any]
+    shards: dict[tuple[str, str], _Shard] = field(default_factory=dict)
+    examples: dict[str, Any] | None = None
+
+
+class _Runner:
+    def __init__(self, dataset: Any, model: nn.Module, methods: list[_Method], plan: list[PlannedMetric], *,
+                 store: RunStore | None, context: DistributedContext, seed: int, batch_size: int,
+                 max_batch_size: int, target: str, repeats: int, n_examples: int, on_error: str,
+                 save_attributions: bool, progress: bool) -> None:
+        self.dataset = dataset
+        self.model = model
+        self.methods = methods
+        self.plan = plan
+        self.store = store
+        self.context = context
+        self.device = context.device
+        self.seed = seed
+        self.batch_size = batch_size
+        self.max_batch_size = max_batch_size
+        self.target = target
+        self.repeats = repeats
+        self.n_examples = n_examples
+        self.on_error = on_error
+        self.save_attributions = save_attributions
+        self.progress = progress
+        self.n_batches = math.ceil(len(dataset) / batch_size)
+        per_batch = max(1, math.ceil(4 * n_examples / batch_size)) if n_examples else 0
+        self.example_batches = set(range(min(per_batch, self.n_batches)))
+        self.skipped_samples: list[dict[str, Any]] = []
+        self.runnable: dict[str, list[PlannedMetric]] = {}
+        self.skipped: dict[str, dict[str, str]] = {}
+        for method in methods:
+            self.runnable[method.name] = []
+            for planned in plan:
+                reason = planned.unavailable
+                if reason is None:
+                    missing = missing_inputs(planned.spec, available=method.available)
+                    if missing:
+                        reason = f"needs {missing}, which a {method.settings['method']} method cannot supply"
+                if reason is None:
+                    self.runnable[method.name].append(planned)
+                else:
+                    self.skipped.setdefault(planned.spec.name, {})[method.name] = reason
+
+    # --- settings -------------------------------------------------------------------------
+    def _settings(self, method: _Method, planned: PlannedMetric) -> str:
+        from xaiscore.results import to_json
+
+        return to_json({"method": method.settings, "metric": planned.settings, "seed": self.seed,
+                        "repeats": self._repeats(planned)})
+
+    def _repeats(self, planned: PlannedMetric) -> int:
+        return self.repeats if planned.spec.stochastic else 1
+
+    # --- one batch ------------------------------------------------------------------------
+    def _load_done(self, batch: int) -> tuple[_BatchResult | None, list[tuple[_Method, PlannedMetric]]]:
+        """What is finished on disk, and the (method, metric) pairs still to do."""
+        todo = [(m, p) for m in self.methods for p in self.runnable[m.name]]
+        if self.store is None:
+            return None, todo
+        samples = self.store.load(self.store.samples_path(batch))
+        if samples is None:
+            return None, todo
+        result = _BatchResult(samples=samples, examples=self.store.load(self.store.examples_path(batch)))
+        remaining = []
+        for method, planned in todo:
+            stored = self.store.load(self.store.shard_path(batch, method.name, planned.spec.name))
+            if stored is not None and stored["settings"] == self._settings(method, planned) \
+                    and stored["error"] is None:
+                result.shards[(method.name, planned.spec.name)] = _Shard(**stored)
+            else:
+                remaining.append((method, planned))
+        return result, remaining
+
+    def _load_records(self, batch: int) -> tuple[list[Any], list[int]]:
+        from xaiscore.harness.data.errors import DatasetError
+
+        records, indices = [], []
+        start = batch * self.batch_size
+        for index in range(start, min(start + self.batch_size, len(self.dataset))):
+            try:
+                records.append(self.dataset[index])
+            except DatasetError as error:
+                if getattr(self.dataset, "on_error", "raise") != "skip":
+                    raise
+                self.skipped_samples.append({"index": index, "reason": str(error)})
+                continue
+            indices.append(index)
+        return records, indices
+
+    def run_batch(self, batch: int) -> _BatchResult | None:
+        done, todo = self._load_done(batch)
+        needs_examples = batch in self.example_batches and (done is None or done.examples is None)
+        if done is not None and not todo and not needs_examples:
+            return done
+        from xaiscore.harness.data.records import collate
+
+        records, indices = self._load_records(batch)
+        if not records:
+            return None
+        data = collate(records).to(self.device)
+        logits = chunked_map(len(data), lambda s, e: call_model(self.model, data.x[s:e]),
+                             max_batch_size=self.max_batch_size)
+        prediction = logits.argmax(dim=1)
+        target = data.labels if self.target == "label" else prediction
+        samples = {
+            "index": indices,
+            "source_id": list(data.source_ids),
+            "label": data.labels.tolist(),
+            "target": target.tolist(),
+            "prediction": prediction.tolist(),
+            "finding": list(data.findings),
+        }
+        result = done if done is not None else _BatchResult(samples=samples)
+        if done is not None and done.samples["source_id"] != samples["source_id"]:
+            raise ConfigError(f"The samples of batch {batch} changed since the shards were written; start over "
+                              "with resume=False (`--overwrite`) or another output folder.")
+        if self.store is not None and done is None:
+            self.store.save(self.store.samples_path(batch), samples)
+        example_maps: dict[str, Tensor] = {}
+        for method in self.methods:
+            pending = [p for m, p in todo if m is method]
+            if not pending and not needs_examples:
+                continue
+            a = self._explain(method, batch, data, target)
+            if needs_examples:
+                example_maps[method.name] = a.sum(dim=1).to("cpu", torch.float32)
+            for planned in pending:
+                result.shards[(method.name, planned.spec.name)] = self._score(
+                    method, planned, batch, data, target, a)
+        if needs_examples:
+            result.examples = self._examples(data, indices, example_maps)
+            if self.store is not None:
+                self.store.save(self.store.examples_path(batch), result.examples)
+        return result
+
+    def _explain(self, method: _Method, batch: int, data: Any, target: Tensor) -> Tensor:
+        from xaiscore.explainers import check_explanation
+
+        path = self.store.attributions_path(batch, method.name) if self.store is not None else None
+        if path is not None and self.save_attributions:
+            cached = self.store.load(path)  # type: ignore[union-attr]
+            if cached is not None and cached["settings"] == method.settings:
+                return cached["a"].to(self.device)
+        if method.precomputed is not None:
+            a = method.precomputed.lookup(data.source_ids, like=data.x)
+        else:
+            explain = method.explain_fn or MethodExplainer(
+                method.config, self.model, seed=derive_seed(self.seed, "explain", method.name, batch))  # type: ignore[arg-type]
+            a = chunked_map(len(data), lambda s, e: explain(data.x[s:e], target[s:e]),
+                            max_batch_size=self.max_batch_size)
+        a = check_explanation(a, data.x, name=f"method {method.name!r}").detach()
+        if path is not None and self.save_attributions:
+            self.store.save(path, {"settings": method.settings, "a": a.cpu(),  # type: ignore[union-attr]
+                                   "source_id": list(data.source_ids)})
+        return a
+
+    def _score(self, method: _Method, planned: PlannedMetric, batch: int, data: Any, target: Tensor,
+               a: Tensor) -> _Shard:
+        name = planned.spec.name
+        settings = self._settings(method, planned)
+        inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
+                                  "forward_fn": self.model, "model": self.model}
+        if "explain_fn" in planned.spec.needs:
+            inputs["explain_fn"] = method.explain_fn or MethodExplainer(
+                method.config, self.model,  # type: ignore[arg-type]
+                seed=derive_seed(self.seed, "re-explain", method.name, name, batch))
+        scores, curves, x = [], [], None
+        try:
+            for run in range(self._repeats(planned)):
+                seed = derive_seed(self.seed, "metric", name, batch, run)
+                output = call_metric(planned, inputs, max_batch_size=self.max_batch_size, seed=seed,
+                                     device=self.device)
+                score, curve, x = unpack_result(output, name=name, batch_size=len(data))
+                scores.append(score.to("cpu", torch.float64))
+                if curve is not None:
+                    curves.append(curve.to("cpu", torch.float64))
+        except Exception as error:  # recorded (on_error="record") or re-raised with context
+            if self.on_error != "record":
+                if hasattr(error, "add_note"):
+                    error.add_note(f"(while scoring {name!r} for method {method.name!r} on batch {batch})")
+                raise
+            shard = _Shard(settings, error=f"{type(error).__name__}: {error}")
+        else:
+            shard = _Shard(
+                settings,
+                score=torch.stack(scores, dim=1),
+                curve=torch.stack(curves, dim=1) if curves else None,
+                x=None if x is None else x.to("cpu", torch.float64),
+            )
+        if self.store is not None:
+            self.store.save(self.store.shard_path(batch, method.name, name), asdict(shard))
+        return shard
+
+    def _examples(self, data: Any, indices: list[int], maps: Mapping[str, Tensor]) -> dict[str, Any]:
+        """Up to ``n_examples`` samples of the batch, positives first (empty for non-2-D images)."""
+        if data.x.ndim != 4:
+            return {}
+        has_mask = data.mask.flatten(1).any(dim=1).cpu()
+        order = sorted(range(len(data)), key=lambda i: (not bool(has_mask[i]), i))[: self.n_examples]
+        width = max([data.boxes[i].shape[0] for i in order] + [1])
+        boxes = torch.full((len(order), width, 4), float("nan"))
+        for row, i in enumerate(order):
+            boxes[row, : data.boxes[i].shape[0]] = data.boxes[i].to("cpu", torch.float32)
+        return {
+            "index": [indices[i] for i in order],
+            "positive": [bool(has_mask[i]) for i in order],
+            "image": data.x[order].to("cpu", torch.float32),
+            "mask": data.mask[order, 0].cpu(),
+            "boxes": boxes,
+            "attributions": {name: m[order] for name, m in maps.items()},
+        }
+
+    # --- the whole run --------------------------------------------------------------------
+    def run(self) -> dict[int, _BatchResult]:
+        mine = [b for b in range(self.n_batches) if self.context.owns(b)]
+        iterator: Any = mine
+        if self.progress and self.context.is_main:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(mine, desc="batches", unit="batch", dynamic_ncols=True)
+        results = {}
+        for batch in iterator:
+            result = self.run_batch(batch)
+            if result is not None:
+                results[batch] = result
+        return results
+
+
+def _concat(parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...] | None) -> Tensor | None:
+    if tail is None:
+        return None
+    filled = [p if p is not None else torch.full((rows, *tail), float("nan"), dtype=torch.float64)
+              for p, rows in zip(parts, n_rows)]
+    return torch.cat(filled, dim=0)
+
+
+def _assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mapping[str, Any]) -> Any:
+    from xaiscore.results import build_dataset
+
+    batches = sorted(results)
+    samples: dict[str, list[Any]] = {k: [] for k in ("index", "source_id", "label", "target", "prediction",
+                                                     "finding")}
+    for b in batches:
+        for key in samples:
+            samples[key].extend(results[b].samples[key])
+    rows = [len(results[b].samples["index"]) for b in batches]
+    scores: dict[str, dict[str, Tensor]] = {}
+    curves: dict[str, dict[str, Tensor]] = {}
+    curve_x: dict[str, Tensor] = {}
+    skipped = {metric: dict(reasons) for metric, reasons in runner.skipped.items()}
+    for method in runner.methods:
+        for planned in runner.runnable[method.name]:
+            name = planned.spec.name
+            shards = [results[b].shards.get((method.name, name)) for b in batches]
+            errors = [(b, s.error) for b, s in zip(batches, shards) if s is not None and s.error is not None]
+            good = [s for s in shards if s is not None and s.error is None]
+            if errors:
+                first_batch, message = errors[0]
+                skipped.setdefault(name, {})[method.name] = (
+                    f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}")
+            if not good:
+                continue
+            runs = good[0].score.shape[1]
+            score = _concat([s.score if s is not None and s.error is None else None for s in shards], rows, (runs,))
+            scores.setdefault(name, {})[method.name] = score if runs > 1 else score[:, 0]
+            if good[0].curve is not None:
+                tail = tuple(good[0].curve.shape[1:])
+                curve = _concat([s.curve if s is not None and s.error is None else None for s in shards], rows, tail)
+                curves.setdefault(name, {})[method.name] = curve if runs > 1 else curve[:, 0]
+                curve_x[name] = good[0].x
+    info = {
+        p.spec.name: {"family": p.spec.family, "higher_is_better": p.spec.higher_is_better,
+                      "citation": p.spec.citation, "description": p.spec.description,
+                      "settings": p.settings, "stochastic": p.spec.stochastic}
+        for p in runner.plan
+    }
+    examples = _gather_examples([results[b].examples for b in batches if results[b].examples],
+                                runner.n_examples)
+    dataset_attrs = {
+        "seed": runner.seed,
+        "batch_size": runner.batch_size,
+        "target_rule": runner.target,
+        "repeats": runner.repeats,
+        "methods": {m.name: m.settings for m in runner.methods},
+        "class_names": list(getattr(runner.dataset, "class_names", ())),
+        "skipped_samples": runner.skipped_samples,
+        **attrs,
+    }
+    return build_dataset(
+        methods=[m.name for m in runner.methods],
+        samples=samples,
+        sample_index=samples["index"],
+        scores=scores,
+        curves=curves,
+        curve_x=curve_x,
+        metric_info=info,
+        skipped=skipped,
+        examples=examples,
+        attrs=dataset_attrs,
+    )
+
+
+def _gather_examples(parts: list[dict[str, Any]], n_examples: int) -> dict[str, Any] | None:
+    if not parts or n_examples == 0:
+        return None
+    rows = [(not positive, part_index, row) for part_index, part in enumerate(parts)
+            for row, positive in enumerate(part["positive"])]
+    chosen = sorted(rows)[:n_examples]
+    chosen.sort(key=lambda item: (item[1], item[2]))
+    width = max(parts[p]["boxes"].shape[1] for _, p, _ in chosen)
+
+    def pick(key: str) -> Tensor:
+        return torch.stack([parts[p][key][r] for _, p, r in chosen])
+
+    boxes = torch.full((len(chosen), width, 4), float("nan"))
+    for i, (_, p, r) in enumerate(chosen):
+        row = parts[p]["boxes"][r]
+        boxes[i, : row.shape[0]] = row
+    methods = parts[0]["attributions"].keys()
+    return {
+        "sample": [parts[p]["index"][r] for _, p, r in chosen],
+        "image": pick("image"),
+        "mask": pick("mask"),
+        "boxes": boxes,
+        "attributions": {m: torch.stack([parts[p]["attributions"][m][r] for _, p, r in chosen]) for m in methods},
+    }
+
+
+def evaluate(
+    dataset: Any,
+    model: nn.Module,
+    *,
+    methods: Sequence[MethodInput] = ("Saliency", "random"),
+    metrics: MetricsConfig | Sequence[str] | None = None,
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_batch_size: int = 64,
+    target: str = "label",
+    repeats: int = 1,
+    n_examples: int = 6,
+    on_error: str = "raise",
+    save_attributions: bool = False,
+    resume: bool = True,
+    progress: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+) -> Any:
+    """Explain ``dataset`` with every method and score every selected metric.
+
+    Args:
+        dataset: A :class:`~xaiscore.harness.data.records.RecordDataset`
+            (``len``, indexing to :class:`SampleRecord`, ``class_names``).
+        model: The classifier (logits ``(n, K)``); used in eval mode, on ``device``.
+        methods: Method entries (see :data:`MethodInput`): explainer names from
+            :func:`xaiscore.explainers.list_explainers`, config mappings
+            (``{"method": "LayerGradCam", "layer": "features.6", "name": "gradcam"}``,
+            ``{"method": "precomputed", "path": "maps.pt"}``) or ``(name, explain_fn)``.
+        metrics: Names, a :class:`MetricsConfig`, or ``None`` for every registered
+            metric. Metrics whose inputs a method cannot supply are skipped for
+            it, with the reason in the variable's ``skipped`` attr.
+        metric_options: metric -> keyword options over the registry defaults.
+        out: Run folder for shards, ``results.nc`` and resume (``None``: in memory only).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``None``/``"auto"``.
+        seed: Seed of every random draw (explainers, metrics).
+        batch_size: Samples per unit of work (and per shard).
+        max_batch_size: Most items per model/explainer call inside a metric.
+        target: Explain and score the ``"label"`` or the ``"predicted"`` class.
+        repeats: Runs of each stochastic metric (a ``run`` dim when > 1).
+        n_examples: Example images kept for the report (2-D images only).
+        on_error: ``"raise"`` a metric's exception, or ``"record"`` it (NaN scores,
+            the message in the ``skipped`` attr; retried on resume).
+        save_attributions: Also store each method's maps in ``out/attributions``
+            (reused on resume).
+        resume: Load finished results from ``out`` (else start over there).
+        progress: Show a progress bar (tqdm) on rank 0.
+        attrs: Extra Dataset attrs.
+
+    Returns:
+        The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.results`),
+        also written to ``out/results.nc``; ``None`` on ranks other than 0 of
+        a distributed run.
+
+    Raises:
+        ConfigError: an unknown option for a metric, or ``out`` holds another run.
+        OptionError, DTypeError: bad arguments.
+    """
+    from xaiscore.harness.models import model_fingerprint
+    from xaiscore.results import save_dataset
+
+    check_positive_int(batch_size, "batch_size")
+    check_max_batch_size(max_batch_size)
+    check_positive_int(repeats, "repeats")
+    check_positive_int(n_examples, "n_examples", minimum=0)
+    check_option(target, "target", ("label", "predicted"))
+    check_option(on_error, "on_error", ("raise", "record"))
+    if not isinstance(model, nn.Module):
+        raise OptionError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+    if len(dataset) == 0:
+        raise OptionError("Expected a non-empty dataset, but it has 0 samples.")
+    method_list = _normalise_methods(methods)
+    metrics_config = metrics if isinstance(metrics, MetricsConfig) else (
+        MetricsConfig() if metrics is None else MetricsConfig(include=tuple(metrics)))
+    options = {**metrics_config.options, **(metric_options or {})}
+    plan = plan_metrics(select_metrics(metrics_config), options)
+
+    context = DistributedContext.from_environment(device=device)
+    try:
+        model = model.to(context.device).eval()
+        store = None if out is None else RunStore(out)
+        if store is not None:
+            identity = {
+                "n_samples": len(dataset),
+                "first_source_id": dataset[0].source_id,
+                "class_names": list(getattr(dataset, "class_names", ())),
+                "model": model_fingerprint(model),
+                "batch_size": batch_size,
+                "seed": seed,
+                "target": target,
+            }
+            if context.is_main:
+                if not resume:
+                    store.clear()
+                store.check_run(identity)
+            context.barrier()
+            if not context.is_main:
+                store.check_run(identity)
+        runner = _Runner(
+            dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
+            max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
+            on_error=on_error, save_attributions=save_attributions, progress=progress,
+        )
+        results = runner.run()
+        gathered = context.gather((results, runner.skipped_samples))
+        if not context.is_main:
+            context.barrier()
+            return None
+        merged: dict[int, _BatchResult] = {}
+        runner.skipped_samples = []
+        for part, skipped_samples in gathered:  # type: ignore[union-attr]
+            merged.update(part)
+            runner.skipped_samples.extend(skipped_samples)
+        if not merged:
+            raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
+        ds = _assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
+        if store is not None:
+            save_dataset(ds, store.results_path)
+        context.barrier()
+        return ds
+    finally:
+        context.close()
+
+
+# --- configs -------------------------------------------------------------------------------
+
+
+def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+                progress: bool = False) -> nn.Module:
+    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``."""
+    from xaiscore.harness.models import SmallCNN, load_model, train_model
+
+    model_config = config.model
+    device = context.device
+    if model_config.kind == "factory":
+        return load_model(factory=model_config.factory, state_dict=model_config.state_dict,
+                          kwargs=model_config.kwargs, device=device)
+    if model_config.kind == "torchscript":
+        return load_model(torchscript=model_config.path, device=device)
+    if config.dataset.kind != "synthetic":
+        raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
+                          f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
+    train = {"n": 256, "epochs": 4, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
+             **model_config.train}
+    unknown = sorted(set(train) - {"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay"})
+    if unknown:
+        raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
+    sample = dataset[0]
+    settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
+                "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
+
+    def fresh() -> nn.Module:
+        return SmallCNN(settings["in_channels"], len(dataset.class_names), width=train["width"],
+                        spatial_dims=sample.image.ndim - 1,
+                        generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
+
+    cached = store.load(store.model_path) if store is not None else None
+    if cached is not None and cached.get("settings") == json.loads(json.dumps(settings, default=str)):
+        model = fresh()
+        model.load_state_dict(cached["state_dict"])
+        return model.to(device).eval()
+    model = fresh()
+    if context.is_main or store is None:
+        from xaiscore.harness.data.registry import open_dataset
+
+        options = {**config.dataset.options, "n": train["n"],
+                   "seed": derive_seed(config.dataset.options.get("seed", 0), "train") % 2**31}
+        training_data = open_dataset("synthetic", **options)
+        wrap = None
+        if progress and context.is_main:
+            from tqdm.auto import tqdm
+
+            def wrap(iterator: Any) -> Any:
+                return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
+        train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
+                    weight_decay=train.get("weight_decay", 0.0), seed=train["seed"], device=device, progress=wrap)
+        if store is not None:
+            store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
+                                          "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
+    if store is not None and context.world_size > 1:
+        context.barrier()
+        if not context.is_main:
+            model.load_state_dict(store.load(store.model_path)["state_dict"])
+    return model.to(device).eval()
+
+
+def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True) -> Any:
+    """Run a config end to end: dataset, model, :func:`evaluate`, ``results.nc`` and the report.
+
+    Returns:
+        The results Dataset (``None`` on ranks other than 0).
+    """
+    from xaiscore.harness.data.registry import open_dataset
+    from xaiscore.results import to_json
+
+    if config.out is None:
+        raise ConfigError(f"{config.source}: expected `out`, the run folder.")
+    store = RunStore(config.out)
+    context = DistributedContext.from_environment(device=config.device)
+    try:
+        try:
+            dataset = open_dataset(config.dataset.kind, **dict(config.dataset.options))
+        except OptionError as error:
+            raise ConfigError(f"{config.source}: in `dataset`: {error}") from error
+        model = build_model(config, dataset, store=store, context=context, progress=progress)
+        config_json = to_json({k: v for k, v in asdict(config).items() if k != "source"})
+        ds = evaluate(
+            dataset, model, methods=list(config.methods), metrics=config.metrics, out=config.out,
+            device=context.device, seed=config.seed, batch_size=config.batch_size,
+            max_batch_size=config.max_batch_size, target=config.target, repeats=config.repeats,
+            n_examples=config.n_examples, on_error=config.on_error, save_attributions=config.save_attributions,
+            resume=resume, progress=progress, attrs={"config": config_json, "config_source": config.source},
+        )
+        if ds is not None and config.report:
+            from xaiscore.harness.report import write_report
+
+            write_report(ds, Path(config.out))
+        return ds
+    finally:
+        context.close()

@@ -218,6 +218,13 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
     return torch.kthvalue(rows, j + 1, dim=1).values
 
 
+def _sorted(values: Tensor) -> Tensor:
+    """``values`` (1-D) sorted ascending; through numpy on CPU (several times faster than ``torch.sort``)."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sort(values.numpy()))
+    return torch.sort(values).values
+
+
 def salient_points(values: Tensor, threshold: float) -> Tensor:
     """Pixels at or above the ``threshold``-th percentile of their sample, and non-zero.
 
@@ -240,77 +247,122 @@ def salient_points(values: Tensor, threshold: float) -> Tensor:
     position = Fraction(threshold) * (n - 1) / 100
     j = math.floor(position) + (0 if position.denominator == 1 else 1)
     cutoff = _kth_smallest(flat, j).to(values.device)
-    return (values >= cutoff.view(b, 1, 1)) & (values > 0)
+    # values >= 0, so "at least the cutoff and non-zero" is "at least max(cutoff, smallest positive)".
+    cutoff = cutoff.clamp(min=torch.finfo(values.dtype).tiny * torch.finfo(values.dtype).eps)
+    return values >= cutoff.view(b, 1, 1)
+
+
+def _neighbouring_candidates(candidate: Tensor) -> tuple[Tensor, Tensor]:
+    """For each position of ``(B, H)`` bool rows: the previous and the next candidate position
+    (``-1`` / ``H`` when there is none)."""
+    b, h = candidate.shape
+    index = torch.arange(h, device=candidate.device).expand(b, h)
+    at_or_before = torch.cummax(torch.where(candidate, index, -1), 1).values
+    at_or_after = torch.cummin(torch.where(candidate, index, h).flip(1), 1).values.flip(1)
+    previous = torch.cat([torch.full((b, 1), -1, device=candidate.device), at_or_before[:, :-1]], 1)
+    following = torch.cat([at_or_after[:, 1:], torch.full((b, 1), h, device=candidate.device)], 1)
+    return previous, following
+
+
+def _minorant_vertices(g: Tensor, candidate: Tensor, prune_rounds: int = 4) -> Tensor:
+    """Vertices of the greatest convex minorant of ``g`` (int64 ``(B, H)``) over the candidate rows.
+
+    A row on or above the chord of two other candidates is no vertex (not an extreme point), so
+    rows are first pruned against their current neighbours (exact integer cross products, all
+    rows at once; a few rounds). The survivors are then tested exactly: row ``i`` is a vertex
+    when no slope from an earlier survivor exceeds the slopes to later ones (slopes of small
+    integers compare exactly in float64).
+    """
+    b, h = g.shape
+    device = g.device
+    index = torch.arange(h, device=device).expand(b, h)
+    for _ in range(prune_rounds):
+        previous, following = _neighbouring_candidates(candidate)
+        inner = candidate & (previous >= 0) & (following < h)
+        g_prev = g.gather(1, previous.clamp(min=0))
+        g_next = g.gather(1, following.clamp(max=h - 1))
+        not_below = (g - g_prev) * (following - previous) >= (g_next - g_prev) * (index - previous)
+        candidate = candidate & ~(inner & not_below)
+    m = int(candidate.sum(1).max()) if b else 0
+    if m <= 2:
+        return candidate
+    order = torch.argsort((~candidate).to(torch.int8), dim=1, stable=True)[:, :m]  # survivors first, in order
+    valid = candidate.gather(1, order)
+    y = order.double()
+    value = g.gather(1, order).double()
+    rise = y.unsqueeze(1) - y.unsqueeze(2)  # [a, i] = y_i - y_a
+    pair = valid.unsqueeze(2) & valid.unsqueeze(1) & (rise > 0)
+    slope = (value.unsqueeze(1) - value.unsqueeze(2)) / torch.where(rise > 0, rise, torch.ones_like(rise))
+    from_before = torch.where(pair, slope, -math.inf).amax(1)  # max over earlier a, indexed by i
+    to_after = torch.where(pair, slope, math.inf).amin(2)  # min over later i, indexed by a
+    vertex = valid & (from_before <= to_after)
+    return torch.zeros_like(candidate).scatter_(1, order, vertex)
 
 
 def hull_areas(kept: Tensor) -> Tensor:
     """Area of the convex hull of each sample's kept pixels (row, column), ``(B, H, W) -> (B,)`` float64.
 
     Only the leftmost and rightmost point of each row can be hull vertices. The left boundary of
-    the hull is the greatest convex minorant of ``x_min(y)`` over the occupied rows: row ``i`` is
-    a vertex when no slope from an earlier row exceeds the slopes to later rows. Slopes of small
-    integers compare exactly in float64, and the area is the exact integer shoelace sum over the
-    vertices, halved. Fewer than three points or collinear points give 0.
+    the hull is the greatest convex minorant of ``x_min(y)`` over the occupied rows and the right
+    boundary the least concave majorant of ``x_max(y)`` (see :func:`_minorant_vertices`); the
+    area is the exact integer trapezoid sum between them, halved. Fewer than three points or
+    collinear points give 0.
     """
     if kept.shape[1] > kept.shape[2]:
-        kept = kept.transpose(1, 2)  # O(rows^2) below: let the shorter side index rows
+        kept = kept.transpose(1, 2)  # fewer rows: less work below
     b, h, w = kept.shape
     device = kept.device
     occupied = kept.any(2)
-    columns = torch.arange(w, device=device)
-    x_min = torch.where(kept, columns, w).amin(2).double()
-    x_max = torch.where(kept, columns, -1).amax(2).double()
-    rows = torch.arange(h, device=device, dtype=torch.float64)
-    dy = rows.view(1, h) - rows.view(h, 1)  # [a, i] = i - a
-    later = (dy > 0).unsqueeze(0)
-    pair = occupied.unsqueeze(2) & occupied.unsqueeze(1) & later
-    safe_dy = torch.where(dy > 0, dy, torch.ones_like(dy))
+    small = torch.int16 if w < 2**15 - 1 else torch.int64
+    columns = torch.arange(w, device=device, dtype=small)
+    x_min = torch.where(kept, columns, w).amin(2).long()
+    x_max = torch.where(kept, columns, -1).amax(2).long()
     index = torch.arange(h, device=device).expand(b, h)
 
-    def chain_integral(x: Tensor, sign: float) -> Tensor:
-        slope = sign * (x.unsqueeze(1) - x.unsqueeze(2)) / safe_dy  # [a, i]: slope from row a to row i
-        from_before = torch.where(pair, slope, -math.inf).amax(1)  # max over a < i, indexed by i
-        to_after = torch.where(pair, slope, math.inf).amin(2)  # min over i > a, indexed by a
-        vertex = occupied & (from_before <= to_after)
-        candidate = torch.where(vertex, index, h)
-        following = torch.cummin(candidate.flip(1), 1).values.flip(1)  # first vertex at or after i
-        nxt = torch.cat([following[:, 1:], torch.full((b, 1), h, device=device)], 1)
-        has_next = vertex & (nxt < h)
-        nxt = nxt.clamp(max=h - 1)
-        # Twice the trapezoid area under the chain segment from row i to the next vertex.
-        twice = (nxt - index).double() * (x + x.gather(1, nxt))
+    def twice_integral(x: Tensor, vertex: Tensor) -> Tensor:
+        """Twice the area under the chain through the vertices, ``sum (y' - y) (x + x')``."""
+        _, following = _neighbouring_candidates(vertex)
+        has_next = vertex & (following < h)
+        following = following.clamp(max=h - 1)
+        twice = (following - index) * (x + x.gather(1, following))
         return torch.where(has_next, twice, torch.zeros_like(twice)).sum(1)
 
-    return (chain_integral(x_max, -1.0) - chain_integral(x_min, 1.0)) / 2
+    left = twice_integral(x_min, _minorant_vertices(x_min, occupied))
+    right = twice_integral(x_max, _minorant_vertices(-x_max, occupied))
+    return (right - left).double() / 2
 
 
 # --- Borůvka on a batch of disjoint graphs ------------------------------------------------------
 
 
 class _Forest:
-    """Union-find state over nodes of all samples, grown by Borůvka passes.
+    """Union-find state over the nodes of all samples, grown by Borůvka passes.
 
-    Node ids are global; ``parent`` maps each node to its component's root after every pass.
-    ``length`` (float64) and ``merges`` (int64) accumulate per sample.
+    Node ids are global and ``node_sample`` gives each node's sample; ``parent`` maps every node
+    to its component's root after each pass. ``length`` (float64) and ``merges`` (int64)
+    accumulate per sample.
     """
 
-    def __init__(self, n_nodes: int, n_samples: int, device: torch.device) -> None:
-        self.parent = torch.arange(n_nodes, device=device)
+    def __init__(self, node_sample: Tensor, n_samples: int) -> None:
+        device = node_sample.device
+        self.node_sample = node_sample
+        self.parent = torch.arange(node_sample.numel(), device=device)
         self.length = torch.zeros(n_samples, dtype=torch.float64, device=device)
         self.merges = torch.zeros(n_samples, dtype=torch.int64, device=device)
-        self._best = torch.full((n_nodes,), _INT64_MAX, dtype=torch.int64, device=device)
-        self._scratch = torch.empty_like(self.parent)
+        self._best = torch.full((node_sample.numel(),), _INT64_MAX, dtype=torch.int64, device=device)
 
-    def add_edges(self, u: Tensor, v: Tensor, d2: Tensor, sample: Tensor) -> None:
+    def add_edges(self, u: Tensor, v: Tensor, d2: Tensor) -> None:
         """Merge along the minimum spanning forest of the given edges over the current components.
 
-        ``u``, ``v``: node ids; ``d2``: integer squared lengths (weights ``sqrt(d2)``); ``sample``:
-        the sample of each edge. Ties are broken by the position of the edge in the input, so the
-        order of the edges (squared length, position) is total and no cycle can form.
+        ``u``, ``v``: node ids of the same sample; ``d2``: integer squared lengths (weights
+        ``sqrt(d2)``). Ties are broken by the position of the edge in the input, so the order of
+        the edges (squared length, position) is total and no cycle can form.
         """
-        parent, best = self.parent, self._best
         n_edges = u.numel()
-        key = d2 * max(n_edges, 1) + torch.arange(n_edges, device=u.device)
+        if n_edges == 0:
+            return
+        parent, best = self.parent, self._best
+        key = d2 * n_edges + torch.arange(n_edges, device=u.device)
         u = parent.index_select(0, u)
         v = parent.index_select(0, v)
         rounds = 0
@@ -319,32 +371,38 @@ class _Forest:
             if alive.numel() == 0:
                 break
             if alive.numel() < u.numel():
-                u, v, key, d2, sample = (t.index_select(0, alive) for t in (u, v, key, d2, sample))
+                u, v, key = u.index_select(0, alive), v.index_select(0, alive), key.index_select(0, alive)
             best.scatter_reduce_(0, u, key, "amin")
             best.scatter_reduce_(0, v, key, "amin")
             pick_u = best.index_select(0, u) == key  # the lightest edge leaving u's component
             pick_v = best.index_select(0, v) == key
-            chosen = pick_u | pick_v
-            self.length.index_add_(0, sample[chosen], d2[chosen].double().sqrt())
-            self.merges.index_add_(0, sample[chosen], torch.ones_like(sample[chosen]))
+            chosen = (pick_u | pick_v).nonzero().squeeze(1)
+            chosen_u = u.index_select(0, chosen)
+            sample = self.node_sample.index_select(0, chosen_u)
+            length = torch.div(key.index_select(0, chosen), n_edges, rounding_mode="floor").double().sqrt()
+            self.length.index_add_(0, sample, length)
+            self.merges.index_add_(0, sample, torch.ones_like(sample))
             hooked = torch.cat([u[pick_u], v[pick_v]])  # each component picks exactly one edge
-            parent[hooked] = torch.cat([v[pick_u], u[pick_v]])
+            target = torch.cat([v[pick_u], u[pick_v]])
             # Two components that picked the same edge point at each other: the smaller id is the root.
-            target = parent.index_select(0, hooked)
+            parent[hooked] = target
             mutual = (parent.index_select(0, target) == hooked) & (hooked < target)
             parent[hooked[mutual]] = hooked[mutual]
             best[hooked] = _INT64_MAX
-            # Pointer jumping: hooks form trees of depth < len(hooked).
-            for _ in range(max(1, math.ceil(math.log2(hooked.numel() + 1)))):
-                parent[hooked] = parent.index_select(0, parent.index_select(0, hooked))
+            # Pointer jumping until every hooked component points at its root.
+            while True:
+                up = parent.index_select(0, hooked)
+                upper = parent.index_select(0, up)
+                if torch.equal(up, upper):
+                    break
+                parent[hooked] = upper
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
             rounds += 1
         # A node hooked in round r points at its root of round r, which may have been hooked later:
-        # depth <= rounds, so log2(rounds) + 1 jumps over all nodes leave every node at its root.
+        # depth <= rounds, so ceil(log2(rounds + 1)) jumps over all nodes leave every node at its root.
         for _ in range(math.ceil(math.log2(rounds + 1))):
-            torch.index_select(parent, 0, parent, out=self._scratch)
-            parent.copy_(self._scratch)
+            parent.copy_(parent.index_select(0, parent))
 
 
 # --- the k-NN spanning forest --------------------------------------------------------------------
@@ -392,10 +450,11 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     left = torch.zeros_like(kept)
     left[:, :, 1:] = kept[:, :, :-1]
     run_start = (kept & ~left).reshape(-1)
-    run_of_pixel = torch.cumsum(run_start, 0) - 1  # valid on kept pixels
+    index_dtype = torch.int32 if run_start.numel() < 2**31 else torch.int64
+    run_of_pixel = torch.cumsum(run_start, 0, dtype=index_dtype) - 1  # valid on kept pixels
     run_sample = torch.div(run_start.nonzero().squeeze(1), hw, rounding_mode="floor")
     n_runs = run_sample.numel()
-    forest = _Forest(n_runs, b, device)
+    forest = _Forest(run_sample, b)
     runs_per_sample = torch.zeros(b, dtype=torch.int64, device=device).index_add_(
         0, run_sample, torch.ones_like(run_sample)
     )
@@ -410,32 +469,37 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     # Near edges between runs: the leftmost pixel pair of each pair of runs, minus pairs with a
     # witness (a kept pixel closer to both ends, i.e. a path of two strictly shorter near edges).
-    pairs, steps, lengths = [], [], []
-    for d2, dy, dx in near:
-        if not _is_forward(dy, dx) or (dy, dx) == (0, 1):
-            continue
-        pair = kept & shifter.view(kept_p, dy, dx)
-        if dy != 0:
-            pair &= ~(shifter.view(kept_p, 0, -1) & shifter.view(kept_p, dy, dx - 1))
-        for ry, rx in _near_witnesses(dy, dx):
-            pair &= ~shifter.view(kept_p, ry, rx)
-        pairs.append(pair.reshape(-1))
-        steps.append(dy * w + dx)
-        lengths.append(d2)
-    if pairs:
-        which, pixel = torch.stack(pairs).nonzero(as_tuple=True)
+    forward = [(d2, dy, dx) for d2, dy, dx in near if _is_forward(dy, dx) and (dy, dx) != (0, 1)]
+    if forward:
+        pairs = torch.empty(len(forward), b, h, w, dtype=torch.bool, device=device)
+        for pair, (_, dy, dx) in zip(pairs, forward):
+            torch.logical_and(kept, shifter.view(kept_p, dy, dx), out=pair)
+            if dy != 0:
+                pair &= ~(shifter.view(kept_p, 0, -1) & shifter.view(kept_p, dy, dx - 1))
+            for ry, rx in _near_witnesses(dy, dx):
+                pair &= ~shifter.view(kept_p, ry, rx)
+        which, pixel = pairs.view(len(forward), -1).nonzero(as_tuple=True)
+        step_of = torch.tensor([dy * w + dx for _, dy, dx in forward], device=device)
         forest.add_edges(
             run_of_pixel.index_select(0, pixel),
-            run_of_pixel.index_select(0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
-            torch.tensor(lengths, device=device).index_select(0, which),
-            torch.div(pixel, hw, rounding_mode="floor"),
+            run_of_pixel.index_select(0, pixel + step_of.index_select(0, which)),
+            torch.tensor([d2 for d2, _, _ in forward], device=device).index_select(0, which),
         )
 
-    # Points with fewer than k others within the near distance have far edges to look for.
-    count = torch.zeros(b, h, w, dtype=torch.int32, device=device)
-    for _, dy, dx in near:
-        count += shifter.view(kept_p, dy, dx)
-    scan = _RingScan(kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter)
+    # Points with fewer than k others within the near distance have far edges to look for:
+    # count the others in the disc, a sum of horizontal box sums, one per row offset.
+    radius = math.isqrt(d_always)
+    kept16 = kept_p.to(torch.int16)  # counts add int16 views (adding bool would convert every time)
+    boxes = {0: kept16}
+    for half in range(1, radius + 1):
+        boxes[half] = boxes[half - 1].clone()
+        boxes[half][:, :, half:] += kept16[:, :, :-half]
+        boxes[half][:, :, :-half] += kept16[:, :, half:]
+    count = -kept.to(torch.int16)
+    for dy in range(-radius, radius + 1):
+        count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
+    del boxes
+    scan = _RingScan(kept, kept_p, kept16, count, run_of_pixel, forest, runs_per_sample, k, shifter)
     d_done, open_points = scan.run(d_always)
     if open_points is not None and d_done < (h - 1) ** 2 + (w - 1) ** 2:
         _window_edges(kept, open_points, run_of_pixel, forest, k, d_done)
@@ -447,30 +511,53 @@ class _RingScan:
 
     State per (unfinished) sample: ``count`` = points within squared distance ``< D`` of each
     pixel, ``open`` = kept pixels with ``count < k`` (their k-th neighbour is at ``>= sqrt(D)``),
-    ``label`` = component of each kept pixel (``-1`` elsewhere). A pair at distance ``sqrt(D)``
-    is an edge when either end is open; only pairs across components are passed to the forest.
-    Finished samples (one component, or no open point) are dropped from the images.
+    ``label`` = component of each kept pixel (``-1`` elsewhere; relabelled when many merges make
+    it worth it: a stale label only lets through pairs that the forest then drops). A pair at
+    distance ``sqrt(D)`` is an edge when either end is open; only pairs across components are
+    passed to the forest. Finished samples (one component, or no open point) are dropped.
     """
 
-    def __init__(self, kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
-        self.kept, self.kept_p, self.count = kept, kept_p, count
+    def __init__(self, kept, kept_p, kept16_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
+        b, h, w = kept.shape
+        device = kept.device
+        self.kept, self.kept_p, self.kept16_p, self.k, self.shifter = kept, kept_p, kept16_p, k, shifter
+        self.count = count  # int16: at most (2 pad + 1)^2 neighbours are ever counted
         self.run_of_pixel, self.forest, self.runs_per_sample = run_of_pixel, forest, runs_per_sample
-        self.k, self.shifter = k, shifter
-        self.samples = torch.arange(kept.shape[0], device=kept.device)  # global id of each row
-        self.open = kept & (count < k)
-        roots = forest.parent.index_select(0, run_of_pixel.clamp(min=0))
-        dtype = torch.int32 if forest.parent.numel() < 2**31 else torch.int64
-        self.label = torch.where(kept.reshape(-1), roots, -1).to(dtype).view(kept.shape)
+        self.samples = torch.arange(b, device=device)  # global sample of each row
+        self.first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
+        # Labels are component roots counted from the sample's first run: small enough for int16.
+        small = int(runs_per_sample.max()) < 2**15 - 1
+        self.label_dtype = torch.int16 if small else torch.int32 if forest.parent.numel() < 2**31 else torch.int64
+        self.open_p = shifter.padded(kept & (count < k))
+        self.run_image = self.label_p = None  # built on the first ring scanned (sparse maps hand over first)
+
+    def _labels(self) -> None:
+        if self.label_p is None:
+            b, h, w = self.kept.shape
+            rows = self.samples * (h * w)
+            pixels = (rows.view(-1, 1) + torch.arange(h * w, device=rows.device)).reshape(-1)
+            self.run_image = torch.where(self.kept.reshape(-1), self.run_of_pixel.index_select(0, pixels), 0).view(b, h, w)
+            self.label_p = self.shifter.padded(torch.empty(b, h, w, dtype=self.label_dtype, device=rows.device), -1)
+            self._relabel()
+
+    def _interior(self, padded: Tensor) -> Tensor:
+        return self.shifter.view(padded, 0, 0)
+
+    def _relabel(self) -> None:
+        roots = self.forest.parent.index_select(0, self.run_image.reshape(-1)).view(self.run_image.shape)
+        local = roots - self.first_run.index_select(0, self.samples).view(-1, 1, 1)
+        self._interior(self.label_p).copy_(torch.where(self.kept, local, -1))
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
-        for name in ("kept", "kept_p", "count", "open", "label"):
-            setattr(self, name, getattr(self, name).index_select(0, rows))
+        for name in ("kept", "kept_p", "kept16_p", "count", "open_p", "label_p", "run_image"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).index_select(0, rows))
 
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
         _, h, w = self.kept.shape
-        local = self.open.reshape(-1).nonzero().squeeze(1)
+        local = self._interior(self.open_p).reshape(-1).nonzero().squeeze(1)
         row = torch.div(local, h * w, rounding_mode="floor")
         return self.samples.index_select(0, row) * (h * w) + local % (h * w)
 
@@ -486,7 +573,8 @@ class _RingScan:
             if d2 > d_done:
                 rings.setdefault(d2, []).append((dy, dx))
         for d2 in sorted(rings):
-            open_per_row = self.open.reshape(self.open.shape[0], -1).sum(1)
+            open_ = self._interior(self.open_p)
+            open_per_row = open_.reshape(open_.shape[0], -1).sum(1)
             components = (self.runs_per_sample - self.forest.merges).index_select(0, self.samples)
             unfinished = (components > 1) & (open_per_row > 0)
             n_unfinished = int(unfinished.sum())
@@ -495,69 +583,76 @@ class _RingScan:
             if n_unfinished <= 0.75 * self.samples.numel():
                 self._keep_rows(unfinished.nonzero().squeeze(1))
                 open_per_row = open_per_row[unfinished]
+                open_ = self._interior(self.open_p)
             # Hand over to the window search when it is cheaper than the rings still to scan, estimated
-            # from the open points' mean count: counts grow like the disc area, i.e. like D.
-            n_open, counted = (int(v) for v in torch.stack([open_per_row.sum(), (self.count * self.open).sum()]))
-            expected_d2 = d2 * self.k / (counted / n_open + 1)
+            # from the open points' mean count (every fourth image row): counts grow like the disc
+            # area, i.e. like D.
+            sampled = open_[:, ::4]
+            n_open, n_sampled, counted = (
+                int(v)
+                for v in torch.stack([
+                    open_per_row.sum(), sampled.sum(), torch.where(sampled, self.count[:, ::4], 0).sum()
+                ])
+            )
+            expected_d2 = d2 * self.k / (counted / max(n_sampled, 1) + 1)
             offsets_left = max(math.pi * (expected_d2 - d2), len(rings[d2]))
             if n_open * _WINDOW_COST_PER_POINT < self.kept.numel() * offsets_left:
                 return d_done, self._open_pixels()
-            kept, kept_p, open_, label = self.kept, self.kept_p, self.open, self.label
-            label_p = shifter.padded(label, -1)
-            open_p = shifter.padded(open_)
-            pairs, steps = [], []
+            self._labels()
+            kept, kept_p, count, label = self.kept, self.kept_p, self.count, self._interior(self.label_p)
+            forward = [(dy, dx) for dy, dx in rings[d2] if _is_forward(dy, dx)]
+            pairs = torch.empty((len(forward),) + kept.shape, dtype=torch.bool, device=device)
             for dy, dx in rings[d2]:
-                q = shifter.view(kept_p, dy, dx)
-                self.count += q
-                if _is_forward(dy, dx):
-                    pair = kept & q & (open_ | shifter.view(open_p, dy, dx))
-                    pair &= label != shifter.view(label_p, dy, dx)
-                    pairs.append(pair.reshape(-1))
-                    steps.append(dy * w + dx)
-            which, local = torch.stack(pairs).nonzero(as_tuple=True)
+                count += shifter.view(self.kept16_p, dy, dx)
+            for pair, (dy, dx) in zip(pairs, forward):
+                torch.logical_and(kept, shifter.view(kept_p, dy, dx), out=pair)
+                pair &= open_ | shifter.view(self.open_p, dy, dx)
+                pair &= label != shifter.view(self.label_p, dy, dx)
+            steps = [dy * w + dx for dy, dx in forward]
+            which, local = pairs.view(len(forward), -1).nonzero(as_tuple=True)
             if local.numel():
                 row = torch.div(local, hw, rounding_mode="floor")
-                sample = self.samples.index_select(0, row)
-                pixel = sample * hw + local % hw
+                pixel = self.samples.index_select(0, row) * hw + local % hw
                 self.forest.add_edges(
                     self.run_of_pixel.index_select(0, pixel),
                     self.run_of_pixel.index_select(0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
                     torch.full_like(pixel, d2),
-                    sample,
                 )
-                flat = self.label.reshape(-1)
-                roots = self.forest.parent.index_select(0, flat.clamp(min=0).long()).to(flat.dtype)
-                self.label = torch.where(flat >= 0, roots, flat).view(self.label.shape)
-            self.open = kept & (self.count < self.k)
+                if local.numel() * 500 > self.kept.numel():
+                    self._relabel()
+            torch.logical_and(kept, count < self.k, out=open_)
             d_done = d2
         return d_done, self._open_pixels()
+
+
+def _segments(lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """For consecutive segments of the given lengths: the segment of each element and its position in it."""
+    segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    return segment, torch.arange(segment.numel(), device=lengths.device) - starts.index_select(0, segment)
 
 
 def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _Forest, k: int, d_done: int) -> None:
     """The remaining edges (squared length ``> d_done``) of the open points, by window search.
 
     For an open point ``p`` (global pixel index in ``points``) the smallest square of half-width
-    ``s`` around ``p`` holding ``k`` other points bounds ``(s - 1)^2 < d_k(p)^2 <= 2 s^2``; every
-    point within ``d_k(p)`` lies in the square of half-width ``floor(sqrt(2) s)``, whose points are
-    enumerated row by row (a row of a square is a contiguous range of the row-major point list).
-    A histogram of the candidates' squared distances gives ``d_k(p)^2`` exactly, and the
-    candidates within it, in other components, are ``p``'s remaining edges.
+    ``s`` around ``p`` holding ``k`` other points (bisection on a summed-area table) bounds
+    ``(s - 1)^2 < d_k(p)^2 <= 2 s^2``, so every point within ``d_k(p)`` lies in the square of
+    half-width ``r = floor(sqrt(2) s)``. The points are ordered band by band (bands of ``t``
+    rows), then by column, then by row, so that the points of a band within a column range are
+    one contiguous range: ``p``'s candidates are a few such ranges. Sorting the candidates by
+    (point, squared distance) gives ``d_k(p)^2`` exactly; the candidates within it, in other
+    components, are ``p``'s remaining edges, each kept once.
     """
     if points.numel() == 0:
         return
     b, h, w = kept.shape
     hw = h * w
     device = kept.device
-    flat_kept = kept.reshape(-1)
-    before = torch.zeros(flat_kept.numel() + 1, dtype=torch.int64, device=device)
-    torch.cumsum(flat_kept, 0, out=before[1:])  # kept pixels before each pixel, row-major
-    pixel_of_point = flat_kept.nonzero().squeeze(1)
-    column_of_point = pixel_of_point % w
-    label_of_point = forest.parent.index_select(0, run_of_pixel.index_select(0, pixel_of_point))
-    table = torch.zeros(b, h + 1, w + 1, dtype=torch.int64, device=device)
-    table[:, 1:, 1:] = kept.to(torch.int64).cumsum(1).cumsum(2)
+    index_dtype = torch.int32 if kept.numel() < 2**31 else torch.int64
+    table = torch.zeros(b, h + 1, w + 1, dtype=index_dtype, device=device)
+    table[:, 1:, 1:] = kept.to(index_dtype).cumsum(1).cumsum(2)
     table = table.reshape(-1)
-
     sample = torch.div(points, hw, rounding_mode="floor")
     y = torch.div(points % hw, w, rounding_mode="floor")
     x = points % w
@@ -580,65 +675,74 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         lo = torch.where(enough, lo, mid + 1)
     everyone = square_count(torch.full_like(points, side)) < k + 1  # at most k others: all are neighbours
     reach = torch.where(everyone, torch.full_like(hi, side), torch.sqrt((2 * hi * hi).double()).floor().long())
-    d2_low = torch.where(everyone, torch.ones_like(hi), (hi - 1).clamp(min=0) ** 2 + 1)
-    d2_high = torch.where(everyone, torch.ones_like(hi), 2 * hi * hi)
-    row_first = (y - reach).clamp(min=0)
-    row_count = (y + reach).clamp(max=h - 1) - row_first + 1
+
+    # Band-major order of all points: (sample, band, column, row).
+    t = max(1, min(16, round(float(reach.double().median()) / 4)))
+    bands = -(-h // t)
+    stacked = F.pad(kept.view(torch.uint8), (0, 0, 0, bands * t - h)).view(b, bands, t, w)
+    column_counts = stacked.sum(2, dtype=torch.int64)  # (B, bands, W)
+    before = torch.zeros(column_counts.numel() + 1, dtype=torch.int64, device=device)
+    torch.cumsum(column_counts.reshape(-1), 0, out=before[1:])
+    above = torch.cumsum(stacked, 2, dtype=index_dtype) - stacked  # kept pixels above, same band and column
+    position = (before[:-1].view(b, bands, 1, w) + above).view(-1, w)[: b * bands * t].view(b, bands * t, w)[:, :h]
+    flat_kept = kept.reshape(-1)
+    pixel_of_point = flat_kept.nonzero().squeeze(1)
+    position_of_point = position.reshape(-1).index_select(0, pixel_of_point)
+    pixel_at = torch.empty_like(pixel_of_point)
+    pixel_at[position_of_point] = pixel_of_point
+    row_at = torch.div(pixel_at % hw, w, rounding_mode="floor")
+    column_at = pixel_at % w
+    run_at = run_of_pixel.index_select(0, pixel_at)
+    label_at = forest.parent.index_select(0, run_at)
+    position_of_open = position.reshape(-1).index_select(0, points)
+
+    band_first = torch.div((y - reach).clamp(min=0), t, rounding_mode="floor")
+    band_count = torch.div((y + reach).clamp(max=h - 1), t, rounding_mode="floor") - band_first + 1
     col_first = (x - reach).clamp(min=0)
     col_last = (x + reach).clamp(max=w - 1)
+    candidates = square_count(reach)  # a lower bound of the candidates (the bands may hold more rows)
 
-    # Chunks of points holding a bounded number of window pixels.
-    window = torch.cumsum(row_count * (col_last - col_first + 1), 0)
+    # Chunks of points with a bounded number of ranges and candidates in all.
+    window = torch.cumsum(band_count + 2 * candidates, 0)
     total = int(window[-1])
     marks = torch.arange(1, max(1, math.ceil(total / _WINDOW_CHUNK)), device=device) * _WINDOW_CHUNK
     cuts = sorted(set(torch.searchsorted(window, marks).tolist()) - {0, points.numel()})
-    edges: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+    dk2_of = torch.full((pixel_at.numel(),), -1, dtype=torch.int64, device=device)  # by position
+    found: list[tuple[Tensor, Tensor, Tensor]] = []
     for first, last in zip([0, *cuts], [*cuts, points.numel()]):
-        n = last - first
-        owner = torch.repeat_interleave(torch.arange(first, last, device=device), row_count[first:last])
-        row_start = torch.cumsum(row_count[first:last], 0) - row_count[first:last]
-        row = row_first.index_select(0, owner) + torch.arange(owner.numel(), device=device) - row_start.index_select(
-            0, owner - first
-        )
-        line = sample.index_select(0, owner) * hw + row * w
+        owner, nth_band = _segments(band_count[first:last])
+        owner += first
+        line = (sample.index_select(0, owner) * bands + band_first.index_select(0, owner) + nth_band) * w
         range_start = before.index_select(0, line + col_first.index_select(0, owner))
         range_size = before.index_select(0, line + col_last.index_select(0, owner) + 1) - range_start
-        segment = torch.repeat_interleave(torch.arange(owner.numel(), device=device), range_size)
-        offset = range_start - (torch.cumsum(range_size, 0) - range_size)
-        candidate = torch.arange(segment.numel(), device=device) + offset.index_select(0, segment)
-        dy2 = (row - y.index_select(0, owner)) ** 2
+        segment, nth = _segments(range_size)
+        candidate = range_start.index_select(0, segment) + nth
         who = owner.index_select(0, segment)  # the open point each candidate belongs to
-        dx = column_of_point.index_select(0, candidate) - x.index_select(0, who)
-        d2 = dy2.index_select(0, segment) + dx * dx
-        # d_k(p)^2: candidates below d2_low are all within it; histogram the rest up to d2_high.
-        local = who - first
-        low = d2_low.index_select(0, who)
-        below = torch.zeros(n, dtype=torch.int64, device=device).index_add_(
-            0, local, ((d2 > 0) & (d2 < low)).to(torch.int64)
+        dy = row_at.index_select(0, candidate) - y.index_select(0, who)
+        dx = column_at.index_select(0, candidate) - x.index_select(0, who)
+        d2 = dy * dy + dx * dx
+        # d_k(p)^2 is the (k+1)-th smallest squared distance among p's candidates (p itself, at 0,
+        # is the first): sort (point, d2) keys once; each point's candidates stay contiguous.
+        per_point = torch.zeros(last - first, dtype=torch.int64, device=device).index_add_(
+            0, who - first, torch.ones_like(who)
         )
-        span = d2_high[first:last] - d2_low[first:last] + 1  # one bin per squared distance in range
-        bin_start = torch.cumsum(span, 0) - span
-        inside = (d2 >= low) & (d2 <= d2_high.index_select(0, who))
-        histogram = torch.zeros(int(bin_start[-1] + span[-1]), dtype=torch.int64, device=device)
-        histogram.index_add_(
-            0, (bin_start.index_select(0, local) + d2 - low).masked_select(inside), inside.to(torch.int64).masked_select(inside)
-        )
-        bin_owner = torch.repeat_interleave(torch.arange(n, device=device), span)
-        running = torch.cumsum(histogram, 0)
-        before_bin = torch.cat([running.new_zeros(1), running])[bin_start]
-        within = running - before_bin.index_select(0, bin_owner) + below.index_select(0, bin_owner)
-        short = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, bin_owner, (within < k).to(torch.int64))
-        dk2 = d2_low[first:last] + short
+        ordered = _sorted((who - first) * (1 << 40) + d2)
+        kth = (torch.cumsum(per_point, 0) - per_point + k).clamp(max=max(ordered.numel() - 1, 0))
+        dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
         dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
-        q_point = candidate
-        p_point = before.index_select(0, points.index_select(0, who))  # point index of the open point
-        edge = (d2 > d_done) & (d2 <= dk2.index_select(0, local))
-        edge &= label_of_point.index_select(0, p_point) != label_of_point.index_select(0, q_point)
+        p_position = position_of_open[first:last]
+        dk2_of[p_position] = dk2
+        edge = (d2 > d_done) & (d2 <= dk2.index_select(0, who - first))
+        edge &= label_at.index_select(0, p_position.index_select(0, who - first)) != label_at.index_select(0, candidate)
         keep = edge.nonzero().squeeze(1)
-        edges.append((
-            run_of_pixel.index_select(0, points.index_select(0, who.index_select(0, keep))),
-            run_of_pixel.index_select(0, pixel_of_point.index_select(0, q_point.index_select(0, keep))),
-            d2.index_select(0, keep),
-            sample.index_select(0, who.index_select(0, keep)),
-        ))
-    forest.add_edges(*(torch.cat(parts) for parts in zip(*edges)))
+        found.append((p_position.index_select(0, who.index_select(0, keep) - first),
+                      candidate.index_select(0, keep), d2.index_select(0, keep)))
+    p_position, q_position, d2 = (torch.cat(parts) for parts in zip(*found))
+    # Each edge once: q also lists it when q is open with d2 <= d_k(q)^2; then only the smaller keeps it.
+    listed_by_q = d2 <= dk2_of.index_select(0, q_position)
+    once = ((p_position < q_position) | ~listed_by_q).nonzero().squeeze(1)
+    forest.add_edges(
+        run_at.index_select(0, p_position.index_select(0, once)),
+        run_at.index_select(0, q_position.index_select(0, once)),
+        d2.index_select(0, once),
+    )

@@ -45,16 +45,31 @@ import importlib
 from typing import Any
 
 from xaiscore.quantus_compat._base import Metric, QuantusCompatibilityError, ScoreDirection
+from xaiscore.quantus_compat.axiomatic import Completeness, InputInvariance, NonSensitivity
 from xaiscore.quantus_compat.complexity import Complexity, EffectiveComplexity, Sparseness
 from xaiscore.quantus_compat.faithfulness import (
     IROF,
     ROAD,
+    BatchSufficiency,
+    FaithfulnessCorrelation,
     FaithfulnessEstimate,
+    Infidelity,
     Monotonicity,
     MonotonicityCorrelation,
     PixelFlipping,
     RegionPerturbation,
     Selectivity,
+    SensitivityN,
+    Sufficiency,
+)
+from xaiscore.quantus_compat.localisation import (
+    AUC,
+    AttributionLocalisation,
+    Focus,
+    PointingGame,
+    RelevanceMassAccuracy,
+    RelevanceRankAccuracy,
+    TopKIntersection,
 )
 from xaiscore.quantus_compat.randomisation import (
     MPRT,
@@ -72,15 +87,6 @@ from xaiscore.quantus_compat.robustness import (
     RelativeInputStability,
     RelativeOutputStability,
     RelativeRepresentationStability,
-)
-from xaiscore.quantus_compat.localisation import (
-    AUC,
-    AttributionLocalisation,
-    Focus,
-    PointingGame,
-    RelevanceMassAccuracy,
-    RelevanceRankAccuracy,
-    TopKIntersection,
 )
 
 __all__ = [
@@ -108,6 +114,15 @@ __all__ = [
     "MonotonicityCorrelation",
     "IROF",
     "ROAD",
+    "FaithfulnessCorrelation",
+    "Infidelity",
+    "SensitivityN",
+    "Sufficiency",
+    "BatchSufficiency",
+    # axiomatic
+    "Completeness",
+    "NonSensitivity",
+    "InputInvariance",
     # robustness
     "MaxSensitivity",
     "AvgSensitivity",

@@ -44,7 +44,6 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, ShapeError, check_mask
-from xaiscore._reduce import normalise_by_max
 from xaiscore.explainers import QuantusExplainer
 
 __all__ = [
@@ -319,6 +318,28 @@ class Prepared:
     custom_batch: Any = None
 
 
+_NORMALISE_MODULE = "quantus.functions.normalise_func"
+
+
+def normalise(a: Tensor, mode: str, *, batch_wide: bool = False) -> Tensor:
+    """Quantus' ``normalise_by_max`` (``"max"``) or ``normalise_by_average_second_moment_estimate``
+    (``"second_moment"``), per sample or over the whole batch (``batch_wide``, Quantus' default axes).
+
+    A zero scale leaves the values unchanged, as in Quantus.
+
+    Example:
+        >>> a = torch.tensor([[2.0, -4.0], [1.0, 0.5]])
+        >>> normalise(a, "max").tolist(), normalise(a, "max", batch_wide=True).tolist()
+        ([[0.5, -1.0], [1.0, 0.5]], [[0.5, -1.0], [0.25, 0.125]])
+    """
+    dims = tuple(range(a.ndim)) if batch_wide else tuple(range(1, a.ndim))
+    if mode == "max":
+        scale = a.abs().amax(dim=dims, keepdim=True)
+    else:
+        scale = a.pow(2).mean(dim=dims, keepdim=True).sqrt()
+    return a / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 def _is_quantus_function(func: Any, module: str, name: str) -> bool:
     return getattr(func, "__module__", None) == module and getattr(func, "__name__", None) == name
 
@@ -359,6 +380,8 @@ class Metric:
     needs_masks: ClassVar[bool] = False
     #: Whether this class applies ``normalise``/``abs`` to ``a`` itself (False: the kernel does).
     transforms_attributions: ClassVar[bool] = True
+    #: What ``normalise_func=None`` means for this class (Quantus' default ``normalise_func``).
+    _default_normalise: ClassVar[str] = "max"
 
     def __init__(
         self,
@@ -548,12 +571,14 @@ class Metric:
                     and a_np.shape[1:-1] == raw_shape[1:-1]:
                 a_np = _channel_last_to_first(a_np)
             a_np = _expand_like_quantus(a_np, x_shape)
-            a_raw = _float_tensor(a_np, device_).reshape((x.shape[0], -1) + tuple(x.shape[2:]))
-            if a_raw.shape[1] not in (1, x.shape[1]):
+            if a_np.shape[1:] not in (tuple(x_shape[1:]), (1,) + tuple(x_shape[2:])) and x_np.ndim > 2:
                 raise ShapeError(
-                    f"Expected attributions of shape {tuple(x.shape)} or {(x.shape[0], 1) + tuple(x.shape[2:])} "
-                    f"(after adding the channel axis), but got {tuple(a_raw.shape)}."
+                    f"Expected attributions of shape {x_shape} or {(x_shape[0], 1) + tuple(x_shape[2:])} (after "
+                    f"adding the channel axis as Quantus does), but got {a_np.shape}."
                 )
+            if x_np.ndim == 2 and a_np.shape != x_shape:
+                raise ShapeError(f"Expected attributions of shape {x_shape}, but got {a_np.shape}.")
+            a_raw = _float_tensor(a_np, device_).reshape((x.shape[0], -1) + tuple(x.shape[2:]))
         elif self.needs_attributions:
             if explain_fn is None:
                 raise OptionError(
@@ -594,11 +619,19 @@ class Metric:
 
     # --- normalisation ---------------------------------------------------------------------------
 
-    def uses_default_normalisation(self) -> bool:
-        """Whether ``normalise_func`` is Quantus' default ``normalise_by_max`` without options."""
+    def normalisation_mode(self) -> str | None:
+        """``"max"`` or ``"second_moment"`` when ``normalise_func`` is one of Quantus' (without options)
+        and runs natively; ``None`` for a user function (applied as given)."""
+        if self.normalise_func_kwargs:
+            return None
         func = self.normalise_func
-        default = func is None or _is_quantus_function(func, "quantus.functions.normalise_func", "normalise_by_max")
-        return default and not self.normalise_func_kwargs
+        if func is None:
+            return self._default_normalise
+        if _is_quantus_function(func, _NORMALISE_MODULE, "normalise_by_max"):
+            return "max"
+        if _is_quantus_function(func, _NORMALISE_MODULE, "normalise_by_average_second_moment_estimate"):
+            return "second_moment"
+        return None
 
     def transform_attributions(self, a: Tensor, *, chunk: int | None = None, apply_abs: bool = True) -> Tensor:
         """``normalise`` (per sample; batch-wide with ``quantus_bug_compatible``) then ``abs``.
@@ -619,10 +652,9 @@ class Metric:
         batch_wide = self.quantus_bug_compatible
         if batch_wide and chunk is not None and chunk < a.shape[0]:
             return torch.cat([self._normalise(a[start : start + chunk], None) for start in range(0, a.shape[0], chunk)])
-        if self.uses_default_normalisation():
-            if batch_wide and not bool((a != 0).any()):
-                return a
-            return normalise_by_max(a, "batch" if batch_wide else "sample")
+        mode = self.normalisation_mode()
+        if mode is not None:
+            return normalise(a, mode, batch_wide=batch_wide)
         func = functools.partial(self.normalise_func, **self.normalise_func_kwargs)
         array = a.detach().cpu().numpy()
         if batch_wide:

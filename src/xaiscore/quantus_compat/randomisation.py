@@ -33,7 +33,6 @@ from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
 from xaiscore._noise import BlockNoise
-from xaiscore._reduce import flatten_features, normalise_by_max
 from xaiscore.functional.randomization import efficient_mprt, mprt, random_logit, smooth_mprt
 from xaiscore.functional.similarity import resolve_similarity
 from xaiscore.quantus_compat._base import (
@@ -42,14 +41,12 @@ from xaiscore.quantus_compat._base import (
     Prepared,
     QuantusCompatibilityError,
     ScoreDirection,
-    _is_quantus_function,
     common,
 )
+from xaiscore.quantus_compat._base import normalise as normalise_maps
 from xaiscore.quantus_compat._options import map_similarity, quantus_function_name
 
 __all__ = ["MPRT", "ModelParameterRandomisation", "SmoothMPRT", "EfficientMPRT", "RandomLogit"]
-
-_NORMALISE = "quantus.functions.normalise_func"
 
 
 def _check_seed(seed: Any) -> int:
@@ -89,18 +86,17 @@ class _Randomisation(Metric):
     #: Quantus' default ``normalise_func`` for this class: ``"max"`` or ``"second_moment"``.
     _default_normalise = "max"
 
+    #: Whether ``quantus_bug_compatible`` normalises each explain call's batch as a whole, as Quantus
+    #: (possible where explanations are computed per chunk of samples, in order).
+    _batch_wide_in_bug_mode = True
+
     def _post(self) -> tuple[str | None, Callable[[Tensor], Tensor] | None]:
         """``(kernel normalise option, explanation transform)`` for ``normalise``/``normalise_func``."""
         if not self.normalise:
             return None, None
-        func = self.normalise_func
-        if not self.normalise_func_kwargs:
-            if func is None:
-                return self._default_normalise, None
-            if _is_quantus_function(func, _NORMALISE, "normalise_by_max"):
-                return "max", None
-            if _is_quantus_function(func, _NORMALISE, "normalise_by_average_second_moment_estimate"):
-                return "second_moment", None
+        mode = self.normalisation_mode()
+        if mode is not None and not (self.quantus_bug_compatible and self._batch_wide_in_bug_mode):
+            return mode, None
         return None, lambda a: self.transform_attributions(a, apply_abs=False)
 
     def _factory(self, prepared: Prepared, transform: Callable[[Tensor], Tensor] | None) -> Callable[..., Any]:
@@ -120,11 +116,8 @@ class _Randomisation(Metric):
 
 
 def _postprocess(a: Tensor, *, abs: bool, normalise: str | None) -> Tensor:
-    if normalise == "max":
-        a = normalise_by_max(a, "sample")
-    elif normalise == "second_moment":
-        scale = flatten_features(a).pow(2).mean(1).sqrt().reshape((-1,) + (1,) * (a.ndim - 1))
-        a = a / torch.where(scale > 0, scale, torch.ones_like(scale))
+    if normalise is not None:
+        a = normalise_maps(a, normalise)
     return a.abs() if abs else a
 
 
@@ -189,7 +182,7 @@ class MPRT(_Randomisation):
         self.skip_layers = bool(skip_layers)
 
     def _run(self, prepared: Prepared, normalise: str | None, factory: Any) -> Any:
-        return mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, a=prepared.a_raw,
+        return mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, a=self._reference,
                     similarity=self._similarity, order=self.layer_order, abs=self.abs, normalise=normalise,
                     reduce_channels=None, seed=self.seed, reinit=self._reinit(), random_baseline=False,
                     max_batch_size=prepared.batch_size)
@@ -198,7 +191,7 @@ class MPRT(_Randomisation):
         """Quantus' ``"original"``: ``a_batch`` (or a first explanation) against a fresh explanation."""
         explain = factory(prepared.model)
         fresh = self._explain_in_chunks(explain, prepared.x, prepared.y, prepared.batch_size)
-        reference = fresh if prepared.a_raw is None else prepared.a_raw
+        reference = fresh if self._reference is None else self._reference
         return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),
                         _postprocess(fresh, abs=self.abs, normalise=normalise))
 
@@ -207,6 +200,7 @@ class MPRT(_Randomisation):
             raise OptionError(f"{type(self).__name__} explains the targets: pass `y_batch`.")
         normalise, transform = self._post()
         factory = self._factory(prepared, transform)
+        self._reference = prepared.a_raw if transform is None or prepared.a_raw is None else transform(prepared.a_raw)
         result = self._run(prepared, normalise, factory)
         curve = result.curve.double().cpu()
         if self.return_average_correlation:
@@ -292,6 +286,7 @@ class SmoothMPRT(MPRT):
 
     name = "Smooth Model Parameter Randomisation Test"
     _default_normalise = "second_moment"
+    _batch_wide_in_bug_mode = False  # the smoothing averages per-copy explanations first
 
     def __init__(self, similarity_func: Callable[..., Any] | None = None, layer_order: str = "bottom_up",
                  seed: int = 42, nr_samples: int = 50, noise_magnitude: float = 0.1,
@@ -326,8 +321,8 @@ class SmoothMPRT(MPRT):
                        batch_size=prepared.batch_size)
         fresh = _smoothed(explain, prepared.x, prepared.y, generator=torch.Generator().manual_seed(self.seed + 1),
                           **options)
-        if prepared.a_raw is not None:
-            reference = prepared.a_raw
+        if self._reference is not None:
+            reference = self._reference
         else:
             reference = _smoothed(explain, prepared.x, prepared.y,
                                   generator=torch.Generator().manual_seed(self.seed + 2), **options)

@@ -85,7 +85,7 @@ class _Reexplaining(Metric):
 
     def _kernel_postprocessing(self, prepared: Prepared) -> tuple[Tensor, Any, dict[str, Any]]:
         """``(a, explain_fn, {abs, normalise})`` for a kernel that post-processes every explanation itself."""
-        if not self.normalise or self.uses_default_normalisation():
+        if not self.normalise or self.normalisation_mode() == "max":
             options = {"abs": self.abs, "normalise": "sample" if self.normalise else None}
             return prepared.a_raw, prepared.explain_fn, options
         # A user normalise_func: applied to every map by the explain adapter, abs by the kernel.

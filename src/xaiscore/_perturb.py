@@ -86,6 +86,7 @@ __all__ = [
     "perturbed_scores",
     "random_keys",
     "counter_uniform",
+    "counter_uniform_at",
     "resolve_generator",
     "trapezoid",
 ]
@@ -500,7 +501,8 @@ def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float
 
     A splitmix64 hash of ``key + (offset + column + 1) * golden``: the same key
     always gives the same row, whatever the chunking, on any device. Use one key
-    per (sample, repeat) from :func:`random_keys`.
+    per (sample, repeat) from :func:`random_keys`. :func:`counter_uniform_at`
+    gives the same values at chosen columns only.
 
     Example:
         >>> keys = random_keys(2, torch.Generator().manual_seed(0))
@@ -508,8 +510,21 @@ def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float
         >>> torch.equal(u[1:], counter_uniform(keys[1:], 5)), bool(((u >= 0) & (u < 1)).all())
         (True, True)
     """
-    columns = torch.arange(offset + 1, offset + size + 1, device=keys.device, dtype=torch.long)
-    z = keys.reshape(-1, 1) + columns.unsqueeze(0) * _GOLDEN
+    columns = torch.arange(offset, offset + size, device=keys.device, dtype=torch.long)
+    return counter_uniform_at(keys, columns.unsqueeze(0), dtype=dtype)
+
+
+def counter_uniform_at(keys: Tensor, columns: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The values of :func:`counter_uniform` at ``columns`` ``(n|1, m)`` (long) only: ``(n, m)``.
+
+    Example:
+        >>> keys = random_keys(3, torch.Generator().manual_seed(0))
+        >>> full = counter_uniform(keys, 10)
+        >>> picked = counter_uniform_at(keys, torch.tensor([[7, 2], [0, 9], [5, 5]]))
+        >>> torch.equal(picked, torch.stack([full[0, [7, 2]], full[1, [0, 9]], full[2, [5, 5]]]))
+        True
+    """
+    z = keys.reshape(-1, 1) + (columns.long() + 1) * _GOLDEN
     z = (z ^ _shift_right(z, 30)) * _MIX1
     z = (z ^ _shift_right(z, 27)) * _MIX2
     z = z ^ _shift_right(z, 31)

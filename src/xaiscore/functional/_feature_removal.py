@@ -20,7 +20,7 @@ from torch import Tensor
 
 from xaiscore._checks import check_positive_int
 from xaiscore._perturb import (
-    counter_uniform,
+    counter_uniform_at,
     element_ranks,
     feature_attributions,
     make_baseline,
@@ -193,6 +193,39 @@ def monotonicity(
     return ok.all(dim=1).to(inputs.x.dtype)
 
 
+def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n_samples: int,
+                 generator: torch.Generator | None) -> Callable[[Tensor, Tensor], Tensor]:
+    """The substrate of item ``(b, g * R + r)``: uniform noise on ``[min x_b, max x_b]`` over group ``g``.
+
+    Noise comes from :func:`counter_uniform_at` with one key per (sample, draw), evaluated at the
+    group's element indices only (the value of element ``e`` is column ``e`` of
+    ``counter_uniform(key, C * prod(S))``); elements outside the group are never used.
+    """
+    b, n_features = ranks.shape
+    keys = random_keys((b, n_samples), generator).to(x.device)
+    dims = tuple(range(1, x.ndim))
+    low, high = x.amin(dim=dims), x.amax(dim=dims)
+    per_image = math.prod(x.shape[1:])
+    order = torch.empty_like(ranks).scatter_(1, ranks, torch.arange(n_features, device=x.device).expand(b, -1))
+    padded = torch.arange(n_groups * per_step, device=x.device).clamp(max=n_features - 1)
+    groups = order[:, padded].reshape(b, n_groups, per_step)  # feature ids; the last group repeats its last one
+    if part.ids.shape[1] == 1:  # a feature is a position with all its channels
+        positions = per_image // x.shape[1]
+        channel_offsets = torch.arange(x.shape[1], device=x.device) * positions
+        groups = (groups.unsqueeze(-1) + channel_offsets).reshape(b, n_groups, -1)
+
+    def substrate(sample: Tensor, step_index: Tensor) -> Tensor:
+        group = torch.div(step_index, n_samples, rounding_mode="floor")
+        draw = step_index - group * n_samples
+        elements = groups[sample, group]  # (n, m) flat element indices
+        u = counter_uniform_at(keys[sample, draw], elements, dtype=x.dtype)
+        values = low[sample].unsqueeze(1) + u * (high - low)[sample].unsqueeze(1)
+        fill = torch.zeros(sample.shape[0], per_image, dtype=x.dtype, device=x.device)
+        return fill.scatter_(1, elements, values).reshape((-1,) + tuple(x.shape[1:]))
+
+    return substrate
+
+
 def monotonicity_correlation(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -224,7 +257,8 @@ def monotonicity_correlation(
     make all ``R`` draws equal.
 
     Noise is drawn from ``generator`` as one key per (sample, draw) and expanded
-    by a counter-based hash (:func:`xaiscore._perturb.counter_uniform`), so it
+    by a counter-based hash (:func:`xaiscore._perturb.counter_uniform_at`, evaluated at the
+    group's elements only), so it
     does not depend on ``max_batch_size``. Quantus' ``MonotonicityCorrelation``
     replaces a whole group by one uniform scalar in [0, 1] per draw and scales
     ``v_g`` by :math:`1 / f_c(x)^2` (irrelevant to a rank correlation).
@@ -259,18 +293,7 @@ def monotonicity_correlation(
     hi = edges[1:].repeat_interleave(n_samples)
     xs = inputs.x
     if isinstance(baseline, str) and baseline == "uniform":
-        keys = random_keys((xs.shape[0], n_samples), generator).to(xs.device)
-        dims = tuple(range(1, xs.ndim))
-        low, high = xs.amin(dim=dims), xs.amax(dim=dims)
-        per_image = math.prod(xs.shape[1:])
-
-        def substrate(sample: Tensor, step_index: Tensor) -> Tensor:
-            draw = torch.remainder(step_index, n_samples)
-            noise = counter_uniform(keys[sample, draw], per_image, dtype=xs.dtype).reshape((-1,) + xs.shape[1:])
-            view = (-1,) + (1,) * (xs.ndim - 1)
-            return low[sample].reshape(view) + noise * (high - low)[sample].reshape(view)
-
-        fill = substrate
+        fill = _group_noise(xs, part, ranks, step, n_groups, n_samples, generator)
     else:
         fill = make_baseline(xs, baseline, generator=generator)
     perturbed = perturbed_scores(forward_fn, xs, element_ranks(ranks, part), inputs.target, lo, hi,

@@ -257,9 +257,9 @@ def monotonicity_correlation(
     make all ``R`` draws equal.
 
     Noise is drawn from ``generator`` as one key per (sample, draw) and expanded
-    by a counter-based hash (:func:`xaiscore._perturb.counter_uniform_at`, evaluated at the
-    group's elements only), so it
-    does not depend on ``max_batch_size``. Quantus' ``MonotonicityCorrelation``
+    by a counter-based hash evaluated at the group's elements only
+    (:func:`xaiscore._perturb.counter_uniform_at`), so it does not depend on
+    ``max_batch_size``. Quantus' ``MonotonicityCorrelation``
     replaces a whole group by one uniform scalar in [0, 1] per draw and scales
     ``v_g`` by :math:`1 / f_c(x)^2` (irrelevant to a rank correlation).
 

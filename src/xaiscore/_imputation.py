@@ -23,7 +23,7 @@ kept. Quantus builds it with ``scipy.sparse`` and calls ``spsolve`` once per
 image and percentage. Here all systems of a batch are solved at once by the
 conjugate gradient method preconditioned with one geometric multigrid V-cycle
 (bilinear prolongation, Galerkin coarse operators computed by probing,
-l1-Jacobi smoothing), so every step is a stencil operation on ``(M, C, *S)``
+Jacobi-type smoothing weighted by the absolute row sums), so every step is a stencil operation on ``(M, C, *S)``
 tensors on the input's device. Each system stops iterating as soon as its own
 residual is below the tolerance, so a system's result never depends on the other
 systems of the batch.
@@ -147,6 +147,25 @@ def _neighbour_sum(u: Tensor) -> Tensor:
     return total.sub_(u, alpha=4.0).mul_(1.0 / 12.0)
 
 
+#: The smoother divides residuals by ``_SMOOTHER_SHARE`` times the absolute row sum.
+_SMOOTHER_SHARE = 0.55
+
+
+def _smoother(row_sums: Tensor) -> Tensor:
+    """The weights ``1 / m`` of the Jacobi-type smoother ``z += (r - A z) / m``, ``m = 0.55 sum_j |a_ij|``.
+
+    The iteration converges for a symmetric positive semi-definite ``A`` when
+    ``2 M - A`` is positive definite; with ``m_i > sum_j |a_ij| / 2`` that matrix is
+    strictly diagonally dominant, so the smoother is convergent on every level
+    (also where Galerkin operators lose diagonal dominance) and the V-cycle stays
+    a symmetric positive definite preconditioner. On a Laplacian-like row
+    (``sum_j |a_ij| = 2 a_ii``) this is Jacobi damped by ``1 / 1.1``, much stronger
+    than l1-Jacobi (``m = sum_j |a_ij|``, damping 1/2); 0.55 took a quarter fewer
+    CG iterations than l1-Jacobi on ROAD masks.
+    """
+    return 1.0 / (_SMOOTHER_SHARE * row_sums)
+
+
 class _FineLevel:
     """The imputation operator itself: a constant stencil masked to the removed pixels.
 
@@ -162,25 +181,29 @@ class _FineLevel:
         self.diagonal = diagonal  # (M, 1, *S)
         self.spatial = tuple(unknown.shape[2:])
         self.buffers = _Buffers()
-        # l1-Jacobi: dividing by the absolute row sum (>= the diagonal) makes the smoother convergent
-        # for every symmetric positive (semi-)definite operator, so the V-cycle stays a symmetric
-        # positive definite preconditioner, also where Galerkin operators lose diagonal dominance.
-        self.inverse_diagonal = 1.0 / (diagonal + unknown * _neighbour_sum(unknown))
+        self.inverse_diagonal = _smoother(diagonal + unknown * _neighbour_sum(unknown))
         if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
             self._self_weight, self._sum_weight = diagonal, unknown * 0.5
         else:  # A u = (D + U / 3) u - (U / 12) S(u)
             self._self_weight, self._sum_weight = diagonal + unknown / 3.0, unknown / 12.0
+        self._negative_sum_weight = -self._sum_weight
+
+    def _neighbours(self, u: Tensor, out: Tensor) -> Tensor:
+        """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1] x [1 2 1]`` sum (2-D) into ``out``."""
+        padded = _padded(u, self.buffers)
+        if u.ndim == 3:
+            return torch.add(padded[..., :-2], padded[..., 2:], out=out)
+        rows = self.buffers.get("rows", padded.shape[:-1] + u.shape[-1:], u)
+        torch.add(padded[..., :-2], padded[..., 2:], out=rows).add_(padded[..., 1:-1], alpha=2.0)
+        return torch.add(rows[..., :-2, :], rows[..., 2:, :], out=out).add_(rows[..., 1:-1, :], alpha=2.0)
 
     def apply(self, u: Tensor, out: Tensor) -> Tensor:
         """Write ``A u`` into ``out`` (which must not alias ``u``)."""
-        padded = _padded(u, self.buffers)
-        if u.ndim == 3:
-            torch.add(padded[..., :-2], padded[..., 2:], out=out)
-        else:
-            rows = self.buffers.get("rows", padded.shape[:-1] + u.shape[-1:], u)
-            torch.add(padded[..., :-2], padded[..., 2:], out=rows).add_(padded[..., 1:-1], alpha=2.0)
-            torch.add(rows[..., :-2, :], rows[..., 2:, :], out=out).add_(rows[..., 1:-1, :], alpha=2.0)
-        return out.mul_(self._sum_weight).neg_().addcmul_(self._self_weight, u)
+        return self._neighbours(u, out).mul_(self._negative_sum_weight).addcmul_(self._self_weight, u)
+
+    def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
+        """Write ``r - A u`` into ``out`` (which must alias neither)."""
+        return self._neighbours(u, out).mul_(self._sum_weight).addcmul_(self._self_weight, u, value=-1.0).add_(r)
 
     def select(self, index: Tensor) -> _FineLevel:
         return _FineLevel(_rows(self.unknown, index), _rows(self.diagonal, index))
@@ -194,7 +217,7 @@ class _StencilLevel:
         self.unknown = unknown  # (M, 1, *S) in the working dtype, 1 on unknowns
         if row_sums is None:
             row_sums = coef.abs().sum(dim=1, keepdim=True)
-        self.inverse_diagonal = 1.0 / row_sums  # l1-Jacobi, as above
+        self.inverse_diagonal = _smoother(row_sums)
         self.spatial = tuple(coef.shape[2:])
         self.buffers = _Buffers()
 
@@ -206,6 +229,10 @@ class _StencilLevel:
         for k in range(1, len(offsets)):
             out.addcmul_(self.coef[:, k : k + 1], _shifted(padded, offsets[k], self.spatial))
         return out
+
+    def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
+        """Write ``r - A u`` into ``out``."""
+        return torch.sub(r, self.apply(u, out), out=out)
 
     def select(self, index: Tensor) -> _StencilLevel:
         out = object.__new__(_StencilLevel)
@@ -255,20 +282,20 @@ def _full_weighting_axis(r: Tensor, dim: int, out: Tensor) -> Tensor:
     return out
 
 
-def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers, out: Tensor) -> Tensor:
-    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial``, written into ``out``."""
+def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers) -> Tensor:
+    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial`` (a view of a reused buffer)."""
     current = u
     for dim, size in zip(range(2, u.ndim), spatial):  # outer axes first: contiguous row writes
         shape = list(current.shape)
         shape[dim] = 2 * current.shape[dim]
         full = buffers.get(f"interpolate{dim}", tuple(shape), u)
         current = _interpolate_axis(current, dim, full)[_along(dim, u.ndim, slice(0, size))]
-    return out.copy_(current)
+    return current
 
 
 def _prolong(u: Tensor, fine: _Level, out: Tensor) -> Tensor:
     """``P u``: bilinear interpolation of a coarse correction onto the fine unknowns, into ``out``."""
-    return _interpolate(u, fine.spatial, fine.buffers, out).mul_(fine.unknown)
+    return torch.mul(_interpolate(u, fine.spatial, fine.buffers), fine.unknown, out=out)
 
 
 def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
@@ -308,7 +335,7 @@ def _galerkin(fine: _Level) -> _StencilLevel:
         colour_of = colour_of * 3 + torch.remainder(g, 3)
     # Interpolated colour indicators do not depend on the system: interpolate once, mask per system.
     indicators = torch.stack([colour_of == k for k in range(n_colours)]).to(dtype).unsqueeze(0)
-    probes = _interpolate(indicators, fine.spatial, _Buffers(), fine.unknown.new_empty((1, n_colours) + fine.spatial))
+    probes = _interpolate(indicators, fine.spatial, _Buffers())
     responses = fine.unknown.new_empty((m, n_colours) + coarse)
     masked = fine.unknown.new_empty((m, 1) + fine.spatial)
     applied = torch.empty_like(masked)
@@ -362,7 +389,7 @@ def _dense_inverse(level: _StencilLevel) -> Tensor:
 
 
 class _Multigrid:
-    """A symmetric V(nu, nu)-cycle with l1-Jacobi smoothing, used as a CG preconditioner."""
+    """A symmetric V(nu, nu)-cycle with row-sum-weighted Jacobi smoothing, used as a CG preconditioner."""
 
     def __init__(self, fine: _FineLevel, *, smoothing_steps: int = 1, coarsest_size: int = 3) -> None:
         self.levels: list[_Level] = [fine]
@@ -393,14 +420,14 @@ class _Multigrid:
         work = level.buffers.get("work", r.shape, r)
         torch.mul(level.inverse_diagonal, r, out=z)
         for _ in range(self.smoothing_steps - 1):
-            z.addcmul_(level.inverse_diagonal, torch.sub(r, level.apply(z, work), out=work))
+            z.addcmul_(level.inverse_diagonal, level.residual(r, z, work))
         if depth < len(self.levels) - 1:
             coarse = self.levels[depth + 1]
-            residual = torch.sub(r, level.apply(z, work), out=work)
-            coarse_r = _restrict(residual, level, coarse.buffers.get("r", r.shape[:2] + coarse.spatial, r))
+            coarse_r = _restrict(level.residual(r, z, work), level,
+                                 coarse.buffers.get("r", r.shape[:2] + coarse.spatial, r))
             z.add_(_prolong(self._cycle(depth + 1, coarse_r), level, work))
         for _ in range(self.smoothing_steps):
-            z.addcmul_(level.inverse_diagonal, torch.sub(r, level.apply(z, work), out=work))
+            z.addcmul_(level.inverse_diagonal, level.residual(r, z, work))
         return z
 
 
@@ -428,7 +455,7 @@ def linear_imputation(
     *,
     tol: float | None = None,
     max_iterations: int = 500,
-    check_every: int = 4,
+    check_every: int = 2,
 ) -> Tensor:
     """Replace the removed pixels of ``x`` by ROAD's linear imputation (no noise).
 

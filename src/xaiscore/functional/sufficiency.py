@@ -21,14 +21,14 @@ __all__ = ["sufficiency"]
 
 
 def _pairwise_distances(e: Tensor, distance: str) -> Tensor:
-    """``(B, B)`` distances between the rows of ``e`` ``(B, N)``, computed exactly (no matmul expansion)."""
+    """``(B, B)`` distances between the rows of ``e`` ``(B, N)`` from the differences (no matmul expansion,
+    whose cancellation would blur the threshold for near-identical explanations)."""
     if distance == "seuclidean":
         if e.shape[0] > 1:
             variance = e.var(dim=0, correction=1)
             # A feature equal in every sample separates no pair: leave it out instead of dividing by 0.
             keep = variance > 0
             e = e[:, keep] / variance[keep].sqrt()
-    e = e.to(torch.float64)
     return torch.cdist(e.unsqueeze(0), e.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
 
 

@@ -354,3 +354,65 @@ def test_deprecated_alias_warns():
     with pytest.warns(DeprecationWarning, match="MPRT"):
         metric = qc.ModelParameterRandomisation(layer_order="bottom_up")
     assert isinstance(metric, qc.MPRT)
+
+
+# --- class-specific paths ----------------------------------------------------------------------------------------
+
+
+def test_random_logit_windowed_ssim_fits_small_and_1d_inputs():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+
+    def explain(model, inputs, targets, **kwargs):  # the target only scales the map: normalised away
+        targets = np.asarray(targets).reshape((-1,) + (1,) * (np.ndim(inputs) - 1))
+        return np.asarray(inputs) ** 2 * (targets + 1.0)
+
+    rng = np.random.default_rng(0)
+    for shape in ((3, 1, 4, 4), (3, 1, 16), (3, 16), (3, 1, 2, 8)):
+        x = rng.random(shape).astype(np.float32)
+        scores = qc.RandomLogit(num_classes=3, seed=0, disable_warnings=True)(model, x, np.arange(3),
+                                                                            explain_func=explain)
+        np.testing.assert_allclose(scores, 1.0, atol=1e-6)
+
+
+def test_smooth_mprt_with_noise():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)).eval()
+    x = np.random.default_rng(1).random((3, 1, 6, 6)).astype(np.float32)
+    metric = qc.SmoothMPRT(nr_samples=4, noise_magnitude=0.2, disable_warnings=True)
+    scores = metric(model, x, np.arange(3), explain_func=saliency, batch_size=5)
+    assert list(scores) == ["original", "0", "3"]
+    assert all(0.5 < v <= 1.0 for v in scores["original"])  # two smoothings of the same model agree
+    again = metric(model, x, np.arange(3), explain_func=saliency, batch_size=64)
+    for key in scores:
+        np.testing.assert_allclose(again[key], scores[key], atol=1e-6)
+
+
+def test_robustness_with_a_user_normalise_func():
+    model, x, y, a, _ = case()
+
+    calls = []
+
+    def by_max(array):  # the native normalisation, as a user function: applied to every map, one at a time
+        calls.append(array.shape[0])
+        return array / np.abs(array).max()
+
+    native = qc.MaxSensitivity(nr_samples=3, normalise=True, seed=0, disable_warnings=True)
+    custom = qc.MaxSensitivity(nr_samples=3, normalise=True, normalise_func=by_max, seed=0, disable_warnings=True)
+    np.testing.assert_allclose(custom(model, x, y, a, explain_func=saliency),
+                               native(model, x, y, a, explain_func=saliency), rtol=1e-5)
+    assert set(calls) == {1} and len(calls) == 4 + 4 * 3  # a_batch, then every re-explanation
+
+
+@pytest.mark.quantus
+def test_representation_layers_are_selected_as_quantus_does():
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.Tanh(), nn.Linear(6, 3))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    model.eval()
+    from xaiscore.quantus_compat.robustness import _hidden_layers
+
+    assert _hidden_layers(model, None, None) == ["0", "1", "2", "3"]
+    assert _hidden_layers(model, None, [1, -2]) == ["1", "3"]  # Quantus counts negatives over all modules
+    assert _hidden_layers(model, ["2"], None) == ["2"]
+

@@ -471,14 +471,17 @@ def test_local_lipschitz_matches_quantus_for_a_batch_of_one(quantus_module):
     close(theirs, mine, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["RelativeInputStability", "RelativeOutputStability",
-                                  "RelativeRepresentationStability"])
-def test_relative_stability_matches_quantus_in_quantus_mode(quantus_module, name):
+@pytest.mark.parametrize("name, layers", [
+    ("RelativeInputStability", {}), ("RelativeOutputStability", {}), ("RelativeRepresentationStability", {}),
+    ("RelativeRepresentationStability", {"layer_indices": [1, -2]}),
+    ("RelativeRepresentationStability", {"layer_names": ["2"]}),
+])
+def test_relative_stability_matches_quantus_in_quantus_mode(quantus_module, name, layers):
     model, x, y, a = robust_case(batch=5)
-    metric = getattr(quantus_module, name)(nr_samples=N, disable_warnings=True)
+    metric = getattr(quantus_module, name)(nr_samples=N, disable_warnings=True, **layers)
     feed_noise(metric, replay_noise(torch.from_numpy(x), N, seed=9, low=0.02, high=0.2))
     theirs = metric(model, x, y, a_batch=a, explain_func=np_explain, device="cpu")
-    mine = getattr(qc, name)(nr_samples=N, seed=9, quantus_bug_compatible=True, disable_warnings=True)(
+    mine = getattr(qc, name)(nr_samples=N, seed=9, quantus_bug_compatible=True, disable_warnings=True, **layers)(
         model, x, y, a_batch=a, explain_func=np_explain)
     np.testing.assert_allclose(mine, theirs, rtol=2e-5, equal_nan=True)
 

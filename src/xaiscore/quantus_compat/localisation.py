@@ -232,7 +232,7 @@ def _quadrant_masks(positions: Any, batch: int, spatial: tuple[int, ...], device
             f"Expected `custom_batch` with 4 quadrant flags per mosaic, shape ({batch}, 4) (top-left, top-right, "
             f"bottom-left, bottom-right), but got {flags.shape}."
         )
-    if not np.isin(flags, (0, 1)).all():
+    if not ((flags == 0) | (flags == 1)).all():
         raise OptionError("Expected `custom_batch` flags in {0, 1} (1: the quadrant shows the target class).")
     height, width = spatial
     rows = torch.arange(height, device=device) >= height // 2  # False: top half

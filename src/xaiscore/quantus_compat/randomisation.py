@@ -181,17 +181,18 @@ class MPRT(_Randomisation):
         self.return_last_correlation = bool(return_last_correlation)
         self.skip_layers = bool(skip_layers)
 
-    def _run(self, prepared: Prepared, normalise: str | None, factory: Any) -> Any:
-        return mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, a=self._reference,
+    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
+        return mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, a=reference,
                     similarity=self._similarity, order=self.layer_order, abs=self.abs, normalise=normalise,
                     reduce_channels=None, seed=self.seed, reinit=self._reinit(), random_baseline=False,
                     max_batch_size=prepared.batch_size)
 
-    def _reference_similarity(self, prepared: Prepared, normalise: str | None, factory: Any) -> Tensor:
+    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+                              factory: Any) -> Tensor:
         """Quantus' ``"original"``: ``a_batch`` (or a first explanation) against a fresh explanation."""
         explain = factory(prepared.model)
         fresh = self._explain_in_chunks(explain, prepared.x, prepared.y, prepared.batch_size)
-        reference = fresh if self._reference is None else self._reference
+        reference = fresh if reference is None else reference
         return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),
                         _postprocess(fresh, abs=self.abs, normalise=normalise))
 
@@ -200,17 +201,17 @@ class MPRT(_Randomisation):
             raise OptionError(f"{type(self).__name__} explains the targets: pass `y_batch`.")
         normalise, transform = self._post()
         factory = self._factory(prepared, transform)
-        self._reference = prepared.a_raw if transform is None or prepared.a_raw is None else transform(prepared.a_raw)
-        result = self._run(prepared, normalise, factory)
+        reference = prepared.a_raw if transform is None or prepared.a_raw is None else transform(prepared.a_raw)
+        result = self._run(prepared, reference, normalise, factory)
         curve = result.curve.double().cpu()
         if self.return_average_correlation:
             if self.quantus_bug_compatible:  # Quantus averages in the "original" entry
-                original = self._reference_similarity(prepared, normalise, factory).double().cpu()
+                original = self._reference_similarity(prepared, reference, normalise, factory).double().cpu()
                 return ((original + curve.sum(1)) / (curve.shape[1] + 1)).tolist()
             return curve.mean(1).tolist()
         if self.return_last_correlation:
             return curve[:, -1].tolist()
-        original = self._reference_similarity(prepared, normalise, factory).double().cpu()
+        original = self._reference_similarity(prepared, reference, normalise, factory).double().cpu()
         scores: dict[str, list[float]] = {"original": original.tolist()}
         layers = list(result.layers)
         keep = layers[-1:] if self.skip_layers else layers
@@ -308,22 +309,21 @@ class SmoothMPRT(MPRT):
         self.nr_samples = check_positive_int(int(nr_samples), "nr_samples")
         self.noise_magnitude = float(noise_magnitude)
 
-    def _run(self, prepared: Prepared, normalise: str | None, factory: Any) -> Any:
+    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
         return smooth_mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, n_samples=self.nr_samples,
                            noise_magnitude=self.noise_magnitude, similarity=self._similarity,
                            order=self.layer_order, abs=self.abs, normalise=normalise, reduce_channels=None,
                            seed=self.seed, reinit=self._reinit(), random_baseline=False,
                            max_batch_size=prepared.batch_size)
 
-    def _reference_similarity(self, prepared: Prepared, normalise: str | None, factory: Any) -> Tensor:
+    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+                              factory: Any) -> Tensor:
         explain = factory(prepared.model)
         options = dict(n_samples=self.nr_samples, noise_magnitude=self.noise_magnitude,
                        batch_size=prepared.batch_size)
         fresh = _smoothed(explain, prepared.x, prepared.y, generator=torch.Generator().manual_seed(self.seed + 1),
                           **options)
-        if self._reference is not None:
-            reference = self._reference
-        else:
+        if reference is None:
             reference = _smoothed(explain, prepared.x, prepared.y,
                                   generator=torch.Generator().manual_seed(self.seed + 2), **options)
         return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),
@@ -424,7 +424,9 @@ class RandomLogit(_Randomisation):
     computed) and that of a random other class drawn from ``seed`` (lower is better).
 
     Differences from Quantus 0.6.0: the default similarity is the windowed SSIM
-    over the spatial axes (Sixt et al. compare images); Quantus flattens the
+    over the spatial axes (Sixt et al. compare images; a 7-wide window, the
+    largest odd width that fits on inputs narrower than 7, the flattened SSIM
+    below 3); Quantus flattens the
     maps (passing Quantus' ``ssim`` explicitly, or ``quantus_bug_compatible=True``,
     gives the flattened SSIM); the classes are drawn from ``seed`` without
     reseeding numpy's global generator (Quantus reseeds it for every batch).
@@ -453,8 +455,16 @@ class RandomLogit(_Randomisation):
     def _evaluate(self, prepared: Prepared) -> Tensor:
         normalise, transform = self._post()
         a = prepared.a_raw if transform is None else transform(prepared.a_raw)
+        similarity, options = self._similarity, None
+        if similarity == "ssim":  # a 7-wide window, narrowed (odd) for small inputs; flat below 3
+            side = min(prepared.x.shape[2:])
+            if side < 3:
+                similarity = "ssim_flat"
+            elif side < 7:
+                options = {"win_size": side if side % 2 else side - 1}
         result = random_logit(prepared.model, prepared.x, prepared.y, explain_fn=self._factory(prepared, transform),
-                              a=a, num_classes=self.num_classes, similarity=self._similarity, abs=self.abs,
+                              a=a, num_classes=self.num_classes, similarity=similarity, similarity_kwargs=options,
+                              abs=self.abs,
                               normalise=normalise, reduce_channels=None, seed=self.seed, random_baseline=False,
                               max_batch_size=prepared.batch_size)
         return result.score

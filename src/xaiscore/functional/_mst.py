@@ -377,25 +377,27 @@ class _Forest:
             pick_u = best.index_select(0, u) == key  # the lightest edge leaving u's component
             pick_v = best.index_select(0, v) == key
             chosen = (pick_u | pick_v).nonzero().squeeze(1)
-            chosen_u = u.index_select(0, chosen)
-            sample = self.node_sample.index_select(0, chosen_u)
-            length = torch.div(key.index_select(0, chosen), n_edges, rounding_mode="floor").double().sqrt()
+            sample = self.node_sample.index_select(0, u.index_select(0, chosen))
+            length = torch.div(key.index_select(0, chosen), n_edges, rounding_mode="floor").double().sqrt_()
             self.length.index_add_(0, sample, length)
             self.merges.index_add_(0, sample, torch.ones_like(sample))
-            hooked = torch.cat([u[pick_u], v[pick_v]])  # each component picks exactly one edge
-            target = torch.cat([v[pick_u], u[pick_v]])
+            by_u, by_v = pick_u.nonzero().squeeze(1), pick_v.nonzero().squeeze(1)
+            # Each component picks exactly one edge and hooks onto the component at its other end.
+            hooked = torch.cat([u.index_select(0, by_u), v.index_select(0, by_v)])
+            target = torch.cat([v.index_select(0, by_u), u.index_select(0, by_v)])
+            parent.scatter_(0, hooked, target)
             # Two components that picked the same edge point at each other: the smaller id is the root.
-            parent[hooked] = target
             mutual = (parent.index_select(0, target) == hooked) & (hooked < target)
-            parent[hooked[mutual]] = hooked[mutual]
-            best[hooked] = _INT64_MAX
+            parent.scatter_(0, hooked, torch.where(mutual, hooked, target))
+            best.index_fill_(0, hooked, _INT64_MAX)
             # Pointer jumping until every hooked component points at its root.
+            up = parent.index_select(0, hooked)
             while True:
-                up = parent.index_select(0, hooked)
                 upper = parent.index_select(0, up)
                 if torch.equal(up, upper):
                     break
-                parent[hooked] = upper
+                parent.scatter_(0, hooked, upper)
+                up = upper
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
             rounds += 1
@@ -529,30 +531,31 @@ class _RingScan:
         small = int(runs_per_sample.max()) < 2**15 - 1
         self.label_dtype = torch.int16 if small else torch.int32 if forest.parent.numel() < 2**31 else torch.int64
         self.open_p = shifter.padded(kept & (count < k))
-        self.run_image = self.label_p = None  # built on the first ring scanned (sparse maps hand over first)
-
-    def _labels(self) -> None:
-        if self.label_p is None:
-            b, h, w = self.kept.shape
-            rows = self.samples * (h * w)
-            pixels = (rows.view(-1, 1) + torch.arange(h * w, device=rows.device)).reshape(-1)
-            self.run_image = torch.where(self.kept.reshape(-1), self.run_of_pixel.index_select(0, pixels), 0).view(b, h, w)
-            self.label_p = self.shifter.padded(torch.empty(b, h, w, dtype=self.label_dtype, device=rows.device), -1)
-            self._relabel()
+        self.label_p = None  # built on the first ring scanned (sparse maps hand over before)
 
     def _interior(self, padded: Tensor) -> Tensor:
         return self.shifter.view(padded, 0, 0)
 
-    def _relabel(self) -> None:
-        roots = self.forest.parent.index_select(0, self.run_image.reshape(-1)).view(self.run_image.shape)
-        local = roots - self.first_run.index_select(0, self.samples).view(-1, 1, 1)
-        self._interior(self.label_p).copy_(torch.where(self.kept, local, -1))
+    def _labels(self) -> None:
+        """(Re)build the padded label image from the forest; only kept pixels are written."""
+        if self.label_p is None:
+            b, h, w = self.kept.shape
+            p = self.shifter.pad
+            local = self.kept.reshape(-1).nonzero().squeeze(1)
+            row, pixel = torch.div(local, h * w, rounding_mode="floor"), local % (h * w)
+            y, x = torch.div(pixel, w, rounding_mode="floor"), pixel % w
+            self.label_at = (row * (h + 2 * p) + y + p) * (w + 2 * p) + x + p  # kept pixels in label_p
+            self.run_at = self.run_of_pixel.index_select(0, self.samples.index_select(0, row) * (h * w) + pixel)
+            self.base_at = self.first_run.index_select(0, self.samples).index_select(0, row)
+            self.label_p = self.shifter.padded(torch.full_like(self.kept, -1, dtype=self.label_dtype), -1)
+        roots = self.forest.parent.index_select(0, self.run_at) - self.base_at
+        self.label_p.view(-1).scatter_(0, self.label_at, roots.to(self.label_dtype))
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
-        for name in ("kept", "kept_p", "kept16_p", "count", "open_p", "label_p", "run_image"):
-            if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).index_select(0, rows))
+        for name in ("kept", "kept_p", "kept16_p", "count", "open_p"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
+        self.label_p = None  # rebuilt for the remaining rows
 
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
@@ -619,7 +622,7 @@ class _RingScan:
                     torch.full_like(pixel, d2),
                 )
                 if local.numel() * 500 > self.kept.numel():
-                    self._relabel()
+                    self._labels()
             torch.logical_and(kept, count < self.k, out=open_)
             d_done = d2
         return d_done, self._open_pixels()
@@ -688,8 +691,7 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     flat_kept = kept.reshape(-1)
     pixel_of_point = flat_kept.nonzero().squeeze(1)
     position_of_point = position.reshape(-1).index_select(0, pixel_of_point)
-    pixel_at = torch.empty_like(pixel_of_point)
-    pixel_at[position_of_point] = pixel_of_point
+    pixel_at = torch.empty_like(pixel_of_point).scatter_(0, position_of_point, pixel_of_point)
     row_at = torch.div(pixel_at % hw, w, rounding_mode="floor")
     column_at = pixel_at % w
     run_at = run_of_pixel.index_select(0, pixel_at)
@@ -731,7 +733,7 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
         dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
         p_position = position_of_open[first:last]
-        dk2_of[p_position] = dk2
+        dk2_of.scatter_(0, p_position, dk2)
         edge = (d2 > d_done) & (d2 <= dk2.index_select(0, who - first))
         edge &= label_at.index_select(0, p_position.index_select(0, who - first)) != label_at.index_select(0, candidate)
         keep = edge.nonzero().squeeze(1)

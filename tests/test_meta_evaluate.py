@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor
 
 from tests.reference import complexity as ref_complexity
@@ -16,6 +18,7 @@ from xaiscore._checks import DTypeError, OptionError, ShapeError
 from xaiscore.meta import ModelPerturber, meta_evaluate, perturb_inputs, random_mc_level, resolve_tests
 from xaiscore.meta._scoring import plan_metrics
 from xaiscore.specs import MetricSpec, UnknownMetricError, list_metrics
+from xaiscore.testing import strategies as xst
 from xaiscore.testing.strategies import tiny_mlp
 
 xr = pytest.importorskip("xarray")
@@ -120,6 +123,31 @@ def test_matches_the_slow_reference():
     np.testing.assert_allclose(ds["agreement"].values, overall, atol=1e-9, equal_nan=True)
     np.testing.assert_allclose(ds["agreement_per_sample"].values, per_sample, atol=1e-9, equal_nan=True)
     assert ds["higher_is_better"].values.tolist() == [1, 1, 0]
+
+
+@settings(max_examples=8, deadline=None)
+@given(xst.model_inputs(shape=xst.shapes(batch_size=st.integers(1, 4), channels=st.integers(1, 2),
+                                         side=st.integers(1, 3))), st.integers(0, 2**16))
+def test_matches_the_reference_on_drawn_problems(case, seed):
+    """Any spatial rank, a batch of one, and a method whose maps are all zero (sparseness NaN).
+
+    Samples are made distinct: ties and zero differences are detected exactly (as scipy does), so
+    duplicated samples could tie in the per-sample reference and differ by one rounding step in the
+    batched computation.
+    """
+    offset = 0.37 * torch.arange(case.x.shape[0], dtype=case.x.dtype).reshape((-1,) + (1,) * (case.x.ndim - 1))
+    x = case.x + offset
+    factories = {"gradient": FACTORIES["gradient"], "zeros": lambda m: (lambda xx, t: torch.zeros_like(xx))}
+    ds = meta_evaluate(case.forward_fn, x, factories, ["sparseness", MASKED_LOGIT], iterations=1,
+                       perturbations=2, seed=seed, n_splits=2, max_batch_size=3)
+    scorers = {k: v for k, v in reference_scorers().items() if k != "explanation_shift"}
+    expected = ref.reference_meta_evaluation(case.forward_fn, x, factories, scorers, iterations=1,
+                                             perturbations=2, seed=seed)
+    np.testing.assert_array_equal(ds["kept"].values, expected["kept"].astype(np.int8))
+    for name in ("score", "score_perturbed", "iac", "iec", "mc"):
+        np.testing.assert_allclose(ds[name].values, expected[name], rtol=1e-6, atol=1e-9, equal_nan=True,
+                                   err_msg=name)
+    assert np.isnan(ds["score"].sel({"metric": "sparseness", "method": "zeros"}).values).all()
 
 
 def test_random_baseline_columns_match_the_reference():
@@ -286,6 +314,22 @@ def test_model_noise_is_multiplicative_gaussian():
     again = perturber.perturb(std=0.5, seed=3)  # from the originals: perturbations do not compound
     assert torch.equal(again.weight, noisy.weight)
     assert torch.equal(perturber.restore().weight, model.weight)
+
+
+def test_model_noise_law_matches_quantus_sample(quantus_module):
+    """MetaQuantus perturbs models with Quantus' ModelInterface.sample: every parameter times N(mean, std)."""
+    model = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.Tanh(), torch.nn.Linear(200, 100))
+    wrapped = quantus_module.helpers.model.pytorch_model.PyTorchModel(model, channel_first=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # Quantus draws from the global generator
+        theirs = wrapped.sample(mean=1.0, std=0.5, noise_type="multiplicative")
+    ours = ModelPerturber(model).perturb(std=0.5, seed=0)
+    for name, original in model.named_parameters():
+        ratio_theirs = (dict(theirs.named_parameters())[name] / original).detach().flatten()
+        ratio_ours = (dict(ours.named_parameters())[name] / original).detach().flatten()
+        for ratio in (ratio_theirs, ratio_ours):  # weights and biases alike
+            assert ratio.mean().item() == pytest.approx(1.0, abs=0.1)
+            assert ratio.std().item() == pytest.approx(0.5, abs=0.1)
 
 
 def test_resolve_tests():

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from xaiscore._perturb import counter_uniform
+from xaiscore._perturb import counter_bits, counter_uniform
 
 __all__ = ["counter_normal", "random_subsets", "random_patch_masks"]
 
@@ -44,6 +44,8 @@ def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float3
 #: Below this many features, or above this share of them, subsets come from one uniform per feature.
 _CANDIDATE_MIN_FEATURES = 512
 _CANDIDATE_MAX_SHARE = 8
+#: Rows hashed at once on the one-uniform-per-feature path.
+_ROWS_PER_BLOCK = 8
 
 
 def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
@@ -57,7 +59,10 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
       (sequential rejection of repeats, which is uniform over ``k``-subsets).
       Fewer than ``k`` distinct indices among the candidates would leave the
       subset short; at these sizes that has probability below ``1e-20``.
-    * Otherwise one uniform per feature, and the ``k`` smallest (``topk``).
+    * Otherwise one uniform 32-bit value per feature (two per hash of
+      :func:`xaiscore._perturb.counter_bits`), and the ``k`` smallest
+      (``topk``; equal values, probability about ``n_features^2 / 2^33`` per
+      draw, go to an arbitrary one of them).
 
     Subsets larger than half the features are drawn as complements.
 
@@ -86,9 +91,13 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
         chosen.scatter_(1, target, True)
         chosen = chosen[:, :n_features]
     else:
-        values = counter_uniform(keys, n_features, dtype=torch.float64)
-        smallest = torch.topk(values, k, dim=1, largest=False, sorted=False).indices
-        chosen = torch.zeros((n, n_features), dtype=torch.bool, device=device).scatter_(1, smallest, True)
+        chosen = torch.zeros((n, n_features), dtype=torch.bool, device=device)
+        half = torch.arange((n_features + 1) // 2, device=device).unsqueeze(0)
+        for start in range(0, n, _ROWS_PER_BLOCK):  # blocks of rows keep the hash temporaries in cache
+            bits = counter_bits(keys[start : start + _ROWS_PER_BLOCK], half)
+            values = torch.stack([bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFFFFFF], dim=2).flatten(1)
+            smallest = torch.topk(values[:, :n_features], k, dim=1, largest=False, sorted=False).indices
+            chosen[start : start + _ROWS_PER_BLOCK].scatter_(1, smallest, True)
     return ~chosen if complement else chosen
 
 

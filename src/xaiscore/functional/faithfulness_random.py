@@ -49,9 +49,15 @@ def _substrate_rows(substrate: Tensor, sample: Tensor) -> Tensor:
 
 
 def _element_mask(chosen: Tensor, part: Partition) -> Tensor:
-    """Expand a per-feature choice ``(n, F)`` to the elements ``(n, 1|C, *S)`` of a shared partition."""
+    """Expand a per-feature choice ``(n, F)`` to the elements ``(n, 1|C, *S)`` of a shared partition.
+
+    Shared pixel and element partitions number their features in memory order: a reshape suffices.
+    """
+    shape = (chosen.shape[0],) + tuple(part.ids.shape[1:])
+    if part.ids.shape[0] == 1 and part.n_features == part.ids.numel():
+        return chosen.reshape(shape)
     ids = part.ids.reshape(1, -1).expand(chosen.shape[0], -1)
-    return chosen.gather(1, ids).reshape((chosen.shape[0],) + tuple(part.ids.shape[1:]))
+    return chosen.gather(1, ids).reshape(shape)
 
 
 # --- infidelity -----------------------------------------------------------------------------------------

@@ -115,7 +115,9 @@ def _check_segments(segments: Any, x: Tensor) -> Tensor | None:
         return None
     segments = check_tensor(segments, "segments")
     if segments.ndim < 1 or segments.shape[0] != x.shape[0]:
-        raise ShapeError(f"Expected `segments` with a leading batch axis of {x.shape[0]}, but got {tuple(segments.shape)}.")
+        raise ShapeError(
+            f"Expected `segments` with a leading batch axis of {x.shape[0]}, but got {tuple(segments.shape)}."
+        )
     if segments.device != x.device:
         raise DeviceError(f"Expected `segments` on the device of `x` ({x.device}), but got {segments.device}.")
     return segments
@@ -184,7 +186,9 @@ def meta_evaluate(
     intra- and inter-consistency criteria and the MC score per space
     (:mod:`xaiscore.meta.consistency`):
 
-    .. math:: \mathrm{MC} = \tfrac14 (\mathrm{IAC}_{NR} + \mathrm{IAC}_{AR} + \mathrm{IEC}_{NR} + \mathrm{IEC}_{AR}) \in [0, 1]
+    .. math::
+        \mathrm{MC} = \tfrac14 (\mathrm{IAC}_{NR} + \mathrm{IAC}_{AR} + \mathrm{IEC}_{NR} + \mathrm{IEC}_{AR})
+        \in [0, 1]
 
     Beyond MetaQuantus, on the unperturbed scores: the agreement between metrics
     (Kendall's tau of their method rankings, per sample and overall), the
@@ -344,14 +348,18 @@ def meta_evaluate(
     for t, test in enumerate(suite):
         for i in range(iterations):
             if test.space == "input":
-                x_hat = torch.cat([perturb_inputs(x, magnitude=test.magnitude, seed=seeds[t][i][k], low=low, high=high)
-                                   for k in range(k_count)])
+                x_hat = torch.cat([
+                    perturb_inputs(x, magnitude=test.magnitude, seed=seeds[t][i][k], low=low, high=high)
+                    for k in range(k_count)
+                ])
                 changed = predict(clean, x_hat, max_batch_size=max_batch_size).reshape(k_count, b) != prediction
                 kept[t, i] = changed if test.adversary else ~changed
                 targets = target.repeat(k_count)
-                perturbed = group(clean, x_hat, targets, explain_all(clean, x_hat, targets), k_count, f"{test.name}{i}")
+                maps = explain_all(clean, x_hat, targets)
+                perturbed = group(clean, x_hat, targets, maps, k_count, f"{test.name}{i}")
                 for m, p in enumerate(planned):
-                    q_hat[m, t, i] = score(p, [perturbed], test.name, i).reshape(n_methods, k_count, b).transpose(0, 1)
+                    scores = score(p, [perturbed], test.name, i)  # (L, K * B), perturbation-major
+                    q_hat[m, t, i] = scores.reshape(n_methods, k_count, b).transpose(0, 1)
             else:
                 perturber = perturber or ModelPerturber(model)
                 groups = []
@@ -367,7 +375,8 @@ def meta_evaluate(
                     groups.append(current)
                 for m, p in enumerate(planned):
                     if p.shares_model:
-                        q_hat[m, t, i] = score(p, groups, test.name, i).reshape(n_methods, k_count, b).transpose(0, 1)
+                        scores = score(p, groups, test.name, i)  # (L, K * B), perturbation-major
+                        q_hat[m, t, i] = scores.reshape(n_methods, k_count, b).transpose(0, 1)
 
     directions = [p.spec.higher_is_better for p in planned]
     iac = torch.full((len(planned), len(suite), iterations), math.nan, dtype=torch.float64, device=x.device)

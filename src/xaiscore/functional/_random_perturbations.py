@@ -11,6 +11,7 @@ of a kernel by calling these functions with the same keys.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -18,7 +19,8 @@ from torch import Tensor
 
 from xaiscore._perturb import counter_bits, counter_uniform
 
-__all__ = ["counter_normal", "random_subsets", "random_patch_masks"]
+__all__ = ["counter_normal", "random_subsets", "random_patches", "patch_masks", "random_patch_masks",
+           "box_sums", "integral_image"]
 
 
 def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -101,8 +103,8 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
     return ~chosen if complement else chosen
 
 
-def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:
-    """One random square (cube) patch per key, fully inside the grid: ``(n, 1, *spatial)`` bool.
+def random_patches(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """One random square (cube) patch per key, fully inside the grid: ``(side (n,), corner (n, d))``.
 
     The side is drawn uniformly from ``patch_sizes`` (each at most the
     smallest spatial size), then the corner uniformly among the positions that
@@ -111,23 +113,89 @@ def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tupl
 
     Example:
         >>> from xaiscore._perturb import random_keys
-        >>> masks = random_patch_masks(random_keys(4, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
-        >>> masks.shape, sorted(set(masks.sum((1, 2, 3)).tolist())) in ([4], [9], [4, 9])
-        (torch.Size([4, 1, 6, 6]), True)
+        >>> side, corner = random_patches(random_keys(3, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
+        >>> side.shape, corner.shape, bool(((corner >= 0) & (corner + side.unsqueeze(1) <= 6)).all())
+        (torch.Size([3]), torch.Size([3, 2]), True)
     """
     device = keys.device
     uniforms = counter_uniform(keys, 1 + len(spatial), dtype=torch.float64)
     sizes = torch.tensor(patch_sizes, dtype=torch.long, device=device)
     choice = (uniforms[:, 0] * len(patch_sizes)).long().clamp(max=len(patch_sizes) - 1)
     side = sizes.index_select(0, choice)  # (n,)
-    mask = torch.ones((keys.shape[0],) + tuple(spatial), dtype=torch.bool, device=device)
+    corners = []
     for axis, n in enumerate(spatial):
         positions = n - side + 1  # valid corners 0 .. n - side
         corner = (uniforms[:, 1 + axis] * positions.to(torch.float64)).long()
-        corner = torch.minimum(corner, positions - 1)
-        coordinate = torch.arange(n, device=device).unsqueeze(0)
-        inside = (coordinate >= corner.unsqueeze(1)) & (coordinate < (corner + side).unsqueeze(1))  # (n_keys, n)
-        view = [keys.shape[0]] + [1] * len(spatial)
-        view[1 + axis] = n
+        corners.append(torch.minimum(corner, positions - 1))
+    return side, torch.stack(corners, dim=1)
+
+
+def patch_masks(side: Tensor, corner: Tensor, spatial: tuple[int, ...]) -> Tensor:
+    """The patches of :func:`random_patches` as masks ``(n, 1, *spatial)`` bool."""
+    n = side.shape[0]
+    mask = torch.ones((n,) + tuple(spatial), dtype=torch.bool, device=side.device)
+    for axis, size in enumerate(spatial):
+        coordinate = torch.arange(size, device=side.device).unsqueeze(0)
+        start = corner[:, axis].unsqueeze(1)
+        inside = (coordinate >= start) & (coordinate < start + side.unsqueeze(1))  # (n, size)
+        view = [n] + [1] * len(spatial)
+        view[1 + axis] = size
         mask &= inside.reshape(view)
     return mask.unsqueeze(1)
+
+
+def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:
+    """The masks ``(n, 1, *spatial)`` of :func:`random_patches`.
+
+    Example:
+        >>> from xaiscore._perturb import random_keys
+        >>> masks = random_patch_masks(random_keys(4, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
+        >>> masks.shape, sorted(set(masks.sum((1, 2, 3)).tolist())) in ([4], [9], [4, 9])
+        (torch.Size([4, 1, 6, 6]), True)
+    """
+    return patch_masks(*random_patches(keys, spatial, patch_sizes), spatial)
+
+
+def box_sums(integral: Tensor, sample: Tensor, side: Tensor, corner: Tensor) -> Tensor:
+    """Sums over boxes ``[corner, corner + side)`` of per-sample maps, from their integral images.
+
+    Args:
+        integral: ``(B, *(S + 1))`` with ``integral[b, i] = sum of map[b, :i]`` over all axes
+            (zero first row/column), see :func:`integral_image`.
+        sample: ``(n,)`` the map of each box; side ``(n,)``; corner ``(n, d)``.
+
+    Example:
+        >>> values = torch.arange(12.0).reshape(1, 3, 4)
+        >>> box_sums(integral_image(values), torch.tensor([0]), torch.tensor([2]), torch.tensor([[1, 1]])).tolist()
+        [30.0]
+    """
+    d = corner.shape[1]
+    flat = integral.reshape(integral.shape[0], -1)
+    strides = []
+    stride = 1
+    for size in reversed(integral.shape[1:]):
+        strides.append(stride)
+        stride *= size
+    strides.reverse()
+    total = torch.zeros(side.shape[0], dtype=integral.dtype, device=integral.device)
+    for far in itertools.product((0, 1), repeat=d):  # inclusion-exclusion over the 2^d box corners
+        index = torch.zeros_like(side)
+        for axis in range(d):
+            index = index + (corner[:, axis] + far[axis] * side) * strides[axis]
+        sign = -1.0 if (d - sum(far)) % 2 else 1.0
+        total = total + sign * flat[sample, index]
+    return total
+
+
+def integral_image(values: Tensor) -> Tensor:
+    """``(B, *S) -> (B, *(S + 1))`` cumulative sums over every spatial axis with a zero first slice, in float64."""
+    out = values.to(torch.float64)
+    for axis in range(1, values.ndim):
+        out = torch.nn.functional.pad(out.cumsum(dim=axis), _pad_before(values.ndim, axis))
+    return out
+
+
+def _pad_before(ndim: int, axis: int) -> tuple[int, ...]:
+    pads = [0] * (2 * (ndim - 1))
+    pads[2 * (ndim - 1 - axis)] = 1  # F.pad lists the last axis first
+    return tuple(pads)

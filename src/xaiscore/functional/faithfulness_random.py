@@ -29,9 +29,16 @@ from xaiscore._checks import DTypeError, OptionError, check_fraction, check_opti
 from xaiscore._perturb import Partition, feature_attributions, make_baseline, partition, random_keys
 from xaiscore._reduce import ChannelReduction
 from xaiscore.functional._faithfulness_common import finish_scores, pearson_rows, prepare_model_inputs, resolve_step
-from xaiscore.functional._random_perturbations import counter_normal, random_patch_masks, random_subsets
+from xaiscore.functional._random_perturbations import (
+    box_sums,
+    counter_normal,
+    integral_image,
+    patch_masks,
+    random_patches,
+    random_subsets,
+)
 from xaiscore.functional._results import CurveResult
-from xaiscore.functional._sample_items import item_samples, take_rows
+from xaiscore.functional._sample_items import item_samples, take_rows, where_items
 
 __all__ = ["infidelity", "faithfulness_correlation", "sensitivity_n", "default_subset_sizes"]
 
@@ -165,23 +172,27 @@ def infidelity(
     keys = random_keys(b * n_perturbations, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
     a_full = inputs.a.expand_as(x)
+    if perturbation == "square":
+        # s_j = sum over the square of sum_c w a: box sums of one map per sample, from its integral image.
+        removed = x - substrate
+        weight = (removed != 0).to(x.dtype) if multiply_by_inputs else removed
+        integral = integral_image((weight * a_full).sum(dim=1))
 
     def compute(start: int, stop: int) -> Tensor:
         sample, _ = item_samples(start, stop, n_perturbations, x.device)
-        originals = take_rows(x, sample)
-        fill = _substrate_rows(substrate, sample)
         if perturbation == "square":
-            mask = random_patch_masks(keys[start:stop], spatial, sizes)
-            perturbed = torch.where(mask, fill, originals)
-            change = originals - perturbed
+            side, corner = random_patches(keys[start:stop], spatial, sizes)
+            perturbed = where_items(patch_masks(side, corner, spatial), substrate, x, start, stop, n_perturbations)
+            projection = box_sums(integral, sample, side, corner).to(x.dtype)
         else:
+            originals = take_rows(x, sample)
             draws = counter_normal(keys[start:stop], originals[0].numel(), dtype=x.dtype)
             change = noise_std * draws.reshape(originals.shape)
             perturbed = originals - change
-        if multiply_by_inputs:
-            scale = originals - fill
-            change = change / torch.where(scale != 0, scale, torch.ones_like(scale))
-        projection = (change * take_rows(a_full, sample)).reshape(len(sample), -1).sum(1)
+            if multiply_by_inputs:
+                scale = originals - _substrate_rows(substrate, sample)
+                change = change / torch.where(scale != 0, scale, torch.ones_like(scale))
+            projection = (change * take_rows(a_full, sample)).reshape(len(sample), -1).sum(1)
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
         return torch.stack([projection, scores.to(projection.dtype)], dim=1)
 
@@ -219,7 +230,7 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         sample, _ = item_samples(start, stop, per_sample, x.device)
         chosen = chosen_features(start, stop)
         attribution_sum = (chosen * take_rows(values, sample)).sum(1)
-        perturbed = torch.where(_element_mask(chosen, part), _substrate_rows(substrate, sample), take_rows(x, sample))
+        perturbed = where_items(_element_mask(chosen, part), substrate, x, start, stop, per_sample)
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 

@@ -65,7 +65,7 @@ __all__ = ["mst_compactness", "salient_points", "hull_areas", "spanning_forest_l
 
 # A dense ring scan costs about one pass over every pixel per lattice offset; the window search
 # costs about this many pixel-pass equivalents per open point (measured on CPU).
-_WINDOW_COST_PER_POINT = 1500
+_WINDOW_COST_PER_POINT = 3000
 # Candidate pairs handled at once by the window search (bounds its memory).
 _WINDOW_CHUNK = 1 << 22
 _INT64_MAX = torch.iinfo(torch.int64).max
@@ -216,6 +216,11 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
     if rows.device.type == "cpu":
         return torch.from_numpy(np.partition(rows.numpy(), j, axis=1)[:, j].copy())
     return torch.kthvalue(rows, j + 1, dim=1).values
+
+
+def _count(mask: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``mask.sum(dims)`` for a bool tensor (also a strided view) without casting it to int64 first."""
+    return torch.count_nonzero(mask, dim=dims)
 
 
 def _sorted(values: Tensor) -> Tensor:
@@ -446,7 +451,7 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     b, h, w = kept.shape
     device = kept.device
     hw = h * w
-    counts = kept.reshape(b, -1).sum(1)
+    counts = _count(kept, (1, 2))
 
     # Runs: horizontal unit paths, each contracted to one node of the forest.
     left = torch.zeros_like(kept)
@@ -577,26 +582,27 @@ class _RingScan:
                 rings.setdefault(d2, []).append((dy, dx))
         for d2 in sorted(rings):
             open_ = self._interior(self.open_p)
-            open_per_row = open_.reshape(open_.shape[0], -1).sum(1)
+            any_open = open_.view(torch.uint8).amax((1, 2)) > 0
             components = (self.runs_per_sample - self.forest.merges).index_select(0, self.samples)
-            unfinished = (components > 1) & (open_per_row > 0)
+            unfinished = (components > 1) & any_open
             n_unfinished = int(unfinished.sum())
             if n_unfinished == 0:
                 return d_done, None
             if n_unfinished <= 0.75 * self.samples.numel():
                 self._keep_rows(unfinished.nonzero().squeeze(1))
-                open_per_row = open_per_row[unfinished]
                 open_ = self._interior(self.open_p)
             # Hand over to the window search when it is cheaper than the rings still to scan, estimated
-            # from the open points' mean count (every fourth image row): counts grow like the disc
-            # area, i.e. like D.
+            # from the open points on every fourth image row: their number and mean count (counts
+            # grow like the disc area, i.e. like D).
             sampled = open_[:, ::4]
-            n_open, n_sampled, counted = (
+            n_sampled, counted = (
                 int(v)
                 for v in torch.stack([
-                    open_per_row.sum(), sampled.sum(), torch.where(sampled, self.count[:, ::4], 0).sum()
+                    _count(sampled, (0, 1, 2)),
+                    torch.where(sampled, self.count[:, ::4], 0).sum(dtype=torch.int32).long(),
                 ])
             )
+            n_open = n_sampled * open_.shape[1] / sampled.shape[1]
             expected_d2 = d2 * self.k / (counted / max(n_sampled, 1) + 1)
             offsets_left = max(math.pi * (expected_d2 - d2), len(rings[d2]))
             if n_open * _WINDOW_COST_PER_POINT < self.kept.numel() * offsets_left:

@@ -102,6 +102,8 @@ def road(
         reduce_channels: How ``a``'s channels combine per pixel (ROAD removes
             whole pixels, so a reduction is required).
         max_batch_size: Most images imputed and passed through the model at once.
+            The imputation of a chunk holds about 20 image-sized buffers per
+            image (about 0.75 GB for 64 colour 224 x 224 images).
         generator: Randomness of the noise (and of ``order="random"``).
         tol: Relative residual tolerance of the imputation solver
             (default 1e-5 in float32, 1e-10 in float64).

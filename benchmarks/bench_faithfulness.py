@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="B=2, 16x16, 1 repeat: a smoke run")
     parser.add_argument("--metrics", nargs="*", default=None)
     parser.add_argument("--no-quantus", action="store_true")
+    parser.add_argument("--models", nargs="*", default=["cnn", "linear"], choices=["cnn", "linear"],
+                        help="models for the Quantus comparison (quick: linear only)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     ["metric", "images", "batch", "ours_s", "floor_s", "ours/floor"])
         print()
     if not args.no_quantus:
-        for kind in ("linear",) if args.quick else ("cnn", "linear"):
+        for kind in ("linear",) if args.quick else args.models:
             print(f"Against Quantus 0.6.0 ({'small CNN' if kind == 'cnn' else 'single linear layer'})")
             print_table(run_quantus(args.batch, args.size, names, args.repeats, args.quick, kind),
                         ["metric", "model", "quantus_s", "ours_s", "speed-up"])

@@ -66,6 +66,8 @@ __all__ = ["mst_compactness", "salient_points", "hull_areas", "spanning_forest_l
 # A dense ring scan costs about one pass over every pixel per lattice offset; the window search
 # costs about this many pixel-pass equivalents per open point (measured on CPU).
 _WINDOW_COST_PER_POINT = 3000
+# Image-sized passes of the near phase and the first rings (the alternative to a window-only search).
+_DENSE_PASSES = 100
 # Candidate pairs handled at once by the window search (bounds its memory).
 _WINDOW_CHUNK = 1 << 22
 _INT64_MAX = torch.iinfo(torch.int64).max
@@ -469,6 +471,12 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if n_runs == 0:
         return forest.length, counts
 
+    # Sparse maps: the window search alone (all edges, near ones included, since d_k >= sqrt(D_a))
+    # is cheaper than the image-sized passes of the near phase and the ring scan.
+    if int(counts.sum()) * _WINDOW_COST_PER_POINT < kept.numel() * _DENSE_PASSES:
+        _window_edges(kept, kept.reshape(-1).nonzero().squeeze(1), run_of_pixel, forest, k, 0)
+        return forest.length, counts
+
     d_always = always_present_d2(k)
     near = _offsets_up_to(d_always)
     shifter = _Shifter(h, w, max(12, math.isqrt(d_always) + 1))
@@ -717,34 +725,40 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     cuts = sorted(set(torch.searchsorted(window, marks).tolist()) - {0, points.numel()})
     dk2_of = torch.full((pixel_at.numel(),), -1, dtype=torch.int64, device=device)  # by position
     found: list[tuple[Tensor, Tensor, Tensor]] = []
+    # (row, column) packed in one integer: one gather per candidate instead of two.
+    packed_at = row_at * (1 << 20) + column_at
+    packed_open = y * (1 << 20) + x
     for first, last in zip([0, *cuts], [*cuts, points.numel()]):
-        owner, nth_band = _segments(band_count[first:last])
-        owner += first
-        line = (sample.index_select(0, owner) * bands + band_first.index_select(0, owner) + nth_band) * w
-        range_start = before.index_select(0, line + col_first.index_select(0, owner))
-        range_size = before.index_select(0, line + col_last.index_select(0, owner) + 1) - range_start
-        segment, nth = _segments(range_size)
-        candidate = range_start.index_select(0, segment) + nth
-        who = owner.index_select(0, segment)  # the open point each candidate belongs to
-        dy = row_at.index_select(0, candidate) - y.index_select(0, who)
-        dx = column_at.index_select(0, candidate) - x.index_select(0, who)
+        n = last - first
+        owner, nth_band = _segments(band_count[first:last])  # owner: chunk-local point of each range
+        line = (sample[first:last].index_select(0, owner) * bands
+                + band_first[first:last].index_select(0, owner) + nth_band) * w
+        range_start = before.index_select(0, line + col_first[first:last].index_select(0, owner))
+        range_size = before.index_select(0, line + col_last[first:last].index_select(0, owner) + 1) - range_start
+        segment = torch.repeat_interleave(torch.arange(owner.numel(), device=device), range_size)
+        skip = range_start - (torch.cumsum(range_size, 0) - range_size)  # candidate = index + skip[range]
+        candidate = torch.arange(segment.numel(), device=device) + skip.index_select(0, segment)
+        who = owner.index_select(0, segment)  # the chunk-local open point each candidate belongs to
+        q = packed_at.index_select(0, candidate)
+        p = packed_open[first:last].index_select(0, owner).index_select(0, segment)
+        dy = torch.div(q, 1 << 20, rounding_mode="floor") - torch.div(p, 1 << 20, rounding_mode="floor")
+        dx = (q & ((1 << 20) - 1)) - (p & ((1 << 20) - 1))
         d2 = dy * dy + dx * dx
         # d_k(p)^2 is the (k+1)-th smallest squared distance among p's candidates (p itself, at 0,
         # is the first): sort (point, d2) keys once; each point's candidates stay contiguous.
-        per_point = torch.zeros(last - first, dtype=torch.int64, device=device).index_add_(
-            0, who - first, torch.ones_like(who)
-        )
-        ordered = _sorted((who - first) * (1 << 40) + d2)
+        per_point = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, who, torch.ones_like(who))
+        ordered = _sorted(who * (1 << 40) + d2)
         kth = (torch.cumsum(per_point, 0) - per_point + k).clamp(max=max(ordered.numel() - 1, 0))
         dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
         dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
         p_position = position_of_open[first:last]
         dk2_of.scatter_(0, p_position, dk2)
-        edge = (d2 > d_done) & (d2 <= dk2.index_select(0, who - first))
-        edge &= label_at.index_select(0, p_position.index_select(0, who - first)) != label_at.index_select(0, candidate)
-        keep = edge.nonzero().squeeze(1)
-        found.append((p_position.index_select(0, who.index_select(0, keep) - first),
-                      candidate.index_select(0, keep), d2.index_select(0, keep)))
+        within = ((d2 > d_done) & (d2 <= dk2.index_select(0, who))).nonzero().squeeze(1)
+        p_at = p_position.index_select(0, who.index_select(0, within))
+        q_at = candidate.index_select(0, within)
+        other = (label_at.index_select(0, p_at) != label_at.index_select(0, q_at)).nonzero().squeeze(1)
+        found.append((p_at.index_select(0, other), q_at.index_select(0, other),
+                      d2.index_select(0, within).index_select(0, other)))
     p_position, q_position, d2 = (torch.cat(parts) for parts in zip(*found))
     # Each edge once: q also lists it when q is open with d2 <= d_k(q)^2; then only the smaller keeps it.
     listed_by_q = d2 <= dk2_of.index_select(0, q_position)

@@ -17,8 +17,8 @@ Example:
     torch.Size([3, 2])
     >>> data = make_synthetic_dataset(16, size=(16, 16))
     >>> history = train_model(model, data, epochs=1, batch_size=8, seed=0)
-    >>> len(history["loss"]), model.training
-    (2, False)
+    >>> len(history["loss"]), len(history["accuracy"]), model.training
+    (2, 1, False)
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def train_model(
     lr: float = 1e-2,
     weight_decay: float = 0.0,
     seed: int = 0,
+    stop_at_accuracy: float | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
 ) -> dict[str, list[float]]:
@@ -154,11 +155,14 @@ def train_model(
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         seed: Seed of the shuffling.
+        stop_at_accuracy: Stop after the first epoch whose running training
+            accuracy (of the mini-batches as they were trained) reaches this.
         device: Where to train.
         progress: Optional wrapper of the epoch iterator (e.g. ``tqdm``).
 
     Returns:
-        ``{"loss": [...]}``, the mean training loss of every step.
+        ``{"loss": [...], "accuracy": [...]}``: the loss of every step and the
+        running training accuracy of every epoch.
     """
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
@@ -167,21 +171,28 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    accuracies: list[float] = []
     epochs_iter: Iterator[int] = iter(range(epochs))
     if progress is not None:
         epochs_iter = progress(epochs_iter)
     with _deterministic():
         for _ in epochs_iter:
             order = torch.randperm(len(x), generator=generator).to(device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
             for start in range(0, len(x), batch_size):
                 index = order[start:start + batch_size]
                 optimizer.zero_grad(set_to_none=True)
-                loss = nn.functional.cross_entropy(model(x[index]), y[index])
+                logits = model(x[index])
+                loss = nn.functional.cross_entropy(logits, y[index])
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
+                correct += (logits.detach().argmax(1) == y[index]).sum()
+            accuracies.append(float(correct) / len(x))
+            if stop_at_accuracy is not None and accuracies[-1] >= stop_at_accuracy:
+                break
     model.eval()
-    return {"loss": losses}
+    return {"loss": losses, "accuracy": accuracies}
 
 
 def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu", batch_size: int = 256) -> float:

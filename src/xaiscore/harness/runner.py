@@ -65,7 +65,9 @@ __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
 #: or ``(name, explain_fn)`` for your own explain function.
 MethodInput = str | Mapping[str, Any] | MethodConfig | tuple[str, Callable[[Tensor, Tensor], Tensor]]
 
-_ALWAYS = frozenset({"a", "mask", "x", "target", "forward_fn"})
+#: Inputs the runner supplies for every method. ``segments`` is passed as ``None``: the
+#: kernels that take a segmentation then use their built-in regular grid (``n_segments`` cells).
+_ALWAYS = frozenset({"a", "mask", "x", "target", "forward_fn", "segments"})
 
 
 @dataclass
@@ -174,7 +176,8 @@ class _Runner:
                 if reason is None:
                     missing = missing_inputs(planned.spec, available=method.available)
                     if missing:
-                        reason = f"needs {missing}, which a {method.settings['method']} method cannot supply"
+                        reason = (f"needs {missing}, which method {method.name!r} "
+                                  f"({method.settings['method']}) cannot supply")
                 if reason is None:
                     self.runnable[method.name].append(planned)
                 else:
@@ -298,7 +301,7 @@ class _Runner:
         name = planned.spec.name
         settings = self._settings(method, planned)
         inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
-                                  "forward_fn": self.model, "model": self.model}
+                                  "forward_fn": self.model, "model": self.model, "segments": None}
         if "explain_fn" in planned.spec.needs:
             inputs["explain_fn"] = method.explain_fn or MethodExplainer(
                 method.config, self.model,  # type: ignore[arg-type]
@@ -397,12 +400,12 @@ def _assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappi
                 first_batch, message = errors[0]
                 skipped.setdefault(name, {})[method.name] = (
                     f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}")
-            if not good:
+            if not good and not errors:
                 continue
-            runs = good[0].score.shape[1]
+            runs = good[0].score.shape[1] if good else runner._repeats(planned)
             score = _concat([s.score if s is not None and s.error is None else None for s in shards], rows, (runs,))
             scores.setdefault(name, {})[method.name] = score if runs > 1 else score[:, 0]
-            if good[0].curve is not None:
+            if good and good[0].curve is not None:
                 tail = tuple(good[0].curve.shape[1:])
                 curve = _concat([s.curve if s is not None and s.error is None else None for s in shards], rows, tail)
                 curves.setdefault(name, {})[method.name] = curve if runs > 1 else curve[:, 0]
@@ -609,18 +612,19 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     if config.dataset.kind != "synthetic":
         raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
                           f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
-    train = {"n": 256, "epochs": 4, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
-             **model_config.train}
-    unknown = sorted(set(train) - {"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay"})
+    train = {"n": 256, "epochs": 8, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
+             "stop_at_accuracy": 0.98, **model_config.train}
+    unknown = sorted(set(train) - {"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay",
+                                   "stop_at_accuracy"})
     if unknown:
         raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
     sample = dataset[0]
     settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
                 "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
 
-    def fresh() -> nn.Module:
+    def fresh(mean: float = 0.5, std: float = 0.25) -> nn.Module:
         return SmallCNN(settings["in_channels"], len(dataset.class_names), width=train["width"],
-                        spatial_dims=sample.image.ndim - 1,
+                        spatial_dims=sample.image.ndim - 1, input_mean=mean, input_std=std,
                         generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
 
     cached = store.load(store.model_path) if store is not None else None
@@ -631,10 +635,13 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     model = fresh()
     if context.is_main or store is None:
         from xaiscore.harness.data.registry import open_dataset
+        from xaiscore.harness.models import stack_dataset
 
         options = {**config.dataset.options, "n": train["n"],
                    "seed": derive_seed(config.dataset.options.get("seed", 0), "train") % 2**31}
         training_data = open_dataset("synthetic", **options)
+        images, _ = stack_dataset(training_data)
+        model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
         wrap = None
         if progress and context.is_main:
             from tqdm.auto import tqdm
@@ -642,7 +649,8 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
             def wrap(iterator: Any) -> Any:
                 return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
         train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                    weight_decay=train.get("weight_decay", 0.0), seed=train["seed"], device=device, progress=wrap)
+                    weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
+                    stop_at_accuracy=train["stop_at_accuracy"], device=device, progress=wrap)
         if store is not None:
             store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
                                           "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})

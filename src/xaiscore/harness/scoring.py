@@ -7,8 +7,7 @@ For every selected :class:`~xaiscore.specs.MetricSpec` the harness
   anything runs), then ``max_batch_size`` and a seeded ``generator`` (or
   ``seed``) where the kernel takes them and the user did not set them;
 * checks that it can supply every input in ``spec.needs`` for a method (a
-  precomputed method has no ``explain_fn``; nothing supplies ``segments``) and
-  records why not otherwise;
+  precomputed method has no ``explain_fn``) and records why not otherwise;
 * calls the kernel with the inputs by keyword and unpacks a ``(B,)`` score or
   a curve result (``.score``, ``.curve``, ``.x``).
 

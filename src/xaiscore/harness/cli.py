@@ -171,23 +171,35 @@ def _metrics(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xaiscore`` command; returns the exit status."""
+    import warnings
+
     from xaiscore._checks import XaiscoreError
 
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "run":
-            from xaiscore.harness.config import load_config
-
-            config = load_config(args.config).with_overrides(out=args.out, device=args.device)
-            return _run(config, args)
-        if args.command == "report":
-            return _report(args)
-        return _metrics(args)
+        with warnings.catch_warnings():
+            # captum announces its ReLU hooks on every GuidedBackprop/DeepLift call; nothing to act on
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+            return _dispatch(args)
     except (XaiscoreError, FileNotFoundError) as error:
         print(f"xaiscore {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `xaiscore metrics | head`
+        sys.stderr.close()
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "run":
+        from xaiscore.harness.config import load_config
+
+        config = load_config(args.config).with_overrides(out=args.out, device=args.device)
+        return _run(config, args)
+    if args.command == "report":
+        return _report(args)
+    return _metrics(args)
 
 
 if __name__ == "__main__":

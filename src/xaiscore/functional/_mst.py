@@ -35,15 +35,18 @@ How the forest is found without touching every edge:
    components matter. Each ring's edges are merged by a Borůvka pass (all of equal weight), so
    the forest grows exactly as in Kruskal's algorithm. The scan stops for the batch once every
    sample is a single component or has no point whose k-th neighbour is still farther.
-5. *Sparse leftovers.* When few points remain open (sparse maps), the ring scan over whole
-   images is wasteful: each remaining point instead counts its neighbours inside a square
-   window found from a summed-area table (the smallest square holding ``k`` other points
-   bounds :math:`d_k`), its exact :math:`d_k` is found by bisection on candidate counts, and
-   its remaining edges go through one last Borůvka pass.
+5. *Sparse leftovers.* When few points remain open, the ring scan over whole images is
+   wasteful: each remaining point instead finds its neighbours in a window bounded by a
+   summed-area table (the smallest square holding ``k`` other points bounds :math:`d_k`), gets
+   its exact :math:`d_k` by sorting its candidates, and its remaining edges go through one last
+   Borůvka pass. Sparse maps (few points per pixel) take this path for all their edges, near ones
+   included (:math:`d_k \ge \sqrt{D_a}` always), and skip steps 3 and 4.
 
 Host synchronisation: graph sizes are data-dependent, so the functions read a handful of
-counts per ring or pass (edge counts, whether the scan is finished); there is no per-sample
-loop and no per-edge Python work.
+counts per ring, per Borůvka round and per pointer-jumping step (edge counts, whether the scan
+is finished); there is no per-sample loop and no per-edge Python work. On CPU the two selection
+steps (the percentile, the candidates' order) go through numpy on zero-copy views, which is
+several times faster than ``torch.kthvalue``/``torch.sort`` there; other devices use torch.
 """
 
 from __future__ import annotations
@@ -668,7 +671,9 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     device = kept.device
     index_dtype = torch.int32 if kept.numel() < 2**31 else torch.int64
     table = torch.zeros(b, h + 1, w + 1, dtype=index_dtype, device=device)
-    table[:, 1:, 1:] = kept.to(index_dtype).cumsum(1).cumsum(2)
+    # Summed-area table; both cumulative sums along the last (contiguous) axis, which is much faster.
+    rows = kept.view(torch.uint8).cumsum(2, dtype=index_dtype)
+    table[:, 1:, 1:] = rows.transpose(1, 2).contiguous().cumsum(2).transpose(1, 2)
     table = table.reshape(-1)
     sample = torch.div(points, hw, rounding_mode="floor")
     y = torch.div(points % hw, w, rounding_mode="floor")
@@ -693,30 +698,43 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     everyone = square_count(torch.full_like(points, side)) < k + 1  # at most k others: all are neighbours
     reach = torch.where(everyone, torch.full_like(hi, side), torch.sqrt((2 * hi * hi).double()).floor().long())
 
-    # Band-major order of all points: (sample, band, column, row).
+    # Band-major order of all points: (sample, band, column, row); with bands of one row it is the
+    # row-major order of the pixels.
     t = max(1, min(16, round(float(reach.double().median()) / 4)))
     bands = -(-h // t)
-    stacked = F.pad(kept.view(torch.uint8), (0, 0, 0, bands * t - h)).view(b, bands, t, w)
-    column_counts = stacked.sum(2, dtype=torch.int64)  # (B, bands, W)
-    before = torch.zeros(column_counts.numel() + 1, dtype=torch.int64, device=device)
-    torch.cumsum(column_counts.reshape(-1), 0, out=before[1:])
-    above = torch.cumsum(stacked, 2, dtype=index_dtype) - stacked  # kept pixels above, same band and column
-    position = (before[:-1].view(b, bands, 1, w) + above).view(-1, w)[: b * bands * t].view(b, bands * t, w)[:, :h]
     flat_kept = kept.reshape(-1)
-    pixel_of_point = flat_kept.nonzero().squeeze(1)
-    position_of_point = position.reshape(-1).index_select(0, pixel_of_point)
-    pixel_at = torch.empty_like(pixel_of_point).scatter_(0, position_of_point, pixel_of_point)
-    row_at = torch.div(pixel_at % hw, w, rounding_mode="floor")
-    column_at = pixel_at % w
-    run_at = run_of_pixel.index_select(0, pixel_at)
-    label_at = forest.parent.index_select(0, run_at)
-    position_of_open = position.reshape(-1).index_select(0, points)
+    pixel_at = flat_kept.nonzero().squeeze(1)  # row-major for now
+    if t == 1:
+        before = torch.zeros(flat_kept.numel() + 1, dtype=torch.int64, device=device)
+        torch.cumsum(flat_kept, 0, out=before[1:])
+        position_of_open = before.index_select(0, points)
+    else:
+        stacked = F.pad(kept.view(torch.uint8), (0, 0, 0, bands * t - h)).view(b, bands, t, w)
+        column_counts = stacked.sum(2, dtype=torch.int64)  # (B, bands, W)
+        before = torch.zeros(column_counts.numel() + 1, dtype=torch.int64, device=device)
+        torch.cumsum(column_counts.reshape(-1), 0, out=before[1:])
+        above = torch.cumsum(stacked, 2, dtype=index_dtype) - stacked  # kept above, same band and column
+        position = (before[:-1].view(b, bands, 1, w) + above).view(b, bands * t, w)[:, :h].reshape(-1)
+        pixel_at = torch.empty_like(pixel_at).scatter_(0, position.index_select(0, pixel_at), pixel_at)
+        position_of_open = position.index_select(0, points)
+    # Per-point lookups: precomputed when the candidates outnumber the points, else per candidate.
+    candidates = square_count(reach)  # a lower bound of the candidates (the bands may hold more rows)
+    precompute = int(candidates.sum()) > pixel_at.numel()
+    packed_at = ((torch.div(pixel_at % hw, w, rounding_mode="floor") << 20) | pixel_at % w) if precompute else None
+
+    def packed(candidate: Tensor) -> Tensor:
+        if packed_at is not None:
+            return packed_at.index_select(0, candidate)
+        pixel = pixel_at.index_select(0, candidate) % hw
+        return (torch.div(pixel, w, rounding_mode="floor") << 20) | pixel % w
+
+    def label(position: Tensor) -> Tensor:
+        return forest.parent.index_select(0, run_of_pixel.index_select(0, pixel_at.index_select(0, position)))
 
     band_first = torch.div((y - reach).clamp(min=0), t, rounding_mode="floor")
     band_count = torch.div((y + reach).clamp(max=h - 1), t, rounding_mode="floor") - band_first + 1
     col_first = (x - reach).clamp(min=0)
     col_last = (x + reach).clamp(max=w - 1)
-    candidates = square_count(reach)  # a lower bound of the candidates (the bands may hold more rows)
 
     # Chunks of points with a bounded number of ranges and candidates in all.
     window = torch.cumsum(band_count + 2 * candidates, 0)
@@ -725,9 +743,7 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     cuts = sorted(set(torch.searchsorted(window, marks).tolist()) - {0, points.numel()})
     dk2_of = torch.full((pixel_at.numel(),), -1, dtype=torch.int64, device=device)  # by position
     found: list[tuple[Tensor, Tensor, Tensor]] = []
-    # (row, column) packed in one integer: one gather per candidate instead of two.
-    packed_at = row_at * (1 << 20) + column_at
-    packed_open = y * (1 << 20) + x
+    packed_open = (y << 20) | x  # (row, column) in one integer: one gather per candidate
     for first, last in zip([0, *cuts], [*cuts, points.numel()]):
         n = last - first
         owner, nth_band = _segments(band_count[first:last])  # owner: chunk-local point of each range
@@ -739,15 +755,15 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         skip = range_start - (torch.cumsum(range_size, 0) - range_size)  # candidate = index + skip[range]
         candidate = torch.arange(segment.numel(), device=device) + skip.index_select(0, segment)
         who = owner.index_select(0, segment)  # the chunk-local open point each candidate belongs to
-        q = packed_at.index_select(0, candidate)
+        q = packed(candidate)
         p = packed_open[first:last].index_select(0, owner).index_select(0, segment)
-        dy = torch.div(q, 1 << 20, rounding_mode="floor") - torch.div(p, 1 << 20, rounding_mode="floor")
+        dy = (q >> 20) - (p >> 20)
         dx = (q & ((1 << 20) - 1)) - (p & ((1 << 20) - 1))
         d2 = dy * dy + dx * dx
         # d_k(p)^2 is the (k+1)-th smallest squared distance among p's candidates (p itself, at 0,
         # is the first): sort (point, d2) keys once; each point's candidates stay contiguous.
         per_point = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, who, torch.ones_like(who))
-        ordered = _sorted(who * (1 << 40) + d2)
+        ordered = _sorted((who << 40) | d2)
         kth = (torch.cumsum(per_point, 0) - per_point + k).clamp(max=max(ordered.numel() - 1, 0))
         dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
         dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
@@ -756,15 +772,13 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         within = ((d2 > d_done) & (d2 <= dk2.index_select(0, who))).nonzero().squeeze(1)
         p_at = p_position.index_select(0, who.index_select(0, within))
         q_at = candidate.index_select(0, within)
-        other = (label_at.index_select(0, p_at) != label_at.index_select(0, q_at)).nonzero().squeeze(1)
+        other = (label(p_at) != label(q_at)).nonzero().squeeze(1)
         found.append((p_at.index_select(0, other), q_at.index_select(0, other),
                       d2.index_select(0, within).index_select(0, other)))
     p_position, q_position, d2 = (torch.cat(parts) for parts in zip(*found))
     # Each edge once: q also lists it when q is open with d2 <= d_k(q)^2; then only the smaller keeps it.
     listed_by_q = d2 <= dk2_of.index_select(0, q_position)
     once = ((p_position < q_position) | ~listed_by_q).nonzero().squeeze(1)
-    forest.add_edges(
-        run_at.index_select(0, p_position.index_select(0, once)),
-        run_at.index_select(0, q_position.index_select(0, once)),
-        d2.index_select(0, once),
-    )
+    run_at = lambda position: run_of_pixel.index_select(0, pixel_at.index_select(0, position))  # noqa: E731
+    forest.add_edges(run_at(p_position.index_select(0, once)), run_at(q_position.index_select(0, once)),
+                     d2.index_select(0, once))

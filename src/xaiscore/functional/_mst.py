@@ -40,7 +40,7 @@ How the forest is found without touching every edge:
    summed-area table (the smallest square holding ``k`` other points bounds :math:`d_k`), gets
    its exact :math:`d_k` by sorting its candidates, and its remaining edges go through one last
    Borůvka pass. Sparse maps (few points per pixel) take this path for all their edges, near ones
-   included (:math:`d_k \ge \sqrt{D_a}` always), and skip steps 3 and 4.
+   included (:math:`d_k \\ge \\sqrt{D_a}` always), and skip steps 3 and 4.
 
 Host synchronisation: graph sizes are data-dependent, so the functions read a handful of
 counts per ring, per Borůvka round and per pointer-jumping step (edge counts, whether the scan

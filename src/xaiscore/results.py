@@ -48,11 +48,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ __all__ = [
     "build_dataset",
     "save_dataset",
     "load_dataset",
+    "atomic_path",
     "metric_variables",
     "curve_variables",
     "higher_is_better",
@@ -284,26 +286,35 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
     coords["corner"] = np.array(["x0", "y0", "x1", "y1"], dtype=object)
 
 
-def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to netCDF atomically: a temporary file in the same folder, then ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; moved onto ``path`` (``os.replace``) on success.
 
-    A reader never sees a half-written file, and a run killed while writing
-    keeps the previous file intact.
-
-    Returns:
-        The path written.
+    A reader never sees a half-written file, and a process killed while
+    writing leaves the previous file intact. On an exception the temporary
+    file is removed and the exception propagates.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        ds.to_netcdf(temporary, engine=_engine())
+        yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to netCDF atomically (see :func:`atomic_path`).
+
+    Returns:
+        The path written.
+    """
+    with atomic_path(path) as temporary:
+        ds.to_netcdf(temporary, engine=_engine())
+    return Path(path)
 
 
 def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:

@@ -211,3 +211,26 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path)
     uninterrupted = evaluate(data, model, out=tmp_path / "uninterrupted", **kwargs)
     assert len(CALLS) == 16
     xr.testing.assert_identical(resumed, uninterrupted)
+
+
+def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_model):  # noqa: F811
+    from xaiscore.harness.data import DatasetError
+
+    class Flaky:
+        class_names = tiny_dataset.class_names
+        on_error = "skip"
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            if i == 3:
+                raise DatasetError("corrupt PNG", file="img3.png")
+            return tiny_dataset[i]
+
+    ds = evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)
+    assert ds["sample"].values.tolist() == [0, 1, 2, 4, 5]
+    assert json.loads(ds.attrs["skipped_samples"]) == [{"index": 3, "reason": "img3.png: corrupt PNG"}]
+    Flaky.on_error = "raise"
+    with pytest.raises(DatasetError, match="img3.png"):
+        evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)

@@ -27,6 +27,8 @@ __all__ = ["demo_config", "demo_raw_config", "run_demo"]
 
 #: Options the demo passes to metrics that take them (only where a registered kernel accepts the key).
 _DEMO_METRIC_OPTIONS: dict[str, dict[str, Any]] = {
+    # localization: the default k = 1000 features (Quantus') is most of a 32x32 image
+    "top_k_intersection": {"k": 0.02},
     # faithfulness: 16 steps for the deletion/insertion curves, 8 elsewhere, few random draws
     "deletion": {"features_per_step": 0.0625},
     "insertion": {"features_per_step": 0.0625},

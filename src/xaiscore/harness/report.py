@@ -243,15 +243,21 @@ def plot_rank_agreement(table: pd.DataFrame) -> Any:
     return fig
 
 
-def plot_overview(ds: xr.Dataset, summary: pd.DataFrame, *, max_examples: int = 4) -> Any:
-    """The scoreboard beside the example grid: the one figure that tells the story of a run."""
+def plot_overview(ds: xr.Dataset, summary: pd.DataFrame, *, max_examples: int | None = None) -> Any:
+    """The scoreboard beside the example grid: the one figure that tells the story of a run.
+
+    ``max_examples`` defaults to as many example rows as the scoreboard's height holds (at least 2).
+    """
     plt = _pyplot()
     methods = len(ds["method"])
     metrics = len(metric_variables(ds))
+    board_height = 0.3 * metrics + 1.6
+    if max_examples is None:
+        max_examples = max(2, int((board_height - 0.6) // 1.55))
     n_examples = min(max_examples, ds.sizes.get("example", 0)) if "example_image" in ds else 0
     board_width = 1.0 * methods + 3.2
     grid_width = 1.5 * (methods + 1) if n_examples else 0.0
-    height = max(0.3 * metrics + 1.6, 1.55 * n_examples + 0.6, 3.0)
+    height = max(board_height, 1.55 * n_examples + 0.6, 3.0)
     fig = plt.figure(figsize=(board_width + grid_width, height), layout="constrained")
     if not n_examples:
         plot_scoreboard(ds, summary, ax=fig.add_subplot())

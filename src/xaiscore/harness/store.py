@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from typing import Any
 import torch
 
 from xaiscore.harness.config import ConfigError
+from xaiscore.results import atomic_path
 
 __all__ = ["RunStore", "atomic_write_bytes", "slug"]
 
@@ -56,15 +56,8 @@ def slug(name: str) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
 
 
 class RunStore:
@@ -98,11 +91,8 @@ class RunStore:
 
     def save(self, path: Path, content: Any) -> None:
         """``torch.save`` ``content`` to ``path`` atomically."""
-        import io
-
-        buffer = io.BytesIO()
-        torch.save(content, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_path(path) as temporary:
+            torch.save(content, temporary)
 
     def load(self, path: Path) -> Any | None:
         """The content of ``path``, or ``None`` when it does not exist."""

@@ -624,9 +624,12 @@ class _RingScan:
             pairs = torch.empty((len(forward),) + kept.shape, dtype=torch.bool, device=device)
             for dy, dx in rings[d2]:
                 count += shifter.view(self.kept16_p, dy, dx)
+            # Early rings of dense maps: every point is still open, and the open test can go.
+            all_open = bool(torch.equal(open_, kept))
             for pair, (dy, dx) in zip(pairs, forward):
                 torch.logical_and(kept, shifter.view(kept_p, dy, dx), out=pair)
-                pair &= open_ | shifter.view(self.open_p, dy, dx)
+                if not all_open:
+                    pair &= open_ | shifter.view(self.open_p, dy, dx)
                 pair &= label != shifter.view(self.label_p, dy, dx)
             steps = [dy * w + dx for dy, dx in forward]
             which, local = pairs.view(len(forward), -1).nonzero(as_tuple=True)

@@ -91,33 +91,20 @@ def _normalise_methods(methods: Sequence[MethodInput]) -> list[_Method]:
 
     if isinstance(methods, (str, Mapping)) or not methods:
         raise OptionError(f"Expected `methods` to be a non-empty list, but got {methods!r}.")
-    configs: list[MethodInput] = []
-    custom: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
-    for entry in methods:
-        if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
-            custom[str(entry[0])] = entry[1]
-        elif isinstance(entry, MethodConfig):
-            configs.append({"method": entry.method, "name": entry.name, **entry.options})
-        else:
-            configs.append(entry)
-    parsed = parse_config({"methods": configs}, source="methods").methods if configs else ()
     result: list[_Method] = []
-    by_name = {m.name: m for m in parsed}
-    for entry in methods:
+    for position, entry in enumerate(methods):
         if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
-            name = str(entry[0])
-            result.append(_Method(name, {"method": "callable", "repr": repr(entry[1])}, explain_fn=custom[name]))
-        else:
-            name = entry.name if isinstance(entry, MethodConfig) else (
-                entry if isinstance(entry, str) else entry.get("name", entry.get("method")))
-            config = by_name[name]
-            precomputed = None
-            if config.method == PRECOMPUTED:
-                precomputed = PrecomputedAttributions(
-                    config.options["path"], ids=config.options.get("ids"),
-                    variable=config.options.get("variable", "attributions"),
-                )
-            result.append(_Method(name, method_settings(config), config=config, precomputed=precomputed))
+            name, explain_fn = entry
+            result.append(_Method(str(name), {"method": "callable", "repr": repr(explain_fn)}, explain_fn=explain_fn))
+            continue
+        if isinstance(entry, MethodConfig):
+            entry = {"method": entry.method, "name": entry.name, **entry.options}
+        (config,) = parse_config({"methods": [entry]}, source=f"methods[{position}]").methods
+        precomputed = None
+        if config.method == PRECOMPUTED:
+            precomputed = PrecomputedAttributions(config.options["path"], ids=config.options.get("ids"),
+                                                  variable=config.options.get("variable", "attributions"))
+        result.append(_Method(config.name, method_settings(config), config=config, precomputed=precomputed))
     names = [m.name for m in result]
     if len(set(names)) != len(names):
         raise OptionError(f"Expected distinct method names, but got {names}.")

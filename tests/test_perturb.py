@@ -161,3 +161,49 @@ def test_patch_attributions_sum_the_reduced_map(patch, how):
     for i in range(2):
         _, values = ref.segment_features(np.zeros((3, 5, 4)), a[i].numpy(), labels, how, "sum")
         np.testing.assert_allclose(ours[i].numpy(), values, atol=1e-12)
+
+
+@pytest.mark.parametrize("substrate_kind", ["zero", "constant", "per_sample", "callable"])
+@pytest.mark.parametrize("bounds", ["hi", "lo", "both"])
+@settings(max_examples=8)
+@given(max_batch_size=st.integers(1, 7))
+def test_perturbed_scores_builds_exactly_the_documented_images(substrate_kind, bounds, max_batch_size):
+    """Every item (b, t) is x[b] with ranks in [lo, hi) from the substrate, in any chunking."""
+    from xaiscore._perturb import perturbed_scores
+
+    generator = torch.Generator().manual_seed(0)
+    b, steps = 3, 4
+    x = torch.randn(b, 2, 3, 2, generator=generator, dtype=torch.float64)
+    rank = torch.stack([torch.randperm(6, generator=generator) for _ in range(b)]).reshape(b, 1, 3, 2).int()
+    lo = torch.tensor([[0, 1, 2, 6], [3, 0, 5, 2], [1, 1, 0, 4]])
+    hi = torch.tensor([[2, 4, 2, 6], [6, 1, 6, 5], [3, 6, 0, 6]])
+    fills = {
+        "zero": 0.0,
+        "constant": -2.5,
+        "per_sample": torch.randn(b, 2, 3, 2, generator=generator, dtype=torch.float64),
+        "callable": lambda sample, step: (sample * 10 + step).to(torch.float64).reshape(-1, 1, 1, 1).expand(-1, 2, 3, 2),
+    }
+    fill = fills[substrate_kind]
+    weights = torch.randn(12, 2, generator=generator, dtype=torch.float64)
+
+    def model(images):  # two random linear read-outs of the whole image
+        return images.flatten(1) @ weights
+
+    use_lo = lo if bounds in ("lo", "both") else None
+    use_hi = hi if bounds in ("hi", "both") else None
+    scores = [perturbed_scores(model, x, rank, torch.full((b,), k, dtype=torch.long), use_lo, use_hi,
+                               substrate=fill, softmax=False, max_batch_size=max_batch_size) for k in (0, 1)]
+    assert scores[0].shape == (b, steps)
+    for i in range(b):
+        for t in range(steps):
+            low = 0 if use_lo is None else int(lo[i, t])
+            high = 6 if use_hi is None else int(hi[i, t])
+            inside = (rank[i] >= low) & (rank[i] < high)
+            if substrate_kind == "callable":
+                value = torch.full_like(x[i], float(i * 10 + t))
+            elif substrate_kind == "per_sample":
+                value = fill[i]
+            else:
+                value = torch.full_like(x[i], fill)
+            expected = torch.where(inside, value, x[i]).flatten() @ weights
+            torch.testing.assert_close(torch.stack([scores[0][i, t], scores[1][i, t]]), expected, rtol=0, atol=1e-12)

@@ -20,10 +20,10 @@ from torch import Tensor
 
 from xaiscore._checks import check_positive_int
 from xaiscore._perturb import (
+    constant_or_baseline,
     counter_uniform_at,
     element_ranks,
     feature_attributions,
-    make_baseline,
     partition,
     perturbed_scores,
     random_keys,
@@ -103,7 +103,7 @@ def faithfulness_estimate(
     n = part.n_features
     step = resolve_step(features_per_step, n)
     edges = step_edges(n, step, x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, edges[:-1],
                                  edges[1:], substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
     drops = inputs.score.unsqueeze(1) - finish_scores(perturbed, inputs.x, validate=validate)
@@ -111,9 +111,9 @@ def faithfulness_estimate(
     return pearson_rows(sums, drops).to(inputs.x.dtype)
 
 
-def _changed_groups(x: Tensor, substrate: Tensor, part, ranks: Tensor, per_step: int, n_groups: int) -> Tensor:
+def _changed_groups(x: Tensor, substrate: Tensor | float, part, ranks: Tensor, per_step: int, n_groups: int) -> Tensor:
     """``(B, n_groups)`` bool: does inserting group ``g`` change any input value?"""
-    differs = (x != substrate).to(x.dtype)  # (B, C, *S)
+    differs = (x != substrate).to(x.dtype).expand_as(x)  # (B, C, *S)
     if part.ids.shape[1] == 1:
         differs = differs.amax(dim=1, keepdim=True)
     per_feature = feature_attributions(differs, part, reduce_channels="sum")
@@ -179,7 +179,7 @@ def monotonicity(
     step = resolve_step(features_per_step, n)
     edges = step_edges(n, step, x.device)
     n_steps = edges.shape[0] - 1
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     if n_steps > 1:
         lo = edges[1:-1]  # the last step inserts everything: that is x, whose score is known
         perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, lo,
@@ -188,7 +188,7 @@ def monotonicity(
         curve = torch.cat([finish_scores(perturbed, inputs.x, validate=validate), inputs.score.unsqueeze(1)], 1)
     else:
         curve = inputs.score.unsqueeze(1)
-    changed = _changed_groups(inputs.x, substrate.expand_as(inputs.x), part, ranks, step, n_steps)
+    changed = _changed_groups(inputs.x, substrate, part, ranks, step, n_steps)
     ok = (curve[:, 1:] >= curve[:, :-1]) | ~changed[:, 1:]
     return ok.all(dim=1).to(inputs.x.dtype)
 
@@ -295,7 +295,7 @@ def monotonicity_correlation(
     if isinstance(baseline, str) and baseline == "uniform":
         fill = _group_noise(xs, part, ranks, step, n_groups, n_samples, generator)
     else:
-        fill = make_baseline(xs, baseline, generator=generator)
+        fill = constant_or_baseline(xs, baseline, generator=generator)
     perturbed = perturbed_scores(forward_fn, xs, element_ranks(ranks, part), inputs.target, lo, hi,
                                  substrate=fill, softmax=softmax, max_batch_size=max_batch_size)
     perturbed = finish_scores(perturbed, xs, validate=validate).reshape(xs.shape[0], n_groups, n_samples)

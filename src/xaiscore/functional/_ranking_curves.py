@@ -22,11 +22,11 @@ from torch import Tensor
 
 from xaiscore._checks import check_option, check_positive_int, check_same_device, check_tensor
 from xaiscore._perturb import (
+    constant_or_baseline,
     Order,
     Partition,
     element_ranks,
     feature_attributions,
-    make_baseline,
     partition,
     perturbed_scores,
     rank_features,
@@ -158,7 +158,7 @@ def deletion(
     n = part.n_features
     step = math.ceil(n / RISE_STEPS) if features_per_step is None else resolve_step(features_per_step, n)
     edges = step_edges(n, step, x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     curve = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
                             max_batch_size=max_batch_size, validate=validate)
     positions = edges.to(inputs.x.dtype) / n
@@ -218,8 +218,8 @@ def insertion(
     n = part.n_features
     step = math.ceil(n / RISE_STEPS) if features_per_step is None else resolve_step(features_per_step, n)
     edges = step_edges(n, step, x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator, blur_kernel_size=blur_kernel_size,
-                              blur_sigma=blur_sigma)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator, blur_kernel_size=blur_kernel_size,
+                                     blur_sigma=blur_sigma)
     lo = edges[:-1]  # the last step (everything inserted) is x itself: its score is known
     scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, lo, None,
                               substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
@@ -289,7 +289,7 @@ def pixel_flipping(
                                   generator=generator)
     n = part.n_features
     edges = step_edges(n, resolve_step(features_per_step, n), x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     curve = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
                             max_batch_size=max_batch_size, validate=validate)
     positions = edges.to(inputs.x.dtype) / n
@@ -363,7 +363,7 @@ def region_perturbation(
                                   generator=generator, patch_size=patch_size)
     n_regions = min(steps, part.n_features)
     edges = torch.arange(n_regions + 1, device=x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     scores = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
                              max_batch_size=max_batch_size, validate=validate)
     curve = inputs.score.unsqueeze(1) - scores
@@ -416,7 +416,7 @@ def selectivity(
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
                                   generator=generator, patch_size=patch_size)
     edges = torch.arange(part.n_features + 1, device=x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     curve = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
                             max_batch_size=max_batch_size, validate=validate)
     positions = edges.to(inputs.x.dtype) / part.n_features
@@ -496,7 +496,7 @@ def irof(
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
                                   generator=generator, patch_size=patch, segments=segments, aggregate="mean")
     edges = torch.arange(part.n_features + 1, device=x.device)
-    substrate = make_baseline(inputs.x, baseline, generator=generator)
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     raw = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
                           max_batch_size=max_batch_size, validate=validate)
     start = inputs.score.unsqueeze(1)

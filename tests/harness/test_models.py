@@ -71,6 +71,20 @@ def test_load_torchscript(tmp_path):
     torch.testing.assert_close(loaded(x), source(x))
 
 
+def test_load_exported_program(tmp_path):
+    from xaiscore.explainers import captum_explainer
+
+    source = SmallCNN(1, 2, width=4).eval()
+    x = torch.rand(2, 1, 16, 16)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.export.save(torch.export.export(source, (x,), dynamic_shapes={"x": {0: batch}}), tmp_path / "m.pt2")
+    loaded = load_model(exported=tmp_path / "m.pt2")
+    torch.testing.assert_close(loaded(torch.cat([x, x, x])), source(torch.cat([x, x, x])))
+    target = torch.tensor([0, 1])
+    torch.testing.assert_close(captum_explainer(loaded, "Saliency")(x, target),
+                               captum_explainer(source, "Saliency")(x, target))
+
+
 def test_load_errors_name_the_file_or_factory(tmp_path):
     with pytest.raises(ConfigError, match="missing.pt' does not exist"):
         load_model(factory=build_tiny, state_dict=tmp_path / "missing.pt")
@@ -83,5 +97,7 @@ def test_load_errors_name_the_file_or_factory(tmp_path):
         load_model(factory="no_such_module_xyz:build")
     with pytest.raises(ConfigError, match="has no attribute 'nope'"):
         load_model(factory="tests.harness.test_models:nope")
+    with pytest.raises(ConfigError, match="m.pt2' does not exist"):
+        load_model(exported=tmp_path / "m.pt2")
     with pytest.raises(ConfigError, match="exactly one"):
         load_model()

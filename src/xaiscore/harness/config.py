@@ -77,7 +77,8 @@ class ModelConfig:
     ``kind="demo"`` trains :class:`~xaiscore.harness.models.SmallCNN` on a
     synthetic training split (``train`` options); ``"factory"`` imports
     ``factory`` (``"package.module:function"``), calls it with ``kwargs`` and
-    loads ``state_dict``; ``"torchscript"`` loads the TorchScript file ``path``.
+    loads ``state_dict``; ``"torchscript"`` loads the TorchScript file ``path``;
+    ``"exported"`` loads the ``torch.export`` program ``path``.
     """
 
     kind: str = "demo"
@@ -148,7 +149,7 @@ _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 _METRICS_KEYS = {"include", "families", "exclude", "options"}
 _TARGETS = ("label", "predicted")
 _ON_ERROR = ("raise", "record")
-_MODEL_KINDS = ("demo", "factory", "torchscript")
+_MODEL_KINDS = ("demo", "factory", "torchscript", "exported")
 
 
 def _fail(source: str, message: str) -> ConfigError:
@@ -304,8 +305,8 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
     )
     if model.kind == "factory" and not (isinstance(model.factory, str) and ":" in model.factory):
         raise _fail(source, f"expected `model.factory` as 'package.module:function', but got {model.factory!r}.")
-    if model.kind == "torchscript" and model.path is None:
-        raise _fail(source, "expected `model.path` (a TorchScript file) for model.kind = 'torchscript'.")
+    if model.kind in ("torchscript", "exported") and model.path is None:
+        raise _fail(source, f"expected `model.path` (the model file) for model.kind = {model.kind!r}.")
     defaults = RunConfig()
     config = RunConfig(
         dataset=DatasetConfig(kind=kind, options=dataset_raw),

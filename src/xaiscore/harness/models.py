@@ -6,7 +6,8 @@
   initialisation and the shuffling, deterministic algorithms, no worker
   processes); the demo trains in seconds on 2 CPU cores.
 * :func:`load_model` -- a user's model: an importable factory
-  ``"package.module:function"`` plus a state-dict file, or a TorchScript file.
+  ``"package.module:function"`` plus a state-dict file, a TorchScript file,
+  or a ``torch.export`` program.
 * :func:`model_fingerprint` -- a hash of the weights, so that a resumed run
   can refuse to mix results of two different models.
 
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
 from xaiscore.harness.config import ConfigError
 
-__all__ = ["SmallCNN", "train_model", "accuracy", "load_model", "model_fingerprint", "stack_dataset"]
+__all__ = ["SmallCNN", "train_model", "accuracy", "load_model", "eval_mode", "model_fingerprint", "stack_dataset"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
@@ -230,29 +231,41 @@ def _existing(path: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
+def eval_mode(model: nn.Module) -> nn.Module:
+    """``model.eval()``, except for ``torch.export`` programs, whose mode was fixed when they were exported."""
+    try:
+        return model.eval()
+    except NotImplementedError:  # torch.export's unlifted module: "Calling eval() is not supported yet."
+        return model
+
+
 def load_model(
     *,
     factory: str | Callable[..., nn.Module] | None = None,
     state_dict: str | os.PathLike[str] | None = None,
     torchscript: str | os.PathLike[str] | None = None,
+    exported: str | os.PathLike[str] | None = None,
     kwargs: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
     strict: bool = True,
 ) -> nn.Module:
     """Load a user's model in eval mode on ``device``.
 
-    Either ``factory`` (a callable or ``"package.module:function"``, called with
-    ``kwargs``) with an optional ``state_dict`` file (a state dict, or a dict
-    holding one under ``"state_dict"`` or ``"model"``; read with
-    ``weights_only=True``), or a ``torchscript`` file.
+    Exactly one of: ``factory`` (a callable or ``"package.module:function"``,
+    called with ``kwargs``) with an optional ``state_dict`` file (a state dict,
+    or a dict holding one under ``"state_dict"`` or ``"model"``; read with
+    ``weights_only=True``); a ``torchscript`` file (``torch.jit.save``,
+    deprecated by torch); or an ``exported`` program (``torch.export.save`` of
+    a model exported in eval mode, with a dynamic batch dimension so that
+    metrics can call it on chunks of any size).
 
     Raises:
         ConfigError: the factory cannot be imported, a file does not exist
             (the message names it), or the state dict does not fit the model.
         DTypeError: the factory did not return an ``nn.Module``.
     """
-    if (factory is None) == (torchscript is None):
-        raise ConfigError("Expected exactly one of `factory` and `torchscript` to load a model.")
+    if sum(source is not None for source in (factory, torchscript, exported)) != 1:
+        raise ConfigError("Expected exactly one of `factory`, `torchscript` and `exported` to load a model.")
     if torchscript is not None:
         path = _existing(torchscript, "TorchScript model file")
         try:
@@ -260,6 +273,13 @@ def load_model(
         except RuntimeError as error:
             raise ConfigError(f"Cannot load the TorchScript model {str(path)!r}: {error}") from error
         return model.eval()
+    if exported is not None:
+        path = _existing(exported, "Exported program file")
+        try:
+            program = torch.export.load(str(path))
+        except Exception as error:  # torch raises several types for a bad file; name the file
+            raise ConfigError(f"Cannot load the exported program {str(path)!r}: {error}") from error
+        return eval_mode(program.module().to(device))
     build = _import_factory(factory) if isinstance(factory, str) else factory
     model = build(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):

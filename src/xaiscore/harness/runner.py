@@ -515,7 +515,7 @@ def evaluate(
         ConfigError: an unknown option for a metric, or ``out`` holds another run.
         OptionError, DTypeError: bad arguments.
     """
-    from xaiscore.harness.models import model_fingerprint
+    from xaiscore.harness.models import eval_mode, model_fingerprint
     from xaiscore.results import save_dataset
 
     check_positive_int(batch_size, "batch_size")
@@ -536,7 +536,7 @@ def evaluate(
 
     context = DistributedContext.from_environment(device=device)
     try:
-        model = model.to(context.device).eval()
+        model = eval_mode(model.to(context.device))
         store = None if out is None else RunStore(out)
         if store is not None:
             identity = {
@@ -596,6 +596,8 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
                           kwargs=model_config.kwargs, device=device)
     if model_config.kind == "torchscript":
         return load_model(torchscript=model_config.path, device=device)
+    if model_config.kind == "exported":
+        return load_model(exported=model_config.path, device=device)
     if config.dataset.kind != "synthetic":
         raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
                           f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")

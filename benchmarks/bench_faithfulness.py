@@ -228,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="models for the Quantus comparison (quick: linear only)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (on a busy shared CPU, 1 avoids waiting at parallel-region barriers)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.memory_child is not None:
         memory_child(args.batch, args.size, args.memory_child)
         return 0

@@ -213,13 +213,19 @@ def _witnesses(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
 
 
 def _kth_smallest(rows: Tensor, j: int) -> Tensor:
-    """The ``j``-th smallest value (0-based) of each row, ``(B, N) -> (B,)``.
+    """The ``j``-th smallest value (0-based) of each row of non-negative values, ``(B, N) -> (B,)``.
 
     On CPU this partitions through numpy on a zero-copy view (several times faster than
     ``torch.kthvalue``; no device is involved, so nothing is synchronised).
     """
     if rows.device.type == "cpu":
-        return torch.from_numpy(np.partition(rows.numpy(), j, axis=1)[:, j].copy())
+        # Rows whose j-th smallest is 0 (mostly-zero maps, where selection is slow) need no selection.
+        out = torch.zeros(rows.shape[0], dtype=rows.dtype)
+        select = (torch.count_nonzero(rows == 0, dim=1) <= j).nonzero().squeeze(1)
+        if select.numel():
+            chosen = (rows if select.numel() == rows.shape[0] else rows.index_select(0, select)).numpy()
+            out[select] = torch.from_numpy(np.partition(chosen, j, axis=1)[:, j].copy())
+        return out
     return torch.kthvalue(rows, j + 1, dim=1).values
 
 

@@ -201,3 +201,23 @@ def test_quantus_irof_fails_on_multichannel_inputs(quantus_module, monkeypatch):
     segments = torch.from_numpy(labels).expand(4, 8, 8)
     result = fa.irof(model, x, a, target, segments=segments, baseline="zeros")
     assert torch.isfinite(result.score).all() and result.curve.shape == (4, 5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_quantus_monotonicity_correlation_crashes_when_a_score_is_below_eps(quantus_module):
+    """Quantus 0.6.0 assigns all B values of 1/|f(x)| into the entries where |f(x)| >= eps: a sample with a
+    score below eps (here a logit of exactly 0) raises. We need no such scaling."""
+    _, x, a, target = _case(channels=1, attribution_channels=1, seed=9, spatial=(4, 4))
+    linear = torch.nn.Linear(16, 4, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(4, 16, generator=torch.Generator().manual_seed(2)))
+    model = torch.nn.Sequential(torch.nn.Flatten(), linear).eval()
+    x[0] = 0.0  # every logit of sample 0 is 0
+    metric = quantus_module.MonotonicityCorrelation(features_in_step=2, nr_samples=2, perturb_baseline=0.0,
+                                                    disable_warnings=True)
+    with pytest.raises(ValueError, match="boolean array indexing assignment"):
+        _call(metric, model, x, a, target, softmax=False)
+    ours = fa.monotonicity_correlation(model, x, a, target, features_per_step=2, n_samples=2, baseline="zeros",
+                                       softmax=False)
+    assert torch.isnan(ours[0])  # sample 0: every perturbation leaves the score at 0, no correlation
+    assert torch.isfinite(ours[1:]).all()

@@ -495,7 +495,7 @@ def _build_dataset(xr: Any, *, planned: list[PlannedMetric], method_names: list[
     ds = xr.Dataset(variables, coords=coords)
     descriptions = {
         "score": "unperturbed score per metric, method and sample",
-        "score_perturbed": "score after each perturbation (NaN never written: every entry is computed)",
+        "score_perturbed": "score after each perturbation (NaN where the metric is undefined)",
         "kept": "1 where the sample is kept: prediction unchanged (resilience) or changed (adversary)",
         "iac": "intra-consistency: mean Wilcoxon p (resilience) or 1 - p (adversary) over methods and perturbations",
         "iec": "inter-consistency: share of unchanged method ranks (resilience) or of scores that got worse "

@@ -216,15 +216,19 @@ class _Runner:
             indices.append(index)
         return records, indices
 
-    def run_batch(self, batch: int) -> _BatchResult | None:
+    def run_batch(self, batch: int, *, tick: Callable[[int], Any] | None = None) -> _BatchResult | None:
+        """Load or compute one batch; ``tick(k)`` reports ``k`` more methods done."""
+        tick = tick or (lambda k: None)
         done, todo = self._load_done(batch)
         needs_examples = batch in self.example_batches and (done is None or done.examples is None)
         if done is not None and not todo and not needs_examples:
+            tick(len(self.methods))
             return done
         from xaiscore.harness.data.records import collate
 
         records, indices = self._load_records(batch)
         if not records:
+            tick(len(self.methods))
             return None
         data = collate(records).to(self.device)
         logits = chunked_map(len(data), lambda s, e: call_model(self.model, data.x[s:e]),
@@ -248,14 +252,14 @@ class _Runner:
         example_maps: dict[str, Tensor] = {}
         for method in self.methods:
             pending = [p for m, p in todo if m is method]
-            if not pending and not needs_examples:
-                continue
-            a = self._explain(method, batch, data, target)
-            if needs_examples:
-                example_maps[method.name] = a.sum(dim=1).to("cpu", torch.float32)
-            for planned in pending:
-                result.shards[(method.name, planned.spec.name)] = self._score(
-                    method, planned, batch, data, target, a)
+            if pending or needs_examples:
+                a = self._explain(method, batch, data, target)
+                if needs_examples:
+                    example_maps[method.name] = a.sum(dim=1).to("cpu", torch.float32)
+                for planned in pending:
+                    result.shards[(method.name, planned.spec.name)] = self._score(
+                        method, planned, batch, data, target, a)
+            tick(1)
         if needs_examples:
             result.examples = self._examples(data, indices, example_maps)
             if self.store is not None:
@@ -341,17 +345,21 @@ class _Runner:
 
     # --- the whole run --------------------------------------------------------------------
     def run(self) -> dict[int, _BatchResult]:
+        """Run this process's batches; a progress bar counts (batch, method) pairs when asked."""
         mine = [b for b in range(self.n_batches) if self.context.owns(b)]
-        iterator: Any = mine
+        bar = None
         if self.progress and self.context.is_main:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(mine, desc="batches", unit="batch", dynamic_ncols=True)
+            bar = tqdm(total=len(mine) * len(self.methods), desc="explain and score", unit="method",
+                       dynamic_ncols=True)
         results = {}
-        for batch in iterator:
-            result = self.run_batch(batch)
+        for batch in mine:
+            result = self.run_batch(batch, tick=bar.update if bar is not None else None)
             if result is not None:
                 results[batch] = result
+        if bar is not None:
+            bar.close()
         return results
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 import xarray as xr
 
-from tests.harness.runner_fixtures import FAST_METRICS, FAST_OPTIONS, tiny_dataset, tiny_model  # noqa: F401
+from tests.harness.runner_fixtures import FAST_OPTIONS, tiny_dataset, tiny_model  # noqa: F401
 from xaiscore import specs
 from xaiscore.explainers import captum_explainer
 from xaiscore.functional import pointing_game, relevance_mass_accuracy, sparseness

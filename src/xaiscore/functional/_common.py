@@ -114,26 +114,27 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
 
 
 def _ordered_keys(a_flat: Tensor) -> Tensor:
-    """Map float32 values to int64 keys with the same order (``-0.0`` and ``0.0`` equal)."""
-    bits = (a_flat.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
+    """Map float32 values to int32 keys with the same order (``-0.0`` and ``0.0`` equal)."""
+    bits = (a_flat.to(torch.float32) + 0.0).view(torch.int32)
     # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
-    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
 def _doubled_ranks_of_sorted(values: Tensor) -> Tensor:
     """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged).
 
     Within a tie group of sorted positions ``start .. end`` every member has the average rank
-    ``(start + end + 2) / 2``.
+    ``(start + end + 2) / 2``. Positions are int32 (rows are shorter than 2**31), halving the
+    memory traffic of the scans.
     """
     n = values.shape[1]
-    position = torch.arange(n, device=values.device).expand_as(values)
+    position = torch.arange(n, device=values.device, dtype=torch.int32).expand_as(values)
     differs = values[:, 1:] != values[:, :-1]
     first = torch.ones(values.shape, dtype=torch.bool, device=values.device)
     first[:, 1:] = differs
     last = torch.ones_like(first)
     last[:, :-1] = differs
-    start = torch.cummax(torch.where(first, position, 0), dim=1).values
+    start = torch.cummax(position * first, dim=1).values
     end = torch.cummin(torch.where(last, position, n - 1).flip(1), dim=1).values.flip(1)
     return start + end + 2
 
@@ -149,14 +150,14 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         tensor([11])
     """
     if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        keys = sort_values((_ordered_keys(a_flat) << 1) | mask_flat.to(torch.int64))
+        keys = sort_values((_ordered_keys(a_flat).to(torch.int64) << 1) | mask_flat)
         in_mask = (keys & 1).bool()
-        values = keys >> 1
+        values = (keys >> 1).to(torch.int32)
     else:
         order = argsort(a_flat)
         values = a_flat.gather(1, order)
         in_mask = mask_flat.gather(1, order)
-    return (_doubled_ranks_of_sorted(values) * in_mask).sum(1)
+    return (_doubled_ranks_of_sorted(values) * in_mask).sum(1, dtype=torch.int64)
 
 
 def average_ranks(a_flat: Tensor) -> Tensor:
@@ -169,7 +170,7 @@ def average_ranks(a_flat: Tensor) -> Tensor:
         [[7, 2, 7, 4]]
     """
     order = argsort(a_flat)
-    doubled = _doubled_ranks_of_sorted(a_flat.gather(1, order))
+    doubled = _doubled_ranks_of_sorted(a_flat.gather(1, order)).to(torch.int64)
     return torch.empty_like(doubled).scatter_(1, order, doubled)
 
 

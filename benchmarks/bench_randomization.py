@@ -103,7 +103,7 @@ def explained_items(name: str, batch: int, n_layers: int, n_samples: int) -> int
 
 
 def ours(name: str, model, x, target, factory, n_samples: int, batch: int, baseline: bool = True):
-    common = dict(explain_fn=factory, max_batch_size=batch, seed=0, random_baseline=baseline)
+    common = dict(explainer_factory=factory, max_batch_size=batch, seed=0, random_baseline=baseline)
     if name == "mprt":
         return lambda: rnd.mprt(model, x, target, **common)
     if name == "smooth_mprt":

@@ -104,7 +104,7 @@ def test_mprt_layer_similarities_match_quantus(quantus_module, order):
     model = make_model()
     x, y = data()
     expected = quantus_mprt(quantus_module, model, x, y, quantus_gradient, layer_order=order)
-    ours = rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient, order=order,
+    ours = rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient, order=order,
                     reinit=quantus_reinit)
     assert list(expected)[1:] == list(ours.layers)
     for step, layer in enumerate(ours.layers):
@@ -117,7 +117,7 @@ def test_quantus_mprt_averages_in_the_trivial_original_similarity(quantus_module
     x, y = data()
     average = np.asarray(quantus_mprt(quantus_module, model, x, y, quantus_gradient, layer_order="bottom_up",
                                       return_average_correlation=True))
-    ours = rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient, reinit=quantus_reinit)
+    ours = rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient, reinit=quantus_reinit)
     n_layers = ours.curve.shape[1]
     np.testing.assert_allclose(average, (1.0 + ours.curve.sum(dim=1).numpy()) / (n_layers + 1), atol=1e-5)
     np.testing.assert_allclose(ours.score.numpy(), ours.curve.mean(dim=1).numpy())
@@ -132,7 +132,7 @@ def test_quantus_reseeds_the_global_torch_generator_and_we_do_not(quantus_module
     assert torch.initial_seed() == QUANTUS_SEED + 1  # Quantus left the global generator reseeded
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient)
+    rnd.mprt(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient)
     assert torch.initial_seed() == 123 and torch.equal(torch.get_rng_state(), state)
 
 
@@ -161,7 +161,7 @@ def test_smooth_mprt_without_noise_matches_quantus(quantus_module):
     expected = metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus_module.explain,
                       explain_func_kwargs={"method": "Saliency"}, device="cpu", batch_size=len(x))
     ours = rnd.smooth_mprt(model, torch.from_numpy(x), torch.from_numpy(y), n_samples=3, noise_magnitude=0.0,
-                           explain_fn=lambda m: quantus_explainer(m, method="Saliency"), reinit=quantus_reinit)
+                           explainer_factory=lambda m: quantus_explainer(m, method="Saliency"), reinit=quantus_reinit)
     for step, layer in enumerate(ours.layers):
         np.testing.assert_allclose(ours.curve[:, step].numpy(), expected[layer], atol=1e-5)
 
@@ -176,7 +176,7 @@ def test_quantus_smooth_mprt_ignores_a_custom_explain_func(quantus_module):
                       explain_func_kwargs={"method": "Saliency"}, device="cpu", batch_size=len(x))
     assert (np.asarray(expected) < 0.999).all()  # a model-independent explainer would give exactly 1
     ours = rnd.smooth_mprt(model, torch.from_numpy(x), torch.from_numpy(y), n_samples=2, noise_magnitude=0.0,
-                           explain_fn=ignores_model)
+                           explainer_factory=ignores_model)
     np.testing.assert_allclose(ours.score.numpy(), 1.0, atol=1e-6)
 
 
@@ -190,7 +190,7 @@ def test_efficient_mprt_matches_quantus(quantus_module, seed):
     metric = quantus_module.EfficientMPRT(seed=QUANTUS_SEED, layer_order="bottom_up", disable_warnings=True)
     expected = metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus_gradient, device="cpu",
                       batch_size=len(x))
-    ours = rnd.efficient_mprt(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient,
+    ours = rnd.efficient_mprt(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient,
                               reinit=quantus_reinit)
     np.testing.assert_allclose(ours.score.numpy(), expected, rtol=1e-5, atol=1e-6)
 
@@ -224,7 +224,7 @@ def test_random_logit_with_two_classes_matches_quantus(quantus_module):
                                         disable_warnings=True)
     expected = metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus_gradient, device="cpu",
                       batch_size=len(x))
-    ours = rnd.random_logit(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient,
+    ours = rnd.random_logit(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient,
                             similarity="ssim_flat", normalise=None, abs=False)
     assert (ours.off_target.numpy() == 1 - y).all()
     np.testing.assert_allclose(ours.score.numpy(), expected, atol=1e-5)
@@ -239,5 +239,5 @@ def test_quantus_random_logit_reseeds_numpy_and_we_do_not(quantus_module):
         model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=quantus_gradient, device="cpu")
     assert not np.array_equal(np.random.get_state()[1], state)
     np.random.seed(7)
-    rnd.random_logit(model, torch.from_numpy(x), torch.from_numpy(y), explain_fn=gradient)
+    rnd.random_logit(model, torch.from_numpy(x), torch.from_numpy(y), explainer_factory=gradient)
     assert np.array_equal(np.random.get_state()[1], state)

@@ -93,7 +93,7 @@ def assert_close(ours: torch.Tensor, expected: np.ndarray, atol: float = 1e-6) -
 def test_mprt_matches_reference(batch, order, similarity, abs_, normalise, summary, seed, factory):
     model = make_model()
     x, target = inputs(batch, seed=seed)
-    result = rnd.mprt(model, x, target, explain_fn=factory, order=order, similarity=similarity, abs=abs_,
+    result = rnd.mprt(model, x, target, explainer_factory=factory, order=order, similarity=similarity, abs=abs_,
                       normalise=normalise, summary=summary, seed=seed, max_batch_size=2)
     scores, curves = ref.mprt(model, x, target, factory, order=order, seed=seed, similarity=similarity, abs=abs_,
                               normalise=normalise, summary=summary)
@@ -108,7 +108,7 @@ def test_mprt_on_one_to_three_spatial_dims(spatial_dims, channels, how):
     side = 4 if spatial_dims == 3 else 6
     model = make_model(spatial_dims, channels, side)
     x, target = inputs(2, spatial_dims, channels, side)
-    result = rnd.mprt(model, x, target, explain_fn=gradient, reduce_channels=how, seed=1)
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, reduce_channels=how, seed=1)
     scores, curves = ref.mprt(model, x, target, gradient, seed=1, how=how)
     assert_close(result.curve, curves)
     assert_close(result.score, scores)
@@ -117,7 +117,7 @@ def test_mprt_on_one_to_three_spatial_dims(spatial_dims, channels, how):
 def test_mprt_with_windowed_ssim_matches_reference():
     model = make_model(side=8)
     x, target = inputs(2, side=8)
-    result = rnd.mprt(model, x, target, explain_fn=gradient, similarity="ssim",
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, similarity="ssim",
                       similarity_kwargs={"window": "gaussian", "win_size": 7})
     _, curves = ref.mprt(model, x, target, lambda m: gradient(m), similarity="spearman")  # layers only
     expected = np.zeros_like(curves)
@@ -133,7 +133,7 @@ def test_mprt_compares_given_attributions():
     model = make_model()
     x, target = inputs(3)
     a = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    result = rnd.mprt(model, x, target, explain_fn=gradient, a=a, order="independent")
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, a=a, order="independent")
     for i in range(3):
         for step, which in enumerate(ref.randomized_sets(3, "independent")):
             e = ref.explain_one(gradient, ref.randomize(model, which, 0), x[i], int(target[i]))
@@ -166,7 +166,7 @@ def test_smooth_mprt_matches_reference_on_the_noisy_copies_it_used(batch, n_samp
     model = make_model()
     x, target = inputs(batch)
     log: list = []
-    result = rnd.smooth_mprt(model, x, target, explain_fn=recording(gradient, log), n_samples=n_samples,
+    result = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, log), n_samples=n_samples,
                              noise_magnitude=0.2, order=order, normalise=normalise, seed=2,
                              max_batch_size=max_batch_size)
     assert len(log) == 4  # original + 3 layers, one factory call each
@@ -189,7 +189,7 @@ def test_smooth_mprt_noise_has_the_documented_scale():
     x, target = inputs(2)
     x[1] *= 4.0  # a sample with four times the value range gets four times the noise
     log: list = []
-    rnd.smooth_mprt(model, x, target, explain_fn=recording(ignores_model, log), n_samples=200, noise_magnitude=0.1,
+    rnd.smooth_mprt(model, x, target, explainer_factory=recording(ignores_model, log), n_samples=200, noise_magnitude=0.1,
                     random_baseline=False)
     rows = log[0]
     for i in range(2):
@@ -202,8 +202,8 @@ def test_smooth_mprt_noise_has_the_documented_scale():
 def test_smooth_mprt_with_one_sample_is_mprt():
     model = make_model()
     x, target = inputs(3)
-    smooth = rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=1, normalise="max", seed=4)
-    plain = rnd.mprt(model, x, target, explain_fn=gradient, seed=4)
+    smooth = rnd.smooth_mprt(model, x, target, explainer_factory=gradient, n_samples=1, normalise="max", seed=4)
+    plain = rnd.mprt(model, x, target, explainer_factory=gradient, seed=4)
     torch.testing.assert_close(smooth.curve, plain.curve, rtol=0, atol=1e-12)
 
 
@@ -214,7 +214,7 @@ def test_smooth_mprt_with_one_sample_is_mprt():
 def test_efficient_mprt_matches_reference(batch, n_bins, abs_, order, seed):
     model = make_model()
     x, target = inputs(batch, seed=seed)
-    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, n_bins=n_bins, abs=abs_, order=order,
+    result = rnd.efficient_mprt(model, x, target, explainer_factory=gradient, n_bins=n_bins, abs=abs_, order=order,
                                 seed=seed)
     expected = ref.efficient_mprt(model, x, target, gradient, order=order, seed=seed, n_bins=n_bins, abs=abs_)
     assert_close(result.score, expected)
@@ -236,10 +236,10 @@ def test_histogram_entropy_matches_numpy(data, n_bins):
 def test_efficient_mprt_layerwise_curve():
     model = make_model()
     x, target = inputs(2)
-    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, layerwise=True)
+    result = rnd.efficient_mprt(model, x, target, explainer_factory=gradient, layerwise=True)
     assert result.curve.shape == (2, 4) and result.x.tolist() == [0.0, 1.0, 2.0, 3.0]
     assert result.layers == ("original", "0", "2", "5")
-    short = rnd.efficient_mprt(model, x, target, explain_fn=gradient)
+    short = rnd.efficient_mprt(model, x, target, explainer_factory=gradient)
     torch.testing.assert_close(result.curve[:, [0, -1]], short.curve)
     torch.testing.assert_close(result.score, short.score)
 
@@ -250,7 +250,7 @@ def test_efficient_mprt_layerwise_curve():
 def test_random_logit_matches_reference(batch, seed, similarity, normalise):
     model = make_model(side=8)
     x, target = inputs(batch, side=8, seed=seed)
-    result = rnd.random_logit(model, x, target, explain_fn=gradient, similarity=similarity, normalise=normalise,
+    result = rnd.random_logit(model, x, target, explainer_factory=gradient, similarity=similarity, normalise=normalise,
                               seed=seed, max_batch_size=2)
     assert ((result.off_target >= 0) & (result.off_target < CLASSES) & (result.off_target != target)).all()
     expected = ref.random_logit(model, x, target, result.off_target, gradient, similarity=similarity,
@@ -262,7 +262,7 @@ def test_random_logit_draws_the_other_classes_uniformly():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5)).double()
     x = torch.rand(3000, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     target = torch.full((3000,), 2)
-    result = rnd.random_logit(model, x, target, explain_fn=ignores_model, similarity="spearman",
+    result = rnd.random_logit(model, x, target, explainer_factory=ignores_model, similarity="spearman",
                               random_baseline=False, max_batch_size=3000)
     counts = torch.bincount(result.off_target, minlength=5).tolist()
     assert counts[2] == 0
@@ -277,9 +277,9 @@ def test_random_logit_draws_the_other_classes_uniformly():
 def test_an_explainer_that_ignores_the_model_scores_similarity_one(similarity, order):
     model = make_model()
     x, target = inputs(3)
-    result = rnd.mprt(model, x, target, explain_fn=ignores_model, similarity=similarity, order=order)
+    result = rnd.mprt(model, x, target, explainer_factory=ignores_model, similarity=similarity, order=order)
     torch.testing.assert_close(result.curve, torch.ones(3, 3, dtype=torch.float64))
-    smooth = rnd.smooth_mprt(model, x, target, explain_fn=ignores_model, similarity=similarity, order=order,
+    smooth = rnd.smooth_mprt(model, x, target, explainer_factory=ignores_model, similarity=similarity, order=order,
                              n_samples=3)
     torch.testing.assert_close(smooth.score, torch.ones(3, dtype=torch.float64))
 
@@ -288,24 +288,24 @@ def test_an_explainer_that_ignores_the_model_scores_empty_zero():
     model = make_model()
     x, target = inputs(3)
     for n_bins in (100, "freedman_diaconis"):
-        result = rnd.efficient_mprt(model, x, target, explain_fn=ignores_model, n_bins=n_bins)
+        result = rnd.efficient_mprt(model, x, target, explainer_factory=ignores_model, n_bins=n_bins)
         torch.testing.assert_close(result.score, torch.zeros(3, dtype=torch.float64))
 
 
 def test_mprt_never_averages_in_the_trivial_original_similarity():
     model = make_model()
     x, target = inputs(2)
-    result = rnd.mprt(model, x, target, explain_fn=gradient, summary="mean")
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, summary="mean")
     assert result.curve.shape == (2, 3)  # three layers, no "original" column
     torch.testing.assert_close(result.score, result.curve.mean(dim=1))
     assert (result.score < 0.999).all()
 
 
 CALLS = {
-    "mprt": lambda model, x, t, **kw: rnd.mprt(model, x, t, explain_fn=gradient, **kw),
-    "smooth_mprt": lambda model, x, t, **kw: rnd.smooth_mprt(model, x, t, explain_fn=gradient, n_samples=3, **kw),
-    "efficient_mprt": lambda model, x, t, **kw: rnd.efficient_mprt(model, x, t, explain_fn=gradient, **kw),
-    "random_logit": lambda model, x, t, **kw: rnd.random_logit(model, x, t, explain_fn=gradient,
+    "mprt": lambda model, x, t, **kw: rnd.mprt(model, x, t, explainer_factory=gradient, **kw),
+    "smooth_mprt": lambda model, x, t, **kw: rnd.smooth_mprt(model, x, t, explainer_factory=gradient, n_samples=3, **kw),
+    "efficient_mprt": lambda model, x, t, **kw: rnd.efficient_mprt(model, x, t, explainer_factory=gradient, **kw),
+    "random_logit": lambda model, x, t, **kw: rnd.random_logit(model, x, t, explainer_factory=gradient,
                                                                similarity="spearman", **kw),
 }
 
@@ -366,7 +366,7 @@ def test_smooth_mprt_is_chunk_size_invariant_in_float32_too():
     model = make_model().float()
     x, target = inputs(3)
     x = x.float()
-    results = [rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=5, max_batch_size=size)
+    results = [rnd.smooth_mprt(model, x, target, explainer_factory=gradient, n_samples=5, max_batch_size=size)
                for size in (1, 4, 7, 64)]
     for other in results[1:]:
         torch.testing.assert_close(other.curve, results[0].curve, rtol=1e-6, atol=1e-6)
@@ -381,29 +381,29 @@ def test_explain_calls_are_chunked_under_max_batch_size():
         inner = gradient(m)
         return lambda xx, tt: (sizes.append(xx.shape[0]), inner(xx, tt))[1]
 
-    rnd.mprt(model, x, target, explain_fn=counting, max_batch_size=2)
+    rnd.mprt(model, x, target, explainer_factory=counting, max_batch_size=2)
     assert sizes == [2, 2, 1] * 4  # original + 3 layers, all samples of a model in chunks
     sizes.clear()
-    rnd.smooth_mprt(model, x, target, explain_fn=counting, n_samples=4, max_batch_size=8)
+    rnd.smooth_mprt(model, x, target, explainer_factory=counting, n_samples=4, max_batch_size=8)
     assert sizes == [8, 8, 4] * 4  # B * N = 20 noisy copies per model
     sizes.clear()
-    rnd.efficient_mprt(model, x, target, explain_fn=counting, max_batch_size=5)
+    rnd.efficient_mprt(model, x, target, explainer_factory=counting, max_batch_size=5)
     assert sizes == [5, 5]  # original and fully randomized only
 
 
 def test_bottom_up_and_top_down_end_on_the_same_model():
     model = make_model()
     x, target = inputs(3)
-    up = rnd.mprt(model, x, target, explain_fn=gradient, order="bottom_up", seed=3)
-    down = rnd.mprt(model, x, target, explain_fn=gradient, order="top_down", seed=3)
+    up = rnd.mprt(model, x, target, explainer_factory=gradient, order="bottom_up", seed=3)
+    down = rnd.mprt(model, x, target, explainer_factory=gradient, order="top_down", seed=3)
     torch.testing.assert_close(up.curve[:, -1], down.curve[:, -1])
 
 
 def test_float32_agrees_with_float64():
     model = make_model()
     x, target = inputs(3)
-    result64 = rnd.mprt(model, x, target, explain_fn=gradient, similarity="pearson")
-    result32 = rnd.mprt(model.float(), x.float(), target, explain_fn=gradient, similarity="pearson")
+    result64 = rnd.mprt(model, x, target, explainer_factory=gradient, similarity="pearson")
+    result32 = rnd.mprt(model.float(), x.float(), target, explainer_factory=gradient, similarity="pearson")
     assert result32.score.dtype == torch.float32
     torch.testing.assert_close(result32.score.double(), result64.score, rtol=1e-4, atol=1e-4)
 
@@ -426,9 +426,9 @@ def uniform_explainer(seed: int):
 def test_mprt_baseline_is_the_metric_of_a_random_explainer():
     model = make_model()
     x, target = inputs(4)
-    result = rnd.mprt(model, x, target, explain_fn=gradient, seed=3, max_batch_size=3)
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, seed=3, max_batch_size=3)
     shared = uniform_explainer(3)
-    random_run = rnd.mprt(model, x, target, explain_fn=lambda m: shared, seed=3, random_baseline=False)
+    random_run = rnd.mprt(model, x, target, explainer_factory=lambda m: shared, seed=3, random_baseline=False)
     torch.testing.assert_close(result.baseline, random_run.score)
     assert result.baseline.abs().max() < 0.5
 
@@ -436,42 +436,42 @@ def test_mprt_baseline_is_the_metric_of_a_random_explainer():
 def test_efficient_mprt_and_random_logit_baselines_are_their_metric_of_a_random_explainer():
     model = make_model(side=8)
     x, target = inputs(3, side=8)
-    result = rnd.efficient_mprt(model, x, target, explain_fn=gradient, seed=1)
+    result = rnd.efficient_mprt(model, x, target, explainer_factory=gradient, seed=1)
     shared = uniform_explainer(1)
-    random_run = rnd.efficient_mprt(model, x, target, explain_fn=lambda m: shared, random_baseline=False)
+    random_run = rnd.efficient_mprt(model, x, target, explainer_factory=lambda m: shared, random_baseline=False)
     torch.testing.assert_close(result.baseline, random_run.score)
-    logit = rnd.random_logit(model, x, target, explain_fn=gradient, seed=1)
+    logit = rnd.random_logit(model, x, target, explainer_factory=gradient, seed=1)
     shared = uniform_explainer(1)
-    random_logit_run = rnd.random_logit(model, x, target, explain_fn=lambda m: shared, random_baseline=False)
+    random_logit_run = rnd.random_logit(model, x, target, explainer_factory=lambda m: shared, random_baseline=False)
     torch.testing.assert_close(logit.baseline, random_logit_run.score)
 
 
 def test_smooth_mprt_baseline_uses_single_random_maps():
     model = make_model()
     x, target = inputs(3)
-    smooth = rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=2, seed=2)
+    smooth = rnd.smooth_mprt(model, x, target, explainer_factory=gradient, n_samples=2, seed=2)
     assert smooth.baseline.shape == (3,) and smooth.baseline.abs().max() < 0.5
 
 
 def test_baseline_can_be_switched_off():
     model = make_model()
     x, target = inputs(2)
-    assert rnd.mprt(model, x, target, explain_fn=gradient, random_baseline=False).baseline is None
+    assert rnd.mprt(model, x, target, explainer_factory=gradient, random_baseline=False).baseline is None
 
 
 def test_a_constant_explainer_gives_nan_not_a_number():
     model = make_model()
     x, target = inputs(2)
-    result = rnd.mprt(model, x, target, explain_fn=lambda m: constant_explainer(1.0))
+    result = rnd.mprt(model, x, target, explainer_factory=lambda m: constant_explainer(1.0))
     assert torch.isnan(result.score).all()
-    assert torch.isnan(rnd.efficient_mprt(model, x, target, explain_fn=lambda m: constant_explainer(1.0)).score).all()
+    assert torch.isnan(rnd.efficient_mprt(model, x, target, explainer_factory=lambda m: constant_explainer(1.0)).score).all()
 
 
 def test_works_with_the_captum_adapter_as_a_factory():
     pytest.importorskip("captum")
     model = make_model()
     x, target = inputs(2)
-    result = rnd.mprt(model, x, target, explain_fn=partial(captum_explainer, method="Saliency"))
+    result = rnd.mprt(model, x, target, explainer_factory=partial(captum_explainer, method="Saliency"))
     scores, _ = ref.mprt(model, x, target, partial(captum_explainer, method="Saliency"))
     assert_close(result.score, scores)
 
@@ -489,10 +489,10 @@ def test_wrong_explanation_shape_is_a_clear_error(name):
         "efficient_mprt": rnd.efficient_mprt,
         "random_logit": rnd.random_logit,
     }[name]
-    with pytest.raises(ModelOutputError, match="Expected `explain_fn` to return attributions of shape"):
-        call(model, x, target, explain_fn=lambda m: (lambda xx, tt: xx[:, 0]))
+    with pytest.raises(ModelOutputError, match=r"Expected `explainer_factory\(model\)\(x, target\)` to return attributions of shape"):
+        call(model, x, target, explainer_factory=lambda m: (lambda xx, tt: xx[:, 0]))
     with pytest.raises(ModelOutputError, match="explain function"):
-        call(model, x, target, explain_fn=lambda m: 3)
+        call(model, x, target, explainer_factory=lambda m: 3)
 
 
 @pytest.mark.parametrize("name", ["mprt", "smooth_mprt", "efficient_mprt", "random_logit"])
@@ -514,10 +514,10 @@ def test_nan_explanations_are_a_clear_error_unless_validation_is_off(name):
 
     call = {"mprt": rnd.mprt, "smooth_mprt": partial(rnd.smooth_mprt, n_samples=1),
             "efficient_mprt": rnd.efficient_mprt, "random_logit": partial(rnd.random_logit, similarity="pearson")}[name]
-    with pytest.raises(NonFiniteError, match="Expected `explain_fn` to return finite attributions"):
-        call(model, x, target, explain_fn=nan_after_first)
+    with pytest.raises(NonFiniteError, match="Expected the explain functions of `explainer_factory` to return finite attributions"):
+        call(model, x, target, explainer_factory=nan_after_first)
     calls = 0
-    out = call(model, x, target, explain_fn=nan_after_first, validate=False)
+    out = call(model, x, target, explainer_factory=nan_after_first, validate=False)
     assert torch.isnan(out.score[0])
 
 
@@ -526,41 +526,41 @@ def test_model_without_parameterised_layers_is_a_clear_error():
     x, target = inputs(2, side=2)
     for metric in (rnd.mprt, rnd.smooth_mprt, rnd.efficient_mprt):
         with pytest.raises(NoParameterisedLayersError, match="at least one layer with parameters"):
-            metric(model, x, target, explain_fn=ignores_model)
+            metric(model, x, target, explainer_factory=ignores_model)
 
 
 def test_a_bound_explainer_is_rejected_with_a_hint():
     model = make_model()
     x, target = inputs(2)
     with pytest.raises(DTypeError, match="factory"):
-        rnd.mprt(model, x, target, explain_fn=random_explainer(seed=0))
+        rnd.mprt(model, x, target, explainer_factory=random_explainer(seed=0))
 
 
 def test_input_and_option_errors():
     model = make_model()
     x, target = inputs(2)
     with pytest.raises(DTypeError, match="nn.Module"):
-        rnd.mprt(lambda v: v, x, target, explain_fn=gradient)
+        rnd.mprt(lambda v: v, x, target, explainer_factory=gradient)
     with pytest.raises(ShapeError):
-        rnd.mprt(model, x, target[:1], explain_fn=gradient)
+        rnd.mprt(model, x, target[:1], explainer_factory=gradient)
     with pytest.raises(OptionError, match="order"):
-        rnd.mprt(model, x, target, explain_fn=gradient, order="sideways")
+        rnd.mprt(model, x, target, explainer_factory=gradient, order="sideways")
     with pytest.raises(OptionError, match="similarity"):
-        rnd.mprt(model, x, target, explain_fn=gradient, similarity="kendall")
+        rnd.mprt(model, x, target, explainer_factory=gradient, similarity="kendall")
     with pytest.raises(OptionError, match="order"):
-        rnd.efficient_mprt(model, x, target, explain_fn=gradient, order="independent")
+        rnd.efficient_mprt(model, x, target, explainer_factory=gradient, order="independent")
     with pytest.raises(OptionError, match="n_bins"):
-        rnd.efficient_mprt(model, x, target, explain_fn=gradient, n_bins="doane")
+        rnd.efficient_mprt(model, x, target, explainer_factory=gradient, n_bins="doane")
     with pytest.raises(OptionError, match="n_samples"):
-        rnd.smooth_mprt(model, x, target, explain_fn=gradient, n_samples=0)
+        rnd.smooth_mprt(model, x, target, explainer_factory=gradient, n_samples=0)
     with pytest.raises(OptionError, match="target"):
-        rnd.random_logit(model, x, torch.tensor([0, 7]), explain_fn=gradient)
+        rnd.random_logit(model, x, torch.tensor([0, 7]), explainer_factory=gradient)
     with pytest.raises(OptionError, match="at least 2 classes"):
         rnd.random_logit(nn.Sequential(nn.Flatten(), nn.Linear(36, 1)).double(), x, torch.tensor([0, 0]),
-                         explain_fn=gradient)
+                         explainer_factory=gradient)
     with pytest.raises(ShapeError):
-        rnd.mprt(model, x, target, explain_fn=gradient, a=torch.zeros(2, 1, 5, 5, dtype=torch.float64))
+        rnd.mprt(model, x, target, explainer_factory=gradient, a=torch.zeros(2, 1, 5, 5, dtype=torch.float64))
     two_channels = make_model(channels=2)
     x2, _ = inputs(2, channels=2)
     with pytest.raises(ModelOutputError, match="shape of `a`"):  # `a` has one channel, the explainer two
-        rnd.mprt(two_channels, x2, target, explain_fn=gradient, a=torch.rand(2, 1, 6, 6, dtype=torch.float64))
+        rnd.mprt(two_channels, x2, target, explainer_factory=gradient, a=torch.rand(2, 1, 6, 6, dtype=torch.float64))

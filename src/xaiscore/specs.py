@@ -45,7 +45,7 @@ FAMILIES: tuple[str, ...] = (
 
 #: What a metric may need, by the keyword it takes it under.
 INPUT_NAMES: frozenset[str] = frozenset(
-    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "model", "segments"}
+    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "explainer_factory", "model", "segments"}
 )
 
 Output = Literal["score", "curve"]
@@ -322,9 +322,9 @@ _spec("consistency", "robustness", "robustness", True, ("forward_fn", "x", "a"),
       description="Share of samples with the same discretised explanation that get the same prediction.")
 
 # --- randomization -------------------------------------------------------------------------------
-# `explain_fn` here is an explainer *factory*, explain_fn(model) -> (x, target) -> a: these metrics
-# re-explain randomized copies of `model` (see xaiscore.functional.randomization).
-_RAND = ("model", "x", "target", "explain_fn")
+# These metrics re-explain randomized copies of `model`, so they take an explainer *factory*
+# `explainer_factory(model) -> (x, target) -> a` (see xaiscore.functional.randomization).
+_RAND = ("model", "x", "target", "explainer_factory")
 _spec("mprt", "randomization", "randomization", False, _RAND,
       "Adebayo et al. 2018, Sanity checks for saliency maps, NeurIPS; Hedström et al. 2023, Sanity checks "
       "revisited: an exploration to repair the model parameter randomisation test, XAI in Action workshop",

@@ -10,7 +10,7 @@
   and of a random other class (Sixt et al. 2020).
 
 **The explainer protocol.** These metrics re-explain *other* models (random
-copies of ``model``), so they take an explainer *factory*: ``explain_fn(model)``
+copies of ``model``), so they take an explainer *factory*: ``explainer_factory(model)``
 returns a batched :class:`xaiscore.explainers.ExplainFn` ``(x, target) -> a``
 bound to that model. Every builder in :mod:`xaiscore.explainers` that takes the
 model first is one, e.g. ``functools.partial(captum_explainer, method="Saliency")``
@@ -137,7 +137,7 @@ class RandomLogitResult(NamedTuple):
 # --- validation ----------------------------------------------------------------------------
 
 
-def _check_factory(explain_fn: Any) -> ExplainerFactory:
+def _check_factory(explainer_factory: Any) -> ExplainerFactory:
     bound = (RandomExplainer, ConstantExplainer, QuantusExplainer)
     try:
         from xaiscore.explainers import CaptumExplainer
@@ -145,26 +145,28 @@ def _check_factory(explain_fn: Any) -> ExplainerFactory:
         bound = bound + (CaptumExplainer,)
     except ImportError:  # pragma: no cover - the class exists whether captum is installed or not
         pass
-    if isinstance(explain_fn, bound):
+    if isinstance(explainer_factory, bound):
         raise DTypeError(
-            "Expected `explain_fn` to be a factory `explain_fn(model) -> explain function` (the randomization "
-            f"metrics re-explain randomized copies of the model), but got a {type(explain_fn).__name__} bound to "
-            "one model. Pass e.g. `lambda model: captum_explainer(model, 'Saliency')`, or `lambda model: "
-            "explainer` for an explainer that ignores the model."
+            "Expected `explainer_factory` to be a factory `explainer_factory(model) -> explain function` (the "
+            "randomization metrics re-explain randomized copies of the model), but got a "
+            f"{type(explainer_factory).__name__} bound to one model. Pass e.g. `lambda model: "
+            "captum_explainer(model, 'Saliency')`, or `lambda model: explainer` for an explainer that ignores "
+            "the model."
         )
-    if not callable(explain_fn):
-        raise DTypeError(f"Expected `explain_fn` to be callable, but got {type(explain_fn).__name__}.")
-    return explain_fn
+    if not callable(explainer_factory):
+        raise DTypeError(
+            f"Expected `explainer_factory` to be callable, but got {type(explainer_factory).__name__}.")
+    return explainer_factory
 
 
-def _bind(explain_fn: ExplainerFactory, model: nn.Module) -> ExplainFn:
-    explainer = explain_fn(model)
-    if not callable(explainer):
+def _bind(explainer_factory: ExplainerFactory, model: nn.Module) -> ExplainFn:
+    bound = explainer_factory(model)
+    if not callable(bound):
         raise ModelOutputError(
-            "Expected `explain_fn(model)` to return an explain function `(x, target) -> a`, but got "
-            f"{type(explainer).__name__}."
+            "Expected `explainer_factory(model)` to return an explain function `(x, target) -> a`, but got "
+            f"{type(bound).__name__}."
         )
-    return explainer
+    return bound
 
 
 def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> tuple[Tensor, Tensor]:
@@ -255,8 +257,8 @@ class _FiniteCheck:
     def __call__(self, a: Tensor, where: str) -> None:
         if self.enabled and not bool(torch.isfinite(a).all()):
             raise NonFiniteError(
-                f"Expected `explain_fn` to return finite attributions, but got {int(torch.isnan(a).sum())} NaN and "
-                f"{int(torch.isinf(a).sum())} infinite value(s) for {where}."
+                "Expected the explain functions of `explainer_factory` to return finite attributions, but got "
+                f"{int(torch.isnan(a).sum())} NaN and {int(torch.isinf(a).sum())} infinite value(s) for {where}."
             )
 
 
@@ -265,7 +267,8 @@ def _explain(explainer: ExplainFn, x: Tensor, target: Tensor, *, max_batch_size:
 
     def compute(start: int, stop: int) -> Tensor:
         x_chunk = x[start:stop]
-        return check_explanation(explainer(x_chunk, target[start:stop]), x_chunk, validate=False).detach()
+        return check_explanation(explainer(x_chunk, target[start:stop]), x_chunk, validate=False,
+                                 name="explainer_factory(model)(x, target)").detach()
 
     return chunked_map(x.shape[0], compute, max_batch_size=max_batch_size)
 
@@ -318,7 +321,8 @@ class _SmoothExplainer:
             return torch.zeros(chunk.stop - chunk.start, device=a.device)
 
         perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n, perturb=self._perturb,
-                             statistic=accumulate, max_batch_size=self.max_batch_size, validate=False)
+                             statistic=accumulate, max_batch_size=self.max_batch_size, validate=False,
+                             name="explainer_factory(model)(x, target)")
         return (sums[0] / self.n).to(self.x.dtype)
 
 
@@ -371,7 +375,7 @@ def _layerwise_similarity(
     x: Tensor,
     target: Tensor,
     *,
-    explain_fn: ExplainerFactory,
+    explainer_factory: ExplainerFactory,
     explain: Callable[[ExplainFn], Tensor],
     a: Tensor | None,
     similarity: _Comparison,
@@ -394,12 +398,12 @@ def _layerwise_similarity(
     baselines: list[Tensor] = []
     for name, step_model in randomized_models(model, order=order, seed=seed, reinit=reinit,
                                               include_original=a is None):
-        explanation = explain(_bind(explain_fn, step_model))
+        explanation = explain(_bind(explainer_factory, step_model))
         finite(explanation, _where(name))
         if a is not None and explanation.shape != a.shape:
             raise ModelOutputError(
-                f"Expected `explain_fn` to return attributions of the shape of `a` {tuple(a.shape)}, but got "
-                f"{tuple(explanation.shape)} for {_where(name)}."
+                "Expected the explain functions of `explainer_factory` to return attributions of the shape of "
+                f"`a` {tuple(a.shape)}, but got {tuple(explanation.shape)} for {_where(name)}."
             )
         if random is not None and random_original is None:
             random_original = prepare(post(random(explanation)))
@@ -421,7 +425,7 @@ def mprt(
     x: Tensor,
     target: Tensor,
     *,
-    explain_fn: ExplainerFactory,
+    explainer_factory: ExplainerFactory,
     a: Tensor | None = None,
     similarity: str | SimilarityFn = "spearman",
     similarity_kwargs: Mapping[str, Any] | None = None,
@@ -458,10 +462,10 @@ def mprt(
         model: The network; never modified.
         x: ``(B, C, *S)`` inputs on the model's device.
         target: ``(B,)`` classes to explain (the same for every randomized model).
-        explain_fn: Explainer factory ``explain_fn(model) -> (x, target) -> a``
+        explainer_factory: Explainer factory ``explainer_factory(model) -> (x, target) -> a``
             (see the module docstring).
         a: ``(B, C', *S)`` explanations of the original model; computed with
-            ``explain_fn(model)`` when ``None``.
+            ``explainer_factory(model)`` when ``None``.
         similarity: ``"spearman"`` (default, as Adebayo et al. and Quantus),
             ``"pearson"``, ``"cosine"``, ``"ssim"`` (windowed, spatial),
             ``"ssim_flat"`` (Quantus' SSIM), ``"mse"`` (a distance: higher =
@@ -492,7 +496,7 @@ def mprt(
 
     Raises:
         NoParameterisedLayersError: the model has no layer with parameters.
-        ModelOutputError: ``explain_fn`` returns the wrong shape.
+        ModelOutputError: ``explainer_factory`` returns the wrong shape.
         NonFiniteError: an explanation holds NaN or inf (when ``validate``).
 
     Shape:
@@ -509,15 +513,15 @@ def mprt(
         ...         return x.grad
         ...     return explain
         >>> x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-        >>> result = mprt(model, x, torch.tensor([0, 1, 2, 0]), explain_fn=gradient)
+        >>> result = mprt(model, x, torch.tensor([0, 1, 2, 0]), explainer_factory=gradient)
         >>> result.curve.shape, result.layers
         (torch.Size([4, 2]), ('1', '3'))
-        >>> constant = mprt(model, x, torch.zeros(4, dtype=torch.long), explain_fn=lambda m: (lambda x, t: x))
+        >>> constant = mprt(model, x, torch.zeros(4, dtype=torch.long), explainer_factory=lambda m: (lambda x, t: x))
         >>> constant.score.tolist()  # an explainer that ignores the model fails the test
         [1.0, 1.0, 1.0, 1.0]
     """
     x, target = _check_model_inputs(model, x, target, validate=validate)
-    explain_fn = _check_factory(explain_fn)
+    explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
     check_option(order, "order", LAYER_ORDERS)
     check_option(summary, "summary", ("mean", "last"))
@@ -525,7 +529,7 @@ def mprt(
     parameterised_layers(model)
     given = None if a is None else _check_given_attributions(a, x, validate=validate)
     return _layerwise_similarity(
-        model, x, target, explain_fn=explain_fn,
+        model, x, target, explainer_factory=explainer_factory,
         explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
         a=given, similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
         reinit=reinit, post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
@@ -539,7 +543,7 @@ def smooth_mprt(
     x: Tensor,
     target: Tensor,
     *,
-    explain_fn: ExplainerFactory,
+    explainer_factory: ExplainerFactory,
     n_samples: int = 50,
     noise_magnitude: float = 0.1,
     similarity: str | SimilarityFn = "spearman",
@@ -573,7 +577,7 @@ def smooth_mprt(
     in place.
 
     Args:
-        model, x, target, explain_fn: As in :func:`mprt`.
+        model, x, target, explainer_factory: As in :func:`mprt`.
         n_samples: ``N`` (default 50, Hedström et al.'s ImageNet setting).
         noise_magnitude: Noise standard deviation relative to each sample's
             value range (default 0.1).
@@ -595,12 +599,12 @@ def smooth_mprt(
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
         >>> x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
         >>> result = smooth_mprt(model, x, torch.tensor([0, 2]), n_samples=4,
-        ...                      explain_fn=lambda m: (lambda x, t: x * 2))  # ignores the model
+        ...                      explainer_factory=lambda m: (lambda x, t: x * 2))  # ignores the model
         >>> result.score.tolist(), result.layers
         ([1.0, 1.0], ('1',))
     """
     x, target = _check_model_inputs(model, x, target, validate=validate)
-    explain_fn = _check_factory(explain_fn)
+    explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
     n_samples = check_positive_int(n_samples, "n_samples")
     noise_magnitude = check_fraction(noise_magnitude, "noise_magnitude", high=math.inf)
@@ -612,7 +616,7 @@ def smooth_mprt(
     smooth = _SmoothExplainer(x, target, n_samples=n_samples, noise_magnitude=noise_magnitude,
                               generator=generator, max_batch_size=max_batch_size)
     return _layerwise_similarity(
-        model, x, target, explain_fn=explain_fn, explain=smooth, a=None,
+        model, x, target, explainer_factory=explainer_factory, explain=smooth, a=None,
         similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
         post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,
@@ -747,7 +751,7 @@ def efficient_mprt(
     x: Tensor,
     target: Tensor,
     *,
-    explain_fn: ExplainerFactory,
+    explainer_factory: ExplainerFactory,
     n_bins: int | BinRule = 100,
     min_bins: int = 10,
     max_bins: int = 200,
@@ -776,7 +780,7 @@ def efficient_mprt(
     ``layerwise=True`` asks for the entropy after every step.
 
     Args:
-        model, x, target, explain_fn, seed, reinit, max_batch_size, validate: As in :func:`mprt`.
+        model, x, target, explainer_factory, seed, reinit, max_batch_size, validate: As in :func:`mprt`.
         n_bins, min_bins, max_bins: The bins (see :func:`histogram_entropy`).
         layerwise: Also explain after every randomization step (``curve`` then
             has ``L + 1`` columns).
@@ -800,12 +804,12 @@ def efficient_mprt(
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
         >>> x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-        >>> result = efficient_mprt(model, x, torch.tensor([0, 2]), explain_fn=lambda m: (lambda x, t: x))
+        >>> result = efficient_mprt(model, x, torch.tensor([0, 2]), explainer_factory=lambda m: (lambda x, t: x))
         >>> result.score.tolist(), result.x.tolist()  # an explainer ignoring the model: no rise
         ([0.0, 0.0], [0.0, 1.0])
     """
     x, target = _check_model_inputs(model, x, target, validate=validate)
-    explain_fn = _check_factory(explain_fn)
+    explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
     check_option(order, "order", ("bottom_up", "top_down"))
     _check_postprocessing(abs, normalise, reduce_channels)
@@ -832,7 +836,7 @@ def efficient_mprt(
                                                                include_original=True)):
         if not (layerwise or step in (0, n_layers)):
             continue
-        explanation = _explain(_bind(explain_fn, step_model), x, target, max_batch_size=max_batch_size)
+        explanation = _explain(_bind(explainer_factory, step_model), x, target, max_batch_size=max_batch_size)
         finite(explanation, _where(name))
         names.append("original" if name is None else name)
         positions.append(step)
@@ -860,7 +864,7 @@ def random_logit(
     x: Tensor,
     target: Tensor,
     *,
-    explain_fn: ExplainerFactory,
+    explainer_factory: ExplainerFactory,
     a: Tensor | None = None,
     num_classes: int | None = None,
     similarity: str | SimilarityFn = "ssim",
@@ -884,7 +888,7 @@ def random_logit(
     Args:
         model: The network; a deep copy of it is explained, so it is never modified.
         x, target: ``(B, C, *S)`` inputs and ``(B,)`` classes.
-        explain_fn: Explainer factory, as in :func:`mprt` (called once, on ``model``).
+        explainer_factory: Explainer factory, as in :func:`mprt` (called once, on ``model``).
         a: ``(B, C', *S)`` explanations of ``target``; computed when ``None``.
         num_classes: ``K``; inferred from one forward pass on ``x[:1]`` when ``None``.
         similarity: Default ``"ssim"`` (windowed over the spatial axes, as Sixt
@@ -917,12 +921,12 @@ def random_logit(
         ...         return x.grad
         ...     return explain
         >>> x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-        >>> result = random_logit(model, x, torch.tensor([0, 3]), explain_fn=gradient)
+        >>> result = random_logit(model, x, torch.tensor([0, 3]), explainer_factory=gradient)
         >>> bool((result.off_target != torch.tensor([0, 3])).all()), result.score.shape
         (True, torch.Size([2]))
     """
     x, target = _check_model_inputs(model, x, target, validate=False)
-    explain_fn = _check_factory(explain_fn)
+    explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
     _check_postprocessing(abs, normalise, reduce_channels)
     working = copy.deepcopy(model)  # explained and run instead of `model`: state changes never reach it
@@ -935,7 +939,7 @@ def random_logit(
         check_attributions(x, name="x", validate=True)
         target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
     generator = _resolve_generator(generator, seed)
-    explainer = _bind(explain_fn, working)
+    explainer = _bind(explainer_factory, working)
     finite = _FiniteCheck(validate)
     if a is None:
         a = _explain(explainer, x, target, max_batch_size=max_batch_size)

@@ -83,6 +83,8 @@ class _Method:
         extra = {"model"}
         if self.precomputed is None:
             extra.add("explain_fn")
+        if self.config is not None and self.precomputed is None:
+            extra.add("explainer_factory")  # a configured method can be rebuilt for another model
         return _ALWAYS | extra
 
 
@@ -293,10 +295,14 @@ class _Runner:
         settings = self._settings(method, planned)
         inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
                                   "forward_fn": self.model, "model": self.model, "segments": None}
-        if "explain_fn" in planned.spec.needs:
-            inputs["explain_fn"] = method.explain_fn or MethodExplainer(
+        if planned.spec.needs & {"explain_fn", "explainer_factory"}:
+            # One object serves both protocols: explainer(x, target) and explainer(model) -> explain function.
+            explainer = method.explain_fn or MethodExplainer(
                 method.config, self.model,  # type: ignore[arg-type]
                 seed=derive_seed(self.seed, "re-explain", method.name, name, batch))
+            inputs["explain_fn"] = explainer
+            if isinstance(explainer, MethodExplainer):
+                inputs["explainer_factory"] = explainer
         scores, curves, x = [], [], None
         try:
             for run in range(self._repeats(planned)):

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 ExplainerFactory = Callable[[nn.Module], Callable[[Tensor, Tensor], Tensor]]
-_MODEL_INPUTS = frozenset({"forward_fn", "model", "explain_fn"})
+_MODEL_INPUTS = frozenset({"forward_fn", "model", "explain_fn", "explainer_factory"})
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -118,7 +118,7 @@ class PlannedMetric:
     @property
     def per_method(self) -> bool:
         """Whether each method needs its own call (the metric re-explains)."""
-        return "explain_fn" in self.spec.needs
+        return bool(self.spec.needs & {"explain_fn", "explainer_factory"})
 
 
 @dataclass
@@ -298,6 +298,7 @@ def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_s
                 inputs = dict(base, x=unit.x, target=unit.target, a=unit.explanations[l], mask=unit.mask,
                               segments=unit.segments,
                               explain_fn=BoundExplainer(unit.factories[l], unit.model, unit.method_names[l]))
+                inputs["explainer_factory"] = inputs["explain_fn"]
                 rows[l] = _call(planned, inputs, n=n, max_batch_size=max_batch_size, validate=validate,
                                 seed=derive_seed(seed, unit_index, "method", l))
         else:

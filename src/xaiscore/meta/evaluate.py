@@ -290,7 +290,7 @@ def meta_evaluate(
     if mask is not None:
         mask = check_mask(mask, x, a_name="x", validate=validate)
     segments = _check_segments(segments, x)
-    available = {"a", "x", "target", "forward_fn", "model", "explain_fn"}
+    available = {"a", "x", "target", "forward_fn", "model", "explain_fn", "explainer_factory"}
     available |= {"mask"} if mask is not None else set()
     available |= {"segments"} if segments is not None else set()
     planned, skipped = plan_metrics(metrics, metric_options, available=frozenset(available))

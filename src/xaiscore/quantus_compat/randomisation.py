@@ -182,7 +182,7 @@ class MPRT(_Randomisation):
         self.skip_layers = bool(skip_layers)
 
     def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
-        return mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, a=reference,
+        return mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory, a=reference,
                     similarity=self._similarity, order=self.layer_order, abs=self.abs, normalise=normalise,
                     reduce_channels=None, seed=self.seed, reinit=self._reinit(), random_baseline=False,
                     max_batch_size=prepared.batch_size)
@@ -310,7 +310,7 @@ class SmoothMPRT(MPRT):
         self.noise_magnitude = float(noise_magnitude)
 
     def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
-        return smooth_mprt(prepared.model, prepared.x, prepared.y, explain_fn=factory, n_samples=self.nr_samples,
+        return smooth_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory, n_samples=self.nr_samples,
                            noise_magnitude=self.noise_magnitude, similarity=self._similarity,
                            order=self.layer_order, abs=self.abs, normalise=normalise, reduce_channels=None,
                            seed=self.seed, reinit=self._reinit(), random_baseline=False,
@@ -409,7 +409,7 @@ class EfficientMPRT(_Randomisation):
         if prepared.y is None:
             raise OptionError("EfficientMPRT explains the targets: pass `y_batch`.")
         normalise, transform = self._post()
-        result = efficient_mprt(prepared.model, prepared.x, prepared.y, explain_fn=self._factory(prepared, transform),
+        result = efficient_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=self._factory(prepared, transform),
                                 n_bins=self._n_bins, min_bins=self._min_bins, max_bins=self._max_bins,
                                 layerwise=not self.skip_layers, order=self.layer_order, abs=self.abs,
                                 normalise=normalise, reduce_channels=None, seed=self.seed, reinit=self._reinit(),
@@ -462,7 +462,7 @@ class RandomLogit(_Randomisation):
                 similarity = "ssim_flat"
             elif side < 7:
                 options = {"win_size": side if side % 2 else side - 1}
-        result = random_logit(prepared.model, prepared.x, prepared.y, explain_fn=self._factory(prepared, transform),
+        result = random_logit(prepared.model, prepared.x, prepared.y, explainer_factory=self._factory(prepared, transform),
                               a=a, num_classes=self.num_classes, similarity=similarity, similarity_kwargs=options,
                               abs=self.abs,
                               normalise=normalise, reduce_channels=None, seed=self.seed, random_baseline=False,

@@ -35,7 +35,6 @@ import os
 import sys
 import time
 import warnings
-from functools import partial
 
 import numpy as np
 import torch
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not hasattr(np, "trapz"):
                 np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
-    factory = partial(captum_explainer, method="Saliency")
+    factory = lambda m: captum_explainer(m, "Saliency")  # noqa: E731
     for model_name, model in (("small CNN", small_cnn()), ("linear", linear_model(args.size))):
         with torch.no_grad():
             target = model(x).argmax(1)

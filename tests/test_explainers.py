@@ -318,3 +318,20 @@ def test_library_never_prints(capsys):
     for name in ("Saliency", "SmoothGrad"):
         captum_explainer(model, name, seed=0)(x, target)
     assert capsys.readouterr().out == ""
+
+
+def test_captum_keyword_named_method_reaches_captum():
+    """IntegratedGradients' own `method` keyword must not clash with the adapter's method name."""
+    pytest.importorskip("captum")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([0, 2])
+    trapezoid = captum_explainer(model, "IntegratedGradients", method="riemann_trapezoid", n_steps=4)(x, target)
+    built = make_explainer("IntegratedGradients", model, method="riemann_trapezoid", n_steps=4)(x, target)
+    from captum.attr import IntegratedGradients
+
+    expected = IntegratedGradients(model).attribute(x, target=target, method="riemann_trapezoid", n_steps=4)
+    default_rule = IntegratedGradients(model).attribute(x, target=target, n_steps=4)
+    torch.testing.assert_close(trapezoid, expected.detach())
+    torch.testing.assert_close(built, trapezoid)
+    assert not torch.allclose(trapezoid, default_rule)  # the keyword changed the rule

@@ -471,8 +471,8 @@ def test_works_with_the_captum_adapter_as_a_factory():
     pytest.importorskip("captum")
     model = make_model()
     x, target = inputs(2)
-    result = rnd.mprt(model, x, target, explainer_factory=partial(captum_explainer, method="Saliency"))
-    scores, _ = ref.mprt(model, x, target, partial(captum_explainer, method="Saliency"))
+    result = rnd.mprt(model, x, target, explainer_factory=lambda m: captum_explainer(m, "Saliency"))
+    scores, _ = ref.mprt(model, x, target, lambda m: captum_explainer(m, "Saliency"))
     assert_close(result.score, scores)
 
 

@@ -283,6 +283,7 @@ class CaptumExplainer:
         self,
         model: nn.Module,
         method: str,
+        /,
         *,
         layer: nn.Module | str | None = None,
         base_method: str = "Saliency",
@@ -355,6 +356,7 @@ class CaptumExplainer:
 def captum_explainer(
     model: nn.Module,
     method: str,
+    /,
     *,
     layer: nn.Module | str | None = None,
     base_method: str = "Saliency",
@@ -671,7 +673,7 @@ def list_explainers() -> tuple[str, ...]:
     return tuple(_BASELINES) + ("quantus",) + tuple(CAPTUM_METHODS)
 
 
-def make_explainer(method: str, model: nn.Module | None = None, **kwargs: Any) -> ExplainFn:
+def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any) -> ExplainFn:
     """Build an explain function by name, e.g. from a config file entry ``{method: ..., **kwargs}``.
 
     ``"random"`` and ``"constant"`` build the baselines (no model needed),

@@ -13,7 +13,7 @@
 copies of ``model``), so they take an explainer *factory*: ``explainer_factory(model)``
 returns a batched :class:`xaiscore.explainers.ExplainFn` ``(x, target) -> a``
 bound to that model. Every builder in :mod:`xaiscore.explainers` that takes the
-model first is one, e.g. ``functools.partial(captum_explainer, method="Saliency")``
+model first is one, e.g. ``lambda m: captum_explainer(m, "Saliency")``
 or ``lambda m: make_explainer("IntegratedGradients", m)``. The factory is
 called once per model (original and each randomization step); the explain
 function it returns is called on chunks of at most ``max_batch_size`` items.

@@ -12,7 +12,7 @@ Common arguments: ``forward_fn`` returns logits ``(n, K)`` (an ``nn.Module``
 qualifies); ``x`` ``(B, C, *S)``; ``a`` ``(B, 1|C, *S)``; ``target`` ``(B,)``
 long (``None`` tracks the model's prediction on ``x``).
 
-See ``docs/faithfulness_part2.md`` for formulas, defaults and the differences from Quantus.
+See ``docs/faithfulness.md`` for formulas, defaults and the differences from Quantus.
 """
 
 from __future__ import annotations

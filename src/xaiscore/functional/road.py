@@ -1,6 +1,6 @@
 """ROAD: RemOve And Debias (Rong et al. 2022), with the noisy linear imputation solved on the device.
 
-See ``docs/faithfulness_part2.md`` for the formula, defaults and the differences from Quantus.
+See ``docs/faithfulness.md`` for the formula, defaults and the differences from Quantus.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Sufficiency (Dasgupta, Frost and Moshkovitz 2022): do samples with similar explanations get the same prediction?
 
-See ``docs/faithfulness_part2.md`` for the formula, defaults and the differences from Quantus.
+See ``docs/faithfulness.md`` for the formula, defaults and the differences from Quantus.
 """
 
 from __future__ import annotations

@@ -172,6 +172,17 @@ def test_two_points(p, q):
     assert mst_compactness(a).item() == pytest.approx(200 / math.dist(p, q), rel=1e-12)
 
 
+@pytest.mark.parametrize("k", [1, 2, 20])
+def test_smallest_lattice_triangle_has_area_one_half(k):
+    """Three pixels in an L: hull area 1/2 (Pick), forest length 2. The spread is 1/sqrt(1/2);
+    an early version clamped the area to at least 1 (a hypothesis run in CI found it)."""
+    a = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    a[0, 0, 0, 0] = a[0, 0, 0, 1] = a[0, 0, 1, 1] = 0.5
+    expected = 100 * math.hypot(2, 2) / math.sqrt(0.5) * 3 / 2
+    assert mst_compactness(a, k=k).item() == pytest.approx(expected, rel=1e-12)
+    assert_matches(a, k=k)
+
+
 def test_far_apart_clusters_form_a_forest():
     """Two 5 x 5 blocks far apart: each point's 20 nearest are in its own block, so the k-NN
     graph has two components and the forest is two unit grids (2 * 24 edges of length 1)."""

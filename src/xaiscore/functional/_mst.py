@@ -147,7 +147,7 @@ def mst_compactness(
     area = hull_areas(kept)
     length, count = spanning_forest_lengths(kept, k)
     diagonal = math.hypot(height, width)
-    spread = torch.where(area > 0, area.clamp(min=1.0).rsqrt(), torch.full_like(area, 1 / diagonal))
+    spread = torch.where(area > 0, area.rsqrt(), torch.full_like(area, 1 / diagonal))
     cohesion = count.double() / torch.where(length > 0, length, torch.ones_like(length))
     return nan_where(count < 2, 100 * diagonal * spread * cohesion).to(a.dtype)
 

@@ -234,6 +234,29 @@ def _count(mask: Tensor, dims: tuple[int, ...]) -> Tensor:
     return torch.count_nonzero(mask, dim=dims)
 
 
+def _flat_nonzero(mask: Tensor) -> Tensor:
+    """Flat (row-major) indices of the true elements of a bool tensor, as ``int64``.
+
+    On CPU, ``torch.nonzero`` reads one byte at a time; these masks are mostly false, so the words
+    of eight bytes that hold any true element are found first and only those are expanded (about 3x
+    faster at a few per cent density, the same result; dense masks take the plain path).
+    """
+    flat = mask.reshape(-1)
+    n = flat.numel()
+    whole = n - n % 8
+    if flat.device.type != "cpu" or whole == 0 or flat.storage_offset() % 8 != 0:
+        return flat.nonzero().squeeze(1)
+    bytes_ = flat[:whole].view(-1, 8)
+    words = bytes_.view(torch.int64).squeeze(1).nonzero().squeeze(1)
+    if words.numel() * 4 > bytes_.shape[0]:  # dense: expanding most words costs more than it saves
+        return flat.nonzero().squeeze(1)
+    row, column = bytes_.index_select(0, words).nonzero(as_tuple=True)
+    index = words.index_select(0, row) * 8 + column
+    if whole < n:
+        index = torch.cat([index, flat[whole:].nonzero().squeeze(1) + whole])
+    return index
+
+
 def _sorted(values: Tensor) -> Tensor:
     """``values`` (1-D) sorted ascending; through numpy on CPU (several times faster than ``torch.sort``)."""
     if values.device.type == "cpu":
@@ -470,7 +493,7 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     run_start = (kept & ~left).reshape(-1)
     index_dtype = torch.int32 if run_start.numel() < 2**31 else torch.int64
     run_of_pixel = torch.cumsum(run_start, 0, dtype=index_dtype) - 1  # valid on kept pixels
-    run_sample = torch.div(run_start.nonzero().squeeze(1), hw, rounding_mode="floor")
+    run_sample = torch.div(_flat_nonzero(run_start), hw, rounding_mode="floor")
     n_runs = run_sample.numel()
     forest = _Forest(run_sample, b)
     runs_per_sample = torch.zeros(b, dtype=torch.int64, device=device).index_add_(
@@ -483,7 +506,7 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     # Sparse maps: the window search alone (all edges, near ones included, since d_k >= sqrt(D_a))
     # is cheaper than the image-sized passes of the near phase and the ring scan.
     if int(counts.sum()) * _WINDOW_COST_PER_POINT < kept.numel() * _DENSE_PASSES:
-        _window_edges(kept, kept.reshape(-1).nonzero().squeeze(1), run_of_pixel, forest, k, 0)
+        _window_edges(kept, _flat_nonzero(kept), run_of_pixel, forest, k, 0)
         return forest.length, counts
 
     d_always = always_present_d2(k)
@@ -502,7 +525,8 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
                 pair &= ~(shifter.view(kept_p, 0, -1) & shifter.view(kept_p, dy, dx - 1))
             for ry, rx in _near_witnesses(dy, dx):
                 pair &= ~shifter.view(kept_p, ry, rx)
-        which, pixel = pairs.view(len(forward), -1).nonzero(as_tuple=True)
+        found = _flat_nonzero(pairs)
+        which, pixel = torch.div(found, b * hw, rounding_mode="floor"), found % (b * hw)
         step_of = torch.tensor([dy * w + dx for _, dy, dx in forward], device=device)
         forest.add_edges(
             run_of_pixel.index_select(0, pixel),
@@ -563,7 +587,7 @@ class _RingScan:
         if self.label_p is None:
             b, h, w = self.kept.shape
             p = self.shifter.pad
-            local = self.kept.reshape(-1).nonzero().squeeze(1)
+            local = _flat_nonzero(self.kept)
             row, pixel = torch.div(local, h * w, rounding_mode="floor"), local % (h * w)
             y, x = torch.div(pixel, w, rounding_mode="floor"), pixel % w
             self.label_at = (row * (h + 2 * p) + y + p) * (w + 2 * p) + x + p  # kept pixels in label_p
@@ -582,7 +606,7 @@ class _RingScan:
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
         _, h, w = self.kept.shape
-        local = self._interior(self.open_p).reshape(-1).nonzero().squeeze(1)
+        local = _flat_nonzero(self._interior(self.open_p))
         row = torch.div(local, h * w, rounding_mode="floor")
         return self.samples.index_select(0, row) * (h * w) + local % (h * w)
 
@@ -638,7 +662,9 @@ class _RingScan:
                     pair &= open_ | shifter.view(self.open_p, dy, dx)
                 pair &= label != shifter.view(self.label_p, dy, dx)
             steps = [dy * w + dx for dy, dx in forward]
-            which, local = pairs.view(len(forward), -1).nonzero(as_tuple=True)
+            found = _flat_nonzero(pairs)
+            per_offset = kept.numel()
+            which, local = torch.div(found, per_offset, rounding_mode="floor"), found % per_offset
             if local.numel():
                 row = torch.div(local, hw, rounding_mode="floor")
                 pixel = self.samples.index_select(0, row) * hw + local % hw
@@ -712,7 +738,7 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     t = max(1, min(16, round(float(reach.double().median()) / 4)))
     bands = -(-h // t)
     flat_kept = kept.reshape(-1)
-    pixel_at = flat_kept.nonzero().squeeze(1)  # row-major for now
+    pixel_at = _flat_nonzero(flat_kept)  # row-major for now
     if t == 1:
         before = torch.zeros(flat_kept.numel() + 1, dtype=torch.int64, device=device)
         torch.cumsum(flat_kept, 0, out=before[1:])

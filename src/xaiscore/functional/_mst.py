@@ -241,7 +241,7 @@ def _flat_nonzero(mask: Tensor) -> Tensor:
     of eight bytes that hold any true element are found first and only those are expanded (about 3x
     faster at a few per cent density, the same result; dense masks take the plain path).
     """
-    flat = mask.reshape(-1)
+    flat = mask.reshape(-1).contiguous()  # reshape may give a strided view (a sliced mask)
     n = flat.numel()
     whole = n - n % 8
     if flat.device.type != "cpu" or whole == 0 or flat.storage_offset() % 8 != 0:

@@ -143,10 +143,15 @@ def check_attributions(
 
 
 def _all_finite(t: Tensor) -> bool:
-    """Whether every value is finite: one float64 sum (NaN/inf propagate), elementwise only if needed."""
-    if bool(torch.isfinite(t.sum(dtype=torch.float64))):
+    """Whether every value is finite: one sum (NaN/inf propagate), elementwise only if it is not finite.
+
+    The sum accumulates in the tensor's own dtype (float32 for half types; a float64 accumulator
+    is 10x slower on CPU); a sum that overflows only sends the check to the exact elementwise path.
+    """
+    accumulate = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
+    if bool(torch.isfinite(t.sum(dtype=accumulate))):
         return True
-    return bool(torch.isfinite(t).all())  # the sum can overflow for huge finite float64 values
+    return bool(torch.isfinite(t).all())  # the sum can overflow for huge finite values
 
 
 def check_same_device(reference: Tensor, other: Tensor, *, reference_name: str, other_name: str) -> None:

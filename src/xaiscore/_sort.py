@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["sort_values", "argsort"]
+__all__ = ["sort_values", "sort_values_", "argsort"]
 
 _NUMPY_SORTABLE = {torch.float16, torch.float32, torch.float64, torch.int8, torch.int16,
                    torch.int32, torch.int64, torch.uint8, torch.bool}
@@ -35,6 +35,22 @@ def sort_values(t: Tensor, *, descending: bool = False) -> Tensor:
         out = torch.sort(t, dim=-1).values
     return out.flip(-1) if descending else out
 
+
+def sort_values_(t: Tensor) -> Tensor:
+    """Sort ``t`` ascending along the last axis in place where it can (CPU, contiguous), and return it.
+
+    For temporaries the caller owns: no second buffer of the input's size is allocated on CPU
+    (on other devices, or for a non-contiguous ``t``, the sorted values come back in a new tensor).
+
+    Example:
+        >>> t = torch.tensor([[3, 1, 2]])
+        >>> sort_values_(t).tolist(), t.tolist()
+        ([[1, 2, 3]], [[1, 2, 3]])
+    """
+    if _numpy_path(t) and t.is_contiguous() and not t.requires_grad:
+        t.numpy().sort(axis=-1)
+        return t
+    return sort_values(t)
 
 def argsort(t: Tensor) -> Tensor:
     """Indices that sort ``t`` ascending along the last axis (order among ties unspecified), int64.

@@ -17,7 +17,7 @@ from xaiscore._checks import (
     check_mask,
 )
 from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
-from xaiscore._sort import argsort, sort_values
+from xaiscore._sort import argsort, sort_values, sort_values_
 
 __all__ = [
     "prepare_map_and_mask",
@@ -150,9 +150,33 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         tensor([11])
     """
     if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        keys = sort_values((_ordered_keys(a_flat).to(torch.int64) << 1) | mask_flat)
-        in_mask = (keys & 1).bool()
-        values = (keys >> 1).to(torch.int32)
+        # Sorted by value, then mask bit: within a tie group the outside features come first.
+        # For a mask feature at position i, ``le`` (outside features at positions <= i) counts
+        # those with a value <= its own, ``lt`` (outside features before its group) those below
+        # it; the Mann-Whitney ``2 U = sum (lt + le)`` and ``2 R = 2 U + P (P + 1)``.
+        # In-place steps: fresh 25 MB buffers cost more in page faults than the arithmetic on them.
+        keys = _ordered_keys(a_flat).to(torch.int64)
+        keys <<= 1
+        keys |= mask_flat
+        keys = sort_values_(keys)
+        outside = keys.to(torch.int32)  # the low word holds the mask bit
+        outside &= 1
+        in_mask = outside.bool()
+        outside ^= 1
+        keys >>= 1
+        first = torch.ones(keys.shape, dtype=torch.bool, device=keys.device)
+        torch.ne(keys[:, 1:], keys[:, :-1], out=first[:, 1:])
+        del keys
+        le = torch.cumsum(outside, 1, dtype=torch.int32)
+        torch.sub(le, outside, out=outside)
+        outside *= first
+        le += torch.cummax(outside, dim=1).values
+        le *= in_mask
+        positives = torch.count_nonzero(in_mask, dim=1)
+        # Row sums are at most 2 N^2: exact in float64 up to N ~ 6e7, and 3x faster than an int64 sum.
+        exact_in_double = 2 * le.shape[1] ** 2 < 2**53
+        total = le.sum(1, dtype=torch.float64).to(torch.int64) if exact_in_double else le.sum(1, dtype=torch.int64)
+        return total + positives * (positives + 1)
     else:
         order = argsort(a_flat)
         values = a_flat.gather(1, order)

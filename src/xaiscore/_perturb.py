@@ -67,6 +67,7 @@ from xaiscore._checks import (
     check_same_device,
     check_tensor,
 )
+from xaiscore._noise import resolve_generator as _resolve_generator
 from xaiscore._reduce import ChannelReduction, reduce_channels as _reduce_channels
 
 __all__ = [
@@ -264,13 +265,7 @@ def feature_attributions(
 
 def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
     """``generator`` itself, or a fresh CPU generator seeded from OS entropy (never the global RNG)."""
-    if generator is None:
-        fresh = torch.Generator()
-        fresh.seed()
-        return fresh
-    if not isinstance(generator, torch.Generator):
-        raise DTypeError(f"Expected `generator` to be a torch.Generator or None, but got {type(generator).__name__}.")
-    return generator
+    return _resolve_generator(generator, None)
 
 
 def rank_features(

@@ -256,6 +256,30 @@ def test_monotonicity_correlation_uniform_noise_is_the_documented_counter_noise(
     close(ours, expected)
 
 
+@pytest.mark.parametrize("max_batch_size", [1, 5, 64])
+def test_monotonicity_correlation_uniform_noise_per_element_features(max_batch_size):
+    """``reduce_channels=None``: every (channel, position) element is a feature; 18 features in
+    groups of 4 (the last group short); any chunking gives the reference."""
+    from xaiscore._perturb import counter_uniform, random_keys
+
+    model = xst.tiny_mlp((2, 3, 3), 3, seed=3)
+    generator = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 2, 3, 3, generator=generator, dtype=torch.float64)
+    a = torch.randn(2, 2, 3, 3, generator=generator, dtype=torch.float64)
+    target = torch.tensor([2, 0])
+    ours = fa.monotonicity_correlation(model, x, a, target, n_samples=3, features_per_step=4, reduce_channels=None,
+                                       generator=torch.Generator().manual_seed(5), max_batch_size=max_batch_size)
+    keys = random_keys((2, 3), torch.Generator().manual_seed(5))
+    expected = []
+    for i in range(2):
+        def noise(r, i=i):
+            return counter_uniform(keys[i, r:r + 1], 18, dtype=torch.float64).reshape(2, 3, 3).numpy()
+
+        expected.append(ref.monotonicity_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
+                                                     per_step=4, n_samples=3, noise=noise, how=None))
+    close(ours, expected)
+
+
 # --- edge cases ----------------------------------------------------------------------------------
 
 

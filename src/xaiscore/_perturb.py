@@ -86,6 +86,7 @@ __all__ = [
     "rise_gaussian_kernel",
     "apply_perturbation",
     "perturbed_scores",
+    "SparseSubstrate",
     "random_keys",
     "counter_uniform",
     "counter_bits",
@@ -100,7 +101,22 @@ ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
 #: Named baselines (substrates) understood by :func:`make_baseline`.
 BASELINES: tuple[str, ...] = ("zeros", "min", "mean", "uniform", "blur")
 
-Substrate = Tensor | float | Callable[[Tensor, Tensor], Tensor]
+
+
+class SparseSubstrate(NamedTuple):
+    """A substrate given only where it is used: ``fn(sample, step) -> (elements, values)``.
+
+    For the items ``(sample[i], step[i])`` of a chunk, ``elements`` ``(n, m)`` are flat element
+    indices into ``x[sample[i]]`` (``C * prod(S)`` elements) and ``values`` ``(n, m)`` the substrate
+    there. The caller guarantees that ``elements`` are exactly the elements of rank in
+    ``[lo, hi)`` of the item (repeats allowed, with equal values): the item is then ``x`` with
+    those elements overwritten, one copy and one scatter instead of a blend over whole images.
+    """
+
+    fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+Substrate = Tensor | float | Callable[[Tensor, Tensor], Tensor] | SparseSubstrate
 
 
 # --- 1. partitions ---------------------------------------------------------------------------
@@ -596,10 +612,11 @@ def perturbed_scores(
             ``hi`` features, ``hi=None`` keeps only the first ``lo``).
         substrate: A number (a constant; ``0.0`` is the fastest path), a
             tensor broadcastable to ``x`` with a batch axis of 1 or ``B``
-            (:func:`make_baseline`), or a callable
+            (:func:`make_baseline`), a callable
             ``fn(sample, step) -> (n, C|1, *S)`` for the items
             ``(sample[i], step[i])`` of a chunk, e.g. noise from
-            :func:`counter_uniform`. It must depend on the item only.
+            :func:`counter_uniform`, or a :class:`SparseSubstrate` giving
+            values only at the perturbed elements. It must depend on the item only.
         softmax: Score probabilities instead of logits.
         max_batch_size: Most images per model call.
 
@@ -637,6 +654,13 @@ def perturbed_scores(
     def build(out: Tensor, t0: int, t1: int, b0: int, b1: int) -> None:
         kt, kb = t1 - t0, b1 - b0
         view = out.view((kt, kb) + tuple(x.shape[1:]))
+        if isinstance(substrate, SparseSubstrate):
+            samples = torch.arange(b0, b1, device=x.device).repeat(kt)
+            steps = torch.arange(t0, t1, device=x.device).repeat_interleave(kb)
+            elements, values = substrate.fn(samples, steps)
+            view.copy_(x[b0:b1].unsqueeze(0).expand_as(view))
+            out.view(kt * kb, -1).scatter_(1, elements, values.to(x.dtype))
+            return
         r = (rank_f[b0:b1] if rank_f.shape[0] == b else rank_f).unsqueeze(0)
         low, high = bound_piece(lo, t0, t1, b0, b1), bound_piece(hi, t0, t1, b0, b1)
         # keep = 1 outside [lo, hi) and 0 inside; for integer ranks r >= hi <=> r - (hi - 1) >= 1

@@ -25,6 +25,7 @@ from xaiscore._perturb import (
     element_ranks,
     feature_attributions,
     partition,
+    SparseSubstrate,
     perturbed_scores,
     random_keys,
     rank_features,
@@ -194,7 +195,7 @@ def monotonicity(
 
 
 def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n_samples: int,
-                 generator: torch.Generator | None) -> Callable[[Tensor, Tensor], Tensor]:
+                 generator: torch.Generator | None) -> SparseSubstrate:
     """The substrate of item ``(b, g * R + r)``: uniform noise on ``[min x_b, max x_b]`` over group ``g``.
 
     Noise comes from :func:`counter_uniform_at` with one key per (sample, draw), evaluated at the
@@ -214,16 +215,14 @@ def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n
         channel_offsets = torch.arange(x.shape[1], device=x.device) * positions
         groups = (groups.unsqueeze(-1) + channel_offsets).reshape(b, n_groups, -1)
 
-    def substrate(sample: Tensor, step_index: Tensor) -> Tensor:
+    def substrate(sample: Tensor, step_index: Tensor) -> tuple[Tensor, Tensor]:
         group = torch.div(step_index, n_samples, rounding_mode="floor")
         draw = step_index - group * n_samples
-        elements = groups[sample, group]  # (n, m) flat element indices
+        elements = groups[sample, group]  # (n, m) flat element indices: exactly the group's elements
         u = counter_uniform_at(keys[sample, draw], elements, dtype=x.dtype)
-        values = low[sample].unsqueeze(1) + u * (high - low)[sample].unsqueeze(1)
-        fill = torch.zeros(sample.shape[0], per_image, dtype=x.dtype, device=x.device)
-        return fill.scatter_(1, elements, values).reshape((-1,) + tuple(x.shape[1:]))
+        return elements, low[sample].unsqueeze(1) + u * (high - low)[sample].unsqueeze(1)
 
-    return substrate
+    return SparseSubstrate(substrate)
 
 
 def monotonicity_correlation(

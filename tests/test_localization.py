@@ -216,6 +216,14 @@ def test_boxes_to_mask_matches_pixel_loop(data, size, box_format, rule, inside):
         np.testing.assert_array_equal(ours[i, 0].numpy(), expected)
 
 
+@pytest.mark.parametrize("rule", ["center", "cover"])
+@pytest.mark.parametrize("box", [[0.0, 0.25, 0.25, 0.25], [1.5, 0.0, 1.5, 2.0], [1.0, 1.0, 1.0, 1.0]])
+def test_boxes_to_mask_zero_area_box_covers_nothing(rule, box):
+    """A box of zero width or height has no area: no pixel under either rule (a thorough hypothesis
+    run found the cover rule marking one)."""
+    assert not loc.boxes_to_mask([torch.tensor([box])], (3, 3), rule=rule).any()
+
+
 def test_boxes_to_mask_integer_boxes_are_end_exclusive():
     mask = loc.boxes_to_mask(torch.tensor([[[2, 1, 5, 3]]]), (4, 7))[0, 0]
     assert mask.sum() == (5 - 2) * (3 - 1)

@@ -548,8 +548,9 @@ def boxes_to_mask(
         in_x = (cols + 0.5 >= x0[..., None]) & (cols + 0.5 < x1[..., None])  # (B, N, W)
         in_y = (rows + 0.5 >= y0[..., None]) & (rows + 0.5 < y1[..., None])  # (B, N, H)
     else:
-        in_x = (cols + 1 > x0[..., None]) & (cols < x1[..., None])
-        in_y = (rows + 1 > y0[..., None]) & (rows < y1[..., None])
+        # Overlap with positive area: a box of zero width or height covers nothing.
+        in_x = (cols + 1 > x0[..., None]) & (cols < x1[..., None]) & (x1 > x0)[..., None]
+        in_y = (rows + 1 > y0[..., None]) & (rows < y1[..., None]) & (y1 > y0)[..., None]
     in_x = in_x & valid[..., None]
     # union over boxes: (B, H, N) @ (B, N, W) counts the boxes covering each pixel
     counts = torch.bmm(in_y.transpose(1, 2).to(torch.float32), in_x.to(torch.float32))

@@ -102,7 +102,6 @@ ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
 BASELINES: tuple[str, ...] = ("zeros", "min", "mean", "uniform", "blur")
 
 
-
 class SparseSubstrate(NamedTuple):
     """A substrate given only where it is used: ``fn(sample, step) -> (elements, values)``.
 

@@ -52,6 +52,7 @@ def sort_values_(t: Tensor) -> Tensor:
         return t
     return sort_values(t)
 
+
 def argsort(t: Tensor) -> Tensor:
     """Indices that sort ``t`` ascending along the last axis (order among ties unspecified), int64.
 

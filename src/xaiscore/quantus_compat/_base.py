@@ -524,8 +524,8 @@ class Metric:
                 raise OptionError(f"{type(self).__name__} calls the model: pass `model` (a torch.nn.Module).")
             if model.training:
                 raise OptionError(
-                    f"Expected `model` in evaluation mode, but it is in training mode; call `model.eval()` "
-                    f"first (Quantus refuses it too)."
+                    "Expected `model` in evaluation mode, but it is in training mode; call `model.eval()` "
+                    "first (Quantus refuses it too)."
                 )
         device_ = resolve_device(device, model)
         x = _float_tensor(x_np, device_, _model_dtype(model)).reshape(canonical)

@@ -386,3 +386,27 @@ def test_quantus_sensitivity_n_bug_keeps_only_the_first_batch(quantus_module):
                                generator=torch.Generator().manual_seed(0))
     close(flipped.curve[:2], ours.curve[:2].numpy())  # a sample's score depends on its own map only
     close(flipped.curve[2:], -ours.curve[2:].numpy())
+
+
+# --- perturbations that change nothing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 3, 64])
+def test_no_op_perturbations_keep_the_exact_score_so_correlations_are_undefined(max_batch_size):
+    """x equal to its own minimum everywhere and the "min" baseline: every perturbation is a no-op, so every
+    score change is exactly 0 and every correlation NaN (the reference's answer). Without the no-op rule, model
+    rounding that differs between batch sizes made correlations of +-1 out of 1e-16 noise (found by a thorough
+    hypothesis run)."""
+    from xaiscore.functional import faithfulness as fa
+
+    model = xst.tiny_mlp((1, 3, 3), 2, seed=0)
+    x = torch.ones(5, 1, 3, 3, dtype=torch.float64)
+    a = torch.rand(5, 1, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    target = torch.zeros(5, dtype=torch.long)
+    options = dict(baseline="min", max_batch_size=max_batch_size, generator=torch.Generator().manual_seed(2))
+    curve = fr.sensitivity_n(model, x, a, target, subset_sizes=[1, 2], n_subsets=4, **options).curve
+    assert torch.isnan(curve).all()
+    assert torch.isnan(fr.faithfulness_correlation(model, x, a, target, subset_size=2, n_runs=5, **options)).all()
+    assert torch.isnan(fa.faithfulness_estimate(model, x, a, target, features_per_step=2, **options)).all()
+    assert torch.isnan(fa.monotonicity_correlation(model, x, a, target, features_per_step=2, n_samples=2,
+                                                   **options)).all()

@@ -78,6 +78,7 @@ __all__ = [
     "partition",
     "grid_cells",
     "feature_attributions",
+    "features_differ",
     "rank_features",
     "element_ranks",
     "make_baseline",
@@ -277,6 +278,18 @@ def feature_attributions(
     sizes.scatter_add_(1, index, torch.ones(index.shape, dtype=values.dtype, device=values.device))
     return sums / sizes.clamp(min=1)
 
+
+def features_differ(x: Tensor, substrate: Tensor | float, part: Partition) -> Tensor:
+    """``(B, F)`` bool: does replacing feature ``f`` of ``x[b]`` by the substrate change any value?
+
+    A perturbation that changes nothing must leave the model's score exactly as it was; the
+    model's own rounding can differ between batch sizes, so the kernels use this to keep such
+    scores exact (a correlation over rounding noise would otherwise look like a signal).
+    """
+    differs = (x != substrate).to(x.dtype).expand_as(x)
+    if part.ids.shape[1] == 1:  # a feature is a position with all its channels
+        differs = differs.amax(dim=1, keepdim=True)
+    return feature_attributions(differs, part, reduce_channels="sum") > 0
 
 def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
     """``generator`` itself, or a fresh CPU generator seeded from OS entropy (never the global RNG)."""

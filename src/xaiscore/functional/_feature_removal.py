@@ -24,6 +24,7 @@ from xaiscore._perturb import (
     counter_uniform_at,
     element_ranks,
     feature_attributions,
+    features_differ,
     partition,
     SparseSubstrate,
     perturbed_scores,
@@ -108,16 +109,16 @@ def faithfulness_estimate(
     perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, edges[:-1],
                                  edges[1:], substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
     drops = inputs.score.unsqueeze(1) - finish_scores(perturbed, inputs.x, validate=validate)
+    # A group equal to the baseline changes nothing: its drop is exactly 0, not the model's rounding.
+    changed = _changed_groups(inputs.x, substrate, part, ranks, step, edges.shape[0] - 1)
+    drops = torch.where(changed, drops, torch.zeros_like(drops))
     sums = _group_sums(scores, ranks, step, edges.shape[0] - 1)
     return pearson_rows(sums, drops).to(inputs.x.dtype)
 
 
 def _changed_groups(x: Tensor, substrate: Tensor | float, part, ranks: Tensor, per_step: int, n_groups: int) -> Tensor:
-    """``(B, n_groups)`` bool: does inserting group ``g`` change any input value?"""
-    differs = (x != substrate).to(x.dtype).expand_as(x)  # (B, C, *S)
-    if part.ids.shape[1] == 1:
-        differs = differs.amax(dim=1, keepdim=True)
-    per_feature = feature_attributions(differs, part, reduce_channels="sum")
+    """``(B, n_groups)`` bool: does inserting (or removing) group ``g`` change any input value?"""
+    per_feature = features_differ(x, substrate, part).to(x.dtype)
     return _group_sums(per_feature, ranks, per_step, n_groups) > 0
 
 
@@ -298,6 +299,10 @@ def monotonicity_correlation(
     perturbed = perturbed_scores(forward_fn, xs, element_ranks(ranks, part), inputs.target, lo, hi,
                                  substrate=fill, softmax=softmax, max_batch_size=max_batch_size)
     perturbed = finish_scores(perturbed, xs, validate=validate).reshape(xs.shape[0], n_groups, n_samples)
-    variance = ((perturbed - inputs.score.reshape(-1, 1, 1)) ** 2).mean(dim=2)
+    change = perturbed - inputs.score.reshape(-1, 1, 1)
+    if not isinstance(fill, SparseSubstrate):  # a group equal to a constant baseline changes nothing
+        changed = _changed_groups(xs, fill, part, ranks, step, n_groups).unsqueeze(2)
+        change = torch.where(changed, change, torch.zeros_like(change))
+    variance = (change**2).mean(dim=2)
     sums = _group_sums(scores, ranks, step, n_groups)
     return spearman_rows(sums, variance).to(xs.dtype)

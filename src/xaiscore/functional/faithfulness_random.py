@@ -26,7 +26,14 @@ from torch import Tensor
 
 from xaiscore._batching import call_model, chunked_map, class_scores
 from xaiscore._checks import DTypeError, OptionError, check_fraction, check_option, check_positive_int
-from xaiscore._perturb import Partition, feature_attributions, make_baseline, partition, random_keys
+from xaiscore._perturb import (
+    Partition,
+    feature_attributions,
+    features_differ,
+    make_baseline,
+    partition,
+    random_keys,
+)
 from xaiscore._reduce import ChannelReduction
 from xaiscore.functional._faithfulness_common import finish_scores, pearson_rows, prepare_model_inputs, resolve_step
 from xaiscore.functional._random_perturbations import (
@@ -218,6 +225,8 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
     """
     x, target = inputs.x, inputs.target
     b, per_sample = x.shape[0], len(sizes) * group
+    # A subset whose features all equal the baseline changes nothing: it keeps the exact original score.
+    differs = features_differ(x, substrate, part).to(values.dtype)
 
     def chosen_features(start: int, stop: int) -> Tensor:
         # Items of one size form runs of ``group``: one draw per run within the chunk.
@@ -232,6 +241,8 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         attribution_sum = (chosen * take_rows(values, sample)).sum(1)
         perturbed = where_items(_element_mask(chosen, part), substrate, x, start, stop, per_sample)
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
+        changed = (chosen * take_rows(differs, sample)).sum(1) > 0
+        scores = torch.where(changed, scores, inputs.score.index_select(0, sample).to(scores.dtype))
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 
     return chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample, 2)

@@ -388,6 +388,28 @@ def test_quantus_sensitivity_n_bug_keeps_only_the_first_batch(quantus_module):
     close(flipped.curve[2:], -ours.curve[2:].numpy())
 
 
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("n_subsets", [2, 3])
+def test_sensitivity_n_subsets_changing_the_same_pixels_share_one_score(seed, n_subsets):
+    """Only one pixel differs from the "min" baseline, so every subset of 7 of the 9 pixels either removes it
+    (all such inputs are equal) or changes nothing. Equal inputs must get equal scores (the model's rounding can
+    differ between rows of a batch), as in the per-sample reference (a thorough hypothesis run found this)."""
+    model = xst.tiny_mlp((1, 3, 3), 2, seed=0)
+    x = -torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    x[0, 0, 0, 0] = 0.0
+    a = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    a[0, 0, 0, 2] = 0.0
+    target = torch.tensor([0])
+    result = fr.sensitivity_n(model, x, a, target, subset_sizes=[7], n_subsets=n_subsets, baseline="min",
+                              generator=torch.Generator().manual_seed(seed))
+    keys = random_keys(n_subsets, torch.Generator().manual_seed(seed))
+    subsets = subsets_of(keys, 9, torch.full((n_subsets,), 7))
+    score, curve = ref.sensitivity_n(model, x[0].numpy(), a[0].numpy(), 0, subsets_per_size=[subsets],
+                                     baseline="min", how="sum", softmax=False)
+    close(result.curve[0], curve)
+    close(result.score[0], score)
+
+
 # --- perturbations that change nothing ---------------------------------------------------------------------------
 
 

@@ -226,7 +226,12 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
     x, target = inputs.x, inputs.target
     b, per_sample = x.shape[0], len(sizes) * group
     # A subset whose features all equal the baseline changes nothing: it keeps the exact original score.
-    differs = features_differ(x, substrate, part).to(values.dtype)
+    # Subsets that change the same features give the same input, so they get one score (the model's
+    # rounding may differ between rows of a batch): the changed set is hashed with fixed random weights.
+    differs = features_differ(x, substrate, part)
+    weights = torch.randint(-(2**40), 2**40, (part.n_features,), generator=torch.Generator().manual_seed(20261124))
+    weights = weights.to(x.device)
+    hashes: list[Tensor] = []
 
     def chosen_features(start: int, stop: int) -> Tensor:
         # Items of one size form runs of ``group``: one draw per run within the chunk.
@@ -241,11 +246,26 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         attribution_sum = (chosen * take_rows(values, sample)).sum(1)
         perturbed = where_items(_element_mask(chosen, part), substrate, x, start, stop, per_sample)
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
-        changed = (chosen * take_rows(differs, sample)).sum(1) > 0
+        changed_set = (chosen > 0) & take_rows(differs, sample)
+        hashes.append((changed_set.to(torch.int64) * weights).sum(1))  # |sum| < 2**62 below 2**22 features
+        changed = changed_set.any(1)
         scores = torch.where(changed, scores, inputs.score.index_select(0, sample).to(scores.dtype))
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 
-    return chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample, 2)
+    out = chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample, 2)
+    representative = _first_with_equal_key(torch.cat(hashes).reshape(b, per_sample))
+    return torch.stack([out[..., 0], out[..., 1].gather(1, representative)], dim=2)
+
+
+def _first_with_equal_key(key: Tensor) -> Tensor:
+    """``(B, R)`` long: for each entry, the index of the first entry of its row with the same key."""
+    order = torch.sort(key, dim=1, stable=True).indices
+    ordered = key.gather(1, order)
+    new_group = torch.ones_like(ordered, dtype=torch.bool)
+    new_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    position = torch.arange(key.shape[1], device=key.device).expand_as(key)
+    first_in_order = torch.cummax(position * new_group, dim=1).values
+    return torch.empty_like(order).scatter_(1, order, order.gather(1, first_in_order))
 
 
 def faithfulness_correlation(

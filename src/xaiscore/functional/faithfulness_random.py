@@ -226,11 +226,17 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
     x, target = inputs.x, inputs.target
     b, per_sample = x.shape[0], len(sizes) * group
     # A subset whose features all equal the baseline changes nothing: it keeps the exact original score.
-    # Subsets that change the same features give the same input, so they get one score (the model's
-    # rounding may differ between rows of a batch): the changed set is hashed with fixed random weights.
     differs = features_differ(x, substrate, part)
-    weights = torch.randint(-(2**40), 2**40, (part.n_features,), generator=torch.Generator().manual_seed(20261124))
-    weights = weights.to(x.device)
+    # Subsets that change the same features give the same input and must get one score (the model's
+    # rounding may differ between rows of a batch). That matters when few features differ from the
+    # baseline (otherwise equal changed sets are vanishingly rare and leave other items' signal): for
+    # samples with at most _HASHED_FEATURES differing features, the changed set is hashed with fixed
+    # random weights over those features; other samples' items keep their own scores.
+    hashed = differs.sum(1) <= _HASHED_FEATURES
+    top = torch.topk(differs.to(torch.uint8), min(_HASHED_FEATURES, part.n_features), dim=1)
+    feature_of = top.indices  # (B, m) the differing features of hashed samples (first m for the others)
+    weights = torch.randint(1, 2**40, feature_of.shape, generator=torch.Generator().manual_seed(20261124))
+    weights = weights.to(x.device) * top.values  # padding (features that do not differ) weighs 0
     hashes: list[Tensor] = []
 
     def chosen_features(start: int, stop: int) -> Tensor:
@@ -246,15 +252,21 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         attribution_sum = (chosen * take_rows(values, sample)).sum(1)
         perturbed = where_items(_element_mask(chosen, part), substrate, x, start, stop, per_sample)
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
-        changed_set = (chosen > 0) & take_rows(differs, sample)
-        hashes.append((changed_set.to(torch.int64) * weights).sum(1))  # |sum| < 2**62 below 2**22 features
-        changed = changed_set.any(1)
+        in_set = chosen.gather(1, feature_of.index_select(0, sample)).to(torch.int64)
+        items = torch.arange(start, stop, device=x.device)
+        hashes.append(torch.where(hashed.index_select(0, sample),
+                                  (in_set * weights.index_select(0, sample)).sum(1), -1 - items))
+        changed = (chosen & take_rows(differs, sample)).any(1)
         scores = torch.where(changed, scores, inputs.score.index_select(0, sample).to(scores.dtype))
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 
     out = chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample, 2)
     representative = _first_with_equal_key(torch.cat(hashes).reshape(b, per_sample))
     return torch.stack([out[..., 0], out[..., 1].gather(1, representative)], dim=2)
+
+
+#: Samples with at most this many features that differ from the baseline get equal scores for equal inputs.
+_HASHED_FEATURES = 64
 
 
 def _first_with_equal_key(key: Tensor) -> Tensor:

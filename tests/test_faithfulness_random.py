@@ -82,6 +82,34 @@ def test_infidelity_matches_reference(data):
         close(ours[i], expected, atol=1e-8)
 
 
+def test_box_sums_of_zero_regions_are_exact_zeros():
+    """A square over exact zeros sums to exactly 0 however large the rest of the map (integral images
+    leave rounding there, and normalised infidelity is discontinuous at a zero projection)."""
+    from xaiscore.functional._random_perturbations import box_sums
+
+    values = torch.zeros(2, 6, 7, dtype=torch.float64)
+    values[:, 4:, 5:] = torch.tensor([[1e3, 1.0 / 3.0], [7.1, 1e-38]], dtype=torch.float64)
+    sample = torch.tensor([0, 1, 0, 1])
+    side = torch.tensor([3, 2, 1, 2])
+    corner = torch.tensor([[0, 0], [1, 2], [5, 6], [4, 5]])
+    sums = box_sums(values, sample, side, corner, 3)
+    assert sums[:2].tolist() == [0.0, 0.0]
+    assert sums[2].item() == values[0, 5, 6].item()
+    assert sums[3].item() == values[1, 4:6, 5:7].sum().item()
+
+
+def test_infidelity_with_a_tiny_attribution_matches_reference():
+    """n = 1 with normalisation scores exactly 0 whenever the projection is non-zero, even 1e-38
+    (found by a thorough hypothesis run: the integral image rounded it to 0)."""
+    model = xst.tiny_mlp((1, 2), 2, seed=0)
+    x = torch.ones(1, 1, 2, dtype=torch.float64)
+    a = torch.tensor([[[1.0, 1.1754943508222875e-38]]], dtype=torch.float64)
+    for seed in range(8):
+        ours = fr.infidelity(model, x, a, torch.tensor([0]), perturbation="square", patch_sizes=(1,),
+                             n_perturbations=1, normalize=True, generator=torch.Generator().manual_seed(seed))
+        assert ours.item() == 0.0
+
+
 @pytest.mark.parametrize("perturbation", ["square", "noise"])
 @pytest.mark.parametrize("multiply_by_inputs", [False, True])
 def test_infidelity_matches_captum_with_the_same_perturbations(perturbation, multiply_by_inputs):

@@ -11,7 +11,6 @@ of a kernel by calling these functions with the same keys.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor
 from xaiscore._perturb import counter_bits, counter_uniform
 
 __all__ = ["counter_normal", "random_subsets", "random_patches", "patch_masks", "random_patch_masks",
-           "box_sums", "integral_image"]
+           "box_sums"]
 
 
 def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -156,46 +155,33 @@ def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tupl
     return patch_masks(*random_patches(keys, spatial, patch_sizes), spatial)
 
 
-def box_sums(integral: Tensor, sample: Tensor, side: Tensor, corner: Tensor) -> Tensor:
-    """Sums over boxes ``[corner, corner + side)`` of per-sample maps, from their integral images.
+def box_sums(values: Tensor, sample: Tensor, side: Tensor, corner: Tensor, max_side: int) -> Tensor:
+    """Sums over boxes ``[corner, corner + side)`` of per-sample maps, each summed element by element.
+
+    Every box gathers its ``side^d`` elements (padded to ``max_side^d``, the padding weighing 0) and
+    sums them, so a box of exact zeros sums to exactly 0 and a box's sum never carries the rounding
+    of the rest of the map (integral images do: their differences cancel catastrophically).
 
     Args:
-        integral: ``(B, *(S + 1))`` with ``integral[b, i] = sum of map[b, :i]`` over all axes
-            (zero first row/column), see :func:`integral_image`.
-        sample: ``(n,)`` the map of each box; side ``(n,)``; corner ``(n, d)``.
+        values: ``(B, *S)`` maps; sample: ``(n,)`` the map of each box; side ``(n,)`` with
+            ``side <= max_side``; corner ``(n, d)``, boxes inside the map.
 
     Example:
         >>> values = torch.arange(12.0).reshape(1, 3, 4)
-        >>> box_sums(integral_image(values), torch.tensor([0]), torch.tensor([2]), torch.tensor([[1, 1]])).tolist()
+        >>> box_sums(values, torch.tensor([0]), torch.tensor([2]), torch.tensor([[1, 1]]), 3).tolist()
         [30.0]
     """
-    d = corner.shape[1]
-    flat = integral.reshape(integral.shape[0], -1)
-    strides = []
+    spatial = values.shape[1:]
+    d = len(spatial)
+    device = values.device
+    axes = torch.meshgrid(*[torch.arange(max_side, device=device)] * d, indexing="ij")
+    offsets = torch.stack([axis.reshape(-1) for axis in axes], dim=1)  # (m, d)
+    inside = (offsets.unsqueeze(0) < side.reshape(-1, 1, 1)).all(dim=2)  # (n, m)
+    index = sample.reshape(-1, 1) * math.prod(spatial)
     stride = 1
-    for size in reversed(integral.shape[1:]):
-        strides.append(stride)
-        stride *= size
-    strides.reverse()
-    total = torch.zeros(side.shape[0], dtype=integral.dtype, device=integral.device)
-    for far in itertools.product((0, 1), repeat=d):  # inclusion-exclusion over the 2^d box corners
-        index = torch.zeros_like(side)
-        for axis in range(d):
-            index = index + (corner[:, axis] + far[axis] * side) * strides[axis]
-        sign = -1.0 if (d - sum(far)) % 2 else 1.0
-        total = total + sign * flat[sample, index]
-    return total
-
-
-def integral_image(values: Tensor) -> Tensor:
-    """``(B, *S) -> (B, *(S + 1))`` cumulative sums over every spatial axis with a zero first slice, in float64."""
-    out = values.to(torch.float64)
-    for axis in range(1, values.ndim):
-        out = torch.nn.functional.pad(out.cumsum(dim=axis), _pad_before(values.ndim, axis))
-    return out
-
-
-def _pad_before(ndim: int, axis: int) -> tuple[int, ...]:
-    pads = [0] * (2 * (ndim - 1))
-    pads[2 * (ndim - 1 - axis)] = 1  # F.pad lists the last axis first
-    return tuple(pads)
+    for axis in reversed(range(d)):
+        position = (corner[:, axis : axis + 1] + offsets[:, axis]).clamp(max=spatial[axis] - 1)
+        index = index + position * stride
+        stride *= spatial[axis]
+    gathered = values.reshape(-1).index_select(0, index.reshape(-1)).reshape(index.shape)
+    return torch.where(inside, gathered, torch.zeros_like(gathered)).sum(dim=1)

@@ -39,7 +39,6 @@ from xaiscore.functional._faithfulness_common import finish_scores, pearson_rows
 from xaiscore.functional._random_perturbations import (
     box_sums,
     counter_normal,
-    integral_image,
     patch_masks,
     random_patches,
     random_subsets,
@@ -183,14 +182,14 @@ def infidelity(
         # s_j = sum over the square of sum_c w a: box sums of one map per sample, from its integral image.
         removed = x - substrate
         weight = (removed != 0).to(x.dtype) if multiply_by_inputs else removed
-        integral = integral_image((weight * a_full).sum(dim=1))
+        projected = (weight * a_full).sum(dim=1)  # (B, *S): a square's projection is its box sum
 
     def compute(start: int, stop: int) -> Tensor:
         sample, _ = item_samples(start, stop, n_perturbations, x.device)
         if perturbation == "square":
             side, corner = random_patches(keys[start:stop], spatial, sizes)
             perturbed = where_items(patch_masks(side, corner, spatial), substrate, x, start, stop, n_perturbations)
-            projection = box_sums(integral, sample, side, corner).to(x.dtype)
+            projection = box_sums(projected, sample, side, corner, max(sizes)).to(x.dtype)
         else:
             originals = take_rows(x, sample)
             draws = counter_normal(keys[start:stop], originals[0].numel(), dtype=x.dtype)

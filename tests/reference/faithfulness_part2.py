@@ -29,6 +29,7 @@ import scipy.sparse.linalg
 import scipy.spatial.distance
 import torch
 
+from tests.reference.faithfulness import pixel_features as features
 from tests.reference.localization import reduce_map
 
 # --- model ------------------------------------------------------------------------------------------
@@ -56,23 +57,6 @@ def baseline_image(x: np.ndarray, baseline) -> np.ndarray:
     if baseline == "mean":
         return np.broadcast_to(x.reshape(x.shape[0], -1).mean(1).reshape((-1,) + (1,) * (x.ndim - 1)), x.shape).copy()
     return np.full_like(x, float(baseline))
-
-
-def features(x: np.ndarray, a: np.ndarray, how: str | None):
-    """``(members, values)``: the element index tuples of each feature, and its attribution."""
-    channels, spatial = x.shape[0], x.shape[1:]
-    members, values = [], []
-    if how is None:
-        full = np.broadcast_to(a, x.shape)
-        for index in itertools.product(range(channels), *[range(n) for n in spatial]):
-            members.append([index])
-            values.append(float(full[index]))
-        return members, np.array(values)
-    reduced = reduce_map(a, how)[0]
-    for position in itertools.product(*[range(n) for n in spatial]):
-        members.append([(c,) + position for c in range(channels)])
-        values.append(float(reduced[position]))
-    return members, np.array(values)
 
 
 # --- ROAD ------------------------------------------------------------------------------------------

@@ -120,6 +120,18 @@ def _ordered_keys(a_flat: Tensor) -> Tensor:
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
+def _sorted_packed_keys(a_flat: Tensor, low: Tensor, low_bits: int) -> Tensor:
+    """Rows of int64 keys ``value key << low_bits | low``, sorted ascending (in place on CPU).
+
+    One int64 sort orders by value and, among ties, by ``low`` (a mask bit or an index): no argsort
+    and no gather. Half-precision and float32 values only (their order keys fit in 32 bits).
+    """
+    keys = _ordered_keys(a_flat).to(torch.int64)
+    keys <<= low_bits
+    keys |= low
+    return sort_values_(keys)
+
+
 def _doubled_ranks_of_sorted(values: Tensor) -> Tensor:
     """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged).
 
@@ -155,10 +167,7 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         # those with a value <= its own, ``lt`` (outside features before its group) those below
         # it; the Mann-Whitney ``2 U = sum (lt + le)`` and ``2 R = 2 U + P (P + 1)``.
         # In-place steps: fresh 25 MB buffers cost more in page faults than the arithmetic on them.
-        keys = _ordered_keys(a_flat).to(torch.int64)
-        keys <<= 1
-        keys |= mask_flat
-        keys = sort_values_(keys)
+        keys = _sorted_packed_keys(a_flat, mask_flat, 1)
         outside = keys.to(torch.int32)  # the low word holds the mask bit
         outside &= 1
         in_mask = outside.bool()
@@ -177,11 +186,9 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         exact_in_double = 2 * le.shape[1] ** 2 < 2**53
         total = le.sum(1, dtype=torch.float64).to(torch.int64) if exact_in_double else le.sum(1, dtype=torch.int64)
         return total + positives * (positives + 1)
-    else:
-        order = argsort(a_flat)
-        values = a_flat.gather(1, order)
-        in_mask = mask_flat.gather(1, order)
-    return (_doubled_ranks_of_sorted(values) * in_mask).sum(1, dtype=torch.int64)
+    order = argsort(a_flat)
+    in_mask = mask_flat.gather(1, order)
+    return (_doubled_ranks_of_sorted(a_flat.gather(1, order)) * in_mask).sum(1, dtype=torch.int64)
 
 
 def average_ranks(a_flat: Tensor) -> Tensor:
@@ -196,10 +203,7 @@ def average_ranks(a_flat: Tensor) -> Tensor:
     n = a_flat.shape[1]
     if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16) and n < 2**31:
         # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on CPU.
-        keys = _ordered_keys(a_flat).to(torch.int64)
-        keys <<= 32
-        keys |= torch.arange(n, device=a_flat.device)
-        keys = sort_values_(keys)
+        keys = _sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF
         keys >>= 32
         doubled = _doubled_ranks_of_sorted(keys).to(torch.int64)

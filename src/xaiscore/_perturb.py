@@ -663,13 +663,16 @@ def perturbed_scores(
         piece = bound[t0:t1].unsqueeze(1) if bound.ndim == 1 else bound[b0:b1, t0:t1].transpose(0, 1)
         return piece.reshape((t1 - t0, -1) + spatial_ones).to(mask_dtype)  # (kt, kb|1, 1, ...)
 
+    def piece_items(t0: int, t1: int, b0: int, b1: int) -> tuple[Tensor, Tensor]:
+        """``(sample, step)`` of the items of a piece, step-major like the chunk."""
+        samples = torch.arange(b0, b1, device=x.device).repeat(t1 - t0)
+        return samples, torch.arange(t0, t1, device=x.device).repeat_interleave(b1 - b0)
+
     def build(out: Tensor, t0: int, t1: int, b0: int, b1: int) -> None:
         kt, kb = t1 - t0, b1 - b0
         view = out.view((kt, kb) + tuple(x.shape[1:]))
         if isinstance(substrate, SparseSubstrate):
-            samples = torch.arange(b0, b1, device=x.device).repeat(kt)
-            steps = torch.arange(t0, t1, device=x.device).repeat_interleave(kb)
-            elements, values = substrate.fn(samples, steps)
+            elements, values = substrate.fn(*piece_items(t0, t1, b0, b1))
             view.copy_(x[b0:b1].unsqueeze(0).expand_as(view))
             out.view(kt * kb, -1).scatter_(1, elements, values.to(x.dtype))
             return
@@ -691,9 +694,7 @@ def perturbed_scores(
         if isinstance(substrate, Tensor):
             fill = substrate[b0:b1] if substrate.shape[0] == b and b > 1 else substrate
         else:
-            samples = torch.arange(b0, b1, device=x.device).repeat(kt)
-            steps = torch.arange(t0, t1, device=x.device).repeat_interleave(kb)
-            fill = substrate(samples, steps).reshape((kt, kb) + tuple(x.shape[1:]))
+            fill = substrate(*piece_items(t0, t1, b0, b1)).reshape((kt, kb) + tuple(x.shape[1:]))
         view.addcmul_(fill, torch.rsub(keep, 1.0))
 
     def compute(start: int, stop: int) -> Tensor:

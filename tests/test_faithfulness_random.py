@@ -315,6 +315,27 @@ def test_draws_have_the_documented_distributions():
     assert float(coverage[2, 3]) > float(coverage[0, 0])  # the centre is covered more often
 
 
+def test_counter_normal_pairs_cosines_and_sines_of_one_hash():
+    """Column j and column h + j (h = ceil(size / 2)) come from the same hash: radius r, angles cos/sin."""
+    keys = random_keys(3000, torch.Generator().manual_seed(5))
+    for size in (1, 2, 7, 40):
+        z = counter_normal(keys, size, dtype=torch.float64)
+        assert z.shape == (3000, size) and bool(torch.isfinite(z).all())
+        half = (size + 1) // 2
+        rest = size - half
+        if rest:
+            radius_sq = z[:, :rest] ** 2 + z[:, half:] ** 2  # r^2 = -2 log u1 ~ Exp(1/2), mean 2
+            assert abs(float(radius_sq.mean()) - 2.0) < 0.1
+            assert abs(float(torch.corrcoef(torch.stack([z[:, 0], z[:, half]]))[0, 1])) < 0.06
+    # Drawn in float32 and cast: float32 and float64 runs see the same noise; a key's row never
+    # depends on the other keys.
+    assert torch.equal(counter_normal(keys[:5], 9, dtype=torch.float64),
+                       counter_normal(keys[:5], 9).double())
+    assert torch.equal(counter_normal(keys[2:4], 9), counter_normal(keys, 9)[2:4])
+    tail = counter_normal(random_keys(20000, torch.Generator().manual_seed(6)), 100).abs()
+    assert float(tail.max()) < 7.0 and 0.002 < float((tail > 3).double().mean()) < 0.0034  # 2 * (1 - Phi(3))
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 
 

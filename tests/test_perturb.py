@@ -207,3 +207,18 @@ def test_perturbed_scores_builds_exactly_the_documented_images(substrate_kind, b
                 value = torch.full_like(x[i], fill)
             expected = torch.where(inside, value, x[i]).flatten() @ weights
             torch.testing.assert_close(torch.stack([scores[0][i, t], scores[1][i, t]]), expected, rtol=0, atol=1e-12)
+
+
+def test_block_noise_fill_equals_the_chunked_draws_for_any_worker_count():
+    from xaiscore._noise import NOISE_BLOCK_ITEMS, BlockNoise
+
+    n_items = 3 * NOISE_BLOCK_ITEMS + 5
+    for kind, dtype in (("gaussian", torch.float32), ("uniform", torch.float64)):
+        noise = BlockNoise(n_items, (2, 3), kind=kind, low=-0.5, high=0.5,
+                           generator=torch.Generator().manual_seed(3), dtype=dtype)
+        expected = torch.cat([noise(0, 7), noise(7, 70), noise(70, n_items)])
+        for workers in (1, 2, 4):
+            out = noise.fill(torch.empty((n_items, 2, 3), dtype=dtype), workers=workers)
+            assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match=r"Expected `out` of shape \(101, 2, 3\)"):
+        noise.fill(torch.empty((n_items, 2), dtype=torch.float64))

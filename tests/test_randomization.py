@@ -372,6 +372,24 @@ def test_smooth_mprt_is_chunk_size_invariant_in_float32_too():
         torch.testing.assert_close(other.curve, results[0].curve, rtol=1e-6, atol=1e-6)
 
 
+def test_smooth_mprt_builds_the_same_noisy_inputs_with_and_without_keeping_them(monkeypatch):
+    """Small inputs: all noisy copies are built once, up front (noise drawn on threads); large ones per chunk."""
+    model = make_model().float()
+    x, target = inputs(3)
+    x = x.float()
+    kept_log: list = []
+    kept = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, kept_log), n_samples=70,
+                           max_batch_size=16, seed=1)
+    monkeypatch.setattr(rnd._SmoothExplainer, "CACHE_BYTES", 0)
+    chunk_log: list = []
+    per_chunk = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, chunk_log), n_samples=70,
+                                max_batch_size=16, seed=1)
+    assert len(kept_log[0]) == len(chunk_log[0]) == 3 * 70
+    for rows_kept, rows_chunk in zip(kept_log, chunk_log):
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(rows_kept, rows_chunk))
+    torch.testing.assert_close(kept.curve, per_chunk.curve, rtol=0, atol=0)
+
+
 def test_explain_calls_are_chunked_under_max_batch_size():
     model = make_model()
     x, target = inputs(5)

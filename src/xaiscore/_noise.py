@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -165,6 +166,29 @@ class BlockNoise:
         if target is not out:
             out.copy_(target)
 
+    def fill(self, out: Tensor, *, workers: int = 1) -> Tensor:
+        """Draw the noise of every item into ``out`` ``(n_items, *item_shape)``; equal to ``self(0, n_items)``.
+
+        With ``workers > 1`` (CPU only) the blocks are drawn on that many
+        threads: each block has its own generator, so the values are the same.
+        """
+        expected = (self.n_items,) + self.item_shape
+        if tuple(out.shape) != expected:
+            raise ValueError(f"Expected `out` of shape {expected}, but got {tuple(out.shape)}.")
+        n_blocks = len(self._seeds)
+
+        def draw(index: int) -> None:
+            self._fill(out[index * NOISE_BLOCK_ITEMS: (index + 1) * NOISE_BLOCK_ITEMS], index)
+
+        workers = min(workers, n_blocks) if self.device.type == "cpu" else 1
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(draw, range(n_blocks)))  # re-raises a worker's exception
+        else:
+            for index in range(n_blocks):
+                draw(index)
+        return out
+
     def add_to(self, x: Tensor, start: int, stop: int) -> Tensor:
         """``x + noise(start, stop)`` as a new tensor, drawing whole blocks in place (fewer passes).
 
@@ -199,7 +223,8 @@ class Chunk(NamedTuple):
         start, stop: The item range.
         rows: ``(m,)`` long, the sample index of each item (``item // n``).
         steps: ``(m,)`` long, the perturbation index of each item (``item % n``).
-        x: ``(m, C, *S)`` the unperturbed inputs of those samples.
+        x: ``(m, C, *S)`` the unperturbed inputs of those samples (``None`` when
+            :func:`perturbed_statistics` was called with ``gather_inputs=False``).
         x_perturbed: ``(m, C, *S)`` the perturbed inputs.
         a_perturbed: ``(m, C', *S)`` their explanations.
         logits: ``(m, K)`` the model's outputs on ``x_perturbed``, or ``None``.
@@ -209,7 +234,7 @@ class Chunk(NamedTuple):
     stop: int
     rows: Tensor
     steps: Tensor
-    x: Tensor
+    x: Tensor | None
     x_perturbed: Tensor
     a_perturbed: Tensor
     logits: Tensor | None
@@ -239,13 +264,14 @@ def perturbed_statistics(
     target: Tensor,
     *,
     n_perturbations: int,
-    perturb: Callable[[Tensor, int, int, Tensor], Tensor],
+    perturb: Callable[[Tensor | None, int, int, Tensor], Tensor],
     statistic: Callable[[Chunk], Tensor],
     max_batch_size: int,
     forward_fn: Callable[[Tensor], Tensor] | None = None,
     explanation_shape: Sequence[int] | None = None,
     validate: bool = True,
     name: str = "explain_fn",
+    gather_inputs: bool = True,
 ) -> Tensor:
     """Explain ``n_perturbations`` perturbed copies of every sample in chunks and reduce each to statistics.
 
@@ -269,6 +295,9 @@ def perturbed_statistics(
             (default: what :func:`xaiscore.explainers.check_explanation` allows).
         validate: Check at the end that every explanation was finite (one host read).
         name: The explain function's name in error messages.
+        gather_inputs: Copy the unperturbed rows ``x[rows]`` of each chunk for
+            ``perturb`` and the statistic; ``False`` passes ``None`` instead (for
+            perturbations that do not read them, e.g. precomputed inputs).
 
     Returns:
         ``(B, n, ...)``: the statistics, sample-major.
@@ -289,7 +318,8 @@ def perturbed_statistics(
         items = torch.arange(start, stop, device=x.device)
         rows = torch.div(items, n, rounding_mode="floor")
         steps = items - rows * n
-        x_rows = x[rows]  # advanced indexing: index_select is ~40x slower on CPU for 4-D tensors
+        # Advanced indexing: index_select is ~40x slower on CPU for 4-D tensors.
+        x_rows = x[rows] if gather_inputs else None
         x_perturbed = perturb(x_rows, start, stop, steps)
         with torch.enable_grad():  # gradient explainers work even when the caller disabled grad
             a_perturbed = explain_fn(x_perturbed, target[rows])

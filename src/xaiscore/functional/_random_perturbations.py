@@ -25,9 +25,13 @@ __all__ = ["counter_normal", "random_subsets", "random_patches", "patch_masks", 
 def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
     """Standard normal noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` (Box-Muller).
 
-    Two independent uniform streams per key (columns ``[0, size)`` and
-    ``[size, 2 size)`` of :func:`counter_uniform`) give
-    ``sqrt(-2 log(1 - u1)) cos(2 pi u2)``, computed in float64.
+    One 64-bit hash of :func:`xaiscore._perturb.counter_bits` gives two
+    normals: with ``h = ceil(size / 2)``, hash ``j < h`` of a key yields
+    ``u1`` from its upper 32 bits (``(bits + 1/2) / 2^32``, in ``(0, 1)``) and an
+    angle ``2 pi u2`` from its lower 24 bits; column ``j`` is
+    ``sqrt(-2 log u1) cos(2 pi u2)`` and column ``h + j`` the matching sine.
+    Computed in float32 (tails are exact to about 6.7 standard deviations) and
+    cast to ``dtype``, so float32 and float64 runs see the same noise.
 
     Example:
         >>> from xaiscore._perturb import random_keys
@@ -36,10 +40,16 @@ def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float3
         >>> z.shape, torch.equal(z[1:], counter_normal(keys[1:], 4))
         (torch.Size([3, 4]), True)
     """
-    u1 = counter_uniform(keys, size, dtype=torch.float64)
-    u2 = counter_uniform(keys, size, dtype=torch.float64, offset=size)
-    radius = torch.sqrt(-2.0 * torch.log1p(-u1))
-    return (radius * torch.cos((2.0 * math.pi) * u2)).to(dtype)
+    half = (size + 1) // 2
+    bits = counter_bits(keys, torch.arange(half, device=keys.device).unsqueeze(0))  # (n, h) int64
+    u1 = ((bits >> 32) & 0xFFFFFFFF).to(torch.float32).add_(0.5).mul_(2.0**-32)
+    radius = u1.log_().mul_(-2.0).sqrt_()
+    angle = (bits & 0xFFFFFF).to(torch.float32).mul_(2.0 * math.pi * 2.0**-24)
+    out = torch.empty((keys.shape[0], size), dtype=torch.float32, device=keys.device)
+    torch.mul(radius, torch.cos(angle), out=out[:, :half])
+    rest = size - half
+    torch.mul(radius[:, :rest], torch.sin(angle[:, :rest]), out=out[:, half:])
+    return out.to(dtype)
 
 
 #: Below this many features, or above this share of them, subsets come from one uniform per feature.

@@ -294,19 +294,29 @@ class _SmoothExplainer:
         self.std = (noise_magnitude * spread).reshape((-1,) + (1,) * (x.ndim - 1))
         self.noise = BlockNoise(x.shape[0] * n_samples, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0,
                                 generator=generator, device=x.device, dtype=x.dtype)
-        self.cache: dict[tuple[int, int], Tensor] | None = (
-            {} if x.numel() * n_samples * x.element_size() <= self.CACHE_BYTES else None
-        )
+        # Small enough: all noisy inputs are built once, up front, and reused by every model.
+        self.keep_all = x.numel() * n_samples * x.element_size() <= self.CACHE_BYTES
+        self.noisy_inputs: Tensor | None = None
 
-    def _perturb(self, x_rows: Tensor, start: int, stop: int, steps: Tensor) -> Tensor:
-        if self.cache is not None and (start, stop) in self.cache:
-            return self.cache[(start, stop)]
+    def _all_noisy_inputs(self) -> Tensor:
+        """``(B * n, C, *S)``: every noisy copy, copy ``n - 1`` of each sample noise-free."""
+        if self.noisy_inputs is None:
+            batch, n = self.x.shape[0], self.n
+            inputs = torch.empty((batch * n,) + tuple(self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device)
+            self.noise.fill(inputs, workers=torch.get_num_threads())
+            per_sample = inputs.view((batch, n) + tuple(self.x.shape[1:]))
+            noisy = per_sample[:, : n - 1]
+            torch.addcmul(self.x.unsqueeze(1), noisy, self.std.unsqueeze(1), out=noisy)  # as the per-chunk path
+            per_sample[:, n - 1].copy_(self.x)
+            self.noisy_inputs = inputs
+        return self.noisy_inputs
+
+    def _perturb(self, x_rows: Tensor | None, start: int, stop: int, steps: Tensor) -> Tensor:
+        if x_rows is None:  # keep_all: perturbed_statistics was told not to gather the rows
+            return self._all_noisy_inputs()[start:stop]
         rows = torch.div(torch.arange(start, stop, device=x_rows.device), self.n, rounding_mode="floor")
         noisy = (steps != self.n - 1).to(x_rows.dtype).reshape((-1,) + (1,) * (x_rows.ndim - 1))
-        noisy_rows = torch.addcmul(x_rows, self.noise(start, stop), self.std.index_select(0, rows) * noisy)
-        if self.cache is not None:
-            self.cache[(start, stop)] = noisy_rows
-        return noisy_rows
+        return torch.addcmul(x_rows, self.noise(start, stop), self.std.index_select(0, rows) * noisy)
 
     def __call__(self, explainer: ExplainFn) -> Tensor:
         sums: list[Tensor] = []
@@ -322,7 +332,7 @@ class _SmoothExplainer:
 
         perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n, perturb=self._perturb,
                              statistic=accumulate, max_batch_size=self.max_batch_size, validate=False,
-                             name="explainer_factory(model)(x, target)")
+                             name="explainer_factory(model)(x, target)", gather_inputs=not self.keep_all)
         return (sums[0] / self.n).to(self.x.dtype)
 
 

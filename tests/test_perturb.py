@@ -70,6 +70,25 @@ def test_ranks_break_ties_by_lower_index(values, order):
     assert [expected_order.index(f) for f in range(len(values))] == ranks
 
 
+@given(rows=st.integers(1, 4), n=st.integers(1, 40), dtype=st.sampled_from([torch.float32, torch.float64]),
+       order=st.sampled_from(["morf", "lerf"]), seed=st.integers(0, 2**16))
+def test_ranks_equal_a_stable_sort_with_signed_zeros_and_many_ties(rows, n, dtype, order, seed):
+    """float32 ranks come from one packed int64 sort, float64 from torch's stable sort: the same rule."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = torch.tensor([-2.5, -0.0, 0.0, 1e-30, 3.0, -1e-30], dtype=dtype)
+    scores = pool[torch.randint(0, len(pool), (rows, n), generator=generator)]
+    key = -scores if order == "morf" else scores
+    expected = torch.empty((rows, n), dtype=torch.long)
+    expected.scatter_(1, torch.sort(key, dim=1, stable=True).indices, torch.arange(n).expand(rows, n))
+    assert torch.equal(rank_features(scores, order=order), expected)
+    counts = torch.randint(0, n + 1, (rows,), generator=generator)
+    ranked = rank_features(scores, order=order, counts=counts)
+    for row in range(rows):  # the first counts[row] slots keep their relative order; the rest come last
+        k = int(counts[row])
+        assert torch.equal(ranked[row, :k], rank_features(scores[row:row + 1, :k], order=order)[0])
+        assert ranked[row, k:].tolist() == list(range(k, n))
+
+
 def test_element_features_broadcast_a_one_channel_map():
     a = torch.tensor([[[[1.0, 3.0]]]])  # (1, 1, 1, 2)
     part = partition((1, 2, 1, 2), reduce_channels=None)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["sort_values", "sort_values_", "argsort"]
+__all__ = ["sort_values", "sort_values_", "argsort", "PACKABLE_DTYPES", "sorted_packed_keys"]
 
 _NUMPY_SORTABLE = {torch.float16, torch.float32, torch.float64, torch.int8, torch.int16,
                    torch.int32, torch.int64, torch.uint8, torch.bool}
@@ -63,3 +63,34 @@ def argsort(t: Tensor) -> Tensor:
     if _numpy_path(t):
         return torch.from_numpy(np.argsort(t.detach().numpy(), axis=-1).astype(np.int64, copy=False))
     return torch.sort(t, dim=-1).indices
+
+
+#: Dtypes whose values map to order-preserving 32-bit keys (see :func:`sorted_packed_keys`).
+PACKABLE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _ordered_keys(values: Tensor) -> Tensor:
+    """Map float32 (or half) values to int32 keys with the same order (``-0.0`` and ``0.0`` equal)."""
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)
+    # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+def sorted_packed_keys(values: Tensor, low: Tensor, low_bits: int) -> Tensor:
+    """Rows of int64 keys ``value key << low_bits | low``, sorted ascending (in place on CPU).
+
+    One int64 sort orders by value and, among equal values, by ``low`` (a mask
+    bit or an index, ``0 <= low < 2**low_bits``): a stable argsort without an
+    argsort (``keys & (2**low_bits - 1)`` recovers ``low``) and no gather.
+    Values in :data:`PACKABLE_DTYPES` only (their order keys fit in 32 bits);
+    NaN sorts after ``inf``.
+
+    Example:
+        >>> keys = sorted_packed_keys(torch.tensor([[2.0, -1.0, 2.0, 0.0]]), torch.arange(4), 32)
+        >>> (keys & 0xFFFFFFFF).tolist()
+        [[1, 3, 0, 2]]
+    """
+    keys = _ordered_keys(values).to(torch.int64)
+    keys <<= low_bits
+    keys |= low
+    return sort_values_(keys)

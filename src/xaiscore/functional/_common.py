@@ -17,7 +17,7 @@ from xaiscore._checks import (
     check_mask,
 )
 from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
-from xaiscore._sort import argsort, sort_values, sort_values_
+from xaiscore._sort import argsort, sort_values, sorted_packed_keys
 
 __all__ = [
     "prepare_map_and_mask",
@@ -113,25 +113,6 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
 
 
-def _ordered_keys(a_flat: Tensor) -> Tensor:
-    """Map float32 values to int32 keys with the same order (``-0.0`` and ``0.0`` equal)."""
-    bits = (a_flat.to(torch.float32) + 0.0).view(torch.int32)
-    # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
-    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
-
-
-def _sorted_packed_keys(a_flat: Tensor, low: Tensor, low_bits: int) -> Tensor:
-    """Rows of int64 keys ``value key << low_bits | low``, sorted ascending (in place on CPU).
-
-    One int64 sort orders by value and, among ties, by ``low`` (a mask bit or an index): no argsort
-    and no gather. Half-precision and float32 values only (their order keys fit in 32 bits).
-    """
-    keys = _ordered_keys(a_flat).to(torch.int64)
-    keys <<= low_bits
-    keys |= low
-    return sort_values_(keys)
-
-
 def _doubled_ranks_of_sorted(values: Tensor) -> Tensor:
     """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged).
 
@@ -167,7 +148,7 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         # those with a value <= its own, ``lt`` (outside features before its group) those below
         # it; the Mann-Whitney ``2 U = sum (lt + le)`` and ``2 R = 2 U + P (P + 1)``.
         # In-place steps: fresh 25 MB buffers cost more in page faults than the arithmetic on them.
-        keys = _sorted_packed_keys(a_flat, mask_flat, 1)
+        keys = sorted_packed_keys(a_flat, mask_flat, 1)
         outside = keys.to(torch.int32)  # the low word holds the mask bit
         outside &= 1
         in_mask = outside.bool()
@@ -203,7 +184,7 @@ def average_ranks(a_flat: Tensor) -> Tensor:
     n = a_flat.shape[1]
     if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16) and n < 2**31:
         # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on CPU.
-        keys = _sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
+        keys = sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF
         keys >>= 32
         doubled = _doubled_ranks_of_sorted(keys).to(torch.int64)

@@ -614,10 +614,13 @@ def perturbed_scores(
     ``[lo[b, t], hi[b, t])`` taken from the substrate. Items are ordered step
     by step (flat index ``t * B + b``), so a chunk of at most ``max_batch_size``
     images covers at most three rectangular pieces (steps x consecutive
-    samples): each is built by one broadcast comparison of the rank *slices*
-    with the bounds and one ``torch.where`` into the chunk's buffer, with no
-    gather of ``x`` or of the ranks. Chunks go through ``forward_fn`` under
-    ``torch.inference_mode()``.
+    samples): each is built from the rank *slices* and the bounds by a few
+    float passes (a 0/1 weight ``keep``) and one ``torch.lerp(fill, x, keep)``
+    into the chunk's buffer, with no gather of ``x`` or of the ranks. The
+    images are exact (kept elements equal ``x``, perturbed ones the
+    substrate, bit for bit) as long as ``x - substrate`` is finite, i.e. for
+    float32 values below about 1e38 in magnitude. Chunks go through
+    ``forward_fn`` under ``torch.inference_mode()``.
 
     Args:
         forward_fn: Model returning logits ``(n, K)``.
@@ -683,24 +686,28 @@ def perturbed_scores(
             return
         r = (rank_f[b0:b1] if rank_f.shape[0] == b else rank_f).unsqueeze(0)
         low, high = bound_piece(lo, t0, t1, b0, b1), bound_piece(hi, t0, t1, b0, b1)
-        # keep = 1 outside [lo, hi) and 0 inside; for integer ranks r >= hi <=> r - (hi - 1) >= 1
-        # and r < lo <=> lo - r >= 1. The image is x * keep + fill * (1 - keep), exact for finite
-        # values (x * 1 + fill * 0 == x).
-        keep = None if high is None else torch.sub(r, high - 1).clamp_(0, 1)
-        if low is not None:
-            below = torch.sub(low, r).clamp_(0, 1)
-            keep = below if keep is None else torch.maximum(keep, below)
+        # keep = 1 outside [lo, hi) and 0 inside, from float arithmetic on integer ranks:
+        # r >= hi <=> r - (hi - 1) >= 1, r < lo <=> lo - r >= 1, and both at once
+        # <=> |r - mid| - half >= 1 with mid = (lo + hi - 1) / 2, half = (hi - 1 - lo) / 2.
+        if low is None:
+            keep = torch.sub(r, high - 1).clamp_(0, 1)
+        elif high is None:
+            keep = torch.sub(low, r).clamp_(0, 1)
+        else:
+            keep = torch.sub(r, (low + high - 1) * 0.5).abs_().sub_((high - 1 - low) * 0.5).clamp_(0, 1)
         keep = keep.to(x.dtype)
-        torch.mul(x[b0:b1], keep, out=view)
-        if isinstance(substrate, (int, float)):
-            if substrate != 0:
-                view.add_(torch.rsub(keep, 1.0), alpha=float(substrate))
+        if isinstance(substrate, (int, float)) and substrate == 0:
+            torch.mul(x[b0:b1], keep, out=view)  # exact: x * 1 == x, x * 0 == 0
             return
-        if isinstance(substrate, Tensor):
+        if isinstance(substrate, (int, float)):
+            fill = torch.full((1,) * x.ndim, float(substrate), dtype=x.dtype, device=x.device)
+        elif isinstance(substrate, Tensor):
             fill = substrate[b0:b1] if substrate.shape[0] == b and b > 1 else substrate
         else:
             fill = substrate(*piece_items(t0, t1, b0, b1)).reshape((kt, kb) + tuple(x.shape[1:]))
-        view.addcmul_(fill, torch.rsub(keep, 1.0))
+        # One pass; torch.lerp is exact at weights 0 and 1 (start + 0 * d, end - d * 0), so kept
+        # elements equal x and perturbed ones the fill bit for bit while x - fill is finite.
+        torch.lerp(fill, x[b0:b1], keep, out=view)
 
     def compute(start: int, stop: int) -> Tensor:
         out = torch.empty((stop - start,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from xaiscore._perturb import counter_bits, counter_uniform
+from xaiscore._sort import sort_values_
 
 __all__ = ["counter_normal", "random_subsets", "random_patches", "patch_masks", "random_patch_masks",
            "box_sums"]
@@ -92,7 +94,9 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
     if n_features >= _CANDIDATE_MIN_FEATURES and k * _CANDIDATE_MAX_SHARE <= n_features:
         draws = counter_uniform(keys, 2 * k + 64, dtype=torch.float64)
         index = (draws * n_features).long().clamp_(max=n_features - 1)
-        ordered, order = torch.sort(index, dim=1, stable=True)
+        # A stable sort of the indices as one sort of unique (index, draw position) keys.
+        packed = sort_values_((index << 32) | torch.arange(index.shape[1], device=device))
+        ordered, order = packed >> 32, packed & 0xFFFFFFFF
         first = torch.ones_like(ordered, dtype=torch.bool)
         first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # the earliest draw of each index (stable sort)
         new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order
@@ -107,9 +111,20 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
         for start in range(0, n, _ROWS_PER_BLOCK):  # blocks of rows keep the hash temporaries in cache
             bits = counter_bits(keys[start : start + _ROWS_PER_BLOCK], half)
             values = torch.stack([bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFFFFFF], dim=2).flatten(1)
-            smallest = torch.topk(values[:, :n_features], k, dim=1, largest=False, sorted=False).indices
+            smallest = _smallest(values[:, :n_features], k)
             chosen[start : start + _ROWS_PER_BLOCK].scatter_(1, smallest, True)
     return ~chosen if complement else chosen
+
+
+def _smallest(values: Tensor, k: int) -> Tensor:
+    """Column indices of the ``k`` smallest values of each row (in no particular order), int64.
+
+    numpy's introselect on CPU (1.3-1.7x faster than ``torch.topk`` there), ``torch.topk``
+    elsewhere; among equal values at the boundary either may pick any.
+    """
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.ascontiguousarray(np.argpartition(values.numpy(), k - 1, axis=1)[:, :k]))
+    return torch.topk(values, k, dim=1, largest=False, sorted=False).indices
 
 
 def random_patches(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:

@@ -235,9 +235,24 @@ def test_monotonicity_correlation_matches_reference_deterministic_baseline(data)
     close(ours, expected)
 
 
-def test_monotonicity_correlation_uniform_noise_is_the_documented_counter_noise():
+def _counter_noise_reference(model, x, a, target, *, seed, per_step, n_samples, **options):
+    """The per-sample reference fed the kernel's documented uniform noise: draw ``r`` of sample ``i``
+    is ``counter_uniform`` of key ``(i, r)`` from ``random_keys((B, n_samples), seed)``."""
     from xaiscore._perturb import counter_uniform, random_keys
 
+    keys = random_keys((x.shape[0], n_samples), torch.Generator().manual_seed(seed))
+    size = x[0].numel()
+    expected = []
+    for i in range(x.shape[0]):
+        def noise(r, i=i):
+            return counter_uniform(keys[i, r:r + 1], size, dtype=torch.float64).reshape(x.shape[1:]).numpy()
+
+        expected.append(ref.monotonicity_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
+                                                     per_step=per_step, n_samples=n_samples, noise=noise, **options))
+    return expected
+
+
+def test_monotonicity_correlation_uniform_noise_is_the_documented_counter_noise():
     model = xst.tiny_mlp((2, 3, 3), 3, seed=8)
     generator = torch.Generator().manual_seed(9)
     x = torch.rand(2, 2, 3, 3, generator=generator, dtype=torch.float64)
@@ -245,23 +260,13 @@ def test_monotonicity_correlation_uniform_noise_is_the_documented_counter_noise(
     target = torch.tensor([0, 1])
     ours = fa.monotonicity_correlation(model, x, a, target, n_samples=4, features_per_step=2,
                                        generator=torch.Generator().manual_seed(11))
-    keys = random_keys((2, 4), torch.Generator().manual_seed(11))
-    expected = []
-    for i in range(2):
-        def noise(r, i=i):
-            return counter_uniform(keys[i, r:r + 1], 18, dtype=torch.float64).reshape(2, 3, 3).numpy()
-
-        expected.append(ref.monotonicity_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
-                                                     per_step=2, n_samples=4, noise=noise))
-    close(ours, expected)
+    close(ours, _counter_noise_reference(model, x, a, target, seed=11, per_step=2, n_samples=4))
 
 
 @pytest.mark.parametrize("max_batch_size", [1, 5, 64])
 def test_monotonicity_correlation_uniform_noise_per_element_features(max_batch_size):
     """``reduce_channels=None``: every (channel, position) element is a feature; 18 features in
     groups of 4 (the last group short); any chunking gives the reference."""
-    from xaiscore._perturb import counter_uniform, random_keys
-
     model = xst.tiny_mlp((2, 3, 3), 3, seed=3)
     generator = torch.Generator().manual_seed(4)
     x = torch.rand(2, 2, 3, 3, generator=generator, dtype=torch.float64)
@@ -269,15 +274,7 @@ def test_monotonicity_correlation_uniform_noise_per_element_features(max_batch_s
     target = torch.tensor([2, 0])
     ours = fa.monotonicity_correlation(model, x, a, target, n_samples=3, features_per_step=4, reduce_channels=None,
                                        generator=torch.Generator().manual_seed(5), max_batch_size=max_batch_size)
-    keys = random_keys((2, 3), torch.Generator().manual_seed(5))
-    expected = []
-    for i in range(2):
-        def noise(r, i=i):
-            return counter_uniform(keys[i, r:r + 1], 18, dtype=torch.float64).reshape(2, 3, 3).numpy()
-
-        expected.append(ref.monotonicity_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
-                                                     per_step=4, n_samples=3, noise=noise, how=None))
-    close(ours, expected)
+    close(ours, _counter_noise_reference(model, x, a, target, seed=5, per_step=4, n_samples=3, how=None))
 
 
 # --- edge cases ----------------------------------------------------------------------------------

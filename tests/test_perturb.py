@@ -70,10 +70,11 @@ def test_ranks_break_ties_by_lower_index(values, order):
     assert [expected_order.index(f) for f in range(len(values))] == ranks
 
 
-@given(rows=st.integers(1, 4), n=st.integers(1, 40), dtype=st.sampled_from([torch.float32, torch.float64]),
+@given(rows=st.integers(1, 4), n=st.integers(1, 40),
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
        order=st.sampled_from(["morf", "lerf"]), seed=st.integers(0, 2**16))
 def test_ranks_equal_a_stable_sort_with_signed_zeros_and_many_ties(rows, n, dtype, order, seed):
-    """float32 ranks come from one packed int64 sort, float64 from torch's stable sort: the same rule."""
+    """float32/half ranks come from one packed int64 sort, float64 from torch's stable sort: the same rule."""
     generator = torch.Generator().manual_seed(seed)
     pool = torch.tensor([-2.5, -0.0, 0.0, 1e-30, 3.0, -1e-30], dtype=dtype)
     scores = pool[torch.randint(0, len(pool), (rows, n), generator=generator)]

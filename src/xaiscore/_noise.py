@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._batching import ModelOutputError, call_model, check_max_batch_size, chunked_map
-from xaiscore._checks import DTypeError, NonFiniteError, OptionError, check_fraction
+from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, check_fraction
 
 __all__ = [
     "NOISE_BLOCK_ITEMS",
@@ -174,7 +174,7 @@ class BlockNoise:
         """
         expected = (self.n_items,) + self.item_shape
         if tuple(out.shape) != expected:
-            raise ValueError(f"Expected `out` of shape {expected}, but got {tuple(out.shape)}.")
+            raise ShapeError(f"Expected `out` of shape {expected}, but got {tuple(out.shape)}.")
         n_blocks = len(self._seeds)
 
         def draw(index: int) -> None:

@@ -328,7 +328,6 @@ def rank_features(
         key = torch.rand(b, n, generator=gen, device=gen.device, dtype=torch.float64).to(scores.device)
     else:
         key = -scores if order == "morf" else scores
-        key = key.double() if key.dtype in (torch.float16, torch.bfloat16) else key
     if counts is not None:
         slot = torch.arange(n, device=scores.device).unsqueeze(0)
         key = torch.where(slot < counts.reshape(-1, 1), key, torch.full_like(key, math.inf))
@@ -676,6 +675,10 @@ def perturbed_scores(
         samples = torch.arange(b0, b1, device=x.device).repeat(t1 - t0)
         return samples, torch.arange(t0, t1, device=x.device).repeat_interleave(b1 - b0)
 
+    zero_substrate = isinstance(substrate, (int, float)) and substrate == 0
+    constant_fill = (torch.full((1,) * x.ndim, float(substrate), dtype=x.dtype, device=x.device)
+                     if isinstance(substrate, (int, float)) else None)
+
     def build(out: Tensor, t0: int, t1: int, b0: int, b1: int) -> None:
         kt, kb = t1 - t0, b1 - b0
         view = out.view((kt, kb) + tuple(x.shape[1:]))
@@ -696,11 +699,11 @@ def perturbed_scores(
         else:
             keep = torch.sub(r, (low + high - 1) * 0.5).abs_().sub_((high - 1 - low) * 0.5).clamp_(0, 1)
         keep = keep.to(x.dtype)
-        if isinstance(substrate, (int, float)) and substrate == 0:
+        if zero_substrate:
             torch.mul(x[b0:b1], keep, out=view)  # exact: x * 1 == x, x * 0 == 0
             return
-        if isinstance(substrate, (int, float)):
-            fill = torch.full((1,) * x.ndim, float(substrate), dtype=x.dtype, device=x.device)
+        if constant_fill is not None:
+            fill = constant_fill
         elif isinstance(substrate, Tensor):
             fill = substrate[b0:b1] if substrate.shape[0] == b and b > 1 else substrate
         else:

@@ -17,7 +17,7 @@ from xaiscore._checks import (
     check_mask,
 )
 from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
-from xaiscore._sort import argsort, sort_values, sorted_packed_keys
+from xaiscore._sort import PACKABLE_DTYPES, argsort, sort_values, sorted_packed_keys
 
 __all__ = [
     "prepare_map_and_mask",
@@ -142,7 +142,7 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         >>> doubled_rank_sum(torch.tensor([[3.0, 1.0, 3.0, 2.0]]), torch.tensor([[True, False, False, True]]))
         tensor([11])
     """
-    if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16):
+    if a_flat.dtype in PACKABLE_DTYPES:
         # Sorted by value, then mask bit: within a tie group the outside features come first.
         # For a mask feature at position i, ``le`` (outside features at positions <= i) counts
         # those with a value <= its own, ``lt`` (outside features before its group) those below
@@ -182,7 +182,7 @@ def average_ranks(a_flat: Tensor) -> Tensor:
         [[7, 2, 7, 4]]
     """
     n = a_flat.shape[1]
-    if a_flat.dtype in (torch.float32, torch.float16, torch.bfloat16) and n < 2**31:
+    if a_flat.dtype in PACKABLE_DTYPES and n < 2**31:
         # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on CPU.
         keys = sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF

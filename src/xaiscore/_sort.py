@@ -71,9 +71,12 @@ PACKABLE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def _ordered_keys(values: Tensor) -> Tensor:
     """Map float32 (or half) values to int32 keys with the same order (``-0.0`` and ``0.0`` equal)."""
-    bits = (values.to(torch.float32) + 0.0).view(torch.int32)
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # a fresh tensor: modified in place below
     # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
-    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    flip = bits >> 31
+    flip &= 0x7FFFFFFF
+    bits ^= flip
+    return bits
 
 
 def sorted_packed_keys(values: Tensor, low: Tensor, low_bits: int) -> Tensor:

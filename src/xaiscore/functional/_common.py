@@ -25,6 +25,7 @@ __all__ = [
     "resolve_count",
     "expected_top_k_hits",
     "average_ranks",
+    "unit_rank_vectors",
     "doubled_rank_sum",
     "sorted_quantile",
 ]
@@ -113,23 +114,55 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
 
 
-def _doubled_ranks_of_sorted(values: Tensor) -> Tensor:
-    """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged).
+def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32, offset: int = 0) -> Tensor:
+    """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged), minus ``offset``.
 
     Within a tie group of sorted positions ``start .. end`` every member has the average rank
-    ``(start + end + 2) / 2``. Positions are int32 (rows are shorter than 2**31), halving the
-    memory traffic of the scans.
+    ``(start + end + 2) / 2``. Returns ``dtype`` (int32 by default: rows are shorter than 2**31,
+    which halves the memory traffic of the scans; a float dtype holds the integers exactly up
+    to 2**53).
+
+    On CPU, where reading a count costs no synchronisation, and when at most one neighbour pair
+    in eight is tied, only the tied positions are visited: every position gets
+    ``2 * position + 2`` and the tie groups are then rewritten from the list of equal neighbours.
+    Otherwise (and always on other devices, without host reads) every row is scanned twice: a
+    running maximum of the group starts, a reversed running minimum of the group ends.
     """
-    n = values.shape[1]
+    b, n = values.shape
+    equal = values[:, 1:] == values[:, :-1]
+    # Few ties (the usual case for real-valued maps) on CPU: rewrite only the tie groups.
+    if values.device.type == "cpu" and int(torch.count_nonzero(equal)) * 8 <= equal.numel():
+        doubled = torch.arange(2 - offset, 2 * n + 2 - offset, 2, dtype=dtype).expand(b, n).contiguous()
+        # (row, j): positions j and j + 1 of the row are equal. In row-major order, the pairs of one
+        # tie group are consecutive with consecutive j (the flat index of the pair in the (B, n)
+        # layout steps by one); a row change always breaks the step, since j stops at n - 2.
+        pairs = equal.nonzero()
+        if pairs.shape[0] == 0:
+            return doubled
+        flat = pairs[:, 0] * n + pairs[:, 1]
+        new_group = torch.ones(flat.shape, dtype=torch.bool)
+        torch.ne(flat[1:], flat[:-1] + 1, out=new_group[1:])
+        group = torch.cumsum(new_group, 0) - 1
+        firsts = new_group.nonzero().squeeze(1)
+        lasts = torch.cat([firsts[1:] - 1, firsts.new_tensor([flat.shape[0] - 1])])
+        # Twice the average rank of positions first .. last + 1 (1-based): first + last + 3 (as flat
+        # indices of the same row, minus twice the row offset).
+        row_offset = pairs[:, 0] * n
+        value = (flat.index_select(0, firsts).index_select(0, group)
+                 + flat.index_select(0, lasts).index_select(0, group) + (3 - offset) - 2 * row_offset).to(dtype)
+        flat_doubled = doubled.view(-1)
+        flat_doubled.index_copy_(0, flat, value)
+        flat_doubled.index_copy_(0, flat + 1, value)
+        return doubled
     position = torch.arange(n, device=values.device, dtype=torch.int32).expand_as(values)
-    differs = values[:, 1:] != values[:, :-1]
+    differs = equal.logical_not_()
     first = torch.ones(values.shape, dtype=torch.bool, device=values.device)
     first[:, 1:] = differs
     last = torch.ones_like(first)
     last[:, :-1] = differs
     start = torch.cummax(position * first, dim=1).values
     end = torch.cummin(torch.where(last, position, n - 1).flip(1), dim=1).values.flip(1)
-    return start + end + 2
+    return (start + end + (2 - offset)).to(dtype)
 
 
 def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
@@ -172,26 +205,52 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
     return (_doubled_ranks_of_sorted(a_flat.gather(1, order)) * in_mask).sum(1, dtype=torch.int64)
 
 
-def average_ranks(a_flat: Tensor) -> Tensor:
-    """1-based ranks within each row, ties sharing their average rank, times two (exact ``int64``).
+def average_ranks(a_flat: Tensor, *, centered: bool = False, dtype: torch.dtype = torch.int64) -> Tensor:
+    """1-based ranks within each row, ties sharing their average rank, times two (exact integers).
 
-    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._sort`).
+    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._sort`). With ``centered`` the
+    row mean ``N + 1`` is subtracted (the doubled ranks of a row sum to ``N (N + 1)`` with or
+    without ties). ``dtype``: int64 by default; float64 holds the values exactly for rows of up
+    to 2**52 features.
 
     Example:
         >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]])).tolist()
         [[7, 2, 7, 4]]
+        >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]]), centered=True).tolist()
+        [[2, -3, 2, -1]]
     """
     n = a_flat.shape[1]
+    offset = n + 1 if centered else 0
     if a_flat.dtype in PACKABLE_DTYPES and n < 2**31:
         # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on CPU.
         keys = sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF
         keys >>= 32
-        doubled = _doubled_ranks_of_sorted(keys).to(torch.int64)
+        doubled = _doubled_ranks_of_sorted(keys, dtype, offset)
     else:
         order = argsort(a_flat)
-        doubled = _doubled_ranks_of_sorted(a_flat.gather(1, order)).to(torch.int64)
+        doubled = _doubled_ranks_of_sorted(a_flat.gather(1, order), dtype, offset)
     return torch.empty_like(doubled).scatter_(1, order, doubled)
+
+
+def unit_rank_vectors(a_flat: Tensor) -> Tensor:
+    """Centred average ranks of each row scaled to unit length, float64 ``(B, N)``: Spearman's
+    correlation of two rows is the dot product of theirs.
+
+    A row that is constant (no rank variance) or holds a NaN becomes all NaN, so its
+    correlation with anything is NaN.
+
+    Example:
+        >>> u = unit_rank_vectors(torch.tensor([[1.0, 5.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0]]))
+        >>> torch.linalg.vecdot(u[:1], unit_rank_vectors(torch.tensor([[1.0, 125.0, 8.0, 8.0]]))).tolist()
+        [1.0]
+        >>> bool(u[1].isnan().all())
+        True
+    """
+    centered = average_ranks(a_flat, centered=True, dtype=torch.float64)
+    norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
+    undefined = (norm == 0) | torch.isnan(a_flat).any(dim=1, keepdim=True)
+    return centered.div_(torch.where(undefined, torch.full_like(norm, math.nan), norm))
 
 
 def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:

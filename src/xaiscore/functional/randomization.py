@@ -71,8 +71,8 @@ from xaiscore.explainers import (
     RandomExplainer,
     check_explanation,
 )
-from xaiscore.functional._common import average_ranks, nan_where, sorted_quantile
-from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, pearson_correlation
+from xaiscore.functional._common import nan_where, sorted_quantile, unit_rank_vectors
+from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, spearman_of_unit_ranks
 from xaiscore.randomization import LAYER_ORDERS, LayerOrder, Reinit, parameterised_layers, randomized_models
 
 __all__ = [
@@ -202,11 +202,11 @@ def _resolve_generator(generator: torch.Generator | None, seed: int) -> torch.Ge
     return generator
 
 
-def _float_ranks(a: Tensor) -> Tensor:
-    """Average ranks per sample (as floats), NaN rows kept NaN: Spearman = Pearson of these."""
-    flat = flatten_features(a)
-    ranks = average_ranks(flat).to(a.dtype)
-    return torch.where(torch.isnan(flat).any(dim=1, keepdim=True), torch.full_like(ranks, math.nan), ranks)
+def _unit_ranks(a: Tensor) -> Tensor:
+    """Centred average ranks per sample scaled to unit length (float64; NaN rows for constant or NaN maps)."""
+    return unit_rank_vectors(flatten_features(a))
+
+
 
 
 class _Comparison:
@@ -214,7 +214,8 @@ class _Comparison:
 
     MPRT compares one original map with every randomized one; preparing it once
     (for Spearman: ranking it) saves a rank computation per layer. The result is
-    exactly that of the similarity function.
+    that of the similarity function (for Spearman up to float64 rounding); callers
+    cast it to the dtype of the maps.
     """
 
     def __init__(self, similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> None:
@@ -225,13 +226,13 @@ class _Comparison:
             return
         check_option(similarity, "similarity", tuple(SIMILARITIES))
         if similarity == "spearman" and not kwargs:
-            self.prepare = _float_ranks
-            self.compare = partial(pearson_correlation, validate=False)
+            self.prepare = _unit_ranks
+            self.compare = spearman_of_unit_ranks
         else:
             self.compare = partial(SIMILARITIES[similarity], validate=False, **kwargs)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.compare(self.prepare(a), self.prepare(b))
+        return self.compare(self.prepare(a), self.prepare(b)).to(a.dtype)
 
 
 def _check_postprocessing(abs: bool, normalise: str | None, reduce_channels: str | None) -> None:
@@ -421,9 +422,9 @@ def _layerwise_similarity(
             original = prepare(post(explanation))
             continue
         names.append(name)
-        similarities.append(compare(original, prepare(post(explanation))))
+        similarities.append(compare(original, prepare(post(explanation))).to(explanation.dtype))
         if random is not None:
-            baselines.append(compare(random_original, prepare(post(random(explanation)))))
+            baselines.append(compare(random_original, prepare(post(random(explanation)))).to(explanation.dtype))
     curve = torch.stack(similarities, dim=1)
     steps = torch.arange(1, len(names) + 1, dtype=curve.dtype, device=curve.device)
     baseline = _summarise(torch.stack(baselines, dim=1), summary) if baselines else None

@@ -37,7 +37,7 @@ from xaiscore._checks import (
     check_same_device,
     check_tensor,
 )
-from xaiscore.functional._common import average_ranks, nan_where
+from xaiscore.functional._common import nan_where, unit_rank_vectors
 
 __all__ = [
     "spearman_correlation",
@@ -153,12 +153,14 @@ def spearman_correlation(a: Tensor, b: Tensor, *, validate: bool = True) -> Tens
         ([1.0], [-1.0])
     """
     a, b = _check_pair(a, b, validate=validate)
-    a_flat, b_flat = _flat(a), _flat(b)
-    rank_a = average_ranks(a_flat).to(a.dtype)
-    rank_b = average_ranks(b_flat).to(a.dtype)
-    # Ranks hide NaN (reachable with validate=False); such a sample has no correlation.
-    has_nan = torch.isnan(a_flat).any(dim=1) | torch.isnan(b_flat).any(dim=1)
-    return nan_where(has_nan, _pearson_flat(rank_a, rank_b))
+    # Pearson of the average ranks, from exact centred integer ranks in float64; NaN for a
+    # constant sample or one holding NaN (reachable with validate=False).
+    return spearman_of_unit_ranks(unit_rank_vectors(_flat(a)), unit_rank_vectors(_flat(b))).to(a.dtype)
+
+
+def spearman_of_unit_ranks(u: Tensor, v: Tensor) -> Tensor:
+    """Spearman's correlation from two rows of :func:`~xaiscore.functional._common.unit_rank_vectors`: ``(B,)`` float64."""
+    return torch.linalg.vecdot(u, v).clamp(-1.0, 1.0)
 
 
 def cosine_similarity(a: Tensor, b: Tensor, *, validate: bool = True) -> Tensor:

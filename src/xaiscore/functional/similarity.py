@@ -223,18 +223,24 @@ def _reflect_index(size: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(positions >= size, 2 * size - 1 - positions, positions)
 
 
-def _filter_axis(t: Tensor, weights: list[float], dim: int) -> Tensor:
-    """Correlate ``t`` with the odd-length 1-D ``weights`` along ``dim`` with ``reflect`` padding.
+def _filter_axis(t: Tensor, weights: list[float], dim: int, *, pad: bool) -> Tensor:
+    """Correlate ``t`` with the odd-length 1-D ``weights`` along ``dim``.
 
+    With ``pad``, the axis is first extended by ``reflect`` padding (the output keeps its
+    length); without, only the positions whose window lies inside the axis are computed (the
+    output is ``len(weights) - 1`` shorter, the same values as the interior of the padded one).
     A weighted sum of shifted views, one per window tap (a loop over at most a few dozen offsets):
     on CPUs this is several times faster than a one-channel convolution.
     """
-    pad = (len(weights) - 1) // 2
+    radius = (len(weights) - 1) // 2
     size = t.shape[dim]
-    padded = t.index_select(dim, _reflect_index(size, pad, t.device))
-    out = padded.narrow(dim, 0, size) * weights[0]
+    if pad:
+        t = t.index_select(dim, _reflect_index(size, radius, t.device))
+    else:
+        size -= 2 * radius
+    out = t.narrow(dim, 0, size) * weights[0]
     for offset in range(1, len(weights)):
-        out.add_(padded.narrow(dim, offset, size), alpha=weights[offset])
+        out.add_(t.narrow(dim, offset, size), alpha=weights[offset])
     return out
 
 
@@ -251,10 +257,15 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
                data_range: Tensor, k1: float, k2: float, use_sample_covariance: bool) -> Tensor:
     """Mean SSIM over the cropped interior of the last ``spatial_dims`` axes, per leading index."""
     axes = list(range(a.ndim - spatial_dims, a.ndim))
+    pad = (win_size - 1) // 2
+    # Only positions at least ``pad`` from every border are averaged: when the filter is no wider
+    # than that, their windows never reach the padding, so the filters skip it (and the border).
+    radius = (len(weights) - 1) // 2
+    use_padding = radius > pad
 
     def smooth(t: Tensor) -> Tensor:
         for axis in axes:
-            t = _filter_axis(t, weights, axis)
+            t = _filter_axis(t, weights, axis, pad=use_padding)
         return t
 
     n_window = win_size**spatial_dims
@@ -268,9 +279,9 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
     numerator = (2 * mean_a * mean_b + c1) * (2 * cov + c2)
     denominator = (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
     s = numerator / denominator
-    pad = (win_size - 1) // 2
+    trim = pad if use_padding else pad - radius
     for axis in axes:
-        s = s.narrow(axis, pad, s.shape[axis] - 2 * pad)
+        s = s.narrow(axis, trim, s.shape[axis] - 2 * trim)
     return s.reshape(s.shape[: a.ndim - spatial_dims] + (-1,)).mean(dim=-1)
 
 

@@ -335,3 +335,37 @@ def test_captum_keyword_named_method_reaches_captum():
     torch.testing.assert_close(trapezoid, expected.detach())
     torch.testing.assert_close(built, trapezoid)
     assert not torch.allclose(trapezoid, default_rule)  # the keyword changed the rule
+
+
+@pytest.mark.parametrize("method", DETERMINISTIC)
+def test_explain_with_output_hands_out_the_forward_pass_of_single_pass_methods(method):
+    model = make_cnn(channels=2)
+    x, target = _inputs(channels=2)
+    explain = captum_explainer(model, method, **_kwargs(method))
+    a, output = explain.explain_with_output(x, target)
+    torch.testing.assert_close(a, explain(x, target), rtol=0, atol=0)
+    if explain.shares_forward:
+        assert method in ("Saliency", "Gradient", "InputXGradient", "GuidedBackprop", "LayerGradCam")
+        with torch.no_grad():
+            expected = model(x)
+        assert not output.requires_grad
+        torch.testing.assert_close(output, expected, rtol=0, atol=0)
+    else:  # several forward passes (IntegratedGradients, DeepLift's baselines, Occlusion, LRP): none handed out
+        assert output is None
+
+
+def test_explain_with_output_gives_none_when_the_single_pass_was_not_on_x():
+    model = make_cnn(channels=1)
+    x, target = _inputs()
+    explain = captum_explainer(model, "Saliency")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        model(x)  # a call outside the explanation is not recorded
+        _, output = explain.explain_with_output(x, target)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and output is not None and output.shape == (3, 4)
+    assert not model._forward_hooks  # the recording hook is removed
+    smooth = captum_explainer(model, "SmoothGrad", seed=0)
+    assert not smooth.shares_forward and smooth.explain_with_output(x, target)[1] is None

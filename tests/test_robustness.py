@@ -306,3 +306,41 @@ def test_prediction_change_rules_differ_as_documented():
     assert any(changed[0]) and not all(changed[0]), "the first sample should sit near the decision boundary"
     assert torch.isnan(void[0]) and exclude[0] <= keep[0]
     assert not any(changed[1]) and keep[1] == exclude[1] == void[1]
+
+
+@pytest.mark.parametrize("name", ["relative_input_stability", "relative_output_stability",
+                                  "relative_representation_stability", "max_sensitivity"])
+def test_logits_from_the_explanations_forward_pass_change_nothing_but_the_model_calls(name):
+    pytest.importorskip("captum")
+    from tests.robustness_helpers import make_cnn
+    from xaiscore.explainers import captum_explainer
+
+    model = make_cnn(channels=1)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    shared = captum_explainer(model, "Saliency")
+    plain = lambda x, t: shared(x, t)  # noqa: E731  the same maps, but no explain_with_output
+    a = shared(x, target)
+    metric = getattr(rob, name)
+    options = dict(n_samples=4, seed=5, radius=0.1, max_batch_size=5, on_prediction_change="exclude")
+    if name == "relative_representation_stability":
+        options["layer"] = "2"
+
+    def run(explain_fn):
+        inputs_seen = []
+        handle = model.register_forward_pre_hook(lambda module, args: inputs_seen.append(args[0].shape[0]))
+        try:
+            if name == "max_sensitivity":
+                out = metric(x, a, target, explain_fn=explain_fn, forward_fn=model, **options)
+            else:
+                out = metric(model, x, a, target, explain_fn=explain_fn, **options)
+        finally:
+            handle.remove()
+        return out, sum(inputs_seen)
+
+    ours, shared_calls = run(shared)
+    expected, plain_calls = run(plain)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0, equal_nan=True)
+    # 12 noisy copies: explained once each either way; the plain explainer needs 12 more model inputs.
+    assert plain_calls - shared_calls == 12

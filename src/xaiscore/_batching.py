@@ -14,6 +14,7 @@ independently (draw any randomness up front, not per chunk).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,6 +82,15 @@ def call_model(forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str =
     """
     with torch.inference_mode():
         out = forward_fn(x)
+    return check_logits(out, x, name=name)
+
+
+def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
+    """Check that ``out`` (a model's output for ``x``) is a tensor of shape ``(len(x), K)`` and return it.
+
+    Raises:
+        ModelOutputError: it is not.
+    """
     if not isinstance(out, Tensor):
         raise ModelOutputError(f"Expected `{name}` to return a torch.Tensor of logits, but got {type(out).__name__}.")
     if out.ndim != 2 or out.shape[0] != x.shape[0]:

@@ -227,20 +227,25 @@ class _CaptumMethod:
     stochastic: bool = False
     needs_layer: bool = False
     description: str = ""
+    #: The method runs the model exactly once, on the inputs themselves (gradient methods):
+    #: :meth:`CaptumExplainer.explain_with_output` can hand out that output.
+    single_forward: bool = False
 
 
 #: The captum methods the adapter knows, by name (also the names for config files).
 CAPTUM_METHODS: dict[str, _CaptumMethod] = {
-    "Saliency": _CaptumMethod("Saliency", {"abs": True}, description="|gradient| (Simonyan et al. 2014)"),
-    "Gradient": _CaptumMethod("Saliency", {"abs": False}, description="signed gradient"),
+    "Saliency": _CaptumMethod("Saliency", {"abs": True}, description="|gradient| (Simonyan et al. 2014)",
+                              single_forward=True),
+    "Gradient": _CaptumMethod("Saliency", {"abs": False}, description="signed gradient", single_forward=True),
     "IntegratedGradients": _CaptumMethod(
         "IntegratedGradients", {"n_steps": 50}, description="Integrated Gradients, zero baseline (Sundararajan et al. 2017)"
     ),
-    "InputXGradient": _CaptumMethod("InputXGradient", {}, description="input x gradient"),
-    "GuidedBackprop": _CaptumMethod("GuidedBackprop", {}, description="guided backpropagation (needs nn.ReLU modules)"),
+    "InputXGradient": _CaptumMethod("InputXGradient", {}, description="input x gradient", single_forward=True),
+    "GuidedBackprop": _CaptumMethod("GuidedBackprop", {}, description="guided backpropagation (needs nn.ReLU modules)",
+                                    single_forward=True),
     "DeepLift": _CaptumMethod("DeepLift", {}, description="DeepLIFT rescale rule, zero baseline (Shrikumar et al. 2017)"),
     "LayerGradCam": _CaptumMethod(
-        "LayerGradCam", {"relu_attributions": True}, needs_layer=True,
+        "LayerGradCam", {"relu_attributions": True}, needs_layer=True, single_forward=True,
         description="Grad-CAM at `layer`, upsampled to the input size (Selvaraju et al. 2017)",
     ),
     "Occlusion": _CaptumMethod("Occlusion", {}, description="occlusion with sliding windows (Zeiler and Fergus 2014)"),
@@ -320,6 +325,8 @@ class CaptumExplainer:
             self._upsample = spec.needs_layer
         self._occlusion = spec.captum_class == "Occlusion"
         self._baselines_for_shap = method == "GradientShap"
+        #: Whether :meth:`explain_with_output` can hand out the model's output (one plain forward pass on x).
+        self.shares_forward = spec.single_forward and spec.captum_class != "NoiseTunnel"
 
     def _build(self, captum_attr: Any, class_name: str, layer: nn.Module | None) -> Any:
         cls = getattr(captum_attr, class_name)
@@ -329,6 +336,26 @@ class CaptumExplainer:
         return f"captum_explainer({type(self.model).__name__}, {self.method!r}, **{self.attribute_kwargs!r})"
 
     def __call__(self, x: Tensor, target: Tensor) -> Tensor:
+        return self._explain(x, target, record=False)[0]
+
+    def explain_with_output(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The attributions for ``x`` and the model's output on ``x`` from the explanation's own forward pass.
+
+        Metrics that need both (the relative stabilities, the prediction check of the robustness
+        metrics) save one model call per input. The output is ``None`` unless the method runs
+        the model exactly once, on ``x`` itself (Saliency, Gradient, InputXGradient,
+        GuidedBackprop, LayerGradCam), which is checked on every call; it is detached.
+
+        Example:
+            >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+            >>> x, target = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
+            >>> a, logits = captum_explainer(model, "Saliency").explain_with_output(x, target)
+            >>> a.shape, torch.equal(logits, model(x).detach())
+            (torch.Size([2, 1, 2, 2]), True)
+        """
+        return self._explain(x, target, record=self.shares_forward)
+
+    def _explain(self, x: Tensor, target: Tensor, *, record: bool) -> tuple[Tensor, Tensor | None]:
         x = check_tensor(x, "x")
         kwargs = dict(self.attribute_kwargs)
         if self._occlusion:
@@ -340,17 +367,28 @@ class CaptumExplainer:
             # inference tensors cannot enter autograd and need a real copy.
             inputs = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
             target = target.clone() if target.is_inference() else target
-            if self._generator is not None:
-                with _seeded_global_rngs(_draw_seed(self._generator)):
+            calls: list[tuple[bool, Any]] = []
+            handle = self.model.register_forward_hook(
+                lambda module, args, out: calls.append((len(args) > 0 and args[0] is inputs, out))
+            ) if record else None
+            try:
+                if self._generator is not None:
+                    with _seeded_global_rngs(_draw_seed(self._generator)):
+                        a = self._attribution.attribute(inputs, target=target, **kwargs)
+                else:
                     a = self._attribution.attribute(inputs, target=target, **kwargs)
-            else:
-                a = self._attribution.attribute(inputs, target=target, **kwargs)
+            finally:
+                if handle is not None:
+                    handle.remove()
+        output = None
+        if len(calls) == 1 and calls[0][0] and isinstance(calls[0][1], Tensor):
+            output = calls[0][1].detach()
         a = a.detach()
         if self._upsample:
             a = _upsample(a, tuple(x.shape[2:]))
         if self.reduce_channels is not None:
             a = _reduce_channels(a, self.reduce_channels)
-        return a.to(x.dtype)
+        return a.to(x.dtype), output
 
 
 def captum_explainer(

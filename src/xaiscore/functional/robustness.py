@@ -31,8 +31,9 @@ Returns ``(B,)`` scores on the device and in the dtype of ``x``. See
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -603,7 +604,7 @@ class _RepresentationProbe:
         value = inputs[0] if self.use_input else output
         if not isinstance(value, Tensor):
             raise OptionError(f"Expected the layer {type(module).__name__} to output a tensor, but got {type(value).__name__}.")
-        self.captured.append(value.reshape(value.shape[0], -1))
+        self.captured.append(value.detach().reshape(value.shape[0], -1))
 
     def __enter__(self) -> _RepresentationProbe:
         if self.use_input:
@@ -617,10 +618,17 @@ class _RepresentationProbe:
             handle.remove()
 
     def __call__(self, x: Tensor) -> Tensor:
+        with self.recording_model_calls():
+            return self.model(x)
+
+    @contextlib.contextmanager
+    def recording_model_calls(self) -> Iterator[None]:
+        """Record the layers during the model calls inside (``perturbed_statistics`` uses it when the
+        explainer hands out the logits of its own forward pass: that pass then fills :meth:`representation`)."""
         self.captured = []
         self.active = True
         try:
-            return self.model(x)
+            yield
         finally:
             self.active = False
 

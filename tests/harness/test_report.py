@@ -68,3 +68,35 @@ def test_summary_table_marks_the_best_method(results):
     assert "best" in cells[methods.index(best)]
     assert sum("best" in cell for cell in cells) == 1
     assert json.loads(results["pointing_game"].attrs["skipped"]) == {}
+
+
+def test_report_flags_metrics_that_an_uninformative_baseline_wins(tmp_path):
+    from xaiscore.harness.report import baseline_methods
+
+    config = {"methods": [{"name": "saliency", "method": "Saliency", "options": {}},
+                          {"name": "flat", "method": "constant", "options": {}},
+                          {"name": "noise", "method": "random", "options": {}}]}
+    ds = build_dataset(
+        methods=["saliency", "flat", "noise"],
+        samples={"source_id": ["0", "1"], "label": [1, 0], "target": [1, 0], "prediction": [1, 0],
+                 "finding": ["x", ""]},
+        scores={"stability": {"saliency": np.array([2.0, 3.0]), "flat": np.array([0.0, 0.0]),
+                              "noise": np.array([5.0, 6.0])},
+                "hits": {"saliency": np.array([1.0, 1.0]), "flat": np.array([0.0, 1.0]),
+                         "noise": np.array([0.0, 0.0])}},
+        metric_info={"stability": {"higher_is_better": False}, "hits": {"higher_is_better": True}},
+        attrs={"config": json.dumps(config)},
+    )
+    assert baseline_methods(ds) == {"flat": "constant", "noise": "random"}
+    page = write_report(ds, tmp_path, n_boot=50).read_text(encoding="utf-8")
+    assert "Baselines that win" in page
+    section = page.split("Baselines that win")[1]
+    assert "stability" in section and "flat" in section and "constant" in section
+    assert "<td class=\"name\">hits" not in section.split("</table>")[0]  # Saliency wins hits: not listed
+    # Without a stored config (or when no baseline wins) there is no such section.
+    plain = build_dataset(methods=["a", "b"], samples={"source_id": ["0"], "label": [1], "target": [1],
+                                                       "prediction": [1], "finding": [""]},
+                          scores={"m": {"a": np.array([1.0]), "b": np.array([0.0])}},
+                          metric_info={"m": {"higher_is_better": True}})
+    assert baseline_methods(plain) == {}
+    assert "Baselines that win" not in write_report(plain, tmp_path / "plain", n_boot=50).read_text(encoding="utf-8")

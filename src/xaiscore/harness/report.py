@@ -7,7 +7,8 @@ redo it anywhere):
 * a scoreboard: every method x metric mean, coloured by its rank among the
   methods (better is greener, respecting ``higher_is_better``);
 * tables: mean with bootstrap confidence interval, means per finding class,
-  per-image win rates, rank agreement between metrics (Kendall tau), and
+  per-image win rates, rank agreement between metrics (Kendall tau), the
+  metrics won by an uninformative baseline (random or constant maps), and
   the metrics that were skipped and why;
 * figures: example images with their ground-truth boxes and each method's
   heatmap, score distributions per method, perturbation curves (deletion,
@@ -46,7 +47,7 @@ from xaiscore.harness.store import atomic_write_bytes
 from xaiscore.results import curve_variables, higher_is_better, metric_variables
 
 __all__ = ["write_report", "plot_scoreboard", "plot_examples", "plot_distributions", "plot_curves",
-           "plot_rank_agreement", "plot_overview", "default_win_metric"]
+           "plot_rank_agreement", "plot_overview", "default_win_metric", "baseline_methods", "BASELINE_EXPLAINERS"]
 
 _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -338,6 +339,7 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
         parts.append("<p class=\"note\">↑ higher is better, ↓ lower is better; bold: the best method per metric. "
                      "NaN scores (undefined cases, e.g. no ground-truth region) are left out; "
                      "the n column of the CSV below counts the rest.</p>")
+        parts.append(_baseline_wins_html(ds, summary))
         findings = finding_table(ds)
         if findings.shape[1] > 1:
             parts.append("<h2>Mean score per finding class</h2>" + _table(findings))
@@ -369,6 +371,52 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
     path = out / "report.html"
     atomic_write_bytes(path, page.encode("utf-8"))
     return path
+
+
+#: Explainers that carry no information about the model: a metric they win cannot rank real methods.
+BASELINE_EXPLAINERS = ("random", "constant")
+
+
+def baseline_methods(ds: xr.Dataset) -> dict[str, str]:
+    """The methods of a run that are uninformative baselines, ``{name: explainer}``, from its stored config.
+
+    Empty when the Dataset holds no run config (e.g. built by hand).
+
+    Example:
+        >>> ds = xr.Dataset(attrs={"config": json.dumps({"methods": [
+        ...     {"name": "saliency", "method": "Saliency"}, {"name": "flat", "method": "constant"}]})})
+        >>> baseline_methods(ds)
+        {'flat': 'constant'}
+    """
+    try:
+        methods = json.loads(ds.attrs.get("config", "{}")).get("methods", [])
+    except (TypeError, ValueError, AttributeError):
+        return {}
+    return {str(m["name"]): str(m["method"]) for m in methods
+            if isinstance(m, dict) and m.get("method") in BASELINE_EXPLAINERS and "name" in m}
+
+
+def _baseline_wins_html(ds: xr.Dataset, summary: pd.DataFrame) -> str:
+    """A warning listing the metrics on which a baseline explainer has the best mean score."""
+    baselines = baseline_methods(ds)
+    methods = [str(m) for m in ds["method"].values]
+    if not baselines or len(baselines) == len(methods):
+        return ""
+    metrics = [m for m in metric_variables(ds) if m in summary["mean"].unstack("metric").columns]
+    means = summary["mean"].unstack("metric").reindex(index=methods, columns=metrics)
+    best = _ranks(means, ds).eq(1.0)
+    rows = [(metric, name, baselines[name]) for metric in metrics for name in baselines
+            if name in best.index and bool(best.at[name, metric])]
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows, columns=["metric", "best method", "explainer"]).set_index("metric")
+    return ("<h2>Baselines that win</h2>"
+            "<p class=\"note\">On these metrics an uninformative baseline (random or constant maps, which "
+            "know nothing about the model) has the best mean score. Such a metric cannot rank the real "
+            "methods here: it rewards a property the baseline has by construction (a constant map never "
+            "changes under noise, so robustness metrics favour it; random maps are spread out) or the "
+            "differences are noise. Read these metrics beside a faithfulness or localization metric, "
+            "not alone.</p>" + _table(frame))
 
 
 def _meta_html(ds: xr.Dataset) -> str:

@@ -73,6 +73,8 @@ _WINDOW_COST_PER_POINT = 3000
 _DENSE_PASSES = 100
 # Candidate pairs handled at once by the window search (bounds its memory).
 _WINDOW_CHUNK = 1 << 22
+# The ring scan relabels its components once it has found more than one new edge per this many pixels.
+_RELABEL_EDGES = 500
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -445,6 +447,53 @@ class _Forest:
         for _ in range(math.ceil(math.log2(rounds + 1))):
             parent.copy_(parent.index_select(0, parent))
 
+    def connect(self, u: Tensor, v: Tensor, d2: int) -> None:
+        """Merge along edges that all have the same squared length ``d2``.
+
+        Any spanning forest of equal-weight edges is a minimum one, so only connectivity matters:
+        each round every component root at the larger end of a live edge hooks onto the smallest
+        root across its edges (always a smaller id, so no cycle forms), then the hooked roots jump
+        to their new roots. Each hooked root is one merge of weight ``sqrt(d2)``. Cheaper per round
+        than :meth:`add_edges` (no edge keys, one scatter).
+        """
+        if u.numel() == 0:
+            return
+        parent, mark = self.parent, self._best
+        merges_before = self.merges.clone()
+        u = parent.index_select(0, u)
+        v = parent.index_select(0, v)
+        while True:
+            alive = (u != v).nonzero().squeeze(1)
+            if alive.numel() == 0:
+                break
+            if alive.numel() < u.numel():
+                u, v = u.index_select(0, alive), v.index_select(0, alive)
+            low, high = torch.minimum(u, v), torch.maximum(u, v)
+            parent.scatter_reduce_(0, high, low, "amin")
+            # The distinct hooked roots: one edge per high end wins the scatter below.
+            position = torch.arange(high.numel(), device=high.device)
+            mark.scatter_(0, high, position)
+            hooked = high.index_select(0, (mark.index_select(0, high) == position).nonzero().squeeze(1))
+            mark.index_fill_(0, hooked, _INT64_MAX)
+            self.merges.index_add_(0, self.node_sample.index_select(0, hooked), torch.ones_like(hooked))
+            # Pointer jumping until every hooked root points at its new root.
+            up = parent.index_select(0, hooked)
+            while True:
+                upper = parent.index_select(0, up)
+                if torch.equal(up, upper):
+                    break
+                parent.scatter_(0, hooked, upper)
+                up = upper
+            u = parent.index_select(0, u)
+            v = parent.index_select(0, v)
+        # Nodes below a hooked root still point at it: compress until every node is at its root.
+        while True:
+            up = parent.index_select(0, parent)
+            if torch.equal(up, parent):
+                break
+            parent.copy_(up)
+        self.length += (self.merges - merges_before).double() * math.sqrt(d2)
+
 
 # --- the k-NN spanning forest --------------------------------------------------------------------
 
@@ -528,11 +577,15 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
         found = _flat_nonzero(pairs)
         which, pixel = torch.div(found, b * hw, rounding_mode="floor"), found % (b * hw)
         step_of = torch.tensor([dy * w + dx for _, dy, dx in forward], device=device)
-        forest.add_edges(
-            run_of_pixel.index_select(0, pixel),
-            run_of_pixel.index_select(0, pixel + step_of.index_select(0, which)),
-            torch.tensor([d2 for d2, _, _ in forward], device=device).index_select(0, which),
-        )
+        u = run_of_pixel.index_select(0, pixel)
+        v = run_of_pixel.index_select(0, pixel + step_of.index_select(0, which))
+        # The pairs come offset by offset, the offsets by length: one connectivity pass per length.
+        ends = torch.searchsorted(which, torch.arange(1, len(forward) + 1, device=device)).tolist()
+        start = 0
+        for i, (d2, _, _) in enumerate(forward):
+            if i + 1 == len(forward) or forward[i + 1][0] != d2:
+                forest.connect(u[start : ends[i]], v[start : ends[i]], d2)
+                start = ends[i]
 
     # Points with fewer than k others within the near distance have far edges to look for:
     # count the others in the disc, a sum of horizontal box sums, one per row offset.
@@ -578,6 +631,10 @@ class _RingScan:
         self.label_dtype = torch.int16 if small else torch.int32 if forest.parent.numel() < 2**31 else torch.int64
         self.open_p = shifter.padded(kept & (count < k))
         self.label_p = None  # built on the first ring scanned (sparse maps hand over before)
+        self.label_at = None
+        # Edges found since the labels were last rebuilt: stale labels only let through pairs
+        # within merged components (the forest drops them), so relabelling waits for many merges.
+        self.unlabelled_edges = 0
 
     def _interior(self, padded: Tensor) -> Tensor:
         return self.shifter.view(padded, 0, 0)
@@ -585,7 +642,9 @@ class _RingScan:
     def _labels(self) -> None:
         """(Re)build the padded label image from the forest; only kept pixels are written."""
         if self.label_p is None:
-            b, h, w = self.kept.shape
+            self.label_p = self.shifter.padded(torch.full_like(self.kept, -1, dtype=self.label_dtype), -1)
+        if self.label_at is None:
+            _, h, w = self.kept.shape
             p = self.shifter.pad
             local = _flat_nonzero(self.kept)
             row, pixel = torch.div(local, h * w, rounding_mode="floor"), local % (h * w)
@@ -593,15 +652,16 @@ class _RingScan:
             self.label_at = (row * (h + 2 * p) + y + p) * (w + 2 * p) + x + p  # kept pixels in label_p
             self.run_at = self.run_of_pixel.index_select(0, self.samples.index_select(0, row) * (h * w) + pixel)
             self.base_at = self.first_run.index_select(0, self.samples).index_select(0, row)
-            self.label_p = self.shifter.padded(torch.full_like(self.kept, -1, dtype=self.label_dtype), -1)
         roots = self.forest.parent.index_select(0, self.run_at) - self.base_at
         self.label_p.view(-1).scatter_(0, self.label_at, roots.to(self.label_dtype))
+        self.unlabelled_edges = 0
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
-        for name in ("kept", "kept_p", "kept16_p", "count", "open_p"):
-            setattr(self, name, getattr(self, name).index_select(0, rows))
-        self.label_p = None  # rebuilt for the remaining rows
+        for name in ("kept", "kept_p", "kept16_p", "count", "open_p", "label_p"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).index_select(0, rows))
+        self.label_at = None  # the labels stay valid; their pixel lists are rebuilt when next relabelled
 
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
@@ -648,7 +708,8 @@ class _RingScan:
             offsets_left = max(math.pi * (expected_d2 - d2), len(rings[d2]))
             if n_open * _WINDOW_COST_PER_POINT < self.kept.numel() * offsets_left:
                 return d_done, self._open_pixels()
-            self._labels()
+            if self.label_p is None or self.unlabelled_edges * _RELABEL_EDGES > self.kept.numel():
+                self._labels()
             kept, kept_p, count, label = self.kept, self.kept_p, self.count, self._interior(self.label_p)
             forward = [(dy, dx) for dy, dx in rings[d2] if _is_forward(dy, dx)]
             pairs = torch.empty((len(forward),) + kept.shape, dtype=torch.bool, device=device)
@@ -668,13 +729,12 @@ class _RingScan:
             if local.numel():
                 row = torch.div(local, hw, rounding_mode="floor")
                 pixel = self.samples.index_select(0, row) * hw + local % hw
-                self.forest.add_edges(
+                self.forest.connect(
                     self.run_of_pixel.index_select(0, pixel),
                     self.run_of_pixel.index_select(0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
-                    torch.full_like(pixel, d2),
+                    d2,
                 )
-                if local.numel() * 500 > self.kept.numel():
-                    self._labels()
+                self.unlabelled_edges += local.numel()
             torch.logical_and(kept, count < self.k, out=open_)
             d_done = d2
         return d_done, self._open_pixels()

@@ -193,6 +193,15 @@ def always_present_d2(k: int) -> int:
         radius *= 2
 
 
+@lru_cache(maxsize=None)
+def _rings(max_d2: int) -> dict[int, tuple[tuple[int, int], ...]]:
+    """The lattice offsets ``(dy, dx)`` with ``0 < dy^2 + dx^2 <= max_d2``, grouped by ``dy^2 + dx^2``."""
+    rings: dict[int, list[tuple[int, int]]] = {}
+    for d2, dy, dx in _offsets_up_to(max_d2):
+        rings.setdefault(d2, []).append((dy, dx))
+    return {d2: tuple(ring) for d2, ring in rings.items()}
+
+
 def _is_forward(dy: int, dx: int) -> bool:
     """One of each pair of opposite offsets: later in row-major order."""
     return dy > 0 or (dy == 0 and dx > 0)
@@ -232,8 +241,9 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
 
 
 def _count(mask: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """``mask.sum(dims)`` for a bool tensor (also a strided view) without casting it to int64 first."""
-    return torch.count_nonzero(mask, dim=dims)
+    """``mask.sum(dims)`` for a bool tensor (also a strided view) without casting it to int64 first
+    (a sum of the bytes, several times faster than ``torch.count_nonzero`` over some dimensions)."""
+    return mask.view(torch.uint8).sum(dims, dtype=torch.int64)
 
 
 def _flat_nonzero(mask: Tensor) -> Tensor:
@@ -590,7 +600,7 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     # Points with fewer than k others within the near distance have far edges to look for:
     # count the others in the disc, a sum of horizontal box sums, one per row offset.
     radius = math.isqrt(d_always)
-    kept16 = kept_p.to(torch.int16)  # counts add int16 views (adding bool would convert every time)
+    kept16 = kept_p.to(torch.int16)
     boxes = {0: kept16}
     for half in range(1, radius + 1):
         boxes[half] = boxes[half - 1].clone()
@@ -599,8 +609,8 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     count = -kept.to(torch.int16)
     for dy in range(-radius, radius + 1):
         count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
-    del boxes
-    scan = _RingScan(kept, kept_p, kept16, count, run_of_pixel, forest, runs_per_sample, k, shifter)
+    del boxes, kept16
+    scan = _RingScan(kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter)
     d_done, open_points = scan.run(d_always)
     if open_points is not None and d_done < (h - 1) ** 2 + (w - 1) ** 2:
         _window_edges(kept, open_points, run_of_pixel, forest, k, d_done)
@@ -618,20 +628,30 @@ class _RingScan:
     passed to the forest. Finished samples (one component, or no open point) are dropped.
     """
 
-    def __init__(self, kept, kept_p, kept16_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
+    def __init__(self, kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
         b, h, w = kept.shape
         device = kept.device
-        self.kept, self.kept_p, self.kept16_p, self.k, self.shifter = kept, kept_p, kept16_p, k, shifter
-        self.count = count  # int16: at most (2 pad + 1)^2 neighbours are ever counted
+        self.kept, self.kept_p, self.k, self.shifter = kept, kept_p, k, shifter
+        # Comparisons of two uint8 tensors are vectorised on CPU, those of wider integers or with a
+        # scalar are not (about 10x slower): counts are uint8 capped at k when a ring cannot
+        # overflow them, labels are split into uint8 planes, and k is a row of uint8.
+        ring_max = max(len(ring) for ring in _rings(shifter.pad**2).values())
+        if k + ring_max < 256:
+            self.count = torch.minimum(count, torch.tensor(k, dtype=count.dtype)).to(torch.uint8)
+            self.unit_p = kept_p.view(torch.uint8)
+        else:
+            self.count, self.unit_p = count, kept_p.to(count.dtype)  # int16: at most (2 pad + 1)^2
+        self.k_row = torch.full((w,), k, dtype=self.count.dtype, device=device)
         self.run_of_pixel, self.forest, self.runs_per_sample = run_of_pixel, forest, runs_per_sample
         self.samples = torch.arange(b, device=device)  # global sample of each row
-        self.first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
-        # Labels are component roots counted from the sample's first run: small enough for int16.
-        small = int(runs_per_sample.max()) < 2**15 - 1
-        self.label_dtype = torch.int16 if small else torch.int32 if forest.parent.numel() < 2**31 else torch.int64
-        self.open_p = shifter.padded(kept & (count < k))
-        self.label_p = None  # built on the first ring scanned (sparse maps hand over before)
-        self.label_at = None
+        first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
+        self.run_base = first_run.index_select(0, forest.node_sample)  # the first run of each run's sample
+        # The run of each pixel, padded; any run where no point is (labels only matter at points).
+        self.run_p = shifter.padded(run_of_pixel.view(b, h, w).clamp(min=0))
+        # Labels are component roots counted from the sample's first run, one uint8 plane per byte.
+        self.n_planes = max(1, (int(runs_per_sample.max()).bit_length() + 7) // 8)
+        self.open_p = shifter.padded(kept & (self.count < self.k_row))
+        self.label_p = None  # (planes, B, H + 2 pad, W + 2 pad) uint8, built on the first ring scanned
         # Edges found since the labels were last rebuilt: stale labels only let through pairs
         # within merged components (the forest drops them), so relabelling waits for many merges.
         self.unlabelled_edges = 0
@@ -640,28 +660,23 @@ class _RingScan:
         return self.shifter.view(padded, 0, 0)
 
     def _labels(self) -> None:
-        """(Re)build the padded label image from the forest; only kept pixels are written."""
+        """(Re)build the padded label planes from the forest: a byte of each run's label, looked
+        up for every pixel through its run (pixels that are no point get arbitrary labels)."""
         if self.label_p is None:
-            self.label_p = self.shifter.padded(torch.full_like(self.kept, -1, dtype=self.label_dtype), -1)
-        if self.label_at is None:
-            _, h, w = self.kept.shape
-            p = self.shifter.pad
-            local = _flat_nonzero(self.kept)
-            row, pixel = torch.div(local, h * w, rounding_mode="floor"), local % (h * w)
-            y, x = torch.div(pixel, w, rounding_mode="floor"), pixel % w
-            self.label_at = (row * (h + 2 * p) + y + p) * (w + 2 * p) + x + p  # kept pixels in label_p
-            self.run_at = self.run_of_pixel.index_select(0, self.samples.index_select(0, row) * (h * w) + pixel)
-            self.base_at = self.first_run.index_select(0, self.samples).index_select(0, row)
-        roots = self.forest.parent.index_select(0, self.run_at) - self.base_at
-        self.label_p.view(-1).scatter_(0, self.label_at, roots.to(self.label_dtype))
+            self.label_p = torch.empty((self.n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
+        roots = self.forest.parent - self.run_base
+        runs = self.run_p.view(-1)
+        for i, plane in enumerate(self.label_p):
+            torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs, out=plane.view(-1))
         self.unlabelled_edges = 0
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
-        for name in ("kept", "kept_p", "kept16_p", "count", "open_p", "label_p"):
-            if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).index_select(0, rows))
-        self.label_at = None  # the labels stay valid; their pixel lists are rebuilt when next relabelled
+        for name in ("kept", "kept_p", "count", "open_p", "run_p"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
+        self.unit_p = self.kept_p.view(torch.uint8) if self.count.dtype == torch.uint8 else self.kept_p.to(self.count.dtype)
+        if self.label_p is not None:
+            self.label_p = self.label_p.index_select(1, rows)
 
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
@@ -677,11 +692,10 @@ class _RingScan:
         hw = h * w
         device = self.kept.device
         shifter = self.shifter
-        rings: dict[int, list[tuple[int, int]]] = {}
-        for d2, dy, dx in _offsets_up_to(min((h - 1) ** 2 + (w - 1) ** 2, shifter.pad**2)):
-            if d2 > d_done:
-                rings.setdefault(d2, []).append((dy, dx))
+        rings = _rings(min((h - 1) ** 2 + (w - 1) ** 2, shifter.pad**2))
         for d2 in sorted(rings):
+            if d2 <= d_done:
+                continue
             open_ = self._interior(self.open_p)
             any_open = open_.view(torch.uint8).amax((1, 2)) > 0
             components = (self.runs_per_sample - self.forest.merges).index_select(0, self.samples)
@@ -699,8 +713,8 @@ class _RingScan:
             n_sampled, counted = (
                 int(v)
                 for v in torch.stack([
-                    _count(sampled, (0, 1, 2)),
-                    torch.where(sampled, self.count[:, ::4], 0).sum(dtype=torch.int32).long(),
+                    sampled.view(torch.uint8).sum(dtype=torch.int32),
+                    (sampled.view(torch.uint8) * self.count[:, ::4]).sum(dtype=torch.int32),
                 ])
             )
             n_open = n_sampled * open_.shape[1] / sampled.shape[1]
@@ -710,18 +724,25 @@ class _RingScan:
                 return d_done, self._open_pixels()
             if self.label_p is None or self.unlabelled_edges * _RELABEL_EDGES > self.kept.numel():
                 self._labels()
-            kept, kept_p, count, label = self.kept, self.kept_p, self.count, self._interior(self.label_p)
+            kept, kept_p, count = self.kept, self.kept_p, self.count
             forward = [(dy, dx) for dy, dx in rings[d2] if _is_forward(dy, dx)]
             pairs = torch.empty((len(forward),) + kept.shape, dtype=torch.bool, device=device)
+            differ, scratch = torch.empty_like(kept), torch.empty_like(kept)
             for dy, dx in rings[d2]:
-                count += shifter.view(self.kept16_p, dy, dx)
+                count += shifter.view(self.unit_p, dy, dx)
+            if count.dtype == torch.uint8:
+                torch.minimum(count, self.k_row, out=count)
             # Early rings of dense maps: every point is still open, and the open test can go.
             all_open = bool(torch.equal(open_, kept))
             for pair, (dy, dx) in zip(pairs, forward):
                 torch.logical_and(kept, shifter.view(kept_p, dy, dx), out=pair)
                 if not all_open:
                     pair &= open_ | shifter.view(self.open_p, dy, dx)
-                pair &= label != shifter.view(self.label_p, dy, dx)
+                for i, plane in enumerate(self.label_p):
+                    torch.ne(self._interior(plane), shifter.view(plane, dy, dx), out=differ if i == 0 else scratch)
+                    if i:
+                        differ |= scratch
+                pair &= differ
             steps = [dy * w + dx for dy, dx in forward]
             found = _flat_nonzero(pairs)
             per_offset = kept.numel()
@@ -735,7 +756,7 @@ class _RingScan:
                     d2,
                 )
                 self.unlabelled_edges += local.numel()
-            torch.logical_and(kept, count < self.k, out=open_)
+            torch.logical_and(kept, torch.lt(count, self.k_row), out=open_)
             d_done = d2
         return d_done, self._open_pixels()
 

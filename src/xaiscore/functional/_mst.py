@@ -414,8 +414,7 @@ class _Forest:
             return
         parent, best = self.parent, self._best
         key = d2 * n_edges + torch.arange(n_edges, device=u.device)
-        u = parent.index_select(0, u)
-        v = parent.index_select(0, v)
+        u, v = self.find(u), self.find(v)
         rounds = 0
         while True:
             alive = (u != v).nonzero().squeeze(1)
@@ -452,10 +451,7 @@ class _Forest:
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
             rounds += 1
-        # A node hooked in round r points at its root of round r, which may have been hooked later:
-        # depth <= rounds, so ceil(log2(rounds + 1)) jumps over all nodes leave every node at its root.
-        for _ in range(math.ceil(math.log2(rounds + 1))):
-            parent.copy_(parent.index_select(0, parent))
+        self.compress()
 
     def connect(self, u: Tensor, v: Tensor, d2: int) -> None:
         """Merge along edges that all have the same squared length ``d2``.
@@ -470,8 +466,7 @@ class _Forest:
             return
         parent, mark = self.parent, self._best
         merges_before = self.merges.clone()
-        u = parent.index_select(0, u)
-        v = parent.index_select(0, v)
+        u, v = self.find(u), self.find(v)
         while True:
             alive = (u != v).nonzero().squeeze(1)
             if alive.numel() == 0:
@@ -496,13 +491,25 @@ class _Forest:
                 up = upper
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
-        # Nodes below a hooked root still point at it: compress until every node is at its root.
-        while True:
-            up = parent.index_select(0, parent)
-            if torch.equal(up, parent):
-                break
-            parent.copy_(up)
+        # Nodes below a hooked root still point at it until the next compress().
         self.length += (self.merges - merges_before).double() * math.sqrt(d2)
+
+    def find(self, nodes: Tensor) -> Tensor:
+        """The roots of the given nodes (``parent`` need not be compressed)."""
+        nodes = self.parent.index_select(0, nodes)
+        while True:
+            up = self.parent.index_select(0, nodes)
+            if torch.equal(up, nodes):
+                return nodes
+            nodes = up
+
+    def compress(self) -> None:
+        """Point every node directly at its root."""
+        while True:
+            up = self.parent.index_select(0, self.parent)
+            if torch.equal(up, self.parent):
+                return
+            self.parent.copy_(up)
 
 
 # --- the k-NN spanning forest --------------------------------------------------------------------
@@ -664,6 +671,7 @@ class _RingScan:
         up for every pixel through its run (pixels that are no point get arbitrary labels)."""
         if self.label_p is None:
             self.label_p = torch.empty((self.n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
+        self.forest.compress()
         roots = self.forest.parent - self.run_base
         runs = self.run_p.view(-1)
         for i, plane in enumerate(self.label_p):
@@ -843,6 +851,8 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
             return packed_at.index_select(0, candidate)
         pixel = pixel_at.index_select(0, candidate) % hw
         return (torch.div(pixel, w, rounding_mode="floor") << 20) | pixel % w
+
+    forest.compress()
 
     def label(position: Tensor) -> Tensor:
         return forest.parent.index_select(0, run_of_pixel.index_select(0, pixel_at.index_select(0, position)))

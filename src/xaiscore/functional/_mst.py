@@ -841,58 +841,81 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         position = (before[:-1].view(b, bands, 1, w) + above).view(b, bands * t, w)[:, :h].reshape(-1)
         pixel_at = torch.empty_like(pixel_at).scatter_(0, position.index_select(0, pixel_at), pixel_at)
         position_of_open = position.index_select(0, points)
+    # Coordinates packed as (row << shift) | column, and squared distances, in int32 where they fit.
+    shift = max(1, (w - 1).bit_length())
+    small = (h << shift) < 2**31 and (h - 1) ** 2 + (w - 1) ** 2 < 2**31
+    coord_dtype = torch.int32 if small else torch.int64
+    mask = (1 << shift) - 1
     # Per-point lookups: precomputed when the candidates outnumber the points, else per candidate.
     candidates = square_count(reach)  # a lower bound of the candidates (the bands may hold more rows)
     precompute = int(candidates.sum()) > pixel_at.numel()
-    packed_at = ((torch.div(pixel_at % hw, w, rounding_mode="floor") << 20) | pixel_at % w) if precompute else None
 
-    def packed(candidate: Tensor) -> Tensor:
-        if packed_at is not None:
-            return packed_at.index_select(0, candidate)
-        pixel = pixel_at.index_select(0, candidate) % hw
-        return (torch.div(pixel, w, rounding_mode="floor") << 20) | pixel % w
+    def packed_of(pixel: Tensor) -> Tensor:
+        pixel = pixel % hw
+        return ((torch.div(pixel, w, rounding_mode="floor") << shift) | pixel % w).to(coord_dtype)
 
     forest.compress()
 
-    def label(position: Tensor) -> Tensor:
+    def label_of(position: Tensor) -> Tensor:
         return forest.parent.index_select(0, run_of_pixel.index_select(0, pixel_at.index_select(0, position)))
 
+    packed_at = packed_of(pixel_at) if precompute else None
+    label_at = label_of(torch.arange(pixel_at.numel(), device=device)) if precompute else None
+
+    def packed(candidate: Tensor) -> Tensor:
+        return packed_at.index_select(0, candidate) if packed_at is not None else packed_of(pixel_at.index_select(0, candidate))
+
+    def label(position: Tensor) -> Tensor:
+        return label_at.index_select(0, position) if label_at is not None else label_of(position)
+
+    # Every neighbour of p lies within squared distance bound = 2 s^2 (all rows and columns when p
+    # has at most k others); per band, the columns within the disc of that radius around p.
+    bound = torch.where(everyone, torch.full_like(hi, 2 * side * side), 2 * hi * hi)
     band_first = torch.div((y - reach).clamp(min=0), t, rounding_mode="floor")
     band_count = torch.div((y + reach).clamp(max=h - 1), t, rounding_mode="floor") - band_first + 1
-    col_first = (x - reach).clamp(min=0)
-    col_last = (x + reach).clamp(max=w - 1)
 
-    # Chunks of points with a bounded number of ranges and candidates in all.
+    # Chunks of points with a bounded number of ranges and candidates in all, and few enough points
+    # for (point, squared distance) sort keys in int32 where the distances allow it.
+    d2_bits = max(1, int(bound.max()).bit_length())
+    key_dtype = torch.int32 if d2_bits <= 20 else torch.int64
+    max_points = 1 << ((31 if key_dtype == torch.int32 else 63) - d2_bits)
     window = torch.cumsum(band_count + 2 * candidates, 0)
     total = int(window[-1])
     marks = torch.arange(1, max(1, math.ceil(total / _WINDOW_CHUNK)), device=device) * _WINDOW_CHUNK
-    cuts = sorted(set(torch.searchsorted(window, marks).tolist()) - {0, points.numel()})
-    dk2_of = torch.full((pixel_at.numel(),), -1, dtype=torch.int64, device=device)  # by position
+    cuts = set(torch.searchsorted(window, marks).tolist()) | set(range(max_points, points.numel(), max_points))
+    cuts = sorted(cuts - {0, points.numel()})
+    dk2_of = torch.full((pixel_at.numel(),), -1, dtype=key_dtype, device=device)  # by position
     found: list[tuple[Tensor, Tensor, Tensor]] = []
-    packed_open = (y << 20) | x  # (row, column) in one integer: one gather per candidate
+    packed_open = ((y << shift) | x).to(coord_dtype)  # (row, column) in one integer: one gather per candidate
     for first, last in zip([0, *cuts], [*cuts, points.numel()]):
         n = last - first
         owner, nth_band = _segments(band_count[first:last])  # owner: chunk-local point of each range
-        line = (sample[first:last].index_select(0, owner) * bands
-                + band_first[first:last].index_select(0, owner) + nth_band) * w
-        range_start = before.index_select(0, line + col_first[first:last].index_select(0, owner))
-        range_size = before.index_select(0, line + col_last[first:last].index_select(0, owner) + 1) - range_start
+        band = band_first[first:last].index_select(0, owner) + nth_band
+        row_of, column_of = y[first:last].index_select(0, owner), x[first:last].index_select(0, owner)
+        # The columns of the band within the disc: through its row nearest to p.
+        nearest = torch.minimum(torch.maximum(row_of, band * t), band * t + (t - 1)) - row_of
+        room = bound[first:last].index_select(0, owner) - nearest * nearest
+        half = room.double().sqrt().long()
+        half = half - (half * half > room).long() + ((half + 1) * (half + 1) <= room).long()  # exact isqrt
+        line = (sample[first:last].index_select(0, owner) * bands + band) * w
+        range_start = before.index_select(0, line + (column_of - half).clamp(min=0))
+        range_size = before.index_select(0, line + (column_of + half).clamp(max=w - 1) + 1) - range_start
         segment = torch.repeat_interleave(torch.arange(owner.numel(), device=device), range_size)
         skip = range_start - (torch.cumsum(range_size, 0) - range_size)  # candidate = index + skip[range]
         candidate = torch.arange(segment.numel(), device=device) + skip.index_select(0, segment)
         who = owner.index_select(0, segment)  # the chunk-local open point each candidate belongs to
         q = packed(candidate)
-        p = packed_open[first:last].index_select(0, owner).index_select(0, segment)
-        dy = (q >> 20) - (p >> 20)
-        dx = (q & ((1 << 20) - 1)) - (p & ((1 << 20) - 1))
-        d2 = dy * dy + dx * dx
+        p = packed_open[first:last].index_select(0, who)
+        dy = (q >> shift) - (p >> shift)
+        dx = (q & mask) - (p & mask)
+        d2 = (dy * dy + dx * dx).to(key_dtype)
         # d_k(p)^2 is the (k+1)-th smallest squared distance among p's candidates (p itself, at 0,
         # is the first): sort (point, d2) keys once; each point's candidates stay contiguous.
         per_point = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, who, torch.ones_like(who))
-        ordered = _sorted((who << 40) | d2)
+        ordered = _sorted((who.to(key_dtype) << d2_bits) | d2)
         kth = (torch.cumsum(per_point, 0) - per_point + k).clamp(max=max(ordered.numel() - 1, 0))
-        dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
-        dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
+        dk2 = ordered.index_select(0, kth) & ((1 << d2_bits) - 1)
+        dk2 = torch.where(everyone[first:last], torch.full_like(dk2, torch.iinfo(key_dtype).max), dk2)
         p_position = position_of_open[first:last]
         dk2_of.scatter_(0, p_position, dk2)
         within = ((d2 > d_done) & (d2 <= dk2.index_select(0, who))).nonzero().squeeze(1)
@@ -907,4 +930,4 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     once = ((p_position < q_position) | ~listed_by_q).nonzero().squeeze(1)
     run_at = lambda position: run_of_pixel.index_select(0, pixel_at.index_select(0, position))  # noqa: E731
     forest.add_edges(run_at(p_position.index_select(0, once)), run_at(q_position.index_select(0, once)),
-                     d2.index_select(0, once))
+                     d2.index_select(0, once).long())

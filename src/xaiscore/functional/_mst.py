@@ -75,6 +75,9 @@ _DENSE_PASSES = 100
 _WINDOW_CHUNK = 1 << 22
 # The ring scan relabels its components once it has found more than one new edge per this many pixels.
 _RELABEL_EDGES = 500
+# Borůvka passes with more than this many edges per node first take the lightest ~_LIGHT_EDGES per node.
+_FILTER_EDGES = 8
+_LIGHT_EDGES = 3
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -412,6 +415,21 @@ class _Forest:
         n_edges = u.numel()
         if n_edges == 0:
             return
+        if n_edges > _FILTER_EDGES * self.parent.numel():
+            # Many more edges than nodes (a k-NN graph): Kruskal's order split in two (filter
+            # Kruskal). The light edges, about _LIGHT_EDGES per node, go first; a heavy edge whose
+            # ends they connect is in no minimum spanning forest and is dropped unseen by Borůvka.
+            sample = d2[:: max(1, n_edges // 65536)]
+            cut = int(_kth_smallest(sample.unsqueeze(0), min(sample.numel() - 1, sample.numel() * _LIGHT_EDGES * self.parent.numel() // n_edges))[0])
+            light = d2 <= cut
+            heavy = (~light).nonzero().squeeze(1)
+            if 0 < heavy.numel() < n_edges:
+                light = light.nonzero().squeeze(1)
+                self.add_edges(u.index_select(0, light), v.index_select(0, light), d2.index_select(0, light))
+                u, v, d2 = self.find(u.index_select(0, heavy)), self.find(v.index_select(0, heavy)), d2.index_select(0, heavy)
+                apart = (u != v).nonzero().squeeze(1)
+                self.add_edges(u.index_select(0, apart), v.index_select(0, apart), d2.index_select(0, apart))
+                return
         parent, best = self.parent, self._best
         key = d2 * n_edges + torch.arange(n_edges, device=u.device)
         u, v = self.find(u), self.find(v)

@@ -553,9 +553,9 @@ class _Shifter:
 
 
 def _near_witnesses(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
-    """At most two witnesses per near offset, the ones most likely to be kept (the closest)."""
+    """The witnesses of a near offset, closest first."""
     ranked = sorted(_witnesses(dy, dx), key=lambda r: (r[0] ** 2 + r[1] ** 2, abs(r[0] - dy) + abs(r[1] - dx), r))
-    return tuple(ranked[:2])
+    return tuple(ranked)
 
 
 def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -27,23 +27,27 @@ How the forest is found without touching every edge:
 3. *Near edges between runs.* For each near offset only the leftmost pixel pair of each pair of
    runs is kept (the others are parallel edges of equal weight), and a pair is dropped when a
    kept pixel offers a path of two strictly shorter near edges (a heavier edge on a cycle of
-   lighter ones is in no minimum spanning forest). A Borůvka pass over the few remaining edges
-   gives the near forest and its components.
+   lighter ones is in no minimum spanning forest). Edges of equal length need no order among
+   themselves, so one connectivity pass per near length (hooking onto the smaller root, then
+   pointer jumping) gives the near forest and its components.
 4. *Far edges, ring by ring.* Squared distances ``D > D_a`` are visited in increasing order.
    Whether a pair at distance :math:`\\sqrt{D}` is an edge depends on how many points lie
    strictly closer (a count image updated ring by ring); only pairs between different current
-   components matter. Each ring's edges are merged by a Borůvka pass (all of equal weight), so
-   the forest grows exactly as in Kruskal's algorithm. The scan stops for the batch once every
+   components matter. Each ring's edges (all of equal weight) are merged by a connectivity
+   pass, so the forest grows exactly as in Kruskal's algorithm. Counts and component labels are
+   uint8 images (labels split into byte planes): on CPU, comparisons of uint8 tensors are
+   vectorised and those of wider integers are not. The scan stops for the batch once every
    sample is a single component or has no point whose k-th neighbour is still farther.
 5. *Sparse leftovers.* When few points remain open, the ring scan over whole images is
    wasteful: each remaining point instead finds its neighbours in a window bounded by a
    summed-area table (the smallest square holding ``k`` other points bounds :math:`d_k`), gets
-   its exact :math:`d_k` by sorting its candidates, and its remaining edges go through one last
-   Borůvka pass. Sparse maps (few points per pixel) take this path for all their edges, near ones
+   its exact :math:`d_k` by sorting its candidates (those in the disc of that bound), and its
+   remaining edges go through one last Borůvka pass (its lightest edges first: the heavy edges
+   they already connect are dropped unseen). Sparse maps (few points per pixel) take this path for all their edges, near ones
    included (:math:`d_k \\ge \\sqrt{D_a}` always), and skip steps 3 and 4.
 
 Host synchronisation: graph sizes are data-dependent, so the functions read a handful of
-counts per ring, per Borůvka round and per pointer-jumping step (edge counts, whether the scan
+counts per ring, per Borůvka or connectivity round and per pointer-jumping step (edge counts, whether the scan
 is finished); there is no per-sample loop and no per-edge Python work. On CPU the two selection
 steps (the percentile, the candidates' order) go through numpy on zero-copy views, which is
 several times faster than ``torch.kthvalue``/``torch.sort`` there; other devices use torch.

@@ -406,7 +406,9 @@ class _Forest:
     def __init__(self, node_sample: Tensor, n_samples: int) -> None:
         device = node_sample.device
         self.node_sample = node_sample
-        self.parent = torch.arange(node_sample.numel(), device=device)
+        # int32 node ids where they fit: gathers of half the width (scatters take int64 indices).
+        dtype = torch.int32 if node_sample.numel() < 2**31 else torch.int64
+        self.parent = torch.arange(node_sample.numel(), dtype=dtype, device=device)
         self.length = torch.zeros(n_samples, dtype=torch.float64, device=device)
         self.merges = torch.zeros(n_samples, dtype=torch.int64, device=device)
         self._best = torch.full((node_sample.numel(),), _INT64_MAX, dtype=torch.int64, device=device)
@@ -438,7 +440,7 @@ class _Forest:
                 return
         parent, best = self.parent, self._best
         key = d2 * n_edges + torch.arange(n_edges, device=u.device)
-        u, v = self.find(u), self.find(v)
+        u, v = self.find(u).long(), self.find(v).long()
         rounds = 0
         while True:
             alive = (u != v).nonzero().squeeze(1)
@@ -459,10 +461,10 @@ class _Forest:
             # Each component picks exactly one edge and hooks onto the component at its other end.
             hooked = torch.cat([u.index_select(0, by_u), v.index_select(0, by_v)])
             target = torch.cat([v.index_select(0, by_u), u.index_select(0, by_v)])
-            parent.scatter_(0, hooked, target)
+            parent.scatter_(0, hooked, target.to(parent.dtype))
             # Two components that picked the same edge point at each other: the smaller id is the root.
             mutual = (parent.index_select(0, target) == hooked) & (hooked < target)
-            parent.scatter_(0, hooked, torch.where(mutual, hooked, target))
+            parent.scatter_(0, hooked, torch.where(mutual, hooked, target).to(parent.dtype))
             best.index_fill_(0, hooked, _INT64_MAX)
             # Pointer jumping until every hooked component points at its root.
             up = parent.index_select(0, hooked)
@@ -472,8 +474,8 @@ class _Forest:
                     break
                 parent.scatter_(0, hooked, upper)
                 up = upper
-            u = parent.index_select(0, u)
-            v = parent.index_select(0, v)
+            u = parent.index_select(0, u).long()
+            v = parent.index_select(0, v).long()
             rounds += 1
         self.compress()
 
@@ -498,6 +500,7 @@ class _Forest:
             if alive.numel() < u.numel():
                 u, v = u.index_select(0, alive), v.index_select(0, alive)
             low, high = torch.minimum(u, v), torch.maximum(u, v)
+            high = high.long()
             parent.scatter_reduce_(0, high, low, "amin")
             # The distinct hooked roots: one edge per high end wins the scatter below.
             position = torch.arange(high.numel(), device=high.device)
@@ -696,7 +699,7 @@ class _RingScan:
         if self.label_p is None:
             self.label_p = torch.empty((self.n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
         self.forest.compress()
-        roots = self.forest.parent - self.run_base
+        roots = self.forest.parent - self.run_base.to(self.forest.parent.dtype)
         runs = self.run_p.view(-1)
         for i, plane in enumerate(self.label_p):
             torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs, out=plane.view(-1))

@@ -678,12 +678,10 @@ class _RingScan:
         self.k_row = torch.full((w,), k, dtype=self.count.dtype, device=device)
         self.run_of_pixel, self.forest, self.runs_per_sample = run_of_pixel, forest, runs_per_sample
         self.samples = torch.arange(b, device=device)  # global sample of each row
-        first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
-        self.run_base = first_run.index_select(0, forest.node_sample)  # the first run of each run's sample
+        self.first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
         # The run of each pixel, padded; any run where no point is (labels only matter at points).
         self.run_p = shifter.padded(run_of_pixel.view(b, h, w).clamp(min=0))
         # Labels are component roots counted from the sample's first run, one uint8 plane per byte.
-        self.n_planes = max(1, (int(runs_per_sample.max()).bit_length() + 7) // 8)
         self.open_p = shifter.padded(kept & (self.count < self.k_row))
         self.label_p = None  # (planes, B, H + 2 pad, W + 2 pad) uint8, built on the first ring scanned
         # Edges found since the labels were last rebuilt: stale labels only let through pairs
@@ -696,10 +694,21 @@ class _RingScan:
     def _labels(self) -> None:
         """(Re)build the padded label planes from the forest: a byte of each run's label, looked
         up for every pixel through its run (pixels that are no point get arbitrary labels)."""
-        if self.label_p is None:
-            self.label_p = torch.empty((self.n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
-        self.forest.compress()
-        roots = self.forest.parent - self.run_base.to(self.forest.parent.dtype)
+        forest = self.forest
+        forest.compress()
+        # Labels are the ranks of the component roots within their sample: few bytes when the
+        # near phase has left few components per sample (one plane fewer is two operations less
+        # per offset).
+        parent = forest.parent
+        is_root = parent == torch.arange(parent.numel(), dtype=parent.dtype, device=parent.device)
+        roots_before = torch.cumsum(is_root, 0, dtype=parent.dtype) - is_root.to(parent.dtype)
+        first = self.first_run.clamp(max=parent.numel() - 1)  # a sample without points has no runs to label
+        base = roots_before.index_select(0, first).index_select(0, forest.node_sample)
+        roots = roots_before.index_select(0, parent) - base
+        components = (self.runs_per_sample - forest.merges).index_select(0, self.samples)
+        n_planes = max(1, ((int(components.max()) - 1).bit_length() + 7) // 8)
+        if self.label_p is None or self.label_p.shape[0] != n_planes:
+            self.label_p = torch.empty((n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
         runs = self.run_p.view(-1)
         for i, plane in enumerate(self.label_p):
             torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs, out=plane.view(-1))

@@ -831,9 +831,11 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     device = kept.device
     index_dtype = torch.int32 if kept.numel() < 2**31 else torch.int64
     table = torch.zeros(b, h + 1, w + 1, dtype=index_dtype, device=device)
-    # Summed-area table; both cumulative sums along the last (contiguous) axis, which is much faster.
-    rows = kept.view(torch.uint8).cumsum(2, dtype=index_dtype)
-    table[:, 1:, 1:] = rows.transpose(1, 2).contiguous().cumsum(2).transpose(1, 2)
+    # Summed-area table: along rows, then down the columns (a cumulative sum over the middle axis
+    # adds whole contiguous rows, much faster than a transposed copy).
+    sums = kept.view(torch.uint8).cumsum(2, dtype=index_dtype)
+    torch.cumsum(sums, 1, out=sums)
+    table[:, 1:, 1:] = sums
     table = table.reshape(-1)
     sample = torch.div(points, hw, rounding_mode="floor")
     y = torch.div(points % hw, w, rounding_mode="floor")

@@ -634,16 +634,20 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     # Points with fewer than k others within the near distance have far edges to look for:
     # count the others in the disc, a sum of horizontal box sums, one per row offset.
     radius = math.isqrt(d_always)
-    kept16 = kept_p.to(torch.int16)
-    boxes = {0: kept16}
+    # uint8 while the disc holds fewer than 256 pixels (int16 beyond): uint8 adds are twice as fast.
+    count_dtype = torch.uint8 if (2 * radius + 1) ** 2 < 256 else torch.int16
+    unit = kept_p.view(torch.uint8) if count_dtype == torch.uint8 else kept_p.to(count_dtype)
+    boxes = {0: unit}
     for half in range(1, radius + 1):
         boxes[half] = boxes[half - 1].clone()
-        boxes[half][:, :, half:] += kept16[:, :, :-half]
-        boxes[half][:, :, :-half] += kept16[:, :, half:]
-    count = -kept.to(torch.int16)
+        boxes[half][:, :, half:] += unit[:, :, :-half]
+        boxes[half][:, :, :-half] += unit[:, :, half:]
+    count = shifter.view(boxes[radius], 0, 0).clone()
     for dy in range(-radius, radius + 1):
-        count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
-    del boxes, kept16
+        if dy:
+            count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
+    count -= kept.view(torch.uint8)  # the point itself
+    del boxes, unit
     scan = _RingScan(kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter)
     d_done, open_points = scan.run(d_always)
     if open_points is not None and d_done < (h - 1) ** 2 + (w - 1) ** 2:
@@ -674,7 +678,8 @@ class _RingScan:
             self.count = torch.minimum(count, torch.tensor(k, dtype=count.dtype)).to(torch.uint8)
             self.unit_p = kept_p.view(torch.uint8)
         else:
-            self.count, self.unit_p = count, kept_p.to(count.dtype)  # int16: at most (2 pad + 1)^2
+            self.count = count.to(torch.int16)  # at most (2 pad + 1)^2
+            self.unit_p = kept_p.to(torch.int16)
         self.k_row = torch.full((w,), k, dtype=self.count.dtype, device=device)
         self.run_of_pixel, self.forest, self.runs_per_sample = run_of_pixel, forest, runs_per_sample
         self.samples = torch.arange(b, device=device)  # global sample of each row

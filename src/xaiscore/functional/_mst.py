@@ -586,12 +586,10 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     run_start = (kept & ~left).reshape(-1)
     index_dtype = torch.int32 if run_start.numel() < 2**31 else torch.int64
     run_of_pixel = torch.cumsum(run_start, 0, dtype=index_dtype) - 1  # valid on kept pixels
-    run_sample = torch.div(_flat_nonzero(run_start), hw, rounding_mode="floor")
+    runs_per_sample = _count(run_start.view(b, hw), (1,))
+    run_sample = torch.repeat_interleave(torch.arange(b, device=device), runs_per_sample)  # runs are in sample order
     n_runs = run_sample.numel()
     forest = _Forest(run_sample, b)
-    runs_per_sample = torch.zeros(b, dtype=torch.int64, device=device).index_add_(
-        0, run_sample, torch.ones_like(run_sample)
-    )
     forest.length += (counts - runs_per_sample).double()  # unit edges inside runs
     if n_runs == 0:
         return forest.length, counts

@@ -27,23 +27,27 @@ How the forest is found without touching every edge:
 3. *Near edges between runs.* For each near offset only the leftmost pixel pair of each pair of
    runs is kept (the others are parallel edges of equal weight), and a pair is dropped when a
    kept pixel offers a path of two strictly shorter near edges (a heavier edge on a cycle of
-   lighter ones is in no minimum spanning forest). A Borůvka pass over the few remaining edges
-   gives the near forest and its components.
+   lighter ones is in no minimum spanning forest). Edges of equal length need no order among
+   themselves, so one connectivity pass per near length (hooking onto the smaller root, then
+   pointer jumping) gives the near forest and its components.
 4. *Far edges, ring by ring.* Squared distances ``D > D_a`` are visited in increasing order.
    Whether a pair at distance :math:`\\sqrt{D}` is an edge depends on how many points lie
    strictly closer (a count image updated ring by ring); only pairs between different current
-   components matter. Each ring's edges are merged by a Borůvka pass (all of equal weight), so
-   the forest grows exactly as in Kruskal's algorithm. The scan stops for the batch once every
+   components matter. Each ring's edges (all of equal weight) are merged by a connectivity
+   pass, so the forest grows exactly as in Kruskal's algorithm. Counts and component labels are
+   uint8 images (labels split into byte planes): on CPU, comparisons of uint8 tensors are
+   vectorised and those of wider integers are not. The scan stops for the batch once every
    sample is a single component or has no point whose k-th neighbour is still farther.
 5. *Sparse leftovers.* When few points remain open, the ring scan over whole images is
    wasteful: each remaining point instead finds its neighbours in a window bounded by a
    summed-area table (the smallest square holding ``k`` other points bounds :math:`d_k`), gets
-   its exact :math:`d_k` by sorting its candidates, and its remaining edges go through one last
-   Borůvka pass. Sparse maps (few points per pixel) take this path for all their edges, near ones
+   its exact :math:`d_k` by sorting its candidates (those in the disc of that bound), and its
+   remaining edges go through one last Borůvka pass (its lightest edges first: the heavy edges
+   they already connect are dropped unseen). Sparse maps (few points per pixel) take this path for all their edges, near ones
    included (:math:`d_k \\ge \\sqrt{D_a}` always), and skip steps 3 and 4.
 
 Host synchronisation: graph sizes are data-dependent, so the functions read a handful of
-counts per ring, per Borůvka round and per pointer-jumping step (edge counts, whether the scan
+counts per ring, per Borůvka or connectivity round and per pointer-jumping step (edge counts, whether the scan
 is finished); there is no per-sample loop and no per-edge Python work. On CPU the two selection
 steps (the percentile, the candidates' order) go through numpy on zero-copy views, which is
 several times faster than ``torch.kthvalue``/``torch.sort`` there; other devices use torch.
@@ -73,6 +77,11 @@ _WINDOW_COST_PER_POINT = 3000
 _DENSE_PASSES = 100
 # Candidate pairs handled at once by the window search (bounds its memory).
 _WINDOW_CHUNK = 1 << 22
+# The ring scan relabels its components once it has found more than one new edge per this many pixels.
+_RELABEL_EDGES = 500
+# Borůvka passes with more than this many edges per node first take the lightest ~_LIGHT_EDGES per node.
+_FILTER_EDGES = 8
+_LIGHT_EDGES = 3
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -136,7 +145,9 @@ def mst_compactness(
     k = check_positive_int(k, "k")
     check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS)
     magnitude = a.detach().abs().double()
-    if reduce_channels == "max_abs":
+    if a.shape[1] == 1:
+        pixel_map = magnitude[:, 0]  # every reduction is the identity (the mean, the selection)
+    elif reduce_channels == "max_abs":
         pixel_map = magnitude.amax(1)
     elif reduce_channels == "mean":
         pixel_map = magnitude.mean(1)
@@ -191,6 +202,15 @@ def always_present_d2(k: int) -> int:
         radius *= 2
 
 
+@lru_cache(maxsize=None)
+def _rings(max_d2: int) -> dict[int, tuple[tuple[int, int], ...]]:
+    """The lattice offsets ``(dy, dx)`` with ``0 < dy^2 + dx^2 <= max_d2``, grouped by ``dy^2 + dx^2``."""
+    rings: dict[int, list[tuple[int, int]]] = {}
+    for d2, dy, dx in _offsets_up_to(max_d2):
+        rings.setdefault(d2, []).append((dy, dx))
+    return {d2: tuple(ring) for d2, ring in rings.items()}
+
+
 def _is_forward(dy: int, dx: int) -> bool:
     """One of each pair of opposite offsets: later in row-major order."""
     return dy > 0 or (dy == 0 and dx > 0)
@@ -221,7 +241,7 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
     if rows.device.type == "cpu":
         # Rows whose j-th smallest is 0 (mostly-zero maps, where selection is slow) need no selection.
         out = torch.zeros(rows.shape[0], dtype=rows.dtype)
-        select = (torch.count_nonzero(rows == 0, dim=1) <= j).nonzero().squeeze(1)
+        select = (_count(rows == 0, (1,)) <= j).nonzero().squeeze(1)
         if select.numel():
             chosen = (rows if select.numel() == rows.shape[0] else rows.index_select(0, select)).numpy()
             out[select] = torch.from_numpy(np.partition(chosen, j, axis=1)[:, j].copy())
@@ -230,8 +250,9 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
 
 
 def _count(mask: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """``mask.sum(dims)`` for a bool tensor (also a strided view) without casting it to int64 first."""
-    return torch.count_nonzero(mask, dim=dims)
+    """``mask.sum(dims)`` for a bool tensor (also a strided view) without casting it to int64 first
+    (a sum of the bytes, several times faster than ``torch.count_nonzero`` over some dimensions)."""
+    return mask.view(torch.uint8).sum(dims, dtype=torch.int64)
 
 
 def _flat_nonzero(mask: Tensor) -> Tensor:
@@ -351,7 +372,7 @@ def hull_areas(kept: Tensor) -> Tensor:
         kept = kept.transpose(1, 2)  # fewer rows: less work below
     b, h, w = kept.shape
     device = kept.device
-    occupied = kept.any(2)
+    occupied = kept.view(torch.uint8).amax(2) > 0  # faster than any(2) on CPU
     small = torch.int16 if w < 2**15 - 1 else torch.int64
     columns = torch.arange(w, device=device, dtype=small)
     x_min = torch.where(kept, columns, w).amin(2).long()
@@ -385,7 +406,9 @@ class _Forest:
     def __init__(self, node_sample: Tensor, n_samples: int) -> None:
         device = node_sample.device
         self.node_sample = node_sample
-        self.parent = torch.arange(node_sample.numel(), device=device)
+        # int32 node ids where they fit: gathers of half the width (scatters take int64 indices).
+        dtype = torch.int32 if node_sample.numel() < 2**31 else torch.int64
+        self.parent = torch.arange(node_sample.numel(), dtype=dtype, device=device)
         self.length = torch.zeros(n_samples, dtype=torch.float64, device=device)
         self.merges = torch.zeros(n_samples, dtype=torch.int64, device=device)
         self._best = torch.full((node_sample.numel(),), _INT64_MAX, dtype=torch.int64, device=device)
@@ -400,10 +423,24 @@ class _Forest:
         n_edges = u.numel()
         if n_edges == 0:
             return
+        if n_edges > _FILTER_EDGES * self.parent.numel():
+            # Many more edges than nodes (a k-NN graph): Kruskal's order split in two (filter
+            # Kruskal). The light edges, about _LIGHT_EDGES per node, go first; a heavy edge whose
+            # ends they connect is in no minimum spanning forest and is dropped unseen by Borůvka.
+            sample = d2[:: max(1, n_edges // 65536)]
+            cut = int(_kth_smallest(sample.unsqueeze(0), min(sample.numel() - 1, sample.numel() * _LIGHT_EDGES * self.parent.numel() // n_edges))[0])
+            light = d2 <= cut
+            heavy = (~light).nonzero().squeeze(1)
+            if 0 < heavy.numel() < n_edges:
+                light = light.nonzero().squeeze(1)
+                self.add_edges(u.index_select(0, light), v.index_select(0, light), d2.index_select(0, light))
+                u, v, d2 = self.find(u.index_select(0, heavy)), self.find(v.index_select(0, heavy)), d2.index_select(0, heavy)
+                apart = (u != v).nonzero().squeeze(1)
+                self.add_edges(u.index_select(0, apart), v.index_select(0, apart), d2.index_select(0, apart))
+                return
         parent, best = self.parent, self._best
         key = d2 * n_edges + torch.arange(n_edges, device=u.device)
-        u = parent.index_select(0, u)
-        v = parent.index_select(0, v)
+        u, v = self.find(u).long(), self.find(v).long()
         rounds = 0
         while True:
             alive = (u != v).nonzero().squeeze(1)
@@ -424,10 +461,10 @@ class _Forest:
             # Each component picks exactly one edge and hooks onto the component at its other end.
             hooked = torch.cat([u.index_select(0, by_u), v.index_select(0, by_v)])
             target = torch.cat([v.index_select(0, by_u), u.index_select(0, by_v)])
-            parent.scatter_(0, hooked, target)
+            parent.scatter_(0, hooked, target.to(parent.dtype))
             # Two components that picked the same edge point at each other: the smaller id is the root.
             mutual = (parent.index_select(0, target) == hooked) & (hooked < target)
-            parent.scatter_(0, hooked, torch.where(mutual, hooked, target))
+            parent.scatter_(0, hooked, torch.where(mutual, hooked, target).to(parent.dtype))
             best.index_fill_(0, hooked, _INT64_MAX)
             # Pointer jumping until every hooked component points at its root.
             up = parent.index_select(0, hooked)
@@ -437,13 +474,69 @@ class _Forest:
                     break
                 parent.scatter_(0, hooked, upper)
                 up = upper
+            u = parent.index_select(0, u).long()
+            v = parent.index_select(0, v).long()
+            rounds += 1
+        self.compress()
+
+    def connect(self, u: Tensor, v: Tensor, d2: int) -> None:
+        """Merge along edges that all have the same squared length ``d2``.
+
+        Any spanning forest of equal-weight edges is a minimum one, so only connectivity matters:
+        each round every component root at the larger end of a live edge hooks onto the smallest
+        root across its edges (always a smaller id, so no cycle forms), then the hooked roots jump
+        to their new roots. Each hooked root is one merge of weight ``sqrt(d2)``. Cheaper per round
+        than :meth:`add_edges` (no edge keys, one scatter).
+        """
+        if u.numel() == 0:
+            return
+        parent, mark = self.parent, self._best
+        merges_before = self.merges.clone()
+        u, v = self.find(u), self.find(v)
+        while True:
+            alive = (u != v).nonzero().squeeze(1)
+            if alive.numel() == 0:
+                break
+            if alive.numel() < u.numel():
+                u, v = u.index_select(0, alive), v.index_select(0, alive)
+            low, high = torch.minimum(u, v), torch.maximum(u, v)
+            high = high.long()
+            parent.scatter_reduce_(0, high, low, "amin")
+            # The distinct hooked roots: one edge per high end wins the scatter below.
+            position = torch.arange(high.numel(), device=high.device)
+            mark.scatter_(0, high, position)
+            hooked = high.index_select(0, (mark.index_select(0, high) == position).nonzero().squeeze(1))
+            mark.index_fill_(0, hooked, _INT64_MAX)
+            self.merges.index_add_(0, self.node_sample.index_select(0, hooked), torch.ones_like(hooked))
+            # Pointer jumping until every hooked root points at its new root.
+            up = parent.index_select(0, hooked)
+            while True:
+                upper = parent.index_select(0, up)
+                if torch.equal(up, upper):
+                    break
+                parent.scatter_(0, hooked, upper)
+                up = upper
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
-            rounds += 1
-        # A node hooked in round r points at its root of round r, which may have been hooked later:
-        # depth <= rounds, so ceil(log2(rounds + 1)) jumps over all nodes leave every node at its root.
-        for _ in range(math.ceil(math.log2(rounds + 1))):
-            parent.copy_(parent.index_select(0, parent))
+        # Nodes below a hooked root still point at it until the next compress().
+        self.length += (self.merges - merges_before).double() * math.sqrt(d2)
+
+    def find(self, nodes: Tensor) -> Tensor:
+        """The roots of the given nodes (``parent`` need not be compressed)."""
+        nodes = self.parent.index_select(0, nodes)
+        while True:
+            up = self.parent.index_select(0, nodes)
+            if torch.equal(up, nodes):
+                return nodes
+            nodes = up
+
+    def compress(self) -> None:
+        """Point every node directly at its root."""
+        while True:
+            up = self.parent.index_select(0, self.parent)
+            if torch.equal(up, self.parent):
+                return
+            self.parent.copy_(up)
 
 
 # --- the k-NN spanning forest --------------------------------------------------------------------
@@ -467,9 +560,9 @@ class _Shifter:
 
 
 def _near_witnesses(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
-    """At most two witnesses per near offset, the ones most likely to be kept (the closest)."""
+    """The witnesses of a near offset, closest first."""
     ranked = sorted(_witnesses(dy, dx), key=lambda r: (r[0] ** 2 + r[1] ** 2, abs(r[0] - dy) + abs(r[1] - dx), r))
-    return tuple(ranked[:2])
+    return tuple(ranked)
 
 
 def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -493,12 +586,10 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     run_start = (kept & ~left).reshape(-1)
     index_dtype = torch.int32 if run_start.numel() < 2**31 else torch.int64
     run_of_pixel = torch.cumsum(run_start, 0, dtype=index_dtype) - 1  # valid on kept pixels
-    run_sample = torch.div(_flat_nonzero(run_start), hw, rounding_mode="floor")
+    runs_per_sample = _count(run_start.view(b, hw), (1,))
+    run_sample = torch.repeat_interleave(torch.arange(b, device=device), runs_per_sample)  # runs are in sample order
     n_runs = run_sample.numel()
     forest = _Forest(run_sample, b)
-    runs_per_sample = torch.zeros(b, dtype=torch.int64, device=device).index_add_(
-        0, run_sample, torch.ones_like(run_sample)
-    )
     forest.length += (counts - runs_per_sample).double()  # unit edges inside runs
     if n_runs == 0:
         return forest.length, counts
@@ -528,26 +619,34 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
         found = _flat_nonzero(pairs)
         which, pixel = torch.div(found, b * hw, rounding_mode="floor"), found % (b * hw)
         step_of = torch.tensor([dy * w + dx for _, dy, dx in forward], device=device)
-        forest.add_edges(
-            run_of_pixel.index_select(0, pixel),
-            run_of_pixel.index_select(0, pixel + step_of.index_select(0, which)),
-            torch.tensor([d2 for d2, _, _ in forward], device=device).index_select(0, which),
-        )
+        u = run_of_pixel.index_select(0, pixel)
+        v = run_of_pixel.index_select(0, pixel + step_of.index_select(0, which))
+        # The pairs come offset by offset, the offsets by length: one connectivity pass per length.
+        ends = torch.searchsorted(which, torch.arange(1, len(forward) + 1, device=device)).tolist()
+        start = 0
+        for i, (d2, _, _) in enumerate(forward):
+            if i + 1 == len(forward) or forward[i + 1][0] != d2:
+                forest.connect(u[start : ends[i]], v[start : ends[i]], d2)
+                start = ends[i]
 
     # Points with fewer than k others within the near distance have far edges to look for:
     # count the others in the disc, a sum of horizontal box sums, one per row offset.
     radius = math.isqrt(d_always)
-    kept16 = kept_p.to(torch.int16)  # counts add int16 views (adding bool would convert every time)
-    boxes = {0: kept16}
+    # uint8 while the disc holds fewer than 256 pixels (int16 beyond): uint8 adds are twice as fast.
+    count_dtype = torch.uint8 if (2 * radius + 1) ** 2 < 256 else torch.int16
+    unit = kept_p.view(torch.uint8) if count_dtype == torch.uint8 else kept_p.to(count_dtype)
+    boxes = {0: unit}
     for half in range(1, radius + 1):
         boxes[half] = boxes[half - 1].clone()
-        boxes[half][:, :, half:] += kept16[:, :, :-half]
-        boxes[half][:, :, :-half] += kept16[:, :, half:]
-    count = -kept.to(torch.int16)
+        boxes[half][:, :, half:] += unit[:, :, :-half]
+        boxes[half][:, :, :-half] += unit[:, :, half:]
+    count = shifter.view(boxes[radius], 0, 0).clone()
     for dy in range(-radius, radius + 1):
-        count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
-    del boxes
-    scan = _RingScan(kept, kept_p, kept16, count, run_of_pixel, forest, runs_per_sample, k, shifter)
+        if dy:
+            count += shifter.view(boxes[math.isqrt(d_always - dy * dy)], dy, 0)
+    count -= kept.view(torch.uint8)  # the point itself
+    del boxes, unit
+    scan = _RingScan(kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter)
     d_done, open_points = scan.run(d_always)
     if open_points is not None and d_done < (h - 1) ** 2 + (w - 1) ** 2:
         _window_edges(kept, open_points, run_of_pixel, forest, k, d_done)
@@ -565,43 +664,66 @@ class _RingScan:
     passed to the forest. Finished samples (one component, or no open point) are dropped.
     """
 
-    def __init__(self, kept, kept_p, kept16_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
+    def __init__(self, kept, kept_p, count, run_of_pixel, forest, runs_per_sample, k, shifter):
         b, h, w = kept.shape
         device = kept.device
-        self.kept, self.kept_p, self.kept16_p, self.k, self.shifter = kept, kept_p, kept16_p, k, shifter
-        self.count = count  # int16: at most (2 pad + 1)^2 neighbours are ever counted
+        self.kept, self.kept_p, self.k, self.shifter = kept, kept_p, k, shifter
+        # Comparisons of two uint8 tensors are vectorised on CPU, those of wider integers or with a
+        # scalar are not (about 10x slower): counts are uint8 capped at k when a ring cannot
+        # overflow them, labels are split into uint8 planes, and k is a row of uint8.
+        ring_max = max(len(ring) for ring in _rings(shifter.pad**2).values())
+        if k + ring_max < 256:
+            self.count = torch.minimum(count, torch.tensor(k, dtype=count.dtype)).to(torch.uint8)
+            self.unit_p = kept_p.view(torch.uint8)
+        else:
+            self.count = count.to(torch.int16)  # at most (2 pad + 1)^2
+            self.unit_p = kept_p.to(torch.int16)
+        self.k_row = torch.full((w,), k, dtype=self.count.dtype, device=device)
         self.run_of_pixel, self.forest, self.runs_per_sample = run_of_pixel, forest, runs_per_sample
         self.samples = torch.arange(b, device=device)  # global sample of each row
         self.first_run = torch.cumsum(runs_per_sample, 0) - runs_per_sample
-        # Labels are component roots counted from the sample's first run: small enough for int16.
-        small = int(runs_per_sample.max()) < 2**15 - 1
-        self.label_dtype = torch.int16 if small else torch.int32 if forest.parent.numel() < 2**31 else torch.int64
-        self.open_p = shifter.padded(kept & (count < k))
-        self.label_p = None  # built on the first ring scanned (sparse maps hand over before)
+        # The run of each pixel, padded; any run where no point is (labels only matter at points).
+        self.run_p = shifter.padded(run_of_pixel.view(b, h, w).clamp(min=0))
+        # Labels are component roots counted from the sample's first run, one uint8 plane per byte.
+        self.open_p = shifter.padded(kept & (self.count < self.k_row))
+        self.label_p = None  # (planes, B, H + 2 pad, W + 2 pad) uint8, built on the first ring scanned
+        # Edges found since the labels were last rebuilt: stale labels only let through pairs
+        # within merged components (the forest drops them), so relabelling waits for many merges.
+        self.unlabelled_edges = 0
 
     def _interior(self, padded: Tensor) -> Tensor:
         return self.shifter.view(padded, 0, 0)
 
     def _labels(self) -> None:
-        """(Re)build the padded label image from the forest; only kept pixels are written."""
-        if self.label_p is None:
-            b, h, w = self.kept.shape
-            p = self.shifter.pad
-            local = _flat_nonzero(self.kept)
-            row, pixel = torch.div(local, h * w, rounding_mode="floor"), local % (h * w)
-            y, x = torch.div(pixel, w, rounding_mode="floor"), pixel % w
-            self.label_at = (row * (h + 2 * p) + y + p) * (w + 2 * p) + x + p  # kept pixels in label_p
-            self.run_at = self.run_of_pixel.index_select(0, self.samples.index_select(0, row) * (h * w) + pixel)
-            self.base_at = self.first_run.index_select(0, self.samples).index_select(0, row)
-            self.label_p = self.shifter.padded(torch.full_like(self.kept, -1, dtype=self.label_dtype), -1)
-        roots = self.forest.parent.index_select(0, self.run_at) - self.base_at
-        self.label_p.view(-1).scatter_(0, self.label_at, roots.to(self.label_dtype))
+        """(Re)build the padded label planes from the forest: a byte of each run's label, looked
+        up for every pixel through its run (pixels that are no point get arbitrary labels)."""
+        forest = self.forest
+        forest.compress()
+        # Labels are the ranks of the component roots within their sample: few bytes when the
+        # near phase has left few components per sample (one plane fewer is two operations less
+        # per offset).
+        parent = forest.parent
+        is_root = parent == torch.arange(parent.numel(), dtype=parent.dtype, device=parent.device)
+        roots_before = torch.cumsum(is_root, 0, dtype=parent.dtype) - is_root.to(parent.dtype)
+        first = self.first_run.clamp(max=parent.numel() - 1)  # a sample without points has no runs to label
+        base = roots_before.index_select(0, first).index_select(0, forest.node_sample)
+        roots = roots_before.index_select(0, parent) - base
+        components = (self.runs_per_sample - forest.merges).index_select(0, self.samples)
+        n_planes = max(1, ((int(components.max()) - 1).bit_length() + 7) // 8)
+        if self.label_p is None or self.label_p.shape[0] != n_planes:
+            self.label_p = torch.empty((n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
+        runs = self.run_p.view(-1)
+        for i, plane in enumerate(self.label_p):
+            torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs, out=plane.view(-1))
+        self.unlabelled_edges = 0
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
-        for name in ("kept", "kept_p", "kept16_p", "count", "open_p"):
+        for name in ("kept", "kept_p", "count", "open_p", "run_p"):
             setattr(self, name, getattr(self, name).index_select(0, rows))
-        self.label_p = None  # rebuilt for the remaining rows
+        self.unit_p = self.kept_p.view(torch.uint8) if self.count.dtype == torch.uint8 else self.kept_p.to(self.count.dtype)
+        if self.label_p is not None:
+            self.label_p = self.label_p.index_select(1, rows)
 
     def _open_pixels(self) -> Tensor:
         """Global pixel indices of the open points."""
@@ -617,11 +739,10 @@ class _RingScan:
         hw = h * w
         device = self.kept.device
         shifter = self.shifter
-        rings: dict[int, list[tuple[int, int]]] = {}
-        for d2, dy, dx in _offsets_up_to(min((h - 1) ** 2 + (w - 1) ** 2, shifter.pad**2)):
-            if d2 > d_done:
-                rings.setdefault(d2, []).append((dy, dx))
+        rings = _rings(min((h - 1) ** 2 + (w - 1) ** 2, shifter.pad**2))
         for d2 in sorted(rings):
+            if d2 <= d_done:
+                continue
             open_ = self._interior(self.open_p)
             any_open = open_.view(torch.uint8).amax((1, 2)) > 0
             components = (self.runs_per_sample - self.forest.merges).index_select(0, self.samples)
@@ -639,8 +760,8 @@ class _RingScan:
             n_sampled, counted = (
                 int(v)
                 for v in torch.stack([
-                    _count(sampled, (0, 1, 2)),
-                    torch.where(sampled, self.count[:, ::4], 0).sum(dtype=torch.int32).long(),
+                    sampled.view(torch.uint8).sum(dtype=torch.int32),
+                    (sampled.view(torch.uint8) * self.count[:, ::4]).sum(dtype=torch.int32),
                 ])
             )
             n_open = n_sampled * open_.shape[1] / sampled.shape[1]
@@ -648,19 +769,27 @@ class _RingScan:
             offsets_left = max(math.pi * (expected_d2 - d2), len(rings[d2]))
             if n_open * _WINDOW_COST_PER_POINT < self.kept.numel() * offsets_left:
                 return d_done, self._open_pixels()
-            self._labels()
-            kept, kept_p, count, label = self.kept, self.kept_p, self.count, self._interior(self.label_p)
+            if self.label_p is None or self.unlabelled_edges * _RELABEL_EDGES > self.kept.numel():
+                self._labels()
+            kept, kept_p, count = self.kept, self.kept_p, self.count
             forward = [(dy, dx) for dy, dx in rings[d2] if _is_forward(dy, dx)]
             pairs = torch.empty((len(forward),) + kept.shape, dtype=torch.bool, device=device)
+            differ, scratch = torch.empty_like(kept), torch.empty_like(kept)
             for dy, dx in rings[d2]:
-                count += shifter.view(self.kept16_p, dy, dx)
+                count += shifter.view(self.unit_p, dy, dx)
+            if count.dtype == torch.uint8:
+                torch.minimum(count, self.k_row, out=count)
             # Early rings of dense maps: every point is still open, and the open test can go.
             all_open = bool(torch.equal(open_, kept))
             for pair, (dy, dx) in zip(pairs, forward):
                 torch.logical_and(kept, shifter.view(kept_p, dy, dx), out=pair)
                 if not all_open:
                     pair &= open_ | shifter.view(self.open_p, dy, dx)
-                pair &= label != shifter.view(self.label_p, dy, dx)
+                for i, plane in enumerate(self.label_p):
+                    torch.ne(self._interior(plane), shifter.view(plane, dy, dx), out=differ if i == 0 else scratch)
+                    if i:
+                        differ |= scratch
+                pair &= differ
             steps = [dy * w + dx for dy, dx in forward]
             found = _flat_nonzero(pairs)
             per_offset = kept.numel()
@@ -668,14 +797,13 @@ class _RingScan:
             if local.numel():
                 row = torch.div(local, hw, rounding_mode="floor")
                 pixel = self.samples.index_select(0, row) * hw + local % hw
-                self.forest.add_edges(
+                self.forest.connect(
                     self.run_of_pixel.index_select(0, pixel),
                     self.run_of_pixel.index_select(0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
-                    torch.full_like(pixel, d2),
+                    d2,
                 )
-                if local.numel() * 500 > self.kept.numel():
-                    self._labels()
-            torch.logical_and(kept, count < self.k, out=open_)
+                self.unlabelled_edges += local.numel()
+            torch.logical_and(kept, torch.lt(count, self.k_row), out=open_)
             d_done = d2
         return d_done, self._open_pixels()
 
@@ -706,9 +834,11 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     device = kept.device
     index_dtype = torch.int32 if kept.numel() < 2**31 else torch.int64
     table = torch.zeros(b, h + 1, w + 1, dtype=index_dtype, device=device)
-    # Summed-area table; both cumulative sums along the last (contiguous) axis, which is much faster.
-    rows = kept.view(torch.uint8).cumsum(2, dtype=index_dtype)
-    table[:, 1:, 1:] = rows.transpose(1, 2).contiguous().cumsum(2).transpose(1, 2)
+    # Summed-area table: along rows, then down the columns (a cumulative sum over the middle axis
+    # adds whole contiguous rows, much faster than a transposed copy).
+    sums = kept.view(torch.uint8).cumsum(2, dtype=index_dtype)
+    torch.cumsum(sums, 1, out=sums)
+    table[:, 1:, 1:] = sums
     table = table.reshape(-1)
     sample = torch.div(points, hw, rounding_mode="floor")
     y = torch.div(points % hw, w, rounding_mode="floor")
@@ -752,56 +882,81 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
         position = (before[:-1].view(b, bands, 1, w) + above).view(b, bands * t, w)[:, :h].reshape(-1)
         pixel_at = torch.empty_like(pixel_at).scatter_(0, position.index_select(0, pixel_at), pixel_at)
         position_of_open = position.index_select(0, points)
+    # Coordinates packed as (row << shift) | column, and squared distances, in int32 where they fit.
+    shift = max(1, (w - 1).bit_length())
+    small = (h << shift) < 2**31 and (h - 1) ** 2 + (w - 1) ** 2 < 2**31
+    coord_dtype = torch.int32 if small else torch.int64
+    mask = (1 << shift) - 1
     # Per-point lookups: precomputed when the candidates outnumber the points, else per candidate.
     candidates = square_count(reach)  # a lower bound of the candidates (the bands may hold more rows)
     precompute = int(candidates.sum()) > pixel_at.numel()
-    packed_at = ((torch.div(pixel_at % hw, w, rounding_mode="floor") << 20) | pixel_at % w) if precompute else None
 
-    def packed(candidate: Tensor) -> Tensor:
-        if packed_at is not None:
-            return packed_at.index_select(0, candidate)
-        pixel = pixel_at.index_select(0, candidate) % hw
-        return (torch.div(pixel, w, rounding_mode="floor") << 20) | pixel % w
+    def packed_of(pixel: Tensor) -> Tensor:
+        pixel = pixel % hw
+        return ((torch.div(pixel, w, rounding_mode="floor") << shift) | pixel % w).to(coord_dtype)
 
-    def label(position: Tensor) -> Tensor:
+    forest.compress()
+
+    def label_of(position: Tensor) -> Tensor:
         return forest.parent.index_select(0, run_of_pixel.index_select(0, pixel_at.index_select(0, position)))
 
+    packed_at = packed_of(pixel_at) if precompute else None
+    label_at = label_of(torch.arange(pixel_at.numel(), device=device)) if precompute else None
+
+    def packed(candidate: Tensor) -> Tensor:
+        return packed_at.index_select(0, candidate) if packed_at is not None else packed_of(pixel_at.index_select(0, candidate))
+
+    def label(position: Tensor) -> Tensor:
+        return label_at.index_select(0, position) if label_at is not None else label_of(position)
+
+    # Every neighbour of p lies within squared distance bound = 2 s^2 (all rows and columns when p
+    # has at most k others); per band, the columns within the disc of that radius around p.
+    bound = torch.where(everyone, torch.full_like(hi, 2 * side * side), 2 * hi * hi)
     band_first = torch.div((y - reach).clamp(min=0), t, rounding_mode="floor")
     band_count = torch.div((y + reach).clamp(max=h - 1), t, rounding_mode="floor") - band_first + 1
-    col_first = (x - reach).clamp(min=0)
-    col_last = (x + reach).clamp(max=w - 1)
 
-    # Chunks of points with a bounded number of ranges and candidates in all.
+    # Chunks of points with a bounded number of ranges and candidates in all, and few enough points
+    # for (point, squared distance) sort keys in int32 where the distances allow it.
+    d2_bits = max(1, int(bound.max()).bit_length())
+    key_dtype = torch.int32 if d2_bits <= 20 else torch.int64
+    max_points = 1 << ((31 if key_dtype == torch.int32 else 63) - d2_bits)
     window = torch.cumsum(band_count + 2 * candidates, 0)
     total = int(window[-1])
     marks = torch.arange(1, max(1, math.ceil(total / _WINDOW_CHUNK)), device=device) * _WINDOW_CHUNK
-    cuts = sorted(set(torch.searchsorted(window, marks).tolist()) - {0, points.numel()})
-    dk2_of = torch.full((pixel_at.numel(),), -1, dtype=torch.int64, device=device)  # by position
+    cuts = set(torch.searchsorted(window, marks).tolist()) | set(range(max_points, points.numel(), max_points))
+    cuts = sorted(cuts - {0, points.numel()})
+    dk2_of = torch.full((pixel_at.numel(),), -1, dtype=key_dtype, device=device)  # by position
     found: list[tuple[Tensor, Tensor, Tensor]] = []
-    packed_open = (y << 20) | x  # (row, column) in one integer: one gather per candidate
+    packed_open = ((y << shift) | x).to(coord_dtype)  # (row, column) in one integer: one gather per candidate
     for first, last in zip([0, *cuts], [*cuts, points.numel()]):
         n = last - first
         owner, nth_band = _segments(band_count[first:last])  # owner: chunk-local point of each range
-        line = (sample[first:last].index_select(0, owner) * bands
-                + band_first[first:last].index_select(0, owner) + nth_band) * w
-        range_start = before.index_select(0, line + col_first[first:last].index_select(0, owner))
-        range_size = before.index_select(0, line + col_last[first:last].index_select(0, owner) + 1) - range_start
+        band = band_first[first:last].index_select(0, owner) + nth_band
+        row_of, column_of = y[first:last].index_select(0, owner), x[first:last].index_select(0, owner)
+        # The columns of the band within the disc: through its row nearest to p.
+        nearest = torch.minimum(torch.maximum(row_of, band * t), band * t + (t - 1)) - row_of
+        room = bound[first:last].index_select(0, owner) - nearest * nearest
+        half = room.double().sqrt().long()
+        half = half - (half * half > room).long() + ((half + 1) * (half + 1) <= room).long()  # exact isqrt
+        line = (sample[first:last].index_select(0, owner) * bands + band) * w
+        range_start = before.index_select(0, line + (column_of - half).clamp(min=0))
+        range_size = before.index_select(0, line + (column_of + half).clamp(max=w - 1) + 1) - range_start
         segment = torch.repeat_interleave(torch.arange(owner.numel(), device=device), range_size)
         skip = range_start - (torch.cumsum(range_size, 0) - range_size)  # candidate = index + skip[range]
         candidate = torch.arange(segment.numel(), device=device) + skip.index_select(0, segment)
         who = owner.index_select(0, segment)  # the chunk-local open point each candidate belongs to
         q = packed(candidate)
-        p = packed_open[first:last].index_select(0, owner).index_select(0, segment)
-        dy = (q >> 20) - (p >> 20)
-        dx = (q & ((1 << 20) - 1)) - (p & ((1 << 20) - 1))
-        d2 = dy * dy + dx * dx
+        p = packed_open[first:last].index_select(0, who)
+        dy = (q >> shift) - (p >> shift)
+        dx = (q & mask) - (p & mask)
+        d2 = (dy * dy + dx * dx).to(key_dtype)
         # d_k(p)^2 is the (k+1)-th smallest squared distance among p's candidates (p itself, at 0,
         # is the first): sort (point, d2) keys once; each point's candidates stay contiguous.
         per_point = torch.zeros(n, dtype=torch.int64, device=device).index_add_(0, who, torch.ones_like(who))
-        ordered = _sorted((who << 40) | d2)
+        ordered = _sorted((who.to(key_dtype) << d2_bits) | d2)
         kth = (torch.cumsum(per_point, 0) - per_point + k).clamp(max=max(ordered.numel() - 1, 0))
-        dk2 = ordered.index_select(0, kth) & ((1 << 40) - 1)
-        dk2 = torch.where(everyone[first:last], torch.full_like(dk2, _INT64_MAX), dk2)
+        dk2 = ordered.index_select(0, kth) & ((1 << d2_bits) - 1)
+        dk2 = torch.where(everyone[first:last], torch.full_like(dk2, torch.iinfo(key_dtype).max), dk2)
         p_position = position_of_open[first:last]
         dk2_of.scatter_(0, p_position, dk2)
         within = ((d2 > d_done) & (d2 <= dk2.index_select(0, who))).nonzero().squeeze(1)
@@ -816,4 +971,4 @@ def _window_edges(kept: Tensor, points: Tensor, run_of_pixel: Tensor, forest: _F
     once = ((p_position < q_position) | ~listed_by_q).nonzero().squeeze(1)
     run_at = lambda position: run_of_pixel.index_select(0, pixel_at.index_select(0, position))  # noqa: E731
     forest.add_edges(run_at(p_position.index_select(0, once)), run_at(q_position.index_select(0, once)),
-                     d2.index_select(0, once))
+                     d2.index_select(0, once).long())

@@ -75,25 +75,27 @@ def neighbour_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
 
 
 class _Buffers:
-    """Scratch tensors reused across iterations, keyed by name and shape.
+    """Scratch tensors reused across iterations, keyed by name and shape without the leading (system) axis.
 
     Allocating fresh multi-megabyte tensors in a loop costs page faults that
     dominate the run time on CPU; every hot operation below writes into one of
-    these instead. Buffers requested with ``zero=True`` are zeroed once: the
-    padded buffers only ever have their interior overwritten, so the border
-    stays 0.
+    these instead. A request for fewer systems than stored gets the leading rows
+    of the stored tensor (a contiguous view), so the solver can shrink its
+    working set to the still-active leading systems without allocating. Buffers
+    requested with ``zero=True`` are zeroed once: the padded buffers only ever
+    have their interior overwritten, so the border stays 0.
     """
 
     def __init__(self) -> None:
         self._store: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
     def get(self, name: str, shape: tuple[int, ...], like: Tensor, *, zero: bool = False) -> Tensor:
-        key = (name, tuple(shape))
+        key = (name, tuple(shape[1:]))
         out = self._store.get(key)
-        if out is None:
+        if out is None or out.shape[0] < shape[0]:
             out = like.new_zeros(shape) if zero else like.new_empty(shape)
             self._store[key] = out
-        return out
+        return out[: shape[0]]
 
     def clear(self) -> None:
         self._store.clear()
@@ -205,8 +207,11 @@ class _FineLevel:
         """Write ``r - A u`` into ``out`` (which must alias neither)."""
         return self._neighbours(u, out).mul_(self._sum_weight).addcmul_(self._self_weight, u, value=-1.0).add_(r)
 
-    def select(self, index: Tensor) -> _FineLevel:
-        return _FineLevel(_rows(self.unknown, index), _rows(self.diagonal, index))
+    def head(self, n: int) -> _FineLevel:
+        """The operator of the first ``n`` systems (views; scratch buffers shared)."""
+        out = object.__new__(_FineLevel)
+        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
+        return out
 
 
 class _StencilLevel:
@@ -234,11 +239,10 @@ class _StencilLevel:
         """Write ``r - A u`` into ``out``."""
         return torch.sub(r, self.apply(u, out), out=out)
 
-    def select(self, index: Tensor) -> _StencilLevel:
+    def head(self, n: int) -> _StencilLevel:
+        """The operator of the first ``n`` systems (views; scratch buffers shared)."""
         out = object.__new__(_StencilLevel)
-        out.coef, out.unknown = _rows(self.coef, index), _rows(self.unknown, index)
-        out.inverse_diagonal = _rows(self.inverse_diagonal, index)
-        out.spatial, out.buffers = self.spatial, _Buffers()
+        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
         return out
 
 
@@ -283,9 +287,13 @@ def _full_weighting_axis(r: Tensor, dim: int, out: Tensor) -> Tensor:
 
 
 def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers) -> Tensor:
-    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial`` (a view of a reused buffer)."""
+    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial`` (a view of a reused buffer).
+
+    The inner axis goes first, while the grid is still coarse along the outer axes: its strided writes
+    are the slow part, and this way they touch half the fine grid only.
+    """
     current = u
-    for dim, size in zip(range(2, u.ndim), spatial):  # outer axes first: contiguous row writes
+    for dim, size in reversed(list(zip(range(2, u.ndim), spatial))):
         shape = list(current.shape)
         shape[dim] = 2 * current.shape[dim]
         full = buffers.get(f"interpolate{dim}", tuple(shape), u)
@@ -299,9 +307,13 @@ def _prolong(u: Tensor, fine: _Level, out: Tensor) -> Tensor:
 
 
 def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
-    """``P^T r``: the exact adjoint of :func:`_prolong` (full weighting of the fine unknowns), into ``out``."""
-    current = torch.mul(r, fine.unknown, out=fine.buffers.get("masked", r.shape, r))
-    dims = list(reversed(range(2, r.ndim)))  # inner axis first
+    """``P^T r``: the adjoint of :func:`_prolong` (full weighting), into ``out``, for ``r`` that vanishes off the
+    fine unknowns (residuals do: every row off the unknowns is an identity row acting on zeros).
+
+    The outer axes go first (contiguous rows), so the strided inner-axis pass reads a grid already halved.
+    """
+    current = r
+    dims = list(range(2, r.ndim))
     for i, dim in enumerate(dims):
         if i == len(dims) - 1:
             target = out
@@ -343,15 +355,21 @@ def _galerkin(fine: _Level) -> _StencilLevel:
         torch.mul(probes[:, k : k + 1], fine.unknown, out=masked)
         _restrict(fine.apply(masked, applied), fine, responses[:, k : k + 1])
     fine.buffers.clear()
+    # Row I's response to colour j is its entry for the one colour-j point in its neighbourhood, I + o with
+    # o = (j - I) mod 3 per axis: on each residue class of I mod 3 an offset reads one fixed colour, so the
+    # stencil is assembled by strided copies (a gather over the colour axis is several times slower).
     coef = responses.new_empty((m, n_colours) + coarse)
+    residues = list(itertools.product(range(3), repeat=spatial_dims))
     for k, offset in enumerate(_offsets(spatial_dims)):
-        neighbour_colour = torch.zeros(coarse, dtype=torch.long, device=device)
-        inside = torch.ones(coarse, dtype=torch.bool, device=device)
-        for g, o, n in zip(grids, offset, coarse):
-            neighbour_colour = neighbour_colour * 3 + torch.remainder(g + o, 3)
-            inside &= (g + o >= 0) & (g + o < n)
-        index = neighbour_colour.unsqueeze(0).unsqueeze(0).expand((m, 1) + coarse)
-        torch.gather(responses, 1, index, out=coef[:, k : k + 1]).mul_(inside)
+        for residue in residues:
+            colour = 0
+            for c, o in zip(residue, offset):
+                colour = colour * 3 + (c + o) % 3
+            view = (slice(None),) + tuple(slice(c, None, 3) for c in residue)
+            coef[:, k][view].copy_(responses[:, colour][view])
+        for dim, o in enumerate(offset):  # no neighbour beyond the grid (the response is 0 there anyway)
+            if o:
+                coef[:, k][_along(dim + 1, spatial_dims + 1, slice(0, 1) if o < 0 else slice(-1, None))].zero_()
     del responses
     # Entries that should cancel exactly come out at rounding level; left in, their products on coarser
     # grids sink into denormal numbers, which are extremely slow on CPUs. Drop them.
@@ -398,11 +416,11 @@ class _Multigrid:
         self.coarsest_inverse = _dense_inverse(self.levels[-1]) if len(self.levels) > 1 else None
         self.smoothing_steps = smoothing_steps
 
-    def select(self, index: Tensor) -> _Multigrid:
-        """The preconditioner of the systems ``index`` only (the setup is not repeated)."""
+    def head(self, n: int) -> _Multigrid:
+        """The preconditioner of the first ``n`` systems only (views: the setup is not repeated)."""
         out = object.__new__(_Multigrid)
-        out.levels = [level.select(index) for level in self.levels]
-        out.coarsest_inverse = None if self.coarsest_inverse is None else _rows(self.coarsest_inverse, index)
+        out.levels = [level.head(n) for level in self.levels]
+        out.coarsest_inverse = None if self.coarsest_inverse is None else self.coarsest_inverse[:n]
         out.smoothing_steps = self.smoothing_steps
         return out
 
@@ -501,37 +519,53 @@ def linear_imputation(
     if not tol > 0:
         raise OptionError(f"Expected `tol` > 0, but got {tol}.")
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    fine, b = _fine_system(work, removed)
+    m = work.shape[0]
+    # Hardest systems (most unknowns) first: the solver then narrows its working set to the leading systems
+    # that are still iterating, with views instead of copies.
+    order = removed.reshape(m, -1).sum(dim=1).argsort(descending=True, stable=True)
+    fine, b = _fine_system(_rows(work, order), _rows(removed, order))
     solution = _conjugate_gradients(fine, b, tol=tol, max_iterations=max_iterations, check_every=check_every)
-    return torch.where(removed, solution, work).to(x.dtype)
+    unsorted = torch.empty_like(solution)
+    unsorted.reshape(m, -1).index_copy_(0, order, solution.reshape(m, -1))
+    return torch.where(removed, unsorted, work).to(x.dtype)
+
+
+def _active_prefix(active: Tensor) -> int:
+    """One more than the index of the last system with an active channel (0 if none); one host read."""
+    row_active = active.reshape(active.shape[0], -1).any(dim=1)
+    return int(torch.where(row_active, torch.arange(1, len(row_active) + 1, device=active.device), 0).max())
 
 
 def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterations: int,
-                         check_every: int, compact_below: float = 0.75) -> Tensor:
+                         check_every: int) -> Tensor:
     """Solve ``A u = b`` for every image and channel with multigrid-preconditioned CG.
 
     Each (image, channel) system stops updating once its residual meets the
-    tolerance, so its result does not depend on the other systems. Images whose
-    systems have all converged are dropped from the working set when fewer than
-    ``compact_below`` of the current images remain active.
+    tolerance, so its result does not depend on the other systems. The working
+    set is the leading systems up to the last one still iterating (the caller
+    orders the systems hardest first): trailing converged systems cost nothing.
     """
     spatial_dims = b.ndim - 2
 
     def dot(u: Tensor, v: Tensor) -> Tensor:
-        """Per-system inner products ``(M, C, 1, ...)``, without an elementwise temporary."""
-        m, c = u.shape[:2]
-        flat_u, flat_v = u.reshape(m * c, 1, -1), v.reshape(m * c, -1, 1)
-        return torch.bmm(flat_u, flat_v).reshape((m, c) + (1,) * spatial_dims)
+        """Per-system inner products ``(M, C, 1, ...)``, without an elementwise temporary.
 
-    solution = torch.zeros_like(b)
-    rows = torch.arange(b.shape[0], device=b.device)  # working row -> image
-    threshold = (tol * tol) * dot(b, b)
+        ``vecdot`` over the flattened systems is a single fused pass (``bmm`` with one-row matrices takes
+        about two and a half times as long on CPU).
+        """
+        m, c = u.shape[:2]
+        return torch.linalg.vecdot(u.reshape(m * c, -1), v.reshape(m * c, -1)).reshape((m, c) + (1,) * spatial_dims)
+
     u = torch.zeros_like(b)
-    r = b.clone()
-    active = dot(r, r) > threshold
-    if not bool(active.any()):  # nothing removed (or nothing to fill in): no setup, no iteration
-        return solution
-    preconditioner = _Multigrid(fine)
+    threshold = (tol * tol) * dot(b, b)
+    active = dot(b, b) > threshold
+    n = _active_prefix(active)
+    if n == 0:  # nothing removed (or nothing to fill in): no setup, no iteration
+        return u
+    r = b[:n].clone()
+    preconditioner = _Multigrid(fine.head(n))
+    fine = preconditioner.levels[0]
+    un, active, threshold = u[:n], active[:n], threshold[:n]
     p = preconditioner(r).clone()
     q = torch.empty_like(p)
     rz = dot(r, p)
@@ -541,24 +575,19 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
         pq = dot(p, q)
         positive = active & (pq > 0)
         alpha = torch.where(positive, rz / torch.where(positive, pq, torch.ones_like(pq)), torch.zeros_like(pq))
-        u.addcmul_(alpha, p)
+        un.addcmul_(alpha, p)
         r.addcmul_(alpha, q, value=-1.0)
         if iteration % check_every == 0:
             active = active & (dot(r, r) > threshold)
-            row_active = active.reshape(active.shape[0], -1).any(dim=1)
-            n_active = int(row_active.sum())
+            n_active = _active_prefix(active)
             if n_active == 0:
                 converged = True
                 break
-            if n_active < compact_below * row_active.shape[0]:
-                done = torch.nonzero(~row_active).squeeze(1)
-                solution.reshape(len(solution), -1).index_copy_(0, rows[done], _rows(u, done).reshape(len(done), -1))
-                keep = torch.nonzero(row_active).squeeze(1)
-                rows, u, r, p, rz = (_rows(t, keep) for t in (rows, u, r, p, rz))
-                active, threshold = _rows(active, keep), _rows(threshold, keep)
-                preconditioner = preconditioner.select(keep)
+            if n_active < n:
+                n = n_active
+                un, r, p, q, rz, active, threshold = (t[:n] for t in (un, r, p, q, rz, active, threshold))
+                preconditioner = preconditioner.head(n)
                 fine = preconditioner.levels[0]
-                q = torch.empty_like(p)
             # Converged systems carry zeros from here on (no work on ever tinier, denormal values).
             r.mul_(active)
         z = preconditioner(r)
@@ -577,5 +606,4 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
                 RuntimeWarning,
                 stacklevel=3,
             )
-    solution.reshape(len(solution), -1).index_copy_(0, rows, u.reshape(len(u), -1))
-    return solution
+    return u

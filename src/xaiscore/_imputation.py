@@ -183,6 +183,7 @@ class _FineLevel:
         self.diagonal = diagonal  # (M, 1, *S)
         self.spatial = tuple(unknown.shape[2:])
         self.buffers = _Buffers()
+        self._padded_unknown: Tensor | None = None
         self.inverse_diagonal = _smoother(diagonal + unknown * _neighbour_sum(unknown))
         if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
             self._self_weight, self._sum_weight = diagonal, unknown * 0.5
@@ -205,7 +206,18 @@ class _FineLevel:
 
     def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
         """Write ``r - A u`` into ``out`` (which must alias neither)."""
-        return self._neighbours(u, out).mul_(self._sum_weight).addcmul_(self._self_weight, u, value=-1.0).add_(r)
+        neighbours = self._neighbours(u, out)
+        return torch.addcmul(r, self._sum_weight, neighbours, out=out).addcmul_(self._self_weight, u, value=-1.0)
+
+    def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
+        """``(G, c)`` with ``c * G(i) = A[i, i + offset]`` on unknown rows and columns, 0 elsewhere (see :func:`_galerkin`)."""
+        out = self.buffers.get("field", self.unknown.shape, self.unknown)
+        if not any(offset):
+            return torch.mul(self.unknown, self.diagonal, out=out), 1.0
+        if self._padded_unknown is None:
+            self._padded_unknown = _padded(self.unknown, self.buffers, "unknown_padded")
+        shifted = _shifted(self._padded_unknown, offset, self.spatial)
+        return torch.mul(self.unknown, shifted, out=out), -neighbour_weights(len(self.spatial))[offset]
 
     def head(self, n: int) -> _FineLevel:
         """The operator of the first ``n`` systems (views; scratch buffers shared)."""
@@ -238,6 +250,14 @@ class _StencilLevel:
     def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
         """Write ``r - A u`` into ``out``."""
         return torch.sub(r, self.apply(u, out), out=out)
+
+    def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
+        """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, 0 elsewhere (see :func:`_galerkin`)."""
+        k = sum((o + 1) * 3 ** (len(offset) - 1 - i) for i, o in enumerate(offset))
+        if not any(offset):  # identity rows off the unknowns
+            out = self.buffers.get("field", self.unknown.shape, self.unknown)
+            return torch.mul(self.coef[:, k : k + 1], self.unknown, out=out), 1.0
+        return self.coef[:, k : k + 1], 1.0
 
     def head(self, n: int) -> _StencilLevel:
         """The operator of the first ``n`` systems (views; scratch buffers shared)."""
@@ -328,63 +348,114 @@ def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
 # --- multigrid ----------------------------------------------------------------------------------------
 
 
-def _galerkin(fine: _Level) -> _StencilLevel:
-    """The coarse operator ``P^T A P`` as a 3^d-point stencil, computed by probing with 3^d colours.
+def _transfer_taps(k: int, o: int) -> tuple[float, float, float]:
+    """Per axis, the weights ``p(d) p(d + k - 2 o)``, ``d = -1, 0, 1``, of the fine values ``G(2 I + d)`` in the
+    coarse entry ``(I, I + o)`` of ``P^T G S_k P`` (``S_k`` the shift by ``k``, ``p`` the hat 1, 1/2, 0)."""
 
-    Coarse points ``I`` and ``J`` interact only if ``|I - J| <= 1`` per axis, so
-    among the coarse points of one colour (``J mod 3`` fixed) at most one lies in
-    the neighbourhood of ``I``: applying ``P^T A P`` to the indicator of a colour
-    reads off that entry of every row at once.
+    def hat(d: int) -> float:
+        return (1.0, 0.5)[abs(d)] if abs(d) < 2 else 0.0
+
+    return tuple(hat(d) * hat(d + k - 2 * o) for d in (-1, 0, 1))  # type: ignore[return-value]
+
+
+def _restrict_axis(src: Tensor, dim: int, taps: tuple[float, float, float], out: Tensor, *,
+                   alpha: float = 1.0, accumulate: bool = False) -> None:
+    """``out(I) (+)= alpha * sum_d taps[d + 1] * src(2 I + d)`` along ``dim`` (values beyond the grid count as 0)."""
+    ndim = src.ndim
+    even = src[_along(dim, ndim, slice(0, None, 2))]
+    odd = src[_along(dim, ndim, slice(1, None, 2))]
+    n_odd, n_coarse = odd.shape[dim], even.shape[dim]
+    if not accumulate:
+        if taps[1]:
+            torch.mul(even, alpha * taps[1], out=out)
+        else:
+            out.zero_()
+    elif taps[1]:
+        out.add_(even, alpha=alpha * taps[1])
+    if taps[2]:  # d = +1: fine 2I + 1 is odd[I]
+        out[_along(dim, ndim, slice(0, n_odd))].add_(odd, alpha=alpha * taps[2])
+    if taps[0]:  # d = -1: fine 2I - 1 is odd[I - 1]
+        m = min(n_odd, n_coarse - 1)
+        out[_along(dim, ndim, slice(1, 1 + m))].add_(odd[_along(dim, ndim, slice(0, m))], alpha=alpha * taps[0])
+
+
+def _galerkin(fine: _Level) -> _StencilLevel:
+    """The coarse operator ``P^T A P`` as a 3^d-point stencil, assembled directly from the fine stencil.
+
+    Write ``A = sum_k G_k S_k`` with ``S_k`` the shift by the stencil offset ``k`` and
+    ``G_k(i) = A[i, i + k]`` on unknown rows and columns (0 elsewhere, as ``P``
+    only reaches the unknowns). The interpolation is a tensor product of 1-D
+    hats, so the coarse entry ``(I, I + o)`` of ``P^T G_k S_k P`` is a separable
+    weighted sum of ``G_k`` over the fine points ``2 I + d``, ``d`` in {-1, 0, 1}^d,
+    with per-axis weights :func:`_transfer_taps`: a few strided adds per axis
+    instead of applying the operator to probe vectors.
     """
     spatial_dims = len(fine.spatial)
     coarse = _coarse_shape(fine.spatial)
     m = fine.unknown.shape[0]
-    dtype, device = fine.unknown.dtype, fine.unknown.device
-    grids = torch.meshgrid(*[torch.arange(n, device=device) for n in coarse], indexing="ij")
-    n_colours = 3**spatial_dims
-    colour_of = torch.zeros(coarse, dtype=torch.long, device=device)
-    for g in grids:
-        colour_of = colour_of * 3 + torch.remainder(g, 3)
-    # Interpolated colour indicators do not depend on the system: interpolate once, mask per system.
-    indicators = torch.stack([colour_of == k for k in range(n_colours)]).to(dtype).unsqueeze(0)
-    probes = _interpolate(indicators, fine.spatial, _Buffers())
-    responses = fine.unknown.new_empty((m, n_colours) + coarse)
-    masked = fine.unknown.new_empty((m, 1) + fine.spatial)
-    applied = torch.empty_like(masked)
-    for k in range(n_colours):  # response of every row to the indicator of colour k
-        torch.mul(probes[:, k : k + 1], fine.unknown, out=masked)
-        _restrict(fine.apply(masked, applied), fine, responses[:, k : k + 1])
-    fine.buffers.clear()
-    # Row I's response to colour j is its entry for the one colour-j point in its neighbourhood, I + o with
-    # o = (j - I) mod 3 per axis: on each residue class of I mod 3 an offset reads one fixed colour, so the
-    # stencil is assembled by strided copies (a gather over the colour axis is several times slower).
-    coef = responses.new_empty((m, n_colours) + coarse)
-    residues = list(itertools.product(range(3), repeat=spatial_dims))
-    for k, offset in enumerate(_offsets(spatial_dims)):
-        for residue in residues:
-            colour = 0
-            for c, o in zip(residue, offset):
-                colour = colour * 3 + (c + o) % 3
-            view = (slice(None),) + tuple(slice(c, None, 3) for c in residue)
-            coef[:, k][view].copy_(responses[:, colour][view])
-        for dim, o in enumerate(offset):  # no neighbour beyond the grid (the response is 0 there anyway)
+    offsets = _offsets(spatial_dims)
+    n_offsets = len(offsets)
+
+    def index(offset: tuple[int, ...]) -> int:
+        return sum((o + 1) * 3 ** (spatial_dims - 1 - i) for i, o in enumerate(offset))
+
+    coef = fine.unknown.new_zeros((m, n_offsets) + coarse)
+    scratch = _Buffers()
+    for offset in offsets:
+        field, scale = fine.field(offset)
+        partials: list[tuple[Tensor, tuple[int, ...]]] = [(field, ())]
+        for axis in range(spatial_dims):
+            dim, last = axis + 2, axis == spatial_dims - 1
+            expanded = []
+            for source, prefix in partials:
+                for o in (-1, 0, 1):
+                    taps = _transfer_taps(offset[axis], o)
+                    if not any(taps) or (o < 0 and not any(prefix)):  # the other half follows by symmetry
+                        continue
+                    if last:
+                        target = coef[:, index(prefix + (o,)) : index(prefix + (o,)) + 1]
+                        _restrict_axis(source, dim, taps, target, alpha=scale, accumulate=True)
+                    else:
+                        shape = list(source.shape)
+                        shape[dim] = coarse[axis]
+                        target = scratch.get(f"axis{axis}{prefix}{o}", tuple(shape), source)
+                        _restrict_axis(source, dim, taps, target)
+                    expanded.append((target, prefix + (o,)))
+            partials = expanded
+    del scratch
+    # Symmetry: the entry (I, I - o) is the entry (I - o, I) of the row I - o.
+    for offset in offsets:
+        if not any(offset) or next(o for o in offset if o) > 0:
+            continue
+        target = (slice(None),) + tuple(slice(1, None) if o < 0 else slice(0, n - 1) if o > 0 else slice(None)
+                                        for o, n in zip(offset, coarse))
+        source = (slice(None),) + tuple(slice(0, n - 1) if o < 0 else slice(1, None) if o > 0 else slice(None)
+                                        for o, n in zip(offset, coarse))
+        mirror = tuple(-o for o in offset)
+        coef[:, index(offset)][target].copy_(coef[:, index(mirror)][source])
+    for k, offset in enumerate(offsets):  # no coarse neighbour beyond the grid
+        for dim, o in enumerate(offset):
             if o:
                 coef[:, k][_along(dim + 1, spatial_dims + 1, slice(0, 1) if o < 0 else slice(-1, None))].zero_()
-    del responses
+    dtype = coef.dtype
+    n_colours = n_offsets
     # Entries that should cancel exactly come out at rounding level; left in, their products on coarser
     # grids sink into denormal numbers, which are extremely slow on CPUs. Drop them.
-    absolute = coef.abs()
-    scale = absolute.amax(dim=tuple(range(1, coef.ndim)), keepdim=True)
-    negligible = absolute <= (64 * torch.finfo(dtype).eps) * scale
-    coef.masked_fill_(negligible, 0.0)
-    absolute.masked_fill_(negligible, 0.0)
+    # (A symmetric positive semi-definite matrix has no entry larger than its largest diagonal entry; one
+    # channel at a time keeps the temporaries small.)
     centre = n_colours // 2
     diagonal = coef[:, centre : centre + 1]
+    threshold = (64 * torch.finfo(dtype).eps) * diagonal.amax(dim=tuple(range(1, coef.ndim)), keepdim=True)
+    for k in range(n_colours):
+        channel = coef[:, k : k + 1]
+        channel.masked_fill_(channel.abs() <= threshold, 0.0)
     unknown = diagonal > 0
     # Coarse points without a fine unknown nearby are not unknowns: identity rows.
     diagonal.masked_fill_(~unknown, 1.0)
-    absolute[:, centre : centre + 1].masked_fill_(~unknown, 1.0)
-    return _StencilLevel(coef, unknown.to(dtype), row_sums=absolute.sum(dim=1, keepdim=True))
+    row_sums = coef[:, :1].abs()
+    for k in range(1, n_colours):
+        row_sums.add_(coef[:, k : k + 1].abs())
+    return _StencilLevel(coef, unknown.to(dtype), row_sums=row_sums)
 
 
 def _dense_inverse(level: _StencilLevel) -> Tensor:

@@ -184,12 +184,14 @@ class _FineLevel:
         self.spatial = tuple(unknown.shape[2:])
         self.buffers = _Buffers()
         self._padded_unknown: Tensor | None = None
-        self.inverse_diagonal = _smoother(diagonal + unknown * _neighbour_sum(unknown))
+        # The smoother weights 1 / (0.55 * sum_j |a_ij|), in place (see _smoother).
+        self.inverse_diagonal = _neighbour_sum(unknown).mul_(unknown).add_(diagonal).mul_(_SMOOTHER_SHARE).reciprocal_()
         if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
-            self._self_weight, self._sum_weight = diagonal, unknown * 0.5
+            self._self_weight, sum_weight = diagonal, 0.5
         else:  # A u = (D + U / 3) u - (U / 12) S(u)
-            self._self_weight, self._sum_weight = diagonal + unknown / 3.0, unknown / 12.0
-        self._negative_sum_weight = -self._sum_weight
+            self._self_weight, sum_weight = torch.add(diagonal, unknown, alpha=1.0 / 3.0), 1.0 / 12.0
+        self._sum_weight = torch.mul(unknown, sum_weight)
+        self._negative_sum_weight = torch.mul(unknown, -sum_weight)
 
     def _neighbours(self, u: Tensor, out: Tensor) -> Tensor:
         """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1] x [1 2 1]`` sum (2-D) into ``out``."""
@@ -248,8 +250,13 @@ class _StencilLevel:
         return out
 
     def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
-        """Write ``r - A u`` into ``out``."""
-        return torch.sub(r, self.apply(u, out), out=out)
+        """Write ``r - A u`` into ``out`` (which must alias neither)."""
+        padded = _padded(u, self.buffers)
+        offsets = _offsets(len(self.spatial))
+        torch.addcmul(r, self.coef[:, :1], _shifted(padded, offsets[0], self.spatial), value=-1.0, out=out)
+        for k in range(1, len(offsets)):
+            out.addcmul_(self.coef[:, k : k + 1], _shifted(padded, offsets[k], self.spatial), value=-1.0)
+        return out
 
     def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
         """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, 0 elsewhere (see :func:`_galerkin`)."""
@@ -514,7 +521,7 @@ class _Multigrid:
             coarse = self.levels[depth + 1]
             coarse_r = _restrict(level.residual(r, z, work), level,
                                  coarse.buffers.get("r", r.shape[:2] + coarse.spatial, r))
-            z.add_(_prolong(self._cycle(depth + 1, coarse_r), level, work))
+            z.addcmul_(_interpolate(self._cycle(depth + 1, coarse_r), level.spatial, level.buffers), level.unknown)
         for _ in range(self.smoothing_steps):
             z.addcmul_(level.inverse_diagonal, level.residual(r, z, work))
         return z
@@ -530,11 +537,11 @@ def _fine_system(x: Tensor, removed: Tensor) -> tuple[_FineLevel, Tensor]:
     unknown = removed.to(x.dtype)  # (M, 1, *S)
     kept = 1.0 - unknown
     in_image_weight = _neighbour_sum(torch.ones((1, 1) + spatial, dtype=x.dtype, device=x.device))
-    rhs = _neighbour_sum(x * kept) * unknown
+    rhs = _neighbour_sum(x * kept).mul_(unknown)
     # No kept pixel at all: the Laplacian is singular; any positive shift gives the solution 0 (b = 0).
     flat = unknown.reshape(m, -1)
     all_removed = (flat.amin(dim=1) > 0).to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
-    diagonal = in_image_weight * unknown + kept + all_removed * unknown
+    diagonal = torch.addcmul(kept, unknown, in_image_weight).addcmul_(unknown, all_removed)
     return _FineLevel(unknown, diagonal), rhs
 
 
@@ -598,7 +605,7 @@ def linear_imputation(
     solution = _conjugate_gradients(fine, b, tol=tol, max_iterations=max_iterations, check_every=check_every)
     unsorted = torch.empty_like(solution)
     unsorted.reshape(m, -1).index_copy_(0, order, solution.reshape(m, -1))
-    return torch.where(removed, unsorted, work).to(x.dtype)
+    return torch.where(removed, unsorted, work, out=unsorted).to(x.dtype)
 
 
 def _active_prefix(active: Tensor) -> int:
@@ -633,7 +640,7 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
     n = _active_prefix(active)
     if n == 0:  # nothing removed (or nothing to fill in): no setup, no iteration
         return u
-    r = b[:n].clone()
+    r = b[:n]  # b is not needed again: the residual starts in its storage
     preconditioner = _Multigrid(fine.head(n))
     fine = preconditioner.levels[0]
     un, active, threshold = u[:n], active[:n], threshold[:n]

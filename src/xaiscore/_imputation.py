@@ -294,8 +294,7 @@ def _interpolate_axis(c: Tensor, dim: int, out: Tensor) -> Tensor:
     odd = out[_along(dim, ndim, slice(1, None, 2))]
     if n > 1:
         inner = odd[_along(dim, ndim, slice(0, n - 1))]
-        torch.add(c[_along(dim, ndim, slice(0, n - 1))], c[_along(dim, ndim, slice(1, n))], out=inner)
-        inner.mul_(0.5)
+        torch.lerp(c[_along(dim, ndim, slice(0, n - 1))], c[_along(dim, ndim, slice(1, n))], 0.5, out=inner)
     torch.mul(c[_along(dim, ndim, slice(n - 1, n))], 0.5, out=odd[_along(dim, ndim, slice(n - 1, n))])
     return out
 
@@ -306,8 +305,9 @@ def _full_weighting_axis(r: Tensor, dim: int, out: Tensor) -> Tensor:
     even = r[_along(dim, ndim, slice(0, None, 2))]
     odd = r[_along(dim, ndim, slice(1, None, 2))]
     n_odd, n_coarse = odd.shape[dim], even.shape[dim]
-    out.copy_(even)
-    out[_along(dim, ndim, slice(0, n_odd))].add_(odd, alpha=0.5)
+    torch.add(even[_along(dim, ndim, slice(0, n_odd))], odd, alpha=0.5, out=out[_along(dim, ndim, slice(0, n_odd))])
+    if n_odd < n_coarse:
+        out[_along(dim, ndim, slice(n_odd, None))].copy_(even[_along(dim, ndim, slice(n_odd, None))])
     shifted = odd[_along(dim, ndim, slice(0, min(n_odd, n_coarse - 1)))]
     out[_along(dim, ndim, slice(1, 1 + shifted.shape[dim]))].add_(shifted, alpha=0.5)
     return out
@@ -326,6 +326,27 @@ def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers) -> Tens
         full = buffers.get(f"interpolate{dim}", tuple(shape), u)
         current = _interpolate_axis(current, dim, full)[_along(dim, u.ndim, slice(0, size))]
     return current
+
+
+def _add_prolongation(z: Tensor, c: Tensor, fine: _Level) -> Tensor:
+    """``z += P c``: the outer axis of the interpolation fused into the masked update (even and odd rows)."""
+    current = c
+    for dim, size in reversed(list(zip(range(3, c.ndim), fine.spatial[1:]))):  # inner axes as in _interpolate
+        shape = list(current.shape)
+        shape[dim] = 2 * current.shape[dim]
+        full = fine.buffers.get(f"interpolate{dim}", tuple(shape), c)
+        current = _interpolate_axis(current, dim, full)[_along(dim, c.ndim, slice(0, size))]
+    n, size = current.shape[2], fine.spatial[0]
+    z[:, :, 0::2].addcmul_(fine.unknown[:, :, 0::2], current)  # fine 2k: coarse k
+    n_odd = size // 2
+    if n_odd:  # fine 2k + 1: the mean of coarse k and k + 1 (0 beyond the grid)
+        between = fine.buffers.get("between", current.shape[:2] + (n_odd,) + tuple(current.shape[3:]), c)
+        if n > 1:
+            torch.add(current[:, :, : n - 1], current[:, :, 1:n], out=between[:, :, : n - 1])
+        if n_odd == n:
+            between[:, :, n - 1 :].copy_(current[:, :, n - 1 :])
+        z[:, :, 1::2].addcmul_(fine.unknown[:, :, 1::2], between, value=0.5)
+    return z
 
 
 def _prolong(u: Tensor, fine: _Level, out: Tensor) -> Tensor:
@@ -521,7 +542,7 @@ class _Multigrid:
             coarse = self.levels[depth + 1]
             coarse_r = _restrict(level.residual(r, z, work), level,
                                  coarse.buffers.get("r", r.shape[:2] + coarse.spatial, r))
-            z.addcmul_(_interpolate(self._cycle(depth + 1, coarse_r), level.spatial, level.buffers), level.unknown)
+            _add_prolongation(z, self._cycle(depth + 1, coarse_r), level)
         for _ in range(self.smoothing_steps):
             z.addcmul_(level.inverse_diagonal, level.residual(r, z, work))
         return z

@@ -22,11 +22,13 @@ Dirichlet boundary: symmetric positive definite whenever at least one pixel is
 kept. Quantus builds it with ``scipy.sparse`` and calls ``spsolve`` once per
 image and percentage. Here all systems of a batch are solved at once by the
 conjugate gradient method preconditioned with one geometric multigrid V-cycle
-(bilinear prolongation, Galerkin coarse operators computed by probing,
-Jacobi-type smoothing weighted by the absolute row sums), so every step is a stencil operation on ``(M, C, *S)``
-tensors on the input's device. Each system stops iterating as soon as its own
-residual is below the tolerance, so a system's result never depends on the other
-systems of the batch.
+(bilinear prolongation, Galerkin coarse operators assembled directly from the
+fine stencil, Jacobi-type smoothing weighted by the absolute row sums), so every
+step is a stencil operation on ``(M, C, *S)`` tensors on the input's device.
+Each system stops iterating as soon as its own residual is below the tolerance,
+so a system's result never depends on the other systems of the batch; the
+systems are ordered by their number of unknowns
+(hardest first) and the working set shrinks to the leading ones still iterating.
 
 When *every* pixel of an image is removed there is no kept value to interpolate
 from (the system is singular); the imputation is then 0 everywhere (the
@@ -45,7 +47,7 @@ from torch import Tensor
 
 from xaiscore._checks import OptionError, ShapeError
 
-__all__ = ["neighbour_weights", "linear_imputation"]
+__all__ = ["linear_imputation", "neighbour_weights"]
 
 
 def neighbour_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
@@ -185,7 +187,8 @@ class _FineLevel:
         self.buffers = _Buffers()
         self._padded_unknown: Tensor | None = None
         # The smoother weights 1 / (0.55 * sum_j |a_ij|), in place (see _smoother).
-        self.inverse_diagonal = _neighbour_sum(unknown).mul_(unknown).add_(diagonal).mul_(_SMOOTHER_SHARE).reciprocal_()
+        row_sums = _neighbour_sum(unknown).mul_(unknown).add_(diagonal)
+        self.inverse_diagonal = row_sums.mul_(_SMOOTHER_SHARE).reciprocal_()
         if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
             self._self_weight, sum_weight = diagonal, 0.5
         else:  # A u = (D + U / 3) u - (U / 12) S(u)
@@ -212,7 +215,7 @@ class _FineLevel:
         return torch.addcmul(r, self._sum_weight, neighbours, out=out).addcmul_(self._self_weight, u, value=-1.0)
 
     def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
-        """``(G, c)`` with ``c * G(i) = A[i, i + offset]`` on unknown rows and columns, 0 elsewhere (see :func:`_galerkin`)."""
+        """``(G, c)`` with ``c * G(i) = A[i, i + offset]`` on unknown rows and columns, else 0 (:func:`_galerkin`)."""
         out = self.buffers.get("field", self.unknown.shape, self.unknown)
         if not any(offset):
             return torch.mul(self.unknown, self.diagonal, out=out), 1.0
@@ -259,7 +262,7 @@ class _StencilLevel:
         return out
 
     def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
-        """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, 0 elsewhere (see :func:`_galerkin`)."""
+        """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, else 0 (:func:`_galerkin`)."""
         k = sum((o + 1) * 3 ** (len(offset) - 1 - i) for i, o in enumerate(offset))
         if not any(offset):  # identity rows off the unknowns
             out = self.buffers.get("field", self.unknown.shape, self.unknown)
@@ -349,14 +352,10 @@ def _add_prolongation(z: Tensor, c: Tensor, fine: _Level) -> Tensor:
     return z
 
 
-def _prolong(u: Tensor, fine: _Level, out: Tensor) -> Tensor:
-    """``P u``: bilinear interpolation of a coarse correction onto the fine unknowns, into ``out``."""
-    return torch.mul(_interpolate(u, fine.spatial, fine.buffers), fine.unknown, out=out)
-
-
 def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
-    """``P^T r``: the adjoint of :func:`_prolong` (full weighting), into ``out``, for ``r`` that vanishes off the
-    fine unknowns (residuals do: every row off the unknowns is an identity row acting on zeros).
+    """``P^T r``: the adjoint of the prolongation ``P`` of :func:`_add_prolongation` (full weighting), into
+    ``out``, for ``r`` that vanishes off the fine unknowns (residuals do: every row off the unknowns is an
+    identity row acting on zeros).
 
     The outer axes go first (contiguous rows), so the strided inner-axis pass reads a grid already halved.
     """

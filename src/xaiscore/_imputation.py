@@ -655,8 +655,9 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
         return torch.linalg.vecdot(u.reshape(m * c, -1), v.reshape(m * c, -1)).reshape((m, c) + (1,) * spatial_dims)
 
     u = torch.zeros_like(b)
-    threshold = (tol * tol) * dot(b, b)
-    active = dot(b, b) > threshold
+    norms = dot(b, b)
+    threshold = (tol * tol) * norms
+    active = norms > threshold
     n = _active_prefix(active)
     if n == 0:  # nothing removed (or nothing to fill in): no setup, no iteration
         return u

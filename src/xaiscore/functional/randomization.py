@@ -742,15 +742,20 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     # floats (exact integers) until the count, and the passes work in place.
     index = values - first
     index.div_(last - first).mul_(k_float).floor_()
-    index = torch.minimum(index, k_float - 1)
+    torch.minimum(index, k_float - 1, out=index)
     edge = index * step
     index.sub_((values < edge.add_(first)).to(values.dtype))
     above = index + 1
     torch.mul(above, step, out=edge)
-    edge = torch.where(above == k_float, last, edge.add_(first))
-    index.add_(((values >= edge) & (above != k_float)).to(values.dtype))
+    # The last bin's upper edge is ``last`` itself; nothing moves up from the last bin, so that
+    # edge is never compared.
+    index.add_((values >= edge.add_(first)).logical_and_(above != k_float).to(values.dtype))
     rows = torch.arange(batch, device=values.device).unsqueeze(1) * upper
-    counts = torch.bincount((index.to(torch.long) + rows).reshape(-1), minlength=batch * upper)
+    if batch * upper < 2**24:  # flat bin ids are exact in every float dtype: one conversion
+        flat = index.add_(rows.to(index.dtype)).to(torch.long)
+    else:
+        flat = index.to(torch.long) + rows
+    counts = torch.bincount(flat.reshape(-1), minlength=batch * upper)
     counts = counts.reshape(batch, upper).to(values.dtype)
     p = counts / n
     terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))

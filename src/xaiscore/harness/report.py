@@ -414,7 +414,7 @@ def _baseline_wins_html(ds: xr.Dataset, summary: pd.DataFrame) -> str:
             "<p class=\"note\">On these metrics an uninformative baseline (random or constant maps, which "
             "know nothing about the model) has the best mean score. Such a metric cannot rank the real "
             "methods here: it rewards a property the baseline has by construction (a constant map never "
-            "changes under noise, so robustness metrics favour it; random maps are spread out) or the "
+            "changes under noise, so robustness metrics favour it; random maps change completely when the model does, so MPRT favours them, as Binder et al. 2023 show) or the "
             "differences are noise. Read these metrics beside a faithfulness or localization metric, "
             "not alone.</p>" + _table(frame))
 

@@ -253,8 +253,8 @@ def test_consistency_matches_reference_on_edge_cases(case):
 # --- captum explainer through the metrics: batched vs the reference's one-at-a-time calls ----
 
 
-@pytest.mark.parametrize("name", sorted(NOISY))
-def test_noise_metrics_with_a_captum_gradient_on_a_cnn(name):
+def _captum_cnn_case():
+    """A tiny CNN, three float64 images, their predicted classes and the captum adapter factory."""
     pytest.importorskip("captum")
     from tests.robustness_helpers import make_cnn
     from xaiscore.explainers import captum_explainer
@@ -263,6 +263,12 @@ def test_noise_metrics_with_a_captum_gradient_on_a_cnn(name):
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     with torch.no_grad():
         target = model(x).argmax(1)
+    return model, x, target, captum_explainer
+
+
+@pytest.mark.parametrize("name", sorted(NOISY))
+def test_noise_metrics_with_a_captum_gradient_on_a_cnn(name):
+    model, x, target, captum_explainer = _captum_cnn_case()
     case = {"x": x, "target": target, "explain_fn": captum_explainer(model, "Saliency"), "model": model, "n": 3,
             "max_batch_size": 4, "seed": 7, "noise": "uniform", "radius": 0.1, "p": 2.0, "mode": "exclude",
             "abs": False, "normalise": None}
@@ -311,14 +317,7 @@ def test_prediction_change_rules_differ_as_documented():
 @pytest.mark.parametrize("name", ["relative_input_stability", "relative_output_stability",
                                   "relative_representation_stability", "max_sensitivity"])
 def test_logits_from_the_explanations_forward_pass_change_nothing_but_the_model_calls(name):
-    pytest.importorskip("captum")
-    from tests.robustness_helpers import make_cnn
-    from xaiscore.explainers import captum_explainer
-
-    model = make_cnn(channels=1)
-    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    model, x, target, captum_explainer = _captum_cnn_case()
     shared = captum_explainer(model, "Saliency")
     plain = lambda x, t: shared(x, t)  # noqa: E731  the same maps, but no explain_with_output
     a = shared(x, target)

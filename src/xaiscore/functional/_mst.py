@@ -395,6 +395,17 @@ def hull_areas(kept: Tensor) -> Tensor:
 # --- Borůvka on a batch of disjoint graphs ------------------------------------------------------
 
 
+def _jump_to_roots(parent: Tensor, hooked: Tensor) -> None:
+    """Pointer jumping: make every ``hooked`` node point at its root (one host read per doubling)."""
+    up = parent.index_select(0, hooked)
+    while True:
+        upper = parent.index_select(0, up)
+        if torch.equal(up, upper):
+            break
+        parent.scatter_(0, hooked, upper)
+        up = upper
+
+
 class _Forest:
     """Union-find state over the nodes of all samples, grown by Borůvka passes.
 
@@ -467,13 +478,7 @@ class _Forest:
             parent.scatter_(0, hooked, torch.where(mutual, hooked, target).to(parent.dtype))
             best.index_fill_(0, hooked, _INT64_MAX)
             # Pointer jumping until every hooked component points at its root.
-            up = parent.index_select(0, hooked)
-            while True:
-                upper = parent.index_select(0, up)
-                if torch.equal(up, upper):
-                    break
-                parent.scatter_(0, hooked, upper)
-                up = upper
+            _jump_to_roots(parent, hooked)
             u = parent.index_select(0, u).long()
             v = parent.index_select(0, v).long()
             rounds += 1
@@ -509,13 +514,7 @@ class _Forest:
             mark.index_fill_(0, hooked, _INT64_MAX)
             self.merges.index_add_(0, self.node_sample.index_select(0, hooked), torch.ones_like(hooked))
             # Pointer jumping until every hooked root points at its new root.
-            up = parent.index_select(0, hooked)
-            while True:
-                upper = parent.index_select(0, up)
-                if torch.equal(up, upper):
-                    break
-                parent.scatter_(0, hooked, upper)
-                up = upper
+            _jump_to_roots(parent, hooked)
             u = parent.index_select(0, u)
             v = parent.index_select(0, v)
         # Nodes below a hooked root still point at it until the next compress().

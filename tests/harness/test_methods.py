@@ -88,3 +88,18 @@ def test_method_explainer_is_seeded_and_acts_as_a_factory():
     torch.testing.assert_close(bound(x, target), expected_input.grad)
     with pytest.raises(ConfigError, match="precomputed"):
         MethodExplainer(MethodConfig("p", "precomputed", {"path": "x.pt"}), model, seed=0)
+
+
+def test_method_explainer_hands_out_the_forward_pass_of_single_pass_methods():
+    pytest.importorskip("captum")
+    model = SmallCNN(1, 2, width=2).eval()
+    x, target = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0])
+    saliency = MethodExplainer(MethodConfig("sal", "Saliency"), model, seed=0)
+    a, logits = saliency.explain_with_output(x, target)
+    assert saliency.shares_forward and saliency.model is model
+    torch.testing.assert_close(a, saliency(x, target), rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x), rtol=0, atol=0)
+    random = MethodExplainer(MethodConfig("rnd", "random"), model, seed=0)
+    maps, none = random.explain_with_output(x, target)
+    assert not random.shares_forward and none is None and maps.shape == (3, 1, 8, 8)

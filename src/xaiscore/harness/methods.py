@@ -100,6 +100,18 @@ class MethodExplainer:
         x, target = args
         return self._bound(x, target)
 
+    @property
+    def shares_forward(self) -> bool:
+        """Whether :meth:`explain_with_output` hands out the model's output (captum gradient methods)."""
+        return bool(getattr(self._bound, "shares_forward", False))
+
+    def explain_with_output(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The attributions and, for single-pass methods, the model's output from the same forward
+        pass (see :meth:`xaiscore.explainers.CaptumExplainer.explain_with_output`); else ``None``."""
+        if not self.shares_forward:
+            return self._bound(x, target), None
+        return self._bound.explain_with_output(x, target)
+
 
 class PrecomputedAttributions:
     """Attribution maps read from a file, looked up by sample id.

@@ -233,6 +233,16 @@ def test_histogram_entropy_matches_numpy(data, n_bins):
     assert_close(rnd.histogram_entropy(a, n_bins=n_bins), np.array(expected), atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_histogram_entropy_of_half_precision_batches_counts_each_sample_in_its_own_bins(dtype):
+    # 64 samples x 100 bins: flat bin ids up to 6,400, beyond the integers half precision holds exactly.
+    values = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    batched = rnd.histogram_entropy(values, n_bins=100)
+    one_by_one = torch.cat([rnd.histogram_entropy(values[i : i + 1], n_bins=100) for i in range(64)])
+    torch.testing.assert_close(batched, one_by_one, rtol=0, atol=0)
+    assert batched.dtype == dtype and bool((batched > 0).all())
+
+
 def test_efficient_mprt_layerwise_curve():
     model = make_model()
     x, target = inputs(2)

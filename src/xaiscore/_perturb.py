@@ -292,6 +292,7 @@ def features_differ(x: Tensor, substrate: Tensor | float, part: Partition) -> Te
         differs = differs.amax(dim=1, keepdim=True)
     return feature_attributions(differs, part, reduce_channels="sum") > 0
 
+
 def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
     """``generator`` itself, or a fresh CPU generator seeded from OS entropy (never the global RNG)."""
     return _resolve_generator(generator, None)

@@ -207,8 +207,6 @@ def _unit_ranks(a: Tensor) -> Tensor:
     return unit_rank_vectors(flatten_features(a))
 
 
-
-
 class _Comparison:
     """A similarity split into a per-map ``prepare`` step and a ``compare`` step.
 
@@ -751,7 +749,7 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     # edge is never compared.
     index.add_((values >= edge.add_(first)).logical_and_(above != k_float).to(values.dtype))
     rows = torch.arange(batch, device=values.device).unsqueeze(1) * upper
-    if batch * upper < 2**24:  # flat bin ids are exact in every float dtype: one conversion
+    if batch * upper <= 2 / torch.finfo(index.dtype).eps:  # flat bin ids exact in this dtype: one conversion
         flat = index.add_(rows.to(index.dtype)).to(torch.long)
     else:
         flat = index.to(torch.long) + rows

@@ -67,6 +67,7 @@ from xaiscore._checks import (
     check_same_device,
     check_tensor,
 )
+from xaiscore._incremental import incremental_builder
 from xaiscore._noise import resolve_generator as _resolve_generator
 from xaiscore._reduce import ChannelReduction, reduce_channels as _reduce_channels
 from xaiscore._sort import PACKABLE_DTYPES, sorted_packed_keys
@@ -622,6 +623,12 @@ def perturbed_scores(
     float32 values below about 1e38 in magnitude. Chunks go through
     ``forward_fn`` under ``torch.inference_mode()``.
 
+    On CPU, when consecutive steps of a sample (or each item and ``x``) differ in few elements,
+    a constant or tensor substrate is applied by rewriting only those elements of a kept image per
+    sample (:mod:`xaiscore._incremental`), with the same images bit for bit. Buffers are reused
+    between chunks, so ``forward_fn`` must not keep a reference to its input after returning; a
+    ``forward_fn`` that writes into its input is detected and handled (the images stay correct).
+
     Args:
         forward_fn: Model returning logits ``(n, K)``.
         x: ``(B, C, *S)`` inputs.
@@ -713,8 +720,14 @@ def perturbed_scores(
         # elements equal x and perturbed ones the fill bit for bit while x - fill is finite.
         torch.lerp(fill, x[b0:b1], keep, out=view)
 
+    # On CPU, items that differ from the previous step of their sample (or from x) in few elements
+    # are built by rewriting only those elements (xaiscore._incremental); the images are the same.
+    builder = None if callable(substrate) or isinstance(substrate, SparseSubstrate) \
+        else incremental_builder(x, rank, lo, hi, substrate)
+
+    buffers: list[Tensor] = []
+
     def compute(start: int, stop: int) -> Tensor:
-        out = torch.empty((stop - start,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
         t_first, b_first = divmod(start, b)
         t_last, b_last = divmod(stop - 1, b)
         if t_first == t_last:
@@ -724,12 +737,32 @@ def perturbed_scores(
             if t_last > t_first + 1:
                 pieces.append((t_first + 1, t_last, 0, b))
             pieces.append((t_last, t_last + 1, 0, b_last + 1))
-        offset = 0
-        for t0, t1, b0, b1 in pieces:
-            size = (t1 - t0) * (b1 - b0)
-            build(out[offset:offset + size], t0, t1, b0, b1)
-            offset += size
-        logits = call_model(forward_fn, out)
+        plans = [builder.plan(*pieces[0], in_place=True)] if builder is not None and len(pieces) == 1 else []
+        state_rows = builder.build_in_state(plans[0], *pieces[0]) if plans and plans[0] is not None else None
+        if state_rows is not None:  # one step of consecutive samples: the state's rows themselves
+            version = state_rows._version
+            logits = call_model(forward_fn, state_rows)
+            if state_rows._version != version:  # the model wrote into its input: rebuild those rows
+                builder.reset(pieces[0][2], pieces[0][3])
+        else:
+            if not buffers:  # one buffer for every chunk: no fresh pages to fault in per chunk
+                buffers.append(torch.empty((min(max_batch_size, b * n_steps),) + tuple(x.shape[1:]),
+                                           dtype=x.dtype, device=x.device))
+            images = buffers[0][:stop - start]
+            offset = 0
+            for index, (t0, t1, b0, b1) in enumerate(pieces):
+                size = (t1 - t0) * (b1 - b0)
+                piece = images[offset:offset + size]
+                plan = plans[index] if plans else \
+                    builder.plan(t0, t1, b0, b1, in_place=False) if builder is not None else None
+                if plan is not None:
+                    builder.build(plan, piece, t0, t1, b0, b1)
+                else:
+                    build(piece, t0, t1, b0, b1)
+                    if builder is not None:
+                        builder.adopt(piece, t0, t1, b0, b1)
+                offset += size
+            logits = call_model(forward_fn, images)
         sample = torch.remainder(torch.arange(start, stop, device=x.device), b)
         return class_scores(logits, target.index_select(0, sample), softmax=softmax)
 

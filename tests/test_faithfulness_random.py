@@ -481,3 +481,93 @@ def test_no_op_perturbations_keep_the_exact_score_so_correlations_are_undefined(
     assert torch.isnan(fa.faithfulness_estimate(model, x, a, target, features_per_step=2, **options)).all()
     assert torch.isnan(fa.monotonicity_correlation(model, x, a, target, features_per_step=2, n_samples=2,
                                                    **options)).all()
+
+
+# --- small subsets of many features: the index path ---------------------------------------------------------------
+
+
+@settings(max_examples=15)
+@given(data=st.data())
+def test_small_subsets_of_many_features_match_the_reference(data):
+    """At >= 512 features, subsets of at most 1/8 of them are scattered by index (a copy of x and a write of
+    the substrate per item) instead of blended through dense masks; scores, sums and the equal-input rule stay
+    those of the reference. `few` makes most pixels equal the "min" baseline, so subsets are hashed."""
+    b = data.draw(st.integers(1, 3), label="batch")
+    channels = data.draw(st.sampled_from([1, 3]), label="channels")
+    how = data.draw(st.sampled_from(["sum", None]), label="reduce_channels")
+    baseline = data.draw(BASELINES, label="baseline")
+    few = data.draw(st.booleans(), label="few")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, channels, 24, 24, generator=generator, dtype=torch.float64)
+    if few:
+        keep = torch.rand(b, 1, 24, 24, generator=generator) < 0.02
+        x = torch.where(keep, x, x.amin(dim=(1, 2, 3), keepdim=True))
+    a = torch.randn(b, channels, 24, 24, generator=generator, dtype=torch.float64)
+    model = xst.tiny_mlp((channels, 24, 24), 3, seed=seed % 7)
+    target = torch.randint(0, 3, (b,), generator=generator)
+    n = n_features(x, how)
+    runs = data.draw(st.integers(2, 5), label="n_runs")
+    size = data.draw(st.integers(1, n // 8), label="subset_size")
+    ours = fr.faithfulness_correlation(model, x, a, target, subset_size=size, n_runs=runs, baseline=baseline,
+                                       reduce_channels=how, generator=torch.Generator().manual_seed(seed),
+                                       max_batch_size=data.draw(st.integers(1, 7), label="max_batch_size"))
+    subsets = subsets_of(random_keys(b * runs, torch.Generator().manual_seed(seed)), n, size)
+    for i in range(b):
+        expected = ref.faithfulness_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
+                                                subsets=subsets[i * runs : (i + 1) * runs], baseline=baseline,
+                                                how=how, softmax=False)
+        close(ours[i], expected)
+    # sensitivity-n mixes index-path sizes and dense sizes in one chunk
+    sizes = [1, max(1, n // 16), n // 2]
+    result = fr.sensitivity_n(model, x, a, target, subset_sizes=sizes, n_subsets=3, baseline=baseline,
+                              reduce_channels=how, generator=torch.Generator().manual_seed(seed), max_batch_size=4)
+    keys = random_keys(b * 9, torch.Generator().manual_seed(seed))
+    subsets = subsets_of(keys, n, torch.tensor(sizes).repeat_interleave(3).repeat(b))
+    for i in range(b):
+        mine = subsets[i * 9 : (i + 1) * 9]
+        score, curve = ref.sensitivity_n(model, x[i].numpy(), a[i].numpy(), int(target[i]),
+                                         subsets_per_size=[mine[t * 3 : (t + 1) * 3] for t in range(3)],
+                                         baseline=baseline, how=how, softmax=False)
+        close(result.curve[i], curve)
+        close(result.score[i], score)
+
+
+def test_small_subsets_of_many_features_take_the_index_path(monkeypatch):
+    calls = []
+    original = fr.random_subset_indices
+    monkeypatch.setattr(fr, "random_subset_indices", lambda *args: calls.append(args[2]) or original(*args))
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 16, 32, generator=generator)
+    a = torch.rand(2, 1, 16, 32, generator=generator)
+    model = xst.tiny_mlp((3, 16, 32), 2, dtype=torch.float32)
+    first = fr.faithfulness_correlation(model, x, a, torch.tensor([0, 1]), subset_size=20, n_runs=6,
+                                        generator=torch.Generator().manual_seed(0), max_batch_size=5)
+    assert calls and set(calls) == {20}
+    again = fr.faithfulness_correlation(model, x, a, torch.tensor([0, 1]), subset_size=20, n_runs=6,
+                                        generator=torch.Generator().manual_seed(0), max_batch_size=12)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+
+
+@settings(max_examples=30)
+@given(data=st.data())
+def test_box_sum_tables_equal_the_gathered_box_sums(data):
+    """The sliding-window tables give every box's sum (1-D to 3-D, several sides), exact zeros included."""
+    from xaiscore.functional._random_perturbations import box_sum_tables, box_sums, table_box_sums
+
+    d = data.draw(st.integers(1, 3), label="dims")
+    spatial = tuple(data.draw(st.lists(st.integers(3, 7), min_size=d, max_size=d), label="spatial"))
+    sides = data.draw(st.lists(st.integers(1, min(spatial)), min_size=1, max_size=3), label="sides")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn((2,) + spatial, generator=generator, dtype=torch.float64)
+    values[values < 0] = 0.0  # zero regions
+    n = 20
+    sample = torch.randint(0, 2, (n,), generator=generator)
+    side = torch.tensor(sides)[torch.randint(0, len(sides), (n,), generator=generator)]
+    corner = torch.stack([(torch.rand(n, generator=generator, dtype=torch.float64) * (size - side + 1)).long()
+                          for size in spatial], dim=1)
+    ours = table_box_sums(box_sum_tables(values, sides), sample, side, corner)
+    expected = box_sums(values, sample, side, corner, max(sides))
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(ours == 0, expected == 0)  # a box of exact zeros sums to exactly 0 in both

@@ -27,6 +27,7 @@ __all__ = [
     "chunked_map",
     "call_model",
     "class_scores",
+    "ChunkBuffers",
 ]
 
 
@@ -127,3 +128,33 @@ def check_finite_output(values: Tensor, *, name: str = "forward_fn") -> Tensor:
             "item(s). Check the model on perturbed inputs (e.g. NaN baselines or overflow)."
         )
     return values
+
+
+class ChunkBuffers:
+    """Reusable per-chunk work tensors: one allocation per name for a whole chunked loop.
+
+    A fresh multi-megabyte CPU tensor per chunk is returned to the OS when freed and faults its pages
+    in again on the next chunk (measured: 3-4 ms per 12.8 MB chunk, more than the arithmetic); a
+    buffer kept for the loop pays that once. Buffers hand out views, so a caller must be done with a
+    chunk's tensor before asking for the next (as a model call is).
+
+    Example:
+        >>> buffers = ChunkBuffers()
+        >>> first = buffers.get("images", (4, 2), torch.float32)
+        >>> second = buffers.get("images", (3, 2), torch.float32)  # the same memory, fewer rows
+        >>> second.data_ptr() == first.data_ptr(), tuple(second.shape)
+        (True, (3, 2))
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None
+            ) -> Tensor:
+        """An uninitialised ``(n, *rest)`` view of the buffer ``name`` (regrown if ``n`` exceeds it)."""
+        held = self._buffers.get(name)
+        if held is None or held.shape[1:] != shape[1:] or held.dtype != dtype or held.shape[0] < shape[0] \
+                or (device is not None and held.device != torch.device(device)):
+            held = torch.empty(shape, dtype=dtype, device=device)
+            self._buffers[name] = held
+        return held[: shape[0]]

@@ -12,6 +12,8 @@ of a kernel by calling these functions with the same keys.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,8 +22,8 @@ from torch import Tensor
 from xaiscore._perturb import counter_bits, counter_uniform
 from xaiscore._sort import sort_values_
 
-__all__ = ["counter_normal", "random_subsets", "random_patches", "patch_masks", "random_patch_masks",
-           "box_sums"]
+__all__ = ["counter_normal", "random_subsets", "random_subset_indices", "drawn_as_indices", "random_patches", "patch_masks", "random_patch_masks",
+           "box_sums", "patch_weights", "BoxSumTables", "box_sum_tables", "table_box_sums"]
 
 
 def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -91,19 +93,10 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
         return torch.full((n, n_features), subset_size >= n_features, dtype=torch.bool, device=device)
     complement = subset_size > n_features - subset_size
     k = n_features - subset_size if complement else subset_size
-    if n_features >= _CANDIDATE_MIN_FEATURES and k * _CANDIDATE_MAX_SHARE <= n_features:
-        draws = counter_uniform(keys, 2 * k + 64, dtype=torch.float64)
-        index = (draws * n_features).long().clamp_(max=n_features - 1)
-        # A stable sort of the indices as one sort of unique (index, draw position) keys.
-        packed = sort_values_((index << 32) | torch.arange(index.shape[1], device=device))
-        ordered, order = packed >> 32, packed & 0xFFFFFFFF
-        first = torch.ones_like(ordered, dtype=torch.bool)
-        first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # the earliest draw of each index (stable sort)
-        new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order
-        take = new & (torch.cumsum(new, dim=1) <= k)
-        target = torch.where(take, index, torch.full_like(index, n_features))  # the rest into a spare column
+    if drawn_as_indices(n_features, k):
+        index = random_subset_indices(keys, n_features, k)
         chosen = torch.zeros((n, n_features + 1), dtype=torch.bool, device=device)
-        chosen.scatter_(1, target, True)
+        chosen.scatter_(1, index, True)  # padding (index n_features) goes to a spare column
         chosen = chosen[:, :n_features]
     else:
         chosen = torch.zeros((n, n_features), dtype=torch.bool, device=device)
@@ -114,6 +107,40 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
             smallest = _smallest(values[:, :n_features], k)
             chosen[start : start + _ROWS_PER_BLOCK].scatter_(1, smallest, True)
     return ~chosen if complement else chosen
+
+
+def drawn_as_indices(n_features: int, subset_size: int) -> bool:
+    """Whether :func:`random_subsets` draws ``subset_size``-subsets by :func:`random_subset_indices`."""
+    return (n_features >= _CANDIDATE_MIN_FEATURES and 0 < subset_size
+            and subset_size * _CANDIDATE_MAX_SHARE <= n_features)
+
+
+def random_subset_indices(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
+    """The small subsets of :func:`random_subsets` as feature indices ``(n, 2 k + 64)`` long.
+
+    Only where :func:`drawn_as_indices` holds (``k = subset_size``). Row ``i`` holds the ``k``
+    features of key ``i``'s subset (distinct, in no particular order); every other entry is
+    ``n_features`` (padding, so that the columns never run short).
+
+    Example:
+        >>> from xaiscore._perturb import random_keys
+        >>> keys = random_keys(2, torch.Generator().manual_seed(0))
+        >>> index = random_subset_indices(keys, 1000, 20)
+        >>> torch.equal(random_subsets(keys, 1000, 20),
+        ...             torch.zeros(2, 1001, dtype=torch.bool).scatter_(1, index, True)[:, :1000])
+        True
+    """
+    device = keys.device
+    draws = counter_uniform(keys, 2 * subset_size + 64, dtype=torch.float64)
+    index = (draws * n_features).long().clamp_(max=n_features - 1)
+    # A stable sort of the indices as one sort of unique (index, draw position) keys.
+    packed = sort_values_((index << 32) | torch.arange(index.shape[1], device=device))
+    ordered, order = packed >> 32, packed & 0xFFFFFFFF
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # the earliest draw of each index (stable sort)
+    new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order
+    take = new & (torch.cumsum(new, dim=1) <= subset_size)
+    return torch.where(take, index, torch.full_like(index, n_features))
 
 
 def _smallest(values: Tensor, k: int) -> Tensor:
@@ -166,6 +193,94 @@ def patch_masks(side: Tensor, corner: Tensor, spatial: tuple[int, ...]) -> Tenso
         view[1 + axis] = size
         mask &= inside.reshape(view)
     return mask.unsqueeze(1)
+
+
+def patch_weights(side: Tensor, corner: Tensor, spatial: tuple[int, ...], dtype: torch.dtype, *,
+                  out: Tensor | None = None) -> Tensor:
+    """The patches of :func:`random_patches` as 0/1 weights ``(n, 1, *spatial)`` of ``dtype``.
+
+    The product of one indicator per axis: a single broadcast pass for 2-D inputs (no bool mask to
+    convert), ready for ``torch.lerp``.
+
+    Example:
+        >>> patch_weights(torch.tensor([2]), torch.tensor([[1, 0]]), (3, 3), torch.float32)[0, 0].tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    n = side.shape[0]
+    factors = []
+    for axis, size in enumerate(spatial):
+        coordinate = torch.arange(size, device=side.device).unsqueeze(0)
+        start = corner[:, axis].unsqueeze(1)
+        inside = ((coordinate >= start) & (coordinate < start + side.unsqueeze(1))).to(dtype)  # (n, size)
+        view = [n] + [1] * len(spatial)
+        view[1 + axis] = size
+        factors.append(inside.reshape(view))
+    if out is None:
+        out = torch.empty((n, 1) + tuple(spatial), dtype=dtype, device=side.device)
+    weights = out.view((n,) + tuple(spatial))
+    if len(factors) == 1:
+        weights.copy_(factors[0])
+    else:
+        leading = factors[0]
+        for factor in factors[1:-1]:  # the product over all but the last axis is smaller than the output
+            leading = leading * factor
+        torch.mul(leading, factors[-1], out=weights)
+    return out
+
+
+class BoxSumTables(NamedTuple):
+    """Every box sum of :func:`box_sum_tables`, one table per side, flattened into one tensor."""
+
+    flat: Tensor
+    sides: Tensor  # (k,) ascending
+    offsets: Tensor  # (k,) where each side's table starts in ``flat``
+    strides: Tensor  # (k, 1 + d) strides of (sample, corner...) in each table
+
+
+def box_sum_tables(values: Tensor, sides: Sequence[int]) -> BoxSumTables:
+    """Sums of ``values`` ``(B, *S)`` over every box of every side in ``sides``, for :func:`table_box_sums`.
+
+    Each table is a separable sliding-window sum (windows along one axis, then the next), so every
+    entry adds exactly the elements of its box: a box of exact zeros sums to exactly 0 and no entry
+    carries the rounding of the rest of the map (as with :func:`box_sums`, unlike integral images),
+    at the cost of one pass per side and axis instead of a gather per box.
+    """
+    spatial = tuple(values.shape[1:])
+    unique = sorted(set(int(side) for side in sides))
+    tables, offsets, strides = [], [], []
+    offset = 0
+    for side in unique:
+        table = values
+        for axis in range(1, values.ndim):
+            table = table.unfold(axis, side, 1).sum(-1)
+        grid = [values.shape[0]] + [n - side + 1 for n in spatial]
+        stride, row = 1, []
+        for n in reversed(grid):
+            row.append(stride)
+            stride *= n
+        tables.append(table.reshape(-1))
+        offsets.append(offset)
+        strides.append(list(reversed(row)))
+        offset += table.numel()
+    device = values.device
+    return BoxSumTables(torch.cat(tables) if len(tables) > 1 else tables[0],
+                        torch.tensor(unique, device=device), torch.tensor(offsets, device=device),
+                        torch.tensor(strides, device=device))
+
+
+def table_box_sums(tables: BoxSumTables, sample: Tensor, side: Tensor, corner: Tensor) -> Tensor:
+    """The sums over boxes ``[corner, corner + side)`` of the maps ``sample`` ``(n,)``, from the tables.
+
+    Example:
+        >>> values = torch.arange(12.0).reshape(1, 3, 4)
+        >>> tables = box_sum_tables(values, (2, 3))
+        >>> table_box_sums(tables, torch.tensor([0, 0]), torch.tensor([2, 3]), torch.tensor([[1, 1], [0, 0]])).tolist()
+        [30.0, 45.0]
+    """
+    which = torch.searchsorted(tables.sides, side)
+    strides = tables.strides.index_select(0, which)  # (n, 1 + d)
+    index = tables.offsets.index_select(0, which) + sample * strides[:, 0] + (corner * strides[:, 1:]).sum(1)
+    return tables.flat.take(index)
 
 
 def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:

@@ -58,13 +58,15 @@ def sample_pieces(start: int, stop: int, per_sample: int) -> list[tuple[int, int
     return pieces
 
 
-def where_items(mask: Tensor, fill: Tensor, x: Tensor, start: int, stop: int, per_sample: int) -> Tensor:
+def where_items(mask: Tensor, fill: Tensor, x: Tensor, start: int, stop: int, per_sample: int, *,
+                out: Tensor | None = None) -> Tensor:
     """``where(mask[i], fill[sample(i)], x[sample(i)])`` for the items ``start .. stop - 1``, without gathering ``x``.
 
     Args:
-        mask: ``(n, 1|C, *S)`` bool for the ``n = stop - start`` items.
+        mask: ``(n, 1|C, *S)`` bool, or 0/1 weights of ``x``'s dtype, for the ``n = stop - start`` items.
         fill: broadcastable to ``x`` with a batch axis of 1 or ``B``.
         x: ``(B, C, *S)``; item ``i`` belongs to sample ``i // per_sample``.
+        out: Optional contiguous ``(n, C, *S)`` tensor to write into (returned).
 
     Each of the (at most three) pieces of :func:`sample_pieces` is one broadcast
     ``torch.lerp(x, fill, mask)`` into the output (equal to the ``where`` for
@@ -76,7 +78,8 @@ def where_items(mask: Tensor, fill: Tensor, x: Tensor, start: int, stop: int, pe
         >>> where_items(mask, torch.zeros(1, 1, 1), x, 1, 4, 2).tolist()
         [[[0.0, 1.0]], [[2.0, 0.0]], [[0.0, 0.0]]]
     """
-    out = x.new_empty((stop - start,) + tuple(x.shape[1:]))
+    if out is None:
+        out = x.new_empty((stop - start,) + tuple(x.shape[1:]))
     for item_lo, item_hi, sample_lo, sample_hi in sample_pieces(start, stop, per_sample):
         k = sample_hi - sample_lo
         reps = (item_hi - item_lo) // k

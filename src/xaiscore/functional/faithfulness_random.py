@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from xaiscore._batching import call_model, chunked_map, class_scores
+from xaiscore._batching import ChunkBuffers, call_model, chunked_map, class_scores
 from xaiscore._checks import DTypeError, OptionError, check_fraction, check_option, check_positive_int
 from xaiscore._perturb import (
     Partition,
@@ -36,12 +36,16 @@ from xaiscore._perturb import (
 )
 from xaiscore._reduce import ChannelReduction
 from xaiscore.functional._faithfulness_common import finish_scores, pearson_rows, prepare_model_inputs, resolve_step
+from xaiscore._sort import sort_values
 from xaiscore.functional._random_perturbations import (
-    box_sums,
+    box_sum_tables,
     counter_normal,
-    patch_masks,
+    drawn_as_indices,
+    patch_weights,
     random_patches,
+    random_subset_indices,
     random_subsets,
+    table_box_sums,
 )
 from xaiscore.functional._results import CurveResult
 from xaiscore.functional._sample_items import item_samples, take_rows, where_items
@@ -183,13 +187,20 @@ def infidelity(
         removed = x - substrate
         weight = (removed != 0).to(x.dtype) if multiply_by_inputs else removed
         projected = (weight * a_full).sum(dim=1)  # (B, *S): a square's projection is its box sum
+        tables = box_sum_tables(projected, sizes)
+
+    buffers = ChunkBuffers()
 
     def compute(start: int, stop: int) -> Tensor:
         sample, _ = item_samples(start, stop, n_perturbations, x.device)
         if perturbation == "square":
             side, corner = random_patches(keys[start:stop], spatial, sizes)
-            perturbed = where_items(patch_masks(side, corner, spatial), substrate, x, start, stop, n_perturbations)
-            projection = box_sums(projected, sample, side, corner, max(sizes)).to(x.dtype)
+            shape = (stop - start,) + tuple(x.shape[1:])
+            weights = patch_weights(side, corner, spatial, x.dtype,
+                                    out=buffers.get("weights", (stop - start, 1) + spatial, x.dtype, x.device))
+            perturbed = where_items(weights, substrate, x, start, stop, n_perturbations,
+                                    out=buffers.get("images", shape, x.dtype, x.device))
+            projection = table_box_sums(tables, sample, side, corner).to(x.dtype)
         else:
             originals = take_rows(x, sample)
             draws = counter_normal(keys[start:stop], originals[0].numel(), dtype=x.dtype)
@@ -235,27 +246,72 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
     top = torch.topk(differs.to(torch.uint8), min(_HASHED_FEATURES, part.n_features), dim=1)
     feature_of = top.indices  # (B, m) the differing features of hashed samples (first m for the others)
     weights = torch.randint(1, 2**40, feature_of.shape, generator=torch.Generator().manual_seed(20261124))
-    weights = weights.to(x.device) * top.values  # padding (features that do not differ) weighs 0
+    weights_of = weights.to(x.device) * top.values  # padding (features that do not differ) weighs 0
     hashes: list[Tensor] = []
+    # Small subsets of shared pixel or element features are handled as index lists: a copy of x and a
+    # scatter of the substrate per item instead of passes over dense (item, feature) masks.
+    identity = part.ids.shape[0] == 1 and part.n_features == part.ids.numel()
+    sparse_sizes = {size for size in sizes if identity and drawn_as_indices(part.n_features, size)}
+    sparse_state: dict[str, Tensor] = {}
 
-    def chosen_features(start: int, stop: int) -> Tensor:
-        # Items of one size form runs of ``group``: one draw per run within the chunk.
-        bounds = [start] + list(range((start // group + 1) * group, stop, group)) + [stop]
-        pieces = [random_subsets(keys[lo:hi], part.n_features, sizes[(lo % per_sample) // group])
-                  for lo, hi in zip(bounds[:-1], bounds[1:])]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    def sparse_tables() -> dict[str, Tensor]:
+        if not sparse_state:
+            f = part.n_features
+            sparse_state["values"] = values.reshape(-1)
+            sparse_state["differs"] = differs.reshape(-1)
+            # Per sample, the hash weight of each feature (0 but for its hashed features): the hash of
+            # a subset is then a sum over its indices, equal to the dense path's sum over `feature_of`.
+            weight_map = torch.zeros((b, f), dtype=torch.long, device=x.device)
+            sparse_state["weights"] = weight_map.scatter_(1, feature_of, weights_of).reshape(-1)
+            sparse_state["substrate"] = substrate.to(x.dtype).expand_as(x).reshape(-1)
+        return sparse_state
+
+    def sparse_piece(out: Tensor, sample: Tensor, start: int, stop: int, size: int
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Build the items ``start .. stop - 1`` (one subset size) into ``out``; their sums, hashes, changes."""
+        tables, f = sparse_tables(), part.n_features
+        index = sort_values(random_subset_indices(keys[start:stop], f, size))[:, :size]  # ascending
+        flat = index + (sample * f).unsqueeze(1)
+        attribution_sum = tables["values"].take(flat).sum(1)
+        subset_hash = tables["weights"].take(flat).sum(1)
+        changed = tables["differs"].take(flat).view(torch.uint8).amax(1) > 0
+        torch.index_select(x.reshape(b, -1), 0, sample, out=out.view(len(sample), -1))
+        channels = x.shape[1] if part.ids.shape[1] == 1 else 1  # a pixel feature: its position in every channel
+        element = (index.unsqueeze(1) + torch.arange(channels, device=x.device).reshape(1, -1, 1) * f)
+        element = element.reshape(len(sample), -1)
+        fill = tables["substrate"].take(element + (sample * x[0].numel()).unsqueeze(1))
+        out.view(len(sample), -1).scatter_(1, element, fill)
+        return attribution_sum, subset_hash, changed
+
+    def dense_piece(out: Tensor, sample: Tensor, start: int, stop: int, size: int
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """As :func:`sparse_piece` through dense masks; a piece's items all belong to one sample."""
+        owner = start // per_sample
+        chosen = random_subsets(keys[start:stop], part.n_features, size)
+        weights = chosen.to(x.dtype)  # one pass, shared by the sums and the blend
+        attribution_sum = torch.mv(weights.to(values.dtype), values[owner])
+        where_items(_element_mask(weights, part), substrate, x, start, stop, per_sample, out=out)
+        in_set = chosen.gather(1, feature_of[owner].expand(len(sample), -1)).to(torch.int64)
+        subset_hash = in_set @ weights_of[owner]
+        changed = torch.mv(weights, differs[owner].to(x.dtype)) > 0
+        return attribution_sum, subset_hash, changed
+
+    buffers = ChunkBuffers()
 
     def compute(start: int, stop: int) -> Tensor:
         sample, _ = item_samples(start, stop, per_sample, x.device)
-        chosen = chosen_features(start, stop)
-        attribution_sum = (chosen * take_rows(values, sample)).sum(1)
-        perturbed = where_items(_element_mask(chosen, part), substrate, x, start, stop, per_sample)
+        perturbed = buffers.get("images", (stop - start,) + tuple(x.shape[1:]), x.dtype, x.device)
+        # Items of one size form runs of ``group``: one draw per run within the chunk.
+        bounds = [start] + list(range((start // group + 1) * group, stop, group)) + [stop]
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            size = sizes[(lo % per_sample) // group]
+            piece = sparse_piece if size in sparse_sizes else dense_piece
+            parts.append(piece(perturbed[lo - start:hi - start], sample[lo - start:hi - start], lo, hi, size))
+        attribution_sum, subset_hash, changed = (torch.cat(v) if len(parts) > 1 else v[0] for v in zip(*parts))
         scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
-        in_set = chosen.gather(1, feature_of.index_select(0, sample)).to(torch.int64)
         items = torch.arange(start, stop, device=x.device)
-        hashes.append(torch.where(hashed.index_select(0, sample),
-                                  (in_set * weights.index_select(0, sample)).sum(1), -1 - items))
-        changed = (chosen & take_rows(differs, sample)).view(torch.uint8).amax(1) > 0  # 6x faster than any()
+        hashes.append(torch.where(hashed.index_select(0, sample), subset_hash, -1 - items))
         scores = torch.where(changed, scores, inputs.score.index_select(0, sample).to(scores.dtype))
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 

@@ -16,7 +16,11 @@ from xaiscore._batching import ModelOutputError
 from xaiscore._checks import NonFiniteError
 from xaiscore._perturb import random_keys
 from xaiscore.functional import faithfulness_random as fr
-from xaiscore.functional._random_perturbations import counter_normal, random_patch_masks, random_subsets
+from xaiscore.functional._random_perturbations import (
+    counter_normal,
+    random_patch_masks,
+    random_subsets,
+)
 from xaiscore.testing import strategies as xst
 
 SMALL = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),

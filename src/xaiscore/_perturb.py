@@ -69,7 +69,8 @@ from xaiscore._checks import (
 )
 from xaiscore._incremental import incremental_builder
 from xaiscore._noise import resolve_generator as _resolve_generator
-from xaiscore._reduce import ChannelReduction, reduce_channels as _reduce_channels
+from xaiscore._reduce import ChannelReduction
+from xaiscore._reduce import reduce_channels as _reduce_channels
 from xaiscore._sort import PACKABLE_DTYPES, sorted_packed_keys
 
 __all__ = [

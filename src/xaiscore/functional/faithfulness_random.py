@@ -25,7 +25,13 @@ import torch
 from torch import Tensor
 
 from xaiscore._batching import ChunkBuffers, call_model, chunked_map, class_scores
-from xaiscore._checks import DTypeError, OptionError, check_fraction, check_option, check_positive_int
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    check_fraction,
+    check_option,
+    check_positive_int,
+)
 from xaiscore._perturb import (
     Partition,
     feature_attributions,
@@ -35,8 +41,13 @@ from xaiscore._perturb import (
     random_keys,
 )
 from xaiscore._reduce import ChannelReduction
-from xaiscore.functional._faithfulness_common import finish_scores, pearson_rows, prepare_model_inputs, resolve_step
 from xaiscore._sort import sort_values
+from xaiscore.functional._faithfulness_common import (
+    finish_scores,
+    pearson_rows,
+    prepare_model_inputs,
+    resolve_step,
+)
 from xaiscore.functional._random_perturbations import (
     box_sum_tables,
     counter_normal,

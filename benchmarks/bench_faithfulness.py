@@ -198,14 +198,36 @@ def run_quantus(batch, size, names, repeats, quick, model_kind):
     return rows
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def memory_child(batch: int, size: int, max_batch_size: int) -> None:
     x, a, target = make_inputs(batch, size)
     model = small_cnn()
     with torch.inference_mode():
         model(x[:1])  # load kernels before measuring
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The peak RSS survives fork + exec on Linux (a child starts at its parent's peak): reset it to the
+    # current RSS where the kernel allows (/proc/self/clear_refs "5"), else fall back to ru_maxrss.
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        before, peak = _status_kib("VmRSS"), "VmHWM"
+    except OSError:
+        before, peak = None, None
+    if before is None or peak is None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fa.deletion(model, x, a, target, features_per_step=size, max_batch_size=max_batch_size)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _status_kib(peak) if peak else None
+    if after is None:
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"{before} {after}")
 
 

@@ -671,7 +671,7 @@ def perturbed_scores(
     n_ranks = rank.shape[1:].numel()
     mask_dtype = x.dtype if x.dtype == torch.float64 or (x.dtype == torch.float32 and n_ranks < 2**24) \
         else (torch.float32 if n_ranks < 2**24 else torch.float64)
-    rank_f = rank.to(mask_dtype)
+    rank_float: list[Tensor] = []  # made on first use: the sparse path never needs it
 
     def bound_piece(bound: Tensor | None, t0: int, t1: int, b0: int, b1: int) -> Tensor | None:
         if bound is None:
@@ -696,6 +696,9 @@ def perturbed_scores(
             view.copy_(x[b0:b1].unsqueeze(0).expand_as(view))
             out.view(kt * kb, -1).scatter_(1, elements, values.to(x.dtype))
             return
+        if not rank_float:
+            rank_float.append(rank.to(mask_dtype))
+        rank_f = rank_float[0]
         r = (rank_f[b0:b1] if rank_f.shape[0] == b else rank_f).unsqueeze(0)
         low, high = bound_piece(lo, t0, t1, b0, b1), bound_piece(hi, t0, t1, b0, b1)
         # keep = 1 outside [lo, hi) and 0 inside, from float arithmetic on integer ranks:

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xaiscore._batching import (
+    ChunkBuffers,
     call_model,
     check_max_batch_size,
     chunked_map,
@@ -729,7 +730,7 @@ def perturbed_scores(
     builder = None if callable(substrate) or isinstance(substrate, SparseSubstrate) \
         else incremental_builder(x, rank, lo, hi, substrate)
 
-    buffers: list[Tensor] = []
+    buffers = ChunkBuffers()
 
     def compute(start: int, stop: int) -> Tensor:
         t_first, b_first = divmod(start, b)
@@ -749,10 +750,8 @@ def perturbed_scores(
             if state_rows._version != version:  # the model wrote into its input: rebuild those rows
                 builder.reset(pieces[0][2], pieces[0][3])
         else:
-            if not buffers:  # one buffer for every chunk: no fresh pages to fault in per chunk
-                buffers.append(torch.empty((min(max_batch_size, b * n_steps),) + tuple(x.shape[1:]),
-                                           dtype=x.dtype, device=x.device))
-            images = buffers[0][:stop - start]
+            # One buffer for every chunk: no fresh pages to fault in per chunk.
+            images = buffers.get("images", (stop - start,) + tuple(x.shape[1:]), x.dtype, x.device)
             offset = 0
             for index, (t0, t1, b0, b1) in enumerate(pieces):
                 size = (t1 - t0) * (b1 - b0)
@@ -767,9 +766,9 @@ def perturbed_scores(
                         builder.adopt(piece, t0, t1, b0, b1)
                 offset += size
             logits = call_model(forward_fn, images)
-        sample = torch.remainder(torch.arange(start, stop, device=x.device), b)
-        return class_scores(logits, target.index_select(0, sample), softmax=softmax)
+        return class_scores(logits, item_targets[start:stop], softmax=softmax)
 
+    item_targets = target.repeat(n_steps)  # step-major items: item t * B + i scores target[i]
     scores = chunked_map(b * n_steps, compute, max_batch_size=max_batch_size)
     return scores.reshape(n_steps, b).transpose(0, 1).contiguous()
 

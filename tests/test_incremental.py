@@ -114,7 +114,7 @@ def cases(draw):
     return x, rank, lo, hi, substrate, n_steps, max_batch_size
 
 
-@settings(max_examples=60)
+@settings(max_examples=150)
 @given(case=cases())
 def test_every_path_builds_the_documented_images(case):
     x, rank, lo, hi, substrate, n_steps, max_batch_size = case
@@ -125,7 +125,7 @@ def test_every_path_builds_the_documented_images(case):
         assert torch.equal(images, expected), path  # bit for bit, every dtype
 
 
-@settings(max_examples=20)
+@settings(max_examples=50)
 @given(case=cases())
 def test_a_model_writing_into_its_input_sees_the_right_images(case):
     x, rank, lo, hi, substrate, n_steps, max_batch_size = case

@@ -219,6 +219,30 @@ class IncrementalBuilder:
         self.state_lo[b0:b1] = 0
         self.state_hi[b0:b1] = 0
 
+    def _scatter_uniform(self, out: Tensor, samples: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bool:
+        """The common case of :meth:`_scatter` without index arithmetic; ``False`` if it does not apply.
+
+        It applies when the items are consecutive samples whose runs all start and end at the same
+        positions (shared step bounds over rank permutations: pixel flipping, deletion, insertion,
+        faithfulness estimate): each run is then a slice of the rank order, the same for every item,
+        and one ``scatter_`` per run writes it.
+        """
+        n = samples.shape[0]
+        if n > 1 and (samples[-1] - samples[0] != n - 1 or (lengths != lengths[0]).any()
+                      or (starts[:, lengths[0] > 0] != starts[0, lengths[0] > 0]).any()):
+            return False
+        first = int(samples[0])
+        rows = slice(first, first + n) if self.order_rows > 1 else slice(0, 1)
+        order = self.order_numpy.reshape(self.order_rows, self.m)
+        values = self.values.view(2, self.b, self.channels, self.m)
+        target = out.view(n, self.channels, self.m)
+        for run in np.flatnonzero(lengths[0]):
+            begin, end = int(starts[0, run]), int(starts[0, run] + lengths[0, run])
+            index = torch.from_numpy(order[rows, begin:end]).long().unsqueeze(1).expand(n, self.channels, -1)
+            source = values[1 if run < 2 else 0, first:first + n, :, begin:end]
+            target.scatter_(2, index, source)
+        return True
+
     def _scatter(self, out: Tensor, samples: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
         """Overwrite the runs of every item of ``out`` ``(n, C, *S)`` (contiguous); ``samples`` ``(n,)``.
 
@@ -227,6 +251,8 @@ class IncrementalBuilder:
         """
         run_id = np.flatnonzero(lengths)
         if run_id.size == 0:
+            return
+        if self._scatter_uniform(out, samples, starts, lengths):
             return
         item, kind = np.divmod(run_id, _RUNS)
         sample = samples[item]

@@ -86,8 +86,10 @@ def prepare_model_inputs(
         )
     if not isinstance(softmax, bool):
         raise DTypeError(f"Expected `softmax` to be a bool, but got {type(softmax).__name__}.")
-    a = check_attributions(a, validate=validate)
-    x = check_inputs_like(x, a)
+    # Scores are never differentiated (the model runs under inference mode): inputs that require
+    # grad, e.g. those an explainer was just run on, are used as plain values.
+    a = check_attributions(a, validate=validate).detach()
+    x = check_inputs_like(x, a).detach()
     check_max_batch_size(max_batch_size)
     if validate and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(

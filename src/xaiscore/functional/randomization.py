@@ -183,7 +183,7 @@ def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> t
             f"Expected `x` on the device of the model's parameters ({parameter.device}), but got {x.device}. "
             "Move it with `x.to(device)`."
         )
-    return x, target
+    return x.detach(), target  # explainers take their own gradients; the caller's graph is not needed
 
 
 def _check_given_attributions(a: Any, x: Tensor, *, validate: bool) -> Tensor:

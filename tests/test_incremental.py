@@ -180,3 +180,17 @@ def test_monotonicity_and_faithfulness_estimate_unchanged_by_the_path(monkeypatc
         )
     assert torch.equal(results["sparse"][0], results["dense"][0])
     assert torch.equal(results["sparse"][1], results["dense"][1])
+
+
+@settings(max_examples=100)
+@given(rows=st.integers(1, 4), m=st.integers(1, 30), top=st.integers(0, 12), seed=st.integers(0, 2**16))
+def test_positions_of_bounds_equal_a_search_per_row(rows, m, top, seed):
+    """Bounds become positions in every row's rank order with one vectorized search."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sorted_ranks = np.sort(rng.integers(0, top + 1, (rows, m)), axis=1)
+    bounds = rng.integers(0, top + 3, (rows, 5))
+    got = incremental.IncrementalBuilder._positions(bounds, sorted_ranks)
+    expected = np.stack([np.searchsorted(row, values) for row, values in zip(sorted_ranks, bounds)])
+    assert (got == expected).all()

@@ -128,7 +128,12 @@ class IncrementalBuilder:
             return bounds
         if sorted_ranks.shape[0] == 1:
             return np.searchsorted(sorted_ranks[0], bounds)
-        return np.stack([np.searchsorted(row, values) for row, values in zip(sorted_ranks, bounds)])
+        # One search over all rows: shifting row i by i * (R + 1) keeps the concatenation sorted.
+        rows, m = sorted_ranks.shape
+        span = max(int(sorted_ranks.max()), int(bounds.max())) + 1  # a row's shift exceeds every value
+        shift = np.arange(rows, dtype=np.int64)[:, None] * span
+        found = np.searchsorted((sorted_ranks + shift).reshape(-1), bounds + shift)
+        return found - np.arange(rows, dtype=np.int64)[:, None] * m
 
     def _sorted_values(self, order: Tensor, substrate: Tensor | float) -> Tensor:
         """``x`` and the substrate broadcast to ``x``, each rank row's elements in rank order.
@@ -312,5 +317,5 @@ def incremental_builder(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor |
     changes = min(int(width.sum()), int(lengths.sum()))
     if changes > DENSE_COST * b * n_steps * n_ranks:
         return None
-    substrate_value = float(substrate) if isinstance(substrate, (int, float)) else substrate
-    return IncrementalBuilder(x, rank, n_ranks, lo_full, hi_full, substrate_value)
+    substrate_value = float(substrate) if isinstance(substrate, (int, float)) else substrate.detach()
+    return IncrementalBuilder(x.detach(), rank, n_ranks, lo_full, hi_full, substrate_value)

@@ -275,6 +275,7 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
             weight_map = torch.zeros((b, f), dtype=torch.long, device=x.device)
             sparse_state["weights"] = weight_map.scatter_(1, feature_of, weights_of).reshape(-1)
             sparse_state["substrate"] = substrate.to(x.dtype).expand_as(x).reshape(-1)
+            sparse_state["x"] = x.reshape(b, -1)  # a copy only for a non-contiguous x, once
         return sparse_state
 
     def sparse_piece(out: Tensor, sample: Tensor, start: int, stop: int, size: int
@@ -286,7 +287,7 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         attribution_sum = tables["values"].take(flat).sum(1)
         subset_hash = tables["weights"].take(flat).sum(1)
         changed = tables["differs"].take(flat).view(torch.uint8).amax(1) > 0
-        torch.index_select(x.reshape(b, -1), 0, sample, out=out.view(len(sample), -1))
+        torch.index_select(tables["x"], 0, sample, out=out.view(len(sample), -1))
         channels = x.shape[1] if part.ids.shape[1] == 1 else 1  # a pixel feature: its position in every channel
         element = (index.unsqueeze(1) + torch.arange(channels, device=x.device).reshape(1, -1, 1) * f)
         element = element.reshape(len(sample), -1)

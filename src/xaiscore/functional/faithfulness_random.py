@@ -304,7 +304,7 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         attribution_sum = torch.mv(weights.to(values.dtype), values[owner])
         where_items(_element_mask(weights, part), substrate, x, start, stop, per_sample, out=out)
         in_set = chosen.gather(1, feature_of[owner].expand(len(sample), -1)).to(torch.int64)
-        subset_hash = in_set @ weights_of[owner]
+        subset_hash = (in_set * weights_of[owner]).sum(1)  # integer matmul does not exist on CUDA
         changed = torch.mv(weights, differs[owner].to(x.dtype)) > 0
         return attribution_sum, subset_hash, changed
 

@@ -198,20 +198,23 @@ def infidelity(
         removed = x - substrate
         weight = (removed != 0).to(x.dtype) if multiply_by_inputs else removed
         projected = (weight * a_full).sum(dim=1)  # (B, *S): a square's projection is its box sum
-        tables = box_sum_tables(projected, sizes)
+        # Every item's square and projection up front (a few numbers per item): per chunk only the images.
+        all_sides, all_corners = random_patches(keys, spatial, sizes)
+        all_samples = torch.arange(b, device=x.device).repeat_interleave(n_perturbations)
+        all_projections = table_box_sums(box_sum_tables(projected, sizes), all_samples, all_sides,
+                                         all_corners).to(x.dtype)
 
     buffers = ChunkBuffers()
 
     def compute(start: int, stop: int) -> Tensor:
         sample, _ = item_samples(start, stop, n_perturbations, x.device)
         if perturbation == "square":
-            side, corner = random_patches(keys[start:stop], spatial, sizes)
             shape = (stop - start,) + tuple(x.shape[1:])
-            weights = patch_weights(side, corner, spatial, x.dtype,
+            weights = patch_weights(all_sides[start:stop], all_corners[start:stop], spatial, x.dtype,
                                     out=buffers.get("weights", (stop - start, 1) + spatial, x.dtype, x.device))
             perturbed = where_items(weights, substrate, x, start, stop, n_perturbations,
                                     out=buffers.get("images", shape, x.dtype, x.device))
-            projection = table_box_sums(tables, sample, side, corner).to(x.dtype)
+            projection = all_projections[start:stop]
         else:
             originals = take_rows(x, sample)
             draws = counter_normal(keys[start:stop], originals[0].numel(), dtype=x.dtype)

@@ -95,8 +95,8 @@ class IncrementalBuilder:
         order, sorted_ranks = self._order(rank_rows, n_ranks)
         self.order_rows = order.shape[0]
         self.values = self._sorted_values(order, substrate)  # (2, B, C', M): x, substrate
-        # int32 where it fits: half the memory of the table read once per rewritten element.
-        self.order_numpy = order.reshape(-1).numpy().astype(np.int32 if self.m < 2**31 else np.int64)
+        self.order = order  # (rows, M) int64: slices serve as scatter_ indices as they are
+        self.order_numpy = order.reshape(-1).numpy()  # the same memory
         self.lo_pos = self._positions(lo, sorted_ranks)
         self.hi_pos = self._positions(hi, sorted_ranks)
         self.values_numpy = self.values.numpy() if self.values.dtype != torch.bfloat16 else None
@@ -165,6 +165,10 @@ class IncrementalBuilder:
         """
         if self.state is None:  # the state starts as x itself, nothing replaced
             self.state = self.x.detach().clone(memory_format=torch.contiguous_format)
+        if t1 - t0 == 1:
+            uniform = self._plan_uniform(t0, b0, b1, in_place=in_place)
+            if uniform is not False:
+                return uniform
         a0 = self.lo_pos[b0:b1, t0:t1].T  # (kt, kb), step-major like the chunk
         a1 = self.hi_pos[b0:b1, t0:t1].T
         elements = a0.size * self.row_length
@@ -177,6 +181,34 @@ class IncrementalBuilder:
         if cost_state <= cost_x:
             return "state", starts, lengths
         return ("x",) + _interval_changes(a0, a1, np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+    def _plan_uniform(self, t: int, b0: int, b1: int, *, in_place: bool
+                      ) -> tuple[str, np.ndarray, np.ndarray] | None | bool:
+        """:meth:`plan` for one step whose bounds and states agree across the samples, in Python
+        integers (the common case: shared step bounds over rank permutations); ``False`` otherwise."""
+        columns = (self.lo_pos[b0:b1, t], self.hi_pos[b0:b1, t], self.state_lo[b0:b1], self.state_hi[b0:b1])
+        if b1 - b0 > 1 and any(column.min() != column.max() for column in columns):
+            return False
+        a0, a1, c0, c1 = (int(column[0]) for column in columns)
+        kb = b1 - b0
+        elements = kb * self.row_length
+
+        def runs(c0: int, c1: int) -> tuple[list[int], list[int]]:
+            starts = [a0, max(a0, c1), c0, max(c0, a1)]
+            stops = [min(a1, c0), a1, min(c1, a0), c1]
+            return starts, [max(stop - start, 0) for start, stop in zip(starts, stops)]
+
+        state_starts, state_lengths = runs(c0, c1)
+        copies = 0 if in_place else elements + kb * self.row_length
+        cost_state = sum(state_lengths) * kb * self.channels + COPY_COST * copies
+        cost_x = max(a1 - a0, 0) * kb * self.channels + COPY_COST * elements
+        if min(cost_x, cost_state) > DENSE_COST * elements:
+            return None
+        base, (starts, lengths) = ("state", (state_starts, state_lengths)) if cost_state <= cost_x \
+            else ("x", runs(0, 0))
+        shape = (1, kb, _RUNS)
+        return (base, np.broadcast_to(np.asarray(starts, dtype=np.int64), shape),
+                np.broadcast_to(np.asarray(lengths, dtype=np.int64), shape))
 
     def build_in_state(self, plan: tuple[str, np.ndarray, np.ndarray], t0: int, t1: int, b0: int, b1: int
                        ) -> Tensor | None:
@@ -238,12 +270,11 @@ class IncrementalBuilder:
             return False
         first = int(samples[0])
         rows = slice(first, first + n) if self.order_rows > 1 else slice(0, 1)
-        order = self.order_numpy.reshape(self.order_rows, self.m)
         values = self.values.view(2, self.b, self.channels, self.m)
         target = out.view(n, self.channels, self.m)
         for run in np.flatnonzero(lengths[0]):
             begin, end = int(starts[0, run]), int(starts[0, run] + lengths[0, run])
-            index = torch.from_numpy(order[rows, begin:end]).long().unsqueeze(1).expand(n, self.channels, -1)
+            index = self.order[rows, begin:end].unsqueeze(1).expand(n, self.channels, -1)
             source = values[1 if run < 2 else 0, first:first + n, :, begin:end]
             target.scatter_(2, index, source)
         return True
@@ -274,7 +305,7 @@ class IncrementalBuilder:
         first = np.cumsum(length) - length  # where each run begins among all rewritten elements
         within = np.arange(total)
         order_index = np.repeat(np.repeat(order_base, self.channels) - first, length) + within
-        element = self.order_numpy.take(order_index).astype(np.int64)
+        element = self.order_numpy.take(order_index)
         value_index = np.repeat(value_base.reshape(-1) - first, length) + within
         destination = np.repeat(destination_base.reshape(-1), length) + element
         if self.values_numpy is not None and out.is_contiguous():  # numpy's take and assignment: ~2x torch

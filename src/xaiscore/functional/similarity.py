@@ -270,15 +270,23 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
 
     n_window = win_size**spatial_dims
     cov_norm = n_window / (n_window - 1) if use_sample_covariance else 1.0
-    mean_a, mean_b = smooth(a), smooth(b)
-    var_a = cov_norm * (smooth(a * a) - mean_a * mean_a)
-    var_b = cov_norm * (smooth(b * b) - mean_b * mean_b)
-    cov = cov_norm * (smooth(a * b) - mean_a * mean_b)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    numerator = (2 * mean_a * mean_b + c1) * (2 * cov + c2)
-    denominator = (mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)
-    s = numerator / denominator
+    # In place on the filtered maps (fresh full-size temporaries cost more in page faults than
+    # the arithmetic on them). With m = local means and E = local means of products:
+    #   numerator   = (2 m_a m_b + C1) (2 cov_norm (E_ab - m_a m_b) + C2)
+    #   denominator = (m_a^2 + m_b^2 + C1) (cov_norm ((E_aa - m_a^2) + (E_bb - m_b^2)) + C2)
+    mean_a, mean_b = smooth(a), smooth(b)
+    e_aa, e_bb, e_ab = smooth(a * a), smooth(b * b), smooth(a * b)
+    mean_aa = mean_a.square()
+    mean_bb = mean_b.square()
+    mean_ab = mean_a.mul_(mean_b)
+    del mean_a
+    e_aa.sub_(mean_aa).add_(e_bb.sub_(mean_bb)).mul_(cov_norm).add_(c2)  # sum of variances + C2
+    e_ab.sub_(mean_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
+    numerator = mean_ab.mul_(2).add_(c1).mul_(e_ab)
+    denominator = mean_aa.add_(mean_bb).add_(c1).mul_(e_aa)
+    s = numerator.div_(denominator)
     trim = pad if use_padding else pad - radius
     for axis in axes:
         s = s.narrow(axis, trim, s.shape[axis] - 2 * trim)
@@ -389,8 +397,8 @@ def ssim(
         )
     dtype, device = a_maps.dtype, a_maps.device
     batch = a_maps.shape[0]
-    both = torch.cat([_flat(a_maps), _flat(b_maps)], dim=1)
-    span = both.amax(dim=1) - both.amin(dim=1)
+    a_flat, b_flat = _flat(a_maps), _flat(b_maps)
+    span = torch.maximum(a_flat.amax(dim=1), b_flat.amax(dim=1)) - torch.minimum(a_flat.amin(dim=1), b_flat.amin(dim=1))
     if data_range is None:
         data_range_t = span
     elif isinstance(data_range, Tensor):

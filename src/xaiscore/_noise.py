@@ -26,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor
 
 from xaiscore._batching import ModelOutputError, call_model, check_logits, check_max_batch_size, chunked_map
 from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, check_fraction
+from xaiscore._threads import run_concurrently
 
 __all__ = [
     "NOISE_BLOCK_ITEMS",
@@ -178,16 +179,11 @@ class BlockNoise:
             raise ShapeError(f"Expected `out` of shape {expected}, but got {tuple(out.shape)}.")
         n_blocks = len(self._seeds)
 
-        def draw(index: int) -> None:
-            self._fill(out[index * NOISE_BLOCK_ITEMS: (index + 1) * NOISE_BLOCK_ITEMS], index)
+        def draw(index: int) -> Callable[[], None]:
+            return lambda: self._fill(out[index * NOISE_BLOCK_ITEMS: (index + 1) * NOISE_BLOCK_ITEMS], index)
 
-        workers = min(workers, n_blocks) if self.device.type == "cpu" else 1
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(draw, range(n_blocks)))  # re-raises a worker's exception
-        else:
-            for index in range(n_blocks):
-                draw(index)
+        run_concurrently([draw(index) for index in range(n_blocks)],
+                         workers=workers if self.device.type == "cpu" else 1)
         return out
 
     def add_to(self, x: Tensor, start: int, stop: int) -> Tensor:
@@ -196,14 +192,18 @@ class BlockNoise:
         Equal to ``x + self(start, stop)``.
         """
         out = torch.empty((stop - start,) + self.item_shape, device=self.device, dtype=self.dtype)
+        whole_blocks = []
         for index in range(start // NOISE_BLOCK_ITEMS, (stop - 1) // NOISE_BLOCK_ITEMS + 1):
             offset = index * NOISE_BLOCK_ITEMS
             size = min(NOISE_BLOCK_ITEMS, self.n_items - offset)
             lo, hi = max(start, offset), min(stop, offset + size)
             if lo == offset and hi == offset + size:
-                self._fill(out[lo - start: hi - start], index)
+                whole_blocks.append((out[lo - start: hi - start], index))
             else:
                 out[lo - start: hi - start].copy_(self._block(index)[lo - offset: hi - offset])
+        # Whole blocks straight into `out`, on several threads on CPU (torch draws serially).
+        run_concurrently([partial(self._fill, view, index) for view, index in whole_blocks],
+                         workers=None if self.device.type == "cpu" else 1)
         return out.add_(x)
 
     def __call__(self, start: int, stop: int) -> Tensor:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._sort import _sort_rows_
+
 __all__ = ["DENSE_COST", "COPY_COST", "IncrementalBuilder", "incremental_builder"]
 
 #: Costs per element, in units of one rewritten element (index arithmetic, a read, a scattered
@@ -118,7 +120,7 @@ class IncrementalBuilder:
                 return order, None
         keys = (ranks << 32).numpy()
         keys |= np.arange(m)
-        keys.sort(axis=-1)
+        _sort_rows_(keys)
         return torch.from_numpy(keys & 0xFFFFFFFF), keys >> 32
 
     @staticmethod

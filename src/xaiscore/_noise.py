@@ -33,7 +33,13 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from xaiscore._batching import ModelOutputError, call_model, check_logits, check_max_batch_size, chunked_map
+from xaiscore._batching import (
+    ModelOutputError,
+    call_model,
+    check_logits,
+    check_max_batch_size,
+    chunked_map,
+)
 from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, check_fraction
 from xaiscore._threads import run_concurrently
 

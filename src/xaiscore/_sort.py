@@ -44,11 +44,12 @@ def _row_blocks(rows: int, size: int) -> list[slice]:
 
 def _sort_rows_(values: np.ndarray) -> None:
     """Sort a C-contiguous numpy array along its last axis in place (row blocks on several threads)."""
-    if values.ndim < 2 or values.size < _PARALLEL_ELEMENTS:
+    if values.ndim < 2 or values.size < _PARALLEL_ELEMENTS or not values.flags.c_contiguous:
         values.sort(axis=-1)
         return
-    rows = values.reshape(-1, values.shape[-1])  # a view: C-contiguous
-    run_concurrently([lambda block=block: rows[block].sort(axis=-1) for block in _row_blocks(rows.shape[0], rows.size)])
+    rows = values.reshape(-1, values.shape[-1])  # a view, since C-contiguous
+    blocks = _row_blocks(rows.shape[0], rows.size)
+    run_concurrently([lambda block=block: rows[block].sort(axis=-1) for block in blocks])
 
 
 def _argsort_rows(values: np.ndarray) -> np.ndarray:

@@ -19,19 +19,21 @@ import torch
 __all__ = ["run_concurrently"]
 
 _lock = threading.Lock()
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
 
 
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """The process's pool of ``workers`` threads; made again after a fork or when ``workers`` changes."""
+def _thread_pool() -> ThreadPoolExecutor:
+    """The process's thread pool (made again in a forked child, whose copy has no threads).
+
+    A pool starts a thread only when a task finds none idle, so its bound (the CPU count) is
+    never reached: at most ``workers - 1`` threads run the calls of :func:`run_concurrently`.
+    """
     global _pool
     with _lock:
-        pid = os.getpid()
-        if _pool is None or _pool[0] != pid or _pool[1] != workers:
-            if _pool is not None and _pool[0] == pid:
-                _pool[2].shutdown(wait=False)
-            _pool = (pid, workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xaiscore"))
-        return _pool[2]
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 2),
+                                                     thread_name_prefix="xaiscore"))
+        return _pool[1]
 
 
 def run_concurrently(calls: Sequence[Callable[[], None]], *, workers: int | None = None) -> None:
@@ -60,7 +62,7 @@ def run_concurrently(calls: Sequence[Callable[[], None]], *, workers: int | None
         for call in group:
             call()
 
-    futures = [_thread_pool(workers - 1).submit(run_group, group) for group in groups[1:]]
+    futures = [_thread_pool().submit(run_group, group) for group in groups[1:]]
     error: BaseException | None = None
     try:
         run_group(groups[0])

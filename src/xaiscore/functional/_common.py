@@ -114,6 +114,44 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
 
 
+def _sparse_tie_ranks(values: Tensor, dtype: torch.dtype, offset: int) -> tuple[Tensor, Tensor] | None:
+    """The tied positions of rows sorted ascending and twice their average 1-based rank minus ``offset``.
+
+    Returns ``(flat, value)``: ``flat`` the flat indices ``row * n + j`` (into the ``(B, n)``
+    layout) of the positions ``j`` equal to position ``j + 1``, and ``value`` ``dtype`` the
+    doubled average rank of their tie group, which positions ``j`` and ``j + 1`` both take; every
+    untied position ``j`` has ``2 j + 2 - offset``. ``None`` where this sparse form does not pay:
+    off the CPU (it reads a count) or when more than one neighbour pair in eight is tied.
+    """
+    b, n = values.shape
+    equal = values[:, 1:] == values[:, :-1]
+    if values.device.type != "cpu" or int(torch.count_nonzero(equal)) * 8 > equal.numel():
+        return None
+    # (row, j): positions j and j + 1 of the row are equal. In row-major order, the pairs of one
+    # tie group are consecutive with consecutive j (the flat index of the pair in the (B, n)
+    # layout steps by one); a row change always breaks the step, since j stops at n - 2.
+    pairs = equal.nonzero()
+    flat = pairs[:, 0] * n + pairs[:, 1]
+    if flat.shape[0] == 0:
+        return flat, torch.empty(0, dtype=dtype)
+    new_group = torch.ones(flat.shape, dtype=torch.bool)
+    torch.ne(flat[1:], flat[:-1] + 1, out=new_group[1:])
+    group = torch.cumsum(new_group, 0) - 1
+    firsts = new_group.nonzero().squeeze(1)
+    lasts = torch.cat([firsts[1:] - 1, firsts.new_tensor([flat.shape[0] - 1])])
+    # Twice the average rank of positions first .. last + 1 (1-based): first + last + 3 (as flat
+    # indices of the same row, minus twice the row offset).
+    row_offset = pairs[:, 0] * n
+    value = (flat.index_select(0, firsts).index_select(0, group)
+             + flat.index_select(0, lasts).index_select(0, group) + (3 - offset) - 2 * row_offset).to(dtype)
+    return flat, value
+
+
+def _untied_doubled_ranks(b: int, n: int, dtype: torch.dtype, offset: int, device: torch.device) -> Tensor:
+    """``2 j + 2 - offset`` for every position ``j`` of ``b`` rows: an expanded (not materialised) view."""
+    return torch.arange(2 - offset, 2 * n + 2 - offset, 2, dtype=dtype, device=device).expand(b, n)
+
+
 def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32, offset: int = 0) -> Tensor:
     """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged), minus ``offset``.
 
@@ -124,36 +162,21 @@ def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32, o
 
     On CPU, where reading a count costs no synchronisation, and when at most one neighbour pair
     in eight is tied, only the tied positions are visited: every position gets
-    ``2 * position + 2`` and the tie groups are then rewritten from the list of equal neighbours.
-    Otherwise (and always on other devices, without host reads) every row is scanned twice: a
-    running maximum of the group starts, a reversed running minimum of the group ends.
+    ``2 * position + 2`` and the tie groups are then rewritten from the list of equal neighbours
+    (:func:`_sparse_tie_ranks`). Otherwise (and always on other devices, without host reads)
+    every row is scanned twice: a running maximum of the group starts, a reversed running
+    minimum of the group ends.
     """
     b, n = values.shape
-    equal = values[:, 1:] == values[:, :-1]
-    # Few ties (the usual case for real-valued maps) on CPU: rewrite only the tie groups.
-    if values.device.type == "cpu" and int(torch.count_nonzero(equal)) * 8 <= equal.numel():
-        doubled = torch.arange(2 - offset, 2 * n + 2 - offset, 2, dtype=dtype).expand(b, n).contiguous()
-        # (row, j): positions j and j + 1 of the row are equal. In row-major order, the pairs of one
-        # tie group are consecutive with consecutive j (the flat index of the pair in the (B, n)
-        # layout steps by one); a row change always breaks the step, since j stops at n - 2.
-        pairs = equal.nonzero()
-        if pairs.shape[0] == 0:
-            return doubled
-        flat = pairs[:, 0] * n + pairs[:, 1]
-        new_group = torch.ones(flat.shape, dtype=torch.bool)
-        torch.ne(flat[1:], flat[:-1] + 1, out=new_group[1:])
-        group = torch.cumsum(new_group, 0) - 1
-        firsts = new_group.nonzero().squeeze(1)
-        lasts = torch.cat([firsts[1:] - 1, firsts.new_tensor([flat.shape[0] - 1])])
-        # Twice the average rank of positions first .. last + 1 (1-based): first + last + 3 (as flat
-        # indices of the same row, minus twice the row offset).
-        row_offset = pairs[:, 0] * n
-        value = (flat.index_select(0, firsts).index_select(0, group)
-                 + flat.index_select(0, lasts).index_select(0, group) + (3 - offset) - 2 * row_offset).to(dtype)
+    ties = _sparse_tie_ranks(values, dtype, offset)
+    if ties is not None:
+        flat, value = ties
+        doubled = _untied_doubled_ranks(b, n, dtype, offset, values.device).contiguous()
         flat_doubled = doubled.view(-1)
         flat_doubled.index_copy_(0, flat, value)
         flat_doubled.index_copy_(0, flat + 1, value)
         return doubled
+    equal = values[:, 1:] == values[:, :-1]
     position = torch.arange(n, device=values.device, dtype=torch.int32).expand_as(values)
     differs = equal.logical_not_()
     first = torch.ones(values.shape, dtype=torch.bool, device=values.device)
@@ -226,6 +249,20 @@ def average_ranks(a_flat: Tensor, *, centered: bool = False, dtype: torch.dtype 
         keys = sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF
         keys >>= 32
+        ties = _sparse_tie_ranks(keys, dtype, offset)
+        if ties is not None:
+            # Few ties (CPU): scatter the untied ranks from an expanded view, then rewrite the
+            # tied features (found through the sort order) in place.
+            b = a_flat.shape[0]
+            untied = _untied_doubled_ranks(b, n, dtype, offset, order.device)
+            out = torch.empty((b, n), dtype=dtype, device=order.device).scatter_(1, order, untied)
+            flat, value = ties
+            if flat.shape[0]:
+                row_start = flat - flat % n
+                flat_order, flat_out = order.view(-1), out.view(-1)
+                flat_out.index_copy_(0, row_start + flat_order.index_select(0, flat), value)
+                flat_out.index_copy_(0, row_start + flat_order.index_select(0, flat + 1), value)
+            return out
         doubled = _doubled_ranks_of_sorted(keys, dtype, offset)
     else:
         order = argsort(a_flat)

@@ -137,9 +137,10 @@ def test_a_model_writing_into_its_input_sees_the_right_images(case):
 def test_pixel_flipping_takes_the_sparse_path_on_cpu(monkeypatch):
     """The automatic choice picks the sparse build where steps change few pixels (and is exact)."""
     calls = []
-    original = incremental.IncrementalBuilder._scatter
-    monkeypatch.setattr(incremental.IncrementalBuilder, "_scatter",
-                        lambda self, *args: calls.append(1) or original(self, *args))
+    for name in ("_scatter", "_scatter_runs"):  # general runs, and runs shared by a step's samples
+        original = getattr(incremental.IncrementalBuilder, name)
+        monkeypatch.setattr(incremental.IncrementalBuilder, name,
+                            lambda self, *args, original=original: calls.append(1) or original(self, *args))
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 32, 32, generator=generator)
     a = torch.rand(4, 1, 32, 32, generator=generator)

@@ -101,6 +101,10 @@ class IncrementalBuilder:
         self.order_numpy = order.reshape(-1).numpy()  # the same memory
         self.lo_pos = self._positions(lo, sorted_ranks)
         self.hi_pos = self._positions(hi, sorted_ranks)
+        # Per step: do all samples share their bound positions? Then a one-step piece needs no
+        # per-sample bookkeeping when the samples' states agree too (see `_plan_uniform`).
+        self.shared_steps = ((self.lo_pos == self.lo_pos[:1]).all(axis=0)
+                             & (self.hi_pos == self.hi_pos[:1]).all(axis=0)).tolist()
         self.values_numpy = self.values.numpy() if self.values.dtype != torch.bfloat16 else None
         self.state: Tensor | None = None
         self.state_lo = np.zeros(self.b, dtype=np.int64)
@@ -159,8 +163,11 @@ class IncrementalBuilder:
     # --- building ----------------------------------------------------------------------------
 
     def plan(self, t0: int, t1: int, b0: int, b1: int, *, in_place: bool
-             ) -> tuple[str, np.ndarray, np.ndarray] | None:
+             ) -> tuple[str, np.ndarray | list[int], np.ndarray | list[int]] | None:
         """Choose the base (``"state"`` or ``"x"``) of a piece and its runs, or ``None`` (build densely).
+
+        The runs are ``(kt, kb, 4)`` arrays of starts and lengths, or, for a one-step piece whose
+        samples share them, two lists of 4 Python integers.
 
         ``in_place``: the piece is a whole chunk at one step, which can be built in the state's
         rows and handed to the model without a copy.
@@ -185,14 +192,21 @@ class IncrementalBuilder:
         return ("x",) + _interval_changes(a0, a1, np.zeros(1, np.int64), np.zeros(1, np.int64))
 
     def _plan_uniform(self, t: int, b0: int, b1: int, *, in_place: bool
-                      ) -> tuple[str, np.ndarray, np.ndarray] | None | bool:
+                      ) -> tuple[str, list[int], list[int]] | None | bool:
         """:meth:`plan` for one step whose bounds and states agree across the samples, in Python
-        integers (the common case: shared step bounds over rank permutations); ``False`` otherwise."""
-        columns = (self.lo_pos[b0:b1, t], self.hi_pos[b0:b1, t], self.state_lo[b0:b1], self.state_hi[b0:b1])
-        if b1 - b0 > 1 and any(column.min() != column.max() for column in columns):
-            return False
-        a0, a1, c0, c1 = (int(column[0]) for column in columns)
+        integers (the common case: shared step bounds over rank permutations); ``False`` otherwise.
+
+        The runs come back as two lists of :data:`_RUNS` integers, the same for every sample.
+        """
         kb = b1 - b0
+        if kb > 1:
+            if not self.shared_steps[t]:
+                return False
+            state_lo, state_hi = self.state_lo[b0:b1], self.state_hi[b0:b1]
+            if state_lo.min() != state_lo.max() or state_hi.min() != state_hi.max():
+                return False
+        a0, a1 = int(self.lo_pos[b0, t]), int(self.hi_pos[b0, t])
+        c0, c1 = int(self.state_lo[b0]), int(self.state_hi[b0])
         elements = kb * self.row_length
 
         def runs(c0: int, c1: int) -> tuple[list[int], list[int]]:
@@ -206,11 +220,9 @@ class IncrementalBuilder:
         cost_x = max(a1 - a0, 0) * kb * self.channels + COPY_COST * elements
         if min(cost_x, cost_state) > DENSE_COST * elements:
             return None
-        base, (starts, lengths) = ("state", (state_starts, state_lengths)) if cost_state <= cost_x \
-            else ("x", runs(0, 0))
-        shape = (1, kb, _RUNS)
-        return (base, np.broadcast_to(np.asarray(starts, dtype=np.int64), shape),
-                np.broadcast_to(np.asarray(lengths, dtype=np.int64), shape))
+        if cost_state <= cost_x:
+            return "state", state_starts, state_lengths
+        return ("x",) + runs(0, 0)
 
     def build_in_state(self, plan: tuple[str, np.ndarray, np.ndarray], t0: int, t1: int, b0: int, b1: int
                        ) -> Tensor | None:
@@ -219,7 +231,10 @@ class IncrementalBuilder:
         if base != "state" or t1 - t0 != 1:
             return None
         rows = self.state[b0:b1]
-        self._scatter(rows, np.arange(b0, b1), starts[0], lengths[0])
+        if isinstance(starts, list):
+            self._scatter_runs(rows, b0, b1 - b0, starts, lengths)
+        else:
+            self._scatter(rows, np.arange(b0, b1), starts[0], lengths[0])
         self.state_lo[b0:b1] = self.lo_pos[b0:b1, t0]
         self.state_hi[b0:b1] = self.hi_pos[b0:b1, t0]
         return rows
@@ -235,7 +250,11 @@ class IncrementalBuilder:
         source = self.state if base == "state" else self.x
         view = out.view((kt, kb) + tuple(self.x.shape[1:]))
         view.copy_(source[b0:b1].unsqueeze(0).expand_as(view))
-        self._scatter(out, np.tile(np.arange(b0, b1), kt), starts.reshape(-1, _RUNS), lengths.reshape(-1, _RUNS))
+        if isinstance(starts, list):  # one step, runs shared by its samples
+            self._scatter_runs(out, b0, kb, starts, lengths)
+        else:
+            self._scatter(out, np.tile(np.arange(b0, b1), kt), starts.reshape(-1, _RUNS),
+                          lengths.reshape(-1, _RUNS))
         if base == "state":
             self.state[b0:b1].copy_(view[-1])
             self.state_lo[b0:b1] = self.lo_pos[b0:b1, t1 - 1]
@@ -270,16 +289,22 @@ class IncrementalBuilder:
         if n > 1 and (samples[-1] - samples[0] != n - 1 or (lengths != lengths[0]).any()
                       or (starts[:, lengths[0] > 0] != starts[0, lengths[0] > 0]).any()):
             return False
-        first = int(samples[0])
+        self._scatter_runs(out, int(samples[0]), n, starts[0].tolist(), lengths[0].tolist())
+        return True
+
+    def _scatter_runs(self, out: Tensor, first: int, n: int, starts: list[int], lengths: list[int]) -> None:
+        """Overwrite the runs ``starts``/``lengths`` (:data:`_RUNS` each, shared by every item) of
+        ``out`` ``(n, C, *S)``, whose items are samples ``first .. first + n - 1``: one ``scatter_``
+        per non-empty run (the first two take the substrate, the last two ``x``)."""
         rows = slice(first, first + n) if self.order_rows > 1 else slice(0, 1)
         values = self.values.view(2, self.b, self.channels, self.m)
         target = out.view(n, self.channels, self.m)
-        for run in np.flatnonzero(lengths[0]):
-            begin, end = int(starts[0, run]), int(starts[0, run] + lengths[0, run])
-            index = self.order[rows, begin:end].unsqueeze(1).expand(n, self.channels, -1)
-            source = values[1 if run < 2 else 0, first:first + n, :, begin:end]
+        for run, (begin, length) in enumerate(zip(starts, lengths)):
+            if length <= 0:
+                continue
+            index = self.order[rows, begin:begin + length].unsqueeze(1).expand(n, self.channels, -1)
+            source = values[1 if run < 2 else 0, first:first + n, :, begin:begin + length]
             target.scatter_(2, index, source)
-        return True
 
     def _scatter(self, out: Tensor, samples: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
         """Overwrite the runs of every item of ``out`` ``(n, C, *S)`` (contiguous); ``samples`` ``(n,)``.

@@ -123,9 +123,11 @@ def _sparse_tie_ranks(values: Tensor, dtype: torch.dtype, offset: int) -> tuple[
     untied position ``j`` has ``2 j + 2 - offset``. ``None`` where this sparse form does not pay:
     off the CPU (it reads a count) or when more than one neighbour pair in eight is tied.
     """
-    b, n = values.shape
+    if values.device.type != "cpu":
+        return None
+    n = values.shape[1]
     equal = values[:, 1:] == values[:, :-1]
-    if values.device.type != "cpu" or int(torch.count_nonzero(equal)) * 8 > equal.numel():
+    if int(torch.count_nonzero(equal)) * 8 > equal.numel():
         return None
     # (row, j): positions j and j + 1 of the row are equal. In row-major order, the pairs of one
     # tie group are consecutive with consecutive j (the flat index of the pair in the (B, n)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._sort import _sort_rows_
+from xaiscore._sort import _sort_rows_
 
 __all__ = ["DENSE_COST", "COPY_COST", "IncrementalBuilder", "incremental_builder"]
 
@@ -40,6 +40,10 @@ COPY_COST = 1 / 64
 
 # Runs of an item relative to its base: the first two take the substrate, the last two x.
 _RUNS = 4
+
+#: A plan: the base (``"state"`` or ``"x"``), then the runs' starts and lengths, as ``(kt, kb, 4)``
+#: arrays or, for a one-step piece whose samples share them, as two lists of 4 Python integers.
+Plan = tuple[str, "np.ndarray | list[int]", "np.ndarray | list[int]"]
 
 
 def _full_bounds(bound: Tensor | None, b: int, n_steps: int, fill: int, n_ranks: int) -> np.ndarray:
@@ -162,12 +166,10 @@ class IncrementalBuilder:
 
     # --- building ----------------------------------------------------------------------------
 
-    def plan(self, t0: int, t1: int, b0: int, b1: int, *, in_place: bool
-             ) -> tuple[str, np.ndarray | list[int], np.ndarray | list[int]] | None:
+    def plan(self, t0: int, t1: int, b0: int, b1: int, *, in_place: bool) -> Plan | None:
         """Choose the base (``"state"`` or ``"x"``) of a piece and its runs, or ``None`` (build densely).
 
-        The runs are ``(kt, kb, 4)`` arrays of starts and lengths, or, for a one-step piece whose
-        samples share them, two lists of 4 Python integers.
+        See :data:`Plan` for the form of the runs.
 
         ``in_place``: the piece is a whole chunk at one step, which can be built in the state's
         rows and handed to the model without a copy.
@@ -224,8 +226,7 @@ class IncrementalBuilder:
             return "state", state_starts, state_lengths
         return ("x",) + runs(0, 0)
 
-    def build_in_state(self, plan: tuple[str, np.ndarray, np.ndarray], t0: int, t1: int, b0: int, b1: int
-                       ) -> Tensor | None:
+    def build_in_state(self, plan: Plan, t0: int, t1: int, b0: int, b1: int) -> Tensor | None:
         """For a one-step piece based on the state: rewrite the state and return its rows (a view)."""
         base, starts, lengths = plan
         if base != "state" or t1 - t0 != 1:
@@ -239,8 +240,7 @@ class IncrementalBuilder:
         self.state_hi[b0:b1] = self.hi_pos[b0:b1, t0]
         return rows
 
-    def build(self, plan: tuple[str, np.ndarray, np.ndarray], out: Tensor, t0: int, t1: int, b0: int, b1: int
-              ) -> None:
+    def build(self, plan: Plan, out: Tensor, t0: int, t1: int, b0: int, b1: int) -> None:
         """Write the piece's items into ``out`` ``(kt * kb, C, *S)`` (step-major)."""
         base, starts, lengths = plan
         kt, kb = t1 - t0, b1 - b0

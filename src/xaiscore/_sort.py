@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._threads import run_concurrently
+from xaiscore._threads import run_concurrently
 
 __all__ = ["sort_values", "sort_values_", "argsort", "PACKABLE_DTYPES", "sorted_packed_keys"]
 

@@ -22,8 +22,19 @@ from torch import Tensor
 from xaiscore._perturb import counter_bits, counter_uniform
 from xaiscore._sort import sort_values_
 
-__all__ = ["counter_normal", "random_subsets", "random_subset_indices", "drawn_as_indices", "random_patches", "patch_masks", "random_patch_masks",
-           "box_sums", "patch_weights", "BoxSumTables", "box_sum_tables", "table_box_sums"]
+__all__ = [
+    "counter_normal",
+    "random_subsets",
+    "random_subset_indices",
+    "drawn_as_indices",
+    "random_patches",
+    "patch_masks",
+    "random_patch_masks",
+    "patch_weights",
+    "BoxSumTables",
+    "box_sum_tables",
+    "table_box_sums",
+]
 
 
 def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -242,8 +253,8 @@ def box_sum_tables(values: Tensor, sides: Sequence[int]) -> BoxSumTables:
 
     Each table is a separable sliding-window sum (windows along one axis, then the next), so every
     entry adds exactly the elements of its box: a box of exact zeros sums to exactly 0 and no entry
-    carries the rounding of the rest of the map (as with :func:`box_sums`, unlike integral images),
-    at the cost of one pass per side and axis instead of a gather per box.
+    carries the rounding of the rest of the map (integral images do: their differences cancel
+    catastrophically), at the cost of one pass per side and axis.
     """
     spatial = tuple(values.shape[1:])
     unique = sorted(set(int(side) for side in sides))
@@ -293,35 +304,3 @@ def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tupl
         (torch.Size([4, 1, 6, 6]), True)
     """
     return patch_masks(*random_patches(keys, spatial, patch_sizes), spatial)
-
-
-def box_sums(values: Tensor, sample: Tensor, side: Tensor, corner: Tensor, max_side: int) -> Tensor:
-    """Sums over boxes ``[corner, corner + side)`` of per-sample maps, each summed element by element.
-
-    Every box gathers its ``side^d`` elements (padded to ``max_side^d``, the padding weighing 0) and
-    sums them, so a box of exact zeros sums to exactly 0 and a box's sum never carries the rounding
-    of the rest of the map (integral images do: their differences cancel catastrophically).
-
-    Args:
-        values: ``(B, *S)`` maps; sample: ``(n,)`` the map of each box; side ``(n,)`` with
-            ``side <= max_side``; corner ``(n, d)``, boxes inside the map.
-
-    Example:
-        >>> values = torch.arange(12.0).reshape(1, 3, 4)
-        >>> box_sums(values, torch.tensor([0]), torch.tensor([2]), torch.tensor([[1, 1]]), 3).tolist()
-        [30.0]
-    """
-    spatial = values.shape[1:]
-    d = len(spatial)
-    device = values.device
-    axes = torch.meshgrid(*[torch.arange(max_side, device=device)] * d, indexing="ij")
-    offsets = torch.stack([axis.reshape(-1) for axis in axes], dim=1)  # (m, d)
-    inside = (offsets.unsqueeze(0) < side.reshape(-1, 1, 1)).all(dim=2)  # (n, m)
-    index = sample.reshape(-1, 1) * math.prod(spatial)
-    stride = 1
-    for axis in reversed(range(d)):
-        position = (corner[:, axis : axis + 1] + offsets[:, axis]).clamp(max=spatial[axis] - 1)
-        index = index + position * stride
-        stride *= spatial[axis]
-    gathered = values.reshape(-1).index_select(0, index.reshape(-1)).reshape(index.shape)
-    return torch.where(inside, gathered, torch.zeros_like(gathered)).sum(dim=1)

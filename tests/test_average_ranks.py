@@ -13,7 +13,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xaiscore.functional._common import _doubled_ranks_of_sorted, average_ranks
+from xaiscore.functional._common import (
+    _doubled_ranks_of_sorted,
+    average_ranks,
+    unit_rank_vectors,
+    unit_rank_vectors_of_levels,
+)
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -76,3 +81,35 @@ def test_sorted_rows_scan_and_sparse_paths_agree():
 def test_single_feature_and_empty_batch():
     assert average_ranks(torch.tensor([[7.0], [-1.0]])).tolist() == [[2], [2]]
     assert average_ranks(torch.empty(0, 5)).shape == (0, 5)
+
+
+# --- unit rank vectors of integer levels (counting, no sort) ------------------------------------
+
+
+def reference_unit_ranks(rows: torch.Tensor) -> np.ndarray:
+    """Centred scipy average ranks scaled to unit length, row by row (NaN for a constant row)."""
+    out = []
+    for row in rows.double().numpy():
+        centred = scipy.stats.rankdata(row) - (len(row) + 1) / 2
+        norm = np.linalg.norm(centred)
+        out.append(centred / norm if norm > 0 else np.full(len(row), np.nan))
+    return np.stack(out)
+
+
+@given(batch=st.integers(1, 4), n=st.integers(1, 60), n_levels=st.sampled_from([1, 2, 5, 64, 1000]),
+       seed=st.integers(0, 2**31 - 1))
+def test_unit_rank_vectors_of_levels_match_rankdata(batch, n, n_levels, seed):
+    levels = torch.randint(0, n_levels, (batch, n), generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+    ours = unit_rank_vectors_of_levels(levels, n_levels)
+    assert ours.dtype == torch.float64 and ours.shape == (batch, n)
+    np.testing.assert_allclose(ours.numpy(), reference_unit_ranks(levels), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.numpy(), unit_rank_vectors(levels.double()).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_unit_rank_vectors_of_levels_edge_cases():
+    # A constant row (no rank variance) is NaN, its neighbours are not; levels at both ends of the range.
+    levels = torch.tensor([[4, 4, 4], [0, 9, 0], [9, 0, 5]])
+    ours = unit_rank_vectors_of_levels(levels, 10)
+    assert torch.isnan(ours[0]).all() and not torch.isnan(ours[1:]).any()
+    np.testing.assert_allclose(ours[1:].numpy(), reference_unit_ranks(levels[1:]), rtol=1e-12)
+    assert unit_rank_vectors_of_levels(torch.tensor([[3]]), 4).isnan().all()  # one feature: constant

@@ -17,6 +17,7 @@ from xaiscore import DTypeError, NonFiniteError, OptionError, ShapeError
 from xaiscore._batching import ModelOutputError
 from xaiscore.explainers import captum_explainer, constant_explainer, random_explainer
 from xaiscore.functional import randomization as rnd
+from xaiscore.functional._common import unit_rank_vectors
 from xaiscore.randomization import NoParameterisedLayersError
 
 CLASSES = 3
@@ -446,7 +447,8 @@ def uniform_explainer(seed: int):
 
     def explain(x, target):
         shape = (x.shape[0], 1) + tuple(x.shape[2:])
-        return torch.rand(shape, generator=generator, dtype=torch.float32).to(x.dtype)
+        levels = torch.randint(0, 2**16, shape, generator=generator, dtype=torch.int32)
+        return ((levels.double() + 0.5) / 2**16).to(x.dtype)  # uniform on the grid (k + 1/2) / 2**16
 
     return explain
 
@@ -459,6 +461,77 @@ def test_mprt_baseline_is_the_metric_of_a_random_explainer():
     random_run = rnd.mprt(model, x, target, explainer_factory=lambda m: shared, seed=3, random_baseline=False)
     torch.testing.assert_close(result.baseline, random_run.score)
     assert result.baseline.abs().max() < 0.5
+
+
+def test_mprt_baseline_ranked_by_counting_is_the_metric_of_a_random_explainer(monkeypatch):
+    # 128 x 128 maps: the baseline's Spearman ranks come from counting the random levels, the
+    # random explainer's from sorting its values; both must give the same scores.
+    counted = []
+    original = rnd.unit_rank_vectors_of_levels
+    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
+    model = make_model(side=128)
+    x, target = inputs(2, side=128)
+    result = rnd.mprt(model, x, target, explainer_factory=gradient, seed=4)
+    assert len(counted) == 4  # the original's random map and one per layer (three layers)
+    shared = uniform_explainer(4)
+    random_run = rnd.mprt(model, x, target, explainer_factory=lambda m: shared, seed=4, random_baseline=False)
+    torch.testing.assert_close(result.baseline, random_run.score, rtol=0, atol=1e-12)
+    logit = rnd.random_logit(model, x, target, explainer_factory=gradient, seed=4, similarity="spearman")
+    assert len(counted) == 6
+    shared = uniform_explainer(4)
+    logit_run = rnd.random_logit(model, x, target, explainer_factory=lambda m: shared, random_baseline=False,
+                                 similarity="spearman")
+    torch.testing.assert_close(logit.baseline, logit_run.score, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("channels", "reduce_channels"),
+                         [(1, None), (3, None), (1, "sum"), (3, "sum"), (3, "mean"), (3, "max_abs"), (1, "max_abs")])
+@pytest.mark.parametrize(("normalise", "take_abs"), [("max", True), ("second_moment", False), (None, False)])
+def test_counted_ranks_of_random_maps_equal_the_ranks_of_their_values(dtype, channels, reduce_channels, normalise,
+                                                                     take_abs, monkeypatch):
+    counted = []
+    original = rnd.unit_rank_vectors_of_levels
+    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
+    like = torch.zeros(2, channels, 224, 224, dtype=dtype)  # the sum of 3 channels needs N >= range / 4
+    post = rnd._PostProcess(take_abs, normalise, reduce_channels)
+    spearman = rnd._Comparison("spearman", None)
+    prepared = rnd._prepared_random_map(rnd._RandomMaps(torch.Generator().manual_seed(5), like.device), like,
+                                        spearman, post)
+    assert counted == [1]
+    values = rnd._RandomMaps(torch.Generator().manual_seed(5), like.device)(like)
+    by_sort = unit_rank_vectors(post(values).reshape(2, -1))
+    torch.testing.assert_close(prepared, by_sort, rtol=0, atol=1e-12)
+
+
+def test_random_maps_fall_back_to_sorting_where_counting_does_not_apply(monkeypatch):
+    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: pytest.fail("counted"))
+    spearman = rnd._Comparison("spearman", None)
+    post = rnd._PostProcess(True, "max", None)
+    for like in (torch.zeros(2, 1, 224, 224, dtype=torch.float16),  # the grid is not exact in half
+                 torch.zeros(2, 1, 8, 8)):  # 64 features: a sort is cheaper than a 2**16 table
+        maps = rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)
+        prepared = rnd._prepared_random_map(maps, like, spearman, post)
+        values = rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)(like)
+        torch.testing.assert_close(prepared, unit_rank_vectors(post(values).reshape(2, -1)))
+    # Other similarities see the values themselves.
+    pearson = rnd._Comparison("pearson", None)
+    like = torch.zeros(2, 1, 224, 224)
+    prepared = rnd._prepared_random_map(rnd._RandomMaps(torch.Generator().manual_seed(1), like.device), like,
+                                        pearson, post)
+    expected = post(rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)(like))
+    assert torch.equal(prepared, expected)
+
+
+def test_random_maps_are_uniform_on_the_documented_grid():
+    like = torch.zeros(4, 2, 64, 64, dtype=torch.float64)
+    values = rnd._RandomMaps(torch.Generator().manual_seed(2), like.device)(like)
+    assert values.shape == like.shape and values.dtype == torch.float64
+    levels = values * 2**16 - 0.5
+    assert torch.equal(levels, levels.round()) and levels.min() >= 0 and levels.max() <= 2**16 - 1
+    assert abs(float(values.mean()) - 0.5) < 0.01 and abs(float(values.var()) - 1 / 12) < 0.005
+    float32 = rnd._RandomMaps(torch.Generator().manual_seed(2), like.device)(like.float())
+    assert torch.equal(float32.double(), values)  # the same maps whatever the dtype
 
 
 def test_efficient_mprt_and_random_logit_baselines_are_their_metric_of_a_random_explainer():

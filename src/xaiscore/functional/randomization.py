@@ -71,7 +71,12 @@ from xaiscore.explainers import (
     RandomExplainer,
     check_explanation,
 )
-from xaiscore.functional._common import nan_where, sorted_quantile, unit_rank_vectors
+from xaiscore.functional._common import (
+    nan_where,
+    sorted_quantile,
+    unit_rank_vectors,
+    unit_rank_vectors_of_levels,
+)
 from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, spearman_of_unit_ranks
 from xaiscore.randomization import LAYER_ORDERS, LayerOrder, Reinit, parameterised_layers, randomized_models
 
@@ -219,6 +224,8 @@ class _Comparison:
     def __init__(self, similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> None:
         kwargs = dict(kwargs or {})
         self.prepare: Callable[[Tensor], Tensor] = lambda a: a
+        #: Whether ``prepare`` keeps only the ranks of the values (Spearman).
+        self.ranks_only = False
         if callable(similarity):
             self.compare = partial(similarity, **kwargs) if kwargs else similarity
             return
@@ -226,6 +233,7 @@ class _Comparison:
         if similarity == "spearman" and not kwargs:
             self.prepare = _unit_ranks
             self.compare = spearman_of_unit_ranks
+            self.ranks_only = True
         else:
             self.compare = partial(SIMILARITIES[similarity], validate=False, **kwargs)
 
@@ -348,28 +356,95 @@ def _normalise(a: Tensor, mode: str | None) -> Tensor:
     return a / torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
-def _postprocess(a: Tensor, *, abs: bool, normalise: str | None, reduce_channels: str | None) -> Tensor:
+class _PostProcess(NamedTuple):
     """Channel reduction, then per-sample normalisation, then absolute values."""
-    a = _normalise(_reduce_channels(a, reduce_channels), normalise)
-    return a.abs() if abs else a
+
+    abs: bool
+    normalise: str | None
+    reduce_channels: str | None
+
+    def __call__(self, a: Tensor) -> Tensor:
+        a = _normalise(_reduce_channels(a, self.reduce_channels), self.normalise)
+        return a.abs() if self.abs else a
 
 
 class _RandomMaps:
     """The random explainer of the baseline: i.i.d. uniform maps, a fresh batch at every call.
 
-    Its generator (on the device of the maps) is seeded with one draw from ``generator``, taken at
-    construction; the values are drawn in float32 (the same for float32 and float64 runs) and a
-    whole batch at a time, so they do not depend on ``max_batch_size``.
+    Every value is uniform on the grid ``(k + 1/2) / 2**16``, ``k = 0 .. 2**16 - 1`` (exact in
+    float32 and float64), drawn as the integer ``k`` (its *level*). Its generator (on the device
+    of the maps) is seeded with one draw from ``generator``, taken at construction; a whole
+    batch is drawn at a time, so the maps do not depend on ``max_batch_size`` nor on the dtype.
+
+    The levels let :func:`_prepared_random_map` rank a map by counting (no sort) when the
+    similarity only sees ranks.
     """
+
+    #: Number of grid values a random map's values take.
+    LEVELS = 2**16
 
     def __init__(self, generator: torch.Generator, device: torch.device) -> None:
         key = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         self.generator = torch.Generator(device=device).manual_seed(key)
         self.device = device
 
+    def levels(self, like: Tensor) -> Tensor:
+        """``like.shape`` int32 levels in ``[0, LEVELS)``: the next random map."""
+        return torch.randint(0, self.LEVELS, like.shape, generator=self.generator, device=self.device,
+                             dtype=torch.int32)
+
+    @classmethod
+    def values(cls, levels: Tensor, dtype: torch.dtype) -> Tensor:
+        """The map of ``levels`` as values ``(levels + 1/2) / LEVELS`` in ``dtype``."""
+        values = levels.to(torch.float32).add_(0.5).mul_(1.0 / cls.LEVELS)
+        return values.to(dtype)
+
     def __call__(self, like: Tensor) -> Tensor:
-        maps = torch.rand(like.shape, generator=self.generator, device=self.device, dtype=torch.float32)
-        return maps.to(like.dtype)
+        return self.values(self.levels(like), like.dtype)
+
+
+#: Channel counts up to which a channel sum of random levels is ranked by counting: float32 adds
+#: up to 64 grid values exactly (a multiple of 2**-17 below 64 needs 23 bits), and the later
+#: division by ``C`` and by the normalisation keeps distinct sums apart.
+_COUNTED_CHANNELS = 64
+
+
+#: Counting ranks allocate a table of ``B x range``: used while the range is at most this many
+#: times the number of features (a sort is cheap for the small maps beyond that).
+_COUNTING_RANGE_PER_FEATURE = 4
+
+
+def _reduced_levels(levels: Tensor, reduce_channels: str | None) -> tuple[Tensor, int] | None:
+    """The random map's levels after the channel reduction, flattened ``(B, N)``, and their range.
+
+    The post-processing of a map of positive grid values is strictly increasing in these
+    integers (channel sum or mean, largest value, positive rescaling, absolute value), so they
+    have the ranks of the post-processed values. ``None`` where that is not guaranteed.
+    """
+    channels = levels.shape[1]
+    if reduce_channels is None or channels == 1:
+        return flatten_features(levels), _RandomMaps.LEVELS
+    if reduce_channels == "max_abs":
+        return flatten_features(levels.amax(dim=1)), _RandomMaps.LEVELS
+    if channels > _COUNTED_CHANNELS:
+        return None
+    return flatten_features(levels.sum(dim=1, dtype=torch.int32)), channels * (_RandomMaps.LEVELS - 1) + 1
+
+
+def _prepared_random_map(random: _RandomMaps, like: Tensor, similarity: _Comparison, post: _PostProcess) -> Tensor:
+    """A fresh random map shaped as ``like``, post-processed and prepared for ``similarity``.
+
+    Spearman on float32/float64 maps ranks the levels by counting (:func:`unit_rank_vectors_of_levels`,
+    no sort; exactly the ranks of the post-processed values), when the range of the levels is at
+    most a few times the number of features; otherwise the values go through ``post`` and the
+    similarity's own preparation.
+    """
+    levels = random.levels(like)
+    if similarity.ranks_only and like.dtype in (torch.float32, torch.float64):
+        reduced = _reduced_levels(levels, post.reduce_channels)
+        if reduced is not None and reduced[1] <= _COUNTING_RANGE_PER_FEATURE * reduced[0].shape[1]:
+            return unit_rank_vectors_of_levels(*reduced)
+    return similarity.prepare(post(random.values(levels, like.dtype)))
 
 
 def _summarise(curve: Tensor, summary: str) -> Tensor:
@@ -391,7 +466,7 @@ def _layerwise_similarity(
     order: str,
     seed: int,
     reinit: Reinit,
-    post: Callable[[Tensor], Tensor],
+    post: _PostProcess,
     summary: str,
     random_baseline: bool,
     generator: torch.Generator,
@@ -415,14 +490,15 @@ def _layerwise_similarity(
                 f"`a` {tuple(a.shape)}, but got {tuple(explanation.shape)} for {_where(name)}."
             )
         if random is not None and random_original is None:
-            random_original = prepare(post(random(explanation)))
+            random_original = _prepared_random_map(random, explanation, similarity, post)
         if name is None:
             original = prepare(post(explanation))
             continue
         names.append(name)
         similarities.append(compare(original, prepare(post(explanation))).to(explanation.dtype))
         if random is not None:
-            baselines.append(compare(random_original, prepare(post(random(explanation)))).to(explanation.dtype))
+            random_map = _prepared_random_map(random, explanation, similarity, post)
+            baselines.append(compare(random_original, random_map).to(explanation.dtype))
     curve = torch.stack(similarities, dim=1)
     steps = torch.arange(1, len(names) + 1, dtype=curve.dtype, device=curve.device)
     baseline = _summarise(torch.stack(baselines, dim=1), summary) if baselines else None
@@ -541,7 +617,7 @@ def mprt(
         model, x, target, explainer_factory=explainer_factory,
         explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
         a=given, similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
-        reinit=reinit, post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
+        reinit=reinit, post=_PostProcess(abs, normalise, reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=_resolve_generator(generator, seed),
         validate=validate,
     )
@@ -627,7 +703,7 @@ def smooth_mprt(
     return _layerwise_similarity(
         model, x, target, explainer_factory=explainer_factory, explain=smooth, a=None,
         similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
-        post=partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels),
+        post=_PostProcess(abs, normalise, reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,
     )
 
@@ -835,7 +911,7 @@ def efficient_mprt(
         n_bins = check_positive_int(n_bins, "n_bins")
     n_layers = len(parameterised_layers(model))
     generator = _resolve_generator(generator, seed)
-    post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
+    post = _PostProcess(abs, normalise, reduce_channels)
 
     def entropy(a: Tensor) -> Tensor:
         return _histogram_entropy(flatten_features(post(a)), n_bins, min_bins, max_bins)
@@ -971,12 +1047,12 @@ def random_logit(
     else:
         a_off = _explain(explainer, x, off_target, max_batch_size=max_batch_size)
     finite(a_off, "the random other classes")
-    post = partial(_postprocess, abs=abs, normalise=normalise, reduce_channels=reduce_channels)
+    post = _PostProcess(abs, normalise, reduce_channels)
     sim = _Comparison(similarity, similarity_kwargs)
     score = sim(post(a), post(a_off))
     baseline = None
     if random is not None:
-        first = random(a)
-        second = random(a_off)
-        baseline = sim(post(first), post(second))
+        first = _prepared_random_map(random, a, sim, post)
+        second = _prepared_random_map(random, a_off, sim, post)
+        baseline = sim.compare(first, second).to(a.dtype)
     return RandomLogitResult(score, baseline, off_target)

@@ -6,8 +6,9 @@ Usage::
     python benchmarks/bench_randomization.py --quick       # a smoke run in seconds
     python benchmarks/bench_randomization.py --metrics mprt efficient_mprt --no-quantus
 
-Two tables per model (a small CNN, and a near-free model: one linear layer), measured on the
-same inputs in the same process:
+Two tables per model (a small CNN, and a near-free model: one linear layer; ``--models`` adds a
+wider CNN, ``wide_cnn``, whose explanations cost ~25x more), measured on the same inputs in the
+same process:
 
 1. **Explain floor**: our time divided by the time of the same number of explain calls with
    the same explainer (captum Saliency) at its best batch size (the fastest of a few
@@ -50,6 +51,7 @@ METRICS = ["mprt", "smooth_mprt", "efficient_mprt", "random_logit"]
 QUANTUS_CLASS = {"mprt": "MPRT", "smooth_mprt": "SmoothMPRT", "efficient_mprt": "EfficientMPRT",
                  "random_logit": "RandomLogit"}
 CLASSES = 10
+MODELS = {"cnn": "small CNN", "linear": "linear", "wide_cnn": "wide CNN"}
 
 
 def small_cnn(seed: int = 0) -> torch.nn.Module:
@@ -59,6 +61,19 @@ def small_cnn(seed: int = 0) -> torch.nn.Module:
             torch.nn.Conv2d(1, 8, 5, stride=2, padding=2), torch.nn.ReLU(),
             torch.nn.Conv2d(8, 16, 5, stride=2, padding=2), torch.nn.ReLU(),
             torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(256, CLASSES),
+        ).eval()
+
+
+def wide_cnn(seed: int = 0) -> torch.nn.Module:
+    """A CNN with about 30x the small CNN's multiply-adds at 224 x 224 (32 and 64 channels): shows
+    how the metric's fixed per-map work (ranks, SSIM, histograms) shrinks against a costlier explainer."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(64, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(1024, CLASSES),
         ).eval()
 
 
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-quantus", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="time our metrics without the random baseline")
+    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=list(MODELS),
+                        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine")
     args = parser.parse_args(argv)
@@ -162,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             if not hasattr(np, "trapz"):
                 np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
     factory = lambda m: captum_explainer(m, "Saliency")  # noqa: E731
-    for model_name, model in (("small CNN", small_cnn()), ("linear", linear_model(args.size))):
+    builders = {"cnn": small_cnn, "wide_cnn": wide_cnn, "linear": lambda: linear_model(args.size)}
+    for key in args.models:
+        model_name, model = MODELS[key], builders[key]()
         with torch.no_grad():
             target = model(x).argmax(1)
         explain = factory(model)

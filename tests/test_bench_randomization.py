@@ -36,3 +36,12 @@ def test_quick_run_against_quantus(capsys, quantus_module):
     out = capsys.readouterr().out
     assert out.count("quantus/ours") == 2
     assert out.count("\nmprt ") == 2 and out.count("\nefficient_mprt ") == 2
+
+
+def test_quick_run_of_the_wide_cnn_alone(capsys):
+    pytest.importorskip("captum")
+    bench = load_bench()
+    assert bench.main(["--quick", "--no-quantus", "--models", "wide_cnn", "--metrics", "mprt"]) == 0
+    out = capsys.readouterr().out
+    assert "wide CNN (4 parameterised layers)" in out and "small CNN" not in out
+    assert out.count("\nmprt ") == 1

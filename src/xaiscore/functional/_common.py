@@ -297,27 +297,27 @@ def unit_rank_vectors_of_levels(levels: Tensor, n_levels: int) -> Tensor:
     """:func:`unit_rank_vectors` of integer rows with values in ``[0, n_levels)``, by counting.
 
     No sort: a histogram of each row's levels gives every level's average rank (twice the
-    count below it, plus its own count, plus one, halved), and the unit vectors come from a
-    ``(B, n_levels)`` table, ``O(N + n_levels)`` per row. The ranks are exact; the values
-    equal :func:`unit_rank_vectors`' up to float64 rounding (the norm is summed per level).
-    Constant rows are all NaN.
+    count below it, plus its own count, plus one, halved) in a ``(B, n_levels)`` table, read
+    back at each feature: ``O(N + n_levels)`` per row. The ranks are exact and the result
+    equals :func:`unit_rank_vectors`' (the same centring and norm). Constant rows are all NaN.
 
     Example:
         >>> levels = torch.tensor([[3, 0, 3, 1]])
-        >>> torch.allclose(unit_rank_vectors_of_levels(levels, 4), unit_rank_vectors(levels.float()))
+        >>> torch.equal(unit_rank_vectors_of_levels(levels, 4), unit_rank_vectors(levels.float()))
         True
     """
     batch, n = levels.shape
-    row_offsets = torch.arange(batch, device=levels.device, dtype=torch.int64).unsqueeze(1) * n_levels
-    flat = levels.to(torch.int64) + row_offsets
-    counts = torch.bincount(flat.view(-1), minlength=batch * n_levels).view(batch, n_levels)
-    # Centred doubled average rank of a level: 2 * below + count + 1 - (n + 1), with below = inclusive - count.
-    centered = counts.cumsum(1)
-    centered.mul_(2).sub_(counts).sub_(n)
-    table = centered.to(torch.float64)
-    norm = (counts.to(torch.float64) * table * table).sum(dim=1, keepdim=True).sqrt_()
-    table.div_(torch.where(norm > 0, norm, torch.full_like(norm, math.nan)))
-    return table.view(-1).index_select(0, flat.view(-1)).view(batch, n)
+    index = levels.to(torch.int64)  # scatter and gather take int64 indices
+    # Centred doubled ranks are within [-n, n]: int32 tables (half the memory traffic) while they fit.
+    dtype = torch.int32 if 2 * n < 2**31 else torch.int64
+    counts = torch.zeros((batch, n_levels), dtype=dtype, device=levels.device)
+    counts.scatter_add_(1, index, torch.ones((), dtype=dtype, device=levels.device).expand(batch, n))
+    # Centred doubled average rank of a level: 2 * below + count + 1 - (n + 1), below = inclusive - count.
+    table = counts.cumsum(1, dtype=dtype)
+    table.mul_(2).sub_(counts).sub_(n)
+    centered = table.gather(1, index).to(torch.float64)
+    norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
+    return centered.div_(torch.where(norm > 0, norm, torch.full_like(norm, math.nan)))
 
 
 def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:

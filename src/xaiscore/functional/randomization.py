@@ -389,9 +389,9 @@ class _RandomMaps:
         self.device = device
 
     def levels(self, like: Tensor) -> Tensor:
-        """``like.shape`` int32 levels in ``[0, LEVELS)``: the next random map."""
+        """``like.shape`` int64 levels in ``[0, LEVELS)``: the next random map."""
         return torch.randint(0, self.LEVELS, like.shape, generator=self.generator, device=self.device,
-                             dtype=torch.int32)
+                             dtype=torch.int64)
 
     @classmethod
     def values(cls, levels: Tensor, dtype: torch.dtype) -> Tensor:

@@ -796,7 +796,7 @@ def histogram_entropy(
 def _histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, max_bins: int) -> Tensor:
     # A sample holding NaN (reachable with validate=False) has no histogram: NaN, without disturbing the others.
     undefined = torch.isnan(values).any(dim=1)
-    values = torch.where(undefined.unsqueeze(1), torch.zeros_like(values), values)
+    values = values.masked_fill(undefined.unsqueeze(1), 0.0)
     return nan_where(undefined, _finite_histogram_entropy(values, n_bins, min_bins, max_bins))
 
 
@@ -916,6 +916,10 @@ def efficient_mprt(
     def entropy(a: Tensor) -> Tensor:
         return _histogram_entropy(flatten_features(post(a)), n_bins, min_bins, max_bins)
 
+    def random_entropy(maps: _RandomMaps, like: Tensor) -> Tensor:  # grid values: finite, no NaN test
+        values = flatten_features(post(maps(like)))
+        return _finite_histogram_entropy(values, n_bins, min_bins, max_bins)
+
     finite = _FiniteCheck(validate)
     names: list[str] = []
     entropies: list[Tensor] = []
@@ -932,7 +936,7 @@ def efficient_mprt(
         positions.append(step)
         entropies.append(entropy(explanation))
         if random is not None and step in (0, n_layers):
-            random_entropies.append(entropy(random(explanation)))
+            random_entropies.append(random_entropy(random, explanation))
     curve = torch.stack(entropies, dim=1)
     score = _relative_rise(curve[:, 0], curve[:, -1])
     baseline = _relative_rise(random_entropies[0], random_entropies[-1]) if random_entropies else None

@@ -419,11 +419,20 @@ def local_lipschitz_estimate(
 # --- Agarwal et al. 2022 -------------------------------------------------------------------
 
 
-def _relative_change(reference: Tensor, perturbed: Tensor, eps_min: float, p: float) -> Tensor:
-    """``|| (reference - perturbed) / reference ||_p`` per row, zeros in ``reference`` replaced by ``eps_min``."""
-    change = reference - perturbed
-    change.div_(torch.where(reference == 0, eps_min, reference))
-    return _norm(change, p)
+class _RelativeChange:
+    """``|| (reference[rows] - perturbed) / reference[rows] ||_p`` per item, exact zeros of the
+    denominator replaced by ``eps_min``; the denominators are built once per call, not per chunk."""
+
+    def __init__(self, reference: Tensor, eps_min: float, p: float) -> None:
+        self.reference = reference
+        self.denominator = torch.where(reference == 0, eps_min, reference)
+        self.p = p
+
+    def __call__(self, rows: Tensor, perturbed: Tensor, reference_rows: Tensor | None = None) -> Tensor:
+        """``reference_rows``: ``reference[rows]`` where the caller already holds it."""
+        change = torch.sub(self.reference[rows] if reference_rows is None else reference_rows, perturbed)
+        change.div_(self.denominator[rows])
+        return _norm(change, self.p)
 
 
 def _check_stability_options(p: float, eps_min: float) -> tuple[float, float]:
@@ -492,11 +501,12 @@ def relative_input_stability(
     x, a, target = _check_common(x, a, target, explain_fn, validate)
     p, eps_min = _check_stability_options(p, eps_min)
     reference = _prepare(a, abs, normalise)
+    explanation_change = _RelativeChange(reference, eps_min, p)
+    input_change = _RelativeChange(x, eps_min, p)
 
     def item_value(chunk: Chunk) -> Tensor:
-        numerator = _relative_change(reference[chunk.rows],
-                                     _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
-        return numerator / _relative_change(chunk.x, chunk.x_perturbed, eps_min, p).clamp(min=eps_min)
+        numerator = explanation_change(chunk.rows, _prepare(chunk.a_perturbed, abs, normalise))
+        return numerator / input_change(chunk.rows, chunk.x_perturbed, chunk.x).clamp(min=eps_min)
 
     return _noisy_metric(
         x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples, noise=noise,
@@ -557,10 +567,10 @@ def relative_output_stability(
         raise DTypeError(f"Expected `forward_fn` to be callable (the model's logits), but got {type(forward_fn).__name__}.")
     reference = _prepare(a, abs, normalise)
     logits = _predict(forward_fn, x, max_batch_size)
+    explanation_change = _RelativeChange(reference, eps_min, p)
 
     def item_value(chunk: Chunk) -> Tensor:
-        numerator = _relative_change(reference[chunk.rows],
-                                     _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
+        numerator = explanation_change(chunk.rows, _prepare(chunk.a_perturbed, abs, normalise))
         change = torch.linalg.vector_norm(logits[chunk.rows] - chunk.logits, ord=p, dim=1)
         return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
@@ -708,11 +718,12 @@ def relative_representation_stability(
 
         both = chunked_map(x.shape[0], reference_pass, max_batch_size=check_max_batch_size(max_batch_size))
         logits, rep = both[:, : n_classes[0]], both[:, n_classes[0]:]
+        explanation_change = _RelativeChange(reference, eps_min, p)
+        representation_change = _RelativeChange(rep, eps_min, p)
 
         def item_value(chunk: Chunk) -> Tensor:
-            numerator = _relative_change(reference[chunk.rows],
-                                         _prepare(chunk.a_perturbed, abs, normalise), eps_min, p)
-            change = _relative_change(rep[chunk.rows], probe.representation(), eps_min, p)
+            numerator = explanation_change(chunk.rows, _prepare(chunk.a_perturbed, abs, normalise))
+            change = representation_change(chunk.rows, probe.representation())
             return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
         return _noisy_metric(

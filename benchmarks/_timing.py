@@ -22,6 +22,29 @@ def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) 
     return statistics.median(times)
 
 
+def paired_times(first: Callable[[], object], second: Callable[[], object], *, repeats: int = 3,
+                 warmup: int = 1) -> tuple[float, float, float]:
+    """Run ``first()`` and ``second()`` alternately ``repeats`` times (after ``warmup`` runs of each).
+
+    Returns the median time of each and the median of the per-pair ratios ``first / second``.
+    Alternating keeps a shared machine's slow drift (this VM's timings move 10-30 % within
+    minutes) out of the ratio, which two blocks timed one after the other would carry.
+    """
+    for _ in range(warmup):
+        first()
+        second()
+    first_times, second_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        first_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        second()
+        second_times.append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(first_times, second_times)]
+    return statistics.median(first_times), statistics.median(second_times), statistics.median(ratios)
+
+
 def machine_line() -> str:
     """One line describing where the numbers come from."""
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"

@@ -15,7 +15,8 @@ same process:
    candidates, measured first; the metric then runs with ``max_batch_size`` set to it), on
    preallocated inputs, on the original model, without the metric: ``(L + 1) * B`` inputs for
    MPRT (``L`` parameterised layers), ``(L + 1) * B * n`` for sMPRT, ``2 * B`` for eMPRT and
-   Random Logit. Goal: at most 1.2.
+   Random Logit. Floor and metric runs alternate (``--repeats`` pairs after one warm-up of
+   each) and the ratio is the median of the per-pair ratios. Goal: at most 1.2.
 2. **Quantus**: Quantus' class call (numpy in, ``quantus.explain`` with ``method="Saliency"``,
    as users call it) vs our kernel (tensors in, ``captum_explainer`` factory), at equal
    settings: bottom-up cascading randomization, Spearman (MPRT, sMPRT), 100 bins (eMPRT), the
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import machine_line, median_time, print_table  # noqa: E402
+from _timing import machine_line, median_time, paired_times, print_table  # noqa: E402
 
 from xaiscore.explainers import captum_explainer  # noqa: E402
 from xaiscore.functional import randomization as rnd  # noqa: E402
@@ -93,8 +94,8 @@ def best_batch_size(explain, x: torch.Tensor, target: torch.Tensor, candidates: 
     return min(timings, key=timings.get)
 
 
-def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, batch: int, repeats: int) -> float:
-    """Time to explain ``n_items`` preallocated inputs in batches of ``batch`` (no metric around it)."""
+def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, batch: int):
+    """A run explaining ``n_items`` preallocated inputs in batches of ``batch``, no metric around it (to time)."""
     reps = -(-batch // x.shape[0])
     xs, ts = x.repeat(reps, 1, 1, 1)[:batch], target.repeat(reps)[:batch]
     full, rest = divmod(n_items, batch)
@@ -105,7 +106,7 @@ def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, 
         if rest:
             explain(xs[:rest], ts[:rest])
 
-    return median_time(run, repeats=repeats, warmup=0)
+    return run
 
 
 def explained_items(name: str, batch: int, n_layers: int, n_samples: int) -> int:
@@ -190,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in args.metrics:
             n_items = explained_items(name, args.batch, n_layers, args.samples)
-            floor = explain_floor(explain, x, target, n_items, batch, args.repeats)
-            ours_time = median_time(ours(name, model, x, target, factory, args.samples, batch, not args.no_baseline),
-                                    repeats=args.repeats, warmup=0 if args.quick else 1)
-            row = {"metric": name, "explained": n_items, "ours_s": ours_time, "floor_s": floor,
-                   "ours/floor": ours_time / floor}
+            ours_time, floor, ratio = paired_times(
+                ours(name, model, x, target, factory, args.samples, batch, not args.no_baseline),
+                explain_floor(explain, x, target, n_items, batch), repeats=args.repeats,
+                warmup=0 if args.quick else 1)
+            row = {"metric": name, "explained": n_items, "ours_s": ours_time, "floor_s": floor, "ours/floor": ratio}
             if quantus is not None:
                 call = quantus_call(quantus, name, model, x.numpy(), target.numpy(), args.samples)
                 start = time.perf_counter()

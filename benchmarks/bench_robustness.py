@@ -12,7 +12,9 @@ Two tables, measured on the same inputs in the same process:
    the time of explaining the same number of inputs (``B * n_samples``; ``B * n_steps`` for
    continuity) with the same explainer at its best batch size (the fastest of a few candidates,
    measured first; the metric then runs with ``max_batch_size`` set to it), on preallocated
-   inputs, without the metric. The goal is a ratio of at most 1.2.
+   inputs, without the metric. Floor and metric runs alternate (``--repeats`` pairs after one
+   warm-up of each); the ratio is the median of the per-pair ratios, so the machine's drift
+   between two blocks of runs stays out of it. The goal is a ratio of at most 1.2.
 2. **Quantus**: Quantus' class call (numpy in, ``quantus.explain`` with ``method="Saliency"``,
    as users call it) vs our kernel (tensors in, ``captum_explainer(model, "Saliency")``), at
    equal settings: the same number of noisy copies, the same noise law and size (uniform 0.2 for
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import machine_line, median_time, print_table  # noqa: E402
+from _timing import machine_line, median_time, paired_times, print_table  # noqa: E402
 
 from xaiscore.explainers import captum_explainer  # noqa: E402
 from xaiscore.functional import robustness as rob  # noqa: E402
@@ -90,8 +92,8 @@ def best_batch_size(explain, x: torch.Tensor, target: torch.Tensor, candidates: 
     return min(timings, key=timings.get)
 
 
-def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, batch: int) -> float:
-    """Time to explain ``n_items`` preallocated inputs in batches of ``batch``."""
+def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, batch: int):
+    """A run explaining ``n_items`` preallocated inputs in batches of ``batch`` (to time)."""
     reps = -(-batch // x.shape[0])
     xs, ts = x.repeat(reps, 1, 1, 1)[:batch], target.repeat(reps)[:batch]
     full, rest = divmod(n_items, batch)
@@ -102,7 +104,7 @@ def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, 
         if rest:
             explain(xs[:rest], ts[:rest])
 
-    return median_time(run, repeats=1, warmup=0)
+    return run
 
 
 def ours(name: str, model, x, a, target, explain, n: int, n_steps: int, batch: int):
@@ -182,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in args.metrics:
             n_items = args.batch * (args.steps if name == "continuity" else args.samples)
-            floor = explain_floor(explain, x, target, n_items, batch)
-            ours_time = median_time(ours(name, model, x, a, target, explain, args.samples, args.steps, batch),
-                                    repeats=args.repeats, warmup=0 if args.quick else 1)
-            row = {"metric": name, "ours_s": ours_time, "floor_s": floor, "ours/floor": ours_time / floor}
+            ours_time, floor, ratio = paired_times(
+                ours(name, model, x, a, target, explain, args.samples, args.steps, batch),
+                explain_floor(explain, x, target, n_items, batch), repeats=args.repeats, warmup=0 if args.quick else 1)
+            row = {"metric": name, "ours_s": ours_time, "floor_s": floor, "ours/floor": ratio}
             if quantus is not None:
                 start = time.perf_counter()
                 quantus_call(quantus, name, model, x.numpy(), a.numpy(), target.numpy(), args.samples,

@@ -45,3 +45,25 @@ def test_quick_run_of_the_wide_cnn_alone(capsys):
     out = capsys.readouterr().out
     assert "wide CNN (4 parameterised layers)" in out and "small CNN" not in out
     assert out.count("\nmprt ") == 1
+
+
+def test_paired_times_alternate_and_take_the_median_pair_ratio(monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(BENCH.parent))
+    import _timing
+
+    calls = []
+    clock = iter(range(1000))  # every perf_counter() reads one tick later
+    monkeypatch.setattr(_timing.time, "perf_counter", lambda: float(next(clock)))
+
+    def first():
+        calls.append("ours")
+        next(clock)  # one extra tick: first runs take 2 ticks, second runs 1
+
+    def second():
+        calls.append("floor")
+
+    ours, floor, ratio = _timing.paired_times(first, second, repeats=3, warmup=1)
+    assert calls == ["ours", "floor"] * 4
+    assert (ours, floor, ratio) == (2.0, 1.0, 2.0)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _models import wide_cnn  # noqa: E402
 from _timing import machine_line, median_time, paired_times, print_table  # noqa: E402
 
 from xaiscore.explainers import captum_explainer  # noqa: E402
@@ -62,19 +63,6 @@ def small_cnn(seed: int = 0) -> torch.nn.Module:
             torch.nn.Conv2d(1, 8, 5, stride=2, padding=2), torch.nn.ReLU(),
             torch.nn.Conv2d(8, 16, 5, stride=2, padding=2), torch.nn.ReLU(),
             torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(256, CLASSES),
-        ).eval()
-
-
-def wide_cnn(seed: int = 0) -> torch.nn.Module:
-    """A CNN with about 30x the small CNN's multiply-adds at 224 x 224 (32 and 64 channels): shows
-    how the metric's fixed per-map work (ranks, SSIM, histograms) shrinks against a costlier explainer."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.nn.Sequential(
-            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(64, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(1024, CLASSES),
         ).eval()
 
 

@@ -6,7 +6,8 @@ Usage::
     python benchmarks/bench_robustness.py --quick       # a smoke run in seconds
     python benchmarks/bench_robustness.py --samples 200 --metrics max_sensitivity --models linear --no-quantus
 
-Two tables, measured on the same inputs in the same process:
+Two tables, measured on the same inputs in the same process (``--models wide_cnn`` adds a CNN whose
+explanations cost ~25x more, to see the fixed per-item work shrink):
 
 1. **Explain floor** (small CNN and a single linear layer): for each metric, our time divided by
    the time of explaining the same number of inputs (``B * n_samples``; ``B * n_steps`` for
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _models import wide_cnn  # noqa: E402
 from _timing import machine_line, median_time, paired_times, print_table  # noqa: E402
 
 from xaiscore.explainers import captum_explainer  # noqa: E402
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=28, help="continuity translations")
     parser.add_argument("--metrics", nargs="+", default=METRICS, choices=METRICS)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=["cnn", "linear"])
+    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=["cnn", "linear", "wide_cnn"],
+                        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels")
     parser.add_argument("--no-quantus", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not hasattr(np, "trapz"):
                 np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
-    models = {"cnn": ("small CNN", small_cnn), "linear": ("linear", lambda: linear_model(args.size))}
+    models = {"cnn": ("small CNN", small_cnn), "linear": ("linear", lambda: linear_model(args.size)),
+              "wide_cnn": ("wide CNN", wide_cnn)}
     for model_name, build in (models[m] for m in args.models):
         model = build()
         with torch.no_grad():

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.robustness_helpers import make_cnn
 from xaiscore import functional as F
 from xaiscore.explainers import captum_explainer
 
@@ -41,16 +42,6 @@ def full_precision_matmul():
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def small_cnn() -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # test-only model initialisation, global state restored
-        return torch.nn.Sequential(
-            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(4, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, CLASSES),
-        ).eval()
 
 
 def cpu_inputs() -> dict[str, torch.Tensor]:
@@ -76,7 +67,7 @@ def result_tensors(result: Any) -> list[torch.Tensor]:
 
 def on_device(device: str) -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
     inputs = {name: value.to(device) for name, value in cpu_inputs().items()}
-    return inputs, small_cnn().to(device)
+    return inputs, make_cnn(n_classes=CLASSES, dtype=torch.float32).to(device)
 
 
 def assert_on(tensors: list[torch.Tensor], device: str) -> None:

@@ -47,7 +47,7 @@ from _timing import machine_line, median_time, paired_times, print_table  # noqa
 
 from xaiscore.explainers import captum_explainer  # noqa: E402
 from xaiscore.functional import randomization as rnd  # noqa: E402
-from xaiscore.randomization import parameterised_layers  # noqa: E402
+from xaiscore._engine.model_randomization import parameterised_layers  # noqa: E402
 
 METRICS = ["mprt", "smooth_mprt", "efficient_mprt", "random_logit"]
 QUANTUS_CLASS = {"mprt": "MPRT", "smooth_mprt": "SmoothMPRT", "efficient_mprt": "EfficientMPRT",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._noise import BlockNoise
+from xaiscore._engine.noise import BlockNoise
 
 
 def make_mlp(n_features: int, n_classes: int = 3, *, hidden: int = 5, seed: int = 0,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.reference import faithfulness_part2 as ref
 from xaiscore import OptionError
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import NonFiniteError
 from xaiscore.functional import axiomatic as ax
 from xaiscore.testing import strategies as xst

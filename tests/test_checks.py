@@ -8,7 +8,7 @@ import torch
 
 import xaiscore
 from xaiscore import _checks
-from xaiscore._reduce import normalise_by_max, reduce_channels
+from xaiscore._engine.reduction import normalise_by_max, reduce_channels
 from xaiscore.functional import localization_auc, pointing_game, relevance_mass_accuracy, sparseness
 
 A = torch.rand(2, 1, 4, 4)

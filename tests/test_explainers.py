@@ -12,19 +12,18 @@ import torch
 from torch import nn
 
 from tests.robustness_helpers import make_cnn
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import DTypeError, NonFiniteError, OptionError
 from xaiscore.explainers import (
     CAPTUM_METHODS,
-    ExplainFn,
     captum_explainer,
-    check_explanation,
     constant_explainer,
     list_explainers,
     make_explainer,
     quantus_explainer,
     random_explainer,
 )
+from xaiscore._engine.explain_fn import ExplainFn, check_explanation
 
 captum = pytest.importorskip("captum")
 

@@ -238,7 +238,7 @@ def test_monotonicity_correlation_matches_reference_deterministic_baseline(data)
 def _counter_noise_reference(model, x, a, target, *, seed, per_step, n_samples, **options):
     """The per-sample reference fed the kernel's documented uniform noise: draw ``r`` of sample ``i``
     is ``counter_uniform`` of key ``(i, r)`` from ``random_keys((B, n_samples), seed)``."""
-    from xaiscore._perturb import counter_uniform, random_keys
+    from xaiscore._engine.random import counter_uniform, random_keys
 
     keys = random_keys((x.shape[0], n_samples), torch.Generator().manual_seed(seed))
     size = x[0].numel()

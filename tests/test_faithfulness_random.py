@@ -12,15 +12,12 @@ from hypothesis import strategies as st
 
 from tests.reference import faithfulness_part2 as ref
 from xaiscore import DTypeError, OptionError
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import NonFiniteError
-from xaiscore._perturb import random_keys
+from xaiscore._engine.random import random_keys
 from xaiscore.functional import faithfulness_random as fr
-from xaiscore.functional._random_perturbations import (
-    counter_normal,
-    random_patch_masks,
-    random_subsets,
-)
+from xaiscore._engine.random import counter_normal
+from xaiscore._engine.random_subsets import random_patch_masks, random_subsets
 from xaiscore.testing import strategies as xst
 
 SMALL = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),
@@ -101,7 +98,7 @@ def reference_box_sums(values: torch.Tensor, sample: torch.Tensor, side: torch.T
 def test_box_sums_of_zero_regions_are_exact_zeros():
     """A square over exact zeros sums to exactly 0 however large the rest of the map (integral images
     leave rounding there, and normalised infidelity is discontinuous at a zero projection)."""
-    from xaiscore.functional._random_perturbations import box_sum_tables, table_box_sums
+    from xaiscore._engine.random_subsets import box_sum_tables, table_box_sums
 
     values = torch.zeros(2, 6, 7, dtype=torch.float64)
     values[:, 4:, 5:] = torch.tensor([[1e3, 1.0 / 3.0], [7.1, 1e-38]], dtype=torch.float64)
@@ -569,7 +566,7 @@ def test_small_subsets_of_many_features_take_the_index_path(monkeypatch):
 @given(data=st.data())
 def test_box_sum_tables_equal_the_sliced_box_sums(data):
     """The sliding-window tables give every box's sum (1-D to 3-D, several sides), exact zeros included."""
-    from xaiscore.functional._random_perturbations import box_sum_tables, table_box_sums
+    from xaiscore._engine.random_subsets import box_sum_tables, table_box_sums
 
     d = data.draw(st.integers(1, 3), label="dims")
     spatial = tuple(data.draw(st.lists(st.integers(3, 7), min_size=d, max_size=d), label="spatial"))

@@ -2,7 +2,7 @@
 
 ``perturbed_scores`` builds item ``(b, t)`` as ``x[b]`` with the elements of rank in
 ``[lo[b, t], hi[b, t])`` taken from the substrate. On CPU it may rewrite only the elements that
-differ from the previous image of the sample (``xaiscore._incremental``). These tests force the
+differ from the previous image of the sample (``xaiscore._engine.incremental``). These tests force the
 sparse path, the dense path and the automatic choice, record every image the model sees, and
 compare each with the image built directly from the definition (``torch.where``).
 """
@@ -14,8 +14,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-import xaiscore._incremental as incremental
-from xaiscore._perturb import perturbed_scores
+import xaiscore._engine.incremental as incremental
+from xaiscore._engine.perturbation import perturbed_scores
 from xaiscore.functional import faithfulness as fa
 
 PATHS = {"sparse": 1e9, "dense": 0.0, "auto": incremental.DENSE_COST}

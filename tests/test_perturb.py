@@ -1,4 +1,4 @@
-"""The perturbation engine (xaiscore._perturb) against plain numpy/scipy constructions."""
+"""The perturbation engine (xaiscore._engine.perturbation) against plain numpy/scipy constructions."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ from hypothesis import strategies as st
 
 from tests.reference import faithfulness as ref
 from xaiscore._checks import DTypeError, OptionError, ShapeError
-from xaiscore._perturb import (
+from xaiscore._engine.perturbation import (
     apply_perturbation,
-    counter_uniform,
     element_ranks,
     feature_attributions,
     gaussian_blur,
     grid_cells,
     make_baseline,
     partition,
-    random_keys,
     rank_features,
     rise_gaussian_kernel,
     trapezoid,
 )
+from xaiscore._engine.random import counter_uniform, random_keys
 
 
 @given(spatial=st.lists(st.integers(1, 9), min_size=1, max_size=3), patch=st.integers(1, 5))
@@ -189,7 +188,7 @@ def test_patch_attributions_sum_the_reduced_map(patch, how):
 @given(max_batch_size=st.integers(1, 7))
 def test_perturbed_scores_builds_exactly_the_documented_images(substrate_kind, bounds, max_batch_size):
     """Every item (b, t) is x[b] with ranks in [lo, hi) from the substrate, in any chunking."""
-    from xaiscore._perturb import perturbed_scores
+    from xaiscore._engine.perturbation import perturbed_scores
 
     generator = torch.Generator().manual_seed(0)
     b, steps = 3, 4
@@ -230,7 +229,7 @@ def test_perturbed_scores_builds_exactly_the_documented_images(substrate_kind, b
 
 
 def test_block_noise_fill_equals_the_chunked_draws_for_any_worker_count():
-    from xaiscore._noise import NOISE_BLOCK_ITEMS, BlockNoise
+    from xaiscore._engine.noise import NOISE_BLOCK_ITEMS, BlockNoise
 
     n_items = 3 * NOISE_BLOCK_ITEMS + 5
     for kind, dtype in (("gaussian", torch.float32), ("uniform", torch.float64)):

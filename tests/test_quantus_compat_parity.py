@@ -18,8 +18,8 @@ from torch import nn
 
 from tests.robustness_helpers import replay_noise
 from xaiscore import quantus_compat as qc
-from xaiscore._perturb import random_keys
-from xaiscore.functional._random_perturbations import random_subsets
+from xaiscore._engine.random import random_keys
+from xaiscore._engine.random_subsets import random_subsets
 from xaiscore.functional.faithfulness_random import default_subset_sizes
 from xaiscore.testing.strategies import tiny_mlp
 

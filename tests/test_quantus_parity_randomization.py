@@ -143,7 +143,7 @@ def test_quantus_gives_layers_of_the_same_shape_the_same_random_weights(quantus_
     wrapped = PyTorchModel(model, channel_first=True)
     *_, (_, quantus_random) = wrapped.get_random_layer_generator(order="bottom_up", seed=QUANTUS_SEED)
     assert torch.equal(quantus_random[0].weight, quantus_random[1].weight)  # the same seed for every layer
-    from xaiscore.randomization import randomized_models
+    from xaiscore._engine.model_randomization import randomized_models
 
     *_, (_, ours) = randomized_models(model, seed=QUANTUS_SEED)
     assert not torch.equal(ours[0].weight, ours[1].weight)

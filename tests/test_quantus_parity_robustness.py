@@ -3,7 +3,7 @@
 How the noisy metrics are compared soundly: Quantus draws its noise from the
 global numpy RNG inside ``metric.perturb_func``, called once per perturbation
 step for the whole batch. We replace that attribute with a function that adds
-*our* noise (replayed from the seed with :class:`xaiscore._noise.BlockNoise`:
+*our* noise (replayed from the seed with :class:`xaiscore._engine.noise.BlockNoise`:
 item ``i * n + j`` is step ``j`` of sample ``i``) and counts the steps, and
 we give both libraries the same deterministic numpy explainer (ours through
 :func:`xaiscore.explainers.quantus_explainer`). Same perturbed inputs and the

@@ -14,11 +14,11 @@ from torch import nn
 
 from tests.reference import randomization as ref
 from xaiscore import DTypeError, NonFiniteError, OptionError, ShapeError
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore.explainers import captum_explainer, constant_explainer, random_explainer
 from xaiscore.functional import randomization as rnd
 from xaiscore.functional._common import unit_rank_vectors
-from xaiscore.randomization import NoParameterisedLayersError
+from xaiscore._engine.model_randomization import NoParameterisedLayersError
 
 CLASSES = 3
 

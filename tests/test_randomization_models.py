@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xaiscore import DTypeError, OptionError
-from xaiscore.randomization import (
+from xaiscore._engine.model_randomization import (
     NoParameterisedLayersError,
     layer_seeds,
     parameterised_layers,

@@ -13,11 +13,11 @@ from hypothesis.extra import numpy as npst
 
 from tests.reference import faithfulness_part2 as ref
 from xaiscore import OptionError, ShapeError
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import DTypeError, NonFiniteError
-from xaiscore._imputation import linear_imputation
-from xaiscore._perturb import random_keys
-from xaiscore.functional._random_perturbations import counter_normal
+from xaiscore._engine.imputation import linear_imputation
+from xaiscore._engine.random import random_keys
+from xaiscore._engine.random import counter_normal
 from xaiscore.functional.road import QUANTUS_ROAD_PERCENTAGES, road
 from xaiscore.testing import strategies as xst
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from xaiscore import _sort
-from xaiscore._noise import BlockNoise
-from xaiscore._threads import run_concurrently
+from xaiscore._engine import sorting as _sort
+from xaiscore._engine.noise import BlockNoise
+from xaiscore._engine.threads import run_concurrently
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from xaiscore.harness.cli import main
-from xaiscore.results import load_dataset
+from xaiscore.harness.results import load_dataset
 from xaiscore.specs import list_metrics
 
 ROOT = Path(__file__).resolve().parents[2]

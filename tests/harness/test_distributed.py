@@ -13,7 +13,7 @@ import xarray as xr
 
 from xaiscore.harness.config import parse_config
 from xaiscore.harness.runner import run_config
-from xaiscore.results import load_dataset
+from xaiscore.harness.results import load_dataset
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")

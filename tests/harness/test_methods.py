@@ -9,7 +9,8 @@ import xarray as xr
 
 from xaiscore._checks import ShapeError
 from xaiscore.harness.config import ConfigError, MethodConfig
-from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, derive_seed
+from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.models import SmallCNN
 
 IDS = ["s0", "s1", "s2"]

@@ -10,7 +10,7 @@ import pytest
 from tests.harness.runner_fixtures import FAST_OPTIONS, tiny_dataset, tiny_model  # noqa: F401
 from xaiscore.harness.report import default_win_metric, write_report
 from xaiscore.harness.runner import evaluate
-from xaiscore.results import build_dataset, load_dataset, save_dataset
+from xaiscore.harness.results import build_dataset, load_dataset, save_dataset
 
 
 @pytest.fixture(scope="module")

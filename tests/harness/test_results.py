@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from xaiscore._checks import OptionError, ShapeError
-from xaiscore.results import (
+from xaiscore.harness.results import (
     build_dataset,
     curve_variables,
     higher_is_better,

@@ -24,7 +24,7 @@ from xaiscore.functional.faithfulness import deletion
 from xaiscore.harness.config import ConfigError
 from xaiscore.harness.data import collate
 from xaiscore.harness.runner import evaluate
-from xaiscore.results import load_dataset
+from xaiscore.harness.results import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import pytest
 
 from xaiscore._checks import OptionError
 from xaiscore.harness.summary import finding_table, per_sample_scores, rank_agreement, summary_table, win_rates
-from xaiscore.results import build_dataset
+from xaiscore.harness.results import build_dataset
 
 
 def make(scores, directions, findings=None, methods=("a", "b", "c")):

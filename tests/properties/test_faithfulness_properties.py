@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xaiscore import DTypeError, NonFiniteError, OptionError, ShapeError
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore.functional import faithfulness as fa
 from xaiscore.testing import strategies as xst
 

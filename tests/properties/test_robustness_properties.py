@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.robustness_helpers import EXPLAINERS, make_cnn, make_mlp, replay_noise
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError
-from xaiscore._noise import NOISE_BLOCK_ITEMS, BlockNoise
+from xaiscore._engine.noise import NOISE_BLOCK_ITEMS, BlockNoise
 from xaiscore.explainers import constant_explainer, random_explainer
 from xaiscore.functional import robustness as rob
 

@@ -1,7 +1,7 @@
 """Slow, per-sample reference implementations of the ranking-based faithfulness metrics.
 
 Written from the papers with numpy loops and one model call per perturbed
-image; no code is shared with ``xaiscore._perturb`` or the kernels. Each
+image; no code is shared with ``xaiscore._engine.perturbation`` or the kernels. Each
 function takes the model (a callable on a torch batch), one sample ``x``
 (``(C, *S)`` numpy float64), its attribution ``a`` (``(1|C, *S)``) and the
 target class, and returns the score (and curve where the metric has one).

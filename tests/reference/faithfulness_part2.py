@@ -2,7 +2,7 @@
 and the axiomatic checks (completeness, non-sensitivity).
 
 Written from the papers with numpy/scipy loops and one model call per perturbed
-image; no code is shared with the kernels or ``xaiscore._perturb``. Random
+image; no code is shared with the kernels or ``xaiscore._engine.perturbation``. Random
 draws (noise, subsets, patches) are passed in by the tests, which regenerate
 them with the kernels' documented draw functions, so kernel and reference see
 the same randomness.

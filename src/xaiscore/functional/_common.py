@@ -16,8 +16,8 @@ from xaiscore._checks import (
     check_attributions,
     check_mask,
 )
-from xaiscore._reduce import flatten_features, reduce_channels, reduce_mask_channels
-from xaiscore._sort import PACKABLE_DTYPES, argsort, sort_values, sorted_packed_keys
+from xaiscore._engine.reduction import flatten_features, reduce_channels, reduce_mask_channels
+from xaiscore._engine.sorting import PACKABLE_DTYPES, argsort, sort_values, sorted_packed_keys
 
 __all__ = [
     "prepare_map_and_mask",
@@ -234,7 +234,7 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
 def average_ranks(a_flat: Tensor, *, centered: bool = False, dtype: torch.dtype = torch.int64) -> Tensor:
     """1-based ranks within each row, ties sharing their average rank, times two (exact integers).
 
-    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._sort`). With ``centered`` the
+    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._engine.sorting`). With ``centered`` the
     row mean ``N + 1`` is subtracted (the doubled ranks of a row sum to ``N (N + 1)`` with or
     without ties). ``dtype``: int64 by default; float64 holds the values exactly for rows of up
     to 2**52 features.

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from xaiscore._batching import (
+from xaiscore._engine.batching import (
     call_model,
     check_finite_output,
     check_max_batch_size,

@@ -3,7 +3,7 @@
 Faithfulness estimate (Alvarez-Melis and Jaakkola 2018), monotonicity (Arya et
 al. 2019) and monotonicity correlation (Nguyen and Martinez 2020). Each returns
 a ``(B,)`` tensor. Features are ranked once per sample by the perturbation
-engine (:mod:`xaiscore._perturb`); every perturbed input of every sample goes
+engine (:mod:`xaiscore._engine.perturbation`); every perturbed input of every sample goes
 through ``forward_fn`` in chunks of at most ``max_batch_size`` images, and the
 result does not depend on ``max_batch_size``.
 
@@ -19,19 +19,18 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import check_positive_int
-from xaiscore._perturb import (
+from xaiscore._engine.perturbation import (
     constant_or_baseline,
-    counter_uniform_at,
     element_ranks,
     feature_attributions,
     features_differ,
     partition,
     SparseSubstrate,
     perturbed_scores,
-    random_keys,
     rank_features,
 )
-from xaiscore._reduce import ChannelReduction
+from xaiscore._engine.random import counter_uniform_at, random_keys
+from xaiscore._engine.reduction import ChannelReduction
 from xaiscore.functional._faithfulness_common import (
     finish_scores,
     pearson_rows,
@@ -263,7 +262,7 @@ def monotonicity_correlation(
 
     Noise is drawn from ``generator`` as one key per (sample, draw) and expanded
     by a counter-based hash evaluated at the group's elements only
-    (:func:`xaiscore._perturb.counter_uniform_at`), so it does not depend on
+    (:func:`xaiscore._engine.perturbation.counter_uniform_at`), so it does not depend on
     ``max_batch_size``. Quantus' ``MonotonicityCorrelation``
     replaces a whole group by one uniform scalar in [0, 1] per draw and scales
     ``v_g`` by :math:`1 / f_c(x)^2` (irrelevant to a rank correlation).

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xaiscore._checks import check_attributions, check_fraction, check_option, check_positive_int
-from xaiscore._reduce import CHANNEL_REDUCTIONS, ChannelReduction
+from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore.functional._common import nan_where
 
 __all__ = ["mst_compactness", "salient_points", "hull_areas", "spanning_forest_lengths", "always_present_d2"]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import check_option, check_positive_int, check_same_device, check_tensor
-from xaiscore._perturb import (
+from xaiscore._engine.perturbation import (
     constant_or_baseline,
     Order,
     Partition,
@@ -32,7 +32,7 @@ from xaiscore._perturb import (
     rank_features,
     trapezoid,
 )
-from xaiscore._reduce import CHANNEL_REDUCTIONS, ChannelReduction
+from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore.functional._common import nan_where
 from xaiscore.functional._faithfulness_common import (
     finish_scores,
@@ -126,7 +126,7 @@ def deletion(
         features_per_step: Pixels per step (an int), or a fraction of the pixels
             (a float in (0, 1]); ``None`` means ``ceil(N / 224)``
             (RISE: 224 pixels per step on 224 x 224 images, i.e. 224 steps).
-        baseline: Substrate (see :func:`xaiscore._perturb.make_baseline`); RISE: ``"zeros"``.
+        baseline: Substrate (see :func:`xaiscore._engine.perturbation.make_baseline`); RISE: ``"zeros"``.
         softmax: Track probabilities (RISE) or logits.
         reduce_channels: How ``a``'s channels combine per pixel (``None``:
             every channel value is its own feature).
@@ -185,7 +185,7 @@ def insertion(
 
     Step ``t = 0 .. T`` shows the original values of the first ``k_t`` ranked
     pixels on the substrate (by default RISE's Gaussian blur of ``x``, kernel
-    11, sigma 5, zero-padded; see :func:`xaiscore._perturb.gaussian_blur`);
+    11, sigma 5, zero-padded; see :func:`xaiscore._engine.perturbation.gaussian_blur`);
     step ``T`` is ``x`` itself. The score is the trapezoid area under the
     target probability over the inserted fraction ``k_t / N`` (higher is
     better). Ranking, steps and defaults as in :func:`deletion`.
@@ -264,7 +264,7 @@ def pixel_flipping(
         features_per_step: Features flipped per step (Quantus ``features_in_step``),
             or a float fraction of the features.
         order: ``"morf"``, ``"lerf"`` or ``"random"`` (then ``generator`` is used).
-        baseline: Replacement values (see :func:`xaiscore._perturb.make_baseline`);
+        baseline: Replacement values (see :func:`xaiscore._engine.perturbation.make_baseline`);
             Quantus' default ``"black"`` is our ``"min"``.
         softmax: Track probabilities instead of logits.
         Others: as in :func:`deletion`.

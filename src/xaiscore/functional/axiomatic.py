@@ -16,10 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xaiscore._batching import call_model, chunked_map, class_scores
+from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import check_fraction, check_option
-from xaiscore._perturb import feature_attributions, make_baseline, partition, perturbed_scores
-from xaiscore._reduce import NORMALISATIONS, ChannelReduction, Normalisation
+from xaiscore._engine.perturbation import feature_attributions, make_baseline, partition, perturbed_scores
+from xaiscore._engine.reduction import NORMALISATIONS, ChannelReduction, Normalisation
 from xaiscore.functional._faithfulness_common import finish_scores, prepare_model_inputs
 
 __all__ = ["completeness", "non_sensitivity"]
@@ -55,7 +55,7 @@ def completeness(
 
     Args:
         baseline: The reference input :math:`x_0` (see
-            :func:`xaiscore._perturb.make_baseline`; IG's black image is
+            :func:`xaiscore._engine.perturbation.make_baseline`; IG's black image is
             ``"zeros"``, Quantus' ``"black"`` is ``"min"``).
         rtol, atol: Relative and absolute tolerance (``>= 0``).
         softmax: Probabilities instead of logits (default logits: the function IG explains).
@@ -134,7 +134,7 @@ def non_sensitivity(
         reduce_channels: Pixel features (a reduction) or ``None`` for single
             elements (Quantus).
         patch_size: Square patches of this side as features instead (see
-            :func:`xaiscore._perturb.partition`).
+            :func:`xaiscore._engine.perturbation.partition`).
         normalise: ``"sample"``, ``"batch"`` or ``None`` (see above).
         softmax: Probabilities (default, as Quantus) or logits.
         max_batch_size: Most images per model call.

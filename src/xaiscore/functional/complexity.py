@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import check_attributions, check_fraction
-from xaiscore._reduce import ChannelReduction, Normalisation, flatten_features, normalise_by_max
-from xaiscore._sort import sort_values
-from xaiscore._reduce import reduce_channels as _reduce_channels
+from xaiscore._engine.reduction import ChannelReduction, Normalisation, flatten_features, normalise_by_max
+from xaiscore._engine.sorting import sort_values
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
 from xaiscore.functional._common import nan_where
 from xaiscore.functional._mst import mst_compactness  # the graph machinery lives in _mst
 

@@ -4,7 +4,7 @@ Every kernel takes a ``forward_fn`` returning logits (an ``nn.Module``
 qualifies), inputs ``x`` ``(B, C, *S)``, attributions ``a`` ``(B, 1|C, *S)``
 and ``target`` ``(B,)`` long (``None`` tracks the model's prediction on ``x``),
 with every option keyword-only. Perturbed inputs are built by the shared engine
-(:mod:`xaiscore._perturb`) and pushed through the model in chunks of at most
+(:mod:`xaiscore._engine.perturbation`) and pushed through the model in chunks of at most
 ``max_batch_size`` images; results do not depend on the chunk size. Curve
 metrics return a :class:`~xaiscore.functional._results.CurveResult`, the others
 a ``(B,)`` tensor.

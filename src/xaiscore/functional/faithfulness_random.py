@@ -5,7 +5,7 @@ a random subset of features), asks the model about all perturbed copies as one
 logical batch in chunks of at most ``max_batch_size`` images, and compares the
 output change with what the attribution predicts. Every perturbation is a pure
 function of a per-item key drawn up front from ``generator``
-(:mod:`xaiscore.functional._random_perturbations`), so results are identical for
+(:mod:`xaiscore._engine.random_subsets`), so results are identical for
 every chunk size and reproducible from a seed.
 
 Common arguments: ``forward_fn`` returns logits ``(n, K)`` (an ``nn.Module``
@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from xaiscore._batching import ChunkBuffers, call_model, chunked_map, class_scores
+from xaiscore._engine.batching import ChunkBuffers, call_model, chunked_map, class_scores
 from xaiscore._checks import (
     DTypeError,
     OptionError,
@@ -32,25 +32,24 @@ from xaiscore._checks import (
     check_option,
     check_positive_int,
 )
-from xaiscore._perturb import (
+from xaiscore._engine.perturbation import (
     Partition,
     feature_attributions,
     features_differ,
     make_baseline,
     partition,
-    random_keys,
 )
-from xaiscore._reduce import ChannelReduction
-from xaiscore._sort import sort_values
+from xaiscore._engine.random import random_keys
+from xaiscore._engine.reduction import ChannelReduction
+from xaiscore._engine.sorting import sort_values
 from xaiscore.functional._faithfulness_common import (
     finish_scores,
     pearson_rows,
     prepare_model_inputs,
     resolve_step,
 )
-from xaiscore.functional._random_perturbations import (
+from xaiscore._engine.random_subsets import (
     box_sum_tables,
-    counter_normal,
     drawn_as_indices,
     patch_weights,
     random_patches,
@@ -58,6 +57,7 @@ from xaiscore.functional._random_perturbations import (
     random_subsets,
     table_box_sums,
 )
+from xaiscore._engine.random import counter_normal
 from xaiscore.functional._results import CurveResult
 from xaiscore.functional._sample_items import item_samples, take_rows, where_items
 
@@ -141,7 +141,7 @@ def infidelity(
         patch_sizes: Square sides to draw from (Quantus' default ``(4,)``); each
             at most the smallest spatial size.
         baseline: The removal value ``x_0`` (see
-            :func:`xaiscore._perturb.make_baseline`); also the ``x_0`` of
+            :func:`xaiscore._engine.perturbation.make_baseline`); also the ``x_0`` of
             ``multiply_by_inputs`` for noise. Quantus uses ``"black"`` = ``"min"``.
         noise_std: Standard deviation of ``"noise"`` (Yeh et al.: 0.2).
         n_perturbations: Perturbations per sample (captum/Quantus: 10).
@@ -382,7 +382,7 @@ def faithfulness_correlation(
             (Quantus' default 224 features; at most the number of features).
         n_runs: Number of subsets per sample (Bhatt et al., Quantus: 100).
         baseline: Replacement values ``x_bar`` (see
-            :func:`xaiscore._perturb.make_baseline`); Quantus' ``"black"`` is ``"min"``.
+            :func:`xaiscore._engine.perturbation.make_baseline`); Quantus' ``"black"`` is ``"min"``.
         reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None`` (elements).
         softmax: Probabilities instead of logits (default logits, as Quantus).
         max_batch_size: Most images per model call.

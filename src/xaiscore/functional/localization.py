@@ -31,8 +31,8 @@ from xaiscore._checks import (
     check_option,
     check_tensor,
 )
-from xaiscore._reduce import ChannelReduction, reduce_mask_channels
-from xaiscore._reduce import reduce_channels as _reduce_channels
+from xaiscore._engine.reduction import ChannelReduction, reduce_mask_channels
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
 from xaiscore.functional._common import (
     doubled_rank_sum,
     expected_top_k_hits,

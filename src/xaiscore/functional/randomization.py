@@ -27,7 +27,7 @@ similarity. A method is only credible where it scores clearly better than
 noise would *and* far from the model-independent explainer's worst case
 (similarity 1).
 
-Randomness: ``seed`` fixes the model re-initialisation (:mod:`xaiscore.randomization`);
+Randomness: ``seed`` fixes the model re-initialisation (:func:`randomized_models`);
 ``generator`` (default: a CPU generator seeded with ``seed``) draws the sMPRT
 noise, the random classes and the baseline maps. Results do not depend on
 ``max_batch_size``. The user's model is never modified: randomization works
@@ -47,7 +47,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from xaiscore._batching import ModelOutputError, call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import ModelOutputError, call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.random import resolve_generator
 from xaiscore._checks import (
     DeviceError,
     DTypeError,
@@ -61,16 +62,10 @@ from xaiscore._checks import (
     check_target,
     check_tensor,
 )
-from xaiscore._noise import BlockNoise, Chunk, perturbed_statistics
-from xaiscore._reduce import ChannelReduction, flatten_features, normalise_by_max
-from xaiscore._reduce import reduce_channels as _reduce_channels
-from xaiscore.explainers import (
-    ConstantExplainer,
-    ExplainFn,
-    QuantusExplainer,
-    RandomExplainer,
-    check_explanation,
-)
+from xaiscore._engine.noise import BlockNoise, Chunk, perturbed_statistics
+from xaiscore._engine.reduction import ChannelReduction, flatten_features, normalise_by_max
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
+from xaiscore._engine.explain_fn import BuiltExplainer, ExplainerFactory, ExplainFn, check_explanation
 from xaiscore.functional._common import (
     nan_where,
     sorted_quantile,
@@ -78,7 +73,14 @@ from xaiscore.functional._common import (
     unit_rank_vectors_of_levels,
 )
 from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, spearman_of_unit_ranks
-from xaiscore.randomization import LAYER_ORDERS, LayerOrder, Reinit, parameterised_layers, randomized_models
+from xaiscore._engine.model_randomization import (
+    LAYER_ORDERS,
+    LayerOrder,
+    NoParameterisedLayersError,
+    Reinit,
+    parameterised_layers,
+    randomized_models,
+)
 
 __all__ = [
     "ExplainerFactory",
@@ -90,9 +92,13 @@ __all__ = [
     "random_logit",
     "histogram_entropy",
     "BIN_RULES",
+    # the model randomizer the kernels use (implemented in the private engine)
+    "LAYER_ORDERS",
+    "NoParameterisedLayersError",
+    "parameterised_layers",
+    "randomized_models",
 ]
 
-ExplainerFactory = Callable[[nn.Module], ExplainFn]
 Normalise = Literal["max", "second_moment"]
 Summary = Literal["mean", "last"]
 BinRule = Literal["freedman_diaconis", "scott", "sqrt", "sturges", "rice"]
@@ -143,14 +149,7 @@ class RandomLogitResult(NamedTuple):
 
 
 def _check_factory(explainer_factory: Any) -> ExplainerFactory:
-    bound = (RandomExplainer, ConstantExplainer, QuantusExplainer)
-    try:
-        from xaiscore.explainers import CaptumExplainer
-
-        bound = bound + (CaptumExplainer,)
-    except ImportError:  # pragma: no cover - the class exists whether captum is installed or not
-        pass
-    if isinstance(explainer_factory, bound):
+    if isinstance(explainer_factory, BuiltExplainer):
         raise DTypeError(
             "Expected `explainer_factory` to be a factory `explainer_factory(model) -> explain function` (the "
             "randomization metrics re-explain randomized copies of the model), but got a "
@@ -195,16 +194,6 @@ def _check_given_attributions(a: Any, x: Tensor, *, validate: bool) -> Tensor:
     a = check_attributions(a, validate=validate)
     check_inputs_like(x, a)
     return a.detach()
-
-
-def _resolve_generator(generator: torch.Generator | None, seed: int) -> torch.Generator:
-    if generator is None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__} {seed!r}.")
-        return torch.Generator().manual_seed(seed)
-    if not isinstance(generator, torch.Generator):
-        raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
-    return generator
 
 
 def _unit_ranks(a: Tensor) -> Tensor:
@@ -285,7 +274,7 @@ class _SmoothExplainer:
 
     The logical batch holds ``B * n`` items, sample-major (item ``k`` is copy
     ``k % n`` of sample ``k // n``); the Gaussian noise comes from one
-    :class:`xaiscore._noise.BlockNoise`, so every model sees the same noise
+    :class:`xaiscore._engine.noise.BlockNoise`, so every model sees the same noise
     (common random numbers) and nothing depends on ``max_batch_size``.
     """
 
@@ -530,7 +519,7 @@ def mprt(
 
     With :math:`e_0` the explanation of the original model and :math:`e_l` the
     explanation after randomization step :math:`l = 1..L` (one per layer, see
-    :mod:`xaiscore.randomization` for layers, orders and re-initialisation),
+    :func:`randomized_models` for layers, orders and re-initialisation),
     both post-processed by :math:`P` (channel reduction, per-sample
     normalisation, absolute value, in that order):
 
@@ -618,7 +607,7 @@ def mprt(
         explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
         a=given, similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
         reinit=reinit, post=_PostProcess(abs, normalise, reduce_channels),
-        summary=summary, random_baseline=random_baseline, generator=_resolve_generator(generator, seed),
+        summary=summary, random_baseline=random_baseline, generator=resolve_generator(generator, seed, seed_has_own_role=True),
         validate=validate,
     )
 
@@ -697,7 +686,7 @@ def smooth_mprt(
     check_option(summary, "summary", ("mean", "last"))
     _check_postprocessing(abs, normalise, reduce_channels)
     parameterised_layers(model)
-    generator = _resolve_generator(generator, seed)
+    generator = resolve_generator(generator, seed, seed_has_own_role=True)
     smooth = _SmoothExplainer(x, target, n_samples=n_samples, noise_magnitude=noise_magnitude,
                               generator=generator, max_batch_size=max_batch_size)
     return _layerwise_similarity(
@@ -910,7 +899,7 @@ def efficient_mprt(
     else:
         n_bins = check_positive_int(n_bins, "n_bins")
     n_layers = len(parameterised_layers(model))
-    generator = _resolve_generator(generator, seed)
+    generator = resolve_generator(generator, seed, seed_has_own_role=True)
     post = _PostProcess(abs, normalise, reduce_channels)
 
     def entropy(a: Tensor) -> Tensor:
@@ -1032,7 +1021,7 @@ def random_logit(
     if validate:
         check_attributions(x, name="x", validate=True)
         target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
-    generator = _resolve_generator(generator, seed)
+    generator = resolve_generator(generator, seed, seed_has_own_role=True)
     explainer = _bind(explainer_factory, working)
     finite = _FiniteCheck(validate)
     if a is not None:

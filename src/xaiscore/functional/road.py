@@ -11,13 +11,19 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from xaiscore._batching import call_model, chunked_map, class_scores
+from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import DTypeError, ShapeError, check_fraction, check_option
-from xaiscore._imputation import linear_imputation
-from xaiscore._perturb import element_ranks, feature_attributions, partition, random_keys, rank_features
-from xaiscore._reduce import CHANNEL_REDUCTIONS, ChannelReduction
+from xaiscore._engine.imputation import linear_imputation
+from xaiscore._engine.perturbation import (
+    element_ranks,
+    feature_attributions,
+    partition,
+    rank_features,
+)
+from xaiscore._engine.random import random_keys
+from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore.functional._faithfulness_common import finish_scores, prepare_model_inputs
-from xaiscore.functional._random_perturbations import counter_normal
+from xaiscore._engine.random import counter_normal
 from xaiscore.functional._results import CurveResult
 from xaiscore.functional._sample_items import item_samples, take_rows
 
@@ -70,7 +76,7 @@ def road(
     diagonal neighbours; removed neighbours are unknowns too), solved as one
     sparse linear system per image and percentage, plus Gaussian noise of
     standard deviation ``noise`` on the removed pixels (see
-    :mod:`xaiscore._imputation`). The curve tracks the model on the imputed
+    :mod:`xaiscore._engine.imputation`). The curve tracks the model on the imputed
     images,
 
     .. math:: c_t = m\big(f(\tilde x^{(t)}), y\big), \qquad

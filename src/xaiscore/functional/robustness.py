@@ -2,7 +2,7 @@ r"""Robustness metrics: how much does the explanation change when the input chan
 
 All but :func:`consistency` call the explainer again on perturbed copies of
 every input: ``n`` copies per sample, explained in chunks of at most
-``max_batch_size`` through :func:`xaiscore._noise.perturbed_statistics`. The
+``max_batch_size`` through :func:`xaiscore._engine.noise.perturbed_statistics`. The
 noise comes from ``generator``/``seed`` in fixed blocks, so scores do not
 depend on ``max_batch_size`` (for a deterministic ``explain_fn``).
 
@@ -39,7 +39,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from xaiscore._batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._checks import (
     DTypeError,
     OptionError,
@@ -50,9 +50,11 @@ from xaiscore._checks import (
     check_positive_int,
     check_target,
 )
-from xaiscore._noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics, resolve_generator
-from xaiscore._reduce import ChannelReduction, flatten_features, normalise_by_max
-from xaiscore._reduce import reduce_channels as _reduce_channels
+from xaiscore._engine.explain_fn import ExplainFn
+from xaiscore._engine.noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics
+from xaiscore._engine.random import resolve_generator
+from xaiscore._engine.reduction import ChannelReduction, flatten_features, normalise_by_max
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
 from xaiscore.functional._common import nan_where
 
 __all__ = [
@@ -68,7 +70,6 @@ __all__ = [
 
 Noise = Literal["uniform", "gaussian"]
 PredictionChange = Literal["keep", "exclude", "nan"]
-ExplainFn = Callable[[Tensor, Tensor], Tensor]
 _PREDICTION_CHANGE = ("keep", "exclude", "nan")
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, check_fraction, check_option
-from xaiscore._reduce import NORMALISATIONS, Normalisation, normalise_by_max
+from xaiscore._engine.reduction import NORMALISATIONS, Normalisation, normalise_by_max
 from xaiscore.functional._common import nan_where
 from xaiscore.functional._faithfulness_common import prepare_model_inputs
 

@@ -79,7 +79,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _print_summary(ds: Any, seconds: float) -> None:
     from xaiscore.harness.summary import summary_table
-    from xaiscore.results import higher_is_better, metric_variables
+    from xaiscore.harness.results import higher_is_better, metric_variables
 
     summary = summary_table(ds, n_boot=200)
     print(f"Scored {len(ds['method'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
@@ -100,7 +100,7 @@ def _print_summary(ds: Any, seconds: float) -> None:
 def _print_skipped(ds: Any) -> None:
     import json
 
-    from xaiscore.results import metric_variables
+    from xaiscore.harness.results import metric_variables
 
     failed = []
     for metric in metric_variables(ds):
@@ -143,7 +143,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from xaiscore.harness.report import write_report
-    from xaiscore.results import load_dataset
+    from xaiscore.harness.results import load_dataset
 
     path = Path(args.results)
     if path.is_dir():

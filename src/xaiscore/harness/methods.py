@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,23 +34,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from xaiscore._engine.random import derive_seed
 from xaiscore._checks import ShapeError
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
 
 __all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]
 
 _NO_SEED = ("constant", "quantus")
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 63-bit seed from ``seed`` and labels (method, metric, batch ...), stable across processes.
-
-    Example:
-        >>> derive_seed(0, "Saliency", 3) == derive_seed(0, "Saliency", 3) != derive_seed(0, "Saliency", 4)
-        True
-    """
-    text = "/".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def method_settings(config: MethodConfig) -> dict[str, Any]:

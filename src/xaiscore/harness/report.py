@@ -16,7 +16,7 @@ redo it anywhere):
 
 Example:
     >>> import tempfile, numpy as np
-    >>> from xaiscore.results import build_dataset
+    >>> from xaiscore.harness.results import build_dataset
     >>> ds = build_dataset(
     ...     methods=["a", "b"],
     ...     samples={"source_id": ["0", "1"], "label": [1, 0], "target": [1, 0],
@@ -44,7 +44,7 @@ import xarray as xr
 
 from xaiscore.harness.summary import finding_table, per_sample_scores, rank_agreement, summary_table, win_rates
 from xaiscore.harness.store import atomic_write_bytes
-from xaiscore.results import curve_variables, higher_is_better, metric_variables
+from xaiscore.harness.results import curve_variables, higher_is_better, metric_variables
 
 __all__ = ["write_report", "plot_scoreboard", "plot_examples", "plot_distributions", "plot_curves",
            "plot_rank_agreement", "plot_overview", "default_win_metric", "baseline_methods", "BASELINE_EXPLAINERS"]
@@ -316,7 +316,7 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
     """Write ``report.html`` and ``figures/*.png`` for a results Dataset into ``out_dir``.
 
     Args:
-        ds: A results Dataset (from the runner or :func:`xaiscore.results.load_dataset`).
+        ds: A results Dataset (from the runner or :func:`xaiscore.harness.results.load_dataset`).
         out_dir: Folder to write into (created).
         win_metric: The metric of the win-rate table (default: :func:`default_win_metric`).
         n_boot: Bootstrap resamples of the confidence intervals.

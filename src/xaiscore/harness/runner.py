@@ -25,7 +25,7 @@ Example:
     ...               metrics=["pointing_game", "sparseness"], batch_size=2)
     >>> ds["pointing_game"].dims, ds["method"].values.tolist()
     (('method', 'sample'), ['Saliency', 'random'])
-    >>> from xaiscore.results import metric_variables
+    >>> from xaiscore.harness.results import metric_variables
     >>> metric_variables(ds)
     ['pointing_game', 'sparseness']
 """
@@ -43,11 +43,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._checks import OptionError, check_option, check_positive_int
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
-from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, derive_seed, method_settings
+from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.scoring import (
     PlannedMetric,
     call_metric,
@@ -174,7 +175,7 @@ class _Runner:
 
     # --- settings -------------------------------------------------------------------------
     def _settings(self, method: _Method, planned: PlannedMetric) -> str:
-        from xaiscore.results import to_json
+        from xaiscore.harness.results import to_json
 
         return to_json({"method": method.settings, "metric": planned.settings, "seed": self.seed,
                         "repeats": self._repeats(planned)})
@@ -269,7 +270,7 @@ class _Runner:
         return result
 
     def _explain(self, method: _Method, batch: int, data: Any, target: Tensor) -> Tensor:
-        from xaiscore.explainers import check_explanation
+        from xaiscore._engine.explain_fn import check_explanation
 
         path = self.store.attributions_path(batch, method.name) if self.store is not None else None
         if path is not None and self.save_attributions:
@@ -378,7 +379,7 @@ def _concat(parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...]
 
 
 def _assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mapping[str, Any]) -> Any:
-    from xaiscore.results import build_dataset
+    from xaiscore.harness.results import build_dataset
 
     batches = sorted(results)
     samples: dict[str, list[Any]] = {k: [] for k in ("index", "source_id", "label", "target", "prediction",
@@ -521,7 +522,7 @@ def evaluate(
         attrs: Extra Dataset attrs.
 
     Returns:
-        The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.results`),
+        The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.harness.results`),
         also written to ``out/results.nc``; ``None`` on ranks other than 0 of
         a distributed run.
 
@@ -530,7 +531,7 @@ def evaluate(
         OptionError, DTypeError: bad arguments.
     """
     from xaiscore.harness.models import eval_mode, model_fingerprint
-    from xaiscore.results import save_dataset
+    from xaiscore.harness.results import save_dataset
 
     check_positive_int(batch_size, "batch_size")
     check_max_batch_size(max_batch_size)
@@ -671,7 +672,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
         The results Dataset (``None`` on ranks other than 0).
     """
     from xaiscore.harness.data.registry import open_dataset
-    from xaiscore.results import to_json
+    from xaiscore.harness.results import to_json
 
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")

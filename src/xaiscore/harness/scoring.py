@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xaiscore._batching import ModelOutputError
+from xaiscore._engine.batching import ModelOutputError
 from xaiscore.harness.config import ConfigError, MetricsConfig
 from xaiscore.specs import MetricSpec, get_metric, list_metrics
 

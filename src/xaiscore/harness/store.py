@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from xaiscore.harness.config import ConfigError
-from xaiscore.results import atomic_path
+from xaiscore.harness.results import atomic_path
 
 __all__ = ["RunStore", "atomic_write_bytes", "slug"]
 

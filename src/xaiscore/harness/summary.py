@@ -1,13 +1,13 @@
 """Summaries of a results Dataset: bootstrap means, per-finding means, win rates, rank agreement.
 
-All functions take the Dataset written by the runner (:mod:`xaiscore.results`)
+All functions take the Dataset written by the runner (:mod:`xaiscore.harness.results`)
 and return :class:`pandas.DataFrame` tables (pandas comes with xarray). Scores
 repeated over a ``run`` dim are averaged per sample first. NaN scores (undefined
 cases, e.g. an empty mask) are left out of every statistic.
 
 Example:
     >>> import numpy as np
-    >>> from xaiscore.results import build_dataset
+    >>> from xaiscore.harness.results import build_dataset
     >>> ds = build_dataset(
     ...     methods=["a", "b"],
     ...     samples={"source_id": ["0", "1", "2"], "label": [1, 1, 0], "target": [1, 1, 0],
@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from xaiscore._checks import OptionError, check_fraction, check_positive_int
-from xaiscore.results import higher_is_better, metric_variables
+from xaiscore.harness.results import higher_is_better, metric_variables
 
 __all__ = [
     "per_sample_scores",

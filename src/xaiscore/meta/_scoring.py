@@ -23,7 +23,6 @@ randomization metrics.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._batching import ModelOutputError, chunked_map
+from xaiscore._engine.batching import ModelOutputError, chunked_map
+from xaiscore._engine.random import derive_seed
 from xaiscore._checks import DTypeError, OptionError
-from xaiscore.explainers import check_explanation
+from xaiscore._engine.explain_fn import ExplainerFactory, check_explanation
 from xaiscore.specs import MetricSpec, get_metric
 
 __all__ = [
@@ -49,19 +49,7 @@ __all__ = [
     "score_groups",
 ]
 
-ExplainerFactory = Callable[[nn.Module], Callable[[Tensor, Tensor], Tensor]]
 _MODEL_INPUTS = frozenset({"forward_fn", "model", "explain_fn", "explainer_factory"})
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 63-bit seed from ``seed`` and labels, independent of call order and of ``max_batch_size``.
-
-    Example:
-        >>> derive_seed(0, "sparseness", 1) == derive_seed(0, "sparseness", 1) != derive_seed(0, "sparseness", 2)
-        True
-    """
-    text = "/".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 class BoundExplainer:
@@ -200,7 +188,7 @@ def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapp
 
 def predict(model: nn.Module, x: Tensor, *, max_batch_size: int) -> Tensor:
     """Arg-max class of ``model`` on ``x`` under ``torch.inference_mode()``, in chunks: ``(n,)`` long."""
-    from xaiscore._batching import call_model
+    from xaiscore._engine.batching import call_model
 
     return chunked_map(x.shape[0], lambda s, e: call_model(model, x[s:e], name="model").argmax(1),
                        max_batch_size=max_batch_size)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._batching import check_max_batch_size
+from xaiscore._engine.batching import check_max_batch_size
 from xaiscore._checks import (
     DeviceError,
     DTypeError,
@@ -33,12 +33,12 @@ from xaiscore.meta._scoring import (
     ExplainerFactory,
     Group,
     PlannedMetric,
-    derive_seed,
     explain,
     plan_metrics,
     predict,
     score_groups,
 )
+from xaiscore._engine.random import derive_seed, draw_seed, resolve_generator
 from xaiscore.meta.agreement import metric_agreement, random_baseline_separation, split_half_reliability
 from xaiscore.meta.consistency import consistency, meta_consistency, random_mc_level
 from xaiscore.meta.perturbation import (
@@ -123,20 +123,6 @@ def _check_segments(segments: Any, x: Tensor) -> Tensor | None:
     return segments
 
 
-def _resolve_generator(generator: torch.Generator | None, seed: int) -> torch.Generator:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
-        return generator
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__} {seed!r}.")
-    return torch.Generator().manual_seed(seed)
-
-
-def _draw(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-
-
 def _repeat(t: Tensor | None, times: int) -> Tensor | None:
     return None if t is None else t.repeat((times,) + (1,) * (t.ndim - 1))
 
@@ -172,7 +158,7 @@ def meta_evaluate(
     n_splits: int = 100,
     alpha: float = 0.05,
     max_batch_size: int = 64,
-    seed: int = 0,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Any:
@@ -233,8 +219,9 @@ def meta_evaluate(
         n_splits: Random splits for the split-half reliability.
         alpha: Significance level of ``beats_random``.
         max_batch_size: Most items per model or explainer call.
-        seed, generator: The one source of randomness (``generator`` wins when
-            given): perturbation noise, metric generators, baseline maps, splits.
+        seed, generator: The one source of randomness (at most one of them; ``seed``
+            defaults to 0; see :mod:`xaiscore._engine.random`): perturbation noise, metric
+            generators, baseline maps, splits.
         validate: Check values (finite inputs and explanations) and pass
             ``validate`` to the kernels.
 
@@ -286,7 +273,8 @@ def meta_evaluate(
         raise DTypeError("Expected `clip` and `random_baseline` to be bools.")
     suite = resolve_tests(tests, magnitudes)
     seed_given = generator is None
-    generator = _resolve_generator(generator, seed)
+    generator = resolve_generator(generator, seed, default_seed=0)
+    seed = 0 if seed is None else seed
     if mask is not None:
         mask = check_mask(mask, x, a_name="x", validate=validate)
     segments = _check_segments(segments, x)
@@ -299,9 +287,9 @@ def meta_evaluate(
 
     # All randomness is drawn here, in a fixed order, before any model or explainer call.
     seeds = perturbation_seeds(generator, len(suite), iterations, perturbations)
-    metric_seed = _draw(generator)
-    baseline_seed = _draw(generator)
-    split_generator = torch.Generator(device=generator.device).manual_seed(_draw(generator))
+    metric_seed = draw_seed(generator)
+    baseline_seed = draw_seed(generator)
+    split_generator = torch.Generator(device=generator.device).manual_seed(draw_seed(generator))
 
     b, n_methods, k_count = x.shape[0], len(method_names), perturbations
     clean = copy.deepcopy(model)

@@ -48,7 +48,7 @@ def _white(x: Tensor) -> Tensor:
 
 
 def map_baseline(value: Any) -> str | float | Callable[[Tensor], Tensor]:
-    """Quantus' ``perturb_baseline`` as a baseline of :func:`xaiscore._perturb.make_baseline`.
+    """Quantus' ``perturb_baseline`` as a baseline of :func:`xaiscore._engine.perturbation.make_baseline`.
 
     ``"black"`` -> ``"min"`` (the sample's minimum), ``"white"`` -> its maximum,
     ``"mean"`` -> ``"mean"`` (per channel, of the unperturbed sample), ``"uniform"``

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
-from xaiscore._noise import resolve_generator
+from xaiscore._engine.random import resolve_generator
 from xaiscore.functional._feature_removal import faithfulness_estimate, monotonicity, monotonicity_correlation
 from xaiscore.functional._ranking_curves import irof, pixel_flipping, region_perturbation, selectivity
 from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
-from xaiscore._noise import BlockNoise
+from xaiscore._engine.noise import BlockNoise
 from xaiscore.functional.randomization import efficient_mprt, mprt, random_logit, smooth_mprt
 from xaiscore.functional.similarity import resolve_similarity
 from xaiscore.quantus_compat._base import (
@@ -245,7 +245,7 @@ def _smoothed(explain: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
     """Explanations averaged over ``n_samples`` Gaussian copies of each input, the last copy clean (sMPRT).
 
     Items are sample-major (item ``k`` is copy ``k % n`` of sample ``k // n``), noise from
-    :class:`xaiscore._noise.BlockNoise`, so the result does not depend on ``batch_size``.
+    :class:`xaiscore._engine.noise.BlockNoise`, so the result does not depend on ``batch_size``.
     """
     spatial = tuple(range(1, x.ndim))
     std = noise_magnitude * (x.amax(dim=spatial) - x.amin(dim=spatial))

@@ -1,9 +1,9 @@
 """Random draws for the stochastic faithfulness kernels (ROAD noise, infidelity, random subsets).
 
 Every draw is a pure function of a per-item key (drawn up front from the
-caller's ``torch.Generator`` by :func:`xaiscore._perturb.random_keys`) and of
+caller's ``torch.Generator`` by :func:`xaiscore._engine.random.random_keys`) and of
 the position within the item, built on the counter-based
-:func:`xaiscore._perturb.counter_uniform`. A chunk of items therefore sees the
+:func:`xaiscore._engine.random.counter_uniform`. A chunk of items therefore sees the
 same numbers whatever ``max_batch_size`` is, and nothing of the size of the
 whole logical batch is ever held in memory. Tests regenerate the exact draws
 of a kernel by calling these functions with the same keys.
@@ -11,7 +11,6 @@ of a kernel by calling these functions with the same keys.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -19,11 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaiscore._perturb import counter_bits, counter_uniform
-from xaiscore._sort import sort_values_
+from xaiscore._engine.random import counter_bits, counter_uniform
+from xaiscore._engine.sorting import sort_values_
 
 __all__ = [
-    "counter_normal",
     "random_subsets",
     "random_subset_indices",
     "drawn_as_indices",
@@ -35,36 +33,6 @@ __all__ = [
     "box_sum_tables",
     "table_box_sums",
 ]
-
-
-def counter_normal(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Standard normal noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` (Box-Muller).
-
-    One 64-bit hash of :func:`xaiscore._perturb.counter_bits` gives two
-    normals: with ``h = ceil(size / 2)``, hash ``j < h`` of a key yields
-    ``u1`` from its upper 32 bits (``(bits + 1/2) / 2^32``, in ``(0, 1)``) and an
-    angle ``2 pi u2`` from its lower 24 bits; column ``j`` is
-    ``sqrt(-2 log u1) cos(2 pi u2)`` and column ``h + j`` the matching sine.
-    Computed in float32 (tails are exact to about 6.7 standard deviations) and
-    cast to ``dtype``, so float32 and float64 runs see the same noise.
-
-    Example:
-        >>> from xaiscore._perturb import random_keys
-        >>> keys = random_keys(3, torch.Generator().manual_seed(0))
-        >>> z = counter_normal(keys, 4)
-        >>> z.shape, torch.equal(z[1:], counter_normal(keys[1:], 4))
-        (torch.Size([3, 4]), True)
-    """
-    half = (size + 1) // 2
-    bits = counter_bits(keys, torch.arange(half, device=keys.device).unsqueeze(0))  # (n, h) int64
-    u1 = ((bits >> 32) & 0xFFFFFFFF).to(torch.float32).add_(0.5).mul_(2.0**-32)
-    radius = u1.log_().mul_(-2.0).sqrt_()
-    angle = (bits & 0xFFFFFF).to(torch.float32).mul_(2.0 * math.pi * 2.0**-24)
-    out = torch.empty((keys.shape[0], size), dtype=torch.float32, device=keys.device)
-    torch.mul(radius, torch.cos(angle), out=out[:, :half])
-    rest = size - half
-    torch.mul(radius[:, :rest], torch.sin(angle[:, :rest]), out=out[:, half:])
-    return out.to(dtype)
 
 
 #: Below this many features, or above this share of them, subsets come from one uniform per feature.
@@ -86,14 +54,14 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
       Fewer than ``k`` distinct indices among the candidates would leave the
       subset short; at these sizes that has probability below ``1e-20``.
     * Otherwise one uniform 32-bit value per feature (two per hash of
-      :func:`xaiscore._perturb.counter_bits`), and the ``k`` smallest
+      :func:`xaiscore._engine.random.counter_bits`), and the ``k`` smallest
       (``topk``; equal values, probability about ``n_features^2 / 2^33`` per
       draw, go to an arbitrary one of them).
 
     Subsets larger than half the features are drawn as complements.
 
     Example:
-        >>> from xaiscore._perturb import random_keys
+        >>> from xaiscore._engine.random import random_keys
         >>> keys = random_keys(2, torch.Generator().manual_seed(0))
         >>> [random_subsets(keys, n, k).sum(1).tolist() for n, k in ((10, 3), (1000, 20), (1000, 990))]
         [[3, 3], [20, 20], [990, 990]]
@@ -134,7 +102,7 @@ def random_subset_indices(keys: Tensor, n_features: int, subset_size: int) -> Te
     ``n_features`` (padding, so that the columns never run short).
 
     Example:
-        >>> from xaiscore._perturb import random_keys
+        >>> from xaiscore._engine.random import random_keys
         >>> keys = random_keys(2, torch.Generator().manual_seed(0))
         >>> index = random_subset_indices(keys, 1000, 20)
         >>> torch.equal(random_subsets(keys, 1000, 20),
@@ -174,7 +142,7 @@ def random_patches(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[in
     uniform stream picks the side, column ``1 + axis`` the corner).
 
     Example:
-        >>> from xaiscore._perturb import random_keys
+        >>> from xaiscore._engine.random import random_keys
         >>> side, corner = random_patches(random_keys(3, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
         >>> side.shape, corner.shape, bool(((corner >= 0) & (corner + side.unsqueeze(1) <= 6)).all())
         (torch.Size([3]), torch.Size([3, 2]), True)
@@ -298,7 +266,7 @@ def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tupl
     """The masks ``(n, 1, *spatial)`` of :func:`random_patches`.
 
     Example:
-        >>> from xaiscore._perturb import random_keys
+        >>> from xaiscore._engine.random import random_keys
         >>> masks = random_patch_masks(random_keys(4, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
         >>> masks.shape, sorted(set(masks.sum((1, 2, 3)).tolist())) in ([4], [9], [4, 9])
         (torch.Size([4, 1, 6, 6]), True)

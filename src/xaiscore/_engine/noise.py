@@ -33,20 +33,20 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from xaiscore._batching import (
+from xaiscore._engine.batching import (
     ModelOutputError,
     call_model,
     check_logits,
     check_max_batch_size,
     chunked_map,
 )
-from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, check_fraction
-from xaiscore._threads import run_concurrently
+from xaiscore._checks import NonFiniteError, OptionError, ShapeError, check_fraction
+from xaiscore._engine.explain_fn import check_explanation
+from xaiscore._engine.threads import run_concurrently
 
 __all__ = [
     "NOISE_BLOCK_ITEMS",
     "NoiseKind",
-    "resolve_generator",
     "BlockNoise",
     "Chunk",
     "perturbed_statistics",
@@ -57,33 +57,6 @@ __all__ = [
 NOISE_BLOCK_ITEMS = 32
 
 NoiseKind = Literal["uniform", "gaussian"]
-
-
-def resolve_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
-    """The generator to draw from: ``generator``, else a new one seeded with ``seed``.
-
-    With neither, a new generator is seeded non-deterministically (from the
-    operating system, never from torch's global generator); pass ``seed`` or
-    ``generator`` for reproducible results.
-
-    Raises:
-        OptionError: both are given.
-        DTypeError: ``generator`` is not a ``torch.Generator`` or ``seed`` not an int.
-    """
-    if generator is not None and seed is not None:
-        raise OptionError("Expected at most one of `generator` and `seed`, but got both.")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
-        return generator
-    fresh = torch.Generator()
-    if seed is None:
-        fresh.seed()
-        return fresh
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DTypeError(f"Expected `seed` to be an int, but got {type(seed).__name__} {seed!r}.")
-    fresh.manual_seed(seed)
-    return fresh
 
 
 def check_noise_options(noise: str, radius: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
@@ -337,8 +310,6 @@ def perturbed_statistics(
         ModelOutputError: an explanation (or model output) of the wrong shape.
         NonFiniteError: a NaN or infinite explanation (only when ``validate``).
     """
-    from xaiscore.explainers import check_explanation  # explainers imports this module
-
     check_max_batch_size(max_batch_size)
     batch = x.shape[0]
     n = n_perturbations

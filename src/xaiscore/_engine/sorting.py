@@ -7,7 +7,7 @@ they call ``torch.sort``. Results are identical: values in ascending order, NaN 
 
 numpy sorts on one thread and releases the GIL while it sorts, so on CPU the rows of a large
 array are split into ``torch.get_num_threads()`` blocks sorted at once
-(:func:`xaiscore._threads.run_concurrently`; 64 x 50,176 int64 keys on two cores: 43 ms ->
+(:func:`xaiscore._engine.threads.run_concurrently`; 64 x 50,176 int64 keys on two cores: 43 ms ->
 22-29 ms). Every row is sorted by the same numpy routine whichever block holds it, so nothing
 depends on the split.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaiscore._threads import run_concurrently
+from xaiscore._engine.threads import run_concurrently
 
 __all__ = ["sort_values", "sort_values_", "argsort", "PACKABLE_DTYPES", "sorted_packed_keys"]
 

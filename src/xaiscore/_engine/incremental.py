@@ -1,6 +1,6 @@
 """Perturbed images built by rewriting only what changed (CPU): the sparse path of ``perturbed_scores``.
 
-:func:`xaiscore._perturb.perturbed_scores` builds item ``(b, t)`` as ``x[b]`` with the elements of
+:func:`xaiscore._engine.perturbation.perturbed_scores` builds item ``(b, t)`` as ``x[b]`` with the elements of
 rank in ``[lo[b, t], hi[b, t])`` taken from a substrate. Building every element of every item
 costs a few passes over each image; with a cheap model on a CPU that is most of the metric's time
 although consecutive steps differ in few elements (pixel flipping at 224 x 224 changes 224 of
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaiscore._sort import _sort_rows_
+from xaiscore._engine.sorting import _sort_rows_
 
 __all__ = ["DENSE_COST", "COPY_COST", "IncrementalBuilder", "incremental_builder"]
 
@@ -76,7 +76,7 @@ def _interval_changes(a0: np.ndarray, a1: np.ndarray, c0: np.ndarray, c1: np.nda
 
 
 class IncrementalBuilder:
-    """Builds the items of :func:`~xaiscore._perturb.perturbed_scores` by sparse rewrites (CPU only).
+    """Builds the items of :func:`~xaiscore._engine.perturbation.perturbed_scores` by sparse rewrites (CPU only).
 
     The bookkeeping (intervals, runs, indices) is done in numpy, whose per-call overhead is a
     fraction of torch's on the few thousand indices a chunk needs; values move with torch

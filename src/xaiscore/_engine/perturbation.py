@@ -21,11 +21,11 @@ by chunk, without ever copying the whole batch per step:
    a substrate is ``[k, F)``; perturbing only the ``t``-th group is
    ``[t * s, (t + 1) * s)``. All ``B * T`` items form one logical batch that
    goes through the model in chunks of at most ``max_batch_size`` images
-   (:func:`xaiscore._batching.chunked_map`); items are independent, so the
+   (:func:`xaiscore._engine.batching.chunked_map`); items are independent, so the
    result is the same for every chunk size.
 
 Randomness comes only from an explicit ``torch.Generator``. Noise that must be
-fresh per item (e.g. per repeat) comes from :func:`counter_uniform`, a
+fresh per item (e.g. per repeat) comes from :func:`xaiscore._engine.random.counter_uniform`, a
 counter-based generator: a pure function of a per-row key (drawn up front from
 the generator) and the element index, so chunks of any size see the same noise
 and nothing of size ``B * T * N`` is ever held in memory.
@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xaiscore._batching import (
+from xaiscore._engine.batching import (
     ChunkBuffers,
     call_model,
     check_max_batch_size,
@@ -68,11 +68,11 @@ from xaiscore._checks import (
     check_same_device,
     check_tensor,
 )
-from xaiscore._incremental import incremental_builder
-from xaiscore._noise import resolve_generator as _resolve_generator
-from xaiscore._reduce import ChannelReduction
-from xaiscore._reduce import reduce_channels as _reduce_channels
-from xaiscore._sort import PACKABLE_DTYPES, sorted_packed_keys
+from xaiscore._engine.incremental import incremental_builder
+from xaiscore._engine.random import resolve_generator
+from xaiscore._engine.reduction import ChannelReduction
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
+from xaiscore._engine.sorting import PACKABLE_DTYPES, sorted_packed_keys
 
 __all__ = [
     "Order",
@@ -92,11 +92,6 @@ __all__ = [
     "apply_perturbation",
     "perturbed_scores",
     "SparseSubstrate",
-    "random_keys",
-    "counter_uniform",
-    "counter_bits",
-    "counter_uniform_at",
-    "resolve_generator",
     "trapezoid",
 ]
 
@@ -296,11 +291,6 @@ def features_differ(x: Tensor, substrate: Tensor | float, part: Partition) -> Te
     return feature_attributions(differs, part, reduce_channels="sum") > 0
 
 
-def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
-    """``generator`` itself, or a fresh CPU generator seeded from OS entropy (never the global RNG)."""
-    return _resolve_generator(generator, None)
-
-
 def rank_features(
     scores: Tensor,
     *,
@@ -328,7 +318,7 @@ def rank_features(
     check_option(order, "order", ORDERS)
     b, n = scores.shape
     if order == "random":
-        gen = resolve_generator(generator)
+        gen = resolve_generator(generator, None)
         key = torch.rand(b, n, generator=gen, device=gen.device, dtype=torch.float64).to(scores.device)
     else:
         key = -scores if order == "morf" else scores
@@ -476,7 +466,7 @@ def make_baseline(
     if baseline == "mean":
         return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
     if baseline == "uniform":
-        gen = resolve_generator(generator)
+        gen = resolve_generator(generator, None)
         noise = torch.rand(x.shape, generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
         low, high = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
         return low + noise * (high - low)
@@ -531,85 +521,6 @@ def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | 
     return torch.where(inside, substrate, x)
 
 
-def random_keys(shape: Sequence[int] | int, generator: torch.Generator | None) -> Tensor:
-    """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape`` (on CPU)."""
-    gen = resolve_generator(generator)
-    return torch.randint(-(2**62), 2**62, tuple([shape] if isinstance(shape, int) else shape),
-                         generator=gen, device=gen.device, dtype=torch.long)
-
-
-_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
-_MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
-_MIX2 = -7723592293110705685  # 0x94D049BB133111EB
-
-
-def _shift_right(z: Tensor, bits: int) -> Tensor:
-    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
-    return (z >> bits) & ((1 << (64 - bits)) - 1)
-
-
-def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32,
-                    offset: int = 0) -> Tensor:
-    """Uniform ``[0, 1)`` noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` and the column.
-
-    A splitmix64 hash of ``key + (offset + column + 1) * golden``: the same key
-    always gives the same row, whatever the chunking, on any device. Use one key
-    per (sample, repeat) from :func:`random_keys`. :func:`counter_uniform_at`
-    gives the same values at chosen columns only.
-
-    Example:
-        >>> keys = random_keys(2, torch.Generator().manual_seed(0))
-        >>> u = counter_uniform(keys, 5)
-        >>> torch.equal(u[1:], counter_uniform(keys[1:], 5)), bool(((u >= 0) & (u < 1)).all())
-        (True, True)
-    """
-    columns = torch.arange(offset, offset + size, device=keys.device, dtype=torch.long)
-    return counter_uniform_at(keys, columns.unsqueeze(0), dtype=dtype)
-
-
-def counter_bits(keys: Tensor, columns: Tensor) -> Tensor:
-    """The raw 64-bit splitmix64 hashes behind :func:`counter_uniform_at`: ``(n, m)`` int64, every bit uniform.
-
-    For callers that need many random bits cheaply (e.g. two 32-bit draws per hash).
-
-    Example:
-        >>> keys = random_keys(2, torch.Generator().manual_seed(0))
-        >>> counter_bits(keys, torch.arange(4).unsqueeze(0)).shape
-        torch.Size([2, 4])
-    """
-    z = columns.long() + 1  # a fresh tensor: everything below runs in place (3x faster than fresh temporaries)
-    z.mul_(_GOLDEN)
-    keys = keys.reshape(-1, 1)
-    z = z.add_(keys) if z.shape[0] == keys.shape[0] else z + keys
-    shifted = torch.empty_like(z)
-    for bits, multiplier in ((30, _MIX1), (27, _MIX2), (31, None)):
-        torch.bitwise_right_shift(z, bits, out=shifted)
-        shifted &= (1 << (64 - bits)) - 1  # a logical shift (torch's >> is arithmetic)
-        z ^= shifted
-        if multiplier is not None:
-            z.mul_(multiplier)
-    return z
-
-
-def counter_uniform_at(keys: Tensor, columns: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The values of :func:`counter_uniform` at ``columns`` ``(n|1, m)`` (long) only: ``(n, m)``.
-
-    Example:
-        >>> keys = random_keys(3, torch.Generator().manual_seed(0))
-        >>> full = counter_uniform(keys, 10)
-        >>> picked = counter_uniform_at(keys, torch.tensor([[7, 2], [0, 9], [5, 5]]))
-        >>> torch.equal(picked, torch.stack([full[0, [7, 2]], full[1, [0, 9]], full[2, [5, 5]]]))
-        True
-    """
-    z = counter_bits(keys, columns)  # a fresh tensor: shifted in place
-    bits = 11 if dtype == torch.float64 else 40
-    z >>= bits
-    z &= (1 << (64 - bits)) - 1
-    if dtype == torch.float64:
-        return z.to(torch.float64).mul_(2.0**-53)
-    return z.to(torch.float32).mul_(2.0**-24).to(dtype)
-
-
 def perturbed_scores(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -638,7 +549,7 @@ def perturbed_scores(
 
     On CPU, when consecutive steps of a sample (or each item and ``x``) differ in few elements,
     a constant or tensor substrate is applied by rewriting only those elements of a kept image per
-    sample (:mod:`xaiscore._incremental`), with the same images bit for bit. Buffers are reused
+    sample (:mod:`xaiscore._engine.incremental`), with the same images bit for bit. Buffers are reused
     between chunks, so ``forward_fn`` must not keep a reference to its input after returning; a
     ``forward_fn`` that writes into its input is detected and handled (the images stay correct).
 
@@ -655,7 +566,7 @@ def perturbed_scores(
             (:func:`make_baseline`), a callable
             ``fn(sample, step) -> (n, C|1, *S)`` for the items
             ``(sample[i], step[i])`` of a chunk, e.g. noise from
-            :func:`counter_uniform`, or a :class:`SparseSubstrate` giving
+            :func:`xaiscore._engine.random.counter_uniform`, or a :class:`SparseSubstrate` giving
             values only at the perturbed elements. It must depend on the item only.
         softmax: Score probabilities instead of logits.
         max_batch_size: Most images per model call.
@@ -737,7 +648,7 @@ def perturbed_scores(
         torch.lerp(fill, x[b0:b1], keep, out=view)
 
     # On CPU, items that differ from the previous step of their sample (or from x) in few elements
-    # are built by rewriting only those elements (xaiscore._incremental); the images are the same.
+    # are built by rewriting only those elements (xaiscore._engine.incremental); the images are the same.
     builder = None if callable(substrate) or isinstance(substrate, SparseSubstrate) \
         else incremental_builder(x, rank, lo, hi, substrate)
 

@@ -1,0 +1,304 @@
+"""Adapters for captum's attribution classes (an optional dependency, imported on first use).
+
+Randomness: the stochastic captum methods (GradientShap, NoiseTunnel/SmoothGrad)
+draw from the *global* torch and numpy generators inside captum. The adapter
+draws one seed per call from its own ``generator`` (or ``seed``), runs captum
+inside :func:`torch.random.fork_rng` with the torch, numpy and Python global
+generators seeded from it, and restores their state afterwards. Results are
+therefore reproducible for a given seed and call sequence, and the caller's
+global RNG state is left untouched; they do depend on how a metric chunks its
+calls (each call gets a fresh seed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
+from xaiscore._engine.explain_fn import BuiltExplainer
+from xaiscore._engine.random import draw_seed, resolve_generator, seeded_global_rngs
+from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
+from xaiscore._engine.reduction import reduce_channels as _reduce_channels
+
+__all__ = ["CAPTUM_METHODS", "CaptumExplainer", "captum_explainer"]
+
+
+def _import_captum_attr() -> Any:
+    try:
+        return importlib.import_module("captum.attr")
+    except ImportError as error:
+        raise ImportError(
+            "The captum adapters need the optional dependency captum; install it with "
+            "`pip install xaiscore[captum]` (or `pip install captum`)."
+        ) from error
+
+
+def _occlusion_defaults(x: Tensor, kwargs: dict[str, Any]) -> dict[str, Any]:
+    spatial = tuple(x.shape[2:])
+    window = kwargs.get("sliding_window_shapes")
+    if window is None:
+        window = (x.shape[1],) + tuple(min(side, 4) for side in spatial)
+    strides = kwargs.get("strides")
+    if strides is None:
+        strides = (window[0],) + tuple(max(1, w // 2) for w in window[1:])
+    return {"sliding_window_shapes": tuple(window), "strides": tuple(strides)}
+
+
+def _upsample(attribution: Tensor, size: tuple[int, ...]) -> Tensor:
+    if tuple(attribution.shape[2:]) == size:
+        return attribution
+    mode = ("linear", "bilinear", "trilinear")[len(size) - 1]
+    return F.interpolate(attribution, size=size, mode=mode, align_corners=False)
+
+
+@dataclass(frozen=True)
+class _CaptumMethod:
+    """How to build and call one captum method."""
+
+    captum_class: str
+    defaults: Mapping[str, Any]
+    stochastic: bool = False
+    needs_layer: bool = False
+    description: str = ""
+    #: The method runs the model exactly once, on the inputs themselves (gradient methods):
+    #: :meth:`CaptumExplainer.explain_with_output` can hand out that output.
+    single_forward: bool = False
+
+
+#: The captum methods the adapter knows, by name (also the names for config files).
+CAPTUM_METHODS: dict[str, _CaptumMethod] = {
+    "Saliency": _CaptumMethod("Saliency", {"abs": True}, description="|gradient| (Simonyan et al. 2014)",
+                              single_forward=True),
+    "Gradient": _CaptumMethod("Saliency", {"abs": False}, description="signed gradient", single_forward=True),
+    "IntegratedGradients": _CaptumMethod(
+        "IntegratedGradients", {"n_steps": 50}, description="Integrated Gradients, zero baseline (Sundararajan et al. 2017)"
+    ),
+    "InputXGradient": _CaptumMethod("InputXGradient", {}, description="input x gradient", single_forward=True),
+    "GuidedBackprop": _CaptumMethod("GuidedBackprop", {}, description="guided backpropagation (needs nn.ReLU modules)",
+                                    single_forward=True),
+    "DeepLift": _CaptumMethod("DeepLift", {}, description="DeepLIFT rescale rule, zero baseline (Shrikumar et al. 2017)"),
+    "LayerGradCam": _CaptumMethod(
+        "LayerGradCam", {"relu_attributions": True}, needs_layer=True, single_forward=True,
+        description="Grad-CAM at `layer`, upsampled to the input size (Selvaraju et al. 2017)",
+    ),
+    "Occlusion": _CaptumMethod("Occlusion", {}, description="occlusion with sliding windows (Zeiler and Fergus 2014)"),
+    "GradientShap": _CaptumMethod(
+        "GradientShap", {"n_samples": 5, "stdevs": 0.0}, stochastic=True,
+        description="expected gradients over random baselines (Lundberg and Lee 2017)",
+    ),
+    "NoiseTunnel": _CaptumMethod(
+        "NoiseTunnel", {"nt_type": "smoothgrad", "nt_samples": 10, "stdevs": 0.15}, stochastic=True,
+        description="NoiseTunnel around `base_method` (default Saliency)",
+    ),
+    "SmoothGrad": _CaptumMethod(
+        "NoiseTunnel", {"nt_type": "smoothgrad", "nt_samples": 10, "stdevs": 0.15}, stochastic=True,
+        description="SmoothGrad: Saliency averaged over Gaussian noise (Smilkov et al. 2017)",
+    ),
+    "LRP": _CaptumMethod("LRP", {}, description="layer-wise relevance propagation, epsilon rules (Bach et al. 2015)"),
+}
+
+
+def _resolve_layer(model: nn.Module, layer: nn.Module | str | None, method: str) -> nn.Module:
+    if layer is None:
+        raise OptionError(f"Expected a `layer` (module or dotted name, e.g. 'features.3') for {method}, but got None.")
+    if isinstance(layer, nn.Module):
+        return layer
+    if not isinstance(layer, str):
+        raise DTypeError(f"Expected `layer` to be an nn.Module or a dotted name, but got {type(layer).__name__}.")
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n][:12]
+        raise OptionError(
+            f"Expected `layer` to name a submodule of the model, e.g. one of {names}, but got {layer!r}."
+        ) from None
+
+
+class CaptumExplainer(BuiltExplainer):
+    """A captum attribution method as an :class:`ExplainFn`; build it with :func:`captum_explainer`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str,
+        /,
+        *,
+        layer: nn.Module | str | None = None,
+        base_method: str = "Saliency",
+        reduce_channels: ChannelReduction | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        **attribute_kwargs: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+        check_option(method, "method", tuple(CAPTUM_METHODS))
+        check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS + (None,))
+        spec = CAPTUM_METHODS[method]
+        captum_attr = _import_captum_attr()
+        self.model = model
+        self.method = method
+        self.reduce_channels = reduce_channels
+        self.attribute_kwargs = {**spec.defaults, **attribute_kwargs}
+        self.stochastic = spec.stochastic
+        self._generator = resolve_generator(generator, seed) if spec.stochastic else None
+        if spec.captum_class == "NoiseTunnel":
+            base = "Saliency" if method == "SmoothGrad" else base_method
+            check_option(base, "base_method", tuple(m for m in CAPTUM_METHODS if m not in ("NoiseTunnel", "SmoothGrad")))
+            base_spec = CAPTUM_METHODS[base]
+            base_layer = _resolve_layer(model, layer, base) if base_spec.needs_layer else None
+            inner = self._build(captum_attr, base_spec.captum_class, base_layer)
+            for key, value in base_spec.defaults.items():
+                self.attribute_kwargs.setdefault(key, value)
+            self._attribution = captum_attr.NoiseTunnel(inner)
+            self._upsample = base_spec.needs_layer
+        else:
+            self.layer = _resolve_layer(model, layer, method) if spec.needs_layer else None
+            self._attribution = self._build(captum_attr, spec.captum_class, self.layer)
+            self._upsample = spec.needs_layer
+        self._occlusion = spec.captum_class == "Occlusion"
+        self._baselines_for_shap = method == "GradientShap"
+        #: Whether :meth:`explain_with_output` can hand out the model's output (one plain forward pass on x).
+        self.shares_forward = spec.single_forward and spec.captum_class != "NoiseTunnel"
+
+    def _build(self, captum_attr: Any, class_name: str, layer: nn.Module | None) -> Any:
+        cls = getattr(captum_attr, class_name)
+        return cls(self.model, layer) if layer is not None else cls(self.model)
+
+    def __repr__(self) -> str:
+        return f"captum_explainer({type(self.model).__name__}, {self.method!r}, **{self.attribute_kwargs!r})"
+
+    def __call__(self, x: Tensor, target: Tensor) -> Tensor:
+        return self._explain(x, target, record=False)[0]
+
+    def explain_with_output(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The attributions for ``x`` and the model's output on ``x`` from the explanation's own forward pass.
+
+        Metrics that need both (the relative stabilities, the prediction check of the robustness
+        metrics) save one model call per input. The output is ``None`` unless the method runs
+        the model exactly once, on ``x`` itself (Saliency, Gradient, InputXGradient,
+        GuidedBackprop, LayerGradCam), which is checked on every call; it is detached.
+
+        Example:
+            >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+            >>> x, target = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
+            >>> a, logits = captum_explainer(model, "Saliency").explain_with_output(x, target)
+            >>> a.shape, torch.equal(logits, model(x).detach())
+            (torch.Size([2, 1, 2, 2]), True)
+        """
+        return self._explain(x, target, record=self.shares_forward)
+
+    def _explain(self, x: Tensor, target: Tensor, *, record: bool) -> tuple[Tensor, Tensor | None]:
+        x = check_tensor(x, "x")
+        kwargs = dict(self.attribute_kwargs)
+        if self._occlusion:
+            kwargs.update(_occlusion_defaults(x, kwargs))
+        if self._baselines_for_shap and kwargs.get("baselines") is None:
+            kwargs["baselines"] = torch.zeros_like(x[:1])
+        with torch.inference_mode(False), torch.enable_grad():
+            # A detached alias is enough (requires_grad on it leaves the caller's tensor alone);
+            # inference tensors cannot enter autograd and need a real copy.
+            inputs = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+            target = target.clone() if target.is_inference() else target
+            calls: list[tuple[bool, Any]] = []
+            handle = self.model.register_forward_hook(
+                lambda module, args, out: calls.append((len(args) > 0 and args[0] is inputs, out))
+            ) if record else None
+            try:
+                if self._generator is not None:
+                    with seeded_global_rngs(draw_seed(self._generator)):
+                        a = self._attribution.attribute(inputs, target=target, **kwargs)
+                else:
+                    a = self._attribution.attribute(inputs, target=target, **kwargs)
+            finally:
+                if handle is not None:
+                    handle.remove()
+        output = None
+        if len(calls) == 1 and calls[0][0] and isinstance(calls[0][1], Tensor):
+            output = calls[0][1].detach()
+        a = a.detach()
+        if self._upsample:
+            a = _upsample(a, tuple(x.shape[2:]))
+        if self.reduce_channels is not None:
+            a = _reduce_channels(a, self.reduce_channels)
+        return a.to(x.dtype), output
+
+
+def captum_explainer(
+    model: nn.Module,
+    method: str,
+    /,
+    *,
+    layer: nn.Module | str | None = None,
+    base_method: str = "Saliency",
+    reduce_channels: ChannelReduction | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **attribute_kwargs: Any,
+) -> CaptumExplainer:
+    """A captum attribution method as a batched explain function.
+
+    ``captum_explainer(model, "IntegratedGradients", n_steps=32)`` returns an
+    ``explain_fn(x, target)`` that calls
+    ``IntegratedGradients(model).attribute(x, target=target, n_steps=32)``
+    with gradients enabled (also inside ``torch.inference_mode``) on a
+    detached copy of ``x``, and returns the detached attributions in the
+    dtype of ``x``. The model is used as it is: call ``model.eval()`` first.
+
+    Methods (:data:`CAPTUM_METHODS`) and the defaults set here (all
+    overridable through ``attribute_kwargs``):
+
+    * ``"Saliency"`` (``abs=True``), ``"Gradient"`` (``abs=False``),
+      ``"InputXGradient"``, ``"GuidedBackprop"``, ``"DeepLift"``, ``"LRP"``;
+    * ``"IntegratedGradients"`` (``n_steps=50``, zero baseline);
+    * ``"LayerGradCam"`` at ``layer`` (module or dotted name),
+      ``relu_attributions=True`` as in Selvaraju et al., upsampled
+      (bi/tri)linearly to the input size, one channel;
+    * ``"Occlusion"``: ``sliding_window_shapes=(C, 4, 4)`` (each side at most
+      the input side) and strides of half the window unless given;
+    * ``"GradientShap"`` (``n_samples=5``, ``stdevs=0.0``, a zero baseline
+      unless ``baselines`` is given): stochastic;
+    * ``"SmoothGrad"`` (NoiseTunnel over Saliency) and ``"NoiseTunnel"`` (over
+      ``base_method``), ``nt_type="smoothgrad"``, ``nt_samples=10``,
+      ``stdevs=0.15`` (absolute; 15 % of the range for inputs in [0, 1], as
+      Smilkov et al. recommend 10-20 %): stochastic.
+
+    Args:
+        model: The network (an ``nn.Module``).
+        method: A name from :data:`CAPTUM_METHODS`.
+        layer: The layer for layer methods (``LayerGradCam``).
+        base_method: The method NoiseTunnel wraps.
+        reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None``
+            (default: keep the input's channels).
+        generator, seed: The source of randomness for the stochastic methods
+            (see the module docstring); ignored by deterministic methods.
+        **attribute_kwargs: Passed to captum's ``attribute``.
+
+    Raises:
+        ImportError: captum is not installed.
+        OptionError: unknown method, or a missing/unknown ``layer``.
+
+    Shape:
+        - x: ``(n, C, *S)``; target: ``(n,)``; output: ``(n, C, *S)``, or
+          ``(n, 1, *S)`` for LayerGradCam and with ``reduce_channels``.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+        >>> explain = captum_explainer(model, "Gradient")
+        >>> x = torch.rand(2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+        >>> a = explain(x, torch.tensor([0, 2]))
+        >>> a.shape, torch.allclose(a[1].flatten(), model[1].weight[2])
+        (torch.Size([2, 3, 2, 2]), True)
+    """
+    return CaptumExplainer(
+        model, method, layer=layer, base_method=base_method, reduce_channels=reduce_channels,
+        generator=generator, seed=seed, **attribute_kwargs,
+    )
+

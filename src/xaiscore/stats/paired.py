@@ -1,0 +1,474 @@
+r"""Paired comparisons of two methods over the same samples: tests, Holm correction, effect sizes.
+
+Every function takes the scores of two methods on the same samples (``x[i]``
+and ``y[i]`` belong to sample ``i``); a pair with a NaN (or infinite) score on
+either side is dropped and counted in ``n_dropped``.
+
+* :func:`wilcoxon_test`: the Wilcoxon signed-rank test of the paired
+  differences ``d = x - y`` (``scipy.stats.wilcoxon``). **Zero differences**
+  (samples where both methods score the same) are handled by ``zero_method``:
+  ``"pratt"`` (default) ranks them with the others and then drops their ranks
+  (Pratt 1959), ``"wilcox"`` drops them before ranking, ``"zsplit"`` splits
+  their ranks between the positive and negative sums (Demšar 2006's
+  recommendation; what :mod:`xaiscore.meta` uses). When *every* valid
+  difference is zero the test is undefined in scipy (NaN); here it reports
+  ``p = 1``: the data show no difference.
+* :func:`permutation_test`: the paired sign-flip permutation test of the mean
+  difference (``scipy.stats.permutation_test`` with
+  ``permutation_type="samples"``): exact over all ``2^m`` sign patterns of the
+  ``m`` non-zero differences when ``2^m <= n_resamples``, Monte Carlo with
+  ``n_resamples`` draws from ``seed`` otherwise.
+* :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values.
+* :func:`median_difference`: the median of ``d`` with a percentile bootstrap
+  interval (``scipy.stats.bootstrap``, seeded).
+* :func:`probability_of_superiority`: :math:`P(X \succ Y) + \tfrac12 P(X = Y)`
+  over the pairs, :math:`\succ` meaning "better" in the metric's direction:
+  the share of samples on which the first method beats the second, ties
+  counting one half (0.5 = no tendency; 1 = better on every sample).
+* :func:`pairwise_tests`: all of the above for every two of ``k`` methods,
+  Holm-corrected over the ``k (k - 1) / 2`` pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import scipy.stats
+
+from xaiscore._checks import (
+    OptionError,
+    ShapeError,
+    check_fraction,
+    check_option,
+    check_positive_int,
+)
+from xaiscore.stats._input import (
+    as_float_array,
+    as_scores,
+    check_alpha,
+    check_direction,
+    method_names,
+    orient,
+    rng_keyword,
+)
+
+__all__ = [
+    "ZERO_METHODS",
+    "Interval",
+    "PairedTest",
+    "PairwiseComparison",
+    "PairwiseTests",
+    "holm",
+    "median_difference",
+    "pairwise_tests",
+    "permutation_test",
+    "probability_of_superiority",
+    "wilcoxon_test",
+]
+
+#: Ways of handling zero differences in the Wilcoxon test (``scipy.stats.wilcoxon``'s names).
+ZERO_METHODS = ("pratt", "wilcox", "zsplit")
+
+ZeroMethod = Literal["pratt", "wilcox", "zsplit"]
+Alternative = Literal["two-sided", "greater", "less"]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Result of a paired test.
+
+    Attributes:
+        statistic: Wilcoxon: scipy's statistic (the smaller rank sum for a
+            two-sided test); permutation: the mean difference ``mean(x - y)``.
+        p_value: The p-value; NaN when no pair is valid, 1 when every difference is zero.
+        n: Valid pairs used.
+        n_dropped: Pairs dropped for a non-finite score.
+        n_zero: Valid pairs with a zero difference.
+        direction: ``+1`` when ``x`` tends to exceed ``y`` (Wilcoxon: signed
+            rank sum ``R+ - R-`` as ``zero_method`` ranks; permutation: sum of
+            ``d``), ``-1`` for the reverse, ``0`` for neither.
+    """
+
+    statistic: float
+    p_value: float
+    n: int
+    n_dropped: int
+    n_zero: int
+    direction: int
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a confidence interval (NaN bounds where undefined)."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+def _pairs(x: Any, y: Any) -> tuple[np.ndarray, int]:
+    """Finite paired differences ``x - y`` and the count of dropped pairs."""
+    x, y = as_float_array(x, "x"), as_float_array(y, "y")
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ShapeError(
+            f"Expected `x` and `y` of the same shape (samples,), but got {x.shape} and {y.shape}."
+        )
+    keep = np.isfinite(x) & np.isfinite(y)
+    return (x - y)[keep], int(x.size - keep.sum())
+
+
+def holm(p_values: Any) -> np.ndarray:
+    r"""Holm's step-down adjusted p-values (Holm 1979), for a family of hypotheses of any shape.
+
+    With the ``m`` finite p-values sorted, :math:`p_{(1)} \le \dots \le p_{(m)}`,
+    :math:`\tilde p_{(i)} = \min(1, \max_{j \le i} (m - j + 1) p_{(j)})`;
+    rejecting where :math:`\tilde p \le \alpha` controls the family-wise error
+    rate at :math:`\alpha`. NaN entries are not hypotheses: they stay NaN and do
+    not count in ``m``.
+
+    Shape:
+        - p_values: any; output: the same, float64.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03, 0.005]).tolist()
+        [0.03, 0.06, 0.06, 0.02]
+    """
+    p = as_float_array(p_values, "p_values")
+    flat = p.ravel()
+    finite = np.isfinite(flat)
+    if np.any((flat[finite] < 0) | (flat[finite] > 1)):
+        raise OptionError(f"Expected p-values in [0, 1], but got values from {flat[finite].min()} "
+                          f"to {flat[finite].max()}.")
+    values = flat[finite]
+    order = np.argsort(values, kind="stable")
+    m = values.size
+    stepped = np.maximum.accumulate((m - np.arange(m)) * values[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    out = np.full(flat.shape, np.nan)
+    out[finite] = adjusted
+    return out.reshape(p.shape)
+
+
+def _signed_rank_direction(d: np.ndarray, zero_method: str) -> int:
+    kept = d if zero_method == "pratt" else d[d != 0]
+    ranks = scipy.stats.rankdata(np.abs(kept))
+    return int(np.sign(np.sum(np.sign(kept) * ranks)))
+
+
+def wilcoxon_test(x: Any, y: Any, *, zero_method: ZeroMethod = "pratt",
+                  alternative: Alternative = "two-sided",
+                  method: Literal["auto", "exact", "asymptotic"] = "auto") -> PairedTest:
+    """Wilcoxon signed-rank test of ``x - y`` over the valid pairs (``scipy.stats.wilcoxon``).
+
+    Args:
+        x, y: Paired scores ``(N,)``; NaN pairs are dropped.
+        zero_method: ``"pratt"``, ``"wilcox"`` or ``"zsplit"`` (module docstring).
+        alternative: ``"two-sided"``, ``"greater"`` (``x`` tends to exceed ``y``) or ``"less"``.
+        method: scipy's ``method``: ``"auto"`` (exact for ``n <= 50`` without
+            zeros or ties; with them an exhaustive permutation for ``n <= 13``
+            in scipy >= 1.13, the normal approximation otherwise), ``"exact"``,
+            ``"asymptotic"``. No continuity correction.
+
+    Returns:
+        :class:`PairedTest`; ``p = NaN`` with no valid pair, ``p = 1`` when
+        every valid difference is zero.
+
+    Shape:
+        - x, y: ``(N,)``
+
+    Example:
+        >>> nan = float("nan")
+        >>> test = wilcoxon_test([0.9, 0.8, 0.7, 0.95, 0.85, 0.75], [0.5, 0.5, 0.5, 0.5, 0.5, nan])
+        >>> round(test.p_value, 4), test.n, test.n_dropped, test.direction
+        (0.0625, 5, 1, 1)
+    """
+    check_option(zero_method, "zero_method", ZERO_METHODS)
+    check_option(alternative, "alternative", ("two-sided", "greater", "less"))
+    check_option(method, "method", ("auto", "exact", "asymptotic"))
+    d, dropped = _pairs(x, y)
+    n_zero = int(np.sum(d == 0))
+    if d.size == 0 or n_zero == d.size:
+        p = math.nan if d.size == 0 else 1.0
+        return PairedTest(math.nan, p, int(d.size), dropped, n_zero, 0)
+    with warnings.catch_warnings():
+        # scipy warns that exact p-values with zeros/ties are not exact and falls back; the
+        # fallback is the documented behaviour here.
+        warnings.simplefilter("ignore", UserWarning)
+        result = scipy.stats.wilcoxon(d, zero_method=zero_method, alternative=alternative,
+                                      method=method)
+    return PairedTest(float(result.statistic), float(result.pvalue), int(d.size), dropped, n_zero,
+                      _signed_rank_direction(d, zero_method))
+
+
+def _resolve_rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.default_rng(int(seed))
+    raise OptionError(f"Expected `seed` to be an int or a numpy Generator, but got {seed!r}.")
+
+
+def permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0,
+                     alternative: Alternative = "two-sided") -> PairedTest:
+    """Paired sign-flip permutation test of the mean difference ``mean(x - y)``.
+
+    Under the null hypothesis each difference is as likely to have either
+    sign. Zero differences contribute nothing under any flip and are left
+    out of the enumeration; with ``m`` non-zero differences the null
+    distribution is exact when ``2^m <= n_resamples`` and drawn ``n_resamples``
+    times from ``seed`` otherwise (p-values then count the observed pattern,
+    as scipy does). The two-sided p-value is
+    ``min(1, 2 min(P(S >= s), P(S <= s)))`` for the sum ``S``.
+
+    Args:
+        x, y: Paired scores ``(N,)``; NaN pairs are dropped.
+        n_resamples: Monte Carlo draws (and the exact-enumeration budget).
+        seed: An ``int`` or a ``numpy.random.Generator``.
+        alternative: ``"two-sided"``, ``"greater"`` or ``"less"``.
+
+    Shape:
+        - x, y: ``(N,)``
+
+    Example:
+        >>> test = permutation_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0])
+        >>> test.p_value  # exact: 2 of the 16 sign patterns are as extreme
+        0.125
+    """
+    check_positive_int(n_resamples, "n_resamples")
+    check_option(alternative, "alternative", ("two-sided", "greater", "less"))
+    rng = _resolve_rng(seed)
+    d, dropped = _pairs(x, y)
+    nonzero = d[d != 0]
+    n_zero = int(d.size - nonzero.size)
+    if d.size == 0 or nonzero.size == 0:
+        p = math.nan if d.size == 0 else 1.0
+        return PairedTest(math.nan if d.size == 0 else 0.0, p, int(d.size), dropped, n_zero, 0)
+    result = scipy.stats.permutation_test(
+        (nonzero,), lambda sample, axis: np.sum(sample, axis=axis), permutation_type="samples",
+        vectorized=True, n_resamples=n_resamples, alternative=alternative, batch=1000,
+        **{rng_keyword(scipy.stats.permutation_test): rng},
+    )
+    total = float(np.sum(nonzero))
+    return PairedTest(total / d.size, float(min(result.pvalue, 1.0)), int(d.size), dropped, n_zero,
+                      int(np.sign(total)))
+
+
+def median_difference(x: Any, y: Any, *, confidence: float = 0.95, n_resamples: int = 2000,
+                      seed: Any = 0) -> Interval:
+    """Median of the paired differences ``x - y`` with a percentile bootstrap interval.
+
+    The interval resamples the valid pairs with replacement (``scipy.stats.bootstrap``,
+    ``method="percentile"``, generator from ``seed``). NaN bounds for fewer than
+    two valid pairs; NaN estimate for none.
+
+    Shape:
+        - x, y: ``(N,)``
+
+    Example:
+        >>> effect = median_difference([3.0, 5.0, 4.0, 6.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+        >>> effect.estimate, effect.low <= 3.0 <= effect.high
+        (3.0, True)
+    """
+    check_fraction(confidence, "confidence", low_inclusive=False, high_inclusive=False)
+    check_positive_int(n_resamples, "n_resamples")
+    rng = _resolve_rng(seed)
+    d, _ = _pairs(x, y)
+    if d.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    estimate = float(np.median(d))
+    if d.size < 2:
+        return Interval(estimate, math.nan, math.nan, int(d.size))
+    result = scipy.stats.bootstrap(
+        (d,), np.median, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        vectorized=True, batch=500, **{rng_keyword(scipy.stats.bootstrap): rng},
+    )
+    interval = result.confidence_interval
+    return Interval(estimate, float(interval.low), float(interval.high), int(d.size))
+
+
+def probability_of_superiority(x: Any, y: Any, *, higher_is_better: bool | None = True) -> float:
+    r"""Share of valid pairs on which ``x`` is better than ``y``, ties counting one half.
+
+    :math:`\hat P = \frac{1}{n}\sum_i (\mathbb 1[x_i \succ y_i] + \tfrac12 \mathbb 1[x_i = y_i])`,
+    :math:`\succ` being ``>`` when higher is better (and for ``None``) and ``<``
+    when lower is better. NaN with no valid pair.
+
+    Example:
+        >>> x, y = [0.9, 0.5, 0.2, 0.4], [0.1, 0.5, 0.3, 0.3]
+        >>> probability_of_superiority(x, y)
+        0.625
+        >>> probability_of_superiority(x, y, higher_is_better=False)
+        0.375
+    """
+    direction = check_direction(higher_is_better)
+    d, _ = _pairs(x, y)
+    if d.size == 0:
+        return math.nan
+    d = orient(d, direction)
+    return float(np.mean((d > 0) + 0.5 * (d == 0)))
+
+
+@dataclass(frozen=True)
+class PairwiseComparison:
+    """One pair of methods: test, Holm-adjusted p-value and effect sizes.
+
+    ``median_difference``, ``ci_low`` and ``ci_high`` are ``first - second`` in
+    the metric's units (raw, not oriented); ``superiority`` is the probability
+    that ``first`` beats ``second`` on a sample in the metric's direction;
+    ``better`` names the method the test favours when ``significant`` and the
+    direction is known, else ``None``.
+    """
+
+    first: str
+    second: str
+    n: int
+    n_dropped: int
+    n_zero: int
+    statistic: float
+    p_value: float
+    p_adjusted: float
+    significant: bool
+    better: str | None
+    median_difference: float
+    ci_low: float
+    ci_high: float
+    superiority: float
+
+
+_ANTISYMMETRIC = ("median_difference", "ci_low", "ci_high")
+
+
+@dataclass(frozen=True)
+class PairwiseTests:
+    """Every two of ``k`` methods compared on one metric (from :func:`pairwise_tests`)."""
+
+    methods: tuple[str, ...]
+    comparisons: tuple[PairwiseComparison, ...]
+    higher_is_better: bool | None
+    test: str
+    zero_method: str
+    alpha: float
+    confidence: float
+
+    def comparison(self, first: str, second: str) -> PairwiseComparison:
+        """The comparison of two methods (in either order, as stored)."""
+        for item in self.comparisons:
+            if {item.first, item.second} == {first, second} and first != second:
+                return item
+        raise OptionError(f"Expected two different methods among {self.methods}, but got "
+                          f"{first!r} and {second!r}.")
+
+    def matrix(self, field: str) -> np.ndarray:
+        """A ``(k, k)`` table of one field, row method against column method (NaN diagonal).
+
+        P-values and counts are symmetric; ``superiority`` becomes ``1 - s``
+        and the median difference and its bounds change sign (bounds swapped)
+        below the diagonal.
+        """
+        names = [f.name for f in fields(PairwiseComparison)][2:]
+        check_option(field, "field", [n for n in names if n != "better"])
+        k = len(self.methods)
+        index = {name: i for i, name in enumerate(self.methods)}
+        out = np.full((k, k), np.nan)
+        for item in self.comparisons:
+            i, j = index[item.first], index[item.second]
+            value = float(getattr(item, field))
+            out[i, j] = value
+            if field == "superiority":
+                out[j, i] = 1.0 - value
+            elif field in _ANTISYMMETRIC:
+                mirror = {"median_difference": "median_difference", "ci_low": "ci_high",
+                          "ci_high": "ci_low"}[field]
+                out[j, i] = -float(getattr(item, mirror))
+            else:
+                out[j, i] = value
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per pair (e.g. for ``pandas.DataFrame(result.to_records())``)."""
+        return [{f.name: getattr(item, f.name) for f in fields(PairwiseComparison)}
+                for item in self.comparisons]
+
+
+def pairwise_tests(scores: Any, *, higher_is_better: bool | None,
+                   methods: Sequence[str] | None = None,
+                   test: Literal["wilcoxon", "permutation"] = "wilcoxon",
+                   zero_method: ZeroMethod = "pratt", alpha: float = 0.05,
+                   confidence: float = 0.95, n_resamples: int = 2000, seed: Any = 0,
+                   n_permutations: int = 9999) -> PairwiseTests:
+    """Paired tests and effect sizes between every two methods on one metric, Holm-corrected.
+
+    Args:
+        scores: ``(k, N)`` per-sample scores of ``k`` methods on the same
+            ``N`` samples (numpy or torch), NaN where undefined.
+        higher_is_better: The metric's direction (``None``: unknown; tests
+            and effect sizes are still computed, ``better`` stays ``None``,
+            ``superiority`` then means "higher").
+        methods: ``k`` names (default ``"0"``, ``"1"``, ...).
+        test: ``"wilcoxon"`` (:func:`wilcoxon_test`) or ``"permutation"``
+            (:func:`permutation_test`).
+        zero_method: Zero-difference handling of the Wilcoxon test.
+        alpha: Family-wise error rate for ``significant``.
+        confidence: Coverage of the bootstrap interval of the median difference.
+        n_resamples: Bootstrap resamples of the median difference.
+        seed: Seed of the bootstrap and the permutations (one generator per pair,
+            seeded from ``seed`` and the pair's position, so a pair's result does not
+            depend on which other pairs are computed before it).
+        n_permutations: Permutation-test draws (``test="permutation"``).
+
+    Shape:
+        - scores: ``(k, N)``
+
+    Example:
+        >>> scores = [[0.9, 0.8, 0.85, 0.7, 0.95, 0.9, 0.8, 0.75],
+        ...           [0.5, 0.4, 0.45, 0.5, 0.55, 0.6, 0.35, 0.4],
+        ...           [0.5, 0.45, 0.4, 0.55, 0.5, 0.6, 0.4, 0.45]]
+        >>> result = pairwise_tests(scores, higher_is_better=True, methods=["a", "b", "c"])
+        >>> [(c.first, c.second, c.significant, c.better) for c in result.comparisons]
+        [('a', 'b', True, 'a'), ('a', 'c', True, 'a'), ('b', 'c', False, None)]
+    """
+    values = as_scores(scores, min_methods=2)
+    direction = check_direction(higher_is_better)
+    names = method_names(methods, values.shape[0])
+    check_option(test, "test", ("wilcoxon", "permutation"))
+    check_option(zero_method, "zero_method", ZERO_METHODS)
+    alpha = check_alpha(alpha)
+    check_positive_int(n_permutations, "n_permutations")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise OptionError(f"Expected `seed` to be an int, but got {seed!r}.")
+    k = values.shape[0]
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    rows = []
+    for index, (i, j) in enumerate(pairs):
+        rng = np.random.default_rng([int(seed), index])
+        if test == "wilcoxon":
+            result = wilcoxon_test(values[i], values[j], zero_method=zero_method)
+        else:
+            result = permutation_test(values[i], values[j], n_resamples=n_permutations, seed=rng)
+        effect = median_difference(values[i], values[j], confidence=confidence,
+                                   n_resamples=n_resamples, seed=rng)
+        superiority = probability_of_superiority(values[i], values[j], higher_is_better=direction)
+        rows.append((i, j, result, effect, superiority))
+    adjusted = holm([row[2].p_value for row in rows])
+    comparisons = []
+    for (i, j, result, effect, superiority), p_adjusted in zip(rows, adjusted):
+        significant = bool(p_adjusted <= alpha)  # NaN compares False
+        oriented = result.direction if direction is not False else -result.direction
+        better = None
+        if significant and direction is not None and oriented != 0:
+            better = names[i] if oriented > 0 else names[j]
+        comparisons.append(PairwiseComparison(
+            first=names[i], second=names[j], n=result.n, n_dropped=result.n_dropped,
+            n_zero=result.n_zero, statistic=result.statistic, p_value=result.p_value,
+            p_adjusted=float(p_adjusted), significant=significant, better=better,
+            median_difference=effect.estimate, ci_low=effect.low, ci_high=effect.high,
+            superiority=superiority,
+        ))
+    return PairwiseTests(names, tuple(comparisons), direction, test, zero_method, alpha, confidence)

@@ -7,7 +7,8 @@ methods whose mean ranks are closer than it are not significantly different
 (Nemenyi). Thick bars under the axis join the groups of methods that are not
 significantly different from one another.
 
-matplotlib is imported when the function runs (it comes with the ``harness`` extra).
+matplotlib is imported when the function runs (it comes with the ``harness`` extra); pyplot
+is not used.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def plot_critical_difference(result: PostHocResult | None = None, *, mean_ranks:
                              title: str | None = None, font_size: float = 9.0) -> Any:
     """Draw a critical-difference diagram; returns the matplotlib ``Figure``.
 
+    A new figure is a plain ``matplotlib.figure.Figure``, not registered with
+    pyplot: nothing to close; save it with ``figure.savefig(...)``.
+
     Args:
         result: A :class:`~xaiscore.stats.PostHocResult` (from
             :func:`~xaiscore.stats.nemenyi_test` or :func:`~xaiscore.stats.conover_test`);
@@ -78,7 +82,7 @@ def plot_critical_difference(result: PostHocResult | None = None, *, mean_ranks:
         >>> figure.axes[0].get_title()
         'Critical difference diagram'
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ranks, names, cd, bars, note = _inputs(result, mean_ranks, methods, critical_difference, groups)
     k = ranks.size
@@ -95,7 +99,7 @@ def plot_critical_difference(result: PostHocResult | None = None, *, mean_ranks:
     if ax is None:
         height = 0.85 - (first_row - row_step * (rows + 0.3)) + 0.55  # one inch per unit of y
         width = axis_width + 2 * margin
-        figure = plt.figure(figsize=(width, height))
+        figure = Figure(figsize=(width, height))
         ax = figure.add_axes((margin / width, 0.1 / height, axis_width / width,
                               (height - 0.45) / height))
     figure = ax.figure

@@ -58,6 +58,7 @@ from xaiscore.stats._input import (
 )
 
 __all__ = [
+    "PERMUTATION_MAX_N",
     "ZERO_METHODS",
     "Interval",
     "PairedTest",
@@ -156,10 +157,41 @@ def holm(p_values: Any) -> np.ndarray:
     return out.reshape(p.shape)
 
 
-def _signed_rank_direction(d: np.ndarray, zero_method: str) -> int:
-    kept = d if zero_method == "pratt" else d[d != 0]
+#: Largest number of pairs for which ``method="auto"`` enumerates every sign pattern when there
+#: are zeros or ties (scipy's threshold since 1.13).
+PERMUTATION_MAX_N = 13
+
+
+def _signed_ranks(d: np.ndarray, zero_method: str) -> tuple[np.ndarray, float, bool]:
+    """Ranks of ``|d|`` for the non-zero differences, the zeros' share of ``R+``, and ties."""
+    kept = d[d != 0] if zero_method == "wilcox" else d
     ranks = scipy.stats.rankdata(np.abs(kept))
-    return int(np.sign(np.sum(np.sign(kept) * ranks)))
+    ties = np.unique(np.abs(kept)).size < kept.size
+    zero_share = float(np.sum(ranks[kept == 0])) / 2.0 if zero_method == "zsplit" else 0.0
+    return ranks[kept != 0], zero_share, ties
+
+
+def _permutation_signed_rank_p(d: np.ndarray, zero_method: str, alternative: str) -> float:
+    """Exact p-value of ``R+`` over all sign patterns of the non-zero differences (fast path).
+
+    The same null distribution as scipy's ``PermutationMethod`` (which flips
+    the signs of all ``n`` differences), built from ``2^m`` patterns instead of
+    re-ranking ``2^n`` samples.
+    """
+    ranks, zero_share, _ = _signed_ranks(d, zero_method)
+    signs = d[d != 0] > 0
+    observed = zero_share + float(np.sum(ranks[signs]))
+    m = ranks.size
+    patterns = (np.arange(2**m)[:, None] >> np.arange(m)) & 1
+    null = zero_share + patterns @ ranks
+    tolerance = 1e-9 * max(abs(observed), 1.0)
+    greater = float(np.mean(null >= observed - tolerance))
+    less = float(np.mean(null <= observed + tolerance))
+    if alternative == "greater":
+        return greater
+    if alternative == "less":
+        return less
+    return min(1.0, 2.0 * min(greater, less))
 
 
 def wilcoxon_test(x: Any, y: Any, *, zero_method: ZeroMethod = "pratt",
@@ -171,10 +203,12 @@ def wilcoxon_test(x: Any, y: Any, *, zero_method: ZeroMethod = "pratt",
         x, y: Paired scores ``(N,)``; NaN pairs are dropped.
         zero_method: ``"pratt"``, ``"wilcox"`` or ``"zsplit"`` (module docstring).
         alternative: ``"two-sided"``, ``"greater"`` (``x`` tends to exceed ``y``) or ``"less"``.
-        method: scipy's ``method``: ``"auto"`` (exact for ``n <= 50`` without
-            zeros or ties; with them an exhaustive permutation for ``n <= 13``
-            in scipy >= 1.13, the normal approximation otherwise), ``"exact"``,
-            ``"asymptotic"``. No continuity correction.
+        method: ``"auto"`` (scipy's rule since 1.13, whatever the installed
+            version: the exact null distribution for ``n <= 50`` without zeros
+            or ties; with them every sign pattern enumerated for ``n <= 13``,
+            computed here in milliseconds where scipy's permutation test takes
+            about a second; the normal approximation otherwise), or scipy's
+            ``"exact"`` or ``"asymptotic"``. No continuity correction.
 
     Returns:
         :class:`PairedTest`; ``p = NaN`` with no valid pair, ``p = 1`` when
@@ -197,14 +231,23 @@ def wilcoxon_test(x: Any, y: Any, *, zero_method: ZeroMethod = "pratt",
     if d.size == 0 or n_zero == d.size:
         p = math.nan if d.size == 0 else 1.0
         return PairedTest(math.nan, p, int(d.size), dropped, n_zero, 0)
+    ranks, zero_share, ties = _signed_ranks(d, zero_method)
+    r_plus = zero_share + float(np.sum(ranks[d[d != 0] > 0]))
+    r_minus = zero_share + float(np.sum(ranks[d[d != 0] < 0]))
+    direction = int(np.sign(r_plus - r_minus))
+    if method == "auto" and (ties or n_zero) and d.size <= PERMUTATION_MAX_N:
+        statistic = min(r_plus, r_minus) if alternative == "two-sided" else r_plus
+        p = _permutation_signed_rank_p(d, zero_method, alternative)
+        return PairedTest(statistic, p, int(d.size), dropped, n_zero, direction)
+    if method == "auto":
+        method = "exact" if not (ties or n_zero) and d.size <= 50 else "asymptotic"
     with warnings.catch_warnings():
-        # scipy warns that exact p-values with zeros/ties are not exact and falls back; the
-        # fallback is the documented behaviour here.
+        # older scipy warns that "exact" with zeros/ties is not exact; that is the caller's choice
         warnings.simplefilter("ignore", UserWarning)
         result = scipy.stats.wilcoxon(d, zero_method=zero_method, alternative=alternative,
                                       method=method)
     return PairedTest(float(result.statistic), float(result.pvalue), int(d.size), dropped, n_zero,
-                      _signed_rank_direction(d, zero_method))
+                      direction)
 
 
 def _resolve_rng(seed: Any) -> np.random.Generator:
@@ -250,12 +293,16 @@ def permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0,
     if d.size == 0 or nonzero.size == 0:
         p = math.nan if d.size == 0 else 1.0
         return PairedTest(math.nan if d.size == 0 else 0.0, p, int(d.size), dropped, n_zero, 0)
+    total = float(np.sum(nonzero))
+    if nonzero.size == 1:  # two equally likely sums, +-d (scipy needs two observations)
+        toward = {"two-sided": False, "greater": total > 0, "less": total < 0}[alternative]
+        return PairedTest(total / d.size, 0.5 if toward else 1.0, int(d.size), dropped, n_zero,
+                          int(np.sign(total)))
     result = scipy.stats.permutation_test(
         (nonzero,), lambda sample, axis: np.sum(sample, axis=axis), permutation_type="samples",
         vectorized=True, n_resamples=n_resamples, alternative=alternative, batch=1000,
         **{rng_keyword(scipy.stats.permutation_test): rng},
     )
-    total = float(np.sum(nonzero))
     return PairedTest(total / d.size, float(min(result.pvalue, 1.0)), int(d.size), dropped, n_zero,
                       int(np.sign(total)))
 

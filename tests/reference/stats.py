@@ -71,7 +71,8 @@ def win_shares(scores, higher_is_better=True):
         finite = [i for i in range(len(column)) if math.isfinite(column[i])]
         if not finite:
             continue
-        best = max(column[i] for i in finite) if higher_is_better else min(column[i] for i in finite)
+        values = [column[i] for i in finite]
+        best = max(values) if higher_is_better else min(values)
         winners = [i for i in finite if column[i] == best]
         share = [0.0] * len(column)
         for i in winners:

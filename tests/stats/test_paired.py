@@ -248,7 +248,8 @@ def test_pairwise_tests_assemble_single_tests_and_holm(table):
 def test_pairwise_tests_direction_and_matrices():
     rng = np.random.default_rng(3)
     base = rng.normal(size=30)
-    scores = np.stack([base, base + 1.0 + 0.1 * rng.normal(size=30), base + 0.01 * rng.normal(size=30)])
+    scores = np.stack([base, base + 1.0 + 0.1 * rng.normal(size=30),
+                       base + 0.01 * rng.normal(size=30)])
     higher = pairwise_tests(scores, higher_is_better=True, methods=["a", "b", "c"])
     lower = pairwise_tests(scores, higher_is_better=False, methods=["a", "b", "c"])
     assert higher.comparison("b", "a").better == "b" and lower.comparison("a", "b").better == "a"

@@ -199,7 +199,8 @@ def nemenyi_q(k: int, alpha: float = 0.05) -> float:
     Demšar's Table 5 for ``alpha`` in {0.05, 0.10} and ``2 <= k <= 10``;
     otherwise the ``1 - alpha`` quantile of the studentized range with ``k``
     groups and infinite degrees of freedom over :math:`\\sqrt 2`
-    (``scipy.stats.studentized_range``), which the table rounds to 3 decimals.
+    (``scipy.stats.studentized_range``); the table agrees with it to within 0.001
+    (e.g. 2.343 for ``k = 3`` where the quantile is 2.3437), so Demšar's CDs are reproduced.
 
     Example:
         >>> nemenyi_q(4), nemenyi_q(4, 0.10), round(nemenyi_q(12), 3)

@@ -159,6 +159,16 @@ def test_permutation_exact_matches_enumeration(table, alternative):
         np.testing.assert_allclose(result.p_value, expected, rtol=1e-9, equal_nan=True)
 
 
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_permutation_matches_scipy_permutation_test(alternative):
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=11) + 0.3, rng.normal(size=11)
+    expected = scipy.stats.permutation_test(
+        (x - y,), lambda d, axis: np.mean(d, axis=axis), permutation_type="samples",
+        vectorized=True, alternative=alternative)  # 2^11 <= 9999: exact in both
+    assert permutation_test(x, y, alternative=alternative).p_value == pytest.approx(expected.pvalue)
+
+
 def test_permutation_monte_carlo_is_seeded_and_close_to_exact():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=16) + 0.4, rng.normal(size=16)
@@ -170,6 +180,18 @@ def test_permutation_monte_carlo_is_seeded_and_close_to_exact():
     assert first.p_value != other.p_value
     assert abs(first.p_value - exact) < 0.02
     assert first.statistic == pytest.approx(np.mean(x - y))
+
+
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 30])
+def test_packed_sign_flips_sum_every_pattern_correctly(m):
+    from xaiscore.stats.paired import _packed_sign_flip_sums
+
+    rng = np.random.default_rng(m)
+    values = rng.normal(size=m)
+    packed = rng.integers(0, 256, size=(40, (m + 7) // 8), dtype=np.uint8)
+    bits = np.unpackbits(packed, axis=1, count=m)
+    expected = [sum(v if bit else -v for v, bit in zip(values, row)) for row in bits]
+    np.testing.assert_allclose(_packed_sign_flip_sums(values, packed), expected, atol=1e-12)
 
 
 def test_permutation_edge_cases():

@@ -24,6 +24,7 @@ __all__ = [
     "method_names",
     "orient",
     "rng_keyword",
+    "scipy_wilcoxon_method",
 ]
 
 
@@ -114,3 +115,11 @@ def method_names(methods: Sequence[str] | None, count: int) -> tuple[str, ...]:
 def rng_keyword(function: Callable[..., Any]) -> str:
     """``"rng"`` for scipy functions that take it (scipy >= 1.15), else ``"random_state"``."""
     return "rng" if "rng" in inspect.signature(function).parameters else "random_state"
+
+
+def scipy_wilcoxon_method(method: str) -> str:
+    """scipy's name for a Wilcoxon ``method``: ``"asymptotic"`` was ``"approx"`` before scipy 1.13."""
+    import scipy
+
+    major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    return "approx" if method == "asymptotic" and (major, minor) < (1, 13) else method

@@ -55,6 +55,7 @@ from xaiscore.stats._input import (
     method_names,
     orient,
     rng_keyword,
+    scipy_wilcoxon_method,
 )
 
 __all__ = [
@@ -245,7 +246,7 @@ def wilcoxon_test(x: Any, y: Any, *, zero_method: ZeroMethod = "pratt",
         # older scipy warns that "exact" with zeros/ties is not exact; that is the caller's choice
         warnings.simplefilter("ignore", UserWarning)
         result = scipy.stats.wilcoxon(d, zero_method=zero_method, alternative=alternative,
-                                      method=method)
+                                      method=scipy_wilcoxon_method(method))
     return PairedTest(float(result.statistic), float(result.pvalue), int(d.size), dropped, n_zero,
                       direction)
 
@@ -258,17 +259,39 @@ def _resolve_rng(seed: Any) -> np.random.Generator:
     raise OptionError(f"Expected `seed` to be an int or a numpy Generator, but got {seed!r}.")
 
 
+def _sign_flip_sums(values: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+    """``sum_i s_i values_i`` for 0/1 rows of ``patterns`` (1 keeps the sign, 0 flips it)."""
+    return 2.0 * (patterns.astype(np.float64) @ values) - np.sum(values)
+
+
+def _packed_sign_flip_sums(values: np.ndarray, packed: np.ndarray) -> np.ndarray:
+    """As :func:`_sign_flip_sums` for bit patterns packed eight to a byte (``np.packbits`` order).
+
+    One lookup table per byte position holds the sum of the values whose bits are set, so a
+    pattern costs ``m / 8`` lookups instead of ``m`` multiply-adds.
+    """
+    positions = packed.shape[1]
+    padded = np.zeros(positions * 8)
+    padded[: values.size] = values
+    bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float64)
+    table = bits @ padded.reshape(positions, 8).T  # (256, positions)
+    kept = table[packed, np.arange(positions)].sum(axis=1)
+    return 2.0 * kept - np.sum(values)
+
+
 def permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0,
                      alternative: Alternative = "two-sided") -> PairedTest:
     """Paired sign-flip permutation test of the mean difference ``mean(x - y)``.
 
     Under the null hypothesis each difference is as likely to have either
     sign. Zero differences contribute nothing under any flip and are left
-    out of the enumeration; with ``m`` non-zero differences the null
-    distribution is exact when ``2^m <= n_resamples`` and drawn ``n_resamples``
-    times from ``seed`` otherwise (p-values then count the observed pattern,
-    as scipy does). The two-sided p-value is
-    ``min(1, 2 min(P(S >= s), P(S <= s)))`` for the sum ``S``.
+    out; with ``m`` non-zero differences the null distribution of the sum
+    ``S`` is exact (all ``2^m`` sign patterns) when ``2^m <= n_resamples``, and
+    drawn ``n_resamples`` times from ``seed`` otherwise, the p-value then
+    counting the observed pattern once (``(b + 1) / (n_resamples + 1)``, as
+    ``scipy.stats.permutation_test`` does). Two-sided:
+    ``min(1, 2 min(P(S >= s), P(S <= s)))``. Sums are compared with a relative
+    tolerance of ``1e-9`` so that rounding cannot split equal sums.
 
     Args:
         x, y: Paired scores ``(N,)``; NaN pairs are dropped.
@@ -293,21 +316,32 @@ def permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0,
     if d.size == 0 or nonzero.size == 0:
         p = math.nan if d.size == 0 else 1.0
         return PairedTest(math.nan if d.size == 0 else 0.0, p, int(d.size), dropped, n_zero, 0)
-    total = float(np.sum(nonzero))
-    if nonzero.size == 1:  # two equally likely sums, +-d (scipy needs two observations)
-        toward = {"two-sided": False, "greater": total > 0, "less": total < 0}[alternative]
-        return PairedTest(total / d.size, 0.5 if toward else 1.0, int(d.size), dropped, n_zero,
-                          int(np.sign(total)))
-    result = scipy.stats.permutation_test(
-        (nonzero,), lambda sample, axis: np.sum(sample, axis=axis), permutation_type="samples",
-        vectorized=True, n_resamples=n_resamples, alternative=alternative, batch=1000,
-        **{rng_keyword(scipy.stats.permutation_test): rng},
-    )
-    return PairedTest(total / d.size, float(min(result.pvalue, 1.0)), int(d.size), dropped, n_zero,
-                      int(np.sign(total)))
+    m = nonzero.size
+    observed = float(np.sum(nonzero))
+    tolerance = 1e-9 * max(float(np.sum(np.abs(nonzero))), 1e-300)
+    greater = less = 0
+    if m < 63 and 2**m <= n_resamples:
+        patterns = (np.arange(2**m)[:, None] >> np.arange(m)) & 1
+        null = _sign_flip_sums(nonzero, patterns)
+        greater, less, total, extra = (np.sum(null >= observed - tolerance),
+                                       np.sum(null <= observed + tolerance), null.size, 0)
+    else:
+        for start in range(0, n_resamples, 1000):  # blocks bound the memory
+            packed = rng.integers(0, 256, size=(min(1000, n_resamples - start), (m + 7) // 8),
+                                  dtype=np.uint8)  # eight fair coin flips per byte
+            null = _packed_sign_flip_sums(nonzero, packed)
+            greater += np.sum(null >= observed - tolerance)
+            less += np.sum(null <= observed + tolerance)
+        total, extra = n_resamples, 1
+    p_greater = (greater + extra) / (total + extra)
+    p_less = (less + extra) / (total + extra)
+    p = {"greater": p_greater, "less": p_less,
+         "two-sided": min(1.0, 2.0 * min(p_greater, p_less))}[alternative]
+    return PairedTest(observed / d.size, float(p), int(d.size), dropped, n_zero,
+                      int(np.sign(observed)))
 
 
-def median_difference(x: Any, y: Any, *, confidence: float = 0.95, n_resamples: int = 2000,
+def median_difference(x: Any, y: Any, *, confidence: float = 0.95, n_resamples: int = 1000,
                       seed: Any = 0) -> Interval:
     """Median of the paired differences ``x - y`` with a percentile bootstrap interval.
 
@@ -448,7 +482,7 @@ def pairwise_tests(scores: Any, *, higher_is_better: bool | None,
                    methods: Sequence[str] | None = None,
                    test: Literal["wilcoxon", "permutation"] = "wilcoxon",
                    zero_method: ZeroMethod = "pratt", alpha: float = 0.05,
-                   confidence: float = 0.95, n_resamples: int = 2000, seed: Any = 0,
+                   confidence: float = 0.95, n_resamples: int = 1000, seed: Any = 0,
                    n_permutations: int = 9999) -> PairwiseTests:
     """Paired tests and effect sizes between every two methods on one metric, Holm-corrected.
 

@@ -81,7 +81,7 @@ def scoreboard_verdict(scores: Any, *, higher_is_better: bool, methods: Sequence
                        alpha: float = 0.05, order_by: Literal["mean", "mean_rank"] = "mean",
                        test: Literal["wilcoxon", "permutation"] = "wilcoxon",
                        zero_method: str = "pratt", seed: int = 0,
-                       n_resamples: int = 2000) -> Verdict:
+                       n_resamples: int = 1000) -> Verdict:
     """Name the best method on one metric only when the data support it.
 
     Args:
@@ -200,7 +200,7 @@ def _rates(shares: np.ndarray, names: tuple[str, ...], *, confidence: float, n_r
 
 def win_rates(scores: Any, *, higher_is_better: bool, methods: Sequence[str] | None = None,
               groups: Sequence[Any] | None = None, confidence: float = 0.95,
-              n_resamples: int = 2000, seed: int = 0) -> WinRates:
+              n_resamples: int = 1000, seed: int = 0) -> WinRates:
     """Share of samples each method wins, with bootstrap intervals, overall and per group.
 
     On each sample the methods with a finite score compete; the best score

@@ -19,7 +19,7 @@ function that needs to know what "better" means takes ``higher_is_better``.
   :func:`win_rates` (per-sample wins with bootstrap intervals, per group).
 * :func:`kendall_tau_b`: batched Kendall's tau-b (torch; the library's only one).
 
-Everything but :func:`kendall_tau_b` needs scipy (the ``harness`` extra); the
+Everything but :func:`kendall_tau_b` needs scipy (the ``stats`` extra); the
 plot needs matplotlib. Submodules load on first use, so ``kendall_tau_b`` works
 without scipy. Guide: ``docs/statistics.md``.
 

@@ -7,7 +7,7 @@ methods whose mean ranks are closer than it are not significantly different
 (Nemenyi). Thick bars under the axis join the groups of methods that are not
 significantly different from one another.
 
-matplotlib is imported when the function runs (it comes with the ``harness`` extra); pyplot
+matplotlib is imported when the function runs (the ``stats`` extra); pyplot
 is not used.
 """
 

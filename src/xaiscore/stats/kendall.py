@@ -1,7 +1,7 @@
 r"""Kendall's tau-b, batched: the one implementation in xaiscore (the meta-evaluation uses it too).
 
 Needs torch only (no scipy), so :mod:`xaiscore.meta` can use it without the
-``harness`` extra; matches ``scipy.stats.kendalltau`` (tau-b) on every row.
+``stats`` extra; matches ``scipy.stats.kendalltau`` (tau-b) on every row.
 """
 
 from __future__ import annotations

@@ -14,10 +14,12 @@ either side is dropped and counted in ``n_dropped``.
   difference is zero the test is undefined in scipy (NaN); here it reports
   ``p = 1``: the data show no difference.
 * :func:`permutation_test`: the paired sign-flip permutation test of the mean
-  difference (``scipy.stats.permutation_test`` with
-  ``permutation_type="samples"``): exact over all ``2^m`` sign patterns of the
-  ``m`` non-zero differences when ``2^m <= n_resamples``, Monte Carlo with
-  ``n_resamples`` draws from ``seed`` otherwise.
+  difference, exact over all ``2^m`` sign patterns of the ``m`` non-zero
+  differences when ``2^m <= n_resamples``, Monte Carlo with ``n_resamples``
+  draws from ``seed`` otherwise. Same definitions as
+  ``scipy.stats.permutation_test(..., permutation_type="samples")``, computed
+  here because scipy's generic loop took ~0.4 s a pair at ``N = 1000``
+  (0.05 s here, 2-core VM).
 * :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values.
 * :func:`median_difference`: the median of ``d`` with a percentile bootstrap
   interval (``scipy.stats.bootstrap``, seeded).

@@ -301,6 +301,18 @@ def test_pairwise_permutation_option_and_seed():
     assert first.test == "permutation"
 
 
+def test_pairwise_pair_results_do_not_depend_on_other_methods():
+    rng = np.random.default_rng(9)
+    scores = rng.normal(size=(3, 25))
+    three = pairwise_tests(scores, higher_is_better=True, methods=["a", "b", "c"],
+                           test="permutation", n_permutations=300)
+    two = pairwise_tests(scores[1:], higher_is_better=True, methods=["b", "c"], test="permutation",
+                         n_permutations=300)
+    first, second = three.comparison("b", "c"), two.comparison("b", "c")
+    assert (first.p_value, first.ci_low, first.ci_high) == (second.p_value, second.ci_low,
+                                                            second.ci_high)
+
+
 def test_pairwise_edge_cases():
     nan = np.nan
     scores = np.array([[nan, nan, nan, nan], [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
@@ -332,3 +344,8 @@ def test_pairwise_accepts_tensors():
     scores = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
     assert pairwise_tests(scores, higher_is_better=True) == pairwise_tests(
         scores.double().numpy(), higher_is_better=True)
+    half = scores.to(torch.bfloat16).requires_grad_(True)
+    assert pairwise_tests(half, higher_is_better=True) == pairwise_tests(
+        half.detach().double().numpy(), higher_is_better=True)
+    with pytest.raises(DTypeError, match="real numbers"):
+        pairwise_tests(scores > 0.5, higher_is_better=True)

@@ -35,11 +35,12 @@ def as_float_array(values: Any, name: str) -> np.ndarray:
         DTypeError: not numeric (strings, objects, complex, bool).
     """
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch.Tensor (torch not imported)
-        if values.is_complex():
+        if values.is_complex() or str(values.dtype) == "torch.bool":
             raise DTypeError(
-                f"Expected `{name}` to hold real numbers, but got dtype {values.dtype}."
+                f"Expected `{name}` to hold real numbers (int or float), but got dtype "
+                f"{values.dtype}."
             )
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu().double().numpy()  # half and bfloat16 included
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as error:  # ragged nested sequences
@@ -118,7 +119,7 @@ def rng_keyword(function: Callable[..., Any]) -> str:
 
 
 def scipy_wilcoxon_method(method: str) -> str:
-    """scipy's name for a Wilcoxon ``method``: ``"asymptotic"`` was ``"approx"`` before scipy 1.13."""
+    """scipy's name for a Wilcoxon ``method`` (``"asymptotic"`` was ``"approx"`` before 1.13)."""
     import scipy
 
     major, minor = (int(part) for part in scipy.__version__.split(".")[:2])

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -502,8 +503,8 @@ def pairwise_tests(scores: Any, *, higher_is_better: bool | None,
         confidence: Coverage of the bootstrap interval of the median difference.
         n_resamples: Bootstrap resamples of the median difference.
         seed: Seed of the bootstrap and the permutations (one generator per pair,
-            seeded from ``seed`` and the pair's position, so a pair's result does not
-            depend on which other pairs are computed before it).
+            seeded from ``seed`` and the two names, so a pair's result does not depend
+            on which other methods are compared).
         n_permutations: Permutation-test draws (``test="permutation"``).
 
     Shape:
@@ -529,8 +530,9 @@ def pairwise_tests(scores: Any, *, higher_is_better: bool | None,
     k = values.shape[0]
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     rows = []
-    for index, (i, j) in enumerate(pairs):
-        rng = np.random.default_rng([int(seed), index])
+    for i, j in pairs:
+        rng = np.random.default_rng([int(seed), zlib.crc32(names[i].encode()),
+                                     zlib.crc32(names[j].encode())])
         if test == "wilcoxon":
             result = wilcoxon_test(values[i], values[j], zero_method=zero_method)
         else:

@@ -156,6 +156,9 @@ def test_friedman_edge_cases():
     assert single.statistic == pytest.approx(2.0) and math.isnan(single.iman_davenport)
     one_method = friedman_test(np.array([[1.0, 2.0], [np.nan, np.nan]]), higher_is_better=True)
     assert one_method.k == 1 and math.isnan(one_method.statistic)
+    nothing = friedman_test(np.full((3, 4), np.nan), higher_is_better=True)
+    assert (nothing.k, nothing.n, nothing.n_dropped, nothing.excluded) == (0, 0, 4, ("0", "1", "2"))
+    assert nemenyi_test(np.full((3, 4), np.nan), higher_is_better=True).groups == ()
     no_block = friedman_test(np.array([[1.0, np.nan], [np.nan, 2.0]]), higher_is_better=True)
     assert no_block.n == 0 and math.isnan(no_block.p_value)
     with pytest.raises(OptionError, match="tie_correction"):

@@ -127,7 +127,7 @@ class FriedmanResult:
 def _complete(values: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple, tuple, int]:
     has_any = np.isfinite(values).any(axis=1)
     kept = values[has_any]
-    complete = np.isfinite(kept).all(axis=0)
+    complete = np.isfinite(kept).all(axis=0) & bool(kept.shape[0])  # no method: no block
     return (kept[:, complete], tuple(n for n, h in zip(names, has_any) if h),
             tuple(n for n, h in zip(names, has_any) if not h), int((~complete).sum()))
 

@@ -37,7 +37,8 @@ from xaiscore.stats._input import (
     orient,
     rng_keyword,
 )
-from xaiscore.stats.paired import ZERO_METHODS, PairwiseTests, pairwise_tests
+from xaiscore.stats.paired import ZERO_METHODS
+from xaiscore.stats.pairwise import PairwiseTests, pairwise_tests
 
 __all__ = ["Verdict", "WinRates", "scoreboard_verdict", "win_rates"]
 

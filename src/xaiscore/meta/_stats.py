@@ -1,5 +1,8 @@
 """Batched rank statistics for the meta-evaluation: Wilcoxon signed-rank p-values, Kendall's tau-b, ranks.
 
+Kendall's tau-b is :func:`xaiscore.stats.kendall_tau_b`, re-exported here (one
+implementation for the whole library).
+
 Every function works on the last axis of its inputs, for any number of leading
 (batch) axes, with an optional ``valid`` mask that drops entries (pairs) from
 the statistic, all in float64 on the input's device, without host
@@ -34,6 +37,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import OptionError, ShapeError, check_option
+from xaiscore.stats.kendall import kendall_tau_b
 
 __all__ = ["EXACT_MAX_N", "wilcoxon_p_value", "kendall_tau_b", "average_ranks_small"]
 
@@ -162,42 +166,6 @@ def wilcoxon_p_value(
         p_exact = upper
     p = torch.where(exact, p_exact, p_normal)
     return torch.where(n > 0, p, torch.full_like(p, math.nan))
-
-
-def kendall_tau_b(x: Tensor, y: Tensor, valid: Tensor | None = None) -> Tensor:
-    r"""Kendall's tau-b between ``x`` and ``y`` along the last axis (as ``scipy.stats.kendalltau``).
-
-    .. math:: \tau_b = \frac{\sum_{i<j} s^x_{ij} s^y_{ij}}{\sqrt{\sum_{i<j} (s^x_{ij})^2 \sum_{i<j} (s^y_{ij})^2}},
-              \quad s^x_{ij} = \operatorname{sign}(x_i - x_j)
-
-    over the entries that are valid and finite in both. Builds the pairwise
-    sign matrices, so it is meant for short axes (methods, not pixels).
-
-    Returns:
-        ``(...)`` float64; NaN where either side is constant over the valid
-        entries or fewer than two entries are valid.
-
-    Shape:
-        - x, y, valid: ``(..., L)`` (broadcastable)
-        - output: ``(...)``
-
-    Example:
-        >>> kendall_tau_b(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 3.0, 2.0, 4.0])).item()
-        0.6666666666666666
-    """
-    x, y = torch.broadcast_tensors(x.to(torch.float64), y.to(torch.float64))
-    if x.ndim == 0:
-        raise ShapeError("Expected `x` and `y` with an axis to rank along (the last), but got scalars.")
-    keep = torch.isfinite(x) & torch.isfinite(y)
-    if valid is not None:
-        keep = keep & torch.broadcast_to(valid, x.shape)
-    pair = keep.unsqueeze(-1) & keep.unsqueeze(-2)
-    sx = torch.sign(x.unsqueeze(-1) - x.unsqueeze(-2)).nan_to_num(0.0) * pair
-    sy = torch.sign(y.unsqueeze(-1) - y.unsqueeze(-2)).nan_to_num(0.0) * pair
-    numerator = (sx * sy).sum((-2, -1))
-    denominator = torch.sqrt((sx * sx).sum((-2, -1)) * (sy * sy).sum((-2, -1)))
-    tau = numerator / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
-    return torch.where(denominator > 0, tau, torch.full_like(tau, math.nan))
 
 
 def average_ranks_small(values: Tensor, dim: int = -1) -> Tensor:

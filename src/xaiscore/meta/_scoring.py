@@ -221,6 +221,54 @@ def _shape_classes(explanations: list[Tensor]) -> list[list[int]]:
     return list(classes.values())
 
 
+def _merged(groups: Sequence[Group]) -> Group:
+    """The rows of every group as one problem without a model (for metrics that do not use it)."""
+    n_methods = len(groups[0].explanations)
+    explanations = [_cat([g.explanations[method] for g in groups]) for method in range(n_methods)]
+    return Group(
+        model=None,
+        x=_cat([g.x for g in groups]),  # type: ignore[arg-type]
+        target=_cat([g.target for g in groups]),  # type: ignore[arg-type]
+        explanations=explanations,  # type: ignore[arg-type]
+        mask=_cat([g.mask for g in groups]),
+        segments=_cat([g.segments for g in groups]),
+        label="+".join(g.label for g in groups),
+        factories=groups[0].factories,
+        method_names=groups[0].method_names,
+    )
+
+
+def _score_per_method(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+                      validate: bool) -> list[Tensor]:
+    """One call per method, each with the method's explainer bound to the unit's model."""
+    rows = []
+    for method in range(len(unit.explanations)):
+        explainer = BoundExplainer(unit.factories[method], unit.model, unit.method_names[method])
+        inputs = {"model": unit.model, "forward_fn": unit.model, "x": unit.x, "target": unit.target,
+                  "a": unit.explanations[method], "mask": unit.mask, "segments": unit.segments,
+                  "explain_fn": explainer, "explainer_factory": explainer}
+        rows.append(_call(planned, inputs, n=len(unit), max_batch_size=max_batch_size, validate=validate,
+                          seed=derive_seed(seed, unit_index, "method", method)))
+    return rows
+
+
+def _score_stacked(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+                   validate: bool) -> list[Tensor]:
+    """One call per class of methods whose maps have the same shape, their rows stacked."""
+    n = len(unit)
+    rows: list[Tensor | None] = [None] * len(unit.explanations)
+    for class_index, members in enumerate(_shape_classes(unit.explanations)):
+        times = len(members)
+        inputs = {"model": unit.model, "forward_fn": unit.model, "x": _repeat(unit.x, times),
+                  "target": _repeat(unit.target, times), "a": _cat([unit.explanations[m] for m in members]),
+                  "mask": _repeat(unit.mask, times), "segments": _repeat(unit.segments, times)}
+        scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
+                       seed=derive_seed(seed, unit_index, "class", class_index))
+        for position, method in enumerate(members):
+            rows[method] = scores[position * n:(position + 1) * n]
+    return rows  # type: ignore[return-value]
+
+
 def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_size: int, seed: int,
                  validate: bool) -> Tensor:
     """Score every method on every group: ``(L, sum of the groups' n)`` float64, groups in order.
@@ -229,44 +277,9 @@ def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_s
     gets its own generator (or ``seed``), derived from ``seed`` and the call's
     position in this plan, which does not depend on ``max_batch_size``.
     """
-    units: list[Group]
-    if planned.shares_model and len(groups) > 1:
-        units = [Group(
-            model=None,
-            x=_cat([g.x for g in groups]),  # type: ignore[arg-type]
-            target=_cat([g.target for g in groups]),  # type: ignore[arg-type]
-            explanations=[_cat([g.explanations[l] for g in groups]) for l in range(len(groups[0].explanations))],
-            mask=_cat([g.mask for g in groups]),
-            segments=_cat([g.segments for g in groups]),
-            label="+".join(g.label for g in groups),
-            factories=groups[0].factories,
-            method_names=groups[0].method_names,
-        )]
-    else:
-        units = list(groups)
-    columns = []
-    for unit_index, unit in enumerate(units):
-        n = len(unit)
-        n_methods = len(unit.explanations)
-        rows: list[Tensor | None] = [None] * n_methods
-        base = {"model": unit.model, "forward_fn": unit.model}
-        if planned.per_method:
-            for l in range(n_methods):
-                inputs = dict(base, x=unit.x, target=unit.target, a=unit.explanations[l], mask=unit.mask,
-                              segments=unit.segments,
-                              explain_fn=BoundExplainer(unit.factories[l], unit.model, unit.method_names[l]))
-                inputs["explainer_factory"] = inputs["explain_fn"]
-                rows[l] = _call(planned, inputs, n=n, max_batch_size=max_batch_size, validate=validate,
-                                seed=derive_seed(seed, unit_index, "method", l))
-        else:
-            for class_index, members in enumerate(_shape_classes(unit.explanations)):
-                times = len(members)
-                inputs = dict(base, x=_repeat(unit.x, times), target=_repeat(unit.target, times),
-                              a=_cat([unit.explanations[l] for l in members]), mask=_repeat(unit.mask, times),
-                              segments=_repeat(unit.segments, times))
-                scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
-                               seed=derive_seed(seed, unit_index, "class", class_index))
-                for position, l in enumerate(members):
-                    rows[l] = scores[position * n:(position + 1) * n]
-        columns.append(torch.stack(rows))  # type: ignore[arg-type]
+    units = [_merged(groups)] if planned.shares_model and len(groups) > 1 else list(groups)
+    score_unit = _score_per_method if planned.per_method else _score_stacked
+    columns = [torch.stack(score_unit(planned, unit, unit_index, max_batch_size=max_batch_size, seed=seed,
+                                      validate=validate))
+               for unit_index, unit in enumerate(units)]
     return columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.random import derive_seed
 from xaiscore._checks import ShapeError
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
 
 __all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]

@@ -197,18 +197,7 @@ def build_dataset(
     metric_info = metric_info or {}
     skipped = skipped or {}
 
-    data_vars: dict[str, Any] = {}
-    for metric in list(scores) + [c for c in curves if c not in scores]:
-        if metric in _RESERVED or metric.endswith(("_curve", "_step")):
-            raise OptionError(f"Expected a metric name other than {metric!r} (a reserved results name).")
-        var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
-        if metric in scores:
-            values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
-            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
-            data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
-        if metric in curves:
-            data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
-                                                           coords=coords, attrs=var_attrs)
+    data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
     _add_run_coord(data_vars, coords)
     if examples is not None:
         _add_examples(data_vars, coords, examples, methods)
@@ -227,6 +216,26 @@ def build_dataset(
     for key, value in (attrs or {}).items():
         ds.attrs[key] = _netcdf_safe(value)
     return ds
+
+
+def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[str, Mapping[str, Any]],
+                      curve_x: Mapping[str, Any], metric_info: Mapping[str, Mapping[str, Any]],
+                      skipped: Mapping[str, Mapping[str, str]], methods: list[str], n: int, *,
+                      coords: dict[str, Any]) -> dict[str, Any]:
+    """name -> variable: each metric's scores (``<metric>``) and curve (``<metric>_curve``)."""
+    data_vars: dict[str, Any] = {}
+    for metric in list(scores) + [c for c in curves if c not in scores]:
+        if metric in _RESERVED or metric.endswith(("_curve", "_step")):
+            raise OptionError(f"Expected a metric name other than {metric!r} (a reserved results name).")
+        var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
+        if metric in scores:
+            values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
+            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
+            data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
+        if metric in curves:
+            data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
+                                                           coords=coords, attrs=var_attrs)
+    return data_vars
 
 
 def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],

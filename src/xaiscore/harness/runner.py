@@ -42,14 +42,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._checks import OptionError, check_option, check_positive_int
+from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
-from xaiscore.harness.models import build_model
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
-from xaiscore._engine.random import derive_seed
+from xaiscore.harness.models import build_model
 from xaiscore.harness.scoring import (
     PlannedMetric,
     call_metric,

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.batching import check_max_batch_size
 from xaiscore._checks import (
     DeviceError,
     DTypeError,
@@ -28,8 +27,15 @@ from xaiscore._checks import (
     check_target,
     check_tensor,
 )
+from xaiscore._engine.batching import check_max_batch_size
+from xaiscore._engine.random import derive_seed, draw_seed, resolve_generator
 from xaiscore._version import __version__
-from xaiscore.explainers import ConstantExplainer, QuantusExplainer, RandomExplainer, random_explainer
+from xaiscore.explainers import (
+    ConstantExplainer,
+    QuantusExplainer,
+    RandomExplainer,
+    random_explainer,
+)
 from xaiscore.meta._dataset import build_dataset, import_xarray, nan_stats
 from xaiscore.meta._scoring import (
     ExplainerFactory,
@@ -40,7 +46,6 @@ from xaiscore.meta._scoring import (
     predict,
     score_groups,
 )
-from xaiscore._engine.random import derive_seed, draw_seed, resolve_generator
 from xaiscore.meta.agreement import metric_agreement, split_half_reliability
 from xaiscore.meta.consistency import consistency, meta_consistency, random_mc_level
 from xaiscore.meta.perturbation import (

@@ -57,6 +57,7 @@ from xaiscore.quantus_compat._inputs import (
     resolve_device,
     targets_tensor,
 )
+
 # Kept under its old name for the tests that import it from here.
 from xaiscore.quantus_compat._inputs import expand_like_quantus as _expand_like_quantus  # noqa: F401
 

@@ -44,7 +44,13 @@ from xaiscore.harness.data._base import (
     resolve_path,
     row_id,
 )
-from xaiscore.harness.data._io import ImageLocator, is_blank, load_image, parse_number, read_csv_rows
+from xaiscore.harness.data._io import (
+    ImageLocator,
+    is_blank,
+    load_image,
+    parse_number,
+    read_csv_rows,
+)
 from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 

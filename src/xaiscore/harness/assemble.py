@@ -23,11 +23,15 @@ __all__ = ["assemble", "gather_examples"]
 _SAMPLE_KEYS = ("index", "source_id", "label", "target", "prediction", "finding")
 
 
-def _concat(parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...] | None) -> Tensor | None:
+def _concat(
+    parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...] | None
+) -> Tensor | None:
     if tail is None:
         return None
-    filled = [p if p is not None else torch.full((rows, *tail), float("nan"), dtype=torch.float64)
-              for p, rows in zip(parts, n_rows)]
+    filled = [
+        p if p is not None else torch.full((rows, *tail), float("nan"), dtype=torch.float64)
+        for p, rows in zip(parts, n_rows)
+    ]
     return torch.cat(filled, dim=0)
 
 
@@ -41,8 +45,9 @@ class _Arrays:
     skipped: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _split_shards(shards: Sequence[_Shard | None],
-                  batches: list[int]) -> tuple[list[_Shard | None], list[tuple[int, str]]]:
+def _split_shards(
+    shards: Sequence[_Shard | None], batches: list[int]
+) -> tuple[list[_Shard | None], list[tuple[int, str]]]:
     """The usable shard of each batch (``None``: missing or failed), and the failed ``(batch, error)``."""
     usable: list[_Shard | None] = []
     errors: list[tuple[int, str]] = []
@@ -54,15 +59,23 @@ def _split_shards(shards: Sequence[_Shard | None],
     return usable, errors
 
 
-def _add_metric(arrays: _Arrays, method: str, name: str, shards: Sequence[_Shard | None], batches: list[int],
-                rows: list[int], repeats: int) -> None:
+def _add_metric(
+    arrays: _Arrays,
+    method: str,
+    name: str,
+    shards: Sequence[_Shard | None],
+    batches: list[int],
+    rows: list[int],
+    repeats: int,
+) -> None:
     """One (method, metric): its scores (and curve) over all batches, NaN where a batch failed."""
     usable, errors = _split_shards(shards, batches)
     good = [s for s in usable if s is not None]
     if errors:
         first_batch, message = errors[0]
         arrays.skipped.setdefault(name, {})[method] = (
-            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}")
+            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}"
+        )
     if not good and not errors:
         return
     runs = good[0].score.shape[1] if good else repeats
@@ -77,9 +90,14 @@ def _add_metric(arrays: _Arrays, method: str, name: str, shards: Sequence[_Shard
 
 def _metric_info(runner: _Runner) -> dict[str, dict[str, Any]]:
     return {
-        p.spec.name: {"family": p.spec.family, "higher_is_better": p.spec.higher_is_better,
-                      "citation": p.spec.citation, "description": p.spec.description,
-                      "settings": p.settings, "stochastic": p.spec.stochastic}
+        p.spec.name: {
+            "family": p.spec.family,
+            "higher_is_better": p.spec.higher_is_better,
+            "citation": p.spec.citation,
+            "description": p.spec.description,
+            "settings": p.settings,
+            "stochastic": p.spec.stochastic,
+        }
         for p in runner.plan
     }
 
@@ -113,8 +131,9 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
             name = planned.spec.name
             shards = [results[b].shards.get((method.name, name)) for b in batches]
             _add_metric(arrays, method.name, name, shards, batches, rows, runner._repeats(planned))
-    examples = gather_examples([results[b].examples for b in batches if results[b].examples],
-                               runner.n_examples)
+    examples = gather_examples(
+        [results[b].examples for b in batches if results[b].examples], runner.n_examples
+    )
     return build_dataset(
         methods=[m.name for m in runner.methods],
         samples=samples,
@@ -133,8 +152,11 @@ def gather_examples(parts: list[dict[str, Any]], n_examples: int) -> dict[str, A
     """Up to ``n_examples`` example images over all batches, positives first, in batch order."""
     if not parts or n_examples == 0:
         return None
-    rows = [(not positive, part_index, row) for part_index, part in enumerate(parts)
-            for row, positive in enumerate(part["positive"])]
+    rows = [
+        (not positive, part_index, row)
+        for part_index, part in enumerate(parts)
+        for row, positive in enumerate(part["positive"])
+    ]
     chosen = sorted(rows)[:n_examples]
     chosen.sort(key=lambda item: (item[1], item[2]))
     width = max(parts[p]["boxes"].shape[1] for _, p, _ in chosen)
@@ -152,6 +174,7 @@ def gather_examples(parts: list[dict[str, Any]], n_examples: int) -> dict[str, A
         "image": pick("image"),
         "mask": pick("mask"),
         "boxes": boxes,
-        "attributions": {m: torch.stack([parts[p]["attributions"][m][r] for _, p, r in chosen])
-                         for m in methods},
+        "attributions": {
+            m: torch.stack([parts[p]["attributions"][m][r] for _, p, r in chosen]) for m in methods
+        },
     }

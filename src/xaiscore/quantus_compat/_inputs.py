@@ -270,7 +270,9 @@ def targets_tensor(y_batch: Any, *, n: int, device: torch.device) -> Tensor:
     return y
 
 
-def attributions_tensor(a_batch: Any, layout: Layout, *, like: Tensor, device: torch.device) -> Tensor:
+def attributions_tensor(
+    a_batch: Any, layout: Layout, *, like: Tensor, device: torch.device
+) -> Tensor:
     """A given ``a_batch`` as ``(B, 1|C, *S)`` floats like the canonical inputs ``like``.
 
     A channel-last ``a_batch`` with the dimensions of ``x_batch`` is moved to
@@ -281,8 +283,12 @@ def attributions_tensor(a_batch: Any, layout: Layout, *, like: Tensor, device: t
     """
     a_np = _numpy(a_batch)
     raw_shape, x_shape = layout.raw_shape, layout.x_shape
-    if (not layout.channel_first and a_np.ndim == len(raw_shape)
-            and a_np.shape[-1] in (1, raw_shape[-1]) and a_np.shape[1:-1] == raw_shape[1:-1]):
+    if (
+        not layout.channel_first
+        and a_np.ndim == len(raw_shape)
+        and a_np.shape[-1] in (1, raw_shape[-1])
+        and a_np.shape[1:-1] == raw_shape[1:-1]
+    ):
         a_np = channel_last_to_first(a_np)
     a_np = expand_like_quantus(a_np, x_shape)
     if len(x_shape) > 2 and a_np.shape[1:] not in (tuple(x_shape[1:]), (1,) + tuple(x_shape[2:])):

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.random import derive_seed
 from xaiscore._checks import ShapeError
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
 
 __all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]
@@ -149,27 +149,11 @@ class PrecomputedAttributions:
         if not self.path.is_file():
             raise ConfigError(f"Precomputed attributions file {str(self.path)!r} does not exist.")
         suffix = self.path.suffix.lower()
-        if suffix in (".pt", ".pth"):
-            ids, maps = self._load_torch()
-        elif suffix == ".npz":
-            with np.load(self.path, allow_pickle=False) as data:
-                missing = [k for k in ("ids", "attributions") if k not in data.files]
-                if missing:
-                    raise ConfigError(f"{self.path}: expected arrays 'ids' and 'attributions', but {missing} "
-                                      f"are missing (it holds {data.files}).")
-                ids, maps = [str(i) for i in data["ids"]], torch.from_numpy(np.asarray(data["attributions"]))
-        elif suffix == ".npy":
-            if self.ids_path is None:
-                raise ConfigError(f"{self.path}: a .npy file holds no sample ids; give `ids`, a text file with "
-                                  "one id per line (or use .npz, .pt or .nc).")
-            if not self.ids_path.is_file():
-                raise ConfigError(f"Ids file {str(self.ids_path)!r} (for {self.path}) does not exist.")
-            ids = [line.strip() for line in self.ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            maps = torch.from_numpy(np.load(self.path, allow_pickle=False))
-        elif suffix == ".nc":
-            ids, maps = self._load_netcdf()
-        else:
+        readers = {".pt": self._load_torch, ".pth": self._load_torch, ".npz": self._load_npz,
+                   ".npy": self._load_npy, ".nc": self._load_netcdf}
+        if suffix not in readers:
             raise ConfigError(f"{self.path}: expected a .pt, .pth, .npz, .npy or .nc file, but got {suffix!r}.")
+        ids, maps = readers[suffix]()
         count = maps.shape[0] if isinstance(maps, Tensor) and maps.ndim else len(maps)
         if count != len(ids):
             raise ConfigError(f"{self.path}: expected one map per id, but got {len(ids)} ids and {count} maps.")
@@ -178,6 +162,23 @@ class PrecomputedAttributions:
             raise ConfigError(f"{self.path}: sample ids occur more than once: {duplicates[:5]}.")
         self._index = {sample_id: i for i, sample_id in enumerate(ids)}
         self._maps = maps
+
+    def _load_npz(self) -> tuple[list[str], Tensor]:
+        with np.load(self.path, allow_pickle=False) as data:
+            missing = [k for k in ("ids", "attributions") if k not in data.files]
+            if missing:
+                raise ConfigError(f"{self.path}: expected arrays 'ids' and 'attributions', but {missing} "
+                                  f"are missing (it holds {data.files}).")
+            return [str(i) for i in data["ids"]], torch.from_numpy(np.asarray(data["attributions"]))
+
+    def _load_npy(self) -> tuple[list[str], Tensor]:
+        if self.ids_path is None:
+            raise ConfigError(f"{self.path}: a .npy file holds no sample ids; give `ids`, a text file with "
+                              "one id per line (or use .npz, .pt or .nc).")
+        if not self.ids_path.is_file():
+            raise ConfigError(f"Ids file {str(self.ids_path)!r} (for {self.path}) does not exist.")
+        ids = [line.strip() for line in self.ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return ids, torch.from_numpy(np.load(self.path, allow_pickle=False))
 
     def _load_torch(self) -> tuple[list[str], Tensor | list[Tensor]]:
         try:

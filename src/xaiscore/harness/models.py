@@ -8,6 +8,8 @@
 * :func:`load_model` -- a user's model: an importable factory
   ``"package.module:function"`` plus a state-dict file, a TorchScript file,
   or a ``torch.export`` program.
+* :func:`build_model` -- the model of a run config: a user's, or the demo CNN
+  trained once on synthetic data and cached in the run folder.
 * :func:`model_fingerprint` -- a hash of the weights, so that a resumed run
   can refuse to mix results of two different models.
 
@@ -27,19 +29,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
+from xaiscore._engine.random import derive_seed
 from xaiscore.harness.config import ConfigError
 
-__all__ = ["SmallCNN", "train_model", "accuracy", "load_model", "eval_mode", "model_fingerprint", "stack_dataset"]
+if TYPE_CHECKING:
+    from xaiscore.harness.config import RunConfig
+    from xaiscore.harness.distributed import DistributedContext
+    from xaiscore.harness.store import RunStore
+
+__all__ = [
+    "SmallCNN",
+    "train_model",
+    "accuracy",
+    "load_model",
+    "build_model",
+    "eval_mode",
+    "model_fingerprint",
+    "stack_dataset",
+]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
@@ -267,39 +285,52 @@ def load_model(
     if sum(source is not None for source in (factory, torchscript, exported)) != 1:
         raise ConfigError("Expected exactly one of `factory`, `torchscript` and `exported` to load a model.")
     if torchscript is not None:
-        path = _existing(torchscript, "TorchScript model file")
-        try:
-            model = torch.jit.load(str(path), map_location=device)
-        except RuntimeError as error:
-            raise ConfigError(f"Cannot load the TorchScript model {str(path)!r}: {error}") from error
-        return model.eval()
+        return _load_torchscript(torchscript, device)
     if exported is not None:
-        path = _existing(exported, "Exported program file")
-        try:
-            program = torch.export.load(str(path))
-        except Exception as error:  # torch raises several types for a bad file; name the file
-            raise ConfigError(f"Cannot load the exported program {str(path)!r}: {error}") from error
-        return eval_mode(program.module().to(device))
+        return _load_exported(exported, device)
     build = _import_factory(factory) if isinstance(factory, str) else factory
     model = build(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise DTypeError(f"Expected the model factory to return a torch.nn.Module, but got {type(model).__name__}.")
     if state_dict is not None:
         path = _existing(state_dict, "State-dict file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for a bad file; name the file and re-raise
-            raise ConfigError(f"Cannot read the state dict {str(path)!r}: {error}") from error
-        if isinstance(state, Mapping):
-            for key in ("state_dict", "model"):
-                if isinstance(state.get(key), Mapping):
-                    state = state[key]
-                    break
+        state = _read_state_dict(path)
         try:
             model.load_state_dict(state, strict=strict)
         except RuntimeError as error:
             raise ConfigError(f"The state dict {str(path)!r} does not fit the model: {error}") from error
     return model.to(device).eval()
+
+
+def _load_torchscript(file: str | os.PathLike[str], device: torch.device | str) -> nn.Module:
+    path = _existing(file, "TorchScript model file")
+    try:
+        model = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as error:
+        raise ConfigError(f"Cannot load the TorchScript model {str(path)!r}: {error}") from error
+    return model.eval()
+
+
+def _load_exported(file: str | os.PathLike[str], device: torch.device | str) -> nn.Module:
+    path = _existing(file, "Exported program file")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as error:  # torch raises several types for a bad file; name the file
+        raise ConfigError(f"Cannot load the exported program {str(path)!r}: {error}") from error
+    return eval_mode(program.module().to(device))
+
+
+def _read_state_dict(path: Path) -> Any:
+    """A state dict from ``path``: the file's mapping, or the one it holds under ``state_dict``/``model``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a bad file; name the file and re-raise
+        raise ConfigError(f"Cannot read the state dict {str(path)!r}: {error}") from error
+    if isinstance(state, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), Mapping):
+                return state[key]
+    return state
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -312,3 +343,93 @@ def model_fingerprint(model: nn.Module) -> str:
             digest.update(str((tuple(data.shape), data.dtype)).encode())
             digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()[:16]
+
+
+# --- the model of a run config ----------------------------------------------------------------
+
+
+def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+                progress: bool = False) -> nn.Module:
+    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``."""
+    model_config = config.model
+    device = context.device
+    if model_config.kind == "factory":
+        return load_model(factory=model_config.factory, state_dict=model_config.state_dict,
+                          kwargs=model_config.kwargs, device=device)
+    if model_config.kind == "torchscript":
+        return load_model(torchscript=model_config.path, device=device)
+    if model_config.kind == "exported":
+        return load_model(exported=model_config.path, device=device)
+    if config.dataset.kind != "synthetic":
+        raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
+                          f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
+    return _demo_model(config, dataset, store=store, context=context, progress=progress)
+
+
+_TRAIN_KEYS = frozenset({"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay", "stop_at_accuracy"})
+
+
+def _demo_settings(config: RunConfig, dataset: Any) -> tuple[dict[str, Any], Any]:
+    """What the demo model depends on (training and dataset options, input channels, classes); the first sample."""
+    train = {"n": 256, "epochs": 8, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
+             "stop_at_accuracy": 0.98, **config.model.train}
+    unknown = sorted(set(train) - _TRAIN_KEYS)
+    if unknown:
+        raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
+    sample = dataset[0]
+    settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
+                "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
+    return settings, sample
+
+
+def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+                progress: bool) -> nn.Module:
+    """The demo CNN: loaded from ``store`` when trained with the same settings, else trained (rank 0)."""
+    device = context.device
+    settings, sample = _demo_settings(config, dataset)
+    train = settings["train"]
+
+    def fresh(mean: float = 0.5, std: float = 0.25) -> nn.Module:
+        return SmallCNN(settings["in_channels"], len(dataset.class_names), width=train["width"],
+                        spatial_dims=sample.image.ndim - 1, input_mean=mean, input_std=std,
+                        generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
+
+    cached = store.load(store.model_path) if store is not None else None
+    if cached is not None and cached.get("settings") == json.loads(json.dumps(settings, default=str)):
+        model = fresh()
+        model.load_state_dict(cached["state_dict"])
+        return model.to(device).eval()
+    model = fresh()
+    if context.is_main or store is None:
+        model = _train_demo(config, fresh, settings, store=store, context=context, progress=progress)
+    if store is not None and context.world_size > 1:
+        context.barrier()
+        if not context.is_main:
+            model.load_state_dict(store.load(store.model_path)["state_dict"])
+    return model.to(device).eval()
+
+
+def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], settings: dict[str, Any], *,
+                store: RunStore | None, context: DistributedContext, progress: bool) -> nn.Module:
+    """Train a fresh demo model on its own synthetic training set; store it when there is a run folder."""
+    from xaiscore.harness.data.registry import open_dataset
+
+    train = settings["train"]
+    options = {**config.dataset.options, "n": train["n"],
+               "seed": derive_seed(config.dataset.options.get("seed", 0), "train") % 2**31}
+    training_data = open_dataset("synthetic", **options)
+    images, _ = stack_dataset(training_data)
+    model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
+    wrap = None
+    if progress and context.is_main:
+        from tqdm.auto import tqdm
+
+        def wrap(iterator: Any) -> Any:
+            return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
+    train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
+                weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
+                stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+    if store is not None:
+        store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
+                                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
+    return model

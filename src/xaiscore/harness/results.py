@@ -190,63 +190,15 @@ def build_dataset(
     methods = [str(m) for m in methods]
     if len(set(methods)) != len(methods):
         raise OptionError(f"Expected distinct method names, but got {methods}.")
-    missing = [k for k in SAMPLE_COORDS if k not in samples]
-    if missing:
-        raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
+    coords = _sample_coords(methods, samples, sample_index)
     n = len(samples["source_id"])
-    coords: dict[str, Any] = {
-        "method": np.array(methods, dtype=object),
-        "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),
-    }
-    for key, kind in SAMPLE_COORDS.items():
-        values = list(samples[key])
-        if len(values) != n:
-            raise ShapeError(f"Expected sample coordinate {key!r} of length {n}, but got {len(values)}.")
-        array = np.array([str(v) for v in values], dtype=object) if kind is str \
-            else np.asarray(values, dtype=np.int64)
-        coords[key] = ("sample", array)
     curves = curves or {}
     curve_x = curve_x or {}
     metric_info = metric_info or {}
     skipped = skipped or {}
 
-    data_vars: dict[str, Any] = {}
-    for metric in list(scores) + [c for c in curves if c not in scores]:
-        if metric in _RESERVED or metric.endswith(("_curve", "_step")):
-            raise OptionError(f"Expected a metric name other than {metric!r} (a reserved results name).")
-        info = metric_info.get(metric, {})
-        var_attrs = {
-            "family": str(info.get("family", "")),
-            "higher_is_better": _direction(info.get("higher_is_better")),
-            "citation": str(info.get("citation", "")),
-            "description": str(info.get("description", "")),
-            "settings": to_json(info.get("settings", {})),
-            "stochastic": int(bool(info.get("stochastic", False))),
-            "skipped": to_json(dict(skipped.get(metric, {}))),
-        }
-        if metric in scores:
-            values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
-            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
-            data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
-        if metric in curves:
-            values = _stack_methods(curves[metric], methods, n, what=f"curves of {metric!r}")
-            step = f"{metric}_step"
-            dims = ("method", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
-            x_positions = curve_x.get(metric)
-            x_positions = np.arange(values.shape[-1], dtype=np.float64) if x_positions is None \
-                else _as_array(x_positions, what=f"curve x of {metric!r}")
-            if x_positions.shape != (values.shape[-1],):
-                raise ShapeError(
-                    f"Expected the x positions of {metric!r} of shape ({values.shape[-1]},), "
-                    f"but got {x_positions.shape}."
-                )
-            coords[step] = x_positions
-            data_vars[f"{metric}_curve"] = xr.Variable(dims, values, attrs=var_attrs)
-    runs = {v.shape[v.dims.index("run")] for v in data_vars.values() if "run" in v.dims}
-    if len(runs) > 1:
-        raise ShapeError(f"Expected one number of runs for every stochastic metric, but got {sorted(runs)}.")
-    if runs:
-        coords["run"] = np.arange(runs.pop())
+    data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
+    _add_run_coord(data_vars, coords)
     if examples is not None:
         _add_examples(data_vars, coords, examples, methods)
 
@@ -264,6 +216,86 @@ def build_dataset(
     for key, value in (attrs or {}).items():
         ds.attrs[key] = _netcdf_safe(value)
     return ds
+
+
+def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[str, Mapping[str, Any]],
+                      curve_x: Mapping[str, Any], metric_info: Mapping[str, Mapping[str, Any]],
+                      skipped: Mapping[str, Mapping[str, str]], methods: list[str], n: int, *,
+                      coords: dict[str, Any]) -> dict[str, Any]:
+    """name -> variable: each metric's scores (``<metric>``) and curve (``<metric>_curve``)."""
+    data_vars: dict[str, Any] = {}
+    for metric in list(scores) + [c for c in curves if c not in scores]:
+        if metric in _RESERVED or metric.endswith(("_curve", "_step")):
+            raise OptionError(f"Expected a metric name other than {metric!r} (a reserved results name).")
+        var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
+        if metric in scores:
+            values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
+            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
+            data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
+        if metric in curves:
+            data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
+                                                           coords=coords, attrs=var_attrs)
+    return data_vars
+
+
+def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
+                   sample_index: Sequence[int] | None) -> dict[str, Any]:
+    """The ``method`` and ``sample`` coordinates and the per-sample coordinates of :data:`SAMPLE_COORDS`."""
+    missing = [k for k in SAMPLE_COORDS if k not in samples]
+    if missing:
+        raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
+    n = len(samples["source_id"])
+    coords: dict[str, Any] = {
+        "method": np.array(methods, dtype=object),
+        "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),
+    }
+    for key, kind in SAMPLE_COORDS.items():
+        values = list(samples[key])
+        if len(values) != n:
+            raise ShapeError(f"Expected sample coordinate {key!r} of length {n}, but got {len(values)}.")
+        array = np.array([str(v) for v in values], dtype=object) if kind is str \
+            else np.asarray(values, dtype=np.int64)
+        coords[key] = ("sample", array)
+    return coords
+
+
+def _metric_attrs(info: Mapping[str, Any], skipped: Mapping[str, str]) -> dict[str, Any]:
+    """A metric variable's netCDF-safe attrs."""
+    return {
+        "family": str(info.get("family", "")),
+        "higher_is_better": _direction(info.get("higher_is_better")),
+        "citation": str(info.get("citation", "")),
+        "description": str(info.get("description", "")),
+        "settings": to_json(info.get("settings", {})),
+        "stochastic": int(bool(info.get("stochastic", False))),
+        "skipped": to_json(dict(skipped)),
+    }
+
+
+def _curve_variable(metric: str, curves: Mapping[str, Any], x: Any, methods: list[str], n: int, *,
+                    coords: dict[str, Any], attrs: dict[str, Any]) -> xr.Variable:
+    """The ``<metric>_curve`` variable; its ``<metric>_step`` coordinate (x positions) goes into ``coords``."""
+    values = _stack_methods(curves, methods, n, what=f"curves of {metric!r}")
+    step = f"{metric}_step"
+    dims = ("method", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
+    x_positions = np.arange(values.shape[-1], dtype=np.float64) if x is None \
+        else _as_array(x, what=f"curve x of {metric!r}")
+    if x_positions.shape != (values.shape[-1],):
+        raise ShapeError(
+            f"Expected the x positions of {metric!r} of shape ({values.shape[-1]},), "
+            f"but got {x_positions.shape}."
+        )
+    coords[step] = x_positions
+    return xr.Variable(dims, values, attrs=attrs)
+
+
+def _add_run_coord(data_vars: dict[str, Any], coords: dict[str, Any]) -> None:
+    """The ``run`` coordinate, when stochastic metrics were repeated (the same number of times)."""
+    runs = {v.shape[v.dims.index("run")] for v in data_vars.values() if "run" in v.dims}
+    if len(runs) > 1:
+        raise ShapeError(f"Expected one number of runs for every stochastic metric, but got {sorted(runs)}.")
+    if runs:
+        coords["run"] = np.arange(runs.pop())
 
 
 def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: Mapping[str, Any],

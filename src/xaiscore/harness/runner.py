@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -43,12 +42,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._checks import OptionError, check_option, check_positive_int
+from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.random import derive_seed
+from xaiscore.harness.assemble import assemble
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
-from xaiscore._engine.random import derive_seed
+from xaiscore.harness.models import build_model
 from xaiscore.harness.scoring import (
     PlannedMetric,
     call_metric,
@@ -227,31 +228,12 @@ class _Runner:
         if done is not None and not todo and not needs_examples:
             tick(len(self.methods))
             return done
-        from xaiscore.harness.data.records import collate
-
         records, indices = self._load_records(batch)
         if not records:
             tick(len(self.methods))
             return None
-        data = collate(records).to(self.device)
-        logits = chunked_map(len(data), lambda s, e: call_model(self.model, data.x[s:e]),
-                             max_batch_size=self.max_batch_size)
-        prediction = logits.argmax(dim=1)
-        target = data.labels if self.target == "label" else prediction
-        samples = {
-            "index": indices,
-            "source_id": list(data.source_ids),
-            "label": data.labels.tolist(),
-            "target": target.tolist(),
-            "prediction": prediction.tolist(),
-            "finding": list(data.findings),
-        }
-        result = done if done is not None else _BatchResult(samples=samples)
-        if done is not None and done.samples["source_id"] != samples["source_id"]:
-            raise ConfigError(f"The samples of batch {batch} changed since the shards were written; start over "
-                              "with resume=False (`--overwrite`) or another output folder.")
-        if self.store is not None and done is None:
-            self.store.save(self.store.samples_path(batch), samples)
+        data, target, samples = self._predict(records, indices)
+        result = self._batch_result(batch, done, samples)
         example_maps: dict[str, Tensor] = {}
         for method in self.methods:
             pending = [p for m, p in todo if m is method]
@@ -268,6 +250,36 @@ class _Runner:
             if self.store is not None:
                 self.store.save(self.store.examples_path(batch), result.examples)
         return result
+
+    def _predict(self, records: list[Any], indices: list[int]) -> tuple[Any, Tensor, dict[str, Any]]:
+        """The collated batch on the device, the target to explain, and the samples' record."""
+        from xaiscore.harness.data.records import collate
+
+        data = collate(records).to(self.device)
+        logits = chunked_map(len(data), lambda s, e: call_model(self.model, data.x[s:e]),
+                             max_batch_size=self.max_batch_size)
+        prediction = logits.argmax(dim=1)
+        target = data.labels if self.target == "label" else prediction
+        samples = {
+            "index": indices,
+            "source_id": list(data.source_ids),
+            "label": data.labels.tolist(),
+            "target": target.tolist(),
+            "prediction": prediction.tolist(),
+            "finding": list(data.findings),
+        }
+        return data, target, samples
+
+    def _batch_result(self, batch: int, done: _BatchResult | None, samples: dict[str, Any]) -> _BatchResult:
+        """The stored result to complete (checked against ``samples``), or a new one (stored)."""
+        if done is not None:
+            if done.samples["source_id"] != samples["source_id"]:
+                raise ConfigError(f"The samples of batch {batch} changed since the shards were written; start "
+                                  "over with resume=False (`--overwrite`) or another output folder.")
+            return done
+        if self.store is not None:
+            self.store.save(self.store.samples_path(batch), samples)
+        return _BatchResult(samples=samples)
 
     def _explain(self, method: _Method, batch: int, data: Any, target: Tensor) -> Tensor:
         from xaiscore._engine.explain_fn import check_explanation
@@ -370,106 +382,6 @@ class _Runner:
         return results
 
 
-def _concat(parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...] | None) -> Tensor | None:
-    if tail is None:
-        return None
-    filled = [p if p is not None else torch.full((rows, *tail), float("nan"), dtype=torch.float64)
-              for p, rows in zip(parts, n_rows)]
-    return torch.cat(filled, dim=0)
-
-
-def _assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mapping[str, Any]) -> Any:
-    from xaiscore.harness.results import build_dataset
-
-    batches = sorted(results)
-    samples: dict[str, list[Any]] = {k: [] for k in ("index", "source_id", "label", "target", "prediction",
-                                                     "finding")}
-    for b in batches:
-        for key in samples:
-            samples[key].extend(results[b].samples[key])
-    rows = [len(results[b].samples["index"]) for b in batches]
-    scores: dict[str, dict[str, Tensor]] = {}
-    curves: dict[str, dict[str, Tensor]] = {}
-    curve_x: dict[str, Tensor] = {}
-    skipped = {metric: dict(reasons) for metric, reasons in runner.skipped.items()}
-    for method in runner.methods:
-        for planned in runner.runnable[method.name]:
-            name = planned.spec.name
-            shards = [results[b].shards.get((method.name, name)) for b in batches]
-            errors = [(b, s.error) for b, s in zip(batches, shards) if s is not None and s.error is not None]
-            good = [s for s in shards if s is not None and s.error is None]
-            if errors:
-                first_batch, message = errors[0]
-                skipped.setdefault(name, {})[method.name] = (
-                    f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}")
-            if not good and not errors:
-                continue
-            runs = good[0].score.shape[1] if good else runner._repeats(planned)
-            score = _concat([s.score if s is not None and s.error is None else None for s in shards], rows, (runs,))
-            scores.setdefault(name, {})[method.name] = score if runs > 1 else score[:, 0]
-            if good and good[0].curve is not None:
-                tail = tuple(good[0].curve.shape[1:])
-                curve = _concat([s.curve if s is not None and s.error is None else None for s in shards], rows, tail)
-                curves.setdefault(name, {})[method.name] = curve if runs > 1 else curve[:, 0]
-                curve_x[name] = good[0].x
-    info = {
-        p.spec.name: {"family": p.spec.family, "higher_is_better": p.spec.higher_is_better,
-                      "citation": p.spec.citation, "description": p.spec.description,
-                      "settings": p.settings, "stochastic": p.spec.stochastic}
-        for p in runner.plan
-    }
-    examples = _gather_examples([results[b].examples for b in batches if results[b].examples],
-                                runner.n_examples)
-    dataset_attrs = {
-        "seed": runner.seed,
-        "batch_size": runner.batch_size,
-        "target_rule": runner.target,
-        "repeats": runner.repeats,
-        "methods": {m.name: m.settings for m in runner.methods},
-        "class_names": list(getattr(runner.dataset, "class_names", ())),
-        "skipped_samples": runner.skipped_samples,
-        **attrs,
-    }
-    return build_dataset(
-        methods=[m.name for m in runner.methods],
-        samples=samples,
-        sample_index=samples["index"],
-        scores=scores,
-        curves=curves,
-        curve_x=curve_x,
-        metric_info=info,
-        skipped=skipped,
-        examples=examples,
-        attrs=dataset_attrs,
-    )
-
-
-def _gather_examples(parts: list[dict[str, Any]], n_examples: int) -> dict[str, Any] | None:
-    if not parts or n_examples == 0:
-        return None
-    rows = [(not positive, part_index, row) for part_index, part in enumerate(parts)
-            for row, positive in enumerate(part["positive"])]
-    chosen = sorted(rows)[:n_examples]
-    chosen.sort(key=lambda item: (item[1], item[2]))
-    width = max(parts[p]["boxes"].shape[1] for _, p, _ in chosen)
-
-    def pick(key: str) -> Tensor:
-        return torch.stack([parts[p][key][r] for _, p, r in chosen])
-
-    boxes = torch.full((len(chosen), width, 4), float("nan"))
-    for i, (_, p, r) in enumerate(chosen):
-        row = parts[p]["boxes"][r]
-        boxes[i, : row.shape[0]] = row
-    methods = parts[0]["attributions"].keys()
-    return {
-        "sample": [parts[p]["index"][r] for _, p, r in chosen],
-        "image": pick("image"),
-        "mask": pick("mask"),
-        "boxes": boxes,
-        "attributions": {m: torch.stack([parts[p]["attributions"][m][r] for _, p, r in chosen]) for m in methods},
-    }
-
-
 def evaluate(
     dataset: Any,
     model: nn.Module,
@@ -530,19 +442,11 @@ def evaluate(
         ConfigError: an unknown option for a metric, or ``out`` holds another run.
         OptionError, DTypeError: bad arguments.
     """
-    from xaiscore.harness.models import eval_mode, model_fingerprint
+    from xaiscore.harness.models import eval_mode
     from xaiscore.harness.results import save_dataset
 
-    check_positive_int(batch_size, "batch_size")
-    check_max_batch_size(max_batch_size)
-    check_positive_int(repeats, "repeats")
-    check_positive_int(n_examples, "n_examples", minimum=0)
-    check_option(target, "target", ("label", "predicted"))
-    check_option(on_error, "on_error", ("raise", "record"))
-    if not isinstance(model, nn.Module):
-        raise OptionError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
-    if len(dataset) == 0:
-        raise OptionError("Expected a non-empty dataset, but it has 0 samples.")
+    _check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size, repeats=repeats,
+                         n_examples=n_examples, target=target, on_error=on_error)
     method_list = _normalise_methods(methods)
     metrics_config = metrics if isinstance(metrics, MetricsConfig) else (
         MetricsConfig() if metrics is None else MetricsConfig(include=tuple(metrics)))
@@ -552,24 +456,8 @@ def evaluate(
     context = DistributedContext.from_environment(device=device)
     try:
         model = eval_mode(model.to(context.device))
-        store = None if out is None else RunStore(out)
-        if store is not None:
-            identity = {
-                "n_samples": len(dataset),
-                "first_source_id": dataset[0].source_id,
-                "class_names": list(getattr(dataset, "class_names", ())),
-                "model": model_fingerprint(model),
-                "batch_size": batch_size,
-                "seed": seed,
-                "target": target,
-            }
-            if context.is_main:
-                if not resume:
-                    store.clear()
-                store.check_run(identity)
-            context.barrier()
-            if not context.is_main:
-                store.check_run(identity)
+        store = None if out is None else _open_store(out, dataset, model, context=context, resume=resume,
+                                                     batch_size=batch_size, seed=seed, target=target)
         runner = _Runner(
             dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
             max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
@@ -580,14 +468,8 @@ def evaluate(
         if not context.is_main:
             context.barrier()
             return None
-        merged: dict[int, _BatchResult] = {}
-        runner.skipped_samples = []
-        for part, skipped_samples in gathered:  # type: ignore[union-attr]
-            merged.update(part)
-            runner.skipped_samples.extend(skipped_samples)
-        if not merged:
-            raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
-        ds = _assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
+        merged = _merge(runner, gathered)
+        ds = assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
         if store is not None:
             save_dataset(ds, store.results_path)
         context.barrier()
@@ -596,73 +478,58 @@ def evaluate(
         context.close()
 
 
+def _check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch_size: int, repeats: int,
+                         n_examples: int, target: str, on_error: str) -> None:
+    check_positive_int(batch_size, "batch_size")
+    check_max_batch_size(max_batch_size)
+    check_positive_int(repeats, "repeats")
+    check_positive_int(n_examples, "n_examples", minimum=0)
+    check_option(target, "target", ("label", "predicted"))
+    check_option(on_error, "on_error", ("raise", "record"))
+    if not isinstance(model, nn.Module):
+        raise OptionError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+    if len(dataset) == 0:
+        raise OptionError("Expected a non-empty dataset, but it has 0 samples.")
+
+
+def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, context: DistributedContext,
+                resume: bool, batch_size: int, seed: int, target: str) -> RunStore:
+    """The run folder, checked to hold this run (or nothing); cleared first without ``resume``."""
+    from xaiscore.harness.models import model_fingerprint
+
+    store = RunStore(out)
+    identity = {
+        "n_samples": len(dataset),
+        "first_source_id": dataset[0].source_id,
+        "class_names": list(getattr(dataset, "class_names", ())),
+        "model": model_fingerprint(model),
+        "batch_size": batch_size,
+        "seed": seed,
+        "target": target,
+    }
+    if context.is_main:
+        if not resume:
+            store.clear()
+        store.check_run(identity)
+    context.barrier()
+    if not context.is_main:
+        store.check_run(identity)
+    return store
+
+
+def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
+    """Every process's batch results in one mapping; their skipped samples go to ``runner``."""
+    merged: dict[int, _BatchResult] = {}
+    runner.skipped_samples = []
+    for part, skipped_samples in gathered:
+        merged.update(part)
+        runner.skipped_samples.extend(skipped_samples)
+    if not merged:
+        raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
+    return merged
+
+
 # --- configs -------------------------------------------------------------------------------
-
-
-def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
-                progress: bool = False) -> nn.Module:
-    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``."""
-    from xaiscore.harness.models import SmallCNN, load_model, train_model
-
-    model_config = config.model
-    device = context.device
-    if model_config.kind == "factory":
-        return load_model(factory=model_config.factory, state_dict=model_config.state_dict,
-                          kwargs=model_config.kwargs, device=device)
-    if model_config.kind == "torchscript":
-        return load_model(torchscript=model_config.path, device=device)
-    if model_config.kind == "exported":
-        return load_model(exported=model_config.path, device=device)
-    if config.dataset.kind != "synthetic":
-        raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
-                          f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
-    train = {"n": 256, "epochs": 8, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
-             "stop_at_accuracy": 0.98, **model_config.train}
-    unknown = sorted(set(train) - {"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay",
-                                   "stop_at_accuracy"})
-    if unknown:
-        raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
-    sample = dataset[0]
-    settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
-                "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
-
-    def fresh(mean: float = 0.5, std: float = 0.25) -> nn.Module:
-        return SmallCNN(settings["in_channels"], len(dataset.class_names), width=train["width"],
-                        spatial_dims=sample.image.ndim - 1, input_mean=mean, input_std=std,
-                        generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
-
-    cached = store.load(store.model_path) if store is not None else None
-    if cached is not None and cached.get("settings") == json.loads(json.dumps(settings, default=str)):
-        model = fresh()
-        model.load_state_dict(cached["state_dict"])
-        return model.to(device).eval()
-    model = fresh()
-    if context.is_main or store is None:
-        from xaiscore.harness.data.registry import open_dataset
-        from xaiscore.harness.models import stack_dataset
-
-        options = {**config.dataset.options, "n": train["n"],
-                   "seed": derive_seed(config.dataset.options.get("seed", 0), "train") % 2**31}
-        training_data = open_dataset("synthetic", **options)
-        images, _ = stack_dataset(training_data)
-        model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
-        wrap = None
-        if progress and context.is_main:
-            from tqdm.auto import tqdm
-
-            def wrap(iterator: Any) -> Any:
-                return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
-        train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                    weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
-                    stop_at_accuracy=train["stop_at_accuracy"], device=device, progress=wrap)
-        if store is not None:
-            store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
-                                          "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-    if store is not None and context.world_size > 1:
-        context.barrier()
-        if not context.is_main:
-            model.load_state_dict(store.load(store.model_path)["state_dict"])
-    return model.to(device).eval()
 
 
 def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True) -> Any:

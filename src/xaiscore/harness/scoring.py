@@ -11,6 +11,11 @@ For every selected :class:`~xaiscore.specs.MetricSpec` the harness
 * calls the kernel with the inputs by keyword and unpacks a ``(B,)`` score or
   a curve result (``.score``, ``.curve``, ``.x``).
 
+Planning and calling are :mod:`xaiscore.dispatch`'s, shared with the
+meta-evaluation; this module adds the harness's selection (a metrics config),
+its error type (``ConfigError``, messages prefixed with the config's name) and
+the unpacking of results.
+
 Example:
     >>> plan = plan_metrics(["pointing_game", "sparseness"], {"pointing_game": {"tolerance": 1.0}})
     >>> [p.spec.name for p in plan], plan[0].options
@@ -21,41 +26,19 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from xaiscore import dispatch
 from xaiscore._engine.batching import ModelOutputError
+from xaiscore.dispatch import PlannedMetric, missing_inputs
 from xaiscore.harness.config import ConfigError, MetricsConfig
 from xaiscore.specs import MetricSpec, get_metric, list_metrics
 
 __all__ = ["PlannedMetric", "select_metrics", "plan_metrics", "missing_inputs", "call_metric", "unpack_result"]
-
-
-@dataclass(frozen=True)
-class PlannedMetric:
-    """A metric ready to run, or the reason it cannot.
-
-    Attributes:
-        spec: The registry entry.
-        options: The keyword options passed to the kernel (defaults, then the user's).
-        parameters: The kernel's parameter names (empty when it cannot be imported).
-        unavailable: Why the kernel cannot run at all (e.g. it cannot be imported), else ``None``.
-    """
-
-    spec: MetricSpec
-    options: Mapping[str, Any]
-    parameters: frozenset[str]
-    unavailable: str | None = None
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """What the results record as the metric's settings."""
-        return dict(self.options)
 
 
 def select_metrics(config: MetricsConfig | Sequence[str] | None) -> list[MetricSpec]:
@@ -81,20 +64,12 @@ def select_metrics(config: MetricsConfig | Sequence[str] | None) -> list[MetricS
     return [s for s in specs if s.name not in config.exclude]
 
 
-def _parameters(spec: MetricSpec) -> tuple[frozenset[str], bool, str | None]:
-    try:
-        fn = spec.fn
-    except (ImportError, AttributeError) as error:
-        return frozenset(), False, f"kernel {spec.function} cannot be imported ({type(error).__name__}: {error})"
-    signature = inspect.signature(fn)
-    names = frozenset(signature.parameters)
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    return names, open_kwargs, None
-
-
 def plan_metrics(metrics: Iterable[MetricSpec | str], options: Mapping[str, Mapping[str, Any]] | None = None,
                  *, source: str = "<config>") -> list[PlannedMetric]:
-    """Merge options and check them against each kernel's signature.
+    """Merge options and check them against each kernel's signature (:func:`xaiscore.dispatch.plan_metrics`).
+
+    A kernel that cannot be imported is planned with the reason in
+    :attr:`~xaiscore.dispatch.PlannedMetric.unavailable` (the runner skips it).
 
     Args:
         metrics: Specs or registered names.
@@ -105,28 +80,8 @@ def plan_metrics(metrics: Iterable[MetricSpec | str], options: Mapping[str, Mapp
         ConfigError: an option the kernel does not take, or an input name
             (``a``, ``x``, ...) given as an option.
     """
-    options = options or {}
-    planned = []
-    for item in metrics:
-        spec = get_metric(item) if isinstance(item, str) else item
-        user = dict(options.get(spec.name, {}))
-        merged = {**spec.defaults, **user}
-        parameters, open_kwargs, unavailable = _parameters(spec)
-        clash = sorted(set(user) & set(spec.needs))
-        if clash:
-            raise ConfigError(f"{source}: options of {spec.name!r} name its inputs {clash}; the harness supplies them.")
-        if unavailable is None and not open_kwargs:
-            unknown = sorted(set(user) - parameters)
-            if unknown:
-                accepted = sorted(parameters - set(spec.needs))
-                raise ConfigError(f"{source}: {spec.name!r} has no option(s) {unknown}; it accepts {accepted}.")
-        planned.append(PlannedMetric(spec, merged, parameters, unavailable))
-    return planned
-
-
-def missing_inputs(spec: MetricSpec, *, available: Iterable[str]) -> list[str]:
-    """The inputs ``spec`` needs that are not ``available``, sorted."""
-    return sorted(set(spec.needs) - set(available))
+    return dispatch.plan_metrics(metrics, options, error=ConfigError, prefix=f"{source}: ",
+                                 supplier="the harness")
 
 
 def call_metric(planned: PlannedMetric, inputs: Mapping[str, Any], *, max_batch_size: int,
@@ -135,19 +90,10 @@ def call_metric(planned: PlannedMetric, inputs: Mapping[str, Any], *, max_batch_
 
     ``max_batch_size`` is passed where the kernel takes it and the options do
     not set it; so is a ``generator`` seeded with ``seed`` (on ``device``), or
-    ``seed`` itself for kernels without a ``generator`` argument.
+    ``seed`` itself for kernels without a ``generator`` argument
+    (:func:`xaiscore.dispatch.kernel_options`).
     """
-    spec = planned.spec
-    kwargs = dict(planned.options)
-    if "max_batch_size" in planned.parameters:
-        kwargs.setdefault("max_batch_size", max_batch_size)
-    if seed is not None and "generator" not in kwargs:
-        if "generator" in planned.parameters:
-            kwargs["generator"] = torch.Generator(device=device).manual_seed(seed)
-        elif "seed" in planned.parameters and "seed" not in kwargs:
-            kwargs["seed"] = seed
-    call = {name: inputs[name] for name in spec.needs}
-    return spec.fn(**call, **kwargs)
+    return dispatch.call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed, device=device)
 
 
 def unpack_result(result: Any, *, name: str, batch_size: int) -> tuple[Tensor, Tensor | None, Tensor | None]:

@@ -23,7 +23,6 @@ randomization metrics.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.batching import ModelOutputError, chunked_map
-from xaiscore._engine.random import derive_seed
+from xaiscore import dispatch
 from xaiscore._checks import DTypeError, OptionError
+from xaiscore._engine.batching import ModelOutputError, chunked_map
 from xaiscore._engine.explain_fn import ExplainerFactory, check_explanation
+from xaiscore._engine.random import derive_seed
+from xaiscore.dispatch import PlannedMetric, call_kernel, missing_inputs
 from xaiscore.specs import MetricSpec, get_metric
 
 __all__ = [
@@ -49,7 +50,8 @@ __all__ = [
     "score_groups",
 ]
 
-_MODEL_INPUTS = frozenset({"forward_fn", "model", "explain_fn", "explainer_factory"})
+#: Inputs the meta-evaluation always supplies: never options, whatever a spec needs.
+_SUPPLIED = frozenset({"a", "x", "target", "mask"})
 
 
 class BoundExplainer:
@@ -86,29 +88,6 @@ def _bind(factory: ExplainerFactory, model: nn.Module, name: str) -> Callable[[T
     return explainer
 
 
-@dataclass(frozen=True)
-class PlannedMetric:
-    """A metric ready to run: its spec, its keyword options and what its kernel accepts."""
-
-    spec: MetricSpec
-    options: Mapping[str, Any]
-    parameters: frozenset[str]
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def shares_model(self) -> bool:
-        """Whether rows of different problems may share one call (the metric does not use the model)."""
-        return not (self.spec.needs & _MODEL_INPUTS)
-
-    @property
-    def per_method(self) -> bool:
-        """Whether each method needs its own call (the metric re-explains)."""
-        return bool(self.spec.needs & {"explain_fn", "explainer_factory"})
-
-
 @dataclass
 class Group:
     """One evaluation problem: ``n`` rows, a model, and one explanation per method."""
@@ -127,20 +106,7 @@ class Group:
         return self.x.shape[0]
 
 
-def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapping[str, Any]] | None,
-                 *, available: frozenset[str]) -> tuple[list[PlannedMetric], dict[str, str]]:
-    """Resolve metrics, merge their options (spec defaults, then the user's) and check them.
-
-    Returns:
-        ``(planned, skipped)``: the runnable metrics, and metric name -> why it
-        cannot run (an input that is not available, e.g. no ``mask``).
-
-    Raises:
-        UnknownMetricError: an unknown metric name.
-        DTypeError: ``metrics`` is not a sequence of names or specs.
-        OptionError: no metric, a metric named twice, options for a metric not
-            selected, an option the kernel does not take or that names an input.
-    """
+def _resolve(metrics: Sequence[str | MetricSpec]) -> list[MetricSpec]:
     if isinstance(metrics, (str, MetricSpec)) or not isinstance(metrics, Sequence):
         raise DTypeError(
             f"Expected `metrics` to be a sequence of metric names or MetricSpec objects, but got "
@@ -159,30 +125,42 @@ def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapp
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise OptionError(f"Expected each metric at most once, but got {names}.")
+    return specs
+
+
+def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapping[str, Any]] | None,
+                 *, available: frozenset[str]) -> tuple[list[PlannedMetric], dict[str, str]]:
+    """Resolve metrics, merge their options (spec defaults, then the user's) and check them.
+
+    The shared part is :func:`xaiscore.dispatch.plan_metrics`; the meta-evaluation
+    adds its argument checks, reserves the inputs it always supplies (``a``, ``x``,
+    ``target``, ``mask``) and skips metrics whose inputs it was not given.
+
+    Returns:
+        ``(planned, skipped)``: the runnable metrics, and metric name -> why it
+        cannot run (an input that is not available, e.g. no ``mask``).
+
+    Raises:
+        UnknownMetricError: an unknown metric name.
+        DTypeError: ``metrics`` is not a sequence of names or specs.
+        OptionError: no metric, a metric named twice, options for a metric not
+            selected, an option the kernel does not take or that names an input.
+    """
+    specs = _resolve(metrics)
+    names = [s.name for s in specs]
     options = dict(options or {})
     stray = sorted(set(options) - set(names))
     if stray:
         raise OptionError(f"Expected `metric_options` only for the selected metrics {names}, but got {stray}.")
+    everything = dispatch.plan_metrics(specs, options, error=OptionError, supplier="the meta-evaluation",
+                                       reserved=_SUPPLIED, unimportable="raise")
     planned, skipped = [], {}
-    for spec in specs:
-        user = dict(options.get(spec.name, {}))
-        signature = inspect.signature(spec.fn)
-        parameters = frozenset(signature.parameters)
-        open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-        clash = sorted(set(user) & (set(spec.needs) | {"a", "x", "target", "mask"}))
-        if clash:
-            raise OptionError(f"Expected options of {spec.name!r} without its inputs {clash}: the meta-evaluation "
-                              "supplies them.")
-        if not open_kwargs:
-            unknown = sorted(set(user) - parameters)
-            if unknown:
-                accepted = sorted(parameters - set(spec.needs))
-                raise OptionError(f"Expected options of {spec.name!r} among {accepted}, but got {unknown}.")
-        missing = sorted(set(spec.needs) - available)
+    for p in everything:
+        missing = missing_inputs(p.spec, available=available)
         if missing:
-            skipped[spec.name] = f"needs {missing}, which the meta-evaluation was not given"
-            continue
-        planned.append(PlannedMetric(spec, {**spec.defaults, **user}, parameters))
+            skipped[p.name] = f"needs {missing}, which the meta-evaluation was not given"
+        else:
+            planned.append(p)
     return planned, skipped
 
 
@@ -224,17 +202,8 @@ def _cat(parts: list[Tensor | None]) -> Tensor | None:
 
 def _call(planned: PlannedMetric, inputs: dict[str, Any], *, n: int, max_batch_size: int, seed: int,
           validate: bool) -> Tensor:
-    kwargs = dict(planned.options)
-    if "max_batch_size" in planned.parameters:
-        kwargs.setdefault("max_batch_size", max_batch_size)
-    if "validate" in planned.parameters:
-        kwargs.setdefault("validate", validate)
-    if "generator" in planned.parameters and "generator" not in kwargs:
-        kwargs["generator"] = torch.Generator(device=inputs["x"].device).manual_seed(seed)
-    elif "seed" in planned.parameters and "seed" not in kwargs and "generator" not in planned.parameters:
-        kwargs["seed"] = seed
-    call = {name: inputs[name] for name in planned.spec.needs}
-    result = planned.spec.fn(**call, **kwargs)
+    result = call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed, device=inputs["x"].device,
+                         validate=validate)
     score = result if isinstance(result, Tensor) else getattr(result, "score", None)
     if not isinstance(score, Tensor) or score.shape != (n,):
         shape = tuple(score.shape) if isinstance(score, Tensor) else type(result).__name__
@@ -252,6 +221,54 @@ def _shape_classes(explanations: list[Tensor]) -> list[list[int]]:
     return list(classes.values())
 
 
+def _merged(groups: Sequence[Group]) -> Group:
+    """The rows of every group as one problem without a model (for metrics that do not use it)."""
+    n_methods = len(groups[0].explanations)
+    explanations = [_cat([g.explanations[method] for g in groups]) for method in range(n_methods)]
+    return Group(
+        model=None,
+        x=_cat([g.x for g in groups]),  # type: ignore[arg-type]
+        target=_cat([g.target for g in groups]),  # type: ignore[arg-type]
+        explanations=explanations,  # type: ignore[arg-type]
+        mask=_cat([g.mask for g in groups]),
+        segments=_cat([g.segments for g in groups]),
+        label="+".join(g.label for g in groups),
+        factories=groups[0].factories,
+        method_names=groups[0].method_names,
+    )
+
+
+def _score_per_method(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+                      validate: bool) -> list[Tensor]:
+    """One call per method, each with the method's explainer bound to the unit's model."""
+    rows = []
+    for method in range(len(unit.explanations)):
+        explainer = BoundExplainer(unit.factories[method], unit.model, unit.method_names[method])
+        inputs = {"model": unit.model, "forward_fn": unit.model, "x": unit.x, "target": unit.target,
+                  "a": unit.explanations[method], "mask": unit.mask, "segments": unit.segments,
+                  "explain_fn": explainer, "explainer_factory": explainer}
+        rows.append(_call(planned, inputs, n=len(unit), max_batch_size=max_batch_size, validate=validate,
+                          seed=derive_seed(seed, unit_index, "method", method)))
+    return rows
+
+
+def _score_stacked(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+                   validate: bool) -> list[Tensor]:
+    """One call per class of methods whose maps have the same shape, their rows stacked."""
+    n = len(unit)
+    rows: list[Tensor | None] = [None] * len(unit.explanations)
+    for class_index, members in enumerate(_shape_classes(unit.explanations)):
+        times = len(members)
+        inputs = {"model": unit.model, "forward_fn": unit.model, "x": _repeat(unit.x, times),
+                  "target": _repeat(unit.target, times), "a": _cat([unit.explanations[m] for m in members]),
+                  "mask": _repeat(unit.mask, times), "segments": _repeat(unit.segments, times)}
+        scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
+                       seed=derive_seed(seed, unit_index, "class", class_index))
+        for position, method in enumerate(members):
+            rows[method] = scores[position * n:(position + 1) * n]
+    return rows  # type: ignore[return-value]
+
+
 def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_size: int, seed: int,
                  validate: bool) -> Tensor:
     """Score every method on every group: ``(L, sum of the groups' n)`` float64, groups in order.
@@ -260,44 +277,9 @@ def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_s
     gets its own generator (or ``seed``), derived from ``seed`` and the call's
     position in this plan, which does not depend on ``max_batch_size``.
     """
-    units: list[Group]
-    if planned.shares_model and len(groups) > 1:
-        units = [Group(
-            model=None,
-            x=_cat([g.x for g in groups]),  # type: ignore[arg-type]
-            target=_cat([g.target for g in groups]),  # type: ignore[arg-type]
-            explanations=[_cat([g.explanations[l] for g in groups]) for l in range(len(groups[0].explanations))],
-            mask=_cat([g.mask for g in groups]),
-            segments=_cat([g.segments for g in groups]),
-            label="+".join(g.label for g in groups),
-            factories=groups[0].factories,
-            method_names=groups[0].method_names,
-        )]
-    else:
-        units = list(groups)
-    columns = []
-    for unit_index, unit in enumerate(units):
-        n = len(unit)
-        n_methods = len(unit.explanations)
-        rows: list[Tensor | None] = [None] * n_methods
-        base = {"model": unit.model, "forward_fn": unit.model}
-        if planned.per_method:
-            for l in range(n_methods):
-                inputs = dict(base, x=unit.x, target=unit.target, a=unit.explanations[l], mask=unit.mask,
-                              segments=unit.segments,
-                              explain_fn=BoundExplainer(unit.factories[l], unit.model, unit.method_names[l]))
-                inputs["explainer_factory"] = inputs["explain_fn"]
-                rows[l] = _call(planned, inputs, n=n, max_batch_size=max_batch_size, validate=validate,
-                                seed=derive_seed(seed, unit_index, "method", l))
-        else:
-            for class_index, members in enumerate(_shape_classes(unit.explanations)):
-                times = len(members)
-                inputs = dict(base, x=_repeat(unit.x, times), target=_repeat(unit.target, times),
-                              a=_cat([unit.explanations[l] for l in members]), mask=_repeat(unit.mask, times),
-                              segments=_repeat(unit.segments, times))
-                scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
-                               seed=derive_seed(seed, unit_index, "class", class_index))
-                for position, l in enumerate(members):
-                    rows[l] = scores[position * n:(position + 1) * n]
-        columns.append(torch.stack(rows))  # type: ignore[arg-type]
+    units = [_merged(groups)] if planned.shares_model and len(groups) > 1 else list(groups)
+    score_unit = _score_per_method if planned.per_method else _score_stacked
+    columns = [torch.stack(score_unit(planned, unit, unit_index, max_batch_size=max_batch_size, seed=seed,
+                                      validate=validate))
+               for unit_index, unit in enumerate(units)]
     return columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)

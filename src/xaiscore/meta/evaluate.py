@@ -9,13 +9,13 @@ import copy
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._engine.batching import check_max_batch_size
 from xaiscore._checks import (
     DeviceError,
     DTypeError,
@@ -27,8 +27,16 @@ from xaiscore._checks import (
     check_target,
     check_tensor,
 )
+from xaiscore._engine.batching import check_max_batch_size
+from xaiscore._engine.random import derive_seed, draw_seed, resolve_generator
 from xaiscore._version import __version__
-from xaiscore.explainers import ConstantExplainer, QuantusExplainer, RandomExplainer, random_explainer
+from xaiscore.explainers import (
+    ConstantExplainer,
+    QuantusExplainer,
+    RandomExplainer,
+    random_explainer,
+)
+from xaiscore.meta._dataset import build_dataset, import_xarray, nan_stats
 from xaiscore.meta._scoring import (
     ExplainerFactory,
     Group,
@@ -38,8 +46,7 @@ from xaiscore.meta._scoring import (
     predict,
     score_groups,
 )
-from xaiscore._engine.random import derive_seed, draw_seed, resolve_generator
-from xaiscore.meta.agreement import metric_agreement, random_baseline_separation, split_half_reliability
+from xaiscore.meta.agreement import metric_agreement, split_half_reliability
 from xaiscore.meta.consistency import consistency, meta_consistency, random_mc_level
 from xaiscore.meta.perturbation import (
     ModelPerturber,
@@ -54,16 +61,6 @@ __all__ = ["meta_evaluate", "SPACES"]
 
 #: The perturbation spaces an MC score is reported for.
 SPACES: tuple[str, ...] = ("input", "model")
-
-
-def _import_xarray() -> Any:
-    try:
-        import xarray
-    except ImportError as error:  # pragma: no cover - xarray is in the harness and test extras
-        raise ImportError(
-            "meta_evaluate returns an xarray.Dataset; install xarray with `pip install xaiscore[harness]`."
-        ) from error
-    return xarray
 
 
 def _check_explainers(explainers: Any) -> tuple[list[str], list[ExplainerFactory]]:
@@ -125,18 +122,6 @@ def _check_segments(segments: Any, x: Tensor) -> Tensor | None:
 
 def _repeat(t: Tensor | None, times: int) -> Tensor | None:
     return None if t is None else t.repeat((times,) + (1,) * (t.ndim - 1))
-
-
-def _nan_stats(values: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """NaN-ignoring mean and population standard deviation along ``dim``."""
-    finite = ~torch.isnan(values)
-    count = finite.sum(dim)
-    zeros = torch.zeros_like(values)
-    mean = torch.where(finite, values, zeros).sum(dim) / count.clamp(min=1)
-    centred = torch.where(finite, values - mean.unsqueeze(dim), zeros)
-    std = (centred.pow(2).sum(dim) / count.clamp(min=1)).sqrt()
-    nan = torch.full_like(mean, math.nan)
-    return torch.where(count > 0, mean, nan), torch.where(count > 0, std, nan)
 
 
 def meta_evaluate(
@@ -260,9 +245,94 @@ def meta_evaluate(
         >>> bool(0.0 <= float(ds["mc_mean"].sel(metric="sparseness", space="model")) <= 1.0)
         True
     """
-    xr = _import_xarray()
-    x = _check_model_inputs(model, x, validate=validate)
-    method_names, factories = _check_explainers(explainers)
+    xr = import_xarray()
+    seed_given = generator is None
+    run, skipped, split_generator = _plan(
+        model, x, explainers, metrics, target=target, mask=mask, segments=segments, metric_options=metric_options,
+        tests=tests, magnitudes=magnitudes, iterations=iterations, perturbations=perturbations, clip=clip,
+        random_baseline=random_baseline, n_splits=n_splits, alpha=alpha, max_batch_size=max_batch_size,
+        seed=seed, generator=generator, validate=validate)
+    q = torch.stack([run.score(p, [run.original], "original") for p in run.planned])  # (M, L, B)
+    baseline = _random_baseline_scores(run) if random_baseline else None  # (M, B)
+    q_hat, kept = _perturbation_tests(run)
+    summaries = _summaries(run, q, q_hat, kept, n_splits=n_splits, split_generator=split_generator)
+    ds = build_dataset(
+        xr, planned=run.planned, method_names=run.method_names, suite=run.suite, iterations=run.iterations,
+        perturbations=run.perturbations, q=q, q_hat=q_hat, kept=kept, baseline=baseline, alpha=float(alpha),
+        prediction=run.prediction, target=run.target, **summaries)
+    ds.attrs.update({
+        "xaiscore_version": __version__,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "seed": int(0 if seed is None else seed) if seed_given else -1,
+        "seed_from_generator": int(not seed_given),
+        "iterations": run.iterations,
+        "perturbations": run.perturbations,
+        "n_methods": len(run.method_names),
+        "tests": json.dumps({t.name: t.magnitude for t in run.suite}),
+        "clip": int(clip),
+        "alpha": float(alpha),
+        "random_level_mc": random_mc_level(len(run.method_names)),
+        "metric_settings": json.dumps({p.name: p.options for p in run.planned}, default=repr, sort_keys=True),
+        "skipped": json.dumps(skipped, sort_keys=True),
+        "citation": "Hedström et al. 2023, The meta-evaluation problem in explainable AI: identifying reliable "
+                    "estimators with MetaQuantus, TMLR",
+    })
+    return ds
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One meta-evaluation's checked inputs, plan and seeds, with the calls every stage shares."""
+
+    model: nn.Module  # the user's, never modified: perturbed models are copies
+    clean: nn.Module  # a copy, explained and scored unperturbed
+    x: Tensor
+    target: Tensor
+    prediction: Tensor
+    mask: Tensor | None
+    segments: Tensor | None
+    method_names: list[str]
+    factories: list[ExplainerFactory]
+    planned: list[PlannedMetric]
+    suite: list[PerturbationTest]
+    iterations: int
+    perturbations: int
+    max_batch_size: int
+    validate: bool
+    low: Tensor | None
+    high: Tensor | None
+    seeds: list  # (test, iteration, perturbation) -> seed
+    metric_seed: int
+    baseline_seed: int
+    original: Group = field(init=False)
+
+    def explain_all(self, network: nn.Module, inputs: Tensor, targets: Tensor) -> list[Tensor]:
+        """Every method's explanations of ``inputs`` with ``network``."""
+        return [explain(f, network, inputs, targets, name=n, max_batch_size=self.max_batch_size,
+                        validate=self.validate)
+                for f, n in zip(self.factories, self.method_names)]
+
+    def group(self, network: nn.Module | None, inputs: Tensor, targets: Tensor, maps: list[Tensor], times: int,
+              label: str, names: Sequence[str] | None = None,
+              makers: Sequence[ExplainerFactory] | None = None) -> Group:
+        """A problem of ``times`` stacked copies of the samples (their masks and segments repeated)."""
+        return Group(model=network, x=inputs, target=targets, explanations=maps, mask=_repeat(self.mask, times),
+                     segments=_repeat(self.segments, times), label=label,
+                     factories=self.factories if makers is None else makers,
+                     method_names=self.method_names if names is None else names)
+
+    def score(self, p: PlannedMetric, groups: list[Group], *label: object) -> Tensor:
+        """``(L, n)`` scores of metric ``p``, its seed derived from the run's and ``label``."""
+        return score_groups(p, groups, max_batch_size=self.max_batch_size, validate=self.validate,
+                            seed=derive_seed(self.metric_seed, p.name, *label))
+
+
+def _check_options(*, iterations: int, perturbations: int, n_splits: int, max_batch_size: int, alpha: Any,
+                   clip: Any, random_baseline: Any) -> tuple[int, int, int, int]:
     iterations = check_positive_int(iterations, "iterations")
     perturbations = check_positive_int(perturbations, "perturbations")
     n_splits = check_positive_int(n_splits, "n_splits")
@@ -271,17 +341,37 @@ def meta_evaluate(
         raise OptionError(f"Expected `alpha` in (0, 1), but got {alpha!r}.")
     if not isinstance(clip, bool) or not isinstance(random_baseline, bool):
         raise DTypeError("Expected `clip` and `random_baseline` to be bools.")
-    suite = resolve_tests(tests, magnitudes)
-    seed_given = generator is None
-    generator = resolve_generator(generator, seed, default_seed=0)
-    seed = 0 if seed is None else seed
-    if mask is not None:
-        mask = check_mask(mask, x, a_name="x", validate=validate)
-    segments = _check_segments(segments, x)
+    return iterations, perturbations, n_splits, max_batch_size
+
+
+def _available_inputs(mask: Tensor | None, segments: Tensor | None) -> frozenset[str]:
     available = {"a", "x", "target", "forward_fn", "model", "explain_fn", "explainer_factory"}
     available |= {"mask"} if mask is not None else set()
     available |= {"segments"} if segments is not None else set()
-    planned, skipped = plan_metrics(metrics, metric_options, available=frozenset(available))
+    return frozenset(available)
+
+
+def _plan(model: Any, x: Any, explainers: Any, metrics: Any, *, target: Any, mask: Any, segments: Any,
+          metric_options: Any, tests: Any, magnitudes: Any, iterations: int, perturbations: int, clip: bool,
+          random_baseline: bool, n_splits: int, alpha: float, max_batch_size: int, seed: int | None,
+          generator: torch.Generator | None, validate: bool) -> tuple[_Run, dict[str, str], torch.Generator]:
+    """Check every argument, plan the metrics, draw every seed, predict and explain the unperturbed inputs.
+
+    Returns:
+        ``(run, skipped, split_generator)``: the run, the metrics that cannot run
+        (name -> why) and the generator of the split-half reliability.
+    """
+    x = _check_model_inputs(model, x, validate=validate)
+    method_names, factories = _check_explainers(explainers)
+    iterations, perturbations, n_splits, max_batch_size = _check_options(
+        iterations=iterations, perturbations=perturbations, n_splits=n_splits, max_batch_size=max_batch_size,
+        alpha=alpha, clip=clip, random_baseline=random_baseline)
+    suite = resolve_tests(tests, magnitudes)
+    generator = resolve_generator(generator, seed, default_seed=0)
+    if mask is not None:
+        mask = check_mask(mask, x, a_name="x", validate=validate)
+    segments = _check_segments(segments, x)
+    planned, skipped = plan_metrics(metrics, metric_options, available=_available_inputs(mask, segments))
     if not planned:
         raise OptionError(f"Expected at least one metric that can run, but every one was skipped: {skipped}.")
 
@@ -291,208 +381,133 @@ def meta_evaluate(
     baseline_seed = draw_seed(generator)
     split_generator = torch.Generator(device=generator.device).manual_seed(draw_seed(generator))
 
-    b, n_methods, k_count = x.shape[0], len(method_names), perturbations
     clean = copy.deepcopy(model)
     prediction = predict(clean, x, max_batch_size=max_batch_size)
     if target is None:
         target = prediction
     else:
-        target = check_target(target, b, device=x.device, validate=validate)
+        target = check_target(target, x.shape[0], device=x.device, validate=validate)
     low, high = (x.min(), x.max()) if clip else (None, None)
+    run = _Run(model=model, clean=clean, x=x, target=target, prediction=prediction, mask=mask, segments=segments,
+               method_names=method_names, factories=factories, planned=planned, suite=suite, iterations=iterations,
+               perturbations=perturbations, max_batch_size=max_batch_size, validate=validate, low=low, high=high,
+               seeds=seeds, metric_seed=metric_seed, baseline_seed=baseline_seed)
+    run.original = run.group(clean, x, target, run.explain_all(clean, x, target), 1, "original")
+    return run, skipped, split_generator
 
-    def explain_all(network: nn.Module, inputs: Tensor, targets: Tensor) -> list[Tensor]:
-        return [explain(f, network, inputs, targets, name=n, max_batch_size=max_batch_size, validate=validate)
-                for f, n in zip(factories, method_names)]
 
-    def group(network: nn.Module | None, inputs: Tensor, targets: Tensor, maps: list[Tensor], times: int,
-              label: str, names: Sequence[str] = method_names,
-              makers: Sequence[ExplainerFactory] = factories) -> Group:
-        return Group(model=network, x=inputs, target=targets, explanations=maps, mask=_repeat(mask, times),
-                     segments=_repeat(segments, times), label=label, factories=makers, method_names=names)
+def _random_baseline_scores(run: _Run) -> Tensor:
+    """``(M, B)`` scores of :func:`~xaiscore.explainers.random_explainer` maps, unperturbed."""
+    maps_random = random_explainer(seed=run.baseline_seed)
 
-    def score(p: PlannedMetric, groups: list[Group], *label: object) -> Tensor:
-        return score_groups(p, groups, max_batch_size=max_batch_size, validate=validate,
-                            seed=derive_seed(metric_seed, p.name, *label))
+    def random_factory(network: nn.Module) -> RandomExplainer:
+        return maps_random
 
-    original = group(clean, x, target, explain_all(clean, x, target), 1, "original")
-    q = torch.stack([score(p, [original], "original") for p in planned])  # (M, L, B)
+    a_random = explain(random_factory, run.clean, run.x, run.target, name="random",
+                       max_batch_size=run.max_batch_size, validate=run.validate)
+    random_group = run.group(run.clean, run.x, run.target, [a_random], 1, "random", names=["random"],
+                             makers=[random_factory])
+    return torch.stack([run.score(p, [random_group], "random")[0] for p in run.planned])
 
-    baseline = None
-    if random_baseline:
-        maps_random = random_explainer(seed=baseline_seed)
 
-        def random_factory(network: nn.Module) -> RandomExplainer:
-            return maps_random
+# --- perturbation tests ----------------------------------------------------------------------------
 
-        a_random = explain(random_factory, clean, x, target, name="random", max_batch_size=max_batch_size,
-                           validate=validate)
-        random_group = group(clean, x, target, [a_random], 1, "random", names=["random"], makers=[random_factory])
-        baseline = torch.stack([score(p, [random_group], "random")[0] for p in planned])  # (M, B)
 
-    shape = (len(planned), len(suite), iterations, k_count, n_methods, b)
-    q_hat = torch.full(shape, math.nan, dtype=torch.float64, device=x.device)
-    kept = torch.zeros((len(suite), iterations, k_count, b), dtype=torch.bool, device=x.device)
+def _perturbation_tests(run: _Run) -> tuple[Tensor, Tensor]:
+    """Every test and iteration: ``q_hat`` ``(M, T, I, K, L, B)`` scores and ``kept`` ``(T, I, K, B)``."""
+    b, n_methods = run.x.shape[0], len(run.method_names)
+    shape = (len(run.planned), len(run.suite), run.iterations, run.perturbations, n_methods, b)
+    q_hat = torch.full(shape, math.nan, dtype=torch.float64, device=run.x.device)
+    kept = torch.zeros((len(run.suite), run.iterations, run.perturbations, b), dtype=torch.bool, device=run.x.device)
     perturber: ModelPerturber | None = None
-    for t, test in enumerate(suite):
-        for i in range(iterations):
+    for t, test in enumerate(run.suite):
+        for i in range(run.iterations):
             if test.space == "input":
-                x_hat = torch.cat([
-                    perturb_inputs(x, magnitude=test.magnitude, seed=seeds[t][i][k], low=low, high=high)
-                    for k in range(k_count)
-                ])
-                changed = predict(clean, x_hat, max_batch_size=max_batch_size).reshape(k_count, b) != prediction
-                kept[t, i] = changed if test.adversary else ~changed
-                targets = target.repeat(k_count)
-                maps = explain_all(clean, x_hat, targets)
-                perturbed = group(clean, x_hat, targets, maps, k_count, f"{test.name}{i}")
-                for m, p in enumerate(planned):
-                    scores = score(p, [perturbed], test.name, i)  # (L, K * B), perturbation-major
-                    q_hat[m, t, i] = scores.reshape(n_methods, k_count, b).transpose(0, 1)
+                _input_test(run, t, test, i, q_hat=q_hat, kept=kept)
             else:
-                perturber = perturber or ModelPerturber(model)
-                groups = []
-                for k in range(k_count):
-                    noisy = perturber.perturb(std=test.magnitude, seed=seeds[t][i][k])
-                    changed = predict(noisy, x, max_batch_size=max_batch_size) != prediction
-                    kept[t, i, k] = changed if test.adversary else ~changed
-                    current = group(noisy, x, target, explain_all(noisy, x, target), 1, f"{test.name}{i}.{k}")
-                    for m, p in enumerate(planned):
-                        if not p.shares_model:
-                            q_hat[m, t, i, k] = score(p, [current], test.name, i, k)
-                    current.model = None  # the copy changes with the next perturbation
-                    groups.append(current)
-                for m, p in enumerate(planned):
-                    if p.shares_model:
-                        scores = score(p, groups, test.name, i)  # (L, K * B), perturbation-major
-                        q_hat[m, t, i] = scores.reshape(n_methods, k_count, b).transpose(0, 1)
+                perturber = perturber or ModelPerturber(run.model)
+                _model_test(run, t, test, i, perturber, q_hat=q_hat, kept=kept)
+    return q_hat, kept
 
-    directions = [p.spec.higher_is_better for p in planned]
-    iac = torch.full((len(planned), len(suite), iterations), math.nan, dtype=torch.float64, device=x.device)
+
+def _stacked_scores(run: _Run, scores: Tensor) -> Tensor:
+    """``(L, K * B)`` perturbation-major scores as ``(K, L, B)``."""
+    return scores.reshape(len(run.method_names), run.perturbations, run.x.shape[0]).transpose(0, 1)
+
+
+def _input_test(run: _Run, t: int, test: PerturbationTest, i: int, *, q_hat: Tensor, kept: Tensor) -> None:
+    """Iteration ``i`` of input test ``t``: all ``K`` perturbed inputs stacked, explained and scored together."""
+    k_count = run.perturbations
+    x_hat = torch.cat([
+        perturb_inputs(run.x, magnitude=test.magnitude, seed=run.seeds[t][i][k], low=run.low, high=run.high)
+        for k in range(k_count)
+    ])
+    predicted = predict(run.clean, x_hat, max_batch_size=run.max_batch_size)
+    changed = predicted.reshape(k_count, run.x.shape[0]) != run.prediction
+    kept[t, i] = changed if test.adversary else ~changed
+    targets = run.target.repeat(k_count)
+    maps = run.explain_all(run.clean, x_hat, targets)
+    perturbed = run.group(run.clean, x_hat, targets, maps, k_count, f"{test.name}{i}")
+    for m, p in enumerate(run.planned):
+        q_hat[m, t, i] = _stacked_scores(run, run.score(p, [perturbed], test.name, i))
+
+
+def _model_test(run: _Run, t: int, test: PerturbationTest, i: int, perturber: ModelPerturber, *, q_hat: Tensor,
+                kept: Tensor) -> None:
+    """Iteration ``i`` of model test ``t``: one perturbed model at a time; model-free metrics score all at once."""
+    groups = []
+    for k in range(run.perturbations):
+        noisy = perturber.perturb(std=test.magnitude, seed=run.seeds[t][i][k])
+        changed = predict(noisy, run.x, max_batch_size=run.max_batch_size) != run.prediction
+        kept[t, i, k] = changed if test.adversary else ~changed
+        current = run.group(noisy, run.x, run.target, run.explain_all(noisy, run.x, run.target), 1,
+                            f"{test.name}{i}.{k}")
+        for m, p in enumerate(run.planned):
+            if not p.shares_model:
+                q_hat[m, t, i, k] = run.score(p, [current], test.name, i, k)
+        current.model = None  # the copy changes with the next perturbation
+        groups.append(current)
+    for m, p in enumerate(run.planned):
+        if p.shares_model:
+            q_hat[m, t, i] = _stacked_scores(run, run.score(p, groups, test.name, i))
+
+
+# --- summaries -----------------------------------------------------------------------------------
+
+
+def _summaries(run: _Run, q: Tensor, q_hat: Tensor, kept: Tensor, *, n_splits: int,
+               split_generator: torch.Generator) -> dict[str, Any]:
+    """Intra-/inter-consistency, MC per space, metric agreement and split-half reliability."""
+    directions = [p.spec.higher_is_better for p in run.planned]
+    n_metrics, n_methods, b = len(run.planned), len(run.method_names), run.x.shape[0]
+    iac = torch.full((n_metrics, len(run.suite), run.iterations), math.nan, dtype=torch.float64,
+                     device=run.x.device)
     iec = torch.full_like(iac, math.nan)
-    iac_method = torch.full((len(planned), len(suite), iterations, n_methods), math.nan, dtype=torch.float64,
-                            device=x.device)
-    for t, test in enumerate(suite):
-        for m in range(len(planned)):
+    iac_method = torch.full((n_metrics, len(run.suite), run.iterations, n_methods), math.nan,
+                            dtype=torch.float64, device=run.x.device)
+    for t, test in enumerate(run.suite):
+        for m in range(n_metrics):
             iac[m, t], iec[m, t], iac_method[m, t] = consistency(
-                q[m].expand(iterations, n_methods, b), q_hat[m, t], kept[t], adversary=test.adversary,
+                q[m].expand(run.iterations, n_methods, b), q_hat[m, t], kept[t], adversary=test.adversary,
                 higher_is_better=directions[m])
-    index = {test.name: t for t, test in enumerate(suite)}
+    spaces, mc = _meta_consistency(run, iac, iec)
+    mc_mean, mc_std = nan_stats(mc, -1)
+    agreement, agreement_per_sample = metric_agreement(q, directions)
+    split_half = split_half_reliability(q, n_splits=n_splits, generator=split_generator)
+    return {"spaces": spaces, "iac": iac, "iec": iec, "iac_method": iac_method, "mc": mc, "mc_mean": mc_mean,
+            "mc_std": mc_std, "agreement": agreement, "agreement_per_sample": agreement_per_sample,
+            "split_half": split_half, "directions": directions}
+
+
+def _meta_consistency(run: _Run, iac: Tensor, iec: Tensor) -> tuple[list[str], Tensor]:
+    """The spaces with both of their tests, and ``(M, spaces, I)`` MC scores."""
+    index = {test.name: t for t, test in enumerate(run.suite)}
     spaces = [s for s in SPACES if f"{s}_resilience" in index and f"{s}_adversary" in index]
+    if not spaces:
+        return spaces, torch.zeros((len(run.planned), 0, run.iterations), dtype=torch.float64, device=run.x.device)
     mc = torch.stack([
         meta_consistency(iac[:, index[f"{s}_resilience"]], iac[:, index[f"{s}_adversary"]],
                          iec[:, index[f"{s}_resilience"]], iec[:, index[f"{s}_adversary"]])
         for s in spaces
-    ], dim=1) if spaces else torch.zeros((len(planned), 0, iterations), dtype=torch.float64, device=x.device)
-    mc_mean, mc_std = _nan_stats(mc, -1)
-    agreement, agreement_per_sample = metric_agreement(q, directions)
-    split_half = split_half_reliability(q, n_splits=n_splits, generator=split_generator)
-
-    ds = _build_dataset(
-        xr, planned=planned, method_names=method_names, suite=suite, spaces=spaces, iterations=iterations,
-        perturbations=k_count, q=q, q_hat=q_hat, kept=kept, iac=iac, iec=iec, iac_method=iac_method, mc=mc,
-        mc_mean=mc_mean, mc_std=mc_std, agreement=agreement, agreement_per_sample=agreement_per_sample,
-        split_half=split_half, baseline=baseline, directions=directions, alpha=float(alpha),
-        prediction=prediction, target=target)
-    ds.attrs.update({
-        "xaiscore_version": __version__,
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "seed": int(seed) if seed_given else -1,
-        "seed_from_generator": int(not seed_given),
-        "iterations": iterations,
-        "perturbations": k_count,
-        "n_methods": n_methods,
-        "tests": json.dumps({t.name: t.magnitude for t in suite}),
-        "clip": int(clip),
-        "alpha": float(alpha),
-        "random_level_mc": random_mc_level(n_methods),
-        "metric_settings": json.dumps({p.name: p.options for p in planned}, default=repr, sort_keys=True),
-        "skipped": json.dumps(skipped, sort_keys=True),
-        "citation": "Hedström et al. 2023, The meta-evaluation problem in explainable AI: identifying reliable "
-                    "estimators with MetaQuantus, TMLR",
-    })
-    return ds
-
-
-def _direction_code(direction: bool | None) -> int:
-    return -1 if direction is None else int(direction)
-
-
-def _build_dataset(xr: Any, *, planned: list[PlannedMetric], method_names: list[str], suite: Sequence[PerturbationTest],
-                   spaces: list[str], iterations: int, perturbations: int, q: Tensor, q_hat: Tensor, kept: Tensor,
-                   iac: Tensor, iec: Tensor, iac_method: Tensor, mc: Tensor, mc_mean: Tensor, mc_std: Tensor,
-                   agreement: Tensor, agreement_per_sample: Tensor, split_half: Tensor, baseline: Tensor | None,
-                   directions: list[bool | None], alpha: float, prediction: Tensor, target: Tensor) -> Any:
-    def np64(t: Tensor) -> np.ndarray:
-        return t.detach().to("cpu", torch.float64).numpy()
-
-    names = [p.name for p in planned]
-    b = q.shape[-1]
-    iac_mean, _ = _nan_stats(iac, -1)
-    iec_mean, _ = _nan_stats(iec, -1)
-    split_mean, _ = _nan_stats(split_half, -1)
-    agreement_mean, _ = _nan_stats(agreement_per_sample, -1)
-    variables: dict[str, Any] = {
-        "score": (("metric", "method", "sample"), np64(q)),
-        "score_perturbed": (("metric", "test", "iteration", "perturbation", "method", "sample"), np64(q_hat)),
-        "kept": (("test", "iteration", "perturbation", "sample"), kept.cpu().numpy().astype(np.int8)),
-        "kept_fraction": (("test", "iteration"), np64(kept.to(torch.float64).mean((-2, -1)))),
-        "iac": (("metric", "test", "iteration"), np64(iac)),
-        "iec": (("metric", "test", "iteration"), np64(iec)),
-        "iac_per_method": (("metric", "test", "iteration", "method"), np64(iac_method)),
-        "iac_mean": (("metric", "test"), np64(iac_mean)),
-        "iec_mean": (("metric", "test"), np64(iec_mean)),
-        "mc": (("metric", "space", "iteration"), np64(mc)),
-        "mc_mean": (("metric", "space"), np64(mc_mean)),
-        "mc_std": (("metric", "space"), np64(mc_std)),
-        "mc_overall": (("metric",), np64(mc_mean.mean(-1)) if spaces else np.full(len(names), np.nan)),
-        "agreement": (("metric", "metric_other"), np64(agreement)),
-        "agreement_per_sample": (("metric", "metric_other", "sample"), np64(agreement_per_sample)),
-        "agreement_per_sample_mean": (("metric", "metric_other"), np64(agreement_mean)),
-        "split_half": (("metric", "split"), np64(split_half)),
-        "split_half_mean": (("metric",), np64(split_mean)),
-    }
-    if baseline is not None:
-        win_rate, p_value = random_baseline_separation(q, baseline, directions)
-        beats = (win_rate > 0.5) & (p_value < alpha)
-        variables.update({
-            "baseline_score": (("metric", "sample"), np64(baseline)),
-            "win_rate_vs_random": (("metric", "method"), np64(win_rate)),
-            "p_vs_random": (("metric", "method"), np64(p_value)),
-            "beats_random": (("metric", "method"), beats.cpu().numpy().astype(np.int8)),
-            "separates_random": (("metric",), beats.all(-1).cpu().numpy().astype(np.int8)),
-        })
-    coords = {
-        "metric": names,
-        "method": list(method_names),
-        "test": [t.name for t in suite],
-        "space": list(spaces),
-        "iteration": np.arange(iterations),
-        "perturbation": np.arange(perturbations),
-        "sample": np.arange(b),
-        "metric_other": names,
-        "split": np.arange(split_half.shape[-1]),
-        "family": ("metric", [p.spec.family for p in planned]),
-        "higher_is_better": ("metric", np.array([_direction_code(d) for d in directions], dtype=np.int8)),
-        "test_space": ("test", [t.space for t in suite]),
-        "test_kind": ("test", [t.kind for t in suite]),
-        "test_magnitude": ("test", np.array([t.magnitude for t in suite], dtype=np.float64)),
-        "prediction": ("sample", prediction.cpu().numpy().astype(np.int64)),
-        "target": ("sample", target.cpu().numpy().astype(np.int64)),
-    }
-    ds = xr.Dataset(variables, coords=coords)
-    descriptions = {
-        "score": "unperturbed score per metric, method and sample",
-        "score_perturbed": "score after each perturbation (NaN where the metric is undefined)",
-        "kept": "1 where the sample is kept: prediction unchanged (resilience) or changed (adversary)",
-        "iac": "intra-consistency: mean Wilcoxon p (resilience) or 1 - p (adversary) over methods and perturbations",
-        "iec": "inter-consistency: share of unchanged method ranks (resilience) or of scores that got worse "
-               "in the metric's direction (adversary)",
-        "mc": "meta-consistency: mean of IAC_NR, IAC_AR, IEC_NR, IEC_AR of a space, per iteration",
-        "mc_mean": "MC averaged over iterations", "mc_std": "population std of MC over iterations",
-        "agreement": "Kendall tau-b between two metrics' method rankings by mean score",
-        "split_half": "Kendall tau-b between the method rankings of two random halves of the samples",
-    }
-    for name, text in descriptions.items():
-        ds[name].attrs["description"] = text
-    return ds
+    ], dim=1)
+    return spaces, mc

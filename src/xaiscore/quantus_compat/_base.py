@@ -35,7 +35,7 @@ import enum
 import functools
 import importlib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -43,8 +43,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from xaiscore._checks import DTypeError, OptionError, ShapeError, check_mask
+from xaiscore._checks import DTypeError, OptionError
 from xaiscore.explainers import QuantusExplainer
+from xaiscore.quantus_compat._inputs import (
+    Layout,
+    attributions_tensor,
+    canonical_inputs,
+    check_model,
+    float_tensor,
+    infer_channel_first,
+    masks_tensor,
+    model_dtype,
+    resolve_device,
+    targets_tensor,
+)
+
+# Kept under its old name for the tests that import it from here.
+from xaiscore.quantus_compat._inputs import expand_like_quantus as _expand_like_quantus  # noqa: F401
 
 __all__ = [
     "Metric",
@@ -96,128 +111,6 @@ def reject_unknown(kwargs: Mapping[str, Any], where: str) -> None:
             "class docstring (options of the explainer go in `explain_func_kwargs`, of the model in "
             "`model_predict_kwargs`, of the normalisation in `normalise_func_kwargs`)."
         )
-
-
-# --- layout ----------------------------------------------------------------------------------------
-
-
-def infer_channel_first(shape: Sequence[int]) -> bool:
-    """Quantus' ``infer_channel_first`` rule for a batch of inputs of ``shape``.
-
-    * ``(B, F)``: channel-first (no channel axis).
-    * ``(B, d1, d2)``: channel-first if ``d1 < d2``, channel-last if ``d1 > d2``.
-    * ``(B, d1, d2, d3)``: channel-last if ``d3`` is the smallest, channel-first if ``d1`` is.
-
-    Raises:
-        ShapeError: the shape is ambiguous (pass ``channel_first``) or has more than 4 dimensions.
-
-    Example:
-        >>> infer_channel_first((8, 3, 32, 32)), infer_channel_first((8, 32, 32, 3))
-        (True, False)
-    """
-    shape = tuple(shape)
-    ambiguous = ShapeError(
-        f"Ambiguous input shape {shape}: cannot infer channel-first or channel-last order. "
-        "Pass `channel_first=True` or `channel_first=False`."
-    )
-    if len(shape) == 2:
-        return True
-    if len(shape) == 3:
-        if shape[1] == shape[2]:
-            raise ambiguous
-        return shape[1] < shape[2]
-    if len(shape) == 4:
-        if shape[3] < shape[1] and shape[3] < shape[2]:
-            return False
-        if shape[1] < shape[2] and shape[1] < shape[3]:
-            return True
-        raise ambiguous
-    raise ShapeError(
-        f"Expected `x_batch` of 2 to 4 dimensions to infer the channel order, but got shape {shape}. "
-        "Pass `channel_first=True` for volumes (B, C, D, H, W)."
-    )
-
-
-def _channel_last_to_first(array: np.ndarray) -> np.ndarray:
-    if array.ndim <= 2:
-        return array
-    return np.moveaxis(array, -1, 1)
-
-
-def _expand_like_quantus(a: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
-    """Quantus' ``expand_attribution_channel``: insert the input axes that ``a`` lacks."""
-    if a.shape[0] != x_shape[0]:
-        raise ShapeError(
-            f"Expected attributions for the {x_shape[0]} samples of `x_batch`, but got {a.shape[0]} "
-            f"(shape {a.shape})."
-        )
-    if a.ndim > len(x_shape):
-        raise ShapeError(
-            f"Expected attributions with at most the {len(x_shape)} dimensions of `x_batch` {x_shape}, "
-            f"but got shape {a.shape}."
-        )
-    if a.ndim == len(x_shape):
-        return a
-    a_dims = [d for d in a.shape[1:] if d != 1]
-    x_dims = list(x_shape[1:])
-    for start in range(len(x_dims) - len(a_dims) + 1):
-        if x_dims[start : start + len(a_dims)] == a_dims and (start == 0 or start + len(a_dims) == len(x_dims)):
-            covered = list(range(start + 1, start + 1 + len(a_dims)))
-            missing = tuple(axis for axis in range(1, len(x_shape)) if axis not in covered)
-            return np.expand_dims(a.reshape((a.shape[0],) + tuple(a_dims)), axis=missing)
-    raise ShapeError(
-        f"Expected attributions whose dimensions are the leading or trailing dimensions of the inputs "
-        f"{x_shape}, but got shape {a.shape}."
-    )
-
-
-def resolve_device(device: str | torch.device | None, model: nn.Module | None) -> torch.device:
-    """The device to compute on.
-
-    ``None`` means the device of the model's first parameter (CPU without a
-    model or parameters); ``"gpu"`` (Quantus' documented spelling) means
-    ``"cuda"``; anything else is passed to :class:`torch.device` (``"cpu"``,
-    ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-
-    Example:
-        >>> resolve_device("cpu", None), resolve_device(None, torch.nn.Linear(2, 2))
-        (device(type='cpu'), device(type='cpu'))
-    """
-    if device is None:
-        if isinstance(model, nn.Module):
-            for parameter in model.parameters():
-                return parameter.device
-        return torch.device("cpu")
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise DTypeError(f"Expected `device` as a string such as 'cpu' or 'cuda:0', but got {type(device).__name__}.")
-    name = device.strip().lower()
-    if name == "gpu" or name.startswith("gpu:"):
-        name = "cuda" + name[3:]
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise OptionError(
-            f"Expected `device` as 'cpu', 'cuda', 'cuda:<index>', 'gpu' or another torch device, but got {device!r}."
-        ) from None
-
-
-def _model_dtype(model: nn.Module | None) -> torch.dtype:
-    if isinstance(model, nn.Module):
-        for parameter in model.parameters():
-            if parameter.is_floating_point():
-                return parameter.dtype
-    return torch.float32
-
-
-def _float_tensor(array: Any, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
-    if isinstance(array, Tensor):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
-    if dtype is None:
-        dtype = torch.float64 if array.dtype == np.float64 else torch.float32
-    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
 def _logits_model(model: nn.Module) -> nn.Module:
@@ -496,120 +389,68 @@ class Metric:
     def _prepare(self, *, model, x_batch, y_batch, a_batch, s_batch, channel_first, explain_func,
                  explain_func_kwargs, model_predict_kwargs, softmax, device, batch_size, custom_batch,
                  counter) -> Prepared:
-        if x_batch is None:
-            raise DTypeError("Expected `x_batch` as a numpy array of inputs, but got None.")
-        if isinstance(x_batch, Tensor):
-            x_batch = x_batch.detach().cpu().numpy()
-        x_np = np.asarray(x_batch)
-        if x_np.ndim < 2:
-            raise ShapeError(f"Expected `x_batch` with a batch axis and at least one feature axis, but got {x_np.shape}.")
-        if x_np.shape[0] == 0:
-            raise ShapeError("Expected `x_batch` to hold at least one sample, but got an empty batch.")
-        raw_shape = x_np.shape
-        if channel_first is None:
-            channel_first = infer_channel_first(raw_shape)
-        if not channel_first:
-            x_np = _channel_last_to_first(x_np)
-        x_shape = x_np.shape
-        model_shape = tuple(x_shape[1:])
-        canonical = (x_shape[0], 1) + model_shape if x_np.ndim == 2 else x_shape
-
-        if model is not None and not isinstance(model, nn.Module):
-            raise DTypeError(
-                f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__} "
-                "(the drop-in runs PyTorch models only)."
-            )
-        if self.needs_model:
-            if model is None:
-                raise OptionError(f"{type(self).__name__} calls the model: pass `model` (a torch.nn.Module).")
-            if model.training:
-                raise OptionError(
-                    "Expected `model` in evaluation mode, but it is in training mode; call `model.eval()` "
-                    "first (Quantus refuses it too)."
-                )
+        """Quantus' inputs made canonical, one step per input (:mod:`~xaiscore.quantus_compat._inputs`)."""
+        x_np, layout = canonical_inputs(x_batch, channel_first)
+        check_model(model, needs_model=self.needs_model, metric=type(self).__name__)
         device_ = resolve_device(device, model)
-        x = _float_tensor(x_np, device_, _model_dtype(model)).reshape(canonical)
-
-        y = None
-        if y_batch is not None:
-            y_np = np.asarray(y_batch)
-            if y_np.dtype.kind not in "iub":
-                if y_np.dtype.kind == "f" and np.all(np.equal(np.mod(y_np, 1), 0)):
-                    y_np = y_np.astype(np.int64)
-                else:
-                    raise DTypeError(f"Expected `y_batch` to hold integer class indices, but got dtype {y_np.dtype}.")
-            y = torch.as_tensor(y_np.reshape(-1).astype(np.int64), device=device_)
-            if y.shape[0] != x.shape[0]:
-                raise ShapeError(f"Expected `y_batch` of shape ({x.shape[0]},), but got {tuple(np.shape(y_batch))}.")
-
+        x = float_tensor(x_np, device_, model_dtype(model)).reshape(layout.canonical)
+        y = None if y_batch is None else targets_tensor(y_batch, n=x.shape[0], device=device_)
         forward_fn = None
         if isinstance(model, nn.Module):
-            forward_fn = ForwardFn(model, model_shape, model_predict_kwargs or {}, counter)
-
-        kwargs_for_explain = dict(explain_func_kwargs or {})
-        if device is not None and "device" not in kwargs_for_explain:
-            kwargs_for_explain["device"] = device  # as Quantus' general_preprocess
-        explain_fn = factory = None
-        if explain_func is not None:
-            if not callable(explain_func):
-                raise DTypeError(f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
-
-            def factory(m: Any, _kwargs=kwargs_for_explain) -> ExplainAdapter:
-                return ExplainAdapter(m, explain_func, _kwargs, model_shape, counter=counter)
-
-            explain_fn = factory(model)
-        if self.needs_explainer and explain_fn is None:
-            raise OptionError(
-                f"{type(self).__name__} re-explains perturbed inputs or models: pass `explain_func` "
-                "(e.g. quantus.explain with explain_func_kwargs={'method': 'Saliency'})."
-            )
-
-        a_raw = None
-        if a_batch is not None:
-            a_np = np.asarray(a_batch.detach().cpu().numpy() if isinstance(a_batch, Tensor) else a_batch)
-            if not channel_first and a_np.ndim == len(raw_shape) and a_np.shape[-1] in (1, raw_shape[-1]) \
-                    and a_np.shape[1:-1] == raw_shape[1:-1]:
-                a_np = _channel_last_to_first(a_np)
-            a_np = _expand_like_quantus(a_np, x_shape)
-            if a_np.shape[1:] not in (tuple(x_shape[1:]), (1,) + tuple(x_shape[2:])) and x_np.ndim > 2:
-                raise ShapeError(
-                    f"Expected attributions of shape {x_shape} or {(x_shape[0], 1) + tuple(x_shape[2:])} (after "
-                    f"adding the channel axis as Quantus does), but got {a_np.shape}."
-                )
-            if x_np.ndim == 2 and a_np.shape != x_shape:
-                raise ShapeError(f"Expected attributions of shape {x_shape}, but got {a_np.shape}.")
-            a_raw = _float_tensor(a_np, device_).reshape((x.shape[0], -1) + tuple(x.shape[2:]))
-        elif self.needs_attributions:
-            if explain_fn is None:
-                raise OptionError(
-                    f"{type(self).__name__} needs attributions: pass `a_batch`, or `explain_func` to compute them."
-                )
-            if y is None:
-                raise OptionError("Expected `y_batch` (the classes to explain), but got None.")
-            a_raw = self._explain_in_chunks(explain_fn, x, y, batch_size)
-
+            forward_fn = ForwardFn(model, layout.model_shape, model_predict_kwargs or {}, counter)
+        factory = self._explainer_factory(explain_func, explain_func_kwargs, device, layout, counter)
+        explain_fn = None if factory is None else factory(model)
+        a_raw = self._attributions(a_batch, layout, x=x, y=y, explain_fn=explain_fn, batch_size=batch_size,
+                                   device=device_)
         a = a_raw
         if a_raw is not None and self.transforms_attributions:
             a = self.transform_attributions(a_raw, chunk=None if a_batch is not None else batch_size)
-
         s = None
         if s_batch is not None:
-            s_np = np.asarray(s_batch.detach().cpu().numpy() if isinstance(s_batch, Tensor) else s_batch)
-            if not channel_first and s_np.ndim == len(raw_shape) and s_np.shape[-1] == 1:
-                s_np = _channel_last_to_first(s_np)
-            if s_np.ndim == x.ndim - 1:
-                s_np = s_np[:, None]
-            s_t = torch.as_tensor(np.ascontiguousarray(s_np), device=device_)
-            if s_t.ndim != x.ndim:
-                raise ShapeError(f"Expected `s_batch` of shape (B, 1, *S) like {(x.shape[0], 1) + tuple(x.shape[2:])}, "
-                                 f"but got {tuple(s_np.shape)}.")
-            s = check_mask(s_t, x, name="s_batch", a_name="x_batch")
+            s = masks_tensor(s_batch, layout, x=x, device=device_)
         elif self.needs_masks:
             raise OptionError(f"{type(self).__name__} needs ground-truth masks: pass `s_batch` (B, 1, *S).")
-
         return Prepared(x=x, y=y, a=a, a_raw=a_raw, s=s, model=model, forward_fn=forward_fn, explain_fn=explain_fn,
                         explainer_factory=factory, softmax=softmax, batch_size=batch_size, device=device_,
-                        model_shape=model_shape, custom_batch=custom_batch)
+                        model_shape=layout.model_shape, custom_batch=custom_batch)
+
+    def _explainer_factory(self, explain_func: Any, explain_func_kwargs: Mapping[str, Any] | None,
+                           device: str | torch.device | None, layout: Layout,
+                           counter: Callable[[int], None] | None) -> Callable[[Any], ExplainAdapter] | None:
+        """``model -> ExplainAdapter`` for ``explain_func``, or ``None`` without one (where allowed)."""
+        if explain_func is None:
+            if self.needs_explainer:
+                raise OptionError(
+                    f"{type(self).__name__} re-explains perturbed inputs or models: pass `explain_func` "
+                    "(e.g. quantus.explain with explain_func_kwargs={'method': 'Saliency'})."
+                )
+            return None
+        if not callable(explain_func):
+            raise DTypeError(f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
+        kwargs_for_explain = dict(explain_func_kwargs or {})
+        if device is not None and "device" not in kwargs_for_explain:
+            kwargs_for_explain["device"] = device  # as Quantus' general_preprocess
+        model_shape = layout.model_shape
+
+        def factory(m: Any, _kwargs: Mapping[str, Any] = kwargs_for_explain) -> ExplainAdapter:
+            return ExplainAdapter(m, explain_func, _kwargs, model_shape, counter=counter)
+
+        return factory
+
+    def _attributions(self, a_batch: Any, layout: Layout, *, x: Tensor, y: Tensor | None,
+                      explain_fn: ExplainAdapter | None, batch_size: int, device: torch.device) -> Tensor | None:
+        """The given ``a_batch``, else the explanations where the metric needs attributions, else ``None``."""
+        if a_batch is not None:
+            return attributions_tensor(a_batch, layout, like=x, device=device)
+        if not self.needs_attributions:
+            return None
+        if explain_fn is None:
+            raise OptionError(
+                f"{type(self).__name__} needs attributions: pass `a_batch`, or `explain_func` to compute them."
+            )
+        if y is None:
+            raise OptionError("Expected `y_batch` (the classes to explain), but got None.")
+        return self._explain_in_chunks(explain_fn, x, y, batch_size)
 
     @staticmethod
     def _explain_in_chunks(explain_fn: ExplainAdapter, x: Tensor, y: Tensor, batch_size: int) -> Tensor:

@@ -1,21 +1,44 @@
-"""The dataset class every file reader returns, and the checks the readers share.
+"""The dataset class every file reader returns, the row -> entry pipeline and the checks the readers share.
 
 A reader parses its annotation files into :class:`Entry` objects (one per
 sample: image file, finding, boxes in the annotation's coordinate canvas, an
 optional mask builder) and wraps them in an :class:`AnnotatedDataset`, which
 loads the image on indexing, scales the boxes from the canvas to the image,
 checks them against the image, builds the mask and applies the transform.
+
+The annotation readers share one pipeline from rows to entries, with the same
+error policy everywhere:
+
+1. :func:`group_rows`: each annotation row is parsed and grouped by its image,
+   in order of first appearance. A bad row drops its image whole (the error
+   goes to the :class:`~xaiscore.harness.data.errors.SkipLog`; with
+   ``on_error="raise"`` it is raised), a row without an image id only itself.
+2. :func:`locate_entries`: each group's image file is looked up (a missing file
+   is reported and drops the group) and the reader builds the group's entries.
+
+Example:
+    >>> from xaiscore.harness.data.errors import SkipLog
+    >>> log = SkipLog("skip")
+    >>> rows = [(2, {"id": "a", "v": "1"}), (3, {"id": "b", "v": "x"}), (4, {"id": "a", "v": "2"})]
+    >>> def parse(image, item, earlier):
+    ...     row, fields = item
+    ...     if not fields["v"].isdigit():
+    ...         raise DatasetError("not a number", file="f.csv", row=row)
+    ...     return int(fields["v"])
+    >>> grouped = group_rows(rows, key=row_id("id", file="f.csv"), parse=parse, log=log)
+    >>> grouped.groups, grouped.bad, [s.row for s in log.skipped]
+    ({'a': [1, 2]}, {'b'}, [3])
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +60,10 @@ __all__ = [
     "mask_boxes",
     "locate_image",
     "resolve_path",
+    "RowGroups",
+    "row_id",
+    "group_rows",
+    "locate_entries",
 ]
 
 Box = tuple[float, float, float, float]
@@ -233,6 +260,108 @@ def locate_image(locator: Any, name: str, *, file: str | os.PathLike[str], row: 
     if path is None:
         raise DatasetError(f"image file {name!r} not found (looked in {locator.describe()})", file=file, row=row)
     return path
+
+
+# --- rows -> entries ------------------------------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+G = TypeVar("G")
+R = TypeVar("R")
+
+#: A CSV row as :func:`~xaiscore.harness.data._io.read_csv_rows` yields it: ``(line, {column: value})``.
+CsvRow = tuple[int, Mapping[str, "str | None"]]
+
+_NO_KEY: Any = object()
+
+
+@dataclass
+class RowGroups(Generic[K, V]):
+    """Parsed annotation rows grouped by image, in order of first appearance.
+
+    Attributes:
+        groups: image key -> the parsed values of its rows, for images whose rows all parsed.
+        bad: The images left out because one of their rows was bad.
+    """
+
+    groups: dict[K, list[V]] = field(default_factory=dict)
+    bad: set[K] = field(default_factory=set)
+
+    def seen(self, key: Any) -> bool:
+        """Whether any row named image ``key`` (good or bad)."""
+        return key in self.groups or key in self.bad
+
+
+def row_id(column: str, *, file: str | os.PathLike[str]) -> Callable[[CsvRow], str]:
+    """A :func:`group_rows` key: the stripped value of ``column``, an error when it is empty."""
+
+    def key(item: CsvRow) -> str:
+        row, fields = item
+        value = (fields[column] or "").strip()
+        if not value:
+            raise DatasetError(f"empty {column!r}", file=file, row=row)
+        return value
+
+    return key
+
+
+def group_rows(rows: Iterable[R], *, key: Callable[[R], K], parse: Callable[[K, R, list[V]], V],
+               log: SkipLog) -> RowGroups[K, V]:
+    """Stage 1 of a reader: annotation rows -> parsed values grouped by image.
+
+    Args:
+        rows: The annotation rows, in file order.
+        key: The image a row belongs to. A :class:`DatasetError` here (e.g. an
+            empty id) is reported and drops the row only.
+        parse: ``parse(image, row, earlier)`` -> the row's value, given the values
+            of the image's earlier rows. A :class:`DatasetError` is reported and
+            drops the image: its earlier values are discarded, its later rows ignored.
+        log: Where errors go (raised with ``on_error="raise"``).
+    """
+    result: RowGroups[K, V] = RowGroups()
+    for item in rows:
+        image = _NO_KEY
+        try:
+            image = key(item)
+            if image in result.bad:
+                continue
+            value = parse(image, item, result.groups.get(image, []))
+        except DatasetError as error:
+            log.report(error)
+            if image is not _NO_KEY:
+                result.bad.add(image)
+                result.groups.pop(image, None)
+            continue
+        result.groups.setdefault(image, []).append(value)
+    return result
+
+
+def locate_entries(items: Iterable[tuple[K, G]], *, locate: Callable[[K, G], Path],
+                   build: Callable[[K, G, Path], Iterable[Entry]], log: SkipLog,
+                   limit: int | None = None) -> list[Entry]:
+    """Stage 2 of a reader: ``(image, group)`` -> the group's entries, with the image file looked up.
+
+    Args:
+        items: The groups, in order.
+        locate: The image file of a group (:func:`locate_image`); a
+            :class:`DatasetError` is reported and drops the group.
+        build: The entries of a group whose image file was found.
+        log: Where errors go (raised with ``on_error="raise"``).
+        limit: Stop after this many groups with an image file (``None``: all).
+    """
+    entries: list[Entry] = []
+    located = 0
+    for image, group in items:
+        if limit is not None and located >= limit:
+            break
+        try:
+            path = locate(image, group)
+        except DatasetError as error:
+            log.report(error)
+            continue
+        located += 1
+        entries.extend(build(image, group, path))
+    return entries
 
 
 def _image_size(image: Tensor) -> tuple[int, int]:

@@ -260,6 +260,14 @@ class ImageLocator:
                 path = folder / candidate
                 if path.is_file():
                     return path
+        index = self._file_index()
+        for candidate in candidates:
+            if Path(candidate).name in index:
+                return index[Path(candidate).name]
+        return None
+
+    def _file_index(self) -> dict[str, Path]:
+        """File name -> the first file of that name below the folders (sorted), built on first use."""
         if self._index is None:
             self._index = {}
             for folder in self.folders:
@@ -267,10 +275,7 @@ class ImageLocator:
                     for path in sorted(folder.rglob("*")):
                         if path.is_file():
                             self._index.setdefault(path.name, path)
-        for candidate in candidates:
-            if Path(candidate).name in self._index:
-                return self._index[Path(candidate).name]
-        return None
+        return self._index
 
     def describe(self) -> str:
         """The folders searched, for error messages."""

@@ -28,17 +28,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from xaiscore._checks import ShapeError
 from xaiscore.harness.data._base import (
     AnnotatedDataset,
+    Box,
     ClassResolver,
     Entry,
     check_box,
     check_channels,
+    group_rows,
+    locate_entries,
     locate_image,
 )
 from xaiscore.harness.data._io import IMAGE_SUFFIXES, ImageLocator, load_any_image
@@ -153,6 +156,49 @@ def read_coco(
     file = str(path)
     log = SkipLog(on_error)
     channels = check_channels(channels)
+    data = _load_json(path)
+    categories = _categories(data["categories"], file=path)
+    if class_names is None:
+        ordered = [categories[k] for k in sorted(categories, key=lambda v: (str(type(v)), v))]
+        class_names = ([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in ordered else []) + ordered
+    resolver = ClassResolver(class_names)
+    negative_label = resolver.require_negative() if negatives else None
+    images = _images(data["images"], file=file, log=log)
+    annotations = group_rows(
+        enumerate(data["annotations"]),
+        key=partial(_image_of, images=images, file=file),
+        parse=partial(_annotation, images=images, categories=categories, resolver=resolver,
+                      clip_boxes=clip_boxes, file=file),
+        log=log,
+    )
+
+    def build(image_id: Any, image: _Image, image_path: Path) -> list[Entry]:
+        groups = _by_finding(annotations.groups.get(image_id, []))
+        if not groups:
+            return [Entry(
+                source_id=f"{image.file_name}:{NEGATIVE_FINDING}", image_path=image_path, finding=NEGATIVE_FINDING,
+                label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=image.canvas,  # type: ignore[arg-type]
+                annotation_file=file, row=image.row, meta={"image_id": image_id},
+            )]
+        return [_entry(image_id, image, image_path, finding, group, resolver=resolver,
+                       use_segmentation=use_segmentation, file=file)
+                for finding, group in groups.items()]
+
+    folders = [Path(image_dir)] if image_dir is not None else [path.parent / "images", path.parent]
+    locator = ImageLocator(folders, IMAGE_SUFFIXES)
+    entries = locate_entries(
+        ((image_id, image) for image_id, image in images.items()
+         if image_id not in annotations.bad and (negatives or image_id in annotations.groups)),
+        locate=lambda image_id, image: locate_image(locator, image.file_name, file=file, row=image.row),
+        build=build, log=log)
+    return AnnotatedDataset(
+        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
+        transform=transform, log=log, reader="coco", clip_boxes=clip_boxes,
+    )
+
+
+def _load_json(path: Path) -> Mapping[str, Any]:
+    """The annotation file's object, with lists ``images``, ``annotations`` and ``categories``."""
     if not path.is_file():
         raise DatasetError("annotation file not found", file=path)
     try:
@@ -162,98 +208,104 @@ def read_coco(
     if not isinstance(data, Mapping) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
                                                                                           "categories")):
         raise DatasetError("expected a JSON object with lists 'images', 'annotations' and 'categories'", file=path)
+    return data
+
+
+def _categories(items: list[Any], *, file: Path) -> dict[Any, str]:
+    """category id -> name."""
     categories: dict[Any, str] = {}
-    for k, category in enumerate(data["categories"]):
+    for k, category in enumerate(items):
         if not isinstance(category, Mapping) or "id" not in category or not isinstance(category.get("name"), str):
-            raise DatasetError("expected a category with 'id' and 'name'", file=path, row=f"categories[{k}]")
+            raise DatasetError("expected a category with 'id' and 'name'", file=file, row=f"categories[{k}]")
         categories[category["id"]] = category["name"].strip()
-    if class_names is None:
-        ordered = [categories[k] for k in sorted(categories, key=lambda v: (str(type(v)), v))]
-        class_names = ([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in ordered else []) + ordered
-    resolver = ClassResolver(class_names)
-    negative_label = resolver.require_negative() if negatives else None
+    return categories
 
-    images: dict[Any, dict[str, Any]] = {}
-    for k, image in enumerate(data["images"]):
+
+class _Image(NamedTuple):
+    file_name: str
+    canvas: tuple[int, int] | None
+    row: str
+
+
+def _images(items: list[Any], *, file: str, log: SkipLog) -> dict[Any, _Image]:
+    """image id -> file name, canvas (from ``width``/``height`` when valid) and row; bad images reported."""
+    images: dict[Any, _Image] = {}
+    for k, image in enumerate(items):
         row = f"images[{k}]"
-        try:
-            if not isinstance(image, Mapping) or "id" not in image or not isinstance(image.get("file_name"), str):
-                raise DatasetError("expected an image with 'id' and 'file_name'", file=file, row=row)
-            width, height = image.get("width"), image.get("height")
-            canvas = (int(height), int(width)) if _number(width) and _number(height) and width > 0 and height > 0 \
-                else None
-        except DatasetError as error:
-            log.report(error)
+        if not isinstance(image, Mapping) or "id" not in image or not isinstance(image.get("file_name"), str):
+            log.report(DatasetError("expected an image with 'id' and 'file_name'", file=file, row=row))
             continue
-        images[image["id"]] = {"file_name": image["file_name"], "canvas": canvas, "row": row, "groups": {}}
+        width, height = image.get("width"), image.get("height")
+        valid = _number(width) and _number(height) and width > 0 and height > 0
+        images[image["id"]] = _Image(image["file_name"], (int(height), int(width)) if valid else None, row)
+    return images
 
-    bad: set[Any] = set()
-    for k, annotation in enumerate(data["annotations"]):
-        row = f"annotations[{k}]" + (f" (id {annotation.get('id')})" if isinstance(annotation, Mapping) else "")
-        image_id = annotation.get("image_id") if isinstance(annotation, Mapping) else None
-        try:
-            if not isinstance(annotation, Mapping):
-                raise DatasetError("expected an annotation object", file=file, row=row)
-            if image_id not in images:
-                raise DatasetError(f"unknown image_id {image_id!r}", file=file, row=row)
-            if image_id in bad:
-                continue
-            category = annotation.get("category_id")
-            if category not in categories:
-                raise DatasetError(
-                    f"unknown category_id {category!r}: expected one of {sorted(categories, key=str)}",
-                    file=file, row=row,
-                )
-            finding, _ = resolver.resolve(categories[category], file=file, row=row)
-            bbox = annotation.get("bbox")
-            if not (isinstance(bbox, Sequence) and len(bbox) == 4 and all(_number(v) for v in bbox)):
-                raise DatasetError(f"expected 'bbox' as [x, y, width, height], but got {bbox!r}", file=file, row=row)
-            x, y, w, h = (float(v) for v in bbox)
-            state = images[image_id]
-            box = check_box((x, y, x + w, y + h), state["canvas"], clip=clip_boxes, file=file, row=row,
-                            where=f"image {state['file_name']}")
-            segmentation = _check_segmentation(annotation.get("segmentation"), file=file, row=row)
-        except DatasetError as error:
-            log.report(error)
-            if image_id in images:
-                bad.add(image_id)
-            continue
-        group = state["groups"].setdefault(finding, {"boxes": [], "rows": [], "segmentations": [], "crowd": False})
-        group["boxes"].append(box)
-        group["rows"].append(row)
-        group["segmentations"].append((segmentation, row))
-        group["crowd"] |= bool(annotation.get("iscrowd", 0))
 
-    folders = [Path(image_dir)] if image_dir is not None else [path.parent / "images", path.parent]
-    locator = ImageLocator(folders, IMAGE_SUFFIXES)
-    entries: list[Entry] = []
-    for image_id, state in images.items():
-        if image_id in bad or (not state["groups"] and not negatives):
-            continue
-        try:
-            image_path = locate_image(locator, state["file_name"], file=file, row=state["row"])
-        except DatasetError as error:
-            log.report(error)
-            continue
-        name = state["file_name"]
-        if not state["groups"]:
-            entries.append(Entry(
-                source_id=f"{name}:{NEGATIVE_FINDING}", image_path=image_path, finding=NEGATIVE_FINDING,
-                label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=state["canvas"],  # type: ignore[arg-type]
-                annotation_file=file, row=state["row"], meta={"image_id": image_id},
-            ))
-            continue
-        for finding, group in state["groups"].items():
-            segmented = use_segmentation and all(s is not None for s, _ in group["segmentations"])
-            entries.append(Entry(
-                source_id=f"{name}:{finding}", image_path=image_path, finding=finding,
-                label=resolver.class_names.index(finding), boxes=tuple(group["boxes"]),
-                box_labels=(finding,) * len(group["boxes"]), box_rows=tuple(group["rows"]),
-                canvas=state["canvas"], annotation_file=file, row=group["rows"][0],
-                mask=_SegmentationMask(tuple(group["segmentations"]), state["canvas"], file) if segmented else None,
-                meta={"image_id": image_id, "iscrowd": group["crowd"], "segmentation": segmented},
-            ))
-    return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
-        transform=transform, log=log, reader="coco", clip_boxes=clip_boxes,
+def _row(k: int, annotation: Any) -> str:
+    return f"annotations[{k}]" + (f" (id {annotation.get('id')})" if isinstance(annotation, Mapping) else "")
+
+
+def _image_of(item: tuple[int, Any], *, images: Mapping[Any, _Image], file: str) -> Any:
+    """The id of the (known) image an annotation belongs to."""
+    k, annotation = item
+    if not isinstance(annotation, Mapping):
+        raise DatasetError("expected an annotation object", file=file, row=_row(k, annotation))
+    image_id = annotation.get("image_id")
+    if image_id not in images:
+        raise DatasetError(f"unknown image_id {image_id!r}", file=file, row=_row(k, annotation))
+    return image_id
+
+
+class _Annotation(NamedTuple):
+    finding: str
+    box: Box
+    row: str
+    segmentation: Any
+    crowd: bool
+
+
+def _annotation(image_id: Any, item: tuple[int, Any], earlier: list[_Annotation], *,
+                images: Mapping[Any, _Image], categories: Mapping[Any, str], resolver: ClassResolver,
+                clip_boxes: bool, file: str) -> _Annotation:
+    """One annotation: its finding, checked box and segmentation."""
+    k, annotation = item
+    row = _row(k, annotation)
+    category = annotation.get("category_id")
+    if category not in categories:
+        raise DatasetError(
+            f"unknown category_id {category!r}: expected one of {sorted(categories, key=str)}",
+            file=file, row=row,
+        )
+    finding, _ = resolver.resolve(categories[category], file=file, row=row)
+    bbox = annotation.get("bbox")
+    if not (isinstance(bbox, Sequence) and len(bbox) == 4 and all(_number(v) for v in bbox)):
+        raise DatasetError(f"expected 'bbox' as [x, y, width, height], but got {bbox!r}", file=file, row=row)
+    x, y, w, h = (float(v) for v in bbox)
+    image = images[image_id]
+    box = check_box((x, y, x + w, y + h), image.canvas, clip=clip_boxes, file=file, row=row,
+                    where=f"image {image.file_name}")
+    segmentation = _check_segmentation(annotation.get("segmentation"), file=file, row=row)
+    return _Annotation(finding, box, row, segmentation, bool(annotation.get("iscrowd", 0)))
+
+
+def _by_finding(annotations: list[_Annotation]) -> dict[str, list[_Annotation]]:
+    """An image's annotations per finding, findings in order of appearance."""
+    groups: dict[str, list[_Annotation]] = {}
+    for annotation in annotations:
+        groups.setdefault(annotation.finding, []).append(annotation)
+    return groups
+
+
+def _entry(image_id: Any, image: _Image, image_path: Path, finding: str, group: list[_Annotation], *,
+           resolver: ClassResolver, use_segmentation: bool, file: str) -> Entry:
+    """The sample of one (image, category): its boxes, and its segmentations as the mask where all have one."""
+    segmentations = tuple((a.segmentation, a.row) for a in group)
+    segmented = use_segmentation and all(s is not None for s, _ in segmentations)
+    boxes = tuple(a.box for a in group)
+    return Entry(
+        source_id=f"{image.file_name}:{finding}", image_path=image_path, finding=finding,
+        label=resolver.class_names.index(finding), boxes=boxes, box_labels=(finding,) * len(boxes),
+        box_rows=tuple(a.row for a in group), canvas=image.canvas, annotation_file=file, row=group[0].row,
+        mask=_SegmentationMask(segmentations, image.canvas, file) if segmented else None,
+        meta={"image_id": image_id, "iscrowd": any(a.crowd for a in group), "segmentation": segmented},
     )

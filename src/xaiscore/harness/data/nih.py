@@ -23,21 +23,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from xaiscore._checks import OptionError
 from xaiscore.harness.data._base import (
     AnnotatedDataset,
+    Box,
     ClassResolver,
+    CsvRow,
     Entry,
     canvas_of,
     check_box,
     check_channels,
+    group_rows,
+    locate_entries,
     locate_image,
     resolve_path,
+    row_id,
 )
-from xaiscore.harness.data._io import ImageLocator, is_blank, load_image, parse_number, read_csv_rows
+from xaiscore.harness.data._io import (
+    ImageLocator,
+    is_blank,
+    load_image,
+    parse_number,
+    read_csv_rows,
+)
 from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 
@@ -129,15 +142,7 @@ def read_nih_chestxray14(
     cap = _count(negatives)
     negative_label = resolver.require_negative() if cap != 0 else None
     bbox_path = resolve_path(bbox_csv, root)
-    if data_entry_csv is None:
-        found = sorted(root.glob("Data_Entry_2017*.csv"))
-        entry_path = found[0] if found else None
-    elif data_entry_csv is False:
-        entry_path = None
-    elif data_entry_csv is True:
-        raise OptionError("Expected `data_entry_csv` as a path, None (find it) or False, but got True.")
-    else:
-        entry_path = resolve_path(data_entry_csv, root)
+    entry_path = _label_file(root, data_entry_csv)
     if cap != 0 and entry_path is None:
         raise OptionError(
             f"Expected a Data_Entry_2017*.csv label file in {root} (or `data_entry_csv=`) to find the "
@@ -147,86 +152,105 @@ def read_nih_chestxray14(
     locator = ImageLocator(folders, (".png",))
     file = str(bbox_path)
 
-    # per image, in order of appearance: finding -> [(box, row)]
-    images: dict[str, dict[str, list[tuple[tuple[float, float, float, float], int]]]] = {}
-    first_row: dict[str, int] = {}
-    bad: set[str] = set()
-    for row, fields in read_csv_rows(bbox_path, required=("Image Index", "Finding Label", *_BOX_COLUMNS)):
-        name = (fields["Image Index"] or "").strip()
-        try:
-            if not name:
-                raise DatasetError("empty 'Image Index'", file=file, row=row)
-            first_row.setdefault(name, row)
-            if name in bad:
-                continue
-            finding, _ = resolver.resolve(fields["Finding Label"] or "", file=file, row=row)
-            x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _BOX_COLUMNS)
-            box = (x, y, x + w, y + h)
-            box = check_box(box, canvas, clip=clip_boxes, file=file, row=row, where=f"image {name}")
-        except DatasetError as error:
-            log.report(error)
-            if name:
-                bad.add(name)
-                images.pop(name, None)
-            continue
-        images.setdefault(name, {}).setdefault(finding, []).append((box, row))
+    boxes = group_rows(
+        read_csv_rows(bbox_path, required=("Image Index", "Finding Label", *_BOX_COLUMNS)),
+        key=row_id("Image Index", file=file),
+        parse=partial(_box_row, resolver=resolver, canvas=canvas, clip_boxes=clip_boxes, file=file),
+        log=log,
+    )
+    labels = _Labels() if entry_path is None else _read_labels(entry_path, resolver, log)
 
-    labels: dict[str, tuple[str, ...]] = {}
-    extra: dict[str, dict[str, object]] = {}
-    negative_rows: list[tuple[str, int]] = []
-    if entry_path is not None:
-        optional = ("Patient ID", "Follow-up #", "View Position", "Patient Age", "Patient Gender")
-        for row, fields in read_csv_rows(entry_path, required=("Image Index", "Finding Labels"), optional=optional):
-            name = (fields["Image Index"] or "").strip()
-            if is_blank(fields["Finding Labels"]):
-                log.report(DatasetError("empty 'Finding Labels'", file=entry_path, row=row))
-                continue
-            parts = (fields["Finding Labels"] or "").split("|")
-            found_labels = tuple(resolver.canonical(v) for v in parts if v.strip())
-            labels[name] = found_labels
-            extra[name] = {k.lower().replace(" ", "_").replace("#", "number").replace("-", "_"): v.strip()
-                           for k, v in fields.items() if k in optional and v is not None}
-            if found_labels == (NEGATIVE_FINDING,) and name not in first_row:
-                negative_rows.append((name, row))
+    def positives(name: str, rows: list[_BoxRow], path: Path) -> list[Entry]:
+        meta = {"image_id": name, "finding_labels": labels.labels.get(name), **labels.extra.get(name, {})}
+        return [
+            Entry(source_id=f"{name}:{finding}", image_path=path, finding=finding,
+                  label=resolver.class_names.index(finding), boxes=tuple(b for b, _ in pairs),
+                  box_labels=(finding,) * len(pairs), box_rows=tuple(r for _, r in pairs), canvas=canvas,
+                  annotation_file=file, row=pairs[0][1], meta=dict(meta))
+            for finding, pairs in _by_finding(rows).items()
+        ]
 
-    entries: list[Entry] = []
-    for name, findings in images.items():
-        try:
-            path = locate_image(locator, name, file=file, row=first_row[name])
-        except DatasetError as error:
-            log.report(error)
-            continue
-        for finding, boxes in findings.items():
-            entries.append(Entry(
-                source_id=f"{name}:{finding}",
-                image_path=path,
-                finding=finding,
-                label=resolver.class_names.index(finding),
-                boxes=tuple(b for b, _ in boxes),
-                box_labels=(finding,) * len(boxes),
-                box_rows=tuple(r for _, r in boxes),
-                canvas=canvas,
-                annotation_file=file,
-                row=boxes[0][1],
-                meta={"image_id": name, "finding_labels": labels.get(name), **extra.get(name, {})},
-            ))
-    taken = 0
-    for name, row in negative_rows:
-        if cap is not None and taken >= cap:
-            break
-        try:
-            path = locate_image(locator, name, file=entry_path, row=row)
-        except DatasetError as error:
-            log.report(error)
-            continue
-        taken += 1
-        entries.append(Entry(
+    def negative(name: str, row: int, path: Path) -> list[Entry]:
+        return [Entry(
             source_id=f"{name}:{NEGATIVE_FINDING}", image_path=path, finding=NEGATIVE_FINDING,
             label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=canvas,  # type: ignore[arg-type]
             annotation_file=str(entry_path), row=row,
-            meta={"image_id": name, "finding_labels": labels[name], **extra.get(name, {})},
-        ))
+            meta={"image_id": name, "finding_labels": labels.labels[name], **labels.extra.get(name, {})},
+        )]
+
+    entries = locate_entries(
+        boxes.groups.items(), locate=lambda name, rows: locate_image(locator, name, file=file, row=rows[0].row),
+        build=positives, log=log)
+    entries += locate_entries(
+        [(name, row) for name, row in labels.negatives if not boxes.seen(name)],
+        locate=lambda name, row: locate_image(locator, name, file=entry_path, row=row),  # type: ignore[arg-type]
+        build=negative, log=log, limit=cap)
     return AnnotatedDataset(
         entries, class_names=resolver.class_names, loader=partial(load_image, channels=channels),
         transform=transform, log=log, reader="nih_chestxray14", clip_boxes=clip_boxes,
     )
+
+
+def _label_file(root: Path, data_entry_csv: str | os.PathLike[str] | bool | None) -> Path | None:
+    """The label file: found in ``root`` (``None``), none (``False``) or the given path."""
+    if data_entry_csv is None:
+        found = sorted(root.glob("Data_Entry_2017*.csv"))
+        return found[0] if found else None
+    if data_entry_csv is False:
+        return None
+    if data_entry_csv is True:
+        raise OptionError("Expected `data_entry_csv` as a path, None (find it) or False, but got True.")
+    return resolve_path(data_entry_csv, root)
+
+
+class _BoxRow(NamedTuple):
+    finding: str
+    box: Box
+    row: int
+
+
+def _box_row(name: str, item: CsvRow, earlier: list[_BoxRow], *, resolver: ClassResolver,
+             canvas: tuple[int, int] | None, clip_boxes: bool, file: str) -> _BoxRow:
+    """One row of the box list: its finding and its checked ``xyxy`` box."""
+    row, fields = item
+    finding, _ = resolver.resolve(fields["Finding Label"] or "", file=file, row=row)
+    x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _BOX_COLUMNS)
+    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row, where=f"image {name}")
+    return _BoxRow(finding, box, row)
+
+
+def _by_finding(rows: list[_BoxRow]) -> dict[str, list[tuple[Box, int]]]:
+    """An image's ``(box, row)`` pairs per finding, findings in order of appearance."""
+    findings: dict[str, list[tuple[Box, int]]] = {}
+    for finding, box, row in rows:
+        findings.setdefault(finding, []).append((box, row))
+    return findings
+
+
+_OPTIONAL = ("Patient ID", "Follow-up #", "View Position", "Patient Age", "Patient Gender")
+
+
+@dataclass
+class _Labels:
+    """What the label file says: labels and extra columns per image, the ``No Finding`` rows in order."""
+
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    extra: dict[str, dict[str, object]] = field(default_factory=dict)
+    negatives: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _read_labels(path: Path, resolver: ClassResolver, log: SkipLog) -> _Labels:
+    labels = _Labels()
+    for row, fields in read_csv_rows(path, required=("Image Index", "Finding Labels"), optional=_OPTIONAL):
+        name = (fields["Image Index"] or "").strip()
+        if is_blank(fields["Finding Labels"]):
+            log.report(DatasetError("empty 'Finding Labels'", file=path, row=row))
+            continue
+        parts = (fields["Finding Labels"] or "").split("|")
+        found_labels = tuple(resolver.canonical(v) for v in parts if v.strip())
+        labels.labels[name] = found_labels
+        labels.extra[name] = {k.lower().replace(" ", "_").replace("#", "number").replace("-", "_"): v.strip()
+                              for k, v in fields.items() if k in _OPTIONAL and v is not None}
+        if found_labels == (NEGATIVE_FINDING,):
+            labels.negatives.append((name, row))
+    return labels

@@ -220,6 +220,59 @@ def _check_record(record: Any, position: int) -> SampleRecord:
     return record
 
 
+def _check_same_shape(records: Sequence[SampleRecord]) -> None:
+    first = records[0]
+    for record in records[1:]:
+        if record.image.shape != first.image.shape:
+            raise ShapeError(
+                f"Expected every image in a batch to have shape {tuple(first.image.shape)} "
+                f"(record {first.source_id!r}), but record {record.source_id!r} has "
+                f"{tuple(record.image.shape)}. Resize them to one size, e.g. with "
+                "xaiscore.harness.data.transforms.Resize."
+            )
+
+
+def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: str,
+           device: torch.device) -> Tensor:
+    """``(B, 1, *S)``: each record's mask, or its boxes rasterised (2-D images; elsewhere none allowed)."""
+    mask = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
+    from_boxes = [i for i, r in enumerate(records) if r.mask is None]
+    for i, r in enumerate(records):
+        if r.mask is not None:
+            mask[i] = r.mask.to(device=device, dtype=torch.bool)
+    if not from_boxes:
+        return mask
+    if len(spatial) == 2:
+        from xaiscore.functional.localization import boxes_to_mask
+
+        rasterised = boxes_to_mask(
+            [records[i].boxes.to(device) for i in from_boxes], spatial, rule=rule, device=device
+        )
+        mask[from_boxes] = rasterised
+        return mask
+    for i in from_boxes:
+        if records[i].boxes.shape[0] > 0:
+            raise ShapeError(
+                f"Expected a mask for record {records[i].source_id!r}: boxes rasterise only onto "
+                f"2-D images, but the image has {len(spatial)} spatial dimension(s)."
+            )
+    return mask
+
+
+def _extra_masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *,
+                 device: torch.device) -> dict[str, Tensor]:
+    """Name -> ``(B, 1, *S)`` of every extra mask any record has (empty for the records without it)."""
+    names = sorted({name for r in records for name in r.extra_masks})
+    extra: dict[str, Tensor] = {}
+    for name in names:
+        stacked = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
+        for i, r in enumerate(records):
+            if name in r.extra_masks:
+                stacked[i] = r.extra_masks[name].to(device=device, dtype=torch.bool)
+        extra[name] = stacked
+    return extra
+
+
 def collate(records: Sequence[SampleRecord], *, rule: Literal["center", "cover"] = "center") -> Batch:
     """Stack records into a :class:`Batch`.
 
@@ -251,47 +304,13 @@ def collate(records: Sequence[SampleRecord], *, rule: Literal["center", "cover"]
     if len(records) == 0:
         raise ShapeError("Expected at least one record to collate, but got none.")
     records = [_check_record(r, i) for i, r in enumerate(records)]
-    first = records[0]
-    for record in records[1:]:
-        if record.image.shape != first.image.shape:
-            raise ShapeError(
-                f"Expected every image in a batch to have shape {tuple(first.image.shape)} "
-                f"(record {first.source_id!r}), but record {record.source_id!r} has "
-                f"{tuple(record.image.shape)}. Resize them to one size, e.g. with "
-                "xaiscore.harness.data.transforms.Resize."
-            )
-    spatial = first.spatial_shape
+    _check_same_shape(records)
+    spatial = records[0].spatial_shape
     x = torch.stack([r.image for r in records])
     device = x.device
-    mask = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
-    from_boxes = [i for i, r in enumerate(records) if r.mask is None]
-    for i, r in enumerate(records):
-        if r.mask is not None:
-            mask[i] = r.mask.to(device=device, dtype=torch.bool)
-    if from_boxes:
-        if len(spatial) == 2:
-            from xaiscore.functional.localization import boxes_to_mask
-
-            rasterised = boxes_to_mask(
-                [records[i].boxes.to(device) for i in from_boxes], spatial, rule=rule, device=device
-            )
-            mask[from_boxes] = rasterised
-        else:
-            for i in from_boxes:
-                if records[i].boxes.shape[0] > 0:
-                    raise ShapeError(
-                        f"Expected a mask for record {records[i].source_id!r}: boxes rasterise only onto "
-                        f"2-D images, but the image has {len(spatial)} spatial dimension(s)."
-                    )
+    mask = _masks(records, spatial, rule=rule, device=device)
     labels = torch.tensor([int(r.label) for r in records], dtype=torch.long, device=device)
-    names = sorted({name for r in records for name in r.extra_masks})
-    extra: dict[str, Tensor] = {}
-    for name in names:
-        stacked = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
-        for i, r in enumerate(records):
-            if name in r.extra_masks:
-                stacked[i] = r.extra_masks[name].to(device=device, dtype=torch.bool)
-        extra[name] = stacked
+    extra = _extra_masks(records, spatial, device=device)
     return Batch(
         x=x,
         target=labels.clone(),

@@ -21,18 +21,30 @@ import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from xaiscore.harness.data._base import (
     AnnotatedDataset,
+    Box,
     ClassResolver,
+    CsvRow,
     Entry,
     canvas_of,
     check_box,
     check_channels,
+    group_rows,
+    locate_entries,
     locate_image,
     resolve_path,
+    row_id,
 )
-from xaiscore.harness.data._io import ImageLocator, is_blank, load_dicom, parse_number, read_csv_rows
+from xaiscore.harness.data._io import (
+    ImageLocator,
+    is_blank,
+    load_dicom,
+    parse_number,
+    read_csv_rows,
+)
 from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 
@@ -96,70 +108,65 @@ def read_rsna_pneumonia(
     folders = [resolve_path(image_dir, root)] if image_dir is not None else [root / "stage_2_train_images", root]
     locator = ImageLocator(folders, (".dcm",))
 
-    patients: dict[str, dict[str, object]] = {}
-    bad: set[str] = set()
-    for row, fields in read_csv_rows(labels_path, required=("patientId", *_COORDINATES, "Target")):
-        patient = (fields["patientId"] or "").strip()
-        try:
-            if not patient:
-                raise DatasetError("empty 'patientId'", file=file, row=row)
-            if patient in bad:
-                continue
-            target = parse_number(fields["Target"], column="Target", file=file, row=row)
-            if target not in (0.0, 1.0):
-                raise DatasetError(f"expected Target 0 or 1, but got {fields['Target']!r}", file=file, row=row)
-            blank = [is_blank(fields[c]) for c in _COORDINATES]
-            record = patients.setdefault(patient, {"target": int(target), "boxes": [], "rows": []})
-            if record["target"] != int(target):
-                raise DatasetError(
-                    f"patient {patient} has rows with Target {record['target']} and {int(target)}",
-                    file=file, row=row,
-                )
-            if target == 0.0:
-                if not all(blank):
-                    raise DatasetError("a Target 0 row must have empty coordinates", file=file, row=row)
-                record["rows"].append(row)  # type: ignore[union-attr]
-                continue
-            if any(blank):
-                raise DatasetError("a Target 1 row needs x, y, width and height", file=file, row=row)
-            x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
-            box = (x, y, x + w, y + h)
-            box = check_box(box, canvas, clip=clip_boxes, file=file, row=row, where=f"patient {patient}")
-        except DatasetError as error:
-            log.report(error)
-            if patient:
-                bad.add(patient)
-                patients.pop(patient, None)
-            continue
-        record["boxes"].append(box)  # type: ignore[union-attr]
-        record["rows"].append(row)  # type: ignore[union-attr]
+    patients = group_rows(
+        read_csv_rows(labels_path, required=("patientId", *_COORDINATES, "Target")),
+        key=row_id("patientId", file=file),
+        parse=partial(_label_row, canvas=canvas, clip_boxes=clip_boxes, file=file),
+        log=log,
+    )
 
-    entries: list[Entry] = []
-    for patient, record in patients.items():
-        rows: list[int] = record["rows"]  # type: ignore[assignment]
-        positive = record["target"] == 1
-        if not positive and not negatives:
-            continue
-        try:
-            path = locate_image(locator, patient, file=file, row=rows[0])
-        except DatasetError as error:
-            log.report(error)
-            continue
-        boxes = tuple(record["boxes"])  # type: ignore[arg-type]
-        entries.append(Entry(
+    def build(patient: str, rows: list[_LabelRow], path: Path) -> list[Entry]:
+        positive = rows[0].target == 1
+        boxes = tuple(r.box for r in rows if r.box is not None)
+        return [Entry(
             source_id=patient,
             image_path=path,
             finding=positive_name if positive else NEGATIVE_FINDING,
             label=positive_label if positive else negative_label,  # type: ignore[arg-type]
             boxes=boxes,
             box_labels=(positive_name,) * len(boxes),
-            box_rows=tuple(rows) if positive else (),
+            box_rows=tuple(r.row for r in rows) if positive else (),
             canvas=canvas,
             annotation_file=file,
-            row=rows[0],
-            meta={"patient_id": patient, "target": record["target"]},
-        ))
+            row=rows[0].row,
+            meta={"patient_id": patient, "target": rows[0].target},
+        )]
+
+    entries = locate_entries(
+        ((patient, rows) for patient, rows in patients.groups.items() if negatives or rows[0].target == 1),
+        locate=lambda patient, rows: locate_image(locator, patient, file=file, row=rows[0].row),
+        build=build, log=log)
     return AnnotatedDataset(
         entries, class_names=resolver.class_names, loader=partial(load_dicom, channels=channels),
         transform=transform, log=log, reader="rsna_pneumonia", clip_boxes=clip_boxes,
     )
+
+
+class _LabelRow(NamedTuple):
+    target: int
+    box: Box | None  # None on a Target 0 row
+    row: int
+
+
+def _label_row(patient: str, item: CsvRow, earlier: list[_LabelRow], *, canvas: tuple[int, int] | None,
+               clip_boxes: bool, file: str) -> _LabelRow:
+    """One row: its ``Target`` (the same on every row of a patient) and its checked box (``Target = 1``)."""
+    row, fields = item
+    target = parse_number(fields["Target"], column="Target", file=file, row=row)
+    if target not in (0.0, 1.0):
+        raise DatasetError(f"expected Target 0 or 1, but got {fields['Target']!r}", file=file, row=row)
+    blank = [is_blank(fields[c]) for c in _COORDINATES]
+    if earlier and earlier[0].target != int(target):
+        raise DatasetError(
+            f"patient {patient} has rows with Target {earlier[0].target} and {int(target)}",
+            file=file, row=row,
+        )
+    if target == 0.0:
+        if not all(blank):
+            raise DatasetError("a Target 0 row must have empty coordinates", file=file, row=row)
+        return _LabelRow(0, None, row)
+    if any(blank):
+        raise DatasetError("a Target 1 row needs x, y, width and height", file=file, row=row)
+    x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
+    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row, where=f"patient {patient}")
+    return _LabelRow(1, box, row)

@@ -27,25 +27,37 @@ Box coordinates are checked against the image when it is loaded, unless
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from xaiscore._checks import check_option
 from xaiscore.harness.data._base import (
     AnnotatedDataset,
+    Box,
     ClassResolver,
+    CsvRow,
     Entry,
     canvas_of,
     check_box,
     check_channels,
+    group_rows,
+    locate_entries,
     locate_image,
     resolve_path,
+    row_id,
 )
-from xaiscore.harness.data._io import ImageLocator, is_blank, load_any_image, parse_number, read_csv_rows
+from xaiscore.harness.data._io import (
+    ImageLocator,
+    is_blank,
+    load_any_image,
+    parse_number,
+    read_csv_rows,
+)
 from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
 from xaiscore.harness.data.fusion import FUSIONS, majority_region
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
@@ -156,101 +168,121 @@ def read_vindr_cxr(
     channels = check_channels(channels)
     if negatives:
         resolver.require_negative()
-    if labels_csv is None:
-        candidates = [root / name for name in _LABEL_FILES]
-        labels_path = next((c for c in candidates if c.is_file()), None)
-        if labels_path is None:
-            raise DatasetError(f"no label file: expected one of {list(_LABEL_FILES)} (or pass `labels_csv`)",
-                               file=root)
-    else:
-        labels_path = resolve_path(labels_csv, root)
+    labels_path = _label_file(root, labels_csv)
     file = str(labels_path)
     folders = [resolve_path(image_dir, root)] if image_dir is not None else [root / "train", root]
     locator = ImageLocator(folders, (".dicom", ".dcm", ".png"))
 
-    # image -> {"readers": set, "findings": {finding: {reader: [(box, row)]}}, "rows": [...]}
-    images: dict[str, dict] = {}
-    bad: set[str] = set()
-    columns = ("image_id", "class_name", *_COORDINATES)
-    for row, fields in read_csv_rows(labels_path, required=columns, optional=("class_id", "rad_id", "width", "height")):
-        image = (fields["image_id"] or "").strip()
-        try:
-            if not image:
-                raise DatasetError("empty 'image_id'", file=file, row=row)
-            if image in bad:
-                continue
-            reader = "consensus" if is_blank(fields.get("rad_id")) else (fields["rad_id"] or "").strip()
-            finding, _ = resolver.resolve(fields["class_name"] or "", file=file, row=row)
-            size = canvas
-            if not is_blank(fields.get("width")) and not is_blank(fields.get("height")):
-                w = parse_number(fields["width"], column="width", file=file, row=row)
-                h = parse_number(fields["height"], column="height", file=file, row=row)
-                size = (int(h), int(w))
-            blank = [is_blank(fields[c]) for c in _COORDINATES]
-            state = images.setdefault(image, {"readers": set(), "findings": {}, "rows": [], "canvas": size})
-            state["readers"].add(reader)
-            state["rows"].append(row)
-            if finding == NEGATIVE_FINDING:
-                if not all(blank):
-                    raise DatasetError("a 'No finding' row must have empty coordinates", file=file, row=row)
-                continue
-            if any(blank):
-                raise DatasetError(f"a {finding!r} row needs x_min, y_min, x_max and y_max", file=file, row=row)
-            box = tuple(parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
-            box = check_box(box, size, clip=clip_boxes, file=file, row=row, where=f"image {image}")  # type: ignore[arg-type]
-        except DatasetError as error:
-            log.report(error)
-            if image:
-                bad.add(image)
-                images.pop(image, None)
-            continue
-        state["findings"].setdefault(finding, {}).setdefault(reader, []).append((box, row))
+    images = group_rows(
+        read_csv_rows(labels_path, required=("image_id", "class_name", *_COORDINATES),
+                      optional=("class_id", "rad_id", "width", "height")),
+        key=row_id("image_id", file=file),
+        parse=partial(_label_row, resolver=resolver, canvas=canvas, clip_boxes=clip_boxes, file=file),
+        log=log,
+    )
 
-    entries: list[Entry] = []
-    for image, state in images.items():
-        findings: dict[str, dict[str, list]] = state["findings"]
-        if not findings and not negatives:
-            continue
-        try:
-            path = locate_image(locator, image, file=file, row=state["rows"][0])
-        except DatasetError as error:
-            log.report(error)
-            continue
-        n_readers = len(state["readers"])
-        size = state["canvas"]
+    def build(image: str, rows: list[_LabelRow], path: Path) -> list[Entry]:
+        n_readers = len({r.reader for r in rows})
         template = Entry(
             source_id=f"{image}:{NEGATIVE_FINDING}", image_path=path, finding=NEGATIVE_FINDING,
             label=resolver.class_names.index(NEGATIVE_FINDING) if negatives else -1, boxes=(), box_labels=(),
-            box_rows=(), canvas=size, annotation_file=file, row=state["rows"][0],
+            box_rows=(), canvas=rows[0].canvas, annotation_file=file, row=rows[0].row,
             meta={"image_id": image, "n_readers": n_readers},
         )
-
+        findings = _findings(rows)
         if not findings:
-            entries.append(template)
-            continue
-        for finding, by_reader in findings.items():
-            readers = sorted(by_reader)
-            if fusion == "per_reader":
-                for reader in readers:
-                    pairs = by_reader[reader]
-                    entries.append(_sample(template, f"{image}:{finding}:{reader}", finding, resolver, pairs,
-                                           readers=(reader,), fusion=fusion))
-                continue
-            pairs = [p for reader in readers for p in by_reader[reader]]
-            rows = [r for _, r in pairs]
-            if fusion == "union":
-                entries.append(_sample(template, f"{image}:{finding}", finding, resolver, pairs,
-                                       readers=tuple(readers), fusion=fusion))
-                continue
-            region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()}, n_readers=n_readers)
-            if region.empty:
-                log.note(file, rows[0], f"image {image}: no majority for {finding!r} "
-                                        f"({len(readers)} of {n_readers} readers marked it; fusion='majority')")
-                continue
-            built = _sample(template, f"{image}:{finding}", finding, resolver,
-                            [(box, rows[0]) for box in region.boxes], readers=tuple(readers), fusion=fusion)
-            entries.append(replace(built, mask=_CellsMask(tuple(region.cells), size)))
+            return [template]
+        return [entry for finding, by_reader in findings.items()
+                for entry in _fused(template, image, finding, by_reader, fusion=fusion, resolver=resolver,
+                                    n_readers=n_readers, log=log)]
+
+    entries = locate_entries(
+        ((image, rows) for image, rows in images.groups.items() if negatives or _findings(rows)),
+        locate=lambda image, rows: locate_image(locator, image, file=file, row=rows[0].row),
+        build=build, log=log)
     return AnnotatedDataset(
         entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="vindr_cxr", clip_boxes=clip_boxes,
     )
+
+
+def _label_file(root: Path, labels_csv: str | os.PathLike[str] | None) -> Path:
+    """The given label file, else the first of :data:`_LABEL_FILES` in ``root``."""
+    if labels_csv is not None:
+        return resolve_path(labels_csv, root)
+    candidates = [root / name for name in _LABEL_FILES]
+    labels_path = next((c for c in candidates if c.is_file()), None)
+    if labels_path is None:
+        raise DatasetError(f"no label file: expected one of {list(_LABEL_FILES)} (or pass `labels_csv`)",
+                           file=root)
+    return labels_path
+
+
+class _LabelRow(NamedTuple):
+    reader: str
+    finding: str
+    box: Box | None  # None on a "No finding" row
+    row: int
+    canvas: tuple[int, int] | None  # the canvas the row gives (an image's first row gives the image's)
+
+
+def _row_canvas(fields: Mapping[str, str | None], canvas: tuple[int, int] | None, *, file: str,
+                row: int) -> tuple[int, int] | None:
+    """``(height, width)`` from the row's ``width``/``height`` columns, else ``canvas``."""
+    if is_blank(fields.get("width")) or is_blank(fields.get("height")):
+        return canvas
+    w = parse_number(fields["width"], column="width", file=file, row=row)
+    h = parse_number(fields["height"], column="height", file=file, row=row)
+    return int(h), int(w)
+
+
+def _label_row(image: str, item: CsvRow, earlier: list[_LabelRow], *, resolver: ClassResolver,
+               canvas: tuple[int, int] | None, clip_boxes: bool, file: str) -> _LabelRow:
+    """One reader's finding on an image: a checked box, or none on a ``No finding`` row."""
+    row, fields = item
+    reader = "consensus" if is_blank(fields.get("rad_id")) else (fields["rad_id"] or "").strip()
+    finding, _ = resolver.resolve(fields["class_name"] or "", file=file, row=row)
+    size = _row_canvas(fields, canvas, file=file, row=row)
+    blank = [is_blank(fields[c]) for c in _COORDINATES]
+    if finding == NEGATIVE_FINDING:
+        if not all(blank):
+            raise DatasetError("a 'No finding' row must have empty coordinates", file=file, row=row)
+        return _LabelRow(reader, finding, None, row, size)
+    if any(blank):
+        raise DatasetError(f"a {finding!r} row needs x_min, y_min, x_max and y_max", file=file, row=row)
+    box = tuple(parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
+    box = check_box(box, size, clip=clip_boxes, file=file, row=row, where=f"image {image}")  # type: ignore[arg-type]
+    return _LabelRow(reader, finding, box, row, size)
+
+
+def _findings(rows: list[_LabelRow]) -> dict[str, dict[str, list[tuple[Box, int]]]]:
+    """finding -> reader -> ``(box, row)`` pairs, findings in order of appearance."""
+    findings: dict[str, dict[str, list[tuple[Box, int]]]] = {}
+    for r in rows:
+        if r.box is not None:
+            findings.setdefault(r.finding, {}).setdefault(r.reader, []).append((r.box, r.row))
+    return findings
+
+
+def _fused(template: Entry, image: str, finding: str, by_reader: dict[str, list[tuple[Box, int]]], *,
+           fusion: str, resolver: ClassResolver, n_readers: int, log: SkipLog) -> list[Entry]:
+    """The entries of one finding on one image under ``fusion`` (none without a majority region)."""
+    readers = sorted(by_reader)
+    if fusion == "per_reader":
+        return [_sample(template, f"{image}:{finding}:{reader}", finding, resolver, by_reader[reader],
+                        readers=(reader,), fusion=fusion)
+                for reader in readers]
+    pairs = [p for reader in readers for p in by_reader[reader]]
+    if fusion == "union":
+        return [_sample(template, f"{image}:{finding}", finding, resolver, pairs, readers=tuple(readers),
+                        fusion=fusion)]
+    rows = [r for _, r in pairs]
+    region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()}, n_readers=n_readers)
+    if region.empty:
+        log.note(template.annotation_file, rows[0], f"image {image}: no majority for {finding!r} "
+                                                    f"({len(readers)} of {n_readers} readers marked it; "
+                                                    "fusion='majority')")
+        return []
+    built = _sample(template, f"{image}:{finding}", finding, resolver,
+                    [(box, rows[0]) for box in region.boxes], readers=tuple(readers), fusion=fusion)
+    return [replace(built, mask=_CellsMask(tuple(region.cells), template.canvas))]

@@ -86,6 +86,21 @@ def _parse(path: Path) -> dict:
     return {"filename": _text(root, "filename"), "canvas": canvas, "objects": objects}
 
 
+def _group_objects(annotation: dict, resolver: ClassResolver, *, clip_boxes: bool, file: str,
+                   name: str) -> dict[str, dict[str, list]]:
+    """finding -> the boxes, rows and difficult flags of an annotation's objects (names resolved, boxes checked)."""
+    groups: dict[str, dict[str, list]] = {}
+    for obj in annotation["objects"]:
+        finding, _ = resolver.resolve(obj["name"], file=file, row=obj["row"])
+        box = check_box(obj["box"], annotation["canvas"], clip=clip_boxes, file=file, row=obj["row"],
+                        where=f"image {name} (VOC coordinates are 1-based: xmin >= 1, xmax <= width)")
+        group = groups.setdefault(finding, {"boxes": [], "rows": [], "difficult": []})
+        group["boxes"].append(box)
+        group["rows"].append(obj["row"])
+        group["difficult"].append(obj["difficult"])
+    return groups
+
+
 def read_voc(
     annotation_dir: str | os.PathLike[str],
     image_dir: str | os.PathLike[str] | None = None,
@@ -151,16 +166,8 @@ def read_voc(
     for xml_path, annotation in parsed:
         file = str(xml_path)
         name = annotation["filename"] or xml_path.stem
-        groups: dict[str, dict[str, list]] = {}
         try:
-            for obj in annotation["objects"]:
-                finding, _ = resolver.resolve(obj["name"], file=file, row=obj["row"])
-                box = check_box(obj["box"], annotation["canvas"], clip=clip_boxes, file=file, row=obj["row"],
-                                where=f"image {name} (VOC coordinates are 1-based: xmin >= 1, xmax <= width)")
-                group = groups.setdefault(finding, {"boxes": [], "rows": [], "difficult": []})
-                group["boxes"].append(box)
-                group["rows"].append(obj["row"])
-                group["difficult"].append(obj["difficult"])
+            groups = _group_objects(annotation, resolver, clip_boxes=clip_boxes, file=file, name=name)
             if not groups and not negatives:
                 continue
             image_path = locate_image(locator, name, file=file, row=None)

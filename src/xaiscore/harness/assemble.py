@@ -1,0 +1,180 @@
+"""One results Dataset from the runner's per-batch shards.
+
+:func:`assemble` concatenates, for every (method, metric), the shards of the
+batches in order (NaN rows where a batch failed), records why a metric was
+skipped or failed for a method, gathers the report's example images and hands
+everything to :func:`xaiscore.harness.results.build_dataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # the runner imports this module
+    from xaiscore.harness.runner import _BatchResult, _Runner, _Shard
+
+__all__ = ["assemble", "gather_examples"]
+
+_SAMPLE_KEYS = ("index", "source_id", "label", "target", "prediction", "finding")
+
+
+def _concat(
+    parts: list[Tensor | None], n_rows: list[int], tail: tuple[int, ...] | None
+) -> Tensor | None:
+    if tail is None:
+        return None
+    filled = [
+        p if p is not None else torch.full((rows, *tail), float("nan"), dtype=torch.float64)
+        for p, rows in zip(parts, n_rows)
+    ]
+    return torch.cat(filled, dim=0)
+
+
+@dataclass
+class _Arrays:
+    """The metric arrays of the Dataset, filled one (method, metric) at a time."""
+
+    scores: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    curves: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    curve_x: dict[str, Tensor] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _split_shards(
+    shards: Sequence[_Shard | None], batches: list[int]
+) -> tuple[list[_Shard | None], list[tuple[int, str]]]:
+    """The usable shard of each batch (``None``: missing or failed), and the failed ``(batch, error)``."""
+    usable: list[_Shard | None] = []
+    errors: list[tuple[int, str]] = []
+    for batch, shard in zip(batches, shards):
+        if shard is not None and shard.error is not None:
+            errors.append((batch, shard.error))
+            shard = None
+        usable.append(shard)
+    return usable, errors
+
+
+def _add_metric(
+    arrays: _Arrays,
+    method: str,
+    name: str,
+    shards: Sequence[_Shard | None],
+    batches: list[int],
+    rows: list[int],
+    repeats: int,
+) -> None:
+    """One (method, metric): its scores (and curve) over all batches, NaN where a batch failed."""
+    usable, errors = _split_shards(shards, batches)
+    good = [s for s in usable if s is not None]
+    if errors:
+        first_batch, message = errors[0]
+        arrays.skipped.setdefault(name, {})[method] = (
+            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}"
+        )
+    if not good and not errors:
+        return
+    runs = good[0].score.shape[1] if good else repeats
+    score = _concat([None if s is None else s.score for s in usable], rows, (runs,))
+    arrays.scores.setdefault(name, {})[method] = score if runs > 1 else score[:, 0]
+    if good and good[0].curve is not None:
+        tail = tuple(good[0].curve.shape[1:])
+        curve = _concat([None if s is None else s.curve for s in usable], rows, tail)
+        arrays.curves.setdefault(name, {})[method] = curve if runs > 1 else curve[:, 0]
+        arrays.curve_x[name] = good[0].x
+
+
+def _metric_info(runner: _Runner) -> dict[str, dict[str, Any]]:
+    return {
+        p.spec.name: {
+            "family": p.spec.family,
+            "higher_is_better": p.spec.higher_is_better,
+            "citation": p.spec.citation,
+            "description": p.spec.description,
+            "settings": p.settings,
+            "stochastic": p.spec.stochastic,
+        }
+        for p in runner.plan
+    }
+
+
+def _dataset_attrs(runner: _Runner, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "seed": runner.seed,
+        "batch_size": runner.batch_size,
+        "target_rule": runner.target,
+        "repeats": runner.repeats,
+        "methods": {m.name: m.settings for m in runner.methods},
+        "class_names": list(getattr(runner.dataset, "class_names", ())),
+        "skipped_samples": runner.skipped_samples,
+        **attrs,
+    }
+
+
+def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mapping[str, Any]) -> Any:
+    """The results Dataset of a run from its batches' results (schema: :mod:`xaiscore.harness.results`)."""
+    from xaiscore.harness.results import build_dataset
+
+    batches = sorted(results)
+    samples: dict[str, list[Any]] = {k: [] for k in _SAMPLE_KEYS}
+    for b in batches:
+        for key in samples:
+            samples[key].extend(results[b].samples[key])
+    rows = [len(results[b].samples["index"]) for b in batches]
+    arrays = _Arrays(skipped={metric: dict(reasons) for metric, reasons in runner.skipped.items()})
+    for method in runner.methods:
+        for planned in runner.runnable[method.name]:
+            name = planned.spec.name
+            shards = [results[b].shards.get((method.name, name)) for b in batches]
+            _add_metric(arrays, method.name, name, shards, batches, rows, runner._repeats(planned))
+    examples = gather_examples(
+        [results[b].examples for b in batches if results[b].examples], runner.n_examples
+    )
+    return build_dataset(
+        methods=[m.name for m in runner.methods],
+        samples=samples,
+        sample_index=samples["index"],
+        scores=arrays.scores,
+        curves=arrays.curves,
+        curve_x=arrays.curve_x,
+        metric_info=_metric_info(runner),
+        skipped=arrays.skipped,
+        examples=examples,
+        attrs=_dataset_attrs(runner, attrs),
+    )
+
+
+def gather_examples(parts: list[dict[str, Any]], n_examples: int) -> dict[str, Any] | None:
+    """Up to ``n_examples`` example images over all batches, positives first, in batch order."""
+    if not parts or n_examples == 0:
+        return None
+    rows = [
+        (not positive, part_index, row)
+        for part_index, part in enumerate(parts)
+        for row, positive in enumerate(part["positive"])
+    ]
+    chosen = sorted(rows)[:n_examples]
+    chosen.sort(key=lambda item: (item[1], item[2]))
+    width = max(parts[p]["boxes"].shape[1] for _, p, _ in chosen)
+
+    def pick(key: str) -> Tensor:
+        return torch.stack([parts[p][key][r] for _, p, r in chosen])
+
+    boxes = torch.full((len(chosen), width, 4), float("nan"))
+    for i, (_, p, r) in enumerate(chosen):
+        row = parts[p]["boxes"][r]
+        boxes[i, : row.shape[0]] = row
+    methods = parts[0]["attributions"].keys()
+    return {
+        "sample": [parts[p]["index"][r] for _, p, r in chosen],
+        "image": pick("image"),
+        "mask": pick("mask"),
+        "boxes": boxes,
+        "attributions": {
+            m: torch.stack([parts[p]["attributions"][m][r] for _, p, r in chosen]) for m in methods
+        },
+    }

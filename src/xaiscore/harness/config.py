@@ -48,6 +48,7 @@ __all__ = [
     "RunConfig",
     "parse_config",
     "load_config",
+    "check_config_files",
     "PRECOMPUTED",
 ]
 
@@ -328,6 +329,27 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         source=source,
     )
     return config
+
+
+def check_config_files(config: RunConfig) -> None:
+    """Check that the files a config names exist, before any work starts.
+
+    Checked: ``model.state_dict`` and ``model.path``, and each precomputed method's ``path`` and
+    ``ids``. (Dataset files are checked by the reader when it opens them.)
+
+    Raises:
+        ConfigError: a file does not exist (the message names the config, the key and the file).
+    """
+    files: list[tuple[str, str | None]] = [("model.state_dict", config.model.state_dict)]
+    if config.model.kind in ("torchscript", "exported"):
+        files.append(("model.path", config.model.path))
+    for position, method in enumerate(config.methods):
+        if method.method == PRECOMPUTED:
+            files.append((f"methods[{position}].path", method.options.get("path")))
+            files.append((f"methods[{position}].ids", method.options.get("ids")))
+    for key, value in files:
+        if value is not None and not Path(value).is_file():
+            raise _fail(config.source, f"`{key}`: the file {str(value)!r} does not exist.")
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

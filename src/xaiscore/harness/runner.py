@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +47,14 @@ from xaiscore._checks import OptionError, check_option, check_positive_int
 from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
 from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
-from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
+from xaiscore.harness.config import (
+    PRECOMPUTED,
+    ConfigError,
+    MethodConfig,
+    MetricsConfig,
+    RunConfig,
+    check_config_files,
+)
 from xaiscore.harness.distributed import DistributedContext
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
 from xaiscore.harness.models import build_model
@@ -58,6 +66,7 @@ from xaiscore.harness.scoring import (
     select_metrics,
     unpack_result,
 )
+from xaiscore.harness.rundir import RunFolderError
 from xaiscore.harness.store import RunStore
 
 __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
@@ -215,7 +224,7 @@ class _Runner:
             except DatasetError as error:
                 if getattr(self.dataset, "on_error", "raise") != "skip":
                     raise
-                self.skipped_samples.append({"index": index, "reason": str(error)})
+                self.skipped_samples.append(_skipped_row(error.file, error.row, error.reason, index))
                 continue
             indices.append(index)
         return records, indices
@@ -454,10 +463,12 @@ def evaluate(
     plan = plan_metrics(select_metrics(metrics_config), options)
 
     context = DistributedContext.from_environment(device=device)
+    held = contextlib.ExitStack()
     try:
         model = eval_mode(model.to(context.device))
         store = None if out is None else _open_store(out, dataset, model, context=context, resume=resume,
-                                                     batch_size=batch_size, seed=seed, target=target)
+                                                     batch_size=batch_size, seed=seed, target=target,
+                                                     held=held)
         runner = _Runner(
             dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
             max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
@@ -471,10 +482,12 @@ def evaluate(
         merged = _merge(runner, gathered)
         ds = assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
         if store is not None:
+            store.record(store.results_path)
             save_dataset(ds, store.results_path)
         context.barrier()
         return ds
     finally:
+        held.close()
         context.close()
 
 
@@ -493,20 +506,22 @@ def _check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch
 
 
 def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, context: DistributedContext,
-                resume: bool, batch_size: int, seed: int, target: str) -> RunStore:
-    """The run folder, checked to hold this run (or nothing); cleared first without ``resume``."""
+                resume: bool, batch_size: int, seed: int, target: str, held: contextlib.ExitStack) -> RunStore:
+    """The run folder, locked (held until ``held`` closes) and checked to hold this run (or nothing);
+    cleared first without ``resume``."""
     from xaiscore.harness.models import model_fingerprint
 
-    store = RunStore(out)
+    store = RunStore(out, rank=context.rank)
     identity = {
         "n_samples": len(dataset),
-        "first_source_id": dataset[0].source_id,
+        "first_source_id": _first_source_id(dataset),
         "class_names": list(getattr(dataset, "class_names", ())),
         "model": model_fingerprint(model),
         "batch_size": batch_size,
         "seed": seed,
         "target": target,
     }
+    _hold_run_folder(store, context, held)
     if context.is_main:
         if not resume:
             store.clear()
@@ -517,10 +532,64 @@ def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, 
     return store
 
 
+def _hold_run_folder(store: RunStore, context: DistributedContext, held: contextlib.ExitStack) -> None:
+    """Lock the run folder on rank 0 until ``held`` closes and remove the leftovers of killed writes.
+
+    Raises:
+        RunFolderError: another run holds the folder (on every rank).
+    """
+    message = None
+    if context.is_main:
+        try:
+            held.enter_context(store.lock())
+        except RunFolderError as error:
+            message = str(error)
+        else:
+            store.remove_leftovers()
+    message = context.broadcast(message)
+    if message is not None:
+        raise RunFolderError(message)
+
+
+def _first_source_id(dataset: Any) -> str:
+    """The id of the dataset's first sample, read without loading it where the dataset allows.
+
+    Under ``on_error="skip"`` a first record that fails to load is passed over (the batch that
+    holds it records the skip).
+    """
+    from xaiscore.harness.data.errors import DatasetError
+
+    entries = getattr(dataset, "entries", None)
+    if entries and isinstance(getattr(entries[0], "source_id", None), str):
+        return entries[0].source_id
+    for index in range(len(dataset)):
+        try:
+            return dataset[index].source_id
+        except DatasetError:
+            if getattr(dataset, "on_error", "raise") != "skip":
+                raise
+    raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
+
+
+def _skipped_row(file: Any, row: Any, reason: Any, index: int | None) -> dict[str, Any]:
+    """One entry of the results' ``skipped_samples`` (schema in ``docs/harness.md``)."""
+    return {"file": None if file is None else str(file),
+            "row": row if row is None or isinstance(row, (int, str)) else str(row),
+            "reason": str(reason), "index": index}
+
+
+def _reader_skips(dataset: Any) -> list[dict[str, Any]]:
+    """The rows and samples the dataset's reader left out (its ``skipped`` list), as result entries."""
+    return [_skipped_row(getattr(skip, "source", None), getattr(skip, "row", None),
+                         getattr(skip, "reason", skip), None)
+            for skip in getattr(dataset, "skipped", None) or ()]
+
+
 def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
-    """Every process's batch results in one mapping; their skipped samples go to ``runner``."""
+    """Every process's batch results in one mapping; the skipped rows (reader's and every process's
+    load failures) go to ``runner.skipped_samples``."""
     merged: dict[int, _BatchResult] = {}
-    runner.skipped_samples = []
+    runner.skipped_samples = _reader_skips(runner.dataset)
     for part, skipped_samples in gathered:
         merged.update(part)
         runner.skipped_samples.extend(skipped_samples)
@@ -543,9 +612,12 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
 
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")
-    store = RunStore(config.out)
+    check_config_files(config)
     context = DistributedContext.from_environment(device=config.device)
+    store = RunStore(config.out, rank=context.rank)
+    held = contextlib.ExitStack()
     try:
+        _hold_run_folder(store, context, held)
         try:
             dataset = open_dataset(config.dataset.kind, **dict(config.dataset.options))
         except OptionError as error:
@@ -562,7 +634,9 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
         if ds is not None and config.report:
             from xaiscore.harness.report import write_report
 
-            write_report(ds, Path(config.out))
+            with store.recording_new_files("report.html", "summary.csv", "figures"):
+                write_report(ds, Path(config.out))
         return ds
     finally:
+        held.close()
         context.close()

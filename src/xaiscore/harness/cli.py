@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xaiscore._checks import OptionError
+
 __all__ = ["main", "build_parser"]
 
 
@@ -113,6 +115,21 @@ def _print_skipped(ds: Any) -> None:
         print("\n".join(failed[:10]), file=sys.stderr)
 
 
+def _print_skipped_samples(ds: Any) -> None:
+    """Count the dataset rows and samples left out under ``on_error="skip"`` (listed in the results)."""
+    import json
+
+    skipped = json.loads(ds.attrs.get("skipped_samples", "[]"))
+    if not skipped:
+        return
+    print(f"{len(skipped)} dataset row(s) or sample(s) skipped (on_error = 'skip'); each is listed with its "
+          "file, row and reason in the report and in results.nc (attribute `skipped_samples`), e.g.:",
+          file=sys.stderr)
+    for entry in skipped[:3]:
+        row = "" if entry.get("row") is None else f", row {entry['row']}"
+        print(f"  {entry.get('file') or '<data>'}{row}: {entry.get('reason')}", file=sys.stderr)
+
+
 def _run(config: Any, args: argparse.Namespace) -> int:
     from xaiscore.harness.runner import run_config
 
@@ -122,6 +139,7 @@ def _run(config: Any, args: argparse.Namespace) -> int:
         return 0
     _print_summary(ds, time.perf_counter() - start)
     _print_skipped(ds)
+    _print_skipped_samples(ds)
     out = Path(config.out).resolve()
     print(f"Results: {out / 'results.nc'}")
     if config.report:
@@ -148,11 +166,33 @@ def _report(args: argparse.Namespace) -> int:
     path = Path(args.results)
     if path.is_dir():
         path = path / "results.nc"
-    ds = load_dataset(path)
+    try:
+        ds = load_dataset(path)
+    except (OSError, ValueError) as error:  # not a netCDF file, or not one xarray can read
+        raise OptionError(f"Expected a results file (netCDF) at {str(path)!r}, but it cannot be read "
+                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).") \
+            from error
+    _check_win_metric(ds, args.win_metric)
     out = Path(args.out) if args.out else path.parent
     report = write_report(ds, out, win_metric=args.win_metric)
     print(f"Report: {report.resolve()}")
     return 0
+
+
+def _check_win_metric(ds: Any, name: str | None) -> None:
+    """Raise :class:`~xaiscore.OptionError` unless ``name`` is ``None`` or a scored metric with a direction."""
+    import difflib
+
+    from xaiscore.harness.results import higher_is_better, metric_variables
+
+    if name is None:
+        return
+    ranked = [m for m in metric_variables(ds) if higher_is_better(ds, m) is not None]
+    if name not in ranked:
+        close = difflib.get_close_matches(name, ranked, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise OptionError(f"Expected --win-metric to be a scored metric with a better direction, one of {ranked}, "
+                          f"but got {name!r}.{hint}")
 
 
 def _metrics(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ import importlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,14 +223,18 @@ def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cp
     return float((predicted == y).double().mean())
 
 
-def _import_factory(factory: str) -> Callable[..., nn.Module]:
+def _import_factory(factory: str, *, folder: Path | None = None) -> Callable[..., nn.Module]:
     module_name, _, attribute = factory.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"Expected a model factory as 'package.module:function', but got {factory!r}.")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, folder)
     except ImportError as error:
-        raise ConfigError(f"Cannot import the model factory module {module_name!r} ({error}).") from error
+        where = f", and in the config's folder {str(folder)!r}" if folder is not None else ""
+        raise ConfigError(
+            f"Cannot import the model factory module {module_name!r} ({error}). Modules are looked up on "
+            f"Python's import path (installed packages, PYTHONPATH){where}."
+        ) from error
     try:
         target = module
         for part in attribute.split("."):
@@ -240,6 +245,34 @@ def _import_factory(factory: str) -> Callable[..., nn.Module]:
     if not callable(target):
         raise ConfigError(f"Expected the model factory {factory!r} to be callable, but got {type(target).__name__}.")
     return target
+
+
+def _import_module(name: str, folder: Path | None) -> Any:
+    """Import ``name``; from ``folder`` (the config's) when its top-level module or package is there.
+
+    A module next to the config wins over one of the same name elsewhere on the import path,
+    as relative paths in the config are resolved against its folder.
+    """
+    top = name.split(".")[0]
+    if folder is None or not ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+        return importlib.import_module(name)
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        origin = getattr(loaded, "__file__", None)
+        if origin is None or not Path(origin).resolve().is_relative_to(folder.resolve()):
+            raise ConfigError(
+                f"The model factory module {top!r} is in the config's folder {str(folder)!r}, but a module of "
+                f"that name is already imported from {origin!r}; rename the file."
+            )
+        return importlib.import_module(name)
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(name)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _existing(path: str | os.PathLike[str], what: str) -> Path:
@@ -266,6 +299,7 @@ def load_model(
     kwargs: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
     strict: bool = True,
+    module_folder: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """Load a user's model in eval mode on ``device``.
 
@@ -276,6 +310,9 @@ def load_model(
     deprecated by torch); or an ``exported`` program (``torch.export.save`` of
     a model exported in eval mode, with a dynamic batch dimension so that
     metrics can call it on chunks of any size).
+
+    A factory's module is imported from ``module_folder`` (a config's folder)
+    when its top-level module or package is there, else from Python's import path.
 
     Raises:
         ConfigError: the factory cannot be imported, a file does not exist
@@ -288,7 +325,8 @@ def load_model(
         return _load_torchscript(torchscript, device)
     if exported is not None:
         return _load_exported(exported, device)
-    build = _import_factory(factory) if isinstance(factory, str) else factory
+    folder = None if module_folder is None else Path(module_folder)
+    build = _import_factory(factory, folder=folder) if isinstance(factory, str) else factory
     model = build(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise DTypeError(f"Expected the model factory to return a torch.nn.Module, but got {type(model).__name__}.")
@@ -354,8 +392,10 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     model_config = config.model
     device = context.device
     if model_config.kind == "factory":
+        source = Path(config.source)
         return load_model(factory=model_config.factory, state_dict=model_config.state_dict,
-                          kwargs=model_config.kwargs, device=device)
+                          kwargs=model_config.kwargs, device=device,
+                          module_folder=source.parent if source.is_file() else None)
     if model_config.kind == "torchscript":
         return load_model(torchscript=model_config.path, device=device)
     if model_config.kind == "exported":

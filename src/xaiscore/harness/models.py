@@ -223,16 +223,16 @@ def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cp
     return float((predicted == y).double().mean())
 
 
-def _import_factory(factory: str, *, folder: Path | None = None) -> Callable[..., nn.Module]:
+def _import_factory(factory: str, *, folder: Path | None = None, what: str = "model factory") -> Callable[..., Any]:
     module_name, _, attribute = factory.partition(":")
     if not module_name or not attribute:
-        raise ConfigError(f"Expected a model factory as 'package.module:function', but got {factory!r}.")
+        raise ConfigError(f"Expected a {what} as 'package.module:function', but got {factory!r}.")
     try:
         module = _import_module(module_name, folder)
     except ImportError as error:
         where = f", and in the config's folder {str(folder)!r}" if folder is not None else ""
         raise ConfigError(
-            f"Cannot import the model factory module {module_name!r} ({error}). Modules are looked up on "
+            f"Cannot import the {what} module {module_name!r} ({error}). Modules are looked up on "
             f"Python's import path (installed packages, PYTHONPATH){where}."
         ) from error
     try:
@@ -240,10 +240,10 @@ def _import_factory(factory: str, *, folder: Path | None = None) -> Callable[...
         for part in attribute.split("."):
             target = getattr(target, part)
     except AttributeError:
-        raise ConfigError(f"Module {module_name!r} has no attribute {attribute!r} (model factory {factory!r}).") \
+        raise ConfigError(f"Module {module_name!r} has no attribute {attribute!r} ({what} {factory!r}).") \
             from None
     if not callable(target):
-        raise ConfigError(f"Expected the model factory {factory!r} to be callable, but got {type(target).__name__}.")
+        raise ConfigError(f"Expected the {what} {factory!r} to be callable, but got {type(target).__name__}.")
     return target
 
 
@@ -388,7 +388,27 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
                 progress: bool = False) -> nn.Module:
-    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``."""
+    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``.
+
+    A ``[model]`` section with ``output_key``, ``output_fn`` or ``probabilities`` marks the model with
+    :func:`xaiscore.declare_model_output`.
+    """
+    model = _configured_model(config, dataset, store=store, context=context, progress=progress)
+    model_config = config.model
+    if model_config.output_key is not None or model_config.output_fn is not None or model_config.probabilities:
+        from xaiscore._engine.batching import declare_model_output
+
+        source = Path(config.source)
+        folder = source.parent if source.is_file() else None
+        function = None if model_config.output_fn is None else _import_factory(
+            model_config.output_fn, folder=folder, what="output function")
+        declare_model_output(model, output_key=model_config.output_key, output_fn=function,
+                             probabilities=model_config.probabilities)
+    return model
+
+
+def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+                      progress: bool) -> nn.Module:
     model_config = config.model
     device = context.device
     if model_config.kind == "factory":

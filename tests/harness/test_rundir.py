@@ -255,3 +255,14 @@ def test_the_lock_of_a_killed_process_is_not_stale(tmp_path):
         process.kill()
         process.wait()
     RunLock(tmp_path).acquire().release()
+
+
+def test_a_planted_pickle_in_an_attributions_file_is_refused(tmp_path):
+    from xaiscore.harness.methods import PrecomputedAttributions
+
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "maps.pt"
+    torch.save({"a": _Payload(marker)}, path)
+    with pytest.raises(UnsafeFileError, match="refused to load these precomputed attributions"):
+        PrecomputedAttributions(path).lookup(["a"], like=torch.zeros(1, 1, 2, 2))
+    assert not marker.exists()

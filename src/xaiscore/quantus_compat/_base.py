@@ -119,8 +119,13 @@ def _logits_model(model: nn.Module) -> nn.Module:
     if len(named) > 1 and isinstance(named[-1][1], nn.Softmax):
         import copy
 
+        from xaiscore._engine.batching import declare_model_output, model_output_of
+
         stripped = copy.deepcopy(model)
         stripped.set_submodule(named[-1][0], nn.Identity())
+        declared = model_output_of(model)
+        if declared is not None:  # the copy returns logits now, whatever the model was declared to return
+            declare_model_output(stripped, output_key=declared.key, output_fn=declared.fn)
         return stripped
     return model
 

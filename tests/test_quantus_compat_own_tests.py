@@ -78,3 +78,34 @@ def test_continuity_on_series_raises_in_quantus(quantus_module):
         quantus_module.Continuity(nr_steps=4, disable_warnings=True)(
             model=model, x_batch=x, y_batch=np.zeros(5, int), a_batch=None, explain_func=quantus_module.explain,
             explain_func_kwargs={"method": "Saliency"})
+
+
+def test_auc_scores_are_numpy_float64_as_quantus_returns():
+    """Quantus' test_selectivity checks ``type(metric.get_auc_score) == np.float64`` (the drop-in gave
+    a Python float)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    generator = np.random.default_rng(2)
+    x = generator.random((3, 1, 4, 4)).astype(np.float32)
+    a = generator.random((3, 1, 4, 4)).astype(np.float32)
+    y = np.array([0, 1, 2])
+    for metric in (qc.Selectivity(patch_size=2, disable_warnings=True),
+                   qc.PixelFlipping(features_in_step=4, disable_warnings=True),
+                   qc.RegionPerturbation(patch_size=2, regions_evaluation=3, disable_warnings=True)):
+        metric(model=model, x_batch=x, y_batch=y, a_batch=a)
+        assert type(metric.get_auc_score) is np.float64, type(metric).__name__
+
+
+def test_auc_is_exact_where_sklearn_rounds():
+    """Documented difference: Quantus' test_auc expects sklearn's 0.33333333333333337 with ``==`` where
+    the exact value is 1/3; the drop-in computes the rank statistic exactly (1 ulp from sklearn's)."""
+    from sklearn.metrics import roc_auc_score
+
+    s = np.zeros((2, 1, 16, 16))
+    a = np.zeros((2, 1, 16, 16))
+    s[:, :, :8, :8] = 1.0  # ground truth: the top-left quarter
+    a[:, :, 8:, 8:] = 1.0  # attribution: the bottom-right quarter
+    scores = qc.AUC(disable_warnings=True)(model=None, x_batch=np.zeros((2, 3, 16, 16)), y_batch=np.zeros(2, int),
+                                           a_batch=a, s_batch=s)
+    assert scores == [1 / 3, 1 / 3]
+    reference = roc_auc_score(s[0].ravel(), a[0].ravel())
+    assert reference == 0.33333333333333337 and abs(scores[0] - reference) <= np.spacing(reference)

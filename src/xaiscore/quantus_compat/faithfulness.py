@@ -129,8 +129,9 @@ class PixelFlipping(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition),
+        a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        return np.float64(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = pixel_flipping(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -182,8 +183,9 @@ class RegionPerturbation(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition),
+        a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        return np.float64(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = region_perturbation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -221,8 +223,9 @@ class Selectivity(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition),
+        a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        return np.float64(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = selectivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, patch_size=self.patch_size,

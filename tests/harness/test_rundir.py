@@ -1,5 +1,6 @@
-"""The run folder as untrusted data: planted pickles are refused, corrupt files recomputed, leftovers
-removed, `--overwrite` deletes only what the manifest lists, and one run at a time holds the folder."""
+"""The run folder as untrusted data: planted pickles are refused, corrupt files recomputed,
+leftovers removed, `--overwrite` deletes only what the manifest lists, and one run at a time holds
+the folder."""
 
 from __future__ import annotations
 
@@ -43,15 +44,26 @@ class _Payload:
 
 def plant(path: Path, marker: Path, *, zipped: bool) -> None:
     """Replace ``path`` by a malicious pickle: torch's zip format, or a bare pickle stream."""
-    content = {"settings": _Payload(marker), "score": torch.ones(1), "curve": None, "x": None, "error": None}
+    content = {
+        "settings": _Payload(marker),
+        "score": torch.ones(1),
+        "curve": None,
+        "x": None,
+        "error": None,
+    }
     if zipped:
         torch.save(content, path)
     else:
         path.write_bytes(pickle.dumps(content, protocol=2))
 
 
-RUN = dict(methods=["Gradient", "random"], metrics=["sparseness", "pointing_game"], batch_size=8, n_examples=2,
-           save_attributions=True)
+RUN = dict(
+    methods=["Gradient", "random"],
+    metrics=["sparseness", "pointing_game"],
+    batch_size=8,
+    n_examples=2,
+    save_attributions=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +81,23 @@ def copy_run(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("zipped", [True, False], ids=["torch-zip", "bare-pickle"])
-@pytest.mark.parametrize("which", ["shards/b000000/Gradient/sparseness.pt", "shards/b000001/samples.pt",
-                                   "shards/b000000/examples.pt", "attributions/random/b000001.pt"])
-def test_a_planted_pickle_is_refused_and_never_runs(finished_run, tiny_dataset, tiny_model, tmp_path,  # noqa: F811
-                                                    which, zipped):
+@pytest.mark.parametrize(
+    "which",
+    [
+        "shards/b000000/Gradient/sparseness.pt",
+        "shards/b000001/samples.pt",
+        "shards/b000000/examples.pt",
+        "attributions/random/b000001.pt",
+    ],
+)
+def test_a_planted_pickle_is_refused_and_never_runs(
+    finished_run,
+    tiny_dataset,
+    tiny_model,
+    tmp_path,  # noqa: F811
+    which,
+    zipped,
+):
     out = copy_run(finished_run[0], tmp_path / "run")
     marker = tmp_path / "MARKER"
     plant(out / which, marker, zipped=zipped)
@@ -90,7 +115,9 @@ def test_a_planted_demo_model_is_refused(tmp_path):
     from xaiscore.harness.distributed import DistributedContext
     from xaiscore.harness.models import build_model
 
-    config = parse_config({"dataset": {"kind": "synthetic", "n": 4, "size": [16, 16]}, "out": str(tmp_path)})
+    config = parse_config(
+        {"dataset": {"kind": "synthetic", "n": 4, "size": [16, 16]}, "out": str(tmp_path)}
+    )
     store = RunStore(tmp_path)
     marker = tmp_path / "MARKER"
     torch.save({"settings": _Payload(marker), "state_dict": {}}, store.model_path)
@@ -116,8 +143,12 @@ def test_the_cli_refuses_a_planted_pickle_in_one_line(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_corrupt_files_are_recomputed_with_a_warning_naming_them(finished_run, tiny_dataset, tiny_model,  # noqa: F811
-                                                                 tmp_path):
+def test_corrupt_files_are_recomputed_with_a_warning_naming_them(
+    finished_run,
+    tiny_dataset,
+    tiny_model,  # noqa: F811
+    tmp_path,
+):
     out = copy_run(finished_run[0], tmp_path / "run")
     shard = out / "shards" / "b000001" / "Gradient" / "pointing_game.pt"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # cut short
@@ -149,14 +180,25 @@ def test_a_killed_and_corrupted_run_recovers(test_metrics, tmp_path):  # noqa: F
     from xaiscore.harness.models import SmallCNN
 
     out = tmp_path / "killed"
-    env = {**os.environ, "XAISCORE_TEST_METRIC_SLEEP": "0.3", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
-    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "XAISCORE_TEST_METRIC_SLEEP": "0.3",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     try:
         while len(list(out.glob("shards/*/*/counting_metric.pt"))) < 3:
             if process.poll() is not None:
-                pytest.fail(f"the run ended before it was killed: {process.stderr.read().decode()[-2000:]}")
+                pytest.fail(
+                    f"the run ended before it was killed: {process.stderr.read().decode()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail("the run wrote no shards in time")
             time.sleep(0.05)
@@ -164,12 +206,17 @@ def test_a_killed_and_corrupted_run_recovers(test_metrics, tmp_path):  # noqa: F
     finally:
         process.wait()
     # what a kill during a write leaves, and a shard cut short by a full disk or a bad copy
-    leftovers = [out / ".results.nc.k2j4_x9a.tmp", out / "shards" / "b000000" / ".samples.pt.abcd1234.tmp"]
+    leftovers = [
+        out / ".results.nc.k2j4_x9a.tmp",
+        out / "shards" / "b000000" / ".samples.pt.abcd1234.tmp",
+    ]
     for leftover in leftovers:
         leftover.write_bytes(b"half")
     shard = sorted(out.glob("shards/*/*/counting_metric.pt"))[0]
     shard.write_bytes(shard.read_bytes()[:100])
-    kwargs = dict(methods=["Gradient", "random"], metrics=["sparseness", "counting_metric"], batch_size=2)
+    kwargs = dict(
+        methods=["Gradient", "random"], metrics=["sparseness", "counting_metric"], batch_size=2
+    )
     data = make_synthetic_dataset(16, size=(32, 32), seed=3)
     model = SmallCNN(1, 2, width=4).eval()
     with pytest.warns(CorruptFileWarning, match=str(shard)):
@@ -180,10 +227,16 @@ def test_a_killed_and_corrupted_run_recovers(test_metrics, tmp_path):  # noqa: F
     xr.testing.assert_identical(resumed, uninterrupted)
 
 
-def test_overwrite_deletes_only_what_xaiscore_wrote(finished_run, tiny_dataset, tiny_model, tmp_path):  # noqa: F811
+def test_overwrite_deletes_only_what_xaiscore_wrote(
+    finished_run, tiny_dataset, tiny_model, tmp_path
+):  # noqa: F811
     out = copy_run(finished_run[0], tmp_path / "run")
-    mine = [out / "figures" / "mine.png", out / "shards" / "notes.txt", out / "attributions" / "keep.npy",
-            out / "report.html"]
+    mine = [
+        out / "figures" / "mine.png",
+        out / "shards" / "notes.txt",
+        out / "attributions" / "keep.npy",
+        out / "report.html",
+    ]
     for path in mine:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("the user's own")
@@ -191,15 +244,21 @@ def test_overwrite_deletes_only_what_xaiscore_wrote(finished_run, tiny_dataset, 
     outside.write_text("not in the run folder")
     with open(out / ".xaiscore" / "manifest-0.txt", "a") as handle:  # a tampered manifest
         handle.write("../outside.txt\n/etc/hostname\n")
-    fresh = evaluate(tiny_dataset, tiny_model, out=out, resume=False,
-                     **{**RUN, "batch_size": 4, "n_examples": 0, "save_attributions": False})
+    fresh = evaluate(
+        tiny_dataset,
+        tiny_model,
+        out=out,
+        resume=False,
+        **{**RUN, "batch_size": 4, "n_examples": 0, "save_attributions": False},
+    )
     assert fresh.attrs["batch_size"] == 4
     assert all(path.read_text() == "the user's own" for path in mine) and outside.exists()
     assert not list(out.glob("attributions/*/*.pt")) and not list(out.glob("shards/*/examples.pt"))
     RunStore(out).clear()
     assert all(path.exists() for path in mine)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
-        [p.relative_to(out).as_posix() for p in mine] + [".xaiscore/lock"])
+        [p.relative_to(out).as_posix() for p in mine] + [".xaiscore/lock"]
+    )
 
 
 def test_clear_keeps_the_demo_model_and_refuses_folders_without_manifest(tmp_path):
@@ -223,13 +282,19 @@ def test_manifest_entries_leading_out_of_the_folder_are_ignored(tmp_path):
     (tmp_path / "target").mkdir()
     (tmp_path / "target" / "precious.txt").write_text("x")
     (root / "link").symlink_to(tmp_path / "target")
-    (root / ".xaiscore" / "manifest-3.txt").write_text("link/precious.txt\n../target/precious.txt\n")
+    (root / ".xaiscore" / "manifest-3.txt").write_text(
+        "link/precious.txt\n../target/precious.txt\n"
+    )
     assert Manifest(root).listed() == []
     Manifest(root).remove()
     assert (tmp_path / "target" / "precious.txt").exists()
 
 
-def test_a_second_run_on_the_same_folder_is_refused(tiny_dataset, tiny_model, tmp_path):  # noqa: F811
+def test_a_second_run_on_the_same_folder_is_refused(
+    tiny_dataset,  # noqa: F811
+    tiny_model,  # noqa: F811
+    tmp_path,
+):
     out = tmp_path / "run"
     (out / ".xaiscore").mkdir(parents=True)
     with open(out / ".xaiscore" / "lock", "a+b") as other:  # what another process's RunLock holds
@@ -237,16 +302,23 @@ def test_a_second_run_on_the_same_folder_is_refused(tiny_dataset, tiny_model, tm
         with pytest.raises(RunFolderError, match="another xaiscore run is using this folder"):
             evaluate(tiny_dataset, tiny_model, out=out, methods=["random"], metrics=["sparseness"])
         assert not (out / "shards").exists()
-    evaluate(tiny_dataset, tiny_model, out=out, methods=["random"], metrics=["sparseness"])  # released
+    evaluate(
+        tiny_dataset, tiny_model, out=out, methods=["random"], metrics=["sparseness"]
+    )  # released
     with RunLock(out), RunLock(out):  # re-entrant within a process
         evaluate(tiny_dataset, tiny_model, out=out, methods=["random"], metrics=["sparseness"])
 
 
 def test_the_lock_of_a_killed_process_is_not_stale(tmp_path):
-    code = ("import sys, time; from xaiscore.harness.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
-            "print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from xaiscore.harness.rundir import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE
+    )
     try:
         assert process.stdout.readline().strip() == b"locked"
         with pytest.raises(RunFolderError):

@@ -61,19 +61,22 @@ _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class RunFolderError(ConfigError):
-    """The run folder cannot be used: locked by another run, or holding files xaiscore did not write."""
+    """The run folder cannot be used: locked by another run, or holding files xaiscore did not
+    write."""
 
 
 class UnsafeFileError(RunFolderError):
-    """A file in a run folder holds more than plain data (a pickle that could run code); it was not loaded."""
+    """A file in a run folder holds more than plain data (a pickle that could run code); it was
+    not loaded."""
 
 
 class CorruptFileWarning(UserWarning):
     """A file in a run folder could not be read; its content is computed again."""
 
 
-def load_plain(path: str | os.PathLike[str], *, required: Sequence[str] | None = None,
-               what: str = "run file") -> Any | None:
+def load_plain(
+    path: str | os.PathLike[str], *, required: Sequence[str] | None = None, what: str = "run file"
+) -> Any | None:
     """The plain content of a ``.pt`` file of a run folder; ``None`` if it is missing or unreadable.
 
     Args:
@@ -94,18 +97,23 @@ def load_plain(path: str | os.PathLike[str], *, required: Sequence[str] | None =
         return None
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
             content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower():
             raise UnsafeFileError(
-                f"{path}: refused to load this {what}: it holds objects other than plain tensors and data "
-                "(a pickle that could run code). xaiscore never writes such files; someone or something "
-                "else put it there. Delete it (or use a fresh output folder) after checking where it "
+                f"{path}: refused to load this {what}: it holds objects other than plain "
+                "tensors and data (a pickle that could run code). xaiscore never writes such "
+                "files; someone or something else put it there. Delete it (or use a fresh output "
+                "folder) after checking where it "
                 "came from."
             ) from None
         return _corrupt(path, what, error)
-    except Exception as error:  # torch raises RuntimeError, EOFError, KeyError ... for a broken file
+    except (
+        Exception
+    ) as error:  # torch raises RuntimeError, EOFError, KeyError ... for a broken file
         return _corrupt(path, what, error)
     if required is not None:
         if not isinstance(content, Mapping):
@@ -118,13 +126,16 @@ def load_plain(path: str | os.PathLike[str], *, required: Sequence[str] | None =
 
 def _corrupt(path: Path, what: str, reason: object) -> None:
     if isinstance(reason, BaseException):
-        reason = f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else 'no message'}"
-    warnings.warn(CorruptFileWarning(f"{path}: cannot read this {what} ({reason}); computing it again."),
-                  stacklevel=3)
+        first = str(reason).splitlines()[0] if str(reason) else "no message"
+        reason = f"{type(reason).__name__}: {first}"
+    warnings.warn(
+        CorruptFileWarning(f"{path}: cannot read this {what} ({reason}); computing it again."),
+        stacklevel=3,
+    )
     return None
 
 
-# --- the manifest ----------------------------------------------------------------------------------
+# --- the manifest ---------------------------------------------------------------------------------
 
 
 class Manifest:
@@ -149,7 +160,9 @@ class Manifest:
         self._known: set[str] = set()
 
     def _relative(self, path: str | os.PathLike[str]) -> str:
-        relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))).as_posix()
+        relative = Path(
+            os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
+        ).as_posix()
         if relative == ".." or relative.startswith("../"):
             raise ValueError(f"{path} is not inside the run folder {self.root}.")
         return relative
@@ -180,8 +193,12 @@ class Manifest:
         for manifest in self.files():
             for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
                 relative = line.strip()
-                if not relative or relative in seen or Path(relative).is_absolute() \
-                        or ".." in Path(relative).parts:
+                if (
+                    not relative
+                    or relative in seen
+                    or Path(relative).is_absolute()
+                    or ".." in Path(relative).parts
+                ):
                     continue
                 candidate = self.root / relative
                 parent = Path(os.path.realpath(candidate.parent))
@@ -224,7 +241,7 @@ class Manifest:
         return removed
 
 
-# --- the lock --------------------------------------------------------------------------------------
+# --- the lock -------------------------------------------------------------------------------------
 
 _HELD: dict[str, list[Any]] = {}  # real path of the lock file -> [open file, depth]
 
@@ -260,8 +277,9 @@ class RunLock:
         except OSError:
             handle.close()
             raise RunFolderError(
-                f"{self.root}: another xaiscore run is using this folder (it holds {self.path}). Wait "
-                "for it to finish or choose another output folder. The lock ends with the process that "
+                f"{self.root}: another xaiscore run is using this folder (it holds {self.path}). "
+                "Wait for it to finish or choose another output folder. The lock ends with the "
+                "process that "
                 "holds it; if none is running, the file system does not support locks: delete "
                 f"{self.path} and run again."
             ) from None
@@ -315,11 +333,11 @@ def _unlock_file(handle: Any) -> None:
     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-# --- leftovers -------------------------------------------------------------------------------------
+# --- leftovers ------------------------------------------------------------------------------------
 
 
 def remove_leftovers(root: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files of interrupted writes (``.<name>.<8 characters>.tmp``) in the folder.
+    """Delete the temporary files of interrupted writes (``.<name>.<8 characters>.tmp``) here.
 
     Call it only while holding the folder's :class:`RunLock` (no write is in flight then).
 

@@ -129,22 +129,32 @@ class ModelOutput:
 
 def _pick(out: Any, key: str | int, *, name: str) -> Any:
     try:
-        if isinstance(out, Mapping) or (isinstance(out, Sequence) and not isinstance(out, (str, Tensor))):
+        if isinstance(out, Mapping) or (
+            isinstance(out, Sequence) and not isinstance(out, (str, Tensor))
+        ):
             return out[key]
         if isinstance(key, str):
             return getattr(out, key)
     except (KeyError, IndexError, AttributeError, TypeError):
         pass
-    available = f" (keys {list(out.keys())})" if isinstance(out, Mapping) else (
-        f" (a {type(out).__name__} of {len(out)})" if isinstance(out, Sequence) else "")
+    available = (
+        f" (keys {list(out.keys())})"
+        if isinstance(out, Mapping)
+        else (f" (a {type(out).__name__} of {len(out)})" if isinstance(out, Sequence) else "")
+    )
     raise ModelOutputError(
         f"Expected the output of `{name}` to have the entry {key!r} (`output_key`), but got a "
         f"{type(out).__name__}{available}."
     )
 
 
-def declare_model_output(model: Any, *, output_key: str | int | None = None,
-                         output_fn: Callable[[Any], Any] | None = None, probabilities: bool = False) -> Any:
+def declare_model_output(
+    model: Any,
+    *,
+    output_key: str | int | None = None,
+    output_fn: Callable[[Any], Any] | None = None,
+    probabilities: bool = False,
+) -> Any:
     """Tell xaiscore how to read ``model``'s output; returns ``model`` (marked in place).
 
     Every kernel that calls a model (through :func:`call_model`) and the captum explainers
@@ -173,29 +183,44 @@ def declare_model_output(model: Any, *, output_key: str | int | None = None,
         >>> class_scores(call_model(probs, p), torch.tensor([1]), softmax=True)
         tensor([0.8000])
     """
-    if output_key is not None and (isinstance(output_key, bool) or not isinstance(output_key, (str, int))):
-        raise DTypeError(f"Expected `output_key` to be a str, an int or None, but got {type(output_key).__name__}.")
+    if output_key is not None and (
+        isinstance(output_key, bool) or not isinstance(output_key, (str, int))
+    ):
+        raise DTypeError(
+            "Expected `output_key` to be a str, an int or None, but got "
+            f"{type(output_key).__name__}."
+        )
     if output_fn is not None and not callable(output_fn):
-        raise DTypeError(f"Expected `output_fn` to be callable or None, but got {type(output_fn).__name__}.")
+        raise DTypeError(
+            f"Expected `output_fn` to be callable or None, but got {type(output_fn).__name__}."
+        )
     if not isinstance(probabilities, bool):
-        raise DTypeError(f"Expected `probabilities` to be a bool, but got {type(probabilities).__name__}.")
+        raise DTypeError(
+            f"Expected `probabilities` to be a bool, but got {type(probabilities).__name__}."
+        )
     declaration = ModelOutput(output_key, output_fn, probabilities)
     try:
-        setattr(model, MODEL_OUTPUT_ATTRIBUTE, None if declaration == ModelOutput() else declaration)
+        setattr(
+            model, MODEL_OUTPUT_ATTRIBUTE, None if declaration == ModelOutput() else declaration
+        )
     except (AttributeError, TypeError) as error:
-        raise DTypeError(f"Cannot mark a {type(model).__name__} with its output declaration ({error}); wrap it "
-                         "in a torch.nn.Module or pass a function that returns the logits.") from None
+        raise DTypeError(
+            f"Cannot mark a {type(model).__name__} with its output declaration ({error}); wrap it "
+            "in a torch.nn.Module or pass a function that returns the logits."
+        ) from None
     return model
 
 
 def model_output_of(forward_fn: Any) -> ModelOutput | None:
-    """The :class:`ModelOutput` declared on ``forward_fn``, on the model a wrapper holds as ``.model``,
-    or on the module of a bound ``forward``; ``None`` when there is none."""
+    """The :class:`ModelOutput` declared on ``forward_fn``, on the model a wrapper holds as
+    ``.model``, or on the module of a bound ``forward``; ``None`` when there is none."""
     candidates = [forward_fn, getattr(forward_fn, "__self__", None)]
-    if not isinstance(forward_fn, torch.nn.Module):  # a wrapper: a module's own `.model` is its submodule
+    if not isinstance(forward_fn, torch.nn.Module):  # a module's own `.model` is a submodule
         candidates.append(getattr(forward_fn, "model", None))
     for candidate in candidates:
-        declared = getattr(candidate, MODEL_OUTPUT_ATTRIBUTE, None) if candidate is not None else None
+        declared = (
+            getattr(candidate, MODEL_OUTPUT_ATTRIBUTE, None) if candidate is not None else None
+        )
         if isinstance(declared, ModelOutput):
             return declared
     return None
@@ -211,7 +236,9 @@ def carry_model_output(source: Any, copy_: Any) -> Any:
     return copy_
 
 
-def call_model(forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn") -> Tensor:
+def call_model(
+    forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn"
+) -> Tensor:
     """Call ``forward_fn`` on ``x`` under ``torch.inference_mode()`` and check it returns ``(n, K)`` logits.
 
     The output goes through the model's :class:`ModelOutput` first when one is declared
@@ -237,11 +264,15 @@ def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
     if not isinstance(out, Tensor):
         hint = ""
         if isinstance(out, (Mapping, tuple, list)) or hasattr(out, "logits"):
-            hint = (" For a model that returns a dict, tuple or output object, declare where its logits are: "
-                    "xaiscore.declare_model_output(model, output_key='logits') (or output_fn=...; "
-                    "`output_key` in a config's [model] section).")
+            hint = (
+                " For a model that returns a dict, tuple or output object, declare where its "
+                "logits are: "
+                "xaiscore.declare_model_output(model, output_key='logits') (or output_fn=...; "
+                "`output_key` in a config's [model] section)."
+            )
         raise ModelOutputError(
-            f"Expected `{name}` to return a torch.Tensor of logits, but got {type(out).__name__}.{hint}"
+            f"Expected `{name}` to return a torch.Tensor of logits, but got "
+            f"{type(out).__name__}.{hint}"
         )
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ModelOutputError(

@@ -213,7 +213,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path)
     xr.testing.assert_identical(resumed, uninterrupted)
 
 
-def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_model, tmp_path):  # noqa: F811
+def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_model,  # noqa: F811
+                                                           tmp_path):
     from xaiscore.harness.data import DatasetError, Skip
 
     class Flaky:
@@ -229,14 +230,15 @@ def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_mod
                 raise DatasetError("corrupt PNG", file=f"img{i}.png")
             return tiny_dataset[i]
 
-    ds = evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0,
-                  out=tmp_path / "run")
+    ds = evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4,
+                  n_examples=0, out=tmp_path / "run")
     assert ds["sample"].values.tolist() == [1, 2, 4, 5]
     expected = [{"file": "labels.csv", "row": 7, "reason": "unknown finding 'Foo'", "index": None},
                 {"file": "img0.png", "row": None, "reason": "corrupt PNG", "index": 0},
                 {"file": "img3.png", "row": None, "reason": "corrupt PNG", "index": 3}]
     assert json.loads(ds.attrs["skipped_samples"]) == expected
-    assert json.loads(load_dataset(tmp_path / "run" / "results.nc").attrs["skipped_samples"]) == expected
+    stored = load_dataset(tmp_path / "run" / "results.nc")
+    assert json.loads(stored.attrs["skipped_samples"]) == expected
     Flaky.on_error = "raise"
     with pytest.raises(DatasetError, match="img0.png"):
         evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)

@@ -215,6 +215,28 @@ class CaptumExplainer(BuiltExplainer):
         """
         return self._explain(x, target, record=self.shares_forward)
 
+    def _watch_outputs(self, inputs: Tensor, calls: list[tuple[bool, Any]] | None) -> Any:
+        """A forward hook on the model that records its calls into ``calls`` (when given) and, for
+        a model without an output declaration, raises a clear error for a non-tensor output."""
+        if calls is None and self._output is not None:
+            return None
+
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if self._output is None and not isinstance(out, Tensor):
+                check_logits(out, inputs, name="model")  # raises, saying how to declare it
+            if calls is not None:
+                calls.append((len(args) > 0 and args[0] is inputs, out))
+
+        return self.model.register_forward_hook(hook)
+
+    def _recorded_output(self, calls: list[tuple[bool, Any]]) -> Tensor | None:
+        """The model's output on the inputs themselves, as the kernels read it, when it ran once."""
+        if len(calls) != 1 or not calls[0][0]:
+            return None
+        out = calls[0][1]
+        recorded = out if self._output is None else self._output.logits(out, name="model")
+        return recorded.detach() if isinstance(recorded, Tensor) else None
+
     def _explain(self, x: Tensor, target: Tensor, *, record: bool) -> tuple[Tensor, Tensor | None]:
         x = check_tensor(x, "x")
         kwargs = dict(self.attribute_kwargs)
@@ -228,14 +250,7 @@ class CaptumExplainer(BuiltExplainer):
             inputs = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
             target = target.clone() if target.is_inference() else target
             calls: list[tuple[bool, Any]] = []
-
-            def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-                if self._output is None and not isinstance(out, Tensor):
-                    check_logits(out, inputs, name="model")  # raises, saying how to declare the output
-                if record:
-                    calls.append((len(args) > 0 and args[0] is inputs, out))
-
-            handle = self.model.register_forward_hook(hook) if record or self._output is None else None
+            handle = self._watch_outputs(inputs, calls if record else None)
             try:
                 if self._generator is not None:
                     with seeded_global_rngs(draw_seed(self._generator)):
@@ -245,10 +260,7 @@ class CaptumExplainer(BuiltExplainer):
             finally:
                 if handle is not None:
                     handle.remove()
-        output = None
-        if len(calls) == 1 and calls[0][0]:
-            recorded = calls[0][1] if self._output is None else self._output.logits(calls[0][1], name="model")
-            output = recorded.detach() if isinstance(recorded, Tensor) else None
+        output = self._recorded_output(calls)
         a = a.detach()
         if self._upsample:
             a = _upsample(a, tuple(x.shape[2:]))

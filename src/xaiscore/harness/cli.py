@@ -116,15 +116,18 @@ def _print_skipped(ds: Any) -> None:
 
 
 def _print_skipped_samples(ds: Any) -> None:
-    """Count the dataset rows and samples left out under ``on_error="skip"`` (listed in the results)."""
+    """Count the dataset rows and samples left out under ``on_error="skip"`` (in the results)."""
     import json
 
     skipped = json.loads(ds.attrs.get("skipped_samples", "[]"))
     if not skipped:
         return
-    print(f"{len(skipped)} dataset row(s) or sample(s) skipped (on_error = 'skip'); each is listed with its "
-          "file, row and reason in the report and in results.nc (attribute `skipped_samples`), e.g.:",
-          file=sys.stderr)
+    print(
+        f"{len(skipped)} dataset row(s) or sample(s) skipped (on_error = 'skip'); each is listed "
+        "with its "
+        "file, row and reason in the report and in results.nc (attribute `skipped_samples`), e.g.:",
+        file=sys.stderr,
+    )
     for entry in skipped[:3]:
         row = "" if entry.get("row") is None else f", row {entry['row']}"
         print(f"  {entry.get('file') or '<data>'}{row}: {entry.get('reason')}", file=sys.stderr)
@@ -169,9 +172,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         ds = load_dataset(path)
     except (OSError, ValueError) as error:  # not a netCDF file, or not one xarray can read
-        raise OptionError(f"Expected a results file (netCDF) at {str(path)!r}, but it cannot be read "
-                          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).") \
-            from error
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise OptionError(f"Expected a results file (netCDF) at {str(path)!r}, but it cannot be "
+                          f"read ({type(error).__name__}: {first}).") from error
     _check_win_metric(ds, args.win_metric)
     out = Path(args.out) if args.out else path.parent
     report = write_report(ds, out, win_metric=args.win_metric)
@@ -180,7 +183,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _check_win_metric(ds: Any, name: str | None) -> None:
-    """Raise :class:`~xaiscore.OptionError` unless ``name`` is ``None`` or a scored metric with a direction."""
+    """Raise :class:`~xaiscore.OptionError` unless ``name`` is ``None`` or a scored metric with a
+    direction."""
     import difflib
 
     from xaiscore.harness.results import higher_is_better, metric_variables
@@ -191,8 +195,11 @@ def _check_win_metric(ds: Any, name: str | None) -> None:
     if name not in ranked:
         close = difflib.get_close_matches(name, ranked, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise OptionError(f"Expected --win-metric to be a scored metric with a better direction, one of {ranked}, "
-                          f"but got {name!r}.{hint}")
+        raise OptionError(
+            "Expected --win-metric to be a scored metric with a better direction, one of "
+            f"{ranked}, "
+            f"but got {name!r}.{hint}"
+        )
 
 
 def _metrics(args: argparse.Namespace) -> int:

@@ -283,13 +283,22 @@ def _model_output(model_raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The checked ``output_key``, ``output_fn`` and ``probabilities`` of ``[model]``."""
     key = model_raw.get("output_key")
     if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
-        raise _fail(source, f"expected `model.output_key` to be a key (string) or an index (int), but got {key!r}.")
+        raise _fail(
+            source,
+            f"expected `model.output_key` to be a key (string) or an index (int), but got {key!r}.",
+        )
     function = model_raw.get("output_fn")
     if function is not None and not (isinstance(function, str) and ":" in function):
-        raise _fail(source, f"expected `model.output_fn` as 'package.module:function', but got {function!r}.")
+        raise _fail(
+            source,
+            f"expected `model.output_fn` as 'package.module:function', but got {function!r}.",
+        )
     probabilities = model_raw.get("probabilities", False)
     if not isinstance(probabilities, bool):
-        raise _fail(source, f"expected `model.probabilities` to be true or false, but got {probabilities!r}.")
+        raise _fail(
+            source,
+            f"expected `model.probabilities` to be true or false, but got {probabilities!r}.",
+        )
     return {"output_key": key, "output_fn": function, "probabilities": probabilities}
 
 

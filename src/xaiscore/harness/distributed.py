@@ -45,8 +45,10 @@ def resolve_device(device: str | torch.device | None, *, local_rank: int = 0) ->
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as error:
-        raise OptionError(f"Expected a device such as 'cpu', 'cuda', 'cuda:1' or 'auto', but got {device!r} "
-                          f"({str(error).splitlines()[0]}).") from None
+        raise OptionError(
+            f"Expected a device such as 'cpu', 'cuda', 'cuda:1' or 'auto', but got {device!r} "
+            f"({str(error).splitlines()[0]})."
+        ) from None
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     _check_available(device)
@@ -59,16 +61,22 @@ def _check_available(device: torch.device) -> None:
 
     if device.type == "cuda":
         if torch.version.cuda is None:
-            raise DeviceError(f"Expected a device this machine has, but got {str(device)!r}: this torch "
-                              f"({torch.__version__}) was built without CUDA. Use --device cpu (or 'auto'), "
-                              "or install a CUDA build of torch.")
+            raise DeviceError(
+                f"Expected a device this machine has, but got {str(device)!r}: this torch "
+                f"({torch.__version__}) was built without CUDA. Use --device cpu (or 'auto'), "
+                "or install a CUDA build of torch."
+            )
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if device.index is not None and device.index >= count:
-            raise DeviceError(f"Expected a device this machine has, but got {str(device)!r}: torch sees "
-                              f"{count} CUDA device(s). Use --device cpu (or 'auto').")
+            raise DeviceError(
+                f"Expected a device this machine has, but got {str(device)!r}: torch sees "
+                f"{count} CUDA device(s). Use --device cpu (or 'auto')."
+            )
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"Expected a device this machine has, but got {str(device)!r}: MPS is not "
-                          "available. Use --device cpu (or 'auto').")
+        raise DeviceError(
+            f"Expected a device this machine has, but got {str(device)!r}: MPS is not "
+            "available. Use --device cpu (or 'auto')."
+        )
 
 
 @dataclass

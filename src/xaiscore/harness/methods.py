@@ -190,15 +190,16 @@ class PrecomputedAttributions:
         except pickle.UnpicklingError as error:
             if "weights only" in str(error).lower():
                 raise UnsafeFileError(
-                    f"{self.path}: refused to load these precomputed attributions: the file holds objects "
-                    "other than plain tensors and data (a pickle that could run code). Save the maps as "
-                    "plain tensors (a dict of id -> tensor), .npz or .nc."
+                    f"{self.path}: refused to load these precomputed attributions: the file "
+                    "holds objects other than plain tensors and data (a pickle that could run "
+                    "code). Save the maps as plain tensors (a dict of id -> tensor), .npz or .nc."
                 ) from None
             raise ConfigError(f"Cannot read precomputed attributions {str(self.path)!r}: "
                               f"{str(error).splitlines()[0]}") from error
         except Exception as error:  # torch raises several types for a bad file; name the file
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ConfigError(f"Cannot read precomputed attributions {str(self.path)!r}: {first}") from error
+            raise ConfigError(
+                f"Cannot read precomputed attributions {str(self.path)!r}: {first}") from error
         if not isinstance(content, Mapping):
             raise ConfigError(f"{self.path}: expected a dict of id -> map, or with keys 'ids' and 'attributions', "
                               f"but got {type(content).__name__}.")

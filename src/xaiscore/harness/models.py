@@ -223,7 +223,9 @@ def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cp
     return float((predicted == y).double().mean())
 
 
-def _import_factory(factory: str, *, folder: Path | None = None, what: str = "model factory") -> Callable[..., Any]:
+def _import_factory(
+    factory: str, *, folder: Path | None = None, what: str = "model factory"
+) -> Callable[..., Any]:
     module_name, _, attribute = factory.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"Expected a {what} as 'package.module:function', but got {factory!r}.")
@@ -240,28 +242,35 @@ def _import_factory(factory: str, *, folder: Path | None = None, what: str = "mo
         for part in attribute.split("."):
             target = getattr(target, part)
     except AttributeError:
-        raise ConfigError(f"Module {module_name!r} has no attribute {attribute!r} ({what} {factory!r}).") \
-            from None
+        raise ConfigError(
+            f"Module {module_name!r} has no attribute {attribute!r} ({what} {factory!r})."
+        ) from None
     if not callable(target):
-        raise ConfigError(f"Expected the {what} {factory!r} to be callable, but got {type(target).__name__}.")
+        raise ConfigError(
+            f"Expected the {what} {factory!r} to be callable, but got {type(target).__name__}."
+        )
     return target
 
 
 def _import_module(name: str, folder: Path | None) -> Any:
-    """Import ``name``; from ``folder`` (the config's) when its top-level module or package is there.
+    """Import ``name``; from ``folder`` (the config's) when its top-level module or package is
+    there.
 
     A module next to the config wins over one of the same name elsewhere on the import path,
     as relative paths in the config are resolved against its folder.
     """
     top = name.split(".")[0]
-    if folder is None or not ((folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+    if folder is None or not (
+        (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+    ):
         return importlib.import_module(name)
     loaded = sys.modules.get(top)
     if loaded is not None:
         origin = getattr(loaded, "__file__", None)
         if origin is None or not Path(origin).resolve().is_relative_to(folder.resolve()):
             raise ConfigError(
-                f"The model factory module {top!r} is in the config's folder {str(folder)!r}, but a module of "
+                f"The model factory module {top!r} is in the config's folder {str(folder)!r}, but "
+                "a module of "
                 f"that name is already imported from {origin!r}; rename the file."
             )
         return importlib.import_module(name)
@@ -388,14 +397,16 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
                 progress: bool = False) -> nn.Module:
-    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``.
+    """The model a config describes; the demo model is trained once (rank 0) and cached in
+    ``out/model.pt``.
 
-    A ``[model]`` section with ``output_key``, ``output_fn`` or ``probabilities`` marks the model with
-    :func:`xaiscore.declare_model_output`.
+    A ``[model]`` section with ``output_key``, ``output_fn`` or ``probabilities`` marks the model
+    with :func:`xaiscore.declare_model_output`.
     """
     model = _configured_model(config, dataset, store=store, context=context, progress=progress)
     model_config = config.model
-    if model_config.output_key is not None or model_config.output_fn is not None or model_config.probabilities:
+    declared = (model_config.output_key, model_config.output_fn, model_config.probabilities or None)
+    if any(value is not None for value in declared):
         from xaiscore._engine.batching import declare_model_output
 
         source = Path(config.source)
@@ -407,8 +418,8 @@ def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     return model
 
 
-def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
-                      progress: bool) -> nn.Module:
+def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None,
+                      context: DistributedContext, progress: bool) -> nn.Module:
     model_config = config.model
     device = context.device
     if model_config.kind == "factory":

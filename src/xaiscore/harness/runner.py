@@ -224,7 +224,8 @@ class _Runner:
             except DatasetError as error:
                 if getattr(self.dataset, "on_error", "raise") != "skip":
                     raise
-                self.skipped_samples.append(_skipped_row(error.file, error.row, error.reason, index))
+                skip = _skipped_row(error.file, error.row, error.reason, index)
+                self.skipped_samples.append(skip)
                 continue
             indices.append(index)
         return records, indices
@@ -466,9 +467,9 @@ def evaluate(
     held = contextlib.ExitStack()
     try:
         model = eval_mode(model.to(context.device))
-        store = None if out is None else _open_store(out, dataset, model, context=context, resume=resume,
-                                                     batch_size=batch_size, seed=seed, target=target,
-                                                     held=held)
+        store = None if out is None else _open_store(
+            out, dataset, model, context=context, resume=resume, batch_size=batch_size, seed=seed,
+            target=target, held=held)
         runner = _Runner(
             dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
             max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
@@ -506,9 +507,10 @@ def _check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch
 
 
 def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, context: DistributedContext,
-                resume: bool, batch_size: int, seed: int, target: str, held: contextlib.ExitStack) -> RunStore:
-    """The run folder, locked (held until ``held`` closes) and checked to hold this run (or nothing);
-    cleared first without ``resume``."""
+                resume: bool, batch_size: int, seed: int, target: str,
+                held: contextlib.ExitStack) -> RunStore:
+    """The run folder, locked (held until ``held`` closes) and checked to hold this run (or
+    nothing); cleared first without ``resume``."""
     from xaiscore.harness.models import model_fingerprint
 
     store = RunStore(out, rank=context.rank)
@@ -532,8 +534,10 @@ def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, 
     return store
 
 
-def _hold_run_folder(store: RunStore, context: DistributedContext, held: contextlib.ExitStack) -> None:
-    """Lock the run folder on rank 0 until ``held`` closes and remove the leftovers of killed writes.
+def _hold_run_folder(
+    store: RunStore, context: DistributedContext, held: contextlib.ExitStack
+) -> None:
+    """Lock the run folder on rank 0 until ``held`` closes; remove the leftovers of killed writes.
 
     Raises:
         RunFolderError: another run holds the folder (on every rank).
@@ -568,26 +572,37 @@ def _first_source_id(dataset: Any) -> str:
         except DatasetError:
             if getattr(dataset, "on_error", "raise") != "skip":
                 raise
-    raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
+    raise OptionError(
+        "No sample could be loaded: every record failed (see the dataset's `skipped`)."
+    )
 
 
 def _skipped_row(file: Any, row: Any, reason: Any, index: int | None) -> dict[str, Any]:
     """One entry of the results' ``skipped_samples`` (schema in ``docs/harness.md``)."""
-    return {"file": None if file is None else str(file),
-            "row": row if row is None or isinstance(row, (int, str)) else str(row),
-            "reason": str(reason), "index": index}
+    return {
+        "file": None if file is None else str(file),
+        "row": row if row is None or isinstance(row, (int, str)) else str(row),
+        "reason": str(reason),
+        "index": index,
+    }
 
 
 def _reader_skips(dataset: Any) -> list[dict[str, Any]]:
-    """The rows and samples the dataset's reader left out (its ``skipped`` list), as result entries."""
-    return [_skipped_row(getattr(skip, "source", None), getattr(skip, "row", None),
-                         getattr(skip, "reason", skip), None)
-            for skip in getattr(dataset, "skipped", None) or ()]
+    """The rows and samples the dataset's reader left out (its ``skipped`` list), as entries."""
+    return [
+        _skipped_row(
+            getattr(skip, "source", None),
+            getattr(skip, "row", None),
+            getattr(skip, "reason", skip),
+            None,
+        )
+        for skip in getattr(dataset, "skipped", None) or ()
+    ]
 
 
 def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
-    """Every process's batch results in one mapping; the skipped rows (reader's and every process's
-    load failures) go to ``runner.skipped_samples``."""
+    """Every process's batch results in one mapping; the skipped rows (reader's and every
+    process's load failures) go to ``runner.skipped_samples``."""
     merged: dict[int, _BatchResult] = {}
     runner.skipped_samples = _reader_skips(runner.dataset)
     for part, skipped_samples in gathered:

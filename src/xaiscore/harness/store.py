@@ -28,7 +28,8 @@ Example:
     >>> path = store.shard_path(3, "Integrated Gradients", "pointing_game")
     >>> path.relative_to(store.root).as_posix()
     'shards/b000003/Integrated_Gradients-5b3d/pointing_game.pt'
-    >>> store.save(path, {"settings": "{}", "score": torch.ones(2), "curve": None, "x": None, "error": None})
+    >>> shard = {"settings": "{}", "score": torch.ones(2), "curve": None, "x": None, "error": None}
+    >>> store.save(path, shard)
     >>> store.load(path)["score"].tolist()
     [1.0, 1.0]
     >>> [p.name for p in store.manifest.listed()]
@@ -108,7 +109,8 @@ class RunStore:
         return self.root / "model.pt"
 
     def save(self, path: Path, content: Any) -> None:
-        """``torch.save`` ``content`` (plain tensors and data only) to ``path`` atomically; listed first."""
+        """``torch.save`` ``content`` (plain tensors and data only) to ``path`` atomically; listed
+        in the manifest first."""
         self.record(path)
         with atomic_path(path) as temporary:
             torch.save(content, temporary)
@@ -118,7 +120,8 @@ class RunStore:
         self.manifest.record(path)
 
     def load(self, path: Path) -> Any | None:
-        """The content of ``path``; ``None`` when it does not exist or cannot be read (after a warning).
+        """The content of ``path``; ``None`` when it does not exist or cannot be read (after a
+        warning).
 
         Raises:
             UnsafeFileError: the file holds more than plain tensors and data (nothing of it ran).
@@ -131,7 +134,8 @@ class RunStore:
         if path == self.model_path:
             return ("settings", "state_dict"), "cached demo model"
         if path.name == "samples.pt":
-            return ("index", "source_id", "label", "target", "prediction", "finding"), "samples file"
+            keys = ("index", "source_id", "label", "target", "prediction", "finding")
+            return keys, "samples file"
         if path.name == "examples.pt":
             return (), "examples file"
         if path.relative_to(self.root).parts[:1] == ("attributions",):
@@ -212,7 +216,8 @@ class RunStore:
                 raise RunFolderError(
                     f"{self.root} holds a run.json but no list of the files xaiscore wrote "
                     "(.xaiscore/manifest-*.txt; earlier versions of xaiscore wrote none), so "
-                    "`--overwrite` deletes nothing there. Delete the folder yourself or choose another."
+                    "`--overwrite` deletes nothing there. Delete the folder yourself or choose "
+                    "another."
                 )
             return
         self.manifest.remove(keep=(self.model_path.relative_to(self.root).as_posix(),))

@@ -234,7 +234,7 @@ def read_csv_rows(
 
 
 def _warn_if_cut_short(path: Path) -> None:
-    """Warn when a non-empty text file does not end with a line break (see :func:`read_csv_rows`)."""
+    """Warn when a non-empty text file does not end with a line break (:func:`read_csv_rows`)."""
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         if handle.tell() == 0:
@@ -242,10 +242,14 @@ def _warn_if_cut_short(path: Path) -> None:
         handle.seek(-1, os.SEEK_END)
         last = handle.read(1)
     if last not in (b"\n", b"\r"):
-        warnings.warn(DataWarning(
-            f"{path}: the last line has no line break at its end; the file may have been cut short, "
-            "so check its last row (a value such as 154.0338 cut to 15 still reads as a number)."
-        ), stacklevel=3)
+        warnings.warn(
+            DataWarning(
+                f"{path}: the last line has no line break at its end; the file may have been cut "
+                "short, so check its last row (a value such as 154.0338 cut to 15 still reads as "
+                "a number)."
+            ),
+            stacklevel=3,
+        )
 
 
 class ImageLocator:

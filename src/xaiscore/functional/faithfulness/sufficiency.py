@@ -15,7 +15,7 @@ from torch import Tensor
 from xaiscore._checks import DTypeError, check_fraction, check_option
 from xaiscore._engine.reduction import NORMALISATIONS, Normalisation, normalise_by_max
 from xaiscore.functional._common import nan_where
-from xaiscore.functional._faithfulness_common import prepare_model_inputs
+from xaiscore.functional.faithfulness._common import prepare_model_inputs
 
 __all__ = ["sufficiency"]
 

@@ -42,7 +42,7 @@ from xaiscore._engine.perturbation import (
 from xaiscore._engine.random import random_keys
 from xaiscore._engine.reduction import ChannelReduction
 from xaiscore._engine.sorting import sort_values
-from xaiscore.functional._faithfulness_common import (
+from xaiscore.functional.faithfulness._common import (
     finish_scores,
     pearson_rows,
     prepare_model_inputs,

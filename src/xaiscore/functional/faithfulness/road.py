@@ -22,7 +22,7 @@ from xaiscore._engine.perturbation import (
 )
 from xaiscore._engine.random import random_keys
 from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
-from xaiscore.functional._faithfulness_common import finish_scores, prepare_model_inputs
+from xaiscore.functional.faithfulness._common import finish_scores, prepare_model_inputs
 from xaiscore._engine.random import counter_normal
 from xaiscore.functional._results import CurveResult
 from xaiscore.functional._sample_items import item_samples, take_rows

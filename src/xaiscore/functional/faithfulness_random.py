@@ -7,7 +7,7 @@ this module re-exports them (and ``default_subset_sizes``) unchanged.
 from __future__ import annotations
 
 from xaiscore.functional.faithfulness.random_perturbations import (
-    Baseline,
+    Baseline,  # noqa: F401 (the type of `baseline`, importable from here as before)
     default_subset_sizes,
     faithfulness_correlation,
     infidelity,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from xaiscore.functional.faithfulness.road import (
     QUANTUS_ROAD_PERCENTAGES,
     ROAD_PERCENTAGES,
-    Measure,
+    Measure,  # noqa: F401 (the type of `measure`, importable from here as before)
     road,
 )
 

@@ -1,4 +1,4 @@
-"""Quantus' faithfulness metrics on :mod:`xaiscore.functional.faithfulness` and :mod:`xaiscore.functional.faithfulness.road`.
+"""Quantus' faithfulness metrics on the kernels of :mod:`xaiscore.functional.faithfulness`.
 
 All perturbed inputs of all samples form one logical batch that goes through
 the model in chunks of ``batch_size`` images (Quantus calls the model once per
@@ -36,8 +36,17 @@ from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
 from xaiscore._engine.random import resolve_generator
-from xaiscore.functional.faithfulness.feature_removal import faithfulness_estimate, monotonicity, monotonicity_correlation
-from xaiscore.functional.faithfulness.curves import irof, pixel_flipping, region_perturbation, selectivity
+from xaiscore.functional.faithfulness.curves import (
+    irof,
+    pixel_flipping,
+    region_perturbation,
+    selectivity,
+)
+from xaiscore.functional.faithfulness.feature_removal import (
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+)
 from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
 from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, map_similarity, perturb_option
 
@@ -442,7 +451,7 @@ class IROF(_Faithfulness):
 
 
 class ROAD(Metric):
-    """ROAD, remove and debias (Rong et al. 2022), on :func:`xaiscore.functional.faithfulness.road.road`.
+    """ROAD, remove and debias (Rong et al. 2022), on :func:`xaiscore.functional.road`.
 
     For each percentage ``p`` the ``floor(N p / 100)`` most relevant pixels are
     removed and filled by noisy linear imputation (noise standard deviation
@@ -646,7 +655,10 @@ class SensitivityN(_Faithfulness):
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _evaluate(self, prepared: Prepared) -> list[float]:
-        from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes, sensitivity_n
+        from xaiscore.functional.faithfulness.random_perturbations import (
+            default_subset_sizes,
+            sensitivity_n,
+        )
 
         sizes = self.subset_sizes
         if sizes is None:
@@ -659,7 +671,7 @@ class SensitivityN(_Faithfulness):
 
 
 class Sufficiency(Metric):
-    """Sufficiency (Dasgupta et al. 2022) on :func:`xaiscore.functional.faithfulness.sufficiency`.
+    """Sufficiency (Dasgupta et al. 2022) on :func:`xaiscore.functional.sufficiency`.
 
     The share of a sample's neighbours in explanation space (normalised
     ``distance_func`` distance at most ``threshold``) that get the same predicted

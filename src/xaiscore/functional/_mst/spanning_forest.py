@@ -1,4 +1,4 @@
-"""The minimum spanning forest of each sample's tie-inclusive k-NN graph: near edges, then far ones."""
+"""The minimum spanning forest of each sample's tie-inclusive k-NN graph: near, then far edges."""
 
 from __future__ import annotations
 

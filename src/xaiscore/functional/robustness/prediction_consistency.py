@@ -1,8 +1,8 @@
-"""Local consistency (Dasgupta et al. 2022): do inputs with the same explanation get the same prediction?
+"""Local consistency (Dasgupta et al. 2022): same explanation, same prediction?
 
-The common arguments (noise, prediction changes, post-processing) are described in
-:mod:`xaiscore.functional.robustness`; see ``docs/robustness.md`` for the formulas, defaults
-and differences from Quantus.
+Consistency does not perturb the inputs: it compares the predictions of the samples of the batch
+whose discretised explanations agree. See ``docs/robustness.md`` for the formula, defaults and
+differences from Quantus.
 """
 
 from __future__ import annotations

@@ -31,7 +31,11 @@ from xaiscore.functional.robustness._common import (
     _prepare,
 )
 
-__all__ = ["relative_input_stability", "relative_output_stability", "relative_representation_stability"]
+__all__ = [
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
+]
 
 
 # --- Agarwal et al. 2022 -------------------------------------------------------------------

@@ -40,9 +40,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _timing import machine_line, median_time, print_table  # noqa: E402
 
 from xaiscore.functional import axiomatic as ax  # noqa: E402
-from xaiscore.functional import faithfulness_random as fr  # noqa: E402
-from xaiscore.functional.road import QUANTUS_ROAD_PERCENTAGES, road  # noqa: E402
-from xaiscore.functional.sufficiency import sufficiency  # noqa: E402
+from xaiscore.functional.faithfulness import random_perturbations as fr  # noqa: E402
+from xaiscore.functional.faithfulness.road import QUANTUS_ROAD_PERCENTAGES, road  # noqa: E402
+from xaiscore.functional.faithfulness.sufficiency import sufficiency  # noqa: E402
 
 
 def small_cnn(channels: int = 1, classes: int = 10, seed: int = 0) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from xaiscore import DTypeError, OptionError
 from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import NonFiniteError
 from xaiscore._engine.random import random_keys
-from xaiscore.functional import faithfulness_random as fr
+from xaiscore.functional.faithfulness import random_perturbations as fr
 from xaiscore._engine.random import counter_normal
 from xaiscore._engine.random_subsets import random_patch_masks, random_subsets
 from xaiscore.testing import strategies as xst

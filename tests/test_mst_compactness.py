@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import xaiscore
 from tests.reference import complexity as ref
 from xaiscore.functional import _mst, mst_compactness
+from xaiscore.functional._mst import tuning
 from xaiscore.testing import strategies as xst
 
 REDUCTIONS = st.sampled_from(["sum", "mean", "max_abs"])
@@ -126,8 +127,8 @@ def test_matches_reference_on_real_looking_maps(kind, h, w):
 @pytest.mark.parametrize("chunk", [7, 1 << 22])
 def test_both_search_paths_and_any_chunking_give_the_reference(monkeypatch, window_cost, chunk):
     """The dense ring scan and the window search (forced by the cost switch), in any chunking."""
-    monkeypatch.setattr(_mst, "_WINDOW_COST_PER_POINT", window_cost)
-    monkeypatch.setattr(_mst, "_WINDOW_CHUNK", chunk)
+    monkeypatch.setattr(tuning, "WINDOW_COST_PER_POINT", window_cost)
+    monkeypatch.setattr(tuning, "WINDOW_CHUNK", chunk)
     generator = torch.Generator().manual_seed(7)
     blobs = smooth_blobs(2, 30, 34, seed=3)
     sparse = torch.rand(2, 1, 30, 34, generator=generator, dtype=torch.float64)

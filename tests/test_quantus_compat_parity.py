@@ -20,7 +20,7 @@ from tests.robustness_helpers import replay_noise
 from xaiscore import quantus_compat as qc
 from xaiscore._engine.random import random_keys
 from xaiscore._engine.random_subsets import random_subsets
-from xaiscore.functional.faithfulness_random import default_subset_sizes
+from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes
 from xaiscore.testing.strategies import tiny_mlp
 
 pytestmark = [pytest.mark.quantus, pytest.mark.filterwarnings("ignore::UserWarning"),

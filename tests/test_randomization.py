@@ -17,6 +17,8 @@ from xaiscore import DTypeError, NonFiniteError, OptionError, ShapeError
 from xaiscore._engine.batching import ModelOutputError
 from xaiscore.explainers import captum_explainer, constant_explainer, random_explainer
 from xaiscore.functional import randomization as rnd
+from xaiscore.functional.randomization import _comparison as cmp
+from xaiscore.functional.randomization import layerwise as lay
 from xaiscore.functional._common import unit_rank_vectors
 from xaiscore._engine.model_randomization import NoParameterisedLayersError
 
@@ -391,7 +393,7 @@ def test_smooth_mprt_builds_the_same_noisy_inputs_with_and_without_keeping_them(
     kept_log: list = []
     kept = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, kept_log), n_samples=70,
                            max_batch_size=16, seed=1)
-    monkeypatch.setattr(rnd._SmoothExplainer, "CACHE_BYTES", 0)
+    monkeypatch.setattr(lay._SmoothExplainer, "CACHE_BYTES", 0)
     chunk_log: list = []
     per_chunk = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, chunk_log), n_samples=70,
                                 max_batch_size=16, seed=1)
@@ -467,8 +469,8 @@ def test_mprt_baseline_ranked_by_counting_is_the_metric_of_a_random_explainer(mo
     # 128 x 128 maps: the baseline's Spearman ranks come from counting the random levels, the
     # random explainer's from sorting its values; both must give the same scores.
     counted = []
-    original = rnd.unit_rank_vectors_of_levels
-    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
+    original = cmp.unit_rank_vectors_of_levels
+    monkeypatch.setattr(cmp, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
     model = make_model(side=128)
     x, target = inputs(2, side=128)
     result = rnd.mprt(model, x, target, explainer_factory=gradient, seed=4)
@@ -491,46 +493,46 @@ def test_mprt_baseline_ranked_by_counting_is_the_metric_of_a_random_explainer(mo
 def test_counted_ranks_of_random_maps_equal_the_ranks_of_their_values(dtype, channels, reduce_channels, normalise,
                                                                      take_abs, monkeypatch):
     counted = []
-    original = rnd.unit_rank_vectors_of_levels
-    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
+    original = cmp.unit_rank_vectors_of_levels
+    monkeypatch.setattr(cmp, "unit_rank_vectors_of_levels", lambda *args: counted.append(1) or original(*args))
     like = torch.zeros(2, channels, 224, 224, dtype=dtype)  # the sum of 3 channels needs N >= range / 4
-    post = rnd._PostProcess(take_abs, normalise, reduce_channels)
-    spearman = rnd._Comparison("spearman", None)
-    prepared = rnd._prepared_random_map(rnd._RandomMaps(torch.Generator().manual_seed(5), like.device), like,
+    post = cmp._PostProcess(take_abs, normalise, reduce_channels)
+    spearman = cmp._Comparison("spearman", None)
+    prepared = cmp._prepared_random_map(cmp._RandomMaps(torch.Generator().manual_seed(5), like.device), like,
                                         spearman, post)
     assert counted == [1]
-    values = rnd._RandomMaps(torch.Generator().manual_seed(5), like.device)(like)
+    values = cmp._RandomMaps(torch.Generator().manual_seed(5), like.device)(like)
     by_sort = unit_rank_vectors(post(values).reshape(2, -1))
     torch.testing.assert_close(prepared, by_sort, rtol=0, atol=1e-12)
 
 
 def test_random_maps_fall_back_to_sorting_where_counting_does_not_apply(monkeypatch):
-    monkeypatch.setattr(rnd, "unit_rank_vectors_of_levels", lambda *args: pytest.fail("counted"))
-    spearman = rnd._Comparison("spearman", None)
-    post = rnd._PostProcess(True, "max", None)
+    monkeypatch.setattr(cmp, "unit_rank_vectors_of_levels", lambda *args: pytest.fail("counted"))
+    spearman = cmp._Comparison("spearman", None)
+    post = cmp._PostProcess(True, "max", None)
     for like in (torch.zeros(2, 1, 224, 224, dtype=torch.float16),  # the grid is not exact in half
                  torch.zeros(2, 1, 8, 8)):  # 64 features: a sort is cheaper than a 2**16 table
-        maps = rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)
-        prepared = rnd._prepared_random_map(maps, like, spearman, post)
-        values = rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)(like)
+        maps = cmp._RandomMaps(torch.Generator().manual_seed(1), like.device)
+        prepared = cmp._prepared_random_map(maps, like, spearman, post)
+        values = cmp._RandomMaps(torch.Generator().manual_seed(1), like.device)(like)
         torch.testing.assert_close(prepared, unit_rank_vectors(post(values).reshape(2, -1)))
     # Other similarities see the values themselves.
-    pearson = rnd._Comparison("pearson", None)
+    pearson = cmp._Comparison("pearson", None)
     like = torch.zeros(2, 1, 224, 224)
-    prepared = rnd._prepared_random_map(rnd._RandomMaps(torch.Generator().manual_seed(1), like.device), like,
+    prepared = cmp._prepared_random_map(cmp._RandomMaps(torch.Generator().manual_seed(1), like.device), like,
                                         pearson, post)
-    expected = post(rnd._RandomMaps(torch.Generator().manual_seed(1), like.device)(like))
+    expected = post(cmp._RandomMaps(torch.Generator().manual_seed(1), like.device)(like))
     assert torch.equal(prepared, expected)
 
 
 def test_random_maps_are_uniform_on_the_documented_grid():
     like = torch.zeros(4, 2, 64, 64, dtype=torch.float64)
-    values = rnd._RandomMaps(torch.Generator().manual_seed(2), like.device)(like)
+    values = cmp._RandomMaps(torch.Generator().manual_seed(2), like.device)(like)
     assert values.shape == like.shape and values.dtype == torch.float64
     levels = values * 2**16 - 0.5
     assert torch.equal(levels, levels.round()) and levels.min() >= 0 and levels.max() <= 2**16 - 1
     assert abs(float(values.mean()) - 0.5) < 0.01 and abs(float(values.var()) - 1 / 12) < 0.005
-    float32 = rnd._RandomMaps(torch.Generator().manual_seed(2), like.device)(like.float())
+    float32 = cmp._RandomMaps(torch.Generator().manual_seed(2), like.device)(like.float())
     assert torch.equal(float32.double(), values)  # the same maps whatever the dtype
 
 

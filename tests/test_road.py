@@ -18,7 +18,7 @@ from xaiscore._checks import DTypeError, NonFiniteError
 from xaiscore._engine.imputation import linear_imputation
 from xaiscore._engine.random import random_keys
 from xaiscore._engine.random import counter_normal
-from xaiscore.functional.road import QUANTUS_ROAD_PERCENTAGES, road
+from xaiscore.functional.faithfulness.road import QUANTUS_ROAD_PERCENTAGES, road
 from xaiscore.testing import strategies as xst
 
 SPATIAL = st.one_of(

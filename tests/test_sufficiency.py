@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.reference import faithfulness_part2 as ref
 from xaiscore import DTypeError, OptionError
 from xaiscore._checks import NonFiniteError
-from xaiscore.functional.sufficiency import sufficiency
+from xaiscore.functional.faithfulness.sufficiency import sufficiency
 from xaiscore.testing import strategies as xst
 
 SHAPES = xst.shapes(batch_size=st.integers(1, 8), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),

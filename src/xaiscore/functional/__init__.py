@@ -22,6 +22,9 @@ from xaiscore.functional.faithfulness import (
     region_perturbation,
     selectivity,
 )
+# `faithfulness_random`, `road` and `sufficiency`: former paths of modules of the faithfulness
+# package, kept importable. They are imported here, before `road` and `sufficiency` are bound to
+# the functions: a later first import of a submodule would rebind `xaiscore.functional.road` to it.
 from xaiscore.functional.faithfulness_random import (
     faithfulness_correlation,
     infidelity,

@@ -34,7 +34,7 @@ from xaiscore._engine.perturbation import (
 )
 from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore.functional._common import nan_where
-from xaiscore.functional._faithfulness_common import (
+from xaiscore.functional.faithfulness._common import (
     finish_scores,
     prepare_model_inputs,
     resolve_step,

@@ -31,7 +31,7 @@ from xaiscore._engine.perturbation import (
 )
 from xaiscore._engine.random import counter_uniform_at, random_keys
 from xaiscore._engine.reduction import ChannelReduction
-from xaiscore.functional._faithfulness_common import (
+from xaiscore.functional.faithfulness._common import (
     finish_scores,
     pearson_rows,
     prepare_model_inputs,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -42,3 +44,30 @@ def train(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 150, lr: float
         parameter.grad = None
     with torch.no_grad():
         return float((model(x).argmax(1) == y).double().mean())
+
+
+_TRAINED: dict[str, object] = {}
+
+
+def trained_vit(dtype: torch.dtype = torch.float64):
+    """The tiny ViT (16 x 16 inputs, patches of 4, 2 blocks of 4 heads) trained on :func:`blob_data` (cached)."""
+    from xaiscore.explainers.tiny_models import TinyViT
+
+    if "vit" not in _TRAINED:
+        x, y, _ = blob_data(128, 16)
+        model = TinyViT(1, 2, image_size=16, patch_size=4, dim=32, depth=2, heads=4)
+        _TRAINED["vit"] = (model, train(model, x, y, steps=60, lr=5e-3))
+    model, accuracy = _TRAINED["vit"]
+    return copy.deepcopy(model).to(dtype), accuracy
+
+
+def trained_protopnet(dtype: torch.dtype = torch.float64):
+    """The tiny ProtoPNet (3 prototypes per class) trained on :func:`blob_data` (cached)."""
+    from xaiscore.explainers.tiny_models import TinyProtoPNet
+
+    if "proto" not in _TRAINED:
+        x, y, _ = blob_data(128, 16)
+        model = TinyProtoPNet(1, 2, prototypes_per_class=3)
+        _TRAINED["proto"] = (model, train(model, x, y, steps=100, lr=5e-3))
+    model, accuracy = _TRAINED["proto"]
+    return copy.deepcopy(model).to(dtype), accuracy

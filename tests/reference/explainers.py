@@ -91,12 +91,11 @@ def vit_forward(w: dict[str, np.ndarray], x_i: np.ndarray, *, patch: int, heads:
     x = (x_i - mean) / std
     channels, height, width = x.shape
     kernel = w["embedding.projection.weight"]  # (D, C, p, p)
-    tokens = []
-    for r in range(0, height, patch):
-        for c in range(0, width, patch):
-            piece = x[:, r : r + patch, c : c + patch]
-            tokens.append(np.tensordot(kernel, piece, axes=([1, 2, 3], [0, 1, 2])) + w["embedding.projection.bias"])
-    t = np.concatenate([w["embedding.class_token"][0], np.stack(tokens)], 0) + w["embedding.position"][0]
+    # Patches in row-major order, each flattened as (channel, row, column), like the kernel.
+    pieces = x.reshape(channels, height // patch, patch, width // patch, patch).transpose(1, 3, 0, 2, 4)
+    tokens = pieces.reshape(-1, channels * patch * patch) @ kernel.reshape(kernel.shape[0], -1).T
+    tokens = tokens + w["embedding.projection.bias"]
+    t = np.concatenate([w["embedding.class_token"][0], tokens], 0) + w["embedding.position"][0]
     dim = t.shape[1]
     head_dim = dim // heads
     attentions = []

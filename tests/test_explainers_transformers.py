@@ -300,6 +300,23 @@ def test_errors_name_what_the_model_lacks(vit, data):
         chefer_relevance_explainer(OffPath(), attention_modules=["probe", "inner.blocks.0.attn.attn_drop"])(x.float(), y)
 
 
+def test_rollout_ignores_the_output_and_the_relevance_needs_logits(vit, data):
+    x, y, _ = data
+
+    class DictOutput(nn.Module):  # e.g. Hugging Face models return output objects
+        def __init__(self):
+            super().__init__()
+            self.inner = vit
+
+        def forward(self, t):
+            return {"logits": self.inner(t)}
+
+    np.testing.assert_allclose(attention_rollout_explainer(DictOutput())(x, y).numpy(),
+                               attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12)
+    with pytest.raises(ModelOutputError, match="torch.Tensor of logits"):
+        chefer_relevance_explainer(DictOutput())(x, y)
+
+
 def test_registry_builds_both(vit, data):
     x, y, _ = data
     rollout = make_explainer("AttentionRollout", vit, head_fusion="max")

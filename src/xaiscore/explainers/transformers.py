@@ -40,7 +40,10 @@ is not implemented.
 
 Any other structure: pass ``attention_fn(model, x)`` returning the list of ``L`` attention
 tensors ``(n, heads, T, T)`` in forward order, or ``(logits, attentions)``; Chefer's relevance
-needs the latter, with the attentions on the autograd path to the logits.
+needs the latter, with the attentions on the autograd path to the logits. For example, for a
+Hugging Face ``ViTForImageClassification`` loaded with eager attention, whose attention dropout is
+a function rather than a module: ``attention_fn=lambda m, x: (lambda out: (out.logits,
+out.attentions))(m(pixel_values=x, output_attentions=True))``.
 """
 
 from __future__ import annotations
@@ -156,7 +159,8 @@ class _AttentionReader:
                     f"Expected the attention modules {names} to be called during the forward pass, but none "
                     "was (timm: set `attn.fused_attn = False` in every block; or pass `attention_fn`)."
                 )
-        logits = check_logits(logits, x, name="model") if logits is not None else None
+        # Rollout never looks at the output (a model may return e.g. a dict); the relevance needs logits.
+        logits = check_logits(logits, x, name="model") if self.needs_gradient else None
         return logits, self._check_maps(maps, x)
 
     def _from_function(self, result: Any) -> tuple[Tensor | None, list[Tensor]]:

@@ -1,9 +1,9 @@
-"""RISE: time against its model-work floor, a plain per-mask loop and captum's per-sample FeatureAblation.
+"""RISE against its model-work floor, a plain per-mask loop and captum's per-sample FeatureAblation.
 
 Usage::
 
-    python benchmarks/bench_explainers.py                  # B=4, 1x224x224, N=500 masks, small CNN, linear
-    python benchmarks/bench_explainers.py --quick          # a smoke run in seconds
+    python benchmarks/bench_explainers.py          # B=4, 1x224x224, N=500 masks, CNN and linear
+    python benchmarks/bench_explainers.py --quick    # a smoke run in seconds
     python benchmarks/bench_explainers.py --models cnn wide_cnn --masks 4000 --threads 1
 
 Per model, on the same inputs in the same process:
@@ -49,9 +49,13 @@ def small_cnn(seed: int = 0) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # benchmark-only model initialisation
         return torch.nn.Sequential(
-            torch.nn.Conv2d(1, 8, 5, stride=2, padding=2), torch.nn.ReLU(),
-            torch.nn.Conv2d(8, 16, 5, stride=2, padding=2), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(256, CLASSES),
+            torch.nn.Conv2d(1, 8, 5, stride=2, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 5, stride=2, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4),
+            torch.nn.Flatten(),
+            torch.nn.Linear(256, CLASSES),
         ).eval()
 
 
@@ -62,11 +66,13 @@ def linear_model(size: int, seed: int = 0) -> torch.nn.Module:
 
 
 def floor_runner(model, explain, x: torch.Tensor, batch_size: int, pool_bytes: int):
-    """The model calls RISE makes at ``batch_size``, on prebuilt masked inputs (a pool of chunks, cycled)."""
+    """The model calls RISE makes at ``batch_size``, on prebuilt masked inputs (a pool, cycled)."""
     n, spatial = x.shape[0], tuple(x.shape[2:])
     n_masks = explain.n_masks
     masks_per_chunk = max(1, batch_size // n)
-    chunk_sizes = [min(masks_per_chunk, n_masks - start) * n for start in range(0, n_masks, masks_per_chunk)]
+    chunk_sizes = [
+        min(masks_per_chunk, n_masks - start) * n for start in range(0, n_masks, masks_per_chunk)
+    ]
     per_chunk = masks_per_chunk * n * x[0].numel() * x.element_size()
     pool = []
     for index, start in enumerate(range(0, n_masks, masks_per_chunk)):
@@ -106,22 +112,28 @@ def captum_feature_ablation(model, x: torch.Tensor, target: torch.Tensor):
 
     def run() -> None:
         for i in range(x.shape[0]):
-            ablation.attribute(x[i: i + 1], target=target[i: i + 1], feature_mask=mask)
+            ablation.attribute(x[i : i + 1], target=target[i : i + 1], feature_mask=mask)
 
     return run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--masks", type=int, default=500)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pool-mb", type=int, default=256, help="memory for the floor's prebuilt inputs")
+    parser.add_argument(
+        "--pool-mb", type=int, default=256, help="memory for the floor's prebuilt inputs"
+    )
     parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=list(MODELS))
-    parser.add_argument("--no-baselines", action="store_true", help="skip the plain loop and captum")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip the plain loop and captum"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -138,20 +150,48 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             target = model(x).argmax(1)
         inputs = args.masks * args.batch
-        print(f"\n{MODELS[key]}: {inputs} model inputs per explanation; load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"\n{MODELS[key]}: {inputs} model inputs per explanation; "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
         rows, best = [], None
         for batch_size in args.batch_sizes:
             explain = rise_explainer(model, n_masks=args.masks, seed=0, max_batch_size=batch_size)
             floor, calls = floor_runner(model, explain, x, batch_size, args.pool_mb * 2**20)
-            ours, base, ratio = paired_times(lambda: explain(x, target), floor, repeats=args.repeats)
-            rows.append({"method": "RISE", "max_batch_size": batch_size, "model calls": calls, "time s": ours,
-                         "floor s": base, "us/input": 1e6 * ours / inputs, "ours/floor": ratio})
+            ours, base, ratio = paired_times(
+                lambda: explain(x, target), floor, repeats=args.repeats
+            )
+            rows.append(
+                {
+                    "method": "RISE",
+                    "max_batch_size": batch_size,
+                    "model calls": calls,
+                    "time s": ours,
+                    "floor s": base,
+                    "us/input": 1e6 * ours / inputs,
+                    "ours/floor": ratio,
+                }
+            )
             if best is None or base < best[1]:
                 best = (batch_size, base, ours, ratio)
-        print_table(rows, ["method", "max_batch_size", "model calls", "time s", "floor s", "us/input", "ours/floor"])
+        print_table(
+            rows,
+            [
+                "method",
+                "max_batch_size",
+                "model calls",
+                "time s",
+                "floor s",
+                "us/input",
+                "ours/floor",
+            ],
+        )
         fastest = min(rows, key=lambda r: r["time s"])
-        print(f"best floor at max_batch_size={best[0]}: RISE/floor = {best[3]:.3f} (paired); fastest RISE "
-              f"{fastest['time s']:.3g} s at {fastest['max_batch_size']} = {fastest['time s'] / best[1]:.3f} x the best floor")
+        print(
+            f"best floor at max_batch_size={best[0]}: RISE/floor = {best[3]:.3f} (paired); "
+            f"fastest RISE {fastest['time s']:.3g} s at {fastest['max_batch_size']} = "
+            f"{fastest['time s'] / best[1]:.3f} x the best floor"
+        )
         if args.no_baselines:
             continue
         explain = rise_explainer(model, n_masks=args.masks, seed=0, max_batch_size=best[0])
@@ -160,10 +200,22 @@ def main(argv: list[str] | None = None) -> int:
         ours = explain(x, target)[:, 0]
         assert torch.allclose(ours, reference, rtol=1e-3, atol=1e-5), "the plain loop disagrees"
         fast, slow, ratio = paired_times(lambda: explain(x, target), loop, repeats=args.repeats)
-        others = [{"method": f"RISE (max_batch_size={best[0]})", "model inputs": inputs, "time s": fast,
-                   "us/input": 1e6 * fast / inputs, "other/RISE": 1.0},
-                  {"method": "plain loop over masks", "model inputs": inputs, "time s": slow,
-                   "us/input": 1e6 * slow / inputs, "other/RISE": ratio and 1 / ratio}]
+        others = [
+            {
+                "method": f"RISE (max_batch_size={best[0]})",
+                "model inputs": inputs,
+                "time s": fast,
+                "us/input": 1e6 * fast / inputs,
+                "other/RISE": 1.0,
+            },
+            {
+                "method": "plain loop over masks",
+                "model inputs": inputs,
+                "time s": slow,
+                "us/input": 1e6 * slow / inputs,
+                "other/RISE": ratio and 1 / ratio,
+            },
+        ]
         try:
             ablation = captum_feature_ablation(model, x, target)
         except ImportError:
@@ -173,11 +225,20 @@ def main(argv: list[str] | None = None) -> int:
             ablation()
             elapsed = time.perf_counter() - start
             per_input = elapsed / (args.batch * 65)
-            others.append({"method": "captum FeatureAblation per sample (8x8 grid)", "model inputs": args.batch * 65,
-                           "time s": elapsed, "us/input": 1e6 * per_input,
-                           "other/RISE": per_input / (fast / inputs)})
+            others.append(
+                {
+                    "method": "captum FeatureAblation per sample (8x8 grid)",
+                    "model inputs": args.batch * 65,
+                    "time s": elapsed,
+                    "us/input": 1e6 * per_input,
+                    "other/RISE": per_input / (fast / inputs),
+                }
+            )
         print_table(others, ["method", "model inputs", "time s", "us/input", "other/RISE"])
-        print("(other/RISE: the plain loop's time over RISE's, paired; captum's time per model input over RISE's)")
+        print(
+            "(other/RISE: the plain loop's time over RISE's, paired; captum's time per model "
+            "input over RISE's)"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Synthetic lesion data and a deterministic trainer for the explainer tests (tiny ViT, tiny ProtoPNet)."""
+"""Synthetic lesion data and a deterministic trainer for the explainer tests (ViT, ProtoPNet)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import torch
 from torch import Tensor, nn
 
 
-def blob_data(n: int = 128, size: int = 16, *, seed: int = 0, dtype: torch.dtype = torch.float32
-              ) -> tuple[Tensor, Tensor, Tensor]:
+def blob_data(
+    n: int = 128, size: int = 16, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor, Tensor]:
     """Images ``(n, 1, size, size)`` of faint noise; class 1 holds a bright square "lesion".
 
-    Returns the images, the labels ``(n,)`` and the lesion boxes ``(n, 1, 4)`` (xyxy, NaN for class 0).
+    Returns the images, the labels ``(n,)`` and the lesion boxes ``(n, 1, 4)`` (xyxy; NaN for
+    class 0).
     """
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, size, size, generator=generator, dtype=torch.float64) * 0.3
@@ -28,9 +30,17 @@ def blob_data(n: int = 128, size: int = 16, *, seed: int = 0, dtype: torch.dtype
     return x.to(dtype), y, boxes
 
 
-def train(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 150, lr: float = 3e-3, batch: int = 32,
-          seed: int = 0) -> float:
-    """Adam on shuffled minibatches from a seeded generator; returns the training accuracy (model left in eval)."""
+def train(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    steps: int = 150,
+    lr: float = 3e-3,
+    batch: int = 32,
+    seed: int = 0,
+) -> float:
+    """Adam on minibatches from a seeded generator; returns the training accuracy (eval mode)."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -50,7 +60,7 @@ _TRAINED: dict[str, object] = {}
 
 
 def trained_vit(dtype: torch.dtype = torch.float64):
-    """The tiny ViT (16 x 16 inputs, patches of 4, 2 blocks of 4 heads) trained on :func:`blob_data` (cached)."""
+    """The tiny ViT (16 x 16 inputs, patches of 4, 2 blocks of 4 heads) trained on blob data."""
     from xaiscore.explainers.tiny_models import TinyViT
 
     if "vit" not in _TRAINED:

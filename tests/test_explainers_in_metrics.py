@@ -1,4 +1,4 @@
-"""The ViT and prototype explainers through every re-explaining metric; the randomizer on their layers."""
+"""The ViT and prototype explainers through every re-explaining metric; the randomizer on them."""
 
 from __future__ import annotations
 
@@ -12,15 +12,29 @@ from torch import nn
 import xaiscore.functional.randomization as rnd
 import xaiscore.functional.robustness as rob
 from tests.explainer_helpers import blob_data, trained_protopnet, trained_vit
-from xaiscore._engine.model_randomization import parameterised_layers, randomized_models, reinitialise_layer
+from xaiscore._engine.model_randomization import (
+    parameterised_layers,
+    randomized_models,
+    reinitialise_layer,
+)
 from xaiscore.explainers import make_explainer
 
-ROBUSTNESS = ["max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "relative_input_stability",
-              "relative_output_stability", "relative_representation_stability", "continuity"]
+ROBUSTNESS = [
+    "max_sensitivity",
+    "avg_sensitivity",
+    "local_lipschitz_estimate",
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
+    "continuity",
+]
 RANDOMIZATION = ["mprt", "smooth_mprt", "efficient_mprt", "random_logit"]
-CASES = [("vit", "AttentionRollout", {}), ("vit", "CheferRelevance", {}),
-         ("vit", "RISE", {"n_masks": 24, "grid_size": 4, "seed": 0, "max_batch_size": 48}),
-         ("proto", "Prototype", {"top_k": 2})]
+CASES = [
+    ("vit", "AttentionRollout", {}),
+    ("vit", "CheferRelevance", {}),
+    ("vit", "RISE", {"n_masks": 24, "grid_size": 4, "seed": 0, "max_batch_size": 48}),
+    ("proto", "Prototype", {"top_k": 2}),
+]
 LAYER = {"vit": "norm", "proto": "add_on"}
 
 
@@ -57,7 +71,9 @@ def test_robustness_metrics_run_on_the_new_explainers(models, data, kind, method
 
 @pytest.mark.parametrize("kind, method, options", CASES)
 @pytest.mark.parametrize("metric", RANDOMIZATION)
-def test_randomization_metrics_run_on_the_new_explainers(models, data, kind, method, options, metric):
+def test_randomization_metrics_run_on_the_new_explainers(
+    models, data, kind, method, options, metric
+):
     model = models[kind]
     x, y = data
     factory = lambda m: make_explainer(method, m, **options)  # noqa: E731
@@ -75,7 +91,10 @@ def _changed(model: nn.Module, randomized: nn.Module) -> list[str]:
     names = []
     for name, module in randomized.named_modules():
         own = dict(module.named_parameters(recurse=False))
-        if own and any(not torch.equal(p, dict(before[name].named_parameters(recurse=False))[k]) for k, p in own.items()):
+        if own and any(
+            not torch.equal(p, dict(before[name].named_parameters(recurse=False))[k])
+            for k, p in own.items()
+        ):
             names.append(name)
     return names
 
@@ -85,18 +104,37 @@ def test_the_randomizer_reinitialises_every_attention_and_prototype_layer(models
     model = models[kind]
     layers = [name for name, _ in parameterised_layers(model)]
     if kind == "vit":
-        assert {"embedding", "embedding.projection", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.1.norm1",
-                "head"} <= set(layers)
+        assert {
+            "embedding",
+            "embedding.projection",
+            "blocks.0.attn.qkv",
+            "blocks.0.attn.proj",
+            "blocks.1.norm1",
+            "head",
+        } <= set(layers)
     else:
-        assert layers == ["backbone.0", "backbone.3", "add_on.0", "add_on.2", "prototype_layer", "last_layer"]
-    steps = [(name, _changed(model, randomized)) for name, randomized in randomized_models(model, seed=3)]
-    for position, (name, changed) in enumerate(steps):  # bottom-up cascade: layers 1..k changed at step k
+        assert layers == [
+            "backbone.0",
+            "backbone.3",
+            "add_on.0",
+            "add_on.2",
+            "prototype_layer",
+            "last_layer",
+        ]
+    steps = [
+        (name, _changed(model, randomized)) for name, randomized in randomized_models(model, seed=3)
+    ]
+    for position, (name, changed) in enumerate(
+        steps
+    ):  # bottom-up cascade: layers 1..k changed at step k
         assert changed == layers[: position + 1], name
     if kind == "proto":  # ProtoPNet's prototype initialisation: uniform on [0, 1)
         layer = dict(model.named_modules())["prototype_layer"]
         copy = type(layer)(*layer.prototypes.shape).double()
         reinitialise_layer(copy, 5)
-        assert ((copy.prototypes >= 0) & (copy.prototypes < 1)).all() and copy.prototypes.std() > 0.1
+        assert (
+            (copy.prototypes >= 0) & (copy.prototypes < 1)
+        ).all() and copy.prototypes.std() > 0.1
     else:  # class token and positions ~ N(0, 0.02^2); LayerNorm back to ones and zeros
         randomized = list(randomized_models(model, seed=3))[-1][1]
         assert 0.005 < randomized.embedding.position.std() < 0.05

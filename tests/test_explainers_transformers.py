@@ -1,4 +1,4 @@
-"""Attention rollout and Chefer et al.'s relevance on a trained tiny ViT against a numpy re-implementation."""
+"""Attention rollout and Chefer et al.'s relevance on a trained tiny ViT against a numpy ViT."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from xaiscore.explainers import (
     CheferRelevanceExplainer,
     ModelStructureError,
     attention_rollout_explainer,
-    chefer_relevance_explainer,
     check_explanation,
+    chefer_relevance_explainer,
     make_explainer,
 )
 from xaiscore.explainers.tiny_models import TinyViT
@@ -42,10 +42,13 @@ def data():
 
 def _numpy_vit(model):
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    kwargs = dict(patch=4, heads=4, depth=2, mean=float(model.input_mean), std=float(model.input_std))
+    kwargs = dict(
+        patch=4, heads=4, depth=2, mean=float(model.input_mean), std=float(model.input_std)
+    )
 
     def forward(x_i, override=None):
         return ref.vit_forward(weights, x_i, override=override, **kwargs)
+
     return forward
 
 
@@ -55,10 +58,14 @@ def test_the_numpy_vit_is_the_model(vit, data):
     with torch.no_grad():
         logits = vit(x)
     for i in range(x.shape[0]):
-        np.testing.assert_allclose(forward(x[i].numpy())[0], logits[i].numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            forward(x[i].numpy())[0], logits[i].numpy(), rtol=1e-10, atol=1e-12
+        )
 
 
-@pytest.mark.parametrize("fusion, discard", [("mean", 0.0), ("max", 0.0), ("min", 0.0), ("mean", 0.3), ("max", 0.9)])
+@pytest.mark.parametrize(
+    "fusion, discard", [("mean", 0.0), ("max", 0.0), ("min", 0.0), ("mean", 0.3), ("max", 0.9)]
+)
 def test_rollout_matches_the_reference(vit, data, fusion, discard):
     x, y, _ = data
     a = attention_rollout_explainer(vit, head_fusion=fusion, discard_ratio=discard)(x, y)
@@ -67,7 +74,9 @@ def test_rollout_matches_the_reference(vit, data, fusion, discard):
     forward = _numpy_vit(vit)
     for i in range(x.shape[0]):
         _, attentions = forward(x[i].numpy())
-        expected = ref.patch_map(ref.rollout(attentions, fusion=fusion, discard_ratio=discard)[0], GRID, SIZE)
+        expected = ref.patch_map(
+            ref.rollout(attentions, fusion=fusion, discard_ratio=discard)[0], GRID, SIZE
+        )
         np.testing.assert_allclose(a[i, 0].numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -80,24 +89,47 @@ def test_chefer_relevance_matches_the_reference_with_numerical_attention_gradien
     forward = _numpy_vit(vit)
     for i in range(1):
         _, attentions = forward(x[i].numpy())
-        gradients = ref.attention_gradients(lambda override: forward(x[i].numpy(), override)[0], attentions, int(y[i]))
+        gradients = ref.attention_gradients(
+            lambda override: forward(x[i].numpy(), override)[0], attentions, int(y[i])
+        )
         expected = ref.patch_map(ref.chefer(attentions, gradients)[0], GRID, SIZE)
         np.testing.assert_allclose(a[i, 0].numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
 def test_chefer_relevance_reference_on_a_small_untrained_vit_every_class():
-    model = TinyViT(1, 3, image_size=8, patch_size=4, dim=8, depth=2, heads=2, generator=torch.Generator().manual_seed(3))
+    model = TinyViT(
+        1,
+        3,
+        image_size=8,
+        patch_size=4,
+        dim=8,
+        depth=2,
+        heads=2,
+        generator=torch.Generator().manual_seed(3),
+    )
     model = model.double().eval()
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     y = torch.tensor([0, 1, 2])
     a = chefer_relevance_explainer(model)(x, y)
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     for i in range(3):
+
         def forward(override=None, i=i):
-            return ref.vit_forward(weights, x[i].numpy(), patch=4, heads=2, depth=2, mean=0.5, std=0.25,
-                                   override=override)
+            return ref.vit_forward(
+                weights,
+                x[i].numpy(),
+                patch=4,
+                heads=2,
+                depth=2,
+                mean=0.5,
+                std=0.25,
+                override=override,
+            )
+
         _, attentions = forward()
-        gradients = ref.attention_gradients(lambda override: forward(override)[0], attentions, int(y[i]))
+        gradients = ref.attention_gradients(
+            lambda override: forward(override)[0], attentions, int(y[i])
+        )
         expected = ref.patch_map(ref.chefer(attentions, gradients)[0], (2, 2), (8, 8))
         np.testing.assert_allclose(a[i, 0].numpy(), expected, rtol=1e-6, atol=1e-9)
 
@@ -118,9 +150,12 @@ def test_maps_on_the_trained_vit_find_the_lesion(vit):
 
 def test_batched_equals_per_sample_float32_and_inference_mode(vit, data):
     x, y, _ = data
-    for explain in (attention_rollout_explainer(vit, discard_ratio=0.2), chefer_relevance_explainer(vit)):
+    for explain in (
+        attention_rollout_explainer(vit, discard_ratio=0.2),
+        chefer_relevance_explainer(vit),
+    ):
         a = explain(x, y)
-        alone = torch.cat([explain(x[i: i + 1], y[i: i + 1]) for i in range(x.shape[0])])
+        alone = torch.cat([explain(x[i : i + 1], y[i : i + 1]) for i in range(x.shape[0])])
         np.testing.assert_allclose(alone.numpy(), a.numpy(), rtol=1e-9, atol=1e-12)
         with torch.inference_mode():
             inside = explain(x.clone(), y.clone())
@@ -138,20 +173,32 @@ def test_attention_fn_gives_the_same_maps_as_the_hooks(vit, data):
 
     def attention_fn(model, inputs):
         maps = []
-        handles = [block.attn.attn_drop.register_forward_hook(lambda m, a, out: maps.append(out))
-                   for block in model.blocks]
+        handles = [
+            block.attn.attn_drop.register_forward_hook(lambda m, a, out: maps.append(out))
+            for block in model.blocks
+        ]
         logits = model(inputs)
         for handle in handles:
             handle.remove()
         return logits, maps
 
     for build in (attention_rollout_explainer, chefer_relevance_explainer):
-        np.testing.assert_allclose(build(vit, attention_fn=attention_fn)(x, y).numpy(), build(vit)(x, y).numpy(),
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            build(vit, attention_fn=attention_fn)(x, y).numpy(),
+            build(vit)(x, y).numpy(),
+            rtol=1e-12,
+            atol=1e-14,
+        )
     only_maps = attention_rollout_explainer(vit, attention_fn=lambda m, t: attention_fn(m, t)[1])
-    np.testing.assert_allclose(only_maps(x, y).numpy(), attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12)
-    named = attention_rollout_explainer(vit, attention_modules=["blocks.0.attn.attn_drop", "blocks.1.attn.attn_drop"])
-    np.testing.assert_allclose(named(x, y).numpy(), attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        only_maps(x, y).numpy(), attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12
+    )
+    named = attention_rollout_explainer(
+        vit, attention_modules=["blocks.0.attn.attn_drop", "blocks.1.attn.attn_drop"]
+    )
+    np.testing.assert_allclose(
+        named(x, y).numpy(), attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12
+    )
     first_layer = attention_rollout_explainer(vit, attention_modules="blocks.0.*attn_drop")(x, y)
     forward = _numpy_vit(vit)
     expected = ref.patch_map(ref.rollout(forward(x[0].numpy())[1][:1])[0], GRID, SIZE)
@@ -172,11 +219,15 @@ class _MhaViT(nn.Module):
         torch.manual_seed(0)
         self.embed = nn.Conv2d(1, 8, 4, 4)
         self.cls = nn.Parameter(torch.randn(1, 1, 8))
-        self.layers = nn.ModuleList([nn.MultiheadAttention(8, 2, batch_first=True) for _ in range(2)])
+        self.layers = nn.ModuleList(
+            [nn.MultiheadAttention(8, 2, batch_first=True) for _ in range(2)]
+        )
         self.head = nn.Linear(8, 2)
 
     def forward(self, x, return_attention=False):
-        t = torch.cat([self.cls.expand(len(x), -1, -1), self.embed(x).flatten(2).transpose(1, 2)], 1)
+        t = torch.cat(
+            [self.cls.expand(len(x), -1, -1), self.embed(x).flatten(2).transpose(1, 2)], 1
+        )
         maps = []
         for layer in self.layers:
             out, weights = layer(t, t, t, need_weights=return_attention, average_attn_weights=False)
@@ -199,14 +250,32 @@ def test_multihead_attention_modules_are_read_for_rollout_only():
         np.testing.assert_allclose(a[i, 0].numpy(), expected, rtol=1e-9)
     with pytest.raises(ModelStructureError, match="MultiheadAttention"):
         chefer_relevance_explainer(model)
-    with pytest.raises(ModelStructureError, match="autograd path"):  # its weights are a copy, off the path
-        chefer_relevance_explainer(model, attention_fn=lambda m, t: m(t, return_attention=True))(x, y)
+    with pytest.raises(
+        ModelStructureError, match="autograd path"
+    ):  # its weights are a copy, off the path
+        chefer_relevance_explainer(model, attention_fn=lambda m, t: m(t, return_attention=True))(
+            x, y
+        )
 
 
-@pytest.mark.parametrize("spatial_dims, image, patch, grid", [(1, 12, 3, (4,)), (3, (4, 8, 8), 4, (1, 2, 2))])
+@pytest.mark.parametrize(
+    "spatial_dims, image, patch, grid", [(1, 12, 3, (4,)), (3, (4, 8, 8), 4, (1, 2, 2))]
+)
 def test_one_and_three_dimensional_transformers(spatial_dims, image, patch, grid):
-    model = TinyViT(2, 3, image_size=image, patch_size=patch, dim=16, depth=2, heads=2,
-                    spatial_dims=spatial_dims).double().eval()
+    model = (
+        TinyViT(
+            2,
+            3,
+            image_size=image,
+            patch_size=patch,
+            dim=16,
+            depth=2,
+            heads=2,
+            spatial_dims=spatial_dims,
+        )
+        .double()
+        .eval()
+    )
     size = (image,) if isinstance(image, int) else image
     x = torch.rand((2, 2) + size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = torch.tensor([0, 2])
@@ -214,7 +283,10 @@ def test_one_and_three_dimensional_transformers(spatial_dims, image, patch, grid
         a = build(model)(x, y)
         assert a.shape == (2, 1) + size and torch.isfinite(a).all()
     maps = []
-    handles = [b.attn.attn_drop.register_forward_hook(lambda m, i, out: maps.append(out)) for b in model.blocks]
+    handles = [
+        b.attn.attn_drop.register_forward_hook(lambda m, i, out: maps.append(out))
+        for b in model.blocks
+    ]
     with torch.no_grad():
         model(x)
     for handle in handles:
@@ -228,9 +300,13 @@ def test_one_and_three_dimensional_transformers(spatial_dims, image, patch, grid
 def test_prefix_tokens_class_token_patch_grid_and_upsampling(vit, data):
     x, y, _ = data
     nearest = attention_rollout_explainer(vit, upsample="nearest")(x, y)
-    assert torch.equal(nearest[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3), nearest)
+    assert torch.equal(
+        nearest[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3), nearest
+    )
     np.testing.assert_allclose(
-        attention_rollout_explainer(vit, patch_grid=(4, 4))(x, y).numpy(), attention_rollout_explainer(vit)(x, y).numpy())
+        attention_rollout_explainer(vit, patch_grid=(4, 4))(x, y).numpy(),
+        attention_rollout_explainer(vit)(x, y).numpy(),
+    )
     with pytest.raises(ModelStructureError, match="patch_grid"):
         attention_rollout_explainer(vit, patch_grid=(2, 4))(x, y)
     with pytest.raises(ModelStructureError, match="tile the input"):
@@ -238,7 +314,10 @@ def test_prefix_tokens_class_token_patch_grid_and_upsampling(vit, data):
 
     def resized(model, inputs):  # a 10 x 10 input explained through the 16 x 16 model: 16 patches
         maps = []
-        handles = [b.attn.attn_drop.register_forward_hook(lambda m, a, out: maps.append(out)) for b in model.blocks]
+        handles = [
+            b.attn.attn_drop.register_forward_hook(lambda m, a, out: maps.append(out))
+            for b in model.blocks
+        ]
         model(torch.nn.functional.interpolate(inputs, size=SIZE))
         for handle in handles:
             handle.remove()
@@ -246,19 +325,24 @@ def test_prefix_tokens_class_token_patch_grid_and_upsampling(vit, data):
 
     with pytest.raises(ModelStructureError, match="tile the input"):
         attention_rollout_explainer(vit, attention_fn=resized)(x[..., :10, :10], y)
-    assert attention_rollout_explainer(vit, attention_fn=resized, patch_grid=(4, 4))(x[..., :10, :10], y).shape \
-        == (6, 1, 10, 10)
+    assert attention_rollout_explainer(vit, attention_fn=resized, patch_grid=(4, 4))(
+        x[..., :10, :10], y
+    ).shape == (6, 1, 10, 10)
 
 
 def test_errors_name_what_the_model_lacks(vit, data):
     x, y, _ = data
     cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 14 * 14, 2))
-    with pytest.raises(ModelStructureError, match=r"attn_drop.*nn.MultiheadAttention.*attention_fn"):
+    with pytest.raises(
+        ModelStructureError, match=r"attn_drop.*nn.MultiheadAttention.*attention_fn"
+    ):
         attention_rollout_explainer(cnn)
     with pytest.raises(ModelStructureError, match="'nothing'"):
         attention_rollout_explainer(vit, attention_modules="nothing")
     with pytest.raises(OptionError, match="at most one"):
-        attention_rollout_explainer(vit, attention_modules="*attn_drop", attention_fn=lambda m, t: [])
+        attention_rollout_explainer(
+            vit, attention_modules="*attn_drop", attention_fn=lambda m, t: []
+        )
     with pytest.raises(DTypeError, match="callable"):
         attention_rollout_explainer(vit, attention_fn=3)
     with pytest.raises(DTypeError, match="nn.Module"):
@@ -297,7 +381,9 @@ def test_errors_name_what_the_model_lacks(vit, data):
             return self.inner(t)
 
     with pytest.raises(ModelStructureError, match="autograd path"):
-        chefer_relevance_explainer(OffPath(), attention_modules=["probe", "inner.blocks.0.attn.attn_drop"])(x.float(), y)
+        chefer_relevance_explainer(
+            OffPath(), attention_modules=["probe", "inner.blocks.0.attn.attn_drop"]
+        )(x.float(), y)
 
 
 def test_rollout_ignores_the_output_and_the_relevance_needs_logits(vit, data):
@@ -311,8 +397,11 @@ def test_rollout_ignores_the_output_and_the_relevance_needs_logits(vit, data):
         def forward(self, t):
             return {"logits": self.inner(t)}
 
-    np.testing.assert_allclose(attention_rollout_explainer(DictOutput())(x, y).numpy(),
-                               attention_rollout_explainer(vit)(x, y).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        attention_rollout_explainer(DictOutput())(x, y).numpy(),
+        attention_rollout_explainer(vit)(x, y).numpy(),
+        rtol=1e-12,
+    )
     with pytest.raises(ModelOutputError, match="torch.Tensor of logits"):
         chefer_relevance_explainer(DictOutput())(x, y)
 
@@ -321,6 +410,8 @@ def test_registry_builds_both(vit, data):
     x, y, _ = data
     rollout = make_explainer("AttentionRollout", vit, head_fusion="max")
     relevance = make_explainer("CheferRelevance", vit)
-    assert isinstance(rollout, AttentionRolloutExplainer) and isinstance(relevance, CheferRelevanceExplainer)
+    assert isinstance(rollout, AttentionRolloutExplainer) and isinstance(
+        relevance, CheferRelevanceExplainer
+    )
     assert "head_fusion='max'" in repr(rollout) and "TinyViT" in repr(relevance)
     assert torch.equal(rollout(x, y), attention_rollout_explainer(vit, head_fusion="max")(x, y))

@@ -1,4 +1,4 @@
-"""Slow, per-sample reference implementations of RISE, attention rollout, Chefer's relevance, prototype maps,
+"""Slow, per-sample references for RISE, attention rollout, Chefer's relevance, prototype maps,
 feature ablation / Shapley values and the prototype evaluation of Huang et al. (2023).
 
 Written from the papers with numpy and plain loops, sharing no code with ``xaiscore.explainers``:
@@ -34,7 +34,7 @@ def _linear_axis(a: np.ndarray, axis: int, out_size: int) -> np.ndarray:
 
 
 def linear_resize(a: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
-    """(Bi/tri)linear resize of ``a`` (spatial dims only) with half-pixel centres and clamped edges."""
+    """(Bi/tri)linear resize of ``a`` (spatial dims only), half-pixel centres, clamped edges."""
     out = np.asarray(a, dtype=np.float64)
     for axis, side in enumerate(size):
         if out.shape[axis] != side:
@@ -46,7 +46,7 @@ def linear_resize(a: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
 
 
 def rise_masks(grids: np.ndarray, shifts: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
-    """Petsiuk et al.: upsample each s x s grid to (s + 1) * cell pixels, crop at the mask's shift."""
+    """Petsiuk et al.: upsample each s x s grid to (s + 1) * cell pixels, crop at its shift."""
     masks = []
     for grid, shift in zip(grids, shifts):
         cells = grid.shape
@@ -57,8 +57,9 @@ def rise_masks(grids: np.ndarray, shifts: np.ndarray, spatial: tuple[int, ...]) 
     return np.stack(masks)
 
 
-def rise_saliency(probability, x_i: np.ndarray, target: int, masks: np.ndarray, p: float,
-                  baseline: float = 0.0) -> np.ndarray:
+def rise_saliency(
+    probability, x_i: np.ndarray, target: int, masks: np.ndarray, p: float, baseline: float = 0.0
+) -> np.ndarray:
     """S = sum_i f_c(x * M_i) M_i / (N p), one mask at a time."""
     total = np.zeros(masks.shape[1:])
     for mask in masks:
@@ -70,7 +71,9 @@ def rise_saliency(probability, x_i: np.ndarray, target: int, masks: np.ndarray, 
 # --- vision transformer in numpy ------------------------------------------------------------------
 
 
-def _layer_norm(t: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+def _layer_norm(
+    t: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5
+) -> np.ndarray:
     mean = t.mean(-1, keepdims=True)
     var = ((t - mean) ** 2).mean(-1, keepdims=True)
     return (t - mean) / np.sqrt(var + eps) * weight + bias
@@ -81,18 +84,28 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def vit_forward(w: dict[str, np.ndarray], x_i: np.ndarray, *, patch: int, heads: int, depth: int,
-                mean: float, std: float, override: dict[int, np.ndarray] | None = None
-                ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Logits (K,) and the attention (heads, T, T) of every block for one 2-D image ``x_i`` (C, H, W).
+def vit_forward(
+    w: dict[str, np.ndarray],
+    x_i: np.ndarray,
+    *,
+    patch: int,
+    heads: int,
+    depth: int,
+    mean: float,
+    std: float,
+    override: dict[int, np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Logits (K,) and the attention (heads, T, T) of every block for one image ``x_i`` (C, H, W).
 
-    ``override[l]`` replaces block ``l``'s attention probabilities (to differentiate the logits by them).
+    ``override[l]`` replaces block ``l``'s attention probabilities (to differentiate by them).
     """
     x = (x_i - mean) / std
     channels, height, width = x.shape
     kernel = w["embedding.projection.weight"]  # (D, C, p, p)
     # Patches in row-major order, each flattened as (channel, row, column), like the kernel.
-    pieces = x.reshape(channels, height // patch, patch, width // patch, patch).transpose(1, 3, 0, 2, 4)
+    pieces = x.reshape(channels, height // patch, patch, width // patch, patch).transpose(
+        1, 3, 0, 2, 4
+    )
     tokens = pieces.reshape(-1, channels * patch * patch) @ kernel.reshape(kernel.shape[0], -1).T
     tokens = tokens + w["embedding.projection.bias"]
     t = np.concatenate([w["embedding.class_token"][0], tokens], 0) + w["embedding.position"][0]
@@ -122,8 +135,13 @@ def vit_forward(w: dict[str, np.ndarray], x_i: np.ndarray, *, patch: int, heads:
     return t[0] @ w["head.weight"].T + w["head.bias"], attentions
 
 
-def attention_gradients(forward, attentions: list[np.ndarray], target: int, step: float = 1e-5) -> list[np.ndarray]:
-    """d logit_target / d A^(l) by central differences, entry by entry (``forward(override) -> logits``)."""
+def attention_gradients(
+    forward, attentions: list[np.ndarray], target: int, step: float = 1e-5
+) -> list[np.ndarray]:
+    """d logit_target / d A^(l) by central differences, entry by entry.
+
+    ``forward(override) -> logits``.
+    """
     gradients = []
     for layer, attention in enumerate(attentions):
         gradient = np.zeros_like(attention)
@@ -131,17 +149,23 @@ def attention_gradients(forward, attentions: list[np.ndarray], target: int, step
             plus, minus = attention.copy(), attention.copy()
             plus[index] += step
             minus[index] -= step
-            gradient[index] = (forward({layer: plus})[target] - forward({layer: minus})[target]) / (2 * step)
+            gradient[index] = (forward({layer: plus})[target] - forward({layer: minus})[target]) / (
+                2 * step
+            )
         gradients.append(gradient)
     return gradients
 
 
-def rollout(attentions: list[np.ndarray], *, fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
-    """Abnar and Zuidema: product over layers of rows(0.5 fuse(A) + 0.5 I), first layer applied first."""
+def rollout(
+    attentions: list[np.ndarray], *, fusion: str = "mean", discard_ratio: float = 0.0
+) -> np.ndarray:
+    """Abnar and Zuidema: product over layers of rows(0.5 fuse(A) + 0.5 I), first layer first."""
     tokens = attentions[0].shape[-1]
     result = np.eye(tokens)
     for attention in attentions:
-        fused = {"mean": attention.mean(0), "max": attention.max(0), "min": attention.min(0)}[fusion]
+        fused = {"mean": attention.mean(0), "max": attention.max(0), "min": attention.min(0)}[
+            fusion
+        ]
         k = int(discard_ratio * tokens * tokens)
         if k:
             flat = fused.ravel().copy()
@@ -156,7 +180,7 @@ def rollout(attentions: list[np.ndarray], *, fusion: str = "mean", discard_ratio
 
 
 def chefer(attentions: list[np.ndarray], gradients: list[np.ndarray]) -> np.ndarray:
-    """Chefer et al. (gradient-weighted rollout): R = I; R += E_h[(grad * A)^+] R, layer by layer."""
+    """Chefer et al. (gradient-weighted rollout): R = I; R += E_h[(grad * A)^+] R per layer."""
     tokens = attentions[0].shape[-1]
     relevance = np.eye(tokens)
     for attention, gradient in zip(attentions, gradients):
@@ -165,16 +189,25 @@ def chefer(attentions: list[np.ndarray], gradients: list[np.ndarray]) -> np.ndar
     return relevance
 
 
-def patch_map(row: np.ndarray, grid: tuple[int, ...], size: tuple[int, ...], prefix: int = 1) -> np.ndarray:
+def patch_map(
+    row: np.ndarray, grid: tuple[int, ...], size: tuple[int, ...], prefix: int = 1
+) -> np.ndarray:
     return linear_resize(row[prefix:].reshape(grid), size)
 
 
 # --- prototype maps -------------------------------------------------------------------------------
 
 
-def prototype_map(maps: np.ndarray, weights: np.ndarray, target: int, *, top_k: int | None,
-                  candidates: str, size: tuple[int, ...]) -> np.ndarray:
-    """sum over the top-k prototypes (by w_cj * max g_j, ties to the lower index) of w_cj * up(g_j)."""
+def prototype_map(
+    maps: np.ndarray,
+    weights: np.ndarray,
+    target: int,
+    *,
+    top_k: int | None,
+    candidates: str,
+    size: tuple[int, ...],
+) -> np.ndarray:
+    """Sum of w_cj up(g_j) over the top-k prototypes by w_cj max g_j (ties: lower index)."""
     m = maps.shape[0]
     w = weights[target]
     pool = [j for j in range(m) if candidates == "all" or w[j] > 0]
@@ -201,7 +234,7 @@ def feature_ablation(score, x_i: np.ndarray, mask: np.ndarray, baseline: float =
 
 
 def shapley_values(score, x_i: np.ndarray, mask: np.ndarray, baseline: float = 0.0) -> np.ndarray:
-    """Exact Shapley values of the features (absent features at the baseline), spread over their elements."""
+    """Exact Shapley values of the features (absent ones at the baseline), on their elements."""
     mask = np.broadcast_to(mask, x_i.shape)
     features = list(np.unique(mask))
     n = len(features)
@@ -222,29 +255,40 @@ def shapley_values(score, x_i: np.ndarray, mask: np.ndarray, baseline: float = 0
     return out
 
 
-# --- prototype evaluation (Huang et al. 2023, boxes) ------------------------------------------------
+# --- prototype evaluation (Huang et al. 2023, boxes) -------------------------------------------
 
 
 def _box_pixels(box: np.ndarray, height: int, width: int) -> set[tuple[int, int]]:
     if np.isnan(box).any():
         return set()
     x0, y0, x1, y1 = box
-    return {(r, c) for r in range(height) for c in range(width) if y0 <= r + 0.5 < y1 and x0 <= c + 0.5 < x1}
+    return {
+        (r, c)
+        for r in range(height)
+        for c in range(width)
+        if y0 <= r + 0.5 < y1 and x0 <= c + 0.5 < x1
+    }
 
 
-def hit_vectors(peaks: np.ndarray, boxes: np.ndarray, size: tuple[int, int], half_size: int,
-                regions: str) -> tuple[np.ndarray, np.ndarray]:
+def hit_vectors(
+    peaks: np.ndarray, boxes: np.ndarray, size: tuple[int, int], half_size: int, regions: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Hits (N, m, R') and annotated (N, R') by pixel sets."""
     n_images, n_prototypes = peaks.shape[:2]
     height, width = size
     pixel_sets = [[_box_pixels(box, height, width) for box in image_boxes] for image_boxes in boxes]
-    annotated = np.array([[not np.isnan(box).any() for box in image_boxes] for image_boxes in boxes])
+    annotated = np.array(
+        [[not np.isnan(box).any() for box in image_boxes] for image_boxes in boxes]
+    )
     hits = np.zeros((n_images, n_prototypes, boxes.shape[1]), dtype=bool)
     for i in range(n_images):
         for j in range(n_prototypes):
             r, c = peaks[i, j]
-            window = {(rr, cc) for rr in range(r - half_size, r + half_size + 1)
-                      for cc in range(c - half_size, c + half_size + 1)}
+            window = {
+                (rr, cc)
+                for rr in range(r - half_size, r + half_size + 1)
+                for cc in range(c - half_size, c + half_size + 1)
+            }
             for k, pixels in enumerate(pixel_sets[i]):
                 hits[i, j, k] = bool(window & pixels)
     if regions == "union":
@@ -252,7 +296,9 @@ def hit_vectors(peaks: np.ndarray, boxes: np.ndarray, size: tuple[int, int], hal
     return hits, annotated
 
 
-def consistency(peaks, boxes, labels, classes, size, *, threshold: float, half_size: int, regions: str):
+def consistency(
+    peaks, boxes, labels, classes, size, *, threshold: float, half_size: int, regions: str
+):
     hits, annotated = hit_vectors(peaks, boxes, size, half_size, regions)
     per_prototype = []
     for j in range(peaks.shape[1]):
@@ -272,11 +318,16 @@ def stability(peaks, noisy, boxes, labels, classes, size, *, half_size: int, reg
     noisy_hits, _ = hit_vectors(noisy, boxes, size, half_size, regions)
     per_prototype = []
     for j in range(peaks.shape[1]):
-        images = [i for i in range(peaks.shape[0])
-                  if (labels is None or labels[i] == classes[j]) and annotated[i].any()]
+        images = [
+            i
+            for i in range(peaks.shape[0])
+            if (labels is None or labels[i] == classes[j]) and annotated[i].any()
+        ]
         if not images:
             per_prototype.append(math.nan)
             continue
-        per_prototype.append(sum(bool((hits[i, j] == noisy_hits[i, j]).all()) for i in images) / len(images))
+        per_prototype.append(
+            sum(bool((hits[i, j] == noisy_hits[i, j]).all()) for i in images) / len(images)
+        )
     defined = [v for v in per_prototype if not math.isnan(v)]
     return (sum(defined) / len(defined) if defined else math.nan), per_prototype

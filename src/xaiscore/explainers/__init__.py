@@ -39,7 +39,8 @@ This module provides
 
 Modules: :mod:`~xaiscore.explainers.captum`, :mod:`~xaiscore.explainers.quantus`,
 :mod:`~xaiscore.explainers.baselines`, :mod:`~xaiscore.explainers.rise`,
-:mod:`~xaiscore.explainers.transformers`, :mod:`~xaiscore.explainers.prototypes`; the contract (:class:`ExplainFn`,
+:mod:`~xaiscore.explainers.transformers`, :mod:`~xaiscore.explainers.prototypes`; the contract
+(:class:`ExplainFn`,
 :func:`check_explanation`) lives in the engine and is re-exported here.
 
 See ``docs/explainers.md``.
@@ -139,7 +140,7 @@ def list_explainers() -> tuple[str, ...]:
     ``"AttentionRollout"``, ``"CheferRelevance"``, ``"Prototype"``) and the captum methods.
 
     Example:
-        >>> {"random", "constant", "Saliency", "LayerGradCam", "RISE", "Lime"} <= set(list_explainers())
+        >>> {"random", "Saliency", "LayerGradCam", "RISE", "Lime"} <= set(list_explainers())
         True
     """
     return tuple(_BASELINES) + ("quantus",) + tuple(MODEL_EXPLAINERS) + tuple(CAPTUM_METHODS)

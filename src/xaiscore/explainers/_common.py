@@ -17,11 +17,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaiscore._checks import DTypeError, OptionError, ShapeError, XaiscoreError, check_target, check_tensor
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    ShapeError,
+    XaiscoreError,
+    check_target,
+    check_tensor,
+)
 from xaiscore._engine.explain_fn import format_shape
 
-__all__ = ["ModelStructureError", "check_model", "check_model_inputs", "upsample", "find_modules",
-           "UPSAMPLE_MODES"]
+__all__ = [
+    "ModelStructureError",
+    "check_model",
+    "check_model_inputs",
+    "upsample",
+    "find_modules",
+    "UPSAMPLE_MODES",
+]
 
 
 class ModelStructureError(XaiscoreError, ValueError):
@@ -34,7 +47,9 @@ class ModelStructureError(XaiscoreError, ValueError):
 def check_model(model: object, name: str = "model") -> nn.Module:
     """Raise :class:`DTypeError` unless ``model`` is an ``nn.Module``."""
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected `{name}` to be a torch.nn.Module, but got {type(model).__name__}.")
+        raise DTypeError(
+            f"Expected `{name}` to be a torch.nn.Module, but got {type(model).__name__}."
+        )
     return model
 
 
@@ -77,20 +92,26 @@ def upsample(maps: Tensor, size: Sequence[int], mode: str = "linear") -> Tensor:
         return maps
     spatial = len(size)
     if mode == "linear":
-        return F.interpolate(maps, size=size, mode=("linear", "bilinear", "trilinear")[spatial - 1],
-                             align_corners=False)
+        return F.interpolate(
+            maps,
+            size=size,
+            mode=("linear", "bilinear", "trilinear")[spatial - 1],
+            align_corners=False,
+        )
     if mode == "nearest":
         return F.interpolate(maps, size=size, mode="nearest")
     if mode == "bicubic":
         if spatial != 2:
-            raise OptionError(f"Expected 2-D maps for `upsample=\"bicubic\"`, but got {spatial}-D.")
+            raise OptionError(f'Expected 2-D maps for `upsample="bicubic"`, but got {spatial}-D.')
         return F.interpolate(maps, size=size, mode="bicubic", align_corners=False)
-    raise OptionError(f"Expected `upsample` to be one of {', '.join(map(repr, UPSAMPLE_MODES))}, "
-                      f"but got {mode!r}.")
+    raise OptionError(
+        f"Expected `upsample` to be one of {', '.join(map(repr, UPSAMPLE_MODES))}, "
+        f"but got {mode!r}."
+    )
 
 
 def find_modules(model: nn.Module, patterns: str | Sequence[str]) -> list[tuple[str, nn.Module]]:
-    """The submodules whose dotted names match any of ``patterns`` (exact names or globs), in model order.
+    """The submodules whose dotted names match any of ``patterns`` (names or globs), in model order.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
@@ -100,9 +121,14 @@ def find_modules(model: nn.Module, patterns: str | Sequence[str]) -> list[tuple[
     if isinstance(patterns, str):
         patterns = [patterns]
     if not all(isinstance(p, str) for p in patterns):
-        raise DTypeError(f"Expected module names or glob patterns (str), but got {list(patterns)!r}.")
-    return [(name, module) for name, module in model.named_modules()
-            if name and any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+        raise DTypeError(
+            f"Expected module names or glob patterns (str), but got {list(patterns)!r}."
+        )
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if name and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    ]
 
 
 def module_names_hint(model: nn.Module, limit: int = 8) -> str:

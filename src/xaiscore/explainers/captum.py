@@ -73,7 +73,7 @@ class _CaptumMethod:
     #: The method runs the model exactly once, on the inputs themselves (gradient methods):
     #: :meth:`CaptumExplainer.explain_with_output` can hand out that output.
     single_forward: bool = False
-    #: The method perturbs groups of features given by a feature mask (``grid`` or ``feature_mask``).
+    #: The method perturbs groups of features of a feature mask (``grid`` or ``feature_mask``).
     feature_groups: bool = False
 
 
@@ -109,7 +109,7 @@ CAPTUM_METHODS: dict[str, _CaptumMethod] = {
     "LRP": _CaptumMethod("LRP", {}, description="layer-wise relevance propagation, epsilon rules (Bach et al. 2015)"),
     "FeatureAblation": _CaptumMethod(
         "FeatureAblation", {}, feature_groups=True,
-        description="ablation of superpixels (grid cells or a label map) to the baseline, one at a time",
+        description="superpixels (grid cells or a label map) set to the baseline one at a time",
     ),
     "KernelShap": _CaptumMethod(
         "KernelShap", {"n_samples": 200}, stochastic=True, feature_groups=True,
@@ -187,8 +187,10 @@ class CaptumExplainer(BuiltExplainer):
         self._feature_groups = spec.feature_groups
         if not spec.feature_groups and (grid is not None or feature_mask is not None):
             groups = ", ".join(m for m, sp in CAPTUM_METHODS.items() if sp.feature_groups)
-            raise OptionError(f"Expected `grid` and `feature_mask` only for the feature-group methods ({groups}), "
-                              f"but got them for {method}.")
+            raise OptionError(
+                "Expected `grid` and `feature_mask` only for the feature-group methods "
+                f"({groups}), but got them for {method}."
+            )
         if grid is not None and feature_mask is not None:
             raise OptionError("Expected at most one of `grid` and `feature_mask`, but got both.")
         self.grid = check_grid(grid) if grid is not None else None
@@ -235,7 +237,7 @@ class CaptumExplainer(BuiltExplainer):
         if self._feature_groups:
             kwargs["feature_mask"] = resolve_feature_mask(self.feature_mask, self.grid, x)
             if "perturbations_per_eval" not in kwargs:
-                # FeatureAblation perturbs the whole batch at once; Lime/KernelShap one input at a time.
+                # FeatureAblation perturbs the whole batch at once; Lime/KernelShap one input.
                 per_call = x.shape[0] if self.method == "FeatureAblation" else 1
                 kwargs["perturbations_per_eval"] = max(1, self.max_batch_size // per_call)
         with torch.inference_mode(False), torch.enable_grad():
@@ -249,8 +251,8 @@ class CaptumExplainer(BuiltExplainer):
             ) if record else None
             try:
                 with warnings.catch_warnings():
-                    # captum's Lime/KernelShap warn that a batch trains one surrogate per input: intended.
-                    warnings.filterwarnings("ignore", message="You are providing multiple inputs for Lime")
+                    # captum's Lime/KernelShap warn that a batch trains one surrogate per input.
+                    warnings.filterwarnings("ignore", message="You are providing multiple inputs")
                     if self._generator is not None:
                         with seeded_global_rngs(draw_seed(self._generator)):
                             a = self._attribution.attribute(inputs, target=target, **kwargs)
@@ -358,8 +360,8 @@ def captum_explainer(
         (torch.Size([2, 3, 2, 2]), True)
     """
     return CaptumExplainer(
-        model, method, layer=layer, base_method=base_method, reduce_channels=reduce_channels, grid=grid,
-        feature_mask=feature_mask, max_batch_size=max_batch_size, generator=generator, seed=seed,
-        **attribute_kwargs,
+        model, method, layer=layer, base_method=base_method, reduce_channels=reduce_channels,
+        grid=grid, feature_mask=feature_mask, max_batch_size=max_batch_size, generator=generator,
+        seed=seed, **attribute_kwargs,
     )
 

@@ -50,7 +50,14 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from xaiscore._checks import DTypeError, OptionError, ShapeError, check_fraction, check_option, check_tensor
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    ShapeError,
+    check_fraction,
+    check_option,
+    check_tensor,
+)
 from xaiscore._engine.explain_fn import format_shape
 from xaiscore._engine.random import resolve_generator
 from xaiscore.explainers._common import UPSAMPLE_MODES, upsample
@@ -70,7 +77,8 @@ Regions = Literal["union", "each"]
 class PrototypeScores(NamedTuple):
     """A set-level prototype score."""
 
-    #: ``()``: the share of consistent prototypes, or the mean stability (NaN if no prototype is defined).
+    #: ``()``: the share of consistent prototypes, or the mean stability (NaN if no prototype
+    #: is defined).
     score: Tensor
     #: ``(m,)``: 1/0 consistency or the stability of every prototype (NaN where undefined).
     per_prototype: Tensor
@@ -79,7 +87,9 @@ class PrototypeScores(NamedTuple):
     hit_rate: Tensor | None = None
 
 
-def prototype_peaks(similarity_maps: Tensor, size: Sequence[int], *, upsample_mode: str = "bicubic") -> Tensor:
+def prototype_peaks(
+    similarity_maps: Tensor, size: Sequence[int], *, upsample_mode: str = "bicubic"
+) -> Tensor:
     """The peak pixel of every upsampled similarity map: ``(N, m, d)`` long (row, column, ...).
 
     The maps are resized to ``size`` (bicubic as the paper's code, which uses OpenCV's
@@ -98,8 +108,11 @@ def prototype_peaks(similarity_maps: Tensor, size: Sequence[int], *, upsample_mo
     maps = check_tensor(similarity_maps, "similarity_maps")
     size = tuple(int(s) for s in size)
     if maps.ndim != 2 + len(size) or not maps.is_floating_point():
-        raise ShapeError(f"Expected `similarity_maps` (N, m, *s) of a floating dtype with {len(size)} spatial dim(s) "
-                         f"for `size` {format_shape(size)}, but got {format_shape(maps.shape)} of {maps.dtype}.")
+        raise ShapeError(
+            "Expected `similarity_maps` (N, m, *s) of a floating dtype with "
+            f"{len(size)} spatial dim(s) "
+            f"for `size` {format_shape(size)}, but got {format_shape(maps.shape)} of {maps.dtype}."
+        )
     check_option(upsample_mode, "upsample_mode", UPSAMPLE_MODES)
     with torch.inference_mode():
         big = upsample(maps, size, upsample_mode)
@@ -115,32 +128,45 @@ def _check_boxes(boxes: object, n_images: int) -> Tensor:
     boxes = check_tensor(boxes, "boxes")
     if boxes.ndim == 2:
         boxes = boxes.unsqueeze(1)
-    if boxes.ndim != 3 or boxes.shape[0] != n_images or boxes.shape[2] != 4 or not boxes.is_floating_point():
-        raise ShapeError(f"Expected `boxes` ({n_images}, R, 4) floating xyxy (NaN rows for padding), but got "
-                         f"{format_shape(boxes.shape)} of {boxes.dtype}.")
+    if (
+        boxes.ndim != 3
+        or boxes.shape[0] != n_images
+        or boxes.shape[2] != 4
+        or not boxes.is_floating_point()
+    ):
+        raise ShapeError(
+            f"Expected `boxes` ({n_images}, R, 4) floating xyxy (NaN rows for padding), but got "
+            f"{format_shape(boxes.shape)} of {boxes.dtype}."
+        )
     return boxes
 
 
 def prototype_box_hits(peaks: Tensor, boxes: Tensor, *, half_size: int = 0) -> Tensor:
-    """Whether the window of ``half_size`` around each peak shares a pixel with each box: ``(N, m, R)`` bool.
+    """Whether the window of ``half_size`` around each peak shares a pixel with each box.
 
     Pixel ``(row, col)`` lies in box ``(x0, y0, x1, y1)`` when its centre does
     (``x0 <= col + 0.5 < x1`` and ``y0 <= row + 0.5 < y1``); the window holds rows
     ``row - half_size .. row + half_size`` and the same columns. NaN boxes hit nothing.
 
     Shape:
-        - peaks: ``(N, m, 2)`` long (row, column); boxes: ``(N, R, 4)`` or ``(N, 4)``; output: ``(N, m, R)``.
+        - peaks: ``(N, m, 2)`` long (row, column); boxes: ``(N, R, 4)`` or ``(N, 4)``;
+          output: ``(N, m, R)`` bool.
 
     Example:
         >>> peaks = torch.tensor([[[2, 3], [7, 7]]])
         >>> boxes = torch.tensor([[[1.0, 1.0, 5.0, 5.0]]])
-        >>> prototype_box_hits(peaks, boxes)[0, :, 0].tolist(), prototype_box_hits(peaks, boxes, half_size=3)[0, :, 0].tolist()
-        ([True, False], [True, True])
+        >>> prototype_box_hits(peaks, boxes)[0, :, 0].tolist()
+        [True, False]
+        >>> prototype_box_hits(peaks, boxes, half_size=3)[0, :, 0].tolist()
+        [True, True]
     """
     peaks = check_tensor(peaks, "peaks")
     if peaks.ndim != 3 or peaks.shape[2] != 2 or peaks.is_floating_point():
-        raise ShapeError(f"Expected `peaks` (N, m, 2) integer (row, column), but got {format_shape(peaks.shape)} "
-                         f"of {peaks.dtype}.")
+        raise ShapeError(
+            "Expected `peaks` (N, m, 2) integer (row, column), but got "
+            f"{format_shape(peaks.shape)} "
+            f"of {peaks.dtype}."
+        )
     boxes = _check_boxes(boxes, peaks.shape[0]).to(peaks.device)
     if isinstance(half_size, bool) or not isinstance(half_size, int) or half_size < 0:
         raise OptionError(f"Expected `half_size` to be an int >= 0, but got {half_size!r}.")
@@ -151,16 +177,24 @@ def prototype_box_hits(peaks: Tensor, boxes: Tensor, *, half_size: int = 0) -> T
     last_row = torch.ceil(boxes[..., 3] - 0.5) - 1
     row = peaks[..., 0].to(boxes.dtype).unsqueeze(2)  # (N, m, 1)
     col = peaks[..., 1].to(boxes.dtype).unsqueeze(2)
-    rows_meet = (torch.maximum(row - half_size, first_row.unsqueeze(1))
-                 <= torch.minimum(row + half_size, last_row.unsqueeze(1)))
-    cols_meet = (torch.maximum(col - half_size, first_col.unsqueeze(1))
-                 <= torch.minimum(col + half_size, last_col.unsqueeze(1)))
+    rows_meet = torch.maximum(row - half_size, first_row.unsqueeze(1)) <= torch.minimum(
+        row + half_size, last_row.unsqueeze(1)
+    )
+    cols_meet = torch.maximum(col - half_size, first_col.unsqueeze(1)) <= torch.minimum(
+        col + half_size, last_col.unsqueeze(1)
+    )
     return rows_meet & cols_meet  # NaN compares False
 
 
-def _prepare(peaks: Tensor, boxes: Tensor, labels: Tensor | None, prototype_classes: Tensor | None,
-             regions: str, half_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Hits ``(N, m, R')``, annotated ``(N, R')`` and eligibility ``(N, m)`` (image of the prototype's class)."""
+def _prepare(
+    peaks: Tensor,
+    boxes: Tensor,
+    labels: Tensor | None,
+    prototype_classes: Tensor | None,
+    regions: str,
+    half_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Hits ``(N, m, R')``, annotated ``(N, R')``, eligible ``(N, m)`` (the prototype's class)."""
     check_option(regions, "regions", ("union", "each"))
     hits = prototype_box_hits(peaks, boxes, half_size=half_size)
     boxes = _check_boxes(boxes, peaks.shape[0]).to(peaks.device)
@@ -173,13 +207,19 @@ def _prepare(peaks: Tensor, boxes: Tensor, labels: Tensor | None, prototype_clas
     if labels is None:
         eligible = torch.ones(n_images, n_prototypes, dtype=torch.bool, device=peaks.device)
     else:
-        for value, name, length in ((labels, "labels", n_images), (prototype_classes, "prototype_classes",
-                                                                    n_prototypes)):
+        for value, name, length in (
+            (labels, "labels", n_images),
+            (prototype_classes, "prototype_classes", n_prototypes),
+        ):
             check_tensor(value, name)
             if value.shape != (length,) or value.is_floating_point() or value.dtype == torch.bool:
-                raise ShapeError(f"Expected `{name}` of shape ({length},) with integer classes, but got "
-                                 f"{format_shape(value.shape)} of {value.dtype}.")
-        eligible = labels.to(peaks.device).unsqueeze(1) == prototype_classes.to(peaks.device).unsqueeze(0)
+                raise ShapeError(
+                    f"Expected `{name}` of shape ({length},) with integer classes, but got "
+                    f"{format_shape(value.shape)} of {value.dtype}."
+                )
+        eligible = labels.to(peaks.device).unsqueeze(1) == prototype_classes.to(
+            peaks.device
+        ).unsqueeze(0)
     return hits, annotated, eligible
 
 
@@ -203,7 +243,8 @@ def prototype_consistency(
         prototype_classes: ``(m,)`` the class of every prototype.
         threshold: The share ``mu`` of images a region must be hit in (0.8 in the paper).
         half_size: Window around the peak (0: the peak pixel; the paper: 36 at 224 x 224).
-        regions: ``"union"`` (all boxes of an image form one region) or ``"each"`` (box slot = region kind).
+        regions: ``"union"`` (all boxes of an image form one region) or ``"each"`` (box slot =
+            region kind).
 
     Returns:
         :class:`PrototypeScores`: ``score`` (share of consistent prototypes among those with an
@@ -214,20 +255,25 @@ def prototype_consistency(
         - peaks: ``(N, m, 2)``; boxes: ``(N, R, 4)``; output score ``()``, per prototype ``(m,)``.
 
     Example:
-        >>> peaks = torch.tensor([[[1, 1], [6, 6]], [[2, 2], [1, 1]], [[1, 2], [6, 1]]])  # 3 images, 2 prototypes
+        >>> # 3 images, 2 prototypes
+        >>> peaks = torch.tensor([[[1, 1], [6, 6]], [[2, 2], [1, 1]], [[1, 2], [6, 1]]])
         >>> boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0]]).expand(3, 1, 4)
         >>> result = prototype_consistency(peaks, boxes, threshold=0.6)
         >>> result.per_prototype.tolist(), result.score.item()
         ([1.0, 0.0], 0.5)
     """
     threshold = check_fraction(threshold, "threshold")
-    hits, annotated, eligible = _prepare(peaks, boxes, labels, prototype_classes, regions, half_size)
+    hits, annotated, eligible = _prepare(
+        peaks, boxes, labels, prototype_classes, regions, half_size
+    )
     weights = eligible.to(torch.float64)
     counted = torch.einsum("nj,njr->jr", weights, (hits & annotated.unsqueeze(1)).to(torch.float64))
     available = torch.einsum("nj,nr->jr", weights, annotated.to(torch.float64))
     rate = counted / available  # NaN where no image of the class has the region
     consistent = (rate >= threshold).any(1).to(torch.float64)
-    per_prototype = torch.where((available > 0).any(1), consistent, torch.full_like(consistent, math.nan))
+    per_prototype = torch.where(
+        (available > 0).any(1), consistent, torch.full_like(consistent, math.nan)
+    )
     return PrototypeScores(per_prototype.nanmean(), per_prototype, rate)
 
 
@@ -253,7 +299,8 @@ def prototype_stability(
         class; NaN if none) and ``per_prototype`` (NaN where no such image).
 
     Shape:
-        - peaks, noisy_peaks: ``(N, m, 2)``; boxes: ``(N, R, 4)``; output score ``()``, per prototype ``(m,)``.
+        - peaks, noisy_peaks: ``(N, m, 2)``; boxes: ``(N, R, 4)``; output score ``()``, per
+          prototype ``(m,)``.
 
     Example:
         >>> peaks = torch.tensor([[[1, 1]], [[1, 1]]])
@@ -264,9 +311,13 @@ def prototype_stability(
     """
     noisy_peaks = check_tensor(noisy_peaks, "noisy_peaks")
     if noisy_peaks.shape != check_tensor(peaks, "peaks").shape:
-        raise ShapeError(f"Expected `noisy_peaks` of the shape of `peaks` {format_shape(peaks.shape)}, but got "
-                         f"{format_shape(noisy_peaks.shape)}.")
-    hits, annotated, eligible = _prepare(peaks, boxes, labels, prototype_classes, regions, half_size)
+        raise ShapeError(
+            f"Expected `noisy_peaks` of the shape of `peaks` {format_shape(peaks.shape)}, but got "
+            f"{format_shape(noisy_peaks.shape)}."
+        )
+    hits, annotated, eligible = _prepare(
+        peaks, boxes, labels, prototype_classes, regions, half_size
+    )
     noisy_hits, _, _ = _prepare(noisy_peaks, boxes, labels, prototype_classes, regions, half_size)
     same = (hits == noisy_hits).all(2).to(torch.float64)  # (N, m)
     weights = (eligible & annotated.any(1, keepdim=True)).to(torch.float64)
@@ -274,9 +325,15 @@ def prototype_stability(
     return PrototypeScores(per_prototype.nanmean(), per_prototype, None)
 
 
-def stability_noise(x: Tensor, *, std: float = 0.2, bound: float = 0.25, generator: torch.Generator | None = None,
-                    seed: int | None = None) -> Tensor:
-    """``x`` plus Gaussian noise of ``std`` clipped to ``[-bound, bound]`` (the paper's perturbation).
+def stability_noise(
+    x: Tensor,
+    *,
+    std: float = 0.2,
+    bound: float = 0.25,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> Tensor:
+    """``x`` plus Gaussian noise of ``std`` clipped to ``[-bound, bound]`` (the paper's noise).
 
     Drawn on the CPU from ``generator`` (or ``seed``) in float64, so the noise does not depend on
     the device, then cast to the dtype of ``x``.
@@ -296,5 +353,8 @@ def stability_noise(x: Tensor, *, std: float = 0.2, bound: float = 0.25, generat
     std = check_fraction(std, "std", high=math.inf)
     bound = check_fraction(bound, "bound", high=math.inf)
     generator = resolve_generator(generator, seed)
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float64, device=generator.device) * std
+    noise = (
+        torch.randn(x.shape, generator=generator, dtype=torch.float64, device=generator.device)
+        * std
+    )
     return x + noise.clamp_(-bound, bound).to(device=x.device, dtype=x.dtype)

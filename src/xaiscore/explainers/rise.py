@@ -43,7 +43,7 @@ __all__ = ["RiseExplainer", "rise_explainer", "RiseMaskParameters"]
 
 
 class RiseMaskParameters(NamedTuple):
-    """What defines RISE's masks for one spatial shape (see :meth:`RiseExplainer.mask_parameters`)."""
+    """What defines RISE's masks for one spatial shape (:meth:`RiseExplainer.mask_parameters`)."""
 
     #: ``(N, s_1, ..., s_d)`` float 0/1: the low-resolution binary grids.
     grids: Tensor
@@ -51,14 +51,19 @@ class RiseMaskParameters(NamedTuple):
     shifts: Tensor
     #: ``(s_1, ..., s_d)``: grid cells per axis.
     grid_size: tuple[int, ...]
-    #: ``(cell_1, ..., cell_d)``: ``ceil(side_k / s_k)``; the upsampled grid has ``(s_k + 1) cell_k`` pixels.
+    #: ``(cell_1, ..., cell_d)``: ``ceil(side_k / s_k)``; the upsampled grid has
+    #: ``(s_k + 1) cell_k`` pixels.
     cell_size: tuple[int, ...]
 
 
 def _axis_weights(shifts: Tensor, side: int, cells: int, cell: int, dtype: torch.dtype) -> Tensor:
-    """Interpolation matrices ``(m, side, cells)``: row ``j`` of mask ``i`` reads the upsampled grid at ``shift + j``."""
-    position = shifts.to(torch.float64).unsqueeze(1) + torch.arange(side, dtype=torch.float64,
-                                                                     device=shifts.device)
+    """Interpolation matrices ``(m, side, cells)``.
+
+    Row ``j`` of mask ``i`` reads the upsampled grid at ``shift_i + j``.
+    """
+    position = shifts.to(torch.float64).unsqueeze(1) + torch.arange(
+        side, dtype=torch.float64, device=shifts.device
+    )
     scale = cells / ((cells + 1) * cell)  # input size / output size, as F.interpolate computes it
     source = ((position + 0.5) * scale - 0.5).clamp_(min=0.0)
     low = source.floor().clamp_(max=cells - 1)
@@ -71,11 +76,19 @@ def _axis_weights(shifts: Tensor, side: int, cells: int, cell: int, dtype: torch
     return weights.to(dtype)
 
 
-def _upsample_and_crop(grids: Tensor, shifts: Tensor, spatial: tuple[int, ...], grid_size: tuple[int, ...],
-                       cell_size: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """The masks ``(m, *spatial)`` of ``grids`` ``(m, *grid_size)`` shifted by ``shifts`` ``(m, d)``."""
-    weights = [_axis_weights(shifts[:, k], spatial[k], grid_size[k], cell_size[k], dtype)
-               for k in range(len(spatial))]
+def _upsample_and_crop(
+    grids: Tensor,
+    shifts: Tensor,
+    spatial: tuple[int, ...],
+    grid_size: tuple[int, ...],
+    cell_size: tuple[int, ...],
+    dtype: torch.dtype,
+) -> Tensor:
+    """The masks ``(m, *spatial)`` of ``grids`` ``(m, *grid_size)`` shifted by ``shifts``."""
+    weights = [
+        _axis_weights(shifts[:, k], spatial[k], grid_size[k], cell_size[k], dtype)
+        for k in range(len(spatial))
+    ]
     grids = grids.to(dtype)
     if len(spatial) == 1:
         return torch.bmm(weights[0], grids.unsqueeze(2)).squeeze(2)
@@ -104,8 +117,10 @@ class RiseExplainer(BuiltExplainer):
         seed: int | None = None,
     ) -> None:
         if not callable(model):
-            raise DTypeError(f"Expected `model` to be callable (an nn.Module or a forward function), but got "
-                             f"{type(model).__name__}.")
+            raise DTypeError(
+                f"Expected `model` to be callable (an nn.Module or a forward function), but got "
+                f"{type(model).__name__}."
+            )
         self.model = model
         self.n_masks = check_positive_int(n_masks, "n_masks")
         if isinstance(grid_size, int) and not isinstance(grid_size, bool):
@@ -113,10 +128,17 @@ class RiseExplainer(BuiltExplainer):
             self.grid_size: int | tuple[int, ...] = grid_size
         else:
             if not isinstance(grid_size, Sequence) or not grid_size:
-                raise DTypeError(f"Expected `grid_size` to be an int or a sequence of ints, but got {grid_size!r}.")
+                raise DTypeError(
+                    "Expected `grid_size` to be an int or a sequence of ints, but got "
+                    f"{grid_size!r}."
+                )
             self.grid_size = tuple(check_positive_int(g, "grid_size") for g in grid_size)
         self.p = check_fraction(p, "p", low_inclusive=False)
-        if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
+        if (
+            isinstance(baseline, bool)
+            or not isinstance(baseline, (int, float))
+            or not math.isfinite(baseline)
+        ):
             raise OptionError(f"Expected `baseline` to be a finite number, but got {baseline!r}.")
         self.baseline = float(baseline)
         self.softmax = bool(softmax)
@@ -124,25 +146,32 @@ class RiseExplainer(BuiltExplainer):
         self.seed = draw_seed(resolve_generator(generator, seed))
 
     def __repr__(self) -> str:
-        return (f"rise_explainer({type(self.model).__name__}, n_masks={self.n_masks}, grid_size={self.grid_size!r}, "
-                f"p={self.p}, max_batch_size={self.max_batch_size})")
+        return (
+            f"rise_explainer({type(self.model).__name__}, n_masks={self.n_masks}, "
+            f"grid_size={self.grid_size!r}, "
+            f"p={self.p}, max_batch_size={self.max_batch_size})"
+        )
 
     def _grid_size(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
         if isinstance(self.grid_size, int):
             return (self.grid_size,) * len(spatial)
         if len(self.grid_size) != len(spatial):
-            raise ShapeError(f"Expected `grid_size` to give one cell count per spatial dim of `x` "
-                             f"{format_shape(spatial)}, but got {self.grid_size!r}.")
+            raise ShapeError(
+                f"Expected `grid_size` to give one cell count per spatial dim of `x` "
+                f"{format_shape(spatial)}, but got {self.grid_size!r}."
+            )
         return self.grid_size
 
     def mask_parameters(self, spatial_shape: Sequence[int]) -> RiseMaskParameters:
         """The grids and shifts that define the masks for inputs of ``spatial_shape``.
 
         Drawn from a CPU generator seeded with the explainer's seed: the grids first
-        (``torch.rand(N, *s) < p``), then the shifts axis by axis (``torch.randint(0, cell_k, (N,))``).
+        (``torch.rand(N, *s) < p``), then the shifts axis by axis
+        (``torch.randint(0, cell_k, (N,))``).
 
         Example:
-            >>> params = rise_explainer(lambda x: x.flatten(1), n_masks=3, grid_size=2, seed=0).mask_parameters((5, 4))
+            >>> explain = rise_explainer(lambda x: x.flatten(1), n_masks=3, grid_size=2, seed=0)
+            >>> params = explain.mask_parameters((5, 4))
             >>> params.grids.shape, params.shifts.shape, params.cell_size
             (torch.Size([3, 2, 2]), torch.Size([3, 2]), (3, 2))
         """
@@ -150,28 +179,56 @@ class RiseExplainer(BuiltExplainer):
         grid_size = self._grid_size(spatial)
         cell_size = tuple(-(-side // cells) for side, cells in zip(spatial, grid_size))
         generator = torch.Generator().manual_seed(self.seed)
-        grids = (torch.rand((self.n_masks,) + grid_size, generator=generator, dtype=torch.float64) < self.p)
-        shifts = torch.stack([torch.randint(0, cell, (self.n_masks,), generator=generator) for cell in cell_size], 1)
+        grids = (
+            torch.rand((self.n_masks,) + grid_size, generator=generator, dtype=torch.float64)
+            < self.p
+        )
+        shifts = torch.stack(
+            [torch.randint(0, cell, (self.n_masks,), generator=generator) for cell in cell_size], 1
+        )
         return RiseMaskParameters(grids.to(torch.float64), shifts, grid_size, cell_size)
 
-    def masks(self, spatial_shape: Sequence[int], start: int = 0, stop: int | None = None, *,
-              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
-        """Masks ``start .. stop - 1`` for inputs of ``spatial_shape``: ``(stop - start, *spatial_shape)``, in ``[0, 1]``.
+    def masks(
+        self,
+        spatial_shape: Sequence[int],
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Masks ``start .. stop - 1`` for inputs of ``spatial_shape``, values in ``[0, 1]``.
+
+        Shape:
+            - output: ``(stop - start, *spatial_shape)``.
 
         Example:
             >>> explain = rise_explainer(lambda x: x.flatten(1), n_masks=4, grid_size=3, seed=0)
             >>> m = explain.masks((10, 10))
-            >>> m.shape, bool(((m >= 0) & (m <= 1)).all()), torch.equal(explain.masks((10, 10), 1, 3), m[1:3])
+            >>> in_range = bool(((m >= 0) & (m <= 1)).all())
+            >>> m.shape, in_range, torch.equal(explain.masks((10, 10), 1, 3), m[1:3])
             (torch.Size([4, 10, 10]), True, True)
         """
         stop = self.n_masks if stop is None else stop
         params = self.mask_parameters(spatial_shape)
-        return self._masks(params, tuple(int(s) for s in spatial_shape), start, stop, dtype,
-                           torch.device(device) if device is not None else torch.device("cpu"))
+        return self._masks(
+            params,
+            tuple(int(s) for s in spatial_shape),
+            start,
+            stop,
+            dtype,
+            torch.device(device) if device is not None else torch.device("cpu"),
+        )
 
     @staticmethod
-    def _masks(params: RiseMaskParameters, spatial: tuple[int, ...], start: int, stop: int,
-               dtype: torch.dtype, device: torch.device) -> Tensor:
+    def _masks(
+        params: RiseMaskParameters,
+        spatial: tuple[int, ...],
+        start: int,
+        stop: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> Tensor:
         grids = params.grids[start:stop].to(device)
         shifts = params.shifts[start:stop].to(device)
         return _upsample_and_crop(grids, shifts, spatial, params.grid_size, params.cell_size, dtype)
@@ -185,7 +242,9 @@ class RiseExplainer(BuiltExplainer):
             masks_per_chunk, sample_blocks = self.max_batch_size // n, [(0, n)]
         else:
             masks_per_chunk = 1
-            sample_blocks = [(b, min(b + self.max_batch_size, n)) for b in range(0, n, self.max_batch_size)]
+            sample_blocks = [
+                (b, min(b + self.max_batch_size, n)) for b in range(0, n, self.max_batch_size)
+            ]
         buffers = ChunkBuffers()
         with torch.inference_mode():
             saliency = torch.zeros(n, features, dtype=x.dtype, device=x.device)
@@ -196,14 +255,21 @@ class RiseExplainer(BuiltExplainer):
                 m = last - first
                 for b0, b1 in sample_blocks:
                     rows = b1 - b0
-                    inputs = buffers.get("inputs", (m * rows, channels) + spatial, x.dtype, x.device)
-                    torch.mul(masks.view((m, 1, 1) + spatial), shifted[b0:b1].unsqueeze(0),
-                              out=inputs.view((m, rows, channels) + spatial))
+                    inputs = buffers.get(
+                        "inputs", (m * rows, channels) + spatial, x.dtype, x.device
+                    )
+                    torch.mul(
+                        masks.view((m, 1, 1) + spatial),
+                        shifted[b0:b1].unsqueeze(0),
+                        out=inputs.view((m, rows, channels) + spatial),
+                    )
                     if self.baseline != 0.0:
                         inputs.add_(self.baseline)
                     logits = call_model(self.model, inputs, name="model")
                     scores = class_scores(logits, target[b0:b1].repeat(m), softmax=self.softmax)
-                    saliency[b0:b1].addmm_(scores.view(m, rows).t().to(x.dtype), masks.view(m, features))
+                    saliency[b0:b1].addmm_(
+                        scores.view(m, rows).t().to(x.dtype), masks.view(m, features)
+                    )
             saliency.mul_(1.0 / (self.n_masks * self.p))
         return saliency.view((n, 1) + spatial).clone()
 
@@ -244,7 +310,8 @@ def rise_explainer(
 
     Raises:
         OptionError: ``p`` not in (0, 1], a non-positive count or a non-finite ``baseline``.
-        ShapeError: ``x`` without 1 to 3 spatial dims, or ``grid_size`` of the wrong length (at call).
+        ShapeError: ``x`` without 1 to 3 spatial dims, or ``grid_size`` of the wrong length
+            (at call).
         ModelOutputError: the model does not return ``(n, K)`` logits.
 
     Shape:
@@ -259,5 +326,14 @@ def rise_explainer(
         >>> a.shape, torch.allclose(explain(x[1:2], torch.tensor([1])), a[1:2])
         (torch.Size([3, 1, 4, 4]), True)
     """
-    return RiseExplainer(model, n_masks=n_masks, grid_size=grid_size, p=p, baseline=baseline, softmax=softmax,
-                         max_batch_size=max_batch_size, generator=generator, seed=seed)
+    return RiseExplainer(
+        model,
+        n_masks=n_masks,
+        grid_size=grid_size,
+        p=p,
+        baseline=baseline,
+        softmax=softmax,
+        max_batch_size=max_batch_size,
+        generator=generator,
+        seed=seed,
+    )

@@ -44,12 +44,14 @@ _POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 def _spatial_tuple(value: int | Sequence[int], spatial_dims: int, name: str) -> tuple[int, ...]:
     values = (value,) * spatial_dims if isinstance(value, int) else tuple(value)
     if len(values) != spatial_dims:
-        raise OptionError(f"Expected `{name}` to be an int or {spatial_dims} ints, but got {value!r}.")
+        raise OptionError(
+            f"Expected `{name}` to be an int or {spatial_dims} ints, but got {value!r}."
+        )
     return tuple(check_positive_int(v, name) for v in values)
 
 
 def _init_from(model: nn.Module, generator: torch.Generator) -> None:
-    """Re-draw the weights of every layer from ``generator`` (truncated-normal-like ViT/CNN defaults)."""
+    """Re-draw the weights of every layer from ``generator`` (Kaiming-uniform, zero biases)."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -63,9 +65,13 @@ def _init_from(model: nn.Module, generator: torch.Generator) -> None:
 class TokenEmbedding(nn.Module):
     """Patch projection (a strided convolution), a class token and learned position embeddings."""
 
-    def __init__(self, in_channels: int, dim: int, grid: tuple[int, ...], patch_size: tuple[int, ...]) -> None:
+    def __init__(
+        self, in_channels: int, dim: int, grid: tuple[int, ...], patch_size: tuple[int, ...]
+    ) -> None:
         super().__init__()
-        self.projection = _CONV[len(grid)](in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.projection = _CONV[len(grid)](
+            in_channels, dim, kernel_size=patch_size, stride=patch_size
+        )
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.position = nn.Parameter(torch.zeros(1, 1 + math.prod(grid), dim))
         self.grid = grid
@@ -74,7 +80,9 @@ class TokenEmbedding(nn.Module):
         """Class token and position embeddings ~ N(0, 0.02^2) (the projection resets itself)."""
         with torch.no_grad():
             for parameter in (self.class_token, self.position):
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.02)
+                parameter.copy_(
+                    torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.02
+                )
 
     def forward(self, x: Tensor) -> Tensor:
         patches = self.projection(x).flatten(2).transpose(1, 2)  # (n, P, dim)
@@ -83,16 +91,19 @@ class TokenEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention that passes its probabilities through ``attn_drop`` (timm's layout).
+    """Multi-head self-attention passing its probabilities through ``attn_drop`` (timm's layout).
 
-    ``attn_drop`` receives the softmax output ``(n, heads, T, T)``; its output multiplies the values,
-    so a forward hook on it reads the attention and its output's gradient is the attention's.
+    ``attn_drop`` receives the softmax output ``(n, heads, T, T)``; its output multiplies the
+    values, so a forward hook on it reads the attention and its output's gradient is the
+    attention's.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
-            raise OptionError(f"Expected `dim` divisible by `heads`, but got dim={dim}, heads={heads}.")
+            raise OptionError(
+                f"Expected `dim` divisible by `heads`, but got dim={dim}, heads={heads}."
+            )
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -101,7 +112,11 @@ class Attention(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         n, length, dim = tokens.shape
-        qkv = self.qkv(tokens).reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        qkv = (
+            self.qkv(tokens)
+            .reshape(n, length, 3, self.heads, dim // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         query, key, value = qkv[0], qkv[1], qkv[2]
         attention = torch.softmax((query @ key.transpose(-2, -1)) * self.scale, dim=-1)
         attention = self.attn_drop(attention)
@@ -149,10 +164,22 @@ class TinyViT(nn.Module):
         (torch.Size([2, 4]), 7)
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, image_size: int | Sequence[int] = 32,
-                 patch_size: int | Sequence[int] = 8, dim: int = 32, depth: int = 2, heads: int = 4,
-                 mlp_ratio: float = 2.0, spatial_dims: int = 2, input_mean: float = 0.5, input_std: float = 0.25,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        *,
+        image_size: int | Sequence[int] = 32,
+        patch_size: int | Sequence[int] = 8,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        spatial_dims: int = 2,
+        input_mean: float = 0.5,
+        input_std: float = 0.25,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if spatial_dims not in _CONV:
             raise OptionError(f"Expected `spatial_dims` in (1, 2, 3), but got {spatial_dims!r}.")
@@ -162,7 +189,9 @@ class TinyViT(nn.Module):
             raise OptionError(f"Expected `patch_size` {patch} to divide `image_size` {size}.")
         check_positive_int(depth, "depth")
         with torch.random.fork_rng(devices=[]):  # the layers' constructors draw from the global RNG
-            self.embedding = TokenEmbedding(in_channels, dim, tuple(s // p for s, p in zip(size, patch)), patch)
+            self.embedding = TokenEmbedding(
+                in_channels, dim, tuple(s // p for s, p in zip(size, patch)), patch
+            )
             self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
             self.norm = nn.LayerNorm(dim)
             self.head = nn.Linear(dim, num_classes)
@@ -198,12 +227,17 @@ class PrototypeLayer(nn.Module):
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Prototypes uniform on [0, 1) (ProtoPNet's initialisation)."""
         with torch.no_grad():
-            self.prototypes.copy_(torch.rand(self.prototypes.shape, generator=generator, dtype=self.prototypes.dtype))
+            self.prototypes.copy_(
+                torch.rand(self.prototypes.shape, generator=generator, dtype=self.prototypes.dtype)
+            )
 
     def distances(self, features: Tensor) -> Tensor:
         flat = features.flatten(2)  # (n, D, U)
-        squared = (flat**2).sum(1, keepdim=True) - 2 * torch.einsum("jd,ndu->nju", self.prototypes, flat) \
+        squared = (
+            (flat**2).sum(1, keepdim=True)
+            - 2 * torch.einsum("jd,ndu->nju", self.prototypes, flat)
             + (self.prototypes**2).sum(1)[None, :, None]
+        )
         return squared.clamp(min=0).reshape(features.shape[:1] + (-1,) + features.shape[2:])
 
     def forward(self, features: Tensor) -> Tensor:
@@ -212,11 +246,12 @@ class PrototypeLayer(nn.Module):
 
 
 class TinyProtoPNet(nn.Module):
-    """A tiny ProtoPNet: conv backbone, add-on layers, prototype layer, max pooling, class connections.
+    """A tiny ProtoPNet: conv backbone, add-on layers, prototypes, max pooling, class connections.
 
     ``logits = last_layer(max_u prototype_layer(add_on(backbone(x)))(u))``. The class-connection
     weights start as ProtoPNet's: 1 from a prototype to its own class, ``-0.5`` to the others;
-    :attr:`prototype_class_identity` ``(m, K)`` (a buffer) says which class each prototype belongs to.
+    :attr:`prototype_class_identity` ``(m, K)`` (a buffer) says which class each prototype
+    belongs to.
 
     Args:
         in_channels: Input channels ``C``.
@@ -237,9 +272,18 @@ class TinyProtoPNet(nn.Module):
         (torch.Size([2, 3]), torch.Size([6, 8]))
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, prototypes_per_class: int = 3,
-                 width: int = 8, spatial_dims: int = 2, input_mean: float = 0.5, input_std: float = 0.25,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        *,
+        prototypes_per_class: int = 3,
+        width: int = 8,
+        spatial_dims: int = 2,
+        input_mean: float = 0.5,
+        input_std: float = 0.25,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if spatial_dims not in _CONV:
             raise OptionError(f"Expected `spatial_dims` in (1, 2, 3), but got {spatial_dims!r}.")
@@ -248,14 +292,22 @@ class TinyProtoPNet(nn.Module):
         n_prototypes = num_classes * prototypes_per_class
         with torch.random.fork_rng(devices=[]):
             self.backbone = nn.Sequential(
-                conv(in_channels, width, 3, padding=1), nn.ReLU(), pool(2),
-                conv(width, width, 3, padding=1), nn.ReLU(), pool(2),
+                conv(in_channels, width, 3, padding=1),
+                nn.ReLU(),
+                pool(2),
+                conv(width, width, 3, padding=1),
+                nn.ReLU(),
+                pool(2),
             )
-            self.add_on = nn.Sequential(conv(width, width, 1), nn.ReLU(), conv(width, width, 1), nn.Sigmoid())
+            self.add_on = nn.Sequential(
+                conv(width, width, 1), nn.ReLU(), conv(width, width, 1), nn.Sigmoid()
+            )
             self.prototype_layer = PrototypeLayer(n_prototypes, width)
             self.last_layer = nn.Linear(n_prototypes, num_classes, bias=False)
         identity = torch.zeros(n_prototypes, num_classes)
-        identity[torch.arange(n_prototypes), torch.arange(n_prototypes) // prototypes_per_class] = 1.0
+        identity[torch.arange(n_prototypes), torch.arange(n_prototypes) // prototypes_per_class] = (
+            1.0
+        )
         self.register_buffer("prototype_class_identity", identity)
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
@@ -265,7 +317,9 @@ class TinyProtoPNet(nn.Module):
 
     def similarity_maps(self, x: Tensor) -> Tensor:
         """The prototype layer's output ``(n, m, *s)``."""
-        return self.prototype_layer(self.add_on(self.backbone((x - self.input_mean) / self.input_std)))
+        return self.prototype_layer(
+            self.add_on(self.backbone((x - self.input_mean) / self.input_std))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.last_layer(self.similarity_maps(x).flatten(2).amax(2))

@@ -160,7 +160,7 @@ def test_upsampling_modes_and_names(proto, data):
         x, y
     )
     assert torch.equal(by_tensor, prototype_explainer(proto)(x, y))
-    built = make_explainer("Prototype", proto, top_k=1)
+    built = make_explainer("Prototype", proto, top_k=1, seed=0, generator=None)  # both ignored
     assert isinstance(built, PrototypeExplainer) and "top_k=1" in repr(built)
 
 

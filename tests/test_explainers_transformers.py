@@ -408,7 +408,7 @@ def test_rollout_ignores_the_output_and_the_relevance_needs_logits(vit, data):
 
 def test_registry_builds_both(vit, data):
     x, y, _ = data
-    rollout = make_explainer("AttentionRollout", vit, head_fusion="max")
+    rollout = make_explainer("AttentionRollout", vit, head_fusion="max", seed=3)  # seed ignored
     relevance = make_explainer("CheferRelevance", vit)
     assert isinstance(rollout, AttentionRolloutExplainer) and isinstance(
         relevance, CheferRelevanceExplainer

@@ -124,6 +124,8 @@ _BASELINES: dict[str, Callable[..., ExplainFn]] = {
     "constant": constant_explainer,
 }
 
+_DETERMINISTIC = ("AttentionRollout", "CheferRelevance", "Prototype")
+
 #: Explainers of this package that read the model (names for config files).
 MODEL_EXPLAINERS: dict[str, Callable[..., ExplainFn]] = {
     "RISE": rise_explainer,
@@ -155,7 +157,9 @@ def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any
     ``"RISE"``, ``"AttentionRollout"``, ``"CheferRelevance"`` and ``"Prototype"``
     build :func:`rise_explainer`, :func:`attention_rollout_explainer`,
     :func:`chefer_relevance_explainer` and :func:`prototype_explainer`, and every
-    name in :data:`CAPTUM_METHODS` builds :func:`captum_explainer`.
+    name in :data:`CAPTUM_METHODS` builds :func:`captum_explainer`. Every model-based
+    method accepts ``seed``/``generator``; the deterministic ones (``"AttentionRollout"``,
+    ``"CheferRelevance"``, ``"Prototype"`` and captum's gradient methods) ignore them.
 
     Args:
         method: A name from :func:`list_explainers`.
@@ -180,5 +184,8 @@ def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any
             kwargs["method"] = kwargs.pop("quantus_method")
         return quantus_explainer(model, **kwargs)
     if method in MODEL_EXPLAINERS:
+        if method in _DETERMINISTIC:  # as captum's deterministic methods, they ignore a seed
+            kwargs.pop("seed", None)
+            kwargs.pop("generator", None)
         return MODEL_EXPLAINERS[method](model, **kwargs)
     return captum_explainer(model, method, **kwargs)

@@ -256,3 +256,25 @@ def test_rise_errors_and_registry():
     assert torch.equal(
         built(x, target), rise_explainer(model, n_masks=10, grid_size=2, seed=0)(x, target)
     )
+
+
+def test_the_mask_cache_gives_the_same_maps_and_is_reused(monkeypatch):
+    import xaiscore.explainers.rise as rise_module
+
+    model = _conv_model(1, 2)
+    x = torch.rand(3, 1, 9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target = torch.tensor([0, 1, 2])
+    built = []
+    original = rise_module._upsample_and_crop
+    monkeypatch.setattr(rise_module, "_upsample_and_crop",
+                        lambda *args: built.append(args[0].shape[0]) or original(*args))
+    cached = rise_explainer(model, n_masks=20, grid_size=3, seed=2, max_batch_size=7)
+    first, second = cached(x, target), cached(x, target)
+    assert built == [20] and torch.equal(first, second)  # built once, whole, then reused
+    cached(x[..., :8, :8], target)  # another shape: rebuilt
+    assert built == [20, 20]
+    monkeypatch.setattr(rise_module, "MASK_CACHE_BYTES", 0)
+    built.clear()
+    uncached = rise_explainer(model, n_masks=20, grid_size=3, seed=2, max_batch_size=7)(x, target)
+    assert built == [2] * 10  # chunk by chunk (7 // 3 = 2 masks per chunk)
+    np.testing.assert_allclose(uncached.numpy(), first.numpy(), rtol=1e-12, atol=1e-14)

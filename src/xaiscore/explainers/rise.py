@@ -21,7 +21,8 @@ scores are folded into the saliency at once (one ``addmm``), so nothing of size 
 is ever held. Masks are drawn from a generator seeded once at construction, so they depend only
 on the seed and the input's spatial shape: every sample, every call and every chunk size sees
 the same mask set (results agree for any ``max_batch_size`` up to floating-point summation
-order).
+order). A mask set of at most :data:`MASK_CACHE_BYTES` (128 MiB: e.g. 4000 masks of 64 x 64,
+640 of 224 x 224 in float32) is built once and kept for the next calls.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ from xaiscore._engine.explain_fn import BuiltExplainer, format_shape
 from xaiscore._engine.random import draw_seed, resolve_generator
 from xaiscore.explainers._common import check_model_inputs
 
-__all__ = ["RiseExplainer", "rise_explainer", "RiseMaskParameters"]
+__all__ = ["RiseExplainer", "rise_explainer", "RiseMaskParameters", "MASK_CACHE_BYTES"]
+
+#: The most memory an explainer keeps its masks in between calls: all ``N`` masks of the latest
+#: input shape, dtype and device, if they fit; larger sets are rebuilt chunk by chunk per call.
+MASK_CACHE_BYTES = 128 * 2**20
 
 
 class RiseMaskParameters(NamedTuple):
@@ -144,6 +149,7 @@ class RiseExplainer(BuiltExplainer):
         self.softmax = bool(softmax)
         self.max_batch_size = check_max_batch_size(max_batch_size)
         self.seed = draw_seed(resolve_generator(generator, seed))
+        self._cache: tuple[tuple, Tensor] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -233,10 +239,27 @@ class RiseExplainer(BuiltExplainer):
         shifts = params.shifts[start:stop].to(device)
         return _upsample_and_crop(grids, shifts, spatial, params.grid_size, params.cell_size, dtype)
 
+    def _all_masks(
+        self, spatial: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> Tensor | None:
+        """All masks for this shape, dtype and device, kept between calls if they fit the budget."""
+        key = (spatial, dtype, device)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if self.n_masks * math.prod(spatial) * itemsize > MASK_CACHE_BYTES:
+            return None
+        params = self.mask_parameters(spatial)
+        with torch.inference_mode():
+            masks = self._masks(params, spatial, 0, self.n_masks, dtype, device)
+        self._cache = (key, masks)
+        return masks
+
     def __call__(self, x: Tensor, target: Tensor) -> Tensor:
         x, target = check_model_inputs(x, target)
         n, channels, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
-        params = self.mask_parameters(spatial)
+        cached = self._all_masks(spatial, x.dtype, x.device)
+        params = self.mask_parameters(spatial) if cached is None else None
         features = math.prod(spatial)
         if n <= self.max_batch_size:
             masks_per_chunk, sample_blocks = self.max_batch_size // n, [(0, n)]
@@ -251,7 +274,10 @@ class RiseExplainer(BuiltExplainer):
             shifted = x - self.baseline if self.baseline != 0.0 else x
             for first in range(0, self.n_masks, masks_per_chunk):
                 last = min(first + masks_per_chunk, self.n_masks)
-                masks = self._masks(params, spatial, first, last, x.dtype, x.device)  # (m, *S)
+                if cached is not None:
+                    masks = cached[first:last]  # (m, *S)
+                else:
+                    masks = self._masks(params, spatial, first, last, x.dtype, x.device)
                 m = last - first
                 for b0, b1 in sample_blocks:
                     rows = b1 - b0

@@ -318,9 +318,9 @@ def rise_explainer(
     :math:`S(x) = \frac{1}{N p} \sum_i f_c(x \odot M_i) M_i` with ``N`` random masks
     (see the module docstring for how they are drawn and evaluated). A black-box method: the
     model is only called, under ``torch.inference_mode()``, ``n_masks * n`` times per call on
-    ``n`` inputs, in chunks of at most ``max_batch_size``. The paper's ImageNet experiments use
-    ``N = 4000`` masks of ``s = 7`` cells and ``p = 0.5``, the defaults here; fewer masks
-    give noisier maps (the estimate's error falls as ``1 / sqrt(N)``).
+    ``n`` inputs, in chunks of at most ``max_batch_size``. The defaults (``N = 4000`` masks of
+    ``s = 7`` cells, ``p = 0.5``) are ImageNet-scale settings of the kind the paper uses; fewer
+    masks give noisier maps (the estimate's error falls as ``1 / sqrt(N)``).
 
     Args:
         model: The network, or any ``forward_fn(x) -> (n, K)`` logits.

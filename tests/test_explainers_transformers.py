@@ -13,6 +13,7 @@ from tests.explainer_helpers import blob_data, trained_vit
 from tests.reference import explainers as ref
 from xaiscore._checks import DTypeError, OptionError
 from xaiscore._engine.batching import ModelOutputError
+from xaiscore._engine.model_randomization import parameterised_layers
 from xaiscore.explainers import (
     AttentionRolloutExplainer,
     CheferRelevanceExplainer,
@@ -415,3 +416,26 @@ def test_registry_builds_both(vit, data):
     )
     assert "head_fusion='max'" in repr(rollout) and "TinyViT" in repr(relevance)
     assert torch.equal(rollout(x, y), attention_rollout_explainer(vit, head_fusion="max")(x, y))
+
+
+def test_the_hybrid_vit_with_a_convolutional_stem():
+    model = TinyViT(1, 2, image_size=16, patch_size=8, dim=16, depth=2, heads=2, stem_channels=4)
+    model = model.double().eval()
+    assert {"embedding.stem.0", "embedding.stem.2", "embedding.projection"} <= {
+        name for name, _ in parameterised_layers(model)
+    }
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    maps = []
+    handles = [
+        b.attn.attn_drop.register_forward_hook(lambda m, i, out: maps.append(out))
+        for b in model.blocks
+    ]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    a = attention_rollout_explainer(model)(x, torch.tensor([0, 1]))
+    for i in range(2):
+        expected = ref.patch_map(ref.rollout([m[i].numpy() for m in maps])[0], (2, 2), (16, 16))
+        np.testing.assert_allclose(a[i, 0].numpy(), expected, rtol=1e-9)
+    assert chefer_relevance_explainer(model)(x, torch.tensor([0, 1])).shape == (2, 1, 16, 16)

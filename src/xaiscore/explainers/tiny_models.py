@@ -63,15 +63,34 @@ def _init_from(model: nn.Module, generator: torch.Generator) -> None:
 
 
 class TokenEmbedding(nn.Module):
-    """Patch projection (a strided convolution), a class token and learned position embeddings."""
+    """Optional convolutional stem, patch projection (strided convolution), class token, positions.
+
+    With ``stem_channels > 0`` two 3x3 convolutions (``stem_channels`` wide, ReLU) run before the
+    patch projection ("early convolutions", Xiao et al., NeurIPS 2021): a hybrid ViT that learns
+    small local findings from few images; the attention layout is unchanged.
+    """
 
     def __init__(
-        self, in_channels: int, dim: int, grid: tuple[int, ...], patch_size: tuple[int, ...]
+        self,
+        in_channels: int,
+        dim: int,
+        grid: tuple[int, ...],
+        patch_size: tuple[int, ...],
+        stem_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.projection = _CONV[len(grid)](
-            in_channels, dim, kernel_size=patch_size, stride=patch_size
-        )
+        conv = _CONV[len(grid)]
+        if stem_channels:
+            self.stem: nn.Module = nn.Sequential(
+                conv(in_channels, stem_channels, 3, padding=1),
+                nn.ReLU(),
+                conv(stem_channels, stem_channels, 3, padding=1),
+                nn.ReLU(),
+            )
+            in_channels = stem_channels
+        else:
+            self.stem = nn.Identity()
+        self.projection = conv(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.position = nn.Parameter(torch.zeros(1, 1 + math.prod(grid), dim))
         self.grid = grid
@@ -85,7 +104,7 @@ class TokenEmbedding(nn.Module):
                 )
 
     def forward(self, x: Tensor) -> Tensor:
-        patches = self.projection(x).flatten(2).transpose(1, 2)  # (n, P, dim)
+        patches = self.projection(self.stem(x)).flatten(2).transpose(1, 2)  # (n, P, dim)
         tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), patches], dim=1)
         return tokens + self.position
 
@@ -152,6 +171,8 @@ class TinyViT(nn.Module):
         heads: Attention heads per block.
         mlp_ratio: Hidden width of the MLPs relative to ``dim``.
         spatial_dims: 1, 2 or 3.
+        stem_channels: 0 (default): patches are projected directly, as in ViT; ``> 0``: two 3x3
+            convolutions of this width first (a hybrid ViT; see :class:`TokenEmbedding`).
         input_mean, input_std: The input is standardised as ``(x - mean) / std`` first (buffers).
         generator: Source of the initial weights (default: seeded with 0).
 
@@ -176,6 +197,7 @@ class TinyViT(nn.Module):
         heads: int = 4,
         mlp_ratio: float = 2.0,
         spatial_dims: int = 2,
+        stem_channels: int = 0,
         input_mean: float = 0.5,
         input_std: float = 0.25,
         generator: torch.Generator | None = None,
@@ -188,10 +210,11 @@ class TinyViT(nn.Module):
         if any(s % p for s, p in zip(size, patch)):
             raise OptionError(f"Expected `patch_size` {patch} to divide `image_size` {size}.")
         check_positive_int(depth, "depth")
+        if stem_channels:
+            check_positive_int(stem_channels, "stem_channels")
         with torch.random.fork_rng(devices=[]):  # the layers' constructors draw from the global RNG
-            self.embedding = TokenEmbedding(
-                in_channels, dim, tuple(s // p for s, p in zip(size, patch)), patch
-            )
+            grid = tuple(s // p for s, p in zip(size, patch))
+            self.embedding = TokenEmbedding(in_channels, dim, grid, patch, stem_channels)
             self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
             self.norm = nn.LayerNorm(dim)
             self.head = nn.Linear(dim, num_classes)

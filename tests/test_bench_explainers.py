@@ -23,11 +23,14 @@ def test_quick_run_prints_the_floor_the_loop_and_captum(capsys):
     pytest.importorskip("captum")
     bench = load_bench()
     threads = torch.get_num_threads()
+    clock = bench._timing.time
     try:
-        assert bench.main(["--quick", "--threads", "1", "--models", "cnn"]) == 0
+        assert bench.main(["--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"]) == 0
     finally:
         torch.set_num_threads(threads)
+    assert bench._timing.time is clock  # the CPU clock is put back
     out = capsys.readouterr().out
+    assert "cpu clock" in out
     assert "small CNN: 80 model inputs" in out and len(re.findall(r"\nRISE +\d", out)) == 2
     assert "ours/floor" in out and "best floor at max_batch_size=" in out
     assert "plain loop over masks" in out and "captum FeatureAblation per sample" in out

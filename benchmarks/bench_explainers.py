@@ -37,8 +37,8 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _models import wide_cnn  # noqa: E402
 import _timing  # noqa: E402
+from _models import wide_cnn  # noqa: E402
 from _timing import machine_line, paired_times, print_table  # noqa: E402
 
 from xaiscore.explainers import grid_feature_mask, rise_explainer  # noqa: E402

@@ -24,6 +24,7 @@ from xaiscore.explainers import (
     random_explainer,
 )
 from xaiscore._engine.explain_fn import ExplainFn, check_explanation
+from xaiscore.explainers.tiny_models import TinyProtoPNet, TinyViT
 
 captum = pytest.importorskip("captum")
 
@@ -301,6 +302,12 @@ def test_make_explainer_builds_every_listed_method(quantus_module):
             continue
         if name == "LRP":
             explain = make_explainer(name, LrpNet().double().eval())
+        elif name in ("AttentionRollout", "CheferRelevance"):
+            explain = make_explainer(name, TinyViT(1, 4, image_size=6, patch_size=3).double().eval())
+        elif name == "Prototype":
+            explain = make_explainer(name, TinyProtoPNet(1, 4, prototypes_per_class=2).double().eval())
+        elif name == "RISE":
+            explain = make_explainer(name, model, n_masks=20, grid_size=2, seed=0)
         else:
             explain = make_explainer(name, None if name in ("random", "constant") else model, **kwargs)
         a = explain(x, target)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.reference import faithfulness_part2 as ref
+from tests.reference import road_subsets_axiomatic as ref
 from xaiscore import DTypeError, OptionError
 from xaiscore._checks import NonFiniteError
 from xaiscore.functional.faithfulness.sufficiency import sufficiency

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from tests.reference import faithfulness_part2 as ref
+from tests.reference import road_subsets_axiomatic as ref
 from xaiscore import OptionError, ShapeError
 from xaiscore._engine.batching import ModelOutputError
 from xaiscore._checks import DTypeError, NonFiniteError

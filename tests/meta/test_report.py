@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_meta_evaluate import FACTORIES, MASKED_LOGIT, problem
+from tests.meta.test_evaluate import FACTORIES, MASKED_LOGIT, problem
 from xaiscore.meta import meta_evaluate
 from xaiscore.meta.report import (
     mc_table,

@@ -67,7 +67,7 @@ def noise_score(a: Tensor, *, generator: torch.Generator | None = None) -> Tenso
 
 
 def _spec(name: str, needs, higher_is_better=True, family="faithfulness") -> MetricSpec:
-    return MetricSpec(name=name, function=f"tests.test_meta_evaluate:{name}", family=family,
+    return MetricSpec(name=name, function=f"tests.meta.test_evaluate:{name}", family=family,
                       higher_is_better=higher_is_better, needs=frozenset(needs), stochastic=False, citation="test")
 
 

@@ -1,10 +1,13 @@
-"""Faithfulness part 2 and axiomatic kernels: time against the model-work floor and against Quantus 0.6.0.
+"""ROAD, random-subset faithfulness, sufficiency and axiomatic kernels: floor and Quantus timings.
+
+Covers road, infidelity, faithfulness_correlation, sensitivity_n, sufficiency, completeness and
+non_sensitivity, timed against the model-work floor and against Quantus 0.6.0.
 
 Usage::
 
-    python benchmarks/bench_faithfulness_part2.py              # B=64 small CNN, 1x224x224 (ROAD: B=2)
-    python benchmarks/bench_faithfulness_part2.py --quick      # a smoke run in seconds
-    python benchmarks/bench_faithfulness_part2.py --metrics road --road-batch 4
+    python benchmarks/bench_road_subsets_axiomatic.py              # B=64 small CNN, 1x224x224 (ROAD: B=2)
+    python benchmarks/bench_road_subsets_axiomatic.py --quick      # a smoke run in seconds
+    python benchmarks/bench_road_subsets_axiomatic.py --metrics road --road-batch 4
 
 Tables, all measured in the same run on the same inputs:
 

@@ -1,0 +1,1 @@
+"""Private machinery under the kernels."""

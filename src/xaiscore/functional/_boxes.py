@@ -1,0 +1,179 @@
+"""Helpers of the box-level localization kernels: inputs, threshold grids, box overlaps.
+
+Boxes are end-exclusive and in pixel units, ``(x0, [y0, [z0,]] x1, [y1, [z1]])`` with ``x``
+the last spatial axis (see :mod:`xaiscore._engine.components`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from xaiscore._checks import (
+    DeviceError,
+    DTypeError,
+    OptionError,
+    ShapeError,
+    check_attributions,
+    check_mask,
+    check_option,
+    check_tensor,
+)
+from xaiscore._engine.components import CONNECTIVITIES, component_boxes, label_components
+from xaiscore._reduce import CHANNEL_REDUCTIONS, reduce_channels, reduce_mask_channels
+
+__all__ = [
+    "Overlap",
+    "prepare_map",
+    "prepare_mask",
+    "threshold_grid",
+    "ground_truth_boxes",
+    "mask_boxes",
+    "box_overlaps",
+]
+
+Overlap = Literal["iou", "iobb"]
+
+
+def prepare_map(a: Tensor, reduce: str, validate: bool) -> Tensor:
+    """Validate ``a`` ``(B, C, *S)`` and reduce it to one map per sample ``(B, *S)`` (float32 or wider)."""
+    a = check_attributions(a, validate=validate)
+    check_option(reduce, "reduce_channels", CHANNEL_REDUCTIONS)
+    reduced = reduce_channels(a, reduce).squeeze(1)
+    if reduced.dtype in (torch.float16, torch.bfloat16):
+        reduced = reduced.float()
+    return reduced
+
+
+def prepare_mask(mask: Tensor, a: Tensor, name: str, validate: bool) -> Tensor:
+    """Validate a mask against ``a`` and unite its channels: ``(B, *S)`` bool."""
+    mask = check_mask(mask, a, name=name, validate=validate)
+    return reduce_mask_channels(mask).squeeze(1)
+
+
+def threshold_grid(thresholds: int | Sequence[float] | Tensor, *, include_end: bool, device: torch.device,
+                   name: str = "thresholds") -> Tensor:
+    """Thresholds as a strictly increasing float64 ``(T,)`` tensor.
+
+    An int ``n`` gives ``i * (1 / n)`` for ``i = 0 .. n - 1`` (``numpy.arange(0, 1, 1 / n)``,
+    the grid of wsolevaluation), and also ``i = n`` (the value 1) with ``include_end``.
+    """
+    if isinstance(thresholds, bool):
+        raise DTypeError(f"Expected `{name}` as an int or a sequence of numbers, but got a bool.")
+    if isinstance(thresholds, int):
+        if thresholds < 1:
+            raise OptionError(f"Expected `{name}` as a positive number of steps, but got {thresholds}.")
+        count = thresholds + 1 if include_end else thresholds
+        grid = torch.arange(count, dtype=torch.float64) * (1.0 / thresholds)
+        return grid.to(device)
+    if isinstance(thresholds, Tensor):
+        grid = thresholds.detach().to(device=device, dtype=torch.float64).reshape(-1)
+    elif isinstance(thresholds, Sequence) and not isinstance(thresholds, (str, bytes)):
+        try:
+            grid = torch.tensor([float(t) for t in thresholds], dtype=torch.float64, device=device)
+        except (TypeError, ValueError):
+            raise DTypeError(f"Expected `{name}` to hold numbers, but got {thresholds!r}.") from None
+    elif isinstance(thresholds, float):
+        grid = torch.tensor([thresholds], dtype=torch.float64, device=device)
+    else:
+        raise DTypeError(f"Expected `{name}` as an int or a sequence of numbers, but got {type(thresholds).__name__}.")
+    if grid.numel() == 0:
+        raise OptionError(f"Expected at least one value in `{name}`, but got none.")
+    if not bool(torch.isfinite(grid).all()) or (grid.numel() > 1 and not bool((grid[1:] > grid[:-1]).all())):
+        raise OptionError(f"Expected `{name}` finite and strictly increasing, but got {grid.tolist()}.")
+    return grid
+
+
+def _pad_box_list(boxes: Sequence[Tensor], width: int) -> Tensor:
+    items = []
+    for i, item in enumerate(boxes):
+        item = check_tensor(item, f"boxes[{i}]")
+        if item.ndim == 1 and item.shape[0] == width:
+            item = item.unsqueeze(0)
+        if item.ndim != 2 or item.shape[1] != width:
+            raise ShapeError(f"Expected `boxes[{i}]` of shape (N, {width}), but got {tuple(item.shape)}.")
+        items.append(item)
+    device = items[0].device
+    longest = max(1, max(item.shape[0] for item in items))
+    out = torch.full((len(items), longest, width), math.nan, dtype=torch.float64, device=device)
+    for i, item in enumerate(items):
+        if item.device != device:
+            raise DeviceError(f"Expected every `boxes[i]` on {device}, but `boxes[{i}]` is on {item.device}.")
+        out[i, : item.shape[0]] = item.to(torch.float64)
+    return out
+
+
+def ground_truth_boxes(boxes: Tensor | Sequence[Tensor], a_map: Tensor) -> tuple[Tensor, Tensor]:
+    """Ground-truth boxes ``(B, G, 2 d)`` float64 and their validity ``(B, G)`` (NaN rows are padding).
+
+    Raises:
+        DTypeError / ShapeError / DeviceError: boxes of the wrong type, shape or device.
+        OptionError: a box with a negative extent.
+    """
+    batch, dims = a_map.shape[0], a_map.ndim - 1
+    width = 2 * dims
+    if isinstance(boxes, Tensor):
+        if boxes.ndim != 3 or boxes.shape[2] != width or boxes.shape[0] != batch:
+            raise ShapeError(
+                f"Expected `boxes` of shape ({batch}, N, {width}) for {dims}-D maps (or a list of {batch} "
+                f"(N_i, {width}) tensors), but got a tensor of shape {tuple(boxes.shape)}."
+            )
+        padded = boxes.to(torch.float64)
+    elif isinstance(boxes, Sequence) and not isinstance(boxes, (str, bytes)):
+        if len(boxes) != batch:
+            raise ShapeError(f"Expected `boxes` for {batch} samples, but got {len(boxes)}.")
+        padded = _pad_box_list(boxes, width)
+    else:
+        raise DTypeError(
+            f"Expected `boxes` as a tensor (B, N, {width}) or a sequence of (N_i, {width}) tensors, but got "
+            f"{type(boxes).__name__}."
+        )
+    if padded.device != a_map.device:
+        raise DeviceError(f"Expected `boxes` on the device of `a` ({a_map.device}), but got {padded.device}.")
+    valid = ~torch.isnan(padded).any(dim=2)
+    negative = valid & (padded[..., dims:] < padded[..., :dims]).any(dim=2)
+    if bool(negative.any()):
+        sample, row = (int(v) for v in negative.nonzero()[0])
+        raise OptionError(
+            f"Expected boxes with non-negative extents (x0 <= x1, ...), but box {row} of sample {sample} is "
+            f"{padded[sample, row].tolist()}."
+        )
+    return torch.where(valid.unsqueeze(-1), padded, torch.zeros_like(padded)), valid
+
+
+def mask_boxes(mask: Tensor, connectivity: str) -> tuple[Tensor, Tensor]:
+    """The bounding boxes of the connected components of ``mask`` ``(B, *S)``: ``(B, G, 2 d)``, ``(B, G)``.
+
+    Reads the largest component count (one host synchronisation) to size the padding.
+    """
+    check_option(connectivity, "connectivity", CONNECTIVITIES)
+    labels, counts = label_components(mask, connectivity=connectivity)  # type: ignore[arg-type]
+    slots = max(1, int(counts.max()))
+    boxes, areas = component_boxes(labels, slots)
+    valid = areas > 0
+    return torch.where(valid.unsqueeze(-1), boxes, torch.zeros_like(boxes)), valid
+
+
+def box_overlaps(detections: Tensor, sample: Tensor, truth: Tensor, valid: Tensor, overlap: Overlap) -> Tensor:
+    """Overlap of every detection with every ground-truth box of its sample: ``(V, G)`` float64.
+
+    ``iou = |D ∩ G| / |D ∪ G|``, ``iobb = |D ∩ G| / |D|`` (the detection's own area), volumes in
+    pixel units; -1 for padding boxes, so that no threshold in [0, 1] is reached.
+    """
+    dims = detections.shape[1] // 2
+    det = detections.to(torch.float64).unsqueeze(1)  # (V, 1, 2d)
+    gt = truth.index_select(0, sample)  # (V, G, 2d)
+    low = torch.maximum(det[..., :dims], gt[..., :dims])
+    high = torch.minimum(det[..., dims:], gt[..., dims:])
+    intersection = (high - low).clamp(min=0).prod(dim=-1)
+    det_volume = (det[..., dims:] - det[..., :dims]).prod(dim=-1)
+    if overlap == "iobb":
+        ratio = intersection / det_volume
+    else:
+        gt_volume = (gt[..., dims:] - gt[..., :dims]).prod(dim=-1)
+        ratio = intersection / (det_volume + gt_volume - intersection)
+    return torch.where(valid.index_select(0, sample), ratio, torch.full_like(ratio, -1.0))

@@ -13,6 +13,7 @@ from scipy import ndimage
 from tests.reference.box_localization import regions, structure
 from xaiscore._checks import OptionError, ShapeError
 from xaiscore._engine.components import (
+    _component_sweep,
     alive_counts,
     component_boxes,
     component_sweep,
@@ -106,6 +107,10 @@ def test_boxes_and_largest_component_match_scipy(binary, connectivity):
 
 def sweep_matches_every_threshold(levels: np.ndarray, top: int, connectivity: str) -> None:
     sweep = component_sweep(torch.from_numpy(levels), top, connectivity=connectivity)
+    # The CPU default runs the loop on numpy; the torch code path (other devices) gives the same.
+    on_torch = _component_sweep(torch.from_numpy(levels), top, connectivity, backend="torch")
+    for mine, theirs in zip(sweep, on_torch):
+        assert torch.equal(mine, theirs)
     assert sweep.largest.shape == (levels.shape[0], top)
     for b in range(levels.shape[0]):
         for k in range(top):

@@ -91,36 +91,6 @@ def _flat_offsets(shape: tuple[int, ...], connectivity: Connectivity, device: to
     return torch.tensor(flat, dtype=torch.long, device=device)
 
 
-def _find(parent: Tensor, nodes: Tensor) -> Tensor:
-    """The roots of ``nodes`` in the union-find forest ``parent`` (pointer chasing to a fixed point)."""
-    roots = parent.index_select(0, nodes)
-    while True:
-        up = parent.index_select(0, roots)
-        if torch.equal(up, roots):
-            return roots
-        roots = up
-
-
-def _union(parent: Tensor, left: Tensor, right: Tensor) -> None:
-    """Join the trees of ``left[i]`` and ``right[i]`` for every ``i``: each root hooks onto the smallest root.
-
-    Hooking larger roots onto smaller ones can make no cycle; rounds repeat on the edges whose
-    ends still have different roots until there are none.
-    """
-    while left.numel() > 0:
-        root_left = _find(parent, left)
-        root_right = _find(parent, right)
-        differ = (root_left != root_right).nonzero().squeeze(1)
-        if differ.numel() == 0:
-            return
-        root_left = root_left.index_select(0, differ)
-        root_right = root_right.index_select(0, differ)
-        left = left.index_select(0, differ)
-        right = right.index_select(0, differ)
-        parent.scatter_reduce_(0, torch.maximum(root_left, root_right), torch.minimum(root_left, root_right),
-                               reduce="amin")
-
-
 def _check_binary(mask: Tensor) -> tuple[int, tuple[int, ...]]:
     if mask.ndim < 2 or mask.ndim > 4:
         raise ShapeError(f"Expected a mask of shape (B, *S) with 1 to 3 spatial dims, but got {tuple(mask.shape)}.")
@@ -278,6 +248,133 @@ class ComponentSweep(NamedTuple):
     largest: Tensor
 
 
+class _NumpyOps:
+    """numpy-style array operations for the sweep on CPU (no thread pool, ~1 us per call)."""
+
+    @staticmethod
+    def arange(start: int, stop: int) -> np.ndarray:
+        return np.arange(start, stop, dtype=np.int64)
+
+    @staticmethod
+    def full(size: int, value: int) -> np.ndarray:
+        return np.full(size, value, dtype=np.int64)
+
+    @staticmethod
+    def take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.take(table, index, axis=0)
+
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+
+    @staticmethod
+    def nonzero(mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask)
+
+    @staticmethod
+    def put(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+        array[index] = values
+
+    @staticmethod
+    def min_at(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+        np.minimum.at(array, index, values)
+
+    @staticmethod
+    def add_at(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+        np.add.at(array, index, values)
+
+    @staticmethod
+    def max_rows_at(table: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+        for column in range(table.shape[1]):  # a few columns; 1-D ufunc.at has a fast path
+            np.maximum.at(table[:, column], index, values[:, column])
+
+    @staticmethod
+    def equal(one: np.ndarray, two: np.ndarray) -> bool:
+        return not (one != two).any()
+
+    @staticmethod
+    def concat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts)
+
+    @staticmethod
+    def take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.take(array, index)
+
+
+class _TorchOps:
+    """The same operations on torch tensors (any device)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def arange(self, start: int, stop: int) -> Tensor:
+        return torch.arange(start, stop, device=self.device)
+
+    def full(self, size: int, value: int) -> Tensor:
+        return torch.full((size,), value, dtype=torch.long, device=self.device)
+
+    @staticmethod
+    def take_rows(table: Tensor, index: Tensor) -> Tensor:
+        return table.index_select(0, index)
+
+    maximum = staticmethod(torch.maximum)
+    minimum = staticmethod(torch.minimum)
+
+    @staticmethod
+    def nonzero(mask: Tensor) -> Tensor:
+        return mask.nonzero().squeeze(1)
+
+    @staticmethod
+    def put(array: Tensor, index: Tensor, values: Tensor) -> None:
+        array.scatter_(0, index, values)
+
+    @staticmethod
+    def min_at(array: Tensor, index: Tensor, values: Tensor) -> None:
+        array.scatter_reduce_(0, index, values, reduce="amin")
+
+    @staticmethod
+    def add_at(array: Tensor, index: Tensor, values: Tensor) -> None:
+        array.index_add_(0, index, values)
+
+    @staticmethod
+    def max_rows_at(table: Tensor, index: Tensor, values: Tensor) -> None:
+        table.scatter_reduce_(0, index.unsqueeze(1).expand(-1, table.shape[1]), values, reduce="amax")
+
+    @staticmethod
+    def equal(one: Tensor, two: Tensor) -> bool:
+        return torch.equal(one, two)
+
+    @staticmethod
+    def concat(parts: list[Tensor]) -> Tensor:
+        return torch.cat(parts)
+
+    @staticmethod
+    def take(array: Tensor, index: Tensor) -> Tensor:
+        return array.index_select(0, index)
+
+
+def _find_roots(ops, parent, nodes):  # type: ignore[no-untyped-def]
+    """The roots of ``nodes`` (pointer chasing to a fixed point; one read per round)."""
+    roots = ops.take(parent, nodes)
+    while True:
+        up = ops.take(parent, roots)
+        if ops.equal(up, roots):
+            return roots
+        roots = up
+
+
+def _join(ops, parent, left, right) -> None:  # type: ignore[no-untyped-def]
+    """Join the trees of ``left[i]`` and ``right[i]``: each root hooks onto the smallest root next to it."""
+    while len(left) > 0:
+        root_left = _find_roots(ops, parent, left)
+        root_right = _find_roots(ops, parent, right)
+        differ = ops.nonzero(root_left != root_right)
+        if len(differ) == 0:
+            return
+        root_left, root_right = ops.take(root_left, differ), ops.take(root_right, differ)
+        left, right = ops.take(left, differ), ops.take(right, differ)
+        ops.min_at(parent, ops.maximum(root_left, root_right), ops.minimum(root_left, root_right))
+
+
 def _visiting_order(levels: Tensor, num_thresholds: int) -> Tensor:
     """Pixel indices sorted by level, highest first, ties in index order (stable)."""
     if levels.device.type == "cpu":
@@ -291,12 +388,21 @@ def _visiting_order(levels: Tensor, num_thresholds: int) -> Tensor:
 def component_sweep(levels: Tensor, num_thresholds: int, *, connectivity: Connectivity = "full") -> ComponentSweep:
     """Components of ``{level > k}`` for every ``k = 0 .. T - 1``, per sample (see :class:`ComponentSweep`).
 
+    On CPU the per-level loop runs on numpy arrays (one thread, about a microsecond per call,
+    where torch's per-call overhead and its thread pool dominate such small steps); on other
+    devices on torch tensors. Both run the same code and give identical results.
+
     Args:
         levels: ``(B, *S)`` integer levels in ``[0, T]`` (1 to 3 spatial dims), e.g. from
             :func:`xaiscore._engine.thresholds.threshold_levels`.
         num_thresholds: ``T``.
         connectivity: ``"full"`` or ``"face"``.
     """
+    return _component_sweep(levels, num_thresholds, connectivity, backend=None)
+
+
+def _component_sweep(levels: Tensor, num_thresholds: int, connectivity: Connectivity,
+                     backend: str | None) -> ComponentSweep:
     check_option(connectivity, "connectivity", CONNECTIVITIES)
     batch = levels.shape[0]
     spatial = tuple(levels.shape[1:])
@@ -306,32 +412,49 @@ def component_sweep(levels: Tensor, num_thresholds: int, *, connectivity: Connec
     if num_thresholds < 1:
         raise OptionError(f"Expected at least one threshold, but got {num_thresholds}.")
     device = levels.device
+    use_numpy = (device.type == "cpu") if backend is None else backend == "numpy"
     padded = F.pad(levels.long(), (1, 1) * dims)  # a border of level 0: never selected
     padded_shape = tuple(padded.shape[1:])
     per_sample = math.prod(padded_shape)
     flat_levels = padded.reshape(-1)
     order = _visiting_order(flat_levels, num_thresholds).to(device)
-    counts = torch.bincount(flat_levels, minlength=num_thresholds + 1)
-    per_level = counts.tolist()  # the one read of data sizes
+    per_level = torch.bincount(flat_levels, minlength=num_thresholds + 1).tolist()  # the one read of sizes
     n_active = flat_levels.numel() - per_level[0]
     order = order[:n_active]
     # Pixels are numbered by visiting rank; `rank_of` maps a padded pixel to it (n_active: not selected).
     rank_of = torch.full((flat_levels.numel(),), n_active, dtype=torch.long, device=device)
     rank_of.scatter_(0, order, torch.arange(n_active, device=device))
     offsets = _flat_offsets(padded_shape, connectivity, device)
-    n_offsets = offsets.numel()
-    # Merged statistics per root, all as maxima: (-low corner, high corner, -raster first pixel),
-    # starting from each pixel's own row (from a table of the padded grid, written when visited).
-    pixel_rows = _pixel_rows(padded_shape, spatial, device)
-    extent = torch.empty(n_active, pixel_rows.shape[1], dtype=torch.long, device=device)
-    area = torch.ones(n_active, dtype=torch.long, device=device)
-    parent = torch.arange(n_active, device=device)
-    current = torch.full((n_active,), -1, dtype=torch.long, device=device)  # root -> its version
-    tag = torch.empty(n_active, dtype=torch.long, device=device)
+    # Statistics per root, merged as maxima: (-low corner, high corner, -raster first pixel),
+    # starting from each pixel's own row (looked up in a table of the padded grid).
+    table = _pixel_rows(padded_shape, spatial, device)
+    local = order % per_sample
+    if use_numpy:
+        ops = _NumpyOps()
+        arrays = [t.cpu().numpy() for t in (order, rank_of, offsets)]
+        extent = np.take(table.cpu().numpy(), local.cpu().numpy(), axis=0)
+    else:
+        ops = _TorchOps(device)  # type: ignore[assignment]
+        arrays = [order, rank_of, offsets]
+        extent = table.index_select(0, local)
+    found = _sweep(ops, *arrays, extent, per_level, n_active, num_thresholds)
+    to_tensor = (lambda x: torch.from_numpy(np.asarray(x)).to(device)) if use_numpy else (lambda x: x)
+    roots, areas, extent, starts, ended, ends, visited, n_versions = found
+    return _assemble(batch, dims, num_thresholds, n_versions, order, per_sample, to_tensor(roots),
+                     to_tensor(areas), to_tensor(extent), starts, to_tensor(ended), ends, visited,
+                     math.prod(spatial), device)
 
-    versions_root, versions_area, versions_extent, versions_level = [], [], [], []
-    ended_ids, ended_level = [], []
-    visited = []
+
+def _sweep(ops, order, rank_of, offsets, extent, per_level: list[int], n_active: int,  # type: ignore[no-untyped-def]
+           num_thresholds: int):
+    """The per-level union-find loop (see the module docstring), on ``ops``' arrays; updates ``extent``."""
+    n_offsets = len(offsets)
+    area = ops.full(n_active, 1)
+    parent = ops.arange(0, n_active)
+    current = ops.full(n_active, -1)  # root -> its version
+    tag = ops.full(n_active, -1)
+    roots_seen, areas_seen, extents_seen, ended_seen = [], [], [], []
+    starts, ends, visited = [], [], []
     next_id = 0
     position = 0
     for k in range(num_thresholds - 1, -1, -1):
@@ -340,54 +463,50 @@ def component_sweep(levels: Tensor, num_thresholds: int, *, connectivity: Connec
             continue
         end = position + n_new
         new_pixels = order[position:end]
-        torch.index_select(pixel_rows, 0, new_pixels % per_sample, out=extent[position:end])
-        neighbours = rank_of.index_select(0, (new_pixels.unsqueeze(1) + offsets).reshape(-1))
-        edge = (neighbours < end).nonzero().squeeze(1)  # neighbours selected at this level or above
+        neighbours = ops.take(rank_of, (new_pixels[:, None] + offsets[None, :]).reshape(-1))
+        edge = ops.nonzero(neighbours < end)  # neighbours selected at this level or above
         left = edge // n_offsets  # the new pixel, 0 .. n_new - 1
-        right = neighbours.index_select(0, edge)
-        right_roots = _find(parent, right)
+        right = ops.take(neighbours, edge)
+        right_roots = _find_roots(ops, parent, right)
         # Each new pixel hooks onto the smallest root next to it (or stays a root); the edges to
         # other roots then join those roots.
-        lowest = torch.arange(position, end, device=device)
-        lowest.scatter_reduce_(0, left, right_roots, reduce="amin")
-        lowest_left = lowest.index_select(0, left)
+        lowest = ops.arange(position, end)
+        ops.min_at(lowest, left, right_roots)
+        lowest_left = ops.take(lowest, left)
         parent[position:end] = lowest
-        conflict = (right_roots != lowest_left).nonzero().squeeze(1)
-        if conflict.numel() > 0:
-            _union(parent, lowest_left.index_select(0, conflict), right_roots.index_select(0, conflict))
+        conflict = ops.nonzero(right_roots != lowest_left)
+        if len(conflict) > 0:
+            _join(ops, parent, ops.take(lowest_left, conflict), ops.take(right_roots, conflict))
         # The roots touched at this level: the new pixels and the old roots next to them, once each.
         old_roots = right_roots[right_roots < position]
-        slots = torch.arange(old_roots.numel(), device=device)
-        tag.scatter_(0, old_roots, slots)
-        old_roots = old_roots[tag.index_select(0, old_roots) == slots]
-        touched = torch.cat([old_roots, torch.arange(position, end, device=device)])
-        final = _find(parent, touched)
-        parent.scatter_(0, touched, final)  # path compression
-        parent.scatter_(0, right, final.index_select(0, left + old_roots.numel()))
-        merged = (final != touched).nonzero().squeeze(1)
-        into = final.index_select(0, merged)
-        source = touched.index_select(0, merged)
-        area.index_add_(0, into, area.index_select(0, source))
-        extent.scatter_reduce_(0, into.unsqueeze(1).expand(-1, extent.shape[1]), extent.index_select(0, source),
-                               reduce="amax")
+        slots = ops.arange(0, len(old_roots))
+        ops.put(tag, old_roots, slots)
+        old_roots = old_roots[ops.take(tag, old_roots) == slots]
+        touched = ops.concat([old_roots, ops.arange(position, end)])
+        final = _find_roots(ops, parent, touched)
+        ops.put(parent, touched, final)  # path compression
+        ops.put(parent, right, ops.take(final, left + len(old_roots)))
+        merged = ops.nonzero(final != touched)
+        into, source = ops.take(final, merged), ops.take(touched, merged)
+        ops.add_at(area, into, ops.take(area, source))
+        ops.max_rows_at(extent, into, ops.take_rows(extent, source))
         # Versions: every touched old root's version ends here; every surviving root starts one.
-        ended_ids.append(current.index_select(0, old_roots))
+        ended_seen.append(ops.take(current, old_roots))
         roots = touched[final == touched]
-        ids = torch.arange(next_id, next_id + roots.numel(), device=device)
-        next_id += roots.numel()
-        current.scatter_(0, roots, ids)
-        root_area = area.index_select(0, roots)
-        root_extent = extent.index_select(0, roots)
-        versions_root.append(roots)
-        versions_area.append(root_area)
-        versions_extent.append(root_extent)
-        versions_level.append(roots.numel())
-        ended_level.append(old_roots.numel())
+        ops.put(current, roots, ops.arange(next_id, next_id + len(roots)))
+        next_id += len(roots)
+        roots_seen.append(roots)
+        areas_seen.append(ops.take(area, roots))
+        extents_seen.append(ops.take_rows(extent, roots))
+        starts.append(len(roots))
+        ends.append(len(old_roots))
         visited.append(k)
         position = end
-
-    return _assemble(batch, dims, num_thresholds, next_id, order, per_sample, versions_root, versions_area,
-                     versions_extent, versions_level, ended_ids, ended_level, visited, math.prod(spatial), device)
+    if not roots_seen:
+        empty = ops.full(0, 0)
+        return empty, empty, ops.take_rows(extent, empty), [], empty, [], [], 0
+    return (ops.concat(roots_seen), ops.concat(areas_seen), ops.concat(extents_seen), starts,
+            ops.concat(ended_seen), ends, visited, next_id)
 
 
 def _pixel_rows(padded_shape: tuple[int, ...], spatial: tuple[int, ...], device: torch.device) -> Tensor:
@@ -398,20 +517,14 @@ def _pixel_rows(padded_shape: tuple[int, ...], spatial: tuple[int, ...], device:
 
 
 def _assemble(batch: int, dims: int, num_thresholds: int, n_versions: int, order: Tensor, per_sample: int,
-              versions_root: list[Tensor], versions_area: list[Tensor], versions_extent: list[Tensor],
-              versions_level: list[int], ended_ids: list[Tensor], ended_level: list[int],
-              visited: list[int], n_pixels: int, device: torch.device) -> ComponentSweep:
-    empty = torch.zeros(0, dtype=torch.long, device=device)
+              roots: Tensor, areas: Tensor, extent: Tensor, versions_level: list[int], ended_ids: Tensor,
+              ended_level: list[int], visited: list[int], n_pixels: int, device: torch.device) -> ComponentSweep:
     levels = torch.tensor(visited, dtype=torch.long, device=device)
-    roots = torch.cat(versions_root) if versions_root else empty
-    areas = torch.cat(versions_area) if versions_area else empty
-    extent = (torch.cat(versions_extent) if versions_extent
-              else torch.zeros(0, 2 * dims + 1, dtype=torch.long, device=device))
     start = levels.repeat_interleave(torch.tensor(versions_level, dtype=torch.long, device=device))
     stop = torch.full((n_versions,), -1, dtype=torch.long, device=device)
-    if ended_ids:
+    if ended_ids.numel() > 0:
         ended_at = levels.repeat_interleave(torch.tensor(ended_level, dtype=torch.long, device=device))
-        stop.scatter_(0, torch.cat(ended_ids), ended_at)
+        stop.scatter_(0, ended_ids, ended_at)
     low = -extent[:, :dims]
     high = extent[:, dims:2 * dims]
     boxes = torch.cat([low.flip(1), high.flip(1)], dim=1)

@@ -128,3 +128,18 @@ def test_min_max_normalize_per_sample_and_constant_maps():
     maps = torch.tensor([[2.0, 4.0, 3.0], [5.0, 5.0, 5.0]])
     assert min_max_normalize(maps).tolist() == [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]
     assert min_max_normalize(maps, scale=255.0)[0].tolist() == [0.0, 255.0, 127.5]
+
+
+@given(n=st.sampled_from([32, 100, 1000]), start=st.sampled_from([0.0, -0.5, 3.0]), strict=st.booleans(),
+       values=npst.arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 60)),
+                          elements=st.floats(-2, 5, allow_nan=False)),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_levels_on_long_even_grids_are_exact(n, start, strict, values, dtype):
+    grid = np.arange(n) * (1.0 / n) + start  # numpy.arange's values: start + i * step
+    # Values exactly at, and one float step either side of, some thresholds.
+    picks = grid[:: max(1, n // 7)]
+    exact = np.concatenate([picks, np.nextafter(picks, -np.inf), np.nextafter(picks, np.inf)])
+    values = np.concatenate([values.ravel(), exact]).astype(dtype).reshape(1, -1)
+    levels = threshold_levels(torch.from_numpy(values), torch.from_numpy(grid), strict=strict).numpy()
+    expected = np.searchsorted(grid, values.astype(np.float64), side="left" if strict else "right")
+    np.testing.assert_array_equal(levels, expected)

@@ -174,11 +174,35 @@ def threshold_levels(maps: Tensor, thresholds: Tensor, *, strict: bool = False) 
     dtype = torch.promote_types(flat.dtype, thresholds.dtype)
     flat = flat.to(dtype).contiguous()
     sequence = thresholds.to(device=maps.device, dtype=dtype).contiguous()
-    if sequence.ndim == 1:
-        levels = torch.searchsorted(sequence, flat, right=not strict)
-    else:
+    levels = _uniform_grid_levels(flat, sequence, strict) if sequence.ndim == 1 else None
+    if levels is None:
         levels = torch.searchsorted(sequence, flat, right=not strict)
     return levels.reshape(maps.shape)
+
+
+def _uniform_grid_levels(flat: Tensor, grid: Tensor, strict: bool) -> Tensor | None:
+    """Levels on an evenly spaced grid ``t_i = t_0 + i * step`` by arithmetic, or ``None`` for other grids.
+
+    ``searchsorted`` costs ``log T`` dependent reads per value on CPU; here a guess from
+    ``(value - t_0) / step`` is corrected against the grid itself until every level is exact.
+    Only on CPU (elsewhere ``searchsorted`` is fast) and for grids of at least 32 thresholds.
+    """
+    count = grid.numel()
+    if flat.device.type != "cpu" or count < 32:
+        return None
+    start, step = grid[0].item(), (grid[1] - grid[0]).item()
+    if not step > 0 or not torch.equal(grid, torch.arange(count, dtype=grid.dtype) * step + start):
+        return None
+    levels = torch.floor((flat - start) / step).clamp_(-1, count - 1).long() + 1
+    padded = torch.cat([grid.new_tensor([-float("inf")]), grid, grid.new_tensor([float("inf")])])
+    while True:  # the guess is off by at most one step; correct until exact
+        below = padded[levels]  # t_{level - 1}: must be reached
+        above = padded[levels + 1]  # t_level: must not be reached
+        too_high = (below >= flat) if strict else (below > flat)
+        too_low = (above < flat) if strict else (above <= flat)
+        if not bool(too_high.any()) and not bool(too_low.any()):
+            return levels
+        levels = levels - too_high.long() + too_low.long()
 
 
 def level_histogram(levels: Tensor, num_thresholds: int, weights: Tensor | None = None) -> Tensor:

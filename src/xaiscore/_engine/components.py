@@ -284,8 +284,9 @@ class _NumpyOps:
 
     @staticmethod
     def max_rows_at(table: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-        for column in range(table.shape[1]):  # a few columns; 1-D ufunc.at has a fast path
-            np.maximum.at(table[:, column], index, values[:, column])
+        width = table.shape[1]  # one 1-D ufunc.at (its fast path) over the flat table
+        flat_index = (index[:, None] * width + np.arange(width)).reshape(-1)
+        np.maximum.at(table.reshape(-1), flat_index, values.reshape(-1))
 
     @staticmethod
     def equal(one: np.ndarray, two: np.ndarray) -> bool:
@@ -321,7 +322,7 @@ class _TorchOps:
 
     @staticmethod
     def nonzero(mask: Tensor) -> Tensor:
-        return mask.nonzero().squeeze(1)
+        return mask.reshape(-1).nonzero().squeeze(1)
 
     @staticmethod
     def put(array: Tensor, index: Tensor, values: Tensor) -> None:
@@ -464,7 +465,9 @@ def _sweep(ops, order, rank_of, offsets, extent, per_level: list[int], n_active:
         end = position + n_new
         new_pixels = order[position:end]
         neighbours = ops.take(rank_of, (new_pixels[:, None] + offsets[None, :]).reshape(-1))
-        edge = ops.nonzero(neighbours < end)  # neighbours selected at this level or above
+        # Edges to neighbours visited earlier (at a higher level, or at this one before the pixel):
+        # each edge between two new pixels once.
+        edge = ops.nonzero(neighbours.reshape(n_new, n_offsets) < ops.arange(position, end)[:, None])
         left = edge // n_offsets  # the new pixel, 0 .. n_new - 1
         right = ops.take(neighbours, edge)
         right_roots = _find_roots(ops, parent, right)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xaiscore._checks import OptionError, ShapeError, check_option
+from xaiscore._engine import component_tree
 
 __all__ = [
     "Connectivity",
@@ -248,150 +249,26 @@ class ComponentSweep(NamedTuple):
     largest: Tensor
 
 
-class _NumpyOps:
-    """numpy-style array operations for the sweep on CPU (no thread pool, ~1 us per call)."""
-
-    @staticmethod
-    def arange(start: int, stop: int) -> np.ndarray:
-        return np.arange(start, stop, dtype=np.int64)
-
-    @staticmethod
-    def full(size: int, value: int) -> np.ndarray:
-        return np.full(size, value, dtype=np.int64)
-
-    @staticmethod
-    def take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return np.take(table, index, axis=0)
-
-    maximum = staticmethod(np.maximum)
-    minimum = staticmethod(np.minimum)
-
-    @staticmethod
-    def nonzero(mask: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(mask)
-
-    @staticmethod
-    def put(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-        array[index] = values
-
-    @staticmethod
-    def min_at(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-        np.minimum.at(array, index, values)
-
-    @staticmethod
-    def add_at(array: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-        np.add.at(array, index, values)
-
-    @staticmethod
-    def max_rows_at(table: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-        width = table.shape[1]  # one 1-D ufunc.at (its fast path) over the flat table
-        flat_index = (index[:, None] * width + np.arange(width)).reshape(-1)
-        np.maximum.at(table.reshape(-1), flat_index, values.reshape(-1))
-
-    @staticmethod
-    def equal(one: np.ndarray, two: np.ndarray) -> bool:
-        return not (one != two).any()
-
-    @staticmethod
-    def concat(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts)
-
-    @staticmethod
-    def take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return np.take(array, index)
-
-
-class _TorchOps:
-    """The same operations on torch tensors (any device)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def arange(self, start: int, stop: int) -> Tensor:
-        return torch.arange(start, stop, device=self.device)
-
-    def full(self, size: int, value: int) -> Tensor:
-        return torch.full((size,), value, dtype=torch.long, device=self.device)
-
-    @staticmethod
-    def take_rows(table: Tensor, index: Tensor) -> Tensor:
-        return table.index_select(0, index)
-
-    maximum = staticmethod(torch.maximum)
-    minimum = staticmethod(torch.minimum)
-
-    @staticmethod
-    def nonzero(mask: Tensor) -> Tensor:
-        return mask.reshape(-1).nonzero().squeeze(1)
-
-    @staticmethod
-    def put(array: Tensor, index: Tensor, values: Tensor) -> None:
-        array.scatter_(0, index, values)
-
-    @staticmethod
-    def min_at(array: Tensor, index: Tensor, values: Tensor) -> None:
-        array.scatter_reduce_(0, index, values, reduce="amin")
-
-    @staticmethod
-    def add_at(array: Tensor, index: Tensor, values: Tensor) -> None:
-        array.index_add_(0, index, values)
-
-    @staticmethod
-    def max_rows_at(table: Tensor, index: Tensor, values: Tensor) -> None:
-        table.scatter_reduce_(0, index.unsqueeze(1).expand(-1, table.shape[1]), values, reduce="amax")
-
-    @staticmethod
-    def equal(one: Tensor, two: Tensor) -> bool:
-        return torch.equal(one, two)
-
-    @staticmethod
-    def concat(parts: list[Tensor]) -> Tensor:
-        return torch.cat(parts)
-
-    @staticmethod
-    def take(array: Tensor, index: Tensor) -> Tensor:
-        return array.index_select(0, index)
-
-
-def _find_roots(ops, parent, nodes):  # type: ignore[no-untyped-def]
-    """The roots of ``nodes`` (pointer chasing to a fixed point; one read per round)."""
-    roots = ops.take(parent, nodes)
-    while True:
-        up = ops.take(parent, roots)
-        if ops.equal(up, roots):
-            return roots
-        roots = up
-
-
-def _join(ops, parent, left, right) -> None:  # type: ignore[no-untyped-def]
-    """Join the trees of ``left[i]`` and ``right[i]``: each root hooks onto the smallest root next to it."""
-    while len(left) > 0:
-        root_left = _find_roots(ops, parent, left)
-        root_right = _find_roots(ops, parent, right)
-        differ = ops.nonzero(root_left != root_right)
-        if len(differ) == 0:
-            return
-        root_left, root_right = ops.take(root_left, differ), ops.take(root_right, differ)
-        left, right = ops.take(left, differ), ops.take(right, differ)
-        ops.min_at(parent, ops.maximum(root_left, root_right), ops.minimum(root_left, root_right))
-
-
 def _visiting_order(levels: Tensor, num_thresholds: int) -> Tensor:
     """Pixel indices sorted by level, highest first, ties in index order (stable)."""
-    if levels.device.type == "cpu":
-        key = (num_thresholds - levels).numpy()
-        dtype = np.uint16 if num_thresholds < np.iinfo(np.uint16).max else np.int64
-        order = np.argsort(key.astype(dtype, copy=False), kind="stable")  # radix sort for 16-bit keys
-        return torch.from_numpy(order.astype(np.int64, copy=False))
     return torch.sort(levels, descending=True, stable=True).indices
+
+
+def _visiting_order_numpy(levels: np.ndarray, num_thresholds: int) -> np.ndarray:
+    """As :func:`_visiting_order` on CPU: a radix sort of 16-bit keys (numpy's stable sort)."""
+    key = num_thresholds - levels
+    if num_thresholds < np.iinfo(np.uint16).max:
+        key = key.astype(np.uint16)
+    return np.argsort(key, kind="stable").astype(np.int64, copy=False)
 
 
 def component_sweep(levels: Tensor, num_thresholds: int, *, connectivity: Connectivity = "full") -> ComponentSweep:
     """Components of ``{level > k}`` for every ``k = 0 .. T - 1``, per sample (see :class:`ComponentSweep`).
 
-    On CPU the per-level loop runs on numpy arrays (one thread, about a microsecond per call,
-    where torch's per-call overhead and its thread pool dominate such small steps); on other
-    devices on torch tensors. Both run the same code and give identical results.
+    On CPU the sweep runs on numpy arrays (one thread, about a microsecond per call, where
+    torch's per-call overhead and its thread pool would dominate such small steps); on other
+    devices on torch tensors. Both run the same code (:mod:`xaiscore._engine.component_tree`)
+    and give identical results.
 
     Args:
         levels: ``(B, *S)`` integer levels in ``[0, T]`` (1 to 3 spatial dims), e.g. from
@@ -414,156 +291,28 @@ def _component_sweep(levels: Tensor, num_thresholds: int, connectivity: Connecti
         raise OptionError(f"Expected at least one threshold, but got {num_thresholds}.")
     device = levels.device
     use_numpy = (device.type == "cpu") if backend is None else backend == "numpy"
-    padded = F.pad(levels.long(), (1, 1) * dims)  # a border of level 0: never selected
-    padded_shape = tuple(padded.shape[1:])
-    per_sample = math.prod(padded_shape)
-    flat_levels = padded.reshape(-1)
-    order = _visiting_order(flat_levels, num_thresholds).to(device)
-    per_level = torch.bincount(flat_levels, minlength=num_thresholds + 1).tolist()  # the one read of sizes
-    n_active = flat_levels.numel() - per_level[0]
-    order = order[:n_active]
-    # Pixels are numbered by visiting rank; `rank_of` maps a padded pixel to it (n_active: not selected).
-    rank_of = torch.full((flat_levels.numel(),), n_active, dtype=torch.long, device=device)
-    rank_of.scatter_(0, order, torch.arange(n_active, device=device))
-    offsets = _flat_offsets(padded_shape, connectivity, device)
-    # Statistics per root, merged as maxima: (-low corner, high corner, -raster first pixel),
-    # starting from each pixel's own row (looked up in a table of the padded grid).
-    table = _pixel_rows(padded_shape, spatial, device)
-    local = order % per_sample
+    padded_shape = tuple(s + 2 for s in spatial)
+    offsets = _flat_offset_list(padded_shape, connectivity)
     if use_numpy:
-        ops = _NumpyOps()
-        arrays = [t.cpu().numpy() for t in (order, rank_of, offsets)]
-        extent = np.take(table.cpu().numpy(), local.cpu().numpy(), axis=0)
+        flat = np.pad(levels.detach().cpu().numpy().astype(np.int64, copy=False),
+                      [(0, 0)] + [(1, 1)] * dims).reshape(-1)  # a border of level 0: never selected
+        per_level = np.bincount(flat, minlength=num_thresholds + 1).tolist()
+        order = _visiting_order_numpy(flat, num_thresholds)[: flat.size - per_level[0]]
+        arrays = component_tree.run_sweep(component_tree.NumpyOps(), flat, num_thresholds, padded_shape, batch,
+                                          offsets, order, per_level)
+        result = {name: torch.from_numpy(np.ascontiguousarray(value)).to(device) for name, value in arrays.items()}
     else:
-        ops = _TorchOps(device)  # type: ignore[assignment]
-        arrays = [order, rank_of, offsets]
-        extent = table.index_select(0, local)
-    found = _sweep(ops, *arrays, extent, per_level, n_active, num_thresholds)
-    to_tensor = (lambda x: torch.from_numpy(np.asarray(x)).to(device)) if use_numpy else (lambda x: x)
-    roots, areas, extent, starts, ended, ends, visited, n_versions = found
-    return _assemble(batch, dims, num_thresholds, n_versions, order, per_sample, to_tensor(roots),
-                     to_tensor(areas), to_tensor(extent), starts, to_tensor(ended), ends, visited,
-                     math.prod(spatial), device)
+        flat = F.pad(levels.long(), (1, 1) * dims).reshape(-1)
+        per_level = torch.bincount(flat, minlength=num_thresholds + 1).tolist()  # the one read of sizes
+        order = _visiting_order(flat, num_thresholds)[: flat.numel() - per_level[0]]
+        result = component_tree.run_sweep(component_tree.TorchOps(device), flat, num_thresholds, padded_shape,
+                                          batch, offsets, order, per_level)
+    return ComponentSweep(**result)
 
 
-def _sweep(ops, order, rank_of, offsets, extent, per_level: list[int], n_active: int,  # type: ignore[no-untyped-def]
-           num_thresholds: int):
-    """The per-level union-find loop (see the module docstring), on ``ops``' arrays; updates ``extent``."""
-    n_offsets = len(offsets)
-    area = ops.full(n_active, 1)
-    parent = ops.arange(0, n_active)
-    current = ops.full(n_active, -1)  # root -> its version
-    tag = ops.full(n_active, -1)
-    roots_seen, areas_seen, extents_seen, ended_seen = [], [], [], []
-    starts, ends, visited = [], [], []
-    next_id = 0
-    position = 0
-    for k in range(num_thresholds - 1, -1, -1):
-        n_new = per_level[k + 1]
-        if n_new == 0:
-            continue
-        end = position + n_new
-        new_pixels = order[position:end]
-        neighbours = ops.take(rank_of, (new_pixels[:, None] + offsets[None, :]).reshape(-1))
-        # Edges to neighbours visited earlier (at a higher level, or at this one before the pixel):
-        # each edge between two new pixels once.
-        edge = ops.nonzero(neighbours.reshape(n_new, n_offsets) < ops.arange(position, end)[:, None])
-        left = edge // n_offsets  # the new pixel, 0 .. n_new - 1
-        right = ops.take(neighbours, edge)
-        right_roots = _find_roots(ops, parent, right)
-        # Each new pixel hooks onto the smallest root next to it (or stays a root); the edges to
-        # other roots then join those roots.
-        lowest = ops.arange(position, end)
-        ops.min_at(lowest, left, right_roots)
-        lowest_left = ops.take(lowest, left)
-        parent[position:end] = lowest
-        conflict = ops.nonzero(right_roots != lowest_left)
-        if len(conflict) > 0:
-            _join(ops, parent, ops.take(lowest_left, conflict), ops.take(right_roots, conflict))
-        # The roots touched at this level: the new pixels and the old roots next to them, once each.
-        old_roots = right_roots[right_roots < position]
-        slots = ops.arange(0, len(old_roots))
-        ops.put(tag, old_roots, slots)
-        old_roots = old_roots[ops.take(tag, old_roots) == slots]
-        touched = ops.concat([old_roots, ops.arange(position, end)])
-        final = _find_roots(ops, parent, touched)
-        ops.put(parent, touched, final)  # path compression
-        ops.put(parent, right, ops.take(final, left + len(old_roots)))
-        merged = ops.nonzero(final != touched)
-        into, source = ops.take(final, merged), ops.take(touched, merged)
-        ops.add_at(area, into, ops.take(area, source))
-        ops.max_rows_at(extent, into, ops.take_rows(extent, source))
-        # Versions: every touched old root's version ends here; every surviving root starts one.
-        ended_seen.append(ops.take(current, old_roots))
-        roots = touched[final == touched]
-        ops.put(current, roots, ops.arange(next_id, next_id + len(roots)))
-        next_id += len(roots)
-        roots_seen.append(roots)
-        areas_seen.append(ops.take(area, roots))
-        extents_seen.append(ops.take_rows(extent, roots))
-        starts.append(len(roots))
-        ends.append(len(old_roots))
-        visited.append(k)
-        position = end
-    if not roots_seen:
-        empty = ops.full(0, 0)
-        return empty, empty, ops.take_rows(extent, empty), [], empty, [], [], 0
-    return (ops.concat(roots_seen), ops.concat(areas_seen), ops.concat(extents_seen), starts,
-            ops.concat(ended_seen), ends, visited, next_id)
-
-
-def _pixel_rows(padded_shape: tuple[int, ...], spatial: tuple[int, ...], device: torch.device) -> Tensor:
-    """Per padded-grid pixel: ``(-coordinates, coordinates + 1, -raster index)`` in the unpadded map."""
-    coordinates = _coordinates(padded_shape, device) - 1
-    raster = (coordinates * torch.tensor(_strides(spatial), device=device)).sum(1, keepdim=True)
-    return torch.cat([-coordinates, coordinates + 1, -raster], dim=1)
-
-
-def _assemble(batch: int, dims: int, num_thresholds: int, n_versions: int, order: Tensor, per_sample: int,
-              roots: Tensor, areas: Tensor, extent: Tensor, versions_level: list[int], ended_ids: Tensor,
-              ended_level: list[int], visited: list[int], n_pixels: int, device: torch.device) -> ComponentSweep:
-    levels = torch.tensor(visited, dtype=torch.long, device=device)
-    start = levels.repeat_interleave(torch.tensor(versions_level, dtype=torch.long, device=device))
-    stop = torch.full((n_versions,), -1, dtype=torch.long, device=device)
-    if ended_ids.numel() > 0:
-        ended_at = levels.repeat_interleave(torch.tensor(ended_level, dtype=torch.long, device=device))
-        stop.scatter_(0, ended_ids, ended_at)
-    low = -extent[:, :dims]
-    high = extent[:, dims:2 * dims]
-    boxes = torch.cat([low.flip(1), high.flip(1)], dim=1)
-    first = -extent[:, 2 * dims]
-    sample = order.index_select(0, roots) // per_sample
-    largest = _largest(sample, start, areas, first, batch, num_thresholds, n_pixels)
-    return ComponentSweep(boxes=boxes, areas=areas, sample=sample, first=first, start=start, stop=stop,
-                          largest=largest)
-
-
-def _largest(sample: Tensor, start: Tensor, areas: Tensor, first: Tensor, batch: int, num_thresholds: int,
-             n_pixels: int) -> Tensor:
-    """The version of the largest component at each threshold index, ``(B, T)`` (-1: none).
-
-    Rank components by ``key = area, then the earlier first pixel``. Every version that started
-    at an index ``>= k`` lies inside a component that exists at ``k`` with a larger key (its
-    area grew) or is that component, so the largest component at ``k`` is the version of
-    largest key among those that started at ``>= k``: a running maximum over the versions in
-    sweep order, per sample.
-    """
-    device = sample.device
-    key = areas * (n_pixels + 1) + (n_pixels - first)  # in [1, (n_pixels + 1) ** 2)
-    by_sample = torch.sort(sample, stable=True).indices  # keeps the sweep order within a sample
-    offset = sample.index_select(0, by_sample) * (n_pixels + 1) ** 2  # later samples rank above
-    _, best = torch.cummax(key.index_select(0, by_sample) + offset, dim=0)
-    best_version = by_sample.index_select(0, best)
-    # Versions of sample b that started at index >= k: the first count_ge[b, k] of its run.
-    starts = torch.zeros(batch, num_thresholds + 1, dtype=torch.long, device=device)
-    starts.view(-1).index_add_(0, sample * (num_thresholds + 1) + start, torch.ones_like(start))
-    count_ge = starts.flip(1).cumsum(1).flip(1)[:, :num_thresholds]
-    run_start = torch.zeros(batch, dtype=torch.long, device=device)
-    run_start[1:] = count_ge[:, 0].cumsum(0)[:-1]
-    position = run_start.unsqueeze(1) + count_ge - 1
-    found = best_version.index_select(0, position.clamp(min=0).reshape(-1)).reshape(batch, num_thresholds) \
-        if best_version.numel() > 0 else torch.full_like(position, -1)
-    return torch.where(count_ge > 0, found, torch.full_like(found, -1))
+def _flat_offset_list(shape: tuple[int, ...], connectivity: Connectivity) -> list[int]:
+    strides = _strides(shape)
+    return [sum(o * s for o, s in zip(offset, strides)) for offset in neighbour_offsets(len(shape), connectivity)]
 
 
 def alive_counts(sweep: ComponentSweep, flags: Tensor, batch: int, num_thresholds: int) -> Tensor:

@@ -288,10 +288,14 @@ def _loop(ops, order, rank_of, offsets, table, per_sample: int, per_level: list[
         lowest_left = ops.take(lowest, left)
         parent[position:end] = lowest
         conflict = ops.nonzero(right_roots != lowest_left)
+        # The roots touched at this level: the new pixels and the old roots next to them, once each:
+        # each new pixel's lowest root, and the other roots of the conflicting edges.
+        candidates = lowest
         if len(conflict) > 0:
-            _join(ops, parent, ops.take(lowest_left, conflict), ops.take(right_roots, conflict))
-        # The roots touched at this level: the new pixels and the old roots next to them, once each.
-        old_roots = right_roots[right_roots < position]
+            others = ops.take(right_roots, conflict)
+            _join(ops, parent, ops.take(lowest_left, conflict), others)
+            candidates = ops.concat([lowest, others])
+        old_roots = candidates[candidates < position]
         slots = ops.arange(0, len(old_roots))
         ops.put(tag, old_roots, slots)
         old_roots = old_roots[ops.take(tag, old_roots) == slots]

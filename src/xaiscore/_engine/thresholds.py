@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -193,16 +194,17 @@ def _uniform_grid_levels(flat: Tensor, grid: Tensor, strict: bool) -> Tensor | N
     start, step = grid[0].item(), (grid[1] - grid[0]).item()
     if not step > 0 or not torch.equal(grid, torch.arange(count, dtype=grid.dtype) * step + start):
         return None
-    levels = torch.floor((flat - start) / step).clamp_(-1, count - 1).long() + 1
-    padded = torch.cat([grid.new_tensor([-float("inf")]), grid, grid.new_tensor([float("inf")])])
+    values = flat.detach().numpy()  # numpy: one thread, no pool to wake for these few passes
+    levels = np.floor((values - start) / step).clip(-1, count - 1).astype(np.int64) + 1
+    padded = np.concatenate([[-np.inf], grid.numpy(), [np.inf]])
     while True:  # the guess is off by at most one step; correct until exact
         below = padded[levels]  # t_{level - 1}: must be reached
         above = padded[levels + 1]  # t_level: must not be reached
-        too_high = (below >= flat) if strict else (below > flat)
-        too_low = (above < flat) if strict else (above <= flat)
-        if not bool(too_high.any()) and not bool(too_low.any()):
-            return levels
-        levels = levels - too_high.long() + too_low.long()
+        too_high = (below >= values) if strict else (below > values)
+        too_low = (above < values) if strict else (above <= values)
+        if not too_high.any() and not too_low.any():
+            return torch.from_numpy(levels)
+        levels = levels - too_high + too_low
 
 
 def level_histogram(levels: Tensor, num_thresholds: int, weights: Tensor | None = None) -> Tensor:

@@ -304,3 +304,20 @@ def test_bad_inputs_raise_typed_errors():
         pxap(a, torch.full((2, 1, 6, 6), 2.0))
     with pytest.raises(OptionError, match="overlap"):
         box_accuracy(a, boxes=gt, overlap="dice")  # type: ignore[arg-type]
+
+
+def test_results_do_not_depend_on_the_overlap_chunks(monkeypatch):
+    from xaiscore.functional import box_localization as module
+
+    rng = np.random.default_rng(5)
+    a = torch.from_numpy(rng.random((3, 1, 12, 12)))
+    mask = torch.from_numpy(rng.random((3, 1, 12, 12)) < 0.2)  # many small ground-truth regions
+    whole = (max_box_accuracy_statistics(a, mask, version=2, thresholds=30).correct,
+             box_accuracy(a, mask, overlap="iou"))
+    chunks = module._version_chunks
+    monkeypatch.setattr(module, "_version_chunks", lambda count, width: chunks(count, width, budget=7))
+    parts = (max_box_accuracy_statistics(a, mask, version=2, thresholds=30).correct,
+             box_accuracy(a, mask, overlap="iou"))
+    assert torch.equal(whole[0], parts[0])
+    for one, two in zip(whole[1], parts[1]):
+        torch.testing.assert_close(one, two, rtol=0, atol=0, equal_nan=True)

@@ -75,6 +75,12 @@ def _truth(a_map: Tensor, a: Tensor, mask: Tensor | None, boxes: Tensor | Sequen
     return mask_boxes(prepare_mask(mask, a, "mask", validate), connectivity)
 
 
+def _version_chunks(count: int, width: int, budget: int = 1 << 22) -> list[slice]:
+    """Slices of ``count`` versions such that ``slice length * width`` stays within ``budget`` elements."""
+    step = max(1, budget // max(1, width))
+    return [slice(start, min(start + step, count)) for start in range(0, count, step)] or [slice(0, 0)]
+
+
 def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tensor:
     """The bounding boxes of each sample's connected mask regions, NaN-padded: ``(B, G, 2 d)``.
 
@@ -218,16 +224,18 @@ def box_accuracy(
     sweep = component_sweep(levels, n_thr, connectivity=connectivity)
     t_overlap = threshold_grid(list(overlap_thresholds), include_end=False, device=a_map.device,
                                name="overlap_thresholds")
-    ratio = box_overlaps(sweep.boxes, sweep.sample, truth, valid, overlap)  # (V, G)
-    matched = ratio.unsqueeze(-1) > t_overlap  # (V, G, K)
     index = torch.arange(n_thr, device=a_map.device)
     alive = (sweep.stop.unsqueeze(1) < index) & (index <= sweep.start.unsqueeze(1))  # (V, H)
     n_gt, n_k = truth.shape[1], t_overlap.numel()
     hit_any = torch.zeros(batch, n_thr, n_gt, n_k, dtype=torch.long, device=a_map.device)
-    hit_any.index_add_(0, sweep.sample, (alive[:, :, None, None] & matched.unsqueeze(1)).long())
-    hits = ((hit_any > 0) & valid[:, None, :, None]).sum(2)
     false_pos = torch.zeros(batch, n_thr, n_k, dtype=torch.long, device=a_map.device)
-    false_pos.index_add_(0, sweep.sample, (alive.unsqueeze(-1) & ~matched.any(1).unsqueeze(1)).long())
+    for part in _version_chunks(sweep.sample.numel(), n_gt * n_thr * n_k):  # bounded memory
+        sample = sweep.sample[part]
+        ratio = box_overlaps(sweep.boxes[part], sample, truth, valid, overlap)  # (V, G)
+        matched = ratio.unsqueeze(-1) > t_overlap  # (V, G, K)
+        hit_any.index_add_(0, sample, (alive[part, :, None, None] & matched.unsqueeze(1)).long())
+        false_pos.index_add_(0, sample, (alive[part].unsqueeze(-1) & ~matched.any(1).unsqueeze(1)).long())
+    hits = ((hit_any > 0) & valid[:, None, :, None]).sum(2)
     detections = torch.zeros(batch, n_thr, dtype=torch.long, device=a_map.device)
     detections.index_add_(0, sweep.sample, alive.long())
     num_boxes = valid.sum(1)
@@ -354,8 +362,11 @@ def max_box_accuracy_statistics(
     batch, n_thr = a_map.shape[0], grid.numel()
     levels = threshold_levels(min_max_normalize(a_map), grid)
     sweep = component_sweep(levels, n_thr, connectivity=connectivity)
-    ratio = box_overlaps(sweep.boxes, sweep.sample, truth, valid, "iou")  # (V, G)
-    best_iou = ratio.amax(dim=1) if ratio.shape[1] > 0 else ratio.new_full((ratio.shape[0],), -1.0)
+    best_iou = torch.full((sweep.sample.numel(),), -1.0, dtype=torch.float64, device=device)
+    if truth.shape[1] > 0:
+        for part in _version_chunks(sweep.sample.numel(), truth.shape[1]):  # bounded memory
+            ratio = box_overlaps(sweep.boxes[part], sweep.sample[part], truth, valid, "iou")  # (V, G)
+            best_iou[part] = ratio.amax(dim=1)
     flags = best_iou.unsqueeze(1) >= deltas  # (V, D)
     if version == 2:
         correct = alive_counts(sweep, flags, batch, n_thr) > 0

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import machine_line, print_table  # noqa: E402
+from _timing import machine_line, print_table
 
-from xaiscore.functional import max_box_accuracy_statistics  # noqa: E402
+from xaiscore.functional import max_box_accuracy_statistics
 
 
 def make_inputs(batch: int, side: int, dims: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

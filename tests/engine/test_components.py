@@ -81,7 +81,7 @@ def test_label_edge_cases(connectivity):
     cases.append(volume)
     for binary in cases:
         assert_labels_match_scipy(binary, connectivity)
-    labels, counts = label_components(torch.from_numpy(np.eye(6, dtype=bool)[None]), connectivity=connectivity)
+    _, counts = label_components(torch.from_numpy(np.eye(6, dtype=bool)[None]), connectivity=connectivity)
     assert counts.item() == (1 if connectivity == "full" else 6)
 
 

@@ -30,7 +30,7 @@ def structure(dims: int, full: bool) -> np.ndarray:
 
 def regions(binary: np.ndarray, full: bool = True) -> list[tuple[tuple[float, ...], int]]:
     """``(box, area)`` of each connected region, in ``scipy.ndimage.label`` order."""
-    labels, count = ndimage.label(binary, structure=structure(binary.ndim, full))
+    labels, _ = ndimage.label(binary, structure=structure(binary.ndim, full))
     out = []
     for index, slices in enumerate(ndimage.find_objects(labels)):
         low = [s.start for s in slices][::-1]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NumpyOps", "TorchOps", "SweepArrays", "run_sweep", "pixel_rows"]
+__all__ = ["NumpyOps", "SweepArrays", "TorchOps", "pixel_rows", "run_sweep"]
 
 
 class NumpyOps:

@@ -52,15 +52,15 @@ from xaiscore._checks import OptionError, ShapeError, check_option
 from xaiscore._engine import component_tree
 
 __all__ = [
-    "Connectivity",
     "CONNECTIVITIES",
-    "neighbour_offsets",
-    "label_components",
-    "component_boxes",
-    "largest_component",
     "ComponentSweep",
-    "component_sweep",
+    "Connectivity",
     "alive_counts",
+    "component_boxes",
+    "component_sweep",
+    "label_components",
+    "largest_component",
+    "neighbour_offsets",
 ]
 
 Connectivity = Literal["full", "face"]
@@ -100,7 +100,7 @@ def _check_binary(mask: Tensor) -> tuple[int, tuple[int, ...]]:
 
 def _root_labels(mask: Tensor, connectivity: Connectivity) -> tuple[Tensor, tuple[int, ...]]:
     """Union-find roots of every pixel in padded layout: ``(B * Np,)``, -1 for background."""
-    batch, spatial = _check_binary(mask)
+    _, spatial = _check_binary(mask)
     padded = F.pad(mask.to(torch.uint8), (1, 1) * len(spatial)).bool()
     padded_shape = tuple(padded.shape[1:])
     flat = padded.reshape(-1)
@@ -205,7 +205,7 @@ def largest_component(mask: Tensor, *, connectivity: Connectivity = "full") -> T
     Ties in size go to the component whose first pixel comes first in raster order (the
     smaller ``scipy.ndimage.label`` label). An empty map gives an empty mask.
     """
-    labels, counts = label_components(mask, connectivity=connectivity)
+    labels, _ = label_components(mask, connectivity=connectivity)
     batch = labels.shape[0]
     flat = labels.reshape(batch, -1)
     sizes = torch.zeros(batch, flat.shape[1] + 1, dtype=torch.long, device=labels.device)

@@ -23,16 +23,16 @@ from torch import Tensor
 from xaiscore._checks import OptionError, ShapeError, check_option
 
 __all__ = [
-    "ThresholdMode",
     "THRESHOLD_MODES",
-    "min_max_normalize",
-    "quantiles",
-    "otsu_threshold",
-    "threshold_values",
-    "threshold_levels",
-    "level_histogram",
-    "count_at_or_above",
+    "ThresholdMode",
     "binarize",
+    "count_at_or_above",
+    "level_histogram",
+    "min_max_normalize",
+    "otsu_threshold",
+    "quantiles",
+    "threshold_levels",
+    "threshold_values",
 ]
 
 ThresholdMode = Literal["absolute", "max_fraction", "quantile", "otsu"]

@@ -28,12 +28,12 @@ from xaiscore._reduce import CHANNEL_REDUCTIONS, reduce_channels, reduce_mask_ch
 
 __all__ = [
     "Overlap",
+    "box_overlaps",
+    "ground_truth_boxes",
+    "mask_boxes",
     "prepare_map",
     "prepare_mask",
     "threshold_grid",
-    "ground_truth_boxes",
-    "mask_boxes",
-    "box_overlaps",
 ]
 
 Overlap = Literal["iou", "iobb"]

@@ -48,18 +48,18 @@ from xaiscore.functional._common import nan_where
 
 __all__ = [
     "BoxAccuracyResult",
-    "MaxBoxAccuracyStatistics",
     "MaxBoxAccuracyResult",
-    "PxAPStatistics",
+    "MaxBoxAccuracyStatistics",
     "PxAPResult",
+    "PxAPStatistics",
     "box_accuracy",
-    "max_box_accuracy_statistics",
-    "max_box_accuracy_from_statistics",
-    "max_box_accuracy",
-    "pxap_statistics",
-    "pxap_from_counts",
-    "pxap",
     "mask_to_boxes",
+    "max_box_accuracy",
+    "max_box_accuracy_from_statistics",
+    "max_box_accuracy_statistics",
+    "pxap",
+    "pxap_from_counts",
+    "pxap_statistics",
 ]
 
 BoxThresholdMode = Literal["min_max_255", "absolute", "max_fraction", "quantile", "otsu"]

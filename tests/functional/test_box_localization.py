@@ -302,6 +302,8 @@ def test_bad_inputs_raise_typed_errors():
         max_box_accuracy(a, boxes="boxes")  # type: ignore[arg-type]
     with pytest.raises(MaskError):
         pxap(a, torch.full((2, 1, 6, 6), 2.0))
+    with pytest.raises(OptionError, match="quantile thresholds"):
+        box_accuracy(a, boxes=gt, thresholds=(0.5, 1.5), threshold_mode="quantile")
     with pytest.raises(OptionError, match="overlap"):
         box_accuracy(a, boxes=gt, overlap="dice")  # type: ignore[arg-type]
 

@@ -30,7 +30,7 @@ over the *distinct levels present* (at most ``T``), each iteration vectorised ov
 pixels; it is the sequential dimension of the component tree. Every component change creates a
 *version* (sample, box, area, the threshold indices where it exists); any per-threshold question
 about components (all boxes, the largest one) is then answered for all thresholds with
-scatter/cumsum over versions. Work: ``O(N log N)`` for the sort plus ``O(N * neighbours)``
+scatter/cumsum over versions. Work: one sort of the ``N`` pixels plus ``O(N * neighbours)``
 for the sweep, instead of one labelling of ``N`` pixels per threshold.
 
 Host synchronisation: the per-level pixel counts are read once, and each union-find step checks

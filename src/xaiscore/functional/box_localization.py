@@ -218,6 +218,8 @@ def box_accuracy(
             flat = min_max_normalize(flat, scale=255.0)
             per_sample = grid
         else:
+            if threshold_mode == "quantile" and not bool(((grid >= 0) & (grid <= 1)).all()):
+                raise OptionError(f"Expected quantile thresholds in [0, 1], but got {grid.tolist()}.")
             per_sample = threshold_values(flat, grid, threshold_mode)  # type: ignore[arg-type]
     levels = threshold_levels(flat.reshape(a_map.shape), per_sample, strict=strict)
     n_thr = grid.numel()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -27,7 +27,12 @@ from xaiscore._engine.components import CONNECTIVITIES, component_boxes, label_c
 from xaiscore._reduce import CHANNEL_REDUCTIONS, reduce_channels, reduce_mask_channels
 
 __all__ = [
+    "BoxAccuracyResult",
+    "MaxBoxAccuracyResult",
+    "MaxBoxAccuracyStatistics",
     "Overlap",
+    "PxAPResult",
+    "PxAPStatistics",
     "box_overlaps",
     "ground_truth_boxes",
     "mask_boxes",
@@ -177,3 +182,119 @@ def box_overlaps(detections: Tensor, sample: Tensor, truth: Tensor, valid: Tenso
         gt_volume = (gt[..., dims:] - gt[..., :dims]).prod(dim=-1)
         ratio = intersection / (det_volume + gt_volume - intersection)
     return torch.where(valid.index_select(0, sample), ratio, torch.full_like(ratio, -1.0))
+
+
+# --- result types (re-exported by xaiscore.functional.box_localization) -----------------------------
+
+
+class BoxAccuracyResult(NamedTuple):
+    """Per-sample statistics of :func:`box_accuracy`.
+
+    Attributes:
+        score: ``(B,)`` the sample's accuracy averaged over binarisation thresholds and overlap
+            thresholds; NaN for a sample without ground-truth boxes.
+        accuracy: ``(B, H, K)`` share of the sample's ground-truth boxes that are hit, per
+            binarisation threshold ``H`` and overlap threshold ``K``; NaN without boxes.
+        hits: ``(B, H, K)`` int64 ground-truth boxes hit.
+        false_positives: ``(B, H, K)`` int64 detections that hit no ground-truth box.
+        detections: ``(B, H)`` int64 detected boxes.
+        num_boxes: ``(B,)`` int64 ground-truth boxes.
+        thresholds: ``(H,)`` the binarisation thresholds (in ``threshold_mode`` units).
+        overlap_thresholds: ``(K,)``.
+
+    Dataset figures as the paper reports them: accuracy = ``hits.sum(0) / num_boxes.sum()``,
+    average false positives = ``false_positives.float().mean(0)`` (per image).
+    """
+
+    score: Tensor
+    accuracy: Tensor
+    hits: Tensor
+    false_positives: Tensor
+    detections: Tensor
+    num_boxes: Tensor
+    thresholds: Tensor
+    overlap_thresholds: Tensor
+
+
+class MaxBoxAccuracyStatistics(NamedTuple):
+    """Per-sample sufficient statistics of MaxBoxAcc: they add up over batches and processes.
+
+    Attributes:
+        correct: ``(B, D, T)`` bool: the sample's box is correct at IoU threshold ``D`` and map
+            threshold ``T``.
+        valid: ``(B,)`` bool: the sample has at least one ground-truth box (others are not
+            counted).
+        thresholds: ``(T,)`` map thresholds.
+        iou_thresholds: ``(D,)``.
+    """
+
+    correct: Tensor
+    valid: Tensor
+    thresholds: Tensor
+    iou_thresholds: Tensor
+
+
+class MaxBoxAccuracyResult(NamedTuple):
+    """:func:`max_box_accuracy` over one batch.
+
+    Attributes:
+        value: ``()`` the set score: mean over IoU thresholds of the best box accuracy over
+            map thresholds.
+        score: ``(B,)`` each sample's correctness (mean over IoU thresholds) at the set's best
+            map threshold per IoU threshold, so that ``score.nanmean() == value``; NaN for a
+            sample without ground-truth boxes. It depends on the other samples of the batch.
+        curve: ``(B, T)`` the sample's correctness at each map threshold (mean over IoU
+            thresholds); NaN without ground-truth boxes.
+        x: ``(T,)`` the map thresholds.
+        accuracy: ``(D, T)`` the set's box accuracy per IoU threshold and map threshold.
+        best_threshold: ``(D,)`` the map threshold of the best accuracy per IoU threshold
+            (the lowest on ties).
+        statistics: the :class:`MaxBoxAccuracyStatistics` behind it.
+    """
+
+    value: Tensor
+    score: Tensor
+    curve: Tensor
+    x: Tensor
+    accuracy: Tensor
+    best_threshold: Tensor
+    statistics: MaxBoxAccuracyStatistics
+
+
+class PxAPStatistics(NamedTuple):
+    """Per-sample pixel counts per threshold bin: the sufficient statistics of PxAP.
+
+    Column 0 counts the pixels below the lowest threshold (never selected); column ``j + 1``
+    those with ``tau_j <= value < tau_{j+1}`` (the last column: ``value >= tau_{T-1}``).
+    Ignored pixels are in neither. Sum over samples (and batches, processes) and call
+    :func:`pxap_from_counts`.
+
+    Attributes:
+        positives: ``(B, T + 1)`` int64 counts of ground-truth pixels.
+        negatives: ``(B, T + 1)`` int64 counts of background pixels.
+        thresholds: ``(T,)``.
+    """
+
+    positives: Tensor
+    negatives: Tensor
+    thresholds: Tensor
+
+
+class PxAPResult(NamedTuple):
+    """:func:`pxap` over one batch.
+
+    Attributes:
+        value: ``()`` PxAP of the pixels of the whole batch pooled (the set score).
+        score: ``(B,)`` each sample's own PxAP (its pixels alone); NaN for an empty mask.
+        precision: ``(T,)`` pooled pixel precision at each threshold (0 where nothing is selected).
+        recall: ``(T,)`` pooled pixel recall at each threshold.
+        thresholds: ``(T,)``.
+        statistics: the :class:`PxAPStatistics` behind it.
+    """
+
+    value: Tensor
+    score: Tensor
+    precision: Tensor
+    recall: Tensor
+    thresholds: Tensor
+    statistics: PxAPStatistics

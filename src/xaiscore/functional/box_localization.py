@@ -21,7 +21,7 @@ computes the set score over the batch it is given (and a per-sample score for ta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -36,7 +36,12 @@ from xaiscore._engine.thresholds import (
 )
 from xaiscore._reduce import ChannelReduction
 from xaiscore.functional._boxes import (
+    BoxAccuracyResult,
+    MaxBoxAccuracyResult,
+    MaxBoxAccuracyStatistics,
     Overlap,
+    PxAPResult,
+    PxAPStatistics,
     box_overlaps,
     ground_truth_boxes,
     mask_boxes,
@@ -109,35 +114,6 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
 
 
 # --- Wang et al. 2017: box accuracy and average false positives -----------------------------------------
-
-
-class BoxAccuracyResult(NamedTuple):
-    """Per-sample statistics of :func:`box_accuracy`.
-
-    Attributes:
-        score: ``(B,)`` the sample's accuracy averaged over binarisation thresholds and overlap
-            thresholds; NaN for a sample without ground-truth boxes.
-        accuracy: ``(B, H, K)`` share of the sample's ground-truth boxes that are hit, per
-            binarisation threshold ``H`` and overlap threshold ``K``; NaN without boxes.
-        hits: ``(B, H, K)`` int64 ground-truth boxes hit.
-        false_positives: ``(B, H, K)`` int64 detections that hit no ground-truth box.
-        detections: ``(B, H)`` int64 detected boxes.
-        num_boxes: ``(B,)`` int64 ground-truth boxes.
-        thresholds: ``(H,)`` the binarisation thresholds (in ``threshold_mode`` units).
-        overlap_thresholds: ``(K,)``.
-
-    Dataset figures as the paper reports them: accuracy = ``hits.sum(0) / num_boxes.sum()``,
-    average false positives = ``false_positives.float().mean(0)`` (per image).
-    """
-
-    score: Tensor
-    accuracy: Tensor
-    hits: Tensor
-    false_positives: Tensor
-    detections: Tensor
-    num_boxes: Tensor
-    thresholds: Tensor
-    overlap_thresholds: Tensor
 
 
 def box_accuracy(
@@ -251,51 +227,6 @@ def box_accuracy(
 
 
 # --- Choe et al. 2020: MaxBoxAcc (v1, v2) ------------------------------------------------------------------
-
-
-class MaxBoxAccuracyStatistics(NamedTuple):
-    """Per-sample sufficient statistics of MaxBoxAcc: they add up over batches and processes.
-
-    Attributes:
-        correct: ``(B, D, T)`` bool: the sample's box is correct at IoU threshold ``D`` and map
-            threshold ``T``.
-        valid: ``(B,)`` bool: the sample has at least one ground-truth box (others are not
-            counted).
-        thresholds: ``(T,)`` map thresholds.
-        iou_thresholds: ``(D,)``.
-    """
-
-    correct: Tensor
-    valid: Tensor
-    thresholds: Tensor
-    iou_thresholds: Tensor
-
-
-class MaxBoxAccuracyResult(NamedTuple):
-    """:func:`max_box_accuracy` over one batch.
-
-    Attributes:
-        value: ``()`` the set score: mean over IoU thresholds of the best box accuracy over
-            map thresholds.
-        score: ``(B,)`` each sample's correctness (mean over IoU thresholds) at the set's best
-            map threshold per IoU threshold, so that ``score.nanmean() == value``; NaN for a
-            sample without ground-truth boxes. It depends on the other samples of the batch.
-        curve: ``(B, T)`` the sample's correctness at each map threshold (mean over IoU
-            thresholds); NaN without ground-truth boxes.
-        x: ``(T,)`` the map thresholds.
-        accuracy: ``(D, T)`` the set's box accuracy per IoU threshold and map threshold.
-        best_threshold: ``(D,)`` the map threshold of the best accuracy per IoU threshold
-            (the lowest on ties).
-        statistics: the :class:`MaxBoxAccuracyStatistics` behind it.
-    """
-
-    value: Tensor
-    score: Tensor
-    curve: Tensor
-    x: Tensor
-    accuracy: Tensor
-    best_threshold: Tensor
-    statistics: MaxBoxAccuracyStatistics
 
 
 def _iou_thresholds(iou_thresholds: Sequence[float] | None, version: int, device: torch.device) -> Tensor:
@@ -455,45 +386,6 @@ def max_box_accuracy(
 
 
 # --- Choe et al. 2020: PxAP --------------------------------------------------------------------------------
-
-
-class PxAPStatistics(NamedTuple):
-    """Per-sample pixel counts per threshold bin: the sufficient statistics of PxAP.
-
-    Column 0 counts the pixels below the lowest threshold (never selected); column ``j + 1``
-    those with ``tau_j <= value < tau_{j+1}`` (the last column: ``value >= tau_{T-1}``).
-    Ignored pixels are in neither. Sum over samples (and batches, processes) and call
-    :func:`pxap_from_counts`.
-
-    Attributes:
-        positives: ``(B, T + 1)`` int64 counts of ground-truth pixels.
-        negatives: ``(B, T + 1)`` int64 counts of background pixels.
-        thresholds: ``(T,)``.
-    """
-
-    positives: Tensor
-    negatives: Tensor
-    thresholds: Tensor
-
-
-class PxAPResult(NamedTuple):
-    """:func:`pxap` over one batch.
-
-    Attributes:
-        value: ``()`` PxAP of the pixels of the whole batch pooled (the set score).
-        score: ``(B,)`` each sample's own PxAP (its pixels alone); NaN for an empty mask.
-        precision: ``(T,)`` pooled pixel precision at each threshold (0 where nothing is selected).
-        recall: ``(T,)`` pooled pixel recall at each threshold.
-        thresholds: ``(T,)``.
-        statistics: the :class:`PxAPStatistics` behind it.
-    """
-
-    value: Tensor
-    score: Tensor
-    precision: Tensor
-    recall: Tensor
-    thresholds: Tensor
-    statistics: PxAPStatistics
 
 
 def pxap_statistics(

@@ -23,7 +23,15 @@ from xaiscore.specs import list_metrics
 SRC = pathlib.Path(xaiscore.__file__).parent
 
 #: Names in ``xaiscore.functional.__all__`` that are helpers, not metrics (no registry spec).
-FUNCTIONAL_UTILITIES = {"boxes_to_mask"}
+FUNCTIONAL_UTILITIES = {
+    "boxes_to_mask",
+    "mask_to_boxes",
+    # the set-level box protocols' sufficient statistics and their final reductions
+    "max_box_accuracy_statistics",
+    "max_box_accuracy_from_statistics",
+    "pxap_statistics",
+    "pxap_from_counts",
+}
 
 #: Modules every layer may import (from the standard library and third parties nothing is checked).
 BASE = {"xaiscore._checks", "xaiscore._version"}

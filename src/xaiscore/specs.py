@@ -195,6 +195,20 @@ _spec("localization_iou", "localization", "localization", True, _LOC,
       "Zhou et al. 2016, Learning deep features for discriminative localization (CAM), CVPR",
       description="IoU between the thresholded map and the mask.")
 
+# Box-level protocols. max_box_accuracy and pxap are set scores (the best threshold, the pooled pixels
+# of the whole set); their kernels also give per-sample statistics that add up over batches.
+_spec("box_accuracy", "box_localization", "localization", True, _LOC,
+      "Wang et al. 2017, ChestX-ray8: hospital-scale chest X-ray database and benchmarks on weakly-supervised "
+      "classification and localization of common thorax diseases, CVPR",
+      description="Share of ground-truth boxes hit (IoBB > T) by the boxes of the thresholded map's regions.")
+_spec("max_box_accuracy", "box_localization", "localization", True, _LOC,
+      "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      output="curve",
+      description="Set score: best share of samples over map thresholds whose largest region's box has IoU >= 0.5.")
+_spec("pxap", "box_localization", "localization", True, _LOC,
+      "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      description="Set score: area under the pixel precision-recall curve over map thresholds, pixels pooled.")
+
 # --- complexity and compactness --------------------------------------------------------------
 _spec("sparseness", "complexity", "complexity", True, ("a",),
       "Chalasani et al. 2020, Concise explanations of neural networks using adversarial training, ICML",

@@ -96,7 +96,13 @@ def _explainers(out: str, bench: object) -> None:
     assert "plain loop over masks" in out and "captum FeatureAblation per sample" in out
 
 
+def _box_localization(out: str, bench: object) -> None:
+    # main() raises if the kernel and the per-threshold protocol loop disagree
+    assert "speed-up" in out and "2-D B=4 32x32" in out and "3-D B=2 12^3" in out and "v2" in out
+
+
 QUICK_RUNS = {
+    "box_localization": QuickRun("bench_box_localization", ("--quick",), "scipy", _box_localization),
     # The memory table spawns a fresh interpreter per setting (slow to import torch on a busy
     # machine): its child is exercised in-process by test_faithfulness_memory_child instead.
     "faithfulness": QuickRun("bench_faithfulness", ("--quick", "--metrics", "pixel_flipping", "--no-memory"),

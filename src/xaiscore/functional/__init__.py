@@ -5,6 +5,16 @@ Every kernel is batch-first and returns ``(B,)`` scores (or a result with
 """
 
 from xaiscore.functional.axiomatic import completeness, non_sensitivity
+from xaiscore.functional.box_localization import (
+    box_accuracy,
+    mask_to_boxes,
+    max_box_accuracy,
+    max_box_accuracy_from_statistics,
+    max_box_accuracy_statistics,
+    pxap,
+    pxap_from_counts,
+    pxap_statistics,
+)
 from xaiscore.functional.complexity import (
     complexity,
     effective_complexity,
@@ -71,6 +81,15 @@ __all__ = [
     "localization_auc",
     "localization_iou",
     "boxes_to_mask",
+    # box-level localization
+    "box_accuracy",
+    "max_box_accuracy",
+    "max_box_accuracy_statistics",
+    "max_box_accuracy_from_statistics",
+    "pxap",
+    "pxap_statistics",
+    "pxap_from_counts",
+    "mask_to_boxes",
     # complexity
     "sparseness",
     "complexity",

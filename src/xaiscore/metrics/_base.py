@@ -26,6 +26,9 @@ Seeding = Literal["stream", "per_sample"]
 
 #: Inputs given once, at construction (never moved, copied or saved by the metric).
 CALLABLE_NAMES: tuple[str, ...] = ("model", "forward_fn", "explain_fn", "explainer_factory")
+#: The keyword arguments of ``torchmetrics.Metric`` itself.
+_METRIC_KWARGS = frozenset({"compute_on_cpu", "dist_sync_on_step", "process_group", "dist_sync_fn",
+                            "distributed_available_fn", "sync_on_compute", "compute_with_cache"})
 #: Inputs given to every ``update``, batch first.
 TENSOR_INPUT_NAMES: tuple[str, ...] = ("x", "a", "mask", "target", "segments")
 
@@ -123,6 +126,11 @@ class XaiscoreMetric(Metric):
         values = dict(bound.arguments)
         values.pop(next(iter(self.init_signature.parameters)))  # self
         metric_kwargs = values.pop("kwargs", {})
+        unknown = sorted(set(metric_kwargs) - _METRIC_KWARGS)
+        if unknown:
+            accepted = [name for name in self.init_signature.parameters if name not in ("self", "kwargs")]
+            raise OptionError(f"Expected options of {type(self).__name__} among {accepted} or torchmetrics' "
+                              f"{sorted(_METRIC_KWARGS)}, but got {unknown}.")
         super().__init__(**metric_kwargs)
         self._callables: dict[str, Any] = {name: values.pop(name) for name in self.callable_names}
         for name, value in self._callables.items():

@@ -221,11 +221,46 @@ class XaiscoreMetric(Metric):
             self._reset_randomness()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        self._in_forward = True
+        """Update with the batch and return the batch's own value (what Lightning logs per step).
+
+        As ``torchmetrics``' reduce-state forward, but without copying the accumulated states
+        (``Metric.forward`` clones every list state on every call: for the per-sample and
+        stored set-level states here, work that grows with the set at each step).
+        """
+        if self.dist_sync_on_step or self._is_synced:  # torchmetrics' own path (and its error)
+            self._in_forward = True
+            try:
+                return super().forward(*args, **kwargs)
+            finally:
+                self._in_forward = False
+        accumulated = {name: getattr(self, name) for name in self._defaults}
+        update_count = self._update_count
+        for name, default in self._defaults.items():
+            fresh = [] if isinstance(default, list) else default.detach().clone().to(accumulated[name].device)
+            setattr(self, name, fresh)
+        self._update_count, self._computed = 0, None
+        self._to_sync, self._should_unsync = False, False  # the batch value is this process's batch
         try:
-            return super().forward(*args, **kwargs)
+            self.update(*args, **kwargs)
+            value = self.compute()
+        except BaseException:
+            for name, state in accumulated.items():
+                setattr(self, name, state)
+            self._update_count = update_count
+            raise
         finally:
-            self._in_forward = False
+            self._to_sync, self._should_unsync, self._computed = self.sync_on_compute, True, None
+        for name, state in accumulated.items():
+            batch = getattr(self, name)
+            if isinstance(state, list):
+                setattr(self, name, state + batch)
+            elif name != "fingerprint":  # every other tensor state is a sum
+                setattr(self, name, state + batch)
+            else:
+                setattr(self, name, state)
+        self._update_count = update_count + 1
+        self._forward_cache = value
+        return value
 
     def _random_kwargs(self, generator: torch.Generator | None, sample_seed: int | None) -> dict[str, Any]:
         """The randomness arguments of one kernel call."""

@@ -68,10 +68,9 @@ class PerSampleMetric(XaiscoreMetric):
                              f"{getattr(score, 'shape', type(score).__name__)}.")
         score = score.detach()
         self._score_dtype = score.dtype
-        defined = ~torch.isnan(score)
         device = self.score_sum.device
-        self.score_sum += torch.where(defined, score, torch.zeros_like(score)).sum().to(device, torch.float64)
-        self.n_defined += defined.sum().to(device)
+        self.score_sum += torch.nansum(score, dtype=torch.float64).to(device)
+        self.n_defined += (~torch.isnan(score)).sum().to(device)
         self.n_samples += batch
         if not self.keep_samples:
             return

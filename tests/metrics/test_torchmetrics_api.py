@@ -115,6 +115,38 @@ def test_forward_returns_the_batch_value_and_accumulates():
     assert metric.compute().item() == pytest.approx(F.pointing_game(a, mask).nanmean().item())
 
 
+def test_forward_keeps_the_accumulated_states_without_copying_them():
+    tools, data = cases.callables(), cases.dataset()
+    metric = Sufficiency(tools["forward_fn"])
+    metric(data["x"][:3], data["a"][:3])
+    first = metric.explanations[0]
+    metric(data["x"][3:], data["a"][3:])
+    assert metric.explanations[0] is first and len(metric.explanations) == 2
+    expected = F.sufficiency(tools["forward_fn"], data["x"], data["a"])
+    cases.nan_equal(metric.result().scores, expected, exact=True)
+
+
+def test_forward_that_fails_leaves_the_states_as_they_were():
+    a, mask = localization_data()
+    metric = PointingGame()
+    metric(a[:2], mask[:2])
+    with pytest.raises(ValueError, match="spatial shape"):
+        metric(a[2:], mask[2:, ..., :6])
+    assert int(metric.result().n_samples) == 2 and metric.update_count == 1
+    metric(a[2:], mask[2:])
+    assert metric.compute().item() == pytest.approx(F.pointing_game(a, mask).nanmean().item())
+
+
+def test_metric_collection_forward_returns_the_batch_values():
+    a, mask = localization_data()
+    collection = MetricCollection([PointingGame(), EnergyPointingGame()])
+    first = collection(a=a[:3], mask=mask[:3])
+    collection(a=a[3:], mask=mask[3:])
+    assert first["PointingGame"].item() == pytest.approx(F.pointing_game(a[:3], mask[:3]).nanmean().item())
+    total = collection.compute()
+    assert total["EnergyPointingGame"].item() == pytest.approx(F.energy_pointing_game(a, mask).nanmean().item())
+
+
 def test_keep_samples_false_keeps_three_numbers_and_the_same_mean():
     a, mask = localization_data()
     kept, summed = PointingGame(), PointingGame(keep_samples=False)

@@ -40,11 +40,18 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import machine_line, paired_times, print_table  # noqa: E402
 
-OVERHEAD_METRICS = ["pointing_game", "energy_pointing_game", "relevance_rank_accuracy", "sparseness"]
+OVERHEAD_METRICS = [
+    "pointing_game",
+    "energy_pointing_game",
+    "relevance_rank_accuracy",
+    "sparseness",
+]
 SLOW = {"mst_compactness"}
 
 
-def batch(b: int, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch(
+    b: int, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Synthetic attribution maps, box masks and targets."""
     a = torch.rand(b, 1, size, size, generator=generator)
     corners = torch.randint(0, size // 2, (b, 2), generator=generator)
@@ -67,27 +74,46 @@ def overhead(args: argparse.Namespace) -> None:
         metric = metrics.metric_class(name)()
         caller = metrics.metric_class(name)()
 
-        def kernel() -> None:
+        def kernel(fn=spec.fn, inputs=inputs) -> None:
             for _ in range(args.calls):
-                spec.fn(*inputs)
+                fn(*inputs)
 
-        def update() -> None:
+        def update(metric=metric, inputs=inputs) -> None:
             for _ in range(args.calls):
                 metric.update(*inputs)
 
-        def forward() -> None:
+        def forward(caller=caller, inputs=inputs) -> None:
             for _ in range(args.calls):
                 caller(*inputs)
 
         u, k1, update_ratio = paired_times(update, kernel, repeats=args.repeats)
-        f, k2, forward_ratio = paired_times(forward, kernel, repeats=args.repeats)
+        _, k2, forward_ratio = paired_times(forward, kernel, repeats=args.repeats)
         per_call = 1e3 / args.calls
-        rows.append({"metric": name, "kernel ms": min(k1, k2) * per_call, "update ms": u * per_call,
-                     "update/kernel": update_ratio, "update - kernel ms": (u - k1) * per_call,
-                     "forward/kernel": forward_ratio})
-    print(f"\nOverhead of the class per batch (B={args.batch}, 1x{args.size}x{args.size}, median of "
-          f"{args.repeats} alternating pairs of {args.calls} calls):")
-    print_table(rows, ["metric", "kernel ms", "update ms", "update/kernel", "update - kernel ms", "forward/kernel"])
+        rows.append(
+            {
+                "metric": name,
+                "kernel ms": min(k1, k2) * per_call,
+                "update ms": u * per_call,
+                "update/kernel": update_ratio,
+                "update - kernel ms": (u - k1) * per_call,
+                "forward/kernel": forward_ratio,
+            }
+        )
+    print(
+        f"\nOverhead of the class per batch (B={args.batch}, 1x{args.size}x{args.size}, median of "
+        f"{args.repeats} alternating pairs of {args.calls} calls):"
+    )
+    print_table(
+        rows,
+        [
+            "metric",
+            "kernel ms",
+            "update ms",
+            "update/kernel",
+            "update - kernel ms",
+            "forward/kernel",
+        ],
+    )
 
 
 def rss_mb() -> float:
@@ -113,7 +139,9 @@ def stream_child(group: str, images: int, b: int, size: int, names: list[str]) -
         else:
             built[name] = cls()
     n_batches = -(-images // b)
-    checkpoints = {max(1, round(n_batches * q)): f"{round(q * 100)}%" for q in (0.25, 0.5, 0.75, 1.0)}
+    checkpoints = {
+        max(1, round(n_batches * q)): f"{round(q * 100)}%" for q in (0.25, 0.5, 0.75, 1.0)
+    }
     seen, memory, start = 0, {}, time.perf_counter()
     for index in range(1, n_batches + 1):
         count = min(b, images - seen)
@@ -127,41 +155,65 @@ def stream_child(group: str, images: int, b: int, size: int, names: list[str]) -
         if index in checkpoints:
             memory[checkpoints[index]] = rss_mb()
     values = {name: float(metric.compute()) for name, metric in built.items()}
-    return {"group": group, "images": images, "batches": n_batches, "rss_mb": memory, "values": values,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "seconds": time.perf_counter() - start}
+    return {
+        "group": group,
+        "images": images,
+        "batches": n_batches,
+        "rss_mb": memory,
+        "values": values,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def streaming(args: argparse.Namespace) -> None:
     from xaiscore.specs import list_metrics
 
     attribution = args.attribution_metrics or [
-        s.name for s in list_metrics(available={"a", "mask"}, scope="sample") if s.name not in SLOW]
+        s.name for s in list_metrics(available={"a", "mask"}, scope="sample") if s.name not in SLOW
+    ]
     groups = [
         ("per-sample: attribution-only + deletion", args.images, attribution + ["deletion"]),
         ("set-level, summed statistics: pointing_accuracy", args.images, ["pointing_accuracy"]),
-        ("set-level, stored: sufficiency + consistency", args.set_images, ["sufficiency", "consistency"]),
+        (
+            "set-level, stored: sufficiency + consistency",
+            args.set_images,
+            ["sufficiency", "consistency"],
+        ),
     ]
     rows = []
     for label, images, names in groups:
         if args.in_process:  # a smoke run: no fresh process (the peak is then this process's)
             report = stream_child(label, images, args.batch, args.size, names)
         else:
-            command = [sys.executable, __file__, "--stream-child",
-                       json.dumps([label, images, args.batch, args.size, names])]
+            command = [
+                sys.executable,
+                __file__,
+                "--stream-child",
+                json.dumps([label, images, args.batch, args.size, names]),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             report = json.loads(done.stdout.strip().splitlines()[-1])
         marks = list(report["rss_mb"].values())  # after 25 / 50 / 75 / 100 % of the batches
-        rows.append({"group": label, "metrics": len(names), "images": images,
-                     "RSS at 25/50/75/100 % (MB)": " / ".join(f"{v:.1f}" for v in marks),
-                     "growth 25->100 % MB": marks[-1] - marks[0], "peak MB": report["peak_mb"],
-                     "s": report["seconds"]})
+        rows.append(
+            {
+                "group": label,
+                "metrics": len(names),
+                "images": images,
+                "RSS at 25/50/75/100 % (MB)": " / ".join(f"{v:.1f}" for v in marks),
+                "growth 25->100 % MB": marks[-1] - marks[0],
+                "peak MB": report["peak_mb"],
+                "s": report["seconds"],
+            }
+        )
     where = "this process" if args.in_process else "a fresh process per group"
     print(f"\nStreaming memory (B={args.batch}, 1x{args.size}x{args.size}; {where}):")
     print_table(rows, list(rows[0]))
     d = args.size * args.size
-    print(f"Expected state growth: per-sample metrics 4 bytes (+8 with sample_index) per sample each; "
-          f"stored set-level metrics {4 * d + 8} bytes per sample each (the map and the prediction).")
+    print(
+        "Expected state growth: per-sample metrics 4 bytes (+8 with sample_index) per sample each; "
+        f"stored set-level metrics {4 * d + 8} bytes per sample each (the map and the prediction)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--attribution-metrics", nargs="*", default=None)
     parser.add_argument("--skip-stream", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, streaming in this process: a smoke run")
-    parser.add_argument("--in-process", action="store_true", help="stream in this process (no fresh processes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, streaming in this process: a smoke run"
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="stream in this process (no fresh processes)"
+    )
     parser.add_argument("--stream-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stream_child:
@@ -183,7 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stream_child(label, images, b, size, names)))
         return 0
     if args.quick:
-        args.batch, args.size, args.images, args.set_images, args.repeats, args.calls = 8, 32, 48, 24, 3, 1
+        args.batch, args.size, args.images, args.set_images, args.repeats, args.calls = (
+            8,
+            32,
+            48,
+            24,
+            3,
+            1,
+        )
         args.in_process = True
     print(machine_line() + f", load average {os.getloadavg()[0]:.1f}")
     overhead(args)

@@ -18,4 +18,7 @@ def test_quick_benchmark_runs(capsys):
     assert module.main(["--quick", "--attribution-metrics", "pointing_game", "sparseness"]) == 0
     out = capsys.readouterr().out
     assert "update/kernel" in out and "pointing_game" in out
-    assert "set-level, summed statistics: pointing_accuracy" in out and "sufficiency + consistency" in out
+    assert (
+        "set-level, summed statistics: pointing_accuracy" in out
+        and "sufficiency + consistency" in out
+    )

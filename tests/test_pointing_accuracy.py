@@ -29,8 +29,13 @@ def rows(draw, spatial=None):
     b = draw(st.integers(1, 6))
     channels = draw(st.sampled_from([1, 2]))
     a = draw(xst.attributions(shape=(b, channels) + spatial, ties=st.booleans()))
-    mask = draw(xst.masks(shape=(b, 1) + spatial, allow_empty=True,
-                          kind=st.sampled_from(["random", "box", "empty"])))
+    mask = draw(
+        xst.masks(
+            shape=(b, 1) + spatial,
+            allow_empty=True,
+            kind=st.sampled_from(["random", "box", "empty"]),
+        )
+    )
     k = draw(st.integers(1, 4))
     target = torch.tensor(draw(st.lists(st.integers(0, k - 1), min_size=b, max_size=b)))
     return a, mask, target, k
@@ -40,13 +45,18 @@ def rows(draw, spatial=None):
 def test_matches_the_reference(case, ties, tolerance):
     a, mask, target, k = case
     result = pointing_accuracy(a, mask, target, num_classes=k, ties=ties, tolerance=tolerance)
-    accuracy, per_class = reference(a.numpy(), mask.numpy(), target.numpy(), k, tolerance=tolerance, ties=ties)
+    accuracy, per_class = reference(
+        a.numpy(), mask.numpy(), target.numpy(), k, tolerance=tolerance, ties=ties
+    )
     if math.isnan(accuracy):
         assert torch.isnan(result.accuracy)
     else:
         assert result.accuracy.item() == pytest.approx(accuracy, abs=1e-12)
     np.testing.assert_allclose(result.class_accuracy.numpy(), per_class, atol=1e-12)
-    hits = [row_hit(a[i].numpy(), mask[i].numpy(), tolerance=tolerance, ties=ties) for i in range(a.shape[0])]
+    hits = [
+        row_hit(a[i].numpy(), mask[i].numpy(), tolerance=tolerance, ties=ties)
+        for i in range(a.shape[0])
+    ]
     np.testing.assert_allclose(result.score.numpy(), hits, atol=1e-12)
     assert result.accuracy.dtype == a.dtype and result.score.shape == (a.shape[0],)
 
@@ -57,12 +67,16 @@ def test_statistics_add_up_over_any_split(case, data):
     assume(a.shape[0] >= 2)  # an empty batch is refused
     whole = pointing_accuracy(a, mask, target, num_classes=k)
     cut = data.draw(st.integers(1, a.shape[0] - 1))
-    parts = [pointing_accuracy_statistics(a[s], mask[s], target[s], num_classes=k)
-             for s in (slice(0, cut), slice(cut, None))]
+    parts = [
+        pointing_accuracy_statistics(a[s], mask[s], target[s], num_classes=k)
+        for s in (slice(0, cut), slice(cut, None))
+    ]
     summed = {name: parts[0][name] + parts[1][name] for name in parts[0]}
     from_parts = pointing_accuracy_from_statistics(summed)
     assert torch.equal(from_parts.hits, whole.hits) and torch.equal(from_parts.trials, whole.trials)
-    torch.testing.assert_close(from_parts.accuracy.to(whole.accuracy.dtype), whole.accuracy, equal_nan=True)
+    torch.testing.assert_close(
+        from_parts.accuracy.to(whole.accuracy.dtype), whole.accuracy, equal_nan=True
+    )
 
 
 def test_mean_over_classes_is_not_the_mean_over_rows():
@@ -103,7 +117,9 @@ def test_torchray_tolerance_is_strict():
     a[1, 0, 9, 11] = 1.0  # squared distance 202 < 225: a hit in TorchRay
     mask = torch.zeros(2, 1, 40, 40, dtype=torch.bool)
     mask[:, :, 0, 0] = True
-    torchray = pointing_accuracy(a, mask, torch.tensor([0, 1]), tolerance=math.sqrt(224), ties="first")
+    torchray = pointing_accuracy(
+        a, mask, torch.tensor([0, 1]), tolerance=math.sqrt(224), ties="first"
+    )
     assert torchray.class_accuracy.tolist() == [0.0, 1.0]
     closed = pointing_accuracy(a, mask, torch.tensor([0, 1]), tolerance=15.0, ties="first")
     assert closed.class_accuracy.tolist() == [1.0, 1.0]
@@ -126,4 +142,10 @@ def test_bad_inputs_are_refused():
 
 def test_set_statistics_declares_its_options():
     assert POINTING_ACCURACY.inputs == ("a", "mask", "target")
-    assert {"num_classes", "tolerance", "ties", "reduce_channels", "validate"} <= POINTING_ACCURACY.option_names()
+    assert {
+        "num_classes",
+        "tolerance",
+        "ties",
+        "reduce_channels",
+        "validate",
+    } <= POINTING_ACCURACY.option_names()

@@ -83,7 +83,7 @@ def dataset(seed: int = 0) -> dict[str, Tensor]:
     mask = torch.zeros(N, 1, SIZE, SIZE, dtype=torch.bool)
     for i in range(N):
         r, c = torch.randint(0, SIZE - 4, (2,), generator=g).tolist()
-        mask[i, :, r:r + 5, c:c + 5] = True
+        mask[i, :, r : r + 5, c : c + 5] = True
     mask[3] = False
     target = torch.tensor([0, 1, 2, 3, 1, 0, 2])
     return {"x": x, "a": a.reshape(N, 1, SIZE, SIZE), "mask": mask, "target": target}
@@ -91,14 +91,22 @@ def dataset(seed: int = 0) -> dict[str, Tensor]:
 
 def callables() -> dict[str, Any]:
     model = make_cnn(n_classes=CLASSES)
-    return {"model": model, "forward_fn": model, "explain_fn": mixing_explainer, "explainer_factory": model_explainer}
+    return {
+        "model": model,
+        "forward_fn": model,
+        "explain_fn": mixing_explainer,
+        "explainer_factory": model_explainer,
+    }
 
 
 def construct(cls: type, spec: MetricSpec, tools: dict[str, Any], **overrides: Any) -> Any:
     """``cls`` built with the callables its constructor takes and the small options."""
     parameters = inspect.signature(cls).parameters
-    kwargs = {name: tools[name] for name in CALLABLES if name in parameters
-              and parameters[name].default is inspect.Parameter.empty}
+    kwargs = {
+        name: tools[name]
+        for name in CALLABLES
+        if name in parameters and parameters[name].default is inspect.Parameter.empty
+    }
     return cls(**kwargs, **SMALL.get(spec.name, {}), **overrides)
 
 
@@ -106,8 +114,13 @@ def update_names(metric: Any) -> list[str]:
     return [n for n in metric.update_signature.parameters if n != "sample_index"]
 
 
-def feed(metric: Any, data: dict[str, Tensor], bounds: list[tuple[int, int]], *,
-         index: Tensor | None = None) -> None:
+def feed(
+    metric: Any,
+    data: dict[str, Tensor],
+    bounds: list[tuple[int, int]],
+    *,
+    index: Tensor | None = None,
+) -> None:
     """Update ``metric`` batch by batch (``[start, stop)`` bounds), by keyword."""
     names = [n for n in update_names(metric) if n in data]
     for start, stop in bounds:
@@ -124,17 +137,29 @@ def random_bounds(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def kernel_call(spec: MetricSpec, tools: dict[str, Any], data: dict[str, Tensor], rows: slice | Tensor,
-                **random: Any) -> Any:
+def kernel_call(
+    spec: MetricSpec,
+    tools: dict[str, Any],
+    data: dict[str, Tensor],
+    rows: slice | Tensor,
+    **random: Any,
+) -> Any:
     """The kernel on ``rows`` of the data, with the small options and ``random`` arguments."""
     parameters = inspect.signature(spec.fn).parameters
     kwargs = {name: tools[name] for name in CALLABLES if name in spec.needs}
-    kwargs.update({name: data[name][rows] for name in INPUTS if name in parameters and name in data
-                   and (name in spec.needs or name == "a")})
+    kwargs.update(
+        {
+            name: data[name][rows]
+            for name in INPUTS
+            if name in parameters and name in data and (name in spec.needs or name == "a")
+        }
+    )
     return spec.fn(**kwargs, **SMALL.get(spec.name, {}), **random)
 
 
-def random_arguments(spec: MetricSpec, seed: int | None, sample_seed: int | None = None) -> dict[str, Any]:
+def random_arguments(
+    spec: MetricSpec, seed: int | None, sample_seed: int | None = None
+) -> dict[str, Any]:
     """What the class passes for randomness: a generator (seeded ``seed`` for the stream, the
     sample's derived seed per sample) and, for the MPRT family, ``seed`` itself."""
     parameters = inspect.signature(spec.fn).parameters
@@ -153,8 +178,15 @@ def scores_of(result: Any) -> tuple[Tensor, Tensor | None]:
     return result.score, getattr(result, "curve", None)
 
 
-def reference(spec: MetricSpec, tools: dict[str, Any], data: dict[str, Tensor], seeding: str | None,
-              *, seed: int = 0, keys: list[int] | None = None) -> tuple[Tensor, Tensor | None]:
+def reference(
+    spec: MetricSpec,
+    tools: dict[str, Any],
+    data: dict[str, Tensor],
+    seeding: str | None,
+    *,
+    seed: int = 0,
+    keys: list[int] | None = None,
+) -> tuple[Tensor, Tensor | None]:
     """Per-sample scores (and curves) the class must reproduce.
 
     ``seeding="stream"``: one kernel call on the whole set with a generator seeded ``seed``;
@@ -165,9 +197,18 @@ def reference(spec: MetricSpec, tools: dict[str, Any], data: dict[str, Tensor], 
         extra = random_arguments(spec, seed) if seeding == "stream" else {}
         return scores_of(kernel_call(spec, tools, data, slice(None), **extra))
     keys = list(range(N)) if keys is None else keys
-    parts = [scores_of(kernel_call(spec, tools, data, slice(i, i + 1),
-                                   **random_arguments(spec, seed, derive_seed(seed, keys[i]))))
-             for i in range(N)]
+    parts = [
+        scores_of(
+            kernel_call(
+                spec,
+                tools,
+                data,
+                slice(i, i + 1),
+                **random_arguments(spec, seed, derive_seed(seed, keys[i])),
+            )
+        )
+        for i in range(N)
+    ]
     curves = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
     return torch.cat([p[0] for p in parts]), curves
 

@@ -29,7 +29,9 @@ def test_every_registered_metric_has_a_named_class():
 def test_per_sample_scores_do_not_depend_on_the_batch_split(spec):
     tools, data = cases.callables(), cases.dataset()
     cls = metric_class(spec)
-    seeding = cls(**{k: v for k, v in _callable_kwargs(cls, tools).items()}, **cases.SMALL.get(spec.name, {})).seeding
+    seeding = cls(
+        **{k: v for k, v in _callable_kwargs(cls, tools).items()}, **cases.SMALL.get(spec.name, {})
+    ).seeding
     expected, expected_curves = cases.reference(spec, tools, data, seeding)
     rng = np.random.default_rng(len(spec.name))
     for bounds in (cases.random_bounds(cases.N, rng), [(i, i + 1) for i in range(cases.N)]):
@@ -44,7 +46,9 @@ def test_per_sample_scores_do_not_depend_on_the_batch_split(spec):
         value = metric.compute()
         assert value.ndim == 0 and value.dtype == expected.dtype
         assert value.item() == pytest.approx(cases.nan_mean(expected), nan_ok=True, rel=1e-12)
-        assert int(result.n_samples) == cases.N and int(result.n_defined) == int((~torch.isnan(expected)).sum())
+        assert int(result.n_samples) == cases.N and int(result.n_defined) == int(
+            (~torch.isnan(expected)).sum()
+        )
 
 
 @pytest.mark.parametrize("name", ["sufficiency", "consistency"])
@@ -61,7 +65,9 @@ def test_prediction_set_metrics_equal_the_kernel_on_the_whole_set(name):
         cases.nan_equal(metric.result().scores, expected, exact=True)
         assert metric.compute().item() == pytest.approx(cases.nan_mean(expected), nan_ok=True)
     # the bug this fixes: the kernel on each half alone gives other values
-    per_half = torch.cat([cases.scores_of(cases.kernel_call(spec, tools, data, slice(s, e)))[0] for s, e in halves])
+    per_half = torch.cat(
+        [cases.scores_of(cases.kernel_call(spec, tools, data, slice(s, e)))[0] for s, e in halves]
+    )
     assert not torch.equal(per_half.nan_to_num(-1), expected.nan_to_num(-1))
 
 
@@ -70,8 +76,9 @@ def test_pointing_accuracy_class_equals_the_kernel_and_the_reference_on_the_whol
     data = cases.dataset()
     data["a"][0, 0] = 0.0  # a constant map: ties among all pixels
     kernel = spec.fn(data["a"], data["mask"], data["target"], num_classes=cases.CLASSES)
-    expected, per_class = reference_pointing_accuracy(data["a"].numpy(), data["mask"].numpy(),
-                                                      data["target"].numpy(), cases.CLASSES)
+    expected, per_class = reference_pointing_accuracy(
+        data["a"].numpy(), data["mask"].numpy(), data["target"].numpy(), cases.CLASSES
+    )
     assert kernel.accuracy.item() == pytest.approx(expected)
     np.testing.assert_allclose(kernel.class_accuracy.numpy(), per_class)
     rng = np.random.default_rng(5)
@@ -80,7 +87,9 @@ def test_pointing_accuracy_class_equals_the_kernel_and_the_reference_on_the_whol
         cases.feed(metric, data, bounds)
         result = metric.result()
         assert metric.compute().item() == pytest.approx(expected, rel=1e-12)
-        assert torch.equal(result.details.hits, kernel.hits) and torch.equal(result.details.trials, kernel.trials)
+        assert torch.equal(result.details.hits, kernel.hits) and torch.equal(
+            result.details.trials, kernel.trials
+        )
         assert int(result.n_samples) == cases.N and result.scores is None
 
 
@@ -88,4 +97,8 @@ def _callable_kwargs(cls, tools):
     import inspect
 
     parameters = inspect.signature(cls).parameters
-    return {n: tools[n] for n in cases.CALLABLES if n in parameters and parameters[n].default is inspect.Parameter.empty}
+    return {
+        n: tools[n]
+        for n in cases.CALLABLES
+        if n in parameters and parameters[n].default is inspect.Parameter.empty
+    }

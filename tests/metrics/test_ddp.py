@@ -38,7 +38,7 @@ def shard(rank: int) -> torch.Tensor:
 def feed(metric, data, rows: torch.Tensor, *, with_index: bool) -> None:
     names = [n for n in cases.update_names(metric) if n in data]
     for start in range(0, rows.numel(), 2):  # batches of 2
-        picked = rows[start:start + 2]
+        picked = rows[start : start + 2]
         batch = {n: data[n][picked] for n in names}
         if with_index and "sample_index" in metric.update_signature.parameters:
             batch["sample_index"] = picked
@@ -47,8 +47,13 @@ def feed(metric, data, rows: torch.Tensor, *, with_index: bool) -> None:
 
 def summary(metric) -> dict:
     result = metric.result()
-    return {"value": result.value, "n_samples": result.n_samples, "scores": result.scores,
-            "curves": result.curves, "index": result.index}
+    return {
+        "value": result.value,
+        "n_samples": result.n_samples,
+        "scores": result.scores,
+        "curves": result.curves,
+        "index": result.index,
+    }
 
 
 def worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -58,11 +63,13 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         tools, data = cases.callables(), cases.dataset()
         results = {}
         for name, metric in make_metrics(tools).items():
-            # PointingAccuracy keeps sums only: it sees each sample once (no padding); the others dedup.
+            # PointingAccuracy keeps sums only: each sample once (no padding); the others dedup.
             rows = torch.arange(cases.N)[rank::WORLD] if name == "accuracy" else shard(rank)
             feed(metric, data, rows, with_index=True)
             results[name] = summary(metric)
-            results[name + "_local"] = int(metric.n_samples) if hasattr(metric, "n_samples") else None
+            results[name + "_local"] = (
+                int(metric.n_samples) if hasattr(metric, "n_samples") else None
+            )
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -70,10 +77,15 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_gloo_processes_equal_one(tmp_path: pathlib.Path):
-    # fork (where there is one) spares the children re-importing torch and xaiscore: seconds, not tens
+    # fork (where there is one) spares the children re-importing torch and xaiscore
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True,
-                       start_method=method)
+    mp.start_processes(
+        worker,
+        args=(str(tmp_path / "init"), str(tmp_path)),
+        nprocs=WORLD,
+        join=True,
+        start_method=method,
+    )
     tools, data = cases.callables(), cases.dataset()
     single = {}
     for name, metric in make_metrics(tools).items():
@@ -84,8 +96,9 @@ def test_two_gloo_processes_equal_one(tmp_path: pathlib.Path):
         for name, expected in single.items():
             one = got[name]
             assert int(one["n_samples"]) == int(expected["n_samples"]) == cases.N, name
-            torch.testing.assert_close(one["value"], expected["value"], rtol=1e-12, atol=0, equal_nan=True,
-                                       msg=name)
+            torch.testing.assert_close(
+                one["value"], expected["value"], rtol=1e-12, atol=0, equal_nan=True, msg=name
+            )
             for field in ("scores", "curves", "index"):
                 if expected[field] is None:
                     assert one[field] is None, (name, field)

@@ -18,7 +18,9 @@ def blocks() -> list[str]:
 
 
 def test_examples_run(capsys):
-    runnable = [b for b in blocks() if "metric.update(x, a, target)" not in b]  # the API sketch has no data
+    runnable = [
+        b for b in blocks() if "metric.update(x, a, target)" not in b
+    ]  # the API sketch has no data
     assert len(runnable) == 2
     for block in runnable:
         namespace: dict = {}
@@ -39,14 +41,18 @@ def test_loop_example_values_equal_the_kernels():
     assert values["pointing"].item() == F.pointing_game(a, mask).nanmean().item()
     expected = F.pointing_accuracy(a, mask, target, num_classes=3).accuracy
     torch.testing.assert_close(values["accuracy"], expected)
-    torch.testing.assert_close(values["sufficiency"], F.sufficiency(model, x, a).nanmean(), equal_nan=True)
+    torch.testing.assert_close(
+        values["sufficiency"], F.sufficiency(model, x, a).nanmean(), equal_nan=True
+    )
 
 
 def test_class_table_lists_every_class_with_its_default_seeding():
     text = PAGE.read_text()
     for spec in list_metrics():
         cls = metrics.metric_class(spec)
-        row = re.search(rf"^\| `{cls.__name__}` \| `{spec.name}` \| ([^|]+) \| ([^|]+) \|$", text, re.M)
+        row = re.search(
+            rf"^\| `{cls.__name__}` \| `{spec.name}` \| ([^|]+) \| ([^|]+) \|$", text, re.M
+        )
         assert row, f"{cls.__name__} is missing from docs/metrics.md"
         seeding = metrics.default_seeding(spec, {}) if cls.uses_randomness else "-"
         assert row.group(2).strip().split()[0] == seeding, cls.__name__

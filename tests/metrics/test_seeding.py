@@ -37,25 +37,47 @@ def test_options_that_draw_out_of_order_switch_to_per_sample_and_stay_split_inva
     expected_parts = []
     for i in range(cases.N):
         generator = torch.Generator().manual_seed(derive_seed(0, i))
-        one = cases.kernel_call(spec, tools, data, slice(i, i + 1), generator=generator, baseline="uniform")
+        one = cases.kernel_call(
+            spec, tools, data, slice(i, i + 1), generator=generator, baseline="uniform"
+        )
         expected_parts.append(cases.scores_of(one)[0])
     cases.nan_equal(metric.result().scores, torch.cat(expected_parts))
 
 
-@pytest.mark.parametrize("name", ["deletion", "insertion", "pixel_flipping", "selectivity", "faithfulness_estimate",
-                                  "monotonicity", "monotonicity_correlation"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "deletion",
+        "insertion",
+        "pixel_flipping",
+        "selectivity",
+        "faithfulness_estimate",
+        "monotonicity",
+        "monotonicity_correlation",
+    ],
+)
 def test_uniform_baselines_of_stream_metrics_are_exact_for_any_split(name):
     spec = get_metric(name)
     tools, data = cases.callables(), cases.dataset()
-    expected = cases.scores_of(cases.kernel_call(spec, tools, data, slice(None), baseline="uniform",
-                                                 generator=torch.Generator().manual_seed(7)))[0]
+    expected = cases.scores_of(
+        cases.kernel_call(
+            spec,
+            tools,
+            data,
+            slice(None),
+            baseline="uniform",
+            generator=torch.Generator().manual_seed(7),
+        )
+    )[0]
     metric = cases.construct(metric_class(spec), spec, tools, baseline="uniform", seed=7)
     assert metric.seeding == "stream"
     cases.feed(metric, data, [(0, 1), (1, 5), (5, cases.N)])
     cases.nan_equal(metric.result().scores, expected)
 
 
-@pytest.mark.parametrize("spec", [s for s in STOCHASTIC if s.name not in STREAM_EXACT], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "spec", [s for s in STOCHASTIC if s.name not in STREAM_EXACT], ids=lambda s: s.name
+)
 def test_per_sample_seeds_follow_sample_index_whatever_the_order_and_split(spec):
     tools, data = cases.callables(), cases.dataset()
     keys = [10, 3, 7, 0, 21, 5, 8]
@@ -66,7 +88,9 @@ def test_per_sample_seeds_follow_sample_index_whatever_the_order_and_split(spec)
     cases.feed(metric, shuffled, [(0, 2), (2, 3), (3, cases.N)], index=torch.tensor(keys)[order])
     result = metric.result()
     by_key = torch.argsort(torch.tensor(keys))
-    assert torch.equal(result.index, torch.tensor(keys)[by_key])  # results come sorted by sample_index
+    assert torch.equal(
+        result.index, torch.tensor(keys)[by_key]
+    )  # results come sorted by sample_index
     cases.nan_equal(result.scores, expected[by_key])
 
 
@@ -77,7 +101,9 @@ def test_forward_and_update_draw_the_same_stream():
     by_forward = cases.construct(metric_class(spec), spec, tools)
     cases.feed(by_update, data, [(0, 3), (3, cases.N)])
     for start, stop in [(0, 3), (3, cases.N)]:
-        batch_value = by_forward(x=data["x"][start:stop], a=data["a"][start:stop], target=data["target"][start:stop])
+        batch_value = by_forward(
+            x=data["x"][start:stop], a=data["a"][start:stop], target=data["target"][start:stop]
+        )
         assert batch_value.ndim == 0
     cases.nan_equal(by_forward.result().scores, by_update.result().scores, exact=True)
 
@@ -121,9 +147,14 @@ def test_stream_seeding_of_a_non_exact_metric_is_reproducible_for_the_same_batch
         cases.feed(metric, data, [(0, 3), (3, cases.N)])
         runs.append(metric.result().scores)
     cases.nan_equal(runs[0], runs[1], exact=True)
-    whole = cases.scores_of(cases.kernel_call(spec, tools, data, slice(0, 3),
-                                              generator=torch.Generator().manual_seed(1)))[0]
-    cases.nan_equal(runs[0][:3], whole, exact=True)  # the first batch is the kernel with a generator seeded 1
+    whole = cases.scores_of(
+        cases.kernel_call(
+            spec, tools, data, slice(0, 3), generator=torch.Generator().manual_seed(1)
+        )
+    )[0]
+    cases.nan_equal(
+        runs[0][:3], whole, exact=True
+    )  # the first batch is the kernel with a generator seeded 1
 
 
 def test_different_seeds_give_different_draws():

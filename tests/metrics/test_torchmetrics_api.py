@@ -32,14 +32,16 @@ def localization_data():
 
 def test_a_metric_collection_updates_each_metric_with_the_inputs_it_takes():
     tools, data = cases.callables(), cases.dataset()
-    collection = MetricCollection({
-        "pointing": PointingGame(),
-        "energy": EnergyPointingGame(),
-        "pointing_tolerant": PointingGame(tolerance=2.0),
-        "sparseness": Sparseness(),
-        "deletion": Deletion(tools["forward_fn"], features_per_step=16),
-        "accuracy": PointingAccuracy(num_classes=cases.CLASSES),
-    })
+    collection = MetricCollection(
+        {
+            "pointing": PointingGame(),
+            "energy": EnergyPointingGame(),
+            "pointing_tolerant": PointingGame(tolerance=2.0),
+            "sparseness": Sparseness(),
+            "deletion": Deletion(tools["forward_fn"], features_per_step=16),
+            "accuracy": PointingAccuracy(num_classes=cases.CLASSES),
+        }
+    )
     for start, stop in [(0, 3), (3, cases.N)]:
         collection.update(**{k: v[start:stop] for k, v in data.items()})
     values = collection.compute()
@@ -49,12 +51,19 @@ def test_a_metric_collection_updates_each_metric_with_the_inputs_it_takes():
         "energy": F.energy_pointing_game(a, mask).nanmean(),
         "pointing_tolerant": F.pointing_game(a, mask, tolerance=2.0).nanmean(),
         "sparseness": F.sparseness(a).nanmean(),
-        "deletion": F.deletion(tools["forward_fn"], x, a, target, features_per_step=16).score.nanmean(),
+        "deletion": F.deletion(
+            tools["forward_fn"], x, a, target, features_per_step=16
+        ).score.nanmean(),
         "accuracy": F.pointing_accuracy(a, mask, target, num_classes=cases.CLASSES).accuracy,
     }
     assert set(values) == set(expected)
     for name, value in expected.items():
-        torch.testing.assert_close(values[name], value.to(values[name].dtype), rtol=1e-12, atol=0), name
+        (
+            torch.testing.assert_close(
+                values[name], value.to(values[name].dtype), rtol=1e-12, atol=0
+            ),
+            name,
+        )
     # Metrics of equal states on the first batch must not be merged into one compute group.
     assert all(len(group) == 1 for group in collection.compute_groups.values())
     collection.reset()
@@ -66,7 +75,9 @@ def test_two_identical_states_do_not_share_a_compute_group():
     a[:, 0, 0, 0] = 1.0
     mask = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
     mask[:, :, 0, 0] = True
-    collection = MetricCollection([PointingGame(), EnergyPointingGame()])  # both score 1.0 on this batch
+    collection = MetricCollection(
+        [PointingGame(), EnergyPointingGame()]
+    )  # both score 1.0 on this batch
     collection.update(a, mask)
     collection.update(a, ~mask)
     values = collection.compute()
@@ -77,8 +88,12 @@ def test_two_identical_states_do_not_share_a_compute_group():
 
 def test_state_dict_round_trip_restores_every_kind_of_state():
     tools, data = cases.callables(), cases.dataset()
-    for make in (PointingGame, lambda: Deletion(tools["forward_fn"], features_per_step=16),
-                 lambda: Sufficiency(tools["forward_fn"]), lambda: PointingAccuracy(num_classes=cases.CLASSES)):
+    for make in (
+        PointingGame,
+        lambda: Deletion(tools["forward_fn"], features_per_step=16),
+        lambda: Sufficiency(tools["forward_fn"]),
+        lambda: PointingAccuracy(num_classes=cases.CLASSES),
+    ):
         metric = make()
         names = [n for n in cases.update_names(metric)]
         metric.update(**{n: data[n][:4] for n in names})
@@ -111,7 +126,9 @@ def test_forward_returns_the_batch_value_and_accumulates():
     metric = PointingGame()
     batch_values = [metric(a[s:e], mask[s:e]) for s, e in [(0, 2), (2, cases.N)]]
     for (s, e), value in zip([(0, 2), (2, cases.N)], batch_values):
-        assert value.item() == pytest.approx(F.pointing_game(a[s:e], mask[s:e]).nanmean().item(), nan_ok=True)
+        assert value.item() == pytest.approx(
+            F.pointing_game(a[s:e], mask[s:e]).nanmean().item(), nan_ok=True
+        )
     assert metric.compute().item() == pytest.approx(F.pointing_game(a, mask).nanmean().item())
 
 
@@ -142,9 +159,13 @@ def test_metric_collection_forward_returns_the_batch_values():
     collection = MetricCollection([PointingGame(), EnergyPointingGame()])
     first = collection(a=a[:3], mask=mask[:3])
     collection(a=a[3:], mask=mask[3:])
-    assert first["PointingGame"].item() == pytest.approx(F.pointing_game(a[:3], mask[:3]).nanmean().item())
+    assert first["PointingGame"].item() == pytest.approx(
+        F.pointing_game(a[:3], mask[:3]).nanmean().item()
+    )
     total = collection.compute()
-    assert total["EnergyPointingGame"].item() == pytest.approx(F.energy_pointing_game(a, mask).nanmean().item())
+    assert total["EnergyPointingGame"].item() == pytest.approx(
+        F.energy_pointing_game(a, mask).nanmean().item()
+    )
 
 
 def test_keep_samples_false_keeps_three_numbers_and_the_same_mean():
@@ -155,7 +176,9 @@ def test_keep_samples_false_keeps_three_numbers_and_the_same_mean():
         metric.update(a[3:], mask[3:])
     assert summed.result().scores is None
     assert summed.compute().item() == pytest.approx(kept.compute().item(), rel=1e-12)
-    assert int(summed.result().n_defined) == int(kept.result().n_defined) == cases.N - 1  # one empty mask
+    assert (
+        int(summed.result().n_defined) == int(kept.result().n_defined) == cases.N - 1
+    )  # one empty mask
     assert all(not isinstance(v, list) or not v for v in summed.metric_state.values())
 
 
@@ -205,7 +228,9 @@ def test_bad_arguments_fail_at_the_boundary_with_typed_errors():
 
 def test_curves_must_keep_their_length():
     tools, data = cases.callables(), cases.dataset()
-    metric = Deletion(tools["forward_fn"], features_per_step=16)  # 144 pixels: 10 steps; 64 pixels: 5
+    metric = Deletion(
+        tools["forward_fn"], features_per_step=16
+    )  # 144 pixels: 10 steps; 64 pixels: 5
     metric.update(data["x"][:2], data["a"][:2], data["target"][:2])
     small = {k: v[2:4, ..., :8, :8] for k, v in data.items() if k in ("x", "a")}
     with pytest.raises(ValueError, match="steps"):
@@ -232,8 +257,16 @@ def test_metrics_pickle_and_deepcopy():
 
 def test_signatures_and_docstrings_are_real():
     parameters = inspect.signature(Deletion).parameters
-    assert list(parameters)[0] == "forward_fn" and parameters["features_per_step"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert list(inspect.signature(Deletion.update).parameters)[1:] == ["x", "a", "target", "sample_index"]
+    assert (
+        list(parameters)[0] == "forward_fn"
+        and parameters["features_per_step"].kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    assert list(inspect.signature(Deletion.update).parameters)[1:] == [
+        "x",
+        "a",
+        "target",
+        "sample_index",
+    ]
     assert "seed" not in inspect.signature(PointingGame).parameters
     assert "seeding" in inspect.signature(metrics.MaxSensitivity).parameters
     assert "Update:" in Deletion.__doc__ and "deletion" in Deletion.__doc__
@@ -245,7 +278,11 @@ def test_result_is_a_named_tuple_of_tensors():
     metric = PointingGame()
     metric.update(a, mask)
     result = metric.result()
-    assert isinstance(result, MetricResult) and result.value.ndim == 0 and result.scores.shape == (cases.N,)
+    assert (
+        isinstance(result, MetricResult)
+        and result.value.ndim == 0
+        and result.scores.shape == (cases.N,)
+    )
     assert result.curves is None and result.details is None
 
 
@@ -253,7 +290,7 @@ def test_result_is_a_named_tuple_of_tensors():
 
 
 class EvaluationModule(torch.nn.Module):
-    """What a LightningModule does with metrics: attributes, forward per step, compute/reset per epoch."""
+    """What a LightningModule does with metrics: forward per step, compute/reset per epoch."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -284,12 +321,14 @@ def test_lightning_style_loop_logs_step_and_epoch_values():
         for start, stop in batches:
             module.validation_step({k: v[start:stop] for k, v in data.items()})
         module.on_validation_epoch_end()
-    expected = F.deletion(tools["model"], data["x"], data["a"], data["target"], features_per_step=16).score
+    expected = F.deletion(
+        tools["model"], data["x"], data["a"], data["target"], features_per_step=16
+    ).score
     assert module.logged["deletion"] == pytest.approx([expected.nanmean().item()] * 2)
     assert len(module.logged["deletion_step"]) == 4
     state = module.state_dict()
     assert any(key.startswith("pointing.") for key in state) and "model.0.weight" in state
-    assert not any(key.startswith("deletion.model") or key.startswith("deletion.forward_fn") for key in state)
+    assert not any(key.startswith(("deletion.model", "deletion.forward_fn")) for key in state)
 
 
 def test_with_lightning_when_installed(tmp_path):
@@ -307,8 +346,18 @@ def test_with_lightning_when_installed(tmp_path):
             self.pointing(a, mask)
             self.log("pointing", self.pointing, on_epoch=True)
 
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data["a"], data["mask"]), batch_size=3)
-    trainer = lightning.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                                enable_checkpointing=False, default_root_dir=tmp_path)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(data["a"], data["mask"]), batch_size=3
+    )
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
     (logged,) = trainer.validate(Module(), loader, verbose=False)
-    assert logged["pointing"] == pytest.approx(F.pointing_game(data["a"], data["mask"]).nanmean().item())
+    assert logged["pointing"] == pytest.approx(
+        F.pointing_game(data["a"], data["mask"]).nanmean().item()
+    )

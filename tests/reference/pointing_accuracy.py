@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 
-def row_hit(a: np.ndarray, mask: np.ndarray, *, tolerance: float = 0.0, ties: str = "fraction") -> float:
+def row_hit(
+    a: np.ndarray, mask: np.ndarray, *, tolerance: float = 0.0, ties: str = "fraction"
+) -> float:
     """One row: ``a`` ``(C, *S)``, ``mask`` ``(1|C, *S)``; NaN for an empty mask."""
     summed = a.sum(axis=0)
     region = mask.astype(bool).any(axis=0)
@@ -25,7 +27,10 @@ def row_hit(a: np.ndarray, mask: np.ndarray, *, tolerance: float = 0.0, ties: st
 
     def hit(point: tuple[int, ...]) -> bool:
         for q in mask_points:
-            if math.sqrt(sum((int(pi) - int(qi)) ** 2 for pi, qi in zip(point, q))) <= tolerance + 1e-9:
+            if (
+                math.sqrt(sum((int(pi) - int(qi)) ** 2 for pi, qi in zip(point, q)))
+                <= tolerance + 1e-9
+            ):
                 return True
         return False
 
@@ -37,9 +42,16 @@ def row_hit(a: np.ndarray, mask: np.ndarray, *, tolerance: float = 0.0, ties: st
     return sum(hits) / len(hits)
 
 
-def pointing_accuracy(a: np.ndarray, mask: np.ndarray, target: np.ndarray, num_classes: int, *,
-                      tolerance: float = 0.0, ties: str = "fraction") -> tuple[float, list[float]]:
-    """``(accuracy, per-class accuracies)`` over the rows ``a`` ``(B, C, *S)``, ``mask``, ``target`` ``(B,)``."""
+def pointing_accuracy(
+    a: np.ndarray,
+    mask: np.ndarray,
+    target: np.ndarray,
+    num_classes: int,
+    *,
+    tolerance: float = 0.0,
+    ties: str = "fraction",
+) -> tuple[float, list[float]]:
+    """``(accuracy, per-class accuracies)`` over rows ``a`` ``(B, C, *S)``, ``mask``, ``target``."""
     hits = [0.0] * num_classes
     trials = [0] * num_classes
     for i in range(a.shape[0]):

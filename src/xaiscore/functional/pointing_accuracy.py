@@ -68,18 +68,31 @@ class PointingAccuracyResult(NamedTuple):
 
 def _check_num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise DTypeError(f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}.")
+        raise DTypeError(
+            f"Expected `num_classes` to be an int, but got {type(num_classes).__name__}."
+        )
     return check_positive_int(num_classes, "num_classes")
 
 
-def _row_hits(a: Tensor, mask: Tensor, target: Tensor, num_classes: int | None, tolerance: float, ties: Ties,
-              reduce_channels: ChannelReduction | None, validate: bool) -> tuple[Tensor, Tensor, int]:
+def _row_hits(
+    a: Tensor,
+    mask: Tensor,
+    target: Tensor,
+    num_classes: int | None,
+    tolerance: float,
+    ties: Ties,
+    reduce_channels: ChannelReduction | None,
+    validate: bool,
+) -> tuple[Tensor, Tensor, int]:
     a = check_attributions(a, validate=validate)
-    hits = pointing_game(a, mask, tolerance=tolerance, ties=ties, reduce_channels=reduce_channels,
-                         validate=validate)
+    hits = pointing_game(
+        a, mask, tolerance=tolerance, ties=ties, reduce_channels=reduce_channels, validate=validate
+    )
     if num_classes is not None:
         num_classes = _check_num_classes(num_classes)
-    target = check_target(target, a.shape[0], num_classes=num_classes, device=a.device, validate=validate)
+    target = check_target(
+        target, a.shape[0], num_classes=num_classes, device=a.device, validate=validate
+    )
     if num_classes is None:  # read once at the boundary
         num_classes = int(target.max()) + 1 if target.numel() else 1
     return hits, target, num_classes
@@ -96,8 +109,10 @@ def _class_sums(hits: Tensor, target: Tensor, num_classes: int) -> dict[str, Ten
 def pointing_accuracy_zeros(*, num_classes: int) -> dict[str, Tensor]:
     """The statistics of the empty set: ``hits`` and ``trials`` ``(num_classes,)`` float64 zeros."""
     num_classes = _check_num_classes(num_classes)
-    return {"hits": torch.zeros(num_classes, dtype=torch.float64),
-            "trials": torch.zeros(num_classes, dtype=torch.float64)}
+    return {
+        "hits": torch.zeros(num_classes, dtype=torch.float64),
+        "trials": torch.zeros(num_classes, dtype=torch.float64),
+    }
 
 
 def pointing_accuracy_statistics(
@@ -123,8 +138,9 @@ def pointing_accuracy_statistics(
         >>> stats["hits"].tolist(), stats["trials"].tolist()
         ([0.0, 1.0, 0.0], [0.0, 2.0, 0.0])
     """
-    hits, target, num_classes = _row_hits(a, mask, target, num_classes, tolerance, ties, reduce_channels,
-                                          validate)
+    hits, target, num_classes = _row_hits(
+        a, mask, target, num_classes, tolerance, ties, reduce_channels, validate
+    )
     return _class_sums(hits, target, num_classes)
 
 
@@ -139,12 +155,15 @@ def pointing_accuracy_from_statistics(statistics: dict[str, Tensor]) -> Pointing
     """
     hits, trials = statistics["hits"], statistics["trials"]
     has_trials = trials > 0
-    class_accuracy = torch.where(has_trials, hits / torch.where(has_trials, trials, torch.ones_like(trials)),
-                                 torch.full_like(hits, math.nan))
+    class_accuracy = torch.where(
+        has_trials,
+        hits / torch.where(has_trials, trials, torch.ones_like(trials)),
+        torch.full_like(hits, math.nan),
+    )
     return PointingAccuracyResult(torch.nanmean(class_accuracy), class_accuracy, hits, trials)
 
 
-#: Per-class pointing accuracy as summable statistics (what ``xaiscore.metrics.PointingAccuracy`` keeps).
+#: Per-class pointing accuracy as summable statistics (the states of its metric class).
 POINTING_ACCURACY = SetStatistics(
     inputs=("a", "mask", "target"),
     zeros=pointing_accuracy_zeros,
@@ -203,7 +222,8 @@ def pointing_accuracy(
         >>> result.class_accuracy.tolist(), result.accuracy.item(), result.score.tolist()
         ([0.5, 1.0], 0.75, [1.0, 0.0, 1.0])
     """
-    hits, target, num_classes = _row_hits(a, mask, target, num_classes, tolerance, ties, reduce_channels,
-                                          validate)
+    hits, target, num_classes = _row_hits(
+        a, mask, target, num_classes, tolerance, ties, reduce_channels, validate
+    )
     result = pointing_accuracy_from_statistics(_class_sums(hits, target, num_classes))
     return result._replace(accuracy=result.accuracy.to(hits.dtype), score=hits)

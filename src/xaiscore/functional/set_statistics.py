@@ -29,7 +29,8 @@ Example:
     ...     inputs=("values",),
     ...     zeros=lambda: {"total": torch.zeros((), dtype=torch.float64),
     ...                    "n": torch.zeros((), dtype=torch.float64)},
-    ...     update=lambda values: {"total": values.double().sum(), "n": torch.tensor(float(values.numel()))},
+    ...     update=lambda values: {"total": values.double().sum(),
+    ...                            "n": torch.tensor(float(values.numel()))},
     ...     compute=lambda statistics: (statistics["total"] / statistics["n"],),
     ... )
     >>> first, second = counts.update(torch.tensor([1.0, 2.0])), counts.update(torch.tensor([6.0]))
@@ -55,7 +56,7 @@ class SetStatistics:
     """A set-level metric as summable, fixed-size statistics and a final reduction.
 
     Attributes:
-        inputs: Names of the tensors ``update`` takes positionally (e.g. ``("a", "mask", "target")``).
+        inputs: The tensors ``update`` takes positionally, e.g. ``("a", "mask", "target")``.
         zeros: ``zeros(**options) -> dict[str, Tensor]``: the statistics of the empty set.
         update: ``update(*inputs, **options) -> dict[str, Tensor]``: one batch's statistics.
         compute: ``compute(statistics, **options) -> NamedTuple``: the metric; its first field
@@ -71,7 +72,11 @@ class SetStatistics:
         """Every keyword option one of the three functions accepts."""
         names: set[str] = set()
         for fn in (self.zeros, self.update, self.compute):
-            names |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+            names |= {
+                p.name
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind is p.KEYWORD_ONLY
+            }
         return frozenset(names)
 
 
@@ -87,6 +92,9 @@ def call_with_options(fn: Callable[..., Any], *args: Any, options: Mapping[str, 
     parameters = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return fn(*args, **options)
-    accepted = {name: value for name, value in options.items()
-                if name in parameters and parameters[name].kind is inspect.Parameter.KEYWORD_ONLY}
+    accepted = {
+        name: value
+        for name, value in options.items()
+        if name in parameters and parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    }
     return fn(*args, **accepted)

@@ -33,7 +33,8 @@ try:
     import torchmetrics  # noqa: F401
 except ImportError as error:  # pragma: no cover - exercised only without torchmetrics
     raise ImportError(
-        "xaiscore.metrics needs torchmetrics: pip install 'xaiscore[metrics]' (or 'torchmetrics>=1.1,<2'). "
+        "xaiscore.metrics needs torchmetrics: pip install 'xaiscore[metrics]' "
+        "(or 'torchmetrics>=1.1,<2'). "
         "xaiscore.functional works without it."
     ) from error
 

@@ -27,8 +27,17 @@ Seeding = Literal["stream", "per_sample"]
 #: Inputs given once, at construction (never moved, copied or saved by the metric).
 CALLABLE_NAMES: tuple[str, ...] = ("model", "forward_fn", "explain_fn", "explainer_factory")
 #: The keyword arguments of ``torchmetrics.Metric`` itself.
-_METRIC_KWARGS = frozenset({"compute_on_cpu", "dist_sync_on_step", "process_group", "dist_sync_fn",
-                            "distributed_available_fn", "sync_on_compute", "compute_with_cache"})
+_METRIC_KWARGS = frozenset(
+    {
+        "compute_on_cpu",
+        "dist_sync_on_step",
+        "process_group",
+        "dist_sync_fn",
+        "distributed_available_fn",
+        "sync_on_compute",
+        "compute_with_cache",
+    }
+)
 #: Inputs given to every ``update``, batch first.
 TENSOR_INPUT_NAMES: tuple[str, ...] = ("x", "a", "mask", "target", "segments")
 
@@ -128,54 +137,80 @@ class XaiscoreMetric(Metric):
         metric_kwargs = values.pop("kwargs", {})
         unknown = sorted(set(metric_kwargs) - _METRIC_KWARGS)
         if unknown:
-            accepted = [name for name in self.init_signature.parameters if name not in ("self", "kwargs")]
-            raise OptionError(f"Expected options of {type(self).__name__} among {accepted} or torchmetrics' "
-                              f"{sorted(_METRIC_KWARGS)}, but got {unknown}.")
+            accepted = [
+                name for name in self.init_signature.parameters if name not in ("self", "kwargs")
+            ]
+            raise OptionError(
+                f"Expected options of {type(self).__name__} among {accepted} or torchmetrics' "
+                f"{sorted(_METRIC_KWARGS)}, but got {unknown}."
+            )
         super().__init__(**metric_kwargs)
         self._callables: dict[str, Any] = {name: values.pop(name) for name in self.callable_names}
         for name, value in self._callables.items():
             if value is not None and not callable(value):
-                raise DTypeError(f"Expected `{name}` to be callable, but got {type(value).__name__}.")
+                raise DTypeError(
+                    f"Expected `{name}` to be callable, but got {type(value).__name__}."
+                )
         self.seed: int | None = values.pop("seed", None)
         seeding = values.pop("seeding", None)
         self.keep_samples: bool = values.pop("keep_samples", True)
         if not isinstance(self.keep_samples, bool):
-            raise DTypeError(f"Expected `keep_samples` to be a bool, but got {type(self.keep_samples).__name__}.")
+            raise DTypeError(
+                f"Expected `keep_samples` to be a bool, but got {type(self.keep_samples).__name__}."
+            )
         self.options: dict[str, Any] = {name: values.pop(name) for name in self.option_names}
         if values:  # the factory's signatures and the lists above disagree: a bug, not user input
             raise RuntimeError(f"Unrouted constructor arguments {sorted(values)}.")
         if self.uses_randomness:
             if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-                raise DTypeError(f"Expected `seed` to be an int, but got {type(self.seed).__name__}.")
+                raise DTypeError(
+                    f"Expected `seed` to be an int, but got {type(self.seed).__name__}."
+                )
             if seeding is None:
                 seeding = type(self).default_seeding(self.options)
             if seeding not in ("stream", "per_sample"):
-                raise OptionError(f"Expected `seeding` in ('stream', 'per_sample') or None, but got {seeding!r}.")
+                raise OptionError(
+                    f"Expected `seeding` in ('stream', 'per_sample') or None, but got {seeding!r}."
+                )
         self.seeding: str | None = seeding
         self._in_forward = False
         self._reset_randomness()
         # MetricCollection shares states between metrics whose states are equal after the first
         # update; a fingerprint of the class, options and callables keeps different metrics apart.
-        self.add_state("fingerprint", torch.tensor(self._fingerprint(), dtype=torch.long),
-                       dist_reduce_fx="max", persistent=False)
+        self.add_state(
+            "fingerprint",
+            torch.tensor(self._fingerprint(), dtype=torch.long),
+            dist_reduce_fx="max",
+            persistent=False,
+        )
 
     # --- construction helpers -------------------------------------------------------------------
 
     def _fingerprint(self) -> int:
-        parts = [type(self).__qualname__, repr(sorted(self.options.items(), key=lambda item: item[0])),
-                 self.seed, self.seeding, self.keep_samples]
+        parts = [
+            type(self).__qualname__,
+            repr(sorted(self.options.items(), key=lambda item: item[0])),
+            self.seed,
+            self.seeding,
+            self.keep_samples,
+        ]
         parts += [f"{name}@{id(value)}" for name, value in sorted(self._callables.items())]
         return derive_seed(0, *parts)
 
     def extra_repr(self) -> str:
-        changed = {k: v for k, v in self.options.items()
-                   if self.init_signature.parameters[k].default is not v}
+        changed = {
+            k: v
+            for k, v in self.options.items()
+            if self.init_signature.parameters[k].default is not v
+        }
         return ", ".join(f"{k}={v!r}" for k, v in changed.items())
 
     # --- update -----------------------------------------------------------------------------------
 
-    def _bind_update(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], Tensor | None]:
-        """The update's tensors by name (``None`` where optional and not given) and ``sample_index``."""
+    def _bind_update(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], Tensor | None]:
+        """The update's tensors by name (``None``: optional, not given) and ``sample_index``."""
         bound = self.update_signature.bind(*args, **kwargs)
         bound.apply_defaults()
         inputs = dict(bound.arguments)
@@ -186,15 +221,22 @@ class XaiscoreMetric(Metric):
                 continue
             value = check_tensor(value, name)
             if value.ndim == 0:
-                raise ShapeError(f"Expected `{name}` to have a batch dimension, but got a 0-d tensor.")
+                raise ShapeError(
+                    f"Expected `{name}` to have a batch dimension, but got a 0-d tensor."
+                )
             if batch is None:
                 batch = value.shape[0]
         if sample_index is not None:
             sample_index = check_tensor(sample_index, "sample_index")
             if sample_index.is_floating_point() or sample_index.dtype == torch.bool:
-                raise DTypeError(f"Expected `sample_index` to hold integers, but got dtype {sample_index.dtype}.")
+                raise DTypeError(
+                    f"Expected `sample_index` to hold integers, but got dtype {sample_index.dtype}."
+                )
             if batch is not None and sample_index.shape != (batch,):
-                raise ShapeError(f"Expected `sample_index` of shape ({batch},), but got {tuple(sample_index.shape)}.")
+                raise ShapeError(
+                    f"Expected `sample_index` of shape ({batch},), but got "
+                    f"{tuple(sample_index.shape)}."
+                )
             sample_index = sample_index.long()
         return inputs, sample_index
 
@@ -206,12 +248,16 @@ class XaiscoreMetric(Metric):
         raise ShapeError("Expected at least one input tensor, but got none.")
 
     def _kernel_kwargs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return {**self._callables, **{k: v for k, v in inputs.items() if v is not None}, **self.options}
+        return {
+            **self._callables,
+            **{k: v for k, v in inputs.items() if v is not None},
+            **self.options,
+        }
 
     # --- randomness -------------------------------------------------------------------------------
 
     def _reset_randomness(self) -> None:
-        """Back to the start of the random streams (at construction and ``reset()``, never in ``forward``)."""
+        """Restart the random streams (at construction and ``reset()``, not in ``forward``)."""
         self._next_index = 0
         self._stream_state: Tensor | None = None
 
@@ -236,7 +282,11 @@ class XaiscoreMetric(Metric):
         accumulated = {name: getattr(self, name) for name in self._defaults}
         update_count = self._update_count
         for name, default in self._defaults.items():
-            fresh = [] if isinstance(default, list) else default.detach().clone().to(accumulated[name].device)
+            fresh = (
+                []
+                if isinstance(default, list)
+                else default.detach().clone().to(accumulated[name].device)
+            )
             setattr(self, name, fresh)
         self._update_count, self._computed = 0, None
         self._to_sync, self._should_unsync = False, False  # the batch value is this process's batch
@@ -252,28 +302,32 @@ class XaiscoreMetric(Metric):
             self._to_sync, self._should_unsync, self._computed = self.sync_on_compute, True, None
         for name, state in accumulated.items():
             batch = getattr(self, name)
-            if isinstance(state, list):
-                setattr(self, name, state + batch)
-            elif name != "fingerprint":  # every other tensor state is a sum
-                setattr(self, name, state + batch)
-            else:
-                setattr(self, name, state)
+            # lists are concatenated; every tensor state but the constant fingerprint is a sum
+            setattr(self, name, state if name == "fingerprint" else state + batch)
         self._update_count = update_count + 1
         self._forward_cache = value
         return value
 
-    def _random_kwargs(self, generator: torch.Generator | None, sample_seed: int | None) -> dict[str, Any]:
+    def _random_kwargs(
+        self, generator: torch.Generator | None, sample_seed: int | None
+    ) -> dict[str, Any]:
         """The randomness arguments of one kernel call."""
         kwargs: dict[str, Any] = {}
         if "generator" in self.kernel_parameters:
-            kwargs["generator"] = generator if generator is not None else torch.Generator().manual_seed(sample_seed)
+            kwargs["generator"] = (
+                generator if generator is not None else torch.Generator().manual_seed(sample_seed)
+            )
             if self.seed_has_own_role:
-                kwargs["seed"] = self.seed  # a seed with a role of its own (MPRT's layer re-initialisation)
+                kwargs["seed"] = (
+                    self.seed
+                )  # a seed with a role of its own (MPRT's layer re-initialisation)
         elif "seed" in self.kernel_parameters:
             kwargs["seed"] = sample_seed
         return kwargs
 
-    def _sample_seeds(self, batch: int, sample_index: Tensor | None) -> list[int]:  # seed is an int here
+    def _sample_seeds(
+        self, batch: int, sample_index: Tensor | None
+    ) -> list[int]:  # seed is an int here
         """One seed per sample: ``derive_seed(seed, i)`` for the sample's index ``i``.
 
         ``i`` is ``sample_index`` when given, else the position in this process's stream of
@@ -294,8 +348,12 @@ class XaiscoreMetric(Metric):
             generator.set_state(self._stream_state)
         return generator
 
-    def _call_kernel(self, inputs: Mapping[str, Any], sample_index: Tensor | None,
-                     merge: Callable[[list[Any]], Any]) -> Any:
+    def _call_kernel(
+        self,
+        inputs: Mapping[str, Any],
+        sample_index: Tensor | None,
+        merge: Callable[[list[Any]], Any],
+    ) -> Any:
         """Run the kernel on one batch with the seeding rule; ``merge`` joins per-sample results."""
         fn = self.spec.fn
         batch = self._batch_size(inputs)
@@ -309,8 +367,10 @@ class XaiscoreMetric(Metric):
         else:
             parts = []
             for i, seed in enumerate(self._sample_seeds(batch, sample_index)):
-                one = {k: v[i:i + 1] if isinstance(v, Tensor) and k in TENSOR_INPUT_NAMES else v
-                       for k, v in kwargs.items()}
+                one = {
+                    k: v[i : i + 1] if isinstance(v, Tensor) and k in TENSOR_INPUT_NAMES else v
+                    for k, v in kwargs.items()
+                }
                 parts.append(fn(**one, **self._random_kwargs(None, seed)))
             result = merge(parts)
         self._next_index += batch
@@ -319,9 +379,12 @@ class XaiscoreMetric(Metric):
     # --- results ----------------------------------------------------------------------------------
 
     def result(self) -> MetricResult:
-        """The detailed result (per-sample scores, counts, curves), synchronised like ``compute()``."""
-        kwargs: dict[str, Any] = {"dist_sync_fn": self.dist_sync_fn, "should_sync": self._to_sync,
-                                  "should_unsync": self._should_unsync}
+        """The detailed result (per-sample scores, counts, curves), synchronised like compute."""
+        kwargs: dict[str, Any] = {
+            "dist_sync_fn": self.dist_sync_fn,
+            "should_sync": self._to_sync,
+            "should_unsync": self._should_unsync,
+        }
         if hasattr(self, "distributed_available_fn"):
             kwargs["distributed_available"] = self.distributed_available_fn
         with self.sync_context(**kwargs):
@@ -334,7 +397,7 @@ class XaiscoreMetric(Metric):
     def _result(self) -> MetricResult:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    # --- state_dict: the random streams' position travels with the states --------------------------
+    # --- state_dict: the random streams' position travels with the states ----------------------
 
     def get_extra_state(self) -> Any:
         return {"next_index": self._next_index, "stream_state": self._stream_state}

@@ -6,8 +6,6 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor
-
 from xaiscore._checks import OptionError
 from xaiscore.metrics._base import CALLABLE_NAMES, TENSOR_INPUT_NAMES, XaiscoreMetric
 from xaiscore.metrics._sample import PerSampleMetric
@@ -17,17 +15,31 @@ from xaiscore.specs import MetricSpec, get_metric
 __all__ = ["metric_class", "class_name", "default_seeding", "STREAM_EXACT"]
 
 _SPELLED = {
-    "mprt": "MPRT", "smooth_mprt": "SmoothMPRT", "efficient_mprt": "EfficientMPRT", "irof": "IROF", "road": "ROAD",
-    "localization_auc": "LocalizationAUC", "localization_iou": "LocalizationIoU", "sensitivity_n": "SensitivityN",
-    "top_k_intersection": "TopKIntersection", "mst_compactness": "MSTCompactness",
+    "mprt": "MPRT",
+    "smooth_mprt": "SmoothMPRT",
+    "efficient_mprt": "EfficientMPRT",
+    "irof": "IROF",
+    "road": "ROAD",
+    "localization_auc": "LocalizationAUC",
+    "localization_iou": "LocalizationIoU",
+    "sensitivity_n": "SensitivityN",
+    "top_k_intersection": "TopKIntersection",
+    "mst_compactness": "MSTCompactness",
 }
 
 #: Stochastic metrics whose kernels draw their random numbers sample after sample, in batch
 #: order, with their default options: a generator carried from batch to batch then gives exactly
-#: the values of one kernel call on the concatenated batches (checked in tests/metrics/test_seeding.py).
-STREAM_EXACT: frozenset[str] = frozenset({
-    "monotonicity_correlation", "road", "faithfulness_correlation", "sensitivity_n", "mprt", "efficient_mprt",
-})
+#: the values of one kernel call on the concatenated batches (tests/metrics/test_seeding.py).
+STREAM_EXACT: frozenset[str] = frozenset(
+    {
+        "monotonicity_correlation",
+        "road",
+        "faithfulness_correlation",
+        "sensitivity_n",
+        "mprt",
+        "efficient_mprt",
+    }
+)
 #: Option values with which a kernel draws out of sample order (stream seeding is then not exact).
 _OUT_OF_ORDER: dict[str, dict[str, tuple[Any, ...]]] = {
     "irof": {"baseline": ("uniform",)},
@@ -52,8 +64,10 @@ def default_seeding(spec: MetricSpec, options: Mapping[str, Any]) -> str:
 
     Example:
         >>> from xaiscore.specs import get_metric
-        >>> default_seeding(get_metric("road"), {}), default_seeding(get_metric("max_sensitivity"), {})
-        ('stream', 'per_sample')
+        >>> default_seeding(get_metric("road"), {})
+        'stream'
+        >>> default_seeding(get_metric("max_sensitivity"), {})
+        'per_sample'
         >>> default_seeding(get_metric("irof"), {"baseline": "uniform"})
         'per_sample'
     """
@@ -101,7 +115,8 @@ def _base_of(spec: MetricSpec) -> type[XaiscoreMetric]:
     if "forward_fn" in spec.needs and spec.needs <= {"forward_fn", "x", "a"}:
         return PredictionSetMetric
     raise OptionError(
-        f"Expected a set-level metric to name its `statistics` (a SetStatistics) or to need only forward_fn, x "
+        "Expected a set-level metric to name its `statistics` (a SetStatistics) or to need only "
+        f"forward_fn, x "
         f"and a, but {spec.name!r} needs {sorted(spec.needs)}."
     )
 
@@ -121,32 +136,62 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
         required_inputs = [p.name for p in inputs if p.name in spec.needs and p.default is _P.empty]
         optional_inputs = [p.name for p in inputs if p.name not in required_inputs]
     skip = set(CALLABLE_NAMES) | set(TENSOR_INPUT_NAMES) | {"generator", "seed"}
-    options = [p for p in kernel.values() if p.name not in skip and p.kind not in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD)]
+    options = [
+        p
+        for p in kernel.values()
+        if p.name not in skip and p.kind not in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD)
+    ]
     required_options = set()
     if statistics is not None:
         for fn in (statistics.zeros, statistics.update, statistics.compute):
-            required_options |= {p.name for p in inspect.signature(fn).parameters.values()
-                                 if p.kind is _P.KEYWORD_ONLY and p.default is _P.empty}
+            required_options |= {
+                p.name
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind is _P.KEYWORD_ONLY and p.default is _P.empty
+            }
     uses_randomness = "generator" in kernel or "seed" in kernel
     seed_parameter = kernel.get("seed")
-    seed_has_own_role = "generator" in kernel and seed_parameter is not None and seed_parameter.default is not None
+    seed_has_own_role = (
+        "generator" in kernel and seed_parameter is not None and seed_parameter.default is not None
+    )
 
     init = [_P("self", _P.POSITIONAL_OR_KEYWORD)]
-    init += [_P(name, _P.POSITIONAL_OR_KEYWORD, annotation=kernel[name].annotation) for name in required_callables]
-    init += [_P(name, _P.KEYWORD_ONLY, default=None, annotation=kernel[name].annotation)
-             for name in optional_callables]
-    init += [_P(p.name, _P.KEYWORD_ONLY, annotation=p.annotation,
-                default=_P.empty if p.name in required_options else p.default) for p in options]
+    init += [
+        _P(name, _P.POSITIONAL_OR_KEYWORD, annotation=kernel[name].annotation)
+        for name in required_callables
+    ]
+    init += [
+        _P(name, _P.KEYWORD_ONLY, default=None, annotation=kernel[name].annotation)
+        for name in optional_callables
+    ]
+    init += [
+        _P(
+            p.name,
+            _P.KEYWORD_ONLY,
+            annotation=p.annotation,
+            default=_P.empty if p.name in required_options else p.default,
+        )
+        for p in options
+    ]
     if uses_randomness:
-        init += [_P("seed", _P.KEYWORD_ONLY, default=0, annotation="int"),
-                 _P("seeding", _P.KEYWORD_ONLY, default=None, annotation="Literal['stream', 'per_sample'] | None")]
+        init += [
+            _P("seed", _P.KEYWORD_ONLY, default=0, annotation="int"),
+            _P(
+                "seeding",
+                _P.KEYWORD_ONLY,
+                default=None,
+                annotation="Literal['stream', 'per_sample'] | None",
+            ),
+        ]
     if base is PerSampleMetric:
         init.append(_P("keep_samples", _P.KEYWORD_ONLY, default=True, annotation="bool"))
     init.append(_P("kwargs", _P.VAR_KEYWORD, annotation="Any"))
 
     update = [_P(name, _P.POSITIONAL_OR_KEYWORD, annotation="Tensor") for name in required_inputs]
-    update += [_P(name, _P.POSITIONAL_OR_KEYWORD, default=None, annotation="Tensor | None")
-               for name in optional_inputs]
+    update += [
+        _P(name, _P.POSITIONAL_OR_KEYWORD, default=None, annotation="Tensor | None")
+        for name in optional_inputs
+    ]
     if base is not StatisticsSetMetric:
         update.append(_P("sample_index", _P.KEYWORD_ONLY, default=None, annotation="Tensor | None"))
 
@@ -165,16 +210,31 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
         "__module__": "xaiscore.metrics",
         "__qualname__": name,
         "__init__": _with_signature(base.__init__, inspect.Signature(init), name, "__init__"),
-        "update": _with_signature(base.update, inspect.Signature([_P("self", _P.POSITIONAL_OR_KEYWORD), *update]),
-                                  name, "update", doc=base.update.__doc__),
+        "update": _with_signature(
+            base.update,
+            inspect.Signature([_P("self", _P.POSITIONAL_OR_KEYWORD), *update]),
+            name,
+            "update",
+            doc=base.update.__doc__,
+        ),
     }
     cls = type(name, (base,), namespace)
-    cls.__doc__ = _docstring(cls, spec, base, required_callables, optional_callables, required_inputs,
-                             optional_inputs, options)
+    cls.__doc__ = _docstring(
+        cls,
+        spec,
+        base,
+        required_callables,
+        optional_callables,
+        required_inputs,
+        optional_inputs,
+        options,
+    )
     return cls
 
 
-def _with_signature(method: Any, signature: inspect.Signature, owner: str, name: str, doc: str | None = None) -> Any:
+def _with_signature(
+    method: Any, signature: inspect.Signature, owner: str, name: str, doc: str | None = None
+) -> Any:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         return method(self, *args, **kwargs)
 
@@ -187,28 +247,40 @@ def _with_signature(method: Any, signature: inspect.Signature, owner: str, name:
 
 _SCOPE_TEXT = {
     PerSampleMetric: (
-        "Per-sample metric: each sample's score depends on that sample alone, so any split of a dataset into "
-        "batches (and processes) gives the same per-sample scores. ``compute()`` returns their NaN-aware mean."
+        "Per-sample metric: each sample's score depends on that sample alone, so any split of a "
+        "dataset into batches (and processes) gives the same per-sample scores. ``compute()`` "
+        "returns their NaN-aware mean."
     ),
     StatisticsSetMetric: (
-        "Set-level metric: defined over the whole evaluation set. The class keeps fixed-size statistics that "
-        "add up over batches and processes (``dist_reduce_fx='sum'``), so ``compute()`` equals the kernel on "
-        "the whole set, whatever the batches; memory does not grow with the set."
+        "Set-level metric: defined over the whole evaluation set. The class keeps fixed-size "
+        "statistics that add up over batches and processes (``dist_reduce_fx='sum'``), so "
+        "``compute()`` equals the kernel on the whole set, whatever the batches; memory does not "
+        "grow with the set."
     ),
     PredictionSetMetric: (
-        "Set-level metric: each sample is scored against the whole evaluation set (every batch, every "
-        "process). The class keeps every explanation (flattened, exact) and predicted class, and "
-        "``compute()`` calls the kernel once on the whole set: ``N * numel(a_i) * itemsize`` bytes of state, "
-        "and the kernel's ``(N, N)`` pairwise matrices while computing."
+        "Set-level metric: each sample is scored against the whole evaluation set (every batch, "
+        "every process). The class keeps every explanation (flattened, exact) and predicted "
+        "class, and ``compute()`` calls the kernel once on the whole set: "
+        "``N * numel(a_i) * itemsize`` bytes of state, and the kernel's ``(N, N)`` pairwise "
+        "matrices while computing."
     ),
 }
 
 
-def _docstring(cls: type[XaiscoreMetric], spec: MetricSpec, base: type[XaiscoreMetric], required_callables: list[str],
-               optional_callables: list[str], required_inputs: list[str], optional_inputs: list[str],
-               options: list[inspect.Parameter]) -> str:
+def _docstring(
+    cls: type[XaiscoreMetric],
+    spec: MetricSpec,
+    base: type[XaiscoreMetric],
+    required_callables: list[str],
+    optional_callables: list[str],
+    required_inputs: list[str],
+    optional_inputs: list[str],
+    options: list[inspect.Parameter],
+) -> str:
     kernel = f":func:`xaiscore.functional.{spec.name}`"
-    better = {True: "higher is better", False: "lower is better", None: "no better direction"}[spec.higher_is_better]
+    better = {True: "higher is better", False: "lower is better", None: "no better direction"}[
+        spec.higher_is_better
+    ]
     lines = [
         f"{spec.description or spec.name} ({better}).",
         "",
@@ -224,28 +296,46 @@ def _docstring(cls: type[XaiscoreMetric], spec: MetricSpec, base: type[XaiscoreM
         listed = ", ".join(f"``{p.name}``" for p in options)
         lines.append(f"    options: The kernel's keyword options, with its defaults: {listed}.")
     if cls.uses_randomness:
-        lines.append("    seed: Seeds every random draw; the metric restarts from it at ``reset()``.")
+        lines.append(
+            "    seed: Seeds every random draw; the metric restarts from it at ``reset()``."
+        )
         example = default_seeding(spec, {})
-        lines.append("    seeding: ``\"stream\"`` (one generator carried from batch to batch) or ``\"per_sample\"`` "
-                     "(a generator per sample, seeded ``derive_seed(seed, sample_index)``); ``None`` picks "
-                     f"the exact one, here ``\"{example}\"`` with the default options (``docs/metrics.md``).")
+        lines.append(
+            '    seeding: ``"stream"`` (one generator carried from batch to batch) or '
+            '``"per_sample"`` '
+            "(a generator per sample, seeded ``derive_seed(seed, sample_index)``); ``None`` picks "
+            f'the exact one, here ``"{example}"`` with the default options (``docs/metrics.md``).'
+        )
     if base is PerSampleMetric:
-        lines.append("    keep_samples: Keep the per-sample scores (and curves) for ``result()`` and "
-                     "``sample_index`` ordering; ``False`` keeps three numbers only.")
-    lines.append("    kwargs: ``torchmetrics.Metric`` options (``compute_on_cpu``, ``dist_sync_on_step``, "
-                 "``sync_on_compute``, ``process_group``, ...).")
+        lines.append(
+            "    keep_samples: Keep the per-sample scores (and curves) for ``result()`` and "
+            "``sample_index`` ordering; ``False`` keeps three numbers only."
+        )
+    lines.append(
+        "    kwargs: ``torchmetrics.Metric`` options (``compute_on_cpu``, ``dist_sync_on_step``, "
+        "``sync_on_compute``, ``process_group``, ...)."
+    )
     inputs = ", ".join(required_inputs + [f"{n}=None" for n in optional_inputs])
     index = ", *, sample_index=None" if base is not StatisticsSetMetric else ""
     lines += [
         "",
         "Update:",
-        f"    ``update({inputs}{index})`` (or calling the metric, which also returns the batch's value): "
-        "tensors as the kernel takes them." + (
-            " ``sample_index`` ``(B,)`` (optional, unique per row) orders the per-sample results, makes rows "
-            "repeated by a distributed sampler count once, and keys per-sample seeds." if index else ""),
+        f"    ``update({inputs}{index})`` (or calling the metric, which also returns the batch's "
+        "value): "
+        "tensors as the kernel takes them."
+        + (
+            " ``sample_index`` ``(B,)`` (optional, unique per row) orders the per-sample results, "
+            "makes rows "
+            "repeated by a distributed sampler count once, and keys per-sample seeds."
+            if index
+            else ""
+        ),
         "",
         "Compute:",
-        "    ``compute()``: the 0-d value; ``result()``: :class:`xaiscore.metrics.MetricResult` with the "
-        "per-sample scores, counts" + (", curves" if spec.output == "curve" else "") + " and details.",
+        "    ``compute()``: the 0-d value; ``result()``: :class:`xaiscore.metrics.MetricResult` "
+        "with the "
+        "per-sample scores, counts"
+        + (", curves" if spec.output == "curve" else "")
+        + " and details.",
     ]
     return "\n".join(lines)

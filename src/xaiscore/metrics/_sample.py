@@ -49,9 +49,15 @@ class PerSampleMetric(XaiscoreMetric):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum", persistent=True)
-        self.add_state("n_defined", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True)
-        self.add_state("n_samples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True)
+        self.add_state(
+            "score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum", persistent=True
+        )
+        self.add_state(
+            "n_defined", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True
+        )
+        self.add_state(
+            "n_samples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True
+        )
         for name in ("scores", "index", "curves", "baseline"):
             self.add_state(name, [], dist_reduce_fx="cat", persistent=True)
         self._score_dtype: torch.dtype = torch.get_default_dtype()
@@ -64,8 +70,10 @@ class PerSampleMetric(XaiscoreMetric):
         score = result if isinstance(result, Tensor) else result.score
         batch = self._batch_size(inputs)
         if not isinstance(score, Tensor) or score.shape != (batch,):
-            raise ShapeError(f"Expected {self.spec.name} to return ({batch},) scores, but got "
-                             f"{getattr(score, 'shape', type(score).__name__)}.")
+            raise ShapeError(
+                f"Expected {self.spec.name} to return ({batch},) scores, but got "
+                f"{getattr(score, 'shape', type(score).__name__)}."
+            )
         score = score.detach()
         self._score_dtype = score.dtype
         device = self.score_sum.device
@@ -81,8 +89,10 @@ class PerSampleMetric(XaiscoreMetric):
         if isinstance(curve, Tensor):
             x = result.x.detach()
             if self._curve_x is not None and self._curve_x.shape != x.shape:
-                raise ShapeError(f"Expected curves of {self._curve_x.shape[0]} steps in every batch (the x "
-                                 f"positions of the first), but got {x.shape[0]}.")
+                raise ShapeError(
+                    f"Expected curves of {self._curve_x.shape[0]} steps in every batch (the x "
+                    f"positions of the first), but got {x.shape[0]}."
+                )
             self._curve_x = x
             self.curves.append(curve.detach())
         baseline = getattr(result, "baseline", None)
@@ -93,14 +103,17 @@ class PerSampleMetric(XaiscoreMetric):
         scores = cat_state(self.scores)
         if scores is None:
             total, count = self.score_sum, self.n_defined
-            value = (total / count if int(count) > 0 else torch.tensor(math.nan, dtype=torch.float64))
-            return MetricResult(value.to(self._score_dtype), self.n_defined.clone(), self.n_samples.clone())
+            value = total / count if int(count) > 0 else torch.tensor(math.nan, dtype=torch.float64)
+            return MetricResult(
+                value.to(self._score_dtype), self.n_defined.clone(), self.n_samples.clone()
+            )
         index = cat_state(self.index)
         curves, baseline = cat_state(self.curves), cat_state(self.baseline)
         if index is not None:
             if index.numel() != scores.numel():
                 raise OptionError(
-                    f"Expected `sample_index` in every update or in none, but got {index.numel()} indices for "
+                    "Expected `sample_index` in every update or in none, but got "
+                    f"{index.numel()} indices for "
                     f"{scores.numel()} scores."
                 )
             keep = dedup_order(index.long()).to(scores.device)
@@ -108,7 +121,19 @@ class PerSampleMetric(XaiscoreMetric):
             curves = None if curves is None else curves[keep.to(curves.device)]
             baseline = None if baseline is None else baseline[keep.to(baseline.device)]
         defined = ~torch.isnan(scores)
-        value = torch.nanmean(scores) if bool(defined.any()) else torch.tensor(math.nan, dtype=scores.dtype)
+        value = (
+            torch.nanmean(scores)
+            if bool(defined.any())
+            else torch.tensor(math.nan, dtype=scores.dtype)
+        )
         x = None if curves is None or self._curve_x is None else self._curve_x
-        return MetricResult(value.to(scores.dtype), defined.sum(), torch.tensor(scores.numel()), scores, index,
-                            curves, x, baseline)
+        return MetricResult(
+            value.to(scores.dtype),
+            defined.sum(),
+            torch.tensor(scores.numel()),
+            scores,
+            index,
+            curves,
+            x,
+            baseline,
+        )

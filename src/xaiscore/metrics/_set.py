@@ -2,10 +2,11 @@
 
 Two kinds:
 
-* :class:`StatisticsSetMetric`: the metric's :class:`~xaiscore.functional.set_statistics.SetStatistics`
-  declares fixed-size statistics that add up over batches; the states are those statistics
-  (``dist_reduce_fx="sum"``) and ``compute`` applies the final reduction. Memory does not grow
-  with the set (per-class pointing accuracy; MaxBoxAcc and PxAP are meant to follow).
+* :class:`StatisticsSetMetric`: the metric's
+  :class:`~xaiscore.functional.set_statistics.SetStatistics` declares fixed-size statistics
+  that add up over batches; the states are those statistics (``dist_reduce_fx="sum"``) and
+  ``compute`` applies the final reduction. Memory does not grow with the set (per-class
+  pointing accuracy; MaxBoxAcc and PxAP are meant to follow).
 * :class:`PredictionSetMetric`: metrics whose kernel uses the model only for the predicted
   class of the unperturbed inputs (sufficiency, consistency). The states are each sample's
   explanation (flattened, in its own dtype: exact) and predicted class; ``compute`` calls the
@@ -31,9 +32,10 @@ __all__ = ["StatisticsSetMetric", "PredictionSetMetric"]
 class StatisticsSetMetric(XaiscoreMetric):
     """A set-level metric kept as summed, fixed-size statistics (one ``sum`` state per statistic).
 
-    States: the statistics of the spec's ``SetStatistics`` (``persistent``, ``dist_reduce_fx="sum"``)
-    and ``n_samples`` (rows seen). Rows are not deduplicated (there is no per-row state):
-    under ``torch.distributed``, use a sampler that does not repeat samples.
+    States: the statistics of the spec's ``SetStatistics`` (``persistent``,
+    ``dist_reduce_fx="sum"``) and ``n_samples`` (rows seen). Rows are not deduplicated (there
+    is no per-row state): under ``torch.distributed``, use a sampler that does not repeat
+    samples.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,7 +45,9 @@ class StatisticsSetMetric(XaiscoreMetric):
         for name, zero in call_with_options(statistics.zeros, options=self.options).items():
             self.add_state(f"statistic_{name}", zero, dist_reduce_fx="sum", persistent=True)
             self._statistic_names += (name,)
-        self.add_state("n_samples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True)
+        self.add_state(
+            "n_samples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True
+        )
         self._value_dtype: torch.dtype = torch.get_default_dtype()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -62,8 +66,12 @@ class StatisticsSetMetric(XaiscoreMetric):
 
     def _result(self) -> MetricResult:
         statistics = {name: getattr(self, f"statistic_{name}") for name in self._statistic_names}
-        details = call_with_options(self.spec.set_statistics.compute, statistics, options=self.options)
-        return MetricResult(details[0].to(self._value_dtype), None, self.n_samples.clone(), details=details)
+        details = call_with_options(
+            self.spec.set_statistics.compute, statistics, options=self.options
+        )
+        return MetricResult(
+            details[0].to(self._value_dtype), None, self.n_samples.clone(), details=details
+        )
 
 
 class PredictionSetMetric(XaiscoreMetric):
@@ -89,11 +97,17 @@ class PredictionSetMetric(XaiscoreMetric):
         x = check_inputs_like(inputs["x"], a).detach()
         forward_fn = self._callables["forward_fn"]
         max_batch_size = check_max_batch_size(self.options.get("max_batch_size", 64))
-        predictions = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]).argmax(dim=1),
-                                  max_batch_size=max_batch_size)
+        predictions = chunked_map(
+            x.shape[0],
+            lambda s, e: call_model(forward_fn, x[s:e]).argmax(dim=1),
+            max_batch_size=max_batch_size,
+        )
         if self._item_shape is not None and tuple(a.shape[1:]) != self._item_shape:
-            raise ShapeError(f"Expected every batch's `a` to have the per-sample shape {self._item_shape} of the "
-                             f"first, but got {tuple(a.shape[1:])}.")
+            raise ShapeError(
+                "Expected every batch's `a` to have the per-sample shape "
+                f"{self._item_shape} of the "
+                f"first, but got {tuple(a.shape[1:])}."
+            )
         self._item_shape = tuple(a.shape[1:])
         self.explanations.append(a.reshape(a.shape[0], -1))
         self.predictions.append(predictions)
@@ -110,7 +124,8 @@ class PredictionSetMetric(XaiscoreMetric):
         if index is not None:
             if index.numel() != predictions.numel():
                 raise OptionError(
-                    f"Expected `sample_index` in every update or in none, but got {index.numel()} indices for "
+                    "Expected `sample_index` in every update or in none, but got "
+                    f"{index.numel()} indices for "
                     f"{predictions.numel()} samples."
                 )
             keep = dedup_order(index.long())
@@ -119,7 +134,11 @@ class PredictionSetMetric(XaiscoreMetric):
             predictions = predictions[keep.to(predictions.device)]
         scores = self._score_set(explanations, predictions)
         defined = ~torch.isnan(scores)
-        value = torch.nanmean(scores) if bool(defined.any()) else torch.tensor(math.nan, dtype=scores.dtype)
+        value = (
+            torch.nanmean(scores)
+            if bool(defined.any())
+            else torch.tensor(math.nan, dtype=scores.dtype)
+        )
         return MetricResult(value, defined.sum(), torch.tensor(scores.numel()), scores, index)
 
     def _score_set(self, explanations: Tensor, predictions: Tensor) -> Tensor:
@@ -134,7 +153,9 @@ class PredictionSetMetric(XaiscoreMetric):
         a = explanations.reshape((n,) + self._item_shape)  # type: ignore[operator]
         exact = round(2 / torch.finfo(a.dtype).eps)  # integers up to here are exact in a.dtype
         code_dtype = a.dtype if n <= exact else torch.float64
-        codes = torch.arange(n, device=a.device, dtype=code_dtype).reshape((n,) + (1,) * (a.ndim - 1))
+        codes = torch.arange(n, device=a.device, dtype=code_dtype).reshape(
+            (n,) + (1,) * (a.ndim - 1)
+        )
         x = codes.expand(a.shape)
         predictions = predictions.to(a.device)
         num_classes = int(predictions.max()) + 1

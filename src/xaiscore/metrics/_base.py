@@ -168,9 +168,16 @@ class XaiscoreMetric(Metric):
                 )
             if seeding is None:
                 seeding = type(self).default_seeding(self.options)
+                if "generator" not in self.kernel_parameters:  # a kernel that takes a seed only
+                    seeding = "per_sample"
             if seeding not in ("stream", "per_sample"):
                 raise OptionError(
                     f"Expected `seeding` in ('stream', 'per_sample') or None, but got {seeding!r}."
+                )
+            if seeding == "stream" and "generator" not in self.kernel_parameters:
+                raise OptionError(
+                    f"Expected seeding='per_sample' for {type(self).__name__}: its kernel takes a "
+                    "`seed` but no `generator`, so no generator can be carried across batches."
                 )
         self.seeding: str | None = seeding
         self._in_forward = False

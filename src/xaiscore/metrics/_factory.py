@@ -168,7 +168,7 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
         _P(
             p.name,
             _P.KEYWORD_ONLY,
-            annotation=p.annotation,
+            annotation="int" if p.name in required_options and p.default is None else p.annotation,
             default=_P.empty if p.name in required_options else p.default,
         )
         for p in options
@@ -309,7 +309,8 @@ def _docstring(
     if base is PerSampleMetric:
         lines.append(
             "    keep_samples: Keep the per-sample scores (and curves) for ``result()`` and "
-            "``sample_index`` ordering; ``False`` keeps three numbers only."
+            "``sample_index`` ordering; ``False`` keeps three numbers only (``sample_index`` then "
+            "neither orders nor deduplicates rows, and only keys per-sample seeds)."
         )
     lines.append(
         "    kwargs: ``torchmetrics.Metric`` options (``compute_on_cpu``, ``dist_sync_on_step``, "

@@ -16,7 +16,7 @@ from xaiscore.specs import MetricSpec
 
 
 def noisy_mean(a: torch.Tensor, *, scale: float = 1.0, seed: int | None = None) -> torch.Tensor:
-    """The mean of each map plus ``scale`` times uniform noise drawn from ``seed`` (a test kernel)."""
+    """Each map's mean plus ``scale`` times uniform noise drawn from ``seed`` (a test kernel)."""
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
     noise = torch.rand(a.shape[0], generator=generator, dtype=a.dtype)
     return a.flatten(1).mean(1) + scale * noise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -100,6 +101,16 @@ def dedup_order(index: Tensor) -> Tensor:
     return order[keep]
 
 
+@dataclass
+class StreamPosition:
+    """Where the random streams stand: samples seen and the carried generator's state.
+
+    A plain holder (not module attributes: ``nn.Module.__setattr__`` on every batch costs)."""
+
+    next_index: int = 0
+    stream_state: Tensor | None = None
+
+
 def rank_and_world_size() -> tuple[int, int]:
     """This process's rank and the world size (``(0, 1)`` outside ``torch.distributed``)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -120,9 +131,11 @@ class XaiscoreMetric(Metric):
 
     #: Filled in by the factory for each generated class.
     spec: ClassVar[MetricSpec]
+    kernel: ClassVar[Callable[..., Any]]  # spec.fn, resolved once per class
     kernel_parameters: ClassVar[frozenset[str]] = frozenset()
     init_signature: ClassVar[inspect.Signature]
     update_signature: ClassVar[inspect.Signature]
+    update_positional: ClassVar[tuple[str, ...]] = ()
     callable_names: ClassVar[tuple[str, ...]] = ()
     option_names: ClassVar[tuple[str, ...]] = ()
     uses_randomness: ClassVar[bool] = False
@@ -217,10 +230,30 @@ class XaiscoreMetric(Metric):
     def _bind_update(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[dict[str, Any], Tensor | None]:
-        """The update's tensors by name (``None``: optional, not given) and ``sample_index``."""
-        bound = self.update_signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        inputs = dict(bound.arguments)
+        """The update's tensors by name (``None``: optional, not given) and ``sample_index``.
+
+        Binds as ``update_signature`` would (with Python's ``TypeError`` messages), without
+        ``inspect``'s cost on every batch.
+        """
+        parameters = self.update_signature.parameters
+        positional = self.update_positional
+        where = f"{type(self).__name__}.update()"
+        if len(args) > len(positional):
+            raise TypeError(
+                f"{where} takes {len(positional)} positional arguments but {len(args)} were given"
+            )
+        inputs: dict[str, Any] = dict(zip(positional, args))
+        for name, value in kwargs.items():
+            if name not in parameters:
+                raise TypeError(f"{where} got an unexpected keyword argument {name!r}")
+            if name in inputs:
+                raise TypeError(f"{where} got multiple values for argument {name!r}")
+            inputs[name] = value
+        for name, parameter in parameters.items():
+            if name not in inputs:
+                if parameter.default is inspect.Parameter.empty:
+                    raise TypeError(f"{where} missing a required argument: {name!r}")
+                inputs[name] = parameter.default
         sample_index = inputs.pop("sample_index", None)
         batch = None
         for name, value in inputs.items():
@@ -265,8 +298,7 @@ class XaiscoreMetric(Metric):
 
     def _reset_randomness(self) -> None:
         """Restart the random streams (at construction and ``reset()``, not in ``forward``)."""
-        self._next_index = 0
-        self._stream_state: Tensor | None = None
+        self._position = StreamPosition()
 
     def reset(self) -> None:
         super().reset()
@@ -344,15 +376,16 @@ class XaiscoreMetric(Metric):
             return [derive_seed(self.seed, int(i)) for i in sample_index.tolist()]
         rank, world = rank_and_world_size()
         prefix: tuple[Any, ...] = () if world == 1 else ("rank", rank)
-        return [derive_seed(self.seed, *prefix, self._next_index + i) for i in range(batch)]
+        start = self._position.next_index
+        return [derive_seed(self.seed, *prefix, start + i) for i in range(batch)]
 
     def _stream_generator(self) -> torch.Generator:
         generator = torch.Generator()
-        if self._stream_state is None:
+        if self._position.stream_state is None:
             rank, world = rank_and_world_size()
             generator.manual_seed(self.seed if world == 1 else derive_seed(self.seed, "rank", rank))
         else:
-            generator.set_state(self._stream_state)
+            generator.set_state(self._position.stream_state)
         return generator
 
     def _call_kernel(
@@ -362,7 +395,7 @@ class XaiscoreMetric(Metric):
         merge: Callable[[list[Any]], Any],
     ) -> Any:
         """Run the kernel on one batch with the seeding rule; ``merge`` joins per-sample results."""
-        fn = self.spec.fn
+        fn = self.kernel
         batch = self._batch_size(inputs)
         kwargs = self._kernel_kwargs(inputs)
         if not self.uses_randomness:
@@ -370,7 +403,7 @@ class XaiscoreMetric(Metric):
         elif self.seeding == "stream" and "generator" in self.kernel_parameters:
             generator = self._stream_generator()
             result = fn(**kwargs, **self._random_kwargs(generator, None))
-            self._stream_state = generator.get_state()
+            self._position.stream_state = generator.get_state()
         else:
             parts = []
             for i, seed in enumerate(self._sample_seeds(batch, sample_index)):
@@ -380,7 +413,7 @@ class XaiscoreMetric(Metric):
                 }
                 parts.append(fn(**one, **self._random_kwargs(None, seed)))
             result = merge(parts)
-        self._next_index += batch
+        self._position.next_index += batch
         return result
 
     # --- results ----------------------------------------------------------------------------------
@@ -407,8 +440,8 @@ class XaiscoreMetric(Metric):
     # --- state_dict: the random streams' position travels with the states ----------------------
 
     def get_extra_state(self) -> Any:
-        return {"next_index": self._next_index, "stream_state": self._stream_state}
+        position = self._position
+        return {"next_index": position.next_index, "stream_state": position.stream_state}
 
     def set_extra_state(self, state: Any) -> None:
-        self._next_index = int(state["next_index"])
-        self._stream_state = state["stream_state"]
+        self._position = StreamPosition(int(state["next_index"]), state["stream_state"])

@@ -198,10 +198,12 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
     name = class_name(spec.name)
     namespace: dict[str, Any] = {
         "spec": spec,
+        "kernel": staticmethod(spec.fn),
         "higher_is_better": spec.higher_is_better,
         "kernel_parameters": frozenset(kernel),
         "init_signature": inspect.Signature(init),
         "update_signature": inspect.Signature(update),
+        "update_positional": tuple(required_inputs + optional_inputs),
         "callable_names": tuple(required_callables + optional_callables),
         "option_names": tuple(p.name for p in options),
         "uses_randomness": uses_randomness,

@@ -40,8 +40,8 @@ class PerSampleMetric(XaiscoreMetric):
 
     States (all ``persistent``; ``dist_reduce_fx`` in brackets):
 
-    * ``score_sum`` [sum] float64, ``n_defined`` [sum], ``n_samples`` [sum]: the NaN-aware
-      mean without keeping any per-sample value (``keep_samples=False``);
+    * ``n_samples`` [sum]; with ``keep_samples=False``, ``score_sum`` [sum] float64 and
+      ``n_defined`` [sum]: the NaN-aware mean without keeping any per-sample value;
     * with ``keep_samples=True`` (default): ``scores`` [cat] ``(N,)``, ``index`` [cat] the
       ``sample_index`` of each row when given, ``curves`` [cat] ``(N, T)`` for curve
       metrics, ``baseline`` [cat] for the randomization metrics' random-map baseline.
@@ -75,12 +75,13 @@ class PerSampleMetric(XaiscoreMetric):
                 f"{getattr(score, 'shape', type(score).__name__)}."
             )
         score = score.detach()
-        self._score_dtype = score.dtype
-        device = self.score_sum.device
-        self.score_sum += torch.nansum(score, dtype=torch.float64).to(device)
-        self.n_defined += (~torch.isnan(score)).sum().to(device)
-        self.n_samples += batch
-        if not self.keep_samples:
+        if score.dtype != self._score_dtype:
+            self._score_dtype = score.dtype
+        self.n_samples.add_(batch)  # in place: no Module.__setattr__ per batch
+        if not self.keep_samples:  # the per-sample list, when kept, gives the mean and counts
+            device = self.score_sum.device
+            self.score_sum.add_(torch.nansum(score, dtype=torch.float64).to(device))
+            self.n_defined.add_((~torch.isnan(score)).sum().to(device))
             return
         self.scores.append(score)
         if sample_index is not None:

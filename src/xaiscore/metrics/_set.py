@@ -165,4 +165,4 @@ class PredictionSetMetric(XaiscoreMetric):
             return torch.nn.functional.one_hot(predictions[position], num_classes).to(chunk.dtype)
 
         options = {**self.options, "validate": False}  # validated at update
-        return self.spec.fn(stored_logits, x, a, **options).to(a.dtype)
+        return self.kernel(stored_logits, x, a, **options).to(a.dtype)

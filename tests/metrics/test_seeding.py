@@ -88,9 +88,8 @@ def test_per_sample_seeds_follow_sample_index_whatever_the_order_and_split(spec)
     cases.feed(metric, shuffled, [(0, 2), (2, 3), (3, cases.N)], index=torch.tensor(keys)[order])
     result = metric.result()
     by_key = torch.argsort(torch.tensor(keys))
-    assert torch.equal(
-        result.index, torch.tensor(keys)[by_key]
-    )  # results come sorted by sample_index
+    # results come sorted by sample_index
+    assert torch.equal(result.index, torch.tensor(keys)[by_key])
     cases.nan_equal(result.scores, expected[by_key])
 
 
@@ -152,9 +151,8 @@ def test_stream_seeding_of_a_non_exact_metric_is_reproducible_for_the_same_batch
             spec, tools, data, slice(0, 3), generator=torch.Generator().manual_seed(1)
         )
     )[0]
-    cases.nan_equal(
-        runs[0][:3], whole, exact=True
-    )  # the first batch is the kernel with a generator seeded 1
+    # the first batch is the kernel with a generator seeded 1
+    cases.nan_equal(runs[0][:3], whole, exact=True)
 
 
 def test_different_seeds_give_different_draws():

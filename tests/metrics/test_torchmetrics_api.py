@@ -75,9 +75,8 @@ def test_two_identical_states_do_not_share_a_compute_group():
     a[:, 0, 0, 0] = 1.0
     mask = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
     mask[:, :, 0, 0] = True
-    collection = MetricCollection(
-        [PointingGame(), EnergyPointingGame()]
-    )  # both score 1.0 on this batch
+    # both score 1.0 on the first batch
+    collection = MetricCollection([PointingGame(), EnergyPointingGame()])
     collection.update(a, mask)
     collection.update(a, ~mask)
     values = collection.compute()
@@ -176,9 +175,8 @@ def test_keep_samples_false_keeps_three_numbers_and_the_same_mean():
         metric.update(a[3:], mask[3:])
     assert summed.result().scores is None
     assert summed.compute().item() == pytest.approx(kept.compute().item(), rel=1e-12)
-    assert (
-        int(summed.result().n_defined) == int(kept.result().n_defined) == cases.N - 1
-    )  # one empty mask
+    defined = int(summed.result().n_defined)
+    assert defined == int(kept.result().n_defined) == cases.N - 1  # one empty mask
     assert all(not isinstance(v, list) or not v for v in summed.metric_state.values())
 
 
@@ -228,9 +226,7 @@ def test_bad_arguments_fail_at_the_boundary_with_typed_errors():
 
 def test_curves_must_keep_their_length():
     tools, data = cases.callables(), cases.dataset()
-    metric = Deletion(
-        tools["forward_fn"], features_per_step=16
-    )  # 144 pixels: 10 steps; 64 pixels: 5
+    metric = Deletion(tools["forward_fn"], features_per_step=16)  # 144 pixels: 10 steps; 64: 5
     metric.update(data["x"][:2], data["a"][:2], data["target"][:2])
     small = {k: v[2:4, ..., :8, :8] for k, v in data.items() if k in ("x", "a")}
     with pytest.raises(ValueError, match="steps"):

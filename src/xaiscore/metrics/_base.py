@@ -356,17 +356,13 @@ class XaiscoreMetric(Metric):
             kwargs["generator"] = (
                 generator if generator is not None else torch.Generator().manual_seed(sample_seed)
             )
-            if self.seed_has_own_role:
-                kwargs["seed"] = (
-                    self.seed
-                )  # a seed with a role of its own (MPRT's layer re-initialisation)
+            if self.seed_has_own_role:  # MPRT's seed: the layers' re-initialisation
+                kwargs["seed"] = self.seed
         elif "seed" in self.kernel_parameters:
             kwargs["seed"] = sample_seed
         return kwargs
 
-    def _sample_seeds(
-        self, batch: int, sample_index: Tensor | None
-    ) -> list[int]:  # seed is an int here
+    def _sample_seeds(self, batch: int, sample_index: Tensor | None) -> list[int]:
         """One seed per sample: ``derive_seed(seed, i)`` for the sample's index ``i``.
 
         ``i`` is ``sample_index`` when given, else the position in this process's stream of

@@ -139,6 +139,15 @@ def overhead(args: argparse.Namespace) -> None:
     print_table(rows, list(rows[0]))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``; ``ru_maxrss`` can carry a parent's peak)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -184,7 +193,7 @@ def stream_child(group: str, images: int, b: int, size: int, names: list[str]) -
         "batches": n_batches,
         "rss_mb": memory,
         "values": values,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_rss_mb(),
         "seconds": time.perf_counter() - start,
     }
 

@@ -167,6 +167,39 @@ def test_metric_collection_forward_returns_the_batch_values():
     )
 
 
+def test_per_sample_rows_go_into_blocks_whatever_the_batch_sizes(monkeypatch):
+    from xaiscore.metrics import _sample
+
+    monkeypatch.setattr(_sample, "BLOCK_ROWS", 3)
+    tools, data = cases.callables(), cases.dataset()
+    metric = Deletion(tools["forward_fn"], features_per_step=16)
+    for start, stop in [(0, 2), (2, 3), (3, 7)]:  # fills a block, then one larger than a block
+        metric.update(
+            data["x"][start:stop],
+            data["a"][start:stop],
+            data["target"][start:stop],
+            sample_index=torch.arange(start, stop),
+        )
+    assert [t.shape[0] for t in metric.scores] == [3, 4]
+    expected = F.deletion(
+        tools["forward_fn"], data["x"], data["a"], data["target"], features_per_step=16
+    )
+    result = metric.result()
+    cases.nan_equal(result.scores, expected.score)
+    cases.nan_equal(result.curves, expected.curve)
+    saved = metric.state_dict()
+    for key in ("scores", "curves", "index"):
+        for t in saved[key]:
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), key
+    monkeypatch.setattr(_sample, "BLOCK_ROWS", 4096)
+    metric = PointingGame()
+    a, mask = localization_data()
+    for i in range(cases.N):
+        metric(a[i : i + 1], mask[i : i + 1])  # forward: the batch's rows join the same block
+    assert len(metric.scores) == 1 and metric.scores[0].shape == (cases.N,)
+    cases.nan_equal(metric.result().scores, F.pointing_game(a, mask), exact=True)
+
+
 def test_keep_samples_false_keeps_three_numbers_and_the_same_mean():
     a, mask = localization_data()
     kept, summed = PointingGame(), PointingGame(keep_samples=False)

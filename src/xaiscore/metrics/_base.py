@@ -319,6 +319,7 @@ class XaiscoreMetric(Metric):
             finally:
                 self._in_forward = False
         accumulated = {name: getattr(self, name) for name in self._defaults}
+        buffers = self._swap_buffers()
         update_count = self._update_count
         for name, default in self._defaults.items():
             fresh = (
@@ -335,17 +336,31 @@ class XaiscoreMetric(Metric):
         except BaseException:
             for name, state in accumulated.items():
                 setattr(self, name, state)
+            self._swap_buffers(buffers)
             self._update_count = update_count
             raise
         finally:
             self._to_sync, self._should_unsync, self._computed = self.sync_on_compute, True, None
+        self._swap_buffers(buffers)
         for name, state in accumulated.items():
             batch = getattr(self, name)
-            # lists are concatenated; every tensor state but the constant fingerprint is a sum
-            setattr(self, name, state if name == "fingerprint" else state + batch)
+            setattr(self, name, state)
+            if isinstance(state, list):
+                self._extend_list_state(name, batch)
+            elif name != "fingerprint":  # every other tensor state is a sum
+                setattr(self, name, state + batch)
         self._update_count = update_count + 1
         self._forward_cache = value
         return value
+
+    def _swap_buffers(self, saved: Any = None) -> Any:
+        """Hand over (and then take back) what a subclass keeps beside its states for ``forward``'s
+        batch-only update; ``None`` by default."""
+        return None
+
+    def _extend_list_state(self, name: str, items: list[Tensor]) -> None:
+        """Append a batch's list-state entries to the accumulated list (``forward``)."""
+        getattr(self, name).extend(items)
 
     def _random_kwargs(
         self, generator: torch.Generator | None, sample_seed: int | None

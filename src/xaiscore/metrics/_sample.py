@@ -13,6 +13,10 @@ from xaiscore.metrics._base import MetricResult, XaiscoreMetric, cat_state, dedu
 
 __all__ = ["PerSampleMetric"]
 
+#: Rows per preallocated block of a per-sample list state (see ``PerSampleMetric._append_rows``).
+BLOCK_ROWS = 4096
+_LIST_STATES = ("scores", "index", "curves", "baseline")
+
 #: Result fields that hold one entry per sample (joined over per-sample calls); the others
 #: (``x``, ``layers``) are the same for every sample.
 _PER_SAMPLE_FIELDS = frozenset({"score", "curve", "baseline", "off_target"})
@@ -45,6 +49,12 @@ class PerSampleMetric(XaiscoreMetric):
     * with ``keep_samples=True`` (default): ``scores`` [cat] ``(N,)``, ``index`` [cat] the
       ``sample_index`` of each row when given, ``curves`` [cat] ``(N, T)`` for curve
       metrics, ``baseline`` [cat] for the randomization metrics' random-map baseline.
+
+    The rows of a list state are copied into preallocated blocks of :data:`BLOCK_ROWS` rows
+    (the list's last entry is a view of its block's filled part) rather than appended batch by
+    batch: a new small tensor kept per batch is carved by glibc's allocator out of the large
+    temporaries the next kernel call frees, and resident memory then grows far beyond the rows
+    themselves (measured: 4 GB over 10,000 images of 224 x 224 for eleven metrics).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,8 +68,9 @@ class PerSampleMetric(XaiscoreMetric):
         self.add_state(
             "n_samples", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum", persistent=True
         )
-        for name in ("scores", "index", "curves", "baseline"):
+        for name in _LIST_STATES:
             self.add_state(name, [], dist_reduce_fx="cat", persistent=True)
+        self._blocks: dict[str, Tensor] = {}
         self._score_dtype: torch.dtype = torch.get_default_dtype()
         self._curve_x: Tensor | None = None
 
@@ -83,9 +94,9 @@ class PerSampleMetric(XaiscoreMetric):
             self.score_sum.add_(torch.nansum(score, dtype=torch.float64).to(device))
             self.n_defined.add_((~torch.isnan(score)).sum().to(device))
             return
-        self.scores.append(score)
+        self._append_rows("scores", score)
         if sample_index is not None:
-            self.index.append(sample_index.to(score.device))
+            self._append_rows("index", sample_index.to(score.device))
         curve = getattr(result, "curve", None)
         if isinstance(curve, Tensor):
             x = result.x.detach()
@@ -95,10 +106,59 @@ class PerSampleMetric(XaiscoreMetric):
                     f"positions of the first), but got {x.shape[0]}."
                 )
             self._curve_x = x
-            self.curves.append(curve.detach())
+            self._append_rows("curves", curve.detach())
         baseline = getattr(result, "baseline", None)
         if isinstance(baseline, Tensor):
-            self.baseline.append(baseline.detach())
+            self._append_rows("baseline", baseline.detach())
+
+    # --- block storage of the list states -----------------------------------------------------
+
+    def _append_rows(self, name: str, rows: Tensor) -> None:
+        """Append ``rows`` to the list state ``name``, copied into its current block."""
+        state = getattr(self, name)
+        block = self._blocks.get(name)
+        last = state[-1] if state else None
+        n = rows.shape[0]
+        if (
+            block is not None
+            and last is not None
+            and last._base is block
+            and last.shape[0] + n <= block.shape[0]
+            and block.shape[1:] == rows.shape[1:]
+            and block.dtype == rows.dtype
+            and block.device == rows.device
+        ):
+            filled = last.shape[0]
+            block[filled : filled + n] = rows
+            state[-1] = block[: filled + n]
+            return
+        block = rows.new_empty((max(BLOCK_ROWS, n), *rows.shape[1:]))
+        block[:n] = rows
+        self._blocks[name] = block
+        state.append(block[:n])
+
+    def _extend_list_state(self, name: str, items: list[Tensor]) -> None:
+        for rows in items:
+            self._append_rows(name, rows)
+
+    def _swap_buffers(self, saved: Any = None) -> Any:
+        blocks, self._blocks = self._blocks, ({} if saved is None else saved)
+        return blocks
+
+    def reset(self) -> None:
+        super().reset()
+        if not self._in_forward:
+            self._blocks = {}
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """The states, with each block view saved as its rows only (not the whole block)."""
+        destination = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        for name in _LIST_STATES:
+            key = prefix + name
+            if key in destination:
+                destination[key] = [t.clone() for t in destination[key]]
+        return destination
 
     def _result(self) -> MetricResult:
         scores = cat_state(self.scores)

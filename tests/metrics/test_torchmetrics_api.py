@@ -142,6 +142,19 @@ def test_forward_keeps_the_accumulated_states_without_copying_them():
     cases.nan_equal(metric.result().scores, expected, exact=True)
 
 
+def test_states_do_not_alias_the_callers_tensors():
+    tools, data = cases.callables(), cases.dataset()
+    expected = F.sufficiency(tools["forward_fn"], data["x"], data["a"])
+    metric, pointing = Sufficiency(tools["forward_fn"]), PointingGame()
+    buffer, index = data["a"].clone(), torch.arange(cases.N)
+    metric.update(data["x"], buffer)
+    pointing.update(buffer, data["mask"], sample_index=index)
+    buffer.zero_()  # a caller that reuses its buffers for the next batch
+    index.zero_()
+    cases.nan_equal(metric.result().scores, expected, exact=True)
+    assert torch.equal(pointing.result().index, torch.arange(cases.N))
+
+
 def test_forward_that_fails_leaves_the_states_as_they_were():
     a, mask = localization_data()
     metric = PointingGame()

@@ -109,7 +109,7 @@ class PredictionSetMetric(XaiscoreMetric):
                 f"first, but got {tuple(a.shape[1:])}."
             )
         self._item_shape = tuple(a.shape[1:])
-        self.explanations.append(a.reshape(a.shape[0], -1))
+        self.explanations.append(a.reshape(a.shape[0], -1).clone())  # never the caller's buffer
         self.predictions.append(predictions)
         if sample_index is not None:
             self.index.append(sample_index.to(predictions.device))

@@ -89,6 +89,7 @@ DETERMINISTIC: dict[str, Run] = {
     "attribution_localisation": lambda i, m: F.attribution_localisation(i["a"], i["mask"]),
     "localization_auc": lambda i, m: F.localization_auc(i["a"], i["mask"]),
     "localization_iou": lambda i, m: F.localization_iou(i["a"], i["mask"]),
+    "pointing_accuracy": lambda i, m: F.pointing_accuracy(i["a"], i["mask"], i["target"], num_classes=CLASSES),
     "sparseness": lambda i, m: F.sparseness(i["a"]),
     "complexity": lambda i, m: F.complexity(i["a"]),
     "effective_complexity": lambda i, m: F.effective_complexity(i["a"]),

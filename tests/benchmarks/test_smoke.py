@@ -101,7 +101,14 @@ def _box_localization(out: str, bench: object) -> None:
     assert "speed-up" in out and "2-D B=4 32x32" in out and "3-D B=2 12^3" in out and "v2" in out
 
 
+def _metrics(out: str, bench: object) -> None:
+    assert "update/kernel" in out and "pointing_game" in out
+    assert "set-level, summed statistics: pointing_accuracy" in out and "sufficiency + consistency" in out
+
+
 QUICK_RUNS = {
+    "metrics": QuickRun("bench_metrics", ("--quick", "--attribution-metrics", "pointing_game", "sparseness"),
+                        "torchmetrics", _metrics),
     "box_localization": QuickRun("bench_box_localization", ("--quick",), "scipy", _box_localization),
     # The memory table spawns a fresh interpreter per setting (slow to import torch on a busy
     # machine): its child is exercised in-process by test_faithfulness_memory_child instead.

@@ -51,6 +51,7 @@ from xaiscore.functional.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.pointing_accuracy import pointing_accuracy
 from xaiscore.functional.randomization import (
     efficient_mprt,
     mprt,
@@ -80,6 +81,7 @@ __all__ = [
     "attribution_localisation",
     "localization_auc",
     "localization_iou",
+    "pointing_accuracy",
     "boxes_to_mask",
     # box-level localization
     "box_accuracy",

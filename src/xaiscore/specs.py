@@ -12,6 +12,8 @@ Example:
     ('localization', True, ['a', 'mask'])
     >>> "sparseness" in [s.name for s in list_metrics(family="complexity")]
     True
+    >>> [s.name for s in list_metrics(scope="set")]
+    ['pointing_accuracy', 'sufficiency', 'consistency']
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from xaiscore._checks import OptionError
 __all__ = [
     "MetricSpec",
     "FAMILIES",
+    "SCOPES",
     "INPUT_NAMES",
     "UnknownMetricError",
     "register",
@@ -49,6 +52,8 @@ INPUT_NAMES: frozenset[str] = frozenset(
 )
 
 Output = Literal["score", "curve"]
+Scope = Literal["sample", "set"]
+SCOPES: tuple[str, ...] = ("sample", "set")
 
 
 class UnknownMetricError(OptionError, KeyError):
@@ -75,6 +80,15 @@ class MetricSpec:
             object carrying a ``(B,)`` summary and a ``(B, T)`` curve.
         description: One line for tables.
         defaults: Keyword options the harness passes unless the user overrides them.
+        scope: ``"sample"``: a sample's score depends on that sample alone (any batch
+            gives the same per-sample values); ``"set"``: the metric is defined over a
+            reference set (the whole dataset), so it must be computed over everything at
+            once (``xaiscore.metrics`` classes accumulate the set; see ``docs/metrics.md``).
+        statistics: For a set-level metric computed from fixed-size sufficient statistics
+            (summed over batches and processes), the dotted path ``"module:attribute"`` of
+            its :class:`xaiscore.functional.set_statistics.SetStatistics`; ``None`` for a
+            set-level metric that keeps its per-sample inputs and calls the kernel on the
+            whole set (sufficiency, consistency).
     """
 
     name: str
@@ -87,10 +101,19 @@ class MetricSpec:
     output: Output = "score"
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    scope: Scope = "sample"
+    statistics: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise OptionError(f"Expected `family` in {FAMILIES}, but got {self.family!r}.")
+        if self.scope not in SCOPES:
+            raise OptionError(f"Expected `scope` in {SCOPES}, but got {self.scope!r}.")
+        if self.statistics is not None and (self.scope != "set" or ":" not in self.statistics):
+            raise OptionError(
+                "Expected `statistics` only for a set-level metric, as 'module:attribute', but got "
+                f"{self.statistics!r} with scope {self.scope!r}."
+            )
         unknown = set(self.needs) - INPUT_NAMES
         if unknown:
             raise OptionError(f"Expected `needs` within {sorted(INPUT_NAMES)}, but got {sorted(unknown)}.")
@@ -101,8 +124,18 @@ class MetricSpec:
     @property
     def fn(self) -> Callable[..., Any]:
         """The kernel, imported on first use."""
-        module_name, attribute = self.function.split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return _resolve(self.function)
+
+    @property
+    def set_statistics(self) -> Any:
+        """The :class:`~xaiscore.functional.set_statistics.SetStatistics` named by ``statistics``
+        (imported on first use), or ``None``."""
+        return None if self.statistics is None else _resolve(self.statistics)
+
+
+def _resolve(path: str) -> Any:
+    module_name, attribute = path.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 _REGISTRY: dict[str, MetricSpec] = {}
@@ -133,27 +166,32 @@ def get_metric(name: str) -> MetricSpec:
         ) from None
 
 
-def list_metrics(*, family: str | None = None, available: Iterable[str] | None = None) -> tuple[MetricSpec, ...]:
+def list_metrics(*, family: str | None = None, available: Iterable[str] | None = None,
+                 scope: str | None = None) -> tuple[MetricSpec, ...]:
     """Registered specs in registration order, optionally filtered.
 
     Args:
         family: Keep only this family.
         available: Keep only metrics whose ``needs`` are all in this set of
             input names (e.g. ``{"a", "mask"}`` for precomputed maps and masks).
+        scope: Keep only ``"sample"`` or only ``"set"`` metrics.
     """
     if family is not None and family not in FAMILIES:
         raise OptionError(f"Expected `family` in {FAMILIES}, but got {family!r}.")
+    if scope is not None and scope not in SCOPES:
+        raise OptionError(f"Expected `scope` in {SCOPES}, but got {scope!r}.")
     have = None if available is None else frozenset(available)
     return tuple(
         s
         for s in _REGISTRY.values()
         if (family is None or s.family == family) and (have is None or s.needs <= have)
+        and (scope is None or s.scope == scope)
     )
 
 
 def _spec(name: str, module: str, family: str, higher_is_better: bool | None, needs: Iterable[str],
           citation: str, *, stochastic: bool = False, output: Output = "score", description: str = "",
-          **defaults: Any) -> None:
+          scope: Scope = "sample", statistics: str | None = None, **defaults: Any) -> None:
     register(MetricSpec(
         name=name,
         function=f"xaiscore.functional.{module}:{name}",
@@ -165,6 +203,8 @@ def _spec(name: str, module: str, family: str, higher_is_better: bool | None, ne
         output=output,
         description=description,
         defaults=defaults,
+        scope=scope,
+        statistics=None if statistics is None else f"xaiscore.functional.{module}:{statistics}",
     ))
 
 
@@ -194,6 +234,24 @@ _spec("localization_auc", "localization", "localization", True, _LOC,
 _spec("localization_iou", "localization", "localization", True, _LOC,
       "Zhou et al. 2016, Learning deep features for discriminative localization (CAM), CVPR",
       description="IoU between the thresholded map and the mask.")
+_spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("target",),
+      "Zhang et al. 2018, Top-down neural attention by excitation backprop, IJCV (TorchRay's benchmark protocol)",
+      scope="set", statistics="POINTING_ACCURACY",
+      description="Pointing-game hits / (hits + misses) per class over the set, then the mean over classes.")
+
+# Box-level protocols. max_box_accuracy and pxap are set scores (the best threshold, the pooled pixels
+# of the whole set); their kernels also give per-sample statistics that add up over batches.
+_spec("box_accuracy", "box_localization", "localization", True, _LOC,
+      "Wang et al. 2017, ChestX-ray8: hospital-scale chest X-ray database and benchmarks on weakly-supervised "
+      "classification and localization of common thorax diseases, CVPR",
+      description="Share of ground-truth boxes hit (IoBB > T) by the boxes of the thresholded map's regions.")
+_spec("max_box_accuracy", "box_localization", "localization", True, _LOC,
+      "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      output="curve",
+      description="Set score: best share of samples over map thresholds whose largest region's box has IoU >= 0.5.")
+_spec("pxap", "box_localization", "localization", True, _LOC,
+      "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      description="Set score: area under the pixel precision-recall curve over map thresholds, pixels pooled.")
 
 # --- complexity and compactness --------------------------------------------------------------
 _spec("sparseness", "complexity", "complexity", True, ("a",),
@@ -279,7 +337,8 @@ _spec("sensitivity_n", "faithfulness_random", "faithfulness", True, _FAITH,
       n_subsets=20)
 _spec("sufficiency", "sufficiency", "faithfulness", True, ("forward_fn", "x", "a"),
       "Dasgupta et al. 2022, Framework for evaluating faithfulness of local explanations, ICML",
-      description="Share of similarly explained samples in the batch that get the same prediction.")
+      scope="set",
+      description="Share of similarly explained samples in the set that get the same prediction.")
 
 # --- axiomatic ------------------------------------------------------------------------------------
 _spec("completeness", "axiomatic", "axiomatic", True, _FAITH,
@@ -319,6 +378,7 @@ _spec("continuity", "robustness", "robustness", False, _SENS,
       description="Largest explanation change (L1) per input change (L2) over translated inputs.", n_steps=8)
 _spec("consistency", "robustness", "robustness", True, ("forward_fn", "x", "a"),
       "Dasgupta et al. 2022, Framework for evaluating faithfulness of local explanations, ICML",
+      scope="set",
       description="Share of samples with the same discretised explanation that get the same prediction.")
 
 # --- randomization -------------------------------------------------------------------------------

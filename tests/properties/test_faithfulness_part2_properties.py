@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xaiscore.functional import axiomatic as ax
-from xaiscore.functional import faithfulness_random as fr
-from xaiscore.functional.road import road
-from xaiscore.functional.sufficiency import sufficiency
+from xaiscore.functional.faithfulness import random_perturbations as fr
+from xaiscore.functional.faithfulness.road import road
+from xaiscore.functional.faithfulness.sufficiency import sufficiency
 from xaiscore.testing import strategies as xst
 
 

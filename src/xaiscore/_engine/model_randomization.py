@@ -24,7 +24,9 @@ Re-initialisation rule (``reinit``):
       random state seeded with the layer's seed, and the layer's own
       parameters and buffers are copied back (cast to their dtype). The global
       random state is left as it was, and the random weights do not depend on
-      the device or the floating dtype of the model. Layers without
+      the device or the floating dtype of the model. ``nn.MultiheadAttention``
+      names its initialisation ``_reset_parameters()`` (Xavier-uniform input
+      projections, zero biases), which is used the same way. Other layers without
       ``reset_parameters()`` fall back to ``"normal"``.
     * ``"normal"``: every own parameter is redrawn from
       :math:`\\mathcal{N}(0, s^2)` with ``s`` the root mean square of the
@@ -127,6 +129,15 @@ def _normal_(module: nn.Module, generator: torch.Generator) -> None:
         parameter.copy_(draw.to(dtype=parameter.dtype, device=parameter.device))
 
 
+def _reset_method(module: nn.Module) -> str | None:
+    """The name of the layer's own initialisation, if it has one."""
+    if callable(getattr(module, "reset_parameters", None)):
+        return "reset_parameters"
+    if isinstance(module, nn.MultiheadAttention):  # torch keeps its initialisation private
+        return "_reset_parameters"
+    return None
+
+
 def _cpu64(t: Tensor) -> Tensor:
     t = t.detach().to("cpu", copy=True)
     return t.to(torch.float64) if t.is_floating_point() else t
@@ -142,7 +153,8 @@ def reinitialise_layer(module: nn.Module, seed: int, reinit: Reinit = "reset_par
             reinit(module, torch.Generator().manual_seed(seed))
             return
         check_option(reinit, "reinit", ("reset_parameters", "normal"))
-        if reinit == "normal" or not callable(getattr(module, "reset_parameters", None)):
+        reset = _reset_method(module)
+        if reinit == "normal" or reset is None:
             _normal_(module, torch.Generator().manual_seed(seed))
             return
         # A float64 CPU copy of the layer (its own tensors only), reset under a forked CPU random state:
@@ -155,7 +167,7 @@ def reinitialise_layer(module: nn.Module, seed: int, reinit: Reinit = "reset_par
                           for k, m in module._modules.items()}
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)
-            fresh.reset_parameters()
+            getattr(fresh, reset)()
         new = _own_tensors(fresh)
         for name, tensor in _own_tensors(module).items():
             tensor.copy_(new[name].to(device=tensor.device, dtype=tensor.dtype))

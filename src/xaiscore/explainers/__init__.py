@@ -17,8 +17,18 @@ This module provides
 * :func:`captum_explainer`: one-line adapters for captum's attribution
   classes (Saliency, IntegratedGradients, InputXGradient, GuidedBackprop,
   DeepLift, LayerGradCam upsampled to the input size, Occlusion,
-  GradientShap, NoiseTunnel/SmoothGrad, LRP). captum is an optional
+  GradientShap, NoiseTunnel/SmoothGrad, LRP, and FeatureAblation, KernelShap
+  and Lime over superpixel grids or label maps). captum is an optional
   dependency (``pip install xaiscore[captum]``), imported on first use;
+* :func:`rise_explainer`: RISE (Petsiuk et al. 2018), random masks in batched chunks;
+* :func:`attention_rollout_explainer` and :func:`chefer_relevance_explainer`: attention
+  rollout (Abnar and Zuidema 2020) and the gradient-weighted attention relevance of Chefer et
+  al. (2021) for vision transformers, read through hooks on the attention modules;
+* :func:`prototype_explainer`: similarity maps of part-prototype networks (ProtoPNet) as
+  attribution maps; :mod:`~xaiscore.explainers.prototype_evaluation` scores the prototypes
+  (consistency and stability, Huang et al. 2023, adapted to boxes);
+* :mod:`~xaiscore.explainers.tiny_models`: a tiny ViT and a tiny ProtoPNet with the structure
+  these explainers read;
 * :func:`quantus_explainer`: wraps a Quantus-style numpy
   ``explain_func(model, inputs, targets, **kwargs)`` such as ``quantus.explain``;
 * :func:`random_explainer` and :func:`constant_explainer`: baselines no real
@@ -28,7 +38,9 @@ This module provides
   usable from a config file.
 
 Modules: :mod:`~xaiscore.explainers.captum`, :mod:`~xaiscore.explainers.quantus`,
-:mod:`~xaiscore.explainers.baselines`; the contract (:class:`ExplainFn`,
+:mod:`~xaiscore.explainers.baselines`, :mod:`~xaiscore.explainers.rise`,
+:mod:`~xaiscore.explainers.transformers`, :mod:`~xaiscore.explainers.prototypes`; the contract
+(:class:`ExplainFn`,
 :func:`check_explanation`) lives in the engine and is re-exported here.
 
 See ``docs/explainers.md``.
@@ -45,6 +57,8 @@ from torch import nn
 
 from xaiscore._checks import OptionError, check_option
 from xaiscore._engine.explain_fn import ExplainerFactory, ExplainFn, check_explanation
+from xaiscore.explainers._common import ModelStructureError
+from xaiscore.explainers._feature_masks import grid_feature_mask
 from xaiscore.explainers.baselines import (
     ConstantExplainer,
     RandomExplainer,
@@ -52,7 +66,23 @@ from xaiscore.explainers.baselines import (
     random_explainer,
 )
 from xaiscore.explainers.captum import CAPTUM_METHODS, CaptumExplainer, captum_explainer
+from xaiscore.explainers.prototype_evaluation import (
+    PrototypeScores,
+    prototype_box_hits,
+    prototype_consistency,
+    prototype_peaks,
+    prototype_stability,
+    stability_noise,
+)
+from xaiscore.explainers.prototypes import PrototypeExplainer, prototype_explainer
 from xaiscore.explainers.quantus import QuantusExplainer, quantus_explainer
+from xaiscore.explainers.rise import RiseExplainer, rise_explainer
+from xaiscore.explainers.transformers import (
+    AttentionRolloutExplainer,
+    CheferRelevanceExplainer,
+    attention_rollout_explainer,
+    chefer_relevance_explainer,
+)
 
 __all__ = [
     "ExplainFn",
@@ -62,13 +92,30 @@ __all__ = [
     "quantus_explainer",
     "random_explainer",
     "constant_explainer",
+    "rise_explainer",
+    "attention_rollout_explainer",
+    "chefer_relevance_explainer",
+    "prototype_explainer",
+    "grid_feature_mask",
+    "prototype_peaks",
+    "prototype_box_hits",
+    "prototype_consistency",
+    "prototype_stability",
+    "stability_noise",
+    "PrototypeScores",
+    "ModelStructureError",
     "make_explainer",
     "list_explainers",
     "CAPTUM_METHODS",
+    "MODEL_EXPLAINERS",
     "CaptumExplainer",
     "QuantusExplainer",
     "RandomExplainer",
     "ConstantExplainer",
+    "RiseExplainer",
+    "AttentionRolloutExplainer",
+    "CheferRelevanceExplainer",
+    "PrototypeExplainer",
 ]
 
 
@@ -77,15 +124,28 @@ _BASELINES: dict[str, Callable[..., ExplainFn]] = {
     "constant": constant_explainer,
 }
 
+_DETERMINISTIC = ("AttentionRollout", "CheferRelevance", "Prototype")
+
+#: Explainers of this package that read the model (names for config files).
+MODEL_EXPLAINERS: dict[str, Callable[..., ExplainFn]] = {
+    "RISE": rise_explainer,
+    "AttentionRollout": attention_rollout_explainer,
+    "CheferRelevance": chefer_relevance_explainer,
+    "Prototype": prototype_explainer,
+}
+
 
 def list_explainers() -> tuple[str, ...]:
-    """The method names :func:`make_explainer` accepts: the baselines, ``"quantus"`` and the captum methods.
+    """The method names :func:`make_explainer` accepts.
+
+    The baselines, ``"quantus"``, this package's model explainers (``"RISE"``,
+    ``"AttentionRollout"``, ``"CheferRelevance"``, ``"Prototype"``) and the captum methods.
 
     Example:
-        >>> {"random", "constant", "Saliency", "LayerGradCam"} <= set(list_explainers())
+        >>> {"random", "Saliency", "LayerGradCam", "RISE", "Lime"} <= set(list_explainers())
         True
     """
-    return tuple(_BASELINES) + ("quantus",) + tuple(CAPTUM_METHODS)
+    return tuple(_BASELINES) + ("quantus",) + tuple(MODEL_EXPLAINERS) + tuple(CAPTUM_METHODS)
 
 
 def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any) -> ExplainFn:
@@ -94,7 +154,12 @@ def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any
     ``"random"`` and ``"constant"`` build the baselines (no model needed),
     ``"quantus"`` wraps ``quantus.explain`` (``kwargs`` are its keyword
     arguments, e.g. ``method="Saliency"`` is passed as ``quantus_method``),
-    and every name in :data:`CAPTUM_METHODS` builds :func:`captum_explainer`.
+    ``"RISE"``, ``"AttentionRollout"``, ``"CheferRelevance"`` and ``"Prototype"``
+    build :func:`rise_explainer`, :func:`attention_rollout_explainer`,
+    :func:`chefer_relevance_explainer` and :func:`prototype_explainer`, and every
+    name in :data:`CAPTUM_METHODS` builds :func:`captum_explainer`. Every model-based
+    method accepts ``seed``/``generator``; the deterministic ones (``"AttentionRollout"``,
+    ``"CheferRelevance"``, ``"Prototype"`` and captum's gradient methods) ignore them.
 
     Args:
         method: A name from :func:`list_explainers`.
@@ -118,4 +183,9 @@ def make_explainer(method: str, model: nn.Module | None = None, /, **kwargs: Any
         if "quantus_method" in kwargs:
             kwargs["method"] = kwargs.pop("quantus_method")
         return quantus_explainer(model, **kwargs)
+    if method in MODEL_EXPLAINERS:
+        if method in _DETERMINISTIC:  # as captum's deterministic methods, they ignore a seed
+            kwargs.pop("seed", None)
+            kwargs.pop("generator", None)
+        return MODEL_EXPLAINERS[method](model, **kwargs)
     return captum_explainer(model, method, **kwargs)

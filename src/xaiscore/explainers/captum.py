@@ -18,7 +18,8 @@ the model's own output).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
-from xaiscore._engine.batching import ModelOutput, check_logits, model_output_of
+from xaiscore._engine.batching import (
+    ModelOutput,
+    check_logits,
+    check_max_batch_size,
+    model_output_of,
+)
 from xaiscore._engine.explain_fn import BuiltExplainer
 from xaiscore._engine.random import draw_seed, resolve_generator, seeded_global_rngs
 from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
 from xaiscore._engine.reduction import reduce_channels as _reduce_channels
+from xaiscore.explainers._feature_masks import FeatureMaskSource, check_grid, resolve_feature_mask
 
 __all__ = ["CAPTUM_METHODS", "CaptumExplainer", "captum_explainer"]
 
@@ -76,6 +83,8 @@ class _CaptumMethod:
     #: The method runs the model exactly once, on the inputs themselves (gradient methods):
     #: :meth:`CaptumExplainer.explain_with_output` can hand out that output.
     single_forward: bool = False
+    #: The method perturbs groups of features of a feature mask (``grid`` or ``feature_mask``).
+    feature_groups: bool = False
 
 
 #: The captum methods the adapter knows, by name (also the names for config files).
@@ -108,6 +117,18 @@ CAPTUM_METHODS: dict[str, _CaptumMethod] = {
         description="SmoothGrad: Saliency averaged over Gaussian noise (Smilkov et al. 2017)",
     ),
     "LRP": _CaptumMethod("LRP", {}, description="layer-wise relevance propagation, epsilon rules (Bach et al. 2015)"),
+    "FeatureAblation": _CaptumMethod(
+        "FeatureAblation", {}, feature_groups=True,
+        description="superpixels (grid cells or a label map) set to the baseline one at a time",
+    ),
+    "KernelShap": _CaptumMethod(
+        "KernelShap", {"n_samples": 200}, stochastic=True, feature_groups=True,
+        description="Kernel SHAP over superpixels (Lundberg and Lee 2017)",
+    ),
+    "Lime": _CaptumMethod(
+        "Lime", {"n_samples": 200}, stochastic=True, feature_groups=True,
+        description="LIME over superpixels, captum's Lasso surrogate (Ribeiro et al. 2016)",
+    ),
 }
 
 
@@ -151,6 +172,9 @@ class CaptumExplainer(BuiltExplainer):
         layer: nn.Module | str | None = None,
         base_method: str = "Saliency",
         reduce_channels: ChannelReduction | None = None,
+        grid: int | Sequence[int] | None = None,
+        feature_mask: FeatureMaskSource | None = None,
+        max_batch_size: int = 64,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         **attribute_kwargs: Any,
@@ -184,6 +208,18 @@ class CaptumExplainer(BuiltExplainer):
             self._attribution = self._build(captum_attr, spec.captum_class, self.layer)
             self._upsample = spec.needs_layer
         self._occlusion = spec.captum_class == "Occlusion"
+        self._feature_groups = spec.feature_groups
+        if not spec.feature_groups and (grid is not None or feature_mask is not None):
+            groups = ", ".join(m for m, sp in CAPTUM_METHODS.items() if sp.feature_groups)
+            raise OptionError(
+                "Expected `grid` and `feature_mask` only for the feature-group methods "
+                f"({groups}), but got them for {method}."
+            )
+        if grid is not None and feature_mask is not None:
+            raise OptionError("Expected at most one of `grid` and `feature_mask`, but got both.")
+        self.grid = check_grid(grid) if grid is not None else None
+        self.feature_mask = feature_mask
+        self.max_batch_size = check_max_batch_size(max_batch_size)
         self._baselines_for_shap = method == "GradientShap"
         #: Whether :meth:`explain_with_output` can hand out the model's output (one plain forward pass on x).
         self.shares_forward = spec.single_forward and spec.captum_class != "NoiseTunnel"
@@ -244,6 +280,12 @@ class CaptumExplainer(BuiltExplainer):
             kwargs.update(_occlusion_defaults(x, kwargs))
         if self._baselines_for_shap and kwargs.get("baselines") is None:
             kwargs["baselines"] = torch.zeros_like(x[:1])
+        if self._feature_groups:
+            kwargs["feature_mask"] = resolve_feature_mask(self.feature_mask, self.grid, x)
+            if "perturbations_per_eval" not in kwargs:
+                # FeatureAblation perturbs the whole batch at once; Lime/KernelShap one input.
+                per_call = x.shape[0] if self.method == "FeatureAblation" else 1
+                kwargs["perturbations_per_eval"] = max(1, self.max_batch_size // per_call)
         with torch.inference_mode(False), torch.enable_grad():
             # A detached alias is enough (requires_grad on it leaves the caller's tensor alone);
             # inference tensors cannot enter autograd and need a real copy.
@@ -252,11 +294,14 @@ class CaptumExplainer(BuiltExplainer):
             calls: list[tuple[bool, Any]] = []
             handle = self._watch_outputs(inputs, calls if record else None)
             try:
-                if self._generator is not None:
-                    with seeded_global_rngs(draw_seed(self._generator)):
+                with warnings.catch_warnings():
+                    # captum's Lime/KernelShap warn that a batch trains one surrogate per input.
+                    warnings.filterwarnings("ignore", message="You are providing multiple inputs")
+                    if self._generator is not None:
+                        with seeded_global_rngs(draw_seed(self._generator)):
+                            a = self._attribution.attribute(inputs, target=target, **kwargs)
+                    else:
                         a = self._attribution.attribute(inputs, target=target, **kwargs)
-                else:
-                    a = self._attribution.attribute(inputs, target=target, **kwargs)
             finally:
                 if handle is not None:
                     handle.remove()
@@ -277,6 +322,9 @@ def captum_explainer(
     layer: nn.Module | str | None = None,
     base_method: str = "Saliency",
     reduce_channels: ChannelReduction | None = None,
+    grid: int | Sequence[int] | None = None,
+    feature_mask: FeatureMaskSource | None = None,
+    max_batch_size: int = 64,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     **attribute_kwargs: Any,
@@ -306,7 +354,16 @@ def captum_explainer(
     * ``"SmoothGrad"`` (NoiseTunnel over Saliency) and ``"NoiseTunnel"`` (over
       ``base_method``), ``nt_type="smoothgrad"``, ``nt_samples=10``,
       ``stdevs=0.15`` (absolute; 15 % of the range for inputs in [0, 1], as
-      Smilkov et al. recommend 10-20 %): stochastic.
+      Smilkov et al. recommend 10-20 %): stochastic;
+    * ``"FeatureAblation"``, ``"KernelShap"`` and ``"Lime"`` (``n_samples=200`` for the last
+      two; stochastic) perturb groups of features: the cells of a ``grid`` (default 8 cells per
+      axis, at most one per pixel) or the segments of a user ``feature_mask``, all channels of
+      a pixel together; masked-out features take ``baselines`` (default 0). They are batched
+      through captum's ``perturbations_per_eval``: ``max_batch_size // n`` perturbations of the
+      whole batch per model call for FeatureAblation, ``max_batch_size`` perturbations of one
+      input for Lime and KernelShap (captum fits one surrogate per input). Lime uses captum's
+      defaults: a Lasso surrogate (``alpha=0.01``) and an exponential kernel on the cosine
+      distance (width 1) in the binary feature space.
 
     Args:
         model: The network (an ``nn.Module``).
@@ -315,13 +372,22 @@ def captum_explainer(
         base_method: The method NoiseTunnel wraps.
         reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None``
             (default: keep the input's channels).
+        grid: Cells per spatial axis (an int or one per axis) of the superpixel grid of the
+            feature-group methods (default 8, capped at the side).
+        feature_mask: Instead of ``grid``: integer feature ids of shape ``S`` or
+            ``(1|n, 1|C, *S)``, or a callable ``feature_mask(x)`` returning them per batch
+            (e.g. SLIC superpixels); ids are renumbered to ``0 .. F - 1``.
+        max_batch_size: The most inputs per model call for the feature-group methods
+            (sets ``perturbations_per_eval`` unless given).
         generator, seed: The source of randomness for the stochastic methods
             (see the module docstring); ignored by deterministic methods.
         **attribute_kwargs: Passed to captum's ``attribute``.
 
     Raises:
         ImportError: captum is not installed.
-        OptionError: unknown method, or a missing/unknown ``layer``.
+        OptionError: unknown method, a missing/unknown ``layer``, or ``grid``/``feature_mask``
+            for a method that does not group features.
+        ShapeError: a ``feature_mask`` that does not fit the inputs (at call).
 
     Shape:
         - x: ``(n, C, *S)``; target: ``(n,)``; output: ``(n, C, *S)``, or
@@ -337,6 +403,7 @@ def captum_explainer(
     """
     return CaptumExplainer(
         model, method, layer=layer, base_method=base_method, reduce_channels=reduce_channels,
-        generator=generator, seed=seed, **attribute_kwargs,
+        grid=grid, feature_mask=feature_mask, max_batch_size=max_batch_size, generator=generator,
+        seed=seed, **attribute_kwargs,
     )
 

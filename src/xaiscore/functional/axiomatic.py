@@ -20,7 +20,7 @@ from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import check_fraction, check_option
 from xaiscore._engine.perturbation import feature_attributions, make_baseline, partition, perturbed_scores
 from xaiscore._engine.reduction import NORMALISATIONS, ChannelReduction, Normalisation
-from xaiscore.functional._faithfulness_common import finish_scores, prepare_model_inputs
+from xaiscore.functional.faithfulness._common import finish_scores, prepare_model_inputs
 
 __all__ = ["completeness", "non_sensitivity"]
 

@@ -1,4 +1,4 @@
-"""Quantus' faithfulness metrics on :mod:`xaiscore.functional.faithfulness` and :mod:`xaiscore.functional.road`.
+"""Quantus' faithfulness metrics on the kernels of :mod:`xaiscore.functional.faithfulness`.
 
 All perturbed inputs of all samples form one logical batch that goes through
 the model in chunks of ``batch_size`` images (Quantus calls the model once per
@@ -36,8 +36,17 @@ from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, check_positive_int
 from xaiscore._engine.random import resolve_generator
-from xaiscore.functional._feature_removal import faithfulness_estimate, monotonicity, monotonicity_correlation
-from xaiscore.functional._ranking_curves import irof, pixel_flipping, region_perturbation, selectivity
+from xaiscore.functional.faithfulness.curves import (
+    irof,
+    pixel_flipping,
+    region_perturbation,
+    selectivity,
+)
+from xaiscore.functional.faithfulness.feature_removal import (
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+)
 from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
 from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, map_similarity, perturb_option
 
@@ -448,7 +457,7 @@ class IROF(_Faithfulness):
 
 
 class ROAD(Metric):
-    """ROAD, remove and debias (Rong et al. 2022), on :func:`xaiscore.functional.road.road`.
+    """ROAD, remove and debias (Rong et al. 2022), on :func:`xaiscore.functional.road`.
 
     For each percentage ``p`` the ``floor(N p / 100)`` most relevant pixels are
     removed and filled by noisy linear imputation (noise standard deviation
@@ -488,7 +497,7 @@ class ROAD(Metric):
         self.seed = seed
 
     def _evaluate(self, prepared: Prepared) -> dict[float, float]:
-        from xaiscore.functional.road import road
+        from xaiscore.functional.faithfulness.road import road
 
         result = road(prepared.forward_fn, prepared.x, prepared.a, prepared.y, percentages=self.percentages,
                       noise=self.noise, measure="accuracy", order="morf", reduce_channels="sum",
@@ -543,7 +552,7 @@ class FaithfulnessCorrelation(_Faithfulness):
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        from xaiscore.functional.faithfulness_random import faithfulness_correlation
+        from xaiscore.functional.faithfulness.random_perturbations import faithfulness_correlation
 
         return faithfulness_correlation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
                                         subset_size=self.subset_size, n_runs=self.nr_runs, baseline=self._baseline,
@@ -593,7 +602,7 @@ class Infidelity(_Faithfulness):
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        from xaiscore.functional.faithfulness_random import infidelity
+        from xaiscore.functional.faithfulness.random_perturbations import infidelity
 
         return infidelity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, perturbation="square",
                           patch_sizes=self.perturb_patch_sizes, baseline=self._baseline,
@@ -652,7 +661,10 @@ class SensitivityN(_Faithfulness):
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _evaluate(self, prepared: Prepared) -> list[float]:
-        from xaiscore.functional.faithfulness_random import default_subset_sizes, sensitivity_n
+        from xaiscore.functional.faithfulness.random_perturbations import (
+            default_subset_sizes,
+            sensitivity_n,
+        )
 
         sizes = self.subset_sizes
         if sizes is None:
@@ -697,7 +709,7 @@ class Sufficiency(Metric):
         self.distance_func = distance_func
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        from xaiscore.functional.sufficiency import sufficiency
+        from xaiscore.functional.faithfulness.sufficiency import sufficiency
 
         return sufficiency(prepared.forward_fn, prepared.x, prepared.a, threshold=self.threshold,
                            distance=self.distance_func, normalise_distances=True, absolute=False, normalise=None,

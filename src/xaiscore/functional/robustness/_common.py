@@ -1,0 +1,159 @@
+"""What the robustness kernels share: checks, norms, the noisy-copies driver and its aggregation.
+
+Private to :mod:`xaiscore.functional.robustness`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from xaiscore._checks import (
+    DTypeError,
+    OptionError,
+    check_attributions,
+    check_inputs_like,
+    check_option,
+    check_positive_int,
+    check_target,
+)
+from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.explain_fn import ExplainFn
+from xaiscore._engine.noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics
+from xaiscore._engine.random import resolve_generator
+from xaiscore._engine.reduction import flatten_features, normalise_by_max
+from xaiscore.functional._common import nan_where
+
+Noise = Literal["uniform", "gaussian"]
+PredictionChange = Literal["keep", "exclude", "nan"]
+_PREDICTION_CHANGE = ("keep", "exclude", "nan")
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+
+def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object, validate: bool) -> tuple[Tensor, Tensor, Tensor]:
+    a = check_attributions(a, validate=validate)
+    x = check_inputs_like(x, a)
+    target = check_target(target, x.shape[0], device=x.device, validate=validate)
+    if not callable(explain_fn):
+        raise DTypeError(f"Expected `explain_fn` to be callable as explain_fn(x, target), but got {type(explain_fn).__name__}.")
+    return x.detach(), a.detach(), target
+
+
+def _check_norm_order(p: float, name: str = "p") -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (p >= 1):
+        raise OptionError(f"Expected `{name}` to be a norm order >= 1 (math.inf allowed), but got {p!r}.")
+    return float(p)
+
+
+def _norm(values: Tensor, p: float) -> Tensor:
+    """Per-row p-norm of ``(m, ...)`` values, ``(m,)``."""
+    return torch.linalg.vector_norm(flatten_features(values), ord=p, dim=1)
+
+
+def _prepare(a: Tensor, abs_: bool, normalise: str | None) -> Tensor:
+    check_option(normalise, "normalise", ("sample", None))
+    if normalise is not None:
+        a = normalise_by_max(a, "sample")
+    return a.abs() if abs_ else a
+
+
+def _check_prediction_mode(mode: str, forward_fn: object) -> None:
+    check_option(mode, "on_prediction_change", _PREDICTION_CHANGE)
+    if mode != "keep" and forward_fn is None:
+        raise OptionError(
+            f"Expected a `forward_fn` with on_prediction_change={mode!r} (it decides whether the prediction "
+            "changed), but got None. Pass the model or use on_prediction_change='keep'."
+        )
+    if forward_fn is not None and not callable(forward_fn):
+        raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
+
+
+def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: int) -> Tensor:
+    """Logits of the unperturbed inputs, in chunks."""
+    return chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]), max_batch_size=max_batch_size)
+
+
+def _aggregate(values: Tensor, changed: Tensor | None, how: Literal["max", "mean"], mode: str) -> Tensor:
+    """Reduce ``(B, n)`` per-perturbation values to ``(B,)``; NaN terms never count.
+
+    ``changed`` ``(B, n)`` marks copies whose prediction changed: ``"exclude"``
+    drops them, ``"nan"`` makes the whole sample NaN, ``"keep"`` ignores it.
+    """
+    nan = torch.full_like(values, math.nan)
+    if changed is not None and mode == "exclude":
+        values = torch.where(changed, nan, values)
+    missing = torch.isnan(values)
+    if how == "max":
+        out = torch.where(missing, torch.full_like(values, -math.inf), values).amax(dim=1)
+        out = nan_where(missing.all(dim=1), out)
+    else:
+        out = torch.nanmean(values, dim=1)
+    if changed is not None and mode == "nan":
+        out = nan_where(changed.any(dim=1), out)
+    return out
+
+
+def _safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """``numerator / denominator`` with NaN where the denominator is 0."""
+    zero = denominator == 0
+    return nan_where(zero, numerator / torch.where(zero, torch.ones_like(denominator), denominator))
+
+
+def _noisy_metric(
+    x: Tensor,
+    a: Tensor,
+    target: Tensor,
+    *,
+    explain_fn: ExplainFn,
+    forward_fn: Callable[[Tensor], Tensor] | None,
+    n_samples: int,
+    noise: str,
+    radius: float,
+    noise_bounds: tuple[float, float] | None,
+    item_value: Callable[[Chunk], Tensor],
+    needs_logits: bool,
+    on_prediction_change: str,
+    how: Literal["max", "mean"],
+    generator: torch.Generator | None,
+    seed: int | None,
+    max_batch_size: int,
+    validate: bool,
+    reference_logits: Tensor | None = None,
+) -> Tensor:
+    """Shared driver: draw noise, explain the noisy copies, reduce per item, then per sample."""
+    n_samples = check_positive_int(n_samples, "n_samples")
+    low, high = check_noise_options(noise, radius, noise_bounds)
+    _check_prediction_mode(on_prediction_change, forward_fn)
+    check_max_batch_size(max_batch_size)
+    source = BlockNoise(x.shape[0] * n_samples, x.shape[1:], kind=noise, low=low, high=high,
+                        generator=resolve_generator(generator, seed), device=x.device, dtype=x.dtype)
+    track = on_prediction_change != "keep"
+    run_model = track or needs_logits
+    if track:
+        if reference_logits is None:
+            reference_logits = _predict(forward_fn, x, max_batch_size)
+        reference_class = reference_logits.argmax(dim=1)
+
+    def statistic(chunk: Chunk) -> Tensor:
+        value = item_value(chunk)
+        if not track:
+            return value.unsqueeze(1)
+        changed = chunk.logits.argmax(dim=1) != reference_class.index_select(0, chunk.rows)
+        return torch.stack([value, changed.to(value.dtype)], dim=1)
+
+    stats = perturbed_statistics(
+        explain_fn, x, target, n_perturbations=n_samples,
+        perturb=lambda rows_x, start, stop, steps: source.add_to(rows_x, start, stop),
+        statistic=statistic, max_batch_size=max_batch_size,
+        forward_fn=forward_fn if run_model else None,
+        explanation_shape=a.shape[1:], validate=validate,
+    )
+    changed = stats[..., 1] > 0.5 if track else None
+    return _aggregate(stats[..., 0], changed, how, on_prediction_change)
+

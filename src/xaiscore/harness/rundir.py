@@ -50,6 +50,7 @@ __all__ = [
     "Manifest",
     "RunLock",
     "remove_leftovers",
+    "hold_run_folder",
     "STATE_DIR",
 ]
 
@@ -357,3 +358,24 @@ def remove_leftovers(root: str | os.PathLike[str]) -> list[Path]:
                     path.unlink()
                     removed.append(path)
     return removed
+
+
+def hold_run_folder(store: Any, context: Any, held: contextlib.ExitStack) -> None:
+    """Lock ``store``'s run folder on rank 0 until ``held`` closes; remove the leftovers of killed
+    writes. ``context`` is the run's :class:`~xaiscore.harness.distributed.DistributedContext`:
+    every rank learns whether the lock was refused.
+
+    Raises:
+        RunFolderError: another run holds the folder (on every rank).
+    """
+    message = None
+    if context.is_main:
+        try:
+            held.enter_context(store.lock())
+        except RunFolderError as error:
+            message = str(error)
+        else:
+            store.remove_leftovers()
+    message = context.broadcast(message)
+    if message is not None:
+        raise RunFolderError(message)

@@ -66,7 +66,8 @@ from xaiscore.harness.scoring import (
     select_metrics,
     unpack_result,
 )
-from xaiscore.harness.rundir import RunFolderError
+from xaiscore.harness.rundir import hold_run_folder
+from xaiscore.harness.skips import first_source_id, reader_skips, skipped_row
 from xaiscore.harness.store import RunStore
 
 __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
@@ -224,7 +225,7 @@ class _Runner:
             except DatasetError as error:
                 if getattr(self.dataset, "on_error", "raise") != "skip":
                     raise
-                skip = _skipped_row(error.file, error.row, error.reason, index)
+                skip = skipped_row(error.file, error.row, error.reason, index)
                 self.skipped_samples.append(skip)
                 continue
             indices.append(index)
@@ -516,14 +517,14 @@ def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, 
     store = RunStore(out, rank=context.rank)
     identity = {
         "n_samples": len(dataset),
-        "first_source_id": _first_source_id(dataset),
+        "first_source_id": first_source_id(dataset),
         "class_names": list(getattr(dataset, "class_names", ())),
         "model": model_fingerprint(model),
         "batch_size": batch_size,
         "seed": seed,
         "target": target,
     }
-    _hold_run_folder(store, context, held)
+    hold_run_folder(store, context, held)
     if context.is_main:
         if not resume:
             store.clear()
@@ -534,77 +535,11 @@ def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, 
     return store
 
 
-def _hold_run_folder(
-    store: RunStore, context: DistributedContext, held: contextlib.ExitStack
-) -> None:
-    """Lock the run folder on rank 0 until ``held`` closes; remove the leftovers of killed writes.
-
-    Raises:
-        RunFolderError: another run holds the folder (on every rank).
-    """
-    message = None
-    if context.is_main:
-        try:
-            held.enter_context(store.lock())
-        except RunFolderError as error:
-            message = str(error)
-        else:
-            store.remove_leftovers()
-    message = context.broadcast(message)
-    if message is not None:
-        raise RunFolderError(message)
-
-
-def _first_source_id(dataset: Any) -> str:
-    """The id of the dataset's first sample, read without loading it where the dataset allows.
-
-    Under ``on_error="skip"`` a first record that fails to load is passed over (the batch that
-    holds it records the skip).
-    """
-    from xaiscore.harness.data.errors import DatasetError
-
-    entries = getattr(dataset, "entries", None)
-    if entries and isinstance(getattr(entries[0], "source_id", None), str):
-        return entries[0].source_id
-    for index in range(len(dataset)):
-        try:
-            return dataset[index].source_id
-        except DatasetError:
-            if getattr(dataset, "on_error", "raise") != "skip":
-                raise
-    raise OptionError(
-        "No sample could be loaded: every record failed (see the dataset's `skipped`)."
-    )
-
-
-def _skipped_row(file: Any, row: Any, reason: Any, index: int | None) -> dict[str, Any]:
-    """One entry of the results' ``skipped_samples`` (schema in ``docs/harness.md``)."""
-    return {
-        "file": None if file is None else str(file),
-        "row": row if row is None or isinstance(row, (int, str)) else str(row),
-        "reason": str(reason),
-        "index": index,
-    }
-
-
-def _reader_skips(dataset: Any) -> list[dict[str, Any]]:
-    """The rows and samples the dataset's reader left out (its ``skipped`` list), as entries."""
-    return [
-        _skipped_row(
-            getattr(skip, "source", None),
-            getattr(skip, "row", None),
-            getattr(skip, "reason", skip),
-            None,
-        )
-        for skip in getattr(dataset, "skipped", None) or ()
-    ]
-
-
 def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
     """Every process's batch results in one mapping; the skipped rows (reader's and every
     process's load failures) go to ``runner.skipped_samples``."""
     merged: dict[int, _BatchResult] = {}
-    runner.skipped_samples = _reader_skips(runner.dataset)
+    runner.skipped_samples = reader_skips(runner.dataset)
     for part, skipped_samples in gathered:
         merged.update(part)
         runner.skipped_samples.extend(skipped_samples)
@@ -632,7 +567,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
     store = RunStore(config.out, rank=context.rank)
     held = contextlib.ExitStack()
     try:
-        _hold_run_folder(store, context, held)
+        hold_run_folder(store, context, held)
         try:
             dataset = open_dataset(config.dataset.kind, **dict(config.dataset.options))
         except OptionError as error:

@@ -61,10 +61,10 @@ def test_summary_table_marks_the_best_method(results):
 
     page = _summary_html(results, summary_table(results, n_boot=50))
     means = results["sparseness"].mean("sample")
-    best = str(means["method"].values[int(np.nanargmax(means.values))])
+    best = str(means["explainer"].values[int(np.nanargmax(means.values))])
     row = next(line for line in page.split("<tr>") if line.startswith('<td class="name">sparseness'))
     cells = row.split("<td")[2:]
-    methods = [str(m) for m in results["method"].values]
+    methods = [str(m) for m in results["explainer"].values]
     assert "best" in cells[methods.index(best)]
     assert sum("best" in cell for cell in cells) == 1
     assert json.loads(results["pointing_game"].attrs["skipped"]) == {}

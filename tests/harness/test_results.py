@@ -56,16 +56,16 @@ def full_dataset() -> xr.Dataset:
 
 def test_schema_dims_coords_and_attrs():
     ds = full_dataset()
-    assert ds["pointing_game"].dims == ("method", "sample")
-    assert ds["noisy"].dims == ("method", "sample", "run")
-    assert ds["deletion_curve"].dims == ("method", "sample", "deletion_step")
-    assert ds["deletion"].sel({"method": "random"}).values.tolist() == [0.4, 0.5, 0.6]
+    assert ds["pointing_game"].dims == ("explainer", "sample")
+    assert ds["noisy"].dims == ("explainer", "sample", "run")
+    assert ds["deletion_curve"].dims == ("explainer", "sample", "deletion_step")
+    assert ds["deletion"].sel(explainer="random").values.tolist() == [0.4, 0.5, 0.6]
     np.testing.assert_allclose(ds["deletion_step"].values, np.linspace(0, 1, 5))
     assert ds["sample"].values.tolist() == [4, 5, 9]
     assert ds["source_id"].values.tolist() == ["a", "b", "c"]
     assert ds["finding"].sel(sample=9).item() == "Mass"
     # a method without scores is NaN, and the reason is kept
-    assert np.isnan(ds["count"].sel({"method": "random"}).values).all()
+    assert np.isnan(ds["count"].sel(explainer="random").values).all()
     assert json.loads(ds["count"].attrs["skipped"]) == {"random": "no reason"}
     # a metric no method could score is listed in the Dataset attrs
     assert json.loads(ds.attrs["skipped"]) == {"ghost": {"Saliency": "cannot import"}}

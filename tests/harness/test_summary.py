@@ -83,7 +83,7 @@ def test_summary_table_mean_count_and_interval():
 def test_summary_table_is_reproducible_and_independent_of_other_methods():
     rng = np.random.default_rng(2)
     both = make({"m": {"a": rng.random(30), "b": rng.random(30)}}, {"m": True}, methods=("a", "b"))
-    only_a = both.sel({"method": ["a"]})
+    only_a = both.sel(explainer=["a"])
     first = summary_table(both, seed=5)
     assert first.equals(summary_table(both, seed=5))
     assert first.loc[("m", "a")].equals(summary_table(only_a, seed=5).loc[("m", "a")])

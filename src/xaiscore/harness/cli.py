@@ -82,7 +82,7 @@ def _print_summary(ds: Any, seconds: float) -> None:
     from xaiscore.harness.results import higher_is_better, metric_variables
 
     summary = summary_table(ds, n_boot=200)
-    print(f"Scored {len(ds['method'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
+    print(f"Scored {len(ds['explainer'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
           f"samples in {seconds:.0f} s.")
     best: dict[str, int] = {}
     for metric in metric_variables(ds):

@@ -106,7 +106,7 @@ def plot_scoreboard(ds: xr.Dataset, summary: pd.DataFrame, ax: Any = None) -> An
     plt = _pyplot()
     means = summary["mean"].unstack("metric")
     metrics = [m for m in metric_variables(ds) if m in means.columns]
-    methods = [str(m) for m in ds["method"].values]
+    methods = [str(m) for m in ds["explainer"].values]
     means = means.reindex(index=methods, columns=metrics)
     ranks = _ranks(means, ds).T
     table = means.T
@@ -144,7 +144,7 @@ def plot_examples(ds: xr.Dataset, *, max_examples: int = 6, axes: Any = None) ->
     from matplotlib.patches import Rectangle
 
     examples = ds["example"].values[:max_examples]
-    methods = [str(m) for m in ds["method"].values]
+    methods = [str(m) for m in ds["explainer"].values]
     n_rows, n_cols = len(examples), len(methods) + 1
     if axes is None:
         fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.6 * n_rows + 0.4), squeeze=False,
@@ -180,7 +180,7 @@ def plot_distributions(ds: xr.Dataset, metrics: Sequence[str], *, columns: int =
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.0 * rows + 0.6), squeeze=False)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.6 / (2.0 * rows + 0.6), top=1 - 0.35 / (2.0 * rows + 0.6),
                         hspace=0.45, wspace=0.3)
-    methods = [str(m) for m in ds["method"].values]
+    methods = [str(m) for m in ds["explainer"].values]
     colours = [f"C{i % 10}" for i in range(len(methods))]
     for ax, metric in zip(axes.flat, metrics):
         scores = per_sample_scores(ds, metric).values
@@ -213,8 +213,8 @@ def plot_curves(ds: xr.Dataset, metrics: Sequence[str]) -> Any:
             curve = curve.mean("run", skipna=True)
         step = f"{metric}_step"
         x = ds[step].values
-        for method in ds["method"].values:
-            values = curve.sel({"method": method}).transpose("sample", step).values
+        for method in ds["explainer"].values:
+            values = curve.sel({"explainer": method}).transpose("sample", step).values
             values = values[np.isfinite(values).all(axis=1)]
             if values.size == 0:
                 continue
@@ -250,7 +250,7 @@ def plot_overview(ds: xr.Dataset, summary: pd.DataFrame, *, max_examples: int | 
     ``max_examples`` defaults to as many example rows as the scoreboard's height holds (at least 2).
     """
     plt = _pyplot()
-    methods = len(ds["method"])
+    methods = len(ds["explainer"])
     metrics = len(metric_variables(ds))
     board_height = 0.3 * metrics + 1.6
     if max_examples is None:
@@ -302,7 +302,7 @@ def _summary_html(ds: xr.Dataset, summary: pd.DataFrame) -> str:
         axis=1,
     ).unstack("metric")
     metrics = [m for m in metric_variables(ds) if m in cells.columns]
-    methods = [str(m) for m in ds["method"].values]
+    methods = [str(m) for m in ds["explainer"].values]
     cells = cells.reindex(index=methods, columns=metrics)
     means = summary["mean"].unstack("metric").reindex(index=methods, columns=metrics)
     best = _ranks(means, ds).eq(1.0)
@@ -350,7 +350,7 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
                          + _table(rates.to_frame("win rate"))
                          + f"<p class=\"note\">{rates.attrs['n_images']} images; ties split the win.</p>")
         agreement = rank_agreement(ds)
-        if len(agreement) >= 2 and len(ds["method"]) >= 2:
+        if len(agreement) >= 2 and len(ds["explainer"]) >= 2:
             _save(plot_rank_agreement(agreement), figures / "rank_agreement.png")
             parts.append("<h2>Rank agreement between metrics</h2>"
                          "<img src=\"figures/rank_agreement.png\" alt=\"rank agreement\">")
@@ -399,7 +399,7 @@ def baseline_methods(ds: xr.Dataset) -> dict[str, str]:
 def _baseline_wins_html(ds: xr.Dataset, summary: pd.DataFrame) -> str:
     """A warning listing the metrics on which a baseline explainer has the best mean score."""
     baselines = baseline_methods(ds)
-    methods = [str(m) for m in ds["method"].values]
+    methods = [str(m) for m in ds["explainer"].values]
     if not baselines or len(baselines) == len(methods):
         return ""
     metrics = [m for m in metric_variables(ds) if m in summary["mean"].unstack("metric").columns]
@@ -426,7 +426,7 @@ def _meta_html(ds: xr.Dataset) -> str:
     counts = ", ".join(f"{html.escape(k or '(none)')}: {v}" for k, v in findings.items())
     items = [
         f"{n} samples ({counts})",
-        f"{len(ds['method'])} methods: {html.escape(', '.join(map(str, ds['method'].values)))}",
+        f"{len(ds['explainer'])} methods: {html.escape(', '.join(map(str, ds['explainer'].values)))}",
         f"{len(metric_variables(ds))} metrics; model accuracy on these samples {correct:.1%}",
         f"xaiscore {html.escape(str(ds.attrs.get('xaiscore_version', '?')))}, torch "
         f"{html.escape(str(ds.attrs.get('torch_version', '?')))}, seed {html.escape(str(ds.attrs.get('seed', '?')))}",

@@ -6,14 +6,14 @@ result with :func:`load_dataset` and slice it with xarray.
 
 Schema (see ``docs/harness.md``, section *Results schema*):
 
-* dims ``method`` (explanation methods, string coord) and ``sample`` (the
+* dims ``explainer`` (the explanation methods, string coord) and ``sample`` (the
   dataset index, int coord), plus ``run`` for repeated stochastic metrics and
   ``<metric>_step`` for the x positions of a curve metric, plus ``example``,
   ``channel``, ``y``, ``x``, ``box`` for the example images of the report;
 * sample coords ``source_id``, ``label``, ``target`` (the explained class),
   ``prediction`` and ``finding``;
-* one variable ``<metric>`` ``(method, sample[, run])`` per scored metric and
-  ``<metric>_curve`` ``(method, sample[, run], <metric>_step)`` per curve
+* one variable ``<metric>`` ``(explainer, sample[, run])`` per scored metric and
+  ``<metric>_curve`` ``(explainer, sample[, run], <metric>_step)`` per curve
   metric; each carries attrs ``family``, ``higher_is_better`` (1 higher is
   better, 0 lower is better, -1 no direction), ``citation``, ``settings`` (the
   keyword options as JSON), ``stochastic`` (0/1) and ``skipped`` (JSON:
@@ -26,9 +26,10 @@ Schema (see ``docs/harness.md``, section *Results schema*):
 xarray is an optional dependency (the ``harness`` extra); it is imported when
 this module is.
 
-Select a method with the dict form, ``ds.sel({"method": "saliency"})``:
-``ds.sel(method=...)`` passes xarray's own ``method`` argument (the
-inexact-match rule) and silently selects nothing.
+Select a method with ``ds.sel(explainer="saliency")``. The dimension was
+called ``method`` in earlier versions: ``ds.sel(method=...)`` passes
+xarray's own ``method`` argument (the inexact-match rule) and silently
+selected nothing.
 
 Example:
     >>> import numpy as np
@@ -40,7 +41,7 @@ Example:
     ...                               "random": np.array([0.0, np.nan])}},
     ...     metric_info={"pointing_game": {"family": "localization", "higher_is_better": True}},
     ... )
-    >>> ds["pointing_game"].sel({"method": "saliency"}).values.tolist()
+    >>> ds["pointing_game"].sel(explainer="saliency").values.tolist()
     [1.0, nan]
     >>> int(ds["pointing_game"].attrs["higher_is_better"])
     1
@@ -85,7 +86,7 @@ SAMPLE_COORDS: dict[str, type] = {
     "finding": str,
 }
 
-_RESERVED = {"method", "sample", "run", "example", "channel", "y", "x", "box", *SAMPLE_COORDS}
+_RESERVED = {"explainer", "sample", "run", "example", "channel", "y", "x", "box", *SAMPLE_COORDS}
 
 
 def to_json(value: Any) -> str:
@@ -164,7 +165,7 @@ def build_dataset(
     """Assemble per-sample scores into the results Dataset (schema in the module docstring).
 
     Args:
-        methods: Method names, in the order of the ``method`` dim.
+        methods: Method names, in the order of the ``explainer`` dim.
         samples: The sample coordinates of :data:`SAMPLE_COORDS`, each of length ``N``.
         scores: metric -> method -> ``(N,)`` or ``(N, R)`` scores (arrays or tensors).
             A method missing for a metric gets NaN (say why in ``skipped``).
@@ -230,7 +231,7 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
         var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
         if metric in scores:
             values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
-            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
+            dims = ("explainer", "sample") + (("run",) if values.ndim == 3 else ())
             data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
         if metric in curves:
             data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
@@ -240,13 +241,13 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
 
 def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
                    sample_index: Sequence[int] | None) -> dict[str, Any]:
-    """The ``method`` and ``sample`` coordinates and the per-sample coordinates of :data:`SAMPLE_COORDS`."""
+    """The ``explainer`` and ``sample`` coordinates and the per-sample coordinates of :data:`SAMPLE_COORDS`."""
     missing = [k for k in SAMPLE_COORDS if k not in samples]
     if missing:
         raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
     n = len(samples["source_id"])
     coords: dict[str, Any] = {
-        "method": np.array(methods, dtype=object),
+        "explainer": np.array(methods, dtype=object),
         "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),
     }
     for key, kind in SAMPLE_COORDS.items():
@@ -277,7 +278,7 @@ def _curve_variable(metric: str, curves: Mapping[str, Any], x: Any, methods: lis
     """The ``<metric>_curve`` variable; its ``<metric>_step`` coordinate (x positions) goes into ``coords``."""
     values = _stack_methods(curves, methods, n, what=f"curves of {metric!r}")
     step = f"{metric}_step"
-    dims = ("method", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
+    dims = ("explainer", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
     x_positions = np.arange(values.shape[-1], dtype=np.float64) if x is None \
         else _as_array(x, what=f"curve x of {metric!r}")
     if x_positions.shape != (values.shape[-1],):
@@ -313,7 +314,7 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
     for i, m in enumerate(methods):
         if m in examples.get("attributions", {}):
             maps[i] = _as_array(examples["attributions"][m], what=f"example attributions of {m!r}").reshape(e, h, w)
-    data_vars["example_attribution"] = xr.Variable(("method", "example", "y", "x"), maps)
+    data_vars["example_attribution"] = xr.Variable(("explainer", "example", "y", "x"), maps)
     coords["example"] = np.asarray(examples["sample"], dtype=np.int64)
     coords["corner"] = np.array(["x0", "y0", "x1", "y1"], dtype=object)
 
@@ -375,10 +376,10 @@ def _engine() -> str | None:
 
 
 def metric_variables(ds: xr.Dataset) -> list[str]:
-    """Names of the score variables (dims ``method``, ``sample``[, ``run``]), in Dataset order."""
+    """Names of the score variables (dims ``explainer``, ``sample``[, ``run``]), in Dataset order."""
     return [
         str(name) for name, var in ds.data_vars.items()
-        if var.dims[:2] == ("method", "sample") and not str(name).endswith("_curve")
+        if var.dims[:2] == ("explainer", "sample") and not str(name).endswith("_curve")
     ]
 
 

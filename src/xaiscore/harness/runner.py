@@ -23,8 +23,8 @@ Example:
     >>> data = make_synthetic_dataset(4, size=(16, 16))
     >>> ds = evaluate(data, SmallCNN().eval(), methods=["Saliency", "random"],
     ...               metrics=["pointing_game", "sparseness"], batch_size=2)
-    >>> ds["pointing_game"].dims, ds["method"].values.tolist()
-    (('method', 'sample'), ['Saliency', 'random'])
+    >>> ds["pointing_game"].dims, ds["explainer"].values.tolist()
+    (('explainer', 'sample'), ['Saliency', 'random'])
     >>> from xaiscore.harness.results import metric_variables
     >>> metric_variables(ds)
     ['pointing_game', 'sparseness']

@@ -41,7 +41,7 @@ __all__ = [
 
 
 def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
-    """``(method, sample)`` scores of ``metric``, averaged over ``run`` when present.
+    """``(explainer, sample)`` scores of ``metric``, averaged over ``run`` when present.
 
     Raises:
         OptionError: ``metric`` is not a score variable of ``ds``.
@@ -53,7 +53,7 @@ def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
     if "run" in values.dims:
         with np.errstate(all="ignore"):
             values = values.mean("run", skipna=True)
-    return values.transpose("method", "sample")
+    return values.transpose("explainer", "sample")
 
 
 def _seed_for(seed: int, *names: str) -> list[int]:
@@ -96,8 +96,8 @@ def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boo
     rows = []
     for metric in metrics if metrics is not None else metric_variables(ds):
         scores = per_sample_scores(ds, metric)
-        for method in scores["method"].values:
-            values = scores.sel({"method": method}).values
+        for method in scores["explainer"].values:
+            values = scores.sel({"explainer": method}).values
             finite = values[np.isfinite(values)]
             rng = np.random.default_rng(_seed_for(seed, metric, str(method)))
             low, high = _bootstrap_interval(finite, n_boot=n_boot, confidence=confidence, rng=rng)
@@ -130,7 +130,7 @@ def finding_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd
     frames = []
     for metric in metrics if metrics is not None else metric_variables(ds):
         scores = per_sample_scores(ds, metric)
-        table = pd.DataFrame(scores.values.T, columns=[str(m) for m in scores["method"].values])
+        table = pd.DataFrame(scores.values.T, columns=[str(m) for m in scores["explainer"].values])
         table["finding"] = findings
         means = table.groupby("finding", sort=True).mean().T
         means.index = pd.MultiIndex.from_product([[metric], means.index], names=["metric", "method"])
@@ -167,7 +167,7 @@ def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
     share = winners / np.maximum(winners.sum(axis=0, keepdims=True), 1)
     n_images = int(counted.sum())
     rates = share.sum(axis=1) / n_images if n_images else np.full(scores.shape[0], np.nan)
-    series = pd.Series(rates, index=pd.Index([str(m) for m in ds["method"].values], name="method"),
+    series = pd.Series(rates, index=pd.Index([str(m) for m in ds["explainer"].values], name="method"),
                        name=metric)
     series.attrs["n_images"] = n_images
     return series

@@ -211,7 +211,7 @@ def meta_evaluate(
             ``validate`` to the kernels.
 
     Returns:
-        An ``xarray.Dataset`` (netCDF-safe), dims ``metric``, ``method``,
+        An ``xarray.Dataset`` (netCDF-safe), dims ``metric``, ``explainer``,
         ``test``, ``space``, ``iteration``, ``perturbation``, ``sample``,
         ``metric_other``, ``split``; variables ``score``, ``score_perturbed``,
         ``kept``, ``kept_fraction``, ``iac``, ``iec``, ``iac_per_method``,

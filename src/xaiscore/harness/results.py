@@ -158,8 +158,10 @@ def build_dataset(
     curve_x: Mapping[str, Any] | None = None,
     metric_info: Mapping[str, Mapping[str, Any]] | None = None,
     skipped: Mapping[str, Mapping[str, str]] | None = None,
+    undefined: Mapping[str, Mapping[str, Any]] | None = None,
     sample_index: Sequence[int] | None = None,
     examples: Mapping[str, Any] | None = None,
+    probabilities: Any = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble per-sample scores into the results Dataset (schema in the module docstring).
@@ -172,13 +174,19 @@ def build_dataset(
         curves: metric -> method -> ``(N, T)`` or ``(N, R, T)`` curves.
         curve_x: metric -> ``(T,)`` x positions of its curve (default ``0 .. T-1``).
         metric_info: metric -> ``family``, ``higher_is_better``, ``citation``,
-            ``settings`` (dict), ``stochastic``, ``description``.
+            ``settings`` (dict), ``stochastic``, ``description``, ``nan_rule`` (the
+            kernel's rule for NaN scores), ``curve_axes``
+            (:class:`~xaiscore.harness.axes.CurveAxes` of a curve metric).
         skipped: metric -> method -> reason, for pairs that could not be scored.
             A metric with reasons but no scores is listed in the Dataset attr ``skipped``.
+        undefined: metric -> method -> counts of the causes of NaN scores
+            (:func:`xaiscore.harness.gaps.nan_causes`, summed), or ``None`` when unknown.
         sample_index: The ``sample`` coordinate (default ``0 .. N-1``).
         examples: Optional example images for the report: ``image`` ``(E, C, H, W)``,
             ``mask`` ``(E, H, W)``, ``boxes`` ``(E, K, 4)`` (NaN-padded), ``sample``
             ``(E,)`` and ``attributions`` (method -> ``(E, H, W)``).
+        probabilities: ``(N, K)`` softmax outputs of the model on the samples (the
+            ``model_probability`` variable, dims ``sample, class``), or ``None``.
         attrs: Extra Dataset attrs (non-scalar values are stored as JSON).
 
     Returns:
@@ -197,13 +205,25 @@ def build_dataset(
     curve_x = curve_x or {}
     metric_info = metric_info or {}
     skipped = skipped or {}
+    if undefined:
+        metric_info = {m: {**metric_info.get(m, {}), "undefined": undefined.get(m)}
+                       for m in set(metric_info) | set(undefined)}
 
     data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
     _add_run_coord(data_vars, coords)
     if examples is not None:
         _add_examples(data_vars, coords, examples, methods)
+    if probabilities is not None:
+        values = _as_array(probabilities, what="model probabilities")
+        if values.ndim != 2 or values.shape[0] != n:
+            raise ShapeError(f"Expected model probabilities of shape ({n}, K), but got {values.shape}.")
+        data_vars["model_probability"] = xr.Variable(
+            ("sample", "class"), values,
+            attrs={"long_name": "softmax output of the model on the sample", "units": "1"})
+        coords["class"] = np.arange(values.shape[1])
 
     ds = xr.Dataset(data_vars, coords=coords)
+    _describe_coords(ds)
     ds.attrs.update({
         "title": "xaiscore results",
         "xaiscore_version": __version__,
@@ -234,8 +254,14 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
             dims = ("explainer", "sample") + (("run",) if values.ndim == 3 else ())
             data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
         if metric in curves:
+            axes = metric_info.get(metric, {}).get("curve_axes")
+            curve_attrs = {**var_attrs, "long_name": "step", "units": "", "curve_scale": "",
+                           "x_long_name": "step", "x_units": ""}
+            if axes is not None:
+                curve_attrs.update({"long_name": axes.scale, "units": axes.y_units, "curve_scale": axes.scale,
+                                    "x_long_name": axes.x, "x_units": axes.x_units})
             data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
-                                                           coords=coords, attrs=var_attrs)
+                                                           coords=coords, attrs=curve_attrs)
     return data_vars
 
 
@@ -260,9 +286,30 @@ def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
     return coords
 
 
+def _describe_coords(ds: xr.Dataset) -> None:
+    """``long_name``/``units`` attrs on every coordinate (CF style), curve steps included."""
+    from xaiscore.harness.axes import COORD_ATTRS
+
+    for name, attrs in COORD_ATTRS.items():
+        if name in ds.coords:
+            ds.coords[name].attrs.update(attrs)
+    for name in ds.data_vars:
+        if str(name).endswith("_curve"):
+            metric = str(name)[: -len("_curve")]
+            step = f"{metric}_step"
+            ds.coords[step].attrs.update({
+                "long_name": str(ds[name].attrs.pop("x_long_name", "step")),
+                "units": str(ds[name].attrs.pop("x_units", "")),
+            })
+
+
 def _metric_attrs(info: Mapping[str, Any], skipped: Mapping[str, str]) -> dict[str, Any]:
     """A metric variable's netCDF-safe attrs."""
+    undefined = info.get("undefined")
     return {
+        "long_name": str(info.get("description", "")),
+        "nan_rule": str(info.get("nan_rule", "")),
+        "undefined": "null" if undefined is None else to_json(dict(undefined)),
         "family": str(info.get("family", "")),
         "higher_is_better": _direction(info.get("higher_is_better")),
         "citation": str(info.get("citation", "")),
@@ -325,7 +372,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A reader never sees a half-written file, and a process killed while
     writing leaves the previous file intact. On an exception the temporary
-    file is removed and the exception propagates.
+    file is removed and the exception propagates. The file gets the
+    permissions of a newly created one (``0o666`` less the umask, e.g.
+    ``rw-r--r--``), or those of the file it replaces, not the ``0o600`` of a
+    temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,10 +383,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, _file_mode(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
@@ -353,6 +425,9 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
 def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a results file fully into memory (the file is closed on return).
 
+    A file written before the ``method`` dimension was renamed ``explainer`` is
+    read with the new name.
+
     Raises:
         FileNotFoundError: no such file (the message names it).
     """
@@ -361,6 +436,8 @@ def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
         raise FileNotFoundError(f"Expected a results file (netCDF), but {str(path)!r} does not exist.")
     with xr.open_dataset(path, engine=_engine()) as ds:
         loaded = ds.load()
+    if "method" in loaded.dims and "explainer" not in loaded.dims:  # written before the rename
+        loaded = loaded.rename({"method": "explainer"})
     for name in list(loaded.coords) + list(loaded.data_vars):
         if loaded[name].dtype.kind in "SU":  # netCDF may hand strings back as fixed-width
             loaded[name] = loaded[name].astype(object)
@@ -377,8 +454,8 @@ def _engine() -> str | None:
 
 def metric_variables(ds: xr.Dataset) -> list[str]:
     """Names of the score variables (dims ``explainer``, ``sample``[, ``run``]), in Dataset order."""
-    return [
-        str(name) for name, var in ds.data_vars.items()
+    return [  # .variables: plain Variables, no DataArray (with every coordinate) built per name
+        str(name) for name, var in ds.data_vars.variables.items()
         if var.dims[:2] == ("explainer", "sample") and not str(name).endswith("_curve")
     ]
 
@@ -390,5 +467,5 @@ def curve_variables(ds: xr.Dataset) -> list[str]:
 
 def higher_is_better(ds: xr.Dataset, metric: str) -> bool | None:
     """The direction of ``metric`` as stored in its attrs (``None``: no direction)."""
-    value = int(ds[metric].attrs.get("higher_is_better", -1))
+    value = int(ds.variables[metric].attrs.get("higher_is_better", -1))
     return None if value < 0 else bool(value)

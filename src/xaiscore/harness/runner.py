@@ -48,6 +48,7 @@ from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
+from xaiscore.harness.gaps import nan_causes
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
 from xaiscore.harness.models import build_model
 from xaiscore.harness.scoring import (
@@ -124,6 +125,7 @@ class _Shard:
     curve: Tensor | None = None  # (B, R, T)
     x: Tensor | None = None  # (T,)
     error: str | None = None
+    nan_causes: dict[str, Any] | None = None  # why scores are NaN (xaiscore.harness.gaps.nan_causes)
 
 
 @dataclass
@@ -158,6 +160,9 @@ class _Runner:
         per_batch = max(1, math.ceil(4 * n_examples / batch_size)) if n_examples else 0
         self.example_batches = set(range(min(per_batch, self.n_batches)))
         self.skipped_samples: list[dict[str, Any]] = []
+        self.n_loaded = 0  # (batch, method, metric) results found on disk
+        self.n_computed = 0  # ... and computed by this process
+        self.seconds = 0.0  # spent loading, explaining and scoring (not training, not the report)
         self.runnable: dict[str, list[PlannedMetric]] = {}
         self.skipped: dict[str, dict[str, str]] = {}
         for method in methods:
@@ -220,17 +225,23 @@ class _Runner:
             indices.append(index)
         return records, indices
 
-    def run_batch(self, batch: int, *, tick: Callable[[int], Any] | None = None) -> _BatchResult | None:
-        """Load or compute one batch; ``tick(k)`` reports ``k`` more methods done."""
-        tick = tick or (lambda k: None)
+    def n_results(self) -> int:
+        """(method, metric) results per batch: what the progress bar counts."""
+        return sum(len(self.runnable[m.name]) for m in self.methods)
+
+    def run_batch(self, batch: int, *, tick: Callable[..., Any] | None = None) -> _BatchResult | None:
+        """Load or compute one batch; ``tick(k, label)`` reports ``k`` more (method, metric) results."""
+        tick = tick or (lambda k, label=None: None)
         done, todo = self._load_done(batch)
+        self.n_loaded += self.n_results() - len(todo)
         needs_examples = batch in self.example_batches and (done is None or done.examples is None)
         if done is not None and not todo and not needs_examples:
-            tick(len(self.methods))
+            tick(self.n_results(), "loaded")
             return done
+        tick(self.n_results() - len(todo), "loaded")
         records, indices = self._load_records(batch)
         if not records:
-            tick(len(self.methods))
+            tick(len(todo))
             return None
         data, target, samples = self._predict(records, indices)
         result = self._batch_result(batch, done, samples)
@@ -244,7 +255,8 @@ class _Runner:
                 for planned in pending:
                     result.shards[(method.name, planned.spec.name)] = self._score(
                         method, planned, batch, data, target, a)
-            tick(1)
+                    self.n_computed += 1
+                    tick(1, f"{method.name} / {planned.spec.name}")
         if needs_examples:
             result.examples = self._examples(data, indices, example_maps)
             if self.store is not None:
@@ -267,6 +279,7 @@ class _Runner:
             "target": target.tolist(),
             "prediction": prediction.tolist(),
             "finding": list(data.findings),
+            "probability": logits.detach().to("cpu", torch.float64).softmax(dim=1),  # model sanity
         }
         return data, target, samples
 
@@ -333,12 +346,11 @@ class _Runner:
                 raise
             shard = _Shard(settings, error=f"{type(error).__name__}: {error}")
         else:
-            shard = _Shard(
-                settings,
-                score=torch.stack(scores, dim=1),
-                curve=torch.stack(curves, dim=1) if curves else None,
-                x=None if x is None else x.to("cpu", torch.float64),
-            )
+            score = torch.stack(scores, dim=1)
+            curve = torch.stack(curves, dim=1) if curves else None
+            x = None if x is None else x.to("cpu", torch.float64)
+            shard = _Shard(settings, score=score, curve=curve, x=x,
+                           nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
         if self.store is not None:
             self.store.save(self.store.shard_path(batch, method.name, name), asdict(shard))
         return shard
@@ -364,21 +376,30 @@ class _Runner:
 
     # --- the whole run --------------------------------------------------------------------
     def run(self) -> dict[int, _BatchResult]:
-        """Run this process's batches; a progress bar counts (batch, method) pairs when asked."""
+        """Run this process's batches; a progress bar counts (batch, method, metric) results when asked."""
+        import time
+
+        start = time.perf_counter()
         mine = [b for b in range(self.n_batches) if self.context.owns(b)]
         bar = None
         if self.progress and self.context.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(mine) * len(self.methods), desc="explain and score", unit="method",
+            bar = tqdm(total=len(mine) * self.n_results(), desc="explain and score", unit="result",
                        dynamic_ncols=True)
+
+            def tick(k: int, label: str | None = None) -> None:
+                if label is not None:
+                    bar.set_postfix_str(label, refresh=False)
+                bar.update(k)
         results = {}
         for batch in mine:
-            result = self.run_batch(batch, tick=bar.update if bar is not None else None)
+            result = self.run_batch(batch, tick=tick if bar is not None else None)
             if result is not None:
                 results[batch] = result
         if bar is not None:
             bar.close()
+        self.seconds = time.perf_counter() - start
         return results
 
 

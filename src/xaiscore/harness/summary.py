@@ -46,9 +46,9 @@ def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
     Raises:
         OptionError: ``metric`` is not a score variable of ``ds``.
     """
-    names = metric_variables(ds)
-    if metric not in names:
-        raise OptionError(f"Expected a metric among {names}, but got {metric!r}.")
+    variable = ds.data_vars.variables.get(metric)
+    if variable is None or variable.dims[:2] != ("explainer", "sample") or metric.endswith("_curve"):
+        raise OptionError(f"Expected a metric among {metric_variables(ds)}, but got {metric!r}.")
     values = ds[metric]
     if "run" in values.dims:
         with np.errstate(all="ignore"):
@@ -177,29 +177,33 @@ def rank_agreement(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> p
     """Kendall's tau-b between the method rankings that pairs of metrics imply.
 
     Each metric ranks the methods by their mean finite score, oriented so
-    that better is higher (metrics without a direction are left out). Tau is
-    NaN when a ranking is constant or fewer than two methods have a mean.
+    that better is higher (metrics without a direction are left out). The tau
+    of two metrics uses the methods that have a mean on both; it is NaN when
+    fewer than two do or either ranking of them is constant
+    (:func:`xaiscore.stats.kendall_tau_b`, the library's one Kendall tau).
 
     Returns:
-        A symmetric metrics x metrics table.
+        A symmetric metrics x metrics table of tau; ``.attrs["n_methods"]``
+        holds the table of how many methods each tau rests on.
     """
-    from scipy.stats import kendalltau
+    from xaiscore.stats import kendall_tau_b
 
     names = [m for m in (metrics if metrics is not None else metric_variables(ds))
              if higher_is_better(ds, m) is not None]
-    oriented = {}
+    rows = []
     for metric in names:
-        with np.errstate(all="ignore"):
-            means = per_sample_scores(ds, metric).mean("sample", skipna=True).values
-        oriented[metric] = means if higher_is_better(ds, metric) else -means
-    table = pd.DataFrame(np.nan, index=pd.Index(names, name="metric"), columns=names)
-    for i, first in enumerate(names):
-        for second in names[i:]:
-            both = np.isfinite(oriented[first]) & np.isfinite(oriented[second])
-            tau = float("nan")
-            if both.sum() >= 2:
-                left, right = oriented[first][both], oriented[second][both]
-                if np.ptp(left) > 0 and np.ptp(right) > 0:
-                    tau = float(kendalltau(left, right).statistic)
-            table.loc[first, second] = table.loc[second, first] = tau
+        values = per_sample_scores(ds, metric).values
+        finite = np.isfinite(values)
+        means = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+        means = np.where(finite.any(axis=1), means, np.nan)
+        rows.append(means if higher_is_better(ds, metric) else -means)
+    oriented = np.stack(rows) if rows else np.zeros((0, ds.sizes.get("explainer", 0)))
+    tau = kendall_tau_b(oriented[:, None, :], oriented[None, :, :])
+    finite = np.isfinite(oriented)
+    counts = (finite[:, None, :] & finite[None, :, :]).sum(axis=-1)
+    index = pd.Index(names, name="metric")
+    table = pd.DataFrame(np.asarray(tau, dtype=np.float64).reshape(len(names), len(names)), index=index,
+                         columns=names)
+    table.attrs["n_methods"] = pd.DataFrame(counts.reshape(len(names), len(names)), index=index,
+                                            columns=names)
     return table

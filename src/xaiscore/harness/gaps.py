@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -51,9 +52,12 @@ __all__ = ["CAUSES", "nan_causes", "nan_rule", "describe_undefined", "gap_table"
 CAUSES: dict[str, str] = {
     "empty_mask": "no ground-truth region (empty mask)",
     "constant_map": "the attribution map is constant (e.g. all zero)",
-    "curve": "the curve is undefined at some of its points, and the score summarises all of them",
-    "rule": "the kernel's rule for undefined scores",
+    "curve": "its curve is undefined at some points and the score uses every point",
+    "rule": "by the metric's rule",
 }
+
+#: Words of a documented rule that make a cause plausible (an empty rule allows every cause).
+_CAUSE_WORDS = {"empty_mask": ("mask",), "constant_map": ("constant", "zero", "entropy")}
 
 #: Metrics whose docstring defers to another's rule.
 _SAME_RULE_AS = {"smooth_mprt": "mprt", "avg_sensitivity": "max_sensitivity"}
@@ -69,7 +73,11 @@ def nan_causes(spec: MetricSpec, inputs: Mapping[str, Any], score: Tensor, curve
     ``empty_mask`` (the metric takes a mask and the sample's is empty),
     ``constant_map`` (every attribution value of the sample is equal),
     ``curve`` (the curve has NaN at some x; the x positions are listed under
-    ``"curve_x"``), else ``rule`` (the kernel's documented rule).
+    ``"curve_x"``), else ``rule`` (the kernel's documented rule). The first
+    two are considered only when the kernel's rule (:func:`nan_rule`) speaks
+    of masks, respectively of constant, zero or zero-entropy maps (or states
+    no rule): a constant map is no cause of a metric that is undefined when
+    every noisy copy changed the prediction.
 
     Args:
         spec: The metric.
@@ -87,11 +95,16 @@ def nan_causes(spec: MetricSpec, inputs: Mapping[str, Any], score: Tensor, curve
         return {}
     cause = torch.full(missing.shape, len(CAUSES) - 1)
     checks: list[tuple[int, Tensor]] = []
+    rule = nan_rule(spec).lower()
+
+    def plausible(code: str) -> bool:
+        return not rule or any(word in rule for word in _CAUSE_WORDS[code])
+
     mask = inputs.get("mask")
-    if "mask" in spec.needs and isinstance(mask, Tensor):
+    if "mask" in spec.needs and isinstance(mask, Tensor) and plausible("empty_mask"):
         checks.append((0, ~mask.reshape(mask.shape[0], -1).bool().any(dim=1).cpu()))
     a = inputs.get("a")
-    if isinstance(a, Tensor):
+    if isinstance(a, Tensor) and plausible("constant_map"):
         flat = a.detach().reshape(a.shape[0], -1)
         checks.append((1, (flat.amax(dim=1) == flat.amin(dim=1)).cpu()))
     curve_x: list[float] = []
@@ -150,9 +163,14 @@ def nan_rule(spec: MetricSpec) -> str:
     Read from the *Returns* section and the description; empty when the
     docstring states none (or the kernel cannot be imported).
     """
-    name = _SAME_RULE_AS.get(spec.name)
-    if name is not None:
-        return nan_rule(get_metric(name))
+    return _nan_rule(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _nan_rule(spec: MetricSpec) -> str:
+    same = _SAME_RULE_AS.get(spec.name)
+    if same is not None:
+        return nan_rule(get_metric(same))
     try:
         doc = inspect.getdoc(spec.fn) or ""
     except (ImportError, AttributeError):
@@ -179,10 +197,11 @@ def describe_undefined(counts: Mapping[str, Any], x_label: str = "x") -> str:
         count = counts.get(code, 0)
         if not count:
             continue
-        text = f"{meaning}: {count}"
+        text = f"{count} {'sample' if count == 1 else 'samples'} {meaning}" if code == "rule" \
+            else f"{meaning}: {count}"
         if code == "curve" and counts.get("curve_x"):
             positions = ", ".join(f"{v:g}" for v in counts["curve_x"])
-            text = f"{meaning} (NaN at {x_label} = {positions}): {count}"
+            text = f"its curve is undefined at {x_label} = {positions} and the score uses every point: {count}"
         parts.append(text)
     return "; ".join(parts)
 

@@ -1,30 +1,62 @@
-"""The report's bitmap figures (matplotlib, Agg, no pyplot state): example heatmaps and the CD diagram.
+"""The report's example heatmaps: PNG tiles (numpy and zlib, no matplotlib) in an HTML grid.
 
-Every figure is drawn on a plain :class:`matplotlib.figure.Figure` (not
-registered with pyplot: nothing to close) and returned as PNG bytes by
-:func:`figure_png`. Line and box plots of the report are inline SVG
-(:mod:`xaiscore.harness.svg`), tables are HTML.
+Each example image and each method's map on it is one small PNG at the
+image's own resolution (subsampled above 128 pixels), scaled up by the
+browser without smoothing; the labels, the ground-truth legend and the colour
+bar are HTML, so text stays sharp. Maps keep their sign: each is divided by
+its largest magnitude and coloured with a diverging map (ColorBrewer RdBu:
+blue negative, white zero, red positive) over the gray image.
+
+Example:
+    >>> import numpy as np
+    >>> png_bytes(np.zeros((2, 3, 3), dtype=np.uint8))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
 """
 
 from __future__ import annotations
 
-import io
+import base64
+import html
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
 
-__all__ = ["figure_png", "plot_examples", "plot_cd_diagram", "HEATMAP_COLORMAP"]
+__all__ = ["png_bytes", "diverging_rgb", "example_tiles", "examples_html", "DIVERGING"]
 
-#: Diverging colour map of the heatmaps: red positive, blue negative, white zero.
-HEATMAP_COLORMAP = "RdBu_r"
-_MAX_TILE = 96  # longest side of a tile in the mosaic (larger images are subsampled)
+#: ColorBrewer RdBu (11 classes) from -1 (blue) to +1 (red).
+DIVERGING = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
+             "#d6604d", "#b2182b", "#67001f")
+_MAX_TILE = 128
+_BOX = np.array([0.0, 0.78, 0.33])  # ground-truth outline (green)
 
 
-def figure_png(figure: Any, *, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An ``(H, W, 3)`` uint8 array as a PNG file (8-bit RGB, no filter)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width, _ = rgb.shape
+    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), rgb.reshape(height, -1)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def _anchors() -> np.ndarray:
+    return np.array([[int(c[i:i + 2], 16) / 255.0 for i in (1, 3, 5)] for c in DIVERGING])
+
+
+def diverging_rgb(values: np.ndarray) -> np.ndarray:
+    """Colours in [0, 1] of ``values`` in [-1, 1] (:data:`DIVERGING`, linear between the anchors)."""
+    anchors = _anchors()
+    position = (np.clip(values, -1.0, 1.0) + 1.0) / 2.0 * (len(anchors) - 1)
+    low = np.floor(position).astype(int).clip(0, len(anchors) - 2)
+    weight = (position - low)[..., None]
+    return anchors[low] * (1.0 - weight) + anchors[low + 1] * weight
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -35,90 +67,73 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def _signed(a: np.ndarray) -> np.ndarray:
-    """``a / max |a|`` in [-1, 1] (sign kept); zeros for an all-zero or missing map."""
+    """``a / max |a|`` in [-1, 1] (sign kept); NaN for a missing map, zeros for an all-zero one."""
     if not np.isfinite(a).any():
         return np.full_like(a, np.nan)
     top = float(np.nanmax(np.abs(a)))
-    return a / top if top > 0 else np.zeros_like(a)
+    return np.nan_to_num(a) / top if top > 0 else np.zeros_like(a)
 
 
-def _tile(image: np.ndarray, heat: np.ndarray | None, cmap: Any) -> np.ndarray:
-    """One RGB tile: the gray image, overlaid with ``heat`` in [-1, 1] (opacity grows with |heat|)."""
-    rgb = np.repeat(image[..., None], 3, axis=-1) * 0.85 + 0.1
-    if heat is None:
-        return rgb
-    if not np.isfinite(heat).any():
-        return np.full_like(rgb, 0.85)
-    colours = cmap((np.nan_to_num(heat) + 1.0) / 2.0)[..., :3]
-    alpha = 0.25 + 0.75 * np.abs(np.nan_to_num(heat))[..., None]
-    return rgb * (1.0 - alpha) + colours * alpha
+def _outline(rgb: np.ndarray, boxes: np.ndarray, stride: int) -> None:
+    height, width, _ = rgb.shape
+    for x0, y0, x1, y1 in boxes:
+        if not np.isfinite(x0):
+            continue
+        left, right = int(np.clip(x0 // stride, 0, width - 1)), int(np.clip((x1 - 1) // stride, 0, width - 1))
+        top, bottom = int(np.clip(y0 // stride, 0, height - 1)), int(np.clip((y1 - 1) // stride, 0, height - 1))
+        rgb[top, left:right + 1] = rgb[bottom, left:right + 1] = _BOX
+        rgb[top:bottom + 1, left] = rgb[top:bottom + 1, right] = _BOX
 
 
-def plot_examples(ds: Any, *, max_examples: int = 6) -> Any:
-    """Example images (ground-truth boxes in green) and each method's map, with one colour bar.
-
-    Each map is divided by its largest magnitude, so its sign is kept: red is
-    positive attribution, blue negative, white zero (a map without negative
-    values shows only red). One mosaic image in one axes: fast at any size.
-
-    Returns:
-        A :class:`matplotlib.figure.Figure`.
-    """
-    from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    cmap = colormaps[HEATMAP_COLORMAP]
-    methods = [str(m) for m in ds["explainer"].values]
+def example_tiles(ds: Any, *, max_examples: int = 6) -> list[list[bytes]]:
+    """PNG bytes per example (rows) and column (the image, then each method's map over it)."""
     n_rows = min(max_examples, ds.sizes.get("example", 0))
     height, width = ds.sizes["y"], ds.sizes["x"]
     stride = max(1, int(np.ceil(max(height, width) / _MAX_TILE)))
-    h, w = len(range(0, height, stride)), len(range(0, width, stride))
-    gap = max(2, h // 16)
-    columns = len(methods) + 1
-    mosaic = np.ones((n_rows * (h + gap), columns * (w + gap), 3))
-    findings = dict(zip(ds["sample"].values.tolist(), ds["finding"].values.tolist()))
-    attributions = ds["example_attribution"].values  # (M, E, H, W)
-    boxes_all = ds["example_boxes"].values
+    images = ds["example_image"].values
+    boxes = ds["example_boxes"].values
+    maps = ds["example_attribution"].values  # (M, E, H, W)
+    rows = []
     for row in range(n_rows):
-        image = _gray(ds["example_image"].values[row])[::stride, ::stride]
-        for col in range(columns):
-            heat = None if col == 0 else _signed(attributions[col - 1, row])[::stride, ::stride]
-            top, left = row * (h + gap), col * (w + gap)
-            mosaic[top:top + h, left:left + w] = _tile(image, heat, cmap)
-    tile_inches = 1.15
-    fig_width = columns * tile_inches + 1.9
-    fig_height = n_rows * tile_inches + 1.0
-    figure = Figure(figsize=(fig_width, fig_height))
-    ax = figure.add_axes((1.0 / fig_width, 0.15 / fig_height, columns * tile_inches / fig_width,
-                          n_rows * tile_inches / fig_height))
-    ax.imshow(np.clip(mosaic, 0, 1), interpolation="nearest", aspect="auto")
-    ax.set_axis_off()
-    for row in range(n_rows):
+        gray = _gray(images[row])[::stride, ::stride]
+        base = np.repeat(gray[..., None], 3, axis=-1) * 0.85 + 0.1
+        tiles = []
+        for column in range(maps.shape[0] + 1):
+            rgb = base.copy()
+            if column:
+                heat = _signed(maps[column - 1, row])[::stride, ::stride]
+                if np.isfinite(heat).any():
+                    alpha = (0.25 + 0.75 * np.abs(heat))[..., None]
+                    rgb = rgb * (1.0 - alpha) + diverging_rgb(heat) * alpha
+                else:
+                    rgb = np.full_like(rgb, 0.85)
+            _outline(rgb, boxes[row], stride)
+            tiles.append(png_bytes(np.round(np.clip(rgb, 0, 1) * 255)))
+        rows.append(tiles)
+    return rows
+
+
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def examples_html(ds: Any, *, max_examples: int = 6) -> str:
+    """The example grid as HTML: rows of tiles with the sample and finding, method headers, colour bar."""
+    methods = [str(m) for m in ds["explainer"].values]
+    findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
+    tiles = example_tiles(ds, max_examples=max_examples)
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["image"] + methods)
+    rows = []
+    for row, pngs in enumerate(tiles):
         example = int(ds["example"].values[row])
-        ax.text(-gap, row * (h + gap) + h / 2, f"#{example}\n{findings.get(example, '')}", ha="right",
-                va="center", fontsize=7)
-        for col in range(columns):
-            for x0, y0, x1, y1 in boxes_all[row]:
-                if np.isfinite(x0):
-                    ax.add_patch(Rectangle((col * (w + gap) + (x0 - 0.5) / stride, row * (h + gap) + (y0 - 0.5) / stride),
-                                           (x1 - x0) / stride, (y1 - y0) / stride, fill=False,
-                                           edgecolor="#00c853", linewidth=1.0))
-    for col, name in enumerate(["image"] + methods):
-        ax.text(col * (w + gap) + w / 2, -gap, name, ha="center", va="bottom", fontsize=7,
-                rotation=20 if len(name) > 12 else 0)
-    bar = figure.add_axes(((columns * tile_inches + 1.2) / fig_width, 0.15 / fig_height,
-                           0.12 / fig_width, n_rows * tile_inches / fig_height))
-    colorbar = figure.colorbar(ScalarMappable(Normalize(-1, 1), cmap), cax=bar)
-    colorbar.set_label("attribution / max |attribution| of the map", fontsize=7)
-    colorbar.ax.tick_params(labelsize=6)
-    return figure
-
-
-def plot_cd_diagram(result: Any, *, title: str) -> Any:
-    """The critical-difference diagram of a :class:`~xaiscore.stats.PostHocResult`."""
-    from xaiscore.stats import plot_critical_difference
-
-    return plot_critical_difference(result, title=title)
+        label = f"#{example}<br>{html.escape(findings.get(example, ''))}"
+        cells = "".join(
+            f'<td><img class="tile" src="{_uri(png)}" alt="{html.escape(name)} on sample {example}"></td>'
+            for png, name in zip(pngs, ["image"] + methods))
+        rows.append(f'<tr><th class="name" scope="row">{label}</th>{cells}</tr>')
+    gradient = ", ".join(DIVERGING)
+    colour_bar = ('<div class="legend"><span>−1 (negative)</span><span class="bar" style="background: '
+                  f'linear-gradient(to right, {gradient})"></span><span>+1 (positive)</span><span>attribution / '
+                  "largest |attribution| of the map; white: 0; green outline: ground-truth box</span></div>")
+    return (f'<div class="scroll"><table class="tiles"><thead><tr><th></th>{header}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{colour_bar}')

@@ -1,9 +1,9 @@
 """The HTML report of a run: one self-contained page a reviewer can read and check.
 
-:func:`write_report` writes ``report.html`` (every figure embedded as a data
-URI, so the one file can be mailed or attached), ``summary.csv`` and
-``figures/*.png`` into a folder, from a results Dataset alone (so
-``xaiscore report results.nc`` can redo it anywhere). The page holds:
+:func:`write_report` writes ``report.html`` (self-contained: charts are inline
+SVG, images and the CSV are data URIs, so the one file can be mailed or
+attached) and ``summary.csv`` into a folder, from a results Dataset alone
+(so ``xaiscore report results.nc`` can redo it anywhere). The page holds:
 
 * the model's accuracy and AUROC on the scored samples and a warning when it
   is at chance level (:mod:`xaiscore.harness.sanity`);
@@ -81,11 +81,12 @@ tr.family th { text-align: left; background: #e8eef6; font-size: 12px; text-tran
 td .v { display: block; } td .ci { display: block; color: #666; font-size: 11px; white-space: nowrap; }
 td.best { background: #c8e6c9; font-weight: 600; } td.tie { background: #eef7ee; }
 td.verdict.best { background: #c8e6c9; } td.verdict.chance { background: #ffe0b2; }
-a.gap, a.nan { color: #a33; text-decoration: none; } a.nan { display: block; font-size: 10px; }
-sup { font-size: 9px; }
+a.gap, a.nan { color: #a33; text-decoration: none; font-size: 11px; } a.nan { display: block; font-size: 10px; }
 .warning { background: #fff3e0; border-left: 5px solid #e65100; padding: .6em 1em; margin: 1em 0; }
 .meta, .note { color: #555; font-size: 13px; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5em 0; }
+img { max-width: 100%; height: auto; }
+table.tiles td { padding: 2px; border: none; } table.tiles th { border: none; background: none; font-size: 12px; }
+img.tile { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
 .panels { display: flex; flex-wrap: wrap; gap: .6em; } .panels svg { max-width: 100%; height: auto; }
 details { margin: .8em 0; } summary { cursor: pointer; font-weight: 600; }
 table.heat td { width: 14px; min-width: 14px; height: 14px; padding: 0; font-size: 9px;
@@ -106,11 +107,6 @@ BASELINE_EXPLAINERS = ("random", "constant")
 
 def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _figure(png: bytes, alt: str, path: Path) -> str:
-    atomic_write_bytes(path, png)
-    return f'<img src="{_data_uri(png, "image/png")}" alt="{esc(alt)}">'
 
 
 def default_win_metric(ds: xr.Dataset) -> str | None:
@@ -205,15 +201,16 @@ def _glance_html(ds: xr.Dataset, sanity: Any, verdicts: dict[str, Any], ranking:
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-def _cd_html(ranking: Any, figures: Path) -> str:
-    from xaiscore.harness.plots import figure_png, plot_cd_diagram
+def _cd_html(ranking: Any) -> str:
+    from xaiscore.harness.svg import cd_diagram_svg
 
     if ranking is None or ranking.n < 2:
         return ("<p>Fewer than two metrics have a mean score for every method: no ranking across "
                 "metrics.</p>")
     friedman = ranking.friedman
-    figure = plot_cd_diagram(ranking, title="Methods ranked across metrics (1 = best)")
-    image = _figure(figure_png(figure, dpi=110), "critical difference diagram", figures / "cd_diagram.png")
+    image = cd_diagram_svg(ranking.mean_ranks, ranking.methods, critical_difference=ranking.critical_difference,
+                           groups=ranking.groups, title="Methods ranked across metrics (1 = best)",
+                           note=f"Nemenyi, alpha = {ranking.alpha:g}, N = {ranking.n} metrics")
     excluded = f" Left out (no score at all): {esc(', '.join(friedman.excluded))}." if friedman.excluded else ""
     return (image + f'<p class="note">Each metric ranks the methods by their mean score (1 = best, in '
             f"the metric's direction); the axis is the mean rank over the {ranking.n} metrics on which every "
@@ -284,16 +281,17 @@ def _distributions_html(ds: xr.Dataset, metrics: list[str]) -> str:
             "quartiles, black line: median, whiskers: 1.5 IQR; NaN scores left out.</p>")
 
 
-def _stage(progress: Any, name: str) -> None:
+def _stage(progress: Any, done: str, following: str) -> None:
+    """Count stage ``done`` on the bar and name the one that starts."""
     if progress is not None:
-        progress.set_postfix_str(name, refresh=False)
+        progress.set_postfix_str(f"{done} done, {following}", refresh=False)
         progress.update(1)
 
 
 def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric: str | None = None,
                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, title: str = "xaiscore report",
                  progress: bool | Callable[..., Any] = False) -> Path:
-    """Write ``report.html`` (self-contained), ``summary.csv`` and ``figures/*.png`` into ``out_dir``.
+    """Write ``report.html`` (self-contained) and ``summary.csv`` into ``out_dir``.
 
     Args:
         ds: A results Dataset (from the runner or :func:`xaiscore.harness.results.load_dataset`).
@@ -321,20 +319,19 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
         bar = (tqdm if progress is True else progress)(total=5, desc="report", unit="step")
     try:
         out = Path(out_dir)
-        figures = out / "figures"
-        figures.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         metrics = metric_variables(ds)
         sanity = model_sanity(ds, alpha=alpha)
         summary = summary_table(ds, n_boot=n_boot, seed=seed)
-        verdicts = metric_verdicts(ds, alpha=alpha, seed=seed)
-        _stage(bar, "verdicts")
+        verdicts = metric_verdicts(ds, alpha=alpha, seed=seed, cache_dir=out / ".cache")
+        _stage(bar, "verdicts", "model and ranking")
         ranking = metric_ranking(ds, alpha=alpha) if metrics else None
         gaps = gap_table(ds)
         gap_reasons = {(r.metric, r.method): f"{r.kind}: {r.reason}" for r in gaps.itertuples()}
         parts = [f"<h1>{esc(title)}</h1>", _meta_html(ds), "<h2>At a glance</h2>",
                  _glance_html(ds, sanity, verdicts, ranking),
                  "<h2>The model on the scored samples</h2>", sanity_html(sanity)]
-        _stage(bar, "statistics")
+        _stage(bar, "model and ranking", "scoreboard and examples")
         if metrics:
             parts.append("<h2>Scoreboard</h2>" + scoreboard_html(ds, summary, verdicts, at_chance=sanity.at_chance,
                                                                  gap_reasons=gap_reasons))
@@ -345,20 +342,19 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
                 f"samples both methods scored, Holm-adjusted over all pairs of the metric, alpha = {alpha:g}); "
                 "shaded: the tie group, methods not significantly worse than the leader. Hover a verdict for "
                 "the test behind it; a dash or a NaN count links to its reason below.</p>")
-            parts.append("<h2>Ranking across metrics (critical-difference diagram)</h2>" + _cd_html(ranking, figures))
+            parts.append("<h2>Ranking across metrics (critical-difference diagram)</h2>" + _cd_html(ranking))
             win_metric = win_metric or default_win_metric(ds)
             if win_metric is not None:
                 rates = win_rate_table(ds, win_metric, seed=seed, n_resamples=n_boot)
                 parts.append(f"<h2>Per-sample win rates on {esc(win_metric)}</h2>" + win_rates_html(rates, win_metric))
             if "example_image" in ds and ds.sizes.get("example", 0):
-                from xaiscore.harness.plots import figure_png, plot_examples
+                from xaiscore.harness.plots import examples_html
 
-                parts.append("<h2>Examples</h2>" + _figure(figure_png(plot_examples(ds), dpi=110),
-                                                           "example images and maps", figures / "examples.png"))
-                parts.append('<p class="note">Ground-truth boxes in green. Each map is divided by its '
-                             "largest magnitude, so the sign is kept: red positive, blue negative attribution, "
-                             "white zero.</p>")
-            _stage(bar, "figures")
+                parts.append("<h2>Examples</h2>" + examples_html(ds))
+                parts.append('<p class="note">Each map is divided by its largest magnitude, so the sign is '
+                             "kept: red positive, blue negative attribution, white zero (a map without negative "
+                             "values shows no blue); its opacity grows with the magnitude.</p>")
+            _stage(bar, "scoreboard and examples", "curves and tables")
             curves = curve_variables(ds)
             if curves:
                 parts.append("<h2>Perturbation curves</h2>" + _curves_html(ds, curves))
@@ -383,7 +379,7 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
                          "better, ties counting half.</p>" + pairwise_html(verdicts, metrics) + "</details>")
             parts.append(f"<details><summary>Score distributions ({len(metrics)} metrics)</summary>"
                          + _distributions_html(ds, metrics) + "</details>")
-            _stage(bar, "tables")
+            _stage(bar, "curves and tables", "writing")
             csv = _summary_csv(summary, verdicts, sanity.at_chance)
             atomic_write_bytes(out / "summary.csv", csv)
             parts.append(f'<p class="note">All numbers: <a href="{_data_uri(csv, "text/csv")}" '
@@ -396,7 +392,7 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
                 f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
         path = out / "report.html"
         atomic_write_bytes(path, page.encode("utf-8"))
-        _stage(bar, "written")
+        _stage(bar, "writing", "report.html written")
         return path
     finally:
         if bar is not None:

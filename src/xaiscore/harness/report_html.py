@@ -27,6 +27,11 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def header(name: str) -> str:
+    """A column name that may break at its word boundaries (camelCase, ``_``, ``-``), not inside words."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[_-])", "<wbr>", esc(name))
+
+
 def arrow(ds: Any, metric: str) -> str:
     """`` ↑`` (higher is better), `` ↓`` (lower is better) or nothing."""
     direction = higher_is_better(ds, metric)
@@ -97,7 +102,7 @@ def scoreboard_html(ds: Any, summary: pd.DataFrame, verdicts: Mapping[str, Any],
     """
     methods = [str(m) for m in ds["explainer"].values]
     n = int(ds.sizes.get("sample", 0))
-    head = "".join(f'<th scope="col">{esc(m)}</th>' for m in methods)
+    head = "".join(f'<th scope="col">{header(m)}</th>' for m in methods)
     rows = []
     family = None
     for metric in metric_variables(ds):
@@ -115,7 +120,7 @@ def scoreboard_html(ds: Any, summary: pd.DataFrame, verdicts: Mapping[str, Any],
             reason = gap_reasons.get((metric, method), "no reason stored")
             css = []
             if not math.isfinite(row["mean"]):
-                content = _nan_link(metric, method, "–<sup>why</sup>", reason, "gap")
+                content = _nan_link(metric, method, "no score<br>why?", reason, "gap")
             else:
                 star = verdict is not None and not at_chance and verdict.best == method
                 if star:
@@ -158,7 +163,7 @@ def sanity_html(sanity: Any) -> str:
         f"Predicted classes: {esc(predicted)}.</p>")
     if sanity.groups:
         frame = pd.DataFrame(
-            [(g.finding or "(none)", g.n, g.accuracy, g.auroc) for g in sanity.groups],
+            [(g.finding or "(none)", g.n, _percent(g.accuracy), g.auroc) for g in sanity.groups],
             columns=["finding", "samples", "accuracy", "AUROC (one vs rest)"]).set_index("finding")
         parts.append(table_html(frame))
         parts.append('<p class="note">AUROC per finding: the model\'s probability of the class named like '
@@ -171,8 +176,9 @@ def win_rates_html(rates: Any, metric: str) -> str:
     """Methods x (all samples, each finding): win rate [95 % bootstrap interval]."""
     columns = {f"all ({rates.n})": rates}
     for group, part in rates.by_group.items():
-        columns[f"{group} ({part.n})"] = part
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+        if part.n:  # a finding without any scored sample (e.g. negatives on a localization metric)
+            columns[f"{group} ({part.n})"] = part
+    head = "".join(f"<th>{header(c)}</th>" for c in columns)
     rows = []
     for i, method in enumerate(rates.methods):
         cells = []

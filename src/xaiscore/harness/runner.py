@@ -583,7 +583,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
         if ds is not None and config.report:
             from xaiscore.harness.report import write_report
 
-            write_report(ds, Path(config.out))
+            write_report(ds, Path(config.out), progress=progress)
         return ds
     finally:
         context.close()

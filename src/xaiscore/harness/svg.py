@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["PALETTE", "nice_ticks", "box_plot_svg", "line_plot_svg"]
+__all__ = ["PALETTE", "nice_ticks", "box_plot_svg", "line_plot_svg", "cd_diagram_svg"]
 
 #: The colours of methods, in order (matplotlib's tab10).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -173,4 +173,61 @@ def line_plot_svg(x: np.ndarray, series: Sequence[tuple[str, np.ndarray, np.ndar
         body.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.6">'
                     f"<title>{html.escape(name)}</title></polyline>")
     body.extend(frame.x_axis(x_label))
+    return _svg(width, height, title, body)
+
+
+def cd_diagram_svg(mean_ranks: Sequence[float], methods: Sequence[str], *, critical_difference: float,
+                   groups: Sequence[Sequence[str]], title: str, note: str = "", width: int = 640) -> str:
+    """A critical-difference diagram (Demšar 2006) as SVG: the layout of
+    :func:`xaiscore.stats.plot_critical_difference`, drawn without matplotlib.
+
+    The axis is the mean rank (1 = best, on the left); each method hangs from
+    its mean rank (the better half to the left, the worse half to the right);
+    the bar at the top is the critical difference; thick bars join the groups
+    that are not significantly different.
+    """
+    ranks = np.asarray(mean_ranks, dtype=np.float64)
+    k = ranks.size
+    high = float(max(k, math.ceil(ranks.max()))) if k else 1.0
+    longest = max((len(m) for m in methods), default=4) + 7
+    margin = min(width // 3, 14 + 6.3 * longest)
+    order = list(np.argsort(ranks, kind="stable"))
+    left, right = order[: (k + 1) // 2], order[(k + 1) // 2:][::-1]
+    rows = max(len(left), len(right), 1)
+    axis_y = 70
+    bars_y = axis_y + 14
+    first_row = bars_y + 10 * len(groups) + 18
+    height = int(first_row + 22 * rows + 26)
+
+    def x(rank: float) -> float:
+        return margin + (rank - 1.0) / ((high - 1.0) or 1.0) * (width - 2 * margin)
+
+    body = [_text(width / 2, 16, title, size=13, extra='font-weight="bold"'),
+            f'<line x1="{x(1):.1f}" y1="{axis_y}" x2="{x(high):.1f}" y2="{axis_y}" stroke="#000"/>']
+    for tick in range(1, int(high) + 1):
+        body.append(f'<line x1="{x(tick):.1f}" y1="{axis_y}" x2="{x(tick):.1f}" y2="{axis_y - 6}" stroke="#000"/>')
+        body.append(_text(x(tick), axis_y - 10, str(tick), size=11))
+    if math.isfinite(critical_difference) and critical_difference > 0:
+        end = x(1.0 + critical_difference)
+        body.append(f'<line x1="{x(1):.1f}" y1="34" x2="{end:.1f}" y2="34" stroke="#000" stroke-width="2"/>')
+        body.append(f'<line x1="{x(1):.1f}" y1="29" x2="{x(1):.1f}" y2="39" stroke="#000"/>'
+                    f'<line x1="{end:.1f}" y1="29" x2="{end:.1f}" y2="39" stroke="#000"/>')
+        body.append(_text(end + 6, 38, f"CD = {critical_difference:.2f}" + (f" ({note})" if note else ""),
+                          size=11, anchor="start"))
+    index = {name: i for i, name in enumerate(methods)}
+    for position, group in enumerate(groups):
+        members = [ranks[index[name]] for name in group if name in index]
+        y = bars_y + 10 * position
+        body.append(f'<line x1="{x(min(members)) - 3:.1f}" y1="{y}" x2="{x(max(members)) + 3:.1f}" y2="{y}" '
+                    'stroke="#000" stroke-width="4" stroke-linecap="round"/>')
+    for side, indices in (("left", left), ("right", right)):
+        for row, i in enumerate(indices):
+            y = first_row + 22 * row
+            edge = margin - 8 if side == "left" else width - margin + 8
+            body.append(f'<polyline points="{x(ranks[i]):.1f},{axis_y} {x(ranks[i]):.1f},{y} {edge:.1f},{y}" '
+                        'fill="none" stroke="#000"/>')
+            body.append(_text(edge + (-4 if side == "left" else 4), y + 4, f"{methods[i]} ({ranks[i]:.2f})",
+                              size=11, anchor="end" if side == "left" else "start"))
+    body.append(_text(width / 2, height - 6, "mean rank: 1 = best, lower is better", size=11,
+                      extra='font-style="italic"'))
     return _svg(width, height, title, body)

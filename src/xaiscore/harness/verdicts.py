@@ -7,8 +7,11 @@ Built on :mod:`xaiscore.stats` for a results Dataset:
   averaged): Wilcoxon signed-rank tests (Pratt's zero handling) of every two
   methods on the samples both scored, Holm-adjusted over the pairs; a best
   method only when it is significantly better than every other, else the tie
-  group. Computed once per content (a small cache keyed by a digest of the
-  scores), so the report and the command-line summary share the work.
+  group. Computed once per content: a small in-memory cache keyed by a digest
+  of the scores (the report and the command-line summary share the work), and
+  with ``cache_dir`` a JSON file there (the report keeps one in
+  ``<run>/.cache/``, so ``xaiscore report`` and a resumed run with nothing
+  left to do do not redo the tests of unchanged scores).
 * :func:`win_rate_table`: per-sample win rates with bootstrap intervals,
   overall and per finding (:func:`~xaiscore.stats.win_rates`).
 * :func:`metric_ranking`: the Friedman test and the Nemenyi post-hoc test of
@@ -36,9 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +75,8 @@ def _digest(ds: Any, metrics: Sequence[str]) -> str:
 
 
 def metric_verdicts(ds: Any, *, alpha: float = 0.05, metrics: Sequence[str] | None = None,
-                    seed: int = 0, n_resamples: int = 1000) -> dict[str, Any]:
+                    seed: int = 0, n_resamples: int = 1000,
+                    cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """metric -> :class:`~xaiscore.stats.Verdict` for every metric with a direction.
 
     Args:
@@ -76,25 +84,72 @@ def metric_verdicts(ds: Any, *, alpha: float = 0.05, metrics: Sequence[str] | No
         alpha: Family-wise error rate of each metric's pairwise tests.
         metrics: The metrics (default: all with a direction, in Dataset order).
         seed, n_resamples: Of the bootstrap intervals of the effect sizes.
+        cache_dir: A folder to keep the verdicts of the latest scores in (a JSON
+            file named by the digest of the scores, the options and the library
+            versions; an unreadable file is recomputed and replaced).
     """
+    import scipy
+
+    from xaiscore._version import __version__
     from xaiscore.stats import scoreboard_verdict
 
     names = [m for m in (metrics if metrics is not None else metric_variables(ds))
              if higher_is_better(ds, m) is not None]
-    key = (_digest(ds, names), alpha, seed, n_resamples)
+    key = (_digest(ds, names), alpha, seed, n_resamples, __version__, scipy.__version__)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return dict(_CACHE[key])
-    methods = method_names(ds)
-    verdicts = {}
-    for metric in names:
-        verdicts[metric] = scoreboard_verdict(
-            per_sample_scores(ds, metric).values, higher_is_better=bool(higher_is_better(ds, metric)),
-            methods=methods, alpha=alpha, seed=seed, n_resamples=n_resamples)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"verdicts-{hashlib.sha1(repr(key).encode()).hexdigest()[:20]}.json"
+    verdicts = _read_cache(path, names)
+    if verdicts is None:
+        methods = method_names(ds)
+        verdicts = {}
+        for metric in names:
+            verdicts[metric] = scoreboard_verdict(
+                per_sample_scores(ds, metric).values, higher_is_better=bool(higher_is_better(ds, metric)),
+                methods=methods, alpha=alpha, seed=seed, n_resamples=n_resamples)
+        if path is not None:
+            _write_cache(path, verdicts)
     _CACHE[key] = verdicts
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return dict(verdicts)
+
+
+def _read_cache(path: Path | None, names: Sequence[str]) -> dict[str, Any] | None:
+    """The verdicts stored at ``path`` (``None`` when absent, unreadable or for other metrics)."""
+    from xaiscore.stats import PairwiseComparison, PairwiseTests, Verdict
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        verdicts = {}
+        for metric, item in stored.items():
+            tests = item.pop("tests")
+            if tests is not None:
+                comparisons = tuple(PairwiseComparison(**c) for c in tests.pop("comparisons"))
+                tests = PairwiseTests(**{k: tuple(v) if k == "methods" else v for k, v in tests.items()},
+                                      comparisons=comparisons)
+            verdicts[metric] = Verdict(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()},
+                                       tests=tests)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return verdicts if list(verdicts) == list(names) else None
+
+
+def _write_cache(path: Path, verdicts: Mapping[str, Any]) -> None:
+    """Store ``verdicts`` at ``path`` (atomically) and remove older verdict files beside it."""
+    from xaiscore.harness.store import atomic_write_bytes
+
+    content = {metric: dataclasses.asdict(v) for metric, v in verdicts.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob("verdicts-*.json"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    atomic_write_bytes(path, json.dumps(content).encode())
 
 
 def best_counts(verdicts: Mapping[str, Any]) -> dict[str, int]:

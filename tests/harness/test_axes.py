@@ -1,4 +1,4 @@
-"""Curve scales in the registry and their resolution for a run's options; the report's SVG charts."""
+"""Curve scales in the registry, resolved for a run's options; the report's SVG charts."""
 
 from __future__ import annotations
 
@@ -56,15 +56,25 @@ def test_nice_ticks_cover_the_range():
 
 
 def test_svg_charts_are_well_formed_and_labelled():
-    box = box_plot_svg([np.array([0.1, 0.4, np.nan, 0.9]), np.array([np.nan])], ["a", "b<&>"],
-                       x_label="score (higher is better)", title="m ↑")
+    box = box_plot_svg(
+        [np.array([0.1, 0.4, np.nan, 0.9]), np.array([np.nan])],
+        ["a", "b<&>"],
+        x_label="score (higher is better)",
+        title="m ↑",
+    )
     root = ElementTree.fromstring(box)
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "score (higher is better)" in texts and "b<&>" in texts and "no score" in texts
-    line = line_plot_svg(np.linspace(0, 1, 5), [("a", np.linspace(1, 0, 5), np.full(5, 0.1)),
-                                                ("b", np.full(5, np.nan), np.zeros(5))],
-                         x_label="fraction of features removed", y_label="probability", title="deletion ↓")
+    line = line_plot_svg(
+        np.linspace(0, 1, 5),
+        [("a", np.linspace(1, 0, 5), np.full(5, 0.1)), ("b", np.full(5, np.nan), np.zeros(5))],
+        x_label="fraction of features removed",
+        y_label="probability",
+        title="deletion ↓",
+    )
     root = ElementTree.fromstring(line)
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "fraction of features removed" in texts and "probability" in texts
-    assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) == 1  # b has no finite value
+    assert (
+        len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) == 1
+    )  # b has no finite value

@@ -1,4 +1,4 @@
-"""Every NaN of the results has a reason: causes at scoring time, the kernel's rule, the gap table."""
+"""Every NaN of the results has a reason: causes when scoring, the kernel's rule, the gap table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from tests.harness.runner_fixtures import tiny_dataset, tiny_model  # noqa: F401
-from xaiscore.harness.gaps import describe_undefined, gap_table, nan_causes, nan_rule, unexplained_gaps
+from xaiscore.harness.gaps import (
+    describe_undefined,
+    gap_table,
+    nan_causes,
+    nan_rule,
+    unexplained_gaps,
+)
 from xaiscore.harness.results import build_dataset, metric_variables
 from xaiscore.harness.runner import evaluate
 from xaiscore.specs import get_metric, list_metrics
@@ -34,7 +40,9 @@ def test_nan_causes_first_match_wins():
 def test_nan_causes_of_a_curve_name_its_x_positions():
     score = torch.tensor([[float("nan")], [1.0]])
     curve = torch.tensor([[[0.5, float("nan"), 0.2]], [[0.1, 0.2, 0.3]]])
-    causes = nan_causes(get_metric("mprt"), {"a": None}, score, curve, torch.tensor([1.0, 2.0, 3.0]))
+    causes = nan_causes(
+        get_metric("mprt"), {"a": None}, score, curve, torch.tensor([1.0, 2.0, 3.0])
+    )
     assert causes == {"curve": 1, "curve_x": [2.0]}
     text = describe_undefined(causes, "layers randomized")
     assert "undefined at layers randomized = 2" in text and text.endswith(": 1")
@@ -55,12 +63,21 @@ def test_gap_table_orders_skipped_errors_and_unexplained():
     nan = np.nan
     ds = build_dataset(
         methods=["a", "b", "c"],
-        samples={"source_id": ["0", "1", "2", "3"], "label": [1, 1, 0, 0], "target": [1, 1, 0, 0],
-                 "prediction": [1, 1, 0, 0], "finding": ["x", "x", "", ""]},
+        samples={
+            "source_id": ["0", "1", "2", "3"],
+            "label": [1, 1, 0, 0],
+            "target": [1, 1, 0, 0],
+            "prediction": [1, 1, 0, 0],
+            "finding": ["x", "x", "", ""],
+        },
         scores={"m": {"a": np.array([1.0, 0.5, nan, nan]), "b": np.array([nan, nan, 0.5, nan])}},
         metric_info={"m": {"higher_is_better": True, "nan_rule": "NaN for an empty mask."}},
-        skipped={"m": {"c": "needs ['mask'], which method 'c' cannot supply",
-                       "b": "failed on 1 of 2 batch(es), first on batch 0: RuntimeError: boom"}},
+        skipped={
+            "m": {
+                "c": "needs ['mask'], which method 'c' cannot supply",
+                "b": "failed on 1 of 2 batch(es), first on batch 0: RuntimeError: boom",
+            }
+        },
         undefined={"m": {"a": {"empty_mask": 2}, "b": {"rule": 1}}},
     )
     table = gap_table(ds).set_index(["method", "kind"])
@@ -74,17 +91,31 @@ def test_gap_table_orders_skipped_errors_and_unexplained():
     assert unexplained_gaps(ds) == [("m", "a")]
     ds["m"].attrs["undefined"] = "null"  # results without reasons (an older version)
     assert ("m", "a") in unexplained_gaps(ds)
-    assert "no reason stored" in gap_table(ds).set_index(["method", "kind"]).loc[("a", "unexplained"), "reason"]
+    assert (
+        "no reason stored"
+        in gap_table(ds).set_index(["method", "kind"]).loc[("a", "unexplained"), "reason"]
+    )
 
 
 @pytest.fixture(scope="module")
 def run_with_gaps(tiny_dataset, tiny_model):  # noqa: F811
-    methods = ["Saliency", "constant", {"method": "LayerGradCam", "layer": "features.6", "name": "GradCAM"}]
-    return evaluate(tiny_dataset, tiny_model, methods=methods,
-                    metrics=["pointing_game", "faithfulness_estimate", "consistency", "mprt"],
-                    metric_options={"faithfulness_estimate": {"features_per_step": 0.25},
-                                    "mprt": {"random_baseline": False}},
-                    batch_size=8, n_examples=0)
+    methods = [
+        "Saliency",
+        "constant",
+        {"method": "LayerGradCam", "layer": "features.6", "name": "GradCAM"},
+    ]
+    return evaluate(
+        tiny_dataset,
+        tiny_model,
+        methods=methods,
+        metrics=["pointing_game", "faithfulness_estimate", "consistency", "mprt"],
+        metric_options={
+            "faithfulness_estimate": {"features_per_step": 0.25},
+            "mprt": {"random_baseline": False},
+        },
+        batch_size=8,
+        n_examples=0,
+    )
 
 
 def test_every_nan_of_a_run_has_a_stored_reason(run_with_gaps):
@@ -104,4 +135,6 @@ def test_every_nan_of_a_run_has_a_stored_reason(run_with_gaps):
     assert "constant" in constant["reason"].iloc[0]
     consistency = table[table["metric"] == "consistency"]
     assert consistency["reason"].str.contains("no other sample shares").all()
-    assert json.loads(ds["pointing_game"].attrs["undefined"])["Saliency"] == {"empty_mask": negatives}
+    assert json.loads(ds["pointing_game"].attrs["undefined"])["Saliency"] == {
+        "empty_mask": negatives
+    }

@@ -1,4 +1,4 @@
-"""Progress bars count what they say; scoring time and counts; the training bar says when it stopped early."""
+"""Progress bars count what they say; scoring time; the training bar says when it stopped early."""
 
 from __future__ import annotations
 
@@ -44,10 +44,20 @@ def bars(monkeypatch):
     return FakeBar.bars
 
 
-def test_the_bar_counts_method_metric_results_and_resume_loads_them(tiny_dataset, tiny_model, tmp_path,  # noqa: F811
-                                                                     bars):
-    options = dict(methods=["Saliency", "random"], metrics=["pointing_game", "sparseness", "complexity"],
-                   batch_size=8, n_examples=0, out=tmp_path, progress=True)
+def test_the_bar_counts_method_metric_results_and_resume_loads_them(
+    tiny_dataset,
+    tiny_model,
+    tmp_path,  # noqa: F811
+    bars,
+):
+    options = dict(
+        methods=["Saliency", "random"],
+        metrics=["pointing_game", "sparseness", "complexity"],
+        batch_size=8,
+        n_examples=0,
+        out=tmp_path,
+        progress=True,
+    )
     ds = evaluate(tiny_dataset, tiny_model, **options)
     (bar,) = bars
     assert bar.unit == "result" and bar.total == 2 * 2 * 3 and bar.n == bar.total and bar.closed
@@ -67,15 +77,52 @@ def test_the_training_bar_says_when_training_stopped_early(tmp_path, bars):
     from xaiscore.harness.distributed import DistributedContext
     from xaiscore.harness.models import build_model
 
-    config = parse_config({"out": str(tmp_path), "dataset": {"kind": "synthetic", "n": 8, "size": [16, 16]},
-                           "model": {"kind": "demo", "train": {"n": 64, "epochs": 6, "width": 4,
-                                                               "stop_at_accuracy": 0.0}}})
+    config = parse_config(
+        {
+            "out": str(tmp_path),
+            "dataset": {"kind": "synthetic", "n": 8, "size": [16, 16]},
+            "model": {
+                "kind": "demo",
+                "train": {"n": 64, "epochs": 6, "width": 4, "stop_at_accuracy": 0.0},
+            },
+        }
+    )
     context = DistributedContext.from_environment(device="cpu")
     try:
-        build_model(config, open_dataset("synthetic", n=8, size=[16, 16]), store=None, context=context,
-                    progress=True)
+        build_model(
+            config,
+            open_dataset("synthetic", n=8, size=[16, 16]),
+            store=None,
+            context=context,
+            progress=True,
+        )
     finally:
         context.close()
     (bar,) = bars
     assert bar.n == 1 and bar.closed
     assert bar.desc.startswith("training stopped early after epoch 1 of 6: running accuracy")
+
+
+def test_meta_evaluate_counts_test_iterations_when_asked(bars):
+    import torch
+
+    from xaiscore.explainers import captum_explainer
+    from xaiscore.meta import meta_evaluate
+
+    pytest.importorskip("captum")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    methods = {
+        "gradient": lambda m: captum_explainer(m, "Gradient"),
+        "input_x_gradient": lambda m: captum_explainer(m, "InputXGradient"),
+    }
+    quiet = meta_evaluate(
+        model, x, methods, ["sparseness"], iterations=2, perturbations=2, n_splits=5
+    )
+    assert bars == []  # off by default: library code does not print
+    shown = meta_evaluate(
+        model, x, methods, ["sparseness"], iterations=2, perturbations=2, n_splits=5, progress=True
+    )
+    (bar,) = bars
+    assert bar.total == 4 * 2 and bar.n == bar.total and bar.closed and bar.unit == "test iteration"
+    assert shown["score"].equals(quiet["score"])

@@ -134,13 +134,15 @@ def test_coordinates_and_curves_say_what_they_measure(tmp_path):
         curves={"road": {"Saliency": np.random.default_rng(0).random((3, 2))}},
         curve_x={"road": np.array([0.3, 0.7])},  # the config's percentages [30, 70] / 100
         metric_info={"road": {"higher_is_better": False, "description": "ROAD",
-                              "curve_axes": curve_axes(get_metric("road"), {"percentages": [30, 70]}),
+                              "curve_axes": curve_axes(get_metric("road"),
+                                                       {"percentages": [30, 70]}),
                               "nan_rule": ""}},
         probabilities=np.array([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]]))
     loaded = load_dataset(save_dataset(ds, tmp_path / "r.nc"))
     assert loaded["road_step"].attrs == {"long_name": "fraction of features removed", "units": "1"}
     assert loaded["road_step"].values.tolist() == [0.3, 0.7]
-    assert loaded["road_curve"].attrs["long_name"] == "accuracy" and loaded["road_curve"].attrs["units"] == "1"
+    assert loaded["road_curve"].attrs["long_name"] == "accuracy"
+    assert loaded["road_curve"].attrs["units"] == "1"
     assert loaded["road"].attrs["long_name"] == "ROAD"
     for name in ("explainer", "sample", "label", "target", "prediction", "finding", "class"):
         assert loaded[name].attrs.get("long_name"), name

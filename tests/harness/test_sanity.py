@@ -1,4 +1,4 @@
-"""Model sanity: AUROC against pair counting, the chance-level rule, and an untrained model's run."""
+"""Model sanity: AUROC against pair counting, the chance-level rule, an untrained model's run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from xaiscore.harness.sanity import auroc, model_sanity
 
 
 def reference_auroc(scores, positive):
-    """P(score of a random positive > score of a random negative), ties one half: every pair counted."""
+    """P(positive scores above negative), ties one half: every (positive, negative) pair counted."""
     pos = [s for s, p in zip(scores, positive) if p]
     neg = [s for s, p in zip(scores, positive) if not p]
     if not pos or not neg:
@@ -34,14 +34,24 @@ def test_auroc_matches_pair_counting_with_ties(seed):
     assert np.isnan(auroc(scores, np.zeros(30, dtype=bool)))
 
 
-def dataset(labels, predictions, findings=None, probability=None, class_names=("No Finding", "Nodule")):
+def dataset(
+    labels, predictions, findings=None, probability=None, class_names=("No Finding", "Nodule")
+):
     n = len(labels)
     findings = findings or [class_names[label] for label in labels]
     return build_dataset(
-        methods=["a"], scores={},
-        samples={"source_id": [str(i) for i in range(n)], "label": labels, "target": labels,
-                 "prediction": predictions, "finding": findings},
-        probabilities=probability, attrs={"class_names": list(class_names)})
+        methods=["a"],
+        scores={},
+        samples={
+            "source_id": [str(i) for i in range(n)],
+            "label": labels,
+            "target": labels,
+            "prediction": predictions,
+            "finding": findings,
+        },
+        probabilities=probability,
+        attrs={"class_names": list(class_names)},
+    )
 
 
 def test_a_single_predicted_class_is_chance_level():
@@ -74,13 +84,15 @@ def test_auroc_overall_and_per_finding_from_stored_probabilities():
     groups = {g.finding: g for g in sanity.groups}
     assert groups["Nodule"].n == 3 and groups["Nodule"].accuracy == pytest.approx(2 / 3)
     assert groups["Nodule"].auroc == pytest.approx(reference_auroc(p1, np.array(labels) == 1))
-    assert groups["No Finding"].auroc == pytest.approx(reference_auroc(1 - p1, np.array(labels) == 0))
+    assert groups["No Finding"].auroc == pytest.approx(
+        reference_auroc(1 - p1, np.array(labels) == 0)
+    )
     no_probabilities = model_sanity(dataset(labels, [0] * 6))
     assert np.isnan(no_probabilities.auroc) and np.isnan(no_probabilities.groups[0].auroc)
 
 
 def untrained_cnn():
-    """A freshly initialised demo CNN (seeded): it predicts "No Finding" for every synthetic image."""
+    """A freshly initialised demo CNN (seeded): predicts "No Finding" for every synthetic image."""
     from xaiscore.harness.models import SmallCNN
 
     return SmallCNN(1, 2, width=4, generator=torch.Generator().manual_seed(0))
@@ -88,7 +100,8 @@ def untrained_cnn():
 
 def test_an_untrained_model_run_warns_and_names_no_winner(tmp_path, capsys):
     config = tmp_path / "config.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         out = "run"
         batch_size = 8
         n_examples = 2
@@ -102,7 +115,8 @@ def test_an_untrained_model_run_warns_and_names_no_winner(tmp_path, capsys):
         factory = "tests.harness.test_sanity:untrained_cnn"
         [metrics]
         include = ["pointing_game", "relevance_mass_accuracy", "sparseness"]
-    """))
+    """)
+    )
     assert main(["run", str(config), "--no-progress", "--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     assert "Warning: The model is at chance level" in captured.err
@@ -110,5 +124,5 @@ def test_an_untrained_model_run_warns_and_names_no_winner(tmp_path, capsys):
     assert "No method is named best: the model is at chance level" in captured.out
     assert "Significantly best" not in captured.out and "won" not in captured.out
     page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
-    assert "The model is at chance level" in page and "<td class=\"best\">" not in page
+    assert "The model is at chance level" in page and '<td class="best">' not in page
     assert "no winner: model at chance" in page

@@ -62,7 +62,7 @@ def test_rank_agreement_counts_the_methods_and_is_blank_where_undefined():
     ds = make(
         {
             "m1": {"a": [3.0], "b": [2.0], "c": [1.0]},
-            "m2": {"a": [1.0], "b": [nan], "c": [3.0]},  # b has no score: taus with m2 rest on a and c
+            "m2": {"a": [1.0], "b": [nan], "c": [3.0]},  # b has no score: m2's taus use a and c
             "m3": {"a": [1.0], "b": [nan], "c": [nan]},  # one method: every tau with m3 undefined
             "flat": {"a": [1.0], "b": [1.0], "c": [1.0]},  # a constant ranking: undefined
         },
@@ -70,7 +70,8 @@ def test_rank_agreement_counts_the_methods_and_is_blank_where_undefined():
     )
     table = rank_agreement(ds)
     counts = table.attrs["n_methods"]
-    assert counts.loc["m1", "m2"] == 2 and counts.loc["m1", "m3"] == 1 and counts.loc["m1", "flat"] == 3
+    assert counts.loc["m1", "m2"] == 2 and counts.loc["m1", "m3"] == 1
+    assert counts.loc["m1", "flat"] == 3
     assert table.loc["m1", "m2"] == pytest.approx(-1.0)
     assert np.isnan(table.loc["m1", "m3"]) and np.isnan(table.loc["m1", "flat"])
     assert np.isnan(table.loc["m3", "m3"])

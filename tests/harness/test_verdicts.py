@@ -7,7 +7,13 @@ import pytest
 
 from xaiscore.harness.console import summary_lines
 from xaiscore.harness.results import build_dataset
-from xaiscore.harness.verdicts import best_counts, metric_means, metric_ranking, metric_verdicts, win_rate_table
+from xaiscore.harness.verdicts import (
+    best_counts,
+    metric_means,
+    metric_ranking,
+    metric_verdicts,
+    win_rate_table,
+)
 from xaiscore.stats import friedman_test, scoreboard_verdict
 
 
@@ -15,11 +21,19 @@ def make(scores, directions, n=40, labels=None, attrs=None):
     labels = labels if labels is not None else [0, 1] * (n // 2)
     return build_dataset(
         methods=list(next(iter(scores.values()))),
-        samples={"source_id": [str(i) for i in range(n)], "label": labels, "target": labels,
-                 "prediction": labels, "finding": ["No Finding" if v == 0 else "Nodule" for v in labels]},
-        scores={m: {k: np.asarray(v, dtype=float) for k, v in per.items()} for m, per in scores.items()},
+        samples={
+            "source_id": [str(i) for i in range(n)],
+            "label": labels,
+            "target": labels,
+            "prediction": labels,
+            "finding": ["No Finding" if v == 0 else "Nodule" for v in labels],
+        },
+        scores={
+            m: {k: np.asarray(v, dtype=float) for k, v in per.items()} for m, per in scores.items()
+        },
         metric_info={m: {"higher_is_better": d} for m, d in directions.items()},
-        attrs={"class_names": ["No Finding", "Nodule"], **(attrs or {})})
+        attrs={"class_names": ["No Finding", "Nodule"], **(attrs or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +47,8 @@ def ds():
             "lower": {"a": base, "b": base + 1.0, "c": base + 2.0},  # lower is better: a
             "count": {"a": base, "b": base, "c": base},  # no direction
         },
-        {"clear": True, "close": True, "lower": False, "count": None})
+        {"clear": True, "close": True, "lower": False, "count": None},
+    )
 
 
 def test_a_best_method_only_when_significantly_better_than_the_runner_up(ds):
@@ -43,7 +58,10 @@ def test_a_best_method_only_when_significantly_better_than_the_runner_up(ds):
     assert verdicts["close"].best is None and set(verdicts["close"].tie_group) == {"a", "b"}
     assert best_counts(verdicts) == {"a": 2}
     direct = scoreboard_verdict(ds["close"].values, higher_is_better=True, methods=["a", "b", "c"])
-    assert verdicts["close"].tie_group == direct.tie_group and verdicts["close"].reason == direct.reason
+    assert (
+        verdicts["close"].tie_group == direct.tie_group
+        and verdicts["close"].reason == direct.reason
+    )
     assert metric_verdicts(ds) == verdicts  # cached by content
 
 
@@ -75,11 +93,16 @@ def test_summary_lines_count_only_significant_wins(ds):
 def test_summary_lines_without_any_significant_best():
     rng = np.random.default_rng(1)
     base = rng.random(40)
-    ds = make({"m": {"a": base + 0.01 * rng.standard_normal(40), "b": base}}, {"m": True},
-              attrs={"scoring_seconds": 3.2, "results_computed": 0, "results_loaded": 8})
+    ds = make(
+        {"m": {"a": base + 0.01 * rng.standard_normal(40), "b": base}},
+        {"m": True},
+        attrs={"scoring_seconds": 3.2, "results_computed": 0, "results_loaded": 8},
+    )
     out, _ = summary_lines(ds)
-    assert out[0] == ("Scored 2 methods x 1 metrics on 40 samples: nothing left to do, all 8 results loaded "
-                      "from the run folder (3 s).")
+    assert out[0] == (
+        "Scored 2 methods x 1 metrics on 40 samples: nothing left to do, all 8 results loaded "
+        "from the run folder (3 s)."
+    )
     assert out[-1].startswith("No method is significantly best on any of the 1 metrics")
 
 

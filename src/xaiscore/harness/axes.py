@@ -71,7 +71,7 @@ class CurveAxes:
 
 
 def units_of(label: str) -> str:
-    """``"1"`` for fractions and dimensionless scales, ``"count"`` for counts, else the label's unit."""
+    """``"1"`` for fractions and dimensionless scales, ``"count"`` for counts, else the unit."""
     if label.startswith("fraction"):
         return "1"
     if label in _UNITS:
@@ -100,9 +100,15 @@ def curve_axes(spec: MetricSpec, settings: Mapping[str, Any]) -> CurveAxes:
     without ``curve_scale`` gives ``"score"``; without ``curve_x``, ``"step"``.
     """
     scale = spec.curve_scale or "score"
-    softmax = _option(spec, settings, "softmax") if "softmax" in settings or spec.curve_scale else None
+    softmax = (
+        _option(spec, settings, "softmax") if "softmax" in settings or spec.curve_scale else None
+    )
     if isinstance(softmax, bool):
-        scale = scale.replace("logit", "probability") if softmax else scale.replace("probability", "logit")
+        scale = (
+            scale.replace("logit", "probability")
+            if softmax
+            else scale.replace("probability", "logit")
+        )
     measure = _option(spec, settings, "measure") if spec.name == "road" else None
     if isinstance(measure, str):
         scale = measure

@@ -78,7 +78,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_summary(ds: Any) -> None:
-    """The run's summary (stdout) and its warnings (stderr): :func:`xaiscore.harness.console.summary_lines`."""
+    """The run's summary (stdout) and warnings (stderr): :mod:`xaiscore.harness.console`."""
     from xaiscore.harness.console import summary_lines
 
     out, warnings = summary_lines(ds)

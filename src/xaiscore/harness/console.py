@@ -1,4 +1,4 @@
-"""The lines the command line prints after a run (built here, printed by :mod:`xaiscore.harness.cli`).
+"""The lines the command line prints after a run (built here, printed by the CLI).
 
 Library code never prints; :func:`summary_lines` returns what the command
 line shows: how much was scored and how long it took (explaining and
@@ -14,7 +14,8 @@ Example:
     ...     methods=["a", "b"],
     ...     samples={"source_id": list("wxyz"), "label": [0, 0, 1, 1], "target": [0, 0, 1, 1],
     ...              "prediction": [0, 0, 0, 0], "finding": ["", "", "n", "n"]},
-    ...     scores={"m": {"a": np.array([1.0, 0.9, 0.8, 0.7]), "b": np.array([0.1, 0.2, 0.3, 0.4])}},
+    ...     scores={"m": {"a": np.array([1.0, 0.9, 0.8, 0.7]),
+    ...                   "b": np.array([0.1, 0.2, 0.3, 0.4])}},
     ...     metric_info={"m": {"higher_is_better": True}}, attrs={"scoring_seconds": 2.0})
     >>> out, warnings = summary_lines(ds)
     >>> print(out[0])
@@ -32,16 +33,70 @@ __all__ = ["summary_lines"]
 
 
 def _scored_line(ds: Any, n_metrics: int) -> str:
-    head = (f"Scored {ds.sizes.get('explainer', 0)} methods x {n_metrics} metrics on "
-            f"{ds.sizes.get('sample', 0)} samples")
+    head = (
+        f"Scored {ds.sizes.get('explainer', 0)} methods x {n_metrics} metrics on "
+        f"{ds.sizes.get('sample', 0)} samples"
+    )
     seconds = ds.attrs.get("scoring_seconds")
     computed, loaded = ds.attrs.get("results_computed"), ds.attrs.get("results_loaded")
     if seconds is None:
         return head + "."
     if computed is not None and loaded and not computed:
-        return f"{head}: nothing left to do, all {loaded} results loaded from the run folder ({seconds:.0f} s)."
+        return (f"{head}: nothing left to do, all {loaded} results loaded from the run folder "
+                f"({seconds:.0f} s).")
     tail = f" ({computed} results computed, {loaded} loaded from the run folder)" if loaded else ""
     return f"{head} in {float(seconds):.0f} s{tail}."
+
+
+def _warnings(ds: Any, metrics: list[str], sanity: Any) -> list[str]:
+    """The chance-level warning, failed pairs, and NaN without a stored reason."""
+    from xaiscore.harness.gaps import unexplained_gaps
+
+    warnings = [f"Warning: {sanity.warning}"] if sanity.warning else []
+    failed = []
+    for metric in metrics:
+        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
+            if reason.startswith("failed"):
+                failed.append(f"  {metric} / {method}: {reason}")
+    if failed:
+        warnings.append(
+            f"{len(failed)} metric/method pair(s) failed (NaN in the results, listed in the "
+            "report):"
+        )
+        warnings.extend(failed[:10])
+    unexplained = unexplained_gaps(ds) if metrics else []
+    if unexplained:
+        warnings.append(
+            f"{len(unexplained)} metric/method pair(s) have NaN scores without a stored reason "
+            "(listed in the report under 'Skipped and undefined')."
+        )
+    return warnings
+
+
+def _verdict_lines(ds: Any, alpha: float) -> list[str]:
+    """How many metrics each method is significantly best on, and how many end in a tie."""
+    from xaiscore.harness.report import baseline_methods
+    from xaiscore.harness.verdicts import best_counts, metric_verdicts
+
+    verdicts = metric_verdicts(ds, alpha=alpha)
+    counts = best_counts(verdicts)
+    if not counts:
+        return [
+            f"No method is significantly best on any of the {len(verdicts)} metrics (tie groups "
+            "in the report)."
+        ]
+    baselines = baseline_methods(ds)
+    names = ", ".join(
+        f"{m} ({c}{', a baseline' if m in baselines else ''})" for m, c in counts.items()
+    )
+    lines = [
+        f"Significantly best on {sum(counts.values())} of {len(verdicts)} metrics (paired "
+        f"Wilcoxon tests, Holm-adjusted, alpha {alpha:g}): {names}."
+    ]
+    ties = len(verdicts) - sum(counts.values())
+    if ties:
+        lines.append(f"No significant best on {ties} metrics (tie groups in the report).")
+    return lines
 
 
 def summary_lines(ds: Any, *, alpha: float = 0.05) -> tuple[list[str], list[str]]:
@@ -50,50 +105,22 @@ def summary_lines(ds: Any, *, alpha: float = 0.05) -> tuple[list[str], list[str]
     The verdicts are :func:`xaiscore.harness.verdicts.metric_verdicts` (shared
     with the report when it was written in the same process).
     """
-    from xaiscore.harness.gaps import unexplained_gaps
-    from xaiscore.harness.report import baseline_methods
     from xaiscore.harness.results import metric_variables
     from xaiscore.harness.sanity import model_sanity
-    from xaiscore.harness.verdicts import best_counts, metric_verdicts
 
     metrics = metric_variables(ds)
     out = [_scored_line(ds, len(metrics))]
-    warnings: list[str] = []
     sanity = model_sanity(ds, alpha=alpha)
     auroc = f", AUROC {sanity.auroc:.3f}" if sanity.auroc == sanity.auroc else ""
     if sanity.n:
-        out.append(f"Model on the scored samples: accuracy {sanity.accuracy:.1%} (majority class "
-                   f"{sanity.majority_rate:.1%}){auroc}.")
-    if sanity.warning:
-        warnings.append(f"Warning: {sanity.warning}")
-    failed = []
-    for metric in metrics:
-        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
-            if reason.startswith("failed"):
-                failed.append(f"  {metric} / {method}: {reason}")
-    if failed:
-        warnings.append(f"{len(failed)} metric/method pair(s) failed (NaN in the results, listed in the report):")
-        warnings.extend(failed[:10])
-    unexplained = unexplained_gaps(ds) if metrics else []
-    if unexplained:
-        warnings.append(f"{len(unexplained)} metric/method pair(s) have NaN scores without a stored reason "
-                        "(listed in the report under 'Skipped and undefined').")
+        out.append(
+            f"Model on the scored samples: accuracy {sanity.accuracy:.1%} (majority class "
+            f"{sanity.majority_rate:.1%}){auroc}."
+        )
+    warnings = _warnings(ds, metrics, sanity)
     if not metrics:
         return out, warnings
     if sanity.at_chance:
         out.append("No method is named best: the model is at chance level (see the warning).")
         return out, warnings
-    verdicts = metric_verdicts(ds, alpha=alpha)
-    counts = best_counts(verdicts)
-    baselines = baseline_methods(ds)
-    ties = len(verdicts) - sum(counts.values())
-    if counts:
-        names = ", ".join(f"{m} ({c}{', a baseline' if m in baselines else ''})" for m, c in counts.items())
-        out.append(f"Significantly best on {sum(counts.values())} of {len(verdicts)} metrics (paired Wilcoxon "
-                   f"tests, Holm-adjusted, alpha {alpha:g}): {names}.")
-        if ties:
-            out.append(f"No significant best on {ties} metrics (tie groups in the report).")
-    else:
-        out.append(f"No method is significantly best on any of the {len(verdicts)} metrics (tie groups in the "
-                   "report).")
-    return out, warnings
+    return out + _verdict_lines(ds, alpha), warnings

@@ -46,7 +46,14 @@ from torch import Tensor
 
 from xaiscore.specs import MetricSpec, get_metric
 
-__all__ = ["CAUSES", "nan_causes", "nan_rule", "describe_undefined", "gap_table", "unexplained_gaps"]
+__all__ = [
+    "CAUSES",
+    "nan_causes",
+    "nan_rule",
+    "describe_undefined",
+    "gap_table",
+    "unexplained_gaps",
+]
 
 #: What each cause code means, for the report.
 CAUSES: dict[str, str] = {
@@ -61,12 +68,26 @@ _CAUSE_WORDS = {"empty_mask": ("mask",), "constant_map": ("constant", "zero", "e
 
 #: Metrics whose docstring defers to another's rule.
 _SAME_RULE_AS = {"smooth_mprt": "mprt", "avg_sensitivity": "max_sensitivity"}
-_SECTIONS = ("Args:", "Returns:", "Shape:", "Raises:", "Example:", "Examples:", "Note:", "Attributes:")
+_SECTIONS = (
+    "Args:",
+    "Returns:",
+    "Shape:",
+    "Raises:",
+    "Example:",
+    "Examples:",
+    "Note:",
+    "Attributes:",
+)
 _SENTENCE_END = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<=\.)\s+(?=[A-Z`:(])")
 
 
-def nan_causes(spec: MetricSpec, inputs: Mapping[str, Any], score: Tensor, curve: Tensor | None,
-               x: Tensor | None) -> dict[str, Any]:
+def nan_causes(
+    spec: MetricSpec,
+    inputs: Mapping[str, Any],
+    score: Tensor,
+    curve: Tensor | None,
+    x: Tensor | None,
+) -> dict[str, Any]:
     """Classify the samples of one scored batch whose score is NaN.
 
     A sample counts when any of its runs is NaN. Causes, first match wins:
@@ -197,11 +218,15 @@ def describe_undefined(counts: Mapping[str, Any], x_label: str = "x") -> str:
         count = counts.get(code, 0)
         if not count:
             continue
-        text = f"{count} {'sample' if count == 1 else 'samples'} {meaning}" if code == "rule" \
+        text = (
+            f"{count} {'sample' if count == 1 else 'samples'} {meaning}"
+            if code == "rule"
             else f"{meaning}: {count}"
+        )
         if code == "curve" and counts.get("curve_x"):
             positions = ", ".join(f"{v:g}" for v in counts["curve_x"])
-            text = f"its curve is undefined at {x_label} = {positions} and the score uses every point: {count}"
+            text = (f"its curve is undefined at {x_label} = {positions} and the score uses every "
+                    f"point: {count}")
         parts.append(text)
     return "; ".join(parts)
 
@@ -239,7 +264,11 @@ def gap_table(ds: Any) -> Any:
         skipped = json.loads(attrs.get("skipped", "{}"))
         undefined = json.loads(attrs.get("undefined", "null") or "null")
         rule = str(attrs.get("nan_rule", ""))
-        x_label = str(ds[f"{metric}_step"].attrs.get("long_name", "x")) if f"{metric}_step" in ds.coords else "x"
+        x_label = (
+            str(ds[f"{metric}_step"].attrs.get("long_name", "x"))
+            if f"{metric}_step" in ds.coords
+            else "x"
+        )
         for method, count in _missing_per_method(ds, metric).items():
             count = int(count)
             if count == 0:
@@ -248,7 +277,9 @@ def gap_table(ds: Any) -> Any:
             reason = skipped.get(str(method))
             if reason is not None:
                 kind = "error" if reason.startswith("failed") else "skipped"
-                explained = count if kind == "skipped" else _failed_rows(reason, count, undefined, method)
+                explained = (
+                    count if kind == "skipped" else _failed_rows(reason, count, undefined, method)
+                )
                 rows.append(_row(metric, method, explained, n, kind, reason))
                 left -= explained
             causes = (undefined or {}).get(str(method))
@@ -260,10 +291,21 @@ def gap_table(ds: Any) -> Any:
                 rows.append(_row(metric, method, min(left, n_undefined), n, "undefined", text))
                 left -= min(left, n_undefined)
             if left > 0:
-                text = ("no reason stored (results written without reasons, e.g. by an older version)"
-                        if causes is None else "no reason found: a bug to report")
-                rows.append(_row(metric, method, left, n, "unexplained",
-                                 text + (f". Rule: {rule}" if rule else "")))
+                text = (
+                    "no reason stored (results written without reasons, e.g. by an older version)"
+                    if causes is None
+                    else "no reason found: a bug to report"
+                )
+                rows.append(
+                    _row(
+                        metric,
+                        method,
+                        left,
+                        n,
+                        "unexplained",
+                        text + (f". Rule: {rule}" if rule else ""),
+                    )
+                )
     columns = ["metric", "method", "n_nan", "n", "kind", "reason"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -278,8 +320,14 @@ def _failed_rows(reason: str, count: int, undefined: Any, method: Any) -> int:
 
 
 def _row(metric: str, method: Any, n_nan: int, n: int, kind: str, reason: str) -> dict[str, Any]:
-    return {"metric": metric, "method": str(method), "n_nan": int(n_nan), "n": n, "kind": kind,
-            "reason": reason}
+    return {
+        "metric": metric,
+        "method": str(method),
+        "n_nan": int(n_nan),
+        "n": n,
+        "kind": kind,
+        "reason": reason,
+    }
 
 
 def unexplained_gaps(ds: Any) -> list[tuple[str, str]]:

@@ -427,15 +427,17 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
         def wrap(iterator: Any) -> Any:
             bars.append(tqdm(iterator, total=train["epochs"], desc="training", unit="epoch"))
             return bars[-1]
-    history = train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"],
-                          lr=train["lr"], weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
-                          stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+    history = train_model(
+        model, training_data, epochs=train["epochs"], batch_size=train["batch_size"],
+        lr=train["lr"], weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
+        stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
     for bar in bars:  # the bar's last line says why training ended before its last epoch
         epochs = len(history["accuracy"])
         if epochs < train["epochs"]:
             bar.set_description_str(
-                f"training stopped early after epoch {epochs} of {train['epochs']}: running accuracy "
-                f"{history['accuracy'][-1]:.1%} >= stop_at_accuracy {train['stop_at_accuracy']:.0%}")
+                f"training stopped early after epoch {epochs} of {train['epochs']}: running "
+                f"accuracy {history['accuracy'][-1]:.1%} >= stop_at_accuracy "
+                f"{train['stop_at_accuracy']:.0%}")
         bar.close()
     if store is not None:
         store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),

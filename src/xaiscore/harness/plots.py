@@ -26,8 +26,19 @@ import numpy as np
 __all__ = ["png_bytes", "diverging_rgb", "example_tiles", "examples_html", "DIVERGING"]
 
 #: ColorBrewer RdBu (11 classes) from -1 (blue) to +1 (red).
-DIVERGING = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
-             "#d6604d", "#b2182b", "#67001f")
+DIVERGING = (
+    "#053061",
+    "#2166ac",
+    "#4393c3",
+    "#92c5de",
+    "#d1e5f0",
+    "#f7f7f7",
+    "#fddbc7",
+    "#f4a582",
+    "#d6604d",
+    "#b2182b",
+    "#67001f",
+)
 _MAX_TILE = 128
 _BOX = np.array([0.0, 0.78, 0.33])  # ground-truth outline (green)
 
@@ -39,19 +50,25 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), rgb.reshape(height, -1)], axis=1)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _anchors() -> np.ndarray:
-    return np.array([[int(c[i:i + 2], 16) / 255.0 for i in (1, 3, 5)] for c in DIVERGING])
+    return np.array([[int(c[i : i + 2], 16) / 255.0 for i in (1, 3, 5)] for c in DIVERGING])
 
 
 def diverging_rgb(values: np.ndarray) -> np.ndarray:
-    """Colours in [0, 1] of ``values`` in [-1, 1] (:data:`DIVERGING`, linear between the anchors)."""
+    """Colours in [0, 1] of ``values`` in [-1, 1] (:data:`DIVERGING`, linear between anchors)."""
     anchors = _anchors()
     position = (np.clip(values, -1.0, 1.0) + 1.0) / 2.0 * (len(anchors) - 1)
     low = np.floor(position).astype(int).clip(0, len(anchors) - 2)
@@ -79,10 +96,16 @@ def _outline(rgb: np.ndarray, boxes: np.ndarray, stride: int) -> None:
     for x0, y0, x1, y1 in boxes:
         if not np.isfinite(x0):
             continue
-        left, right = int(np.clip(x0 // stride, 0, width - 1)), int(np.clip((x1 - 1) // stride, 0, width - 1))
-        top, bottom = int(np.clip(y0 // stride, 0, height - 1)), int(np.clip((y1 - 1) // stride, 0, height - 1))
-        rgb[top, left:right + 1] = rgb[bottom, left:right + 1] = _BOX
-        rgb[top:bottom + 1, left] = rgb[top:bottom + 1, right] = _BOX
+        left, right = (
+            int(np.clip(x0 // stride, 0, width - 1)),
+            int(np.clip((x1 - 1) // stride, 0, width - 1)),
+        )
+        top, bottom = (
+            int(np.clip(y0 // stride, 0, height - 1)),
+            int(np.clip((y1 - 1) // stride, 0, height - 1)),
+        )
+        rgb[top, left : right + 1] = rgb[bottom, left : right + 1] = _BOX
+        rgb[top : bottom + 1, left] = rgb[top : bottom + 1, right] = _BOX
 
 
 def example_tiles(ds: Any, *, max_examples: int = 6) -> list[list[bytes]]:
@@ -118,7 +141,7 @@ def _uri(png: bytes) -> str:
 
 
 def examples_html(ds: Any, *, max_examples: int = 6) -> str:
-    """The example grid as HTML: rows of tiles with the sample and finding, method headers, colour bar."""
+    """The example grid as HTML: tiles per sample and method, headers, the colour bar."""
     methods = [str(m) for m in ds["explainer"].values]
     findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
     tiles = example_tiles(ds, max_examples=max_examples)
@@ -128,12 +151,20 @@ def examples_html(ds: Any, *, max_examples: int = 6) -> str:
         example = int(ds["example"].values[row])
         label = f"#{example}<br>{html.escape(findings.get(example, ''))}"
         cells = "".join(
-            f'<td><img class="tile" src="{_uri(png)}" alt="{html.escape(name)} on sample {example}"></td>'
-            for png, name in zip(pngs, ["image"] + methods))
+            f'<td><img class="tile" src="{_uri(png)}" alt="{html.escape(name)} on sample '
+            f'{example}"></td>'
+            for png, name in zip(pngs, ["image"] + methods)
+        )
         rows.append(f'<tr><th class="name" scope="row">{label}</th>{cells}</tr>')
     gradient = ", ".join(DIVERGING)
-    colour_bar = ('<div class="legend"><span>−1 (negative)</span><span class="bar" style="background: '
-                  f'linear-gradient(to right, {gradient})"></span><span>+1 (positive)</span><span>attribution / '
-                  "largest |attribution| of the map; white: 0; green outline: ground-truth box</span></div>")
-    return (f'<div class="scroll"><table class="tiles"><thead><tr><th></th>{header}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>{colour_bar}')
+    colour_bar = (
+        '<div class="legend"><span>−1 (negative)</span><span class="bar" style="background: '
+        f'linear-gradient(to right, {gradient})"></span><span>+1 '
+        '(positive)</span><span>attribution '
+        '/ '
+        "largest |attribution| of the map; white: 0; green outline: ground-truth box</span></div>"
+    )
+    return (
+        f'<div class="scroll"><table class="tiles"><thead><tr><th></th>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{colour_bar}"
+    )

@@ -70,7 +70,8 @@ __all__ = ["write_report", "default_win_metric", "baseline_methods", "BASELINE_E
 _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 1.5em auto;
        max-width: 1200px; color: #222; line-height: 1.45; padding: 0 1em; font-size: 15px; }
-h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+h1 { margin-bottom: 0.2em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .45em; text-align: right; vertical-align: top; }
@@ -78,26 +79,32 @@ th { background: #f4f4f4; font-weight: 600; } th.name, td.left { text-align: lef
 thead th { overflow-wrap: anywhere; }
 table.board td { min-width: 4.5em; } table.board td.verdict { text-align: left; min-width: 8em; }
 tr.family th { text-align: left; background: #e8eef6; font-size: 12px; text-transform: uppercase; }
-td .v { display: block; } td .ci { display: block; color: #666; font-size: 11px; white-space: nowrap; }
+td .v { display: block; }
+td .ci { display: block; color: #666; font-size: 11px; white-space: nowrap; }
 td.best { background: #c8e6c9; font-weight: 600; } td.tie { background: #eef7ee; }
 td.verdict.best { background: #c8e6c9; } td.verdict.chance { background: #ffe0b2; }
-a.gap, a.nan { color: #a33; text-decoration: none; font-size: 11px; } a.nan { display: block; font-size: 10px; }
+a.gap, a.nan { color: #a33; text-decoration: none; font-size: 11px; }
+a.nan { display: block; font-size: 10px; }
 .warning { background: #fff3e0; border-left: 5px solid #e65100; padding: .6em 1em; margin: 1em 0; }
 .meta, .note { color: #555; font-size: 13px; }
 img { max-width: 100%; height: auto; }
-table.tiles td { padding: 2px; border: none; } table.tiles th { border: none; background: none; font-size: 12px; }
+table.tiles td { padding: 2px; border: none; }
+table.tiles th { border: none; background: none; font-size: 12px; }
 img.tile { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
-.panels { display: flex; flex-wrap: wrap; gap: .6em; } .panels svg { max-width: 100%; height: auto; }
+.panels { display: flex; flex-wrap: wrap; gap: .6em; }
+.panels svg { max-width: 100%; height: auto; }
 details { margin: .8em 0; } summary { cursor: pointer; font-weight: 600; }
 table.heat td { width: 14px; min-width: 14px; height: 14px; padding: 0; font-size: 9px;
                 text-align: center; } table.heat td.blank { background: #fff; }
 table.heat th.name { font-size: 11px; white-space: nowrap; }
-th.rot { height: 9em; vertical-align: bottom; padding: 2px 0; } th.rot span { writing-mode: vertical-rl;
+th.rot { height: 9em; vertical-align: bottom; padding: 2px 0; }
+th.rot span { writing-mode: vertical-rl;
          transform: rotate(180deg); font-size: 11px; font-weight: normal; white-space: nowrap; }
 .legend { display: flex; align-items: center; gap: .5em; font-size: 12px; }
 .legend .bar { width: 160px; height: 12px; border: 1px solid #ccc;
                background: linear-gradient(to right, rgb(31,119,180), #fff, rgb(214,39,40)); }
-.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 .3em 0 .8em; vertical-align: -1px; }
+.swatch { display: inline-block; width: 12px; height: 12px; margin: 0 .3em 0 .8em;
+          vertical-align: -1px; }
 table.gaps td.reason { max-width: 40em; }
 """
 
@@ -110,7 +117,7 @@ def _data_uri(data: bytes, mime: str) -> str:
 
 
 def default_win_metric(ds: xr.Dataset) -> str | None:
-    """The metric win rates are shown for by default: the first localization metric with a direction."""
+    """The metric of the win rates by default: the first localization metric with a direction."""
     names = [m for m in metric_variables(ds) if higher_is_better(ds, m) is not None]
     localization = [m for m in names if ds[m].attrs.get("family") == "localization"]
     return (localization or names or [None])[0]
@@ -124,7 +131,8 @@ def baseline_methods(ds: xr.Dataset) -> dict[str, str]:
 
     Example:
         >>> ds = xr.Dataset(attrs={"config": json.dumps({"methods": [
-        ...     {"name": "saliency", "method": "Saliency"}, {"name": "flat", "method": "constant"}]})})
+        ...     {"name": "saliency", "method": "Saliency"},
+        ...     {"name": "flat", "method": "constant"}]})})
         >>> baseline_methods(ds)
         {'flat': 'constant'}
     """
@@ -132,11 +140,18 @@ def baseline_methods(ds: xr.Dataset) -> dict[str, str]:
         methods = json.loads(ds.attrs.get("config", "{}")).get("methods", [])
         if not methods:
             settings = json.loads(ds.attrs.get("methods", "{}"))
-            methods = [{"name": name, **value} for name, value in settings.items() if isinstance(value, dict)]
+            methods = [
+                {"name": name, **value}
+                for name, value in settings.items()
+                if isinstance(value, dict)
+            ]
     except (TypeError, ValueError, AttributeError):
         return {}
-    return {str(m["name"]): str(m["method"]) for m in methods
-            if isinstance(m, dict) and m.get("method") in BASELINE_EXPLAINERS and "name" in m}
+    return {
+        str(m["name"]): str(m["method"])
+        for m in methods
+        if isinstance(m, dict) and m.get("method") in BASELINE_EXPLAINERS and "name" in m
+    }
 
 
 def _baseline_wins_html(ds: xr.Dataset, verdicts: dict[str, Any]) -> str:
@@ -153,26 +168,42 @@ def _baseline_wins_html(ds: xr.Dataset, verdicts: dict[str, Any]) -> str:
             rows.append((metric, leader, baselines[leader], how))
     if not rows:
         return ""
-    frame = pd.DataFrame(rows, columns=["metric", "method", "explainer", "verdict"]).set_index("metric")
-    return ("<h2>Baselines that win</h2>"
-            '<p class="note">On these metrics an uninformative baseline (random or constant maps, which '
-            "know nothing about the model) ranks first. Such a metric cannot rank the real methods here: "
-            "it rewards a property the baseline has by construction (a constant map never changes under "
-            "noise, so robustness metrics favour it; random maps change completely when the model does, "
-            "so MPRT favours them, as Binder et al. 2023 show) or the differences are noise. Read these "
-            "metrics beside a faithfulness or localization metric, not alone.</p>" + table_html(frame))
+    frame = pd.DataFrame(rows, columns=["metric", "method", "explainer", "verdict"]).set_index(
+        "metric"
+    )
+    return (
+        "<h2>Baselines that win</h2>"
+        '<p class="note">On these metrics an uninformative baseline (random or constant maps, '
+        'which '
+        ''
+        "know nothing about the model) ranks first. Such a metric cannot rank the real methods "
+        "here: "
+        "it rewards a property the baseline has by construction (a constant map never changes "
+        "under "
+        ""
+        "noise, so robustness metrics favour it; random maps change completely when the model "
+        "does, "
+        ""
+        "so MPRT favours them, as Binder et al. 2023 show) or the differences are noise. Read "
+        "these "
+        ""
+        "metrics beside a faithfulness or localization metric, not alone.</p>" + table_html(frame)
+    )
 
 
 def _meta_html(ds: xr.Dataset) -> str:
     n = ds.sizes.get("sample", 0)
-    findings = pd.Series([str(f) for f in ds["finding"].values]).value_counts().to_dict() if n else {}
+    findings = (
+        pd.Series([str(f) for f in ds["finding"].values]).value_counts().to_dict() if n else {}
+    )
     counts = ", ".join(f"{esc(k or '(none)')}: {v}" for k, v in findings.items())
     methods = [str(m) for m in ds["explainer"].values]
     items = [
         f"{n} samples ({counts})",
         f"{len(methods)} methods: {esc(', '.join(methods))}",
         f"{len(metric_variables(ds))} metrics",
-        f"xaiscore {esc(ds.attrs.get('xaiscore_version', '?'))}, torch {esc(ds.attrs.get('torch_version', '?'))}, "
+        f"xaiscore {esc(ds.attrs.get('xaiscore_version', '?'))}, torch "
+        f"{esc(ds.attrs.get('torch_version', '?'))}, "
         f"seed {esc(ds.attrs.get('seed', '?'))}",
     ]
     return '<p class="meta">' + "<br>".join(items) + "</p>"
@@ -183,21 +214,28 @@ def _glance_html(ds: xr.Dataset, sanity: Any, verdicts: dict[str, Any], ranking:
 
     items = []
     if sanity.at_chance:
-        items.append("<strong>No method is named best: the model is at chance level</strong> (see below).")
+        items.append(
+            "<strong>No method is named best: the model is at chance level</strong> (see below)."
+        )
     else:
         counts = best_counts(verdicts)
         ties = sum(1 for v in verdicts.values() if v.best is None)
         if counts:
             text = ", ".join(f"{esc(m)} ({c})" for m, c in counts.items())
-            items.append(f"Significantly best (paired Wilcoxon tests, Holm-adjusted, alpha 0.05) on "
-                         f"{sum(counts.values())} of {len(verdicts)} metrics: {text}.")
+            items.append(
+                f"Significantly best (paired Wilcoxon tests, Holm-adjusted, alpha 0.05) on "
+                f"{sum(counts.values())} of {len(verdicts)} metrics: {text}."
+            )
         else:
             items.append(f"No method is significantly best on any of the {len(verdicts)} metrics.")
         if ties:
             items.append(f"{ties} metrics end in a tie group (no significant best).")
     if ranking is not None and ranking.n >= 2:
         groups = "; ".join("{" + ", ".join(esc(m) for m in g) + "}" for g in ranking.groups)
-        items.append(f"Across {ranking.n} metrics, groups of methods the Nemenyi test cannot separate: {groups}.")
+        items.append(
+            f"Across {ranking.n} metrics, groups of methods the Nemenyi test cannot separate: "
+            f"{groups}."
+        )
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
@@ -205,31 +243,56 @@ def _cd_html(ranking: Any) -> str:
     from xaiscore.harness.svg import cd_diagram_svg
 
     if ranking is None or ranking.n < 2:
-        return ("<p>Fewer than two metrics have a mean score for every method: no ranking across "
-                "metrics.</p>")
+        return (
+            "<p>Fewer than two metrics have a mean score for every method: no ranking across "
+            "metrics.</p>"
+        )
     friedman = ranking.friedman
-    image = cd_diagram_svg(ranking.mean_ranks, ranking.methods, critical_difference=ranking.critical_difference,
-                           groups=ranking.groups, title="Methods ranked across metrics (1 = best)",
-                           note=f"Nemenyi, alpha = {ranking.alpha:g}, N = {ranking.n} metrics")
-    excluded = f" Left out (no score at all): {esc(', '.join(friedman.excluded))}." if friedman.excluded else ""
-    return (image + f'<p class="note">Each metric ranks the methods by their mean score (1 = best, in '
-            f"the metric's direction); the axis is the mean rank over the {ranking.n} metrics on which every "
-            f"method has a mean ({friedman.n_dropped} metrics with a missing mean are left out).{excluded} "
-            f"Friedman chi² = {friedman.statistic:.3g}, p = {friedman.p_value:.3g} (Iman-Davenport "
-            f"F = {friedman.iman_davenport:.3g}, p = {friedman.iman_davenport_p_value:.3g}). Methods joined "
-            f"by a thick bar are not significantly different (Nemenyi, alpha = {ranking.alpha:g}, critical "
-            f"difference CD = {ranking.critical_difference:.2f}). Metrics are not independent data sets "
-            "(metrics of one family move together), so read this as a description of how consistently the "
-            "metrics rank the methods, not as a confirmed effect. How to read the diagram: "
-            "docs/statistics.md, <em>Reading a critical-difference diagram</em>.</p>")
+    image = cd_diagram_svg(
+        ranking.mean_ranks,
+        ranking.methods,
+        critical_difference=ranking.critical_difference,
+        groups=ranking.groups,
+        title="Methods ranked across metrics (1 = best)",
+        note=f"Nemenyi, alpha = {ranking.alpha:g}, N = {ranking.n} metrics",
+    )
+    excluded = (
+        f" Left out (no score at all): {esc(', '.join(friedman.excluded))}."
+        if friedman.excluded
+        else ""
+    )
+    return (
+        image + f'<p class="note">Each metric ranks the methods by their mean score (1 = best, in '
+        f"the metric's direction); the axis is the mean rank over the {ranking.n} metrics on which "
+        "every "
+        f"method has a mean ({friedman.n_dropped} metrics with a missing mean are left "
+        f"out).{excluded} "
+        f"Friedman chi² = {friedman.statistic:.3g}, p = {friedman.p_value:.3g} (Iman-Davenport "
+        f"F = {friedman.iman_davenport:.3g}, p = {friedman.iman_davenport_p_value:.3g}). Methods "
+        "joined "
+        f"by a thick bar are not significantly different (Nemenyi, alpha = {ranking.alpha:g}, "
+        "critical "
+        f"difference CD = {ranking.critical_difference:.2f}). Metrics are not independent data "
+        "sets "
+        ""
+        "(metrics of one family move together), so read this as a description of how consistently "
+        "the "
+        "metrics rank the methods, not as a confirmed effect. How to read the diagram: "
+        "docs/statistics.md, <em>Reading a critical-difference diagram</em>.</p>"
+    )
 
 
 def _legend(methods: list[str]) -> str:
     from xaiscore.harness.svg import PALETTE
 
-    return '<p class="note">' + "".join(
-        f'<span class="swatch" style="background:{PALETTE[i % len(PALETTE)]}"></span>{esc(m)}'
-        for i, m in enumerate(methods)) + "</p>"
+    return (
+        '<p class="note">'
+        + "".join(
+            f'<span class="swatch" style="background:{PALETTE[i % len(PALETTE)]}"></span>{esc(m)}'
+            for i, m in enumerate(methods)
+        )
+        + "</p>"
+    )
 
 
 def _curves_html(ds: xr.Dataset, curves: list[str]) -> str:
@@ -248,22 +311,41 @@ def _curves_html(ds: xr.Dataset, curves: list[str]) -> str:
         for i, method in enumerate(methods):
             rows = values[i][np.isfinite(values[i]).all(axis=1)]
             mean = rows.mean(axis=0) if len(rows) else np.full(values.shape[-1], np.nan)
-            error = rows.std(axis=0, ddof=1) / np.sqrt(len(rows)) if len(rows) > 1 else np.zeros_like(mean)
+            error = (
+                rows.std(axis=0, ddof=1) / np.sqrt(len(rows))
+                if len(rows) > 1
+                else np.zeros_like(mean)
+            )
             series.append((method, mean, error))
         direction = higher_is_better(ds, metric)
-        better = "" if direction is None else (", score: higher is better" if direction else
-                                               ", score: lower is better")
+        better = (
+            ""
+            if direction is None
+            else (", score: higher is better" if direction else ", score: lower is better")
+        )
         y_label = str(curve.attrs.get("curve_scale") or curve.attrs.get("long_name") or "value")
         units = str(curve.attrs.get("units", ""))
         if units and units != "1":
             y_label += f" [{units}]"
         x_label = str(ds[step].attrs.get("long_name", step))
-        panels.append(line_plot_svg(ds[step].values, series, x_label=x_label, y_label=y_label,
-                                    title=f"{metric}{arrow(ds, metric)}{better}"))
-    return (_legend(methods) + f'<div class="panels">{"".join(panels)}</div>'
-            '<p class="note">Mean curve over the samples whose curve is defined everywhere; band: ± one '
-            "standard error. The y axis is what the metric tracks with the options of this run (e.g. the "
-            "class probability or logit); the metric's score summarises the curve (e.g. its area).</p>")
+        panels.append(
+            line_plot_svg(
+                ds[step].values,
+                series,
+                x_label=x_label,
+                y_label=y_label,
+                title=f"{metric}{arrow(ds, metric)}{better}",
+            )
+        )
+    return (
+        _legend(methods) + f'<div class="panels">{"".join(panels)}</div>'
+        '<p class="note">Mean curve over the samples whose curve is defined everywhere; band: ± '
+        'one '
+        ''
+        "standard error. The y axis is what the metric tracks with the options of this run (e.g. "
+        "the "
+        "class probability or logit); the metric's score summarises the curve (e.g. its area).</p>"
+    )
 
 
 def _distributions_html(ds: xr.Dataset, metrics: list[str]) -> str:
@@ -274,11 +356,18 @@ def _distributions_html(ds: xr.Dataset, metrics: list[str]) -> str:
     for metric in metrics:
         scores = per_sample_scores(ds, metric).values
         direction = higher_is_better(ds, metric)
-        label = "score" + ("" if direction is None else (" (higher is better)" if direction else
-                                                         " (lower is better)"))
-        panels.append(box_plot_svg(list(scores), methods, x_label=label, title=f"{metric}{arrow(ds, metric)}"))
-    return (f'<div class="panels">{"".join(panels)}</div><p class="note">Per-sample scores; box: '
-            "quartiles, black line: median, whiskers: 1.5 IQR; NaN scores left out.</p>")
+        label = "score" + (
+            ""
+            if direction is None
+            else (" (higher is better)" if direction else " (lower is better)")
+        )
+        panels.append(
+            box_plot_svg(list(scores), methods, x_label=label, title=f"{metric}{arrow(ds, metric)}")
+        )
+    return (
+        f'<div class="panels">{"".join(panels)}</div><p class="note">Per-sample scores; box: '
+        "quartiles, black line: median, whiskers: 1.5 IQR; NaN scores left out.</p>"
+    )
 
 
 def _stage(progress: Any, done: str, following: str) -> None:
@@ -288,9 +377,17 @@ def _stage(progress: Any, done: str, following: str) -> None:
         progress.update(1)
 
 
-def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric: str | None = None,
-                 n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, title: str = "xaiscore report",
-                 progress: bool | Callable[..., Any] = False) -> Path:
+def write_report(
+    ds: xr.Dataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    win_metric: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    title: str = "xaiscore report",
+    progress: bool | Callable[..., Any] = False,
+) -> Path:
     """Write ``report.html`` (self-contained) and ``summary.csv`` into ``out_dir``.
 
     Args:
@@ -328,32 +425,57 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
         ranking = metric_ranking(ds, alpha=alpha) if metrics else None
         gaps = gap_table(ds)
         gap_reasons = {(r.metric, r.method): f"{r.kind}: {r.reason}" for r in gaps.itertuples()}
-        parts = [f"<h1>{esc(title)}</h1>", _meta_html(ds), "<h2>At a glance</h2>",
-                 _glance_html(ds, sanity, verdicts, ranking),
-                 "<h2>The model on the scored samples</h2>", sanity_html(sanity)]
+        parts = [
+            f"<h1>{esc(title)}</h1>",
+            _meta_html(ds),
+            "<h2>At a glance</h2>",
+            _glance_html(ds, sanity, verdicts, ranking),
+            "<h2>The model on the scored samples</h2>",
+            sanity_html(sanity),
+        ]
         _stage(bar, "model and ranking", "scoreboard and examples")
         if metrics:
-            parts.append("<h2>Scoreboard</h2>" + scoreboard_html(ds, summary, verdicts, at_chance=sanity.at_chance,
-                                                                 gap_reasons=gap_reasons))
             parts.append(
-                '<p class="note">Mean over the samples with a defined score, 95 % percentile-bootstrap '
-                f"interval in brackets ({n_boot} resamples). ↑ higher is better, ↓ lower is better. ★: "
-                "significantly better than every other method (paired Wilcoxon signed-rank tests on the "
-                f"samples both methods scored, Holm-adjusted over all pairs of the metric, alpha = {alpha:g}); "
-                "shaded: the tie group, methods not significantly worse than the leader. Hover a verdict for "
-                "the test behind it; a dash or a NaN count links to its reason below.</p>")
-            parts.append("<h2>Ranking across metrics (critical-difference diagram)</h2>" + _cd_html(ranking))
+                "<h2>Scoreboard</h2>"
+                + scoreboard_html(
+                    ds, summary, verdicts, at_chance=sanity.at_chance, gap_reasons=gap_reasons
+                )
+            )
+            parts.append(
+                '<p class="note">Mean over the samples with a defined score, 95 % '
+                'percentile-bootstrap '
+                f"interval in brackets ({n_boot} resamples). ↑ higher is better, ↓ lower is "
+                "better. "
+                "★: "
+                "significantly better than every other method (paired Wilcoxon signed-rank tests "
+                "on "
+                "the "
+                "samples both methods scored, Holm-adjusted over all pairs of the metric, alpha = "
+                f"{alpha:g}); "
+                "shaded: the tie group, methods not significantly worse than the leader. Hover a "
+                "verdict for "
+                "the test behind it; a dash or a NaN count links to its reason below.</p>"
+            )
+            parts.append(
+                "<h2>Ranking across metrics (critical-difference diagram)</h2>" + _cd_html(ranking)
+            )
             win_metric = win_metric or default_win_metric(ds)
             if win_metric is not None:
                 rates = win_rate_table(ds, win_metric, seed=seed, n_resamples=n_boot)
-                parts.append(f"<h2>Per-sample win rates on {esc(win_metric)}</h2>" + win_rates_html(rates, win_metric))
+                parts.append(
+                    f"<h2>Per-sample win rates on {esc(win_metric)}</h2>"
+                    + win_rates_html(rates, win_metric)
+                )
             if "example_image" in ds and ds.sizes.get("example", 0):
                 from xaiscore.harness.plots import examples_html
 
                 parts.append("<h2>Examples</h2>" + examples_html(ds))
-                parts.append('<p class="note">Each map is divided by its largest magnitude, so the sign is '
-                             "kept: red positive, blue negative attribution, white zero (a map without negative "
-                             "values shows no blue); its opacity grows with the magnitude.</p>")
+                parts.append(
+                    '<p class="note">Each map is divided by its largest magnitude, so the sign is '
+                    "kept: red positive, blue negative attribution, white zero (a map without "
+                    "negative "
+                    "values shows no blue); its opacity grows with the magnitude.</p>"
+                )
             _stage(bar, "scoreboard and examples", "curves and tables")
             curves = curve_variables(ds)
             if curves:
@@ -361,35 +483,56 @@ def write_report(ds: xr.Dataset, out_dir: str | os.PathLike[str], *, win_metric:
             parts.append(_baseline_wins_html(ds, verdicts))
             agreement = rank_agreement(ds)
             if len(agreement) >= 2 and ds.sizes.get("explainer", 0) >= 2:
-                parts.append("<h2>Rank agreement between metrics</h2>"
-                             '<p class="note">Kendall tau-b between the method rankings (by mean score, in each '
-                             "metric's direction) of two metrics, over the methods with a mean on both. A number "
-                             f"in a cell: the tau rests on that many methods (fewer than all "
-                             f"{ds.sizes['explainer']}); blank: undefined (fewer than two methods, or a constant "
-                             "ranking). Hover a cell for its value.</p>"
-                             + agreement_html(agreement, ds.sizes["explainer"]))
+                parts.append(
+                    "<h2>Rank agreement between metrics</h2>"
+                    '<p class="note">Kendall tau-b between the method rankings (by mean score, in '
+                    'each '
+                    "metric's direction) of two metrics, over the methods with a mean on both. A "
+                    "number "
+                    f"in a cell: the tau rests on that many methods (fewer than all "
+                    f"{ds.sizes['explainer']}); blank: undefined (fewer than two methods, or a "
+                    "constant "
+                    "ranking). Hover a cell for its value.</p>"
+                    + agreement_html(agreement, ds.sizes["explainer"])
+                )
             findings = finding_table(ds)
             if findings.shape[1] > 1:
-                parts.append(f"<details><summary>Mean score per finding class ({len(findings)} rows)</summary>"
-                             + table_html(findings) + "</details>")
-            parts.append(f"<details><summary>Pairwise tests ({len(verdicts)} metrics)</summary>"
-                         '<p class="note">Wilcoxon signed-rank (Pratt) on the samples both methods scored, '
-                         "Holm-adjusted over the pairs of each metric; median difference first - second with a "
-                         "95 % bootstrap interval; P(first better): share of samples on which the first is "
-                         "better, ties counting half.</p>" + pairwise_html(verdicts, metrics) + "</details>")
-            parts.append(f"<details><summary>Score distributions ({len(metrics)} metrics)</summary>"
-                         + _distributions_html(ds, metrics) + "</details>")
+                parts.append(
+                    f"<details><summary>Mean score per finding class ({len(findings)} "
+                    "rows)</summary>"
+                    + table_html(findings)
+                    + "</details>"
+                )
+            parts.append(
+                f"<details><summary>Pairwise tests ({len(verdicts)} metrics)</summary>"
+                '<p class="note">Wilcoxon signed-rank (Pratt) on the samples both methods scored, '
+                "Holm-adjusted over the pairs of each metric; median difference first - second "
+                "with "
+                "a "
+                "95 % bootstrap interval; P(first better): share of samples on which the first is "
+                "better, ties counting half.</p>" + pairwise_html(verdicts, metrics) + "</details>"
+            )
+            parts.append(
+                f"<details><summary>Score distributions ({len(metrics)} metrics)</summary>"
+                + _distributions_html(ds, metrics)
+                + "</details>"
+            )
             _stage(bar, "curves and tables", "writing")
             csv = _summary_csv(summary, verdicts, sanity.at_chance)
             atomic_write_bytes(out / "summary.csv", csv)
-            parts.append(f'<p class="note">All numbers: <a href="{_data_uri(csv, "text/csv")}" '
-                         'download="summary.csv">summary.csv</a> (also written next to this page).</p>')
+            parts.append(
+                f'<p class="note">All numbers: <a href="{_data_uri(csv, "text/csv")}" '
+                'download="summary.csv">summary.csv</a> (also written next to this page).</p>'
+            )
         else:
             parts.append("<p>No metric could be scored.</p>")
         parts.append("<h2>Skipped and undefined</h2>" + _gaps_intro(gaps) + gaps_html(gaps))
-        page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-                f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+        page = (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(parts)}</body></html>"
+        )
         path = out / "report.html"
         atomic_write_bytes(path, page.encode("utf-8"))
         _stage(bar, "writing", "report.html written")
@@ -404,11 +547,16 @@ def _gaps_intro(gaps: pd.DataFrame) -> str:
         return ""
     counts = gaps["kind"].value_counts().to_dict()
     text = ", ".join(f"{v} {k}" for k, v in counts.items())
-    return (f'<p class="note">Every (metric, method) pair with NaN scores ({text}): <em>skipped</em> (the '
-            "method cannot supply what the metric needs), <em>error</em> (the metric failed on a batch), "
-            "<em>undefined</em> (the score is undefined for that input, with the cause per sample and the "
-            "kernel's rule), <em>unexplained</em> (no stored reason: a bug, or results of an older "
-            "version).</p>")
+    return (
+        f'<p class="note">Every (metric, method) pair with NaN scores ({text}): <em>skipped</em> '
+        '(the '
+        "method cannot supply what the metric needs), <em>error</em> (the metric failed on a "
+        "batch), "
+        "<em>undefined</em> (the score is undefined for that input, with the cause per sample and "
+        "the "
+        "kernel's rule), <em>unexplained</em> (no stored reason: a bug, or results of an older "
+        "version).</p>"
+    )
 
 
 def _summary_csv(summary: pd.DataFrame, verdicts: dict[str, Any], at_chance: bool) -> bytes:
@@ -421,4 +569,3 @@ def _summary_csv(summary: pd.DataFrame, verdicts: dict[str, Any], at_chance: boo
     frame["significant_best"] = best
     frame["tie_group"] = tie
     return frame.to_csv(index=False).encode()
-

@@ -19,8 +19,18 @@ import pandas as pd
 
 from xaiscore.harness.results import higher_is_better, metric_variables
 
-__all__ = ["arrow", "gap_anchor", "table_html", "scoreboard_html", "sanity_html", "win_rates_html",
-           "gaps_html", "agreement_html", "pairwise_html", "verdict_text"]
+__all__ = [
+    "arrow",
+    "gap_anchor",
+    "table_html",
+    "scoreboard_html",
+    "sanity_html",
+    "win_rates_html",
+    "gaps_html",
+    "agreement_html",
+    "pairwise_html",
+    "verdict_text",
+]
 
 
 def esc(value: Any) -> str:
@@ -28,7 +38,7 @@ def esc(value: Any) -> str:
 
 
 def header(name: str) -> str:
-    """A column name that may break at its word boundaries (camelCase, ``_``, ``-``), not inside words."""
+    """A column name that may break at word boundaries (camelCase, ``_``, ``-``) only."""
     return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[_-])", "<wbr>", esc(name))
 
 
@@ -61,8 +71,11 @@ def table_html(frame: pd.DataFrame, *, digits: int = 3, css: str = "") -> str:
         cells = "".join(f"<td>{esc(fmt(v, digits))}</td>" for v in row.tolist())
         rows.append(f'<tr><th class="name" scope="row">{esc(label)}</th>{cells}</tr>')
     klass = f' class="{css}"' if css else ""
-    return (f'<div class="scroll"><table{klass}><thead><tr><th class="name">{index_name}</th>{head}</tr>'
-            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table{klass}><thead><tr><th '
+        f'class="name">{index_name}</th>{head}</tr>'
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def verdict_text(verdict: Any, *, at_chance: bool) -> tuple[str, str]:
@@ -89,8 +102,14 @@ def _nan_link(metric: str, method: str, text: str, reason: str, css: str) -> str
     return f'<a class="{css}" href="#{gap_anchor(metric, method)}" title="{esc(reason)}">{text}</a>'
 
 
-def scoreboard_html(ds: Any, summary: pd.DataFrame, verdicts: Mapping[str, Any], *, at_chance: bool,
-                    gap_reasons: Mapping[tuple[str, str], str]) -> str:
+def scoreboard_html(
+    ds: Any,
+    summary: pd.DataFrame,
+    verdicts: Mapping[str, Any],
+    *,
+    at_chance: bool,
+    gap_reasons: Mapping[tuple[str, str], str],
+) -> str:
     """Metrics (rows, grouped by family) x methods: mean [95 % CI]; the verdict per metric.
 
     ★ marks a method significantly better than every other (Holm-adjusted
@@ -108,7 +127,10 @@ def scoreboard_html(ds: Any, summary: pd.DataFrame, verdicts: Mapping[str, Any],
     for metric in metric_variables(ds):
         if str(ds[metric].attrs.get("family", "")) != family:
             family = str(ds[metric].attrs.get("family", ""))
-            rows.append(f'<tr class="family"><th colspan="{len(methods) + 2}">{esc(family or "other")}</th></tr>')
+            rows.append(
+                '<tr class="family"><th '
+                f'colspan="{len(methods) + 2}">{esc(family or "other")}</th></tr>'
+            )
         verdict = verdicts.get(metric)
         text, klass = verdict_text(verdict, at_chance=at_chance)
         board = summary.loc[metric].reindex(methods)
@@ -125,24 +147,42 @@ def scoreboard_html(ds: Any, summary: pd.DataFrame, verdicts: Mapping[str, Any],
                 star = verdict is not None and not at_chance and verdict.best == method
                 if star:
                     css.append("best")
-                elif verdict is not None and not at_chance and verdict.best is None \
-                        and method in verdict.tie_group:
+                elif (
+                    verdict is not None
+                    and not at_chance
+                    and verdict.best is None
+                    and method in verdict.tie_group
+                ):
                     css.append("tie")
                 content = _mean_cell(row, star)
                 if int(row["n_nan"]) and not shared:
                     content += _nan_link(metric, method, f"{int(row['n_nan'])} NaN", reason, "nan")
             klass_attr = f' class="{" ".join(css)}"' if css else ""
             cells.append(f"<td{klass_attr}>{content}</td>")
-        title = esc(f"{ds[metric].attrs.get('description', '')} ({ds[metric].attrs.get('citation', '')})")
+        title = esc(
+            f"{ds[metric].attrs.get('description', '')} ({ds[metric].attrs.get('citation', '')})"
+        )
         note = ""
         if shared:
-            note = _nan_link(metric, methods[0], f"{int(nan_counts.iloc[0])} of {n} undefined",
-                             gap_reasons.get((metric, methods[0]), ""), "nan")
-        reason = esc(verdict.reason if verdict is not None else "The metric has no better direction.")
-        rows.append(f'<tr><th class="name" scope="row" title="{title}">{esc(metric)}{arrow(ds, metric)}'
-                    f'{note}</th>{"".join(cells)}<td class="verdict {klass}" title="{reason}">{esc(text)}</td></tr>')
-    return (f'<div class="scroll"><table class="board"><thead><tr><th class="name">metric</th>{head}'
-            f'<th>verdict</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+            note = _nan_link(
+                metric,
+                methods[0],
+                f"{int(nan_counts.iloc[0])} of {n} undefined",
+                gap_reasons.get((metric, methods[0]), ""),
+                "nan",
+            )
+        reason = esc(
+            verdict.reason if verdict is not None else "The metric has no better direction."
+        )
+        rows.append(
+            f'<tr><th class="name" scope="row" title="{title}">{esc(metric)}{arrow(ds, metric)}'
+            f'{note}</th>{"".join(cells)}<td class="verdict {klass}" '
+            f'title="{reason}">{esc(text)}</td></tr>'
+        )
+    return (
+        f'<div class="scroll"><table class="board"><thead><tr><th class="name">metric</th>{head}'
+        f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _percent(value: float) -> str:
@@ -153,22 +193,33 @@ def sanity_html(sanity: Any) -> str:
     """The model's accuracy and AUROC on the scored samples, per finding, and the chance warning."""
     parts = []
     if sanity.warning:
-        parts.append(f'<div class="warning" role="alert"><strong>Warning.</strong> {esc(sanity.warning)}</div>')
+        parts.append(
+            '<div class="warning" role="alert"><strong>Warning.</strong> '
+            f'{esc(sanity.warning)}</div>'
+        )
     predicted = ", ".join(sanity.predicted_classes) or "–"
     parts.append(
-        f"<p>Accuracy {_percent(sanity.accuracy)} on {sanity.n} scored samples; always guessing the majority "
-        f"class ({esc(sanity.majority_class)}) would get {_percent(sanity.majority_rate)}. One-sided binomial "
+        f"<p>Accuracy {_percent(sanity.accuracy)} on {sanity.n} scored samples; always guessing "
+        "the "
+        "majority "
+        f"class ({esc(sanity.majority_class)}) would get {_percent(sanity.majority_rate)}. "
+        "One-sided binomial "
         f"test of accuracy &gt; majority rate: p = {fmt(sanity.p_value)} (at chance when p &gt; "
-        f"{sanity.alpha:g}, or when one class is predicted for every sample). AUROC {fmt(sanity.auroc)}. "
-        f"Predicted classes: {esc(predicted)}.</p>")
+        f"{sanity.alpha:g}, or when one class is predicted for every sample). AUROC "
+        f"{fmt(sanity.auroc)}. "
+        f"Predicted classes: {esc(predicted)}.</p>"
+    )
     if sanity.groups:
         frame = pd.DataFrame(
             [(g.finding or "(none)", g.n, _percent(g.accuracy), g.auroc) for g in sanity.groups],
-            columns=["finding", "samples", "accuracy", "AUROC (one vs rest)"]).set_index("finding")
+            columns=["finding", "samples", "accuracy", "AUROC (one vs rest)"],
+        ).set_index("finding")
         parts.append(table_html(frame))
-        parts.append('<p class="note">AUROC per finding: the model\'s probability of the class named like '
-                     "the finding, its samples against all others (blank when no class has that name or "
-                     "the probabilities were not stored).</p>")
+        parts.append(
+            '<p class="note">AUROC per finding: the model\'s probability of the class named like '
+            "the finding, its samples against all others (blank when no class has that name or "
+            "the probabilities were not stored).</p>"
+        )
     return "".join(parts)
 
 
@@ -184,31 +235,43 @@ def win_rates_html(rates: Any, metric: str) -> str:
         cells = []
         for part in columns.values():
             value = part.rates[i] if part.n else float("nan")
-            interval = "" if not math.isfinite(part.ci_low[i]) else \
-                f'<span class="ci">[{fmt(part.ci_low[i], 2)}, {fmt(part.ci_high[i], 2)}]</span>'
+            interval = ""
+            if math.isfinite(part.ci_low[i]):
+                low, high = fmt(part.ci_low[i], 2), fmt(part.ci_high[i], 2)
+                interval = f'<span class="ci">[{low}, {high}]</span>'
             cells.append(f'<td><span class="v">{fmt(value, 2)}</span>{interval}</td>')
         rows.append(f'<tr><th class="name" scope="row">{esc(method)}</th>{"".join(cells)}</tr>')
-    return (f'<div class="scroll"><table><thead><tr><th class="name">method</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>'
-            f'<p class="note">Share of samples on which the method has the best {esc(metric)} score '
-            "(samples in brackets; ties split the win; a NaN score cannot win); 95 % percentile bootstrap "
-            "intervals over the samples.</p>")
+    return (
+        f'<div class="scroll"><table><thead><tr><th class="name">method</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f'<p class="note">Share of samples on which the method has the best {esc(metric)} score '
+        "(samples in brackets; ties split the win; a NaN score cannot win); 95 % percentile "
+        "bootstrap "
+        "intervals over the samples.</p>"
+    )
 
 
 def gaps_html(table: pd.DataFrame) -> str:
     """The "Skipped and undefined" table: methods with the same reason on a metric share a row."""
     if table.empty:
         return "<p>Every score is defined: no NaN in the results.</p>"
-    grouped = table.groupby(["metric", "kind", "reason", "n_nan", "n"], sort=False)["method"].apply(list)
+    grouped = table.groupby(["metric", "kind", "reason", "n_nan", "n"], sort=False)["method"].apply(
+        list
+    )
     rows = []
     for (metric, kind, reason, n_nan, n), methods in grouped.items():
         anchors = "".join(f'<span id="{gap_anchor(metric, m)}"></span>' for m in methods)
-        rows.append(f'<tr class="{esc(kind)}"><th class="name" scope="row">{anchors}{esc(metric)}</th>'
-                    f"<td class=\"left\">{esc(', '.join(methods))}</td><td>{n_nan} of {n}</td>"
-                    f'<td class="left">{esc(kind)}</td><td class="left reason">{esc(reason)}</td></tr>')
-    return ('<div class="scroll"><table class="gaps"><thead><tr><th class="name">metric</th><th>methods</th>'
-            "<th>NaN samples</th><th>kind</th><th>reason</th></tr></thead>"
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+        rows.append(
+            f'<tr class="{esc(kind)}"><th class="name" scope="row">{anchors}{esc(metric)}</th>'
+            f'<td class="left">{esc(", ".join(methods))}</td><td>{n_nan} of {n}</td>'
+            f'<td class="left">{esc(kind)}</td><td class="left reason">{esc(reason)}</td></tr>'
+        )
+    return (
+        '<div class="scroll"><table class="gaps"><thead><tr><th '
+        'class="name">metric</th><th>methods</th>'
+        "<th>NaN samples</th><th>kind</th><th>reason</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _tau_colour(tau: float) -> str:
@@ -239,13 +302,19 @@ def agreement_html(table: pd.DataFrame, n_methods: int) -> str:
                 cells.append(f'<td class="blank" title="undefined ({count} methods)"></td>')
                 continue
             mark = str(count) if count < n_methods else ""
-            cells.append(f'<td style="background:{_tau_colour(tau)}" title="tau = {tau:.2f} over {count} '
-                         f'methods">{mark}</td>')
+            cells.append(
+                f'<td style="background:{_tau_colour(tau)}" title="tau = {tau:.2f} over {count} '
+                f'methods">{mark}</td>'
+            )
         rows.append(f'<tr><th class="name" scope="row">{esc(row_name)}</th>{"".join(cells)}</tr>')
-    legend = ('<div class="legend"><span>−1 (opposite rankings)</span><span class="bar"></span>'
-              "<span>+1 (same ranking)</span></div>")
-    return (f'{legend}<div class="scroll"><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    legend = (
+        '<div class="legend"><span>−1 (opposite rankings)</span><span class="bar"></span>'
+        "<span>+1 (same ranking)</span></div>"
+    )
+    return (
+        f'{legend}<div class="scroll"><table class="heat"><thead><tr><th></th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def pairwise_html(verdicts: Mapping[str, Any], metrics: Sequence[str]) -> str:
@@ -258,10 +327,15 @@ def pairwise_html(verdicts: Mapping[str, Any], metrics: Sequence[str]) -> str:
         for c in verdict.tests.comparisons:
             better = c.better or "–"
             rows.append(
-                f'<tr><th class="name" scope="row">{esc(metric)}</th><td class="left">{esc(c.first)} vs '
-                f"{esc(c.second)}</td><td>{c.n}</td><td>{fmt(c.p_adjusted)}</td><td class=\"left\">"
-                f"{esc(better)}</td><td>{fmt(c.median_difference)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]</td>"
-                f"<td>{fmt(c.superiority, 2)}</td></tr>")
-    return ('<div class="scroll"><table><thead><tr><th class="name">metric</th><th>pair</th><th>n</th>'
-            "<th>p (Holm)</th><th>significantly better</th><th>median difference [95% CI]</th>"
-            f'<th>P(first better)</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+                f'<tr><th class="name" scope="row">{esc(metric)}</th><td '
+                f'class="left">{esc(c.first)} vs '
+                f'{esc(c.second)}</td><td>{c.n}</td><td>{fmt(c.p_adjusted)}</td><td class="left">'
+                f"{esc(better)}</td><td>{fmt(c.median_difference)} [{fmt(c.ci_low)}, "
+                f"{fmt(c.ci_high)}]</td>"
+                f"<td>{fmt(c.superiority, 2)}</td></tr>"
+            )
+    return (
+        '<div class="scroll"><table><thead><tr><th class="name">metric</th><th>pair</th><th>n</th>'
+        "<th>p (Holm)</th><th>significantly better</th><th>median difference [95% CI]</th>"
+        f"<th>P(first better)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )

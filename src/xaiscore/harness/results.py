@@ -216,7 +216,8 @@ def build_dataset(
     if probabilities is not None:
         values = _as_array(probabilities, what="model probabilities")
         if values.ndim != 2 or values.shape[0] != n:
-            raise ShapeError(f"Expected model probabilities of shape ({n}, K), but got {values.shape}.")
+            raise ShapeError(
+                f"Expected model probabilities of shape ({n}, K), but got {values.shape}.")
         data_vars["model_probability"] = xr.Variable(
             ("sample", "class"), values,
             attrs={"long_name": "softmax output of the model on the sample", "units": "1"})
@@ -258,8 +259,9 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
             curve_attrs = {**var_attrs, "long_name": "step", "units": "", "curve_scale": "",
                            "x_long_name": "step", "x_units": ""}
             if axes is not None:
-                curve_attrs.update({"long_name": axes.scale, "units": axes.y_units, "curve_scale": axes.scale,
-                                    "x_long_name": axes.x, "x_units": axes.x_units})
+                curve_attrs.update({"long_name": axes.scale, "units": axes.y_units,
+                                    "curve_scale": axes.scale, "x_long_name": axes.x,
+                                    "x_units": axes.x_units})
             data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
                                                            coords=coords, attrs=curve_attrs)
     return data_vars
@@ -267,7 +269,7 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
 
 def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
                    sample_index: Sequence[int] | None) -> dict[str, Any]:
-    """The ``explainer`` and ``sample`` coordinates and the per-sample coordinates of :data:`SAMPLE_COORDS`."""
+    """The ``explainer``, ``sample`` and per-sample coordinates (:data:`SAMPLE_COORDS`)."""
     missing = [k for k in SAMPLE_COORDS if k not in samples]
     if missing:
         raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
@@ -453,7 +455,7 @@ def _engine() -> str | None:
 
 
 def metric_variables(ds: xr.Dataset) -> list[str]:
-    """Names of the score variables (dims ``explainer``, ``sample``[, ``run``]), in Dataset order."""
+    """Names of the score variables (dims ``explainer``, ``sample``[, ``run``]), in order."""
     return [  # .variables: plain Variables, no DataArray (with every coordinate) built per name
         str(name) for name, var in ds.data_vars.variables.items()
         if var.dims[:2] == ("explainer", "sample") and not str(name).endswith("_curve")

@@ -125,7 +125,7 @@ class _Shard:
     curve: Tensor | None = None  # (B, R, T)
     x: Tensor | None = None  # (T,)
     error: str | None = None
-    nan_causes: dict[str, Any] | None = None  # why scores are NaN (xaiscore.harness.gaps.nan_causes)
+    nan_causes: dict[str, Any] | None = None  # why scores are NaN (harness.gaps.nan_causes)
 
 
 @dataclass
@@ -229,8 +229,9 @@ class _Runner:
         """(method, metric) results per batch: what the progress bar counts."""
         return sum(len(self.runnable[m.name]) for m in self.methods)
 
-    def run_batch(self, batch: int, *, tick: Callable[..., Any] | None = None) -> _BatchResult | None:
-        """Load or compute one batch; ``tick(k, label)`` reports ``k`` more (method, metric) results."""
+    def run_batch(self, batch: int, *,
+                  tick: Callable[..., Any] | None = None) -> _BatchResult | None:
+        """Load or compute one batch; ``tick(k, label)`` reports ``k`` more results."""
         tick = tick or (lambda k, label=None: None)
         done, todo = self._load_done(batch)
         self.n_loaded += self.n_results() - len(todo)
@@ -376,7 +377,7 @@ class _Runner:
 
     # --- the whole run --------------------------------------------------------------------
     def run(self) -> dict[int, _BatchResult]:
-        """Run this process's batches; a progress bar counts (batch, method, metric) results when asked."""
+        """Run this process's batches; a bar counts (batch, method, metric) results when asked."""
         import time
 
         start = time.perf_counter()

@@ -81,7 +81,7 @@ class GroupSanity:
 
 @dataclass(frozen=True)
 class ModelSanity:
-    """The model on the scored samples, and whether it is at chance level (see the module docstring).
+    """The model on the scored samples, and whether it is at chance level (module docstring).
 
     Attributes:
         n: Scored samples.
@@ -153,8 +153,19 @@ def model_sanity(ds: Any, *, alpha: float = 0.05) -> ModelSanity:
     n = int(labels.size)
     probability = np.asarray(ds["model_probability"].values) if "model_probability" in ds else None
     if n == 0:
-        return ModelSanity(0, float("nan"), "", float("nan"), float("nan"), (), float("nan"), (), True,
-                           "No sample was scored.", alpha)
+        return ModelSanity(
+            0,
+            float("nan"),
+            "",
+            float("nan"),
+            float("nan"),
+            (),
+            float("nan"),
+            (),
+            True,
+            "No sample was scored.",
+            alpha,
+        )
     correct = int((labels == predictions).sum())
     classes, counts = np.unique(labels, return_counts=True)
     majority = int(classes[np.argmax(counts)])
@@ -166,13 +177,19 @@ def model_sanity(ds: Any, *, alpha: float = 0.05) -> ModelSanity:
     if len(predicted) == 1 and classes.size > 1:
         reasons.append(f"it predicts one class ({predicted[0]}) for all {n} scored samples")
     if p_value > alpha:
-        reasons.append(f"its accuracy {accuracy:.1%} is not significantly above the majority-class rate "
-                       f"{majority_rate:.1%} (always guessing {name(majority)}; one-sided binomial test, "
-                       f"p = {p_value:.3g} > {alpha:g})")
+        reasons.append(
+            f"its accuracy {accuracy:.1%} is not significantly above the majority-class rate "
+            f"{majority_rate:.1%} (always guessing {name(majority)}; one-sided binomial test, "
+            f"p = {p_value:.3g} > {alpha:g})"
+        )
     warning = None
     if reasons:
-        warning = ("The model is at chance level on the scored samples: " + "; ".join(reasons)
-                   + ". Attributions of such a model say nothing about the data, so no method is named best.")
+        warning = (
+            "The model is at chance level on the scored samples: "
+            + "; ".join(reasons)
+            + ". Attributions of such a model say nothing about the data, so no method is "
+            "named best."
+        )
     groups = []
     for finding in sorted(set(findings)):
         members = np.array([f == finding for f in findings])
@@ -180,7 +197,24 @@ def model_sanity(ds: Any, *, alpha: float = 0.05) -> ModelSanity:
         if probability is not None and finding in names:
             c = names.index(finding)
             group_auroc = auroc(probability[:, c], labels == c)
-        groups.append(GroupSanity(finding, int(members.sum()),
-                                  float((labels[members] == predictions[members]).mean()), group_auroc))
-    return ModelSanity(n, accuracy, name(majority), majority_rate, p_value, predicted,
-                       _overall_auroc(probability, labels), tuple(groups), bool(reasons), warning, alpha)
+        groups.append(
+            GroupSanity(
+                finding,
+                int(members.sum()),
+                float((labels[members] == predictions[members]).mean()),
+                group_auroc,
+            )
+        )
+    return ModelSanity(
+        n,
+        accuracy,
+        name(majority),
+        majority_rate,
+        p_value,
+        predicted,
+        _overall_auroc(probability, labels),
+        tuple(groups),
+        bool(reasons),
+        warning,
+        alpha,
+    )

@@ -47,7 +47,8 @@ def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
         OptionError: ``metric`` is not a score variable of ``ds``.
     """
     variable = ds.data_vars.variables.get(metric)
-    if variable is None or variable.dims[:2] != ("explainer", "sample") or metric.endswith("_curve"):
+    if variable is None or variable.dims[:2] != ("explainer", "sample") \
+            or metric.endswith("_curve"):
         raise OptionError(f"Expected a metric among {metric_variables(ds)}, but got {metric!r}.")
     values = ds[metric]
     if "run" in values.dims:
@@ -167,7 +168,8 @@ def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
     share = winners / np.maximum(winners.sum(axis=0, keepdims=True), 1)
     n_images = int(counted.sum())
     rates = share.sum(axis=1) / n_images if n_images else np.full(scores.shape[0], np.nan)
-    series = pd.Series(rates, index=pd.Index([str(m) for m in ds["explainer"].values], name="method"),
+    methods = [str(m) for m in ds["explainer"].values]
+    series = pd.Series(rates, index=pd.Index(methods, name="method"),
                        name=metric)
     series.attrs["n_images"] = n_images
     return series
@@ -202,8 +204,8 @@ def rank_agreement(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> p
     finite = np.isfinite(oriented)
     counts = (finite[:, None, :] & finite[None, :, :]).sum(axis=-1)
     index = pd.Index(names, name="metric")
-    table = pd.DataFrame(np.asarray(tau, dtype=np.float64).reshape(len(names), len(names)), index=index,
-                         columns=names)
+    table = pd.DataFrame(np.asarray(tau, dtype=np.float64).reshape(len(names), len(names)),
+                         index=index, columns=names)
     table.attrs["n_methods"] = pd.DataFrame(counts.reshape(len(names), len(names)), index=index,
                                             columns=names)
     return table

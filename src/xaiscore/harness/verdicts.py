@@ -29,7 +29,8 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> ds = build_dataset(
     ...     methods=["good", "bad"],
-    ...     samples={"source_id": [str(i) for i in range(30)], "label": [1] * 30, "target": [1] * 30,
+    ...     samples={"source_id": [str(i) for i in range(30)], "label": [1] * 30,
+    ...              "target": [1] * 30,
     ...              "prediction": [1] * 30, "finding": ["x"] * 30},
     ...     scores={"m": {"good": rng.random(30) + 1.0, "bad": rng.random(30)}},
     ...     metric_info={"m": {"higher_is_better": True}})
@@ -70,13 +71,21 @@ def _digest(ds: Any, metrics: Sequence[str]) -> str:
     for metric in metrics:
         hasher.update(metric.encode())
         hasher.update(str(higher_is_better(ds, metric)).encode())
-        hasher.update(np.ascontiguousarray(per_sample_scores(ds, metric).values, dtype=np.float64).tobytes())
+        hasher.update(
+            np.ascontiguousarray(per_sample_scores(ds, metric).values, dtype=np.float64).tobytes()
+        )
     return hasher.hexdigest()
 
 
-def metric_verdicts(ds: Any, *, alpha: float = 0.05, metrics: Sequence[str] | None = None,
-                    seed: int = 0, n_resamples: int = 1000,
-                    cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def metric_verdicts(
+    ds: Any,
+    *,
+    alpha: float = 0.05,
+    metrics: Sequence[str] | None = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """metric -> :class:`~xaiscore.stats.Verdict` for every metric with a direction.
 
     Args:
@@ -93,23 +102,33 @@ def metric_verdicts(ds: Any, *, alpha: float = 0.05, metrics: Sequence[str] | No
     from xaiscore._version import __version__
     from xaiscore.stats import scoreboard_verdict
 
-    names = [m for m in (metrics if metrics is not None else metric_variables(ds))
-             if higher_is_better(ds, m) is not None]
+    names = [
+        m
+        for m in (metrics if metrics is not None else metric_variables(ds))
+        if higher_is_better(ds, m) is not None
+    ]
     key = (_digest(ds, names), alpha, seed, n_resamples, __version__, scipy.__version__)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return dict(_CACHE[key])
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"verdicts-{hashlib.sha1(repr(key).encode()).hexdigest()[:20]}.json"
+        path = (
+            Path(cache_dir) / f"verdicts-{hashlib.sha1(repr(key).encode()).hexdigest()[:20]}.json"
+        )
     verdicts = _read_cache(path, names)
     if verdicts is None:
         methods = method_names(ds)
         verdicts = {}
         for metric in names:
             verdicts[metric] = scoreboard_verdict(
-                per_sample_scores(ds, metric).values, higher_is_better=bool(higher_is_better(ds, metric)),
-                methods=methods, alpha=alpha, seed=seed, n_resamples=n_resamples)
+                per_sample_scores(ds, metric).values,
+                higher_is_better=bool(higher_is_better(ds, metric)),
+                methods=methods,
+                alpha=alpha,
+                seed=seed,
+                n_resamples=n_resamples,
+            )
         if path is not None:
             _write_cache(path, verdicts)
     _CACHE[key] = verdicts
@@ -131,10 +150,13 @@ def _read_cache(path: Path | None, names: Sequence[str]) -> dict[str, Any] | Non
             tests = item.pop("tests")
             if tests is not None:
                 comparisons = tuple(PairwiseComparison(**c) for c in tests.pop("comparisons"))
-                tests = PairwiseTests(**{k: tuple(v) if k == "methods" else v for k, v in tests.items()},
-                                      comparisons=comparisons)
-            verdicts[metric] = Verdict(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()},
-                                       tests=tests)
+                tests = PairwiseTests(
+                    **{k: tuple(v) if k == "methods" else v for k, v in tests.items()},
+                    comparisons=comparisons,
+                )
+            verdicts[metric] = Verdict(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}, tests=tests
+            )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     return verdicts if list(verdicts) == list(names) else None
@@ -172,14 +194,25 @@ def win_rate_table(ds: Any, metric: str, *, seed: int = 0, n_resamples: int = 10
 
     direction = higher_is_better(ds, metric)
     groups = [str(f) or "(none)" for f in ds["finding"].values]
-    return win_rates(per_sample_scores(ds, metric).values, higher_is_better=bool(direction),
-                     methods=method_names(ds), groups=groups, seed=seed, n_resamples=n_resamples)
+    return win_rates(
+        per_sample_scores(ds, metric).values,
+        higher_is_better=bool(direction),
+        methods=method_names(ds),
+        groups=groups,
+        seed=seed,
+        n_resamples=n_resamples,
+    )
 
 
-def metric_means(ds: Any, metrics: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], list[bool]]:
+def metric_means(
+    ds: Any, metrics: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str], list[bool]]:
     """``(k methods, M metrics)`` mean finite scores, the metric names and their directions."""
-    names = [m for m in (metrics if metrics is not None else metric_variables(ds))
-             if higher_is_better(ds, m) is not None]
+    names = [
+        m
+        for m in (metrics if metrics is not None else metric_variables(ds))
+        if higher_is_better(ds, m) is not None
+    ]
     columns = []
     for metric in names:
         values = per_sample_scores(ds, metric).values

@@ -96,9 +96,9 @@ def test_summary_lines_without_any_significant_best():
     ds = make(
         {"m": {"a": base + 0.01 * rng.standard_normal(40), "b": base}},
         {"m": True},
-        attrs={"scoring_seconds": 3.2, "results_computed": 0, "results_loaded": 8},
     )
-    out, _ = summary_lines(ds)
+    timing = {"seconds": 3.2, "results_computed": 0, "results_loaded": 8}
+    out, _ = summary_lines(ds, timing=timing)
     assert out[0] == (
         "Scored 2 methods x 1 metrics on 40 samples: nothing left to do, all 8 results loaded "
         "from the run folder (3 s)."

@@ -135,9 +135,6 @@ def _dataset_attrs(runner: _Runner, attrs: Mapping[str, Any]) -> dict[str, Any]:
         "methods": {m.name: m.settings for m in runner.methods},
         "class_names": list(getattr(runner.dataset, "class_names", ())),
         "skipped_samples": runner.skipped_samples,
-        "scoring_seconds": round(runner.seconds, 3),
-        "results_computed": runner.n_computed,
-        "results_loaded": runner.n_loaded,
         **attrs,
     }
 

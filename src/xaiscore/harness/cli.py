@@ -77,11 +77,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _print_summary(ds: Any) -> None:
+def _print_summary(ds: Any, timing: dict[str, Any]) -> None:
     """The run's summary (stdout) and warnings (stderr): :mod:`xaiscore.harness.console`."""
     from xaiscore.harness.console import summary_lines
 
-    out, warnings = summary_lines(ds)
+    out, warnings = summary_lines(ds, timing=timing)
     for line in warnings:
         print(line, file=sys.stderr)
     for line in out:
@@ -91,10 +91,11 @@ def _print_summary(ds: Any) -> None:
 def _run(config: Any, args: argparse.Namespace) -> int:
     from xaiscore.harness.runner import run_config
 
-    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite)
+    timing: dict[str, Any] = {}
+    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite, timing=timing)
     if ds is None:  # a worker rank of a distributed run
         return 0
-    _print_summary(ds)
+    _print_summary(ds, timing)
     out = Path(config.out).resolve()
     print(f"Results: {out / 'results.nc'}")
     if config.report:

@@ -16,8 +16,8 @@ Example:
     ...              "prediction": [0, 0, 0, 0], "finding": ["", "", "n", "n"]},
     ...     scores={"m": {"a": np.array([1.0, 0.9, 0.8, 0.7]),
     ...                   "b": np.array([0.1, 0.2, 0.3, 0.4])}},
-    ...     metric_info={"m": {"higher_is_better": True}}, attrs={"scoring_seconds": 2.0})
-    >>> out, warnings = summary_lines(ds)
+    ...     metric_info={"m": {"higher_is_better": True}})
+    >>> out, warnings = summary_lines(ds, timing={"seconds": 2.0})
     >>> print(out[0])
     Scored 2 methods x 1 metrics on 4 samples in 2 s.
     >>> print(out[-1])
@@ -27,18 +27,19 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["summary_lines"]
 
 
-def _scored_line(ds: Any, n_metrics: int) -> str:
+def _scored_line(ds: Any, n_metrics: int, timing: Mapping[str, Any]) -> str:
     head = (
         f"Scored {ds.sizes.get('explainer', 0)} methods x {n_metrics} metrics on "
         f"{ds.sizes.get('sample', 0)} samples"
     )
-    seconds = ds.attrs.get("scoring_seconds")
-    computed, loaded = ds.attrs.get("results_computed"), ds.attrs.get("results_loaded")
+    seconds = timing.get("seconds")
+    computed, loaded = timing.get("results_computed"), timing.get("results_loaded")
     if seconds is None:
         return head + "."
     if computed is not None and loaded and not computed:
@@ -99,17 +100,20 @@ def _verdict_lines(ds: Any, alpha: float) -> list[str]:
     return lines
 
 
-def summary_lines(ds: Any, *, alpha: float = 0.05) -> tuple[list[str], list[str]]:
+def summary_lines(ds: Any, *, alpha: float = 0.05,
+                  timing: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
     """``(lines for stdout, warnings for stderr)`` summarising a results Dataset.
 
-    The verdicts are :func:`xaiscore.harness.verdicts.metric_verdicts` (shared
-    with the report when it was written in the same process).
+    ``timing`` is what :func:`xaiscore.harness.runner.evaluate` filled in
+    (``seconds``, ``results_computed``, ``results_loaded``). The verdicts are
+    :func:`xaiscore.harness.verdicts.metric_verdicts` (shared with the report
+    when it was written in the same process).
     """
     from xaiscore.harness.results import metric_variables
     from xaiscore.harness.sanity import model_sanity
 
     metrics = metric_variables(ds)
-    out = [_scored_line(ds, len(metrics))]
+    out = [_scored_line(ds, len(metrics), timing or {})]
     sanity = model_sanity(ds, alpha=alpha)
     auroc = f", AUROC {sanity.auroc:.3f}" if sanity.auroc == sanity.auroc else ""
     if sanity.n:

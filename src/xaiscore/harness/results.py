@@ -186,7 +186,7 @@ def build_dataset(
             ``mask`` ``(E, H, W)``, ``boxes`` ``(E, K, 4)`` (NaN-padded), ``sample``
             ``(E,)`` and ``attributions`` (method -> ``(E, H, W)``).
         probabilities: ``(N, K)`` softmax outputs of the model on the samples (the
-            ``model_probability`` variable, dims ``sample, class``), or ``None``.
+            ``model_probability`` coordinate, dims ``sample, class``), or ``None``.
         attrs: Extra Dataset attrs (non-scalar values are stored as JSON).
 
     Returns:
@@ -218,7 +218,7 @@ def build_dataset(
         if values.ndim != 2 or values.shape[0] != n:
             raise ShapeError(
                 f"Expected model probabilities of shape ({n}, K), but got {values.shape}.")
-        data_vars["model_probability"] = xr.Variable(
+        coords["model_probability"] = xr.Variable(  # per-sample metadata, like `prediction`
             ("sample", "class"), values,
             attrs={"long_name": "softmax output of the model on the sample", "units": "1"})
         coords["class"] = np.arange(values.shape[1])

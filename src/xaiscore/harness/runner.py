@@ -424,6 +424,7 @@ def evaluate(
     resume: bool = True,
     progress: bool = False,
     attrs: Mapping[str, Any] | None = None,
+    timing: dict[str, Any] | None = None,
 ) -> Any:
     """Explain ``dataset`` with every method and score every selected metric.
 
@@ -454,6 +455,9 @@ def evaluate(
         resume: Load finished results from ``out`` (else start over there).
         progress: Show a progress bar (tqdm) on rank 0.
         attrs: Extra Dataset attrs.
+        timing: A dict to fill with this call's ``seconds`` (loading, explaining and
+            scoring; not training, not the report), ``results_computed`` and
+            ``results_loaded`` ((batch, method, metric) results; this process's).
 
     Returns:
         The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.harness.results`),
@@ -486,6 +490,9 @@ def evaluate(
             on_error=on_error, save_attributions=save_attributions, progress=progress,
         )
         results = runner.run()
+        if timing is not None:
+            timing.update(seconds=runner.seconds, results_computed=runner.n_computed,
+                          results_loaded=runner.n_loaded)
         gathered = context.gather((results, runner.skipped_samples))
         if not context.is_main:
             context.barrier()
@@ -554,7 +561,8 @@ def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
 # --- configs -------------------------------------------------------------------------------
 
 
-def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True) -> Any:
+def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True,
+               timing: dict[str, Any] | None = None) -> Any:
     """Run a config end to end: dataset, model, :func:`evaluate`, ``results.nc`` and the report.
 
     Returns:
@@ -580,6 +588,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
             max_batch_size=config.max_batch_size, target=config.target, repeats=config.repeats,
             n_examples=config.n_examples, on_error=config.on_error, save_attributions=config.save_attributions,
             resume=resume, progress=progress, attrs={"config": config_json, "config_source": config.source},
+            timing=timing,
         )
         if ds is not None and config.report:
             from xaiscore.harness.report import write_report

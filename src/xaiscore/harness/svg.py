@@ -45,7 +45,9 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
 
     Example:
         >>> nice_ticks(0.03, 0.97)
-        [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+        >>> nice_ticks(-2.46, 4.9)
+        [-4.0, -2.0, 0.0, 2.0, 4.0, 6.0]
     """
     if not (math.isfinite(low) and math.isfinite(high)):
         return []
@@ -63,7 +65,7 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
         value = start + len(ticks) * step
     if ticks[-1] < high:
         ticks.append(ticks[-1] + step)
-    return ticks
+    return [round(tick, 12) + 0.0 for tick in ticks]  # + 0.0: no "-0.0"
 
 
 def _fmt(value: float) -> str:

@@ -425,14 +425,22 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
         from tqdm.auto import tqdm
 
         def wrap(iterator: Any) -> Any:
-            bars.append(tqdm(iterator, total=train["epochs"], desc="training", unit="epoch"))
-            return bars[-1]
+            # Not tqdm(iterator): its generator closes the bar when training breaks out early,
+            # before the line below could say so. This one counts finished epochs.
+            bars.append(tqdm(total=train["epochs"], desc="training", unit="epoch"))
+
+            def epochs() -> Any:
+                for epoch in iterator:
+                    yield epoch
+                    bars[-1].update(1)
+            return epochs()
     history = train_model(
         model, training_data, epochs=train["epochs"], batch_size=train["batch_size"],
         lr=train["lr"], weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
         stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
     for bar in bars:  # the bar's last line says why training ended before its last epoch
         epochs = len(history["accuracy"])
+        bar.n = epochs
         if epochs < train["epochs"]:
             bar.set_description_str(
                 f"training stopped early after epoch {epochs} of {train['epochs']}: running "

@@ -56,7 +56,7 @@ def _warnings(ds: Any, metrics: list[str], sanity: Any) -> list[str]:
     warnings = [f"Warning: {sanity.warning}"] if sanity.warning else []
     failed = []
     for metric in metrics:
-        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
+        for method, reason in json.loads(ds.variables[metric].attrs.get("skipped", "{}")).items():
             if reason.startswith("failed"):
                 failed.append(f"  {metric} / {method}: {reason}")
     if failed:

@@ -41,6 +41,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -231,13 +232,11 @@ def describe_undefined(counts: Mapping[str, Any], x_label: str = "x") -> str:
     return "; ".join(parts)
 
 
-def _missing_per_method(ds: Any, metric: str) -> Any:
-    values = ds[metric]
-    dims = [d for d in values.dims if d not in ("explainer", "sample")]
-    missing = values.isnull()
-    if dims:
-        missing = missing.any(dims)
-    return missing.sum("sample").to_series()
+def _missing_per_method(ds: Any, metric: str) -> dict[str, int]:
+    """method -> samples with a NaN score (in any run)."""
+    values = ds.variables[metric].transpose("explainer", "sample", ...).values
+    missing = np.isnan(values).reshape(values.shape[0], values.shape[1], -1).any(axis=2).sum(axis=1)
+    return dict(zip([str(m) for m in ds["explainer"].values], missing.tolist()))
 
 
 def gap_table(ds: Any) -> Any:
@@ -260,12 +259,12 @@ def gap_table(ds: Any) -> Any:
         for method, reason in reasons.items():
             rows.append(_row(metric, method, n, n, "skipped", reason))
     for metric in metric_variables(ds):
-        attrs = ds[metric].attrs
+        attrs = ds.variables[metric].attrs
         skipped = json.loads(attrs.get("skipped", "{}"))
         undefined = json.loads(attrs.get("undefined", "null") or "null")
         rule = str(attrs.get("nan_rule", ""))
         x_label = (
-            str(ds[f"{metric}_step"].attrs.get("long_name", "x"))
+            str(ds.variables[f"{metric}_step"].attrs.get("long_name", "x"))
             if f"{metric}_step" in ds.coords
             else "x"
         )

@@ -63,7 +63,7 @@ from xaiscore.harness.report_html import (
 )
 from xaiscore.harness.results import curve_variables, higher_is_better, metric_variables
 from xaiscore.harness.store import atomic_write_bytes
-from xaiscore.harness.summary import finding_table, per_sample_scores, rank_agreement, summary_table
+from xaiscore.harness.summary import finding_table, rank_agreement, score_array, summary_table
 
 __all__ = ["write_report", "default_win_metric", "baseline_methods", "BASELINE_EXPLAINERS"]
 
@@ -77,7 +77,8 @@ table { border-collapse: collapse; font-size: 13px; margin: .5em 0; }
 th, td { border: 1px solid #ddd; padding: .25em .45em; text-align: right; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; } th.name, td.left { text-align: left; }
 thead th { overflow-wrap: anywhere; }
-table.board td { min-width: 4.5em; } table.board td.verdict { text-align: left; min-width: 8em; }
+table.board { font-size: 12.5px; } table.board td, table.board th { padding: .2em .35em; }
+table.board td.verdict { text-align: left; min-width: 7em; }
 tr.family th { text-align: left; background: #e8eef6; font-size: 12px; text-transform: uppercase; }
 td .v { display: block; }
 td .ci { display: block; color: #666; font-size: 11px; white-space: nowrap; }
@@ -119,7 +120,7 @@ def _data_uri(data: bytes, mime: str) -> str:
 def default_win_metric(ds: xr.Dataset) -> str | None:
     """The metric of the win rates by default: the first localization metric with a direction."""
     names = [m for m in metric_variables(ds) if higher_is_better(ds, m) is not None]
-    localization = [m for m in names if ds[m].attrs.get("family") == "localization"]
+    localization = [m for m in names if ds.variables[m].attrs.get("family") == "localization"]
     return (localization or names or [None])[0]
 
 
@@ -354,7 +355,7 @@ def _distributions_html(ds: xr.Dataset, metrics: list[str]) -> str:
     methods = [str(m) for m in ds["explainer"].values]
     panels = []
     for metric in metrics:
-        scores = per_sample_scores(ds, metric).values
+        scores = score_array(ds, metric)
         direction = higher_is_better(ds, metric)
         label = "score" + (
             ""

@@ -94,7 +94,7 @@ def verdict_text(verdict: Any, *, at_chance: bool) -> tuple[str, str]:
 def _mean_cell(row: pd.Series, star: bool) -> str:
     interval = ""
     if math.isfinite(row["ci_low"]):
-        interval = f'<span class="ci">[{fmt(row["ci_low"])}, {fmt(row["ci_high"])}]</span>'
+        interval = f'<span class="ci">[{fmt(row["ci_low"], 2)}, {fmt(row["ci_high"], 2)}]</span>'
     return f'<span class="v">{"★ " if star else ""}{fmt(row["mean"])}</span>{interval}'
 
 
@@ -125,8 +125,8 @@ def scoreboard_html(
     rows = []
     family = None
     for metric in metric_variables(ds):
-        if str(ds[metric].attrs.get("family", "")) != family:
-            family = str(ds[metric].attrs.get("family", ""))
+        if str(ds.variables[metric].attrs.get("family", "")) != family:
+            family = str(ds.variables[metric].attrs.get("family", ""))
             rows.append(
                 '<tr class="family"><th '
                 f'colspan="{len(methods) + 2}">{esc(family or "other")}</th></tr>'
@@ -160,7 +160,7 @@ def scoreboard_html(
             klass_attr = f' class="{" ".join(css)}"' if css else ""
             cells.append(f"<td{klass_attr}>{content}</td>")
         title = esc(
-            f"{ds[metric].attrs.get('description', '')} ({ds[metric].attrs.get('citation', '')})"
+            f"{ds.variables[metric].attrs.get('description', '')} ({ds.variables[metric].attrs.get('citation', '')})"
         )
         note = ""
         if shared:
@@ -175,9 +175,9 @@ def scoreboard_html(
             verdict.reason if verdict is not None else "The metric has no better direction."
         )
         rows.append(
-            f'<tr><th class="name" scope="row" title="{title}">{esc(metric)}{arrow(ds, metric)}'
+            f'<tr><th class="name" scope="row" title="{title}">{header(metric)}{arrow(ds, metric)}'
             f'{note}</th>{"".join(cells)}<td class="verdict {klass}" '
-            f'title="{reason}">{esc(text)}</td></tr>'
+            f'title="{reason}">{header(text)}</td></tr>'
         )
     return (
         f'<div class="scroll"><table class="board"><thead><tr><th class="name">metric</th>{head}'

@@ -33,11 +33,20 @@ from xaiscore.harness.results import higher_is_better, metric_variables
 
 __all__ = [
     "per_sample_scores",
+    "score_array",
     "summary_table",
     "finding_table",
     "win_rates",
     "rank_agreement",
 ]
+
+
+def _score_variable(ds: xr.Dataset, metric: str) -> xr.Variable:
+    variable = ds.data_vars.variables.get(metric)
+    if variable is None or variable.dims[:2] != ("explainer", "sample") \
+            or metric.endswith("_curve"):
+        raise OptionError(f"Expected a metric among {metric_variables(ds)}, but got {metric!r}.")
+    return variable
 
 
 def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
@@ -46,15 +55,29 @@ def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
     Raises:
         OptionError: ``metric`` is not a score variable of ``ds``.
     """
-    variable = ds.data_vars.variables.get(metric)
-    if variable is None or variable.dims[:2] != ("explainer", "sample") \
-            or metric.endswith("_curve"):
-        raise OptionError(f"Expected a metric among {metric_variables(ds)}, but got {metric!r}.")
+    _score_variable(ds, metric)
     values = ds[metric]
     if "run" in values.dims:
         with np.errstate(all="ignore"):
             values = values.mean("run", skipna=True)
     return values.transpose("explainer", "sample")
+
+
+def score_array(ds: xr.Dataset, metric: str) -> np.ndarray:
+    """:func:`per_sample_scores` as a plain ``(explainer, sample)`` array (fast: no coordinates).
+
+    Raises:
+        OptionError: ``metric`` is not a score variable of ``ds``.
+    """
+    variable = _score_variable(ds, metric)
+    values = variable.transpose("explainer", "sample", ...).values
+    if values.ndim == 3:  # (explainer, sample, run)
+        finite = np.isfinite(values)
+        total = np.where(finite, values, 0.0).sum(axis=2)
+        count = finite.sum(axis=2)
+        with np.errstate(all="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _seed_for(seed: int, *names: str) -> list[int]:
@@ -95,10 +118,11 @@ def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boo
     check_positive_int(n_boot, "n_boot")
     check_fraction(confidence, "confidence", low_inclusive=False, high_inclusive=False)
     rows = []
+    methods = [str(m) for m in ds["explainer"].values]
     for metric in metrics if metrics is not None else metric_variables(ds):
-        scores = per_sample_scores(ds, metric)
-        for method in scores["explainer"].values:
-            values = scores.sel({"explainer": method}).values
+        scores = score_array(ds, metric)
+        family = str(ds.variables[metric].attrs.get("family", ""))
+        for method, values in zip(methods, scores):
             finite = values[np.isfinite(values)]
             rng = np.random.default_rng(_seed_for(seed, metric, str(method)))
             low, high = _bootstrap_interval(finite, n_boot=n_boot, confidence=confidence, rng=rng)
@@ -111,7 +135,7 @@ def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boo
                 "std": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
                 "n": int(finite.size),
                 "n_nan": int(values.size - finite.size),
-                "family": str(ds[metric].attrs.get("family", "")),
+                "family": family,
                 "higher_is_better": higher_is_better(ds, metric),
             })
     columns = ["metric", "method", "mean", "ci_low", "ci_high", "std", "n", "n_nan", "family",
@@ -130,8 +154,8 @@ def finding_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd
     findings = [str(f) if str(f) else "(none)" for f in ds["finding"].values]
     frames = []
     for metric in metrics if metrics is not None else metric_variables(ds):
-        scores = per_sample_scores(ds, metric)
-        table = pd.DataFrame(scores.values.T, columns=[str(m) for m in scores["explainer"].values])
+        methods = [str(m) for m in ds["explainer"].values]
+        table = pd.DataFrame(score_array(ds, metric).T, columns=methods)
         table["finding"] = findings
         means = table.groupby("finding", sort=True).mean().T
         means.index = pd.MultiIndex.from_product([[metric], means.index], names=["metric", "method"])
@@ -160,7 +184,7 @@ def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
     direction = higher_is_better(ds, metric)
     if direction is None:
         raise OptionError(f"Expected a metric with a better direction, but {metric!r} has none.")
-    scores = per_sample_scores(ds, metric).values  # (M, N)
+    scores = score_array(ds, metric)  # (M, N)
     oriented = np.where(np.isfinite(scores), scores if direction else -scores, -np.inf)
     counted = np.isfinite(scores).any(axis=0)
     best = oriented.max(axis=0, keepdims=True)
@@ -194,7 +218,7 @@ def rank_agreement(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> p
              if higher_is_better(ds, m) is not None]
     rows = []
     for metric in names:
-        values = per_sample_scores(ds, metric).values
+        values = score_array(ds, metric)
         finite = np.isfinite(values)
         means = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
         means = np.where(finite.any(axis=1), means, np.nan)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from xaiscore.harness.results import higher_is_better, metric_variables
-from xaiscore.harness.summary import per_sample_scores
+from xaiscore.harness.summary import score_array
 
 __all__ = ["metric_verdicts", "best_counts", "win_rate_table", "metric_ranking", "method_names"]
 
@@ -72,7 +72,7 @@ def _digest(ds: Any, metrics: Sequence[str]) -> str:
         hasher.update(metric.encode())
         hasher.update(str(higher_is_better(ds, metric)).encode())
         hasher.update(
-            np.ascontiguousarray(per_sample_scores(ds, metric).values, dtype=np.float64).tobytes()
+            np.ascontiguousarray(score_array(ds, metric), dtype=np.float64).tobytes()
         )
     return hasher.hexdigest()
 
@@ -122,7 +122,7 @@ def metric_verdicts(
         verdicts = {}
         for metric in names:
             verdicts[metric] = scoreboard_verdict(
-                per_sample_scores(ds, metric).values,
+                score_array(ds, metric),
                 higher_is_better=bool(higher_is_better(ds, metric)),
                 methods=methods,
                 alpha=alpha,
@@ -195,7 +195,7 @@ def win_rate_table(ds: Any, metric: str, *, seed: int = 0, n_resamples: int = 10
     direction = higher_is_better(ds, metric)
     groups = [str(f) or "(none)" for f in ds["finding"].values]
     return win_rates(
-        per_sample_scores(ds, metric).values,
+        score_array(ds, metric),
         higher_is_better=bool(direction),
         methods=method_names(ds),
         groups=groups,
@@ -215,7 +215,7 @@ def metric_means(
     ]
     columns = []
     for metric in names:
-        values = per_sample_scores(ds, metric).values
+        values = score_array(ds, metric)
         finite = np.isfinite(values)
         total = np.where(finite, values, 0.0).sum(axis=1)
         count = finite.sum(axis=1)

@@ -51,9 +51,16 @@ import torch
 
 from xaiscore.harness.config import ConfigError
 from xaiscore.harness.results import atomic_path
-from xaiscore.harness.rundir import Manifest, RunFolderError, RunLock, load_plain, remove_leftovers
+from xaiscore.harness.rundir import (
+    Manifest,
+    RunFolderError,
+    RunLock,
+    hold_run_folder,
+    load_plain,
+    remove_leftovers,
+)
 
-__all__ = ["RunStore", "RunFolderError", "atomic_write_bytes", "slug"]
+__all__ = ["RunStore", "RunFolderError", "atomic_write_bytes", "open_run", "slug"]
 
 
 def slug(name: str) -> str:
@@ -221,3 +228,38 @@ class RunStore:
                 )
             return
         self.manifest.remove(keep=(self.model_path.relative_to(self.root).as_posix(),))
+
+
+def open_run(out: str | os.PathLike[str], dataset: Any, model: Any, *, context: Any, resume: bool,
+             batch_size: int, seed: int, target: str, held: contextlib.ExitStack) -> RunStore:
+    """The run folder of :func:`~xaiscore.harness.runner.evaluate`: locked (until ``held``
+    closes), the leftovers of killed writes removed, cleared first without ``resume``, and checked
+    to hold this run (dataset, model, batching, seed, target) or nothing.
+
+    Raises:
+        RunFolderError: another run holds the folder; or (without ``resume``) it has a
+            ``run.json`` but no manifest.
+        ConfigError: the folder holds another run.
+    """
+    from xaiscore.harness.models import model_fingerprint
+    from xaiscore.harness.skips import first_source_id
+
+    store = RunStore(out, rank=context.rank)
+    identity = {
+        "n_samples": len(dataset),
+        "first_source_id": first_source_id(dataset),
+        "class_names": list(getattr(dataset, "class_names", ())),
+        "model": model_fingerprint(model),
+        "batch_size": batch_size,
+        "seed": seed,
+        "target": target,
+    }
+    hold_run_folder(store, context, held)
+    if context.is_main:
+        if not resume:
+            store.clear()
+        store.check_run(identity)
+    context.barrier()
+    if not context.is_main:
+        store.check_run(identity)
+    return store

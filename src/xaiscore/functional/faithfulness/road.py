@@ -14,6 +14,7 @@ from torch import Tensor
 from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import DTypeError, ShapeError, check_fraction, check_option
 from xaiscore._engine.imputation import linear_imputation
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     element_ranks,
     feature_attributions,
@@ -49,6 +50,7 @@ def _removal_counts(percentages: Sequence[float], n_pixels: int) -> list[int]:
     return counts
 
 
+@models_in_eval_mode("forward_fn")
 def road(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,

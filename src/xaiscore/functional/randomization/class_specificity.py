@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from xaiscore._checks import OptionError, check_attributions, check_positive_int, check_target
 from xaiscore._engine.batching import call_model, check_max_batch_size
 from xaiscore._engine.explain_fn import ExplainerFactory
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.random import resolve_generator
 from xaiscore._engine.reduction import ChannelReduction
 from xaiscore.functional.randomization._common import (
@@ -44,6 +45,7 @@ from xaiscore.functional.similarity import SimilarityFn
 __all__ = ["random_logit"]
 
 
+@models_in_eval_mode("model")
 def random_logit(
     model: nn.Module,
     x: Tensor,

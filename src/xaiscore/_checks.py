@@ -32,6 +32,7 @@ __all__ = [
     "OptionError",
     "check_tensor",
     "check_attributions",
+    "check_finite",
     "check_mask",
     "check_same_device",
     "check_option",
@@ -147,6 +148,16 @@ def check_attributions(
             "Replace them (e.g. torch.nan_to_num) or drop those samples."
         )
     return a
+
+
+def check_finite(t: Tensor, name: str) -> Tensor:
+    """Raise :class:`NonFiniteError` unless every value of ``t`` is finite (reads the data)."""
+    if not _all_finite(t):
+        raise NonFiniteError(
+            f"Expected `{name}` to be finite, but got {int(torch.isnan(t).sum())} NaN and "
+            f"{int(torch.isinf(t).sum())} infinite value(s)."
+        )
+    return t
 
 
 def _all_finite(t: Tensor) -> bool:

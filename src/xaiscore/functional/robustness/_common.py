@@ -16,6 +16,7 @@ from xaiscore._checks import (
     DTypeError,
     OptionError,
     check_attributions,
+    check_finite,
     check_inputs_like,
     check_option,
     check_positive_int,
@@ -39,6 +40,8 @@ _PREDICTION_CHANGE = ("keep", "exclude", "nan")
 def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object, validate: bool) -> tuple[Tensor, Tensor, Tensor]:
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
+    if validate:
+        check_finite(x, "x")
     target = check_target(target, x.shape[0], device=x.device, validate=validate)
     if not callable(explain_fn):
         raise DTypeError(f"Expected `explain_fn` to be callable as explain_fn(x, target), but got {type(explain_fn).__name__}.")

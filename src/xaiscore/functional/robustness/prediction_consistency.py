@@ -17,6 +17,7 @@ from xaiscore._checks import (
     DTypeError,
     OptionError,
     check_attributions,
+    check_finite,
     check_inputs_like,
     check_option,
     check_positive_int,
@@ -94,7 +95,7 @@ def consistency(
         k: Features in the top set (at most the number of features).
         reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None``.
         max_batch_size: The most inputs per model call.
-        validate: Check values (finite ``a``, NaN logits).
+        validate: Check values (finite ``a`` and ``x``, NaN logits).
 
     Returns:
         ``(B,)`` scores in [0, 1]; NaN for a sample whose discretised
@@ -115,6 +116,8 @@ def consistency(
     """
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
+    if validate:
+        check_finite(x, "x")
     if not callable(forward_fn):
         raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
     check_option(discretisation, "discretisation", ("top_k_sign", "top_k", "sign"))

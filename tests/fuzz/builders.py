@@ -514,3 +514,57 @@ def option_cases(spec: MetricSpec) -> list[tuple[str, Any]]:
         for value in _BAD_BY_TYPE.get(type(parameter.default), ()):
             cases.append((name, value))
     return cases
+
+
+# --- public functions that are not registered metrics ------------------------------------------
+
+
+@st.composite
+def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+    """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.boxes_to_mask`."""
+    batch, n = draw(st.integers(1, 3)), draw(st.integers(0, 3))
+    height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    box_format = draw(st.sampled_from(("xyxy", "xywh")))
+    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 4,
+                            max_size=batch * n * 4))
+    boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 4)
+    if box_format == "xyxy":
+        boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])],
+                          dim=-1)
+    else:
+        boxes[..., 2:] = boxes[..., 2:].abs()
+    kwargs = {"box_format": box_format, "rule": draw(st.sampled_from(("center", "cover")))}
+    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "3 coordinates",
+                                    "bad size", "bad format", "negative extent")))
+    error: type[Exception] | None = None
+    size: Any = (height, width)
+    if variant == "list":
+        boxes = [boxes[i] for i in range(batch)]
+    elif variant == "complex":
+        boxes, error = boxes.to(torch.complex64), DTypeError
+    elif variant == "bool":
+        boxes, error = boxes > 0, DTypeError
+    elif variant == "meta":
+        boxes, error = boxes.to("meta"), DeviceError
+    elif variant == "numpy":
+        boxes, error = boxes.numpy(), DTypeError
+    elif variant == "3 coordinates":
+        boxes, error = boxes[..., :3], ShapeError
+    elif variant == "bad size":
+        size, error = draw(st.sampled_from(((0, 3), (3,), (2.0, 3), "3x3", (True, 2)))), ShapeError
+    elif variant == "bad format":
+        kwargs["box_format"], error = "cxcywh", OptionError
+    elif variant == "negative extent" and n > 0:
+        if box_format == "xyxy":
+            boxes[0, 0] = torch.tensor([3.0, 0.0, 1.0, 2.0])
+        else:
+            boxes[0, 0, 2] = -1.0
+        error = OptionError
+    return (boxes, size), kwargs, error
+
+
+#: Public functions of ``xaiscore.functional`` that are not registered metrics, with their own
+#: call generators (``test_extra_functions``).
+EXTRA_FUNCTIONS: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
+    "boxes_to_mask": boxes_to_mask_calls,
+}

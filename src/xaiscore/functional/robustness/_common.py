@@ -98,7 +98,7 @@ def _check_target_classes(target: Tensor, *, logits: Tensor | None, forward_fn: 
     if not validate or (logits is None and forward_fn is None):
         return
     if logits is None:
-        logits = call_model(forward_fn, x[:1], name=name)
+        logits = check_finite_output(call_model(forward_fn, x[:1], name=name), name=name)
     check_target(target, x.shape[0], num_classes=logits.shape[1], device=x.device, validate=True)
 
 

@@ -503,16 +503,17 @@ _BAD_BY_TYPE: dict[type, tuple[Any, ...]] = {
 _NOT_OPTIONS = frozenset({"validate"})
 
 
-def option_cases(spec: MetricSpec) -> list[tuple[str, Any]]:
-    """``(option, bad value)`` pairs for the kernel's keyword-only options."""
-    cases = []
+def option_cases(spec: MetricSpec) -> dict[str, tuple[Any, ...]]:
+    """``option -> bad values`` for the kernel's keyword-only options with a default."""
+    cases = {}
     for name, parameter in parameters(spec).items():
         if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or name in spec.needs or name in _NOT_OPTIONS:
             continue
         if parameter.default is inspect.Parameter.empty:
             continue
-        for value in _BAD_BY_TYPE.get(type(parameter.default), ()):
-            cases.append((name, value))
+        values = _BAD_BY_TYPE.get(type(parameter.default), ())
+        if values:
+            cases[name] = values
     return cases
 
 

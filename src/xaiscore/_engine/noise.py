@@ -68,14 +68,15 @@ def check_noise_options(noise: str, radius: float, bounds: tuple[float, float] |
     """
     if noise not in ("uniform", "gaussian"):
         raise OptionError(f"Expected `noise` to be one of 'uniform', 'gaussian', but got {noise!r}.")
-    radius = check_fraction(radius, "radius", high=math.inf)
+    radius = check_fraction(radius, "radius", high=math.inf, high_inclusive=False)
     if bounds is None:
         return (-radius, radius) if noise == "uniform" else (0.0, radius)
     if noise != "uniform":
         raise OptionError("Expected `noise_bounds` only with noise='uniform', but got noise='gaussian'.")
     if not isinstance(bounds, Sequence) or len(bounds) != 2:
         raise OptionError(f"Expected `noise_bounds` as a pair (low, high), but got {bounds!r}.")
-    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf) for v in bounds)
+    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf, low_inclusive=False,
+                                high_inclusive=False) for v in bounds)
     if not low <= high:
         raise OptionError(f"Expected `noise_bounds` with low <= high, but got ({low}, {high}).")
     return low, high

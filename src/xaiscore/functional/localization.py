@@ -70,6 +70,8 @@ def _ball_kernel(radius: float, spatial_dims: int, dtype: torch.dtype, device: t
 def _dilate(mask: Tensor, radius: float) -> Tensor:
     """Pixels within Euclidean distance ``radius`` of a mask pixel, ``(B, 1, *S)`` bool."""
     spatial_dims = mask.ndim - 2
+    # No two pixels are farther apart than the diagonal: a larger radius (up to inf) dilates the same.
+    radius = min(radius, math.sqrt(sum((side - 1) ** 2 for side in mask.shape[2:])))
     kernel = _ball_kernel(radius, spatial_dims, torch.float32, mask.device)
     conv = (F.conv1d, F.conv2d, F.conv3d)[spatial_dims - 1]
     padding = kernel.shape[-1] // 2

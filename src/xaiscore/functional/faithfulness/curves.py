@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xaiscore._checks import check_option, check_positive_int, check_same_device, check_tensor
+from xaiscore._checks import check_fraction, check_option, check_positive_int, check_same_device, check_tensor
 from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     constant_or_baseline,
@@ -214,6 +214,8 @@ def insertion(
         ...           baseline="zeros").curve.tolist()
         [[0.0, 4.0, 7.0, 9.0, 10.0]]
     """
+    check_positive_int(blur_kernel_size, "blur_kernel_size")
+    check_fraction(blur_sigma, "blur_sigma", high=math.inf, low_inclusive=False, high_inclusive=False)
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",

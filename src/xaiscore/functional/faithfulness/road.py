@@ -142,7 +142,9 @@ def road(
     check_option(order, "order", ("morf", "lerf", "random"))
     check_option(measure, "measure", ("accuracy", "probability", "logit"))
     check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS)
-    noise = check_fraction(noise, "noise", high=float("inf"))
+    noise = check_fraction(noise, "noise", high=float("inf"), high_inclusive=False)
+    if tol is not None:
+        tol = check_fraction(tol, "tol", high=float("inf"), low_inclusive=False, high_inclusive=False)
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=measure == "probability",
                                   max_batch_size=max_batch_size, validate=validate)
     x, target = inputs.x, inputs.target

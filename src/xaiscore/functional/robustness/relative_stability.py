@@ -271,6 +271,14 @@ class _RepresentationProbe:
         return self.captured[0] if len(self.captured) == 1 else torch.cat(self.captured, dim=1)
 
 
+def _layer_names(layer: object) -> list[str]:
+    if not isinstance(layer, Sequence) or not layer or not all(isinstance(name, str) for name in layer):
+        raise OptionError(
+            f"Expected `layer` as a submodule name or a non-empty sequence of names, but got {layer!r}."
+        )
+    return list(layer)
+
+
 @models_in_eval_mode("model", "explain_fn")
 def relative_representation_stability(
     model: nn.Module,
@@ -331,7 +339,7 @@ def relative_representation_stability(
         raise DTypeError(f"Expected `model` to be a torch.nn.Module (hooks read its layers), but got {type(model).__name__}.")
     x, a, target = _check_common(x, a, target, explain_fn, validate)
     p, eps_min = _check_stability_options(p, eps_min)
-    layers = [layer] if isinstance(layer, str) else (None if layer is None else list(layer))
+    layers = [layer] if isinstance(layer, str) else (None if layer is None else _layer_names(layer))
     probe = _RepresentationProbe(model, layers)
     reference = _prepare(a, abs, normalise)
     with probe:

@@ -89,6 +89,7 @@ DETERMINISTIC: dict[str, Run] = {
     "attribution_localisation": lambda i, m: F.attribution_localisation(i["a"], i["mask"]),
     "localization_auc": lambda i, m: F.localization_auc(i["a"], i["mask"]),
     "localization_iou": lambda i, m: F.localization_iou(i["a"], i["mask"]),
+    "pointing_accuracy": lambda i, m: F.pointing_accuracy(i["a"], i["mask"], i["target"], num_classes=CLASSES),
     "sparseness": lambda i, m: F.sparseness(i["a"]),
     "complexity": lambda i, m: F.complexity(i["a"]),
     "effective_complexity": lambda i, m: F.effective_complexity(i["a"]),
@@ -103,6 +104,8 @@ DETERMINISTIC: dict[str, Run] = {
     "faithfulness_estimate": lambda i, m: F.faithfulness_estimate(m, i["x"], i["a"], i["target"],
                                                                   features_per_step=8),
     "non_sensitivity": lambda i, m: F.non_sensitivity(m, i["x"], i["a"], i["target"], patch_size=4),
+    "mask_to_boxes": lambda i, m: F.mask_to_boxes(i["mask"]),
+    "pxap_from_counts": lambda i, m: F.pxap_from_counts(*F.pxap_statistics(i["a"], i["mask"], thresholds=50)[:2]),
 }
 
 # Deterministic, but a comparison of model outputs (a threshold, an argmax, a strict increase)
@@ -112,6 +115,14 @@ DISCONTINUOUS: dict[str, Run] = {
     "sufficiency": lambda i, m: F.sufficiency(m, i["x"], i["a"]),
     "completeness": lambda i, m: F.completeness(m, i["x"], i["a"], i["target"]),
     "consistency": lambda i, m: F.consistency(m, i["x"], i["a"], k=3),
+    # Box protocols threshold the map: a last-bit difference may move a pixel across a threshold.
+    "box_accuracy": lambda i, m: F.box_accuracy(i["a"], i["mask"]),
+    "max_box_accuracy": lambda i, m: F.max_box_accuracy(i["a"], i["mask"], version=2, thresholds=50),
+    "max_box_accuracy_statistics": lambda i, m: F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50),
+    "max_box_accuracy_from_statistics": lambda i, m: F.max_box_accuracy_from_statistics(
+        *F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50)[:2]),
+    "pxap": lambda i, m: F.pxap(i["a"], i["mask"], thresholds=50),
+    "pxap_statistics": lambda i, m: F.pxap_statistics(i["a"], i["mask"], thresholds=50),
 }
 
 

@@ -65,7 +65,7 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
                   metric_options=FAST_OPTIONS, batch_size=16)
     batch = collate([tiny_dataset[i] for i in range(len(tiny_dataset))])
     a = captum_explainer(tiny_model, "Gradient")(batch.x, batch.labels)
-    gradient = ds.sel({"method": "Gradient"})
+    gradient = ds.sel(explainer="Gradient")
     np.testing.assert_allclose(gradient["pointing_game"], pointing_game(a, batch.mask).numpy(), equal_nan=True)
     np.testing.assert_allclose(gradient["relevance_mass_accuracy"],
                                relevance_mass_accuracy(a, batch.mask).numpy(), rtol=1e-5, equal_nan=True)
@@ -79,9 +79,9 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
     assert ds["finding"].values.tolist() == batch.findings
     assert ds["prediction"].values.tolist() == tiny_model(batch.x).argmax(1).tolist()
     # the random baseline is something else
-    assert not np.allclose(ds.sel({"method": "random"})["sparseness"], gradient["sparseness"])
+    assert not np.allclose(ds.sel(explainer="random")["sparseness"], gradient["sparseness"])
     # example images: positives first, with the maps of every method
-    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("method", "example", "y", "x")
+    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("explainer", "example", "y", "x")
     positives = [i for i in range(len(tiny_dataset)) if tiny_dataset[i].boxes.shape[0] > 0]
     assert ds["example"].values.tolist() == positives[:6]
 
@@ -103,14 +103,14 @@ def test_target_repeats_and_skips(tiny_dataset, tiny_model, tmp_path):
                   metrics=["sparseness", "max_sensitivity", "mst_compactness"], metric_options=FAST_OPTIONS,
                   target="predicted", repeats=2, batch_size=8, n_examples=0)
     assert ds["target"].values.tolist() == ds["prediction"].values.tolist()
-    assert ds["max_sensitivity"].dims == ("method", "sample", "run")
-    saliency = ds["max_sensitivity"].sel({"method": "Saliency"})
+    assert ds["max_sensitivity"].dims == ("explainer", "sample", "run")
+    saliency = ds["max_sensitivity"].sel(explainer="Saliency")
     assert not np.allclose(saliency.isel(run=0), saliency.isel(run=1))
-    assert ds["sparseness"].dims == ("method", "sample")  # deterministic metrics are not repeated
-    assert (ds["sparseness"].sel({"method": "ones"}) == 0).all()
+    assert ds["sparseness"].dims == ("explainer", "sample")  # deterministic metrics are not repeated
+    assert (ds["sparseness"].sel(explainer="ones") == 0).all()
     reasons = json.loads(ds["max_sensitivity"].attrs["skipped"])
     assert list(reasons) == ["ones"] and "explain_fn" in reasons["ones"]
-    assert ds["max_sensitivity"].sel({"method": "ones"}).isnull().all()
+    assert ds["max_sensitivity"].sel(explainer="ones").isnull().all()
 
 
 def test_metric_errors_are_raised_or_recorded(tiny_dataset, tiny_model, test_metrics):
@@ -158,8 +158,8 @@ def test_resume_after_a_failure_recomputes_nothing_finished(tiny_dataset, tiny_m
     fresh = evaluate(tiny_dataset, tiny_model, out=tmp_path / "run", resume=False, **{**kwargs, "batch_size": 8})
     assert len(CALLS) == 4 and fresh.attrs["batch_size"] == 8
     deterministic = ["pointing_game", "counting_metric"]  # the random maps are seeded per batch
-    xr.testing.assert_allclose(fresh[deterministic].sel({"method": "Gradient"}),
-                               reference[deterministic].sel({"method": "Gradient"}))
+    xr.testing.assert_allclose(fresh[deterministic].sel(explainer="Gradient"),
+                               reference[deterministic].sel(explainer="Gradient"))
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results.nc, or the run folder holding it")
     report.add_argument("--out", help="where to write report.html (default: next to the results)")
     report.add_argument("--win-metric", help="metric of the win-rate table")
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     metrics = commands.add_parser("metrics", help="list the registered metrics")
     metrics.add_argument("--family", help="only this family")
@@ -77,51 +77,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _print_summary(ds: Any, seconds: float) -> None:
-    from xaiscore.harness.summary import summary_table
-    from xaiscore.harness.results import higher_is_better, metric_variables
+def _print_summary(ds: Any, timing: dict[str, Any]) -> None:
+    """The run's summary (stdout) and warnings (stderr): :mod:`xaiscore.harness.console`."""
+    from xaiscore.harness.console import summary_lines
 
-    summary = summary_table(ds, n_boot=200)
-    print(f"Scored {len(ds['method'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
-          f"samples in {seconds:.0f} s.")
-    best: dict[str, int] = {}
-    for metric in metric_variables(ds):
-        direction = higher_is_better(ds, metric)
-        means = summary.loc[metric]["mean"].dropna()
-        if direction is None or means.empty:
-            continue
-        winner = str(means.idxmax() if direction else means.idxmin())
-        best[winner] = best.get(winner, 0) + 1
-    if best:
-        ranking = ", ".join(f"{name} ({count})" for name, count in sorted(best.items(), key=lambda kv: -kv[1]))
-        print(f"Best mean score, metrics won per method: {ranking}")
-
-
-def _print_skipped(ds: Any) -> None:
-    import json
-
-    from xaiscore.harness.results import metric_variables
-
-    failed = []
-    for metric in metric_variables(ds):
-        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
-            if reason.startswith("failed"):
-                failed.append(f"  {metric} / {method}: {reason}")
-    if failed:
-        print(f"{len(failed)} metric/method pair(s) failed (NaN in the results, listed in the report):",
-              file=sys.stderr)
-        print("\n".join(failed[:10]), file=sys.stderr)
+    out, warnings = summary_lines(ds, timing=timing)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    for line in out:
+        print(line)
 
 
 def _run(config: Any, args: argparse.Namespace) -> int:
     from xaiscore.harness.runner import run_config
 
-    start = time.perf_counter()
-    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite)
+    timing: dict[str, Any] = {}
+    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite, timing=timing)
     if ds is None:  # a worker rank of a distributed run
         return 0
-    _print_summary(ds, time.perf_counter() - start)
-    _print_skipped(ds)
+    _print_summary(ds, timing)
     out = Path(config.out).resolve()
     print(f"Results: {out / 'results.nc'}")
     if config.report:
@@ -150,7 +124,7 @@ def _report(args: argparse.Namespace) -> int:
         path = path / "results.nc"
     ds = load_dataset(path)
     out = Path(args.out) if args.out else path.parent
-    report = write_report(ds, out, win_metric=args.win_metric)
+    report = write_report(ds, out, win_metric=args.win_metric, progress=not args.no_progress)
     print(f"Report: {report.resolve()}")
     return 0
 

@@ -420,15 +420,33 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
     training_data = open_dataset("synthetic", **options)
     images, _ = stack_dataset(training_data)
     model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
-    wrap = None
+    wrap, bars = None, []
     if progress and context.is_main:
         from tqdm.auto import tqdm
 
         def wrap(iterator: Any) -> Any:
-            return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
-    train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
-                stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+            # Not tqdm(iterator): its generator closes the bar when training breaks out early,
+            # before the line below could say so. This one counts finished epochs.
+            bars.append(tqdm(total=train["epochs"], desc="training", unit="epoch"))
+
+            def epochs() -> Any:
+                for epoch in iterator:
+                    yield epoch
+                    bars[-1].update(1)
+            return epochs()
+    history = train_model(
+        model, training_data, epochs=train["epochs"], batch_size=train["batch_size"],
+        lr=train["lr"], weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
+        stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+    for bar in bars:  # the bar's last line says why training ended before its last epoch
+        epochs = len(history["accuracy"])
+        bar.n = epochs
+        if epochs < train["epochs"]:
+            bar.set_description_str(
+                f"training stopped early after epoch {epochs} of {train['epochs']}: running "
+                f"accuracy {history['accuracy'][-1]:.1%} >= stop_at_accuracy "
+                f"{train['stop_at_accuracy']:.0%}")
+        bar.close()
     if store is not None:
         store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
                                       "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})

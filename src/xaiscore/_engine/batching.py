@@ -256,7 +256,10 @@ def call_model(
 
 
 def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
-    """Check that ``out`` (a model's output for ``x``) is a tensor of shape ``(len(x), K)`` and return it.
+    """Check that ``out`` (a model's output for ``x``) is a floating-point tensor of shape ``(len(x), K)``.
+
+    Integer, bool and complex outputs are refused, not cast: they are class indices or one-hot
+    predictions far more often than scores, and a softmax over them is no probability.
 
     Raises:
         ModelOutputError: it is not.
@@ -278,6 +281,11 @@ def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
         raise ModelOutputError(
             f"Expected `{name}` to return logits of shape ({x.shape[0]}, num_classes) for an input "
             f"batch of {x.shape[0]}, but got {tuple(out.shape)}."
+        )
+    if not out.is_floating_point():
+        raise ModelOutputError(
+            f"Expected `{name}` to return floating-point logits, but got dtype {out.dtype}. Return the "
+            "model's real-valued scores; if these integers are scores, cast them with `.float()`."
         )
     return out
 

@@ -13,7 +13,7 @@ Example:
     >>> "sparseness" in [s.name for s in list_metrics(family="complexity")]
     True
     >>> [s.name for s in list_metrics(scope="set")]
-    ['pointing_accuracy', 'sufficiency', 'consistency']
+    ['pointing_accuracy', 'box_accuracy', 'max_box_accuracy', 'pxap', 'sufficiency', 'consistency']
 """
 
 from __future__ import annotations
@@ -204,7 +204,9 @@ def _spec(name: str, module: str, family: str, higher_is_better: bool | None, ne
         description=description,
         defaults=defaults,
         scope=scope,
-        statistics=None if statistics is None else f"xaiscore.functional.{module}:{statistics}",
+        statistics=None if statistics is None else (
+            statistics if ":" in statistics else f"xaiscore.functional.{module}:{statistics}"
+        ),
     ))
 
 
@@ -239,18 +241,21 @@ _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("t
       scope="set", statistics="POINTING_ACCURACY",
       description="Pointing-game hits / (hits + misses) per class over the set, then the mean over classes.")
 
-# Box-level protocols. max_box_accuracy and pxap are set scores (the best threshold, the pooled pixels
-# of the whole set); their kernels also give per-sample statistics that add up over batches.
+# Box-level protocols: set scores (Wang et al.'s accuracy pools the boxes of the set, MaxBoxAcc picks the
+# set's best threshold, PxAP pools its pixels), kept as summable counts (functional/box_statistics.py).
+_BOX_STATISTICS = "xaiscore.functional.box_statistics:"
 _spec("box_accuracy", "box_localization", "localization", True, _LOC,
       "Wang et al. 2017, ChestX-ray8: hospital-scale chest X-ray database and benchmarks on weakly-supervised "
       "classification and localization of common thorax diseases, CVPR",
+      scope="set", statistics=_BOX_STATISTICS + "BOX_ACCURACY",
       description="Share of ground-truth boxes hit (IoBB > T) by the boxes of the thresholded map's regions.")
 _spec("max_box_accuracy", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
-      output="curve",
+      output="curve", scope="set", statistics=_BOX_STATISTICS + "MAX_BOX_ACCURACY",
       description="Set score: best share of samples over map thresholds whose largest region's box has IoU >= 0.5.")
 _spec("pxap", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      scope="set", statistics=_BOX_STATISTICS + "PXAP",
       description="Set score: area under the pixel precision-recall curve over map thresholds, pixels pooled.")
 
 # --- complexity and compactness --------------------------------------------------------------

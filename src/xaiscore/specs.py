@@ -48,7 +48,8 @@ FAMILIES: tuple[str, ...] = (
 
 #: What a metric may need, by the keyword it takes it under.
 INPUT_NAMES: frozenset[str] = frozenset(
-    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "explainer_factory", "model", "segments"}
+    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "explainer_factory", "model", "segments",
+     "tiles"}
 )
 
 Output = Literal["score", "curve"]
@@ -240,6 +241,15 @@ _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("t
       "Zhang et al. 2018, Top-down neural attention by excitation backprop, IJCV (TorchRay's benchmark protocol)",
       scope="set", statistics="POINTING_ACCURACY",
       description="Pointing-game hits / (hits + misses) per class over the set, then the mean over classes.")
+
+# Mosaic protocols: `tiles` flags which tiles of a mosaic show the target class (functional/mosaic.py).
+_spec("grid_pointing_game", "mosaic", "localization", True, ("a", "tiles"),
+      "Rao, Böhle and Schiele 2022, Towards better understanding attribution methods, CVPR",
+      description="Share of the positive attribution in the target tile of a mosaic of different classes "
+                  "(chance 1/n^2).")
+_spec("focus", "mosaic", "localization", True, ("a", "tiles"),
+      "Arias-Duart et al. 2022, Focus! Rating XAI methods and finding biases, FUZZ-IEEE",
+      description="Share of the positive relevance in the two target-class tiles of a 2 x 2 mosaic (chance 1/2).")
 
 # Box-level protocols: set scores (Wang et al.'s accuracy pools the boxes of the set, MaxBoxAcc picks the
 # set's best threshold, PxAP pools its pixels), kept as summable counts (functional/box_statistics.py).

@@ -55,6 +55,8 @@ AttributionLocalisation = metric_class("attribution_localisation")
 LocalizationAUC = metric_class("localization_auc")
 LocalizationIoU = metric_class("localization_iou")
 PointingAccuracy = metric_class("pointing_accuracy")
+GridPointingGame = metric_class("grid_pointing_game")
+Focus = metric_class("focus")
 BoxAccuracy = metric_class("box_accuracy")
 MaxBoxAccuracy = metric_class("max_box_accuracy")
 PxAP = metric_class("pxap")
@@ -126,6 +128,8 @@ __all__ = [
     "LocalizationAUC",
     "LocalizationIoU",
     "PointingAccuracy",
+    "GridPointingGame",
+    "Focus",
     "BoxAccuracy",
     "MaxBoxAccuracy",
     "PxAP",

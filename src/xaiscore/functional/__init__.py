@@ -51,6 +51,7 @@ from xaiscore.functional.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.mosaic import focus, grid_pointing_game, make_mosaics, tile_index
 from xaiscore.functional.pointing_accuracy import pointing_accuracy
 from xaiscore.functional.randomization import (
     efficient_mprt,
@@ -92,6 +93,11 @@ __all__ = [
     "pxap_statistics",
     "pxap_from_counts",
     "mask_to_boxes",
+    # mosaics
+    "grid_pointing_game",
+    "focus",
+    "make_mosaics",
+    "tile_index",
     # complexity
     "sparseness",
     "complexity",

@@ -181,44 +181,63 @@ def _class_names(found: Sequence[str], class_names: Sequence[str] | None) -> tup
     return names
 
 
+_Plan = list[tuple[str, Path, str, Any, "Path | None", tuple]]
+
+
+def _plan_boxes(cases: Mapping[str, Path], boxes: Path, log: SkipLog) -> _Plan:
+    """One planned sample per (case, label) of the CSV; a case without rows is negative."""
+    rows, bad = _box_rows(boxes, log)
+    for case_id in sorted(set(rows) - set(cases) - bad):
+        first_row = next(iter(rows[case_id].values()))[0][1]
+        log.report(DatasetError(f"no volume for case {case_id!r}", file=boxes, row=first_row))
+    plan: _Plan = []
+    for case_id, path in cases.items():
+        if case_id in bad:
+            continue
+        for finding, items in rows.get(case_id, {NEGATIVE_FINDING: []}).items():
+            plan.append((case_id, path, finding, None, None, tuple(items)))
+    return plan
+
+
+def _case_labels(mask_path: Path, classes: Mapping[int, str], canonical: bool) -> list[int]:
+    """The label values of ``classes`` present in a label map (``DatasetError`` for unknown values)."""
+    values = torch.unique(load_label_map(mask_path, canonical=canonical)).tolist()
+    unknown = sorted(set(values) - set(classes) - {0})
+    if unknown:
+        raise DatasetError(f"label values {unknown} are not in `classes` {dict(classes)}", file=mask_path)
+    return [v for v in sorted(classes) if v in values]
+
+
+def _plan_masks(cases: Mapping[str, Path], masks: Path, classes: Mapping[int, str], canonical: bool,
+                log: SkipLog) -> _Plan:
+    """One planned sample per class present in each case's label map; none present: negative."""
+    plan: _Plan = []
+    for case_id, path in cases.items():
+        mask_path = next((masks / (case_id + s) for s in NIFTI_SUFFIXES if (masks / (case_id + s)).is_file()), None)
+        if mask_path is None:
+            log.report(DatasetError(f"no label map for case {case_id!r} in {masks}", file=path))
+            continue
+        try:
+            present = _case_labels(mask_path, classes, canonical)
+        except DatasetError as error:
+            log.report(error)
+            continue
+        for value in present or [None]:
+            finding = classes[value] if value is not None else NEGATIVE_FINDING
+            plan.append((case_id, path, finding, value, mask_path, ()))
+    return plan
+
+
 def _entries(cases: Mapping[str, Path], *, masks: Path | None, boxes: Path | None,
              classes: Mapping[int, str], class_names: Sequence[str] | None, canonical: bool,
              log: SkipLog) -> tuple[list[_VolumeEntry], tuple[str, ...]]:
     if (masks is None) == (boxes is None):
         raise OptionError("Expected exactly one of `masks` (a folder of label maps) and `boxes` (a CSV file).")
-    plan: list[tuple[str, Path, str, Any, Path | None, tuple]] = []
     if boxes is not None:
-        rows, bad = _box_rows(boxes, log)
-        for case_id in sorted(set(rows) - set(cases) - bad):
-            log.report(DatasetError(f"no volume for case {case_id!r}", file=boxes, row=rows[case_id][next(iter(
-                rows[case_id]))][0][1]))
-        for case_id, path in cases.items():
-            if case_id in bad:
-                continue
-            for finding, items in rows.get(case_id, {NEGATIVE_FINDING: []}).items():
-                plan.append((case_id, path, finding, None, None, tuple(items)))
+        plan, found = _plan_boxes(cases, boxes, log), []
     else:
-        for case_id, path in cases.items():
-            mask_path = next((masks / (case_id + s) for s in NIFTI_SUFFIXES if (masks / (case_id + s)).is_file()),
-                             None)
-            if mask_path is None:
-                log.report(DatasetError(f"no label map for case {case_id!r} in {masks}", file=path))
-                continue
-            try:
-                values = torch.unique(load_label_map(mask_path, canonical=canonical)).tolist()
-            except DatasetError as error:
-                log.report(error)
-                continue
-            unknown = sorted(set(values) - set(classes) - {0})
-            if unknown:
-                log.report(DatasetError(f"label values {unknown} are not in `classes` {dict(classes)}",
-                                        file=mask_path))
-                continue
-            present = [v for v in sorted(classes) if v in values]
-            for value in present or [None]:
-                finding = classes[value] if value is not None else NEGATIVE_FINDING
-                plan.append((case_id, path, finding, value, mask_path, ()))
-    names = _class_names([p[2] for p in plan] + ([] if boxes is not None else list(classes.values())), class_names)
+        plan, found = _plan_masks(cases, masks, classes, canonical, log), list(classes.values())  # type: ignore[arg-type]
+    names = _class_names([p[2] for p in plan] + found, class_names)
     entries = [
         _VolumeEntry(case_id, path, finding, names.index(finding), items, value, mask_path,
                      None if boxes is None else str(boxes))

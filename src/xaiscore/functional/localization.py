@@ -39,8 +39,8 @@ from xaiscore.functional._common import (
     nan_where,
     prepare_map_and_mask,
     resolve_count,
-    sorted_quantile,
 )
+from xaiscore.functional.segmentation import localization_iou  # re-exported: its former home
 
 __all__ = [
     "pointing_game",
@@ -411,58 +411,6 @@ def localization_auc(
     denominator = (2 * positives * negatives).clamp(min=1)
     auc = (doubled_u.double() / denominator.double()).to(a_flat.dtype)
     return nan_where((positives == 0) | (negatives == 0), auc)
-
-
-def localization_iou(
-    a: Tensor,
-    mask: Tensor,
-    *,
-    threshold: float = 0.5,
-    threshold_mode: Literal["max_fraction", "quantile"] = "max_fraction",
-    reduce_channels: ChannelReduction | None = "sum",
-    validate: bool = True,
-) -> Tensor:
-    r"""Intersection over union between the thresholded map and the mask.
-
-    The map is binarized per sample, then ``IoU = |B ∩ M| / |B ∪ M|``:
-
-    * ``threshold_mode="max_fraction"`` (default): ``B = {p : a_p >= t * max(a)}``,
-      the CAM rule of Zhou et al. 2016 (who use t = 0.2 on the CAM). A map
-      with no positive value selects nothing.
-    * ``threshold_mode="quantile"``: ``B = {p : a_p >= q_t(a)}``, the ``t``-quantile
-      of the sample's values (linear interpolation, as numpy), so that about
-      a ``1 - t`` share of the features is kept; ties at the quantile are kept.
-
-    Args:
-        threshold: ``t`` in (0, 1] for ``"max_fraction"``, in [0, 1] for ``"quantile"``.
-
-    Returns:
-        ``(B,)`` in [0, 1]; NaN for an empty mask.
-
-    Shape:
-        - a: ``(B, C, *S)``; mask: ``(B, 1|C, *S)``; output: ``(B,)``
-
-    Example:
-        >>> a = torch.tensor([[[1.0, 0.6, 0.2, 0.0]]])
-        >>> mask = torch.tensor([[[True, False, True, False]]])
-        >>> localization_iou(a, mask, threshold=0.5).tolist()
-        [0.3333333432674408]
-    """
-    check_option(threshold_mode, "threshold_mode", ("max_fraction", "quantile"))
-    if threshold_mode == "max_fraction":
-        threshold = check_fraction(threshold, "threshold", low_inclusive=False)
-    else:
-        threshold = check_fraction(threshold, "threshold")
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
-    if threshold_mode == "max_fraction":
-        peak = a_flat.amax(dim=1, keepdim=True)
-        selected = (a_flat >= threshold * peak) & (peak > 0)
-    else:
-        selected = a_flat >= sorted_quantile(a_flat, threshold)
-    intersection = (selected & mask_flat).sum(1)
-    union = (selected | mask_flat).sum(1)
-    iou = intersection.to(a_flat.dtype) / union.clamp(min=1).to(a_flat.dtype)
-    return nan_where(mask_flat.sum(1) == 0, iou)
 
 
 def boxes_to_mask(

@@ -90,6 +90,12 @@ class MetricSpec:
             its :class:`xaiscore.functional.set_statistics.SetStatistics`; ``None`` for a
             set-level metric that keeps its per-sample inputs and calls the kernel on the
             whole set (sufficiency, consistency).
+        curve_scale: For curve metrics, what the curve's y values are with the default
+            options (``"probability"``, ``"logit"``, ``"logit drop"``, ``"relative
+            probability"``, ``"accuracy"``, ``"correlation"``, ``"similarity"``,
+            ``"entropy"``); an option such as ``softmax`` may change it (the harness
+            resolves it, :func:`xaiscore.harness.axes.curve_axes`).
+        curve_x: What the curve's x positions count (e.g. ``"fraction of features removed"``).
     """
 
     name: str
@@ -104,6 +110,8 @@ class MetricSpec:
     defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     scope: Scope = "sample"
     statistics: str | None = None
+    curve_scale: str | None = None
+    curve_x: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -192,7 +200,8 @@ def list_metrics(*, family: str | None = None, available: Iterable[str] | None =
 
 def _spec(name: str, module: str, family: str, higher_is_better: bool | None, needs: Iterable[str],
           citation: str, *, stochastic: bool = False, output: Output = "score", description: str = "",
-          scope: Scope = "sample", statistics: str | None = None, **defaults: Any) -> None:
+          scope: Scope = "sample", statistics: str | None = None,
+          curve: tuple[str, str] | None = None, **defaults: Any) -> None:
     register(MetricSpec(
         name=name,
         function=f"xaiscore.functional.{module}:{name}",
@@ -208,6 +217,8 @@ def _spec(name: str, module: str, family: str, higher_is_better: bool | None, ne
         statistics=None if statistics is None else (
             statistics if ":" in statistics else f"xaiscore.functional.{module}:{statistics}"
         ),
+        curve_scale=None if curve is None else curve[0],
+        curve_x=None if curve is None else curve[1],
     ))
 
 
@@ -261,7 +272,8 @@ _spec("box_accuracy", "box_localization", "localization", True, _LOC,
       description="Share of ground-truth boxes hit (IoBB > T) by the boxes of the thresholded map's regions.")
 _spec("max_box_accuracy", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
-      output="curve", scope="set", statistics=_BOX_STATISTICS + "MAX_BOX_ACCURACY",
+      output="curve", curve=("accuracy", "fraction of the normalised map range (threshold)"),
+      scope="set", statistics=_BOX_STATISTICS + "MAX_BOX_ACCURACY",
       description="Set score: best share of samples over map thresholds whose largest region's box has IoU >= 0.5.")
 _spec("pxap", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
@@ -287,30 +299,35 @@ _spec("mst_compactness", "complexity", "complexity", True, ("a",),
 _FAITH = ("forward_fn", "x", "a", "target")
 _spec("deletion", "faithfulness", "faithfulness", False, _FAITH,
       "Petsiuk et al. 2018, RISE: randomized input sampling for explanation of black-box models, BMVC",
-      output="curve", description="AUC of the class probability as pixels are deleted, most relevant first.",
+      output="curve", curve=("probability", "fraction of features removed"),
+      description="AUC of the class probability as pixels are deleted, most relevant first.",
       features_per_step=0.02)
 _spec("insertion", "faithfulness", "faithfulness", True, _FAITH,
       "Petsiuk et al. 2018, RISE: randomized input sampling for explanation of black-box models, BMVC",
-      output="curve", description="AUC of the class probability as pixels are inserted into a blurred copy.",
+      output="curve", curve=("probability", "fraction of features inserted"),
+      description="AUC of the class probability as pixels are inserted into a blurred copy.",
       features_per_step=0.02)
 _spec("pixel_flipping", "faithfulness", "faithfulness", False, _FAITH,
       "Bach et al. 2015, On pixel-wise explanations for non-linear classifier decisions by layer-wise relevance "
       "propagation, PLOS ONE",
-      output="curve", description="Area under the class score as features are flipped, most relevant first.",
+      output="curve", curve=("logit", "fraction of features removed"),
+      description="Area under the class score as features are flipped, most relevant first.",
       features_per_step=0.02)
 _spec("region_perturbation", "faithfulness", "faithfulness", True, _FAITH,
       "Samek et al. 2017, Evaluating the visualization of what a deep neural network has learned, IEEE TNNLS",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("logit drop", "patches perturbed"),
       description="AOPC: mean drop of the class score as patches are perturbed, most relevant first.",
       patch_size=8, steps=50)
 _spec("selectivity", "faithfulness", "faithfulness", False, _FAITH,
       "Montavon et al. 2018, Methods for interpreting and understanding deep neural networks, Digital Signal "
       "Processing",
-      output="curve", description="Area under the class score as patches are removed, most relevant first.",
+      output="curve", curve=("logit", "fraction of patches removed"),
+      description="Area under the class score as patches are removed, most relevant first.",
       patch_size=16)
 _spec("irof", "faithfulness", "faithfulness", True, _FAITH + ("segments",),
       "Rieger and Hansen 2020, IROF: a low resource evaluation metric for explanation methods, ICLR workshop",
-      output="curve", description="Area over the relative class score as segments are removed by mean relevance.",
+      output="curve", curve=("relative probability", "segments removed"),
+      description="Area over the relative class score as segments are removed by mean relevance.",
       n_segments=49)
 _spec("faithfulness_estimate", "faithfulness", "faithfulness", True, _FAITH,
       "Alvarez-Melis and Jaakkola 2018, Towards robust interpretability with self-explaining neural networks, "
@@ -331,7 +348,7 @@ _spec("monotonicity_correlation", "faithfulness", "faithfulness", True, _FAITH,
 # --- faithfulness (part 2) ---------------------------------------------------------------------
 _spec("road", "road", "faithfulness", False, _FAITH,
       "Rong et al. 2022, A consistent and efficient evaluation strategy for attribution methods, ICML",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("accuracy", "fraction of features removed"),
       description="Accuracy as pixels are removed most relevant first and imputed by noisy linear imputation.",
       percentages=(10, 30, 50, 70, 90))
 _spec("infidelity", "faithfulness_random", "faithfulness", False, _FAITH,
@@ -347,7 +364,7 @@ _spec("faithfulness_correlation", "faithfulness_random", "faithfulness", True, _
 _spec("sensitivity_n", "faithfulness_random", "faithfulness", True, _FAITH,
       "Ancona et al. 2018, Towards better understanding of gradient-based attribution methods for deep neural "
       "networks, ICLR",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("correlation", "fraction of features in the subset"),
       description="Per subset size n: correlation of attribution sums with output drops over random subsets.",
       n_subsets=20)
 _spec("sufficiency", "sufficiency", "faithfulness", True, ("forward_fn", "x", "a"),
@@ -403,17 +420,17 @@ _RAND = ("model", "x", "target", "explainer_factory")
 _spec("mprt", "randomization", "randomization", False, _RAND,
       "Adebayo et al. 2018, Sanity checks for saliency maps, NeurIPS; Hedström et al. 2023, Sanity checks "
       "revisited: an exploration to repair the model parameter randomisation test, XAI in Action workshop",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("similarity", "layers randomized"),
       description="Spearman similarity of the explanation to the original after randomizing each layer (bottom-up).")
 _spec("smooth_mprt", "randomization", "randomization", False, _RAND,
       "Hedström et al. 2023, Sanity checks revisited: an exploration to repair the model parameter randomisation "
       "test, XAI in Action workshop",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("similarity", "layers randomized"),
       description="MPRT on explanations averaged over noisy copies of the input (sMPRT).", n_samples=10)
 _spec("efficient_mprt", "randomization", "randomization", True, _RAND,
       "Hedström et al. 2023, Sanity checks revisited: an exploration to repair the model parameter randomisation "
       "test, XAI in Action workshop",
-      stochastic=True, output="curve",
+      stochastic=True, output="curve", curve=("entropy", "layers randomized"),
       description="Relative rise of the explanation's histogram entropy after full randomization (eMPRT).")
 _spec("random_logit", "randomization", "randomization", False, _RAND,
       "Sixt et al. 2020, When explanations lie: why many modified BP attributions fail, ICML",

@@ -117,9 +117,16 @@ def test_numpy_attributions_are_refused_with_a_hint():
 
 
 def test_mask_on_another_device():
-    mask = MASK.to("meta")
+    # The meta device stands in for a second device on a CPU-only machine.
+    from xaiscore._checks import check_same_device
+
     with pytest.raises(xaiscore.DeviceError, match=r"Expected `mask` on the device of `a` \(cpu\), but got meta"):
-        pointing_game(A, mask)
+        check_same_device(A, MASK.to("meta"), reference_name="a", other_name="mask")
+
+
+def test_meta_mask_is_refused_before_any_data_is_read():
+    with pytest.raises(xaiscore.DeviceError, match=r"Expected `mask` to hold data, but got a tensor on the 'meta'"):
+        pointing_game(A, MASK.to("meta"))
 
 
 @pytest.mark.parametrize(

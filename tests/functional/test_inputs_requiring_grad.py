@@ -7,6 +7,7 @@ inputs; scores are never differentiated, so the kernels use the values.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import pytest
@@ -38,7 +39,7 @@ def test_inputs_that_require_grad_are_scored_like_plain_values(spec):
     options = dict(spec.defaults)
     if spec.name == "top_k_intersection":
         options["k"] = 50  # the default 1,000 exceeds a 24 x 24 map
-    if "generator" in spec.fn.__code__.co_varnames:
+    if "generator" in inspect.signature(spec.fn).parameters:
         options["generator"] = torch.Generator().manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

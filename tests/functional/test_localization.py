@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import xaiscore
 from tests.reference import localization as ref
 from xaiscore.functional import localization as loc
 from xaiscore.testing import strategies as xst
@@ -273,3 +275,28 @@ def test_boxes_to_mask_clips_boxes_outside_the_image():
 def test_boxes_to_mask_errors(boxes, size, message):
     with pytest.raises(ValueError if not isinstance(boxes, str) else TypeError, match=message):
         loc.boxes_to_mask(boxes, size)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+@pytest.mark.parametrize("as_list", [False, True])
+def test_boxes_to_mask_refuses_complex_and_bool_boxes(dtype, as_list):
+    boxes = torch.tensor([[[0.0, 0.0, 2.0, 2.0]]]).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "casting complex values discards the imaginary part" first
+        with pytest.raises(xaiscore.DTypeError, match="real coordinates"):
+            loc.boxes_to_mask([boxes[0]] if as_list else boxes, (4, 4))
+
+
+@pytest.mark.parametrize("spatial", [(5,), (4, 6), (2, 3, 4)])
+def test_pointing_game_tolerance_beyond_the_diagonal_is_the_whole_map(spatial):
+    # No pixel is farther than the diagonal from a mask pixel: an infinite tolerance is a hit
+    # wherever the mask is not empty (NaN for an empty mask), with a kernel no larger than the map.
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand((3, 1) + spatial, generator=generator)
+    mask = torch.zeros((3, 1) + spatial, dtype=torch.bool)
+    mask.view(3, -1)[0, 0] = True
+    mask.view(3, -1)[1, -1] = True
+    diagonal = math.sqrt(sum((side - 1) ** 2 for side in spatial))
+    for tolerance in (diagonal, diagonal + 1e6, math.inf):
+        score = loc.pointing_game(a, mask, tolerance=tolerance)
+        assert score[:2].tolist() == [1.0, 1.0] and math.isnan(score[2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from functools import partial
 
@@ -671,3 +672,17 @@ def test_input_and_option_errors():
     x2, _ = inputs(2, channels=2)
     with pytest.raises(ModelOutputError, match="shape of `a`"):  # `a` has one channel, the explainer two
         rnd.mprt(two_channels, x2, target, explainer_factory=gradient, a=torch.rand(2, 1, 6, 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_a_training_mode_batch_norm_model_is_scored_as_in_evaluation_mode(name):
+    # random_logit's one-sample probe failed inside torch ("Expected more than 1 value per channel
+    # when training") with batch norm over features; every kernel now runs the model in evaluation mode.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, CLASSES)).double()
+    with torch.no_grad():
+        model[2].running_mean.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(0))
+    x, target = inputs(3)
+    evaluated = CALLS[name](copy.deepcopy(model).eval(), x, target)
+    trained = CALLS[name](model.train(), x, target)
+    assert all(m.training for m in model.modules())
+    torch.testing.assert_close(trained.score, evaluated.score, equal_nan=True, rtol=0, atol=0)

@@ -94,3 +94,15 @@ def test_sufficiency_matches_quantus_and_scores_empty_neighbourhoods_nan(quantus
     np.testing.assert_array_equal(theirs[~has_neighbours], 0.0)
     # Quantus' reference set is its internal batch: the same samples score differently with batch_size=4.
     assert not np.allclose(quantus(4), theirs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_attributions_score_like_their_float32_values(dtype):
+    generator = torch.Generator().manual_seed(5)
+    model = xst.tiny_mlp((1, 4, 4), 3, seed=1, dtype=torch.float32)
+    x = torch.rand(10, 1, 4, 4, generator=generator)
+    a = torch.rand(10, 1, 4, 4, generator=generator).to(dtype)
+    a[:5] = a[0]  # a cluster of equal explanations: defined scores
+    half = sufficiency(model, x, a)
+    assert half.dtype == x.dtype and not torch.isnan(half[:5]).any()
+    torch.testing.assert_close(half, sufficiency(model, x, a.float()), equal_nan=True)

@@ -147,7 +147,7 @@ def test_matches_the_reference_on_drawn_problems(case, seed):
     for name in ("score", "score_perturbed", "iac", "iec", "mc"):
         np.testing.assert_allclose(ds[name].values, expected[name], rtol=1e-6, atol=1e-9, equal_nan=True,
                                    err_msg=name)
-    assert np.isnan(ds["score"].sel({"metric": "sparseness", "method": "zeros"}).values).all()
+    assert np.isnan(ds["score"].sel(metric="sparseness", explainer="zeros").values).all()
 
 
 def test_random_baseline_columns_match_the_reference():

@@ -138,8 +138,10 @@ class PixelFlipping(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = pixel_flipping(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -191,8 +193,10 @@ class RegionPerturbation(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = region_perturbation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -230,8 +234,10 @@ class Selectivity(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = selectivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, patch_size=self.patch_size,

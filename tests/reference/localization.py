@@ -209,18 +209,24 @@ def hit_rate(maps, masks, how="sum"):
 
 
 def boxes_to_mask(boxes, size, *, box_format="xyxy", rule="center"):
-    """One sample: boxes ``(N, 4)`` -> bool mask ``(H, W)``, pixel by pixel."""
-    height, width = size
-    out = np.zeros((height, width), dtype=bool)
-    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+    """One sample: boxes ``(N, 2 d)`` -> bool mask ``size``, pixel by pixel, 1-D to 3-D.
+
+    ``size`` is ``(W,)``, ``(H, W)`` or ``(D, H, W)``; box coordinate ``c`` (x, y, z) runs along
+    spatial axis ``d - 1 - c``: ``(x0, y0, z0, x1, y1, z1)`` on ``(D, H, W)``."""
+    dims = len(size)
+    out = np.zeros(size, dtype=bool)
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 2 * dims):
         if np.isnan(box).any():
             continue
-        x0, y0, c, d = box
-        x1, y1 = (x0 + c, y0 + d) if box_format == "xywh" else (c, d)
-        for i, j in itertools.product(range(height), range(width)):
-            if rule == "center":
-                inside = x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1
-            else:  # the pixel square [j, j+1) x [i, i+1) overlaps the box with positive area
-                inside = min(j + 1, x1) - max(j, x0) > 0 and min(i + 1, y1) - max(i, y0) > 0
-            out[i, j] |= inside
+        low = box[:dims]
+        high = low + box[dims:] if box_format == "xywh" else box[dims:]
+        for pixel in itertools.product(*(range(side) for side in size)):
+            inside = True
+            for c in range(dims):
+                p = pixel[dims - 1 - c]  # x is the last axis
+                if rule == "center":
+                    inside &= bool(low[c] <= p + 0.5 < high[c])
+                else:  # the pixel's unit cell overlaps the box with positive volume
+                    inside &= bool(min(p + 1, high[c]) - max(p, low[c]) > 0)
+            out[pixel] |= inside
     return out

@@ -40,9 +40,9 @@ from xaiscore.functional.faithfulness_random import (
     infidelity,
     sensitivity_n,
 )
+from xaiscore.functional.box_masks import boxes_to_mask
 from xaiscore.functional.localization import (
     attribution_localisation,
-    boxes_to_mask,
     energy_pointing_game,
     localization_auc,
     pointing_game,

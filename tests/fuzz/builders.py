@@ -561,21 +561,22 @@ def option_cases(spec: MetricSpec) -> dict[str, tuple[Any, ...]]:
 def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
     """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.boxes_to_mask`."""
     batch, n = draw(st.integers(1, 3)), draw(st.integers(0, 3))
-    height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    dims = draw(st.sampled_from((2, 2, 3, 1)))
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(dims))
     box_format = draw(st.sampled_from(("xyxy", "xywh")))
-    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 4,
-                            max_size=batch * n * 4))
-    boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 4)
+    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 2 * dims,
+                            max_size=batch * n * 2 * dims))
+    boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 2 * dims)
+    low, high = boxes[..., :dims], boxes[..., dims:]
     if box_format == "xyxy":
-        boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])],
-                          dim=-1)
+        boxes = torch.cat([torch.minimum(low, high), torch.maximum(low, high)], dim=-1)
     else:
-        boxes[..., 2:] = boxes[..., 2:].abs()
+        boxes[..., dims:] = high.abs()
     kwargs = {"box_format": box_format, "rule": draw(st.sampled_from(("center", "cover")))}
-    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "3 coordinates",
+    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "a coordinate short",
                                     "bad size", "bad format", "negative extent")))
     error: type[Exception] | None = None
-    size: Any = (height, width)
+    size: Any = shape
     if variant == "list":
         boxes = [boxes[i] for i in range(batch)]
     elif variant == "complex":
@@ -586,17 +587,18 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
         boxes, error = boxes.to("meta"), DeviceError
     elif variant == "numpy":
         boxes, error = boxes.numpy(), DTypeError
-    elif variant == "3 coordinates":
-        boxes, error = boxes[..., :3], ShapeError
-    elif variant == "bad size":
-        size, error = draw(st.sampled_from(((0, 3), (3,), (2.0, 3), "3x3", (True, 2)))), ShapeError
+    elif variant == "a coordinate short":
+        boxes, error = boxes[..., :-1], ShapeError
+    elif variant == "bad size":  # (3,) or (3, 3) is a size of another dimension than the boxes'
+        size, error = draw(st.sampled_from(((0, 3), (3,) * (4 - dims), (2.0, 3), "3x3", (True, 2),
+                                            (2, 2, 2, 2)))), ShapeError
     elif variant == "bad format":
         kwargs["box_format"], error = "cxcywh", OptionError
     elif variant == "negative extent" and n > 0:
         if box_format == "xyxy":
-            boxes[0, 0] = torch.tensor([3.0, 0.0, 1.0, 2.0])
+            boxes[0, 0, 0], boxes[0, 0, dims] = 3.0, 1.0
         else:
-            boxes[0, 0, 2] = -1.0
+            boxes[0, 0, dims] = -1.0
         error = OptionError
     return (boxes, size), kwargs, error
 

@@ -590,7 +590,7 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
     elif variant == "a coordinate short":
         boxes, error = boxes[..., :-1], ShapeError
     elif variant == "bad size":  # (3,) or (3, 3) is a size of another dimension than the boxes'
-        size, error = draw(st.sampled_from(((0, 3), (3,) * (4 - dims), (2.0, 3), "3x3", (True, 2),
+        size, error = draw(st.sampled_from(((0, 3), (3,) * (1 if dims > 1 else 2), (2.0, 3), "3x3", (True, 2),
                                             (2, 2, 2, 2)))), ShapeError
     elif variant == "bad format":
         kwargs["box_format"], error = "cxcywh", OptionError

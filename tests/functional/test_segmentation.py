@@ -71,7 +71,7 @@ def test_the_protocol_tunes_on_validation_and_applies_on_test():
     a_val, mask_val = split(12)
     a_test, mask_test = split(9)
     tuned = tune_threshold(a_val, mask_val)
-    # 0.6 and 0.7 both cut the margin off (IoU 1): the first best candidate
+    # 0.6, 0.7 and 0.8 all cut the margin off (IoU 1): the first best candidate
     assert tuned.threshold == 0.6 and tuned.mean_iou[4:].eq(1.0).all() and (tuned.mean_iou[:4] < 1).all()
     test_iou = localization_iou(a_test, mask_test, threshold=tuned.threshold, threshold_mode="min_max",
                                 empty_prediction="nan")
@@ -132,3 +132,9 @@ def test_bad_options():
         localization_iou(a, mask, empty_prediction="one")
     with pytest.raises(OptionError, match="threshold"):
         localization_iou(a, mask, threshold=1.5, threshold_mode="min_max")
+
+
+def test_default_candidates_are_chexlocalizes():
+    # tune_heatmap_threshold.py: thresholds = np.arange(0.2, .8, .1), seven values by float rounding
+    assert CHEXLOCALIZE_THRESHOLDS == tuple(round(float(t), 1) for t in np.arange(0.2, .8, .1))
+    assert len(CHEXLOCALIZE_THRESHOLDS) == 7

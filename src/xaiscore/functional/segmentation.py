@@ -36,8 +36,10 @@ IoUThresholdMode = Literal["max_fraction", "quantile", "min_max", "otsu"]
 EmptyPrediction = Literal["zero", "nan"]
 _MODES = ("max_fraction", "quantile", "min_max", "otsu")
 
-#: CheXlocalize's candidate thresholds (``numpy.arange(0.2, 0.8, 0.1)``, on min-max normalised maps).
-CHEXLOCALIZE_THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+#: CheXlocalize's candidate thresholds on min-max normalised maps: ``numpy.arange(0.2, .8, .1)``
+#: in ``tune_heatmap_threshold.py``, which (by float rounding) ends with 0.8 (0.7999999999999999),
+#: seven candidates; written here as the decimals they stand for.
+CHEXLOCALIZE_THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def _check_threshold(threshold: float, mode: str) -> float:
@@ -172,7 +174,7 @@ def tune_threshold(
     over the samples ``V_t`` whose IoU is defined at ``t`` (see ``empty_prediction``), with
     ``B_t`` the binarisation of :func:`localization_iou` in ``threshold_mode``. The defaults
     are CheXlocalize's (Saporta et al. 2022, ``tune_heatmap_threshold.py``): candidates 0.2,
-    0.3, ..., 0.7 on min-max normalised maps, ``s > t``, IoU undefined where the prediction or
+    0.3, ..., 0.8 on min-max normalised maps, ``s > t``, IoU undefined where the prediction or
     the mask is empty, the first best candidate. Then score the test split with
     ``localization_iou(a_test, mask_test, threshold=result.threshold,
     threshold_mode=threshold_mode, empty_prediction=...)``.
@@ -202,7 +204,7 @@ def tune_threshold(
         >>> mask = torch.tensor([[[False, False, True, True]], [[False, False, True, True]]])
         >>> tuned = tune_threshold(a, mask)
         >>> tuned.threshold, [round(v, 4) for v in tuned.mean_iou.tolist()]
-        (0.4, [0.8333, 0.8333, 1.0, 0.75, 0.75, 0.75])
+        (0.4, [0.8333, 0.8333, 1.0, 0.75, 0.75, 0.75, 0.5])
         >>> localization_iou(a, mask, threshold=tuned.threshold, threshold_mode="min_max").tolist()
         [1.0, 1.0]
     """

@@ -275,6 +275,12 @@ def test_top_k_with_k_the_mask_size_is_relevance_rank_accuracy():
             mask[b, 0, torch.randperm(49, generator=g)[:size]] = True
         mask = mask.reshape(6, 1, 7, 7)
         torch.testing.assert_close(relevance_rank_accuracy(a, mask), top_k_intersection(a, mask, k=size))
+    # masks of different sizes in one batch: K is each sample's own mask size
+    mask = torch.rand(6, 1, 7, 7, generator=g) < torch.linspace(0.05, 0.9, 6).reshape(6, 1, 1, 1)
+    mask[:, 0, 0, 0] = True
+    per_sample = torch.cat([top_k_intersection(a[i:i + 1], mask[i:i + 1], k=int(mask[i].sum())) for i in range(6)])
+    assert len(set(mask.sum((1, 2, 3)).tolist())) > 1
+    torch.testing.assert_close(relevance_rank_accuracy(a, mask), per_sample)
 
 
 def test_bad_inputs_raise_typed_errors():

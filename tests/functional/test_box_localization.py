@@ -61,11 +61,14 @@ def gt_list(boxes: torch.Tensor) -> list[tuple[float, ...]]:
     return [tuple(row) for row in boxes.tolist()]
 
 
-@given(data=maps_and_boxes(), version=st.sampled_from([1, 2]), full=st.booleans(),
+CONNECTIVITY = st.sampled_from(["full", "face", "edge"])
+
+
+@given(data=maps_and_boxes(), version=st.sampled_from([1, 2]), connectivity=CONNECTIVITY,
        thresholds=st.sampled_from([4, 10, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]]))
-def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, full, thresholds):
+def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, connectivity, thresholds):
     a, boxes = data
-    connectivity = "full" if full else "face"
+    full = connectivity
     stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=thresholds, version=version,
                                         connectivity=connectivity)
     taus = stats.thresholds.tolist()
@@ -86,13 +89,13 @@ def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, full
     assert result.score[valid].mean().item() == pytest.approx(result.value.item(), abs=1e-12)
 
 
-@given(data=maps_and_boxes(), overlap=st.sampled_from(["iobb", "iou"]), full=st.booleans(),
+@given(data=maps_and_boxes(), overlap=st.sampled_from(["iobb", "iou"]), connectivity=CONNECTIVITY,
        thresholds=st.sampled_from([(60.0, 180.0), (0.0,), (100.0, 255.0)]))
-def test_box_accuracy_matches_the_per_threshold_protocol(data, overlap, full, thresholds):
+def test_box_accuracy_matches_the_per_threshold_protocol(data, overlap, connectivity, thresholds):
     a, boxes = data
+    full = connectivity
     limits = [0.1, 0.25, 0.5, 0.75, 0.9]
-    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap,
-                          connectivity="full" if full else "face")
+    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap, connectivity=connectivity)
     for b in range(a.shape[0]):
         hits, false_positives, detections = ref.box_accuracy(a[b, 0].numpy(), gt_list(boxes[b]), list(thresholds),
                                                              overlap, limits, full)

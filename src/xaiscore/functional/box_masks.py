@@ -22,7 +22,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from xaiscore._checks import DeviceError, DTypeError, OptionError, ShapeError, check_option, check_tensor
+from xaiscore._checks import (
+    DeviceError,
+    DTypeError,
+    OptionError,
+    ShapeError,
+    check_option,
+    check_tensor,
+)
 
 __all__ = ["boxes_to_mask"]
 
@@ -96,9 +103,11 @@ def boxes_to_mask(
         >>> m = boxes_to_mask(torch.tensor([[[1.0, 0.0, 3.0, 2.0]]]), (3, 4))
         >>> m[0, 0].int().tolist()
         [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
-        >>> boxes_to_mask([torch.tensor([[1.2, 0.0, 1.4, 1.0]])], (1, 3), rule="cover")[0, 0, 0].tolist()
+        >>> thin = [torch.tensor([[1.2, 0.0, 1.4, 1.0]])]
+        >>> boxes_to_mask(thin, (1, 3), rule="cover")[0, 0, 0].tolist()
         [False, True, False]
-        >>> v = boxes_to_mask(torch.tensor([[[1.0, 0.0, 2.0, 3.0, 1.0, 3.0]]]), (3, 2, 4))  # (D, H, W)
+        >>> box = torch.tensor([[[1.0, 0.0, 2.0, 3.0, 1.0, 3.0]]])  # x0, y0, z0, x1, y1, z1
+        >>> v = boxes_to_mask(box, (3, 2, 4))  # (D, H, W)
         >>> v[0, 0].nonzero().tolist()  # slice 2, row 0, columns 1 and 2
         [[2, 0, 1], [2, 0, 2]]
     """
@@ -118,8 +127,8 @@ def boxes_to_mask(
     if bool(negative.any()):
         sample, row = (int(v) for v in negative.nonzero()[0])
         raise OptionError(
-            f"Expected boxes with non-negative {_EXTENTS[dims - 1]} in format {box_format!r}, but box "
-            f"{row} of sample {sample} is {padded[sample, row].tolist()}."
+            f"Expected boxes with non-negative {_EXTENTS[dims - 1]} in format {box_format!r}, "
+            f"but box {row} of sample {sample} is {padded[sample, row].tolist()}."
         )
     inside = []  # per spatial axis, first to last: (B, N, side)
     for axis, side in enumerate(size):
@@ -140,7 +149,9 @@ def boxes_to_mask(
 def _check_box_dtype(boxes: Tensor, name: str) -> Tensor:
     boxes = check_tensor(boxes, name)
     if boxes.is_complex() or boxes.dtype == torch.bool:
-        raise DTypeError(f"Expected `{name}` to hold real coordinates, but got dtype {boxes.dtype}.")
+        raise DTypeError(
+            f"Expected `{name}` to hold real coordinates, but got dtype {boxes.dtype}."
+        )
     return boxes
 
 
@@ -151,14 +162,14 @@ def _pad_boxes(boxes: Tensor | Sequence[Tensor], size: tuple[int, ...]) -> Tenso
         _check_box_dtype(boxes, "boxes")
         if boxes.ndim != 3 or boxes.shape[2] != width:
             raise ShapeError(
-                f"Expected `boxes` of shape (B, N, {width}), or a list of {layout} tensors, but got "
-                f"a tensor of shape {tuple(boxes.shape)}."
+                f"Expected `boxes` of shape (B, N, {width}), or a list of {layout} tensors, "
+                f"but got a tensor of shape {tuple(boxes.shape)}."
             )
         return boxes
     if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Sequence):
         raise DTypeError(
-            f"Expected `boxes` as a tensor (B, N, {width}) or a sequence of {layout} tensors, but got "
-            f"{type(boxes).__name__}."
+            f"Expected `boxes` as a tensor (B, N, {width}) or a sequence of {layout} tensors, "
+            f"but got {type(boxes).__name__}."
         )
     if len(boxes) == 0:
         raise ShapeError("Expected `boxes` for at least one sample, but got an empty sequence.")
@@ -168,13 +179,21 @@ def _pad_boxes(boxes: Tensor | Sequence[Tensor], size: tuple[int, ...]) -> Tenso
         if item.ndim == 1 and item.shape[0] == width:
             item = item.unsqueeze(0)
         if item.ndim != 2 or item.shape[1] != width:
-            raise ShapeError(f"Expected `boxes[{i}]` of shape {layout}, but got {tuple(item.shape)}.")
+            raise ShapeError(
+                f"Expected `boxes[{i}]` of shape {layout}, but got {tuple(item.shape)}."
+            )
         items.append(item)
     longest = max(1, max(item.shape[0] for item in items))
-    dtype = torch.promote_types(items[0].dtype, torch.float32) if items[0].is_floating_point() else torch.float32
+    dtype = (
+        torch.promote_types(items[0].dtype, torch.float32)
+        if items[0].is_floating_point()
+        else torch.float32
+    )
     out = torch.full((len(items), longest, width), math.nan, dtype=dtype, device=items[0].device)
     for i, item in enumerate(items):
         if item.device != out.device:
-            raise DeviceError(f"Expected every `boxes[i]` on {out.device}, but `boxes[{i}]` is on {item.device}.")
+            raise DeviceError(
+                f"Expected every `boxes[i]` on {out.device}, but `boxes[{i}]` is on {item.device}."
+            )
         out[i, : item.shape[0]] = item.to(dtype)
     return out

@@ -48,8 +48,13 @@ def _check_threshold(threshold: float, mode: str) -> float:
     return check_fraction(threshold, "threshold", low_inclusive=mode != "max_fraction")
 
 
-def _iou(intersection: Tensor, selected: Tensor, mask_size: Tensor, dtype: torch.dtype,
-         empty_prediction: str) -> Tensor:
+def _iou(
+    intersection: Tensor,
+    selected: Tensor,
+    mask_size: Tensor,
+    dtype: torch.dtype,
+    empty_prediction: str,
+) -> Tensor:
     union = selected + mask_size - intersection
     iou = intersection.to(dtype) / union.clamp(min=1).to(dtype)
     undefined = mask_size == 0
@@ -113,7 +118,9 @@ def localization_iou(
     check_option(threshold_mode, "threshold_mode", _MODES)
     check_option(empty_prediction, "empty_prediction", ("zero", "nan"))
     threshold = _check_threshold(threshold, threshold_mode)
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(
+        a, mask, channel_reduction=reduce_channels, validate=validate
+    )
     if threshold_mode == "max_fraction":
         peak = a_flat.amax(dim=1, keepdim=True)
         selected = (a_flat >= threshold * peak) & (peak > 0)
@@ -123,8 +130,13 @@ def localization_iou(
         selected = min_max_normalize(a_flat) > threshold
     else:
         selected = a_flat > otsu_threshold(a_flat).unsqueeze(1)
-    return _iou((selected & mask_flat).sum(1), selected.sum(1), mask_flat.sum(1), a_flat.dtype,
-                empty_prediction)
+    return _iou(
+        (selected & mask_flat).sum(1),
+        selected.sum(1),
+        mask_flat.sum(1),
+        a_flat.dtype,
+        empty_prediction,
+    )
 
 
 class ThresholdTuning(NamedTuple):
@@ -150,10 +162,14 @@ class ThresholdTuning(NamedTuple):
 
 
 def _selection_thresholds(a_flat: Tensor, grid: Tensor, mode: str) -> tuple[Tensor, Tensor, bool]:
-    """The values to threshold, the thresholds ``(T,)`` or ``(B, T)``, and whether ``>`` is strict."""
+    """The values to threshold, the thresholds ``(T,)`` or ``(B, T)``, whether ``>`` is strict."""
     if mode == "min_max":
         return min_max_normalize(a_flat), grid, True
-    return a_flat, threshold_values(a_flat, grid, mode), False  # max_fraction: +inf without a positive peak
+    return (
+        a_flat,
+        threshold_values(a_flat, grid, mode),
+        False,
+    )  # max_fraction: +inf without a positive peak
 
 
 def tune_threshold(
@@ -210,14 +226,20 @@ def tune_threshold(
     """
     check_option(threshold_mode, "threshold_mode", ("min_max", "max_fraction", "quantile"))
     check_option(empty_prediction, "empty_prediction", ("zero", "nan"))
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(
+        a, mask, channel_reduction=reduce_channels, validate=validate
+    )
     grid = threshold_grid(thresholds, include_end=False, device=a_flat.device)
     low, high = float(grid[0]), float(grid[-1])
     if low < 0 or high > 1 or (threshold_mode == "max_fraction" and low <= 0):
         interval = "(0, 1]" if threshold_mode == "max_fraction" else "[0, 1]"
-        raise OptionError(f"Expected `thresholds` in {interval} for threshold_mode={threshold_mode!r}, but got "
-                          f"{grid.tolist()}.")
-    values, per_sample, strict = _selection_thresholds(a_flat, grid.to(a_flat.dtype), threshold_mode)
+        raise OptionError(
+            f"Expected `thresholds` in {interval} for threshold_mode={threshold_mode!r}, but got "
+            f"{grid.tolist()}."
+        )
+    values, per_sample, strict = _selection_thresholds(
+        a_flat, grid.to(a_flat.dtype), threshold_mode
+    )
     levels = threshold_levels(values, per_sample, strict=strict)  # selected at k when level > k
     n_thr = grid.numel()
     selected = level_histogram(levels, n_thr).flip(1).cumsum(1).flip(1)[:, 1:]
@@ -225,7 +247,9 @@ def tune_threshold(
     mask_size = mask_flat.sum(1, keepdim=True)
     iou = _iou(inside, selected, mask_size, a_flat.dtype, empty_prediction)  # (B, T)
     mean_iou = torch.nanmean(iou, dim=0)
-    best = int(mean_iou.nan_to_num(-math.inf).argmax())  # the first maximum; read once, at the boundary
+    best = int(
+        mean_iou.nan_to_num(-math.inf).argmax()
+    )  # the first maximum; read once, at the boundary
     threshold = math.nan if bool(torch.isnan(mean_iou).all()) else float(grid[best])
     hits = mask_flat.gather(1, a_flat.argmax(dim=1, keepdim=True)).squeeze(1).to(a_flat.dtype)
     hit_rate = torch.nanmean(nan_where(mask_size.squeeze(1) == 0, hits))

@@ -54,7 +54,7 @@ def test_rasterize_2d_delegates_and_bad_sizes():
         rasterize_boxes([torch.zeros(0, 6)], (2, 3, 4, 5))
     with pytest.raises(ShapeError, match=r"\(N, 6\)"):
         rasterize_boxes([torch.zeros(1, 4)], (2, 3, 4))
-    with pytest.raises(OptionError, match="non-negative extents"):
+    with pytest.raises(OptionError, match="non-negative width, height and depth"):
         rasterize_boxes([torch.tensor([[2.0, 0, 0, 1, 1, 1]])], (2, 3, 4))
 
 

@@ -7,10 +7,9 @@ tensor axis (``W``), ``y`` along ``H`` and ``z`` along ``D``. Voxel ``(k, i, j)`
 (slice, row, column) covers ``[j, j + 1) x [i, i + 1) x [k, k + 1)``, so the box
 ``(0, 0, 0, W, H, D)`` is the whole volume.
 
-:func:`rasterize_boxes` is the one place the harness turns boxes into masks:
-2-D boxes go to :func:`xaiscore.functional.boxes_to_mask`; 3-D boxes are
-rasterised here by the same pixel-centre (``"center"``) and overlap
-(``"cover"``) rules, extended by a third axis.
+:func:`rasterize_boxes` is the one place the harness turns boxes into masks
+(through :func:`xaiscore.functional.boxes_to_mask`, in 2-D and 3-D, by the
+pixel-centre ``"center"`` or overlap ``"cover"`` rule).
 
 Example:
     >>> import torch
@@ -23,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaiscore._checks import OptionError, ShapeError, check_option
+from xaiscore._checks import ShapeError, check_option
 from xaiscore.harness.data.errors import DatasetError
 
 __all__ = [
@@ -137,7 +135,7 @@ def mask_boxes_3d(mask: Tensor | np.ndarray) -> list[Box3d]:
 
 def rasterize_boxes(boxes: Sequence[Tensor], size: Sequence[int], *, rule: str = "center",
                     device: torch.device | str | None = None) -> Tensor:
-    """Boxes to a boolean mask ``(B, 1, *size)``: 2-D through ``boxes_to_mask``, 3-D here.
+    """Boxes to a boolean mask ``(B, 1, *size)`` by :func:`xaiscore.functional.boxes_to_mask` (2-D and 3-D).
 
     Args:
         boxes: ``B`` tensors ``(N_i, 4)`` (2-D) or ``(N_i, 6)`` (3-D); ``N_i`` may be 0.
@@ -154,61 +152,9 @@ def rasterize_boxes(boxes: Sequence[Tensor], size: Sequence[int], *, rule: str =
         - boxes: ``B x (N_i, 2 * len(size))``
         - output: ``(B, 1, *size)`` bool
     """
+    from xaiscore.functional.localization import boxes_to_mask
+
     check_option(rule, "rule", ("center", "cover"))
-    if len(size) == 2:
-        from xaiscore.functional.localization import boxes_to_mask
-
-        return boxes_to_mask(list(boxes), tuple(size), rule=rule, device=device)  # type: ignore[arg-type]
-    if len(size) != 3:
+    if len(size) not in (2, 3):
         raise ShapeError(f"Expected `size` as (H, W) or (D, H, W), but got {tuple(size)}.")
-    # TODO(merge): once xaiscore.functional.boxes_to_mask takes (D, H, W), call it here instead.
-    return _boxes_to_mask_3d(boxes, tuple(int(s) for s in size), rule=rule, device=device)
-
-
-def _stack_3d(boxes: Sequence[Tensor], device: torch.device | str | None) -> Tensor:
-    """``(B, N, 6)`` float, rows of NaN where a sample has fewer boxes."""
-    if len(boxes) == 0:
-        raise ShapeError("Expected `boxes` for at least one sample, but got an empty sequence.")
-    for i, item in enumerate(boxes):
-        if item.ndim != 2 or item.shape[1] != 6:
-            raise ShapeError(
-                f"Expected `boxes[{i}]` of shape (N, 6) (x0, y0, z0, x1, y1, z1) for a volume, "
-                f"but got {tuple(item.shape)}."
-            )
-    target = torch.device(device) if device is not None else boxes[0].device
-    longest = max(1, max(item.shape[0] for item in boxes))
-    out = torch.full((len(boxes), longest, 6), math.nan, dtype=torch.float64, device=target)
-    for i, item in enumerate(boxes):
-        out[i, : item.shape[0]] = item.to(device=target, dtype=torch.float64)
-    return out
-
-
-def _boxes_to_mask_3d(boxes: Sequence[Tensor], size: tuple[int, int, int], *, rule: str,
-                      device: torch.device | str | None) -> Tensor:
-    if any(s <= 0 for s in size):
-        raise ShapeError(f"Expected `size` as (D, H, W) with positive sides, but got {size}.")
-    padded = _stack_3d(boxes, device)
-    valid = ~torch.isnan(padded).any(dim=2)  # (B, N)
-    low, high = padded[..., :3], padded[..., 3:]  # x, y, z
-    negative = valid & (high < low).any(dim=2)
-    if bool(negative.any()):
-        sample, row = (int(v) for v in negative.nonzero()[0])
-        raise OptionError(
-            f"Expected boxes with non-negative extents (x1 >= x0, y1 >= y0, z1 >= z0), but box {row} "
-            f"of sample {sample} is {padded[sample, row].tolist()}."
-        )
-    per_axis = []
-    for axis, n in enumerate((size[2], size[1], size[0])):  # x (W), y (H), z (D)
-        cells = torch.arange(n, device=padded.device, dtype=padded.dtype)
-        lo, hi = low[..., axis, None], high[..., axis, None]
-        if rule == "center":
-            inside = (cells + 0.5 >= lo) & (cells + 0.5 < hi)
-        else:
-            inside = (cells + 1 > lo) & (cells < hi) & (hi > lo)
-        per_axis.append(inside & valid[..., None])  # (B, N, n)
-    in_x, in_y, in_z = per_axis
-    batch, count = valid.shape
-    in_zy = (in_z[..., :, None] & in_y[..., None, :]).reshape(batch, count, size[0] * size[1])
-    # union over boxes: (B, D H, N) @ (B, N, W) counts the boxes covering each voxel
-    counts = torch.bmm(in_zy.transpose(1, 2).to(torch.float32), in_x.to(torch.float32))
-    return (counts > 0.5).reshape(batch, 1, *size)
+    return boxes_to_mask(list(boxes), tuple(int(s) for s in size), rule=rule, device=device)  # type: ignore[arg-type]

@@ -5,7 +5,8 @@ Besides the record datasets of :mod:`xaiscore.harness.data` (``len``, indexing t
 plain PyTorch data, converted here into records:
 
 * a map-style dataset (``len`` and indexing, e.g. :class:`torch.utils.data.TensorDataset` or a
-  list) of samples; converted lazily, one sample per index;
+  list) of samples; converted lazily, one sample per index (a dataset with a ``class_names``
+  attribute is taken for a record dataset);
 * a :class:`torch.utils.data.DataLoader` or any other iterable of samples or of batches; read
   once and kept in memory (the runner indexes samples and may read them again on resume).
 
@@ -204,7 +205,7 @@ def as_record_dataset(dataset: Any) -> Any:
     class_names = _class_names(dataset)
     indexable = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
     if indexable and not isinstance(dataset, DataLoader):
-        if len(dataset) == 0:
+        if len(dataset) == 0 or hasattr(dataset, "class_names"):  # a record dataset: nothing loaded here
             return dataset
         first = dataset[0]
         if isinstance(first, SampleRecord):

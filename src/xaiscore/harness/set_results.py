@@ -149,12 +149,11 @@ def set_summary_table(ds: xr.Dataset) -> Any:
     """
     import pandas as pd
 
-    from xaiscore.harness.results import higher_is_better
-
     rows = []
     for metric in set_metric_variables(ds):
         values = np.asarray(ds[metric].values, dtype=np.float64)
-        direction = higher_is_better(ds, metric)
+        stored = int(ds[metric].attrs.get("higher_is_better", -1))  # as results.higher_is_better
+        direction = None if stored < 0 else bool(stored)
         best = None
         if direction is not None and np.isfinite(values).any():
             best = np.nanmax(values) if direction else np.nanmin(values)

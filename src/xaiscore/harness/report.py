@@ -471,16 +471,7 @@ def write_report(
                     f"<h2>Per-sample win rates on {esc(win_metric)}</h2>"
                     + win_rates_html(rates, win_metric)
                 )
-            if "example_image" in ds and ds.sizes.get("example", 0):
-                from xaiscore.harness.plots import examples_html
-
-                parts.append("<h2>Examples</h2>" + examples_html(ds, predicted=predicted_boxes(ds)))
-                parts.append(
-                    '<p class="note">Each map is divided by its largest magnitude, so the sign is '
-                    "kept: red positive, blue negative attribution, white zero (a map without "
-                    "negative "
-                    "values shows no blue); its opacity grows with the magnitude.</p>"
-                )
+            parts.append(_examples_html(ds))
             _stage(bar, "scoreboard and examples", "curves and tables")
             curves = curve_variables(ds)
             if curves:
@@ -530,7 +521,9 @@ def write_report(
                 'download="summary.csv">summary.csv</a> (also written next to this page).</p>'
             )
         else:
-            parts.append(set_level or "<p>No metric could be scored.</p>")
+            parts.append(set_level + _examples_html(ds) if set_level else "<p>No metric could be scored.</p>")
+            if set_level:  # only set-level metrics: their rows are the whole summary
+                atomic_write_bytes(out / "summary.csv", set_level_rows(ds).to_csv(index=False).encode())
         parts.append("<h2>Skipped and undefined</h2>" + _gaps_intro(gaps) + gaps_html(gaps))
         page = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -545,6 +538,19 @@ def write_report(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _examples_html(ds: xr.Dataset) -> str:
+    if "example_image" not in ds or not ds.sizes.get("example", 0):
+        return ""
+    from xaiscore.harness.plots import examples_html
+
+    return (
+        "<h2>Examples</h2>" + examples_html(ds, predicted=predicted_boxes(ds))
+        + '<p class="note">Each map is divided by its largest magnitude, so the sign is kept: red '
+        "positive, blue negative attribution, white zero (a map without negative values shows no "
+        "blue); its opacity grows with the magnitude.</p>"
+    )
 
 
 def _gaps_intro(gaps: pd.DataFrame) -> str:

@@ -72,8 +72,8 @@ def set_level_html(ds: Any) -> str:
         "no interval and no paired test. Bold: the best value in the metric's direction. A dash: "
         "undefined or not scored (hover for the reason).</p>"
     )
-    html = (f"<h2>Set-level metrics</h2><table><thead><tr><th>metric</th>{head}<th>test</th></tr>"
-            f"</thead><tbody>{''.join(rows)}</tbody></table>{note}")
+    html = (f'<h2>Set-level metrics</h2><div class="scroll"><table><thead><tr><th>metric</th>{head}'
+            f"<th>test</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
     return html + box_tables_html(ds)
 
 
@@ -98,8 +98,9 @@ def box_tables_html(ds: Any) -> str:
                     for a, f in zip(acc, fp))
                 rows.append(f'<tr><th scope="row">{esc(method)}</th><td>{esc(finding)}</td>{cells}</tr>')
         sections.append(
-            f"<h3>Binarisation threshold {esc(binarisation)}</h3><table><thead><tr><th>method</th>"
-            f"<th>finding</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            f'<h3>Binarisation threshold {esc(binarisation)}</h3><div class="scroll"><table><thead><tr>'
+            f"<th>method</th><th>finding</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            "</div>")
     settings = json.loads(ds[_BOX_METRIC].attrs.get("settings", "{}"))
     mode = settings.get("threshold_mode", "min_max_255")
     return (

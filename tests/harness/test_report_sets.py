@@ -68,7 +68,7 @@ def test_the_report_shows_the_set_level_and_box_tables(marker_run, tmp_path):
     html = write_report(ds, tmp_path, n_boot=50).read_text()
     assert "<h2>Set-level metrics</h2>" in html and "set-level, no paired test" in html
     assert "Box accuracy per finding" in html and "T(IoBB) = 0.75" in html
-    assert "amber outline" in html
+    assert "amber outline" in html and "Set-level metrics per finding class" in html
     csv = (tmp_path / "summary.csv").read_text().splitlines()
     assert any(line.startswith("pxap,marker,") and ",set" in line for line in csv)
     assert set_level_lines(ds)[0].startswith("Set-level metrics")

@@ -74,7 +74,27 @@ def set_level_html(ds: Any) -> str:
     )
     html = (f'<h2>Set-level metrics</h2><div class="scroll"><table><thead><tr><th>metric</th>{head}'
             f"<th>test</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
-    return html + box_tables_html(ds)
+    return html + _by_finding_html(ds, metrics) + box_tables_html(ds)
+
+
+def _by_finding_html(ds: Any, metrics: list[str]) -> str:
+    """Collapsible: each set-level metric with statistics over each finding class's samples."""
+    names = [m for m in metrics if f"{m}_by_finding" in ds]
+    if not names or FINDING_DIM not in ds.coords:
+        return ""
+    findings = [str(f) for f in ds[FINDING_DIM].values]
+    head = "".join(f"<th>{esc(f)}</th>" for f in findings)
+    rows = []
+    for metric in names:
+        for i, method in enumerate(ds["explainer"].values):
+            values = ds[f"{metric}_by_finding"].values[i]
+            cells = "".join(f"<td>{'–' if not np.isfinite(v) else fmt(v)}</td>" for v in values)
+            rows.append(f'<tr><th scope="row">{esc(metric)}</th><td>{esc(method)}</td>{cells}</tr>')
+    return (f"<details><summary>Set-level metrics per finding class ({len(rows)} rows)</summary>"
+            f'<div class="scroll"><table><thead><tr><th>metric</th><th>method</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+            '<p class="note">Each metric over the samples of one finding class (its own reference '
+            "set); a dash: undefined there (e.g. no ground-truth box).</p></details>")
 
 
 def box_tables_html(ds: Any) -> str:
@@ -167,4 +187,6 @@ def set_level_rows(ds: Any) -> Any:
     frame = table.rename(columns={"value": "mean", "n_samples": "n"}).drop(columns=["best"])
     frame["scope"] = "set"
     frame["family"] = [str(ds[m].attrs.get("family", "")) for m in frame["metric"]]
+    direction = {m: int(ds[m].attrs.get("higher_is_better", -1)) for m in set(frame["metric"])}
+    frame["higher_is_better"] = [None if direction[m] < 0 else bool(direction[m]) for m in frame["metric"]]
     return frame

@@ -127,3 +127,21 @@ def test_anything_else_is_a_typed_error(bad, error, words, model):
     with pytest.raises(error) as raised:
         evaluate(bad, model, methods=["random"], metrics=["sparseness"], n_examples=0)
     assert words in str(raised.value)
+
+
+def test_a_dataloader_of_collated_records_keeps_ids_and_findings(model):
+    from xaiscore.harness.data import make_synthetic_dataset
+    from xaiscore.harness.data.records import collate
+
+    records = make_synthetic_dataset(6, size=(SIZE, SIZE), seed=2)
+    loader = DataLoader(records, batch_size=4, collate_fn=collate)
+    converted = as_record_dataset(loader)
+    for i in range(6):
+        assert converted[i].source_id == records[i].source_id
+        assert converted[i].finding == records[i].finding
+        assert torch.equal(converted[i].mask, records[i].mask)
+    assert converted.class_names == records.class_names
+    direct = _run(records, model)
+    via_loader = _run(loader, model)
+    np.testing.assert_array_equal(direct["pxap"].values, via_loader["pxap"].values)
+    assert via_loader["source_id"].values.tolist() == direct["source_id"].values.tolist()

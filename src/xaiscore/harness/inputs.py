@@ -12,11 +12,13 @@ plain PyTorch data, converted here into records:
 
 A sample is a tuple ``(x, y)`` or ``(x, y, mask)``, or a mapping with keys ``x`` (or
 ``image``), ``y`` (or ``label``, ``target``), and optionally ``mask``, ``boxes`` (``(N, 4)``
-``xyxy`` end-exclusive pixels, a list per sample in a batch) and ``finding``. ``x`` is
-``(C, *S)``, ``y`` a class index (int or 0-d tensor), ``mask`` ``(1, *S)`` or ``S``. A batch
-has the same entries with a leading batch dimension (``y`` of shape ``(B,)``). Samples get the
-ids ``sample-000000``, ``sample-000001``, ... in order, and the finding name
-``class_names[y]`` (the dataset's ``class_names`` or ``classes`` when it has them) or ``str(y)``.
+``xyxy`` end-exclusive pixels, a list per sample in a batch), ``finding`` and ``source_id``; a
+batch may also be a :class:`~xaiscore.harness.data.records.Batch` (a DataLoader over records
+with ``collate_fn=collate``). ``x`` is ``(C, *S)``, ``y`` a class index (int or 0-d tensor),
+``mask`` ``(1, *S)`` or ``S``. A batch has the same entries with a leading batch dimension
+(``y`` of shape ``(B,)``). Samples get the ids ``sample-000000``, ``sample-000001``, ... in
+order (unless they have a ``source_id``), and the finding name ``class_names[y]`` (the
+dataset's, or its DataLoader's dataset's, ``class_names`` or ``classes``) or ``str(y)``.
 
 Example:
     >>> import torch
@@ -55,14 +57,21 @@ _Y_KEYS = ("y", "label", "target")
 
 
 def _class_names(dataset: Any) -> tuple[str, ...]:
-    names = getattr(dataset, "class_names", None) or getattr(dataset, "classes", None) or ()
+    inner = getattr(dataset, "dataset", None)  # a DataLoader's dataset
+    names = next((n for n in (getattr(d, k, None) for d in (dataset, inner)
+                              for k in ("class_names", "classes")) if n), ())
     if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
         return ()
     return tuple(str(n) for n in names)
 
 
 def _fields(item: Any, position: int) -> dict[str, Any]:
-    """``x``, ``y``, ``mask``, ``boxes``, ``finding`` of one sample or batch."""
+    """``x``, ``y``, ``mask``, ``boxes``, ``finding``, ``source_id`` of one sample or batch."""
+    from xaiscore.harness.data.records import Batch
+
+    if isinstance(item, Batch):  # a DataLoader with collate_fn=records.collate
+        return {"x": item.x, "y": item.labels, "mask": item.mask, "boxes": item.boxes,
+                "finding": item.findings, "source_id": item.source_ids}
     if isinstance(item, Mapping):
         x_key = next((k for k in _X_KEYS if k in item), None)
         y_key = next((k for k in _Y_KEYS if k in item), None)
@@ -72,7 +81,7 @@ def _fields(item: Any, position: int) -> dict[str, Any]:
                 f"'label'), but got keys {sorted(map(str, item))}."
             )
         return {"x": item[x_key], "y": item[y_key], "mask": item.get("mask"),
-                "boxes": item.get("boxes"), "finding": item.get("finding")}
+                "boxes": item.get("boxes"), "finding": item.get("finding"), "source_id": item.get("source_id")}
     if isinstance(item, (tuple, list)) and len(item) in (2, 3):
         return {"x": item[0], "y": item[1], "mask": item[2] if len(item) == 3 else None,
                 "boxes": None, "finding": None}
@@ -138,7 +147,7 @@ def _record(fields: Mapping[str, Any], index: int, class_names: Sequence[str]) -
     boxes = _boxes(fields.get("boxes"), where)
     return SampleRecord(image=image, label=label, boxes=boxes, box_labels=(str(finding),) * boxes.shape[0],
                         mask=_mask(fields.get("mask"), tuple(image.shape[1:]), where),
-                        source_id=f"sample-{index:06d}", finding=str(finding))
+                        source_id=str(fields.get("source_id") or f"sample-{index:06d}"), finding=str(finding))
 
 
 def _unbatch(fields: Mapping[str, Any], position: int) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
-from xaiscore._engine.batching import check_max_batch_size
+from xaiscore._engine.batching import check_items_per_call
 from xaiscore._engine.explain_fn import BuiltExplainer
 from xaiscore._engine.random import draw_seed, resolve_generator, seeded_global_rngs
 from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
@@ -196,7 +196,7 @@ class CaptumExplainer(BuiltExplainer):
             raise OptionError("Expected at most one of `grid` and `feature_mask`, but got both.")
         self.grid = check_grid(grid) if grid is not None else None
         self.feature_mask = feature_mask
-        self.max_batch_size = check_max_batch_size(max_batch_size)
+        self.max_batch_size = check_items_per_call(max_batch_size)
         self._baselines_for_shap = method == "GradientShap"
         #: How the method's model passes grow with its options (see _attribute_in_passes).
         self._passes = {"IntegratedGradients": "steps", "NoiseTunnel": "noise", "GradientShap": "samples"}.get(

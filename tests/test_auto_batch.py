@@ -92,7 +92,7 @@ def test_a_byte_budget_bounds_every_chunk_after_the_first_item():
 
 def test_auto_probes_candidates_on_real_work_then_keeps_its_choice():
     model = _Recording(2 * 2)
-    n = 2 * sum(auto_batch.CANDIDATES) + 500  # enough to try every candidate
+    n = auto_batch.SAMPLES_PER_CANDIDATE * sum(auto_batch.CANDIDATES) + 500  # enough to try every candidate
     x = torch.rand(n, 1, 2, 2, dtype=torch.float64)
 
     def compute(s, e):
@@ -102,7 +102,9 @@ def test_auto_probes_candidates_on_real_work_then_keeps_its_choice():
     sizes = model.sizes
     assert sizes[0] == 1 and sum(sizes) == n
     probe = [s for s in sizes[1:] if s in auto_batch.CANDIDATES]
-    assert probe[:2] == [8, 8]  # every candidate twice, smallest first
+    assert probe[:2] == [8, 16]  # the candidates smallest first, then rounds
+    timed = [choice.samples for choice in auto_batch._CHOICES.values() if choice.samples]
+    assert len(timed) == 1 and all(len(t) <= auto_batch.SAMPLES_PER_CANDIDATE for t in timed[0].values())
     chosen = [c for c in auto_batch.cached_choices().values() if c is not None]
     assert len(chosen) == 1 and chosen[0] in auto_batch.CANDIDATES
     model.sizes.clear()

@@ -7,13 +7,15 @@ which runs the chunks itself and picks their sizes:
   model or explainer, take at most that many bytes: ``budget // item_bytes`` items (at least
   one). One 3 x 512 x 512 float32 image weighs 3 MiB, fifteen times a 1 x 224 x 224 one, so a byte
   budget bounds memory where a count of items cannot.
-* **Auto** (``"auto"``, or ``"auto:2GB"`` with a budget; the default budget is 256 MiB): the
-  fastest of the candidate sizes 8, 16, 32, ..., 1024 that fit the budget. The first chunks
-  of real work are the probe: every candidate, smallest first, runs twice and the lesser time
-  per item counts (the first call at a new size pays for fresh memory); probing stops at the
-  first size that is more than 15 % slower per item than the best so far, and the best is
-  kept for every later chunk. No work is done twice and results do not depend on the sizes
-  (chunk-size invariance), so the probe costs only the time lost in slower chunks.
+* **Auto** (``"auto"``, or ``"auto:2GB"`` with a budget; the default budget is 32 MiB of chunk
+  inputs on the CPU, 1/64 of the memory of a GPU, at least 256 MiB): the fastest of the
+  candidate sizes 8, 16, 32, ..., 1024 that fit the budget (at least one item). The first chunks
+  of real work are the probe: the candidates run smallest first until one is 30 % slower per
+  item than the best so far; then the remaining ones (within 30 % of the best) run in rounds
+  until each has three timed chunks, and the one with the least time per item (its fastest
+  chunk: the first call at a new size pays for fresh memory) is kept for every later chunk.
+  No work is done twice and results do not depend on the sizes (chunk-size invariance), so
+  the probe costs only the time lost in slower chunks.
 
 The choice is cached for the process, per call site (the kernel's ``compute`` function), model
 (its class and parameter shapes, so the randomized copies of one network share it), item shape,
@@ -45,14 +47,16 @@ from xaiscore._checks import DTypeError, OptionError
 
 __all__ = ["BatchPolicy", "parse_batch_policy", "parse_bytes", "adaptive_chunks", "clear_cache", "cached_choices"]
 
-#: Bytes of chunk inputs that ``"auto"`` stays within unless a budget is given.
-AUTO_MAX_BYTES = 256 * 2**20
+#: Bytes of chunk inputs that ``"auto"`` stays within on the CPU unless a budget is given.
+AUTO_CPU_BYTES = 32 * 2**20
+#: On a GPU: this share of its memory (at least 256 MiB).
+AUTO_GPU_SHARE = 1 / 64
 #: Candidate chunk sizes of ``"auto"`` (those within the budget).
 CANDIDATES = (8, 16, 32, 64, 128, 256, 512, 1024)
-#: Timed chunks per candidate (the least time per item counts).
-SAMPLES_PER_CANDIDATE = 2
-#: Probing stops at the first size this much slower per item than the best so far.
-STOP_FACTOR = 1.15
+#: Timed chunks per remaining candidate (the least time per item counts).
+SAMPLES_PER_CANDIDATE = 3
+#: A candidate this much slower per item than the best is dropped (and larger ones not tried).
+CLEARLY_WORSE = 1.3
 #: Chunk size when no ``nn.Module`` call reveals the item size.
 FALLBACK_ITEMS = 64
 
@@ -67,14 +71,20 @@ class BatchPolicy:
 
     Attributes:
         auto: Probe for the fastest candidate size.
-        max_bytes: The most bytes of items per chunk (``None``: :data:`AUTO_MAX_BYTES` for auto).
+        max_bytes: The most bytes of items per chunk (``None``: auto's default, :meth:`budget`).
     """
 
     auto: bool = True
     max_bytes: int | None = None
 
-    def budget(self) -> int | None:
-        return self.max_bytes if self.max_bytes is not None else (AUTO_MAX_BYTES if self.auto else None)
+    def budget(self, device: torch.device | None = None) -> int | None:
+        """The byte budget: as given, else auto's default for ``device`` (see :data:`AUTO_CPU_BYTES`)."""
+        if self.max_bytes is not None or not self.auto:
+            return self.max_bytes
+        if device is not None and device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+            return max(256 * 2**20, int(total * AUTO_GPU_SHARE))
+        return AUTO_CPU_BYTES
 
     def __str__(self) -> str:
         size = "" if self.max_bytes is None else f"{self.max_bytes}B"
@@ -207,15 +217,25 @@ class _Recorder:
 
 @dataclass
 class _Choice:
-    """What is known for one situation: the item size, the timings, and the choice once made."""
+    """What is known for one situation: the item size, the timings, and the choice once made.
+
+    The probe runs in rounds. The first tries the candidates smallest first and stops at the
+    first one that is :data:`CLEARLY_WORSE` per item than the best so far (larger chunks are
+    then assumed worse still); every later round runs each remaining candidate once more (those
+    within :data:`CLEARLY_WORSE` of the best), so slow drift of the machine hits all of them
+    alike. After :data:`SAMPLES_PER_CANDIDATE` rounds the size with the least time per item
+    (the least of its samples) is kept.
+    """
 
     policy: BatchPolicy
     item_bytes: int | None
+    device: torch.device | None = None
     samples: dict[int, list[float]] = field(default_factory=dict)
     chosen: int | None = None
+    tried_all: bool = False
 
     def __post_init__(self) -> None:
-        budget = self.policy.budget()
+        budget = self.policy.budget(self.device)
         cap = max(1, budget // self.item_bytes) if budget is not None and self.item_bytes else None
         if not self.policy.auto:
             self.chosen = cap if cap is not None else FALLBACK_ITEMS
@@ -226,28 +246,34 @@ class _Choice:
             if len(self.candidates) == 1:
                 self.chosen = self.candidates[0]
 
+    def _best(self) -> float:
+        return min(min(t) for t in self.samples.values())
+
+    def _remaining(self) -> list[int]:
+        best = self._best()
+        return [c for c in self.candidates if c in self.samples and min(self.samples[c]) <= CLEARLY_WORSE * best]
+
     def next_size(self) -> int:
         if self.chosen is not None:
             return self.chosen
-        for size in self.candidates:
-            if len(self.samples.get(size, ())) < SAMPLES_PER_CANDIDATE:
-                return size
-        return self._decide()
+        if not self.tried_all:
+            for size in self.candidates:
+                if size not in self.samples:
+                    return size
+            self.tried_all = True
+        remaining = self._remaining()
+        return min(remaining, key=lambda c: (len(self.samples[c]), c))
 
     def observe(self, size: int, seconds: float) -> None:
         if self.chosen is not None or size not in self.candidates:
             return
         self.samples.setdefault(size, []).append(seconds / size)
-        measured = {s: min(t) for s, t in self.samples.items() if len(t) >= SAMPLES_PER_CANDIDATE}
-        if size in measured:
-            best = min(measured.values())
-            if measured[size] > STOP_FACTOR * best or size == self.candidates[-1]:
-                self._decide()
-
-    def _decide(self) -> int:
-        measured = {s: min(t) for s, t in self.samples.items() if t}
-        self.chosen = min(measured, key=measured.get) if measured else self.candidates[0]
-        return self.chosen
+        if not self.tried_all and (min(self.samples[size]) > CLEARLY_WORSE * self._best()
+                                   or size == self.candidates[-1]):
+            self.tried_all = True  # larger sizes are not tried
+        if self.tried_all and all(len(self.samples[c]) >= SAMPLES_PER_CANDIDATE for c in self._remaining()):
+            measured = {c: min(self.samples[c]) for c in self._remaining()}
+            self.chosen = min(measured, key=measured.get)
 
 
 _CHOICES: dict[tuple, _Choice] = {}
@@ -306,7 +332,7 @@ def adaptive_chunks(n_items: int, compute: Callable[[int, int], Tensor], policy:
         with _LOCK:
             full_key = site + (found,)
             if full_key not in _CHOICES:
-                _CHOICES[full_key] = _Choice(policy, recorder.item_bytes())
+                _CHOICES[full_key] = _Choice(policy, recorder.item_bytes(), recorder.device)
             _LAST_KEY[site] = full_key
             if full_key == key:  # timed in the situation it was sized for
                 _CHOICES[full_key].observe(size, seconds)

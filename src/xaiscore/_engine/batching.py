@@ -59,8 +59,8 @@ def check_max_batch_size(max_batch_size: object) -> int | BatchPolicy:
     * an ``int``: at most that many items per model or explainer call;
     * ``"auto"``: the fastest chunk size of a few candidates, probed on the first
       chunks of real work and cached per call site, model, item shape and device
-      (:mod:`xaiscore._engine.auto_batch`), within a default budget of 256 MiB of
-      chunk inputs;
+      (:mod:`xaiscore._engine.auto_batch`), within a default budget of chunk inputs
+      (32 MiB on the CPU: 160 images of 1 x 224 x 224, 32 of 1 x 512 x 512);
     * a byte budget, e.g. ``"2GB"``, ``"512MiB"``: the largest chunk whose inputs
       (items of the model's or explainer's input) take at most that many bytes;
     * ``"auto:2GB"``: the fastest chunk size within that budget.

@@ -39,6 +39,7 @@ minutes there. ``--clock wall`` measures wall time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -356,12 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", default="64",
                         help="the kernels' and the drop-in's max_batch_size (an int, 'auto' or a byte budget)")
     parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--batch", type=int, default=None, help="images (default 64; 4 with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, gone in numpy 2.4
         np.trapz = np.trapezoid
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     s = Settings.quick() if args.quick else Settings()
+    if args.batch is not None:
+        s = dataclasses.replace(s, batch=args.batch)
     data = make_data(s)
     mbs = args.max_batch_size
     data.max_batch_size = int(mbs) if mbs.isdigit() else mbs

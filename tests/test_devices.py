@@ -53,7 +53,8 @@ def cpu_inputs() -> dict[str, torch.Tensor]:
     mask[1, :, 8:14, 0:5] = True
     mask[2, :, 4:12, 4:12] = True
     target = torch.tensor([0, 3, 1])
-    return {"x": x, "a": a, "mask": mask, "target": target}
+    tiles = torch.tensor([[True, False, False, True], [False, True, False, False], [False, False, True, True]])
+    return {"x": x, "a": a, "mask": mask, "target": target, "tiles": tiles}
 
 
 def result_tensors(result: Any) -> list[torch.Tensor]:
@@ -89,6 +90,7 @@ DETERMINISTIC: dict[str, Run] = {
     "attribution_localisation": lambda i, m: F.attribution_localisation(i["a"], i["mask"]),
     "localization_auc": lambda i, m: F.localization_auc(i["a"], i["mask"]),
     "localization_iou": lambda i, m: F.localization_iou(i["a"], i["mask"]),
+    "pointing_accuracy": lambda i, m: F.pointing_accuracy(i["a"], i["mask"], i["target"], num_classes=CLASSES),
     "sparseness": lambda i, m: F.sparseness(i["a"]),
     "complexity": lambda i, m: F.complexity(i["a"]),
     "effective_complexity": lambda i, m: F.effective_complexity(i["a"]),
@@ -103,6 +105,11 @@ DETERMINISTIC: dict[str, Run] = {
     "faithfulness_estimate": lambda i, m: F.faithfulness_estimate(m, i["x"], i["a"], i["target"],
                                                                   features_per_step=8),
     "non_sensitivity": lambda i, m: F.non_sensitivity(m, i["x"], i["a"], i["target"], patch_size=4),
+    "mask_to_boxes": lambda i, m: F.mask_to_boxes(i["mask"]),
+    "pxap_from_counts": lambda i, m: F.pxap_from_counts(*F.pxap_statistics(i["a"], i["mask"], thresholds=50)[:2]),
+    "grid_pointing_game": lambda i, m: F.grid_pointing_game(i["a"], i["tiles"]),
+    "focus": lambda i, m: F.focus(i["a"], i["tiles"]),
+    "tile_index": lambda i, m: F.tile_index((5, 7), 3, device=i["a"].device),
 }
 
 # Deterministic, but a comparison of model outputs (a threshold, an argmax, a strict increase)
@@ -112,6 +119,14 @@ DISCONTINUOUS: dict[str, Run] = {
     "sufficiency": lambda i, m: F.sufficiency(m, i["x"], i["a"]),
     "completeness": lambda i, m: F.completeness(m, i["x"], i["a"], i["target"]),
     "consistency": lambda i, m: F.consistency(m, i["x"], i["a"], k=3),
+    # Box protocols threshold the map: a last-bit difference may move a pixel across a threshold.
+    "box_accuracy": lambda i, m: F.box_accuracy(i["a"], i["mask"]),
+    "max_box_accuracy": lambda i, m: F.max_box_accuracy(i["a"], i["mask"], version=2, thresholds=50),
+    "max_box_accuracy_statistics": lambda i, m: F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50),
+    "max_box_accuracy_from_statistics": lambda i, m: F.max_box_accuracy_from_statistics(
+        *F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50)[:2]),
+    "pxap": lambda i, m: F.pxap(i["a"], i["mask"], thresholds=50),
+    "pxap_statistics": lambda i, m: F.pxap_statistics(i["a"], i["mask"], thresholds=50),
 }
 
 
@@ -161,7 +176,15 @@ def stability(i, m, g, metric, **options):
     return metric(m, i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g, **options)
 
 
+def _mosaics(i, g):
+    """Mosaics of eight 3 x 3 images of four classes (class c: channel c bright) on the inputs' device."""
+    images = torch.eye(4, device=i["x"].device).repeat_interleave(2, 0)[:, :, None, None].expand(8, 4, 3, 3)
+    return F.make_mosaics(lambda x: 10.0 * x.mean(dim=(2, 3)), images, num_mosaics=3, target_tiles=2,
+                          min_confidence=0.9, generator=g)
+
+
 RANDOM: dict[str, Run] = {
+    "make_mosaics": seeded(lambda i, m, g: _mosaics(i, g)),
     "region_perturbation_uniform": seeded(lambda i, m, g: F.region_perturbation(
         m, i["x"], i["a"], i["target"], patch_size=4, steps=8, generator=g)),
     "monotonicity_correlation": seeded(lambda i, m, g: F.monotonicity_correlation(

@@ -23,6 +23,7 @@ from xaiscore._checks import (
     ShapeError,
     XaiscoreError,
 )
+from xaiscore._engine.batching import ModelOutput, ModelOutputError, declare_model_output
 from xaiscore._version import __version__
 
 __all__ = [
@@ -36,4 +37,7 @@ __all__ = [
     "MaskError",
     "DeviceError",
     "OptionError",
+    "ModelOutputError",
+    "ModelOutput",
+    "declare_model_output",
 ]

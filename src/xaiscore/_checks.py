@@ -32,6 +32,7 @@ __all__ = [
     "OptionError",
     "check_tensor",
     "check_attributions",
+    "check_finite",
     "check_mask",
     "check_same_device",
     "check_option",
@@ -63,7 +64,7 @@ class MaskError(XaiscoreError, ValueError):
 
 
 class DeviceError(XaiscoreError, ValueError):
-    """Two tensors that must live on the same device do not."""
+    """Two tensors that must live on the same device do not, or a tensor is on the ``meta`` device."""
 
 
 class OptionError(XaiscoreError, ValueError):
@@ -76,11 +77,18 @@ def _shape(t: Tensor | Sequence[int]) -> str:
 
 
 def check_tensor(value: Any, name: str) -> Tensor:
-    """Raise :class:`DTypeError` unless ``value`` is a :class:`torch.Tensor`."""
+    """Raise :class:`DTypeError` unless ``value`` is a :class:`torch.Tensor`, :class:`DeviceError` if it is
+    on the ``meta`` device (no data to score; checked before anything reads the values)."""
     if not isinstance(value, Tensor):
         kind = type(value).__name__
         hint = " Convert it with torch.as_tensor(...)." if hasattr(value, "__array__") else ""
         raise DTypeError(f"Expected `{name}` to be a torch.Tensor, but got {kind}.{hint}")
+    if value.is_meta:
+        raise DeviceError(
+            f"Expected `{name}` to hold data, but got a tensor on the 'meta' device (a shape without "
+            f"values). Create or load it on a real device, e.g. `{name}.to_empty(device='cpu')` filled "
+            "with data."
+        )
     return value
 
 
@@ -140,6 +148,16 @@ def check_attributions(
             "Replace them (e.g. torch.nan_to_num) or drop those samples."
         )
     return a
+
+
+def check_finite(t: Tensor, name: str) -> Tensor:
+    """Raise :class:`NonFiniteError` unless every value of ``t`` is finite (reads the data)."""
+    if not _all_finite(t):
+        raise NonFiniteError(
+            f"Expected `{name}` to be finite, but got {int(torch.isnan(t).sum())} NaN and "
+            f"{int(torch.isinf(t).sum())} infinite value(s)."
+        )
+    return t
 
 
 def _all_finite(t: Tensor) -> bool:
@@ -261,7 +279,8 @@ def check_target(target: Any, batch_size: int, *, num_classes: int | None = None
         DTypeError: not a tensor, or not an integer dtype.
         ShapeError: not of shape ``(batch_size,)``.
         DeviceError: on another device than ``device``.
-        OptionError: an index outside ``[0, num_classes)`` (only when ``validate``).
+        OptionError: an index outside ``[0, num_classes)``, or a negative one when ``num_classes`` is
+            ``None`` (only when ``validate``).
     """
     target = check_tensor(target, name)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
@@ -270,9 +289,11 @@ def check_target(target: Any, batch_size: int, *, num_classes: int | None = None
         raise ShapeError(f"Expected `{name}` of shape ({batch_size},), but got {_shape(target)}.")
     if device is not None and target.device != device:
         raise DeviceError(f"Expected `{name}` on device {device}, but got {target.device}.")
-    if validate and num_classes is not None and batch_size > 0:
+    if validate and batch_size > 0:
         low, high = int(target.min()), int(target.max())
-        if low < 0 or high >= num_classes:
+        if num_classes is None and low < 0:
+            raise OptionError(f"Expected `{name}` to hold class indices >= 0, but got {low}.")
+        if num_classes is not None and (low < 0 or high >= num_classes):
             bad = low if low < 0 else high
             raise OptionError(
                 f"Expected `{name}` in [0, {num_classes}) (the model returns {num_classes} classes), "

@@ -63,7 +63,7 @@ def test_run_then_report(tmp_path, capsys):
     assert "Scored 2 methods x 3 metrics on 12 samples" in out
     assert not (tmp_path / "run").exists()
     ds = load_dataset(out_dir / "results.nc")
-    assert sorted(ds["method"].values.tolist()) == ["Saliency", "random"]
+    assert sorted(ds["explainer"].values.tolist()) == ["Saliency", "random"]
     assert main(["report", str(out_dir), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "report.html").is_file()
 

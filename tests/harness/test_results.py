@@ -56,16 +56,16 @@ def full_dataset() -> xr.Dataset:
 
 def test_schema_dims_coords_and_attrs():
     ds = full_dataset()
-    assert ds["pointing_game"].dims == ("method", "sample")
-    assert ds["noisy"].dims == ("method", "sample", "run")
-    assert ds["deletion_curve"].dims == ("method", "sample", "deletion_step")
-    assert ds["deletion"].sel({"method": "random"}).values.tolist() == [0.4, 0.5, 0.6]
+    assert ds["pointing_game"].dims == ("explainer", "sample")
+    assert ds["noisy"].dims == ("explainer", "sample", "run")
+    assert ds["deletion_curve"].dims == ("explainer", "sample", "deletion_step")
+    assert ds["deletion"].sel(explainer="random").values.tolist() == [0.4, 0.5, 0.6]
     np.testing.assert_allclose(ds["deletion_step"].values, np.linspace(0, 1, 5))
     assert ds["sample"].values.tolist() == [4, 5, 9]
     assert ds["source_id"].values.tolist() == ["a", "b", "c"]
     assert ds["finding"].sel(sample=9).item() == "Mass"
     # a method without scores is NaN, and the reason is kept
-    assert np.isnan(ds["count"].sel({"method": "random"}).values).all()
+    assert np.isnan(ds["count"].sel(explainer="random").values).all()
     assert json.loads(ds["count"].attrs["skipped"]) == {"random": "no reason"}
     # a metric no method could score is listed in the Dataset attrs
     assert json.loads(ds.attrs["skipped"]) == {"ghost": {"Saliency": "cannot import"}}
@@ -122,3 +122,37 @@ def test_errors():
                       curve_x={"c": np.zeros(3)})
     with pytest.raises(FileNotFoundError, match="nope.nc"):
         load_dataset("nope.nc")
+
+
+def test_coordinates_and_curves_say_what_they_measure(tmp_path):
+    from xaiscore.harness.axes import curve_axes
+    from xaiscore.specs import get_metric
+
+    ds = build_dataset(
+        methods=["Saliency"], samples=SAMPLES,
+        scores={"road": {"Saliency": np.array([0.1, 0.2, 0.3])}},
+        curves={"road": {"Saliency": np.random.default_rng(0).random((3, 2))}},
+        curve_x={"road": np.array([0.3, 0.7])},  # the config's percentages [30, 70] / 100
+        metric_info={"road": {"higher_is_better": False, "description": "ROAD",
+                              "curve_axes": curve_axes(get_metric("road"),
+                                                       {"percentages": [30, 70]}),
+                              "nan_rule": ""}},
+        probabilities=np.array([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]]))
+    loaded = load_dataset(save_dataset(ds, tmp_path / "r.nc"))
+    assert loaded["road_step"].attrs == {"long_name": "fraction of features removed", "units": "1"}
+    assert loaded["road_step"].values.tolist() == [0.3, 0.7]
+    assert loaded["road_curve"].attrs["long_name"] == "accuracy"
+    assert loaded["road_curve"].attrs["units"] == "1"
+    assert loaded["road"].attrs["long_name"] == "ROAD"
+    for name in ("explainer", "sample", "label", "target", "prediction", "finding", "class"):
+        assert loaded[name].attrs.get("long_name"), name
+    assert loaded["model_probability"].dims == ("sample", "class")
+    np.testing.assert_allclose(loaded["model_probability"].values[0], [0.2, 0.8])
+
+
+def test_files_written_before_the_rename_load_with_the_explainer_dimension(tmp_path):
+    old = full_dataset().rename({"explainer": "method"})
+    old.to_netcdf(tmp_path / "old.nc")
+    loaded = load_dataset(tmp_path / "old.nc")
+    assert "method" not in loaded.dims and loaded["pointing_game"].dims == ("explainer", "sample")
+    assert loaded["pointing_game"].sel(explainer="random").values.tolist()[0] == 0.0

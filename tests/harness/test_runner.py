@@ -65,7 +65,7 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
                   metric_options=FAST_OPTIONS, batch_size=16)
     batch = collate([tiny_dataset[i] for i in range(len(tiny_dataset))])
     a = captum_explainer(tiny_model, "Gradient")(batch.x, batch.labels)
-    gradient = ds.sel({"method": "Gradient"})
+    gradient = ds.sel(explainer="Gradient")
     np.testing.assert_allclose(gradient["pointing_game"], pointing_game(a, batch.mask).numpy(), equal_nan=True)
     np.testing.assert_allclose(gradient["relevance_mass_accuracy"],
                                relevance_mass_accuracy(a, batch.mask).numpy(), rtol=1e-5, equal_nan=True)
@@ -79,9 +79,9 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
     assert ds["finding"].values.tolist() == batch.findings
     assert ds["prediction"].values.tolist() == tiny_model(batch.x).argmax(1).tolist()
     # the random baseline is something else
-    assert not np.allclose(ds.sel({"method": "random"})["sparseness"], gradient["sparseness"])
+    assert not np.allclose(ds.sel(explainer="random")["sparseness"], gradient["sparseness"])
     # example images: positives first, with the maps of every method
-    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("method", "example", "y", "x")
+    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("explainer", "example", "y", "x")
     positives = [i for i in range(len(tiny_dataset)) if tiny_dataset[i].boxes.shape[0] > 0]
     assert ds["example"].values.tolist() == positives[:6]
 
@@ -103,14 +103,14 @@ def test_target_repeats_and_skips(tiny_dataset, tiny_model, tmp_path):
                   metrics=["sparseness", "max_sensitivity", "mst_compactness"], metric_options=FAST_OPTIONS,
                   target="predicted", repeats=2, batch_size=8, n_examples=0)
     assert ds["target"].values.tolist() == ds["prediction"].values.tolist()
-    assert ds["max_sensitivity"].dims == ("method", "sample", "run")
-    saliency = ds["max_sensitivity"].sel({"method": "Saliency"})
+    assert ds["max_sensitivity"].dims == ("explainer", "sample", "run")
+    saliency = ds["max_sensitivity"].sel(explainer="Saliency")
     assert not np.allclose(saliency.isel(run=0), saliency.isel(run=1))
-    assert ds["sparseness"].dims == ("method", "sample")  # deterministic metrics are not repeated
-    assert (ds["sparseness"].sel({"method": "ones"}) == 0).all()
+    assert ds["sparseness"].dims == ("explainer", "sample")  # deterministic metrics are not repeated
+    assert (ds["sparseness"].sel(explainer="ones") == 0).all()
     reasons = json.loads(ds["max_sensitivity"].attrs["skipped"])
     assert list(reasons) == ["ones"] and "explain_fn" in reasons["ones"]
-    assert ds["max_sensitivity"].sel({"method": "ones"}).isnull().all()
+    assert ds["max_sensitivity"].sel(explainer="ones").isnull().all()
 
 
 def test_metric_errors_are_raised_or_recorded(tiny_dataset, tiny_model, test_metrics):
@@ -158,8 +158,8 @@ def test_resume_after_a_failure_recomputes_nothing_finished(tiny_dataset, tiny_m
     fresh = evaluate(tiny_dataset, tiny_model, out=tmp_path / "run", resume=False, **{**kwargs, "batch_size": 8})
     assert len(CALLS) == 4 and fresh.attrs["batch_size"] == 8
     deterministic = ["pointing_game", "counting_metric"]  # the random maps are seeded per batch
-    xr.testing.assert_allclose(fresh[deterministic].sel({"method": "Gradient"}),
-                               reference[deterministic].sel({"method": "Gradient"}))
+    xr.testing.assert_allclose(fresh[deterministic].sel(explainer="Gradient"),
+                               reference[deterministic].sel(explainer="Gradient"))
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -213,24 +213,32 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path)
     xr.testing.assert_identical(resumed, uninterrupted)
 
 
-def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_model):  # noqa: F811
-    from xaiscore.harness.data import DatasetError
+def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_model,  # noqa: F811
+                                                           tmp_path):
+    from xaiscore.harness.data import DatasetError, Skip
 
     class Flaky:
         class_names = tiny_dataset.class_names
         on_error = "skip"
+        skipped = [Skip("labels.csv", 7, "unknown finding 'Foo'")]  # left out by the reader
 
         def __len__(self):
             return 6
 
         def __getitem__(self, i):
-            if i == 3:
-                raise DatasetError("corrupt PNG", file="img3.png")
+            if i in (0, 3):  # record 0 too: run.json is written without loading it
+                raise DatasetError("corrupt PNG", file=f"img{i}.png")
             return tiny_dataset[i]
 
-    ds = evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)
-    assert ds["sample"].values.tolist() == [0, 1, 2, 4, 5]
-    assert json.loads(ds.attrs["skipped_samples"]) == [{"index": 3, "reason": "img3.png: corrupt PNG"}]
+    ds = evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4,
+                  n_examples=0, out=tmp_path / "run")
+    assert ds["sample"].values.tolist() == [1, 2, 4, 5]
+    expected = [{"file": "labels.csv", "row": 7, "reason": "unknown finding 'Foo'", "index": None},
+                {"file": "img0.png", "row": None, "reason": "corrupt PNG", "index": 0},
+                {"file": "img3.png", "row": None, "reason": "corrupt PNG", "index": 3}]
+    assert json.loads(ds.attrs["skipped_samples"]) == expected
+    stored = load_dataset(tmp_path / "run" / "results.nc")
+    assert json.loads(stored.attrs["skipped_samples"]) == expected
     Flaky.on_error = "raise"
-    with pytest.raises(DatasetError, match="img3.png"):
+    with pytest.raises(DatasetError, match="img0.png"):
         evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)

@@ -54,6 +54,27 @@ def test_rank_agreement_kendall_tau_with_orientation():
     assert table.loc["m1", "m3"] == pytest.approx(-1.0 / 3.0)
     assert table.loc["m3", "m1"] == table.loc["m1", "m3"]
     assert np.allclose(np.diag(table.to_numpy()), 1.0)
+    assert (table.attrs["n_methods"].to_numpy() == 3).all()
+
+
+def test_rank_agreement_counts_the_methods_and_is_blank_where_undefined():
+    nan = np.nan
+    ds = make(
+        {
+            "m1": {"a": [3.0], "b": [2.0], "c": [1.0]},
+            "m2": {"a": [1.0], "b": [nan], "c": [3.0]},  # b has no score: m2's taus use a and c
+            "m3": {"a": [1.0], "b": [nan], "c": [nan]},  # one method: every tau with m3 undefined
+            "flat": {"a": [1.0], "b": [1.0], "c": [1.0]},  # a constant ranking: undefined
+        },
+        {"m1": True, "m2": True, "m3": True, "flat": True},
+    )
+    table = rank_agreement(ds)
+    counts = table.attrs["n_methods"]
+    assert counts.loc["m1", "m2"] == 2 and counts.loc["m1", "m3"] == 1
+    assert counts.loc["m1", "flat"] == 3
+    assert table.loc["m1", "m2"] == pytest.approx(-1.0)
+    assert np.isnan(table.loc["m1", "m3"]) and np.isnan(table.loc["m1", "flat"])
+    assert np.isnan(table.loc["m3", "m3"])
 
 
 def test_summary_table_mean_count_and_interval():
@@ -83,7 +104,7 @@ def test_summary_table_mean_count_and_interval():
 def test_summary_table_is_reproducible_and_independent_of_other_methods():
     rng = np.random.default_rng(2)
     both = make({"m": {"a": rng.random(30), "b": rng.random(30)}}, {"m": True}, methods=("a", "b"))
-    only_a = both.sel({"method": ["a"]})
+    only_a = both.sel(explainer=["a"])
     first = summary_table(both, seed=5)
     assert first.equals(summary_table(both, seed=5))
     assert first.loc[("m", "a")].equals(summary_table(only_a, seed=5).loc[("m", "a")])

@@ -50,7 +50,7 @@ def _percentile_cutoff(values: np.ndarray, threshold: float) -> float:
     With ``t = threshold / 100 * (n - 1)`` the percentile lies between the sorted values
     ``s[floor(t)]`` and ``s[floor(t) + 1]``; ``v >= percentile`` holds exactly when ``v >= s[floor(t)]``
     (``t`` whole) or ``v >= s[floor(t) + 1]`` (otherwise), since no value lies strictly between
-    two consecutive sorted values. ``tests/test_mst_compactness.py`` checks this against
+    two consecutive sorted values. ``tests/functional/test_mst_compactness.py`` checks this against
     ``np.percentile``.
     """
     s = np.sort(values.ravel())

@@ -13,11 +13,24 @@ independently (draw any randomness up front, not per chunk).
 ``max_batch_size`` is a positive ``int`` (the most items per chunk), ``"auto"``, a byte
 budget such as ``"2GB"``, or both (``"auto:2GB"``); see :func:`check_max_batch_size` and
 :mod:`xaiscore._engine.auto_batch` for how the chunk size is then chosen.
+
+Models that are not plain logit classifiers: :func:`declare_model_output`
+attaches a :class:`ModelOutput` to a model (a dict/tuple output and the key to
+read, a function that extracts the scores, or a model that returns
+probabilities); :func:`call_model`, which every kernel's model call goes
+through, applies it. A model declared to return probabilities ``p`` gives the
+kernels ``log p`` as its logits: ``softmax(log p) = p`` exactly, so metrics
+that track probabilities see ``p`` (never a second softmax), the argmax is
+unchanged, and metrics that track logits see ``log p``, the logits of a
+softmax output layer up to a per-input constant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,6 +47,10 @@ __all__ = [
     "chunked_map",
     "call_model",
     "class_scores",
+    "ModelOutput",
+    "declare_model_output",
+    "model_output_of",
+    "carry_model_output",
     "ChunkBuffers",
 ]
 
@@ -120,29 +137,200 @@ def chunked_map(n_items: int, compute: Callable[[int, int], Tensor], *,
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
-def call_model(forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn") -> Tensor:
+#: The attribute :func:`declare_model_output` sets on a model.
+MODEL_OUTPUT_ATTRIBUTE = "xaiscore_model_output"
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """How to read a model's output as ``(n, K)`` class scores (see :func:`declare_model_output`).
+
+    Attributes:
+        key: The entry of a dict output (``"logits"``), a tuple/list index (``0``), or an
+            attribute name of an output object; ``None``: the output itself.
+        fn: A function from the (keyed) output to the ``(n, K)`` scores; ``None``: none.
+        probabilities: The scores are probabilities (the model ends in a softmax).
+    """
+
+    key: str | int | None = None
+    fn: Callable[[Any], Any] | None = None
+    probabilities: bool = False
+
+    def select(self, out: Any, *, name: str = "forward_fn") -> Any:
+        """The model's scores as it returns them (``key`` then ``fn`` applied)."""
+        if self.key is not None:
+            out = _pick(out, self.key, name=name)
+        if self.fn is not None:
+            out = self.fn(out)
+        return out
+
+    def logits(self, out: Any, *, name: str = "forward_fn") -> Any:
+        """The scores as the kernels read them: :meth:`select`, then ``log`` for probabilities."""
+        out = self.select(out, name=name)
+        if self.probabilities and isinstance(out, Tensor):
+            out = torch.log(out)
+        return out
+
+
+def _pick(out: Any, key: str | int, *, name: str) -> Any:
+    try:
+        if isinstance(out, Mapping) or (
+            isinstance(out, Sequence) and not isinstance(out, (str, Tensor))
+        ):
+            return out[key]
+        if isinstance(key, str):
+            return getattr(out, key)
+    except (KeyError, IndexError, AttributeError, TypeError):
+        pass
+    available = (
+        f" (keys {list(out.keys())})"
+        if isinstance(out, Mapping)
+        else (f" (a {type(out).__name__} of {len(out)})" if isinstance(out, Sequence) else "")
+    )
+    raise ModelOutputError(
+        f"Expected the output of `{name}` to have the entry {key!r} (`output_key`), but got a "
+        f"{type(out).__name__}{available}."
+    )
+
+
+def declare_model_output(
+    model: Any,
+    *,
+    output_key: str | int | None = None,
+    output_fn: Callable[[Any], Any] | None = None,
+    probabilities: bool = False,
+) -> Any:
+    """Tell xaiscore how to read ``model``'s output; returns ``model`` (marked in place).
+
+    Every kernel that calls a model (through :func:`call_model`) and the captum explainers
+    read the declaration, also on the copies the randomization metrics make.
+
+    Args:
+        model: An ``nn.Module`` (or any callable that accepts attributes).
+        output_key: The entry with the class scores: a dict key (Hugging Face's ``"logits"``),
+            a tuple index, or an attribute of the output object.
+        output_fn: A function from the output (after ``output_key``) to ``(n, K)`` scores.
+        probabilities: The scores are probabilities: metrics that track probabilities take
+            them as they are (no second softmax); see the module docstring for the rest.
+
+    Raises:
+        DTypeError: bad argument types, or attributes cannot be set on ``model``.
+
+    Example:
+        >>> class Dicted(torch.nn.Module):
+        ...     def forward(self, x):
+        ...         return {"logits": x.flatten(1), "hidden": x}
+        >>> model = declare_model_output(Dicted(), output_key="logits")
+        >>> call_model(model, torch.ones(2, 1, 3)).shape
+        torch.Size([2, 3])
+        >>> p = torch.tensor([[0.2, 0.8]])
+        >>> probs = declare_model_output(torch.nn.Identity(), probabilities=True)
+        >>> class_scores(call_model(probs, p), torch.tensor([1]), softmax=True)
+        tensor([0.8000])
+    """
+    if output_key is not None and (
+        isinstance(output_key, bool) or not isinstance(output_key, (str, int))
+    ):
+        raise DTypeError(
+            "Expected `output_key` to be a str, an int or None, but got "
+            f"{type(output_key).__name__}."
+        )
+    if output_fn is not None and not callable(output_fn):
+        raise DTypeError(
+            f"Expected `output_fn` to be callable or None, but got {type(output_fn).__name__}."
+        )
+    if not isinstance(probabilities, bool):
+        raise DTypeError(
+            f"Expected `probabilities` to be a bool, but got {type(probabilities).__name__}."
+        )
+    declaration = ModelOutput(output_key, output_fn, probabilities)
+    try:
+        setattr(
+            model, MODEL_OUTPUT_ATTRIBUTE, None if declaration == ModelOutput() else declaration
+        )
+    except (AttributeError, TypeError) as error:
+        raise DTypeError(
+            f"Cannot mark a {type(model).__name__} with its output declaration ({error}); wrap it "
+            "in a torch.nn.Module or pass a function that returns the logits."
+        ) from None
+    return model
+
+
+def model_output_of(forward_fn: Any) -> ModelOutput | None:
+    """The :class:`ModelOutput` declared on ``forward_fn``, on the model a wrapper holds as
+    ``.model``, or on the module of a bound ``forward``; ``None`` when there is none."""
+    candidates = [forward_fn, getattr(forward_fn, "__self__", None)]
+    if not isinstance(forward_fn, torch.nn.Module):  # a module's own `.model` is a submodule
+        candidates.append(getattr(forward_fn, "model", None))
+    for candidate in candidates:
+        declared = (
+            getattr(candidate, MODEL_OUTPUT_ATTRIBUTE, None) if candidate is not None else None
+        )
+        if isinstance(declared, ModelOutput):
+            return declared
+    return None
+
+
+def carry_model_output(source: Any, copy_: Any) -> Any:
+    """Give ``copy_`` (e.g. a deep copy, which loses Python attributes of TorchScript modules) the
+    output declaration of ``source``; returns ``copy_``."""
+    declared = model_output_of(source)
+    if declared is not None and model_output_of(copy_) != declared:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(copy_, MODEL_OUTPUT_ATTRIBUTE, copy.copy(declared))
+    return copy_
+
+
+def call_model(
+    forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn"
+) -> Tensor:
     """Call ``forward_fn`` on ``x`` under ``torch.inference_mode()`` and check it returns ``(n, K)`` logits.
+
+    The output goes through the model's :class:`ModelOutput` first when one is declared
+    (:func:`declare_model_output`).
 
     Raises:
         ModelOutputError: the output is not a tensor of shape ``(len(x), K)``.
     """
     with torch.inference_mode():
         out = forward_fn(x)
+        declared = model_output_of(forward_fn)
+        if declared is not None:
+            out = declared.logits(out, name=name)
     return check_logits(out, x, name=name)
 
 
 def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
-    """Check that ``out`` (a model's output for ``x``) is a tensor of shape ``(len(x), K)`` and return it.
+    """Check that ``out`` (a model's output for ``x``) is a floating-point tensor of shape ``(len(x), K)``.
+
+    Integer, bool and complex outputs are refused, not cast: they are class indices or one-hot
+    predictions far more often than scores, and a softmax over them is no probability.
 
     Raises:
         ModelOutputError: it is not.
     """
     if not isinstance(out, Tensor):
-        raise ModelOutputError(f"Expected `{name}` to return a torch.Tensor of logits, but got {type(out).__name__}.")
+        hint = ""
+        if isinstance(out, (Mapping, tuple, list)) or hasattr(out, "logits"):
+            hint = (
+                " For a model that returns a dict, tuple or output object, declare where its "
+                "logits are: "
+                "xaiscore.declare_model_output(model, output_key='logits') (or output_fn=...; "
+                "`output_key` in a config's [model] section)."
+            )
+        raise ModelOutputError(
+            f"Expected `{name}` to return a torch.Tensor of logits, but got "
+            f"{type(out).__name__}.{hint}"
+        )
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ModelOutputError(
             f"Expected `{name}` to return logits of shape ({x.shape[0]}, num_classes) for an input "
             f"batch of {x.shape[0]}, but got {tuple(out.shape)}."
+        )
+    if not out.is_floating_point():
+        raise ModelOutputError(
+            f"Expected `{name}` to return floating-point logits, but got dtype {out.dtype}. Return the "
+            "model's real-valued scores; if these integers are scores, cast them with `.float()`."
         )
     return out
 

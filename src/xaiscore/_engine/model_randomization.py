@@ -63,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_option
+from xaiscore._engine.batching import carry_model_output
 
 __all__ = [
     "LayerOrder",
@@ -206,7 +207,7 @@ def randomized_models(
         check_option(reinit, "reinit", ("reset_parameters", "normal"))
     n_layers = len(parameterised_layers(model))
     seeds = layer_seeds(seed, n_layers)
-    working = copy.deepcopy(model)
+    working = carry_model_output(model, copy.deepcopy(model))
     layers = list(enumerate(parameterised_layers(working)))
     if order == "top_down":
         layers = layers[::-1]

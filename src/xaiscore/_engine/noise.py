@@ -68,14 +68,15 @@ def check_noise_options(noise: str, radius: float, bounds: tuple[float, float] |
     """
     if noise not in ("uniform", "gaussian"):
         raise OptionError(f"Expected `noise` to be one of 'uniform', 'gaussian', but got {noise!r}.")
-    radius = check_fraction(radius, "radius", high=math.inf)
+    radius = check_fraction(radius, "radius", high=math.inf, high_inclusive=False)
     if bounds is None:
         return (-radius, radius) if noise == "uniform" else (0.0, radius)
     if noise != "uniform":
         raise OptionError("Expected `noise_bounds` only with noise='uniform', but got noise='gaussian'.")
     if not isinstance(bounds, Sequence) or len(bounds) != 2:
         raise OptionError(f"Expected `noise_bounds` as a pair (low, high), but got {bounds!r}.")
-    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf) for v in bounds)
+    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf, low_inclusive=False,
+                                high_inclusive=False) for v in bounds)
     if not low <= high:
         raise OptionError(f"Expected `noise_bounds` with low <= high, but got ({low}, {high}).")
     return low, high
@@ -238,6 +239,22 @@ class _FiniteTracker:
             )
 
 
+@dataclass
+class _NanTracker:
+    seen: Tensor | None = None  # a bool scalar on the device: did any logit hold NaN?
+
+    def add(self, values: Tensor) -> None:
+        bad = torch.isnan(values).any()
+        self.seen = bad if self.seen is None else self.seen | bad
+
+    def check(self, name: str) -> None:
+        if self.seen is not None and bool(self.seen):
+            raise NonFiniteError(
+                f"Expected `{name}` to return finite logits, but got NaN on the perturbed inputs. Check the "
+                "model on perturbed inputs (e.g. overflow)."
+            )
+
+
 def _shared_model_call(explain_fn: Any, forward_fn: Any) -> tuple[Callable[..., Any], Callable[[], Any]] | None:
     """``explain_fn.explain_with_output`` and a recording context, when it runs the very model ``forward_fn`` calls.
 
@@ -271,6 +288,7 @@ def perturbed_statistics(
     validate: bool = True,
     name: str = "explain_fn",
     gather_inputs: bool = True,
+    model_name: str = "forward_fn",
 ) -> Tensor:
     """Explain ``n_perturbations`` perturbed copies of every sample in chunks and reduce each to statistics.
 
@@ -297,23 +315,26 @@ def perturbed_statistics(
         forward_fn: Also run the model on the perturbed inputs.
         explanation_shape: The shape every explanation must have, ``(C', *S)``
             (default: what :func:`xaiscore.explainers.check_explanation` allows).
-        validate: Check at the end that every explanation was finite (one host read).
+        validate: Check at the end that every explanation was finite and no logit was NaN
+            (one host read).
         name: The explain function's name in error messages.
         gather_inputs: Copy the unperturbed rows ``x[rows]`` of each chunk for
             ``perturb`` and the statistic; ``False`` passes ``None`` instead (for
             perturbations that do not read them, e.g. precomputed inputs).
+        model_name: The model's name in error messages.
 
     Returns:
         ``(B, n, ...)``: the statistics, sample-major.
 
     Raises:
         ModelOutputError: an explanation (or model output) of the wrong shape.
-        NonFiniteError: a NaN or infinite explanation (only when ``validate``).
+        NonFiniteError: a NaN or infinite explanation, or a NaN logit (only when ``validate``).
     """
     check_max_batch_size(max_batch_size)
     batch = x.shape[0]
     n = n_perturbations
     tracker = _FiniteTracker()
+    logit_tracker = _NanTracker()
     expected = None if explanation_shape is None else tuple(explanation_shape)
     shared = _shared_model_call(explain_fn, forward_fn)
 
@@ -341,12 +362,15 @@ def perturbed_statistics(
         if validate:
             tracker.add(a_perturbed)
         if logits is not None:
-            logits = check_logits(logits, x_perturbed)
+            logits = check_logits(logits, x_perturbed, name=model_name)
         elif forward_fn is not None:
-            logits = call_model(forward_fn, x_perturbed)
+            logits = call_model(forward_fn, x_perturbed, name=model_name)
+        if validate and logits is not None:
+            logit_tracker.add(logits)
         return statistic(Chunk(start, stop, rows, steps, x_rows, x_perturbed, a_perturbed, logits))
 
     out = chunked_map(batch * n, compute, max_batch_size=max_batch_size)
     if validate:
         tracker.check(name)
+        logit_tracker.check(model_name)
     return out.reshape((batch, n) + tuple(out.shape[1:]))

@@ -63,6 +63,7 @@ from xaiscore._checks import (
     DTypeError,
     OptionError,
     ShapeError,
+    check_fraction,
     check_option,
     check_positive_int,
     check_same_device,
@@ -363,8 +364,7 @@ def rise_gaussian_kernel(kernel_size: int = 11, sigma: float = 5.0, *, dtype: to
     check_positive_int(kernel_size, "kernel_size")
     if kernel_size % 2 == 0:
         raise OptionError(f"Expected an odd `kernel_size`, but got {kernel_size}.")
-    if not sigma > 0:
-        raise OptionError(f"Expected `sigma` > 0, but got {sigma}.")
+    sigma = check_fraction(sigma, "sigma", high=math.inf, low_inclusive=False, high_inclusive=False)
     radius = int(4.0 * float(sigma) + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     weights = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)

@@ -9,6 +9,11 @@ therefore reproducible for a given seed and call sequence, and the caller's
 global RNG state is left untouched; they do depend on how a metric chunks its
 calls (each call gets a fresh seed) and on ``max_batch_size`` (the noise of a call
 is drawn pass by pass).
+
+Models that return a dict, a tuple or probabilities: the adapter reads the declaration of
+:func:`xaiscore.declare_model_output` and explains the selected scores (``output_key`` /
+``output_fn``) as the model returns them (probabilities stay probabilities: captum explains
+the model's own output).
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
-from xaiscore._engine.batching import check_items_per_call
+from xaiscore._engine.batching import (
+    ModelOutput,
+    check_items_per_call,
+    check_logits,
+    model_output_of,
+)
 from xaiscore._engine.explain_fn import BuiltExplainer
 from xaiscore._engine.random import draw_seed, resolve_generator, seeded_global_rngs
 from xaiscore._engine.reduction import CHANNEL_REDUCTIONS, ChannelReduction
@@ -139,6 +149,18 @@ def _resolve_layer(model: nn.Module, layer: nn.Module | str | None, method: str)
         ) from None
 
 
+class _SelectedOutput(nn.Module):
+    """``model`` with its declared output selection applied: what captum calls and hooks."""
+
+    def __init__(self, model: nn.Module, output: ModelOutput) -> None:
+        super().__init__()
+        self.model = model
+        self.output = output
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.output.select(self.model(*args, **kwargs), name="model")
+
+
 class CaptumExplainer(BuiltExplainer):
     """A captum attribution method as an :class:`ExplainFn`; build it with :func:`captum_explainer`."""
 
@@ -165,6 +187,8 @@ class CaptumExplainer(BuiltExplainer):
         spec = CAPTUM_METHODS[method]
         captum_attr = _import_captum_attr()
         self.model = model
+        self._output = model_output_of(model)
+        self._forward = model if self._output is None else _SelectedOutput(model, self._output)
         self.method = method
         self.reduce_channels = reduce_channels
         self.attribute_kwargs = {**spec.defaults, **attribute_kwargs}
@@ -208,7 +232,7 @@ class CaptumExplainer(BuiltExplainer):
 
     def _build(self, captum_attr: Any, class_name: str, layer: nn.Module | None) -> Any:
         cls = getattr(captum_attr, class_name)
-        return cls(self.model, layer) if layer is not None else cls(self.model)
+        return cls(self._forward, layer) if layer is not None else cls(self._forward)
 
     def __repr__(self) -> str:
         return f"captum_explainer({type(self.model).__name__}, {self.method!r}, **{self.attribute_kwargs!r})"
@@ -233,6 +257,28 @@ class CaptumExplainer(BuiltExplainer):
         """
         return self._explain(x, target, record=self.shares_forward)
 
+    def _watch_outputs(self, inputs: Tensor, calls: list[tuple[bool, Any]] | None) -> Any:
+        """A forward hook on the model that records its calls into ``calls`` (when given) and, for
+        a model without an output declaration, raises a clear error for a non-tensor output."""
+        if calls is None and self._output is not None:
+            return None
+
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if self._output is None and not isinstance(out, Tensor):
+                check_logits(out, inputs, name="model")  # raises, saying how to declare it
+            if calls is not None:
+                calls.append((len(args) > 0 and args[0] is inputs, out))
+
+        return self.model.register_forward_hook(hook)
+
+    def _recorded_output(self, calls: list[tuple[bool, Any]]) -> Tensor | None:
+        """The model's output on the inputs themselves, as the kernels read it, when it ran once."""
+        if len(calls) != 1 or not calls[0][0]:
+            return None
+        out = calls[0][1]
+        recorded = out if self._output is None else self._output.logits(out, name="model")
+        return recorded.detach() if isinstance(recorded, Tensor) else None
+
     def _explain(self, x: Tensor, target: Tensor, *, record: bool) -> tuple[Tensor, Tensor | None]:
         x = check_tensor(x, "x")
         kwargs = dict(self.attribute_kwargs)
@@ -252,9 +298,7 @@ class CaptumExplainer(BuiltExplainer):
             inputs = (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
             target = target.clone() if target.is_inference() else target
             calls: list[tuple[bool, Any]] = []
-            handle = self.model.register_forward_hook(
-                lambda module, args, out: calls.append((len(args) > 0 and args[0] is inputs, out))
-            ) if record else None
+            handle = self._watch_outputs(inputs, calls if record else None)
             try:
                 with warnings.catch_warnings():
                     # captum's Lime/KernelShap warn that a batch trains one surrogate per input.
@@ -267,9 +311,7 @@ class CaptumExplainer(BuiltExplainer):
             finally:
                 if handle is not None:
                     handle.remove()
-        output = None
-        if len(calls) == 1 and calls[0][0] and isinstance(calls[0][1], Tensor):
-            output = calls[0][1].detach()
+        output = self._recorded_output(calls)
         a = a.detach()
         if self._upsample:
             a = _upsample(a, tuple(x.shape[2:]))

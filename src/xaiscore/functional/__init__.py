@@ -5,6 +5,16 @@ Every kernel is batch-first and returns ``(B,)`` scores (or a result with
 """
 
 from xaiscore.functional.axiomatic import completeness, non_sensitivity
+from xaiscore.functional.box_localization import (
+    box_accuracy,
+    mask_to_boxes,
+    max_box_accuracy,
+    max_box_accuracy_from_statistics,
+    max_box_accuracy_statistics,
+    pxap,
+    pxap_from_counts,
+    pxap_statistics,
+)
 from xaiscore.functional.complexity import (
     complexity,
     effective_complexity,
@@ -41,6 +51,8 @@ from xaiscore.functional.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.mosaic import focus, grid_pointing_game, make_mosaics, tile_index
+from xaiscore.functional.pointing_accuracy import pointing_accuracy
 from xaiscore.functional.randomization import (
     efficient_mprt,
     mprt,
@@ -70,7 +82,22 @@ __all__ = [
     "attribution_localisation",
     "localization_auc",
     "localization_iou",
+    "pointing_accuracy",
     "boxes_to_mask",
+    # box-level localization
+    "box_accuracy",
+    "max_box_accuracy",
+    "max_box_accuracy_statistics",
+    "max_box_accuracy_from_statistics",
+    "pxap",
+    "pxap_statistics",
+    "pxap_from_counts",
+    "mask_to_boxes",
+    # mosaics
+    "grid_pointing_game",
+    "focus",
+    "make_mosaics",
+    "tile_index",
     # complexity
     "sparseness",
     "complexity",

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import check_fraction, check_option
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import feature_attributions, make_baseline, partition, perturbed_scores
 from xaiscore._engine.reduction import NORMALISATIONS, ChannelReduction, Normalisation
 from xaiscore.functional.faithfulness._common import finish_scores, prepare_model_inputs
@@ -27,6 +28,7 @@ __all__ = ["completeness", "non_sensitivity"]
 Baseline = str | float | Callable[[Tensor], Tensor]
 
 
+@models_in_eval_mode("forward_fn")
 def completeness(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -96,6 +98,7 @@ def completeness(
     return ((total - difference).abs() <= atol + rtol * difference.abs()).to(x.dtype)
 
 
+@models_in_eval_mode("forward_fn")
 def non_sensitivity(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,

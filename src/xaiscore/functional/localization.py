@@ -70,6 +70,8 @@ def _ball_kernel(radius: float, spatial_dims: int, dtype: torch.dtype, device: t
 def _dilate(mask: Tensor, radius: float) -> Tensor:
     """Pixels within Euclidean distance ``radius`` of a mask pixel, ``(B, 1, *S)`` bool."""
     spatial_dims = mask.ndim - 2
+    # No two pixels are farther apart than the diagonal: a larger radius (up to inf) dilates the same.
+    radius = min(radius, math.sqrt(sum((side - 1) ** 2 for side in mask.shape[2:])))
     kernel = _ball_kernel(radius, spatial_dims, torch.float32, mask.device)
     conv = (F.conv1d, F.conv2d, F.conv3d)[spatial_dims - 1]
     padding = kernel.shape[-1] // 2
@@ -498,6 +500,7 @@ def boxes_to_mask(
         device: Device of the result (default: that of ``boxes``).
 
     Raises:
+        DTypeError: ``boxes`` not tensors, or complex or bool.
         ShapeError: boxes not of shape ``(N, 4)`` per sample, or a bad ``size``.
         OptionError: a box with negative width or height.
 
@@ -557,8 +560,16 @@ def boxes_to_mask(
     return (counts > 0.5).unsqueeze(1)
 
 
+def _check_box_dtype(boxes: Tensor, name: str) -> Tensor:
+    boxes = check_tensor(boxes, name)
+    if boxes.is_complex() or boxes.dtype == torch.bool:
+        raise DTypeError(f"Expected `{name}` to hold real coordinates, but got dtype {boxes.dtype}.")
+    return boxes
+
+
 def _pad_boxes(boxes: Tensor | Sequence[Tensor]) -> Tensor:
     if isinstance(boxes, Tensor):
+        _check_box_dtype(boxes, "boxes")
         if boxes.ndim != 3 or boxes.shape[2] != 4:
             raise ShapeError(
                 f"Expected `boxes` of shape (B, N, 4), or a list of (N_i, 4) tensors, but got "
@@ -574,7 +585,7 @@ def _pad_boxes(boxes: Tensor | Sequence[Tensor]) -> Tensor:
         raise ShapeError("Expected `boxes` for at least one sample, but got an empty sequence.")
     items = []
     for i, item in enumerate(boxes):
-        item = check_tensor(item, f"boxes[{i}]")
+        item = _check_box_dtype(item, f"boxes[{i}]")
         if item.ndim == 1 and item.shape[0] == 4:
             item = item.unsqueeze(0)
         if item.ndim != 2 or item.shape[1] != 4:

@@ -43,6 +43,7 @@ class _Arrays:
     curves: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     curve_x: dict[str, Tensor] = field(default_factory=dict)
     skipped: dict[str, dict[str, str]] = field(default_factory=dict)
+    undefined: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _split_shards(
@@ -78,6 +79,7 @@ def _add_metric(
         )
     if not good and not errors:
         return
+    _add_causes(arrays, method, name, good)
     runs = good[0].score.shape[1] if good else repeats
     score = _concat([None if s is None else s.score for s in usable], rows, (runs,))
     arrays.scores.setdefault(name, {})[method] = score if runs > 1 else score[:, 0]
@@ -88,18 +90,40 @@ def _add_metric(
         arrays.curve_x[name] = good[0].x
 
 
+def _add_causes(arrays: _Arrays, method: str, name: str, good: list[_Shard]) -> None:
+    """Sum the NaN causes of the good shards; ``None`` when a shard predates them (no reasons)."""
+    total: dict[str, Any] | None = {}
+    for shard in good:
+        causes = getattr(shard, "nan_causes", None)
+        if causes is None:
+            total = None
+            break
+        for key, value in causes.items():
+            if key == "curve_x":
+                total["curve_x"] = sorted(set(total.get("curve_x", [])) | set(value))
+            else:
+                total[key] = total.get(key, 0) + int(value)
+    arrays.undefined.setdefault(name, {})[method] = total  # type: ignore[assignment]
+
+
 def _metric_info(runner: _Runner) -> dict[str, dict[str, Any]]:
-    return {
-        p.spec.name: {
+    from xaiscore.harness.axes import curve_axes
+    from xaiscore.harness.gaps import nan_rule
+
+    info = {}
+    for p in runner.plan:
+        info[p.spec.name] = {
             "family": p.spec.family,
             "higher_is_better": p.spec.higher_is_better,
             "citation": p.spec.citation,
             "description": p.spec.description,
             "settings": p.settings,
             "stochastic": p.spec.stochastic,
+            "nan_rule": "" if p.unavailable else nan_rule(p.spec),
         }
-        for p in runner.plan
-    }
+        if p.spec.output == "curve":
+            info[p.spec.name]["curve_axes"] = curve_axes(p.spec, p.settings)
+    return info
 
 
 def _dataset_attrs(runner: _Runner, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,6 +149,7 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
         for key in samples:
             samples[key].extend(results[b].samples[key])
     rows = [len(results[b].samples["index"]) for b in batches]
+    probabilities = [results[b].samples.get("probability") for b in batches]
     arrays = _Arrays(skipped={metric: dict(reasons) for metric, reasons in runner.skipped.items()})
     for method in runner.methods:
         for planned in runner.runnable[method.name]:
@@ -143,6 +168,8 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
         curve_x=arrays.curve_x,
         metric_info=_metric_info(runner),
         skipped=arrays.skipped,
+        undefined=arrays.undefined,
+        probabilities=None if any(p is None for p in probabilities) else torch.cat(probabilities),
         examples=examples,
         attrs=_dataset_attrs(runner, attrs),
     )

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from xaiscore._checks import OptionError
 
 __all__ = ["main", "build_parser"]
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results.nc, or the run folder holding it")
     report.add_argument("--out", help="where to write report.html (default: next to the results)")
     report.add_argument("--win-metric", help="metric of the win-rate table")
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     metrics = commands.add_parser("metrics", help="list the registered metrics")
     metrics.add_argument("--family", help="only this family")
@@ -77,51 +79,43 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _print_summary(ds: Any, seconds: float) -> None:
-    from xaiscore.harness.summary import summary_table
-    from xaiscore.harness.results import higher_is_better, metric_variables
+def _print_summary(ds: Any, timing: dict[str, Any]) -> None:
+    """The run's summary (stdout) and warnings (stderr): :mod:`xaiscore.harness.console`."""
+    from xaiscore.harness.console import summary_lines
 
-    summary = summary_table(ds, n_boot=200)
-    print(f"Scored {len(ds['method'])} methods x {len(metric_variables(ds))} metrics on {ds.sizes['sample']} "
-          f"samples in {seconds:.0f} s.")
-    best: dict[str, int] = {}
-    for metric in metric_variables(ds):
-        direction = higher_is_better(ds, metric)
-        means = summary.loc[metric]["mean"].dropna()
-        if direction is None or means.empty:
-            continue
-        winner = str(means.idxmax() if direction else means.idxmin())
-        best[winner] = best.get(winner, 0) + 1
-    if best:
-        ranking = ", ".join(f"{name} ({count})" for name, count in sorted(best.items(), key=lambda kv: -kv[1]))
-        print(f"Best mean score, metrics won per method: {ranking}")
+    out, warnings = summary_lines(ds, timing=timing)
+    for line in warnings:
+        print(line, file=sys.stderr)
+    for line in out:
+        print(line)
 
 
-def _print_skipped(ds: Any) -> None:
+def _print_skipped_samples(ds: Any) -> None:
+    """Count the dataset rows and samples left out under ``on_error="skip"`` (in the results)."""
     import json
 
-    from xaiscore.harness.results import metric_variables
-
-    failed = []
-    for metric in metric_variables(ds):
-        for method, reason in json.loads(ds[metric].attrs.get("skipped", "{}")).items():
-            if reason.startswith("failed"):
-                failed.append(f"  {metric} / {method}: {reason}")
-    if failed:
-        print(f"{len(failed)} metric/method pair(s) failed (NaN in the results, listed in the report):",
-              file=sys.stderr)
-        print("\n".join(failed[:10]), file=sys.stderr)
+    skipped = json.loads(ds.attrs.get("skipped_samples", "[]"))
+    if not skipped:
+        return
+    print(
+        f"{len(skipped)} dataset row(s) or sample(s) skipped (on_error = 'skip'); each is listed "
+        "with its file, row and reason in results.nc (attribute `skipped_samples`), e.g.:",
+        file=sys.stderr,
+    )
+    for entry in skipped[:3]:
+        row = "" if entry.get("row") is None else f", row {entry['row']}"
+        print(f"  {entry.get('file') or '<data>'}{row}: {entry.get('reason')}", file=sys.stderr)
 
 
 def _run(config: Any, args: argparse.Namespace) -> int:
     from xaiscore.harness.runner import run_config
 
-    start = time.perf_counter()
-    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite)
+    timing: dict[str, Any] = {}
+    ds = run_config(config, progress=not args.no_progress, resume=not args.overwrite, timing=timing)
     if ds is None:  # a worker rank of a distributed run
         return 0
-    _print_summary(ds, time.perf_counter() - start)
-    _print_skipped(ds)
+    _print_summary(ds, timing)
+    _print_skipped_samples(ds)
     out = Path(config.out).resolve()
     print(f"Results: {out / 'results.nc'}")
     if config.report:
@@ -148,11 +142,37 @@ def _report(args: argparse.Namespace) -> int:
     path = Path(args.results)
     if path.is_dir():
         path = path / "results.nc"
-    ds = load_dataset(path)
+    try:
+        ds = load_dataset(path)
+    except (OSError, ValueError) as error:  # not a netCDF file, or not one xarray can read
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise OptionError(f"Expected a results file (netCDF) at {str(path)!r}, but it cannot be "
+                          f"read ({type(error).__name__}: {first}).") from error
+    _check_win_metric(ds, args.win_metric)
     out = Path(args.out) if args.out else path.parent
-    report = write_report(ds, out, win_metric=args.win_metric)
+    report = write_report(ds, out, win_metric=args.win_metric, progress=not args.no_progress)
     print(f"Report: {report.resolve()}")
     return 0
+
+
+def _check_win_metric(ds: Any, name: str | None) -> None:
+    """Raise :class:`~xaiscore.OptionError` unless ``name`` is ``None`` or a scored metric with a
+    direction."""
+    import difflib
+
+    from xaiscore.harness.results import higher_is_better, metric_variables
+
+    if name is None:
+        return
+    ranked = [m for m in metric_variables(ds) if higher_is_better(ds, m) is not None]
+    if name not in ranked:
+        close = difflib.get_close_matches(name, ranked, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise OptionError(
+            "Expected --win-metric to be a scored metric with a better direction, one of "
+            f"{ranked}, "
+            f"but got {name!r}.{hint}"
+        )
 
 
 def _metrics(args: argparse.Namespace) -> int:

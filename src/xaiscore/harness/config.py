@@ -48,6 +48,7 @@ __all__ = [
     "RunConfig",
     "parse_config",
     "load_config",
+    "check_config_files",
     "PRECOMPUTED",
 ]
 
@@ -79,6 +80,11 @@ class ModelConfig:
     ``factory`` (``"package.module:function"``), calls it with ``kwargs`` and
     loads ``state_dict``; ``"torchscript"`` loads the TorchScript file ``path``;
     ``"exported"`` loads the ``torch.export`` program ``path``.
+
+    ``output_key`` (a dict key, tuple index or attribute), ``output_fn``
+    (``"package.module:function"``) and ``probabilities`` declare how to read a
+    model that does not return plain logits (see
+    :func:`xaiscore.declare_model_output`).
     """
 
     kind: str = "demo"
@@ -87,6 +93,9 @@ class ModelConfig:
     path: str | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
+    output_key: str | int | None = None
+    output_fn: str | None = None
+    probabilities: bool = False
 
 
 @dataclass(frozen=True)
@@ -270,6 +279,29 @@ def _parse_metrics(value: Any, source: str) -> MetricsConfig:
     return MetricsConfig(include=include, families=families, exclude=exclude, options=options)
 
 
+def _model_output(model_raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The checked ``output_key``, ``output_fn`` and ``probabilities`` of ``[model]``."""
+    key = model_raw.get("output_key")
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+        raise _fail(
+            source,
+            f"expected `model.output_key` to be a key (string) or an index (int), but got {key!r}.",
+        )
+    function = model_raw.get("output_fn")
+    if function is not None and not (isinstance(function, str) and ":" in function):
+        raise _fail(
+            source,
+            f"expected `model.output_fn` as 'package.module:function', but got {function!r}.",
+        )
+    probabilities = model_raw.get("probabilities", False)
+    if not isinstance(probabilities, bool):
+        raise _fail(
+            source,
+            f"expected `model.probabilities` to be true or false, but got {probabilities!r}.",
+        )
+    return {"output_key": key, "output_fn": function, "probabilities": probabilities}
+
+
 def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None = None,
                  source: str = "<config>") -> RunConfig:
     """Check a config mapping and build the :class:`RunConfig`.
@@ -302,6 +334,7 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         path=_resolve(model_raw.get("path"), base_path, source=source, key="model.path"),
         kwargs=dict(_mapping(model_raw.get("kwargs", {}), source=source, key="model.kwargs")),
         train=dict(_mapping(model_raw.get("train", {}), source=source, key="model.train")),
+        **_model_output(model_raw, source),
     )
     if model.kind == "factory" and not (isinstance(model.factory, str) and ":" in model.factory):
         raise _fail(source, f"expected `model.factory` as 'package.module:function', but got {model.factory!r}.")
@@ -328,6 +361,27 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         source=source,
     )
     return config
+
+
+def check_config_files(config: RunConfig) -> None:
+    """Check that the files a config names exist, before any work starts.
+
+    Checked: ``model.state_dict`` and ``model.path``, and each precomputed method's ``path`` and
+    ``ids``. (Dataset files are checked by the reader when it opens them.)
+
+    Raises:
+        ConfigError: a file does not exist (the message names the config, the key and the file).
+    """
+    files: list[tuple[str, str | None]] = [("model.state_dict", config.model.state_dict)]
+    if config.model.kind in ("torchscript", "exported"):
+        files.append(("model.path", config.model.path))
+    for position, method in enumerate(config.methods):
+        if method.method == PRECOMPUTED:
+            files.append((f"methods[{position}].path", method.options.get("path")))
+            files.append((f"methods[{position}].ids", method.options.get("ids")))
+    for key, value in files:
+        if value is not None and not Path(value).is_file():
+            raise _fail(config.source, f"`{key}`: the file {str(value)!r} does not exist.")
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

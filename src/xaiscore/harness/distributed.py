@@ -30,16 +30,53 @@ __all__ = ["DistributedContext", "resolve_device"]
 def resolve_device(device: str | torch.device | None, *, local_rank: int = 0) -> torch.device:
     """``"auto"``/``None`` -> CUDA if available, else CPU; a bare ``"cuda"`` -> ``cuda:local_rank``.
 
+    Raises:
+        OptionError: ``device`` is not a device name torch knows.
+        DeviceError: this machine (or this build of torch) has no such device.
+
     Example:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
+    from xaiscore._checks import OptionError
+
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise OptionError(
+            f"Expected a device such as 'cpu', 'cuda', 'cuda:1' or 'auto', but got {device!r} "
+            f"({str(error).splitlines()[0]})."
+        ) from None
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    _check_available(device)
     return device
+
+
+def _check_available(device: torch.device) -> None:
+    """Raise :class:`~xaiscore.DeviceError` for a CUDA or MPS device this machine does not have."""
+    from xaiscore._checks import DeviceError
+
+    if device.type == "cuda":
+        if torch.version.cuda is None:
+            raise DeviceError(
+                f"Expected a device this machine has, but got {str(device)!r}: this torch "
+                f"({torch.__version__}) was built without CUDA. Use --device cpu (or 'auto'), "
+                "or install a CUDA build of torch."
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"Expected a device this machine has, but got {str(device)!r}: torch sees "
+                f"{count} CUDA device(s). Use --device cpu (or 'auto')."
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(
+            f"Expected a device this machine has, but got {str(device)!r}: MPS is not "
+            "available. Use --device cpu (or 'auto')."
+        )
 
 
 @dataclass

@@ -181,10 +181,25 @@ class PrecomputedAttributions:
         return ids, torch.from_numpy(np.load(self.path, allow_pickle=False))
 
     def _load_torch(self) -> tuple[list[str], Tensor | list[Tensor]]:
+        import pickle
+
+        from xaiscore.harness.rundir import UnsafeFileError
+
         try:
             content = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "weights only" in str(error).lower():
+                raise UnsafeFileError(
+                    f"{self.path}: refused to load these precomputed attributions: the file "
+                    "holds objects other than plain tensors and data (a pickle that could run "
+                    "code). Save the maps as plain tensors (a dict of id -> tensor), .npz or .nc."
+                ) from None
+            raise ConfigError(f"Cannot read precomputed attributions {str(self.path)!r}: "
+                              f"{str(error).splitlines()[0]}") from error
         except Exception as error:  # torch raises several types for a bad file; name the file
-            raise ConfigError(f"Cannot read precomputed attributions {str(self.path)!r}: {error}") from error
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(
+                f"Cannot read precomputed attributions {str(self.path)!r}: {first}") from error
         if not isinstance(content, Mapping):
             raise ConfigError(f"{self.path}: expected a dict of id -> map, or with keys 'ids' and 'attributions', "
                               f"but got {type(content).__name__}.")

@@ -32,6 +32,7 @@ import importlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,24 +223,65 @@ def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cp
     return float((predicted == y).double().mean())
 
 
-def _import_factory(factory: str) -> Callable[..., nn.Module]:
+def _import_factory(
+    factory: str, *, folder: Path | None = None, what: str = "model factory"
+) -> Callable[..., Any]:
     module_name, _, attribute = factory.partition(":")
     if not module_name or not attribute:
-        raise ConfigError(f"Expected a model factory as 'package.module:function', but got {factory!r}.")
+        raise ConfigError(f"Expected a {what} as 'package.module:function', but got {factory!r}.")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, folder)
     except ImportError as error:
-        raise ConfigError(f"Cannot import the model factory module {module_name!r} ({error}).") from error
+        where = f", and in the config's folder {str(folder)!r}" if folder is not None else ""
+        raise ConfigError(
+            f"Cannot import the {what} module {module_name!r} ({error}). Modules are looked up on "
+            f"Python's import path (installed packages, PYTHONPATH){where}."
+        ) from error
     try:
         target = module
         for part in attribute.split("."):
             target = getattr(target, part)
     except AttributeError:
-        raise ConfigError(f"Module {module_name!r} has no attribute {attribute!r} (model factory {factory!r}).") \
-            from None
+        raise ConfigError(
+            f"Module {module_name!r} has no attribute {attribute!r} ({what} {factory!r})."
+        ) from None
     if not callable(target):
-        raise ConfigError(f"Expected the model factory {factory!r} to be callable, but got {type(target).__name__}.")
+        raise ConfigError(
+            f"Expected the {what} {factory!r} to be callable, but got {type(target).__name__}."
+        )
     return target
+
+
+def _import_module(name: str, folder: Path | None) -> Any:
+    """Import ``name``; from ``folder`` (the config's) when its top-level module or package is
+    there.
+
+    A module next to the config wins over one of the same name elsewhere on the import path,
+    as relative paths in the config are resolved against its folder.
+    """
+    top = name.split(".")[0]
+    if folder is None or not (
+        (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+    ):
+        return importlib.import_module(name)
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        origin = getattr(loaded, "__file__", None)
+        if origin is None or not Path(origin).resolve().is_relative_to(folder.resolve()):
+            raise ConfigError(
+                f"The model factory module {top!r} is in the config's folder {str(folder)!r}, but "
+                "a module of "
+                f"that name is already imported from {origin!r}; rename the file."
+            )
+        return importlib.import_module(name)
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(name)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _existing(path: str | os.PathLike[str], what: str) -> Path:
@@ -266,6 +308,7 @@ def load_model(
     kwargs: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
     strict: bool = True,
+    module_folder: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """Load a user's model in eval mode on ``device``.
 
@@ -276,6 +319,9 @@ def load_model(
     deprecated by torch); or an ``exported`` program (``torch.export.save`` of
     a model exported in eval mode, with a dynamic batch dimension so that
     metrics can call it on chunks of any size).
+
+    A factory's module is imported from ``module_folder`` (a config's folder)
+    when its top-level module or package is there, else from Python's import path.
 
     Raises:
         ConfigError: the factory cannot be imported, a file does not exist
@@ -288,7 +334,8 @@ def load_model(
         return _load_torchscript(torchscript, device)
     if exported is not None:
         return _load_exported(exported, device)
-    build = _import_factory(factory) if isinstance(factory, str) else factory
+    folder = None if module_folder is None else Path(module_folder)
+    build = _import_factory(factory, folder=folder) if isinstance(factory, str) else factory
     model = build(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):
         raise DTypeError(f"Expected the model factory to return a torch.nn.Module, but got {type(model).__name__}.")
@@ -350,12 +397,36 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
                 progress: bool = False) -> nn.Module:
-    """The model a config describes; the demo model is trained once (rank 0) and cached in ``out/model.pt``."""
+    """The model a config describes; the demo model is trained once (rank 0) and cached in
+    ``out/model.pt``.
+
+    A ``[model]`` section with ``output_key``, ``output_fn`` or ``probabilities`` marks the model
+    with :func:`xaiscore.declare_model_output`.
+    """
+    model = _configured_model(config, dataset, store=store, context=context, progress=progress)
+    model_config = config.model
+    declared = (model_config.output_key, model_config.output_fn, model_config.probabilities or None)
+    if any(value is not None for value in declared):
+        from xaiscore._engine.batching import declare_model_output
+
+        source = Path(config.source)
+        folder = source.parent if source.is_file() else None
+        function = None if model_config.output_fn is None else _import_factory(
+            model_config.output_fn, folder=folder, what="output function")
+        declare_model_output(model, output_key=model_config.output_key, output_fn=function,
+                             probabilities=model_config.probabilities)
+    return model
+
+
+def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None,
+                      context: DistributedContext, progress: bool) -> nn.Module:
     model_config = config.model
     device = context.device
     if model_config.kind == "factory":
+        source = Path(config.source)
         return load_model(factory=model_config.factory, state_dict=model_config.state_dict,
-                          kwargs=model_config.kwargs, device=device)
+                          kwargs=model_config.kwargs, device=device,
+                          module_folder=source.parent if source.is_file() else None)
     if model_config.kind == "torchscript":
         return load_model(torchscript=model_config.path, device=device)
     if model_config.kind == "exported":
@@ -420,15 +491,33 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
     training_data = open_dataset("synthetic", **options)
     images, _ = stack_dataset(training_data)
     model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
-    wrap = None
+    wrap, bars = None, []
     if progress and context.is_main:
         from tqdm.auto import tqdm
 
         def wrap(iterator: Any) -> Any:
-            return tqdm(iterator, total=train["epochs"], desc="training", unit="epoch")
-    train_model(model, training_data, epochs=train["epochs"], batch_size=train["batch_size"], lr=train["lr"],
-                weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
-                stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+            # Not tqdm(iterator): its generator closes the bar when training breaks out early,
+            # before the line below could say so. This one counts finished epochs.
+            bars.append(tqdm(total=train["epochs"], desc="training", unit="epoch"))
+
+            def epochs() -> Any:
+                for epoch in iterator:
+                    yield epoch
+                    bars[-1].update(1)
+            return epochs()
+    history = train_model(
+        model, training_data, epochs=train["epochs"], batch_size=train["batch_size"],
+        lr=train["lr"], weight_decay=train.get("weight_decay", 0.0), seed=train["seed"],
+        stop_at_accuracy=train["stop_at_accuracy"], device=context.device, progress=wrap)
+    for bar in bars:  # the bar's last line says why training ended before its last epoch
+        epochs = len(history["accuracy"])
+        bar.n = epochs
+        if epochs < train["epochs"]:
+            bar.set_description_str(
+                f"training stopped early after epoch {epochs} of {train['epochs']}: running "
+                f"accuracy {history['accuracy'][-1]:.1%} >= stop_at_accuracy "
+                f"{train['stop_at_accuracy']:.0%}")
+        bar.close()
     if store is not None:
         store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
                                       "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})

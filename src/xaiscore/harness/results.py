@@ -6,14 +6,14 @@ result with :func:`load_dataset` and slice it with xarray.
 
 Schema (see ``docs/harness.md``, section *Results schema*):
 
-* dims ``method`` (explanation methods, string coord) and ``sample`` (the
+* dims ``explainer`` (the explanation methods, string coord) and ``sample`` (the
   dataset index, int coord), plus ``run`` for repeated stochastic metrics and
   ``<metric>_step`` for the x positions of a curve metric, plus ``example``,
   ``channel``, ``y``, ``x``, ``box`` for the example images of the report;
 * sample coords ``source_id``, ``label``, ``target`` (the explained class),
   ``prediction`` and ``finding``;
-* one variable ``<metric>`` ``(method, sample[, run])`` per scored metric and
-  ``<metric>_curve`` ``(method, sample[, run], <metric>_step)`` per curve
+* one variable ``<metric>`` ``(explainer, sample[, run])`` per scored metric and
+  ``<metric>_curve`` ``(explainer, sample[, run], <metric>_step)`` per curve
   metric; each carries attrs ``family``, ``higher_is_better`` (1 higher is
   better, 0 lower is better, -1 no direction), ``citation``, ``settings`` (the
   keyword options as JSON), ``stochastic`` (0/1) and ``skipped`` (JSON:
@@ -26,9 +26,10 @@ Schema (see ``docs/harness.md``, section *Results schema*):
 xarray is an optional dependency (the ``harness`` extra); it is imported when
 this module is.
 
-Select a method with the dict form, ``ds.sel({"method": "saliency"})``:
-``ds.sel(method=...)`` passes xarray's own ``method`` argument (the
-inexact-match rule) and silently selects nothing.
+Select a method with ``ds.sel(explainer="saliency")``. The dimension was
+called ``method`` in earlier versions: ``ds.sel(method=...)`` passes
+xarray's own ``method`` argument (the inexact-match rule) and silently
+selected nothing.
 
 Example:
     >>> import numpy as np
@@ -40,7 +41,7 @@ Example:
     ...                               "random": np.array([0.0, np.nan])}},
     ...     metric_info={"pointing_game": {"family": "localization", "higher_is_better": True}},
     ... )
-    >>> ds["pointing_game"].sel({"method": "saliency"}).values.tolist()
+    >>> ds["pointing_game"].sel(explainer="saliency").values.tolist()
     [1.0, nan]
     >>> int(ds["pointing_game"].attrs["higher_is_better"])
     1
@@ -85,7 +86,7 @@ SAMPLE_COORDS: dict[str, type] = {
     "finding": str,
 }
 
-_RESERVED = {"method", "sample", "run", "example", "channel", "y", "x", "box", *SAMPLE_COORDS}
+_RESERVED = {"explainer", "sample", "run", "example", "channel", "y", "x", "box", *SAMPLE_COORDS}
 
 
 def to_json(value: Any) -> str:
@@ -157,27 +158,35 @@ def build_dataset(
     curve_x: Mapping[str, Any] | None = None,
     metric_info: Mapping[str, Mapping[str, Any]] | None = None,
     skipped: Mapping[str, Mapping[str, str]] | None = None,
+    undefined: Mapping[str, Mapping[str, Any]] | None = None,
     sample_index: Sequence[int] | None = None,
     examples: Mapping[str, Any] | None = None,
+    probabilities: Any = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble per-sample scores into the results Dataset (schema in the module docstring).
 
     Args:
-        methods: Method names, in the order of the ``method`` dim.
+        methods: Method names, in the order of the ``explainer`` dim.
         samples: The sample coordinates of :data:`SAMPLE_COORDS`, each of length ``N``.
         scores: metric -> method -> ``(N,)`` or ``(N, R)`` scores (arrays or tensors).
             A method missing for a metric gets NaN (say why in ``skipped``).
         curves: metric -> method -> ``(N, T)`` or ``(N, R, T)`` curves.
         curve_x: metric -> ``(T,)`` x positions of its curve (default ``0 .. T-1``).
         metric_info: metric -> ``family``, ``higher_is_better``, ``citation``,
-            ``settings`` (dict), ``stochastic``, ``description``.
+            ``settings`` (dict), ``stochastic``, ``description``, ``nan_rule`` (the
+            kernel's rule for NaN scores), ``curve_axes``
+            (:class:`~xaiscore.harness.axes.CurveAxes` of a curve metric).
         skipped: metric -> method -> reason, for pairs that could not be scored.
             A metric with reasons but no scores is listed in the Dataset attr ``skipped``.
+        undefined: metric -> method -> counts of the causes of NaN scores
+            (:func:`xaiscore.harness.gaps.nan_causes`, summed), or ``None`` when unknown.
         sample_index: The ``sample`` coordinate (default ``0 .. N-1``).
         examples: Optional example images for the report: ``image`` ``(E, C, H, W)``,
             ``mask`` ``(E, H, W)``, ``boxes`` ``(E, K, 4)`` (NaN-padded), ``sample``
             ``(E,)`` and ``attributions`` (method -> ``(E, H, W)``).
+        probabilities: ``(N, K)`` softmax outputs of the model on the samples (the
+            ``model_probability`` coordinate, dims ``sample, class``), or ``None``.
         attrs: Extra Dataset attrs (non-scalar values are stored as JSON).
 
     Returns:
@@ -196,13 +205,26 @@ def build_dataset(
     curve_x = curve_x or {}
     metric_info = metric_info or {}
     skipped = skipped or {}
+    if undefined:
+        metric_info = {m: {**metric_info.get(m, {}), "undefined": undefined.get(m)}
+                       for m in set(metric_info) | set(undefined)}
 
     data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
     _add_run_coord(data_vars, coords)
     if examples is not None:
         _add_examples(data_vars, coords, examples, methods)
+    if probabilities is not None:
+        values = _as_array(probabilities, what="model probabilities")
+        if values.ndim != 2 or values.shape[0] != n:
+            raise ShapeError(
+                f"Expected model probabilities of shape ({n}, K), but got {values.shape}.")
+        coords["model_probability"] = xr.Variable(  # per-sample metadata, like `prediction`
+            ("sample", "class"), values,
+            attrs={"long_name": "softmax output of the model on the sample", "units": "1"})
+        coords["class"] = np.arange(values.shape[1])
 
     ds = xr.Dataset(data_vars, coords=coords)
+    _describe_coords(ds)
     ds.attrs.update({
         "title": "xaiscore results",
         "xaiscore_version": __version__,
@@ -230,23 +252,30 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
         var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
         if metric in scores:
             values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
-            dims = ("method", "sample") + (("run",) if values.ndim == 3 else ())
+            dims = ("explainer", "sample") + (("run",) if values.ndim == 3 else ())
             data_vars[metric] = xr.Variable(dims, values, attrs=var_attrs)
         if metric in curves:
+            axes = metric_info.get(metric, {}).get("curve_axes")
+            curve_attrs = {**var_attrs, "long_name": "step", "units": "", "curve_scale": "",
+                           "x_long_name": "step", "x_units": ""}
+            if axes is not None:
+                curve_attrs.update({"long_name": axes.scale, "units": axes.y_units,
+                                    "curve_scale": axes.scale, "x_long_name": axes.x,
+                                    "x_units": axes.x_units})
             data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
-                                                           coords=coords, attrs=var_attrs)
+                                                           coords=coords, attrs=curve_attrs)
     return data_vars
 
 
 def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
                    sample_index: Sequence[int] | None) -> dict[str, Any]:
-    """The ``method`` and ``sample`` coordinates and the per-sample coordinates of :data:`SAMPLE_COORDS`."""
+    """The ``explainer``, ``sample`` and per-sample coordinates (:data:`SAMPLE_COORDS`)."""
     missing = [k for k in SAMPLE_COORDS if k not in samples]
     if missing:
         raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
     n = len(samples["source_id"])
     coords: dict[str, Any] = {
-        "method": np.array(methods, dtype=object),
+        "explainer": np.array(methods, dtype=object),
         "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),
     }
     for key, kind in SAMPLE_COORDS.items():
@@ -259,9 +288,30 @@ def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
     return coords
 
 
+def _describe_coords(ds: xr.Dataset) -> None:
+    """``long_name``/``units`` attrs on every coordinate (CF style), curve steps included."""
+    from xaiscore.harness.axes import COORD_ATTRS
+
+    for name, attrs in COORD_ATTRS.items():
+        if name in ds.coords:
+            ds.coords[name].attrs.update(attrs)
+    for name in ds.data_vars:
+        if str(name).endswith("_curve"):
+            metric = str(name)[: -len("_curve")]
+            step = f"{metric}_step"
+            ds.coords[step].attrs.update({
+                "long_name": str(ds[name].attrs.pop("x_long_name", "step")),
+                "units": str(ds[name].attrs.pop("x_units", "")),
+            })
+
+
 def _metric_attrs(info: Mapping[str, Any], skipped: Mapping[str, str]) -> dict[str, Any]:
     """A metric variable's netCDF-safe attrs."""
+    undefined = info.get("undefined")
     return {
+        "long_name": str(info.get("description", "")),
+        "nan_rule": str(info.get("nan_rule", "")),
+        "undefined": "null" if undefined is None else to_json(dict(undefined)),
         "family": str(info.get("family", "")),
         "higher_is_better": _direction(info.get("higher_is_better")),
         "citation": str(info.get("citation", "")),
@@ -277,7 +327,7 @@ def _curve_variable(metric: str, curves: Mapping[str, Any], x: Any, methods: lis
     """The ``<metric>_curve`` variable; its ``<metric>_step`` coordinate (x positions) goes into ``coords``."""
     values = _stack_methods(curves, methods, n, what=f"curves of {metric!r}")
     step = f"{metric}_step"
-    dims = ("method", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
+    dims = ("explainer", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
     x_positions = np.arange(values.shape[-1], dtype=np.float64) if x is None \
         else _as_array(x, what=f"curve x of {metric!r}")
     if x_positions.shape != (values.shape[-1],):
@@ -313,7 +363,7 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
     for i, m in enumerate(methods):
         if m in examples.get("attributions", {}):
             maps[i] = _as_array(examples["attributions"][m], what=f"example attributions of {m!r}").reshape(e, h, w)
-    data_vars["example_attribution"] = xr.Variable(("method", "example", "y", "x"), maps)
+    data_vars["example_attribution"] = xr.Variable(("explainer", "example", "y", "x"), maps)
     coords["example"] = np.asarray(examples["sample"], dtype=np.int64)
     coords["corner"] = np.array(["x0", "y0", "x1", "y1"], dtype=object)
 
@@ -324,7 +374,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A reader never sees a half-written file, and a process killed while
     writing leaves the previous file intact. On an exception the temporary
-    file is removed and the exception propagates.
+    file is removed and the exception propagates. The file gets the
+    permissions of a newly created one (``0o666`` less the umask, e.g.
+    ``rw-r--r--``), or those of the file it replaces, not the ``0o600`` of a
+    temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,10 +385,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, _file_mode(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
@@ -352,6 +427,9 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
 def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a results file fully into memory (the file is closed on return).
 
+    A file written before the ``method`` dimension was renamed ``explainer`` is
+    read with the new name.
+
     Raises:
         FileNotFoundError: no such file (the message names it).
     """
@@ -360,6 +438,8 @@ def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
         raise FileNotFoundError(f"Expected a results file (netCDF), but {str(path)!r} does not exist.")
     with xr.open_dataset(path, engine=_engine()) as ds:
         loaded = ds.load()
+    if "method" in loaded.dims and "explainer" not in loaded.dims:  # written before the rename
+        loaded = loaded.rename({"method": "explainer"})
     for name in list(loaded.coords) + list(loaded.data_vars):
         if loaded[name].dtype.kind in "SU":  # netCDF may hand strings back as fixed-width
             loaded[name] = loaded[name].astype(object)
@@ -375,10 +455,10 @@ def _engine() -> str | None:
 
 
 def metric_variables(ds: xr.Dataset) -> list[str]:
-    """Names of the score variables (dims ``method``, ``sample``[, ``run``]), in Dataset order."""
-    return [
-        str(name) for name, var in ds.data_vars.items()
-        if var.dims[:2] == ("method", "sample") and not str(name).endswith("_curve")
+    """Names of the score variables (dims ``explainer``, ``sample``[, ``run``]), in order."""
+    return [  # .variables: plain Variables, no DataArray (with every coordinate) built per name
+        str(name) for name, var in ds.data_vars.variables.items()
+        if var.dims[:2] == ("explainer", "sample") and not str(name).endswith("_curve")
     ]
 
 
@@ -389,5 +469,5 @@ def curve_variables(ds: xr.Dataset) -> list[str]:
 
 def higher_is_better(ds: xr.Dataset, metric: str) -> bool | None:
     """The direction of ``metric`` as stored in its attrs (``None``: no direction)."""
-    value = int(ds[metric].attrs.get("higher_is_better", -1))
+    value = int(ds.variables[metric].attrs.get("higher_is_better", -1))
     return None if value < 0 else bool(value)

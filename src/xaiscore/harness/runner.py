@@ -23,8 +23,8 @@ Example:
     >>> data = make_synthetic_dataset(4, size=(16, 16))
     >>> ds = evaluate(data, SmallCNN().eval(), methods=["Saliency", "random"],
     ...               metrics=["pointing_game", "sparseness"], batch_size=2)
-    >>> ds["pointing_game"].dims, ds["method"].values.tolist()
-    (('method', 'sample'), ['Saliency', 'random'])
+    >>> ds["pointing_game"].dims, ds["explainer"].values.tolist()
+    (('explainer', 'sample'), ['Saliency', 'random'])
     >>> from xaiscore.harness.results import metric_variables
     >>> metric_variables(ds)
     ['pointing_game', 'sparseness']
@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
+from xaiscore.harness.gaps import nan_causes
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
 from xaiscore.harness.models import build_model
 from xaiscore.harness.scoring import (
@@ -58,7 +60,9 @@ from xaiscore.harness.scoring import (
     select_metrics,
     unpack_result,
 )
-from xaiscore.harness.store import RunStore
+from xaiscore.harness.rundir import hold_run_folder
+from xaiscore.harness.skips import reader_skips, skipped_row
+from xaiscore.harness.store import RunStore, open_run
 
 __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
 
@@ -124,6 +128,7 @@ class _Shard:
     curve: Tensor | None = None  # (B, R, T)
     x: Tensor | None = None  # (T,)
     error: str | None = None
+    nan_causes: dict[str, Any] | None = None  # why scores are NaN (harness.gaps.nan_causes)
 
 
 @dataclass
@@ -158,6 +163,9 @@ class _Runner:
         per_batch = max(1, math.ceil(4 * n_examples / batch_size)) if n_examples else 0
         self.example_batches = set(range(min(per_batch, self.n_batches)))
         self.skipped_samples: list[dict[str, Any]] = []
+        self.n_loaded = 0  # (batch, method, metric) results found on disk
+        self.n_computed = 0  # ... and computed by this process
+        self.seconds = 0.0  # spent loading, explaining and scoring (not training, not the report)
         self.runnable: dict[str, list[PlannedMetric]] = {}
         self.skipped: dict[str, dict[str, str]] = {}
         for method in methods:
@@ -215,22 +223,30 @@ class _Runner:
             except DatasetError as error:
                 if getattr(self.dataset, "on_error", "raise") != "skip":
                     raise
-                self.skipped_samples.append({"index": index, "reason": str(error)})
+                skip = skipped_row(error.file, error.row, error.reason, index)
+                self.skipped_samples.append(skip)
                 continue
             indices.append(index)
         return records, indices
 
-    def run_batch(self, batch: int, *, tick: Callable[[int], Any] | None = None) -> _BatchResult | None:
-        """Load or compute one batch; ``tick(k)`` reports ``k`` more methods done."""
-        tick = tick or (lambda k: None)
+    def n_results(self) -> int:
+        """(method, metric) results per batch: what the progress bar counts."""
+        return sum(len(self.runnable[m.name]) for m in self.methods)
+
+    def run_batch(self, batch: int, *,
+                  tick: Callable[..., Any] | None = None) -> _BatchResult | None:
+        """Load or compute one batch; ``tick(k, label)`` reports ``k`` more results."""
+        tick = tick or (lambda k, label=None: None)
         done, todo = self._load_done(batch)
+        self.n_loaded += self.n_results() - len(todo)
         needs_examples = batch in self.example_batches and (done is None or done.examples is None)
         if done is not None and not todo and not needs_examples:
-            tick(len(self.methods))
+            tick(self.n_results(), "loaded")
             return done
+        tick(self.n_results() - len(todo), "loaded")
         records, indices = self._load_records(batch)
         if not records:
-            tick(len(self.methods))
+            tick(len(todo))
             return None
         data, target, samples = self._predict(records, indices)
         result = self._batch_result(batch, done, samples)
@@ -244,7 +260,8 @@ class _Runner:
                 for planned in pending:
                     result.shards[(method.name, planned.spec.name)] = self._score(
                         method, planned, batch, data, target, a)
-            tick(1)
+                    self.n_computed += 1
+                    tick(1, f"{method.name} / {planned.spec.name}")
         if needs_examples:
             result.examples = self._examples(data, indices, example_maps)
             if self.store is not None:
@@ -267,6 +284,7 @@ class _Runner:
             "target": target.tolist(),
             "prediction": prediction.tolist(),
             "finding": list(data.findings),
+            "probability": logits.detach().to("cpu", torch.float64).softmax(dim=1),  # model sanity
         }
         return data, target, samples
 
@@ -333,12 +351,11 @@ class _Runner:
                 raise
             shard = _Shard(settings, error=f"{type(error).__name__}: {error}")
         else:
-            shard = _Shard(
-                settings,
-                score=torch.stack(scores, dim=1),
-                curve=torch.stack(curves, dim=1) if curves else None,
-                x=None if x is None else x.to("cpu", torch.float64),
-            )
+            score = torch.stack(scores, dim=1)
+            curve = torch.stack(curves, dim=1) if curves else None
+            x = None if x is None else x.to("cpu", torch.float64)
+            shard = _Shard(settings, score=score, curve=curve, x=x,
+                           nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
         if self.store is not None:
             self.store.save(self.store.shard_path(batch, method.name, name), asdict(shard))
         return shard
@@ -364,21 +381,30 @@ class _Runner:
 
     # --- the whole run --------------------------------------------------------------------
     def run(self) -> dict[int, _BatchResult]:
-        """Run this process's batches; a progress bar counts (batch, method) pairs when asked."""
+        """Run this process's batches; a bar counts (batch, method, metric) results when asked."""
+        import time
+
+        start = time.perf_counter()
         mine = [b for b in range(self.n_batches) if self.context.owns(b)]
         bar = None
         if self.progress and self.context.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(mine) * len(self.methods), desc="explain and score", unit="method",
+            bar = tqdm(total=len(mine) * self.n_results(), desc="explain and score", unit="result",
                        dynamic_ncols=True)
+
+            def tick(k: int, label: str | None = None) -> None:
+                if label is not None:
+                    bar.set_postfix_str(label, refresh=False)
+                bar.update(k)
         results = {}
         for batch in mine:
-            result = self.run_batch(batch, tick=bar.update if bar is not None else None)
+            result = self.run_batch(batch, tick=tick if bar is not None else None)
             if result is not None:
                 results[batch] = result
         if bar is not None:
             bar.close()
+        self.seconds = time.perf_counter() - start
         return results
 
 
@@ -402,6 +428,7 @@ def evaluate(
     resume: bool = True,
     progress: bool = False,
     attrs: Mapping[str, Any] | None = None,
+    timing: dict[str, Any] | None = None,
 ) -> Any:
     """Explain ``dataset`` with every method and score every selected metric.
 
@@ -432,6 +459,9 @@ def evaluate(
         resume: Load finished results from ``out`` (else start over there).
         progress: Show a progress bar (tqdm) on rank 0.
         attrs: Extra Dataset attrs.
+        timing: A dict to fill with this call's ``seconds`` (loading, explaining and
+            scoring; not training, not the report), ``results_computed`` and
+            ``results_loaded`` ((batch, method, metric) results; this process's).
 
     Returns:
         The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.harness.results`),
@@ -454,16 +484,21 @@ def evaluate(
     plan = plan_metrics(select_metrics(metrics_config), options)
 
     context = DistributedContext.from_environment(device=device)
+    held = contextlib.ExitStack()
     try:
         model = eval_mode(model.to(context.device))
-        store = None if out is None else _open_store(out, dataset, model, context=context, resume=resume,
-                                                     batch_size=batch_size, seed=seed, target=target)
+        store = None if out is None else open_run(
+            out, dataset, model, context=context, resume=resume, batch_size=batch_size, seed=seed,
+            target=target, held=held)
         runner = _Runner(
             dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
             max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
             on_error=on_error, save_attributions=save_attributions, progress=progress,
         )
         results = runner.run()
+        if timing is not None:
+            timing.update(seconds=runner.seconds, results_computed=runner.n_computed,
+                          results_loaded=runner.n_loaded)
         gathered = context.gather((results, runner.skipped_samples))
         if not context.is_main:
             context.barrier()
@@ -471,10 +506,12 @@ def evaluate(
         merged = _merge(runner, gathered)
         ds = assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
         if store is not None:
+            store.record(store.results_path)
             save_dataset(ds, store.results_path)
         context.barrier()
         return ds
     finally:
+        held.close()
         context.close()
 
 
@@ -492,35 +529,11 @@ def _check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch
         raise OptionError("Expected a non-empty dataset, but it has 0 samples.")
 
 
-def _open_store(out: str | os.PathLike[str], dataset: Any, model: nn.Module, *, context: DistributedContext,
-                resume: bool, batch_size: int, seed: int, target: str) -> RunStore:
-    """The run folder, checked to hold this run (or nothing); cleared first without ``resume``."""
-    from xaiscore.harness.models import model_fingerprint
-
-    store = RunStore(out)
-    identity = {
-        "n_samples": len(dataset),
-        "first_source_id": dataset[0].source_id,
-        "class_names": list(getattr(dataset, "class_names", ())),
-        "model": model_fingerprint(model),
-        "batch_size": batch_size,
-        "seed": seed,
-        "target": target,
-    }
-    if context.is_main:
-        if not resume:
-            store.clear()
-        store.check_run(identity)
-    context.barrier()
-    if not context.is_main:
-        store.check_run(identity)
-    return store
-
-
 def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
-    """Every process's batch results in one mapping; their skipped samples go to ``runner``."""
+    """Every process's batch results in one mapping; the skipped rows (reader's and every
+    process's load failures) go to ``runner.skipped_samples``."""
     merged: dict[int, _BatchResult] = {}
-    runner.skipped_samples = []
+    runner.skipped_samples = reader_skips(runner.dataset)
     for part, skipped_samples in gathered:
         merged.update(part)
         runner.skipped_samples.extend(skipped_samples)
@@ -532,7 +545,8 @@ def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
 # --- configs -------------------------------------------------------------------------------
 
 
-def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True) -> Any:
+def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True,
+               timing: dict[str, Any] | None = None) -> Any:
     """Run a config end to end: dataset, model, :func:`evaluate`, ``results.nc`` and the report.
 
     Returns:
@@ -543,9 +557,14 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
 
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")
-    store = RunStore(config.out)
+    from xaiscore.harness.config import check_config_files
+
+    check_config_files(config)
     context = DistributedContext.from_environment(device=config.device)
+    store = RunStore(config.out, rank=context.rank)
+    held = contextlib.ExitStack()
     try:
+        hold_run_folder(store, context, held)
         try:
             dataset = open_dataset(config.dataset.kind, **dict(config.dataset.options))
         except OptionError as error:
@@ -558,11 +577,14 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
             max_batch_size=config.max_batch_size, target=config.target, repeats=config.repeats,
             n_examples=config.n_examples, on_error=config.on_error, save_attributions=config.save_attributions,
             resume=resume, progress=progress, attrs={"config": config_json, "config_source": config.source},
+            timing=timing,
         )
         if ds is not None and config.report:
             from xaiscore.harness.report import write_report
 
-            write_report(ds, Path(config.out))
+            with store.recording_new_files("report.html", "summary.csv", "figures"):
+                write_report(ds, Path(config.out), progress=progress)
         return ds
     finally:
+        held.close()
         context.close()

@@ -33,6 +33,7 @@ from xaiscore.harness.results import higher_is_better, metric_variables
 
 __all__ = [
     "per_sample_scores",
+    "score_array",
     "summary_table",
     "finding_table",
     "win_rates",
@@ -40,20 +41,43 @@ __all__ = [
 ]
 
 
+def _score_variable(ds: xr.Dataset, metric: str) -> xr.Variable:
+    variable = ds.data_vars.variables.get(metric)
+    if variable is None or variable.dims[:2] != ("explainer", "sample") \
+            or metric.endswith("_curve"):
+        raise OptionError(f"Expected a metric among {metric_variables(ds)}, but got {metric!r}.")
+    return variable
+
+
 def per_sample_scores(ds: xr.Dataset, metric: str) -> xr.DataArray:
-    """``(method, sample)`` scores of ``metric``, averaged over ``run`` when present.
+    """``(explainer, sample)`` scores of ``metric``, averaged over ``run`` when present.
 
     Raises:
         OptionError: ``metric`` is not a score variable of ``ds``.
     """
-    names = metric_variables(ds)
-    if metric not in names:
-        raise OptionError(f"Expected a metric among {names}, but got {metric!r}.")
+    _score_variable(ds, metric)
     values = ds[metric]
     if "run" in values.dims:
         with np.errstate(all="ignore"):
             values = values.mean("run", skipna=True)
-    return values.transpose("method", "sample")
+    return values.transpose("explainer", "sample")
+
+
+def score_array(ds: xr.Dataset, metric: str) -> np.ndarray:
+    """:func:`per_sample_scores` as a plain ``(explainer, sample)`` array (fast: no coordinates).
+
+    Raises:
+        OptionError: ``metric`` is not a score variable of ``ds``.
+    """
+    variable = _score_variable(ds, metric)
+    values = variable.transpose("explainer", "sample", ...).values
+    if values.ndim == 3:  # (explainer, sample, run)
+        finite = np.isfinite(values)
+        total = np.where(finite, values, 0.0).sum(axis=2)
+        count = finite.sum(axis=2)
+        with np.errstate(all="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _seed_for(seed: int, *names: str) -> list[int]:
@@ -94,10 +118,11 @@ def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boo
     check_positive_int(n_boot, "n_boot")
     check_fraction(confidence, "confidence", low_inclusive=False, high_inclusive=False)
     rows = []
+    methods = [str(m) for m in ds["explainer"].values]
     for metric in metrics if metrics is not None else metric_variables(ds):
-        scores = per_sample_scores(ds, metric)
-        for method in scores["method"].values:
-            values = scores.sel({"method": method}).values
+        scores = score_array(ds, metric)
+        family = str(ds.variables[metric].attrs.get("family", ""))
+        for method, values in zip(methods, scores):
             finite = values[np.isfinite(values)]
             rng = np.random.default_rng(_seed_for(seed, metric, str(method)))
             low, high = _bootstrap_interval(finite, n_boot=n_boot, confidence=confidence, rng=rng)
@@ -110,7 +135,7 @@ def summary_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None, n_boo
                 "std": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
                 "n": int(finite.size),
                 "n_nan": int(values.size - finite.size),
-                "family": str(ds[metric].attrs.get("family", "")),
+                "family": family,
                 "higher_is_better": higher_is_better(ds, metric),
             })
     columns = ["metric", "method", "mean", "ci_low", "ci_high", "std", "n", "n_nan", "family",
@@ -129,8 +154,8 @@ def finding_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd
     findings = [str(f) if str(f) else "(none)" for f in ds["finding"].values]
     frames = []
     for metric in metrics if metrics is not None else metric_variables(ds):
-        scores = per_sample_scores(ds, metric)
-        table = pd.DataFrame(scores.values.T, columns=[str(m) for m in scores["method"].values])
+        methods = [str(m) for m in ds["explainer"].values]
+        table = pd.DataFrame(score_array(ds, metric).T, columns=methods)
         table["finding"] = findings
         means = table.groupby("finding", sort=True).mean().T
         means.index = pd.MultiIndex.from_product([[metric], means.index], names=["metric", "method"])
@@ -159,7 +184,7 @@ def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
     direction = higher_is_better(ds, metric)
     if direction is None:
         raise OptionError(f"Expected a metric with a better direction, but {metric!r} has none.")
-    scores = per_sample_scores(ds, metric).values  # (M, N)
+    scores = score_array(ds, metric)  # (M, N)
     oriented = np.where(np.isfinite(scores), scores if direction else -scores, -np.inf)
     counted = np.isfinite(scores).any(axis=0)
     best = oriented.max(axis=0, keepdims=True)
@@ -167,7 +192,8 @@ def win_rates(ds: xr.Dataset, metric: str) -> pd.Series:
     share = winners / np.maximum(winners.sum(axis=0, keepdims=True), 1)
     n_images = int(counted.sum())
     rates = share.sum(axis=1) / n_images if n_images else np.full(scores.shape[0], np.nan)
-    series = pd.Series(rates, index=pd.Index([str(m) for m in ds["method"].values], name="method"),
+    methods = [str(m) for m in ds["explainer"].values]
+    series = pd.Series(rates, index=pd.Index(methods, name="method"),
                        name=metric)
     series.attrs["n_images"] = n_images
     return series
@@ -177,29 +203,33 @@ def rank_agreement(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> p
     """Kendall's tau-b between the method rankings that pairs of metrics imply.
 
     Each metric ranks the methods by their mean finite score, oriented so
-    that better is higher (metrics without a direction are left out). Tau is
-    NaN when a ranking is constant or fewer than two methods have a mean.
+    that better is higher (metrics without a direction are left out). The tau
+    of two metrics uses the methods that have a mean on both; it is NaN when
+    fewer than two do or either ranking of them is constant
+    (:func:`xaiscore.stats.kendall_tau_b`, the library's one Kendall tau).
 
     Returns:
-        A symmetric metrics x metrics table.
+        A symmetric metrics x metrics table of tau; ``.attrs["n_methods"]``
+        holds the table of how many methods each tau rests on.
     """
-    from scipy.stats import kendalltau
+    from xaiscore.stats import kendall_tau_b
 
     names = [m for m in (metrics if metrics is not None else metric_variables(ds))
              if higher_is_better(ds, m) is not None]
-    oriented = {}
+    rows = []
     for metric in names:
-        with np.errstate(all="ignore"):
-            means = per_sample_scores(ds, metric).mean("sample", skipna=True).values
-        oriented[metric] = means if higher_is_better(ds, metric) else -means
-    table = pd.DataFrame(np.nan, index=pd.Index(names, name="metric"), columns=names)
-    for i, first in enumerate(names):
-        for second in names[i:]:
-            both = np.isfinite(oriented[first]) & np.isfinite(oriented[second])
-            tau = float("nan")
-            if both.sum() >= 2:
-                left, right = oriented[first][both], oriented[second][both]
-                if np.ptp(left) > 0 and np.ptp(right) > 0:
-                    tau = float(kendalltau(left, right).statistic)
-            table.loc[first, second] = table.loc[second, first] = tau
+        values = score_array(ds, metric)
+        finite = np.isfinite(values)
+        means = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+        means = np.where(finite.any(axis=1), means, np.nan)
+        rows.append(means if higher_is_better(ds, metric) else -means)
+    oriented = np.stack(rows) if rows else np.zeros((0, ds.sizes.get("explainer", 0)))
+    tau = kendall_tau_b(oriented[:, None, :], oriented[None, :, :])
+    finite = np.isfinite(oriented)
+    counts = (finite[:, None, :] & finite[None, :, :]).sum(axis=-1)
+    index = pd.Index(names, name="metric")
+    table = pd.DataFrame(np.asarray(tau, dtype=np.float64).reshape(len(names), len(names)),
+                         index=index, columns=names)
+    table.attrs["n_methods"] = pd.DataFrame(counts.reshape(len(names), len(names)), index=index,
+                                            columns=names)
     return table

@@ -84,9 +84,9 @@ def build_dataset(
     split_mean, _ = nan_stats(split_half, -1)
     agreement_mean, _ = nan_stats(agreement_per_sample, -1)
     variables: dict[str, Any] = {
-        "score": (("metric", "method", "sample"), np64(q)),
+        "score": (("metric", "explainer", "sample"), np64(q)),
         "score_perturbed": (
-            ("metric", "test", "iteration", "perturbation", "method", "sample"),
+            ("metric", "test", "iteration", "perturbation", "explainer", "sample"),
             np64(q_hat),
         ),
         "kept": (
@@ -96,7 +96,7 @@ def build_dataset(
         "kept_fraction": (("test", "iteration"), np64(kept.to(torch.float64).mean((-2, -1)))),
         "iac": (("metric", "test", "iteration"), np64(iac)),
         "iec": (("metric", "test", "iteration"), np64(iec)),
-        "iac_per_method": (("metric", "test", "iteration", "method"), np64(iac_method)),
+        "iac_per_method": (("metric", "test", "iteration", "explainer"), np64(iac_method)),
         "iac_mean": (("metric", "test"), np64(iac_mean)),
         "iec_mean": (("metric", "test"), np64(iec_mean)),
         "mc": (("metric", "space", "iteration"), np64(mc)),
@@ -118,15 +118,15 @@ def build_dataset(
         variables.update(
             {
                 "baseline_score": (("metric", "sample"), np64(baseline)),
-                "win_rate_vs_random": (("metric", "method"), np64(win_rate)),
-                "p_vs_random": (("metric", "method"), np64(p_value)),
-                "beats_random": (("metric", "method"), beats.cpu().numpy().astype(np.int8)),
+                "win_rate_vs_random": (("metric", "explainer"), np64(win_rate)),
+                "p_vs_random": (("metric", "explainer"), np64(p_value)),
+                "beats_random": (("metric", "explainer"), beats.cpu().numpy().astype(np.int8)),
                 "separates_random": (("metric",), beats.all(-1).cpu().numpy().astype(np.int8)),
             }
         )
     coords = {
         "metric": names,
-        "method": list(method_names),
+        "explainer": list(method_names),
         "test": [t.name for t in suite],
         "space": list(spaces),
         "iteration": np.arange(iterations),

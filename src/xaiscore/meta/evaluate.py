@@ -146,6 +146,7 @@ def meta_evaluate(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
+    progress: bool = False,
 ) -> Any:
     r"""Meta-evaluate metrics (Hedström et al. 2023, MetaQuantus): are they resilient to noise and reactive to change?
 
@@ -209,9 +210,11 @@ def meta_evaluate(
             generators, baseline maps, splits.
         validate: Check values (finite inputs and explanations) and pass
             ``validate`` to the kernels.
+        progress: Show a tqdm bar (stderr) over the (test, iteration) pairs, the
+            bulk of the work. Off by default.
 
     Returns:
-        An ``xarray.Dataset`` (netCDF-safe), dims ``metric``, ``method``,
+        An ``xarray.Dataset`` (netCDF-safe), dims ``metric``, ``explainer``,
         ``test``, ``space``, ``iteration``, ``perturbation``, ``sample``,
         ``metric_other``, ``split``; variables ``score``, ``score_perturbed``,
         ``kept``, ``kept_fraction``, ``iac``, ``iec``, ``iac_per_method``,
@@ -254,7 +257,7 @@ def meta_evaluate(
         seed=seed, generator=generator, validate=validate)
     q = torch.stack([run.score(p, [run.original], "original") for p in run.planned])  # (M, L, B)
     baseline = _random_baseline_scores(run) if random_baseline else None  # (M, B)
-    q_hat, kept = _perturbation_tests(run)
+    q_hat, kept = _perturbation_tests(run, progress=progress)
     summaries = _summaries(run, q, q_hat, kept, n_splits=n_splits, split_generator=split_generator)
     ds = build_dataset(
         xr, planned=run.planned, method_names=run.method_names, suite=run.suite, iterations=run.iterations,
@@ -413,8 +416,14 @@ def _random_baseline_scores(run: _Run) -> Tensor:
 # --- perturbation tests ----------------------------------------------------------------------------
 
 
-def _perturbation_tests(run: _Run) -> tuple[Tensor, Tensor]:
+def _perturbation_tests(run: _Run, *, progress: bool = False) -> tuple[Tensor, Tensor]:
     """Every test and iteration: ``q_hat`` ``(M, T, I, K, L, B)`` scores and ``kept`` ``(T, I, K, B)``."""
+    bar = None
+    if progress:  # tqdm comes with the harness extra: imported only when asked for
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(run.suite) * run.iterations, desc="meta-evaluate",
+                   unit="test iteration")
     b, n_methods = run.x.shape[0], len(run.method_names)
     shape = (len(run.planned), len(run.suite), run.iterations, run.perturbations, n_methods, b)
     q_hat = torch.full(shape, math.nan, dtype=torch.float64, device=run.x.device)
@@ -427,6 +436,11 @@ def _perturbation_tests(run: _Run) -> tuple[Tensor, Tensor]:
             else:
                 perturber = perturber or ModelPerturber(run.model)
                 _model_test(run, t, test, i, perturber, q_hat=q_hat, kept=kept)
+            if bar is not None:
+                bar.set_postfix_str(test.name, refresh=False)
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return q_hat, kept
 
 

@@ -119,8 +119,13 @@ def _logits_model(model: nn.Module) -> nn.Module:
     if len(named) > 1 and isinstance(named[-1][1], nn.Softmax):
         import copy
 
+        from xaiscore._engine.batching import declare_model_output, model_output_of
+
         stripped = copy.deepcopy(model)
         stripped.set_submodule(named[-1][0], nn.Identity())
+        declared = model_output_of(model)
+        if declared is not None:  # the copy returns logits, whatever the model was declared to give
+            declare_model_output(stripped, output_key=declared.key, output_fn=declared.fn)
         return stripped
     return model
 
@@ -298,8 +303,8 @@ class Metric:
                 raise DTypeError(f"Expected `{flag_name}` to be a bool, but got {type(flag).__name__} {flag!r}.")
         if normalise_func is not None and not callable(normalise_func):
             raise DTypeError(f"Expected `normalise_func` to be callable, but got {type(normalise_func).__name__}.")
-        if aggregate_func is not None and not callable(aggregate_func):
-            raise DTypeError(f"Expected `aggregate_func` to be callable, but got {type(aggregate_func).__name__}.")
+        # `aggregate_func` is checked when it is used (return_aggregate=True), as Quantus accepts
+        # any value at construction (its own tests pass `aggregate_func=True` without aggregating).
         self.abs = bool(abs)
         self.normalise = bool(normalise)
         self.normalise_func = normalise_func
@@ -507,6 +512,15 @@ class Metric:
 
     # --- results ---------------------------------------------------------------------------------
 
+    def _aggregate(self, result: Any) -> list[Any]:
+        """``[aggregate_func(result)]``; an ``aggregate_func`` that is not callable fails here, not
+        earlier."""
+        if not callable(self.aggregate_func):
+            raise DTypeError("Expected `aggregate_func` to be callable to aggregate the scores "
+                             "(return_aggregate=True), but got "
+                             f"{type(self.aggregate_func).__name__}.")
+        return [self.aggregate_func(result)]
+
     def _finish(self, result: Any) -> Any:
         if isinstance(result, Tensor):
             values = result.detach().cpu().double().numpy()
@@ -520,7 +534,7 @@ class Metric:
                 )
             result = [float(v) for v in values]
         if self.return_aggregate:
-            result = [self.aggregate_func(result)]
+            result = self._aggregate(result)
         self.evaluation_scores = result
         if isinstance(result, list):
             self.all_evaluation_scores.extend(result)

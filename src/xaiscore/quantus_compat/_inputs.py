@@ -203,11 +203,11 @@ def canonical_inputs(x_batch: Any, channel_first: bool | None) -> tuple[np.ndarr
     """``x_batch`` channel-first as numpy, and its :class:`Layout`.
 
     Raises:
-        DTypeError: ``x_batch`` is ``None``.
+        OptionError: ``x_batch`` is ``None`` (a ``ValueError``, as Quantus raises).
         ShapeError: no feature axis, an empty batch, or an ambiguous layout.
     """
     if x_batch is None:
-        raise DTypeError("Expected `x_batch` as a numpy array of inputs, but got None.")
+        raise OptionError("Expected `x_batch` as a numpy array of inputs, but got None.")
     x_np = _numpy(x_batch)
     if x_np.ndim < 2:
         raise ShapeError(

@@ -48,6 +48,7 @@ from xaiscore.functional.faithfulness.feature_removal import (
     monotonicity,
     monotonicity_correlation,
 )
+from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes, sensitivity_n
 from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
 from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, map_similarity, perturb_option
 
@@ -139,8 +140,10 @@ class PixelFlipping(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = pixel_flipping(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -192,8 +195,10 @@ class RegionPerturbation(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = region_perturbation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
@@ -231,8 +236,10 @@ class Selectivity(_Faithfulness):
 
     @property
     def get_auc_score(self) -> float:
-        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus' definition)."""
-        return float(np.mean([np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]))
+        """The mean over samples of the unit-spacing trapezoid area of each curve (Quantus'
+        definition), a ``numpy.float64`` as Quantus returns (a subclass of ``float``)."""
+        areas = [np.trapezoid(np.asarray(curve)) for curve in self.evaluation_scores]
+        return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = selectivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, patch_size=self.patch_size,
@@ -623,16 +630,12 @@ class SensitivityN(_Faithfulness):
     and correlates *across the samples of its first batch* per step (later batches
     are dropped); ours samples random subsets per sample and size, as Ancona et al.
 
-    Model work: Quantus runs the model on ``ceil(N / features_in_step)`` deletions per sample
-    (``N`` channel values). With ``n_subsets=None`` (the default) the drop-in spends the same
-    budget: ``n_subsets = budget // len(subset_sizes)`` per size (between 2 and 100; with
-    fewer than two per size for the default sizes, fewer sizes), so it never runs the model
-    on more than Quantus' number of inputs (plus a subset per size where the budget is below
-    two per size). An explicit ``n_subsets`` is used as given.
+    Model work: with ``n_subsets=None`` (default) the drop-in spends Quantus' budget of
+    ``ceil(N / features_in_step)`` inputs per sample (``N`` values): ``budget // len(sizes)``
+    subsets per size, clipped to [2, 100] (fewer default sizes when under 2 per size).
 
     Defaults: ``n_max_percentage=0.8, features_in_step=1, perturb_baseline="black", abs=False,
-    normalise=True, return_aggregate=True``, ``n_subsets=None`` (Quantus' model budget);
-    ``softmax=True`` in ``__call__``.
+    normalise=True, return_aggregate=True, n_subsets=None``; ``softmax=True`` in ``__call__``.
     """
 
     name = "Sensitivity-N"
@@ -664,22 +667,14 @@ class SensitivityN(_Faithfulness):
 
     def _plan(self, n_features: int) -> tuple[list[int | float], int]:
         """``(subset_sizes, n_subsets)``: as given, or within Quantus' model budget (see the class)."""
-        from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes
-
         budget = math.ceil(n_features / self.features_in_step)  # Quantus' deletions per sample
         sizes = self.subset_sizes
         if sizes is None:
-            sizes = default_subset_sizes(n_features, max_fraction=self.n_max_percentage)
-            if self.n_subsets is None and budget < 2 * len(sizes):
-                sizes = default_subset_sizes(n_features, count=max(1, budget // 2),
-                                             max_fraction=self.n_max_percentage)
-        if self.n_subsets is not None:
-            return sizes, self.n_subsets
-        return sizes, min(100, max(2, budget // len(sizes)))
+            count = 10 if self.n_subsets is not None or budget >= 20 else max(1, budget // 2)
+            sizes = default_subset_sizes(n_features, count=count, max_fraction=self.n_max_percentage)
+        return sizes, self.n_subsets or min(100, max(2, budget // len(sizes)))
 
     def _evaluate(self, prepared: Prepared) -> list[float]:
-        from xaiscore.functional.faithfulness.random_perturbations import sensitivity_n
-
         sizes, n_subsets = self._plan(prepared.x[0].numel())
         result = sensitivity_n(prepared.forward_fn, prepared.x, prepared.a, prepared.y, subset_sizes=sizes,
                                n_subsets=n_subsets, baseline=self._baseline, reduce_channels=None,

@@ -225,7 +225,7 @@ class MPRT(_Randomisation):
             if isinstance(result, dict):
                 raise OptionError("Set `return_average_correlation` or `return_last_correlation` to aggregate "
                                   "MPRT scores (as Quantus requires).")
-            result = [self.aggregate_func(result)]
+            result = self._aggregate(result)
         self.evaluation_scores = result
         self.all_evaluation_scores.append(result)
         return result

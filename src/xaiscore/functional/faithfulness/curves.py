@@ -20,7 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xaiscore._checks import check_option, check_positive_int, check_same_device, check_tensor
+from xaiscore._checks import check_fraction, check_option, check_positive_int, check_same_device, check_tensor
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     constant_or_baseline,
     Order,
@@ -89,6 +90,7 @@ def _check_patch_reduction(reduce_channels: ChannelReduction | None) -> None:
     check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS)
 
 
+@models_in_eval_mode("forward_fn")
 def deletion(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -165,6 +167,7 @@ def deletion(
     return CurveResult(trapezoid(curve, positions), curve, positions)
 
 
+@models_in_eval_mode("forward_fn")
 def insertion(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -211,6 +214,8 @@ def insertion(
         ...           baseline="zeros").curve.tolist()
         [[0.0, 4.0, 7.0, 9.0, 10.0]]
     """
+    check_positive_int(blur_kernel_size, "blur_kernel_size")
+    check_fraction(blur_sigma, "blur_sigma", high=math.inf, low_inclusive=False, high_inclusive=False)
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
@@ -229,6 +234,7 @@ def insertion(
     return CurveResult(trapezoid(curve, positions), curve, positions)
 
 
+@models_in_eval_mode("forward_fn")
 def pixel_flipping(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -296,6 +302,7 @@ def pixel_flipping(
     return CurveResult(trapezoid(curve, positions), curve, positions)
 
 
+@models_in_eval_mode("forward_fn")
 def region_perturbation(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -370,6 +377,7 @@ def region_perturbation(
     return CurveResult(curve.mean(dim=1), curve, edges.to(inputs.x.dtype))
 
 
+@models_in_eval_mode("forward_fn")
 def selectivity(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -427,6 +435,7 @@ def _grid_patch_size(spatial: tuple[int, ...], n_segments: int) -> int:
     return max(1, math.ceil((math.prod(spatial) / n_segments) ** (1.0 / len(spatial)) - 1e-9))
 
 
+@models_in_eval_mode("forward_fn")
 def irof(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,

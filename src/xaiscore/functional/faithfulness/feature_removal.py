@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import check_positive_int
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     constant_or_baseline,
     element_ranks,
@@ -52,6 +53,7 @@ def _group_sums(values: Tensor, ranks: Tensor, per_step: int, n_groups: int) -> 
     return out.scatter_add_(1, groups, values)
 
 
+@models_in_eval_mode("forward_fn")
 def faithfulness_estimate(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -121,6 +123,7 @@ def _changed_groups(x: Tensor, substrate: Tensor | float, part, ranks: Tensor, p
     return _group_sums(per_feature, ranks, per_step, n_groups) > 0
 
 
+@models_in_eval_mode("forward_fn")
 def monotonicity(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -230,6 +233,7 @@ def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n
     return SparseSubstrate(substrate)
 
 
+@models_in_eval_mode("forward_fn")
 def monotonicity_correlation(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,

@@ -32,6 +32,7 @@ from xaiscore._checks import (
     check_option,
     check_positive_int,
 )
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     Partition,
     feature_attributions,
@@ -91,6 +92,7 @@ def _element_mask(chosen: Tensor, part: Partition) -> Tensor:
 # --- infidelity -----------------------------------------------------------------------------------------
 
 
+@models_in_eval_mode("forward_fn")
 def infidelity(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -350,6 +352,7 @@ def _first_with_equal_key(key: Tensor) -> Tensor:
     return torch.empty_like(order).scatter_(1, order, order.gather(1, first_in_order))
 
 
+@models_in_eval_mode("forward_fn")
 def faithfulness_correlation(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -437,6 +440,7 @@ def default_subset_sizes(n_features: int, count: int = 10, max_fraction: float =
     return sorted(set(min(top, max(1, s)) for s in sizes))
 
 
+@models_in_eval_mode("forward_fn")
 def sensitivity_n(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,

@@ -14,6 +14,7 @@ from torch import Tensor
 from xaiscore._engine.batching import ChunkBuffers, call_model, chunked_map, class_scores
 from xaiscore._checks import DTypeError, ShapeError, check_fraction, check_option, check_target
 from xaiscore._engine.imputation import linear_imputation
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     element_ranks,
     feature_attributions,
@@ -52,6 +53,7 @@ def _removal_counts(percentages: Sequence[float], n_pixels: int) -> list[int]:
     return counts
 
 
+@models_in_eval_mode("forward_fn")
 def road(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -145,7 +147,9 @@ def road(
     check_option(order, "order", ("morf", "lerf", "random"))
     check_option(measure, "measure", ("accuracy", "probability", "logit"))
     check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS)
-    noise = check_fraction(noise, "noise", high=float("inf"))
+    noise = check_fraction(noise, "noise", high=float("inf"), high_inclusive=False)
+    if tol is not None:
+        tol = check_fraction(tol, "tol", high=float("inf"), low_inclusive=False, high_inclusive=False)
     # ROAD needs no score on the unperturbed x: with a given target the model runs only on imputed images.
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=measure == "probability",
                                   max_batch_size=max_batch_size, validate=validate, unperturbed_scores=False)

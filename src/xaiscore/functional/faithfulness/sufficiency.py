@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, check_fraction, check_option
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.reduction import NORMALISATIONS, Normalisation, normalise_by_max
 from xaiscore.functional._common import nan_where
 from xaiscore.functional.faithfulness._common import prepare_model_inputs
@@ -32,6 +33,7 @@ def _pairwise_distances(e: Tensor, distance: str) -> Tensor:
     return torch.cdist(e.unsqueeze(0), e.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
 
 
+@models_in_eval_mode("forward_fn")
 def sufficiency(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -97,6 +99,8 @@ def sufficiency(
                                   validate=validate)
     b = inputs.x.shape[0]
     e = inputs.a.reshape(b, -1)
+    if e.dtype in (torch.float16, torch.bfloat16):  # distances in float32 (torch.cdist has no half kernels)
+        e = e.float()
     if absolute:
         e = e.abs()
     e = normalise_by_max(e, normalise)

@@ -20,7 +20,7 @@ from xaiscore._checks import (
     check_target,
     check_tensor,
 )
-from xaiscore._engine.batching import ModelOutputError, chunked_map
+from xaiscore._engine.batching import ModelOutputError, check_finite_output, chunked_map
 from xaiscore._engine.explain_fn import (
     BuiltExplainer,
     ExplainerFactory,
@@ -113,6 +113,22 @@ def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> t
             "Move it with `x.to(device)`."
         )
     return x.detach(), target  # explainers take their own gradients; the caller's graph is not needed
+
+
+def _check_target_classes(model: nn.Module, x: Tensor, target: Tensor, *, validate: bool) -> None:
+    """With ``validate``: ``target`` must be a class of ``model``, read from one call on ``x[:1]``.
+
+    Called on the first (deep-copied) model of a run, before any explanation. The MPRT family
+    never needs logits, so a model whose output is not ``(1, K)`` floating-point logits (e.g. a
+    dict) is not checked beyond ``target >= 0``; NaN logits raise :class:`NonFiniteError`.
+    """
+    if not validate:
+        return
+    with torch.inference_mode():
+        out = model(x[:1])
+    if isinstance(out, Tensor) and out.ndim == 2 and out.shape[0] == 1 and out.is_floating_point():
+        check_finite_output(out, name="model")
+        check_target(target, x.shape[0], num_classes=out.shape[1], device=x.device, validate=True)
 
 
 def _check_given_attributions(a: Any, x: Tensor, *, validate: bool) -> Tensor:

@@ -5,6 +5,7 @@ Private to :mod:`xaiscore.functional.randomization`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from xaiscore._checks import check_option
+from xaiscore._checks import DTypeError, OptionError, check_option
 from xaiscore._engine.reduction import flatten_features, normalise_by_max
 from xaiscore._engine.reduction import reduce_channels as _reduce_channels
 from xaiscore.functional._common import unit_rank_vectors, unit_rank_vectors_of_levels
@@ -34,6 +35,10 @@ class _Comparison:
     """
 
     def __init__(self, similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> None:
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise DTypeError(
+                f"Expected `similarity_kwargs` to be a mapping of keyword options, but got {type(kwargs).__name__}."
+            )
         kwargs = dict(kwargs or {})
         self.prepare: Callable[[Tensor], Tensor] = lambda a: a
         #: Whether ``prepare`` keeps only the ranks of the values (Spearman).
@@ -47,7 +52,17 @@ class _Comparison:
             self.compare = spearman_of_unit_ranks
             self.ranks_only = True
         else:
-            self.compare = partial(SIMILARITIES[similarity], validate=False, **kwargs)
+            function = SIMILARITIES[similarity]
+            # "ssim_flat" forwards its keywords to ssim (with flatten=True).
+            accepted = set(inspect.signature(SIMILARITIES["ssim"] if similarity == "ssim_flat" else function)
+                           .parameters) - {"a", "b", "validate", "flatten" if similarity == "ssim_flat" else ""}
+            unknown = sorted(set(kwargs) - accepted)
+            if unknown:
+                raise OptionError(
+                    f"Expected `similarity_kwargs` among {sorted(accepted)} for similarity={similarity!r}, but got "
+                    f"{unknown}."
+                )
+            self.compare = partial(function, validate=False, **kwargs)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         return self.compare(self.prepare(a), self.prepare(b)).to(a.dtype)

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import OptionError, check_attributions, check_positive_int, check_target
-from xaiscore._engine.batching import call_model, check_max_batch_size
+from xaiscore._engine.batching import call_model, check_finite_output, check_max_batch_size
 from xaiscore._engine.explain_fn import ExplainerFactory
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.random import resolve_generator
 from xaiscore._engine.reduction import ChannelReduction
 from xaiscore.functional.randomization._common import (
@@ -44,6 +45,7 @@ from xaiscore.functional.similarity import SimilarityFn
 __all__ = ["random_logit"]
 
 
+@models_in_eval_mode("model")
 def random_logit(
     model: nn.Module,
     x: Tensor,
@@ -116,7 +118,8 @@ def random_logit(
     _check_postprocessing(abs, normalise, reduce_channels)
     working = copy.deepcopy(model)  # explained and run instead of `model`: state changes never reach it
     if num_classes is None:
-        num_classes = call_model(working, x[:1], name="model").shape[1]
+        probe = call_model(working, x[:1], name="model")
+        num_classes = (check_finite_output(probe, name="model") if validate else probe).shape[1]
     num_classes = check_positive_int(num_classes, "num_classes")
     if num_classes < 2:
         raise OptionError(f"Expected at least 2 classes to draw a random other class from, but got {num_classes}.")

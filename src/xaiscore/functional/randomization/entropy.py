@@ -25,6 +25,7 @@ from xaiscore._checks import (
 )
 from xaiscore._engine.batching import check_max_batch_size
 from xaiscore._engine.explain_fn import ExplainerFactory
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.model_randomization import (
     LayerOrder,
     Reinit,
@@ -41,6 +42,7 @@ from xaiscore.functional.randomization._common import (
     _check_factory,
     _check_model_inputs,
     _check_postprocessing,
+    _check_target_classes,
     _explain,
     _FiniteCheck,
     _where,
@@ -181,6 +183,7 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     return terms.sum(dim=1)
 
 
+@models_in_eval_mode("model")
 def efficient_mprt(
     model: nn.Module,
     x: Tensor,
@@ -273,6 +276,8 @@ def efficient_mprt(
     random = _RandomMaps(generator, x.device) if random_baseline else None
     for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
                                                                include_original=True)):
+        if step == 0:
+            _check_target_classes(step_model, x, target, validate=validate)
         if not (layerwise or step in (0, n_layers)):
             continue
         explanation = _explain(_bind(explainer_factory, step_model), x, target, max_batch_size=max_batch_size)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from xaiscore._checks import check_fraction, check_option, check_positive_int
 from xaiscore._engine.batching import ModelOutputError, check_max_batch_size
 from xaiscore._engine.explain_fn import ExplainerFactory, ExplainFn
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.model_randomization import (
     LAYER_ORDERS,
     LayerOrder,
@@ -41,6 +42,7 @@ from xaiscore.functional.randomization._common import (
     _check_given_attributions,
     _check_model_inputs,
     _check_postprocessing,
+    _check_target_classes,
     _explain,
     _FiniteCheck,
     _summarise,
@@ -146,8 +148,10 @@ def _layerwise_similarity(
     names: list[str] = []
     similarities: list[Tensor] = []
     baselines: list[Tensor] = []
-    for name, step_model in randomized_models(model, order=order, seed=seed, reinit=reinit,
-                                              include_original=a is None):
+    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
+                                                                include_original=a is None)):
+        if step == 0:
+            _check_target_classes(step_model, x, target, validate=validate)
         explanation = explain(_bind(explainer_factory, step_model))
         finite(explanation, _where(name))
         if a is not None and explanation.shape != a.shape:
@@ -171,6 +175,7 @@ def _layerwise_similarity(
     return RandomizationResult(_summarise(curve, summary), curve, steps, tuple(names), baseline)
 
 
+@models_in_eval_mode("model")
 def mprt(
     model: nn.Module,
     x: Tensor,
@@ -289,6 +294,7 @@ def mprt(
     )
 
 
+@models_in_eval_mode("model")
 def smooth_mprt(
     model: nn.Module,
     x: Tensor,

@@ -18,9 +18,17 @@ Common arguments:
   noise on ``[low, high]`` instead (Quantus' RIS/ROS/RRS use (0.02, 0.2)).
 * ``on_prediction_change``: what to do with perturbed copies whose predicted
   class (argmax of ``forward_fn``) differs from that of the unperturbed input:
-  ``"keep"`` (no model calls), ``"exclude"`` (leave them out of the max/mean;
+  ``"keep"`` (no model calls on the copies), ``"exclude"`` (leave them out of the max/mean;
   NaN if none is left) or ``"nan"`` (the sample's score is NaN if any copy
   changed its prediction: Quantus' ``return_nan_when_prediction_changes``).
+* ``validate``: also check that ``a`` and ``x`` are finite, that every
+  re-computed explanation is finite and that the model never returns a NaN logit
+  (:class:`~xaiscore.NonFiniteError`), and that ``target`` is a class of the
+  model where a kernel holds one (read from the logits it computes anyway, else
+  from one model call on ``x[:1]``). A negative ``target`` is always refused,
+  before ``explain_fn`` sees it.
+* A model held in training mode (``forward_fn``/``model``, or the ``model`` of
+  an explain function) runs in evaluation mode for the call (``docs/conventions.md``).
 * ``abs`` and ``normalise``: applied to ``a`` and to every re-computed
   explanation alike (normalise first, then abs, as Quantus does);
   ``normalise="sample"`` divides each map by its own largest absolute value.

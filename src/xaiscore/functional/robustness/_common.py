@@ -16,12 +16,13 @@ from xaiscore._checks import (
     DTypeError,
     OptionError,
     check_attributions,
+    check_finite,
     check_inputs_like,
     check_option,
     check_positive_int,
     check_target,
 )
-from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import call_model, check_finite_output, check_max_batch_size, chunked_map
 from xaiscore._engine.explain_fn import ExplainFn
 from xaiscore._engine.noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics
 from xaiscore._engine.random import resolve_generator
@@ -39,6 +40,8 @@ _PREDICTION_CHANGE = ("keep", "exclude", "nan")
 def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object, validate: bool) -> tuple[Tensor, Tensor, Tensor]:
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
+    if validate:
+        check_finite(x, "x")
     target = check_target(target, x.shape[0], device=x.device, validate=validate)
     if not callable(explain_fn):
         raise DTypeError(f"Expected `explain_fn` to be callable as explain_fn(x, target), but got {type(explain_fn).__name__}.")
@@ -74,9 +77,29 @@ def _check_prediction_mode(mode: str, forward_fn: object) -> None:
         raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
 
 
-def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: int) -> Tensor:
-    """Logits of the unperturbed inputs, in chunks."""
-    return chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]), max_batch_size=max_batch_size)
+def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: int, *, validate: bool,
+             name: str = "forward_fn") -> Tensor:
+    """Logits of the unperturbed inputs, in chunks; with ``validate``, NaN logits raise :class:`NonFiniteError`."""
+    logits = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e], name=name),
+                         max_batch_size=max_batch_size)
+    if validate:
+        check_finite_output(logits, name=name)
+    return logits
+
+
+def _check_target_classes(target: Tensor, *, logits: Tensor | None, forward_fn: Callable[[Tensor], Tensor] | None,
+                          x: Tensor, validate: bool, name: str = "forward_fn") -> None:
+    """With ``validate``: ``target`` must be a class of the model, before any explanation is asked for.
+
+    The class count comes from ``logits`` (the unperturbed inputs' logits, when the kernel
+    computes them anyway) or else from one model call on ``x[:1]``; without a model nothing is
+    known beyond ``target >= 0`` (checked by :func:`_check_common`).
+    """
+    if not validate or (logits is None and forward_fn is None):
+        return
+    if logits is None:
+        logits = check_finite_output(call_model(forward_fn, x[:1], name=name), name=name)
+    check_target(target, x.shape[0], num_classes=logits.shape[1], device=x.device, validate=True)
 
 
 def _aggregate(values: Tensor, changed: Tensor | None, how: Literal["max", "mean"], mode: str) -> Tensor:
@@ -125,8 +148,14 @@ def _noisy_metric(
     max_batch_size: int,
     validate: bool,
     reference_logits: Tensor | None = None,
+    model_name: str = "forward_fn",
 ) -> Tensor:
-    """Shared driver: draw noise, explain the noisy copies, reduce per item, then per sample."""
+    """Shared driver: draw noise, explain the noisy copies, reduce per item, then per sample.
+
+    ``reference_logits``: the model's logits on ``x`` where the caller computed them (already
+    checked for NaN). With ``validate``, ``target`` is checked against the model's classes and
+    NaN logits on the perturbed copies raise :class:`NonFiniteError` (at the end).
+    """
     n_samples = check_positive_int(n_samples, "n_samples")
     low, high = check_noise_options(noise, radius, noise_bounds)
     _check_prediction_mode(on_prediction_change, forward_fn)
@@ -135,9 +164,11 @@ def _noisy_metric(
                         generator=resolve_generator(generator, seed), device=x.device, dtype=x.dtype)
     track = on_prediction_change != "keep"
     run_model = track or needs_logits
+    if track and reference_logits is None:
+        reference_logits = _predict(forward_fn, x, max_batch_size, validate=validate, name=model_name)
+    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x, validate=validate,
+                          name=model_name)
     if track:
-        if reference_logits is None:
-            reference_logits = _predict(forward_fn, x, max_batch_size)
         reference_class = reference_logits.argmax(dim=1)
 
     def statistic(chunk: Chunk) -> Tensor:
@@ -152,7 +183,7 @@ def _noisy_metric(
         perturb=lambda rows_x, start, stop, steps: source.add_to(rows_x, start, stop),
         statistic=statistic, max_batch_size=max_batch_size,
         forward_fn=forward_fn if run_model else None,
-        explanation_shape=a.shape[1:], validate=validate,
+        explanation_shape=a.shape[1:], validate=validate, model_name=model_name,
     )
     changed = stats[..., 1] > 0.5 if track else None
     return _aggregate(stats[..., 0], changed, how, on_prediction_change)

@@ -17,11 +17,13 @@ from xaiscore._checks import (
     DTypeError,
     OptionError,
     check_attributions,
+    check_finite,
     check_inputs_like,
     check_option,
     check_positive_int,
 )
 from xaiscore._engine.batching import check_max_batch_size
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.reduction import ChannelReduction, flatten_features
 from xaiscore._engine.reduction import reduce_channels as _reduce_channels
 from xaiscore.functional.robustness._common import _predict, _safe_divide
@@ -51,6 +53,7 @@ def _equal_rows(keys: Tensor) -> Tensor:
     return distance == 0
 
 
+@models_in_eval_mode("forward_fn")
 def consistency(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -92,7 +95,7 @@ def consistency(
         k: Features in the top set (at most the number of features).
         reduce_channels: ``"sum"``, ``"mean"``, ``"max_abs"`` or ``None``.
         max_batch_size: The most inputs per model call.
-        validate: Check values (finite ``a``).
+        validate: Check values (finite ``a`` and ``x``, NaN logits).
 
     Returns:
         ``(B,)`` scores in [0, 1]; NaN for a sample whose discretised
@@ -113,6 +116,8 @@ def consistency(
     """
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
+    if validate:
+        check_finite(x, "x")
     if not callable(forward_fn):
         raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
     check_option(discretisation, "discretisation", ("top_k_sign", "top_k", "sign"))
@@ -121,7 +126,7 @@ def consistency(
         k = check_positive_int(k, "k")
         if k > a_flat.shape[1]:
             raise OptionError(f"Expected `k` <= {a_flat.shape[1]} (the number of features), but got {k}.")
-    predicted = _predict(forward_fn, x, check_max_batch_size(max_batch_size)).argmax(dim=1)
+    predicted = _predict(forward_fn, x, check_max_batch_size(max_batch_size), validate=validate).argmax(dim=1)
     same_explanation = _equal_rows(_discrete_keys(a_flat, discretisation, k))
     same_explanation.fill_diagonal_(False)
     same_prediction = predicted.unsqueeze(0) == predicted.unsqueeze(1)

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_fraction
-from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import call_model, check_finite_output, check_max_batch_size, chunked_map
 from xaiscore._engine.explain_fn import ExplainFn
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.noise import Chunk
 from xaiscore.functional.robustness._common import (
     Noise,
@@ -61,6 +62,7 @@ def _check_stability_options(p: float, eps_min: float) -> tuple[float, float]:
     return _check_norm_order(p), check_fraction(eps_min, "eps_min", high=math.inf, low_inclusive=False)
 
 
+@models_in_eval_mode("forward_fn", "explain_fn")
 def relative_input_stability(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -138,6 +140,7 @@ def relative_input_stability(
     )
 
 
+@models_in_eval_mode("forward_fn", "explain_fn")
 def relative_output_stability(
     forward_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -188,7 +191,7 @@ def relative_output_stability(
     if forward_fn is None or not callable(forward_fn):
         raise DTypeError(f"Expected `forward_fn` to be callable (the model's logits), but got {type(forward_fn).__name__}.")
     reference = _prepare(a, abs, normalise)
-    logits = _predict(forward_fn, x, max_batch_size)
+    logits = _predict(forward_fn, x, max_batch_size, validate=validate)
     explanation_change = _RelativeChange(reference, eps_min, p)
 
     def item_value(chunk: Chunk) -> Tensor:
@@ -268,6 +271,15 @@ class _RepresentationProbe:
         return self.captured[0] if len(self.captured) == 1 else torch.cat(self.captured, dim=1)
 
 
+def _layer_names(layer: object) -> list[str]:
+    if not isinstance(layer, Sequence) or not layer or not all(isinstance(name, str) for name in layer):
+        raise OptionError(
+            f"Expected `layer` as a submodule name or a non-empty sequence of names, but got {layer!r}."
+        )
+    return list(layer)
+
+
+@models_in_eval_mode("model", "explain_fn")
 def relative_representation_stability(
     model: nn.Module,
     x: Tensor,
@@ -327,19 +339,21 @@ def relative_representation_stability(
         raise DTypeError(f"Expected `model` to be a torch.nn.Module (hooks read its layers), but got {type(model).__name__}.")
     x, a, target = _check_common(x, a, target, explain_fn, validate)
     p, eps_min = _check_stability_options(p, eps_min)
-    layers = [layer] if isinstance(layer, str) else (None if layer is None else list(layer))
+    layers = [layer] if isinstance(layer, str) else (None if layer is None else _layer_names(layer))
     probe = _RepresentationProbe(model, layers)
     reference = _prepare(a, abs, normalise)
     with probe:
         n_classes: list[int] = []
 
         def reference_pass(start: int, stop: int) -> Tensor:
-            out = call_model(probe, x[start:stop])
+            out = call_model(probe, x[start:stop], name="model")
             n_classes[:] = [out.shape[1]]
             return torch.cat([out, probe.representation().to(out.dtype)], dim=1)
 
         both = chunked_map(x.shape[0], reference_pass, max_batch_size=check_max_batch_size(max_batch_size))
         logits, rep = both[:, : n_classes[0]], both[:, n_classes[0]:]
+        if validate:
+            check_finite_output(logits, name="model")
         explanation_change = _RelativeChange(reference, eps_min, p)
         representation_change = _RelativeChange(rep, eps_min, p)
 
@@ -352,6 +366,6 @@ def relative_representation_stability(
             x, reference, target, explain_fn=explain_fn, forward_fn=probe, n_samples=n_samples, noise=noise,
             radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=True,
             on_prediction_change=on_prediction_change, how="max", generator=generator, seed=seed,
-            max_batch_size=max_batch_size, validate=validate, reference_logits=logits,
+            max_batch_size=max_batch_size, validate=validate, reference_logits=logits, model_name="model",
         )
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._engine.explain_fn import ExplainFn
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.noise import Chunk
 from xaiscore.functional.robustness._common import (
     Noise,
@@ -54,6 +55,7 @@ def _sensitivity(x, a, target, *, explain_fn, forward_fn, n_samples, noise, radi
     )
 
 
+@models_in_eval_mode("explain_fn", "forward_fn")
 def max_sensitivity(
     x: Tensor,
     a: Tensor,
@@ -128,6 +130,7 @@ def max_sensitivity(
                         seed=seed, max_batch_size=max_batch_size, validate=validate, how="max")
 
 
+@models_in_eval_mode("explain_fn", "forward_fn")
 def avg_sensitivity(
     x: Tensor,
     a: Tensor,
@@ -182,6 +185,7 @@ def avg_sensitivity(
 # --- Alvarez-Melis and Jaakkola 2018 -------------------------------------------------------
 
 
+@models_in_eval_mode("explain_fn", "forward_fn")
 def local_lipschitz_estimate(
     x: Tensor,
     a: Tensor,

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, check_option, check_positive_int
 from xaiscore._engine.explain_fn import ExplainFn
+from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.noise import Chunk, perturbed_statistics
 from xaiscore._engine.reduction import flatten_features
 from xaiscore.functional.robustness._common import (
@@ -23,6 +24,7 @@ from xaiscore.functional.robustness._common import (
     _check_common,
     _check_norm_order,
     _check_prediction_mode,
+    _check_target_classes,
     _norm,
     _predict,
     _prepare,
@@ -71,6 +73,7 @@ def _translate(x: Tensor, shifts: Tensor, fill: Tensor, axis: int) -> Tensor:
     return filled.movedim(-1, axis)
 
 
+@models_in_eval_mode("explain_fn", "forward_fn")
 def continuity(
     x: Tensor,
     a: Tensor,
@@ -152,8 +155,10 @@ def continuity(
     fill_values = _fill_values(x, fill)
     reference = _prepare(a, abs, normalise)
     track = on_prediction_change != "keep"
+    reference_logits = _predict(forward_fn, x, max_batch_size, validate=validate) if track else None
+    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x, validate=validate)
     if track:
-        reference_class = _predict(forward_fn, x, max_batch_size).argmax(dim=1)
+        reference_class = reference_logits.argmax(dim=1)
 
     def statistic(chunk: Chunk) -> Tensor:
         change = _norm(reference[chunk.rows] - _prepare(chunk.a_perturbed, abs, normalise),

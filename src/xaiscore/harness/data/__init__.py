@@ -19,7 +19,7 @@ reader needs them. Every format, its files and fields are described in
 
 from xaiscore.harness.data._base import AnnotatedDataset
 from xaiscore.harness.data.coco import read_coco
-from xaiscore.harness.data.errors import DatasetError, Skip
+from xaiscore.harness.data.errors import DatasetError, DataWarning, Skip
 from xaiscore.harness.data.masks import read_mask_folder, read_mvtec
 from xaiscore.harness.data.nih import read_nih_chestxray14
 from xaiscore.harness.data.records import (
@@ -45,6 +45,7 @@ __all__ = [
     "AnnotatedDataset",
     "Batch",
     "DatasetError",
+    "DataWarning",
     "RecordDataset",
     "RecordList",
     "SampleRecord",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaiscore.harness.data.errors import DatasetError
+from xaiscore.harness.data.errors import DatasetError, DataWarning
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -196,6 +197,11 @@ def read_csv_rows(
     ``line`` is the 1-based line number as an editor shows it (header = 1).
     Columns missing from a short row are ``None``.
 
+    Warns:
+        DataWarning: the file's last line has no line break: tables written by a program end
+            with one, so the file was probably cut short and its last row may be incomplete
+            (a number ``154.0338`` cut to ``15`` still parses).
+
     Raises:
         DatasetError: missing file, empty file, or missing required columns
             (row 1, naming the columns found).
@@ -203,6 +209,7 @@ def read_csv_rows(
     path = Path(path)
     if not path.is_file():
         raise DatasetError("annotation file not found", file=path)
+    _warn_if_cut_short(path)
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
@@ -224,6 +231,25 @@ def read_csv_rows(
                 yield reader.line_num, {c: (fields[i] if i < len(fields) else None) for c, i in index.items()}
         except csv.Error as error:
             raise DatasetError(f"cannot parse CSV ({error})", file=path, row=reader.line_num) from error
+
+
+def _warn_if_cut_short(path: Path) -> None:
+    """Warn when a non-empty text file does not end with a line break (:func:`read_csv_rows`)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+    if last not in (b"\n", b"\r"):
+        warnings.warn(
+            DataWarning(
+                f"{path}: the last line has no line break at its end; the file may have been cut "
+                "short, so check its last row (a value such as 154.0338 cut to 15 still reads as "
+                "a number)."
+            ),
+            stacklevel=3,
+        )
 
 
 class ImageLocator:

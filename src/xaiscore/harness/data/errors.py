@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple
 
 from xaiscore._checks import OptionError, XaiscoreError
 
-__all__ = ["DatasetError", "Skip", "OnError", "SkipLog", "check_on_error"]
+__all__ = ["DatasetError", "DataWarning", "Skip", "OnError", "SkipLog", "check_on_error"]
 
 OnError = Literal["raise", "skip"]
 
@@ -49,6 +49,10 @@ class DatasetError(XaiscoreError, ValueError):
 
     def __reduce__(self):  # keep file/row through pickling (DataLoader workers)
         return (_rebuild_dataset_error, (self.reason, self.file, self.row))
+
+
+class DataWarning(UserWarning):
+    """A data file loads but looks damaged (e.g. a CSV whose last line has no line break)."""
 
 
 def _rebuild_dataset_error(reason: str, file: str | None, row: int | str | None) -> DatasetError:

@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from xaiscore.harness.data.mask_resize import resize_mask
 from xaiscore._checks import DTypeError, OptionError, ShapeError, check_option, check_positive_int
 from xaiscore.harness.data.errors import DatasetError, Skip, check_on_error
 
@@ -179,10 +180,8 @@ class Batch:
                 threshold: float = 0.5) -> Tensor:
         """The ground-truth mask resized to ``size`` (e.g. the attribution's resolution).
 
-        See :func:`xaiscore.harness.data.transforms.resize_mask` for the rules.
+        See :func:`xaiscore.harness.data.mask_resize.resize_mask` for the rules.
         """
-        from xaiscore.harness.data.transforms import resize_mask
-
         return resize_mask(self.mask, size, rule=rule, threshold=threshold)
 
     def to(self, device: torch.device | str) -> Batch:

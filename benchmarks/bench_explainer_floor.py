@@ -85,12 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batch, args.size, args.sizes, args.repeats = 4, 32, [4, 8], 1
     torch.set_num_threads(args.threads)
+    clock = _timing.time
     if args.clock == "cpu":  # paired_times and median_time read the clock through _timing.time.perf_counter
         class _CpuClock:
             perf_counter = staticmethod(time.process_time)
 
         _timing.time = _CpuClock
-    warnings.filterwarnings("ignore")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(args)
+    finally:
+        _timing.time = clock
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Machine: {machine_line()}, load average {load:.1f}; {args.clock} clock")
     print(f"B={args.batch}, 1x{args.size}x{args.size}; medians of {args.repeats} alternating pair(s)")
@@ -115,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
                          "one pass/floor": one_ratio})
     print_table(rows, ["model", "method", "model inputs", "best batch", "floor s", "ours s", "ours/floor",
                        "one pass s", "one pass/floor"])
-    return 0
 
 
 if __name__ == "__main__":

@@ -276,14 +276,24 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
     # the arithmetic on them). With m = local means and E = local means of products:
     #   numerator   = (2 m_a m_b + C1) (2 cov_norm (E_ab - m_a m_b) + C2)
     #   denominator = (m_a^2 + m_b^2 + C1) (cov_norm ((E_aa - m_a^2) + (E_bb - m_b^2)) + C2)
-    mean_a, mean_b = smooth(a), smooth(b)
+    # (Co)variances are shift invariant: computing them on maps centred by their mean keeps
+    # E[x^2] - E[x]^2 from cancelling catastrophically on near-constant maps; the means are
+    # shifted back for the luminance term.
+    shift_a, shift_b = a.mean(dim=axes, keepdim=True), b.mean(dim=axes, keepdim=True)
+    a, b = a - shift_a, b - shift_b
     e_aa, e_bb, e_ab = smooth(a * a), smooth(b * b), smooth(a * b)
+    mean_a, mean_b = smooth(a), smooth(b)
+    centred_ab = mean_a * mean_b
+    mean_aa_centred, mean_bb_centred = mean_a.square(), mean_b.square()
+    e_aa.sub_(mean_aa_centred).add_(e_bb.sub_(mean_bb_centred)).mul_(cov_norm).add_(c2)  # sum of variances + C2
+    e_ab.sub_(centred_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
+    del centred_ab, mean_aa_centred, mean_bb_centred
+    mean_a.add_(shift_a)
+    mean_b.add_(shift_b)
     mean_aa = mean_a.square()
     mean_bb = mean_b.square()
     mean_ab = mean_a.mul_(mean_b)
     del mean_a
-    e_aa.sub_(mean_aa).add_(e_bb.sub_(mean_bb)).mul_(cov_norm).add_(c2)  # sum of variances + C2
-    e_ab.sub_(mean_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
     numerator = mean_ab.mul_(2).add_(c1).mul_(e_ab)
     denominator = mean_aa.add_(mean_bb).add_(c1).mul_(e_aa)
     s = numerator.div_(denominator)

@@ -319,7 +319,6 @@ class CaptumExplainer(BuiltExplainer):
             a = _reduce_channels(a, self.reduce_channels)
         return a.to(x.dtype), output
 
-
     def _attribute_in_passes(self, inputs: Tensor, target: Tensor, kwargs: dict[str, Any]) -> Tensor:
         """captum's ``attribute``, with the model passes of multi-pass methods under ``max_batch_size``.
 

@@ -15,10 +15,13 @@ peak minus the resident size before the call.
 The table gives the growth, the inputs' size (``x``), the budget's bytes (for an int
 ``max_batch_size``: that many items of ``x``'s per-sample size; a byte budget as given), the
 documented per-kernel constant (:data:`CONSTANTS`: what the kernel keeps per image of the batch
-besides the chunk: ranks, noise keys, attributions...) and the bound ``budget * factor + constant *
-B * item bytes``, where ``factor`` (:data:`FACTORS`) is the measured chunk working set per byte of
-chunk input: the model's activations (small CNN: 8 channels at half resolution, twice: conv
-and ReLU outputs, about 4x the input) plus the kernel's own buffers. Linux only (``/proc``).
+besides the chunk: ranks, noise keys, attributions...) and the bound ``chunk * factor + constant *
+B * item bytes + FIXED``, where ``chunk`` is the budget's bytes or the whole logical batch when
+that is smaller, ``factor`` (:data:`FACTORS`) the chunk working set per byte of chunk input: the
+model's activations (small CNN: 8 channels at half resolution, twice: conv and ReLU outputs,
+about 4x the input; a model with larger activations needs a larger factor) plus the kernel's own
+buffers, and :data:`FIXED` what a process's first large call adds whatever its size. Linux only
+(``/proc``).
 """
 
 from __future__ import annotations
@@ -31,10 +34,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-#: Chunk working set per byte of chunk input (model activations of the small CNN + the kernel's buffers).
-FACTORS = {"road": 8.0, "deletion": 6.0, "max_sensitivity": 10.0}
-#: What a kernel holds per sample of the batch besides the chunk, in units of one sample's input size.
-CONSTANTS = {"road": 4.0, "deletion": 4.0, "max_sensitivity": 4.0}
+#: Chunk working set per byte of chunk input: the small CNN's activations (about 4x its input in
+#: inference, twice that with the backward pass of an explanation) plus the kernel's chunk buffers.
+FACTORS = {"road": 6.5, "deletion": 6.5, "max_sensitivity": 13.0}
+#: What a kernel holds per sample of the batch besides the chunk, in units of one sample's input size
+#: (ranks as int64, sort temporaries, attributions, the scores on x).
+CONSTANTS = {"road": 4.0, "deletion": 8.0, "max_sensitivity": 4.0}
+#: Model inputs per sample: ROAD's 9 percentages, deletion's 20 steps and the unperturbed input,
+#: max-sensitivity's 10 copies (a budget above them all holds one chunk of everything).
+ITEMS = {"road": 9, "deletion": 21, "max_sensitivity": 10}
+#: Bytes a process's first large call adds whatever its size (allocator arenas, thread pools).
+FIXED = 64e6
 
 
 def _rss_kib(field: str) -> int:
@@ -117,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 chunk = budget_bytes(budget, result["item"])
-                bound = FACTORS[kernel] * min(chunk, result["item"] * args.batch * 20) \
-                    + CONSTANTS[kernel] * result["x"]
+                chunk = min(chunk, result["item"] * args.batch * ITEMS[kernel])
+                bound = FACTORS[kernel] * chunk + CONSTANTS[kernel] * result["x"] + FIXED
                 rows.append({"kernel": kernel, "size": f"{size}x{size}", "max_batch_size": budget,
                              "growth MB": result["growth"] / 1e6, "x MB": result["x"] / 1e6,
                              "growth / x": result["growth"] / result["x"], "budget MB": chunk / 1e6,

@@ -127,6 +127,7 @@ DISCONTINUOUS: dict[str, Run] = {
         *F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50)[:2]),
     "pxap": lambda i, m: F.pxap(i["a"], i["mask"], thresholds=50),
     "pxap_statistics": lambda i, m: F.pxap_statistics(i["a"], i["mask"], thresholds=50),
+    "tune_threshold": lambda i, m: F.tune_threshold(i["a"], i["mask"]),
 }
 
 

@@ -34,6 +34,8 @@ FUNCTIONAL_UTILITIES = {
     # the mosaic builder and the tile geometry of the mosaic protocols
     "make_mosaics",
     "tile_index",
+    # picks a threshold on a validation split for localization_iou (CheXlocalize)
+    "tune_threshold",
 }
 
 #: Modules every layer may import (from the standard library and third parties nothing is checked).

@@ -245,7 +245,7 @@ _spec("attribution_localisation", "localization", "localization", True, _LOC,
 _spec("localization_auc", "localization", "localization", True, _LOC,
       "Fawcett 2006, An introduction to ROC analysis, Pattern Recognition Letters",
       description="ROC-AUC of the map as a detector of mask pixels.")
-_spec("localization_iou", "localization", "localization", True, _LOC,
+_spec("localization_iou", "segmentation", "localization", True, _LOC,
       "Zhou et al. 2016, Learning deep features for discriminative localization (CAM), CVPR",
       description="IoU between the thresholded map and the mask.")
 _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("target",),

@@ -94,7 +94,7 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
 
     Args:
         mask: ``(B, 1|C, *S)`` bool or 0/1 (channels united), 1 to 3 spatial dims.
-        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
 
     Returns:
         float64 boxes in raster order of each region's first pixel; ``G`` is the largest region
@@ -161,7 +161,7 @@ def box_accuracy(
             is ignored).
         overlap: ``"iobb"`` or ``"iou"``.
         overlap_thresholds: The ``T`` values (the paper's table: 0.1, 0.25, 0.5, 0.75, 0.9).
-        connectivity: ``"full"`` (8 / 26-connected regions) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 / 26-connected regions), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 
@@ -280,7 +280,7 @@ def max_box_accuracy_statistics(
         version: 1 (largest component, ``delta = 0.5``) or 2 (all components, ``delta`` in
             0.3, 0.5, 0.7).
         iou_thresholds: Override the ``delta`` values of the version.
-        connectivity: ``"full"`` (8 / 26) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 / 26), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D, SE3D's code).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 

@@ -57,6 +57,11 @@ def tile_index(spatial: tuple[int, int], grid: int, *, device: torch.device | st
 
     Tile row ``i`` covers rows ``floor(i H / n) .. floor((i + 1) H / n) - 1``; columns alike.
 
+    Raises:
+        ShapeError: ``spatial`` not two positive ints.
+        DTypeError: ``grid`` not an int.
+        OptionError: ``grid`` below 2.
+
     Shape:
         - output: ``(H, W)`` long in ``[0, n^2)``
 
@@ -64,6 +69,10 @@ def tile_index(spatial: tuple[int, int], grid: int, *, device: torch.device | st
         >>> tile_index((3, 4), 2).tolist()
         [[0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
     """
+    if (not isinstance(spatial, (tuple, list)) or len(spatial) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in spatial)):
+        raise ShapeError(f"Expected `spatial` as (H, W) with two positive ints, but got {spatial!r}.")
+    grid = check_positive_int(grid, "grid", minimum=2)
     height, width = spatial
     rows = torch.arange(height, device=device)
     cols = torch.arange(width, device=device)

@@ -195,3 +195,26 @@ def test_positions_of_bounds_equal_a_search_per_row(rows, m, top, seed):
     got = incremental.IncrementalBuilder._positions(bounds, sorted_ranks)
     expected = np.stack([np.searchsorted(row, values) for row, values in zip(sorted_ranks, bounds)])
     assert (got == expected).all()
+
+
+@pytest.mark.parametrize("spatial", [(32, 32, 32), (64, 64)])
+def test_caller_inference_mode_gives_the_same_curves(spatial):
+    # The in-state fast path reads the state's version counter, which inference tensors lack:
+    # under the caller's inference mode the images are built in the chunk buffer instead.
+    from torch import nn
+
+    from xaiscore.functional import deletion
+
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv3d if len(spatial) == 3 else nn.Conv2d
+    pool = nn.AdaptiveAvgPool3d if len(spatial) == 3 else nn.AdaptiveAvgPool2d
+    torch.manual_seed(0)
+    model = nn.Sequential(conv(1, 2, 3), pool(1), nn.Flatten()).eval()
+    x = torch.rand((4, 1) + spatial, generator=generator)
+    a = torch.rand((4, 1) + spatial, generator=generator)
+    target = torch.tensor([0, 1, 0, 1])
+    expected = deletion(model, x, a, target, features_per_step=64, max_batch_size=4)
+    with torch.inference_mode():
+        got = deletion(model, x, a, target, features_per_step=64, max_batch_size=4)
+    torch.testing.assert_close(got.curve, expected.curve, rtol=0, atol=0)
+    torch.testing.assert_close(got.score, expected.score, rtol=0, atol=0)

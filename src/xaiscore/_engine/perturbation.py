@@ -653,6 +653,9 @@ def perturbed_scores(
         else incremental_builder(x, rank, lo, hi, substrate)
 
     buffers = ChunkBuffers()
+    # Under the caller's inference mode the builder's state is an inference tensor, which has no
+    # version counter to tell whether the model wrote into it: build into the chunk buffer then.
+    in_state = builder is not None and not torch.is_inference_mode_enabled()
 
     def compute(start: int, stop: int) -> Tensor:
         t_first, b_first = divmod(start, b)
@@ -664,7 +667,7 @@ def perturbed_scores(
             if t_last > t_first + 1:
                 pieces.append((t_first + 1, t_last, 0, b))
             pieces.append((t_last, t_last + 1, 0, b_last + 1))
-        plans = [builder.plan(*pieces[0], in_place=True)] if builder is not None and len(pieces) == 1 else []
+        plans = [builder.plan(*pieces[0], in_place=True)] if in_state and len(pieces) == 1 else []
         state_rows = builder.build_in_state(plans[0], *pieces[0]) if plans and plans[0] is not None else None
         if state_rows is not None:  # one step of consecutive samples: the state's rows themselves
             version = state_rows._version

@@ -374,7 +374,11 @@ class _Runner:
                       nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
 
     def _examples(self, data: Any, indices: list[int], maps: Mapping[str, Tensor]) -> dict[str, Any]:
-        """Up to ``n_examples`` samples of the batch, positives first (empty for non-2-D images)."""
+        """Up to ``n_examples`` samples of the batch, positives first (volumes: slices; empty for 1-D)."""
+        if data.x.ndim == 5:  # three orthogonal slices through the lesion centre
+            from xaiscore.harness.report_slices import volume_examples
+
+            return volume_examples(data.x, data.mask, data.boxes, indices, maps, self.n_examples)
         if data.x.ndim != 4:
             return {}
         has_mask = data.mask.flatten(1).any(dim=1).cpu()

@@ -78,7 +78,8 @@ def road(
     relevant (LeRF) of the ``N`` pixels are removed and replaced by the
     *noisy linear imputation*: every removed pixel equals the weighted mean of
     its in-image neighbours (weight 1/6 for the four direct, 1/12 for the four
-    diagonal neighbours; removed neighbours are unknowns too), solved as one
+    diagonal neighbours; on volumes the 26-neighbourhood with 1/14, 1/28 and
+    1/56 for face, edge and corner neighbours; removed neighbours are unknowns too), solved as one
     sparse linear system per image and percentage, plus Gaussian noise of
     standard deviation ``noise`` on the removed pixels (see
     :mod:`xaiscore._engine.imputation`). The curve tracks the model on the imputed
@@ -97,7 +98,7 @@ def road(
 
     Args:
         forward_fn: Model returning logits ``(n, K)``.
-        x: Inputs ``(B, C, *S)`` with 1 (signals) or 2 (images) spatial axes.
+        x: Inputs ``(B, C, *S)`` with 1 (signals), 2 (images) or 3 (volumes) spatial axes.
         a: Attributions ``(B, 1|C, *S)``.
         target: ``(B,)`` classes (the paper: the true labels); ``None`` tracks
             the model's prediction on ``x``.
@@ -128,11 +129,11 @@ def road(
         curve's mean.
 
     Raises:
-        ShapeError: inputs with 3 spatial axes (the imputation is defined on 1-D
-            and 2-D grids).
+        ShapeError: inputs with more than 3 spatial axes (the imputation is defined on
+            1-D, 2-D and 3-D grids).
 
     Shape:
-        - x: ``(B, C, *S)`` with ``S`` of 1 or 2 axes; a: ``(B, 1|C, *S)``; target: ``(B,)``
+        - x: ``(B, C, *S)`` with ``S`` of 1, 2 or 3 axes; a: ``(B, 1|C, *S)``; target: ``(B,)``
         - output: ``score (B,)``, ``curve (B, T)``, ``x (T,)``
 
     Example:
@@ -154,9 +155,9 @@ def road(
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=measure == "probability",
                                   max_batch_size=max_batch_size, validate=validate, unperturbed_scores=False)
     x, target = inputs.x, inputs.target
-    if x.ndim not in (3, 4):
+    if x.ndim not in (3, 4, 5):
         raise ShapeError(
-            f"Expected `x` with 1 or 2 spatial axes for ROAD's imputation, but got shape {tuple(x.shape)}."
+            f"Expected `x` with 1, 2 or 3 spatial axes for ROAD's imputation, but got shape {tuple(x.shape)}."
         )
     b, c = x.shape[:2]
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)

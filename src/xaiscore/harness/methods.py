@@ -41,6 +41,8 @@ from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
 __all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]
 
 _NO_SEED = ("constant", "quantus")
+#: Methods whose maps do not depend on the model: a factory call draws new maps.
+_MODEL_FREE = ("random", "constant")
 
 
 def method_settings(config: MethodConfig) -> dict[str, Any]:
@@ -58,8 +60,11 @@ class MethodExplainer:
             every batch is reproducible on its own, whichever process runs it).
 
     ``explainer(x, target)`` explains; ``explainer(model)`` returns a new
-    explain function of the same method for ``model`` (seeded from ``seed``
-    and a call counter).
+    explain function of the same method for ``model``. A method that reads the model gets the
+    same ``seed`` for every model, so that its random draws (RISE's masks, KernelShap's and
+    Lime's coalitions, SmoothGrad's noise) are the same and a randomization metric compares
+    maps, not draws; the ``random`` baseline is seeded from ``seed`` and a call counter (new
+    maps for every model).
     """
 
     def __init__(self, config: MethodConfig, model: nn.Module, *, seed: int) -> None:
@@ -73,8 +78,9 @@ class MethodExplainer:
 
     def _build(self, model: nn.Module, seed: int) -> Any:
         from xaiscore.explainers import make_explainer
+        from xaiscore.harness.method_options import resolve_options
 
-        options = dict(self.config.options)
+        options = resolve_options(self.config.options)
         if self.config.method not in _NO_SEED:
             options.setdefault("seed", seed)
         return make_explainer(self.config.method, model, **options)
@@ -84,6 +90,8 @@ class MethodExplainer:
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1 and isinstance(args[0], nn.Module):
+            if self.config.method not in _MODEL_FREE:  # same draws (RISE masks ...) for every model
+                return self._build(args[0], self.seed)
             self._factory_calls += 1
             return self._build(args[0], derive_seed(self.seed, "factory", self._factory_calls))
         x, target = args

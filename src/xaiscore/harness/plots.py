@@ -142,10 +142,13 @@ def _uri(png: bytes) -> str:
 
 def examples_html(ds: Any, *, max_examples: int = 6) -> str:
     """The example grid as HTML: tiles per sample and method, headers, the colour bar."""
+    from xaiscore.harness.report_models import column_labels, model_header_row
+
     methods = [str(m) for m in ds["explainer"].values]
     findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
     tiles = example_tiles(ds, max_examples=max_examples)
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["image"] + methods)
+    labels = column_labels(ds)  # several models: grouped under a header row naming the model
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["image"] + [labels[m] for m in methods])
     rows = []
     for row, pngs in enumerate(tiles):
         example = int(ds["example"].values[row])
@@ -165,6 +168,7 @@ def examples_html(ds: Any, *, max_examples: int = 6) -> str:
         "largest |attribution| of the map; white: 0; green outline: ground-truth box</span></div>"
     )
     return (
-        f'<div class="scroll"><table class="tiles"><thead><tr><th></th>{header}</tr></thead>'
+        f'<div class="scroll"><table class="tiles"><thead>{model_header_row(ds, leading=2)}'
+        f'<tr><th></th>{header}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>{colour_bar}"
     )

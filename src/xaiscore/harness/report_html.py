@@ -119,9 +119,12 @@ def scoreboard_html(
     undefined" section; a count every method shares is shown once, under the
     metric's name.
     """
+    from xaiscore.harness.report_models import column_labels, model_header_row
+
     methods = [str(m) for m in ds["explainer"].values]
     n = int(ds.sizes.get("sample", 0))
-    head = "".join(f'<th scope="col">{header(m)}</th>' for m in methods)
+    labels = column_labels(ds)  # several models: grouped under a header row naming the model
+    head = "".join(f'<th scope="col">{header(labels[m])}</th>' for m in methods)
     rows = []
     family = None
     for metric in metric_variables(ds):
@@ -180,7 +183,8 @@ def scoreboard_html(
             f'title="{reason}">{header(text)}</td></tr>'
         )
     return (
-        f'<div class="scroll"><table class="board"><thead><tr><th class="name">metric</th>{head}'
+        f'<div class="scroll"><table class="board"><thead>{model_header_row(ds, leading=1, trailing=1)}'
+        f'<tr><th class="name">metric</th>{head}'
         f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 

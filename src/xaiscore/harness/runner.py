@@ -555,6 +555,10 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
     from xaiscore.harness.data.registry import open_dataset
     from xaiscore.harness.results import to_json
 
+    if config.models:  # several models: one sub-run each (xaiscore.harness.multimodel)
+        from xaiscore.harness.multimodel import run_models
+
+        return run_models(config, progress=progress, resume=resume, timing=timing)
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")
     from xaiscore.harness.config import check_config_files

@@ -33,10 +33,9 @@ from torch import nn
 
 from xaiscore._checks import OptionError
 
-__all__ = ["DEMO_ARCHITECTURES", "demo_network", "train_defaults", "vit_kwargs"]
+from xaiscore.harness.config import DEMO_ARCHITECTURES
 
-#: The architectures ``[model] kind = "demo"`` can train.
-DEMO_ARCHITECTURES: tuple[str, ...] = ("cnn", "vit")
+__all__ = ["DEMO_ARCHITECTURES", "demo_network", "train_defaults", "vit_kwargs"]
 
 _TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cnn": {"epochs": 8, "lr": 1e-2, "stop_at_accuracy": 0.98},
@@ -73,7 +72,7 @@ def vit_kwargs(spatial: Sequence[int], kwargs: Mapping[str, Any]) -> dict[str, A
 
 def demo_network(architecture: str, *, in_channels: int, num_classes: int, spatial: Sequence[int],
                  kwargs: Mapping[str, Any], width: int, mean: float, std: float,
-                 generator: torch.Generator) -> nn.Module:
+                 generator: torch.Generator, cnn_class: type[nn.Module] | None = None) -> nn.Module:
     """A freshly initialised demo network (weights drawn from ``generator``).
 
     Args:
@@ -86,18 +85,19 @@ def demo_network(architecture: str, *, in_channels: int, num_classes: int, spati
         mean: Subtracted from the input.
         std: The input is divided by it.
         generator: Source of the initial weights.
+        cnn_class: The CNN (:class:`~xaiscore.harness.models.SmallCNN`, which passes itself).
 
     Raises:
         OptionError: an unknown architecture or option.
     """
     if architecture == "cnn":
-        from xaiscore.harness.models import SmallCNN
-
+        if cnn_class is None:
+            raise OptionError("Expected `cnn_class` (SmallCNN) for the demo CNN, but got None.")
         if kwargs:
             raise OptionError(f"Expected no `model.kwargs` for the demo CNN (its `width` is a "
                               f"`model.train` option), but got {sorted(kwargs)}.")
-        return SmallCNN(in_channels, num_classes, width=width, spatial_dims=len(spatial),
-                        input_mean=mean, input_std=std, generator=generator)
+        return cnn_class(in_channels, num_classes, width=width, spatial_dims=len(spatial),
+                         input_mean=mean, input_std=std, generator=generator)
     if architecture == "vit":
         from xaiscore.explainers.tiny_models import TinyViT
 

@@ -38,6 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from xaiscore._checks import OptionError
+from xaiscore.harness.method_options import (
+    apply_model_options,
+    check_explainer_options,
+    check_method_models,
+    check_method_options,
+)
 
 __all__ = [
     "ConfigError",
@@ -54,6 +60,8 @@ __all__ = [
 
 #: The method kind of attributions read from a file.
 PRECOMPUTED = "precomputed"
+#: The networks ``[model] kind = "demo"`` can train (:mod:`xaiscore.harness.architectures`).
+DEMO_ARCHITECTURES: tuple[str, ...] = ("cnn", "vit")
 
 
 class ConfigError(OptionError):
@@ -259,9 +267,10 @@ def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodCo
             if entry.get("ids") is not None:
                 entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
         else:
-            from xaiscore.harness.method_options import check_method_options
-
-            entry = check_method_options(method, entry, base=base, source=source, where=where)
+            try:
+                entry = check_method_options(method, entry, base=base, where=where)
+            except OptionError as error:
+                raise _fail(source, str(error)) from None
         methods.append(MethodConfig(name=name, method=method, options=entry, models=models))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -366,9 +375,10 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         report=bool(raw.get("report", defaults.report)),
         source=source,
     )
-    from xaiscore.harness.method_options import apply_model_options, check_method_models
-
-    check_method_models(config)
+    try:
+        check_method_models(config)
+    except OptionError as error:
+        raise _fail(source, str(error)) from None
     if not config.models:
         config = replace(config, methods=apply_model_options(config.methods, config.model))
     return config
@@ -376,8 +386,6 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
 
 def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str) -> ModelConfig:
     """One model table (``[model]`` or an entry of ``[models]``)."""
-    from xaiscore.harness.architectures import DEMO_ARCHITECTURES
-
     model_raw = dict(_mapping(value, source=source, key=where))
     _check_keys(model_raw, _MODEL_KEYS, source=source, where=f"{where}.")
     model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source, key=f"{where}.kind")
@@ -403,10 +411,11 @@ def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str)
                             f"{model.factory!r}.")
     if model.kind in ("torchscript", "exported") and model.path is None:
         raise _fail(source, f"expected `{where}.path` (the model file) for {where}.kind = {model.kind!r}.")
-    from xaiscore.harness.method_options import check_explainer_options
-
-    check_explainer_options(model.explainer_options, base=base_path, source=source,
-                            where=f"{where}.explainer_options")
+    try:
+        check_explainer_options(model.explainer_options, base=base_path,
+                                where=f"{where}.explainer_options")
+    except OptionError as error:
+        raise _fail(source, str(error)) from None
     return model
 
 

@@ -91,7 +91,7 @@ def _metric_options() -> dict[str, dict[str, Any]]:
 DEMO_VIT_TRAIN: dict[str, Any] = {"n": 256, "epochs": 30, "lr": 2e-3, "stop_at_accuracy": 0.97}
 
 #: RISE in the demo: few, coarse masks (the paper uses 4000 masks on a 7 x 7 grid).
-DEMO_RISE: dict[str, Any] = {"n_masks": 128, "grid_size": 4, "p": 0.5, "max_batch_size": 256}
+DEMO_RISE: dict[str, Any] = {"n_masks": 32, "grid_size": 4, "p": 0.5, "max_batch_size": 256}
 
 
 def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
@@ -124,7 +124,7 @@ def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 3
             {"method": "AttentionRollout", "name": "rollout", "head_fusion": "mean",
              "discard_ratio": 0.0, "models": ["vit"]},
             {"method": "CheferRelevance", "name": "chefer", "models": ["vit"]},
-            {"method": "RISE", **DEMO_RISE},
+            {"method": "RISE", **DEMO_RISE, "models": ["vit"]},
             "random",
             {"method": "constant", "models": ["cnn"]},
         ],

@@ -17,7 +17,8 @@ Options that are Python objects are written as references in a config:
   ``feature_mask`` (FeatureAblation, KernelShap, Lime) given as ``"package.module:function"``
   are imported when the explainer is built;
 * a ``feature_mask`` given as a ``.npy`` or ``.pt`` file (relative to the config's folder) is
-  read then; a nested list becomes a tensor.
+  read then; a nested list becomes a tensor
+  (:func:`xaiscore.harness.methods.resolve_options`).
 
 A model's ``explainer_options`` (``[model.explainer_options]`` or
 ``[models.<name>.explainer_options]``) go to every method of that model that takes them and
@@ -50,10 +51,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from xaiscore.harness.config import ConfigError, MethodConfig, ModelConfig
+from xaiscore._checks import OptionError
 
 if TYPE_CHECKING:
-    from xaiscore.harness.config import RunConfig
+    from xaiscore.harness.config import MethodConfig, ModelConfig, RunConfig
 
 __all__ = [
     "REFERENCE_OPTIONS",
@@ -63,17 +64,12 @@ __all__ = [
     "apply_model_options",
     "check_method_models",
     "methods_for_model",
-    "resolve_options",
 ]
 
 #: Options a config may give as ``"package.module:function"`` (imported when the explainer is built).
 REFERENCE_OPTIONS = ("attention_fn", "similarity_fn", "feature_mask")
 _MODULE_OPTIONS = ("attention_modules", "prototype_layer", "layer", "class_weights")
 _ALWAYS = frozenset({"seed"})
-
-
-def _fail(source: str, message: str) -> ConfigError:
-    return ConfigError(f"{source}: {message}")
 
 
 def _keywords(function: Any) -> tuple[frozenset[str], bool]:
@@ -144,7 +140,7 @@ def _stand_in_options(options: Mapping[str, Any], model: nn.Module) -> dict[str,
     return values
 
 
-def _check_reference(value: Any, *, source: str, key: str, files: bool = False) -> None:
+def _check_reference(value: Any, *, key: str, files: bool = False) -> None:
     if isinstance(value, str) and (":" in value or files):
         module, _, attribute = value.partition(":")
         if module and attribute or (files and value.endswith((".npy", ".pt"))):
@@ -152,14 +148,13 @@ def _check_reference(value: Any, *, source: str, key: str, files: bool = False) 
     expected = "'package.module:function'" + (", a .npy/.pt file or a list" if files else "")
     if files and isinstance(value, list):
         return
-    raise _fail(source, f"expected `{key}` as {expected}, but got {value!r}.")
+    raise OptionError(f"expected `{key}` as {expected}, but got {value!r}.")
 
 
-def _check_references(options: dict[str, Any], base: Path | None, *, source: str,
-                      where: str) -> None:
+def _check_references(options: dict[str, Any], base: Path | None, *, where: str) -> None:
     for key in REFERENCE_OPTIONS:
         if key in options:
-            _check_reference(options[key], source=source, key=f"{where}.{key}",
+            _check_reference(options[key], key=f"{where}.{key}",
                              files=key == "feature_mask")
     mask = options.get("feature_mask")
     if isinstance(mask, str) and mask.endswith((".npy", ".pt")):
@@ -169,17 +164,17 @@ def _check_references(options: dict[str, Any], base: Path | None, *, source: str
     modules = options.get("attention_modules")
     if modules is not None and not (isinstance(modules, str) or (
             isinstance(modules, Sequence) and all(isinstance(m, str) for m in modules))):
-        raise _fail(source, f"expected `{where}.attention_modules` to be a module name or glob "
+        raise OptionError(f"expected `{where}.attention_modules` to be a module name or glob "
                             f"pattern, or a list of them, but got {modules!r}.")
 
 
 def check_method_options(method: str, options: Mapping[str, Any], *, base: Path | None,
-                         source: str, where: str) -> dict[str, Any]:
+                         where: str) -> dict[str, Any]:
     """Check a method entry's options (names, then values); return them with paths resolved.
 
     Raises:
-        ConfigError: an unknown option (with a close match) or a bad value (the explainer's
-            message), naming the file, the entry and the method.
+        OptionError: an unknown option (with a close match) or a bad value (the explainer's
+            message), naming the entry and the method (the config adds the file).
     """
     options = dict(options)
     accepted = accepted_options(method)
@@ -189,15 +184,14 @@ def check_method_options(method: str, options: Mapping[str, Any], *, base: Path 
                 close = difflib.get_close_matches(str(key), sorted(accepted), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else \
                     f"; {method} takes {sorted(accepted)}."
-                raise _fail(source, f"unknown option {key!r} in `{where}` ({method}){hint}")
-    _check_references(options, base, source=source, where=where)
-    _check_values(method, options, source=source, where=where)
+                raise OptionError(f"unknown option {key!r} in `{where}` ({method}){hint}")
+    _check_references(options, base, where=where)
+    _check_values(method, options, where=where)
     return options
 
 
-def _check_values(method: str, options: Mapping[str, Any], *, source: str, where: str) -> None:
+def _check_values(method: str, options: Mapping[str, Any], *, where: str) -> None:
     """Build the explainer on a stand-in model; its own checks judge the values."""
-    from xaiscore._checks import OptionError
     from xaiscore.explainers import ModelStructureError, make_explainer
 
     if method == "quantus":
@@ -209,15 +203,14 @@ def _check_values(method: str, options: Mapping[str, Any], *, source: str, where
     except (ModelStructureError, ImportError):
         return  # a property of the real model (or captum missing): checked when the run builds it
     except (OptionError, TypeError, ValueError) as error:
-        raise _fail(source, f"in `{where}` ({method}): {error}") from None
+        raise OptionError(f"in `{where}` ({method}): {error}") from None
 
 
-def check_explainer_options(options: Mapping[str, Any], *, base: Path | None, source: str,
-                            where: str) -> None:
+def check_explainer_options(options: Mapping[str, Any], *, base: Path | None, where: str) -> None:
     """Check a model's ``explainer_options``: each taken by some explainer, references well formed.
 
     Raises:
-        ConfigError: an option no explainer takes, or a malformed reference.
+        OptionError: an option no explainer takes, or a malformed reference.
     """
     from xaiscore.explainers import list_explainers
 
@@ -229,8 +222,8 @@ def check_explainer_options(options: Mapping[str, Any], *, base: Path | None, so
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise _fail(source, f"unknown explainer option {key!r} in `{where}`{hint}")
-    _check_references(dict(options), base, source=source, where=where)
+            raise OptionError(f"unknown explainer option {key!r} in `{where}`{hint}")
+    _check_references(dict(options), base, where=where)
 
 
 def apply_model_options(methods: Sequence[MethodConfig], model: ModelConfig) -> tuple[MethodConfig, ...]:
@@ -253,21 +246,21 @@ def check_method_models(config: RunConfig) -> None:
     """Every method's ``models`` names a model of ``[models]``, and every model has a method.
 
     Raises:
-        ConfigError: an unknown model name, ``models`` without a ``[models]`` table, or a model
+        OptionError: an unknown model name, ``models`` without a ``[models]`` table, or a model
             no method explains.
     """
     names = list(config.models)
     for position, method in enumerate(config.methods):
         if method.models and not names:
-            raise _fail(config.source, f"`methods[{position}].models` picks models of a "
+            raise OptionError(f"`methods[{position}].models` picks models of a "
                                        "`[models]` table, but the config has a single `model`.")
         unknown = [m for m in method.models if m not in config.models]
         if unknown:
-            raise _fail(config.source, f"unknown model(s) {unknown} in `methods[{position}].models`;"
+            raise OptionError(f"unknown model(s) {unknown} in `methods[{position}].models`;"
                                        f" expected names from `models`: {names}.")
     for name in names:
         if not methods_for_model(config, name):
-            raise _fail(config.source, f"no method explains model {name!r}; list it in a method's "
+            raise OptionError(f"no method explains model {name!r}; list it in a method's "
                                        "`models` (or leave `models` out to explain every model).")
 
 
@@ -275,41 +268,3 @@ def methods_for_model(config: RunConfig, name: str) -> tuple[MethodConfig, ...]:
     """The methods of model ``name`` (of ``config.models``) with its ``explainer_options`` applied."""
     chosen = [m for m in config.methods if not m.models or name in m.models]
     return apply_model_options(chosen, config.models[name])
-
-
-def _import_reference(reference: str, key: str) -> Any:
-    from xaiscore.harness.models import _import_factory
-
-    return _import_factory(reference, what=f"`{key}` function")
-
-
-def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options as the explainer builders take them: references imported, masks loaded.
-
-    Raises:
-        ConfigError: a reference cannot be imported or a mask file cannot be read.
-    """
-    values = dict(options)
-    for key in REFERENCE_OPTIONS:
-        value = values.get(key)
-        if key == "feature_mask" and isinstance(value, str) and value.endswith((".npy", ".pt")):
-            values[key] = _load_mask(Path(value))
-        elif key == "feature_mask" and isinstance(value, list):
-            values[key] = torch.as_tensor(value, dtype=torch.long)
-        elif isinstance(value, str):
-            values[key] = _import_reference(value, key)
-    return values
-
-
-def _load_mask(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise ConfigError(f"Feature mask file {str(path)!r} does not exist.")
-    if path.suffix == ".npy":
-        import numpy as np
-
-        return torch.from_numpy(np.load(path, allow_pickle=False)).long()
-    mask = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(mask, torch.Tensor):
-        raise ConfigError(f"Expected the feature mask file {str(path)!r} to hold a tensor, but got "
-                          f"{type(mask).__name__}.")
-    return mask.long()

@@ -474,7 +474,8 @@ def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
                 config.model.architecture, in_channels=settings["in_channels"],
                 num_classes=len(dataset.class_names), spatial=tuple(sample.image.shape[1:]),
                 kwargs=config.model.kwargs, width=train["width"], mean=mean, std=std,
-                generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
+                generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63),
+                cnn_class=SmallCNN)
         except OptionError as error:
             raise ConfigError(f"{config.source}: in `model`: {error}") from error
 

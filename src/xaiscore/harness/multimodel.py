@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ import numpy as np
 from xaiscore._checks import OptionError
 from xaiscore.harness.config import ConfigError, RunConfig
 
-__all__ = ["combine_model_results", "run_models", "model_groups", "sub_config", "MODEL_DIR"]
+__all__ = ["combine_model_results", "run_models", "sub_config", "MODEL_DIR"]
 
 #: The folder of the model sub-runs inside a run folder.
 MODEL_DIR = "models"
@@ -71,19 +71,6 @@ def sub_config(config: RunConfig, name: str) -> RunConfig:
     methods = tuple(replace(m, models=()) for m in methods_for_model(config, name))
     return replace(config, model=config.models[name], models={}, methods=methods, out=out,
                    report=False)
-
-
-def model_groups(ds: Any) -> list[tuple[str, list[str]]] | None:
-    """``[(model, [explainer, ...]), ...]`` in order for a several-model results Dataset, else
-    ``None``."""
-    if "model" not in ds.coords or ds["model"].dims != ("explainer",):
-        return None
-    groups: list[tuple[str, list[str]]] = []
-    for explainer, model in zip(ds["explainer"].values, ds["model"].values):
-        if not groups or groups[-1][0] != str(model):
-            groups.append((str(model), []))
-        groups[-1][1].append(str(explainer))
-    return groups
 
 
 def _json(ds: Any, key: str, default: str = "{}") -> Any:
@@ -225,9 +212,18 @@ def _config_attrs(config: RunConfig) -> dict[str, Any]:
     return {"config": raw, "config_source": config.source, "models": models}
 
 
-def run_models(config: RunConfig, *, progress: bool = False, resume: bool = True,
-               timing: dict[str, Any] | None = None) -> Any:
+def run_models(config: RunConfig, run_single: Callable[..., Any], *, progress: bool = False,
+               resume: bool = True, timing: dict[str, Any] | None = None) -> Any:
     """Run a config with ``[models]``: each model's sub-run, then ``results.nc`` and the report.
+
+    Args:
+        config: The config (with ``models``).
+        run_single: Runs one single-model config
+            (:func:`xaiscore.harness.runner.run_config`, which calls this function).
+        progress: Show progress bars.
+        resume: Load finished results of the sub-runs.
+        timing: Filled with the sub-runs' summed ``seconds``, ``results_computed`` and
+            ``results_loaded``.
 
     Returns:
         The combined results Dataset (``None`` on ranks other than 0).
@@ -236,7 +232,6 @@ def run_models(config: RunConfig, *, progress: bool = False, resume: bool = True
     from xaiscore.harness.distributed import DistributedContext
     from xaiscore.harness.results import save_dataset
     from xaiscore.harness.rundir import hold_run_folder
-    from xaiscore.harness.runner import run_config
     from xaiscore.harness.store import RunStore
 
     if config.out is None:
@@ -252,7 +247,7 @@ def run_models(config: RunConfig, *, progress: bool = False, resume: bool = True
         parts, totals = {}, {"seconds": 0.0, "results_computed": 0, "results_loaded": 0}
         for name, sub in subs.items():
             part_timing: dict[str, Any] = {}
-            parts[name] = run_config(sub, progress=progress, resume=resume, timing=part_timing)
+            parts[name] = run_single(sub, progress=progress, resume=resume, timing=part_timing)
             for key in totals:
                 totals[key] += part_timing.get(key, 0)
         if timing is not None:

@@ -408,7 +408,8 @@ def write_report(
         The path of ``report.html``.
     """
     from xaiscore.harness.gaps import gap_table
-    from xaiscore.harness.report_models import models_sanity_html, report_sanity
+    from xaiscore.harness.report_html import models_sanity_html
+    from xaiscore.harness.report_models import report_sanity
     from xaiscore.harness.verdicts import metric_ranking, metric_verdicts, win_rate_table
 
     bar = None

@@ -25,6 +25,7 @@ __all__ = [
     "table_html",
     "scoreboard_html",
     "sanity_html",
+    "models_sanity_html",
     "win_rates_html",
     "gaps_html",
     "agreement_html",
@@ -343,3 +344,21 @@ def pairwise_html(verdicts: Mapping[str, Any], metrics: Sequence[str]) -> str:
         "<th>p (Holm)</th><th>significantly better</th><th>median difference [95% CI]</th>"
         f"<th>P(first better)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def models_sanity_html(ds: Any, sanity: Any, *, alpha: float) -> str:
+    """"The model on the scored samples": one part per model when there are several."""
+    from xaiscore.harness.report_models import column_labels, model_groups, model_view
+    from xaiscore.harness.sanity import model_sanity
+
+    groups = model_groups(ds)
+    if groups is None:
+        return sanity_html(sanity)
+    parts = []
+    for name, members in groups:
+        check = model_sanity(model_view(ds, name), alpha=alpha)
+        labels = column_labels(ds)
+        methods = ", ".join(esc(labels[m]) for m in members)
+        parts.append(f"<h3>Model {esc(name)}</h3><p class=\"note\">Methods: {methods}.</p>"
+                     + sanity_html(check))
+    return "".join(parts)

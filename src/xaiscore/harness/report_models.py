@@ -4,7 +4,7 @@ A results Dataset with a ``model`` coordinate along ``explainer``
 (:mod:`xaiscore.harness.multimodel`) is shown with its methods side by side, grouped by model:
 the scoreboard and the example grid get a header row naming the model above its methods'
 columns (labelled by the method's own name), and "The model on the scored samples" has one
-part per model. For a single-model Dataset every function here returns what the report showed
+part per model (:func:`xaiscore.harness.report_html.models_sanity_html`). For a single-model Dataset every function here returns what the report showed
 before (no extra row, the explainer names, the one model's sanity check).
 
 Example:
@@ -29,9 +29,20 @@ import dataclasses
 import html
 from typing import Any
 
-from xaiscore.harness.multimodel import model_groups
+__all__ = ["model_groups", "column_labels", "model_header_row", "report_sanity", "model_view"]
 
-__all__ = ["column_labels", "model_header_row", "report_sanity", "models_sanity_html", "model_view"]
+
+def model_groups(ds: Any) -> list[tuple[str, list[str]]] | None:
+    """``[(model, [explainer, ...]), ...]`` in order for a several-model results Dataset, else
+    ``None``."""
+    if "model" not in ds.coords or ds["model"].dims != ("explainer",):
+        return None
+    groups: list[tuple[str, list[str]]] = []
+    for explainer, model in zip(ds["explainer"].values, ds["model"].values):
+        if not groups or groups[-1][0] != str(model):
+            groups.append((str(model), []))
+        groups[-1][1].append(str(explainer))
+    return groups
 
 
 def column_labels(ds: Any) -> dict[str, str]:
@@ -91,21 +102,3 @@ def report_sanity(ds: Any, *, alpha: float) -> Any:
         return first
     warning = " ".join(f"Model {name}: {checks[name].warning}" for name in at_chance)
     return dataclasses.replace(first, at_chance=True, warning=warning)
-
-
-def models_sanity_html(ds: Any, sanity: Any, *, alpha: float) -> str:
-    """"The model on the scored samples": one part per model when there are several."""
-    from xaiscore.harness.report_html import esc, sanity_html
-    from xaiscore.harness.sanity import model_sanity
-
-    groups = model_groups(ds)
-    if groups is None:
-        return sanity_html(sanity)
-    parts = []
-    for name, members in groups:
-        check = model_sanity(model_view(ds, name), alpha=alpha)
-        labels = column_labels(ds)
-        methods = ", ".join(esc(labels[m]) for m in members)
-        parts.append(f"<h3>Model {esc(name)}</h3><p class=\"note\">Methods: {methods}.</p>"
-                     + sanity_html(check))
-    return "".join(parts)

@@ -558,7 +558,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
     if config.models:  # several models: one sub-run each (xaiscore.harness.multimodel)
         from xaiscore.harness.multimodel import run_models
 
-        return run_models(config, progress=progress, resume=resume, timing=timing)
+        return run_models(config, run_config, progress=progress, resume=resume, timing=timing)
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")
     from xaiscore.harness.config import check_config_files

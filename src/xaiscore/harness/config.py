@@ -239,6 +239,23 @@ def _is_path_key(key: str) -> bool:
     return key in ("root", "path") or key.endswith(("_dir", "_csv", "_json", "_path", "_file"))
 
 
+def _method_options(method: str, entry: dict[str, Any], base: Path | None, source: str,
+                    where: str) -> dict[str, Any]:
+    """A method entry's options: a precomputed method's files resolved, an explainer's checked."""
+    if method != PRECOMPUTED:
+        try:
+            return check_method_options(method, entry, base=base, where=where)
+        except OptionError as error:
+            raise _fail(source, str(error)) from None
+    if "path" not in entry:
+        raise _fail(source, f"expected `{where}.path` (the attributions file) for a precomputed "
+                            "method.")
+    entry["path"] = _resolve(entry["path"], base, source=source, key=f"{where}.path")
+    if entry.get("ids") is not None:
+        entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
+    return entry
+
+
 def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodConfig, ...]:
     from xaiscore.explainers import list_explainers
 
@@ -260,17 +277,7 @@ def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodCo
         if not isinstance(name, str) or not name:
             raise _fail(source, f"expected `{where}.name` to be a non-empty string, but got {name!r}.")
         models = _names(entry.pop("models", ()), source=source, key=f"{where}.models")
-        if method == PRECOMPUTED:
-            if "path" not in entry:
-                raise _fail(source, f"expected `{where}.path` (the attributions file) for a precomputed method.")
-            entry["path"] = _resolve(entry["path"], base, source=source, key=f"{where}.path")
-            if entry.get("ids") is not None:
-                entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
-        else:
-            try:
-                entry = check_method_options(method, entry, base=base, where=where)
-            except OptionError as error:
-                raise _fail(source, str(error)) from None
+        entry = _method_options(method, entry, base, source, where)
         methods.append(MethodConfig(name=name, method=method, options=entry, models=models))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -388,7 +395,8 @@ def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str)
     """One model table (``[model]`` or an entry of ``[models]``)."""
     model_raw = dict(_mapping(value, source=source, key=where))
     _check_keys(model_raw, _MODEL_KEYS, source=source, where=f"{where}.")
-    model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source, key=f"{where}.kind")
+    model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source,
+                         key=f"{where}.kind")
     architecture = _choice(model_raw.get("architecture", "cnn"), DEMO_ARCHITECTURES, source=source,
                            key=f"{where}.architecture")
     if "architecture" in model_raw and model_kind != "demo":
@@ -397,7 +405,8 @@ def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str)
     model = ModelConfig(
         kind=model_kind,
         factory=model_raw.get("factory"),
-        state_dict=_resolve(model_raw.get("state_dict"), base_path, source=source, key=f"{where}.state_dict"),
+        state_dict=_resolve(model_raw.get("state_dict"), base_path, source=source,
+                            key=f"{where}.state_dict"),
         path=_resolve(model_raw.get("path"), base_path, source=source, key=f"{where}.path"),
         kwargs=dict(_mapping(model_raw.get("kwargs", {}), source=source, key=f"{where}.kwargs")),
         train=dict(_mapping(model_raw.get("train", {}), source=source, key=f"{where}.train")),
@@ -410,7 +419,8 @@ def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str)
         raise _fail(source, f"expected `{where}.factory` as 'package.module:function', but got "
                             f"{model.factory!r}.")
     if model.kind in ("torchscript", "exported") and model.path is None:
-        raise _fail(source, f"expected `{where}.path` (the model file) for {where}.kind = {model.kind!r}.")
+        raise _fail(source, f"expected `{where}.path` (the model file) for {where}.kind = "
+                            f"{model.kind!r}.")
     try:
         check_explainer_options(model.explainer_options, base=base_path,
                                 where=f"{where}.explainer_options")
@@ -419,7 +429,8 @@ def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str)
     return model
 
 
-def _parse_models(raw: Mapping[str, Any], base_path: Path | None, source: str) -> dict[str, ModelConfig]:
+def _parse_models(raw: Mapping[str, Any], base_path: Path | None,
+                  source: str) -> dict[str, ModelConfig]:
     """``[models]``: name -> model table, for runs that compare several models (none: ``{}``)."""
     if "models" not in raw:
         return {}
@@ -432,8 +443,9 @@ def _parse_models(raw: Mapping[str, Any], base_path: Path | None, source: str) -
     models = {}
     for name, value in table.items():
         if not isinstance(name, str) or not name or "/" in name or name != name.strip():
-            raise _fail(source, f"expected model names without '/' or surrounding spaces (they "
-                                f"prefix the explainer names, e.g. 'vit/rollout'), but got {name!r}.")
+            raise _fail(source, "expected model names without '/' or surrounding spaces (they "
+                                "prefix the explainer names, e.g. 'vit/rollout'), but got "
+                                f"{name!r}.")
         models[name] = _parse_model(value, base_path, source, where=f"models.{name}")
     return models
 

@@ -1,4 +1,4 @@
-"""The offline demo: synthetic chest radiographs, a CNN and a ViT trained on the spot, their methods, every metric.
+"""The offline demo: synthetic radiographs, a CNN and a ViT trained on the spot, their methods.
 
 :func:`demo_config` is the configuration ``xaiscore demo`` runs (print it with
 ``xaiscore demo --print-config`` and save it as a starting point for your own

@@ -35,7 +35,7 @@ Example:
     >>> parse_config({"methods": [{"method": "RISE", "n_mask": 64}]})
     Traceback (most recent call last):
     ...
-    xaiscore.harness.config.ConfigError: <config>: unknown option 'n_mask' in `methods[0]` (RISE); did you mean 'n_masks'?
+    xaiscore.harness.config.ConfigError: <config>: unknown option 'n_mask' in `methods[0]` (RISE); ...
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ __all__ = [
     "methods_for_model",
 ]
 
-#: Options a config may give as ``"package.module:function"`` (imported when the explainer is built).
+#: Options a config may give as ``"package.module:function"`` (imported when the explainer is
+#: built).
 REFERENCE_OPTIONS = ("attention_fn", "similarity_fn", "feature_mask")
 _MODULE_OPTIONS = ("attention_modules", "prototype_layer", "layer", "class_weights")
 _ALWAYS = frozenset({"seed"})
@@ -226,7 +227,8 @@ def check_explainer_options(options: Mapping[str, Any], *, base: Path | None, wh
     _check_references(dict(options), base, where=where)
 
 
-def apply_model_options(methods: Sequence[MethodConfig], model: ModelConfig) -> tuple[MethodConfig, ...]:
+def apply_model_options(methods: Sequence[MethodConfig],
+                        model: ModelConfig) -> tuple[MethodConfig, ...]:
     """``methods`` with ``model.explainer_options`` added where the method takes them and does not
     set them itself."""
     shared = dict(model.explainer_options)
@@ -265,6 +267,6 @@ def check_method_models(config: RunConfig) -> None:
 
 
 def methods_for_model(config: RunConfig, name: str) -> tuple[MethodConfig, ...]:
-    """The methods of model ``name`` (of ``config.models``) with its ``explainer_options`` applied."""
+    """The methods of model ``name`` (of ``config.models``), its ``explainer_options`` applied."""
     chosen = [m for m in config.methods if not m.models or name in m.models]
     return apply_model_options(chosen, config.models[name])

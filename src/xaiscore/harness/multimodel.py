@@ -83,15 +83,16 @@ def _check_samples(parts: Mapping[str, Any]) -> None:
         same = np.array_equal(ds["sample"].values, first["sample"].values) and all(
             np.array_equal(ds[key].values, first[key].values) for key in _SHARED)
         if not same:
-            raise OptionError(f"Expected the models {first_name!r} and {name!r} to be scored on the "
-                              "same samples, but their sample coordinates differ.")
+            raise OptionError(f"Expected the models {first_name!r} and {name!r} to be scored on "
+                              "the same samples, but their sample coordinates differ.")
 
 
 def _prefixed(reasons: Mapping[str, Any], model: str) -> dict[str, Any]:
     return {f"{model}/{method}": value for method, value in reasons.items()}
 
 
-def _metric_attrs(parts: Mapping[str, Any], name: str, template: Mapping[str, Any]) -> dict[str, Any]:
+def _metric_attrs(parts: Mapping[str, Any], name: str,
+                  template: Mapping[str, Any]) -> dict[str, Any]:
     """The attrs of metric variable ``name``: ``skipped`` and ``undefined`` of every model."""
     from xaiscore.harness.results import to_json
 
@@ -120,7 +121,8 @@ def _aligned(parts: Mapping[str, Any]) -> list[Any]:
     aligned = []
     for model, ds in parts.items():
         methods = [str(m) for m in ds["explainer"].values]
-        ds = ds.drop_vars([c for c in ("model_probability", "class", *_PER_MODEL) if c in ds.coords])
+        ds = ds.drop_vars([c for c in ("model_probability", "class", *_PER_MODEL)
+                           if c in ds.coords])
         for key, template in templates.items():
             if key not in ds.data_vars:
                 shape = dict(template.sizes, explainer=len(methods))
@@ -133,7 +135,43 @@ def _aligned(parts: Mapping[str, Any]) -> list[Any]:
     return aligned
 
 
-def combine_model_results(parts: Mapping[str, Any], *, attrs: Mapping[str, Any] | None = None) -> Any:
+def _model_coords(ds: Any, parts: Mapping[str, Any]) -> Any:
+    """``ds`` with the per-model sample coordinates (``models`` dim) and the first model's plain
+    ones."""
+    first = next(iter(parts.values()))
+    coords: dict[str, Any] = {"models": np.array(list(parts), dtype=object)}
+    for key in _PER_MODEL:
+        coords[f"model_{key}"] = (("models", "sample"),
+                                  np.stack([p[key].values for p in parts.values()]))
+        coords[key] = ("sample", first[key].values)
+    if all("model_probability" in p.coords for p in parts.values()):
+        coords["model_probability"] = first["model_probability"]
+        coords["model_probabilities"] = (("models", "sample", "class"), np.stack(
+            [p["model_probability"].values for p in parts.values()]))
+    return ds.assign_coords(coords)
+
+
+def _joined_attrs(ds: Any, parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The Dataset attrs that list methods or metrics, over every model (names prefixed)."""
+    from xaiscore.harness.results import to_json
+
+    scored = set(map(str, ds.data_vars))
+    skipped: dict[str, dict[str, Any]] = {}
+    settings: dict[str, Any] = {}
+    methods: dict[str, Any] = {}
+    for model, part in parts.items():
+        for metric, reasons in _json(part, "skipped").items():
+            if metric not in scored:
+                skipped.setdefault(metric, {}).update(_prefixed(reasons, model))
+        settings.update(_json(part, "metric_settings"))
+        methods.update(_prefixed(_json(part, "methods"), model))
+    return {"skipped": to_json(skipped), "metric_settings": to_json(settings),
+            "methods": to_json(methods),
+            "models": to_json({name: {"folder": f"{MODEL_DIR}/{name}"} for name in parts})}
+
+
+def combine_model_results(parts: Mapping[str, Any], *,
+                          attrs: Mapping[str, Any] | None = None) -> Any:
     """One results Dataset from the results of several models (schema in the module docstring).
 
     Args:
@@ -142,8 +180,8 @@ def combine_model_results(parts: Mapping[str, Any], *, attrs: Mapping[str, Any] 
         attrs: Extra Dataset attrs (non-scalar values stored as JSON).
 
     Raises:
-        OptionError: no parts, or the parts were scored on different samples or with different
-            curve steps.
+        OptionError: no parts, or the parts were scored on different samples or show different
+            example images.
     """
     import xarray as xr
 
@@ -156,42 +194,15 @@ def combine_model_results(parts: Mapping[str, Any], *, attrs: Mapping[str, Any] 
     if any(e != examples[0] for e in examples):
         raise OptionError(f"Expected the models {list(parts)} to show the same example images, "
                           "but their examples differ.")
-    first = next(iter(parts.values()))
-    try:
-        # join="outer": a curve whose steps depend on the model (MPRT: one per layer) gets the
-        # union of the steps, NaN past a model's last layer
-        ds = xr.concat(_aligned(parts), dim="explainer", data_vars="minimal", coords="minimal",
-                       compat="override", join="outer", combine_attrs="override")
-    except ValueError as error:
-        raise OptionError(f"Cannot join the results of models {list(parts)}: {error}") from error
-    names = list(parts)
-    coords: dict[str, Any] = {"models": np.array(names, dtype=object)}
-    for key in _PER_MODEL:
-        coords[f"model_{key}"] = (("models", "sample"), np.stack([p[key].values for p in parts.values()]))
-        ds = ds.assign_coords({key: ("sample", first[key].values)})
-    if all("model_probability" in p.coords for p in parts.values()):
-        ds = ds.assign_coords(model_probability=first["model_probability"],
-                              model_probabilities=(("models", "sample", "class"),
-                                                   np.stack([p["model_probability"].values
-                                                             for p in parts.values()])))
-    ds = ds.assign_coords(coords)
+    # join="outer": a curve whose steps depend on the model (MPRT: one per layer) gets the
+    # union of the steps, NaN past a model's last layer
+    ds = xr.concat(_aligned(parts), dim="explainer", data_vars="minimal", coords="minimal",
+                   compat="override", join="outer", combine_attrs="override")
+    ds = _model_coords(ds, parts)
     for key in ds.data_vars:
-        if "explainer" in ds[key].dims and ds[key].dims[:2] == ("explainer", "sample"):
+        if ds[key].dims[:2] == ("explainer", "sample"):
             ds[key].attrs = _metric_attrs(parts, str(key), ds[key].attrs)
-    scored = set(map(str, ds.data_vars))
-    skipped = {}
-    for model, part in parts.items():
-        for metric, reasons in _json(part, "skipped").items():
-            if metric not in scored:
-                skipped.setdefault(metric, {}).update(_prefixed(reasons, model))
-    settings: dict[str, Any] = {}
-    methods: dict[str, Any] = {}
-    for model, part in parts.items():
-        settings.update(_json(part, "metric_settings"))
-        methods.update(_prefixed(_json(part, "methods"), model))
-    ds.attrs.update({"skipped": to_json(skipped), "metric_settings": to_json(settings),
-                     "methods": to_json(methods), "models": to_json(
-                         {name: {"folder": f"{MODEL_DIR}/{name}"} for name in names})})
+    ds.attrs.update(_joined_attrs(ds, parts))
     for key, value in (attrs or {}).items():
         ds.attrs[key] = value if isinstance(value, (str, int, float)) else to_json(value)
     return ds

@@ -148,7 +148,8 @@ def examples_html(ds: Any, *, max_examples: int = 6) -> str:
     findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
     tiles = example_tiles(ds, max_examples=max_examples)
     labels = column_labels(ds)  # several models: grouped under a header row naming the model
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["image"] + [labels[m] for m in methods])
+    names = ["image"] + [labels[m] for m in methods]
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
     rows = []
     for row, pngs in enumerate(tiles):
         example = int(ds["example"].values[row])

@@ -184,7 +184,8 @@ def scoreboard_html(
             f'title="{reason}">{header(text)}</td></tr>'
         )
     return (
-        f'<div class="scroll"><table class="board"><thead>{model_header_row(ds, leading=1, trailing=1)}'
+        '<div class="scroll"><table class="board"><thead>'
+        f"{model_header_row(ds, leading=1, trailing=1)}"
         f'<tr><th class="name">metric</th>{head}'
         f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )

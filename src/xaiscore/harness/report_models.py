@@ -1,10 +1,11 @@
-"""The report of a run that compares several models: columns grouped by model, one sanity check each.
+"""The report of a run that compares several models: columns grouped by model, a check per model.
 
 A results Dataset with a ``model`` coordinate along ``explainer``
 (:mod:`xaiscore.harness.multimodel`) is shown with its methods side by side, grouped by model:
 the scoreboard and the example grid get a header row naming the model above its methods'
 columns (labelled by the method's own name), and "The model on the scored samples" has one
-part per model (:func:`xaiscore.harness.report_html.models_sanity_html`). For a single-model Dataset every function here returns what the report showed
+part per model (:func:`xaiscore.harness.report_html.models_sanity_html`). For a single-model
+Dataset every function here returns what the report showed
 before (no extra row, the explainer names, the one model's sanity check).
 
 Example:

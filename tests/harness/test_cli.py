@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xaiscore.harness.cli import main
@@ -130,3 +131,11 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     scored = {name for name in ds.data_vars if not name.startswith("example") and not name.endswith("_curve")}
     assert scored == {s.name for s in list_metrics()}
     assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75  # the demo model learned the task
+    # the ViT beside the CNN, scored through the re-explaining metrics too (issue 22)
+    explainers = set(ds["explainer"].values.tolist())
+    assert {"cnn/GradCAM", "vit/rollout", "vit/chefer", "vit/RISE", "vit/random"} <= explainers
+    for metric in ("max_sensitivity", "relative_input_stability", "mprt", "smooth_mprt",
+                   "efficient_mprt", "random_logit"):
+        for explainer in ("vit/rollout", "vit/chefer", "vit/RISE"):
+            values = ds[metric].sel(explainer=explainer).values
+            assert np.isfinite(values).any(), (metric, explainer)

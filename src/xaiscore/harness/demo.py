@@ -6,7 +6,7 @@
 
 Two models are trained (deterministically) and compared: the small CNN
 (:class:`~xaiscore.harness.models.SmallCNN`), explained with Saliency,
-Integrated Gradients, Grad-CAM and RISE, and a tiny vision transformer
+Integrated Gradients and Grad-CAM, and a tiny vision transformer
 (:class:`~xaiscore.explainers.tiny_models.TinyViT`), explained with attention
 rollout, Chefer et al.'s relevance and RISE; both with the random baseline.
 Their results share one ``results.nc`` (explainers ``"cnn/GradCAM"``,
@@ -98,9 +98,10 @@ def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 3
                     device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """The demo configuration as plain values (what a TOML/YAML file would hold).
 
-    Two models (a ``[models]`` table): the CNN, explained with gradient methods, Grad-CAM and
-    RISE, and a tiny vision transformer, explained with attention rollout, Chefer et al.'s
-    relevance and RISE; both with the random baseline, the CNN also with the constant one.
+    Two models (a ``[models]`` table): the CNN, explained with gradient methods and Grad-CAM,
+    and a tiny vision transformer, explained with attention rollout, Chefer et al.'s relevance
+    and RISE (few masks: it costs a forward pass per mask in every re-explaining metric); both
+    with the random baseline, the CNN also with the constant one.
     """
     return {
         "out": os.fspath(out),

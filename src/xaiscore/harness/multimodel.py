@@ -128,7 +128,7 @@ def _aligned(parts: Mapping[str, Any]) -> list[Any]:
                 shape = dict(template.sizes, explainer=len(methods))
                 ds[key] = xr.Variable(template.dims, np.full(tuple(shape.values()), np.nan,
                                                              dtype=template.dtype))
-        ds = ds.assign_coords(explainer=[f"{model}/{m}" for m in methods])
+        ds = ds.assign_coords(explainer=np.array([f"{model}/{m}" for m in methods], dtype=object))
         ds = ds.assign_coords(model=("explainer", np.array([model] * len(methods), dtype=object)),
                               method_name=("explainer", np.array(methods, dtype=object)))
         aligned.append(ds)

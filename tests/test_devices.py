@@ -53,7 +53,8 @@ def cpu_inputs() -> dict[str, torch.Tensor]:
     mask[1, :, 8:14, 0:5] = True
     mask[2, :, 4:12, 4:12] = True
     target = torch.tensor([0, 3, 1])
-    return {"x": x, "a": a, "mask": mask, "target": target}
+    tiles = torch.tensor([[True, False, False, True], [False, True, False, False], [False, False, True, True]])
+    return {"x": x, "a": a, "mask": mask, "target": target, "tiles": tiles}
 
 
 def result_tensors(result: Any) -> list[torch.Tensor]:
@@ -106,6 +107,9 @@ DETERMINISTIC: dict[str, Run] = {
     "non_sensitivity": lambda i, m: F.non_sensitivity(m, i["x"], i["a"], i["target"], patch_size=4),
     "mask_to_boxes": lambda i, m: F.mask_to_boxes(i["mask"]),
     "pxap_from_counts": lambda i, m: F.pxap_from_counts(*F.pxap_statistics(i["a"], i["mask"], thresholds=50)[:2]),
+    "grid_pointing_game": lambda i, m: F.grid_pointing_game(i["a"], i["tiles"]),
+    "focus": lambda i, m: F.focus(i["a"], i["tiles"]),
+    "tile_index": lambda i, m: F.tile_index((5, 7), 3, device=i["a"].device),
 }
 
 # Deterministic, but a comparison of model outputs (a threshold, an argmax, a strict increase)
@@ -123,6 +127,7 @@ DISCONTINUOUS: dict[str, Run] = {
         *F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50)[:2]),
     "pxap": lambda i, m: F.pxap(i["a"], i["mask"], thresholds=50),
     "pxap_statistics": lambda i, m: F.pxap_statistics(i["a"], i["mask"], thresholds=50),
+    "tune_threshold": lambda i, m: F.tune_threshold(i["a"], i["mask"]),
 }
 
 
@@ -172,7 +177,15 @@ def stability(i, m, g, metric, **options):
     return metric(m, i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g, **options)
 
 
+def _mosaics(i, g):
+    """Mosaics of eight 3 x 3 images of four classes (class c: channel c bright) on the inputs' device."""
+    images = torch.eye(4, device=i["x"].device).repeat_interleave(2, 0)[:, :, None, None].expand(8, 4, 3, 3)
+    return F.make_mosaics(lambda x: 10.0 * x.mean(dim=(2, 3)), images, num_mosaics=3, target_tiles=2,
+                          min_confidence=0.9, generator=g)
+
+
 RANDOM: dict[str, Run] = {
+    "make_mosaics": seeded(lambda i, m, g: _mosaics(i, g)),
     "region_perturbation_uniform": seeded(lambda i, m, g: F.region_perturbation(
         m, i["x"], i["a"], i["target"], patch_size=4, steps=8, generator=g)),
     "monotonicity_correlation": seeded(lambda i, m, g: F.monotonicity_correlation(

@@ -31,6 +31,11 @@ FUNCTIONAL_UTILITIES = {
     "max_box_accuracy_from_statistics",
     "pxap_statistics",
     "pxap_from_counts",
+    # the mosaic builder and the tile geometry of the mosaic protocols
+    "make_mosaics",
+    "tile_index",
+    # picks a threshold on a validation split for localization_iou (CheXlocalize)
+    "tune_threshold",
 }
 
 #: Modules every layer may import (from the standard library and third parties nothing is checked).

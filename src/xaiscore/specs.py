@@ -13,7 +13,7 @@ Example:
     >>> "sparseness" in [s.name for s in list_metrics(family="complexity")]
     True
     >>> [s.name for s in list_metrics(scope="set")]
-    ['pointing_accuracy', 'sufficiency', 'consistency']
+    ['pointing_accuracy', 'box_accuracy', 'max_box_accuracy', 'pxap', 'sufficiency', 'consistency']
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ FAMILIES: tuple[str, ...] = (
 
 #: What a metric may need, by the keyword it takes it under.
 INPUT_NAMES: frozenset[str] = frozenset(
-    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "explainer_factory", "model", "segments"}
+    {"a", "mask", "x", "forward_fn", "target", "explain_fn", "explainer_factory", "model", "segments",
+     "tiles"}
 )
 
 Output = Literal["score", "curve"]
@@ -213,7 +214,9 @@ def _spec(name: str, module: str, family: str, higher_is_better: bool | None, ne
         description=description,
         defaults=defaults,
         scope=scope,
-        statistics=None if statistics is None else f"xaiscore.functional.{module}:{statistics}",
+        statistics=None if statistics is None else (
+            statistics if ":" in statistics else f"xaiscore.functional.{module}:{statistics}"
+        ),
         curve_scale=None if curve is None else curve[0],
         curve_x=None if curve is None else curve[1],
     ))
@@ -242,7 +245,7 @@ _spec("attribution_localisation", "localization", "localization", True, _LOC,
 _spec("localization_auc", "localization", "localization", True, _LOC,
       "Fawcett 2006, An introduction to ROC analysis, Pattern Recognition Letters",
       description="ROC-AUC of the map as a detector of mask pixels.")
-_spec("localization_iou", "localization", "localization", True, _LOC,
+_spec("localization_iou", "segmentation", "localization", True, _LOC,
       "Zhou et al. 2016, Learning deep features for discriminative localization (CAM), CVPR",
       description="IoU between the thresholded map and the mask.")
 _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("target",),
@@ -250,18 +253,31 @@ _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("t
       scope="set", statistics="POINTING_ACCURACY",
       description="Pointing-game hits / (hits + misses) per class over the set, then the mean over classes.")
 
-# Box-level protocols. max_box_accuracy and pxap are set scores (the best threshold, the pooled pixels
-# of the whole set); their kernels also give per-sample statistics that add up over batches.
+# Mosaic protocols: `tiles` flags which tiles of a mosaic show the target class (functional/mosaic.py).
+_spec("grid_pointing_game", "mosaic", "localization", True, ("a", "tiles"),
+      "Rao, Böhle and Schiele 2022, Towards better understanding attribution methods, CVPR",
+      description="Share of the positive attribution in the target tile of a mosaic of different classes "
+                  "(chance 1/n^2).")
+_spec("focus", "mosaic", "localization", True, ("a", "tiles"),
+      "Arias-Duart et al. 2022, Focus! Rating XAI methods and finding biases, FUZZ-IEEE",
+      description="Share of the positive relevance in the two target-class tiles of a 2 x 2 mosaic (chance 1/2).")
+
+# Box-level protocols: set scores (Wang et al.'s accuracy pools the boxes of the set, MaxBoxAcc picks the
+# set's best threshold, PxAP pools its pixels), kept as summable counts (functional/box_statistics.py).
+_BOX_STATISTICS = "xaiscore.functional.box_statistics:"
 _spec("box_accuracy", "box_localization", "localization", True, _LOC,
       "Wang et al. 2017, ChestX-ray8: hospital-scale chest X-ray database and benchmarks on weakly-supervised "
       "classification and localization of common thorax diseases, CVPR",
+      scope="set", statistics=_BOX_STATISTICS + "BOX_ACCURACY",
       description="Share of ground-truth boxes hit (IoBB > T) by the boxes of the thresholded map's regions.")
 _spec("max_box_accuracy", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
-      output="curve",
+      output="curve", curve=("accuracy", "fraction of the normalised map range (threshold)"),
+      scope="set", statistics=_BOX_STATISTICS + "MAX_BOX_ACCURACY",
       description="Set score: best share of samples over map thresholds whose largest region's box has IoU >= 0.5.")
 _spec("pxap", "box_localization", "localization", True, _LOC,
       "Choe et al. 2020, Evaluating weakly supervised object localization methods right, CVPR",
+      scope="set", statistics=_BOX_STATISTICS + "PXAP",
       description="Set score: area under the pixel precision-recall curve over map thresholds, pixels pooled.")
 
 # --- complexity and compactness --------------------------------------------------------------

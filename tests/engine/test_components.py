@@ -22,7 +22,7 @@ from xaiscore._engine.components import (
     neighbour_offsets,
 )
 
-CONNECTIVITY = st.sampled_from(["full", "face"])
+CONNECTIVITY = st.sampled_from(["full", "face", "edge"])
 
 
 @st.composite
@@ -45,7 +45,7 @@ def level_batches(draw):
 def assert_labels_match_scipy(binary: np.ndarray, connectivity: str) -> None:
     labels, counts = label_components(torch.from_numpy(binary), connectivity=connectivity)
     for b in range(binary.shape[0]):
-        expected, n = ndimage.label(binary[b], structure=structure(binary.ndim - 1, connectivity == "full"))
+        expected, n = ndimage.label(binary[b], structure=structure(binary.ndim - 1, connectivity))
         np.testing.assert_array_equal(labels[b].numpy(), expected)
         assert counts[b].item() == n
 
@@ -92,12 +92,12 @@ def test_boxes_and_largest_component_match_scipy(binary, connectivity):
     boxes, areas = component_boxes(labels, slots)
     largest = largest_component(torch.from_numpy(binary), connectivity=connectivity).numpy()
     for b in range(binary.shape[0]):
-        expected = regions(binary[b], connectivity == "full")
+        expected = regions(binary[b], connectivity)
         n = len(expected)
         assert [tuple(row) for row in boxes[b, :n].tolist()] == [box for box, _ in expected]
         assert areas[b, :n].tolist() == [area for _, area in expected]
         assert torch.isnan(boxes[b, n:]).all() and (areas[b, n:] == 0).all()
-        lab, _ = ndimage.label(binary[b], structure=structure(binary.ndim - 1, connectivity == "full"))
+        lab, _ = ndimage.label(binary[b], structure=structure(binary.ndim - 1, connectivity))
         if n == 0:
             assert not largest[b].any()
         else:
@@ -114,7 +114,7 @@ def sweep_matches_every_threshold(levels: np.ndarray, top: int, connectivity: st
     assert sweep.largest.shape == (levels.shape[0], top)
     for b in range(levels.shape[0]):
         for k in range(top):
-            expected = regions(levels[b] > k, connectivity == "full")
+            expected = regions(levels[b] > k, connectivity)
             alive = ((sweep.sample == b) & (sweep.stop < k) & (k <= sweep.start)).nonzero().squeeze(1)
             found = sorted((tuple(float(v) for v in sweep.boxes[v].tolist()), int(sweep.areas[v])) for v in alive)
             assert found == sorted(expected), (b, k)
@@ -164,9 +164,24 @@ def test_offsets_and_errors():
     assert len(neighbour_offsets(2, "full")) == 8 and len(neighbour_offsets(2, "face")) == 4
     assert len(neighbour_offsets(3, "full")) == 26 and len(neighbour_offsets(3, "face")) == 6
     assert len(neighbour_offsets(1, "full")) == 2
+    assert len(neighbour_offsets(3, "edge")) == 18 and len(neighbour_offsets(2, "edge")) == 8
+    assert len(neighbour_offsets(1, "edge")) == 2
     with pytest.raises(OptionError, match="connectivity"):
         neighbour_offsets(2, "diagonal")  # type: ignore[arg-type]
     with pytest.raises(ShapeError):
         component_sweep(torch.zeros(2, 2, 2, 2, 2, dtype=torch.long), 2)
     with pytest.raises(OptionError):
         component_sweep(torch.zeros(2, 3, dtype=torch.long), 0)
+
+
+def test_edge_connectivity_joins_edges_but_not_corners_in_3d():
+    corner = np.zeros((1, 2, 2, 2), bool)
+    corner[0, 0, 0, 0] = corner[0, 1, 1, 1] = True  # touch at a corner only
+    edge = np.zeros((1, 2, 2, 2), bool)
+    edge[0, 0, 0, 0] = edge[0, 1, 1, 0] = True  # touch along an edge
+    counts = {c: (label_components(torch.from_numpy(corner), connectivity=c)[1].item(),
+                  label_components(torch.from_numpy(edge), connectivity=c)[1].item())
+              for c in ("full", "edge", "face")}
+    assert counts == {"full": (1, 1), "edge": (2, 1), "face": (2, 2)}
+    for binary in (corner, edge):
+        assert_labels_match_scipy(binary, "edge")

@@ -61,11 +61,14 @@ def gt_list(boxes: torch.Tensor) -> list[tuple[float, ...]]:
     return [tuple(row) for row in boxes.tolist()]
 
 
-@given(data=maps_and_boxes(), version=st.sampled_from([1, 2]), full=st.booleans(),
+CONNECTIVITY = st.sampled_from(["full", "face", "edge"])
+
+
+@given(data=maps_and_boxes(), version=st.sampled_from([1, 2]), connectivity=CONNECTIVITY,
        thresholds=st.sampled_from([4, 10, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]]))
-def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, full, thresholds):
+def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, connectivity, thresholds):
     a, boxes = data
-    connectivity = "full" if full else "face"
+    full = connectivity
     stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=thresholds, version=version,
                                         connectivity=connectivity)
     taus = stats.thresholds.tolist()
@@ -86,13 +89,13 @@ def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, full
     assert result.score[valid].mean().item() == pytest.approx(result.value.item(), abs=1e-12)
 
 
-@given(data=maps_and_boxes(), overlap=st.sampled_from(["iobb", "iou"]), full=st.booleans(),
+@given(data=maps_and_boxes(), overlap=st.sampled_from(["iobb", "iou"]), connectivity=CONNECTIVITY,
        thresholds=st.sampled_from([(60.0, 180.0), (0.0,), (100.0, 255.0)]))
-def test_box_accuracy_matches_the_per_threshold_protocol(data, overlap, full, thresholds):
+def test_box_accuracy_matches_the_per_threshold_protocol(data, overlap, connectivity, thresholds):
     a, boxes = data
+    full = connectivity
     limits = [0.1, 0.25, 0.5, 0.75, 0.9]
-    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap,
-                          connectivity="full" if full else "face")
+    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap, connectivity=connectivity)
     for b in range(a.shape[0]):
         hits, false_positives, detections = ref.box_accuracy(a[b, 0].numpy(), gt_list(boxes[b]), list(thresholds),
                                                              overlap, limits, full)
@@ -275,6 +278,12 @@ def test_top_k_with_k_the_mask_size_is_relevance_rank_accuracy():
             mask[b, 0, torch.randperm(49, generator=g)[:size]] = True
         mask = mask.reshape(6, 1, 7, 7)
         torch.testing.assert_close(relevance_rank_accuracy(a, mask), top_k_intersection(a, mask, k=size))
+    # masks of different sizes in one batch: K is each sample's own mask size
+    mask = torch.rand(6, 1, 7, 7, generator=g) < torch.linspace(0.05, 0.9, 6).reshape(6, 1, 1, 1)
+    mask[:, 0, 0, 0] = True
+    per_sample = torch.cat([top_k_intersection(a[i:i + 1], mask[i:i + 1], k=int(mask[i].sum())) for i in range(6)])
+    assert len(set(mask.sum((1, 2, 3)).tolist())) > 1
+    torch.testing.assert_close(relevance_rank_accuracy(a, mask), per_sample)
 
 
 def test_bad_inputs_raise_typed_errors():

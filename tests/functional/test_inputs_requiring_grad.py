@@ -30,7 +30,8 @@ def _inputs():
     segments = (torch.arange(24 * 24).reshape(24, 24) // 50).expand(2, 24, 24).contiguous()
     return dict(a=a, x=x, mask=mask, forward_fn=model, model=model, target=torch.tensor([0, 2]),
                 explain_fn=captum_explainer(model, "Saliency"),
-                explainer_factory=lambda m: captum_explainer(m, "Saliency"), segments=segments)
+                explainer_factory=lambda m: captum_explainer(m, "Saliency"), segments=segments,
+                tiles=torch.tensor([[True, False, False, True], [False, True, False, False]]))
 
 
 @pytest.mark.parametrize("spec", list_metrics(), ids=lambda spec: spec.name)

@@ -68,6 +68,11 @@ CASES = {
                                    "threshold": st.sampled_from([0.2, 0.5, 1.0])}),
             st.fixed_dictionaries({"threshold_mode": st.just("quantile"),
                                    "threshold": st.sampled_from([0.0, 0.5, 0.9, 1.0])}),
+            st.fixed_dictionaries({"threshold_mode": st.just("min_max"),
+                                   "threshold": st.sampled_from([0.0, 0.2, 0.5, 1.0]),
+                                   "empty_prediction": st.sampled_from(["zero", "nan"])}),
+            st.fixed_dictionaries({"threshold_mode": st.just("otsu"),
+                                   "empty_prediction": st.sampled_from(["zero", "nan"])}),
         ),
     ),
 }

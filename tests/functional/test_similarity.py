@@ -27,9 +27,10 @@ def per_sample(reference, a: torch.Tensor, b: torch.Tensor, **kwargs) -> np.ndar
     return np.array([reference(a[i].numpy(), b[i].numpy(), **kwargs) for i in range(a.shape[0])])
 
 
-def assert_matches(ours: torch.Tensor, expected: np.ndarray, atol: float = 1e-6) -> None:
+def assert_matches(ours: torch.Tensor, expected: np.ndarray, atol: float | np.ndarray = 1e-6) -> None:
     assert ours.shape == expected.shape
-    np.testing.assert_allclose(ours.numpy(), expected, atol=atol, rtol=1e-6, equal_nan=True)
+    close = np.isclose(ours.numpy(), expected, atol=atol, rtol=1e-6, equal_nan=True)
+    assert close.all(), f"ours {ours.numpy()[~close]} != expected {expected[~close]} (atol {atol})"
 
 
 @st.composite
@@ -112,7 +113,27 @@ def test_flattened_ssim_matches_skimage(data, win_size, data_range):
     shape = xst.shapes(side=st.integers(2, 5)).filter(lambda s: math.prod(s[1:]) >= 7)
     a, b = data.draw(pairs(shape=shape, edge_cases=data.draw(st.booleans())), label="pair")
     out = sim.ssim(a, b, flatten=True, win_size=win_size, data_range=data_range)
-    assert_matches(out, per_sample(ref.ssim, a, b, flatten=True, win_size=win_size, data_range=data_range))
+    expected = per_sample(ref.ssim, a, b, flatten=True, win_size=win_size, data_range=data_range)
+    assert_matches(out, expected, atol=ssim_cancellation_tolerance(a, b, data_range))
+
+
+def ssim_cancellation_tolerance(a: torch.Tensor, b: torch.Tensor, data_range: float | None) -> np.ndarray:
+    """Absolute tolerance per sample for comparing with scikit-image's SSIM.
+
+    scikit-image forms variances as E[x^2] - E[x]^2, which loses about log10(m^2 / (v + C2))
+    digits on near-constant maps (m the mean, v the variance, C2 = (0.03 L)^2); the kernel
+    centres the maps first. The tolerance grows with that condition number.
+    """
+    flat_a, flat_b = a.flatten(1).double(), b.flatten(1).double()
+    if data_range is None:
+        both = torch.cat([flat_a, flat_b], dim=1)
+        data_range_t = both.amax(dim=1) - both.amin(dim=1)
+    else:
+        data_range_t = torch.full((a.shape[0],), float(data_range), dtype=torch.float64)
+    scale = flat_a.square().mean(dim=1) + flat_b.square().mean(dim=1)
+    spread = (0.03 * data_range_t).square() + flat_a.var(dim=1) + flat_b.var(dim=1)
+    condition = (scale / spread).nan_to_num(nan=0.0, posinf=0.0)
+    return (1e-6 + 1e-14 * condition).numpy()
 
 
 def test_ssim_of_equal_constants_is_nan_and_of_equal_maps_is_one():

@@ -48,6 +48,9 @@ NOT_YET_FUZZED: dict[str, str] = {
     "max_box_accuracy_from_statistics": "reduces max_box_accuracy_statistics; needs its own generator",
     "pxap_statistics": "sufficient statistics of pxap; needs its own generator",
     "pxap_from_counts": "reduces pxap_statistics; needs its own generator",
+    # Mosaics (functional/mosaic.py).
+    "make_mosaics": "builds a data set from images and a model (no `needs`); its errors, determinism and "
+                    "layout are tested in tests/functional/test_mosaic.py",
 }
 
 #: Metrics defined over a reference set (their scores depend on the batch by definition):
@@ -268,6 +271,23 @@ def _build_boxes(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
     return boxes
 
 
+def _build_tiles(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
+    """Which tiles of a mosaic show the target class: ``(B, n^2)`` bool flags (n = 2 mostly, so that
+    :func:`focus` takes them) or ``(B,)`` one tile index of a 2 x 2 grid; with ``edge``, a sample
+    without a target tile."""
+    kind = draw(st.sampled_from(("2x2 flags", "2x2 flags", "3x3 flags", "index"))) if edge else "2x2 flags"
+    p.labels["tiles"] = kind
+    generator = _generator(seed, 7)
+    if kind == "index":
+        return torch.randint(0, 4, (p.batch,), generator=generator)
+    cells = 9 if kind == "3x3 flags" else 4
+    flags = torch.rand((p.batch, cells), generator=generator) < 0.4
+    flags[torch.arange(p.batch), torch.randint(0, cells, (p.batch,), generator=generator)] = True
+    if edge and draw(st.integers(0, 3)) == 0:
+        flags[0] = False
+    return flags
+
+
 #: Builders in dependency order (``a`` may be ``explain_fn(x, target)``; ``forward_fn`` is ``model``).
 NEED_BUILDERS: dict[str, Callable[[st.DrawFn, Problem, int, bool], Any]] = {
     "model": _build_model,
@@ -280,6 +300,7 @@ NEED_BUILDERS: dict[str, Callable[[st.DrawFn, Problem, int, bool], Any]] = {
     "explainer_factory": _build_explainer_factory,
     "segments": _build_segments,
     "boxes": _build_boxes,
+    "tiles": _build_tiles,
 }
 
 
@@ -482,6 +503,18 @@ BAD_INPUTS: dict[str, dict[str, BadInput]] = {
         "three coordinates": BadInput(_from("boxes", lambda t: t[..., :3]), ShapeError),
         "meta": BadInput(_from("boxes", lambda t: t.to("meta")), DeviceError),
     },
+    "tiles": {
+        "float": BadInput(_from("tiles", lambda t: t.double()), DTypeError),
+        "complex": BadInput(_from("tiles", lambda t: t.to(torch.complex64)), DTypeError),
+        "numpy": BadInput(_from("tiles", lambda t: t.numpy()), DTypeError),
+        "meta": BadInput(_from("tiles", lambda t: t.to("meta")), DeviceError),
+        "one more sample": BadInput(_from("tiles", _one_more_sample), ShapeError),
+        "5 flags": BadInput(lambda p: torch.ones((p.batch, 5), dtype=torch.bool), ShapeError),
+        "3-D": BadInput(lambda p: torch.ones((p.batch, 2, 2), dtype=torch.bool), ShapeError),
+        "flags of 2": BadInput(lambda p: torch.full((p.batch, 4), 2), MaskError),
+        "index out of the grid": BadInput(lambda p: torch.full((p.batch,), 4), OptionError),
+        "negative index": BadInput(lambda p: torch.full((p.batch,), -1), OptionError),
+    },
 }
 
 
@@ -528,21 +561,22 @@ def option_cases(spec: MetricSpec) -> dict[str, tuple[Any, ...]]:
 def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
     """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.boxes_to_mask`."""
     batch, n = draw(st.integers(1, 3)), draw(st.integers(0, 3))
-    height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    dims = draw(st.sampled_from((2, 2, 3, 1)))
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(dims))
     box_format = draw(st.sampled_from(("xyxy", "xywh")))
-    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 4,
-                            max_size=batch * n * 4))
-    boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 4)
+    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 2 * dims,
+                            max_size=batch * n * 2 * dims))
+    boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 2 * dims)
+    low, high = boxes[..., :dims], boxes[..., dims:]
     if box_format == "xyxy":
-        boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])],
-                          dim=-1)
+        boxes = torch.cat([torch.minimum(low, high), torch.maximum(low, high)], dim=-1)
     else:
-        boxes[..., 2:] = boxes[..., 2:].abs()
+        boxes[..., dims:] = high.abs()
     kwargs = {"box_format": box_format, "rule": draw(st.sampled_from(("center", "cover")))}
-    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "3 coordinates",
+    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "a coordinate short",
                                     "bad size", "bad format", "negative extent")))
     error: type[Exception] | None = None
-    size: Any = (height, width)
+    size: Any = shape
     if variant == "list":
         boxes = [boxes[i] for i in range(batch)]
     elif variant == "complex":
@@ -553,23 +587,84 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
         boxes, error = boxes.to("meta"), DeviceError
     elif variant == "numpy":
         boxes, error = boxes.numpy(), DTypeError
-    elif variant == "3 coordinates":
-        boxes, error = boxes[..., :3], ShapeError
-    elif variant == "bad size":
-        size, error = draw(st.sampled_from(((0, 3), (3,), (2.0, 3), "3x3", (True, 2)))), ShapeError
+    elif variant == "a coordinate short":
+        boxes, error = boxes[..., :-1], ShapeError
+    elif variant == "bad size":  # (3,) or (3, 3) is a size of another dimension than the boxes'
+        size, error = draw(st.sampled_from(((0, 3), (3,) * (1 if dims > 1 else 2), (2.0, 3), "3x3", (True, 2),
+                                            (2, 2, 2, 2)))), ShapeError
     elif variant == "bad format":
         kwargs["box_format"], error = "cxcywh", OptionError
     elif variant == "negative extent" and n > 0:
         if box_format == "xyxy":
-            boxes[0, 0] = torch.tensor([3.0, 0.0, 1.0, 2.0])
+            boxes[0, 0, 0], boxes[0, 0, dims] = 3.0, 1.0
         else:
-            boxes[0, 0, 2] = -1.0
+            boxes[0, 0, dims] = -1.0
         error = OptionError
     return (boxes, size), kwargs, error
+
+
+@st.composite
+def tile_index_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+    """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.tile_index`."""
+    spatial: Any = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    grid: Any = draw(st.integers(2, 4))
+    variant = draw(st.sampled_from(("good", "good", "good", "grid 1", "grid float", "grid bool", "3 sizes",
+                                    "zero size", "float size", "size string")))
+    error: type[Exception] | None = None
+    if variant == "grid 1":
+        grid, error = 1, OptionError
+    elif variant == "grid float":
+        grid, error = 2.0, DTypeError
+    elif variant == "grid bool":
+        grid, error = True, DTypeError
+    elif variant == "3 sizes":
+        spatial, error = spatial + (2,), ShapeError
+    elif variant == "zero size":
+        spatial, error = (0, spatial[1]), ShapeError
+    elif variant == "float size":
+        spatial, error = (float(spatial[0]), spatial[1]), ShapeError
+    elif variant == "size string":
+        spatial, error = "4x4", ShapeError
+    return (spatial, grid), {}, error
+
+
+@st.composite
+def tune_threshold_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+    """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.tune_threshold`."""
+    problem = draw(problems(edge=True))
+    a, mask = problem.inputs["a"], problem.inputs["mask"]
+    kwargs: dict[str, Any] = {
+        "threshold_mode": draw(st.sampled_from(("min_max", "max_fraction", "quantile"))),
+        "empty_prediction": draw(st.sampled_from(("nan", "zero"))),
+    }
+    kwargs["thresholds"] = (0.2, 0.5, 1.0) if kwargs["threshold_mode"] == "max_fraction" else (0.0, 0.3, 0.7)
+    variant = draw(st.sampled_from(("good", "good", "good", "a NaN", "a integer", "mask not binary",
+                                    "mask one more sample", "thresholds decreasing", "thresholds above 1",
+                                    "mode otsu", "bad empty_prediction")))
+    error: type[Exception] | None = None
+    if variant == "a NaN":
+        a, error = _nan_at_first(a.float()), NonFiniteError
+    elif variant == "a integer":
+        a, error = a.round().long(), DTypeError
+    elif variant == "mask not binary":
+        mask, error = mask.double() * 0.5 + 0.25, MaskError
+    elif variant == "mask one more sample":
+        mask, error = _one_more_sample(mask), ShapeError
+    elif variant == "thresholds decreasing":
+        kwargs["thresholds"], error = (0.7, 0.3), OptionError
+    elif variant == "thresholds above 1":
+        kwargs["thresholds"], error = (0.5, 1.5), OptionError
+    elif variant == "mode otsu":
+        kwargs["threshold_mode"], error = "otsu", OptionError
+    elif variant == "bad empty_prediction":
+        kwargs["empty_prediction"], error = "one", OptionError
+    return (a, mask), kwargs, error
 
 
 #: Public functions of ``xaiscore.functional`` that are not registered metrics, with their own
 #: call generators (``test_extra_functions``).
 EXTRA_FUNCTIONS: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
     "boxes_to_mask": boxes_to_mask_calls,
+    "tile_index": tile_index_calls,
+    "tune_threshold": tune_threshold_calls,
 }

@@ -266,7 +266,7 @@ def test_netcdf_round_trip(tmp_path):
 
 def test_every_registered_metric_can_be_planned():
     everything = frozenset({"a", "x", "target", "forward_fn", "model", "explain_fn", "explainer_factory", "mask",
-                            "segments"})
+                            "segments", "tiles"})
     planned, skipped = plan_metrics(list(list_metrics()), None, available=everything)
     assert skipped == {} and [p.name for p in planned] == [s.name for s in list_metrics()]
     _, skipped = plan_metrics(list(list_metrics()), None, available=everything - {"mask", "segments"})

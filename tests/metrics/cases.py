@@ -21,7 +21,7 @@ from xaiscore.specs import MetricSpec
 
 N, SIZE, CLASSES = 7, 12, 4
 CALLABLES = ("model", "forward_fn", "explain_fn", "explainer_factory")
-INPUTS = ("x", "a", "mask", "target", "segments")
+INPUTS = ("x", "a", "mask", "target", "segments", "tiles")
 
 #: Options that keep every metric fast on 12 x 12 inputs.
 SMALL: dict[str, dict[str, Any]] = {
@@ -86,7 +86,11 @@ def dataset(seed: int = 0) -> dict[str, Tensor]:
         mask[i, :, r : r + 5, c : c + 5] = True
     mask[3] = False
     target = torch.tensor([0, 1, 2, 3, 1, 0, 2])
-    return {"x": x, "a": a.reshape(N, 1, SIZE, SIZE), "mask": mask, "target": target}
+    # target tiles of 2 x 2 mosaics (grid pointing game, focus): one or two per sample
+    tiles = torch.zeros(N, 4, dtype=torch.bool)
+    tiles[torch.arange(N), torch.arange(N) % 4] = True
+    tiles[::2, 3] = True
+    return {"x": x, "a": a.reshape(N, 1, SIZE, SIZE), "mask": mask, "target": target, "tiles": tiles}
 
 
 def callables() -> dict[str, Any]:

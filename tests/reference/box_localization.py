@@ -24,11 +24,17 @@ def normalise(m: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return out * m.dtype.type(scale) if scale != 1.0 else out
 
 
-def structure(dims: int, full: bool) -> np.ndarray:
-    return ndimage.generate_binary_structure(dims, dims if full else 1)
+def structure(dims: int, full: bool | str) -> np.ndarray:
+    """scipy's structuring element: ``full`` True / ``"full"`` (rank ``d``), False / ``"face"`` (rank 1),
+    ``"edge"`` (rank 2, at most ``d``)."""
+    if isinstance(full, str):
+        rank = {"full": dims, "face": 1, "edge": min(2, dims)}[full]
+    else:
+        rank = dims if full else 1
+    return ndimage.generate_binary_structure(dims, rank)
 
 
-def regions(binary: np.ndarray, full: bool = True) -> list[tuple[tuple[float, ...], int]]:
+def regions(binary: np.ndarray, full: bool | str = True) -> list[tuple[tuple[float, ...], int]]:
     """``(box, area)`` of each connected region, in ``scipy.ndimage.label`` order."""
     labels, _ = ndimage.label(binary, structure=structure(binary.ndim, full))
     out = []
@@ -59,7 +65,7 @@ def iobb(det: tuple[float, ...], gt: tuple[float, ...]) -> float:
 
 
 def max_box_correct(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[float], deltas: list[float],
-                    version: int, full: bool = True) -> np.ndarray:
+                    version: int, full: bool | str = True) -> np.ndarray:
     """Choe et al. 2020: ``(D, T)`` correctness of one map (``m`` of shape ``S``)."""
     s = normalise(m)
     out = np.zeros((len(deltas), len(thresholds)), dtype=bool)
@@ -78,7 +84,7 @@ def max_box_correct(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list
 
 
 def box_accuracy(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[float], overlap: str,
-                 overlap_thresholds: list[float], full: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 overlap_thresholds: list[float], full: bool | str = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Wang et al. 2017 on one map: ``hits (H, K)``, ``false positives (H, K)``, ``detections (H,)``.
 
     The map is scaled to [0, 255]; at each threshold every connected region of ``{s >= t}`` is a

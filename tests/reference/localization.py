@@ -153,32 +153,80 @@ def localization_auc(a, mask, *, how="sum"):
     return float(roc_auc_score(in_mask.astype(int), values))
 
 
-def localization_iou(a, mask, *, threshold=0.5, threshold_mode="max_fraction", how="sum"):
+def _binarise(values, threshold, threshold_mode):
+    """CAM's fraction of the maximum, numpy's quantile, CheXlocalize's ``normalised > t``, or Otsu."""
+    if threshold_mode == "max_fraction":
+        peak = values.max()
+        return (values >= threshold * peak) & (peak > 0)
+    if threshold_mode == "quantile":
+        return values >= np.quantile(values, threshold)
+    if threshold_mode == "min_max":
+        low, high = values.min(), values.max()
+        if high == low:
+            return np.zeros(values.shape, bool)
+        return (values - low) / (high - low) > threshold
+    if values.min() == values.max():  # skimage returns the value itself: nothing lies above it
+        return np.zeros(values.shape, bool)
+    from skimage.filters import threshold_otsu
+
+    return values > threshold_otsu(values, nbins=256)
+
+
+def localization_iou(a, mask, *, threshold=0.5, threshold_mode="max_fraction", empty_prediction="zero",
+                     how="sum"):
     values, in_mask = prepare(a, mask, how)
     if not in_mask.any():
         return math.nan
-    if threshold_mode == "max_fraction":
-        peak = values.max()
-        selected = (values >= threshold * peak) & (peak > 0)
-    else:
-        selected = values >= np.quantile(values, threshold)
+    selected = _binarise(values, threshold, threshold_mode)
+    if empty_prediction == "nan" and not selected.any():
+        return math.nan
     union = np.logical_or(selected, in_mask).sum()
     return float(np.logical_and(selected, in_mask).sum() / union)
 
 
+def tune_threshold(maps, masks, thresholds, threshold_mode="min_max", empty_prediction="nan", how="sum"):
+    """CheXlocalize's tuning, one threshold at a time: the mean IoU (NaN-aware) over the samples at each
+    threshold, and the first threshold with the largest mean. ``maps``, ``masks``: lists of samples."""
+    means = []
+    for t in thresholds:
+        ious = [localization_iou(a, m, threshold=t, threshold_mode=threshold_mode,
+                                 empty_prediction=empty_prediction, how=how) for a, m in zip(maps, masks)]
+        defined = [v for v in ious if not math.isnan(v)]
+        means.append(sum(defined) / len(defined) if defined else math.nan)
+    finite = [m for m in means if not math.isnan(m)]
+    best = thresholds[means.index(max(finite))] if finite else math.nan
+    return best, means
+
+
+def hit_rate(maps, masks, how="sum"):
+    """CheXlocalize's hit rate: the first maximum (``numpy.argmax``) in the mask; empty masks left out."""
+    hits = []
+    for a, m in zip(maps, masks):
+        values, in_mask = prepare(a, m, how)
+        if in_mask.any():
+            hits.append(float(in_mask[int(np.argmax(values))]))
+    return sum(hits) / len(hits) if hits else math.nan
+
+
 def boxes_to_mask(boxes, size, *, box_format="xyxy", rule="center"):
-    """One sample: boxes ``(N, 4)`` -> bool mask ``(H, W)``, pixel by pixel."""
-    height, width = size
-    out = np.zeros((height, width), dtype=bool)
-    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+    """One sample: boxes ``(N, 2 d)`` -> bool mask ``size``, pixel by pixel, 1-D to 3-D.
+
+    ``size`` is ``(W,)``, ``(H, W)`` or ``(D, H, W)``; box coordinate ``c`` (x, y, z) runs along
+    spatial axis ``d - 1 - c``: ``(x0, y0, z0, x1, y1, z1)`` on ``(D, H, W)``."""
+    dims = len(size)
+    out = np.zeros(size, dtype=bool)
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 2 * dims):
         if np.isnan(box).any():
             continue
-        x0, y0, c, d = box
-        x1, y1 = (x0 + c, y0 + d) if box_format == "xywh" else (c, d)
-        for i, j in itertools.product(range(height), range(width)):
-            if rule == "center":
-                inside = x0 <= j + 0.5 < x1 and y0 <= i + 0.5 < y1
-            else:  # the pixel square [j, j+1) x [i, i+1) overlaps the box with positive area
-                inside = min(j + 1, x1) - max(j, x0) > 0 and min(i + 1, y1) - max(i, y0) > 0
-            out[i, j] |= inside
+        low = box[:dims]
+        high = low + box[dims:] if box_format == "xywh" else box[dims:]
+        for pixel in itertools.product(*(range(side) for side in size)):
+            inside = True
+            for c in range(dims):
+                p = pixel[dims - 1 - c]  # x is the last axis
+                if rule == "center":
+                    inside &= bool(low[c] <= p + 0.5 < high[c])
+                else:  # the pixel's unit cell overlaps the box with positive volume
+                    inside &= bool(min(p + 1, high[c]) - max(p, low[c]) > 0)
+            out[pixel] |= inside
     return out

@@ -9,7 +9,9 @@ Two entry points, both batched over samples with no Python loop over them:
 
 **Connectivity.** ``"full"`` joins pixels that touch by a face, an edge or a corner (8 in 2-D,
 26 in 3-D, 2 in 1-D: ``scipy.ndimage.generate_binary_structure(d, d)``); ``"face"`` only by a
-face (4 in 2-D, 6 in 3-D: ``generate_binary_structure(d, 1)``).
+face (4 in 2-D, 6 in 3-D: ``generate_binary_structure(d, 1)``); ``"edge"`` by a face or an edge
+(18 in 3-D: ``generate_binary_structure(3, 2)``, the regions of SE3D's code; as ``"full"`` in 1-D
+and 2-D).
 
 **Boxes.** A component's bounding box is end-exclusive in pixel units, as
 ``xaiscore.functional.boxes_to_mask`` reads boxes: ``(x0, x1)`` in 1-D, ``(x0, y0, x1, y1)``
@@ -63,19 +65,25 @@ __all__ = [
     "neighbour_offsets",
 ]
 
-Connectivity = Literal["full", "face"]
-CONNECTIVITIES: tuple[str, ...] = ("full", "face")
+Connectivity = Literal["full", "face", "edge"]
+CONNECTIVITIES: tuple[str, ...] = ("full", "face", "edge")
 
 
 def neighbour_offsets(spatial_dims: int, connectivity: Connectivity = "full") -> list[tuple[int, ...]]:
-    """The neighbour offsets of a pixel (without ``(0, ..., 0)``), in lexicographic order."""
+    """The neighbour offsets of a pixel (without ``(0, ..., 0)``), in lexicographic order.
+
+    ``"full"``: every offset in ``{-1, 0, 1}^d`` (8 in 2-D, 26 in 3-D); ``"face"``: those along
+    one axis (4 / 6); ``"edge"``: those along at most two axes (18 in 3-D, as
+    ``scipy.ndimage.generate_binary_structure(3, 2)``; the same as ``"full"`` in 1-D and 2-D).
+    """
     check_option(connectivity, "connectivity", CONNECTIVITIES)
     if not 1 <= spatial_dims <= 3:
         raise ShapeError(f"Expected 1 to 3 spatial dimensions, but got {spatial_dims}.")
+    reach = {"face": 1, "edge": 2, "full": spatial_dims}[connectivity]
     offsets = []
     for step in itertools.product((-1, 0, 1), repeat=spatial_dims):
         distance = sum(abs(s) for s in step)
-        if distance == 0 or (connectivity == "face" and distance != 1):
+        if distance == 0 or distance > reach:
             continue
         offsets.append(step)
     return offsets

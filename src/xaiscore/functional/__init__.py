@@ -40,17 +40,17 @@ from xaiscore.functional.faithfulness_random import (
     infidelity,
     sensitivity_n,
 )
+from xaiscore.functional.box_masks import boxes_to_mask
 from xaiscore.functional.localization import (
     attribution_localisation,
-    boxes_to_mask,
     energy_pointing_game,
     localization_auc,
-    localization_iou,
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from xaiscore.functional.mosaic import focus, grid_pointing_game, make_mosaics, tile_index
 from xaiscore.functional.pointing_accuracy import pointing_accuracy
 from xaiscore.functional.randomization import (
     efficient_mprt,
@@ -69,6 +69,7 @@ from xaiscore.functional.robustness import (
     relative_output_stability,
     relative_representation_stability,
 )
+from xaiscore.functional.segmentation import localization_iou, tune_threshold
 from xaiscore.functional.sufficiency import sufficiency
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "attribution_localisation",
     "localization_auc",
     "localization_iou",
+    "tune_threshold",
     "pointing_accuracy",
     "boxes_to_mask",
     # box-level localization
@@ -92,6 +94,11 @@ __all__ = [
     "pxap_statistics",
     "pxap_from_counts",
     "mask_to_boxes",
+    # mosaics
+    "grid_pointing_game",
+    "focus",
+    "make_mosaics",
+    "tile_index",
     # complexity
     "sparseness",
     "complexity",

@@ -33,9 +33,11 @@ __all__ = [
     "Overlap",
     "PxAPResult",
     "PxAPStatistics",
+    "box_accuracy_figures",
     "box_overlaps",
     "ground_truth_boxes",
     "mask_boxes",
+    "precision_recall",
     "prepare_map",
     "prepare_mask",
     "threshold_grid",
@@ -184,6 +186,19 @@ def box_overlaps(detections: Tensor, sample: Tensor, truth: Tensor, valid: Tenso
     return torch.where(valid.index_select(0, sample), ratio, torch.full_like(ratio, -1.0))
 
 
+def precision_recall(positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Precision and recall at each threshold from per-bin counts ``(..., T + 1)``, and the
+    number of ground-truth pixels: ``(..., T)``, ``(..., T)``, ``(...)`` float64 (precision 0
+    where nothing is selected)."""
+    tp = positives.flip(-1).cumsum(-1).flip(-1)[..., 1:].to(torch.float64)  # selected at each tau
+    fp = negatives.flip(-1).cumsum(-1).flip(-1)[..., 1:].to(torch.float64)
+    total = positives.sum(-1, keepdim=True).to(torch.float64)
+    selected = tp + fp
+    precision = torch.where(selected > 0, tp / selected.clamp(min=1), torch.zeros_like(tp))
+    recall = tp / total.clamp(min=1)
+    return precision, recall, total.squeeze(-1)
+
+
 # --- result types (re-exported by xaiscore.functional.box_localization) -----------------------------
 
 
@@ -201,9 +216,12 @@ class BoxAccuracyResult(NamedTuple):
         num_boxes: ``(B,)`` int64 ground-truth boxes.
         thresholds: ``(H,)`` the binarisation thresholds (in ``threshold_mode`` units).
         overlap_thresholds: ``(K,)``.
-
-    Dataset figures as the paper reports them: accuracy = ``hits.sum(0) / num_boxes.sum()``,
-    average false positives = ``false_positives.float().mean(0)`` (per image).
+        value: ``()`` the set score of the batch: ``set_accuracy`` averaged over ``(H, K)``;
+            NaN when no sample has a ground-truth box.
+        set_accuracy: ``(H, K)`` the paper's accuracy over the batch,
+            ``hits.sum(0) / num_boxes.sum()`` (ground-truth boxes pooled); NaN without boxes.
+        average_false_positives: ``(H, K)`` the paper's AFP, false positives per image
+            (``false_positives.mean(0)``, every sample counted).
     """
 
     score: Tensor
@@ -214,6 +232,26 @@ class BoxAccuracyResult(NamedTuple):
     num_boxes: Tensor
     thresholds: Tensor
     overlap_thresholds: Tensor
+    value: Tensor
+    set_accuracy: Tensor
+    average_false_positives: Tensor
+
+
+def box_accuracy_figures(hits: Tensor, false_positives: Tensor, num_boxes: Tensor,
+                         num_images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(value, accuracy, average_false_positives)`` from summed counts, float64.
+
+    ``hits``, ``false_positives``: ``(H, K)`` sums; ``num_boxes``, ``num_images``: 0-d sums.
+    ``accuracy = hits / num_boxes`` (NaN without boxes), ``value`` its mean,
+    ``average_false_positives = false_positives / num_images`` (NaN without images).
+    """
+    boxes = num_boxes.to(torch.float64)
+    images = num_images.to(torch.float64)
+    accuracy = hits.to(torch.float64) / boxes.clamp(min=1)
+    accuracy = torch.where(boxes > 0, accuracy, torch.full_like(accuracy, math.nan))
+    afp = false_positives.to(torch.float64) / images.clamp(min=1)
+    afp = torch.where(images > 0, afp, torch.full_like(afp, math.nan))
+    return accuracy.mean(), accuracy, afp
 
 
 class MaxBoxAccuracyStatistics(NamedTuple):

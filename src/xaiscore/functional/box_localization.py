@@ -12,9 +12,10 @@ end-exclusive in pixel units, ``x`` along the last axis: ``(x0, y0, x1, y1)`` in
 ``(x0, y0, z0, x1, y1, z1)`` in 3-D (``z`` the first spatial axis), as ``boxes_to_mask`` reads
 them.
 
-The set-level protocols (MaxBoxAcc, PxAP) come as two functions each: ``*_statistics`` returns
-per-sample sufficient statistics that add up over batches and processes, and the metric itself
-computes the set score over the batch it is given (and a per-sample score for tables). See
+All three protocols are set-level: each kernel computes the set score over the batch it is
+given (and a per-sample score for tables); :mod:`xaiscore.functional.box_statistics` holds
+their summable counts for datasets scored in batches. ``*_statistics`` return per-sample
+sufficient statistics. See
 ``docs/box_localization.md`` for definitions, sources and the differences from the authors' code.
 """
 
@@ -42,8 +43,10 @@ from xaiscore.functional._boxes import (
     Overlap,
     PxAPResult,
     PxAPStatistics,
+    box_accuracy_figures,
     box_overlaps,
     ground_truth_boxes,
+    precision_recall,
     mask_boxes,
     prepare_map,
     prepare_mask,
@@ -91,7 +94,7 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
 
     Args:
         mask: ``(B, 1|C, *S)`` bool or 0/1 (channels united), 1 to 3 spatial dims.
-        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
 
     Returns:
         float64 boxes in raster order of each region's first pixel; ``G`` is the largest region
@@ -158,16 +161,22 @@ def box_accuracy(
             is ignored).
         overlap: ``"iobb"`` or ``"iou"``.
         overlap_thresholds: The ``T`` values (the paper's table: 0.1, 0.25, 0.5, 0.75, 0.9).
-        connectivity: ``"full"`` (8 / 26-connected regions) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 / 26-connected regions), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 
     Returns:
-        :class:`BoxAccuracyResult`.
+        :class:`BoxAccuracyResult`: per sample (``score``, ``accuracy``, counts) and, over the
+        batch as the set, the paper's figures: ``set_accuracy`` (ground-truth boxes pooled),
+        ``average_false_positives`` (per image) and ``value`` (``set_accuracy`` averaged over
+        the ``(H, K)`` cells). **Set-level**: the pooled figures depend on the batch; to score a
+        dataset in batches, sum :data:`~xaiscore.functional.box_statistics.BOX_ACCURACY`'s
+        counts or use ``xaiscore.metrics.BoxAccuracy``. ``score`` is the sample's own.
 
     Shape:
         - a: ``(B, C, *S)``; mask: ``(B, 1|C, *S)``; boxes: ``(B, G, 2 d)``
         - score: ``(B,)``; accuracy, hits, false_positives: ``(B, H, K)``
+        - value: ``()``; set_accuracy, average_false_positives: ``(H, K)``
 
     Example:
         >>> a = torch.zeros(1, 1, 8, 8); a[0, 0, 2:4, 2:4] = 1.0; a[0, 0, 6, 6] = 0.5
@@ -221,9 +230,12 @@ def box_accuracy(
     accuracy = hits.to(dtype) / num_boxes.clamp(min=1).to(dtype)[:, None, None]
     accuracy = nan_where((num_boxes == 0)[:, None, None].expand_as(accuracy), accuracy)
     score = accuracy.mean(dim=(1, 2))
+    value, set_accuracy, afp = box_accuracy_figures(hits.sum(0), false_pos.sum(0), num_boxes.sum(),
+                                                    torch.tensor(batch, device=a_map.device))
     return BoxAccuracyResult(score=score, accuracy=accuracy, hits=hits, false_positives=false_pos,
                              detections=detections, num_boxes=num_boxes, thresholds=grid.to(dtype),
-                             overlap_thresholds=t_overlap.to(dtype))
+                             overlap_thresholds=t_overlap.to(dtype), value=value.to(dtype),
+                             set_accuracy=set_accuracy.to(dtype), average_false_positives=afp.to(dtype))
 
 
 # --- Choe et al. 2020: MaxBoxAcc (v1, v2) ------------------------------------------------------------------
@@ -268,7 +280,7 @@ def max_box_accuracy_statistics(
         version: 1 (largest component, ``delta = 0.5``) or 2 (all components, ``delta`` in
             0.3, 0.5, 0.7).
         iou_thresholds: Override the ``delta`` values of the version.
-        connectivity: ``"full"`` (8 / 26) or ``"face"`` (4 / 6).
+        connectivity: ``"full"`` (8 / 26), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D, SE3D's code).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 
@@ -315,11 +327,12 @@ def max_box_accuracy_statistics(
 
 
 def max_box_accuracy_from_statistics(correct: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The set score from (summed or concatenated) statistics.
+    """The set score from per-sample (concatenated) or summed statistics.
 
     Args:
-        correct: ``(B, D, T)`` bool or counts.
-        valid: ``(B,)`` bool or counts.
+        correct: ``(B, D, T)`` per-sample bool or counts, or ``(D, T)`` counts already summed
+            over the samples (with a 0-d ``valid``).
+        valid: ``(B,)`` bool or counts, or the 0-d number of samples with ground-truth boxes.
 
     Returns:
         ``(value, accuracy, best)``: ``()`` mean over ``D`` of the maximum over ``T`` of
@@ -327,7 +340,8 @@ def max_box_accuracy_from_statistics(correct: Tensor, valid: Tensor) -> tuple[Te
         the best map threshold (the first on ties). NaN when no sample is valid.
     """
     total = valid.sum().to(torch.float64)
-    accuracy = correct.sum(0).to(torch.float64) / total.clamp(min=1)
+    counts = correct if valid.ndim == 0 else correct.sum(0)
+    accuracy = counts.to(torch.float64) / total.clamp(min=1)
     accuracy = nan_where(total == 0, accuracy)
     best_value, best = accuracy.max(dim=1)
     return best_value.mean(), accuracy, best
@@ -354,7 +368,8 @@ def max_box_accuracy(
     component of ``{s >= tau}`` (v1, ``Delta = {0.5}``) or every component's box (v2,
     ``Delta = {0.3, 0.5, 0.7}``); see :func:`max_box_accuracy_statistics` for the per-sample
     statistics and the arguments. The score is a *set* score: to score a dataset in batches,
-    concatenate (or sum) the statistics and call :func:`max_box_accuracy_from_statistics`.
+    sum :data:`~xaiscore.functional.box_statistics.MAX_BOX_ACCURACY`'s counts or use
+    ``xaiscore.metrics.MaxBoxAccuracy``.
 
     Returns:
         :class:`MaxBoxAccuracyResult` (``value``, per-sample ``score``, ``curve``, ...).
@@ -441,16 +456,6 @@ def pxap_statistics(
     return PxAPStatistics(positives=positives, negatives=negatives, thresholds=grid.to(a_map.dtype))
 
 
-def _precision_recall(positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    tp = positives.flip(-1).cumsum(-1).flip(-1)[..., 1:].to(torch.float64)  # selected at each tau
-    fp = negatives.flip(-1).cumsum(-1).flip(-1)[..., 1:].to(torch.float64)
-    total = positives.sum(-1, keepdim=True).to(torch.float64)
-    selected = tp + fp
-    precision = torch.where(selected > 0, tp / selected.clamp(min=1), torch.zeros_like(tp))
-    recall = tp / total.clamp(min=1)
-    return precision, recall, total.squeeze(-1)
-
-
 def pxap_from_counts(positives: Tensor, negatives: Tensor) -> Tensor:
     r"""PxAP from per-bin counts (:class:`PxAPStatistics`), over the last axis.
 
@@ -468,7 +473,7 @@ def pxap_from_counts(positives: Tensor, negatives: Tensor) -> Tensor:
     Returns:
         ``(...)`` float64; NaN where there is no ground-truth pixel.
     """
-    precision, recall, total = _precision_recall(positives, negatives)
+    precision, recall, total = precision_recall(positives, negatives)
     next_recall = torch.cat([recall[..., 1:], torch.zeros_like(recall[..., :1])], dim=-1)
     ap = (precision * (recall - next_recall)).sum(-1)
     return nan_where(total == 0, ap)
@@ -487,8 +492,9 @@ def pxap(
 
     ``PxPrec(tau) = |{s >= tau} ∩ M| / |{s >= tau}|`` and ``PxRec(tau) = |{s >= tau} ∩ M| / |M|``
     over all pixels of all samples (maps min-max normalised per sample), integrated as in
-    :func:`pxap_from_counts`. A set score: sum :func:`pxap_statistics` over batches for a
-    dataset. ``score`` gives each sample's own PxAP for per-sample tables.
+    :func:`pxap_from_counts`. A set score: to score a dataset in batches, sum
+    :data:`~xaiscore.functional.box_statistics.PXAP`'s counts or use ``xaiscore.metrics.PxAP``.
+    ``score`` gives each sample's own PxAP for per-sample tables.
 
     Args:
         a, mask, ignore, thresholds, reduce_channels, validate: as :func:`pxap_statistics`.
@@ -509,7 +515,7 @@ def pxap(
                             validate=validate)
     dtype = stats.thresholds.dtype
     pooled_pos, pooled_neg = stats.positives.sum(0), stats.negatives.sum(0)
-    precision, recall, _ = _precision_recall(pooled_pos, pooled_neg)
+    precision, recall, _ = precision_recall(pooled_pos, pooled_neg)
     value = pxap_from_counts(pooled_pos, pooled_neg)
     score = pxap_from_counts(stats.positives, stats.negatives)
     return PxAPResult(value=value.to(dtype), score=score.to(dtype), precision=precision.to(dtype),

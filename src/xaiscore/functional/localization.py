@@ -13,7 +13,6 @@ See ``docs/localization.md`` for formulas, defaults and the differences from Qua
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -21,15 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xaiscore._checks import (
-    DeviceError,
-    DTypeError,
-    OptionError,
-    ShapeError,
     check_attributions,
     check_fraction,
     check_mask,
     check_option,
-    check_tensor,
 )
 from xaiscore._engine.reduction import ChannelReduction, reduce_mask_channels
 from xaiscore._engine.reduction import reduce_channels as _reduce_channels
@@ -39,8 +33,9 @@ from xaiscore.functional._common import (
     nan_where,
     prepare_map_and_mask,
     resolve_count,
-    sorted_quantile,
 )
+from xaiscore.functional.box_masks import boxes_to_mask  # re-exported: its former home
+from xaiscore.functional.segmentation import localization_iou  # re-exported: its former home
 
 __all__ = [
     "pointing_game",
@@ -413,189 +408,3 @@ def localization_auc(
     denominator = (2 * positives * negatives).clamp(min=1)
     auc = (doubled_u.double() / denominator.double()).to(a_flat.dtype)
     return nan_where((positives == 0) | (negatives == 0), auc)
-
-
-def localization_iou(
-    a: Tensor,
-    mask: Tensor,
-    *,
-    threshold: float = 0.5,
-    threshold_mode: Literal["max_fraction", "quantile"] = "max_fraction",
-    reduce_channels: ChannelReduction | None = "sum",
-    validate: bool = True,
-) -> Tensor:
-    r"""Intersection over union between the thresholded map and the mask.
-
-    The map is binarized per sample, then ``IoU = |B ∩ M| / |B ∪ M|``:
-
-    * ``threshold_mode="max_fraction"`` (default): ``B = {p : a_p >= t * max(a)}``,
-      the CAM rule of Zhou et al. 2016 (who use t = 0.2 on the CAM). A map
-      with no positive value selects nothing.
-    * ``threshold_mode="quantile"``: ``B = {p : a_p >= q_t(a)}``, the ``t``-quantile
-      of the sample's values (linear interpolation, as numpy), so that about
-      a ``1 - t`` share of the features is kept; ties at the quantile are kept.
-
-    Args:
-        threshold: ``t`` in (0, 1] for ``"max_fraction"``, in [0, 1] for ``"quantile"``.
-
-    Returns:
-        ``(B,)`` in [0, 1]; NaN for an empty mask.
-
-    Shape:
-        - a: ``(B, C, *S)``; mask: ``(B, 1|C, *S)``; output: ``(B,)``
-
-    Example:
-        >>> a = torch.tensor([[[1.0, 0.6, 0.2, 0.0]]])
-        >>> mask = torch.tensor([[[True, False, True, False]]])
-        >>> localization_iou(a, mask, threshold=0.5).tolist()
-        [0.3333333432674408]
-    """
-    check_option(threshold_mode, "threshold_mode", ("max_fraction", "quantile"))
-    if threshold_mode == "max_fraction":
-        threshold = check_fraction(threshold, "threshold", low_inclusive=False)
-    else:
-        threshold = check_fraction(threshold, "threshold")
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
-    if threshold_mode == "max_fraction":
-        peak = a_flat.amax(dim=1, keepdim=True)
-        selected = (a_flat >= threshold * peak) & (peak > 0)
-    else:
-        selected = a_flat >= sorted_quantile(a_flat, threshold)
-    intersection = (selected & mask_flat).sum(1)
-    union = (selected | mask_flat).sum(1)
-    iou = intersection.to(a_flat.dtype) / union.clamp(min=1).to(a_flat.dtype)
-    return nan_where(mask_flat.sum(1) == 0, iou)
-
-
-def boxes_to_mask(
-    boxes: Tensor | Sequence[Tensor],
-    size: tuple[int, int] | Sequence[int],
-    *,
-    box_format: Literal["xyxy", "xywh"] = "xyxy",
-    rule: Literal["center", "cover"] = "center",
-    device: torch.device | str | None = None,
-) -> Tensor:
-    r"""Rasterize bounding boxes into a boolean mask ``(B, 1, H, W)``.
-
-    Coordinates are in pixels with the origin at the top-left corner of the
-    image; pixel ``(i, j)`` (row ``i``, column ``j``) covers the square
-    ``[j, j + 1) x [i, i + 1)``. Boxes are end-exclusive:
-
-    * ``rule="center"`` (default): a pixel is in a box when its centre
-      ``(j + 0.5, i + 0.5)`` lies in ``[x0, x1) x [y0, y1)``. For integer
-      coordinates this is exactly columns ``x0 .. x1 - 1`` and rows
-      ``y0 .. y1 - 1``; a box narrower than a pixel may cover none.
-    * ``rule="cover"``: a pixel is in a box when it overlaps the box with
-      positive area (columns ``floor(x0) .. ceil(x1) - 1``), so every box
-      with positive area covers at least one pixel.
-
-    Several boxes per sample are united. Boxes are clipped to the image.
-
-    Args:
-        boxes: A tensor ``(B, N, 4)`` or a sequence of ``B`` tensors ``(N_i, 4)``
-            (``N_i`` may be 0). Rows holding NaN are padding and ignored.
-        size: ``(H, W)``; images need not be square.
-        box_format: ``"xyxy"`` (x0, y0, x1, y1) or ``"xywh"`` (x0, y0, width, height).
-        rule: ``"center"`` or ``"cover"`` (see above).
-        device: Device of the result (default: that of ``boxes``).
-
-    Raises:
-        DTypeError: ``boxes`` not tensors, or complex or bool.
-        ShapeError: boxes not of shape ``(N, 4)`` per sample, or a bad ``size``.
-        OptionError: a box with negative width or height.
-
-    Shape:
-        - boxes: ``(B, N, 4)`` or ``B x (N_i, 4)``
-        - output: ``(B, 1, H, W)`` bool
-
-    Example:
-        >>> m = boxes_to_mask(torch.tensor([[[1.0, 0.0, 3.0, 2.0]]]), (3, 4))
-        >>> m[0, 0].int().tolist()
-        [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
-        >>> boxes_to_mask([torch.tensor([[1.2, 0.0, 1.4, 1.0]])], (1, 3), rule="cover")[0, 0, 0].tolist()
-        [False, True, False]
-    """
-    check_option(box_format, "box_format", ("xyxy", "xywh"))
-    check_option(rule, "rule", ("center", "cover"))
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-    ):
-        raise ShapeError(f"Expected `size` as (H, W) with two positive ints, but got {size!r}.")
-    height, width = int(size[0]), int(size[1])
-    padded = _pad_boxes(boxes)
-    if device is not None:
-        padded = padded.to(device)
-    if not padded.is_floating_point():
-        padded = padded.to(torch.float32)
-    valid = ~torch.isnan(padded).any(dim=2)  # (B, N)
-    x0, y0, third, fourth = padded.unbind(dim=2)
-    if box_format == "xywh":
-        extent_x, extent_y = third, fourth
-        x1, y1 = x0 + third, y0 + fourth
-    else:
-        extent_x, extent_y = third - x0, fourth - y0
-        x1, y1 = third, fourth
-    negative = valid & ((extent_x < 0) | (extent_y < 0))
-    if bool(negative.any()):
-        sample, row = (int(v) for v in negative.nonzero()[0])
-        raise OptionError(
-            f"Expected boxes with non-negative width and height in format {box_format!r}, but box {row} "
-            f"of sample {sample} is {padded[sample, row].tolist()}."
-        )
-    dtype = padded.dtype
-    cols = torch.arange(width, device=padded.device, dtype=dtype)
-    rows = torch.arange(height, device=padded.device, dtype=dtype)
-    if rule == "center":
-        in_x = (cols + 0.5 >= x0[..., None]) & (cols + 0.5 < x1[..., None])  # (B, N, W)
-        in_y = (rows + 0.5 >= y0[..., None]) & (rows + 0.5 < y1[..., None])  # (B, N, H)
-    else:
-        # Overlap with positive area: a box of zero width or height covers nothing.
-        in_x = (cols + 1 > x0[..., None]) & (cols < x1[..., None]) & (x1 > x0)[..., None]
-        in_y = (rows + 1 > y0[..., None]) & (rows < y1[..., None]) & (y1 > y0)[..., None]
-    in_x = in_x & valid[..., None]
-    # union over boxes: (B, H, N) @ (B, N, W) counts the boxes covering each pixel
-    counts = torch.bmm(in_y.transpose(1, 2).to(torch.float32), in_x.to(torch.float32))
-    return (counts > 0.5).unsqueeze(1)
-
-
-def _check_box_dtype(boxes: Tensor, name: str) -> Tensor:
-    boxes = check_tensor(boxes, name)
-    if boxes.is_complex() or boxes.dtype == torch.bool:
-        raise DTypeError(f"Expected `{name}` to hold real coordinates, but got dtype {boxes.dtype}.")
-    return boxes
-
-
-def _pad_boxes(boxes: Tensor | Sequence[Tensor]) -> Tensor:
-    if isinstance(boxes, Tensor):
-        _check_box_dtype(boxes, "boxes")
-        if boxes.ndim != 3 or boxes.shape[2] != 4:
-            raise ShapeError(
-                f"Expected `boxes` of shape (B, N, 4), or a list of (N_i, 4) tensors, but got "
-                f"a tensor of shape {tuple(boxes.shape)}."
-            )
-        return boxes
-    if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Sequence):
-        raise DTypeError(
-            f"Expected `boxes` as a tensor (B, N, 4) or a sequence of (N_i, 4) tensors, but got "
-            f"{type(boxes).__name__}."
-        )
-    if len(boxes) == 0:
-        raise ShapeError("Expected `boxes` for at least one sample, but got an empty sequence.")
-    items = []
-    for i, item in enumerate(boxes):
-        item = _check_box_dtype(item, f"boxes[{i}]")
-        if item.ndim == 1 and item.shape[0] == 4:
-            item = item.unsqueeze(0)
-        if item.ndim != 2 or item.shape[1] != 4:
-            raise ShapeError(f"Expected `boxes[{i}]` of shape (N, 4), but got {tuple(item.shape)}.")
-        items.append(item)
-    longest = max(1, max(item.shape[0] for item in items))
-    dtype = torch.promote_types(items[0].dtype, torch.float32) if items[0].is_floating_point() else torch.float32
-    out = torch.full((len(items), longest, 4), math.nan, dtype=dtype, device=items[0].device)
-    for i, item in enumerate(items):
-        if item.device != out.device:
-            raise DeviceError(f"Expected every `boxes[i]` on {out.device}, but `boxes[{i}]` is on {item.device}.")
-        out[i, : item.shape[0]] = item.to(dtype)
-    return out

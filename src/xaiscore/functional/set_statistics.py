@@ -7,8 +7,9 @@ per-threshold counts (MaxBoxAcc, PxAP). Such a metric describes itself with a
 
 * ``zeros(**options)``: the statistics of the empty set, a dict of tensors whose shapes
   and dtypes depend on the options only (e.g. ``num_classes``);
-* ``update(*inputs, **options)``: the statistics of one batch, same keys, shapes and
-  dtypes; the statistics of a union of disjoint batches are their **sums**, so they add
+* ``update(*inputs, **optional_inputs, **options)``: the statistics of one batch, same
+  keys, shapes and dtypes (``optional_inputs``, e.g. ground-truth ``boxes`` instead of a
+  ``mask``, are passed by keyword when given); the statistics of a union of disjoint batches are their **sums**, so they add
   up over batches and over processes (``torch.distributed`` all-reduce) exactly;
 * ``compute(statistics, **options)``: the metric from the summed statistics, a
   ``NamedTuple`` whose **first field is the 0-d metric value**.
@@ -61,12 +62,16 @@ class SetStatistics:
         update: ``update(*inputs, **options) -> dict[str, Tensor]``: one batch's statistics.
         compute: ``compute(statistics, **options) -> NamedTuple``: the metric; its first field
             is the 0-d value.
+        optional_inputs: Per-batch tensors ``update`` takes by keyword when they are given
+            (e.g. ``("mask", "boxes")``: the ground truth as a mask or as boxes); empty by
+            default.
     """
 
     inputs: tuple[str, ...]
     zeros: Callable[..., dict[str, Tensor]]
     update: Callable[..., dict[str, Tensor]]
     compute: Callable[..., Any]
+    optional_inputs: tuple[str, ...] = ()
 
     def option_names(self) -> frozenset[str]:
         """Every keyword option one of the three functions accepts."""

@@ -276,14 +276,24 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
     # the arithmetic on them). With m = local means and E = local means of products:
     #   numerator   = (2 m_a m_b + C1) (2 cov_norm (E_ab - m_a m_b) + C2)
     #   denominator = (m_a^2 + m_b^2 + C1) (cov_norm ((E_aa - m_a^2) + (E_bb - m_b^2)) + C2)
-    mean_a, mean_b = smooth(a), smooth(b)
+    # (Co)variances are shift invariant: computing them on maps centred by their mean keeps
+    # E[x^2] - E[x]^2 from cancelling catastrophically on near-constant maps; the means are
+    # shifted back for the luminance term.
+    shift_a, shift_b = a.mean(dim=axes, keepdim=True), b.mean(dim=axes, keepdim=True)
+    a, b = a - shift_a, b - shift_b
     e_aa, e_bb, e_ab = smooth(a * a), smooth(b * b), smooth(a * b)
+    mean_a, mean_b = smooth(a), smooth(b)
+    centred_ab = mean_a * mean_b
+    mean_aa_centred, mean_bb_centred = mean_a.square(), mean_b.square()
+    e_aa.sub_(mean_aa_centred).add_(e_bb.sub_(mean_bb_centred)).mul_(cov_norm).add_(c2)  # sum of variances + C2
+    e_ab.sub_(centred_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
+    del centred_ab, mean_aa_centred, mean_bb_centred
+    mean_a.add_(shift_a)
+    mean_b.add_(shift_b)
     mean_aa = mean_a.square()
     mean_bb = mean_b.square()
     mean_ab = mean_a.mul_(mean_b)
     del mean_a
-    e_aa.sub_(mean_aa).add_(e_bb.sub_(mean_bb)).mul_(cov_norm).add_(c2)  # sum of variances + C2
-    e_ab.sub_(mean_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
     numerator = mean_ab.mul_(2).add_(c1).mul_(e_ab)
     denominator = mean_aa.add_(mean_bb).add_(c1).mul_(e_aa)
     s = numerator.div_(denominator)
@@ -369,25 +379,9 @@ def ssim(
     check_option(window, "window", ("uniform", "gaussian"))
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
         raise OptionError(f"Expected `sigma` to be a positive number, but got {sigma!r}.")
-    if flatten:
-        a, b = _check_pair(a, b, validate=validate)
-        a_maps, b_maps = _flat(a).unsqueeze(1), _flat(b).unsqueeze(1)  # (B, 1, N)
-    else:
-        a = check_attributions(a, validate=validate)
-        b = check_attributions(b, name="b", validate=validate)
-        if a.shape != b.shape:
-            raise ShapeError(f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
-        check_same_device(a, b, reference_name="a", other_name="b")
-        dtype = torch.promote_types(a.dtype, b.dtype)
-        a_maps, b_maps = a.to(dtype), b.to(dtype)
+    a_maps, b_maps = _ssim_inputs(a, b, flatten=flatten, validate=validate)
     spatial_dims = a_maps.ndim - 2
-    if win_size is None:
-        win_size = 7 if window == "uniform" else 2 * int(3.5 * sigma + 0.5) + 1
-    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
-        raise OptionError(f"Expected `win_size` to be an odd positive int, but got {win_size!r}.")
-    if use_sample_covariance and win_size == 1:
-        raise OptionError("Expected `win_size` >= 3 with `use_sample_covariance=True` (a one-value window has no "
-                          "sample covariance), but got 1.")
+    win_size = _ssim_window_size(win_size, window, sigma, use_sample_covariance)
     spatial = tuple(a_maps.shape[2:])
     if min(spatial) < win_size:
         what = "flattened length" if flatten else "spatial shape"
@@ -395,10 +389,48 @@ def ssim(
             f"Expected every spatial axis to be at least `win_size` = {win_size} long, but got the {what} "
             f"{spatial}. Pass a smaller odd `win_size`, or `flatten=True` to compare flattened maps."
         )
-    dtype, device = a_maps.dtype, a_maps.device
-    batch = a_maps.shape[0]
     a_flat, b_flat = _flat(a_maps), _flat(b_maps)
     span = torch.maximum(a_flat.amax(dim=1), b_flat.amax(dim=1)) - torch.minimum(a_flat.amin(dim=1), b_flat.amin(dim=1))
+    data_range_t = _ssim_data_range(data_range, span, a_maps)
+    weights = _window_weights(window, win_size, float(sigma))
+    per_channel = _ssim_maps(a_maps, b_maps, spatial_dims=spatial_dims, weights=weights, win_size=win_size,
+                             data_range=data_range_t, k1=k1, k2=k2,
+                             use_sample_covariance=use_sample_covariance)  # (B, C)
+    # Equal constants with a zero data range are 0/0 in every window (scikit-image gives NaN too);
+    # rounding in the filters must not turn that into a number.
+    return nan_where((span == 0) & (data_range_t.reshape(-1) == 0), per_channel.mean(dim=1))
+
+
+def _ssim_inputs(a: Tensor, b: Tensor, *, flatten: bool, validate: bool) -> tuple[Tensor, Tensor]:
+    """The checked pair as ``(B, C, *S)`` maps of one dtype (``(B, 1, N)`` with ``flatten``)."""
+    if flatten:
+        a, b = _check_pair(a, b, validate=validate)
+        return _flat(a).unsqueeze(1), _flat(b).unsqueeze(1)
+    a = check_attributions(a, validate=validate)
+    b = check_attributions(b, name="b", validate=validate)
+    if a.shape != b.shape:
+        raise ShapeError(f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
+    check_same_device(a, b, reference_name="a", other_name="b")
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return a.to(dtype), b.to(dtype)
+
+
+def _ssim_window_size(win_size: int | None, window: str, sigma: float, use_sample_covariance: bool) -> int:
+    """The checked odd window size (scikit-image's default for ``window`` when ``None``)."""
+    if win_size is None:
+        win_size = 7 if window == "uniform" else 2 * int(3.5 * sigma + 0.5) + 1
+    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
+        raise OptionError(f"Expected `win_size` to be an odd positive int, but got {win_size!r}.")
+    if use_sample_covariance and win_size == 1:
+        raise OptionError("Expected `win_size` >= 3 with `use_sample_covariance=True` (a one-value window has no "
+                          "sample covariance), but got 1.")
+    return win_size
+
+
+def _ssim_data_range(data_range: float | Tensor | None, span: Tensor, a_maps: Tensor) -> Tensor:
+    """``data_range`` as a per-sample tensor shaped to broadcast over ``a_maps`` (the span if ``None``)."""
+    dtype, device = a_maps.dtype, a_maps.device
+    batch = a_maps.shape[0]
     if data_range is None:
         data_range_t = span
     elif isinstance(data_range, Tensor):
@@ -410,14 +442,7 @@ def ssim(
     else:
         raise DTypeError(f"Expected `data_range` to be a number, a (B,) tensor or None, but got "
                          f"{type(data_range).__name__}.")
-    data_range_t = data_range_t.reshape((batch,) + (1,) * (a_maps.ndim - 1))
-    weights = _window_weights(window, win_size, float(sigma))
-    per_channel = _ssim_maps(a_maps, b_maps, spatial_dims=spatial_dims, weights=weights, win_size=win_size,
-                             data_range=data_range_t, k1=k1, k2=k2,
-                             use_sample_covariance=use_sample_covariance)  # (B, C)
-    # Equal constants with a zero data range are 0/0 in every window (scikit-image gives NaN too);
-    # rounding in the filters must not turn that into a number.
-    return nan_where((span == 0) & (data_range_t.reshape(-1) == 0), per_channel.mean(dim=1))
+    return data_range_t.reshape((batch,) + (1,) * (a_maps.ndim - 1))
 
 
 #: Similarity functions by name, as accepted by the randomization metrics' ``similarity`` option.

@@ -55,6 +55,11 @@ AttributionLocalisation = metric_class("attribution_localisation")
 LocalizationAUC = metric_class("localization_auc")
 LocalizationIoU = metric_class("localization_iou")
 PointingAccuracy = metric_class("pointing_accuracy")
+GridPointingGame = metric_class("grid_pointing_game")
+Focus = metric_class("focus")
+BoxAccuracy = metric_class("box_accuracy")
+MaxBoxAccuracy = metric_class("max_box_accuracy")
+PxAP = metric_class("pxap")
 # complexity
 Sparseness = metric_class("sparseness")
 Complexity = metric_class("complexity")
@@ -123,6 +128,11 @@ __all__ = [
     "LocalizationAUC",
     "LocalizationIoU",
     "PointingAccuracy",
+    "GridPointingGame",
+    "Focus",
+    "BoxAccuracy",
+    "MaxBoxAccuracy",
+    "PxAP",
     "Sparseness",
     "Complexity",
     "EffectiveComplexity",

@@ -40,7 +40,7 @@ _METRIC_KWARGS = frozenset(
     }
 )
 #: Inputs given to every ``update``, batch first.
-TENSOR_INPUT_NAMES: tuple[str, ...] = ("x", "a", "mask", "target", "segments")
+TENSOR_INPUT_NAMES: tuple[str, ...] = ("x", "a", "mask", "target", "segments", "tiles")
 
 
 class MetricResult(NamedTuple):

@@ -25,6 +25,7 @@ _SPELLED = {
     "sensitivity_n": "SensitivityN",
     "top_k_intersection": "TopKIntersection",
     "mst_compactness": "MSTCompactness",
+    "pxap": "PxAP",
 }
 
 #: Stochastic metrics whose kernels draw their random numbers sample after sample, in batch
@@ -130,12 +131,14 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
     required_callables = [p.name for p in callables if p.name in spec.needs]
     optional_callables = [p.name for p in callables if p.name not in spec.needs]
     if statistics is not None:
-        required_inputs, optional_inputs = list(statistics.inputs), []
+        required_inputs = list(statistics.inputs)
+        optional_inputs = list(statistics.optional_inputs)
     else:
         inputs = [p for p in kernel.values() if p.name in TENSOR_INPUT_NAMES]
         required_inputs = [p.name for p in inputs if p.name in spec.needs and p.default is _P.empty]
         optional_inputs = [p.name for p in inputs if p.name not in required_inputs]
     skip = set(CALLABLE_NAMES) | set(TENSOR_INPUT_NAMES) | {"generator", "seed"}
+    skip |= set(required_inputs) | set(optional_inputs)  # e.g. `boxes`, `ignore`: inputs, not options
     options = [
         p
         for p in kernel.values()

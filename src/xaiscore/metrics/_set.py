@@ -6,7 +6,7 @@ Two kinds:
   :class:`~xaiscore.functional.set_statistics.SetStatistics` declares fixed-size statistics
   that add up over batches; the states are those statistics (``dist_reduce_fx="sum"``) and
   ``compute`` applies the final reduction. Memory does not grow with the set (per-class
-  pointing accuracy; MaxBoxAcc and PxAP are meant to follow).
+  pointing accuracy, box accuracy, MaxBoxAcc, PxAP).
 * :class:`PredictionSetMetric`: metrics whose kernel uses the model only for the predicted
   class of the unperturbed inputs (sufficiency, consistency). The states are each sample's
   explanation (flattened, in its own dtype: exact) and predicted class; ``compute`` calls the
@@ -15,6 +15,7 @@ Two kinds:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -55,7 +56,9 @@ class StatisticsSetMetric(XaiscoreMetric):
         inputs, _ = self._bind_update(args, kwargs)
         statistics = self.spec.set_statistics
         values = [inputs[name] for name in statistics.inputs]
-        batch = call_with_options(statistics.update, *values, options=self.options)
+        given = {n: inputs[n] for n in statistics.optional_inputs if inputs.get(n) is not None}
+        update = functools.partial(statistics.update, **given) if given else statistics.update
+        batch = call_with_options(update, *values, options=self.options)
         for name in self._statistic_names:
             state = getattr(self, f"statistic_{name}")
             setattr(self, f"statistic_{name}", state + batch[name].to(state.device, state.dtype))

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, ShapeError
 from xaiscore.functional import localization as loc
+from xaiscore.functional.mosaic import focus
 from xaiscore.quantus_compat._base import Metric, Prepared, ScoreDirection, common
 
 __all__ = [
@@ -222,8 +223,9 @@ class AUC(_Localisation):
         return loc.localization_auc(prepared.a, prepared.s)
 
 
-def _quadrant_masks(positions: Any, batch: int, spatial: tuple[int, ...], device: torch.device) -> Tensor:
-    """``(B, 1, H, W)`` bool: the union of the mosaic quadrants flagged in ``positions`` ``(B, 4)``."""
+def _quadrant_flags(positions: Any, batch: int, spatial: tuple[int, ...], device: torch.device) -> Tensor:
+    """``(B, 4)`` bool: the mosaic quadrants flagged in ``positions`` (top-left, top-right, bottom-left,
+    bottom-right), as :func:`xaiscore.functional.focus` takes them."""
     if len(spatial) != 2:
         raise ShapeError(f"Expected 2-D mosaics (B, C, H, W) for Focus, but got spatial shape {spatial}.")
     flags = np.asarray(positions)
@@ -234,16 +236,11 @@ def _quadrant_masks(positions: Any, batch: int, spatial: tuple[int, ...], device
         )
     if not ((flags == 0) | (flags == 1)).all():
         raise OptionError("Expected `custom_batch` flags in {0, 1} (1: the quadrant shows the target class).")
-    height, width = spatial
-    rows = torch.arange(height, device=device) >= height // 2  # False: top half
-    cols = torch.arange(width, device=device) >= width // 2  # False: left half
-    quadrant = rows[:, None].long() * 2 + cols[None, :].long()  # 0 TL, 1 TR, 2 BL, 3 BR
-    flags_t = torch.as_tensor(flags.astype(bool), device=device)  # (B, 4)
-    return flags_t[:, quadrant].unsqueeze(1)
+    return torch.as_tensor(flags.astype(bool), device=device)
 
 
 class Focus(Metric):
-    """Focus (Arias-Duart et al. 2022) on :func:`xaiscore.functional.relevance_mass_accuracy`.
+    """Focus (Arias-Duart et al. 2022) on :func:`xaiscore.functional.focus`.
 
     ``x_batch`` holds 2 x 2 mosaics and ``custom_batch`` ``(B, 4)`` flags which
     quadrants (top-left, top-right, bottom-left, bottom-right) show the target
@@ -252,8 +249,10 @@ class Focus(Metric):
 
     .. math:: \\mathrm{Focus} = \\frac{\\sum_{p \\in Q_y} a_p^+}{\\sum_p a_p^+},
 
-    i.e. the relevance mass accuracy of the positive map with the target
-    quadrants as mask (every channel value a feature, as Quantus).
+    every channel value a feature, as Quantus. The quadrants split the map at
+    ``H // 2`` and ``W // 2`` (axes 2 and 3), as Quantus 0.6.0 does: on odd
+    sizes the top and left quadrants are one row or column smaller than the
+    others, kept for parity (see docs/box_localization.md).
 
     Differences from Quantus 0.6.0: NaN for a map without positive relevance
     (Quantus divides by ``0 + 1e-9``: 0); ``model`` is not required when
@@ -285,6 +284,6 @@ class Focus(Metric):
     def _evaluate(self, prepared: Prepared) -> Tensor:
         if prepared.custom_batch is None:
             raise OptionError("Focus needs `custom_batch`: the (B, 4) quadrant flags of the target class per mosaic.")
-        mask = _quadrant_masks(prepared.custom_batch, prepared.a.shape[0], tuple(prepared.a.shape[2:]),
-                               prepared.device)
-        return loc.relevance_mass_accuracy(prepared.a, mask, relevance="positive", reduce_channels=None)
+        flags = _quadrant_flags(prepared.custom_batch, prepared.a.shape[0], tuple(prepared.a.shape[2:]),
+                                prepared.device)
+        return focus(prepared.a, flags, reduce_channels=None)

@@ -127,7 +127,8 @@ def _aligned(parts: Mapping[str, Any]) -> list[Any]:
             if key not in ds.data_vars:
                 shape = dict(template.sizes, explainer=len(methods))
                 ds[key] = xr.Variable(template.dims, np.full(tuple(shape.values()), np.nan,
-                                                             dtype=template.dtype))
+                                                             dtype=template.dtype),
+                                      attrs=template.attrs)
         ds = ds.assign_coords(explainer=np.array([f"{model}/{m}" for m in methods], dtype=object))
         ds = ds.assign_coords(model=("explainer", np.array([model] * len(methods), dtype=object)),
                               method_name=("explainer", np.array(methods, dtype=object)))
@@ -199,8 +200,8 @@ def combine_model_results(parts: Mapping[str, Any], *,
     ds = xr.concat(_aligned(parts), dim="explainer", data_vars="minimal", coords="minimal",
                    compat="override", join="outer", combine_attrs="override")
     ds = _model_coords(ds, parts)
-    for key in ds.data_vars:
-        if ds[key].dims[:2] == ("explainer", "sample"):
+    for key in ds.data_vars:  # every metric variable (per sample, or set-level per explainer)
+        if ds[key].dims[:1] == ("explainer",) and "skipped" in ds[key].attrs:
             ds[key].attrs = _metric_attrs(parts, str(key), ds[key].attrs)
     ds.attrs.update(_joined_attrs(ds, parts))
     for key, value in (attrs or {}).items():

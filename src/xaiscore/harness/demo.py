@@ -16,7 +16,9 @@ The method options and the per-metric options below keep the whole demo
 (training included) within a few minutes on two CPU cores: fewer noise samples
 for the robustness metrics, fewer perturbation steps for the curves, no extra
 random-map baseline inside the randomization metrics (the ``random`` method
-is that baseline). For a real evaluation, raise them.
+is that baseline). For a real evaluation, raise them. The ViT's RISE uses 32
+masks (one forward pass per mask, in every re-explaining metric too); it and the
+MPRT family over the ViT's 18 layers are most of the ViT's share of the time.
 
 Example:
     >>> config = demo_config(out="runs/demo", n=16)

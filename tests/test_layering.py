@@ -239,8 +239,9 @@ LONG_MODULES = {
     # One builder of perturbed inputs per substrate kind, sharing the chunk loop; split by stage
     # it would pass the chunk state through every module boundary.
     "xaiscore._engine.perturbation": 720,
-    # The batched ROAD solver: operator, multigrid coarse operator and the iteration belong together.
-    "xaiscore._engine.imputation": 720,
+    # The batched ROAD solver: operator, multigrid coarse operator and the iteration belong together
+    # (1-, 2- and 3-D stencils).
+    "xaiscore._engine.imputation": 750,
     # Quantus' faithfulness classes: one thin class per Quantus metric, each with its own defaults.
     "xaiscore.quantus_compat.faithfulness": 730,
 }

@@ -96,6 +96,8 @@ class MetricSpec:
             ``"entropy"``); an option such as ``softmax`` may change it (the harness
             resolves it, :func:`xaiscore.harness.axes.curve_axes`).
         curve_x: What the curve's x positions count (e.g. ``"fraction of features removed"``).
+        volumes: ``None`` when the kernel runs on volumes ``(B, C, D, H, W)``; otherwise why it
+            does not (``tests/functional/test_volumes.py`` runs every metric on a volume).
     """
 
     name: str
@@ -112,6 +114,7 @@ class MetricSpec:
     statistics: str | None = None
     curve_scale: str | None = None
     curve_x: str | None = None
+    volumes: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -201,7 +204,7 @@ def list_metrics(*, family: str | None = None, available: Iterable[str] | None =
 def _spec(name: str, module: str, family: str, higher_is_better: bool | None, needs: Iterable[str],
           citation: str, *, stochastic: bool = False, output: Output = "score", description: str = "",
           scope: Scope = "sample", statistics: str | None = None,
-          curve: tuple[str, str] | None = None, **defaults: Any) -> None:
+          curve: tuple[str, str] | None = None, volumes: str | None = None, **defaults: Any) -> None:
     register(MetricSpec(
         name=name,
         function=f"xaiscore.functional.{module}:{name}",
@@ -219,6 +222,7 @@ def _spec(name: str, module: str, family: str, higher_is_better: bool | None, ne
         ),
         curve_scale=None if curve is None else curve[0],
         curve_x=None if curve is None else curve[1],
+        volumes=volumes,
     ))
 
 
@@ -256,10 +260,12 @@ _spec("pointing_accuracy", "pointing_accuracy", "localization", True, _LOC + ("t
 # Mosaic protocols: `tiles` flags which tiles of a mosaic show the target class (functional/mosaic.py).
 _spec("grid_pointing_game", "mosaic", "localization", True, ("a", "tiles"),
       "Rao, Böhle and Schiele 2022, Towards better understanding attribution methods, CVPR",
+      volumes="a mosaic protocol: tiles of 2-D images laid out in a grid (no 3-D mosaics are defined)",
       description="Share of the positive attribution in the target tile of a mosaic of different classes "
                   "(chance 1/n^2).")
 _spec("focus", "mosaic", "localization", True, ("a", "tiles"),
       "Arias-Duart et al. 2022, Focus! Rating XAI methods and finding biases, FUZZ-IEEE",
+      volumes="a mosaic protocol: tiles of 2-D images laid out in a grid (no 3-D mosaics are defined)",
       description="Share of the positive relevance in the two target-class tiles of a 2 x 2 mosaic (chance 1/2).")
 
 # Box-level protocols: set scores (Wang et al.'s accuracy pools the boxes of the set, MaxBoxAcc picks the
@@ -292,6 +298,7 @@ _spec("effective_complexity", "complexity", "complexity", False, ("a",),
       description="Number of features with |a| above a threshold.")
 _spec("mst_compactness", "complexity", "complexity", True, ("a",),
       "Mesgari et al. 2026, Structural compactness as a complementary criterion for explanation quality, arXiv:2603.29491",
+      volumes="defined by the paper on the 2-D pixel grid (spread and cohesion of a planar spanning forest)",
       description="MST-C: spread x cohesion of the salient points' minimum spanning forest.")
 
 # --- faithfulness --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 def load_bench(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up (bench_e2e's Settings)
     spec.loader.exec_module(module)
     return module
 
@@ -106,6 +107,36 @@ def _metrics(out: str, bench: object) -> None:
     assert "set-level, summed statistics: pointing_accuracy" in out and "sufficiency + consistency" in out
 
 
+def _end_to_end(out: str, bench: object) -> None:
+    assert "Whole job" in out and "quantus/kernels" in out and "kernels/floor" in out
+    for name in bench.SUITE + bench.METHODS:
+        assert name in out
+    # every system runs the model on the definitions' inputs for the gradient-free faithfulness metrics
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert rows["RegionPerturbation"][-3:] == ["1.00x", "1.00x", "1.00x"]
+    assert rows["ROAD"][-1] == "1.00x"  # the kernel runs no forward pass on the unperturbed inputs
+
+
+def _auto_batch(out: str, bench: object) -> None:
+    assert "auto/best" in out and out.count("small_cnn") == 2
+
+
+def _memory(out: str, bench: object) -> None:
+    assert "growth MB" in out and out.count("road ") == 2
+
+
+def _model_calls(out: str, bench: object) -> None:
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    for name in ("PixelFlipping", "SensitivityN"):
+        assert "yes" in rows[name]  # within 1.2x of Quantus' model inputs at its defaults
+
+
+def _explainer_floor(out: str, bench: object) -> None:
+    assert "ours/floor" in out and "one pass/floor" in out
+    for name in ("Saliency", "IntegratedGradients", "SmoothGrad", "GradientShap"):
+        assert out.count(f"\n{name} ") + out.count(f" {name} ") >= 1
+
+
 QUICK_RUNS = {
     "metrics": QuickRun("bench_metrics", ("--quick", "--attribution-metrics", "pointing_game", "sparseness"),
                         "torchmetrics", _metrics),
@@ -135,6 +166,15 @@ QUICK_RUNS = {
         "bench_robustness",
         ("--quick", "--no-quantus", "--models", "wide_cnn", "--metrics", "relative_representation_stability"),
         "captum", _robustness_wide_cnn),
+    "end_to_end": QuickRun("bench_e2e", ("--quick",), "captum", _end_to_end, marks=(pytest.mark.quantus,)),
+    "auto_batch": QuickRun("bench_auto_batch", ("--quick", "--models", "small_cnn"), "captum", _auto_batch),
+    "memory": QuickRun("bench_memory", ("--quick", "--kernels", "road"), "captum", _memory,
+                       marks=(pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
+                                                 reason="reads /proc (Linux)"),)),
+    "model_calls": QuickRun("audit_model_calls", ("--classes", "PixelFlipping", "SensitivityN", "--batch", "2"),
+                            "quantus", _model_calls, marks=(pytest.mark.quantus,)),
+    "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",
+                                _explainer_floor),
     "explainers": QuickRun(
         "bench_explainers", ("--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"), "captum",
         _explainers),

@@ -161,6 +161,7 @@ def test_every_model_based_metric_of_the_harness_reads_the_declaration(tmp_path)
     from xaiscore.harness.models import SmallCNN
     from xaiscore.harness.results import metric_variables
     from xaiscore.harness.runner import evaluate
+    from xaiscore.harness.set_results import set_metric_variables
     from xaiscore.specs import list_metrics
 
     data = make_synthetic_dataset(4, size=(16, 16), seed=2)
@@ -177,9 +178,9 @@ def test_every_model_based_metric_of_the_harness_reads_the_declaration(tmp_path)
     )
     expected = evaluate(data, plain, **kwargs)
     got = evaluate(data, wrapped, **kwargs)
-    scored = metric_variables(expected)
+    scored = metric_variables(expected) + set_metric_variables(expected)  # per-sample and set-level
     assert set(scored) == set(metrics)
-    assert metric_variables(got) == scored
+    assert metric_variables(got) + set_metric_variables(got) == scored
     for name in scored:
         assert "failed" not in got[name].attrs.get("skipped", ""), (
             name,

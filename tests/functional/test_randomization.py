@@ -211,6 +211,18 @@ def test_smooth_mprt_with_one_sample_is_mprt():
     torch.testing.assert_close(smooth.curve, plain.curve, rtol=0, atol=1e-12)
 
 
+def test_smooth_mprt_with_given_original_explanations_skips_the_original_model():
+    model = make_model()
+    x, target = inputs(3)
+    given = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(9), dtype=x.dtype)
+    log: list = []
+    smooth = rnd.smooth_mprt(model, x, target, explainer_factory=recording(gradient, log), a=given, n_samples=1,
+                             normalise="max", seed=4)
+    plain = rnd.mprt(model, x, target, explainer_factory=gradient, a=given, seed=4)
+    assert len(log) == 3  # the three randomized models only
+    torch.testing.assert_close(smooth.curve, plain.curve, rtol=0, atol=1e-12)
+
+
 @settings(max_examples=10)
 @given(batch=st.integers(1, 3), n_bins=st.sampled_from([100, 7, "freedman_diaconis", "scott", "sqrt", "sturges",
                                                          "rice"]),

@@ -115,9 +115,9 @@ def test_imputation_of_a_system_does_not_depend_on_its_batch_mates():
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-6)
 
 
-def test_imputation_rejects_volumes_and_mismatched_masks():
-    with pytest.raises(ShapeError, match="1 or 2 spatial"):
-        linear_imputation(torch.zeros(1, 1, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2, dtype=torch.bool))
+def test_imputation_rejects_four_spatial_axes_and_mismatched_masks():
+    with pytest.raises(ShapeError, match="1, 2 or 3 spatial"):
+        linear_imputation(torch.zeros(1, 1, 2, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2, 2, dtype=torch.bool))
     with pytest.raises(ShapeError, match="removed"):
         linear_imputation(torch.zeros(2, 1, 4, 4), torch.zeros(2, 2, 4, 4, dtype=torch.bool))
     with pytest.raises(OptionError, match="tol"):
@@ -235,9 +235,9 @@ def test_road_output_follows_input_dtype_and_device():
 def test_road_errors():
     model = xst.tiny_mlp((1, 4, 4), 3, seed=0, dtype=torch.float32)
     x, a = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
-    with pytest.raises(ShapeError, match="1 or 2 spatial"):
-        road(xst.tiny_mlp((1, 2, 2, 2), 2), torch.rand(1, 1, 2, 2, 2, dtype=torch.float64),
-             torch.rand(1, 1, 2, 2, 2, dtype=torch.float64))
+    with pytest.raises(ShapeError, match="spatial"):
+        road(xst.tiny_mlp((1, 2, 2, 2, 2), 2), torch.rand(1, 1, 2, 2, 2, 2, dtype=torch.float64),
+             torch.rand(1, 1, 2, 2, 2, 2, dtype=torch.float64))
     with pytest.raises(OptionError, match="percentages"):
         road(model, x, a, percentages=[10, 120])
     with pytest.raises(DTypeError, match="percentages"):

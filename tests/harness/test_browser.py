@@ -90,7 +90,8 @@ def report_page(tiny_dataset, tiny_model, tmp_path_factory):  # noqa: F811
         tiny_dataset,
         tiny_model,
         methods=["Saliency", "random", "constant"],
-        metrics=["pointing_game", "sparseness", "deletion", "faithfulness_estimate", "consistency"],
+        metrics=["pointing_game", "sparseness", "deletion", "faithfulness_estimate", "consistency",
+                 "box_accuracy"],  # set-level: its tables must not widen the page either
         metric_options={**FAST_OPTIONS, "faithfulness_estimate": {"features_per_step": 0.25}},
         batch_size=8,
         n_examples=3,
@@ -104,7 +105,8 @@ def test_every_image_loads_without_console_errors(report_page, tmp_path, width):
     found = probe(report_page, tmp_path, width)
     assert found["images"] == 3 * 4  # 3 examples x (image + 3 methods)
     assert found["broken"] == [] and found["errors"] == []
-    assert found["svgs"] >= 1 + 1 + 5  # CD diagram, the deletion curve, five box plots
+    # CD diagram, the deletion curve, four box plots (consistency is set-level: no distribution)
+    assert found["svgs"] >= 1 + 1 + 4
     assert found["overflow"] <= 0  # wide tables scroll inside their box; the page does not
     assert found["boardFont"] >= 12
 

@@ -130,12 +130,17 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"Report:  {tmp_path / 'demo' / 'report.html'}" in out
     ds = load_dataset(tmp_path / "demo" / "results.nc")
-    scored = {name for name in ds.data_vars if not name.startswith("example") and not name.endswith("_curve")}
+    from xaiscore.harness.results import metric_variables
+    from xaiscore.harness.set_results import set_metric_variables
+
+    scored = set(metric_variables(ds)) | set(set_metric_variables(ds))  # per-sample and set-level
     # Mosaic metrics need `tiles`, which the synthetic demo dataset does not build: skipped with a reason.
     mosaic = {s.name for s in list_metrics() if "tiles" in s.needs}
     assert scored == {s.name for s in list_metrics()} - mosaic
     skipped = json.loads(ds.attrs["skipped"])
+    assert set(skipped) == mosaic
     assert all("tiles" in reason for name in mosaic for reason in skipped[name].values())
+    assert set(set_metric_variables(ds)) == {s.name for s in list_metrics(scope="set")}
     assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75  # the demo model learned the task
     # the ViT beside the CNN, scored through the re-explaining metrics too (issue 22)
     explainers = set(ds["explainer"].values.tolist())

@@ -28,8 +28,11 @@ def config(out: Path):
         "dataset": {"kind": "synthetic", "n": 14, "size": [24, 24], "seed": 1},
         "model": {"kind": "demo", "train": {"n": 32, "epochs": 1, "width": 4}},
         "methods": ["Saliency", "random"],
-        "metrics": {"include": ["pointing_game", "sparseness", "deletion", "max_sensitivity"],
-                    "options": {"deletion": {"features_per_step": 0.25}, "max_sensitivity": {"n_samples": 2}}},
+        # pxap and sufficiency are set-level: scored over the batches of both processes
+        "metrics": {"include": ["pointing_game", "sparseness", "deletion", "max_sensitivity", "pxap",
+                                "sufficiency"],
+                    "options": {"deletion": {"features_per_step": 0.25}, "max_sensitivity": {"n_samples": 2},
+                                "pxap": {"thresholds": 50}}},
     })
 
 
@@ -61,6 +64,7 @@ def test_two_processes_give_the_same_dataset_as_one(tmp_path):
     xr.testing.assert_equal(two.drop_attrs(), one.drop_attrs())
     # each process computed its own batches: 4 batches, 2 per rank, all present
     assert two.sizes["sample"] == 14
+    assert two["pxap"].dims == ("explainer",) and two["pxap_n_samples"].values.tolist() == [14, 14]
     assert len(list((tmp_path / "two" / "shards").glob("b*/samples.pt"))) == 4
     # the demo model was trained once (rank 0) and shared
     assert (tmp_path / "two" / "model.pt").is_file()

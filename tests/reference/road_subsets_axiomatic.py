@@ -63,9 +63,22 @@ def baseline_image(x: np.ndarray, baseline) -> np.ndarray:
 
 
 def road_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
-    """Rong et al.: 1/6 for direct and 1/12 for diagonal neighbours (1-D: 1/2 each)."""
+    """Rong et al.: 1/6 for direct and 1/12 for diagonal neighbours (1-D: 1/2 each).
+
+    3-D, the 26-neighbourhood built the same way (the ``[1, 2, 1]`` tensor product without the
+    centre, normalised): 1/14 per face, 1/28 per edge, 1/56 per corner neighbour.
+    """
     if spatial_dims == 1:
         return {(-1,): 0.5, (1,): 0.5}
+    if spatial_dims == 3:
+        weights = {}
+        for dz in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    moved = abs(dz) + abs(dy) + abs(dx)
+                    if moved:
+                        weights[(dz, dy, dx)] = {1: 1 / 14, 2: 1 / 28, 3: 1 / 56}[moved]
+        return weights
     return {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
 
 

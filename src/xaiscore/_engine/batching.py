@@ -10,6 +10,10 @@ at most ``max_batch_size`` items and concatenates the results, so the result
 does not depend on the chunk size as long as ``compute`` treats items
 independently (draw any randomness up front, not per chunk).
 
+``max_batch_size`` is a positive ``int`` (the most items per chunk), ``"auto"``, a byte
+budget such as ``"2GB"``, or both (``"auto:2GB"``); see :func:`check_max_batch_size` and
+:mod:`xaiscore._engine.auto_batch` for how the chunk size is then chosen.
+
 Models that are not plain logit classifiers: :func:`declare_model_output`
 attaches a :class:`ModelOutput` to a model (a dict/tuple output and the key to
 read, a function that extracts the scores, or a model that returns
@@ -33,10 +37,13 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, NonFiniteError, OptionError, ShapeError, XaiscoreError
+from xaiscore._engine.auto_batch import BatchPolicy, adaptive_chunks, parse_batch_policy
 
 __all__ = [
     "ModelOutputError",
+    "BatchPolicy",
     "check_max_batch_size",
+    "check_items_per_call",
     "chunked_map",
     "call_model",
     "class_scores",
@@ -52,8 +59,8 @@ class ModelOutputError(XaiscoreError, ValueError):
     """A ``forward_fn`` or ``explain_fn`` returned something of the wrong shape or with NaN."""
 
 
-def check_max_batch_size(max_batch_size: object) -> int:
-    """Raise unless ``max_batch_size`` is a positive ``int``."""
+def check_items_per_call(max_batch_size: object) -> int:
+    """Raise unless ``max_batch_size`` is a positive ``int`` (for code that needs a fixed number)."""
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
         raise DTypeError(
             f"Expected `max_batch_size` to be a positive int, but got {type(max_batch_size).__name__}."
@@ -63,26 +70,64 @@ def check_max_batch_size(max_batch_size: object) -> int:
     return max_batch_size
 
 
-def chunked_map(n_items: int, compute: Callable[[int, int], Tensor], *, max_batch_size: int) -> Tensor:
+def check_max_batch_size(max_batch_size: object) -> int | BatchPolicy:
+    """Validate ``max_batch_size``: a positive ``int``, ``"auto"``, a byte budget, or a :class:`BatchPolicy`.
+
+    * an ``int``: at most that many items per model or explainer call;
+    * ``"auto"``: the fastest chunk size of a few candidates, probed on the first
+      chunks of real work and cached per call site, model, item shape and device
+      (:mod:`xaiscore._engine.auto_batch`), within a default budget of chunk inputs
+      (32 MiB on the CPU: 160 images of 1 x 224 x 224, 32 of 1 x 512 x 512);
+    * a byte budget, e.g. ``"2GB"``, ``"512MiB"``: the largest chunk whose inputs
+      (items of the model's or explainer's input) take at most that many bytes;
+    * ``"auto:2GB"``: the fastest chunk size within that budget.
+
+    Results never depend on the choice (chunk-size invariance). Returns the
+    ``int``, or the parsed :class:`BatchPolicy`.
+
+    Raises:
+        DTypeError: neither an int nor a string (or policy).
+        OptionError: an int below 1 or a string that is neither "auto" nor a byte size.
+
+    Example:
+        >>> check_max_batch_size(32), check_max_batch_size("auto:1GB").max_bytes
+        (32, 1000000000)
+    """
+    if isinstance(max_batch_size, (str, BatchPolicy)):
+        return parse_batch_policy(max_batch_size)
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+        raise DTypeError(
+            "Expected `max_batch_size` to be a positive int, 'auto' or a byte budget such as '2GB', but got "
+            f"{type(max_batch_size).__name__}."
+        )
+    return check_items_per_call(max_batch_size)
+
+
+def chunked_map(n_items: int, compute: Callable[[int, int], Tensor], *,
+                max_batch_size: int | str | BatchPolicy) -> Tensor:
     """Run ``compute(start, stop)`` over ``[0, n_items)`` in chunks and concatenate along dim 0.
 
     Args:
         n_items: Size of the logical batch.
         compute: Returns the results for items ``start .. stop - 1`` with a
             leading axis of length ``stop - start``.
-        max_batch_size: The most items per call.
+        max_batch_size: The most items per call, ``"auto"``, a byte budget such as
+            ``"2GB"``, or ``"auto:2GB"`` (:func:`check_max_batch_size`).
 
     Example:
         >>> chunked_map(5, lambda s, e: torch.arange(s, e) * 10, max_batch_size=2).tolist()
         [0, 10, 20, 30, 40]
     """
-    check_max_batch_size(max_batch_size)
+    limit = check_max_batch_size(max_batch_size)
     if n_items <= 0:
         raise OptionError(f"Expected a positive number of items, but got {n_items}.")
     parts = []
-    for start in range(0, n_items, max_batch_size):
-        stop = min(start + max_batch_size, n_items)
-        out = compute(start, stop)
+    if isinstance(limit, int):
+        chunks = ((start, min(start + limit, n_items)) for start in range(0, n_items, limit))
+        results = ((start, stop, compute(start, stop)) for start, stop in chunks)
+    else:
+        results = adaptive_chunks(n_items, compute, limit)
+    for start, stop, out in results:
         if out.shape[:1] != (stop - start,):
             raise ModelOutputError(
                 f"Expected {stop - start} results for items {start}..{stop - 1}, but got shape "

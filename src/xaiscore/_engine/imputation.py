@@ -13,7 +13,13 @@ sparse linear system per image (and channel): for every removed pixel ``i``
 where ``N(i)`` are the neighbours that lie inside the image, with weight
 ``w = 1/6`` for the four direct and ``1/12`` for the four diagonal neighbours
 (Rong et al.; for 1-D signals the two neighbours weigh ``1/2`` each, which makes
-the imputation a linear interpolation between kept samples). Image borders are
+the imputation a linear interpolation between kept samples). Volumes use the
+26-neighbourhood with the same construction: Rong et al.'s weights are the
+tensor product of ``[1, 2, 1]`` along each axis with the centre removed,
+normalised to sum 1, i.e. a neighbour whose offset has ``k`` non-zero entries
+weighs ``2^(d - k) / (4^d - 2^d)`` in ``d`` dimensions. In 3-D the six face
+neighbours weigh ``1/14``, the twelve edge neighbours ``1/28`` and the eight
+corner neighbours ``1/56``. Image borders are
 handled by dropping the missing neighbours from both sides of the equation, as
 in the authors' code.
 
@@ -51,25 +57,31 @@ __all__ = ["linear_imputation", "neighbour_weights"]
 
 
 def neighbour_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
-    """The imputation stencil: offset -> weight, for 1 or 2 spatial dimensions.
+    """The imputation stencil: offset -> weight, for 1, 2 or 3 spatial dimensions.
+
+    In ``d >= 2`` dimensions an offset with ``k`` non-zero entries weighs
+    ``2^(d - k) / (4^d - 2^d)`` (Rong et al.'s 1/6 and 1/12 in 2-D; 1/14, 1/28 and
+    1/56 for the face, edge and corner neighbours in 3-D).
 
     Example:
         >>> neighbour_weights(1)
         {(-1,): 0.5, (1,): 0.5}
         >>> w = neighbour_weights(2); w[(0, 1)], w[(1, 1)], sum(w.values())
         (0.16666666666666666, 0.08333333333333333, 1.0)
+        >>> w = neighbour_weights(3); len(w), w[(0, 0, 1)], w[(1, 1, 1)]
+        (26, 0.07142857142857142, 0.017857142857142856)
     """
     if spatial_dims == 1:
         return {(-1,): 0.5, (1,): 0.5}
-    if spatial_dims == 2:
+    if spatial_dims in (2, 3):
+        total = 4**spatial_dims - 2**spatial_dims
         return {
-            (dy, dx): (1.0 / 12.0 if dy and dx else 1.0 / 6.0)
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-            if (dy, dx) != (0, 0)
+            offset: 2.0 ** (spatial_dims - sum(1 for o in offset if o)) / total
+            for offset in itertools.product((-1, 0, 1), repeat=spatial_dims)
+            if any(offset)
         }
     raise ShapeError(
-        f"Expected 1 or 2 spatial dimensions for the linear imputation, but got {spatial_dims}."
+        f"Expected 1, 2 or 3 spatial dimensions for the linear imputation, but got {spatial_dims}."
     )
 
 
@@ -136,19 +148,39 @@ def _shifted(padded: Tensor, offset: tuple[int, ...], spatial: tuple[int, ...]) 
     return padded[(Ellipsis,) + tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, spatial))]
 
 
+def _separable_sum(padded: Tensor, spatial_dims: int, out: Tensor | None = None,
+                   scratch: list[Tensor] | None = None) -> Tensor:
+    """The ``[1, 2, 1]`` sum along every spatial axis of a tensor zero-padded by one on every spatial side.
+
+    Axes are summed innermost first; each pass drops the padding of its axis. ``scratch`` holds the
+    intermediate results (one per pass but the last) when given, else they are allocated.
+    """
+    current = padded
+    for i, dim in enumerate(range(current.ndim - 1, current.ndim - 1 - spatial_dims, -1)):
+        n = current.shape[dim] - 2
+        low, mid, high = (current.narrow(dim, start, n) for start in (0, 1, 2))
+        last = i == spatial_dims - 1
+        target = out if last else (scratch[i] if scratch is not None else None)
+        if target is None:
+            current = torch.add(low, high).add_(mid, alpha=2.0)
+        else:
+            current = torch.add(low, high, out=target).add_(mid, alpha=2.0)
+    return current
+
+
 def _neighbour_sum(u: Tensor) -> Tensor:
     """``sum_j w_j u(i + o_j)`` over the in-image neighbours (zero outside the image); allocates.
 
     Built from shifted adds (a one-channel ``conv2d`` does the same but is many
     times slower on CPU).
     """
-    padded = F.pad(u, (1, 1) * (u.ndim - 2))
-    if u.ndim == 3:
+    spatial_dims = u.ndim - 2
+    padded = F.pad(u, (1, 1) * spatial_dims)
+    if spatial_dims == 1:
         return torch.add(padded[..., :-2], padded[..., 2:]).mul_(0.5)
-    rows = torch.add(padded[..., :-2], padded[..., 2:]).add_(padded[..., 1:-1], alpha=2.0)
-    total = torch.add(rows[..., :-2, :], rows[..., 2:, :]).add_(rows[..., 1:-1, :], alpha=2.0)
-    # 1/6 for direct and 1/12 for diagonal neighbours: ([1 2 1] x [1 2 1] - 4 * centre) / 12.
-    return total.sub_(u, alpha=4.0).mul_(1.0 / 12.0)
+    # 2^(d-k) / (4^d - 2^d) per neighbour: ([1 2 1]^d - 2^d * centre) / (4^d - 2^d).
+    total = _separable_sum(padded, spatial_dims)
+    return total.sub_(u, alpha=2.0**spatial_dims).mul_(1.0 / (4**spatial_dims - 2**spatial_dims))
 
 
 #: The smoother divides residuals by ``_SMOOTHER_SHARE`` times the absolute row sum.
@@ -189,21 +221,25 @@ class _FineLevel:
         # The smoother weights 1 / (0.55 * sum_j |a_ij|), in place (see _smoother).
         row_sums = _neighbour_sum(unknown).mul_(unknown).add_(diagonal)
         self.inverse_diagonal = row_sums.mul_(_SMOOTHER_SHARE).reciprocal_()
-        if len(self.spatial) == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
+        dims = len(self.spatial)
+        if dims == 1:  # A u = D u - (U / 2) (u[i-1] + u[i+1])
             self._self_weight, sum_weight = diagonal, 0.5
-        else:  # A u = (D + U / 3) u - (U / 12) S(u)
-            self._self_weight, sum_weight = torch.add(diagonal, unknown, alpha=1.0 / 3.0), 1.0 / 12.0
+        else:  # A u = (D + U 2^d / n) u - (U / n) S(u), n = 4^d - 2^d (2-D: 1/3 and 1/12)
+            n = 4**dims - 2**dims
+            self._self_weight, sum_weight = torch.add(diagonal, unknown, alpha=2.0**dims / n), 1.0 / n
         self._sum_weight = torch.mul(unknown, sum_weight)
         self._negative_sum_weight = torch.mul(unknown, -sum_weight)
 
     def _neighbours(self, u: Tensor, out: Tensor) -> Tensor:
-        """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1] x [1 2 1]`` sum (2-D) into ``out``."""
+        """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1]`` sum along every axis (2-D, 3-D) into ``out``."""
         padded = _padded(u, self.buffers)
         if u.ndim == 3:
             return torch.add(padded[..., :-2], padded[..., 2:], out=out)
-        rows = self.buffers.get("rows", padded.shape[:-1] + u.shape[-1:], u)
-        torch.add(padded[..., :-2], padded[..., 2:], out=rows).add_(padded[..., 1:-1], alpha=2.0)
-        return torch.add(rows[..., :-2, :], rows[..., 2:, :], out=out).add_(rows[..., 1:-1, :], alpha=2.0)
+        scratch, shape = [], list(padded.shape)
+        for i in range(u.ndim - 3):  # every pass but the last drops the padding of one more axis
+            shape[u.ndim - 1 - i] -= 2
+            scratch.append(self.buffers.get(f"rows{i}", tuple(shape), u))
+        return _separable_sum(padded, u.ndim - 2, out=out, scratch=scratch)
 
     def apply(self, u: Tensor, out: Tensor) -> Tensor:
         """Write ``A u`` into ``out`` (which must not alias ``u``)."""
@@ -580,7 +616,7 @@ def linear_imputation(
     returned unchanged.
 
     Args:
-        x: Images ``(M, C, *S)`` with 1 or 2 spatial dimensions.
+        x: Images ``(M, C, *S)`` with 1, 2 or 3 spatial dimensions.
         removed: ``(M, 1, *S)`` bool, ``True`` where a pixel is removed (all its
             channels are imputed).
         tol: Stop a system once ``||b - A u||_2 <= tol * ||b||_2``. Default
@@ -596,7 +632,7 @@ def linear_imputation(
         ``(M, C, *S)`` in the dtype and on the device of ``x``.
 
     Shape:
-        - x: ``(M, C, *S)``, ``S`` of 1 or 2 axes
+        - x: ``(M, C, *S)``, ``S`` of 1, 2 or 3 axes
         - removed: ``(M, 1, *S)``
         - output: ``(M, C, *S)``
 

@@ -7,7 +7,8 @@ inside :func:`torch.random.fork_rng` with the torch, numpy and Python global
 generators seeded from it, and restores their state afterwards. Results are
 therefore reproducible for a given seed and call sequence, and the caller's
 global RNG state is left untouched; they do depend on how a metric chunks its
-calls (each call gets a fresh seed).
+calls (each call gets a fresh seed) and on ``max_batch_size`` (the noise of a call
+is drawn pass by pass).
 
 Models that return a dict, a tuple or probabilities: the adapter reads the declaration of
 :func:`xaiscore.declare_model_output` and explains the selected scores (``output_key`` /
@@ -30,8 +31,8 @@ from torch import Tensor, nn
 from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
 from xaiscore._engine.batching import (
     ModelOutput,
+    check_items_per_call,
     check_logits,
-    check_max_batch_size,
     model_output_of,
 )
 from xaiscore._engine.explain_fn import BuiltExplainer
@@ -219,8 +220,13 @@ class CaptumExplainer(BuiltExplainer):
             raise OptionError("Expected at most one of `grid` and `feature_mask`, but got both.")
         self.grid = check_grid(grid) if grid is not None else None
         self.feature_mask = feature_mask
-        self.max_batch_size = check_max_batch_size(max_batch_size)
+        self.max_batch_size = check_items_per_call(max_batch_size)
         self._baselines_for_shap = method == "GradientShap"
+        #: How the method's model passes grow with its options (see _attribute_in_passes).
+        self._passes = {"IntegratedGradients": "steps", "NoiseTunnel": "noise", "GradientShap": "samples"}.get(
+            spec.captum_class)
+        self._base_steps = spec.captum_class == "NoiseTunnel" and CAPTUM_METHODS[
+            "Saliency" if method == "SmoothGrad" else base_method].captum_class == "IntegratedGradients"
         #: Whether :meth:`explain_with_output` can hand out the model's output (one plain forward pass on x).
         self.shares_forward = spec.single_forward and spec.captum_class != "NoiseTunnel"
 
@@ -299,9 +305,9 @@ class CaptumExplainer(BuiltExplainer):
                     warnings.filterwarnings("ignore", message="You are providing multiple inputs")
                     if self._generator is not None:
                         with seeded_global_rngs(draw_seed(self._generator)):
-                            a = self._attribution.attribute(inputs, target=target, **kwargs)
+                            a = self._attribute_in_passes(inputs, target, kwargs)
                     else:
-                        a = self._attribution.attribute(inputs, target=target, **kwargs)
+                        a = self._attribute_in_passes(inputs, target, kwargs)
             finally:
                 if handle is not None:
                     handle.remove()
@@ -312,6 +318,57 @@ class CaptumExplainer(BuiltExplainer):
         if self.reduce_channels is not None:
             a = _reduce_channels(a, self.reduce_channels)
         return a.to(x.dtype), output
+
+    def _attribute_in_passes(self, inputs: Tensor, target: Tensor, kwargs: dict[str, Any]) -> Tensor:
+        """captum's ``attribute``, with the model passes of multi-pass methods under ``max_batch_size``.
+
+        Integrated Gradients (``n_steps`` passes per input), NoiseTunnel/SmoothGrad
+        (``nt_samples``, times the base method's steps) and GradientShap (``n_samples``) run
+        ``n x passes`` model inputs; unless the user set captum's own batching option, they are
+        grouped into passes of at most ``max_batch_size`` inputs: whole rows with all their
+        passes when they fit, else captum's ``internal_batch_size`` (steps) and
+        ``nt_samples_batch_size`` (noise samples) over chunks of at most ``max_batch_size`` rows.
+        Deterministic methods give the same attributions (up to the order of float sums); the
+        stochastic ones draw their noise chunk by chunk from the same seeded stream.
+        """
+        attribute = self._attribution.attribute
+        n, limit = inputs.shape[0], self.max_batch_size
+        kind = self._passes
+        if kind is None or "additional_forward_args" in kwargs:
+            return attribute(inputs, target=target, **kwargs)
+        kwargs = dict(kwargs)
+        if kind == "steps":
+            if "internal_batch_size" in kwargs or n * int(kwargs.get("n_steps", 50)) <= limit:
+                return attribute(inputs, target=target, **kwargs)
+            kwargs["internal_batch_size"], rows = limit, min(n, limit)
+        elif kind == "noise":
+            inner = int(kwargs.get("n_steps", 50)) if self._base_steps else 1
+            samples = int(kwargs.get("nt_samples", 5))
+            if "nt_samples_batch_size" in kwargs or n * samples * inner <= limit:
+                return attribute(inputs, target=target, **kwargs)
+            rows = min(n, max(1, limit // (samples * inner)) if samples * inner <= limit else limit)
+            kwargs["nt_samples_batch_size"] = max(1, min(samples, limit // (rows * inner)))
+            if self._base_steps and "internal_batch_size" not in kwargs:
+                kwargs["internal_batch_size"] = limit
+        else:  # "samples": GradientShap runs n_samples passes per input
+            samples = int(kwargs.get("n_samples", 5))
+            if n * samples <= limit:
+                return attribute(inputs, target=target, **kwargs)
+            rows = max(1, limit // samples)
+        baselines = kwargs.get("baselines")
+        per_row = kind != "samples" and isinstance(baselines, Tensor) and baselines.ndim > 0 \
+            and baselines.shape[0] == n and n > 1
+        parts = []
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            if per_row:
+                kwargs["baselines"] = baselines[start:stop]
+            part_target = target[start:stop] if isinstance(target, Tensor) and target.ndim > 0 else target
+            with warnings.catch_warnings():
+                # captum warns when a chunk holds more rows than internal_batch_size allows steps for.
+                warnings.filterwarnings("ignore", message="Internal batch size cannot be less")
+                parts.append(attribute(inputs[start:stop], target=part_target, **kwargs).detach())
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def captum_explainer(
@@ -377,8 +434,13 @@ def captum_explainer(
         feature_mask: Instead of ``grid``: integer feature ids of shape ``S`` or
             ``(1|n, 1|C, *S)``, or a callable ``feature_mask(x)`` returning them per batch
             (e.g. SLIC superpixels); ids are renumbered to ``0 .. F - 1``.
-        max_batch_size: The most inputs per model call for the feature-group methods
-            (sets ``perturbations_per_eval`` unless given).
+        max_batch_size: The most inputs per model call for the methods that run the model
+            many times per input: the feature-group methods (sets ``perturbations_per_eval``
+            unless given), Integrated Gradients (``n_steps`` passes per input; captum's
+            ``internal_batch_size`` unless given), NoiseTunnel/SmoothGrad (``nt_samples``;
+            ``nt_samples_batch_size`` unless given) and GradientShap (``n_samples``; whole
+            rows). The inputs of a call are grouped so that each pass holds up to
+            ``max_batch_size`` of them; the stochastic methods' noise therefore depends on it.
         generator, seed: The source of randomness for the stochastic methods
             (see the module docstring); ignored by deterministic methods.
         **attribute_kwargs: Passed to captum's ``attribute``.

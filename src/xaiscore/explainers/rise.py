@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, ShapeError, check_fraction, check_positive_int
-from xaiscore._engine.batching import ChunkBuffers, call_model, check_max_batch_size, class_scores
+from xaiscore._engine.batching import ChunkBuffers, call_model, check_items_per_call, class_scores
 from xaiscore._engine.explain_fn import BuiltExplainer, format_shape
 from xaiscore._engine.random import draw_seed, resolve_generator
 from xaiscore.explainers._common import check_model_inputs
@@ -147,7 +147,7 @@ class RiseExplainer(BuiltExplainer):
             raise OptionError(f"Expected `baseline` to be a finite number, but got {baseline!r}.")
         self.baseline = float(baseline)
         self.softmax = bool(softmax)
-        self.max_batch_size = check_max_batch_size(max_batch_size)
+        self.max_batch_size = check_items_per_call(max_batch_size)
         self.seed = draw_seed(resolve_generator(generator, seed))
         self._cache: tuple[tuple, Tensor] | None = None
 

@@ -44,6 +44,7 @@ class _Arrays:
     curve_x: dict[str, Tensor] = field(default_factory=dict)
     skipped: dict[str, dict[str, str]] = field(default_factory=dict)
     undefined: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    set_level: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> method -> SetResult
 
 
 def _split_shards(
@@ -90,6 +91,28 @@ def _add_metric(
         arrays.curve_x[name] = good[0].x
 
 
+def _add_set_metric(arrays: _Arrays, method: str, planned: Any, shards: Sequence[_Shard | None],
+                    batches: list[int], max_batch_size: int) -> None:
+    """One (method, set-level metric): the value over every batch; NaN when a batch failed (a
+    value over part of the set would be another metric)."""
+    from xaiscore.harness.set_scoring import SetResult, finish
+
+    name = planned.spec.name
+    usable, errors = _split_shards(shards, batches)
+    good = [s for s in usable if s is not None and s.set_state is not None]
+    if errors:
+        first_batch, message = errors[0]
+        arrays.skipped.setdefault(name, {})[method] = (
+            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}; "
+            "a set-level metric needs every batch"
+        )
+        arrays.set_level.setdefault(name, {})[method] = SetResult(float("nan"), 0)
+        return
+    if good:
+        arrays.set_level.setdefault(name, {})[method] = finish(
+            planned, [s.set_state for s in good], max_batch_size=max_batch_size)
+
+
 def _add_causes(arrays: _Arrays, method: str, name: str, good: list[_Shard]) -> None:
     """Sum the NaN causes of the good shards; ``None`` when a shard predates them (no reasons)."""
     total: dict[str, Any] | None = {}
@@ -119,6 +142,7 @@ def _metric_info(runner: _Runner) -> dict[str, dict[str, Any]]:
             "description": p.spec.description,
             "settings": p.settings,
             "stochastic": p.spec.stochastic,
+            "scope": p.spec.scope,
             "nan_rule": "" if p.unavailable else nan_rule(p.spec),
         }
         if p.spec.output == "curve":
@@ -155,7 +179,10 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
         for planned in runner.runnable[method.name]:
             name = planned.spec.name
             shards = [results[b].shards.get((method.name, name)) for b in batches]
-            _add_metric(arrays, method.name, name, shards, batches, rows, runner._repeats(planned))
+            if planned.spec.scope == "set":
+                _add_set_metric(arrays, method.name, planned, shards, batches, runner.max_batch_size)
+            else:
+                _add_metric(arrays, method.name, name, shards, batches, rows, runner._repeats(planned))
     examples = gather_examples(
         [results[b].examples for b in batches if results[b].examples], runner.n_examples
     )
@@ -169,6 +196,7 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
         metric_info=_metric_info(runner),
         skipped=arrays.skipped,
         undefined=arrays.undefined,
+        set_level=arrays.set_level,
         probabilities=None if any(p is None for p in probabilities) else torch.cat(probabilities),
         examples=examples,
         attrs=_dataset_attrs(runner, attrs),

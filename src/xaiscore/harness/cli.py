@@ -2,7 +2,7 @@
 
 Commands::
 
-    xaiscore demo [--out DIR] [--samples N] [--size PX] [--device DEV] [--overwrite] [--print-config]
+    xaiscore demo [--volumes] [--out DIR] [--samples N] [--size PX] [--device DEV] [--overwrite] [--print-config]
     xaiscore run CONFIG [--out DIR] [--device DEV] [--overwrite]
     xaiscore report RESULTS [--out DIR] [--win-metric NAME]
     xaiscore metrics [--family NAME]
@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="offline demo: synthetic data, train, explain, score, report")
     demo.add_argument("--out", default="xaiscore-demo", help="run folder (default: ./xaiscore-demo)")
-    demo.add_argument("--samples", type=int, default=32, help="evaluation samples (default: 32)")
-    demo.add_argument("--size", type=int, default=32, help="image side in pixels (default: 32)")
+    demo.add_argument("--samples", type=int, default=None, help="evaluation samples (default: 32; volumes: 8)")
+    demo.add_argument("--size", type=int, default=None, help="image side in pixels (default: 32; volumes: 24)")
+    demo.add_argument("--volumes", action="store_true",
+                      help="the 3-D demo: synthetic CT-like volumes and a 3-D CNN (xaiscore.harness.demo_volumes)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data, training and metrics (default: 0)")
     demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     demo.add_argument("--print-config", action="store_true",
@@ -124,7 +126,15 @@ def _run(config: Any, args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from xaiscore.harness.demo import demo_config, demo_raw_config
+    if args.volumes:
+        from xaiscore.harness.demo_volumes import volume_demo_config as demo_config
+        from xaiscore.harness.demo_volumes import volume_demo_raw_config as demo_raw_config
+
+        args.samples, args.size = args.samples or 8, args.size or 24
+    else:
+        from xaiscore.harness.demo import demo_config, demo_raw_config
+
+        args.samples, args.size = args.samples or 32, args.size or 32
 
     if args.print_config:
         import yaml

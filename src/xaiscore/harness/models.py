@@ -431,7 +431,7 @@ def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None
         return load_model(torchscript=model_config.path, device=device)
     if model_config.kind == "exported":
         return load_model(exported=model_config.path, device=device)
-    if config.dataset.kind != "synthetic":
+    if config.dataset.kind not in ("synthetic", "synthetic3d"):
         raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
                           f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
     return _demo_model(config, dataset, store=store, context=context, progress=progress)
@@ -502,7 +502,7 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
     train = settings["train"]
     options = {**config.dataset.options, "n": train["n"],
                "seed": derive_seed(config.dataset.options.get("seed", 0), "train") % 2**31}
-    training_data = open_dataset("synthetic", **options)
+    training_data = open_dataset(config.dataset.kind, **options)  # synthetic or synthetic3d
     images, _ = stack_dataset(training_data)
     model = fresh(float(images.mean()), float(images.std()))  # standardise with the training data
     wrap, bars = None, []

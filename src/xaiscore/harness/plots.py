@@ -41,6 +41,7 @@ DIVERGING = (
 )
 _MAX_TILE = 128
 _BOX = np.array([0.0, 0.78, 0.33])  # ground-truth outline (green)
+_PREDICTED = np.array([1.0, 0.84, 0.0])  # a method's predicted boxes (amber)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -91,7 +92,7 @@ def _signed(a: np.ndarray) -> np.ndarray:
     return np.nan_to_num(a) / top if top > 0 else np.zeros_like(a)
 
 
-def _outline(rgb: np.ndarray, boxes: np.ndarray, stride: int) -> None:
+def _outline(rgb: np.ndarray, boxes: np.ndarray, stride: int, colour: np.ndarray = _BOX) -> None:
     height, width, _ = rgb.shape
     for x0, y0, x1, y1 in boxes:
         if not np.isfinite(x0):
@@ -104,12 +105,14 @@ def _outline(rgb: np.ndarray, boxes: np.ndarray, stride: int) -> None:
             int(np.clip(y0 // stride, 0, height - 1)),
             int(np.clip((y1 - 1) // stride, 0, height - 1)),
         )
-        rgb[top, left : right + 1] = rgb[bottom, left : right + 1] = _BOX
-        rgb[top : bottom + 1, left] = rgb[top : bottom + 1, right] = _BOX
+        rgb[top, left : right + 1] = rgb[bottom, left : right + 1] = colour
+        rgb[top : bottom + 1, left] = rgb[top : bottom + 1, right] = colour
 
 
-def example_tiles(ds: Any, *, max_examples: int = 6) -> list[list[bytes]]:
-    """PNG bytes per example (rows) and column (the image, then each method's map over it)."""
+def example_tiles(ds: Any, *, max_examples: int = 6,
+                  predicted: np.ndarray | None = None) -> list[list[bytes]]:
+    """PNG bytes per example (rows) and column (the image, then each method's map over it);
+    ``predicted`` ``(M, E, K, 4)``: each method's predicted boxes, drawn under the ground truth."""
     n_rows = min(max_examples, ds.sizes.get("example", 0))
     height, width = ds.sizes["y"], ds.sizes["x"]
     stride = max(1, int(np.ceil(max(height, width) / _MAX_TILE)))
@@ -130,6 +133,8 @@ def example_tiles(ds: Any, *, max_examples: int = 6) -> list[list[bytes]]:
                     rgb = rgb * (1.0 - alpha) + diverging_rgb(heat) * alpha
                 else:
                     rgb = np.full_like(rgb, 0.85)
+                if predicted is not None:
+                    _outline(rgb, predicted[column - 1, row], stride, _PREDICTED)
             _outline(rgb, boxes[row], stride)
             tiles.append(png_bytes(np.round(np.clip(rgb, 0, 1) * 255)))
         rows.append(tiles)
@@ -140,13 +145,14 @@ def _uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def examples_html(ds: Any, *, max_examples: int = 6) -> str:
-    """The example grid as HTML: tiles per sample and method, headers, the colour bar."""
+def examples_html(ds: Any, *, max_examples: int = 6, predicted: np.ndarray | None = None) -> str:
+    """The example grid as HTML: tiles per sample and method, headers, the colour bar
+    (``predicted``: each method's predicted boxes, see :func:`example_tiles`)."""
     from xaiscore.harness.report_models import column_labels, model_header_row
 
     methods = [str(m) for m in ds["explainer"].values]
     findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
-    tiles = example_tiles(ds, max_examples=max_examples)
+    tiles = example_tiles(ds, max_examples=max_examples, predicted=predicted)
     labels = column_labels(ds)  # several models: grouped under a header row naming the model
     names = ["image"] + [labels[m] for m in methods]
     header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
@@ -166,7 +172,10 @@ def examples_html(ds: Any, *, max_examples: int = 6) -> str:
         f'linear-gradient(to right, {gradient})"></span><span>+1 '
         '(positive)</span><span>attribution '
         '/ '
-        "largest |attribution| of the map; white: 0; green outline: ground-truth box</span></div>"
+        "largest |attribution| of the map; white: 0; green outline: ground-truth box"
+        + ("; amber outline: the method's predicted boxes (its map binarised as box accuracy does)"
+           if predicted is not None else "")
+        + "</span></div>"
     )
     return (
         f'<div class="scroll"><table class="tiles"><thead>{model_header_row(ds, leading=2)}'

@@ -60,7 +60,9 @@ from xaiscore.harness.report_html import (
     table_html,
     win_rates_html,
 )
+from xaiscore.harness.report_sets import predicted_boxes, set_level_html, set_level_rows
 from xaiscore.harness.results import curve_variables, higher_is_better, metric_variables
+from xaiscore.harness.set_results import set_metric_variables
 from xaiscore.harness.store import atomic_write_bytes
 from xaiscore.harness.summary import finding_table, rank_agreement, score_array, summary_table
 
@@ -202,7 +204,7 @@ def _meta_html(ds: xr.Dataset) -> str:
     items = [
         f"{n} samples ({counts})",
         f"{len(methods)} methods: {esc(', '.join(methods))}",
-        f"{len(metric_variables(ds))} metrics",
+        f"{len(metric_variables(ds)) + len(set_metric_variables(ds))} metrics",
         f"xaiscore {esc(ds.attrs.get('xaiscore_version', '?'))}, torch "
         f"{esc(ds.attrs.get('torch_version', '?'))}, "
         f"seed {esc(ds.attrs.get('seed', '?'))}",
@@ -437,6 +439,7 @@ def write_report(
             models_sanity_html(ds, sanity, alpha=alpha),
         ]
         _stage(bar, "model and ranking", "scoreboard and examples")
+        set_level = set_level_html(ds)  # set-level metrics: one value per method, no paired test
         if metrics:
             parts.append(
                 "<h2>Scoreboard</h2>"
@@ -459,6 +462,7 @@ def write_report(
                 "verdict for "
                 "the test behind it; a dash or a NaN count links to its reason below.</p>"
             )
+            parts.append(set_level)
             parts.append(
                 "<h2>Ranking across metrics (critical-difference diagram)</h2>" + _cd_html(ranking)
             )
@@ -469,16 +473,7 @@ def write_report(
                     f"<h2>Per-sample win rates on {esc(win_metric)}</h2>"
                     + win_rates_html(rates, win_metric)
                 )
-            if "example_image" in ds and ds.sizes.get("example", 0):
-                from xaiscore.harness.plots import examples_html
-
-                parts.append("<h2>Examples</h2>" + examples_html(ds))
-                parts.append(
-                    '<p class="note">Each map is divided by its largest magnitude, so the sign is '
-                    "kept: red positive, blue negative attribution, white zero (a map without "
-                    "negative "
-                    "values shows no blue); its opacity grows with the magnitude.</p>"
-                )
+            parts.append(_examples_html(ds))
             _stage(bar, "scoreboard and examples", "curves and tables")
             curves = curve_variables(ds)
             if curves:
@@ -521,14 +516,16 @@ def write_report(
                 + "</details>"
             )
             _stage(bar, "curves and tables", "writing")
-            csv = _summary_csv(summary, verdicts, sanity.at_chance)
+            csv = _summary_csv(summary, verdicts, sanity.at_chance, set_level_rows(ds))
             atomic_write_bytes(out / "summary.csv", csv)
             parts.append(
                 f'<p class="note">All numbers: <a href="{_data_uri(csv, "text/csv")}" '
                 'download="summary.csv">summary.csv</a> (also written next to this page).</p>'
             )
         else:
-            parts.append("<p>No metric could be scored.</p>")
+            parts.append(set_level + _examples_html(ds) if set_level else "<p>No metric could be scored.</p>")
+            if set_level:  # only set-level metrics: their rows are the whole summary
+                atomic_write_bytes(out / "summary.csv", set_level_rows(ds).to_csv(index=False).encode())
         parts.append("<h2>Skipped and undefined</h2>" + _gaps_intro(gaps) + gaps_html(gaps))
         page = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -543,6 +540,19 @@ def write_report(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _examples_html(ds: xr.Dataset) -> str:
+    if "example_image" not in ds or not ds.sizes.get("example", 0):
+        return ""
+    from xaiscore.harness.plots import examples_html
+
+    return (
+        "<h2>Examples</h2>" + examples_html(ds, predicted=predicted_boxes(ds))
+        + '<p class="note">Each map is divided by its largest magnitude, so the sign is kept: red '
+        "positive, blue negative attribution, white zero (a map without negative values shows no "
+        "blue); its opacity grows with the magnitude.</p>"
+    )
 
 
 def _gaps_intro(gaps: pd.DataFrame) -> str:
@@ -562,8 +572,10 @@ def _gaps_intro(gaps: pd.DataFrame) -> str:
     )
 
 
-def _summary_csv(summary: pd.DataFrame, verdicts: dict[str, Any], at_chance: bool) -> bytes:
+def _summary_csv(summary: pd.DataFrame, verdicts: dict[str, Any], at_chance: bool,
+                 set_rows: pd.DataFrame) -> bytes:
     frame = summary.reset_index()
+    frame["scope"] = "sample"
     best, tie = [], []
     for metric, method in zip(frame["metric"], frame["method"]):
         verdict = verdicts.get(metric)
@@ -571,4 +583,5 @@ def _summary_csv(summary: pd.DataFrame, verdicts: dict[str, Any], at_chance: boo
         tie.append(int(verdict is not None and method in verdict.tie_group))
     frame["significant_best"] = best
     frame["tie_group"] = tie
+    frame = pd.concat([frame, set_rows], ignore_index=True) if len(set_rows) else frame
     return frame.to_csv(index=False).encode()

@@ -163,6 +163,7 @@ def build_dataset(
     examples: Mapping[str, Any] | None = None,
     probabilities: Any = None,
     attrs: Mapping[str, Any] | None = None,
+    set_level: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> xr.Dataset:
     """Assemble per-sample scores into the results Dataset (schema in the module docstring).
 
@@ -188,6 +189,9 @@ def build_dataset(
         probabilities: ``(N, K)`` softmax outputs of the model on the samples (the
             ``model_probability`` coordinate, dims ``sample, class``), or ``None``.
         attrs: Extra Dataset attrs (non-scalar values are stored as JSON).
+        set_level: metric -> method -> :class:`~xaiscore.harness.set_scoring.SetResult` of
+            the set-level metrics (variables without a ``sample`` dim,
+            :mod:`xaiscore.harness.set_results`).
 
     Returns:
         The Dataset.
@@ -210,6 +214,13 @@ def build_dataset(
                        for m in set(metric_info) | set(undefined)}
 
     data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
+    if set_level:
+        from xaiscore.harness.set_results import set_level_variables
+
+        set_vars, set_coords = set_level_variables(
+            set_level, methods, lambda m: _metric_attrs(metric_info.get(m, {}), skipped.get(m, {})))
+        data_vars.update(set_vars)
+        coords.update(set_coords)
     _add_run_coord(data_vars, coords)
     if examples is not None:
         _add_examples(data_vars, coords, examples, methods)
@@ -232,8 +243,10 @@ def build_dataset(
         "numpy_version": np.__version__,
         "xarray_version": xr.__version__,
         "python_version": platform.python_version(),
-        "metric_settings": to_json({m: dict(metric_info.get(m, {}).get("settings", {})) for m in scores}),
-        "skipped": to_json({m: dict(r) for m, r in skipped.items() if m not in scores and m not in curves}),
+        "metric_settings": to_json({m: dict(metric_info.get(m, {}).get("settings", {}))
+                                    for m in [*scores, *(set_level or {})]}),
+        "skipped": to_json({m: dict(r) for m, r in skipped.items()
+                            if m not in scores and m not in curves and m not in (set_level or {})}),
     })
     for key, value in (attrs or {}).items():
         ds.attrs[key] = _netcdf_safe(value)

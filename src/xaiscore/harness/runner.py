@@ -43,13 +43,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xaiscore._checks import OptionError, check_option, check_positive_int
-from xaiscore._engine.batching import call_model, check_max_batch_size, chunked_map
+from xaiscore._checks import OptionError
+from xaiscore._engine.batching import call_model, chunked_map
 from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
 from xaiscore.harness.gaps import nan_causes
+from xaiscore.harness.inputs import as_record_dataset, check_run_arguments
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
 from xaiscore.harness.models import build_model
 from xaiscore.harness.scoring import (
@@ -61,6 +62,7 @@ from xaiscore.harness.scoring import (
     unpack_result,
 )
 from xaiscore.harness.rundir import hold_run_folder
+from xaiscore.harness.set_scoring import batch_state, is_set_level
 from xaiscore.harness.skips import reader_skips, skipped_row
 from xaiscore.harness.store import RunStore, open_run
 
@@ -129,6 +131,7 @@ class _Shard:
     x: Tensor | None = None  # (T,)
     error: str | None = None
     nan_causes: dict[str, Any] | None = None  # why scores are NaN (harness.gaps.nan_causes)
+    set_state: dict[str, Any] | None = None  # a set-level metric's part of this batch (set_scoring)
 
 
 @dataclass
@@ -186,8 +189,9 @@ class _Runner:
     def _settings(self, method: _Method, planned: PlannedMetric) -> str:
         from xaiscore.harness.results import to_json
 
+        scope = {"scope": "set"} if is_set_level(planned) else {}  # older per-batch shards do not match
         return to_json({"method": method.settings, "metric": planned.settings, "seed": self.seed,
-                        "repeats": self._repeats(planned)})
+                        "repeats": self._repeats(planned), **scope})
 
     def _repeats(self, planned: PlannedMetric) -> int:
         return self.repeats if planned.spec.stochastic else 1
@@ -259,7 +263,7 @@ class _Runner:
                     example_maps[method.name] = a.sum(dim=1).to("cpu", torch.float32)
                 for planned in pending:
                     result.shards[(method.name, planned.spec.name)] = self._score(
-                        method, planned, batch, data, target, a)
+                        method, planned, batch, data, target, a, result.samples)
                     self.n_computed += 1
                     tick(1, f"{method.name} / {planned.spec.name}")
         if needs_examples:
@@ -321,7 +325,7 @@ class _Runner:
         return a
 
     def _score(self, method: _Method, planned: PlannedMetric, batch: int, data: Any, target: Tensor,
-               a: Tensor) -> _Shard:
+               a: Tensor, samples: Mapping[str, Any]) -> _Shard:
         name = planned.spec.name
         settings = self._settings(method, planned)
         inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
@@ -334,34 +338,47 @@ class _Runner:
             inputs["explain_fn"] = explainer
             if isinstance(explainer, MethodExplainer):
                 inputs["explainer_factory"] = explainer
-        scores, curves, x = [], [], None
         try:
-            for run in range(self._repeats(planned)):
-                seed = derive_seed(self.seed, "metric", name, batch, run)
-                output = call_metric(planned, inputs, max_batch_size=self.max_batch_size, seed=seed,
-                                     device=self.device)
-                score, curve, x = unpack_result(output, name=name, batch_size=len(data))
-                scores.append(score.to("cpu", torch.float64))
-                if curve is not None:
-                    curves.append(curve.to("cpu", torch.float64))
+            if is_set_level(planned):  # the batch's part of the set; scored over the set in assemble
+                state = batch_state(planned, inputs, findings=samples["finding"], index=samples["index"],
+                                    prediction=torch.as_tensor(samples["prediction"], dtype=torch.long),
+                                    num_classes=getattr(samples.get("probability"), "shape", (0, None))[1])
+                shard = _Shard(settings, set_state=state)
+            else:
+                shard = self._score_samples(planned, batch, inputs, settings, len(data))
         except Exception as error:  # recorded (on_error="record") or re-raised with context
             if self.on_error != "record":
                 if hasattr(error, "add_note"):
                     error.add_note(f"(while scoring {name!r} for method {method.name!r} on batch {batch})")
                 raise
             shard = _Shard(settings, error=f"{type(error).__name__}: {error}")
-        else:
-            score = torch.stack(scores, dim=1)
-            curve = torch.stack(curves, dim=1) if curves else None
-            x = None if x is None else x.to("cpu", torch.float64)
-            shard = _Shard(settings, score=score, curve=curve, x=x,
-                           nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
         if self.store is not None:
             self.store.save(self.store.shard_path(batch, method.name, name), asdict(shard))
         return shard
 
+    def _score_samples(self, planned: PlannedMetric, batch: int, inputs: dict[str, Any], settings: str,
+                       n: int) -> _Shard:
+        scores, curves, x = [], [], None
+        for run in range(self._repeats(planned)):
+            seed = derive_seed(self.seed, "metric", planned.spec.name, batch, run)
+            output = call_metric(planned, inputs, max_batch_size=self.max_batch_size, seed=seed,
+                                 device=self.device)
+            score, curve, x = unpack_result(output, name=planned.spec.name, batch_size=n)
+            scores.append(score.to("cpu", torch.float64))
+            if curve is not None:
+                curves.append(curve.to("cpu", torch.float64))
+        score = torch.stack(scores, dim=1)
+        curve = torch.stack(curves, dim=1) if curves else None
+        x = None if x is None else x.to("cpu", torch.float64)
+        return _Shard(settings, score=score, curve=curve, x=x,
+                      nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
+
     def _examples(self, data: Any, indices: list[int], maps: Mapping[str, Tensor]) -> dict[str, Any]:
-        """Up to ``n_examples`` samples of the batch, positives first (empty for non-2-D images)."""
+        """Up to ``n_examples`` samples of the batch, positives first (volumes: slices; empty for 1-D)."""
+        if data.x.ndim == 5:  # three orthogonal slices through the lesion centre
+            from xaiscore.harness.report_slices import volume_examples
+
+            return volume_examples(data.x, data.mask, data.boxes, indices, maps, self.n_examples)
         if data.x.ndim != 4:
             return {}
         has_mask = data.mask.flatten(1).any(dim=1).cpu()
@@ -434,7 +451,9 @@ def evaluate(
 
     Args:
         dataset: A :class:`~xaiscore.harness.data.records.RecordDataset`
-            (``len``, indexing to :class:`SampleRecord`, ``class_names``).
+            (``len``, indexing to :class:`SampleRecord`, ``class_names``), or plain data:
+            a map-style dataset, DataLoader or iterable of ``(x, y)``, ``(x, y, mask)``
+            or dicts with those keys (:mod:`xaiscore.harness.inputs`).
         model: The classifier (logits ``(n, K)``); used in eval mode, on ``device``.
         methods: Method entries (see :data:`MethodInput`): explainer names from
             :func:`xaiscore.explainers.list_explainers`, config mappings
@@ -447,7 +466,8 @@ def evaluate(
         out: Run folder for shards, ``results.nc`` and resume (``None``: in memory only).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``None``/``"auto"``.
         seed: Seed of every random draw (explainers, metrics).
-        batch_size: Samples per unit of work (and per shard).
+        batch_size: Samples per unit of work (and per shard). Set-level metrics
+            (``scope="set"``) are scored over the whole dataset, whatever the batch size.
         max_batch_size: Most items per model/explainer call inside a metric.
         target: Explain and score the ``"label"`` or the ``"predicted"`` class.
         repeats: Runs of each stochastic metric (a ``run`` dim when > 1).
@@ -475,7 +495,8 @@ def evaluate(
     from xaiscore.harness.models import eval_mode
     from xaiscore.harness.results import save_dataset
 
-    _check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size, repeats=repeats,
+    dataset = as_record_dataset(dataset)
+    check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size, repeats=repeats,
                          n_examples=n_examples, target=target, on_error=on_error)
     method_list = _normalise_methods(methods)
     metrics_config = metrics if isinstance(metrics, MetricsConfig) else (
@@ -513,20 +534,6 @@ def evaluate(
     finally:
         held.close()
         context.close()
-
-
-def _check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch_size: int, repeats: int,
-                         n_examples: int, target: str, on_error: str) -> None:
-    check_positive_int(batch_size, "batch_size")
-    check_max_batch_size(max_batch_size)
-    check_positive_int(repeats, "repeats")
-    check_positive_int(n_examples, "n_examples", minimum=0)
-    check_option(target, "target", ("label", "predicted"))
-    check_option(on_error, "on_error", ("raise", "record"))
-    if not isinstance(model, nn.Module):
-        raise OptionError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
-    if len(dataset) == 0:
-        raise OptionError("Expected a non-empty dataset, but it has 0 samples.")
 
 
 def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ from xaiscore.functional.faithfulness.feature_removal import (
     monotonicity,
     monotonicity_correlation,
 )
+from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes, sensitivity_n
 from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
 from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, map_similarity, perturb_option
 
@@ -627,10 +629,13 @@ class SensitivityN(_Faithfulness):
     features cumulatively along the sorted map, ``features_in_step`` at a time,
     and correlates *across the samples of its first batch* per step (later batches
     are dropped); ours samples random subsets per sample and size, as Ancona et al.
-    ``features_in_step`` is accepted and unused (there is no cumulative deletion).
+
+    Model work: with ``n_subsets=None`` (default) the drop-in spends Quantus' budget of
+    ``ceil(N / features_in_step)`` inputs per sample (``N`` values): ``budget // len(sizes)``
+    subsets per size, clipped to [2, 100] (fewer default sizes when under 2 per size).
 
     Defaults: ``n_max_percentage=0.8, features_in_step=1, perturb_baseline="black", abs=False,
-    normalise=True, return_aggregate=True``; ``softmax=True`` in ``__call__``.
+    normalise=True, return_aggregate=True, n_subsets=None``; ``softmax=True`` in ``__call__``.
     """
 
     name = "Sensitivity-N"
@@ -644,7 +649,7 @@ class SensitivityN(_Faithfulness):
                  return_aggregate: bool = True, aggregate_func: Callable[..., Any] | None = None,
                  default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
                  display_progressbar: bool = False, seed: int | None = None,
-                 subset_sizes: Sequence[int | float] | None = None, n_subsets: int = 100,
+                 subset_sizes: Sequence[int | float] | None = None, n_subsets: int | None = None,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if map_similarity(similarity_func, default="pearson", allow_callable=False, metric=type(self).__name__) \
@@ -657,20 +662,22 @@ class SensitivityN(_Faithfulness):
         self.n_max_percentage = float(n_max_percentage)
         self.features_in_step = _positive(features_in_step, "features_in_step")
         self.subset_sizes = None if subset_sizes is None else list(subset_sizes)
-        self.n_subsets = _positive(n_subsets, "n_subsets")
+        self.n_subsets = None if n_subsets is None else _positive(n_subsets, "n_subsets")
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
-    def _evaluate(self, prepared: Prepared) -> list[float]:
-        from xaiscore.functional.faithfulness.random_perturbations import (
-            default_subset_sizes,
-            sensitivity_n,
-        )
-
+    def _plan(self, n_features: int) -> tuple[list[int | float], int]:
+        """``(subset_sizes, n_subsets)``: as given, or within Quantus' model budget (see the class)."""
+        budget = math.ceil(n_features / self.features_in_step)  # Quantus' deletions per sample
         sizes = self.subset_sizes
         if sizes is None:
-            sizes = default_subset_sizes(prepared.x[0].numel(), max_fraction=self.n_max_percentage)
+            count = 10 if self.n_subsets is not None or budget >= 20 else max(1, budget // 2)
+            sizes = default_subset_sizes(n_features, count=count, max_fraction=self.n_max_percentage)
+        return sizes, self.n_subsets or min(100, max(2, budget // len(sizes)))
+
+    def _evaluate(self, prepared: Prepared) -> list[float]:
+        sizes, n_subsets = self._plan(prepared.x[0].numel())
         result = sensitivity_n(prepared.forward_fn, prepared.x, prepared.a, prepared.y, subset_sizes=sizes,
-                               n_subsets=self.n_subsets, baseline=self._baseline, reduce_channels=None,
+                               n_subsets=n_subsets, baseline=self._baseline, reduce_channels=None,
                                softmax=prepared.softmax, max_batch_size=prepared.batch_size,
                                generator=self._generator())
         return torch.nanmean(result.curve.double(), dim=0).cpu().tolist()

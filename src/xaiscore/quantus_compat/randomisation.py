@@ -272,7 +272,10 @@ class SmoothMPRT(MPRT):
     MPRT on explanations averaged over ``nr_samples`` noisy copies of the input
     (Gaussian, standard deviation ``noise_magnitude * (max x - min x)``, the
     last copy clean), as Quantus; the noise comes from ``seed`` and is shared by
-    all models. Returns the structure of :class:`MPRT`.
+    the randomized models. The unchanged model is explained once (``seed + 1``
+    noise) and serves both as every layer's reference and in ``"original"``, so
+    the model work is Quantus' (``B * nr_samples`` explanations per model). Returns
+    the structure of :class:`MPRT`.
 
     Differences from Quantus 0.6.0: ``explain_func`` is used (Quantus' sMPRT
     always calls ``quantus.explain``); the reference for every layer is the
@@ -308,9 +311,26 @@ class SmoothMPRT(MPRT):
                          quantus_bug_compatible=quantus_bug_compatible, **kwargs)
         self.nr_samples = check_positive_int(int(nr_samples), "nr_samples")
         self.noise_magnitude = float(noise_magnitude)
+        self._memo: tuple[Prepared, Tensor] | None = None
+
+    def _original(self, prepared: Prepared, factory: Any) -> Tensor:
+        """The smoothed explanation of the unchanged model, computed once per call (as Quantus)."""
+        if self._memo is None or self._memo[0] is not prepared:
+            fresh = _smoothed(factory(prepared.model), prepared.x, prepared.y, n_samples=self.nr_samples,
+                              noise_magnitude=self.noise_magnitude, batch_size=prepared.batch_size,
+                              generator=torch.Generator().manual_seed(self.seed + 1))
+            self._memo = (prepared, fresh)
+        return self._memo[1]
+
+    def _evaluate(self, prepared: Prepared) -> Any:
+        try:
+            return super()._evaluate(prepared)
+        finally:
+            self._memo = None
 
     def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
         return smooth_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory, n_samples=self.nr_samples,
+                           a=self._original(prepared, factory),
                            noise_magnitude=self.noise_magnitude, similarity=self._similarity,
                            order=self.layer_order, abs=self.abs, normalise=normalise, reduce_channels=None,
                            seed=self.seed, reinit=self._reinit(), random_baseline=False,
@@ -318,12 +338,11 @@ class SmoothMPRT(MPRT):
 
     def _reference_similarity(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
                               factory: Any) -> Tensor:
-        explain = factory(prepared.model)
+        fresh = self._original(prepared, factory)
         options = dict(n_samples=self.nr_samples, noise_magnitude=self.noise_magnitude,
                        batch_size=prepared.batch_size)
-        fresh = _smoothed(explain, prepared.x, prepared.y, generator=torch.Generator().manual_seed(self.seed + 1),
-                          **options)
         if reference is None:
+            explain = factory(prepared.model)
             reference = _smoothed(explain, prepared.x, prepared.y,
                                   generator=torch.Generator().manual_seed(self.seed + 2), **options)
         return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),

@@ -70,8 +70,13 @@ def prepare_model_inputs(
     softmax: bool,
     max_batch_size: int,
     validate: bool,
+    unperturbed_scores: bool = True,
 ) -> PreparedInputs:
     """Validate, run the model on ``x`` and resolve ``target``.
+
+    With ``unperturbed_scores=False`` and a given ``target``, the model is not run (the kernel
+    needs no score on ``x``): ``score`` is empty and the kernel checks the target range
+    against its first model output itself.
 
     Raises:
         DTypeError: ``forward_fn`` not callable, bad tensor types or ``softmax`` not a bool.
@@ -95,6 +100,9 @@ def prepare_model_inputs(
         raise NonFiniteError(
             f"Expected `x` to be finite, but got {int((~torch.isfinite(x)).sum())} NaN or infinite value(s)."
         )
+    if target is not None and not unperturbed_scores:
+        target = check_target(target, x.shape[0], device=x.device, validate=validate)
+        return PreparedInputs(x, a, target, x.new_empty((0,)))
     logits = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]), max_batch_size=max_batch_size)
     if target is None:
         target = logits.argmax(dim=1)

@@ -11,8 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from xaiscore._engine.batching import call_model, chunked_map, class_scores
-from xaiscore._checks import DTypeError, ShapeError, check_fraction, check_option
+from xaiscore._engine.batching import ChunkBuffers, call_model, chunked_map, class_scores
+from xaiscore._checks import DTypeError, ShapeError, check_fraction, check_option, check_target
 from xaiscore._engine.imputation import linear_imputation
 from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
@@ -36,6 +36,9 @@ ROAD_PERCENTAGES: tuple[int, ...] = tuple(range(10, 100, 10))
 QUANTUS_ROAD_PERCENTAGES: tuple[int, ...] = tuple(range(1, 100, 2))
 
 Measure = Literal["accuracy", "probability", "logit"]
+
+#: Most bytes of images imputed at once (see ``max_batch_size`` in :func:`road`).
+_GROUP_BYTES = 4 * 2**20
 
 
 def _removal_counts(percentages: Sequence[float], n_pixels: int) -> list[int]:
@@ -75,7 +78,8 @@ def road(
     relevant (LeRF) of the ``N`` pixels are removed and replaced by the
     *noisy linear imputation*: every removed pixel equals the weighted mean of
     its in-image neighbours (weight 1/6 for the four direct, 1/12 for the four
-    diagonal neighbours; removed neighbours are unknowns too), solved as one
+    diagonal neighbours; on volumes the 26-neighbourhood with 1/14, 1/28 and
+    1/56 for face, edge and corner neighbours; removed neighbours are unknowns too), solved as one
     sparse linear system per image and percentage, plus Gaussian noise of
     standard deviation ``noise`` on the removed pixels (see
     :mod:`xaiscore._engine.imputation`). The curve tracks the model on the imputed
@@ -94,7 +98,7 @@ def road(
 
     Args:
         forward_fn: Model returning logits ``(n, K)``.
-        x: Inputs ``(B, C, *S)`` with 1 (signals) or 2 (images) spatial axes.
+        x: Inputs ``(B, C, *S)`` with 1 (signals), 2 (images) or 3 (volumes) spatial axes.
         a: Attributions ``(B, 1|C, *S)``.
         target: ``(B,)`` classes (the paper: the true labels); ``None`` tracks
             the model's prediction on ``x``.
@@ -109,9 +113,11 @@ def road(
         measure: ``"accuracy"`` (the paper), ``"probability"`` or ``"logit"``.
         reduce_channels: How ``a``'s channels combine per pixel (ROAD removes
             whole pixels, so a reduction is required).
-        max_batch_size: Most images imputed and passed through the model at once.
-            The imputation of a chunk holds about 20 image-sized buffers per
-            image (about 0.75 GB for 64 colour 224 x 224 images).
+        max_batch_size: Most images passed through the model at once (an int, ``"auto"``
+            or a byte budget). The images of a chunk are imputed in groups of at most
+            4 MiB; the solver holds about 25 image-sized buffers per image of a group
+            (about 100 MB), so the working set is the chunk's images, the model's
+            activations and that much.
         generator: Randomness of the noise (and of ``order="random"``).
         tol: Relative residual tolerance of the imputation solver
             (default 1e-5 in float32, 1e-10 in float64).
@@ -123,11 +129,11 @@ def road(
         curve's mean.
 
     Raises:
-        ShapeError: inputs with 3 spatial axes (the imputation is defined on 1-D
-            and 2-D grids).
+        ShapeError: inputs with more than 3 spatial axes (the imputation is defined on
+            1-D, 2-D and 3-D grids).
 
     Shape:
-        - x: ``(B, C, *S)`` with ``S`` of 1 or 2 axes; a: ``(B, 1|C, *S)``; target: ``(B,)``
+        - x: ``(B, C, *S)`` with ``S`` of 1, 2 or 3 axes; a: ``(B, 1|C, *S)``; target: ``(B,)``
         - output: ``score (B,)``, ``curve (B, T)``, ``x (T,)``
 
     Example:
@@ -145,12 +151,13 @@ def road(
     noise = check_fraction(noise, "noise", high=float("inf"), high_inclusive=False)
     if tol is not None:
         tol = check_fraction(tol, "tol", high=float("inf"), low_inclusive=False, high_inclusive=False)
+    # ROAD needs no score on the unperturbed x: with a given target the model runs only on imputed images.
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=measure == "probability",
-                                  max_batch_size=max_batch_size, validate=validate)
+                                  max_batch_size=max_batch_size, validate=validate, unperturbed_scores=False)
     x, target = inputs.x, inputs.target
-    if x.ndim not in (3, 4):
+    if x.ndim not in (3, 4, 5):
         raise ShapeError(
-            f"Expected `x` with 1 or 2 spatial axes for ROAD's imputation, but got shape {tuple(x.shape)}."
+            f"Expected `x` with 1, 2 or 3 spatial axes for ROAD's imputation, but got shape {tuple(x.shape)}."
         )
     b, c = x.shape[:2]
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
@@ -162,14 +169,29 @@ def road(
     keys = random_keys(b * n_steps, generator).to(x.device) if noise > 0 else None
     view = (-1,) + (1,) * (x.ndim - 1)
 
+    # Imputed in groups of at most _GROUP_BYTES of images: the solver holds about 25 image-sized buffers
+    # per image, so the working set stays near 25 x _GROUP_BYTES whatever max_batch_size is (the model
+    # still sees whole chunks). Each image's system is solved on its own: the groups change nothing.
+    group = max(1, _GROUP_BYTES // max(1, x[0].nbytes))
+    buffers = ChunkBuffers()
+    checked: list[bool] = []
+
     def compute(start: int, stop: int) -> Tensor:
         sample, step = item_samples(start, stop, n_steps, x.device)
-        removed = take_rows(rank, sample) < counts.index_select(0, step).reshape(view)
-        images = linear_imputation(take_rows(x, sample), removed, tol=tol)
-        if keys is not None:
-            draws = counter_normal(keys[start:stop], c * images[0, 0].numel(), dtype=images.dtype)
-            images = images.addcmul_(draws.reshape(images.shape), removed, value=noise)
+        images = buffers.get("images", (stop - start,) + tuple(x.shape[1:]), x.dtype, x.device)
+        for first in range(0, stop - start, group):
+            last = min(first + group, stop - start)
+            rows, steps = sample[first:last], step[first:last]
+            removed = take_rows(rank, rows) < counts.index_select(0, steps).reshape(view)
+            part = images[first:last]
+            part.copy_(linear_imputation(take_rows(x, rows), removed, tol=tol))
+            if keys is not None:
+                draws = counter_normal(keys[start + first:start + last], c * part[0, 0].numel(), dtype=part.dtype)
+                part.addcmul_(draws.reshape(part.shape), removed, value=noise)
         logits = call_model(forward_fn, images)
+        if validate and not checked:  # the target range, once, against the model's number of classes
+            check_target(target, b, num_classes=logits.shape[1], device=x.device, validate=True)
+            checked.append(True)
         labels = target.index_select(0, sample)
         if measure == "accuracy":
             value = (logits.argmax(dim=1) == labels).to(x.dtype)

@@ -301,6 +301,7 @@ def smooth_mprt(
     target: Tensor,
     *,
     explainer_factory: ExplainerFactory,
+    a: Tensor | None = None,
     n_samples: int = 50,
     noise_magnitude: float = 0.1,
     similarity: str | SimilarityFn = "spearman",
@@ -335,6 +336,8 @@ def smooth_mprt(
 
     Args:
         model, x, target, explainer_factory: As in :func:`mprt`.
+        a: ``(B, C', *S)`` smoothed explanations of the original model (the reference of
+            every step); computed (``B * N`` explanations) when ``None``.
         n_samples: ``N`` (default 50, Hedström et al.'s ImageNet setting).
         noise_magnitude: Noise standard deviation relative to each sample's
             value range (default 0.1).
@@ -370,10 +373,11 @@ def smooth_mprt(
     _check_postprocessing(abs, normalise, reduce_channels)
     parameterised_layers(model)
     generator = resolve_generator(generator, seed, seed_has_own_role=True)
+    given = None if a is None else _check_given_attributions(a, x, validate=validate)
     smooth = _SmoothExplainer(x, target, n_samples=n_samples, noise_magnitude=noise_magnitude,
                               generator=generator, max_batch_size=max_batch_size)
     return _layerwise_similarity(
-        model, x, target, explainer_factory=explainer_factory, explain=smooth, a=None,
+        model, x, target, explainer_factory=explainer_factory, explain=smooth, a=given,
         similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
         post=_PostProcess(abs, normalise, reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,

@@ -9,7 +9,9 @@ it is also a valid ``collate_fn`` for :class:`torch.utils.data.DataLoader`.
 Geometry conventions (shared with :func:`xaiscore.functional.boxes_to_mask`):
 pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)``; boxes are ``xyxy`` in
 absolute pixels of the record's current canvas (the image as the model sees
-it), end-exclusive, so a box ``(0, 0, W, H)`` is the whole image.
+it), end-exclusive, so a box ``(0, 0, W, H)`` is the whole image. Volumes
+``(C, D, H, W)`` carry boxes ``(x0, y0, z0, x1, y1, z1)``: voxel ``(k, i, j)``
+covers ``[j, j + 1) x [i, i + 1) x [k, k + 1)``.
 
 Example:
     >>> import torch
@@ -65,7 +67,9 @@ class SampleRecord:
         label: Class index of the classification target in the dataset's
             ``class_names``.
         boxes: ``(N, 4)`` float32, ``xyxy`` absolute pixels in the current
-            canvas (end-exclusive; ``N`` may be 0).
+            canvas (end-exclusive; ``N`` may be 0); on a volume ``(C, D, H, W)``,
+            ``(N, 6)`` ``(x0, y0, z0, x1, y1, z1)`` voxels (``x`` along ``W``, ``z``
+            along ``D``; see :mod:`xaiscore.harness.data.boxes3d`).
         box_labels: One finding name per box.
         mask: ``(1, *S)`` bool ground-truth mask at the image's resolution, or
             ``None``: then :func:`collate` rasterises ``boxes`` (pixel-centre rule).
@@ -151,7 +155,7 @@ class Batch:
         target: ``(B,)`` long, the class whose score/explanation is evaluated.
         mask: ``(B, 1, *S)`` bool ground truth: the record's mask, or its boxes
             rasterised by :func:`~xaiscore.functional.boxes_to_mask` (pixel-centre rule).
-        boxes: ``B`` tensors ``(N_i, 4)`` xyxy.
+        boxes: ``B`` tensors ``(N_i, 4)`` xyxy (``(N_i, 6)`` on volumes).
         source_ids: ``B`` stable ids.
         findings: ``B`` finding names.
         labels: ``(B,)`` long true labels (equal to ``target`` unless the run
@@ -206,9 +210,13 @@ def _check_record(record: Any, position: int) -> SampleRecord:
         raise ShapeError(
             f"Expected the image of record {record.source_id!r} as a float tensor (C, *S), but got {got}."
         )
-    if record.boxes.ndim != 2 or record.boxes.shape[1] != 4:
+    spatial_dims = record.image.ndim - 1
+    width = 6 if spatial_dims == 3 else 4
+    if record.boxes.ndim != 2 or record.boxes.shape[1] not in (4, 6) or (
+            record.boxes.shape[0] > 0 and record.boxes.shape[1] != width):
+        layout = "(N, 6) (x0, y0, z0, x1, y1, z1)" if width == 6 else "(N, 4)"
         raise ShapeError(
-            f"Expected the boxes of record {record.source_id!r} of shape (N, 4), "
+            f"Expected the boxes of record {record.source_id!r} of shape {layout}, "
             f"but got {tuple(record.boxes.shape)}."
         )
     if record.mask is not None and (record.mask.shape != (1, *record.spatial_shape)):
@@ -233,7 +241,7 @@ def _check_same_shape(records: Sequence[SampleRecord]) -> None:
 
 def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: str,
            device: torch.device) -> Tensor:
-    """``(B, 1, *S)``: each record's mask, or its boxes rasterised (2-D images; elsewhere none allowed)."""
+    """``(B, 1, *S)``: each record's mask, or its boxes rasterised (2-D and 3-D; elsewhere none allowed)."""
     mask = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
     from_boxes = [i for i, r in enumerate(records) if r.mask is None]
     for i, r in enumerate(records):
@@ -241,11 +249,13 @@ def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: s
             mask[i] = r.mask.to(device=device, dtype=torch.bool)
     if not from_boxes:
         return mask
-    if len(spatial) == 2:
-        from xaiscore.functional.localization import boxes_to_mask
+    if len(spatial) in (2, 3):
+        from xaiscore.harness.data.boxes3d import rasterize_boxes
 
-        rasterised = boxes_to_mask(
-            [records[i].boxes.to(device) for i in from_boxes], spatial, rule=rule, device=device
+        width = 2 * len(spatial)
+        rasterised = rasterize_boxes(
+            [records[i].boxes.to(device).reshape(-1, width) for i in from_boxes], spatial, rule=rule,
+            device=device,
         )
         mask[from_boxes] = rasterised
         return mask
@@ -253,7 +263,7 @@ def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: s
         if records[i].boxes.shape[0] > 0:
             raise ShapeError(
                 f"Expected a mask for record {records[i].source_id!r}: boxes rasterise only onto "
-                f"2-D images, but the image has {len(spatial)} spatial dimension(s)."
+                f"2-D and 3-D images, but the image has {len(spatial)} spatial dimension(s)."
             )
     return mask
 
@@ -276,8 +286,8 @@ def collate(records: Sequence[SampleRecord], *, rule: Literal["center", "cover"]
     """Stack records into a :class:`Batch`.
 
     Records without a mask get ``boxes_to_mask(boxes, rule=rule)`` (2-D images
-    only; a non-2-D record without a mask must have no boxes and gets an empty
-    mask). All images must share one shape: resize them first (see
+    and volumes, :func:`~xaiscore.harness.data.boxes3d.rasterize_boxes`; a 1-D
+    record without a mask must have no boxes and gets an empty mask). All images must share one shape: resize them first (see
     :mod:`xaiscore.harness.data.transforms`).
 
     Args:

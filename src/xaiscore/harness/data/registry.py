@@ -3,7 +3,7 @@
 Example:
     >>> ds = open_dataset("synthetic", n=4, size=[16, 16], resize=[8, 8])
     >>> ds[0].image.shape, sorted(READERS)[:3]
-    (torch.Size([1, 8, 8]), ['coco', 'mask_folder', 'mvtec'])
+    (torch.Size([1, 8, 8]), ['coco', 'dicom_series', 'mask_folder'])
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ READERS: dict[str, str] = {
     "voc": "xaiscore.harness.data.voc:read_voc",
     "mask_folder": "xaiscore.harness.data.masks:read_mask_folder",
     "mvtec": "xaiscore.harness.data.masks:read_mvtec",
+    "nifti": "xaiscore.harness.data.volumes:read_nifti_volumes",
+    "dicom_series": "xaiscore.harness.data.volumes:read_dicom_series",
+    "synthetic3d": "xaiscore.harness.data.synthetic3d:make_synthetic_volumes",
 }
 
 

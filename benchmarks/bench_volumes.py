@@ -1,0 +1,201 @@
+"""Volumes: deletion and ROAD on 3-D inputs against their model-work floor, and peak memory at 64^3 and 128^3.
+
+Usage::
+
+    python benchmarks/bench_volumes.py               # 16 volumes of 64^3, a small 3-D CNN
+    python benchmarks/bench_volumes.py --quick       # a smoke run (4 volumes of 24^3)
+    python benchmarks/bench_volumes.py --no-memory   # timing only
+
+1. **Floor**: for deletion and ROAD, our time (validation, ranking, perturbation, ROAD's
+   imputation and the unperturbed pass included) divided by the *model-work floor*: the time of
+   pushing the same number of volumes through the same model in batches of the best batch size
+   (the fastest of a few candidates), on a preallocated input. Metric and floor runs alternate
+   and the minimum of each is kept (robust to a shared CPU). For ROAD the floor leaves out the
+   imputation, which is work the metric needs (one sparse system per volume and percentage);
+   the table also gives the imputation alone.
+2. **Peak memory**: the largest resident set size of a fresh subprocess per setting during the
+   call (sampled every 2 ms) minus its RSS right before the call (inputs built), for deletion and ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values,
+   against the inputs' own size.
+
+The CPU may be shared: the load average is printed with the machine line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import machine_line, print_table  # noqa: E402
+
+from xaiscore._engine.imputation import linear_imputation  # noqa: E402
+from xaiscore.functional.faithfulness import deletion, road  # noqa: E402
+
+
+def cnn3d(classes: int = 2, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)  # benchmark-only model initialisation
+    return torch.nn.Sequential(
+        torch.nn.Conv3d(1, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv3d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv3d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool3d(1), torch.nn.Flatten(), torch.nn.Linear(32, classes),
+    ).eval()
+
+
+def make_inputs(batch: int, side: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 1, side, side, side, generator=generator)
+    smooth = torch.nn.functional.avg_pool3d(torch.rand(batch, 1, side, side, side, generator=generator), 5, 1, 2)
+    return x, smooth, torch.arange(batch) % 2
+
+
+class CountingModel(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return self.model(x)
+
+
+def _push(model, inputs, n_images: int, batch_size: int) -> None:
+    with torch.inference_mode():
+        for start in range(0, n_images, batch_size):
+            model(inputs[: min(batch_size, n_images - start)])
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def best_batch_size(model, shape, candidates) -> int:
+    times = {}
+    for m in candidates:
+        inputs = torch.rand((m,) + tuple(shape))
+        _push(model, inputs, m, m)
+        times[m] = min(_seconds(lambda: _push(model, inputs, 2 * max(candidates), m)) for _ in range(2))  # noqa: B023
+    return min(times, key=times.get)
+
+
+def configs(quick: bool) -> dict:
+    return {
+        "deletion": (deletion, {"features_per_step": 1 / 16}),
+        "road": (road, {"percentages": [50] if quick else [10, 50, 90], "noise": 0.01}),
+    }
+
+
+def run_floor(batch: int, side: int, repeats: int, quick: bool) -> list[dict]:
+    x, a, target = make_inputs(batch, side)
+    model = cnn3d()
+    best = best_batch_size(model, x.shape[1:], [4] if quick else [4, 8, 16, 32])
+    inputs = torch.rand((best,) + tuple(x.shape[1:]))
+    rows = []
+    for name, (kernel, options) in configs(quick).items():
+        counter = CountingModel(model)
+
+        def call():
+            return kernel(counter, x, a, target, max_batch_size=best, generator=torch.Generator().manual_seed(0),
+                          **options)
+        call()
+        images = counter.images
+        ours, floor = math.inf, math.inf
+        for _ in range(repeats):
+            ours = min(ours, _seconds(call))
+            floor = min(floor, _seconds(lambda: _push(model, inputs, images, best)))  # noqa: B023
+        row = {"metric": name, "volumes": f"{batch}x{side}^3", "model calls": images, "batch": best,
+               "ours_s": ours, "floor_s": floor, "ours/floor": ours / floor}
+        if name == "road":  # the imputation alone: every (volume, percentage) system, batched like the kernel
+            removed = torch.rand((images - batch,) + tuple(x.shape[1:])) < 0.5
+            data = x.repeat(math.ceil((images - batch) / batch), 1, 1, 1, 1)[: images - batch]
+            row["imputation_s"] = min(_seconds(lambda: [linear_imputation(data[s:s + best], removed[s:s + best])
+                                                        for s in range(0, len(data), best)]) for _ in range(1))
+        rows.append(row)
+        print("  ...", row, flush=True)
+    return rows
+
+
+_CHILD = r"""
+import json, os, sys, threading, time, torch
+sys.path.insert(0, {here!r})
+from bench_volumes import cnn3d, make_inputs, configs
+torch.set_num_threads({threads})
+name, batch, side, mbs = {name!r}, {batch}, {side}, {mbs}
+kernel, options = configs(False)[name]
+if name == "road":
+    options = dict(options, percentages=[50])
+model = cnn3d()
+x, a, target = make_inputs(batch, side)
+page = os.sysconf("SC_PAGE_SIZE")
+
+def rss():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * page
+
+peak, done = [rss()], []
+
+def sample():
+    while not done:
+        peak.append(max(peak[-1], rss()))
+        time.sleep(0.002)
+
+before = rss()
+thread = threading.Thread(target=sample)
+thread.start()
+kernel(model, x, a, target, max_batch_size=mbs, generator=torch.Generator().manual_seed(0), **options)
+done.append(1)
+thread.join()
+print(json.dumps({{"peak_mb": (max(peak) - before) / 2**20, "inputs_mb": 2 * x.numel() * 4 / 2**20}}))
+"""
+
+
+def run_memory(settings) -> list[dict]:
+    rows = []
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name, batch, side, mbs in settings:
+        code = _CHILD.format(here=here, threads=torch.get_num_threads(), name=name, batch=batch, side=side, mbs=mbs)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        volume_mb = side**3 * 4 / 2**20
+        rows.append({"metric": name, "volumes": f"{batch}x{side}^3", "max_batch_size": mbs,
+                     "peak_mb": result["peak_mb"], "x+a_mb": result["inputs_mb"],
+                     "peak/volume": result["peak_mb"] / volume_mb / mbs})
+        print("  ...", rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--side", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-floor", action="store_true")
+    args = parser.parse_args()
+    batch, side = (4, 24) if args.quick else (args.batch, args.side)
+    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}")
+    if not args.no_floor:
+        rows = run_floor(batch, side, 1 if args.quick else args.repeats, args.quick)
+        print_table(rows, ["metric", "volumes", "model calls", "batch", "ours_s", "floor_s", "ours/floor",
+                           "imputation_s"])
+    if args.no_memory:
+        return
+    settings = [("deletion", 4, 24, 2), ("road", 4, 24, 2)] if args.quick else [
+        ("deletion", 16, 64, 4), ("deletion", 16, 64, 16), ("road", 16, 64, 4), ("road", 16, 64, 16),
+        ("deletion", 4, 128, 4), ("road", 4, 128, 1), ("road", 4, 128, 4)]
+    print_table(run_memory(settings), ["metric", "volumes", "max_batch_size", "peak_mb", "x+a_mb",
+                                       "peak/volume"])
+
+
+if __name__ == "__main__":
+    main()

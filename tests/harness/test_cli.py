@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xaiscore.harness.cli import main
@@ -141,3 +142,11 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     assert all("tiles" in reason for name in mosaic for reason in skipped[name].values())
     assert set(set_metric_variables(ds)) == {s.name for s in list_metrics(scope="set")}
     assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75  # the demo model learned the task
+    # the ViT beside the CNN, scored through the re-explaining metrics too (issue 22)
+    explainers = set(ds["explainer"].values.tolist())
+    assert {"cnn/GradCAM", "vit/rollout", "vit/chefer", "vit/RISE", "vit/random"} <= explainers
+    for metric in ("max_sensitivity", "relative_input_stability", "mprt", "smooth_mprt",
+                   "efficient_mprt", "random_logit"):
+        for explainer in ("vit/rollout", "vit/chefer", "vit/RISE"):
+            values = ds[metric].sel(explainer=explainer).values
+            assert np.isfinite(values).any(), (metric, explainer)

@@ -38,6 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from xaiscore._checks import OptionError
+from xaiscore.harness.method_options import (
+    apply_model_options,
+    check_explainer_options,
+    check_method_models,
+    check_method_options,
+)
 
 __all__ = [
     "ConfigError",
@@ -54,6 +60,8 @@ __all__ = [
 
 #: The method kind of attributions read from a file.
 PRECOMPUTED = "precomputed"
+#: The networks ``[model] kind = "demo"`` can train (:mod:`xaiscore.harness.architectures`).
+DEMO_ARCHITECTURES: tuple[str, ...] = ("cnn", "vit")
 
 
 class ConfigError(OptionError):
@@ -85,6 +93,13 @@ class ModelConfig:
     (``"package.module:function"``) and ``probabilities`` declare how to read a
     model that does not return plain logits (see
     :func:`xaiscore.declare_model_output`).
+
+    ``architecture`` (``kind="demo"`` only): ``"cnn"`` or ``"vit"``
+    (:mod:`xaiscore.harness.architectures`; ``kwargs`` are then its constructor options).
+    ``explainer_options``: options given to every method of this model that takes them (unless
+    the method sets them itself), e.g. a transformer's ``attention_modules`` or
+    ``attention_fn`` (``"package.module:function"``), see
+    :mod:`xaiscore.harness.method_options`.
     """
 
     kind: str = "demo"
@@ -96,16 +111,22 @@ class ModelConfig:
     output_key: str | int | None = None
     output_fn: str | None = None
     probabilities: bool = False
+    architecture: str = "cnn"
+    explainer_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class MethodConfig:
     """One entry of ``methods``: a ``method`` from :func:`xaiscore.explainers.list_explainers`
-    or ``"precomputed"``, the ``name`` it gets in the results, and its options."""
+    or ``"precomputed"``, the ``name`` it gets in the results, and its options.
+
+    ``models`` names the models of a ``[models]`` table the method explains (empty: all).
+    """
 
     name: str
     method: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,7 @@ class RunConfig:
         MethodConfig("random", "random"),
     )
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
     out: str | None = None
     device: str = "cpu"
     seed: int = 0
@@ -217,6 +239,23 @@ def _is_path_key(key: str) -> bool:
     return key in ("root", "path") or key.endswith(("_dir", "_csv", "_json", "_path", "_file"))
 
 
+def _method_options(method: str, entry: dict[str, Any], base: Path | None, source: str,
+                    where: str) -> dict[str, Any]:
+    """A method entry's options: a precomputed method's files resolved, an explainer's checked."""
+    if method != PRECOMPUTED:
+        try:
+            return check_method_options(method, entry, base=base, where=where)
+        except OptionError as error:
+            raise _fail(source, str(error)) from None
+    if "path" not in entry:
+        raise _fail(source, f"expected `{where}.path` (the attributions file) for a precomputed "
+                            "method.")
+    entry["path"] = _resolve(entry["path"], base, source=source, key=f"{where}.path")
+    if entry.get("ids") is not None:
+        entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
+    return entry
+
+
 def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodConfig, ...]:
     from xaiscore.explainers import list_explainers
 
@@ -237,13 +276,9 @@ def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodCo
         name = entry.pop("name", method)
         if not isinstance(name, str) or not name:
             raise _fail(source, f"expected `{where}.name` to be a non-empty string, but got {name!r}.")
-        if method == PRECOMPUTED:
-            if "path" not in entry:
-                raise _fail(source, f"expected `{where}.path` (the attributions file) for a precomputed method.")
-            entry["path"] = _resolve(entry["path"], base, source=source, key=f"{where}.path")
-            if entry.get("ids") is not None:
-                entry["ids"] = _resolve(entry["ids"], base, source=source, key=f"{where}.ids")
-        methods.append(MethodConfig(name=name, method=method, options=entry))
+        models = _names(entry.pop("models", ()), source=source, key=f"{where}.models")
+        entry = _method_options(method, entry, base, source, where)
+        methods.append(MethodConfig(name=name, method=method, options=entry, models=models))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -324,27 +359,14 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
     for key, value in dataset_raw.items():
         if isinstance(value, str) and _is_path_key(key):
             dataset_raw[key] = _resolve(value, base_path, source=source, key=f"dataset.{key}")
-    model_raw = dict(_mapping(raw.get("model", {}), source=source, key="model"))
-    _check_keys(model_raw, _MODEL_KEYS, source=source, where="model.")
-    model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source, key="model.kind")
-    model = ModelConfig(
-        kind=model_kind,
-        factory=model_raw.get("factory"),
-        state_dict=_resolve(model_raw.get("state_dict"), base_path, source=source, key="model.state_dict"),
-        path=_resolve(model_raw.get("path"), base_path, source=source, key="model.path"),
-        kwargs=dict(_mapping(model_raw.get("kwargs", {}), source=source, key="model.kwargs")),
-        train=dict(_mapping(model_raw.get("train", {}), source=source, key="model.train")),
-        **_model_output(model_raw, source),
-    )
-    if model.kind == "factory" and not (isinstance(model.factory, str) and ":" in model.factory):
-        raise _fail(source, f"expected `model.factory` as 'package.module:function', but got {model.factory!r}.")
-    if model.kind in ("torchscript", "exported") and model.path is None:
-        raise _fail(source, f"expected `model.path` (the model file) for model.kind = {model.kind!r}.")
+    model = _parse_model(raw.get("model", {}), base_path, source, where="model")
+    models = _parse_models(raw, base_path, source)
     defaults = RunConfig()
     config = RunConfig(
         dataset=DatasetConfig(kind=kind, options=dataset_raw),
         model=model,
         methods=_parse_methods(raw["methods"], base_path, source) if "methods" in raw else defaults.methods,
+        models=models,
         metrics=_parse_metrics(raw["metrics"], source) if "metrics" in raw else defaults.metrics,
         out=_resolve(raw.get("out"), base_path, source=source, key="out"),
         device=str(raw.get("device", defaults.device)),
@@ -360,7 +382,72 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         report=bool(raw.get("report", defaults.report)),
         source=source,
     )
+    try:
+        check_method_models(config)
+    except OptionError as error:
+        raise _fail(source, str(error)) from None
+    if not config.models:
+        config = replace(config, methods=apply_model_options(config.methods, config.model))
     return config
+
+
+def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str) -> ModelConfig:
+    """One model table (``[model]`` or an entry of ``[models]``)."""
+    model_raw = dict(_mapping(value, source=source, key=where))
+    _check_keys(model_raw, _MODEL_KEYS, source=source, where=f"{where}.")
+    model_kind = _choice(model_raw.get("kind", "demo"), _MODEL_KINDS, source=source,
+                         key=f"{where}.kind")
+    architecture = _choice(model_raw.get("architecture", "cnn"), DEMO_ARCHITECTURES, source=source,
+                           key=f"{where}.architecture")
+    if "architecture" in model_raw and model_kind != "demo":
+        raise _fail(source, f"`{where}.architecture` picks a demo network; it needs {where}.kind = "
+                            f"'demo', but got {model_kind!r}.")
+    model = ModelConfig(
+        kind=model_kind,
+        factory=model_raw.get("factory"),
+        state_dict=_resolve(model_raw.get("state_dict"), base_path, source=source,
+                            key=f"{where}.state_dict"),
+        path=_resolve(model_raw.get("path"), base_path, source=source, key=f"{where}.path"),
+        kwargs=dict(_mapping(model_raw.get("kwargs", {}), source=source, key=f"{where}.kwargs")),
+        train=dict(_mapping(model_raw.get("train", {}), source=source, key=f"{where}.train")),
+        architecture=architecture,
+        explainer_options=dict(_mapping(model_raw.get("explainer_options", {}), source=source,
+                                        key=f"{where}.explainer_options")),
+        **_model_output(model_raw, source),
+    )
+    if model.kind == "factory" and not (isinstance(model.factory, str) and ":" in model.factory):
+        raise _fail(source, f"expected `{where}.factory` as 'package.module:function', but got "
+                            f"{model.factory!r}.")
+    if model.kind in ("torchscript", "exported") and model.path is None:
+        raise _fail(source, f"expected `{where}.path` (the model file) for {where}.kind = "
+                            f"{model.kind!r}.")
+    try:
+        check_explainer_options(model.explainer_options, base=base_path,
+                                where=f"{where}.explainer_options")
+    except OptionError as error:
+        raise _fail(source, str(error)) from None
+    return model
+
+
+def _parse_models(raw: Mapping[str, Any], base_path: Path | None,
+                  source: str) -> dict[str, ModelConfig]:
+    """``[models]``: name -> model table, for runs that compare several models (none: ``{}``)."""
+    if "models" not in raw:
+        return {}
+    if "model" in raw:
+        raise _fail(source, "expected either `model` (one model) or `models` (a table of named "
+                            "models), but got both.")
+    table = _mapping(raw["models"], source=source, key="models")
+    if not table:
+        raise _fail(source, "expected `models` to name at least one model, but it is empty.")
+    models = {}
+    for name, value in table.items():
+        if not isinstance(name, str) or not name or "/" in name or name != name.strip():
+            raise _fail(source, "expected model names without '/' or surrounding spaces (they "
+                                "prefix the explainer names, e.g. 'vit/rollout'), but got "
+                                f"{name!r}.")
+        models[name] = _parse_model(value, base_path, source, where=f"models.{name}")
+    return models
 
 
 def check_config_files(config: RunConfig) -> None:

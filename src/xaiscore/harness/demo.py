@@ -1,14 +1,24 @@
-"""The offline demo: synthetic chest radiographs, a small CNN trained on the spot, several methods, every metric.
+"""The offline demo: synthetic radiographs, a CNN and a ViT trained on the spot, their methods.
 
 :func:`demo_config` is the configuration ``xaiscore demo`` runs (print it with
 ``xaiscore demo --print-config`` and save it as a starting point for your own
 ``xaiscore run``); :func:`run_demo` runs it. Nothing is downloaded.
 
+Two models are trained (deterministically) and compared: the small CNN
+(:class:`~xaiscore.harness.models.SmallCNN`), explained with Saliency,
+Integrated Gradients and Grad-CAM, and a tiny vision transformer
+(:class:`~xaiscore.explainers.tiny_models.TinyViT`), explained with attention
+rollout, Chefer et al.'s relevance and RISE; both with the random baseline.
+Their results share one ``results.nc`` (explainers ``"cnn/GradCAM"``,
+``"vit/rollout"``, ..., see :mod:`xaiscore.harness.multimodel`) and one report.
+
 The method options and the per-metric options below keep the whole demo
 (training included) within a few minutes on two CPU cores: fewer noise samples
 for the robustness metrics, fewer perturbation steps for the curves, no extra
 random-map baseline inside the randomization metrics (the ``random`` method
-is that baseline). For a real evaluation, raise them.
+is that baseline). For a real evaluation, raise them. The ViT's RISE uses 32
+masks (one forward pass per mask, in every re-explaining metric too); it and the
+MPRT family over the ViT's 18 layers are most of the ViT's share of the time.
 
 Example:
     >>> config = demo_config(out="runs/demo", n=16)
@@ -79,9 +89,22 @@ def _metric_options() -> dict[str, dict[str, Any]]:
     return options
 
 
+#: The demo ViT: :class:`~xaiscore.explainers.tiny_models.TinyViT` with a convolutional stem.
+DEMO_VIT_TRAIN: dict[str, Any] = {"n": 256, "epochs": 30, "lr": 2e-3, "stop_at_accuracy": 0.97}
+
+#: RISE in the demo: few, coarse masks (the paper uses 4000 masks on a 7 x 7 grid).
+DEMO_RISE: dict[str, Any] = {"n_masks": 32, "grid_size": 4, "p": 0.5, "max_batch_size": 256}
+
+
 def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
                     device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """The demo configuration as plain values (what a TOML/YAML file would hold)."""
+    """The demo configuration as plain values (what a TOML/YAML file would hold).
+
+    Two models (a ``[models]`` table): the CNN, explained with gradient methods and Grad-CAM,
+    and a tiny vision transformer, explained with attention rollout, Chefer et al.'s relevance
+    and RISE (few masks: it costs a forward pass per mask in every re-explaining metric); both
+    with the random baseline, the CNN also with the constant one.
+    """
     return {
         "out": os.fspath(out),
         "seed": seed,
@@ -91,13 +114,22 @@ def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 3
         "target": "label",
         "on_error": "record",
         "dataset": {"kind": "synthetic", "n": n, "size": [size, size], "seed": seed},
-        "model": {"kind": "demo", "train": {"n": 256, "epochs": 8, "stop_at_accuracy": 0.98}},
+        "models": {
+            "cnn": {"kind": "demo", "train": {"n": 256, "epochs": 8, "stop_at_accuracy": 0.98}},
+            "vit": {"kind": "demo", "architecture": "vit", "train": dict(DEMO_VIT_TRAIN),
+                    # the attention modules rollout and Chefer read (this is also their default)
+                    "explainer_options": {"attention_modules": "blocks.*.attn.attn_drop"}},
+        },
         "methods": [
-            "Saliency",
-            {"method": "IntegratedGradients", "n_steps": 8},
-            {"method": "LayerGradCam", "name": "GradCAM", "layer": "features.6"},
+            {"method": "Saliency", "models": ["cnn"]},
+            {"method": "IntegratedGradients", "n_steps": 8, "models": ["cnn"]},
+            {"method": "LayerGradCam", "name": "GradCAM", "layer": "features.6", "models": ["cnn"]},
+            {"method": "AttentionRollout", "name": "rollout", "head_fusion": "mean",
+             "discard_ratio": 0.0, "models": ["vit"]},
+            {"method": "CheferRelevance", "name": "chefer", "models": ["vit"]},
+            {"method": "RISE", **DEMO_RISE, "models": ["vit"]},
             "random",
-            "constant",
+            {"method": "constant", "models": ["cnn"]},
         ],
         "metrics": {"include": "all", "options": _metric_options()},
     }

@@ -38,9 +38,12 @@ from xaiscore._checks import ShapeError
 from xaiscore._engine.random import derive_seed
 from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig
 
-__all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings"]
+__all__ = ["derive_seed", "MethodExplainer", "PrecomputedAttributions", "method_settings",
+           "resolve_options"]
 
 _NO_SEED = ("constant", "quantus")
+#: Methods whose maps do not depend on the model: a factory call draws new maps.
+_MODEL_FREE = ("random", "constant")
 
 
 def method_settings(config: MethodConfig) -> dict[str, Any]:
@@ -58,8 +61,11 @@ class MethodExplainer:
             every batch is reproducible on its own, whichever process runs it).
 
     ``explainer(x, target)`` explains; ``explainer(model)`` returns a new
-    explain function of the same method for ``model`` (seeded from ``seed``
-    and a call counter).
+    explain function of the same method for ``model``. A method that reads the model gets the
+    same ``seed`` for every model, so that its random draws (RISE's masks, KernelShap's and
+    Lime's coalitions, SmoothGrad's noise) are the same and a randomization metric compares
+    maps, not draws; the ``random`` baseline is seeded from ``seed`` and a call counter (new
+    maps for every model).
     """
 
     def __init__(self, config: MethodConfig, model: nn.Module, *, seed: int) -> None:
@@ -74,7 +80,7 @@ class MethodExplainer:
     def _build(self, model: nn.Module, seed: int) -> Any:
         from xaiscore.explainers import make_explainer
 
-        options = dict(self.config.options)
+        options = resolve_options(self.config.options)
         if self.config.method not in _NO_SEED:
             options.setdefault("seed", seed)
         return make_explainer(self.config.method, model, **options)
@@ -84,6 +90,8 @@ class MethodExplainer:
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1 and isinstance(args[0], nn.Module):
+            if self.config.method not in _MODEL_FREE:  # same draws (RISE masks ...) for every model
+                return self._build(args[0], self.seed)
             self._factory_calls += 1
             return self._build(args[0], derive_seed(self.seed, "factory", self._factory_calls))
         x, target = args
@@ -257,3 +265,43 @@ class PrecomputedAttributions:
         if len(channels) > 1:
             rows = [r.expand(like.shape[1], *spatial) if r.shape[0] == 1 else r for r in rows]
         return torch.stack(rows).to(device=like.device, dtype=like.dtype)
+
+
+def _import_reference(reference: str, key: str) -> Any:
+    from xaiscore.harness.models import _import_factory
+
+    return _import_factory(reference, what=f"`{key}` function")
+
+
+def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as the explainer builders take them: references imported, masks loaded.
+
+    Raises:
+        ConfigError: a reference cannot be imported or a mask file cannot be read.
+    """
+    from xaiscore.harness.method_options import REFERENCE_OPTIONS
+
+    values = dict(options)
+    for key in REFERENCE_OPTIONS:
+        value = values.get(key)
+        if key == "feature_mask" and isinstance(value, str) and value.endswith((".npy", ".pt")):
+            values[key] = _load_mask(Path(value))
+        elif key == "feature_mask" and isinstance(value, list):
+            values[key] = torch.as_tensor(value, dtype=torch.long)
+        elif isinstance(value, str):
+            values[key] = _import_reference(value, key)
+    return values
+
+
+def _load_mask(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise ConfigError(f"Feature mask file {str(path)!r} does not exist.")
+    if path.suffix == ".npy":
+        import numpy as np
+
+        return torch.from_numpy(np.load(path, allow_pickle=False)).long()
+    mask = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(mask, torch.Tensor):
+        raise ConfigError(f"Expected the feature mask file {str(path)!r} to hold a tensor, but got "
+                          f"{type(mask).__name__}.")
+    return mask.long()

@@ -441,15 +441,21 @@ _TRAIN_KEYS = frozenset({"n", "epochs", "batch_size", "lr", "seed", "width", "we
 
 
 def _demo_settings(config: RunConfig, dataset: Any) -> tuple[dict[str, Any], Any]:
-    """What the demo model depends on (training and dataset options, input channels, classes); the first sample."""
-    train = {"n": 256, "epochs": 8, "batch_size": 32, "lr": 1e-2, "seed": config.seed, "width": 8,
-             "stop_at_accuracy": 0.98, **config.model.train}
+    """What the demo model depends on (architecture, training and dataset options, input channels,
+    classes); the first sample."""
+    from xaiscore.harness.architectures import train_defaults
+
+    architecture = config.model.architecture
+    train = {"n": 256, "batch_size": 32, "seed": config.seed, "width": 8,
+             **train_defaults(architecture), **config.model.train}
     unknown = sorted(set(train) - _TRAIN_KEYS)
     if unknown:
         raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
     sample = dataset[0]
     settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
                 "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
+    if architecture != "cnn" or config.model.kwargs:  # (a CNN cached before these keys stays valid)
+        settings.update(architecture=architecture, kwargs=dict(config.model.kwargs))
     return settings, sample
 
 
@@ -461,9 +467,17 @@ def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     train = settings["train"]
 
     def fresh(mean: float = 0.5, std: float = 0.25) -> nn.Module:
-        return SmallCNN(settings["in_channels"], len(dataset.class_names), width=train["width"],
-                        spatial_dims=sample.image.ndim - 1, input_mean=mean, input_std=std,
-                        generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63))
+        from xaiscore.harness.architectures import demo_network
+
+        try:
+            return demo_network(
+                config.model.architecture, in_channels=settings["in_channels"],
+                num_classes=len(dataset.class_names), spatial=tuple(sample.image.shape[1:]),
+                kwargs=config.model.kwargs, width=train["width"], mean=mean, std=std,
+                generator=torch.Generator().manual_seed(derive_seed(train["seed"], "init") % 2**63),
+                cnn_class=SmallCNN)
+        except OptionError as error:
+            raise ConfigError(f"{config.source}: in `model`: {error}") from error
 
     cached = store.load(store.model_path) if store is not None else None
     if cached is not None and cached.get("settings") == json.loads(json.dumps(settings, default=str)):

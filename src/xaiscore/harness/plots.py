@@ -148,10 +148,14 @@ def _uri(png: bytes) -> str:
 def examples_html(ds: Any, *, max_examples: int = 6, predicted: np.ndarray | None = None) -> str:
     """The example grid as HTML: tiles per sample and method, headers, the colour bar
     (``predicted``: each method's predicted boxes, see :func:`example_tiles`)."""
+    from xaiscore.harness.report_models import column_labels, model_header_row
+
     methods = [str(m) for m in ds["explainer"].values]
     findings = dict(zip(ds["sample"].values.tolist(), [str(f) for f in ds["finding"].values]))
     tiles = example_tiles(ds, max_examples=max_examples, predicted=predicted)
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["image"] + methods)
+    labels = column_labels(ds)  # several models: grouped under a header row naming the model
+    names = ["image"] + [labels[m] for m in methods]
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
     rows = []
     for row, pngs in enumerate(tiles):
         example = int(ds["example"].values[row])
@@ -174,6 +178,7 @@ def examples_html(ds: Any, *, max_examples: int = 6, predicted: np.ndarray | Non
         + "</span></div>"
     )
     return (
-        f'<div class="scroll"><table class="tiles"><thead><tr><th></th>{header}</tr></thead>'
+        f'<div class="scroll"><table class="tiles"><thead>{model_header_row(ds, leading=2)}'
+        f'<tr><th></th>{header}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>{colour_bar}"
     )

@@ -56,7 +56,6 @@ from xaiscore.harness.report_html import (
     esc,
     gaps_html,
     pairwise_html,
-    sanity_html,
     scoreboard_html,
     table_html,
     win_rates_html,
@@ -109,6 +108,7 @@ th.rot span { writing-mode: vertical-rl;
 .swatch { display: inline-block; width: 12px; height: 12px; margin: 0 .3em 0 .8em;
           vertical-align: -1px; }
 table.gaps td.reason { max-width: 40em; }
+tr.models th.group { background: #dde6f2; text-align: center; border: 1px solid #ccc; }
 """
 
 #: Explainers that carry no information about the model: a metric they win cannot rank real methods.
@@ -312,7 +312,8 @@ def _curves_html(ds: xr.Dataset, curves: list[str]) -> str:
         values = curve.transpose("explainer", "sample", step).values
         series = []
         for i, method in enumerate(methods):
-            rows = values[i][np.isfinite(values[i]).all(axis=1)]
+            steps = np.isfinite(values[i]).any(axis=0)  # its steps (models of several depths)
+            rows = values[i][np.isfinite(values[i][:, steps]).all(axis=1)]
             mean = rows.mean(axis=0) if len(rows) else np.full(values.shape[-1], np.nan)
             error = (
                 rows.std(axis=0, ddof=1) / np.sqrt(len(rows))
@@ -409,7 +410,8 @@ def write_report(
         The path of ``report.html``.
     """
     from xaiscore.harness.gaps import gap_table
-    from xaiscore.harness.sanity import model_sanity
+    from xaiscore.harness.report_html import models_sanity_html
+    from xaiscore.harness.report_models import report_sanity
     from xaiscore.harness.verdicts import metric_ranking, metric_verdicts, win_rate_table
 
     bar = None
@@ -421,7 +423,7 @@ def write_report(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         metrics = metric_variables(ds)
-        sanity = model_sanity(ds, alpha=alpha)
+        sanity = report_sanity(ds, alpha=alpha)  # several models: at chance if any model is
         summary = summary_table(ds, n_boot=n_boot, seed=seed)
         verdicts = metric_verdicts(ds, alpha=alpha, seed=seed, cache_dir=out / ".cache")
         _stage(bar, "verdicts", "model and ranking")
@@ -434,7 +436,7 @@ def write_report(
             "<h2>At a glance</h2>",
             _glance_html(ds, sanity, verdicts, ranking),
             "<h2>The model on the scored samples</h2>",
-            sanity_html(sanity),
+            models_sanity_html(ds, sanity, alpha=alpha),
         ]
         _stage(bar, "model and ranking", "scoreboard and examples")
         set_level = set_level_html(ds)  # set-level metrics: one value per method, no paired test

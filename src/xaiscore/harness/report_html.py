@@ -25,6 +25,7 @@ __all__ = [
     "table_html",
     "scoreboard_html",
     "sanity_html",
+    "models_sanity_html",
     "win_rates_html",
     "gaps_html",
     "agreement_html",
@@ -119,9 +120,12 @@ def scoreboard_html(
     undefined" section; a count every method shares is shown once, under the
     metric's name.
     """
+    from xaiscore.harness.report_models import column_labels, model_header_row
+
     methods = [str(m) for m in ds["explainer"].values]
     n = int(ds.sizes.get("sample", 0))
-    head = "".join(f'<th scope="col">{header(m)}</th>' for m in methods)
+    labels = column_labels(ds)  # several models: grouped under a header row naming the model
+    head = "".join(f'<th scope="col">{header(labels[m])}</th>' for m in methods)
     rows = []
     family = None
     for metric in metric_variables(ds):
@@ -180,7 +184,9 @@ def scoreboard_html(
             f'title="{reason}">{header(text)}</td></tr>'
         )
     return (
-        f'<div class="scroll"><table class="board"><thead><tr><th class="name">metric</th>{head}'
+        '<div class="scroll"><table class="board"><thead>'
+        f"{model_header_row(ds, leading=1, trailing=1)}"
+        f'<tr><th class="name">metric</th>{head}'
         f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -339,3 +345,21 @@ def pairwise_html(verdicts: Mapping[str, Any], metrics: Sequence[str]) -> str:
         "<th>p (Holm)</th><th>significantly better</th><th>median difference [95% CI]</th>"
         f"<th>P(first better)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def models_sanity_html(ds: Any, sanity: Any, *, alpha: float) -> str:
+    """"The model on the scored samples": one part per model when there are several."""
+    from xaiscore.harness.report_models import column_labels, model_groups, model_view
+    from xaiscore.harness.sanity import model_sanity
+
+    groups = model_groups(ds)
+    if groups is None:
+        return sanity_html(sanity)
+    parts = []
+    for name, members in groups:
+        check = model_sanity(model_view(ds, name), alpha=alpha)
+        labels = column_labels(ds)
+        methods = ", ".join(esc(labels[m]) for m in members)
+        parts.append(f"<h3>Model {esc(name)}</h3><p class=\"note\">Methods: {methods}.</p>"
+                     + sanity_html(check))
+    return "".join(parts)

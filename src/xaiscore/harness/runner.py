@@ -53,6 +53,7 @@ from xaiscore.harness.gaps import nan_causes
 from xaiscore.harness.inputs import as_record_dataset, check_run_arguments
 from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
 from xaiscore.harness.models import build_model
+from xaiscore.harness.multimodel import run_models
 from xaiscore.harness.scoring import (
     PlannedMetric,
     call_metric,
@@ -562,6 +563,8 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
     from xaiscore.harness.data.registry import open_dataset
     from xaiscore.harness.results import to_json
 
+    if config.models:  # several models: one sub-run each (xaiscore.harness.multimodel)
+        return run_models(config, run_config, progress=progress, resume=resume, timing=timing)
     if config.out is None:
         raise ConfigError(f"{config.source}: expected `out`, the run folder.")
     from xaiscore.harness.config import check_config_files

@@ -60,7 +60,8 @@ def test_image_locator_searches_sub_folders_once(tmp_path):
 
 
 def test_registry_lists_every_reader_and_checks_options(tmp_path):
-    assert set(READERS) == {"synthetic", "nih", "rsna", "vindr", "coco", "voc", "mask_folder", "mvtec"}
+    assert set(READERS) == {"synthetic", "nih", "rsna", "vindr", "coco", "voc", "mask_folder", "mvtec",
+                            "synthetic3d", "nifti", "dicom_series"}
     assert all(callable(get_reader(kind)) for kind in READERS)
     with pytest.raises(OptionError, match="Did you mean 'vindr'"):
         get_reader("vinder")

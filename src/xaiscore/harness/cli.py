@@ -2,7 +2,7 @@
 
 Commands::
 
-    xaiscore demo [--volumes | --vit] [--out DIR] [--samples N] [--size PX] [--device DEV] [--overwrite] [--print-config]
+    xaiscore demo [--volumes] [--out DIR] [--samples N] [--size PX] [--device DEV] [--overwrite] [--print-config]
     xaiscore run CONFIG [--out DIR] [--device DEV] [--overwrite]
     xaiscore report RESULTS [--out DIR] [--win-metric NAME]
     xaiscore metrics [--family NAME]
@@ -53,9 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=None, help="image side in pixels (default: 32; volumes: 24)")
     demo.add_argument("--volumes", action="store_true",
                       help="the 3-D demo: synthetic CT-like volumes and a 3-D CNN (xaiscore.harness.demo_volumes)")
-    demo.add_argument("--vit", action="store_true",
-                      help="also train a tiny vision transformer and explain it with attention rollout, "
-                           "Chefer relevance and RISE (about 4.5x the CPU time)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data, training and metrics (default: 0)")
     demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     demo.add_argument("--print-config", action="store_true",
@@ -135,12 +132,8 @@ def _demo(args: argparse.Namespace) -> int:
 
         args.samples, args.size = args.samples or 8, args.size or 24
     else:
-        from functools import partial
+        from xaiscore.harness.demo import demo_config, demo_raw_config
 
-        from xaiscore.harness import demo
-
-        demo_config = partial(demo.demo_config, vit=args.vit)
-        demo_raw_config = partial(demo.demo_raw_config, vit=args.vit)
         args.samples, args.size = args.samples or 32, args.size or 32
 
     if args.print_config:

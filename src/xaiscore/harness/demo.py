@@ -1,17 +1,16 @@
-"""The offline demo: synthetic radiographs, a CNN (and, with ``--vit``, a ViT) trained on the spot.
+"""The offline demo: synthetic radiographs, a CNN and a ViT trained on the spot, their methods.
 
 :func:`demo_config` is the configuration ``xaiscore demo`` runs (print it with
 ``xaiscore demo --print-config`` and save it as a starting point for your own
 ``xaiscore run``); :func:`run_demo` runs it. Nothing is downloaded.
 
-By default the small CNN (:class:`~xaiscore.harness.models.SmallCNN`) is trained
-(deterministically) and explained with Saliency, Integrated Gradients, Grad-CAM and the
-random and constant baselines. ``vit=True`` (``xaiscore demo --vit``) trains a tiny vision
-transformer beside it (:class:`~xaiscore.explainers.tiny_models.TinyViT`), explained with
-attention rollout, Chefer et al.'s relevance, RISE and the random baseline; the two models
-share one ``results.nc`` (explainers ``"cnn/GradCAM"``, ``"vit/rollout"``, ..., see
-:mod:`xaiscore.harness.multimodel`) and one report. The ViT run costs about 4.5x the CPU
-time of the CNN-only demo, which is why it is not the default.
+Two models are trained (deterministically) and compared: the small CNN
+(:class:`~xaiscore.harness.models.SmallCNN`), explained with Saliency,
+Integrated Gradients and Grad-CAM, and a tiny vision transformer
+(:class:`~xaiscore.explainers.tiny_models.TinyViT`), explained with attention
+rollout, Chefer et al.'s relevance and RISE; both with the random baseline.
+Their results share one ``results.nc`` (explainers ``"cnn/GradCAM"``,
+``"vit/rollout"``, ..., see :mod:`xaiscore.harness.multimodel`) and one report.
 
 The method options and the per-metric options below keep the whole demo
 (training included) within a few minutes on two CPU cores: fewer noise samples
@@ -98,19 +97,14 @@ DEMO_RISE: dict[str, Any] = {"n_masks": 32, "grid_size": 4, "p": 0.5, "max_batch
 
 
 def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
-                    device: str = "cpu", seed: int = 0, vit: bool = False) -> dict[str, Any]:
+                    device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """The demo configuration as plain values (what a TOML/YAML file would hold).
 
-    By default one model: the CNN, explained with Saliency, Integrated Gradients, Grad-CAM and
-    the random and constant baselines. With ``vit=True`` (``xaiscore demo --vit``) two models
-    (a ``[models]`` table): the CNN as before and a tiny vision transformer, explained with
-    attention rollout, Chefer et al.'s relevance and RISE (few masks: it costs a forward pass per
-    mask in every re-explaining metric), both with the random baseline, the CNN also with the
-    constant one. The ViT run costs about 4.5x the CPU time of the CNN-only demo (every
-    re-explaining metric re-explains the ViT; the MPRT family steps through its 18 layers).
+    Two models (a ``[models]`` table): the CNN, explained with gradient methods and Grad-CAM,
+    and a tiny vision transformer, explained with attention rollout, Chefer et al.'s relevance
+    and RISE (few masks: it costs a forward pass per mask in every re-explaining metric); both
+    with the random baseline, the CNN also with the constant one.
     """
-    if not vit:
-        return _cnn_demo_raw_config(out=out, n=n, size=size, device=device, seed=seed)
     return {
         "out": os.fspath(out),
         "seed": seed,
@@ -141,39 +135,14 @@ def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 3
     }
 
 
-def _cnn_demo_raw_config(*, out: str | os.PathLike[str], n: int, size: int, device: str,
-                         seed: int) -> dict[str, Any]:
-    """The one-model demo: the CNN with gradient methods, Grad-CAM and two baselines."""
-    return {
-        "out": os.fspath(out),
-        "seed": seed,
-        "device": device,
-        "batch_size": 16,
-        "max_batch_size": 128,
-        "target": "label",
-        "on_error": "record",
-        "dataset": {"kind": "synthetic", "n": n, "size": [size, size], "seed": seed},
-        "model": {"kind": "demo", "train": {"n": 256, "epochs": 8, "stop_at_accuracy": 0.98}},
-        "methods": [
-            "Saliency",
-            {"method": "IntegratedGradients", "n_steps": 8},
-            {"method": "LayerGradCam", "name": "GradCAM", "layer": "features.6"},
-            "random",
-            "constant",
-        ],
-        "metrics": {"include": "all", "options": _metric_options()},
-    }
-
-
 def demo_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
-                device: str = "cpu", seed: int = 0, vit: bool = False) -> RunConfig:
-    """The :class:`RunConfig` of ``xaiscore demo`` (``vit=True``: ``xaiscore demo --vit``)."""
-    raw = demo_raw_config(out=out, n=n, size=size, device=device, seed=seed, vit=vit)
-    return parse_config(raw, source="<demo>")
+                device: str = "cpu", seed: int = 0) -> RunConfig:
+    """The :class:`RunConfig` of ``xaiscore demo``."""
+    return parse_config(demo_raw_config(out=out, n=n, size=size, device=device, seed=seed), source="<demo>")
 
 
 def run_demo(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32, device: str = "cpu",
-             seed: int = 0, progress: bool = False, resume: bool = True, vit: bool = False) -> Any:
+             seed: int = 0, progress: bool = False, resume: bool = True) -> Any:
     """Run the demo: train, explain, score, write ``out/results.nc`` and ``out/report.html``.
 
     Returns:
@@ -181,5 +150,5 @@ def run_demo(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size
     """
     from xaiscore.harness.runner import run_config
 
-    return run_config(demo_config(out=out, n=n, size=size, device=device, seed=seed, vit=vit),
-                      progress=progress, resume=resume)
+    return run_config(demo_config(out=out, n=n, size=size, device=device, seed=seed), progress=progress,
+                      resume=resume)

@@ -6,7 +6,8 @@ import torch
 
 
 def wide_cnn(classes: int = 10, seed: int = 0) -> torch.nn.Module:
-    """A CNN with about 30x the small benchmark CNN's multiply-adds at 224 x 224 (32 and 64 channels).
+    """A CNN with about 30x the small benchmark CNN's multiply-adds at 224 x 224
+    (32 and 64 channels).
 
     With it an explanation costs ~25x more than with the small CNN, which shows how a metric's fixed
     per-map work (noise, norms, ranks, SSIM, histograms) shrinks against a costlier explainer.
@@ -22,7 +23,8 @@ def wide_cnn(classes: int = 10, seed: int = 0) -> torch.nn.Module:
 
 
 def small_cnn(classes: int = 10, seed: int = 0, channels: int = 1) -> torch.nn.Module:
-    """The small benchmark CNN: two strided 5 x 5 convolutions (8 and 16 channels), pooled to 4 x 4."""
+    """The small benchmark CNN: two strided 5 x 5 convolutions (8 and 16 channels), pooled to 4 x 4.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # benchmark-only model initialisation, global state restored
         return torch.nn.Sequential(

@@ -24,7 +24,8 @@ def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) 
 
 def paired_times(first: Callable[[], object], second: Callable[[], object], *, repeats: int = 3,
                  warmup: int = 1) -> tuple[float, float, float]:
-    """Run ``first()`` and ``second()`` alternately ``repeats`` times (after ``warmup`` runs of each).
+    """Run ``first()`` and ``second()`` alternately ``repeats`` times
+    (after ``warmup`` runs of each).
 
     Returns the median time of each and the median of the per-pair ratios ``first / second``.
     Alternating keeps a shared machine's slow drift (this VM's timings move 10-30 % within
@@ -42,15 +43,16 @@ def paired_times(first: Callable[[], object], second: Callable[[], object], *, r
         second()
         second_times.append(time.perf_counter() - start)
     ratios = [a / b for a, b in zip(first_times, second_times)]
-    return statistics.median(first_times), statistics.median(second_times), statistics.median(ratios)
+    return (statistics.median(first_times), statistics.median(second_times),
+            statistics.median(ratios))
 
 
 def machine_line() -> str:
     """One line describing where the numbers come from."""
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}, "
-        f"torch {torch.__version__}, python {platform.python_version()}"
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{device}, torch {torch.__version__}, python {platform.python_version()}"
     )
 
 

@@ -14,7 +14,7 @@ level (explanations included: a Saliency explanation is one model input). The go
 no drop-in class above 1.2x Quantus' model inputs. 1 x 32 x 32 inputs so that Quantus' default
 ``TopKIntersection(k=1000)`` fits. Quantus draws its randomness from numpy's global generator and
 both sides are seeded, so the counts are reproducible.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def count(run: Callable[[], Any]) -> tuple[int, int]:
     return counter.inputs, counter.calls
 
 
-def audit(names: list[str], data: dict[str, Any], bench_settings: bool, size: int) -> list[dict[str, object]]:
+def audit(names: list[str], data: dict[str, Any], bench_settings: bool,
+          size: int) -> list[dict[str, object]]:
     import quantus
 
     table = settings(size, quick=False)
@@ -95,7 +96,8 @@ def audit(names: list[str], data: dict[str, Any], bench_settings: bool, size: in
             theirs = count(lambda: call(getattr(quantus, name)(**init), name, data))
             ours = count(lambda: call(getattr(qc, name)(**init, **ours_extra), name, data))
         ratio = ours[0] / theirs[0] if theirs[0] else (float("nan") if ours[0] else 1.0)
-        rows.append({"class": name, "quantus inputs": theirs[0], "ours inputs": ours[0], "ratio": ratio,
+        rows.append({"class": name, "quantus inputs": theirs[0], "ours inputs": ours[0],
+                     "ratio": ratio,
                      "quantus calls": theirs[1], "ours calls": ours[1],
                      "within 1.2x": "yes" if ratio <= 1.2 or ours[0] == theirs[0] else "NO",
                      "note": DOCUMENTED.get(name, "")})
@@ -109,7 +111,8 @@ def _parameters(cls: type) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classes", nargs="*", default=None)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=32)
@@ -122,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     names = args.classes or list(settings(args.size, quick=False))
     data = inputs(args.batch, args.size)
     what = "bench_quantus_compat.py's settings" if args.bench_settings else "Quantus' defaults"
-    print(f"Model inputs (top-level calls) per class at {what}: B={args.batch}, 1x{args.size}x{args.size}, "
-          "small CNN, quantus.explain Saliency")
+    print(
+        f"Model inputs (top-level calls) per class at {what}: B={args.batch}, "
+        f"1x{args.size}x{args.size}, small CNN, quantus.explain Saliency")
     rows = audit(names, data, args.bench_settings, args.size)
-    print_table(rows, ["class", "quantus inputs", "ours inputs", "ratio", "quantus calls", "ours calls",
+    print_table(rows, ["class", "quantus inputs", "ours inputs", "ratio", "quantus calls",
+                       "ours calls",
                        "within 1.2x", "note"])
     return 0
 

@@ -1,4 +1,5 @@
-"""``max_batch_size="auto"`` against every fixed batch size, for deletion and max-sensitivity on two CNNs.
+"""``max_batch_size="auto"`` against every fixed batch size, for deletion and max-sensitivity on two
+CNNs.
 
 Usage::
 
@@ -17,7 +18,7 @@ Kernels: ``deletion`` (20 steps, zero substrate, the target probability) and ``m
 (10 noisy copies per sample, uniform noise 0.2, captum Saliency). Times are CPU time of the
 process (``--clock cpu``, default) with ``--threads`` torch threads (default 1): this VM is shared
 with other jobs.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -41,13 +42,16 @@ from xaiscore.functional import deletion, max_sensitivity  # noqa: E402
 MODELS = {"small_cnn": small_cnn, "resnet_like": resnet_like, "wide_cnn": wide_cnn}
 
 
-def kernel_call(name: str, model: torch.nn.Module, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, steps: int,
+def kernel_call(name: str, model: torch.nn.Module, x: torch.Tensor, a: torch.Tensor,
+                y: torch.Tensor, steps: int,
                 samples: int):
     if name == "deletion":
         per_step = max(1, x[0].numel() // steps)
-        return lambda size: deletion(model, x, a, y, features_per_step=per_step, softmax=True, max_batch_size=size)
+        return lambda size: deletion(model, x, a, y, features_per_step=per_step, softmax=True,
+                                     max_batch_size=size)
     explain = captum_explainer(model, "Saliency")
-    return lambda size: max_sensitivity(x, a, y, explain_fn=explain, n_samples=samples, radius=0.2, seed=0,
+    return lambda size: max_sensitivity(x, a, y, explain_fn=explain, n_samples=samples, radius=0.2,
+                                        seed=0,
                                         max_batch_size=size)
 
 
@@ -60,14 +64,16 @@ def chosen_size(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=20, help="deletion steps")
     parser.add_argument("--samples", type=int, default=10, help="max_sensitivity noisy copies")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
-    parser.add_argument("--models", nargs="+", default=["small_cnn", "resnet_like"], choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=["small_cnn", "resnet_like"],
+                        choices=list(MODELS))
     parser.add_argument("--kernels", nargs="+", default=["deletion", "max_sensitivity"],
                         choices=["deletion", "max_sensitivity"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -75,14 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.size, args.steps, args.samples, args.sizes, args.repeats = 4, 32, 4, 2, [2, 8], 1
+        args.batch, args.size, args.steps, args.samples, args.sizes, args.repeats = (4, 32, 4, 2,
+                                                                                     [2, 8], 1)
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     warnings.filterwarnings("ignore")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Machine: {machine_line()}, load average {load:.1f}; {args.clock} clock")
-    print(f"B={args.batch}, 1x{args.size}x{args.size}; deletion {args.steps} steps; max_sensitivity "
-          f"{args.samples} copies (Saliency); medians of {args.repeats} rotated round(s)")
+    print(
+        f"B={args.batch}, 1x{args.size}x{args.size}; deletion {args.steps} steps; max_sensitivity "
+        f"{args.samples} copies (Saliency); medians of {args.repeats} rotated round(s)")
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
     a = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
@@ -111,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             best = min(fixed, key=fixed.get)
             row = {"model": model_name, "kernel": kernel, **{str(s): median[s] for s in args.sizes},
                    "auto": median["auto"], "auto chose": chosen_size(kernel), "best fixed": best,
-                   "auto/best": median["auto"] / fixed[best], "auto/64": median["auto"] / fixed.get(64, float("nan")),
+                   "auto/best": median["auto"] / fixed[best], "auto/64": median["auto"] / fixed.get(64, float("nan")),  # noqa: E501
                    "first auto/best": first / fixed[best]}
             rows.append(row)
-    columns = ["model", "kernel"] + [str(s) for s in args.sizes] + ["auto", "auto chose", "best fixed", "auto/best",
+    columns = ["model", "kernel"] + [str(s) for s in args.sizes] + ["auto", "auto chose",
+                                                                    "best fixed", "auto/best",
                                                                     "auto/64", "first auto/best"]
-    print("\nSeconds per call (median), auto against the best fixed size; 'first auto': a fresh process's first call")
+    print(
+        "\nSeconds per call (median), auto against the best fixed size; 'first auto': a fresh "
+        "process's first call")
     print_table(rows, columns)
     return 0
 

@@ -18,7 +18,7 @@ two are checked to agree on the maps both ran.
 Maps: bilinear upsampling of 28 x 28 (2-D) or 16^3 (3-D) noise plus 1 % pixel noise, min-max
 normalised per map, so the upper level sets break into many small regions near each threshold
 as real saliency maps do; one ground-truth box per map. Timings include input validation.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ from _timing import machine_line, print_table
 from xaiscore.functional import max_box_accuracy_statistics
 
 
-def make_inputs(batch: int, side: int, dims: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_inputs(batch: int, side: int, dims: int,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     coarse = max(2, side // 8 if dims == 2 else side // 4)
     noise = torch.rand((batch, 1) + (coarse,) * dims, generator=generator)
@@ -49,7 +50,8 @@ def make_inputs(batch: int, side: int, dims: int, seed: int = 0) -> tuple[torch.
     return a, boxes
 
 
-def baseline(a: np.ndarray, boxes: np.ndarray, thresholds: np.ndarray, deltas: np.ndarray, version: int) -> np.ndarray:
+def baseline(a: np.ndarray, boxes: np.ndarray, thresholds: np.ndarray, deltas: np.ndarray,
+             version: int) -> np.ndarray:
     """The per-map, per-threshold protocol loop: ``(B, D, T)`` correctness."""
     from scipy import ndimage
 
@@ -68,16 +70,21 @@ def baseline(a: np.ndarray, boxes: np.ndarray, thresholds: np.ndarray, deltas: n
             if version == 1:
                 sizes = np.bincount(labels.ravel())
                 found = [found[int(np.argmax(sizes[1:]))]]
-            low = np.array([[sl.start for sl in slices][::-1] for slices in found], dtype=np.float64)
-            high = np.array([[sl.stop for sl in slices][::-1] for slices in found], dtype=np.float64)
-            inter = np.clip(np.minimum(high[:, None], gt[None, :, dims:]) - np.maximum(low[:, None], gt[None, :, :dims]),
+            low = np.array([[sl.start for sl in slices][::-1] for slices in found],
+                           dtype=np.float64)
+            high = np.array([[sl.stop for sl in slices][::-1] for slices in found],
+                            dtype=np.float64)
+            inter = np.clip(np.minimum(high[:, None], gt[None, :, dims:])
+                            - np.maximum(low[:, None], gt[None, :, :dims]),
                             0, None).prod(-1)
-            union = (high - low).prod(-1)[:, None] + (gt[:, dims:] - gt[:, :dims]).prod(-1)[None] - inter
+            union = ((high - low).prod(-1)[:, None] + (gt[:, dims:] - gt[:, :dims]).prod(-1)[None]
+                     - inter)
             out[b, :, t] = (inter / union).max() >= deltas
     return out
 
 
-def run_case(name: str, a: torch.Tensor, boxes: torch.Tensor, version: int, n_thresholds: int, reference_maps: int,
+def run_case(name: str, a: torch.Tensor, boxes: torch.Tensor, version: int, n_thresholds: int,
+             reference_maps: int,
              repeats: int) -> dict[str, object]:
     import time
 
@@ -88,10 +95,12 @@ def run_case(name: str, a: torch.Tensor, boxes: torch.Tensor, version: int, n_th
     ours_times, reference_times, ratios = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=n_thresholds, version=version)
+        stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=n_thresholds,
+                                            version=version)
         ours = time.perf_counter() - start
         start = time.perf_counter()
-        expected = baseline(a_np[:reference_maps], boxes_np[:reference_maps], thresholds, deltas, version)
+        expected = baseline(a_np[:reference_maps], boxes_np[:reference_maps], thresholds, deltas,
+                            version)
         reference = (time.perf_counter() - start) * batch / reference_maps
         if not np.array_equal(stats.correct[:reference_maps].numpy(), expected):
             raise AssertionError(f"{name}: the kernel and the protocol loop disagree")
@@ -113,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--reference-maps", type=int, default=4, help="maps the protocol loop is timed on")
+    parser.add_argument("--reference-maps", type=int, default=4,
+                        help="maps the protocol loop is timed on")
     parser.add_argument("--no-3d", action="store_true", help="skip the volumes")
     args = parser.parse_args(argv)
     if args.quick:
@@ -131,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, batch, side, dims, n_thresholds in cases:
         a, boxes = make_inputs(batch, side, dims)
         for version in (1, 2):
-            rows.append(run_case(name, a, boxes, version, n_thresholds, min(reference_maps, batch), repeats))
-    print_table(rows, ["case", "version", "thresholds", "loop_s", "ours_s", "speed-up", "loop_maps"])
+            rows.append(run_case(name, a, boxes, version, n_thresholds, min(reference_maps, batch),
+                                 repeats))
+    print_table(rows, ["case", "version", "thresholds", "loop_s", "ours_s", "speed-up",
+                       "loop_maps"])
     return 0
 
 

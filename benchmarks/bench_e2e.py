@@ -1,4 +1,5 @@
-"""The whole job: four explanation methods x eleven metrics through Quantus 0.6.0, the drop-in and the kernels.
+"""The whole job: four explanation methods x eleven metrics through Quantus 0.6.0, the drop-in and
+the kernels.
 
 Usage::
 
@@ -9,13 +10,15 @@ Usage::
 
 The job (issue 23): explain 64 images with Saliency, Integrated Gradients (16 steps), Grad-CAM at
 ``layer2`` (its absolute value: Quantus rejects batches of all-zero or all-negative maps, which
-Grad-CAM gives for some classes of randomized models) and a random map, then score every method with PointingGame, RelevanceMassAccuracy,
-AUC, Sparseness, Complexity, RegionPerturbation, FaithfulnessCorrelation, ROAD, MaxSensitivity,
-MPRT and RandomLogit at equal settings (:func:`settings`) in three systems, in the same process,
-their order rotated from one run to the next:
+Grad-CAM gives for some classes of randomized models) and a random map, then score every method with
+PointingGame, RelevanceMassAccuracy, AUC, Sparseness, Complexity, RegionPerturbation,
+FaithfulnessCorrelation, ROAD, MaxSensitivity, MPRT and RandomLogit at equal settings
+(:func:`settings`) in three systems, in the same process, their order rotated from one run to the
+next:
 
-* ``quantus``: ``quantus.<Class>(**settings)(model=..., x_batch=..., a_batch=..., explain_func=...)``
-  on numpy arrays, as users call it;
+* ``quantus``:
+  ``quantus.<Class>(**settings)(model=..., x_batch=..., a_batch=..., explain_func=...)`` on numpy
+  arrays, as users call it;
 * ``dropin``: the same calls with ``xaiscore.quantus_compat`` (one changed import);
 * ``kernels``: the tensors straight into ``xaiscore.functional`` with ``xaiscore.explainers``.
 
@@ -34,7 +37,7 @@ gives them against the definitions' count (explanations counted by their passes:
 Times are the process's CPU time (``--clock cpu``, default, with ``--threads`` torch threads,
 default 1): this VM's two cores are shared with other jobs and wall time moves 10-30 % within
 minutes there. ``--clock wall`` measures wall time.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -62,7 +65,8 @@ from _timing import machine_line, print_table  # noqa: E402
 from xaiscore.explainers import captum_explainer, random_explainer  # noqa: E402
 
 METHODS = ("Saliency", "IntegratedGradients", "LayerGradCam", "Random")
-SUITE = ("PointingGame", "RelevanceMassAccuracy", "AUC", "Sparseness", "Complexity", "RegionPerturbation",
+SUITE = ("PointingGame", "RelevanceMassAccuracy", "AUC", "Sparseness", "Complexity",
+         "RegionPerturbation",
          "FaithfulnessCorrelation", "ROAD", "MaxSensitivity", "MPRT", "RandomLogit")
 SYSTEMS = ("quantus", "dropin", "kernels")
 EXPLAIN = "explain a_batch"
@@ -88,21 +92,26 @@ class Settings:
 
     @staticmethod
     def quick() -> Settings:
-        return Settings(batch=4, size=32, ig_steps=4, patch_size=4, regions=8, runs=8, subset_size=16,
-                        road_percentages=(10, 50), sensitivity_samples=2, candidates=(2, 4), floor_inputs=8)
+        return Settings(batch=4, size=32, ig_steps=4, patch_size=4, regions=8, runs=8,
+                        subset_size=16,
+                        road_percentages=(10, 50), sensitivity_samples=2, candidates=(2, 4),
+                        floor_inputs=8)
 
 
 def describe(s: Settings) -> str:
-    return (f"RegionPerturbation patch_size={s.patch_size} regions_evaluation={s.regions}; FaithfulnessCorrelation "
-            f"nr_runs={s.runs} subset_size={s.subset_size}; ROAD percentages={list(s.road_percentages)}; "
-            f"MaxSensitivity nr_samples={s.sensitivity_samples} lower_bound=0.2; MPRT bottom_up, Spearman; "
-            f"RandomLogit num_classes={CLASSES}, flat SSIM; others at Quantus' defaults")
+    return (
+        f"RegionPerturbation patch_size={s.patch_size} regions_evaluation={s.regions}; "
+        f"FaithfulnessCorrelation nr_runs={s.runs} subset_size={s.subset_size}; ROAD "
+        f"percentages={list(s.road_percentages)}; MaxSensitivity "
+        f"nr_samples={s.sensitivity_samples} lower_bound=0.2; MPRT bottom_up, Spearman; "
+        f"RandomLogit num_classes={CLASSES}, flat SSIM; others at Quantus' defaults")
 
 
-# --- explainers --------------------------------------------------------------------------------------
+# --- explainers -----------------------------------------------------------------------------------
 
 
-def make_explainer(model: torch.nn.Module, method: str, s: Settings, max_batch_size: Any = 64) -> Callable:
+def make_explainer(model: torch.nn.Module, method: str, s: Settings,
+                   max_batch_size: Any = 64) -> Callable:
     if method == "Random":
         return random_explainer(seed=0)
     if method == "IntegratedGradients":
@@ -115,14 +124,16 @@ def make_explainer(model: torch.nn.Module, method: str, s: Settings, max_batch_s
 
 
 class NumpyExplain:
-    """A Quantus-style ``explain_func(model, inputs, targets, method=...)`` around the same explainers."""
+    """A Quantus-style ``explain_func(model, inputs, targets, method=...)`` around the same
+    explainers."""
 
     def __init__(self, s: Settings) -> None:
         self.settings = s
         self.cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.rng = np.random.default_rng(0)
 
-    def __call__(self, model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray, method: str = "Saliency",
+    def __call__(self, model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                 method: str = "Saliency",
                  **kwargs: Any) -> np.ndarray:
         if method == "Random":
             return self.rng.random((inputs.shape[0], 1) + tuple(inputs.shape[2:]), dtype=np.float32)
@@ -133,7 +144,7 @@ class NumpyExplain:
         return per_model[method](x, torch.as_tensor(np.asarray(targets)).long()).numpy()
 
 
-# --- the three systems ---------------------------------------------------------------------------------
+# --- the three systems ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -151,8 +162,9 @@ def make_data(s: Settings) -> Data:
     model = resnet_like(CLASSES)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(s.batch, 1, s.size, s.size, generator=generator)
-    # Labels spread over the classes (random inputs make the model predict one class): Quantus rejects a
-    # batch whose maps are all negative, which Grad-CAM gives for one class of a randomized model.
+    # Labels spread over the classes (random inputs make the model predict one class): Quantus
+    # rejects a batch whose maps are all negative, which Grad-CAM gives for one class of a
+    # randomized model.
     y = torch.arange(s.batch) % CLASSES
     masks = torch.zeros(s.batch, 1, s.size, s.size)
     side = s.size // 4
@@ -176,9 +188,9 @@ def quantus_metrics(module: Any, s: Settings, ours: bool) -> dict[str, Any]:
         "AUC": module.AUC(**common),
         "Sparseness": module.Sparseness(**common),
         "Complexity": module.Complexity(**common),
-        "RegionPerturbation": module.RegionPerturbation(patch_size=s.patch_size, regions_evaluation=s.regions,
+        "RegionPerturbation": module.RegionPerturbation(patch_size=s.patch_size, regions_evaluation=s.regions,  # noqa: E501
                                                         **common, **seed),
-        "FaithfulnessCorrelation": module.FaithfulnessCorrelation(nr_runs=s.runs, subset_size=s.subset_size,
+        "FaithfulnessCorrelation": module.FaithfulnessCorrelation(nr_runs=s.runs, subset_size=s.subset_size,  # noqa: E501
                                                                   **common, **seed),
         "ROAD": module.ROAD(percentages=list(s.road_percentages), **common, **seed),
         "MaxSensitivity": module.MaxSensitivity(nr_samples=s.sensitivity_samples, **common, **seed),
@@ -187,14 +199,16 @@ def quantus_metrics(module: Any, s: Settings, ours: bool) -> dict[str, Any]:
     }
 
 
-def run_quantus_like(system: str, data: Data, clock: Callable[[], float]) -> dict[tuple[str, str], float]:
+def run_quantus_like(system: str, data: Data, clock: Callable[[], float]) -> dict[tuple[str, str],
+                                                                                  float]:
     import quantus
 
     from xaiscore import quantus_compat
 
     s = data.settings
     explain = NumpyExplain(s)
-    metrics = quantus_metrics(quantus_compat if system == "dropin" else quantus, s, ours=system == "dropin")
+    metrics = quantus_metrics(quantus_compat if system == "dropin" else quantus, s,
+                              ours=system == "dropin")
     x, y, masks = data.x.numpy(), data.y.numpy(), data.s.numpy()
     batch_size = data.max_batch_size if system == "dropin" else 64
     times = {}
@@ -205,7 +219,8 @@ def run_quantus_like(system: str, data: Data, clock: Callable[[], float]) -> dic
         times[(method, EXPLAIN)] = clock() - start
         for name, metric in metrics.items():
             start = clock()
-            metric(model=data.model, x_batch=x, y_batch=y, a_batch=a.copy(), s_batch=masks, explain_func=explain,
+            metric(model=data.model, x_batch=x, y_batch=y, a_batch=a.copy(), s_batch=masks,
+                   explain_func=explain,
                    explain_func_kwargs=kwargs, device="cpu", batch_size=batch_size)
             times[(method, name)] = clock() - start
     del quantus
@@ -235,20 +250,24 @@ def run_kernels(data: Data, clock: Callable[[], float]) -> dict[tuple[str, str],
             "Sparseness": lambda: F.sparseness(a),
             "Complexity": lambda: F.complexity(a),
             "RegionPerturbation": lambda: F.region_perturbation(
-                model, x, a, y, patch_size=s.patch_size, steps=s.regions, baseline="min", softmax=True,
+                model, x, a, y, patch_size=s.patch_size, steps=s.regions, baseline="min",
+                softmax=True,
                 max_batch_size=mbs, generator=torch.Generator().manual_seed(0)),
             "FaithfulnessCorrelation": lambda: F.faithfulness_correlation(
-                model, x, a, y, subset_size=s.subset_size, n_runs=s.runs, baseline="min", reduce_channels=None,
+                model, x, a, y, subset_size=s.subset_size, n_runs=s.runs, baseline="min",
+                reduce_channels=None,
                 max_batch_size=mbs, generator=torch.Generator().manual_seed(0)),
-            "ROAD": lambda: F.road(model, x, a, y, percentages=s.road_percentages, max_batch_size=mbs,
+            "ROAD": lambda: F.road(model, x, a, y, percentages=s.road_percentages, max_batch_size=mbs,  # noqa: E501
                                    generator=torch.Generator().manual_seed(0)),
             "MaxSensitivity": lambda: F.max_sensitivity(
-                x, a, y, explain_fn=factory(model), n_samples=s.sensitivity_samples, radius=0.2, seed=0,
+                x, a, y, explain_fn=factory(model), n_samples=s.sensitivity_samples, radius=0.2,
+                seed=0,
                 max_batch_size=mbs),
             "MPRT": lambda: F.mprt(model, x, y, explainer_factory=factory, a=a, order="bottom_up",
                                    random_baseline=False, seed=42, max_batch_size=mbs),
-            "RandomLogit": lambda: F.random_logit(model, x, y, explainer_factory=factory, a=a, num_classes=CLASSES,
-                                                  similarity="ssim_flat", random_baseline=False, seed=42,
+            "RandomLogit": lambda: F.random_logit(model, x, y, explainer_factory=factory, a=a, num_classes=CLASSES,  # noqa: E501
+                                                  similarity="ssim_flat", random_baseline=False,
+                                                  seed=42,
                                                   max_batch_size=mbs),
         }
         for name in SUITE:
@@ -258,12 +277,13 @@ def run_kernels(data: Data, clock: Callable[[], float]) -> dict[tuple[str, str],
     return times
 
 
-# --- the floor ---------------------------------------------------------------------------------------------
+# --- the floor ------------------------------------------------------------------------------------
 
 
 def passes(method: str, s: Settings) -> int:
     """Model passes per explained input."""
-    return {"Saliency": 1, "IntegratedGradients": s.ig_steps, "LayerGradCam": 1, "Random": 0}[method]
+    return (
+        {"Saliency": 1, "IntegratedGradients": s.ig_steps, "LayerGradCam": 1, "Random": 0}[method])
 
 
 def needs(metric: str, data: Data) -> tuple[int, int]:
@@ -280,7 +300,8 @@ def needs(metric: str, data: Data) -> tuple[int, int]:
     }.get(metric, (0, 0))
 
 
-def per_input_time(call: Callable[[torch.Tensor, torch.Tensor], Any], data: Data, clock: Callable[[], float],
+def per_input_time(call: Callable[[torch.Tensor, torch.Tensor], Any], data: Data,
+                   clock: Callable[[], float],
                    ) -> tuple[float, int]:
     """The least time per input over the candidate batch sizes, and that batch size."""
     s = data.settings
@@ -312,7 +333,7 @@ def measure_floor(data: Data, clock: Callable[[], float]) -> dict[str, tuple[flo
     return out
 
 
-# --- counting and running -----------------------------------------------------------------------------------
+# --- counting and running -------------------------------------------------------------------------
 
 
 class Counter:
@@ -339,7 +360,8 @@ def run_system(system: str, data: Data, clock: Callable[[], float]) -> tuple[dic
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            times = run_kernels(data, read) if system == "kernels" else run_quantus_like(system, data, read)
+            times = run_kernels(data, read) if system == "kernels" else run_quantus_like(system,
+                                                                                         data, read)
     finally:
         handle.remove()
     # Readings come in (start, stop) pairs in the order of ``times``.
@@ -349,16 +371,23 @@ def run_system(system: str, data: Data, clock: Callable[[], float]) -> tuple[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="B=4, 1x32x32, tiny settings: a smoke run")
-    parser.add_argument("--repeats", type=int, default=1, help="rotated runs (medians are reported)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="B=4, 1x32x32, tiny settings: a smoke run")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rotated runs (medians are reported)")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--max-batch-size", default="64",
-                        help="the kernels' and the drop-in's max_batch_size (an int, 'auto' or a byte budget)")
+    parser.add_argument(
+        "--max-batch-size",
+        default="64",
+        help="the kernels' and the drop-in's max_batch_size (an int, 'auto' or a byte budget)",
+    )
     parser.add_argument("--no-floor", action="store_true")
-    parser.add_argument("--batch", type=int, default=None, help="images (default 64; 4 with --quick)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images (default 64; 4 with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, gone in numpy 2.4
@@ -372,9 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     data.max_batch_size = int(mbs) if mbs.isdigit() else mbs
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Machine: {machine_line()}, load average {load:.1f}; {args.clock} clock")
-    print(f"Job: B={s.batch}, 1x{s.size}x{s.size}, ResNet-like CNN ({data.n_layers} parameterised layers), methods "
-          f"{', '.join(METHODS)} (IG {s.ig_steps} steps, |Grad-CAM| at {GRADCAM_LAYER}); {describe(s)}; "
-          f"max_batch_size={data.max_batch_size}; {args.repeats} rotated run(s)")
+    print(
+        f"Job: B={s.batch}, 1x{s.size}x{s.size}, ResNet-like CNN ({data.n_layers} parameterised "
+        f"layers), methods {', '.join(METHODS)} (IG {s.ig_steps} steps, |Grad-CAM| at "
+        f"{GRADCAM_LAYER}); {describe(s)}; max_batch_size={data.max_batch_size}; {args.repeats} "
+        "rotated run(s)")
     if not args.quick:  # warm every code path once on tiny inputs
         tiny = make_data(Settings.quick())
         for system in args.systems:
@@ -382,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = defaultdict(list)
     counts: dict[str, dict] = {}
     for repeat in range(args.repeats):
-        order = args.systems[repeat % len(args.systems):] + args.systems[: repeat % len(args.systems)]
+        order = (args.systems[repeat % len(args.systems):]
+                 + args.systems[: repeat % len(args.systems)])
         for system in order:
             times, counted = run_system(system, data, clock)
             results[system].append(times)
@@ -420,7 +452,8 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
     print_table(rows, columns)
     rows = []
     for method in METHODS:
-        row = {"method": method, **{f"{sy} s": sum(median[sy][(method, k)] for k in spans) for sy in systems}}
+        row = {"method": method, **{f"{sy} s": sum(median[sy][(method, k)] for k in spans)
+                                    for sy in systems}}
         if floor:
             row["floor s"] = sum(floor_of(method, k) for k in spans)
         rows.append(row)
@@ -430,7 +463,8 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
     print_table(rows, columns)
     rows = []
     for metric in spans:
-        row = {"metric": metric, **{f"{sy} s": sum(median[sy][(m, metric)] for m in METHODS) for sy in systems}}
+        row = {"metric": metric, **{f"{sy} s": sum(median[sy][(m, metric)] for m in METHODS)
+                                    for sy in systems}}
         if floor:
             row["floor s"] = sum(floor_of(m, metric) for m in METHODS)
         needed = sum(model_inputs(m, metric) for m in METHODS)
@@ -442,8 +476,9 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
     columns = ["metric"] + [f"{sy} s" for sy in systems] + (["floor s"] if floor else [])
     columns += ratio_columns(rows, systems, floor is not None)
     columns += ["model inputs"] + [f"{sy} inputs" for sy in systems]
-    print("\nPer metric (summed over methods); model inputs: the definitions' count, and each system's "
-          "count relative to it")
+    print(
+        "\nPer metric (summed over methods); model inputs: the definitions' count, and each "
+        "system's count relative to it")
     print_table(rows, columns)
 
 

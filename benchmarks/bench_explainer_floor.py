@@ -1,4 +1,5 @@
-"""Multi-pass explainers against their model floor: IG, SmoothGrad, GradientShap (and Saliency for scale).
+"""Multi-pass explainers against their model floor: IG, SmoothGrad, GradientShap
+(and Saliency for scale).
 
 Usage::
 
@@ -19,7 +20,7 @@ For each model and method, on the same inputs in the same process:
 Floor and explainer runs alternate (``--repeats`` pairs after a warm-up of each); the ratios are
 medians of per-pair ratios. Times are the process's CPU time (``--clock cpu``, default) with
 ``--threads`` torch threads (default 1): the VM is shared with other jobs.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def methods(quick: bool) -> dict[str, tuple[dict, int]]:
     }
 
 
-def floor_run(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n_inputs: int, size: int):
+def floor_run(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n_inputs: int,
+              size: int):
     """Forward + backward of ``n_inputs`` inputs in chunks of ``size`` (inputs tiled from ``x``)."""
     reps = -(-size // x.shape[0])
     xs, ts = x.repeat(reps, 1, 1, 1)[:size], target.repeat(reps)[:size]
@@ -72,7 +74,8 @@ def floor_run(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n_i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         args.batch, args.size, args.sizes, args.repeats = 4, 32, [4, 8], 1
     torch.set_num_threads(args.threads)
     clock = _timing.time
-    if args.clock == "cpu":  # paired_times and median_time read the clock through _timing.time.perf_counter
+    # paired_times and median_time read the clock through _timing.time.perf_counter
+    if args.clock == "cpu":
         class _CpuClock:
             perf_counter = staticmethod(time.process_time)
 
@@ -103,27 +107,35 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Machine: {machine_line()}, load average {load:.1f}; {args.clock} clock")
-    print(f"B={args.batch}, 1x{args.size}x{args.size}; medians of {args.repeats} alternating pair(s)")
+    print(
+        f"B={args.batch}, 1x{args.size}x{args.size}; medians of {args.repeats} alternating pair(s)")
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
     target = torch.arange(args.batch) % 10
     rows = []
     for model_name in args.models:
         model = MODELS[model_name]()
-        per_input = {size: median_time(floor_run(model, x, target, 2 * max(args.sizes), size), repeats=2)
+        per_input = {size: median_time(floor_run(model, x, target, 2 * max(args.sizes), size),
+                                       repeats=2)
                      for size in args.sizes}
         best = min(per_input, key=per_input.get)
         for method, (options, passes) in methods(args.quick).items():
             n_inputs = args.batch * passes
             ours = captum_explainer(model, method, max_batch_size=best, seed=0, **options)
-            one_pass = captum_explainer(model, method, max_batch_size=max(n_inputs, 1), seed=0, **options)
+            one_pass = captum_explainer(model, method, max_batch_size=max(n_inputs, 1), seed=0,
+                                        **options)
             floor = floor_run(model, x, target, n_inputs, best)
-            ours_time, floor_time, ratio = paired_times(lambda: ours(x, target), floor, repeats=args.repeats)
-            one_time, _, one_ratio = paired_times(lambda: one_pass(x, target), floor, repeats=args.repeats)
-            rows.append({"model": model_name, "method": method, "model inputs": n_inputs, "best batch": best,
-                         "floor s": floor_time, "ours s": ours_time, "ours/floor": ratio, "one pass s": one_time,
+            ours_time, floor_time, ratio = paired_times(lambda: ours(x, target), floor,
+                                                        repeats=args.repeats)
+            one_time, _, one_ratio = paired_times(lambda: one_pass(x, target), floor,
+                                                  repeats=args.repeats)
+            rows.append({"model": model_name, "method": method, "model inputs": n_inputs,
+                         "best batch": best,
+                         "floor "
+                         "s": floor_time, "ours s": ours_time, "ours/floor": ratio, "one pass s": one_time,  # noqa: E501
                          "one pass/floor": one_ratio})
-    print_table(rows, ["model", "method", "model inputs", "best batch", "floor s", "ours s", "ours/floor",
+    print_table(rows, ["model", "method", "model inputs", "best batch", "floor s", "ours s",
+                       "ours/floor",
                        "one pass s", "one pass/floor"])
 
 

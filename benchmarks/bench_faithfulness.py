@@ -1,4 +1,5 @@
-"""Faithfulness kernels: time against the model-work floor and against Quantus 0.6.0, and peak memory.
+"""Faithfulness kernels: time against the model-work floor and against Quantus 0.6.0, and peak
+memory.
 
 Usage::
 
@@ -53,15 +54,18 @@ def small_cnn(channels: int = 1, classes: int = 10, seed: int = 0) -> torch.nn.M
 
 def linear_model(channels: int, size: int, classes: int = 10, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(channels * size * size, classes)).eval()
+    return torch.nn.Sequential(torch.nn.Flatten(),
+                               torch.nn.Linear(channels * size * size, classes)).eval()
 
 
 def make_inputs(batch: int, size: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 1, size, size, generator=generator)
     noise = torch.rand(batch, 1, max(1, size // 8), max(1, size // 8), generator=generator)
-    a = torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)
-    a = a + 1e-3 * torch.rand(a.shape, generator=generator)  # no ties (Quantus' argsort is unstable)
+    a = torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear",
+                                        align_corners=False)
+    # no ties (Quantus' argsort is unstable)
+    a = a + 1e-3 * torch.rand(a.shape, generator=generator)
     target = torch.randint(0, 10, (batch,), generator=generator)
     return x, a, target
 
@@ -73,25 +77,26 @@ def configs(size: int, quick: bool) -> dict[str, tuple]:
     return {
         "deletion": (fa.deletion, {"features_per_step": row}, None, {}),
         "insertion": (fa.insertion, {"features_per_step": row}, None, {}),
-        "pixel_flipping": (fa.pixel_flipping, {"features_per_step": row, "baseline": "min", "softmax": True},
+        "pixel_flipping": (fa.pixel_flipping, {"features_per_step": row, "baseline": "min", "softmax": True},  # noqa: E501
                            "PixelFlipping", {"features_in_step": row, "perturb_baseline": "black"}),
         "region_perturbation": (fa.region_perturbation,
-                                {"patch_size": patch, "steps": 10 if quick else 100, "baseline": "min",
+                                {"patch_size": patch, "steps": 10 if quick else 100,
+                                 "baseline": "min",
                                  "softmax": True},
-                                "RegionPerturbation", {"patch_size": patch, "regions_evaluation": 10 if quick else 100,
+                                "RegionPerturbation", {"patch_size": patch, "regions_evaluation": 10 if quick else 100,  # noqa: E501
                                                        "perturb_baseline": "black"}),
         "selectivity": (fa.selectivity, {"patch_size": patch, "baseline": "min", "softmax": True},
                         "Selectivity", {"patch_size": patch, "perturb_baseline": "black"}),
         "faithfulness_estimate": (fa.faithfulness_estimate,
                                   {"features_per_step": row, "baseline": "min", "softmax": True},
-                                  "FaithfulnessEstimate", {"features_in_step": row, "perturb_baseline": "black"}),
+                                  "FaithfulnessEstimate", {"features_in_step": row, "perturb_baseline": "black"}),  # noqa: E501
         "monotonicity": (fa.monotonicity, {"features_per_step": row, "baseline": "min"},
                          "Monotonicity", {"features_in_step": row, "perturb_baseline": "black"}),
         "monotonicity_correlation": (fa.monotonicity_correlation,
                                      {"features_per_step": size * size // 16, "n_samples": 10},
                                      "MonotonicityCorrelation",
                                      {"features_in_step": size * size // 16, "nr_samples": 10}),
-        "irof": (fa.irof, {"baseline": "mean"}, "IROF", {"perturb_baseline": "mean", "return_aggregate": False}),
+        "irof": (fa.irof, {"baseline": "mean"}, "IROF", {"perturb_baseline": "mean", "return_aggregate": False}),  # noqa: E501
     }
 
 
@@ -115,8 +120,10 @@ def _push(model, inputs, n_images: int, batch_size: int) -> None:
 
 
 def floor_time(model, image_shape, n_images: int, batch_size: int, repeats: int) -> float:
-    """Time of pushing ``n_images`` through ``model`` in batches of ``batch_size`` (inputs preallocated)."""
-    inputs = torch.rand((batch_size,) + tuple(image_shape), generator=torch.Generator().manual_seed(1))
+    """Time of pushing ``n_images`` through ``model`` in batches of ``batch_size``
+    (inputs preallocated)."""
+    inputs = torch.rand((batch_size,) + tuple(image_shape),
+                        generator=torch.Generator().manual_seed(1))
     return median_time(lambda: _push(model, inputs, n_images, batch_size), repeats=repeats)
 
 
@@ -152,7 +159,8 @@ def run_floor(batch, size, names, repeats, quick):
         for _ in range(repeats):
             ours = min(ours, _seconds(call))
             floor = min(floor, _seconds(lambda: _push(model, inputs, images, best)))  # noqa: B023
-        rows.append({"metric": name, "images": images, "batch": best, "ours_s": ours, "floor_s": floor,
+        rows.append({"metric": name, "images": images, "batch": best, "ours_s": ours,
+                     "floor_s": floor,
                      "ours/floor": ours / floor})
         print("  ...", rows[-1], flush=True)
     return rows
@@ -173,7 +181,8 @@ def run_quantus(batch, size, names, repeats, quick, model_kind):
             continue
         metric = getattr(quantus, quantus_name)(abs=False, normalise=False, disable_warnings=True,
                                                  **quantus_options)
-        softmax = options.get("softmax", name in ("monotonicity", "monotonicity_correlation", "irof"))
+        softmax = options.get("softmax",
+                              name in ("monotonicity", "monotonicity_correlation", "irof"))
 
         def theirs():
             with warnings.catch_warnings():
@@ -182,7 +191,8 @@ def run_quantus(batch, size, names, repeats, quick, model_kind):
                               softmax=softmax, batch_size=batch)
 
         def ours():
-            return kernel(model, x, a, target, max_batch_size=batch, generator=torch.Generator().manual_seed(0),
+            return kernel(model, x, a, target, max_batch_size=batch,
+                          generator=torch.Generator().manual_seed(0),
                           **options)
 
         # Quantus runs once, without warm-up (minutes per call in the full run).
@@ -190,7 +200,9 @@ def run_quantus(batch, size, names, repeats, quick, model_kind):
             t_quantus = median_time(theirs, repeats=1, warmup=0)
         except Exception as error:  # noqa: BLE001 - report Quantus' own failures in the table
             t_quantus = math.nan
-            print(f"  ... Quantus {quantus_name} failed: {type(error).__name__}: {str(error)[:120]}", flush=True)
+            print(
+                f"  ... Quantus {quantus_name} failed: {type(error).__name__}: "
+                f"{str(error)[:120]}", flush=True)
         t_ours = median_time(ours, repeats=repeats, warmup=0 if quick else 1)
         rows.append({"metric": name, "model": model_kind, "quantus_s": t_quantus, "ours_s": t_ours,
                      "speed-up": t_quantus / t_ours})
@@ -214,8 +226,9 @@ def memory_child(batch: int, size: int, max_batch_size: int) -> None:
     model = small_cnn()
     with torch.inference_mode():
         model(x[:1])  # load kernels before measuring
-    # The peak RSS survives fork + exec on Linux (a child starts at its parent's peak): reset it to the
-    # current RSS where the kernel allows (/proc/self/clear_refs "5"), else fall back to ru_maxrss.
+    # The peak RSS survives fork + exec on Linux (a child starts at its parent's peak): reset it to
+    # the current RSS where the kernel allows (/proc/self/clear_refs "5"), else fall back to
+    # ru_maxrss.
     try:
         with open("/proc/self/clear_refs", "w") as clear:
             clear.write("5")
@@ -234,7 +247,8 @@ def memory_child(batch: int, size: int, max_batch_size: int) -> None:
 def run_memory(batch, size, sizes):
     rows = []
     for m in sizes:
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(m), "--batch", str(batch),
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(m), "--batch",
+                              str(batch),
                               "--size", str(size)], capture_output=True, text=True, check=True)
         before, after = (int(v) for v in out.stdout.split())
         rows.append({"max_batch_size": m, "rss_before_MiB": before / 1024, "peak_MiB": after / 1024,
@@ -243,7 +257,8 @@ def run_memory(batch, size, sizes):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
@@ -254,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="models for the Quantus comparison (quick: linear only)")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (on a busy shared CPU, 1 avoids waiting at parallel-region barriers)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (on a busy shared CPU, 1 avoids waiting at parallel-region barriers)",
+    )
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -276,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if not args.no_quantus:
         for kind in ("linear",) if args.quick else args.models:
-            print(f"Against Quantus 0.6.0 ({'small CNN' if kind == 'cnn' else 'single linear layer'})")
+            print(
+                "Against Quantus 0.6.0 "
+                f"({'small CNN' if kind == 'cnn' else 'single linear layer'})")
             print_table(run_quantus(args.batch, args.size, names, args.repeats, args.quick, kind),
                         ["metric", "model", "quantus_s", "ours_s", "speed-up"])
             print()

@@ -27,11 +27,14 @@ def best_of(fn, repeats: int = 3) -> float:
 def main() -> None:
     from PIL import Image
 
-    from xaiscore.harness.data import collate, iterate_batches, make_synthetic_dataset, read_nih_chestxray14
+    from xaiscore.harness.data import (collate, iterate_batches, make_synthetic_dataset,
+                                       read_nih_chestxray14)
     from xaiscore.harness.data.transforms import Resize, resize_mask
 
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average "
+        f"{os.getloadavg()}")
     for n, size in ((1024, (64, 64)), (256, (224, 224))):
         seconds = best_of(lambda: [r for r in make_synthetic_dataset(n, size=size, shortcut=0.5)])
         print(f"synthetic n={n} {size}: {seconds:.3f} s ({n / seconds:.0f} samples/s)")

@@ -22,7 +22,7 @@ model's activations (small CNN: 8 channels at half resolution, twice: conv and R
 about 4x the input; a model with larger activations needs a larger factor) plus the kernel's own
 buffers, and :data:`FIXED` what a process's first large call adds whatever its size. Linux only
 (``/proc``).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 #: Chunk working set per byte of chunk input: the small CNN's activations (about 4x its input in
 #: inference, twice that with the backward pass of an explanation) plus the kernel's chunk buffers.
 FACTORS = {"road": 6.5, "deletion": 6.5, "max_sensitivity": 13.0}
-#: What a kernel holds per sample of the batch besides the chunk, in units of one sample's input size
-#: (ranks as int64, sort temporaries, attributions, the scores on x).
+#: What a kernel holds per sample of the batch besides the chunk, in units of one sample's input
+#: size (ranks as int64, sort temporaries, attributions, the scores on x).
 CONSTANTS = {"road": 4.0, "deletion": 8.0, "max_sensitivity": 4.0}
 #: Model inputs per sample: ROAD's 9 percentages, deletion's 20 steps and the unperturbed input,
 #: max-sensitivity's 10 copies (a budget above them all holds one chunk of everything).
@@ -76,7 +76,7 @@ def child(kernel: str, size: int, batch: int, budget: str, threads: int) -> dict
         "road": lambda: road(model, x, a, y, max_batch_size=max_batch_size, generator=generator),
         "deletion": lambda: deletion(model, x, a, y, features_per_step=size * size // 20,
                                      max_batch_size=max_batch_size),
-        "max_sensitivity": lambda: max_sensitivity(x, a, y, explain_fn=explain, n_samples=10, seed=0,
+        "max_sensitivity": lambda: max_sensitivity(x, a, y, explain_fn=explain, n_samples=10, seed=0,  # noqa: E501
                                                    max_batch_size=max_batch_size),
     }
     before = _rss_kib("VmRSS")
@@ -96,8 +96,10 @@ def budget_bytes(budget: str, item: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--child", nargs=5, metavar=("KERNEL", "SIZE", "BATCH", "BUDGET", "THREADS"),
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=5,
+                        metavar=("KERNEL", "SIZE", "BATCH", "BUDGET", "THREADS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
@@ -115,14 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.batch, args.budgets = [32], 2, ["4", "1MB"]
     from _timing import machine_line, print_table
 
-    print(f"Machine: {machine_line()}; every case in a fresh process; growth = peak RSS during the call - RSS "
-          f"before it; B={args.batch}, small CNN, ROAD 9 percentages, deletion 20 steps, max_sensitivity 10 copies")
+    print(
+        f"Machine: {machine_line()}; every case in a fresh process; growth = peak RSS during the "
+        f"call - RSS before it; B={args.batch}, small CNN, ROAD 9 percentages, deletion 20 steps, "
+        "max_sensitivity 10 copies")
     rows = []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     for kernel in args.kernels:
         for size in args.sizes:
             for budget in args.budgets:
-                command = [sys.executable, os.path.abspath(__file__), "--child", kernel, str(size), str(args.batch),
+                command = [sys.executable, os.path.abspath(__file__), "--child", kernel, str(size),
+                           str(args.batch),
                            budget, str(args.threads)]
                 out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
                 result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"kernel": kernel, "size": f"{size}x{size}", "max_batch_size": budget,
                              "growth MB": result["growth"] / 1e6, "x MB": result["x"] / 1e6,
                              "growth / x": result["growth"] / result["x"], "budget MB": chunk / 1e6,
-                             "bound MB": bound / 1e6, "within": "yes" if result["growth"] <= bound else "NO"})
-    print_table(rows, ["kernel", "size", "max_batch_size", "growth MB", "x MB", "growth / x", "budget MB",
+                             "bound "
+                             "MB": bound / 1e6, "within": "yes" if result["growth"] <= bound else "NO"})  # noqa: E501
+    print_table(rows, ["kernel", "size", "max_batch_size", "growth MB", "x MB", "growth / x",
+                       "budget MB",
                        "bound MB", "within"])
     return 0
 

@@ -1,4 +1,5 @@
-"""Meta-evaluation: ``xaiscore.meta.meta_evaluate`` against MetaQuantus' procedure, same settings, same run.
+"""Meta-evaluation: ``xaiscore.meta.meta_evaluate`` against MetaQuantus' procedure, same settings,
+same run.
 
 Usage::
 
@@ -35,7 +36,7 @@ explanations both sides must compute.
 Times include everything (explanations, scoring, statistics) after a warm-up
 that imports captum and xarray. The CPU may be shared with other jobs: the load
 average is printed with the machine line. Goal: MetaQuantus / ours >= 10.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ TEST_LABELS = {  # MetaQuantus' test names -> ours
     "Input Resilience Test": "input_resilience",
     "Input Adversary Test": "input_adversary",
 }
-MAGNITUDES = {"model_resilience": 0.001, "model_adversary": 2.0, "input_resilience": 0.001, "input_adversary": 5.0}
+MAGNITUDES = {"model_resilience": 0.001, "model_adversary": 2.0, "input_resilience": 0.001,
+              "input_adversary": 5.0}
 
 
 def small_cnn(classes: int = 10, seed: int = 0) -> torch.nn.Module:
@@ -80,14 +82,16 @@ def small_cnn(classes: int = 10, seed: int = 0) -> torch.nn.Module:
 
 def our_methods() -> dict:
     options = {"IntegratedGradients": {"n_steps": 10}}
-    return {name: (lambda m, name=name: captum_explainer(m, name, reduce_channels="sum", **options.get(name, {})))
+    return {name: (lambda m, name=name: captum_explainer(m, name, reduce_channels="sum",
+                                                         **options.get(name, {})))
             for name in METHODS}
 
 
 def our_metric(estimator: str, features_per_step: int) -> tuple[list[str], dict]:
     if estimator == "sparseness":
         return ["sparseness"], {}
-    return ["pixel_flipping"], {"pixel_flipping": {"features_per_step": features_per_step, "baseline": "min"}}
+    return (["pixel_flipping"],
+            {"pixel_flipping": {"features_per_step": features_per_step, "baseline": "min"}})
 
 
 def quantus_estimator(quantus, estimator: str, features_per_step: int):
@@ -98,13 +102,15 @@ def quantus_estimator(quantus, estimator: str, features_per_step: int):
 
 
 def import_metaquantus():
-    """metaquantus, or None when it is not installed (a torchvision stub is added when only that is missing)."""
+    """metaquantus, or None when it is not installed (a torchvision stub is added when only that is
+    missing)."""
     try:
         import metaquantus
     except ModuleNotFoundError as error:
         if error.name != "torchvision":
             return None
-        sys.modules["torchvision"] = types.ModuleType("torchvision")  # only its ImageNet/MNIST set-up helpers use it
+        # only its ImageNet/MNIST set-up helpers use it
+        sys.modules["torchvision"] = types.ModuleType("torchvision")
         import metaquantus
     return metaquantus
 
@@ -112,24 +118,33 @@ def import_metaquantus():
 def run_metaquantus(metaquantus, quantus, model, x, estimator, direction, iterations, k):
     suite = {
         "Model Resilience Test": metaquantus.ModelPerturbationTest(
-            noise_type="multiplicative", mean=1.0, std=MAGNITUDES["model_resilience"], type="Resilience"),
+            noise_type="multiplicative", mean=1.0, std=MAGNITUDES["model_resilience"],
+            type="Resilience"),
         "Model Adversary Test": metaquantus.ModelPerturbationTest(
-            noise_type="multiplicative", mean=1.0, std=MAGNITUDES["model_adversary"], type="Adversary"),
-        "Input Resilience Test": metaquantus.InputPerturbationTest(noise=MAGNITUDES["input_resilience"],
+            noise_type="multiplicative", mean=1.0, std=MAGNITUDES["model_adversary"],
+            type="Adversary"),
+        "Input Resilience "
+        "Test": metaquantus.InputPerturbationTest(noise=MAGNITUDES["input_resilience"],
                                                                    type="Resilience"),
-        "Input Adversary Test": metaquantus.InputPerturbationTest(noise=MAGNITUDES["input_adversary"],
+        "Input Adversary "
+        "Test": metaquantus.InputPerturbationTest(noise=MAGNITUDES["input_adversary"],
                                                                   type="Adversary"),
     }
-    meta = metaquantus.MetaEvaluation(test_suite=suite, xai_methods={m: {} for m in METHODS}, iterations=iterations,
-                                      nr_perturbations=k, explain_func=quantus.explain, write_to_file=False)
+    meta = metaquantus.MetaEvaluation(test_suite=suite, xai_methods={m: {} for m in METHODS},
+                                      iterations=iterations,
+                                      nr_perturbations=k, explain_func=quantus.explain,
+                                      write_to_file=False)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        meta(estimator=estimator, model=model, x_batch=x.numpy(), y_batch=model(x).argmax(1).numpy(),
+        meta(estimator=estimator, model=model, x_batch=x.numpy(),
+             y_batch=model(x).argmax(1).numpy(),
              channel_first=True, softmax=False, device="cpu", score_direction=direction)
-    return {space: float(result["MC_mean"]) for space, result in meta.results_meta_consistency_scores.items()}
+    return {space: float(result["MC_mean"])
+            for space, result in meta.results_meta_consistency_scores.items()}
 
 
 def metaquantus_procedure(quantus, model, x, estimator, iterations, k):
-    """MetaQuantus' perturbation loop without the package: the same calls, in the same order (no statistics)."""
+    """MetaQuantus' perturbation loop without the package: the same calls, in the same order
+    (no statistics)."""
     import copy
 
     x_np = x.numpy()
@@ -139,9 +154,11 @@ def metaquantus_procedure(quantus, model, x, estimator, iterations, k):
         gc.collect()  # MetaQuantus collects garbage before and after explaining, and after scoring
         a = quantus.explain(model=network, inputs=x_np, targets=y, method=method, device="cpu")
         gc.collect()
-        scores = np.asarray(estimator(model=network, x_batch=inputs, y_batch=y, a_batch=a, s_batch=None,
+        scores = np.asarray(estimator(model=network, x_batch=inputs, y_batch=y, a_batch=a,
+                                      s_batch=None,
                                       channel_first=True, explain_func=quantus.explain,
-                                      explain_func_kwargs={"method": method}, softmax=False, device="cpu"), float)
+                                      explain_func_kwargs={"method": method}, softmax=False,
+                                      device="cpu"), float)
         gc.collect()
         return scores
 
@@ -152,7 +169,8 @@ def metaquantus_procedure(quantus, model, x, estimator, iterations, k):
             for _ in range(k):
                 if test.startswith("input"):
                     noise = MAGNITUDES[test]
-                    perturbed = np.clip(x_np + np.random.uniform(-noise, noise, x_np.shape), x_np.min(), None)
+                    perturbed = np.clip(x_np + np.random.uniform(-noise, noise, x_np.shape),
+                                        x_np.min(), None)
                     network = model
                     model(torch.as_tensor(perturbed, dtype=torch.float32)).argmax(1)
                 else:
@@ -205,7 +223,8 @@ def time_baseline(run, *, disable_gc: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=16)
@@ -213,14 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS)
     parser.add_argument("--max-batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs (ours, gc-free baseline)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="best of this many runs (ours, gc-free baseline)")
     parser.add_argument("--no-metaquantus", action="store_true", help="time ours only")
-    parser.add_argument("--baseline-gc", choices=["on", "off", "both"], default="both",
-                        help="run MetaQuantus as shipped ('on'), with gc.collect made a no-op ('off': it calls it "
-                             "around every explanation and estimator call), or both (default)")
-    parser.add_argument("--reimplemented", action="store_true",
-                        help="use the re-implemented MetaQuantus loop even if metaquantus is installed")
+    parser.add_argument(
+        "--baseline-gc",
+        choices=["on", "off", "both"],
+        default="both",
+        help="run MetaQuantus as shipped ('on'), with gc.collect made a no-op ('off': it calls it "
+        "around every explanation and estimator call), or both (default)",
+    )
+    parser.add_argument(
+        "--reimplemented",
+        action="store_true",
+        help="use the re-implemented MetaQuantus loop even if metaquantus is installed",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.size, args.perturbations, args.iterations, args.repeats = 8, 8, 2, 1, 1
@@ -230,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line()}; load average {os.getloadavg()[0]:.2f} (CPU may be shared)")
     features_per_step = args.size
     print(f"B={args.batch}, 1x{args.size}x{args.size}, small CNN, methods {', '.join(METHODS)}, "
-          f"K={args.perturbations}, iterations={args.iterations}, pixel_flipping {features_per_step} features/step")
+          f"K={args.perturbations}, iterations={args.iterations}, pixel_flipping "
+          f"{features_per_step} features/step")
     x = torch.rand(args.batch, 1, args.size, args.size, generator=torch.Generator().manual_seed(0))
     model = small_cnn()
     with torch.no_grad():
@@ -248,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(np, "trapz"):
             np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
         metaquantus = None if args.reimplemented else import_metaquantus()
-        baseline = "metaquantus 0.0.5" if metaquantus is not None else "MetaQuantus procedure (re-implemented)"
+        baseline = ("metaquantus 0.0.5" if metaquantus is not None
+                    else "MetaQuantus procedure (re-implemented)")
         print(f"baseline: {baseline}; 'no gc' = with gc.collect made a no-op")
     rows = []
     for estimator in args.estimators:
@@ -263,15 +293,18 @@ def main(argv: list[str] | None = None) -> int:
                     result.update(run_metaquantus(metaquantus, quantus, model, x, metric, direction,
                                                   args.iterations, args.perturbations))
                 else:
-                    metaquantus_procedure(quantus, model, x, metric, args.iterations, args.perturbations)
-        # Ours and the gc-free baseline alternate `repeats` times (best of each: the CPU may be shared);
-        # the baseline as shipped takes minutes and runs once.
+                    metaquantus_procedure(quantus, model, x, metric, args.iterations,
+                                          args.perturbations)
+        # Ours and the gc-free baseline alternate `repeats` times (best of each: the CPU may be
+        # shared); the baseline as shipped takes minutes and runs once.
         ours_times, explaining, baseline_times = [], [], []
         for _ in range(args.repeats):
             timer = ExplainTimer(methods)
             start = time.perf_counter()
-            ds = meta_evaluate(model, x, timer.factories, names, metric_options=options, iterations=args.iterations,
-                               perturbations=args.perturbations, max_batch_size=args.max_batch_size, seed=0)
+            ds = meta_evaluate(model, x, timer.factories, names, metric_options=options,
+                               iterations=args.iterations,
+                               perturbations=args.perturbations, max_batch_size=args.max_batch_size,
+                               seed=0)
             ours_times.append(time.perf_counter() - start)
             explaining.append(timer.seconds)
             if quantus is not None and True in variants:
@@ -289,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["baseline as shipped_s"] = seconds
                 row["x (as shipped)"] = seconds / ours
             if metaquantus is not None:
-                row["theirs MC input/model"] = f"{result.get('Input', np.nan):.2f}/{result.get('Model', np.nan):.2f}"
+                row["theirs MC input/model"] = (
+                    f"{result.get('Input', np.nan):.2f}/{result.get('Model', np.nan):.2f}")
         rows.append(row)
     print(f"load average now {os.getloadavg()[0]:.2f}; goal: baseline / ours >= 10")
     columns = ["estimator", "ours_s", "ours explaining_s"]
@@ -298,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             if disable_gc in variants:
                 label = "no gc" if disable_gc else "as shipped"
                 columns += [f"baseline {label}_s", f"x ({label})"]
-    columns += ["ours MC input/model"] + (["theirs MC input/model"] if metaquantus is not None else [])
+    columns += ["ours MC input/model"] + (["theirs MC input/model"] if metaquantus is not None
+                                          else [])
     print_table(rows, columns)
     return 0
 

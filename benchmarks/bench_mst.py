@@ -10,7 +10,8 @@ Maps (``|a|`` is scored, 80th percentile, k = 20):
 
 - ``noise``:  uniform noise; ~20% of the pixels are salient and scattered (the hardest case:
   near the percolation threshold of the k-NN graph, every point needs its k-th neighbour).
-- ``blobs``:  Gaussian-blurred noise (sigma 8 pixels): a few smooth blobs per map, like a saliency map.
+- ``blobs``:  Gaussian-blurred noise (sigma 8 pixels): a few smooth blobs per map, like a saliency
+  map.
 - ``sparse``: 2% of the pixels non-zero at random: every non-zero pixel is salient and isolated.
 
 The reference (``tests/reference/complexity.py``) runs sample by sample: ``KDTree`` k-NN and
@@ -18,7 +19,7 @@ radius queries, ``scipy.sparse.csgraph.minimum_spanning_tree``, ``scipy.spatial.
 The table shows the median wall time of each, their ratio, and the largest relative difference
 between the scores. Other processes share the machine: the load average is printed before and
 after, and only ratios from the same run should be compared.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -91,8 +92,12 @@ def main() -> None:
 
     print(machine_line())
     print(f"load average before: {os.getloadavg()}")
-    print(f"B={args.batch}, 1x{args.size}x{args.size}, threshold 80, k 20, median of {args.repeats}\n")
-    header = f"{'maps':<8} {'points/map':>10} {'reference':>11} {'kernel':>9} {'speed-up':>9} {'max rel diff':>13}"
+    print(
+        f"B={args.batch}, 1x{args.size}x{args.size}, threshold 80, k 20, median of "
+        f"{args.repeats}\n")
+    header = (
+        f"{'maps':<8} {'points/map':>10} {'reference':>11} {'kernel':>9} {'speed-up':>9} "
+        f"{'max rel diff':>13}")
     print(header)
     print("-" * len(header))
     for kind in args.kinds.split(","):
@@ -100,11 +105,14 @@ def main() -> None:
         mst_compactness(a[:2])  # warm-up
         kernel_s, ours = median_seconds(lambda: mst_compactness(a), args.repeats)
         arrays = a.numpy()
-        reference_s, expected = median_seconds(lambda: np.array([reference(x) for x in arrays]), args.repeats)
-        points = int((a.abs() > 0).sum() / args.batch) if kind == "sparse" else int(0.2 * args.size**2)
+        reference_s, expected = median_seconds(lambda: np.array([reference(x) for x in arrays]),
+                                               args.repeats)
+        points = int((a.abs() > 0).sum() / args.batch) if kind == "sparse" else int(0.2 * args.size
+                                                                                    **2)
         difference = float(np.nanmax(np.abs(ours.numpy() - expected) / np.abs(expected)))
-        print(f"{kind:<8} {points:>10} {reference_s:>10.3f}s {kernel_s:>8.3f}s {reference_s / kernel_s:>8.1f}x"
-              f" {difference:>13.1e}", flush=True)
+        print(
+            f"{kind:<8} {points:>10} {reference_s:>10.3f}s {kernel_s:>8.3f}s "
+            f"{reference_s / kernel_s:>8.1f}x {difference:>13.1e}", flush=True)
     print(f"\nload average after: {os.getloadavg()}")
 
 

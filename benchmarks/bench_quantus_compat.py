@@ -6,17 +6,18 @@ Usage::
     python benchmarks/bench_quantus_compat.py --batch 64 --size 224 --metrics PixelFlipping MaxSensitivity
     python benchmarks/bench_quantus_compat.py --quick              # a smoke run in seconds
 
-For every class the table gives Quantus' time (``quantus.<Class>(**settings)(...)``) and the drop-in's
-(``xaiscore.quantus_compat.<Class>(**settings)(...)``) on the same numpy inputs and model, the speed-up,
-and the largest absolute difference of the per-sample results where both are deterministic and agree by
-design ("-" where the classes differ on purpose, e.g. Quantus bugs, or draw their own noise). Settings are
-Quantus' defaults except where the "settings" column says otherwise: where Quantus' default would take
-minutes on a CPU (200 noisy copies, a step per pixel), both get the same smaller value. Explanations come
-from ``quantus.explain(method="Saliency")`` on both sides, so re-explaining metrics time the same explainer.
+For every class the table gives Quantus' time (``quantus.<Class>(**settings)(...)``) and the
+drop-in's (``xaiscore.quantus_compat.<Class>(**settings)(...)``) on the same numpy inputs and model,
+the speed-up, and the largest absolute difference of the per-sample results where both are
+deterministic and agree by design ("-" where the classes differ on purpose, e.g. Quantus bugs, or
+draw their own noise). Settings are Quantus' defaults except where the "settings" column says
+otherwise: where Quantus' default would take minutes on a CPU (200 noisy copies, a step per pixel),
+both get the same smaller value. Explanations come from ``quantus.explain(method="Saliency")`` on
+both sides, so re-explaining metrics time the same explainer.
 
 The CPU may be shared: the load average is printed with the machine line, and torch runs with
 ``--threads`` threads (default 1).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -61,14 +62,14 @@ def settings(size: int, quick: bool) -> dict[str, tuple[dict[str, Any], str]]:
         "Complexity": ({}, ""),
         "EffectiveComplexity": ({}, ""),
         "PixelFlipping": ({"features_in_step": step}, f"features_in_step={step}"),
-        "RegionPerturbation": ({"patch_size": max(2, size // 7)}, f"patch_size={max(2, size // 7)}"),
+        "RegionPerturbation": ({"patch_size": max(2, size // 7)}, f"patch_size={max(2, size // 7)}"),  # noqa: E501
         "Selectivity": ({"patch_size": max(2, size // 7)}, f"patch_size={max(2, size // 7)}"),
         "FaithfulnessEstimate": ({"features_in_step": step}, f"features_in_step={step}"),
         "Monotonicity": ({"features_in_step": step}, f"features_in_step={step}"),
         "MonotonicityCorrelation": ({"features_in_step": step, "nr_samples": few},
                                     f"features_in_step={step}, nr_samples={few}"),
         "IROF": ({}, "SLIC on both sides"),
-        "ROAD": ({"percentages": list(range(1, 100, 10 if quick else 2))}, "" if not quick else "10 percentages"),
+        "ROAD": ({"percentages": list(range(1, 100, 10 if quick else 2))}, "" if not quick else "10 percentages"),  # noqa: E501
         "FaithfulnessCorrelation": ({"nr_runs": few, "subset_size": min(224, size * size // 4)},
                                     f"nr_runs={few}"),
         "Infidelity": ({"n_perturb_samples": 2 if quick else 10}, ""),
@@ -92,13 +93,14 @@ def settings(size: int, quick: bool) -> dict[str, tuple[dict[str, Any], str]]:
     }
 
 
-#: Only our side: keywords Quantus does not have (seeds). SensitivityN's default ``n_subsets=None`` spends
-#: Quantus' model budget (``ceil(N / features_in_step)`` inputs per sample).
+#: Only our side: keywords Quantus does not have (seeds). SensitivityN's default ``n_subsets=None``
+#: spends Quantus' model budget (``ceil(N / features_in_step)`` inputs per sample).
 OURS_ONLY = {"SensitivityN": {"seed": 0}}
-#: Classes whose per-sample results agree with Quantus at these settings (deterministic, no Quantus bug hit).
+#: Classes whose per-sample results agree with Quantus at these settings
+#: (deterministic, no Quantus bug hit).
 COMPARABLE = {
-    "PointingGame", "AttributionLocalisation", "TopKIntersection", "RelevanceRankAccuracy", "AUC", "Focus",
-    "Sparseness", "Complexity", "PixelFlipping", "RegionPerturbation", "Selectivity", "FaithfulnessEstimate",
+    "PointingGame", "AttributionLocalisation", "TopKIntersection", "RelevanceRankAccuracy", "AUC", "Focus",  # noqa: E501
+    "Sparseness", "Complexity", "PixelFlipping", "RegionPerturbation", "Selectivity", "FaithfulnessEstimate",  # noqa: E501
 }
 
 
@@ -120,9 +122,11 @@ def inputs(batch: int, size: int, seed: int = 0) -> dict[str, Any]:
 def call(metric: Any, name: str, data: dict[str, Any]) -> Any:
     import quantus
 
-    common = dict(model=data["model"], x_batch=data["x"], y_batch=data["y"], device="cpu", batch_size=64,
+    common = dict(model=data["model"], x_batch=data["x"], y_batch=data["y"], device="cpu",
+                  batch_size=64,
                   explain_func=quantus.explain, explain_func_kwargs={"method": "Saliency"})
-    if name in ("RelativeInputStability", "RelativeOutputStability", "RelativeRepresentationStability"):
+    if name in ("RelativeInputStability", "RelativeOutputStability",
+                "RelativeRepresentationStability"):
         return metric(a_batch=data["a"], **common)
     if name == "Focus":
         return metric(a_batch=data["a"], custom_batch=data["positions"], **common)
@@ -142,7 +146,8 @@ def max_difference(theirs: Any, ours: Any) -> float | str:
     return float(np.abs(left[finite] - right[finite]).max()) if finite.any() else "-"
 
 
-def run(names: list[str], batch: int, size: int, quick: bool, repeats: int) -> list[dict[str, object]]:
+def run(names: list[str], batch: int, size: int, quick: bool,
+        repeats: int) -> list[dict[str, object]]:
     import quantus
 
     data = inputs(batch, size)
@@ -164,8 +169,10 @@ def run(names: list[str], batch: int, size: int, quick: bool, repeats: int) -> l
             warnings.simplefilter("ignore")
             quantus_time = median_time(timed(theirs_metric, "quantus"), repeats=repeats, warmup=0)
             ours_time = median_time(timed(ours_metric, "ours"), repeats=repeats, warmup=1)
-        difference = max_difference(results["quantus"], results["ours"]) if name in COMPARABLE else "-"
-        rows.append({"class": name, "settings": note or "defaults", "quantus s": quantus_time, "ours s": ours_time,
+        difference = (max_difference(results["quantus"], results["ours"]) if name in COMPARABLE
+                      else "-")
+        rows.append({"class": name, "settings": note or "defaults", "quantus s": quantus_time,
+                     "ours s": ours_time,
                      "speed-up": quantus_time / ours_time, "max |diff|": difference})
     return rows
 
@@ -177,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--metrics", nargs="*", default=None, help="class names (default: all)")
-    parser.add_argument("--quick", action="store_true", help="B=4, 12x12, fewer samples: a smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="B=4, 12x12, fewer samples: a smoke run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, gone in numpy 2.4
@@ -189,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown classes {sorted(unknown)}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Machine: {machine_line()}, load average {load:.1f}")
-    print(f"Against Quantus 0.6.0: B={batch}, 1x{size}x{size}, small CNN, quantus.explain Saliency, "
-          f"median of {args.repeats} run(s)")
+    print(
+        f"Against Quantus 0.6.0: B={batch}, 1x{size}x{size}, small CNN, quantus.explain Saliency, "
+        f"median of {args.repeats} run(s)")
     rows = run(names, batch, size, args.quick, args.repeats)
     print_table(rows, ["class", "settings", "quantus s", "ours s", "speed-up", "max |diff|"])
     return 0

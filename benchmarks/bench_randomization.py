@@ -28,7 +28,7 @@ same process:
 Our runs include the random-attribution baseline (on by default; ``--no-baseline`` times them
 without it). The CPU may be shared with other jobs: the load average is printed with the
 machine line and before each table; ``--threads 1`` gives steadier numbers there.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def linear_model(size: int, seed: int = 0) -> torch.nn.Module:
 
 
 def best_batch_size(explain, x: torch.Tensor, target: torch.Tensor, candidates: list[int]) -> int:
-    """The explainer's fastest batch size per input among ``candidates`` (inputs tiled from ``x``)."""
+    """The explainer's fastest batch size per input among ``candidates`` (inputs tiled from ``x``).
+    """
     timings = {}
     for size in candidates:
         reps = -(-size // x.shape[0])
@@ -83,7 +84,8 @@ def best_batch_size(explain, x: torch.Tensor, target: torch.Tensor, candidates: 
 
 
 def explain_floor(explain, x: torch.Tensor, target: torch.Tensor, n_items: int, batch: int):
-    """A run explaining ``n_items`` preallocated inputs in batches of ``batch``, no metric around it (to time)."""
+    """A run explaining ``n_items`` preallocated inputs in batches of ``batch``, no metric around it
+    (to time)."""
     reps = -(-batch // x.shape[0])
     xs, ts = x.repeat(reps, 1, 1, 1)[:batch], target.repeat(reps)[:batch]
     full, rest = divmod(n_items, batch)
@@ -113,7 +115,8 @@ def ours(name: str, model, x, target, factory, n_samples: int, batch: int, basel
         return lambda: rnd.smooth_mprt(model, x, target, n_samples=n_samples, **common)
     if name == "efficient_mprt":
         return lambda: rnd.efficient_mprt(model, x, target, **common)
-    return lambda: rnd.random_logit(model, x, target, similarity="ssim_flat", num_classes=CLASSES, **common)
+    return lambda: rnd.random_logit(model, x, target, similarity="ssim_flat", num_classes=CLASSES,
+                                    **common)
 
 
 def quantus_call(quantus, name: str, model, x: np.ndarray, y: np.ndarray, n_samples: int):
@@ -133,7 +136,8 @@ def quantus_call(quantus, name: str, model, x: np.ndarray, y: np.ndarray, n_samp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
@@ -141,11 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", nargs="+", default=METRICS, choices=METRICS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-quantus", action="store_true")
-    parser.add_argument("--no-baseline", action="store_true", help="time our metrics without the random baseline")
-    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=list(MODELS),
-                        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="time our metrics without the random baseline")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["cnn", "linear"],
+        choices=list(MODELS),
+        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's); 1 is steadier on a shared machine",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -153,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         args.batch, args.size, args.samples, args.repeats = 4, 32, 4, 1
     warnings.filterwarnings("ignore")
     print(f"machine: {machine_line()}; load average {os.getloadavg()[0]:.2f} (CPU may be shared)")
-    print(f"B={args.batch}, 1x{args.size}x{args.size}, Saliency, bottom-up, sMPRT n_samples={args.samples}, "
-          f"random baseline {'off' if args.no_baseline else 'on'}")
+    print(
+        f"B={args.batch}, 1x{args.size}x{args.size}, Saliency, bottom-up, sMPRT "
+        f"n_samples={args.samples}, random baseline {'off' if args.no_baseline else 'on'}")
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=generator)
     candidates = [8, 16] if args.quick else [16, 32, 64, 128, 256]
@@ -183,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 ours(name, model, x, target, factory, args.samples, batch, not args.no_baseline),
                 explain_floor(explain, x, target, n_items, batch), repeats=args.repeats,
                 warmup=0 if args.quick else 1)
-            row = {"metric": name, "explained": n_items, "ours_s": ours_time, "floor_s": floor, "ours/floor": ratio}
+            row = {"metric": name, "explained": n_items, "ours_s": ours_time, "floor_s": floor,
+                   "ours/floor": ratio}
             if quantus is not None:
                 call = quantus_call(quantus, name, model, x.numpy(), target.numpy(), args.samples)
                 start = time.perf_counter()
@@ -191,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["quantus_s"] = time.perf_counter() - start
                 row["quantus/ours"] = row["quantus_s"] / ours_time
             rows.append(row)
-        print(f"\n{model_name} ({n_layers} parameterised layers): explainer's best batch size {batch} "
-              f"(of {candidates}); load average now {os.getloadavg()[0]:.2f}")
+        print(
+            f"\n{model_name} ({n_layers} parameterised layers): explainer's best batch size "
+            f"{batch} (of {candidates}); load average now {os.getloadavg()[0]:.2f}")
         columns = ["metric", "explained", "ours_s", "floor_s", "ours/floor"]
         if quantus is not None:
             columns += ["quantus_s", "quantus/ours"]

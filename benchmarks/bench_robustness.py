@@ -24,7 +24,7 @@ explanations cost ~25x more, to see the fixed per-item work shrink):
    near-free model (one linear layer) where the metric machinery is all that costs.
 
 The CPU may be shared with other jobs: the load average is printed with the machine line.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ QUANTUS_CLASS = {
     "relative_representation_stability": "RelativeRepresentationStability",
     "continuity": "Continuity",
 }
-GOAL_QUANTUS = {"max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate", "relative_input_stability",
+GOAL_QUANTUS = {"max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate",
+                "relative_input_stability",
                 "relative_output_stability"}
 
 
@@ -85,7 +86,8 @@ def representation_layer(model: torch.nn.Module) -> str:
 
 
 def best_batch_size(explain, x: torch.Tensor, target: torch.Tensor, candidates: list[int]) -> int:
-    """The explainer's fastest batch size per input among ``candidates`` (inputs tiled from ``x``)."""
+    """The explainer's fastest batch size per input among ``candidates`` (inputs tiled from ``x``).
+    """
     timings = {}
     for size in candidates:
         reps = -(-size // x.shape[0])
@@ -115,7 +117,8 @@ def ours(name: str, model, x, a, target, explain, n: int, n_steps: int, batch: i
     if name in ("max_sensitivity", "avg_sensitivity"):
         return lambda: getattr(rob, name)(x, a, target, radius=0.2, **noisy)
     if name == "local_lipschitz_estimate":
-        return lambda: rob.local_lipschitz_estimate(x, a, target, noise="gaussian", radius=0.1, **noisy)
+        return lambda: rob.local_lipschitz_estimate(x, a, target, noise="gaussian", radius=0.1,
+                                                    **noisy)
     stability = dict(noisy, noise_bounds=(0.02, 0.2), on_prediction_change="nan")
     if name == "relative_input_stability":
         return lambda: rob.relative_input_stability(model, x, a, target, **stability)
@@ -123,7 +126,8 @@ def ours(name: str, model, x, a, target, explain, n: int, n_steps: int, batch: i
         return lambda: rob.relative_output_stability(model, x, a, target, **stability)
     if name == "relative_representation_stability":
         layer = representation_layer(model)
-        return lambda: rob.relative_representation_stability(model, x, a, target, layer=layer, **stability)
+        return lambda: rob.relative_representation_stability(model, x, a, target, layer=layer,
+                                                             **stability)
     return lambda: rob.continuity(x, a, target, n_steps=n_steps, **common)
 
 
@@ -146,7 +150,8 @@ def quantus_call(quantus, name: str, model, x, a, y, n: int, n_steps: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
@@ -154,8 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=28, help="continuity translations")
     parser.add_argument("--metrics", nargs="+", default=METRICS, choices=METRICS)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=["cnn", "linear"], choices=["cnn", "linear", "wide_cnn"],
-                        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["cnn", "linear"],
+        choices=["cnn", "linear", "wide_cnn"],
+        help="cnn: the small CNN; linear: one linear layer (near-free); wide_cnn: 32/64 channels",
+    )
     parser.add_argument("--no-quantus", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -176,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not hasattr(np, "trapz"):
                 np.trapz = np.trapezoid  # Quantus 0.6.0 on numpy >= 2.4
-    models = {"cnn": ("small CNN", small_cnn), "linear": ("linear", lambda: linear_model(args.size)),
+    models = {"cnn": ("small CNN", small_cnn),
+              "linear": ("linear", lambda: linear_model(args.size)),
               "wide_cnn": ("wide CNN", wide_cnn)}
     for model_name, build in (models[m] for m in args.models):
         model = build()
@@ -190,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             n_items = args.batch * (args.steps if name == "continuity" else args.samples)
             ours_time, floor, ratio = paired_times(
                 ours(name, model, x, a, target, explain, args.samples, args.steps, batch),
-                explain_floor(explain, x, target, n_items, batch), repeats=args.repeats, warmup=0 if args.quick else 1)
+                explain_floor(explain, x, target, n_items, batch), repeats=args.repeats,
+                warmup=0 if args.quick else 1)
             row = {"metric": name, "ours_s": ours_time, "floor_s": floor, "ours/floor": ratio}
             if quantus is not None:
                 start = time.perf_counter()
-                quantus_call(quantus, name, model, x.numpy(), a.numpy(), target.numpy(), args.samples,
+                quantus_call(quantus, name, model, x.numpy(), a.numpy(), target.numpy(),
+                             args.samples,
                              args.steps)()
                 row["quantus_s"] = time.perf_counter() - start
                 row["quantus/ours"] = row["quantus_s"] / ours_time

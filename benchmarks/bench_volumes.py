@@ -14,11 +14,11 @@ Usage::
    imputation, which is work the metric needs (one sparse system per volume and percentage);
    the table also gives the imputation alone.
 2. **Peak memory**: the largest resident set size of a fresh subprocess per setting during the
-   call (sampled every 2 ms) minus its RSS right before the call (inputs built), for deletion and ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values,
-   against the inputs' own size.
+   call (sampled every 2 ms) minus its RSS right before the call (inputs built), for deletion and
+   ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values, against the inputs' own size.
 
 The CPU may be shared: the load average is printed with the machine line.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def cnn3d(classes: int = 2, seed: int = 0) -> torch.nn.Module:
 def make_inputs(batch: int, side: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 1, side, side, side, generator=generator)
-    smooth = torch.nn.functional.avg_pool3d(torch.rand(batch, 1, side, side, side, generator=generator), 5, 1, 2)
+    smooth = torch.nn.functional.avg_pool3d(torch.rand(batch, 1, side, side, side,
+                                                       generator=generator), 5, 1, 2)
     return x, smooth, torch.arange(batch) % 2
 
 
@@ -83,7 +84,7 @@ def best_batch_size(model, shape, candidates) -> int:
     for m in candidates:
         inputs = torch.rand((m,) + tuple(shape))
         _push(model, inputs, m, m)
-        times[m] = min(_seconds(lambda: _push(model, inputs, 2 * max(candidates), m)) for _ in range(2))  # noqa: B023
+        times[m] = min(_seconds(lambda: _push(model, inputs, 2 * max(candidates), m)) for _ in range(2))  # noqa: B023, E501
     return min(times, key=times.get)
 
 
@@ -104,7 +105,8 @@ def run_floor(batch: int, side: int, repeats: int, quick: bool) -> list[dict]:
         counter = CountingModel(model)
 
         def call():
-            return kernel(counter, x, a, target, max_batch_size=best, generator=torch.Generator().manual_seed(0),
+            return kernel(counter, x, a, target, max_batch_size=best,
+                          generator=torch.Generator().manual_seed(0),
                           **options)
         call()
         images = counter.images
@@ -114,11 +116,14 @@ def run_floor(batch: int, side: int, repeats: int, quick: bool) -> list[dict]:
             floor = min(floor, _seconds(lambda: _push(model, inputs, images, best)))  # noqa: B023
         row = {"metric": name, "volumes": f"{batch}x{side}^3", "model calls": images, "batch": best,
                "ours_s": ours, "floor_s": floor, "ours/floor": ours / floor}
-        if name == "road":  # the imputation alone: every (volume, percentage) system, batched like the kernel
+        # the imputation alone: every (volume, percentage) system, batched like the kernel
+        if name == "road":
             removed = torch.rand((images - batch,) + tuple(x.shape[1:])) < 0.5
             data = x.repeat(math.ceil((images - batch) / batch), 1, 1, 1, 1)[: images - batch]
-            row["imputation_s"] = min(_seconds(lambda: [linear_imputation(data[s:s + best], removed[s:s + best])
-                                                        for s in range(0, len(data), best)]) for _ in range(1))
+            row["imputation_s"] = min(_seconds(lambda: [linear_imputation(data[s:s + best],
+                                                                          removed[s:s + best])
+                                                        for s in range(0, len(data), best)])
+                                      for _ in range(1))
         rows.append(row)
         print("  ...", row, flush=True)
     return rows
@@ -155,15 +160,17 @@ kernel(model, x, a, target, max_batch_size=mbs, generator=torch.Generator().manu
 done.append(1)
 thread.join()
 print(json.dumps({{"peak_mb": (max(peak) - before) / 2**20, "inputs_mb": 2 * x.numel() * 4 / 2**20}}))
-"""
+"""  # noqa: E501
 
 
 def run_memory(settings) -> list[dict]:
     rows = []
     here = os.path.dirname(os.path.abspath(__file__))
     for name, batch, side, mbs in settings:
-        code = _CHILD.format(here=here, threads=torch.get_num_threads(), name=name, batch=batch, side=side, mbs=mbs)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        code = _CHILD.format(here=here, threads=torch.get_num_threads(), name=name, batch=batch,
+                             side=side, mbs=mbs)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         volume_mb = side**3 * 4 / 2**20
         rows.append({"metric": name, "volumes": f"{batch}x{side}^3", "max_batch_size": mbs,
@@ -186,12 +193,14 @@ def main() -> None:
     print(machine_line(), f"load average {os.getloadavg()[0]:.1f}")
     if not args.no_floor:
         rows = run_floor(batch, side, 1 if args.quick else args.repeats, args.quick)
-        print_table(rows, ["metric", "volumes", "model calls", "batch", "ours_s", "floor_s", "ours/floor",
+        print_table(rows, ["metric", "volumes", "model calls", "batch", "ours_s", "floor_s",
+                           "ours/floor",
                            "imputation_s"])
     if args.no_memory:
         return
     settings = [("deletion", 4, 24, 2), ("road", 4, 24, 2)] if args.quick else [
-        ("deletion", 16, 64, 4), ("deletion", 16, 64, 16), ("road", 16, 64, 4), ("road", 16, 64, 16),
+        ("deletion", 16, 64, 4), ("deletion", 16, 64, 16), ("road", 16, 64, 4),
+        ("road", 16, 64, 16),
         ("deletion", 4, 128, 4), ("road", 4, 128, 1), ("road", 4, 128, 4)]
     print_table(run_memory(settings), ["metric", "volumes", "max_batch_size", "peak_mb", "x+a_mb",
                                        "peak/volume"])

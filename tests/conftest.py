@@ -24,9 +24,9 @@ settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# One intra-op thread per test process: the suite runs under `-n 2` on a shared 2-core machine, and with
-# two threads per process a busy machine makes every tiny op wait on a descheduled thread (measured:
-# ~200 ms instead of ~0.5 ms per small backward pass at load 10).
+# One intra-op thread per test process: the suite runs under `-n 2` on a shared 2-core machine, and
+# with two threads per process a busy machine makes every tiny op wait on a descheduled thread
+# (measured: ~200 ms instead of ~0.5 ms per small backward pass at load 10).
 torch.set_num_threads(1)
 
 

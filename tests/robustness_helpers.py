@@ -13,16 +13,20 @@ from xaiscore._engine.noise import BlockNoise
 
 def make_mlp(n_features: int, n_classes: int = 3, *, hidden: int = 5, seed: int = 0,
              dtype: torch.dtype = torch.float64) -> nn.Sequential:
-    """Flatten -> Linear -> Tanh -> Linear, weights from a seeded generator (never the global RNG)."""
+    """Flatten -> Linear -> Tanh -> Linear, weights from a seeded generator (never the global RNG).
+    """
     generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, n_classes))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.Tanh(),
+                          nn.Linear(hidden, n_classes))
     with torch.no_grad():
         for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) / math.sqrt(parameter.shape[-1]))
+            parameter.copy_(torch.randn(parameter.shape, generator=generator)
+                            / math.sqrt(parameter.shape[-1]))
     return model.to(dtype).eval()
 
 
-def make_cnn(channels: int = 1, n_classes: int = 4, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
+def make_cnn(channels: int = 1, n_classes: int = 4, *, seed: int = 0,
+             dtype: torch.dtype = torch.float64) -> nn.Module:
     """A tiny 2-D CNN (conv, ReLU, conv, ReLU, pool, linear) with seeded weights."""
     generator = torch.Generator().manual_seed(seed)
     model = nn.Sequential(
@@ -67,10 +71,12 @@ EXPLAINERS = {
 
 
 def per_sample(explain_fn):
-    """The numpy one-sample view ``explain(x_i, t_i)`` of a batched torch explainer (one call per input)."""
+    """The numpy one-sample view ``explain(x_i, t_i)`` of a batched torch explainer
+    (one call per input)."""
 
     def explain(x_i: np.ndarray, t_i: int) -> np.ndarray:
-        return explain_fn(torch.from_numpy(np.ascontiguousarray(x_i))[None], torch.tensor([t_i]))[0].detach().numpy()
+        return explain_fn(torch.from_numpy(np.ascontiguousarray(x_i))[None],
+                          torch.tensor([t_i]))[0].detach().numpy()
 
     return explain
 
@@ -95,5 +101,6 @@ def replay_noise(x: Tensor, n: int, *, seed: int, kind: str = "uniform", low: fl
                  high: float = 0.2) -> np.ndarray:
     """The ``(B, n, C, *S)`` noise a kernel draws with ``seed`` (item ``i * n + j``), as numpy."""
     source = BlockNoise(x.shape[0] * n, x.shape[1:], kind=kind, low=low, high=high,
-                        generator=torch.Generator().manual_seed(seed), device=x.device, dtype=x.dtype)
+                        generator=torch.Generator().manual_seed(seed), device=x.device,
+                        dtype=x.dtype)
     return source(0, x.shape[0] * n).reshape((x.shape[0], n) + tuple(x.shape[1:])).numpy()

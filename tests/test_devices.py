@@ -53,17 +53,20 @@ def cpu_inputs() -> dict[str, torch.Tensor]:
     mask[1, :, 8:14, 0:5] = True
     mask[2, :, 4:12, 4:12] = True
     target = torch.tensor([0, 3, 1])
-    tiles = torch.tensor([[True, False, False, True], [False, True, False, False], [False, False, True, True]])
+    tiles = torch.tensor([[True, False, False, True], [False, True, False, False],
+                          [False, False, True, True]])
     return {"x": x, "a": a, "mask": mask, "target": target, "tiles": tiles}
 
 
 def result_tensors(result: Any) -> list[torch.Tensor]:
-    """The tensors of a metric's result: the tensor itself, or the tensor fields of its NamedTuple."""
+    """The tensors of a metric's result: the tensor itself, or the tensor fields of its NamedTuple.
+    """
     if isinstance(result, torch.Tensor):
         return [result]
     if isinstance(result, tuple):
         return [value for value in result if isinstance(value, torch.Tensor)]
-    raise TypeError(f"Expected a tensor or a NamedTuple of tensors, but got {type(result).__name__}.")
+    raise TypeError(
+        f"Expected a tensor or a NamedTuple of tensors, but got {type(result).__name__}.")
 
 
 def on_device(device: str) -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
@@ -90,15 +93,15 @@ DETERMINISTIC: dict[str, Run] = {
     "attribution_localisation": lambda i, m: F.attribution_localisation(i["a"], i["mask"]),
     "localization_auc": lambda i, m: F.localization_auc(i["a"], i["mask"]),
     "localization_iou": lambda i, m: F.localization_iou(i["a"], i["mask"]),
-    "pointing_accuracy": lambda i, m: F.pointing_accuracy(i["a"], i["mask"], i["target"], num_classes=CLASSES),
+    "pointing_accuracy": lambda i, m: F.pointing_accuracy(i["a"], i["mask"], i["target"], num_classes=CLASSES),  # noqa: E501
     "sparseness": lambda i, m: F.sparseness(i["a"]),
     "complexity": lambda i, m: F.complexity(i["a"]),
     "effective_complexity": lambda i, m: F.effective_complexity(i["a"]),
     "mst_compactness": lambda i, m: F.mst_compactness(i["a"], k=5),
     "deletion": lambda i, m: F.deletion(m, i["x"], i["a"], i["target"], features_per_step=16),
     "insertion": lambda i, m: F.insertion(m, i["x"], i["a"], i["target"], features_per_step=16),
-    "pixel_flipping": lambda i, m: F.pixel_flipping(m, i["x"], i["a"], i["target"], features_per_step=8),
-    "region_perturbation": lambda i, m: F.region_perturbation(m, i["x"], i["a"], i["target"], patch_size=4,
+    "pixel_flipping": lambda i, m: F.pixel_flipping(m, i["x"], i["a"], i["target"], features_per_step=8),  # noqa: E501
+    "region_perturbation": lambda i, m: F.region_perturbation(m, i["x"], i["a"], i["target"], patch_size=4,  # noqa: E501
                                                               steps=8, baseline="zeros"),
     "selectivity": lambda i, m: F.selectivity(m, i["x"], i["a"], i["target"], patch_size=4),
     "irof": lambda i, m: F.irof(m, i["x"], i["a"], i["target"], n_segments=8),
@@ -106,7 +109,7 @@ DETERMINISTIC: dict[str, Run] = {
                                                                   features_per_step=8),
     "non_sensitivity": lambda i, m: F.non_sensitivity(m, i["x"], i["a"], i["target"], patch_size=4),
     "mask_to_boxes": lambda i, m: F.mask_to_boxes(i["mask"]),
-    "pxap_from_counts": lambda i, m: F.pxap_from_counts(*F.pxap_statistics(i["a"], i["mask"], thresholds=50)[:2]),
+    "pxap_from_counts": lambda i, m: F.pxap_from_counts(*F.pxap_statistics(i["a"], i["mask"], thresholds=50)[:2]),  # noqa: E501
     "grid_pointing_game": lambda i, m: F.grid_pointing_game(i["a"], i["tiles"]),
     "focus": lambda i, m: F.focus(i["a"], i["tiles"]),
     "tile_index": lambda i, m: F.tile_index((5, 7), 3, device=i["a"].device),
@@ -115,14 +118,14 @@ DETERMINISTIC: dict[str, Run] = {
 # Deterministic, but a comparison of model outputs (a threshold, an argmax, a strict increase)
 # may flip on a last-bit difference between devices: shape, dtype and device only.
 DISCONTINUOUS: dict[str, Run] = {
-    "monotonicity": lambda i, m: F.monotonicity(m, i["x"], i["a"], i["target"], features_per_step=8),
+    "monotonicity": lambda i, m: F.monotonicity(m, i["x"], i["a"], i["target"], features_per_step=8),  # noqa: E501
     "sufficiency": lambda i, m: F.sufficiency(m, i["x"], i["a"]),
     "completeness": lambda i, m: F.completeness(m, i["x"], i["a"], i["target"]),
     "consistency": lambda i, m: F.consistency(m, i["x"], i["a"], k=3),
     # Box protocols threshold the map: a last-bit difference may move a pixel across a threshold.
     "box_accuracy": lambda i, m: F.box_accuracy(i["a"], i["mask"]),
-    "max_box_accuracy": lambda i, m: F.max_box_accuracy(i["a"], i["mask"], version=2, thresholds=50),
-    "max_box_accuracy_statistics": lambda i, m: F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50),
+    "max_box_accuracy": lambda i, m: F.max_box_accuracy(i["a"], i["mask"], version=2, thresholds=50),  # noqa: E501
+    "max_box_accuracy_statistics": lambda i, m: F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50),  # noqa: E501
     "max_box_accuracy_from_statistics": lambda i, m: F.max_box_accuracy_from_statistics(
         *F.max_box_accuracy_statistics(i["a"], i["mask"], thresholds=50)[:2]),
     "pxap": lambda i, m: F.pxap(i["a"], i["mask"], thresholds=50),
@@ -132,7 +135,8 @@ DISCONTINUOUS: dict[str, Run] = {
 
 
 def cpu_and_device(run: Run, device: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The result tensors of ``run`` on ``device`` (checked to live there), paired with the CPU ones."""
+    """The result tensors of ``run`` on ``device`` (checked to live there), paired with the CPU
+    ones."""
     expected = result_tensors(run(*on_device("cpu")))
     got = result_tensors(run(*on_device(device)))
     assert_on(got, device)
@@ -157,7 +161,7 @@ def test_discontinuous_metric_runs_on_device(name: str, device: str) -> None:
             assert torch.equal(value.isnan().cpu(), reference.isnan())
 
 
-# --- Metrics that draw random numbers or re-explain: same seed, same result on the device -----------
+# --- Metrics that draw random numbers or re-explain: same seed, same result on the device ---------
 
 
 def seeded(run: Callable[..., Any]) -> Run:
@@ -170,17 +174,22 @@ def saliency(model: torch.nn.Module):
 
 
 def noisy(i, m, g, metric, **options):
-    return metric(i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g, **options)
+    return metric(i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g,
+                  **options)
 
 
 def stability(i, m, g, metric, **options):
-    return metric(m, i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g, **options)
+    return metric(m, i["x"], i["a"], i["target"], explain_fn=saliency(m), n_samples=4, generator=g,
+                  **options)
 
 
 def _mosaics(i, g):
-    """Mosaics of eight 3 x 3 images of four classes (class c: channel c bright) on the inputs' device."""
-    images = torch.eye(4, device=i["x"].device).repeat_interleave(2, 0)[:, :, None, None].expand(8, 4, 3, 3)
-    return F.make_mosaics(lambda x: 10.0 * x.mean(dim=(2, 3)), images, num_mosaics=3, target_tiles=2,
+    """Mosaics of eight 3 x 3 images of four classes (class c: channel c bright) on the inputs'
+    device."""
+    images = torch.eye(4, device=i["x"].device).repeat_interleave(2, 0)[:, :, None, None].expand(
+        8, 4, 3, 3)
+    return F.make_mosaics(lambda x: 10.0 * x.mean(dim=(2, 3)), images, num_mosaics=3,
+                          target_tiles=2,
                           min_confidence=0.9, generator=g)
 
 
@@ -190,8 +199,8 @@ RANDOM: dict[str, Run] = {
         m, i["x"], i["a"], i["target"], patch_size=4, steps=8, generator=g)),
     "monotonicity_correlation": seeded(lambda i, m, g: F.monotonicity_correlation(
         m, i["x"], i["a"], i["target"], features_per_step=16, n_samples=3, generator=g)),
-    "road": seeded(lambda i, m, g: F.road(m, i["x"], i["a"], i["target"], percentages=(20, 50), generator=g)),
-    "infidelity": seeded(lambda i, m, g: F.infidelity(m, i["x"], i["a"], i["target"], n_perturbations=4,
+    "road": seeded(lambda i, m, g: F.road(m, i["x"], i["a"], i["target"], percentages=(20, 50), generator=g)),  # noqa: E501
+    "infidelity": seeded(lambda i, m, g: F.infidelity(m, i["x"], i["a"], i["target"], n_perturbations=4,  # noqa: E501
                                                       generator=g)),
     "faithfulness_correlation": seeded(lambda i, m, g: F.faithfulness_correlation(
         m, i["x"], i["a"], i["target"], subset_size=16, n_runs=5, generator=g)),
@@ -200,18 +209,19 @@ RANDOM: dict[str, Run] = {
     "max_sensitivity": seeded(lambda i, m, g: noisy(i, m, g, F.max_sensitivity)),
     "avg_sensitivity": seeded(lambda i, m, g: noisy(i, m, g, F.avg_sensitivity)),
     "local_lipschitz_estimate": seeded(lambda i, m, g: noisy(i, m, g, F.local_lipschitz_estimate)),
-    "continuity": seeded(lambda i, m, g: F.continuity(i["x"], i["a"], i["target"], explain_fn=saliency(m),
+    "continuity": seeded(lambda i, m, g: F.continuity(i["x"], i["a"], i["target"], explain_fn=saliency(m),  # noqa: E501
                                                       n_steps=4)),
-    "relative_input_stability": seeded(lambda i, m, g: stability(i, m, g, F.relative_input_stability)),
-    "relative_output_stability": seeded(lambda i, m, g: stability(i, m, g, F.relative_output_stability)),
+    "relative_input_stability": seeded(lambda i, m, g: stability(i, m, g, F.relative_input_stability)),  # noqa: E501
+    "relative_output_stability": seeded(lambda i, m, g: stability(i, m, g, F.relative_output_stability)),  # noqa: E501
     "relative_representation_stability": seeded(lambda i, m, g: F.relative_representation_stability(
-        m, i["x"], i["a"], i["target"], explain_fn=saliency(m), layer="2", n_samples=4, generator=g)),
-    "mprt": seeded(lambda i, m, g: F.mprt(m, i["x"], i["target"], explainer_factory=saliency, generator=g)),
-    "smooth_mprt": seeded(lambda i, m, g: F.smooth_mprt(m, i["x"], i["target"], explainer_factory=saliency,
+        m, i["x"], i["a"], i["target"], explain_fn=saliency(m), layer="2", n_samples=4,
+        generator=g)),
+    "mprt": seeded(lambda i, m, g: F.mprt(m, i["x"], i["target"], explainer_factory=saliency, generator=g)),  # noqa: E501
+    "smooth_mprt": seeded(lambda i, m, g: F.smooth_mprt(m, i["x"], i["target"], explainer_factory=saliency,  # noqa: E501
                                                         n_samples=3, generator=g)),
-    "efficient_mprt": seeded(lambda i, m, g: F.efficient_mprt(m, i["x"], i["target"], explainer_factory=saliency,
+    "efficient_mprt": seeded(lambda i, m, g: F.efficient_mprt(m, i["x"], i["target"], explainer_factory=saliency,  # noqa: E501
                                                               generator=g)),
-    "random_logit": seeded(lambda i, m, g: F.random_logit(m, i["x"], i["target"], explainer_factory=saliency,
+    "random_logit": seeded(lambda i, m, g: F.random_logit(m, i["x"], i["target"], explainer_factory=saliency,  # noqa: E501
                                                           num_classes=CLASSES, generator=g)),
 }
 
@@ -227,7 +237,8 @@ def test_random_metric_is_seeded_on_device(name: str, device: str) -> None:
     assert_on(first, device)
     for one, two, cpu in zip(first, second, reference):
         assert one.shape == cpu.shape and one.dtype == cpu.dtype
-        # Same seed, same draws; a GPU's gradient kernels may sum in another order, hence the tolerance.
+        # Same seed, same draws; a GPU's gradient kernels may sum in another order, hence the
+        # tolerance.
         torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-6, equal_nan=True)
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q), "the metric modified the user's model"
@@ -237,6 +248,7 @@ def test_random_metric_is_seeded_on_device(name: str, device: str) -> None:
 
 
 def test_every_public_metric_is_covered() -> None:
-    covered = set(DETERMINISTIC) | set(DISCONTINUOUS) | {name.removesuffix("_uniform") for name in RANDOM}
+    covered = set(DETERMINISTIC) | set(DISCONTINUOUS) | {name.removesuffix("_uniform")
+                                                         for name in RANDOM}
     helpers = {"boxes_to_mask"}
     assert set(F.__all__) - helpers <= covered, sorted(set(F.__all__) - helpers - covered)

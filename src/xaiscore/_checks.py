@@ -64,7 +64,8 @@ class MaskError(XaiscoreError, ValueError):
 
 
 class DeviceError(XaiscoreError, ValueError):
-    """Two tensors that must live on the same device do not, or a tensor is on the ``meta`` device."""
+    """Two tensors that must live on the same device do not, or a tensor is on the ``meta`` device.
+    """
 
 
 class OptionError(XaiscoreError, ValueError):
@@ -77,17 +78,17 @@ def _shape(t: Tensor | Sequence[int]) -> str:
 
 
 def check_tensor(value: Any, name: str) -> Tensor:
-    """Raise :class:`DTypeError` unless ``value`` is a :class:`torch.Tensor`, :class:`DeviceError` if it is
-    on the ``meta`` device (no data to score; checked before anything reads the values)."""
+    """Raise :class:`DTypeError` unless ``value`` is a :class:`torch.Tensor`, :class:`DeviceError`
+    if it is on the ``meta`` device (no data to score; checked before anything reads the values)."""
     if not isinstance(value, Tensor):
         kind = type(value).__name__
         hint = " Convert it with torch.as_tensor(...)." if hasattr(value, "__array__") else ""
         raise DTypeError(f"Expected `{name}` to be a torch.Tensor, but got {kind}.{hint}")
     if value.is_meta:
         raise DeviceError(
-            f"Expected `{name}` to hold data, but got a tensor on the 'meta' device (a shape without "
-            f"values). Create or load it on a real device, e.g. `{name}.to_empty(device='cpu')` filled "
-            "with data."
+            f"Expected `{name}` to hold data, but got a tensor on the 'meta' device (a shape "
+            "without values). Create or load it on a real device, e.g. "
+            f"`{name}.to_empty(device='cpu')` filled with data."
         )
     return value
 
@@ -137,9 +138,11 @@ def check_attributions(
             + (" Add a channel axis with `a.unsqueeze(1)`." if a.ndim == low - 1 else "")
         )
     if a.shape[0] == 0:
-        raise ShapeError(f"Expected `{name}` to hold at least one sample, but got an empty batch {_shape(a)}.")
+        raise ShapeError(
+            f"Expected `{name}` to hold at least one sample, but got an empty batch {_shape(a)}.")
     if a.numel() == 0:
-        raise ShapeError(f"Expected every axis of `{name}` to be non-empty, but got shape {_shape(a)}.")
+        raise ShapeError(
+            f"Expected every axis of `{name}` to be non-empty, but got shape {_shape(a)}.")
     if validate and not _all_finite(a):
         n_nan = int(torch.isnan(a).sum())
         n_inf = int(torch.isinf(a).sum())
@@ -161,7 +164,8 @@ def check_finite(t: Tensor, name: str) -> Tensor:
 
 
 def _all_finite(t: Tensor) -> bool:
-    """Whether every value is finite: one sum (NaN/inf propagate), elementwise only if it is not finite.
+    """Whether every value is finite: one sum (NaN/inf propagate), elementwise only if it is not
+    finite.
 
     The sum accumulates in the tensor's own dtype (float32 for half types; a float64 accumulator
     is 10x slower on CPU); a sum that overflows only sends the check to the exact elementwise path.
@@ -172,7 +176,8 @@ def _all_finite(t: Tensor) -> bool:
     return bool(torch.isfinite(t).all())  # the sum can overflow for huge finite values
 
 
-def check_same_device(reference: Tensor, other: Tensor, *, reference_name: str, other_name: str) -> None:
+def check_same_device(reference: Tensor, other: Tensor, *, reference_name: str,
+                      other_name: str) -> None:
     """Raise :class:`DeviceError` unless both tensors live on the same device."""
     if other.device != reference.device:
         raise DeviceError(
@@ -202,7 +207,8 @@ def check_mask(
     """
     mask = check_tensor(mask, name)
     if mask.is_complex():
-        raise DTypeError(f"Expected `{name}` to be bool or 0/1 numbers, but got dtype {mask.dtype}.")
+        raise DTypeError(
+            f"Expected `{name}` to be bool or 0/1 numbers, but got dtype {mask.dtype}.")
     if mask.ndim != a.ndim:
         raise ShapeError(
             f"Expected `{name}` to have {a.ndim} dimensions like `{a_name}` {_shape(a)}, i.e. "
@@ -249,7 +255,8 @@ def check_option(value: Any, name: str, allowed: Sequence[Any]) -> Any:
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Raise unless ``value`` is an ``int`` (not bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DTypeError(f"Expected `{name}` to be an int, but got {type(value).__name__} {value!r}.")
+        raise DTypeError(
+            f"Expected `{name}` to be an int, but got {type(value).__name__} {value!r}.")
     if value < minimum:
         raise OptionError(f"Expected `{name}` to be at least {minimum}, but got {value}.")
     return value
@@ -259,7 +266,8 @@ def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0
                    low_inclusive: bool = True, high_inclusive: bool = True) -> float:
     """Raise unless ``value`` is a real number in the interval [low, high] (bounds as given)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DTypeError(f"Expected `{name}` to be a number, but got {type(value).__name__} {value!r}.")
+        raise DTypeError(
+            f"Expected `{name}` to be a number, but got {type(value).__name__} {value!r}.")
     value = float(value)
     above = value >= low if low_inclusive else value > low
     below = value <= high if high_inclusive else value < high
@@ -279,12 +287,13 @@ def check_target(target: Any, batch_size: int, *, num_classes: int | None = None
         DTypeError: not a tensor, or not an integer dtype.
         ShapeError: not of shape ``(batch_size,)``.
         DeviceError: on another device than ``device``.
-        OptionError: an index outside ``[0, num_classes)``, or a negative one when ``num_classes`` is
-            ``None`` (only when ``validate``).
+        OptionError: an index outside ``[0, num_classes)``, or a negative one when ``num_classes``
+            is ``None`` (only when ``validate``).
     """
     target = check_tensor(target, name)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise DTypeError(f"Expected `{name}` to hold integer class indices, but got dtype {target.dtype}.")
+        raise DTypeError(
+            f"Expected `{name}` to hold integer class indices, but got dtype {target.dtype}.")
     if target.shape != (batch_size,):
         raise ShapeError(f"Expected `{name}` of shape ({batch_size},), but got {_shape(target)}.")
     if device is not None and target.device != device:
@@ -296,8 +305,8 @@ def check_target(target: Any, batch_size: int, *, num_classes: int | None = None
         if num_classes is not None and (low < 0 or high >= num_classes):
             bad = low if low < 0 else high
             raise OptionError(
-                f"Expected `{name}` in [0, {num_classes}) (the model returns {num_classes} classes), "
-                f"but got {bad}."
+                f"Expected `{name}` in [0, {num_classes}) (the model returns {num_classes} "
+                f"classes), but got {bad}."
             )
     return target.long()
 
@@ -306,7 +315,8 @@ def check_inputs_like(x: Any, a: Tensor, *, name: str = "x", a_name: str = "a") 
     """Check that inputs ``x`` match attributions ``a`` in batch and spatial shape and device."""
     x = check_tensor(x, name)
     if not x.is_floating_point():
-        raise DTypeError(f"Expected `{name}` to be a floating-point tensor, but got dtype {x.dtype}.")
+        raise DTypeError(
+            f"Expected `{name}` to be a floating-point tensor, but got dtype {x.dtype}.")
     if x.ndim != a.ndim or x.shape[0] != a.shape[0] or x.shape[2:] != a.shape[2:]:
         raise ShapeError(
             f"Expected `{name}` of shape (B, C, *S) matching `{a_name}` {_shape(a)} in batch and "

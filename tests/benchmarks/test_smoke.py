@@ -59,7 +59,8 @@ def _quantus_compat(out: str, bench: object) -> None:
     assert "Against Quantus 0.6.0" in out and "speed-up" in out and "max |diff|" in out
     for name in names:
         assert out.count(name) == 1
-    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["AUC"], ["PixelFlipping"])]
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["AUC"],
+                                                                              ["PixelFlipping"])]
     for row in rows:
         assert float(row[-1]) < 1e-4  # deterministic classes agree with Quantus in the same run
 
@@ -104,14 +105,16 @@ def _box_localization(out: str, bench: object) -> None:
 
 def _metrics(out: str, bench: object) -> None:
     assert "update/kernel" in out and "pointing_game" in out
-    assert "set-level, summed statistics: pointing_accuracy" in out and "sufficiency + consistency" in out
+    assert ("set-level, summed statistics: pointing_accuracy" in out
+            and "sufficiency + consistency" in out)
 
 
 def _end_to_end(out: str, bench: object) -> None:
     assert "Whole job" in out and "quantus/kernels" in out and "kernels/floor" in out
     for name in bench.SUITE + bench.METHODS:
         assert name in out
-    # every system runs the model on the definitions' inputs for the gradient-free faithfulness metrics
+    # every system runs the model on the definitions' inputs for the gradient-free faithfulness
+    # metrics
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     assert rows["RegionPerturbation"][-3:] == ["1.00x", "1.00x", "1.00x"]
     assert rows["ROAD"][-1] == "1.00x"  # the kernel runs no forward pass on the unperturbed inputs
@@ -138,45 +141,46 @@ def _explainer_floor(out: str, bench: object) -> None:
 
 
 QUICK_RUNS = {
-    "metrics": QuickRun("bench_metrics", ("--quick", "--attribution-metrics", "pointing_game", "sparseness"),
+    "metrics": QuickRun("bench_metrics", ("--quick", "--attribution-metrics", "pointing_game", "sparseness"),  # noqa: E501
                         "torchmetrics", _metrics),
-    "box_localization": QuickRun("bench_box_localization", ("--quick",), "scipy", _box_localization),
+    "box_localization": QuickRun("bench_box_localization", ("--quick",), "scipy", _box_localization),  # noqa: E501
     # The memory table spawns a fresh interpreter per setting (slow to import torch on a busy
     # machine): its child is exercised in-process by test_faithfulness_memory_child instead.
-    "faithfulness": QuickRun("bench_faithfulness", ("--quick", "--metrics", "pixel_flipping", "--no-memory"),
+    "faithfulness": QuickRun("bench_faithfulness", ("--quick", "--metrics", "pixel_flipping", "--no-memory"),  # noqa: E501
                              "quantus", _faithfulness),
     "road_subsets_axiomatic": QuickRun(
-        "bench_road_subsets_axiomatic", ("--quick", "--metrics", "road", "faithfulness_correlation", "completeness"),
+        "bench_road_subsets_axiomatic", ("--quick", "--metrics", "road", "faithfulness_correlation", "completeness"),  # noqa: E501
         "quantus", _road_subsets_axiomatic),
-    "meta": QuickRun("bench_meta", ("--quick", "--no-metaquantus", "--estimators", "sparseness"), "captum", _meta),
+    "meta": QuickRun("bench_meta", ("--quick", "--no-metaquantus", "--estimators", "sparseness"), "captum", _meta),  # noqa: E501
     "quantus_compat": QuickRun(
-        "bench_quantus_compat", ("--quick", "--metrics", "AUC", "PixelFlipping", "MaxSensitivity", "MPRT"),
+        "bench_quantus_compat", ("--quick", "--metrics", "AUC", "PixelFlipping", "MaxSensitivity", "MPRT"),  # noqa: E501
         "quantus", _quantus_compat),
-    "randomization": QuickRun("bench_randomization", ("--quick", "--no-quantus"), "captum", _randomization),
+    "randomization": QuickRun("bench_randomization", ("--quick", "--no-quantus"), "captum", _randomization),  # noqa: E501
     "randomization_against_quantus": QuickRun(
         "bench_randomization", ("--quick", "--metrics", "mprt", "efficient_mprt"), "captum",
         _randomization_against_quantus, marks=(pytest.mark.quantus,)),
     "randomization_wide_cnn": QuickRun(
-        "bench_randomization", ("--quick", "--no-quantus", "--models", "wide_cnn", "--metrics", "mprt"), "captum",
+        "bench_randomization", ("--quick", "--no-quantus", "--models", "wide_cnn", "--metrics", "mprt"), "captum",  # noqa: E501
         _randomization_wide_cnn),
     "robustness": QuickRun(
-        "bench_robustness", ("--quick", "--no-quantus", "--metrics", "max_sensitivity", "continuity"), "captum",
+        "bench_robustness", ("--quick", "--no-quantus", "--metrics", "max_sensitivity", "continuity"), "captum",  # noqa: E501
         _robustness),
     "robustness_wide_cnn": QuickRun(
         "bench_robustness",
-        ("--quick", "--no-quantus", "--models", "wide_cnn", "--metrics", "relative_representation_stability"),
+        ("--quick", "--no-quantus", "--models", "wide_cnn", "--metrics",
+         "relative_representation_stability"),
         "captum", _robustness_wide_cnn),
-    "end_to_end": QuickRun("bench_e2e", ("--quick",), "captum", _end_to_end, marks=(pytest.mark.quantus,)),
-    "auto_batch": QuickRun("bench_auto_batch", ("--quick", "--models", "small_cnn"), "captum", _auto_batch),
+    "end_to_end": QuickRun("bench_e2e", ("--quick",), "captum", _end_to_end, marks=(pytest.mark.quantus,)),  # noqa: E501
+    "auto_batch": QuickRun("bench_auto_batch", ("--quick", "--models", "small_cnn"), "captum", _auto_batch),  # noqa: E501
     "memory": QuickRun("bench_memory", ("--quick", "--kernels", "road"), "captum", _memory,
                        marks=(pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
                                                  reason="reads /proc (Linux)"),)),
-    "model_calls": QuickRun("audit_model_calls", ("--classes", "PixelFlipping", "SensitivityN", "--batch", "2"),
+    "model_calls": QuickRun("audit_model_calls", ("--classes", "PixelFlipping", "SensitivityN", "--batch", "2"),  # noqa: E501
                             "quantus", _model_calls, marks=(pytest.mark.quantus,)),
-    "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",
+    "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",  # noqa: E501
                                 _explainer_floor),
     "explainers": QuickRun(
-        "bench_explainers", ("--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"), "captum",
+        "bench_explainers", ("--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"), "captum",  # noqa: E501
         _explainers),
 }
 

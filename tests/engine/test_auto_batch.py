@@ -1,4 +1,5 @@
-"""max_batch_size="auto" and byte budgets: parsing, chunk sizes, the cache, and results that do not depend on them."""
+"""max_batch_size="auto" and byte budgets: parsing, chunk sizes, the cache, and results that do not
+depend on them."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class _Recording(nn.Module):
         generator = torch.Generator().manual_seed(0)
         self.linear = nn.Linear(features, classes).double()
         with torch.no_grad():
-            self.linear.weight.copy_(torch.randn(classes, features, generator=generator, dtype=torch.float64))
+            self.linear.weight.copy_(torch.randn(classes, features, generator=generator,
+                                                 dtype=torch.float64))
         self.sizes: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,8 @@ def test_bad_strings_raise_an_option_error_that_names_the_choices(bad):
         check_max_batch_size(bad)
 
 
-@pytest.mark.parametrize("bad, error", [(0, OptionError), (-1, OptionError), (2.0, DTypeError), (True, DTypeError),
+@pytest.mark.parametrize("bad, error", [(0, OptionError), (-1, OptionError), (2.0, DTypeError),
+                                        (True, DTypeError),
                                         (None, DTypeError)])
 def test_bad_numbers_raise(bad, error):
     with pytest.raises(error):
@@ -71,7 +74,8 @@ def test_explainers_need_a_number():
 
 
 def test_parse_bytes_units():
-    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("1GiB") == 2**30 and parse_bytes("10 kb") == 10**4
+    assert (parse_bytes("2GB") == 2 * 10**9 and parse_bytes("1GiB") == 2**30
+            and parse_bytes("10 kb") == 10**4)
 
 
 def test_a_byte_budget_bounds_every_chunk_after_the_first_item():
@@ -92,7 +96,8 @@ def test_a_byte_budget_bounds_every_chunk_after_the_first_item():
 
 def test_auto_probes_candidates_on_real_work_then_keeps_its_choice():
     model = _Recording(2 * 2)
-    n = auto_batch.SAMPLES_PER_CANDIDATE * sum(auto_batch.CANDIDATES) + 500  # enough to try every candidate
+    # enough to try every candidate
+    n = auto_batch.SAMPLES_PER_CANDIDATE * sum(auto_batch.CANDIDATES) + 500
     x = torch.rand(n, 1, 2, 2, dtype=torch.float64)
 
     def compute(s, e):
@@ -104,7 +109,8 @@ def test_auto_probes_candidates_on_real_work_then_keeps_its_choice():
     probe = [s for s in sizes[1:] if s in auto_batch.CANDIDATES]
     assert probe[:2] == [8, 16]  # the candidates smallest first, then rounds
     timed = [choice.samples for choice in auto_batch._CHOICES.values() if choice.samples]
-    assert len(timed) == 1 and all(len(t) <= auto_batch.SAMPLES_PER_CANDIDATE for t in timed[0].values())
+    assert len(timed) == 1 and all(len(t) <= auto_batch.SAMPLES_PER_CANDIDATE
+                                   for t in timed[0].values())
     chosen = [c for c in auto_batch.cached_choices().values() if c is not None]
     assert len(chosen) == 1 and chosen[0] in auto_batch.CANDIDATES
     model.sizes.clear()
@@ -142,13 +148,16 @@ def _case():
 
 
 KERNELS = {
-    "deletion": lambda model, x, a, y, mbs: deletion(model, x, a, y, features_per_step=3, max_batch_size=mbs).curve,
-    "road": lambda model, x, a, y, mbs: road(model, x, a, y, percentages=[20, 50, 80], measure="logit",
-                                            generator=torch.Generator().manual_seed(3), max_batch_size=mbs).curve,
+    "deletion": lambda model, x, a, y, mbs: deletion(model, x, a, y, features_per_step=3, max_batch_size=mbs).curve,  # noqa: E501
+    "road": lambda model, x, a, y, mbs: road(model, x, a, y, percentages=[20, 50, 80], measure="logit",  # noqa: E501
+                                            generator=torch.Generator().manual_seed(3),
+                                             max_batch_size=mbs).curve,
     "max_sensitivity": lambda model, x, a, y, mbs: max_sensitivity(
-        x, a, y, explain_fn=captum_explainer(model, "Gradient"), n_samples=7, seed=4, max_batch_size=mbs),
+        x, a, y, explain_fn=captum_explainer(model, "Gradient"), n_samples=7, seed=4,
+        max_batch_size=mbs),
     "mprt": lambda model, x, a, y, mbs: mprt(
-        model, x, y, explainer_factory=lambda m: captum_explainer(m, "Gradient"), seed=5, max_batch_size=mbs).curve,
+        model, x, y, explainer_factory=lambda m: captum_explainer(m, "Gradient"), seed=5,
+        max_batch_size=mbs).curve,
 }
 
 
@@ -157,5 +166,6 @@ def test_kernel_results_do_not_depend_on_the_policy(name):
     model, x, a, y = _case()
     reference = KERNELS[name](model, x, a, y, 10_000)
     for policy in ("auto", "auto", "300B", "auto:1kB", 3):
-        torch.testing.assert_close(KERNELS[name](model, x, a, y, policy), reference, rtol=1e-12, atol=1e-12,
+        torch.testing.assert_close(KERNELS[name](model, x, a, y, policy), reference, rtol=1e-12,
+                                   atol=1e-12,
                                    equal_nan=True)

@@ -120,12 +120,14 @@ def test_mask_on_another_device():
     # The meta device stands in for a second device on a CPU-only machine.
     from xaiscore._checks import check_same_device
 
-    with pytest.raises(xaiscore.DeviceError, match=r"Expected `mask` on the device of `a` \(cpu\), but got meta"):
+    with pytest.raises(xaiscore.DeviceError,
+                       match=r"Expected `mask` on the device of `a` \(cpu\), but got meta"):
         check_same_device(A, MASK.to("meta"), reference_name="a", other_name="mask")
 
 
 def test_meta_mask_is_refused_before_any_data_is_read():
-    with pytest.raises(xaiscore.DeviceError, match=r"Expected `mask` to hold data, but got a tensor on the 'meta'"):
+    with pytest.raises(xaiscore.DeviceError,
+                       match=r"Expected `mask` to hold data, but got a tensor on the 'meta'"):
         pointing_game(A, MASK.to("meta"))
 
 
@@ -134,7 +136,8 @@ def test_meta_mask_is_refused_before_any_data_is_read():
     [
         (lambda: pointing_game(A, MASK, ties="random"), "`ties` to be one of"),
         (lambda: pointing_game(A, MASK, tolerance=-1.0), "`tolerance` in"),
-        (lambda: pointing_game(A, MASK, reduce_channels="median"), "`reduce_channels` to be one of"),
+        (lambda: pointing_game(A, MASK, reduce_channels="median"),
+         "`reduce_channels` to be one of"),
         (lambda: relevance_mass_accuracy(A, MASK, relevance="neg"), "`relevance` to be one of"),
         (lambda: normalise_by_max(A, "global"), "`normalise` to be one of"),
     ],

@@ -1,4 +1,5 @@
-"""Connected components and the component sweep against scipy.ndimage, on drawn maps and edge cases."""
+"""Connected components and the component sweep against scipy.ndimage, on drawn maps and edge cases.
+"""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def test_label_edge_cases(connectivity):
     cases.append(volume)
     for binary in cases:
         assert_labels_match_scipy(binary, connectivity)
-    _, counts = label_components(torch.from_numpy(np.eye(6, dtype=bool)[None]), connectivity=connectivity)
+    _, counts = label_components(torch.from_numpy(np.eye(6, dtype=bool)[None]),
+                                 connectivity=connectivity)
     assert counts.item() == (1 if connectivity == "full" else 6)
 
 
@@ -115,8 +117,10 @@ def sweep_matches_every_threshold(levels: np.ndarray, top: int, connectivity: st
     for b in range(levels.shape[0]):
         for k in range(top):
             expected = regions(levels[b] > k, connectivity)
-            alive = ((sweep.sample == b) & (sweep.stop < k) & (k <= sweep.start)).nonzero().squeeze(1)
-            found = sorted((tuple(float(v) for v in sweep.boxes[v].tolist()), int(sweep.areas[v])) for v in alive)
+            alive = ((sweep.sample == b) & (sweep.stop < k) & (k <= sweep.start)).nonzero().squeeze(
+                1)
+            found = sorted((tuple(float(v) for v in sweep.boxes[v].tolist()), int(sweep.areas[v]))
+                           for v in alive)
             assert found == sorted(expected), (b, k)
             best = int(sweep.largest[b, k])
             if not expected:
@@ -124,7 +128,8 @@ def sweep_matches_every_threshold(levels: np.ndarray, top: int, connectivity: st
                 continue
             areas = [area for _, area in expected]
             box, area = expected[int(np.argmax(areas))]  # ties: the first in raster order
-            assert (tuple(float(v) for v in sweep.boxes[best].tolist()), int(sweep.areas[best])) == (box, area)
+            assert (tuple(float(v) for v in sweep.boxes[best].tolist()),
+                    int(sweep.areas[best])) == (box, area)
 
 
 @given(data=level_batches(), connectivity=CONNECTIVITY)
@@ -136,8 +141,10 @@ def test_sweep_gives_the_components_of_every_upper_level_set(data, connectivity)
 @pytest.mark.parametrize("connectivity", ["full", "face"])
 def test_sweep_edge_cases(connectivity):
     rng = np.random.default_rng(0)
-    sweep_matches_every_threshold(np.zeros((2, 4, 5), np.int64), 3, connectivity)  # nothing ever selected
-    sweep_matches_every_threshold(np.full((1, 4, 5), 3), 3, connectivity)  # everything at every level
+    # nothing ever selected
+    sweep_matches_every_threshold(np.zeros((2, 4, 5), np.int64), 3, connectivity)
+    # everything at every level
+    sweep_matches_every_threshold(np.full((1, 4, 5), 3), 3, connectivity)
     sweep_matches_every_threshold(np.eye(5, dtype=np.int64)[None] * 2, 2, connectivity)  # diagonal
     sweep_matches_every_threshold(rng.integers(0, 9, (2, 12, 13)), 8, connectivity)
     sweep_matches_every_threshold(rng.integers(0, 4, (1, 5, 6, 7)), 3, connectivity)
@@ -151,7 +158,8 @@ def test_sweep_edge_cases(connectivity):
 def test_alive_counts_count_the_versions_that_exist(data, flag_seed):
     levels, top = data
     sweep = component_sweep(torch.from_numpy(levels), top)
-    flags = torch.from_numpy(np.random.default_rng(flag_seed).random((sweep.areas.numel(), 2)) < 0.5)
+    flags = torch.from_numpy(np.random.default_rng(flag_seed).random((sweep.areas.numel(), 2))
+                             < 0.5)
     counts = alive_counts(sweep, flags, levels.shape[0], top)
     index = torch.arange(top)
     alive = (sweep.stop[:, None] < index) & (index <= sweep.start[:, None])  # (V, T)

@@ -2,8 +2,8 @@
 
 ``perturbed_scores`` builds item ``(b, t)`` as ``x[b]`` with the elements of rank in
 ``[lo[b, t], hi[b, t])`` taken from the substrate. On CPU it may rewrite only the elements that
-differ from the previous image of the sample (``xaiscore._engine.incremental``). These tests force the
-sparse path, the dense path and the automatic choice, record every image the model sees, and
+differ from the previous image of the sample (``xaiscore._engine.incremental``). These tests force
+the sparse path, the dense path and the automatic choice, record every image the model sees, and
 compare each with the image built directly from the definition (``torch.where``).
 """
 
@@ -40,7 +40,8 @@ def expected_images(x, rank, lo, hi, substrate, n_steps):
     """The items in step-major order, straight from the definition."""
     b = x.shape[0]
     rank = rank.long().expand((b,) + tuple(rank.shape[1:]))
-    fill = substrate.expand_as(x) if isinstance(substrate, torch.Tensor) else torch.full_like(x, substrate)
+    fill = (substrate.expand_as(x) if isinstance(substrate, torch.Tensor)
+            else torch.full_like(x, substrate))
     items = []
     for t in range(n_steps):
         for i in range(b):
@@ -75,9 +76,11 @@ def cases(draw):
         rank = torch.stack([torch.randperm(n_positions, generator=generator) for _ in range(b)])
         rank = rank.reshape((b, 1) + spatial)
     elif rank_kind == "elements":  # one rank per element
-        rank = torch.stack([torch.randperm(channels * n_positions, generator=generator) for _ in range(b)])
+        rank = torch.stack([torch.randperm(channels * n_positions, generator=generator)
+                            for _ in range(b)])
         rank = rank.reshape((b, channels) + spatial)
-    elif rank_kind == "ties":  # patches or segments: several positions share a rank, some ranks unused
+    # patches or segments: several positions share a rank, some ranks unused
+    elif rank_kind == "ties":
         rank = torch.randint(0, max(1, n_positions // 2) + 1, (b, 1) + spatial, generator=generator)
     else:  # one rank map for every sample (e.g. the feature ids of a partition)
         rank = torch.randperm(n_positions, generator=generator).reshape((1, 1) + spatial)
@@ -97,7 +100,8 @@ def cases(draw):
         hi = torch.randint(-1, n_ranks + 2, (b, n_steps), generator=generator)
         if draw(st.booleans()):
             lo = None
-    substrate_kind = draw(st.sampled_from(["zero", "constant", "per_sample", "per_channel", "full", "shared"]))
+    substrate_kind = draw(st.sampled_from(["zero", "constant", "per_sample", "per_channel", "full",
+                                           "shared"]))
     if substrate_kind == "zero":
         substrate = 0.0
     elif substrate_kind == "constant":
@@ -140,7 +144,8 @@ def test_pixel_flipping_takes_the_sparse_path_on_cpu(monkeypatch):
     for name in ("_scatter", "_scatter_runs"):  # general runs, and runs shared by a step's samples
         original = getattr(incremental.IncrementalBuilder, name)
         monkeypatch.setattr(incremental.IncrementalBuilder, name,
-                            lambda self, *args, original=original: calls.append(1) or original(self, *args))
+                            lambda self, *args, original=original: calls.append(1)
+                            or original(self, *args))
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 32, 32, generator=generator)
     a = torch.rand(4, 1, 32, 32, generator=generator)
@@ -157,14 +162,17 @@ def test_the_sparse_path_is_skipped_where_it_cannot_pay():
     x = torch.rand(2, 1, 8, 8)
     rank = torch.stack([torch.randperm(64) for _ in range(2)]).reshape(2, 1, 8, 8)
     half = torch.tensor([32])
-    assert incremental.incremental_builder(x, rank, None, half, 0.0) is None  # half the image per item
+    # half the image per item
+    assert incremental.incremental_builder(x, rank, None, half, 0.0) is None
     assert incremental.incremental_builder(x, rank, None, torch.arange(1, 65), 0.0) is not None
-    assert incremental.incremental_builder(x, rank, None, torch.arange(1, 65), lambda s, t: s) is None
+    assert (incremental.incremental_builder(x, rank, None, torch.arange(1, 65), lambda s, t: s)
+            is None)
     assert incremental.incremental_builder(x, rank.float(), None, torch.arange(1, 65), 0.0) is None
 
 
 @pytest.mark.parametrize("features_per_step", [1, 7])
-def test_monotonicity_and_faithfulness_estimate_unchanged_by_the_path(monkeypatch, features_per_step):
+def test_monotonicity_and_faithfulness_estimate_unchanged_by_the_path(monkeypatch,
+                                                                      features_per_step):
     """Insertion (monotonicity) and one group at a time (faithfulness estimate) on both paths."""
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(3, 2, 6, 5, generator=generator, dtype=torch.float64)
@@ -175,8 +183,10 @@ def test_monotonicity_and_faithfulness_estimate_unchanged_by_the_path(monkeypatc
     for path in ("sparse", "dense"):
         monkeypatch.setattr(incremental, "DENSE_COST", PATHS[path])
         results[path] = (
-            fa.monotonicity(model, x, a, target, features_per_step=features_per_step, baseline="min"),
-            fa.faithfulness_estimate(model, x, a, target, features_per_step=features_per_step, baseline="mean",
+            fa.monotonicity(model, x, a, target, features_per_step=features_per_step,
+                            baseline="min"),
+            fa.faithfulness_estimate(model, x, a, target, features_per_step=features_per_step,
+                                     baseline="mean",
                                      max_batch_size=4),
         )
     assert torch.equal(results["sparse"][0], results["dense"][0])
@@ -184,7 +194,8 @@ def test_monotonicity_and_faithfulness_estimate_unchanged_by_the_path(monkeypatc
 
 
 @settings(max_examples=100)
-@given(rows=st.integers(1, 4), m=st.integers(1, 30), top=st.integers(0, 12), seed=st.integers(0, 2**16))
+@given(rows=st.integers(1, 4), m=st.integers(1, 30), top=st.integers(0, 12),
+       seed=st.integers(0, 2**16))
 def test_positions_of_bounds_equal_a_search_per_row(rows, m, top, seed):
     """Bounds become positions in every row's rank order with one vectorized search."""
     import numpy as np

@@ -1,4 +1,5 @@
-"""The model randomizer: layer definition, orders, seeds, re-initialisation rules, no side effects."""
+"""The model randomizer: layer definition, orders, seeds, re-initialisation rules, no side effects.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from xaiscore._engine.model_randomization import (
 
 
 def small_net() -> nn.Module:
-    torch.manual_seed(0)  # only to build a fixed test model; the code under test never touches the global RNG
+    # only to build a fixed test model; the code under test never touches the global RNG
+    torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
         nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU()),
@@ -34,7 +36,8 @@ def changed_layers(model: nn.Module, reference: dict[str, torch.Tensor]) -> list
     names = []
     for name, module in model.named_modules():
         own = dict(module.named_parameters(recurse=False))
-        if own and any(not torch.equal(p, reference[f"{name}.{k}" if name else k]) for k, p in own.items()):
+        if own and any(not torch.equal(p, reference[f"{name}.{k}" if name else k])
+                       for k, p in own.items()):
             names.append(name)
     return names
 

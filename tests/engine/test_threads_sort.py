@@ -28,7 +28,8 @@ def test_large_row_sorts_equal_numpy_whatever_the_split(two_threads, rows):
     assert torch.equal(_sort.sort_values(t), torch.from_numpy(np.sort(values, axis=-1)))
     order = _sort.argsort(t)
     assert torch.equal(t.gather(1, order), torch.from_numpy(np.sort(values, axis=-1)))
-    assert torch.equal(order.sort(dim=1).values, torch.arange(n).expand(rows, n))  # a permutation per row
+    # a permutation per row
+    assert torch.equal(order.sort(dim=1).values, torch.arange(n).expand(rows, n))
     keys = torch.from_numpy(g.integers(0, 2**62, (rows, n)))
     expected = np.sort(keys.numpy(), axis=-1)
     assert _sort.sort_values_(keys) is keys
@@ -39,7 +40,8 @@ def test_three_dimensional_and_non_contiguous_inputs(two_threads):
     g = torch.Generator().manual_seed(0)
     t = torch.rand(4, 3, 1 << 17, generator=g).transpose(0, 1)  # non-contiguous
     assert torch.equal(_sort.sort_values(t), torch.from_numpy(np.sort(t.numpy(), axis=-1)))
-    assert torch.equal(t.gather(-1, _sort.argsort(t)), torch.from_numpy(np.sort(t.numpy(), axis=-1)))
+    assert torch.equal(t.gather(-1, _sort.argsort(t)),
+                       torch.from_numpy(np.sort(t.numpy(), axis=-1)))
 
 
 def test_run_concurrently_runs_every_call_and_reraises(two_threads):

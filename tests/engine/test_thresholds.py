@@ -62,7 +62,8 @@ def test_otsu_matches_skimage(maps, dtype):
 
 def test_otsu_of_two_values_and_constant_maps():
     image = np.array([[0.0, 0.0, 1.0, 1.0, 1.0]])
-    assert otsu_threshold(torch.from_numpy(image)).item() == skimage_filters.threshold_otsu(image[0])
+    assert (
+        otsu_threshold(torch.from_numpy(image)).item() == skimage_filters.threshold_otsu(image[0]))
     constant = torch.full((2, 7), 3.5)
     assert otsu_threshold(constant).tolist() == [3.5, 3.5]
 
@@ -73,7 +74,8 @@ def test_quantiles_match_numpy(maps, q):
     np.testing.assert_allclose(ours, np.quantile(maps, q, axis=1).T, rtol=1e-12, atol=1e-12)
 
 
-@given(maps=MAPS, thresholds=st.lists(st.sampled_from([-1.0, 0.0, 0.25, 0.5, 0.7, 2.0]), min_size=1, max_size=6),
+@given(maps=MAPS, thresholds=st.lists(st.sampled_from([-1.0, 0.0, 0.25, 0.5, 0.7, 2.0]), min_size=1,
+                                      max_size=6),
        strict=st.booleans())
 def test_levels_count_the_thresholds_reached(maps, thresholds, strict):
     t = np.sort(np.array(thresholds))
@@ -86,19 +88,23 @@ def test_levels_count_the_thresholds_reached(maps, thresholds, strict):
     np.testing.assert_array_equal(binary, levels[:, None, :] > np.arange(len(t))[None, :, None])
 
 
-@given(maps=MAPS, thresholds=st.lists(st.sampled_from([-1.0, 0.0, 0.25, 0.5, 2.0]), min_size=1, max_size=5,
+@given(maps=MAPS, thresholds=st.lists(st.sampled_from([-1.0, 0.0, 0.25, 0.5, 2.0]), min_size=1,
+                                      max_size=5,
                                       unique=True))
 def test_counts_at_every_threshold_at_once(maps, thresholds):
     t = np.sort(np.array(thresholds))
     per_sample = np.stack([np.quantile(row, [0.0, 0.5]) for row in maps])
     for given_thresholds in (t, per_sample):
-        counts = count_at_or_above(torch.from_numpy(maps), torch.from_numpy(given_thresholds)).numpy()
+        counts = (
+            count_at_or_above(torch.from_numpy(maps), torch.from_numpy(given_thresholds)).numpy())
         expected = (maps[:, :, None] >= (given_thresholds if given_thresholds.ndim == 1
                                          else given_thresholds[:, None, :])).sum(1)
         np.testing.assert_array_equal(counts, expected)
     weights = maps > 0
-    counts = count_at_or_above(torch.from_numpy(maps), torch.from_numpy(t), weights=torch.from_numpy(weights))
-    np.testing.assert_array_equal(counts.numpy(), ((maps[:, :, None] >= t) & weights[:, :, None]).sum(1))
+    counts = count_at_or_above(torch.from_numpy(maps), torch.from_numpy(t),
+                               weights=torch.from_numpy(weights))
+    np.testing.assert_array_equal(counts.numpy(), ((maps[:, :, None] >= t)
+                                                   & weights[:, :, None]).sum(1))
 
 
 def test_level_histogram_counts_each_level():
@@ -111,7 +117,8 @@ def test_threshold_values_modes():
     t = torch.tensor([0.25, 0.5])
     assert threshold_values(maps, t, "absolute").tolist() == [[0.25, 0.5], [0.25, 0.5]]
     fraction = threshold_values(maps, t, "max_fraction")
-    assert fraction[0].tolist() == [1.0, 2.0] and torch.isinf(fraction[1]).all()  # no positive value
+    # no positive value
+    assert fraction[0].tolist() == [1.0, 2.0] and torch.isinf(fraction[1]).all()
     np.testing.assert_allclose(threshold_values(maps, t, "quantile").numpy(),
                                np.quantile(maps.numpy(), [0.25, 0.5], axis=1).T)
     otsu = threshold_values(maps, None, "otsu")
@@ -130,7 +137,8 @@ def test_min_max_normalize_per_sample_and_constant_maps():
     assert min_max_normalize(maps, scale=255.0)[0].tolist() == [0.0, 255.0, 127.5]
 
 
-@given(n=st.sampled_from([32, 100, 1000]), start=st.sampled_from([0.0, -0.5, 3.0]), strict=st.booleans(),
+@given(n=st.sampled_from([32, 100, 1000]), start=st.sampled_from([0.0, -0.5, 3.0]),
+       strict=st.booleans(),
        values=npst.arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 60)),
                           elements=st.floats(-2, 5, allow_nan=False)),
        dtype=st.sampled_from([np.float32, np.float64]))
@@ -140,6 +148,7 @@ def test_levels_on_long_even_grids_are_exact(n, start, strict, values, dtype):
     picks = grid[:: max(1, n // 7)]
     exact = np.concatenate([picks, np.nextafter(picks, -np.inf), np.nextafter(picks, np.inf)])
     values = np.concatenate([values.ravel(), exact]).astype(dtype).reshape(1, -1)
-    levels = threshold_levels(torch.from_numpy(values), torch.from_numpy(grid), strict=strict).numpy()
+    levels = (
+        threshold_levels(torch.from_numpy(values), torch.from_numpy(grid), strict=strict).numpy())
     expected = np.searchsorted(grid, values.astype(np.float64), side="left" if strict else "right")
     np.testing.assert_array_equal(levels, expected)

@@ -50,7 +50,8 @@ class LrpNet(nn.Module):
 
 
 def _inputs(batch=3, channels=1, side=6, dtype=torch.float64):
-    x = torch.rand(batch, channels, side, side, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    x = torch.rand(batch, channels, side, side, generator=torch.Generator().manual_seed(1),
+                   dtype=dtype)
     return x, torch.arange(batch) % 4
 
 
@@ -77,9 +78,11 @@ def test_saliency_is_the_absolute_gradient_and_gradient_the_signed_one():
     x, target = _inputs()
     inputs = x.clone().requires_grad_(True)
     model(inputs).gather(1, target[:, None]).sum().backward()
-    np.testing.assert_allclose(captum_explainer(model, "Gradient")(x, target).numpy(), inputs.grad.numpy(),
+    np.testing.assert_allclose(captum_explainer(model, "Gradient")(x, target).numpy(),
+                               inputs.grad.numpy(),
                                rtol=1e-12)
-    np.testing.assert_allclose(captum_explainer(model, "Saliency")(x, target).numpy(), inputs.grad.abs().numpy(),
+    np.testing.assert_allclose(captum_explainer(model, "Saliency")(x, target).numpy(),
+                               inputs.grad.abs().numpy(),
                                rtol=1e-12)
 
 
@@ -105,7 +108,8 @@ def test_occlusion_default_window_and_override():
     model = make_cnn()
     x, target = _inputs(side=8)
     a = captum_explainer(model, "Occlusion")(x, target)
-    b = captum_explainer(model, "Occlusion", sliding_window_shapes=(1, 2, 2), strides=(1, 2, 2))(x, target)
+    b = captum_explainer(model, "Occlusion", sliding_window_shapes=(1, 2, 2),
+                         strides=(1, 2, 2))(x, target)
     assert a.shape == b.shape == x.shape and not torch.equal(a, b)
 
 
@@ -119,15 +123,19 @@ def test_lrp_on_a_supported_network_and_the_model_is_restored():
 
 
 def test_one_and_three_dimensional_inputs():
-    model_1d = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 7, 2)).double()
+    model_1d = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(3 * 7, 2)).double()
     x = torch.rand(2, 2, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     target = torch.tensor([0, 1])
     assert captum_explainer(model_1d, "InputXGradient")(x, target).shape == (2, 2, 7)
     assert captum_explainer(model_1d, "LayerGradCam", layer="0")(x, target).shape == (2, 1, 7)
-    model_3d = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 27, 2)).double()
-    volume = torch.rand(2, 1, 3, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model_3d = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(2 * 27, 2)).double()
+    volume = torch.rand(2, 1, 3, 3, 3, generator=torch.Generator().manual_seed(0),
+                        dtype=torch.float64)
     assert captum_explainer(model_3d, "Saliency")(volume, target).shape == (2, 1, 3, 3, 3)
-    assert captum_explainer(model_3d, "LayerGradCam", layer="0")(volume, target).shape == (2, 1, 3, 3, 3)
+    assert (captum_explainer(model_3d, "LayerGradCam", layer="0")(volume, target).shape
+            == (2, 1, 3, 3, 3))
 
 
 def test_reduce_channels_option():
@@ -142,7 +150,8 @@ def test_reduce_channels_option():
 def test_stochastic_methods_are_seeded_and_leave_global_rngs_alone(method):
     model = make_cnn()
     x, target = _inputs()
-    torch_state, numpy_state, python_state = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    torch_state, numpy_state, python_state = (torch.random.get_rng_state(), np.random.get_state(),
+                                              random.getstate())
     first = captum_explainer(model, method, seed=3)
     second = captum_explainer(model, method, generator=torch.Generator().manual_seed(3))
     a1, a2 = first(x, target), first(x, target)
@@ -200,7 +209,8 @@ def test_check_explanation_accepts_one_or_all_channels_and_rejects_the_rest():
     x = torch.zeros(2, 3, 4, 5)
     assert check_explanation(torch.ones(2, 3, 4, 5), x).shape == (2, 3, 4, 5)
     assert check_explanation(torch.ones(2, 1, 4, 5), x).shape == (2, 1, 4, 5)
-    for bad in (torch.ones(2, 2, 4, 5), torch.ones(3, 1, 4, 5), torch.ones(2, 1, 5, 4), torch.ones(2, 4, 5)):
+    for bad in (torch.ones(2, 2, 4, 5), torch.ones(3, 1, 4, 5), torch.ones(2, 1, 5, 4),
+                torch.ones(2, 4, 5)):
         with pytest.raises(ModelOutputError, match=r"\(2, 3, 4, 5\) or \(2, 1, 4, 5\)"):
             check_explanation(bad, x)
     with pytest.raises(ModelOutputError, match="torch.Tensor"):
@@ -231,7 +241,8 @@ def test_quantus_explainer_with_a_numpy_function():
     np.testing.assert_allclose(a[1, 0].numpy(), 3 * x[1, 0].numpy())
     assert calls[0] == (np.ndarray, np.ndarray, {"scale": 2})
     with pytest.raises(ModelOutputError, match="explain_func"):
-        quantus_explainer(None, lambda model, inputs, targets: inputs[:, :, :2])(x, torch.tensor([0, 1]))
+        quantus_explainer(None, lambda model, inputs, targets: inputs[:, :, :2])(
+            x, torch.tensor([0, 1]))
 
 
 def test_quantus_explain_matches_captum_saliency_and_restores_the_training_flag(quantus_module):
@@ -243,7 +254,8 @@ def test_quantus_explain_matches_captum_saliency_and_restores_the_training_flag(
     theirs_eval = quantus_explainer(model, method="Saliency")(x, target)
     model.train()
     theirs = quantus_explainer(model, method="Saliency")(x, target)
-    assert all(m.training for m in model.modules())  # quantus.explain called model.eval(); we undid it
+    # quantus.explain called model.eval(); we undid it
+    assert all(m.training for m in model.modules())
     np.testing.assert_allclose(theirs_eval.numpy(), ours.numpy(), rtol=1e-5, atol=1e-7)
     assert theirs.shape == (3, 1, 6, 6)
 
@@ -259,10 +271,12 @@ def test_random_explainer_shapes_values_and_chunk_invariance():
     assert whole.shape == (5, 1, 4, 6) and whole.dtype == torch.float64
     assert (whole > 0).all() and (whole < 1).all() and len(whole.unique()) == whole.numel()
     explain.reset()
-    parts = torch.cat([explain(x[:2], target[:2]), explain(x[2:3], target[2:3]), explain(x[3:], target[3:])])
+    parts = torch.cat([explain(x[:2], target[:2]), explain(x[2:3], target[2:3]),
+                       explain(x[3:], target[3:])])
     assert torch.equal(parts, whole)
     assert not torch.equal(explain(x, target), whole)  # the next rows are new maps
-    assert torch.equal(random_explainer(seed=1)(x + 5.0, target + 1), whole)  # ignores inputs and targets
+    # ignores inputs and targets
+    assert torch.equal(random_explainer(seed=1)(x + 5.0, target + 1), whole)
     assert not torch.equal(random_explainer(seed=2)(x, target), whole)
     assert random_explainer(channels="input", seed=0)(x, target).shape == x.shape
 
@@ -270,7 +284,8 @@ def test_random_explainer_shapes_values_and_chunk_invariance():
 def test_random_explainer_distributions_and_global_rng():
     state = torch.random.get_rng_state()
     x = torch.zeros(50, 1, 20, 20)
-    uniform = random_explainer(generator=torch.Generator().manual_seed(0))(x, torch.zeros(50, dtype=torch.long))
+    uniform = random_explainer(generator=torch.Generator().manual_seed(0))(
+        x, torch.zeros(50, dtype=torch.long))
     normal = random_explainer(distribution="normal", seed=0)(x, torch.zeros(50, dtype=torch.long))
     assert abs(uniform.mean() - 0.5) < 0.01 and abs(uniform.std() - math.sqrt(1 / 12)) < 0.01
     assert abs(normal.mean()) < 0.02 and abs(normal.std() - 1.0) < 0.02
@@ -280,8 +295,10 @@ def test_random_explainer_distributions_and_global_rng():
 
 def test_constant_explainer():
     x = torch.zeros(2, 3, 4)
-    assert torch.equal(constant_explainer(2.5)(x, torch.zeros(2, dtype=torch.long)), torch.full((2, 1, 4), 2.5))
-    assert constant_explainer(channels="input")(x, torch.zeros(2, dtype=torch.long)).shape == (2, 3, 4)
+    assert torch.equal(constant_explainer(2.5)(x, torch.zeros(2, dtype=torch.long)),
+                       torch.full((2, 1, 4), 2.5))
+    assert (constant_explainer(channels="input")(x, torch.zeros(2, dtype=torch.long)).shape
+            == (2, 3, 4))
     with pytest.raises(OptionError, match="finite"):
         constant_explainer(math.nan)
     with pytest.raises(OptionError, match="channels"):
@@ -303,13 +320,16 @@ def test_make_explainer_builds_every_listed_method(quantus_module):
         if name == "LRP":
             explain = make_explainer(name, LrpNet().double().eval())
         elif name in ("AttentionRollout", "CheferRelevance"):
-            explain = make_explainer(name, TinyViT(1, 4, image_size=6, patch_size=3).double().eval())
+            explain = make_explainer(name,
+                                     TinyViT(1, 4, image_size=6, patch_size=3).double().eval())
         elif name == "Prototype":
-            explain = make_explainer(name, TinyProtoPNet(1, 4, prototypes_per_class=2).double().eval())
+            explain = make_explainer(name,
+                                     TinyProtoPNet(1, 4, prototypes_per_class=2).double().eval())
         elif name == "RISE":
             explain = make_explainer(name, model, n_masks=20, grid_size=2, seed=0)
         else:
-            explain = make_explainer(name, None if name in ("random", "constant") else model, **kwargs)
+            explain = make_explainer(name, None if name in ("random", "constant") else model,
+                                     **kwargs)
         a = explain(x, target)
         check_explanation(a, x)
     with pytest.raises(OptionError, match="model"):
@@ -332,11 +352,14 @@ def test_captum_keyword_named_method_reaches_captum():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     target = torch.tensor([0, 2])
-    trapezoid = captum_explainer(model, "IntegratedGradients", method="riemann_trapezoid", n_steps=4)(x, target)
-    built = make_explainer("IntegratedGradients", model, method="riemann_trapezoid", n_steps=4)(x, target)
+    trapezoid = captum_explainer(model, "IntegratedGradients", method="riemann_trapezoid",
+                                 n_steps=4)(x, target)
+    built = make_explainer("IntegratedGradients", model, method="riemann_trapezoid",
+                           n_steps=4)(x, target)
     from captum.attr import IntegratedGradients
 
-    expected = IntegratedGradients(model).attribute(x, target=target, method="riemann_trapezoid", n_steps=4)
+    expected = IntegratedGradients(model).attribute(x, target=target, method="riemann_trapezoid",
+                                                    n_steps=4)
     default_rule = IntegratedGradients(model).attribute(x, target=target, n_steps=4)
     torch.testing.assert_close(trapezoid, expected.detach())
     torch.testing.assert_close(built, trapezoid)
@@ -351,12 +374,15 @@ def test_explain_with_output_hands_out_the_forward_pass_of_single_pass_methods(m
     a, output = explain.explain_with_output(x, target)
     torch.testing.assert_close(a, explain(x, target), rtol=0, atol=0)
     if explain.shares_forward:
-        assert method in ("Saliency", "Gradient", "InputXGradient", "GuidedBackprop", "LayerGradCam")
+        assert method in ("Saliency", "Gradient", "InputXGradient", "GuidedBackprop",
+                          "LayerGradCam")
         with torch.no_grad():
             expected = model(x)
         assert not output.requires_grad
         torch.testing.assert_close(output, expected, rtol=0, atol=0)
-    else:  # several forward passes (IntegratedGradients, DeepLift's baselines, Occlusion, LRP): none handed out
+    # several forward passes (IntegratedGradients, DeepLift's baselines, Occlusion, LRP): none
+    # handed out
+    else:
         assert output is None
 
 

@@ -1,4 +1,5 @@
-"""Multi-pass captum methods (IG, SmoothGrad/NoiseTunnel, GradientShap) run their passes under max_batch_size."""
+"""Multi-pass captum methods (IG, SmoothGrad/NoiseTunnel, GradientShap) run their passes under
+max_batch_size."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ captum = pytest.importorskip("captum")
 
 def _model(seed: int = 0) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 36, 4)).double()
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Flatten(),
+                          nn.Linear(3 * 36, 4)).double()
     with torch.no_grad():
         for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * 0.5)
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+                            * 0.5)
     return model.eval()
 
 
@@ -44,7 +47,8 @@ CASES = [
 
 @pytest.mark.parametrize("method, options, passes", CASES)
 @pytest.mark.parametrize("max_batch_size", [1, 5, 16, 1000])
-def test_passes_stay_under_max_batch_size_and_cover_every_input(method, options, passes, max_batch_size):
+def test_passes_stay_under_max_batch_size_and_cover_every_input(method, options, passes,
+                                                                max_batch_size):
     counting = _Counting(_model())
     x = torch.rand(7, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     target = torch.tensor([0, 1, 2, 3, 0, 1, 2])
@@ -57,7 +61,8 @@ def test_passes_stay_under_max_batch_size_and_cover_every_input(method, options,
         assert len(counting.sizes) == 1  # everything fits: one pass, as captum alone
 
 
-@pytest.mark.parametrize("method, options", [(m, o) for m, o, _ in CASES if m == "IntegratedGradients"])
+@pytest.mark.parametrize("method, options", [(m, o) for m, o, _ in CASES
+                                             if m == "IntegratedGradients"])
 @pytest.mark.parametrize("max_batch_size", [1, 3, 16])
 def test_integrated_gradients_do_not_depend_on_max_batch_size(method, options, max_batch_size):
     model = _model(2)
@@ -86,8 +91,10 @@ def test_smoothgrad_noise_is_the_same_when_whole_rows_fit_a_pass():
     model = _model(7)
     x = torch.rand(6, 1, 6, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     target = torch.tensor([0, 1, 2, 3, 0, 1])
-    whole = captum_explainer(model, "SmoothGrad", nt_samples=4, seed=9, max_batch_size=10_000)(x, target)
-    by_rows = captum_explainer(model, "SmoothGrad", nt_samples=4, seed=9, max_batch_size=8)(x, target)
+    whole = captum_explainer(model, "SmoothGrad", nt_samples=4, seed=9,
+                             max_batch_size=10_000)(x, target)
+    by_rows = captum_explainer(model, "SmoothGrad", nt_samples=4, seed=9,
+                               max_batch_size=8)(x, target)
     torch.testing.assert_close(by_rows, whole, rtol=1e-12, atol=1e-14)
 
 

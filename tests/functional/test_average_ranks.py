@@ -44,7 +44,8 @@ def rows_with_ties(draw):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(rows=rows_with_ties())
 def test_average_ranks_match_rankdata(dtype, rows):
-    rows = rows.to(dtype)  # rounding to half may create more ties: the reference sees the same values
+    # rounding to half may create more ties: the reference sees the same values
+    rows = rows.to(dtype)
     ours = average_ranks(rows)
     assert ours.dtype == torch.int64
     np.testing.assert_array_equal(ours.numpy(), expected_doubled_ranks(rows))
@@ -55,13 +56,16 @@ def test_both_tie_paths_on_long_rows(tied_fraction):
     generator = torch.Generator().manual_seed(3)
     rows = torch.randn(3, 5_000, generator=generator)
     tied = torch.rand(3, 5_000, generator=generator) < tied_fraction
-    rows = torch.where(tied, rows.mul(4).round() / 4, rows)  # tied values clustered on a coarse grid
+    # tied values clustered on a coarse grid
+    rows = torch.where(tied, rows.mul(4).round() / 4, rows)
     for dtype in (torch.float32, torch.float64):
-        np.testing.assert_array_equal(average_ranks(rows.to(dtype)).numpy(), expected_doubled_ranks(rows.to(dtype)))
+        np.testing.assert_array_equal(average_ranks(rows.to(dtype)).numpy(),
+                                      expected_doubled_ranks(rows.to(dtype)))
 
 
 def test_tie_group_at_row_boundaries_stays_in_its_row():
-    # The last positions of row 0 and the first of row 1 hold equal values: the groups must not merge.
+    # The last positions of row 0 and the first of row 1 hold equal values: the groups must not
+    # merge.
     rows = torch.tensor([[0.0, 1.0, 2.0, 2.0], [2.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
     np.testing.assert_array_equal(average_ranks(rows).numpy(), expected_doubled_ranks(rows))
 
@@ -69,12 +73,14 @@ def test_tie_group_at_row_boundaries_stays_in_its_row():
 def test_sorted_rows_scan_and_sparse_paths_agree():
     generator = torch.Generator().manual_seed(0)
     values = torch.randint(0, 40, (5, 300), generator=generator).sort(dim=1).values
-    sparse = _doubled_ranks_of_sorted(values, torch.int64)  # 40 levels in 300: dense ties, scan path
+    # 40 levels in 300: dense ties, scan path
+    sparse = _doubled_ranks_of_sorted(values, torch.int64)
     few = torch.arange(300).expand(5, 300).clone()
     few[:, 10:13] = 10  # one tie group per row: the sparse path
     expected = torch.arange(2, 602, 2).expand(5, 300).clone()
     expected[:, 10:13] = 24  # positions 10..12: 1-based ranks 11, 12, 13
-    np.testing.assert_array_equal(_doubled_ranks_of_sorted(few, torch.int64).numpy(), expected.numpy())
+    np.testing.assert_array_equal(_doubled_ranks_of_sorted(few, torch.int64).numpy(),
+                                  expected.numpy())
     np.testing.assert_array_equal(sparse.numpy(), expected_doubled_ranks(values.double()))
 
 
@@ -99,17 +105,21 @@ def reference_unit_ranks(rows: torch.Tensor) -> np.ndarray:
 @given(batch=st.integers(1, 4), n=st.integers(1, 60), n_levels=st.sampled_from([1, 2, 5, 64, 1000]),
        seed=st.integers(0, 2**31 - 1))
 def test_unit_rank_vectors_of_levels_match_rankdata(batch, n, n_levels, seed):
-    levels = torch.randint(0, n_levels, (batch, n), generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+    levels = torch.randint(0, n_levels, (batch, n), generator=torch.Generator().manual_seed(seed),
+                           dtype=torch.int32)
     ours = unit_rank_vectors_of_levels(levels, n_levels)
     assert ours.dtype == torch.float64 and ours.shape == (batch, n)
     np.testing.assert_allclose(ours.numpy(), reference_unit_ranks(levels), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ours.numpy(), unit_rank_vectors(levels.double()).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours.numpy(), unit_rank_vectors(levels.double()).numpy(), rtol=1e-12,
+                               atol=1e-12)
 
 
 def test_unit_rank_vectors_of_levels_edge_cases():
-    # A constant row (no rank variance) is NaN, its neighbours are not; levels at both ends of the range.
+    # A constant row (no rank variance) is NaN, its neighbours are not; levels at both ends of the
+    # range.
     levels = torch.tensor([[4, 4, 4], [0, 9, 0], [9, 0, 5]])
     ours = unit_rank_vectors_of_levels(levels, 10)
     assert torch.isnan(ours[0]).all() and not torch.isnan(ours[1:]).any()
     np.testing.assert_allclose(ours[1:].numpy(), reference_unit_ranks(levels[1:]), rtol=1e-12)
-    assert unit_rank_vectors_of_levels(torch.tensor([[3]]), 4).isnan().all()  # one feature: constant
+    # one feature: constant
+    assert unit_rank_vectors_of_levels(torch.tensor([[3]]), 4).isnan().all()

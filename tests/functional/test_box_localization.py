@@ -51,7 +51,8 @@ def maps_and_boxes(draw, dims: int | None = None, max_boxes: int = 3):
             for size in spatial[::-1]:  # x first: the last axis
                 start = draw(st.integers(0, size - 1))
                 low.append(float(start))
-                high.append(float(draw(st.integers(start, size))))  # may be empty, may touch the border
+                # may be empty, may touch the border
+                high.append(float(draw(st.integers(start, size))))
             rows.append(low + high)
         boxes.append(torch.tensor(rows, dtype=torch.float64).reshape(len(rows), 2 * dims))
     return torch.from_numpy(a), boxes
@@ -66,7 +67,8 @@ CONNECTIVITY = st.sampled_from(["full", "face", "edge"])
 
 @given(data=maps_and_boxes(), version=st.sampled_from([1, 2]), connectivity=CONNECTIVITY,
        thresholds=st.sampled_from([4, 10, [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]]))
-def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, connectivity, thresholds):
+def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, connectivity,
+                                                             thresholds):
     a, boxes = data
     full = connectivity
     stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=thresholds, version=version,
@@ -75,12 +77,14 @@ def test_max_box_accuracy_matches_the_per_threshold_protocol(data, version, conn
     deltas = stats.iou_thresholds.tolist()
     assert deltas == ([0.5] if version == 1 else [0.3, 0.5, 0.7])
     for b in range(a.shape[0]):
-        expected = ref.max_box_correct(a[b, 0].numpy(), gt_list(boxes[b]), taus, deltas, version, full)
+        expected = ref.max_box_correct(a[b, 0].numpy(), gt_list(boxes[b]), taus, deltas, version,
+                                       full)
         np.testing.assert_array_equal(stats.correct[b].numpy(), expected)
         assert stats.valid[b].item() == (boxes[b].shape[0] > 0)
     # The set score: mean over deltas of the best accuracy over thresholds, valid samples only.
     valid = [b for b in range(a.shape[0]) if boxes[b].shape[0] > 0]
-    result = max_box_accuracy(a, boxes=boxes, thresholds=thresholds, version=version, connectivity=connectivity)
+    result = max_box_accuracy(a, boxes=boxes, thresholds=thresholds, version=version,
+                              connectivity=connectivity)
     if not valid:
         assert math.isnan(result.value.item()) and torch.isnan(result.score).all()
         return
@@ -95,9 +99,11 @@ def test_box_accuracy_matches_the_per_threshold_protocol(data, overlap, connecti
     a, boxes = data
     full = connectivity
     limits = [0.1, 0.25, 0.5, 0.75, 0.9]
-    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap, connectivity=connectivity)
+    result = box_accuracy(a, boxes=boxes, thresholds=thresholds, overlap=overlap,
+                          connectivity=connectivity)
     for b in range(a.shape[0]):
-        hits, false_positives, detections = ref.box_accuracy(a[b, 0].numpy(), gt_list(boxes[b]), list(thresholds),
+        hits, false_positives, detections = ref.box_accuracy(a[b, 0].numpy(), gt_list(boxes[b]),
+                                                             list(thresholds),
                                                              overlap, limits, full)
         np.testing.assert_array_equal(result.hits[b].numpy(), hits)
         np.testing.assert_array_equal(result.false_positives[b].numpy(), false_positives)
@@ -122,7 +128,8 @@ def maps_and_masks(draw):
     return torch.from_numpy(a), torch.from_numpy(mask), torch.from_numpy(ignore)
 
 
-@given(data=maps_and_masks(), thresholds=st.sampled_from([4, 10, [0.0, 0.3, 0.5, 1.0]]), use_ignore=st.booleans())
+@given(data=maps_and_masks(), thresholds=st.sampled_from([4, 10, [0.0, 0.3, 0.5, 1.0]]),
+       use_ignore=st.booleans())
 def test_pxap_matches_direct_counting(data, thresholds, use_ignore):
     a, mask, ignore = data
     result = pxap(a, mask, ignore=ignore if use_ignore else None, thresholds=thresholds)
@@ -131,10 +138,13 @@ def test_pxap_matches_direct_counting(data, thresholds, use_ignore):
     masks = [mask[b, 0].numpy() for b in range(a.shape[0])]
     ignores = [ignore[b, 0].numpy() for b in range(a.shape[0])] if use_ignore else None
     expected = ref.pxap(maps, masks, taus, ignores)
-    np.testing.assert_allclose(result.value.item(), expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(result.value.item(), expected, rtol=1e-12, atol=1e-12,
+                               equal_nan=True)
     for b in range(a.shape[0]):
-        one = ref.pxap(maps[b:b + 1], masks[b:b + 1], taus, None if ignores is None else ignores[b:b + 1])
-        np.testing.assert_allclose(result.score[b].item(), one, rtol=1e-12, atol=1e-12, equal_nan=True)
+        one = ref.pxap(maps[b:b + 1], masks[b:b + 1], taus,
+                       None if ignores is None else ignores[b:b + 1])
+        np.testing.assert_allclose(result.score[b].item(), one, rtol=1e-12, atol=1e-12,
+                                   equal_nan=True)
 
 
 def test_pxap_equals_wsolevaluation_on_its_default_grid():
@@ -143,7 +153,8 @@ def test_pxap_equals_wsolevaluation_on_its_default_grid():
     a[1] = torch.round(a[1] * 8) / 8  # ties
     mask = torch.from_numpy(rng.random((4, 1, 12, 12)) < 0.3)
     ours = pxap(a, mask).value.item()  # thresholds=1000: 0, 0.001, ..., 1
-    theirs = ref.wsol_pxap([a[b, 0].numpy() for b in range(4)], [mask[b, 0].numpy() for b in range(4)], 0.001)
+    theirs = ref.wsol_pxap([a[b, 0].numpy() for b in range(4)], [mask[b, 0].numpy() for b
+                                                                 in range(4)], 0.001)
     assert ours == pytest.approx(theirs, abs=1e-12)
 
 
@@ -155,16 +166,18 @@ def test_three_d_and_two_d_share_the_protocol(dims):
     boxes = torch.tensor([[[1.0] * dims + [4.0] * dims], [[0.0] * dims + [6.0] * dims]])
     stats = max_box_accuracy_statistics(a, boxes=boxes, thresholds=20, version=2)
     for b in range(2):
-        expected = ref.max_box_correct(a[b, 0].numpy(), gt_list(boxes[b]), stats.thresholds.tolist(),
+        expected = ref.max_box_correct(a[b, 0].numpy(), gt_list(boxes[b]),
+                                       stats.thresholds.tolist(),
                                        [0.3, 0.5, 0.7], 2, True)
         np.testing.assert_array_equal(stats.correct[b].numpy(), expected)
 
 
-# --- properties the papers imply -----------------------------------------------------------------------
+# --- properties the papers imply ------------------------------------------------------------------
 
 
 def _lesions(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    boxes = torch.tensor([[[2.0, 3.0, 7.0, 9.0], [10.0, 10.0, 15.0, 16.0]], [[0.0, 0.0, 4.0, 4.0], [math.nan] * 4]])
+    boxes = torch.tensor([[[2.0, 3.0, 7.0, 9.0], [10.0, 10.0, 15.0, 16.0]], [[0.0, 0.0, 4.0, 4.0],
+                                                                             [math.nan] * 4]])
     return boxes, boxes_to_mask(boxes, (size, size))
 
 
@@ -206,15 +219,18 @@ def test_statistics_do_not_depend_on_the_batch_split(split):
     boxes = torch.tensor([[[1.0, 2.0, 6.0, 8.0]]] * 5)
     mask = boxes_to_mask(boxes, (10, 10))
     whole = max_box_accuracy_statistics(a, boxes=boxes, version=2, thresholds=100)
-    parts = [max_box_accuracy_statistics(a[i:i + split], boxes=boxes[i:i + split], version=2, thresholds=100)
+    parts = [max_box_accuracy_statistics(a[i:i + split], boxes=boxes[i:i + split], version=2,
+                                         thresholds=100)
              for i in range(0, 5, split)]
     correct = torch.cat([p.correct for p in parts])
     valid = torch.cat([p.valid for p in parts])
     assert torch.equal(correct, whole.correct)
     value, _, _ = max_box_accuracy_from_statistics(correct, valid)
     assert value.item() == max_box_accuracy(a, boxes=boxes, version=2, thresholds=100).value.item()
-    counts = [pxap_statistics(a[i:i + split], mask[i:i + split], thresholds=100) for i in range(0, 5, split)]
-    pooled = pxap_from_counts(sum(c.positives.sum(0) for c in counts), sum(c.negatives.sum(0) for c in counts))
+    counts = [pxap_statistics(a[i:i + split], mask[i:i + split], thresholds=100)
+              for i in range(0, 5, split)]
+    pooled = pxap_from_counts(sum(c.positives.sum(0) for c in counts),
+                              sum(c.negatives.sum(0) for c in counts))
     assert pooled.item() == pxap(a, mask, thresholds=100).value.item()
 
 
@@ -233,9 +249,11 @@ def test_samples_without_ground_truth_are_nan_and_not_counted():
 
 def test_constant_maps_select_everything_at_zero_only():
     a = torch.full((1, 1, 4, 4), 2.5)
-    stats = max_box_accuracy_statistics(a, boxes=torch.tensor([[[0.0, 0.0, 4.0, 4.0]]]), thresholds=[0.0, 0.5])
+    stats = max_box_accuracy_statistics(a, boxes=torch.tensor([[[0.0, 0.0, 4.0, 4.0]]]),
+                                        thresholds=[0.0, 0.5])
     assert stats.correct.tolist() == [[[True, False]]]
-    assert box_accuracy(a, boxes=torch.tensor([[[0.0, 0.0, 4.0, 4.0]]])).detections.tolist() == [[0, 0]]
+    assert (box_accuracy(a, boxes=torch.tensor([[[0.0, 0.0, 4.0, 4.0]]])).detections.tolist()
+            == [[0, 0]])
 
 
 def test_box_accuracy_threshold_modes():
@@ -277,11 +295,13 @@ def test_top_k_with_k_the_mask_size_is_relevance_rank_accuracy():
         for b in range(6):
             mask[b, 0, torch.randperm(49, generator=g)[:size]] = True
         mask = mask.reshape(6, 1, 7, 7)
-        torch.testing.assert_close(relevance_rank_accuracy(a, mask), top_k_intersection(a, mask, k=size))
+        torch.testing.assert_close(relevance_rank_accuracy(a, mask),
+                                   top_k_intersection(a, mask, k=size))
     # masks of different sizes in one batch: K is each sample's own mask size
     mask = torch.rand(6, 1, 7, 7, generator=g) < torch.linspace(0.05, 0.9, 6).reshape(6, 1, 1, 1)
     mask[:, 0, 0, 0] = True
-    per_sample = torch.cat([top_k_intersection(a[i:i + 1], mask[i:i + 1], k=int(mask[i].sum())) for i in range(6)])
+    per_sample = torch.cat([top_k_intersection(a[i:i + 1], mask[i:i + 1], k=int(mask[i].sum()))
+                            for i in range(6)])
     assert len(set(mask.sum((1, 2, 3)).tolist())) > 1
     torch.testing.assert_close(relevance_rank_accuracy(a, mask), per_sample)
 
@@ -326,7 +346,8 @@ def test_results_do_not_depend_on_the_overlap_chunks(monkeypatch):
     whole = (max_box_accuracy_statistics(a, mask, version=2, thresholds=30).correct,
              box_accuracy(a, mask, overlap="iou"))
     chunks = module._version_chunks
-    monkeypatch.setattr(module, "_version_chunks", lambda count, width: chunks(count, width, budget=7))
+    monkeypatch.setattr(module, "_version_chunks",
+                        lambda count, width: chunks(count, width, budget=7))
     parts = (max_box_accuracy_statistics(a, mask, version=2, thresholds=30).correct,
              box_accuracy(a, mask, overlap="iou"))
     assert torch.equal(whole[0], parts[0])

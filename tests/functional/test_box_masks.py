@@ -1,5 +1,6 @@
-"""boxes_to_mask in 1-D and 3-D (the 2-D cases are in test_localization.py): the pixel-loop reference,
-the stated conventions (axis order, end-exclusive corners, clipping), round trips with mask_to_boxes."""
+"""boxes_to_mask in 1-D and 3-D (the 2-D cases are in test_localization.py): the pixel-loop
+reference, the stated conventions (axis order, end-exclusive corners, clipping), round trips with
+mask_to_boxes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from xaiscore._checks import OptionError, ShapeError
 from xaiscore.functional import boxes_to_mask, mask_to_boxes
 from xaiscore.functional import localization
 
-COORDINATE = st.one_of(st.integers(-2, 8).map(float), st.floats(-2.0, 8.0, allow_nan=False, width=32))
+COORDINATE = st.one_of(st.integers(-2, 8).map(float),
+                       st.floats(-2.0, 8.0, allow_nan=False, width=32))
 
 
 @st.composite
@@ -33,7 +35,8 @@ def boxes_and_size(draw):
             low = [draw(COORDINATE) for _ in range(dims)]
             other = [draw(COORDINATE) for _ in range(dims)]
             if box_format == "xyxy":
-                low, other = [min(p, q) for p, q in zip(low, other)], [max(p, q) for p, q in zip(low, other)]
+                low, other = [min(p, q) for p, q in zip(low, other)], [max(p, q)
+                                                                       for p, q in zip(low, other)]
             else:
                 other = [abs(q) for q in other]
             sample.append(low + other)
@@ -65,7 +68,8 @@ def test_3d_boxes_are_x_y_z_along_the_last_middle_first_axes_end_exclusive():
     expected[2:3, 0:2, 1:3] = True
     assert torch.equal(mask, expected)
     assert mask.sum() == (3 - 1) * (2 - 0) * (3 - 2)  # the box's volume in voxels
-    xywh = boxes_to_mask(torch.tensor([[[1.0, 0.0, 2.0, 2.0, 2.0, 1.0]]]), (4, 3, 5), box_format="xywh")[0, 0]
+    xywh = boxes_to_mask(torch.tensor([[[1.0, 0.0, 2.0, 2.0, 2.0, 1.0]]]), (4, 3, 5),
+                         box_format="xywh")[0, 0]
     assert torch.equal(xywh, expected)
 
 
@@ -75,22 +79,26 @@ def test_3d_boxes_are_clipped_to_the_volume_and_zero_extent_covers_nothing():
     for rule in ("center", "cover"):
         mask = boxes_to_mask(boxes, (4, 3, 5), rule=rule)[0, 0]
         expected = torch.zeros(4, 3, 5, dtype=torch.bool)
-        expected[2:, :, :2] = True  # the first box clipped; the second outside; the third has no width
+        # the first box clipped; the second outside; the third has no width
+        expected[2:, :, :2] = True
         assert torch.equal(mask, expected), rule
 
 
 def test_cover_rule_in_3d_takes_every_voxel_the_box_overlaps():
-    mask = boxes_to_mask([torch.tensor([[0.5, 1.2, 0.9, 1.5, 1.4, 1.1]])], (3, 3, 3), rule="cover")[0, 0]
+    mask = boxes_to_mask([torch.tensor([[0.5, 1.2, 0.9, 1.5, 1.4, 1.1]])], (3, 3, 3),
+                         rule="cover")[0, 0]
     expected = torch.zeros(3, 3, 3, dtype=torch.bool)
-    expected[0:2, 1:2, 0:2] = True  # z in [0.9, 1.1): slices 0, 1; y in [1.2, 1.4): row 1; x in [0.5, 1.5)
+    # z in [0.9, 1.1): slices 0, 1; y in [1.2, 1.4): row 1; x in [0.5, 1.5)
+    expected[0:2, 1:2, 0:2] = True
     assert torch.equal(mask, expected)
-    assert not boxes_to_mask([torch.tensor([[0.5, 1.2, 0.9, 1.5, 1.4, 1.1]])], (3, 3, 3))[0, 0].any()
+    assert not boxes_to_mask([torch.tensor([[0.5, 1.2, 0.9, 1.5, 1.4, 1.1]])],
+                             (3, 3, 3))[0, 0].any()
 
 
 @pytest.mark.parametrize("full", [True, False])
 def test_mask_to_boxes_and_back_cover_each_region_of_a_volume(full):
-    """The boxes of the 26- (or 6-) connected regions, rasterised, are the regions' bounding boxes as
-    scipy.ndimage finds them."""
+    """The boxes of the 26- (or 6-) connected regions, rasterised, are the regions' bounding boxes
+    as scipy.ndimage finds them."""
     rng = np.random.default_rng(3)
     volume = rng.random((2, 1, 5, 6, 4)) < 0.15
     boxes = mask_to_boxes(torch.from_numpy(volume), connectivity="full" if full else "face")
@@ -106,9 +114,11 @@ def test_mask_to_boxes_and_back_cover_each_region_of_a_volume(full):
 
 
 def test_1d_boxes():
-    mask = boxes_to_mask(torch.tensor([[[1.0, 3.0], [4.6, 9.0]]]), (6,))  # pixel 4's centre 4.5 < 4.6
+    # pixel 4's centre 4.5 < 4.6
+    mask = boxes_to_mask(torch.tensor([[[1.0, 3.0], [4.6, 9.0]]]), (6,))
     assert mask[0, 0].tolist() == [False, True, True, False, False, True]
-    assert boxes_to_mask(torch.tensor([[[4.6, 9.0]]]), (6,), rule="cover")[0, 0, 4:].tolist() == [True, True]
+    assert boxes_to_mask(torch.tensor([[[4.6, 9.0]]]), (6,),
+                         rule="cover")[0, 0, 4:].tolist() == [True, True]
 
 
 @pytest.mark.parametrize(

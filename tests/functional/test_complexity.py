@@ -79,7 +79,8 @@ def test_constant_map(n):
     a = torch.full((2, 1, n), -3.5, dtype=torch.float64)
     torch.testing.assert_close(cx.sparseness(a), torch.zeros(2, dtype=torch.float64))
     torch.testing.assert_close(cx.complexity(a), torch.full((2,), math.log(n), dtype=torch.float64))
-    torch.testing.assert_close(cx.effective_complexity(a), torch.full((2,), float(n), dtype=torch.float64))
+    torch.testing.assert_close(cx.effective_complexity(a),
+                               torch.full((2,), float(n), dtype=torch.float64))
 
 
 @pytest.mark.parametrize("n", [1, 2, 9, 100])
@@ -104,7 +105,8 @@ def test_channels_are_features_by_default():
     assert cx.complexity(a).item() == pytest.approx(math.log(2))  # two non-zero of four values
     assert cx.sparseness(a).item() == pytest.approx(0.5)
     assert cx.complexity(a, reduce_channels="sum").item() == pytest.approx(math.log(2))
-    assert cx.sparseness(a, reduce_channels="sum").item() == pytest.approx(0.0)  # a uniform pixel map
+    # a uniform pixel map
+    assert cx.sparseness(a, reduce_channels="sum").item() == pytest.approx(0.0)
 
 
 def test_signed_channels_cancel_under_sum_but_not_under_max_abs():
@@ -127,7 +129,8 @@ def effective_reference(a: torch.Tensor, *, eps: float, normalise, how) -> np.nd
     else:
         scales = [None] * len(reduced)
     return np.array([
-        ref.effective_complexity(a[i].numpy(), eps=eps, scale=scales[i], how=how) for i in range(a.shape[0])
+        ref.effective_complexity(a[i].numpy(), eps=eps, scale=scales[i], how=how)
+        for i in range(a.shape[0])
     ])
 
 
@@ -140,19 +143,22 @@ def effective_reference(a: torch.Tensor, *, eps: float, normalise, how) -> np.nd
 def test_effective_complexity_matches_reference(a, how, eps, normalise):
     ours = cx.effective_complexity(a, eps=eps, normalise=normalise, reduce_channels=how)
     assert ours.dtype == a.dtype
-    np.testing.assert_array_equal(ours.numpy(), effective_reference(a, eps=eps, normalise=normalise, how=how))
+    np.testing.assert_array_equal(ours.numpy(),
+                                  effective_reference(a, eps=eps, normalise=normalise, how=how))
 
 
 def test_effective_complexity_counts_strictly_above_eps():
     a = torch.tensor([[[0.5, 1.0, 0.25, 0.0]]], dtype=torch.float64)
     assert cx.effective_complexity(a, eps=0.5).item() == 1.0
     assert cx.effective_complexity(a, eps=0.0).item() == 3.0
-    assert cx.effective_complexity(torch.zeros(1, 1, 4)).item() == 0.0  # all-zero map: no feature counts
+    # all-zero map: no feature counts
+    assert cx.effective_complexity(torch.zeros(1, 1, 4)).item() == 0.0
 
 
 def test_effective_complexity_normalisation_modes():
     a = torch.tensor([[[1.0, 0.5]], [[100.0, 0.1]]], dtype=torch.float64)
-    assert cx.effective_complexity(a, eps=0.2).tolist() == [2.0, 1.0]  # per sample: (1, .5), (1, .001)
+    # per sample: (1, .5), (1, .001)
+    assert cx.effective_complexity(a, eps=0.2).tolist() == [2.0, 1.0]
     assert cx.effective_complexity(a, eps=0.2, normalise="batch").tolist() == [0.0, 1.0]  # / 100
     assert cx.effective_complexity(a, eps=0.2, normalise=None).tolist() == [2.0, 1.0]
 

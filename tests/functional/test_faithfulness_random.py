@@ -1,4 +1,5 @@
-"""Infidelity, faithfulness correlation and sensitivity-n vs. per-sample references, captum, Quantus and its bugs."""
+"""Infidelity, faithfulness correlation and sensitivity-n vs. per-sample references, captum, Quantus
+and its bugs."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from xaiscore._engine.random import counter_normal
 from xaiscore._engine.random_subsets import random_patch_masks, random_subsets
 from xaiscore.testing import strategies as xst
 
-SMALL = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),
+SMALL = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2),
+                   spatial_dims=st.integers(1, 3),
                    side=st.integers(2, 4))
 BASELINES = st.sampled_from(["zeros", "min", "mean", 0.5])
 
 
 def close(ours, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(ours, dtype=np.float64), np.asarray(expected, dtype=np.float64),
+    np.testing.assert_allclose(np.asarray(ours, dtype=np.float64),
+                               np.asarray(expected, dtype=np.float64),
                                atol=atol, rtol=1e-6, equal_nan=True)
 
 
@@ -39,7 +42,7 @@ def n_features(x: torch.Tensor, how) -> int:
     return spatial * x.shape[1] if how is None else spatial
 
 
-# --- infidelity ------------------------------------------------------------------------------------------------
+# --- infidelity -----------------------------------------------------------------------------------
 
 
 def infidelity_draws(case, seed, n, perturbation, sizes, baseline, noise_std):
@@ -52,7 +55,8 @@ def infidelity_draws(case, seed, n, perturbation, sizes, baseline, noise_std):
         substrate = torch.from_numpy(baseline_images(x, baseline)).repeat_interleave(n, 0)
         images = torch.where(masks, substrate, originals)
     else:
-        images = originals - noise_std * counter_normal(keys, x[0].numel(), dtype=x.dtype).reshape(originals.shape)
+        images = (originals - noise_std
+                  * counter_normal(keys, x[0].numel(), dtype=x.dtype).reshape(originals.shape))
     return images.reshape((len(x), n) + tuple(x.shape[1:])).numpy()
 
 
@@ -62,7 +66,8 @@ def test_infidelity_matches_reference(data):
     case = data.draw(xst.model_inputs(shape=SMALL), label="case")
     perturbation = data.draw(st.sampled_from(["square", "noise"]), label="perturbation")
     smallest = min(case.x.shape[2:])
-    sizes = tuple(data.draw(st.lists(st.integers(1, smallest), min_size=1, max_size=2), label="patch_sizes"))
+    sizes = tuple(data.draw(st.lists(st.integers(1, smallest), min_size=1, max_size=2),
+                            label="patch_sizes"))
     baseline = data.draw(BASELINES, label="baseline")
     options = dict(
         n_perturbations=data.draw(st.integers(1, 5), label="n"),
@@ -71,19 +76,25 @@ def test_infidelity_matches_reference(data):
         softmax=data.draw(st.booleans(), label="softmax"),
     )
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    ours = fr.infidelity(case.forward_fn, case.x, case.a, case.target, perturbation=perturbation, patch_sizes=sizes,
-                         baseline=baseline, noise_std=0.3, generator=torch.Generator().manual_seed(seed), **options)
-    images = infidelity_draws(case, seed, options["n_perturbations"], perturbation, sizes, baseline, 0.3)
+    ours = fr.infidelity(case.forward_fn, case.x, case.a, case.target, perturbation=perturbation,
+                         patch_sizes=sizes,
+                         baseline=baseline, noise_std=0.3,
+                         generator=torch.Generator().manual_seed(seed), **options)
+    images = infidelity_draws(case, seed, options["n_perturbations"], perturbation, sizes, baseline,
+                              0.3)
     substrates = baseline_images(case.x, baseline if perturbation == "square" else baseline)
     for i in range(len(case.x)):
-        expected = ref.infidelity(case.forward_fn, case.x[i].numpy(), case.a[i].numpy(), int(case.target[i]),
+        expected = ref.infidelity(case.forward_fn, case.x[i].numpy(), case.a[i].numpy(),
+                                  int(case.target[i]),
                                   perturbed_images=images[i], baseline_image_=substrates[i],
-                                  normalize=options["normalize"], multiply_by_inputs=options["multiply_by_inputs"],
+                                  normalize=options["normalize"],
+                                  multiply_by_inputs=options["multiply_by_inputs"],
                                   softmax=options["softmax"])
         close(ours[i], expected, atol=1e-8)
 
 
-def reference_box_sums(values: torch.Tensor, sample: torch.Tensor, side: torch.Tensor, corner: torch.Tensor
+def reference_box_sums(values: torch.Tensor, sample: torch.Tensor, side: torch.Tensor,
+                       corner: torch.Tensor
                        ) -> torch.Tensor:
     """One slice and one sum per box: the obviously correct box sums."""
     sums = []
@@ -96,8 +107,9 @@ def reference_box_sums(values: torch.Tensor, sample: torch.Tensor, side: torch.T
 
 
 def test_box_sums_of_zero_regions_are_exact_zeros():
-    """A square over exact zeros sums to exactly 0 however large the rest of the map (integral images
-    leave rounding there, and normalised infidelity is discontinuous at a zero projection)."""
+    """A square over exact zeros sums to exactly 0 however large the rest of the map
+    (integral images leave rounding there, and normalised infidelity is discontinuous at a zero
+    projection)."""
     from xaiscore._engine.random_subsets import box_sum_tables, table_box_sums
 
     values = torch.zeros(2, 6, 7, dtype=torch.float64)
@@ -118,8 +130,10 @@ def test_infidelity_with_a_tiny_attribution_matches_reference():
     x = torch.ones(1, 1, 2, dtype=torch.float64)
     a = torch.tensor([[[1.0, 1.1754943508222875e-38]]], dtype=torch.float64)
     for seed in range(8):
-        ours = fr.infidelity(model, x, a, torch.tensor([0]), perturbation="square", patch_sizes=(1,),
-                             n_perturbations=1, normalize=True, generator=torch.Generator().manual_seed(seed))
+        ours = fr.infidelity(model, x, a, torch.tensor([0]), perturbation="square",
+                             patch_sizes=(1,),
+                             n_perturbations=1, normalize=True,
+                             generator=torch.Generator().manual_seed(seed))
         assert ours.item() == 0.0
 
 
@@ -134,14 +148,17 @@ def test_infidelity_matches_captum_with_the_same_perturbations(perturbation, mul
     a = torch.randn(3, 2, 6, 6, generator=generator, dtype=torch.float64)
     target = torch.tensor([0, 2, 1])
     n = 7
-    ours = fr.infidelity(model, x, a, target, perturbation=perturbation, patch_sizes=(2, 3), n_perturbations=n,
-                         multiply_by_inputs=multiply_by_inputs, generator=torch.Generator().manual_seed(3))
+    ours = fr.infidelity(model, x, a, target, perturbation=perturbation, patch_sizes=(2, 3),
+                         n_perturbations=n,
+                         multiply_by_inputs=multiply_by_inputs,
+                         generator=torch.Generator().manual_seed(3))
     keys = random_keys(3 * n, torch.Generator().manual_seed(3))
     originals = x.repeat_interleave(n, 0)
     if perturbation == "square":
         images = torch.where(random_patch_masks(keys, (6, 6), (2, 3)), torch.zeros(()), originals)
     else:
-        images = originals - 0.2 * counter_normal(keys, x[0].numel(), dtype=x.dtype).reshape(originals.shape)
+        images = (originals - 0.2
+                  * counter_normal(keys, x[0].numel(), dtype=x.dtype).reshape(originals.shape))
     change = originals - images
     if multiply_by_inputs:  # captum's decorator divides by (input - baseline) with baseline 0
         change = change / torch.where(originals != 0, originals, torch.ones_like(originals))
@@ -150,12 +167,15 @@ def test_infidelity_matches_captum_with_the_same_perturbations(perturbation, mul
         assert inputs.shape == originals.shape  # all samples x repeats in one call, sample-major
         return change, images
 
-    theirs = captum_infidelity(model, perturb_func, x, a, target=target, n_perturb_samples=n, normalize=True)
+    theirs = captum_infidelity(model, perturb_func, x, a, target=target, n_perturb_samples=n,
+                               normalize=True)
     close(ours, theirs.numpy(), atol=1e-10)
-    ours_raw = fr.infidelity(model, x, a, target, perturbation=perturbation, patch_sizes=(2, 3), n_perturbations=n,
+    ours_raw = fr.infidelity(model, x, a, target, perturbation=perturbation, patch_sizes=(2, 3),
+                             n_perturbations=n,
                              normalize=False, multiply_by_inputs=multiply_by_inputs,
                              generator=torch.Generator().manual_seed(3))
-    theirs_raw = captum_infidelity(model, perturb_func, x, a, target=target, n_perturb_samples=n, normalize=False)
+    theirs_raw = captum_infidelity(model, perturb_func, x, a, target=target, n_perturb_samples=n,
+                                   normalize=False)
     close(ours_raw, theirs_raw.numpy(), atol=1e-10)
 
 
@@ -166,11 +186,13 @@ def test_infidelity_is_zero_for_the_exact_gradient_of_a_linear_model():
     target = torch.tensor([1, 2])
     gradient = model[1].weight.detach()[target].reshape(2, 2, 5, 5)
     for perturbation in ("square", "noise"):
-        out = fr.infidelity(model, x, gradient, target, perturbation=perturbation, patch_sizes=(2,), normalize=False,
+        out = fr.infidelity(model, x, gradient, target, perturbation=perturbation, patch_sizes=(2,),
+                            normalize=False,
                             generator=torch.Generator().manual_seed(0))
         assert float(out.abs().max()) < 1e-20
     times_input = gradient * x  # a global attribution: the indicator of a removed square weighs it
-    out = fr.infidelity(model, x, times_input, target, patch_sizes=(2,), multiply_by_inputs=True, normalize=False,
+    out = fr.infidelity(model, x, times_input, target, patch_sizes=(2,), multiply_by_inputs=True,
+                        normalize=False,
                         generator=torch.Generator().manual_seed(0))
     assert float(out.abs().max()) < 1e-20
 
@@ -190,7 +212,8 @@ def test_random_metrics_do_not_depend_on_the_chunk_size(max_batch_size):
     model = xst.tiny_mlp((2, 5, 4), 3, seed=8)
     x = torch.rand(3, 2, 5, 4, generator=generator, dtype=torch.float64)
     a = torch.randn(3, 1, 5, 4, generator=generator, dtype=torch.float64)
-    for name, options in [("infidelity", {"patch_sizes": (2, 3)}), ("infidelity", {"perturbation": "noise"}),
+    for name, options in [("infidelity", {"patch_sizes": (2, 3)}), ("infidelity",
+                                                                    {"perturbation": "noise"}),
                           ("faithfulness_correlation", {"subset_size": 5, "n_runs": 10}),
                           ("sensitivity_n", {"n_subsets": 6})]:
         kernel = getattr(fr, name)
@@ -218,11 +241,12 @@ def test_random_metrics_are_seeded():
         assert not torch.allclose(first, other, equal_nan=True)
 
 
-# --- faithfulness correlation ---------------------------------------------------------------------------------
+# --- faithfulness correlation ---------------------------------------------------------------------
 
 
 def subsets_of(keys, n, sizes):
-    """The kernels' subsets: item ``i`` draws ``sizes[i]`` (or ``sizes``) features from ``keys[i]``."""
+    """The kernels' subsets: item ``i`` draws ``sizes[i]`` (or ``sizes``) features from ``keys[i]``.
+    """
     sizes = [sizes] * len(keys) if isinstance(sizes, int) else [int(s) for s in sizes]
     return [np.flatnonzero(random_subsets(keys[i : i + 1], n, sizes[i])[0].numpy()).tolist()
             for i in range(len(keys))]
@@ -239,13 +263,17 @@ def test_faithfulness_correlation_matches_reference(data):
     baseline = data.draw(BASELINES, label="baseline")
     softmax = data.draw(st.booleans(), label="softmax")
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    ours = fr.faithfulness_correlation(case.forward_fn, case.x, case.a, case.target, subset_size=size, n_runs=runs,
+    ours = fr.faithfulness_correlation(case.forward_fn, case.x, case.a, case.target,
+                                       subset_size=size, n_runs=runs,
                                        baseline=baseline, reduce_channels=how, softmax=softmax,
                                        generator=torch.Generator().manual_seed(seed))
-    subsets = subsets_of(random_keys(len(case.x) * runs, torch.Generator().manual_seed(seed)), n, size)
+    subsets = subsets_of(random_keys(len(case.x) * runs, torch.Generator().manual_seed(seed)), n,
+                         size)
     for i in range(len(case.x)):
-        expected = ref.faithfulness_correlation(case.forward_fn, case.x[i].numpy(), case.a[i].numpy(),
-                                                int(case.target[i]), subsets=subsets[i * runs : (i + 1) * runs],
+        expected = ref.faithfulness_correlation(case.forward_fn, case.x[i].numpy(),
+                                                case.a[i].numpy(),
+                                                int(case.target[i]),
+                                                subsets=subsets[i * runs : (i + 1) * runs],
                                                 baseline=baseline, how=how, softmax=softmax)
         close(ours[i], expected)
 
@@ -255,15 +283,19 @@ def test_faithfulness_correlation_is_one_for_a_linear_model_and_nan_when_undefin
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).double()
     x = torch.rand(3, 1, 4, 4, generator=generator, dtype=torch.float64)
     target = torch.tensor([0, 1, 0])
-    exact = model[1].weight.detach()[target].reshape(3, 1, 4, 4) * x  # = f(x) - f(x with S zeroed), summed over S
-    close(fr.faithfulness_correlation(model, x, exact, target, subset_size=4, n_runs=30), np.ones(3))
+    # = f(x) - f(x with S zeroed), summed over S
+    exact = model[1].weight.detach()[target].reshape(3, 1, 4, 4) * x
+    close(fr.faithfulness_correlation(model, x, exact, target, subset_size=4, n_runs=30),
+          np.ones(3))
     constant = torch.ones_like(x)  # every subset has the same attribution sum
-    assert torch.isnan(fr.faithfulness_correlation(model, x, constant, target, subset_size=4, n_runs=30)).all()
-    every = fr.faithfulness_correlation(model, x, exact, target, subset_size=16, n_runs=5)  # one possible subset
+    assert torch.isnan(fr.faithfulness_correlation(model, x, constant, target, subset_size=4,
+                                                   n_runs=30)).all()
+    # one possible subset
+    every = fr.faithfulness_correlation(model, x, exact, target, subset_size=16, n_runs=5)
     assert torch.isnan(every).all()
 
 
-# --- sensitivity-n ----------------------------------------------------------------------------------------------
+# --- sensitivity-n --------------------------------------------------------------------------------
 
 
 @settings(max_examples=20)
@@ -276,8 +308,10 @@ def test_sensitivity_n_matches_reference(data):
     per_size = data.draw(st.integers(2, 6), label="n_subsets")
     baseline = data.draw(BASELINES, label="baseline")
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    result = fr.sensitivity_n(case.forward_fn, case.x, case.a, case.target, subset_sizes=sizes, n_subsets=per_size,
-                              baseline=baseline, reduce_channels=how, generator=torch.Generator().manual_seed(seed))
+    result = fr.sensitivity_n(case.forward_fn, case.x, case.a, case.target, subset_sizes=sizes,
+                              n_subsets=per_size,
+                              baseline=baseline, reduce_channels=how,
+                              generator=torch.Generator().manual_seed(seed))
     per_sample = len(sizes) * per_size
     keys = random_keys(len(case.x) * per_sample, torch.Generator().manual_seed(seed))
     item_sizes = torch.tensor(sizes).repeat_interleave(per_size).repeat(len(case.x))
@@ -285,8 +319,10 @@ def test_sensitivity_n_matches_reference(data):
     for i in range(len(case.x)):
         mine = subsets[i * per_sample : (i + 1) * per_sample]
         grouped = [mine[t * per_size : (t + 1) * per_size] for t in range(len(sizes))]
-        score, curve = ref.sensitivity_n(case.forward_fn, case.x[i].numpy(), case.a[i].numpy(), int(case.target[i]),
-                                         subsets_per_size=grouped, baseline=baseline, how=how, softmax=False)
+        score, curve = ref.sensitivity_n(case.forward_fn, case.x[i].numpy(), case.a[i].numpy(),
+                                         int(case.target[i]),
+                                         subsets_per_size=grouped, baseline=baseline, how=how,
+                                         softmax=False)
         close(result.curve[i], curve)
         close(result.score[i], score)
     close(result.x, np.array(sizes) / n)
@@ -304,19 +340,22 @@ def test_sensitivity_n_default_sizes_and_linear_model():
     close(result.score, np.ones(2))
 
 
-# --- the draws -------------------------------------------------------------------------------------------------
+# --- the draws ------------------------------------------------------------------------------------
 
 
 def test_draws_have_the_documented_distributions():
     keys = random_keys(4000, torch.Generator().manual_seed(12))
     normal = counter_normal(keys, 50, dtype=torch.float64)
     assert abs(float(normal.mean())) < 0.01 and abs(float(normal.std()) - 1) < 0.01
-    for n, k in ((10, 3), (10, 8), (600, 5), (600, 597), (600, 200)):  # both samplers, and complements
+    # both samplers, and complements
+    for n, k in ((10, 3), (10, 8), (600, 5), (600, 597), (600, 200)):
         chosen = random_subsets(keys, n, k)
         assert torch.equal(chosen.sum(1), torch.full((4000,), k))
         frequency = chosen.double().mean(0)
-        assert float((frequency - k / n).abs().max()) < 4.5 * math.sqrt(k / n * (1 - k / n) / 4000) + 1e-9
-    pairs = random_subsets(keys, 600, 2).double()  # pairs: no pair preferred (uniform over 2-subsets)
+        assert (float((frequency - k / n).abs().max()) < 4.5 * math.sqrt(k / n * (1 - k / n) / 4000)
+                + 1e-9)
+    # pairs: no pair preferred (uniform over 2-subsets)
+    pairs = random_subsets(keys, 600, 2).double()
     together = (pairs[:, :300].sum(1) == 2).double().mean()
     expected = (300 * 299 / 2) / (600 * 599 / 2)
     assert abs(float(together) - expected) < 4.5 * math.sqrt(expected * (1 - expected) / 4000)
@@ -329,7 +368,8 @@ def test_draws_have_the_documented_distributions():
 
 
 def test_counter_normal_pairs_cosines_and_sines_of_one_hash():
-    """Column j and column h + j (h = ceil(size / 2)) come from the same hash: radius r, angles cos/sin."""
+    """Column j and column h + j (h = ceil(size / 2)) come from the same hash: radius r, angles
+    cos/sin."""
     keys = random_keys(3000, torch.Generator().manual_seed(5))
     for size in (1, 2, 7, 40):
         z = counter_normal(keys, size, dtype=torch.float64)
@@ -346,10 +386,11 @@ def test_counter_normal_pairs_cosines_and_sines_of_one_hash():
                        counter_normal(keys[:5], 9).double())
     assert torch.equal(counter_normal(keys[2:4], 9), counter_normal(keys, 9)[2:4])
     tail = counter_normal(random_keys(20000, torch.Generator().manual_seed(6)), 100).abs()
-    assert float(tail.max()) < 7.0 and 0.002 < float((tail > 3).double().mean()) < 0.0034  # 2 * (1 - Phi(3))
+    # 2 * (1 - Phi(3))
+    assert float(tail.max()) < 7.0 and 0.002 < float((tail > 3).double().mean()) < 0.0034
 
 
-# --- errors -----------------------------------------------------------------------------------------------------
+# --- errors ---------------------------------------------------------------------------------------
 
 
 def test_random_metric_errors():
@@ -378,13 +419,15 @@ def test_random_metric_errors():
         with pytest.raises(OptionError, match="target"):
             kernel(model, x, a, torch.tensor([0, 5]), **options)
         with pytest.raises(ModelOutputError):
-            kernel(lambda batch: batch.reshape(len(batch), -1)[:, :1].squeeze(1), x, a, torch.tensor([0, 0]),
+            kernel(lambda batch: batch.reshape(len(batch), -1)[:, :1].squeeze(1), x, a,
+                   torch.tensor([0, 0]),
                    **options)
         with pytest.raises(NonFiniteError):
-            kernel(lambda batch: torch.full((len(batch), 3), math.nan), x, a, torch.tensor([0, 0]), **options)
+            kernel(lambda batch: torch.full((len(batch), 3), math.nan), x, a, torch.tensor([0, 0]),
+                   **options)
 
 
-# --- Quantus ------------------------------------------------------------------------------------------------------
+# --- Quantus --------------------------------------------------------------------------------------
 
 
 def _quantus_case(batch=4, channels=1, side=6, seed=0):
@@ -398,52 +441,67 @@ def _quantus_case(batch=4, channels=1, side=6, seed=0):
 
 @pytest.mark.quantus
 def test_faithfulness_correlation_matches_quantus_on_the_same_subsets(quantus_module, monkeypatch):
-    """Quantus draws each subset with ``np.random.choice``; fed our subsets it gives our correlations."""
+    """Quantus draws each subset with ``np.random.choice``; fed our subsets it gives our
+    correlations."""
     model, x, a, target = _quantus_case(channels=2)
     runs, size = 12, 7
-    ours = fr.faithfulness_correlation(model, x, a, target, subset_size=size, n_runs=runs, baseline="min",
-                                       reduce_channels=None, generator=torch.Generator().manual_seed(4))
-    subsets = subsets_of(random_keys(len(x) * runs, torch.Generator().manual_seed(4)), a[0].numel(), size)
+    ours = fr.faithfulness_correlation(model, x, a, target, subset_size=size, n_runs=runs,
+                                       baseline="min",
+                                       reduce_channels=None,
+                                       generator=torch.Generator().manual_seed(4))
+    subsets = subsets_of(random_keys(len(x) * runs, torch.Generator().manual_seed(4)), a[0].numel(),
+                         size)
     calls = iter([subsets[sample * runs + run] for run in range(runs) for sample in range(len(x))])
     monkeypatch.setattr(np.random, "choice", lambda n, k, replace=False: np.array(next(calls)))
-    metric = quantus_module.FaithfulnessCorrelation(nr_runs=runs, subset_size=size, perturb_baseline="black",
+    metric = quantus_module.FaithfulnessCorrelation(nr_runs=runs, subset_size=size,
+                                                    perturb_baseline="black",
                                                     return_aggregate=False, disable_warnings=True)
-    theirs = metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=a.numpy(), device="cpu")
+    theirs = metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=a.numpy(),
+                    device="cpu")
     close(ours, np.array(theirs), atol=1e-5)
 
 
 @pytest.mark.quantus
 def test_quantus_infidelity_bug_repeats_are_identical(quantus_module):
-    """Quantus' repeats remove the same squares in the same raster order: more repeats change nothing."""
+    """Quantus' repeats remove the same squares in the same raster order: more repeats change
+    nothing."""
     model, x, a, target = _quantus_case(side=8)
 
     def quantus_infidelity(n):
-        metric = quantus_module.Infidelity(perturb_patch_sizes=[4], n_perturb_samples=n, disable_warnings=True)
-        return np.array(metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(), a_batch=a.numpy(),
+        metric = quantus_module.Infidelity(perturb_patch_sizes=[4], n_perturb_samples=n,
+                                           disable_warnings=True)
+        return np.array(metric(model=model, x_batch=x.numpy(), y_batch=target.numpy(),
+                               a_batch=a.numpy(),
                                device="cpu"))
 
     assert np.array_equal(quantus_infidelity(1), quantus_infidelity(4))
-    one = fr.infidelity(model, x, a, target, n_perturbations=1, generator=torch.Generator().manual_seed(0))
-    four = fr.infidelity(model, x, a, target, n_perturbations=4, generator=torch.Generator().manual_seed(0))
+    one = fr.infidelity(model, x, a, target, n_perturbations=1,
+                        generator=torch.Generator().manual_seed(0))
+    four = fr.infidelity(model, x, a, target, n_perturbations=4,
+                         generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(one, four)  # ours draws a fresh square per repeat
 
 
 @pytest.mark.quantus
 def test_quantus_sensitivity_n_bug_keeps_only_the_first_batch(quantus_module):
-    """Quantus' ``custom_postprocess`` reads ``evaluation_scores[0]``: later batches never enter the result."""
+    """Quantus' ``custom_postprocess`` reads ``evaluation_scores[0]``: later batches never enter the
+    result."""
     model, x, a, target = _quantus_case(batch=4, side=4)
 
     def quantus_sensitivity_n(xs, a_s, ts):
         metric = quantus_module.SensitivityN(disable_warnings=True, return_aggregate=False)
-        return np.array(metric(model=model, x_batch=xs.numpy(), y_batch=ts.numpy(), a_batch=a_s.numpy(),
+        return np.array(metric(model=model, x_batch=xs.numpy(), y_batch=ts.numpy(),
+                               a_batch=a_s.numpy(),
                                device="cpu", batch_size=2), dtype=np.float64)
 
     everything = quantus_sensitivity_n(x, a, target)
     first_batch = quantus_sensitivity_n(x[:2], a[:2], target[:2])
     close(everything, first_batch)
-    changed = quantus_sensitivity_n(x, torch.cat([a[:2], -a[2:]]), target)  # the last samples' maps flipped
+    # the last samples' maps flipped
+    changed = quantus_sensitivity_n(x, torch.cat([a[:2], -a[2:]]), target)
     close(changed, first_batch)
-    ours = fr.sensitivity_n(model, x, a, target, n_subsets=8, generator=torch.Generator().manual_seed(0))
+    ours = fr.sensitivity_n(model, x, a, target, n_subsets=8,
+                            generator=torch.Generator().manual_seed(0))
     flipped = fr.sensitivity_n(model, x, torch.cat([a[:2], -a[2:]]), target, n_subsets=8,
                                generator=torch.Generator().manual_seed(0))
     close(flipped.curve[:2], ours.curve[:2].numpy())  # a sample's score depends on its own map only
@@ -453,58 +511,66 @@ def test_quantus_sensitivity_n_bug_keeps_only_the_first_batch(quantus_module):
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("n_subsets", [2, 3])
 def test_sensitivity_n_subsets_changing_the_same_pixels_share_one_score(seed, n_subsets):
-    """Only one pixel differs from the "min" baseline, so every subset of 7 of the 9 pixels either removes it
-    (all such inputs are equal) or changes nothing. Equal inputs must get equal scores (the model's rounding can
-    differ between rows of a batch), as in the per-sample reference (a thorough hypothesis run found this)."""
+    """Only one pixel differs from the "min" baseline, so every subset of 7 of the 9 pixels either
+    removes it (all such inputs are equal) or changes nothing. Equal inputs must get equal scores
+    (the model's rounding can differ between rows of a batch), as in the per-sample reference
+    (a thorough hypothesis run found this)."""
     model = xst.tiny_mlp((1, 3, 3), 2, seed=0)
     x = -torch.ones(1, 1, 3, 3, dtype=torch.float64)
     x[0, 0, 0, 0] = 0.0
     a = torch.ones(1, 1, 3, 3, dtype=torch.float64)
     a[0, 0, 0, 2] = 0.0
     target = torch.tensor([0])
-    result = fr.sensitivity_n(model, x, a, target, subset_sizes=[7], n_subsets=n_subsets, baseline="min",
+    result = fr.sensitivity_n(model, x, a, target, subset_sizes=[7], n_subsets=n_subsets,
+                              baseline="min",
                               generator=torch.Generator().manual_seed(seed))
     keys = random_keys(n_subsets, torch.Generator().manual_seed(seed))
     subsets = subsets_of(keys, 9, torch.full((n_subsets,), 7))
-    score, curve = ref.sensitivity_n(model, x[0].numpy(), a[0].numpy(), 0, subsets_per_size=[subsets],
+    score, curve = ref.sensitivity_n(model, x[0].numpy(), a[0].numpy(), 0,
+                                     subsets_per_size=[subsets],
                                      baseline="min", how="sum", softmax=False)
     close(result.curve[0], curve)
     close(result.score[0], score)
 
 
-# --- perturbations that change nothing ---------------------------------------------------------------------------
+# --- perturbations that change nothing ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("max_batch_size", [1, 3, 64])
 def test_no_op_perturbations_keep_the_exact_score_so_correlations_are_undefined(max_batch_size):
-    """x equal to its own minimum everywhere and the "min" baseline: every perturbation is a no-op, so every
-    score change is exactly 0 and every correlation NaN (the reference's answer). Without the no-op rule, model
-    rounding that differs between batch sizes made correlations of +-1 out of 1e-16 noise (found by a thorough
-    hypothesis run)."""
+    """x equal to its own minimum everywhere and the "min" baseline: every perturbation is a no-op,
+    so every score change is exactly 0 and every correlation NaN (the reference's answer). Without
+    the no-op rule, model rounding that differs between batch sizes made correlations of +-1 out of
+    1e-16 noise (found by a thorough hypothesis run)."""
     from xaiscore.functional import faithfulness as fa
 
     model = xst.tiny_mlp((1, 3, 3), 2, seed=0)
     x = torch.ones(5, 1, 3, 3, dtype=torch.float64)
     a = torch.rand(5, 1, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     target = torch.zeros(5, dtype=torch.long)
-    options = dict(baseline="min", max_batch_size=max_batch_size, generator=torch.Generator().manual_seed(2))
+    options = dict(baseline="min", max_batch_size=max_batch_size,
+                   generator=torch.Generator().manual_seed(2))
     curve = fr.sensitivity_n(model, x, a, target, subset_sizes=[1, 2], n_subsets=4, **options).curve
     assert torch.isnan(curve).all()
-    assert torch.isnan(fr.faithfulness_correlation(model, x, a, target, subset_size=2, n_runs=5, **options)).all()
-    assert torch.isnan(fa.faithfulness_estimate(model, x, a, target, features_per_step=2, **options)).all()
-    assert torch.isnan(fa.monotonicity_correlation(model, x, a, target, features_per_step=2, n_samples=2,
+    assert torch.isnan(fr.faithfulness_correlation(model, x, a, target, subset_size=2, n_runs=5,
+                                                   **options)).all()
+    assert torch.isnan(fa.faithfulness_estimate(model, x, a, target, features_per_step=2,
+                                                **options)).all()
+    assert torch.isnan(fa.monotonicity_correlation(model, x, a, target, features_per_step=2,
+                                                   n_samples=2,
                                                    **options)).all()
 
 
-# --- small subsets of many features: the index path ---------------------------------------------------------------
+# --- small subsets of many features: the index path -----------------------------------------------
 
 
 @settings(max_examples=15)
 @given(data=st.data())
 def test_small_subsets_of_many_features_match_the_reference(data):
-    """At >= 512 features, subsets of at most 1/8 of them are scattered by index (a copy of x and a write of
-    the substrate per item) instead of blended through dense masks; scores, sums and the equal-input rule stay
-    those of the reference. `few` makes most pixels equal the "min" baseline, so subsets are hashed."""
+    """At >= 512 features, subsets of at most 1/8 of them are scattered by index
+    (a copy of x and a write of the substrate per item) instead of blended through dense masks;
+    scores, sums and the equal-input rule stay those of the reference. `few` makes most pixels equal
+    the "min" baseline, so subsets are hashed."""
     b = data.draw(st.integers(1, 3), label="batch")
     channels = data.draw(st.sampled_from([1, 3]), label="channels")
     how = data.draw(st.sampled_from(["sum", None]), label="reduce_channels")
@@ -522,25 +588,32 @@ def test_small_subsets_of_many_features_match_the_reference(data):
     n = n_features(x, how)
     runs = data.draw(st.integers(2, 5), label="n_runs")
     size = data.draw(st.integers(1, n // 8), label="subset_size")
-    ours = fr.faithfulness_correlation(model, x, a, target, subset_size=size, n_runs=runs, baseline=baseline,
-                                       reduce_channels=how, generator=torch.Generator().manual_seed(seed),
-                                       max_batch_size=data.draw(st.integers(1, 7), label="max_batch_size"))
+    ours = fr.faithfulness_correlation(model, x, a, target, subset_size=size, n_runs=runs,
+                                       baseline=baseline,
+                                       reduce_channels=how,
+                                       generator=torch.Generator().manual_seed(seed),
+                                       max_batch_size=data.draw(st.integers(1, 7),
+                                                                label="max_batch_size"))
     subsets = subsets_of(random_keys(b * runs, torch.Generator().manual_seed(seed)), n, size)
     for i in range(b):
         expected = ref.faithfulness_correlation(model, x[i].numpy(), a[i].numpy(), int(target[i]),
-                                                subsets=subsets[i * runs : (i + 1) * runs], baseline=baseline,
+                                                subsets=subsets[i * runs : (i + 1) * runs],
+                                                baseline=baseline,
                                                 how=how, softmax=False)
         close(ours[i], expected)
     # sensitivity-n mixes index-path sizes and dense sizes in one chunk
     sizes = [1, max(1, n // 16), n // 2]
-    result = fr.sensitivity_n(model, x, a, target, subset_sizes=sizes, n_subsets=3, baseline=baseline,
-                              reduce_channels=how, generator=torch.Generator().manual_seed(seed), max_batch_size=4)
+    result = fr.sensitivity_n(model, x, a, target, subset_sizes=sizes, n_subsets=3,
+                              baseline=baseline,
+                              reduce_channels=how, generator=torch.Generator().manual_seed(seed),
+                              max_batch_size=4)
     keys = random_keys(b * 9, torch.Generator().manual_seed(seed))
     subsets = subsets_of(keys, n, torch.tensor(sizes).repeat_interleave(3).repeat(b))
     for i in range(b):
         mine = subsets[i * 9 : (i + 1) * 9]
         score, curve = ref.sensitivity_n(model, x[i].numpy(), a[i].numpy(), int(target[i]),
-                                         subsets_per_size=[mine[t * 3 : (t + 1) * 3] for t in range(3)],
+                                         subsets_per_size=[mine[t * 3 : (t + 1) * 3]
+                                                           for t in range(3)],
                                          baseline=baseline, how=how, softmax=False)
         close(result.curve[i], curve)
         close(result.score[i], score)
@@ -549,23 +622,27 @@ def test_small_subsets_of_many_features_match_the_reference(data):
 def test_small_subsets_of_many_features_take_the_index_path(monkeypatch):
     calls = []
     original = fr.random_subset_indices
-    monkeypatch.setattr(fr, "random_subset_indices", lambda *args: calls.append(args[2]) or original(*args))
+    monkeypatch.setattr(fr, "random_subset_indices",
+                        lambda *args: calls.append(args[2]) or original(*args))
     generator = torch.Generator().manual_seed(3)
     x = torch.rand(2, 3, 16, 32, generator=generator)
     a = torch.rand(2, 1, 16, 32, generator=generator)
     model = xst.tiny_mlp((3, 16, 32), 2, dtype=torch.float32)
     first = fr.faithfulness_correlation(model, x, a, torch.tensor([0, 1]), subset_size=20, n_runs=6,
-                                        generator=torch.Generator().manual_seed(0), max_batch_size=5)
+                                        generator=torch.Generator().manual_seed(0),
+                                        max_batch_size=5)
     assert calls and set(calls) == {20}
     again = fr.faithfulness_correlation(model, x, a, torch.tensor([0, 1]), subset_size=20, n_runs=6,
-                                        generator=torch.Generator().manual_seed(0), max_batch_size=12)
+                                        generator=torch.Generator().manual_seed(0),
+                                        max_batch_size=12)
     torch.testing.assert_close(first, again, rtol=0, atol=0)
 
 
 @settings(max_examples=30)
 @given(data=st.data())
 def test_box_sum_tables_equal_the_sliced_box_sums(data):
-    """The sliding-window tables give every box's sum (1-D to 3-D, several sides), exact zeros included."""
+    """The sliding-window tables give every box's sum (1-D to 3-D, several sides), exact zeros
+    included."""
     from xaiscore._engine.random_subsets import box_sum_tables, table_box_sums
 
     d = data.draw(st.integers(1, 3), label="dims")
@@ -578,7 +655,8 @@ def test_box_sum_tables_equal_the_sliced_box_sums(data):
     n = 20
     sample = torch.randint(0, 2, (n,), generator=generator)
     side = torch.tensor(sides)[torch.randint(0, len(sides), (n,), generator=generator)]
-    corner = torch.stack([(torch.rand(n, generator=generator, dtype=torch.float64) * (size - side + 1)).long()
+    corner = torch.stack([(torch.rand(n, generator=generator, dtype=torch.float64)
+                           * (size - side + 1)).long()
                           for size in spatial], dim=1)
     ours = table_box_sums(box_sum_tables(values, sides), sample, side, corner)
     expected = reference_box_sums(values, sample, side, corner)

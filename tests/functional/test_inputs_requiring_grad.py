@@ -1,4 +1,5 @@
-"""Every registered metric scores inputs that require grad (e.g. those an explainer was just run on).
+"""Every registered metric scores inputs that require grad (e.g. those an explainer was just run
+on).
 
 Before this test the faithfulness kernels (chunk buffers written with ``out=``) and smooth MPRT
 raised ``functions with out=... arguments don't support automatic differentiation`` on such
@@ -21,7 +22,8 @@ pytest.importorskip("captum")
 
 def _inputs():
     generator = torch.Generator().manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(4),
                                 torch.nn.Flatten(), torch.nn.Linear(64, 3))
     x = torch.rand(2, 3, 24, 24, generator=generator).requires_grad_()
     a = torch.rand(2, 3, 24, 24, generator=generator).requires_grad_()

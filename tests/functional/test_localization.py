@@ -45,7 +45,7 @@ CASES = {
         ref.relevance_mass_accuracy,
         st.fixed_dictionaries({"relevance": st.sampled_from(["positive", "absolute", "signed"])}),
     ),
-    "relevance_rank_accuracy": (loc.relevance_rank_accuracy, ref.relevance_rank_accuracy, st.just({})),
+    "relevance_rank_accuracy": (loc.relevance_rank_accuracy, ref.relevance_rank_accuracy, st.just({})),  # noqa: E501
     "top_k_intersection": (
         loc.top_k_intersection,
         ref.top_k_intersection,
@@ -224,7 +224,8 @@ def test_boxes_to_mask_matches_pixel_loop(data, size, box_format, rule, inside):
 
 
 @pytest.mark.parametrize("rule", ["center", "cover"])
-@pytest.mark.parametrize("box", [[0.0, 0.25, 0.25, 0.25], [1.5, 0.0, 1.5, 2.0], [1.0, 1.0, 1.0, 1.0]])
+@pytest.mark.parametrize("box", [[0.0, 0.25, 0.25, 0.25], [1.5, 0.0, 1.5, 2.0],
+                                 [1.0, 1.0, 1.0, 1.0]])
 def test_boxes_to_mask_zero_area_box_covers_nothing(rule, box):
     """A box of zero width or height has no area: no pixel under either rule (a thorough hypothesis
     run found the cover rule marking one)."""
@@ -257,7 +258,8 @@ def test_boxes_to_mask_padding_rows_and_empty_samples():
 
 
 def test_boxes_to_mask_clips_boxes_outside_the_image():
-    out = loc.boxes_to_mask(torch.tensor([[[-5.0, -5.0, 2.0, 100.0], [50.0, 50.0, 60.0, 60.0]]]), (4, 4))
+    out = loc.boxes_to_mask(torch.tensor([[[-5.0, -5.0, 2.0, 100.0], [50.0, 50.0, 60.0, 60.0]]]),
+                            (4, 4))
     assert out[0, 0, :, :2].all() and out.sum() == 8
 
 
@@ -282,7 +284,8 @@ def test_boxes_to_mask_errors(boxes, size, message):
 def test_boxes_to_mask_refuses_complex_and_bool_boxes(dtype, as_list):
     boxes = torch.tensor([[[0.0, 0.0, 2.0, 2.0]]]).to(dtype)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no "casting complex values discards the imaginary part" first
+        # no "casting complex values discards the imaginary part" first
+        warnings.simplefilter("error")
         with pytest.raises(xaiscore.DTypeError, match="real coordinates"):
             loc.boxes_to_mask([boxes[0]] if as_list else boxes, (4, 4))
 

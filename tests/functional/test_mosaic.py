@@ -31,7 +31,8 @@ def mosaic_maps(draw, grid=None):
 
 
 def _expected(a, flags, n, reduce):
-    return [ref.positive_share(a[i].numpy(), flags[i].tolist(), n, reduce) for i in range(a.shape[0])]
+    return [ref.positive_share(a[i].numpy(), flags[i].tolist(), n, reduce)
+            for i in range(a.shape[0])]
 
 
 @given(mosaic_maps(), st.sampled_from(["sum", None]))
@@ -65,7 +66,8 @@ def test_a_tile_index_equals_its_one_hot_flags():
     flags = torch.nn.functional.one_hot(index, 9).bool()
     assert torch.equal(grid_pointing_game(a, index, grid=3), grid_pointing_game(a, flags))
     assert torch.equal(grid_pointing_game(a[:, :, :8, :8], index[:2].remainder(4)[:1].expand(5)),
-                       grid_pointing_game(a[:, :, :8, :8], torch.zeros(5, 4, dtype=torch.bool).index_fill_(
+                       grid_pointing_game(a[:, :, :8, :8],
+                                          torch.zeros(5, 4, dtype=torch.bool).index_fill_(
                            1, index[:1].remainder(4), True)))
 
 
@@ -75,8 +77,10 @@ def test_properties_map_on_the_target_scores_one_outside_zero_uniform_chance():
         tiles = torch.arange(5) % (n * n)
         flags = torch.nn.functional.one_hot(tiles, n * n).bool()
         target_map = flags[:, tile_index((side, side), n)].unsqueeze(1).double()
-        assert torch.equal(grid_pointing_game(target_map, tiles, grid=n), torch.ones(5, dtype=torch.float64))
-        assert torch.equal(grid_pointing_game(1.0 - target_map, tiles, grid=n), torch.zeros(5, dtype=torch.float64))
+        assert torch.equal(grid_pointing_game(target_map, tiles, grid=n),
+                           torch.ones(5, dtype=torch.float64))
+        assert torch.equal(grid_pointing_game(1.0 - target_map, tiles, grid=n),
+                           torch.zeros(5, dtype=torch.float64))
         uniform = torch.full((5, 1, side, side), 0.3, dtype=torch.float64)
         torch.testing.assert_close(grid_pointing_game(uniform, tiles, grid=n),
                                    torch.full((5,), 1 / n**2, dtype=torch.float64))
@@ -107,7 +111,8 @@ def test_batch_split_invariance_and_float32_agreement():
     whole = grid_pointing_game(a, flags)
     parts = torch.cat([grid_pointing_game(a[i:i + 2], flags[i:i + 2]) for i in range(0, 6, 2)])
     assert torch.equal(whole.nan_to_num(-1.0), parts.nan_to_num(-1.0)) and torch.isnan(whole).any()
-    torch.testing.assert_close(grid_pointing_game(a.float(), flags).double(), whole, rtol=1e-5, atol=1e-6,
+    torch.testing.assert_close(grid_pointing_game(a.float(), flags).double(), whole, rtol=1e-5,
+                               atol=1e-6,
                                equal_nan=True)
 
 
@@ -135,7 +140,7 @@ def test_bad_inputs_raise_typed_errors():
         focus(bad, torch.ones(2, 4, dtype=torch.bool))
 
 
-# --- the mosaic builder -------------------------------------------------------------------------------
+# --- the mosaic builder ---------------------------------------------------------------------------
 
 
 def _dataset(classes=6, per_class=3, size=4):
@@ -176,7 +181,8 @@ def test_mosaics_tile_confident_images_of_different_classes(grid, target_tiles):
             assert bool(m.mask[i, 0, rows, cols].all()) == bool(m.tiles[i, k])
             assert bool(m.tile_masks[k, rows, cols].all()) and int(m.tile_masks[k].sum()) == 16
     # a map equal to the target tiles' mask scores 1
-    assert torch.equal(grid_pointing_game(m.mask.double(), m.tiles), torch.ones(12, dtype=torch.float64))
+    assert torch.equal(grid_pointing_game(m.mask.double(), m.tiles),
+                       torch.ones(12, dtype=torch.float64))
 
 
 def test_mosaics_are_deterministic_and_follow_the_generator():
@@ -187,7 +193,8 @@ def test_mosaics_are_deterministic_and_follow_the_generator():
     three = make_mosaics(model, images, labels, num_mosaics=8, min_confidence=0.9, seed=8)
     assert all(torch.equal(p, q) for p, q in zip(one, two))
     assert not torch.equal(one.tile_indices, three.tile_indices)
-    chunked = make_mosaics(model, images, labels, num_mosaics=8, min_confidence=0.9, seed=7, max_batch_size=1)
+    chunked = make_mosaics(model, images, labels, num_mosaics=8, min_confidence=0.9, seed=7,
+                           max_batch_size=1)
     assert all(torch.equal(p, q) for p, q in zip(one, chunked))
 
 
@@ -198,7 +205,8 @@ def test_mosaics_use_predictions_without_labels_and_skip_wrong_labels():
     m = make_mosaics(model, images, wrong, num_mosaics=20, min_confidence=0.5, seed=0)
     assert 0 not in m.tile_indices.tolist()
     unlabelled = make_mosaics(model, images, None, num_mosaics=20, min_confidence=0.5, seed=0)
-    assert unlabelled.tile_classes.tolist() == model(images).argmax(1)[unlabelled.tile_indices].tolist()
+    assert (unlabelled.tile_classes.tolist()
+            == model(images).argmax(1)[unlabelled.tile_indices].tolist())
 
 
 def test_mosaic_builder_errors():
@@ -207,7 +215,8 @@ def test_mosaic_builder_errors():
         make_mosaics(model, images, labels, num_mosaics=2, min_confidence=0.9)
     with pytest.raises(OptionError, match="target_tiles"):
         make_mosaics(model, images, labels, num_mosaics=2, target_tiles=4)
-    with pytest.raises(OptionError, match="one with 3 images"):  # two confident images per class only
+    # two confident images per class only
+    with pytest.raises(OptionError, match="one with 3 images"):
         make_mosaics(model, images, labels, num_mosaics=2, target_tiles=3, min_confidence=0.9)
     with pytest.raises(OptionError, match="at most one of"):
         make_mosaics(model, images, labels, num_mosaics=2, seed=1, generator=torch.Generator())
@@ -221,7 +230,7 @@ def test_mosaic_builder_errors():
         make_mosaics(model, images[:, :, 0], labels, num_mosaics=2)
 
 
-# --- Quantus parity: Focus on mosaics of odd and non-square sizes -------------------------------------
+# --- Quantus parity: Focus on mosaics of odd and non-square sizes ---------------------------------
 
 
 @pytest.mark.quantus
@@ -233,6 +242,7 @@ def test_focus_kernel_equals_quantus_focus(height, width):
     flags = torch.stack([torch.randperm(4, generator=g) < 2 for _ in range(6)])
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * height * width, 2))
     theirs = quantus.Focus(disable_warnings=True, normalise=False)(
-        net, torch.zeros_like(a).numpy(), np.zeros(6, int), a.numpy(), custom_batch=flags.int().numpy(),
+        net, torch.zeros_like(a).numpy(), np.zeros(6, int), a.numpy(),
+        custom_batch=flags.int().numpy(),
         device="cpu")
     np.testing.assert_allclose(focus(a, flags).numpy(), theirs, rtol=1e-7, atol=1e-8)

@@ -59,13 +59,15 @@ def point_maps(draw, max_side: int = 24) -> torch.Tensor:
             c = draw(st.integers(0, w - 1))
             cells = [(draw(st.integers(0, h - 1)), c) for _ in range(n)]
         elif layout == "diagonal":
-            cells = [(t, t) for t in sorted(draw(st.sets(st.integers(0, min(h, w) - 1), max_size=n)))]
+            cells = [(t, t) for t in sorted(draw(st.sets(st.integers(0, min(h, w) - 1),
+                                                         max_size=n)))]
         else:
             cells = []
             for _ in range(draw(st.integers(1, 3))):
                 r0, c0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
                 size = draw(st.integers(1, 4))
-                cells += [(r, c) for r in range(r0, min(h, r0 + size)) for c in range(c0, min(w, c0 + size))]
+                cells += [(r, c) for r in range(r0, min(h, r0 + size)) for c
+                          in range(c0, min(w, c0 + size))]
         for r, c in cells:
             out[i, 0, r, c] = draw(st.sampled_from([0.5, 1.0, -2.0, 3.0]))
     return torch.from_numpy(out)
@@ -86,7 +88,8 @@ def smooth_blobs(b: int, h: int, w: int, seed: int, sigma: float = 2.5) -> torch
 
 
 @given(
-    a=xst.attributions(shape=image_shapes(), ties=st.booleans(), nonnegative=st.booleans(), constant=st.booleans()),
+    a=xst.attributions(shape=image_shapes(), ties=st.booleans(), nonnegative=st.booleans(),
+                       constant=st.booleans()),
     k=KS, threshold=THRESHOLDS, how=REDUCTIONS,
 )
 def test_matches_reference_on_drawn_maps(a, k, threshold, how):
@@ -161,7 +164,8 @@ def test_constant_map_is_the_full_grid(h, w):
     area = (h - 1) * (w - 1)
     spread = 1 / math.sqrt(area) if area else 1 / diagonal
     expected = 100 * diagonal * spread * h * w / (h * w - 1)
-    torch.testing.assert_close(out, torch.full((2,), expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out, torch.full((2,), expected, dtype=torch.float64), rtol=1e-12,
+                               atol=0)
 
 
 @pytest.mark.parametrize(("p", "q"), [((0, 0), (0, 1)), ((0, 0), (3, 4)), ((5, 1), (0, 9))])
@@ -219,7 +223,8 @@ def test_percentile_keeps_ties_and_never_zero():
        threshold=st.integers(0, 800).map(lambda t: t / 8))
 def test_reference_cutoff_is_numpys_percentile(values, threshold):
     """The exact order-statistic cutoff selects the same pixels as ``v >= np.percentile(v, t)``."""
-    v = np.round(values.numpy().ravel() * 8) / 8  # coarse values: interpolation never hits a neighbour
+    # coarse values: interpolation never hits a neighbour
+    v = np.round(values.numpy().ravel() * 8) / 8
     expected = v >= np.percentile(v, threshold)
     np.testing.assert_array_equal(v >= ref._percentile_cutoff(v, threshold), expected)
     kept = _mst.salient_points(torch.from_numpy(v.reshape(1, 5, 7)), threshold).numpy().ravel()
@@ -227,7 +232,8 @@ def test_reference_cutoff_is_numpys_percentile(values, threshold):
 
 
 def test_always_present_distance():
-    """Fewer than k lattice offsets are strictly closer than sqrt(D_a); k or more are closer than the next."""
+    """Fewer than k lattice offsets are strictly closer than sqrt(D_a); k or more are closer than
+    the next."""
     assert [_mst.always_present_d2(k) for k in (1, 4, 5, 8, 9, 12, 13, 20, 21, 24, 25)] == [
         1, 1, 2, 2, 4, 4, 5, 5, 8, 8, 9
     ]

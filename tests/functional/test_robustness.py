@@ -38,7 +38,8 @@ def noisy_case(draw, *, edge_cases: bool = False):
         elif kind == "constant":
             array = np.full(shape, draw(st.sampled_from([-1.0, 0.5, 2.0])))
         else:
-            array = draw(npst.arrays(np.float64, shape, elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0])))
+            array = draw(npst.arrays(np.float64, shape,
+                                     elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0])))
     else:
         array = draw(npst.arrays(np.float64, shape, elements=st.floats(-2, 2, width=32)))
     x = torch.from_numpy(array)
@@ -64,18 +65,23 @@ def noisy_case(draw, *, edge_cases: bool = False):
 
 
 def _noise(case):
-    low, high = (-case["radius"], case["radius"]) if case["noise"] == "uniform" else (0.0, case["radius"])
-    return replay_noise(case["x"], case["n"], seed=case["seed"], kind=case["noise"], low=low, high=high)
+    low, high = (-case["radius"],
+                 case["radius"]) if case["noise"] == "uniform" else (0.0, case["radius"])
+    return replay_noise(case["x"], case["n"], seed=case["seed"], kind=case["noise"], low=low,
+                        high=high)
 
 
 def _assert_close(ours: torch.Tensor, expected: list[float]) -> None:
-    np.testing.assert_allclose(ours.numpy(), np.array(expected, dtype=np.float64), rtol=1e-6, atol=1e-6,
+    np.testing.assert_allclose(ours.numpy(), np.array(expected, dtype=np.float64), rtol=1e-6,
+                               atol=1e-6,
                                equal_nan=True)
 
 
 def _common(case):
-    return dict(explain_fn=case["explain_fn"], n_samples=case["n"], noise=case["noise"], radius=case["radius"],
-                seed=case["seed"], max_batch_size=case["max_batch_size"], on_prediction_change=case["mode"],
+    return dict(explain_fn=case["explain_fn"], n_samples=case["n"], noise=case["noise"],
+                radius=case["radius"],
+                seed=case["seed"], max_batch_size=case["max_batch_size"],
+                on_prediction_change=case["mode"],
                 abs=case["abs"], normalise=case["normalise"])
 
 
@@ -83,11 +89,14 @@ def _check_sensitivity(case, how, relative):
     x, t = case["x"], case["target"]
     a = case["explain_fn"](x, t)
     kernel = rob.max_sensitivity if how == "max" else rob.avg_sensitivity
-    ours = kernel(x, a, t, forward_fn=case["model"], p=case["p"], relative=relative, **_common(case))
+    ours = kernel(x, a, t, forward_fn=case["model"], p=case["p"], relative=relative,
+                  **_common(case))
     noise = _noise(case)
     expected = [
-        ref.sensitivity(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]), noise[i], how=how,
-                        p=case["p"], relative=relative, abs_=case["abs"], normalise=case["normalise"] is not None,
+        ref.sensitivity(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]),
+                        noise[i], how=how,
+                        p=case["p"], relative=relative, abs_=case["abs"],
+                        normalise=case["normalise"] is not None,
                         predict=predictor(case["model"]), mode=case["mode"])
         for i in range(x.shape[0])
     ]
@@ -97,10 +106,12 @@ def _check_sensitivity(case, how, relative):
 def _check_lipschitz(case):
     x, t = case["x"], case["target"]
     a = case["explain_fn"](x, t)
-    ours = rob.local_lipschitz_estimate(x, a, t, forward_fn=case["model"], p=case["p"], **_common(case))
+    ours = rob.local_lipschitz_estimate(x, a, t, forward_fn=case["model"], p=case["p"],
+                                        **_common(case))
     noise = _noise(case)
     expected = [
-        ref.local_lipschitz(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]), noise[i],
+        ref.local_lipschitz(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]),
+                            noise[i],
                             p=case["p"], abs_=case["abs"], normalise=case["normalise"] is not None,
                             predict=predictor(case["model"]), mode=case["mode"])
         for i in range(x.shape[0])
@@ -117,7 +128,8 @@ def _check_stability(case, kind):
     elif kind == "output":
         ours = rob.relative_output_stability(model, x, a, t, p=case["p"], **options)
     else:
-        ours = rob.relative_representation_stability(model, x, a, t, layer="2", p=case["p"], **options)
+        ours = rob.relative_representation_stability(model, x, a, t, layer="2", p=case["p"],
+                                                     **options)
     noise = _noise(case)
 
     def representation(x_i):
@@ -125,7 +137,8 @@ def _check_stability(case, kind):
             return model[:3](torch.from_numpy(np.ascontiguousarray(x_i))[None])[0].numpy()
 
     expected = [
-        ref.relative_stability(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]), noise[i],
+        ref.relative_stability(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(),
+                               int(t[i]), noise[i],
                                kind=kind, predict=predictor(model), logits=logits_of(model),
                                representation=representation, p=case["p"], abs_=case["abs"],
                                normalise=case["normalise"] is not None, mode=case["mode"])
@@ -140,7 +153,7 @@ NOISY = {
     "local_lipschitz_estimate": lambda case, relative: _check_lipschitz(case),
     "relative_input_stability": lambda case, relative: _check_stability(case, "input"),
     "relative_output_stability": lambda case, relative: _check_stability(case, "output"),
-    "relative_representation_stability": lambda case, relative: _check_stability(case, "representation"),
+    "relative_representation_stability": lambda case, relative: _check_stability(case, "representation"),  # noqa: E501
 }
 
 
@@ -156,7 +169,8 @@ def test_noise_metrics_match_reference_on_drawn_inputs(name, data):
 @given(data=st.data())
 def test_noise_metrics_match_reference_on_edge_cases(name, data):
     """All-zero and constant inputs, ties, zero noise, B = 1, 1-D to 3-D inputs."""
-    NOISY[name](data.draw(noisy_case(edge_cases=True), label="case"), data.draw(st.booleans(), label="relative"))
+    NOISY[name](data.draw(noisy_case(edge_cases=True), label="case"),
+                data.draw(st.booleans(), label="relative"))
 
 
 @st.composite
@@ -181,16 +195,20 @@ def translation_case(draw, edge_cases=False):
 def _check_continuity(case):
     x, t = case["x"], case["target"]
     a = case["explain_fn"](x, t)
-    ours = rob.continuity(x, a, t, explain_fn=case["explain_fn"], forward_fn=case["model"], n_steps=case["n_steps"],
+    ours = rob.continuity(x, a, t, explain_fn=case["explain_fn"], forward_fn=case["model"],
+                          n_steps=case["n_steps"],
                           shifts=case["shifts"], axis=case["axis"], fill=case["fill"],
-                          p_explanation=case["p_explanation"], p_input=case["p_input"], abs=case["abs"],
+                          p_explanation=case["p_explanation"], p_input=case["p_input"],
+                          abs=case["abs"],
                           normalise=case["normalise"], on_prediction_change=case["mode"],
                           max_batch_size=case["max_batch_size"])
     shifts = case["shifts"] or ref.quantus_shifts(x.shape[case["axis"]], case["n_steps"])
     expected = [
-        ref.continuity(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]), shifts,
+        ref.continuity(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(), int(t[i]),
+                       shifts,
                        axis=case["axis"], fill=case["fill"], p_explanation=case["p_explanation"],
-                       p_input=case["p_input"], abs_=case["abs"], normalise=case["normalise"] is not None,
+                       p_input=case["p_input"], abs_=case["abs"],
+                       normalise=case["normalise"] is not None,
                        predict=predictor(case["model"]), mode=case["mode"])
         for i in range(x.shape[0])
     ]
@@ -232,11 +250,13 @@ def consistency_case(draw, edge_cases=False):
 
 
 def _check_consistency(case):
-    ours = rob.consistency(case["model"], case["x"], case["a"], discretisation=case["kind"], k=case["k"],
+    ours = rob.consistency(case["model"], case["x"], case["a"], discretisation=case["kind"],
+                           k=case["k"],
                            reduce_channels=case["how"], max_batch_size=case["max_batch_size"])
     predict = predictor(case["model"])
     predictions = [predict(case["x"][i].numpy()) for i in range(case["x"].shape[0])]
-    _assert_close(ours, ref.consistency(predictions, case["a"].numpy(), kind=case["kind"], k=case["k"],
+    _assert_close(ours, ref.consistency(predictions, case["a"].numpy(), kind=case["kind"],
+                                        k=case["k"],
                                         how=case["how"]))
 
 
@@ -269,19 +289,23 @@ def _captum_cnn_case():
 @pytest.mark.parametrize("name", sorted(NOISY))
 def test_noise_metrics_with_a_captum_gradient_on_a_cnn(name):
     model, x, target, captum_explainer = _captum_cnn_case()
-    case = {"x": x, "target": target, "explain_fn": captum_explainer(model, "Saliency"), "model": model, "n": 3,
-            "max_batch_size": 4, "seed": 7, "noise": "uniform", "radius": 0.1, "p": 2.0, "mode": "exclude",
+    case = {"x": x, "target": target, "explain_fn": captum_explainer(model, "Saliency"),
+            "model": model, "n": 3,
+            "max_batch_size": 4, "seed": 7, "noise": "uniform", "radius": 0.1, "p": 2.0, "mode": "exclude",  # noqa: E501
             "abs": False, "normalise": None}
     if name == "relative_representation_stability":
         # The CNN's layer "2" is a conv: compare its (flattened) output maps.
         def representation(x_i):
             with torch.no_grad():
-                return model[:3](torch.from_numpy(np.ascontiguousarray(x_i))[None])[0].numpy().ravel()
+                return model[:3](
+                    torch.from_numpy(np.ascontiguousarray(x_i))[None])[0].numpy().ravel()
 
         a = case["explain_fn"](x, target)
-        ours = rob.relative_representation_stability(model, x, a, target, layer="2", p=2.0, **_common(case))
+        ours = rob.relative_representation_stability(model, x, a, target, layer="2", p=2.0,
+                                                     **_common(case))
         noise = _noise(case)
-        expected = [ref.relative_stability(per_sample(case["explain_fn"]), x[i].numpy(), a[i].numpy(),
+        expected = [ref.relative_stability(per_sample(case["explain_fn"]), x[i].numpy(),
+                                           a[i].numpy(),
                                            int(target[i]), noise[i], kind="representation",
                                            predict=predictor(model), representation=representation,
                                            mode="exclude")
@@ -292,7 +316,8 @@ def test_noise_metrics_with_a_captum_gradient_on_a_cnn(name):
 
 
 def test_prediction_change_rules_differ_as_documented():
-    """'keep' counts every copy, 'exclude' drops copies with a changed prediction, 'nan' voids the sample."""
+    """'keep' counts every copy, 'exclude' drops copies with a changed prediction, 'nan' voids the
+    sample."""
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).double()
     with torch.no_grad():  # class 0 iff x[0] > 0
         model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
@@ -308,8 +333,10 @@ def test_prediction_change_rules_differ_as_documented():
     void = rob.max_sensitivity(x, a, target, on_prediction_change="nan", **common)
     noise = replay_noise(x, 16, seed=0, low=-1.0, high=1.0)
     predict = predictor(model)
-    changed = [[predict(x[i].numpy() + noise[i, j]) != predict(x[i].numpy()) for j in range(16)] for i in range(2)]
-    assert any(changed[0]) and not all(changed[0]), "the first sample should sit near the decision boundary"
+    changed = [[predict(x[i].numpy() + noise[i, j]) != predict(x[i].numpy()) for j in range(16)]
+               for i in range(2)]
+    assert any(changed[0]) and not all(
+        changed[0]), "the first sample should sit near the decision boundary"
     assert torch.isnan(void[0]) and exclude[0] <= keep[0]
     assert not any(changed[1]) and keep[1] == exclude[1] == void[1]
 
@@ -322,13 +349,15 @@ def test_logits_from_the_explanations_forward_pass_change_nothing_but_the_model_
     plain = lambda x, t: shared(x, t)  # noqa: E731  the same maps, but no explain_with_output
     a = shared(x, target)
     metric = getattr(rob, name)
-    options = dict(n_samples=4, seed=5, radius=0.1, max_batch_size=5, on_prediction_change="exclude")
+    options = dict(n_samples=4, seed=5, radius=0.1, max_batch_size=5,
+                   on_prediction_change="exclude")
     if name == "relative_representation_stability":
         options["layer"] = "2"
 
     def run(explain_fn):
         inputs_seen = []
-        handle = model.register_forward_pre_hook(lambda module, args: inputs_seen.append(args[0].shape[0]))
+        handle = model.register_forward_pre_hook(
+            lambda module, args: inputs_seen.append(args[0].shape[0]))
         try:
             if name == "max_sensitivity":
                 out = metric(x, a, target, explain_fn=explain_fn, forward_fn=model, **options)
@@ -341,5 +370,6 @@ def test_logits_from_the_explanations_forward_pass_change_nothing_but_the_model_
     ours, shared_calls = run(shared)
     expected, plain_calls = run(plain)
     torch.testing.assert_close(ours, expected, rtol=0, atol=0, equal_nan=True)
-    # 12 noisy copies: explained once each either way; the plain explainer needs 12 more model inputs.
+    # 12 noisy copies: explained once each either way; the plain explainer needs 12 more model
+    # inputs.
     assert plain_calls - shared_calls == 12

@@ -1,5 +1,6 @@
-"""Threshold-tuned IoU (the CheXlocalize protocol): tune_threshold against the one-threshold-at-a-time
-reference, agreement with localization_iou at every candidate, the protocol end to end."""
+"""Threshold-tuned IoU (the CheXlocalize protocol): tune_threshold against the
+one-threshold-at-a-time reference, agreement with localization_iou at every candidate, the protocol
+end to end."""
 
 from __future__ import annotations
 
@@ -26,19 +27,33 @@ MODES = st.sampled_from([
 
 
 @pytest.mark.parametrize("edge_cases", [False, True])
-@given(data=st.data(), mode=MODES, empty=st.sampled_from(["nan", "zero"]), how=st.sampled_from(["sum", None]))
-def test_tune_threshold_matches_the_reference_and_localization_iou(edge_cases, data, mode, empty, how):
+@given(data=st.data(), mode=MODES, empty=st.sampled_from(["nan", "zero"]),
+       how=st.sampled_from(["sum", None]))
+def test_tune_threshold_matches_the_reference_and_localization_iou(edge_cases, data, mode, empty,
+                                                                   how):
     a, mask = data.draw(xst.metric_inputs(edge_cases=edge_cases), label="inputs")
     threshold_mode, candidates = mode
     tuned = tune_threshold(a, mask, thresholds=candidates, threshold_mode=threshold_mode,
                            empty_prediction=empty, reduce_channels=how)
     maps, masks = list(a.numpy()), list(mask.numpy())
     best, means = ref.tune_threshold(maps, masks, list(candidates), threshold_mode, empty, how)
-    np.testing.assert_allclose(tuned.mean_iou.numpy(), means, rtol=1e-12, atol=1e-12, equal_nan=True)
-    assert (math.isnan(best) and math.isnan(tuned.threshold)) or tuned.threshold == pytest.approx(best)
+    np.testing.assert_allclose(tuned.mean_iou.numpy(), means, rtol=1e-12, atol=1e-12,
+                               equal_nan=True)
+    assert (math.isnan(best) and math.isnan(tuned.threshold)) or tuned.threshold == pytest.approx(
+        best)
     for k, t in enumerate(candidates):  # the tuned curve is localization_iou at each candidate
-        column = localization_iou(a, mask, threshold=t, threshold_mode=threshold_mode, empty_prediction=empty,
-                                  reduce_channels=how) if t > 0 or threshold_mode != "max_fraction" else None
+        column = (
+            localization_iou(
+                a,
+                mask,
+                threshold=t,
+                threshold_mode=threshold_mode,
+                empty_prediction=empty,
+                reduce_channels=how,
+            )
+            if t > 0 or threshold_mode != "max_fraction"
+            else None
+        )
         if column is not None:
             assert torch.equal(tuned.iou[:, k].nan_to_num(-1.0), column.nan_to_num(-1.0)), (k, t)
     expected_hits = ref.hit_rate(maps, masks, how)
@@ -72,8 +87,10 @@ def test_the_protocol_tunes_on_validation_and_applies_on_test():
     a_test, mask_test = split(9)
     tuned = tune_threshold(a_val, mask_val)
     # 0.6, 0.7 and 0.8 all cut the margin off (IoU 1): the first best candidate
-    assert tuned.threshold == 0.6 and tuned.mean_iou[4:].eq(1.0).all() and (tuned.mean_iou[:4] < 1).all()
-    test_iou = localization_iou(a_test, mask_test, threshold=tuned.threshold, threshold_mode="min_max",
+    assert (tuned.threshold == 0.6 and tuned.mean_iou[4:].eq(1.0).all()
+            and (tuned.mean_iou[:4] < 1).all())
+    test_iou = localization_iou(a_test, mask_test, threshold=tuned.threshold,
+                                threshold_mode="min_max",
                                 empty_prediction="nan")
     assert torch.equal(test_iou, torch.ones(9, dtype=torch.float64))
     otsu = localization_iou(a_test, mask_test, threshold_mode="otsu")  # the untuned default
@@ -86,7 +103,8 @@ def test_properties_map_equal_to_the_mask_scores_one_outside_zero():
     mask[:, :, 0, 0] = True
     mask[:, :, 0, 1] = False
     exact = mask.double()
-    for mode, t in [("min_max", 0.5), ("max_fraction", 0.5), ("otsu", 0.5)]:  # (a quantile keeps a share)
+    # (a quantile keeps a share)
+    for mode, t in [("min_max", 0.5), ("max_fraction", 0.5), ("otsu", 0.5)]:
         iou = localization_iou(exact, mask, threshold=t, threshold_mode=mode)
         assert torch.equal(iou, torch.ones(5, dtype=torch.float64)), mode
         assert torch.equal(localization_iou(1.0 - exact, mask, threshold=t, threshold_mode=mode),

@@ -27,7 +27,8 @@ def per_sample(reference, a: torch.Tensor, b: torch.Tensor, **kwargs) -> np.ndar
     return np.array([reference(a[i].numpy(), b[i].numpy(), **kwargs) for i in range(a.shape[0])])
 
 
-def assert_matches(ours: torch.Tensor, expected: np.ndarray, atol: float | np.ndarray = 1e-6) -> None:
+def assert_matches(ours: torch.Tensor, expected: np.ndarray,
+                   atol: float | np.ndarray = 1e-6) -> None:
     assert ours.shape == expected.shape
     close = np.isclose(ours.numpy(), expected, atol=atol, rtol=1e-6, equal_nan=True)
     assert close.all(), f"ours {ours.numpy()[~close]} != expected {expected[~close]} (atol {atol})"
@@ -35,7 +36,8 @@ def assert_matches(ours: torch.Tensor, expected: np.ndarray, atol: float | np.nd
 
 @st.composite
 def pairs(draw, shape=None, edge_cases: bool = False):
-    """Two maps of one shape; ``b`` independent, equal to ``a``, a monotone transform of it, or a tied/constant map."""
+    """Two maps of one shape; ``b`` independent, equal to ``a``, a monotone transform of it, or a
+    tied/constant map."""
     dims = tuple(draw(xst.shapes())) if shape is None else tuple(draw(shape))
     kwargs = dict(ties=st.booleans(), constant=st.booleans()) if edge_cases else {}
     a = draw(xst.attributions(shape=dims, **kwargs))
@@ -100,7 +102,8 @@ def test_windowed_ssim_matches_skimage(data, window, win_size, use_sample_covari
     spatial_dims = data.draw(st.integers(1, 3), label="spatial_dims")
     smallest = {None: 7 if window == "uniform" else 11}.get(win_size, win_size)
     high = max(smallest, 13 if spatial_dims == 1 else 9 if spatial_dims == 2 else smallest)
-    shape = xst.shapes(spatial_dims=spatial_dims, side=st.integers(smallest, high), batch_size=st.integers(1, 2),
+    shape = xst.shapes(spatial_dims=spatial_dims, side=st.integers(smallest, high),
+                       batch_size=st.integers(1, 2),
                        channels=st.integers(1, 2))
     a, b = data.draw(pairs(shape=shape, edge_cases=data.draw(st.booleans())), label="pair")
     options = dict(window=window, win_size=win_size, use_sample_covariance=use_sample_covariance)
@@ -108,7 +111,8 @@ def test_windowed_ssim_matches_skimage(data, window, win_size, use_sample_covari
 
 
 @settings(max_examples=25)
-@given(data=st.data(), win_size=st.sampled_from([None, 3, 5]), data_range=st.sampled_from([None, 1.0, 4.0]))
+@given(data=st.data(), win_size=st.sampled_from([None, 3, 5]),
+       data_range=st.sampled_from([None, 1.0, 4.0]))
 def test_flattened_ssim_matches_skimage(data, win_size, data_range):
     shape = xst.shapes(side=st.integers(2, 5)).filter(lambda s: math.prod(s[1:]) >= 7)
     a, b = data.draw(pairs(shape=shape, edge_cases=data.draw(st.booleans())), label="pair")
@@ -117,7 +121,8 @@ def test_flattened_ssim_matches_skimage(data, win_size, data_range):
     assert_matches(out, expected, atol=ssim_cancellation_tolerance(a, b, data_range))
 
 
-def ssim_cancellation_tolerance(a: torch.Tensor, b: torch.Tensor, data_range: float | None) -> np.ndarray:
+def ssim_cancellation_tolerance(a: torch.Tensor, b: torch.Tensor,
+                                data_range: float | None) -> np.ndarray:
     """Absolute tolerance per sample for comparing with scikit-image's SSIM.
 
     scikit-image forms variances as E[x^2] - E[x]^2, which loses about log10(m^2 / (v + C2))
@@ -146,7 +151,8 @@ def test_ssim_of_equal_constants_is_nan_and_of_equal_maps_is_one():
 
 def test_ssim_accepts_a_per_sample_data_range():
     g = torch.Generator().manual_seed(1)
-    a, b = torch.rand(2, 1, 8, 8, generator=g, dtype=torch.float64), torch.rand(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    a, b = (torch.rand(2, 1, 8, 8, generator=g, dtype=torch.float64),
+            torch.rand(2, 1, 8, 8, generator=g, dtype=torch.float64))
     together = sim.ssim(a, b, data_range=torch.tensor([1.0, 2.0], dtype=torch.float64))
     assert together[0] == sim.ssim(a[:1], b[:1], data_range=1.0)[0]
     assert together[1] == sim.ssim(a[1:], b[1:], data_range=2.0)[0]

@@ -1,4 +1,5 @@
-"""Sufficiency against the per-batch reference (scipy cdist), Quantus and its batch/empty-neighbourhood behaviour."""
+"""Sufficiency against the per-batch reference (scipy cdist), Quantus and its
+batch/empty-neighbourhood behaviour."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from xaiscore._checks import NonFiniteError
 from xaiscore.functional.faithfulness.sufficiency import sufficiency
 from xaiscore.testing import strategies as xst
 
-SHAPES = xst.shapes(batch_size=st.integers(1, 8), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),
+SHAPES = xst.shapes(batch_size=st.integers(1, 8), channels=st.integers(1, 2),
+                    spatial_dims=st.integers(1, 3),
                     side=st.integers(1, 3))
 
 
@@ -38,11 +40,14 @@ def test_sufficiency_matches_reference(data):
 
 def test_sufficiency_extremes():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False)).double()
-    model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64))
-    x = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.9, 1.0, 0.1, 0.0], [0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.0, 0.9]],
+    model[1].weight.data.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]],
+                                            dtype=torch.float64))
+    x = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.9, 1.0, 0.1, 0.0], [0.0, 0.0, 1.0, 1.0],
+                      [0.1, 0.0, 1.0, 0.9]],
                      dtype=torch.float64).reshape(4, 1, 4)
     faithful = x.clone()  # explanations separate the two classes
-    assert sufficiency(model, x, faithful, distance="euclidean", threshold=0.3).tolist() == [1.0] * 4
+    assert (sufficiency(model, x, faithful, distance="euclidean", threshold=0.3).tolist() == [1.0]
+            * 4)
     same = torch.ones_like(x)  # one explanation for everything: one neighbour in three agrees
     torch.testing.assert_close(sufficiency(model, x, same, distance="euclidean"),
                                torch.full((4,), 1 / 3, dtype=torch.float64))
@@ -73,7 +78,8 @@ def test_sufficiency_errors():
 
 @pytest.mark.quantus
 def test_sufficiency_matches_quantus_and_scores_empty_neighbourhoods_nan(quantus_module):
-    """Same batch, batch-wide normalisation: equal where a sample has neighbours; Quantus says 0 where it has none."""
+    """Same batch, batch-wide normalisation: equal where a sample has neighbours; Quantus says 0
+    where it has none."""
     generator = torch.Generator().manual_seed(2)
     model = xst.tiny_mlp((1, 4, 4), 3, seed=3, dtype=torch.float32)
     x = torch.rand(12, 1, 4, 4, generator=generator)
@@ -83,7 +89,8 @@ def test_sufficiency_matches_quantus_and_scores_empty_neighbourhoods_nan(quantus
 
     def quantus(batch_size):
         metric = quantus_module.Sufficiency(threshold=0.6, disable_warnings=True)
-        return np.array(metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
+        return np.array(metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(),
+                               device="cpu",
                                batch_size=batch_size), dtype=np.float64)
 
     theirs = quantus(12)
@@ -92,7 +99,8 @@ def test_sufficiency_matches_quantus_and_scores_empty_neighbourhoods_nan(quantus
     assert has_neighbours.any() and (~has_neighbours).any()
     np.testing.assert_allclose(ours[has_neighbours], theirs[has_neighbours], atol=1e-6)
     np.testing.assert_array_equal(theirs[~has_neighbours], 0.0)
-    # Quantus' reference set is its internal batch: the same samples score differently with batch_size=4.
+    # Quantus' reference set is its internal batch: the same samples score differently with
+    # batch_size=4.
     assert not np.allclose(quantus(4), theirs)
 
 

@@ -1,4 +1,5 @@
-"""What the fuzz suite draws: problems, one builder per input a metric ``needs``, bad variants, bad options.
+"""What the fuzz suite draws: problems, one builder per input a metric ``needs``, bad variants, bad
+options.
 
 Everything is generated from the registry: a spec's ``needs`` name the inputs
 (:data:`NEED_BUILDERS` builds each from a drawn :class:`Problem`), its kernel's
@@ -43,20 +44,29 @@ from xaiscore.specs import MetricSpec
 #: that is neither a registered kernel nor in :data:`EXTRA_FUNCTIONS`.
 NOT_YET_FUZZED: dict[str, str] = {
     # Box localization helpers (branch `components`): statistics and conversions, no `needs`.
-    "mask_to_boxes": "a conversion helper; its kernels (box_accuracy, ...) are fuzzed through their specs",
-    "max_box_accuracy_statistics": "sufficient statistics of max_box_accuracy; needs its own generator",
-    "max_box_accuracy_from_statistics": "reduces max_box_accuracy_statistics; needs its own generator",
+    "mask_to_boxes": (
+        "a conversion helper; its kernels (box_accuracy, ...) are fuzzed through their specs"
+    ),
+    "max_box_accuracy_statistics": (
+        "sufficient statistics of max_box_accuracy; needs its own generator"
+    ),
+    "max_box_accuracy_from_statistics": (
+        "reduces max_box_accuracy_statistics; needs its own generator"
+    ),
     "pxap_statistics": "sufficient statistics of pxap; needs its own generator",
     "pxap_from_counts": "reduces pxap_statistics; needs its own generator",
     # Mosaics (functional/mosaic.py).
-    "make_mosaics": "builds a data set from images and a model (no `needs`); its errors, determinism and "
-                    "layout are tested in tests/functional/test_mosaic.py",
+    "make_mosaics": (
+        "builds a data set from images and a model (no `needs`); its errors, determinism and "
+        "layout are tested in tests/functional/test_mosaic.py"
+    ),
 }
 
 #: Metrics defined over a reference set (their scores depend on the batch by definition):
 #: only permutation equivariance is checked. ``spec.scope == "set"`` adds to this once the
 #: registry carries scopes; the names cover specs registered before it did.
-SET_SCOPE: frozenset[str] = frozenset({"sufficiency", "consistency", "pointing_accuracy", "max_box_accuracy",
+SET_SCOPE: frozenset[str] = frozenset({"sufficiency", "consistency", "pointing_accuracy",
+                                       "max_box_accuracy",
                                        "pxap"})
 
 
@@ -77,7 +87,8 @@ class Problem:
     n_classes: int
     x_dtype: torch.dtype
     inputs: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)  # how each input was drawn (for failure output)
+    # how each input was drawn (for failure output)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -85,7 +96,8 @@ class Problem:
 
     def subset(self, index: Tensor) -> dict[str, Any]:
         """The per-sample inputs of the samples ``index`` (functions and models are shared)."""
-        return {name: value[index] if isinstance(value, Tensor) else value for name, value in self.inputs.items()}
+        return {name: value[index] if isinstance(value, Tensor) else value
+                for name, value in self.inputs.items()}
 
 
 class FuzzNet(nn.Module):
@@ -98,7 +110,8 @@ class FuzzNet(nn.Module):
 
     calls: list[int] = []
 
-    def __init__(self, n_inputs: int, n_classes: int, *, seed: int = 0, nan_from_call: int | None = None) -> None:
+    def __init__(self, n_inputs: int, n_classes: int, *, seed: int = 0,
+                 nan_from_call: int | None = None) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.hidden = nn.Linear(n_inputs, 4).double()
@@ -106,7 +119,8 @@ class FuzzNet(nn.Module):
         self.head = nn.Linear(4, n_classes).double()
         with torch.no_grad():
             for parameter in self.parameters():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
+                parameter.copy_(torch.randn(parameter.shape, generator=generator,
+                                            dtype=torch.float64))
         self.nan_from_call = nan_from_call
 
     def forward(self, x: Tensor) -> Tensor:
@@ -139,12 +153,14 @@ def fuzz_explainer_factory(model: nn.Module) -> Callable[[Tensor, Tensor], Tenso
     return explain
 
 
-_A_KINDS = ("explanation", "normal", "positive", "constant", "zeros", "ties", "one_hot", "tiny", "huge")
+_A_KINDS = ("explanation", "normal", "positive", "constant", "zeros", "ties", "one_hot", "tiny",
+            "huge")
 _X_KINDS = ("uniform", "uniform", "uniform", "constant", "ties", "zeros")
 _MASK_KINDS = ("random", "random", "empty", "full", "single")
 
 
-def _values(kind: str, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+def _values(kind: str, shape: tuple[int, ...], generator: torch.Generator,
+            dtype: torch.dtype) -> Tensor:
     if kind == "normal":
         return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
     if kind == "positive":
@@ -245,20 +261,24 @@ def _build_mask(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
     return mask
 
 
-def _build_explain_fn(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Callable[[Tensor, Tensor], Tensor]:
+def _build_explain_fn(draw: st.DrawFn, p: Problem, seed: int,
+                      edge: bool) -> Callable[[Tensor, Tensor], Tensor]:
     return fuzz_explain_fn
 
 
-def _build_explainer_factory(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Callable[..., Any]:
+def _build_explainer_factory(draw: st.DrawFn, p: Problem, seed: int,
+                             edge: bool) -> Callable[..., Any]:
     return fuzz_explainer_factory
 
 
 def _build_segments(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
-    return torch.randint(0, draw(st.integers(1, 4)), (p.batch,) + p.spatial, generator=_generator(seed, 5))
+    return torch.randint(0, draw(st.integers(1, 4)), (p.batch,) + p.spatial,
+                         generator=_generator(seed, 5))
 
 
 def _build_boxes(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
-    """``(B, N, 4)`` xyxy pixel boxes (NaN rows are padding), as :func:`boxes_to_mask` takes them."""
+    """``(B, N, 4)`` xyxy pixel boxes (NaN rows are padding), as :func:`boxes_to_mask` takes them.
+    """
     height, width = (p.spatial + (1, 1))[:2] if len(p.spatial) < 2 else p.spatial[-2:]
     n = draw(st.integers(1, 3))
     corners = torch.rand((p.batch, n, 4), generator=_generator(seed, 6), dtype=torch.float64)
@@ -275,7 +295,8 @@ def _build_tiles(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
     """Which tiles of a mosaic show the target class: ``(B, n^2)`` bool flags (n = 2 mostly, so that
     :func:`focus` takes them) or ``(B,)`` one tile index of a 2 x 2 grid; with ``edge``, a sample
     without a target tile."""
-    kind = draw(st.sampled_from(("2x2 flags", "2x2 flags", "3x3 flags", "index"))) if edge else "2x2 flags"
+    kind = (draw(st.sampled_from(("2x2 flags", "2x2 flags", "3x3 flags", "index"))) if edge
+            else "2x2 flags")
     p.labels["tiles"] = kind
     generator = _generator(seed, 7)
     if kind == "index":
@@ -288,7 +309,8 @@ def _build_tiles(draw: st.DrawFn, p: Problem, seed: int, edge: bool) -> Tensor:
     return flags
 
 
-#: Builders in dependency order (``a`` may be ``explain_fn(x, target)``; ``forward_fn`` is ``model``).
+#: Builders in dependency order (``a`` may be ``explain_fn(x, target)``; ``forward_fn`` is
+#: ``model``).
 NEED_BUILDERS: dict[str, Callable[[st.DrawFn, Problem, int, bool], Any]] = {
     "model": _build_model,
     "forward_fn": _build_forward_fn,
@@ -403,7 +425,8 @@ def _with(*others: str) -> Callable[[MetricSpec], bool]:
     return lambda spec: any(other in spec.needs for other in others)
 
 
-def _model_returning(change: Callable[[Tensor], Any]) -> Callable[[Problem], Callable[[Tensor], Any]]:
+def _model_returning(change: Callable[[Tensor], Any]) -> Callable[[Problem],
+                                                                  Callable[[Tensor], Any]]:
     def build(p: Problem) -> Callable[[Tensor], Any]:
         model = p.inputs["model"]
         return lambda x: change(model(x))
@@ -442,7 +465,7 @@ BAD_INPUTS: dict[str, dict[str, BadInput]] = {
         "one more sample": BadInput(_from("x", _one_more_sample), ShapeError, _with("a", "target")),
         "integer": BadInput(_from("x", lambda t: t.round().long()), DTypeError),
         "NaN": BadInput(_from("x", _nan_at_first), NonFiniteError),
-        "inf": BadInput(_from("x", lambda t: t.index_fill(0, torch.tensor([0]), math.inf)), NonFiniteError),
+        "inf": BadInput(_from("x", lambda t: t.index_fill(0, torch.tensor([0]), math.inf)), NonFiniteError),  # noqa: E501
     },
     "mask": {
         **_tensor_variants("mask", compared_with=("a",)),
@@ -461,36 +484,47 @@ BAD_INPUTS: dict[str, dict[str, BadInput]] = {
     },
     "forward_fn": {
         "not callable": BadInput(lambda p: "model", DTypeError),
-        "integer logits": BadInput(_model_returning(lambda out: (out * 10).long()), ModelOutputError),
+        "integer "
+        "logits": BadInput(_model_returning(lambda out: (out * 10).long()), ModelOutputError),
         "bool logits": BadInput(_model_returning(lambda out: out > 0), ModelOutputError),
         "NaN logits": BadInput(_model_returning(lambda out: out * math.nan), NonFiniteError),
         "1-D output": BadInput(_model_returning(lambda out: out[:, 0]), ModelOutputError),
         "one row short": BadInput(_model_returning(lambda out: out[1:]), ModelOutputError),
         "tuple output": BadInput(_model_returning(lambda out: (out,)), ModelOutputError),
-        "numpy output": BadInput(_model_returning(lambda out: out.detach().numpy()), ModelOutputError),
+        "numpy "
+        "output": BadInput(_model_returning(lambda out: out.detach().numpy()), ModelOutputError),
     },
     "model": {
         "not a module": BadInput(lambda p: (lambda x: p.inputs["model"](x)), DTypeError),
-        "NaN logits": BadInput(lambda p: FuzzNet(p.channels * p.n_features, p.n_classes, nan_from_call=0).eval(),
+        "NaN "
+        "logits": BadInput(lambda p: FuzzNet(p.channels * p.n_features, p.n_classes, nan_from_call=0).eval(),  # noqa: E501
                                NonFiniteError),
     },
     "explain_fn": {
         "not callable": BadInput(lambda p: 3, DTypeError),
-        "NaN maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t) * math.nan), NonFiniteError),
-        "integer maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).long()), ModelOutputError),
-        "no channel axis": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t)[:, 0]), ModelOutputError),
-        "numpy maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).numpy()), ModelOutputError),
-        "meta maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).to("meta")), ModelOutputError),
+        "NaN "
+        "maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t) * math.nan), NonFiniteError),
+        "integer "
+        "maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).long()), ModelOutputError),
+        "no channel "
+        "axis": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t)[:, 0]), ModelOutputError),
+        "numpy "
+        "maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).numpy()), ModelOutputError),
+        "meta "
+        "maps": BadInput(lambda p: (lambda x, t: fuzz_explain_fn(x, t).to("meta")), ModelOutputError),  # noqa: E501
     },
     "explainer_factory": {
         "not callable": BadInput(lambda p: "Saliency", DTypeError),
         "returns no function": BadInput(lambda p: (lambda model: None), ModelOutputError),
-        "NaN maps": BadInput(lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t) * math.nan)),
+        "NaN "
+        "maps": BadInput(lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t) * math.nan)),  # noqa: E501
                              NonFiniteError),
         "no channel axis": BadInput(
-            lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t)[:, 0])), ModelOutputError),
+            lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t)[:, 0])),
+            ModelOutputError),
         "integer maps": BadInput(
-            lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t).long())), ModelOutputError),
+            lambda p: (lambda model: (lambda x, t: fuzz_explainer_factory(model)(x, t).long())),
+            ModelOutputError),
     },
     "segments": {
         "float": BadInput(_from("segments", lambda t: t.double() + 0.5), DTypeError),
@@ -520,7 +554,8 @@ BAD_INPUTS: dict[str, dict[str, BadInput]] = {
 
 def bad_input_cases(spec: MetricSpec) -> list[tuple[str, str]]:
     """``(need, variant)`` pairs that are invalid for ``spec``."""
-    return [(need, variant) for need in sorted(spec.needs) for variant, bad in BAD_INPUTS.get(need, {}).items()
+    return [(need, variant) for need in sorted(spec.needs)
+            for variant, bad in BAD_INPUTS.get(need, {}).items()
             if bad.applies(spec)]
 
 
@@ -544,7 +579,8 @@ def option_cases(spec: MetricSpec) -> dict[str, tuple[Any, ...]]:
     """``option -> bad values`` for the kernel's keyword-only options with a default."""
     cases = {}
     for name, parameter in parameters(spec).items():
-        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or name in spec.needs or name in _NOT_OPTIONS:
+        if (parameter.kind is not inspect.Parameter.KEYWORD_ONLY or name in spec.needs
+            or name in _NOT_OPTIONS):
             continue
         if parameter.default is inspect.Parameter.empty:
             continue
@@ -558,13 +594,15 @@ def option_cases(spec: MetricSpec) -> dict[str, tuple[Any, ...]]:
 
 
 @st.composite
-def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any],
+                                                  type[Exception] | None]:
     """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.boxes_to_mask`."""
     batch, n = draw(st.integers(1, 3)), draw(st.integers(0, 3))
     dims = draw(st.sampled_from((2, 2, 3, 1)))
     shape = tuple(draw(st.integers(1, 6)) for _ in range(dims))
     box_format = draw(st.sampled_from(("xyxy", "xywh")))
-    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32), min_size=batch * n * 2 * dims,
+    corners = draw(st.lists(st.floats(-2.0, 8.0, allow_nan=False, width=32),
+                            min_size=batch * n * 2 * dims,
                             max_size=batch * n * 2 * dims))
     boxes = torch.tensor(corners, dtype=torch.float32).reshape(batch, n, 2 * dims)
     low, high = boxes[..., :dims], boxes[..., dims:]
@@ -573,7 +611,8 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
     else:
         boxes[..., dims:] = high.abs()
     kwargs = {"box_format": box_format, "rule": draw(st.sampled_from(("center", "cover")))}
-    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy", "a coordinate short",
+    variant = draw(st.sampled_from(("good", "good", "list", "complex", "bool", "meta", "numpy",
+                                    "a coordinate short",
                                     "bad size", "bad format", "negative extent")))
     error: type[Exception] | None = None
     size: Any = shape
@@ -590,7 +629,8 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
     elif variant == "a coordinate short":
         boxes, error = boxes[..., :-1], ShapeError
     elif variant == "bad size":  # (3,) or (3, 3) is a size of another dimension than the boxes'
-        size, error = draw(st.sampled_from(((0, 3), (3,) * (1 if dims > 1 else 2), (2.0, 3), "3x3", (True, 2),
+        size, error = draw(st.sampled_from(((0, 3), (3,) * (1 if dims > 1 else 2), (2.0, 3), "3x3",
+                                            (True, 2),
                                             (2, 2, 2, 2)))), ShapeError
     elif variant == "bad format":
         kwargs["box_format"], error = "cxcywh", OptionError
@@ -604,11 +644,13 @@ def boxes_to_mask_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any
 
 
 @st.composite
-def tile_index_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+def tile_index_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any],
+                                               type[Exception] | None]:
     """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.tile_index`."""
     spatial: Any = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     grid: Any = draw(st.integers(2, 4))
-    variant = draw(st.sampled_from(("good", "good", "good", "grid 1", "grid float", "grid bool", "3 sizes",
+    variant = draw(st.sampled_from(("good", "good", "good", "grid 1", "grid float", "grid bool",
+                                    "3 sizes",
                                     "zero size", "float size", "size string")))
     error: type[Exception] | None = None
     if variant == "grid 1":
@@ -629,7 +671,8 @@ def tile_index_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], 
 
 
 @st.composite
-def tune_threshold_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any], type[Exception] | None]:
+def tune_threshold_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, Any],
+                                                   type[Exception] | None]:
     """``(args, kwargs, expected error or None)`` for :func:`xaiscore.functional.tune_threshold`."""
     problem = draw(problems(edge=True))
     a, mask = problem.inputs["a"], problem.inputs["mask"]
@@ -637,9 +680,11 @@ def tune_threshold_calls(draw: st.DrawFn) -> tuple[tuple[Any, ...], dict[str, An
         "threshold_mode": draw(st.sampled_from(("min_max", "max_fraction", "quantile"))),
         "empty_prediction": draw(st.sampled_from(("nan", "zero"))),
     }
-    kwargs["thresholds"] = (0.2, 0.5, 1.0) if kwargs["threshold_mode"] == "max_fraction" else (0.0, 0.3, 0.7)
+    kwargs["thresholds"] = (0.2, 0.5,
+                            1.0) if kwargs["threshold_mode"] == "max_fraction" else (0.0, 0.3, 0.7)
     variant = draw(st.sampled_from(("good", "good", "good", "a NaN", "a integer", "mask not binary",
-                                    "mask one more sample", "thresholds decreasing", "thresholds above 1",
+                                    "mask one more "
+                                    "sample", "thresholds decreasing", "thresholds above 1",
                                     "mode otsu", "bad empty_prediction")))
     error: type[Exception] | None = None
     if variant == "a NaN":

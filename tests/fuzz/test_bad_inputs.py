@@ -15,7 +15,8 @@ from hypothesis import given
 
 from xaiscore._checks import XaiscoreError
 from xaiscore.specs import list_metrics
-from tests.fuzz.builders import BAD_INPUTS, FuzzNet, bad_input_cases, call, call_options, fuzzable, problems
+from tests.fuzz.builders import (BAD_INPUTS, FuzzNet, bad_input_cases, call, call_options, fuzzable,
+                                 problems)
 from tests.fuzz.examples import fuzz_settings
 
 CASES = [(spec, need, variant) for spec in list_metrics() if fuzzable(spec)

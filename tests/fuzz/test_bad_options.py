@@ -1,4 +1,5 @@
-"""A bad keyword option gives a typed error or a well-formed score: never a torch or Python exception.
+"""A bad keyword option gives a typed error or a well-formed score: never a torch or Python
+exception.
 
 For every registered metric, each keyword option of its kernel (read from the signature) is
 replaced in turn by values of the wrong type or outside any sensible range, chosen by the type of

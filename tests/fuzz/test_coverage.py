@@ -1,4 +1,5 @@
-"""Every registered metric and every public kernel is fuzzed, or listed with the reason it is not."""
+"""Every registered metric and every public kernel is fuzzed, or listed with the reason it is not.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def test_every_registered_metric_is_fuzzed_or_listed():
     ]
     assert not unfuzzed, (
         "Metrics neither fuzzed nor listed in tests/fuzz/builders.py NOT_YET_FUZZED: "
-        f"{unfuzzed}. Add a builder to NEED_BUILDERS and bad values to BAD_INPUTS, or list the metric."
+        f"{unfuzzed}. Add a builder to NEED_BUILDERS and bad values to BAD_INPUTS, or list the "
+        "metric."
     )
 
 
@@ -32,11 +34,13 @@ def test_every_public_kernel_is_fuzzed_or_listed():
     registered = {spec.fn for spec in list_metrics() if fuzzable(spec)}
     missing = [
         name for name in functional.__all__
-        if getattr(functional, name) not in registered and name not in EXTRA_FUNCTIONS and name not in NOT_YET_FUZZED
+        if getattr(functional, name) not in registered and name not in EXTRA_FUNCTIONS
+        and name not in NOT_YET_FUZZED
     ]
     assert not missing, (
-        f"Public functions of xaiscore.functional that the fuzz suite does not reach: {missing}. Register a "
-        "spec, add the function to EXTRA_FUNCTIONS, or list it in NOT_YET_FUZZED with the reason."
+        f"Public functions of xaiscore.functional that the fuzz suite does not reach: {missing}. "
+        "Register a spec, add the function to EXTRA_FUNCTIONS, or list it in NOT_YET_FUZZED with "
+        "the reason."
     )
 
 
@@ -52,4 +56,5 @@ def test_every_fuzzed_metric_has_bad_options_to_try():
 
 def test_extra_functions_are_public():
     assert set(EXTRA_FUNCTIONS) <= set(functional.__all__)
-    assert all(inspect.isfunction(inspect.unwrap(getattr(functional, name))) for name in EXTRA_FUNCTIONS)
+    assert all(inspect.isfunction(inspect.unwrap(getattr(functional, name)))
+               for name in EXTRA_FUNCTIONS)

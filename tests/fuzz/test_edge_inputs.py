@@ -1,4 +1,5 @@
-"""Valid edge inputs give a typed error or a well-formed value that agrees with split, permuted and chunked runs.
+"""Valid edge inputs give a typed error or a well-formed value that agrees with split, permuted and
+chunked runs.
 
 For every registered metric, hypothesis draws problems with edge cases (constant, tied, all-zero,
 one-hot, tiny or huge maps, half-precision attributions, empty and full masks, one sample,
@@ -48,7 +49,8 @@ def _score(spec, inputs, **options) -> torch.Tensor:
 
 
 def _same(actual, expected, problem, inputs, what):
-    torch.testing.assert_close(actual, expected, equal_nan=True, check_dtype=True, msg=lambda m: f"{what}: {m}",
+    torch.testing.assert_close(actual, expected, equal_nan=True, check_dtype=True,
+                               msg=lambda m: f"{what}: {m}",
                                **_tolerances(problem, inputs))
 
 
@@ -63,16 +65,19 @@ def test_edge_inputs_give_a_typed_error_or_a_consistent_score(spec):
             assert isinstance(error, (ValueError, TypeError))
             return
         batch = problem.batch
-        assert isinstance(score, torch.Tensor) and score.shape == (batch,), f"{spec.name}: {score!r}"
+        assert isinstance(score,
+                          torch.Tensor) and score.shape == (batch,), f"{spec.name}: {score!r}"
         assert score.is_floating_point() and score.device.type == "cpu"
-        assert not torch.isinf(score).any(), f"{spec.name} gave an infinite score: {score} ({problem.labels})"
+        assert not torch.isinf(
+            score).any(), f"{spec.name} gave an infinite score: {score} ({problem.labels})"
         chunked = _score(spec, problem.inputs, max_batch_size=1)
         _same(chunked, score, problem, problem.inputs, "max_batch_size=1")
         if spec.stochastic:
             _same(_score(spec, problem.inputs), score, problem, problem.inputs, "same seed")
             return
         permutation = torch.tensor(data.draw(st.permutations(range(batch)), label="permutation"))
-        _same(_score(spec, problem.subset(permutation)), score[permutation], problem, problem.inputs, "permuted")
+        _same(_score(spec, problem.subset(permutation)), score[permutation], problem,
+              problem.inputs, "permuted")
         if is_set_scope(spec) or batch == 1:
             return
         cut = data.draw(st.integers(1, batch - 1), label="cut")

@@ -1,6 +1,6 @@
-"""Public functions of ``xaiscore.functional`` that are not registered metrics, fuzzed with their own
-call generators (:data:`tests.fuzz.builders.EXTRA_FUNCTIONS`): the expected typed error for a bad
-call, a well-formed result that does not depend on the batch for a good one."""
+"""Public functions of ``xaiscore.functional`` that are not registered metrics, fuzzed with their
+own call generators (:data:`tests.fuzz.builders.EXTRA_FUNCTIONS`): the expected typed error for a
+bad call, a well-formed result that does not depend on the batch for a good one."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_boxes_to_mask_calls():
     def check(case):
         (boxes, size), kwargs, error = case
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # torch's "casting complex values discards the imaginary part"
+            # torch's "casting complex values discards the imaginary part"
+            warnings.simplefilter("error")
             if error is not None:
                 with pytest.raises(error):
                     function(boxes, size, **kwargs)
@@ -78,7 +79,8 @@ def test_tune_threshold_calls():
                 return
             try:
                 tuned = function(a, mask, **kwargs)
-            except XaiscoreError as unexpected:  # a problem the kernel does not take (e.g. a 4-D map)
+            # a problem the kernel does not take (e.g. a 4-D map)
+            except XaiscoreError as unexpected:
                 assert isinstance(unexpected, (ValueError, TypeError))
                 return
             batch, candidates = a.shape[0], len(kwargs["thresholds"])
@@ -94,5 +96,6 @@ def test_tune_threshold_calls():
 
 
 def test_every_extra_function_has_a_test_here():
-    tested = {name.removeprefix("test_").removesuffix("_calls") for name in globals() if name.startswith("test_")}
+    tested = {name.removeprefix("test_").removesuffix("_calls")
+              for name in globals() if name.startswith("test_")}
     assert set(EXTRA_FUNCTIONS) <= tested

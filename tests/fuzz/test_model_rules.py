@@ -1,12 +1,13 @@
-"""The model rules of ``docs/conventions.md``, checked for every registered metric that holds a model.
+"""The model rules of ``docs/conventions.md``, checked for every registered metric that holds a
+model.
 
 * NaN logits: with ``validate`` (the default), a kernel that was handed a NaN logit by the model
   raises :class:`NonFiniteError`, whether on the inputs or on perturbed copies, in every
   ``on_prediction_change`` mode.
 * Integer (or bool) logits: :class:`ModelOutputError` from every kernel that reads logits.
-* Training mode: every kernel runs a model it holds (``forward_fn``/``model`` as an ``nn.Module``, or
-  the ``model`` of an explain function) in evaluation mode and gives every submodule its flag back;
-  batch norm running statistics never change, and the score equals that of the model in
+* Training mode: every kernel runs a model it holds (``forward_fn``/``model`` as an ``nn.Module``,
+  or the ``model`` of an explain function) in evaluation mode and gives every submodule its flag
+  back; batch norm running statistics never change, and the score equals that of the model in
   evaluation mode.
 * ``meta`` tensors: :class:`DeviceError` before any value is read.
 * Targets: a negative target, or one beyond the model's classes, is refused before any
@@ -58,7 +59,8 @@ def _prediction_modes(spec) -> list[str | None]:
     return ["keep", "exclude", "nan"] if "on_prediction_change" in parameters(spec) else [None]
 
 
-MODEL_CASES = [(spec, mode) for spec in SPECS if _holds_model(spec) for mode in _prediction_modes(spec)]
+MODEL_CASES = [(spec, mode) for spec in SPECS if _holds_model(spec)
+               for mode in _prediction_modes(spec)]
 
 
 def _with_model(spec, problem, model, mode):
@@ -82,13 +84,16 @@ def _quiet_call(spec, inputs, options):
         return call(spec, inputs, options)
 
 
-@pytest.mark.parametrize(("spec", "mode"), MODEL_CASES, ids=[f"{s.name}-{m}" for s, m in MODEL_CASES])
-@pytest.mark.parametrize("first_nan_call", [0, 1], ids=["nan-from-first-call", "nan-from-second-call"])
+@pytest.mark.parametrize(("spec", "mode"), MODEL_CASES,
+                         ids=[f"{s.name}-{m}" for s, m in MODEL_CASES])
+@pytest.mark.parametrize("first_nan_call", [0, 1],
+                         ids=["nan-from-first-call", "nan-from-second-call"])
 def test_a_nan_logit_that_reaches_a_kernel_raises(spec, mode, first_nan_call):
     @fuzz_settings(scale=0.25)
     @given(problem=problems(edge=False))
     def check(problem):
-        model = FuzzNet(problem.channels * problem.n_features, problem.n_classes, nan_from_call=first_nan_call)
+        model = FuzzNet(problem.channels * problem.n_features, problem.n_classes,
+                        nan_from_call=first_nan_call)
         inputs, options = _with_model(spec, problem, model.eval(), mode)
         FuzzNet.calls.clear()
         try:
@@ -97,7 +102,8 @@ def test_a_nan_logit_that_reaches_a_kernel_raises(spec, mode, first_nan_call):
             assert len(FuzzNet.calls) > first_nan_call, "NonFiniteError without a NaN logit"
             return
         except XaiscoreError:
-            # A problem this kernel does not take (the same error without NaN): no model output judged.
+            # A problem this kernel does not take (the same error without NaN): no model output
+            # judged.
             with pytest.raises(XaiscoreError):
                 _quiet_call(spec, *_with_model(spec, problem, problem.inputs["model"], mode))
             return
@@ -118,7 +124,8 @@ class _IntegerNet(nn.Module):
         return (self.inner(x) * 10).long()
 
 
-READS_LOGITS = [spec for spec, mode in MODEL_CASES if mode in (None, "keep") and spec.name not in LOGITS_NOT_READ]
+READS_LOGITS = [spec for spec, mode in MODEL_CASES if mode in (None, "keep")
+                and spec.name not in LOGITS_NOT_READ]
 
 
 @pytest.mark.parametrize("spec", READS_LOGITS, ids=lambda spec: spec.name)
@@ -126,7 +133,8 @@ def test_integer_logits_are_refused(spec):
     @fuzz_settings(scale=0.25)
     @given(problem=problems(edge=False))
     def check(problem):
-        inputs, options = _with_model(spec, problem, _IntegerNet(problem.inputs["model"]).eval(), None)
+        inputs, options = _with_model(spec, problem, _IntegerNet(problem.inputs["model"]).eval(),
+                                      None)
         try:
             _quiet_call(spec, inputs, options)
         except ModelOutputError as error:
@@ -149,7 +157,8 @@ def test_the_integer_logit_exemptions_are_registered_metrics():
 
 
 class TrainNet(nn.Module):
-    """Batch norm and dropout: in training mode rows mix, running statistics move, outputs are random."""
+    """Batch norm and dropout: in training mode rows mix, running statistics move, outputs are
+    random."""
 
     def __init__(self, n_inputs: int, n_classes: int) -> None:
         super().__init__()
@@ -161,9 +170,11 @@ class TrainNet(nn.Module):
         self.frozen = nn.Identity().eval()  # a submodule with its own flag: given back as it was
         with torch.no_grad():
             for parameter in self.parameters():
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
+                parameter.copy_(torch.randn(parameter.shape, generator=generator,
+                                            dtype=torch.float64))
             self.norm.running_mean.copy_(torch.randn(6, generator=generator, dtype=torch.float64))
-            self.norm.running_var.copy_(torch.rand(6, generator=generator, dtype=torch.float64) + 0.5)
+            self.norm.running_var.copy_(torch.rand(6, generator=generator, dtype=torch.float64)
+                                        + 0.5)
 
     def forward(self, x):
         hidden = self.hidden(x.reshape(x.shape[0], -1).double())
@@ -178,7 +189,8 @@ class ModelExplainer:
 
     def __call__(self, x, target):
         with torch.no_grad():
-            logit = self.model(x).gather(1, target.reshape(-1, 1)).reshape((-1,) + (1,) * (x.ndim - 1))
+            logit = self.model(x).gather(1, target.reshape(-1, 1)).reshape((-1,) + (1,)
+                                                                           * (x.ndim - 1))
         return (x - logit) ** 2  # neither scale- nor rank-invariant in the logit
 
 
@@ -261,7 +273,8 @@ def test_a_bad_target_never_reaches_the_explain_function(spec, shift):
         recorder = RecordingExplainer()
         inputs, options = _with_model(spec, problem, problem.inputs["model"], None)
         target = problem.inputs["target"]
-        inputs["target"] = target - problem.n_classes if shift == "negative" else target + problem.n_classes
+        inputs["target"] = (target - problem.n_classes if shift == "negative"
+                            else target + problem.n_classes)
         if "explain_fn" in spec.needs:
             inputs["explain_fn"] = recorder
         else:
@@ -270,7 +283,9 @@ def test_a_bad_target_never_reaches_the_explain_function(spec, shift):
             options["forward_fn"] = problem.inputs["model"]
         with pytest.raises(XaiscoreError) as raised:
             _quiet_call(spec, inputs, options)
-        assert recorder.targets == [], f"{spec.name} called the explain function with {recorder.targets}"
+        assert recorder.targets == [], (
+            f"{spec.name} called the explain function with {recorder.targets}"
+        )
         if not isinstance(raised.value, OptionError) or "target" not in str(raised.value):
             # Refused for another reason: only where the problem itself does not suit the kernel.
             with pytest.raises(type(raised.value)):

@@ -22,5 +22,6 @@ def tiny_model():
     from xaiscore.harness.models import SmallCNN, train_model
 
     model = SmallCNN(1, 2, width=4, generator=torch.Generator().manual_seed(0))
-    train_model(model, make_synthetic_dataset(32, size=(32, 32), seed=11), epochs=1, batch_size=16, seed=0)
+    train_model(model, make_synthetic_dataset(32, size=(32, 32), seed=11), epochs=1, batch_size=16,
+                seed=0)
     return model.eval()

@@ -39,7 +39,8 @@ options = {{ deletion = {{ features_per_step = 0.25 }} }}
 """
 
 
-def write_config(folder: Path, metrics: str = '["pointing_game", "sparseness", "deletion"]', **extra: str) -> Path:
+def write_config(folder: Path, metrics: str = '["pointing_game", "sparseness", "deletion"]',
+                 **extra: str) -> Path:
     text = CONFIG.format(metrics=metrics)
     for key, value in extra.items():
         text = f"{key} = {value}\n" + text
@@ -92,7 +93,7 @@ def test_missing_files_are_named(tmp_path, capsys):
         out: run
         model: {kind: factory, factory: "tests.harness.test_models:build_tiny", state_dict: weights/missing.pt}
         metrics: [sparseness]
-    """))
+    """))  # noqa: E501
     assert main(["run", str(config)]) == 2
     assert f"{tmp_path / 'weights' / 'missing.pt'}' does not exist" in capsys.readouterr().err
     maps = tmp_path / "maps.yaml"
@@ -111,7 +112,8 @@ def test_missing_files_are_named(tmp_path, capsys):
 
 
 def test_python_dash_m_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "xaiscore", "--version"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "xaiscore", "--version"], cwd=ROOT,
+                          capture_output=True, text=True,
                           check=True)
     assert done.stdout.startswith("xaiscore ")
 
@@ -126,7 +128,8 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     config = parse_config(raw)
     assert {"Saliency", "random", "constant", "GradCAM"} <= {m.name for m in config.methods}
     assert config.metrics.include == "all"
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "8", "--size", "24", "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "8", "--size", "24",
+                 "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"Report:  {tmp_path / 'demo' / 'report.html'}" in out
     ds = load_dataset(tmp_path / "demo" / "results.nc")
@@ -134,14 +137,16 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     from xaiscore.harness.set_results import set_metric_variables
 
     scored = set(metric_variables(ds)) | set(set_metric_variables(ds))  # per-sample and set-level
-    # Mosaic metrics need `tiles`, which the synthetic demo dataset does not build: skipped with a reason.
+    # Mosaic metrics need `tiles`, which the synthetic demo dataset does not build: skipped with a
+    # reason.
     mosaic = {s.name for s in list_metrics() if "tiles" in s.needs}
     assert scored == {s.name for s in list_metrics()} - mosaic
     skipped = json.loads(ds.attrs["skipped"])
     assert set(skipped) == mosaic
     assert all("tiles" in reason for name in mosaic for reason in skipped[name].values())
     assert set(set_metric_variables(ds)) == {s.name for s in list_metrics(scope="set")}
-    assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75  # the demo model learned the task
+    # the demo model learned the task
+    assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75
     # the ViT beside the CNN, scored through the re-explaining metrics too (issue 22)
     explainers = set(ds["explainer"].values.tolist())
     assert {"cnn/GradCAM", "vit/rollout", "vit/chefer", "vit/RISE", "vit/random"} <= explainers

@@ -1,4 +1,5 @@
-"""Config files: TOML and YAML parse alike, paths resolve, and every bad entry names its file and key."""
+"""Config files: TOML and YAML parse alike, paths resolve, and every bad entry names its file and
+key."""
 
 from __future__ import annotations
 
@@ -85,16 +86,19 @@ def test_toml_and_yaml_give_the_same_config(tmp_path):
     assert from_toml.with_overrides(source="x") == from_yaml.with_overrides(source="x")
     config = from_toml
     assert config.out == str(tmp_path / "runs/first")
-    assert config.dataset.kind == "nih" and config.dataset.options["root"] == str(tmp_path / "data/nih")
+    assert config.dataset.kind == "nih" and config.dataset.options["root"] == str(tmp_path
+                                                                                  / "data/nih")
     assert config.dataset.options["class_names"] == ["No Finding", "Nodule"]
     assert config.model.state_dict == str(tmp_path / "weights/model.pt")
     assert [(m.name, m.method) for m in config.methods] == [
         ("Saliency", "Saliency"), ("gradcam", "LayerGradCam"), ("mine", "precomputed")]
     assert config.methods[1].options == {"layer": "features.6"}
     assert config.methods[2].options["path"] == str(tmp_path / "maps/a.pt")
-    assert (config.seed, config.batch_size, config.max_batch_size, config.target, config.repeats) == (
+    assert (config.seed, config.batch_size, config.max_batch_size, config.target,
+            config.repeats) == (
         3, 4, 32, "predicted", 2)
-    assert (config.on_error, config.save_attributions, config.report, config.n_examples) == ("record", True, False, 2)
+    assert (config.on_error, config.save_attributions, config.report, config.n_examples) == (
+        "record", True, False, 2)
     assert [s.name for s in select_metrics(config.metrics)] == ["pointing_game"]
     assert config.metrics.options == {"pointing_game": {"tolerance": 2.0}}
 
@@ -158,7 +162,8 @@ def test_unreadable_files(tmp_path):
 def test_metric_options_are_checked_against_the_kernel():
     planned = plan_metrics(["pointing_game"], {"pointing_game": {"tolerance": 1.5}})
     assert planned[0].options["tolerance"] == 1.5
-    with pytest.raises(ConfigError, match=r"'pointing_game' has no option\(s\) \['tolerence'\].*'tolerance'"):
+    with pytest.raises(ConfigError,
+                       match=r"'pointing_game' has no option\(s\) \['tolerence'\].*'tolerance'"):
         plan_metrics(["pointing_game"], {"pointing_game": {"tolerence": 1.5}})
     with pytest.raises(ConfigError, match=r"name its inputs \['mask'\]"):
         plan_metrics(["pointing_game"], {"pointing_game": {"mask": None}})

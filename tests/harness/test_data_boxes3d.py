@@ -23,9 +23,11 @@ def reference_mask(boxes, size, rule):
             for i in range(height):
                 for j in range(width):
                     if rule == "center":
-                        inside = (x0 <= j + 0.5 < x1) and (y0 <= i + 0.5 < y1) and (z0 <= k + 0.5 < z1)
+                        inside = (x0 <= j + 0.5 < x1) and (y0 <= i + 0.5 < y1) and (z0 <= k + 0.5
+                                                                                    < z1)
                     else:
-                        overlap = [min(b, c + 1) - max(a, c) for a, b, c in ((x0, x1, j), (y0, y1, i), (z0, z1, k))]
+                        overlap = [min(b, c + 1) - max(a, c) for a, b, c in ((x0, x1, j), (
+                            y0, y1, i), (z0, z1, k))]
                         inside = all(v > 0 for v in overlap)
                     out[k, i, j] |= inside
     return out
@@ -37,7 +39,8 @@ box = st.tuples(*(st.floats(0, 6, allow_nan=False) for _ in range(3)),
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(box, max_size=3), min_size=1, max_size=3), st.sampled_from(["center", "cover"]))
+@given(st.lists(st.lists(box, max_size=3), min_size=1, max_size=3),
+       st.sampled_from(["center", "cover"]))
 def test_rasterize_matches_voxel_loop(boxes, rule):
     size = (5, 6, 7)
     tensors = [torch.tensor(b, dtype=torch.float64).reshape(-1, 6) for b in boxes]
@@ -75,7 +78,8 @@ def test_mask_boxes_3d_uses_26_connectivity():
 
 def test_check_box3d_clips_or_raises():
     shape = (4, 5, 6)
-    assert check_box3d((1, 1, 1, 2, 2, 2), shape, clip=False, file="f", row=2, where="volume a") == (
+    assert check_box3d((1, 1, 1, 2, 2, 2), shape, clip=False, file="f", row=2,
+                       where="volume a") == (
         1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
     assert check_box3d((-1, 0, 0, 7, 5, 4), shape, clip=True, file="f", row=2, where="v") == (
         0.0, 0.0, 0.0, 6.0, 5.0, 4.0)
@@ -93,6 +97,7 @@ def test_collate_volumes_rasterises_boxes():
     expected = torch.zeros(3, 4, 5, dtype=torch.bool)
     expected[2, 0:2, 1:3] = True
     assert torch.equal(batch.mask[1, 0], expected)
-    bad = SampleRecord(torch.zeros(1, 3, 4, 5), 1, torch.zeros(1, 4), ("Lesion",), None, "b", "Lesion")
+    bad = SampleRecord(torch.zeros(1, 3, 4, 5), 1, torch.zeros(1, 4), ("Lesion",), None, "b",
+                       "Lesion")
     with pytest.raises(ShapeError, match=r"\(N, 6\)"):
         collate([bad])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.harness.data_fixtures import box_mask, encode_rle, gradient, runs_of, write_png, write_text
+from tests.harness.data_fixtures import (box_mask, encode_rle, gradient, runs_of, write_png,
+                                         write_text)
 from xaiscore import OptionError
 from xaiscore.harness.data import DatasetError, collate, read_coco
 
@@ -27,7 +28,7 @@ def coco_json(**overrides):
             {"id": 10, "image_id": 1, "category_id": 3, "bbox": [1, 1, 3, 2],
              "segmentation": [[1, 1, 4, 1, 4, 3, 1, 3]], "iscrowd": 0},
             {"id": 11, "image_id": 1, "category_id": 3, "bbox": [5, 1, 3, 2],
-             "segmentation": {"size": [8, 8], "counts": encode_rle(runs_of(rle_mask))}, "iscrowd": 1},
+             "segmentation": {"size": [8, 8], "counts": encode_rle(runs_of(rle_mask))}, "iscrowd": 1},  # noqa: E501
             {"id": 12, "image_id": 1, "category_id": 7, "bbox": [0, 4, 8, 4]},
             {"id": 13, "image_id": 2, "category_id": 7, "bbox": [4, 2, 8, 4],
              "segmentation": [[4, 2, 12, 2, 12, 6, 4, 6]]},
@@ -50,7 +51,8 @@ def test_samples_boxes_and_classes(coco_root):
     assert dataset.class_names == ("Nodule", "Mass")  # category-id order: 3, 7
     assert [r.source_id for r in dataset] == ["a.png:Nodule", "a.png:Mass", "b.png:Mass"]
     nodule, mass, scaled = list(dataset)
-    assert nodule.boxes.tolist() == [[1.0, 1.0, 4.0, 3.0], [5.0, 1.0, 8.0, 3.0]] and nodule.label == 0
+    assert (nodule.boxes.tolist() == [[1.0, 1.0, 4.0, 3.0], [5.0, 1.0, 8.0, 3.0]]
+            and nodule.label == 0)
     assert nodule.meta["iscrowd"] and nodule.meta["segmentation"]
     assert mass.label == 1 and mass.mask is None and not mass.meta["segmentation"]
     assert scaled.boxes.tolist() == [[2.0, 2.0, 6.0, 6.0]]  # x halved (16 -> 8), y kept
@@ -65,7 +67,8 @@ def test_segmentations_become_the_mask(coco_root):
     assert torch.equal(scaled.mask[0], box_mask(8, 8, [(2, 2, 6, 6)]))
     boxes_only = read_coco(coco_root / "annotations.json", use_segmentation=False)[0]
     assert boxes_only.mask is None
-    assert torch.equal(collate([boxes_only]).mask[0, 0], box_mask(8, 8, [(1, 1, 4, 3), (5, 1, 8, 3)]))
+    assert torch.equal(collate([boxes_only]).mask[0, 0], box_mask(8, 8, [(1, 1, 4, 3), (5, 1, 8,
+                                                                                        3)]))
 
 
 def test_negatives_and_class_names(coco_root):

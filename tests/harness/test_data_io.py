@@ -25,11 +25,13 @@ def test_load_image_scales_by_bit_depth(tmp_path):
     torch.testing.assert_close(load_image(write_png(tmp_path / "a.png", eight))[0],
                                torch.tensor([[0.0, 0.2], [0.8, 1.0]]))
     sixteen = np.array([[0, 65535]], np.uint16)
-    torch.testing.assert_close(load_image(write_png(tmp_path / "b.png", sixteen))[0], torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(load_image(write_png(tmp_path / "b.png", sixteen))[0],
+                               torch.tensor([[0.0, 1.0]]))
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[..., 2] = 255
     assert load_image(write_png(tmp_path / "c.png", rgb)).shape == (3, 2, 2)
-    torch.testing.assert_close(load_image(tmp_path / "c.png", channels=1), torch.full((1, 2, 2), 0.114))
+    torch.testing.assert_close(load_image(tmp_path / "c.png", channels=1),
+                               torch.full((1, 2, 2), 0.114))
     with pytest.raises(DatasetError, match="image file not found"):
         load_image(tmp_path / "nope.png")
 
@@ -37,7 +39,8 @@ def test_load_image_scales_by_bit_depth(tmp_path):
 def test_read_csv_rows_handles_bom_blank_lines_and_short_rows(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("\ufeff a , b \n1,2\n\n3\n", encoding="utf-8")
-    assert list(read_csv_rows(path, required=("a", "b"))) == [(2, {"a": "1", "b": "2"}), (4, {"a": "3", "b": None})]
+    assert list(read_csv_rows(path, required=("a", "b"))) == [(2, {"a": "1", "b": "2"}),
+                                                              (4, {"a": "3", "b": None})]
     with pytest.raises(DatasetError, match="header") as info:
         list(read_csv_rows(write_text(tmp_path / "empty.csv", ""), required=("a",)))
     assert info.value.row == 1
@@ -60,7 +63,8 @@ def test_image_locator_searches_sub_folders_once(tmp_path):
 
 
 def test_registry_lists_every_reader_and_checks_options(tmp_path):
-    assert set(READERS) == {"synthetic", "nih", "rsna", "vindr", "coco", "voc", "mask_folder", "mvtec",
+    assert set(READERS) == {"synthetic", "nih", "rsna", "vindr", "coco", "voc", "mask_folder",
+                            "mvtec",
                             "synthetic3d", "nifti", "dicom_series"}
     assert all(callable(get_reader(kind)) for kind in READERS)
     with pytest.raises(OptionError, match="Did you mean 'vindr'"):
@@ -76,7 +80,8 @@ def test_open_dataset_with_geometry_options(tmp_path):
                                                  "a.png,Mass,0,0,512,256,,,\nb.png,Mass,0,0,512,256,,,\n")
     write_png(tmp_path / "a.png", gradient(32, 64))
     (tmp_path / "b.png").write_bytes(b"broken")
-    dataset = open_dataset("nih", root=str(tmp_path), resize=[16, 16], letterbox=True, on_error="skip", verify=True)
+    dataset = open_dataset("nih", root=str(tmp_path), resize=[16, 16], letterbox=True,
+                           on_error="skip", verify=True)
     assert isinstance(dataset, RecordDataset) and len(dataset) == 1 and len(dataset.skipped) == 1
     record = dataset[0]
     # 32 x 64 image letterboxed into 16 x 16: scaled by 1/4 and padded 4 rows above
@@ -89,7 +94,8 @@ def test_open_dataset_with_geometry_options(tmp_path):
 def test_end_to_end_synthetic_batches_feed_the_metrics():
     dataset = open_dataset("synthetic", n=8, size=[32, 32], seed=0)
     for batch in iterate_batches(dataset, 4):
-        oracle = batch.mask.float() + 1e-3 * batch.x  # an attribution that points at the ground truth
+        # an attribution that points at the ground truth
+        oracle = batch.mask.float() + 1e-3 * batch.x
         score = pointing_game(oracle, batch.mask)
         positive = batch.labels > 0
         assert score[positive].eq(1).all() and score[~positive].isnan().all()
@@ -98,7 +104,8 @@ def test_end_to_end_synthetic_batches_feed_the_metrics():
 
 
 def test_file_datasets_pickle_for_dataloader_workers(tmp_path):
-    """Loaders and mask builders are picklable (DataLoader workers under spawn, distributed ranks)."""
+    """Loaders and mask builders are picklable (DataLoader workers under spawn, distributed ranks).
+    """
     import json
     import pickle
 
@@ -123,5 +130,6 @@ def test_file_datasets_pickle_for_dataloader_workers(tmp_path):
     for dataset in datasets:
         copy = pickle.loads(pickle.dumps(dataset))
         original, restored = dataset[0], copy[0]
-        assert torch.equal(original.image, restored.image) and torch.equal(original.mask, restored.mask)
+        assert torch.equal(original.image, restored.image) and torch.equal(original.mask,
+                                                                           restored.mask)
         assert torch.equal(original.boxes, restored.boxes) and original.mask.any()

@@ -30,7 +30,8 @@ def test_mask_folder_positives_negatives_and_component_boxes(tmp_path):
     assert torch.equal(positive.mask[0], torch.from_numpy(blob_mask() > 0))
     assert positive.boxes.tolist() == [[3.0, 2.0, 7.0, 5.0], [11.0, 9.0, 13.0, 14.0]]
     assert positive.box_labels == ("Tumour", "Tumour")
-    assert negative.finding == "No Finding" and negative.mask is None and negative.boxes.shape == (0, 4)
+    assert (negative.finding == "No Finding" and negative.mask is None
+            and negative.boxes.shape == (0, 4))
     batch = next(iterate_batches(dataset, 2))
     assert torch.equal(batch.mask[0, 0], positive.mask[0]) and not batch.mask[1].any()
 
@@ -113,7 +114,8 @@ def test_mvtec_binary_and_defect_labels(mvtec_root):
 
 def test_mvtec_defect_image_without_mask(mvtec_root):
     (mvtec_root / "ground_truth" / "contamination" / "001_mask.png").unlink()
-    with pytest.raises(DatasetError, match="missing mask for defect image contamination/001.png") as info:
+    with pytest.raises(DatasetError,
+                       match="missing mask for defect image contamination/001.png") as info:
         read_mvtec(mvtec_root)
     assert info.value.file.endswith("001_mask.png")
     skipping = read_mvtec(mvtec_root, on_error="skip")

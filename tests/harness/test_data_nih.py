@@ -12,13 +12,15 @@ from xaiscore.harness.data import DatasetError, Skip, collate, iterate_batches, 
 from xaiscore.harness.data.nih import NIH_CLASSES
 
 HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
-ENTRY_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-                "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n")
+ENTRY_HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n")
 
 
 @pytest.fixture
 def nih_root(tmp_path):
-    """Three boxed images (one with two findings), two negatives, 32 x 32 PNGs in images_001/images."""
+    """Three boxed images (one with two findings), two negatives, 32 x 32 PNGs in images_001/images.
+    """
     write_text(tmp_path / "BBox_List_2017.csv", HEADER + (
         "00000001_000.png,Nodule,256,512,128,64,,,\n"
         "00000002_000.png,Infiltrate,0,0,1024,512,,,\n"
@@ -52,7 +54,8 @@ def test_samples_per_image_and_finding_with_scaled_boxes(nih_root):
     atelectasis = dataset[1]
     torch.testing.assert_close(atelectasis.boxes, torch.tensor([[96.5, 64.25, 396.5, 264.25]]) / 32)
     infiltration = dataset[2]
-    assert infiltration.finding == "Infiltration" and infiltration.boxes.tolist() == [[0.0, 0.0, 32.0, 16.0]]
+    assert (infiltration.finding == "Infiltration"
+            and infiltration.boxes.tolist() == [[0.0, 0.0, 32.0, 16.0]])
     assert nodule.image.shape == (1, 32, 32)
     torch.testing.assert_close(nodule.image[0], torch.from_numpy(gradient(32, 32)).float() / 255)
     assert nodule.meta["finding_labels"] == ("Atelectasis", "Nodule")
@@ -66,7 +69,8 @@ def test_samples_per_image_and_finding_with_scaled_boxes(nih_root):
 def test_negatives_come_from_the_label_file(nih_root):
     everything = read_nih_chestxray14(nih_root, negatives=True)
     negatives = [r for r in everything if r.finding == "No Finding"]
-    assert [r.source_id for r in negatives] == ["00000004_000.png:No Finding", "00000005_000.png:No Finding"]
+    assert [r.source_id for r in negatives] == ["00000004_000.png:No Finding",
+                                                "00000005_000.png:No Finding"]
     assert all(r.label == 0 and r.boxes.shape == (0, 4) for r in negatives)
     assert not collate(negatives).mask.any()
     assert len(read_nih_chestxray14(nih_root, negatives=1)) == 5
@@ -80,11 +84,14 @@ def test_canvas_option_and_image_dir(nih_root, tmp_path_factory):
     small = tmp_path_factory.mktemp("small")
     write_text(small / "boxes.csv", HEADER + "a.png,Mass,4,8,10,6,,,\n")
     write_png(small / "pngs" / "a.png", gradient(16, 24))
-    dataset = read_nih_chestxray14(small, bbox_csv="boxes.csv", image_dir=small / "pngs", canvas_size=(16, 24),
+    dataset = read_nih_chestxray14(small, bbox_csv="boxes.csv", image_dir=small / "pngs",
+                                   canvas_size=(16, 24),
                                    data_entry_csv=False)
     assert dataset[0].boxes.tolist() == [[4.0, 8.0, 14.0, 14.0]]
-    native = read_nih_chestxray14(small, bbox_csv="boxes.csv", canvas_size=None, data_entry_csv=False)
-    assert native[0].boxes.tolist() == [[4.0, 8.0, 14.0, 14.0]] and native[0].meta["canvas_size"] == (16, 24)
+    native = read_nih_chestxray14(small, bbox_csv="boxes.csv", canvas_size=None,
+                                  data_entry_csv=False)
+    assert (native[0].boxes.tolist() == [[4.0, 8.0, 14.0, 14.0]]
+            and native[0].meta["canvas_size"] == (16, 24))
 
 
 def test_rgba_images_become_grey_or_rgb(tmp_path):
@@ -114,7 +121,8 @@ def _located(error_info, file_name, row):
     ("00000001_000.png,Nodule,1,1,10,,,,", 3, "expected a number in column 'h\\]'"),
 ])
 def test_bad_rows_raise_naming_file_and_row(tmp_path, line, row_text, reason):
-    write_text(tmp_path / "BBox_List_2017.csv", HEADER + "00000001_000.png,Mass,0,0,64,64,,,\n" + line + "\n")
+    write_text(tmp_path / "BBox_List_2017.csv",
+               HEADER + "00000001_000.png,Mass,0,0,64,64,,,\n" + line + "\n")
     write_png(tmp_path / "00000001_000.png", gradient(32, 32))
     with pytest.raises(DatasetError, match=reason) as info:
         read_nih_chestxray14(tmp_path)
@@ -133,21 +141,26 @@ def test_skip_mode_drops_the_whole_image_and_reports_it(tmp_path):
         write_png(tmp_path / f"{name}.png", gradient(8, 8))
     dataset = read_nih_chestxray14(tmp_path, on_error="skip")
     assert [r.source_id for r in dataset] == ["d.png:Mass"]
-    assert [(s.row, s.reason.split(" ")[0]) for s in dataset.skipped] == [(3, "box"), (4, "unknown"), (5, "image")]
-    assert all(isinstance(s, Skip) and s.source.endswith("BBox_List_2017.csv") for s in dataset.skipped)
+    assert [(s.row, s.reason.split(" ")[0]) for s in dataset.skipped] == [
+        (3, "box"), (4, "unknown"), (5, "image")]
+    assert all(isinstance(s, Skip) and s.source.endswith("BBox_List_2017.csv")
+               for s in dataset.skipped)
 
 
 def test_clip_boxes_keeps_boxes_that_stick_out(tmp_path):
-    write_text(tmp_path / "BBox_List_2017.csv", HEADER + "a.png,Mass,1000,-24,100,100,,,\na.png,Mass,1100,0,10,10,,,\n")
+    write_text(tmp_path / "BBox_List_2017.csv",
+               HEADER + "a.png,Mass,1000,-24,100,100,,,\na.png,Mass,1100,0,10,10,,,\n")
     write_png(tmp_path / "a.png", gradient(32, 32))
     with pytest.raises(DatasetError, match="entirely outside"):
         read_nih_chestxray14(tmp_path, clip_boxes=True)
     write_text(tmp_path / "BBox_List_2017.csv", HEADER + "a.png,Mass,1000,-24,100,100,,,\n")
-    assert read_nih_chestxray14(tmp_path, clip_boxes=True)[0].boxes.tolist() == [[31.25, 0.0, 32.0, 2.375]]
+    assert read_nih_chestxray14(tmp_path, clip_boxes=True)[0].boxes.tolist() == [[31.25, 0.0, 32.0,
+                                                                                  2.375]]
 
 
 def test_corrupt_png_is_reported_when_loaded(tmp_path):
-    write_text(tmp_path / "BBox_List_2017.csv", HEADER + "a.png,Mass,0,0,64,64,,,\nb.png,Mass,0,0,64,64,,,\n")
+    write_text(tmp_path / "BBox_List_2017.csv",
+               HEADER + "a.png,Mass,0,0,64,64,,,\nb.png,Mass,0,0,64,64,,,\n")
     write_png(tmp_path / "a.png", gradient(8, 8))
     (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     dataset = read_nih_chestxray14(tmp_path)

@@ -55,7 +55,8 @@ def test_polygon_mask_matches_ray_casting_reference(polygon):
 def test_polygon_mask_agrees_with_matplotlib_on_generic_polygons(polygon):
     from matplotlib.path import Path
 
-    centres = np.stack(np.meshgrid(np.arange(13) + 0.5, np.arange(10) + 0.5), axis=-1).reshape(-1, 2)
+    centres = np.stack(np.meshgrid(np.arange(13) + 0.5, np.arange(10) + 0.5),
+                       axis=-1).reshape(-1, 2)
     expected = Path(np.array(polygon).reshape(-1, 2)).contains_points(centres).reshape(10, 13)
     got = polygon_mask([polygon], (10, 13)).numpy()
     # generic vertices: a centre on the boundary is (almost surely) impossible; allow none
@@ -73,7 +74,8 @@ def test_polygons_unite_and_scale():
     square = [0, 0, 2, 0, 2, 2, 0, 2]
     other = [4, 4, 6, 4, 6, 6, 4, 6]
     assert polygon_mask([square, other], (6, 6)).sum() == 8
-    assert torch.equal(polygon_mask([square], (4, 4), scale=(2.0, 2.0)), box_mask(4, 4, [(0, 0, 4, 4)]))
+    assert torch.equal(polygon_mask([square], (4, 4), scale=(2.0, 2.0)), box_mask(4, 4,
+                                                                                  [(0, 0, 4, 4)]))
     with pytest.raises(ShapeError):
         polygon_mask([[0, 0, 1, 1]], (3, 3))
     with pytest.raises(ShapeError):
@@ -96,7 +98,8 @@ def test_rle_round_trips_through_both_encodings(height, width, data):
     runs = runs_of(mask)
     assert decode_rle_counts(encode_rle(runs)) == runs
     np.testing.assert_array_equal(rle_mask({"size": [height, width], "counts": runs}).numpy(), mask)
-    np.testing.assert_array_equal(rle_mask({"size": [height, width], "counts": encode_rle(runs)}).numpy(), mask)
+    np.testing.assert_array_equal(rle_mask({"size": [height, width],
+                                            "counts": encode_rle(runs)}).numpy(), mask)
 
 
 def test_rle_is_column_major_and_checked():

@@ -105,7 +105,8 @@ def test_collate_rejects_bad_input():
 def test_collate_one_dimensional_records():
     plain = SampleRecord(torch.rand(2, 10), 0, torch.zeros(0, 4), (), None, "a", "No Finding")
     assert collate([plain]).mask.shape == (1, 1, 10) and not collate([plain]).mask.any()
-    boxed = SampleRecord(torch.rand(2, 10), 1, torch.tensor([[0.0, 0.0, 1.0, 1.0]]), ("x",), None, "b", "x")
+    boxed = SampleRecord(torch.rand(2, 10), 1, torch.tensor([[0.0, 0.0, 1.0, 1.0]]), ("x",), None,
+                         "b", "x")
     with pytest.raises(ShapeError, match="2-D"):
         collate([boxed])
 
@@ -148,7 +149,8 @@ def test_iterate_batches_skips_and_records_failures_once():
     for _ in range(2):  # a second pass must not duplicate the skip entries
         batches = list(iterate_batches(dataset, 2))
         assert [b.source_ids for b in batches] == [["r0", "r2"], ["r3", "r5"]]
-    assert dataset.skipped == [Skip("img1.png", 3, "corrupt image"), Skip("img4.png", 6, "corrupt image")]
+    assert dataset.skipped == [Skip("img1.png", 3, "corrupt image"), Skip("img4.png", 6,
+                                                                          "corrupt image")]
 
 
 def test_iterate_batches_raises_when_asked():
@@ -189,7 +191,8 @@ def test_dataset_error_is_a_located_value_error_and_pickles():
     assert isinstance(error, XaiscoreError) and isinstance(error, ValueError)
     assert str(error) == "labels.csv, row 7: unknown finding 'X'"
     copy = pickle.loads(pickle.dumps(error))
-    assert (copy.file, copy.row, copy.reason, str(copy)) == (error.file, error.row, error.reason, str(error))
+    assert (copy.file, copy.row, copy.reason, str(copy)) == (error.file, error.row, error.reason,
+                                                             str(error))
     assert str(DatasetError("broken")) == "<data>: broken"
 
 
@@ -204,7 +207,8 @@ def test_skip_log_policy():
 
 
 def test_record_with_updates_merges_meta():
-    r = SampleRecord(torch.zeros(1, 2, 2), 0, torch.zeros(0, 4), (), None, "a", "No Finding", meta={"a": 1})
+    r = SampleRecord(torch.zeros(1, 2, 2), 0, torch.zeros(0, 4), (), None, "a", "No Finding",
+                     meta={"a": 1})
     updated = r.with_updates(meta={"b": 2}, label=1)
     assert dict(updated.meta) == {"a": 1, "b": 2} and updated.label == 1 and r.label == 0
     assert r.spatial_shape == (2, 2)

@@ -36,8 +36,10 @@ def test_one_sample_per_patient_with_all_its_boxes(rsna_root):
     scale = 32 / 1024
     expected = torch.tensor([[264.0, 152.0, 477.0, 531.0], [562.0, 152.0, 818.0, 605.0]]) * scale
     torch.testing.assert_close(positive.boxes, expected)
-    assert positive.finding == "Lung Opacity" and positive.label == 1 and positive.meta["box_rows"] == (2, 4)
-    assert negative.finding == "No Finding" and negative.label == 0 and negative.boxes.shape == (0, 4)
+    assert (positive.finding == "Lung Opacity" and positive.label == 1
+            and positive.meta["box_rows"] == (2, 4))
+    assert (negative.finding == "No Finding" and negative.label == 0
+            and negative.boxes.shape == (0, 4))
     assert single.boxes.tolist() == [[0.0, 0.0, 16.0, 32.0]]
     batch = collate(list(dataset))
     assert batch.mask[2, 0, :, :16].all() and not batch.mask[2, 0, :, 16:].any()
@@ -53,7 +55,8 @@ def test_dicom_pixels_are_rescaled_min_max_and_monochrome1_inverted(tmp_path):
     torch.testing.assert_close(inverted[0], 1 - expected)
     flipped = load_dicom(write_dicom(tmp_path / "c.dcm", array, slope=-2.0, intercept=5.0))
     torch.testing.assert_close(flipped[0], 1 - expected)
-    constant = load_dicom(write_dicom(tmp_path / "d.dcm", np.full((2, 2), 7, np.uint16)), channels=3)
+    constant = load_dicom(write_dicom(tmp_path / "d.dcm", np.full((2, 2), 7, np.uint16)),
+                          channels=3)
     assert constant.shape == (3, 2, 2) and constant.eq(0).all()
 
 

@@ -30,11 +30,14 @@ def test_samples_do_not_depend_on_n_or_access_order():
     large = make_synthetic_dataset(150, size=(16, 24), seed=1)
     late_first = large[140]  # a second block, drawn before the first
     for i in range(10):
-        assert torch.equal(small[i].image, large[i].image) and torch.equal(small[i].mask, large[i].mask)
-    assert torch.equal(late_first.image, make_synthetic_dataset(150, size=(16, 24), seed=1)[140].image)
+        assert torch.equal(small[i].image, large[i].image) and torch.equal(small[i].mask,
+                                                                           large[i].mask)
+    assert torch.equal(late_first.image, make_synthetic_dataset(150, size=(16, 24),
+                                                                seed=1)[140].image)
 
 
-@pytest.mark.parametrize("classes", [("No Finding", "Nodule"), ("No Finding", "Nodule", "Mass", "Opacity")])
+@pytest.mark.parametrize("classes", [("No Finding", "Nodule"), ("No Finding", "Nodule", "Mass",
+                                                                "Opacity")])
 @pytest.mark.parametrize("n", [1, 7, 70])
 def test_labels_are_balanced_in_every_prefix(classes, n):
     dataset = make_synthetic_dataset(n, size=(16, 16), classes=classes)
@@ -45,16 +48,19 @@ def test_labels_are_balanced_in_every_prefix(classes, n):
 
 
 def test_ground_truth_is_exact_and_boxes_are_tight():
-    dataset = make_synthetic_dataset(64, size=(48, 40), classes=("No Finding", "Nodule", "Mass", "Opacity"))
+    dataset = make_synthetic_dataset(64, size=(48, 40),
+                                     classes=("No Finding", "Nodule", "Mass", "Opacity"))
     positives = 0
     for record in records(dataset):
         assert record.image.shape == (1, 48, 40) and record.image.dtype == torch.float32
         assert 0.0 <= float(record.image.min()) and float(record.image.max()) <= 1.0
         if record.label == 0:
-            assert record.boxes.shape == (0, 4) and not record.mask.any() and record.meta["lesion_center"] is None
+            assert (record.boxes.shape == (0, 4)
+                    and not record.mask.any() and record.meta["lesion_center"] is None)
             continue
         positives += 1
-        assert record.mask.any() and record.boxes.shape == (1, 4) and record.box_labels == (record.finding,)
+        assert (record.mask.any() and record.boxes.shape == (1, 4)
+                and record.box_labels == (record.finding,))
         box = record.boxes[0].tolist()
         # the box contains the lesion mask and touches it on all four sides
         assert not (record.mask[0] & ~box_mask(48, 40, [box])).any()
@@ -66,7 +72,8 @@ def test_ground_truth_is_exact_and_boxes_are_tight():
 
 
 def test_lesions_are_brighter_than_the_negatives():
-    """A classifier has something to learn: lesion pixels are brighter than negative images on average."""
+    """A classifier has something to learn: lesion pixels are brighter than negative images on
+    average."""
     dataset = make_synthetic_dataset(256, size=(32, 32), seed=0, noise=0.0)
     batch = collate(records(dataset))
     positive = batch.labels == 1
@@ -79,7 +86,8 @@ def test_lesion_changes_exactly_the_pixels_of_its_mask():
     from xaiscore.harness.data.synthetic import LESION_KINDS, LesionKind, _draw_block
 
     nodule = LESION_KINDS["Nodule"]
-    options = {"size": (40, 48), "noise": 0.02, "shortcut": 0.5, "shortcut_negative": 0.0, "corner": "top_left"}
+    options = {"size": (40, 48), "noise": 0.02, "shortcut": 0.5, "shortcut_negative": 0.0,
+               "corner": "top_left"}
     with_lesions = _draw_block(5, 0, kinds=(nodule,), **options)
     flat = LesionKind(radius=nodule.radius, aspect=nodule.aspect, amplitude=(0.0, 0.0))
     without = _draw_block(5, 0, kinds=(flat,), **options)
@@ -100,7 +108,8 @@ def test_shortcut_marker_appears_at_the_requested_rate(rate):
         assert bool(record.extra_masks["shortcut"].any()) == has
         if has:
             x0, y0, x1, y1 = record.meta["shortcut_box"]
-            assert torch.equal(record.extra_masks["shortcut"][0], box_mask(16, 16, [(x0, y0, x1, y1)]))
+            assert torch.equal(record.extra_masks["shortcut"][0], box_mask(16, 16,
+                                                                           [(x0, y0, x1, y1)]))
             assert record.image[record.extra_masks["shortcut"]].eq(1.0).all()
             assert not (record.extra_masks["shortcut"] & record.mask).any()
     assert marked[0] == 0

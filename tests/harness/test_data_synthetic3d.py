@@ -1,4 +1,5 @@
-"""The 3-D phantom: determinism, balance, exact masks and boxes, the shortcut marker; the 3-D CNN learns it."""
+"""The 3-D phantom: determinism, balance, exact masks and boxes, the shortcut marker; the 3-D CNN
+learns it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from xaiscore.harness.data.synthetic3d import make_synthetic_volumes
 
 
 def test_samples_depend_only_on_seed_and_index():
-    small, large = make_synthetic_volumes(3, size=16, seed=5), make_synthetic_volumes(9, size=16, seed=5)
+    small, large = make_synthetic_volumes(3, size=16, seed=5), make_synthetic_volumes(9, size=16,
+                                                                                      seed=5)
     for i in range(3):
         assert torch.equal(small[i].image, large[i].image) and small[i].label == large[i].label
     assert not torch.equal(make_synthetic_volumes(3, size=16, seed=6)[0].image, small[0].image)
@@ -30,7 +32,8 @@ def test_lesion_mask_is_exact_and_the_box_is_tight():
             continue
         mask = r.mask[0]
         z, y, x = mask.nonzero().T
-        assert r.boxes.tolist() == [[float(x.min()), float(y.min()), float(z.min()), float(x.max()) + 1,
+        assert r.boxes.tolist() == [[float(x.min()), float(y.min()), float(z.min()),
+                                     float(x.max()) + 1,
                                      float(y.max()) + 1, float(z.max()) + 1]]
         cx, cy, cz = r.meta["lesion_center"]
         assert mask[int(cz), int(cy), int(cx)]  # the centre is inside the lesion
@@ -65,6 +68,7 @@ def test_the_small_3d_cnn_learns_the_phantom():
     torch.manual_seed(0)
     train = make_synthetic_volumes(128, size=24, seed=1)
     x, _ = stack_dataset(train)
-    model = SmallCNN(1, 2, width=4, spatial_dims=3, input_mean=float(x.mean()), input_std=float(x.std()))
+    model = SmallCNN(1, 2, width=4, spatial_dims=3, input_mean=float(x.mean()),
+                     input_std=float(x.std()))
     train_model(model, train, epochs=12, batch_size=16, lr=1e-2, stop_at_accuracy=0.98)
     assert accuracy(model, make_synthetic_volumes(32, size=24, seed=2)) >= 0.9

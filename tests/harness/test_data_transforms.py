@@ -93,7 +93,8 @@ def test_resize_mask_area_matches_exact_reference(case, threshold):
 def test_resize_mask_area_on_a_large_mask_matches_dense_integer_overlaps():
     """Large enough for the 64-bit path; reference: integer overlap matrices, O_h @ M @ O_w^T."""
 
-    def overlaps(n_in, n_out):  # n_out * overlap length of output cell k and input pixel m (integers)
+    # n_out * overlap length of output cell k and input pixel m (integers)
+    def overlaps(n_in, n_out):
         k, m = np.arange(n_out)[:, None], np.arange(n_in)[None, :]
         low = np.maximum(k * n_in, m * n_out)
         high = np.minimum((k + 1) * n_in, (m + 1) * n_out)
@@ -179,11 +180,13 @@ def test_box_helpers():
     boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
     assert resize_boxes(boxes, (100, 50), (50, 100)).tolist() == [[20.0, 10.0, 60.0, 20.0]]
     assert pad_boxes(boxes, top=1, left=2).tolist() == [[12.0, 21.0, 32.0, 41.0]]
-    cropped, keep = crop_boxes(torch.tensor([[5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 2.0, 2.0]]), 4, 4, 6, 8)
+    cropped, keep = crop_boxes(torch.tensor([[5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 2.0, 2.0]]), 4, 4,
+                               6, 8)
     assert cropped.tolist() == [[1.0, 1.0, 8.0, 6.0]] and keep.tolist() == [True, False]
 
 
-def make_record(size=(12, 16), boxes=((2.0, 3.0, 9.0, 7.0), (12.0, 0.0, 16.0, 2.0)), with_mask=False):
+def make_record(size=(12, 16), boxes=((2.0, 3.0, 9.0, 7.0), (12.0, 0.0, 16.0, 2.0)),
+                with_mask=False):
     g = torch.Generator().manual_seed(1)
     boxes_tensor = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     mask = boxes_to_mask([boxes_tensor], size)[0] if with_mask else None
@@ -283,6 +286,7 @@ def test_transform_errors():
         Resize((4, 4), mode="lanczos")
     with pytest.raises(DTypeError):
         Compose([1])
-    volume = SampleRecord(torch.zeros(1, 2, 3, 4), 0, torch.zeros(0, 4), (), None, "v", "No Finding")
+    volume = SampleRecord(torch.zeros(1, 2, 3, 4), 0, torch.zeros(0, 4), (), None, "v",
+                          "No Finding")
     with pytest.raises(ShapeError, match="2-D"):
         Resize((2, 2))(volume)

@@ -39,7 +39,8 @@ def vindr_root(tmp_path):
 
 def test_union_fusion(vindr_root):
     dataset = read_vindr_cxr(vindr_root)
-    assert [r.source_id for r in dataset] == ["img1:Nodule/Mass", "img1:Pleural effusion", "img3:Cardiomegaly"]
+    assert [r.source_id for r in dataset] == ["img1:Nodule/Mass", "img1:Pleural effusion",
+                                              "img3:Cardiomegaly"]
     nodule = dataset[0]
     assert nodule.boxes.tolist() == [[4.0, 4.0, 20.0, 12.0], [10.0, 6.0, 24.0, 16.0]]
     assert nodule.label == VINDR_CLASSES.index("Nodule/Mass") == 8
@@ -67,7 +68,8 @@ def test_per_reader_fusion_and_negatives(vindr_root):
                    "img2:No Finding", "img3:Cardiomegaly:R4"]
     assert dataset[1].boxes.tolist() == [[10.0, 6.0, 24.0, 16.0]]
     negative = dataset[3]
-    assert negative.finding == "No Finding" and negative.label == 14 and negative.boxes.shape == (0, 4)
+    assert (negative.finding == "No Finding" and negative.label == 14
+            and negative.boxes.shape == (0, 4))
 
 
 def test_consensus_files_without_rad_id_and_size_columns(tmp_path):
@@ -76,7 +78,8 @@ def test_consensus_files_without_rad_id_and_size_columns(tmp_path):
         "a,Aortic enlargement,100,200,300,400,1000,800\n"
     ))
     write_png(tmp_path / "pngs" / "a.png", gradient(40, 50))
-    dataset = read_vindr_cxr(tmp_path, labels_csv="annotations/annotations_test.csv", image_dir=tmp_path / "pngs",
+    dataset = read_vindr_cxr(tmp_path, labels_csv="annotations/annotations_test.csv",
+                             image_dir=tmp_path / "pngs",
                              fusion="majority")
     record = dataset[0]
     assert record.meta["readers"] == ("consensus",) and record.meta["n_readers"] == 1
@@ -147,7 +150,8 @@ def test_majority_mask_equals_a_pixel_wise_vote(case):
     expected = 2 * votes > n_readers
     from xaiscore.functional import boxes_to_mask
 
-    got = boxes_to_mask([torch.tensor(region.cells, dtype=torch.float64).reshape(-1, 4)], (12, 16))[0, 0]
+    got = boxes_to_mask([torch.tensor(region.cells, dtype=torch.float64).reshape(-1, 4)],
+                        (12, 16))[0, 0]
     assert torch.equal(got, expected)
     # every component box holds its cells, and the boxes cover the region
     covered = box_mask(12, 16, region.boxes)

@@ -79,7 +79,8 @@ def test_clip_and_broken_files(tmp_path):
     write_text(tmp_path / "ann" / "y.xml", voc_xml("missing.png", [("Nodule", (1, 1, 2, 2), 0)]))
     with pytest.raises(DatasetError, match="'missing.png' not found"):
         read_voc(tmp_path / "ann", clip_boxes=True)
-    write_text(tmp_path / "ann" / "y.xml", "<annotation><object><name>Nodule</name></object></annotation>")
+    write_text(tmp_path / "ann" / "y.xml",
+               "<annotation><object><name>Nodule</name></object></annotation>")
     with pytest.raises(DatasetError, match="without <bndbox>"):
         read_voc(tmp_path / "ann", clip_boxes=True)
     with pytest.raises(DatasetError, match="folder not found"):

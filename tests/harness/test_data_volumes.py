@@ -43,7 +43,8 @@ def cuboid(shape, lo, hi, dtype=np.float32):
 
 
 def world_edges(affine, lo, hi):
-    """World box (x0, y0, z0, x1, y1, z1) of file voxels [lo, hi): corners at index -/+ 1/2, by hand."""
+    """World box (x0, y0, z0, x1, y1, z1) of file voxels [lo, hi): corners at index -/+ 1/2, by
+    hand."""
     corners = [affine @ np.array([a - 0.5, b - 0.5, c - 0.5, 1.0])
                for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
     corners = np.array(corners)[:, :3]
@@ -58,14 +59,17 @@ def test_nifti_boxes_land_on_the_lesion_in_voxels_and_world_mm(tmp_path, units, 
     write_nifti(tmp_path / "img" / "c1.nii.gz", cuboid(shape, lo, hi) * 100.0, affine)
     write_nifti(tmp_path / "img" / "c2.nii.gz", np.zeros(shape, np.float32), affine)
     box = (*lo, *hi) if units == "voxel" else world_edges(affine, lo, hi)
-    (tmp_path / "b.csv").write_text(HEADER + "c1,Lesion," + ",".join(f"{v:.6f}" for v in box) + "\n")
-    ds = read_nifti_volumes(tmp_path / "img", boxes=tmp_path / "b.csv", box_units=units, canonical=canonical)
+    (tmp_path / "b.csv").write_text(HEADER + "c1,Lesion," + ",".join(f"{v:.6f}" for v in box)
+                                    + "\n")
+    ds = read_nifti_volumes(tmp_path / "img", boxes=tmp_path / "b.csv", box_units=units,
+                            canonical=canonical)
     assert len(ds) == 2 and ds.class_names == ("No Finding", "Lesion")
     lesion, negative = ds[0], ds[1]
     assert lesion.image.shape == (1, 5, 6, 7)  # (D, H, W) = file (k, j, i)
     assert lesion.meta["spacing"] == pytest.approx((3.0, 2.0, 2.0))
     batch = collate([lesion, negative])
-    torch.testing.assert_close(batch.mask[0], lesion.image > 0.5)  # the box covers exactly the bright voxels
+    # the box covers exactly the bright voxels
+    torch.testing.assert_close(batch.mask[0], lesion.image > 0.5)
     assert not batch.mask[1].any() and negative.finding == "No Finding" and negative.label == 0
     stored = torch.from_numpy(cuboid(shape, lo, hi).transpose(2, 1, 0).copy()).bool()
     if canonical:  # x flipped to run towards the right
@@ -82,17 +86,20 @@ def test_nifti_label_maps_give_one_sample_per_class_with_component_boxes(tmp_pat
     labels[5:7, 4:6, 3:5] = 1  # a second component of class 1
     labels[4, 0, 0] = 2
     for case in ("a", "b"):
-        write_nifti(tmp_path / "img" / f"{case}.nii.gz", np.random.default_rng(0).random(shape, np.float32),
+        write_nifti(tmp_path / "img" / f"{case}.nii.gz",
+                    np.random.default_rng(0).random(shape, np.float32),
                     np.eye(4))
     write_nifti(tmp_path / "lab" / "a.nii.gz", labels, np.eye(4))
     write_nifti(tmp_path / "lab" / "b.nii", np.zeros(shape, np.int16), np.eye(4))
-    ds = read_nifti_volumes(tmp_path / "img", masks=tmp_path / "lab", classes={1: "Nodule", 2: "Cyst"},
+    ds = read_nifti_volumes(tmp_path / "img", masks=tmp_path / "lab",
+                            classes={1: "Nodule", 2: "Cyst"},
                             intensity=(0.0, 0.5))
     assert ds.class_names == ("No Finding", "Nodule", "Cyst")
     records = [ds[i] for i in range(len(ds))]
     assert [(r.source_id, r.finding, r.label) for r in records] == [
         ("a/Nodule", "Nodule", 1), ("a/Cyst", "Cyst", 2), ("b", "No Finding", 0)]
-    assert records[0].boxes.tolist() == [[1.0, 1.0, 1.0, 3.0, 3.0, 2.0], [5.0, 4.0, 3.0, 7.0, 6.0, 5.0]]
+    assert records[0].boxes.tolist() == [[1.0, 1.0, 1.0, 3.0, 3.0, 2.0], [5.0, 4.0, 3.0, 7.0, 6.0,
+                                                                          5.0]]
     assert torch.equal(records[0].mask[0], torch.from_numpy(labels.transpose(2, 1, 0) == 1))
     assert records[1].boxes.tolist() == [[4.0, 0.0, 0.0, 5.0, 1.0, 1.0]]
     assert not records[2].mask.any() and records[2].boxes.shape == (0, 6)
@@ -115,7 +122,8 @@ def test_nifti_reader_errors(tmp_path):
     with pytest.raises(DatasetError, match="outside the volume"):
         ds[0]
     assert list(iterate_batches(ds, 2, on_error="skip")) == [] and ds.skipped[-1].row == 2
-    assert read_nifti_volumes(tmp_path / "img", boxes=csv, on_error="skip", clip_boxes=True)[0].boxes.tolist() \
+    assert read_nifti_volumes(tmp_path / "img", boxes=csv, on_error="skip",
+                              clip_boxes=True)[0].boxes.tolist() \
         == [[0.0, 0.0, 0.0, 2.0, 2.0, 4.0]]
     (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(DatasetError, match="cannot read the NIfTI"):
@@ -127,10 +135,11 @@ def test_nifti_reader_errors(tmp_path):
         read_nifti_volumes(tmp_path / "img", boxes=csv, intensity=(1, 0))
 
 
-# --- DICOM series -------------------------------------------------------------------------------------
+# --- DICOM series ---------------------------------------------------------------------------------
 
 
-def write_slice(path: Path, pixels: np.ndarray, position, *, orientation=(1, 0, 0, 0, 1, 0), spacing=(0.5, 0.8),
+def write_slice(path: Path, pixels: np.ndarray, position, *, orientation=(1, 0, 0, 0, 1, 0),
+                spacing=(0.5, 0.8),
                 slope=1.0, intercept=-1024.0) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
@@ -156,7 +165,8 @@ def write_slice(path: Path, pixels: np.ndarray, position, *, orientation=(1, 0, 
 
 
 def write_series(folder: Path, depth=5, rows=4, columns=6, *, step=2.5, lesion=None) -> None:
-    """Slice k holds 1024 + 10 k (HU 10 k) and 3000 on the lesion voxels; files written in shuffled order."""
+    """Slice k holds 1024 + 10 k (HU 10 k) and 3000 on the lesion voxels; files written in shuffled
+    order."""
     for n, k in enumerate([3, 0, 4, 1, 2][:depth] if depth == 5 else range(depth)):
         pixels = np.full((rows, columns), 1024 + 10 * k)
         if lesion is not None and lesion[2] <= k < lesion[5]:
@@ -168,10 +178,13 @@ def test_dicom_series_is_sorted_by_position_with_spacing_and_hu(tmp_path):
     write_series(tmp_path / "case1")
     volume = load_dicom_series(tmp_path / "case1")
     assert volume.image.shape == (1, 5, 4, 6)
-    np.testing.assert_allclose(volume.image[0, :, 0, 0].numpy(), [0, 10, 20, 30, 40])  # HU, sorted along z
+    # HU, sorted along z
+    np.testing.assert_allclose(volume.image[0, :, 0, 0].numpy(), [0, 10, 20, 30, 40])
     assert volume.spacing == pytest.approx((2.5, 0.5, 0.8))  # (slices, rows, columns)
-    # voxel centre (x, y, z) = (column, row, slice) -> RAS mm: LPS (-20 + 0.8 x, 30 + 0.5 y, -100 + 2.5 z), x, y negated
-    np.testing.assert_allclose(volume.affine @ np.array([2.0, 3.0, 4.0, 1.0]), [20 - 1.6, -30 - 1.5, -90.0, 1.0])
+    # voxel centre (x, y, z) = (column, row, slice) -> RAS mm: LPS (-20 + 0.8 x, 30 + 0.5 y, -100 +
+    # 2.5 z), x, y negated
+    np.testing.assert_allclose(volume.affine @ np.array([2.0, 3.0, 4.0, 1.0]),
+                               [20 - 1.6, -30 - 1.5, -90.0, 1.0])
 
 
 @pytest.mark.parametrize("units", ["voxel", "mm"])
@@ -181,13 +194,16 @@ def test_dicom_boxes_in_voxels_and_world_mm_land_on_the_lesion(tmp_path, units):
     write_series(tmp_path / "s" / "case2")
     if units == "voxel":
         box = lesion
-    else:  # edges by hand: LPS x = -20 + 0.8 (c - 1/2), y = 30 + 0.5 (r - 1/2), z = -100 + 2.5 (k - 1/2)
+    # edges by hand: LPS x = -20 + 0.8 (c - 1/2), y = 30 + 0.5 (r - 1/2), z = -100 + 2.5 (k - 1/2)
+    else:
         xs = [-(-20 + 0.8 * (c - 0.5)) for c in (lesion[0], lesion[3])]
         ys = [-(30 + 0.5 * (r - 0.5)) for r in (lesion[1], lesion[4])]
         zs = [-100 + 2.5 * (k - 0.5) for k in (lesion[2], lesion[5])]
         box = (min(xs), min(ys), min(zs), max(xs), max(ys), max(zs))
-    (tmp_path / "b.csv").write_text(HEADER + "case1,Nodule," + ",".join(f"{v:.6f}" for v in box) + "\n")
-    ds = read_dicom_series(tmp_path / "s", boxes=tmp_path / "b.csv", box_units=units, intensity=(-100, 2000))
+    (tmp_path / "b.csv").write_text(HEADER + "case1,Nodule," + ",".join(f"{v:.6f}" for v in box)
+                                    + "\n")
+    ds = read_dicom_series(tmp_path / "s", boxes=tmp_path / "b.csv", box_units=units,
+                           intensity=(-100, 2000))
     records = [ds[0], ds[1]]
     assert [r.source_id for r in records] == ["case1", "case2"]
     assert records[0].boxes.tolist() == [[float(v) for v in lesion]]
@@ -218,7 +234,7 @@ def test_dicom_series_errors(tmp_path):
         load_dicom_series(tmp_path / "junk")
 
 
-# --- resampling ---------------------------------------------------------------------------------------
+# --- resampling -----------------------------------------------------------------------------------
 
 
 def volume_record(shape=(10, 8, 12), box=(2.0, 2.0, 0.0, 6.0, 4.0, 5.0), meta=None):
@@ -239,7 +255,8 @@ def test_resample_moves_boxes_and_masks_with_the_volume(target):
     scale = [target[2] / 12, target[1] / 8, target[0] / 10] * 2
     assert box == pytest.approx([v * s for v, s in zip(record.boxes[0].tolist(), scale)])
     rasterised = collate([out.with_updates(mask=None)]).mask[0]
-    if all(float(v).is_integer() for v in box):  # grid-aligned: the resized mask equals the rasterised box
+    # grid-aligned: the resized mask equals the rasterised box
+    if all(float(v).is_integer() for v in box):
         assert torch.equal(out.mask, rasterised)
     else:  # within one voxel of each other on each border
         assert (out.mask ^ rasterised).sum() <= (out.mask | rasterised).sum()

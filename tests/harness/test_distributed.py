@@ -29,9 +29,9 @@ def config(out: Path):
         "model": {"kind": "demo", "train": {"n": 32, "epochs": 1, "width": 4}},
         "methods": ["Saliency", "random"],
         # pxap and sufficiency are set-level: scored over the batches of both processes
-        "metrics": {"include": ["pointing_game", "sparseness", "deletion", "max_sensitivity", "pxap",
+        "metrics": {"include": ["pointing_game", "sparseness", "deletion", "max_sensitivity", "pxap",  # noqa: E501
                                 "sufficiency"],
-                    "options": {"deletion": {"features_per_step": 0.25}, "max_sensitivity": {"n_samples": 2},
+                    "options": {"deletion": {"features_per_step": 0.25}, "max_sensitivity": {"n_samples": 2},  # noqa: E501
                                 "pxap": {"thresholds": 50}}},
     })
 
@@ -54,7 +54,8 @@ def free_port() -> int:
 
 
 def test_two_processes_give_the_same_dataset_as_one(tmp_path):
-    torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2,
+                                join=True)
     two = load_dataset(tmp_path / "two" / "results.nc")
     one = run_config(config(tmp_path / "one"))
     different = {"config", "config_source"}  # they name the output folder

@@ -22,7 +22,8 @@ def data():
     y = torch.tensor([0, 1, 1, 0, 1, 0])
     mask = torch.zeros(N, 1, SIZE, SIZE, dtype=torch.bool)
     mask[y == 1, :, 4:9, 5:11] = True
-    boxes = [torch.tensor([[5.0, 4.0, 11.0, 9.0]]) if int(label) else torch.zeros(0, 4) for label in y]
+    boxes = [torch.tensor([[5.0, 4.0, 11.0, 9.0]]) if int(label) else torch.zeros(0, 4)
+             for label in y]
     return x, y, mask, boxes
 
 
@@ -32,8 +33,10 @@ def model():
 
 
 def _run(dataset, model, **kwargs):
-    return evaluate(dataset, model, methods=["Saliency"], metrics=["pointing_game", "sparseness", "pxap"],
-                    metric_options={"pxap": {"thresholds": 20}}, batch_size=4, n_examples=0, **kwargs)
+    return evaluate(dataset, model, methods=["Saliency"],
+                    metrics=["pointing_game", "sparseness", "pxap"],
+                    metric_options={"pxap": {"thresholds": 20}}, batch_size=4, n_examples=0,
+                    **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Methods: seeded explainers that double as factories, and precomputed attributions in every format."""
+"""Methods: seeded explainers that double as factories, and precomputed attributions in every
+format."""
 
 from __future__ import annotations
 
@@ -57,17 +58,21 @@ def test_missing_ids_wrong_shapes_and_files_are_named(tmp_path):
     maps = PrecomputedAttributions(paths["dict.pt"])
     with pytest.raises(ConfigError, match=r"dict.pt: no attributions for sample id 'nope'"):
         maps.lookup(["s0", "nope"], like=torch.zeros(2, 2, 4, 4))
-    with pytest.raises(ShapeError, match=r"dict.pt: expected the map of sample 's0' of shape \(2, 8, 8\)"):
+    with pytest.raises(ShapeError,
+                       match=r"dict.pt: expected the map of sample 's0' of shape \(2, 8, 8\)"):
         maps.lookup(["s0"], like=torch.zeros(1, 2, 8, 8))
     with pytest.raises(ConfigError, match="missing.pt' does not exist"):
-        PrecomputedAttributions(tmp_path / "missing.pt").lookup(["s0"], like=torch.zeros(1, 2, 4, 4))
+        PrecomputedAttributions(tmp_path / "missing.pt").lookup(["s0"],
+                                                                like=torch.zeros(1, 2, 4, 4))
     with pytest.raises(ConfigError, match="holds no sample ids"):
         PrecomputedAttributions(paths["npy"]).lookup(["s0"], like=torch.zeros(1, 2, 4, 4))
     (tmp_path / "short.txt").write_text("s0\n")
     with pytest.raises(ConfigError, match="1 ids and 3 maps"):
-        PrecomputedAttributions(paths["npy"], ids=tmp_path / "short.txt").lookup(["s0"], like=torch.zeros(1, 2, 4, 4))
+        PrecomputedAttributions(paths["npy"], ids=tmp_path / "short.txt").lookup(
+            ["s0"], like=torch.zeros(1, 2, 4, 4))
     with pytest.raises(ConfigError, match="variable 'maps'"):
-        PrecomputedAttributions(paths["nc"], variable="maps").lookup(["s0"], like=torch.zeros(1, 2, 4, 4))
+        PrecomputedAttributions(paths["nc"], variable="maps").lookup(["s0"],
+                                                                     like=torch.zeros(1, 2, 4, 4))
     (tmp_path / "maps.csv").write_text("x")
     with pytest.raises(ConfigError, match="suffix|expected a .pt"):
         PrecomputedAttributions(tmp_path / "maps.csv").lookup(["s0"], like=torch.zeros(1, 2, 4, 4))
@@ -75,7 +80,8 @@ def test_missing_ids_wrong_shapes_and_files_are_named(tmp_path):
 
 def test_method_explainer_is_seeded_and_acts_as_a_factory():
     model = SmallCNN(1, 2, width=2).eval()
-    x, target = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0])
+    x, target = (torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
+                 torch.tensor([0, 1, 0]))
     config = MethodConfig("rnd", "random")
     first = MethodExplainer(config, model, seed=derive_seed(0, "rnd", 0))(x, target)
     again = MethodExplainer(config, model, seed=derive_seed(0, "rnd", 0))(x, target)
@@ -94,7 +100,8 @@ def test_method_explainer_is_seeded_and_acts_as_a_factory():
 def test_method_explainer_hands_out_the_forward_pass_of_single_pass_methods():
     pytest.importorskip("captum")
     model = SmallCNN(1, 2, width=2).eval()
-    x, target = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0])
+    x, target = (torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
+                 torch.tensor([0, 1, 0]))
     saliency = MethodExplainer(MethodConfig("sal", "Saliency"), model, seed=0)
     a, logits = saliency.explain_with_output(x, target)
     assert saliency.shares_forward and saliency.model is model

@@ -1,4 +1,5 @@
-"""Models: the demo CNN, deterministic training, loading users' models (factory + state dict, TorchScript)."""
+"""Models: the demo CNN, deterministic training, loading users' models
+(factory + state dict, TorchScript)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def build_tiny(num_classes: int = 2) -> SmallCNN:
     return SmallCNN(1, num_classes, width=4)
 
 
-@pytest.mark.parametrize(("dims", "shape"), [(1, (2, 3, 12)), (2, (2, 3, 12, 10)), (3, (2, 3, 8, 8, 8))])
+@pytest.mark.parametrize(("dims", "shape"), [(1, (2, 3, 12)), (2, (2, 3, 12, 10)), (3, (2, 3, 8, 8,
+                                                                                        8))])
 def test_small_cnn_shapes(dims, shape):
     model = SmallCNN(3, 4, width=2, spatial_dims=dims)
     assert model(torch.rand(shape)).shape == (2, 4)
@@ -53,12 +55,14 @@ def test_load_factory_with_state_dict(tmp_path):
     torch.save({"state_dict": source.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pt")
     x = torch.rand(2, 1, 16, 16)
     for name in ("weights.pt", "checkpoint.pt"):
-        model = load_model(factory="tests.harness.test_models:build_tiny", state_dict=tmp_path / name,
+        model = load_model(factory="tests.harness.test_models:build_tiny",
+                           state_dict=tmp_path / name,
                            kwargs={"num_classes": 3})
         assert not model.training
         torch.testing.assert_close(model(x), source(x))
     with pytest.raises(ConfigError, match="does not fit the model"):
-        load_model(factory=build_tiny, state_dict=tmp_path / "weights.pt")  # 2 classes, weights have 3
+        # 2 classes, weights have 3
+        load_model(factory=build_tiny, state_dict=tmp_path / "weights.pt")
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -77,7 +81,8 @@ def test_load_exported_program(tmp_path):
     source = SmallCNN(1, 2, width=4).eval()
     x = torch.rand(2, 1, 16, 16)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.export.save(torch.export.export(source, (x,), dynamic_shapes={"x": {0: batch}}), tmp_path / "m.pt2")
+    torch.export.save(torch.export.export(source, (x,), dynamic_shapes={"x": {0: batch}}),
+                      tmp_path / "m.pt2")
     loaded = load_model(exported=tmp_path / "m.pt2")
     torch.testing.assert_close(loaded(torch.cat([x, x, x])), source(torch.cat([x, x, x])))
     target = torch.tensor([0, 1])

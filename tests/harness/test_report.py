@@ -20,7 +20,8 @@ from xaiscore.harness.results import build_dataset, load_dataset, save_dataset
 @pytest.fixture(scope="module")
 def results(tiny_dataset, tiny_model):  # noqa: F811
     return evaluate(tiny_dataset, tiny_model, methods=["Saliency", "random", "constant"],
-                    metrics=["pointing_game", "relevance_mass_accuracy", "sparseness", "complexity", "deletion",
+                    metrics=["pointing_game", "relevance_mass_accuracy", "sparseness", "complexity",
+                             "deletion",
                              "effective_complexity"],
                     metric_options=FAST_OPTIONS, batch_size=8, n_examples=3)
 
@@ -60,8 +61,9 @@ def test_report_lists_skipped_pairs_and_works_without_examples_or_directions(tmp
                  "finding": ["x", ""]},
         scores={"count": {"a": np.array([3.0, 4.0])}},
         metric_info={"count": {"higher_is_better": None}},
-        skipped={"count": {"b": "needs ['explain_fn'], which method 'b' (precomputed) cannot supply"},
-                 "ghost": {"a": "kernel cannot be imported"}},
+        skipped={
+            "count": {"b": "needs ['explain_fn'], which method 'b' (precomputed) cannot supply"},
+            "ghost": {"a": "kernel cannot be imported"}},
     )
     assert default_win_metric(ds) is None
     page = write_report(ds, tmp_path).read_text(encoding="utf-8")
@@ -128,9 +130,11 @@ def test_report_flags_metrics_that_an_uninformative_baseline_wins(tmp_path):
     assert "stability" in section and "flat" in section and "constant" in section
     assert ">hits<" not in section.split("</table>")[0]  # Saliency leads hits: not listed
     # Without a stored config (or when no baseline wins) there is no such section.
-    plain = build_dataset(methods=["a", "b"], samples={"source_id": ["0"], "label": [1], "target": [1],
+    plain = build_dataset(methods=["a", "b"], samples={"source_id": ["0"], "label": [1],
+                                                       "target": [1],
                                                        "prediction": [1], "finding": [""]},
                           scores={"m": {"a": np.array([1.0]), "b": np.array([0.0])}},
                           metric_info={"m": {"higher_is_better": True}})
     assert baseline_methods(plain) == {}
-    assert "Baselines that win" not in write_report(plain, tmp_path / "plain", n_boot=50).read_text(encoding="utf-8")
+    assert ("Baselines that win"
+            not in write_report(plain, tmp_path / "plain", n_boot=50).read_text(encoding="utf-8"))

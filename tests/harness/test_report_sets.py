@@ -29,7 +29,8 @@ def marker_run():
         return explain
 
     model = SmallCNN(1, 2, width=4, generator=torch.Generator().manual_seed(0)).eval()
-    ds = evaluate(data, model, methods=[("lesion", by_position(lesions)), ("marker", by_position(markers))],
+    ds = evaluate(data, model, methods=[("lesion", by_position(lesions)), ("marker",
+                                                                           by_position(markers))],
                   metrics=BOX_METRICS, metric_options={"max_box_accuracy": {"thresholds": 100}},
                   batch_size=N, n_examples=4)
     return ds, data, markers

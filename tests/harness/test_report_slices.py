@@ -1,4 +1,5 @@
-"""Volume examples for the report: three orthogonal slices through the lesion centre, boxes in each panel."""
+"""Volume examples for the report: three orthogonal slices through the lesion centre, boxes in each
+panel."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def test_strip_holds_the_three_slices_through_the_centre():
     assert strip.shape == (2, 5, 6 + 1 + 6 + 1 + 5)
     assert torch.equal(strip[:, :5, :6], volume[:, 1])  # axial: z = 1, rows y, columns x
     assert torch.equal(strip[:, :4, 7:13], volume[:, :, 2])  # coronal: y = 2, rows z, columns x
-    assert torch.equal(strip[:, :4, 14:19], volume[:, :, :, 3])  # sagittal: x = 3, rows z, columns y
+    # sagittal: x = 3, rows z, columns y
+    assert torch.equal(strip[:, :4, 14:19], volume[:, :, :, 3])
     assert bool((strip[:, 4, 7:] == -1).all()) and bool((strip[:, :, 6] == -1).all())
     assert boxes.shape == (0, 4)
 
@@ -27,8 +29,10 @@ def test_boxes_appear_in_the_panels_whose_slice_cuts_them():
     centre = slice_centre((4, 5, 6), box)
     assert centre == (2, 3, 1)
     _, drawn = slice_strip(torch.zeros(1, 4, 5, 6), box, centre=centre)
-    assert drawn[:3].tolist() == [[1.0, 2.0, 3.0, 4.0], [8.0, 0.0, 10.0, 2.0], [16.0, 0.0, 18.0, 2.0]]
-    assert all(math.isnan(v) for v in drawn[3:].flatten().tolist())  # the second box is off every slice
+    assert drawn[:3].tolist() == [[1.0, 2.0, 3.0, 4.0], [8.0, 0.0, 10.0, 2.0],
+                                  [16.0, 0.0, 18.0, 2.0]]
+    # the second box is off every slice
+    assert all(math.isnan(v) for v in drawn[3:].flatten().tolist())
 
 
 def test_slice_centre_falls_back_to_mask_and_middle():
@@ -60,4 +64,5 @@ def test_volume_demo_scores_every_metric_that_runs_on_volumes():
     assert raw["dataset"]["kind"] == "synthetic3d" and raw["model"]["train"]["width"] == 4
     for name in raw["metrics"]["include"]:
         assert get_metric(name).volumes is None
-    assert "mst_compactness" not in raw["metrics"]["include"] and "road" in raw["metrics"]["include"]
+    assert ("mst_compactness" not in raw["metrics"]["include"]
+            and "road" in raw["metrics"]["include"])

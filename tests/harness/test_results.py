@@ -19,7 +19,8 @@ from xaiscore.harness.results import (
     save_dataset,
 )
 
-SAMPLES = {"source_id": ["a", "b", "c"], "label": [1, 0, 1], "target": [1, 0, 1], "prediction": [1, 1, 1],
+SAMPLES = {"source_id": ["a", "b", "c"], "label": [1, 0, 1], "target": [1, 0, 1],
+           "prediction": [1, 1, 1],
            "finding": ["Nodule", "No Finding", "Mass"]}
 
 
@@ -30,15 +31,15 @@ def full_dataset() -> xr.Dataset:
         samples=SAMPLES,
         sample_index=[4, 5, 9],
         scores={
-            "pointing_game": {"Saliency": np.array([1.0, np.nan, 0.0]), "random": torch.tensor([0.0, np.nan, 1.0])},
+            "pointing_game": {"Saliency": np.array([1.0, np.nan, 0.0]), "random": torch.tensor([0.0, np.nan, 1.0])},  # noqa: E501
             "noisy": {"Saliency": rng.random((3, 2)), "random": rng.random((3, 2))},
             "count": {"Saliency": np.array([3.0, 4.0, 5.0])},
-            "deletion": {"Saliency": np.array([0.1, 0.2, 0.3]), "random": np.array([0.4, 0.5, 0.6])},
+            "deletion": {"Saliency": np.array([0.1, 0.2, 0.3]), "random": np.array([0.4, 0.5, 0.6])},  # noqa: E501
         },
         curves={"deletion": {"Saliency": rng.random((3, 5)), "random": rng.random((3, 5))}},
         curve_x={"deletion": np.linspace(0, 1, 5)},
         metric_info={
-            "pointing_game": {"family": "localization", "higher_is_better": True, "settings": {"tolerance": 2.0}},
+            "pointing_game": {"family": "localization", "higher_is_better": True, "settings": {"tolerance": 2.0}},  # noqa: E501
             "noisy": {"family": "robustness", "higher_is_better": False, "stochastic": True},
             "count": {"family": "complexity", "higher_is_better": None},
             "deletion": {"family": "faithfulness", "higher_is_better": False,
@@ -69,12 +70,14 @@ def test_schema_dims_coords_and_attrs():
     assert json.loads(ds["count"].attrs["skipped"]) == {"random": "no reason"}
     # a metric no method could score is listed in the Dataset attrs
     assert json.loads(ds.attrs["skipped"]) == {"ghost": {"Saliency": "cannot import"}}
-    assert [higher_is_better(ds, m) for m in ("pointing_game", "noisy", "count")] == [True, False, None]
+    assert [higher_is_better(ds, m) for m in ("pointing_game", "noisy", "count")] == [True, False,
+                                                                                      None]
     assert json.loads(ds["deletion_curve"].attrs["settings"]) == {"features_per_step": [1, 2]}
     assert metric_variables(ds) == ["pointing_game", "noisy", "count", "deletion"]
     assert curve_variables(ds) == ["deletion"]
     assert ds.attrs["seed"] == 7 and ds.attrs["flag"] == 1
-    for value in list(ds.attrs.values()) + [v for var in ds.data_vars.values() for v in var.attrs.values()]:
+    for value in list(ds.attrs.values()) + [v for var in ds.data_vars.values() for v
+                                            in var.attrs.values()]:
         assert isinstance(value, (str, int, float)), value
 
 
@@ -118,7 +121,8 @@ def test_errors():
     with pytest.raises(OptionError, match="missing"):
         build_dataset(methods=["m"], samples={"source_id": ["a"]}, scores={})
     with pytest.raises(ShapeError, match="x positions"):
-        build_dataset(methods=["m"], samples=SAMPLES, scores={}, curves={"c": {"m": np.zeros((3, 4))}},
+        build_dataset(methods=["m"], samples=SAMPLES, scores={},
+                      curves={"c": {"m": np.zeros((3, 4))}},
                       curve_x={"c": np.zeros(3)})
     with pytest.raises(FileNotFoundError, match="nope.nc"):
         load_dataset("nope.nc")

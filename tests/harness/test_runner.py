@@ -1,4 +1,5 @@
-"""The runner: parity with the kernels, chunk invariance, skips, errors, resume after a failure or a kill."""
+"""The runner: parity with the kernels, chunk invariance, skips, errors, resume after a failure or a
+kill."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ FAIL_AT: dict[str, int | None] = {"call": None}
 
 
 def counting_metric(a, *, validate=True):
-    """A test metric: mean |a| per sample; counts its calls and fails on call ``FAIL_AT['call']``."""
+    """A test metric: mean |a| per sample; counts its calls and fails on call ``FAIL_AT['call']``.
+    """
     CALLS.append(a.shape[0])
     if FAIL_AT["call"] is not None and len(CALLS) == FAIL_AT["call"]:
         raise RuntimeError("injected failure")
@@ -48,9 +50,12 @@ def broken_metric(a, *, validate=True):
 @pytest.fixture
 def test_metrics(monkeypatch):
     """Register the test metrics for one test (the registry is restored afterwards)."""
-    for name, function in (("counting_metric", "counting_metric"), ("broken_metric", "broken_metric")):
-        spec = specs.MetricSpec(name=name, function=f"tests.harness.test_runner:{function}", family="complexity",
-                                higher_is_better=True, needs=frozenset({"a"}), stochastic=False, citation="test")
+    for name, function in (("counting_metric", "counting_metric"),
+                           ("broken_metric", "broken_metric")):
+        spec = specs.MetricSpec(name=name, function=f"tests.harness.test_runner:{function}",
+                                family="complexity",
+                                higher_is_better=True, needs=frozenset({"a"}), stochastic=False,
+                                citation="test")
         monkeypatch.setitem(specs._REGISTRY, name, spec)
     CALLS.clear()
     FAIL_AT["call"] = None
@@ -66,9 +71,11 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
     batch = collate([tiny_dataset[i] for i in range(len(tiny_dataset))])
     a = captum_explainer(tiny_model, "Gradient")(batch.x, batch.labels)
     gradient = ds.sel(explainer="Gradient")
-    np.testing.assert_allclose(gradient["pointing_game"], pointing_game(a, batch.mask).numpy(), equal_nan=True)
+    np.testing.assert_allclose(gradient["pointing_game"], pointing_game(a, batch.mask).numpy(),
+                               equal_nan=True)
     np.testing.assert_allclose(gradient["relevance_mass_accuracy"],
-                               relevance_mass_accuracy(a, batch.mask).numpy(), rtol=1e-5, equal_nan=True)
+                               relevance_mass_accuracy(a, batch.mask).numpy(), rtol=1e-5,
+                               equal_nan=True)
     np.testing.assert_allclose(gradient["sparseness"], sparseness(a).numpy(), rtol=1e-5)
     curve = deletion(tiny_model, batch.x, a, batch.labels, features_per_step=0.125)
     np.testing.assert_allclose(gradient["deletion"], curve.score.numpy(), rtol=1e-5)
@@ -81,7 +88,8 @@ def test_scores_match_the_kernels_called_directly(tiny_dataset, tiny_model):
     # the random baseline is something else
     assert not np.allclose(ds.sel(explainer="random")["sparseness"], gradient["sparseness"])
     # example images: positives first, with the maps of every method
-    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("explainer", "example", "y", "x")
+    assert ds.sizes["example"] == 6 and ds["example_attribution"].dims == ("explainer", "example",
+                                                                           "y", "x")
     positives = [i for i in range(len(tiny_dataset)) if tiny_dataset[i].boxes.shape[0] > 0]
     assert ds["example"].values.tolist() == positives[:6]
 
@@ -98,15 +106,18 @@ def test_results_do_not_depend_on_batching(tiny_dataset, tiny_model):
 def test_target_repeats_and_skips(tiny_dataset, tiny_model, tmp_path):
     maps = {tiny_dataset[i].source_id: torch.ones(1, 32, 32) for i in range(len(tiny_dataset))}
     torch.save(maps, tmp_path / "ones.pt")
-    ds = evaluate(tiny_dataset, tiny_model, methods=["Saliency", {"method": "precomputed", "name": "ones",
-                                                                   "path": str(tmp_path / "ones.pt")}],
-                  metrics=["sparseness", "max_sensitivity", "mst_compactness"], metric_options=FAST_OPTIONS,
+    ds = evaluate(tiny_dataset, tiny_model,
+                  methods=["Saliency", {"method": "precomputed", "name": "ones",
+                                                                   "path": str(tmp_path / "ones.pt")}],  # noqa: E501
+                  metrics=["sparseness", "max_sensitivity", "mst_compactness"],
+                  metric_options=FAST_OPTIONS,
                   target="predicted", repeats=2, batch_size=8, n_examples=0)
     assert ds["target"].values.tolist() == ds["prediction"].values.tolist()
     assert ds["max_sensitivity"].dims == ("explainer", "sample", "run")
     saliency = ds["max_sensitivity"].sel(explainer="Saliency")
     assert not np.allclose(saliency.isel(run=0), saliency.isel(run=1))
-    assert ds["sparseness"].dims == ("explainer", "sample")  # deterministic metrics are not repeated
+    # deterministic metrics are not repeated
+    assert ds["sparseness"].dims == ("explainer", "sample")
     assert (ds["sparseness"].sel(explainer="ones") == 0).all()
     reasons = json.loads(ds["max_sensitivity"].attrs["skipped"])
     assert list(reasons) == ["ones"] and "explain_fn" in reasons["ones"]
@@ -115,13 +126,16 @@ def test_target_repeats_and_skips(tiny_dataset, tiny_model, tmp_path):
 
 def test_metric_errors_are_raised_or_recorded(tiny_dataset, tiny_model, test_metrics):
     with pytest.raises(ValueError, match="always fails") as error:
-        evaluate(tiny_dataset, tiny_model, methods=["random"], metrics=["broken_metric"], batch_size=8)
+        evaluate(tiny_dataset, tiny_model, methods=["random"], metrics=["broken_metric"],
+                 batch_size=8)
     assert "broken_metric" in "".join(getattr(error.value, "__notes__", []))
-    ds = evaluate(tiny_dataset, tiny_model, methods=["random"], metrics=["broken_metric", "sparseness"],
+    ds = evaluate(tiny_dataset, tiny_model, methods=["random"],
+                  metrics=["broken_metric", "sparseness"],
                   batch_size=8, on_error="record")
     assert ds["broken_metric"].isnull().all()
     reason = json.loads(ds["broken_metric"].attrs["skipped"])["random"]
-    assert "failed on 2 of 2 batch(es)" in reason and "ValueError: this metric always fails" in reason
+    assert ("failed on 2 of 2 batch(es)" in reason
+            and "ValueError: this metric always fails" in reason)
     assert ds["sparseness"].notnull().all()
 
 
@@ -129,8 +143,10 @@ def mtimes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.pt")}
 
 
-def test_resume_after_a_failure_recomputes_nothing_finished(tiny_dataset, tiny_model, test_metrics, tmp_path):
-    kwargs = dict(methods=["Gradient", "random"], metrics=["pointing_game", "counting_metric"], batch_size=4)
+def test_resume_after_a_failure_recomputes_nothing_finished(tiny_dataset, tiny_model, test_metrics,
+                                                            tmp_path):
+    kwargs = dict(methods=["Gradient", "random"], metrics=["pointing_game", "counting_metric"],
+                  batch_size=4)
     reference = evaluate(tiny_dataset, tiny_model, out=tmp_path / "reference", **kwargs)
     assert len(CALLS) == 8  # 4 batches x 2 methods
     CALLS.clear()
@@ -155,7 +171,8 @@ def test_resume_after_a_failure_recomputes_nothing_finished(tiny_dataset, tiny_m
     # a run with other settings in the same folder is refused, or started over on request
     with pytest.raises(ConfigError, match="batch_size: 4 then, 8 now"):
         evaluate(tiny_dataset, tiny_model, out=tmp_path / "run", **{**kwargs, "batch_size": 8})
-    fresh = evaluate(tiny_dataset, tiny_model, out=tmp_path / "run", resume=False, **{**kwargs, "batch_size": 8})
+    fresh = evaluate(tiny_dataset, tiny_model, out=tmp_path / "run", resume=False,
+                     **{**kwargs, "batch_size": 8})
     assert len(CALLS) == 4 and fresh.attrs["batch_size"] == 8
     deterministic = ["pointing_game", "counting_metric"]  # the random maps are seeded per batch
     xr.testing.assert_allclose(fresh[deterministic].sel(explainer="Gradient"),
@@ -174,7 +191,7 @@ KILL_SCRIPT = textwrap.dedent("""
     model = SmallCNN(1, 2, width=4).eval()
     evaluate(make_synthetic_dataset(16, size=(32, 32), seed=3), model, methods=["Gradient", "random"],
              metrics=["sparseness", "counting_metric"], batch_size=2, out=sys.argv[1])
-""")
+""")  # noqa: E501
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path):
@@ -189,7 +206,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path)
     try:
         while len(list(out.glob("shards/*/*/counting_metric.pt"))) < 3:
             if process.poll() is not None:
-                pytest.fail(f"the run ended before it was killed: {process.stderr.read().decode()[-2000:]}")
+                pytest.fail(
+                    f"the run ended before it was killed: {process.stderr.read().decode()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail("the run wrote no shards in time")
             time.sleep(0.05)
@@ -200,7 +218,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(test_metrics, tmp_path)
     finished = mtimes(out / "shards")
     done = sum("counting_metric" in name for name in finished)
     assert 3 <= done < 16
-    kwargs = dict(methods=["Gradient", "random"], metrics=["sparseness", "counting_metric"], batch_size=2)
+    kwargs = dict(methods=["Gradient", "random"], metrics=["sparseness", "counting_metric"],
+                  batch_size=2)
     data = make_synthetic_dataset(16, size=(32, 32), seed=3)
     model = SmallCNN(1, 2, width=4).eval()
     resumed = evaluate(data, model, out=out, **kwargs)
@@ -241,4 +260,5 @@ def test_records_that_fail_to_load_are_skipped_and_listed(tiny_dataset, tiny_mod
     assert json.loads(stored.attrs["skipped_samples"]) == expected
     Flaky.on_error = "raise"
     with pytest.raises(DatasetError, match="img0.png"):
-        evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4, n_examples=0)
+        evaluate(Flaky(), tiny_model, methods=["random"], metrics=["sparseness"], batch_size=4,
+                 n_examples=0)

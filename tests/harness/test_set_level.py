@@ -1,4 +1,5 @@
-"""Set-level metrics in the harness: over the whole dataset, independent of batch_size, resumable."""
+"""Set-level metrics in the harness: over the whole dataset, independent of batch_size, resumable.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from tests.harness.runner_fixtures import tiny_dataset, tiny_model  # noqa: F401
 from xaiscore.harness.runner import evaluate
 from xaiscore.harness.set_results import set_metric_variables, set_summary_table
 
-SET_METRICS = ["pointing_accuracy", "box_accuracy", "max_box_accuracy", "pxap", "sufficiency", "consistency"]
+SET_METRICS = ["pointing_accuracy", "box_accuracy", "max_box_accuracy", "pxap", "sufficiency",
+               "consistency"]
 OPTIONS = {"max_box_accuracy": {"thresholds": 50}, "pxap": {"thresholds": 50},
            "sufficiency": {"threshold": 1.0}}
 #: Deterministic methods: their maps do not depend on the batch (the `random` method's do).
@@ -54,7 +56,7 @@ def test_set_level_results_do_not_depend_on_batch_size(two_batchings):
                 np.testing.assert_array_equal(small[name].values, whole[name].values, err_msg=name)
 
 
-def test_set_level_values_equal_the_kernels_on_the_whole_set(two_batchings, tiny_dataset, tiny_model):  # noqa: F811
+def test_set_level_values_equal_the_kernels_on_the_whole_set(two_batchings, tiny_dataset, tiny_model):  # noqa: E501, F811
     from xaiscore import functional as F
     from xaiscore.explainers import make_explainer
     from xaiscore.harness.data.records import collate
@@ -73,7 +75,8 @@ def test_set_level_values_equal_the_kernels_on_the_whole_set(two_batchings, tiny
     expected = float(torch.nanmean(scores)) if bool((~scores.isnan()).any()) else math.nan
     assert float(row["sufficiency"]) == pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True)
     consistency = F.consistency(tiny_model, batch.x, a)
-    assert float(row["consistency"]) == pytest.approx(float(torch.nanmean(consistency)), rel=1e-6, abs=1e-9,
+    assert float(row["consistency"]) == pytest.approx(float(torch.nanmean(consistency)), rel=1e-6,
+                                                      abs=1e-9,
                                                       nan_ok=True)
 
 

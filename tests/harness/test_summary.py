@@ -1,4 +1,5 @@
-"""Summaries: bootstrap means, per-finding means, win rates, rank agreement (hand-computed cases)."""
+"""Summaries: bootstrap means, per-finding means, win rates, rank agreement (hand-computed cases).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from xaiscore._checks import OptionError
-from xaiscore.harness.summary import finding_table, per_sample_scores, rank_agreement, summary_table, win_rates
+from xaiscore.harness.summary import (finding_table, per_sample_scores, rank_agreement,
+                                      summary_table, win_rates)
 from xaiscore.harness.results import build_dataset
 
 
@@ -17,7 +19,8 @@ def make(scores, directions, findings=None, methods=("a", "b", "c")):
         methods=list(methods),
         samples={"source_id": [str(i) for i in range(n)], "label": [1] * n, "target": [1] * n,
                  "prediction": [1] * n, "finding": findings},
-        scores={m: {k: np.asarray(v, dtype=float) for k, v in per.items()} for m, per in scores.items()},
+        scores={m: {k: np.asarray(v, dtype=float) for k, v in per.items()}
+                for m, per in scores.items()},
         metric_info={m: {"higher_is_better": d} for m, d in directions.items()},
     )
 
@@ -95,7 +98,8 @@ def test_summary_table_mean_count_and_interval():
     assert row["ci_low"] == pytest.approx(low, abs=0.02)
     assert row["ci_high"] == pytest.approx(high, abs=0.02)
     # and the normal approximation: half-width ~ 1.96 sd / sqrt(n)
-    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(1.96 * finite.std() / np.sqrt(180), rel=0.1)
+    assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(1.96 * finite.std() / np.sqrt(180),
+                                                                 rel=0.1)
     constant = table.loc[("m", "b")]
     assert constant["ci_low"] == constant["ci_high"] == constant["mean"] == 0.5
     assert np.isnan(table.loc[("m", "c")]["mean"]) and table.loc[("m", "c")]["n"] == 0
@@ -112,14 +116,16 @@ def test_summary_table_is_reproducible_and_independent_of_other_methods():
 
 
 def test_finding_table_and_run_average():
-    ds = make({"m": {"a": [1.0, 0.0, 1.0], "b": [0.0, 0.0, np.nan], "c": [1.0, 1.0, 1.0]}}, {"m": True},
+    ds = make({"m": {"a": [1.0, 0.0, 1.0], "b": [0.0, 0.0, np.nan], "c": [1.0, 1.0, 1.0]}},
+              {"m": True},
               findings=["Nodule", "Nodule", ""])
     table = finding_table(ds)
     assert list(table.columns) == ["(none)", "Nodule"]
     assert table.loc[("m", "a"), "Nodule"] == 0.5 and table.loc[("m", "a"), "(none)"] == 1.0
     assert np.isnan(table.loc[("m", "b"), "(none)"])
     runs = build_dataset(
-        methods=["a"], samples={"source_id": ["0"], "label": [0], "target": [0], "prediction": [0], "finding": [""]},
+        methods=["a"], samples={"source_id": ["0"], "label": [0], "target": [0], "prediction": [0],
+                                "finding": [""]},
         scores={"s": {"a": np.array([[1.0, 3.0, np.nan]])}},
     )
     assert per_sample_scores(runs, "s").values.tolist() == [[2.0]]

@@ -1,4 +1,5 @@
-"""IAC, IEC, MC and the agreement statistics against the per-sample references, on drawn score arrays."""
+"""IAC, IEC, MC and the agreement statistics against the per-sample references, on drawn score
+arrays."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ LEVELS = (0.0, 0.25, 0.5, 1.0)
 
 @st.composite
 def score_arrays(draw):
-    """q (L, B), q_hat (K, L, B), kept (K, B): continuous or tied scores, some NaN, some empty perturbations."""
+    """q (L, B), q_hat (K, L, B), kept (K, B): continuous or tied scores, some NaN, some empty
+    perturbations."""
     n_methods, b, k = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 3))
     if draw(st.booleans()):
         elements = st.sampled_from(LEVELS)
@@ -54,7 +56,8 @@ def tensors(*arrays):
 def test_intra_consistency_matches_reference(case, adversary):
     q, q_hat, kept = case
     ours = intra_consistency(*tensors(q, q_hat, kept), adversary=adversary).numpy()
-    np.testing.assert_allclose(ours, ref.iac_values(q, q_hat, kept, adversary), rtol=1e-9, atol=1e-12,
+    np.testing.assert_allclose(ours, ref.iac_values(q, q_hat, kept, adversary), rtol=1e-9,
+                               atol=1e-12,
                                equal_nan=True)
 
 
@@ -64,8 +67,10 @@ def test_inter_consistency_resilience_matches_reference(case):
     per_k = inter_consistency_resilience(*tensors(q, q_hat, kept)).numpy()
     iac, iec, _ = consistency(*tensors(q, q_hat, kept), adversary=False, higher_is_better=True)
     assert per_k.shape == (q_hat.shape[0],)
-    np.testing.assert_allclose(iec.item(), ref.iec_resilience(q, q_hat, kept), atol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(iac.item(), ref.iac(q, q_hat, kept, False), atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(iec.item(), ref.iec_resilience(q, q_hat, kept), atol=1e-12,
+                               equal_nan=True)
+    np.testing.assert_allclose(iac.item(), ref.iac(q, q_hat, kept, False), atol=1e-12,
+                               equal_nan=True)
 
 
 @given(score_arrays(), st.sampled_from([True, False, None]))
@@ -74,7 +79,8 @@ def test_inter_consistency_adversary_matches_reference(case, direction):
     iac, iec, _ = consistency(*tensors(q, q_hat, kept), adversary=True, higher_is_better=direction)
     np.testing.assert_allclose(iec.item(), ref.iec_adversary(q, q_hat, kept, direction), atol=1e-12,
                                equal_nan=True)
-    np.testing.assert_allclose(iac.item(), ref.iac(q, q_hat, kept, True), atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(iac.item(), ref.iac(q, q_hat, kept, True), atol=1e-12,
+                               equal_nan=True)
 
 
 def test_leading_axes_are_batched():
@@ -110,13 +116,15 @@ def test_a_noise_estimator_scores_near_the_random_level():
         parts.extend(consistency(q, q_hat, kept, adversary=adversary, higher_is_better=True)[:2])
     iac_nr, iec_nr, iac_ar, iec_ar = (p.mean().item() for p in parts)
     assert iac_nr == pytest.approx(0.5, abs=0.06) and iac_ar == pytest.approx(0.5, abs=0.06)
-    assert iec_nr == pytest.approx(1 / n_methods, abs=0.03) and iec_ar == pytest.approx(0.5, abs=0.03)
+    assert iec_nr == pytest.approx(1 / n_methods, abs=0.03) and iec_ar == pytest.approx(0.5,
+                                                                                        abs=0.03)
     mc = (iac_nr + iac_ar + iec_nr + iec_ar) / 4
     assert mc == pytest.approx(random_mc_level(n_methods), abs=0.03)
 
 
 def test_adversary_direction_is_applied():
-    """Regression (MetaQuantus 0.0.5 passes the direction as a truthy string): worse means lower *or* higher."""
+    """Regression (MetaQuantus 0.0.5 passes the direction as a truthy string): worse means
+    lower *or* higher."""
     q = torch.tensor([[0.9, 0.8, 0.7]], dtype=torch.float64)
     kept = torch.ones(1, 3, dtype=torch.bool)
     dropped, rose = (q - 0.5).unsqueeze(0), (q + 0.5).unsqueeze(0)
@@ -132,7 +140,8 @@ def test_empty_kept_sets_are_nan_not_perfect():
     """MetaQuantus scores a Wilcoxon test on no samples as p = 0 (a perfect IAC_AR); we give NaN."""
     q = torch.rand(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     kept = torch.zeros(3, 5, dtype=torch.bool)
-    iac, iec, per_method = consistency(q, q.expand(3, 2, 5), kept, adversary=True, higher_is_better=True)
+    iac, iec, per_method = consistency(q, q.expand(3, 2, 5), kept, adversary=True,
+                                       higher_is_better=True)
     assert math.isnan(iac.item()) and math.isnan(iec.item()) and torch.isnan(per_method).all()
     kept[1, :2] = True  # one perturbation with samples: the others are left out of the mean
     iac, _, _ = consistency(q, q.expand(3, 2, 5), kept, adversary=True, higher_is_better=True)
@@ -159,7 +168,8 @@ def test_shape_errors():
 @st.composite
 def metric_scores(draw):
     m, n_methods, b = draw(st.integers(1, 3)), draw(st.integers(2, 4)), draw(st.integers(1, 8))
-    elements = st.sampled_from(LEVELS) if draw(st.booleans()) else st.floats(-5, 5, allow_nan=False, width=32)
+    elements = st.sampled_from(LEVELS) if draw(st.booleans()) else st.floats(-5, 5, allow_nan=False,
+                                                                             width=32)
     q = draw(npst.arrays(np.float64, (m, n_methods, b), elements=elements))
     if draw(st.booleans()):
         q[0, 0, 0] = np.nan
@@ -180,8 +190,10 @@ def test_metric_agreement_matches_reference(case):
 @given(metric_scores(), st.integers(0, 2**16))
 def test_split_half_matches_reference(case, seed):
     q, _, _ = case
-    ours = split_half_reliability(torch.from_numpy(q), n_splits=4, generator=torch.Generator().manual_seed(seed))
-    order = torch.rand(4, q.shape[-1], generator=torch.Generator().manual_seed(seed)).argsort(dim=1).numpy()
+    ours = split_half_reliability(torch.from_numpy(q), n_splits=4,
+                                  generator=torch.Generator().manual_seed(seed))
+    order = torch.rand(4, q.shape[-1],
+                       generator=torch.Generator().manual_seed(seed)).argsort(dim=1).numpy()
     expected = ref.split_half(q, order) if q.shape[-1] >= 2 else np.full((q.shape[0], 4), np.nan)
     np.testing.assert_allclose(ours.numpy(), expected, atol=1e-12, equal_nan=True)
 

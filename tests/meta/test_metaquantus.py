@@ -17,7 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xaiscore.meta import inter_consistency_adversary, inter_consistency_resilience, intra_consistency
+from xaiscore.meta import (inter_consistency_adversary, inter_consistency_resilience,
+                           intra_consistency)
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +71,28 @@ def test_inter_consistency_resilience_matches_metaquantus(meta_evaluation, seed,
 
 
 def test_inter_consistency_adversary_direction_bug(meta_evaluation):
-    """MetaQuantus 0.0.5 takes score_direction as 'higher'/'lower' (both truthy): one rule for both directions.
+    """MetaQuantus 0.0.5 takes score_direction as 'higher'/'lower' (both truthy): one rule for both
+    directions.
 
-    Its truthy branch counts increases, which is right for lower-is-better metrics only; we apply the
-    metric's direction (MetricSpec.higher_is_better).
+    Its truthy branch counts increases, which is right for lower-is-better metrics only; we apply
+    the metric's direction (MetricSpec.higher_is_better).
     """
     q, noise = distinct_scores(7, 4, 30)
     q_hat = q - 0.5 + 0.3 * noise  # mostly lower after the perturbation
     indices = np.ones(30, dtype=bool)
-    higher = meta_evaluation.compute_iec_adversary(Q_star=q, Q_hat=q_hat, indices=indices, score_direction="higher")
-    lower = meta_evaluation.compute_iec_adversary(Q_star=q, Q_hat=q_hat, indices=indices, score_direction="lower")
+    higher = meta_evaluation.compute_iec_adversary(Q_star=q, Q_hat=q_hat, indices=indices,
+                                                   score_direction="higher")
+    lower = meta_evaluation.compute_iec_adversary(Q_star=q, Q_hat=q_hat, indices=indices,
+                                                  score_direction="lower")
     assert higher == lower  # the bug: the direction is never applied
     kept = torch.ones(1, 30, dtype=torch.bool)
-    ours_higher = inter_consistency_adversary(torch.from_numpy(q), torch.from_numpy(q_hat).unsqueeze(0), kept,
+    ours_higher = inter_consistency_adversary(torch.from_numpy(q),
+                                              torch.from_numpy(q_hat).unsqueeze(0), kept,
                                               higher_is_better=True).item()
-    ours_lower = inter_consistency_adversary(torch.from_numpy(q), torch.from_numpy(q_hat).unsqueeze(0), kept,
+    ours_lower = inter_consistency_adversary(torch.from_numpy(q),
+                                             torch.from_numpy(q_hat).unsqueeze(0), kept,
                                              higher_is_better=False).item()
     assert ours_lower == pytest.approx(lower)  # where MetaQuantus is right, we agree
-    assert ours_higher == pytest.approx(1.0 - lower)  # scores that dropped count for a higher-is-better metric
+    # scores that dropped count for a higher-is-better metric
+    assert ours_higher == pytest.approx(1.0 - lower)
     assert ours_higher > 0.8 > higher

@@ -23,17 +23,20 @@ pytest.importorskip("pandas")
 @pytest.fixture(scope="module")
 def dataset():
     model, x = problem(b=8, seed=11)
-    return meta_evaluate(model, x, FACTORIES, ["sparseness", "complexity", MASKED_LOGIT, "pointing_game"],
+    return meta_evaluate(model, x, FACTORIES,
+                         ["sparseness", "complexity", MASKED_LOGIT, "pointing_game"],
                          iterations=2, perturbations=2, seed=0, n_splits=3)
 
 
 def test_mc_table_reads_the_dataset(dataset):
     table = mc_table(dataset)
     assert list(table.index) == ["sparseness", "complexity", "masked_logit"]
-    np.testing.assert_allclose(table["MC model"].to_numpy(), dataset["mc_mean"].sel(space="model").values)
+    np.testing.assert_allclose(table["MC model"].to_numpy(),
+                               dataset["mc_mean"].sel(space="model").values)
     np.testing.assert_allclose(table["input IEC_AR"].to_numpy(),
                                dataset["iec_mean"].sel(test="input_adversary").values)
-    np.testing.assert_allclose(table["split-half"].to_numpy(), dataset["split_half_mean"].values, equal_nan=True)
+    np.testing.assert_allclose(table["split-half"].to_numpy(), dataset["split_half_mean"].values,
+                               equal_nan=True)
     expected = [f"{int(row.sum())}/2" for row in dataset["beats_random"].values]
     assert table["beats random"].tolist() == expected
 

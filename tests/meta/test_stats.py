@@ -41,7 +41,8 @@ def test_wilcoxon_matches_scipy(case, alternative):
     x, y, valid = case
     ours = wilcoxon_p_value(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(valid),
                             alternative=alternative).numpy()
-    expected = np.array([ref.wilcoxon_p(x[r][valid[r]], y[r][valid[r]], alternative) for r in range(len(x))])
+    expected = np.array([ref.wilcoxon_p(x[r][valid[r]], y[r][valid[r]], alternative)
+                         for r in range(len(x))])
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
@@ -51,7 +52,8 @@ def test_wilcoxon_exact_and_normal_regimes(n):
     x, y = generator.normal(size=n), generator.normal(size=n) + 0.3
     ours = wilcoxon_p_value(torch.from_numpy(x), torch.from_numpy(y)).item()
     method = "exact" if n <= 50 else "asymptotic"
-    expected = scipy.stats.wilcoxon(x, y, zero_method="zsplit", correction=False, method=method).pvalue
+    expected = (
+        scipy.stats.wilcoxon(x, y, zero_method="zsplit", correction=False, method=method).pvalue)
     assert ours == pytest.approx(expected, rel=1e-10, abs=1e-14)
 
 

@@ -90,7 +90,8 @@ def dataset(seed: int = 0) -> dict[str, Tensor]:
     tiles = torch.zeros(N, 4, dtype=torch.bool)
     tiles[torch.arange(N), torch.arange(N) % 4] = True
     tiles[::2, 3] = True
-    return {"x": x, "a": a.reshape(N, 1, SIZE, SIZE), "mask": mask, "target": target, "tiles": tiles}
+    return {"x": x, "a": a.reshape(N, 1, SIZE, SIZE), "mask": mask, "target": target,
+            "tiles": tiles}
 
 
 def callables() -> dict[str, Any]:

@@ -27,7 +27,8 @@ def data(seed: int = 0, dims: int = 2):
     for i in range(N):
         for j in range(1 + i % 2):  # one or two ground-truth boxes, some touching the border
             low = [int(torch.randint(0, s - 1, (1,), generator=g)) for s in spatial]
-            high = [int(torch.randint(lo + 1, s + 1, (1,), generator=g)) for lo, s in zip(low, spatial)]
+            high = [int(torch.randint(lo + 1, s + 1, (1,), generator=g))
+                    for lo, s in zip(low, spatial)]
             region = (i, slice(None)) + tuple(slice(lo, hi) for lo, hi in zip(low, high))
             mask[region] = True
             a[region] += 0.5 + 0.3 * j
@@ -73,10 +74,12 @@ def test_max_box_accuracy_class_equals_the_kernel_on_the_whole_set(dims, truth, 
 def test_box_accuracy_class_equals_the_pooled_figures_of_the_reference(truth):
     a, mask, boxes = data(3)
     ground = {"mask": mask} if truth == "mask" else {"boxes": boxes}
-    gt = [[box for box, _ in ref.regions(mask[i, 0].numpy())] for i in range(N)] if truth == "mask" else [
+    gt = [[box for box, _ in ref.regions(mask[i, 0].numpy())]
+          for i in range(N)] if truth == "mask" else [
         [tuple(r) for r in b.tolist() if not math.isnan(r[0])] for b in boxes]
     thresholds, limits = [60.0, 180.0], [0.1, 0.25, 0.5, 0.75, 0.9]
-    per = [ref.box_accuracy(a[i, 0].numpy(), gt[i], thresholds, "iobb", limits, True) for i in range(N)]
+    per = [ref.box_accuracy(a[i, 0].numpy(), gt[i], thresholds, "iobb", limits, True)
+           for i in range(N)]
     hits = sum(p[0] for p in per)
     false_positives = sum(p[1] for p in per)
     n_boxes = sum(len(g) for g in gt)
@@ -102,7 +105,8 @@ def test_pxap_class_equals_the_pooled_kernel_value_with_ignore_regions():
     ignore &= ~mask
     kernel = F.pxap(a, mask, ignore=ignore, thresholds=50)
     grid = (np.arange(51) * (1.0 / 50)).tolist()
-    expected = ref.pxap(list(a[:, 0].numpy()), list(mask[:, 0].numpy()), grid, list(ignore[:, 0].numpy()))
+    expected = ref.pxap(list(a[:, 0].numpy()), list(mask[:, 0].numpy()), grid,
+                        list(ignore[:, 0].numpy()))
     assert kernel.value.item() == pytest.approx(expected, abs=1e-12)
     for bounds in _splits():
         metric = metrics.PxAP(thresholds=50)
@@ -161,6 +165,9 @@ def test_docs_example_runs_and_equals_the_kernels_on_the_whole_set(capsys):
     exec(compile(blocks[0], str(page), "exec"), namespace)
     assert "tensor(" in capsys.readouterr().out
     a, mask, boxes = namespace["a"], namespace["mask"], namespace["boxes"]
-    assert namespace["max_box"].compute().item() == F.max_box_accuracy(a, boxes=boxes, version=2).value.item()
-    assert namespace["pxap"].compute().item() == pytest.approx(F.pxap(a, mask).value.item(), abs=1e-12)
-    assert namespace["box_accuracy"].compute().item() == pytest.approx(F.box_accuracy(a, mask).value.item())
+    assert namespace["max_box"].compute().item() == F.max_box_accuracy(a, boxes=boxes,
+                                                                       version=2).value.item()
+    assert namespace["pxap"].compute().item() == pytest.approx(F.pxap(a, mask).value.item(),
+                                                               abs=1e-12)
+    assert namespace["box_accuracy"].compute().item() == pytest.approx(
+        F.box_accuracy(a, mask).value.item())

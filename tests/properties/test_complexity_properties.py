@@ -1,4 +1,5 @@
-"""Properties of the complexity kernels: batch composition, equivariance, invariances, bounds, dtypes."""
+"""Properties of the complexity kernels: batch composition, equivariance, invariances, bounds,
+dtypes."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_invariance_to_permuting_pixels_under_a_channel_reduction(name, a, seed,
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
-@given(a=DRAWN, scale=st.sampled_from([2.0**-10, 0.5, 4.0, 1024.0]), sign=st.sampled_from([1.0, -1.0]))
+@given(a=DRAWN, scale=st.sampled_from([2.0**-10, 0.5, 4.0, 1024.0]),
+       sign=st.sampled_from([1.0, -1.0]))
 def test_scale_and_sign_invariance(name, a, scale, sign):
     """|a| is scored, and each sample is normalised (Gini, entropy) or divided by its own maximum.
 
@@ -100,7 +102,8 @@ def test_float32_agrees_with_float64(name, a, how):
     kernel = KERNELS[name]
     out32, out64 = kernel(a.float(), reduce_channels=how), kernel(a.double(), reduce_channels=how)
     assert out32.dtype == torch.float32 and out64.dtype == torch.float64
-    np.testing.assert_allclose(out32.double().numpy(), out64.numpy(), rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(out32.double().numpy(), out64.numpy(), rtol=1e-5, atol=1e-5,
+                               equal_nan=True)
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
@@ -113,7 +116,8 @@ def test_inputs_are_not_mutated(name, a, how):
 
 @given(a=DRAWN)
 def test_effective_complexity_per_sample_ignores_batch_mates_but_batch_mode_does_not(a):
-    """A sample's score never depends on its batch-mates by default; ``normalise="batch"`` (Quantus) does."""
+    """A sample's score never depends on its batch-mates by default; ``normalise="batch"`` (Quantus)
+    does."""
     louder = torch.cat([a, 1000 * a[:1] + 1000])
     close(cx.effective_complexity(louder)[: a.shape[0]], cx.effective_complexity(a))
     batch = cx.effective_complexity(louder, normalise="batch")[: a.shape[0]]

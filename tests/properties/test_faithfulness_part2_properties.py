@@ -27,7 +27,7 @@ def _case(seed: int, batch: int = 4, shape=(2, 6, 5), dtype=torch.float64):
 
 
 DETERMINISTIC = {
-    "road": lambda m, x, a, t: road(m, x, a, t, noise=0.0, measure="logit", percentages=[20, 60]).curve,
+    "road": lambda m, x, a, t: road(m, x, a, t, noise=0.0, measure="logit", percentages=[20, 60]).curve,  # noqa: E501
     "completeness": lambda m, x, a, t: ax.completeness(m, x, a, t, rtol=0.5),
     "non_sensitivity": lambda m, x, a, t: ax.non_sensitivity(m, x, a, t, eps=0.05),
     "sufficiency": lambda m, x, a, t: sufficiency(m, x, a, threshold=0.8),
@@ -51,8 +51,10 @@ def test_float32_agrees_with_float64():
     pairs = [
         (road(model32, x32, a32, target, noise=0.0, measure="logit").curve,
          road(model64, x64, a64, target, noise=0.0, measure="logit").curve, 1e-4),
-        (fr.infidelity(model32, x32, a32, target, patch_sizes=(2,), generator=torch.Generator().manual_seed(0)),
-         fr.infidelity(model64, x64, a64, target, patch_sizes=(2,), generator=torch.Generator().manual_seed(0)), 1e-4),
+        (fr.infidelity(model32, x32, a32, target, patch_sizes=(2,),
+                       generator=torch.Generator().manual_seed(0)),
+         fr.infidelity(model64, x64, a64, target, patch_sizes=(2,),
+                       generator=torch.Generator().manual_seed(0)), 1e-4),
         (fr.faithfulness_correlation(model32, x32, a32, target, subset_size=5, n_runs=20,
                                      generator=torch.Generator().manual_seed(0)),
          fr.faithfulness_correlation(model64, x64, a64, target, subset_size=5, n_runs=20,
@@ -69,16 +71,20 @@ def test_invariances_stated_by_the_papers():
     # ROAD only uses the ranking: any increasing transform of the map leaves it unchanged.
     torch.testing.assert_close(road(model, x, a, target, generator=g()).curve,
                                road(model, x, 3 * a.exp() + 1, target, generator=g()).curve)
-    # Pearson correlations ignore positive scaling; a shift adds the same amount to every subset sum.
+    # Pearson correlations ignore positive scaling; a shift adds the same amount to every subset
+    # sum.
     base = fr.faithfulness_correlation(model, x, a, target, subset_size=6, n_runs=15, generator=g())
-    torch.testing.assert_close(fr.faithfulness_correlation(model, x, 2.5 * a + 0.3, target, subset_size=6,
+    torch.testing.assert_close(fr.faithfulness_correlation(model, x, 2.5 * a + 0.3, target,
+                                                           subset_size=6,
                                                            n_runs=15, generator=g()), base)
     curve = fr.sensitivity_n(model, x, a, target, n_subsets=8, generator=g()).curve
-    torch.testing.assert_close(fr.sensitivity_n(model, x, 4 * a, target, n_subsets=8, generator=g()).curve, curve,
+    torch.testing.assert_close(fr.sensitivity_n(model, x, 4 * a, target, n_subsets=8,
+                                                generator=g()).curve, curve,
                                equal_nan=True)
     # Sufficiency with per-sample normalisation ignores each map's own positive scale.
     scales = torch.tensor([1.0, 3.0, 0.5, 7.0], dtype=x.dtype).reshape(4, 1, 1, 1)
-    torch.testing.assert_close(sufficiency(model, x, a * scales), sufficiency(model, x, a), equal_nan=True)
+    torch.testing.assert_close(sufficiency(model, x, a * scales), sufficiency(model, x, a),
+                               equal_nan=True)
     # Non-sensitivity's zero set is scale free with per-sample normalisation.
     torch.testing.assert_close(ax.non_sensitivity(model, x, a * scales, target, eps=0.05),
                                ax.non_sensitivity(model, x, a, target, eps=0.05))
@@ -90,7 +96,8 @@ def test_scores_lie_in_their_ranges():
     result = road(model, x, a, target, generator=g())
     assert ((result.curve == 0) | (result.curve == 1)).all()
     assert (fr.infidelity(model, x, a, target, patch_sizes=(3,), generator=g()) >= 0).all()
-    for values in (fr.faithfulness_correlation(model, x, a, target, subset_size=4, n_runs=10, generator=g()),
+    for values in (fr.faithfulness_correlation(model, x, a, target, subset_size=4, n_runs=10,
+                                               generator=g()),
                    fr.sensitivity_n(model, x, a, target, n_subsets=5, generator=g()).curve,
                    sufficiency(model, x, a)):
         finite = values[~torch.isnan(values)]

@@ -1,4 +1,5 @@
-"""Properties of the faithfulness kernels: chunk-size invariance, seeded determinism, batch independence, errors."""
+"""Properties of the faithfulness kernels: chunk-size invariance, seeded determinism, batch
+independence, errors."""
 
 from __future__ import annotations
 
@@ -14,20 +15,21 @@ from xaiscore._engine.batching import ModelOutputError
 from xaiscore.functional import faithfulness as fa
 from xaiscore.testing import strategies as xst
 
-SHAPES = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2), spatial_dims=st.integers(1, 3),
+SHAPES = xst.shapes(batch_size=st.integers(1, 3), channels=st.integers(1, 2),
+                    spatial_dims=st.integers(1, 3),
                     side=st.integers(3, 4))
 
 # name -> (kernel, options that keep it small, whether it is stochastic)
 METRICS = {
     "deletion": (fa.deletion, {"features_per_step": 2}),
     "insertion": (fa.insertion, {"features_per_step": 2}),
-    "pixel_flipping": (fa.pixel_flipping, {"features_per_step": 3, "order": "random", "baseline": "uniform"}),
+    "pixel_flipping": (fa.pixel_flipping, {"features_per_step": 3, "order": "random", "baseline": "uniform"}),  # noqa: E501
     "region_perturbation": (fa.region_perturbation, {"patch_size": 2, "steps": 5}),
     "selectivity": (fa.selectivity, {"patch_size": 2}),
     "irof": (fa.irof, {"n_segments": 6}),
     "faithfulness_estimate": (fa.faithfulness_estimate, {"features_per_step": 2}),
     "monotonicity": (fa.monotonicity, {"features_per_step": 2}),
-    "monotonicity_correlation": (fa.monotonicity_correlation, {"features_per_step": 3, "n_samples": 3}),
+    "monotonicity_correlation": (fa.monotonicity_correlation, {"features_per_step": 3, "n_samples": 3}),  # noqa: E501
 }
 
 
@@ -37,7 +39,8 @@ def _scores(out):
 
 def _run(name, case, **extra):
     kernel, options = METRICS[name]
-    return kernel(case.forward_fn, case.x, case.a, case.target, generator=torch.Generator().manual_seed(3),
+    return kernel(case.forward_fn, case.x, case.a, case.target,
+                  generator=torch.Generator().manual_seed(3),
                   **{**options, **extra})
 
 
@@ -49,9 +52,11 @@ def test_result_does_not_depend_on_max_batch_size(name, data):
     size = data.draw(st.integers(1, 9), label="max_batch_size")
     whole = _run(name, case, max_batch_size=10_000)
     chunked = _run(name, case, max_batch_size=size)
-    torch.testing.assert_close(_scores(chunked), _scores(whole), rtol=1e-12, atol=1e-12, equal_nan=True)
+    torch.testing.assert_close(_scores(chunked), _scores(whole), rtol=1e-12, atol=1e-12,
+                               equal_nan=True)
     if not isinstance(whole, torch.Tensor):
-        torch.testing.assert_close(chunked.score, whole.score, rtol=1e-12, atol=1e-12, equal_nan=True)
+        torch.testing.assert_close(chunked.score, whole.score, rtol=1e-12, atol=1e-12,
+                                   equal_nan=True)
 
 
 @pytest.mark.parametrize("name", sorted(METRICS))
@@ -71,7 +76,8 @@ def test_a_sample_does_not_depend_on_its_batch_mates(name):
     torch.testing.assert_close(together[1:2], alone, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-@pytest.mark.parametrize("name", ["pixel_flipping", "region_perturbation", "monotonicity_correlation"])
+@pytest.mark.parametrize("name",
+                         ["pixel_flipping", "region_perturbation", "monotonicity_correlation"])
 def test_seeded_randomness_is_reproducible_and_seed_dependent(name):
     model = xst.tiny_mlp((1, 6, 6), 3, seed=5)
     generator = torch.Generator().manual_seed(6)
@@ -82,7 +88,8 @@ def test_seeded_randomness_is_reproducible_and_seed_dependent(name):
     options = {**options, "baseline": "uniform"}
 
     def run(seed):
-        return _scores(kernel(model, x, a, target, generator=torch.Generator().manual_seed(seed), **options))
+        return _scores(kernel(model, x, a, target, generator=torch.Generator().manual_seed(seed),
+                              **options))
 
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.allclose(run(1), run(2))
@@ -93,14 +100,17 @@ def test_random_order_is_a_permutation_whose_full_deletion_is_the_baseline():
     x = torch.rand(2, 1, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     target = torch.tensor([0, 1])
-    result = fa.pixel_flipping(model, x, a, target, order="random", generator=torch.Generator().manual_seed(0))
+    result = fa.pixel_flipping(model, x, a, target, order="random",
+                               generator=torch.Generator().manual_seed(0))
     at_zero = model(torch.zeros_like(x)).gather(1, target.unsqueeze(1)).squeeze(1).detach()
     torch.testing.assert_close(result.curve[:, -1], at_zero)
-    torch.testing.assert_close(result.curve[:, 0], model(x).gather(1, target.unsqueeze(1)).squeeze(1).detach())
+    torch.testing.assert_close(result.curve[:, 0],
+                               model(x).gather(1, target.unsqueeze(1)).squeeze(1).detach())
 
 
 def test_deletion_of_a_perfect_linear_explanation_beats_its_reverse():
-    """A linear model with w * x attributions: MoRF deletion falls fastest, so it scores below LeRF."""
+    """A linear model with w * x attributions: MoRF deletion falls fastest, so it scores below LeRF.
+    """
     generator = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(16, 2, bias=False).double()
     with torch.no_grad():
@@ -114,7 +124,8 @@ def test_deletion_of_a_perfect_linear_explanation_beats_its_reverse():
     assert (morf.score < lerf.score).all()
     # On logits, removing feature i drops the class-0 logit by exactly w_0i x_i: correlation 1.
     exact = linear.weight[0].detach() * x
-    torch.testing.assert_close(fa.faithfulness_estimate(model, x, exact, target), torch.ones(4, dtype=x.dtype))
+    torch.testing.assert_close(fa.faithfulness_estimate(model, x, exact, target),
+                               torch.ones(4, dtype=x.dtype))
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -160,7 +171,8 @@ def test_nan_logits_raise_unless_validation_is_off(name):
 
     def nan_on_perturbed(images):
         logits = model(images)
-        return torch.where(images.sum(dim=(1, 2, 3), keepdim=True).squeeze(-1).squeeze(-1) != x[0].sum(),
+        return torch.where(images.sum(dim=(1, 2, 3), keepdim=True).squeeze(-1).squeeze(-1)
+                           != x[0].sum(),
                            torch.full_like(logits, math.nan), logits)
 
     with pytest.raises(NonFiniteError, match="NaN"):
@@ -171,8 +183,9 @@ def test_nan_logits_raise_unless_validation_is_off(name):
     assert out.shape == (1,) if isinstance(out, torch.Tensor) else out.score.shape == (1,)
 
 
-@pytest.mark.parametrize("name", ["deletion", "pixel_flipping", "faithfulness_estimate", "monotonicity",
-                                  "monotonicity_correlation"])
+@pytest.mark.parametrize("name",
+                         ["deletion", "pixel_flipping", "faithfulness_estimate", "monotonicity",
+                          "monotonicity_correlation"])
 def test_features_per_step_errors(name):
     model, x, a, target = _inputs()
     kernel, options = METRICS[name]

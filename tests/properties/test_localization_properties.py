@@ -1,4 +1,5 @@
-"""Properties of the localization kernels: batch composition, equivariance, bounds, invariances, dtypes."""
+"""Properties of the localization kernels: batch composition, equivariance, bounds, invariances,
+dtypes."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_bounds(name, inputs):
 
 
 @pytest.mark.parametrize("name", RANK_BASED)
-@given(inputs=xst.metric_inputs(ties=st.booleans()), scale=st.floats(0.01, 100), shift=st.floats(-5, 5))
+@given(inputs=xst.metric_inputs(ties=st.booleans()), scale=st.floats(0.01, 100),
+       shift=st.floats(-5, 5))
 def test_rank_based_scores_ignore_increasing_transforms(name, inputs, scale, shift):
     a, mask = inputs
     kernel = KERNELS[name]
@@ -76,7 +78,8 @@ def test_rank_based_scores_ignore_increasing_transforms(name, inputs, scale, shi
 
 
 @pytest.mark.parametrize("name", SCALE_INVARIANT)
-@given(inputs=xst.metric_inputs(ties=st.booleans()), scale=st.sampled_from([0.125, 0.5, 4.0, 1024.0]))
+@given(inputs=xst.metric_inputs(ties=st.booleans()),
+       scale=st.sampled_from([0.125, 0.5, 4.0, 1024.0]))
 def test_positive_scaling_invariance(name, inputs, scale):
     a, mask = inputs
     kernel = KERNELS[name]
@@ -91,7 +94,8 @@ def test_float32_agrees_with_float64(name, inputs):
     kernel = KERNELS[name]
     out32, out64 = kernel(a.float(), mask), kernel(a.double(), mask)
     assert out32.dtype == torch.float32 and out64.dtype == torch.float64
-    np.testing.assert_allclose(out32.double().numpy(), out64.numpy(), rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(out32.double().numpy(), out64.numpy(), rtol=1e-5, atol=1e-5,
+                               equal_nan=True)
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
@@ -111,5 +115,6 @@ def test_perfect_map_scores_one(inputs):
     if mask.reshape(mask.shape[0], -1).all(1).any():
         return  # AUC is undefined for a full mask
     for name in ["pointing_game", "energy_pointing_game", "relevance_mass_accuracy",
-                 "relevance_rank_accuracy", "attribution_localisation", "localization_auc", "localization_iou"]:
-        torch.testing.assert_close(KERNELS[name](perfect, mask), torch.ones(mask.shape[0], dtype=torch.float64))
+                 "relevance_rank_accuracy", "attribution_localisation", "localization_auc", "localization_iou"]:  # noqa: E501
+        torch.testing.assert_close(KERNELS[name](perfect, mask),
+                                   torch.ones(mask.shape[0], dtype=torch.float64))

@@ -54,7 +54,8 @@ def test_invariance_under_the_symmetries_of_the_grid(a, k, symmetry):
 
 @given(a=MAPS, dy=st.integers(0, 5), dx=st.integers(0, 5))
 def test_translation_invariance_on_a_fixed_canvas(a, dy, dx):
-    """The same map at two places on the same zero canvas: same values, same distances, same score."""
+    """The same map at two places on the same zero canvas: same values, same distances, same score.
+    """
     b, c, h, w = a.shape
     here = torch.zeros(b, c, h + 5, w + 5, dtype=a.dtype)
     there = torch.zeros_like(here)
@@ -63,7 +64,8 @@ def test_translation_invariance_on_a_fixed_canvas(a, dy, dx):
     close(mst_compactness(there), mst_compactness(here), rtol=1e-9)
 
 
-@given(a=MAPS, scale=st.sampled_from([2.0**-20, 0.25, 8.0, 2.0**30]), sign=st.sampled_from([1.0, -1.0]))
+@given(a=MAPS, scale=st.sampled_from([2.0**-20, 0.25, 8.0, 2.0**30]),
+       sign=st.sampled_from([1.0, -1.0]))
 def test_scale_and_sign_invariance(a, scale, sign):
     """Only the order of |a| matters (powers of two scale exactly)."""
     close(mst_compactness(a * (sign * scale)), mst_compactness(a))
@@ -71,7 +73,8 @@ def test_scale_and_sign_invariance(a, scale, sign):
 
 @given(a=MAPS)
 def test_mean_and_sum_reductions_select_the_same_points(a):
-    close(mst_compactness(a, reduce_channels="mean"), mst_compactness(a, reduce_channels="sum"), rtol=1e-9)
+    close(mst_compactness(a, reduce_channels="mean"), mst_compactness(a, reduce_channels="sum"),
+          rtol=1e-9)
 
 
 @given(a=MAPS, k=KS, threshold=st.sampled_from([0.0, 50.0, 80.0, 100.0]))
@@ -82,7 +85,8 @@ def test_positive_where_defined_and_nan_exactly_below_two_points(a, k, threshold
     assert (out[points >= 2] > 0).all()
 
 
-@given(a=xst.attributions(shape=xst.shapes(spatial_dims=2, side=st.integers(1, 12)), ties=st.booleans()))
+@given(a=xst.attributions(shape=xst.shapes(spatial_dims=2, side=st.integers(1, 12)),
+                          ties=st.booleans()))
 def test_float32_agrees_with_float64(a):
     a = torch.round(a * 8) / 8  # values exact in both dtypes: the same salient points
     out32, out64 = mst_compactness(a.float()), mst_compactness(a.double())

@@ -1,4 +1,5 @@
-"""Properties of the robustness kernels: invariances the papers state, chunking, seeding, side effects, errors."""
+"""Properties of the robustness kernels: invariances the papers state, chunking, seeding, side
+effects, errors."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ ALL_REEXPLAINING = NOISE_METRICS + ["continuity"]
 
 def _setup(batch=3, shape=(1, 6, 6), seed=0):
     model = make_mlp(math.prod(shape), seed=seed)
-    x = torch.rand((batch,) + shape, generator=torch.Generator().manual_seed(seed + 10), dtype=torch.float64)
+    x = torch.rand((batch,) + shape, generator=torch.Generator().manual_seed(seed + 10),
+                   dtype=torch.float64)
     with torch.no_grad():
         target = model(x).argmax(1)
     return model, x, target
@@ -41,7 +43,8 @@ def _call(name, model, x, a, target, explain_fn, **options):
     if name in ("relative_input_stability", "relative_output_stability"):
         return fn(model, x, a, target, explain_fn=explain_fn, **options)
     if name == "relative_representation_stability":
-        return fn(model, x, a, target, explain_fn=explain_fn, layer=options.pop("layer", "2"), **options)
+        return fn(model, x, a, target, explain_fn=explain_fn, layer=options.pop("layer", "2"),
+                  **options)
     if name == "continuity":
         for key in ("seed", "generator", "n_samples", "radius", "noise"):
             options.pop(key, None)
@@ -57,23 +60,27 @@ def _call(name, model, x, a, target, explain_fn, **options):
 def test_zero_noise_gives_zero(name):
     model, x, target = _setup()
     explain = EXPLAINERS["mixing"]
-    out = _call(name, model, x, explain(x, target), target, explain, n_samples=4, radius=0.0, seed=0)
+    out = _call(name, model, x, explain(x, target), target, explain, n_samples=4, radius=0.0,
+                seed=0)
     assert torch.equal(out, torch.zeros_like(out))
 
 
 def test_zero_noise_leaves_the_lipschitz_quotient_undefined():
     model, x, target = _setup()
     explain = EXPLAINERS["mixing"]
-    out = rob.local_lipschitz_estimate(x, explain(x, target), target, explain_fn=explain, n_samples=3, radius=0.0,
+    out = rob.local_lipschitz_estimate(x, explain(x, target), target, explain_fn=explain,
+                                       n_samples=3, radius=0.0,
                                        seed=0)
-    assert torch.isnan(out).all()  # x' = x is no distinct point; Quantus returns 0 through its 1e-10
+    # x' = x is no distinct point; Quantus returns 0 through its 1e-10
+    assert torch.isnan(out).all()
 
 
 @pytest.mark.parametrize("name", ALL_REEXPLAINING)
 def test_an_explainer_that_ignores_its_input_scores_zero(name):
     model, x, target = _setup()
     explain = constant_explainer(0.7)
-    out = _call(name, model, x, explain(x, target), target, explain, n_samples=5, radius=0.3, seed=1,
+    out = _call(name, model, x, explain(x, target), target, explain, n_samples=5, radius=0.3,
+                seed=1,
                 on_prediction_change="keep")
     assert torch.equal(out, torch.zeros_like(out))
 
@@ -91,7 +98,8 @@ def test_relative_sensitivity_is_scale_invariant_and_absolute_scales_linearly(ho
     rel_scaled = kernel(x, scaled(x, target), target, explain_fn=scaled, **common)
     np.testing.assert_allclose(rel_scaled.numpy(), rel.numpy(), rtol=1e-9)
     absolute = kernel(x, base(x, target), target, explain_fn=base, relative=False, **common)
-    absolute_scaled = kernel(x, scaled(x, target), target, explain_fn=scaled, relative=False, **common)
+    absolute_scaled = kernel(x, scaled(x, target), target, explain_fn=scaled, relative=False,
+                             **common)
     np.testing.assert_allclose(absolute_scaled.numpy(), scale * absolute.numpy(), rtol=1e-9)
 
 
@@ -101,7 +109,8 @@ def test_relative_sensitivity_is_scale_invariant_and_absolute_scales_linearly(ho
 def test_lipschitz_estimate_of_a_linear_explainer_is_its_slope(slope, radius, noise, p):
     model, x, target = _setup()
     explain = lambda x, t: slope * x  # noqa: E731 - a |slope|-Lipschitz map in every norm
-    out = rob.local_lipschitz_estimate(x, explain(x, target), target, explain_fn=explain, normalise=None,
+    out = rob.local_lipschitz_estimate(x, explain(x, target), target, explain_fn=explain,
+                                       normalise=None,
                                        n_samples=3, noise=noise, radius=radius, p=p, seed=0)
     np.testing.assert_allclose(out.numpy(), abs(slope), rtol=1e-9)
 
@@ -119,7 +128,8 @@ def test_max_is_at_least_the_mean():
     explain = EXPLAINERS["mixing"]
     common = dict(explain_fn=explain, n_samples=6, radius=0.3, seed=3)
     a = explain(x, target)
-    assert (rob.max_sensitivity(x, a, target, **common) >= rob.avg_sensitivity(x, a, target, **common) - 1e-12).all()
+    assert (rob.max_sensitivity(x, a, target, **common)
+            >= rob.avg_sensitivity(x, a, target, **common) - 1e-12).all()
 
 
 def test_random_explainer_is_less_robust_than_a_real_method():
@@ -130,7 +140,8 @@ def test_random_explainer_is_less_robust_than_a_real_method():
     noise_map = random_explainer(seed=0)
     common = dict(n_samples=4, radius=0.05, seed=0)
     real_score = rob.max_sensitivity(x, real(x, target), target, explain_fn=real, **common)
-    random_score = rob.max_sensitivity(x, noise_map(x, target), target, explain_fn=noise_map, **common)
+    random_score = rob.max_sensitivity(x, noise_map(x, target), target, explain_fn=noise_map,
+                                       **common)
     assert (random_score > real_score).all()
 
 
@@ -143,12 +154,16 @@ def test_scores_do_not_depend_on_max_batch_size(name):
     explain = EXPLAINERS["mixing"]
     a = explain(x, target)
     n = NOISE_BLOCK_ITEMS // 3 + 2  # items straddle the noise blocks
-    outs = [_call(name, model, x, a, target, explain, n_samples=n, radius=0.2, seed=5, max_batch_size=size,
-                  on_prediction_change="exclude", forward_fn=model) if name in ("max_sensitivity", "continuity")
-            else _call(name, model, x, a, target, explain, n_samples=n, radius=0.2, seed=5, max_batch_size=size)
+    outs = [_call(name, model, x, a, target, explain, n_samples=n, radius=0.2, seed=5,
+                  max_batch_size=size,
+                  on_prediction_change="exclude", forward_fn=model)
+            if name in ("max_sensitivity", "continuity")
+            else _call(name, model, x, a, target, explain, n_samples=n, radius=0.2, seed=5,
+                       max_batch_size=size)
             for size in (1, 7, NOISE_BLOCK_ITEMS, 1000)]
     for other in outs[1:]:
-        np.testing.assert_allclose(other.numpy(), outs[0].numpy(), rtol=1e-12, atol=0, equal_nan=True)
+        np.testing.assert_allclose(other.numpy(), outs[0].numpy(), rtol=1e-12, atol=0,
+                                   equal_nan=True)
 
 
 @pytest.mark.parametrize("name", NOISE_METRICS)
@@ -193,22 +208,28 @@ def test_float32_agrees_with_float64_and_output_follows_input(name):
 
 
 def test_batch_split_invariance_of_the_noise_metrics():
-    """Scoring samples in two batches equals scoring them together when each keeps its noise (same items)."""
+    """Scoring samples in two batches equals scoring them together when each keeps its noise
+    (same items)."""
     model, x, target = _setup(batch=2)
     explain = EXPLAINERS["mixing"]
     a = explain(x, target)
-    whole = rob.max_sensitivity(x, a, target, explain_fn=explain, n_samples=NOISE_BLOCK_ITEMS, seed=3)
-    # With n equal to the block size, sample i's noise is block i: a one-sample batch gets block 0 only.
-    first = rob.max_sensitivity(x[:1], a[:1], target[:1], explain_fn=explain, n_samples=NOISE_BLOCK_ITEMS, seed=3)
+    whole = rob.max_sensitivity(x, a, target, explain_fn=explain, n_samples=NOISE_BLOCK_ITEMS,
+                                seed=3)
+    # With n equal to the block size, sample i's noise is block i: a one-sample batch gets block 0
+    # only.
+    first = rob.max_sensitivity(x[:1], a[:1], target[:1], explain_fn=explain,
+                                n_samples=NOISE_BLOCK_ITEMS, seed=3)
     assert torch.equal(first, whole[:1])
 
 
 def test_block_noise_distributions():
     generator = torch.Generator().manual_seed(0)
-    uniform = BlockNoise(100, (50,), kind="uniform", low=-0.5, high=0.25, generator=generator, dtype=torch.float64)
+    uniform = BlockNoise(100, (50,), kind="uniform", low=-0.5, high=0.25, generator=generator,
+                         dtype=torch.float64)
     values = uniform(0, 100)
     assert values.min() >= -0.5 and values.max() < 0.25 and abs(values.mean() + 0.125) < 0.01
-    gaussian = BlockNoise(100, (50,), kind="gaussian", low=0.0, high=2.0, generator=generator, dtype=torch.float64)
+    gaussian = BlockNoise(100, (50,), kind="gaussian", low=0.0, high=2.0, generator=generator,
+                          dtype=torch.float64)
     values = gaussian(0, 100)
     assert abs(values.mean()) < 0.1 and abs(values.std() - 2.0) < 0.1
     assert torch.equal(torch.cat([gaussian(0, 33), gaussian(33, 34), gaussian(34, 100)]), values)
@@ -222,8 +243,10 @@ def test_rrs_default_layer_is_the_input_of_the_last_leaf():
     model, x, target = _setup()
     explain = EXPLAINERS["mixing"]
     a = explain(x, target)
-    default = rob.relative_representation_stability(model, x, a, target, explain_fn=explain, n_samples=3, seed=0)
-    named = rob.relative_representation_stability(model, x, a, target, explain_fn=explain, layer="2", n_samples=3,
+    default = rob.relative_representation_stability(model, x, a, target, explain_fn=explain,
+                                                    n_samples=3, seed=0)
+    named = rob.relative_representation_stability(model, x, a, target, explain_fn=explain,
+                                                  layer="2", n_samples=3,
                                                   seed=0)
     assert torch.equal(default, named)  # Tanh's output is the input of the last Linear
 
@@ -232,7 +255,8 @@ def test_rrs_concatenates_several_layers():
     model, x, target = _setup()
     explain = EXPLAINERS["mixing"]
     a = explain(x, target)
-    out = rob.relative_representation_stability(model, x, a, target, explain_fn=explain, layer=["1", "2"],
+    out = rob.relative_representation_stability(model, x, a, target, explain_fn=explain,
+                                                layer=["1", "2"],
                                                 n_samples=3, seed=0)
     assert out.shape == (3,) and torch.isfinite(out).all()
 
@@ -248,7 +272,8 @@ def test_continuity_translates_along_the_chosen_axis_of_3d_inputs():
         seen.append(x.clone())
         return identity(x, t)
 
-    rob.continuity(x, identity(x, target), target, explain_fn=recording, shifts=[1], axis=3, fill=0.0,
+    rob.continuity(x, identity(x, target), target, explain_fn=recording, shifts=[1], axis=3,
+                   fill=0.0,
                    normalise=None, abs=False)
     moved = seen[0][0, 0]
     assert moved[1, 3, 2] == 1.0 and moved.sum() == 1.0
@@ -262,13 +287,17 @@ def test_wrong_explanation_shape_is_a_model_output_error(name):
     model, x, target = _setup()
     explain = EXPLAINERS["mixing"]
     with pytest.raises(ModelOutputError, match="explain_fn"):
-        _call(name, model, x, explain(x, target), target, lambda x, t: explain(x, t)[:, :, :3], n_samples=2, seed=0)
-    with pytest.raises(ModelOutputError, match="like `a`"):  # one channel where `a` has C (here C = 1 -> 2)
+        _call(name, model, x, explain(x, target), target, lambda x, t: explain(x, t)[:, :, :3],
+              n_samples=2, seed=0)
+    # one channel where `a` has C (here C = 1 -> 2)
+    with pytest.raises(ModelOutputError, match="like `a`"):
         x2 = torch.cat([x, x], dim=1)
         m2 = make_mlp(72)
-        _call(name, m2, x2, explain(x2, target), target, lambda x, t: explain(x, t)[:, :1], n_samples=2, seed=0)
+        _call(name, m2, x2, explain(x2, target), target, lambda x, t: explain(x, t)[:, :1],
+              n_samples=2, seed=0)
     with pytest.raises(ModelOutputError, match="torch.Tensor"):
-        _call(name, model, x, explain(x, target), target, lambda x, t: explain(x, t).numpy(), n_samples=2, seed=0)
+        _call(name, model, x, explain(x, target), target, lambda x, t: explain(x, t).numpy(),
+              n_samples=2, seed=0)
 
 
 @pytest.mark.parametrize("name", ALL_REEXPLAINING)
@@ -348,7 +377,8 @@ def test_relative_sensitivity_of_an_all_zero_map_is_nan():
     zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
     out = rob.max_sensitivity(x, zero(x, target), target, explain_fn=zero, n_samples=2, seed=0)
     assert torch.isnan(out).all()
-    assert torch.equal(rob.max_sensitivity(x, zero(x, target), target, explain_fn=zero, n_samples=2, seed=0,
+    assert torch.equal(rob.max_sensitivity(x, zero(x, target), target, explain_fn=zero, n_samples=2,
+                                           seed=0,
                                            relative=False), torch.zeros(3, dtype=x.dtype))
 
 
@@ -380,5 +410,6 @@ def test_gradient_explainers_work_under_no_grad_and_scores_carry_no_graph():
     a = gradient(x, target)
     with torch.no_grad():
         inside = rob.max_sensitivity(x, a, target, explain_fn=gradient, n_samples=3, seed=0)
-    outside = rob.max_sensitivity(x.requires_grad_(True), a, target, explain_fn=gradient, n_samples=3, seed=0)
+    outside = rob.max_sensitivity(x.requires_grad_(True), a, target, explain_fn=gradient,
+                                  n_samples=3, seed=0)
     assert torch.equal(inside, outside) and not outside.requires_grad

@@ -39,7 +39,8 @@ def _batch(batch: int, side: int):
     return x, a, (torch.arange(batch) % 3).numpy()
 
 
-@pytest.mark.parametrize(("side", "features_in_step"), [(8, 1), (8, 4), (16, 1), (3, 1), (2, 1), (4, 16)])
+@pytest.mark.parametrize(("side", "features_in_step"), [(8, 1), (8, 4), (16, 1), (3, 1), (2, 1),
+                                                        (4, 16)])
 def test_sensitivity_n_spends_at_most_quantus_model_budget(side, features_in_step):
     model = Counting(tiny_mlp((1, side, side), 3, seed=0, dtype=torch.float32)).eval()
     x, a, y = _batch(3, side)
@@ -47,7 +48,8 @@ def test_sensitivity_n_spends_at_most_quantus_model_budget(side, features_in_ste
     scores = metric(model, x, y, a)
     quantus = 3 * (math.ceil(side * side / features_in_step) + 1)
     assert model.inputs <= max(quantus, 3 * 3)  # at least 2 subsets of one size (a correlation) + x
-    if side * side / features_in_step >= 20:  # the full default sizes fit: within 20 % of Quantus' budget
+    # the full default sizes fit: within 20 % of Quantus' budget
+    if side * side / features_in_step >= 20:
         assert model.inputs >= 0.8 * quantus
     assert len(scores) == 1
 
@@ -55,7 +57,8 @@ def test_sensitivity_n_spends_at_most_quantus_model_budget(side, features_in_ste
 def test_sensitivity_n_uses_an_explicit_subset_count_as_given():
     model = Counting(tiny_mlp((1, 8, 8), 3, seed=0, dtype=torch.float32)).eval()
     x, a, y = _batch(2, 8)
-    qc.SensitivityN(n_subsets=5, subset_sizes=[1, 4, 16], seed=0, disable_warnings=True)(model, x, y, a)
+    qc.SensitivityN(n_subsets=5, subset_sizes=[1, 4, 16], seed=0, disable_warnings=True)(model, x,
+                                                                                         y, a)
     assert model.inputs == 2 * (3 * 5 + 1)
 
 
@@ -66,7 +69,8 @@ def test_smooth_mprt_explains_the_unchanged_model_once():
 
     def explain(model: nn.Module, inputs, targets, **kwargs):
         calls.append(len(inputs))
-        return torch.rand(len(inputs), 1, 4, 4, generator=torch.Generator().manual_seed(len(calls))).numpy()
+        return torch.rand(len(inputs), 1, 4, 4,
+                          generator=torch.Generator().manual_seed(len(calls))).numpy()
 
     layers = sum(1 for m in model.modules() if isinstance(m, nn.Linear))
     metric = qc.SmoothMPRT(nr_samples=3, disable_warnings=True)

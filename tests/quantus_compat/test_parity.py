@@ -1,9 +1,10 @@
-"""The drop-in classes against Quantus 0.6.0 on the same inputs: equal where Quantus is right, and one test
-per Quantus bug showing our documented behaviour instead.
+"""The drop-in classes against Quantus 0.6.0 on the same inputs: equal where Quantus is right, and
+one test per Quantus bug showing our documented behaviour instead.
 
-Deterministic settings throughout: fixed baselines, no noise or the same noise (Quantus' ``perturb_func``
-replaced by one that adds the noise our kernels draw from the seed), the same numpy explainer on both sides.
-Quantus feeds the model float32, so the models here are float32 and the tolerances about 1e-5.
+Deterministic settings throughout: fixed baselines, no noise or the same noise
+(Quantus' ``perturb_func`` replaced by one that adds the noise our kernels draw from the seed), the
+same numpy explainer on both sides. Quantus feeds the model float32, so the models here are float32
+and the tolerances about 1e-5.
 """
 
 from __future__ import annotations
@@ -54,17 +55,19 @@ def both(name, quantus_module, *, init=None, ours=None, **call):
 
 
 def close(theirs, mine, atol=1e-5):
-    np.testing.assert_allclose(np.asarray(mine, dtype=np.float64), np.asarray(theirs, dtype=np.float64),
+    np.testing.assert_allclose(np.asarray(mine, dtype=np.float64),
+                               np.asarray(theirs, dtype=np.float64),
                                atol=atol, rtol=1e-5, equal_nan=True)
 
 
-# --- the class set and the constructor keywords --------------------------------------------------------------
+# --- the class set and the constructor keywords ---------------------------------------------------
 
 
 def test_every_quantus_metric_has_a_drop_in(quantus_module):
     theirs = {name for name in dir(quantus_module)
               if isinstance(getattr(quantus_module, name), type)
-              and issubclass(getattr(quantus_module, name), quantus_module.Metric) and name != "Metric"}
+              and issubclass(getattr(quantus_module, name), quantus_module.Metric)
+              and name != "Metric"}
     assert theirs <= set(qc.__all__)
     assert {name for name in qc.__all__ if name not in theirs} == {"Metric", "ScoreDirection",
                                                                   "QuantusCompatibilityError"}
@@ -79,8 +82,9 @@ CHANGED_DEFAULTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(set(qc.__all__) - {"Metric", "ScoreDirection", "QuantusCompatibilityError",
-                                                           "InputInvariance", "ModelParameterRandomisation"}))
+@pytest.mark.parametrize("name", sorted(set(qc.__all__)
+                                        - {"Metric", "ScoreDirection", "QuantusCompatibilityError",
+                                           "InputInvariance", "ModelParameterRandomisation"}))
 def test_constructor_keywords_and_defaults_are_quantus(quantus_module, name):
     theirs = inspect.signature(getattr(quantus_module, name).__init__).parameters
     mine = inspect.signature(getattr(qc, name).__init__).parameters
@@ -93,12 +97,13 @@ def test_constructor_keywords_and_defaults_are_quantus(quantus_module, name):
         assert mine[keyword].default == parameter.default, (name, keyword)
     call_theirs = list(inspect.signature(getattr(quantus_module, name).__call__).parameters)
     call_mine = list(inspect.signature(getattr(qc, name).__call__).parameters)
-    assert [k for k in call_theirs if k != "kwargs"] == [k for k in call_mine if k in call_theirs and k != "kwargs"]
+    assert [k for k in call_theirs if k != "kwargs"] == [k for k in call_mine if k in call_theirs
+                                                         and k != "kwargs"]
 
 
 def test_score_directions_match_quantus_except_two(quantus_module):
-    """Consistency is a probability of agreement and RegionPerturbation's drops (AOPC) grow with a faithful
-    map under MoRF: both higher-is-better, which Quantus marks the other way."""
+    """Consistency is a probability of agreement and RegionPerturbation's drops (AOPC) grow with a
+    faithful map under MoRF: both higher-is-better, which Quantus marks the other way."""
     for name in qc.__all__:
         ours = getattr(qc, name)
         if name in ("Metric", "ScoreDirection", "QuantusCompatibilityError"):
@@ -108,19 +113,21 @@ def test_score_directions_match_quantus_except_two(quantus_module):
         assert ours.score_direction.name == expected, name
 
 
-# --- localisation ----------------------------------------------------------------------------------------------
+# --- localisation ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name, init", [
     ("PointingGame", {}), ("RelevanceRankAccuracy", {}), ("TopKIntersection", {"k": 5}),
-    ("TopKIntersection", {"k": 20, "concept_influence": True}), ("AUC", {}), ("AttributionLocalisation", {}),
+    ("TopKIntersection", {"k": 20, "concept_influence": True}), ("AUC", {}),
+    ("AttributionLocalisation", {}),
     ("RelevanceMassAccuracy", {"abs": True}),
 ])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_localisation_matches_quantus(quantus_module, name, init, seed):
     _, x, y, a = images(seed=seed)
     s = masks(seed=seed)
-    theirs, mine = both(name, quantus_module, init=init, model=None, x_batch=x, y_batch=y, a_batch=a.copy(),
+    theirs, mine = both(name, quantus_module, init=init, model=None, x_batch=x, y_batch=y,
+                        a_batch=a.copy(),
                         s_batch=s)
     close(theirs, mine)
 
@@ -128,7 +135,8 @@ def test_localisation_matches_quantus(quantus_module, name, init, seed):
 def test_relevance_mass_accuracy_uses_positive_relevance_and_quantus_mode_signed(quantus_module):
     _, x, y, a = images()
     s = masks()
-    theirs, mine = both("RelevanceMassAccuracy", quantus_module, model=None, x_batch=x, y_batch=y, a_batch=a,
+    theirs, mine = both("RelevanceMassAccuracy", quantus_module, model=None, x_batch=x, y_batch=y,
+                        a_batch=a,
                         s_batch=s)
     positive = np.clip(a, 0, None).reshape(4, -1)
     expected = (positive * s.reshape(4, -1)).sum(1) / positive.sum(1)
@@ -163,18 +171,21 @@ def test_pointing_game_ties(quantus_module):
     s = masks(batch=2)
     ours = qc.PointingGame(normalise=False, disable_warnings=True)(None, x, y, a, s)
     np.testing.assert_allclose(ours, s.reshape(2, -1).mean(1))
-    compatible = qc.PointingGame(normalise=False, quantus_bug_compatible=True, disable_warnings=True)(None, x, y, a, s)
+    compatible = qc.PointingGame(normalise=False, quantus_bug_compatible=True,
+                                 disable_warnings=True)(None, x, y, a, s)
     assert compatible == [1.0, 1.0]
 
 
 def test_attribution_localisation_weighting_follows_the_paper(quantus_module):
     _, x, y, a = images()
     s = masks()
-    theirs = quantus_module.AttributionLocalisation(weighted=True, disable_warnings=True)(None, x, y, a, s)
+    theirs = quantus_module.AttributionLocalisation(weighted=True,
+                                                    disable_warnings=True)(None, x, y, a, s)
     unweighted = qc.AttributionLocalisation(disable_warnings=True)(None, x, y, a, s)
     mine = qc.AttributionLocalisation(weighted=True, disable_warnings=True)(None, x, y, a, s)
     area = s.reshape(4, -1).sum(1)
-    close(np.asarray(unweighted) * area / x[2:].size, theirs)  # Quantus: times |M| over a batch slice's size
+    # Quantus: times |M| over a batch slice's size
+    close(np.asarray(unweighted) * area / x[2:].size, theirs)
     close(np.asarray(unweighted) * 64 / area, mine)  # Kohlbrenner et al.: over the area fraction
 
 
@@ -197,13 +208,14 @@ def test_focus_matches_quantus(quantus_module):
     close(theirs, mine, atol=1e-7)
 
 
-# --- complexity ------------------------------------------------------------------------------------------------
+# --- complexity -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["Sparseness", "Complexity", "EffectiveComplexity"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_complexity_matches_quantus(quantus_module, name, channels):
-    _, x, y, a = images(channels=channels, batch=1)  # a batch of one: batch-wide normalisation is per sample
+    # a batch of one: batch-wide normalisation is per sample
+    _, x, y, a = images(channels=channels, batch=1)
     theirs, mine = both(name, quantus_module, model=None, x_batch=x, y_batch=y, a_batch=a.copy())
     close(theirs, mine, atol=1e-6)
 
@@ -214,7 +226,8 @@ def test_effective_complexity_per_sample_and_quantus_mode(quantus_module):
     init = {"eps": 1e-3, "disable_warnings": True}
     theirs = quantus_module.EffectiveComplexity(**init)(None, x, y, a.copy())
     mine = qc.EffectiveComplexity(**init)(None, x, y, a.copy())
-    alone = [qc.EffectiveComplexity(**init)(None, x[i : i + 1], y[i : i + 1], a[i : i + 1])[0] for i in range(4)]
+    alone = [qc.EffectiveComplexity(**init)(None, x[i : i + 1], y[i : i + 1], a[i : i + 1])[0]
+             for i in range(4)]
     assert mine == alone
     assert theirs[0] < mine[0]  # Quantus: the loud sample's maximum hides the others' values
     close(theirs, qc.EffectiveComplexity(quantus_bug_compatible=True, **init)(None, x, y, a.copy()))
@@ -231,7 +244,7 @@ def test_complexity_does_not_write_into_the_callers_array(quantus_module):
     np.testing.assert_array_equal(a, before)
 
 
-# --- faithfulness ----------------------------------------------------------------------------------------------
+# --- faithfulness ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("baseline", ["black", 0.0, "white"])
@@ -239,10 +252,12 @@ def test_complexity_does_not_write_into_the_callers_array(quantus_module):
 def test_pixel_flipping_matches_quantus(quantus_module, baseline, softmax):
     model, x, y, a = images(channels=2)
     init = {"features_in_step": 8, "perturb_baseline": baseline}
-    theirs, mine = both("PixelFlipping", quantus_module, init=init, model=model, x_batch=x, y_batch=y, a_batch=a,
+    theirs, mine = both("PixelFlipping", quantus_module, init=init, model=model, x_batch=x,
+                        y_batch=y, a_batch=a,
                         softmax=softmax)
     close(theirs, mine)
-    theirs, mine = both("PixelFlipping", quantus_module, init=dict(init, return_auc_per_sample=True), model=model,
+    theirs, mine = both("PixelFlipping", quantus_module,
+                        init=dict(init, return_auc_per_sample=True), model=model,
                         x_batch=x, y_batch=y, a_batch=a, softmax=softmax)
     close(theirs, mine, atol=1e-4)
 
@@ -251,28 +266,33 @@ def test_pixel_flipping_matches_quantus(quantus_module, baseline, softmax):
 def test_region_perturbation_and_selectivity_match_quantus(quantus_module, order):
     model, x, y, a = images(side=9)
     init = {"patch_size": 3, "order": order, "regions_evaluation": 5}
-    theirs, mine = both("RegionPerturbation", quantus_module, init=init, model=model, x_batch=x, y_batch=y,
+    theirs, mine = both("RegionPerturbation", quantus_module, init=init, model=model, x_batch=x,
+                        y_batch=y,
                         a_batch=a)
     assert all(isinstance(curve, np.ndarray) for curve in mine)
     close(theirs, mine)
-    theirs, mine = both("Selectivity", quantus_module, init={"patch_size": 4}, model=model, x_batch=x, y_batch=y,
+    theirs, mine = both("Selectivity", quantus_module, init={"patch_size": 4}, model=model,
+                        x_batch=x, y_batch=y,
                         a_batch=a)
     close(theirs, mine)
 
 
 def test_faithfulness_estimate_and_monotonicity_correlation_match_quantus(quantus_module):
     model, x, y, a = images(side=6)
-    theirs, mine = both("FaithfulnessEstimate", quantus_module, init={"features_in_step": 4}, model=model,
+    theirs, mine = both("FaithfulnessEstimate", quantus_module, init={"features_in_step": 4},
+                        model=model,
                         x_batch=x, y_batch=y, a_batch=a)
     close(theirs, mine, atol=1e-4)
     init = {"features_in_step": 4, "nr_samples": 2, "perturb_baseline": 0.0}
-    theirs, mine = both("MonotonicityCorrelation", quantus_module, init=init, model=model, x_batch=x, y_batch=y,
+    theirs, mine = both("MonotonicityCorrelation", quantus_module, init=init, model=model,
+                        x_batch=x, y_batch=y,
                         a_batch=a)
     close(theirs, mine)
 
 
 def test_monotonicity_inserts_features(quantus_module):
-    """Quantus' Monotonicity never inserts ``x`` and passes any map; the paper's test tells them apart."""
+    """Quantus' Monotonicity never inserts ``x`` and passes any map; the paper's test tells them
+    apart."""
     linear = nn.Linear(4, 2, bias=False)
     with torch.no_grad():
         linear.weight.copy_(torch.tensor([[1.0, -2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]))
@@ -280,7 +300,8 @@ def test_monotonicity_inserts_features(quantus_module):
     x = np.ones((2, 1, 4), np.float32)
     a = np.array([[[1.0, -2.0, 3.0, 4.0]], [[1.0, 2.0, 3.0, 4.0]]])
     init = {"abs": False, "normalise": False, "perturb_baseline": 0.0}
-    theirs, mine = both("Monotonicity", quantus_module, init=init, model=model, x_batch=x, y_batch=np.zeros(2, int),
+    theirs, mine = both("Monotonicity", quantus_module, init=init, model=model, x_batch=x,
+                        y_batch=np.zeros(2, int),
                         a_batch=a)
     assert list(theirs) == [True, True]
     assert mine == [1.0, 0.0]
@@ -299,7 +320,8 @@ def test_irof_quantus_mode_matches_quantus_and_default_is_normalised(quantus_mod
     model, x, y, a = images()
     labels = _segments()
     calls = iter(list(labels) * 2)
-    monkeypatch.setattr(quantus_module.helpers.utils, "get_superpixel_segments", lambda img, **_: next(calls))
+    monkeypatch.setattr(quantus_module.helpers.utils, "get_superpixel_segments",
+                        lambda img, **_: next(calls))
     import skimage.segmentation
 
     ours_calls = iter(list(labels) * 2)
@@ -309,7 +331,8 @@ def test_irof_quantus_mode_matches_quantus_and_default_is_normalised(quantus_mod
     compatible = qc.IROF(disable_warnings=True, quantus_bug_compatible=True, **init)(model, x, y, a)
     close(theirs, compatible, atol=1e-4)
     mine = qc.IROF(disable_warnings=True, **init)(model, x, y, a)
-    # Quantus' L - trapz(q_1..q_L) and ours 1 - trapezoid(q_0..q_L on [0, 1]) with q_0 = 1 and L = 4 segments.
+    # Quantus' L - trapz(q_1..q_L) and ours 1 - trapezoid(q_0..q_L on [0, 1]) with q_0 = 1 and L = 4
+    # segments.
     assert all(0.0 <= (4 - t) / 4 + 1e-6 for t in theirs)
     assert not np.allclose(mine, theirs)
 
@@ -317,10 +340,12 @@ def test_irof_quantus_mode_matches_quantus_and_default_is_normalised(quantus_mod
 def test_road_matches_quantus_and_keeps_every_batch(quantus_module):
     model, x, y, a = images(batch=6, side=10)
     init = {"percentages": [10, 50, 90], "noise": 0.0}
-    theirs, mine = both("ROAD", quantus_module, init=init, model=model, x_batch=x, y_batch=y, a_batch=a, batch_size=6)
+    theirs, mine = both("ROAD", quantus_module, init=init, model=model, x_batch=x, y_batch=y,
+                        a_batch=a, batch_size=6)
     assert list(mine) == [10, 50, 90]
     close([theirs[p] for p in (10, 50, 90)], [mine[p] for p in (10, 50, 90)], atol=1e-6)
-    first_batch, mine = both("ROAD", quantus_module, init=init, model=model, x_batch=x, y_batch=(y + 1) % 3,
+    first_batch, mine = both("ROAD", quantus_module, init=init, model=model, x_batch=x,
+                             y_batch=(y + 1) % 3,
                              a_batch=a, batch_size=2)
     alone = qc.ROAD(disable_warnings=True, **init)(model, x[:2], (y[:2] + 1) % 3, a[:2])
     close([first_batch[p] for p in (10, 50, 90)], [alone[p] for p in (10, 50, 90)], atol=1e-6)
@@ -329,12 +354,14 @@ def test_road_matches_quantus_and_keeps_every_batch(quantus_module):
 def test_faithfulness_correlation_matches_quantus_on_the_same_subsets(quantus_module, monkeypatch):
     model, x, y, a = images(channels=2, side=6)
     runs, size = 6, 7
-    chosen = random_subsets(random_keys(4 * runs, torch.Generator().manual_seed(4)), a[0].size, size).numpy()
+    chosen = random_subsets(random_keys(4 * runs, torch.Generator().manual_seed(4)), a[0].size,
+                            size).numpy()
     subsets = [np.flatnonzero(row) for row in chosen]
     calls = iter([subsets[sample * runs + run] for run in range(runs) for sample in range(4)])
     monkeypatch.setattr(np.random, "choice", lambda n, k, replace=False: np.array(next(calls)))
     init = {"nr_runs": runs, "subset_size": size, "return_aggregate": False}
-    theirs, mine = both("FaithfulnessCorrelation", quantus_module, init=init, ours={"seed": 4}, model=model,
+    theirs, mine = both("FaithfulnessCorrelation", quantus_module, init=init, ours={"seed": 4},
+                        model=model,
                         x_batch=x, y_batch=y, a_batch=a)
     close(theirs, mine)
 
@@ -342,8 +369,10 @@ def test_faithfulness_correlation_matches_quantus_on_the_same_subsets(quantus_mo
 def test_infidelity_draws_random_squares(quantus_module):
     """Quantus' repeats are identical deletions; ours differ per repeat and per seed."""
     model, x, y, a = images()
-    quantus_one = quantus_module.Infidelity(n_perturb_samples=1, disable_warnings=True)(model, x, y, a, device="cpu")
-    quantus_three = quantus_module.Infidelity(n_perturb_samples=3, disable_warnings=True)(model, x, y, a,
+    quantus_one = quantus_module.Infidelity(n_perturb_samples=1, disable_warnings=True)(
+        model, x, y, a, device="cpu")
+    quantus_three = quantus_module.Infidelity(n_perturb_samples=3,
+                                              disable_warnings=True)(model, x, y, a,
                                                                                            device="cpu")
     close(quantus_one, quantus_three, atol=1e-9)
     first = qc.Infidelity(seed=0, disable_warnings=True)(model, x, y, a)
@@ -355,8 +384,10 @@ def test_infidelity_draws_random_squares(quantus_module):
 
 def test_sensitivity_n_returns_one_number_per_size(quantus_module):
     model, x, y, a = images()
-    theirs = quantus_module.SensitivityN(return_aggregate=False, disable_warnings=True)(model, x, y, a, device="cpu")
-    mine = qc.SensitivityN(return_aggregate=False, n_subsets=8, seed=0, disable_warnings=True)(model, x, y, a)
+    theirs = quantus_module.SensitivityN(return_aggregate=False, disable_warnings=True)(
+        model, x, y, a, device="cpu")
+    mine = qc.SensitivityN(return_aggregate=False, n_subsets=8, seed=0,
+                           disable_warnings=True)(model, x, y, a)
     assert isinstance(theirs, (list, np.ndarray)) and isinstance(mine, list)
     assert len(mine) == len(default_subset_sizes(64))  # log-spaced sizes 1 .. 0.8 * 64
     assert all(-1.0 <= value <= 1.0 for value in mine)
@@ -371,10 +402,13 @@ def test_sufficiency_matches_quantus_on_samples_with_neighbours(quantus_module):
     a = torch.rand(12, 1, 4, 4, generator=generator).numpy()
     a[:6] = a[0] + 0.05 * a[:6]
     y = np.zeros(12, int)
-    theirs = quantus_module.Sufficiency(disable_warnings=True)(model, x, y, a, device="cpu", batch_size=12)
-    mine = qc.Sufficiency(quantus_bug_compatible=True, disable_warnings=True)(model, x, y, a, batch_size=5)
+    theirs = quantus_module.Sufficiency(disable_warnings=True)(model, x, y, a, device="cpu",
+                                                               batch_size=12)
+    mine = qc.Sufficiency(quantus_bug_compatible=True, disable_warnings=True)(model, x, y, a,
+                                                                              batch_size=5)
     mine = np.asarray(mine)
-    assert np.isnan(mine[6:]).all() and (np.asarray(theirs)[6:] == 0).all()  # no neighbours: NaN, Quantus 0
+    # no neighbours: NaN, Quantus 0
+    assert np.isnan(mine[6:]).all() and (np.asarray(theirs)[6:] == 0).all()
     close(np.asarray(theirs)[:6], mine[:6], atol=1e-6)
 
 
@@ -383,11 +417,15 @@ def test_completeness_uses_a_tolerance(quantus_module):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
     x = torch.rand(8, 1, 8, 8, generator=generator)
     y = torch.arange(8) % 3
-    exact = (model[1].weight.detach()[y].reshape(x.shape) * x).numpy()  # complete w.r.t. the zero baseline
-    theirs = quantus_module.Completeness(perturb_baseline=0.0, disable_warnings=True)(model, x.numpy(), y.numpy(),
-                                                                                       exact, device="cpu")
+    # complete w.r.t. the zero baseline
+    exact = (model[1].weight.detach()[y].reshape(x.shape) * x).numpy()
+    theirs = quantus_module.Completeness(perturb_baseline=0.0, disable_warnings=True)(
+        model, x.numpy(), y.numpy(),
+                                                                                       exact,
+        device="cpu")
     assert not any(theirs)  # Quantus' default normalise=True breaks it
-    mine = qc.Completeness(perturb_baseline=0.0, disable_warnings=True)(model, x.numpy(), y.numpy(), exact)
+    mine = qc.Completeness(perturb_baseline=0.0, disable_warnings=True)(model, x.numpy(), y.numpy(),
+                                                                        exact)
     assert mine == [1.0] * 8
     assert qc.Completeness(perturb_baseline=0.0, disable_warnings=True)(model, x.numpy(), y.numpy(),
                                                                        2 * exact) == [0.0] * 8
@@ -399,8 +437,10 @@ def test_non_sensitivity_matches_quantus_in_quantus_mode(quantus_module):
     with torch.no_grad():
         model[1].weight[:, ::3] = 0.0  # features the model ignores
     x = torch.rand(3, 2, 4, 4, generator=generator).numpy()
-    a = (torch.randn(3, 2, 4, 4, generator=generator) * (torch.rand(3, 2, 4, 4, generator=generator) < 0.5)).numpy()
-    theirs, mine = both("NonSensitivity", quantus_module, ours={"quantus_bug_compatible": True}, model=model,
+    a = (torch.randn(3, 2, 4, 4, generator=generator) * (torch.rand(3, 2, 4, 4, generator=generator)
+                                                         < 0.5)).numpy()
+    theirs, mine = both("NonSensitivity", quantus_module, ours={"quantus_bug_compatible": True},
+                        model=model,
                         x_batch=x, y_batch=np.array([0, 1, 2]), a_batch=a)
     close(theirs, mine, atol=0)
     with pytest.raises(qc.QuantusCompatibilityError, match="features_in_step"):
@@ -412,7 +452,7 @@ def test_input_invariance_is_not_supported():
         qc.InputInvariance()
 
 
-# --- robustness --------------------------------------------------------------------------------------------------
+# --- robustness -----------------------------------------------------------------------------------
 
 
 def np_explain(model, inputs, targets, **kwargs):
@@ -453,7 +493,8 @@ N = 5
 @pytest.mark.parametrize("nan", [False, True])
 def test_sensitivity_matches_quantus_on_the_same_noise(quantus_module, name, nan):
     model, x, y, a = robust_case()
-    init = {"nr_samples": N, "lower_bound": 0.3, "return_nan_when_prediction_changes": nan, "disable_warnings": True}
+    init = {"nr_samples": N, "lower_bound": 0.3, "return_nan_when_prediction_changes": nan,
+            "disable_warnings": True}
     metric = getattr(quantus_module, name)(**init)
     feed_noise(metric, replay_noise(torch.from_numpy(x), N, seed=3, low=-0.3, high=0.3))
     theirs = metric(model, x, y, a, explain_func=np_explain, device="cpu")
@@ -464,7 +505,8 @@ def test_sensitivity_matches_quantus_on_the_same_noise(quantus_module, name, nan
 def test_local_lipschitz_matches_quantus_for_a_batch_of_one(quantus_module):
     model, x, y, a = robust_case(batch=1)
     metric = quantus_module.LocalLipschitzEstimate(nr_samples=N, disable_warnings=True)
-    feed_noise(metric, replay_noise(torch.from_numpy(x), N, seed=5, kind="gaussian", low=0.0, high=0.1))
+    feed_noise(metric, replay_noise(torch.from_numpy(x), N, seed=5, kind="gaussian", low=0.0,
+                                    high=0.1))
     theirs = metric(model, x, y, a, explain_func=np_explain, device="cpu")
     mine = qc.LocalLipschitzEstimate(nr_samples=N, seed=5, disable_warnings=True)(model, x, y, a,
                                                                                   explain_func=np_explain)
@@ -472,7 +514,8 @@ def test_local_lipschitz_matches_quantus_for_a_batch_of_one(quantus_module):
 
 
 @pytest.mark.parametrize("name, layers", [
-    ("RelativeInputStability", {}), ("RelativeOutputStability", {}), ("RelativeRepresentationStability", {}),
+    ("RelativeInputStability", {}), ("RelativeOutputStability", {}),
+    ("RelativeRepresentationStability", {}),
     ("RelativeRepresentationStability", {"layer_indices": [1, -2]}),
     ("RelativeRepresentationStability", {"layer_names": ["2"]}),
 ])
@@ -481,7 +524,8 @@ def test_relative_stability_matches_quantus_in_quantus_mode(quantus_module, name
     metric = getattr(quantus_module, name)(nr_samples=N, disable_warnings=True, **layers)
     feed_noise(metric, replay_noise(torch.from_numpy(x), N, seed=9, low=0.02, high=0.2))
     theirs = metric(model, x, y, a_batch=a, explain_func=np_explain, device="cpu")
-    mine = getattr(qc, name)(nr_samples=N, seed=9, quantus_bug_compatible=True, disable_warnings=True, **layers)(
+    mine = getattr(qc, name)(nr_samples=N, seed=9, quantus_bug_compatible=True,
+                             disable_warnings=True, **layers)(
         model, x, y, a_batch=a, explain_func=np_explain)
     np.testing.assert_allclose(mine, theirs, rtol=2e-5, equal_nan=True)
 
@@ -501,7 +545,8 @@ def test_relative_stability_defaults_follow_the_paper():
 
 def test_continuity_matches_quantus_for_a_batch_of_one(quantus_module):
     model, x, y, _ = robust_case(batch=1, shape=(1, 16, 16))
-    theirs, mine = both("Continuity", quantus_module, model=model, x_batch=x, y_batch=y, a_batch=None,
+    theirs, mine = both("Continuity", quantus_module, model=model, x_batch=x, y_batch=y,
+                        a_batch=None,
                         explain_func=np_explain)
     close(theirs, mine, atol=1e-4)
 
@@ -511,18 +556,21 @@ def test_consistency_matches_quantus_with_sign_discretisation(quantus_module):
     x = rng.random((8, 1, 3, 3)).astype(np.float32)
     a = rng.normal(size=(3, 1, 3, 3))[[0, 0, 1, 1, 1, 2, 2, 0]] * rng.random((8, 1, 1, 1))
     model, *_ = robust_case(shape=(1, 3, 3), seed=2)
-    init = {"discretise_func": quantus_module.functions.discretise_func.sign, "normalise": False, "abs": False}
-    theirs, mine = both("Consistency", quantus_module, init=init, model=model, x_batch=x, y_batch=np.zeros(8, int),
+    init = {"discretise_func": quantus_module.functions.discretise_func.sign, "normalise": False,
+            "abs": False}
+    theirs, mine = both("Consistency", quantus_module, init=init, model=model, x_batch=x,
+                        y_batch=np.zeros(8, int),
                         a_batch=a)
     close(theirs, mine, atol=1e-7)
 
 
-# --- randomisation ----------------------------------------------------------------------------------------------
+# --- randomisation --------------------------------------------------------------------------------
 
 
 def conv_model(classes=3):
     generator = torch.Generator().manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softplus(), nn.Conv2d(2, 2, 3, padding=1), nn.Tanh(),
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Softplus(),
+                          nn.Conv2d(2, 2, 3, padding=1), nn.Tanh(),
                           nn.Flatten(), nn.Linear(2 * 8 * 8, classes))
     with torch.no_grad():
         for parameter in model.parameters():
@@ -548,10 +596,12 @@ def test_mprt_matches_quantus_in_quantus_mode(quantus_module, order):
     call = dict(model=model, x_batch=x, y_batch=y, explain_func=gradient_explain, batch_size=3)
     theirs, mine = both("MPRT", quantus_module, init={"layer_order": order},
                         ours={"quantus_bug_compatible": True}, **call)
-    assert list(mine) == list(theirs) == ["original"] + (["0", "2", "5"] if order == "bottom_up" else ["5", "2", "0"])
+    assert list(mine) == list(theirs) == ["original"] + (["0", "2", "5"] if order == "bottom_up"
+                                                         else ["5", "2", "0"])
     for layer in theirs:
         close(theirs[layer], mine[layer])
-    theirs, mine = both("MPRT", quantus_module, init={"layer_order": order, "return_average_correlation": True},
+    theirs, mine = both("MPRT", quantus_module,
+                        init={"layer_order": order, "return_average_correlation": True},
                         ours={"quantus_bug_compatible": True}, **call)
     close(theirs, mine)
 
@@ -566,7 +616,8 @@ def test_mprt_average_leaves_out_the_original(quantus_module):
     close(expected, average, atol=1e-12)
     assert qc.MPRT(return_last_correlation=True, disable_warnings=True)(
         model, x, y, explain_func=gradient_explain) == layers[list(layers)[-1]]
-    skipped = qc.MPRT(skip_layers=True, disable_warnings=True)(model, x, y, explain_func=gradient_explain)
+    skipped = qc.MPRT(skip_layers=True, disable_warnings=True)(model, x, y,
+                                                               explain_func=gradient_explain)
     assert list(skipped) == ["original", list(layers)[-1]]
 
 
@@ -574,7 +625,8 @@ def test_smooth_mprt_without_noise_matches_quantus(quantus_module):
     model = conv_model()
     x, y = rand_data()
     init = {"nr_samples": 2, "noise_magnitude": 0.0}
-    theirs, mine = both("SmoothMPRT", quantus_module, init=init, ours={"quantus_bug_compatible": True},
+    theirs, mine = both("SmoothMPRT", quantus_module, init=init,
+                        ours={"quantus_bug_compatible": True},
                         model=model, x_batch=x, y_batch=y, explain_func=quantus_module.explain,
                         explain_func_kwargs={"method": "Saliency"}, batch_size=4)
     assert list(mine) == list(theirs)
@@ -585,7 +637,8 @@ def test_smooth_mprt_without_noise_matches_quantus(quantus_module):
 def test_efficient_mprt_matches_quantus_in_quantus_mode(quantus_module):
     model = conv_model()
     x, y = rand_data(seed=1)
-    theirs, mine = both("EfficientMPRT", quantus_module, ours={"quantus_bug_compatible": True}, model=model,
+    theirs, mine = both("EfficientMPRT", quantus_module, ours={"quantus_bug_compatible": True},
+                        model=model,
                         x_batch=x, y_batch=y, explain_func=gradient_explain)
     close(theirs, mine, atol=1e-6)
     with pytest.raises(NotImplementedError):
@@ -599,11 +652,14 @@ def test_random_logit_two_classes(quantus_module):
     theirs, mine = both("RandomLogit", quantus_module, init={"num_classes": 2},
                         ours={"quantus_bug_compatible": True}, **call)
     close(theirs, mine)
-    windowed = qc.RandomLogit(num_classes=2, disable_warnings=True)(**call)  # Sixt et al.: image SSIM
+    # Sixt et al.: image SSIM
+    windowed = qc.RandomLogit(num_classes=2, disable_warnings=True)(**call)
     assert not np.allclose(windowed, theirs)
-    explicit = qc.RandomLogit(num_classes=2, similarity_func=quantus_module.functions.similarity_func.ssim,
+    explicit = qc.RandomLogit(num_classes=2,
+                              similarity_func=quantus_module.functions.similarity_func.ssim,
                               normalise=False, disable_warnings=True)(**call)
-    reference = quantus_module.RandomLogit(num_classes=2, normalise=False, disable_warnings=True)(device="cpu", **call)
+    reference = quantus_module.RandomLogit(num_classes=2, normalise=False,
+                                           disable_warnings=True)(device="cpu", **call)
     close(reference, explicit)
 
 
@@ -613,7 +669,8 @@ def test_randomisation_leaves_global_rng_alone():
     torch.manual_seed(123)
     np.random.seed(7)
     torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
-    qc.MPRT(quantus_bug_compatible=True, disable_warnings=True)(model, x, y, explain_func=gradient_explain)
+    qc.MPRT(quantus_bug_compatible=True, disable_warnings=True)(model, x, y,
+                                                                explain_func=gradient_explain)
     qc.RandomLogit(num_classes=3, disable_warnings=True)(model, x, y, explain_func=gradient_explain)
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], numpy_state)

@@ -61,21 +61,24 @@ def test_complexity(quantus_module, seed, channels):
 def test_effective_complexity_batch_mode(quantus_module, seed, eps):
     x, y, a = draw(seed)
     a[:, :, :3] = 0.0  # some features at zero, below any threshold
-    expected = quantus_scores(quantus_module.EffectiveComplexity(eps=eps, disable_warnings=True), x, y, a)
-    np.testing.assert_array_equal(ours(cx.effective_complexity, a, eps=eps, normalise="batch"), expected)
+    expected = quantus_scores(quantus_module.EffectiveComplexity(eps=eps, disable_warnings=True), x,
+                              y, a)
+    np.testing.assert_array_equal(ours(cx.effective_complexity, a, eps=eps, normalise="batch"),
+                                  expected)
 
 
 @pytest.mark.parametrize("eps", [1e-5, 0.3])
 def test_effective_complexity_agrees_per_sample_on_a_batch_of_one(quantus_module, eps):
     x, y, a = draw(7, batch=1)
-    expected = quantus_scores(quantus_module.EffectiveComplexity(eps=eps, disable_warnings=True), x, y, a)
+    expected = quantus_scores(quantus_module.EffectiveComplexity(eps=eps, disable_warnings=True), x,
+                              y, a)
     np.testing.assert_array_equal(ours(cx.effective_complexity, a, eps=eps), expected)
 
 
 @pytest.mark.parametrize("metric", ["Sparseness", "Complexity"])
 def test_quantus_bug_writes_into_the_callers_attributions(quantus_module, metric):
-    """Without abs and normalise Quantus runs ``a_batch += 1e-7`` / ``a_batch /= ...`` on the caller's
-    array; our kernels never modify their input."""
+    """Without abs and normalise Quantus runs ``a_batch += 1e-7`` / ``a_batch /= ...`` on the
+    caller's array; our kernels never modify their input."""
     x, y, a = draw(1, signed=False)
     theirs = a.copy()
     getattr(quantus_module, metric)(abs=False, normalise=False, disable_warnings=True)(
@@ -102,7 +105,8 @@ def test_quantus_bug_effective_complexity_depends_on_batch_mates(quantus_module)
 
     np.testing.assert_array_equal(ours(cx.effective_complexity, louder, eps=1e-3)[:2],
                                   ours(cx.effective_complexity, a, eps=1e-3)[:2])
-    np.testing.assert_array_equal(ours(cx.effective_complexity, louder, eps=1e-3, normalise="batch"),
+    np.testing.assert_array_equal(ours(cx.effective_complexity, louder, eps=1e-3,
+                                       normalise="batch"),
                                   loud_scores)
 
 
@@ -111,7 +115,8 @@ def test_all_zero_map_is_undefined_not_uniform(quantus_module):
     measure, so we return NaN."""
     x, y, a = draw(3, batch=2)
     a[1] = 0.0
-    expected = quantus_scores(quantus_module.Sparseness(normalise=False, disable_warnings=True), x, y, a)
+    expected = quantus_scores(quantus_module.Sparseness(normalise=False, disable_warnings=True), x,
+                              y, a)
     assert expected[1] == pytest.approx(0.0, abs=1e-9)
     got = ours(cx.sparseness, a)
     assert np.isnan(got[1]) and got[0] == pytest.approx(expected[0], rel=1e-5)

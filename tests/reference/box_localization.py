@@ -25,8 +25,8 @@ def normalise(m: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def structure(dims: int, full: bool | str) -> np.ndarray:
-    """scipy's structuring element: ``full`` True / ``"full"`` (rank ``d``), False / ``"face"`` (rank 1),
-    ``"edge"`` (rank 2, at most ``d``)."""
+    """scipy's structuring element: ``full`` True / ``"full"`` (rank ``d``), False / ``"face"``
+    (rank 1), ``"edge"`` (rank 2, at most ``d``)."""
     if isinstance(full, str):
         rank = {"full": dims, "face": 1, "edge": min(2, dims)}[full]
     else:
@@ -52,7 +52,8 @@ def volume(box: tuple[float, ...]) -> float:
 
 def intersection(one: tuple[float, ...], two: tuple[float, ...]) -> float:
     d = len(one) // 2
-    return float(np.prod([max(min(one[d + i], two[d + i]) - max(one[i], two[i]), 0.0) for i in range(d)]))
+    return float(np.prod([max(min(one[d + i], two[d + i]) - max(one[i], two[i]), 0.0)
+                          for i in range(d)]))
 
 
 def iou(det: tuple[float, ...], gt: tuple[float, ...]) -> float:
@@ -64,7 +65,8 @@ def iobb(det: tuple[float, ...], gt: tuple[float, ...]) -> float:
     return intersection(det, gt) / volume(det)
 
 
-def max_box_correct(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[float], deltas: list[float],
+def max_box_correct(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[float],
+                    deltas: list[float],
                     version: int, full: bool | str = True) -> np.ndarray:
     """Choe et al. 2020: ``(D, T)`` correctness of one map (``m`` of shape ``S``)."""
     s = normalise(m)
@@ -84,8 +86,10 @@ def max_box_correct(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list
 
 
 def box_accuracy(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[float], overlap: str,
-                 overlap_thresholds: list[float], full: bool | str = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wang et al. 2017 on one map: ``hits (H, K)``, ``false positives (H, K)``, ``detections (H,)``.
+                 overlap_thresholds: list[float],
+                 full: bool | str = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wang et al. 2017 on one map: ``hits (H, K)``, ``false positives (H, K)``,
+    ``detections (H,)``.
 
     The map is scaled to [0, 255]; at each threshold every connected region of ``{s >= t}`` is a
     detection; a ground-truth box is hit when a detection's overlap with it exceeds ``T``; a
@@ -109,7 +113,8 @@ def box_accuracy(m: np.ndarray, gt: list[tuple[float, ...]], thresholds: list[fl
 
 def pxap(maps: list[np.ndarray], masks: list[np.ndarray], thresholds: list[float],
          ignores: list[np.ndarray] | None = None) -> float:
-    """Choe et al. 2020: PxAP of all pixels of all maps pooled, by direct counting at each threshold.
+    """Choe et al. 2020: PxAP of all pixels of all maps pooled, by direct counting at each
+    threshold.
 
     ``AP = sum_j P(t_j) (R(t_j) - R(t_{j+1}))`` over the thresholds in increasing order with
     ``R(t_T) = 0``, precision 0 where nothing is selected.
@@ -136,7 +141,8 @@ def pxap(maps: list[np.ndarray], masks: list[np.ndarray], thresholds: list[float
 
 
 def wsol_pxap(maps: list[np.ndarray], masks: list[np.ndarray], step: float) -> float:
-    """PxAP as wsolevaluation's MaskEvaluator computes it (histograms with edges ``[0, step, ..., 1, 2, 3]``).
+    """PxAP as wsolevaluation's MaskEvaluator computes it (histograms with edges
+    ``[0, step, ..., 1, 2, 3]``).
 
     Transcribed from the published algorithm (``np.histogram`` per map, reversed cumulative
     sums, ``sum(precision[1:] * diff(recall))`` where something is selected), in [0, 1].

@@ -48,9 +48,10 @@ def _percentile_cutoff(values: np.ndarray, threshold: float) -> float:
     """numpy's default (linear) percentile, evaluated exactly as an order statistic.
 
     With ``t = threshold / 100 * (n - 1)`` the percentile lies between the sorted values
-    ``s[floor(t)]`` and ``s[floor(t) + 1]``; ``v >= percentile`` holds exactly when ``v >= s[floor(t)]``
-    (``t`` whole) or ``v >= s[floor(t) + 1]`` (otherwise), since no value lies strictly between
-    two consecutive sorted values. ``tests/functional/test_mst_compactness.py`` checks this against
+    ``s[floor(t)]`` and ``s[floor(t) + 1]``; ``v >= percentile`` holds exactly when
+    ``v >= s[floor(t)]`` (``t`` whole) or ``v >= s[floor(t) + 1]`` (otherwise), since no value lies
+    strictly between two consecutive sorted values. ``tests/functional/test_mst_compactness.py``
+    checks this against
     ``np.percentile``.
     """
     s = np.sort(values.ravel())
@@ -60,10 +61,12 @@ def _percentile_cutoff(values: np.ndarray, threshold: float) -> float:
 
 
 def mst_points(a, *, threshold=80.0, how="sum"):
-    """The salient points of one sample ``(C, H, W)``: (row, column) of the pixels of ``how``-reduced
-    ``|a|`` at or above the ``threshold``-th percentile and non-zero, as a float array ``(P, 2)``."""
+    """The salient points of one sample ``(C, H, W)``: (row, column) of the pixels of
+    ``how``-reduced ``|a|`` at or above the ``threshold``-th percentile and non-zero, as a float
+    array ``(P, 2)``."""
     magnitude = np.abs(np.asarray(a, dtype=np.float64))
-    pixel_map = {"sum": magnitude.sum(0), "mean": magnitude.mean(0), "max_abs": magnitude.max(0)}[how]
+    pixel_map = {"sum": magnitude.sum(0), "mean": magnitude.mean(0),
+                 "max_abs": magnitude.max(0)}[how]
     keep = (pixel_map >= _percentile_cutoff(pixel_map, threshold)) & (pixel_map > 0)
     return np.argwhere(keep).astype(np.float64)
 
@@ -83,7 +86,8 @@ def knn_forest_length(points: np.ndarray, k: int) -> float:
     else:
         distances, _ = tree.query(points, k=k + 1)  # the point itself comes first, at distance 0
         radius = distances[:, k] + 1e-6
-    neighbours, distances = tree.query_radius(points, r=np.minimum(radius, 1e12), return_distance=True)
+    neighbours, distances = tree.query_radius(points, r=np.minimum(radius, 1e12),
+                                              return_distance=True)
     rows = np.repeat(np.arange(n), [len(i) for i in neighbours])
     cols = np.concatenate(neighbours)
     lengths = np.concatenate(distances)
@@ -104,7 +108,8 @@ def hull_area(points: np.ndarray) -> float:
 
 
 def mst_compactness(a, *, threshold=80.0, k=20, how="sum"):
-    """MST-C of one sample ``(C, H, W)``: ``100 * diagonal * spread * cohesion`` (see docs/complexity.md)."""
+    """MST-C of one sample ``(C, H, W)``: ``100 * diagonal * spread * cohesion``
+    (see docs/complexity.md)."""
     points = mst_points(a, threshold=threshold, how=how)
     if len(points) < 2:
         return math.nan

@@ -73,7 +73,8 @@ def grid_labels(spatial: tuple[int, ...], patch: int) -> np.ndarray:
 
 
 def segment_features(x: np.ndarray, a: np.ndarray, labels: np.ndarray, how: str, aggregate: str):
-    """Features = distinct labels in increasing order; value = sum or mean of the reduced map over the segment."""
+    """Features = distinct labels in increasing order; value = sum or mean of the reduced map over
+    the segment."""
     reduced = reduce_map(a, how if how is not None else "sum")[0]
     members, values = [], []
     for label in np.unique(labels):
@@ -94,7 +95,8 @@ def ordering(values: np.ndarray, order: str, permutation=None) -> list[int]:
 
 
 def substrate(x: np.ndarray, baseline, noise=None) -> np.ndarray:
-    """The replacement values for one sample (``noise``: a given uniform [0, 1) array for "uniform")."""
+    """The replacement values for one sample (``noise``: a given uniform [0, 1) array for
+    "uniform")."""
     if isinstance(baseline, (int, float)):
         return np.full(x.shape, float(baseline))
     if baseline == "zeros":
@@ -115,7 +117,8 @@ def rise_blur(x: np.ndarray, klen: int = 11, sigma: float = 5.0) -> np.ndarray:
     impulse = np.zeros((klen,) * (x.ndim - 1))
     impulse[(klen // 2,) * (x.ndim - 1)] = 1.0
     kernel = scipy.ndimage.gaussian_filter(impulse, sigma)
-    return np.stack([scipy.ndimage.correlate(x[c], kernel, mode="constant", cval=0.0) for c in range(x.shape[0])])
+    return np.stack([scipy.ndimage.correlate(x[c], kernel, mode="constant", cval=0.0)
+                     for c in range(x.shape[0])])
 
 
 def replaced(x: np.ndarray, fill: np.ndarray, members, features) -> np.ndarray:
@@ -127,40 +130,48 @@ def replaced(x: np.ndarray, fill: np.ndarray, members, features) -> np.ndarray:
 
 
 def trapezoid(curve, positions) -> float:
-    return float(np.trapezoid(np.asarray(curve, dtype=np.float64), np.asarray(positions, dtype=np.float64)))
+    return float(np.trapezoid(np.asarray(curve, dtype=np.float64),
+                              np.asarray(positions, dtype=np.float64)))
 
 
 # --- ranking curves --------------------------------------------------------------------------
 
 
-def deletion(model, x, a, target, *, per_step, baseline="zeros", softmax=True, how="sum", order="morf",
+def deletion(model, x, a, target, *, per_step, baseline="zeros", softmax=True, how="sum",
+             order="morf",
              permutation=None, noise=None):
-    """Petsiuk et al.: cumulative deletion, curve from the intact image to all deleted; AUC on [0, 1]."""
+    """Petsiuk et al.: cumulative deletion, curve from the intact image to all deleted; AUC on
+    [0, 1]."""
     members, values = pixel_features(x, a, how)
     ranked = ordering(values, order, permutation)
     fill = substrate(x, baseline, noise)
     n = len(ranked)
     counts = list(range(0, n, per_step)) + [n]
-    curve = [model_score(model, replaced(x, fill, members, ranked[:k]), target, softmax) for k in counts]
+    curve = [model_score(model, replaced(x, fill, members, ranked[:k]), target, softmax)
+             for k in counts]
     positions = [k / n for k in counts]
     return trapezoid(curve, positions), curve, positions
 
 
 def insertion(model, x, a, target, *, per_step, baseline="blur", softmax=True, how="sum"):
-    """Petsiuk et al.: start from the substrate, put back the most relevant pixels first; AUC on [0, 1]."""
+    """Petsiuk et al.: start from the substrate, put back the most relevant pixels first; AUC on
+    [0, 1]."""
     members, values = pixel_features(x, a, how)
     ranked = ordering(values, "morf")
     start = substrate(x, baseline)
     n = len(ranked)
     counts = list(range(0, n, per_step)) + [n]
-    curve = [model_score(model, replaced(start, x, members, ranked[:k]), target, softmax) for k in counts]
+    curve = [model_score(model, replaced(start, x, members, ranked[:k]), target, softmax)
+             for k in counts]
     positions = [k / n for k in counts]
     return trapezoid(curve, positions), curve, positions
 
 
-def region_perturbation(model, x, a, target, *, patch, steps, order="morf", baseline="zeros", softmax=False,
+def region_perturbation(model, x, a, target, *, patch, steps, order="morf", baseline="zeros",
+                        softmax=False,
                         how="sum", permutation=None, noise=None):
-    """Samek et al.: drop of the score after perturbing 0..L patches; AOPC = mean over the L + 1 points."""
+    """Samek et al.: drop of the score after perturbing 0..L patches; AOPC = mean over the L + 1
+    points."""
     labels = grid_labels(x.shape[1:], patch)
     members, values = segment_features(x, a, labels, how, "sum")
     ranked = ordering(values, order, permutation)
@@ -179,12 +190,14 @@ def selectivity(model, x, a, target, *, patch, baseline="zeros", softmax=False, 
     ranked = ordering(values, "morf")
     fill = substrate(x, baseline)
     p = len(ranked)
-    curve = [model_score(model, replaced(x, fill, members, ranked[:k]), target, softmax) for k in range(p + 1)]
+    curve = [model_score(model, replaced(x, fill, members, ranked[:k]), target, softmax)
+             for k in range(p + 1)]
     return trapezoid(curve, [k / p for k in range(p + 1)]), curve
 
 
 def irof(model, x, a, target, *, labels, baseline="mean", softmax=True, how="sum"):
-    """Rieger and Hansen: remove segments by mean relevance; 1 - AUC of the relative score over [0, 1]."""
+    """Rieger and Hansen: remove segments by mean relevance; 1 - AUC of the relative score over
+    [0, 1]."""
     members, values = segment_features(x, a, labels, how, "mean")
     ranked = ordering(values, "morf")
     fill = substrate(x, baseline)
@@ -207,8 +220,10 @@ def _pearson(u, v) -> float:
     return float(np.corrcoef(u, v)[0, 1])
 
 
-def faithfulness_estimate(model, x, a, target, *, per_step, baseline="zeros", softmax=False, how="sum"):
-    """Alvarez-Melis and Jaakkola: Pearson of group attribution sums vs. the score drop of removing the group."""
+def faithfulness_estimate(model, x, a, target, *, per_step, baseline="zeros", softmax=False,
+                          how="sum"):
+    """Alvarez-Melis and Jaakkola: Pearson of group attribution sums vs. the score drop of removing
+    the group."""
     members, values = pixel_features(x, a, how)
     ranked = ordering(values, "morf")
     fill = substrate(x, baseline)
@@ -217,12 +232,14 @@ def faithfulness_estimate(model, x, a, target, *, per_step, baseline="zeros", so
     for start in range(0, len(ranked), per_step):
         group = ranked[start:start + per_step]
         sums.append(sum(values[f] for f in group))
-        drops.append(original - model_score(model, replaced(x, fill, members, group), target, softmax))
+        drops.append(original - model_score(model, replaced(x, fill, members, group), target,
+                                            softmax))
     return _pearson(sums, drops)
 
 
 def monotonicity(model, x, a, target, *, per_step, baseline="zeros", softmax=True, how="sum"):
-    """Arya et al. (AIX360): insert features by increasing attribution into the baseline; 1 if never decreasing.
+    """Arya et al. (AIX360): insert features by increasing attribution into the baseline; 1 if never
+    decreasing.
 
     A step whose image equals the previous one counts as non-decreasing.
     """
@@ -233,15 +250,18 @@ def monotonicity(model, x, a, target, *, per_step, baseline="zeros", softmax=Tru
     for start in range(0, len(ranked), per_step):
         image = replaced(image, x, members, ranked[start:start + per_step])
         score = model_score(model, image, target, softmax)
-        if previous_score is not None and not np.array_equal(image, previous_image) and score < previous_score:
+        if (previous_score is not None and not np.array_equal(image, previous_image)
+            and score < previous_score):
             ok = False
         previous_image, previous_score = image.copy(), score
     return float(ok)
 
 
-def monotonicity_correlation(model, x, a, target, *, per_step, n_samples, baseline="uniform", noise=None,
+def monotonicity_correlation(model, x, a, target, *, per_step, n_samples, baseline="uniform",
+                             noise=None,
                              absolute=True, softmax=True, how="sum"):
-    """Nguyen and Martinez: Spearman of |a| group sums vs. the mean squared score change under noise.
+    """Nguyen and Martinez: Spearman of |a| group sums vs. the mean squared score change under
+    noise.
 
     ``noise(r)`` gives the uniform [0, 1) array of draw ``r`` for this sample (shape of ``x``).
     """
@@ -255,7 +275,8 @@ def monotonicity_correlation(model, x, a, target, *, per_step, n_samples, baseli
         changes = []
         for r in range(n_samples):
             fill = substrate(x, baseline, None if noise is None else noise(r))
-            changes.append((original - model_score(model, replaced(x, fill, members, group), target, softmax)) ** 2)
+            changes.append((original - model_score(model, replaced(x, fill, members, group), target,
+                                                   softmax)) ** 2)
         variances.append(np.mean(changes))
     if len(sums) < 2 or np.ptp(sums) == 0 or np.ptp(variances) == 0:
         return math.nan

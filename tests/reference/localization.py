@@ -154,7 +154,8 @@ def localization_auc(a, mask, *, how="sum"):
 
 
 def _binarise(values, threshold, threshold_mode):
-    """CAM's fraction of the maximum, numpy's quantile, CheXlocalize's ``normalised > t``, or Otsu."""
+    """CAM's fraction of the maximum, numpy's quantile, CheXlocalize's ``normalised > t``, or Otsu.
+    """
     if threshold_mode == "max_fraction":
         peak = values.max()
         return (values >= threshold * peak) & (peak > 0)
@@ -172,7 +173,8 @@ def _binarise(values, threshold, threshold_mode):
     return values > threshold_otsu(values, nbins=256)
 
 
-def localization_iou(a, mask, *, threshold=0.5, threshold_mode="max_fraction", empty_prediction="zero",
+def localization_iou(a, mask, *, threshold=0.5, threshold_mode="max_fraction",
+                     empty_prediction="zero",
                      how="sum"):
     values, in_mask = prepare(a, mask, how)
     if not in_mask.any():
@@ -184,13 +186,16 @@ def localization_iou(a, mask, *, threshold=0.5, threshold_mode="max_fraction", e
     return float(np.logical_and(selected, in_mask).sum() / union)
 
 
-def tune_threshold(maps, masks, thresholds, threshold_mode="min_max", empty_prediction="nan", how="sum"):
-    """CheXlocalize's tuning, one threshold at a time: the mean IoU (NaN-aware) over the samples at each
-    threshold, and the first threshold with the largest mean. ``maps``, ``masks``: lists of samples."""
+def tune_threshold(maps, masks, thresholds, threshold_mode="min_max", empty_prediction="nan",
+                   how="sum"):
+    """CheXlocalize's tuning, one threshold at a time: the mean IoU (NaN-aware) over the samples at
+    each threshold, and the first threshold with the largest mean. ``maps``, ``masks``: lists of
+    samples."""
     means = []
     for t in thresholds:
         ious = [localization_iou(a, m, threshold=t, threshold_mode=threshold_mode,
-                                 empty_prediction=empty_prediction, how=how) for a, m in zip(maps, masks)]
+                                 empty_prediction=empty_prediction, how=how)
+                for a, m in zip(maps, masks)]
         defined = [v for v in ious if not math.isnan(v)]
         means.append(sum(defined) / len(defined) if defined else math.nan)
     finite = [m for m in means if not math.isnan(m)]
@@ -199,7 +204,8 @@ def tune_threshold(maps, masks, thresholds, threshold_mode="min_max", empty_pred
 
 
 def hit_rate(maps, masks, how="sum"):
-    """CheXlocalize's hit rate: the first maximum (``numpy.argmax``) in the mask; empty masks left out."""
+    """CheXlocalize's hit rate: the first maximum (``numpy.argmax``) in the mask; empty masks left
+    out."""
     hits = []
     for a, m in zip(maps, masks):
         values, in_mask = prepare(a, m, how)

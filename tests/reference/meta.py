@@ -1,4 +1,5 @@
-"""Slow reference implementations of the meta-evaluation (Hedström et al. 2023), written from the paper.
+"""Slow reference implementations of the meta-evaluation (Hedström et al. 2023), written from the
+paper.
 
 Loops over tests, iterations, perturbations, methods and samples, sharing no
 code with ``xaiscore.meta``: Wilcoxon p-values come from ``scipy.stats.wilcoxon``
@@ -28,14 +29,16 @@ import scipy.stats
 import torch
 
 TESTS = ("model_resilience", "model_adversary", "input_resilience", "input_adversary")
-MAGNITUDES = {"model_resilience": 0.001, "model_adversary": 2.0, "input_resilience": 0.001, "input_adversary": 5.0}
+MAGNITUDES = {"model_resilience": 0.001, "model_adversary": 2.0, "input_resilience": 0.001,
+              "input_adversary": 5.0}
 
 
 # --- statistics -------------------------------------------------------------------------------
 
 
 def wilcoxon_p(x, y, alternative: str = "two-sided") -> float:
-    """Wilcoxon signed-rank p-value over the finite pairs: exact if n <= 50 without zeros or ties, else normal."""
+    """Wilcoxon signed-rank p-value over the finite pairs: exact if n <= 50 without zeros or ties,
+    else normal."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     d = x - y
     keep = np.isfinite(d)
@@ -45,7 +48,8 @@ def wilcoxon_p(x, y, alternative: str = "two-sided") -> float:
     magnitudes = np.abs(d)
     has_ties = len(np.unique(magnitudes)) < len(magnitudes)
     exact = len(d) <= 50 and not np.any(d == 0) and not has_ties
-    result = scipy.stats.wilcoxon(x, y, zero_method="zsplit", correction=False, alternative=alternative,
+    result = scipy.stats.wilcoxon(x, y, zero_method="zsplit", correction=False,
+                                  alternative=alternative,
                                   method="exact" if exact else "asymptotic")
     return float(result.pvalue)
 
@@ -64,7 +68,7 @@ def _nanmean(values) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-# --- criteria of one test iteration: q (L, B), q_hat (K, L, B), kept (K, B) ---------------------------
+# --- criteria of one test iteration: q (L, B), q_hat (K, L, B), kept (K, B) -----------------------
 
 
 def iac_values(q, q_hat, kept, adversary: bool) -> np.ndarray:
@@ -88,7 +92,8 @@ def iec_resilience(q, q_hat, kept) -> float:
     for k in range(q_hat.shape[0]):
         agree, count = 0, 0
         for i in range(q.shape[1]):
-            if not kept[k, i] or not np.all(np.isfinite(q[:, i])) or not np.all(np.isfinite(q_hat[k, :, i])):
+            if not kept[k, i] or not np.all(np.isfinite(q[:, i])) or not np.all(
+                    np.isfinite(q_hat[k, :, i])):
                 continue
             before = scipy.stats.rankdata(q[:, i])
             after = scipy.stats.rankdata(q_hat[k, :, i])
@@ -130,7 +135,8 @@ def _perturbed_model(model: torch.nn.Module, sigma: float, seed: int) -> torch.n
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, parameter in fresh.named_parameters():
-            noise = 1.0 + sigma * torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            noise = 1.0 + sigma * torch.randn(parameter.shape, generator=generator,
+                                              dtype=torch.float64)
             parameter.mul_(noise.to(parameter.dtype))
     return fresh
 
@@ -140,21 +146,24 @@ def _prediction(model, x_row) -> int:
         return int(model(x_row).argmax(1)[0])
 
 
-def reference_meta_evaluation(model, x, factories: dict, metrics: dict, *, iterations: int, perturbations: int,
+def reference_meta_evaluation(model, x, factories: dict, metrics: dict, *, iterations: int,
+                              perturbations: int,
                               seed: int, tests=TESTS):
     """The meta-evaluation with loops.
 
     Args:
         factories: method -> ``factory(model) -> explain_fn``.
-        metrics: name -> ``(score_one(model, x_row, a_row, target_row, factory) -> float, higher_is_better)``,
+        metrics: name ->
+            ``(score_one(model, x_row, a_row, target_row, factory) -> float, higher_is_better)``,
             scoring a single sample (``x_row`` of shape ``(1, C, *S)``).
 
     Returns:
-        dict with ``score`` (M, L, B), ``score_perturbed`` (M, T, I, K, L, B), ``kept`` (T, I, K, B),
-        ``iac``/``iec`` (M, T, I) and ``mc`` (M, spaces, I) as numpy arrays.
+        dict with ``score`` (M, L, B), ``score_perturbed`` (M, T, I, K, L, B), ``kept``
+        (T, I, K, B), ``iac``/``iec`` (M, T, I) and ``mc`` (M, spaces, I) as numpy arrays.
     """
     generator = torch.Generator().manual_seed(seed)
-    seeds = torch.randint(0, 2**62, (len(tests), iterations, perturbations), generator=generator).tolist()
+    seeds = torch.randint(0, 2**62, (len(tests), iterations, perturbations),
+                          generator=generator).tolist()
     b = x.shape[0]
     methods = list(factories)
     names = list(metrics)
@@ -169,7 +178,8 @@ def reference_meta_evaluation(model, x, factories: dict, metrics: dict, *, itera
                 a_row = explainer(inputs[i:i + 1], target[i:i + 1]).detach()
                 for m, name in enumerate(names):
                     score_one, _ = metrics[name]
-                    out[m, l, i] = score_one(network, inputs[i:i + 1], a_row, target[i:i + 1], factories[method])
+                    out[m, l, i] = score_one(network, inputs[i:i + 1], a_row, target[i:i + 1],
+                                             factories[method])
         return out
 
     q = scores_for(model, x)
@@ -195,9 +205,11 @@ def reference_meta_evaluation(model, x, factories: dict, metrics: dict, *, itera
             adversary = test.endswith("adversary")
             for it in range(iterations):
                 iac_out[m, t, it] = iac(q[m], q_hat[m, t, it], kept[t, it], adversary)
-                iec_out[m, t, it] = (iec_adversary(q[m], q_hat[m, t, it], kept[t, it], direction) if adversary
+                iec_out[m, t, it] = (iec_adversary(q[m], q_hat[m, t, it], kept[t, it], direction)
+                                     if adversary
                                      else iec_resilience(q[m], q_hat[m, t, it], kept[t, it]))
-    spaces = [s for s in ("input", "model") if f"{s}_resilience" in tests and f"{s}_adversary" in tests]
+    spaces = [s for s in ("input", "model") if f"{s}_resilience" in tests
+              and f"{s}_adversary" in tests]
     mc = np.zeros((len(names), len(spaces), iterations))
     for m in range(len(names)):
         for j, space in enumerate(spaces):
@@ -205,7 +217,8 @@ def reference_meta_evaluation(model, x, factories: dict, metrics: dict, *, itera
             for it in range(iterations):
                 mc[m, j, it] = (iac_out[m, parts[0], it] + iac_out[m, parts[1], it]
                                 + iec_out[m, parts[0], it] + iec_out[m, parts[1], it]) / 4
-    return {"score": q, "score_perturbed": q_hat, "kept": kept, "iac": iac_out, "iec": iec_out, "mc": mc,
+    return {"score": q, "score_perturbed": q_hat, "kept": kept, "iac": iac_out, "iec": iec_out,
+            "mc": mc,
             "spaces": spaces}
 
 
@@ -235,7 +248,8 @@ def agreement(q, directions):
 
 
 def split_half(q, order):
-    """(M, S) tau between the method means of the first floor(B/2) positions of each order row and the rest."""
+    """(M, S) tau between the method means of the first floor(B/2) positions of each order row and
+    the rest."""
     m_count, _, b = q.shape
     out = np.full((m_count, order.shape[0]), np.nan)
     for m in range(m_count):
@@ -243,7 +257,8 @@ def split_half(q, order):
             first, second = row[: b // 2], row[b // 2:]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                out[m, s] = kendall_tau(np.nanmean(q[m][:, first], axis=1), np.nanmean(q[m][:, second], axis=1))
+                out[m, s] = kendall_tau(np.nanmean(q[m][:, first], axis=1),
+                                        np.nanmean(q[m][:, second], axis=1))
     return out
 
 

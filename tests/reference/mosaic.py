@@ -26,7 +26,8 @@ def tile_slices(height: int, width: int, n: int) -> list[tuple[slice, slice]]:
 
 
 def positive_share(a: np.ndarray, flags: list[bool], n: int, reduce: str | None) -> float:
-    """One mosaic's share of the positive attribution in its flagged tiles; ``a`` is ``(C, H, W)``."""
+    """One mosaic's share of the positive attribution in its flagged tiles; ``a`` is ``(C, H, W)``.
+    """
     if reduce == "sum":
         a = a.sum(axis=0, keepdims=True)
     positive = np.clip(a, 0, None)

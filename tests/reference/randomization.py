@@ -47,13 +47,15 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, *, window="uniform", win_size=None, sigma=1.5, data_range=None,
+def ssim(a: np.ndarray, b: np.ndarray, *, window="uniform", win_size=None, sigma=1.5,
+         data_range=None,
          k1=0.01, k2=0.03, use_sample_covariance=True, flatten=False) -> float:
     """scikit-image's SSIM: per channel over the spatial axes, or on the flattened sample."""
     x, y = a.astype(np.float64), b.astype(np.float64)
     if data_range is None:
         data_range = float(max(x.max(), y.max()) - min(x.min(), y.min()))
-    options = dict(win_size=win_size, data_range=data_range, gaussian_weights=window == "gaussian", sigma=sigma,
+    options = dict(win_size=win_size, data_range=data_range, gaussian_weights=window == "gaussian",
+                   sigma=sigma,
                    K1=k1, K2=k2, use_sample_covariance=use_sample_covariance)
     with np.errstate(divide="ignore", invalid="ignore"):
         if flatten:
@@ -61,7 +63,8 @@ def ssim(a: np.ndarray, b: np.ndarray, *, window="uniform", win_size=None, sigma
         return float(structural_similarity(x, y, channel_axis=0, **options))
 
 
-SIMILARITIES = {"spearman": spearman, "pearson": pearson, "cosine": cosine, "mse": mse, "ssim": ssim,
+SIMILARITIES = {"spearman": spearman, "pearson": pearson, "cosine": cosine, "mse": mse,
+                "ssim": ssim,
                 "ssim_flat": lambda a, b, **kw: ssim(a, b, flatten=True, **kw)}
 
 
@@ -121,12 +124,15 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def seeds_for(seed: int, count: int) -> list[int]:
-    """The documented seed rule: randint(0, 2**62, (L,)) from a CPU generator seeded with ``seed``."""
-    return [int(v) for v in torch.randint(0, 2**62, (count,), generator=torch.Generator().manual_seed(seed))]
+    """The documented seed rule: randint(0, 2**62, (L,)) from a CPU generator seeded with ``seed``.
+    """
+    return [int(v) for v in torch.randint(0, 2**62, (count,),
+                                          generator=torch.Generator().manual_seed(seed))]
 
 
 def randomize(model: nn.Module, which: list[int], seed: int) -> nn.Module:
-    """A fresh copy of ``model`` with the layers at positions ``which`` re-initialised (reset_parameters).
+    """A fresh copy of ``model`` with the layers at positions ``which`` re-initialised
+    (reset_parameters).
 
     Each layer gets its own seed; reset_parameters runs on a float64 copy of the
     layer (the documented rule), drawing from the global CPU generator, which is
@@ -165,7 +171,8 @@ def explain_one(factory, model, x_i: torch.Tensor, t_i: int) -> np.ndarray:
 
 def mprt(model, x, target, factory, *, order="bottom_up", seed=0, similarity="spearman", abs=True,
          normalise="max", how=None, summary="mean") -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample MPRT: returns (scores (B,), curves (B, L)); every model rebuilt per sample and step."""
+    """Per-sample MPRT: returns (scores (B,), curves (B, L)); every model rebuilt per sample and
+    step."""
     n_layers = len(layer_names(model))
     sim = SIMILARITIES[similarity]
     curves = np.zeros((x.shape[0], n_layers))
@@ -182,18 +189,21 @@ def mprt(model, x, target, factory, *, order="bottom_up", seed=0, similarity="sp
 
 
 def smooth_explanation(factory, model, noisy_inputs: list[torch.Tensor], t_i: int) -> np.ndarray:
-    """The mean of the explanations of the given noisy copies of one sample (explained one by one)."""
+    """The mean of the explanations of the given noisy copies of one sample (explained one by one).
+    """
     return np.mean([explain_one(factory, model, xn, t_i) for xn in noisy_inputs], axis=0)
 
 
-def smooth_mprt(model, noisy, target, factory, *, order="bottom_up", seed=0, similarity="spearman", abs=True,
+def smooth_mprt(model, noisy, target, factory, *, order="bottom_up", seed=0, similarity="spearman",
+                abs=True,
                 normalise="second_moment", summary="mean") -> tuple[np.ndarray, np.ndarray]:
     """sMPRT given each sample's noisy copies ``noisy[i]`` (a list of N inputs)."""
     n_layers = len(layer_names(model))
     sim = SIMILARITIES[similarity]
     curves = np.zeros((len(noisy), n_layers))
     for i, copies in enumerate(noisy):
-        original = postprocess(smooth_explanation(factory, copy.deepcopy(model), copies, int(target[i])),
+        original = postprocess(smooth_explanation(factory, copy.deepcopy(model), copies,
+                                                  int(target[i])),
                                abs=abs, normalise=normalise)
         for step, which in enumerate(randomized_sets(n_layers, order)):
             e = smooth_explanation(factory, randomize(model, which, seed), copies, int(target[i]))
@@ -209,7 +219,8 @@ def efficient_mprt(model, x, target, factory, *, order="bottom_up", seed=0, n_bi
     full = randomize(model, list(range(n_layers)), seed)
     scores = np.zeros(x.shape[0])
     for i in range(x.shape[0]):
-        h0 = histogram_entropy(postprocess(explain_one(factory, copy.deepcopy(model), x[i], int(target[i])),
+        h0 = histogram_entropy(postprocess(explain_one(factory, copy.deepcopy(model), x[i],
+                                                       int(target[i])),
                                            abs=abs, normalise=normalise), n_bins)
         h1 = histogram_entropy(postprocess(explain_one(factory, full, x[i], int(target[i])),
                                            abs=abs, normalise=normalise), n_bins)
@@ -223,7 +234,9 @@ def random_logit(model, x, target, off_target, factory, *, similarity="ssim", ab
     sim = SIMILARITIES[similarity]
     out = np.zeros(x.shape[0])
     for i in range(x.shape[0]):
-        e = postprocess(explain_one(factory, model, x[i], int(target[i])), abs=abs, normalise=normalise)
-        e_off = postprocess(explain_one(factory, model, x[i], int(off_target[i])), abs=abs, normalise=normalise)
+        e = postprocess(explain_one(factory, model, x[i], int(target[i])), abs=abs,
+                        normalise=normalise)
+        e_off = postprocess(explain_one(factory, model, x[i], int(off_target[i])), abs=abs,
+                            normalise=normalise)
         out[i] = sim(e, e_off)
     return out

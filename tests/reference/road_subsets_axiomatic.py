@@ -1,5 +1,5 @@
-"""Slow, per-sample references for ROAD, infidelity, sufficiency, faithfulness correlation, sensitivity-n
-and the axiomatic checks (completeness, non-sensitivity).
+"""Slow, per-sample references for ROAD, infidelity, sufficiency, faithfulness correlation,
+sensitivity-n and the axiomatic checks (completeness, non-sensitivity).
 
 Written from the papers with numpy/scipy loops and one model call per perturbed
 image; no code is shared with the kernels or ``xaiscore._engine.perturbation``. Random
@@ -32,7 +32,7 @@ import torch
 from tests.reference.faithfulness import pixel_features as features
 from tests.reference.localization import reduce_map
 
-# --- model ------------------------------------------------------------------------------------------
+# --- model ----------------------------------------------------------------------------------------
 
 
 def logits_of(model, image: np.ndarray) -> np.ndarray:
@@ -49,17 +49,19 @@ def score_of(logits: np.ndarray, target: int, softmax: bool) -> float:
 
 
 def baseline_image(x: np.ndarray, baseline) -> np.ndarray:
-    """The substrate of one sample: ``"zeros"``, ``"min"`` (its minimum), ``"mean"`` (per channel) or a number."""
+    """The substrate of one sample: ``"zeros"``, ``"min"`` (its minimum), ``"mean"`` (per channel)
+    or a number."""
     if baseline == "zeros":
         return np.zeros_like(x)
     if baseline == "min":
         return np.full_like(x, x.min())
     if baseline == "mean":
-        return np.broadcast_to(x.reshape(x.shape[0], -1).mean(1).reshape((-1,) + (1,) * (x.ndim - 1)), x.shape).copy()
+        return np.broadcast_to(x.reshape(x.shape[0], -1).mean(1).reshape((-1,) + (1,) * (
+            x.ndim - 1)), x.shape).copy()
     return np.full_like(x, float(baseline))
 
 
-# --- ROAD ------------------------------------------------------------------------------------------
+# --- ROAD -----------------------------------------------------------------------------------------
 
 
 def road_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
@@ -79,11 +81,13 @@ def road_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
                     if moved:
                         weights[(dz, dy, dx)] = {1: 1 / 14, 2: 1 / 28, 3: 1 / 56}[moved]
         return weights
-    return {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+    return {(dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+            if (dy, dx) != (0, 0)}
 
 
 def linear_imputation(x: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """ROAD's linear imputation of one image ``(C, *S)`` at the ``removed`` positions ``S`` with ``spsolve``.
+    """ROAD's linear imputation of one image ``(C, *S)`` at the ``removed`` positions ``S`` with
+    ``spsolve``.
 
     One equation per removed pixel: (sum of in-image neighbour weights) * u_i
     - sum over removed in-image neighbours w * u_j = sum over kept in-image
@@ -113,14 +117,16 @@ def linear_imputation(x: np.ndarray, removed: np.ndarray) -> np.ndarray:
             else:
                 rhs[k] += weight * x[(slice(None),) + q]
         matrix[k, k] += total
-    solution = scipy.sparse.linalg.spsolve(scipy.sparse.csc_matrix(matrix), rhs).reshape(len(positions), -1)
+    solution = scipy.sparse.linalg.spsolve(scipy.sparse.csc_matrix(matrix),
+                                           rhs).reshape(len(positions), -1)
     for k, p in enumerate(positions):
         out[(slice(None),) + p] = solution[k]
     return out
 
 
 def road(model, x, a, target, *, percentages, order, noise_draws, noise, measure, how="sum"):
-    """ROAD curve of one sample: ``noise_draws`` ``(T, C, *S)`` standard normal draws per percentage."""
+    """ROAD curve of one sample: ``noise_draws`` ``(T, C, *S)`` standard normal draws per
+    percentage."""
     spatial = x.shape[1:]
     values = reduce_map(a, how)[0].ravel()
     n = values.size
@@ -141,11 +147,13 @@ def road(model, x, a, target, *, percentages, order, noise_draws, noise, measure
     return float(np.mean(curve)), np.array(curve)
 
 
-# --- infidelity (Yeh et al. 2019) ---------------------------------------------------------------------------
+# --- infidelity (Yeh et al. 2019) -----------------------------------------------------------------
 
 
-def infidelity(model, x, a, target, *, perturbed_images, baseline_image_, normalize, multiply_by_inputs, softmax):
-    """Infidelity of one sample from its perturbed images ``x_j`` (``I_j = x - x_j``), straight from the formula."""
+def infidelity(model, x, a, target, *, perturbed_images, baseline_image_, normalize,
+               multiply_by_inputs, softmax):
+    """Infidelity of one sample from its perturbed images ``x_j`` (``I_j = x - x_j``), straight from
+    the formula."""
     full_a = np.broadcast_to(a, x.shape)
     f_x = score_of(logits_of(model, x), target, softmax)
     projections, deltas = [], []
@@ -163,7 +171,7 @@ def infidelity(model, x, a, target, *, perturbed_images, baseline_image_, normal
     return float(np.mean((beta * s - d) ** 2))
 
 
-# --- random-subset correlations (Bhatt et al. 2020; Ancona et al. 2018) ------------------------------------------
+# --- random-subset correlations (Bhatt et al. 2020; Ancona et al. 2018) ---------------------------
 
 
 def pearson(u, v) -> float:
@@ -176,7 +184,8 @@ def pearson(u, v) -> float:
 
 
 def subset_drops(model, x, a, target, subsets, *, baseline, how, softmax):
-    """``(attribution sums, output drops)`` over the given feature subsets (lists of feature indices)."""
+    """``(attribution sums, output drops)`` over the given feature subsets
+    (lists of feature indices)."""
     members, values = features(x, a, how)
     substrate = baseline_image(x, baseline)
     f_x = score_of(logits_of(model, x), target, softmax)
@@ -192,20 +201,22 @@ def subset_drops(model, x, a, target, subsets, *, baseline, how, softmax):
 
 
 def faithfulness_correlation(model, x, a, target, *, subsets, baseline, how, softmax):
-    return pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how, softmax=softmax))
+    return pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how,
+                                 softmax=softmax))
 
 
 def sensitivity_n(model, x, a, target, *, subsets_per_size, baseline, how, softmax):
     """Curve over sizes: ``subsets_per_size[t]`` are the subsets of the ``t``-th size."""
     curve = np.array([
-        pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how, softmax=softmax))
+        pearson(*subset_drops(model, x, a, target, subsets, baseline=baseline, how=how,
+                              softmax=softmax))
         for subsets in subsets_per_size
     ])
     score = float(np.nanmean(curve)) if not np.all(np.isnan(curve)) else math.nan
     return score, curve
 
 
-# --- completeness (Sundararajan et al. 2017) and non-sensitivity (Nguyen and Martinez 2020) --------------------
+# --- completeness (Sundararajan et al. 2017) and non-sensitivity (Nguyen and Martinez 2020) -------
 
 
 def completeness(model, x, a, target, *, baseline, rtol, atol, softmax) -> float:
@@ -215,7 +226,8 @@ def completeness(model, x, a, target, *, baseline, rtol, atol, softmax) -> float
 
 
 def patch_labels(spatial: tuple[int, ...], patch: int) -> np.ndarray:
-    """Cell of every position on a grid of ``patch``-sided cells, each axis padded evenly (smaller half first)."""
+    """Cell of every position on a grid of ``patch``-sided cells, each axis padded evenly
+    (smaller half first)."""
     before, cells = [], []
     for n in spatial:
         pad = (patch - n % patch) % patch
@@ -223,12 +235,14 @@ def patch_labels(spatial: tuple[int, ...], patch: int) -> np.ndarray:
         cells.append((n + pad) // patch)
     labels = np.zeros(spatial, dtype=np.int64)
     for position in itertools.product(*[range(n) for n in spatial]):
-        labels[position] = np.ravel_multi_index(tuple((p + b) // patch for p, b in zip(position, before)), cells)
+        labels[position] = np.ravel_multi_index(tuple((p + b) // patch
+                                                      for p, b in zip(position, before)), cells)
     return labels
 
 
 def attribution_magnitudes(x, a, *, how, patch):
-    """``(members, magnitudes)``: features (element index lists) and the reduction of ``|a|`` summed over each."""
+    """``(members, magnitudes)``: features (element index lists) and the reduction of ``|a|`` summed
+    over each."""
     if patch is None:
         members, values = features(x, np.abs(a), how)
         return members, values
@@ -258,11 +272,13 @@ def non_sensitivity(model, x, a, target, *, eps, baseline, how, patch, scale, so
     return float(count)
 
 
-# --- sufficiency (Dasgupta et al. 2022) --------------------------------------------------------------------------
+# --- sufficiency (Dasgupta et al. 2022) -----------------------------------------------------------
 
 
-def sufficiency(model, x, a, *, threshold, distance, normalise_distances, absolute, normalise) -> np.ndarray:
-    """The whole batch at once (the batch is the reference set): ``x`` ``(B, C, *S)``, ``a`` ``(B, ...)``."""
+def sufficiency(model, x, a, *, threshold, distance, normalise_distances, absolute,
+                normalise) -> np.ndarray:
+    """The whole batch at once (the batch is the reference set): ``x`` ``(B, C, *S)``, ``a``
+    ``(B, ...)``."""
     b = len(x)
     e = a.reshape(b, -1).astype(np.float64)
     if absolute:

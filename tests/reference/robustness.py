@@ -34,7 +34,8 @@ def _norm(v: np.ndarray, p: float) -> float:
 
 
 def _keep(values: list[float], changed: list[bool], mode: str) -> list[float]:
-    """Apply the prediction-change rule; returns the values that count (NaN list for 'nan' mode hits)."""
+    """Apply the prediction-change rule; returns the values that count
+    (NaN list for 'nan' mode hits)."""
     if mode == "nan" and any(changed):
         return [math.nan]
     if mode == "exclude":
@@ -51,7 +52,8 @@ def _max(values: list[float]) -> float:
 
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite and not (len(values) == 1 and math.isnan(values[0])) else math.nan
+    return (float(np.mean(finite)) if finite and not (len(values) == 1 and math.isnan(values[0]))
+            else math.nan)
 
 
 def _changed(predict, x, perturbed, mode):
@@ -61,7 +63,8 @@ def _changed(predict, x, perturbed, mode):
     return [predict(xp) != before for xp in perturbed]
 
 
-def sensitivity(explain, x, a, t, noises, *, how="max", p=2.0, relative=True, abs_=False, normalise=False,
+def sensitivity(explain, x, a, t, noises, *, how="max", p=2.0, relative=True, abs_=False,
+                normalise=False,
                 predict=None, mode="keep"):
     """Yeh et al. 2019: max (or mean) over j of ||Phi(x + d_j) - Phi(x)|| (/ ||Phi(x)||)."""
     base = _prep(a, abs_, normalise)
@@ -77,7 +80,8 @@ def sensitivity(explain, x, a, t, noises, *, how="max", p=2.0, relative=True, ab
     return _max(values) if how == "max" else _mean(values)
 
 
-def local_lipschitz(explain, x, a, t, noises, *, p=2.0, abs_=False, normalise=True, predict=None, mode="keep"):
+def local_lipschitz(explain, x, a, t, noises, *, p=2.0, abs_=False, normalise=True, predict=None,
+                    mode="keep"):
     """Alvarez-Melis and Jaakkola 2018: max over x' != x of ||Phi(x) - Phi(x')|| / ||x - x'||."""
     base = _prep(a, abs_, normalise)
     perturbed = [x + d for d in noises]
@@ -97,9 +101,11 @@ def _percent_change(before: np.ndarray, after: np.ndarray, eps: float) -> np.nda
     return (before - after) / safe
 
 
-def relative_stability(explain, x, a, t, noises, *, kind, predict=None, logits=None, representation=None,
+def relative_stability(explain, x, a, t, noises, *, kind, predict=None, logits=None,
+                       representation=None,
                        p=2.0, eps_min=1e-6, abs_=False, normalise=False, mode="exclude"):
-    """Agarwal et al. 2022, RIS / ROS / RRS: max over x' of ||(e_x - e_x')/e_x|| / max(||denominator||, eps_min)."""
+    """Agarwal et al. 2022, RIS / ROS / RRS: max over x' of ||(e_x - e_x')/e_x|| /
+    max(||denominator||, eps_min)."""
     base = _prep(a, abs_, normalise)
     perturbed = [x + d for d in noises]
     values = []
@@ -116,7 +122,8 @@ def relative_stability(explain, x, a, t, noises, *, kind, predict=None, logits=N
 
 
 def translate(x: np.ndarray, shift: int, fill: float, axis: int) -> np.ndarray:
-    """Shift one sample ``(C, *S)`` by ``shift`` pixels along ``axis`` (of the sample), filling with ``fill``."""
+    """Shift one sample ``(C, *S)`` by ``shift`` pixels along ``axis`` (of the sample), filling with
+    ``fill``."""
     out = np.full_like(x, fill)
     width = x.shape[axis]
     for w in range(width):
@@ -135,10 +142,13 @@ def quantus_shifts(width: int, n_steps: int) -> list[int]:
     return [-width + step * k for k in range(1, n_steps + 1)]
 
 
-def continuity(explain, x, a, t, shifts, *, axis=-1, fill="black", p_explanation=1.0, p_input=2.0, abs_=True,
+def continuity(explain, x, a, t, shifts, *, axis=-1, fill="black", p_explanation=1.0, p_input=2.0,
+               abs_=True,
                normalise=True, predict=None, mode="keep"):
-    """Montavon et al. 2018: max over translations of ||R(x) - R(x')||_1 / ||x - x'||_2 (x' != x)."""
-    value = {"black": np.min, "white": np.max, "mean": np.mean}[fill](x) if isinstance(fill, str) else fill
+    """Montavon et al. 2018: max over translations of ||R(x) - R(x')||_1 / ||x - x'||_2 (x' != x).
+    """
+    value = ({"black": np.min, "white": np.max, "mean": np.mean}[fill](x) if isinstance(fill, str)
+             else fill)
     base = _prep(a, abs_, normalise)
     axis = axis % (x.ndim + 1) - 1  # an axis of the batch -> an axis of the sample
     perturbed = [translate(x, s, value, axis) for s in shifts]
@@ -148,7 +158,8 @@ def continuity(explain, x, a, t, shifts, *, axis=-1, fill="black", p_explanation
         if distance == 0:
             values.append(math.nan)
             continue
-        values.append(_norm(base - _prep(explain(xp, t), abs_, normalise), p_explanation) / distance)
+        values.append(_norm(base - _prep(explain(xp, t), abs_, normalise), p_explanation)
+                      / distance)
     return _max(_keep(values, _changed(predict, x, perturbed, mode), mode))
 
 
@@ -172,7 +183,8 @@ def discretise(a: np.ndarray, kind: str, k: int, how: str | None) -> tuple:
     return tuple(members) + tuple(np.sign(flat[i]) for i in members)
 
 
-def consistency(predictions: list[int], a: np.ndarray, *, kind="top_k_sign", k=5, how="sum") -> list[float]:
+def consistency(predictions: list[int], a: np.ndarray, *, kind="top_k_sign", k=5,
+                how="sum") -> list[float]:
     """Dasgupta et al. 2022: Pr[f(x') = f(x) | e(x') = e(x)] over the other samples."""
     keys = [discretise(a[i], kind, k, how) for i in range(len(predictions))]
     scores = []

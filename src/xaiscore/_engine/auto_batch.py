@@ -1,7 +1,7 @@
 """Chunk sizes chosen for the user: ``max_batch_size="auto"`` and byte budgets such as ``"2GB"``.
 
-:func:`xaiscore._engine.batching.chunked_map` hands a :class:`BatchPolicy` to :func:`adaptive_chunks`,
-which runs the chunks itself and picks their sizes:
+:func:`xaiscore._engine.batching.chunked_map` hands a :class:`BatchPolicy` to
+:func:`adaptive_chunks`, which runs the chunks itself and picks their sizes:
 
 * **Byte budget** (``"2GB"``, ``"512MiB"``): the largest chunk whose items, as they reach the
   model or explainer, take at most that many bytes: ``budget // item_bytes`` items (at least
@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError
 
-__all__ = ["BatchPolicy", "parse_batch_policy", "parse_bytes", "adaptive_chunks", "clear_cache", "cached_choices"]
+__all__ = ["BatchPolicy", "parse_batch_policy", "parse_bytes", "adaptive_chunks", "clear_cache",
+           "cached_choices"]
 
 #: Bytes of chunk inputs that ``"auto"`` stays within on the CPU unless a budget is given.
 AUTO_CPU_BYTES = 32 * 2**20
@@ -78,7 +79,8 @@ class BatchPolicy:
     max_bytes: int | None = None
 
     def budget(self, device: torch.device | None = None) -> int | None:
-        """The byte budget: as given, else auto's default for ``device`` (see :data:`AUTO_CPU_BYTES`)."""
+        """The byte budget: as given, else auto's default for ``device``
+        (see :data:`AUTO_CPU_BYTES`)."""
         if self.max_bytes is not None or not self.auto:
             return self.max_bytes
         if device is not None and device.type == "cuda":
@@ -101,8 +103,8 @@ def parse_bytes(text: str) -> int:
     match = _SIZE.match(text.lower())
     if match is None or match.group(2) not in ("",) + tuple(_UNITS):
         raise OptionError(
-            "Expected a byte size such as '2GB', '512MiB' or '1000000' (units B, kB, MB, GB, TB, KiB, MiB, GiB, "
-            f"TiB), but got {text!r}."
+            "Expected a byte size such as '2GB', '512MiB' or '1000000' (units B, kB, MB, GB, TB, "
+            f"KiB, MiB, GiB, TiB), but got {text!r}."
         )
     value = int(float(match.group(1)) * _UNITS[match.group(2) or "b"])
     if value < 1:
@@ -118,12 +120,16 @@ def parse_batch_policy(value: str | BatchPolicy) -> BatchPolicy:
         (BatchPolicy(auto=True, max_bytes=None), BatchPolicy(auto=False, max_bytes=536870912))
     """
     if isinstance(value, BatchPolicy):
-        if value.max_bytes is not None and (isinstance(value.max_bytes, bool) or not isinstance(value.max_bytes, int)
+        if value.max_bytes is not None and (isinstance(value.max_bytes, bool)
+                                            or not isinstance(value.max_bytes, int)
                                             or value.max_bytes < 1):
-            raise OptionError(f"Expected `max_bytes` to be a positive int, but got {value.max_bytes!r}.")
+            raise OptionError(
+                f"Expected `max_bytes` to be a positive int, but got {value.max_bytes!r}.")
         return value
     if not isinstance(value, str):
-        raise DTypeError(f"Expected `max_batch_size` as 'auto' or a byte budget, but got {type(value).__name__}.")
+        raise DTypeError(
+            "Expected `max_batch_size` as 'auto' or a byte budget, but got "
+            f"{type(value).__name__}.")
     text = value.strip().lower()
     if text == "auto":
         return BatchPolicy(auto=True)
@@ -137,12 +143,12 @@ def _budget(text: str, original: str) -> int:
         return parse_bytes(text)
     except OptionError:
         raise OptionError(
-            "Expected `max_batch_size` to be a positive int, 'auto', a byte budget such as '2GB' or both as "
-            f"'auto:2GB', but got {original!r}."
+            "Expected `max_batch_size` to be a positive int, 'auto', a byte budget such as '2GB' "
+            f"or both as 'auto:2GB', but got {original!r}."
         ) from None
 
 
-# --- what a chunk sends through the model ------------------------------------------------------------------
+# --- what a chunk sends through the model ---------------------------------------------------------
 
 
 _FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
@@ -159,7 +165,8 @@ def _fingerprint(module: nn.Module) -> tuple:
 
 
 class _Recorder:
-    """Global forward hooks, while installed: the first top-level module call and all top-level inputs."""
+    """Global forward hooks, while installed: the first top-level module call and all top-level
+    inputs."""
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
@@ -212,7 +219,7 @@ class _Recorder:
         return count * torch.empty((), dtype=dtype).element_size()
 
 
-# --- probing -------------------------------------------------------------------------------------------
+# --- probing --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -251,7 +258,8 @@ class _Choice:
 
     def _remaining(self) -> list[int]:
         best = self._best()
-        return [c for c in self.candidates if c in self.samples and min(self.samples[c]) <= CLEARLY_WORSE * best]
+        return [c for c in self.candidates if c in self.samples
+                and min(self.samples[c]) <= CLEARLY_WORSE * best]
 
     def next_size(self) -> int:
         if self.chosen is not None:
@@ -271,7 +279,8 @@ class _Choice:
         if not self.tried_all and (min(self.samples[size]) > CLEARLY_WORSE * self._best()
                                    or size == self.candidates[-1]):
             self.tried_all = True  # larger sizes are not tried
-        if self.tried_all and all(len(self.samples[c]) >= SAMPLES_PER_CANDIDATE for c in self._remaining()):
+        if self.tried_all and all(len(self.samples[c]) >= SAMPLES_PER_CANDIDATE
+                                  for c in self._remaining()):
             measured = {c: min(self.samples[c]) for c in self._remaining()}
             self.chosen = min(measured, key=measured.get)
 
@@ -303,7 +312,8 @@ def _clock(device: torch.device | None) -> float:
 
 def adaptive_chunks(n_items: int, compute: Callable[[int, int], Tensor], policy: BatchPolicy
                     ) -> Iterator[tuple[int, int, Tensor]]:
-    """Run ``compute`` over ``[0, n_items)`` in chunks sized by ``policy``; yield ``(start, stop, result)``.
+    """Run ``compute`` over ``[0, n_items)`` in chunks sized by ``policy``; yield
+    ``(start, stop, result)``.
 
     Example:
         >>> parts = adaptive_chunks(20, lambda s, e: torch.arange(s, e), parse_batch_policy("auto"))

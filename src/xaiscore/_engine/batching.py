@@ -60,10 +60,12 @@ class ModelOutputError(XaiscoreError, ValueError):
 
 
 def check_items_per_call(max_batch_size: object) -> int:
-    """Raise unless ``max_batch_size`` is a positive ``int`` (for code that needs a fixed number)."""
+    """Raise unless ``max_batch_size`` is a positive ``int`` (for code that needs a fixed number).
+    """
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
         raise DTypeError(
-            f"Expected `max_batch_size` to be a positive int, but got {type(max_batch_size).__name__}."
+            "Expected `max_batch_size` to be a positive int, but got "
+            f"{type(max_batch_size).__name__}."
         )
     if max_batch_size < 1:
         raise OptionError(f"Expected `max_batch_size` >= 1, but got {max_batch_size}.")
@@ -71,7 +73,8 @@ def check_items_per_call(max_batch_size: object) -> int:
 
 
 def check_max_batch_size(max_batch_size: object) -> int | BatchPolicy:
-    """Validate ``max_batch_size``: a positive ``int``, ``"auto"``, a byte budget, or a :class:`BatchPolicy`.
+    """Validate ``max_batch_size``: a positive ``int``, ``"auto"``, a byte budget, or a
+    :class:`BatchPolicy`.
 
     * an ``int``: at most that many items per model or explainer call;
     * ``"auto"``: the fastest chunk size of a few candidates, probed on the first
@@ -97,8 +100,8 @@ def check_max_batch_size(max_batch_size: object) -> int | BatchPolicy:
         return parse_batch_policy(max_batch_size)
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
         raise DTypeError(
-            "Expected `max_batch_size` to be a positive int, 'auto' or a byte budget such as '2GB', but got "
-            f"{type(max_batch_size).__name__}."
+            "Expected `max_batch_size` to be a positive int, 'auto' or a byte budget such as "
+            f"'2GB', but got {type(max_batch_size).__name__}."
         )
     return check_items_per_call(max_batch_size)
 
@@ -284,7 +287,8 @@ def carry_model_output(source: Any, copy_: Any) -> Any:
 def call_model(
     forward_fn: Callable[[Tensor], Tensor], x: Tensor, *, name: str = "forward_fn"
 ) -> Tensor:
-    """Call ``forward_fn`` on ``x`` under ``torch.inference_mode()`` and check it returns ``(n, K)`` logits.
+    """Call ``forward_fn`` on ``x`` under ``torch.inference_mode()`` and check it returns ``(n, K)``
+    logits.
 
     The output goes through the model's :class:`ModelOutput` first when one is declared
     (:func:`declare_model_output`).
@@ -301,7 +305,8 @@ def call_model(
 
 
 def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
-    """Check that ``out`` (a model's output for ``x``) is a floating-point tensor of shape ``(len(x), K)``.
+    """Check that ``out`` (a model's output for ``x``) is a floating-point tensor of shape
+    ``(len(x), K)``.
 
     Integer, bool and complex outputs are refused, not cast: they are class indices or one-hot
     predictions far more often than scores, and a softmax over them is no probability.
@@ -329,8 +334,9 @@ def check_logits(out: Any, x: Tensor, *, name: str = "forward_fn") -> Tensor:
         )
     if not out.is_floating_point():
         raise ModelOutputError(
-            f"Expected `{name}` to return floating-point logits, but got dtype {out.dtype}. Return the "
-            "model's real-valued scores; if these integers are scores, cast them with `.float()`."
+            f"Expected `{name}` to return floating-point logits, but got dtype {out.dtype}. Return "
+            "the model's real-valued scores; if these integers are scores, cast them with "
+            "`.float()`."
         )
     return out
 
@@ -347,18 +353,22 @@ def class_scores(logits: Tensor, target: Tensor, *, softmax: bool) -> Tensor:
         ShapeError: ``target`` does not have ``n`` entries.
     """
     if target.shape != logits.shape[:1]:
-        raise ShapeError(f"Expected `target` of shape ({logits.shape[0]},), but got {tuple(target.shape)}.")
-    values = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=1) \
+        raise ShapeError(
+            f"Expected `target` of shape ({logits.shape[0]},), but got {tuple(target.shape)}.")
+    values = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
+                           else logits, dim=1) \
         if softmax else logits
     return values.gather(1, target.reshape(-1, 1)).squeeze(1)
 
 
 def check_finite_output(values: Tensor, *, name: str = "forward_fn") -> Tensor:
-    """Raise :class:`NonFiniteError` if ``values`` hold NaN (reads the data: call once, at the end)."""
+    """Raise :class:`NonFiniteError` if ``values`` hold NaN (reads the data: call once, at the end).
+    """
     if bool(torch.isnan(values).any()):
         raise NonFiniteError(
-            f"Expected `{name}` to return finite values, but got NaN for {int(torch.isnan(values).sum())} "
-            "item(s). Check the model on perturbed inputs (e.g. NaN baselines or overflow)."
+            f"Expected `{name}` to return finite values, but got NaN for "
+            f"{int(torch.isnan(values).sum())} item(s). Check the model on perturbed inputs (e.g. "
+            "NaN baselines or overflow)."
         )
     return values
 
@@ -366,10 +376,10 @@ def check_finite_output(values: Tensor, *, name: str = "forward_fn") -> Tensor:
 class ChunkBuffers:
     """Reusable per-chunk work tensors: one allocation per name for a whole chunked loop.
 
-    A fresh multi-megabyte CPU tensor per chunk is returned to the OS when freed and faults its pages
-    in again on the next chunk (measured: 3-4 ms per 12.8 MB chunk, more than the arithmetic); a
-    buffer kept for the loop pays that once. Buffers hand out views, so a caller must be done with a
-    chunk's tensor before asking for the next (as a model call is).
+    A fresh multi-megabyte CPU tensor per chunk is returned to the OS when freed and faults its
+    pages in again on the next chunk (measured: 3-4 ms per 12.8 MB chunk, more than the arithmetic);
+    a buffer kept for the loop pays that once. Buffers hand out views, so a caller must be done with
+    a chunk's tensor before asking for the next (as a model call is).
 
     Example:
         >>> buffers = ChunkBuffers()
@@ -382,11 +392,14 @@ class ChunkBuffers:
     def __init__(self) -> None:
         self._buffers: dict[str, Tensor] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None = None
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+            device: torch.device | None = None
             ) -> Tensor:
-        """An uninitialised ``(n, *rest)`` view of the buffer ``name`` (regrown if ``n`` exceeds it)."""
+        """An uninitialised ``(n, *rest)`` view of the buffer ``name`` (regrown if ``n`` exceeds
+        it)."""
         held = self._buffers.get(name)
-        if held is None or held.shape[1:] != shape[1:] or held.dtype != dtype or held.shape[0] < shape[0] \
+        if held is None or held.shape[1:] != shape[
+                1:] or held.dtype != dtype or held.shape[0] < shape[0] \
                 or (device is not None and held.device != torch.device(device)):
             held = torch.empty(shape, dtype=dtype, device=device)
             self._buffers[name] = held

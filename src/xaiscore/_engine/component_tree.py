@@ -157,7 +157,8 @@ class TorchOps:
 
     @staticmethod
     def max_rows_at(table: Tensor, index: Tensor, values: Tensor) -> None:
-        table.scatter_reduce_(0, index.unsqueeze(1).expand(-1, table.shape[1]), values, reduce="amax")
+        table.scatter_reduce_(0, index.unsqueeze(1).expand(-1, table.shape[1]), values,
+                              reduce="amax")
 
     @staticmethod
     def equal(one: Tensor, two: Tensor) -> bool:
@@ -201,7 +202,8 @@ class TorchOps:
 
 
 def pixel_rows(padded_shape: tuple[int, ...]) -> np.ndarray:
-    """Per pixel of the padded grid: ``(-coordinates, coordinates + 1, -raster index)`` in the unpadded map."""
+    """Per pixel of the padded grid: ``(-coordinates, coordinates + 1, -raster index)`` in the
+    unpadded map."""
     spatial = tuple(s - 2 for s in padded_shape)
     grids = np.meshgrid(*[np.arange(s, dtype=np.int64) - 1 for s in padded_shape], indexing="ij")
     coordinates = np.stack([g.reshape(-1) for g in grids], axis=1)
@@ -221,7 +223,8 @@ def _find_roots(ops, parent, nodes):  # type: ignore[no-untyped-def]
 
 
 def _join(ops, parent, left, right) -> None:  # type: ignore[no-untyped-def]
-    """Join the trees of ``left[i]`` and ``right[i]``: each root hooks onto the smallest root next to it.
+    """Join the trees of ``left[i]`` and ``right[i]``: each root hooks onto the smallest root next
+    to it.
 
     Hooking larger roots onto smaller ones can make no cycle; rounds repeat on the edges whose
     ends still have different roots until there are none.
@@ -243,14 +246,16 @@ class SweepArrays(dict):
 
 def run_sweep(ops, levels, num_thresholds: int, padded_shape: tuple[int, ...], batch: int,  # type: ignore[no-untyped-def]
               offsets: list[int], order, per_level: list[int]) -> SweepArrays:
-    """Sweep padded, flattened ``levels`` (``batch`` samples of ``padded_shape``) in visiting ``order``."""
+    """Sweep padded, flattened ``levels`` (``batch`` samples of ``padded_shape``) in visiting
+    ``order``."""
     per_sample = math.prod(padded_shape)
     n_active = len(order)
     rank_of = ops.full(len(levels), n_active)  # padded pixel -> visiting rank (n_active: never)
     ops.put(rank_of, order, ops.arange(0, n_active))
     offsets = ops.asarray(offsets)
     table = ops.asarray(pixel_rows(padded_shape))
-    found = _loop(ops, order, rank_of, offsets, table, per_sample, per_level, n_active, num_thresholds)
+    found = _loop(ops, order, rank_of, offsets, table, per_sample, per_level, n_active,
+                  num_thresholds)
     return _assemble(ops, found, order, per_sample, batch, num_thresholds, len(padded_shape),
                      math.prod(s - 2 for s in padded_shape))
 
@@ -277,7 +282,8 @@ def _loop(ops, order, rank_of, offsets, table, per_sample: int, per_level: list[
         neighbours = ops.take(rank_of, (new_pixels[:, None] + offsets[None, :]).reshape(-1))
         # Edges to neighbours visited earlier (at a higher level, or at this one before the pixel):
         # each edge between two new pixels once.
-        edge = ops.nonzero(neighbours.reshape(n_new, n_offsets) < ops.arange(position, end)[:, None])
+        edge = ops.nonzero(neighbours.reshape(n_new, n_offsets)
+                           < ops.arange(position, end)[:, None])
         left = edge // n_offsets  # the new pixel, 0 .. n_new - 1
         right = ops.take(neighbours, edge)
         right_roots = _find_roots(ops, parent, right)
@@ -341,7 +347,8 @@ def _assemble(ops, found: dict[str, Any], order, per_sample: int, batch: int,  #
     first = -extent[:, 2 * dims]
     sample = ops.take(order, found["roots"]) // per_sample
     largest = _largest(ops, sample, start, found["areas"], first, batch, num_thresholds, n_pixels)
-    return SweepArrays(boxes=ops.stack_columns(low + high), areas=found["areas"], sample=sample, first=first,
+    return SweepArrays(boxes=ops.stack_columns(low + high), areas=found["areas"], sample=sample,
+                       first=first,
                        start=start, stop=stop, largest=largest.reshape(batch, num_thresholds))
 
 
@@ -359,11 +366,13 @@ def _largest(ops, sample, start, areas, first, batch: int, num_thresholds: int, 
     span = (n_pixels + 1) ** 2
     key = areas * (n_pixels + 1) + (n_pixels - first)  # in [1, span), unique within a sample
     by_sample = ops.stable_order(sample)  # keeps the sweep order within each sample
-    ranked = ops.take(key, by_sample) + ops.take(sample, by_sample) * span  # later samples rank above
+    # later samples rank above
+    ranked = ops.take(key, by_sample) + ops.take(sample, by_sample) * span
     best = ops.running_max(ranked)
     # The position where the running maximum was set: the latest new maximum so far.
     positions = ops.arange(0, count)
-    latest = ops.running_max(ops.where(ranked == best, positions, ops.full(count, 0))) if count else positions
+    latest = (ops.running_max(ops.where(ranked == best, positions, ops.full(count, 0))) if count
+              else positions)
     best_version = ops.take(by_sample, latest) if count else positions
     # Versions of sample b that started at index >= k: the first count_ge[b, k] of its run.
     starts = ops.bincount(sample * (num_thresholds + 1) + start, batch * (num_thresholds + 1))
@@ -371,6 +380,7 @@ def _largest(ops, sample, start, areas, first, batch: int, num_thresholds: int, 
     totals = count_ge[:, 0]
     run_start = ops.cumsum(totals) - totals
     position = (run_start[:, None] + count_ge - 1).reshape(-1)
-    found = ops.take(best_version, ops.maximum(position, ops.full(len(position), 0))) if count else \
+    found = ops.take(best_version,
+                     ops.maximum(position, ops.full(len(position), 0))) if count else \
         ops.full(len(position), -1)
     return ops.where(count_ge.reshape(-1) > 0, found, ops.full(len(position), -1))

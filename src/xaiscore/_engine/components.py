@@ -69,7 +69,8 @@ Connectivity = Literal["full", "face", "edge"]
 CONNECTIVITIES: tuple[str, ...] = ("full", "face", "edge")
 
 
-def neighbour_offsets(spatial_dims: int, connectivity: Connectivity = "full") -> list[tuple[int, ...]]:
+def neighbour_offsets(spatial_dims: int,
+                      connectivity: Connectivity = "full") -> list[tuple[int, ...]]:
     """The neighbour offsets of a pixel (without ``(0, ..., 0)``), in lexicographic order.
 
     ``"full"``: every offset in ``{-1, 0, 1}^d`` (8 in 2-D, 26 in 3-D); ``"face"``: those along
@@ -93,7 +94,8 @@ def _strides(shape: tuple[int, ...]) -> list[int]:
     return [math.prod(shape[i + 1:]) for i in range(len(shape))]
 
 
-def _flat_offsets(shape: tuple[int, ...], connectivity: Connectivity, device: torch.device) -> Tensor:
+def _flat_offsets(shape: tuple[int, ...], connectivity: Connectivity,
+                  device: torch.device) -> Tensor:
     strides = _strides(shape)
     offsets = neighbour_offsets(len(shape), connectivity)
     flat = [sum(o * s for o, s in zip(offset, strides)) for offset in offsets]
@@ -102,7 +104,9 @@ def _flat_offsets(shape: tuple[int, ...], connectivity: Connectivity, device: to
 
 def _check_binary(mask: Tensor) -> tuple[int, tuple[int, ...]]:
     if mask.ndim < 2 or mask.ndim > 4:
-        raise ShapeError(f"Expected a mask of shape (B, *S) with 1 to 3 spatial dims, but got {tuple(mask.shape)}.")
+        raise ShapeError(
+            "Expected a mask of shape (B, *S) with 1 to 3 spatial dims, but got "
+            f"{tuple(mask.shape)}.")
     return mask.shape[0], tuple(mask.shape[1:])
 
 
@@ -137,7 +141,8 @@ def _root_labels(mask: Tensor, connectivity: Connectivity) -> tuple[Tensor, tupl
         right = right.index_select(0, differ)
         root_left = root_left.index_select(0, differ)
         root_right = root_right.index_select(0, differ)
-        parent.scatter_reduce_(0, torch.maximum(root_left, root_right), torch.minimum(root_left, root_right),
+        parent.scatter_reduce_(0, torch.maximum(root_left, root_right),
+                               torch.minimum(root_left, root_right),
                                reduce="amin")
     roots = torch.where(flat, parent, torch.full_like(parent, -1))
     return roots, padded_shape
@@ -166,8 +171,10 @@ def label_components(mask: Tensor, *, connectivity: Connectivity = "full") -> tu
     total = roots.numel()
     per_sample = total // batch
     is_root = roots == torch.arange(total, device=roots.device)
-    rank = is_root.reshape(batch, per_sample).cumsum(1).reshape(-1)  # root -> 1-based rank in its sample
-    labels = torch.where(roots >= 0, rank.index_select(0, roots.clamp(min=0)), torch.zeros_like(roots))
+    # root -> 1-based rank in its sample
+    rank = is_root.reshape(batch, per_sample).cumsum(1).reshape(-1)
+    labels = torch.where(roots >= 0, rank.index_select(0, roots.clamp(min=0)),
+                         torch.zeros_like(roots))
     counts = is_root.reshape(batch, per_sample).sum(1)
     return _unpad(labels, batch, padded_shape), counts
 
@@ -270,8 +277,10 @@ def _visiting_order_numpy(levels: np.ndarray, num_thresholds: int) -> np.ndarray
     return np.argsort(key, kind="stable").astype(np.int64, copy=False)
 
 
-def component_sweep(levels: Tensor, num_thresholds: int, *, connectivity: Connectivity = "full") -> ComponentSweep:
-    """Components of ``{level > k}`` for every ``k = 0 .. T - 1``, per sample (see :class:`ComponentSweep`).
+def component_sweep(levels: Tensor, num_thresholds: int, *,
+                    connectivity: Connectivity = "full") -> ComponentSweep:
+    """Components of ``{level > k}`` for every ``k = 0 .. T - 1``, per sample
+    (see :class:`ComponentSweep`).
 
     On CPU the sweep runs on numpy arrays (one thread, about a microsecond per call, where
     torch's per-call overhead and its thread pool would dominate such small steps); on other
@@ -294,7 +303,9 @@ def _component_sweep(levels: Tensor, num_thresholds: int, connectivity: Connecti
     spatial = tuple(levels.shape[1:])
     dims = len(spatial)
     if not 1 <= dims <= 3:
-        raise ShapeError(f"Expected levels of shape (B, *S) with 1 to 3 spatial dims, but got {tuple(levels.shape)}.")
+        raise ShapeError(
+            "Expected levels of shape (B, *S) with 1 to 3 spatial dims, but got "
+            f"{tuple(levels.shape)}.")
     if num_thresholds < 1:
         raise OptionError(f"Expected at least one threshold, but got {num_thresholds}.")
     device = levels.device
@@ -306,21 +317,26 @@ def _component_sweep(levels: Tensor, num_thresholds: int, connectivity: Connecti
                       [(0, 0)] + [(1, 1)] * dims).reshape(-1)  # a border of level 0: never selected
         per_level = np.bincount(flat, minlength=num_thresholds + 1).tolist()
         order = _visiting_order_numpy(flat, num_thresholds)[: flat.size - per_level[0]]
-        arrays = component_tree.run_sweep(component_tree.NumpyOps(), flat, num_thresholds, padded_shape, batch,
+        arrays = component_tree.run_sweep(component_tree.NumpyOps(), flat, num_thresholds,
+                                          padded_shape, batch,
                                           offsets, order, per_level)
-        result = {name: torch.from_numpy(np.ascontiguousarray(value)).to(device) for name, value in arrays.items()}
+        result = {name: torch.from_numpy(np.ascontiguousarray(value)).to(device)
+                  for name, value in arrays.items()}
     else:
         flat = F.pad(levels.long(), (1, 1) * dims).reshape(-1)
-        per_level = torch.bincount(flat, minlength=num_thresholds + 1).tolist()  # the one read of sizes
+        # the one read of sizes
+        per_level = torch.bincount(flat, minlength=num_thresholds + 1).tolist()
         order = _visiting_order(flat, num_thresholds)[: flat.numel() - per_level[0]]
-        result = component_tree.run_sweep(component_tree.TorchOps(device), flat, num_thresholds, padded_shape,
+        result = component_tree.run_sweep(component_tree.TorchOps(device), flat, num_thresholds,
+                                          padded_shape,
                                           batch, offsets, order, per_level)
     return ComponentSweep(**result)
 
 
 def _flat_offset_list(shape: tuple[int, ...], connectivity: Connectivity) -> list[int]:
     strides = _strides(shape)
-    return [sum(o * s for o, s in zip(offset, strides)) for offset in neighbour_offsets(len(shape), connectivity)]
+    return [sum(o * s for o, s in zip(offset, strides))
+            for offset in neighbour_offsets(len(shape), connectivity)]
 
 
 def alive_counts(sweep: ComponentSweep, flags: Tensor, batch: int, num_thresholds: int) -> Tensor:
@@ -337,7 +353,8 @@ def alive_counts(sweep: ComponentSweep, flags: Tensor, batch: int, num_threshold
     device = flags.device
     weights = flags.long()
     diff = torch.zeros(batch, n_flags, num_thresholds + 1, dtype=torch.long, device=device)
-    # +1 at `start`, -1 at `stop` (column T + ... shifted by one so that stop = -1 lands in column 0).
+    # +1 at `start`, -1 at `stop` (column T + ... shifted by one so that stop = -1 lands in column
+    # 0).
     base = (sweep.sample * n_flags).unsqueeze(1) + torch.arange(n_flags, device=device).unsqueeze(0)
     flat = diff.view(-1)
     flat.index_add_(0, (base * (num_thresholds + 1) + (sweep.start + 1).unsqueeze(1)).reshape(-1),

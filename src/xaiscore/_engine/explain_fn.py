@@ -66,7 +66,8 @@ def format_shape(dims: Any) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def check_explanation(a: Any, x: Tensor, *, name: str = "explain_fn", validate: bool = True) -> Tensor:
+def check_explanation(a: Any, x: Tensor, *, name: str = "explain_fn",
+                      validate: bool = True) -> Tensor:
     """Check what an explain function returned for inputs ``x`` and return it.
 
     Args:
@@ -96,20 +97,24 @@ def check_explanation(a: Any, x: Tensor, *, name: str = "explain_fn", validate: 
         Traceback (most recent call last):
         ...
         xaiscore._engine.batching.ModelOutputError: Expected `explain_fn` to return attributions of shape (2, 3, 4, 4) or (2, 1, 4, 4) for inputs of shape (2, 3, 4, 4), but got (2, 4, 4). Add the channel axis with `a.unsqueeze(1)`.
-    """
+    """  # noqa: E501
     if not isinstance(a, Tensor):
         raise ModelOutputError(
-            f"Expected `{name}` to return a torch.Tensor of attributions, but got {type(a).__name__}."
+            f"Expected `{name}` to return a torch.Tensor of attributions, but got "
+            f"{type(a).__name__}."
         )
     expected = f"{format_shape(x.shape)} or {format_shape((x.shape[0], 1) + tuple(x.shape[2:]))}"
-    if a.ndim != x.ndim or a.shape[0] != x.shape[0] or a.shape[2:] != x.shape[2:] or a.shape[1] not in (1, x.shape[1]):
-        hint = " Add the channel axis with `a.unsqueeze(1)`." if tuple(a.shape) == (x.shape[0],) + tuple(x.shape[2:]) else ""
+    if (a.ndim != x.ndim or a.shape[0] != x.shape[0] or a.shape[2:] != x.shape[2:]
+        or a.shape[1] not in (1, x.shape[1])):
+        hint = (" Add the channel axis with `a.unsqueeze(1)`."
+                if tuple(a.shape) == (x.shape[0],) + tuple(x.shape[2:]) else "")
         raise ModelOutputError(
             f"Expected `{name}` to return attributions of shape {expected} for inputs of shape "
             f"{format_shape(x.shape)}, but got {format_shape(a.shape)}.{hint}"
         )
     if not a.is_floating_point():
-        raise ModelOutputError(f"Expected `{name}` to return floating-point attributions, but got dtype {a.dtype}.")
+        raise ModelOutputError(
+            f"Expected `{name}` to return floating-point attributions, but got dtype {a.dtype}.")
     if a.device != x.device:
         raise ModelOutputError(
             f"Expected `{name}` to return attributions on the device of its inputs ({x.device}), "
@@ -117,8 +122,9 @@ def check_explanation(a: Any, x: Tensor, *, name: str = "explain_fn", validate: 
         )
     if validate and not bool(torch.isfinite(a).all()):
         raise NonFiniteError(
-            f"Expected `{name}` to return finite attributions, but got {int(torch.isnan(a).sum())} NaN and "
-            f"{int(torch.isinf(a).sum())} infinite value(s) for inputs of shape {format_shape(x.shape)}."
+            f"Expected `{name}` to return finite attributions, but got {int(torch.isnan(a).sum())} "
+            f"NaN and {int(torch.isinf(a).sum())} infinite value(s) for inputs of shape "
+            f"{format_shape(x.shape)}."
         )
     return a
 

@@ -1,4 +1,5 @@
-"""Linear imputation of removed pixels (ROAD, Rong et al. 2022), solved for a whole batch on the device.
+"""Linear imputation of removed pixels (ROAD, Rong et al. 2022), solved for a whole batch on the
+device.
 
 ROAD's *noisy linear imputation* replaces every removed pixel by the weighted
 mean of its in-image neighbours, whether those neighbours are kept or removed
@@ -39,7 +40,7 @@ systems are ordered by their number of unknowns
 When *every* pixel of an image is removed there is no kept value to interpolate
 from (the system is singular); the imputation is then 0 everywhere (the
 minimum-norm solution).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -85,11 +86,12 @@ def neighbour_weights(spatial_dims: int) -> dict[tuple[int, ...], float]:
     )
 
 
-# --- scratch buffers -------------------------------------------------------------------------------
+# --- scratch buffers ------------------------------------------------------------------------------
 
 
 class _Buffers:
-    """Scratch tensors reused across iterations, keyed by name and shape without the leading (system) axis.
+    """Scratch tensors reused across iterations, keyed by name and shape without the leading
+    (system) axis.
 
     Allocating fresh multi-megabyte tensors in a loop costs page faults that
     dominate the run time on CPU; every hot operation below writes into one of
@@ -116,8 +118,10 @@ class _Buffers:
 
 
 def _rows(t: Tensor, index: Tensor) -> Tensor:
-    """``t[index]`` along dim 0 through a 2-D view (``index_select`` on >2-D CPU tensors is very slow)."""
-    return t.reshape(t.shape[0], -1).index_select(0, index).reshape((index.shape[0],) + tuple(t.shape[1:]))
+    """``t[index]`` along dim 0 through a 2-D view (``index_select`` on >2-D CPU tensors is very
+    slow)."""
+    return t.reshape(t.shape[0], -1).index_select(0, index).reshape((index.shape[0],)
+                                                                    + tuple(t.shape[1:]))
 
 
 def _along(dim: int, ndim: int, index: slice) -> tuple[slice, ...]:
@@ -150,7 +154,8 @@ def _shifted(padded: Tensor, offset: tuple[int, ...], spatial: tuple[int, ...]) 
 
 def _separable_sum(padded: Tensor, spatial_dims: int, out: Tensor | None = None,
                    scratch: list[Tensor] | None = None) -> Tensor:
-    """The ``[1, 2, 1]`` sum along every spatial axis of a tensor zero-padded by one on every spatial side.
+    """The ``[1, 2, 1]`` sum along every spatial axis of a tensor zero-padded by one on every
+    spatial side.
 
     Axes are summed innermost first; each pass drops the padding of its axis. ``scratch`` holds the
     intermediate results (one per pass but the last) when given, else they are allocated.
@@ -188,7 +193,8 @@ _SMOOTHER_SHARE = 0.55
 
 
 def _smoother(row_sums: Tensor) -> Tensor:
-    """The weights ``1 / m`` of the Jacobi-type smoother ``z += (r - A z) / m``, ``m = 0.55 sum_j |a_ij|``.
+    """The weights ``1 / m`` of the Jacobi-type smoother ``z += (r - A z) / m``,
+    ``m = 0.55 sum_j |a_ij|``.
 
     The iteration converges for a symmetric positive semi-definite ``A`` when
     ``2 M - A`` is positive definite; with ``m_i > sum_j |a_ij| / 2`` that matrix is
@@ -226,12 +232,14 @@ class _FineLevel:
             self._self_weight, sum_weight = diagonal, 0.5
         else:  # A u = (D + U 2^d / n) u - (U / n) S(u), n = 4^d - 2^d (2-D: 1/3 and 1/12)
             n = 4**dims - 2**dims
-            self._self_weight, sum_weight = torch.add(diagonal, unknown, alpha=2.0**dims / n), 1.0 / n
+            self._self_weight, sum_weight = (torch.add(diagonal, unknown, alpha=2.0**dims / n),
+                                             1.0 / n)
         self._sum_weight = torch.mul(unknown, sum_weight)
         self._negative_sum_weight = torch.mul(unknown, -sum_weight)
 
     def _neighbours(self, u: Tensor, out: Tensor) -> Tensor:
-        """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1]`` sum along every axis (2-D, 3-D) into ``out``."""
+        """``u(i-1) + u(i+1)`` (1-D) or the ``[1 2 1]`` sum along every axis (2-D, 3-D) into
+        ``out``."""
         padded = _padded(u, self.buffers)
         if u.ndim == 3:
             return torch.add(padded[..., :-2], padded[..., 2:], out=out)
@@ -243,27 +251,32 @@ class _FineLevel:
 
     def apply(self, u: Tensor, out: Tensor) -> Tensor:
         """Write ``A u`` into ``out`` (which must not alias ``u``)."""
-        return self._neighbours(u, out).mul_(self._negative_sum_weight).addcmul_(self._self_weight, u)
+        return self._neighbours(u, out).mul_(self._negative_sum_weight).addcmul_(self._self_weight,
+                                                                                 u)
 
     def residual(self, r: Tensor, u: Tensor, out: Tensor) -> Tensor:
         """Write ``r - A u`` into ``out`` (which must alias neither)."""
         neighbours = self._neighbours(u, out)
-        return torch.addcmul(r, self._sum_weight, neighbours, out=out).addcmul_(self._self_weight, u, value=-1.0)
+        return torch.addcmul(r, self._sum_weight, neighbours, out=out).addcmul_(self._self_weight,
+                                                                                u, value=-1.0)
 
     def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
-        """``(G, c)`` with ``c * G(i) = A[i, i + offset]`` on unknown rows and columns, else 0 (:func:`_galerkin`)."""
+        """``(G, c)`` with ``c * G(i) = A[i, i + offset]`` on unknown rows and columns, else 0
+        (:func:`_galerkin`)."""
         out = self.buffers.get("field", self.unknown.shape, self.unknown)
         if not any(offset):
             return torch.mul(self.unknown, self.diagonal, out=out), 1.0
         if self._padded_unknown is None:
             self._padded_unknown = _padded(self.unknown, self.buffers, "unknown_padded")
         shifted = _shifted(self._padded_unknown, offset, self.spatial)
-        return torch.mul(self.unknown, shifted, out=out), -neighbour_weights(len(self.spatial))[offset]
+        return (torch.mul(self.unknown, shifted, out=out),
+                -neighbour_weights(len(self.spatial))[offset])
 
     def head(self, n: int) -> _FineLevel:
         """The operator of the first ``n`` systems (views; scratch buffers shared)."""
         out = object.__new__(_FineLevel)
-        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
+        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v)
+                             for k, v in self.__dict__.items()})
         return out
 
 
@@ -292,13 +305,16 @@ class _StencilLevel:
         """Write ``r - A u`` into ``out`` (which must alias neither)."""
         padded = _padded(u, self.buffers)
         offsets = _offsets(len(self.spatial))
-        torch.addcmul(r, self.coef[:, :1], _shifted(padded, offsets[0], self.spatial), value=-1.0, out=out)
+        torch.addcmul(r, self.coef[:, :1], _shifted(padded, offsets[0], self.spatial), value=-1.0,
+                      out=out)
         for k in range(1, len(offsets)):
-            out.addcmul_(self.coef[:, k : k + 1], _shifted(padded, offsets[k], self.spatial), value=-1.0)
+            out.addcmul_(self.coef[:, k : k + 1], _shifted(padded, offsets[k], self.spatial),
+                         value=-1.0)
         return out
 
     def field(self, offset: tuple[int, ...]) -> tuple[Tensor, float]:
-        """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, else 0 (:func:`_galerkin`)."""
+        """``(G, 1)`` with ``G(i) = A[i, i + offset]`` on unknown rows and columns, else 0
+        (:func:`_galerkin`)."""
         k = sum((o + 1) * 3 ** (len(offset) - 1 - i) for i, o in enumerate(offset))
         if not any(offset):  # identity rows off the unknowns
             out = self.buffers.get("field", self.unknown.shape, self.unknown)
@@ -308,14 +324,15 @@ class _StencilLevel:
     def head(self, n: int) -> _StencilLevel:
         """The operator of the first ``n`` systems (views; scratch buffers shared)."""
         out = object.__new__(_StencilLevel)
-        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()})
+        out.__dict__.update({k: (v[:n] if isinstance(v, Tensor) else v)
+                             for k, v in self.__dict__.items()})
         return out
 
 
 _Level = _FineLevel | _StencilLevel
 
 
-# --- grid transfer ----------------------------------------------------------------------------------
+# --- grid transfer --------------------------------------------------------------------------------
 
 
 def _coarse_shape(spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -333,30 +350,36 @@ def _interpolate_axis(c: Tensor, dim: int, out: Tensor) -> Tensor:
     odd = out[_along(dim, ndim, slice(1, None, 2))]
     if n > 1:
         inner = odd[_along(dim, ndim, slice(0, n - 1))]
-        torch.lerp(c[_along(dim, ndim, slice(0, n - 1))], c[_along(dim, ndim, slice(1, n))], 0.5, out=inner)
-    torch.mul(c[_along(dim, ndim, slice(n - 1, n))], 0.5, out=odd[_along(dim, ndim, slice(n - 1, n))])
+        torch.lerp(c[_along(dim, ndim, slice(0, n - 1))], c[_along(dim, ndim, slice(1, n))], 0.5,
+                   out=inner)
+    torch.mul(c[_along(dim, ndim, slice(n - 1, n))], 0.5, out=odd[_along(dim, ndim,
+                                                                         slice(n - 1, n))])
     return out
 
 
 def _full_weighting_axis(r: Tensor, dim: int, out: Tensor) -> Tensor:
-    """The adjoint of :func:`_interpolate_axis`: coarse ``k`` collects fine ``2k`` and half of ``2k +- 1``."""
+    """The adjoint of :func:`_interpolate_axis`: coarse ``k`` collects fine ``2k`` and half of
+    ``2k +- 1``."""
     ndim = r.ndim
     even = r[_along(dim, ndim, slice(0, None, 2))]
     odd = r[_along(dim, ndim, slice(1, None, 2))]
     n_odd, n_coarse = odd.shape[dim], even.shape[dim]
-    torch.add(even[_along(dim, ndim, slice(0, n_odd))], odd, alpha=0.5, out=out[_along(dim, ndim, slice(0, n_odd))])
+    torch.add(even[_along(dim, ndim, slice(0, n_odd))], odd, alpha=0.5,
+              out=out[_along(dim, ndim, slice(0, n_odd))])
     if n_odd < n_coarse:
-        out[_along(dim, ndim, slice(n_odd, None))].copy_(even[_along(dim, ndim, slice(n_odd, None))])
+        out[_along(dim, ndim, slice(n_odd, None))].copy_(even[_along(dim, ndim,
+                                                                     slice(n_odd, None))])
     shifted = odd[_along(dim, ndim, slice(0, min(n_odd, n_coarse - 1)))]
     out[_along(dim, ndim, slice(1, 1 + shifted.shape[dim]))].add_(shifted, alpha=0.5)
     return out
 
 
 def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers) -> Tensor:
-    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial`` (a view of a reused buffer).
+    """(Bi)linear interpolation of a coarse grid onto the fine grid ``spatial``
+    (a view of a reused buffer).
 
-    The inner axis goes first, while the grid is still coarse along the outer axes: its strided writes
-    are the slow part, and this way they touch half the fine grid only.
+    The inner axis goes first, while the grid is still coarse along the outer axes: its strided
+    writes are the slow part, and this way they touch half the fine grid only.
     """
     current = u
     for dim, size in reversed(list(zip(range(2, u.ndim), spatial))):
@@ -368,9 +391,11 @@ def _interpolate(u: Tensor, spatial: tuple[int, ...], buffers: _Buffers) -> Tens
 
 
 def _add_prolongation(z: Tensor, c: Tensor, fine: _Level) -> Tensor:
-    """``z += P c``: the outer axis of the interpolation fused into the masked update (even and odd rows)."""
+    """``z += P c``: the outer axis of the interpolation fused into the masked update
+    (even and odd rows)."""
     current = c
-    for dim, size in reversed(list(zip(range(3, c.ndim), fine.spatial[1:]))):  # inner axes as in _interpolate
+    # inner axes as in _interpolate
+    for dim, size in reversed(list(zip(range(3, c.ndim), fine.spatial[1:]))):
         shape = list(current.shape)
         shape[dim] = 2 * current.shape[dim]
         full = fine.buffers.get(f"interpolate{dim}", tuple(shape), c)
@@ -379,7 +404,8 @@ def _add_prolongation(z: Tensor, c: Tensor, fine: _Level) -> Tensor:
     z[:, :, 0::2].addcmul_(fine.unknown[:, :, 0::2], current)  # fine 2k: coarse k
     n_odd = size // 2
     if n_odd:  # fine 2k + 1: the mean of coarse k and k + 1 (0 beyond the grid)
-        between = fine.buffers.get("between", current.shape[:2] + (n_odd,) + tuple(current.shape[3:]), c)
+        between = fine.buffers.get("between", current.shape[:2] + (n_odd,)
+                                   + tuple(current.shape[3:]), c)
         if n > 1:
             torch.add(current[:, :, : n - 1], current[:, :, 1:n], out=between[:, :, : n - 1])
         if n_odd == n:
@@ -389,11 +415,12 @@ def _add_prolongation(z: Tensor, c: Tensor, fine: _Level) -> Tensor:
 
 
 def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
-    """``P^T r``: the adjoint of the prolongation ``P`` of :func:`_add_prolongation` (full weighting), into
-    ``out``, for ``r`` that vanishes off the fine unknowns (residuals do: every row off the unknowns is an
-    identity row acting on zeros).
+    """``P^T r``: the adjoint of the prolongation ``P`` of :func:`_add_prolongation`
+    (full weighting), into ``out``, for ``r`` that vanishes off the fine unknowns
+    (residuals do: every row off the unknowns is an identity row acting on zeros).
 
-    The outer axes go first (contiguous rows), so the strided inner-axis pass reads a grid already halved.
+    The outer axes go first (contiguous rows), so the strided inner-axis pass reads a grid already
+    halved.
     """
     current = r
     dims = list(range(2, r.ndim))
@@ -408,12 +435,13 @@ def _restrict(r: Tensor, fine: _Level, out: Tensor) -> Tensor:
     return out
 
 
-# --- multigrid ----------------------------------------------------------------------------------------
+# --- multigrid ------------------------------------------------------------------------------------
 
 
 def _transfer_taps(k: int, o: int) -> tuple[float, float, float]:
-    """Per axis, the weights ``p(d) p(d + k - 2 o)``, ``d = -1, 0, 1``, of the fine values ``G(2 I + d)`` in the
-    coarse entry ``(I, I + o)`` of ``P^T G S_k P`` (``S_k`` the shift by ``k``, ``p`` the hat 1, 1/2, 0)."""
+    """Per axis, the weights ``p(d) p(d + k - 2 o)``, ``d = -1, 0, 1``, of the fine values
+    ``G(2 I + d)`` in the coarse entry ``(I, I + o)`` of ``P^T G S_k P``
+    (``S_k`` the shift by ``k``, ``p`` the hat 1, 1/2, 0)."""
 
     def hat(d: int) -> float:
         return (1.0, 0.5)[abs(d)] if abs(d) < 2 else 0.0
@@ -423,7 +451,8 @@ def _transfer_taps(k: int, o: int) -> tuple[float, float, float]:
 
 def _restrict_axis(src: Tensor, dim: int, taps: tuple[float, float, float], out: Tensor, *,
                    alpha: float = 1.0, accumulate: bool = False) -> None:
-    """``out(I) (+)= alpha * sum_d taps[d + 1] * src(2 I + d)`` along ``dim`` (values beyond the grid count as 0)."""
+    """``out(I) (+)= alpha * sum_d taps[d + 1] * src(2 I + d)`` along ``dim``
+    (values beyond the grid count as 0)."""
     ndim = src.ndim
     even = src[_along(dim, ndim, slice(0, None, 2))]
     odd = src[_along(dim, ndim, slice(1, None, 2))]
@@ -439,11 +468,13 @@ def _restrict_axis(src: Tensor, dim: int, taps: tuple[float, float, float], out:
         out[_along(dim, ndim, slice(0, n_odd))].add_(odd, alpha=alpha * taps[2])
     if taps[0]:  # d = -1: fine 2I - 1 is odd[I - 1]
         m = min(n_odd, n_coarse - 1)
-        out[_along(dim, ndim, slice(1, 1 + m))].add_(odd[_along(dim, ndim, slice(0, m))], alpha=alpha * taps[0])
+        out[_along(dim, ndim, slice(1, 1 + m))].add_(odd[_along(dim, ndim, slice(0, m))],
+                                                     alpha=alpha * taps[0])
 
 
 def _galerkin(fine: _Level) -> _StencilLevel:
-    """The coarse operator ``P^T A P`` as a 3^d-point stencil, assembled directly from the fine stencil.
+    """The coarse operator ``P^T A P`` as a 3^d-point stencil, assembled directly from the fine
+    stencil.
 
     Write ``A = sum_k G_k S_k`` with ``S_k`` the shift by the stencil offset ``k`` and
     ``G_k(i) = A[i, i + k]`` on unknown rows and columns (0 elsewhere, as ``P``
@@ -473,7 +504,8 @@ def _galerkin(fine: _Level) -> _StencilLevel:
             for source, prefix in partials:
                 for o in (-1, 0, 1):
                     taps = _transfer_taps(offset[axis], o)
-                    if not any(taps) or (o < 0 and not any(prefix)):  # the other half follows by symmetry
+                    # the other half follows by symmetry
+                    if not any(taps) or (o < 0 and not any(prefix)):
                         continue
                     if last:
                         target = coef[:, index(prefix + (o,)) : index(prefix + (o,)) + 1]
@@ -490,25 +522,29 @@ def _galerkin(fine: _Level) -> _StencilLevel:
     for offset in offsets:
         if not any(offset) or next(o for o in offset if o) > 0:
             continue
-        target = (slice(None),) + tuple(slice(1, None) if o < 0 else slice(0, n - 1) if o > 0 else slice(None)
+        target = (slice(None),) + tuple(slice(1, None) if o < 0 else slice(0, n - 1) if o > 0
+                                        else slice(None)
                                         for o, n in zip(offset, coarse))
-        source = (slice(None),) + tuple(slice(0, n - 1) if o < 0 else slice(1, None) if o > 0 else slice(None)
+        source = (slice(None),) + tuple(slice(0, n - 1) if o < 0 else slice(1, None) if o > 0
+                                        else slice(None)
                                         for o, n in zip(offset, coarse))
         mirror = tuple(-o for o in offset)
         coef[:, index(offset)][target].copy_(coef[:, index(mirror)][source])
     for k, offset in enumerate(offsets):  # no coarse neighbour beyond the grid
         for dim, o in enumerate(offset):
             if o:
-                coef[:, k][_along(dim + 1, spatial_dims + 1, slice(0, 1) if o < 0 else slice(-1, None))].zero_()
+                coef[:, k][_along(dim + 1, spatial_dims + 1, slice(0, 1) if o < 0
+                                  else slice(-1, None))].zero_()
     dtype = coef.dtype
     n_colours = n_offsets
-    # Entries that should cancel exactly come out at rounding level; left in, their products on coarser
-    # grids sink into denormal numbers, which are extremely slow on CPUs. Drop them.
-    # (A symmetric positive semi-definite matrix has no entry larger than its largest diagonal entry; one
-    # channel at a time keeps the temporaries small.)
+    # Entries that should cancel exactly come out at rounding level; left in, their products on
+    # coarser grids sink into denormal numbers, which are extremely slow on CPUs. Drop them.
+    # (A symmetric positive semi-definite matrix has no entry larger than its largest diagonal
+    # entry; one channel at a time keeps the temporaries small.)
     centre = n_colours // 2
     diagonal = coef[:, centre : centre + 1]
-    threshold = (64 * torch.finfo(dtype).eps) * diagonal.amax(dim=tuple(range(1, coef.ndim)), keepdim=True)
+    threshold = (64 * torch.finfo(dtype).eps) * diagonal.amax(dim=tuple(range(1, coef.ndim)),
+                                                              keepdim=True)
     for k in range(n_colours):
         channel = coef[:, k : k + 1]
         channel.masked_fill_(channel.abs() <= threshold, 0.0)
@@ -535,15 +571,18 @@ def _dense_inverse(level: _StencilLevel) -> Tensor:
             if all(0 <= q < s for q, s in zip(neighbour, spatial)):
                 column = positions.index(neighbour)
                 matrix[:, row, column] += level.coef[(slice(None), k) + point]
-    # Galerkin operators can be singular where the interpolation is rank deficient (two coarse points
-    # reaching the same few fine unknowns): the pseudo-inverse keeps the preconditioner symmetric.
+    # Galerkin operators can be singular where the interpolation is rank deficient
+    # (two coarse points reaching the same few fine unknowns): the pseudo-inverse keeps the
+    # preconditioner symmetric.
     return torch.linalg.pinv(0.5 * (matrix + matrix.transpose(1, 2)), hermitian=True)
 
 
 class _Multigrid:
-    """A symmetric V(nu, nu)-cycle with row-sum-weighted Jacobi smoothing, used as a CG preconditioner."""
+    """A symmetric V(nu, nu)-cycle with row-sum-weighted Jacobi smoothing, used as a CG
+    preconditioner."""
 
-    def __init__(self, fine: _FineLevel, *, smoothing_steps: int = 1, coarsest_size: int = 3) -> None:
+    def __init__(self, fine: _FineLevel, *, smoothing_steps: int = 1,
+                 coarsest_size: int = 3) -> None:
         self.levels: list[_Level] = [fine]
         while max(self.levels[-1].spatial) > coarsest_size:
             self.levels.append(_galerkin(self.levels[-1]))
@@ -583,7 +622,7 @@ class _Multigrid:
         return z
 
 
-# --- the system -------------------------------------------------------------------------------------
+# --- the system -----------------------------------------------------------------------------------
 
 
 def _fine_system(x: Tensor, removed: Tensor) -> tuple[_FineLevel, Tensor]:
@@ -594,7 +633,8 @@ def _fine_system(x: Tensor, removed: Tensor) -> tuple[_FineLevel, Tensor]:
     kept = 1.0 - unknown
     in_image_weight = _neighbour_sum(torch.ones((1, 1) + spatial, dtype=x.dtype, device=x.device))
     rhs = _neighbour_sum(x * kept).mul_(unknown)
-    # No kept pixel at all: the Laplacian is singular; any positive shift gives the solution 0 (b = 0).
+    # No kept pixel at all: the Laplacian is singular; any positive shift gives the solution 0
+    # (b = 0).
     flat = unknown.reshape(m, -1)
     all_removed = (flat.amin(dim=1) > 0).to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
     diagonal = torch.addcmul(kept, unknown, in_image_weight).addcmul_(unknown, all_removed)
@@ -646,7 +686,8 @@ def linear_imputation(
     neighbour_weights(spatial_dims)  # raises for unsupported dimensions
     if removed.shape != (x.shape[0], 1) + tuple(x.shape[2:]):
         raise ShapeError(
-            f"Expected `removed` of shape {(x.shape[0], 1) + tuple(x.shape[2:])}, but got {tuple(removed.shape)}."
+            f"Expected `removed` of shape {(x.shape[0], 1) + tuple(x.shape[2:])}, but got "
+            f"{tuple(removed.shape)}."
         )
     if tol is None:
         tol = 1e-10 if x.dtype == torch.float64 else 1e-5
@@ -654,20 +695,23 @@ def linear_imputation(
         raise OptionError(f"Expected `tol` > 0, but got {tol}.")
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     m = work.shape[0]
-    # Hardest systems (most unknowns) first: the solver then narrows its working set to the leading systems
-    # that are still iterating, with views instead of copies.
+    # Hardest systems (most unknowns) first: the solver then narrows its working set to the leading
+    # systems that are still iterating, with views instead of copies.
     order = removed.reshape(m, -1).sum(dim=1).argsort(descending=True, stable=True)
     fine, b = _fine_system(_rows(work, order), _rows(removed, order))
-    solution = _conjugate_gradients(fine, b, tol=tol, max_iterations=max_iterations, check_every=check_every)
+    solution = _conjugate_gradients(fine, b, tol=tol, max_iterations=max_iterations,
+                                    check_every=check_every)
     unsorted = torch.empty_like(solution)
     unsorted.reshape(m, -1).index_copy_(0, order, solution.reshape(m, -1))
     return torch.where(removed, unsorted, work, out=unsorted).to(x.dtype)
 
 
 def _active_prefix(active: Tensor) -> int:
-    """One more than the index of the last system with an active channel (0 if none); one host read."""
+    """One more than the index of the last system with an active channel (0 if none); one host read.
+    """
     row_active = active.reshape(active.shape[0], -1).any(dim=1)
-    return int(torch.where(row_active, torch.arange(1, len(row_active) + 1, device=active.device), 0).max())
+    return int(torch.where(row_active, torch.arange(1, len(row_active) + 1, device=active.device),
+                           0).max())
 
 
 def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterations: int,
@@ -684,11 +728,12 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
     def dot(u: Tensor, v: Tensor) -> Tensor:
         """Per-system inner products ``(M, C, 1, ...)``, without an elementwise temporary.
 
-        ``vecdot`` over the flattened systems is a single fused pass (``bmm`` with one-row matrices takes
-        about two and a half times as long on CPU).
+        ``vecdot`` over the flattened systems is a single fused pass (``bmm`` with one-row matrices
+        takes about two and a half times as long on CPU).
         """
         m, c = u.shape[:2]
-        return torch.linalg.vecdot(u.reshape(m * c, -1), v.reshape(m * c, -1)).reshape((m, c) + (1,) * spatial_dims)
+        return torch.linalg.vecdot(u.reshape(m * c, -1), v.reshape(m * c, -1)).reshape(
+            (m, c) + (1,) * spatial_dims)
 
     u = torch.zeros_like(b)
     norms = dot(b, b)
@@ -709,7 +754,8 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
         fine.apply(p, q)
         pq = dot(p, q)
         positive = active & (pq > 0)
-        alpha = torch.where(positive, rz / torch.where(positive, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+        alpha = torch.where(positive, rz / torch.where(positive, pq, torch.ones_like(pq)),
+                            torch.zeros_like(pq))
         un.addcmul_(alpha, p)
         r.addcmul_(alpha, q, value=-1.0)
         if iteration % check_every == 0:
@@ -720,7 +766,8 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
                 break
             if n_active < n:
                 n = n_active
-                un, r, p, q, rz, active, threshold = (t[:n] for t in (un, r, p, q, rz, active, threshold))
+                un, r, p, q, rz, active, threshold = (t[:n] for t in (un, r, p, q, rz, active,
+                                                                      threshold))
                 preconditioner = preconditioner.head(n)
                 fine = preconditioner.levels[0]
             # Converged systems carry zeros from here on (no work on ever tinier, denormal values).
@@ -728,7 +775,8 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
         z = preconditioner(r)
         rz_new = dot(r, z)
         ratio_defined = active & (rz > 0)
-        beta = torch.where(ratio_defined, rz_new / torch.where(ratio_defined, rz, torch.ones_like(rz)),
+        beta = torch.where(ratio_defined,
+                           rz_new / torch.where(ratio_defined, rz, torch.ones_like(rz)),
                            torch.zeros_like(rz))
         p.mul_(beta).add_(z)
         rz = rz_new
@@ -736,8 +784,8 @@ def _conjugate_gradients(fine: _FineLevel, b: Tensor, *, tol: float, max_iterati
         active = active & (dot(r, r) > threshold)
         if bool(active.any()):
             warnings.warn(
-                f"The linear imputation did not reach tol={tol} within {max_iterations} iterations for "
-                f"{int(active.sum())} system(s); their last iterate is used.",
+                f"The linear imputation did not reach tol={tol} within {max_iterations} iterations "
+                f"for {int(active.sum())} system(s); their last iterate is used.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -1,14 +1,15 @@
-"""Perturbed images built by rewriting only what changed (CPU): the sparse path of ``perturbed_scores``.
+"""Perturbed images built by rewriting only what changed (CPU): the sparse path of
+``perturbed_scores``.
 
-:func:`xaiscore._engine.perturbation.perturbed_scores` builds item ``(b, t)`` as ``x[b]`` with the elements of
-rank in ``[lo[b, t], hi[b, t])`` taken from a substrate. Building every element of every item
-costs a few passes over each image; with a cheap model on a CPU that is most of the metric's time
-although consecutive steps differ in few elements (pixel flipping at 224 x 224 changes 224 of
+:func:`xaiscore._engine.perturbation.perturbed_scores` builds item ``(b, t)`` as ``x[b]`` with the
+elements of rank in ``[lo[b, t], hi[b, t])`` taken from a substrate. Building every element of every
+item costs a few passes over each image; with a cheap model on a CPU that is most of the metric's
+time although consecutive steps differ in few elements (pixel flipping at 224 x 224 changes 224 of
 50,176 pixels per step). :class:`IncrementalBuilder` instead keeps, per sample, the image it built
 last (the *state*) and the interval of ranks that image has replaced, and builds an item from the
-state or from ``x``, whichever differs from it in fewer elements, by overwriting only those
-elements (a symmetric difference of two rank intervals: at most four runs of the elements sorted by
-rank). Values are copied, never computed, so the items are bit for bit those of the dense path.
+state or from ``x``, whichever differs from it in fewer elements, by overwriting only those elements
+(a symmetric difference of two rank intervals: at most four runs of the elements sorted by rank).
+Values are copied, never computed, so the items are bit for bit those of the dense path.
 
 The builder is used where it pays: on CPU tensors (its bookkeeping reads a few counts on the host,
 free there and a synchronisation on a GPU, where the dense passes are cheap anyway), for a constant
@@ -47,7 +48,8 @@ Plan = tuple[str, "np.ndarray | list[int]", "np.ndarray | list[int]"]
 
 
 def _full_bounds(bound: Tensor | None, b: int, n_steps: int, fill: int, n_ranks: int) -> np.ndarray:
-    """``(B, T)`` int64 bounds in ``[0, R]`` from ``(B, T)``, ``(T,)`` or ``None`` (then ``fill``)."""
+    """``(B, T)`` int64 bounds in ``[0, R]`` from ``(B, T)``, ``(T,)`` or ``None`` (then ``fill``).
+    """
     if bound is None:
         return np.full((b, n_steps), fill, dtype=np.int64)
     values = bound.detach().long().clamp(0, n_ranks).numpy()
@@ -76,7 +78,8 @@ def _interval_changes(a0: np.ndarray, a1: np.ndarray, c0: np.ndarray, c1: np.nda
 
 
 class IncrementalBuilder:
-    """Builds the items of :func:`~xaiscore._engine.perturbation.perturbed_scores` by sparse rewrites (CPU only).
+    """Builds the items of :func:`~xaiscore._engine.perturbation.perturbed_scores` by sparse
+    rewrites (CPU only).
 
     The bookkeeping (intervals, runs, indices) is done in numpy, whose per-call overhead is a
     fraction of torch's on the few thousand indices a chunk needs; values move with torch
@@ -118,7 +121,8 @@ class IncrementalBuilder:
 
     @staticmethod
     def _order(ranks: Tensor, n_ranks: int) -> tuple[Tensor, np.ndarray | None]:
-        """Element indices of each rank row sorted by rank, and the sorted ranks (``None``: 0..M-1)."""
+        """Element indices of each rank row sorted by rank, and the sorted ranks (``None``: 0..M-1).
+        """
         rows, m = ranks.shape
         every = torch.arange(m).expand(rows, m)
         if n_ranks == m:  # every rank once per row? then inverting the permutation sorts it
@@ -133,14 +137,16 @@ class IncrementalBuilder:
 
     @staticmethod
     def _positions(bounds: np.ndarray, sorted_ranks: np.ndarray | None) -> np.ndarray:
-        """Positions in the rank order of ``bounds`` ``(B, T)``: how many elements rank below each."""
+        """Positions in the rank order of ``bounds`` ``(B, T)``: how many elements rank below each.
+        """
         if sorted_ranks is None:
             return bounds
         if sorted_ranks.shape[0] == 1:
             return np.searchsorted(sorted_ranks[0], bounds)
         # One search over all rows: shifting row i by i * (R + 1) keeps the concatenation sorted.
         rows, m = sorted_ranks.shape
-        span = max(int(sorted_ranks.max()), int(bounds.max())) + 1  # a row's shift exceeds every value
+        # a row's shift exceeds every value
+        span = max(int(sorted_ranks.max()), int(bounds.max())) + 1
         shift = np.arange(rows, dtype=np.int64)[:, None] * span
         found = np.searchsorted((sorted_ranks + shift).reshape(-1), bounds + shift)
         return found - np.arange(rows, dtype=np.int64)[:, None] * m
@@ -167,7 +173,8 @@ class IncrementalBuilder:
     # --- building ----------------------------------------------------------------------------
 
     def plan(self, t0: int, t1: int, b0: int, b1: int, *, in_place: bool) -> Plan | None:
-        """Choose the base (``"state"`` or ``"x"``) of a piece and its runs, or ``None`` (build densely).
+        """Choose the base (``"state"`` or ``"x"``) of a piece and its runs, or ``None``
+        (build densely).
 
         See :data:`Plan` for the form of the runs.
 
@@ -227,7 +234,8 @@ class IncrementalBuilder:
         return ("x",) + runs(0, 0)
 
     def build_in_state(self, plan: Plan, t0: int, t1: int, b0: int, b1: int) -> Tensor | None:
-        """For a one-step piece based on the state: rewrite the state and return its rows (a view)."""
+        """For a one-step piece based on the state: rewrite the state and return its rows (a view).
+        """
         base, starts, lengths = plan
         if base != "state" or t1 - t0 != 1:
             return None
@@ -272,13 +280,16 @@ class IncrementalBuilder:
         self.state_hi[b0:b1] = self.hi_pos[b0:b1, t1 - 1]
 
     def reset(self, b0: int, b1: int) -> None:
-        """Rebuild the state of samples ``b0 .. b1 - 1`` from ``x`` (after a model wrote into it)."""
+        """Rebuild the state of samples ``b0 .. b1 - 1`` from ``x`` (after a model wrote into it).
+        """
         self.state[b0:b1].copy_(self.x[b0:b1])
         self.state_lo[b0:b1] = 0
         self.state_hi[b0:b1] = 0
 
-    def _scatter_uniform(self, out: Tensor, samples: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bool:
-        """The common case of :meth:`_scatter` without index arithmetic; ``False`` if it does not apply.
+    def _scatter_uniform(self, out: Tensor, samples: np.ndarray, starts: np.ndarray,
+                         lengths: np.ndarray) -> bool:
+        """The common case of :meth:`_scatter` without index arithmetic; ``False`` if it does not
+        apply.
 
         It applies when the items are consecutive samples whose runs all start and end at the same
         positions (shared step bounds over rank permutations: pixel flipping, deletion, insertion,
@@ -292,7 +303,8 @@ class IncrementalBuilder:
         self._scatter_runs(out, int(samples[0]), n, starts[0].tolist(), lengths[0].tolist())
         return True
 
-    def _scatter_runs(self, out: Tensor, first: int, n: int, starts: list[int], lengths: list[int]) -> None:
+    def _scatter_runs(self, out: Tensor, first: int, n: int, starts: list[int],
+                      lengths: list[int]) -> None:
         """Overwrite the runs ``starts``/``lengths`` (:data:`_RUNS` each, shared by every item) of
         ``out`` ``(n, C, *S)``, whose items are samples ``first .. first + n - 1``: one ``scatter_``
         per non-empty run (the first two take the substrate, the last two ``x``)."""
@@ -306,8 +318,10 @@ class IncrementalBuilder:
             source = values[1 if run < 2 else 0, first:first + n, :, begin:begin + length]
             target.scatter_(2, index, source)
 
-    def _scatter(self, out: Tensor, samples: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
-        """Overwrite the runs of every item of ``out`` ``(n, C, *S)`` (contiguous); ``samples`` ``(n,)``.
+    def _scatter(self, out: Tensor, samples: np.ndarray, starts: np.ndarray,
+                 lengths: np.ndarray) -> None:
+        """Overwrite the runs of every item of ``out`` ``(n, C, *S)`` (contiguous); ``samples``
+        ``(n,)``.
 
         ``starts``/``lengths`` ``(n, 4)`` are runs of positions in the rank order; the first two
         take the substrate, the last two ``x``.
@@ -335,7 +349,8 @@ class IncrementalBuilder:
         element = self.order_numpy.take(order_index)
         value_index = np.repeat(value_base.reshape(-1) - first, length) + within
         destination = np.repeat(destination_base.reshape(-1), length) + element
-        if self.values_numpy is not None and out.is_contiguous():  # numpy's take and assignment: ~2x torch
+        # numpy's take and assignment: ~2x torch
+        if self.values_numpy is not None and out.is_contiguous():
             out.numpy().reshape(-1)[destination] = self.values_numpy.take(value_index)
         else:  # bfloat16
             values = self.values.take(torch.from_numpy(value_index))
@@ -344,7 +359,8 @@ class IncrementalBuilder:
 
 def incremental_builder(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | None,
                         substrate: object) -> IncrementalBuilder | None:
-    """An :class:`IncrementalBuilder` when the sparse path can apply and is likely to pay, else ``None``.
+    """An :class:`IncrementalBuilder` when the sparse path can apply and is likely to pay, else
+    ``None``.
 
     It applies to CPU tensors with a constant or tensor substrate and integer ranks. The estimate
     counts, in ranks, how much consecutive steps of a sample differ (or each item differs from
@@ -354,7 +370,8 @@ def incremental_builder(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor |
         return None
     if isinstance(substrate, bool) or not isinstance(substrate, (int, float, Tensor)):
         return None
-    if isinstance(substrate, Tensor) and (substrate.device.type != "cpu" or substrate.ndim != x.ndim):
+    if isinstance(substrate, Tensor) and (substrate.device.type != "cpu"
+                                          or substrate.ndim != x.ndim):
         return None
     if rank.numel() == 0 or x.numel() == 0:
         return None
@@ -375,5 +392,6 @@ def incremental_builder(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor |
     changes = min(int(width.sum()), int(lengths.sum()))
     if changes > DENSE_COST * b * n_steps * n_ranks:
         return None
-    substrate_value = float(substrate) if isinstance(substrate, (int, float)) else substrate.detach()
+    substrate_value = (float(substrate) if isinstance(substrate, (int, float))
+                       else substrate.detach())
     return IncrementalBuilder(x.detach(), rank, n_ranks, lo_full, hi_full, substrate_value)

@@ -1,4 +1,5 @@
-"""The one rule for models in training mode: every kernel runs them in evaluation mode, then restores them.
+"""The one rule for models in training mode: every kernel runs them in evaluation mode, then
+restores them.
 
 A model in training mode makes a sample's score depend on its batch-mates and on the chunk size
 (batch norm normalises over the rows of each call), draws dropout masks from the global random
@@ -38,7 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def held_models(value: Any) -> list[nn.Module]:
-    """The models an argument holds: itself if an ``nn.Module``, else its ``model`` attribute if that is one."""
+    """The models an argument holds: itself if an ``nn.Module``, else its ``model`` attribute if
+    that is one."""
     if isinstance(value, nn.Module):
         return [value]
     held = getattr(value, "model", None) if value is not None else None
@@ -47,7 +49,8 @@ def held_models(value: Any) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def evaluation_mode(*values: Any) -> Iterator[None]:
-    """Run the models held by ``values`` (see :func:`held_models`) in evaluation mode inside the block.
+    """Run the models held by ``values`` (see :func:`held_models`) in evaluation mode inside the
+    block.
 
     Every submodule's ``training`` flag is restored on exit, whatever the block raised.
     """
@@ -69,7 +72,8 @@ def evaluation_mode(*values: Any) -> Iterator[None]:
 
 
 def models_in_eval_mode(*names: str) -> Callable[[F], F]:
-    """Decorate a kernel so that the models in its arguments ``names`` run in evaluation mode for the call.
+    """Decorate a kernel so that the models in its arguments ``names`` run in evaluation mode for
+    the call.
 
     The arguments are found by name, whether passed by position or by keyword.
     """
@@ -81,7 +85,8 @@ def models_in_eval_mode(*names: str) -> Callable[[F], F]:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = [
-                kwargs.get(name) if positions[name] >= len(args) else args[positions[name]] for name in names
+                kwargs.get(name) if positions[name] >= len(args) else args[positions[name]]
+                for name in names
             ]
             if not any(held_models(value) for value in values):
                 return function(*args, **kwargs)

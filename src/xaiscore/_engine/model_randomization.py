@@ -98,7 +98,8 @@ def parameterised_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         NoParameterisedLayersError: no module owns parameters.
     """
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+        raise DTypeError(
+            f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
     layers = [(name, module) for name, module in model.named_modules() if _owns_parameters(module)]
     if not layers:
         raise NoParameterisedLayersError(
@@ -157,10 +158,12 @@ def reinitialise_layer(module: nn.Module, seed: int, reinit: Reinit = "reset_par
         if reinit == "normal" or reset is None:
             _normal_(module, torch.Generator().manual_seed(seed))
             return
-        # A float64 CPU copy of the layer (its own tensors only), reset under a forked CPU random state:
-        # the draws then depend on the seed alone, not on the model's device or floating dtype.
+        # A float64 CPU copy of the layer (its own tensors only), reset under a forked CPU random
+        # state: the draws then depend on the seed alone, not on the model's device or floating
+        # dtype.
         fresh = copy.copy(module)
-        fresh._parameters = {k: None if p is None else nn.Parameter(_cpu64(p), requires_grad=p.requires_grad)
+        fresh._parameters = {k: None if p is None
+                             else nn.Parameter(_cpu64(p), requires_grad=p.requires_grad)
                              for k, p in module._parameters.items()}
         fresh._buffers = {k: None if b is None else _cpu64(b) for k, b in module._buffers.items()}
         fresh._modules = {k: copy.deepcopy(m).to("cpu", torch.float64) if m is not None else None

@@ -59,23 +59,28 @@ NOISE_BLOCK_ITEMS = 32
 NoiseKind = Literal["uniform", "gaussian"]
 
 
-def check_noise_options(noise: str, radius: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
-    """Validate noise options and return ``(low, high)`` for uniform or ``(0, std)`` for Gaussian noise.
+def check_noise_options(noise: str, radius: float,
+                        bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """Validate noise options and return ``(low, high)`` for uniform or ``(0, std)`` for Gaussian
+    noise.
 
     Uniform noise is drawn on ``[-radius, radius]`` (the L-infinity ball of
     that radius) unless ``bounds=(low, high)`` is given; Gaussian noise has
     mean 0 and standard deviation ``radius``.
     """
     if noise not in ("uniform", "gaussian"):
-        raise OptionError(f"Expected `noise` to be one of 'uniform', 'gaussian', but got {noise!r}.")
+        raise OptionError(
+            f"Expected `noise` to be one of 'uniform', 'gaussian', but got {noise!r}.")
     radius = check_fraction(radius, "radius", high=math.inf, high_inclusive=False)
     if bounds is None:
         return (-radius, radius) if noise == "uniform" else (0.0, radius)
     if noise != "uniform":
-        raise OptionError("Expected `noise_bounds` only with noise='uniform', but got noise='gaussian'.")
+        raise OptionError(
+            "Expected `noise_bounds` only with noise='uniform', but got noise='gaussian'.")
     if not isinstance(bounds, Sequence) or len(bounds) != 2:
         raise OptionError(f"Expected `noise_bounds` as a pair (low, high), but got {bounds!r}.")
-    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf, low_inclusive=False,
+    low, high = (check_fraction(v, "noise_bounds", low=-math.inf, high=math.inf,
+                                low_inclusive=False,
                                 high_inclusive=False) for v in bounds)
     if not low <= high:
         raise OptionError(f"Expected `noise_bounds` with low <= high, but got ({low}, {high}).")
@@ -104,7 +109,8 @@ class BlockNoise:
         True
     """
 
-    def __init__(self, n_items: int, item_shape: Sequence[int], *, kind: NoiseKind, low: float, high: float,
+    def __init__(self, n_items: int, item_shape: Sequence[int], *, kind: NoiseKind, low: float,
+                 high: float,
                  generator: torch.Generator, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
         self.n_items = n_items
@@ -126,7 +132,8 @@ class BlockNoise:
         size = min(NOISE_BLOCK_ITEMS, self.n_items - index * NOISE_BLOCK_ITEMS)
         block_generator = torch.Generator(device=self.device).manual_seed(self._seeds[index])
         shape = (size,) + self.item_shape
-        # Drawn in float32 whatever the output dtype, so that float32 and float64 runs see the same noise.
+        # Drawn in float32 whatever the output dtype, so that float32 and float64 runs see the same
+        # noise.
         values = torch.empty(shape, device=self.device, dtype=torch.float32)
         if self.kind == "uniform":
             values.uniform_(self.low, self.high, generator=block_generator)
@@ -149,7 +156,8 @@ class BlockNoise:
             out.copy_(target)
 
     def fill(self, out: Tensor, *, workers: int = 1) -> Tensor:
-        """Draw the noise of every item into ``out`` ``(n_items, *item_shape)``; equal to ``self(0, n_items)``.
+        """Draw the noise of every item into ``out`` ``(n_items, *item_shape)``; equal to
+        ``self(0, n_items)``.
 
         With ``workers > 1`` (CPU only) the blocks are drawn on that many
         threads: each block has its own generator, so the values are the same.
@@ -160,7 +168,8 @@ class BlockNoise:
         n_blocks = len(self._seeds)
 
         def draw(index: int) -> Callable[[], None]:
-            return lambda: self._fill(out[index * NOISE_BLOCK_ITEMS: (index + 1) * NOISE_BLOCK_ITEMS], index)
+            return lambda: self._fill(
+                out[index * NOISE_BLOCK_ITEMS: (index + 1) * NOISE_BLOCK_ITEMS], index)
 
         run_concurrently([draw(index) for index in range(n_blocks)],
                          workers=workers if self.device.type == "cpu" else 1)
@@ -234,8 +243,8 @@ class _FiniteTracker:
     def check(self, name: str) -> None:
         if self.count is not None and bool(self.count):
             raise NonFiniteError(
-                f"Expected `{name}` to return finite attributions, but got NaN or infinite values on the "
-                "perturbed inputs."
+                f"Expected `{name}` to return finite attributions, but got NaN or infinite values "
+                "on the perturbed inputs."
             )
 
 
@@ -250,13 +259,15 @@ class _NanTracker:
     def check(self, name: str) -> None:
         if self.seen is not None and bool(self.seen):
             raise NonFiniteError(
-                f"Expected `{name}` to return finite logits, but got NaN on the perturbed inputs. Check the "
-                "model on perturbed inputs (e.g. overflow)."
+                f"Expected `{name}` to return finite logits, but got NaN on the perturbed inputs. "
+                "Check the model on perturbed inputs (e.g. overflow)."
             )
 
 
-def _shared_model_call(explain_fn: Any, forward_fn: Any) -> tuple[Callable[..., Any], Callable[[], Any]] | None:
-    """``explain_fn.explain_with_output`` and a recording context, when it runs the very model ``forward_fn`` calls.
+def _shared_model_call(explain_fn: Any, forward_fn: Any) -> tuple[Callable[..., Any],
+                                                                  Callable[[], Any]] | None:
+    """``explain_fn.explain_with_output`` and a recording context, when it runs the very model
+    ``forward_fn`` calls.
 
     Two cases qualify: ``forward_fn`` *is* the explainer's ``model``, or it declares
     ``recording_model_calls`` (a context in which it records the model's calls, e.g. layer
@@ -264,7 +275,8 @@ def _shared_model_call(explain_fn: Any, forward_fn: Any) -> tuple[Callable[..., 
     """
     joint = getattr(explain_fn, "explain_with_output", None)
     model = getattr(explain_fn, "model", None)
-    if joint is None or model is None or forward_fn is None or not getattr(explain_fn, "shares_forward", True):
+    if joint is None or model is None or forward_fn is None or not getattr(explain_fn,
+                                                                           "shares_forward", True):
         return None
     if forward_fn is model:
         return joint, contextlib.nullcontext
@@ -290,7 +302,8 @@ def perturbed_statistics(
     gather_inputs: bool = True,
     model_name: str = "forward_fn",
 ) -> Tensor:
-    """Explain ``n_perturbations`` perturbed copies of every sample in chunks and reduce each to statistics.
+    """Explain ``n_perturbations`` perturbed copies of every sample in chunks and reduce each to
+    statistics.
 
     For items ``k = i * n + j`` (sample ``i``, perturbation ``j``) in chunks of
     at most ``max_batch_size``: ``x_perturbed = perturb(x[rows], start, stop,
@@ -353,11 +366,12 @@ def perturbed_statistics(
         else:
             with torch.enable_grad():  # gradient explainers work even when the caller disabled grad
                 a_perturbed = explain_fn(x_perturbed, target[rows])
-        a_perturbed = check_explanation(a_perturbed, x_perturbed, name=name, validate=False).detach()
+        a_perturbed = (
+            check_explanation(a_perturbed, x_perturbed, name=name, validate=False).detach())
         if expected is not None and tuple(a_perturbed.shape[1:]) != expected:
             raise ModelOutputError(
-                f"Expected `{name}` to return attributions of shape (n, {', '.join(map(str, expected))}) like `a`, "
-                f"but got {tuple(a_perturbed.shape)}."
+                f"Expected `{name}` to return attributions of shape (n, "
+                f"{', '.join(map(str, expected))}) like `a`, but got {tuple(a_perturbed.shape)}."
             )
         if validate:
             tracker.add(a_perturbed)

@@ -139,7 +139,8 @@ class Partition(NamedTuple):
     counts: Tensor
 
 
-def grid_cells(spatial_shape: Sequence[int], patch_size: int, device: torch.device | None = None) -> tuple[Tensor, int]:
+def grid_cells(spatial_shape: Sequence[int], patch_size: int,
+               device: torch.device | None = None) -> tuple[Tensor, int]:
     """Label every position with its cell on a grid of ``patch_size``-sided cells.
 
     Each axis of size ``n`` is padded to a multiple of ``patch_size`` with the
@@ -218,10 +219,12 @@ def partition(
 def _segment_partition(segments: Tensor, batch_size: int, spatial: tuple[int, ...]) -> Partition:
     segments = check_tensor(segments, "segments")
     if segments.is_floating_point() or segments.is_complex() or segments.dtype == torch.bool:
-        raise DTypeError(f"Expected `segments` to hold integer labels, but got dtype {segments.dtype}.")
+        raise DTypeError(
+            f"Expected `segments` to hold integer labels, but got dtype {segments.dtype}.")
     if tuple(segments.shape) != (batch_size,) + spatial:
         raise ShapeError(
-            f"Expected `segments` of shape (B, *S) = {(batch_size,) + spatial}, but got {tuple(segments.shape)}."
+            f"Expected `segments` of shape (B, *S) = {(batch_size,) + spatial}, but got "
+            f"{tuple(segments.shape)}."
         )
     flat = segments.reshape(batch_size, -1).long()
     # Renumber per sample: unique (sample, label) pairs, sorted, give consecutive global ids.
@@ -232,7 +235,8 @@ def _segment_partition(segments: Tensor, batch_size: int, spatial: tuple[int, ..
     owner = torch.div(unique_keys, span, rounding_mode="floor")
     counts = torch.bincount(owner, minlength=batch_size)
     first = torch.cumsum(counts, 0) - counts
-    local = inverse - first.gather(0, torch.div(keys, span, rounding_mode="floor").reshape(-1)).reshape(inverse.shape)
+    local = inverse - first.gather(
+        0, torch.div(keys, span, rounding_mode="floor").reshape(-1)).reshape(inverse.shape)
     n_features = int(counts.max())
     return Partition(local.reshape((batch_size, 1) + spatial), n_features, counts)
 
@@ -320,14 +324,16 @@ def rank_features(
     b, n = scores.shape
     if order == "random":
         gen = resolve_generator(generator, None)
-        key = torch.rand(b, n, generator=gen, device=gen.device, dtype=torch.float64).to(scores.device)
+        key = torch.rand(b, n, generator=gen, device=gen.device,
+                         dtype=torch.float64).to(scores.device)
     else:
         key = -scores if order == "morf" else scores
     if counts is not None:
         slot = torch.arange(n, device=scores.device).unsqueeze(0)
         key = torch.where(slot < counts.reshape(-1, 1), key, torch.full_like(key, math.inf))
     if key.dtype in PACKABLE_DTYPES and n < 2**31:
-        # A stable sort by (value, feature id) as one int64 sort: 4x faster than torch's stable sort on CPU.
+        # A stable sort by (value, feature id) as one int64 sort: 4x faster than torch's stable sort
+        # on CPU.
         ordering = sorted_packed_keys(key, torch.arange(n, device=key.device), 32) & 0xFFFFFFFF
     else:
         ordering = torch.sort(key, dim=1, stable=True).indices
@@ -348,7 +354,8 @@ def element_ranks(ranks: Tensor, part: Partition) -> Tensor:
 # --- 3. substrates ---------------------------------------------------------------------------
 
 
-def rise_gaussian_kernel(kernel_size: int = 11, sigma: float = 5.0, *, dtype: torch.dtype = torch.float64) -> Tensor:
+def rise_gaussian_kernel(kernel_size: int = 11, sigma: float = 5.0, *,
+                         dtype: torch.dtype = torch.float64) -> Tensor:
     """The 1-D factor of RISE's blur kernel (Petsiuk et al. 2018, ``gkern``).
 
     RISE builds its ``klen x klen`` kernel by Gaussian-filtering a centred unit
@@ -370,7 +377,8 @@ def rise_gaussian_kernel(kernel_size: int = 11, sigma: float = 5.0, *, dtype: to
     weights = torch.exp(-0.5 * (offsets / float(sigma)) ** 2)
     weights = weights / weights.sum()
     centre = kernel_size // 2
-    # Output i collects the weights of every offset j whose reflected source index i + j is the impulse.
+    # Output i collects the weights of every offset j whose reflected source index i + j is the
+    # impulse.
     source = torch.arange(kernel_size).unsqueeze(1) + offsets.long().unsqueeze(0)  # (k, 2r+1)
     period = 2 * kernel_size
     folded = torch.remainder(source, period)
@@ -445,16 +453,18 @@ def make_baseline(
             torch.broadcast_shapes(out.shape, x.shape)
         except RuntimeError:
             raise ShapeError(
-                f"Expected `baseline(x)` to broadcast to x {tuple(x.shape)}, but got {tuple(out.shape)}."
+                f"Expected `baseline(x)` to broadcast to x {tuple(x.shape)}, but got "
+                f"{tuple(out.shape)}."
             ) from None
         if out.ndim != x.ndim or torch.broadcast_shapes(out.shape, x.shape) != x.shape:
             raise ShapeError(
-                f"Expected `baseline(x)` with {x.ndim} dimensions broadcasting to x {tuple(x.shape)}, "
-                f"but got {tuple(out.shape)}."
+                f"Expected `baseline(x)` with {x.ndim} dimensions broadcasting to x "
+                f"{tuple(x.shape)}, but got {tuple(out.shape)}."
             )
         return out.to(dtype=x.dtype, device=x.device)
     if isinstance(baseline, bool):
-        raise DTypeError("Expected `baseline` to be a name, a number or a callable, but got a bool.")
+        raise DTypeError(
+            "Expected `baseline` to be a name, a number or a callable, but got a bool.")
     if isinstance(baseline, (int, float)):
         return torch.full((1,) * x.ndim, float(baseline), dtype=x.dtype, device=x.device)
     check_option(baseline, "baseline", BASELINES)
@@ -496,7 +506,8 @@ def constant_or_baseline(
                          blur_sigma=blur_sigma)
 
 
-def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | None, substrate: Tensor) -> Tensor:
+def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | None,
+                       substrate: Tensor) -> Tensor:
     """``x`` with the elements whose rank lies in ``[lo, hi)`` replaced by ``substrate``.
 
     Args:
@@ -515,7 +526,8 @@ def apply_perturbation(x: Tensor, rank: Tensor, lo: Tensor | None, hi: Tensor | 
     elif hi is None:
         inside = rank >= lo.reshape(view).to(rank.dtype)
     else:
-        inside = (rank >= lo.reshape(view).to(rank.dtype)) & (rank < hi.reshape(view).to(rank.dtype))
+        inside = (rank >= lo.reshape(view).to(rank.dtype)) & (
+            rank < hi.reshape(view).to(rank.dtype))
     if substrate.numel() == 1:
         return x.masked_fill_(inside, substrate.reshape(()).to(x.dtype))
     return torch.where(inside, substrate, x)
@@ -549,9 +561,9 @@ def perturbed_scores(
 
     On CPU, when consecutive steps of a sample (or each item and ``x``) differ in few elements,
     a constant or tensor substrate is applied by rewriting only those elements of a kept image per
-    sample (:mod:`xaiscore._engine.incremental`), with the same images bit for bit. Buffers are reused
-    between chunks, so ``forward_fn`` must not keep a reference to its input after returning; a
-    ``forward_fn`` that writes into its input is detected and handled (the images stay correct).
+    sample (:mod:`xaiscore._engine.incremental`), with the same images bit for bit. Buffers are
+    reused between chunks, so ``forward_fn`` must not keep a reference to its input after returning;
+    a ``forward_fn`` that writes into its input is detected and handled (the images stay correct).
 
     Args:
         forward_fn: Model returning logits ``(n, K)``.
@@ -581,25 +593,29 @@ def perturbed_scores(
         raise OptionError("Expected at least one of `lo` and `hi`, but got neither.")
     n_steps = given[0].shape[-1]
     for bound in given:
-        if bound.ndim not in (1, 2) or bound.shape[-1] != n_steps or (bound.ndim == 2 and bound.shape[0] != b):
+        if bound.ndim not in (1, 2) or bound.shape[-1] != n_steps or (bound.ndim == 2
+                                                                      and bound.shape[0] != b):
             shapes = ", ".join(str(tuple(t.shape)) for t in given)
             raise ShapeError(f"Expected `lo` and `hi` of shape ({b}, T) or (T,), but got {shapes}.")
     if isinstance(substrate, bool):
-        raise DTypeError("Expected `substrate` to be a number, a tensor or a callable, but got a bool.")
+        raise DTypeError(
+            "Expected `substrate` to be a number, a tensor or a callable, but got a bool.")
     if isinstance(substrate, Tensor):
         check_same_device(x, substrate, reference_name="x", other_name="substrate")
     spatial_ones = (1,) * (x.ndim - 1)
     # Ranks and bounds as floats: the mask is built by float arithmetic (exact for integers below
     # 2**24 in float32), which vectorizes far better on CPU than torch.where with a bool condition.
     n_ranks = rank.shape[1:].numel()
-    mask_dtype = x.dtype if x.dtype == torch.float64 or (x.dtype == torch.float32 and n_ranks < 2**24) \
+    mask_dtype = x.dtype if x.dtype == torch.float64 or (x.dtype == torch.float32
+                                                         and n_ranks < 2**24) \
         else (torch.float32 if n_ranks < 2**24 else torch.float64)
     rank_float: list[Tensor] = []  # made on first use: the sparse path never needs it
 
     def bound_piece(bound: Tensor | None, t0: int, t1: int, b0: int, b1: int) -> Tensor | None:
         if bound is None:
             return None
-        piece = bound[t0:t1].unsqueeze(1) if bound.ndim == 1 else bound[b0:b1, t0:t1].transpose(0, 1)
+        piece = (bound[t0:t1].unsqueeze(1) if bound.ndim == 1
+                 else bound[b0:b1, t0:t1].transpose(0, 1))
         return piece.reshape((t1 - t0, -1) + spatial_ones).to(mask_dtype)  # (kt, kb|1, 1, ...)
 
     def piece_items(t0: int, t1: int, b0: int, b1: int) -> tuple[Tensor, Tensor]:
@@ -632,7 +648,8 @@ def perturbed_scores(
         elif high is None:
             keep = torch.sub(low, r).clamp_(0, 1)
         else:
-            keep = torch.sub(r, (low + high - 1) * 0.5).abs_().sub_((high - 1 - low) * 0.5).clamp_(0, 1)
+            keep = torch.sub(r, (low + high - 1) * 0.5).abs_().sub_((high - 1 - low) * 0.5).clamp_(
+                0, 1)
         keep = keep.to(x.dtype)
         if zero_substrate:
             torch.mul(x[b0:b1], keep, out=view)  # exact: x * 1 == x, x * 0 == 0
@@ -648,7 +665,8 @@ def perturbed_scores(
         torch.lerp(fill, x[b0:b1], keep, out=view)
 
     # On CPU, items that differ from the previous step of their sample (or from x) in few elements
-    # are built by rewriting only those elements (xaiscore._engine.incremental); the images are the same.
+    # are built by rewriting only those elements (xaiscore._engine.incremental); the images are the
+    # same.
     builder = None if callable(substrate) or isinstance(substrate, SparseSubstrate) \
         else incremental_builder(x, rank, lo, hi, substrate)
 
@@ -668,7 +686,8 @@ def perturbed_scores(
                 pieces.append((t_first + 1, t_last, 0, b))
             pieces.append((t_last, t_last + 1, 0, b_last + 1))
         plans = [builder.plan(*pieces[0], in_place=True)] if in_state and len(pieces) == 1 else []
-        state_rows = builder.build_in_state(plans[0], *pieces[0]) if plans and plans[0] is not None else None
+        state_rows = (builder.build_in_state(plans[0], *pieces[0]) if plans and plans[0] is not None
+                      else None)
         if state_rows is not None:  # one step of consecutive samples: the state's rows themselves
             version = state_rows._version
             logits = call_model(forward_fn, state_rows)
@@ -702,7 +721,8 @@ def perturbed_scores(
 
 
 def trapezoid(y: Tensor, x: Tensor) -> Tensor:
-    """Trapezoid-rule area under each row of ``y`` ``(B, T)`` over positions ``x`` ``(T,)`` or ``(B, T)``.
+    """Trapezoid-rule area under each row of ``y`` ``(B, T)`` over positions ``x`` ``(T,)`` or
+    ``(B, T)``.
 
     NaN entries of ``y`` propagate (a curve with a NaN has no area).
 

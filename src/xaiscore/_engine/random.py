@@ -29,7 +29,7 @@ Example:
     True
     >>> derive_seed(0, "Saliency", 1) == derive_seed(0, "Saliency", 1) != derive_seed(0, "Saliency", 2)
     True
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def resolve_generator(
     default_seed: int | None = None,
     seed_has_own_role: bool = False,
 ) -> torch.Generator:
-    """The generator to draw from, by the module's rule: ``generator``, else ``seed``, else the default.
+    """The generator to draw from, by the module's rule: ``generator``, else ``seed``, else the
+    default.
 
     Args:
         generator: Used as it is when given.
@@ -89,7 +90,9 @@ def resolve_generator(
         raise OptionError("Expected at most one of `generator` and `seed`, but got both.")
     if generator is not None:
         if not isinstance(generator, torch.Generator):
-            raise DTypeError(f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}.")
+            raise DTypeError(
+                "Expected `generator` to be a torch.Generator, but got "
+                f"{type(generator).__name__}.")
         return generator
     if seed is None:
         seed = default_seed
@@ -110,19 +113,21 @@ def derive_seed(seed: int, *parts: object) -> int:
     Example:
         >>> derive_seed(0, "sparseness", 1) == derive_seed(0, "sparseness", 1) != derive_seed(0, "sparseness", 2)
         True
-    """
+    """  # noqa: E501
     text = "/".join(str(p) for p in (seed, *parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def draw_seed(generator: torch.Generator) -> int:
-    """One seed in ``[0, 2**62)`` drawn from ``generator`` (a host sync: call it at the boundary)."""
+    """One seed in ``[0, 2**62)`` drawn from ``generator`` (a host sync: call it at the boundary).
+    """
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
 @contextlib.contextmanager
 def seeded_global_rngs(seed: int) -> Iterator[None]:
-    """Seed torch's (CPU and initialised CUDA), numpy's and Python's global RNGs; restore them on exit.
+    """Seed torch's (CPU and initialised CUDA), numpy's and Python's global RNGs; restore them on
+    exit.
 
     For third-party code that draws from the global generators (captum's stochastic methods).
     """
@@ -141,7 +146,8 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
 
 
 def random_keys(shape: Sequence[int] | int, generator: torch.Generator | None) -> Tensor:
-    """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape`` (on CPU)."""
+    """Keys for :func:`counter_uniform`, drawn up front from ``generator``: int64 of ``shape``
+    (on CPU)."""
     gen = resolve_generator(generator, None)
     return torch.randint(-(2**62), 2**62, tuple([shape] if isinstance(shape, int) else shape),
                          generator=gen, device=gen.device, dtype=torch.long)
@@ -154,7 +160,8 @@ _MIX2 = -7723592293110705685  # 0x94D049BB133111EB
 
 def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float32,
                     offset: int = 0) -> Tensor:
-    """Uniform ``[0, 1)`` noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` and the column.
+    """Uniform ``[0, 1)`` noise ``(n, size)`` as a pure function of ``keys`` ``(n,)`` and the
+    column.
 
     A splitmix64 hash of ``key + (offset + column + 1) * golden``: the same key
     always gives the same row, whatever the chunking, on any device. Use one key
@@ -172,7 +179,8 @@ def counter_uniform(keys: Tensor, size: int, *, dtype: torch.dtype = torch.float
 
 
 def counter_bits(keys: Tensor, columns: Tensor) -> Tensor:
-    """The raw 64-bit splitmix64 hashes behind :func:`counter_uniform_at`: ``(n, m)`` int64, every bit uniform.
+    """The raw 64-bit splitmix64 hashes behind :func:`counter_uniform_at`: ``(n, m)`` int64, every
+    bit uniform.
 
     For callers that need many random bits cheaply (e.g. two 32-bit draws per hash).
 
@@ -181,7 +189,8 @@ def counter_bits(keys: Tensor, columns: Tensor) -> Tensor:
         >>> counter_bits(keys, torch.arange(4).unsqueeze(0)).shape
         torch.Size([2, 4])
     """
-    z = columns.long() + 1  # a fresh tensor: everything below runs in place (3x faster than fresh temporaries)
+    # a fresh tensor: everything below runs in place (3x faster than fresh temporaries)
+    z = columns.long() + 1
     z.mul_(_GOLDEN)
     keys = keys.reshape(-1, 1)
     z = z.add_(keys) if z.shape[0] == keys.shape[0] else z + keys
@@ -195,7 +204,8 @@ def counter_bits(keys: Tensor, columns: Tensor) -> Tensor:
     return z
 
 
-def counter_uniform_at(keys: Tensor, columns: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+def counter_uniform_at(keys: Tensor, columns: Tensor, *,
+                       dtype: torch.dtype = torch.float32) -> Tensor:
     """The values of :func:`counter_uniform` at ``columns`` ``(n|1, m)`` (long) only: ``(n, m)``.
 
     Example:

@@ -43,7 +43,8 @@ _ROWS_PER_BLOCK = 8
 
 
 def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
-    """A uniformly random ``subset_size``-subset of ``[0, n_features)`` per key: ``(n, n_features)`` bool.
+    """A uniformly random ``subset_size``-subset of ``[0, n_features)`` per key: ``(n, n_features)``
+    bool.
 
     Two exact samplers, picked by size (a draw without replacement either way):
 
@@ -65,11 +66,12 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
         >>> keys = random_keys(2, torch.Generator().manual_seed(0))
         >>> [random_subsets(keys, n, k).sum(1).tolist() for n, k in ((10, 3), (1000, 20), (1000, 990))]
         [[3, 3], [20, 20], [990, 990]]
-    """
+    """  # noqa: E501
     n = keys.shape[0]
     device = keys.device
     if subset_size <= 0 or subset_size >= n_features:
-        return torch.full((n, n_features), subset_size >= n_features, dtype=torch.bool, device=device)
+        return torch.full((n, n_features), subset_size >= n_features, dtype=torch.bool,
+                          device=device)
     complement = subset_size > n_features - subset_size
     k = n_features - subset_size if complement else subset_size
     if drawn_as_indices(n_features, k):
@@ -80,7 +82,8 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
     else:
         chosen = torch.zeros((n, n_features), dtype=torch.bool, device=device)
         half = torch.arange((n_features + 1) // 2, device=device).unsqueeze(0)
-        for start in range(0, n, _ROWS_PER_BLOCK):  # blocks of rows keep the hash temporaries in cache
+        # blocks of rows keep the hash temporaries in cache
+        for start in range(0, n, _ROWS_PER_BLOCK):
             bits = counter_bits(keys[start : start + _ROWS_PER_BLOCK], half)
             values = torch.stack([bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFFFFFF], dim=2).flatten(1)
             smallest = _smallest(values[:, :n_features], k)
@@ -89,7 +92,8 @@ def random_subsets(keys: Tensor, n_features: int, subset_size: int) -> Tensor:
 
 
 def drawn_as_indices(n_features: int, subset_size: int) -> bool:
-    """Whether :func:`random_subsets` draws ``subset_size``-subsets by :func:`random_subset_indices`."""
+    """Whether :func:`random_subsets` draws ``subset_size``-subsets by
+    :func:`random_subset_indices`."""
     return (n_features >= _CANDIDATE_MIN_FEATURES and 0 < subset_size
             and subset_size * _CANDIDATE_MAX_SHARE <= n_features)
 
@@ -116,7 +120,8 @@ def random_subset_indices(keys: Tensor, n_features: int, subset_size: int) -> Te
     packed = sort_values_((index << 32) | torch.arange(index.shape[1], device=device))
     ordered, order = packed >> 32, packed & 0xFFFFFFFF
     first = torch.ones_like(ordered, dtype=torch.bool)
-    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # the earliest draw of each index (stable sort)
+    # the earliest draw of each index (stable sort)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order
     take = new & (torch.cumsum(new, dim=1) <= subset_size)
     return torch.where(take, index, torch.full_like(index, n_features))
@@ -129,12 +134,15 @@ def _smallest(values: Tensor, k: int) -> Tensor:
     elsewhere; among equal values at the boundary either may pick any.
     """
     if values.device.type == "cpu":
-        return torch.from_numpy(np.ascontiguousarray(np.argpartition(values.numpy(), k - 1, axis=1)[:, :k]))
+        return torch.from_numpy(np.ascontiguousarray(
+            np.argpartition(values.numpy(), k - 1, axis=1)[:, :k]))
     return torch.topk(values, k, dim=1, largest=False, sorted=False).indices
 
 
-def random_patches(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """One random square (cube) patch per key, fully inside the grid: ``(side (n,), corner (n, d))``.
+def random_patches(keys: Tensor, spatial: tuple[int, ...],
+                   patch_sizes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """One random square (cube) patch per key, fully inside the grid:
+    ``(side (n,), corner (n, d))``.
 
     The side is drawn uniformly from ``patch_sizes`` (each at most the
     smallest spatial size), then the corner uniformly among the positions that
@@ -146,7 +154,7 @@ def random_patches(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[in
         >>> side, corner = random_patches(random_keys(3, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
         >>> side.shape, corner.shape, bool(((corner >= 0) & (corner + side.unsqueeze(1) <= 6)).all())
         (torch.Size([3]), torch.Size([3, 2]), True)
-    """
+    """  # noqa: E501
     device = keys.device
     uniforms = counter_uniform(keys, 1 + len(spatial), dtype=torch.float64)
     sizes = torch.tensor(patch_sizes, dtype=torch.long, device=device)
@@ -184,13 +192,14 @@ def patch_weights(side: Tensor, corner: Tensor, spatial: tuple[int, ...], dtype:
     Example:
         >>> patch_weights(torch.tensor([2]), torch.tensor([[1, 0]]), (3, 3), torch.float32)[0, 0].tolist()
         [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
-    """
+    """  # noqa: E501
     n = side.shape[0]
     factors = []
     for axis, size in enumerate(spatial):
         coordinate = torch.arange(size, device=side.device).unsqueeze(0)
         start = corner[:, axis].unsqueeze(1)
-        inside = ((coordinate >= start) & (coordinate < start + side.unsqueeze(1))).to(dtype)  # (n, size)
+        # (n, size)
+        inside = ((coordinate >= start) & (coordinate < start + side.unsqueeze(1))).to(dtype)
         view = [n] + [1] * len(spatial)
         view[1 + axis] = size
         factors.append(inside.reshape(view))
@@ -201,7 +210,8 @@ def patch_weights(side: Tensor, corner: Tensor, spatial: tuple[int, ...], dtype:
         weights.copy_(factors[0])
     else:
         leading = factors[0]
-        for factor in factors[1:-1]:  # the product over all but the last axis is smaller than the output
+        # the product over all but the last axis is smaller than the output
+        for factor in factors[1:-1]:
             leading = leading * factor
         torch.mul(leading, factors[-1], out=weights)
     return out
@@ -217,7 +227,8 @@ class BoxSumTables(NamedTuple):
 
 
 def box_sum_tables(values: Tensor, sides: Sequence[int]) -> BoxSumTables:
-    """Sums of ``values`` ``(B, *S)`` over every box of every side in ``sides``, for :func:`table_box_sums`.
+    """Sums of ``values`` ``(B, *S)`` over every box of every side in ``sides``, for
+    :func:`table_box_sums`.
 
     Each table is a separable sliding-window sum (windows along one axis, then the next), so every
     entry adds exactly the elements of its box: a box of exact zeros sums to exactly 0 and no entry
@@ -248,21 +259,24 @@ def box_sum_tables(values: Tensor, sides: Sequence[int]) -> BoxSumTables:
 
 
 def table_box_sums(tables: BoxSumTables, sample: Tensor, side: Tensor, corner: Tensor) -> Tensor:
-    """The sums over boxes ``[corner, corner + side)`` of the maps ``sample`` ``(n,)``, from the tables.
+    """The sums over boxes ``[corner, corner + side)`` of the maps ``sample`` ``(n,)``, from the
+    tables.
 
     Example:
         >>> values = torch.arange(12.0).reshape(1, 3, 4)
         >>> tables = box_sum_tables(values, (2, 3))
         >>> table_box_sums(tables, torch.tensor([0, 0]), torch.tensor([2, 3]), torch.tensor([[1, 1], [0, 0]])).tolist()
         [30.0, 45.0]
-    """
+    """  # noqa: E501
     which = torch.searchsorted(tables.sides, side)
     strides = tables.strides.index_select(0, which)  # (n, 1 + d)
-    index = tables.offsets.index_select(0, which) + sample * strides[:, 0] + (corner * strides[:, 1:]).sum(1)
+    index = (tables.offsets.index_select(0, which) + sample * strides[:, 0]
+             + (corner * strides[:, 1:]).sum(1))
     return tables.flat.take(index)
 
 
-def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tuple[int, ...]) -> Tensor:
+def random_patch_masks(keys: Tensor, spatial: tuple[int, ...],
+                       patch_sizes: tuple[int, ...]) -> Tensor:
     """The masks ``(n, 1, *spatial)`` of :func:`random_patches`.
 
     Example:
@@ -270,5 +284,5 @@ def random_patch_masks(keys: Tensor, spatial: tuple[int, ...], patch_sizes: tupl
         >>> masks = random_patch_masks(random_keys(4, torch.Generator().manual_seed(0)), (6, 6), (2, 3))
         >>> masks.shape, sorted(set(masks.sum((1, 2, 3)).tolist())) in ([4], [9], [4, 9])
         (torch.Size([4, 1, 6, 6]), True)
-    """
+    """  # noqa: E501
     return patch_masks(*random_patches(keys, spatial, patch_sizes), spatial)

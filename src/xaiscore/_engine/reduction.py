@@ -65,7 +65,8 @@ def reduce_channels(a: Tensor, how: ChannelReduction | None) -> Tensor:
 
 
 def reduce_mask_channels(mask: Tensor) -> Tensor:
-    """Reduce a bool mask ``(B, 1|C, *S)`` to ``(B, 1, *S)``: a pixel is in the mask if any channel is."""
+    """Reduce a bool mask ``(B, 1|C, *S)`` to ``(B, 1, *S)``: a pixel is in the mask if any channel
+    is."""
     if mask.shape[1] == 1:
         return mask
     return mask.any(dim=1, keepdim=True)

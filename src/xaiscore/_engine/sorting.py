@@ -36,14 +36,16 @@ _PARALLEL_ELEMENTS = 1 << 19
 
 
 def _row_blocks(rows: int, size: int) -> list[slice]:
-    """Row ranges for the concurrent sorts of a ``(rows, n)`` array of ``size`` elements (one if small)."""
+    """Row ranges for the concurrent sorts of a ``(rows, n)`` array of ``size`` elements
+    (one if small)."""
     workers = min(torch.get_num_threads(), rows) if size >= _PARALLEL_ELEMENTS else 1
     bounds = np.linspace(0, rows, max(workers, 1) + 1).astype(int).tolist()
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _sort_rows_(values: np.ndarray) -> None:
-    """Sort a C-contiguous numpy array along its last axis in place (row blocks on several threads)."""
+    """Sort a C-contiguous numpy array along its last axis in place (row blocks on several threads).
+    """
     if values.ndim < 2 or values.size < _PARALLEL_ELEMENTS or not values.flags.c_contiguous:
         values.sort(axis=-1)
         return
@@ -63,7 +65,8 @@ def _argsort_rows(values: np.ndarray) -> np.ndarray:
     def work(block: slice) -> None:
         out[block] = np.argsort(rows[block], axis=-1)
 
-    run_concurrently([lambda block=block: work(block) for block in _row_blocks(rows.shape[0], rows.size)])
+    run_concurrently([lambda block=block: work(block) for block in _row_blocks(rows.shape[0],
+                                                                               rows.size)])
     return out.reshape(values.shape)
 
 
@@ -84,7 +87,8 @@ def sort_values(t: Tensor, *, descending: bool = False) -> Tensor:
 
 
 def sort_values_(t: Tensor) -> Tensor:
-    """Sort ``t`` ascending along the last axis in place where it can (CPU, contiguous), and return it.
+    """Sort ``t`` ascending along the last axis in place where it can (CPU, contiguous), and return
+    it.
 
     For temporaries the caller owns: no second buffer of the input's size is allocated on CPU
     (on other devices, or for a non-contiguous ``t``, the sorted values come back in a new tensor).
@@ -117,8 +121,10 @@ PACKABLE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _ordered_keys(values: Tensor) -> Tensor:
-    """Map float32 (or half) values to int32 keys with the same order (``-0.0`` and ``0.0`` equal)."""
-    bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # a fresh tensor: modified in place below
+    """Map float32 (or half) values to int32 keys with the same order (``-0.0`` and ``0.0`` equal).
+    """
+    # a fresh tensor: modified in place below
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)
     # Negative floats: flip the 31 value bits so that larger magnitudes sort lower.
     flip = bits >> 31
     flip &= 0x7FFFFFFF

@@ -82,7 +82,8 @@ def quantiles(maps: Tensor, q: Tensor) -> Tensor:
 
 
 def otsu_threshold(maps: Tensor, *, bins: int = 256) -> Tensor:
-    """Otsu's threshold per sample, as ``skimage.filters.threshold_otsu(m, nbins=bins)`` computes it.
+    """Otsu's threshold per sample, as ``skimage.filters.threshold_otsu(m, nbins=bins)`` computes
+    it.
 
     The values of each sample are binned into ``bins`` equal bins over ``[min, max]`` (edges as
     ``numpy.linspace`` in the map's dtype; a value belongs to the bin whose left edge is the last
@@ -144,7 +145,8 @@ def threshold_values(maps: Tensor, thresholds: Tensor | None, mode: ThresholdMod
     check_option(mode, "threshold_mode", THRESHOLD_MODES)
     if mode == "otsu":
         if thresholds is not None:
-            raise OptionError("Expected no `thresholds` with threshold_mode='otsu' (it picks its own).")
+            raise OptionError(
+                "Expected no `thresholds` with threshold_mode='otsu' (it picks its own).")
         return otsu_threshold(maps).unsqueeze(1)
     if thresholds is None or thresholds.ndim != 1:
         raise ShapeError(f"Expected `thresholds` of shape (T,) for mode {mode!r}.")
@@ -168,7 +170,8 @@ def threshold_levels(maps: Tensor, thresholds: Tensor, *, strict: bool = False) 
     their dtypes.
 
     Shape:
-        - maps: ``(B, *S)``; thresholds: ``(T,)`` or ``(B, T)``; output: ``(B, *S)`` int64 in [0, T].
+        - maps: ``(B, *S)``; thresholds: ``(T,)`` or ``(B, T)``; output: ``(B, *S)`` int64 in
+          [0, T].
     """
     batch = maps.shape[0]
     flat = maps.reshape(batch, -1)
@@ -182,7 +185,8 @@ def threshold_levels(maps: Tensor, thresholds: Tensor, *, strict: bool = False) 
 
 
 def _uniform_grid_levels(flat: Tensor, grid: Tensor, strict: bool) -> Tensor | None:
-    """Levels on an evenly spaced grid ``t_i = t_0 + i * step`` by arithmetic, or ``None`` for other grids.
+    """Levels on an evenly spaced grid ``t_i = t_0 + i * step`` by arithmetic, or ``None`` for other
+    grids.
 
     ``searchsorted`` costs ``log T`` dependent reads per value on CPU; here a guess from
     ``(value - t_0) / step`` is corrected against the grid itself until every level is exact.

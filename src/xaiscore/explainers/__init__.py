@@ -1,4 +1,5 @@
-"""Explain functions: the protocol, captum and Quantus-style adapters, random and constant baselines.
+"""Explain functions: the protocol, captum and Quantus-style adapters, random and constant
+baselines.
 
 An *explain function* maps a batch of inputs and target classes to attributions::
 

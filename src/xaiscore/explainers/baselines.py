@@ -18,7 +18,8 @@ from xaiscore._checks import OptionError, check_option, check_tensor
 from xaiscore._engine.explain_fn import BuiltExplainer
 from xaiscore._engine.random import MASK32, draw_seed, hash32, resolve_generator
 
-__all__ = ["Channels", "RandomExplainer", "random_explainer", "ConstantExplainer", "constant_explainer"]
+__all__ = ["Channels", "RandomExplainer", "random_explainer", "ConstantExplainer",
+           "constant_explainer"]
 
 
 Channels = Literal["one", "input"]
@@ -109,14 +110,16 @@ def random_explainer(
         >>> torch.equal(torch.cat([explain(x[:1], target[:1]), explain(x[1:], target[1:])]), first)
         True
     """
-    return RandomExplainer(distribution=distribution, channels=channels, generator=generator, seed=seed)
+    return RandomExplainer(distribution=distribution, channels=channels, generator=generator,
+                           seed=seed)
 
 
 class ConstantExplainer(BuiltExplainer):
     """A constant attribution map; see :func:`constant_explainer`."""
 
     def __init__(self, value: float = 1.0, *, channels: Channels = "one") -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)):
             raise OptionError(f"Expected `value` to be a finite number, but got {value!r}.")
         check_option(channels, "channels", ("one", "input"))
         self.value = float(value)
@@ -147,6 +150,6 @@ def constant_explainer(value: float = 1.0, *, channels: Channels = "one") -> Con
     Example:
         >>> constant_explainer(0.5)(torch.zeros(2, 3, 4), torch.zeros(2, dtype=torch.long)).unique().tolist()
         [0.5]
-    """
+    """  # noqa: E501
     return ConstantExplainer(value, channels=channels)
 

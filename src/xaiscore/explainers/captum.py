@@ -90,21 +90,25 @@ class _CaptumMethod:
 
 #: The captum methods the adapter knows, by name (also the names for config files).
 CAPTUM_METHODS: dict[str, _CaptumMethod] = {
-    "Saliency": _CaptumMethod("Saliency", {"abs": True}, description="|gradient| (Simonyan et al. 2014)",
+    "Saliency": _CaptumMethod("Saliency", {"abs": True}, description="|gradient| (Simonyan et al. 2014)",  # noqa: E501
                               single_forward=True),
-    "Gradient": _CaptumMethod("Saliency", {"abs": False}, description="signed gradient", single_forward=True),
+    "Gradient": _CaptumMethod("Saliency", {"abs": False}, description="signed gradient", single_forward=True),  # noqa: E501
     "IntegratedGradients": _CaptumMethod(
-        "IntegratedGradients", {"n_steps": 50}, description="Integrated Gradients, zero baseline (Sundararajan et al. 2017)"
+        "IntegratedGradients", {"n_steps": 50}, description=(
+            "Integrated Gradients, zero baseline (Sundararajan et al. 2017)"
+        )
     ),
-    "InputXGradient": _CaptumMethod("InputXGradient", {}, description="input x gradient", single_forward=True),
-    "GuidedBackprop": _CaptumMethod("GuidedBackprop", {}, description="guided backpropagation (needs nn.ReLU modules)",
+    "InputXGradient": _CaptumMethod("InputXGradient", {}, description="input x gradient", single_forward=True),  # noqa: E501
+    "GuidedBackprop": _CaptumMethod("GuidedBackprop", {}, description=(
+        "guided backpropagation (needs nn.ReLU modules)"
+    ),
                                     single_forward=True),
-    "DeepLift": _CaptumMethod("DeepLift", {}, description="DeepLIFT rescale rule, zero baseline (Shrikumar et al. 2017)"),
+    "DeepLift": _CaptumMethod("DeepLift", {}, description="DeepLIFT rescale rule, zero baseline (Shrikumar et al. 2017)"),  # noqa: E501
     "LayerGradCam": _CaptumMethod(
         "LayerGradCam", {"relu_attributions": True}, needs_layer=True, single_forward=True,
         description="Grad-CAM at `layer`, upsampled to the input size (Selvaraju et al. 2017)",
     ),
-    "Occlusion": _CaptumMethod("Occlusion", {}, description="occlusion with sliding windows (Zeiler and Fergus 2014)"),
+    "Occlusion": _CaptumMethod("Occlusion", {}, description="occlusion with sliding windows (Zeiler and Fergus 2014)"),  # noqa: E501
     "GradientShap": _CaptumMethod(
         "GradientShap", {"n_samples": 5, "stdevs": 0.0}, stochastic=True,
         description="expected gradients over random baselines (Lundberg and Lee 2017)",
@@ -117,7 +121,7 @@ CAPTUM_METHODS: dict[str, _CaptumMethod] = {
         "NoiseTunnel", {"nt_type": "smoothgrad", "nt_samples": 10, "stdevs": 0.15}, stochastic=True,
         description="SmoothGrad: Saliency averaged over Gaussian noise (Smilkov et al. 2017)",
     ),
-    "LRP": _CaptumMethod("LRP", {}, description="layer-wise relevance propagation, epsilon rules (Bach et al. 2015)"),
+    "LRP": _CaptumMethod("LRP", {}, description="layer-wise relevance propagation, epsilon rules (Bach et al. 2015)"),  # noqa: E501
     "FeatureAblation": _CaptumMethod(
         "FeatureAblation", {}, feature_groups=True,
         description="superpixels (grid cells or a label map) set to the baseline one at a time",
@@ -135,17 +139,22 @@ CAPTUM_METHODS: dict[str, _CaptumMethod] = {
 
 def _resolve_layer(model: nn.Module, layer: nn.Module | str | None, method: str) -> nn.Module:
     if layer is None:
-        raise OptionError(f"Expected a `layer` (module or dotted name, e.g. 'features.3') for {method}, but got None.")
+        raise OptionError(
+            f"Expected a `layer` (module or dotted name, e.g. 'features.3') for {method}, but got "
+            "None.")
     if isinstance(layer, nn.Module):
         return layer
     if not isinstance(layer, str):
-        raise DTypeError(f"Expected `layer` to be an nn.Module or a dotted name, but got {type(layer).__name__}.")
+        raise DTypeError(
+            "Expected `layer` to be an nn.Module or a dotted name, but got "
+            f"{type(layer).__name__}.")
     try:
         return model.get_submodule(layer)
     except AttributeError:
         names = [n for n, _ in model.named_modules() if n][:12]
         raise OptionError(
-            f"Expected `layer` to name a submodule of the model, e.g. one of {names}, but got {layer!r}."
+            f"Expected `layer` to name a submodule of the model, e.g. one of {names}, but got "
+            f"{layer!r}."
         ) from None
 
 
@@ -162,7 +171,8 @@ class _SelectedOutput(nn.Module):
 
 
 class CaptumExplainer(BuiltExplainer):
-    """A captum attribution method as an :class:`ExplainFn`; build it with :func:`captum_explainer`."""
+    """A captum attribution method as an :class:`ExplainFn`; build it with :func:`captum_explainer`.
+    """
 
     def __init__(
         self,
@@ -181,7 +191,8 @@ class CaptumExplainer(BuiltExplainer):
         **attribute_kwargs: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+            raise DTypeError(
+                f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
         check_option(method, "method", tuple(CAPTUM_METHODS))
         check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS + (None,))
         spec = CAPTUM_METHODS[method]
@@ -196,7 +207,8 @@ class CaptumExplainer(BuiltExplainer):
         self._generator = resolve_generator(generator, seed) if spec.stochastic else None
         if spec.captum_class == "NoiseTunnel":
             base = "Saliency" if method == "SmoothGrad" else base_method
-            check_option(base, "base_method", tuple(m for m in CAPTUM_METHODS if m not in ("NoiseTunnel", "SmoothGrad")))
+            check_option(base, "base_method", tuple(m for m in CAPTUM_METHODS
+                                                    if m not in ("NoiseTunnel", "SmoothGrad")))
             base_spec = CAPTUM_METHODS[base]
             base_layer = _resolve_layer(model, layer, base) if base_spec.needs_layer else None
             inner = self._build(captum_attr, base_spec.captum_class, base_layer)
@@ -223,11 +235,13 @@ class CaptumExplainer(BuiltExplainer):
         self.max_batch_size = check_items_per_call(max_batch_size)
         self._baselines_for_shap = method == "GradientShap"
         #: How the method's model passes grow with its options (see _attribute_in_passes).
-        self._passes = {"IntegratedGradients": "steps", "NoiseTunnel": "noise", "GradientShap": "samples"}.get(
+        self._passes = {"IntegratedGradients": "steps", "NoiseTunnel": "noise",
+                        "GradientShap": "samples"}.get(
             spec.captum_class)
         self._base_steps = spec.captum_class == "NoiseTunnel" and CAPTUM_METHODS[
-            "Saliency" if method == "SmoothGrad" else base_method].captum_class == "IntegratedGradients"
-        #: Whether :meth:`explain_with_output` can hand out the model's output (one plain forward pass on x).
+            "Saliency" if method == "SmoothGrad" else base_method].captum_class == "IntegratedGradients"  # noqa: E501
+        #: Whether :meth:`explain_with_output` can hand out the model's output
+        #: (one plain forward pass on x).
         self.shares_forward = spec.single_forward and spec.captum_class != "NoiseTunnel"
 
     def _build(self, captum_attr: Any, class_name: str, layer: nn.Module | None) -> Any:
@@ -235,13 +249,17 @@ class CaptumExplainer(BuiltExplainer):
         return cls(self._forward, layer) if layer is not None else cls(self._forward)
 
     def __repr__(self) -> str:
-        return f"captum_explainer({type(self.model).__name__}, {self.method!r}, **{self.attribute_kwargs!r})"
+        return (
+            f"captum_explainer({type(self.model).__name__}, {self.method!r}, "
+            f"**{self.attribute_kwargs!r})"
+        )
 
     def __call__(self, x: Tensor, target: Tensor) -> Tensor:
         return self._explain(x, target, record=False)[0]
 
     def explain_with_output(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The attributions for ``x`` and the model's output on ``x`` from the explanation's own forward pass.
+        """The attributions for ``x`` and the model's output on ``x`` from the explanation's own
+        forward pass.
 
         Metrics that need both (the relative stabilities, the prediction check of the robustness
         metrics) save one model call per input. The output is ``None`` unless the method runs
@@ -319,8 +337,10 @@ class CaptumExplainer(BuiltExplainer):
             a = _reduce_channels(a, self.reduce_channels)
         return a.to(x.dtype), output
 
-    def _attribute_in_passes(self, inputs: Tensor, target: Tensor, kwargs: dict[str, Any]) -> Tensor:
-        """captum's ``attribute``, with the model passes of multi-pass methods under ``max_batch_size``.
+    def _attribute_in_passes(self, inputs: Tensor, target: Tensor,
+                             kwargs: dict[str, Any]) -> Tensor:
+        """captum's ``attribute``, with the model passes of multi-pass methods under
+        ``max_batch_size``.
 
         Integrated Gradients (``n_steps`` passes per input), NoiseTunnel/SmoothGrad
         (``nt_samples``, times the base method's steps) and GradientShap (``n_samples``) run
@@ -363,9 +383,11 @@ class CaptumExplainer(BuiltExplainer):
             stop = min(start + rows, n)
             if per_row:
                 kwargs["baselines"] = baselines[start:stop]
-            part_target = target[start:stop] if isinstance(target, Tensor) and target.ndim > 0 else target
+            part_target = (target[start:stop] if isinstance(target, Tensor) and target.ndim > 0
+                           else target)
             with warnings.catch_warnings():
-                # captum warns when a chunk holds more rows than internal_batch_size allows steps for.
+                # captum warns when a chunk holds more rows than internal_batch_size allows steps
+                # for.
                 warnings.filterwarnings("ignore", message="Internal batch size cannot be less")
                 parts.append(attribute(inputs[start:stop], target=part_target, **kwargs).detach())
         return parts[0] if len(parts) == 1 else torch.cat(parts)

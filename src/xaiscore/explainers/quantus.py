@@ -18,30 +18,37 @@ __all__ = ["QuantusExplainer", "quantus_explainer"]
 
 
 class QuantusExplainer(BuiltExplainer):
-    """A Quantus-style numpy ``explain_func`` as an :class:`ExplainFn`; see :func:`quantus_explainer`."""
+    """A Quantus-style numpy ``explain_func`` as an :class:`ExplainFn`; see
+    :func:`quantus_explainer`."""
 
-    def __init__(self, model: Any, explain_func: Callable[..., Any] | None = None, **explain_func_kwargs: Any) -> None:
+    def __init__(self, model: Any, explain_func: Callable[..., Any] | None = None,
+                 **explain_func_kwargs: Any) -> None:
         if explain_func is None:
             try:
                 explain_func = importlib.import_module("quantus").explain
             except ImportError as error:
                 raise ImportError(
-                    "quantus_explainer without `explain_func` uses quantus.explain; install it with "
-                    "`pip install xaiscore[quantus]`."
+                    "quantus_explainer without `explain_func` uses quantus.explain; install it "
+                    "with `pip install xaiscore[quantus]`."
                 ) from error
         if not callable(explain_func):
-            raise DTypeError(f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
+            raise DTypeError(
+                f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
         self.model = model
         self.explain_func = explain_func
         self.explain_func_kwargs = explain_func_kwargs
 
     def __repr__(self) -> str:
         name = getattr(self.explain_func, "__qualname__", type(self.explain_func).__name__)
-        return f"quantus_explainer({type(self.model).__name__}, {name}, **{self.explain_func_kwargs!r})"
+        return (
+            f"quantus_explainer({type(self.model).__name__}, {name}, "
+            f"**{self.explain_func_kwargs!r})"
+        )
 
     def __call__(self, x: Tensor, target: Tensor) -> Tensor:
         x = check_tensor(x, "x")
-        training = [m.training for m in self.model.modules()] if isinstance(self.model, nn.Module) else None
+        training = ([m.training for m in self.model.modules()] if isinstance(self.model, nn.Module)
+                    else None)
         try:
             out = self.explain_func(
                 model=self.model,
@@ -50,7 +57,8 @@ class QuantusExplainer(BuiltExplainer):
                 **self.explain_func_kwargs,
             )
         finally:
-            if training is not None:  # quantus.explain calls model.eval(); give the model back as it came
+            # quantus.explain calls model.eval(); give the model back as it came
+            if training is not None:
                 for module, flag in zip(self.model.modules(), training):
                     module.training = flag
         if isinstance(out, Tensor):
@@ -60,7 +68,8 @@ class QuantusExplainer(BuiltExplainer):
                 a = torch.as_tensor(np.asarray(out), dtype=x.dtype, device=x.device)
             except (TypeError, ValueError) as error:
                 raise ModelOutputError(
-                    f"Expected `explain_func` to return a numpy array of attributions, but got {type(out).__name__}."
+                    "Expected `explain_func` to return a numpy array of attributions, but got "
+                    f"{type(out).__name__}."
                 ) from error
         if a.ndim == x.ndim - 1 and a.shape[0] == x.shape[0] and a.shape[1:] == x.shape[2:]:
             a = a.unsqueeze(1)  # Quantus often sums the channel axis away
@@ -70,7 +79,8 @@ class QuantusExplainer(BuiltExplainer):
 def quantus_explainer(
     model: Any, explain_func: Callable[..., Any] | None = None, **explain_func_kwargs: Any
 ) -> QuantusExplainer:
-    """A Quantus-style ``explain_func(model, inputs, targets, **kwargs)`` (numpy in/out) as an explain function.
+    """A Quantus-style ``explain_func(model, inputs, targets, **kwargs)`` (numpy in/out) as an
+    explain function.
 
     The inputs are moved to the host as numpy arrays, the result comes back as
     a tensor on the device and in the dtype of ``x``; a result without channel

@@ -47,7 +47,8 @@ Overlap = Literal["iou", "iobb"]
 
 
 def prepare_map(a: Tensor, reduce: str, validate: bool) -> Tensor:
-    """Validate ``a`` ``(B, C, *S)`` and reduce it to one map per sample ``(B, *S)`` (float32 or wider)."""
+    """Validate ``a`` ``(B, C, *S)`` and reduce it to one map per sample ``(B, *S)``
+    (float32 or wider)."""
     a = check_attributions(a, validate=validate)
     check_option(reduce, "reduce_channels", CHANNEL_REDUCTIONS)
     reduced = reduce_channels(a, reduce).squeeze(1)
@@ -62,7 +63,8 @@ def prepare_mask(mask: Tensor, a: Tensor, name: str, validate: bool) -> Tensor:
     return reduce_mask_channels(mask).squeeze(1)
 
 
-def threshold_grid(thresholds: int | Sequence[float] | Tensor, *, include_end: bool, device: torch.device,
+def threshold_grid(thresholds: int | Sequence[float] | Tensor, *, include_end: bool,
+                   device: torch.device,
                    name: str = "thresholds") -> Tensor:
     """Thresholds as a strictly increasing float64 ``(T,)`` tensor.
 
@@ -73,7 +75,8 @@ def threshold_grid(thresholds: int | Sequence[float] | Tensor, *, include_end: b
         raise DTypeError(f"Expected `{name}` as an int or a sequence of numbers, but got a bool.")
     if isinstance(thresholds, int):
         if thresholds < 1:
-            raise OptionError(f"Expected `{name}` as a positive number of steps, but got {thresholds}.")
+            raise OptionError(
+                f"Expected `{name}` as a positive number of steps, but got {thresholds}.")
         count = thresholds + 1 if include_end else thresholds
         grid = torch.arange(count, dtype=torch.float64) * (1.0 / thresholds)
         return grid.to(device)
@@ -83,15 +86,20 @@ def threshold_grid(thresholds: int | Sequence[float] | Tensor, *, include_end: b
         try:
             grid = torch.tensor([float(t) for t in thresholds], dtype=torch.float64, device=device)
         except (TypeError, ValueError):
-            raise DTypeError(f"Expected `{name}` to hold numbers, but got {thresholds!r}.") from None
+            raise DTypeError(
+                f"Expected `{name}` to hold numbers, but got {thresholds!r}.") from None
     elif isinstance(thresholds, float):
         grid = torch.tensor([thresholds], dtype=torch.float64, device=device)
     else:
-        raise DTypeError(f"Expected `{name}` as an int or a sequence of numbers, but got {type(thresholds).__name__}.")
+        raise DTypeError(
+            f"Expected `{name}` as an int or a sequence of numbers, but got "
+            f"{type(thresholds).__name__}.")
     if grid.numel() == 0:
         raise OptionError(f"Expected at least one value in `{name}`, but got none.")
-    if not bool(torch.isfinite(grid).all()) or (grid.numel() > 1 and not bool((grid[1:] > grid[:-1]).all())):
-        raise OptionError(f"Expected `{name}` finite and strictly increasing, but got {grid.tolist()}.")
+    if not bool(torch.isfinite(grid).all()) or (grid.numel() > 1
+                                                and not bool((grid[1:] > grid[:-1]).all())):
+        raise OptionError(
+            f"Expected `{name}` finite and strictly increasing, but got {grid.tolist()}.")
     return grid
 
 
@@ -102,20 +110,23 @@ def _pad_box_list(boxes: Sequence[Tensor], width: int) -> Tensor:
         if item.ndim == 1 and item.shape[0] == width:
             item = item.unsqueeze(0)
         if item.ndim != 2 or item.shape[1] != width:
-            raise ShapeError(f"Expected `boxes[{i}]` of shape (N, {width}), but got {tuple(item.shape)}.")
+            raise ShapeError(
+                f"Expected `boxes[{i}]` of shape (N, {width}), but got {tuple(item.shape)}.")
         items.append(item)
     device = items[0].device
     longest = max(1, max(item.shape[0] for item in items))
     out = torch.full((len(items), longest, width), math.nan, dtype=torch.float64, device=device)
     for i, item in enumerate(items):
         if item.device != device:
-            raise DeviceError(f"Expected every `boxes[i]` on {device}, but `boxes[{i}]` is on {item.device}.")
+            raise DeviceError(
+                f"Expected every `boxes[i]` on {device}, but `boxes[{i}]` is on {item.device}.")
         out[i, : item.shape[0]] = item.to(torch.float64)
     return out
 
 
 def ground_truth_boxes(boxes: Tensor | Sequence[Tensor], a_map: Tensor) -> tuple[Tensor, Tensor]:
-    """Ground-truth boxes ``(B, G, 2 d)`` float64 and their validity ``(B, G)`` (NaN rows are padding).
+    """Ground-truth boxes ``(B, G, 2 d)`` float64 and their validity ``(B, G)``
+    (NaN rows are padding).
 
     Raises:
         DTypeError / ShapeError / DeviceError: boxes of the wrong type, shape or device.
@@ -126,8 +137,8 @@ def ground_truth_boxes(boxes: Tensor | Sequence[Tensor], a_map: Tensor) -> tuple
     if isinstance(boxes, Tensor):
         if boxes.ndim != 3 or boxes.shape[2] != width or boxes.shape[0] != batch:
             raise ShapeError(
-                f"Expected `boxes` of shape ({batch}, N, {width}) for {dims}-D maps (or a list of {batch} "
-                f"(N_i, {width}) tensors), but got a tensor of shape {tuple(boxes.shape)}."
+                f"Expected `boxes` of shape ({batch}, N, {width}) for {dims}-D maps (or a list of "
+                f"{batch} (N_i, {width}) tensors), but got a tensor of shape {tuple(boxes.shape)}."
             )
         padded = boxes.to(torch.float64)
     elif isinstance(boxes, Sequence) and not isinstance(boxes, (str, bytes)):
@@ -136,24 +147,26 @@ def ground_truth_boxes(boxes: Tensor | Sequence[Tensor], a_map: Tensor) -> tuple
         padded = _pad_box_list(boxes, width)
     else:
         raise DTypeError(
-            f"Expected `boxes` as a tensor (B, N, {width}) or a sequence of (N_i, {width}) tensors, but got "
-            f"{type(boxes).__name__}."
+            f"Expected `boxes` as a tensor (B, N, {width}) or a sequence of (N_i, {width}) "
+            f"tensors, but got {type(boxes).__name__}."
         )
     if padded.device != a_map.device:
-        raise DeviceError(f"Expected `boxes` on the device of `a` ({a_map.device}), but got {padded.device}.")
+        raise DeviceError(
+            f"Expected `boxes` on the device of `a` ({a_map.device}), but got {padded.device}.")
     valid = ~torch.isnan(padded).any(dim=2)
     negative = valid & (padded[..., dims:] < padded[..., :dims]).any(dim=2)
     if bool(negative.any()):
         sample, row = (int(v) for v in negative.nonzero()[0])
         raise OptionError(
-            f"Expected boxes with non-negative extents (x0 <= x1, ...), but box {row} of sample {sample} is "
-            f"{padded[sample, row].tolist()}."
+            f"Expected boxes with non-negative extents (x0 <= x1, ...), but box {row} of sample "
+            f"{sample} is {padded[sample, row].tolist()}."
         )
     return torch.where(valid.unsqueeze(-1), padded, torch.zeros_like(padded)), valid
 
 
 def mask_boxes(mask: Tensor, connectivity: str) -> tuple[Tensor, Tensor]:
-    """The bounding boxes of the connected components of ``mask`` ``(B, *S)``: ``(B, G, 2 d)``, ``(B, G)``.
+    """The bounding boxes of the connected components of ``mask`` ``(B, *S)``: ``(B, G, 2 d)``,
+    ``(B, G)``.
 
     Reads the largest component count (one host synchronisation) to size the padding.
     """
@@ -165,7 +178,8 @@ def mask_boxes(mask: Tensor, connectivity: str) -> tuple[Tensor, Tensor]:
     return torch.where(valid.unsqueeze(-1), boxes, torch.zeros_like(boxes)), valid
 
 
-def box_overlaps(detections: Tensor, sample: Tensor, truth: Tensor, valid: Tensor, overlap: Overlap) -> Tensor:
+def box_overlaps(detections: Tensor, sample: Tensor, truth: Tensor, valid: Tensor,
+                 overlap: Overlap) -> Tensor:
     """Overlap of every detection with every ground-truth box of its sample: ``(V, G)`` float64.
 
     ``iou = |D ∩ G| / |D ∪ G|``, ``iobb = |D ∩ G| / |D|`` (the detection's own area), volumes in
@@ -199,7 +213,7 @@ def precision_recall(positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tens
     return precision, recall, total.squeeze(-1)
 
 
-# --- result types (re-exported by xaiscore.functional.box_localization) -----------------------------
+# --- result types (re-exported by xaiscore.functional.box_localization) ---------------------------
 
 
 class BoxAccuracyResult(NamedTuple):

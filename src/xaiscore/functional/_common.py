@@ -70,11 +70,14 @@ def resolve_count(k: int | float, n_features: int, name: str = "k") -> int:
     A float ``k`` in (0, 1] means ``ceil(k * n_features)`` features (at least one).
     """
     if isinstance(k, bool) or not isinstance(k, (int, float)):
-        raise DTypeError(f"Expected `{name}` to be an int count or a float fraction, but got {type(k).__name__}.")
+        raise DTypeError(
+            f"Expected `{name}` to be an int count or a float fraction, but got "
+            f"{type(k).__name__}.")
     if isinstance(k, int):
         if not 1 <= k <= n_features:
             raise OptionError(
-                f"Expected `{name}` as a count in [1, {n_features}] (the number of features), but got {k}."
+                f"Expected `{name}` as a count in [1, {n_features}] (the number of features), but "
+                f"got {k}."
             )
         return k
     if not 0.0 < k <= 1.0:
@@ -115,8 +118,10 @@ def expected_top_k_hits(a_flat: Tensor, mask_flat: Tensor, k: Tensor) -> Tensor:
     return torch.where(k > 0, hits_above.to(dtype) + from_ties, torch.zeros_like(from_ties))
 
 
-def _sparse_tie_ranks(values: Tensor, dtype: torch.dtype, offset: int) -> tuple[Tensor, Tensor] | None:
-    """The tied positions of rows sorted ascending and twice their average 1-based rank minus ``offset``.
+def _sparse_tie_ranks(values: Tensor, dtype: torch.dtype,
+                      offset: int) -> tuple[Tensor, Tensor] | None:
+    """The tied positions of rows sorted ascending and twice their average 1-based rank minus
+    ``offset``.
 
     Returns ``(flat, value)``: ``flat`` the flat indices ``row * n + j`` (into the ``(B, n)``
     layout) of the positions ``j`` equal to position ``j + 1``, and ``value`` ``dtype`` the
@@ -146,17 +151,22 @@ def _sparse_tie_ranks(values: Tensor, dtype: torch.dtype, offset: int) -> tuple[
     # indices of the same row, minus twice the row offset).
     row_offset = pairs[:, 0] * n
     value = (flat.index_select(0, firsts).index_select(0, group)
-             + flat.index_select(0, lasts).index_select(0, group) + (3 - offset) - 2 * row_offset).to(dtype)
+             + flat.index_select(0, lasts).index_select(0, group) + (3 - offset) - 2
+             * row_offset).to(dtype)
     return flat, value
 
 
-def _untied_doubled_ranks(b: int, n: int, dtype: torch.dtype, offset: int, device: torch.device) -> Tensor:
-    """``2 j + 2 - offset`` for every position ``j`` of ``b`` rows: an expanded (not materialised) view."""
+def _untied_doubled_ranks(b: int, n: int, dtype: torch.dtype, offset: int,
+                          device: torch.device) -> Tensor:
+    """``2 j + 2 - offset`` for every position ``j`` of ``b`` rows: an expanded (not materialised)
+    view."""
     return torch.arange(2 - offset, 2 * n + 2 - offset, 2, dtype=dtype, device=device).expand(b, n)
 
 
-def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32, offset: int = 0) -> Tensor:
-    """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged), minus ``offset``.
+def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32,
+                             offset: int = 0) -> Tensor:
+    """For rows sorted ascending: twice the average 1-based rank of each position (ties averaged),
+    minus ``offset``.
 
     Within a tie group of sorted positions ``start .. end`` every member has the average rank
     ``(start + end + 2) / 2``. Returns ``dtype`` (int32 by default: rows are shorter than 2**31,
@@ -192,7 +202,8 @@ def _doubled_ranks_of_sorted(values: Tensor, dtype: torch.dtype = torch.int32, o
 
 
 def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
-    """Twice the sum of the average ranks (1-based, ties averaged) of the mask features, exact int64.
+    """Twice the sum of the average ranks (1-based, ties averaged) of the mask features, exact
+    int64.
 
     Sorts once per row: for float32/float16 values with the mask bit packed into one int64 key
     (so no index gather is needed), otherwise by an argsort.
@@ -200,7 +211,7 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
     Example:
         >>> doubled_rank_sum(torch.tensor([[3.0, 1.0, 3.0, 2.0]]), torch.tensor([[True, False, False, True]]))
         tensor([11])
-    """
+    """  # noqa: E501
     if a_flat.dtype in PACKABLE_DTYPES:
         # Sorted by value, then mask bit: within a tie group the outside features come first.
         # For a mask feature at position i, ``le`` (outside features at positions <= i) counts
@@ -222,22 +233,25 @@ def doubled_rank_sum(a_flat: Tensor, mask_flat: Tensor) -> Tensor:
         le += torch.cummax(outside, dim=1).values
         le *= in_mask
         positives = torch.count_nonzero(in_mask, dim=1)
-        # Row sums are at most 2 N^2: exact in float64 up to N ~ 6e7, and 3x faster than an int64 sum.
+        # Row sums are at most 2 N^2: exact in float64 up to N ~ 6e7, and 3x faster than an int64
+        # sum.
         exact_in_double = 2 * le.shape[1] ** 2 < 2**53
-        total = le.sum(1, dtype=torch.float64).to(torch.int64) if exact_in_double else le.sum(1, dtype=torch.int64)
+        total = (le.sum(1, dtype=torch.float64).to(torch.int64) if exact_in_double
+                 else le.sum(1, dtype=torch.int64))
         return total + positives * (positives + 1)
     order = argsort(a_flat)
     in_mask = mask_flat.gather(1, order)
     return (_doubled_ranks_of_sorted(a_flat.gather(1, order)) * in_mask).sum(1, dtype=torch.int64)
 
 
-def average_ranks(a_flat: Tensor, *, centered: bool = False, dtype: torch.dtype = torch.int64) -> Tensor:
+def average_ranks(a_flat: Tensor, *, centered: bool = False,
+                  dtype: torch.dtype = torch.int64) -> Tensor:
     """1-based ranks within each row, ties sharing their average rank, times two (exact integers).
 
-    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._engine.sorting`). With ``centered`` the
-    row mean ``N + 1`` is subtracted (the doubled ranks of a row sum to ``N (N + 1)`` with or
-    without ties). ``dtype``: int64 by default; float64 holds the values exactly for rows of up
-    to 2**52 features.
+    ``(B, N) -> (B, N)``; one sort per row (see :mod:`xaiscore._engine.sorting`). With ``centered``
+    the row mean ``N + 1`` is subtracted (the doubled ranks of a row sum to ``N (N + 1)`` with or
+    without ties). ``dtype``: int64 by default; float64 holds the values exactly for rows of up to
+    2**52 features.
 
     Example:
         >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]])).tolist()
@@ -248,7 +262,8 @@ def average_ranks(a_flat: Tensor, *, centered: bool = False, dtype: torch.dtype 
     n = a_flat.shape[1]
     offset = n + 1 if centered else 0
     if a_flat.dtype in PACKABLE_DTYPES and n < 2**31:
-        # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on CPU.
+        # One int64 sort of (value key, index) pairs: 1.4x faster than an argsort plus a gather on
+        # CPU.
         keys = sorted_packed_keys(a_flat, torch.arange(n, device=a_flat.device), 32)
         order = keys & 0xFFFFFFFF
         keys >>= 32
@@ -286,7 +301,7 @@ def unit_rank_vectors(a_flat: Tensor) -> Tensor:
         1.0
         >>> bool(u[1].isnan().all())
         True
-    """
+    """  # noqa: E501
     centered = average_ranks(a_flat, centered=True, dtype=torch.float64)
     norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
     undefined = (norm == 0) | torch.isnan(a_flat).any(dim=1, keepdim=True)
@@ -308,11 +323,14 @@ def unit_rank_vectors_of_levels(levels: Tensor, n_levels: int) -> Tensor:
     """
     batch, n = levels.shape
     index = levels.to(torch.int64)  # scatter and gather take int64 indices
-    # Centred doubled ranks are within [-n, n]: int32 tables (half the memory traffic) while they fit.
+    # Centred doubled ranks are within [-n, n]: int32 tables (half the memory traffic) while they
+    # fit.
     dtype = torch.int32 if 2 * n < 2**31 else torch.int64
     counts = torch.zeros((batch, n_levels), dtype=dtype, device=levels.device)
-    counts.scatter_add_(1, index, torch.ones((), dtype=dtype, device=levels.device).expand(batch, n))
-    # Centred doubled average rank of a level: 2 * below + count + 1 - (n + 1), below = inclusive - count.
+    counts.scatter_add_(1, index,
+                        torch.ones((), dtype=dtype, device=levels.device).expand(batch, n))
+    # Centred doubled average rank of a level: 2 * below + count + 1 - (n + 1), below = inclusive -
+    # count.
     table = counts.cumsum(1, dtype=dtype)
     table.mul_(2).sub_(counts).sub_(n)
     centered = table.gather(1, index).to(torch.float64)
@@ -330,4 +348,5 @@ def sorted_quantile(a_flat: Tensor, q: float) -> Tensor:
     low = math.floor(position)
     high = min(low + 1, a_flat.shape[1] - 1)
     weight = position - low
-    return values[:, low : low + 1] + weight * (values[:, high : high + 1] - values[:, low : low + 1])
+    return values[:, low : low + 1] + weight * (values[:, high : high + 1]
+                                                - values[:, low : low + 1])

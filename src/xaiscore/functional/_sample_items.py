@@ -1,4 +1,5 @@
-"""Bookkeeping for logical batches of ``B x R`` items (sample-major: item ``i`` belongs to sample ``i // R``)."""
+"""Bookkeeping for logical batches of ``B x R`` items (sample-major: item ``i`` belongs to sample
+``i // R``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ __all__ = ["take_rows", "item_samples", "sample_pieces", "where_items"]
 
 
 def take_rows(t: Tensor, index: Tensor) -> Tensor:
-    """``t[index]`` along dim 0 through a 2-D view (``index_select`` on >2-D CPU tensors is very slow).
+    """``t[index]`` along dim 0 through a 2-D view (``index_select`` on >2-D CPU tensors is very
+    slow).
 
     Example:
         >>> take_rows(torch.arange(6.0).reshape(3, 1, 2), torch.tensor([2, 0, 2])).tolist()
@@ -21,8 +23,10 @@ def take_rows(t: Tensor, index: Tensor) -> Tensor:
     return flat.index_select(0, index).reshape((index.shape[0],) + tuple(t.shape[1:]))
 
 
-def item_samples(start: int, stop: int, per_sample: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(sample, repeat)`` of the items ``start .. stop - 1`` when every sample has ``per_sample`` items.
+def item_samples(start: int, stop: int, per_sample: int,
+                 device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(sample, repeat)`` of the items ``start .. stop - 1`` when every sample has ``per_sample``
+    items.
 
     Example:
         >>> [v.tolist() for v in item_samples(2, 7, 3, torch.device("cpu"))]
@@ -34,7 +38,8 @@ def item_samples(start: int, stop: int, per_sample: int, device: torch.device) -
 
 
 def sample_pieces(start: int, stop: int, per_sample: int) -> list[tuple[int, int, int, int]]:
-    """Split items ``start .. stop - 1`` into at most three pieces ``(item_lo, item_hi, sample_lo, sample_hi)``.
+    """Split items ``start .. stop - 1`` into at most three pieces
+    ``(item_lo, item_hi, sample_lo, sample_hi)``.
 
     Within a piece every sample has the same number of items: a partial first
     sample, a block of whole samples, a partial last sample.
@@ -60,10 +65,12 @@ def sample_pieces(start: int, stop: int, per_sample: int) -> list[tuple[int, int
 
 def where_items(mask: Tensor, fill: Tensor, x: Tensor, start: int, stop: int, per_sample: int, *,
                 out: Tensor | None = None) -> Tensor:
-    """``where(mask[i], fill[sample(i)], x[sample(i)])`` for the items ``start .. stop - 1``, without gathering ``x``.
+    """``where(mask[i], fill[sample(i)], x[sample(i)])`` for the items ``start .. stop - 1``,
+    without gathering ``x``.
 
     Args:
-        mask: ``(n, 1|C, *S)`` bool, or 0/1 weights of ``x``'s dtype, for the ``n = stop - start`` items.
+        mask: ``(n, 1|C, *S)`` bool, or 0/1 weights of ``x``'s dtype, for the ``n = stop - start``
+            items.
         fill: broadcastable to ``x`` with a batch axis of 1 or ``B``.
         x: ``(B, C, *S)``; item ``i`` belongs to sample ``i // per_sample``.
         out: Optional contiguous ``(n, C, *S)`` tensor to write into (returned).
@@ -87,7 +94,7 @@ def where_items(mask: Tensor, fill: Tensor, x: Tensor, start: int, stop: int, pe
         view = out[piece].view((k, reps) + tuple(x.shape[1:]))
         m = mask[piece].view((k, reps) + tuple(mask.shape[1:]))
         f = fill[sample_lo:sample_hi].unsqueeze(1) if fill.shape[0] > 1 else fill.unsqueeze(1)
-        # lerp(x, fill, mask) is exact at weights 0 and 1 (x, resp. fill, bit for bit, while x - fill is
-        # finite) and 3-4x faster on CPU than torch.where with a broadcast bool condition.
+        # lerp(x, fill, mask) is exact at weights 0 and 1 (x, resp. fill, bit for bit, while x -
+        # fill is finite) and 3-4x faster on CPU than torch.where with a broadcast bool condition.
         torch.lerp(x[sample_lo:sample_hi].unsqueeze(1), f, m.to(x.dtype), out=view)
     return out

@@ -1,4 +1,5 @@
-"""Axiomatic checks: completeness (Sundararajan et al. 2017) and non-sensitivity (Nguyen and Martinez 2020).
+"""Axiomatic checks: completeness (Sundararajan et al. 2017) and non-sensitivity
+(Nguyen and Martinez 2020).
 
 Common arguments: ``forward_fn`` returns logits ``(n, K)`` (an ``nn.Module``
 qualifies); ``x`` ``(B, C, *S)``; ``a`` ``(B, 1|C, *S)``; ``target`` ``(B,)``
@@ -19,7 +20,8 @@ from torch import Tensor
 from xaiscore._engine.batching import call_model, chunked_map, class_scores
 from xaiscore._checks import check_fraction, check_option
 from xaiscore._engine.model_mode import models_in_eval_mode
-from xaiscore._engine.perturbation import feature_attributions, make_baseline, partition, perturbed_scores
+from xaiscore._engine.perturbation import (feature_attributions, make_baseline, partition,
+                                           perturbed_scores)
 from xaiscore._engine.reduction import NORMALISATIONS, ChannelReduction, Normalisation
 from xaiscore.functional.faithfulness._common import finish_scores, prepare_model_inputs
 
@@ -42,7 +44,8 @@ def completeness(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Completeness (Sundararajan et al. 2017): do the attributions add up to the output difference?
+    r"""Completeness (Sundararajan et al. 2017): do the attributions add up to the output
+    difference?
 
     .. math:: \Big|\sum_e a_e - \big(f_c(x) - f_c(x_0)\big)\Big| \le
               \mathrm{atol} + \mathrm{rtol}\,\big|f_c(x) - f_c(x_0)\big|
@@ -79,10 +82,11 @@ def completeness(
         [1.0]
         >>> completeness(model, x, 2 * exact, torch.tensor([0])).tolist()
         [0.0]
-    """
+    """  # noqa: E501
     rtol = check_fraction(rtol, "rtol", high=math.inf)
     atol = check_fraction(atol, "atol", high=math.inf)
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     x, target = inputs.x, inputs.target
     reference = make_baseline(x, baseline).expand_as(x)
@@ -91,7 +95,8 @@ def completeness(
         logits = call_model(forward_fn, reference[start:stop].contiguous())
         return class_scores(logits, target[start:stop], softmax=softmax)
 
-    reference_score = finish_scores(chunked_map(x.shape[0], compute, max_batch_size=max_batch_size), x,
+    reference_score = finish_scores(chunked_map(x.shape[0], compute, max_batch_size=max_batch_size),
+                                    x,
                                     validate=validate)
     difference = inputs.score - reference_score
     total = inputs.a.reshape(x.shape[0], -1).sum(dim=1).to(x.dtype)
@@ -114,7 +119,8 @@ def non_sensitivity(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Non-sensitivity (Nguyen and Martinez 2020): are exactly the features the model ignores attributed zero?
+    r"""Non-sensitivity (Nguyen and Martinez 2020): are exactly the features the model ignores
+    attributed zero?
 
     Each feature is replaced by the baseline on its own (one model call per
     feature). With :math:`Z_f` the features whose removal changes the target
@@ -159,21 +165,25 @@ def non_sensitivity(
         [0.0]
         >>> non_sensitivity(model, x, wrong, torch.tensor([0]), softmax=False).tolist()  # features 1 and 2 wrong
         [2.0]
-    """
+    """  # noqa: E501
     eps = check_fraction(eps, "eps", high=math.inf)
     check_option(normalise, "normalise", NORMALISATIONS)
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     x = inputs.x
-    part = partition(x.shape, reduce_channels=reduce_channels, patch_size=patch_size, device=x.device)
-    magnitude = feature_attributions(inputs.a.abs(), part, reduce_channels=reduce_channels)  # (B, F), >= 0
+    part = partition(x.shape, reduce_channels=reduce_channels, patch_size=patch_size,
+                     device=x.device)
+    # (B, F), >= 0
+    magnitude = feature_attributions(inputs.a.abs(), part, reduce_channels=reduce_channels)
     if normalise is not None:
         scale = magnitude.amax(dim=1, keepdim=True) if normalise == "sample" else magnitude.amax()
         magnitude = magnitude / torch.where(scale > 0, scale, torch.ones_like(scale))
     n = part.n_features
     steps = torch.arange(n, device=x.device)
     substrate = make_baseline(x, baseline)
-    scores = perturbed_scores(forward_fn, x, part.ids, inputs.target, steps, steps + 1, substrate=substrate,
+    scores = perturbed_scores(forward_fn, x, part.ids, inputs.target, steps, steps + 1,
+                              substrate=substrate,
                               softmax=softmax, max_batch_size=max_batch_size)
     change = (finish_scores(scores, x, validate=validate) - inputs.score.unsqueeze(1)).abs()
     ignored = change < eps

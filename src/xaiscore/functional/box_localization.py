@@ -84,9 +84,11 @@ def _truth(a_map: Tensor, a: Tensor, mask: Tensor | None, boxes: Tensor | Sequen
 
 
 def _version_chunks(count: int, width: int, budget: int = 1 << 22) -> list[slice]:
-    """Slices of ``count`` versions such that ``slice length * width`` stays within ``budget`` elements."""
+    """Slices of ``count`` versions such that ``slice length * width`` stays within ``budget``
+    elements."""
     step = max(1, budget // max(1, width))
-    return [slice(start, min(start + step, count)) for start in range(0, count, step)] or [slice(0, 0)]
+    return ([slice(start, min(start + step, count)) for start in range(0, count, step)]
+            or [slice(0, 0)])
 
 
 def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tensor:
@@ -94,7 +96,8 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
 
     Args:
         mask: ``(B, 1|C, *S)`` bool or 0/1 (channels united), 1 to 3 spatial dims.
-        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
+        connectivity: ``"full"`` (8 in 2-D, 26 in 3-D), ``"face"`` (4 / 6) or ``"edge"``
+            (18 in 3-D).
 
     Returns:
         float64 boxes in raster order of each region's first pixel; ``G`` is the largest region
@@ -107,7 +110,7 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
         >>> m = torch.zeros(1, 1, 4, 6, dtype=torch.bool); m[0, 0, 1:3, 2:5] = True; m[0, 0, 3, 0] = True
         >>> mask_to_boxes(m).tolist()
         [[[2.0, 1.0, 5.0, 3.0], [0.0, 3.0, 1.0, 4.0]]]
-    """
+    """  # noqa: E501
     mask = torch.as_tensor(mask) if not isinstance(mask, Tensor) else mask
     if mask.ndim < 3 or mask.ndim > 5:
         raise ShapeError(f"Expected `mask` of shape (B, 1|C, *S) with 1 to 3 spatial dims, but got "
@@ -116,7 +119,7 @@ def mask_to_boxes(mask: Tensor, *, connectivity: Connectivity = "full") -> Tenso
     return torch.where(valid.unsqueeze(-1), boxes, torch.full_like(boxes, float("nan")))
 
 
-# --- Wang et al. 2017: box accuracy and average false positives -----------------------------------------
+# --- Wang et al. 2017: box accuracy and average false positives -----------------------------------
 
 
 def box_accuracy(
@@ -161,7 +164,8 @@ def box_accuracy(
             is ignored).
         overlap: ``"iobb"`` or ``"iou"``.
         overlap_thresholds: The ``T`` values (the paper's table: 0.1, 0.25, 0.5, 0.75, 0.9).
-        connectivity: ``"full"`` (8 / 26-connected regions), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D).
+        connectivity: ``"full"`` (8 / 26-connected regions), ``"face"`` (4 / 6) or ``"edge"``
+            (18 in 3-D).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 
@@ -185,7 +189,8 @@ def box_accuracy(
         >>> r.hits.tolist(), r.false_positives.tolist(), r.detections.tolist()
         ([[[1]]], [[[1]]], [[2]])
     """
-    check_option(threshold_mode, "threshold_mode", ("min_max_255", "absolute", "max_fraction", "quantile", "otsu"))
+    check_option(threshold_mode, "threshold_mode",
+                 ("min_max_255", "absolute", "max_fraction", "quantile", "otsu"))
     check_option(overlap, "overlap", ("iou", "iobb"))
     check_option(connectivity, "connectivity", CONNECTIVITIES)
     a_map = prepare_map(a, reduce_channels, validate)
@@ -194,7 +199,8 @@ def box_accuracy(
     flat = a_map.reshape(batch, -1)
     strict = threshold_mode == "otsu"
     if threshold_mode == "otsu":
-        grid = torch.zeros(1, dtype=torch.float64, device=a_map.device)  # reported as 0: per-sample values
+        # reported as 0: per-sample values
+        grid = torch.zeros(1, dtype=torch.float64, device=a_map.device)
         per_sample = threshold_values(flat, None, "otsu")
     else:
         values = [thresholds] if isinstance(thresholds, (int, float)) else thresholds
@@ -204,7 +210,8 @@ def box_accuracy(
             per_sample = grid
         else:
             if threshold_mode == "quantile" and not bool(((grid >= 0) & (grid <= 1)).all()):
-                raise OptionError(f"Expected quantile thresholds in [0, 1], but got {grid.tolist()}.")
+                raise OptionError(
+                    f"Expected quantile thresholds in [0, 1], but got {grid.tolist()}.")
             per_sample = threshold_values(flat, grid, threshold_mode)  # type: ignore[arg-type]
     levels = threshold_levels(flat.reshape(a_map.shape), per_sample, strict=strict)
     n_thr = grid.numel()
@@ -221,7 +228,8 @@ def box_accuracy(
         ratio = box_overlaps(sweep.boxes[part], sample, truth, valid, overlap)  # (V, G)
         matched = ratio.unsqueeze(-1) > t_overlap  # (V, G, K)
         hit_any.index_add_(0, sample, (alive[part, :, None, None] & matched.unsqueeze(1)).long())
-        false_pos.index_add_(0, sample, (alive[part].unsqueeze(-1) & ~matched.any(1).unsqueeze(1)).long())
+        false_pos.index_add_(0, sample, (alive[part].unsqueeze(-1)
+                                         & ~matched.any(1).unsqueeze(1)).long())
     hits = ((hit_any > 0) & valid[:, None, :, None]).sum(2)
     detections = torch.zeros(batch, n_thr, dtype=torch.long, device=a_map.device)
     detections.index_add_(0, sweep.sample, alive.long())
@@ -235,16 +243,19 @@ def box_accuracy(
     return BoxAccuracyResult(score=score, accuracy=accuracy, hits=hits, false_positives=false_pos,
                              detections=detections, num_boxes=num_boxes, thresholds=grid.to(dtype),
                              overlap_thresholds=t_overlap.to(dtype), value=value.to(dtype),
-                             set_accuracy=set_accuracy.to(dtype), average_false_positives=afp.to(dtype))
+                             set_accuracy=set_accuracy.to(dtype),
+                             average_false_positives=afp.to(dtype))
 
 
-# --- Choe et al. 2020: MaxBoxAcc (v1, v2) ------------------------------------------------------------------
+# --- Choe et al. 2020: MaxBoxAcc (v1, v2) ---------------------------------------------------------
 
 
-def _iou_thresholds(iou_thresholds: Sequence[float] | None, version: int, device: torch.device) -> Tensor:
+def _iou_thresholds(iou_thresholds: Sequence[float] | None, version: int,
+                    device: torch.device) -> Tensor:
     if iou_thresholds is None:
         iou_thresholds = (0.5,) if version == 1 else (0.3, 0.5, 0.7)
-    return threshold_grid(list(iou_thresholds), include_end=False, device=device, name="iou_thresholds")
+    return threshold_grid(list(iou_thresholds), include_end=False, device=device,
+                          name="iou_thresholds")
 
 
 def max_box_accuracy_statistics(
@@ -259,7 +270,8 @@ def max_box_accuracy_statistics(
     reduce_channels: ChannelReduction = "sum",
     validate: bool = True,
 ) -> MaxBoxAccuracyStatistics:
-    r"""Box correctness of every sample at every map threshold (Choe et al. 2020), summable over batches.
+    r"""Box correctness of every sample at every map threshold (Choe et al. 2020), summable over
+    batches.
 
     Each map is normalised to [0, 1] per sample (min-max; a constant map becomes 0). At each
     threshold ``tau``, the map selects ``{value >= tau}``; the box of its largest connected
@@ -280,7 +292,8 @@ def max_box_accuracy_statistics(
         version: 1 (largest component, ``delta = 0.5``) or 2 (all components, ``delta`` in
             0.3, 0.5, 0.7).
         iou_thresholds: Override the ``delta`` values of the version.
-        connectivity: ``"full"`` (8 / 26), ``"face"`` (4 / 6) or ``"edge"`` (18 in 3-D, SE3D's code).
+        connectivity: ``"full"`` (8 / 26), ``"face"`` (4 / 6) or ``"edge"``
+            (18 in 3-D, SE3D's code).
         reduce_channels: ``"sum"``, ``"mean"`` or ``"max_abs"``.
         validate: Check values (finite ``a``, binary ``mask``).
 
@@ -310,23 +323,27 @@ def max_box_accuracy_statistics(
     best_iou = torch.full((sweep.sample.numel(),), -1.0, dtype=torch.float64, device=device)
     if truth.shape[1] > 0:
         for part in _version_chunks(sweep.sample.numel(), truth.shape[1]):  # bounded memory
-            ratio = box_overlaps(sweep.boxes[part], sweep.sample[part], truth, valid, "iou")  # (V, G)
+            # (V, G)
+            ratio = box_overlaps(sweep.boxes[part], sweep.sample[part], truth, valid, "iou")
             best_iou[part] = ratio.amax(dim=1)
     flags = best_iou.unsqueeze(1) >= deltas  # (V, D)
     if version == 2:
         correct = alive_counts(sweep, flags, batch, n_thr) > 0
     else:
         largest = sweep.largest  # (B, T)
-        picked = flags.index_select(0, largest.clamp(min=0).reshape(-1)) if flags.shape[0] > 0 else \
+        picked = flags.index_select(0,
+                                    largest.clamp(min=0).reshape(-1)) if flags.shape[0] > 0 else \
             torch.zeros(batch * n_thr, deltas.numel(), dtype=torch.bool, device=device)
         picked = picked.reshape(batch, n_thr, -1) & (largest >= 0).unsqueeze(-1)
         correct = picked.permute(0, 2, 1)
     correct = correct & valid.any(1)[:, None, None]
     return MaxBoxAccuracyStatistics(correct=correct.contiguous(), valid=valid.any(1),
-                                    thresholds=grid.to(a_map.dtype), iou_thresholds=deltas.to(a_map.dtype))
+                                    thresholds=grid.to(a_map.dtype),
+                                    iou_thresholds=deltas.to(a_map.dtype))
 
 
-def max_box_accuracy_from_statistics(correct: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def max_box_accuracy_from_statistics(correct: Tensor,
+                                     valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The set score from per-sample (concatenated) or summed statistics.
 
     Args:
@@ -359,7 +376,8 @@ def max_box_accuracy(
     reduce_channels: ChannelReduction = "sum",
     validate: bool = True,
 ) -> MaxBoxAccuracyResult:
-    r"""MaxBoxAcc (Choe et al. 2020, "Evaluating weakly supervised object localization methods right").
+    r"""MaxBoxAcc (Choe et al. 2020, "Evaluating weakly supervised object localization methods
+    right").
 
     .. math:: \mathrm{MaxBoxAcc} = \frac{1}{|\Delta|} \sum_{\delta \in \Delta} \max_\tau
               \frac{1}{N} \sum_n \mathbb{1}\big[\max_{b, g} \mathrm{IoU}(b(s_n, \tau), g) \ge \delta\big]
@@ -385,22 +403,26 @@ def max_box_accuracy(
         [[0.0, 1.0, 1.0, 0.5]]
         >>> r.value.item(), r.best_threshold.tolist(), r.score.tolist()
         (1.0, [0.25], [1.0, 1.0])
-    """
-    stats = max_box_accuracy_statistics(a, mask, boxes=boxes, thresholds=thresholds, version=version,
+    """  # noqa: E501
+    stats = max_box_accuracy_statistics(a, mask, boxes=boxes, thresholds=thresholds,
+                                        version=version,
                                         iou_thresholds=iou_thresholds, connectivity=connectivity,
                                         reduce_channels=reduce_channels, validate=validate)
     value, accuracy, best = max_box_accuracy_from_statistics(stats.correct, stats.valid)
     dtype = stats.thresholds.dtype
-    at_best = stats.correct.gather(2, best.view(1, -1, 1).expand(stats.correct.shape[0], -1, 1)).squeeze(2)
+    at_best = stats.correct.gather(2, best.view(1, -1, 1).expand(stats.correct.shape[0], -1,
+                                                                 1)).squeeze(2)
     invalid = ~stats.valid
     score = nan_where(invalid, at_best.to(dtype).mean(1))
-    curve = nan_where(invalid.unsqueeze(1).expand(-1, stats.correct.shape[2]), stats.correct.to(dtype).mean(1))
+    curve = nan_where(invalid.unsqueeze(1).expand(-1, stats.correct.shape[2]),
+                      stats.correct.to(dtype).mean(1))
     return MaxBoxAccuracyResult(value=value.to(dtype), score=score, curve=curve, x=stats.thresholds,
-                                accuracy=accuracy.to(dtype), best_threshold=stats.thresholds.index_select(0, best),
+                                accuracy=accuracy.to(dtype),
+                                best_threshold=stats.thresholds.index_select(0, best),
                                 statistics=stats)
 
 
-# --- Choe et al. 2020: PxAP --------------------------------------------------------------------------------
+# --- Choe et al. 2020: PxAP -----------------------------------------------------------------------
 
 
 def pxap_statistics(
@@ -488,7 +510,8 @@ def pxap(
     reduce_channels: ChannelReduction = "sum",
     validate: bool = True,
 ) -> PxAPResult:
-    r"""PxAP: area under the pixel precision-recall curve, pixels pooled over the batch (Choe et al. 2020).
+    r"""PxAP: area under the pixel precision-recall curve, pixels pooled over the batch
+    (Choe et al. 2020).
 
     ``PxPrec(tau) = |{s >= tau} ∩ M| / |{s >= tau}|`` and ``PxRec(tau) = |{s >= tau} ∩ M| / |M|``
     over all pixels of all samples (maps min-max normalised per sample), integrated as in
@@ -511,7 +534,8 @@ def pxap(
         >>> pxap(a, mask, thresholds=2).value.item()  # the mask pixels rank first: AP = 1
         1.0
     """
-    stats = pxap_statistics(a, mask, ignore=ignore, thresholds=thresholds, reduce_channels=reduce_channels,
+    stats = pxap_statistics(a, mask, ignore=ignore, thresholds=thresholds,
+                            reduce_channels=reduce_channels,
                             validate=validate)
     dtype = stats.thresholds.dtype
     pooled_pos, pooled_neg = stats.positives.sum(0), stats.negatives.sum(0)

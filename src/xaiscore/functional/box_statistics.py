@@ -157,7 +157,8 @@ def box_accuracy_counts(
         >>> c["hits"].tolist(), c["false_positives"].tolist(), c["num_boxes"].item()
         ([[1]], [[1]], 1)
     """
-    result = box_accuracy(a, mask, boxes=boxes, thresholds=thresholds, threshold_mode=threshold_mode,
+    result = box_accuracy(a, mask, boxes=boxes, thresholds=thresholds,
+                          threshold_mode=threshold_mode,
                           overlap=overlap, overlap_thresholds=overlap_thresholds,
                           connectivity=connectivity, reduce_channels=reduce_channels,
                           validate=validate)
@@ -259,8 +260,9 @@ def max_box_accuracy_counts(
         >>> c = max_box_accuracy_counts(a, boxes=torch.tensor([[[1.0, 1.0, 4.0, 4.0]]]), thresholds=4)
         >>> c["correct"].tolist(), c["valid"].item()
         ([[0, 1, 1, 1]], 1)
-    """
-    stats = max_box_accuracy_statistics(a, mask, boxes=boxes, thresholds=thresholds, version=version,
+    """  # noqa: E501
+    stats = max_box_accuracy_statistics(a, mask, boxes=boxes, thresholds=thresholds,
+                                        version=version,
                                         iou_thresholds=iou_thresholds, connectivity=connectivity,
                                         reduce_channels=reduce_channels, validate=validate)
     return {"correct": stats.correct.sum(0, dtype=torch.long),
@@ -281,7 +283,8 @@ def max_box_accuracy_set_result(statistics: dict[str, Tensor], *,
     correct, valid = statistics["correct"], statistics["valid"]
     value, accuracy, best = max_box_accuracy_from_statistics(correct, valid)
     grid = threshold_grid(thresholds, include_end=False, device=correct.device)
-    return MaxBoxAccuracySetResult(value, accuracy, grid.index_select(0, best), grid, correct, valid)
+    return MaxBoxAccuracySetResult(value, accuracy, grid.index_select(0, best), grid, correct,
+                                   valid)
 
 
 #: MaxBoxAcc (v1, v2) as summable counts (the states of ``MaxBoxAccuracy``).

@@ -34,7 +34,8 @@ from xaiscore.functional._mst import hull_areas, salient_points, spanning_forest
 __all__ = ["sparseness", "complexity", "effective_complexity", "mst_compactness"]
 
 
-def _absolute_features(a: Tensor, reduce_channels: ChannelReduction | None, validate: bool) -> Tensor:
+def _absolute_features(a: Tensor, reduce_channels: ChannelReduction | None,
+                       validate: bool) -> Tensor:
     a = check_attributions(a, validate=validate)
     return flatten_features(_reduce_channels(a, reduce_channels)).abs()
 
@@ -105,7 +106,8 @@ def complexity(
     total = x.sum(1, dtype=torch.float64)
     x_log_x = torch.special.xlogy(x, x).sum(1, dtype=torch.float64)
     safe_total = torch.where(total > 0, total, torch.ones_like(total))
-    entropy = (torch.log(safe_total) - x_log_x / safe_total).clamp(min=0.0)  # clamp: rounding below 0
+    # clamp: rounding below 0
+    entropy = (torch.log(safe_total) - x_log_x / safe_total).clamp(min=0.0)
     return nan_where(total == 0, entropy.to(a.dtype))
 
 

@@ -53,7 +53,8 @@ Ties = Literal["fraction", "any", "first"]
 Relevance = Literal["positive", "absolute", "signed"]
 
 
-def _ball_kernel(radius: float, spatial_dims: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _ball_kernel(radius: float, spatial_dims: int, dtype: torch.dtype,
+                 device: torch.device) -> Tensor:
     r = math.floor(radius)
     offsets = torch.arange(-r, r + 1, dtype=torch.float64)
     grids = torch.meshgrid(*([offsets] * spatial_dims), indexing="ij")
@@ -65,7 +66,8 @@ def _ball_kernel(radius: float, spatial_dims: int, dtype: torch.dtype, device: t
 def _dilate(mask: Tensor, radius: float) -> Tensor:
     """Pixels within Euclidean distance ``radius`` of a mask pixel, ``(B, 1, *S)`` bool."""
     spatial_dims = mask.ndim - 2
-    # No two pixels are farther apart than the diagonal: a larger radius (up to inf) dilates the same.
+    # No two pixels are farther apart than the diagonal: a larger radius (up to inf) dilates the
+    # same.
     radius = min(radius, math.sqrt(sum((side - 1) ** 2 for side in mask.shape[2:])))
     kernel = _ball_kernel(radius, spatial_dims, torch.float32, mask.device)
     conv = (F.conv1d, F.conv2d, F.conv3d)[spatial_dims - 1]
@@ -137,7 +139,8 @@ def pointing_game(
     area = mask_map.reshape(a.shape[0], -1).sum(1)
     target = mask_map
     if tolerance > 0:
-        target = _dilate(mask_map.reshape((-1, 1) + mask_map.shape[2:]), tolerance).reshape(mask_map.shape)
+        target = _dilate(mask_map.reshape((-1, 1) + mask_map.shape[2:]),
+                         tolerance).reshape(mask_map.shape)
     a_flat = a_map.reshape(a.shape[0], -1)
     target_flat = target.reshape(a.shape[0], -1)
     dtype = a_flat.dtype
@@ -202,7 +205,8 @@ def energy_pointing_game(
         >>> energy_pointing_game(a, mask).tolist()
         [0.75]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     return _mass_inside(a_flat.clamp(min=0), mask_flat)
 
 
@@ -241,7 +245,8 @@ def relevance_mass_accuracy(
         >>> relevance_mass_accuracy(a, mask, relevance="absolute").tolist()
         [0.8333333134651184]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     return _mass_inside(_relevance(a_flat, relevance), mask_flat)
 
 
@@ -273,7 +278,8 @@ def relevance_rank_accuracy(
         >>> relevance_rank_accuracy(a, mask).tolist()
         [0.5]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     k = mask_flat.sum(1)
     hits = expected_top_k_hits(a_flat, mask_flat, k)
     return nan_where(k == 0, hits / k.clamp(min=1).to(a_flat.dtype))
@@ -288,7 +294,8 @@ def top_k_intersection(
     reduce_channels: ChannelReduction | None = "sum",
     validate: bool = True,
 ) -> Tensor:
-    r"""Top-k intersection (Theiner et al. 2022): the share of the k highest features inside the mask.
+    r"""Top-k intersection (Theiner et al. 2022): the share of the k highest features inside the
+    mask.
 
     .. math:: \mathrm{TKI} = \frac{|\mathrm{top}_k(a) \cap M|}{k}
 
@@ -315,7 +322,8 @@ def top_k_intersection(
         >>> top_k_intersection(a, mask, k=0.75).tolist()
         [0.6666666865348816]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     n_features = a_flat.shape[1]
     count = resolve_count(k, n_features)
     k_tensor = torch.full((a_flat.shape[0],), count, dtype=torch.long, device=a_flat.device)
@@ -360,7 +368,8 @@ def attribution_localisation(
         >>> attribution_localisation(a, mask, weighted=True).tolist()
         [3.0]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     ratio = _mass_inside(a_flat.clamp(min=0), mask_flat)
     if weighted:
         area = mask_flat.sum(1).clamp(min=1).to(ratio.dtype)
@@ -398,7 +407,8 @@ def localization_auc(
         >>> localization_auc(a, mask).tolist()
         [0.875]
     """
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=validate)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=validate)
     n_features = a_flat.shape[1]
     positives = mask_flat.sum(1)
     negatives = n_features - positives

@@ -52,7 +52,8 @@ from xaiscore.functional._common import nan_where, prepare_map_and_mask
 __all__ = ["Mosaics", "make_mosaics", "grid_pointing_game", "focus", "tile_index"]
 
 
-def tile_index(spatial: tuple[int, int], grid: int, *, device: torch.device | str | None = None) -> Tensor:
+def tile_index(spatial: tuple[int, int], grid: int, *,
+               device: torch.device | str | None = None) -> Tensor:
     """The tile of every pixel of an ``n x n`` grid over a ``(H, W)`` map, in raster order.
 
     Tile row ``i`` covers rows ``floor(i H / n) .. floor((i + 1) H / n) - 1``; columns alike.
@@ -71,13 +72,16 @@ def tile_index(spatial: tuple[int, int], grid: int, *, device: torch.device | st
     """
     if (not isinstance(spatial, (tuple, list)) or len(spatial) != 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in spatial)):
-        raise ShapeError(f"Expected `spatial` as (H, W) with two positive ints, but got {spatial!r}.")
+        raise ShapeError(
+            f"Expected `spatial` as (H, W) with two positive ints, but got {spatial!r}.")
     grid = check_positive_int(grid, "grid", minimum=2)
     height, width = spatial
     rows = torch.arange(height, device=device)
     cols = torch.arange(width, device=device)
-    row_bounds = torch.tensor([i * height // grid for i in range(1, grid)], device=device, dtype=torch.long)
-    col_bounds = torch.tensor([i * width // grid for i in range(1, grid)], device=device, dtype=torch.long)
+    row_bounds = torch.tensor([i * height // grid for i in range(1, grid)], device=device,
+                              dtype=torch.long)
+    col_bounds = torch.tensor([i * width // grid for i in range(1, grid)], device=device,
+                              dtype=torch.long)
     row_tile = (rows[:, None] >= row_bounds[None, :]).sum(1)
     col_tile = (cols[:, None] >= col_bounds[None, :]).sum(1)
     return row_tile[:, None] * grid + col_tile[None, :]
@@ -86,7 +90,8 @@ def tile_index(spatial: tuple[int, int], grid: int, *, device: torch.device | st
 def _grid_of(count: int) -> int:
     side = math.isqrt(count)
     if side < 2 or side * side != count:
-        raise ShapeError(f"Expected `tiles` flags for n x n tiles (4, 9, 16, ... per row), but got {count}.")
+        raise ShapeError(
+            f"Expected `tiles` flags for n x n tiles (4, 9, 16, ... per row), but got {count}.")
     return side
 
 
@@ -95,32 +100,40 @@ def _tile_flags(tiles: Tensor, batch: int, grid: int | None, device: torch.devic
     """``tiles`` as ``(B, n^2)`` bool flags and the grid size ``n``."""
     tiles = check_tensor(tiles, "tiles")
     if tiles.is_floating_point() or tiles.is_complex():
-        raise DTypeError(f"Expected `tiles` as bool flags or integer tile indices, but got dtype {tiles.dtype}.")
+        raise DTypeError(
+            f"Expected `tiles` as bool flags or integer tile indices, but got dtype {tiles.dtype}.")
     check_same_device(tiles, torch.empty(0, device=device), reference_name="tiles", other_name="a")
     if tiles.ndim == 2 and tiles.shape[0] == batch:
         side = _grid_of(tiles.shape[1])
         if grid is not None and check_positive_int(grid, "grid", minimum=2) != side:
-            raise ShapeError(f"Expected `tiles` with {grid * grid} flags per row for grid={grid}, but got "
-                             f"{tiles.shape[1]}.")
+            raise ShapeError(
+                f"Expected `tiles` with {grid * grid} flags per row for grid={grid}, but got "
+                f"{tiles.shape[1]}.")
         if validate and tiles.dtype != torch.bool and bool(((tiles != 0) & (tiles != 1)).any()):
-            raise MaskError("Expected `tiles` flags of 0 or 1 (1: the tile shows the target class).")
+            raise MaskError(
+                "Expected `tiles` flags of 0 or 1 (1: the tile shows the target class).")
         return tiles.bool(), side
     if tiles.ndim == 1 and tiles.shape[0] == batch and tiles.dtype != torch.bool:
         side = 2 if grid is None else check_positive_int(grid, "grid", minimum=2)
         if validate and batch and (int(tiles.min()) < 0 or int(tiles.max()) >= side * side):
-            raise OptionError(f"Expected tile indices in [0, {side * side}) for a {side} x {side} grid, but got "
-                              f"values in [{int(tiles.min())}, {int(tiles.max())}].")
+            raise OptionError(
+                f"Expected tile indices in [0, {side * side}) for a {side} x {side} grid, but got "
+                f"values in [{int(tiles.min())}, {int(tiles.max())}].")
         return F.one_hot(tiles.long().clamp(0, side * side - 1), side * side).bool(), side
-    raise ShapeError(f"Expected `tiles` as ({batch}, n^2) flags or ({batch},) tile indices, but got shape "
-                     f"{tuple(tiles.shape)}.")
+    raise ShapeError(
+        f"Expected `tiles` as ({batch}, n^2) flags or ({batch},) tile indices, but got shape "
+        f"{tuple(tiles.shape)}.")
 
 
-def _positive_share(a: Tensor, tiles: Tensor, grid: int | None, reduce_channels: ChannelReduction | None,
+def _positive_share(a: Tensor, tiles: Tensor, grid: int | None,
+                    reduce_channels: ChannelReduction | None,
                     validate: bool) -> Tensor:
     a = check_attributions(a, min_spatial_dims=2, max_spatial_dims=2, validate=validate)
     flags, side = _tile_flags(tiles, a.shape[0], grid, a.device, validate)
-    mask = flags[:, tile_index(tuple(a.shape[2:]), side, device=a.device)].unsqueeze(1)  # (B, 1, H, W)
-    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels, validate=False)
+    # (B, 1, H, W)
+    mask = flags[:, tile_index(tuple(a.shape[2:]), side, device=a.device)].unsqueeze(1)
+    a_flat, mask_flat = prepare_map_and_mask(a, mask, channel_reduction=reduce_channels,
+                                             validate=False)
     positive = a_flat.clamp(min=0)
     inside = (positive * mask_flat).sum(1)
     total = positive.sum(1)
@@ -207,7 +220,7 @@ def focus(
     return _positive_share(a, tiles, 2, reduce_channels, validate)
 
 
-# --- building mosaics ------------------------------------------------------------------------------------
+# --- building mosaics -----------------------------------------------------------------------------
 
 
 class Mosaics(NamedTuple):
@@ -237,7 +250,8 @@ class Mosaics(NamedTuple):
 def _confident(forward_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor | None,
                min_confidence: float, max_batch_size: int) -> tuple[Tensor, Tensor, int]:
     """Each image's class, whether it is classified confidently, and the number of classes."""
-    probs = chunked_map(images.shape[0], lambda s, e: call_model(forward_fn, images[s:e]).softmax(dim=1),
+    probs = chunked_map(images.shape[0],
+                        lambda s, e: call_model(forward_fn, images[s:e]).softmax(dim=1),
                         max_batch_size=max_batch_size)
     predicted = probs.argmax(dim=1)
     if labels is None:
@@ -246,9 +260,11 @@ def _confident(forward_fn: Callable[[Tensor], Tensor], images: Tensor, labels: T
     else:
         labels = check_tensor(labels, "labels")
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            raise DTypeError(f"Expected `labels` to hold integer class indices, but got dtype {labels.dtype}.")
+            raise DTypeError(
+                f"Expected `labels` to hold integer class indices, but got dtype {labels.dtype}.")
         if labels.shape != (images.shape[0],):
-            raise ShapeError(f"Expected `labels` of shape ({images.shape[0]},), but got {tuple(labels.shape)}.")
+            raise ShapeError(
+                f"Expected `labels` of shape ({images.shape[0]},), but got {tuple(labels.shape)}.")
         classes = labels.to(probs.device).long()
         if bool(((classes < 0) | (classes >= probs.shape[1])).any()):
             raise OptionError(f"Expected `labels` in [0, {probs.shape[1]}) (the model's classes).")
@@ -284,8 +300,9 @@ def _layout(classes: Tensor, usable: Tensor, num_classes: int, num_mosaics: int,
     eligible = (counts >= target_tiles) & (int(nonempty.sum()) - 1 >= others_needed)
     if not bool(eligible.any()):
         raise OptionError(
-            f"Expected confidently classified images of at least {others_needed + 1} classes (one with "
-            f"{target_tiles} images) for {cells}-tile mosaics, but got images per class {counts.tolist()}."
+            f"Expected confidently classified images of at least {others_needed + 1} classes (one "
+            f"with {target_tiles} images) for {cells}-tile mosaics, but got images per class "
+            f"{counts.tolist()}."
         )
     gen = {"generator": generator, "device": generator.device}
     candidates = eligible.nonzero().squeeze(1)
@@ -298,9 +315,11 @@ def _layout(classes: Tensor, usable: Tensor, num_classes: int, num_mosaics: int,
     slot_class = torch.cat([target[:, None].expand(-1, target_tiles), others], dim=1)  # (M, n^2)
     uniform = torch.rand(num_mosaics, cells, dtype=torch.float64, **gen).cpu()
     ranks = torch.cat([_draw_distinct(uniform[:, :target_tiles], counts[target]),
-                       (uniform[:, target_tiles:] * counts[others]).long().clamp(max=counts[others] - 1)], dim=1)
+                       (uniform[:, target_tiles:] * counts[others]).long().clamp(max=counts[others]
+                                                                                 - 1)], dim=1)
     pool = usable.nonzero().squeeze(1).cpu()
-    order = pool[torch.sort(classes.cpu()[pool], stable=True).indices]  # usable images grouped by class
+    # usable images grouped by class
+    order = pool[torch.sort(classes.cpu()[pool], stable=True).indices]
     starts = torch.cumsum(counts, 0) - counts
     return target, order[starts[slot_class] + ranks]
 
@@ -369,20 +388,25 @@ def make_mosaics(
     cells = side * side
     target_tiles = check_positive_int(target_tiles, "target_tiles")
     if target_tiles >= cells:
-        raise OptionError(f"Expected `target_tiles` below the {cells} tiles of a {side} x {side} grid, but got "
-                          f"{target_tiles}.")
+        raise OptionError(
+            f"Expected `target_tiles` below the {cells} tiles of a {side} x {side} grid, but got "
+            f"{target_tiles}.")
     num_mosaics = check_positive_int(num_mosaics, "num_mosaics")
     min_confidence = check_fraction(min_confidence, "min_confidence")
     max_batch_size = check_max_batch_size(max_batch_size)
     generator = resolve_generator(generator, seed, default_seed=0)
-    classes, usable, num_classes = _confident(forward_fn, images, labels, min_confidence, max_batch_size)
-    target, indices = _layout(classes, usable, num_classes, num_mosaics, cells, target_tiles, generator)
-    position = torch.rand(num_mosaics, cells, generator=generator, device=generator.device).cpu().argsort(dim=1)
+    classes, usable, num_classes = _confident(forward_fn, images, labels, min_confidence,
+                                              max_batch_size)
+    target, indices = _layout(classes, usable, num_classes, num_mosaics, cells, target_tiles,
+                              generator)
+    position = torch.rand(num_mosaics, cells, generator=generator,
+                          device=generator.device).cpu().argsort(dim=1)
     tile_indices = torch.empty_like(indices).scatter_(1, position, indices)
     tile_classes = classes.cpu()[tile_indices]
     device = images.device
     height, width = images.shape[2:]
-    x = images[tile_indices.reshape(-1).to(device)].reshape(num_mosaics, side, side, -1, height, width)
+    x = images[tile_indices.reshape(-1).to(device)].reshape(num_mosaics, side, side, -1, height,
+                                                            width)
     x = x.permute(0, 3, 1, 4, 2, 5).reshape(num_mosaics, -1, side * height, side * width)
     flags = (tile_classes == target[:, None]).to(device)
     tile_map = tile_index((side * height, side * width), side, device=device)

@@ -9,8 +9,9 @@ per-threshold counts (MaxBoxAcc, PxAP). Such a metric describes itself with a
   and dtypes depend on the options only (e.g. ``num_classes``);
 * ``update(*inputs, **optional_inputs, **options)``: the statistics of one batch, same
   keys, shapes and dtypes (``optional_inputs``, e.g. ground-truth ``boxes`` instead of a
-  ``mask``, are passed by keyword when given); the statistics of a union of disjoint batches are their **sums**, so they add
-  up over batches and over processes (``torch.distributed`` all-reduce) exactly;
+  ``mask``, are passed by keyword when given); the statistics of a union of disjoint batches are
+  their **sums**, so they add up over batches and over processes (``torch.distributed`` all-reduce)
+  exactly;
 * ``compute(statistics, **options)``: the metric from the summed statistics, a
   ``NamedTuple`` whose **first field is the 0-d metric value**.
 

@@ -55,12 +55,14 @@ Window = Literal["uniform", "gaussian"]
 
 
 def _check_pair(a: object, b: object, *, validate: bool) -> tuple[Tensor, Tensor]:
-    """Check two floating ``(B, ...)`` tensors of the same shape and device; promote to one dtype."""
+    """Check two floating ``(B, ...)`` tensors of the same shape and device; promote to one dtype.
+    """
     a = check_tensor(a, "a")
     b = check_tensor(b, "b")
     for name, t in (("a", a), ("b", b)):
         if not t.is_floating_point():
-            raise DTypeError(f"Expected `{name}` to be a floating-point tensor, but got dtype {t.dtype}.")
+            raise DTypeError(
+                f"Expected `{name}` to be a floating-point tensor, but got dtype {t.dtype}.")
         if t.ndim < 2:
             raise ShapeError(
                 f"Expected `{name}` of shape (B, ...) with at least one feature axis, but got "
@@ -68,10 +70,12 @@ def _check_pair(a: object, b: object, *, validate: bool) -> tuple[Tensor, Tensor
                 f"`{name}.unsqueeze(0)`."
             )
         if t.shape[0] == 0 or t.numel() == 0:
-            raise ShapeError(f"Expected `{name}` to hold at least one sample and one feature, but got shape "
-                             f"{tuple(t.shape)}.")
+            raise ShapeError(
+                f"Expected `{name}` to hold at least one sample and one feature, but got shape "
+                f"{tuple(t.shape)}.")
     if a.shape != b.shape:
-        raise ShapeError(f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
+        raise ShapeError(
+            f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
     check_same_device(a, b, reference_name="a", other_name="b")
     if validate:
         check_attributions(a.reshape(a.shape[0], 1, -1), name="a", validate=True)
@@ -93,8 +97,10 @@ def _pearson_flat(a: Tensor, b: Tensor) -> Tensor:
     a_centered = a - a.mean(dim=1, keepdim=True)
     b_centered = b - b.mean(dim=1, keepdim=True)
     # Scale each row by its largest magnitude first so that the sums of squares cannot overflow.
-    a_scaled = a_centered / a_centered.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
-    b_scaled = b_centered / b_centered.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(b.dtype).tiny)
+    a_scaled = a_centered / a_centered.abs().amax(dim=1, keepdim=True).clamp_min(
+        torch.finfo(a.dtype).tiny)
+    b_scaled = b_centered / b_centered.abs().amax(dim=1, keepdim=True).clamp_min(
+        torch.finfo(b.dtype).tiny)
     numerator = (a_scaled * b_scaled).sum(dim=1)
     denominator = torch.sqrt((a_scaled * a_scaled).sum(dim=1) * (b_scaled * b_scaled).sum(dim=1))
     undefined = _is_constant(a) | _is_constant(b)
@@ -125,7 +131,7 @@ def pearson_correlation(a: Tensor, b: Tensor, *, validate: bool = True) -> Tenso
         >>> b = torch.tensor([[2.0, 4.0, 7.0], [0.0, 1.0, 2.0]])
         >>> [round(v, 4) for v in pearson_correlation(a, b).tolist()[:1]], pearson_correlation(a, b)[1].isnan().item()
         ([0.9934], True)
-    """
+    """  # noqa: E501
     a, b = _check_pair(a, b, validate=validate)
     return _pearson_flat(_flat(a), _flat(b))
 
@@ -155,11 +161,13 @@ def spearman_correlation(a: Tensor, b: Tensor, *, validate: bool = True) -> Tens
     a, b = _check_pair(a, b, validate=validate)
     # Pearson of the average ranks, from exact centred integer ranks in float64; NaN for a
     # constant sample or one holding NaN (reachable with validate=False).
-    return spearman_of_unit_ranks(unit_rank_vectors(_flat(a)), unit_rank_vectors(_flat(b))).to(a.dtype)
+    return spearman_of_unit_ranks(unit_rank_vectors(_flat(a)),
+                                  unit_rank_vectors(_flat(b))).to(a.dtype)
 
 
 def spearman_of_unit_ranks(u: Tensor, v: Tensor) -> Tensor:
-    """Spearman's correlation from two rows of :func:`~xaiscore.functional._common.unit_rank_vectors`: ``(B,)`` float64."""
+    """Spearman's correlation from two rows of
+    :func:`~xaiscore.functional._common.unit_rank_vectors`: ``(B,)`` float64."""
     return torch.linalg.vecdot(u, v).clamp(-1.0, 1.0)
 
 
@@ -180,7 +188,7 @@ def cosine_similarity(a: Tensor, b: Tensor, *, validate: bool = True) -> Tensor:
     Example:
         >>> cosine_similarity(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 2.0], [3.0, 3.0]])).tolist()
         [0.0, 1.0]
-    """
+    """  # noqa: E501
     a, b = _check_pair(a, b, validate=validate)
     a_flat, b_flat = _flat(a), _flat(b)
     a_scaled = a_flat / a_flat.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
@@ -214,7 +222,8 @@ def mean_squared_error(a: Tensor, b: Tensor, *, validate: bool = True) -> Tensor
 
 
 def _reflect_index(size: int, pad: int, device: torch.device) -> Tensor:
-    """Indices of a length-``size`` axis padded by ``pad`` on both sides, scipy.ndimage ``reflect`` rule.
+    """Indices of a length-``size`` axis padded by ``pad`` on both sides, scipy.ndimage ``reflect``
+    rule.
 
     ``reflect`` mirrors about the edge including the edge sample (``d c b a | a b c d | d c b a``),
     repeating with period ``2 * size`` for pads longer than the axis.
@@ -285,7 +294,8 @@ def _ssim_maps(a: Tensor, b: Tensor, *, spatial_dims: int, weights: list[float],
     mean_a, mean_b = smooth(a), smooth(b)
     centred_ab = mean_a * mean_b
     mean_aa_centred, mean_bb_centred = mean_a.square(), mean_b.square()
-    e_aa.sub_(mean_aa_centred).add_(e_bb.sub_(mean_bb_centred)).mul_(cov_norm).add_(c2)  # sum of variances + C2
+    # sum of variances + C2
+    e_aa.sub_(mean_aa_centred).add_(e_bb.sub_(mean_bb_centred)).mul_(cov_norm).add_(c2)
     e_ab.sub_(centred_ab).mul_(2 * cov_norm).add_(c2)  # 2 cov + C2
     del centred_ab, mean_aa_centred, mean_bb_centred
     mean_a.add_(shift_a)
@@ -386,14 +396,17 @@ def ssim(
     if min(spatial) < win_size:
         what = "flattened length" if flatten else "spatial shape"
         raise OptionError(
-            f"Expected every spatial axis to be at least `win_size` = {win_size} long, but got the {what} "
-            f"{spatial}. Pass a smaller odd `win_size`, or `flatten=True` to compare flattened maps."
+            f"Expected every spatial axis to be at least `win_size` = {win_size} long, but got the "
+            f"{what} {spatial}. Pass a smaller odd `win_size`, or `flatten=True` to compare "
+            "flattened maps."
         )
     a_flat, b_flat = _flat(a_maps), _flat(b_maps)
-    span = torch.maximum(a_flat.amax(dim=1), b_flat.amax(dim=1)) - torch.minimum(a_flat.amin(dim=1), b_flat.amin(dim=1))
+    span = torch.maximum(a_flat.amax(dim=1), b_flat.amax(dim=1)) - torch.minimum(a_flat.amin(dim=1),
+                                                                                 b_flat.amin(dim=1))
     data_range_t = _ssim_data_range(data_range, span, a_maps)
     weights = _window_weights(window, win_size, float(sigma))
-    per_channel = _ssim_maps(a_maps, b_maps, spatial_dims=spatial_dims, weights=weights, win_size=win_size,
+    per_channel = _ssim_maps(a_maps, b_maps, spatial_dims=spatial_dims, weights=weights,
+                             win_size=win_size,
                              data_range=data_range_t, k1=k1, k2=k2,
                              use_sample_covariance=use_sample_covariance)  # (B, C)
     # Equal constants with a zero data range are 0/0 in every window (scikit-image gives NaN too);
@@ -409,26 +422,31 @@ def _ssim_inputs(a: Tensor, b: Tensor, *, flatten: bool, validate: bool) -> tupl
     a = check_attributions(a, validate=validate)
     b = check_attributions(b, name="b", validate=validate)
     if a.shape != b.shape:
-        raise ShapeError(f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
+        raise ShapeError(
+            f"Expected `b` to have the shape of `a` {tuple(a.shape)}, but got {tuple(b.shape)}.")
     check_same_device(a, b, reference_name="a", other_name="b")
     dtype = torch.promote_types(a.dtype, b.dtype)
     return a.to(dtype), b.to(dtype)
 
 
-def _ssim_window_size(win_size: int | None, window: str, sigma: float, use_sample_covariance: bool) -> int:
+def _ssim_window_size(win_size: int | None, window: str, sigma: float,
+                      use_sample_covariance: bool) -> int:
     """The checked odd window size (scikit-image's default for ``window`` when ``None``)."""
     if win_size is None:
         win_size = 7 if window == "uniform" else 2 * int(3.5 * sigma + 0.5) + 1
-    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
+    if (isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1
+        or win_size % 2 == 0):
         raise OptionError(f"Expected `win_size` to be an odd positive int, but got {win_size!r}.")
     if use_sample_covariance and win_size == 1:
-        raise OptionError("Expected `win_size` >= 3 with `use_sample_covariance=True` (a one-value window has no "
-                          "sample covariance), but got 1.")
+        raise OptionError(
+            "Expected `win_size` >= 3 with `use_sample_covariance=True` (a one-value window has no "
+            "sample covariance), but got 1.")
     return win_size
 
 
 def _ssim_data_range(data_range: float | Tensor | None, span: Tensor, a_maps: Tensor) -> Tensor:
-    """``data_range`` as a per-sample tensor shaped to broadcast over ``a_maps`` (the span if ``None``)."""
+    """``data_range`` as a per-sample tensor shaped to broadcast over ``a_maps``
+    (the span if ``None``)."""
     dtype, device = a_maps.dtype, a_maps.device
     batch = a_maps.shape[0]
     if data_range is None:
@@ -437,7 +455,8 @@ def _ssim_data_range(data_range: float | Tensor | None, span: Tensor, a_maps: Te
         data_range_t = data_range.to(dtype=dtype, device=device).reshape(-1).expand(batch)
     elif isinstance(data_range, (int, float)) and not isinstance(data_range, bool):
         if not math.isfinite(data_range) or data_range < 0:
-            raise OptionError(f"Expected `data_range` to be a finite number >= 0, but got {data_range!r}.")
+            raise OptionError(
+                f"Expected `data_range` to be a finite number >= 0, but got {data_range!r}.")
         data_range_t = torch.full((batch,), float(data_range), dtype=dtype, device=device)
     else:
         raise DTypeError(f"Expected `data_range` to be a number, a (B,) tensor or None, but got "
@@ -457,7 +476,8 @@ SIMILARITIES: dict[str, SimilarityFn] = {
 
 
 def resolve_similarity(similarity: str | SimilarityFn, name: str = "similarity") -> SimilarityFn:
-    """Return the function named ``similarity`` in :data:`SIMILARITIES`, or ``similarity`` if callable."""
+    """Return the function named ``similarity`` in :data:`SIMILARITIES`, or ``similarity`` if
+    callable."""
     if callable(similarity):
         return similarity
     check_option(similarity, name, tuple(SIMILARITIES))

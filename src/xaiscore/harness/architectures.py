@@ -102,7 +102,8 @@ def demo_network(architecture: str, *, in_channels: int, num_classes: int, spati
         from xaiscore.explainers.tiny_models import TinyViT
 
         return TinyViT(in_channels, num_classes, image_size=tuple(spatial),
-                       spatial_dims=len(spatial), input_mean=mean, input_std=std, generator=generator,
+                       spatial_dims=len(spatial), input_mean=mean, input_std=std,
+                       generator=generator,
                        **vit_kwargs(spatial, kwargs))
     raise OptionError(f"Expected `architecture` to be one of {DEMO_ARCHITECTURES}, but got "
                       f"{architecture!r}.")

@@ -44,13 +44,15 @@ class _Arrays:
     curve_x: dict[str, Tensor] = field(default_factory=dict)
     skipped: dict[str, dict[str, str]] = field(default_factory=dict)
     undefined: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    set_level: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> method -> SetResult
+    # metric -> method -> SetResult
+    set_level: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _split_shards(
     shards: Sequence[_Shard | None], batches: list[int]
 ) -> tuple[list[_Shard | None], list[tuple[int, str]]]:
-    """The usable shard of each batch (``None``: missing or failed), and the failed ``(batch, error)``."""
+    """The usable shard of each batch (``None``: missing or failed), and the failed
+    ``(batch, error)``."""
     usable: list[_Shard | None] = []
     errors: list[tuple[int, str]] = []
     for batch, shard in zip(batches, shards):
@@ -76,7 +78,8 @@ def _add_metric(
     if errors:
         first_batch, message = errors[0]
         arrays.skipped.setdefault(name, {})[method] = (
-            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}"
+            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: "
+            f"{message}"
         )
     if not good and not errors:
         return
@@ -103,8 +106,8 @@ def _add_set_metric(arrays: _Arrays, method: str, planned: Any, shards: Sequence
     if errors:
         first_batch, message = errors[0]
         arrays.skipped.setdefault(name, {})[method] = (
-            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: {message}; "
-            "a set-level metric needs every batch"
+            f"failed on {len(errors)} of {len(batches)} batch(es), first on batch {first_batch}: "
+            f"{message}; a set-level metric needs every batch"
         )
         arrays.set_level.setdefault(name, {})[method] = SetResult(float("nan"), 0)
         return
@@ -164,7 +167,8 @@ def _dataset_attrs(runner: _Runner, attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mapping[str, Any]) -> Any:
-    """The results Dataset of a run from its batches' results (schema: :mod:`xaiscore.harness.results`)."""
+    """The results Dataset of a run from its batches' results (schema:
+    :mod:`xaiscore.harness.results`)."""
     from xaiscore.harness.results import build_dataset
 
     batches = sorted(results)
@@ -180,9 +184,11 @@ def assemble(runner: _Runner, results: Mapping[int, _BatchResult], attrs: Mappin
             name = planned.spec.name
             shards = [results[b].shards.get((method.name, name)) for b in batches]
             if planned.spec.scope == "set":
-                _add_set_metric(arrays, method.name, planned, shards, batches, runner.max_batch_size)
+                _add_set_metric(arrays, method.name, planned, shards, batches,
+                                runner.max_batch_size)
             else:
-                _add_metric(arrays, method.name, name, shards, batches, rows, runner._repeats(planned))
+                _add_metric(arrays, method.name, name, shards, batches, rows,
+                            runner._repeats(planned))
     examples = gather_examples(
         [results[b].examples for b in batches if results[b].examples], runner.n_examples
     )

@@ -21,7 +21,7 @@ Example:
     name ...
     pointing_game ...
     0
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -41,19 +41,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="xaiscore",
-        description="Score attribution maps: which explanation method points at the pathology, stays faithful "
-                    "to the model, and survives the sanity checks?",
+        description=(
+            "Score attribution maps: which explanation method points at the pathology, stays "
+            "faithful to the model, and survives the sanity checks?"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"xaiscore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="offline demo: synthetic data, train, explain, score, report")
-    demo.add_argument("--out", default="xaiscore-demo", help="run folder (default: ./xaiscore-demo)")
-    demo.add_argument("--samples", type=int, default=None, help="evaluation samples (default: 32; volumes: 8)")
-    demo.add_argument("--size", type=int, default=None, help="image side in pixels (default: 32; volumes: 24)")
-    demo.add_argument("--volumes", action="store_true",
-                      help="the 3-D demo: synthetic CT-like volumes and a 3-D CNN (xaiscore.harness.demo_volumes)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of data, training and metrics (default: 0)")
+    demo = commands.add_parser("demo",
+                               help="offline demo: synthetic data, train, explain, score, report")
+    demo.add_argument("--out", default="xaiscore-demo",
+                      help="run folder (default: ./xaiscore-demo)")
+    demo.add_argument("--samples", type=int, default=None,
+                      help="evaluation samples (default: 32; volumes: 8)")
+    demo.add_argument("--size", type=int, default=None,
+                      help="image side in pixels (default: 32; volumes: 24)")
+    demo.add_argument(
+        "--volumes",
+        action="store_true",
+        help=(
+            "the 3-D demo: synthetic CT-like volumes and a 3-D CNN (xaiscore.harness.demo_volumes)"
+        ),
+    )
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of data, training and metrics (default: 0)")
     demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     demo.add_argument("--print-config", action="store_true",
                       help="print the demo config as YAML (a start for `xaiscore run`) and exit")
@@ -65,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="overrides `device` in the config")
     _common(run)
 
-    report = commands.add_parser("report", help="(re)write the HTML report of a results file or run folder")
+    report = commands.add_parser("report",
+                                 help="(re)write the HTML report of a results file or run folder")
     report.add_argument("results", help="results.nc, or the run folder holding it")
     report.add_argument("--out", help="where to write report.html (default: next to the results)")
     report.add_argument("--win-metric", help="metric of the win-rate table")
@@ -77,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--overwrite", action="store_true", help="start over instead of resuming in the run folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over instead of resuming in the run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -139,10 +153,12 @@ def _demo(args: argparse.Namespace) -> int:
     if args.print_config:
         import yaml
 
-        raw = demo_raw_config(out=args.out, n=args.samples, size=args.size, device=args.device, seed=args.seed)
+        raw = demo_raw_config(out=args.out, n=args.samples, size=args.size, device=args.device,
+                              seed=args.seed)
         print(yaml.safe_dump(raw, sort_keys=False), end="")
         return 0
-    return _run(demo_config(out=args.out, n=args.samples, size=args.size, device=args.device, seed=args.seed), args)
+    return _run(demo_config(out=args.out, n=args.samples, size=args.size, device=args.device,
+                            seed=args.seed), args)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -208,8 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
-            # captum announces its ReLU hooks on every GuidedBackprop/DeepLift call; nothing to act on
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+            # captum announces its ReLU hooks on every GuidedBackprop/DeepLift call; nothing to act
+            # on
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU",
+                                    category=UserWarning)
             return _dispatch(args)
     except (XaiscoreError, FileNotFoundError) as error:
         print(f"xaiscore {args.command}: error: {error}", file=sys.stderr)

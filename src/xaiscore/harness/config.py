@@ -26,7 +26,7 @@ Example:
     Traceback (most recent call last):
     ...
     xaiscore.harness.config.ConfigError: <config>: unknown key 'batchsize'; did you mean 'batch_size'?
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -191,13 +191,15 @@ def _check_keys(section: Mapping[str, Any], allowed: set[str], *, source: str, w
     for key in section:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {sorted(allowed)}."
+            hint = (f"; did you mean {close[0]!r}?" if close
+                    else f"; expected one of {sorted(allowed)}.")
             raise _fail(source, f"unknown key {where}{key!r}{hint}")
 
 
 def _mapping(value: Any, *, source: str, key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise _fail(source, f"expected `{key}` to be a table/mapping, but got {type(value).__name__}.")
+        raise _fail(source,
+                    f"expected `{key}` to be a table/mapping, but got {type(value).__name__}.")
     return value
 
 
@@ -211,7 +213,9 @@ def _int(value: Any, *, source: str, key: str, minimum: int) -> int:
 
 def _choice(value: Any, allowed: Sequence[str], *, source: str, key: str) -> str:
     if value not in allowed:
-        raise _fail(source, f"expected `{key}` to be one of {', '.join(map(repr, allowed))}, but got {value!r}.")
+        raise _fail(source,
+                    f"expected `{key}` to be one of {', '.join(map(repr, allowed))}, but got "
+                    f"{value!r}.")
     return value
 
 
@@ -235,7 +239,8 @@ def _resolve(path: Any, base: Path | None, *, source: str, key: str) -> str | No
 
 
 def _is_path_key(key: str) -> bool:
-    """Reader options that name files or folders (``root``, ``*_dir``, ``*_csv``, ``*_json`` ...)."""
+    """Reader options that name files or folders (``root``, ``*_dir``, ``*_csv``, ``*_json`` ...).
+    """
     return key in ("root", "path") or key.endswith(("_dir", "_csv", "_json", "_path", "_file"))
 
 
@@ -272,17 +277,21 @@ def _parse_methods(value: Any, base: Path | None, source: str) -> tuple[MethodCo
         if method not in known:
             close = difflib.get_close_matches(str(method), known, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise _fail(source, f"unknown method {method!r} in `{where}`; expected one of {list(known)}.{hint}")
+            raise _fail(source,
+                        f"unknown method {method!r} in `{where}`; expected one of "
+                        f"{list(known)}.{hint}")
         name = entry.pop("name", method)
         if not isinstance(name, str) or not name:
-            raise _fail(source, f"expected `{where}.name` to be a non-empty string, but got {name!r}.")
+            raise _fail(source,
+                        f"expected `{where}.name` to be a non-empty string, but got {name!r}.")
         models = _names(entry.pop("models", ()), source=source, key=f"{where}.models")
         entry = _method_options(method, entry, base, source, where)
         methods.append(MethodConfig(name=name, method=method, options=entry, models=models))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise _fail(source, f"expected distinct method names, but {duplicates} occur twice; set `name`.")
+        raise _fail(source,
+                    f"expected distinct method names, but {duplicates} occur twice; set `name`.")
     return tuple(methods)
 
 
@@ -365,19 +374,23 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
     config = RunConfig(
         dataset=DatasetConfig(kind=kind, options=dataset_raw),
         model=model,
-        methods=_parse_methods(raw["methods"], base_path, source) if "methods" in raw else defaults.methods,
+        methods=_parse_methods(raw["methods"], base_path, source) if "methods" in raw
+        else defaults.methods,
         models=models,
         metrics=_parse_metrics(raw["metrics"], source) if "metrics" in raw else defaults.metrics,
         out=_resolve(raw.get("out"), base_path, source=source, key="out"),
         device=str(raw.get("device", defaults.device)),
         seed=_int(raw.get("seed", defaults.seed), source=source, key="seed", minimum=0),
-        batch_size=_int(raw.get("batch_size", defaults.batch_size), source=source, key="batch_size", minimum=1),
+        batch_size=_int(raw.get("batch_size", defaults.batch_size), source=source, key="batch_size",
+                        minimum=1),
         max_batch_size=_int(raw.get("max_batch_size", defaults.max_batch_size), source=source,
                             key="max_batch_size", minimum=1),
         target=_choice(raw.get("target", defaults.target), _TARGETS, source=source, key="target"),
         repeats=_int(raw.get("repeats", defaults.repeats), source=source, key="repeats", minimum=1),
-        n_examples=_int(raw.get("n_examples", defaults.n_examples), source=source, key="n_examples", minimum=0),
-        on_error=_choice(raw.get("on_error", defaults.on_error), _ON_ERROR, source=source, key="on_error"),
+        n_examples=_int(raw.get("n_examples", defaults.n_examples), source=source, key="n_examples",
+                        minimum=0),
+        on_error=_choice(raw.get("on_error", defaults.on_error), _ON_ERROR, source=source,
+                         key="on_error"),
         save_attributions=bool(raw.get("save_attributions", defaults.save_attributions)),
         report=bool(raw.get("report", defaults.report)),
         source=source,

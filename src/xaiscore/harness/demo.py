@@ -35,7 +35,8 @@ from xaiscore.harness.config import RunConfig, parse_config
 
 __all__ = ["demo_config", "demo_raw_config", "run_demo"]
 
-#: Options the demo passes to metrics that take them (only where a registered kernel accepts the key).
+#: Options the demo passes to metrics that take them (only where a registered kernel accepts the
+#: key).
 _DEMO_METRIC_OPTIONS: dict[str, dict[str, Any]] = {
     # localization: the default k = 1000 features (Quantus') is most of a 32x32 image
     "top_k_intersection": {"k": 0.02},
@@ -138,10 +139,12 @@ def demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 3
 def demo_config(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
                 device: str = "cpu", seed: int = 0) -> RunConfig:
     """The :class:`RunConfig` of ``xaiscore demo``."""
-    return parse_config(demo_raw_config(out=out, n=n, size=size, device=device, seed=seed), source="<demo>")
+    return parse_config(demo_raw_config(out=out, n=n, size=size, device=device, seed=seed),
+                        source="<demo>")
 
 
-def run_demo(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32, device: str = "cpu",
+def run_demo(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size: int = 32,
+             device: str = "cpu",
              seed: int = 0, progress: bool = False, resume: bool = True) -> Any:
     """Run the demo: train, explain, score, write ``out/results.nc`` and ``out/report.html``.
 
@@ -150,5 +153,6 @@ def run_demo(*, out: str | os.PathLike[str] = "xaiscore-demo", n: int = 32, size
     """
     from xaiscore.harness.runner import run_config
 
-    return run_config(demo_config(out=out, n=n, size=size, device=device, seed=seed), progress=progress,
+    return run_config(demo_config(out=out, n=n, size=size, device=device, seed=seed),
+                      progress=progress,
                       resume=resume)

@@ -1,4 +1,5 @@
-"""The volume demo: the synthetic 3-D phantom, a small 3-D CNN trained on the spot, 3-D methods, every metric.
+"""The volume demo: the synthetic 3-D phantom, a small 3-D CNN trained on the spot, 3-D methods,
+every metric.
 
 ``xaiscore demo --volumes`` runs :func:`volume_demo_config` (``--print-config`` prints it):
 the same harness as the 2-D demo on volumes ``(1, D, H, W)`` of
@@ -24,7 +25,8 @@ from xaiscore.harness.config import RunConfig, parse_config
 
 __all__ = ["volume_demo_config", "volume_demo_raw_config", "run_volume_demo"]
 
-#: Per-metric options on volumes: fewer steps and draws than the 2-D demo (each model call is a volume).
+#: Per-metric options on volumes: fewer steps and draws than the 2-D demo
+#: (each model call is a volume).
 _VOLUME_METRIC_OPTIONS: dict[str, dict[str, Any]] = {
     "top_k_intersection": {"k": 0.02},
     "max_box_accuracy": {"thresholds": 100},
@@ -75,7 +77,8 @@ def _volume_metrics() -> tuple[list[str], dict[str, dict[str, Any]]]:
     return names, options
 
 
-def volume_demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8, size: int = 24,
+def volume_demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8,
+                           size: int = 24,
                            device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """The volume demo configuration as plain values (what a TOML/YAML file would hold)."""
     names, options = _volume_metrics()
@@ -101,15 +104,18 @@ def volume_demo_raw_config(*, out: str | os.PathLike[str] = "xaiscore-demo-volum
     }
 
 
-def volume_demo_config(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8, size: int = 24,
+def volume_demo_config(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8,
+                       size: int = 24,
                        device: str = "cpu", seed: int = 0) -> RunConfig:
     """The :class:`RunConfig` of ``xaiscore demo --volumes``."""
     return parse_config(volume_demo_raw_config(out=out, n=n, size=size, device=device, seed=seed),
                         source="<demo --volumes>")
 
 
-def run_volume_demo(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8, size: int = 24,
-                    device: str = "cpu", seed: int = 0, progress: bool = False, resume: bool = True) -> Any:
+def run_volume_demo(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n: int = 8,
+                    size: int = 24,
+                    device: str = "cpu", seed: int = 0, progress: bool = False,
+                    resume: bool = True) -> Any:
     """Run the volume demo: train, explain, score, write ``out/results.nc`` and ``out/report.html``.
 
     Returns:
@@ -117,5 +123,6 @@ def run_volume_demo(*, out: str | os.PathLike[str] = "xaiscore-demo-volumes", n:
     """
     from xaiscore.harness.runner import run_config
 
-    return run_config(volume_demo_config(out=out, n=n, size=size, device=device, seed=seed), progress=progress,
+    return run_config(volume_demo_config(out=out, n=n, size=size, device=device, seed=seed),
+                      progress=progress,
                       resume=resume)

@@ -91,13 +91,15 @@ class DistributedContext:
 
     @classmethod
     def from_environment(cls, *, device: str | torch.device | None) -> DistributedContext:
-        """Join the process group when one exists or the environment describes one (``WORLD_SIZE`` > 1)."""
+        """Join the process group when one exists or the environment describes one
+        (``WORLD_SIZE`` > 1)."""
         import torch.distributed as dist
 
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if dist.is_available() and dist.is_initialized():
             rank, world = dist.get_rank(), dist.get_world_size()
-            return cls(rank, world, local_rank, resolve_device(device, local_rank=local_rank), False)
+            return cls(rank, world, local_rank, resolve_device(device, local_rank=local_rank),
+                       False)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls(0, 1, 0, resolve_device(device))

@@ -81,7 +81,7 @@ def _fields(item: Any, position: int) -> dict[str, Any]:
                 f"'label'), but got keys {sorted(map(str, item))}."
             )
         return {"x": item[x_key], "y": item[y_key], "mask": item.get("mask"),
-                "boxes": item.get("boxes"), "finding": item.get("finding"), "source_id": item.get("source_id")}
+                "boxes": item.get("boxes"), "finding": item.get("finding"), "source_id": item.get("source_id")}  # noqa: E501
     if isinstance(item, (tuple, list)) and len(item) in (2, 3):
         return {"x": item[0], "y": item[1], "mask": item[2] if len(item) == 3 else None,
                 "boxes": None, "finding": None}
@@ -98,12 +98,13 @@ def _label(y: Any, where: str) -> int:
     if isinstance(y, Tensor):
         if y.numel() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise DTypeError(
-                f"Expected y of {where} to be a class index (an int or a 0-d integer tensor), but got "
-                f"a {y.dtype} tensor of shape {tuple(y.shape)}."
+                f"Expected y of {where} to be a class index (an int or a 0-d integer tensor), but "
+                f"got a {y.dtype} tensor of shape {tuple(y.shape)}."
             )
         return int(y.reshape(()))
     if isinstance(y, bool) or not isinstance(y, int):
-        raise DTypeError(f"Expected y of {where} to be a class index (an int), but got {type(y).__name__}.")
+        raise DTypeError(
+            f"Expected y of {where} to be a class index (an int), but got {type(y).__name__}.")
     return y
 
 
@@ -119,7 +120,8 @@ def _mask(mask: Any, spatial: tuple[int, ...], where: str) -> Tensor | None:
         return None
     if not isinstance(mask, Tensor) or tuple(mask.shape) not in (spatial, (1, *spatial)):
         got = f"shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
-        raise ShapeError(f"Expected the mask of {where} of shape {(1, *spatial)} or {spatial}, but got {got}.")
+        raise ShapeError(
+            f"Expected the mask of {where} of shape {(1, *spatial)} or {spatial}, but got {got}.")
     return mask.detach().reshape(1, *spatial).to(torch.bool) if mask.dtype == torch.bool \
         else (mask.detach().reshape(1, *spatial) > 0)
 
@@ -127,11 +129,13 @@ def _mask(mask: Any, spatial: tuple[int, ...], where: str) -> Tensor | None:
 def _boxes(boxes: Any, where: str) -> Tensor:
     if boxes is None:
         return torch.zeros(0, 4)
-    boxes = torch.as_tensor(boxes.detach() if isinstance(boxes, Tensor) else boxes, dtype=torch.float32)
+    boxes = torch.as_tensor(boxes.detach() if isinstance(boxes, Tensor) else boxes,
+                            dtype=torch.float32)
     if boxes.numel() == 0:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ShapeError(f"Expected the boxes of {where} of shape (N, 4), but got {tuple(boxes.shape)}.")
+        raise ShapeError(
+            f"Expected the boxes of {where} of shape (N, 4), but got {tuple(boxes.shape)}.")
     return boxes
 
 
@@ -145,9 +149,11 @@ def _record(fields: Mapping[str, Any], index: int, class_names: Sequence[str]) -
     if finding is None:
         finding = class_names[label] if 0 <= label < len(class_names) else str(label)
     boxes = _boxes(fields.get("boxes"), where)
-    return SampleRecord(image=image, label=label, boxes=boxes, box_labels=(str(finding),) * boxes.shape[0],
+    return SampleRecord(image=image, label=label, boxes=boxes,
+                        box_labels=(str(finding),) * boxes.shape[0],
                         mask=_mask(fields.get("mask"), tuple(image.shape[1:]), where),
-                        source_id=str(fields.get("source_id") or f"sample-{index:06d}"), finding=str(finding))
+                        source_id=str(fields.get("source_id") or f"sample-{index:06d}"),
+                        finding=str(finding))
 
 
 def _unbatch(fields: Mapping[str, Any], position: int) -> list[dict[str, Any]]:
@@ -162,7 +168,8 @@ def _unbatch(fields: Mapping[str, Any], position: int) -> list[dict[str, Any]]:
                 continue
             if len(value) != n:
                 raise ShapeError(
-                    f"Expected {key!r} of batch {position} to have {n} rows (as y), but got {len(value)}."
+                    f"Expected {key!r} of batch {position} to have {n} rows (as y), but got "
+                    f"{len(value)}."
                 )
             sample[key] = value[i]
         samples.append(sample)
@@ -214,7 +221,8 @@ def as_record_dataset(dataset: Any) -> Any:
     class_names = _class_names(dataset)
     indexable = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
     if indexable and not isinstance(dataset, DataLoader):
-        if len(dataset) == 0 or hasattr(dataset, "class_names"):  # a record dataset: nothing loaded here
+        # a record dataset: nothing loaded here
+        if len(dataset) == 0 or hasattr(dataset, "class_names"):
             return dataset
         first = dataset[0]
         if isinstance(first, SampleRecord):
@@ -224,8 +232,9 @@ def as_record_dataset(dataset: Any) -> Any:
     samples: list[dict[str, Any]] = []
     for position, item in enumerate(dataset):
         if isinstance(item, SampleRecord):
-            raise DTypeError("Expected a record dataset to be indexable (len and [i]), but got an iterable "
-                             "of SampleRecord; wrap it in xaiscore.harness.data.records.RecordList.")
+            raise DTypeError(
+                "Expected a record dataset to be indexable (len and [i]), but got an iterable "
+                "of SampleRecord; wrap it in xaiscore.harness.data.records.RecordList.")
         fields = _fields(item, position)
         samples.extend(_unbatch(fields, position) if _is_batch(fields) else [fields])
     for sample in samples:
@@ -233,9 +242,11 @@ def as_record_dataset(dataset: Any) -> Any:
     return ConvertedDataset(samples, class_names=class_names)
 
 
-def check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch_size: int, repeats: int,
+def check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch_size: int,
+                        repeats: int,
                          n_examples: int, target: str, on_error: str) -> None:
-    """Check :func:`~xaiscore.harness.runner.evaluate`'s arguments (after :func:`as_record_dataset`).
+    """Check :func:`~xaiscore.harness.runner.evaluate`'s arguments (after
+    :func:`as_record_dataset`).
 
     Raises:
         OptionError, DTypeError: a value out of range, not a module, or an empty dataset.
@@ -247,6 +258,7 @@ def check_run_arguments(model: Any, dataset: Any, *, batch_size: int, max_batch_
     check_option(target, "target", ("label", "predicted"))
     check_option(on_error, "on_error", ("raise", "record"))
     if not isinstance(model, nn.Module):
-        raise OptionError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+        raise OptionError(
+            f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
     if len(dataset) == 0:
         raise OptionError("Expected a non-empty dataset, but it has 0 samples.")

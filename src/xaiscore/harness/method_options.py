@@ -36,7 +36,7 @@ Example:
     Traceback (most recent call last):
     ...
     xaiscore.harness.config.ConfigError: <config>: unknown option 'n_mask' in `methods[0]` (RISE); ...
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -99,12 +99,14 @@ class MethodExplainer:
 
     @property
     def shares_forward(self) -> bool:
-        """Whether :meth:`explain_with_output` hands out the model's output (captum gradient methods)."""
+        """Whether :meth:`explain_with_output` hands out the model's output
+        (captum gradient methods)."""
         return bool(getattr(self._bound, "shares_forward", False))
 
     def explain_with_output(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         """The attributions and, for single-pass methods, the model's output from the same forward
-        pass (see :meth:`xaiscore.explainers.CaptumExplainer.explain_with_output`); else ``None``."""
+        pass (see :meth:`xaiscore.explainers.CaptumExplainer.explain_with_output`); else ``None``.
+        """
         if not self.shares_forward:
             return self._bound(x, target), None
         return self._bound.explain_with_output(x, target)
@@ -160,11 +162,13 @@ class PrecomputedAttributions:
         readers = {".pt": self._load_torch, ".pth": self._load_torch, ".npz": self._load_npz,
                    ".npy": self._load_npy, ".nc": self._load_netcdf}
         if suffix not in readers:
-            raise ConfigError(f"{self.path}: expected a .pt, .pth, .npz, .npy or .nc file, but got {suffix!r}.")
+            raise ConfigError(
+                f"{self.path}: expected a .pt, .pth, .npz, .npy or .nc file, but got {suffix!r}.")
         ids, maps = readers[suffix]()
         count = maps.shape[0] if isinstance(maps, Tensor) and maps.ndim else len(maps)
         if count != len(ids):
-            raise ConfigError(f"{self.path}: expected one map per id, but got {len(ids)} ids and {count} maps.")
+            raise ConfigError(
+                f"{self.path}: expected one map per id, but got {len(ids)} ids and {count} maps.")
         if len(set(ids)) != len(ids):
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             raise ConfigError(f"{self.path}: sample ids occur more than once: {duplicates[:5]}.")
@@ -175,17 +179,20 @@ class PrecomputedAttributions:
         with np.load(self.path, allow_pickle=False) as data:
             missing = [k for k in ("ids", "attributions") if k not in data.files]
             if missing:
-                raise ConfigError(f"{self.path}: expected arrays 'ids' and 'attributions', but {missing} "
-                                  f"are missing (it holds {data.files}).")
+                raise ConfigError(
+                    f"{self.path}: expected arrays 'ids' and 'attributions', but {missing} "
+                    f"are missing (it holds {data.files}).")
             return [str(i) for i in data["ids"]], torch.from_numpy(np.asarray(data["attributions"]))
 
     def _load_npy(self) -> tuple[list[str], Tensor]:
         if self.ids_path is None:
-            raise ConfigError(f"{self.path}: a .npy file holds no sample ids; give `ids`, a text file with "
-                              "one id per line (or use .npz, .pt or .nc).")
+            raise ConfigError(
+                f"{self.path}: a .npy file holds no sample ids; give `ids`, a text file with "
+                "one id per line (or use .npz, .pt or .nc).")
         if not self.ids_path.is_file():
             raise ConfigError(f"Ids file {str(self.ids_path)!r} (for {self.path}) does not exist.")
-        ids = [line.strip() for line in self.ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        ids = [line.strip() for line
+               in self.ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return ids, torch.from_numpy(np.load(self.path, allow_pickle=False))
 
     def _load_torch(self) -> tuple[list[str], Tensor | list[Tensor]]:
@@ -209,8 +216,9 @@ class PrecomputedAttributions:
             raise ConfigError(
                 f"Cannot read precomputed attributions {str(self.path)!r}: {first}") from error
         if not isinstance(content, Mapping):
-            raise ConfigError(f"{self.path}: expected a dict of id -> map, or with keys 'ids' and 'attributions', "
-                              f"but got {type(content).__name__}.")
+            raise ConfigError(
+                f"{self.path}: expected a dict of id -> map, or with keys 'ids' and "
+                f"'attributions', but got {type(content).__name__}.")
         if "ids" in content and "attributions" in content:
             return [str(i) for i in content["ids"]], torch.as_tensor(content["attributions"])
         maps = []
@@ -226,21 +234,25 @@ class PrecomputedAttributions:
 
         with xr.open_dataset(self.path) as data:
             if self.variable not in data:
-                raise ConfigError(f"{self.path}: expected a variable {self.variable!r}, but it holds "
-                                  f"{sorted(map(str, data.data_vars))}.")
+                raise ConfigError(
+                    f"{self.path}: expected a variable {self.variable!r}, but it holds "
+                    f"{sorted(map(str, data.data_vars))}.")
             values = data[self.variable]
             if values.dims[0] != "sample":
-                raise ConfigError(f"{self.path}: expected {self.variable!r} to have a leading 'sample' dim, "
-                                  f"but its dims are {values.dims}.")
+                raise ConfigError(
+                    f"{self.path}: expected {self.variable!r} to have a leading 'sample' dim, "
+                    f"but its dims are {values.dims}.")
             source = values["source_id"] if "source_id" in values.coords else values["sample"]
             return [str(i) for i in source.values], torch.from_numpy(np.asarray(values.values))
 
     def lookup(self, source_ids: Sequence[str], *, like: Tensor) -> Tensor:
-        """The maps of ``source_ids`` as ``(B, C', *S)`` on the device and in the dtype of ``like`` (``x``).
+        """The maps of ``source_ids`` as ``(B, C', *S)`` on the device and in the dtype of ``like``
+        (``x``).
 
         Raises:
             ConfigError: an id is not in the file.
-            ShapeError: a map's shape is not ``(C, *S)``/``(1, *S)``/``(*S)`` for ``like`` of ``(B, C, *S)``.
+            ShapeError: a map's shape is not ``(C, *S)``/``(1, *S)``/``(*S)`` for ``like`` of
+                ``(B, C, *S)``.
         """
         if self._index is None:
             self._load()

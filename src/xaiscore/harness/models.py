@@ -66,7 +66,8 @@ _MAX = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3
 
 
 class SmallCNN(nn.Module):
-    """A small CNN classifier: standardisation, 3 x (conv 3, ReLU) with two max-pools, global max pool, linear head.
+    """A small CNN classifier: standardisation, 3 x (conv 3, ReLU) with two max-pools, global max
+    pool, linear head.
 
     The input is standardised with fixed ``(x - input_mean) / input_std``
     first (buffers; the synthetic images lie in [0, 1]). The global *max*
@@ -92,7 +93,8 @@ class SmallCNN(nn.Module):
         torch.Size([2, 4])
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, width: int = 8, spatial_dims: int = 2,
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, *, width: int = 8,
+                 spatial_dims: int = 2,
                  input_mean: float = 0.5, input_std: float = 0.25,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -102,16 +104,19 @@ class SmallCNN(nn.Module):
         check_positive_int(num_classes, "num_classes", minimum=2)
         check_positive_int(width, "width")
         conv, pool = _CONV[spatial_dims], _POOL[spatial_dims]
-        with torch.random.fork_rng(devices=[]):  # the layers' own initialisation draws from the global RNG
+        # the layers' own initialisation draws from the global RNG
+        with torch.random.fork_rng(devices=[]):
             self.features = nn.Sequential(
                 conv(in_channels, width, 3, padding=1), nn.ReLU(), pool(2),
                 conv(width, 2 * width, 3, padding=1), nn.ReLU(), pool(2),
                 conv(2 * width, 4 * width, 3, padding=1), nn.ReLU(),
             )
-            self.head = nn.Sequential(_MAX[spatial_dims](1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+            self.head = nn.Sequential(_MAX[spatial_dims](1), nn.Flatten(),
+                                      nn.Linear(4 * width, num_classes))
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
-        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0))
+        self.reset_parameters(generator if generator is not None
+                              else torch.Generator().manual_seed(0))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Re-draw every weight from ``generator`` (Kaiming-uniform, zero biases)."""
@@ -138,7 +143,8 @@ def _deterministic() -> Iterator[None]:
 
 
 def stack_dataset(dataset: Any, *, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """All images ``(N, C, *S)`` and labels ``(N,)`` of a record dataset, stacked (small datasets only)."""
+    """All images ``(N, C, *S)`` and labels ``(N,)`` of a record dataset, stacked
+    (small datasets only)."""
     records = [dataset[i] for i in range(len(dataset))]
     if not records:
         raise OptionError("Expected a non-empty dataset to train on, but got 0 samples.")
@@ -215,11 +221,13 @@ def train_model(
     return {"loss": losses, "accuracy": accuracies}
 
 
-def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu", batch_size: int = 256) -> float:
+def accuracy(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu",
+             batch_size: int = 256) -> float:
     """Share of samples whose argmax prediction equals the label."""
     x, y = stack_dataset(dataset, device=device)
     with torch.inference_mode():
-        predicted = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)])
+        predicted = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, len(x),
+                                                                                   batch_size)])
     return float((predicted == y).double().mean())
 
 
@@ -292,10 +300,12 @@ def _existing(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def eval_mode(model: nn.Module) -> nn.Module:
-    """``model.eval()``, except for ``torch.export`` programs, whose mode was fixed when they were exported."""
+    """``model.eval()``, except for ``torch.export`` programs, whose mode was fixed when they were
+    exported."""
     try:
         return model.eval()
-    except NotImplementedError:  # torch.export's unlifted module: "Calling eval() is not supported yet."
+    # torch.export's unlifted module: "Calling eval() is not supported yet."
+    except NotImplementedError:
         return model
 
 
@@ -329,7 +339,8 @@ def load_model(
         DTypeError: the factory did not return an ``nn.Module``.
     """
     if sum(source is not None for source in (factory, torchscript, exported)) != 1:
-        raise ConfigError("Expected exactly one of `factory`, `torchscript` and `exported` to load a model.")
+        raise ConfigError(
+            "Expected exactly one of `factory`, `torchscript` and `exported` to load a model.")
     if torchscript is not None:
         return _load_torchscript(torchscript, device)
     if exported is not None:
@@ -338,14 +349,17 @@ def load_model(
     build = _import_factory(factory, folder=folder) if isinstance(factory, str) else factory
     model = build(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected the model factory to return a torch.nn.Module, but got {type(model).__name__}.")
+        raise DTypeError(
+            "Expected the model factory to return a torch.nn.Module, but got "
+            f"{type(model).__name__}.")
     if state_dict is not None:
         path = _existing(state_dict, "State-dict file")
         state = _read_state_dict(path)
         try:
             model.load_state_dict(state, strict=strict)
         except RuntimeError as error:
-            raise ConfigError(f"The state dict {str(path)!r} does not fit the model: {error}") from error
+            raise ConfigError(
+                f"The state dict {str(path)!r} does not fit the model: {error}") from error
     return model.to(device).eval()
 
 
@@ -368,10 +382,12 @@ def _load_exported(file: str | os.PathLike[str], device: torch.device | str) -> 
 
 
 def _read_state_dict(path: Path) -> Any:
-    """A state dict from ``path``: the file's mapping, or the one it holds under ``state_dict``/``model``."""
+    """A state dict from ``path``: the file's mapping, or the one it holds under
+    ``state_dict``/``model``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a bad file; name the file and re-raise
+    # torch raises several types for a bad file; name the file and re-raise
+    except Exception as error:
         raise ConfigError(f"Cannot read the state dict {str(path)!r}: {error}") from error
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
@@ -388,14 +404,16 @@ def model_fingerprint(model: nn.Module) -> str:
         if isinstance(tensor, Tensor):
             data = tensor.detach().to("cpu").contiguous()
             digest.update(str((tuple(data.shape), data.dtype)).encode())
-            digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+            digest.update(
+                data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()[:16]
 
 
 # --- the model of a run config ----------------------------------------------------------------
 
 
-def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+def build_model(config: RunConfig, dataset: Any, *, store: RunStore | None,
+                context: DistributedContext,
                 progress: bool = False) -> nn.Module:
     """The model a config describes; the demo model is trained once (rank 0) and cached in
     ``out/model.pt``.
@@ -432,12 +450,14 @@ def _configured_model(config: RunConfig, dataset: Any, *, store: RunStore | None
     if model_config.kind == "exported":
         return load_model(exported=model_config.path, device=device)
     if config.dataset.kind not in ("synthetic", "synthetic3d"):
-        raise ConfigError(f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
-                          f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
+        raise ConfigError(
+            f"{config.source}: model.kind = 'demo' trains on synthetic data; for dataset kind "
+            f"{config.dataset.kind!r} give model.kind = 'factory' or 'torchscript'.")
     return _demo_model(config, dataset, store=store, context=context, progress=progress)
 
 
-_TRAIN_KEYS = frozenset({"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay", "stop_at_accuracy"})
+_TRAIN_KEYS = frozenset({"n", "epochs", "batch_size", "lr", "seed", "width", "weight_decay",
+                         "stop_at_accuracy"})
 
 
 def _demo_settings(config: RunConfig, dataset: Any) -> tuple[dict[str, Any], Any]:
@@ -452,16 +472,19 @@ def _demo_settings(config: RunConfig, dataset: Any) -> tuple[dict[str, Any], Any
     if unknown:
         raise ConfigError(f"{config.source}: unknown key(s) {unknown} in `model.train`.")
     sample = dataset[0]
-    settings = {"train": train, "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
+    settings = {"train": train,
+                "dataset": {k: v for k, v in config.dataset.options.items() if k != "n"},
                 "in_channels": int(sample.image.shape[0]), "classes": list(dataset.class_names)}
     if architecture != "cnn" or config.model.kwargs:  # (a CNN cached before these keys stays valid)
         settings.update(architecture=architecture, kwargs=dict(config.model.kwargs))
     return settings, sample
 
 
-def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, context: DistributedContext,
+def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None,
+                context: DistributedContext,
                 progress: bool) -> nn.Module:
-    """The demo CNN: loaded from ``store`` when trained with the same settings, else trained (rank 0)."""
+    """The demo CNN: loaded from ``store`` when trained with the same settings, else trained
+    (rank 0)."""
     device = context.device
     settings, sample = _demo_settings(config, dataset)
     train = settings["train"]
@@ -480,13 +503,15 @@ def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
             raise ConfigError(f"{config.source}: in `model`: {error}") from error
 
     cached = store.load(store.model_path) if store is not None else None
-    if cached is not None and cached.get("settings") == json.loads(json.dumps(settings, default=str)):
+    if cached is not None and cached.get("settings") == json.loads(json.dumps(settings,
+                                                                              default=str)):
         model = fresh()
         model.load_state_dict(cached["state_dict"])
         return model.to(device).eval()
     model = fresh()
     if context.is_main or store is None:
-        model = _train_demo(config, fresh, settings, store=store, context=context, progress=progress)
+        model = _train_demo(config, fresh, settings, store=store, context=context,
+                            progress=progress)
     if store is not None and context.world_size > 1:
         context.barrier()
         if not context.is_main:
@@ -494,9 +519,11 @@ def _demo_model(config: RunConfig, dataset: Any, *, store: RunStore | None, cont
     return model.to(device).eval()
 
 
-def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], settings: dict[str, Any], *,
+def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module],
+                settings: dict[str, Any], *,
                 store: RunStore | None, context: DistributedContext, progress: bool) -> nn.Module:
-    """Train a fresh demo model on its own synthetic training set; store it when there is a run folder."""
+    """Train a fresh demo model on its own synthetic training set; store it when there is a run
+    folder."""
     from xaiscore.harness.data.registry import open_dataset
 
     train = settings["train"]
@@ -534,5 +561,5 @@ def _train_demo(config: RunConfig, fresh: Callable[[float, float], nn.Module], s
         bar.close()
     if store is not None:
         store.save(store.model_path, {"settings": json.loads(json.dumps(settings, default=str)),
-                                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
+                                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})  # noqa: E501
     return model

@@ -523,9 +523,11 @@ def write_report(
                 'download="summary.csv">summary.csv</a> (also written next to this page).</p>'
             )
         else:
-            parts.append(set_level + _examples_html(ds) if set_level else "<p>No metric could be scored.</p>")
+            parts.append(set_level + _examples_html(ds) if set_level
+                         else "<p>No metric could be scored.</p>")
             if set_level:  # only set-level metrics: their rows are the whole summary
-                atomic_write_bytes(out / "summary.csv", set_level_rows(ds).to_csv(index=False).encode())
+                atomic_write_bytes(out / "summary.csv",
+                                   set_level_rows(ds).to_csv(index=False).encode())
         parts.append("<h2>Skipped and undefined</h2>" + _gaps_intro(gaps) + gaps_html(gaps))
         page = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -164,7 +164,8 @@ def scoreboard_html(
             klass_attr = f' class="{" ".join(css)}"' if css else ""
             cells.append(f"<td{klass_attr}>{content}</td>")
         title = esc(
-            f"{ds.variables[metric].attrs.get('description', '')} ({ds.variables[metric].attrs.get('citation', '')})"
+            f"{ds.variables[metric].attrs.get('description', '')} "
+            f"({ds.variables[metric].attrs.get('citation', '')})"
         )
         note = ""
         if shared:

@@ -21,7 +21,7 @@ Example:
     True
     >>> set_level_lines(ds)
     ['Set-level metrics (one value over the whole set, no paired test): pxap: best a 0.750 (n = 1).']
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ import numpy as np
 from xaiscore.harness.report_html import esc, fmt
 from xaiscore.harness.set_results import FINDING_DIM, set_metric_variables, set_summary_table
 
-__all__ = ["set_level_html", "set_level_lines", "box_tables_html", "predicted_boxes", "set_level_rows"]
+__all__ = ["set_level_html", "set_level_lines", "box_tables_html", "predicted_boxes",
+           "set_level_rows"]
 
 _BOX_METRIC = "box_accuracy"
 
@@ -67,7 +68,8 @@ def set_level_html(ds: Any) -> str:
         rows.append(f'<tr><th scope="row">{esc(metric)}{arrow}</th>{"".join(cells)}'
                     "<td>set-level, no paired test</td></tr>")
     note = (
-        '<p class="note">Set-level metrics are defined over a reference set: one value per method over '
+        '<p class="note">Set-level metrics are defined over a reference set: one value per method '
+        'over '
         "all scored samples (n), whatever the batch size, so there is no per-sample distribution, "
         "no interval and no paired test. Bold: the best value in the metric's direction. A dash: "
         "undefined or not scored (hover for the reason).</p>"
@@ -91,7 +93,8 @@ def _by_finding_html(ds: Any, metrics: list[str]) -> str:
             cells = "".join(f"<td>{'–' if not np.isfinite(v) else fmt(v)}</td>" for v in values)
             rows.append(f'<tr><th scope="row">{esc(metric)}</th><td>{esc(method)}</td>{cells}</tr>')
     return (f"<details><summary>Set-level metrics per finding class ({len(rows)} rows)</summary>"
-            f'<div class="scroll"><table><thead><tr><th>metric</th><th>method</th>{head}</tr></thead>'
+            '<div '
+            f'class="scroll"><table><thead><tr><th>metric</th><th>method</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>"
             '<p class="note">Each metric over the samples of one finding class (its own reference '
             "set); a dash: undefined there (e.g. no ground-truth box).</p></details>")
@@ -116,9 +119,11 @@ def box_tables_html(ds: Any) -> str:
                 cells = "".join(
                     f"<td>{'–' if not np.isfinite(a) else fmt(a)} <small>/ {fmt(f, 2)}</small></td>"
                     for a, f in zip(acc, fp))
-                rows.append(f'<tr><th scope="row">{esc(method)}</th><td>{esc(finding)}</td>{cells}</tr>')
+                rows.append(
+                    f'<tr><th scope="row">{esc(method)}</th><td>{esc(finding)}</td>{cells}</tr>')
         sections.append(
-            f'<h3>Binarisation threshold {esc(binarisation)}</h3><div class="scroll"><table><thead><tr>'
+            f'<h3>Binarisation threshold {esc(binarisation)}</h3><div '
+            'class="scroll"><table><thead><tr>'
             f"<th>method</th><th>finding</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             "</div>")
     settings = json.loads(ds[_BOX_METRIC].attrs.get("settings", "{}"))
@@ -156,7 +161,8 @@ def predicted_boxes(ds: Any) -> np.ndarray | None:
         per_sample = threshold_values(flat, None, "otsu")
     else:
         per_sample = threshold_values(flat, grid, mode)
-    binary = binarize(flat.reshape(maps.shape[0] * e, *maps.shape[2:]), per_sample, strict=mode == "otsu")
+    binary = binarize(flat.reshape(maps.shape[0] * e, *maps.shape[2:]), per_sample,
+                      strict=mode == "otsu")
     connectivity = settings.get("connectivity", "full")
     boxes = mask_to_boxes(binary, connectivity=connectivity).numpy()
     missing = ~np.isfinite(ds["example_attribution"].values).any(axis=(2, 3)).reshape(-1)
@@ -174,10 +180,12 @@ def set_level_lines(ds: Any) -> list[str]:
             parts.append(f"{metric}: undefined")
             continue
         best = rows.iloc[0]
-        parts.append(f"{metric}: best {best['method']} {best['value']:.3f} (n = {best['n_samples']})")
+        parts.append(
+            f"{metric}: best {best['method']} {best['value']:.3f} (n = {best['n_samples']})")
     if not parts:
         return []
-    return ["Set-level metrics (one value over the whole set, no paired test): " + "; ".join(parts) + "."]
+    return ["Set-level metrics (one value over the whole set, no paired test): " + "; ".join(parts)
+            + "."]
 
 
 def set_level_rows(ds: Any) -> Any:
@@ -188,5 +196,6 @@ def set_level_rows(ds: Any) -> Any:
     frame["scope"] = "set"
     frame["family"] = [str(ds[m].attrs.get("family", "")) for m in frame["metric"]]
     direction = {m: int(ds[m].attrs.get("higher_is_better", -1)) for m in set(frame["metric"])}
-    frame["higher_is_better"] = [None if direction[m] < 0 else bool(direction[m]) for m in frame["metric"]]
+    frame["higher_is_better"] = [None if direction[m] < 0 else bool(direction[m])
+                                 for m in frame["metric"]]
     return frame

@@ -1,4 +1,5 @@
-"""Report examples of volumes: three orthogonal slices through each example's lesion centre, side by side.
+"""Report examples of volumes: three orthogonal slices through each example's lesion centre, side by
+side.
 
 The report's example grid (:mod:`~xaiscore.harness.plots`) draws 2-D images. For a volume
 ``(C, D, H, W)`` the runner keeps, instead of the volume, one 2-D *strip* per example: the
@@ -32,8 +33,10 @@ __all__ = ["slice_centre", "slice_strip", "volume_examples"]
 PANELS = ("axial", "coronal", "sagittal")
 
 
-def slice_centre(shape: Sequence[int], boxes: Tensor, mask: Tensor | None = None) -> tuple[int, int, int]:
-    """Voxel indices ``(x, y, z)`` of the slices: the first box's centre, else the mask's centroid, else the middle."""
+def slice_centre(shape: Sequence[int], boxes: Tensor,
+                 mask: Tensor | None = None) -> tuple[int, int, int]:
+    """Voxel indices ``(x, y, z)`` of the slices: the first box's centre, else the mask's centroid,
+    else the middle."""
     depth, height, width = (int(s) for s in shape)
     if boxes.numel() and bool(torch.isfinite(boxes[0]).all()):
         x0, y0, z0, x1, y1, z1 = (float(v) for v in boxes[0])
@@ -54,7 +57,8 @@ def _panels(volume: Tensor, centre: tuple[int, int, int]) -> list[Tensor]:
 
 def slice_strip(volume: Tensor, boxes: Tensor, *, centre: tuple[int, int, int] | None = None,
                 fill: float | None = None) -> tuple[Tensor, Tensor]:
-    """The axial, coronal and sagittal slices of ``volume`` side by side, and the boxes in the strip.
+    """The axial, coronal and sagittal slices of ``volume`` side by side, and the boxes in the
+    strip.
 
     Args:
         volume: ``(C, D, H, W)``.
@@ -92,7 +96,8 @@ def slice_strip(volume: Tensor, boxes: Tensor, *, centre: tuple[int, int, int] |
 
 def volume_examples(x: Tensor, mask: Tensor, boxes: Sequence[Tensor], indices: Sequence[int],
                     maps: Mapping[str, Tensor], n_examples: int) -> dict[str, Any]:
-    """The runner's report examples of a batch of volumes, as strips of three slices (see the module docs).
+    """The runner's report examples of a batch of volumes, as strips of three slices
+    (see the module docs).
 
     Args:
         x: ``(B, C, D, H, W)``.
@@ -116,9 +121,11 @@ def volume_examples(x: Tensor, mask: Tensor, boxes: Sequence[Tensor], indices: S
         image, drawn = slice_strip(volume, sample_boxes, centre=centre)
         images.append(image)
         strip_boxes.append(drawn)
-        masks.append(slice_strip(mask[i].cpu().float(), sample_boxes[:0], centre=centre, fill=0.0)[0][0] > 0.5)
+        masks.append(slice_strip(mask[i].cpu().float(), sample_boxes[:0], centre=centre,
+                                 fill=0.0)[0][0] > 0.5)
         for name, m in maps.items():
-            strips[name].append(slice_strip(m[i : i + 1].to("cpu", torch.float32), sample_boxes[:0], centre=centre,
+            strips[name].append(slice_strip(m[i : i + 1].to("cpu", torch.float32), sample_boxes[:0],
+                                            centre=centre,
                                             fill=0.0)[0][0])
     width = max([b.shape[0] for b in strip_boxes] + [1])
     padded = torch.full((len(order), width, 4), math.nan)

@@ -133,7 +133,8 @@ def _stack_methods(per_method: Mapping[str, Any], methods: Sequence[str], n: int
     arrays = {m: _as_array(v, what=f"{what} of method {m!r}") for m, v in per_method.items()}
     unknown = set(arrays) - set(methods)
     if unknown:
-        raise OptionError(f"Expected {what} for methods among {list(methods)}, but got {sorted(unknown)}.")
+        raise OptionError(
+            f"Expected {what} for methods among {list(methods)}, but got {sorted(unknown)}.")
     tail = {a.shape[1:] for a in arrays.values()}
     if len(tail) != 1:
         raise ShapeError(f"Expected {what} of one shape for every method, but got {sorted(tail)}.")
@@ -143,7 +144,8 @@ def _stack_methods(per_method: Mapping[str, Any], methods: Sequence[str], n: int
         if m in arrays:
             if arrays[m].shape[0] != n:
                 raise ShapeError(
-                    f"Expected {what} of method {m!r} for {n} samples, but got {arrays[m].shape[0]}."
+                    f"Expected {what} of method {m!r} for {n} samples, but got "
+                    f"{arrays[m].shape[0]}."
                 )
             out[i] = arrays[m]
     return out
@@ -213,7 +215,8 @@ def build_dataset(
         metric_info = {m: {**metric_info.get(m, {}), "undefined": undefined.get(m)}
                        for m in set(metric_info) | set(undefined)}
 
-    data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n, coords=coords)
+    data_vars = _metric_variables(scores, curves, curve_x, metric_info, skipped, methods, n,
+                                  coords=coords)
     if set_level:
         from xaiscore.harness.set_results import set_level_variables
 
@@ -253,7 +256,8 @@ def build_dataset(
     return ds
 
 
-def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[str, Mapping[str, Any]],
+def _metric_variables(scores: Mapping[str, Mapping[str, Any]],
+                      curves: Mapping[str, Mapping[str, Any]],
                       curve_x: Mapping[str, Any], metric_info: Mapping[str, Mapping[str, Any]],
                       skipped: Mapping[str, Mapping[str, str]], methods: list[str], n: int, *,
                       coords: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +265,8 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
     data_vars: dict[str, Any] = {}
     for metric in list(scores) + [c for c in curves if c not in scores]:
         if metric in _RESERVED or metric.endswith(("_curve", "_step")):
-            raise OptionError(f"Expected a metric name other than {metric!r} (a reserved results name).")
+            raise OptionError(
+                f"Expected a metric name other than {metric!r} (a reserved results name).")
         var_attrs = _metric_attrs(metric_info.get(metric, {}), skipped.get(metric, {}))
         if metric in scores:
             values = _stack_methods(scores[metric], methods, n, what=f"scores of {metric!r}")
@@ -275,7 +280,8 @@ def _metric_variables(scores: Mapping[str, Mapping[str, Any]], curves: Mapping[s
                 curve_attrs.update({"long_name": axes.scale, "units": axes.y_units,
                                     "curve_scale": axes.scale, "x_long_name": axes.x,
                                     "x_units": axes.x_units})
-            data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric], curve_x.get(metric), methods, n,
+            data_vars[f"{metric}_curve"] = _curve_variable(metric, curves[metric],
+                                                           curve_x.get(metric), methods, n,
                                                            coords=coords, attrs=curve_attrs)
     return data_vars
 
@@ -285,16 +291,18 @@ def _sample_coords(methods: list[str], samples: Mapping[str, Sequence[Any]],
     """The ``explainer``, ``sample`` and per-sample coordinates (:data:`SAMPLE_COORDS`)."""
     missing = [k for k in SAMPLE_COORDS if k not in samples]
     if missing:
-        raise OptionError(f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
+        raise OptionError(
+            f"Expected sample coordinates {list(SAMPLE_COORDS)}, but {missing} are missing.")
     n = len(samples["source_id"])
     coords: dict[str, Any] = {
         "explainer": np.array(methods, dtype=object),
-        "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),
+        "sample": np.arange(n) if sample_index is None else np.asarray(sample_index, dtype=np.int64),  # noqa: E501
     }
     for key, kind in SAMPLE_COORDS.items():
         values = list(samples[key])
         if len(values) != n:
-            raise ShapeError(f"Expected sample coordinate {key!r} of length {n}, but got {len(values)}.")
+            raise ShapeError(
+                f"Expected sample coordinate {key!r} of length {n}, but got {len(values)}.")
         array = np.array([str(v) for v in values], dtype=object) if kind is str \
             else np.asarray(values, dtype=np.int64)
         coords[key] = ("sample", array)
@@ -337,7 +345,8 @@ def _metric_attrs(info: Mapping[str, Any], skipped: Mapping[str, str]) -> dict[s
 
 def _curve_variable(metric: str, curves: Mapping[str, Any], x: Any, methods: list[str], n: int, *,
                     coords: dict[str, Any], attrs: dict[str, Any]) -> xr.Variable:
-    """The ``<metric>_curve`` variable; its ``<metric>_step`` coordinate (x positions) goes into ``coords``."""
+    """The ``<metric>_curve`` variable; its ``<metric>_step`` coordinate (x positions) goes into
+    ``coords``."""
     values = _stack_methods(curves, methods, n, what=f"curves of {metric!r}")
     step = f"{metric}_step"
     dims = ("explainer", "sample") + (("run",) if values.ndim == 4 else ()) + (step,)
@@ -356,7 +365,8 @@ def _add_run_coord(data_vars: dict[str, Any], coords: dict[str, Any]) -> None:
     """The ``run`` coordinate, when stochastic metrics were repeated (the same number of times)."""
     runs = {v.shape[v.dims.index("run")] for v in data_vars.values() if "run" in v.dims}
     if len(runs) > 1:
-        raise ShapeError(f"Expected one number of runs for every stochastic metric, but got {sorted(runs)}.")
+        raise ShapeError(
+            f"Expected one number of runs for every stochastic metric, but got {sorted(runs)}.")
     if runs:
         coords["run"] = np.arange(runs.pop())
 
@@ -367,7 +377,8 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
     if image.ndim != 4:
         raise ShapeError(f"Expected example images of shape (E, C, H, W), but got {image.shape}.")
     e, _, h, w = image.shape
-    data_vars["example_image"] = xr.Variable(("example", "channel", "y", "x"), image.astype(np.float32))
+    data_vars["example_image"] = xr.Variable(("example", "channel", "y", "x"),
+                                             image.astype(np.float32))
     mask = np.asarray(examples["mask"], dtype=np.int8).reshape(e, h, w)
     data_vars["example_mask"] = xr.Variable(("example", "y", "x"), mask)
     boxes = _as_array(examples.get("boxes", np.full((e, 0, 4), np.nan)), what="example boxes")
@@ -375,7 +386,8 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
     maps = np.full((len(methods), e, h, w), np.nan, dtype=np.float32)
     for i, m in enumerate(methods):
         if m in examples.get("attributions", {}):
-            maps[i] = _as_array(examples["attributions"][m], what=f"example attributions of {m!r}").reshape(e, h, w)
+            maps[i] = _as_array(examples["attributions"][m],
+                                what=f"example attributions of {m!r}").reshape(e, h, w)
     data_vars["example_attribution"] = xr.Variable(("explainer", "example", "y", "x"), maps)
     coords["example"] = np.asarray(examples["sample"], dtype=np.int64)
     coords["corner"] = np.array(["x0", "y0", "x1", "y1"], dtype=object)
@@ -383,7 +395,8 @@ def _add_examples(data_vars: dict[str, Any], coords: dict[str, Any], examples: M
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path next to ``path`` to write to; moved onto ``path`` (``os.replace``) on success.
+    """A temporary path next to ``path`` to write to; moved onto ``path`` (``os.replace``) on
+    success.
 
     A reader never sees a half-written file, and a process killed while
     writing leaves the previous file intact. On an exception the temporary
@@ -448,7 +461,8 @@ def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Expected a results file (netCDF), but {str(path)!r} does not exist.")
+        raise FileNotFoundError(
+            f"Expected a results file (netCDF), but {str(path)!r} does not exist.")
     with xr.open_dataset(path, engine=_engine()) as ds:
         loaded = ds.load()
     if "method" in loaded.dims and "explainer" not in loaded.dims:  # written before the rename

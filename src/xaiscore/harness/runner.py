@@ -72,7 +72,8 @@ __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
 #: What a method entry of :func:`evaluate` may be: a method name, a config
 #: mapping (``{"method": ..., "name": ..., **options}``), a :class:`MethodConfig`,
 #: or ``(name, explain_fn)`` for your own explain function.
-MethodInput = str | Mapping[str, Any] | MethodConfig | tuple[str, Callable[[Tensor, Tensor], Tensor]]
+MethodInput = str | Mapping[str, Any] | MethodConfig | tuple[str,
+                                                             Callable[[Tensor, Tensor], Tensor]]
 
 #: Inputs the runner supplies for every method. ``segments`` is passed as ``None``: the
 #: kernels that take a segmentation then use their built-in regular grid (``n_segments`` cells).
@@ -106,16 +107,20 @@ def _normalise_methods(methods: Sequence[MethodInput]) -> list[_Method]:
     for position, entry in enumerate(methods):
         if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
             name, explain_fn = entry
-            result.append(_Method(str(name), {"method": "callable", "repr": repr(explain_fn)}, explain_fn=explain_fn))
+            result.append(_Method(str(name), {"method": "callable", "repr": repr(explain_fn)},
+                                  explain_fn=explain_fn))
             continue
         if isinstance(entry, MethodConfig):
             entry = {"method": entry.method, "name": entry.name, **entry.options}
         (config,) = parse_config({"methods": [entry]}, source=f"methods[{position}]").methods
         precomputed = None
         if config.method == PRECOMPUTED:
-            precomputed = PrecomputedAttributions(config.options["path"], ids=config.options.get("ids"),
-                                                  variable=config.options.get("variable", "attributions"))
-        result.append(_Method(config.name, method_settings(config), config=config, precomputed=precomputed))
+            precomputed = PrecomputedAttributions(config.options["path"],
+                                                  ids=config.options.get("ids"),
+                                                  variable=config.options.get("variable",
+                                                                              "attributions"))
+        result.append(_Method(config.name, method_settings(config), config=config,
+                              precomputed=precomputed))
     names = [m.name for m in result]
     if len(set(names)) != len(names):
         raise OptionError(f"Expected distinct method names, but got {names}.")
@@ -143,7 +148,8 @@ class _BatchResult:
 
 
 class _Runner:
-    def __init__(self, dataset: Any, model: nn.Module, methods: list[_Method], plan: list[PlannedMetric], *,
+    def __init__(self, dataset: Any, model: nn.Module, methods: list[_Method],
+                 plan: list[PlannedMetric], *,
                  store: RunStore | None, context: DistributedContext, seed: int, batch_size: int,
                  max_batch_size: int, target: str, repeats: int, n_examples: int, on_error: str,
                  save_attributions: bool, progress: bool) -> None:
@@ -190,7 +196,8 @@ class _Runner:
     def _settings(self, method: _Method, planned: PlannedMetric) -> str:
         from xaiscore.harness.results import to_json
 
-        scope = {"scope": "set"} if is_set_level(planned) else {}  # older per-batch shards do not match
+        # older per-batch shards do not match
+        scope = {"scope": "set"} if is_set_level(planned) else {}
         return to_json({"method": method.settings, "metric": planned.settings, "seed": self.seed,
                         "repeats": self._repeats(planned), **scope})
 
@@ -198,7 +205,8 @@ class _Runner:
         return self.repeats if planned.spec.stochastic else 1
 
     # --- one batch ------------------------------------------------------------------------
-    def _load_done(self, batch: int) -> tuple[_BatchResult | None, list[tuple[_Method, PlannedMetric]]]:
+    def _load_done(self, batch: int) -> tuple[_BatchResult | None,
+                                              list[tuple[_Method, PlannedMetric]]]:
         """What is finished on disk, and the (method, metric) pairs still to do."""
         todo = [(m, p) for m in self.methods for p in self.runnable[m.name]]
         if self.store is None:
@@ -206,7 +214,8 @@ class _Runner:
         samples = self.store.load(self.store.samples_path(batch))
         if samples is None:
             return None, todo
-        result = _BatchResult(samples=samples, examples=self.store.load(self.store.examples_path(batch)))
+        result = _BatchResult(samples=samples,
+                              examples=self.store.load(self.store.examples_path(batch)))
         remaining = []
         for method, planned in todo:
             stored = self.store.load(self.store.shard_path(batch, method.name, planned.spec.name))
@@ -273,7 +282,8 @@ class _Runner:
                 self.store.save(self.store.examples_path(batch), result.examples)
         return result
 
-    def _predict(self, records: list[Any], indices: list[int]) -> tuple[Any, Tensor, dict[str, Any]]:
+    def _predict(self, records: list[Any], indices: list[int]) -> tuple[Any, Tensor,
+                                                                        dict[str, Any]]:
         """The collated batch on the device, the target to explain, and the samples' record."""
         from xaiscore.harness.data.records import collate
 
@@ -293,12 +303,14 @@ class _Runner:
         }
         return data, target, samples
 
-    def _batch_result(self, batch: int, done: _BatchResult | None, samples: dict[str, Any]) -> _BatchResult:
+    def _batch_result(self, batch: int, done: _BatchResult | None,
+                      samples: dict[str, Any]) -> _BatchResult:
         """The stored result to complete (checked against ``samples``), or a new one (stored)."""
         if done is not None:
             if done.samples["source_id"] != samples["source_id"]:
-                raise ConfigError(f"The samples of batch {batch} changed since the shards were written; start "
-                                  "over with resume=False (`--overwrite`) or another output folder.")
+                raise ConfigError(
+                    f"The samples of batch {batch} changed since the shards were written; start "
+                    "over with resume=False (`--overwrite`) or another output folder.")
             return done
         if self.store is not None:
             self.store.save(self.store.samples_path(batch), samples)
@@ -316,7 +328,7 @@ class _Runner:
             a = method.precomputed.lookup(data.source_ids, like=data.x)
         else:
             explain = method.explain_fn or MethodExplainer(
-                method.config, self.model, seed=derive_seed(self.seed, "explain", method.name, batch))  # type: ignore[arg-type]
+                method.config, self.model, seed=derive_seed(self.seed, "explain", method.name, batch))  # type: ignore[arg-type]  # noqa: E501
             a = chunked_map(len(data), lambda s, e: explain(data.x[s:e], target[s:e]),
                             max_batch_size=self.max_batch_size)
         a = check_explanation(a, data.x, name=f"method {method.name!r}").detach()
@@ -332,7 +344,8 @@ class _Runner:
         inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
                                   "forward_fn": self.model, "model": self.model, "segments": None}
         if planned.spec.needs & {"explain_fn", "explainer_factory"}:
-            # One object serves both protocols: explainer(x, target) and explainer(model) -> explain function.
+            # One object serves both protocols: explainer(x, target) and explainer(model) -> explain
+            # function.
             explainer = method.explain_fn or MethodExplainer(
                 method.config, self.model,  # type: ignore[arg-type]
                 seed=derive_seed(self.seed, "re-explain", method.name, name, batch))
@@ -340,24 +353,30 @@ class _Runner:
             if isinstance(explainer, MethodExplainer):
                 inputs["explainer_factory"] = explainer
         try:
-            if is_set_level(planned):  # the batch's part of the set; scored over the set in assemble
-                state = batch_state(planned, inputs, findings=samples["finding"], index=samples["index"],
-                                    prediction=torch.as_tensor(samples["prediction"], dtype=torch.long),
-                                    num_classes=getattr(samples.get("probability"), "shape", (0, None))[1])
+            # the batch's part of the set; scored over the set in assemble
+            if is_set_level(planned):
+                state = batch_state(planned, inputs, findings=samples["finding"],
+                                    index=samples["index"],
+                                    prediction=torch.as_tensor(samples["prediction"],
+                                                               dtype=torch.long),
+                                    num_classes=getattr(samples.get("probability"), "shape",
+                                                        (0, None))[1])
                 shard = _Shard(settings, set_state=state)
             else:
                 shard = self._score_samples(planned, batch, inputs, settings, len(data))
         except Exception as error:  # recorded (on_error="record") or re-raised with context
             if self.on_error != "record":
                 if hasattr(error, "add_note"):
-                    error.add_note(f"(while scoring {name!r} for method {method.name!r} on batch {batch})")
+                    error.add_note(
+                        f"(while scoring {name!r} for method {method.name!r} on batch {batch})")
                 raise
             shard = _Shard(settings, error=f"{type(error).__name__}: {error}")
         if self.store is not None:
             self.store.save(self.store.shard_path(batch, method.name, name), asdict(shard))
         return shard
 
-    def _score_samples(self, planned: PlannedMetric, batch: int, inputs: dict[str, Any], settings: str,
+    def _score_samples(self, planned: PlannedMetric, batch: int, inputs: dict[str, Any],
+                       settings: str,
                        n: int) -> _Shard:
         scores, curves, x = [], [], None
         for run in range(self._repeats(planned)):
@@ -374,8 +393,10 @@ class _Runner:
         return _Shard(settings, score=score, curve=curve, x=x,
                       nan_causes=nan_causes(planned.spec, inputs, score, curve, x))
 
-    def _examples(self, data: Any, indices: list[int], maps: Mapping[str, Tensor]) -> dict[str, Any]:
-        """Up to ``n_examples`` samples of the batch, positives first (volumes: slices; empty for 1-D)."""
+    def _examples(self, data: Any, indices: list[int],
+                  maps: Mapping[str, Tensor]) -> dict[str, Any]:
+        """Up to ``n_examples`` samples of the batch, positives first (volumes: slices; empty for
+        1-D)."""
         if data.x.ndim == 5:  # three orthogonal slices through the lesion centre
             from xaiscore.harness.report_slices import volume_examples
 
@@ -383,7 +404,8 @@ class _Runner:
         if data.x.ndim != 4:
             return {}
         has_mask = data.mask.flatten(1).any(dim=1).cpu()
-        order = sorted(range(len(data)), key=lambda i: (not bool(has_mask[i]), i))[: self.n_examples]
+        order = sorted(range(len(data)),
+                       key=lambda i: (not bool(has_mask[i]), i))[: self.n_examples]
         width = max([data.boxes[i].shape[0] for i in order] + [1])
         boxes = torch.full((len(order), width, 4), float("nan"))
         for row, i in enumerate(order):
@@ -497,7 +519,8 @@ def evaluate(
     from xaiscore.harness.results import save_dataset
 
     dataset = as_record_dataset(dataset)
-    check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size, repeats=repeats,
+    check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size,
+                        repeats=repeats,
                          n_examples=n_examples, target=target, on_error=on_error)
     method_list = _normalise_methods(methods)
     metrics_config = metrics if isinstance(metrics, MetricsConfig) else (
@@ -513,7 +536,8 @@ def evaluate(
             out, dataset, model, context=context, resume=resume, batch_size=batch_size, seed=seed,
             target=target, held=held)
         runner = _Runner(
-            dataset, model, method_list, plan, store=store, context=context, seed=seed, batch_size=batch_size,
+            dataset, model, method_list, plan, store=store, context=context, seed=seed,
+            batch_size=batch_size,
             max_batch_size=max_batch_size, target=target, repeats=repeats, n_examples=n_examples,
             on_error=on_error, save_attributions=save_attributions, progress=progress,
         )
@@ -546,7 +570,8 @@ def _merge(runner: _Runner, gathered: Any) -> dict[int, _BatchResult]:
         merged.update(part)
         runner.skipped_samples.extend(skipped_samples)
     if not merged:
-        raise OptionError("No sample could be loaded: every record failed (see the dataset's `skipped`).")
+        raise OptionError(
+            "No sample could be loaded: every record failed (see the dataset's `skipped`).")
     return merged
 
 
@@ -585,8 +610,10 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
             dataset, model, methods=list(config.methods), metrics=config.metrics, out=config.out,
             device=context.device, seed=config.seed, batch_size=config.batch_size,
             max_batch_size=config.max_batch_size, target=config.target, repeats=config.repeats,
-            n_examples=config.n_examples, on_error=config.on_error, save_attributions=config.save_attributions,
-            resume=resume, progress=progress, attrs={"config": config_json, "config_source": config.source},
+            n_examples=config.n_examples, on_error=config.on_error,
+            save_attributions=config.save_attributions,
+            resume=resume, progress=progress,
+            attrs={"config": config_json, "config_source": config.source},
             timing=timing,
         )
         if ds is not None and config.report:

@@ -38,7 +38,8 @@ from xaiscore.dispatch import PlannedMetric, missing_inputs
 from xaiscore.harness.config import ConfigError, MetricsConfig
 from xaiscore.specs import MetricSpec, get_metric, list_metrics
 
-__all__ = ["PlannedMetric", "select_metrics", "plan_metrics", "missing_inputs", "call_metric", "unpack_result"]
+__all__ = ["PlannedMetric", "select_metrics", "plan_metrics", "missing_inputs", "call_metric",
+           "unpack_result"]
 
 
 def select_metrics(config: MetricsConfig | Sequence[str] | None) -> list[MetricSpec]:
@@ -64,9 +65,11 @@ def select_metrics(config: MetricsConfig | Sequence[str] | None) -> list[MetricS
     return [s for s in specs if s.name not in config.exclude]
 
 
-def plan_metrics(metrics: Iterable[MetricSpec | str], options: Mapping[str, Mapping[str, Any]] | None = None,
+def plan_metrics(metrics: Iterable[MetricSpec | str],
+                 options: Mapping[str, Mapping[str, Any]] | None = None,
                  *, source: str = "<config>") -> list[PlannedMetric]:
-    """Merge options and check them against each kernel's signature (:func:`xaiscore.dispatch.plan_metrics`).
+    """Merge options and check them against each kernel's signature
+    (:func:`xaiscore.dispatch.plan_metrics`).
 
     A kernel that cannot be imported is planned with the reason in
     :attr:`~xaiscore.dispatch.PlannedMetric.unavailable` (the runner skips it).
@@ -93,10 +96,12 @@ def call_metric(planned: PlannedMetric, inputs: Mapping[str, Any], *, max_batch_
     ``seed`` itself for kernels without a ``generator`` argument
     (:func:`xaiscore.dispatch.kernel_options`).
     """
-    return dispatch.call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed, device=device)
+    return dispatch.call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed,
+                                device=device)
 
 
-def unpack_result(result: Any, *, name: str, batch_size: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def unpack_result(result: Any, *, name: str,
+                  batch_size: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(score (B,), curve (B, T) or None, x (T,) or None)`` from a kernel's return value.
 
     Raises:
@@ -115,11 +120,13 @@ def unpack_result(result: Any, *, name: str, batch_size: int) -> tuple[Tensor, T
         )
     if not isinstance(score, Tensor) or score.shape != (batch_size,):
         shape = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
-        raise ModelOutputError(f"Expected metric {name!r} to return scores of shape ({batch_size},), but got {shape}.")
+        raise ModelOutputError(
+            f"Expected metric {name!r} to return scores of shape ({batch_size},), but got {shape}.")
     if curve is not None and (curve.ndim != 2 or curve.shape[0] != batch_size or x is None
                               or tuple(x.shape) != (curve.shape[1],)):
         raise ModelOutputError(
-            f"Expected metric {name!r} to return a curve ({batch_size}, T) with x positions (T,), but got "
-            f"{tuple(curve.shape)} and {None if x is None else tuple(x.shape)}."
+            f"Expected metric {name!r} to return a curve ({batch_size}, T) with x positions (T,), "
+            f"but got {tuple(curve.shape)} and {None if x is None else tuple(x.shape)}."
         )
-    return score.detach(), None if curve is None else curve.detach(), None if x is None else x.detach()
+    return (score.detach(), None if curve is None else curve.detach(),
+            None if x is None else x.detach())

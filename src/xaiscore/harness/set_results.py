@@ -47,7 +47,8 @@ FINDING_DIM = "finding_class"
 
 
 def set_level_variables(set_level: Mapping[str, Mapping[str, Any]], methods: Sequence[str],
-                        attrs_of: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+                        attrs_of: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                            dict[str, Any]]:
     """``(data_vars, coords)`` of the set-level results (metric -> method -> ``SetResult``)."""
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {}
@@ -69,7 +70,8 @@ def set_level_variables(set_level: Mapping[str, Mapping[str, Any]], methods: Seq
                 by_finding[i, j] = result.by_finding.get(finding, np.nan)
         data_vars[metric] = xr.Variable(("explainer",), value, attrs=attrs)
         data_vars[f"{metric}_n_samples"] = xr.Variable(
-            ("explainer",), n_samples, attrs={"long_name": f"samples in the reference set of {metric}"})
+            ("explainer",), n_samples,
+            attrs={"long_name": f"samples in the reference set of {metric}"})
         if any(r.by_finding for r in per_method.values()):
             data_vars[f"{metric}_by_finding"] = xr.Variable(
                 ("explainer", FINDING_DIM), by_finding,
@@ -146,7 +148,7 @@ def set_summary_table(ds: xr.Dataset) -> Any:
         ...     metric_info={"pxap": {"higher_is_better": True}})
         >>> set_summary_table(ds)[["metric", "method", "value", "best"]].values.tolist()
         [['pxap', 'a', 0.75, True], ['pxap', 'b', 0.5, False]]
-    """
+    """  # noqa: E501
     import pandas as pd
 
     rows = []
@@ -157,7 +159,8 @@ def set_summary_table(ds: xr.Dataset) -> Any:
         best = None
         if direction is not None and np.isfinite(values).any():
             best = np.nanmax(values) if direction else np.nanmin(values)
-        for method, value, n in zip(ds["explainer"].values, values, ds[f"{metric}_n_samples"].values):
+        for method, value, n in zip(ds["explainer"].values, values,
+                                    ds[f"{metric}_n_samples"].values):
             rows.append({"metric": metric, "method": str(method), "value": float(value),
                          "n_samples": int(n), "best": bool(best is not None and value == best)})
     return pd.DataFrame(rows, columns=["metric", "method", "value", "n_samples", "best"])

@@ -31,7 +31,7 @@ Example:
     >>> result = finish(planned, states)
     >>> result.value, result.n_samples, result.by_finding
     (0.5, 4, {'x': 0.5, 'y': 0.5})
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def _statistics_options(planned: PlannedMetric, num_classes: int | None) -> dict
 
 
 def batch_state(planned: PlannedMetric, inputs: Mapping[str, Any], *, findings: Sequence[str],
-                prediction: Tensor, index: Sequence[int], num_classes: int | None = None) -> dict[str, Any]:
+                prediction: Tensor, index: Sequence[int],
+                num_classes: int | None = None) -> dict[str, Any]:
     """What one batch contributes to a set-level metric, as plain tensors and lists (CPU).
 
     Args:
@@ -112,7 +113,8 @@ def batch_state(planned: PlannedMetric, inputs: Mapping[str, Any], *, findings: 
     """
     statistics = planned.spec.set_statistics
     if statistics is None:
-        return {"kind": "stored", "a": inputs["a"].detach().cpu(), "prediction": prediction.detach().cpu(),
+        return {"kind": "stored", "a": inputs["a"].detach().cpu(),
+                "prediction": prediction.detach().cpu(),
                 "index": torch.as_tensor(list(index), dtype=torch.long)}
     options = _statistics_options(planned, num_classes)
     groups = sorted(set(findings))
@@ -120,7 +122,8 @@ def batch_state(planned: PlannedMetric, inputs: Mapping[str, Any], *, findings: 
     parts = []
     for group in groups:
         rows = torch.tensor(rows_of[group], device=inputs["a"].device)
-        sub = {k: v.index_select(0, rows) if isinstance(v, Tensor) else v for k, v in inputs.items()}
+        sub = {k: v.index_select(0, rows) if isinstance(v, Tensor) else v
+               for k, v in inputs.items()}
         given = {n: sub[n] for n in statistics.optional_inputs if sub.get(n) is not None}
         update = functools.partial(statistics.update, **given) if given else statistics.update
         batch = call_with_options(update, *[sub[n] for n in statistics.inputs], options=options)
@@ -150,7 +153,8 @@ def finish(planned: PlannedMetric, states: Sequence[Mapping[str, Any]], *,
 
 def _finish_statistics(planned: PlannedMetric, states: Sequence[Mapping[str, Any]]) -> SetResult:
     statistics = planned.spec.set_statistics
-    num_classes = next((s.get("num_classes") for s in states if s.get("num_classes") is not None), None)
+    num_classes = next((s.get("num_classes") for s in states if s.get("num_classes") is not None),
+                       None)
     options = _statistics_options(planned, num_classes)
     per_group: dict[str, dict[str, Tensor]] = {}
     rows: dict[str, int] = {}
@@ -170,7 +174,8 @@ def _finish_statistics(planned: PlannedMetric, states: Sequence[Mapping[str, Any
     by_group = {g: compute(per_group[g]) for g in groups}
     result = SetResult(float(details[0]), sum(rows.values()),
                        by_finding={g: float(by_group[g][0]) for g in groups})
-    if planned.spec.output == "curve" and hasattr(details, "accuracy") and hasattr(details, "thresholds"):
+    if planned.spec.output == "curve" and hasattr(details, "accuracy") and hasattr(details,
+                                                                                   "thresholds"):
         result.curve = details.accuracy.double().reshape(-1, details.thresholds.numel()).mean(0)
         result.x = details.thresholds.double()
     if hasattr(details, "average_false_positives"):  # box accuracy: the paper's table
@@ -178,7 +183,7 @@ def _finish_statistics(planned: PlannedMetric, states: Sequence[Mapping[str, Any
             "accuracy": details.accuracy.double(),
             "afp": details.average_false_positives.double(),
             "finding_accuracy": torch.stack([by_group[g].accuracy.double() for g in groups]),
-            "finding_afp": torch.stack([by_group[g].average_false_positives.double() for g in groups]),
+            "finding_afp": torch.stack([by_group[g].average_false_positives.double() for g in groups]),  # noqa: E501
             "findings": groups,
             "thresholds": _binarisations(planned),
             "overlaps": [float(t) for t in option_value(planned, "overlap_thresholds")],

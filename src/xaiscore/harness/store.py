@@ -64,7 +64,8 @@ __all__ = ["RunStore", "RunFolderError", "atomic_write_bytes", "open_run", "slug
 
 
 def slug(name: str) -> str:
-    """A file-name-safe form of ``name``; names that had to change get a short hash (no collisions)."""
+    """A file-name-safe form of ``name``; names that had to change get a short hash (no collisions).
+    """
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "_"
     if safe == name:
         return safe
@@ -198,12 +199,14 @@ class RunStore:
         if path.is_file():
             stored = json.loads(path.read_text(encoding="utf-8"))
             current = json.loads(text)
-            changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+            changed = sorted(k for k in set(stored) | set(current)
+                             if stored.get(k) != current.get(k))
             if changed:
-                details = "; ".join(f"{k}: {stored.get(k)!r} then, {current.get(k)!r} now" for k in changed)
+                details = "; ".join(f"{k}: {stored.get(k)!r} then, {current.get(k)!r} now"
+                                    for k in changed)
                 raise ConfigError(
-                    f"{self.root} holds results of a different run ({details}). Choose another output "
-                    "folder, or start over (resume=False, `--overwrite`)."
+                    f"{self.root} holds results of a different run ({details}). Choose another "
+                    "output folder, or start over (resume=False, `--overwrite`)."
                 )
             return
         self.record(path)

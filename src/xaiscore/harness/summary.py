@@ -158,7 +158,8 @@ def finding_table(ds: xr.Dataset, *, metrics: Sequence[str] | None = None) -> pd
         table = pd.DataFrame(score_array(ds, metric).T, columns=methods)
         table["finding"] = findings
         means = table.groupby("finding", sort=True).mean().T
-        means.index = pd.MultiIndex.from_product([[metric], means.index], names=["metric", "method"])
+        means.index = pd.MultiIndex.from_product([[metric], means.index],
+                                                 names=["metric", "method"])
         frames.append(means)
     if not frames:
         return pd.DataFrame()

@@ -34,9 +34,10 @@ Example:
     ...                    n_splits=4, seed=1)
     >>> ds["metric"].values.tolist(), ds["space"].values.tolist()
     (['sparseness', 'complexity'], ['input', 'model'])
-"""
+"""  # noqa: E501
 
-from xaiscore.meta.agreement import metric_agreement, random_baseline_separation, split_half_reliability
+from xaiscore.meta.agreement import (metric_agreement, random_baseline_separation,
+                                     split_half_reliability)
 from xaiscore.meta.consistency import (
     consistency,
     inter_consistency_adversary,

@@ -26,7 +26,8 @@ def import_xarray() -> Any:
         import xarray
     except ImportError as error:  # pragma: no cover - xarray is in the harness and test extras
         raise ImportError(
-            "meta_evaluate returns an xarray.Dataset; install xarray with `pip install xaiscore[harness]`."
+            "meta_evaluate returns an xarray.Dataset; install xarray with `pip install "
+            "xaiscore[harness]`."
         ) from error
     return xarray
 
@@ -149,15 +150,24 @@ def build_dataset(
     descriptions = {
         "score": "unperturbed score per metric, method and sample",
         "score_perturbed": "score after each perturbation (NaN where the metric is undefined)",
-        "kept": "1 where the sample is kept: prediction unchanged (resilience) or changed (adversary)",
-        "iac": "intra-consistency: mean Wilcoxon p (resilience) or 1 - p (adversary) over methods and perturbations",
-        "iec": "inter-consistency: share of unchanged method ranks (resilience) or of scores that got worse "
-        "in the metric's direction (adversary)",
+        "kept": (
+            "1 where the sample is kept: prediction unchanged (resilience) or changed (adversary)"
+        ),
+        "iac": (
+            "intra-consistency: mean Wilcoxon p (resilience) or 1 - p (adversary) over methods and "
+            "perturbations"
+        ),
+        "iec": (
+            "inter-consistency: share of unchanged method ranks (resilience) or of scores that got "
+            "worse in the metric's direction (adversary)"
+        ),
         "mc": "meta-consistency: mean of IAC_NR, IAC_AR, IEC_NR, IEC_AR of a space, per iteration",
         "mc_mean": "MC averaged over iterations",
         "mc_std": "population std of MC over iterations",
         "agreement": "Kendall tau-b between two metrics' method rankings by mean score",
-        "split_half": "Kendall tau-b between the method rankings of two random halves of the samples",
+        "split_half": (
+            "Kendall tau-b between the method rankings of two random halves of the samples"
+        ),
     }
     for name, text in descriptions.items():
         ds[name].attrs["description"] = text

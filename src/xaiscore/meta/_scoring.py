@@ -1,4 +1,5 @@
-"""Scoring any registered metric on stacked (perturbed) problems, in as few kernel calls as it allows.
+"""Scoring any registered metric on stacked (perturbed) problems, in as few kernel calls as it
+allows.
 
 A *group* is one evaluation problem: a model, ``n`` inputs with targets (and
 masks, segments), and one explanation ``(n, C', *S)`` per method. Every kernel
@@ -78,12 +79,13 @@ class BoundExplainer:
         return self._explainer(*args)
 
 
-def _bind(factory: ExplainerFactory, model: nn.Module, name: str) -> Callable[[Tensor, Tensor], Tensor]:
+def _bind(factory: ExplainerFactory, model: nn.Module,
+          name: str) -> Callable[[Tensor, Tensor], Tensor]:
     explainer = factory(model)
     if not callable(explainer):
         raise ModelOutputError(
-            f"Expected the factory of method {name!r} to return an explain function `(x, target) -> a` when "
-            f"called with a model, but got {type(explainer).__name__}."
+            f"Expected the factory of method {name!r} to return an explain function `(x, target) "
+            f"-> a` when called with a model, but got {type(explainer).__name__}."
         )
     return explainer
 
@@ -121,14 +123,16 @@ def _resolve(metrics: Sequence[str | MetricSpec]) -> list[MetricSpec]:
         elif isinstance(item, str):
             specs.append(get_metric(item))
         else:
-            raise DTypeError(f"Expected a metric name or a MetricSpec, but got {type(item).__name__}.")
+            raise DTypeError(
+                f"Expected a metric name or a MetricSpec, but got {type(item).__name__}.")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise OptionError(f"Expected each metric at most once, but got {names}.")
     return specs
 
 
-def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapping[str, Any]] | None,
+def plan_metrics(metrics: Sequence[str | MetricSpec],
+                 options: Mapping[str, Mapping[str, Any]] | None,
                  *, available: frozenset[str]) -> tuple[list[PlannedMetric], dict[str, str]]:
     """Resolve metrics, merge their options (spec defaults, then the user's) and check them.
 
@@ -151,8 +155,10 @@ def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapp
     options = dict(options or {})
     stray = sorted(set(options) - set(names))
     if stray:
-        raise OptionError(f"Expected `metric_options` only for the selected metrics {names}, but got {stray}.")
-    everything = dispatch.plan_metrics(specs, options, error=OptionError, supplier="the meta-evaluation",
+        raise OptionError(
+            f"Expected `metric_options` only for the selected metrics {names}, but got {stray}.")
+    everything = dispatch.plan_metrics(specs, options, error=OptionError,
+                                       supplier="the meta-evaluation",
                                        reserved=_SUPPLIED, unimportable="raise")
     planned, skipped = [], {}
     for p in everything:
@@ -165,7 +171,8 @@ def plan_metrics(metrics: Sequence[str | MetricSpec], options: Mapping[str, Mapp
 
 
 def predict(model: nn.Module, x: Tensor, *, max_batch_size: int) -> Tensor:
-    """Arg-max class of ``model`` on ``x`` under ``torch.inference_mode()``, in chunks: ``(n,)`` long."""
+    """Arg-max class of ``model`` on ``x`` under ``torch.inference_mode()``, in chunks: ``(n,)``
+    long."""
     from xaiscore._engine.batching import call_model
 
     return chunked_map(x.shape[0], lambda s, e: call_model(model, x[s:e], name="model").argmax(1),
@@ -202,14 +209,15 @@ def _cat(parts: list[Tensor | None]) -> Tensor | None:
 
 def _call(planned: PlannedMetric, inputs: dict[str, Any], *, n: int, max_batch_size: int, seed: int,
           validate: bool) -> Tensor:
-    result = call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed, device=inputs["x"].device,
+    result = call_kernel(planned, inputs, max_batch_size=max_batch_size, seed=seed,
+                         device=inputs["x"].device,
                          validate=validate)
     score = result if isinstance(result, Tensor) else getattr(result, "score", None)
     if not isinstance(score, Tensor) or score.shape != (n,):
         shape = tuple(score.shape) if isinstance(score, Tensor) else type(result).__name__
         raise ModelOutputError(
-            f"Expected metric {planned.name!r} to return ({n},) scores (a tensor or a result with .score), "
-            f"but got {shape}."
+            f"Expected metric {planned.name!r} to return ({n},) scores (a tensor or a result with "
+            f".score), but got {shape}."
         )
     return score.detach().to(torch.float64)
 
@@ -238,7 +246,8 @@ def _merged(groups: Sequence[Group]) -> Group:
     )
 
 
-def _score_per_method(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+def _score_per_method(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int,
+                      seed: int,
                       validate: bool) -> list[Tensor]:
     """One call per method, each with the method's explainer bound to the unit's model."""
     rows = []
@@ -247,12 +256,14 @@ def _score_per_method(planned: PlannedMetric, unit: Group, unit_index: int, *, m
         inputs = {"model": unit.model, "forward_fn": unit.model, "x": unit.x, "target": unit.target,
                   "a": unit.explanations[method], "mask": unit.mask, "segments": unit.segments,
                   "explain_fn": explainer, "explainer_factory": explainer}
-        rows.append(_call(planned, inputs, n=len(unit), max_batch_size=max_batch_size, validate=validate,
+        rows.append(_call(planned, inputs, n=len(unit), max_batch_size=max_batch_size,
+                          validate=validate,
                           seed=derive_seed(seed, unit_index, "method", method)))
     return rows
 
 
-def _score_stacked(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int, seed: int,
+def _score_stacked(planned: PlannedMetric, unit: Group, unit_index: int, *, max_batch_size: int,
+                   seed: int,
                    validate: bool) -> list[Tensor]:
     """One call per class of methods whose maps have the same shape, their rows stacked."""
     n = len(unit)
@@ -260,9 +271,10 @@ def _score_stacked(planned: PlannedMetric, unit: Group, unit_index: int, *, max_
     for class_index, members in enumerate(_shape_classes(unit.explanations)):
         times = len(members)
         inputs = {"model": unit.model, "forward_fn": unit.model, "x": _repeat(unit.x, times),
-                  "target": _repeat(unit.target, times), "a": _cat([unit.explanations[m] for m in members]),
+                  "target": _repeat(unit.target, times), "a": _cat([unit.explanations[m] for m in members]),  # noqa: E501
                   "mask": _repeat(unit.mask, times), "segments": _repeat(unit.segments, times)}
-        scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size, validate=validate,
+        scores = _call(planned, inputs, n=n * times, max_batch_size=max_batch_size,
+                       validate=validate,
                        seed=derive_seed(seed, unit_index, "class", class_index))
         for position, method in enumerate(members):
             rows[method] = scores[position * n:(position + 1) * n]
@@ -279,7 +291,8 @@ def score_groups(planned: PlannedMetric, groups: Sequence[Group], *, max_batch_s
     """
     units = [_merged(groups)] if planned.shares_model and len(groups) > 1 else list(groups)
     score_unit = _score_per_method if planned.per_method else _score_stacked
-    columns = [torch.stack(score_unit(planned, unit, unit_index, max_batch_size=max_batch_size, seed=seed,
+    columns = [torch.stack(score_unit(planned, unit, unit_index, max_batch_size=max_batch_size,
+                                      seed=seed,
                                       validate=validate))
                for unit_index, unit in enumerate(units)]
     return columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)

@@ -1,4 +1,5 @@
-"""Batched rank statistics for the meta-evaluation: Wilcoxon signed-rank p-values, Kendall's tau-b, ranks.
+"""Batched rank statistics for the meta-evaluation: Wilcoxon signed-rank p-values, Kendall's tau-b,
+ranks.
 
 Kendall's tau-b is :func:`xaiscore.stats.kendall_tau_b`, re-exported here (one
 implementation for the whole library).
@@ -94,7 +95,8 @@ def wilcoxon_p_value(
     *,
     alternative: Alternative = "two-sided",
 ) -> Tensor:
-    r"""Wilcoxon signed-rank p-values for paired samples along the last axis (see the module docstring).
+    r"""Wilcoxon signed-rank p-values for paired samples along the last axis
+    (see the module docstring).
 
     Args:
         x, y: Paired samples, broadcastable to a common shape ``(..., N)``.
@@ -117,7 +119,7 @@ def wilcoxon_p_value(
         [0.0312, 0.0143]
         >>> wilcoxon_p_value(x, x).tolist()  # all differences zero: no evidence of a shift
         [1.0, 1.0]
-    """
+    """  # noqa: E501
     check_option(alternative, "alternative", ("two-sided", "greater"))
     x, y = torch.broadcast_tensors(x.to(torch.float64), y.to(torch.float64))
     d = x - y
@@ -132,7 +134,8 @@ def wilcoxon_p_value(
     sorted_d = d.gather(-1, order)
     sorted_keep = keep.gather(-1, order)
     start, end = _sorted_groups(sorted_magnitude)
-    rank = (start + end + 2).to(torch.float64) / 2.0  # 1-based average ranks; invalid entries sort last
+    # 1-based average ranks; invalid entries sort last
+    rank = (start + end + 2).to(torch.float64) / 2.0
     positive = sorted_keep & (sorted_d > 0)
     zero = sorted_keep & (sorted_d == 0)
     r_plus = (rank * positive).sum(-1) + (rank * zero).sum(-1) / 2.0
@@ -178,7 +181,8 @@ def average_ranks_small(values: Tensor, dim: int = -1) -> Tensor:
         [3.5, 1.0, 3.5, 2.0]
     """
     if values.ndim == 0:
-        raise OptionError("Expected a tensor with at least one axis to rank along, but got a scalar.")
+        raise OptionError(
+            "Expected a tensor with at least one axis to rank along, but got a scalar.")
     v = values.to(torch.float64).movedim(dim, -1)
     finite = torch.isfinite(v)
     below = ((v.unsqueeze(-2) < v.unsqueeze(-1)) & finite.unsqueeze(-2)).sum(-1)

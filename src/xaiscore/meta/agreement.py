@@ -44,13 +44,15 @@ def _check_scores(q: Tensor, higher_is_better: Sequence[bool | None]) -> None:
 
 
 def orient(q: Tensor, higher_is_better: Sequence[bool | None]) -> Tensor:
-    """Scores ``(M, ...)`` as float64 with lower-is-better metrics negated and direction-less ones NaN.
+    """Scores ``(M, ...)`` as float64 with lower-is-better metrics negated and direction-less ones
+    NaN.
 
     Example:
         >>> orient(torch.tensor([[1.0], [2.0], [3.0]]), [True, False, None]).tolist()
         [[1.0], [-2.0], [nan]]
     """
-    signs = torch.tensor([math.nan if h is None else (1.0 if h else -1.0) for h in higher_is_better],
+    signs = torch.tensor([math.nan if h is None else (1.0 if h else -1.0)
+                          for h in higher_is_better],
                          dtype=torch.float64, device=q.device)
     return q.to(torch.float64) * signs.reshape((-1,) + (1,) * (q.ndim - 1))
 
@@ -84,10 +86,11 @@ def metric_agreement(q: Tensor, higher_is_better: Sequence[bool | None]) -> tupl
         >>> overall, per_sample = metric_agreement(q, [True, False])
         >>> overall.tolist()  # the second ranks the same way once its direction is applied
         [[1.0, 1.0], [1.0, 1.0]]
-    """
+    """  # noqa: E501
     _check_scores(q, higher_is_better)
     oriented = orient(q, higher_is_better)
-    per_sample = kendall_tau_b(oriented.unsqueeze(1).transpose(-1, -2), oriented.unsqueeze(0).transpose(-1, -2))
+    per_sample = kendall_tau_b(oriented.unsqueeze(1).transpose(-1, -2),
+                               oriented.unsqueeze(0).transpose(-1, -2))
     means = _nanmean(oriented, -1)  # (M, L)
     overall = kendall_tau_b(means.unsqueeze(1), means.unsqueeze(0))
     return overall, per_sample
@@ -111,12 +114,15 @@ def split_half_reliability(q: Tensor, *, n_splits: int = 100, generator: torch.G
         >>> q = torch.tensor([[[0.0, 0.1, 0.2, 0.3], [1.0, 1.1, 1.2, 1.3]]])  # method 2 always better
         >>> split_half_reliability(q, n_splits=3, generator=torch.Generator().manual_seed(0)).tolist()
         [[1.0, 1.0, 1.0]]
-    """
+    """  # noqa: E501
     if not isinstance(q, Tensor) or q.ndim != 3:
-        raise ShapeError(f"Expected scores of shape (metrics, methods, samples), but got {getattr(q, 'shape', q)}.")
+        raise ShapeError(
+            "Expected scores of shape (metrics, methods, samples), but got "
+            f"{getattr(q, 'shape', q)}.")
     check_positive_int(n_splits, "n_splits")
     b = q.shape[-1]
-    order = torch.rand(n_splits, b, generator=generator, device=generator.device).argsort(dim=1).to(q.device)
+    order = torch.rand(n_splits, b, generator=generator,
+                       device=generator.device).argsort(dim=1).to(q.device)
     first = torch.zeros(n_splits, b, dtype=torch.bool, device=q.device)
     first.scatter_(1, order[:, : b // 2], True)
     values = q.to(torch.float64).unsqueeze(1)  # (M, 1, L, B)
@@ -136,7 +142,8 @@ def split_half_reliability(q: Tensor, *, n_splits: int = 100, generator: torch.G
 
 def random_baseline_separation(q: Tensor, baseline: Tensor, higher_is_better: Sequence[bool | None]
                                ) -> tuple[Tensor, Tensor]:
-    """Win rate and one-sided Wilcoxon p-value of each method against the random-attribution baseline.
+    """Win rate and one-sided Wilcoxon p-value of each method against the random-attribution
+    baseline.
 
     Args:
         q: Unperturbed scores ``(M, L, B)``.
@@ -152,10 +159,12 @@ def random_baseline_separation(q: Tensor, baseline: Tensor, higher_is_better: Se
         >>> win, p = random_baseline_separation(q, torch.full((1, 7), 0.5), [True])
         >>> win.item(), round(p.item(), 4)
         (1.0, 0.0078)
-    """
+    """  # noqa: E501
     _check_scores(q, higher_is_better)
     if baseline.shape != (q.shape[0], q.shape[2]):
-        raise ShapeError(f"Expected `baseline` of shape {(q.shape[0], q.shape[2])}, but got {tuple(baseline.shape)}.")
+        raise ShapeError(
+            f"Expected `baseline` of shape {(q.shape[0], q.shape[2])}, but got "
+            f"{tuple(baseline.shape)}.")
     oriented = orient(q, higher_is_better)
     base = orient(baseline, higher_is_better).unsqueeze(1)  # (M, 1, B)
     usable = torch.isfinite(oriented) & torch.isfinite(base)

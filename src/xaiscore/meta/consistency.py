@@ -24,8 +24,8 @@ unchanged (resilience tests, "NR") or changed (adversary tests, "AR").
   lower for a higher-is-better metric and strictly higher for a lower-is-better one
   (:attr:`xaiscore.specs.MetricSpec.higher_is_better`); NaN for a metric without a direction.
 * **MC** per perturbation space (input or model), per iteration:
-  :math:`\mathrm{MC} = (\mathrm{IAC}_{NR} + \mathrm{IAC}_{AR} + \mathrm{IEC}_{NR} + \mathrm{IEC}_{AR}) / 4`
-  in [0, 1], 1 being ideal; reported as its mean and (population) standard
+  :math:`\mathrm{MC} = (\mathrm{IAC}_{NR} + \mathrm{IAC}_{AR} + \mathrm{IEC}_{NR} +
+  \mathrm{IEC}_{AR}) / 4` in [0, 1], 1 being ideal; reported as its mean and (population) standard
   deviation over iterations.
 
 Undefined cases (documented choices, MetaQuantus differs): pairs with a
@@ -64,17 +64,18 @@ __all__ = [
 def _check_shapes(q: Tensor, q_hat: Tensor, kept: Tensor) -> None:
     if q_hat.ndim < 3 or q.ndim < 2:
         raise ShapeError(
-            f"Expected `q` (..., L, B) and `q_hat` (..., K, L, B), but got shapes {tuple(q.shape)} and "
-            f"{tuple(q_hat.shape)}."
+            f"Expected `q` (..., L, B) and `q_hat` (..., K, L, B), but got shapes {tuple(q.shape)} "
+            f"and {tuple(q_hat.shape)}."
         )
     if q.shape[-2:] != q_hat.shape[-2:]:
         raise ShapeError(
-            f"Expected `q` and `q_hat` to share (L, B), but got {tuple(q.shape[-2:])} and {tuple(q_hat.shape[-2:])}."
+            f"Expected `q` and `q_hat` to share (L, B), but got {tuple(q.shape[-2:])} and "
+            f"{tuple(q_hat.shape[-2:])}."
         )
     if kept.ndim < 2 or kept.shape[-1] != q_hat.shape[-1] or kept.shape[-2] != q_hat.shape[-3]:
         raise ShapeError(
-            f"Expected `kept` of shape (..., K, B) = (..., {q_hat.shape[-3]}, {q_hat.shape[-1]}), but got "
-            f"{tuple(kept.shape)}."
+            f"Expected `kept` of shape (..., K, B) = (..., {q_hat.shape[-3]}, {q_hat.shape[-1]}), "
+            f"but got {tuple(kept.shape)}."
         )
     if kept.dtype != torch.bool:
         raise ShapeError(f"Expected `kept` to be a bool tensor, but got dtype {kept.dtype}.")
@@ -108,7 +109,7 @@ def intra_consistency(q: Tensor, q_hat: Tensor, kept: Tensor, *, adversary: bool
         >>> q = torch.arange(6.0).reshape(1, 6)
         >>> intra_consistency(q, q.unsqueeze(0), torch.ones(1, 6, dtype=torch.bool), adversary=False).tolist()
         [[1.0]]
-    """
+    """  # noqa: E501
     _check_shapes(q, q_hat, kept)
     p = wilcoxon_p_value(q.unsqueeze(-3), q_hat, kept.unsqueeze(-2))
     return 1.0 - p if adversary else p
@@ -132,19 +133,21 @@ def inter_consistency_resilience(q: Tensor, q_hat: Tensor, kept: Tensor) -> Tens
         >>> q_hat = torch.tensor([[[1.5, 3.0], [2.5, 4.0], [3.5, 5.0]]])  # sample 1's order reversed
         >>> inter_consistency_resilience(q, q_hat, torch.ones(1, 2, dtype=torch.bool)).tolist()
         [0.6666666666666666]
-    """
+    """  # noqa: E501
     _check_shapes(q, q_hat, kept)
     rank = average_ranks_small(q, dim=-2).unsqueeze(-3)
     rank_hat = average_ranks_small(q_hat, dim=-2)
     same = (rank == rank_hat).to(torch.float64)  # (..., K, L, B)
-    usable = kept & torch.isfinite(q).all(-2).unsqueeze(-2) & torch.isfinite(q_hat).all(-2)  # (..., K, B)
+    # (..., K, B)
+    usable = kept & torch.isfinite(q).all(-2).unsqueeze(-2) & torch.isfinite(q_hat).all(-2)
     agree = (same * usable.unsqueeze(-2)).sum((-2, -1))
     count = usable.sum(-1).to(torch.float64) * q.shape[-2]
     share = agree / count.clamp(min=1)
     return torch.where(count > 0, share, torch.full_like(share, math.nan))
 
 
-def inter_consistency_adversary(q: Tensor, q_hat: Tensor, kept: Tensor, *, higher_is_better: bool | None) -> Tensor:
+def inter_consistency_adversary(q: Tensor, q_hat: Tensor, kept: Tensor, *,
+                                higher_is_better: bool | None) -> Tensor:
     r"""Per perturbation: the share of (method, kept sample) pairs whose score got strictly worse.
 
     "Worse" follows the metric's direction: lower for ``higher_is_better=True``,
@@ -198,7 +201,7 @@ def consistency(q: Tensor, q_hat: Tensor, kept: Tensor, *, adversary: bool,
         >>> iac, iec, _ = consistency(q, q.expand(4, 2, 3), kept, adversary=False, higher_is_better=True)
         >>> iac.item(), iec.item()  # a score that never moves: perfectly resilient
         (1.0, 1.0)
-    """
+    """  # noqa: E501
     p = intra_consistency(q, q_hat, kept, adversary=adversary)  # (..., K, L)
     if adversary:
         per_k = inter_consistency_adversary(q, q_hat, kept, higher_is_better=higher_is_better)

@@ -1,4 +1,5 @@
-"""``meta_evaluate``: MetaQuantus' four perturbation tests for any registered metrics, on our kernels.
+"""``meta_evaluate``: MetaQuantus' four perturbation tests for any registered metrics, on our
+kernels.
 
 See :mod:`xaiscore.meta` for the overview and ``docs/meta.md`` for the definitions.
 """
@@ -66,13 +67,13 @@ SPACES: tuple[str, ...] = ("input", "model")
 def _check_explainers(explainers: Any) -> tuple[list[str], list[ExplainerFactory]]:
     if not isinstance(explainers, Mapping):
         raise DTypeError(
-            "Expected `explainers` to be a mapping method name -> explainer factory `factory(model) -> "
-            f"explain_fn`, but got {type(explainers).__name__}."
+            "Expected `explainers` to be a mapping method name -> explainer factory "
+            f"`factory(model) -> explain_fn`, but got {type(explainers).__name__}."
         )
     if len(explainers) < 2:
         raise OptionError(
-            f"Expected at least 2 explanation methods (inter-consistency compares their rankings), but got "
-            f"{len(explainers)}."
+            "Expected at least 2 explanation methods (inter-consistency compares their rankings), "
+            f"but got {len(explainers)}."
         )
     names, factories = [], []
     for name, factory in explainers.items():
@@ -82,13 +83,15 @@ def _check_explainers(explainers: Any) -> tuple[list[str], list[ExplainerFactory
             type(factory).__name__ == "CaptumExplainer"
         ):
             raise DTypeError(
-                f"Expected `explainers[{name!r}]` to be a factory `factory(model) -> explain_fn` (perturbed models "
-                f"need their own explainer), but got a {type(factory).__name__} bound to one model. Pass e.g. "
-                "`lambda model: captum_explainer(model, 'Saliency')`, or `lambda model: explainer` for one that "
-                "ignores the model."
+                f"Expected `explainers[{name!r}]` to be a factory `factory(model) -> explain_fn` "
+                f"(perturbed models need their own explainer), but got a {type(factory).__name__} "
+                "bound to one model. Pass e.g. `lambda model: captum_explainer(model, "
+                "'Saliency')`, or `lambda model: explainer` for one that ignores the model."
             )
         if not callable(factory):
-            raise DTypeError(f"Expected `explainers[{name!r}]` to be callable, but got {type(factory).__name__}.")
+            raise DTypeError(
+                f"Expected `explainers[{name!r}]` to be callable, but got "
+                f"{type(factory).__name__}.")
         names.append(name)
         factories.append(factory)
     return names, factories
@@ -96,13 +99,14 @@ def _check_explainers(explainers: Any) -> tuple[list[str], list[ExplainerFactory
 
 def _check_model_inputs(model: Any, x: Any, *, validate: bool) -> Tensor:
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+        raise DTypeError(
+            f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
     x = check_attributions(x, name="x", validate=validate)
     parameter = next(model.parameters(), None)
     if parameter is not None and parameter.device != x.device:
         raise DeviceError(
-            f"Expected `x` on the device of the model's parameters ({parameter.device}), but got {x.device}. "
-            "Move it with `x.to(device)`."
+            f"Expected `x` on the device of the model's parameters ({parameter.device}), but got "
+            f"{x.device}. Move it with `x.to(device)`."
         )
     return x
 
@@ -113,10 +117,12 @@ def _check_segments(segments: Any, x: Tensor) -> Tensor | None:
     segments = check_tensor(segments, "segments")
     if segments.ndim < 1 or segments.shape[0] != x.shape[0]:
         raise ShapeError(
-            f"Expected `segments` with a leading batch axis of {x.shape[0]}, but got {tuple(segments.shape)}."
+            f"Expected `segments` with a leading batch axis of {x.shape[0]}, but got "
+            f"{tuple(segments.shape)}."
         )
     if segments.device != x.device:
-        raise DeviceError(f"Expected `segments` on the device of `x` ({x.device}), but got {segments.device}.")
+        raise DeviceError(
+            f"Expected `segments` on the device of `x` ({x.device}), but got {segments.device}.")
     return segments
 
 
@@ -148,7 +154,8 @@ def meta_evaluate(
     validate: bool = True,
     progress: bool = False,
 ) -> Any:
-    r"""Meta-evaluate metrics (Hedström et al. 2023, MetaQuantus): are they resilient to noise and reactive to change?
+    r"""Meta-evaluate metrics (Hedström et al. 2023, MetaQuantus): are they resilient to noise and
+    reactive to change?
 
     For each test (input/model x resilience/adversary, :mod:`xaiscore.meta.perturbation`),
     iteration and perturbation ``k = 1..K``, the evaluation problem is perturbed,
@@ -247,21 +254,26 @@ def meta_evaluate(
         (('metric', 'space'), (1, 4, 2, 2, 2, 8))
         >>> bool(0.0 <= float(ds["mc_mean"].sel(metric="sparseness", space="model")) <= 1.0)
         True
-    """
+    """  # noqa: E501
     xr = import_xarray()
     seed_given = generator is None
     run, skipped, split_generator = _plan(
-        model, x, explainers, metrics, target=target, mask=mask, segments=segments, metric_options=metric_options,
-        tests=tests, magnitudes=magnitudes, iterations=iterations, perturbations=perturbations, clip=clip,
-        random_baseline=random_baseline, n_splits=n_splits, alpha=alpha, max_batch_size=max_batch_size,
+        model, x, explainers, metrics, target=target, mask=mask, segments=segments,
+        metric_options=metric_options,
+        tests=tests, magnitudes=magnitudes, iterations=iterations, perturbations=perturbations,
+        clip=clip,
+        random_baseline=random_baseline, n_splits=n_splits, alpha=alpha,
+        max_batch_size=max_batch_size,
         seed=seed, generator=generator, validate=validate)
     q = torch.stack([run.score(p, [run.original], "original") for p in run.planned])  # (M, L, B)
     baseline = _random_baseline_scores(run) if random_baseline else None  # (M, B)
     q_hat, kept = _perturbation_tests(run, progress=progress)
     summaries = _summaries(run, q, q_hat, kept, n_splits=n_splits, split_generator=split_generator)
     ds = build_dataset(
-        xr, planned=run.planned, method_names=run.method_names, suite=run.suite, iterations=run.iterations,
-        perturbations=run.perturbations, q=q, q_hat=q_hat, kept=kept, baseline=baseline, alpha=float(alpha),
+        xr, planned=run.planned, method_names=run.method_names, suite=run.suite,
+        iterations=run.iterations,
+        perturbations=run.perturbations, q=q, q_hat=q_hat, kept=kept, baseline=baseline,
+        alpha=float(alpha),
         prediction=run.prediction, target=run.target, **summaries)
     ds.attrs.update({
         "xaiscore_version": __version__,
@@ -276,10 +288,12 @@ def meta_evaluate(
         "clip": int(clip),
         "alpha": float(alpha),
         "random_level_mc": random_mc_level(len(run.method_names)),
-        "metric_settings": json.dumps({p.name: p.options for p in run.planned}, default=repr, sort_keys=True),
+        "metric_settings": json.dumps({p.name: p.options for p in run.planned}, default=repr, sort_keys=True),  # noqa: E501
         "skipped": json.dumps(skipped, sort_keys=True),
-        "citation": "Hedström et al. 2023, The meta-evaluation problem in explainable AI: identifying reliable "
-                    "estimators with MetaQuantus, TMLR",
+        "citation": (
+            "Hedström et al. 2023, The meta-evaluation problem in explainable AI: identifying "
+            "reliable estimators with MetaQuantus, TMLR"
+        ),
     })
     return ds
 
@@ -319,11 +333,14 @@ class _Run:
                         validate=self.validate)
                 for f, n in zip(self.factories, self.method_names)]
 
-    def group(self, network: nn.Module | None, inputs: Tensor, targets: Tensor, maps: list[Tensor], times: int,
+    def group(self, network: nn.Module | None, inputs: Tensor, targets: Tensor, maps: list[Tensor],
+              times: int,
               label: str, names: Sequence[str] | None = None,
               makers: Sequence[ExplainerFactory] | None = None) -> Group:
-        """A problem of ``times`` stacked copies of the samples (their masks and segments repeated)."""
-        return Group(model=network, x=inputs, target=targets, explanations=maps, mask=_repeat(self.mask, times),
+        """A problem of ``times`` stacked copies of the samples (their masks and segments repeated).
+        """
+        return Group(model=network, x=inputs, target=targets, explanations=maps,
+                     mask=_repeat(self.mask, times),
                      segments=_repeat(self.segments, times), label=label,
                      factories=self.factories if makers is None else makers,
                      method_names=self.method_names if names is None else names)
@@ -334,7 +351,8 @@ class _Run:
                             seed=derive_seed(self.metric_seed, p.name, *label))
 
 
-def _check_options(*, iterations: int, perturbations: int, n_splits: int, max_batch_size: int, alpha: Any,
+def _check_options(*, iterations: int, perturbations: int, n_splits: int, max_batch_size: int,
+                   alpha: Any,
                    clip: Any, random_baseline: Any) -> tuple[int, int, int, int]:
     iterations = check_positive_int(iterations, "iterations")
     perturbations = check_positive_int(perturbations, "perturbations")
@@ -354,11 +372,15 @@ def _available_inputs(mask: Tensor | None, segments: Tensor | None) -> frozenset
     return frozenset(available)
 
 
-def _plan(model: Any, x: Any, explainers: Any, metrics: Any, *, target: Any, mask: Any, segments: Any,
-          metric_options: Any, tests: Any, magnitudes: Any, iterations: int, perturbations: int, clip: bool,
+def _plan(model: Any, x: Any, explainers: Any, metrics: Any, *, target: Any, mask: Any,
+          segments: Any,
+          metric_options: Any, tests: Any, magnitudes: Any, iterations: int, perturbations: int,
+          clip: bool,
           random_baseline: bool, n_splits: int, alpha: float, max_batch_size: int, seed: int | None,
-          generator: torch.Generator | None, validate: bool) -> tuple[_Run, dict[str, str], torch.Generator]:
-    """Check every argument, plan the metrics, draw every seed, predict and explain the unperturbed inputs.
+          generator: torch.Generator | None,
+          validate: bool) -> tuple[_Run, dict[str, str], torch.Generator]:
+    """Check every argument, plan the metrics, draw every seed, predict and explain the unperturbed
+    inputs.
 
     Returns:
         ``(run, skipped, split_generator)``: the run, the metrics that cannot run
@@ -367,16 +389,19 @@ def _plan(model: Any, x: Any, explainers: Any, metrics: Any, *, target: Any, mas
     x = _check_model_inputs(model, x, validate=validate)
     method_names, factories = _check_explainers(explainers)
     iterations, perturbations, n_splits, max_batch_size = _check_options(
-        iterations=iterations, perturbations=perturbations, n_splits=n_splits, max_batch_size=max_batch_size,
+        iterations=iterations, perturbations=perturbations, n_splits=n_splits,
+        max_batch_size=max_batch_size,
         alpha=alpha, clip=clip, random_baseline=random_baseline)
     suite = resolve_tests(tests, magnitudes)
     generator = resolve_generator(generator, seed, default_seed=0)
     if mask is not None:
         mask = check_mask(mask, x, a_name="x", validate=validate)
     segments = _check_segments(segments, x)
-    planned, skipped = plan_metrics(metrics, metric_options, available=_available_inputs(mask, segments))
+    planned, skipped = plan_metrics(metrics, metric_options,
+                                    available=_available_inputs(mask, segments))
     if not planned:
-        raise OptionError(f"Expected at least one metric that can run, but every one was skipped: {skipped}.")
+        raise OptionError(
+            f"Expected at least one metric that can run, but every one was skipped: {skipped}.")
 
     # All randomness is drawn here, in a fixed order, before any model or explainer call.
     seeds = perturbation_seeds(generator, len(suite), iterations, perturbations)
@@ -391,9 +416,12 @@ def _plan(model: Any, x: Any, explainers: Any, metrics: Any, *, target: Any, mas
     else:
         target = check_target(target, x.shape[0], device=x.device, validate=validate)
     low, high = (x.min(), x.max()) if clip else (None, None)
-    run = _Run(model=model, clean=clean, x=x, target=target, prediction=prediction, mask=mask, segments=segments,
-               method_names=method_names, factories=factories, planned=planned, suite=suite, iterations=iterations,
-               perturbations=perturbations, max_batch_size=max_batch_size, validate=validate, low=low, high=high,
+    run = _Run(model=model, clean=clean, x=x, target=target, prediction=prediction, mask=mask,
+               segments=segments,
+               method_names=method_names, factories=factories, planned=planned, suite=suite,
+               iterations=iterations,
+               perturbations=perturbations, max_batch_size=max_batch_size, validate=validate,
+               low=low, high=high,
                seeds=seeds, metric_seed=metric_seed, baseline_seed=baseline_seed)
     run.original = run.group(clean, x, target, run.explain_all(clean, x, target), 1, "original")
     return run, skipped, split_generator
@@ -408,16 +436,18 @@ def _random_baseline_scores(run: _Run) -> Tensor:
 
     a_random = explain(random_factory, run.clean, run.x, run.target, name="random",
                        max_batch_size=run.max_batch_size, validate=run.validate)
-    random_group = run.group(run.clean, run.x, run.target, [a_random], 1, "random", names=["random"],
+    random_group = run.group(run.clean, run.x, run.target, [a_random], 1, "random",
+                             names=["random"],
                              makers=[random_factory])
     return torch.stack([run.score(p, [random_group], "random")[0] for p in run.planned])
 
 
-# --- perturbation tests ----------------------------------------------------------------------------
+# --- perturbation tests ---------------------------------------------------------------------------
 
 
 def _perturbation_tests(run: _Run, *, progress: bool = False) -> tuple[Tensor, Tensor]:
-    """Every test and iteration: ``q_hat`` ``(M, T, I, K, L, B)`` scores and ``kept`` ``(T, I, K, B)``."""
+    """Every test and iteration: ``q_hat`` ``(M, T, I, K, L, B)`` scores and ``kept``
+    ``(T, I, K, B)``."""
     bar = None
     if progress:  # tqdm comes with the harness extra: imported only when asked for
         from tqdm.auto import tqdm
@@ -427,7 +457,8 @@ def _perturbation_tests(run: _Run, *, progress: bool = False) -> tuple[Tensor, T
     b, n_methods = run.x.shape[0], len(run.method_names)
     shape = (len(run.planned), len(run.suite), run.iterations, run.perturbations, n_methods, b)
     q_hat = torch.full(shape, math.nan, dtype=torch.float64, device=run.x.device)
-    kept = torch.zeros((len(run.suite), run.iterations, run.perturbations, b), dtype=torch.bool, device=run.x.device)
+    kept = torch.zeros((len(run.suite), run.iterations, run.perturbations, b), dtype=torch.bool,
+                       device=run.x.device)
     perturber: ModelPerturber | None = None
     for t, test in enumerate(run.suite):
         for i in range(run.iterations):
@@ -449,11 +480,14 @@ def _stacked_scores(run: _Run, scores: Tensor) -> Tensor:
     return scores.reshape(len(run.method_names), run.perturbations, run.x.shape[0]).transpose(0, 1)
 
 
-def _input_test(run: _Run, t: int, test: PerturbationTest, i: int, *, q_hat: Tensor, kept: Tensor) -> None:
-    """Iteration ``i`` of input test ``t``: all ``K`` perturbed inputs stacked, explained and scored together."""
+def _input_test(run: _Run, t: int, test: PerturbationTest, i: int, *, q_hat: Tensor,
+                kept: Tensor) -> None:
+    """Iteration ``i`` of input test ``t``: all ``K`` perturbed inputs stacked, explained and scored
+    together."""
     k_count = run.perturbations
     x_hat = torch.cat([
-        perturb_inputs(run.x, magnitude=test.magnitude, seed=run.seeds[t][i][k], low=run.low, high=run.high)
+        perturb_inputs(run.x, magnitude=test.magnitude, seed=run.seeds[t][i][k], low=run.low,
+                       high=run.high)
         for k in range(k_count)
     ])
     predicted = predict(run.clean, x_hat, max_batch_size=run.max_batch_size)
@@ -466,9 +500,11 @@ def _input_test(run: _Run, t: int, test: PerturbationTest, i: int, *, q_hat: Ten
         q_hat[m, t, i] = _stacked_scores(run, run.score(p, [perturbed], test.name, i))
 
 
-def _model_test(run: _Run, t: int, test: PerturbationTest, i: int, perturber: ModelPerturber, *, q_hat: Tensor,
+def _model_test(run: _Run, t: int, test: PerturbationTest, i: int, perturber: ModelPerturber, *,
+                q_hat: Tensor,
                 kept: Tensor) -> None:
-    """Iteration ``i`` of model test ``t``: one perturbed model at a time; model-free metrics score all at once."""
+    """Iteration ``i`` of model test ``t``: one perturbed model at a time; model-free metrics score
+    all at once."""
     groups = []
     for k in range(run.perturbations):
         noisy = perturber.perturb(std=test.magnitude, seed=run.seeds[t][i][k])
@@ -502,13 +538,15 @@ def _summaries(run: _Run, q: Tensor, q_hat: Tensor, kept: Tensor, *, n_splits: i
     for t, test in enumerate(run.suite):
         for m in range(n_metrics):
             iac[m, t], iec[m, t], iac_method[m, t] = consistency(
-                q[m].expand(run.iterations, n_methods, b), q_hat[m, t], kept[t], adversary=test.adversary,
+                q[m].expand(run.iterations, n_methods, b), q_hat[m, t], kept[t],
+                adversary=test.adversary,
                 higher_is_better=directions[m])
     spaces, mc = _meta_consistency(run, iac, iec)
     mc_mean, mc_std = nan_stats(mc, -1)
     agreement, agreement_per_sample = metric_agreement(q, directions)
     split_half = split_half_reliability(q, n_splits=n_splits, generator=split_generator)
-    return {"spaces": spaces, "iac": iac, "iec": iec, "iac_method": iac_method, "mc": mc, "mc_mean": mc_mean,
+    return {"spaces": spaces, "iac": iac, "iec": iec, "iac_method": iac_method, "mc": mc,
+            "mc_mean": mc_mean,
             "mc_std": mc_std, "agreement": agreement, "agreement_per_sample": agreement_per_sample,
             "split_half": split_half, "directions": directions}
 
@@ -518,7 +556,8 @@ def _meta_consistency(run: _Run, iac: Tensor, iec: Tensor) -> tuple[list[str], T
     index = {test.name: t for t, test in enumerate(run.suite)}
     spaces = [s for s in SPACES if f"{s}_resilience" in index and f"{s}_adversary" in index]
     if not spaces:
-        return spaces, torch.zeros((len(run.planned), 0, run.iterations), dtype=torch.float64, device=run.x.device)
+        return spaces, torch.zeros((len(run.planned), 0, run.iterations), dtype=torch.float64,
+                                   device=run.x.device)
     mc = torch.stack([
         meta_consistency(iac[:, index[f"{s}_resilience"]], iac[:, index[f"{s}_adversary"]],
                          iec[:, index[f"{s}_resilience"]], iec[:, index[f"{s}_adversary"]])

@@ -61,7 +61,8 @@ Space = Literal["input", "model"]
 Kind = Literal["resilience", "adversary"]
 
 #: The four tests, in the order MetaQuantus runs them.
-TEST_NAMES: tuple[str, ...] = ("model_resilience", "model_adversary", "input_resilience", "input_adversary")
+TEST_NAMES: tuple[str, ...] = ("model_resilience", "model_adversary", "input_resilience",
+                               "input_adversary")
 
 #: The paper's defaults: uniform half-width for input tests, multiplicative std for model tests.
 DEFAULT_MAGNITUDES: dict[str, float] = {
@@ -105,7 +106,8 @@ def resolve_tests(tests: Iterable[str] | None, magnitudes: Mapping[str, float] |
             no tests, or a magnitude that is not a positive finite number.
     """
     if isinstance(tests, str):
-        raise DTypeError(f"Expected `tests` to be a sequence of test names, but got the string {tests!r}.")
+        raise DTypeError(
+            f"Expected `tests` to be a sequence of test names, but got the string {tests!r}.")
     names = TEST_NAMES if tests is None else tuple(tests)
     if not names:
         raise OptionError(f"Expected at least one test from {TEST_NAMES}, but got none.")
@@ -120,14 +122,16 @@ def resolve_tests(tests: Iterable[str] | None, magnitudes: Mapping[str, float] |
         raise OptionError(f"Expected `magnitudes` keys from {TEST_NAMES}, but got {unknown}.")
     out = []
     for name in names:
-        value = check_fraction(magnitudes.get(name, DEFAULT_MAGNITUDES[name]), f"magnitudes[{name!r}]",
+        value = check_fraction(magnitudes.get(name, DEFAULT_MAGNITUDES[name]),
+                               f"magnitudes[{name!r}]",
                                low=0.0, high=math.inf, low_inclusive=False, high_inclusive=False)
         space, kind = name.split("_")
         out.append(PerturbationTest(name, space, kind, value))  # type: ignore[arg-type]
     return tuple(out)
 
 
-def perturbation_seeds(generator: torch.Generator, n_tests: int, iterations: int, perturbations: int) -> list:
+def perturbation_seeds(generator: torch.Generator, n_tests: int, iterations: int,
+                       perturbations: int) -> list:
     """One seed per (test, iteration, perturbation), drawn up front: a nested list of ints."""
     seeds = torch.randint(0, 2**62, (n_tests, iterations, perturbations), generator=generator,
                           device=generator.device)
@@ -173,12 +177,14 @@ class ModelPerturber:
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
-            raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+            raise DTypeError(
+                f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
         self.model = copy.deepcopy(model)
         self._originals = {name: p.detach().clone() for name, p in self.model.named_parameters()}
 
     def perturb(self, *, std: float, seed: int) -> nn.Module:
-        """Set every parameter to ``original * (1 + std * N(0, 1))`` (noise drawn as the module docstring says)."""
+        """Set every parameter to ``original * (1 + std * N(0, 1))`` (noise drawn as the module
+        docstring says)."""
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, parameter in self.model.named_parameters():

@@ -26,7 +26,7 @@ Example:
     >>> path = write_meta_report(ds, tempfile.mkdtemp())
     >>> path.name, "Meta-evaluation" in path.read_text()
     ('meta_report.html', True)
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mc_table", "plot_meta_consistency", "plot_criteria", "plot_metric_agreement", "meta_report_html",
+__all__ = ["mc_table", "plot_meta_consistency", "plot_criteria", "plot_metric_agreement",
+           "meta_report_html",
            "write_meta_report"]
 
 _CRITERIA = (("iac", "resilience", "IAC_NR"), ("iac", "adversary", "IAC_AR"),
@@ -84,7 +85,8 @@ def mc_table(ds: Any) -> Any:
 
 
 def plot_meta_consistency(ds: Any, ax: Any = None) -> Any:
-    """Bars: MC per metric and space (error bars: spread over iterations); dashed: a noise estimator's level."""
+    """Bars: MC per metric and space (error bars: spread over iterations); dashed: a noise
+    estimator's level."""
     plt = _pyplot()
     metrics, spaces = _names(ds, "metric"), _names(ds, "space")
     if ax is None:
@@ -94,11 +96,13 @@ def plot_meta_consistency(ds: Any, ax: Any = None) -> Any:
     for j, space in enumerate(spaces):
         means = ds["mc_mean"].sel(space=space).values
         spread = np.nan_to_num(ds["mc_std"].sel(space=space).values)
-        ax.bar(positions + (j - (len(spaces) - 1) / 2) * width, means, width, yerr=spread, capsize=2,
+        ax.bar(positions + (j - (len(spaces) - 1) / 2) * width, means, width, yerr=spread,
+               capsize=2,
                label=f"{space} perturbation", color=f"C{j}", alpha=0.85)
     level = float(ds.attrs.get("random_level_mc", np.nan))
     if np.isfinite(level):
-        ax.axhline(level, color="grey", linestyle="--", linewidth=1, label=f"noise estimator ({level:.2f})")
+        ax.axhline(level, color="grey", linestyle="--", linewidth=1,
+                   label=f"noise estimator ({level:.2f})")
     ax.set_xticks(positions, metrics, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("MC score (1 = ideal)")
@@ -129,13 +133,15 @@ def plot_criteria(ds: Any, ax: Any = None) -> Any:
 
 
 def plot_metric_agreement(ds: Any, *, per_sample: bool = False, ax: Any = None) -> Any:
-    """Heatmap of Kendall's tau between the metrics' method rankings (overall, or mean of per-sample taus)."""
+    """Heatmap of Kendall's tau between the metrics' method rankings (overall, or mean of per-sample
+    taus)."""
     plt = _pyplot()
     variable = "agreement_per_sample_mean" if per_sample else "agreement"
     values = ds[variable].values
     metrics = _names(ds, "metric")
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * len(metrics) + 3.0, 0.45 * len(metrics) + 2.2), layout="constrained")
+        _, ax = plt.subplots(figsize=(0.45 * len(metrics) + 3.0, 0.45 * len(metrics) + 2.2),
+                             layout="constrained")
     image = ax.imshow(np.ma.masked_invalid(values), cmap="coolwarm", vmin=-1, vmax=1)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
@@ -171,9 +177,10 @@ def _table_html(table: Any) -> str:
     return f"<table><tr><th class=\"name\">metric</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def meta_report_html(ds: Any, figures_dir: str | os.PathLike[str], *, figures_url: str = "figures") -> str:
-    """Write ``meta_consistency.png``, ``meta_criteria.png`` and ``meta_agreement.png`` into ``figures_dir``
-    and return an HTML fragment showing them with the :func:`mc_table`.
+def meta_report_html(ds: Any, figures_dir: str | os.PathLike[str], *,
+                     figures_url: str = "figures") -> str:
+    """Write ``meta_consistency.png``, ``meta_criteria.png`` and ``meta_agreement.png`` into
+    ``figures_dir`` and return an HTML fragment showing them with the :func:`mc_table`.
 
     Args:
         ds: A Dataset from :func:`xaiscore.meta.meta_evaluate`.
@@ -186,9 +193,10 @@ def meta_report_html(ds: Any, figures_dir: str | os.PathLike[str], *, figures_ur
     _save(plot_criteria(ds), folder / "meta_criteria.png")
     parts = [
         "<h2>Meta-evaluation (MetaQuantus tests)</h2>",
-        f"<p class=\"note\">{int(ds.attrs.get('iterations', 0))} iterations x {int(ds.attrs.get('perturbations', 0))} "
-        f"perturbations per test; magnitudes {html.escape(str(json.loads(ds.attrs.get('tests', '{}'))))}. "
-        "MC = mean of IAC_NR, IAC_AR, IEC_NR, IEC_AR (1 = ideal); a noise estimator scores about "
+        f"<p class=\"note\">{int(ds.attrs.get('iterations', 0))} iterations x "
+        f"{int(ds.attrs.get('perturbations', 0))} perturbations per test; magnitudes "
+        f"{html.escape(str(json.loads(ds.attrs.get('tests', '{}'))))}. MC = mean of IAC_NR, "
+        "IAC_AR, IEC_NR, IEC_AR (1 = ideal); a noise estimator scores about "
         f"{float(ds.attrs.get('random_level_mc', np.nan)):.2f}.</p>",
         _table_html(mc_table(ds)),
         f"<img src=\"{figures_url}/meta_consistency.png\" alt=\"MC scores\">",
@@ -205,15 +213,20 @@ def meta_report_html(ds: Any, figures_dir: str | os.PathLike[str], *, figures_ur
     return "".join(parts)
 
 
-def write_meta_report(ds: Any, out_dir: str | os.PathLike[str], *, title: str = "xaiscore meta-evaluation") -> Path:
-    """Write ``meta_report.html`` and its figures (``figures/meta_*.png``) into ``out_dir``; return the page's path."""
+def write_meta_report(ds: Any, out_dir: str | os.PathLike[str], *,
+                      title: str = "xaiscore meta-evaluation") -> Path:
+    """Write ``meta_report.html`` and its figures (``figures/meta_*.png``) into ``out_dir``; return
+    the page's path."""
     out = Path(out_dir)
     body = meta_report_html(ds, out / "figures")
     style = ("body{font-family:sans-serif;margin:2em auto;max-width:1100px;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ddd;padding:.2em .5em;"
+             "table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid "
+             "#ddd;padding:.2em .5em;"
              "text-align:right}td.name,th.name{text-align:left}img{max-width:100%}.note{color:#666}")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    page = (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta "
+        f"charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
     path = out / "meta_report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -164,7 +164,8 @@ class XaiscoreMetric(Metric):
         self.options: dict[str, Any] = {name: values.pop(name) for name in self.option_names}
         if values:  # the factory's signatures and the lists above disagree: a bug, not user input
             raise RuntimeError(f"Unrouted constructor arguments {sorted(values)}.")
-        self.seeding: str | None = self._checked_seeding(seeding) if self.uses_randomness else seeding
+        self.seeding: str | None = self._checked_seeding(
+            seeding) if self.uses_randomness else seeding
         self._in_forward = False
         self._reset_randomness()
         # MetricCollection shares states between metrics whose states are equal after the first

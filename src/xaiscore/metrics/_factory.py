@@ -138,7 +138,8 @@ def _build(spec: MetricSpec) -> type[XaiscoreMetric]:
         required_inputs = [p.name for p in inputs if p.name in spec.needs and p.default is _P.empty]
         optional_inputs = [p.name for p in inputs if p.name not in required_inputs]
     skip = set(CALLABLE_NAMES) | set(TENSOR_INPUT_NAMES) | {"generator", "seed"}
-    skip |= set(required_inputs) | set(optional_inputs)  # e.g. `boxes`, `ignore`: inputs, not options
+    # e.g. `boxes`, `ignore`: inputs, not options
+    skip |= set(required_inputs) | set(optional_inputs)
     options = [
         p
         for p in kernel.values()

@@ -142,17 +142,19 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Anything else (``explain``, ``evaluate``, ``functions``, ...) from the installed quantus package."""
+    """Anything else (``explain``, ``evaluate``, ``functions``, ...) from the installed quantus
+    package."""
     if name.startswith("__"):
         raise AttributeError(name)
     try:
         quantus = importlib.import_module("quantus")
     except ImportError as error:
         raise AttributeError(
-            f"xaiscore.quantus_compat has no {name!r}; names it does not define are taken from the quantus "
-            "package, which is not installed (`pip install xaiscore[quantus]`)."
+            f"xaiscore.quantus_compat has no {name!r}; names it does not define are taken from the "
+            "quantus package, which is not installed (`pip install xaiscore[quantus]`)."
         ) from error
     try:
         return getattr(quantus, name)
     except AttributeError:
-        raise AttributeError(f"Neither xaiscore.quantus_compat nor quantus has an attribute {name!r}.") from None
+        raise AttributeError(
+            f"Neither xaiscore.quantus_compat nor quantus has an attribute {name!r}.") from None

@@ -1,4 +1,5 @@
-"""The Quantus call protocol on top of our kernels: numpy in, tensors on ``device``, kernels, numpy/lists out.
+"""The Quantus call protocol on top of our kernels: numpy in, tensors on ``device``, kernels,
+numpy/lists out.
 
 :class:`Metric` reproduces what Quantus 0.6.0's ``Metric.__call__`` does before
 and after its per-batch loop (``general_preprocess``, ``explain_batch``,
@@ -86,7 +87,8 @@ COMMON_KEYWORDS: tuple[str, ...] = (
 
 
 class QuantusCompatibilityError(OptionError, NotImplementedError):
-    """A Quantus option or metric that the drop-in does not support (the message names the alternative)."""
+    """A Quantus option or metric that the drop-in does not support (the message names the
+    alternative)."""
 
 
 class ScoreDirection(enum.Enum):
@@ -97,7 +99,8 @@ class ScoreDirection(enum.Enum):
 
 
 def common(local_vars: Mapping[str, Any]) -> dict[str, Any]:
-    """The shared constructor keywords from a subclass ``__init__``'s ``locals()`` (plus its ``**kwargs``)."""
+    """The shared constructor keywords from a subclass ``__init__``'s ``locals()``
+    (plus its ``**kwargs``)."""
     out = {key: local_vars[key] for key in COMMON_KEYWORDS}
     out.update(local_vars.get("kwargs", {}))
     return out
@@ -107,14 +110,15 @@ def reject_unknown(kwargs: Mapping[str, Any], where: str) -> None:
     """Raise like Quantus' ``warn.check_kwargs`` (a ``ValueError``) on unexpected keywords."""
     if kwargs:
         raise OptionError(
-            f"Unexpected keyword argument(s) to {where}: {sorted(kwargs)}. Check their spelling against the "
-            "class docstring (options of the explainer go in `explain_func_kwargs`, of the model in "
-            "`model_predict_kwargs`, of the normalisation in `normalise_func_kwargs`)."
+            f"Unexpected keyword argument(s) to {where}: {sorted(kwargs)}. Check their spelling "
+            "against the class docstring (options of the explainer go in `explain_func_kwargs`, of "
+            "the model in `model_predict_kwargs`, of the normalisation in `normalise_func_kwargs`)."
         )
 
 
 def _logits_model(model: nn.Module) -> nn.Module:
-    """``model`` itself, or a copy without its trailing ``nn.Softmax`` (Quantus' ``PyTorchModel`` rule)."""
+    """``model`` itself, or a copy without its trailing ``nn.Softmax``
+    (Quantus' ``PyTorchModel`` rule)."""
     named = list(model.named_modules())
     if len(named) > 1 and isinstance(named[-1][1], nn.Softmax):
         import copy
@@ -137,7 +141,8 @@ class ForwardFn:
     ``nn.Module`` ending in ``nn.Softmax`` is used without it (see :func:`_logits_model`).
     """
 
-    def __init__(self, model: nn.Module, model_shape: tuple[int, ...], predict_kwargs: Mapping[str, Any],
+    def __init__(self, model: nn.Module, model_shape: tuple[int, ...],
+                 predict_kwargs: Mapping[str, Any],
                  counter: Callable[[int], None] | None = None) -> None:
         self.model = _logits_model(model)
         self.model_shape = model_shape
@@ -151,7 +156,8 @@ class ForwardFn:
 
 
 class ExplainAdapter:
-    """Quantus' ``explain_func(model, inputs, targets, **kwargs)`` as a batched ``explain_fn(x, target)``.
+    """Quantus' ``explain_func(model, inputs, targets, **kwargs)`` as a batched
+    ``explain_fn(x, target)``.
 
     Inputs reach ``explain_func`` as numpy arrays in Quantus' layout (channel-first,
     the original shape for ``(B, F)`` data); the result gets its channel axis as in
@@ -159,8 +165,10 @@ class ExplainAdapter:
     ``transform`` (normalisation, abs) is applied to every result when given.
     """
 
-    def __init__(self, model: Any, explain_func: Callable[..., Any], explain_kwargs: Mapping[str, Any],
-                 model_shape: tuple[int, ...], *, transform: Callable[[Tensor], Tensor] | None = None,
+    def __init__(self, model: Any, explain_func: Callable[..., Any],
+                 explain_kwargs: Mapping[str, Any],
+                 model_shape: tuple[int, ...], *,
+                 transform: Callable[[Tensor], Tensor] | None = None,
                  counter: Callable[[int], None] | None = None) -> None:
         self.inner = QuantusExplainer(model, explain_func, **dict(explain_kwargs))
         self.model_shape = model_shape
@@ -221,7 +229,8 @@ _NORMALISE_MODULE = "quantus.functions.normalise_func"
 
 def normalise(a: Tensor, mode: str, *, batch_wide: bool = False) -> Tensor:
     """Quantus' ``normalise_by_max`` (``"max"``) or ``normalise_by_average_second_moment_estimate``
-    (``"second_moment"``), per sample or over the whole batch (``batch_wide``, Quantus' default axes).
+    (``"second_moment"``), per sample or over the whole batch (``batch_wide``, Quantus' default
+    axes).
 
     A zero scale leaves the values unchanged, as in Quantus.
 
@@ -254,7 +263,8 @@ def _progress_counter(enabled: bool, description: str) -> tuple[Callable[[int], 
 
 
 class Metric:
-    """Base class of the Quantus-compatible metrics (see the module docstring for the call protocol).
+    """Base class of the Quantus-compatible metrics (see the module docstring for the call
+    protocol).
 
     Subclasses set the class attributes and implement :meth:`_evaluate`.
 
@@ -297,12 +307,16 @@ class Metric:
         **kwargs: Any,
     ) -> None:
         reject_unknown(kwargs, f"{type(self).__name__}()")
-        for flag_name, flag in (("abs", abs), ("normalise", normalise), ("return_aggregate", return_aggregate),
+        for flag_name, flag in (("abs", abs), ("normalise", normalise),
+                                ("return_aggregate", return_aggregate),
                                 ("quantus_bug_compatible", quantus_bug_compatible)):
             if not isinstance(flag, (bool, np.bool_)):
-                raise DTypeError(f"Expected `{flag_name}` to be a bool, but got {type(flag).__name__} {flag!r}.")
+                raise DTypeError(
+                    f"Expected `{flag_name}` to be a bool, but got {type(flag).__name__} {flag!r}.")
         if normalise_func is not None and not callable(normalise_func):
-            raise DTypeError(f"Expected `normalise_func` to be callable, but got {type(normalise_func).__name__}.")
+            raise DTypeError(
+                "Expected `normalise_func` to be callable, but got "
+                f"{type(normalise_func).__name__}.")
         # `aggregate_func` is checked when it is used (return_aggregate=True), as Quantus accepts
         # any value at construction (its own tests pass `aggregate_func=True` without aggregating).
         self.abs = bool(abs)
@@ -366,8 +380,10 @@ class Metric:
             custom_batch: Metric-specific extra data (``Focus``: the mosaic positions).
         """
         reject_unknown(kwargs, f"{type(self).__name__}.__call__")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise OptionError(f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1):
+            raise OptionError(
+                f"Expected `batch_size` to be a positive int, but got {batch_size!r}.")
         counter, bar = _progress_counter(self.display_progressbar, type(self).__name__)
         try:
             prepared = self._prepare(
@@ -392,9 +408,11 @@ class Metric:
     # --- preprocessing ---------------------------------------------------------------------------
 
     def _prepare(self, *, model, x_batch, y_batch, a_batch, s_batch, channel_first, explain_func,
-                 explain_func_kwargs, model_predict_kwargs, softmax, device, batch_size, custom_batch,
+                 explain_func_kwargs, model_predict_kwargs, softmax, device, batch_size,
+                 custom_batch,
                  counter) -> Prepared:
-        """Quantus' inputs made canonical, one step per input (:mod:`~xaiscore.quantus_compat._inputs`)."""
+        """Quantus' inputs made canonical, one step per input
+        (:mod:`~xaiscore.quantus_compat._inputs`)."""
         x_np, layout = canonical_inputs(x_batch, channel_first)
         check_model(model, needs_model=self.needs_model, metric=type(self).__name__)
         device_ = resolve_device(device, model)
@@ -403,35 +421,45 @@ class Metric:
         forward_fn = None
         if isinstance(model, nn.Module):
             forward_fn = ForwardFn(model, layout.model_shape, model_predict_kwargs or {}, counter)
-        factory = self._explainer_factory(explain_func, explain_func_kwargs, device, layout, counter)
+        factory = self._explainer_factory(explain_func, explain_func_kwargs, device, layout,
+                                          counter)
         explain_fn = None if factory is None else factory(model)
-        a_raw = self._attributions(a_batch, layout, x=x, y=y, explain_fn=explain_fn, batch_size=batch_size,
+        a_raw = self._attributions(a_batch, layout, x=x, y=y, explain_fn=explain_fn,
+                                   batch_size=batch_size,
                                    device=device_)
         a = a_raw
         if a_raw is not None and self.transforms_attributions:
-            a = self.transform_attributions(a_raw, chunk=None if a_batch is not None else batch_size)
+            a = self.transform_attributions(a_raw,
+                                            chunk=None if a_batch is not None else batch_size)
         s = None
         if s_batch is not None:
             s = masks_tensor(s_batch, layout, x=x, device=device_)
         elif self.needs_masks:
-            raise OptionError(f"{type(self).__name__} needs ground-truth masks: pass `s_batch` (B, 1, *S).")
-        return Prepared(x=x, y=y, a=a, a_raw=a_raw, s=s, model=model, forward_fn=forward_fn, explain_fn=explain_fn,
-                        explainer_factory=factory, softmax=softmax, batch_size=batch_size, device=device_,
+            raise OptionError(
+                f"{type(self).__name__} needs ground-truth masks: pass `s_batch` (B, 1, *S).")
+        return Prepared(x=x, y=y, a=a, a_raw=a_raw, s=s, model=model, forward_fn=forward_fn,
+                        explain_fn=explain_fn,
+                        explainer_factory=factory, softmax=softmax, batch_size=batch_size,
+                        device=device_,
                         model_shape=layout.model_shape, custom_batch=custom_batch)
 
     def _explainer_factory(self, explain_func: Any, explain_func_kwargs: Mapping[str, Any] | None,
                            device: str | torch.device | None, layout: Layout,
-                           counter: Callable[[int], None] | None) -> Callable[[Any], ExplainAdapter] | None:
-        """``model -> ExplainAdapter`` for ``explain_func``, or ``None`` without one (where allowed)."""
+                           counter: Callable[[int], None]
+                           | None) -> Callable[[Any], ExplainAdapter] | None:
+        """``model -> ExplainAdapter`` for ``explain_func``, or ``None`` without one
+        (where allowed)."""
         if explain_func is None:
             if self.needs_explainer:
                 raise OptionError(
-                    f"{type(self).__name__} re-explains perturbed inputs or models: pass `explain_func` "
-                    "(e.g. quantus.explain with explain_func_kwargs={'method': 'Saliency'})."
+                    f"{type(self).__name__} re-explains perturbed inputs or models: pass "
+                    "`explain_func` (e.g. quantus.explain with explain_func_kwargs={'method': "
+                    "'Saliency'})."
                 )
             return None
         if not callable(explain_func):
-            raise DTypeError(f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
+            raise DTypeError(
+                f"Expected `explain_func` to be callable, but got {type(explain_func).__name__}.")
         kwargs_for_explain = dict(explain_func_kwargs or {})
         if device is not None and "device" not in kwargs_for_explain:
             kwargs_for_explain["device"] = device  # as Quantus' general_preprocess
@@ -443,22 +471,26 @@ class Metric:
         return factory
 
     def _attributions(self, a_batch: Any, layout: Layout, *, x: Tensor, y: Tensor | None,
-                      explain_fn: ExplainAdapter | None, batch_size: int, device: torch.device) -> Tensor | None:
-        """The given ``a_batch``, else the explanations where the metric needs attributions, else ``None``."""
+                      explain_fn: ExplainAdapter | None, batch_size: int,
+                      device: torch.device) -> Tensor | None:
+        """The given ``a_batch``, else the explanations where the metric needs attributions, else
+        ``None``."""
         if a_batch is not None:
             return attributions_tensor(a_batch, layout, like=x, device=device)
         if not self.needs_attributions:
             return None
         if explain_fn is None:
             raise OptionError(
-                f"{type(self).__name__} needs attributions: pass `a_batch`, or `explain_func` to compute them."
+                f"{type(self).__name__} needs attributions: pass `a_batch`, or `explain_func` to "
+                "compute them."
             )
         if y is None:
             raise OptionError("Expected `y_batch` (the classes to explain), but got None.")
         return self._explain_in_chunks(explain_fn, x, y, batch_size)
 
     @staticmethod
-    def _explain_in_chunks(explain_fn: ExplainAdapter, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    def _explain_in_chunks(explain_fn: ExplainAdapter, x: Tensor, y: Tensor,
+                           batch_size: int) -> Tensor:
         parts = [explain_fn(x[start : start + batch_size], y[start : start + batch_size])
                  for start in range(0, x.shape[0], batch_size)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -466,8 +498,8 @@ class Metric:
     # --- normalisation ---------------------------------------------------------------------------
 
     def normalisation_mode(self) -> str | None:
-        """``"max"`` or ``"second_moment"`` when ``normalise_func`` is one of Quantus' (without options)
-        and runs natively; ``None`` for a user function (applied as given)."""
+        """``"max"`` or ``"second_moment"`` when ``normalise_func`` is one of Quantus'
+        (without options) and runs natively; ``None`` for a user function (applied as given)."""
         if self.normalise_func_kwargs:
             return None
         func = self.normalise_func
@@ -475,11 +507,13 @@ class Metric:
             return self._default_normalise
         if _is_quantus_function(func, _NORMALISE_MODULE, "normalise_by_max"):
             return "max"
-        if _is_quantus_function(func, _NORMALISE_MODULE, "normalise_by_average_second_moment_estimate"):
+        if _is_quantus_function(func, _NORMALISE_MODULE,
+                                "normalise_by_average_second_moment_estimate"):
             return "second_moment"
         return None
 
-    def transform_attributions(self, a: Tensor, *, chunk: int | None = None, apply_abs: bool = True) -> Tensor:
+    def transform_attributions(self, a: Tensor, *, chunk: int | None = None,
+                               apply_abs: bool = True) -> Tensor:
         """``normalise`` (per sample; batch-wide with ``quantus_bug_compatible``) then ``abs``.
 
         Args:
@@ -497,7 +531,8 @@ class Metric:
     def _normalise(self, a: Tensor, chunk: int | None) -> Tensor:
         batch_wide = self.quantus_bug_compatible
         if batch_wide and chunk is not None and chunk < a.shape[0]:
-            return torch.cat([self._normalise(a[start : start + chunk], None) for start in range(0, a.shape[0], chunk)])
+            return torch.cat([self._normalise(a[start : start + chunk], None)
+                              for start in range(0, a.shape[0], chunk)])
         mode = self.normalisation_mode()
         if mode is not None:
             return normalise(a, mode, batch_wide=batch_wide)
@@ -506,7 +541,8 @@ class Metric:
         if batch_wide:
             out = np.asarray(func(array.copy()))
         else:  # a user function, applied to each sample (with its batch axis of one)
-            out = np.concatenate([np.asarray(func(array[i : i + 1].copy())).reshape((1,) + array.shape[1:])
+            out = np.concatenate([np.asarray(func(array[i : i + 1].copy())).reshape(
+                (1,) + array.shape[1:])
                                   for i in range(array.shape[0])])
         return torch.as_tensor(out, dtype=a.dtype, device=a.device).reshape(a.shape)
 
@@ -526,9 +562,9 @@ class Metric:
             values = result.detach().cpu().double().numpy()
             if not self.disable_warnings and np.isnan(values).any():
                 warnings.warn(
-                    f"{type(self).__name__}: {int(np.isnan(values).sum())} of {values.size} score(s) are NaN "
-                    "(undefined for those samples; see the class docstring). Pass disable_warnings=True to "
-                    "silence this.",
+                    f"{type(self).__name__}: {int(np.isnan(values).sum())} of {values.size} "
+                    "score(s) are NaN (undefined for those samples; see the class docstring). Pass "
+                    "disable_warnings=True to silence this.",
                     UserWarning,
                     stacklevel=3,
                 )

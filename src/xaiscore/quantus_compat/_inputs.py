@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-# --- layout ----------------------------------------------------------------------------------------
+# --- layout ---------------------------------------------------------------------------------------
 
 
 def infer_channel_first(shape: Sequence[int]) -> bool:
@@ -79,8 +79,8 @@ def infer_channel_first(shape: Sequence[int]) -> bool:
             return True
         raise ambiguous
     raise ShapeError(
-        f"Expected `x_batch` of 2 to 4 dimensions to infer the channel order, but got shape {shape}. "
-        "Pass `channel_first=True` for volumes (B, C, D, H, W)."
+        "Expected `x_batch` of 2 to 4 dimensions to infer the channel order, but got shape "
+        f"{shape}. Pass `channel_first=True` for volumes (B, C, D, H, W)."
     )
 
 
@@ -95,8 +95,8 @@ def expand_like_quantus(a: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
     """Quantus' ``expand_attribution_channel``: insert the input axes that ``a`` lacks."""
     if a.shape[0] != x_shape[0]:
         raise ShapeError(
-            f"Expected attributions for the {x_shape[0]} samples of `x_batch`, but got {a.shape[0]} "
-            f"(shape {a.shape})."
+            f"Expected attributions for the {x_shape[0]} samples of `x_batch`, but got "
+            f"{a.shape[0]} (shape {a.shape})."
         )
     if a.ndim > len(x_shape):
         raise ShapeError(
@@ -114,8 +114,8 @@ def expand_like_quantus(a: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
             missing = tuple(axis for axis in range(1, len(x_shape)) if axis not in covered)
             return np.expand_dims(a.reshape((a.shape[0],) + tuple(a_dims)), axis=missing)
     raise ShapeError(
-        f"Expected attributions whose dimensions are the leading or trailing dimensions of the inputs "
-        f"{x_shape}, but got shape {a.shape}."
+        "Expected attributions whose dimensions are the leading or trailing dimensions of the "
+        f"inputs {x_shape}, but got shape {a.shape}."
     )
 
 
@@ -140,7 +140,8 @@ def resolve_device(device: str | torch.device | None, model: nn.Module | None) -
         return device
     if not isinstance(device, str):
         raise DTypeError(
-            f"Expected `device` as a string such as 'cpu' or 'cuda:0', but got {type(device).__name__}."
+            "Expected `device` as a string such as 'cpu' or 'cuda:0', but got "
+            f"{type(device).__name__}."
         )
     name = device.strip().lower()
     if name == "gpu" or name.startswith("gpu:"):
@@ -164,7 +165,8 @@ def model_dtype(model: nn.Module | None) -> torch.dtype:
 
 
 def float_tensor(array: Any, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
-    """``array`` as a floating tensor on ``device`` (float64 stays float64, else float32 by default)."""
+    """``array`` as a floating tensor on ``device`` (float64 stays float64, else float32 by
+    default)."""
     if isinstance(array, Tensor):
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
@@ -177,7 +179,7 @@ def _numpy(array: Any) -> np.ndarray:
     return np.asarray(array.detach().cpu().numpy() if isinstance(array, Tensor) else array)
 
 
-# --- one step per input ----------------------------------------------------------------------------
+# --- one step per input ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def canonical_inputs(x_batch: Any, channel_first: bool | None) -> tuple[np.ndarr
     x_np = _numpy(x_batch)
     if x_np.ndim < 2:
         raise ShapeError(
-            f"Expected `x_batch` with a batch axis and at least one feature axis, but got {x_np.shape}."
+            "Expected `x_batch` with a batch axis and at least one feature axis, but got "
+            f"{x_np.shape}."
         )
     if x_np.shape[0] == 0:
         raise ShapeError("Expected `x_batch` to hold at least one sample, but got an empty batch.")

@@ -1,4 +1,5 @@
-"""Translating Quantus' function-valued options (baselines, perturbation, similarity, norms) to kernel options.
+"""Translating Quantus' function-valued options (baselines, perturbation, similarity, norms) to
+kernel options.
 
 Quantus configures metrics with numpy functions (``perturb_func``,
 ``similarity_func``, ``norm_numerator``...). The kernels implement the
@@ -36,7 +37,8 @@ _NORM = "quantus.functions.norm_func"
 
 
 def quantus_function_name(func: Any, module: str) -> str | None:
-    """The name of ``func`` if it is (a ``functools.partial`` of) a function of Quantus' ``module``."""
+    """The name of ``func`` if it is (a ``functools.partial`` of) a function of Quantus' ``module``.
+    """
     inner = getattr(func, "func", func)
     if getattr(inner, "__module__", None) == module:
         return getattr(inner, "__name__", None)
@@ -48,7 +50,8 @@ def _white(x: Tensor) -> Tensor:
 
 
 def map_baseline(value: Any) -> str | float | Callable[[Tensor], Tensor]:
-    """Quantus' ``perturb_baseline`` as a baseline of :func:`xaiscore._engine.perturbation.make_baseline`.
+    """Quantus' ``perturb_baseline`` as a baseline of
+    :func:`xaiscore._engine.perturbation.make_baseline`.
 
     ``"black"`` -> ``"min"`` (the sample's minimum), ``"white"`` -> its maximum,
     ``"mean"`` -> ``"mean"`` (per channel, of the unperturbed sample), ``"uniform"``
@@ -74,8 +77,8 @@ def map_baseline(value: Any) -> str | float | Callable[[Tensor], Tensor]:
         if name == "random":
             raise OptionError("`perturb_baseline='random'` was removed in Quantus; use 'uniform'.")
     raise QuantusCompatibilityError(
-        f"Expected `perturb_baseline` as 'black', 'white', 'mean', 'uniform' or a number, but got {value!r} "
-        "(neighbourhood baselines and arrays are not supported by the drop-in)."
+        "Expected `perturb_baseline` as 'black', 'white', 'mean', 'uniform' or a number, but got "
+        f"{value!r} (neighbourhood baselines and arrays are not supported by the drop-in)."
     )
 
 
@@ -90,14 +93,17 @@ def check_perturb_func(perturb_func: Any, allowed: Iterable[str], metric: str) -
     shown = getattr(perturb_func, "__name__", type(perturb_func).__name__)
     raise QuantusCompatibilityError(
         f"{metric} runs its perturbation inside a vectorised kernel and supports `perturb_func` "
-        f"{' or '.join(f'quantus.functions.perturb_func.{a}' for a in allowed)} (the default), but got {shown}. "
-        "Use the kernel options through the class keywords instead, or the original quantus class."
+        f"{' or '.join(f'quantus.functions.perturb_func.{a}' for a in allowed)} (the default), but "
+        f"got {shown}. Use the kernel options through the class keywords instead, or the original "
+        "quantus class."
     )
 
 
-def perturb_option(perturb_func_kwargs: Mapping[str, Any] | None, key: str, default: Any, metric: str,
+def perturb_option(perturb_func_kwargs: Mapping[str, Any] | None, key: str, default: Any,
+                   metric: str,
                    allowed: Iterable[str] = ()) -> Any:
-    """Quantus merges ``perturb_func_kwargs`` over the class keyword; read ``key`` from it (unknown keys raise)."""
+    """Quantus merges ``perturb_func_kwargs`` over the class keyword; read ``key`` from it
+    (unknown keys raise)."""
     kwargs = dict(perturb_func_kwargs or {})
     value = kwargs.pop(key, default)
     unknown = set(kwargs) - set(allowed)
@@ -130,24 +136,28 @@ def map_similarity(func: Any, *, default: str, allow_callable: bool, metric: str
     if name in _SIMILARITY_NAMES:
         return _SIMILARITY_NAMES[name]
     if not callable(func):
-        raise DTypeError(f"Expected `similarity_func` to be callable, but got {type(func).__name__}.")
+        raise DTypeError(
+            f"Expected `similarity_func` to be callable, but got {type(func).__name__}.")
     if not allow_callable:
         raise QuantusCompatibilityError(
-            f"{metric} supports `similarity_func` quantus.functions.similarity_func.correlation_pearson/"
-            f"correlation_spearman as its kernel computes them, but got {getattr(func, '__name__', func)!r}."
+            f"{metric} supports `similarity_func` "
+            "quantus.functions.similarity_func.correlation_pearson/correlation_spearman as its "
+            f"kernel computes them, but got {getattr(func, '__name__', func)!r}."
         )
 
     def similarity(a: Tensor, b: Tensor) -> Tensor:
         left = a.detach().reshape(a.shape[0], -1).cpu().double().numpy()
         right = b.detach().reshape(b.shape[0], -1).cpu().double().numpy()
         values = [float(func(left[i], right[i])) for i in range(left.shape[0])]
-        return torch.tensor(values, dtype=a.dtype if a.is_floating_point() else torch.float64, device=a.device)
+        return torch.tensor(values, dtype=a.dtype if a.is_floating_point() else torch.float64,
+                            device=a.device)
 
     return similarity
 
 
 def map_norm(func: Any, name: str, metric: str) -> float:
-    """Quantus' ``fro_norm``/``l2_norm`` -> 2, ``linf_norm`` -> inf (``None``: Quantus' default, 2)."""
+    """Quantus' ``fro_norm``/``l2_norm`` -> 2, ``linf_norm`` -> inf (``None``: Quantus' default, 2).
+    """
     if func is None:
         return 2.0
     found = quantus_function_name(func, _NORM)
@@ -156,6 +166,6 @@ def map_norm(func: Any, name: str, metric: str) -> float:
     if found == "linf_norm":
         return float("inf")
     raise QuantusCompatibilityError(
-        f"{metric} supports `{name}` quantus.functions.norm_func.fro_norm, l2_norm or linf_norm, but got "
-        f"{getattr(func, '__name__', func)!r}."
+        f"{metric} supports `{name}` quantus.functions.norm_func.fro_norm, l2_norm or linf_norm, "
+        f"but got {getattr(func, '__name__', func)!r}."
     )

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from xaiscore._checks import check_fraction
 from xaiscore.functional.axiomatic import completeness, non_sensitivity
-from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
+from xaiscore.quantus_compat._base import (Metric, Prepared, QuantusCompatibilityError,
+                                           ScoreDirection, common)
 from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, perturb_option
 
 __all__ = ["Completeness", "NonSensitivity", "InputInvariance"]
@@ -39,10 +40,10 @@ class Completeness(Metric):
     Differences from Quantus 0.6.0: Quantus compares with ``==`` in floating
     point, so exact attributions fail on rounding (``rtol=0, atol=0`` asks for
     exact equality, but which rounding errors occur depends on the order of
-    summation, so not even that reproduces Quantus' bools); ``normalise`` defaults to False here, because Quantus'
-    default ``normalise=True`` divides ``a`` by the batch maximum, which breaks
-    completeness for any exact attribution; floats instead of bools.
-    ``output_func`` must be ``None`` (the identity).
+    summation, so not even that reproduces Quantus' bools); ``normalise`` defaults to False here,
+    because Quantus' default ``normalise=True`` divides ``a`` by the batch maximum, which breaks
+    completeness for any exact attribution; floats instead of bools. ``output_func`` must be
+    ``None`` (the identity).
 
     Defaults: ``perturb_baseline="black", abs=False, normalise=False, rtol=0.05, atol=1e-6``;
     ``softmax=False`` in ``__call__``.
@@ -53,30 +54,39 @@ class Completeness(Metric):
     score_direction = ScoreDirection.HIGHER
     needs_model = True
 
-    def __init__(self, abs: bool = False, normalise: bool = False, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, output_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = False, normalise: bool = False,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 output_func: Callable[..., Any] | None = None,
                  perturb_baseline: Any = "black", perturb_func: Callable[..., Any] | None = None,
-                 perturb_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
-                 disable_warnings: bool = False, display_progressbar: bool = False, rtol: float = 0.05,
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False, display_progressbar: bool = False,
+                 rtol: float = 0.05,
                  atol: float = 1e-6, quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if output_func is not None:
-            raise QuantusCompatibilityError("Completeness compares with the raw output difference; `output_func` "
-                                            "other than None is not supported by the drop-in.")
+            raise QuantusCompatibilityError(
+                "Completeness compares with the raw output difference; `output_func` "
+                "other than None is not supported by the drop-in.")
         self.output_func = output_func
         check_perturb_func(perturb_func, _REPLACE, "Completeness")
         self.perturb_func = perturb_func
-        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline", perturb_baseline,
+        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline",
+                                               perturb_baseline,
                                                "Completeness")
         self._baseline = map_baseline(self.perturb_baseline)
         if self._baseline == "uniform":
-            raise QuantusCompatibilityError("Completeness needs a deterministic baseline, not 'uniform'.")
+            raise QuantusCompatibilityError(
+                "Completeness needs a deterministic baseline, not 'uniform'.")
         self.rtol = check_fraction(rtol, "rtol", high=float("inf"))
         self.atol = check_fraction(atol, "atol", high=float("inf"))
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        return completeness(prepared.forward_fn, prepared.x, prepared.a, prepared.y, baseline=self._baseline,
+        return completeness(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                            baseline=self._baseline,
                             rtol=self.rtol, atol=self.atol, softmax=prepared.softmax,
                             max_batch_size=prepared.batch_size)
 
@@ -103,32 +113,41 @@ class NonSensitivity(Metric):
     needs_model = True
     default_softmax = True
 
-    def __init__(self, eps: float = 1e-5, features_in_step: int = 1, abs: bool = True, normalise: bool = True,
+    def __init__(self, eps: float = 1e-5, features_in_step: int = 1, abs: bool = True,
+                 normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_baseline: Any = "black",
-                 perturb_func: Callable[..., Any] | None = None, perturb_func_kwargs: Mapping[str, Any] | None = None,
-                 return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = np.mean,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = np.mean,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, quantus_bug_compatible: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         self.eps = check_fraction(eps, "eps", high=float("inf"))
         if features_in_step != 1:
             raise QuantusCompatibilityError(
-                "NonSensitivity compares one prediction per feature with one attribution per feature: "
-                "features_in_step must be 1 (Quantus 0.6.0 crashes for larger steps). For groups of pixels use "
-                "xaiscore.functional.non_sensitivity(..., patch_size=...)."
+                "NonSensitivity compares one prediction per feature with one attribution per "
+                "feature: features_in_step must be 1 (Quantus 0.6.0 crashes for larger steps). For "
+                "groups of pixels use xaiscore.functional.non_sensitivity(..., patch_size=...)."
             )
         self.features_in_step = 1
         check_perturb_func(perturb_func, _REPLACE, "NonSensitivity")
         self.perturb_func = perturb_func
-        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline", perturb_baseline,
+        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline",
+                                               perturb_baseline,
                                                "NonSensitivity")
         self._baseline = map_baseline(self.perturb_baseline)
         if self._baseline == "uniform":
-            raise QuantusCompatibilityError("NonSensitivity needs a deterministic baseline, not 'uniform'.")
+            raise QuantusCompatibilityError(
+                "NonSensitivity needs a deterministic baseline, not 'uniform'.")
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        return non_sensitivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, eps=self.eps,
+        return non_sensitivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                               eps=self.eps,
                                baseline=self._baseline, reduce_channels=None, normalise=None,
                                softmax=prepared.softmax, max_batch_size=prepared.batch_size)
 
@@ -148,6 +167,6 @@ class InputInvariance(Metric):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise QuantusCompatibilityError(
-            "InputInvariance has no xaiscore kernel (it needs a model whose first layer absorbs an input shift); "
-            "use quantus.InputInvariance from the original package."
+            "InputInvariance has no xaiscore kernel (it needs a model whose first layer absorbs an "
+            "input shift); use quantus.InputInvariance from the original package."
         )

@@ -30,7 +30,8 @@ __all__ = ["Sparseness", "Complexity", "EffectiveComplexity"]
 
 
 class Sparseness(Metric):
-    """Sparseness (Chalasani et al. 2020): the Gini index of ``|a|``, on :func:`xaiscore.functional.sparseness`.
+    """Sparseness (Chalasani et al. 2020): the Gini index of ``|a|``, on
+    :func:`xaiscore.functional.sparseness`.
 
     Differences from Quantus 0.6.0: no 1e-7 added to every value (a
     difference of about 1e-7); an all-zero map is NaN (Quantus: 0); the Gini
@@ -44,9 +45,12 @@ class Sparseness(Metric):
     evaluation_category = "Complexity"
     score_direction = ScoreDirection.HIGHER
 
-    def __init__(self, abs: bool = True, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = True, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -56,7 +60,8 @@ class Sparseness(Metric):
 
 
 class Complexity(Metric):
-    """Complexity (Bhatt et al. 2020): the entropy of ``|a| / sum |a|``, on :func:`xaiscore.functional.complexity`.
+    """Complexity (Bhatt et al. 2020): the entropy of ``|a| / sum |a|``, on
+    :func:`xaiscore.functional.complexity`.
 
     Differences from Quantus 0.6.0: the exact ``0 log 0 = 0`` (Quantus takes
     ``log(p + 1e-12)``, a difference below ``N * 1e-12``); an all-zero map is
@@ -70,9 +75,12 @@ class Complexity(Metric):
     evaluation_category = "Complexity"
     score_direction = ScoreDirection.LOWER
 
-    def __init__(self, abs: bool = True, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = True, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -101,8 +109,10 @@ class EffectiveComplexity(Metric):
 
     def __init__(self, eps: float = 1e-5, abs: bool = True, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))

@@ -48,9 +48,12 @@ from xaiscore.functional.faithfulness.feature_removal import (
     monotonicity,
     monotonicity_correlation,
 )
-from xaiscore.functional.faithfulness.random_perturbations import default_subset_sizes, sensitivity_n
-from xaiscore.quantus_compat._base import Metric, Prepared, QuantusCompatibilityError, ScoreDirection, common
-from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, map_similarity, perturb_option
+from xaiscore.functional.faithfulness.random_perturbations import (default_subset_sizes,
+                                                                   sensitivity_n)
+from xaiscore.quantus_compat._base import (Metric, Prepared, QuantusCompatibilityError,
+                                           ScoreDirection, common)
+from xaiscore.quantus_compat._options import (check_perturb_func, map_baseline, map_similarity,
+                                              perturb_option)
 
 __all__ = [
     "PixelFlipping",
@@ -85,20 +88,24 @@ class _Faithfulness(Metric):
     default_softmax = True
     _perturb_funcs: tuple[str, ...] = _REPLACE
 
-    def _setup_perturbation(self, perturb_func: Any, perturb_baseline: Any, perturb_func_kwargs: Any,
+    def _setup_perturbation(self, perturb_func: Any, perturb_baseline: Any,
+                            perturb_func_kwargs: Any,
                             seed: int | None) -> None:
         check_perturb_func(perturb_func, self._perturb_funcs, type(self).__name__)
         self.perturb_func = perturb_func
-        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline", perturb_baseline,
+        self.perturb_baseline = perturb_option(perturb_func_kwargs, "perturb_baseline",
+                                               perturb_baseline,
                                                type(self).__name__)
         self.perturb_func_kwargs = dict(perturb_func_kwargs or {})
         self._baseline = map_baseline(self.perturb_baseline)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise DTypeError(f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
+            raise DTypeError(
+                f"Expected `seed` to be an int or None, but got {type(seed).__name__}.")
         self.seed = None if seed is None else int(seed)
 
     def _generator(self) -> torch.Generator:
-        """A fresh generator per call: seeded with ``seed``, or from the OS when ``seed`` is None."""
+        """A fresh generator per call: seeded with ``seed``, or from the OS when ``seed`` is None.
+        """
         return resolve_generator(None, self.seed)
 
 
@@ -127,11 +134,15 @@ class PixelFlipping(_Faithfulness):
 
     def __init__(self, features_in_step: int = 1, abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 return_auc_per_sample: bool = False, default_plot_func: Callable[..., Any] | None = None,
-                 disable_warnings: bool = False, display_progressbar: bool = False, seed: int | None = None,
+                 return_auc_per_sample: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False, display_progressbar: bool = False,
+                 seed: int | None = None,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         self.features_in_step = _positive(features_in_step, "features_in_step")
@@ -148,7 +159,8 @@ class PixelFlipping(_Faithfulness):
     def _evaluate(self, prepared: Prepared) -> Any:
         result = pixel_flipping(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
                                 features_per_step=self.features_in_step, baseline=self._baseline,
-                                softmax=prepared.softmax, reduce_channels=None, max_batch_size=prepared.batch_size,
+                                softmax=prepared.softmax, reduce_channels=None,
+                                max_batch_size=prepared.batch_size,
                                 generator=self._generator())
         curves = result.curve[:, 1:].double()
         if self.return_auc_per_sample:
@@ -177,13 +189,18 @@ class RegionPerturbation(_Faithfulness):
     name = "Region Perturbation"
     score_direction = ScoreDirection.HIGHER
 
-    def __init__(self, patch_size: int = 8, order: str = "morf", regions_evaluation: int = 100, abs: bool = False,
+    def __init__(self, patch_size: int = 8, order: str = "morf", regions_evaluation: int = 100,
+                 abs: bool = False,
                  normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         self.patch_size = _positive(patch_size, "patch_size")
@@ -202,9 +219,12 @@ class RegionPerturbation(_Faithfulness):
 
     def _evaluate(self, prepared: Prepared) -> Any:
         result = region_perturbation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
-                                     patch_size=self.patch_size, steps=self.regions_evaluation, order=self.order,
-                                     baseline=self._baseline, softmax=prepared.softmax, reduce_channels="sum",
-                                     max_batch_size=prepared.batch_size, generator=self._generator())
+                                     patch_size=self.patch_size, steps=self.regions_evaluation,
+                                     order=self.order,
+                                     baseline=self._baseline, softmax=prepared.softmax,
+                                     reduce_channels="sum",
+                                     max_batch_size=prepared.batch_size,
+                                     generator=self._generator())
         return list(result.curve[:, 1:].double().cpu().numpy())
 
 
@@ -224,11 +244,15 @@ class Selectivity(_Faithfulness):
 
     def __init__(self, patch_size: int = 8, abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         self.patch_size = _positive(patch_size, "patch_size")
@@ -242,14 +266,17 @@ class Selectivity(_Faithfulness):
         return np.float64(np.mean(areas))
 
     def _evaluate(self, prepared: Prepared) -> Any:
-        result = selectivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, patch_size=self.patch_size,
-                             baseline=self._baseline, softmax=prepared.softmax, reduce_channels="sum",
+        result = selectivity(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                             patch_size=self.patch_size,
+                             baseline=self._baseline, softmax=prepared.softmax,
+                             reduce_channels="sum",
                              max_batch_size=prepared.batch_size, generator=self._generator())
         return list(result.curve[:, 1:].double().cpu().numpy())
 
 
 class FaithfulnessEstimate(_Faithfulness):
-    """Faithfulness estimate (Alvarez-Melis and Jaakkola 2018) on :func:`xaiscore.functional.faithfulness_estimate`.
+    """Faithfulness estimate (Alvarez-Melis and Jaakkola 2018) on
+    :func:`xaiscore.functional.faithfulness_estimate`.
 
     Groups of ``features_in_step`` channel values (by decreasing attribution)
     are replaced one group at a time; the score is the Pearson correlation of
@@ -266,27 +293,36 @@ class FaithfulnessEstimate(_Faithfulness):
     default_softmax = False
 
     def __init__(self, similarity_func: Callable[..., Any] | None = None, features_in_step: int = 1,
-                 abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False, metric=type(self).__name__) \
+        if map_similarity(similarity_func, default="pearson", allow_callable=False,
+                          metric=type(self).__name__) \
                 != "pearson":
-            raise QuantusCompatibilityError("FaithfulnessEstimate computes the Pearson correlation (its default "
-                                            "`similarity_func`); other similarities are not supported.")
+            raise QuantusCompatibilityError(
+                "FaithfulnessEstimate computes the Pearson correlation (its default "
+                "`similarity_func`); other similarities are not supported.")
         self.similarity_func = similarity_func
         self.features_in_step = _positive(features_in_step, "features_in_step")
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
         return faithfulness_estimate(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
-                                     features_per_step=self.features_in_step, baseline=self._baseline,
+                                     features_per_step=self.features_in_step,
+                                     baseline=self._baseline,
                                      softmax=prepared.softmax, reduce_channels=None,
-                                     max_batch_size=prepared.batch_size, generator=self._generator())
+                                     max_batch_size=prepared.batch_size,
+                                     generator=self._generator())
 
 
 class Monotonicity(_Faithfulness):
@@ -310,11 +346,15 @@ class Monotonicity(_Faithfulness):
 
     def __init__(self, features_in_step: int = 1, abs: bool = True, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         self.features_in_step = _positive(features_in_step, "features_in_step")
@@ -323,12 +363,14 @@ class Monotonicity(_Faithfulness):
     def _evaluate(self, prepared: Prepared) -> Tensor:
         return monotonicity(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
                             features_per_step=self.features_in_step, baseline=self._baseline,
-                            softmax=prepared.softmax, reduce_channels=None, max_batch_size=prepared.batch_size,
+                            softmax=prepared.softmax, reduce_channels=None,
+                            max_batch_size=prepared.batch_size,
                             generator=self._generator())
 
 
 class MonotonicityCorrelation(_Faithfulness):
-    """Monotonicity correlation (Nguyen and Martinez 2020) on :func:`xaiscore.functional.monotonicity_correlation`.
+    """Monotonicity correlation (Nguyen and Martinez 2020) on
+    :func:`xaiscore.functional.monotonicity_correlation`.
 
     Groups of ``features_in_step`` channel values (by increasing attribution)
     are replaced by noise ``nr_samples`` times each; the score is the Spearman
@@ -348,20 +390,27 @@ class MonotonicityCorrelation(_Faithfulness):
     name = "Monotonicity Correlation"
     score_direction = ScoreDirection.HIGHER
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, eps: float = 1e-5, nr_samples: int = 100,
+    def __init__(self, similarity_func: Callable[..., Any] | None = None, eps: float = 1e-5,
+                 nr_samples: int = 100,
                  features_in_step: int = 1, abs: bool = True, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "uniform", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "uniform",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="spearman", allow_callable=False, metric=type(self).__name__) \
+        if map_similarity(similarity_func, default="spearman", allow_callable=False,
+                          metric=type(self).__name__) \
                 != "spearman":
-            raise QuantusCompatibilityError("MonotonicityCorrelation computes the Spearman correlation (its default "
-                                            "`similarity_func`); other similarities are not supported.")
+            raise QuantusCompatibilityError(
+                "MonotonicityCorrelation computes the Spearman correlation (its default "
+                "`similarity_func`); other similarities are not supported.")
         self.similarity_func = similarity_func
         self.eps = float(eps)
         self.nr_samples = _positive(nr_samples, "nr_samples")
@@ -370,8 +419,10 @@ class MonotonicityCorrelation(_Faithfulness):
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
         return monotonicity_correlation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
-                                        features_per_step=self.features_in_step, n_samples=self.nr_samples,
-                                        baseline=self._baseline, absolute=False, softmax=prepared.softmax,
+                                        features_per_step=self.features_in_step,
+                                        n_samples=self.nr_samples,
+                                        baseline=self._baseline, absolute=False,
+                                        softmax=prepared.softmax,
                                         reduce_channels=None, max_batch_size=prepared.batch_size,
                                         generator=self._generator())
 
@@ -382,8 +433,8 @@ def _superpixels(x: Tensor, method: str) -> Tensor:
         from skimage.segmentation import felzenszwalb, slic
     except ImportError as error:
         raise ImportError(
-            f"IROF with segmentation_method={method!r} needs scikit-image (`pip install scikit-image`); "
-            "segmentation_method='grid' needs nothing."
+            f"IROF with segmentation_method={method!r} needs scikit-image (`pip install "
+            "scikit-image`); segmentation_method='grid' needs nothing."
         ) from error
     if x.ndim != 4:
         raise QuantusCompatibilityError(
@@ -391,8 +442,10 @@ def _superpixels(x: Tensor, method: str) -> Tensor:
             "segmentation_method='grid'."
         )
     images = np.moveaxis(x.detach().cpu().double().numpy(), 1, -1)
-    # A host loop over images: superpixels are computed by skimage, one image at a time (as Quantus).
-    labels = [slic(image, start_label=0) if method == "slic" else felzenszwalb(image) for image in images]
+    # A host loop over images: superpixels are computed by skimage, one image at a time
+    # (as Quantus).
+    labels = [slic(image, start_label=0) if method == "slic" else felzenszwalb(image)
+              for image in images]
     return torch.as_tensor(np.stack(labels).astype(np.int64), device=x.device)
 
 
@@ -422,16 +475,20 @@ class IROF(_Faithfulness):
 
     def __init__(self, segmentation_method: str = "slic", abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "mean", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "mean",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = True, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
                  display_progressbar: bool = False, seed: int | None = None, n_segments: int = 100,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if segmentation_method not in ("slic", "felzenszwalb", "grid"):
             raise OptionError(
-                f"Expected `segmentation_method` in 'slic', 'felzenszwalb', 'grid', but got {segmentation_method!r}."
+                "Expected `segmentation_method` in 'slic', 'felzenszwalb', 'grid', but got "
+                f"{segmentation_method!r}."
             )
         self.segmentation_method = segmentation_method
         self.n_segments = _positive(n_segments, "n_segments")
@@ -443,10 +500,12 @@ class IROF(_Faithfulness):
         return float(np.mean(self.evaluation_scores))
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        segments = None if self.segmentation_method == "grid" else _superpixels(prepared.x, self.segmentation_method)
+        segments = None if self.segmentation_method == "grid" else _superpixels(
+            prepared.x, self.segmentation_method)
         result = irof(prepared.forward_fn, prepared.x, prepared.a, prepared.y, segments=segments,
                       n_segments=self.n_segments, baseline=self._baseline, softmax=prepared.softmax,
-                      reduce_channels="sum", max_batch_size=prepared.batch_size, generator=self._generator())
+                      reduce_channels="sum", max_batch_size=prepared.batch_size,
+                      generator=self._generator())
         if not self.quantus_bug_compatible:
             return result.score
         relative = result.curve[:, 1:].double()  # q_1 .. q_L, NaN after a sample's last segment
@@ -484,12 +543,17 @@ class ROAD(Metric):
     needs_model = True
     default_softmax = True
 
-    def __init__(self, percentages: Sequence[float] | None = None, noise: float = 0.01, abs: bool = False,
+    def __init__(self, percentages: Sequence[float] | None = None, noise: float = 0.01,
+                 abs: bool = False,
                  normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
-                 disable_warnings: bool = False, display_progressbar: bool = False, seed: int | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False, display_progressbar: bool = False,
+                 seed: int | None = None,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         check_perturb_func(perturb_func, ("noisy_linear_imputation",), "ROAD")
@@ -501,9 +565,11 @@ class ROAD(Metric):
     def _evaluate(self, prepared: Prepared) -> dict[float, float]:
         from xaiscore.functional.faithfulness.road import road
 
-        result = road(prepared.forward_fn, prepared.x, prepared.a, prepared.y, percentages=self.percentages,
+        result = road(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                      percentages=self.percentages,
                       noise=self.noise, measure="accuracy", order="morf", reduce_channels="sum",
-                      max_batch_size=prepared.batch_size, generator=resolve_generator(None, self.seed))
+                      max_batch_size=prepared.batch_size,
+                      generator=resolve_generator(None, self.seed))
         accuracy = result.curve.double().mean(0).cpu().tolist()
         return dict(zip(self.percentages, accuracy))
 
@@ -517,7 +583,8 @@ class ROAD(Metric):
 
 
 class FaithfulnessCorrelation(_Faithfulness):
-    """Faithfulness correlation (Bhatt et al. 2020) on :func:`xaiscore.functional.faithfulness_correlation`.
+    """Faithfulness correlation (Bhatt et al. 2020) on
+    :func:`xaiscore.functional.faithfulness_correlation`.
 
     ``nr_runs`` random subsets of ``subset_size`` channel values per sample are
     replaced by the baseline; the score is the Pearson correlation of the
@@ -535,19 +602,27 @@ class FaithfulnessCorrelation(_Faithfulness):
     score_direction = ScoreDirection.HIGHER
     default_softmax = False
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, nr_runs: int = 100, subset_size: int = 224,
-                 abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+    def __init__(self, similarity_func: Callable[..., Any] | None = None, nr_runs: int = 100,
+                 subset_size: int = 224,
+                 abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = True, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, quantus_bug_compatible: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False, metric=type(self).__name__) \
+        if map_similarity(similarity_func, default="pearson", allow_callable=False,
+                          metric=type(self).__name__) \
                 != "pearson":
-            raise QuantusCompatibilityError("FaithfulnessCorrelation computes the Pearson correlation (its default "
-                                            "`similarity_func`); other similarities are not supported.")
+            raise QuantusCompatibilityError(
+                "FaithfulnessCorrelation computes the Pearson correlation (its default "
+                "`similarity_func`); other similarities are not supported.")
         self.similarity_func = similarity_func
         self.nr_runs = _positive(nr_runs, "nr_runs")
         self.subset_size = _positive(subset_size, "subset_size")
@@ -557,9 +632,11 @@ class FaithfulnessCorrelation(_Faithfulness):
         from xaiscore.functional.faithfulness.random_perturbations import faithfulness_correlation
 
         return faithfulness_correlation(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
-                                        subset_size=self.subset_size, n_runs=self.nr_runs, baseline=self._baseline,
+                                        subset_size=self.subset_size, n_runs=self.nr_runs,
+                                        baseline=self._baseline,
                                         reduce_channels=None, softmax=prepared.softmax,
-                                        max_batch_size=prepared.batch_size, generator=self._generator())
+                                        max_batch_size=prepared.batch_size,
+                                        generator=self._generator())
 
 
 class Infidelity(_Faithfulness):
@@ -584,18 +661,24 @@ class Infidelity(_Faithfulness):
     score_direction = ScoreDirection.LOWER
     default_softmax = False
 
-    def __init__(self, loss_func: str | Callable[..., Any] = "mse", perturb_patch_sizes: Sequence[int] | None = None,
+    def __init__(self, loss_func: str | Callable[..., Any] = "mse",
+                 perturb_patch_sizes: Sequence[int] | None = None,
                  n_perturb_samples: int = 10, abs: bool = False, normalise: bool = False,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = False, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
-                 display_progressbar: bool = False, seed: int | None = None, normalize: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
+                 display_progressbar: bool = False, seed: int | None = None,
+                 normalize: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if not (loss_func == "mse" or getattr(loss_func, "__name__", None) == "mse"):
-            raise QuantusCompatibilityError(f"Infidelity supports loss_func='mse' (the default), but got {loss_func!r}.")
+            raise QuantusCompatibilityError(
+                f"Infidelity supports loss_func='mse' (the default), but got {loss_func!r}.")
         self.loss_func = loss_func
         sizes = [4] if perturb_patch_sizes is None else list(perturb_patch_sizes)
         self.perturb_patch_sizes = [_positive(size, "perturb_patch_sizes") for size in sizes]
@@ -606,10 +689,12 @@ class Infidelity(_Faithfulness):
     def _evaluate(self, prepared: Prepared) -> Tensor:
         from xaiscore.functional.faithfulness.random_perturbations import infidelity
 
-        return infidelity(prepared.forward_fn, prepared.x, prepared.a, prepared.y, perturbation="square",
+        return infidelity(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                          perturbation="square",
                           patch_sizes=self.perturb_patch_sizes, baseline=self._baseline,
                           n_perturbations=self.n_perturb_samples, normalize=self.normalize,
-                          multiply_by_inputs=False, softmax=prepared.softmax, max_batch_size=prepared.batch_size,
+                          multiply_by_inputs=False, softmax=prepared.softmax,
+                          max_batch_size=prepared.batch_size,
                           generator=self._generator())
 
 
@@ -641,24 +726,31 @@ class SensitivityN(_Faithfulness):
     name = "Sensitivity-N"
     score_direction = ScoreDirection.HIGHER
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, n_max_percentage: float = 0.8,
+    def __init__(self, similarity_func: Callable[..., Any] | None = None,
+                 n_max_percentage: float = 0.8,
                  features_in_step: int = 1, abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, perturb_func: Callable[..., Any] | None = None,
-                 perturb_baseline: Any = "black", perturb_func_kwargs: Mapping[str, Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 perturb_func: Callable[..., Any] | None = None,
+                 perturb_baseline: Any = "black",
+                 perturb_func_kwargs: Mapping[str, Any] | None = None,
                  return_aggregate: bool = True, aggregate_func: Callable[..., Any] | None = None,
-                 default_plot_func: Callable[..., Any] | None = None, disable_warnings: bool = False,
+                 default_plot_func: Callable[..., Any] | None = None,
+                 disable_warnings: bool = False,
                  display_progressbar: bool = False, seed: int | None = None,
                  subset_sizes: Sequence[int | float] | None = None, n_subsets: int | None = None,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False, metric=type(self).__name__) \
+        if map_similarity(similarity_func, default="pearson", allow_callable=False,
+                          metric=type(self).__name__) \
                 != "pearson":
-            raise QuantusCompatibilityError("SensitivityN computes the Pearson correlation (its default "
-                                            "`similarity_func`); other similarities are not supported.")
+            raise QuantusCompatibilityError(
+                "SensitivityN computes the Pearson correlation (its default "
+                "`similarity_func`); other similarities are not supported.")
         self.similarity_func = similarity_func
         if not 0.0 < float(n_max_percentage) <= 1.0:
-            raise OptionError(f"Expected `n_max_percentage` in (0, 1], but got {n_max_percentage!r}.")
+            raise OptionError(
+                f"Expected `n_max_percentage` in (0, 1], but got {n_max_percentage!r}.")
         self.n_max_percentage = float(n_max_percentage)
         self.features_in_step = _positive(features_in_step, "features_in_step")
         self.subset_sizes = None if subset_sizes is None else list(subset_sizes)
@@ -666,17 +758,20 @@ class SensitivityN(_Faithfulness):
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
     def _plan(self, n_features: int) -> tuple[list[int | float], int]:
-        """``(subset_sizes, n_subsets)``: as given, or within Quantus' model budget (see the class)."""
+        """``(subset_sizes, n_subsets)``: as given, or within Quantus' model budget (see the class).
+        """
         budget = math.ceil(n_features / self.features_in_step)  # Quantus' deletions per sample
         sizes = self.subset_sizes
         if sizes is None:
             count = 10 if self.n_subsets is not None or budget >= 20 else max(1, budget // 2)
-            sizes = default_subset_sizes(n_features, count=count, max_fraction=self.n_max_percentage)
+            sizes = default_subset_sizes(n_features, count=count,
+                                         max_fraction=self.n_max_percentage)
         return sizes, self.n_subsets or min(100, max(2, budget // len(sizes)))
 
     def _evaluate(self, prepared: Prepared) -> list[float]:
         sizes, n_subsets = self._plan(prepared.x[0].numel())
-        result = sensitivity_n(prepared.forward_fn, prepared.x, prepared.a, prepared.y, subset_sizes=sizes,
+        result = sensitivity_n(prepared.forward_fn, prepared.x, prepared.a, prepared.y,
+                               subset_sizes=sizes,
                                n_subsets=n_subsets, baseline=self._baseline, reduce_channels=None,
                                softmax=prepared.softmax, max_batch_size=prepared.batch_size,
                                generator=self._generator())
@@ -703,14 +798,17 @@ class Sufficiency(Metric):
 
     def __init__(self, threshold: float = 0.6, distance_func: str = "seuclidean", abs: bool = True,
                  normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if distance_func not in ("seuclidean", "euclidean"):
             raise QuantusCompatibilityError(
-                f"Sufficiency supports distance_func 'seuclidean' (the default) or 'euclidean', but got {distance_func!r}."
+                "Sufficiency supports distance_func 'seuclidean' (the default) or 'euclidean', but "
+                f"got {distance_func!r}."
             )
         self.threshold = float(threshold)
         self.distance_func = distance_func
@@ -719,7 +817,8 @@ class Sufficiency(Metric):
         from xaiscore.functional.faithfulness.sufficiency import sufficiency
 
         return sufficiency(prepared.forward_fn, prepared.x, prepared.a, threshold=self.threshold,
-                           distance=self.distance_func, normalise_distances=True, absolute=False, normalise=None,
+                           distance=self.distance_func, normalise_distances=True, absolute=False,
+                           normalise=None,
                            max_batch_size=prepared.batch_size)
 
 

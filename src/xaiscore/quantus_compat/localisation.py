@@ -13,7 +13,7 @@ Example:
     >>> s = np.zeros((2, 1, 4, 4)); s[:, 0, :2, :2] = 1
     >>> RelevanceRankAccuracy(disable_warnings=True)(None, np.zeros((2, 1, 4, 4)), np.zeros(2, int), a, s)
     [0.0, 0.5]
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -67,8 +67,10 @@ class PointingGame(_Localisation):
 
     def __init__(self, weighted: bool = False, abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -80,7 +82,8 @@ class PointingGame(_Localisation):
 
 
 class AttributionLocalisation(_Localisation):
-    """Attribution localisation (Kohlbrenner et al. 2020) on :func:`xaiscore.functional.attribution_localisation`.
+    """Attribution localisation (Kohlbrenner et al. 2020) on
+    :func:`xaiscore.functional.attribution_localisation`.
 
     The share of positive attribution inside the mask; ``weighted=True``
     divides it by the mask's area fraction ``|M| / N`` (the paper's weighting).
@@ -97,10 +100,14 @@ class AttributionLocalisation(_Localisation):
 
     name = "Attribution Localisation"
 
-    def __init__(self, weighted: bool = False, max_size: float = 1.0, positive_attributions: bool = False,
-                 abs: bool = True, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, weighted: bool = False, max_size: float = 1.0,
+                 positive_attributions: bool = False,
+                 abs: bool = True, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  display_progressbar: bool = False, disable_warnings: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -112,8 +119,9 @@ class AttributionLocalisation(_Localisation):
         if not self.disable_warnings:
             area = prepared.s.reshape(prepared.s.shape[0], -1).float().mean(1)
             if bool((area > self.max_size).any()):
-                warnings.warn(f"AttributionLocalisation: a mask covers more than max_size={self.max_size} "
-                              "of the input.", UserWarning, stacklevel=4)
+                warnings.warn(
+                    f"AttributionLocalisation: a mask covers more than max_size={self.max_size} "
+                    "of the input.", UserWarning, stacklevel=4)
         return loc.attribution_localisation(prepared.a, prepared.s, weighted=self.weighted)
 
 
@@ -132,10 +140,13 @@ class TopKIntersection(_Localisation):
 
     name = "Top-K Intersection"
 
-    def __init__(self, k: int = 1000, concept_influence: bool = False, abs: bool = False, normalise: bool = True,
+    def __init__(self, k: int = 1000, concept_influence: bool = False, abs: bool = False,
+                 normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -145,11 +156,13 @@ class TopKIntersection(_Localisation):
         self.concept_influence = bool(concept_influence)
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
-        return loc.top_k_intersection(prepared.a, prepared.s, k=self.k, concept_influence=self.concept_influence)
+        return loc.top_k_intersection(prepared.a, prepared.s, k=self.k,
+                                      concept_influence=self.concept_influence)
 
 
 class RelevanceMassAccuracy(_Localisation):
-    """Relevance mass accuracy (Arras et al. 2022) on :func:`xaiscore.functional.relevance_mass_accuracy`.
+    """Relevance mass accuracy (Arras et al. 2022) on
+    :func:`xaiscore.functional.relevance_mass_accuracy`.
 
     ``sum(R in mask) / sum(R)`` with ``R`` the positive part of the map
     (Arras et al.), in [0, 1].
@@ -164,9 +177,12 @@ class RelevanceMassAccuracy(_Localisation):
 
     name = "Relevance Mass Accuracy"
 
-    def __init__(self, abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -177,7 +193,8 @@ class RelevanceMassAccuracy(_Localisation):
 
 
 class RelevanceRankAccuracy(_Localisation):
-    """Relevance rank accuracy (Arras et al. 2022) on :func:`xaiscore.functional.relevance_rank_accuracy`.
+    """Relevance rank accuracy (Arras et al. 2022) on
+    :func:`xaiscore.functional.relevance_rank_accuracy`.
 
     The share of the ``|M|`` highest-attributed pixels that lie inside the mask.
 
@@ -189,9 +206,12 @@ class RelevanceRankAccuracy(_Localisation):
 
     name = "Relevance Rank Accuracy"
 
-    def __init__(self, abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -201,7 +221,8 @@ class RelevanceRankAccuracy(_Localisation):
 
 
 class AUC(_Localisation):
-    """ROC-AUC of the map as a detector of mask pixels (Fawcett 2006) on :func:`xaiscore.functional.localization_auc`.
+    """ROC-AUC of the map as a detector of mask pixels (Fawcett 2006) on
+    :func:`xaiscore.functional.localization_auc`.
 
     Equal to ``sklearn.metrics.roc_auc_score(mask, a)`` per sample (Quantus
     computes it with sklearn's ``roc_curve``). NaN when the mask is empty or
@@ -212,9 +233,12 @@ class AUC(_Localisation):
 
     name = "AUC"
 
-    def __init__(self, abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -223,19 +247,23 @@ class AUC(_Localisation):
         return loc.localization_auc(prepared.a, prepared.s)
 
 
-def _quadrant_flags(positions: Any, batch: int, spatial: tuple[int, ...], device: torch.device) -> Tensor:
-    """``(B, 4)`` bool: the mosaic quadrants flagged in ``positions`` (top-left, top-right, bottom-left,
-    bottom-right), as :func:`xaiscore.functional.focus` takes them."""
+def _quadrant_flags(positions: Any, batch: int, spatial: tuple[int, ...],
+                    device: torch.device) -> Tensor:
+    """``(B, 4)`` bool: the mosaic quadrants flagged in ``positions``
+    (top-left, top-right, bottom-left, bottom-right), as :func:`xaiscore.functional.focus` takes
+    them."""
     if len(spatial) != 2:
-        raise ShapeError(f"Expected 2-D mosaics (B, C, H, W) for Focus, but got spatial shape {spatial}.")
+        raise ShapeError(
+            f"Expected 2-D mosaics (B, C, H, W) for Focus, but got spatial shape {spatial}.")
     flags = np.asarray(positions)
     if flags.shape != (batch, 4):
         raise ShapeError(
-            f"Expected `custom_batch` with 4 quadrant flags per mosaic, shape ({batch}, 4) (top-left, top-right, "
-            f"bottom-left, bottom-right), but got {flags.shape}."
+            f"Expected `custom_batch` with 4 quadrant flags per mosaic, shape ({batch}, 4) "
+            f"(top-left, top-right, bottom-left, bottom-right), but got {flags.shape}."
         )
     if not ((flags == 0) | (flags == 1)).all():
-        raise OptionError("Expected `custom_batch` flags in {0, 1} (1: the quadrant shows the target class).")
+        raise OptionError(
+            "Expected `custom_batch` flags in {0, 1} (1: the quadrant shows the target class).")
     return torch.as_tensor(flags.astype(bool), device=device)
 
 
@@ -274,8 +302,10 @@ class Focus(Metric):
 
     def __init__(self, mosaic_shape: Any | None = None, abs: bool = False, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -283,7 +313,10 @@ class Focus(Metric):
 
     def _evaluate(self, prepared: Prepared) -> Tensor:
         if prepared.custom_batch is None:
-            raise OptionError("Focus needs `custom_batch`: the (B, 4) quadrant flags of the target class per mosaic.")
-        flags = _quadrant_flags(prepared.custom_batch, prepared.a.shape[0], tuple(prepared.a.shape[2:]),
+            raise OptionError(
+                "Focus needs `custom_batch`: the (B, 4) quadrant flags of the target class per "
+                "mosaic.")
+        flags = _quadrant_flags(prepared.custom_batch, prepared.a.shape[0],
+                                tuple(prepared.a.shape[2:]),
                                 prepared.device)
         return focus(prepared.a, flags, reduce_channels=None)

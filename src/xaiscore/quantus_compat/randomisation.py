@@ -19,7 +19,7 @@ Example:
     >>> scores = MPRT(disable_warnings=True)(model, x, np.array([0, 1]), explain_func=ignores_model)
     >>> list(scores), [round(v, 6) for v in scores["1"]]  # an explainer that ignores the model fails
     (['original', '2', '1'], [1.0, 1.0])
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -57,14 +57,17 @@ def _check_seed(seed: Any) -> int:
 
 def _check_order(order: Any) -> str:
     if order not in ("top_down", "bottom_up", "independent"):
-        raise OptionError(f"Expected `layer_order` in 'top_down', 'bottom_up', 'independent', but got {order!r}.")
+        raise OptionError(
+            f"Expected `layer_order` in 'top_down', 'bottom_up', 'independent', but got {order!r}.")
     return order
 
 
 def quantus_reinit(seed: int) -> Callable[[nn.Module, torch.Generator], None]:
-    """Quantus' re-initialisation: ``torch.manual_seed(seed + 1)`` then ``reset_parameters()`` for every layer.
+    """Quantus' re-initialisation: ``torch.manual_seed(seed + 1)`` then ``reset_parameters()`` for
+    every layer.
 
-    Runs under :func:`torch.random.fork_rng`, so the caller's global RNG state is restored afterwards.
+    Runs under :func:`torch.random.fork_rng`, so the caller's global RNG state is restored
+    afterwards.
     """
 
     def reinit(module: nn.Module, generator: torch.Generator) -> None:
@@ -86,12 +89,13 @@ class _Randomisation(Metric):
     #: Quantus' default ``normalise_func`` for this class: ``"max"`` or ``"second_moment"``.
     _default_normalise = "max"
 
-    #: Whether ``quantus_bug_compatible`` normalises each explain call's batch as a whole, as Quantus
-    #: (possible where explanations are computed per chunk of samples, in order).
+    #: Whether ``quantus_bug_compatible`` normalises each explain call's batch as a whole, as
+    #: Quantus (possible where explanations are computed per chunk of samples, in order).
     _batch_wide_in_bug_mode = True
 
     def _post(self) -> tuple[str | None, Callable[[Tensor], Tensor] | None]:
-        """``(kernel normalise option, explanation transform)`` for ``normalise``/``normalise_func``."""
+        """``(kernel normalise option, explanation transform)`` for
+        ``normalise``/``normalise_func``."""
         if not self.normalise:
             return None, None
         mode = self.normalisation_mode()
@@ -99,7 +103,8 @@ class _Randomisation(Metric):
             return mode, None
         return None, lambda a: self.transform_attributions(a, apply_abs=False)
 
-    def _factory(self, prepared: Prepared, transform: Callable[[Tensor], Tensor] | None) -> Callable[..., Any]:
+    def _factory(self, prepared: Prepared,
+                 transform: Callable[[Tensor], Tensor] | None) -> Callable[..., Any]:
         base = prepared.explainer_factory
         if transform is None:
             return base
@@ -154,24 +159,33 @@ class MPRT(_Randomisation):
     name = "Model Parameter Randomisation Test"
     score_direction = ScoreDirection.LOWER
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, layer_order: str = "top_down",
+    def __init__(self, similarity_func: Callable[..., Any] | None = None,
+                 layer_order: str = "top_down",
                  seed: int = 42, return_sample_correlation: bool | None = None,
                  return_average_correlation: bool = False, return_last_correlation: bool = False,
                  skip_layers: bool = False, abs: bool = True, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if return_sample_correlation is not None:
-            warnings.warn("`return_sample_correlation` is deprecated in Quantus; use `return_average_correlation`.",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "`return_sample_correlation` is deprecated in Quantus; use "
+                "`return_average_correlation`.",
+                DeprecationWarning, stacklevel=2)
             return_average_correlation = bool(return_sample_correlation)
         if return_average_correlation and return_last_correlation:
-            raise OptionError("Expected at most one of `return_average_correlation` and `return_last_correlation`.")
+            raise OptionError(
+                "Expected at most one of `return_average_correlation` and "
+                "`return_last_correlation`.")
         if return_average_correlation and skip_layers:
-            raise OptionError("`return_average_correlation` needs every layer: it cannot be combined with `skip_layers`.")
+            raise OptionError(
+                "`return_average_correlation` needs every layer: it cannot be combined with "
+                "`skip_layers`.")
         self.similarity_func = similarity_func
         self._similarity = map_similarity(similarity_func, default="spearman", allow_callable=True,
                                           metric=type(self).__name__)
@@ -181,19 +195,25 @@ class MPRT(_Randomisation):
         self.return_last_correlation = bool(return_last_correlation)
         self.skip_layers = bool(skip_layers)
 
-    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
+    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+             factory: Any) -> Any:
         return mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory, a=reference,
-                    similarity=self._similarity, order=self.layer_order, abs=self.abs, normalise=normalise,
-                    reduce_channels=None, seed=self.seed, reinit=self._reinit(), random_baseline=False,
+                    similarity=self._similarity, order=self.layer_order, abs=self.abs,
+                    normalise=normalise,
+                    reduce_channels=None, seed=self.seed, reinit=self._reinit(),
+                    random_baseline=False,
                     max_batch_size=prepared.batch_size)
 
-    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None,
+                              normalise: str | None,
                               factory: Any) -> Tensor:
-        """Quantus' ``"original"``: ``a_batch`` (or a first explanation) against a fresh explanation."""
+        """Quantus' ``"original"``: ``a_batch`` (or a first explanation) against a fresh
+        explanation."""
         explain = factory(prepared.model)
         fresh = self._explain_in_chunks(explain, prepared.x, prepared.y, prepared.batch_size)
         reference = fresh if reference is None else reference
-        return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),
+        return _compare(self._similarity,
+                        _postprocess(reference, abs=self.abs, normalise=normalise),
                         _postprocess(fresh, abs=self.abs, normalise=normalise))
 
     def _evaluate(self, prepared: Prepared) -> Any:
@@ -201,17 +221,20 @@ class MPRT(_Randomisation):
             raise OptionError(f"{type(self).__name__} explains the targets: pass `y_batch`.")
         normalise, transform = self._post()
         factory = self._factory(prepared, transform)
-        reference = prepared.a_raw if transform is None or prepared.a_raw is None else transform(prepared.a_raw)
+        reference = (prepared.a_raw if transform is None or prepared.a_raw is None
+                     else transform(prepared.a_raw))
         result = self._run(prepared, reference, normalise, factory)
         curve = result.curve.double().cpu()
         if self.return_average_correlation:
             if self.quantus_bug_compatible:  # Quantus averages in the "original" entry
-                original = self._reference_similarity(prepared, reference, normalise, factory).double().cpu()
+                original = self._reference_similarity(prepared, reference, normalise,
+                                                      factory).double().cpu()
                 return ((original + curve.sum(1)) / (curve.shape[1] + 1)).tolist()
             return curve.mean(1).tolist()
         if self.return_last_correlation:
             return curve[:, -1].tolist()
-        original = self._reference_similarity(prepared, reference, normalise, factory).double().cpu()
+        original = (
+            self._reference_similarity(prepared, reference, normalise, factory).double().cpu())
         scores: dict[str, list[float]] = {"original": original.tolist()}
         layers = list(result.layers)
         keep = layers[-1:] if self.skip_layers else layers
@@ -223,8 +246,9 @@ class MPRT(_Randomisation):
     def _finish(self, result: Any) -> Any:
         if self.return_aggregate:
             if isinstance(result, dict):
-                raise OptionError("Set `return_average_correlation` or `return_last_correlation` to aggregate "
-                                  "MPRT scores (as Quantus requires).")
+                raise OptionError(
+                    "Set `return_average_correlation` or `return_last_correlation` to aggregate "
+                    "MPRT scores (as Quantus requires).")
             result = self._aggregate(result)
         self.evaluation_scores = result
         self.all_evaluation_scores.append(result)
@@ -232,17 +256,20 @@ class MPRT(_Randomisation):
 
 
 class ModelParameterRandomisation(MPRT):
-    """The deprecated name of :class:`MPRT` (Quantus prints a notice; we issue a ``DeprecationWarning``)."""
+    """The deprecated name of :class:`MPRT` (Quantus prints a notice; we issue a
+    ``DeprecationWarning``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        warnings.warn("ModelParameterRandomisation was renamed MPRT in Quantus 0.5; use MPRT.", DeprecationWarning,
+        warnings.warn("ModelParameterRandomisation was renamed MPRT in Quantus 0.5; use MPRT.",
+                      DeprecationWarning,
                       stacklevel=2)
         super().__init__(*args, **kwargs)
 
 
 def _smoothed(explain: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *, n_samples: int,
               noise_magnitude: float, generator: torch.Generator, batch_size: int) -> Tensor:
-    """Explanations averaged over ``n_samples`` Gaussian copies of each input, the last copy clean (sMPRT).
+    """Explanations averaged over ``n_samples`` Gaussian copies of each input, the last copy clean
+    (sMPRT).
 
     Items are sample-major (item ``k`` is copy ``k % n`` of sample ``k // n``), noise from
     :class:`xaiscore._engine.noise.BlockNoise`, so the result does not depend on ``batch_size``.
@@ -250,7 +277,8 @@ def _smoothed(explain: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
     spatial = tuple(range(1, x.ndim))
     std = noise_magnitude * (x.amax(dim=spatial) - x.amin(dim=spatial))
     n_items = x.shape[0] * n_samples
-    noise = BlockNoise(n_items, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0, generator=generator,
+    noise = BlockNoise(n_items, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0,
+                       generator=generator,
                        device=x.device, dtype=x.dtype)
     total: Tensor | None = None
     view = (-1,) + (1,) * (x.ndim - 1)
@@ -285,27 +313,33 @@ class SmoothMPRT(MPRT):
     noise of its own; see :class:`MPRT` for the rest.
 
     Defaults: ``layer_order="bottom_up", seed=42, nr_samples=50, noise_magnitude=0.1, abs=True,
-    normalise=True`` (by the root mean square, Quantus' ``normalise_by_average_second_moment_estimate``).
+    normalise=True`` (by the root mean square, Quantus'
+    ``normalise_by_average_second_moment_estimate``).
     """
 
     name = "Smooth Model Parameter Randomisation Test"
     _default_normalise = "second_moment"
     _batch_wide_in_bug_mode = False  # the smoothing averages per-copy explanations first
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, layer_order: str = "bottom_up",
+    def __init__(self, similarity_func: Callable[..., Any] | None = None,
+                 layer_order: str = "bottom_up",
                  seed: int = 42, nr_samples: int = 50, noise_magnitude: float = 0.1,
                  return_average_correlation: bool = False, return_last_correlation: bool = False,
                  skip_layers: bool = False, abs: bool = True, normalise: bool = True,
                  normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(similarity_func=similarity_func, layer_order=layer_order, seed=seed,
                          return_average_correlation=return_average_correlation,
-                         return_last_correlation=return_last_correlation, skip_layers=skip_layers, abs=abs,
+                         return_last_correlation=return_last_correlation, skip_layers=skip_layers,
+                         abs=abs,
                          normalise=normalise, normalise_func=normalise_func,
-                         normalise_func_kwargs=normalise_func_kwargs, return_aggregate=return_aggregate,
+                         normalise_func_kwargs=normalise_func_kwargs,
+                         return_aggregate=return_aggregate,
                          aggregate_func=aggregate_func, default_plot_func=default_plot_func,
                          disable_warnings=disable_warnings, display_progressbar=display_progressbar,
                          quantus_bug_compatible=quantus_bug_compatible, **kwargs)
@@ -316,7 +350,8 @@ class SmoothMPRT(MPRT):
     def _original(self, prepared: Prepared, factory: Any) -> Tensor:
         """The smoothed explanation of the unchanged model, computed once per call (as Quantus)."""
         if self._memo is None or self._memo[0] is not prepared:
-            fresh = _smoothed(factory(prepared.model), prepared.x, prepared.y, n_samples=self.nr_samples,
+            fresh = _smoothed(factory(prepared.model), prepared.x, prepared.y,
+                              n_samples=self.nr_samples,
                               noise_magnitude=self.noise_magnitude, batch_size=prepared.batch_size,
                               generator=torch.Generator().manual_seed(self.seed + 1))
             self._memo = (prepared, fresh)
@@ -328,15 +363,19 @@ class SmoothMPRT(MPRT):
         finally:
             self._memo = None
 
-    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None, factory: Any) -> Any:
-        return smooth_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory, n_samples=self.nr_samples,
+    def _run(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+             factory: Any) -> Any:
+        return smooth_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=factory,
+                           n_samples=self.nr_samples,
                            a=self._original(prepared, factory),
                            noise_magnitude=self.noise_magnitude, similarity=self._similarity,
-                           order=self.layer_order, abs=self.abs, normalise=normalise, reduce_channels=None,
+                           order=self.layer_order, abs=self.abs, normalise=normalise,
+                           reduce_channels=None,
                            seed=self.seed, reinit=self._reinit(), random_baseline=False,
                            max_batch_size=prepared.batch_size)
 
-    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None, normalise: str | None,
+    def _reference_similarity(self, prepared: Prepared, reference: Tensor | None,
+                              normalise: str | None,
                               factory: Any) -> Tensor:
         fresh = self._original(prepared, factory)
         options = dict(n_samples=self.nr_samples, noise_magnitude=self.noise_magnitude,
@@ -345,7 +384,8 @@ class SmoothMPRT(MPRT):
             explain = factory(prepared.model)
             reference = _smoothed(explain, prepared.x, prepared.y,
                                   generator=torch.Generator().manual_seed(self.seed + 2), **options)
-        return _compare(self._similarity, _postprocess(reference, abs=self.abs, normalise=normalise),
+        return _compare(self._similarity,
+                        _postprocess(reference, abs=self.abs, normalise=normalise),
                         _postprocess(fresh, abs=self.abs, normalise=normalise))
 
 
@@ -385,41 +425,51 @@ class EfficientMPRT(_Randomisation):
 
     def __init__(self, complexity_func: Callable[..., Any] | None = None,
                  complexity_func_kwargs: Mapping[str, Any] | None = None,
-                 similarity_func: Callable[..., Any] | None = None, layer_order: str = "bottom_up", seed: int = 42,
+                 similarity_func: Callable[..., Any] | None = None, layer_order: str = "bottom_up",
+                 seed: int = 42,
                  compute_extra_scores: bool = False, skip_layers: bool = True, abs: bool = False,
                  normalise: bool = False, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
         if complexity_func is not None and quantus_function_name(
                 complexity_func, "quantus.functions.complexity_func") != "discrete_entropy":
-            raise QuantusCompatibilityError("EfficientMPRT computes the histogram entropy (Quantus' default "
-                                            "`complexity_func`, discrete_entropy); other functions are not supported.")
+            raise QuantusCompatibilityError(
+                "EfficientMPRT computes the histogram entropy (Quantus' default "
+                "`complexity_func`, discrete_entropy); other functions are not supported.")
         if compute_extra_scores:
-            raise QuantusCompatibilityError("EfficientMPRT(compute_extra_scores=True) is not supported by the "
-                                            "drop-in; use quantus.EfficientMPRT for the model-entropy extras.")
+            raise QuantusCompatibilityError(
+                "EfficientMPRT(compute_extra_scores=True) is not supported by the "
+                "drop-in; use quantus.EfficientMPRT for the model-entropy extras.")
         options = dict(complexity_func_kwargs or {})
         options.pop("debug", None)
         unknown = set(options) - {"n_bins", "rule", "n_bins_default", "min_n_bins", "max_n_bins"}
         if unknown:
-            raise QuantusCompatibilityError(f"Unsupported `complexity_func_kwargs` {sorted(unknown)}.")
-        self.complexity_func, self.complexity_func_kwargs = complexity_func, dict(complexity_func_kwargs or {})
+            raise QuantusCompatibilityError(
+                f"Unsupported `complexity_func_kwargs` {sorted(unknown)}.")
+        self.complexity_func, self.complexity_func_kwargs = (complexity_func,
+                                                             dict(complexity_func_kwargs or {}))
         if "n_bins" in options:
             self._n_bins: int | str = check_positive_int(int(options["n_bins"]), "n_bins")
         elif options.get("rule") is not None:
             if options["rule"] not in _BIN_RULES:
-                raise OptionError(f"Expected `rule` in {sorted(_BIN_RULES)}, but got {options['rule']!r}.")
+                raise OptionError(
+                    f"Expected `rule` in {sorted(_BIN_RULES)}, but got {options['rule']!r}.")
             self._n_bins = _BIN_RULES[options["rule"]]
         else:
-            self._n_bins = check_positive_int(int(options.get("n_bins_default", 100)), "n_bins_default")
+            self._n_bins = check_positive_int(int(options.get("n_bins_default", 100)),
+                                              "n_bins_default")
         self._min_bins = int(options.get("min_n_bins", 10))
         self._max_bins = int(options.get("max_n_bins", 200))
         self.similarity_func = similarity_func
         self.layer_order = _check_order(layer_order)
         if self.layer_order == "independent":
-            raise OptionError("EfficientMPRT needs a cascading `layer_order` ('bottom_up' or 'top_down').")
+            raise OptionError(
+                "EfficientMPRT needs a cascading `layer_order` ('bottom_up' or 'top_down').")
         self.seed = _check_seed(seed)
         self.compute_extra_scores = False
         self.skip_layers = bool(skip_layers)
@@ -428,10 +478,14 @@ class EfficientMPRT(_Randomisation):
         if prepared.y is None:
             raise OptionError("EfficientMPRT explains the targets: pass `y_batch`.")
         normalise, transform = self._post()
-        result = efficient_mprt(prepared.model, prepared.x, prepared.y, explainer_factory=self._factory(prepared, transform),
-                                n_bins=self._n_bins, min_bins=self._min_bins, max_bins=self._max_bins,
-                                layerwise=not self.skip_layers, order=self.layer_order, abs=self.abs,
-                                normalise=normalise, reduce_channels=None, seed=self.seed, reinit=self._reinit(),
+        result = efficient_mprt(prepared.model, prepared.x, prepared.y,
+                                explainer_factory=self._factory(prepared, transform),
+                                n_bins=self._n_bins, min_bins=self._min_bins,
+                                max_bins=self._max_bins,
+                                layerwise=not self.skip_layers, order=self.layer_order,
+                                abs=self.abs,
+                                normalise=normalise, reduce_channels=None, seed=self.seed,
+                                reinit=self._reinit(),
                                 random_baseline=False, max_batch_size=prepared.batch_size)
         return result.score
 
@@ -457,10 +511,14 @@ class RandomLogit(_Randomisation):
     score_direction = ScoreDirection.LOWER
     needs_attributions = True
 
-    def __init__(self, similarity_func: Callable[..., Any] | None = None, num_classes: int = 1000, seed: int = 42,
-                 abs: bool = False, normalise: bool = True, normalise_func: Callable[..., np.ndarray] | None = None,
-                 normalise_func_kwargs: Mapping[str, Any] | None = None, return_aggregate: bool = False,
-                 aggregate_func: Callable[..., Any] | None = None, default_plot_func: Callable[..., Any] | None = None,
+    def __init__(self, similarity_func: Callable[..., Any] | None = None, num_classes: int = 1000,
+                 seed: int = 42,
+                 abs: bool = False, normalise: bool = True,
+                 normalise_func: Callable[..., np.ndarray] | None = None,
+                 normalise_func_kwargs: Mapping[str, Any] | None = None,
+                 return_aggregate: bool = False,
+                 aggregate_func: Callable[..., Any] | None = None,
+                 default_plot_func: Callable[..., Any] | None = None,
                  disable_warnings: bool = False, display_progressbar: bool = False,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
@@ -481,9 +539,12 @@ class RandomLogit(_Randomisation):
                 similarity = "ssim_flat"
             elif side < 7:
                 options = {"win_size": side if side % 2 else side - 1}
-        result = random_logit(prepared.model, prepared.x, prepared.y, explainer_factory=self._factory(prepared, transform),
-                              a=a, num_classes=self.num_classes, similarity=similarity, similarity_kwargs=options,
+        result = random_logit(prepared.model, prepared.x, prepared.y,
+                              explainer_factory=self._factory(prepared, transform),
+                              a=a, num_classes=self.num_classes, similarity=similarity,
+                              similarity_kwargs=options,
                               abs=self.abs,
-                              normalise=normalise, reduce_channels=None, seed=self.seed, random_baseline=False,
+                              normalise=normalise, reduce_channels=None, seed=self.seed,
+                              random_baseline=False,
                               max_batch_size=prepared.batch_size)
         return result.score

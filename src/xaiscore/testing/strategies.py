@@ -91,7 +91,8 @@ def shapes(
     return (b, c) + spatial
 
 
-def _shape(draw: st.DrawFn, shape: Sequence[int] | st.SearchStrategy[Sequence[int]] | None) -> tuple[int, ...]:
+def _shape(draw: st.DrawFn,
+           shape: Sequence[int] | st.SearchStrategy[Sequence[int]] | None) -> tuple[int, ...]:
     return tuple(draw(shapes())) if shape is None else tuple(draw(_strategy(shape)))
 
 
@@ -121,7 +122,8 @@ def attributions(
     dtype = draw(_strategy(dtype))
     low = max(min_value, 0.0) if draw(_strategy(nonnegative)) else min_value
     if draw(_strategy(constant)):
-        values = draw(npst.arrays(np.float64, (dims[0],), elements=st.floats(low, max_value, width=32)))
+        values = draw(npst.arrays(np.float64, (dims[0],),
+                                  elements=st.floats(low, max_value, width=32)))
         array = np.broadcast_to(values.reshape((-1,) + (1,) * (len(dims) - 1)), dims).copy()
     elif draw(_strategy(ties)):
         levels = [v for v in TIE_LEVELS if low <= v <= max_value] or [low]
@@ -250,7 +252,8 @@ def metric_inputs(
         constant = st.booleans()
         mask_kind = st.sampled_from(["random", "box", "empty", "full"])
         allow_empty_mask = True
-    a = draw(attributions(shape=dims, dtype=dtype, nonnegative=nonnegative, ties=ties, constant=constant))
+    a = draw(attributions(shape=dims, dtype=dtype, nonnegative=nonnegative, ties=ties,
+                          constant=constant))
     c = draw(_strategy(mask_channels))
     mask_dims = (dims[0], dims[1] if c == -1 else c) + dims[2:]
     mask = draw(masks(shape=mask_dims, kind=mask_kind, allow_empty=allow_empty_mask))
@@ -290,7 +293,8 @@ def tiny_mlp(input_shape: Sequence[int], num_classes: int, *, seed: int = 0, hid
     with torch.no_grad():
         for parameter in model.parameters():
             fan_in = parameter.shape[1] if parameter.ndim == 2 else hidden
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=dtype) / fan_in**0.5)
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=dtype) / fan_in
+                            **0.5)
     return model.eval()
 
 
@@ -305,7 +309,8 @@ def model_inputs(
     ties: bool | st.SearchStrategy[bool] = False,
     constant: bool | st.SearchStrategy[bool] = False,
 ) -> ModelInputs:
-    """A :func:`tiny_mlp`, inputs ``x`` in [-1, 1], attributions and targets for model-based metrics.
+    """A :func:`tiny_mlp`, inputs ``x`` in [-1, 1], attributions and targets for model-based
+    metrics.
 
     Args:
         shape: Shape of ``x``, ``(B, C, *S)`` (default :func:`shapes`).
@@ -326,7 +331,8 @@ def model_inputs(
     elements = st.floats(-1.0, 1.0, allow_nan=False, width=32)
     x = torch.from_numpy(draw(npst.arrays(np.float64, dims, elements=elements))).to(dtype)
     c = draw(_strategy(attribution_channels))
-    a = draw(attributions(shape=(dims[0], dims[1] if c == -1 else c) + dims[2:], dtype=dtype, ties=ties,
+    a = draw(attributions(shape=(dims[0], dims[1] if c == -1 else c) + dims[2:], dtype=dtype,
+                          ties=ties,
                           constant=constant))
     k = draw(_strategy(num_classes))
     model = tiny_mlp(dims[1:], k, seed=draw(st.integers(0, 2**16)), dtype=dtype)

@@ -50,14 +50,16 @@ How the forest is found without touching every edge:
    summed-area table (the smallest square holding ``k`` other points bounds :math:`d_k`), gets
    its exact :math:`d_k` by sorting its candidates (those in the disc of that bound), and its
    remaining edges go through one last Borůvka pass (its lightest edges first: the heavy edges
-   they already connect are dropped unseen). Sparse maps (few points per pixel) take this path for all their edges, near ones
-   included (:math:`d_k \\ge \\sqrt{D_a}` always), and skip steps 3 and 4.
+   they already connect are dropped unseen). Sparse maps (few points per pixel) take this path for
+   all their edges, near ones included (:math:`d_k \\ge \\sqrt{D_a}` always), and skip steps 3
+   and 4.
 
 Host synchronisation: graph sizes are data-dependent, so the functions read a handful of
-counts per ring, per Borůvka or connectivity round and per pointer-jumping step (edge counts, whether the scan
-is finished); there is no per-sample loop and no per-edge Python work. On CPU the two selection
-steps (the percentile, the candidates' order) go through numpy on zero-copy views, which is
-several times faster than ``torch.kthvalue``/``torch.sort`` there; other devices use torch.
+counts per ring, per Borůvka or connectivity round and per pointer-jumping step
+(edge counts, whether the scan is finished); there is no per-sample loop and no per-edge Python
+work. On CPU the two selection steps (the percentile, the candidates' order) go through numpy on
+zero-copy views, which is several times faster than ``torch.kthvalue``/``torch.sort`` there; other
+devices use torch.
 """
 
 from __future__ import annotations

@@ -9,14 +9,16 @@ from torch import Tensor
 
 from xaiscore.functional._mst.primitives import _kth_smallest
 
-# Borůvka passes with more than this many edges per node first take the lightest ~_LIGHT_EDGES per node.
+# Borůvka passes with more than this many edges per node first take the lightest ~_LIGHT_EDGES per
+# node.
 _FILTER_EDGES = 8
 _LIGHT_EDGES = 3
 _INT64_MAX = torch.iinfo(torch.int64).max
 
 
 def _jump_to_roots(parent: Tensor, hooked: Tensor) -> None:
-    """Pointer jumping: make every ``hooked`` node point at its root (one host read per doubling)."""
+    """Pointer jumping: make every ``hooked`` node point at its root (one host read per doubling).
+    """
     up = parent.index_select(0, hooked)
     while True:
         upper = parent.index_select(0, up)
@@ -42,7 +44,8 @@ class _Forest:
         self.parent = torch.arange(node_sample.numel(), dtype=dtype, device=device)
         self.length = torch.zeros(n_samples, dtype=torch.float64, device=device)
         self.merges = torch.zeros(n_samples, dtype=torch.int64, device=device)
-        self._best = torch.full((node_sample.numel(),), _INT64_MAX, dtype=torch.int64, device=device)
+        self._best = torch.full((node_sample.numel(),), _INT64_MAX, dtype=torch.int64,
+                                device=device)
 
     def add_edges(self, u: Tensor, v: Tensor, d2: Tensor) -> None:
         """Merge along the minimum spanning forest of the given edges over the current components.
@@ -59,15 +62,20 @@ class _Forest:
             # Kruskal). The light edges, about _LIGHT_EDGES per node, go first; a heavy edge whose
             # ends they connect is in no minimum spanning forest and is dropped unseen by Borůvka.
             sample = d2[:: max(1, n_edges // 65536)]
-            cut = int(_kth_smallest(sample.unsqueeze(0), min(sample.numel() - 1, sample.numel() * _LIGHT_EDGES * self.parent.numel() // n_edges))[0])
+            cut = int(_kth_smallest(sample.unsqueeze(0),
+                                    min(sample.numel() - 1, sample.numel() * _LIGHT_EDGES
+                                        * self.parent.numel() // n_edges))[0])
             light = d2 <= cut
             heavy = (~light).nonzero().squeeze(1)
             if 0 < heavy.numel() < n_edges:
                 light = light.nonzero().squeeze(1)
-                self.add_edges(u.index_select(0, light), v.index_select(0, light), d2.index_select(0, light))
-                u, v, d2 = self.find(u.index_select(0, heavy)), self.find(v.index_select(0, heavy)), d2.index_select(0, heavy)
+                self.add_edges(u.index_select(0, light), v.index_select(0, light),
+                               d2.index_select(0, light))
+                u, v, d2 = (self.find(u.index_select(0, heavy)),
+                            self.find(v.index_select(0, heavy)), d2.index_select(0, heavy))
                 apart = (u != v).nonzero().squeeze(1)
-                self.add_edges(u.index_select(0, apart), v.index_select(0, apart), d2.index_select(0, apart))
+                self.add_edges(u.index_select(0, apart), v.index_select(0, apart),
+                               d2.index_select(0, apart))
                 return
         parent, best = self.parent, self._best
         key = d2 * n_edges + torch.arange(n_edges, device=u.device)
@@ -78,14 +86,16 @@ class _Forest:
             if alive.numel() == 0:
                 break
             if alive.numel() < u.numel():
-                u, v, key = u.index_select(0, alive), v.index_select(0, alive), key.index_select(0, alive)
+                u, v, key = (u.index_select(0, alive), v.index_select(0, alive),
+                             key.index_select(0, alive))
             best.scatter_reduce_(0, u, key, "amin")
             best.scatter_reduce_(0, v, key, "amin")
             pick_u = best.index_select(0, u) == key  # the lightest edge leaving u's component
             pick_v = best.index_select(0, v) == key
             chosen = (pick_u | pick_v).nonzero().squeeze(1)
             sample = self.node_sample.index_select(0, u.index_select(0, chosen))
-            length = torch.div(key.index_select(0, chosen), n_edges, rounding_mode="floor").double().sqrt_()
+            length = torch.div(key.index_select(0, chosen), n_edges,
+                               rounding_mode="floor").double().sqrt_()
             self.length.index_add_(0, sample, length)
             self.merges.index_add_(0, sample, torch.ones_like(sample))
             by_u, by_v = pick_u.nonzero().squeeze(1), pick_v.nonzero().squeeze(1)
@@ -93,7 +103,8 @@ class _Forest:
             hooked = torch.cat([u.index_select(0, by_u), v.index_select(0, by_v)])
             target = torch.cat([v.index_select(0, by_u), u.index_select(0, by_v)])
             parent.scatter_(0, hooked, target.to(parent.dtype))
-            # Two components that picked the same edge point at each other: the smaller id is the root.
+            # Two components that picked the same edge point at each other: the smaller id is the
+            # root.
             mutual = (parent.index_select(0, target) == hooked) & (hooked < target)
             parent.scatter_(0, hooked, torch.where(mutual, hooked, target).to(parent.dtype))
             best.index_fill_(0, hooked, _INT64_MAX)
@@ -130,9 +141,11 @@ class _Forest:
             # The distinct hooked roots: one edge per high end wins the scatter below.
             position = torch.arange(high.numel(), device=high.device)
             mark.scatter_(0, high, position)
-            hooked = high.index_select(0, (mark.index_select(0, high) == position).nonzero().squeeze(1))
+            hooked = high.index_select(
+                0, (mark.index_select(0, high) == position).nonzero().squeeze(1))
             mark.index_fill_(0, hooked, _INT64_MAX)
-            self.merges.index_add_(0, self.node_sample.index_select(0, hooked), torch.ones_like(hooked))
+            self.merges.index_add_(0, self.node_sample.index_select(0, hooked),
+                                   torch.ones_like(hooked))
             # Pointer jumping until every hooked root points at its new root.
             _jump_to_roots(parent, hooked)
             u = parent.index_select(0, u)

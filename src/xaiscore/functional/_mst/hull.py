@@ -44,13 +44,15 @@ def _minorant_vertices(g: Tensor, candidate: Tensor, prune_rounds: int = 4) -> T
     m = int(candidate.sum(1).max()) if b else 0
     if m <= 2:
         return candidate
-    order = torch.argsort((~candidate).to(torch.int8), dim=1, stable=True)[:, :m]  # survivors first, in order
+    # survivors first, in order
+    order = torch.argsort((~candidate).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = candidate.gather(1, order)
     y = order.double()
     value = g.gather(1, order).double()
     rise = y.unsqueeze(1) - y.unsqueeze(2)  # [a, i] = y_i - y_a
     pair = valid.unsqueeze(2) & valid.unsqueeze(1) & (rise > 0)
-    slope = (value.unsqueeze(1) - value.unsqueeze(2)) / torch.where(rise > 0, rise, torch.ones_like(rise))
+    slope = (value.unsqueeze(1) - value.unsqueeze(2)) / torch.where(rise > 0, rise,
+                                                                    torch.ones_like(rise))
     from_before = torch.where(pair, slope, -math.inf).amax(1)  # max over earlier a, indexed by i
     to_after = torch.where(pair, slope, math.inf).amin(2)  # min over later i, indexed by a
     vertex = valid & (from_before <= to_after)
@@ -58,7 +60,8 @@ def _minorant_vertices(g: Tensor, candidate: Tensor, prune_rounds: int = 4) -> T
 
 
 def hull_areas(kept: Tensor) -> Tensor:
-    """Area of the convex hull of each sample's kept pixels (row, column), ``(B, H, W) -> (B,)`` float64.
+    """Area of the convex hull of each sample's kept pixels (row, column), ``(B, H, W) -> (B,)``
+    float64.
 
     Only the leftmost and rightmost point of each row can be hull vertices. The left boundary of
     the hull is the greatest convex minorant of ``x_min(y)`` over the occupied rows and the right

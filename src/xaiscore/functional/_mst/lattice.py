@@ -23,7 +23,8 @@ def _offsets_up_to(max_d2: int) -> tuple[tuple[int, int, int], ...]:
 
 @lru_cache(maxsize=None)
 def always_present_d2(k: int) -> int:
-    """The largest squared lattice distance ``D`` at which fewer than ``k`` offsets are strictly closer.
+    """The largest squared lattice distance ``D`` at which fewer than ``k`` offsets are strictly
+    closer.
 
     Every pair of points at squared distance ``<= D`` is then an edge of the k-NN graph,
     whatever the data: ``1`` for ``k <= 4``, ``5`` for ``13 <= k <= 20``.
@@ -46,7 +47,8 @@ def always_present_d2(k: int) -> int:
 
 @lru_cache(maxsize=None)
 def _rings(max_d2: int) -> dict[int, tuple[tuple[int, int], ...]]:
-    """The lattice offsets ``(dy, dx)`` with ``0 < dy^2 + dx^2 <= max_d2``, grouped by ``dy^2 + dx^2``."""
+    """The lattice offsets ``(dy, dx)`` with ``0 < dy^2 + dx^2 <= max_d2``, grouped by
+    ``dy^2 + dx^2``."""
     rings: dict[int, list[tuple[int, int]]] = {}
     for d2, dy, dx in _offsets_up_to(max_d2):
         rings.setdefault(d2, []).append((dy, dx))
@@ -73,5 +75,6 @@ def _witnesses(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
 
 def _near_witnesses(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
     """The witnesses of a near offset, closest first."""
-    ranked = sorted(_witnesses(dy, dx), key=lambda r: (r[0] ** 2 + r[1] ** 2, abs(r[0] - dy) + abs(r[1] - dx), r))
+    ranked = sorted(_witnesses(dy, dx), key=lambda r: (r[0] ** 2 + r[1] ** 2,
+                                                       abs(r[0] - dy) + abs(r[1] - dx), r))
     return tuple(ranked)

@@ -14,11 +14,13 @@ def _kth_smallest(rows: Tensor, j: int) -> Tensor:
     ``torch.kthvalue``; no device is involved, so nothing is synchronised).
     """
     if rows.device.type == "cpu":
-        # Rows whose j-th smallest is 0 (mostly-zero maps, where selection is slow) need no selection.
+        # Rows whose j-th smallest is 0 (mostly-zero maps, where selection is slow) need no
+        # selection.
         out = torch.zeros(rows.shape[0], dtype=rows.dtype)
         select = (_count(rows == 0, (1,)) <= j).nonzero().squeeze(1)
         if select.numel():
-            chosen = (rows if select.numel() == rows.shape[0] else rows.index_select(0, select)).numpy()
+            chosen = (rows if select.numel() == rows.shape[0]
+                      else rows.index_select(0, select)).numpy()
             out[select] = torch.from_numpy(np.partition(chosen, j, axis=1)[:, j].copy())
         return out
     return torch.kthvalue(rows, j + 1, dim=1).values
@@ -54,14 +56,17 @@ def _flat_nonzero(mask: Tensor) -> Tensor:
 
 
 def _sorted(values: Tensor) -> Tensor:
-    """``values`` (1-D) sorted ascending; through numpy on CPU (several times faster than ``torch.sort``)."""
+    """``values`` (1-D) sorted ascending; through numpy on CPU (several times faster than
+    ``torch.sort``)."""
     if values.device.type == "cpu":
         return torch.from_numpy(np.sort(values.numpy()))
     return torch.sort(values).values
 
 
 def _segments(lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """For consecutive segments of the given lengths: the segment of each element and its position in it."""
+    """For consecutive segments of the given lengths: the segment of each element and its position
+    in it."""
     segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
     starts = torch.cumsum(lengths, 0) - lengths
-    return segment, torch.arange(segment.numel(), device=lengths.device) - starts.index_select(0, segment)
+    return (segment,
+            torch.arange(segment.numel(), device=lengths.device) - starts.index_select(0, segment))

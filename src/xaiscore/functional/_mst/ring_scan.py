@@ -11,12 +11,14 @@ from xaiscore.functional._mst import tuning
 from xaiscore.functional._mst.lattice import _is_forward, _rings
 from xaiscore.functional._mst.primitives import _flat_nonzero
 
-# The ring scan relabels its components once it has found more than one new edge per this many pixels.
+# The ring scan relabels its components once it has found more than one new edge per this many
+# pixels.
 _RELABEL_EDGES = 500
 
 
 class _RingScan:
-    """Kruskal over the far edges, one ring of equal squared distance ``D`` at a time, on whole images.
+    """Kruskal over the far edges, one ring of equal squared distance ``D`` at a time, on whole
+    images.
 
     State per (unfinished) sample: ``count`` = points within squared distance ``< D`` of each
     pixel, ``open`` = kept pixels with ``count < k`` (their k-th neighbour is at ``>= sqrt(D)``),
@@ -48,7 +50,8 @@ class _RingScan:
         self.run_p = shifter.padded(run_of_pixel.view(b, h, w).clamp(min=0))
         # Labels are component roots counted from the sample's first run, one uint8 plane per byte.
         self.open_p = shifter.padded(kept & (self.count < self.k_row))
-        self.label_p = None  # (planes, B, H + 2 pad, W + 2 pad) uint8, built on the first ring scanned
+        # (planes, B, H + 2 pad, W + 2 pad) uint8, built on the first ring scanned
+        self.label_p = None
         # Edges found since the labels were last rebuilt: stale labels only let through pairs
         # within merged components (the forest drops them), so relabelling waits for many merges.
         self.unlabelled_edges = 0
@@ -67,23 +70,27 @@ class _RingScan:
         parent = forest.parent
         is_root = parent == torch.arange(parent.numel(), dtype=parent.dtype, device=parent.device)
         roots_before = torch.cumsum(is_root, 0, dtype=parent.dtype) - is_root.to(parent.dtype)
-        first = self.first_run.clamp(max=parent.numel() - 1)  # a sample without points has no runs to label
+        # a sample without points has no runs to label
+        first = self.first_run.clamp(max=parent.numel() - 1)
         base = roots_before.index_select(0, first).index_select(0, forest.node_sample)
         roots = roots_before.index_select(0, parent) - base
         components = (self.runs_per_sample - forest.merges).index_select(0, self.samples)
         n_planes = max(1, ((int(components.max()) - 1).bit_length() + 7) // 8)
         if self.label_p is None or self.label_p.shape[0] != n_planes:
-            self.label_p = torch.empty((n_planes,) + self.run_p.shape, dtype=torch.uint8, device=self.kept.device)
+            self.label_p = torch.empty((n_planes,) + self.run_p.shape, dtype=torch.uint8,
+                                       device=self.kept.device)
         runs = self.run_p.view(-1)
         for i, plane in enumerate(self.label_p):
-            torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs, out=plane.view(-1))
+            torch.index_select(((roots >> (8 * i)) & 255).to(torch.uint8), 0, runs,
+                               out=plane.view(-1))
         self.unlabelled_edges = 0
 
     def _keep_rows(self, rows: Tensor) -> None:
         self.samples = self.samples.index_select(0, rows)
         for name in ("kept", "kept_p", "count", "open_p", "run_p"):
             setattr(self, name, getattr(self, name).index_select(0, rows))
-        self.unit_p = self.kept_p.view(torch.uint8) if self.count.dtype == torch.uint8 else self.kept_p.to(self.count.dtype)
+        self.unit_p = (self.kept_p.view(torch.uint8) if self.count.dtype == torch.uint8
+                       else self.kept_p.to(self.count.dtype))
         if self.label_p is not None:
             self.label_p = self.label_p.index_select(1, rows)
 
@@ -115,9 +122,9 @@ class _RingScan:
             if n_unfinished <= 0.75 * self.samples.numel():
                 self._keep_rows(unfinished.nonzero().squeeze(1))
                 open_ = self._interior(self.open_p)
-            # Hand over to the window search when it is cheaper than the rings still to scan, estimated
-            # from the open points on every fourth image row: their number and mean count (counts
-            # grow like the disc area, i.e. like D).
+            # Hand over to the window search when it is cheaper than the rings still to scan,
+            # estimated from the open points on every fourth image row: their number and mean count
+            # (counts grow like the disc area, i.e. like D).
             sampled = open_[:, ::4]
             n_sampled, counted = (
                 int(v)
@@ -148,7 +155,8 @@ class _RingScan:
                 if not all_open:
                     pair &= open_ | shifter.view(self.open_p, dy, dx)
                 for i, plane in enumerate(self.label_p):
-                    torch.ne(self._interior(plane), shifter.view(plane, dy, dx), out=differ if i == 0 else scratch)
+                    torch.ne(self._interior(plane), shifter.view(plane, dy, dx),
+                             out=differ if i == 0 else scratch)
                     if i:
                         differ |= scratch
                 pair &= differ
@@ -161,7 +169,8 @@ class _RingScan:
                 pixel = self.samples.index_select(0, row) * hw + local % hw
                 self.forest.connect(
                     self.run_of_pixel.index_select(0, pixel),
-                    self.run_of_pixel.index_select(0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
+                    self.run_of_pixel.index_select(
+                        0, pixel + torch.tensor(steps, device=device).index_select(0, which)),
                     d2,
                 )
                 self.unlabelled_edges += local.numel()

@@ -62,7 +62,8 @@ def spanning_forest_lengths(kept: Tensor, k: int) -> tuple[Tensor, Tensor]:
     index_dtype = torch.int32 if run_start.numel() < 2**31 else torch.int64
     run_of_pixel = torch.cumsum(run_start, 0, dtype=index_dtype) - 1  # valid on kept pixels
     runs_per_sample = _count(run_start.view(b, hw), (1,))
-    run_sample = torch.repeat_interleave(torch.arange(b, device=device), runs_per_sample)  # runs are in sample order
+    # runs are in sample order
+    run_sample = torch.repeat_interleave(torch.arange(b, device=device), runs_per_sample)
     n_runs = run_sample.numel()
     forest = _Forest(run_sample, b)
     forest.length += (counts - runs_per_sample).double()  # unit edges inside runs

@@ -1,4 +1,5 @@
-"""Faithfulness metrics: does removing what the attribution calls relevant change the model's output?
+"""Faithfulness metrics: does removing what the attribution calls relevant change the model's
+output?
 
 Every kernel takes a ``forward_fn`` returning logits (an ``nn.Module``
 qualifies), inputs ``x`` ``(B, C, *S)``, attributions ``a`` ``(B, 1|C, *S)``

@@ -87,7 +87,8 @@ def prepare_model_inputs(
     """
     if not callable(forward_fn):
         raise DTypeError(
-            f"Expected `forward_fn` to be callable (e.g. an nn.Module), but got {type(forward_fn).__name__}."
+            "Expected `forward_fn` to be callable (e.g. an nn.Module), but got "
+            f"{type(forward_fn).__name__}."
         )
     if not isinstance(softmax, bool):
         raise DTypeError(f"Expected `softmax` to be a bool, but got {type(softmax).__name__}.")
@@ -98,16 +99,19 @@ def prepare_model_inputs(
     check_max_batch_size(max_batch_size)
     if validate and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(
-            f"Expected `x` to be finite, but got {int((~torch.isfinite(x)).sum())} NaN or infinite value(s)."
+            f"Expected `x` to be finite, but got {int((~torch.isfinite(x)).sum())} NaN or infinite "
+            "value(s)."
         )
     if target is not None and not unperturbed_scores:
         target = check_target(target, x.shape[0], device=x.device, validate=validate)
         return PreparedInputs(x, a, target, x.new_empty((0,)))
-    logits = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]), max_batch_size=max_batch_size)
+    logits = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e]),
+                         max_batch_size=max_batch_size)
     if target is None:
         target = logits.argmax(dim=1)
     else:
-        target = check_target(target, x.shape[0], num_classes=logits.shape[1], device=x.device, validate=validate)
+        target = check_target(target, x.shape[0], num_classes=logits.shape[1], device=x.device,
+                              validate=validate)
     score = class_scores(logits, target, softmax=softmax)
     if validate:
         check_finite_output(score)
@@ -122,7 +126,8 @@ def finish_scores(values: Tensor, like: Tensor, *, validate: bool) -> Tensor:
 
 
 def resolve_step(value: int | float, n_features: int, name: str = "features_per_step") -> int:
-    """A per-step feature count: an int in ``[1, n_features]``, or a float fraction in (0, 1] of the features.
+    """A per-step feature count: an int in ``[1, n_features]``, or a float fraction in (0, 1] of the
+    features.
 
     A fraction ``q`` means ``ceil(q * n_features)`` features per step (at least one).
 
@@ -132,11 +137,13 @@ def resolve_step(value: int | float, n_features: int, name: str = "features_per_
     """
     if isinstance(value, float):
         if not 0.0 < value <= 1.0:
-            raise OptionError(f"Expected `{name}` as a fraction in (0, 1] of the features, but got {value}.")
+            raise OptionError(
+                f"Expected `{name}` as a fraction in (0, 1] of the features, but got {value}.")
         return max(1, math.ceil(value * n_features - 1e-9))
     if isinstance(value, bool) or not isinstance(value, int):
         raise DTypeError(
-            f"Expected `{name}` to be an int count or a float fraction, but got {type(value).__name__} {value!r}."
+            f"Expected `{name}` to be an int count or a float fraction, but got "
+            f"{type(value).__name__} {value!r}."
         )
     check_positive_int(value, name)
     if value > n_features:
@@ -166,7 +173,7 @@ def pearson_rows(u: Tensor, v: Tensor) -> Tensor:
     Example:
         >>> pearson_rows(torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), torch.tensor([[2.0, 4.0, 7.0], [1.0, 2.0, 3.0]]))
         tensor([0.9934,    nan])
-    """
+    """  # noqa: E501
     dtype = torch.promote_types(u.dtype, v.dtype)
     u64, v64 = u.double(), v.double()
     du = u64 - u64.mean(1, keepdim=True)

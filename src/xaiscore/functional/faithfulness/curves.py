@@ -1,4 +1,5 @@
-"""Ranking-curve faithfulness metrics: remove (or insert) features in attribution order, track the model.
+"""Ranking-curve faithfulness metrics: remove (or insert) features in attribution order, track the
+model.
 
 Deletion and insertion (Petsiuk et al. 2018), pixel flipping (Bach et al. 2015),
 region perturbation (Samek et al. 2017), selectivity (Montavon et al. 2018) and
@@ -20,7 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xaiscore._checks import check_fraction, check_option, check_positive_int, check_same_device, check_tensor
+from xaiscore._checks import (check_fraction, check_option, check_positive_int, check_same_device,
+                              check_tensor)
 from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.perturbation import (
     constant_or_baseline,
@@ -69,7 +71,8 @@ def _ranked_elements(
     segments: Tensor | None = None,
     aggregate: str = "sum",
 ) -> tuple[Partition, Tensor]:
-    part = partition(x.shape, reduce_channels=reduce_channels, patch_size=patch_size, segments=segments,
+    part = partition(x.shape, reduce_channels=reduce_channels, patch_size=patch_size,
+                     segments=segments,
                      device=x.device)
     scores = feature_attributions(a, part, reduce_channels=reduce_channels, aggregate=aggregate)
     ranks = rank_features(scores, order=order, counts=part.counts if segments is not None else None,
@@ -77,8 +80,10 @@ def _ranked_elements(
     return part, element_ranks(ranks, part)
 
 
-def _deletion_curve(forward_fn, inputs, rank, edges, substrate, *, softmax, max_batch_size, validate) -> Tensor:
-    """``(B, T + 1)``: the unperturbed score, then the score with ranks ``[0, edges[t])`` replaced."""
+def _deletion_curve(forward_fn, inputs, rank, edges, substrate, *, softmax, max_batch_size,
+                    validate) -> Tensor:
+    """``(B, T + 1)``: the unperturbed score, then the score with ranks ``[0, edges[t])`` replaced.
+    """
     hi = edges[1:]
     scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, None, hi,
                               substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
@@ -105,7 +110,8 @@ def deletion(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Deletion (Petsiuk et al. 2018, RISE): delete pixels most-relevant first; area under the score curve.
+    r"""Deletion (Petsiuk et al. 2018, RISE): delete pixels most-relevant first; area under the
+    score curve.
 
     Pixels (all channels of a position together) are ranked by the attribution
     summed over channels. With ``N`` pixels and ``s`` pixels per step, step
@@ -128,7 +134,8 @@ def deletion(
         features_per_step: Pixels per step (an int), or a fraction of the pixels
             (a float in (0, 1]); ``None`` means ``ceil(N / 224)``
             (RISE: 224 pixels per step on 224 x 224 images, i.e. 224 steps).
-        baseline: Substrate (see :func:`xaiscore._engine.perturbation.make_baseline`); RISE: ``"zeros"``.
+        baseline: Substrate (see :func:`xaiscore._engine.perturbation.make_baseline`); RISE:
+            ``"zeros"``.
         softmax: Track probabilities (RISE) or logits.
         reduce_channels: How ``a``'s channels combine per pixel (``None``:
             every channel value is its own feature).
@@ -153,12 +160,14 @@ def deletion(
         >>> result.curve.tolist(), result.x.tolist(), result.score.tolist()
         ([[10.0, 6.0, 3.0, 1.0, 0.0]], [0.0, 0.25, 0.5, 0.75, 1.0], [3.75])
     """
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
                                   generator=generator)
     n = part.n_features
-    step = math.ceil(n / RISE_STEPS) if features_per_step is None else resolve_step(features_per_step, n)
+    step = (math.ceil(n / RISE_STEPS) if features_per_step is None
+            else resolve_step(features_per_step, n))
     edges = step_edges(n, step, x.device)
     substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     curve = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,
@@ -184,7 +193,8 @@ def insertion(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Insertion (Petsiuk et al. 2018, RISE): insert pixels most-relevant first into a blurred copy.
+    r"""Insertion (Petsiuk et al. 2018, RISE): insert pixels most-relevant first into a blurred
+    copy.
 
     Step ``t = 0 .. T`` shows the original values of the first ``k_t`` ranked
     pixels on the substrate (by default RISE's Gaussian blur of ``x``, kernel
@@ -215,15 +225,19 @@ def insertion(
         [[0.0, 4.0, 7.0, 9.0, 10.0]]
     """
     check_positive_int(blur_kernel_size, "blur_kernel_size")
-    check_fraction(blur_sigma, "blur_sigma", high=math.inf, low_inclusive=False, high_inclusive=False)
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    check_fraction(blur_sigma, "blur_sigma", high=math.inf, low_inclusive=False,
+                   high_inclusive=False)
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
                                   generator=generator)
     n = part.n_features
-    step = math.ceil(n / RISE_STEPS) if features_per_step is None else resolve_step(features_per_step, n)
+    step = (math.ceil(n / RISE_STEPS) if features_per_step is None
+            else resolve_step(features_per_step, n))
     edges = step_edges(n, step, x.device)
-    substrate = constant_or_baseline(inputs.x, baseline, generator=generator, blur_kernel_size=blur_kernel_size,
+    substrate = constant_or_baseline(inputs.x, baseline, generator=generator,
+                                     blur_kernel_size=blur_kernel_size,
                                      blur_sigma=blur_sigma)
     lo = edges[:-1]  # the last step (everything inserted) is x itself: its score is known
     scores = perturbed_scores(forward_fn, inputs.x, rank, inputs.target, lo, None,
@@ -250,7 +264,8 @@ def pixel_flipping(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Pixel flipping (Bach et al. 2015): flip features in attribution order and track the class score.
+    r"""Pixel flipping (Bach et al. 2015): flip features in attribution order and track the class
+    score.
 
     Features (pixels with all their channels; every channel value with
     ``reduce_channels=None``, as Quantus does) are ranked once (``order``:
@@ -289,7 +304,8 @@ def pixel_flipping(
         >>> pixel_flipping(model, x, a, torch.tensor([0]), features_per_step=2).curve.tolist()
         [[10.0, 3.0, 0.0]]
     """
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order=order,
                                   generator=generator)
@@ -348,7 +364,8 @@ def region_perturbation(
         Others: as in :func:`pixel_flipping`.
 
     Returns:
-        ``CurveResult(score (B,), curve (B, L + 1), x (L + 1,))``, ``x`` the number of patches perturbed.
+        ``CurveResult(score (B,), curve (B, L + 1), x (L + 1,))``, ``x`` the number of patches
+        perturbed.
 
     Shape:
         - x: ``(B, C, *S)``; a: ``(B, 1|C, *S)``; output: ``score (B,)``, ``curve (B, L + 1)``
@@ -361,10 +378,11 @@ def region_perturbation(
         >>> result = region_perturbation(model, x, a, torch.tensor([0]), patch_size=2, baseline="zeros")
         >>> result.curve.tolist(), result.score.tolist()
         ([[0.0, 7.0, 10.0]], [5.666666507720947])
-    """
+    """  # noqa: E501
     _check_patch_reduction(reduce_channels)
     check_positive_int(steps, "steps")
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order=order,
                                   generator=generator, patch_size=patch_size)
@@ -392,7 +410,8 @@ def selectivity(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Selectivity (Montavon et al. 2018): remove patches most-relevant first; area under the score curve.
+    r"""Selectivity (Montavon et al. 2018): remove patches most-relevant first; area under the score
+    curve.
 
     Patches as in :func:`region_perturbation`, all ``P`` of them removed one
     by one (MoRF); the curve is the target score :math:`f_c(x^{(t)})`,
@@ -404,7 +423,8 @@ def selectivity(
     on request) and its default baseline ``"black"`` is our ``"min"``.
 
     Returns:
-        ``CurveResult(score (B,), curve (B, P + 1), x (P + 1,))``, ``x`` the removed fraction of patches.
+        ``CurveResult(score (B,), curve (B, P + 1), x (P + 1,))``, ``x`` the removed fraction of
+        patches.
 
     Shape:
         - x: ``(B, C, *S)``; a: ``(B, 1|C, *S)``; output: ``score (B,)``, ``curve (B, P + 1)``
@@ -419,7 +439,8 @@ def selectivity(
         ([[10.0, 3.0, 0.0]], [4.0])
     """
     _check_patch_reduction(reduce_channels)
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
                                   generator=generator, patch_size=patch_size)
@@ -451,7 +472,8 @@ def irof(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Iterative removal of features, IROF (Rieger and Hansen 2020): area over the segment-removal curve.
+    r"""Iterative removal of features, IROF (Rieger and Hansen 2020): area over the segment-removal
+    curve.
 
     The input is split into segments (superpixels); segments are ranked by their
     mean attribution (over all their pixels and, after ``reduce_channels``,
@@ -493,17 +515,19 @@ def irof(
         >>> result = irof(model, x, a, torch.tensor([0]), segments=segments, baseline="zeros", softmax=False)
         >>> result.curve.tolist(), result.score.tolist()
         ([[1.0, 0.30000001192092896, 0.0]], [0.6000000238418579])
-    """
+    """  # noqa: E501
     _check_patch_reduction(reduce_channels)
     check_positive_int(n_segments, "n_segments")
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     if segments is not None:
         segments = check_tensor(segments, "segments")
         check_same_device(inputs.x, segments, reference_name="x", other_name="segments")
     patch = None if segments is not None else _grid_patch_size(tuple(x.shape[2:]), n_segments)
     part, rank = _ranked_elements(inputs.x, inputs.a, reduce_channels=reduce_channels, order="morf",
-                                  generator=generator, patch_size=patch, segments=segments, aggregate="mean")
+                                  generator=generator, patch_size=patch, segments=segments,
+                                  aggregate="mean")
     edges = torch.arange(part.n_features + 1, device=x.device)
     substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     raw = _deletion_curve(forward_fn, inputs, rank, edges, substrate, softmax=softmax,

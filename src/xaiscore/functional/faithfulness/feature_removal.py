@@ -68,7 +68,8 @@ def faithfulness_estimate(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Tensor:
-    r"""Faithfulness estimate (Alvarez-Melis and Jaakkola 2018): do attributions predict removal effects?
+    r"""Faithfulness estimate (Alvarez-Melis and Jaakkola 2018): do attributions predict removal
+    effects?
 
     Features (pixels; channel values with ``reduce_channels=None``) are sorted
     by attribution, highest first, and cut into ``T = ceil(N / s)`` groups of
@@ -98,7 +99,8 @@ def faithfulness_estimate(
         >>> faithfulness_estimate(model, x, a, torch.tensor([0, 0])).tolist()
         [1.0, -1.0]
     """
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
     scores = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
@@ -107,17 +109,21 @@ def faithfulness_estimate(
     step = resolve_step(features_per_step, n)
     edges = step_edges(n, step, x.device)
     substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
-    perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, edges[:-1],
-                                 edges[1:], substrate=substrate, softmax=softmax, max_batch_size=max_batch_size)
+    perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target,
+                                 edges[:-1],
+                                 edges[1:], substrate=substrate, softmax=softmax,
+                                 max_batch_size=max_batch_size)
     drops = inputs.score.unsqueeze(1) - finish_scores(perturbed, inputs.x, validate=validate)
-    # A group equal to the baseline changes nothing: its drop is exactly 0, not the model's rounding.
+    # A group equal to the baseline changes nothing: its drop is exactly 0, not the model's
+    # rounding.
     changed = _changed_groups(inputs.x, substrate, part, ranks, step, edges.shape[0] - 1)
     drops = torch.where(changed, drops, torch.zeros_like(drops))
     sums = _group_sums(scores, ranks, step, edges.shape[0] - 1)
     return pearson_rows(sums, drops).to(inputs.x.dtype)
 
 
-def _changed_groups(x: Tensor, substrate: Tensor | float, part, ranks: Tensor, per_step: int, n_groups: int) -> Tensor:
+def _changed_groups(x: Tensor, substrate: Tensor | float, part, ranks: Tensor, per_step: int,
+                    n_groups: int) -> Tensor:
     """``(B, n_groups)`` bool: does inserting (or removing) group ``g`` change any input value?"""
     per_feature = features_differ(x, substrate, part).to(x.dtype)
     return _group_sums(per_feature, ranks, per_step, n_groups) > 0
@@ -138,7 +144,8 @@ def monotonicity(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Tensor:
-    r"""Monotonicity (Arya et al. 2019, AIX360): inserting features by increasing attribution never lowers the score.
+    r"""Monotonicity (Arya et al. 2019, AIX360): inserting features by increasing attribution never
+    lowers the score.
 
     Start from the baseline and *insert* the input's features in order of
     increasing attribution, ``s = features_per_step`` at a time; after step
@@ -173,8 +180,9 @@ def monotonicity(
         >>> a = torch.tensor([[[1.0, -2.0, 3.0, 4.0]], [[1.0, 2.0, 3.0, 4.0]]])
         >>> monotonicity(model, x, a, torch.tensor([0, 0])).tolist()
         [1.0, 0.0]
-    """
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    """  # noqa: E501
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
     scores = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
@@ -186,10 +194,12 @@ def monotonicity(
     substrate = constant_or_baseline(inputs.x, baseline, generator=generator)
     if n_steps > 1:
         lo = edges[1:-1]  # the last step inserts everything: that is x, whose score is known
-        perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part), inputs.target, lo,
+        perturbed = perturbed_scores(forward_fn, inputs.x, element_ranks(ranks, part),
+                                     inputs.target, lo,
                                      None, substrate=substrate, softmax=softmax,
                                      max_batch_size=max_batch_size)
-        curve = torch.cat([finish_scores(perturbed, inputs.x, validate=validate), inputs.score.unsqueeze(1)], 1)
+        curve = torch.cat(
+            [finish_scores(perturbed, inputs.x, validate=validate), inputs.score.unsqueeze(1)], 1)
     else:
         curve = inputs.score.unsqueeze(1)
     changed = _changed_groups(inputs.x, substrate, part, ranks, step, n_steps)
@@ -199,7 +209,8 @@ def monotonicity(
 
 def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n_samples: int,
                  generator: torch.Generator | None) -> SparseSubstrate:
-    """The substrate of item ``(b, g * R + r)``: uniform noise on ``[min x_b, max x_b]`` over group ``g``.
+    """The substrate of item ``(b, g * R + r)``: uniform noise on ``[min x_b, max x_b]`` over group
+    ``g``.
 
     Noise comes from :func:`counter_uniform_at` with one key per (sample, draw), evaluated at the
     group's element indices only (the value of element ``e`` is column ``e`` of
@@ -210,9 +221,11 @@ def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n
     dims = tuple(range(1, x.ndim))
     low, high = x.amin(dim=dims), x.amax(dim=dims)
     per_image = math.prod(x.shape[1:])
-    order = torch.empty_like(ranks).scatter_(1, ranks, torch.arange(n_features, device=x.device).expand(b, -1))
+    order = torch.empty_like(ranks).scatter_(
+        1, ranks, torch.arange(n_features, device=x.device).expand(b, -1))
     padded = torch.arange(n_groups * per_step, device=x.device).clamp(max=n_features - 1)
-    groups = order[:, padded].reshape(b, n_groups, per_step)  # feature ids; the last group repeats its last one
+    # feature ids; the last group repeats its last one
+    groups = order[:, padded].reshape(b, n_groups, per_step)
     if part.ids.shape[1] == 1:  # a feature is a position with all its channels
         positions = per_image // x.shape[1]
         channel_offsets = torch.arange(x.shape[1], device=x.device) * positions
@@ -224,9 +237,11 @@ def _group_noise(x: Tensor, part, ranks: Tensor, per_step: int, n_groups: int, n
     def substrate(sample: Tensor, step_index: Tensor) -> tuple[Tensor, Tensor]:
         group = torch.div(step_index, n_samples, rounding_mode="floor")
         draw = step_index - group * n_samples
-        # (n, m) flat element indices: exactly the group's elements (row gather: cheaper than 2-D indexing)
+        # (n, m) flat element indices: exactly the group's elements (row gather: cheaper than 2-D
+        # indexing)
         elements = group_rows.index_select(0, sample * n_groups + group)
-        u = counter_uniform_at(keys.reshape(-1).index_select(0, sample * n_samples + draw), elements, dtype=x.dtype)
+        u = counter_uniform_at(keys.reshape(-1).index_select(0, sample * n_samples + draw),
+                               elements, dtype=x.dtype)
         return elements, torch.addcmul(low.index_select(0, sample).unsqueeze(1), u,
                                        spread.index_select(0, sample).unsqueeze(1))
 
@@ -250,12 +265,13 @@ def monotonicity_correlation(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Tensor:
-    r"""Monotonicity correlation (Nguyen and Martinez 2020): attribution magnitude vs. effect of removal.
+    r"""Monotonicity correlation (Nguyen and Martinez 2020): attribution magnitude vs. effect of
+    removal.
 
     Features are sorted by attribution (ascending) and cut into ``T`` groups of
-    ``s = features_per_step`` (an int, or a float fraction of the features). For each group ``g`` and each of ``R = n_samples``
-    draws, the group's values are replaced by noise (default ``"uniform"``: i.i.d.
-    uniform on ``[min x, max x]`` of the sample, per element) and
+    ``s = features_per_step`` (an int, or a float fraction of the features). For each group ``g``
+    and each of ``R = n_samples`` draws, the group's values are replaced by noise
+    (default ``"uniform"``: i.i.d. uniform on ``[min x, max x]`` of the sample, per element) and
 
     .. math:: v_g = \frac{1}{R} \sum_{r=1}^{R} \bigl(f_c(x) - f_c(x_{g \leftarrow u_r})\bigr)^2,
               \qquad \mathrm{MC} = \rho_{\mathrm{Spearman}}\bigl(\textstyle\sum_{i\in g} |a_i|,\; v_g\bigr)
@@ -286,12 +302,14 @@ def monotonicity_correlation(
         >>> monotonicity_correlation(model, x, a, torch.tensor([0]), baseline="zeros", n_samples=1,
         ...                          softmax=False).tolist()
         [1.0]
-    """
+    """  # noqa: E501
     check_positive_int(n_samples, "n_samples")
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
-    scores = feature_attributions(inputs.a.abs() if absolute else inputs.a, part, reduce_channels=reduce_channels)
+    scores = feature_attributions(inputs.a.abs() if absolute else inputs.a, part,
+                                  reduce_channels=reduce_channels)
     ranks = rank_features(scores, order="lerf")
     n = part.n_features
     step = resolve_step(features_per_step, n)
@@ -306,9 +324,11 @@ def monotonicity_correlation(
         fill = constant_or_baseline(xs, baseline, generator=generator)
     perturbed = perturbed_scores(forward_fn, xs, element_ranks(ranks, part), inputs.target, lo, hi,
                                  substrate=fill, softmax=softmax, max_batch_size=max_batch_size)
-    perturbed = finish_scores(perturbed, xs, validate=validate).reshape(xs.shape[0], n_groups, n_samples)
+    perturbed = finish_scores(perturbed, xs, validate=validate).reshape(xs.shape[0], n_groups,
+                                                                        n_samples)
     change = perturbed - inputs.score.reshape(-1, 1, 1)
-    if not isinstance(fill, SparseSubstrate):  # a group equal to a constant baseline changes nothing
+    # a group equal to a constant baseline changes nothing
+    if not isinstance(fill, SparseSubstrate):
         changed = _changed_groups(xs, fill, part, ranks, step, n_groups).unsqueeze(2)
         change = torch.where(changed, change, torch.zeros_like(change))
     variance = (change**2).mean(dim=2)

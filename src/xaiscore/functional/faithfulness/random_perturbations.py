@@ -78,7 +78,8 @@ def _substrate_rows(substrate: Tensor, sample: Tensor) -> Tensor:
 
 
 def _element_mask(chosen: Tensor, part: Partition) -> Tensor:
-    """Expand a per-feature choice ``(n, F)`` to the elements ``(n, 1|C, *S)`` of a shared partition.
+    """Expand a per-feature choice ``(n, F)`` to the elements ``(n, 1|C, *S)`` of a shared
+    partition.
 
     Shared pixel and element partitions number their features in memory order: a reshape suffices.
     """
@@ -89,7 +90,7 @@ def _element_mask(chosen: Tensor, part: Partition) -> Tensor:
     return chosen.gather(1, ids).reshape(shape)
 
 
-# --- infidelity -----------------------------------------------------------------------------------------
+# --- infidelity -----------------------------------------------------------------------------------
 
 
 @models_in_eval_mode("forward_fn")
@@ -111,7 +112,8 @@ def infidelity(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Tensor:
-    r"""Infidelity (Yeh et al. 2019): how badly ``a`` predicts the output change under random perturbations.
+    r"""Infidelity (Yeh et al. 2019): how badly ``a`` predicts the output change under random
+    perturbations.
 
     For perturbations :math:`I_j` (``j = 1 .. n``) with perturbed inputs
     :math:`\tilde x_j = x - I_j`,
@@ -171,36 +173,41 @@ def infidelity(
         >>> infidelity(model, x, gradient, torch.tensor([0, 0]), patch_sizes=(2,), normalize=False,
         ...            generator=torch.Generator().manual_seed(0)).abs().max() < 1e-10
         tensor(True)
-    """
+    """  # noqa: E501
     check_option(perturbation, "perturbation", ("square", "noise"))
     check_positive_int(n_perturbations, "n_perturbations")
     normalize = _check_bool(normalize, "normalize")
     multiply_by_inputs = _check_bool(multiply_by_inputs, "multiply_by_inputs")
     noise_std = check_fraction(noise_std, "noise_std", high=math.inf)
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     x, target = inputs.x, inputs.target
     b = x.shape[0]
     spatial = tuple(x.shape[2:])
     sizes: tuple[int, ...] = ()
     if perturbation == "square":
-        if isinstance(patch_sizes, (str, bytes)) or not isinstance(patch_sizes, Sequence) or not patch_sizes:
-            raise DTypeError(f"Expected `patch_sizes` as a non-empty sequence of ints, but got {patch_sizes!r}.")
+        if (isinstance(patch_sizes, (str, bytes)) or not isinstance(patch_sizes, Sequence)
+            or not patch_sizes):
+            raise DTypeError(
+                f"Expected `patch_sizes` as a non-empty sequence of ints, but got {patch_sizes!r}.")
         sizes = tuple(check_positive_int(p, "patch_sizes") for p in patch_sizes)
         if max(sizes) > min(spatial):
             raise OptionError(
-                f"Expected every entry of `patch_sizes` at most the smallest spatial size {min(spatial)}, "
-                f"but got {max(sizes)}."
+                "Expected every entry of `patch_sizes` at most the smallest spatial size "
+                f"{min(spatial)}, but got {max(sizes)}."
             )
     keys = random_keys(b * n_perturbations, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
     a_full = inputs.a.expand_as(x)
     if perturbation == "square":
-        # s_j = sum over the square of sum_c w a: box sums of one map per sample, from its integral image.
+        # s_j = sum over the square of sum_c w a: box sums of one map per sample, from its integral
+        # image.
         removed = x - substrate
         weight = (removed != 0).to(x.dtype) if multiply_by_inputs else removed
         projected = (weight * a_full).sum(dim=1)  # (B, *S): a square's projection is its box sum
-        # Every item's square and projection up front (a few numbers per item): per chunk only the images.
+        # Every item's square and projection up front (a few numbers per item): per chunk only the
+        # images.
         all_sides, all_corners = random_patches(keys, spatial, sizes)
         all_samples = torch.arange(b, device=x.device).repeat_interleave(n_perturbations)
         all_projections = table_box_sums(box_sum_tables(projected, sizes), all_samples, all_sides,
@@ -212,8 +219,10 @@ def infidelity(
         sample, _ = item_samples(start, stop, n_perturbations, x.device)
         if perturbation == "square":
             shape = (stop - start,) + tuple(x.shape[1:])
-            weights = patch_weights(all_sides[start:stop], all_corners[start:stop], spatial, x.dtype,
-                                    out=buffers.get("weights", (stop - start, 1) + spatial, x.dtype, x.device))
+            weights = patch_weights(all_sides[start:stop], all_corners[start:stop], spatial,
+                                    x.dtype,
+                                    out=buffers.get("weights", (stop - start, 1) + spatial, x.dtype,
+                                                    x.device))
             perturbed = where_items(weights, substrate, x, start, stop, n_perturbations,
                                     out=buffers.get("images", shape, x.dtype, x.device))
             projection = all_projections[start:stop]
@@ -226,46 +235,54 @@ def infidelity(
                 scale = originals - _substrate_rows(substrate, sample)
                 change = change / torch.where(scale != 0, scale, torch.ones_like(scale))
             projection = (change * take_rows(a_full, sample)).reshape(len(sample), -1).sum(1)
-        scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
+        scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample),
+                              softmax=softmax)
         return torch.stack([projection, scores.to(projection.dtype)], dim=1)
 
-    out = chunked_map(b * n_perturbations, compute, max_batch_size=max_batch_size).reshape(b, n_perturbations, 2)
+    out = chunked_map(b * n_perturbations, compute,
+                      max_batch_size=max_batch_size).reshape(b, n_perturbations, 2)
     projection = out[..., 0]
     delta = inputs.score.unsqueeze(1) - finish_scores(out[..., 1], x, validate=validate)
     if not normalize:
         return ((projection - delta) ** 2).mean(dim=1)
-    ss, sd, dd = (projection * projection).sum(1), (projection * delta).sum(1), (delta * delta).sum(1)
+    ss, sd, dd = (projection * projection).sum(1), (projection * delta).sum(1), (delta * delta).sum(
+        1)
     beta = sd / torch.where(ss != 0, ss, torch.ones_like(ss))
     return ((beta * beta * ss - 2 * beta * sd + dd) / n_perturbations).clamp(min=0)
 
 
-# --- random-subset correlations ----------------------------------------------------------------------
+# --- random-subset correlations -------------------------------------------------------------------
 
 
-def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Tensor, sizes: list[int],
+def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Tensor,
+                   sizes: list[int],
                    group: int, substrate: Tensor, *, softmax: bool, max_batch_size: int) -> Tensor:
-    """``(B, R, 2)`` with ``R = len(sizes) * group``: each subset's attribution sum and the score without it.
+    """``(B, R, 2)`` with ``R = len(sizes) * group``: each subset's attribution sum and the score
+    without it.
 
     Item ``(sample, r)`` (flat ``sample * R + r``) removes a random subset of
     ``sizes[r // group]`` features drawn from ``keys[item]``.
     """
     x, target = inputs.x, inputs.target
     b, per_sample = x.shape[0], len(sizes) * group
-    # A subset whose features all equal the baseline changes nothing: it keeps the exact original score.
+    # A subset whose features all equal the baseline changes nothing: it keeps the exact original
+    # score.
     differs = features_differ(x, substrate, part)
     # Subsets that change the same features give the same input and must get one score (the model's
     # rounding may differ between rows of a batch). That matters when few features differ from the
-    # baseline (otherwise equal changed sets are vanishingly rare and leave other items' signal): for
-    # samples with at most _HASHED_FEATURES differing features, the changed set is hashed with fixed
-    # random weights over those features; other samples' items keep their own scores.
+    # baseline (otherwise equal changed sets are vanishingly rare and leave other items' signal):
+    # for samples with at most _HASHED_FEATURES differing features, the changed set is hashed with
+    # fixed random weights over those features; other samples' items keep their own scores.
     hashed = differs.sum(1) <= _HASHED_FEATURES
     top = torch.topk(differs.to(torch.uint8), min(_HASHED_FEATURES, part.n_features), dim=1)
-    feature_of = top.indices  # (B, m) the differing features of hashed samples (first m for the others)
-    weights = torch.randint(1, 2**40, feature_of.shape, generator=torch.Generator().manual_seed(20261124))
+    # (B, m) the differing features of hashed samples (first m for the others)
+    feature_of = top.indices
+    weights = torch.randint(1, 2**40, feature_of.shape,
+                            generator=torch.Generator().manual_seed(20261124))
     weights_of = weights.to(x.device) * top.values  # padding (features that do not differ) weighs 0
     hashes: list[Tensor] = []
-    # Small subsets of shared pixel or element features are handled as index lists: a copy of x and a
-    # scatter of the substrate per item instead of passes over dense (item, feature) masks.
+    # Small subsets of shared pixel or element features are handled as index lists: a copy of x and
+    # a scatter of the substrate per item instead of passes over dense (item, feature) masks.
     identity = part.ids.shape[0] == 1 and part.n_features == part.ids.numel()
     sparse_sizes = {size for size in sizes if identity and drawn_as_indices(part.n_features, size)}
     sparse_state: dict[str, Tensor] = {}
@@ -275,8 +292,9 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
             f = part.n_features
             sparse_state["values"] = values.reshape(-1)
             sparse_state["differs"] = differs.reshape(-1)
-            # Per sample, the hash weight of each feature (0 but for its hashed features): the hash of
-            # a subset is then a sum over its indices, equal to the dense path's sum over `feature_of`.
+            # Per sample, the hash weight of each feature (0 but for its hashed features): the hash
+            # of a subset is then a sum over its indices, equal to the dense path's sum over
+            # `feature_of`.
             weight_map = torch.zeros((b, f), dtype=torch.long, device=x.device)
             sparse_state["weights"] = weight_map.scatter_(1, feature_of, weights_of).reshape(-1)
             sparse_state["substrate"] = substrate.to(x.dtype).expand_as(x).reshape(-1)
@@ -285,7 +303,8 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
 
     def sparse_piece(out: Tensor, sample: Tensor, start: int, stop: int, size: int
                      ) -> tuple[Tensor, Tensor, Tensor]:
-        """Build the items ``start .. stop - 1`` (one subset size) into ``out``; their sums, hashes, changes."""
+        """Build the items ``start .. stop - 1`` (one subset size) into ``out``; their sums, hashes,
+        changes."""
         tables, f = sparse_tables(), part.n_features
         index = sort_values(random_subset_indices(keys[start:stop], f, size))[:, :size]  # ascending
         flat = index + (sample * f).unsqueeze(1)
@@ -293,8 +312,10 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         subset_hash = tables["weights"].take(flat).sum(1)
         changed = tables["differs"].take(flat).view(torch.uint8).amax(1) > 0
         torch.index_select(tables["x"], 0, sample, out=out.view(len(sample), -1))
-        channels = x.shape[1] if part.ids.shape[1] == 1 else 1  # a pixel feature: its position in every channel
-        element = (index.unsqueeze(1) + torch.arange(channels, device=x.device).reshape(1, -1, 1) * f)
+        # a pixel feature: its position in every channel
+        channels = x.shape[1] if part.ids.shape[1] == 1 else 1
+        element = (index.unsqueeze(1) + torch.arange(channels, device=x.device).reshape(1, -1, 1)
+                   * f)
         element = element.reshape(len(sample), -1)
         fill = tables["substrate"].take(element + (sample * x[0].numel()).unsqueeze(1))
         out.view(len(sample), -1).scatter_(1, element, fill)
@@ -324,25 +345,31 @@ def _subset_scores(forward_fn, inputs, part: Partition, values: Tensor, keys: Te
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             size = sizes[(lo % per_sample) // group]
             piece = sparse_piece if size in sparse_sizes else dense_piece
-            parts.append(piece(perturbed[lo - start:hi - start], sample[lo - start:hi - start], lo, hi, size))
-        attribution_sum, subset_hash, changed = (torch.cat(v) if len(parts) > 1 else v[0] for v in zip(*parts))
-        scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample), softmax=softmax)
+            parts.append(piece(perturbed[lo - start:hi - start], sample[lo - start:hi - start], lo,
+                               hi, size))
+        attribution_sum, subset_hash, changed = (torch.cat(v) if len(parts) > 1 else v[0]
+                                                 for v in zip(*parts))
+        scores = class_scores(call_model(forward_fn, perturbed), target.index_select(0, sample),
+                              softmax=softmax)
         items = torch.arange(start, stop, device=x.device)
         hashes.append(torch.where(hashed.index_select(0, sample), subset_hash, -1 - items))
         scores = torch.where(changed, scores, inputs.score.index_select(0, sample).to(scores.dtype))
         return torch.stack([attribution_sum, scores.to(attribution_sum.dtype)], dim=1)
 
-    out = chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample, 2)
+    out = chunked_map(b * per_sample, compute, max_batch_size=max_batch_size).reshape(b, per_sample,
+                                                                                      2)
     representative = _first_with_equal_key(torch.cat(hashes).reshape(b, per_sample))
     return torch.stack([out[..., 0], out[..., 1].gather(1, representative)], dim=2)
 
 
-#: Samples with at most this many features that differ from the baseline get equal scores for equal inputs.
+#: Samples with at most this many features that differ from the baseline get equal scores for equal
+#: inputs.
 _HASHED_FEATURES = 64
 
 
 def _first_with_equal_key(key: Tensor) -> Tensor:
-    """``(B, R)`` long: for each entry, the index of the first entry of its row with the same key."""
+    """``(B, R)`` long: for each entry, the index of the first entry of its row with the same key.
+    """
     order = torch.sort(key, dim=1, stable=True).indices
     ordered = key.gather(1, order)
     new_group = torch.ones_like(ordered, dtype=torch.bool)
@@ -368,7 +395,8 @@ def faithfulness_correlation(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> Tensor:
-    r"""Faithfulness correlation (Bhatt et al. 2020): do attribution sums of random subsets predict their removal?
+    r"""Faithfulness correlation (Bhatt et al. 2020): do attribution sums of random subsets predict
+    their removal?
 
     For ``n_runs`` subsets :math:`S_j` of ``subset_size`` features drawn
     uniformly without replacement (independently per sample and run),
@@ -408,9 +436,10 @@ def faithfulness_correlation(
         >>> faithfulness_correlation(model, x, a, torch.tensor([0]), subset_size=2, n_runs=20,
         ...                          generator=torch.Generator().manual_seed(0)).round(decimals=6).tolist()
         [1.0]
-    """
+    """  # noqa: E501
     check_positive_int(n_runs, "n_runs")
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     x = inputs.x
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
@@ -418,14 +447,16 @@ def faithfulness_correlation(
     values = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
     keys = random_keys(x.shape[0] * n_runs, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
-    out = _subset_scores(forward_fn, inputs, part, values, keys, [size], n_runs, substrate, softmax=softmax,
+    out = _subset_scores(forward_fn, inputs, part, values, keys, [size], n_runs, substrate,
+                         softmax=softmax,
                          max_batch_size=max_batch_size)
     delta = inputs.score.unsqueeze(1) - finish_scores(out[..., 1], x, validate=validate)
     return pearson_rows(out[..., 0], delta).to(x.dtype)
 
 
 def default_subset_sizes(n_features: int, count: int = 10, max_fraction: float = 0.8) -> list[int]:
-    """``count`` log-spaced subset sizes from 1 to ``max_fraction`` of the features (duplicates dropped).
+    """``count`` log-spaced subset sizes from 1 to ``max_fraction`` of the features
+    (duplicates dropped).
 
     Example:
         >>> default_subset_sizes(1000)
@@ -456,7 +487,8 @@ def sensitivity_n(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""Sensitivity-n (Ancona et al. 2018): for each subset size ``n``, correlate attribution sums with output drops.
+    r"""Sensitivity-n (Ancona et al. 2018): for each subset size ``n``, correlate attribution sums
+    with output drops.
 
     For every size :math:`n_t` and ``n_subsets`` subsets :math:`S` of
     :math:`n_t` features drawn uniformly without replacement (independently
@@ -502,9 +534,10 @@ def sensitivity_n(
         ...                        generator=torch.Generator().manual_seed(0))
         >>> result.curve.round(decimals=6).tolist(), result.x.tolist()
         ([[1.0, 1.0, 1.0]], [0.1666666716337204, 0.3333333432674408, 0.5])
-    """
+    """  # noqa: E501
     check_positive_int(n_subsets, "n_subsets")
-    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=softmax,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     x = inputs.x
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
@@ -512,20 +545,25 @@ def sensitivity_n(
     if subset_sizes is None:
         counts = default_subset_sizes(n)
     else:
-        if isinstance(subset_sizes, (str, bytes)) or not isinstance(subset_sizes, Sequence) or not subset_sizes:
-            raise DTypeError(f"Expected `subset_sizes` as a non-empty sequence, but got {subset_sizes!r}.")
+        if (isinstance(subset_sizes, (str, bytes)) or not isinstance(subset_sizes, Sequence)
+            or not subset_sizes):
+            raise DTypeError(
+                f"Expected `subset_sizes` as a non-empty sequence, but got {subset_sizes!r}.")
         counts = [resolve_step(s, n, "subset_sizes") for s in subset_sizes]
     n_sizes = len(counts)
     values = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
     per_sample = n_sizes * n_subsets
     keys = random_keys(x.shape[0] * per_sample, generator).to(x.device)
     substrate = make_baseline(x, baseline, generator=generator)
-    out = _subset_scores(forward_fn, inputs, part, values, keys, counts, n_subsets, substrate, softmax=softmax,
+    out = _subset_scores(forward_fn, inputs, part, values, keys, counts, n_subsets, substrate,
+                         softmax=softmax,
                          max_batch_size=max_batch_size)
     b = x.shape[0]
     sums = out[..., 0].reshape(b * n_sizes, n_subsets)
-    delta = inputs.score.reshape(b, 1, 1) - finish_scores(out[..., 1], x, validate=validate).reshape(b, n_sizes,
+    delta = inputs.score.reshape(b, 1, 1) - finish_scores(out[..., 1], x,
+                                                          validate=validate).reshape(b, n_sizes,
                                                                                                       n_subsets)
-    curve = pearson_rows(sums, delta.reshape(b * n_sizes, n_subsets)).reshape(b, n_sizes).to(x.dtype)
+    curve = pearson_rows(sums, delta.reshape(b * n_sizes, n_subsets)).reshape(b,
+                                                                              n_sizes).to(x.dtype)
     positions = torch.tensor(counts, dtype=x.dtype, device=x.device) / n
     return CurveResult(torch.nanmean(curve, dim=1), curve, positions)

@@ -1,4 +1,5 @@
-"""ROAD: RemOve And Debias (Rong et al. 2022), with the noisy linear imputation solved on the device.
+"""ROAD: RemOve And Debias (Rong et al. 2022), with the noisy linear imputation solved on the
+device.
 
 See ``docs/faithfulness.md`` for the formula, defaults and the differences from Quantus.
 """
@@ -42,9 +43,11 @@ _GROUP_BYTES = 4 * 2**20
 
 
 def _removal_counts(percentages: Sequence[float], n_pixels: int) -> list[int]:
-    if isinstance(percentages, (str, bytes)) or not isinstance(percentages, Sequence) or len(percentages) == 0:
+    if (isinstance(percentages, (str, bytes)) or not isinstance(percentages, Sequence)
+        or len(percentages) == 0):
         raise DTypeError(
-            f"Expected `percentages` as a non-empty sequence of numbers in [0, 100], but got {percentages!r}."
+            "Expected `percentages` as a non-empty sequence of numbers in [0, 100], but got "
+            f"{percentages!r}."
         )
     counts = []
     for p in percentages:
@@ -70,7 +73,8 @@ def road(
     tol: float | None = None,
     validate: bool = True,
 ) -> CurveResult:
-    r"""ROAD (Rong et al. 2022): remove pixels in attribution order, impute them without leaking the mask.
+    r"""ROAD (Rong et al. 2022): remove pixels in attribution order, impute them without leaking the
+    mask.
 
     Pixels (all channels of a position together) are ranked by the attribution
     reduced over channels. For each percentage :math:`p_t`, the
@@ -144,34 +148,40 @@ def road(
         >>> result = road(Total(), x, x, torch.tensor([0]), percentages=[25, 50], noise=0.0, measure="logit")
         >>> [round(v, 4) for v in result.curve[0].tolist()], result.x.tolist()  # removed tails flatten out
         ([25.0, 18.0], [0.25, 0.5])
-    """
+    """  # noqa: E501
     check_option(order, "order", ("morf", "lerf", "random"))
     check_option(measure, "measure", ("accuracy", "probability", "logit"))
     check_option(reduce_channels, "reduce_channels", CHANNEL_REDUCTIONS)
     noise = check_fraction(noise, "noise", high=float("inf"), high_inclusive=False)
     if tol is not None:
-        tol = check_fraction(tol, "tol", high=float("inf"), low_inclusive=False, high_inclusive=False)
-    # ROAD needs no score on the unperturbed x: with a given target the model runs only on imputed images.
+        tol = check_fraction(tol, "tol", high=float("inf"), low_inclusive=False,
+                             high_inclusive=False)
+    # ROAD needs no score on the unperturbed x: with a given target the model runs only on imputed
+    # images.
     inputs = prepare_model_inputs(forward_fn, x, a, target, softmax=measure == "probability",
-                                  max_batch_size=max_batch_size, validate=validate, unperturbed_scores=False)
+                                  max_batch_size=max_batch_size, validate=validate,
+                                  unperturbed_scores=False)
     x, target = inputs.x, inputs.target
     if x.ndim not in (3, 4, 5):
         raise ShapeError(
-            f"Expected `x` with 1, 2 or 3 spatial axes for ROAD's imputation, but got shape {tuple(x.shape)}."
+            "Expected `x` with 1, 2 or 3 spatial axes for ROAD's imputation, but got shape "
+            f"{tuple(x.shape)}."
         )
     b, c = x.shape[:2]
     part = partition(x.shape, reduce_channels=reduce_channels, device=x.device)
     scores = feature_attributions(inputs.a, part, reduce_channels=reduce_channels)
-    rank = element_ranks(rank_features(scores, order=order, generator=generator), part)  # (B, 1, *S)
+    # (B, 1, *S)
+    rank = element_ranks(rank_features(scores, order=order, generator=generator), part)
     counts_list = _removal_counts(percentages, part.n_features)
     n_steps = len(counts_list)
     counts = torch.tensor(counts_list, dtype=rank.dtype, device=x.device)
     keys = random_keys(b * n_steps, generator).to(x.device) if noise > 0 else None
     view = (-1,) + (1,) * (x.ndim - 1)
 
-    # Imputed in groups of at most _GROUP_BYTES of images: the solver holds about 25 image-sized buffers
-    # per image, so the working set stays near 25 x _GROUP_BYTES whatever max_batch_size is (the model
-    # still sees whole chunks). Each image's system is solved on its own: the groups change nothing.
+    # Imputed in groups of at most _GROUP_BYTES of images: the solver holds about 25 image-sized
+    # buffers per image, so the working set stays near 25 x _GROUP_BYTES whatever max_batch_size is
+    # (the model still sees whole chunks). Each image's system is solved on its own: the groups
+    # change nothing.
     group = max(1, _GROUP_BYTES // max(1, x[0].nbytes))
     buffers = ChunkBuffers()
     checked: list[bool] = []
@@ -186,20 +196,24 @@ def road(
             part = images[first:last]
             part.copy_(linear_imputation(take_rows(x, rows), removed, tol=tol))
             if keys is not None:
-                draws = counter_normal(keys[start + first:start + last], c * part[0, 0].numel(), dtype=part.dtype)
+                draws = counter_normal(keys[start + first:start + last], c * part[0, 0].numel(),
+                                       dtype=part.dtype)
                 part.addcmul_(draws.reshape(part.shape), removed, value=noise)
         logits = call_model(forward_fn, images)
-        if validate and not checked:  # the target range, once, against the model's number of classes
+        # the target range, once, against the model's number of classes
+        if validate and not checked:
             check_target(target, b, num_classes=logits.shape[1], device=x.device, validate=True)
             checked.append(True)
         labels = target.index_select(0, sample)
         if measure == "accuracy":
             value = (logits.argmax(dim=1) == labels).to(x.dtype)
             # Keep NaN visible to the finiteness check: a NaN logit makes the item NaN.
-            return torch.where(torch.isnan(logits).any(dim=1), torch.full_like(value, float("nan")), value)
+            return torch.where(torch.isnan(logits).any(dim=1), torch.full_like(value, float("nan")),
+                               value)
         return class_scores(logits, labels, softmax=measure == "probability")
 
     curve = chunked_map(b * n_steps, compute, max_batch_size=max_batch_size).reshape(b, n_steps)
     curve = finish_scores(curve, x, validate=validate)
-    positions = torch.tensor([float(p) / 100.0 for p in percentages], dtype=x.dtype, device=x.device)
+    positions = torch.tensor([float(p) / 100.0 for p in percentages], dtype=x.dtype,
+                             device=x.device)
     return CurveResult(curve.mean(dim=1), curve, positions)

@@ -1,4 +1,5 @@
-"""Sufficiency (Dasgupta, Frost and Moshkovitz 2022): do samples with similar explanations get the same prediction?
+"""Sufficiency (Dasgupta, Frost and Moshkovitz 2022): do samples with similar explanations get the
+same prediction?
 
 See ``docs/faithfulness.md`` for the formula, defaults and the differences from Quantus.
 """
@@ -22,15 +23,18 @@ __all__ = ["sufficiency"]
 
 
 def _pairwise_distances(e: Tensor, distance: str) -> Tensor:
-    """``(B, B)`` distances between the rows of ``e`` ``(B, N)`` from the differences (no matmul expansion,
-    whose cancellation would blur the threshold for near-identical explanations)."""
+    """``(B, B)`` distances between the rows of ``e`` ``(B, N)`` from the differences
+    (no matmul expansion, whose cancellation would blur the threshold for near-identical
+    explanations)."""
     if distance == "seuclidean":
         if e.shape[0] > 1:
             variance = e.var(dim=0, correction=1)
-            # A feature equal in every sample separates no pair: leave it out instead of dividing by 0.
+            # A feature equal in every sample separates no pair: leave it out instead of dividing by
+            # 0.
             keep = variance > 0
             e = e[:, keep] / variance[keep].sqrt()
-    return torch.cdist(e.unsqueeze(0), e.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
+    return (
+        torch.cdist(e.unsqueeze(0), e.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0])
 
 
 @models_in_eval_mode("forward_fn")
@@ -47,7 +51,8 @@ def sufficiency(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Sufficiency (Dasgupta et al. 2022): the share of similarly explained samples that share the prediction.
+    r"""Sufficiency (Dasgupta et al. 2022): the share of similarly explained samples that share the
+    prediction.
 
     An explanation is sufficient when every input with the same explanation
     gets the same prediction. With the batch as the reference set, explanations
@@ -95,11 +100,13 @@ def sufficiency(
     for value, name in ((normalise_distances, "normalise_distances"), (absolute, "absolute")):
         if not isinstance(value, bool):
             raise DTypeError(f"Expected `{name}` to be a bool, but got {type(value).__name__}.")
-    inputs = prepare_model_inputs(forward_fn, x, a, None, softmax=False, max_batch_size=max_batch_size,
+    inputs = prepare_model_inputs(forward_fn, x, a, None, softmax=False,
+                                  max_batch_size=max_batch_size,
                                   validate=validate)
     b = inputs.x.shape[0]
     e = inputs.a.reshape(b, -1)
-    if e.dtype in (torch.float16, torch.bfloat16):  # distances in float32 (torch.cdist has no half kernels)
+    # distances in float32 (torch.cdist has no half kernels)
+    if e.dtype in (torch.float16, torch.bfloat16):
         e = e.float()
     if absolute:
         e = e.abs()

@@ -76,15 +76,16 @@ class RandomLogitResult(NamedTuple):
 def _check_factory(explainer_factory: Any) -> ExplainerFactory:
     if isinstance(explainer_factory, BuiltExplainer):
         raise DTypeError(
-            "Expected `explainer_factory` to be a factory `explainer_factory(model) -> explain function` (the "
-            "randomization metrics re-explain randomized copies of the model), but got a "
-            f"{type(explainer_factory).__name__} bound to one model. Pass e.g. `lambda model: "
-            "captum_explainer(model, 'Saliency')`, or `lambda model: explainer` for an explainer that ignores "
-            "the model."
+            "Expected `explainer_factory` to be a factory `explainer_factory(model) -> explain "
+            "function` (the randomization metrics re-explain randomized copies of the model), but "
+            f"got a {type(explainer_factory).__name__} bound to one model. Pass e.g. `lambda "
+            "model: captum_explainer(model, 'Saliency')`, or `lambda model: explainer` for an "
+            "explainer that ignores the model."
         )
     if not callable(explainer_factory):
         raise DTypeError(
-            f"Expected `explainer_factory` to be callable, but got {type(explainer_factory).__name__}.")
+            "Expected `explainer_factory` to be callable, but got "
+            f"{type(explainer_factory).__name__}.")
     return explainer_factory
 
 
@@ -92,15 +93,17 @@ def _bind(explainer_factory: ExplainerFactory, model: nn.Module) -> ExplainFn:
     bound = explainer_factory(model)
     if not callable(bound):
         raise ModelOutputError(
-            "Expected `explainer_factory(model)` to return an explain function `(x, target) -> a`, but got "
-            f"{type(bound).__name__}."
+            "Expected `explainer_factory(model)` to return an explain function `(x, target) -> a`, "
+            f"but got {type(bound).__name__}."
         )
     return bound
 
 
-def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> tuple[Tensor, Tensor]:
+def _check_model_inputs(model: Any, x: Any, target: Any, *,
+                        validate: bool) -> tuple[Tensor, Tensor]:
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
+        raise DTypeError(
+            f"Expected `model` to be a torch.nn.Module, but got {type(model).__name__}.")
     x = check_tensor(x, "x")
     if not x.is_floating_point():
         raise DTypeError(f"Expected `x` to be a floating-point tensor, but got dtype {x.dtype}.")
@@ -109,10 +112,11 @@ def _check_model_inputs(model: Any, x: Any, target: Any, *, validate: bool) -> t
     parameter = next(model.parameters(), None)
     if parameter is not None and parameter.device != x.device:
         raise DeviceError(
-            f"Expected `x` on the device of the model's parameters ({parameter.device}), but got {x.device}. "
-            "Move it with `x.to(device)`."
+            f"Expected `x` on the device of the model's parameters ({parameter.device}), but got "
+            f"{x.device}. Move it with `x.to(device)`."
         )
-    return x.detach(), target  # explainers take their own gradients; the caller's graph is not needed
+    # explainers take their own gradients; the caller's graph is not needed
+    return x.detach(), target
 
 
 def _check_target_classes(model: nn.Module, x: Tensor, target: Tensor, *, validate: bool) -> None:
@@ -160,8 +164,9 @@ class _FiniteCheck:
     def __call__(self, a: Tensor, where: str) -> None:
         if self.enabled and not bool(torch.isfinite(a).all()):
             raise NonFiniteError(
-                "Expected the explain functions of `explainer_factory` to return finite attributions, but got "
-                f"{int(torch.isnan(a).sum())} NaN and {int(torch.isinf(a).sum())} infinite value(s) for {where}."
+                "Expected the explain functions of `explainer_factory` to return finite "
+                f"attributions, but got {int(torch.isnan(a).sum())} NaN and "
+                f"{int(torch.isinf(a).sum())} infinite value(s) for {where}."
             )
 
 

@@ -21,7 +21,8 @@ from xaiscore.functional.similarity import SIMILARITIES, SimilarityFn, spearman_
 
 
 def _unit_ranks(a: Tensor) -> Tensor:
-    """Centred average ranks per sample scaled to unit length (float64; NaN rows for constant or NaN maps)."""
+    """Centred average ranks per sample scaled to unit length (float64; NaN rows for constant or NaN
+    maps)."""
     return unit_rank_vectors(flatten_features(a))
 
 
@@ -37,7 +38,8 @@ class _Comparison:
     def __init__(self, similarity: str | SimilarityFn, kwargs: Mapping[str, Any] | None) -> None:
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise DTypeError(
-                f"Expected `similarity_kwargs` to be a mapping of keyword options, but got {type(kwargs).__name__}."
+                "Expected `similarity_kwargs` to be a mapping of keyword options, but got "
+                f"{type(kwargs).__name__}."
             )
         kwargs = dict(kwargs or {})
         self.prepare: Callable[[Tensor], Tensor] = lambda a: a
@@ -54,13 +56,15 @@ class _Comparison:
         else:
             function = SIMILARITIES[similarity]
             # "ssim_flat" forwards its keywords to ssim (with flatten=True).
-            accepted = set(inspect.signature(SIMILARITIES["ssim"] if similarity == "ssim_flat" else function)
-                           .parameters) - {"a", "b", "validate", "flatten" if similarity == "ssim_flat" else ""}
+            accepted = set(
+                inspect.signature(SIMILARITIES["ssim"] if similarity == "ssim_flat" else function)
+                .parameters) - {"a", "b", "validate",
+                                "flatten" if similarity == "ssim_flat" else ""}
             unknown = sorted(set(kwargs) - accepted)
             if unknown:
                 raise OptionError(
-                    f"Expected `similarity_kwargs` among {sorted(accepted)} for similarity={similarity!r}, but got "
-                    f"{unknown}."
+                    f"Expected `similarity_kwargs` among {sorted(accepted)} for "
+                    f"similarity={similarity!r}, but got {unknown}."
                 )
             self.compare = partial(function, validate=False, **kwargs)
 
@@ -115,7 +119,8 @@ class _RandomMaps:
 
     def levels(self, like: Tensor) -> Tensor:
         """``like.shape`` int64 levels in ``[0, LEVELS)``: the next random map."""
-        return torch.randint(0, self.LEVELS, like.shape, generator=self.generator, device=self.device,
+        return torch.randint(0, self.LEVELS, like.shape, generator=self.generator,
+                             device=self.device,
                              dtype=torch.int64)
 
     @classmethod
@@ -153,16 +158,18 @@ def _reduced_levels(levels: Tensor, reduce_channels: str | None) -> tuple[Tensor
         return flatten_features(levels.amax(dim=1)), _RandomMaps.LEVELS
     if channels > _COUNTED_CHANNELS:
         return None
-    return flatten_features(levels.sum(dim=1, dtype=torch.int32)), channels * (_RandomMaps.LEVELS - 1) + 1
+    return (flatten_features(levels.sum(dim=1, dtype=torch.int32)),
+            channels * (_RandomMaps.LEVELS - 1) + 1)
 
 
-def _prepared_random_map(random: _RandomMaps, like: Tensor, similarity: _Comparison, post: _PostProcess) -> Tensor:
+def _prepared_random_map(random: _RandomMaps, like: Tensor, similarity: _Comparison,
+                         post: _PostProcess) -> Tensor:
     """A fresh random map shaped as ``like``, post-processed and prepared for ``similarity``.
 
-    Spearman on float32/float64 maps ranks the levels by counting (:func:`unit_rank_vectors_of_levels`,
-    no sort; exactly the ranks of the post-processed values), when the range of the levels is at
-    most a few times the number of features; otherwise the values go through ``post`` and the
-    similarity's own preparation.
+    Spearman on float32/float64 maps ranks the levels by counting
+    (:func:`unit_rank_vectors_of_levels`, no sort; exactly the ranks of the post-processed values),
+    when the range of the levels is at most a few times the number of features; otherwise the values
+    go through ``post`` and the similarity's own preparation.
     """
     levels = random.levels(like)
     if similarity.ranks_only and like.dtype in (torch.float32, torch.float64):

@@ -116,16 +116,20 @@ def random_logit(
     explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
     _check_postprocessing(abs, normalise, reduce_channels)
-    working = copy.deepcopy(model)  # explained and run instead of `model`: state changes never reach it
+    # explained and run instead of `model`: state changes never reach it
+    working = copy.deepcopy(model)
     if num_classes is None:
         probe = call_model(working, x[:1], name="model")
         num_classes = (check_finite_output(probe, name="model") if validate else probe).shape[1]
     num_classes = check_positive_int(num_classes, "num_classes")
     if num_classes < 2:
-        raise OptionError(f"Expected at least 2 classes to draw a random other class from, but got {num_classes}.")
+        raise OptionError(
+            "Expected at least 2 classes to draw a random other class from, but got "
+            f"{num_classes}.")
     if validate:
         check_attributions(x, name="x", validate=True)
-        target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device, validate=True)
+        target = check_target(target, x.shape[0], num_classes=num_classes, device=x.device,
+                              validate=True)
     generator = resolve_generator(generator, seed, seed_has_own_role=True)
     explainer = _bind(explainer_factory, working)
     finite = _FiniteCheck(validate)
@@ -133,13 +137,15 @@ def random_logit(
         a = _check_given_attributions(a, x, validate=validate)
     # The baseline's key is the generator's first draw, as in the other metrics of this module.
     random = _RandomMaps(generator, x.device) if random_baseline else None
-    shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator, device=generator.device)
+    shift = torch.randint(0, num_classes - 1, (x.shape[0],), generator=generator,
+                          device=generator.device)
     off_target = shift.to(x.device)
     off_target = off_target + (off_target >= target).to(off_target.dtype)
     if a is None:
         # Both explanations of every sample in one logical batch of 2 B items (one explain call
         # when 2 B <= max_batch_size, instead of two half-size ones).
-        both = _explain(explainer, torch.cat([x, x]), torch.cat([target, off_target]), max_batch_size=max_batch_size)
+        both = _explain(explainer, torch.cat([x, x]), torch.cat([target, off_target]),
+                        max_batch_size=max_batch_size)
         a, a_off = both[: x.shape[0]], both[x.shape[0]:]
         finite(a, "the target classes")
     else:

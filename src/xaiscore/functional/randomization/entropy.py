@@ -58,7 +58,8 @@ BIN_RULES: tuple[str, ...] = ("freedman_diaconis", "scott", "sqrt", "sturges", "
 
 
 
-def _bin_counts(values: Tensor, rule: int | str, min_bins: int, max_bins: int) -> tuple[Tensor, int]:
+def _bin_counts(values: Tensor, rule: int | str, min_bins: int,
+                max_bins: int) -> tuple[Tensor, int]:
     """Bins per sample ``(B,)`` long and their upper bound, for a fixed count or a rule."""
     batch, n = values.shape
     if isinstance(rule, int):
@@ -66,11 +67,14 @@ def _bin_counts(values: Tensor, rule: int | str, min_bins: int, max_bins: int) -
     span = values.amax(dim=1) - values.amin(dim=1)
     n_float = float(n)
     if rule == "sqrt":
-        raw = torch.full((batch,), math.ceil(math.sqrt(n_float)), dtype=values.dtype, device=values.device)
+        raw = torch.full((batch,), math.ceil(math.sqrt(n_float)), dtype=values.dtype,
+                         device=values.device)
     elif rule == "sturges":
-        raw = torch.full((batch,), math.ceil(math.log2(n_float)) + 1, dtype=values.dtype, device=values.device)
+        raw = torch.full((batch,), math.ceil(math.log2(n_float)) + 1, dtype=values.dtype,
+                         device=values.device)
     elif rule == "rice":
-        raw = torch.full((batch,), math.ceil(2 * n_float ** (1 / 3)), dtype=values.dtype, device=values.device)
+        raw = torch.full((batch,), math.ceil(2 * n_float ** (1 / 3)), dtype=values.dtype,
+                         device=values.device)
     else:
         if rule == "freedman_diaconis":
             spread = (sorted_quantile(values, 0.75) - sorted_quantile(values, 0.25)).squeeze(1)
@@ -78,7 +82,8 @@ def _bin_counts(values: Tensor, rule: int | str, min_bins: int, max_bins: int) -
         else:  # scott
             width = 3.5 * values.std(dim=1, correction=0) / n_float ** (1 / 3)
         # Zero width (a degenerate spread) asks for arbitrarily many bins: the clamp gives max_bins.
-        raw = torch.where(width > 0, torch.ceil(span / torch.where(width > 0, width, torch.ones_like(width))),
+        raw = torch.where(width > 0, torch.ceil(span / torch.where(width > 0, width,
+                                                                   torch.ones_like(width))),
                           torch.full_like(width, float(max_bins)))
     return raw.clamp(min_bins, max_bins).to(torch.long), max_bins
 
@@ -126,8 +131,9 @@ def histogram_entropy(
     """
     a = check_tensor(a, "a")
     if not a.is_floating_point() or a.ndim < 2:
-        raise DTypeError(f"Expected `a` to be a floating-point (B, ...) tensor, but got dtype {a.dtype} and "
-                         f"shape {tuple(a.shape)}.")
+        raise DTypeError(
+            f"Expected `a` to be a floating-point (B, ...) tensor, but got dtype {a.dtype} and "
+            f"shape {tuple(a.shape)}.")
     if validate:
         check_attributions(a.reshape(a.shape[0], 1, -1), validate=True)
     if isinstance(n_bins, str):
@@ -141,13 +147,15 @@ def histogram_entropy(
 
 
 def _histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, max_bins: int) -> Tensor:
-    # A sample holding NaN (reachable with validate=False) has no histogram: NaN, without disturbing the others.
+    # A sample holding NaN (reachable with validate=False) has no histogram: NaN, without disturbing
+    # the others.
     undefined = torch.isnan(values).any(dim=1)
     values = values.masked_fill(undefined.unsqueeze(1), 0.0)
     return nan_where(undefined, _finite_histogram_entropy(values, n_bins, min_bins, max_bins))
 
 
-def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, max_bins: int) -> Tensor:
+def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int,
+                              max_bins: int) -> Tensor:
     bins, upper = _bin_counts(values, n_bins, min_bins, max_bins)
     batch, n = values.shape
     low = values.amin(dim=1, keepdim=True)
@@ -159,8 +167,8 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     k_float = k.to(values.dtype)
     step = (last - first) / k_float
     # numpy.histogram: a first guess from the scaled value, then corrected against the edges, which
-    # numpy builds with linspace as `i * step + first` (the last one exactly `last`). Bin indices stay
-    # floats (exact integers) until the count, and the passes work in place.
+    # numpy builds with linspace as `i * step + first` (the last one exactly `last`). Bin indices
+    # stay floats (exact integers) until the count, and the passes work in place.
     index = values - first
     index.div_(last - first).mul_(k_float).floor_()
     torch.minimum(index, k_float - 1, out=index)
@@ -172,14 +180,16 @@ def _finite_histogram_entropy(values: Tensor, n_bins: int | str, min_bins: int, 
     # edge is never compared.
     index.add_((values >= edge.add_(first)).logical_and_(above != k_float).to(values.dtype))
     rows = torch.arange(batch, device=values.device).unsqueeze(1) * upper
-    if batch * upper <= 2 / torch.finfo(index.dtype).eps:  # flat bin ids exact in this dtype: one conversion
+    # flat bin ids exact in this dtype: one conversion
+    if batch * upper <= 2 / torch.finfo(index.dtype).eps:
         flat = index.add_(rows.to(index.dtype)).to(torch.long)
     else:
         flat = index.to(torch.long) + rows
     counts = torch.bincount(flat.reshape(-1), minlength=batch * upper)
     counts = counts.reshape(batch, upper).to(values.dtype)
     p = counts / n
-    terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
+    terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, torch.ones_like(p))),
+                        torch.zeros_like(p))
     return terms.sum(dim=1)
 
 
@@ -205,7 +215,8 @@ def efficient_mprt(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> RandomizationResult:
-    r"""Efficient MPRT (Hedström et al. 2023): the relative rise in explanation complexity after randomization.
+    r"""Efficient MPRT (Hedström et al. 2023): the relative rise in explanation complexity after
+    randomization.
 
     .. math:: \mathrm{eMPRT} = \frac{H(P(e_{\mathrm{rand}})) - H(P(e_0))}{H(P(e_0))}
 
@@ -218,7 +229,8 @@ def efficient_mprt(
     ``layerwise=True`` asks for the entropy after every step.
 
     Args:
-        model, x, target, explainer_factory, seed, reinit, max_batch_size, validate: As in :func:`mprt`.
+        model, x, target, explainer_factory, seed, reinit, max_batch_size, validate: As in
+            :func:`mprt`.
         n_bins, min_bins, max_bins: The bins (see :func:`histogram_entropy`).
         layerwise: Also explain after every randomization step (``curve`` then
             has ``L + 1`` columns).
@@ -236,7 +248,8 @@ def efficient_mprt(
         randomized at each column.
 
     Shape:
-        - x: ``(B, C, *S)``; target: ``(B,)``; output: score ``(B,)``, curve ``(B, 2)`` or ``(B, L + 1)``
+        - x: ``(B, C, *S)``; target: ``(B,)``; output: score ``(B,)``, curve ``(B, 2)`` or
+          ``(B, L + 1)``
 
     Example:
         >>> from torch import nn
@@ -245,7 +258,7 @@ def efficient_mprt(
         >>> result = efficient_mprt(model, x, torch.tensor([0, 2]), explainer_factory=lambda m: (lambda x, t: x))
         >>> result.score.tolist(), result.x.tolist()  # an explainer ignoring the model: no rise
         ([0.0, 0.0], [0.0, 1.0])
-    """
+    """  # noqa: E501
     x, target = _check_model_inputs(model, x, target, validate=validate)
     explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
@@ -264,7 +277,8 @@ def efficient_mprt(
     def entropy(a: Tensor) -> Tensor:
         return _histogram_entropy(flatten_features(post(a)), n_bins, min_bins, max_bins)
 
-    def random_entropy(maps: _RandomMaps, like: Tensor) -> Tensor:  # grid values: finite, no NaN test
+    # grid values: finite, no NaN test
+    def random_entropy(maps: _RandomMaps, like: Tensor) -> Tensor:
         values = flatten_features(post(maps(like)))
         return _finite_histogram_entropy(values, n_bins, min_bins, max_bins)
 
@@ -274,13 +288,15 @@ def efficient_mprt(
     positions: list[int] = []
     random_entropies: list[Tensor] = []
     random = _RandomMaps(generator, x.device) if random_baseline else None
-    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
+    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed,
+                                                                reinit=reinit,
                                                                include_original=True)):
         if step == 0:
             _check_target_classes(step_model, x, target, validate=validate)
         if not (layerwise or step in (0, n_layers)):
             continue
-        explanation = _explain(_bind(explainer_factory, step_model), x, target, max_batch_size=max_batch_size)
+        explanation = _explain(_bind(explainer_factory, step_model), x, target,
+                               max_batch_size=max_batch_size)
         finite(explanation, _where(name))
         names.append("original" if name is None else name)
         positions.append(step)
@@ -289,7 +305,8 @@ def efficient_mprt(
             random_entropies.append(random_entropy(random, explanation))
     curve = torch.stack(entropies, dim=1)
     score = _relative_rise(curve[:, 0], curve[:, -1])
-    baseline = _relative_rise(random_entropies[0], random_entropies[-1]) if random_entropies else None
+    baseline = (_relative_rise(random_entropies[0], random_entropies[-1]) if random_entropies
+                else None)
     steps = torch.tensor(positions, dtype=curve.dtype, device=curve.device)
     return RandomizationResult(score, curve, steps, tuple(names), baseline)
 

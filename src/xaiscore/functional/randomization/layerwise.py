@@ -60,7 +60,8 @@ __all__ = ["mprt", "smooth_mprt"]
 
 
 class _SmoothExplainer:
-    """Explanations averaged over ``n`` noisy copies per sample (the last copy noise-free), in chunks.
+    """Explanations averaged over ``n`` noisy copies per sample (the last copy noise-free), in
+    chunks.
 
     The logical batch holds ``B * n`` items, sample-major (item ``k`` is copy
     ``k % n`` of sample ``k // n``); the Gaussian noise comes from one
@@ -78,7 +79,8 @@ class _SmoothExplainer:
         spatial = tuple(range(1, x.ndim))
         spread = x.amax(dim=spatial) - x.amin(dim=spatial)
         self.std = (noise_magnitude * spread).reshape((-1,) + (1,) * (x.ndim - 1))
-        self.noise = BlockNoise(x.shape[0] * n_samples, tuple(x.shape[1:]), kind="gaussian", low=0.0, high=1.0,
+        self.noise = BlockNoise(x.shape[0] * n_samples, tuple(x.shape[1:]), kind="gaussian",
+                                low=0.0, high=1.0,
                                 generator=generator, device=x.device, dtype=x.dtype)
         # Small enough: all noisy inputs are built once, up front, and reused by every model.
         self.keep_all = x.numel() * n_samples * x.element_size() <= self.CACHE_BYTES
@@ -88,11 +90,13 @@ class _SmoothExplainer:
         """``(B * n, C, *S)``: every noisy copy, copy ``n - 1`` of each sample noise-free."""
         if self.noisy_inputs is None:
             batch, n = self.x.shape[0], self.n
-            inputs = torch.empty((batch * n,) + tuple(self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device)
+            inputs = torch.empty((batch * n,) + tuple(self.x.shape[1:]), dtype=self.x.dtype,
+                                 device=self.x.device)
             self.noise.fill(inputs, workers=torch.get_num_threads())
             per_sample = inputs.view((batch, n) + tuple(self.x.shape[1:]))
             noisy = per_sample[:, : n - 1]
-            torch.addcmul(self.x.unsqueeze(1), noisy, self.std.unsqueeze(1), out=noisy)  # as the per-chunk path
+            # as the per-chunk path
+            torch.addcmul(self.x.unsqueeze(1), noisy, self.std.unsqueeze(1), out=noisy)
             per_sample[:, n - 1].copy_(self.x)
             self.noisy_inputs = inputs
         return self.noisy_inputs
@@ -100,25 +104,32 @@ class _SmoothExplainer:
     def _perturb(self, x_rows: Tensor | None, start: int, stop: int, steps: Tensor) -> Tensor:
         if x_rows is None:  # keep_all: perturbed_statistics was told not to gather the rows
             return self._all_noisy_inputs()[start:stop]
-        rows = torch.div(torch.arange(start, stop, device=x_rows.device), self.n, rounding_mode="floor")
+        rows = torch.div(torch.arange(start, stop, device=x_rows.device), self.n,
+                         rounding_mode="floor")
         noisy = (steps != self.n - 1).to(x_rows.dtype).reshape((-1,) + (1,) * (x_rows.ndim - 1))
-        return torch.addcmul(x_rows, self.noise(start, stop), self.std.index_select(0, rows) * noisy)
+        return torch.addcmul(x_rows, self.noise(start, stop),
+                             self.std.index_select(0, rows) * noisy)
 
     def __call__(self, explainer: ExplainFn) -> Tensor:
         sums: list[Tensor] = []
 
         def accumulate(chunk: Chunk) -> Tensor:
             # Items are sample-major, so each sample's copies are added in copy order whatever the
-            # chunking (index_add_ adds rows in index order on the CPU; GPUs may reorder within a chunk).
+            # chunking (index_add_ adds rows in index order on the CPU; GPUs may reorder within a
+            # chunk).
             a = chunk.a_perturbed.detach()
             if not sums:
-                sums.append(torch.zeros((self.x.shape[0],) + tuple(a.shape[1:]), dtype=a.dtype, device=a.device))
+                sums.append(torch.zeros((self.x.shape[0],) + tuple(a.shape[1:]), dtype=a.dtype,
+                                        device=a.device))
             sums[0].index_add_(0, chunk.rows, a)
             return torch.zeros(chunk.stop - chunk.start, device=a.device)
 
-        perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n, perturb=self._perturb,
-                             statistic=accumulate, max_batch_size=self.max_batch_size, validate=False,
-                             name="explainer_factory(model)(x, target)", gather_inputs=not self.keep_all)
+        perturbed_statistics(explainer, self.x, self.target, n_perturbations=self.n,
+                             perturb=self._perturb,
+                             statistic=accumulate, max_batch_size=self.max_batch_size,
+                             validate=False,
+                             name="explainer_factory(model)(x, target)",
+                             gather_inputs=not self.keep_all)
         return (sums[0] / self.n).to(self.x.dtype)
 
 
@@ -148,7 +159,8 @@ def _layerwise_similarity(
     names: list[str] = []
     similarities: list[Tensor] = []
     baselines: list[Tensor] = []
-    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed, reinit=reinit,
+    for step, (name, step_model) in enumerate(randomized_models(model, order=order, seed=seed,
+                                                                reinit=reinit,
                                                                 include_original=a is None)):
         if step == 0:
             _check_target_classes(step_model, x, target, validate=validate)
@@ -156,8 +168,9 @@ def _layerwise_similarity(
         finite(explanation, _where(name))
         if a is not None and explanation.shape != a.shape:
             raise ModelOutputError(
-                "Expected the explain functions of `explainer_factory` to return attributions of the shape of "
-                f"`a` {tuple(a.shape)}, but got {tuple(explanation.shape)} for {_where(name)}."
+                "Expected the explain functions of `explainer_factory` to return attributions of "
+                f"the shape of `a` {tuple(a.shape)}, but got {tuple(explanation.shape)} for "
+                f"{_where(name)}."
             )
         if random is not None and random_original is None:
             random_original = _prepared_random_map(random, explanation, similarity, post)
@@ -275,7 +288,7 @@ def mprt(
         >>> constant = mprt(model, x, torch.zeros(4, dtype=torch.long), explainer_factory=lambda m: (lambda x, t: x))
         >>> constant.score.tolist()  # an explainer that ignores the model fails the test
         [1.0, 1.0, 1.0, 1.0]
-    """
+    """  # noqa: E501
     x, target = _check_model_inputs(model, x, target, validate=validate)
     explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
@@ -289,7 +302,8 @@ def mprt(
         explain=lambda explainer: _explain(explainer, x, target, max_batch_size=max_batch_size),
         a=given, similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
         reinit=reinit, post=_PostProcess(abs, normalise, reduce_channels),
-        summary=summary, random_baseline=random_baseline, generator=resolve_generator(generator, seed, seed_has_own_role=True),
+        summary=summary, random_baseline=random_baseline,
+        generator=resolve_generator(generator, seed, seed_has_own_role=True),
         validate=validate,
     )
 
@@ -318,7 +332,8 @@ def smooth_mprt(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> RandomizationResult:
-    r"""Smooth MPRT (Hedström et al. 2023): MPRT on explanations denoised by averaging over noisy inputs.
+    r"""Smooth MPRT (Hedström et al. 2023): MPRT on explanations denoised by averaging over noisy
+    inputs.
 
     Every explanation (original model and each randomization step) is replaced by
 
@@ -362,7 +377,7 @@ def smooth_mprt(
         ...                      explainer_factory=lambda m: (lambda x, t: x * 2))  # ignores the model
         >>> result.score.tolist(), result.layers
         ([1.0, 1.0], ('1',))
-    """
+    """  # noqa: E501
     x, target = _check_model_inputs(model, x, target, validate=validate)
     explainer_factory = _check_factory(explainer_factory)
     check_max_batch_size(max_batch_size)
@@ -378,7 +393,8 @@ def smooth_mprt(
                               generator=generator, max_batch_size=max_batch_size)
     return _layerwise_similarity(
         model, x, target, explainer_factory=explainer_factory, explain=smooth, a=given,
-        similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed, reinit=reinit,
+        similarity=_Comparison(similarity, similarity_kwargs), order=order, seed=seed,
+        reinit=reinit,
         post=_PostProcess(abs, normalise, reduce_channels),
         summary=summary, random_baseline=random_baseline, generator=generator, validate=validate,
     )

@@ -22,7 +22,8 @@ from xaiscore._checks import (
     check_positive_int,
     check_target,
 )
-from xaiscore._engine.batching import call_model, check_finite_output, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import (call_model, check_finite_output, check_max_batch_size,
+                                       chunked_map)
 from xaiscore._engine.explain_fn import ExplainFn
 from xaiscore._engine.noise import BlockNoise, Chunk, check_noise_options, perturbed_statistics
 from xaiscore._engine.random import resolve_generator
@@ -37,20 +38,24 @@ _PREDICTION_CHANGE = ("keep", "exclude", "nan")
 # --- shared helpers ------------------------------------------------------------------------
 
 
-def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object, validate: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _check_common(x: Tensor, a: Tensor, target: Tensor, explain_fn: object,
+                  validate: bool) -> tuple[Tensor, Tensor, Tensor]:
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
     if validate:
         check_finite(x, "x")
     target = check_target(target, x.shape[0], device=x.device, validate=validate)
     if not callable(explain_fn):
-        raise DTypeError(f"Expected `explain_fn` to be callable as explain_fn(x, target), but got {type(explain_fn).__name__}.")
+        raise DTypeError(
+            "Expected `explain_fn` to be callable as explain_fn(x, target), but got "
+            f"{type(explain_fn).__name__}.")
     return x.detach(), a.detach(), target
 
 
 def _check_norm_order(p: float, name: str = "p") -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not (p >= 1):
-        raise OptionError(f"Expected `{name}` to be a norm order >= 1 (math.inf allowed), but got {p!r}.")
+        raise OptionError(
+            f"Expected `{name}` to be a norm order >= 1 (math.inf allowed), but got {p!r}.")
     return float(p)
 
 
@@ -70,16 +75,19 @@ def _check_prediction_mode(mode: str, forward_fn: object) -> None:
     check_option(mode, "on_prediction_change", _PREDICTION_CHANGE)
     if mode != "keep" and forward_fn is None:
         raise OptionError(
-            f"Expected a `forward_fn` with on_prediction_change={mode!r} (it decides whether the prediction "
-            "changed), but got None. Pass the model or use on_prediction_change='keep'."
+            f"Expected a `forward_fn` with on_prediction_change={mode!r} (it decides whether the "
+            "prediction changed), but got None. Pass the model or use on_prediction_change='keep'."
         )
     if forward_fn is not None and not callable(forward_fn):
-        raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
+        raise DTypeError(
+            f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
 
 
-def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: int, *, validate: bool,
+def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: int, *,
+             validate: bool,
              name: str = "forward_fn") -> Tensor:
-    """Logits of the unperturbed inputs, in chunks; with ``validate``, NaN logits raise :class:`NonFiniteError`."""
+    """Logits of the unperturbed inputs, in chunks; with ``validate``, NaN logits raise
+    :class:`NonFiniteError`."""
     logits = chunked_map(x.shape[0], lambda s, e: call_model(forward_fn, x[s:e], name=name),
                          max_batch_size=max_batch_size)
     if validate:
@@ -87,9 +95,11 @@ def _predict(forward_fn: Callable[[Tensor], Tensor], x: Tensor, max_batch_size: 
     return logits
 
 
-def _check_target_classes(target: Tensor, *, logits: Tensor | None, forward_fn: Callable[[Tensor], Tensor] | None,
+def _check_target_classes(target: Tensor, *, logits: Tensor | None,
+                          forward_fn: Callable[[Tensor], Tensor] | None,
                           x: Tensor, validate: bool, name: str = "forward_fn") -> None:
-    """With ``validate``: ``target`` must be a class of the model, before any explanation is asked for.
+    """With ``validate``: ``target`` must be a class of the model, before any explanation is asked
+    for.
 
     The class count comes from ``logits`` (the unperturbed inputs' logits, when the kernel
     computes them anyway) or else from one model call on ``x[:1]``; without a model nothing is
@@ -102,7 +112,8 @@ def _check_target_classes(target: Tensor, *, logits: Tensor | None, forward_fn: 
     check_target(target, x.shape[0], num_classes=logits.shape[1], device=x.device, validate=True)
 
 
-def _aggregate(values: Tensor, changed: Tensor | None, how: Literal["max", "mean"], mode: str) -> Tensor:
+def _aggregate(values: Tensor, changed: Tensor | None, how: Literal["max", "mean"],
+               mode: str) -> Tensor:
     """Reduce ``(B, n)`` per-perturbation values to ``(B,)``; NaN terms never count.
 
     ``changed`` ``(B, n)`` marks copies whose prediction changed: ``"exclude"``
@@ -161,12 +172,15 @@ def _noisy_metric(
     _check_prediction_mode(on_prediction_change, forward_fn)
     check_max_batch_size(max_batch_size)
     source = BlockNoise(x.shape[0] * n_samples, x.shape[1:], kind=noise, low=low, high=high,
-                        generator=resolve_generator(generator, seed), device=x.device, dtype=x.dtype)
+                        generator=resolve_generator(generator, seed), device=x.device,
+                        dtype=x.dtype)
     track = on_prediction_change != "keep"
     run_model = track or needs_logits
     if track and reference_logits is None:
-        reference_logits = _predict(forward_fn, x, max_batch_size, validate=validate, name=model_name)
-    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x, validate=validate,
+        reference_logits = _predict(forward_fn, x, max_batch_size, validate=validate,
+                                    name=model_name)
+    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x,
+                          validate=validate,
                           name=model_name)
     if track:
         reference_class = reference_logits.argmax(dim=1)

@@ -35,7 +35,8 @@ __all__ = ["consistency"]
 
 
 def _discrete_keys(a_flat: Tensor, discretisation: str, k: int) -> Tensor:
-    """Integer-valued keys ``(B, L)`` (float64) such that equal keys mean equal discretised explanations."""
+    """Integer-valued keys ``(B, L)`` (float64) such that equal keys mean equal discretised
+    explanations."""
     if discretisation == "sign":
         return torch.sign(a_flat).to(torch.float64)
     order = torch.sort(-a_flat.abs(), dim=1, stable=True).indices[:, :k]  # ties: lowest index first
@@ -65,7 +66,8 @@ def consistency(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Local consistency (Dasgupta et al. 2022): do inputs with the same explanation get the same prediction?
+    r"""Local consistency (Dasgupta et al. 2022): do inputs with the same explanation get the same
+    prediction?
 
     .. math:: m(x_i) = \frac{\#\{j \ne i : e(x_j) = e(x_i),\ f(x_j) = f(x_i)\}}{\#\{j \ne i : e(x_j) = e(x_i)\}}
 
@@ -113,20 +115,23 @@ def consistency(
         >>> a = torch.tensor([[[1.0, 0, 0, 0]], [[1.0, 0, 0, 0]], [[1.0, 0, 0, 0]], [[0, 0, 1.0, 0]]])
         >>> consistency(model, x, a, k=1).tolist()
         [0.5, 0.5, 0.0, nan]
-    """
+    """  # noqa: E501
     a = check_attributions(a, validate=validate)
     x = check_inputs_like(x, a)
     if validate:
         check_finite(x, "x")
     if not callable(forward_fn):
-        raise DTypeError(f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
+        raise DTypeError(
+            f"Expected `forward_fn` to be callable, but got {type(forward_fn).__name__}.")
     check_option(discretisation, "discretisation", ("top_k_sign", "top_k", "sign"))
     a_flat = flatten_features(_reduce_channels(a, reduce_channels))
     if discretisation != "sign":
         k = check_positive_int(k, "k")
         if k > a_flat.shape[1]:
-            raise OptionError(f"Expected `k` <= {a_flat.shape[1]} (the number of features), but got {k}.")
-    predicted = _predict(forward_fn, x, check_max_batch_size(max_batch_size), validate=validate).argmax(dim=1)
+            raise OptionError(
+                f"Expected `k` <= {a_flat.shape[1]} (the number of features), but got {k}.")
+    predicted = _predict(forward_fn, x, check_max_batch_size(max_batch_size),
+                         validate=validate).argmax(dim=1)
     same_explanation = _equal_rows(_discrete_keys(a_flat, discretisation, k))
     same_explanation.fill_diagonal_(False)
     same_prediction = predicted.unsqueeze(0) == predicted.unsqueeze(1)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from xaiscore._checks import DTypeError, OptionError, check_fraction
-from xaiscore._engine.batching import call_model, check_finite_output, check_max_batch_size, chunked_map
+from xaiscore._engine.batching import (call_model, check_finite_output, check_max_batch_size,
+                                       chunked_map)
 from xaiscore._engine.explain_fn import ExplainFn
 from xaiscore._engine.model_mode import models_in_eval_mode
 from xaiscore._engine.noise import Chunk
@@ -51,15 +52,18 @@ class _RelativeChange:
         self.denominator = torch.where(reference == 0, eps_min, reference)
         self.p = p
 
-    def __call__(self, rows: Tensor, perturbed: Tensor, reference_rows: Tensor | None = None) -> Tensor:
+    def __call__(self, rows: Tensor, perturbed: Tensor,
+                 reference_rows: Tensor | None = None) -> Tensor:
         """``reference_rows``: ``reference[rows]`` where the caller already holds it."""
-        change = torch.sub(self.reference[rows] if reference_rows is None else reference_rows, perturbed)
+        change = torch.sub(self.reference[rows] if reference_rows is None else reference_rows,
+                           perturbed)
         change.div_(self.denominator[rows])
         return _norm(change, self.p)
 
 
 def _check_stability_options(p: float, eps_min: float) -> tuple[float, float]:
-    return _check_norm_order(p), check_fraction(eps_min, "eps_min", high=math.inf, low_inclusive=False)
+    return _check_norm_order(p), check_fraction(eps_min, "eps_min", high=math.inf,
+                                                low_inclusive=False)
 
 
 @models_in_eval_mode("forward_fn", "explain_fn")
@@ -133,7 +137,8 @@ def relative_input_stability(
         return numerator / input_change(chunk.rows, chunk.x_perturbed, chunk.x).clamp(min=eps_min)
 
     return _noisy_metric(
-        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples, noise=noise,
+        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
+        noise=noise,
         radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=False,
         on_prediction_change=on_prediction_change, how="max", generator=generator, seed=seed,
         max_batch_size=max_batch_size, validate=validate,
@@ -189,7 +194,9 @@ def relative_output_stability(
     p, eps_min = _check_stability_options(p, eps_min)
     _check_prediction_mode(on_prediction_change, forward_fn)
     if forward_fn is None or not callable(forward_fn):
-        raise DTypeError(f"Expected `forward_fn` to be callable (the model's logits), but got {type(forward_fn).__name__}.")
+        raise DTypeError(
+            "Expected `forward_fn` to be callable (the model's logits), but got "
+            f"{type(forward_fn).__name__}.")
     reference = _prepare(a, abs, normalise)
     logits = _predict(forward_fn, x, max_batch_size, validate=validate)
     explanation_change = _RelativeChange(reference, eps_min, p)
@@ -200,7 +207,8 @@ def relative_output_stability(
         return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
     return _noisy_metric(
-        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples, noise=noise,
+        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
+        noise=noise,
         radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=True,
         on_prediction_change=on_prediction_change, how="max", generator=generator, seed=seed,
         max_batch_size=max_batch_size, validate=validate, reference_logits=logits,
@@ -216,8 +224,9 @@ class _RepresentationProbe:
             leaves = [m for m in model.modules() if not list(m.children())]
             if len(leaves) < 2:
                 raise OptionError(
-                    "Expected `layer` to name the layer whose representation to compare; the default (the input "
-                    "of the model's last leaf module) needs a model with at least two leaf modules."
+                    "Expected `layer` to name the layer whose representation to compare; the "
+                    "default (the input of the model's last leaf module) needs a model with at "
+                    "least two leaf modules."
                 )
             self.modules, self.use_input = [leaves[-1]], True
         else:
@@ -228,17 +237,21 @@ class _RepresentationProbe:
                 except AttributeError:
                     names = [n for n, _ in model.named_modules() if n][:12]
                     raise OptionError(
-                        f"Expected `layer` to name a submodule of the model, e.g. one of {names}, but got {name!r}."
+                        f"Expected `layer` to name a submodule of the model, e.g. one of {names}, "
+                        f"but got {name!r}."
                     ) from None
         self.captured: list[Tensor] = []
         self.active = False
 
-    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor | None = None) -> None:
+    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...],
+              output: Tensor | None = None) -> None:
         if not self.active:  # the explainer's own model calls are not ours to record
             return
         value = inputs[0] if self.use_input else output
         if not isinstance(value, Tensor):
-            raise OptionError(f"Expected the layer {type(module).__name__} to output a tensor, but got {type(value).__name__}.")
+            raise OptionError(
+                f"Expected the layer {type(module).__name__} to output a tensor, but got "
+                f"{type(value).__name__}.")
         self.captured.append(value.detach().reshape(value.shape[0], -1))
 
     def __enter__(self) -> _RepresentationProbe:
@@ -258,8 +271,9 @@ class _RepresentationProbe:
 
     @contextlib.contextmanager
     def recording_model_calls(self) -> Iterator[None]:
-        """Record the layers during the model calls inside (``perturbed_statistics`` uses it when the
-        explainer hands out the logits of its own forward pass: that pass then fills :meth:`representation`)."""
+        """Record the layers during the model calls inside (``perturbed_statistics`` uses it when
+        the explainer hands out the logits of its own forward pass: that pass then fills
+        :meth:`representation`)."""
         self.captured = []
         self.active = True
         try:
@@ -272,9 +286,11 @@ class _RepresentationProbe:
 
 
 def _layer_names(layer: object) -> list[str]:
-    if not isinstance(layer, Sequence) or not layer or not all(isinstance(name, str) for name in layer):
+    if not isinstance(layer, Sequence) or not layer or not all(isinstance(name, str)
+                                                               for name in layer):
         raise OptionError(
-            f"Expected `layer` as a submodule name or a non-empty sequence of names, but got {layer!r}."
+            "Expected `layer` as a submodule name or a non-empty sequence of names, but got "
+            f"{layer!r}."
         )
     return list(layer)
 
@@ -336,7 +352,9 @@ def relative_representation_stability(
         torch.Size([3])
     """
     if not isinstance(model, nn.Module):
-        raise DTypeError(f"Expected `model` to be a torch.nn.Module (hooks read its layers), but got {type(model).__name__}.")
+        raise DTypeError(
+            "Expected `model` to be a torch.nn.Module (hooks read its layers), but got "
+            f"{type(model).__name__}.")
     x, a, target = _check_common(x, a, target, explain_fn, validate)
     p, eps_min = _check_stability_options(p, eps_min)
     layers = [layer] if isinstance(layer, str) else (None if layer is None else _layer_names(layer))
@@ -350,7 +368,8 @@ def relative_representation_stability(
             n_classes[:] = [out.shape[1]]
             return torch.cat([out, probe.representation().to(out.dtype)], dim=1)
 
-        both = chunked_map(x.shape[0], reference_pass, max_batch_size=check_max_batch_size(max_batch_size))
+        both = chunked_map(x.shape[0], reference_pass,
+                           max_batch_size=check_max_batch_size(max_batch_size))
         logits, rep = both[:, : n_classes[0]], both[:, n_classes[0]:]
         if validate:
             check_finite_output(logits, name="model")
@@ -363,9 +382,11 @@ def relative_representation_stability(
             return numerator / change.to(numerator.dtype).clamp(min=eps_min)
 
         return _noisy_metric(
-            x, reference, target, explain_fn=explain_fn, forward_fn=probe, n_samples=n_samples, noise=noise,
+            x, reference, target, explain_fn=explain_fn, forward_fn=probe, n_samples=n_samples,
+            noise=noise,
             radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=True,
             on_prediction_change=on_prediction_change, how="max", generator=generator, seed=seed,
-            max_batch_size=max_batch_size, validate=validate, reference_logits=logits, model_name="model",
+            max_batch_size=max_batch_size, validate=validate, reference_logits=logits,
+            model_name="model",
         )
 

@@ -36,8 +36,10 @@ __all__ = ["max_sensitivity", "avg_sensitivity", "local_lipschitz_estimate"]
 # --- Yeh et al. 2019 -----------------------------------------------------------------------
 
 
-def _sensitivity(x, a, target, *, explain_fn, forward_fn, n_samples, noise, radius, noise_bounds, p, relative,
-                 abs, normalise, on_prediction_change, generator, seed, max_batch_size, validate, how):
+def _sensitivity(x, a, target, *, explain_fn, forward_fn, n_samples, noise, radius, noise_bounds, p,
+                 relative,
+                 abs, normalise, on_prediction_change, generator, seed, max_batch_size, validate,
+                 how):
     x, a, target = _check_common(x, a, target, explain_fn, validate)
     p = _check_norm_order(p)
     reference = _prepare(a, abs, normalise)
@@ -48,7 +50,8 @@ def _sensitivity(x, a, target, *, explain_fn, forward_fn, n_samples, noise, radi
         return change if scale is None else _safe_divide(change, scale.index_select(0, chunk.rows))
 
     return _noisy_metric(
-        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples, noise=noise,
+        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
+        noise=noise,
         radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=False,
         on_prediction_change=on_prediction_change, how=how, generator=generator, seed=seed,
         max_batch_size=max_batch_size, validate=validate,
@@ -77,7 +80,8 @@ def max_sensitivity(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Max-sensitivity (Yeh et al. 2019): the largest change of the explanation under small input noise.
+    r"""Max-sensitivity (Yeh et al. 2019): the largest change of the explanation under small input
+    noise.
 
     .. math:: \mathrm{SENS}_{\max}(x) = \max_{j=1..n}
               \frac{\lVert \Phi(x + \delta_j) - \Phi(x) \rVert_p}{\lVert \Phi(x) \rVert_p},
@@ -123,10 +127,13 @@ def max_sensitivity(
         torch.Size([2])
         >>> max_sensitivity(x, x * 0 + 1, target, explain_fn=lambda x, t: x * 0 + 1, seed=0).tolist()
         [0.0, 0.0]
-    """
-    return _sensitivity(x, a, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
-                        noise=noise, radius=radius, noise_bounds=noise_bounds, p=p, relative=relative, abs=abs,
-                        normalise=normalise, on_prediction_change=on_prediction_change, generator=generator,
+    """  # noqa: E501
+    return _sensitivity(x, a, target, explain_fn=explain_fn, forward_fn=forward_fn,
+                        n_samples=n_samples,
+                        noise=noise, radius=radius, noise_bounds=noise_bounds, p=p,
+                        relative=relative, abs=abs,
+                        normalise=normalise, on_prediction_change=on_prediction_change,
+                        generator=generator,
                         seed=seed, max_batch_size=max_batch_size, validate=validate, how="max")
 
 
@@ -152,7 +159,8 @@ def avg_sensitivity(
     max_batch_size: int = 64,
     validate: bool = True,
 ) -> Tensor:
-    r"""Average sensitivity (Yeh et al. 2019): the mean change of the explanation under small input noise.
+    r"""Average sensitivity (Yeh et al. 2019): the mean change of the explanation under small input
+    noise.
 
     .. math:: \mathrm{SENS}_{\mathrm{avg}}(x) = \frac{1}{n} \sum_{j=1}^{n}
               \frac{\lVert \Phi(x + \delta_j) - \Phi(x) \rVert_p}{\lVert \Phi(x) \rVert_p},
@@ -176,9 +184,12 @@ def avg_sensitivity(
         >>> round(score.item(), 6)   # ||2 * 0.1 * ones(4)||_2
         0.4
     """
-    return _sensitivity(x, a, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
-                        noise=noise, radius=radius, noise_bounds=noise_bounds, p=p, relative=relative, abs=abs,
-                        normalise=normalise, on_prediction_change=on_prediction_change, generator=generator,
+    return _sensitivity(x, a, target, explain_fn=explain_fn, forward_fn=forward_fn,
+                        n_samples=n_samples,
+                        noise=noise, radius=radius, noise_bounds=noise_bounds, p=p,
+                        relative=relative, abs=abs,
+                        normalise=normalise, on_prediction_change=on_prediction_change,
+                        generator=generator,
                         seed=seed, max_batch_size=max_batch_size, validate=validate, how="mean")
 
 
@@ -248,7 +259,8 @@ def local_lipschitz_estimate(
         return _safe_divide(change, _norm(chunk.x_perturbed - chunk.x, p))
 
     return _noisy_metric(
-        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples, noise=noise,
+        x, reference, target, explain_fn=explain_fn, forward_fn=forward_fn, n_samples=n_samples,
+        noise=noise,
         radius=radius, noise_bounds=noise_bounds, item_value=item_value, needs_logits=False,
         on_prediction_change=on_prediction_change, how="max", generator=generator, seed=seed,
         max_batch_size=max_batch_size, validate=validate,

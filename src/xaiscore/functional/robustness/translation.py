@@ -38,12 +38,13 @@ __all__ = ["continuity"]
 
 
 def _translation_shifts(width: int, n_steps: int) -> list[int]:
-    """Quantus' schedule: ``n_steps`` shifts of ``(2W + 1) // n_steps`` pixels, starting at ``-W``."""
+    """Quantus' schedule: ``n_steps`` shifts of ``(2W + 1) // n_steps`` pixels, starting at ``-W``.
+    """
     step = (2 * width + 1) // n_steps
     if step == 0:
         raise OptionError(
-            f"Expected `n_steps` <= 2 * {width} + 1 (one pixel per step at least along the translated axis), "
-            f"but got {n_steps}."
+            f"Expected `n_steps` <= 2 * {width} + 1 (one pixel per step at least along the "
+            f"translated axis), but got {n_steps}."
         )
     return [-width + step * k for k in range(1, n_steps + 1)]
 
@@ -54,14 +55,17 @@ def _fill_values(x: Tensor, fill: str | float) -> Tensor:
         check_option(fill, "fill", ("black", "white", "mean"))
         value = {"black": flat.amin, "white": flat.amax, "mean": flat.mean}[fill](dim=1)
     elif isinstance(fill, bool) or not isinstance(fill, (int, float)):
-        raise DTypeError(f"Expected `fill` to be 'black', 'white', 'mean' or a number, but got {type(fill).__name__}.")
+        raise DTypeError(
+            "Expected `fill` to be 'black', 'white', 'mean' or a number, but got "
+            f"{type(fill).__name__}.")
     else:
         value = torch.full((x.shape[0],), float(fill), dtype=x.dtype, device=x.device)
     return value
 
 
 def _translate(x: Tensor, shifts: Tensor, fill: Tensor, axis: int) -> Tensor:
-    """Shift each row of ``x`` by ``shifts[i]`` pixels along ``axis`` (positive: towards higher indices), filling with ``fill[i]``."""
+    """Shift each row of ``x`` by ``shifts[i]`` pixels along ``axis``
+    (positive: towards higher indices), filling with ``fill[i]``."""
     moved = x.movedim(axis, -1)
     width = moved.shape[-1]
     source = torch.arange(width, device=x.device).unsqueeze(0) - shifts.unsqueeze(1)  # (m, W)
@@ -69,7 +73,8 @@ def _translate(x: Tensor, shifts: Tensor, fill: Tensor, axis: int) -> Tensor:
     view = (x.shape[0],) + (1,) * (moved.ndim - 2) + (width,)
     index = source.clamp(0, width - 1).reshape(view).expand_as(moved)
     gathered = moved.gather(-1, index)
-    filled = torch.where(valid.reshape(view), gathered, fill.reshape((-1,) + (1,) * (moved.ndim - 1)).to(x.dtype))
+    filled = torch.where(valid.reshape(view), gathered, fill.reshape((-1,) + (1,) * (
+        moved.ndim - 1)).to(x.dtype))
     return filled.movedim(-1, axis)
 
 
@@ -141,13 +146,16 @@ def continuity(
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise DTypeError(f"Expected `axis` to be an int, but got {type(axis).__name__}.")
     if not -x.ndim <= axis < x.ndim or axis % x.ndim < 2:
-        raise OptionError(f"Expected `axis` to be a spatial axis of `x` (2 to {x.ndim - 1}, or negative), but got {axis}.")
+        raise OptionError(
+            f"Expected `axis` to be a spatial axis of `x` (2 to {x.ndim - 1}, or negative), but "
+            f"got {axis}.")
     axis = axis % x.ndim
     if shifts is None:
         shift_list = _translation_shifts(x.shape[axis], n_steps)
     else:
         if isinstance(shifts, (str, bytes)) or not isinstance(shifts, Sequence) or len(shifts) == 0:
-            raise OptionError(f"Expected `shifts` as a non-empty sequence of ints, but got {shifts!r}.")
+            raise OptionError(
+                f"Expected `shifts` as a non-empty sequence of ints, but got {shifts!r}.")
         if any(isinstance(s, bool) or not isinstance(s, int) for s in shifts):
             raise DTypeError(f"Expected `shifts` to hold ints (pixels), but got {list(shifts)!r}.")
         shift_list = list(shifts)
@@ -156,7 +164,8 @@ def continuity(
     reference = _prepare(a, abs, normalise)
     track = on_prediction_change != "keep"
     reference_logits = _predict(forward_fn, x, max_batch_size, validate=validate) if track else None
-    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x, validate=validate)
+    _check_target_classes(target, logits=reference_logits, forward_fn=forward_fn, x=x,
+                          validate=validate)
     if track:
         reference_class = reference_logits.argmax(dim=1)
 
@@ -173,9 +182,11 @@ def continuity(
         explain_fn, x, target, n_perturbations=len(shift_list),
         perturb=lambda rows_x, start, stop, steps: _translate(
             rows_x, shift_tensor.index_select(0, steps),
-            fill_values.index_select(0, torch.div(torch.arange(start, stop, device=x.device), len(shift_list),
+            fill_values.index_select(0, torch.div(torch.arange(start, stop, device=x.device),
+                                                  len(shift_list),
                                                   rounding_mode="floor")), axis),
-        statistic=statistic, max_batch_size=max_batch_size, forward_fn=forward_fn if track else None,
+        statistic=statistic, max_batch_size=max_batch_size,
+        forward_fn=forward_fn if track else None,
         explanation_shape=a.shape[1:], validate=validate,
     )
     changed = stats[..., 1] > 0.5 if track else None

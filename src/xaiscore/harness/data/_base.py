@@ -1,4 +1,5 @@
-"""The dataset class every file reader returns, the row -> entry pipeline and the checks the readers share.
+"""The dataset class every file reader returns, the row -> entry pipeline and the checks the readers
+share.
 
 A reader parses its annotation files into :class:`Entry` objects (one per
 sample: image file, finding, boxes in the annotation's coordinate canvas, an
@@ -109,7 +110,8 @@ class Entry:
 
 
 def mask_boxes(mask: Tensor) -> list[Box]:
-    """The ``xyxy`` end-exclusive bounding boxes of the 8-connected components of a ``(1, H, W)`` mask.
+    """The ``xyxy`` end-exclusive bounding boxes of the 8-connected components of a ``(1, H, W)``
+    mask.
 
     Example:
         >>> m = torch.zeros(1, 4, 5, dtype=torch.bool); m[0, 0, 0] = m[0, 1, 1] = m[0, 3, 4] = True
@@ -162,20 +164,25 @@ def box_problem(box: Box, canvas: tuple[int, int] | None) -> str | None:
     height, width = canvas
     eps = 1e-6
     if x0 < -eps or y0 < -eps or x1 > width + eps or y1 > height + eps:
-        return f"box {_fmt(box)} lies outside the image (expected inside 0..{width} x 0..{height} pixels)"
+        return (
+            f"box {_fmt(box)} lies outside the image (expected inside 0..{width} x 0..{height} "
+            "pixels)"
+        )
     return None
 
 
 def clip_box(box: Box, canvas: tuple[int, int]) -> Box | None:
     """``box`` clipped to the canvas, or ``None`` when nothing is left."""
     height, width = canvas
-    x0, y0, x1, y1 = max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(width)), min(box[3], float(height))
+    x0, y0, x1, y1 = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(width)),
+                      min(box[3], float(height)))
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def check_box(box: Box, canvas: tuple[int, int] | None, *, clip: bool, file: str | os.PathLike[str],
               row: int | str | None, where: str) -> Box:
-    """``box`` if usable on ``canvas`` (clipped when ``clip`` and it sticks out), else :class:`DatasetError`.
+    """``box`` if usable on ``canvas`` (clipped when ``clip`` and it sticks out), else
+    :class:`DatasetError`.
 
     ``where`` names the image in the message (e.g. ``"image 0001.png"``).
     """
@@ -203,7 +210,8 @@ class ClassResolver:
             ``"Infiltration"``); applied before the lookup.
     """
 
-    def __init__(self, class_names: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(self, class_names: Sequence[str],
+                 aliases: Mapping[str, str] | None = None) -> None:
         names = tuple(class_names)
         if isinstance(class_names, str) or not all(isinstance(n, str) for n in names) \
                 or len(set(names)) != len(names):
@@ -217,7 +225,8 @@ class ClassResolver:
         finding = finding.strip()
         return self.aliases.get(finding, finding)
 
-    def resolve(self, finding: str, *, file: str | os.PathLike[str], row: int | str | None) -> tuple[str, int]:
+    def resolve(self, finding: str, *, file: str | os.PathLike[str],
+                row: int | str | None) -> tuple[str, int]:
         """``(class name, index)``, or :class:`DatasetError` for an unknown finding."""
         name = self.canonical(finding)
         if name not in self._index:
@@ -242,8 +251,8 @@ class ClassResolver:
         """The index of the negative class, or :class:`OptionError` when it is not a class."""
         if negative not in self._index:
             raise OptionError(
-                f"Expected {negative!r} among `class_names` {list(self.class_names)} to include negative "
-                "samples; add it or set negatives=False."
+                f"Expected {negative!r} among `class_names` {list(self.class_names)} to include "
+                "negative samples; add it or set negatives=False."
             )
         return self._index[negative]
 
@@ -254,11 +263,13 @@ def resolve_path(path: str | os.PathLike[str], root: Path | None = None) -> Path
     return path if root is None or path.is_absolute() else root / path
 
 
-def locate_image(locator: Any, name: str, *, file: str | os.PathLike[str], row: int | str | None) -> Path:
+def locate_image(locator: Any, name: str, *, file: str | os.PathLike[str],
+                 row: int | str | None) -> Path:
     """The image file ``name``, or :class:`DatasetError` naming the annotation file and row."""
     path = locator.find(name)
     if path is None:
-        raise DatasetError(f"image file {name!r} not found (looked in {locator.describe()})", file=file, row=row)
+        raise DatasetError(f"image file {name!r} not found (looked in {locator.describe()})",
+                           file=file, row=row)
     return path
 
 
@@ -269,7 +280,8 @@ V = TypeVar("V")
 G = TypeVar("G")
 R = TypeVar("R")
 
-#: A CSV row as :func:`~xaiscore.harness.data._io.read_csv_rows` yields it: ``(line, {column: value})``.
+#: A CSV row as :func:`~xaiscore.harness.data._io.read_csv_rows` yields it:
+#: ``(line, {column: value})``.
 CsvRow = tuple[int, Mapping[str, "str | None"]]
 
 _NO_KEY: Any = object()
@@ -339,7 +351,8 @@ def group_rows(rows: Iterable[R], *, key: Callable[[R], K], parse: Callable[[K, 
 def locate_entries(items: Iterable[tuple[K, G]], *, locate: Callable[[K, G], Path],
                    build: Callable[[K, G, Path], Iterable[Entry]], log: SkipLog,
                    limit: int | None = None) -> list[Entry]:
-    """Stage 2 of a reader: ``(image, group)`` -> the group's entries, with the image file looked up.
+    """Stage 2 of a reader: ``(image, group)`` -> the group's entries, with the image file looked
+    up.
 
     Args:
         items: The groups, in order.
@@ -396,7 +409,8 @@ class AnnotatedDataset:
         negative_finding: str = NEGATIVE_FINDING,
     ) -> None:
         if transform is not None and not callable(transform):
-            raise DTypeError(f"Expected `transform` to be callable, but got {type(transform).__name__}.")
+            raise DTypeError(
+                f"Expected `transform` to be callable, but got {type(transform).__name__}.")
         self.entries: tuple[Entry, ...] = tuple(entries)
         self.class_names: tuple[str, ...] = tuple(class_names)
         self.loader = loader
@@ -411,8 +425,9 @@ class AnnotatedDataset:
         return len(self.entries)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(reader={self.reader!r}, n={len(self)}, classes={len(self.class_names)}, "
-                f"skipped={len(self.skipped)})")
+        return (
+            f"{type(self).__name__}(reader={self.reader!r}, n={len(self)}, "
+            f"classes={len(self.class_names)}, skipped={len(self.skipped)})")
 
     def load(self, entry: Entry) -> SampleRecord:
         """Load one entry into a :class:`SampleRecord` (see the class docs)."""

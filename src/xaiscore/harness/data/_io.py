@@ -42,7 +42,8 @@ def _to_channels(array: np.ndarray, channels: int | None, path: Path) -> Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
-        raise DatasetError(f"expected a 2-D image, but the pixel array has shape {array.shape}", file=path)
+        raise DatasetError(f"expected a 2-D image, but the pixel array has shape {array.shape}",
+                           file=path)
     if array.shape[2] in (2, 4):  # grey + alpha, RGB + alpha: drop alpha
         array = array[:, :, :-1]
     have = array.shape[2]
@@ -52,7 +53,8 @@ def _to_channels(array: np.ndarray, channels: int | None, path: Path) -> Tensor:
         elif have == 1:
             array = np.repeat(array, channels, axis=2)
         else:
-            raise DatasetError(f"cannot turn a {have}-channel image into {channels} channel(s)", file=path)
+            raise DatasetError(f"cannot turn a {have}-channel image into {channels} channel(s)",
+                               file=path)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).to(torch.float32)
 
 
@@ -70,7 +72,8 @@ def _pil_array(path: Path, what: str) -> tuple[np.ndarray, str]:
                 mode = image.mode
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetError(f"cannot read {what} ({type(error).__name__}: {error})", file=path) from error
+        raise DatasetError(f"cannot read {what} ({type(error).__name__}: {error})",
+                           file=path) from error
     return array, mode
 
 
@@ -126,13 +129,17 @@ def load_dicom(path: str | os.PathLike[str], *, channels: int | None = 1) -> Ten
     try:
         dataset = pydicom.dcmread(path)
         array = np.asarray(dataset.pixel_array, dtype=np.float64)
-    except (InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, RuntimeError, OSError,
+    except (InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, RuntimeError,
+            OSError,
             EOFError, NotImplementedError) as error:
-        raise DatasetError(f"cannot read DICOM pixel data ({type(error).__name__}: {error})", file=path) from error
+        raise DatasetError(f"cannot read DICOM pixel data ({type(error).__name__}: {error})",
+                           file=path) from error
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     if frames > 1 or array.ndim - (samples > 1) != 2:
-        raise DatasetError(f"expected a single-frame 2-D DICOM image, but got pixel array {array.shape}", file=path)
+        raise DatasetError(
+            "expected a single-frame 2-D DICOM image, but got pixel array "
+            f"{array.shape}", file=path)
     slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
     array = array * slope + intercept
@@ -177,14 +184,18 @@ def is_blank(value: str | None) -> bool:
     return value is None or value.strip() == "" or value.strip().lower() == "nan"
 
 
-def parse_number(value: str | None, *, column: str, file: str | os.PathLike[str], row: int) -> float:
-    """Parse a finite float from a CSV field, or raise :class:`DatasetError` naming file, row and column."""
+def parse_number(value: str | None, *, column: str, file: str | os.PathLike[str],
+                 row: int) -> float:
+    """Parse a finite float from a CSV field, or raise :class:`DatasetError` naming file, row and
+    column."""
     try:
         number = float(value) if value is not None else math.nan
     except ValueError:
-        raise DatasetError(f"expected a number in column {column!r}, but got {value!r}", file=file, row=row) from None
+        raise DatasetError(f"expected a number in column {column!r}, but got {value!r}", file=file,
+                           row=row) from None
     if not math.isfinite(number):
-        raise DatasetError(f"expected a finite number in column {column!r}, but got {value!r}", file=file, row=row)
+        raise DatasetError(f"expected a finite number in column {column!r}, but got {value!r}",
+                           file=file, row=row)
     return number
 
 
@@ -215,22 +226,26 @@ def read_csv_rows(
         try:
             header = next(reader)
         except StopIteration:
-            raise DatasetError("expected a CSV header, but the file is empty", file=path, row=1) from None
+            raise DatasetError("expected a CSV header, but the file is empty", file=path,
+                               row=1) from None
         except csv.Error as error:
             raise DatasetError(f"cannot parse CSV ({error})", file=path, row=1) from error
         names = [name.strip() for name in header]
         missing = [c for c in required if c not in names]
         if missing:
             shown = ", ".join(repr(n) for n in names if n)
-            raise DatasetError(f"expected columns {missing} in the header, but found {shown}", file=path, row=1)
+            raise DatasetError(f"expected columns {missing} in the header, but found {shown}",
+                               file=path, row=1)
         index = {c: names.index(c) for c in (*required, *optional) if c in names}
         try:
             for fields in reader:
                 if not fields or all(not f.strip() for f in fields):
                     continue
-                yield reader.line_num, {c: (fields[i] if i < len(fields) else None) for c, i in index.items()}
+                yield reader.line_num, {c: (fields[i] if i < len(fields) else None)
+                                        for c, i in index.items()}
         except csv.Error as error:
-            raise DatasetError(f"cannot parse CSV ({error})", file=path, row=reader.line_num) from error
+            raise DatasetError(f"cannot parse CSV ({error})", file=path,
+                               row=reader.line_num) from error
 
 
 def _warn_if_cut_short(path: Path) -> None:
@@ -293,7 +308,8 @@ class ImageLocator:
         return None
 
     def _file_index(self) -> dict[str, Path]:
-        """File name -> the first file of that name below the folders (sorted), built on first use."""
+        """File name -> the first file of that name below the folders (sorted), built on first use.
+        """
         if self._index is None:
             self._index = {}
             for folder in self.folders:

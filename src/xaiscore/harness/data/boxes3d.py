@@ -51,7 +51,8 @@ def box_width(spatial_dims: int) -> int:
     """The number of coordinates of a box on ``spatial_dims`` axes: 4 in 2-D, 6 in 3-D."""
     if spatial_dims not in (2, 3):
         raise ShapeError(
-            f"Expected boxes on 2-D or 3-D images, but the image has {spatial_dims} spatial dimension(s)."
+            f"Expected boxes on 2-D or 3-D images, but the image has {spatial_dims} spatial "
+            "dimension(s)."
         )
     return 2 * spatial_dims
 
@@ -74,8 +75,9 @@ def box3d_problem(box: Sequence[float], shape: tuple[int, int, int] | None) -> s
         return None
     depth, height, width = shape
     if min(x0, y0, z0) < -_EPS or x1 > width + _EPS or y1 > height + _EPS or z1 > depth + _EPS:
-        return (f"box {_fmt(box)} lies outside the volume (expected inside 0..{width} x 0..{height} "
-                f"x 0..{depth} voxels along x, y, z)")
+        return (
+            f"box {_fmt(box)} lies outside the volume (expected inside 0..{width} x 0..{height} "
+            f"x 0..{depth} voxels along x, y, z)")
     return None
 
 
@@ -90,7 +92,8 @@ def _clip(box: Sequence[float], shape: tuple[int, int, int]) -> Box3d | None:
 
 def check_box3d(box: Sequence[float], shape: tuple[int, int, int] | None, *, clip: bool,
                 file: str | os.PathLike[str], row: int | str | None, where: str) -> Box3d:
-    """``box`` if usable in ``shape`` (clipped when ``clip`` and it sticks out), else :class:`DatasetError`.
+    """``box`` if usable in ``shape`` (clipped when ``clip`` and it sticks out), else
+    :class:`DatasetError`.
 
     ``where`` names the volume in the message (e.g. ``"volume case_001"``).
     """
@@ -128,14 +131,16 @@ def mask_boxes_3d(mask: Tensor | np.ndarray) -> list[Box3d]:
         raise ShapeError(f"Expected a mask (1, D, H, W) or (D, H, W), but got shape {array.shape}.")
     labels, _ = ndimage.label(array, structure=np.ones((3, 3, 3), dtype=bool))
     return [
-        (float(x.start), float(y.start), float(z.start), float(x.stop), float(y.stop), float(z.stop))
+        (float(x.start), float(y.start), float(z.start), float(x.stop), float(y.stop),
+         float(z.stop))
         for z, y, x in ndimage.find_objects(labels) if z is not None
     ]
 
 
 def rasterize_boxes(boxes: Sequence[Tensor], size: Sequence[int], *, rule: str = "center",
                     device: torch.device | str | None = None) -> Tensor:
-    """Boxes to a boolean mask ``(B, 1, *size)`` by :func:`xaiscore.functional.boxes_to_mask` (2-D and 3-D).
+    """Boxes to a boolean mask ``(B, 1, *size)`` by :func:`xaiscore.functional.boxes_to_mask`
+    (2-D and 3-D).
 
     Args:
         boxes: ``B`` tensors ``(N_i, 4)`` (2-D) or ``(N_i, 6)`` (3-D); ``N_i`` may be 0.

@@ -61,8 +61,10 @@ def _check_segmentation(segmentation: Any, *, file: str, row: str) -> Any:
         return None
     if isinstance(segmentation, Mapping):
         size, counts = segmentation.get("size"), segmentation.get("counts")
-        if not (isinstance(size, Sequence) and len(size) == 2 and all(_number(v) and v > 0 for v in size)):
-            raise DatasetError(f"expected an RLE 'size' [h, w], but got {size!r}", file=file, row=row)
+        if not (isinstance(size, Sequence) and len(size) == 2 and all(_number(v) and v > 0
+                                                                      for v in size)):
+            raise DatasetError(f"expected an RLE 'size' [h, w], but got {size!r}", file=file,
+                               row=row)
         if not isinstance(counts, (str, list)):
             raise DatasetError("expected RLE 'counts' as a list or a string", file=file, row=row)
         return segmentation
@@ -70,16 +72,19 @@ def _check_segmentation(segmentation: Any, *, file: str, row: str) -> Any:
         for k, polygon in enumerate(segmentation):
             if len(polygon) < 6 or len(polygon) % 2 or not all(_number(v) for v in polygon):
                 raise DatasetError(
-                    f"expected polygon {k} as at least three (x, y) number pairs, but got {len(polygon)} value(s)",
+                    f"expected polygon {k} as at least three (x, y) number pairs, but got "
+                    f"{len(polygon)} value(s)",
                     file=file, row=row,
                 )
         return segmentation
-    raise DatasetError("expected 'segmentation' as a list of polygons or an RLE mapping", file=file, row=row)
+    raise DatasetError("expected 'segmentation' as a list of polygons or an RLE mapping", file=file,
+                       row=row)
 
 
 @dataclass(frozen=True)
 class _SegmentationMask:
-    """Unites the polygon and RLE segmentations of one sample at the loaded image's size; picklable."""
+    """Unites the polygon and RLE segmentations of one sample at the loaded image's size; picklable.
+    """
 
     segmentations: tuple[tuple[Any, str], ...]
     canvas: tuple[int, int] | None
@@ -160,7 +165,8 @@ def read_coco(
     categories = _categories(data["categories"], file=path)
     if class_names is None:
         ordered = [categories[k] for k in sorted(categories, key=lambda v: (str(type(v)), v))]
-        class_names = ([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in ordered else []) + ordered
+        class_names = (([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in ordered else [])
+                       + ordered)
     resolver = ClassResolver(class_names)
     negative_label = resolver.require_negative() if negatives else None
     images = _images(data["images"], file=file, log=log)
@@ -176,7 +182,8 @@ def read_coco(
         groups = _by_finding(annotations.groups.get(image_id, []))
         if not groups:
             return [Entry(
-                source_id=f"{image.file_name}:{NEGATIVE_FINDING}", image_path=image_path, finding=NEGATIVE_FINDING,
+                source_id=f"{image.file_name}:{NEGATIVE_FINDING}", image_path=image_path,
+                finding=NEGATIVE_FINDING,
                 label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=image.canvas,  # type: ignore[arg-type]
                 annotation_file=file, row=image.row, meta={"image_id": image_id},
             )]
@@ -189,10 +196,12 @@ def read_coco(
     entries = locate_entries(
         ((image_id, image) for image_id, image in images.items()
          if image_id not in annotations.bad and (negatives or image_id in annotations.groups)),
-        locate=lambda image_id, image: locate_image(locator, image.file_name, file=file, row=image.row),
+        locate=lambda image_id, image: locate_image(locator, image.file_name, file=file,
+                                                    row=image.row),
         build=build, log=log)
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
+        entries, class_names=resolver.class_names,
+        loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="coco", clip_boxes=clip_boxes,
     )
 
@@ -205,9 +214,11 @@ def _load_json(path: Path) -> Mapping[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot parse JSON ({error})", file=path) from error
-    if not isinstance(data, Mapping) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
+    if not isinstance(data, Mapping) or not all(isinstance(data.get(k), list)
+                                                for k in ("images", "annotations",
                                                                                           "categories")):
-        raise DatasetError("expected a JSON object with lists 'images', 'annotations' and 'categories'", file=path)
+        raise DatasetError(
+            "expected a JSON object with lists 'images', 'annotations' and 'categories'", file=path)
     return data
 
 
@@ -215,8 +226,10 @@ def _categories(items: list[Any], *, file: Path) -> dict[Any, str]:
     """category id -> name."""
     categories: dict[Any, str] = {}
     for k, category in enumerate(items):
-        if not isinstance(category, Mapping) or "id" not in category or not isinstance(category.get("name"), str):
-            raise DatasetError("expected a category with 'id' and 'name'", file=file, row=f"categories[{k}]")
+        if not isinstance(category, Mapping) or "id" not in category or not isinstance(
+                category.get("name"), str):
+            raise DatasetError("expected a category with 'id' and 'name'", file=file,
+                               row=f"categories[{k}]")
         categories[category["id"]] = category["name"].strip()
     return categories
 
@@ -228,21 +241,26 @@ class _Image(NamedTuple):
 
 
 def _images(items: list[Any], *, file: str, log: SkipLog) -> dict[Any, _Image]:
-    """image id -> file name, canvas (from ``width``/``height`` when valid) and row; bad images reported."""
+    """image id -> file name, canvas (from ``width``/``height`` when valid) and row; bad images
+    reported."""
     images: dict[Any, _Image] = {}
     for k, image in enumerate(items):
         row = f"images[{k}]"
-        if not isinstance(image, Mapping) or "id" not in image or not isinstance(image.get("file_name"), str):
-            log.report(DatasetError("expected an image with 'id' and 'file_name'", file=file, row=row))
+        if not isinstance(image, Mapping) or "id" not in image or not isinstance(
+                image.get("file_name"), str):
+            log.report(DatasetError("expected an image with 'id' and 'file_name'", file=file,
+                                    row=row))
             continue
         width, height = image.get("width"), image.get("height")
         valid = _number(width) and _number(height) and width > 0 and height > 0
-        images[image["id"]] = _Image(image["file_name"], (int(height), int(width)) if valid else None, row)
+        images[image["id"]] = _Image(image["file_name"], (int(height), int(width)) if valid
+                                     else None, row)
     return images
 
 
 def _row(k: int, annotation: Any) -> str:
-    return f"annotations[{k}]" + (f" (id {annotation.get('id')})" if isinstance(annotation, Mapping) else "")
+    return f"annotations[{k}]" + (f" (id {annotation.get('id')})" if isinstance(annotation, Mapping)
+                                  else "")
 
 
 def _image_of(item: tuple[int, Any], *, images: Mapping[Any, _Image], file: str) -> Any:
@@ -265,7 +283,8 @@ class _Annotation(NamedTuple):
 
 
 def _annotation(image_id: Any, item: tuple[int, Any], earlier: list[_Annotation], *,
-                images: Mapping[Any, _Image], categories: Mapping[Any, str], resolver: ClassResolver,
+                images: Mapping[Any, _Image], categories: Mapping[Any, str],
+                resolver: ClassResolver,
                 clip_boxes: bool, file: str) -> _Annotation:
     """One annotation: its finding, checked box and segmentation."""
     k, annotation = item
@@ -279,7 +298,8 @@ def _annotation(image_id: Any, item: tuple[int, Any], earlier: list[_Annotation]
     finding, _ = resolver.resolve(categories[category], file=file, row=row)
     bbox = annotation.get("bbox")
     if not (isinstance(bbox, Sequence) and len(bbox) == 4 and all(_number(v) for v in bbox)):
-        raise DatasetError(f"expected 'bbox' as [x, y, width, height], but got {bbox!r}", file=file, row=row)
+        raise DatasetError(f"expected 'bbox' as [x, y, width, height], but got {bbox!r}", file=file,
+                           row=row)
     x, y, w, h = (float(v) for v in bbox)
     image = images[image_id]
     box = check_box((x, y, x + w, y + h), image.canvas, clip=clip_boxes, file=file, row=row,
@@ -296,16 +316,20 @@ def _by_finding(annotations: list[_Annotation]) -> dict[str, list[_Annotation]]:
     return groups
 
 
-def _entry(image_id: Any, image: _Image, image_path: Path, finding: str, group: list[_Annotation], *,
+def _entry(image_id: Any, image: _Image, image_path: Path, finding: str, group: list[_Annotation],
+           *,
            resolver: ClassResolver, use_segmentation: bool, file: str) -> Entry:
-    """The sample of one (image, category): its boxes, and its segmentations as the mask where all have one."""
+    """The sample of one (image, category): its boxes, and its segmentations as the mask where all
+    have one."""
     segmentations = tuple((a.segmentation, a.row) for a in group)
     segmented = use_segmentation and all(s is not None for s, _ in segmentations)
     boxes = tuple(a.box for a in group)
     return Entry(
         source_id=f"{image.file_name}:{finding}", image_path=image_path, finding=finding,
         label=resolver.class_names.index(finding), boxes=boxes, box_labels=(finding,) * len(boxes),
-        box_rows=tuple(a.row for a in group), canvas=image.canvas, annotation_file=file, row=group[0].row,
+        box_rows=tuple(a.row for a in group), canvas=image.canvas, annotation_file=file,
+        row=group[0].row,
         mask=_SegmentationMask(segmentations, image.canvas, file) if segmented else None,
-        meta={"image_id": image_id, "iscrowd": any(a.crowd for a in group), "segmentation": segmented},
+        meta={"image_id": image_id, "iscrowd": any(a.crowd for a in group),
+              "segmentation": segmented},
     )

@@ -70,7 +70,8 @@ class Skip(NamedTuple):
 def check_on_error(on_error: object) -> OnError:
     """Raise :class:`~xaiscore.OptionError` unless ``on_error`` is ``"raise"`` or ``"skip"``."""
     if on_error not in ("raise", "skip"):
-        raise OptionError(f"Expected `on_error` to be one of 'raise', 'skip', but got {on_error!r}.")
+        raise OptionError(
+            f"Expected `on_error` to be one of 'raise', 'skip', but got {on_error!r}.")
     return on_error  # type: ignore[return-value]
 
 

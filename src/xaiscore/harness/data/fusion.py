@@ -58,13 +58,15 @@ def _components(grid: np.ndarray) -> np.ndarray:
         while stack:
             i, j = stack.pop()
             for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
-                if 0 <= a < grid.shape[0] and 0 <= b < grid.shape[1] and grid[a, b] and not labels[a, b]:
+                if (0 <= a < grid.shape[0] and 0 <= b < grid.shape[1] and grid[a, b]
+                    and not labels[a, b]):
                     labels[a, b] = current
                     stack.append((a, b))
     return labels
 
 
-def majority_region(boxes_by_reader: Mapping[str, Sequence[Box]], *, n_readers: int) -> MajorityRegion:
+def majority_region(boxes_by_reader: Mapping[str, Sequence[Box]], *,
+                    n_readers: int) -> MajorityRegion:
     """The region covered by boxes of more than ``n_readers / 2`` readers (see the module docs).
 
     Args:
@@ -86,10 +88,12 @@ def majority_region(boxes_by_reader: Mapping[str, Sequence[Box]], *, n_readers: 
     for boxes in boxes_by_reader.values():
         covered = np.zeros_like(votes, dtype=bool)
         for x0, y0, x1, y1 in boxes:
-            covered |= ((centre_y >= y0) & (centre_y < y1))[:, None] & ((centre_x >= x0) & (centre_x < x1))[None, :]
+            covered |= (((centre_y >= y0) & (centre_y < y1))[:, None]
+                        & ((centre_x >= x0) & (centre_x < x1))[None, :])
         votes += covered
     grid = 2 * votes > n_readers
-    cells = [(float(xs[j]), float(ys[i]), float(xs[j + 1]), float(ys[i + 1])) for i, j in zip(*np.nonzero(grid))]
+    cells = [(float(xs[j]), float(ys[i]), float(xs[j + 1]), float(ys[i + 1]))
+             for i, j in zip(*np.nonzero(grid))]
     labels = _components(grid)
     components = []
     for k in range(1, int(labels.max()) + 1):

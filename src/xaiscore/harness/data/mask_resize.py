@@ -31,7 +31,8 @@ def check_size(size: object, name: str = "size", ndim: int | None = None) -> tup
     ):
         raise DTypeError(f"Expected `{name}` as a tuple of ints, but got {size!r}.")
     if ndim is not None and len(size) != ndim:
-        raise ShapeError(f"Expected `{name}` with {ndim} entries, but got {len(size)}: {tuple(size)}.")
+        raise ShapeError(
+            f"Expected `{name}` with {ndim} entries, but got {len(size)}: {tuple(size)}.")
     if any(s <= 0 for s in size):
         raise OptionError(f"Expected positive sides in `{name}`, but got {tuple(size)}.")
     return tuple(int(s) for s in size)
@@ -44,7 +45,8 @@ def _nearest_index(n_in: int, n_out: int, device: torch.device) -> Tensor:
 
 
 def _integrate_cells(values: Tensor, n_out: int) -> Tensor:
-    """Exact integer area sums of ``n_out`` equal cells along the last axis, in units of ``1 / n_out``.
+    """Exact integer area sums of ``n_out`` equal cells along the last axis, in units of
+    ``1 / n_out``.
 
     Output cell ``k`` covers ``[k n_in / n_out, (k + 1) n_in / n_out)``. With the inclusive
     prefix sums ``C`` of ``values``, the integral up to ``e = E / n_out`` (``E`` an integer) is
@@ -97,7 +99,7 @@ def resize_mask(
         [[1, 1], [0, 0]]
         >>> resize_mask(m, (8, 8))[0].sum().item()
         24
-    """
+    """  # noqa: E501
     check_option(rule, "rule", ("nearest", "area"))
     threshold = check_fraction(threshold, "threshold", low_inclusive=False)
     size = check_size(size)

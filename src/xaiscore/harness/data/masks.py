@@ -27,7 +27,8 @@ import torch
 
 from xaiscore._checks import OptionError, check_fraction, check_option
 from xaiscore.harness.data._base import AnnotatedDataset, ClassResolver, Entry, check_channels
-from xaiscore.harness.data._io import DICOM_SUFFIXES, IMAGE_SUFFIXES, load_any_image, load_mask_image
+from xaiscore.harness.data._io import (DICOM_SUFFIXES, IMAGE_SUFFIXES, load_any_image,
+                                       load_mask_image)
 from xaiscore.harness.data.errors import DatasetError, OnError, SkipLog
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 
@@ -51,15 +52,16 @@ class _MaskFile:
         mask = load_mask_image(self.path, threshold=self.threshold)
         if tuple(mask.shape[1:]) != (height, width):
             raise DatasetError(
-                f"expected the mask to have the size of image {self.image_path.name} ({height}x{width}), "
-                f"but got {mask.shape[1]}x{mask.shape[2]}",
+                f"expected the mask to have the size of image {self.image_path.name} "
+                f"({height}x{width}), but got {mask.shape[1]}x{mask.shape[2]}",
                 file=self.path,
             )
         return mask
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, *DICOM_SUFFIXES))
+    return sorted(p for p in folder.iterdir() if p.is_file()
+                  and p.suffix.lower() in (*IMAGE_SUFFIXES, *DICOM_SUFFIXES))
 
 
 def read_mask_folder(
@@ -111,26 +113,31 @@ def read_mask_folder(
     for folder, what in ((images_path, "image"), (masks_path, "mask")):
         if not folder.is_dir():
             raise DatasetError(f"{what} folder not found", file=folder)
-    resolver = ClassResolver(class_names if class_names is not None else (NEGATIVE_FINDING, finding))
+    resolver = ClassResolver(class_names if class_names is not None
+                             else (NEGATIVE_FINDING, finding))
     label = resolver.require(finding, "finding")
     negative_label = resolver.require_negative()
     entries: list[Entry] = []
     for image_path in _images(images_path):
         if image_path.stem.endswith(mask_suffix) and masks_path == images_path:
             continue  # a mask stored next to the images
-        candidates = [masks_path / f"{image_path.stem}{mask_suffix}{s}" for s in (*_MASK_SUFFIXES, image_path.suffix)]
+        candidates = [masks_path / f"{image_path.stem}{mask_suffix}{s}"
+                      for s in (*_MASK_SUFFIXES, image_path.suffix)]
         mask_path = next((c for c in candidates if c.is_file()), None)
         positive = mask_path is not None
         entries.append(Entry(
             source_id=image_path.name, image_path=image_path,
             finding=finding if positive else NEGATIVE_FINDING,
             label=label if positive else negative_label,
-            boxes=(), box_labels=(), box_rows=(), canvas=None, annotation_file=str(mask_path or masks_path),
+            boxes=(), box_labels=(), box_rows=(), canvas=None,
+            annotation_file=str(mask_path or masks_path),
             row=None, mask=_MaskFile(mask_path, image_path, threshold) if positive else None,
-            boxes_from_mask=positive, meta={"mask_file": None if mask_path is None else str(mask_path)},
+            boxes_from_mask=positive,
+            meta={"mask_file": None if mask_path is None else str(mask_path)},
         ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
+        entries, class_names=resolver.class_names,
+        loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="mask_folder",
     )
 
@@ -177,7 +184,7 @@ def read_mvtec(
         >>> ds = read_mvtec(root)
         >>> [(r.source_id, r.finding, r.boxes.tolist()) for r in (ds[0], ds[1])]
         [('crack/000.png', 'defect', [[0.0, 0.0, 4.0, 4.0]]), ('good/000.png', 'good', [])]
-    """
+    """  # noqa: E501
     root = Path(root)
     log = SkipLog(on_error)
     split = check_option(split, "split", ("test", "train"))
@@ -186,12 +193,14 @@ def read_mvtec(
     threshold = check_fraction(mask_threshold, "mask_threshold", low_inclusive=False)
     split_path = root / split
     if not split_path.is_dir():
-        raise DatasetError(f"expected the MVTec split folder {split!r}, but it does not exist", file=split_path)
+        raise DatasetError(f"expected the MVTec split folder {split!r}, but it does not exist",
+                           file=split_path)
     defects = sorted(p.name for p in split_path.iterdir() if p.is_dir())
     kinds = [d for d in defects if d != MVTEC_GOOD]
     class_names = (MVTEC_GOOD, "defect") if labels == "binary" else (MVTEC_GOOD, *kinds)
     if len(set(class_names)) != len(class_names):
-        raise OptionError(f"Expected defect folders other than 'defect' with labels='binary', got {defects}.")
+        raise OptionError(
+            f"Expected defect folders other than 'defect' with labels='binary', got {defects}.")
     entries: list[Entry] = []
     for defect in defects:
         good = defect == MVTEC_GOOD
@@ -199,7 +208,8 @@ def read_mvtec(
         for image_path in _images(split_path / defect):
             mask_path = root / "ground_truth" / defect / f"{image_path.stem}_mask.png"
             if not good and not mask_path.is_file():
-                log.report(DatasetError(f"missing mask for defect image {defect}/{image_path.name}", file=mask_path))
+                log.report(DatasetError(f"missing mask for defect image {defect}/{image_path.name}",
+                                        file=mask_path))
                 continue
             entries.append(Entry(
                 source_id=f"{defect}/{image_path.name}", image_path=image_path, finding=finding,

@@ -58,8 +58,9 @@ __all__ = ["NIH_CLASSES", "NIH_ALIASES", "read_nih_chestxray14"]
 
 #: The 14 ChestX-ray14 findings (alphabetical) after ``No Finding``.
 NIH_CLASSES: tuple[str, ...] = (
-    NEGATIVE_FINDING, "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema",
-    "Fibrosis", "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax",
+    NEGATIVE_FINDING, "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion",
+    "Emphysema",
+    "Fibrosis", "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax",  # noqa: E501
 )
 #: Spellings of the box list mapped to class names.
 NIH_ALIASES = {"Infiltrate": "Infiltration"}
@@ -75,7 +76,8 @@ def _count(negatives: object) -> int | None:
         return 0
     if isinstance(negatives, int) and negatives >= 0:
         return negatives
-    raise OptionError(f"Expected `negatives` as a bool or a non-negative int, but got {negatives!r}.")
+    raise OptionError(
+        f"Expected `negatives` as a bool or a non-negative int, but got {negatives!r}.")
 
 
 def read_nih_chestxray14(
@@ -133,7 +135,7 @@ def read_nih_chestxray14(
         >>> ds = read_nih_chestxray14(root)
         >>> ds[0].source_id, ds[0].boxes.tolist(), ds.class_names[ds[0].label]
         ('00000001_000.png:Nodule', [[8.0, 16.0, 12.0, 18.0]], 'Nodule')
-    """
+    """  # noqa: E501
     root = Path(root)
     log = SkipLog(on_error)
     resolver = ClassResolver(class_names, NIH_ALIASES)
@@ -145,8 +147,8 @@ def read_nih_chestxray14(
     entry_path = _label_file(root, data_entry_csv)
     if cap != 0 and entry_path is None:
         raise OptionError(
-            f"Expected a Data_Entry_2017*.csv label file in {root} (or `data_entry_csv=`) to find the "
-            "negatives; none was found."
+            f"Expected a Data_Entry_2017*.csv label file in {root} (or `data_entry_csv=`) to find "
+            "the negatives; none was found."
         )
     folders = [resolve_path(image_dir, root)] if image_dir is not None else [root / "images", root]
     locator = ImageLocator(folders, (".png",))
@@ -161,11 +163,13 @@ def read_nih_chestxray14(
     labels = _Labels() if entry_path is None else _read_labels(entry_path, resolver, log)
 
     def positives(name: str, rows: list[_BoxRow], path: Path) -> list[Entry]:
-        meta = {"image_id": name, "finding_labels": labels.labels.get(name), **labels.extra.get(name, {})}
+        meta = {"image_id": name, "finding_labels": labels.labels.get(name),
+                **labels.extra.get(name, {})}
         return [
             Entry(source_id=f"{name}:{finding}", image_path=path, finding=finding,
                   label=resolver.class_names.index(finding), boxes=tuple(b for b, _ in pairs),
-                  box_labels=(finding,) * len(pairs), box_rows=tuple(r for _, r in pairs), canvas=canvas,
+                  box_labels=(finding,) * len(pairs), box_rows=tuple(r for _, r in pairs),
+                  canvas=canvas,
                   annotation_file=file, row=pairs[0][1], meta=dict(meta))
             for finding, pairs in _by_finding(rows).items()
         ]
@@ -175,11 +179,13 @@ def read_nih_chestxray14(
             source_id=f"{name}:{NEGATIVE_FINDING}", image_path=path, finding=NEGATIVE_FINDING,
             label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=canvas,  # type: ignore[arg-type]
             annotation_file=str(entry_path), row=row,
-            meta={"image_id": name, "finding_labels": labels.labels[name], **labels.extra.get(name, {})},
+            meta={"image_id": name, "finding_labels": labels.labels[name],
+                  **labels.extra.get(name, {})},
         )]
 
     entries = locate_entries(
-        boxes.groups.items(), locate=lambda name, rows: locate_image(locator, name, file=file, row=rows[0].row),
+        boxes.groups.items(),
+        locate=lambda name, rows: locate_image(locator, name, file=file, row=rows[0].row),
         build=positives, log=log)
     entries += locate_entries(
         [(name, row) for name, row in labels.negatives if not boxes.seen(name)],
@@ -199,7 +205,8 @@ def _label_file(root: Path, data_entry_csv: str | os.PathLike[str] | bool | None
     if data_entry_csv is False:
         return None
     if data_entry_csv is True:
-        raise OptionError("Expected `data_entry_csv` as a path, None (find it) or False, but got True.")
+        raise OptionError(
+            "Expected `data_entry_csv` as a path, None (find it) or False, but got True.")
     return resolve_path(data_entry_csv, root)
 
 
@@ -215,7 +222,8 @@ def _box_row(name: str, item: CsvRow, earlier: list[_BoxRow], *, resolver: Class
     row, fields = item
     finding, _ = resolver.resolve(fields["Finding Label"] or "", file=file, row=row)
     x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _BOX_COLUMNS)
-    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row, where=f"image {name}")
+    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row,
+                    where=f"image {name}")
     return _BoxRow(finding, box, row)
 
 
@@ -232,7 +240,8 @@ _OPTIONAL = ("Patient ID", "Follow-up #", "View Position", "Patient Age", "Patie
 
 @dataclass
 class _Labels:
-    """What the label file says: labels and extra columns per image, the ``No Finding`` rows in order."""
+    """What the label file says: labels and extra columns per image, the ``No Finding`` rows in
+    order."""
 
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     extra: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -241,7 +250,8 @@ class _Labels:
 
 def _read_labels(path: Path, resolver: ClassResolver, log: SkipLog) -> _Labels:
     labels = _Labels()
-    for row, fields in read_csv_rows(path, required=("Image Index", "Finding Labels"), optional=_OPTIONAL):
+    for row, fields in read_csv_rows(path, required=("Image Index", "Finding Labels"),
+                                     optional=_OPTIONAL):
         name = (fields["Image Index"] or "").strip()
         if is_blank(fields["Finding Labels"]):
             log.report(DatasetError("empty 'Finding Labels'", file=path, row=row))
@@ -249,7 +259,8 @@ def _read_labels(path: Path, resolver: ClassResolver, log: SkipLog) -> _Labels:
         parts = (fields["Finding Labels"] or "").split("|")
         found_labels = tuple(resolver.canonical(v) for v in parts if v.strip())
         labels.labels[name] = found_labels
-        labels.extra[name] = {k.lower().replace(" ", "_").replace("#", "number").replace("-", "_"): v.strip()
+        labels.extra[name] = {k.lower().replace(" ", "_").replace(
+            "#", "number").replace("-", "_"): v.strip()
                               for k, v in fields.items() if k in _OPTIONAL and v is not None}
         if found_labels == (NEGATIVE_FINDING,):
             labels.negatives.append((name, row))

@@ -77,7 +77,8 @@ def polygon_mask(
         ys = coordinates[1::2] * scale[1]
         x_next, y_next = xs.roll(-1), ys.roll(-1)
         # an edge crosses the row through centre y when exactly one end lies above it (half-open)
-        crosses = (ys[None, :] > centres_y[:, None]) != (y_next[None, :] > centres_y[:, None])  # (H, E)
+        # (H, E)
+        crosses = (ys[None, :] > centres_y[:, None]) != (y_next[None, :] > centres_y[:, None])
         dy = torch.where(crosses, y_next - ys, torch.ones_like(ys))
         t = (centres_y[:, None] - ys[None, :]) / dy
         x_cross = torch.where(crosses, xs + t * (x_next - xs), torch.full_like(t, -torch.inf))
@@ -103,7 +104,8 @@ def decode_rle_counts(counts: str | bytes) -> list[int]:
         value, shift, more = 0, 0, True
         while more:
             if position >= len(text):
-                raise ShapeError(f"Expected a complete RLE string, but it ends inside a count: {text!r}.")
+                raise ShapeError(
+                    f"Expected a complete RLE string, but it ends inside a count: {text!r}.")
             group = ord(text[position]) - 48
             value |= (group & 0x1F) << shift
             more = bool(group & 0x20)
@@ -129,7 +131,8 @@ def rle_mask(rle: Mapping[str, Any]) -> Tensor:
         [[0, 1, 0], [1, 0, 0]]
     """
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise DTypeError(f"Expected an RLE as a mapping with 'size' and 'counts', but got {rle!r:.80}.")
+        raise DTypeError(
+            f"Expected an RLE as a mapping with 'size' and 'counts', but got {rle!r:.80}.")
     height, width = (int(v) for v in rle["size"])
     raw = rle["counts"]
     counts = decode_rle_counts(raw) if isinstance(raw, (str, bytes)) else [int(c) for c in raw]
@@ -137,7 +140,8 @@ def rle_mask(rle: Mapping[str, Any]) -> Tensor:
     if (runs < 0).any() or int(runs.sum()) != height * width:
         raise ShapeError(
             f"Expected RLE runs that are non-negative and add up to h * w = {height * width}, "
-            f"but they add up to {int(runs.sum())}{' with negative runs' if (runs < 0).any() else ''}."
+            "but they add up to "
+            f"{int(runs.sum())}{' with negative runs' if (runs < 0).any() else ''}."
         )
     flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
     return torch.from_numpy(flat.reshape(width, height).T.copy())

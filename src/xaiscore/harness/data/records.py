@@ -131,7 +131,7 @@ class RecordList:
         >>> ds = RecordList([r], class_names=("No Finding", "Nodule"))
         >>> len(ds), ds[0].source_id, ds.skipped
         (1, 'a', [])
-    """
+    """  # noqa: E501
 
     def __init__(self, records: Iterable[SampleRecord], *, class_names: Sequence[str]) -> None:
         self.records: list[SampleRecord] = list(records)
@@ -203,12 +203,15 @@ class Batch:
 
 def _check_record(record: Any, position: int) -> SampleRecord:
     if not isinstance(record, SampleRecord):
-        raise DTypeError(f"Expected records[{position}] to be a SampleRecord, but got {type(record).__name__}.")
-    if not isinstance(record.image, Tensor) or not record.image.is_floating_point() or record.image.ndim < 2:
+        raise DTypeError(
+            f"Expected records[{position}] to be a SampleRecord, but got {type(record).__name__}.")
+    if (not isinstance(record.image, Tensor)
+        or not record.image.is_floating_point() or record.image.ndim < 2):
         got = (f"{record.image.dtype} tensor of shape {tuple(record.image.shape)}"
                if isinstance(record.image, Tensor) else type(record.image).__name__)
         raise ShapeError(
-            f"Expected the image of record {record.source_id!r} as a float tensor (C, *S), but got {got}."
+            f"Expected the image of record {record.source_id!r} as a float tensor (C, *S), but got "
+            f"{got}."
         )
     spatial_dims = record.image.ndim - 1
     width = 6 if spatial_dims == 3 else 4
@@ -221,8 +224,8 @@ def _check_record(record: Any, position: int) -> SampleRecord:
         )
     if record.mask is not None and (record.mask.shape != (1, *record.spatial_shape)):
         raise ShapeError(
-            f"Expected the mask of record {record.source_id!r} of shape {(1, *record.spatial_shape)}, "
-            f"but got {tuple(record.mask.shape)}."
+            f"Expected the mask of record {record.source_id!r} of shape "
+            f"{(1, *record.spatial_shape)}, but got {tuple(record.mask.shape)}."
         )
     return record
 
@@ -241,7 +244,8 @@ def _check_same_shape(records: Sequence[SampleRecord]) -> None:
 
 def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: str,
            device: torch.device) -> Tensor:
-    """``(B, 1, *S)``: each record's mask, or its boxes rasterised (2-D and 3-D; elsewhere none allowed)."""
+    """``(B, 1, *S)``: each record's mask, or its boxes rasterised (2-D and 3-D; elsewhere none
+    allowed)."""
     mask = torch.zeros((len(records), 1, *spatial), dtype=torch.bool, device=device)
     from_boxes = [i for i, r in enumerate(records) if r.mask is None]
     for i, r in enumerate(records):
@@ -254,7 +258,8 @@ def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: s
 
         width = 2 * len(spatial)
         rasterised = rasterize_boxes(
-            [records[i].boxes.to(device).reshape(-1, width) for i in from_boxes], spatial, rule=rule,
+            [records[i].boxes.to(device).reshape(-1, width) for i in from_boxes], spatial,
+            rule=rule,
             device=device,
         )
         mask[from_boxes] = rasterised
@@ -270,7 +275,8 @@ def _masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *, rule: s
 
 def _extra_masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *,
                  device: torch.device) -> dict[str, Tensor]:
-    """Name -> ``(B, 1, *S)`` of every extra mask any record has (empty for the records without it)."""
+    """Name -> ``(B, 1, *S)`` of every extra mask any record has (empty for the records without it).
+    """
     names = sorted({name for r in records for name in r.extra_masks})
     extra: dict[str, Tensor] = {}
     for name in names:
@@ -282,12 +288,14 @@ def _extra_masks(records: Sequence[SampleRecord], spatial: tuple[int, ...], *,
     return extra
 
 
-def collate(records: Sequence[SampleRecord], *, rule: Literal["center", "cover"] = "center") -> Batch:
+def collate(records: Sequence[SampleRecord], *,
+            rule: Literal["center", "cover"] = "center") -> Batch:
     """Stack records into a :class:`Batch`.
 
     Records without a mask get ``boxes_to_mask(boxes, rule=rule)`` (2-D images
     and volumes, :func:`~xaiscore.harness.data.boxes3d.rasterize_boxes`; a 1-D
-    record without a mask must have no boxes and gets an empty mask). All images must share one shape: resize them first (see
+    record without a mask must have no boxes and gets an empty mask). All images must share one
+    shape: resize them first (see
     :mod:`xaiscore.harness.data.transforms`).
 
     Args:
@@ -368,7 +376,8 @@ def iterate_batches(
         [2, 2, 1]
     """
     batch_size = check_positive_int(batch_size, "batch_size")
-    policy = check_on_error(on_error if on_error is not None else getattr(dataset, "on_error", "raise"))
+    policy = check_on_error(on_error if on_error is not None
+                            else getattr(dataset, "on_error", "raise"))
     skipped = getattr(dataset, "skipped", None)
     if policy == "skip" and not isinstance(skipped, list):
         raise OptionError(

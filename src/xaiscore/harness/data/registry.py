@@ -44,7 +44,8 @@ def get_reader(kind: str) -> Callable[..., RecordDataset]:
     if kind not in READERS:
         close = difflib.get_close_matches(str(kind), READERS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise OptionError(f"Expected a dataset kind among {sorted(READERS)}, but got {kind!r}.{hint}")
+        raise OptionError(
+            f"Expected a dataset kind among {sorted(READERS)}, but got {kind!r}.{hint}")
     module, name = READERS[kind].split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -84,7 +85,8 @@ def open_dataset(
     steps: list[Callable[[SampleRecord], SampleRecord]] = []
     if resize is not None:
         size = tuple(resize) if isinstance(resize, Sequence) else resize
-        steps.append(T.Letterbox(size, mask_rule=mask_rule) if letterbox else T.Resize(size, mask_rule=mask_rule))
+        steps.append(T.Letterbox(size, mask_rule=mask_rule) if letterbox
+                     else T.Resize(size, mask_rule=mask_rule))
     if normalize is not None:
         steps.append(T.Normalize(*normalize))
     if transform is not None:
@@ -94,8 +96,10 @@ def open_dataset(
     parameters = inspect.signature(reader).parameters
     unknown = sorted(set(options) - set(parameters))
     if unknown:
-        accepted = sorted(set(parameters) | {"resize", "letterbox", "mask_rule", "normalize", "verify"})
-        raise OptionError(f"Unknown option(s) {unknown} for dataset kind {kind!r}; it accepts {accepted}.")
+        accepted = sorted(set(parameters)
+                          | {"resize", "letterbox", "mask_rule", "normalize", "verify"})
+        raise OptionError(
+            f"Unknown option(s) {unknown} for dataset kind {kind!r}; it accepts {accepted}.")
     dataset = reader(**options)
     if verify:
         if not hasattr(dataset, "verify"):

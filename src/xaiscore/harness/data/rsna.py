@@ -104,8 +104,10 @@ def read_rsna_pneumonia(
     negative_label = resolver.require_negative() if negatives else None
     labels_path = resolve_path(labels_csv, root)
     file = str(labels_path)
-    positive_name, positive_label = positive_finding, resolver.require(positive_finding, "positive_finding")
-    folders = [resolve_path(image_dir, root)] if image_dir is not None else [root / "stage_2_train_images", root]
+    positive_name, positive_label = positive_finding, resolver.require(positive_finding,
+                                                                       "positive_finding")
+    folders = ([resolve_path(image_dir, root)] if image_dir is not None
+               else [root / "stage_2_train_images", root])
     locator = ImageLocator(folders, (".dcm",))
 
     patients = group_rows(
@@ -133,7 +135,8 @@ def read_rsna_pneumonia(
         )]
 
     entries = locate_entries(
-        ((patient, rows) for patient, rows in patients.groups.items() if negatives or rows[0].target == 1),
+        ((patient, rows) for patient, rows in patients.groups.items() if negatives
+         or rows[0].target == 1),
         locate=lambda patient, rows: locate_image(locator, patient, file=file, row=rows[0].row),
         build=build, log=log)
     return AnnotatedDataset(
@@ -148,13 +151,16 @@ class _LabelRow(NamedTuple):
     row: int
 
 
-def _label_row(patient: str, item: CsvRow, earlier: list[_LabelRow], *, canvas: tuple[int, int] | None,
+def _label_row(patient: str, item: CsvRow, earlier: list[_LabelRow], *,
+               canvas: tuple[int, int] | None,
                clip_boxes: bool, file: str) -> _LabelRow:
-    """One row: its ``Target`` (the same on every row of a patient) and its checked box (``Target = 1``)."""
+    """One row: its ``Target`` (the same on every row of a patient) and its checked box
+    (``Target = 1``)."""
     row, fields = item
     target = parse_number(fields["Target"], column="Target", file=file, row=row)
     if target not in (0.0, 1.0):
-        raise DatasetError(f"expected Target 0 or 1, but got {fields['Target']!r}", file=file, row=row)
+        raise DatasetError(f"expected Target 0 or 1, but got {fields['Target']!r}", file=file,
+                           row=row)
     blank = [is_blank(fields[c]) for c in _COORDINATES]
     if earlier and earlier[0].target != int(target):
         raise DatasetError(
@@ -168,5 +174,6 @@ def _label_row(patient: str, item: CsvRow, earlier: list[_LabelRow], *, canvas: 
     if any(blank):
         raise DatasetError("a Target 1 row needs x, y, width and height", file=file, row=row)
     x, y, w, h = (parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
-    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row, where=f"patient {patient}")
+    box = check_box((x, y, x + w, y + h), canvas, clip=clip_boxes, file=file, row=row,
+                    where=f"patient {patient}")
     return _LabelRow(1, box, row)

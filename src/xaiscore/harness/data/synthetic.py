@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xaiscore._checks import DTypeError, OptionError, check_fraction, check_option, check_positive_int
+from xaiscore._checks import (DTypeError, OptionError, check_fraction, check_option,
+                              check_positive_int)
 from xaiscore.harness.data.errors import Skip
 from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 
@@ -83,11 +84,13 @@ _CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
 def _block_generator(seed: int, block: int) -> torch.Generator:
     # a fixed mixing of (seed, block) into one 63-bit seed
-    mixed = (seed * 0x9E3779B97F4A7C15 + block * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (2**63 - 1)
+    mixed = (seed * 0x9E3779B97F4A7C15 + block * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (
+        2**63 - 1)
     return torch.Generator().manual_seed(mixed)
 
 
-def _uniform(generator: torch.Generator, n: int, low: float | Tensor, high: float | Tensor) -> Tensor:
+def _uniform(generator: torch.Generator, n: int, low: float | Tensor,
+             high: float | Tensor) -> Tensor:
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
@@ -114,7 +117,8 @@ def _draw_block(
     u = ((torch.arange(width, dtype=torch.float32) + 0.5) / width).view(1, 1, width)
 
     def ellipse(cu: Tensor, cv: Tensor, ru: Tensor, rv: Tensor) -> Tensor:
-        return ((u - cu.view(-1, 1, 1)) / ru.view(-1, 1, 1)) ** 2 + ((v - cv.view(-1, 1, 1)) / rv.view(-1, 1, 1)) ** 2
+        return ((u - cu.view(-1, 1, 1)) / ru.view(-1, 1, 1)) ** 2 + ((v - cv.view(-1, 1, 1))
+                                                                     / rv.view(-1, 1, 1)) ** 2
 
     # anatomy
     torso = ellipse(_uniform(g, n, 0.48, 0.52), _uniform(g, n, 0.53, 0.57),
@@ -125,7 +129,8 @@ def _draw_block(
     lung_ru = _uniform(g, 2 * n, 0.11, 0.14).view(n, 2)
     lung_rv = _uniform(g, 2 * n, 0.24, 0.29).view(n, 2)
     lung_distance = torch.stack(
-        [ellipse(lung_cu[:, k], lung_cv[:, k], lung_ru[:, k], lung_rv[:, k]) for k in range(2)], dim=1
+        [ellipse(lung_cu[:, k], lung_cv[:, k], lung_ru[:, k], lung_rv[:, k]) for k in range(2)],
+        dim=1
     )  # (n, 2, H, W)
     lungs_soft = torch.sigmoid((1.0 - lung_distance) * 10.0).amax(dim=1)
     lungs = (lung_distance < 1.0).any(dim=1)
@@ -134,10 +139,13 @@ def _draw_block(
     rib_coordinate = v + 0.6 * (u - 0.5) ** 2
     ribs = torch.relu(torch.cos(2 * math.pi * rib_frequency * rib_coordinate + rib_phase)) ** 3
     spine = torch.exp(-(((u - 0.5) / 0.05) ** 2))
-    image = 0.05 + 0.05 * v + 0.32 * in_torso - 0.2 * lungs_soft + 0.07 * ribs * in_torso + 0.15 * spine * in_torso
+    image = (0.05 + 0.05 * v + 0.32 * in_torso - 0.2 * lungs_soft + 0.07 * ribs * in_torso + 0.15
+             * spine * in_torso)
     texture = torch.randn(n, 1, 6, 6, generator=g, dtype=torch.float32)
-    texture = F.interpolate(texture, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    image = image + 0.03 * texture * in_torso + noise * torch.randn(n, height, width, generator=g, dtype=torch.float32)
+    texture = F.interpolate(texture, size=(height, width), mode="bilinear",
+                            align_corners=False)[:, 0]
+    image = image + 0.03 * texture * in_torso + noise * torch.randn(n, height, width, generator=g,
+                                                                    dtype=torch.float32)
 
     # lesions: one per positive sample, inside a lung
     side = (torch.rand(n, generator=g) < 0.5).long()  # 0: image-left lung, 1: image-right lung
@@ -146,7 +154,8 @@ def _draw_block(
     spread = 0.55 * torch.sqrt(torch.rand(n, generator=g, dtype=torch.float32))
     centre_u = lung_cu[rows, side] + spread * torch.cos(angle) * lung_ru[rows, side]
     centre_v = lung_cv[rows, side] + spread * torch.sin(angle) * lung_rv[rows, side]
-    draws = torch.rand(n, 4, generator=g, dtype=torch.float32)  # radius, aspect, amplitude, rotation
+    # radius, aspect, amplitude, rotation
+    draws = torch.rand(n, 4, generator=g, dtype=torch.float32)
     kind_index = (labels - 1).clamp(min=0)
     table = torch.tensor([[*k.radius, *k.aspect, *k.amplitude] for k in kinds], dtype=torch.float32)
     params = table[kind_index]  # (n, 6)
@@ -257,7 +266,8 @@ class SyntheticDataset:
             self._cache.move_to_end(block)
             return self._cache[block]
         drawn = _draw_block(
-            self.seed, block, size=self.size, kinds=self._kinds, noise=self.noise, shortcut=self.shortcut,
+            self.seed, block, size=self.size, kinds=self._kinds, noise=self.noise,
+            shortcut=self.shortcut,
             shortcut_negative=self.shortcut_negative, corner=self.marker_corner,
         )
         self._cache[block] = drawn
@@ -349,7 +359,8 @@ def make_synthetic_dataset(
 
     Shape:
         - ``record.image``: ``(channels, H, W)`` float32
-        - ``record.mask``: ``(1, H, W)`` bool; ``record.boxes``: ``(1, 4)`` (positives) or ``(0, 4)``
+        - ``record.mask``: ``(1, H, W)`` bool; ``record.boxes``: ``(1, 4)`` (positives) or
+          ``(0, 4)``
 
     Example:
         >>> ds = make_synthetic_dataset(6, size=(24, 32), classes=("No Finding", "Nodule", "Mass"))
@@ -379,7 +390,8 @@ def make_synthetic_dataset(
     classes = tuple(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise OptionError(
-            f"Expected `classes` as a negative class followed by distinct lesion classes, but got {classes!r}."
+            "Expected `classes` as a negative class followed by distinct lesion classes, but got "
+            f"{classes!r}."
         )
     unknown = [c for c in classes[1:] if c not in LESION_KINDS]
     if unknown:

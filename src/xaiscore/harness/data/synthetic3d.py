@@ -1,4 +1,5 @@
-"""The embedded 3-D default: a deterministic CT-like phantom with lesions whose masks and boxes are exact.
+"""The embedded 3-D default: a deterministic CT-like phantom with lesions whose masks and boxes are
+exact.
 
 Nothing is downloaded: :func:`make_synthetic_volumes` draws every volume in torch from
 ``(seed, index)``. A volume ``(1, D, H, W)`` in ``[0, 1]`` shows air around an elliptic
@@ -33,7 +34,7 @@ Example:
     >>> from xaiscore.harness.data.boxes3d import rasterize_boxes
     >>> bool((rasterize_boxes([r.boxes], (16, 20, 24))[0] >= r.mask).all()), bool(r.extra_masks["shortcut"].any())
     (True, True)
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _u(g: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=g))
 
 
-def _draw(seed: int, index: int, size: tuple[int, int, int], label: int, noise: float, marked: bool) -> dict:
+def _draw(seed: int, index: int, size: tuple[int, int, int], label: int, noise: float,
+          marked: bool) -> dict:
     """One volume and its ground truth; every random draw comes from ``(seed, index)``."""
     g = _generator(seed, "phantom", index)
     depth, height, width = size
@@ -109,12 +111,14 @@ def _draw(seed: int, index: int, size: tuple[int, int, int], label: int, noise: 
     if marked:
         marker[corner:corner + side, corner:corner + side, corner:corner + side] = True
         image[marker] = 1.0
-    return {"image": image.clamp_(0.0, 1.0), "lesion": lesion, "marker": marker, "marker_box": marker_box,
+    return {"image": image.clamp_(0.0, 1.0), "lesion": lesion, "marker": marker,
+            "marker_box": marker_box,
             "lungs": lungs[0] | lungs[1], "centre": centre_voxels}
 
 
 def _box_of(mask: Tensor) -> list[float]:
-    """The tight end-exclusive ``(x0, y0, z0, x1, y1, z1)`` box of a non-empty ``(D, H, W)`` mask."""
+    """The tight end-exclusive ``(x0, y0, z0, x1, y1, z1)`` box of a non-empty ``(D, H, W)`` mask.
+    """
     spans = []
     for keep in ((0, 1), (0, 2), (1, 2)):  # any over (D, H) -> x, (D, W) -> y, (H, W) -> z
         where = mask.any(dim=keep).nonzero()[:, 0]
@@ -123,7 +127,8 @@ def _box_of(mask: Tensor) -> list[float]:
 
 
 class SyntheticVolumes:
-    """The deterministic 3-D phantom dataset (see the module docs); build it with :func:`make_synthetic_volumes`.
+    """The deterministic 3-D phantom dataset (see the module docs); build it with
+    :func:`make_synthetic_volumes`.
 
     Attributes:
         class_names: ``("No Finding", "Lesion")``.
@@ -165,14 +170,15 @@ class SyntheticVolumes:
         has_box = bool(drawn["lesion"].any())
         boxes = torch.tensor([_box_of(drawn["lesion"])]) if has_box else torch.zeros(0, 6)
         meta = {
-            "reader": "synthetic3d", "index": i, "seed": self.seed, "size": self.size, "shortcut": marked,
+            "reader": "synthetic3d", "index": i, "seed": self.seed, "size": self.size, "shortcut": marked,  # noqa: E501
             "shortcut_box": tuple(float(v) for v in drawn["marker_box"]) if marked else None,
             "lesion_center": tuple(float(v) for v in drawn["centre"]), "spacing": (1.0, 1.0, 1.0),
         }
         record = SampleRecord(
             image=drawn["image"].unsqueeze(0), label=label, boxes=boxes,
             box_labels=(finding,) if has_box else (), mask=drawn["lesion"].unsqueeze(0),
-            source_id=f"synthetic3d-{self.seed}-{i:06d}", finding=finding, meta=MappingProxyType(meta),
+            source_id=f"synthetic3d-{self.seed}-{i:06d}", finding=finding,
+            meta=MappingProxyType(meta),
             extra_masks=MappingProxyType({"shortcut": drawn["marker"].unsqueeze(0),
                                           "lungs": drawn["lungs"].unsqueeze(0)}),
         )
@@ -210,7 +216,8 @@ def make_synthetic_volumes(
 
     Shape:
         - ``record.image``: ``(1, D, H, W)`` float32
-        - ``record.mask``: ``(1, D, H, W)`` bool; ``record.boxes``: ``(1, 6)`` (positives) or ``(0, 6)``
+        - ``record.mask``: ``(1, D, H, W)`` bool; ``record.boxes``: ``(1, 6)`` (positives) or
+          ``(0, 6)``
 
     Example:
         >>> ds = make_synthetic_volumes(2, size=16)
@@ -224,7 +231,8 @@ def make_synthetic_volumes(
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
         raise DTypeError(f"Expected `size` as an int or (D, H, W) ints, but got {size!r}.")
     if min(size) < 12:
-        raise OptionError(f"Expected every side of `size` to be at least 12, but got {tuple(size)}.")
+        raise OptionError(
+            f"Expected every side of `size` to be at least 12, but got {tuple(size)}.")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise DTypeError(f"Expected `seed` as an int, but got {seed!r}.")
     shortcut = check_fraction(shortcut, "shortcut")

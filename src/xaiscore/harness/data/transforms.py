@@ -40,7 +40,7 @@ Example:
     >>> out = Compose([Resize((50, 50)), Pad(0, 0, 5, 5)])(r)
     >>> out.image.shape, out.boxes.tolist(), out.meta["transforms"]
     (torch.Size([1, 50, 60]), [[10.0, 5.0, 20.0, 25.0]], ('resize(100x200->50x50)', 'pad(t0,b0,l5,r5)'))
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def resize_boxes(boxes: Tensor, from_size: Sequence[int], to_size: Sequence[int]
     return boxes * new / old
 
 
-def crop_boxes(boxes: Tensor, top: float, left: float, height: float, width: float) -> tuple[Tensor, Tensor]:
+def crop_boxes(boxes: Tensor, top: float, left: float, height: float,
+               width: float) -> tuple[Tensor, Tensor]:
     """Shift boxes into a crop, clip them to it and report which keep some area.
 
     Returns:
@@ -103,7 +104,7 @@ def crop_boxes(boxes: Tensor, top: float, left: float, height: float, width: flo
         >>> b, keep = crop_boxes(torch.tensor([[0.0, 0.0, 4.0, 4.0], [8.0, 8.0, 9.0, 9.0]]), 2, 1, 4, 4)
         >>> b.tolist(), keep.tolist()
         ([[0.0, 0.0, 3.0, 2.0]], [True, False])
-    """
+    """  # noqa: E501
     shifted = boxes - torch.tensor([left, top, left, top], dtype=boxes.dtype, device=boxes.device)
     limit = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
     clipped = torch.minimum(shifted.clamp(min=0), limit)
@@ -124,7 +125,8 @@ def pad_boxes(boxes: Tensor, top: float, left: float) -> Tensor:
 
 def _check_2d(record: SampleRecord, transform: str) -> tuple[int, int]:
     if not isinstance(record, SampleRecord):
-        raise DTypeError(f"Expected a SampleRecord for {transform}, but got {type(record).__name__}.")
+        raise DTypeError(
+            f"Expected a SampleRecord for {transform}, but got {type(record).__name__}.")
     if record.image.ndim != 3:
         raise ShapeError(
             f"Expected a 2-D image (C, H, W) for {transform}, but record {record.source_id!r} has "
@@ -145,7 +147,8 @@ def _map_masks(record: SampleRecord, fn: Callable[[Tensor], Tensor]) -> dict[str
 
 
 class Resize:
-    """Resize the image to ``size = (H, W)``; boxes scale per axis, masks follow :func:`resize_mask`.
+    """Resize the image to ``size = (H, W)``; boxes scale per axis, masks follow
+    :func:`resize_mask`.
 
     Args:
         size: ``(H, W)`` or one int for a square.
@@ -160,9 +163,10 @@ class Resize:
         >>> r = SampleRecord(torch.rand(1, 8, 8), 1, torch.tensor([[2.0, 2.0, 6.0, 4.0]]), ("N",), None, "s", "N")
         >>> Resize((4, 16))(r).boxes.tolist()
         [[4.0, 1.0, 12.0, 2.0]]
-    """
+    """  # noqa: E501
 
-    def __init__(self, size: int | Sequence[int], *, mode: str = "bilinear", mask_rule: MaskRule = "nearest",
+    def __init__(self, size: int | Sequence[int], *, mode: str = "bilinear",
+                 mask_rule: MaskRule = "nearest",
                  threshold: float = 0.5) -> None:
         self.size = _check_size(size, ndim=2)
         self.mode = check_option(mode, "mode", ("bilinear", "bicubic", "area", "nearest"))
@@ -175,7 +179,8 @@ class Resize:
             return record
         image = record.image.unsqueeze(0)
         if self.mode in ("bilinear", "bicubic"):
-            image = F.interpolate(image, size=self.size, mode=self.mode, align_corners=False, antialias=True)
+            image = F.interpolate(image, size=self.size, mode=self.mode, align_corners=False,
+                                  antialias=True)
         elif self.mode == "nearest":
             image = F.interpolate(image, size=self.size, mode="nearest-exact")
         else:
@@ -199,10 +204,12 @@ class Crop:
     def __init__(self, top: int, left: int, height: int, width: int) -> None:
         for name, value in (("top", top), ("left", left), ("height", height), ("width", width)):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise DTypeError(f"Expected `{name}` to be an int, but got {type(value).__name__} {value!r}.")
+                raise DTypeError(
+                    f"Expected `{name}` to be an int, but got {type(value).__name__} {value!r}.")
         if top < 0 or left < 0 or height <= 0 or width <= 0:
             raise OptionError(
-                f"Expected top, left >= 0 and height, width > 0, but got {(top, left, height, width)}."
+                "Expected top, left >= 0 and height, width > 0, but got "
+                f"{(top, left, height, width)}."
             )
         self.top, self.left, self.height, self.width = top, left, height, width
 
@@ -210,8 +217,9 @@ class Crop:
         height, width = _check_2d(record, "Crop")
         if self.top + self.height > height or self.left + self.width > width:
             raise ShapeError(
-                f"Expected the crop (top={self.top}, left={self.left}, height={self.height}, width={self.width}) "
-                f"inside the image of record {record.source_id!r} ({height}x{width})."
+                f"Expected the crop (top={self.top}, left={self.left}, height={self.height}, "
+                f"width={self.width}) inside the image of record {record.source_id!r} "
+                f"({height}x{width})."
             )
         rows = slice(self.top, self.top + self.height)
         cols = slice(self.left, self.left + self.width)
@@ -240,19 +248,21 @@ class CenterCrop:
         top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
         if top < 0 or left < 0:
             raise ShapeError(
-                f"Expected the image of record {record.source_id!r} ({height}x{width}) to be at least "
-                f"{self.size[0]}x{self.size[1]} for CenterCrop."
+                f"Expected the image of record {record.source_id!r} ({height}x{width}) to be at "
+                f"least {self.size[0]}x{self.size[1]} for CenterCrop."
             )
         return Crop(top, left, *self.size)(record)
 
 
 class Pad:
-    """Pad the image by ``top, bottom, left, right`` pixels of ``value``; masks are padded with ``False``."""
+    """Pad the image by ``top, bottom, left, right`` pixels of ``value``; masks are padded with
+    ``False``."""
 
     def __init__(self, top: int, bottom: int, left: int, right: int, *, value: float = 0.0) -> None:
         for name, amount in (("top", top), ("bottom", bottom), ("left", left), ("right", right)):
             if isinstance(amount, bool) or not isinstance(amount, int):
-                raise DTypeError(f"Expected `{name}` to be an int, but got {type(amount).__name__} {amount!r}.")
+                raise DTypeError(
+                    f"Expected `{name}` to be an int, but got {type(amount).__name__} {amount!r}.")
             if amount < 0:
                 raise OptionError(f"Expected `{name}` >= 0, but got {amount}.")
         self.top, self.bottom, self.left, self.right = top, bottom, left, right
@@ -299,8 +309,10 @@ class Letterbox:
     def __call__(self, record: SampleRecord) -> SampleRecord:
         height, width = _check_2d(record, "Letterbox")
         scale = min(self.size[0] / height, self.size[1] / width)
-        inner = (max(1, min(self.size[0], round(height * scale))), max(1, min(self.size[1], round(width * scale))))
-        record = Resize(inner, mode=self.mode, mask_rule=self.mask_rule, threshold=self.threshold)(record)
+        inner = (max(1, min(self.size[0], round(height * scale))), max(
+            1, min(self.size[1], round(width * scale))))
+        record = Resize(inner, mode=self.mode, mask_rule=self.mask_rule,
+                        threshold=self.threshold)(record)
         top, left = (self.size[0] - inner[0]) // 2, (self.size[1] - inner[1]) // 2
         return Pad(top, self.size[0] - inner[0] - top, left, self.size[1] - inner[1] - left,
                    value=self.value)(record)
@@ -327,16 +339,18 @@ class Normalize:
         channels = record.image.shape[0]
         if self.mean.numel() not in (1, channels) or self.std.numel() not in (1, channels):
             raise ShapeError(
-                f"Expected `mean` and `std` with 1 or {channels} value(s) for record {record.source_id!r}, "
-                f"but got {self.mean.numel()} and {self.std.numel()}."
+                f"Expected `mean` and `std` with 1 or {channels} value(s) for record "
+                f"{record.source_id!r}, but got {self.mean.numel()} and {self.std.numel()}."
             )
         view = (-1,) + (1,) * (record.image.ndim - 1)
-        image = (record.image - self.mean.to(record.image).view(view)) / self.std.to(record.image).view(view)
+        image = (record.image
+                 - self.mean.to(record.image).view(view)) / self.std.to(record.image).view(view)
         return record.with_updates(image=image, meta=_log(record, "normalize"))
 
 
 class ToChannels:
-    """Make the image have ``channels`` channels: repeat a grey image, or average colour channels to grey."""
+    """Make the image have ``channels`` channels: repeat a grey image, or average colour channels to
+    grey."""
 
     def __init__(self, channels: int) -> None:
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
@@ -353,10 +367,11 @@ class ToChannels:
             image = record.image.mean(dim=0, keepdim=True)
         else:
             raise ShapeError(
-                f"Expected an image with 1 or {self.channels} channel(s) (or a target of 1 channel), but record "
-                f"{record.source_id!r} has {have}."
+                f"Expected an image with 1 or {self.channels} channel(s) (or a target of 1 "
+                f"channel), but record {record.source_id!r} has {have}."
             )
-        return record.with_updates(image=image, meta=_log(record, f"channels({have}->{self.channels})"))
+        return record.with_updates(image=image,
+                                   meta=_log(record, f"channels({have}->{self.channels})"))
 
 
 class Compose:

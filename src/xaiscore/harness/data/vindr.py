@@ -67,7 +67,7 @@ __all__ = ["VINDR_CLASSES", "VINDR_ALIASES", "read_vindr_cxr"]
 #: The VinDr-CXR local findings in ``class_id`` order 0-13, then the negative class (14).
 VINDR_CLASSES: tuple[str, ...] = (
     "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "ILD",
-    "Infiltration", "Lung Opacity", "Nodule/Mass", "Other lesion", "Pleural effusion", "Pleural thickening",
+    "Infiltration", "Lung Opacity", "Nodule/Mass", "Other lesion", "Pleural effusion", "Pleural thickening",  # noqa: E501
     "Pneumothorax", "Pulmonary fibrosis", NEGATIVE_FINDING,
 )
 #: The file's spelling of the negative class.
@@ -90,15 +90,18 @@ class _CellsMask:
         source = self.canvas or (height, width)
         image_side = torch.tensor([width, height] * 2, dtype=torch.float64)
         canvas_side = torch.tensor([source[1], source[0]] * 2, dtype=torch.float64)
-        scaled = torch.tensor(self.cells, dtype=torch.float64).reshape(-1, 4) * image_side / canvas_side
+        scaled = (torch.tensor(self.cells, dtype=torch.float64).reshape(-1, 4) * image_side
+                  / canvas_side)
         return boxes_to_mask([scaled], (height, width))[0]
 
 
-def _sample(template: Entry, source_id: str, finding: str, resolver: ClassResolver, pairs: list, **meta) -> Entry:
+def _sample(template: Entry, source_id: str, finding: str, resolver: ClassResolver, pairs: list,
+            **meta) -> Entry:
     """An entry of ``template``'s image for ``finding`` with the ``(box, row)`` pairs."""
     return replace(
         template, source_id=source_id, finding=finding, label=resolver.class_names.index(finding),
-        boxes=tuple(b for b, _ in pairs), box_labels=(finding,) * len(pairs), box_rows=tuple(r for _, r in pairs),
+        boxes=tuple(b for b, _ in pairs), box_labels=(finding,) * len(pairs),
+        box_rows=tuple(r for _, r in pairs),
         row=pairs[0][1], meta={**template.meta, **meta},
     )
 
@@ -159,7 +162,7 @@ def read_vindr_cxr(
         [[0.0, 0.0, 4.0, 4.0], [2.0, 2.0, 6.0, 6.0]]
         >>> read_vindr_cxr(root, fusion="majority")[0].boxes.tolist()  # 2 of 3 readers agree here
         [[2.0, 2.0, 4.0, 4.0]]
-    """
+    """  # noqa: E501
     root = Path(root)
     log = SkipLog(on_error)
     fusion = check_option(fusion, "fusion", FUSIONS)
@@ -177,7 +180,8 @@ def read_vindr_cxr(
         read_csv_rows(labels_path, required=("image_id", "class_name", *_COORDINATES),
                       optional=("class_id", "rad_id", "width", "height")),
         key=row_id("image_id", file=file),
-        parse=partial(_label_row, resolver=resolver, canvas=canvas, clip_boxes=clip_boxes, file=file),
+        parse=partial(_label_row, resolver=resolver, canvas=canvas, clip_boxes=clip_boxes,
+                      file=file),
         log=log,
     )
 
@@ -185,7 +189,8 @@ def read_vindr_cxr(
         n_readers = len({r.reader for r in rows})
         template = Entry(
             source_id=f"{image}:{NEGATIVE_FINDING}", image_path=path, finding=NEGATIVE_FINDING,
-            label=resolver.class_names.index(NEGATIVE_FINDING) if negatives else -1, boxes=(), box_labels=(),
+            label=resolver.class_names.index(NEGATIVE_FINDING) if negatives else -1, boxes=(),
+            box_labels=(),
             box_rows=(), canvas=rows[0].canvas, annotation_file=file, row=rows[0].row,
             meta={"image_id": image, "n_readers": n_readers},
         )
@@ -193,7 +198,8 @@ def read_vindr_cxr(
         if not findings:
             return [template]
         return [entry for finding, by_reader in findings.items()
-                for entry in _fused(template, image, finding, by_reader, fusion=fusion, resolver=resolver,
+                for entry in _fused(template, image, finding, by_reader, fusion=fusion,
+                                    resolver=resolver,
                                     n_readers=n_readers, log=log)]
 
     entries = locate_entries(
@@ -201,7 +207,8 @@ def read_vindr_cxr(
         locate=lambda image, rows: locate_image(locator, image, file=file, row=rows[0].row),
         build=build, log=log)
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
+        entries, class_names=resolver.class_names,
+        loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="vindr_cxr", clip_boxes=clip_boxes,
     )
 
@@ -213,8 +220,9 @@ def _label_file(root: Path, labels_csv: str | os.PathLike[str] | None) -> Path:
     candidates = [root / name for name in _LABEL_FILES]
     labels_path = next((c for c in candidates if c.is_file()), None)
     if labels_path is None:
-        raise DatasetError(f"no label file: expected one of {list(_LABEL_FILES)} (or pass `labels_csv`)",
-                           file=root)
+        raise DatasetError(
+            f"no label file: expected one of {list(_LABEL_FILES)} (or pass `labels_csv`)",
+            file=root)
     return labels_path
 
 
@@ -223,7 +231,8 @@ class _LabelRow(NamedTuple):
     finding: str
     box: Box | None  # None on a "No finding" row
     row: int
-    canvas: tuple[int, int] | None  # the canvas the row gives (an image's first row gives the image's)
+    # the canvas the row gives (an image's first row gives the image's)
+    canvas: tuple[int, int] | None
 
 
 def _row_canvas(fields: Mapping[str, str | None], canvas: tuple[int, int] | None, *, file: str,
@@ -249,7 +258,8 @@ def _label_row(image: str, item: CsvRow, earlier: list[_LabelRow], *, resolver: 
             raise DatasetError("a 'No finding' row must have empty coordinates", file=file, row=row)
         return _LabelRow(reader, finding, None, row, size)
     if any(blank):
-        raise DatasetError(f"a {finding!r} row needs x_min, y_min, x_max and y_max", file=file, row=row)
+        raise DatasetError(f"a {finding!r} row needs x_min, y_min, x_max and y_max", file=file,
+                           row=row)
     box = tuple(parse_number(fields[c], column=c, file=file, row=row) for c in _COORDINATES)
     box = check_box(box, size, clip=clip_boxes, file=file, row=row, where=f"image {image}")  # type: ignore[arg-type]
     return _LabelRow(reader, finding, box, row, size)
@@ -264,24 +274,28 @@ def _findings(rows: list[_LabelRow]) -> dict[str, dict[str, list[tuple[Box, int]
     return findings
 
 
-def _fused(template: Entry, image: str, finding: str, by_reader: dict[str, list[tuple[Box, int]]], *,
+def _fused(template: Entry, image: str, finding: str, by_reader: dict[str, list[tuple[Box, int]]],
+           *,
            fusion: str, resolver: ClassResolver, n_readers: int, log: SkipLog) -> list[Entry]:
     """The entries of one finding on one image under ``fusion`` (none without a majority region)."""
     readers = sorted(by_reader)
     if fusion == "per_reader":
-        return [_sample(template, f"{image}:{finding}:{reader}", finding, resolver, by_reader[reader],
+        return [_sample(template, f"{image}:{finding}:{reader}", finding, resolver,
+                        by_reader[reader],
                         readers=(reader,), fusion=fusion)
                 for reader in readers]
     pairs = [p for reader in readers for p in by_reader[reader]]
     if fusion == "union":
-        return [_sample(template, f"{image}:{finding}", finding, resolver, pairs, readers=tuple(readers),
+        return [_sample(template, f"{image}:{finding}", finding, resolver, pairs,
+                        readers=tuple(readers),
                         fusion=fusion)]
     rows = [r for _, r in pairs]
-    region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()}, n_readers=n_readers)
+    region = majority_region({k: [b for b, _ in v] for k, v in by_reader.items()},
+                             n_readers=n_readers)
     if region.empty:
         log.note(template.annotation_file, rows[0], f"image {image}: no majority for {finding!r} "
-                                                    f"({len(readers)} of {n_readers} readers marked it; "
-                                                    "fusion='majority')")
+                                                    f"({len(readers)} of {n_readers} readers "
+                                                    "marked it; fusion='majority')")
         return []
     built = _sample(template, f"{image}:{finding}", finding, resolver,
                     [(box, rows[0]) for box in region.boxes], readers=tuple(readers), fusion=fusion)

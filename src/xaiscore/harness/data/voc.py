@@ -43,7 +43,8 @@ from xaiscore.harness.data.records import NEGATIVE_FINDING, SampleRecord
 __all__ = ["read_voc", "voc_to_xyxy"]
 
 
-def voc_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[float, float, float, float]:
+def voc_to_xyxy(xmin: float, ymin: float, xmax: float,
+                ymax: float) -> tuple[float, float, float, float]:
     """Convert 1-based inclusive VOC pixel indices into end-exclusive ``xyxy`` edges.
 
     Example:
@@ -88,12 +89,19 @@ def _parse(path: Path) -> dict:
 
 def _group_objects(annotation: dict, resolver: ClassResolver, *, clip_boxes: bool, file: str,
                    name: str) -> dict[str, dict[str, list]]:
-    """finding -> the boxes, rows and difficult flags of an annotation's objects (names resolved, boxes checked)."""
+    """finding -> the boxes, rows and difficult flags of an annotation's objects
+    (names resolved, boxes checked)."""
     groups: dict[str, dict[str, list]] = {}
     for obj in annotation["objects"]:
         finding, _ = resolver.resolve(obj["name"], file=file, row=obj["row"])
-        box = check_box(obj["box"], annotation["canvas"], clip=clip_boxes, file=file, row=obj["row"],
-                        where=f"image {name} (VOC coordinates are 1-based: xmin >= 1, xmax <= width)")
+        box = check_box(
+            obj["box"],
+            annotation["canvas"],
+            clip=clip_boxes,
+            file=file,
+            row=obj["row"],
+            where=f"image {name} (VOC coordinates are 1-based: xmin >= 1, xmax <= width)",
+        )
         group = groups.setdefault(finding, {"boxes": [], "rows": [], "difficult": []})
         group["boxes"].append(box)
         group["rows"].append(obj["row"])
@@ -142,7 +150,7 @@ def read_voc(
         ...     "</bndbox></object></annotation>")
         >>> read_voc(root / "Annotations", root)[0].boxes.tolist()  # columns 2..3, rows 1..4 (1-based)
         [[1.0, 0.0, 3.0, 4.0]]
-    """
+    """  # noqa: E501
     folder = Path(annotation_dir)
     log = SkipLog(on_error)
     channels = check_channels(channels)
@@ -156,7 +164,8 @@ def read_voc(
             log.report(error)
     if class_names is None:
         names = sorted({o["name"] for _, p in parsed for o in p["objects"]})
-        class_names = ([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in names else []) + names
+        class_names = (([NEGATIVE_FINDING] if negatives and NEGATIVE_FINDING not in names else [])
+                       + names)
     resolver = ClassResolver(class_names)
     negative_label = resolver.require_negative() if negatives else None
     folders = [Path(image_dir)] if image_dir is not None else [folder.parent / "JPEGImages", folder]
@@ -167,7 +176,8 @@ def read_voc(
         file = str(xml_path)
         name = annotation["filename"] or xml_path.stem
         try:
-            groups = _group_objects(annotation, resolver, clip_boxes=clip_boxes, file=file, name=name)
+            groups = _group_objects(annotation, resolver, clip_boxes=clip_boxes, file=file,
+                                    name=name)
             if not groups and not negatives:
                 continue
             image_path = locate_image(locator, name, file=file, row=None)
@@ -176,8 +186,9 @@ def read_voc(
             continue
         if not groups:
             entries.append(Entry(
-                source_id=f"{name}:{NEGATIVE_FINDING}", image_path=image_path, finding=NEGATIVE_FINDING,
-                label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=annotation["canvas"],  # type: ignore[arg-type]
+                source_id=f"{name}:{NEGATIVE_FINDING}", image_path=image_path,
+                finding=NEGATIVE_FINDING,
+                label=negative_label, boxes=(), box_labels=(), box_rows=(), canvas=annotation["canvas"],  # type: ignore[arg-type]  # noqa: E501
                 annotation_file=file, row=None,
             ))
         for finding, group in groups.items():
@@ -189,6 +200,7 @@ def read_voc(
                 meta={"difficult": tuple(group["difficult"])},
             ))
     return AnnotatedDataset(
-        entries, class_names=resolver.class_names, loader=partial(load_any_image, channels=channels),
+        entries, class_names=resolver.class_names,
+        loader=partial(load_any_image, channels=channels),
         transform=transform, log=log, reader="voc", clip_boxes=clip_boxes,
     )

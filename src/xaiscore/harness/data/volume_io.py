@@ -1,4 +1,5 @@
-"""Loading volumes: NIfTI files (nibabel) and DICOM series (pydicom), with their voxel-to-world geometry.
+"""Loading volumes: NIfTI files (nibabel) and DICOM series (pydicom), with their voxel-to-world
+geometry.
 
 Orientation and coordinates (the same for both formats):
 
@@ -112,13 +113,17 @@ def _nifti_image(path: Path, canonical: bool, what: str):
         image = nibabel.load(str(path))
         reoriented = nibabel.as_closest_canonical(image) if canonical else image
         data = np.asarray(reoriented.dataobj)
-    except Exception as error:  # nibabel raises many kinds (ImageFileError, OSError, EOFError, zlib)
-        raise DatasetError(f"cannot read the NIfTI {what} ({type(error).__name__}: {error})", file=path) from error
+    # nibabel raises many kinds (ImageFileError, OSError, EOFError, zlib)
+    except Exception as error:
+        raise DatasetError(f"cannot read the NIfTI {what} ({type(error).__name__}: {error})",
+                           file=path) from error
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
-        raise DatasetError(f"expected a 3-D NIfTI {what}, but the data has shape {data.shape}", file=path)
-    return data, np.asarray(reoriented.affine, dtype=np.float64), np.asarray(image.affine, dtype=np.float64)
+        raise DatasetError(f"expected a 3-D NIfTI {what}, but the data has shape {data.shape}",
+                           file=path)
+    return data, np.asarray(reoriented.affine, dtype=np.float64), np.asarray(image.affine,
+                                                                             dtype=np.float64)
 
 
 def load_nifti(path: str | os.PathLike[str], *, canonical: bool = True) -> Volume:
@@ -132,7 +137,8 @@ def load_nifti(path: str | os.PathLike[str], *, canonical: bool = True) -> Volum
         DatasetError: a missing or unreadable file, or data that is not 3-D.
     """
     data, affine, original = _nifti_image(Path(path), canonical, "image")
-    image = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 1, 0), dtype=np.float32)).unsqueeze(0)
+    image = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 1, 0),
+                                                  dtype=np.float32)).unsqueeze(0)
     return Volume(image, affine, _spacing_of(affine), original)
 
 
@@ -150,7 +156,8 @@ def load_label_map(path: str | os.PathLike[str], *, canonical: bool = True,
         raise DatasetError("expected integer labels in the label map", file=path)
     if shape is not None and labels.shape != tuple(shape):
         raise DatasetError(
-            f"expected the label map to have the volume's shape (D, H, W) = {tuple(shape)}, but got {labels.shape}",
+            f"expected the label map to have the volume's shape (D, H, W) = {tuple(shape)}, but "
+            f"got {labels.shape}",
             file=path,
         )
     return torch.from_numpy(labels.astype(np.int64))
@@ -161,7 +168,8 @@ def _series_files(folder: Path) -> list[Path]:
         raise DatasetError("DICOM series folder not found", file=folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise DatasetError("expected DICOM slices in the series folder, but it is empty", file=folder)
+        raise DatasetError("expected DICOM slices in the series folder, but it is empty",
+                           file=folder)
     return files
 
 
@@ -172,15 +180,19 @@ def _read_slice(path: Path):
     try:
         dataset = pydicom.dcmread(path)
         pixels = np.asarray(dataset.pixel_array, dtype=np.float64)
-        orientation = np.array([float(v) for v in dataset.ImageOrientationPatient], dtype=np.float64)
+        orientation = np.array([float(v) for v in dataset.ImageOrientationPatient],
+                               dtype=np.float64)
         position = np.array([float(v) for v in dataset.ImagePositionPatient], dtype=np.float64)
         spacing = [float(v) for v in dataset.PixelSpacing]
-    except (InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, RuntimeError, OSError,
+    except (InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, RuntimeError,
+            OSError,
             EOFError, NotImplementedError) as error:
-        raise DatasetError(f"cannot read a DICOM slice ({type(error).__name__}: {error})", file=path) from error
+        raise DatasetError(f"cannot read a DICOM slice ({type(error).__name__}: {error})",
+                           file=path) from error
     if pixels.ndim != 2 or orientation.shape != (6,) or position.shape != (3,) or len(spacing) != 2:
-        raise DatasetError(f"expected a single-frame 2-D slice with position and orientation, but got pixel "
-                           f"array {pixels.shape}", file=path)
+        raise DatasetError(
+            f"expected a single-frame 2-D slice with position and orientation, but got pixel "
+            f"array {pixels.shape}", file=path)
     slope = float(getattr(dataset, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(dataset, "RescaleIntercept", 0.0) or 0.0)
     return pixels * slope + intercept, orientation, position, spacing
@@ -205,14 +217,15 @@ def load_dicom_series(folder: str | os.PathLike[str]) -> Volume:
         if pixels.shape != first[1].shape or not np.allclose(orientation, first[2], atol=1e-4) \
                 or not np.allclose(spacing, first[4], rtol=1e-4):
             raise DatasetError(
-                f"expected every slice of the series with the size {first[1].shape}, orientation and pixel "
-                f"spacing of {first[0].name}, but this one differs", file=path)
+                f"expected every slice of the series with the size {first[1].shape}, orientation "
+                f"and pixel spacing of {first[0].name}, but this one differs", file=path)
     slices.sort(key=lambda item: float(item[3] @ normal))
     depths = np.array([float(item[3] @ normal) for item in slices])
     steps = np.diff(depths)
     if len(slices) > 1:
         if np.min(steps) <= 1e-6:
-            raise DatasetError("expected one slice per position, but two slices share a position", file=folder)
+            raise DatasetError("expected one slice per position, but two slices share a position",
+                               file=folder)
         if np.max(steps) - np.min(steps) > 0.01 * np.median(steps):
             raise DatasetError(
                 f"expected evenly spaced slices, but the distances range from {np.min(steps):g} to "
@@ -226,7 +239,8 @@ def load_dicom_series(folder: str | os.PathLike[str]) -> Volume:
     lps[:3, 3] = slices[0][3]
     affine = _LPS_TO_RAS @ lps
     array = np.stack([item[1] for item in slices]).astype(np.float32)
-    return Volume(torch.from_numpy(array).unsqueeze(0), affine, (slice_spacing, row_spacing, column_spacing), affine)
+    return Volume(torch.from_numpy(array).unsqueeze(0), affine,
+                  (slice_spacing, row_spacing, column_spacing), affine)
 
 
 def scale_intensity(image: Tensor, intensity: str | Sequence[float]) -> Tensor:
@@ -249,7 +263,8 @@ def scale_intensity(image: Tensor, intensity: str | Sequence[float]) -> Tensor:
         low, high = float(intensity[0]), float(intensity[1])
         return (image.clamp(low, high) - low) / (high - low)
     raise OptionError(
-        f"Expected `intensity` as 'minmax', 'raw' or a window (low, high) with low < high, but got {intensity!r}."
+        "Expected `intensity` as 'minmax', 'raw' or a window (low, high) with low < high, but got "
+        f"{intensity!r}."
     )
 
 
@@ -276,8 +291,10 @@ def world_box_to_voxels(box: Sequence[float], affine: np.ndarray) -> tuple[float
     return _bounds(voxels)
 
 
-def map_voxel_box(box: Sequence[float], from_affine: np.ndarray, to_affine: np.ndarray) -> tuple[float, ...]:
-    """A voxel box of one grid (e.g. the file as stored) in another grid of the same world (reoriented).
+def map_voxel_box(box: Sequence[float], from_affine: np.ndarray,
+                  to_affine: np.ndarray) -> tuple[float, ...]:
+    """A voxel box of one grid (e.g. the file as stored) in another grid of the same world
+    (reoriented).
 
     Example:
         >>> flip = np.diag([-1.0, 1.0, 1.0, 1.0]); flip[0, 3] = 9.0  # x reversed on 10 columns

@@ -37,7 +37,8 @@ __all__ = ["resize_boxes_3d", "Resample"]
 
 
 def resize_boxes_3d(boxes: Tensor, from_size: Sequence[int], to_size: Sequence[int]) -> Tensor:
-    """Scale ``(x0, y0, z0, x1, y1, z1)`` boxes from a ``(D, H, W)`` grid to a ``(D', H', W')`` grid.
+    """Scale ``(x0, y0, z0, x1, y1, z1)`` boxes from a ``(D, H, W)`` grid to a ``(D', H', W')``
+    grid.
 
     Shape:
         - boxes: ``(N, 6)``
@@ -46,7 +47,7 @@ def resize_boxes_3d(boxes: Tensor, from_size: Sequence[int], to_size: Sequence[i
     Example:
         >>> resize_boxes_3d(torch.tensor([[1.0, 2.0, 3.0, 4.0, 6.0, 8.0]]), (8, 8, 8), (4, 16, 8)).tolist()
         [[1.0, 4.0, 1.5, 4.0, 12.0, 4.0]]
-    """
+    """  # noqa: E501
     (d0, h0, w0) = _check_size(from_size, "from_size", 3)
     (d1, h1, w1) = _check_size(to_size, "to_size", 3)
     new = torch.tensor([w1, h1, d1, w1, h1, d1], dtype=boxes.dtype, device=boxes.device)
@@ -59,7 +60,8 @@ def _positive_triple(value: object, name: str) -> tuple[float, float, float]:
         value = (value,) * 3
     if not isinstance(value, Sequence) or len(value) != 3 or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise DTypeError(f"Expected `{name}` as a number or three numbers (D, H, W), but got {value!r}.")
+        raise DTypeError(
+            f"Expected `{name}` as a number or three numbers (D, H, W), but got {value!r}.")
     if min(value) <= 0:
         raise OptionError(f"Expected positive `{name}`, but got {tuple(value)}.")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
@@ -82,8 +84,10 @@ class Resample:
         ShapeError: a record that is not a volume.
     """
 
-    def __init__(self, shape: int | Sequence[int] | None = None, *, spacing: float | Sequence[float] | None = None,
-                 mode: str = "trilinear", mask_rule: MaskRule = "nearest", threshold: float = 0.5) -> None:
+    def __init__(self, shape: int | Sequence[int] | None = None, *,
+                 spacing: float | Sequence[float] | None = None,
+                 mode: str = "trilinear", mask_rule: MaskRule = "nearest",
+                 threshold: float = 0.5) -> None:
         if (shape is None) == (spacing is None):
             raise OptionError("Expected exactly one of `shape` and `spacing` for Resample.")
         self.shape = None if shape is None else _check_size(shape, "shape", 3)
@@ -98,15 +102,16 @@ class Resample:
         old = record.meta.get("spacing")
         if old is None:
             raise OptionError(
-                f"Expected meta['spacing'] on record {record.source_id!r} to resample to a spacing, but it has none."
+                f"Expected meta['spacing'] on record {record.source_id!r} to resample to a "
+                "spacing, but it has none."
             )
         return tuple(max(1, round(n * float(o) / s)) for n, o, s in zip(size, old, self.spacing))
 
     def __call__(self, record: SampleRecord) -> SampleRecord:
         if record.image.ndim != 4:
             raise ShapeError(
-                f"Expected a volume (C, D, H, W) for Resample, but record {record.source_id!r} has shape "
-                f"{tuple(record.image.shape)}."
+                f"Expected a volume (C, D, H, W) for Resample, but record {record.source_id!r} has "
+                f"shape {tuple(record.image.shape)}."
             )
         size = tuple(int(n) for n in record.image.shape[1:])
         target = self._target(record, size)  # type: ignore[arg-type]
@@ -133,8 +138,10 @@ class Resample:
         )
 
 
-def _geometry(record: SampleRecord, size: Sequence[int], target: Sequence[int]) -> dict[str, object]:
-    """New ``spacing`` and ``affine`` after resampling ``size`` -> ``target`` (when the record has them)."""
+def _geometry(record: SampleRecord, size: Sequence[int],
+              target: Sequence[int]) -> dict[str, object]:
+    """New ``spacing`` and ``affine`` after resampling ``size`` -> ``target``
+    (when the record has them)."""
     factors = [n / m for n, m in zip(size, target)]  # old voxels per new voxel along D, H, W
     out: dict[str, object] = {}
     if "spacing" in record.meta:

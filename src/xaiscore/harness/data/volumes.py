@@ -31,7 +31,7 @@ Example:
     >>> ds = read_nifti_volumes(root / "img", boxes=root / "boxes.csv")
     >>> r = ds[0]; r.image.shape, r.boxes.tolist(), ds.class_names
     (torch.Size([1, 4, 5, 6]), [[1.0, 1.0, 1.0, 3.0, 2.0, 2.0]], ('No Finding', 'Lesion'))
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -112,8 +112,10 @@ class VolumeDataset:
             boxes = torch.tensor(found, dtype=torch.float32).reshape(-1, 6)
         else:
             mask = None
-            converted = [self._voxel_box(box, row, volume, entry, shape) for box, row in entry.boxes]
-            boxes = torch.tensor(converted, dtype=torch.float32).reshape(-1, 6) if converted else empty_boxes(3)
+            converted = [self._voxel_box(box, row, volume, entry, shape)
+                         for box, row in entry.boxes]
+            boxes = (torch.tensor(converted, dtype=torch.float32).reshape(-1, 6) if converted
+                     else empty_boxes(3))
         record = SampleRecord(
             image=scale_intensity(volume.image, self.intensity).float(),
             label=entry.label,
@@ -137,18 +139,21 @@ class VolumeDataset:
             box = world_box_to_voxels(box, volume.affine)
         elif not np.allclose(volume.original_affine, volume.affine):
             box = map_voxel_box(box, volume.original_affine, volume.affine)
-        return check_box3d(box, shape, clip=self.clip_boxes, file=entry.annotation_file or entry.path,
+        return check_box3d(box, shape, clip=self.clip_boxes,
+                           file=entry.annotation_file or entry.path,
                            row=row, where=f"volume {entry.case_id}")  # type: ignore[arg-type]
 
 
 def _nifti_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DatasetError("image folder not found", file=folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES))
+    files = sorted(p for p
+                   in folder.iterdir() if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES))
     return {case_id_of(p): p for p in files}
 
 
-def _box_rows(path: Path, log: SkipLog) -> tuple[dict[str, dict[str, list[tuple[tuple[float, ...], int]]]], set[str]]:
+def _box_rows(path: Path, log: SkipLog) -> tuple[dict[str, dict[str, list[tuple[tuple[float, ...],
+                                                                                int]]]], set[str]]:
     """case_id -> label -> [(box, row)] in order of appearance; a bad row drops its case."""
     cases: dict[str, dict[str, list[tuple[tuple[float, ...], int]]]] = {}
     bad: set[str] = set()
@@ -175,7 +180,9 @@ def _class_names(found: Sequence[str], class_names: Sequence[str] | None) -> tup
     names = tuple(class_names)
     missing = sorted(set(found) - set(names))
     if missing:
-        raise OptionError(f"Expected `class_names` to contain every finding, but {missing} are missing from {names}.")
+        raise OptionError(
+            f"Expected `class_names` to contain every finding, but {missing} are missing from "
+            f"{names}.")
     if NEGATIVE_FINDING not in names:
         names = (NEGATIVE_FINDING, *names)
     return names
@@ -200,11 +207,13 @@ def _plan_boxes(cases: Mapping[str, Path], boxes: Path, log: SkipLog) -> _Plan:
 
 
 def _case_labels(mask_path: Path, classes: Mapping[int, str], canonical: bool) -> list[int]:
-    """The label values of ``classes`` present in a label map (``DatasetError`` for unknown values)."""
+    """The label values of ``classes`` present in a label map (``DatasetError`` for unknown values).
+    """
     values = torch.unique(load_label_map(mask_path, canonical=canonical)).tolist()
     unknown = sorted(set(values) - set(classes) - {0})
     if unknown:
-        raise DatasetError(f"label values {unknown} are not in `classes` {dict(classes)}", file=mask_path)
+        raise DatasetError(f"label values {unknown} are not in `classes` {dict(classes)}",
+                           file=mask_path)
     return [v for v in sorted(classes) if v in values]
 
 
@@ -213,7 +222,8 @@ def _plan_masks(cases: Mapping[str, Path], masks: Path, classes: Mapping[int, st
     """One planned sample per class present in each case's label map; none present: negative."""
     plan: _Plan = []
     for case_id, path in cases.items():
-        mask_path = next((masks / (case_id + s) for s in NIFTI_SUFFIXES if (masks / (case_id + s)).is_file()), None)
+        mask_path = next((masks / (case_id + s) for s in NIFTI_SUFFIXES
+                          if (masks / (case_id + s)).is_file()), None)
         if mask_path is None:
             log.report(DatasetError(f"no label map for case {case_id!r} in {masks}", file=path))
             continue
@@ -232,7 +242,8 @@ def _entries(cases: Mapping[str, Path], *, masks: Path | None, boxes: Path | Non
              classes: Mapping[int, str], class_names: Sequence[str] | None, canonical: bool,
              log: SkipLog) -> tuple[list[_VolumeEntry], tuple[str, ...]]:
     if (masks is None) == (boxes is None):
-        raise OptionError("Expected exactly one of `masks` (a folder of label maps) and `boxes` (a CSV file).")
+        raise OptionError(
+            "Expected exactly one of `masks` (a folder of label maps) and `boxes` (a CSV file).")
     if boxes is not None:
         plan, found = _plan_boxes(cases, boxes, log), []
     else:
@@ -250,20 +261,27 @@ def _check_classes(classes: Mapping[int, str] | None) -> dict[int, str]:
     if classes is None:
         return {1: "Lesion"}
     if not isinstance(classes, Mapping) or not classes or not all(
-            isinstance(k, int) and not isinstance(k, bool) and k > 0 and isinstance(v, str) for k, v in classes.items()):
-        raise OptionError(f"Expected `classes` as a mapping of positive label values to names, but got {classes!r}.")
+            isinstance(k, int) and not isinstance(k, bool) and k > 0 and isinstance(v, str)
+            for k, v in classes.items()):
+        raise OptionError(
+            "Expected `classes` as a mapping of positive label values to names, but got "
+            f"{classes!r}.")
     return dict(classes)
 
 
-def _open(reader: str, cases: Mapping[str, Path], loader: Callable[[Path], Volume], *, masks, boxes, box_units,
-          classes, class_names, canonical, intensity, clip_boxes, transform, on_error) -> VolumeDataset:
+def _open(reader: str, cases: Mapping[str, Path], loader: Callable[[Path], Volume], *, masks, boxes,
+          box_units,
+          classes, class_names, canonical, intensity, clip_boxes, transform,
+          on_error) -> VolumeDataset:
     check_option(box_units, "box_units", ("voxel", "mm"))
     scale_intensity(torch.zeros(1), intensity)  # checks the option
     log = SkipLog(on_error)
     entries, names = _entries(
-        cases, masks=None if masks is None else Path(masks), boxes=None if boxes is None else Path(boxes),
+        cases, masks=None if masks is None else Path(masks),
+        boxes=None if boxes is None else Path(boxes),
         classes=_check_classes(classes), class_names=class_names, canonical=canonical, log=log)
-    return VolumeDataset(entries, names, loader=loader, reader=reader, box_units=box_units, canonical=canonical,
+    return VolumeDataset(entries, names, loader=loader, reader=reader, box_units=box_units,
+                         canonical=canonical,
                          intensity=intensity, clip_boxes=clip_boxes, transform=transform, log=log)
 
 
@@ -297,16 +315,20 @@ def read_nifti_volumes(
         intensity: ``"minmax"``, ``"raw"`` or a window ``(low, high)``
             (:func:`~xaiscore.harness.data.volume_io.scale_intensity`).
         clip_boxes: Clip boxes that stick out of the volume instead of rejecting the case.
-        transform: Applied to each record (e.g. :class:`~xaiscore.harness.data.volume_transforms.Resample`).
+        transform: Applied to each record (e.g.
+            :class:`~xaiscore.harness.data.volume_transforms.Resample`).
         on_error: ``"raise"`` or ``"skip"`` (bad rows and cases go to ``dataset.skipped``).
 
     Raises:
         DatasetError: missing folders or files, unreadable volumes, bad rows (``on_error="raise"``).
         OptionError: both or neither of ``masks`` and ``boxes``; bad options.
     """
-    return _open("nifti", _nifti_files(Path(images)), lambda path: load_nifti(path, canonical=canonical),
-                 masks=masks, boxes=boxes, box_units=box_units, classes=classes, class_names=class_names,
-                 canonical=canonical, intensity=intensity, clip_boxes=clip_boxes, transform=transform,
+    return _open("nifti", _nifti_files(Path(images)),
+                 lambda path: load_nifti(path, canonical=canonical),
+                 masks=masks, boxes=boxes, box_units=box_units, classes=classes,
+                 class_names=class_names,
+                 canonical=canonical, intensity=intensity, clip_boxes=clip_boxes,
+                 transform=transform,
                  on_error=on_error)
 
 

@@ -247,8 +247,8 @@ LONG_MODULES = {
     # Quantus' faithfulness classes: one thin class per Quantus metric, each with its own defaults.
     # To split next (curves / random subsets and ROAD / sufficiency, as functional.faithfulness).
     "xaiscore.quantus_compat.faithfulness": 830,
-    # The line-length pass of issue 17 wrapped long lines at 100 columns (+1 line per wrapped line):
-    # these two crossed 600 with it (runner 600 -> 627, robustness 586 -> 602) and are next to split.
+    # The line-length pass of issue 17 wrapped long lines at 100 columns (+1 line per wrapped
+    # line): these two crossed 600 with it (runner 600 -> 627, robustness 586 -> 602); next to split.
     "xaiscore.harness.runner": 630,
     "xaiscore.quantus_compat.robustness": 610,
 }

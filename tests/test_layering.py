@@ -248,7 +248,7 @@ LONG_MODULES = {
     # To split next (curves / random subsets and ROAD / sufficiency, as functional.faithfulness).
     "xaiscore.quantus_compat.faithfulness": 830,
     # The line-length pass of issue 17 wrapped long lines at 100 columns (+1 line per wrapped
-    # line): these two crossed 600 with it (runner 600 -> 627, robustness 586 -> 602); next to split.
+    # line): these two crossed 600 with it (runner 600 -> 627, robustness 586 -> 602).
     "xaiscore.harness.runner": 630,
     "xaiscore.quantus_compat.robustness": 610,
 }

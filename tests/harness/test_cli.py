@@ -143,7 +143,8 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     assert scored == {s.name for s in list_metrics()} - mosaic
     skipped = json.loads(ds.attrs["skipped"])
     assert set(skipped) == mosaic
-    assert all("tiles" in reason for name in mosaic for reason in skipped[name].values())
+    assert all("tiles" in reason and "the dataset does not provide" in reason
+               for name in mosaic for reason in skipped[name].values())
     assert set(set_metric_variables(ds)) == {s.name for s in list_metrics(scope="set")}
     # the demo model learned the task
     assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75

@@ -184,9 +184,11 @@ class _Runner:
                 reason = planned.unavailable
                 if reason is None:
                     missing = missing_inputs(planned.spec, available=method.available)
-                    if missing:
+                    if missing:  # a method supplies the model and explanations, the data the rest
                         reason = (f"needs {missing}, which method {method.name!r} "
                                   f"({method.settings['method']}) cannot supply")
+                        if not set(missing) & {"model", "explain_fn", "explainer_factory"}:
+                            reason = f"needs {missing}, which the dataset does not provide"
                 if reason is None:
                     self.runnable[method.name].append(planned)
                 else:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from xaiscore._checks import OptionError
+from xaiscore.harness.mosaic_data import MosaicsConfig, parse_mosaics
 from xaiscore.harness.method_options import (
     apply_model_options,
     check_explainer_options,
@@ -167,6 +168,8 @@ class RunConfig:
     on_error: str = "raise"
     save_attributions: bool = False
     report: bool = True
+    #: ``[mosaics]``: score the mosaic metrics on mosaics of the dataset (``None``: skip them).
+    mosaics: MosaicsConfig | None = None
     source: str = "<config>"
 
     def with_overrides(self, **changes: Any) -> RunConfig:
@@ -393,6 +396,7 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
                          key="on_error"),
         save_attributions=bool(raw.get("save_attributions", defaults.save_attributions)),
         report=bool(raw.get("report", defaults.report)),
+        mosaics=_parse_mosaics(raw.get("mosaics"), source),
         source=source,
     )
     try:
@@ -402,6 +406,13 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
     if not config.models:
         config = replace(config, methods=apply_model_options(config.methods, config.model))
     return config
+
+
+def _parse_mosaics(value: Any, source: str) -> MosaicsConfig | None:
+    try:
+        return parse_mosaics(value)
+    except OptionError as error:
+        raise _fail(source, str(error)) from None
 
 
 def _parse_model(value: Any, base_path: Path | None, source: str, *, where: str) -> ModelConfig:

@@ -47,12 +47,18 @@ from xaiscore._checks import OptionError
 from xaiscore._engine.batching import call_model, chunked_map
 from xaiscore._engine.random import derive_seed
 from xaiscore.harness.assemble import assemble
-from xaiscore.harness.config import PRECOMPUTED, ConfigError, MethodConfig, MetricsConfig, RunConfig
+from xaiscore.harness.config import ConfigError, MetricsConfig, RunConfig
 from xaiscore.harness.distributed import DistributedContext
 from xaiscore.harness.gaps import nan_causes
 from xaiscore.harness.inputs import as_record_dataset, check_run_arguments
-from xaiscore.harness.methods import MethodExplainer, PrecomputedAttributions, method_settings
+from xaiscore.harness.method_list import (
+    MethodInput,
+    RunMethod,
+    normalise_methods,
+)
+from xaiscore.harness.methods import MethodExplainer
 from xaiscore.harness.models import build_model
+from xaiscore.harness.mosaic_runs import add_mosaic_results, score_mosaics, split_mosaic_plan
 from xaiscore.harness.multimodel import run_models
 from xaiscore.harness.scoring import (
     PlannedMetric,
@@ -68,64 +74,6 @@ from xaiscore.harness.skips import reader_skips, skipped_row
 from xaiscore.harness.store import RunStore, open_run
 
 __all__ = ["evaluate", "run_config", "build_model", "MethodInput"]
-
-#: What a method entry of :func:`evaluate` may be: a method name, a config
-#: mapping (``{"method": ..., "name": ..., **options}``), a :class:`MethodConfig`,
-#: or ``(name, explain_fn)`` for your own explain function.
-MethodInput = str | Mapping[str, Any] | MethodConfig | tuple[str,
-                                                             Callable[[Tensor, Tensor], Tensor]]
-
-#: Inputs the runner supplies for every method. ``segments`` is passed as ``None``: the
-#: kernels that take a segmentation then use their built-in regular grid (``n_segments`` cells).
-_ALWAYS = frozenset({"a", "mask", "x", "target", "forward_fn", "segments"})
-
-
-@dataclass
-class _Method:
-    name: str
-    settings: dict[str, Any]
-    config: MethodConfig | None = None
-    explain_fn: Callable[[Tensor, Tensor], Tensor] | None = None
-    precomputed: PrecomputedAttributions | None = None
-
-    @property
-    def available(self) -> frozenset[str]:
-        extra = {"model"}
-        if self.precomputed is None:
-            extra.add("explain_fn")
-        if self.config is not None and self.precomputed is None:
-            extra.add("explainer_factory")  # a configured method can be rebuilt for another model
-        return _ALWAYS | extra
-
-
-def _normalise_methods(methods: Sequence[MethodInput]) -> list[_Method]:
-    from xaiscore.harness.config import parse_config
-
-    if isinstance(methods, (str, Mapping)) or not methods:
-        raise OptionError(f"Expected `methods` to be a non-empty list, but got {methods!r}.")
-    result: list[_Method] = []
-    for position, entry in enumerate(methods):
-        if isinstance(entry, tuple) and len(entry) == 2 and callable(entry[1]):
-            name, explain_fn = entry
-            result.append(_Method(str(name), {"method": "callable", "repr": repr(explain_fn)},
-                                  explain_fn=explain_fn))
-            continue
-        if isinstance(entry, MethodConfig):
-            entry = {"method": entry.method, "name": entry.name, **entry.options}
-        (config,) = parse_config({"methods": [entry]}, source=f"methods[{position}]").methods
-        precomputed = None
-        if config.method == PRECOMPUTED:
-            precomputed = PrecomputedAttributions(config.options["path"],
-                                                  ids=config.options.get("ids"),
-                                                  variable=config.options.get("variable",
-                                                                              "attributions"))
-        result.append(_Method(config.name, method_settings(config), config=config,
-                              precomputed=precomputed))
-    names = [m.name for m in result]
-    if len(set(names)) != len(names):
-        raise OptionError(f"Expected distinct method names, but got {names}.")
-    return result
-
 
 @dataclass
 class _Shard:
@@ -148,7 +96,7 @@ class _BatchResult:
 
 
 class _Runner:
-    def __init__(self, dataset: Any, model: nn.Module, methods: list[_Method],
+    def __init__(self, dataset: Any, model: nn.Module, methods: list[RunMethod],
                  plan: list[PlannedMetric], *,
                  store: RunStore | None, context: DistributedContext, seed: int, batch_size: int,
                  max_batch_size: int, target: str, repeats: int, n_examples: int, on_error: str,
@@ -183,7 +131,8 @@ class _Runner:
             for planned in plan:
                 reason = planned.unavailable
                 if reason is None:
-                    missing = missing_inputs(planned.spec, available=method.available)
+                    missing = missing_inputs(planned.spec, available=method.available | getattr(
+                        dataset, "inputs", frozenset()))  # inputs the dataset provides (tiles)
                     if missing:  # a method supplies the model and explanations, the data the rest
                         reason = (f"needs {missing}, which method {method.name!r} "
                                   f"({method.settings['method']}) cannot supply")
@@ -195,7 +144,7 @@ class _Runner:
                     self.skipped.setdefault(planned.spec.name, {})[method.name] = reason
 
     # --- settings -------------------------------------------------------------------------
-    def _settings(self, method: _Method, planned: PlannedMetric) -> str:
+    def _settings(self, method: RunMethod, planned: PlannedMetric) -> str:
         from xaiscore.harness.results import to_json
 
         # older per-batch shards do not match
@@ -208,7 +157,7 @@ class _Runner:
 
     # --- one batch ------------------------------------------------------------------------
     def _load_done(self, batch: int) -> tuple[_BatchResult | None,
-                                              list[tuple[_Method, PlannedMetric]]]:
+                                              list[tuple[RunMethod, PlannedMetric]]]:
         """What is finished on disk, and the (method, metric) pairs still to do."""
         todo = [(m, p) for m in self.methods for p in self.runnable[m.name]]
         if self.store is None:
@@ -318,7 +267,7 @@ class _Runner:
             self.store.save(self.store.samples_path(batch), samples)
         return _BatchResult(samples=samples)
 
-    def _explain(self, method: _Method, batch: int, data: Any, target: Tensor) -> Tensor:
+    def _explain(self, method: RunMethod, batch: int, data: Any, target: Tensor) -> Tensor:
         from xaiscore._engine.explain_fn import check_explanation
 
         path = self.store.attributions_path(batch, method.name) if self.store is not None else None
@@ -339,12 +288,14 @@ class _Runner:
                                    "source_id": list(data.source_ids)})
         return a
 
-    def _score(self, method: _Method, planned: PlannedMetric, batch: int, data: Any, target: Tensor,
-               a: Tensor, samples: Mapping[str, Any]) -> _Shard:
+    def _score(self, method: RunMethod, planned: PlannedMetric, batch: int, data: Any,
+               target: Tensor, a: Tensor, samples: Mapping[str, Any]) -> _Shard:
         name = planned.spec.name
         settings = self._settings(method, planned)
         inputs: dict[str, Any] = {"a": a, "mask": data.mask, "x": data.x, "target": target,
-                                  "forward_fn": self.model, "model": self.model, "segments": None}
+                                  "forward_fn": self.model, "model": self.model, "segments": None,
+                                  # what the dataset adds (mosaics: `tiles`, harness.mosaic_data)
+                                  **getattr(self.dataset, "batch_inputs", lambda data: {})(data)}
         if planned.spec.needs & {"explain_fn", "explainer_factory"}:
             # One object serves both protocols: explainer(x, target) and explainer(model) -> explain
             # function.
@@ -471,6 +422,7 @@ def evaluate(
     progress: bool = False,
     attrs: Mapping[str, Any] | None = None,
     timing: dict[str, Any] | None = None,
+    mosaics: Any = None,
 ) -> Any:
     """Explain ``dataset`` with every method and score every selected metric.
 
@@ -507,6 +459,9 @@ def evaluate(
         timing: A dict to fill with this call's ``seconds`` (loading, explaining and
             scoring; not training, not the report), ``results_computed`` and
             ``results_loaded`` ((batch, method, metric) results; this process's).
+        mosaics: Score the metrics that need ``tiles`` on mosaics built from ``dataset``
+            (a :class:`~xaiscore.harness.mosaic_data.MosaicsConfig` or its mapping;
+            :mod:`xaiscore.harness.mosaic_runs`), or ``None`` to skip them.
 
     Returns:
         The results :class:`xarray.Dataset` (schema in :mod:`xaiscore.harness.results`),
@@ -524,11 +479,12 @@ def evaluate(
     check_run_arguments(model, dataset, batch_size=batch_size, max_batch_size=max_batch_size,
                         repeats=repeats,
                          n_examples=n_examples, target=target, on_error=on_error)
-    method_list = _normalise_methods(methods)
+    method_list = normalise_methods(methods)
     metrics_config = metrics if isinstance(metrics, MetricsConfig) else (
         MetricsConfig() if metrics is None else MetricsConfig(include=tuple(metrics)))
     options = {**metrics_config.options, **(metric_options or {})}
-    plan = plan_metrics(select_metrics(metrics_config), options)
+    plan, mosaic_plan, mosaics = split_mosaic_plan(plan_metrics(select_metrics(metrics_config),
+                                                                options), mosaics)
 
     context = DistributedContext.from_environment(device=device)
     held = contextlib.ExitStack()
@@ -544,6 +500,8 @@ def evaluate(
             on_error=on_error, save_attributions=save_attributions, progress=progress,
         )
         results = runner.run()
+        mosaic_parts = score_mosaics(runner, mosaic_plan, mosaics, out=out, resume=resume,
+                                     held=held)
         if timing is not None:
             timing.update(seconds=runner.seconds, results_computed=runner.n_computed,
                           results_loaded=runner.n_loaded)
@@ -552,7 +510,8 @@ def evaluate(
             context.barrier()
             return None
         merged = _merge(runner, gathered)
-        ds = assemble(runner, merged, {"device": str(context.device), **(attrs or {})})
+        ds = add_mosaic_results(assemble(runner, merged, {"device": str(context.device),
+                                                          **(attrs or {})}), mosaic_parts)
         if store is not None:
             store.record(store.results_path)
             save_dataset(ds, store.results_path)
@@ -616,7 +575,7 @@ def run_config(config: RunConfig, *, progress: bool = False, resume: bool = True
             save_attributions=config.save_attributions,
             resume=resume, progress=progress,
             attrs={"config": config_json, "config_source": config.source},
-            timing=timing,
+            timing=timing, mosaics=config.mosaics,
         )
         if ds is not None and config.report:
             from xaiscore.harness.report import write_report

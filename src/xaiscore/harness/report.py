@@ -60,7 +60,8 @@ from xaiscore.harness.report_html import (
     table_html,
     win_rates_html,
 )
-from xaiscore.harness.report_sets import predicted_boxes, set_level_html, set_level_rows
+from xaiscore.harness.report_mosaics import mosaic_html, set_and_mosaic_rows
+from xaiscore.harness.report_sets import predicted_boxes, set_level_html
 from xaiscore.harness.results import curve_variables, higher_is_better, metric_variables
 from xaiscore.harness.set_results import set_metric_variables
 from xaiscore.harness.store import atomic_write_bytes
@@ -439,7 +440,8 @@ def write_report(
             models_sanity_html(ds, sanity, alpha=alpha),
         ]
         _stage(bar, "model and ranking", "scoreboard and examples")
-        set_level = set_level_html(ds)  # set-level metrics: one value per method, no paired test
+        # set-level and mosaic metrics: no paired test against the samples' metrics
+        set_level = set_level_html(ds) + mosaic_html(ds, n_boot=n_boot, seed=seed)
         if metrics:
             parts.append(
                 "<h2>Scoreboard</h2>"
@@ -516,7 +518,8 @@ def write_report(
                 + "</details>"
             )
             _stage(bar, "curves and tables", "writing")
-            csv = _summary_csv(summary, verdicts, sanity.at_chance, set_level_rows(ds))
+            csv = _summary_csv(summary, verdicts, sanity.at_chance,
+                               set_and_mosaic_rows(ds, n_boot=n_boot, seed=seed))
             atomic_write_bytes(out / "summary.csv", csv)
             parts.append(
                 f'<p class="note">All numbers: <a href="{_data_uri(csv, "text/csv")}" '
@@ -527,7 +530,8 @@ def write_report(
                          else "<p>No metric could be scored.</p>")
             if set_level:  # only set-level metrics: their rows are the whole summary
                 atomic_write_bytes(out / "summary.csv",
-                                   set_level_rows(ds).to_csv(index=False).encode())
+                                   set_and_mosaic_rows(ds, n_boot=n_boot, seed=seed).to_csv(
+                                       index=False).encode())
         parts.append("<h2>Skipped and undefined</h2>" + _gaps_intro(gaps) + gaps_html(gaps))
         page = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

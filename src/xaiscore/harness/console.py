@@ -109,13 +109,16 @@ def summary_lines(ds: Any, *, alpha: float = 0.05,
     :func:`xaiscore.harness.verdicts.metric_verdicts` (shared with the report
     when it was written in the same process).
     """
+    from xaiscore.harness.mosaic_runs import mosaic_metric_variables
+    from xaiscore.harness.report_mosaics import mosaic_lines
     from xaiscore.harness.report_sets import set_level_lines
     from xaiscore.harness.results import metric_variables
     from xaiscore.harness.sanity import model_sanity
     from xaiscore.harness.set_results import set_metric_variables
 
     metrics = metric_variables(ds)
-    out = [_scored_line(ds, len(metrics) + len(set_metric_variables(ds)), timing or {})]
+    others = set_metric_variables(ds) + mosaic_metric_variables(ds)  # one value per method
+    out = [_scored_line(ds, len(metrics) + len(others), timing or {})]
     sanity = model_sanity(ds, alpha=alpha)
     auroc = f", AUROC {sanity.auroc:.3f}" if sanity.auroc == sanity.auroc else ""
     if sanity.n:
@@ -123,13 +126,13 @@ def summary_lines(ds: Any, *, alpha: float = 0.05,
             f"Model on the scored samples: accuracy {sanity.accuracy:.1%} (majority class "
             f"{sanity.majority_rate:.1%}){auroc}."
         )
-    warnings = _warnings(ds, metrics + set_metric_variables(ds), sanity)
-    if not metrics and not set_metric_variables(ds):
+    warnings = _warnings(ds, metrics + others, sanity)
+    if not metrics and not others:
         return out, warnings
     if sanity.at_chance:
         out.append("No method is named best: the model is at chance level (see the warning).")
         return out, warnings
-    out.extend(set_level_lines(ds))
+    out.extend(set_level_lines(ds) + mosaic_lines(ds))
     if not metrics:
         return out, warnings
     return out + _verdict_lines(ds, alpha), warnings

@@ -239,6 +239,18 @@ def _missing_per_method(ds: Any, metric: str) -> dict[str, int]:
     return dict(zip([str(m) for m in ds["explainer"].values], missing.tolist()))
 
 
+def _mosaic_rows(ds: Any) -> list[dict[str, Any]]:
+    """The skipped (method, mosaic metric) pairs; ``n`` counts mosaics."""
+    from xaiscore.harness.mosaic_data import mosaic_metric_variables
+
+    rows = []
+    for metric in mosaic_metric_variables(ds):
+        size = int(ds.sizes[f"{metric}_mosaic"])
+        for method, reason in json.loads(ds.variables[metric].attrs.get("skipped", "{}")).items():
+            rows.append(_row(metric, method, size, size, "skipped", reason))
+    return rows
+
+
 def gap_table(ds: Any) -> Any:
     """Every (metric, method) with NaN scores, and why (a :class:`pandas.DataFrame`).
 
@@ -258,6 +270,7 @@ def gap_table(ds: Any) -> Any:
     for metric, reasons in json.loads(ds.attrs.get("skipped", "{}")).items():
         for method, reason in reasons.items():
             rows.append(_row(metric, method, n, n, "skipped", reason))
+    rows.extend(_mosaic_rows(ds))
     for metric in metric_variables(ds):
         attrs = ds.variables[metric].attrs
         skipped = json.loads(attrs.get("skipped", "{}"))

@@ -55,7 +55,7 @@ from xaiscore._engine.random import derive_seed
 from xaiscore.functional.mosaic import Mosaics, make_mosaics
 
 __all__ = ["MosaicsConfig", "MosaicDataset", "build_mosaic_dataset", "mosaic_layout",
-           "parse_mosaics", "MOSAIC_INPUT"]
+           "parse_mosaics", "mosaic_metric_variables", "MOSAIC_INPUT"]
 
 #: The input a mosaic metric needs (registry ``needs``).
 MOSAIC_INPUT = "tiles"
@@ -123,6 +123,13 @@ def mosaic_layout(metric: str, config: MosaicsConfig) -> tuple[int, int]:
     """``(n, target_tiles)`` of ``metric``'s mosaics: Focus 2 x 2 with two target tiles, any
     other mosaic metric ``grid x grid`` with one."""
     return (2, 2) if metric == "focus" else (config.grid, 1)
+
+
+def mosaic_metric_variables(ds: Any) -> list[str]:
+    """The mosaic metrics of a results Dataset (variables ``(explainer, <m>_mosaic)``,
+    :mod:`xaiscore.harness.mosaic_runs`)."""
+    return [str(name) for name, var in ds.data_vars.variables.items()
+            if var.dims[:2] == ("explainer", f"{name}_mosaic")]
 
 
 class MosaicDataset:

@@ -46,6 +46,8 @@ from xaiscore.harness.mosaic_data import (
     MosaicDataset,
     MosaicsConfig,
     build_mosaic_dataset,
+    mosaic_layout,
+    mosaic_metric_variables,
     parse_mosaics,
 )
 
@@ -61,7 +63,7 @@ class MosaicPart:
     """One mosaic metric's sub-run: its mosaics, results (``None``: not scored) and skips."""
 
     planned: Any
-    data: MosaicDataset
+    data: MosaicDataset | None  # None: the mosaics could not be built (the reason in `skipped`)
     config: MosaicsConfig
     ds: Any = None
     skipped: dict[str, str] = field(default_factory=dict)
@@ -113,9 +115,17 @@ def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None
     for planned in plan:
         start = time.perf_counter()
         name = planned.spec.name
-        data = build_mosaic_dataset(runner.dataset, runner.model, config, metric=name,
-                                    seed=runner.seed, max_batch_size=runner.max_batch_size,
-                                    device=runner.device)
+        try:
+            data = build_mosaic_dataset(runner.dataset, runner.model, config, metric=name,
+                                        seed=runner.seed, max_batch_size=runner.max_batch_size,
+                                        device=runner.device)
+        except OptionError as error:  # too few classes or confident images
+            if runner.on_error != "record":
+                raise
+            parts[name] = MosaicPart(planned, None, config,
+                                     skipped={m.name: f"needs mosaics: {error}"
+                                              for m in runner.methods})
+            continue
         part = MosaicPart(planned, data, config)
         parts[name] = part
         reason = _model_takes(runner.model, data)
@@ -158,12 +168,37 @@ def _metric_attrs(part: MosaicPart, methods: Sequence[str]) -> dict[str, Any]:
         attrs = base_attrs({"family": spec.family, "higher_is_better": spec.higher_is_better,
                             "citation": spec.citation, "description": spec.description,
                             "settings": part.planned.settings}, part.skipped)
-    usable = {c: int(k) for c, k in zip(part.data.class_names, part.data.pool.tolist())}
-    chance = part.data.target_tiles / part.data.grid ** 2
-    return {**attrs, "scope": "mosaic", "chance_level": chance,
-            "mosaic_grid": part.data.grid, "mosaic_target_tiles": part.data.target_tiles,
+    grid, target_tiles = mosaic_layout(spec.name, part.config)
+    usable = {} if part.data is None else {
+        c: int(k) for c, k in zip(part.data.class_names, part.data.pool.tolist())}
+    return {**attrs, "scope": "mosaic", "chance_level": target_tiles / grid ** 2,
+            "mosaic_grid": grid, "mosaic_target_tiles": target_tiles,
             "mosaic_min_confidence": float(part.config.min_confidence),
             "mosaic_images": int(part.config.max_images), "mosaic_usable": to_json(usable)}
+
+
+def _scores(part: MosaicPart, m: int, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(M, count[, R])`` scores (NaN where not scored) and the maps of mosaic 0 (or None)."""
+    name = part.planned.spec.name
+    if part.ds is None or name not in part.ds.data_vars:
+        return np.full((m, count), np.nan), None
+    scores = part.ds[name].transpose("explainer", "sample", ...).values.reshape(m, count, -1)
+    example = (part.ds["example_attribution"].values[:, 0]
+               if "example_attribution" in part.ds.data_vars else None)
+    return (scores[..., 0] if scores.shape[-1] == 1 else scores), example
+
+
+def _descriptors(part: MosaicPart, m: int, count: int, cells: int) -> dict[str, np.ndarray]:
+    """Each mosaic's target, tile classes and tile samples, per method (-1: no mosaics)."""
+    if part.data is None:
+        return {"target": np.full((m, count), -1, dtype=np.int64),
+                "tile_class": np.full((m, count, cells), -1, dtype=np.int64),
+                "tile_sample": np.full((m, count, cells), -1, dtype=np.int64)}
+    mosaics = part.data.mosaics
+    per_mosaic = {"target": mosaics.target, "tile_class": mosaics.tile_classes,
+                  "tile_sample": part.data.tile_samples}
+    return {key: np.broadcast_to(values.numpy().astype(np.int64), (m, *values.shape)).copy()
+            for key, values in per_mosaic.items()}
 
 
 def add_mosaic_results(ds: Any, parts: Mapping[str, MosaicPart]) -> Any:
@@ -172,41 +207,35 @@ def add_mosaic_results(ds: Any, parts: Mapping[str, MosaicPart]) -> Any:
 
     from xaiscore.harness.results import to_json
 
+    if not parts:
+        return ds
     methods = [str(m) for m in ds["explainer"].values]
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     settings = dict(_json_attr(ds, "metric_settings"))
     for name, part in parts.items():
-        m, mosaics = len(methods), part.data.mosaics
-        count, cells = len(part.data), part.data.grid ** 2
+        m, (grid, _) = len(methods), mosaic_layout(name, part.config)
+        count, cells = part.config.num_mosaics, grid ** 2
         dim, tile = f"{name}_mosaic", f"{name}_tile"
-        scores = np.full((m, count), np.nan)
-        example = np.full((m, *mosaics.x.shape[2:]), np.nan, dtype=np.float32)
-        if part.ds is not None and name in part.ds.data_vars:
-            scores = part.ds[name].transpose("explainer", "sample", ...).values
-            scores = scores.reshape(m, count, -1)
-            scores = scores[..., 0] if scores.shape[-1] == 1 else scores
-            if "example_attribution" in part.ds.data_vars:
-                example = part.ds["example_attribution"].values[:, 0]
+        scores, example = _scores(part, m, count)
         score_dims = ("explainer", dim) + (("run",) if scores.ndim == 3 else ())
         data_vars[name] = xr.Variable(score_dims, scores, attrs=_metric_attrs(part, methods))
-        per_mosaic = {"target": mosaics.target, "tile_class": mosaics.tile_classes,
-                      "tile_sample": part.data.tile_samples}
-        for key, values in per_mosaic.items():
-            array = np.broadcast_to(values.numpy().astype(np.int64), (m, *values.shape)).copy()
+        for key, array in _descriptors(part, m, count, cells).items():
             data_vars[f"{name}_{key}"] = xr.Variable(("explainer", dim, tile)[: array.ndim], array)
-        image = np.broadcast_to(mosaics.x[0].float().numpy(), (m, *mosaics.x.shape[1:])).copy()
-        data_vars[f"{name}_example_image"] = xr.Variable(
-            ("explainer", "channel", f"{name}_y", f"{name}_x"), image,
-            attrs={"long_name": f"mosaic 0 of {name} (the same for every method of a model)"})
-        data_vars[f"{name}_example_attribution"] = xr.Variable(
-            ("explainer", f"{name}_y", f"{name}_x"), example,
-            attrs={"long_name": f"each method's map of mosaic 0 of {name} (channels summed)"})
+        if part.data is not None:  # without mosaics (NaN when models are combined)
+            x = part.data.mosaics.x
+            image = np.broadcast_to(x[0].float().numpy(), (m, *x.shape[1:])).copy()
+            data_vars[f"{name}_example_image"] = xr.Variable(
+                ("explainer", "channel", f"{name}_y", f"{name}_x"), image,
+                attrs={"long_name": f"mosaic 0 of {name} (the same for every method of a model)"})
+            data_vars[f"{name}_example_attribution"] = xr.Variable(
+                ("explainer", f"{name}_y", f"{name}_x"),
+                np.full((m, *x.shape[2:]), np.nan, dtype=np.float32) if example is None
+                else example.astype(np.float32),
+                attrs={"long_name": f"each method's map of mosaic 0 of {name} (channels summed)"})
         coords[dim] = np.arange(count)
         coords[tile] = np.arange(cells)
         settings[name] = dict(part.planned.settings)
-    if not parts:
-        return ds
     ds = ds.assign_coords(coords).assign(data_vars)
     ds.attrs["metric_settings"] = to_json(settings)
     return ds
@@ -216,9 +245,3 @@ def _json_attr(ds: Any, key: str) -> dict[str, Any]:
     import json
 
     return json.loads(ds.attrs.get(key, "{}") or "{}")
-
-
-def mosaic_metric_variables(ds: Any) -> list[str]:
-    """The mosaic metrics of a results Dataset (variables ``(explainer, <m>_mosaic)``)."""
-    return [str(name) for name, var in ds.data_vars.variables.items()
-            if var.dims[:2] == ("explainer", f"{name}_mosaic")]

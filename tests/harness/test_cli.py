@@ -136,15 +136,23 @@ def test_demo_prints_its_config_and_runs_small(tmp_path, capsys):
     from xaiscore.harness.results import metric_variables
     from xaiscore.harness.set_results import set_metric_variables
 
-    scored = set(metric_variables(ds)) | set(set_metric_variables(ds))  # per-sample and set-level
-    # Mosaic metrics need `tiles`, which the synthetic demo dataset does not build: skipped with a
-    # reason.
+    from xaiscore.harness.mosaic_data import mosaic_metric_variables
+
+    # per-sample, set-level and mosaic metrics: every registered metric, none skipped
     mosaic = {s.name for s in list_metrics() if "tiles" in s.needs}
-    assert scored == {s.name for s in list_metrics()} - mosaic
-    skipped = json.loads(ds.attrs["skipped"])
-    assert set(skipped) == mosaic
-    assert all("tiles" in reason and "the dataset does not provide" in reason
-               for name in mosaic for reason in skipped[name].values())
+    assert set(mosaic_metric_variables(ds)) == mosaic == {"grid_pointing_game", "focus"}
+    scored = set(metric_variables(ds)) | set(set_metric_variables(ds)) | mosaic
+    assert scored == {s.name for s in list_metrics()}
+    assert json.loads(ds.attrs["skipped"]) == {}
+    # the mosaic metrics on the CNN's 2 x 2 mosaics (chance 1/4 and 1/2); the ViT's position
+    # embeddings fix its input size, so its methods are skipped with the reason
+    for metric, chance in (("grid_pointing_game", 0.25), ("focus", 0.5)):
+        assert ds[metric].attrs["chance_level"] == chance
+        assert ds.sizes[f"{metric}_mosaic"] == 8
+        for explainer in ("cnn/Saliency", "cnn/GradCAM", "cnn/random"):
+            assert np.isfinite(ds[metric].sel(explainer=explainer).values).all(), explainer
+        reasons = json.loads(ds[metric].attrs["skipped"])
+        assert "cannot take" in reasons["vit/rollout"] and "cnn/GradCAM" not in reasons
     assert set(set_metric_variables(ds)) == {s.name for s in list_metrics(scope="set")}
     # the demo model learned the task
     assert float((ds["prediction"] == ds["label"]).mean()) >= 0.75

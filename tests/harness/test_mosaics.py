@@ -214,7 +214,8 @@ def test_without_mosaics_the_mosaic_metrics_are_skipped_with_the_reason():
     ds = evaluate(dataset(), Bright(), methods=["Saliency"], metrics=METRICS, batch_size=8)
     skipped = json.loads(ds.attrs["skipped"])
     assert set(skipped) == {"grid_pointing_game", "focus"}
-    assert "which the dataset does not provide" in skipped["focus"]["Saliency"]
+    assert "which the dataset does not provide (a `[mosaics]` section builds mosaics that do)" \
+        in skipped["focus"]["Saliency"]
     assert "grid_pointing_game" not in ds.data_vars
 
 

@@ -55,7 +55,7 @@ from xaiscore._engine.random import derive_seed
 from xaiscore.functional.mosaic import Mosaics, make_mosaics
 
 __all__ = ["MosaicsConfig", "MosaicDataset", "build_mosaic_dataset", "mosaic_layout",
-           "parse_mosaics", "mosaic_metric_variables", "MOSAIC_INPUT"]
+           "parse_mosaics", "mosaic_metric_variables", "mosaic_hint", "MOSAIC_INPUT"]
 
 #: The input a mosaic metric needs (registry ``needs``).
 MOSAIC_INPUT = "tiles"
@@ -123,6 +123,11 @@ def mosaic_layout(metric: str, config: MosaicsConfig) -> tuple[int, int]:
     """``(n, target_tiles)`` of ``metric``'s mosaics: Focus 2 x 2 with two target tiles, any
     other mosaic metric ``grid x grid`` with one."""
     return (2, 2) if metric == "focus" else (config.grid, 1)
+
+
+def mosaic_hint(missing: Any) -> str:
+    """What to add to the skip reason of a metric that misses ``tiles`` (``""`` otherwise)."""
+    return " (a `[mosaics]` section builds mosaics that do)" if MOSAIC_INPUT in missing else ""
 
 
 def mosaic_metric_variables(ds: Any) -> list[str]:

@@ -58,6 +58,7 @@ from xaiscore.harness.method_list import (
 )
 from xaiscore.harness.methods import MethodExplainer
 from xaiscore.harness.models import build_model
+from xaiscore.harness.mosaic_data import mosaic_hint
 from xaiscore.harness.mosaic_runs import add_mosaic_results, score_mosaics, split_mosaic_plan
 from xaiscore.harness.multimodel import run_models
 from xaiscore.harness.scoring import (
@@ -137,7 +138,8 @@ class _Runner:
                         reason = (f"needs {missing}, which method {method.name!r} "
                                   f"({method.settings['method']}) cannot supply")
                         if not set(missing) & {"model", "explain_fn", "explainer_factory"}:
-                            reason = f"needs {missing}, which the dataset does not provide"
+                            reason = (f"needs {missing}, which the dataset does not provide"
+                                      + mosaic_hint(missing))
                 if reason is None:
                     self.runnable[method.name].append(planned)
                 else:

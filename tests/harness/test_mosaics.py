@@ -277,3 +277,31 @@ def test_the_report_shows_the_mosaic_metrics_with_the_chance_level(tmp_path):
     assert mosaic.loc[("focus", "Saliency"), "mean"] == 1.0
     assert mosaic.loc[("grid_pointing_game", "random"), "chance_level"] == 0.25
     assert (mosaic["n"] == 6).all()
+
+
+def _distributed_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ds = _run(out, methods=["Saliency", "random"])
+    if (ds is None) != (rank != 0):
+        raise AssertionError("only rank 0 returns the Dataset")
+
+
+def test_two_processes_give_the_mosaic_scores_of_one(tmp_path):
+    import torch.distributed as dist
+
+    from tests.harness.test_distributed import free_port
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    torch.multiprocessing.spawn(_distributed_worker,
+                                args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    two = load_dataset(tmp_path / "two" / "results.nc")
+    one = _run(tmp_path / "one", methods=["Saliency", "random"])
+    for metric in ("grid_pointing_game", "focus"):
+        np.testing.assert_array_equal(two[metric].values, one[metric].values)
+        np.testing.assert_array_equal(two[f"{metric}_tile_sample"].values,
+                                      one[f"{metric}_tile_sample"].values)

@@ -305,3 +305,16 @@ def test_two_processes_give_the_mosaic_scores_of_one(tmp_path):
         np.testing.assert_array_equal(two[metric].values, one[metric].values)
         np.testing.assert_array_equal(two[f"{metric}_tile_sample"].values,
                                       one[f"{metric}_tile_sample"].values)
+
+
+def test_the_mosaic_report_loads_in_a_browser_and_fits_800_px(tmp_path):
+    from tests.harness.test_browser import BROWSER, probe
+    from xaiscore.harness.report import write_report
+
+    if BROWSER is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    page = write_report(_run(), tmp_path / "report", n_boot=50).read_text(encoding="utf-8")
+    found = probe(page, tmp_path, 800)
+    assert found["broken"] == [] and found["errors"] == []
+    assert found["images"] >= 2 * 4  # the example mosaics: image + 3 maps per metric
+    assert found["overflow"] <= 0

@@ -318,3 +318,19 @@ def test_the_mosaic_report_loads_in_a_browser_and_fits_800_px(tmp_path):
     assert found["broken"] == [] and found["errors"] == []
     assert found["images"] >= 2 * 4  # the example mosaics: image + 3 maps per metric
     assert found["overflow"] <= 0
+
+
+def test_a_run_of_mosaic_metrics_only_has_a_report_and_a_summary(tmp_path):
+    from xaiscore.harness.console import summary_lines
+    from xaiscore.harness.report import write_report
+
+    ds = _run(metrics=["focus"], methods=["Saliency", "random"])
+    page = write_report(ds, tmp_path / "report", n_boot=20).read_text(encoding="utf-8")
+    assert "<h2>Mosaic localization</h2>" in page and "No metric could be scored" not in page
+    rows = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert rows[["metric", "method"]].values.tolist() == [["focus", "Saliency"],
+                                                           ["focus", "random"]]
+    lines, warnings = summary_lines(ds)
+    assert lines[0].startswith("Scored 2 methods x 1 metrics")
+    assert any("focus: best Saliency 1.000 (chance 0.5, 6 mosaics)" in line for line in lines)
+    assert warnings == []

@@ -32,7 +32,7 @@ __all__ = ["mosaic_html", "mosaic_rows", "mosaic_lines", "set_and_mosaic_rows"]
 
 
 def _interval(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    if values.size < 2:
+    if values.size < 2 or n_boot < 1:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, values.size, (n_boot, values.size))].mean(axis=1)

@@ -209,6 +209,25 @@ def test_mosaics_use_predictions_without_labels_and_skip_wrong_labels():
             == model(images).argmax(1)[unlabelled.tile_indices].tolist())
 
 
+def test_target_classes_restrict_the_targets_not_the_other_tiles():
+    images, labels = _dataset(classes=5, per_class=3)
+    m = make_mosaics(model, images, labels, num_mosaics=30, min_confidence=0.9, seed=2,
+                     target_classes=[1, 3])
+    assert set(m.target.tolist()) == {1, 3}
+    others = m.tile_classes[~m.tiles]
+    assert 0 in others.tolist() and 4 in others.tolist()  # the other classes still fill tiles
+    everything = make_mosaics(model, images, labels, num_mosaics=30, min_confidence=0.9, seed=2)
+    assert set(everything.target.tolist()) == {0, 1, 2, 3, 4}
+    with pytest.raises(OptionError, match=r"`target_classes` to be class indices in \[0, 5\)"):
+        make_mosaics(model, images, labels, num_mosaics=2, target_classes=[5])
+    with pytest.raises(OptionError, match=r"`target_classes`"):
+        make_mosaics(model, images, labels, num_mosaics=2, target_classes=[])
+    # class 2 has two confident images, Focus needs two of the target: fine; three: not
+    with pytest.raises(OptionError, match=r"targets among classes \[2\]"):
+        make_mosaics(model, images, labels, num_mosaics=2, target_tiles=3, min_confidence=0.9,
+                     target_classes=[2])
+
+
 def test_mosaic_builder_errors():
     images, labels = _dataset(classes=3)
     with pytest.raises(OptionError, match="at least 4 classes"):

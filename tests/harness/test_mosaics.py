@@ -334,3 +334,19 @@ def test_a_run_of_mosaic_metrics_only_has_a_report_and_a_summary(tmp_path):
     assert lines[0].startswith("Scored 2 methods x 1 metrics")
     assert any("focus: best Saliency 1.000 (chance 0.5, 6 mosaics)" in line for line in lines)
     assert warnings == []
+
+
+def test_the_negative_class_is_no_target_unless_asked():
+    base = dataset(n=32)
+    data = RecordList([base[i] for i in range(len(base))],
+                      class_names=["No Finding", "c1", "c2", "c3"])
+    default = build_mosaic_dataset(data, Bright(), MosaicsConfig(num_mosaics=20),
+                                   metric="grid_pointing_game", seed=0)
+    assert 0 not in default.mosaics.target.tolist()
+    assert (default.mosaics.tile_classes == 0).any(dim=1).all()  # four classes: one tile each
+    asked = build_mosaic_dataset(data, Bright(), MosaicsConfig(num_mosaics=20,
+                                                               negative_target=True),
+                                 metric="grid_pointing_game", seed=0)
+    assert 0 in asked.mosaics.target.tolist()
+    with pytest.raises(OptionError, match="negative_target` to be true or false"):
+        parse_mosaics({"negative_target": "no"})

@@ -26,7 +26,7 @@ divides the size (always for :func:`make_mosaics`), and for ``n = 2`` the split 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -292,17 +292,22 @@ def _sorted_columns(columns: list[Tensor]) -> list[Tensor]:
 
 
 def _layout(classes: Tensor, usable: Tensor, num_classes: int, num_mosaics: int, cells: int,
-            target_tiles: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            target_tiles: int, generator: torch.Generator,
+            allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(M,)`` target classes and ``(M, n^2)`` image indices per tile (target tiles first)."""
     counts = torch.bincount(classes[usable], minlength=num_classes).cpu()
     others_needed = cells - target_tiles
     nonempty = counts > 0
     eligible = (counts >= target_tiles) & (int(nonempty.sum()) - 1 >= others_needed)
+    if allowed is not None:
+        eligible &= allowed
     if not bool(eligible.any()):
+        among = "" if allowed is None else (
+            f" (targets among classes {allowed.nonzero().squeeze(1).tolist()})")
         raise OptionError(
             f"Expected confidently classified images of at least {others_needed + 1} classes (one "
-            f"with {target_tiles} images) for {cells}-tile mosaics, but got images per class "
-            f"{counts.tolist()}."
+            f"with {target_tiles} images){among} for {cells}-tile mosaics, but got images per "
+            f"class {counts.tolist()}."
         )
     gen = {"generator": generator, "device": generator.device}
     candidates = eligible.nonzero().squeeze(1)
@@ -333,6 +338,7 @@ def make_mosaics(
     grid: int = 2,
     target_tiles: int = 1,
     min_confidence: float = 0.99,
+    target_classes: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     max_batch_size: int = 64,
@@ -360,6 +366,9 @@ def make_mosaics(
         target_tiles: Tiles of the target class per mosaic (1 for the grid pointing game, 2 for
             Focus), at most ``n^2 - 1``.
         min_confidence: The smallest softmax probability of a usable image's class, in [0, 1].
+        target_classes: The classes a mosaic's target is drawn from (default: every class); the
+            other tiles may show any class. E.g. leave out a "no finding" class, whose evidence
+            is the absence of a lesion and has no place.
         generator: Random draws (target class, other classes, images, tile order).
         seed: Seeds a fresh generator when ``generator`` is ``None`` (default: 0).
         max_batch_size: The most images per model call.
@@ -368,7 +377,8 @@ def make_mosaics(
         :class:`Mosaics`.
 
     Raises:
-        OptionError: too few classes with confidently classified images for the layout.
+        OptionError: too few classes with confidently classified images for the layout; a
+            target class out of range.
 
     Shape:
         - images: ``(N, C, H, W)``; labels: ``(N,)``
@@ -397,8 +407,17 @@ def make_mosaics(
     generator = resolve_generator(generator, seed, default_seed=0)
     classes, usable, num_classes = _confident(forward_fn, images, labels, min_confidence,
                                               max_batch_size)
+    allowed = None
+    if target_classes is not None:
+        chosen = [int(c) for c in target_classes]
+        if not chosen or any(not 0 <= c < num_classes for c in chosen):
+            raise OptionError(
+                f"Expected `target_classes` to be class indices in [0, {num_classes}) (the "
+                f"model's classes), but got {list(target_classes)!r}.")
+        allowed = torch.zeros(num_classes, dtype=torch.bool)
+        allowed[chosen] = True
     target, indices = _layout(classes, usable, num_classes, num_mosaics, cells, target_tiles,
-                              generator)
+                              generator, allowed)
     position = torch.rand(num_mosaics, cells, generator=generator,
                           device=generator.device).cpu().argsort(dim=1)
     tile_indices = torch.empty_like(indices).scatter_(1, position, indices)

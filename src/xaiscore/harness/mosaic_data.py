@@ -8,7 +8,9 @@ scored on *mosaics*, ``n x n`` grids of images, not on the dataset's images. A r
 :func:`xaiscore.functional.mosaic.make_mosaics` (Rao, Böhle and Schiele, CVPR 2022): an image is
 usable when the model predicts its label with a softmax probability of at least
 ``min_confidence``; the tiles of a mosaic show different classes, ``target_tiles`` of them the
-target class. One set of mosaics per metric:
+target class. The target class is never the dataset's negative class (``"No Finding"``: its
+evidence is the absence of a finding, which no tile holds) unless ``negative_target``; its images
+still fill the other tiles. One set of mosaics per metric:
 
 * ``grid_pointing_game``: ``grid x grid`` mosaics, one target tile (chance level ``1 / grid^2``);
 * ``focus`` (Arias-Duart et al. 2022): 2 x 2 mosaics, two target tiles of distinct images and
@@ -71,6 +73,9 @@ class MosaicsConfig:
         min_confidence: The smallest softmax probability of the label for an image to be a tile
             (Rao et al.: "classified confidently"; their models reach 0.99 on ImageNet classes).
         max_images: The first images of the dataset that tiles are drawn from.
+        negative_target: Whether the dataset's negative class (``"No Finding"``) may be a
+            mosaic's target. Default no: its evidence is the absence of a finding, which no tile
+            holds; its images still fill the other tiles.
         seed: Seed of the draws (default: the run's seed).
     """
 
@@ -78,6 +83,7 @@ class MosaicsConfig:
     num_mosaics: int = 16
     min_confidence: float = 0.99
     max_images: int = 256
+    negative_target: bool = False
     seed: int | None = None
 
 
@@ -113,6 +119,10 @@ def parse_mosaics(value: Any) -> MosaicsConfig | None:
             or not 0.0 <= confidence <= 1.0:
         raise OptionError(
             f"Expected `mosaics.min_confidence` in [0, 1], but got {confidence!r}.")
+    if not isinstance(config.negative_target, bool):
+        raise OptionError(
+            f"Expected `mosaics.negative_target` to be true or false, but got "
+            f"{config.negative_target!r}.")
     if config.seed is not None and (isinstance(config.seed, bool)
                                     or not isinstance(config.seed, int) or config.seed < 0):
         raise OptionError(f"Expected `mosaics.seed` to be an int >= 0, but got {config.seed!r}.")
@@ -231,6 +241,10 @@ def build_mosaic_dataset(dataset: Any, model: Callable[[Tensor], Tensor], config
             f"Expected a dataset with at least {needed} classes for {metric!r} on {grid} x {grid} "
             f"mosaics (each tile a different class, {target_tiles} of the target class), but it "
             f"has {len(class_names)}: {list(class_names)}.")
+    from xaiscore.harness.data.records import NEGATIVE_FINDING
+
+    targets = None if config.negative_target or NEGATIVE_FINDING not in class_names else [
+        k for k, name in enumerate(class_names) if name != NEGATIVE_FINDING]
     data, indices = _base_images(dataset, config.max_images)
     data = data.to(device)
     draw_seed = derive_seed(seed if config.seed is None else config.seed, "mosaics", metric)
@@ -239,7 +253,7 @@ def build_mosaic_dataset(dataset: Any, model: Callable[[Tensor], Tensor], config
             mosaics = make_mosaics(
                 model, data.x, data.labels, num_mosaics=config.num_mosaics, grid=grid,
                 target_tiles=target_tiles, min_confidence=float(config.min_confidence),
-                seed=draw_seed, max_batch_size=max_batch_size)
+                target_classes=targets, seed=draw_seed, max_batch_size=max_batch_size)
     except OptionError as error:
         raise OptionError(
             f"Cannot build the mosaics of {metric!r} from the first {len(indices)} images with "

@@ -350,3 +350,14 @@ def test_the_negative_class_is_no_target_unless_asked():
     assert 0 in asked.mosaics.target.tolist()
     with pytest.raises(OptionError, match="negative_target` to be true or false"):
         parse_mosaics({"negative_target": "no"})
+
+
+def test_other_mosaics_in_the_run_folder_are_recomputed_not_an_error(tmp_path):
+    _run(tmp_path / "run")
+    timing = {}
+    ds = _run(tmp_path / "run", mosaics={"num_mosaics": 5, "min_confidence": 0.9, "seed": 3},
+              timing=timing)
+    assert ds.sizes["focus_mosaic"] == 5
+    assert timing["results_computed"] == 3 * 2 * 2  # the mosaics' shards only: 2 batches each
+    fresh = _run(tmp_path / "fresh", mosaics={"num_mosaics": 5, "min_confidence": 0.9, "seed": 3})
+    np.testing.assert_array_equal(ds["focus"].values, fresh["focus"].values)

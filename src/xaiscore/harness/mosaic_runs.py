@@ -6,7 +6,8 @@ With ``mosaics`` (a :class:`~xaiscore.harness.mosaic_data.MosaicsConfig`, the co
 batches are done, scores each on its own mosaics
 (:func:`~xaiscore.harness.mosaic_data.build_mosaic_dataset`) with the same model, methods, seed
 and batching: an ordinary sub-run whose shards live in ``out/mosaics/<metric>/`` (resumed like
-the run's own, on every process of a distributed run). The explained class is the mosaic's
+the run's own, on every process of a distributed run; a folder holding other mosaics, e.g. of
+another ``[mosaics]`` section, is cleared and recomputed). The explained class is the mosaic's
 target class. Without ``mosaics`` these metrics are skipped with the reason (the dataset does
 not provide ``tiles``).
 
@@ -99,6 +100,27 @@ def _model_takes(model: Any, data: MosaicDataset) -> str | None:
     return None
 
 
+def _sub_store(runner: Any, folder: Path, data: MosaicDataset, *, resume: bool,
+               held: contextlib.ExitStack) -> Any:
+    """The sub-run's folder, locked; cleared first when it holds other mosaics (another
+    ``[mosaics]`` section, seed or model): its shards would not match them."""
+    import json
+
+    from xaiscore.harness.store import atomic_write_bytes, open_run
+
+    layout = json.dumps({"grid": data.grid, "target": data.mosaics.target.tolist(),
+                         "tiles": data.tile_source_ids}).encode()
+    path = folder / "mosaics.json"
+    same = not path.is_file() or path.read_bytes() == layout
+    store = open_run(folder, data, runner.model, context=runner.context, resume=resume and same,
+                     batch_size=runner.batch_size, seed=runner.seed, target="label", held=held)
+    if runner.context.is_main and not (same and path.is_file()):
+        store.record(path)
+        atomic_write_bytes(path, layout)
+    runner.context.barrier()
+    return store
+
+
 def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None, *,
                   out: Any, resume: bool, held: contextlib.ExitStack) -> dict[str, MosaicPart]:
     """Score each metric of ``plan`` on its mosaics (every process; the parts on rank 0, ``{}``
@@ -107,7 +129,7 @@ def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None
     import time
 
     from xaiscore.harness.assemble import assemble
-    from xaiscore.harness.store import open_run, slug
+    from xaiscore.harness.store import slug
 
     parts: dict[str, MosaicPart] = {}
     if config is None:
@@ -134,10 +156,8 @@ def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None
                 raise OptionError(f"Cannot score {name!r}: it {reason}.")
             part.skipped = {m.name: reason for m in runner.methods}
             continue
-        store = None if out is None else open_run(
-            Path(out) / MOSAIC_DIR / slug(name), data, runner.model, context=runner.context,
-            resume=resume, batch_size=runner.batch_size, seed=runner.seed, target="label",
-            held=held)
+        store = None if out is None else _sub_store(runner, Path(out) / MOSAIC_DIR / slug(name),
+                                                    data, resume=resume, held=held)
         sub = type(runner)(
             data, runner.model, runner.methods, [planned], store=store, context=runner.context,
             seed=runner.seed, batch_size=runner.batch_size, max_batch_size=runner.max_batch_size,

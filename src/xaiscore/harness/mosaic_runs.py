@@ -111,10 +111,10 @@ def _sub_store(runner: Any, folder: Path, data: MosaicDataset, *, resume: bool,
     layout = json.dumps({"grid": data.grid, "target": data.mosaics.target.tolist(),
                          "tiles": data.tile_source_ids}).encode()
     path = folder / "mosaics.json"
-    same = not path.is_file() or path.read_bytes() == layout
+    same = path.is_file() and path.read_bytes() == layout  # (a new folder: nothing to clear)
     store = open_run(folder, data, runner.model, context=runner.context, resume=resume and same,
                      batch_size=runner.batch_size, seed=runner.seed, target="label", held=held)
-    if runner.context.is_main and not (same and path.is_file()):
+    if runner.context.is_main and not same:
         store.record(path)
         atomic_write_bytes(path, layout)
     runner.context.barrier()

@@ -258,6 +258,11 @@ def test_models_with_their_own_mosaics_combine():
     # each model keeps its own mosaics
     assert ds["focus_tile_sample"].sel(explainer="oracle/mine").values.tolist() == \
         cnn["focus_tile_sample"].sel(explainer="mine").values.tolist()
+    # the example mosaics: a row for the model with maps only
+    from xaiscore.harness.report_mosaics import mosaic_html
+
+    page = mosaic_html(ds, n_boot=10)
+    assert "oracle: target c" in page and "fixed: target" not in page
 
 
 def test_the_report_shows_the_mosaic_metrics_with_the_chance_level(tmp_path):

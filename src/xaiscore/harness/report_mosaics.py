@@ -139,11 +139,16 @@ def _example_html(ds: Any, metric: str) -> str:
     maps = ds[map_name].values  # (M, H, W)
     models = ([str(m) for m in ds["model"].values] if "model" in ds.coords
               else [""] * images.shape[0])
-    groups = list(dict.fromkeys(models))
+    # the models with a map (a model that could not take the mosaics has none)
+    groups = [g for g in dict.fromkeys(models)
+              if np.isfinite(maps[[m == g for m in models]]).any()]
+    if not groups:
+        return ""
     first = [models.index(g) for g in groups]
     attribution = np.full((len(models), len(groups), *maps.shape[1:]), np.nan, dtype=np.float32)
     for i, model in enumerate(models):
-        attribution[i, groups.index(model)] = maps[i]
+        if model in groups:
+            attribution[i, groups.index(model)] = maps[i]
     grid = int(ds[metric].attrs.get("mosaic_grid", 2))
     height, width = images.shape[2] // grid, images.shape[3] // grid
     boxes = np.full((len(groups), grid * grid, 4), np.nan)

@@ -438,9 +438,7 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
         forward, explained = needs(metric, data)
         return forward + explained * passes(method, s)
 
-    if floor is not None:
-        print("\nFloor (time per input at the best batch size): "
-              + ", ".join(f"{k} {v[0] * 1e3:.3g} ms (batch {v[1]})" for k, v in floor.items()))
+    print_floor(floor, systems)
     total = {system: sum(median[system].values()) for system in systems}
     rows = [{"": "whole job", **{f"{sy} s": total[sy] for sy in systems}}]
     floor_total = sum(floor_of(m, k) for m in METHODS for k in spans) if floor else None
@@ -482,19 +480,36 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
     print_table(rows, columns)
 
 
+def print_floor(floor: dict | None, systems: list[str]) -> None:
+    if floor is None:
+        return
+    print("\nFloor (time per input at the best batch size): "
+          + ", ".join(f"{k} {v[0] * 1e3:.3g} ms (batch {v[1]})" for k, v in floor.items()))
+    if "quantus" in systems:
+        print("quantus/floor: the ratio against Quantus of a system that ran at the floor, "
+              "the most any speed-up of the metric machinery can reach")
+
+
+def add_ratios(row: dict, systems: list[str], with_floor: bool) -> None:
+    ours = [sy for sy in ("dropin", "kernels") if sy in systems]
+    if "quantus" in systems:
+        for sy in ours:
+            if row[f"{sy} s"] > 0:
+                row[f"quantus/{sy}"] = row["quantus s"] / row[f"{sy} s"]
+    if with_floor and row.get("floor s"):
+        if "quantus" in systems:  # the ratio a system at the floor would reach
+            row["quantus/floor"] = row["quantus s"] / row["floor s"]
+        for sy in ours:
+            row[f"{sy}/floor"] = row[f"{sy} s"] / row["floor s"]
+
+
 def ratio_columns(rows: list[dict], systems: list[str], with_floor: bool) -> list[str]:
     """Add the ratios to ``rows`` and return their column names."""
     columns = []
     for row in rows:
-        if "quantus" in systems:
-            for sy in ("dropin", "kernels"):
-                if sy in systems and row[f"{sy} s"] > 0:
-                    row[f"quantus/{sy}"] = row["quantus s"] / row[f"{sy} s"]
-        if with_floor and row.get("floor s"):
-            for sy in ("dropin", "kernels"):
-                if sy in systems:
-                    row[f"{sy}/floor"] = row[f"{sy} s"] / row["floor s"]
-    for name in ("quantus/dropin", "quantus/kernels", "dropin/floor", "kernels/floor"):
+        add_ratios(row, systems, with_floor)
+    for name in ("quantus/dropin", "quantus/kernels", "quantus/floor", "dropin/floor",
+                 "kernels/floor"):
         if any(name in row for row in rows):
             columns.append(name)
     return columns

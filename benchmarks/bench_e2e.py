@@ -210,7 +210,9 @@ def run_quantus_like(system: str, data: Data, clock: Callable[[], float]) -> dic
     metrics = quantus_metrics(quantus_compat if system == "dropin" else quantus, s,
                               ours=system == "dropin")
     x, y, masks = data.x.numpy(), data.y.numpy(), data.s.numpy()
-    batch_size = data.max_batch_size if system == "dropin" else 64
+    # the drop-in keeps Quantus' `batch_size` (an int): a policy such as "auto" is for the kernels
+    mbs = data.max_batch_size
+    batch_size = mbs if system == "dropin" and isinstance(mbs, int) else 64
     times = {}
     for method in METHODS:
         kwargs = {"method": method}

@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-batch-size",
         default="64",
-        help="the kernels' max_batch_size (an int, 'auto' or a byte budget) and the drop-in's batch_size (an int; 64 when a policy is given)",
+        help="the kernels' max_batch_size (an int, 'auto' or a byte budget) and the drop-in's "
+             "batch_size (an int; 64 when a policy is given)",
     )
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--batch", type=int, default=None,

@@ -91,7 +91,9 @@ def _metric_options() -> dict[str, dict[str, Any]]:
 
 
 #: The demo ViT: :class:`~xaiscore.explainers.tiny_models.TinyViT` with a convolutional stem.
-DEMO_VIT_TRAIN: dict[str, Any] = {"n": 512, "epochs": 30, "lr": 2e-3, "stop_at_accuracy": 0.97}
+#: On the four classes it needs 512 training images (256: about 60 % accuracy after 30 epochs) and
+#: stops at 90 % running accuracy (about 80 % on held-out images, in a few epochs).
+DEMO_VIT_TRAIN: dict[str, Any] = {"n": 512, "epochs": 30, "lr": 2e-3, "stop_at_accuracy": 0.9}
 
 #: The demo's classes: every lesion kind of the synthetic dataset, so that 2 x 2 mosaics can show
 #: four different classes (the grid pointing game) and Focus's three.

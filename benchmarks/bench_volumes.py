@@ -205,7 +205,7 @@ def run_memory(settings) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=16)
@@ -217,7 +217,7 @@ def main() -> None:
                         help="the 3-D CNN of the floor runs (the memory runs use tiny)")
     parser.add_argument("--metrics", nargs="+", choices=["deletion", "road"],
                         default=["deletion", "road"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     batch, side = (4, 24) if args.quick else (args.batch, args.side)
     print(machine_line(), f"load average {os.getloadavg()[0]:.1f}")
     if not args.no_floor:
@@ -226,14 +226,15 @@ def main() -> None:
         print_table(rows, ["metric", "model", "volumes", "model calls", "batch", "ours_s",
                            "floor_s", "ours/floor", "imputation_s"])
     if args.no_memory:
-        return
+        return 0
     settings = [("deletion", 4, 24, 2), ("road", 4, 24, 2)] if args.quick else [
         ("deletion", 16, 64, 4), ("deletion", 16, 64, 16), ("road", 16, 64, 4),
         ("road", 16, 64, 16),
         ("deletion", 4, 128, 4), ("road", 4, 128, 1), ("road", 4, 128, 4)]
     print_table(run_memory(settings), ["metric", "volumes", "max_batch_size", "peak_mb", "x+a_mb",
                                        "peak/volume"])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

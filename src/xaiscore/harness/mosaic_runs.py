@@ -86,17 +86,26 @@ def split_mosaic_plan(plan: Sequence[Any], mosaics: Any) -> tuple[list[Any], lis
     return [p for p in plan if all(p is not q for q in on_mosaics)], on_mosaics, config
 
 
-def _model_takes(model: Any, data: MosaicDataset) -> str | None:
-    """``None`` when the model takes a mosaic, else why not."""
+def _model_takes(model: Any, dataset: Any, grid: int, device: Any) -> str | None:
+    """``None`` when the model takes an input of a mosaic's shape (zeros), else why not; asked
+    before any mosaic is built (a model that cannot take them needs no confident images)."""
     from xaiscore._engine.batching import call_model
+    from xaiscore.harness.data.errors import DatasetError
 
-    x = data.mosaics.x[:1].to(next(iter(model.parameters()), torch.empty(0)).device)
+    try:
+        image = dataset[0].image
+    except DatasetError:  # building the mosaics reports the records that fail to load
+        return None
+    if image.ndim != 3:  # ... and images that are not 2-D
+        return None
+    x = torch.zeros(1, image.shape[0], grid * image.shape[1], grid * image.shape[2],
+                    dtype=image.dtype, device=device)
     try:
         with torch.inference_mode():
             call_model(model, x)
     except Exception as error:  # reported as the skip reason (or re-raised, see score_mosaics)
-        return (f"needs the model on {tuple(x.shape[2:])} mosaics ({data.grid} x {data.grid} "
-                f"images), which it cannot take: {type(error).__name__}: {error}")
+        return (f"needs the model on {tuple(x.shape[2:])} mosaics ({grid} x {grid} images), "
+                f"which it cannot take: {type(error).__name__}: {error}")
     return None
 
 
@@ -137,6 +146,14 @@ def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None
     for planned in plan:
         start = time.perf_counter()
         name = planned.spec.name
+        reason = _model_takes(runner.model, runner.dataset, mosaic_layout(name, config)[0],
+                              runner.device)
+        if reason is not None:
+            if runner.on_error != "record":
+                raise OptionError(f"Cannot score {name!r}: it {reason}.")
+            parts[name] = MosaicPart(planned, None, config,
+                                     skipped={m.name: reason for m in runner.methods})
+            continue
         try:
             data = build_mosaic_dataset(runner.dataset, runner.model, config, metric=name,
                                         seed=runner.seed, max_batch_size=runner.max_batch_size,
@@ -150,12 +167,6 @@ def score_mosaics(runner: Any, plan: Sequence[Any], config: MosaicsConfig | None
             continue
         part = MosaicPart(planned, data, config)
         parts[name] = part
-        reason = _model_takes(runner.model, data)
-        if reason is not None:
-            if runner.on_error != "record":
-                raise OptionError(f"Cannot score {name!r}: it {reason}.")
-            part.skipped = {m.name: reason for m in runner.methods}
-            continue
         store = None if out is None else _sub_store(runner, Path(out) / MOSAIC_DIR / slug(name),
                                                     data, resume=resume, held=held)
         sub = type(runner)(

@@ -120,8 +120,8 @@ def box_protocols_3d_html(ds: Any) -> str:
         '<div class="scroll"><table><thead><tr><th>method</th><th>finding</th>'
         f"{''.join(heads)}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         '<p class="note">On volumes every box is a cuboid around a 26-connected region of the '
-        "binarised map and overlaps are measured in voxels: box accuracy at its first "
-        "binarisation threshold and T(IoBB) (the full table below), MaxBoxAcc over the map "
+        "binarised map and overlaps are measured in voxels: box accuracy averaged over its "
+        "binarisation thresholds and T(IoBB) (the full table below), MaxBoxAcc over the map "
         "thresholds with IoU between 3-D boxes at least δ (0.5; V2 averages 0.3, 0.5 and 0.7), "
         "PxAP over the voxels pooled across the finding's volumes. Each over the volumes of one "
         "finding class; finding classes without a ground-truth box are left out.</p>"

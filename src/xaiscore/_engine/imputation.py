@@ -528,7 +528,7 @@ def linear_imputation(
     *,
     tol: float | None = None,
     max_iterations: int = 500,
-    check_every: int | None = None,
+    check_every: int = 2,
 ) -> Tensor:
     """Replace the removed pixels of ``x`` by ROAD's linear imputation (no noise).
 
@@ -547,8 +547,7 @@ def linear_imputation(
             issued (this does not happen for well-posed inputs: the
             preconditioned iteration converges in a few tens of steps).
         check_every: Test convergence every this many iterations (each test
-            is one host synchronisation). Default 1 for volumes on the CPU (where a
-            host read costs nothing and a 3-D iteration is expensive), else 2.
+            is one host synchronisation).
 
     Returns:
         ``(M, C, *S)`` in the dtype and on the device of ``x``.
@@ -575,8 +574,6 @@ def linear_imputation(
         tol = 1e-10 if x.dtype == torch.float64 else 1e-5
     if not tol > 0:
         raise OptionError(f"Expected `tol` > 0, but got {tol}.")
-    if check_every is None:
-        check_every = 1 if spatial_dims == 3 and x.device.type == "cpu" else 2
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     m = work.shape[0]
     # Hardest systems (most unknowns) first: the solver then narrows its working set to the leading

@@ -210,7 +210,9 @@ def run_quantus_like(system: str, data: Data, clock: Callable[[], float]) -> dic
     metrics = quantus_metrics(quantus_compat if system == "dropin" else quantus, s,
                               ours=system == "dropin")
     x, y, masks = data.x.numpy(), data.y.numpy(), data.s.numpy()
-    batch_size = data.max_batch_size if system == "dropin" else 64
+    # the drop-in keeps Quantus' `batch_size` (an int): a policy such as "auto" is for the kernels
+    mbs = data.max_batch_size
+    batch_size = mbs if system == "dropin" and isinstance(mbs, int) else 64
     times = {}
     for method in METHODS:
         kwargs = {"method": method}
@@ -383,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-batch-size",
         default="64",
-        help="the kernels' and the drop-in's max_batch_size (an int, 'auto' or a byte budget)",
+        help="the kernels' max_batch_size (an int, 'auto' or a byte budget) and the drop-in's "
+             "batch_size (an int; 64 when a policy is given)",
     )
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--batch", type=int, default=None,
@@ -438,9 +441,7 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
         forward, explained = needs(metric, data)
         return forward + explained * passes(method, s)
 
-    if floor is not None:
-        print("\nFloor (time per input at the best batch size): "
-              + ", ".join(f"{k} {v[0] * 1e3:.3g} ms (batch {v[1]})" for k, v in floor.items()))
+    print_floor(floor, systems)
     total = {system: sum(median[system].values()) for system in systems}
     rows = [{"": "whole job", **{f"{sy} s": total[sy] for sy in systems}}]
     floor_total = sum(floor_of(m, k) for m in METHODS for k in spans) if floor else None
@@ -482,19 +483,36 @@ def report(median: dict, counts: dict, floor: dict | None, data: Data, systems: 
     print_table(rows, columns)
 
 
+def print_floor(floor: dict | None, systems: list[str]) -> None:
+    if floor is None:
+        return
+    print("\nFloor (time per input at the best batch size): "
+          + ", ".join(f"{k} {v[0] * 1e3:.3g} ms (batch {v[1]})" for k, v in floor.items()))
+    if "quantus" in systems:
+        print("quantus/floor: the ratio against Quantus of a system that ran at the floor, "
+              "the most any speed-up of the metric machinery can reach")
+
+
+def add_ratios(row: dict, systems: list[str], with_floor: bool) -> None:
+    ours = [sy for sy in ("dropin", "kernels") if sy in systems]
+    if "quantus" in systems:
+        for sy in ours:
+            if row[f"{sy} s"] > 0:
+                row[f"quantus/{sy}"] = row["quantus s"] / row[f"{sy} s"]
+    if with_floor and row.get("floor s"):
+        if "quantus" in systems:  # the ratio a system at the floor would reach
+            row["quantus/floor"] = row["quantus s"] / row["floor s"]
+        for sy in ours:
+            row[f"{sy}/floor"] = row[f"{sy} s"] / row["floor s"]
+
+
 def ratio_columns(rows: list[dict], systems: list[str], with_floor: bool) -> list[str]:
     """Add the ratios to ``rows`` and return their column names."""
     columns = []
     for row in rows:
-        if "quantus" in systems:
-            for sy in ("dropin", "kernels"):
-                if sy in systems and row[f"{sy} s"] > 0:
-                    row[f"quantus/{sy}"] = row["quantus s"] / row[f"{sy} s"]
-        if with_floor and row.get("floor s"):
-            for sy in ("dropin", "kernels"):
-                if sy in systems:
-                    row[f"{sy}/floor"] = row[f"{sy} s"] / row["floor s"]
-    for name in ("quantus/dropin", "quantus/kernels", "dropin/floor", "kernels/floor"):
+        add_ratios(row, systems, with_floor)
+    for name in ("quantus/dropin", "quantus/kernels", "quantus/floor", "dropin/floor",
+                 "kernels/floor"):
         if any(name in row for row in rows):
             columns.append(name)
     return columns

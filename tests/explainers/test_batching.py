@@ -104,3 +104,27 @@ def test_user_batching_options_win():
     captum_explainer(counting, "IntegratedGradients", n_steps=6, internal_batch_size=12,
                      max_batch_size=2)(x, torch.tensor([0, 1, 2, 3]))
     assert max(counting.sizes) == 12  # captum's own option, as given
+
+
+@pytest.mark.parametrize("method, options, passes", CASES)
+def test_a_byte_budget_is_the_same_as_its_item_count(method, options, passes):
+    # one 1 x 6 x 6 float64 input weighs 288 bytes: "2880B" holds 10 of them
+    x = torch.rand(7, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    by_count, by_bytes = _Counting(_model()), _Counting(_model())
+    counted = captum_explainer(by_count, method, max_batch_size=10, seed=3, **options)(x, target)
+    budgeted = captum_explainer(by_bytes, method, max_batch_size="2880B", seed=3, **options)(
+        x, target)
+    assert by_bytes.sizes == by_count.sizes
+    torch.testing.assert_close(budgeted, counted, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    ("auto", ValueError, r"int or a byte budget .*must not depend on timing.*'auto'"),
+    ("auto:1GB", ValueError, r"must not depend on timing"),
+    ("lots", ValueError, r"'lots'"),
+    (2.5, TypeError, r"positive int.*float"),
+])
+def test_explainers_refuse_auto_and_non_sizes(value, error, match):
+    with pytest.raises(error, match=match):
+        captum_explainer(_model(), "IntegratedGradients", max_batch_size=value)

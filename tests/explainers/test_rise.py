@@ -278,3 +278,25 @@ def test_the_mask_cache_gives_the_same_maps_and_is_reused(monkeypatch):
     uncached = rise_explainer(model, n_masks=20, grid_size=3, seed=2, max_batch_size=7)(x, target)
     assert built == [2] * 10  # chunk by chunk (7 // 3 = 2 masks per chunk)
     np.testing.assert_allclose(uncached.numpy(), first.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_byte_budget_is_the_same_as_its_item_count_and_auto_is_refused():
+    base = _conv_model(1, 2)
+    calls: dict[str, list[int]] = {"count": [], "bytes": []}
+
+    def counting(key):
+        def forward(inputs):
+            calls[key].append(inputs.shape[0])
+            return base(inputs)
+        return forward
+
+    x = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target = torch.zeros(3, dtype=torch.long)
+    # a 1 x 6 x 6 float64 input weighs 288 bytes: "1440B" holds 5
+    by_count = rise_explainer(counting("count"), n_masks=7, grid_size=2, seed=0, max_batch_size=5)
+    by_bytes = rise_explainer(counting("bytes"), n_masks=7, grid_size=2, seed=0,
+                              max_batch_size="1440B")
+    torch.testing.assert_close(by_bytes(x, target), by_count(x, target), rtol=0, atol=0)
+    assert calls["bytes"] == calls["count"] and max(calls["bytes"]) <= 5
+    with pytest.raises(ValueError, match="must not depend on timing"):
+        rise_explainer(base, n_masks=7, max_batch_size="auto")

@@ -110,6 +110,12 @@ def test_defaults_and_overrides():
     assert config.metrics == MetricsConfig()
     assert config.with_overrides(out="elsewhere", device=None).out == "elsewhere"
     assert parse_config({"metrics": ["sparseness"]}).metrics.include == ("sparseness",)
+    assert config.max_batch_size == 64
+
+
+@pytest.mark.parametrize("value", [32, "auto", "2GB", "auto:512MiB"])
+def test_max_batch_size_takes_an_int_auto_or_a_byte_budget(value):
+    assert parse_config({"max_batch_size": value}).max_batch_size == value
 
 
 @pytest.mark.parametrize(
@@ -126,6 +132,9 @@ def test_defaults_and_overrides():
         ({"methods": []}, r"non-empty list"),
         ({"target": "true"}, r"`target`"),
         ({"batch_size": 0}, r"`batch_size` to be at least 1"),
+        ({"max_batch_size": 0}, r"`max_batch_size` to be at least 1"),
+        ({"max_batch_size": "fast"}, r"`max_batch_size`: .*'fast'"),
+        ({"max_batch_size": True}, r"`max_batch_size` to be an int, \"auto\" or a byte budget"),
         ({"seed": "zero"}, r"`seed` to be an int"),
         ({"model": {"kind": "factory"}}, r"model.factory"),
         ({"model": {"kind": "torchscript"}}, r"model.path"),

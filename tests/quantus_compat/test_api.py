@@ -443,7 +443,7 @@ def test_representation_layers_are_selected_as_quantus_does():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator))
     model.eval()
-    from xaiscore.quantus_compat.robustness import _hidden_layers
+    from xaiscore.quantus_compat.robustness_stability import _hidden_layers
 
     assert _hidden_layers(model, None, None) == ["0", "1", "2", "3"]
     # Quantus counts negatives over all modules

@@ -44,6 +44,8 @@ __all__ = [
     "BatchPolicy",
     "check_max_batch_size",
     "check_items_per_call",
+    "check_items_or_bytes",
+    "items_per_call",
     "chunked_map",
     "call_model",
     "class_scores",
@@ -70,6 +72,47 @@ def check_items_per_call(max_batch_size: object) -> int:
     if max_batch_size < 1:
         raise OptionError(f"Expected `max_batch_size` >= 1, but got {max_batch_size}.")
     return max_batch_size
+
+
+def check_items_or_bytes(max_batch_size: object) -> int | BatchPolicy:
+    """Validate a ``max_batch_size`` that must not depend on timing: a positive ``int`` or a byte
+    budget such as ``"2GB"`` (its item count depends on the input's shape only), not ``"auto"``.
+
+    For explainers whose noise is drawn per call or whose sums run per chunk (the captum
+    adapter's NoiseTunnel/GradientShap passes, RISE's mask blocks): with ``"auto"`` the values
+    would depend on the timing of a probe. Resolve it per call with :func:`items_per_call`.
+
+    Raises:
+        DTypeError: neither an int nor a string.
+        OptionError: an int below 1, ``"auto"``, or a string that is not a byte size.
+
+    Example:
+        >>> check_items_or_bytes(16), check_items_or_bytes("1MiB").max_bytes
+        (16, 1048576)
+    """
+    if isinstance(max_batch_size, (str, BatchPolicy)):
+        policy = parse_batch_policy(max_batch_size)
+        if policy.auto:
+            raise OptionError(
+                "Expected `max_batch_size` as an int or a byte budget such as '2GB' here (an "
+                "explainer's noise or sums may depend on how its calls are cut, so the size must "
+                f"not depend on timing), but got {max_batch_size!r}.")
+        return policy
+    return check_items_per_call(max_batch_size)
+
+
+def items_per_call(max_batch_size: int | BatchPolicy, inputs: Tensor) -> int:
+    """The most model inputs per call: an ``int`` as it is; a byte budget as the number of
+    ``inputs``' items (along dim 0) it holds, at least one.
+
+    Example:
+        >>> items_per_call(check_items_or_bytes("1MiB"), torch.zeros(3, 1, 64, 64))  # 16 KiB each
+        64
+    """
+    if isinstance(max_batch_size, int):
+        return max_batch_size
+    item_bytes = max(1, inputs[0].numel() * inputs.element_size()) if inputs.shape[0] else 1
+    return max(1, int(max_batch_size.max_bytes or 0) // item_bytes)
 
 
 def check_max_batch_size(max_batch_size: object) -> int | BatchPolicy:

@@ -31,8 +31,9 @@ from torch import Tensor, nn
 from xaiscore._checks import DTypeError, OptionError, check_option, check_tensor
 from xaiscore._engine.batching import (
     ModelOutput,
-    check_items_per_call,
+    check_items_or_bytes,
     check_logits,
+    items_per_call,
     model_output_of,
 )
 from xaiscore._engine.explain_fn import BuiltExplainer
@@ -185,7 +186,7 @@ class CaptumExplainer(BuiltExplainer):
         reduce_channels: ChannelReduction | None = None,
         grid: int | Sequence[int] | None = None,
         feature_mask: FeatureMaskSource | None = None,
-        max_batch_size: int = 64,
+        max_batch_size: int | str = 64,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         **attribute_kwargs: Any,
@@ -232,7 +233,7 @@ class CaptumExplainer(BuiltExplainer):
             raise OptionError("Expected at most one of `grid` and `feature_mask`, but got both.")
         self.grid = check_grid(grid) if grid is not None else None
         self.feature_mask = feature_mask
-        self.max_batch_size = check_items_per_call(max_batch_size)
+        self.max_batch_size = check_items_or_bytes(max_batch_size)
         self._baselines_for_shap = method == "GradientShap"
         #: How the method's model passes grow with its options (see _attribute_in_passes).
         self._passes = {"IntegratedGradients": "steps", "NoiseTunnel": "noise",
@@ -309,7 +310,8 @@ class CaptumExplainer(BuiltExplainer):
             if "perturbations_per_eval" not in kwargs:
                 # FeatureAblation perturbs the whole batch at once; Lime/KernelShap one input.
                 per_call = x.shape[0] if self.method == "FeatureAblation" else 1
-                kwargs["perturbations_per_eval"] = max(1, self.max_batch_size // per_call)
+                limit = items_per_call(self.max_batch_size, x)
+                kwargs["perturbations_per_eval"] = max(1, limit // per_call)
         with torch.inference_mode(False), torch.enable_grad():
             # A detached alias is enough (requires_grad on it leaves the caller's tensor alone);
             # inference tensors cannot enter autograd and need a real copy.
@@ -352,7 +354,7 @@ class CaptumExplainer(BuiltExplainer):
         stochastic ones draw their noise chunk by chunk from the same seeded stream.
         """
         attribute = self._attribution.attribute
-        n, limit = inputs.shape[0], self.max_batch_size
+        n, limit = inputs.shape[0], items_per_call(self.max_batch_size, inputs)
         kind = self._passes
         if kind is None or "additional_forward_args" in kwargs:
             return attribute(inputs, target=target, **kwargs)
@@ -403,7 +405,7 @@ def captum_explainer(
     reduce_channels: ChannelReduction | None = None,
     grid: int | Sequence[int] | None = None,
     feature_mask: FeatureMaskSource | None = None,
-    max_batch_size: int = 64,
+    max_batch_size: int | str = 64,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     **attribute_kwargs: Any,
@@ -463,6 +465,9 @@ def captum_explainer(
             ``nt_samples_batch_size`` unless given) and GradientShap (``n_samples``; whole
             rows). The inputs of a call are grouped so that each pass holds up to
             ``max_batch_size`` of them; the stochastic methods' noise therefore depends on it.
+            An int, or a byte budget such as ``"512MB"`` (that many bytes of model inputs per
+            pass: one 3 x 512 x 512 image weighs fifteen 1 x 224 x 224 ones); not ``"auto"``,
+            which would make the noise depend on timing.
         generator, seed: The source of randomness for the stochastic methods
             (see the module docstring); ignored by deterministic methods.
         **attribute_kwargs: Passed to captum's ``attribute``.

@@ -35,7 +35,13 @@ import torch
 from torch import Tensor
 
 from xaiscore._checks import DTypeError, OptionError, ShapeError, check_fraction, check_positive_int
-from xaiscore._engine.batching import ChunkBuffers, call_model, check_items_per_call, class_scores
+from xaiscore._engine.batching import (
+    ChunkBuffers,
+    call_model,
+    check_items_or_bytes,
+    class_scores,
+    items_per_call,
+)
 from xaiscore._engine.explain_fn import BuiltExplainer, format_shape
 from xaiscore._engine.random import draw_seed, resolve_generator
 from xaiscore.explainers._common import check_model_inputs
@@ -117,7 +123,7 @@ class RiseExplainer(BuiltExplainer):
         p: float = 0.5,
         baseline: float = 0.0,
         softmax: bool = True,
-        max_batch_size: int = 64,
+        max_batch_size: int | str = 64,
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> None:
@@ -147,7 +153,7 @@ class RiseExplainer(BuiltExplainer):
             raise OptionError(f"Expected `baseline` to be a finite number, but got {baseline!r}.")
         self.baseline = float(baseline)
         self.softmax = bool(softmax)
-        self.max_batch_size = check_items_per_call(max_batch_size)
+        self.max_batch_size = check_items_or_bytes(max_batch_size)
         self.seed = draw_seed(resolve_generator(generator, seed))
         self._cache: tuple[tuple, Tensor] | None = None
 
@@ -261,13 +267,12 @@ class RiseExplainer(BuiltExplainer):
         cached = self._all_masks(spatial, x.dtype, x.device)
         params = self.mask_parameters(spatial) if cached is None else None
         features = math.prod(spatial)
-        if n <= self.max_batch_size:
-            masks_per_chunk, sample_blocks = self.max_batch_size // n, [(0, n)]
+        limit = items_per_call(self.max_batch_size, x)
+        if n <= limit:
+            masks_per_chunk, sample_blocks = limit // n, [(0, n)]
         else:
             masks_per_chunk = 1
-            sample_blocks = [
-                (b, min(b + self.max_batch_size, n)) for b in range(0, n, self.max_batch_size)
-            ]
+            sample_blocks = [(b, min(b + limit, n)) for b in range(0, n, limit)]
         buffers = ChunkBuffers()
         with torch.inference_mode():
             saliency = torch.zeros(n, features, dtype=x.dtype, device=x.device)
@@ -309,7 +314,7 @@ def rise_explainer(
     p: float = 0.5,
     baseline: float = 0.0,
     softmax: bool = True,
-    max_batch_size: int = 64,
+    max_batch_size: int | str = 64,
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> RiseExplainer:
@@ -330,7 +335,9 @@ def rise_explainer(
         baseline: The value masked-out pixels take: the model sees
             ``baseline + M (x - baseline)`` (0 in the paper).
         softmax: Weight masks by the target-class probability (the paper) rather than its logit.
-        max_batch_size: The most masked inputs per model call.
+        max_batch_size: The most masked inputs per model call: an int, or a byte budget such
+            as ``"512MB"`` of masked inputs per call (not ``"auto"``: the chunks set the order
+            of the float sums, which must not depend on timing).
         generator, seed: Where the mask seed comes from (one draw at construction; neither:
             OS entropy). The masks then depend only on it and the input's spatial shape.
 

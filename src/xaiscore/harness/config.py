@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from xaiscore._checks import OptionError
+from xaiscore._engine.batching import check_max_batch_size
 from xaiscore.harness.method_options import (
     apply_model_options,
     check_explainer_options,
@@ -160,7 +161,7 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0
     batch_size: int = 16
-    max_batch_size: int = 64
+    max_batch_size: int | str = 64
     target: str = "label"
     repeats: int = 1
     n_examples: int = 6
@@ -209,6 +210,20 @@ def _int(value: Any, *, source: str, key: str, minimum: int) -> int:
     if value < minimum:
         raise _fail(source, f"expected `{key}` to be at least {minimum}, but got {value}.")
     return value
+
+
+def _batch_size(value: Any, *, source: str) -> int | str:
+    """An int, ``"auto"`` or a byte budget such as ``"2GB"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, source=source, key="max_batch_size", minimum=1)
+    if isinstance(value, str):
+        try:
+            check_max_batch_size(value)
+        except ValueError as error:
+            raise _fail(source, f"`max_batch_size`: {error}") from error
+        return value
+    raise _fail(source, "expected `max_batch_size` to be an int, \"auto\" or a byte budget such "
+                f"as \"2GB\", but got {value!r}.")
 
 
 def _choice(value: Any, allowed: Sequence[str], *, source: str, key: str) -> str:
@@ -384,8 +399,8 @@ def parse_config(raw: Mapping[str, Any], *, base: str | os.PathLike[str] | None 
         seed=_int(raw.get("seed", defaults.seed), source=source, key="seed", minimum=0),
         batch_size=_int(raw.get("batch_size", defaults.batch_size), source=source, key="batch_size",
                         minimum=1),
-        max_batch_size=_int(raw.get("max_batch_size", defaults.max_batch_size), source=source,
-                            key="max_batch_size", minimum=1),
+        max_batch_size=_batch_size(raw.get("max_batch_size", defaults.max_batch_size),
+                                   source=source),
         target=_choice(raw.get("target", defaults.target), _TARGETS, source=source, key="target"),
         repeats=_int(raw.get("repeats", defaults.repeats), source=source, key="repeats", minimum=1),
         n_examples=_int(raw.get("n_examples", defaults.n_examples), source=source, key="n_examples",

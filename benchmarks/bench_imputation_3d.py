@@ -61,7 +61,7 @@ def cases(side: int) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="a copy of an older imputation.py")
     parser.add_argument("--rounds", type=int, default=3)
@@ -69,7 +69,19 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--wall", action="store_true", help="wall time instead of CPU time")
     parser.add_argument("--no-road", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="a smoke run (16^3, one round)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.side, args.rounds = 16, 1
+    threads = torch.get_num_threads()
+    try:
+        _run(args)
+    finally:
+        torch.set_num_threads(threads)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.wall else time.process_time
     solvers = {"baseline": load_baseline(args.baseline), "current": current}
@@ -111,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -144,6 +144,12 @@ def _imputation_3d(out: str, bench: object) -> None:
     assert "paired speed-up" in out and "smooth 50%" in out and "road 16x16^3" in out
 
 
+def _volumes(out: str, bench: object) -> None:
+    assert "ours/floor" in out and "imputation_s" in out
+    for name in ("deletion", "road"):
+        assert f"\n{name} " in out
+
+
 QUICK_RUNS = {
     "metrics": QuickRun("bench_metrics", ("--quick", "--attribution-metrics", "pointing_game", "sparseness"),  # noqa: E501
                         "torchmetrics", _metrics),
@@ -187,6 +193,7 @@ QUICK_RUNS = {
                             "quantus", _model_calls, marks=(pytest.mark.quantus,)),
     "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",  # noqa: E501
                                 _explainer_floor),
+    "volumes": QuickRun("bench_volumes", ("--quick", "--no-memory"), "torch", _volumes),
     "explainers": QuickRun(
         "bench_explainers", ("--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"), "captum",  # noqa: E501
         _explainers),

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_volumes.py               # 16 volumes of 64^3, a small 3-D CNN
     python benchmarks/bench_volumes.py --quick       # a smoke run (4 volumes of 24^3)
     python benchmarks/bench_volumes.py --no-memory   # timing only
-    python benchmarks/bench_volumes.py --no-memory --model wide  # a heavier 3-D CNN
+    python benchmarks/bench_volumes.py --no-memory --model wide --clock cpu --threads 1
 
 1. **Floor**: for deletion and ROAD, our time (validation, ranking, perturbation, ROAD's
    imputation and the unperturbed pass included) divided by the *model-work floor*: the time of
@@ -92,10 +92,16 @@ def _push(model, inputs, n_images: int, batch_size: int) -> None:
             model(inputs[: min(batch_size, n_images - start)])
 
 
+#: The clock of the floor runs: wall time, or the process's CPU time (``--clock cpu``: steadier
+#: on a shared CPU; use it with a fixed number of torch threads).
+CLOCK = {"clock": time.perf_counter}
+
+
 def _seconds(fn) -> float:
-    start = time.perf_counter()
+    clock = CLOCK["clock"]
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def best_batch_size(model, shape, candidates) -> int:
@@ -217,9 +223,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="the 3-D CNN of the floor runs (the memory runs use tiny)")
     parser.add_argument("--metrics", nargs="+", choices=["deletion", "road"],
                         default=["deletion", "road"])
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the floor runs by wall clock or by the process's CPU time")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    CLOCK["clock"] = time.process_time if args.clock == "cpu" else time.perf_counter
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+        CLOCK["clock"] = time.perf_counter
+
+
+def _run(args: argparse.Namespace) -> int:
     batch, side = (4, 24) if args.quick else (args.batch, args.side)
-    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}")
+    print(machine_line(), f"load average {os.getloadavg()[0]:.1f}, {args.clock} clock")
     if not args.no_floor:
         rows = run_floor(batch, side, 1 if args.quick else args.repeats, args.quick, args.model,
                          args.metrics)

@@ -140,6 +140,10 @@ def _explainer_floor(out: str, bench: object) -> None:
         assert out.count(f"\n{name} ") + out.count(f" {name} ") >= 1
 
 
+def _imputation_3d(out: str, bench: object) -> None:
+    assert "paired speed-up" in out and "smooth 50%" in out and "road 16x16^3" in out
+
+
 def _volumes(out: str, bench: object) -> None:
     assert "ours/floor" in out and "imputation_s" in out
     for name in ("deletion", "road"):
@@ -181,6 +185,10 @@ QUICK_RUNS = {
     "memory": QuickRun("bench_memory", ("--quick", "--kernels", "road"), "captum", _memory,
                        marks=(pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
                                                  reason="reads /proc (Linux)"),)),
+    "imputation_3d": QuickRun(
+        "bench_imputation_3d",
+        ("--quick", "--baseline", str(BENCHMARKS.parent / "src/xaiscore/_engine/imputation.py")),
+        "torch", _imputation_3d),
     "model_calls": QuickRun("audit_model_calls", ("--classes", "PixelFlipping", "SensitivityN", "--batch", "2"),  # noqa: E501
                             "quantus", _model_calls, marks=(pytest.mark.quantus,)),
     "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",  # noqa: E501

@@ -74,3 +74,43 @@ def test_the_report_shows_the_set_level_and_box_tables(marker_run, tmp_path):
     assert any(line.startswith("pxap,marker,") and ",set" in line for line in csv)
     assert set_level_lines(ds)[0].startswith("Set-level metrics")
     assert "best lesion" in set_level_lines(ds)[0]
+
+
+def test_the_volume_report_shows_the_3d_box_protocols_per_finding(tmp_path):
+    """An oracle (the lesion masks) on phantom volumes: the 3-D table and the volume wording."""
+    from xaiscore.harness.data.synthetic3d import make_synthetic_volumes
+    from xaiscore.harness.report import write_report
+
+    n = 6
+    data = make_synthetic_volumes(n, size=(12, 12, 12), seed=1)
+    lesions = torch.stack([data[i].mask for i in range(n)]).float()
+
+    def oracle(x, target):
+        assert x.shape[0] == n
+        return lesions.clone()
+
+    model = SmallCNN(1, 2, width=2, spatial_dims=3,
+                     generator=torch.Generator().manual_seed(0)).eval()
+    ds = evaluate(data, model, methods=[("lesion", oracle)], metrics=BOX_METRICS,
+                  metric_options={"max_box_accuracy": {"thresholds": 20},
+                                  "pxap": {"thresholds": 20}},
+                  batch_size=n, n_examples=2)
+    assert all(int(ds[m].attrs["spatial_dims"]) == 3 for m in BOX_METRICS)
+    lesion = ds.sel(explainer="lesion", finding_class="Lesion")
+    assert float(lesion["max_box_accuracy_by_finding"]) == 1.0
+    assert float(lesion["pxap_by_finding"]) == pytest.approx(1.0)
+    html = write_report(ds, tmp_path, n_boot=20).read_text()
+    assert "<h2>3-D box protocols per finding</h2>" in html
+    table = html[html.index("3-D box protocols per finding"):html.index("Box accuracy per finding")]
+    assert "<th>MaxBoxAcc</th><th>PxAP</th>" in table and "<td>Lesion</td>" in table
+    assert "No Finding" not in table  # no ground-truth box there
+    assert "Wang et al. 2017, 3-D" in html and "average false positives per volume" in html
+
+
+def test_the_image_report_has_no_3d_box_table(marker_run, tmp_path):
+    from xaiscore.harness.report import write_report
+
+    ds, _, _ = marker_run
+    assert all(int(ds[m].attrs["spatial_dims"]) == 2 for m in BOX_METRICS)
+    html = write_report(ds, tmp_path, n_boot=20).read_text()
+    assert "3-D box protocols" not in html and "false positives per image" in html

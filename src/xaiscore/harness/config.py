@@ -257,9 +257,10 @@ def _resolve(path: Any, base: Path | None, *, source: str, key: str) -> str | No
 
 
 def _is_path_key(key: str) -> bool:
-    """Reader options that name files or folders (``root``, ``*_dir``, ``*_csv``, ``*_json`` ...).
-    """
-    return key in ("root", "path") or key.endswith(("_dir", "_csv", "_json", "_path", "_file"))
+    """Reader options that name files or folders (``root``, ``*_dir``, ``*_csv``, ``*_json`` ...;
+    the volume readers' ``images``, ``series``, ``masks`` and ``boxes``)."""
+    return (key in ("root", "path", "images", "series", "masks", "boxes")
+            or key.endswith(("_dir", "_csv", "_json", "_path", "_file")))
 
 
 def _method_options(method: str, entry: dict[str, Any], base: Path | None, source: str,

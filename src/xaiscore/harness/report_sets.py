@@ -33,8 +33,8 @@ import numpy as np
 from xaiscore.harness.report_html import esc, fmt
 from xaiscore.harness.set_results import FINDING_DIM, set_metric_variables, set_summary_table
 
-__all__ = ["set_level_html", "set_level_lines", "box_tables_html", "predicted_boxes",
-           "set_level_rows"]
+__all__ = ["set_level_html", "set_level_lines", "box_tables_html", "box_protocols_3d_html",
+           "predicted_boxes", "set_level_rows"]
 
 _BOX_METRIC = "box_accuracy"
 
@@ -76,7 +76,56 @@ def set_level_html(ds: Any) -> str:
     )
     html = (f'<h2>Set-level metrics</h2><div class="scroll"><table><thead><tr><th>metric</th>{head}'
             f"<th>test</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
-    return html + _by_finding_html(ds, metrics) + box_tables_html(ds)
+    return (html + _by_finding_html(ds, metrics) + box_protocols_3d_html(ds)
+            + box_tables_html(ds))
+
+
+def _spatial_dims(ds: Any) -> int:
+    """2 for images, 3 for volumes: what the set-level metrics saw (default 2)."""
+    dims = {int(ds[m].attrs["spatial_dims"]) for m in set_metric_variables(ds)
+            if "spatial_dims" in ds[m].attrs}
+    return max(dims, default=2)
+
+
+#: The box protocols of the volume table, with their column heads.
+_BOX_PROTOCOLS = (("box_accuracy", "box accuracy (Wang)"), ("max_box_accuracy", "MaxBoxAcc"),
+                  ("pxap", "PxAP"))
+
+
+def box_protocols_3d_html(ds: Any) -> str:
+    """Volumes: the 3-D box protocols per finding class (method x finding; ``""`` for images or
+    without a box protocol)."""
+    names = [(m, head) for m, head in _BOX_PROTOCOLS if f"{m}_by_finding" in ds]
+    if _spatial_dims(ds) != 3 or not names or FINDING_DIM not in ds.coords:
+        return ""
+    heads = []
+    for metric, head in names:
+        settings = json.loads(ds[metric].attrs.get("settings", "{}"))
+        if metric == "max_box_accuracy" and settings.get("version", 1) == 2:
+            head += "V2"
+        heads.append(f"<th>{esc(head)}</th>")
+    rows = []
+    for i, method in enumerate(ds["explainer"].values):
+        for j, finding in enumerate(ds[FINDING_DIM].values):
+            values = [float(ds[f"{m}_by_finding"].values[i, j]) for m, _ in names]
+            if not any(np.isfinite(v) for v in values):
+                continue  # no ground-truth box in this finding class (e.g. negatives)
+            cells = "".join(f"<td>{'–' if not np.isfinite(v) else fmt(v)}</td>" for v in values)
+            rows.append(
+                f'<tr><th scope="row">{esc(method)}</th><td>{esc(finding)}</td>{cells}</tr>')
+    if not rows:
+        return ""
+    return (
+        "<h2>3-D box protocols per finding</h2>"
+        '<div class="scroll"><table><thead><tr><th>method</th><th>finding</th>'
+        f"{''.join(heads)}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        '<p class="note">On volumes every box is a cuboid around a 26-connected region of the '
+        "binarised map and overlaps are measured in voxels: box accuracy averaged over its "
+        "binarisation thresholds and T(IoBB) (the full table below), MaxBoxAcc over the map "
+        "thresholds with IoU between 3-D boxes at least δ (0.5; V2 averages 0.3, 0.5 and 0.7), "
+        "PxAP over the voxels pooled across the finding's volumes. Each over the volumes of one "
+        "finding class; finding classes without a ground-truth box are left out.</p>"
+    )
 
 
 def _by_finding_html(ds: Any, metrics: list[str]) -> str:
@@ -128,12 +177,17 @@ def box_tables_html(ds: Any) -> str:
             "</div>")
     settings = json.loads(ds[_BOX_METRIC].attrs.get("settings", "{}"))
     mode = settings.get("threshold_mode", "min_max_255")
+    volumes = _spatial_dims(ds) == 3
+    unit = "volume" if volumes else "image"
+    boxes = ("a 3-D box (cuboid) of the binarised map, IoBB in voxels," if volumes
+             else "a box of the binarised map")
     return (
-        "<h2>Box accuracy per finding (Wang et al. 2017)</h2>"
-        '<p class="note">Each cell: accuracy (ground-truth boxes hit by a box of the binarised map '
-        "with IoBB above T, pooled over the finding's images) / average false positives per image. "
-        f"Maps binarised at the threshold above (mode {esc(mode)}); a dash: no ground-truth box "
-        "(the AFP still counts boxes predicted on those images).</p>" + "".join(sections)
+        f"<h2>Box accuracy per finding (Wang et al. 2017{', 3-D' if volumes else ''})</h2>"
+        f'<p class="note">Each cell: accuracy (ground-truth boxes hit by {boxes} '
+        f"with IoBB above T, pooled over the finding's {unit}s) / average false positives per "
+        f"{unit}. Maps binarised at the threshold above (mode {esc(mode)}); a dash: no "
+        f"ground-truth box (the AFP still counts boxes predicted on those {unit}s).</p>"
+        + "".join(sections)
     )
 
 

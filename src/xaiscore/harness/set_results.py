@@ -68,6 +68,9 @@ def set_level_variables(set_level: Mapping[str, Mapping[str, Any]], methods: Seq
             value[i], n_samples[i] = result.value, result.n_samples
             for j, finding in enumerate(findings):
                 by_finding[i, j] = result.by_finding.get(finding, np.nan)
+        dims = {r.spatial_dims for r in per_method.values() if r.spatial_dims is not None}
+        if len(dims) == 1:  # 2: images, 3: volumes (the report words its box tables by it)
+            attrs["spatial_dims"] = int(dims.pop())
         data_vars[metric] = xr.Variable(("explainer",), value, attrs=attrs)
         data_vars[f"{metric}_n_samples"] = xr.Variable(
             ("explainer",), n_samples,

@@ -71,6 +71,7 @@ class SetResult:
             threshold, the mean over IoU thresholds), else ``None``; ``x`` its positions.
         tables: name -> array for the report (box accuracy: ``accuracy`` and ``afp``,
             ``(H, K)`` per binarisation and overlap threshold, and per finding ``(F, H, K)``).
+        spatial_dims: The maps' spatial dimensions (2 for images, 3 for volumes), where known.
     """
 
     value: float
@@ -80,6 +81,7 @@ class SetResult:
     curve: Tensor | None = None
     x: Tensor | None = None
     tables: dict[str, Any] = field(default_factory=dict)
+    spatial_dims: int | None = None
 
 
 def option_value(planned: PlannedMetric, name: str) -> Any:
@@ -134,6 +136,7 @@ def batch_state(planned: PlannedMetric, inputs: Mapping[str, Any], *, findings: 
         "rows": [len(rows_of[g]) for g in groups],
         "statistics": {k: torch.stack([p[k] for p in parts]) for k in parts[0]},
         "num_classes": num_classes,
+        "spatial_dims": inputs["a"].ndim - 2,
     }
 
 
@@ -173,7 +176,9 @@ def _finish_statistics(planned: PlannedMetric, states: Sequence[Mapping[str, Any
     details = compute(total)
     by_group = {g: compute(per_group[g]) for g in groups}
     result = SetResult(float(details[0]), sum(rows.values()),
-                       by_finding={g: float(by_group[g][0]) for g in groups})
+                       by_finding={g: float(by_group[g][0]) for g in groups},
+                       spatial_dims=next((s["spatial_dims"] for s in states
+                                          if s.get("spatial_dims") is not None), None))
     if planned.spec.output == "curve" and hasattr(details, "accuracy") and hasattr(details,
                                                                                    "thresholds"):
         result.curve = details.accuracy.double().reshape(-1, details.thresholds.numel()).mean(0)
@@ -232,4 +237,4 @@ def _finish_stored(planned: PlannedMetric, states: Sequence[Mapping[str, Any]], 
     scores = getattr(scores, "score", scores).double()
     defined = ~torch.isnan(scores)
     value = float(scores[defined].mean()) if bool(defined.any()) else math.nan
-    return SetResult(value, n, n_defined=int(defined.sum()))
+    return SetResult(value, n, n_defined=int(defined.sum()), spatial_dims=a.ndim - 2)

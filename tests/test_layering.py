@@ -243,10 +243,7 @@ LONG_MODULES = {
     "xaiscore._engine.perturbation": 740,
     # The batched ROAD solver: operator, multigrid coarse operator and the iteration belong together
     # (1-, 2- and 3-D stencils).
-    "xaiscore._engine.imputation": 800,
-    # The line-length pass of issue 17 wrapped long lines at 100 columns (+1 line per wrapped
-    # line): the runner crossed 600 with it (600 -> 627).
-    "xaiscore.harness.runner": 630,
+    "xaiscore._engine.imputation": 680,
 }
 MAX_MODULE_LINES = 600
 

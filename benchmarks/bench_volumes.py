@@ -17,7 +17,8 @@ Usage::
    first convolution already halves each axis (about 3 ms per 64^3 volume on one core), so the
    kernel's fixed work (ranking 262,144 voxels per volume, scattering each step) weighs much;
    ``--model wide`` starts with 16 channels at full resolution, as 3-D segmentation-style
-   backbones do, and shows the same kernel against a model that costs what real ones cost.
+   backbones do, and shows the same kernel against a model that costs what real ones cost;
+   ``--model encoder`` adds a second full-resolution convolution (a light 3-D U-Net stage).
 2. **Peak memory**: the largest resident set size of a fresh subprocess per setting during the
    call (sampled every 2 ms) minus its RSS right before the call (inputs built), for deletion and
    ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values, against the inputs' own size.
@@ -65,7 +66,20 @@ def cnn3d_wide(classes: int = 2, seed: int = 0) -> torch.nn.Module:
     ).eval()
 
 
-MODELS = {"tiny": cnn3d, "wide": cnn3d_wide}
+def cnn3d_encoder(classes: int = 2, seed: int = 0) -> torch.nn.Module:
+    """Two 16-channel convolutions at full resolution, as the first stage of a 3-D U-Net encoder
+    (which has 32), then strided ones."""
+    torch.manual_seed(seed)  # benchmark-only model initialisation
+    return torch.nn.Sequential(
+        torch.nn.Conv3d(1, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv3d(16, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv3d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv3d(32, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool3d(1), torch.nn.Flatten(), torch.nn.Linear(32, classes),
+    ).eval()
+
+
+MODELS = {"tiny": cnn3d, "wide": cnn3d_wide, "encoder": cnn3d_encoder}
 
 
 def make_inputs(batch: int, side: int, seed: int = 0):

@@ -77,7 +77,7 @@ def machine_line() -> str:
             f"{torch.get_num_threads()} thread(s); numpy {np.__version__}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
@@ -85,11 +85,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--kinds", default="noise,blobs,sparse")
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.size, args.repeats = 8, 64, 1
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        _run(args)
+    finally:
+        torch.set_num_threads(threads)
+    return 0
 
+
+def _run(args: argparse.Namespace) -> None:
     print(machine_line())
     print(f"load average before: {os.getloadavg()}")
     print(
@@ -117,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

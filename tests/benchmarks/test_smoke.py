@@ -144,6 +144,16 @@ def _imputation_3d(out: str, bench: object) -> None:
     assert "paired speed-up" in out and "smooth 50%" in out and "road 16x16^3" in out
 
 
+def _mst(out: str, bench: object) -> None:
+    assert "speed-up" in out
+    for kind in ("noise", "blobs", "sparse"):
+        assert f"\n{kind} " in out
+
+
+def _localization_complexity(out: str, bench: object) -> None:
+    assert "speedup" in out and "quantus_ms" in out
+
+
 def _volumes(out: str, bench: object) -> None:
     assert "ours/floor" in out and "imputation_s" in out
     for name in ("deletion", "road"):
@@ -194,6 +204,9 @@ QUICK_RUNS = {
     "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",  # noqa: E501
                                 _explainer_floor),
     "volumes": QuickRun("bench_volumes", ("--quick", "--no-memory"), "torch", _volumes),
+    "mst": QuickRun("bench_mst", ("--quick",), "sklearn", _mst),
+    "localization_complexity": QuickRun("bench_localization_complexity", ("--quick",), "quantus",
+                                        _localization_complexity, marks=(pytest.mark.quantus,)),
     "explainers": QuickRun(
         "bench_explainers", ("--quick", "--threads", "1", "--models", "cnn", "--clock", "cpu"), "captum",  # noqa: E501
         _explainers),

@@ -366,3 +366,37 @@ def test_other_mosaics_in_the_run_folder_are_recomputed_not_an_error(tmp_path):
     assert timing["results_computed"] == 3 * 2 * 2  # the mosaics' shards only: 2 batches each
     fresh = _run(tmp_path / "fresh", mosaics={"num_mosaics": 5, "min_confidence": 0.9, "seed": 3})
     np.testing.assert_array_equal(ds["focus"].values, fresh["focus"].values)
+
+
+def _mosaic_ds(scores, names, models=None):
+    import xarray as xr
+
+    coords = {"explainer": names}
+    if models is not None:
+        coords["model"] = ("explainer", models)
+    return xr.Dataset({"focus": (("explainer", "focus_mosaic"), np.asarray(scores, dtype=float),
+                                 {"chance_level": 0.5, "higher_is_better": 1})}, coords=coords)
+
+
+def test_a_higher_mean_alone_names_no_best_mosaic_method():
+    from xaiscore.harness.report_mosaics import mosaic_lines, mosaic_rows
+
+    # four mosaics: no paired test can separate two methods at 0.05 (the smallest exact
+    # two-sided Wilcoxon p-value with n = 4 is 0.125)
+    close = _mosaic_ds([[0.6, 0.4, 0.5, 0.55], [0.5, 0.45, 0.52, 0.5]], ["a", "b"])
+    assert not mosaic_rows(close, n_boot=20)["best"].any()
+    assert "focus: no significant best (highest mean a 0.512" in mosaic_lines(close)[0]
+    # ten mosaics where a beats b on every one: a is the best
+    clear = _mosaic_ds([np.linspace(0.8, 0.9, 10), np.linspace(0.4, 0.5, 10)], ["a", "b"])
+    assert mosaic_rows(clear, n_boot=20)["best"].tolist() == [True, False]
+    assert "focus: best a 0.850" in mosaic_lines(clear)[0]
+
+
+def test_each_model_gets_its_own_mosaic_verdict():
+    from xaiscore.harness.report_mosaics import mosaic_rows
+
+    # each model has its own mosaics: its methods are compared with each other only
+    ds = _mosaic_ds([np.linspace(0.8, 0.9, 10), np.linspace(0.4, 0.5, 10),
+                     np.linspace(0.3, 0.35, 10), np.linspace(0.1, 0.15, 10)],
+                    ["cnn/a", "cnn/b", "vit/a", "vit/b"], models=["cnn", "cnn", "vit", "vit"])
+    assert mosaic_rows(ds, n_boot=20)["best"].tolist() == [True, False, True, False]

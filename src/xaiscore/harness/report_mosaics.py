@@ -4,8 +4,10 @@ The mosaic metrics (:mod:`xaiscore.harness.mosaic_runs`) are scored on mosaics, 
 dataset's samples, so they are not in the scoreboard (no paired tests against the other metrics'
 samples): a table gives each method's mean over the mosaics with a 95 % percentile-bootstrap
 interval, the number of mosaics and the chance level (``1 / n^2`` for the grid pointing game,
-1/2 for Focus: the score of a map spread evenly); the best mean in the metric's direction is
-bold. Below, mosaic 0 of each metric with each method's map over it, the target tiles outlined.
+1/2 for Focus: the score of a map spread evenly). A method is bold (and named best) only when
+paired tests over the same mosaics put it ahead of every other method of its model
+(:func:`xaiscore.stats.scoreboard_verdict`, Wilcoxon, Holm at 0.05, as on the scoreboard); a
+higher mean alone names no best. Below, mosaic 0 of each metric with each method's map over it, the target tiles outlined.
 
 Example:
     >>> import numpy as np, xarray as xr
@@ -61,26 +63,59 @@ def mosaic_rows(ds: Any, *, n_boot: int = 1000, seed: int = 0) -> Any:
                          "chance_level": float(variable.attrs.get("chance_level", np.nan)),
                          "scope": "mosaic", "family": str(variable.attrs.get("family", "")),
                          "higher_is_better": None if direction < 0 else bool(direction)})
-        finite = [m for m in means if np.isfinite(m)]
-        best = (max(finite) if direction == 1 else min(finite)) if finite and direction >= 0 \
-            else None
-        for row, mean in zip(rows[len(rows) - len(means):], means):
-            row["best"] = best is not None and mean == best
+        best = _significant_best(ds, values, direction, seed=seed,
+                                 n_resamples=max(n_boot, 100))
+        for row in rows[len(rows) - len(means):]:
+            row["best"] = row["method"] in best
     columns = ["metric", "method", "mean", "ci_low", "ci_high", "n", "chance_level", "scope",
                "family", "higher_is_better", "best"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _significant_best(ds: Any, values: np.ndarray, direction: int, *, seed: int,
+                      n_resamples: int) -> set[str]:
+    """The methods that paired tests name best, one per model at most (each model has its own
+    mosaics, so only its methods' scores are paired)."""
+    from xaiscore.stats import scoreboard_verdict
+
+    if direction < 0:
+        return set()
+    names = [str(m) for m in ds["explainer"].values]
+    models = ([str(m) for m in ds["model"].values] if "model" in ds["explainer"].coords
+              else [""] * len(names))
+    best = set()
+    for model in dict.fromkeys(models):
+        rows = [i for i, m in enumerate(models) if m == model]
+        if not np.isfinite(values[rows]).any():
+            continue
+        verdict = scoreboard_verdict(values[rows], higher_is_better=bool(direction),
+                                     methods=[names[i] for i in rows], seed=seed,
+                                     n_resamples=n_resamples)
+        if verdict.best is not None:
+            best.add(verdict.best)
+    return best
+
+
 def mosaic_lines(ds: Any) -> list[str]:
-    """One console line naming each mosaic metric's best method and the chance level."""
+    """One console line per mosaic metric: the best method when paired tests name one, else the
+    highest mean, with the chance level."""
     table = mosaic_rows(ds, n_boot=0)
     parts = []
     for metric in mosaic_metric_variables(ds):
-        best = table[(table["metric"] == metric) & table["best"]]
+        rows = table[table["metric"] == metric]
+        best = rows[rows["best"]]
         chance = float(ds[metric].attrs.get("chance_level", np.nan))
-        parts.append(f"{metric}: undefined" if best.empty else
-                     f"{metric}: best {best.iloc[0]['method']} {best.iloc[0]['mean']:.3f} "
-                     f"(chance {chance:.3g}, {best.iloc[0]['n']} mosaics)")
+        scored = rows[np.isfinite(rows["mean"].to_numpy(dtype=float))]
+        if scored.empty:
+            parts.append(f"{metric}: undefined")
+        elif not best.empty:
+            parts.append(f"{metric}: best {best.iloc[0]['method']} {best.iloc[0]['mean']:.3f} "
+                         f"(chance {chance:.3g}, {best.iloc[0]['n']} mosaics)")
+        else:
+            higher = rows["higher_is_better"].iloc[0] is not False
+            top = scored.sort_values("mean", ascending=not higher).iloc[0]
+            parts.append(f"{metric}: no significant best (highest mean {top['method']} "
+                         f"{top['mean']:.3f}; chance {chance:.3g}, {top['n']} mosaics)")
     return ["Mosaic metrics (on mosaics of the dataset): " + "; ".join(parts) + "."] if parts \
         else []
 

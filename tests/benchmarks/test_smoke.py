@@ -154,6 +154,12 @@ def _localization_complexity(out: str, bench: object) -> None:
     assert "speedup" in out and "quantus_ms" in out
 
 
+def _harness_data(out: str, bench: object) -> None:
+    for case in ("synthetic n=", "collate ", "resize_mask ", "NIH reader: parse",
+                 "NIH reader: load+resize+collate"):
+        assert case in out
+
+
 def _volumes(out: str, bench: object) -> None:
     assert "ours/floor" in out and "imputation_s" in out
     for name in ("deletion", "road"):
@@ -205,6 +211,7 @@ QUICK_RUNS = {
                                 _explainer_floor),
     "volumes": QuickRun("bench_volumes", ("--quick", "--no-memory"), "torch", _volumes),
     "mst": QuickRun("bench_mst", ("--quick",), "sklearn", _mst),
+    "harness_data": QuickRun("bench_harness_data", ("--quick",), "PIL", _harness_data),
     "localization_complexity": QuickRun("bench_localization_complexity", ("--quick",), "quantus",
                                         _localization_complexity, marks=(pytest.mark.quantus,)),
     "explainers": QuickRun(
@@ -272,3 +279,9 @@ def test_paired_times_alternate_and_take_the_median_pair_ratio(monkeypatch):
     ours, floor, ratio = _timing.paired_times(first, second, repeats=3, warmup=1)
     assert calls == ["ours", "floor"] * 4
     assert (ours, floor, ratio) == (2.0, 1.0, 2.0)
+
+
+def test_every_benchmark_has_a_quick_run():
+    # docs/performance.md promises that no benchmark rots: each runs here at its --quick size
+    benches = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")}
+    assert benches - {run.bench for run in QUICK_RUNS.values()} == set()

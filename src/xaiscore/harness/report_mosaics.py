@@ -29,16 +29,19 @@ import numpy as np
 
 from xaiscore.harness.mosaic_runs import mosaic_metric_variables
 from xaiscore.harness.report_html import esc, fmt
+from xaiscore.harness.summary import _bootstrap_interval, _seed_for
 
 __all__ = ["mosaic_html", "mosaic_rows", "mosaic_lines", "set_and_mosaic_rows"]
 
 
-def _interval(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+def _interval(values: np.ndarray, n_boot: int, seed: int, metric: str,
+              method: str) -> tuple[float, float]:
+    """The summary table's 95 % percentile bootstrap, seeded by the (metric, method) names as
+    there; NaN with fewer than two mosaics or no resamples."""
     if values.size < 2 or n_boot < 1:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, (n_boot, values.size))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    rng = np.random.default_rng(_seed_for(seed, metric, method))
+    return _bootstrap_interval(values, n_boot=n_boot, confidence=0.95, rng=rng)
 
 
 def mosaic_rows(ds: Any, *, n_boot: int = 1000, seed: int = 0) -> Any:
@@ -56,7 +59,7 @@ def mosaic_rows(ds: Any, *, n_boot: int = 1000, seed: int = 0) -> Any:
         for i, method in enumerate(str(m) for m in ds["explainer"].values):
             scored = values[i][np.isfinite(values[i])]
             mean = float(scored.mean()) if scored.size else float("nan")
-            low, high = _interval(scored, n_boot, seed)
+            low, high = _interval(scored, n_boot, seed, metric, method)
             means.append(mean)
             rows.append({"metric": metric, "method": method, "mean": mean, "ci_low": low,
                          "ci_high": high, "n": int(scored.size),

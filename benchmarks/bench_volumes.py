@@ -24,7 +24,8 @@ Usage::
    would be 0.2x the floor, i.e. from which model cost on the kernel is within 1.2x.
 2. **Peak memory**: the largest resident set size of a fresh subprocess per setting during the
    call (sampled every 2 ms) minus its RSS right before the call (inputs built), for deletion and
-   ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values, against the inputs' own size.
+   ROAD at 64^3 and 128^3 and a few ``max_batch_size`` values (counts and byte budgets),
+   against the inputs' own size and against the inputs of one model call (``peak/call_inputs``).
 
 The CPU may be shared: the load average is printed with the machine line.
 """  # noqa: E501
@@ -44,6 +45,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import machine_line, print_table  # noqa: E402
 
+from xaiscore._engine.batching import check_items_or_bytes, items_per_call  # noqa: E402
 from xaiscore._engine.imputation import linear_imputation  # noqa: E402
 from xaiscore.functional.faithfulness import deletion, road  # noqa: E402
 
@@ -227,7 +229,7 @@ import json, os, sys, threading, time, torch
 sys.path.insert(0, {here!r})
 from bench_volumes import cnn3d, make_inputs, configs
 torch.set_num_threads({threads})
-name, batch, side, mbs = {name!r}, {batch}, {side}, {mbs}
+name, batch, side, mbs = {name!r}, {batch}, {side}, {mbs!r}
 kernel, options = configs(False)[name]
 if name == "road":
     options = dict(options, percentages=[50])
@@ -266,9 +268,12 @@ def run_memory(settings) -> list[dict]:
                              check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         volume_mb = side**3 * 4 / 2**20
+        # volumes per model call: a count as it is, a byte budget as the volumes it holds
+        items = items_per_call(check_items_or_bytes(mbs), torch.empty(1, 1, side, side, side))
         rows.append({"metric": name, "volumes": f"{batch}x{side}^3", "max_batch_size": mbs,
-                     "peak_mb": result["peak_mb"], "x+a_mb": result["inputs_mb"],
-                     "peak/volume": result["peak_mb"] / volume_mb / mbs})
+                     "volumes/call": items, "peak_mb": result["peak_mb"],
+                     "x+a_mb": result["inputs_mb"],
+                     "peak/call_inputs": result["peak_mb"] / (volume_mb * items)})
         print("  ...", rows[-1], flush=True)
     return rows
 
@@ -310,12 +315,14 @@ def _run(args: argparse.Namespace) -> int:
                            "floor_s", "ours/floor", "imputation_s", "1.2x_at_model_s/call"])
     if args.no_memory:
         return 0
-    settings = [("deletion", 4, 24, 2), ("road", 4, 24, 2)] if args.quick else [
+    settings = [("deletion", 4, 24, 2), ("road", 4, 24, "128KiB")] if args.quick else [
         ("deletion", 16, 64, 4), ("deletion", 16, 64, 16), ("road", 16, 64, 4),
         ("road", 16, 64, 16),
-        ("deletion", 4, 128, 4), ("road", 4, 128, 1), ("road", 4, 128, 4)]
-    print_table(run_memory(settings), ["metric", "volumes", "max_batch_size", "peak_mb", "x+a_mb",
-                                       "peak/volume"])
+        ("deletion", 4, 128, 4), ("road", 4, 128, 1), ("road", 4, 128, 4),
+        # byte budgets: the inputs of one model call at most that many bytes
+        ("deletion", 16, 64, "4MiB"), ("road", 16, 64, "4MiB"), ("road", 4, 128, "16MiB")]
+    print_table(run_memory(settings), ["metric", "volumes", "max_batch_size", "volumes/call",
+                                       "peak_mb", "x+a_mb", "peak/call_inputs"])
     return 0
 
 

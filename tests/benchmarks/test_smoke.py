@@ -160,6 +160,14 @@ def _harness_data(out: str, bench: object) -> None:
         assert case in out
 
 
+def _imputation_variants(out: str, bench: object) -> None:
+    assert "shipped_iterations" in out and "groups of 4" in out and "max_error" in out
+    assert "compiled_ms" not in out  # --quick leaves out the compile (half a minute)
+    # the additive variant is restored after its run
+    assert bench.imputation._Multigrid is not bench._AdditiveFinest
+    assert bench.imputation._Multigrid.__name__ == "_Multigrid"
+
+
 def _volumes(out: str, bench: object) -> None:
     assert "ours/floor" in out and "imputation_s" in out
     for name in ("deletion", "road"):
@@ -210,6 +218,8 @@ QUICK_RUNS = {
     "explainer_floor": QuickRun("bench_explainer_floor", ("--quick", "--models", "small_cnn"), "captum",  # noqa: E501
                                 _explainer_floor),
     "volumes": QuickRun("bench_volumes", ("--quick", "--no-memory"), "torch", _volumes),
+    "imputation_variants": QuickRun("bench_imputation_variants", ("--quick",), "torch",
+                                    _imputation_variants),
     "mst": QuickRun("bench_mst", ("--quick",), "sklearn", _mst),
     "harness_data": QuickRun("bench_harness_data", ("--quick",), "PIL", _harness_data),
     "localization_complexity": QuickRun("bench_localization_complexity", ("--quick",), "quantus",

@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import machine_line, print_table  # noqa: E402
+from _timing import machine_line, print_table, torch_threads  # noqa: E402
 from bench_volumes import cnn3d, make_inputs  # noqa: E402
 
 import xaiscore._engine.imputation as current  # noqa: E402
@@ -73,11 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.side, args.rounds = 16, 1
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # _run sets --threads; the caller's count comes back
         _run(args)
-    finally:
-        torch.set_num_threads(threads)
     return 0
 
 

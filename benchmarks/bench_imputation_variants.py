@@ -32,7 +32,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import machine_line, print_table  # noqa: E402
+from _timing import machine_line, print_table, torch_threads  # noqa: E402
 from bench_imputation_3d import cases, ranked_masks  # noqa: E402
 
 import xaiscore._engine.imputation as imputation  # noqa: E402
@@ -170,12 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.side = 16
         args.only = [v for v in args.only if v != "compile"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         _run(args)
-    finally:
-        torch.set_num_threads(threads)
     return 0
 
 

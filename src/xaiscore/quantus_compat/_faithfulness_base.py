@@ -9,8 +9,9 @@ import torch
 
 from xaiscore._checks import DTypeError, check_positive_int
 from xaiscore._engine.random import resolve_generator
-from xaiscore.quantus_compat._base import Metric
-from xaiscore.quantus_compat._options import check_perturb_func, map_baseline, perturb_option
+from xaiscore.quantus_compat._base import Metric, QuantusCompatibilityError
+from xaiscore.quantus_compat._options import (check_perturb_func, map_baseline, map_similarity,
+                                              perturb_option)
 
 _REPLACE = ("batch_baseline_replacement_by_indices", "baseline_replacement_by_indices")
 
@@ -28,6 +29,16 @@ class _Faithfulness(Metric):
     needs_model = True
     default_softmax = True
     _perturb_funcs: tuple[str, ...] = _REPLACE
+
+    def _set_similarity(self, similarity_func: Any, correlation: str) -> None:
+        """Accept only ``correlation`` (``"pearson"`` or ``"spearman"``, the metric's default
+        ``similarity_func``) and keep the argument as given."""
+        if map_similarity(similarity_func, default=correlation, allow_callable=False,
+                          metric=type(self).__name__) != correlation:
+            raise QuantusCompatibilityError(
+                f"{type(self).__name__} computes the {correlation.capitalize()} correlation (its "
+                "default `similarity_func`); other similarities are not supported.")
+        self.similarity_func = similarity_func
 
     def _setup_perturbation(self, perturb_func: Any, perturb_baseline: Any,
                             perturb_func_kwargs: Any,

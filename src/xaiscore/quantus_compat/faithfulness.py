@@ -50,8 +50,7 @@ from xaiscore.functional.faithfulness.feature_removal import (
 from xaiscore.quantus_compat._base import (Metric, Prepared, QuantusCompatibilityError,
                                            ScoreDirection, common)
 from xaiscore.quantus_compat._faithfulness_base import _Faithfulness, _positive
-from xaiscore.quantus_compat._options import (check_perturb_func, map_similarity,
-                                              perturb_option)
+from xaiscore.quantus_compat._options import (check_perturb_func, perturb_option)
 from xaiscore.quantus_compat.faithfulness_random import (
     FaithfulnessCorrelation,
     Infidelity,
@@ -271,13 +270,7 @@ class FaithfulnessEstimate(_Faithfulness):
                  quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False,
-                          metric=type(self).__name__) \
-                != "pearson":
-            raise QuantusCompatibilityError(
-                "FaithfulnessEstimate computes the Pearson correlation (its default "
-                "`similarity_func`); other similarities are not supported.")
-        self.similarity_func = similarity_func
+        self._set_similarity(similarity_func, "pearson")
         self.features_in_step = _positive(features_in_step, "features_in_step")
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
 
@@ -370,13 +363,7 @@ class MonotonicityCorrelation(_Faithfulness):
                  quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="spearman", allow_callable=False,
-                          metric=type(self).__name__) \
-                != "spearman":
-            raise QuantusCompatibilityError(
-                "MonotonicityCorrelation computes the Spearman correlation (its default "
-                "`similarity_func`); other similarities are not supported.")
-        self.similarity_func = similarity_func
+        self._set_similarity(similarity_func, "spearman")
         self.eps = float(eps)
         self.nr_samples = _positive(nr_samples, "nr_samples")
         self.features_in_step = _positive(features_in_step, "features_in_step")

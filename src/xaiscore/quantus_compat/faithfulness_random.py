@@ -21,7 +21,6 @@ from xaiscore.functional.faithfulness.random_perturbations import (default_subse
 from xaiscore.quantus_compat._base import (Prepared, QuantusCompatibilityError, ScoreDirection,
                                            common)
 from xaiscore.quantus_compat._faithfulness_base import _Faithfulness, _positive
-from xaiscore.quantus_compat._options import map_similarity
 
 __all__ = ["FaithfulnessCorrelation", "Infidelity", "SensitivityN"]
 
@@ -61,13 +60,7 @@ class FaithfulnessCorrelation(_Faithfulness):
                  quantus_bug_compatible: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False,
-                          metric=type(self).__name__) \
-                != "pearson":
-            raise QuantusCompatibilityError(
-                "FaithfulnessCorrelation computes the Pearson correlation (its default "
-                "`similarity_func`); other similarities are not supported.")
-        self.similarity_func = similarity_func
+        self._set_similarity(similarity_func, "pearson")
         self.nr_runs = _positive(nr_runs, "nr_runs")
         self.subset_size = _positive(subset_size, "subset_size")
         self._setup_perturbation(perturb_func, perturb_baseline, perturb_func_kwargs, seed)
@@ -185,13 +178,7 @@ class SensitivityN(_Faithfulness):
                  subset_sizes: Sequence[int | float] | None = None, n_subsets: int | None = None,
                  quantus_bug_compatible: bool = False, **kwargs: Any) -> None:
         super().__init__(**common(locals()))
-        if map_similarity(similarity_func, default="pearson", allow_callable=False,
-                          metric=type(self).__name__) \
-                != "pearson":
-            raise QuantusCompatibilityError(
-                "SensitivityN computes the Pearson correlation (its default "
-                "`similarity_func`); other similarities are not supported.")
-        self.similarity_func = similarity_func
+        self._set_similarity(similarity_func, "pearson")
         if not 0.0 < float(n_max_percentage) <= 1.0:
             raise OptionError(
                 f"Expected `n_max_percentage` in (0, 1], but got {n_max_percentage!r}.")
